@@ -1,0 +1,3 @@
+from goe2mqtt.cli import main
+
+raise SystemExit(main())

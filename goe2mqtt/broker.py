@@ -1,0 +1,146 @@
+"""A private Mosquitto for the demo and the tests.
+
+Runs in the foreground on a free loopback port with its own temporary config,
+and is stopped by PID: it never touches a system-wide broker.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+
+class BrokerUnavailable(RuntimeError):
+    """Mosquitto is not installed or would not start."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class MosquittoBroker:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        persistence: bool = False,
+        extra_config: tuple[str, ...] = (),
+        binary: str | None = None,
+    ) -> None:
+        found = binary or shutil.which("mosquitto") or _sbin("mosquitto")
+        if found is None:
+            raise BrokerUnavailable(
+                "mosquitto is not installed (apt-get install -y mosquitto mosquitto-clients)"
+            )
+        self.binary = found
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self._dir = Path(tempfile.mkdtemp(prefix="goe2mqtt-mosquitto-"))
+        self._persistence = persistence
+        self._extra = extra_config
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self._dir / "mosquitto.log"
+
+    def _write_config(self) -> Path:
+        lines = [
+            f"listener {self.port} {self.host}",
+            "allow_anonymous true",
+            f"persistence {'true' if self._persistence else 'false'}",
+            f"persistence_location {self._dir}/",
+            "log_dest stdout",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            # As root Mosquitto would switch to its own user and lose our temp dir.
+            f"user {getpass.getuser()}",
+            *self._extra,
+        ]
+        path = self._dir / "mosquitto.conf"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return path
+
+    def start(self, timeout: float = 10.0) -> None:
+        config = self._write_config()
+        with open(self.log_path, "ab") as log_file:
+            self._process = subprocess.Popen(
+                [self.binary, "-c", str(config)],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise BrokerUnavailable(f"mosquitto exited: {self._log_tail()}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.kill()
+        raise BrokerUnavailable(f"mosquitto did not listen on port {self.port}: {self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-500:].strip()
+        except OSError:
+            return "(no log)"
+
+    def _signal(self, sig: signal.Signals, wait: float) -> None:
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            os.kill(process.pid, sig)
+            try:
+                process.wait(wait)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()
+        self._process = None
+
+    def stop(self) -> None:
+        """Stop cleanly (SIGTERM): a persistent broker writes its sessions to disk."""
+        self._signal(signal.SIGTERM, 5.0)
+
+    def kill(self) -> None:
+        """Die the hard way (SIGKILL), as a crashed or power-cut broker does."""
+        self._signal(signal.SIGKILL, 5.0)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.kill()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> MosquittoBroker:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _sbin(name: str) -> str | None:
+    candidate = Path("/usr/sbin") / name
+    return str(candidate) if candidate.exists() else None

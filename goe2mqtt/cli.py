@@ -1,0 +1,147 @@
+"""Command line: run the daemon, check a config, run the simulator or the demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+import structlog
+
+from goe2mqtt import __version__
+from goe2mqtt.config import ConfigError, Settings, load_settings
+from goe2mqtt.logs import LEVELS, configure_logging
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+log = structlog.get_logger()
+
+
+def _common_options(suppress_defaults: bool) -> argparse.ArgumentParser:
+    # Sub-commands take the same options; SUPPRESS keeps a value given before the
+    # sub-command from being overwritten by the sub-command's default.
+    def default(value: str) -> str:
+        return argparse.SUPPRESS if suppress_defaults else value
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        "-c",
+        default=default(os.environ.get("GOE2MQTT_CONFIG", "config.yaml")),
+        help="config file (default: $GOE2MQTT_CONFIG or ./config.yaml)",
+    )
+    common.add_argument("--log-level", choices=LEVELS, default=default("info"))
+    common.add_argument(
+        "--log-format", choices=("auto", "console", "json"), default=default("auto")
+    )
+    return common
+
+
+def _parser() -> argparse.ArgumentParser:
+    common, sub_common = _common_options(False), _common_options(True)
+    parser = argparse.ArgumentParser(
+        prog="goe2mqtt",
+        description="Bridge go-e chargers to MQTT with Home Assistant discovery.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"goe2mqtt {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("run", parents=[sub_common], help="run the bridge (the default)")
+    commands.add_parser("check-config", parents=[sub_common], help="validate the config and exit")
+    simulate = commands.add_parser(
+        "simulate", parents=[sub_common], help="serve simulated chargers on loopback"
+    )
+    simulate.add_argument("--listen", default="127.0.0.1")
+    simulate.add_argument("--port", type=int, default=8080)
+    simulate.add_argument(
+        "--charger",
+        action="append",
+        metavar="SERIAL[:TOKEN]",
+        help="a simulated charger (repeatable; default 012345:demo-token)",
+    )
+    demo = commands.add_parser(
+        "demo", parents=[sub_common], help="simulator + broker + bridge, topic stream printed"
+    )
+    demo.add_argument("--mqtt-host", default=None, help="use this broker instead of starting one")
+    demo.add_argument("--mqtt-port", type=int, default=1883)
+    demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = args.command or "run"
+    if command == "simulate":
+        configure_logging(args.log_level, args.log_format)
+        return _simulate(args.listen, args.port, args.charger or ["012345:demo-token"])
+    if command == "demo":
+        configure_logging("warning", "console" if args.log_format == "auto" else args.log_format)
+        from goe2mqtt.demo import run_demo
+
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(
+                run_demo(mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port, duration=args.duration)
+            )
+        return EXIT_OK
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"goe2mqtt: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if command == "check-config":
+        names = ", ".join(c.name for c in settings.chargers)
+        print(f"{args.config}: OK ({len(settings.chargers)} charger(s): {names})")
+        return EXIT_OK
+    configure_logging(args.log_level, args.log_format, secrets=settings.secrets())
+    return _run(settings)
+
+
+def _run(settings: Settings) -> int:
+    from goe2mqtt.bridge import Bridge
+
+    async def serve() -> None:
+        bridge = Bridge(settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, bridge.request_stop)
+        await bridge.run()
+
+    try:
+        asyncio.run(serve())
+    except Exception:
+        log.exception("bridge_crashed")
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _simulate(host: str, port: int, specs: Sequence[str]) -> int:
+    from goe2mqtt.simulator import SimulatedCharger, Simulator
+
+    chargers = []
+    for spec in specs:
+        serial, _, token = spec.partition(":")
+        chargers.append(SimulatedCharger(serial, token or None))
+    simulator = Simulator(chargers)
+
+    async def serve() -> None:
+        await simulator.start(host, port)
+        for charger in chargers:
+            print(
+                f"charger {charger.serial}: api_url {simulator.url_for(charger.serial)}", flush=True
+            )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await simulator.stop()
+
+    asyncio.run(serve())
+    return EXIT_OK

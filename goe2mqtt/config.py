@@ -1,0 +1,205 @@
+"""Configuration: YAML file -> validated, immutable settings.
+
+Every error is a ConfigError whose message starts with the key it is about
+(``chargers[0].serial: ...``) and never contains a secret's value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+NAME_PATTERN = r"^[a-z0-9_-]+$"
+SERIAL_PATTERN = r"^[0-9]{6}$"
+# Topic levels we build from these must not contain MQTT wildcards or empty levels.
+TOPIC_PATTERN = r"^[^#+/\x00]+(/[^#+/\x00]+)*$"
+RESERVED_NAMES = frozenset({"bridge"})
+DEFAULT_CLOUD_URL = "https://{serial}.api.v3.go-e.io"
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the key and is safe to print."""
+
+
+class _Section(BaseModel):
+    # strict: YAML already gives real types, so "1883" for a port is a mistake worth reporting.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class MqttSettings(_Section):
+    host: str = Field(min_length=1)
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: str | None = None
+    client_id: str = Field(default="goe2mqtt", min_length=1, max_length=128)
+    base_topic: str = Field(default="goe2mqtt", pattern=TOPIC_PATTERN)
+    discovery_prefix: str = Field(default="homeassistant", pattern=TOPIC_PATTERN)
+    discovery: bool = True
+    keepalive: int = Field(default=60, ge=5, le=3600)
+
+    @model_validator(mode="after")
+    def _load_password_file(self) -> MqttSettings:
+        if self.password_file is not None:
+            if self.password is not None:
+                raise ValueError("give either password or password_file, not both")
+            secret = _read_secret_file(self.password_file, "password_file")
+            object.__setattr__(self, "password", SecretStr(secret))
+        return self
+
+
+class ChargerSettings(_Section):
+    name: str = Field(pattern=NAME_PATTERN, max_length=64)
+    serial: str = Field(pattern=SERIAL_PATTERN)
+    token: SecretStr | None = None
+    token_file: str | None = None
+    api_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
+    scan_interval: float = Field(default=10.0, gt=0, le=3600)
+    timeout: float = Field(default=10.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _load_token(self) -> ChargerSettings:
+        if self.token_file is not None:
+            if self.token is not None:
+                raise ValueError("give either token or token_file, not both")
+            object.__setattr__(
+                self, "token", SecretStr(_read_secret_file(self.token_file, "token_file"))
+            )
+        if self.token is None or not self.token.get_secret_value():
+            raise ValueError("token: required for the cloud API (or give token_file)")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        url = self.api_url or DEFAULT_CLOUD_URL.format(serial=self.serial)
+        return url.rstrip("/")
+
+
+class Settings(_Section):
+    mqtt: MqttSettings
+    chargers: tuple[ChargerSettings, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_chargers(self) -> Settings:
+        seen_names: set[str] = set()
+        seen_serials: set[str] = set()
+        for index, charger in enumerate(self.chargers):
+            if charger.name in RESERVED_NAMES:
+                raise ValueError(f"chargers[{index}].name: '{charger.name}' is reserved")
+            if charger.name in seen_names:
+                raise ValueError(f"chargers[{index}].name: duplicate name '{charger.name}'")
+            if charger.serial in seen_serials:
+                raise ValueError(f"chargers[{index}].serial: duplicate serial {charger.serial}")
+            seen_names.add(charger.name)
+            seen_serials.add(charger.serial)
+        return self
+
+    def secrets(self) -> list[str]:
+        """Every secret value, so the log redactor can mask them wherever they turn up."""
+        values = [c.token.get_secret_value() for c in self.chargers if c.token is not None]
+        if self.mqtt.password is not None:
+            values.append(self.mqtt.password.get_secret_value())
+        return [v for v in values if v]
+
+
+def _read_secret_file(path: str, key: str) -> str:
+    try:
+        secret = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"{key}: cannot read {path}: {exc.strerror}") from None
+    if not secret:
+        raise ValueError(f"{key}: {path} is empty")
+    return secret
+
+
+def _expand_env(node: Any, path: str) -> Any:
+    """Replace ${VAR} in every string with the environment variable's value."""
+    if isinstance(node, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            value = os.environ.get(match.group(1))
+            if value is None:
+                raise ConfigError(f"{path}: environment variable {match.group(1)} is not set")
+            return value
+
+        return _ENV_REF.sub(substitute, node)
+    if isinstance(node, Mapping):
+        return {k: _expand_env(v, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand_env(v, f"{path}[{i}]") for i, v in enumerate(node)]
+    return node
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part.startswith("function-") or part.startswith("model"):
+            continue
+        else:
+            text += f".{part}" if text else part
+    return text
+
+
+_FRIENDLY_TYPES = {
+    "missing": "required key is missing",
+    "extra_forbidden": "unknown key",
+}
+
+
+_PATTERN_HINTS = {
+    "serial": 'must be the 6-digit serial as a quoted string, e.g. "012345"',
+    "name": "use only a-z, 0-9, _ and - (it becomes an MQTT topic level)",
+    "base_topic": "must be an MQTT topic without wildcards (+, #) or empty levels",
+    "discovery_prefix": "must be an MQTT topic without wildcards (+, #) or empty levels",
+    "api_url": "must be an http:// or https:// URL without query",
+    "chargers": "list at least one charger",
+}
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    key = _key_path(tuple(error["loc"]))
+    kind = error["type"]
+    message = _FRIENDLY_TYPES.get(kind, str(error["msg"])).removeprefix("Value error, ")
+    if kind in ("string_type", "string_pattern_mismatch", "too_short"):
+        message = _PATTERN_HINTS.get(key.rsplit(".", 1)[-1], message)
+    if kind == "value_error" and re.match(r"^[a-z_]+(\[\d+\])?[.:]", message):
+        # A model validator names the key relative to its section.
+        return f"{key}.{message}" if key else message
+    return f"{key}: {message}" if key else message
+
+
+def parse_settings(raw: Any) -> Settings:
+    """Validate an already-parsed YAML document."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError("the config file must be a YAML mapping with 'mqtt' and 'chargers'")
+    expanded = _expand_env(raw, "")
+    if isinstance(expanded.get("chargers"), list):
+        expanded["chargers"] = tuple(expanded["chargers"])
+    try:
+        return Settings.model_validate(expanded)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc.errors(include_input=False)[0])) from None
+
+
+def load_settings(path: str | Path) -> Settings:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: invalid YAML{where}") from None
+    return parse_settings(raw)

@@ -1,0 +1,122 @@
+"""`goe2mqtt demo`: simulator + broker + bridge, with the topic stream printed live.
+
+A newcomer sees discovery, states, a command and its result within seconds,
+without a charger, a cloud account or a broker of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from typing import TextIO
+
+import aiomqtt
+
+from goe2mqtt.bridge import Bridge
+from goe2mqtt.broker import MosquittoBroker
+from goe2mqtt.config import parse_settings
+from goe2mqtt.simulator import SimulatedCharger, Simulator
+
+DEMO_CHARGERS = (("garage", "000001"), ("carport", "000002"))
+DEMO_TOKEN = "demo-token"  # the simulator's, not a real cloud key
+
+
+def _short(payload: bytes, width: int = 110) -> str:
+    text = payload.decode("utf-8", errors="replace")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+async def _print_stream(host: str, port: int, base: str, out: TextIO) -> None:
+    async with aiomqtt.Client(host, port, identifier="goe2mqtt-demo-viewer") as client:
+        await client.subscribe(f"{base}/#")
+        await client.subscribe("homeassistant/+/goe2mqtt/+/config")
+        async for message in client.messages:
+            print(f"{message.topic.value:<60} {_short(message.payload)}", file=out, flush=True)
+
+
+async def _script(host: str, port: int, simulator: Simulator, out: TextIO) -> None:
+    """What a user would do: plug in a car, press the button, change the current."""
+    garage = simulator.charger(DEMO_CHARGERS[0][1])
+    async with aiomqtt.Client(host, port, identifier="goe2mqtt-demo-user") as client:
+        steps: list[tuple[float, str, str | None, str]] = [
+            (4, "a car is plugged in at the garage (authentication required)", None, ""),
+            (
+                4,
+                "pressing 'Wallbox control' (authenticates, charging starts)",
+                "goe2mqtt/garage/cmd/wallbox_control",
+                "PRESS",
+            ),
+            (
+                6,
+                "changing the charging current to 10 A",
+                "goe2mqtt/garage/cmd/change_charging_power",
+                json.dumps({"charging_power": 10, "id": "demo-1"}),
+            ),
+            (
+                6,
+                "a bad command: 99 A is out of range",
+                "goe2mqtt/garage/cmd/change_charging_power",
+                "99",
+            ),
+            (6, "stopping the charge", "goe2mqtt/garage/cmd/stop_charging", ""),
+        ]
+        for delay, title, topic, payload in steps:
+            await asyncio.sleep(delay)
+            print(f"\n--- {title}", file=out, flush=True)
+            if topic is None:
+                garage.plug_in(auth_required=True)
+            else:
+                await client.publish(topic, payload, qos=1)
+
+
+async def run_demo(
+    *, mqtt_host: str | None, mqtt_port: int, duration: float | None, out: TextIO = sys.stdout
+) -> None:
+    simulator = Simulator(SimulatedCharger(serial, DEMO_TOKEN) for _, serial in DEMO_CHARGERS)
+    await simulator.start()
+    broker: MosquittoBroker | None = None
+    if mqtt_host is None:
+        broker = MosquittoBroker()
+        broker.start()
+        host, port = broker.host, broker.port
+        print(f"--- started a private Mosquitto on {host}:{port}", file=out)
+    else:
+        host, port = mqtt_host, mqtt_port
+    settings = parse_settings(
+        {
+            "mqtt": {"host": host, "port": port, "client_id": "goe2mqtt-demo"},
+            "chargers": [
+                {
+                    "name": name,
+                    "serial": serial,
+                    "token": DEMO_TOKEN,
+                    "api_url": simulator.url_for(serial),
+                    "scan_interval": 2,
+                }
+                for name, serial in DEMO_CHARGERS
+            ],
+        }
+    )
+    print(f"--- simulated go-e cloud at {simulator.base_url}; Ctrl-C to stop\n", file=out)
+    bridge = Bridge(settings)
+    tasks = [
+        asyncio.create_task(bridge.run()),
+        asyncio.create_task(_print_stream(host, port, settings.mqtt.base_topic, out)),
+        asyncio.create_task(_script(host, port, simulator, out)),
+    ]
+    try:
+        await asyncio.wait_for(asyncio.shield(tasks[0]), duration)
+    except TimeoutError:
+        pass
+    finally:
+        bridge.request_stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(tasks[0]), 10)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await simulator.stop()
+        if broker is not None:
+            broker.close()

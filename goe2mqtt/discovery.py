@@ -1,0 +1,201 @@
+"""Topic layout and Home Assistant discovery payloads, rendered from the catalogue.
+
+Pure functions: given the configured names and what the charger told us about
+itself, say which topics exist and what their discovery configs are.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from goe2mqtt import PROJECT_URL, __version__
+from goe2mqtt.catalogue import ENTITIES, EntityDescription, Status
+from goe2mqtt.commands import PRESS, current_range
+
+ORIGIN = {"name": "goe2mqtt", "sw_version": __version__, "support_url": PROJECT_URL}
+ONLINE = "online"
+OFFLINE = "offline"
+RESULT_LEAF = "result"
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Where everything of one installation lives under the base topic."""
+
+    base: str
+
+    @property
+    def bridge_availability(self) -> str:
+        return f"{self.base}/bridge/availability"
+
+    @property
+    def command_filter(self) -> str:
+        return f"{self.base}/+/cmd/+"
+
+    def state(self, charger: str, key: str) -> str:
+        return f"{self.base}/{charger}/{key}"
+
+    def json_state(self, charger: str) -> str:
+        return f"{self.base}/{charger}/state"
+
+    def availability(self, charger: str) -> str:
+        return f"{self.base}/{charger}/availability"
+
+    def command(self, charger: str, service: str) -> str:
+        return f"{self.base}/{charger}/cmd/{service}"
+
+    def result(self, charger: str) -> str:
+        return f"{self.base}/{charger}/cmd/{RESULT_LEAF}"
+
+    def parse_command(self, topic: str) -> tuple[str, str] | None:
+        """(charger, service) of a command topic, or None for anything else."""
+        prefix = f"{self.base}/"
+        if not topic.startswith(prefix):
+            return None
+        parts = topic[len(prefix) :].split("/")
+        if len(parts) != 3 or parts[1] != "cmd" or not parts[0] or not parts[2]:
+            return None
+        return parts[0], parts[2]
+
+
+def node_id(base_topic: str) -> str:
+    """Discovery node_id: the base topic squeezed into [a-zA-Z0-9_-]."""
+    return re.sub(r"[^a-zA-Z0-9_-]", "_", base_topic)
+
+
+def discovery_filter(prefix: str, base_topic: str) -> str:
+    """Matches every config this installation could have published, and nothing else."""
+    return f"{prefix}/+/{node_id(base_topic)}/+/config"
+
+
+def discovery_topic(prefix: str, base_topic: str, charger: str, entity: EntityDescription) -> str:
+    return f"{prefix}/{entity.component}/{node_id(base_topic)}/{charger}_{entity.key}/config"
+
+
+def expected_discovery_topics(prefix: str, base_topic: str, chargers: Iterable[str]) -> set[str]:
+    return {
+        discovery_topic(prefix, base_topic, name, entity)
+        for name in chargers
+        for entity in ENTITIES
+    }
+
+
+@dataclass(frozen=True)
+class DeviceFacts:
+    """What the charger says about itself that goes into discovery."""
+
+    model: str | None = None
+    sw_version: str | None = None
+    current_range: tuple[int, int] = current_range({})
+
+    @classmethod
+    def from_status(cls, status: Status) -> DeviceFacts:
+        model, firmware = status.get("typ"), status.get("fwv")
+        return cls(
+            model=model if isinstance(model, str) else None,
+            sw_version=firmware if isinstance(firmware, str) else None,
+            current_range=current_range(status),
+        )
+
+
+def device_block(name: str, serial: str, facts: DeviceFacts) -> dict[str, Any]:
+    device: dict[str, Any] = {
+        "identifiers": [f"goe_{serial}"],
+        "name": name,
+        "manufacturer": "go-e",
+        "model": facts.model or "go-e Charger",
+        "serial_number": serial,
+    }
+    if facts.sw_version:
+        device["sw_version"] = facts.sw_version
+    return device
+
+
+def entity_config(
+    entity: EntityDescription,
+    *,
+    topics: Topics,
+    charger: str,
+    serial: str,
+    facts: DeviceFacts,
+) -> dict[str, Any]:
+    availability: list[dict[str, str]] = [
+        {"topic": topics.bridge_availability},
+        {"topic": topics.availability(charger)},
+    ]
+    if entity.needs_car:
+        availability.append(
+            {
+                "topic": topics.state(charger, "car_connected"),
+                "payload_available": "true",
+                "payload_not_available": "false",
+            }
+        )
+    config: dict[str, Any] = {
+        "name": entity.name,
+        "unique_id": f"goe_{serial}_{entity.key}",
+        # Current HA takes the entity id from here; old HA derives the same id from
+        # device name + entity name. object_id is not sent: new HA warns about it.
+        "default_entity_id": f"{entity.component}.{charger}_{entity.key}",
+        "availability": availability,
+        "availability_mode": "all",
+        "device": device_block(charger, serial, facts),
+        "origin": ORIGIN,
+    }
+    if entity.value is not None:
+        config["state_topic"] = topics.state(charger, entity.key)
+    if entity.command is not None:
+        config["command_topic"] = topics.command(charger, entity.command)
+    optional = {
+        "device_class": entity.device_class,
+        "state_class": entity.state_class,
+        "unit_of_measurement": entity.unit,
+        "entity_category": entity.entity_category,
+        "icon": entity.icon,
+        "suggested_display_precision": entity.precision,
+    }
+    config.update({k: v for k, v in optional.items() if v is not None})
+    if entity.options:
+        config["options"] = list(entity.options)
+    if not entity.enabled_by_default:
+        config["enabled_by_default"] = False
+    if entity.component == "binary_sensor":
+        config["payload_on"] = "true"
+        config["payload_off"] = "false"
+    elif entity.component == "number":
+        low, high = facts.current_range
+        config.update({"min": low, "max": high, "step": 1, "mode": "box"})
+    elif entity.component == "button":
+        config["payload_press"] = PRESS
+    return config
+
+
+def render_discovery(
+    *,
+    prefix: str,
+    topics: Topics,
+    charger: str,
+    serial: str,
+    facts: DeviceFacts,
+) -> dict[str, str]:
+    """topic -> JSON payload for every entity of one charger."""
+    return {
+        discovery_topic(prefix, topics.base, charger, entity): json.dumps(
+            entity_config(entity, topics=topics, charger=charger, serial=serial, facts=facts),
+            sort_keys=True,
+            ensure_ascii=False,
+        )
+        for entity in ENTITIES
+    }
+
+
+def describe_topics(topics: Topics, charger: str) -> Mapping[str, str]:
+    """A human list of one charger's topics (used by the demo and the README table test)."""
+    described = {topics.state(charger, e.key): e.name for e in ENTITIES if e.value is not None}
+    described[topics.json_state(charger)] = "all values as one JSON object"
+    described[topics.availability(charger)] = "online / offline"
+    return described

@@ -1,0 +1,139 @@
+"""go-e API v2 client (cloud API; the local HTTP API speaks the same key space).
+
+Knows HTTP and the go-e answer codes, nothing of MQTT. Every failure is a GoeError
+subclass whose message is safe to log: the token travels in a header, never in a URL
+or a message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import aiohttp
+
+JsonValue = None | bool | int | float | str | list[Any] | dict[str, Any]
+Status = Mapping[str, Any]
+
+# A full go-e status is ~10 KiB; anything near this is not a go-e answer.
+MAX_BODY_BYTES = 1 << 20
+
+
+class GoeError(Exception):
+    """A request to the charger failed; ``str(err)`` is the reason, safe to log."""
+
+    #: True when the answer proves the charger is unreachable right now
+    #: (no need to wait for more failures before reporting it offline).
+    offline_now = False
+
+
+class ChargerOffline(GoeError):
+    """403 / 404 / success=false: the cloud says the charger is not there."""
+
+    offline_now = True
+
+
+class AuthFailed(GoeError):
+    """401: the token was refused."""
+
+    offline_now = True
+
+
+class Rejected(GoeError):
+    """422: the charger refused every key of a set call."""
+
+
+class TransientError(GoeError):
+    """Timeout, connection failure, 5xx or a garbled answer: worth trying again."""
+
+
+def encode_set_value(value: JsonValue) -> str:
+    """go-e wants every /api/set value JSON-encoded: 16, "name", null, true."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class GoeClient:
+    """One charger's API. Shares the caller's aiohttp session (one pool for a fleet)."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        token: str | None,
+        *,
+        timeout: float = 10.0,
+    ) -> None:
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 5.0))
+
+    async def status(self, keys: Collection[str]) -> dict[str, Any]:
+        """The charger's current values for ``keys`` (all keys when empty)."""
+        params = {"filter": ",".join(sorted(keys))} if keys else {}
+        return await self._call("/api/status", params)
+
+    async def set(self, values: Mapping[str, JsonValue]) -> dict[str, Any]:
+        """Write values; returns the charger's per-key answer."""
+        if not values:
+            raise ValueError("set() needs at least one key")
+        params = {key: encode_set_value(value) for key, value in values.items()}
+        return await self._call("/api/set", params)
+
+    async def _call(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
+        try:
+            async with self._session.get(
+                self._base_url + path,
+                params=params,
+                headers=self._headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as response:
+                body = await response.content.read(MAX_BODY_BYTES + 1)
+                http_status = response.status
+        except TimeoutError:
+            raise TransientError("timed out") from None
+        except aiohttp.ClientError as exc:
+            raise TransientError(f"connection failed: {type(exc).__name__}") from None
+        if len(body) > MAX_BODY_BYTES:
+            raise TransientError(f"answer larger than {MAX_BODY_BYTES} bytes")
+        return _interpret(http_status, body)
+
+
+def _interpret(http_status: int, body: bytes) -> dict[str, Any]:
+    """Map a go-e answer to its data or the matching GoeError (pure, so it is easy to test)."""
+    payload = _decode(body)
+    reason = _reason(payload)
+    if http_status == 401:
+        raise AuthFailed("token rejected (401)")
+    if http_status == 403:
+        raise ChargerOffline(f"charger offline or cloud API disabled (403){reason}")
+    if http_status == 404:
+        raise ChargerOffline(f"no recent data from the charger (404){reason}")
+    if http_status == 422:
+        raise Rejected(f"every key rejected (422){reason}")
+    if http_status >= 500:
+        raise TransientError(f"server error ({http_status})")
+    if not 200 <= http_status < 300:
+        raise TransientError(f"unexpected HTTP status {http_status}")
+    if payload is None:
+        raise TransientError("answer is not valid JSON")
+    if not isinstance(payload, dict):
+        raise TransientError("answer is not a JSON object")
+    if payload.get("success") is False:
+        raise ChargerOffline(f"cloud reports failure{reason}")
+    return payload
+
+
+def _decode(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def _reason(payload: Any) -> str:
+    if isinstance(payload, dict) and isinstance(payload.get("reason"), str):
+        return f": {payload['reason'][:200]}"
+    return ""
