@@ -50,7 +50,7 @@ class MqttSettings(_Section):
     def _load_password_file(self) -> MqttSettings:
         if self.password_file is not None:
             if self.password is not None:
-                raise ValueError("give either password or password_file, not both")
+                raise ValueError("password_file: give either password or password_file, not both")
             secret = _read_secret_file(self.password_file, "password_file")
             object.__setattr__(self, "password", SecretStr(secret))
         return self
@@ -69,7 +69,7 @@ class ChargerSettings(_Section):
     def _load_token(self) -> ChargerSettings:
         if self.token_file is not None:
             if self.token is not None:
-                raise ValueError("give either token or token_file, not both")
+                raise ValueError("token_file: give either token or token_file, not both")
             object.__setattr__(
                 self, "token", SecretStr(_read_secret_file(self.token_file, "token_file"))
             )

@@ -90,15 +90,17 @@ class GoeClient:
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as response:
-                body = await response.content.read(MAX_BODY_BYTES + 1)
+                body = bytearray()
+                async for chunk in response.content.iter_chunked(1 << 16):
+                    body += chunk
+                    if len(body) > MAX_BODY_BYTES:
+                        raise TransientError(f"answer larger than {MAX_BODY_BYTES} bytes")
                 http_status = response.status
         except TimeoutError:
             raise TransientError("timed out") from None
         except aiohttp.ClientError as exc:
             raise TransientError(f"connection failed: {type(exc).__name__}") from None
-        if len(body) > MAX_BODY_BYTES:
-            raise TransientError(f"answer larger than {MAX_BODY_BYTES} bytes")
-        return _interpret(http_status, body)
+        return _interpret(http_status, bytes(body))
 
 
 def _interpret(http_status: int, body: bytes) -> dict[str, Any]:

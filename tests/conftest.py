@@ -1,0 +1,230 @@
+"""Shared fixtures: a real Mosquitto, the simulated go-e cloud, an MQTT probe, the bridge."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from goe2mqtt.bridge import Bridge
+from goe2mqtt.broker import MosquittoBroker
+from goe2mqtt.config import Settings, parse_settings
+from goe2mqtt.discovery import Topics
+from goe2mqtt.simulator import SimulatedCharger, Simulator
+
+TOKEN = "tok-3f9c2a7e5d1b"
+SERIALS = {"garage": "012345", "carport": "067890"}
+WAIT = 10.0  # an upper bound for liveness, never a speed assertion
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[MosquittoBroker]:
+    with MosquittoBroker() as running:
+        yield running
+
+
+@pytest.fixture
+def own_broker() -> Iterator[MosquittoBroker]:
+    """A broker of the test's own, for tests that kill or restart it."""
+    with MosquittoBroker() as running:
+        yield running
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[Simulator]:
+    sim = Simulator(SimulatedCharger(serial, TOKEN) for serial in SERIALS.values())
+    await sim.start()
+    yield sim
+    await sim.stop()
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+
+    @property
+    def text(self) -> str:
+        return self.payload.decode()
+
+    def json(self) -> Any:
+        return json.loads(self.payload)
+
+
+class MqttProbe:
+    """A plain MQTT client that records everything under its subscriptions."""
+
+    def __init__(self, host: str, port: int, subscriptions: list[str]) -> None:
+        self._client = aiomqtt.Client(host, port, identifier=f"probe-{uuid.uuid4().hex[:8]}")
+        self._subscriptions = subscriptions
+        self.messages: list[Received] = []
+        self._arrived = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> MqttProbe:
+        await self._client.__aenter__()
+        for topic in self._subscriptions:
+            await self._client.subscribe(topic, qos=1)
+        self._task = asyncio.create_task(self._consume())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self._client.__aexit__(None, None, None)
+
+    async def _consume(self) -> None:
+        async for message in self._client.messages:
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            self.messages.append(Received(message.topic.value, payload, bool(message.retain)))
+            self._arrived.set()
+
+    def mark(self) -> int:
+        return len(self.messages)
+
+    def since(self, mark: int, topic: str | None = None) -> list[Received]:
+        return [m for m in self.messages[mark:] if topic is None or m.topic == topic]
+
+    def latest(self, topic: str) -> Received | None:
+        for message in reversed(self.messages):
+            if message.topic == topic:
+                return message
+        return None
+
+    async def wait_for(
+        self,
+        topic: str,
+        predicate: Callable[[Received], bool] = lambda m: True,
+        *,
+        since: int = 0,
+        within: float = WAIT,
+    ) -> Received:
+        async def scan() -> Received:
+            seen = since
+            while True:
+                for message in self.messages[seen:]:
+                    if message.topic == topic and predicate(message):
+                        return message
+                seen = len(self.messages)
+                self._arrived.clear()
+                await self._arrived.wait()
+
+        try:
+            return await asyncio.wait_for(scan(), within)
+        except TimeoutError:
+            last = self.latest(topic)
+            raise AssertionError(
+                f"no matching message on {topic} (last: {last.text if last else None!r})"
+            ) from None
+
+    async def wait_text(self, topic: str, text: str, *, since: int = 0) -> Received:
+        return await self.wait_for(topic, lambda m: m.text == text, since=since)
+
+    async def publish(self, topic: str, payload: str | bytes, *, retain: bool = False) -> None:
+        await self._client.publish(topic, payload, qos=1, retain=retain)
+
+    async def command(self, topic: str, payload: str | bytes) -> dict[str, Any]:
+        """Publish a command and return its result (the next one on the result topic)."""
+        result_topic = topic.rsplit("/", 1)[0] + "/result"
+        mark = self.mark()
+        await self.publish(topic, payload)
+        result: dict[str, Any] = (await self.wait_for(result_topic, since=mark)).json()
+        return result
+
+
+@dataclass
+class Setup:
+    """One test's installation: unique topics so tests never see each other's retained data."""
+
+    settings: Settings
+    topics: Topics
+    prefix: str
+    simulator: Simulator
+
+    def charger(self, name: str) -> SimulatedCharger:
+        return self.simulator.charger(SERIALS[name])
+
+    def state(self, name: str, key: str) -> str:
+        return self.topics.state(name, key)
+
+    def cmd(self, name: str, service: str) -> str:
+        return self.topics.command(name, service)
+
+
+def make_settings(
+    broker: MosquittoBroker,
+    simulator: Simulator,
+    *,
+    chargers: tuple[str, ...] = ("garage",),
+    scan_interval: float = 0.3,
+    **charger_overrides: Any,
+) -> dict[str, Any]:
+    run = uuid.uuid4().hex[:8]
+    return {
+        "mqtt": {
+            "host": broker.host,
+            "port": broker.port,
+            "client_id": f"goe2mqtt-{run}",
+            "base_topic": f"goe{run}",
+            "discovery_prefix": f"ha{run}",
+        },
+        "chargers": [
+            {
+                "name": name,
+                "serial": SERIALS[name],
+                "token": TOKEN,
+                "api_url": simulator.url_for(SERIALS[name]),
+                "scan_interval": scan_interval,
+                "timeout": 1.0,
+                **charger_overrides,
+            }
+            for name in chargers
+        ],
+    }
+
+
+class RunningBridge:
+    def __init__(self, settings: Settings) -> None:
+        self.bridge = Bridge(settings, birth_delay=(0.0, 0.05))
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.bridge.run())
+
+    async def stop(self) -> None:
+        self.bridge.request_stop()
+        if self.task is not None:
+            await asyncio.wait_for(self.task, WAIT)
+
+
+@pytest.fixture
+async def setup(broker: MosquittoBroker, simulator: Simulator) -> Setup:
+    settings = parse_settings(make_settings(broker, simulator, chargers=("garage", "carport")))
+    return Setup(
+        settings, Topics(settings.mqtt.base_topic), settings.mqtt.discovery_prefix, simulator
+    )
+
+
+@pytest.fixture
+async def probe(broker: MosquittoBroker, setup: Setup) -> AsyncIterator[MqttProbe]:
+    subscriptions = [f"{setup.topics.base}/#", f"{setup.prefix}/#"]
+    async with MqttProbe(broker.host, broker.port, subscriptions) as running:
+        yield running
+
+
+@pytest.fixture
+async def bridge(setup: Setup, probe: MqttProbe) -> AsyncIterator[RunningBridge]:
+    """The bridge running against the simulator, every charger online."""
+    running = RunningBridge(setup.settings)
+    await running.start()
+    for charger in setup.settings.chargers:
+        await probe.wait_text(setup.topics.availability(charger.name), "online")
+    yield running
+    await running.stop()

@@ -1,0 +1,146 @@
+"""Command services: payload parsing, validation and planning (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from goe2mqtt.commands import (
+    NOTHING,
+    SERVICES_BY_NAME,
+    CommandError,
+    parse_command,
+    parse_payload,
+    request_id_of,
+)
+
+STATUS: dict[str, Any] = {"car": 2, "mca": 6, "ama": 16}
+
+
+def plan(service: str, payload: str, status: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    command = parse_command(service, payload.encode())
+    return command.service.plan(command.arguments, STATUS if status is None else status)
+
+
+@pytest.mark.parametrize(
+    ("service", "payload", "calls"),
+    [
+        ("start_charging", "", [{"frc": 2}]),
+        ("start_charging", "{}", [{"frc": 2}]),
+        ("start_charging", '{"charging_power": 10}', [{"amp": 10}, {"frc": 2}]),
+        ("stop_charging", "", [{"frc": 1}]),
+        ("stop_charging", "{}", [{"frc": 1}]),
+        ("change_charging_power", '{"charging_power": 10}', [{"amp": 10}]),
+        ("change_charging_power", "10", [{"amp": 10}]),
+        ("change_charging_power", "10.0", [{"amp": 10}]),  # what HA's number may send
+        ("set_phase", '{"phase": 1}', [{"psm": 1}]),
+        ("set_phase", "0", [{"psm": 0}]),
+        ("set_phase", "2", [{"psm": 2}]),
+        ("set_phase", "3_phases", [{"psm": 2}]),  # what HA's select sends
+        ("set_phase", '"auto"', [{"psm": 0}]),
+        ("set_transaction", '{"status": 0}', [{"trx": 0}]),
+        ("set_transaction", '{"status": null}', [{"trx": None}]),
+        ("set_transaction", "0", [{"trx": 0}]),
+        ("set_transaction", "null", [{"trx": None}]),
+        ("wallbox_control", "PRESS", [{"frc": 1}]),
+        ("wallbox_control", "", [{"frc": 1}]),
+    ],
+)
+def test_valid_commands_plan_the_documented_calls(
+    service: str, payload: str, calls: list[dict[str, Any]]
+) -> None:
+    assert plan(service, payload) == calls
+
+
+@pytest.mark.parametrize(
+    ("service", "payload", "reason"),
+    [
+        ("start_charging", "{", "not valid JSON"),
+        ("start_charging", '{"charging_power": 40}', "between 6 and 16 A, got 40"),
+        ("start_charging", '{"charging_power": 5}', "between 6 and 16 A, got 5"),
+        ("start_charging", '{"power": 10}', "unknown parameter 'power'"),
+        ("start_charging", "PRESS", "charging_power must be an integer"),
+        ("change_charging_power", "", "charging_power is required"),
+        ("change_charging_power", "{}", "charging_power is required"),
+        ("change_charging_power", "10.5", "must be an integer"),
+        ("change_charging_power", '"ten"', "must be an integer"),
+        ("change_charging_power", "true", "must be an integer"),
+        ("change_charging_power", "[10]", "must be an integer"),
+        ("change_charging_power", "99", "between 6 and 16 A, got 99"),
+        ("set_phase", "3", "phase must be one of 0 (auto), 1 (1_phase), 2 (3_phases)"),
+        ("set_phase", '{"phase": "two"}', "phase must be one of"),
+        ("set_phase", '{"phase": true}', "phase must be one of"),
+        ("set_transaction", "1", "status must be null"),
+        ("set_transaction", "false", "status must be null"),
+        ("set_transaction", "", "status is required"),
+        ("stop_charging", "5", "takes no parameters"),
+        ("frobnicate", "{}", "unknown service 'frobnicate'"),
+        ("start_charging", "ÿ", "not valid JSON"),
+        ("start_charging", "x" * 5000, "larger than 4096 bytes"),
+    ],
+)
+def test_invalid_commands_are_refused_with_a_reason(
+    service: str, payload: str, reason: str
+) -> None:
+    with pytest.raises(CommandError, match=None) as caught:
+        plan(service, payload)
+    assert reason in str(caught.value)
+
+
+def test_non_utf8_payload_is_refused() -> None:
+    with pytest.raises(CommandError, match="not UTF-8"):
+        parse_command("stop_charging", b"\xff\xfe")
+
+
+@pytest.mark.parametrize(
+    ("car", "calls", "reason"),
+    [
+        (2, [{"frc": 1}], None),  # charging -> stop
+        (3, [{"trx": 0}], None),  # waiting / auth required -> authenticate
+        (4, [{"frc": 2}], None),  # complete -> start
+        (1, None, "no car connected"),
+        (0, None, "car state unknown: nothing to do"),
+        (5, None, "car state error: nothing to do"),
+        (None, None, "car state unknown"),
+    ],
+)
+def test_button_acts_on_the_car_state(
+    car: int | None, calls: list[dict[str, Any]] | None, reason: str | None
+) -> None:
+    status = {**STATUS, "car": car}
+    if calls is not None:
+        assert plan("wallbox_control", "PRESS", status) == calls
+    else:
+        with pytest.raises(CommandError) as caught:
+            plan("wallbox_control", "PRESS", status)
+        assert reason is not None
+        assert reason in str(caught.value)
+
+
+def test_current_limits_fall_back_when_the_charger_has_not_said() -> None:
+    assert plan("change_charging_power", "32", {}) == [{"amp": 32}]
+    with pytest.raises(CommandError, match="between 6 and 32"):
+        plan("change_charging_power", "33", {})
+
+
+def test_request_id_is_taken_out_and_echoed() -> None:
+    command = parse_command("change_charging_power", b'{"charging_power": 8, "id": "abc"}')
+    assert command.request_id == "abc"
+    assert command.arguments == {"charging_power": 8}
+    assert request_id_of(b'{"charging_power": 99, "id": 7}') == 7
+    assert request_id_of(b"{broken") is None
+
+
+def test_payload_forms() -> None:
+    assert parse_payload(b"").value is NOTHING
+    assert parse_payload(b"  \n").value is NOTHING
+    assert parse_payload(b"null").value is None
+    assert parse_payload(b"PRESS").value == "PRESS"
+    with pytest.raises(CommandError, match="id must be"):
+        parse_payload(b'{"id": {"a": 1}}')
+
+
+def test_every_service_documents_itself() -> None:
+    for service in SERVICES_BY_NAME.values():
+        assert service.summary

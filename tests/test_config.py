@@ -1,0 +1,169 @@
+"""Configuration: good files load, bad ones stop start-up naming the key."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from goe2mqtt.config import ConfigError, load_settings, parse_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "tok-DO-NOT-LEAK-8842"
+
+
+def base(**charger: Any) -> dict[str, Any]:
+    return {
+        "mqtt": {"host": "127.0.0.1"},
+        "chargers": [{"name": "garage", "serial": "012345", "token": SECRET, **charger}],
+    }
+
+
+def test_example_config_is_valid_and_documents_every_key() -> None:
+    settings = load_settings(ROOT / "config.example.yaml")
+    assert settings.chargers[0].serial == "012345"
+    text = (ROOT / "config.example.yaml").read_text()
+    for model in (type(settings.mqtt), type(settings.chargers[0])):
+        for key in model.model_fields:
+            assert f"{key}:" in text, f"config.example.yaml does not document {key}"
+
+
+def test_defaults() -> None:
+    settings = parse_settings(base())
+    assert settings.mqtt.port == 1883
+    assert settings.mqtt.base_topic == "goe2mqtt"
+    assert settings.mqtt.discovery_prefix == "homeassistant"
+    assert settings.chargers[0].scan_interval == 10
+    assert settings.chargers[0].base_url == "https://012345.api.v3.go-e.io"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"mqtt": {}, "chargers": base()["chargers"]}, "mqtt.host: required key is missing"),
+        ({**base(), "extra": 1}, "extra: unknown key"),
+        ({"mqtt": {"host": "h", "prot": 1}, "chargers": base()["chargers"]}, "mqtt.prot: unknown"),
+        ({"mqtt": {"host": "h", "port": "1883"}, "chargers": base()["chargers"]}, "mqtt.port:"),
+        ({"mqtt": {"host": "h", "port": 70000}, "chargers": base()["chargers"]}, "mqtt.port:"),
+        (
+            {"mqtt": {"host": "h", "base_topic": "a/+"}, "chargers": base()["chargers"]},
+            "mqtt.base_topic: must be an MQTT topic without wildcards",
+        ),
+        ({"mqtt": {"host": "h"}, "chargers": []}, "chargers: list at least one charger"),
+        ({"mqtt": {"host": "h"}}, "chargers: required key is missing"),
+        (base(serial=12345), "chargers[0].serial: must be the 6-digit serial as a quoted string"),
+        (base(serial="12345"), "chargers[0].serial: must be the 6-digit serial"),
+        (base(name="My Garage"), "chargers[0].name: use only a-z, 0-9, _ and -"),
+        (base(name="bridge"), "chargers[0].name: 'bridge' is reserved"),
+        (base(scan_interval=0), "chargers[0].scan_interval:"),
+        (base(scan_interval="10"), "chargers[0].scan_interval:"),
+        (base(api_url="ftp://x"), "chargers[0].api_url:"),
+        (base(token=None), "chargers[0].token: required"),
+        (base(token=None, token_file="/nonexistent/token"), "chargers[0].token_file: cannot read"),
+        (base(token_file="/etc/hostname"), "chargers[0].token_file: give either token or"),
+        (base(colour="red"), "chargers[0].colour: unknown key"),
+        (
+            {"mqtt": {"host": "h"}, "chargers": [base()["chargers"][0], base()["chargers"][0]]},
+            "chargers[1].name: duplicate name 'garage'",
+        ),
+        (
+            {
+                "mqtt": {"host": "h"},
+                "chargers": [base()["chargers"][0], {**base()["chargers"][0], "name": "other"}],
+            },
+            "chargers[1].serial: duplicate serial 012345",
+        ),
+        (
+            {"mqtt": {"host": "${GOE2MQTT_TEST_UNSET}"}, "chargers": base()["chargers"]},
+            "mqtt.host: environment variable GOE2MQTT_TEST_UNSET is not set",
+        ),
+        ([1, 2], "must be a YAML mapping"),
+    ],
+)
+def test_bad_config_names_the_key(raw: Any, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(raw)
+    assert message in str(caught.value)
+    assert SECRET not in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_secrets_from_environment_and_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOE_TOKEN", "from-env")
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+    password_file = tmp_path / "password"
+    password_file.write_text("pw-file\n")
+    settings = parse_settings(
+        {
+            "mqtt": {"host": "h", "username": "u", "password_file": str(password_file)},
+            "chargers": [
+                {"name": "a", "serial": "000001", "token": "${GOE_TOKEN}"},
+                {"name": "b", "serial": "000002", "token_file": str(token_file)},
+            ],
+        }
+    )
+    assert settings.chargers[0].token is not None
+    assert settings.chargers[0].token.get_secret_value() == "from-env"
+    assert settings.chargers[1].token is not None
+    assert settings.chargers[1].token.get_secret_value() == "from-file"
+    assert settings.mqtt.password is not None
+    assert settings.mqtt.password.get_secret_value() == "pw-file"
+    assert sorted(settings.secrets()) == ["from-env", "from-file", "pw-file"]
+    assert "from-env" not in repr(settings)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "goe2mqtt", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+
+
+def test_check_config_accepts_a_good_file() -> None:
+    result = _cli("check-config", "--config", str(ROOT / "config.example.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "OK (1 charger(s): example_charger)" in result.stdout
+
+
+@pytest.mark.parametrize("command", [["check-config"], ["run"], []])
+def test_bad_config_exits_2_with_one_line_and_no_traceback(
+    tmp_path: Path, command: list[str]
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(base(serial="12345")))
+    result = _cli(*command, "--config", str(path))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "chargers[0].serial" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert SECRET not in result.stderr + result.stdout
+
+
+def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("mqtt: [unclosed\n")
+    result = _cli("check-config", "--config", str(path))
+    assert result.returncode == 2
+    assert "invalid YAML at line" in result.stderr
+    result = _cli("check-config", "--config", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2
+    assert "cannot read config file" in result.stderr
+
+
+def test_version() -> None:
+    result = _cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("goe2mqtt ")
