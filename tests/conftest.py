@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -78,13 +79,15 @@ class MqttProbe:
     async def __aexit__(self, *exc: object) -> None:
         if self._task is not None:
             self._task.cancel()
-        await self._client.__aexit__(None, None, None)
+        with contextlib.suppress(aiomqtt.MqttError):  # the broker may be gone on purpose
+            await self._client.__aexit__(None, None, None)
 
     async def _consume(self) -> None:
-        async for message in self._client.messages:
-            payload = message.payload if isinstance(message.payload, bytes) else b""
-            self.messages.append(Received(message.topic.value, payload, bool(message.retain)))
-            self._arrived.set()
+        with contextlib.suppress(aiomqtt.MqttError):
+            async for message in self._client.messages:
+                payload = message.payload if isinstance(message.payload, bytes) else b""
+                self.messages.append(Received(message.topic.value, payload, bool(message.retain)))
+                self._arrived.set()
 
     def mark(self) -> int:
         return len(self.messages)
@@ -97,6 +100,10 @@ class MqttProbe:
             if message.topic == topic:
                 return message
         return None
+
+    def last_text(self, topic: str) -> str | None:
+        message = self.latest(topic)
+        return None if message is None else message.text
 
     async def wait_for(
         self,
@@ -205,11 +212,29 @@ class RunningBridge:
 
 
 @pytest.fixture
-async def setup(broker: MosquittoBroker, simulator: Simulator) -> Setup:
-    settings = parse_settings(make_settings(broker, simulator, chargers=("garage", "carport")))
+async def setup(
+    request: pytest.FixtureRequest, broker: MosquittoBroker, simulator: Simulator
+) -> Setup:
+    """Two chargers; a test may override charger settings with indirect parametrization."""
+    overrides = getattr(request, "param", {})
+    raw = make_settings(broker, simulator, chargers=("garage", "carport"), **overrides)
+    settings = parse_settings(raw)
     return Setup(
         settings, Topics(settings.mqtt.base_topic), settings.mqtt.discovery_prefix, simulator
     )
+
+
+async def until(predicate: Callable[[], bool], what: str = "condition") -> None:
+    """Wait for a condition (bounded: liveness, not speed)."""
+
+    async def poll() -> None:
+        while not predicate():  # noqa: ASYNC110 - the state belongs to other tasks
+            await asyncio.sleep(0.01)
+
+    try:
+        await asyncio.wait_for(poll(), WAIT)
+    except TimeoutError:
+        raise AssertionError(f"{what} did not happen") from None
 
 
 @pytest.fixture
