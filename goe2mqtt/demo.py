@@ -36,7 +36,7 @@ async def _print_stream(host: str, port: int, base: str, out: TextIO) -> None:
             print(f"{message.topic.value:<60} {_short(message.payload)}", file=out, flush=True)
 
 
-async def _script(host: str, port: int, simulator: Simulator, out: TextIO) -> None:
+async def _script(host: str, port: int, simulator: Simulator, out: TextIO, pace: float) -> None:
     """What a user would do: plug in a car, press the button, change the current."""
     garage = simulator.charger(DEMO_CHARGERS[0][1])
     async with aiomqtt.Client(host, port, identifier="goe2mqtt-demo-user") as client:
@@ -63,7 +63,7 @@ async def _script(host: str, port: int, simulator: Simulator, out: TextIO) -> No
             (6, "stopping the charge", "goe2mqtt/garage/cmd/stop_charging", ""),
         ]
         for delay, title, topic, payload in steps:
-            await asyncio.sleep(delay)
+            await asyncio.sleep(delay * pace)
             print(f"\n--- {title}", file=out, flush=True)
             if topic is None:
                 garage.plug_in(auth_required=True)
@@ -72,8 +72,14 @@ async def _script(host: str, port: int, simulator: Simulator, out: TextIO) -> No
 
 
 async def run_demo(
-    *, mqtt_host: str | None, mqtt_port: int, duration: float | None, out: TextIO = sys.stdout
+    *,
+    mqtt_host: str | None,
+    mqtt_port: int,
+    duration: float | None,
+    out: TextIO = sys.stdout,
+    pace: float = 1.0,
 ) -> None:
+    """Run until ``duration`` (or forever); ``pace`` scales the script's pauses."""
     simulator = Simulator(SimulatedCharger(serial, DEMO_TOKEN) for _, serial in DEMO_CHARGERS)
     await simulator.start()
     broker: MosquittoBroker | None = None
@@ -104,7 +110,7 @@ async def run_demo(
     tasks = [
         asyncio.create_task(bridge.run()),
         asyncio.create_task(_print_stream(host, port, settings.mqtt.base_topic, out)),
-        asyncio.create_task(_script(host, port, simulator, out)),
+        asyncio.create_task(_script(host, port, simulator, out, pace)),
     ]
     try:
         await asyncio.wait_for(asyncio.shield(tasks[0]), duration)

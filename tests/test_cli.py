@@ -1,0 +1,70 @@
+"""The commands a newcomer runs first: the demo and the standalone simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import signal
+import sys
+
+import aiohttp
+
+from goe2mqtt.broker import free_port
+from goe2mqtt.demo import run_demo
+
+from .conftest import WAIT
+
+
+async def test_demo_shows_discovery_states_a_command_and_its_result() -> None:
+    out = io.StringIO()
+    await run_demo(mqtt_host=None, mqtt_port=0, duration=6, out=out, pace=0.15)
+    text = out.getvalue()
+    lines = text.splitlines()
+    assert "started a private Mosquitto" in text
+    assert any(
+        line.startswith("homeassistant/sensor/goe2mqtt/garage_car_status/config") for line in lines
+    )
+    assert any(line.split() == ["goe2mqtt/garage/availability", "online"] for line in lines)
+    assert any(line.split() == ["goe2mqtt/garage/car_status", "charging"] for line in lines)
+    results = [
+        json.loads(line.split(maxsplit=1)[1])
+        for line in lines
+        if line.startswith("goe2mqtt/garage/cmd/result") and line.endswith("}")  # not cut short
+    ]
+    assert {"service": "wallbox_control", "ok": True, "applied": [{"trx": 0}]} in results
+    assert any(r.get("id") == "demo-1" and r["ok"] for r in results)
+    assert "goe2mqtt/bridge/availability" in text
+    assert lines[-1].split() == ["goe2mqtt/bridge/availability", "offline"]
+
+
+async def test_simulate_serves_the_api_until_sigterm() -> None:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "goe2mqtt",
+        "simulate",
+        "--port",
+        str(port),
+        "--charger",
+        "000042:secret-sim",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), WAIT)).decode()
+        assert line.strip() == f"charger 000042: api_url http://127.0.0.1:{port}/000042"
+        url = f"http://127.0.0.1:{port}/000042/api/status"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url, params={"filter": "sse", "token": "secret-sim"}) as answer:
+                assert await answer.json() == {"sse": "000042"}
+            async with http.get(url, params={"token": "wrong"}) as answer:
+                assert answer.status == 401
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), WAIT) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
