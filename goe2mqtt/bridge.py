@@ -8,17 +8,17 @@ routes inbound messages.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Collection, Coroutine, Iterable, Mapping
 from typing import Any, Protocol
 
 import aiohttp
 import structlog
 
 from goe2mqtt import __version__
+from goe2mqtt.aio import wait_until_set
 from goe2mqtt.catalogue import STATUS_KEYS, format_state, read_states
 from goe2mqtt.commands import CommandError, parse_command, request_id_of
 from goe2mqtt.config import ChargerSettings, Settings
@@ -92,6 +92,7 @@ class ChargerBridge:
         self._facts: DeviceFacts | None = None
         self._lock = asyncio.Lock()  # one conversation with the charger at a time
         self._wake = asyncio.Event()
+        self._stopping = False
 
     # --- publishing -------------------------------------------------------------------
 
@@ -138,7 +139,7 @@ class ChargerBridge:
     async def run(self) -> None:
         # Spread the first polls of a fleet over one interval instead of a burst.
         await self._sleep(random.uniform(0, min(self.settings.scan_interval, 1.0)))
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 await self.refresh()
@@ -149,8 +150,17 @@ class ChargerBridge:
             await self._sleep(self.next_delay())
 
     async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+        await wait_until_set(self._wake, seconds)
+
+    def stop(self) -> None:
+        """Make run() return after the current poll.
+
+        Cancellation alone is not enough: on Python 3.11 asyncio.wait_for, which
+        libraries use inside every publish, drops a cancel that arrives as its
+        future completes, and the loop would go on polling.
+        """
+        self._stopping = True
+        self._wake.set()
 
     def next_delay(self) -> float:
         factor = min(2 ** max(self.failures - 1, 0), MAX_BACKOFF_FACTOR)
@@ -240,12 +250,14 @@ class Bridge:
         mqtt = settings.mqtt
         self.topics = Topics(mqtt.base_topic)
         self._prefix = mqtt.discovery_prefix if mqtt.discovery else None
-        subscriptions = [self.topics.command_filter]
+        subscriptions = [(self.topics.command_filter, 1)]
         self._expected_discovery: set[str] = set()
         if self._prefix is not None:
             subscriptions += [
-                f"{self._prefix}/status",
-                discovery_filter(self._prefix, mqtt.base_topic),
+                (f"{self._prefix}/status", 1),
+                # QoS 0: this echoes every config we publish, and inbound QoS 1 traffic
+                # makes aiomqtt hold our own QoS 1 publishes for up to a second.
+                (discovery_filter(self._prefix, mqtt.base_topic), 0),
             ]
             self._expected_discovery = expected_discovery_topics(
                 self._prefix, mqtt.base_topic, (c.name for c in settings.chargers)
@@ -297,9 +309,7 @@ class Bridge:
                     task.result()  # a task that ends on its own is a bug: let it surface
             finally:
                 stop_task.cancel()
-                for task in [*pollers, *self._tasks]:
-                    task.cancel()
-                await asyncio.gather(*pollers, *self._tasks, return_exceptions=True)
+                await stop_pollers(self.chargers.values(), [*pollers, *self._tasks])
                 final = [(self.topics.availability(n), OFFLINE.encode()) for n in self.chargers]
                 self.mqtt.stop(final)
                 _, pending = await asyncio.wait({mqtt_task}, timeout=10)
@@ -349,6 +359,17 @@ class Bridge:
     async def _remove_stale_discovery(self, topic: str) -> None:
         log.info("discovery_removed", topic=topic, reason="charger or entity no longer configured")
         await self.mqtt.clear_retained(topic)
+
+
+async def stop_pollers(
+    chargers: Iterable[ChargerBridge], tasks: Collection[asyncio.Task[None]]
+) -> None:
+    """Stop the poll loops and command tasks, whatever a library did with the cancel."""
+    for charger in chargers:
+        charger.stop()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _token(charger: ChargerSettings) -> str | None:

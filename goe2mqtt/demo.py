@@ -7,7 +7,6 @@ without a charger, a cloud account or a broker of their own.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import sys
 from typing import TextIO
@@ -99,7 +98,7 @@ async def run_demo(
                     "serial": serial,
                     "token": DEMO_TOKEN,
                     "api_url": simulator.url_for(serial),
-                    "scan_interval": 2,
+                    "scan_interval": 2 * pace,  # the script waits 4 units after a change
                 }
                 for name, serial in DEMO_CHARGERS
             ],
@@ -113,13 +112,10 @@ async def run_demo(
         asyncio.create_task(_script(host, port, simulator, out, pace)),
     ]
     try:
-        await asyncio.wait_for(asyncio.shield(tasks[0]), duration)
-    except TimeoutError:
-        pass
+        await asyncio.wait({tasks[0]}, timeout=duration)
     finally:
         bridge.request_stop()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(tasks[0]), 10)
+        await asyncio.wait({tasks[0]}, timeout=10)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import aiomqtt
 import structlog
 
+from goe2mqtt.aio import wait_until_set
+
 log = structlog.get_logger()
 
 ONLINE = b"online"
@@ -48,7 +50,7 @@ class MqttSession:
     def __init__(
         self,
         options: MqttOptions,
-        subscriptions: Sequence[str],
+        subscriptions: Sequence[tuple[str, int]],
         *,
         reconnect_delays: Sequence[float] = RECONNECT_DELAYS,
     ) -> None:
@@ -137,14 +139,13 @@ class MqttSession:
                     error=str(exc),
                     retry_in=delay,
                 )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
+                await wait_until_set(self._stopping, delay)
             finally:
                 self._client = None
 
     async def _serve(self, client: aiomqtt.Client, on_message: MessageHandler) -> None:
-        for topic in self._subscriptions:
-            await client.subscribe(topic, qos=1)
+        for topic, qos in self._subscriptions:
+            await client.subscribe(topic, qos=qos)
         await client.publish(self._options.availability_topic, ONLINE, qos=1, retain=True)
         self._client = client
         self.connections += 1
@@ -177,7 +178,8 @@ class MqttSession:
             consumer.result()  # raises the MqttError that ended the connection
             raise aiomqtt.MqttError("message stream ended")
         with contextlib.suppress(TimeoutError, aiomqtt.MqttError):
-            await asyncio.wait_for(self._say_goodbye(client), SHUTDOWN_TIMEOUT)
+            async with asyncio.timeout(SHUTDOWN_TIMEOUT):
+                await self._say_goodbye(client)
 
     async def _say_goodbye(self, client: aiomqtt.Client) -> None:
         for topic, data in self._final:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -207,8 +208,16 @@ class RunningBridge:
 
     async def stop(self) -> None:
         self.bridge.request_stop()
-        if self.task is not None:
-            await asyncio.wait_for(self.task, WAIT)
+        if self.task is None:
+            return
+        done, _ = await asyncio.wait({self.task}, timeout=WAIT)
+        if not done:
+            stacks = io.StringIO()
+            for task in asyncio.all_tasks():
+                task.print_stack(limit=8, file=stacks)
+            self.task.cancel()
+            raise AssertionError(f"the bridge did not stop; tasks:\n{stacks.getvalue()}")
+        self.task.result()
 
 
 @pytest.fixture
