@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,10 +192,3 @@ def render_discovery(
         for entity in ENTITIES
     }
 
-
-def describe_topics(topics: Topics, charger: str) -> Mapping[str, str]:
-    """A human list of one charger's topics (used by the demo and the README table test)."""
-    described = {topics.state(charger, e.key): e.name for e in ENTITIES if e.value is not None}
-    described[topics.json_state(charger)] = "all values as one JSON object"
-    described[topics.availability(charger)] = "online / offline"
-    return described
