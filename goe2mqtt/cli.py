@@ -100,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.config}: OK ({len(settings.chargers)} charger(s): {names})")
         return EXIT_OK
     configure_logging(args.log_level, args.log_format, secrets=settings.secrets())
+    for warning in settings.warnings:
+        log.warning("config_warning", problem=warning)
     return _run(settings)
 
 

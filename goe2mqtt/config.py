@@ -8,12 +8,24 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
+import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 NAME_PATTERN = r"^[a-z0-9_-]+$"
 SERIAL_PATTERN = r"^[0-9]{6}$"
@@ -34,6 +46,40 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+class TlsSettings(_Section):
+    ca_file: str | None = None  # None: the system's CA store
+    certfile: str | None = None  # client certificate, for brokers that ask for one
+    keyfile: str | None = None
+    insecure: bool = False  # skip the host name check (self-signed test brokers only)
+
+    @model_validator(mode="after")
+    def _check_files(self, info: ValidationInfo) -> TlsSettings:
+        if (self.certfile is None) != (self.keyfile is None):
+            missing = "keyfile" if self.keyfile is None else "certfile"
+            raise ValueError(f"{missing}: certfile and keyfile go together")
+        for key in ("ca_file", "certfile"):
+            path = getattr(self, key)
+            if path is not None and not os.access(path, os.R_OK):
+                raise ValueError(f"{key}: cannot read {path}")
+        if self.keyfile is not None:
+            _check_secret_file(self.keyfile, "keyfile", info)
+        try:
+            self.context()
+        except (ssl.SSLError, OSError) as exc:
+            key = "ca_file" if self.certfile is None else "certfile"
+            raise ValueError(f"{key}: not usable for TLS: {exc.strerror or exc}") from None
+        return self
+
+    def context(self) -> ssl.SSLContext:
+        """The client-side TLS context these settings describe."""
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if self.certfile is not None:
+            context.load_cert_chain(self.certfile, self.keyfile)
+        if self.insecure:
+            context.check_hostname = False
+        return context
+
+
 class MqttSettings(_Section):
     host: str = Field(min_length=1)
     port: int = Field(default=1883, ge=1, le=65535)
@@ -45,13 +91,24 @@ class MqttSettings(_Section):
     discovery_prefix: str = Field(default="homeassistant", pattern=TOPIC_PATTERN)
     discovery: bool = True
     keepalive: int = Field(default=60, ge=5, le=3600)
+    protocol: Literal["5", "3.1.1"] = "5"
+    tls: TlsSettings | None = None
+    # Commands older than this are refused; with MQTT 5 it is also how long the broker
+    # keeps our session (and queued commands) while we are away.
+    max_command_age: int = Field(default=300, ge=1, le=86_400)
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol_as_text(cls, value: Any) -> Any:
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        return str(value) if is_number else value
 
     @model_validator(mode="after")
-    def _load_password_file(self) -> MqttSettings:
+    def _load_password_file(self, info: ValidationInfo) -> MqttSettings:
         if self.password_file is not None:
             if self.password is not None:
                 raise ValueError("password_file: give either password or password_file, not both")
-            secret = _read_secret_file(self.password_file, "password_file")
+            secret = _read_secret_file(self.password_file, "password_file", info)
             object.__setattr__(self, "password", SecretStr(secret))
         return self
 
@@ -66,12 +123,12 @@ class ChargerSettings(_Section):
     timeout: float = Field(default=10.0, gt=0, le=120)
 
     @model_validator(mode="after")
-    def _load_token(self) -> ChargerSettings:
+    def _load_token(self, info: ValidationInfo) -> ChargerSettings:
         if self.token_file is not None:
             if self.token is not None:
                 raise ValueError("token_file: give either token or token_file, not both")
             object.__setattr__(
-                self, "token", SecretStr(_read_secret_file(self.token_file, "token_file"))
+                self, "token", SecretStr(_read_secret_file(self.token_file, "token_file", info))
             )
         if self.token is None or not self.token.get_secret_value():
             raise ValueError("token: required for the cloud API (or give token_file)")
@@ -86,6 +143,14 @@ class ChargerSettings(_Section):
 class Settings(_Section):
     mqtt: MqttSettings
     chargers: tuple[ChargerSettings, ...] = Field(min_length=1)
+    # Secret files others may read stop start-up unless this says it is on purpose.
+    allow_insecure_secrets: bool = False
+    _warnings: tuple[str, ...] = PrivateAttr(default=())
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What was accepted but deserves a line in the log at start-up."""
+        return self._warnings
 
     @model_validator(mode="after")
     def _unique_chargers(self) -> Settings:
@@ -110,7 +175,23 @@ class Settings(_Section):
         return [v for v in values if v]
 
 
-def _read_secret_file(path: str, key: str) -> str:
+def _check_secret_file(path: str, key: str, info: ValidationInfo) -> None:
+    """Refuse a secret that other users of the machine can read or change."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise ValueError(f"{key}: cannot read {path}: {exc.strerror}") from None
+    if not mode & (stat.S_IROTH | stat.S_IWOTH | stat.S_IWGRP):
+        return
+    problem = f"{key}: {path} is readable or writable by other users (chmod 600 or 640 it)"
+    context = info.context if isinstance(info.context, dict) else {}
+    if not context.get("allow_insecure_secrets", False):
+        raise ValueError(f"{problem}, or set allow_insecure_secrets: true")
+    context.setdefault("warnings", []).append(problem)
+
+
+def _read_secret_file(path: str, key: str, info: ValidationInfo) -> str:
+    _check_secret_file(path, key, info)
     try:
         secret = Path(path).read_text(encoding="utf-8").strip()
     except OSError as exc:
@@ -185,10 +266,17 @@ def parse_settings(raw: Any) -> Settings:
     expanded = _expand_env(raw, "")
     if isinstance(expanded.get("chargers"), list):
         expanded["chargers"] = tuple(expanded["chargers"])
+    # Secret files are checked while the sections validate, before this flag itself is.
+    context: dict[str, Any] = {
+        "allow_insecure_secrets": expanded.get("allow_insecure_secrets") is True,
+        "warnings": [],
+    }
     try:
-        return Settings.model_validate(expanded)
+        settings = Settings.model_validate(expanded, context=context)
     except ValidationError as exc:
         raise ConfigError(_describe(exc.errors(include_input=False)[0])) from None
+    settings._warnings = tuple(context["warnings"])
+    return settings
 
 
 def load_settings(path: str | Path) -> Settings:

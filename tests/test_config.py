@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from goe2mqtt.config import ConfigError, load_settings, parse_settings
+from goe2mqtt.config import ConfigError, TlsSettings, load_settings, parse_settings
+
+from .certs import make_certificates
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "tok-DO-NOT-LEAK-8842"
@@ -28,7 +30,7 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
     settings = load_settings(ROOT / "config.example.yaml")
     assert settings.chargers[0].serial == "012345"
     text = (ROOT / "config.example.yaml").read_text()
-    for model in (type(settings.mqtt), type(settings.chargers[0])):
+    for model in (type(settings), type(settings.mqtt), TlsSettings, type(settings.chargers[0])):
         for key in model.model_fields:
             assert f"{key}:" in text, f"config.example.yaml does not document {key}"
 
@@ -101,6 +103,8 @@ def test_secrets_from_environment_and_files(
     token_file.write_text("from-file\n")
     password_file = tmp_path / "password"
     password_file.write_text("pw-file\n")
+    token_file.chmod(0o600)
+    password_file.chmod(0o640)  # a group may share it
     settings = parse_settings(
         {
             "mqtt": {"host": "h", "username": "u", "password_file": str(password_file)},
@@ -118,6 +122,79 @@ def test_secrets_from_environment_and_files(
     assert settings.mqtt.password.get_secret_value() == "pw-file"
     assert sorted(settings.secrets()) == ["from-env", "from-file", "pw-file"]
     assert "from-env" not in repr(settings)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o620, 0o666])
+def test_secret_files_others_can_touch_stop_start_up(tmp_path: Path, mode: int) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(SECRET)
+    token_file.chmod(mode)
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(base(token=None, token_file=str(token_file)))
+    message = str(caught.value)
+    assert message.startswith("chargers[0].token_file: ")
+    assert "allow_insecure_secrets: true" in message
+    assert SECRET not in message
+
+
+def test_insecure_secret_files_only_warn_when_allowed(tmp_path: Path) -> None:
+    password_file = tmp_path / "password"
+    password_file.write_text("pw")
+    password_file.chmod(0o644)
+    raw = base()
+    raw["mqtt"]["password_file"] = str(password_file)
+    raw["allow_insecure_secrets"] = True
+    settings = parse_settings(raw)
+    assert settings.mqtt.password is not None
+    assert len(settings.warnings) == 1
+    assert settings.warnings[0].startswith("password_file: ")
+    assert "pw" not in settings.warnings[0].split(":", 1)[1].replace(str(password_file), "")
+
+
+def test_tls_settings(tmp_path: Path) -> None:
+    certs = make_certificates(tmp_path)
+    raw = base()
+    raw["mqtt"]["tls"] = {"ca_file": str(certs.ca)}
+    tls = parse_settings(raw).mqtt.tls
+    assert tls is not None
+    assert (tls.ca_file, tls.insecure) == (str(certs.ca), False)
+    assert tls.context().check_hostname
+
+    client = {"certfile": str(certs.server_cert), "keyfile": str(certs.server_key)}
+    raw["mqtt"]["tls"] = {"ca_file": str(certs.ca), **client, "insecure": True}
+    tls = parse_settings(raw).mqtt.tls
+    assert tls is not None
+    assert not tls.context().check_hostname
+
+    raw["mqtt"]["tls"] = {"certfile": str(certs.server_cert)}
+    with pytest.raises(ConfigError, match=r"^mqtt\.tls\.keyfile: certfile and keyfile go together"):
+        parse_settings(raw)
+    raw["mqtt"]["tls"] = {"ca_file": str(tmp_path / "missing.crt")}
+    with pytest.raises(ConfigError, match=r"^mqtt\.tls\.ca_file: cannot read"):
+        parse_settings(raw)
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("hello")
+    raw["mqtt"]["tls"] = {"ca_file": str(not_pem)}
+    with pytest.raises(ConfigError, match=r"^mqtt\.tls\.ca_file: not usable for TLS"):
+        parse_settings(raw)
+    certs.server_key.chmod(0o644)
+    raw["mqtt"]["tls"] = client
+    with pytest.raises(ConfigError, match=r"^mqtt\.tls\.keyfile: .* readable or writable"):
+        parse_settings(raw)
+
+
+def test_protocol_and_command_age() -> None:
+    raw = base()
+    assert parse_settings(raw).mqtt.protocol == "5"
+    assert parse_settings(raw).mqtt.max_command_age == 300
+    raw["mqtt"].update(protocol="3.1.1", max_command_age=60)
+    assert parse_settings(raw).mqtt.protocol == "3.1.1"
+    raw["mqtt"]["protocol"] = 4
+    with pytest.raises(ConfigError, match=r"^mqtt\.protocol: "):
+        parse_settings(raw)
+    raw["mqtt"].update(protocol=5, max_command_age=0)
+    with pytest.raises(ConfigError, match=r"^mqtt\.max_command_age: "):
+        parse_settings(raw)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
