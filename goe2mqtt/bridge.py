@@ -11,7 +11,9 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Collection, Coroutine, Iterable, Mapping
+from collections.abc import Collection, Coroutine, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import aiohttp
@@ -20,7 +22,7 @@ import structlog
 from goe2mqtt import __version__
 from goe2mqtt.aio import wait_until_set
 from goe2mqtt.catalogue import STATUS_KEYS, format_state, read_states
-from goe2mqtt.commands import CommandError, parse_command, request_id_of
+from goe2mqtt.commands import CommandError, SetCall, check_fresh, parse_command, request_id_of
 from goe2mqtt.config import ChargerSettings, Settings
 from goe2mqtt.discovery import (
     OFFLINE,
@@ -32,8 +34,8 @@ from goe2mqtt.discovery import (
     expected_discovery_topics,
     render_discovery,
 )
-from goe2mqtt.goe import GoeClient, GoeError, JsonValue
-from goe2mqtt.mqtt import InboundMessage, MqttOptions, MqttSession
+from goe2mqtt.goe import GoeClient, GoeError, JsonValue, TransientError
+from goe2mqtt.mqtt import InboundMessage, MqttOptions, MqttSession, Subscription
 
 log = structlog.get_logger()
 
@@ -41,6 +43,35 @@ OFFLINE_AFTER_FAILURES = 3  # transient failures in a row before a charger count
 MAX_BACKOFF_FACTOR = 3  # polling slows to at most 3x scan_interval while failing
 FOLLOW_UP_DELAY = 1.5  # the charger's logic runs once a second: look again after a command
 BIRTH_DELAY = (0.5, 2.0)  # spread republishing after HA restarts, as HA recommends
+# The cloud answers a set with 202 "forwarded, no guarantee": read the status back
+# after these pauses (about 5 s in all) until the charger shows the new values.
+CONFIRM_DELAYS = (0.0, 1.5, 3.5)
+INFO_INTERVAL = 30.0  # seconds between refreshes of {base}/bridge/info
+NOT_CONFIRMED = "not confirmed"
+
+
+@dataclass
+class CommandStats:
+    ok: int = 0
+    rejected: int = 0  # invalid input: never reached the charger
+    failed: int = 0  # the charger refused, did not answer or did not confirm
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+def unconfirmed_values(
+    expected: Mapping[str, JsonValue], status: Mapping[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """The keys whose status value is not what we set yet."""
+    return {
+        key: {"expected": value, "actual": status.get(key)}
+        for key, value in expected.items()
+        if status.get(key) != value or isinstance(status.get(key), bool) != isinstance(value, bool)
+    }
 
 
 class Publisher(Protocol):
@@ -77,6 +108,8 @@ class ChargerBridge:
         *,
         topics: Topics,
         discovery_prefix: str | None,
+        max_command_age: float = 300.0,
+        confirm_delays: Sequence[float] = CONFIRM_DELAYS,
     ) -> None:
         self.settings = settings
         self.name = settings.name
@@ -93,6 +126,9 @@ class ChargerBridge:
         self._lock = asyncio.Lock()  # one conversation with the charger at a time
         self._wake = asyncio.Event()
         self._stopping = False
+        self._max_command_age = max_command_age
+        self._confirm_delays = tuple(confirm_delays)
+        self.commands = CommandStats()
 
     # --- publishing -------------------------------------------------------------------
 
@@ -175,21 +211,24 @@ class ChargerBridge:
     async def refresh(self) -> bool:
         """Read the charger once and publish what changed; False if it did not answer."""
         async with self._lock:
-            try:
-                status = await self._client.status(STATUS_KEYS)
-            except GoeError as exc:
-                await self._poll_failed(exc)
-                return False
-            self.status = status
-            self.last_success = time.time()
-            recovered_after, self.failures = self.failures, 0
-            await self._publish_discovery(DeviceFacts.from_status(status))
-            await self._publish_states(status)
-            if not self.online:
-                self.online = True
-                log.info("charger_online", charger=self.name, failed_polls=recovered_after)
-                await self._publisher.publish_retained(self._topics.availability(self.name), ONLINE)
-            return True
+            return await self._refresh_locked()
+
+    async def _refresh_locked(self) -> bool:
+        try:
+            status = await self._client.status(STATUS_KEYS)
+        except GoeError as exc:
+            await self._poll_failed(exc)
+            return False
+        self.status = status
+        self.last_success = time.time()
+        recovered_after, self.failures = self.failures, 0
+        await self._publish_discovery(DeviceFacts.from_status(status))
+        await self._publish_states(status)
+        if not self.online:
+            self.online = True
+            log.info("charger_online", charger=self.name, failed_polls=recovered_after)
+            await self._publisher.publish_retained(self._topics.availability(self.name), ONLINE)
+        return True
 
     async def _poll_failed(self, exc: GoeError) -> None:
         self.failures += 1
@@ -211,53 +250,127 @@ class ChargerBridge:
             if retained:
                 raise CommandError("retained command ignored: publish commands without retain")
             command = parse_command(service, raw)
+            check_fresh(command.sent_at, now=time.time(), max_age=self._max_command_age)
+            if not self.online and self.last_success is None and self.failures == 0:
+                # Not polled yet: commands queued while we were away arrive right after
+                # connecting, before the first poll. Look now instead of refusing them.
+                await self.refresh()
             if not self.online:
                 raise CommandError("charger offline")
             calls = command.service.plan(command.arguments, self.status)
         except CommandError as exc:
+            self.commands.rejected += 1
             return rejection(self.name, service, raw, str(exc))
 
-        applied: list[dict[str, JsonValue]] = []
-        error: str | None = None
-        async with self._lock:
-            for call in calls:
-                try:
-                    await self._client.set(call)
-                except GoeError as exc:
-                    error = str(exc)
-                    break
-                applied.append(call)
-        # Show the effect now rather than at the next poll, and again once the
-        # charger's once-a-second logic has acted on it.
-        await self.refresh()
+        async with self._lock:  # commands to one charger run one after the other
+            applied, error = await self._apply(calls)
+            unconfirmed: dict[str, dict[str, Any]] = {}
+            if error is None:
+                unconfirmed = await self._confirm(applied)
+                if unconfirmed:
+                    error = NOT_CONFIRMED
+            else:
+                await self._refresh_locked()  # show whatever did change
+        # Look once more after the charger's once-a-second logic has acted (car state).
         self.poll_soon(FOLLOW_UP_DELAY)
         if error is not None:
+            self.commands.failed += 1
             log.warning(
-                "command_failed", charger=self.name, service=service, reason=error, applied=applied
+                "command_failed",
+                charger=self.name,
+                service=service,
+                reason=error,
+                applied=applied,
+                unconfirmed=unconfirmed or None,
             )
+            extra: dict[str, Any] = {"unconfirmed": unconfirmed} if unconfirmed else {}
             return command_result(
-                service, ok=False, request_id=command.request_id, error=error, applied=applied
+                service,
+                ok=False,
+                request_id=command.request_id,
+                error=error,
+                applied=applied,
+                **extra,
             )
+        self.commands.ok += 1
         log.info("command_done", charger=self.name, service=service, applied=applied)
         return command_result(service, ok=True, request_id=command.request_id, applied=applied)
+
+    async def _apply(self, calls: Sequence[SetCall]) -> tuple[list[SetCall], str | None]:
+        """Send the set calls in order; stop at the first that fails for good."""
+        applied: list[SetCall] = []
+        for call in calls:
+            try:
+                await self._set_with_retry(call)
+            except TransientError as exc:
+                # A set whose answer was lost may still have reached the charger:
+                # look before calling it failed.
+                if await self._confirm([call]):
+                    return applied, str(exc)
+                log.info("set_answer_lost", charger=self.name, keys=sorted(call), reason=str(exc))
+            except GoeError as exc:
+                return applied, str(exc)
+            applied.append(call)
+        return applied, None
+
+    async def _set_with_retry(self, call: SetCall) -> None:
+        # Every set we send is an absolute value (amp=10, frc=2), so sending it twice
+        # is harmless; a 4xx says the charger refused and asking again will not help.
+        try:
+            await self._client.set(call)
+        except TransientError as exc:
+            log.info("set_retry", charger=self.name, keys=sorted(call), reason=str(exc))
+            await self._client.set(call)
+
+    async def _confirm(self, applied: Sequence[SetCall]) -> dict[str, dict[str, Any]]:
+        """Read back until the charger shows every value set; what it still does not show."""
+        expected: dict[str, JsonValue] = {}
+        for call in applied:
+            expected.update(call)
+        unconfirmed = unconfirmed_values(expected, self.status)
+        for delay in self._confirm_delays:
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if await self._refresh_locked():
+                unconfirmed = unconfirmed_values(expected, self.status)
+                if not unconfirmed:
+                    break
+        return unconfirmed
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "online": self.online,
+            "last_poll": _iso(self.last_success),
+            "consecutive_failures": self.failures,
+            "commands": asdict(self.commands),
+        }
 
 
 class Bridge:
     """The daemon: one MQTT session, one HTTP pool, a ChargerBridge per charger."""
 
-    def __init__(self, settings: Settings, *, birth_delay: tuple[float, float] = BIRTH_DELAY):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        birth_delay: tuple[float, float] = BIRTH_DELAY,
+        confirm_delays: Sequence[float] = CONFIRM_DELAYS,
+        info_interval: float = INFO_INTERVAL,
+    ):
         self.settings = settings
         mqtt = settings.mqtt
         self.topics = Topics(mqtt.base_topic)
         self._prefix = mqtt.discovery_prefix if mqtt.discovery else None
-        subscriptions = [(self.topics.command_filter, 1)]
+        # QoS 1 on a persistent session: commands sent while we are away wait for us.
+        # no_local keeps our own results (same topic level) from coming back to us.
+        subscriptions = [Subscription(self.topics.command_filter, qos=1, no_local=True)]
         self._expected_discovery: set[str] = set()
         if self._prefix is not None:
             subscriptions += [
-                (f"{self._prefix}/status", 1),
+                Subscription(f"{self._prefix}/status", qos=1),
                 # QoS 0: this echoes every config we publish, and inbound QoS 1 traffic
                 # makes aiomqtt hold our own QoS 1 publishes for up to a second.
-                (discovery_filter(self._prefix, mqtt.base_topic), 0),
+                Subscription(discovery_filter(self._prefix, mqtt.base_topic), qos=0),
             ]
             self._expected_discovery = expected_discovery_topics(
                 self._prefix, mqtt.base_topic, (c.name for c in settings.chargers)
@@ -271,11 +384,18 @@ class Bridge:
                 client_id=mqtt.client_id,
                 keepalive=mqtt.keepalive,
                 availability_topic=self.topics.bridge_availability,
+                protocol=mqtt.protocol,
+                session_expiry=mqtt.max_command_age,
+                tls=mqtt.tls.context() if mqtt.tls is not None else None,
             ),
             subscriptions,
         )
         self.chargers: dict[str, ChargerBridge] = {}
+        self.unrouted = CommandStats()  # commands for chargers we do not have
+        self.started = time.time()
         self._birth_delay = birth_delay
+        self._confirm_delays = tuple(confirm_delays)
+        self._info_interval = info_interval
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -290,7 +410,13 @@ class Bridge:
             for charger in self.settings.chargers:
                 client = GoeClient(http, charger.base_url, _token(charger), timeout=charger.timeout)
                 self.chargers[charger.name] = ChargerBridge(
-                    charger, client, self.mqtt, topics=self.topics, discovery_prefix=self._prefix
+                    charger,
+                    client,
+                    self.mqtt,
+                    topics=self.topics,
+                    discovery_prefix=self._prefix,
+                    max_command_age=self.settings.mqtt.max_command_age,
+                    confirm_delays=self._confirm_delays,
                 )
             for bridge in self.chargers.values():
                 await bridge.publish_initial()
@@ -300,6 +426,7 @@ class Bridge:
             pollers = [
                 asyncio.create_task(b.run(), name=f"poll:{b.name}") for b in self.chargers.values()
             ]
+            pollers.append(asyncio.create_task(self._publish_info_forever(), name="info"))
             stop_task = asyncio.create_task(self._stop.wait(), name="stop")
             try:
                 done, _ = await asyncio.wait(
@@ -308,6 +435,7 @@ class Bridge:
                 for task in done - {stop_task}:
                     task.result()  # a task that ends on its own is a bug: let it surface
             finally:
+                self._stop.set()  # the info loop watches this, whatever ended the run
                 stop_task.cancel()
                 await stop_pollers(self.chargers.values(), [*pollers, *self._tasks])
                 final = [(self.topics.availability(n), OFFLINE.encode()) for n in self.chargers]
@@ -316,6 +444,32 @@ class Bridge:
                 for task in pending:
                     task.cancel()
                 log.info("bridge_stopped")
+
+    # --- health -----------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        now = time.time()
+        chargers = {name: bridge.info() for name, bridge in self.chargers.items()}
+        totals = CommandStats(**asdict(self.unrouted))
+        for bridge in self.chargers.values():
+            totals.ok += bridge.commands.ok
+            totals.rejected += bridge.commands.rejected
+            totals.failed += bridge.commands.failed
+        return {
+            "version": __version__,
+            "updated": _iso(now),
+            "started": _iso(self.started),
+            "uptime": round(now - self.started),
+            "chargers": chargers,
+            "commands": asdict(totals),
+        }
+
+    async def _publish_info_forever(self) -> None:
+        while not self._stop.is_set():
+            await self.mqtt.publish_retained(
+                self.topics.bridge_info, json.dumps(self.info(), sort_keys=True)
+            )
+            await wait_until_set(self._stop, self._info_interval)
 
     # --- inbound MQTT -----------------------------------------------------------------
 
@@ -346,6 +500,7 @@ class Bridge:
     async def _handle_command(self, charger: str, service: str, message: InboundMessage) -> None:
         bridge = self.chargers.get(charger)
         if bridge is None:
+            self.unrouted.rejected += 1
             result = rejection(charger, service, message.payload, f"unknown charger {charger!r}")
         else:
             result = await bridge.execute(service, message.payload, retained=message.retain)

@@ -8,9 +8,11 @@ the charger.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 from goe2mqtt.catalogue import CAR_STATES, PHASE_MODES, Status
@@ -46,6 +48,39 @@ SetCall = dict[str, JsonValue]
 class Payload:
     value: Any  # a JSON value, a bare word, or NOTHING
     request_id: JsonValue = None
+    sent_at: float | None = None  # unix seconds, from a "ts" field
+
+
+# Numbers above this are milliseconds (JavaScript's Date.now()); in seconds it is the year 5138.
+_MILLISECONDS_FROM = 1e11
+
+
+def parse_timestamp(value: Any) -> float:
+    """A "ts" field: unix seconds or milliseconds, or an ISO 8601 time with a zone."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value) or value < 0:
+            raise CommandError("ts must be a unix time or an ISO 8601 time")
+        return value / 1000 if value > _MILLISECONDS_FROM else float(value)
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise CommandError("ts must be a unix time or an ISO 8601 time") from None
+        if moment.tzinfo is None:
+            raise CommandError("ts needs a time zone (e.g. 2026-01-01T12:00:00Z)")
+        return moment.timestamp()
+    raise CommandError("ts must be a unix time or an ISO 8601 time")
+
+
+def check_fresh(sent_at: float | None, *, now: float, max_age: float) -> None:
+    """Refuse a command that is too old to run, or from a clock too far ahead."""
+    if sent_at is None:
+        return
+    age = now - sent_at
+    if age > max_age:
+        raise CommandError(f"stale: sent {age:.0f} s ago, max_command_age is {max_age:.0f} s")
+    if age < -max_age:
+        raise CommandError(f"ts is {-age:.0f} s in the future: check the sender's clock")
 
 
 def parse_payload(raw: bytes) -> Payload:
@@ -59,6 +94,8 @@ def parse_payload(raw: bytes) -> Payload:
         return Payload(NOTHING)
     try:
         value = json.loads(text)
+    except RecursionError:  # 4 KiB of "[" nests deeper than the parser's stack
+        raise CommandError("payload is nested too deeply") from None
     except ValueError:
         if _BARE_WORD.match(text):
             return Payload(text)
@@ -67,7 +104,8 @@ def parse_payload(raw: bytes) -> Payload:
         request_id = value.pop("id", None)
         if isinstance(request_id, dict | list):
             raise CommandError("id must be a string or a number")
-        return Payload(value, request_id)
+        sent_at = parse_timestamp(value.pop("ts")) if "ts" in value else None
+        return Payload(value, request_id, sent_at)
     return Payload(value)
 
 
@@ -251,6 +289,7 @@ class Command:
     service: ServiceDescription
     arguments: Arguments
     request_id: JsonValue
+    sent_at: float | None = None
 
 
 def parse_command(service_name: str, raw: bytes) -> Command:
@@ -259,12 +298,18 @@ def parse_command(service_name: str, raw: bytes) -> Command:
     if service is None:
         raise CommandError(f"unknown service {service_name!r}")
     payload = parse_payload(raw)
-    return Command(service, service.arguments(payload.value), payload.request_id)
+    return Command(
+        service, service.arguments(payload.value), payload.request_id, payload.sent_at
+    )
 
 
 def request_id_of(raw: bytes) -> JsonValue:
     """Best effort: the id of a payload that failed validation, so the result still matches."""
-    try:
-        return parse_payload(raw).request_id
-    except CommandError:
+    if len(raw) > MAX_PAYLOAD_BYTES:
         return None
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    request_id = value.get("id") if isinstance(value, dict) else None
+    return None if isinstance(request_id, dict | list) else request_id

@@ -33,6 +33,10 @@ class Topics:
         return f"{self.base}/bridge/availability"
 
     @property
+    def bridge_info(self) -> str:
+        return f"{self.base}/bridge/info"
+
+    @property
     def command_filter(self) -> str:
         return f"{self.base}/+/cmd/+"
 

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import aiomqtt
 import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from goe2mqtt.aio import wait_until_set
 
@@ -33,6 +37,14 @@ class InboundMessage:
 
 
 @dataclass(frozen=True)
+class Subscription:
+    topic: str
+    qos: int = 1
+    # MQTT 5: the broker does not send us back what we publish there ourselves.
+    no_local: bool = False
+
+
+@dataclass(frozen=True)
 class MqttOptions:
     host: str
     port: int = 1883
@@ -41,16 +53,51 @@ class MqttOptions:
     client_id: str = "goe2mqtt"
     keepalive: int = 60
     availability_topic: str = "goe2mqtt/bridge/availability"
+    protocol: str = "5"  # "5" or "3.1.1"
+    # The broker keeps our subscriptions and queues QoS 1 messages for us this long
+    # while we are away (MQTT 5; with 3.1.1 the broker's own policy applies). 0: no session.
+    session_expiry: int = 0
+    tls: ssl.SSLContext | None = None
+
+    def __repr__(self) -> str:  # the password stays out of tracebacks
+        return f"MqttOptions(host={self.host!r}, port={self.port}, client_id={self.client_id!r})"
 
 
 MessageHandler = Callable[[InboundMessage], None]
+
+
+def _new_client(options: MqttOptions) -> aiomqtt.Client:
+    persistent = options.session_expiry > 0
+    v5 = options.protocol == "5"
+    properties = None
+    if v5:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = options.session_expiry
+    return aiomqtt.Client(
+        hostname=options.host,
+        port=options.port,
+        username=options.username,
+        password=options.password,
+        identifier=options.client_id,
+        keepalive=options.keepalive,
+        will=aiomqtt.Will(options.availability_topic, OFFLINE, qos=1, retain=True),
+        timeout=10,
+        protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+        clean_session=None if v5 else not persistent,
+        # Every connection is a new aiomqtt client, so the default "clean on the first
+        # connect only" would mean always: ask for the existing session explicitly.
+        clean_start=not persistent,
+        properties=properties,
+        tls_context=options.tls,
+        tls_insecure=None if options.tls is None else not options.tls.check_hostname,
+    )
 
 
 class MqttSession:
     def __init__(
         self,
         options: MqttOptions,
-        subscriptions: Sequence[tuple[str, int]],
+        subscriptions: Sequence[Subscription],
         *,
         reconnect_delays: Sequence[float] = RECONNECT_DELAYS,
     ) -> None:
@@ -114,16 +161,7 @@ class MqttSession:
         attempt = 0
         options = self._options
         while not self._stopping.is_set():
-            client = aiomqtt.Client(
-                hostname=options.host,
-                port=options.port,
-                username=options.username,
-                password=options.password,
-                identifier=options.client_id,
-                keepalive=options.keepalive,
-                will=aiomqtt.Will(options.availability_topic, OFFLINE, qos=1, retain=True),
-                timeout=10,
-            )
+            client = _new_client(options)
             try:
                 async with client:
                     attempt = 0
@@ -133,19 +171,36 @@ class MqttSession:
                 self._client = None
                 delay = self._reconnect_delays[min(attempt, len(self._reconnect_delays) - 1)]
                 attempt += 1
-                log.warning(
-                    "mqtt_disconnected",
-                    broker=f"{options.host}:{options.port}",
-                    error=str(exc),
-                    retry_in=delay,
-                )
+                error = str(exc)
+                if "CERTIFICATE_VERIFY_FAILED" in error or "SSL" in error:
+                    # Retrying will not fix a certificate: say what to look at.
+                    log.error(
+                        "mqtt_tls_failed",
+                        broker=f"{options.host}:{options.port}",
+                        error=error,
+                        hint="check mqtt.tls (ca_file, host name, client certificate)",
+                        retry_in=delay,
+                    )
+                else:
+                    log.warning(
+                        "mqtt_disconnected",
+                        broker=f"{options.host}:{options.port}",
+                        error=error,
+                        retry_in=delay,
+                    )
                 await wait_until_set(self._stopping, delay)
             finally:
                 self._client = None
 
     async def _serve(self, client: aiomqtt.Client, on_message: MessageHandler) -> None:
-        for topic, qos in self._subscriptions:
-            await client.subscribe(topic, qos=qos)
+        v5 = self._options.protocol == "5"
+        for sub in self._subscriptions:
+            if v5:
+                await client.subscribe(
+                    sub.topic, options=SubscribeOptions(qos=sub.qos, noLocal=sub.no_local)
+                )
+            else:
+                await client.subscribe(sub.topic, qos=sub.qos)
         await client.publish(self._options.availability_topic, ONLINE, qos=1, retain=True)
         self._client = client
         self.connections += 1

@@ -26,13 +26,36 @@ VOLTAGES = (230.2, 229.8, 231.1)
 
 @dataclass
 class Faults:
-    """What goes wrong for one charger; tests flip these."""
+    """What goes wrong for one charger; tests and the soak script flip these."""
 
-    http_status: int | None = None  # answer every call with this status (403, 404, 500, ...)
+    http_status: int | None = None  # answer with this status (403, 404, 500, ...)
     delay: float = 0.0  # seconds before answering: drives client timeouts
     garbage: bool = False  # 200 with a body that is not JSON
     success_false: bool = False  # 200 with {"success": false}
+    body: str | None = None  # 200 with exactly this text (truncated JSON, huge answers)
+    only: str | None = None  # "status" or "set": the faults above hit only that call
+    times: int | None = None  # the faults above heal after this many hits
     reject_sets: bool = False  # 422 on every set
+    drop_sets: bool = False  # 202 on a set, but the charger never applies it
+    values: dict[str, Any] = field(default_factory=dict)  # status values replaced by these
+    missing: list[str] = field(default_factory=list)  # status keys left out
+
+    def hits(self, call: str) -> bool:
+        """Whether a transport fault strikes this call (and count it)."""
+        if self.only is not None and self.only != call:
+            return False
+        configured = (
+            self.http_status is not None
+            or self.delay > 0
+            or self.garbage
+            or self.success_false
+            or self.body is not None
+        )
+        if not configured or (self.times is not None and self.times <= 0):
+            return False
+        if self.times is not None:
+            self.times -= 1
+        return True
 
 
 @dataclass
@@ -61,7 +84,9 @@ class SimulatedCharger:
     model: str = "go-eCharger_V4"
 
     faults: Faults = field(default_factory=Faults)
-    set_calls: list[dict[str, Any]] = field(default_factory=list)
+    set_calls: list[dict[str, Any]] = field(default_factory=list)  # sets that reached it
+    dropped_sets: list[dict[str, Any]] = field(default_factory=list)  # 202 but lost
+    set_requests: int = 0  # every /api/set request, faulty or not
     status_calls: int = 0
     _advanced_at: float | None = None
 
@@ -274,22 +299,34 @@ class Simulator:
         if charger.token is not None and _token_of(request) != charger.token:
             return _json(401, {"success": False, "reason": "wrong token"})
         faults = charger.faults
-        if faults.delay:
-            await asyncio.sleep(faults.delay)
-        if faults.http_status is not None:
-            return _json(faults.http_status, _fault_body(faults.http_status))
-        if faults.garbage:
-            return web.Response(status=200, text="<html>502 Bad Gateway</html>")
-        if faults.success_false:
-            return _json(200, {"success": False, "reason": "simulated failure"})
+        if call == "set":
+            charger.set_requests += 1
+        if faults.hits(call):
+            if faults.delay:
+                await asyncio.sleep(faults.delay)
+            if faults.http_status is not None:
+                return _json(faults.http_status, _fault_body(faults.http_status))
+            if faults.garbage:
+                return web.Response(status=200, text="<html>502 Bad Gateway</html>")
+            if faults.body is not None:
+                return web.Response(status=200, text=faults.body, content_type="application/json")
+            if faults.success_false:
+                return _json(200, {"success": False, "reason": "simulated failure"})
         if call == "status":
             charger.status_calls += 1
             keys = request.query.get("filter")
-            return _json(200, charger.status(keys.split(",") if keys else None))
+            answer = charger.status(keys.split(",") if keys else None)
+            answer.update({k: v for k, v in faults.values.items() if k in answer or not keys})
+            for key in faults.missing:
+                answer.pop(key, None)
+            return _json(200, answer)
         values = {k: v for k, v in request.query.items() if k != "token"}
         if faults.reject_sets:
             charger.set_calls.append(dict(values))
             return _json(422, {k: "rejected (simulated)" for k in values})
+        if faults.drop_sets:
+            charger.dropped_sets.append(dict(values))
+            return _json(202, {k: True for k in values})
         status, answers = charger.apply_set(values)
         return _json(status, answers)
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 import json
+import ssl
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -63,8 +64,24 @@ class Received:
 class MqttProbe:
     """A plain MQTT client that records everything under its subscriptions."""
 
-    def __init__(self, host: str, port: int, subscriptions: list[str]) -> None:
-        self._client = aiomqtt.Client(host, port, identifier=f"probe-{uuid.uuid4().hex[:8]}")
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        subscriptions: list[str],
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._client = aiomqtt.Client(
+            host,
+            port,
+            identifier=f"probe-{uuid.uuid4().hex[:8]}",
+            username=username,
+            password=password,
+            tls_context=tls_context,
+        )
         self._subscriptions = subscriptions
         self.messages: list[Received] = []
         self._arrived = asyncio.Event()
@@ -198,9 +215,14 @@ def make_settings(
     }
 
 
+# Read-backs after a set: quicker than production's ~5 s, same number of tries.
+TEST_CONFIRM_DELAYS = (0.0, 0.2, 0.5)
+
+
 class RunningBridge:
-    def __init__(self, settings: Settings) -> None:
-        self.bridge = Bridge(settings, birth_delay=(0.0, 0.05))
+    def __init__(self, settings: Settings, **options: Any) -> None:
+        options = {"birth_delay": (0.0, 0.05), "confirm_delays": TEST_CONFIRM_DELAYS, **options}
+        self.bridge = Bridge(settings, **options)
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -233,7 +255,9 @@ async def setup(
     )
 
 
-async def until(predicate: Callable[[], bool], what: str = "condition") -> None:
+async def until(
+    predicate: Callable[[], bool], what: str = "condition", *, within: float = WAIT
+) -> None:
     """Wait for a condition (bounded: liveness, not speed)."""
 
     async def poll() -> None:
@@ -241,7 +265,7 @@ async def until(predicate: Callable[[], bool], what: str = "condition") -> None:
             await asyncio.sleep(0.01)
 
     try:
-        await asyncio.wait_for(poll(), WAIT)
+        await asyncio.wait_for(poll(), within)
     except TimeoutError:
         raise AssertionError(f"{what} did not happen") from None
 

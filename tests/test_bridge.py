@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from goe2mqtt.bridge import unconfirmed_values
 from goe2mqtt.catalogue import ENTITIES, STATUS_KEYS, format_state, read_states
 from goe2mqtt.discovery import discovery_topic
 from goe2mqtt.simulator import Faults
@@ -289,8 +290,16 @@ async def test_cloud_saying_offline_makes_the_charger_offline_at_once(
 @pytest.mark.parametrize("setup", [SLOW_POLLS], indirect=True)
 @pytest.mark.parametrize(
     "faults",
-    [Faults(http_status=500), Faults(http_status=502), Faults(garbage=True), Faults(delay=1.5)],
-    ids=["500", "502", "garbage", "timeout"],
+    [
+        Faults(http_status=500),
+        Faults(http_status=502),
+        Faults(http_status=422),
+        Faults(garbage=True),
+        Faults(body='{"car": 2, "amp": 1'),
+        Faults(body="[1, 2, 3]"),
+        Faults(delay=1.5),
+    ],
+    ids=["500", "502", "422", "not-json", "truncated-json", "not-an-object", "timeout"],
 )
 async def test_transient_failures_make_it_offline_after_three_in_a_row(
     setup: Setup, probe: MqttProbe, bridge: RunningBridge, faults: Faults
@@ -350,3 +359,11 @@ async def test_clean_stop_publishes_offline(
     await bridge.stop()
     await probe.wait_text(setup.topics.bridge_availability, "offline", since=mark)
     await probe.wait_text(setup.topics.availability("garage"), "offline", since=mark)
+
+
+def test_unconfirmed_values_compare_types_too() -> None:
+    assert unconfirmed_values({"amp": 10, "trx": None}, {"amp": 10, "trx": None}) == {}
+    assert unconfirmed_values({"frc": 1}, {"frc": True}) == {
+        "frc": {"expected": 1, "actual": True}
+    }
+    assert unconfirmed_values({"psm": 2}, {}) == {"psm": {"expected": 2, "actual": None}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from goe2mqtt.commands import (
     NOTHING,
     SERVICES_BY_NAME,
     CommandError,
+    check_fresh,
     parse_command,
     parse_payload,
     request_id_of,
@@ -144,3 +146,50 @@ def test_payload_forms() -> None:
 def test_every_service_documents_itself() -> None:
     for service in SERVICES_BY_NAME.values():
         assert service.summary
+
+
+@pytest.mark.parametrize(
+    ("ts", "seconds"),
+    [
+        (1_790_000_000, 1_790_000_000.0),
+        (1_790_000_000.5, 1_790_000_000.5),
+        (1_790_000_000_123, 1_790_000_000.123),  # JavaScript's Date.now()
+        ("2026-09-21T14:13:20Z", 1_790_000_000.0),
+        ("2026-09-21T16:13:20+02:00", 1_790_000_000.0),
+    ],
+)
+def test_ts_may_be_seconds_milliseconds_or_iso(ts: object, seconds: float) -> None:
+    command = parse_command("stop_charging", json.dumps({"ts": ts}).encode())
+    assert command.sent_at == pytest.approx(seconds)
+    assert command.arguments == {}
+
+
+@pytest.mark.parametrize(
+    ("ts", "reason"),
+    [
+        ("yesterday", "ts must be a unix time or an ISO 8601 time"),
+        ("2026-09-21T14:13:20", "ts needs a time zone"),
+        (-5, "ts must be a unix time"),
+        (True, "ts must be a unix time"),
+        ([1], "ts must be a unix time"),
+    ],
+)
+def test_bad_ts_is_a_reason_not_a_crash(ts: object, reason: str) -> None:
+    with pytest.raises(CommandError, match=f"^{reason}"):
+        parse_command("stop_charging", json.dumps({"ts": ts}).encode())
+
+
+def test_freshness_window() -> None:
+    check_fresh(None, now=1000.0, max_age=300)  # no ts: the session bounds the age
+    check_fresh(800.0, now=1000.0, max_age=300)
+    with pytest.raises(CommandError, match=r"^stale: sent 400 s ago, max_command_age is 300 s"):
+        check_fresh(600.0, now=1000.0, max_age=300)
+    with pytest.raises(CommandError, match=r"^ts is 400 s in the future"):
+        check_fresh(1400.0, now=1000.0, max_age=300)
+
+
+def test_deeply_nested_payload_is_refused_not_a_recursion_error() -> None:
+    with pytest.raises(CommandError, match="nested too deeply"):
+        parse_command("set_phase", b"[" * 4000)
+    assert request_id_of(b"[" * 4000) is None
+    assert request_id_of(b'{"id": "a", "ts": "garbage"}') == "a"
