@@ -154,6 +154,8 @@ def entity_config(
         config["state_topic"] = topics.state(charger, entity.key)
     if entity.command is not None:
         config["command_topic"] = topics.command(charger, entity.command)
+        # HA then publishes at QoS 1: a press while the bridge restarts waits in its session.
+        config["qos"] = 1
     optional = {
         "device_class": entity.device_class,
         "state_class": entity.state_class,

@@ -170,3 +170,12 @@ def test_topics_parse_only_command_topics() -> None:
     assert TOPICS.parse_command("goe2mqtt/garage/state") is None
     assert TOPICS.parse_command("goe2mqtt/garage/cmd/x/y") is None
     assert TOPICS.parse_command("other/garage/cmd/stop_charging") is None
+
+
+def test_controls_publish_their_commands_at_qos_1() -> None:
+    # QoS 0 commands would not wait in the bridge's persistent session.
+    for config in configs().values():
+        if "command_topic" in config:
+            assert config["qos"] == 1
+        else:
+            assert "qos" not in config
