@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import time
 from collections.abc import Collection, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -48,6 +49,7 @@ BIRTH_DELAY = (0.5, 2.0)  # spread republishing after HA restarts, as HA recomme
 CONFIRM_DELAYS = (0.0, 1.5, 3.5)
 INFO_INTERVAL = 30.0  # seconds between refreshes of {base}/bridge/info
 NOT_CONFIRMED = "not confirmed"
+SERIAL_RE = re.compile(r"[0-9]{6}")
 
 
 @dataclass
@@ -61,6 +63,11 @@ def _iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+def serial_from_status(status: Mapping[str, Any]) -> str | None:
+    serial = status.get("sse")
+    return serial if isinstance(serial, str) and SERIAL_RE.fullmatch(serial) else None
 
 
 def unconfirmed_values(
@@ -118,6 +125,8 @@ class ChargerBridge:
         self._topics = topics
         self._discovery_prefix = discovery_prefix
         self.status: dict[str, Any] = {}
+        # Unique ids need the serial: a local charger configured without one tells it.
+        self.serial = settings.serial
         self.online = False
         self.failures = 0
         self.last_success: float | None = None
@@ -137,14 +146,14 @@ class ChargerBridge:
         await self._publisher.publish_retained(self._topics.availability(self.name), OFFLINE)
 
     async def _publish_discovery(self, facts: DeviceFacts) -> None:
-        if self._discovery_prefix is None or facts == self._facts:
+        if self._discovery_prefix is None or facts == self._facts or self.serial is None:
             return
         self._facts = facts
         configs = render_discovery(
             prefix=self._discovery_prefix,
             topics=self._topics,
             charger=self.name,
-            serial=self.settings.serial,
+            serial=self.serial,
             facts=facts,
         )
         for topic, payload in configs.items():
@@ -221,6 +230,8 @@ class ChargerBridge:
             return False
         self.status = status
         self.last_success = time.time()
+        if self.serial is None:
+            self.serial = serial_from_status(status)
         recovered_after, self.failures = self.failures, 0
         await self._publish_discovery(DeviceFacts.from_status(status))
         await self._publish_states(status)
@@ -408,7 +419,13 @@ class Bridge:
         connector = aiohttp.TCPConnector(limit=64, ttl_dns_cache=300)
         async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
             for charger in self.settings.chargers:
-                client = GoeClient(http, charger.base_url, _token(charger), timeout=charger.timeout)
+                client = GoeClient(
+                    http,
+                    charger.base_url,
+                    _token(charger),
+                    timeout=charger.timeout,
+                    local=charger.transport == "local",
+                )
                 self.chargers[charger.name] = ChargerBridge(
                     charger,
                     client,

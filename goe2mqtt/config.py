@@ -29,6 +29,8 @@ from pydantic import (
 
 NAME_PATTERN = r"^[a-z0-9_-]+$"
 SERIAL_PATTERN = r"^[0-9]{6}$"
+# A host name or IPv4 address, or an IPv6 address in brackets; an optional port.
+HOST_PATTERN = r"^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$"
 # Topic levels we build from these must not contain MQTT wildcards or empty levels.
 TOPIC_PATTERN = r"^[^#+/\x00]+(/[^#+/\x00]+)*$"
 RESERVED_NAMES = frozenset({"bridge"})
@@ -115,7 +117,10 @@ class MqttSettings(_Section):
 
 class ChargerSettings(_Section):
     name: str = Field(pattern=NAME_PATTERN, max_length=64)
-    serial: str = Field(pattern=SERIAL_PATTERN)
+    # Required for the cloud; with host the charger tells it (sse) at the first poll.
+    serial: str | None = Field(default=None, pattern=SERIAL_PATTERN)
+    # The local HTTP API v2 on the charger itself, instead of the cloud: no token.
+    host: str | None = Field(default=None, pattern=HOST_PATTERN)
     token: SecretStr | None = None
     token_file: str | None = None
     api_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
@@ -124,6 +129,13 @@ class ChargerSettings(_Section):
 
     @model_validator(mode="after")
     def _load_token(self, info: ValidationInfo) -> ChargerSettings:
+        if self.host is not None:
+            if self.token is not None or self.token_file is not None:
+                key = "token" if self.token is not None else "token_file"
+                raise ValueError(f"{key}: the local API (host) takes no token")
+            return self
+        if self.serial is None:
+            raise ValueError("serial: required for the cloud API (or give host for the local API)")
         if self.token_file is not None:
             if self.token is not None:
                 raise ValueError("token_file: give either token or token_file, not both")
@@ -135,8 +147,17 @@ class ChargerSettings(_Section):
         return self
 
     @property
+    def transport(self) -> Literal["cloud", "local"]:
+        return "local" if self.host is not None else "cloud"
+
+    @property
     def base_url(self) -> str:
-        url = self.api_url or DEFAULT_CLOUD_URL.format(serial=self.serial)
+        if self.api_url is not None:
+            url = self.api_url
+        elif self.host is not None:
+            url = f"http://{self.host}"
+        else:
+            url = DEFAULT_CLOUD_URL.format(serial=self.serial)
         return url.rstrip("/")
 
 
@@ -156,15 +177,21 @@ class Settings(_Section):
     def _unique_chargers(self) -> Settings:
         seen_names: set[str] = set()
         seen_serials: set[str] = set()
+        seen_hosts: set[str] = set()
         for index, charger in enumerate(self.chargers):
             if charger.name in RESERVED_NAMES:
                 raise ValueError(f"chargers[{index}].name: '{charger.name}' is reserved")
             if charger.name in seen_names:
                 raise ValueError(f"chargers[{index}].name: duplicate name '{charger.name}'")
-            if charger.serial in seen_serials:
+            if charger.serial is not None and charger.serial in seen_serials:
                 raise ValueError(f"chargers[{index}].serial: duplicate serial {charger.serial}")
+            if charger.host is not None and charger.host in seen_hosts:
+                raise ValueError(f"chargers[{index}].host: duplicate host {charger.host}")
             seen_names.add(charger.name)
-            seen_serials.add(charger.serial)
+            if charger.serial is not None:
+                seen_serials.add(charger.serial)
+            if charger.host is not None:
+                seen_hosts.add(charger.host)
         return self
 
     def secrets(self) -> list[str]:
@@ -243,6 +270,7 @@ _PATTERN_HINTS = {
     "base_topic": "must be an MQTT topic without wildcards (+, #) or empty levels",
     "discovery_prefix": "must be an MQTT topic without wildcards (+, #) or empty levels",
     "api_url": "must be an http:// or https:// URL without query",
+    "host": "must be a host name or IP address, optionally with :port (no http://)",
     "chargers": "list at least one charger",
 }
 

@@ -1,4 +1,4 @@
-"""go-e API v2 client (cloud API; the local HTTP API speaks the same key space).
+"""go-e API v2 client: the cloud API, or the local HTTP API v2 (same key space).
 
 Knows HTTP and the go-e answer codes, nothing of MQTT. Every failure is a GoeError
 subclass whose message is safe to log: the token travels in a header, never in a URL
@@ -8,7 +8,7 @@ or a message.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Set
 from typing import Any
 
 import aiohttp
@@ -63,8 +63,10 @@ class GoeClient:
         token: str | None,
         *,
         timeout: float = 10.0,
+        local: bool = False,
     ) -> None:
         self._session = session
+        self._local = local
         self._base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 5.0))
@@ -100,7 +102,24 @@ class GoeClient:
             raise TransientError("timed out") from None
         except aiohttp.ClientError as exc:
             raise TransientError(f"connection failed: {type(exc).__name__}") from None
+        if self._local:
+            return _interpret_local(
+                http_status, bytes(body), set_keys=set(params) if path == "/api/set" else set()
+            )
         return _interpret(http_status, bytes(body))
+
+
+def _interpret_local(http_status: int, body: bytes, *, set_keys: Set[str]) -> dict[str, Any]:
+    """The local HTTP API v2: 404 means it is switched off; a set it refuses is a 500
+    whose body answers each key sent (any other 500 is a server hiccup)."""
+    payload = _decode(body)
+    if http_status == 404:
+        raise ChargerOffline("local HTTP API v2 not enabled in the app (404)")
+    answers_keys = isinstance(payload, dict) and payload and payload.keys() <= set_keys
+    if http_status == 500 and answers_keys:
+        refused = [f"{k}: {v}" for k, v in payload.items() if v is not True]
+        raise Rejected(f"charger refused ({'; '.join(refused)[:200]})")
+    return _interpret(http_status, body)
 
 
 def _interpret(http_status: int, body: bytes) -> dict[str, Any]:

@@ -252,7 +252,9 @@ class Simulator:
     def __init__(self, chargers: Iterable[SimulatedCharger]) -> None:
         self.chargers = {c.serial: c for c in chargers}
         self._runner: web.AppRunner | None = None
+        self._local_runners: list[web.AppRunner] = []
         self.base_url = ""
+        self.local_hosts: dict[str, str] = {}  # serial -> host:port of its local API
 
     def charger(self, serial: str) -> SimulatedCharger:
         return self.chargers[serial]
@@ -269,18 +271,28 @@ class Simulator:
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.create_server((host, port), family=family)
-        await web.SockSite(self._runner, sock).start()
-        bound_port = sock.getsockname()[1]
-        self.base_url = (
-            f"http://[{host}]:{bound_port}" if ":" in host else f"http://{host}:{bound_port}"
-        )
+        self._runner, address = await _serve(self.app(), host, port)
+        self.base_url = f"http://{address}"
         return self.base_url
 
+    async def serve_local(self, serial: str, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Give one charger a local HTTP API v2 of its own, as on its own IP; its host:port."""
+        charger = self.chargers[serial]
+
+        async def local_api(request: web.Request) -> web.Response:
+            return await self._answer(charger, request.match_info["call"], request, local=True)
+
+        app = web.Application()
+        app.router.add_get("/api/{call}", local_api)
+        runner, address = await _serve(app, host, port)
+        self._local_runners.append(runner)
+        self.local_hosts[serial] = address
+        return address
+
     async def stop(self) -> None:
+        for runner in self._local_runners:
+            await runner.cleanup()
+        self._local_runners.clear()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -293,10 +305,14 @@ class Simulator:
         charger = self._find(request)
         if charger is None:
             return _json(403, {"success": False, "reason": "unknown charger"})
-        call = request.match_info["call"]
+        return await self._answer(charger, request.match_info["call"], request, local=False)
+
+    async def _answer(
+        self, charger: SimulatedCharger, call: str, request: web.Request, *, local: bool
+    ) -> web.Response:
         if call not in ("status", "set"):
             return _json(404, {"success": False, "reason": "no such call"})
-        if charger.token is not None and _token_of(request) != charger.token:
+        if not local and charger.token is not None and _token_of(request) != charger.token:
             return _json(401, {"success": False, "reason": "wrong token"})
         faults = charger.faults
         if call == "set":
@@ -323,11 +339,14 @@ class Simulator:
         values = {k: v for k, v in request.query.items() if k != "token"}
         if faults.reject_sets:
             charger.set_calls.append(dict(values))
-            return _json(422, {k: "rejected (simulated)" for k in values})
+            return _json(500 if local else 422, {k: "rejected (simulated)" for k in values})
         if faults.drop_sets:
             charger.dropped_sets.append(dict(values))
-            return _json(202, {k: True for k in values})
+            return _json(200 if local else 202, {k: True for k in values})
         status, answers = charger.apply_set(values)
+        if local:
+            # The local API says 200, or 500 as soon as one key was refused.
+            status = 200 if all(a is True for a in answers.values()) else 500
         return _json(status, answers)
 
     async def _inspect(self, request: web.Request) -> web.Response:
@@ -366,6 +385,16 @@ class Simulator:
         except (ValueError, TypeError):
             return _json(400, {"error": "expected a JSON object with plug/car_full/error/faults"})
         return _json(200, {"status": charger.status()})
+
+
+async def _serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family)
+    await web.SockSite(runner, sock).start()
+    bound_port = sock.getsockname()[1]
+    return runner, (f"[{host}]:{bound_port}" if ":" in host else f"{host}:{bound_port}")
 
 
 def _token_of(request: web.Request) -> str | None:

@@ -43,6 +43,8 @@ def own_broker() -> Iterator[MosquittoBroker]:
 async def simulator() -> AsyncIterator[Simulator]:
     sim = Simulator(SimulatedCharger(serial, TOKEN) for serial in SERIALS.values())
     await sim.start()
+    for serial in SERIALS.values():
+        await sim.serve_local(serial)
     yield sim
     await sim.stop()
 
@@ -189,9 +191,18 @@ def make_settings(
     *,
     chargers: tuple[str, ...] = ("garage",),
     scan_interval: float = 0.3,
+    transport: str = "cloud",
     **charger_overrides: Any,
 ) -> dict[str, Any]:
+    """Settings for chargers of the simulator, through the cloud or their local API."""
     run = uuid.uuid4().hex[:8]
+
+    def address(name: str) -> dict[str, Any]:
+        serial = SERIALS[name]
+        if transport == "local":  # no serial, no token: the charger tells its serial
+            return {"host": simulator.local_hosts[serial]}
+        return {"serial": serial, "token": TOKEN, "api_url": simulator.url_for(serial)}
+
     return {
         "mqtt": {
             "host": broker.host,
@@ -203,9 +214,7 @@ def make_settings(
         "chargers": [
             {
                 "name": name,
-                "serial": SERIALS[name],
-                "token": TOKEN,
-                "api_url": simulator.url_for(SERIALS[name]),
+                **address(name),
                 "scan_interval": scan_interval,
                 "timeout": 1.0,
                 **charger_overrides,
@@ -243,12 +252,20 @@ class RunningBridge:
 
 
 @pytest.fixture
+def transport() -> str:
+    """How the bridge reaches the chargers; a module can parametrize it to run both."""
+    return "cloud"
+
+
+@pytest.fixture
 async def setup(
-    request: pytest.FixtureRequest, broker: MosquittoBroker, simulator: Simulator
+    request: pytest.FixtureRequest, broker: MosquittoBroker, simulator: Simulator, transport: str
 ) -> Setup:
     """Two chargers; a test may override charger settings with indirect parametrization."""
     overrides = getattr(request, "param", {})
-    raw = make_settings(broker, simulator, chargers=("garage", "carport"), **overrides)
+    raw = make_settings(
+        broker, simulator, chargers=("garage", "carport"), transport=transport, **overrides
+    )
     settings = parse_settings(raw)
     return Setup(
         settings, Topics(settings.mqtt.base_topic), settings.mqtt.discovery_prefix, simulator

@@ -17,6 +17,12 @@ from .conftest import MqttProbe, RunningBridge, Setup, until
 SLOW_POLLS = {"scan_interval": 60}  # the test decides when polls happen (poll_soon)
 
 
+@pytest.fixture(params=["cloud", "local"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """Every case here runs through the cloud API and through the local HTTP API."""
+    return str(request.param)
+
+
 def expected_states(setup: Setup, name: str) -> dict[str, str]:
     states, problems = read_states(setup.charger(name).status(STATUS_KEYS))
     assert problems == {}

@@ -69,6 +69,12 @@ def test_defaults() -> None:
         (base(token=None, token_file="/nonexistent/token"), "chargers[0].token_file: cannot read"),
         (base(token_file="/etc/hostname"), "chargers[0].token_file: give either token or"),
         (base(colour="red"), "chargers[0].colour: unknown key"),
+        (base(host="192.168.1.20"), "chargers[0].token: the local API (host) takes no token"),
+        (base(serial=None, token=None), "chargers[0].serial: required for the cloud API"),
+        (
+            base(host="http://192.168.1.20", token=None),
+            "chargers[0].host: must be a host name or IP address",
+        ),
         (
             {"mqtt": {"host": "h"}, "chargers": [base()["chargers"][0], base()["chargers"][0]]},
             "chargers[1].name: duplicate name 'garage'",
@@ -93,6 +99,21 @@ def test_bad_config_names_the_key(raw: Any, message: str) -> None:
     assert message in str(caught.value)
     assert SECRET not in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_local_api_chargers() -> None:
+    raw = base(host="192.168.1.20", token=None, serial=None)
+    raw["chargers"].append({"name": "carport", "host": "[fd00::7]:8080", "serial": "067890"})
+    garage, carport = parse_settings(raw).chargers
+    assert (garage.transport, garage.base_url, garage.serial) == (
+        "local",
+        "http://192.168.1.20",
+        None,
+    )
+    assert carport.base_url == "http://[fd00::7]:8080"
+    raw["chargers"][1]["host"] = "192.168.1.20"
+    with pytest.raises(ConfigError, match=r"^chargers\[1\]\.host: duplicate host"):
+        parse_settings(raw)
 
 
 def test_secrets_from_environment_and_files(

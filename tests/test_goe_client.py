@@ -158,3 +158,21 @@ async def test_huge_answer_is_refused(http: aiohttp.ClientSession) -> None:
             await client.status({"car"})
     finally:
         await runner.cleanup()
+
+
+async def test_local_api_needs_no_token_and_speaks_its_own_codes(
+    http: aiohttp.ClientSession, simulator: Simulator
+) -> None:
+    local = GoeClient(http, f"http://{simulator.local_hosts[SERIAL]}", None, local=True)
+    assert (await local.status({"sse", "amp"})) == {"sse": SERIAL, "amp": 16}
+    assert await local.set({"amp": 10}) == {"amp": True}
+    assert (await local.status({"amp"}))["amp"] == 10
+    # A refused key is HTTP 500 with per-key answers: a refusal, not a server hiccup.
+    with pytest.raises(Rejected, match=r"charger refused \(amp: out of range 6\.\.32\)"):
+        await local.set({"amp": 99})
+    charger(simulator).faults = Faults(http_status=404)  # HTTP API v2 off in the app
+    with pytest.raises(ChargerOffline, match="local HTTP API v2 not enabled"):
+        await local.status({"amp"})
+    charger(simulator).faults = Faults(http_status=500)  # a 500 without answers: transient
+    with pytest.raises(TransientError, match=r"server error \(500\)"):
+        await local.status({"amp"})
