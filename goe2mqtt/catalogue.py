@@ -318,7 +318,7 @@ ENTITIES: tuple[EntityDescription, ...] = (
     EntityDescription(
         key="phases_number_connected",
         component="sensor",
-        name="Phases connected",
+        name="Phases number connected",
         reads=("pnp",),
         value=integer("pnp"),
         state_class="measurement",
@@ -440,7 +440,7 @@ ENTITIES: tuple[EntityDescription, ...] = (
     EntityDescription(
         key="wifi_signal",
         component="sensor",
-        name="Wi-Fi signal",
+        name="WiFi signal",
         reads=("rssi",),
         value=integer("rssi"),
         device_class="signal_strength",

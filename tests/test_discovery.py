@@ -179,3 +179,12 @@ def test_controls_publish_their_commands_at_qos_1() -> None:
             assert config["qos"] == 1
         else:
             assert "qos" not in config
+
+
+def test_old_and_new_home_assistant_give_the_same_entity_ids() -> None:
+    # HA before 2025.10 makes the id from device and entity name (slugified); newer HA
+    # takes default_entity_id. Names are chosen so that both come out the same.
+    for config in configs().values():
+        slug = re.sub(r"[^a-z0-9]+", "_", f"garage {config['name']}".lower()).strip("_")
+        _domain, object_id = config["default_entity_id"].split(".")
+        assert object_id == slug, config["name"]

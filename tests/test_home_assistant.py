@@ -1,0 +1,145 @@
+"""goe2mqtt as a real Home Assistant sees it: entities, states, services, availability."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from goe2mqtt.broker import MosquittoBroker
+from goe2mqtt.catalogue import ENTITIES
+from goe2mqtt.config import parse_settings
+from goe2mqtt.simulator import Faults, Simulator
+
+from .conftest import RunningBridge, make_settings
+from .homeassistant import HomeAssistant, ensure_installed
+
+pytestmark = pytest.mark.ha
+
+HA_WAIT = 60.0  # HA may take its time on a busy machine: liveness, not speed
+
+
+@pytest.fixture
+async def home_assistant(
+    tmp_path: Path, own_broker: MosquittoBroker
+) -> AsyncIterator[HomeAssistant]:
+    hass = await asyncio.to_thread(ensure_installed)
+    ha = HomeAssistant(tmp_path / "ha")
+    try:
+        await ha.start(hass)
+        await ha.add_mqtt(own_broker.host, own_broker.port)
+        yield ha
+    finally:
+        await ha.stop()
+
+
+async def eventually(
+    ha: HomeAssistant, check: Callable[[dict[str, dict[str, Any]]], bool], what: str
+) -> dict[str, dict[str, Any]]:
+    deadline = asyncio.get_running_loop().time() + HA_WAIT
+    states: dict[str, dict[str, Any]] = {}
+    while asyncio.get_running_loop().time() < deadline:
+        states = await ha.states()
+        if check(states):
+            return states
+        await asyncio.sleep(0.5)
+    ours = {k: v["state"] for k, v in states.items() if k.split(".", 1)[1].startswith("garage_")}
+    raise AssertionError(f"{what} did not happen; HA has {ours}\n{ha.log_tail()}")
+
+
+def entity_id(key: str) -> str:
+    entity = next(e for e in ENTITIES if e.key == key)
+    return f"{entity.component}.garage_{key}"
+
+
+async def test_home_assistant_shows_and_drives_the_charger(
+    home_assistant: HomeAssistant, own_broker: MosquittoBroker, simulator: Simulator
+) -> None:
+    ha = home_assistant
+    raw = make_settings(own_broker, simulator, scan_interval=1.0)
+    raw["mqtt"]["discovery_prefix"] = "homeassistant"  # what HA listens to
+    settings = parse_settings(raw)
+    garage = simulator.charger("012345")
+    garage.plug_in()
+    running = RunningBridge(settings)
+    await running.start()
+    try:
+        # Entities disabled by default exist in the registry but have no state.
+        expected = {entity_id(e.key) for e in ENTITIES if e.enabled_by_default}
+        states = await eventually(
+            ha,
+            lambda s: expected <= s.keys() and s[entity_id("car_status")]["state"] == "charging",
+            "every entity, with states",
+        )
+        # States, units and classes as HA understood them.
+        assert states[entity_id("energy_total")]["state"] == "1234.57"
+        energy = states[entity_id("energy_total")]["attributes"]
+        assert energy["unit_of_measurement"] == "kWh"
+        assert energy["device_class"] == "energy"
+        assert energy["state_class"] == "total_increasing"
+        assert states[entity_id("charging_allowed")]["state"] == "on"
+        assert states[entity_id("charger_max_current")]["state"] == "16"
+        assert states[entity_id("charger_max_current")]["attributes"]["unit_of_measurement"] == "A"
+        assert states[entity_id("charging_current")]["state"] == "16"
+        assert states[entity_id("phase_mode")]["state"] == "auto"
+        assert states[entity_id("phase_mode")]["attributes"]["options"] == [
+            "auto",
+            "1_phase",
+            "3_phases",
+        ]
+        assert states[entity_id("name")]["state"] == "go-e 012345"
+        for key in expected:
+            assert states[key]["state"] != "unavailable", key
+        # One device for all of them, with what the charger told about itself.
+        device = "device_id('sensor.garage_energy_total')"
+        assert await ha.template(f"{{{{ device_attr({device}, 'manufacturer') }}}}") == "go-e"
+        assert await ha.template(f"{{{{ device_attr({device}, 'model') }}}}") == "go-eCharger_V4"
+        assert await ha.template(f"{{{{ device_attr({device}, 'sw_version') }}}}") == "60.4"
+        listed = await ha.template(f"{{{{ device_entities({device}) | sort | join(' ') }}}}")
+        assert set(listed.split()) == expected
+
+        # The controls, through HA's own services.
+        await ha.call("number", "set_value", entity_id=entity_id("charging_current"), value=10)
+        await ha.call(
+            "select", "select_option", entity_id=entity_id("phase_mode"), option="1_phase"
+        )
+        await eventually(
+            ha,
+            lambda s: (
+                s[entity_id("charging_current")]["state"] == "10"
+                and s[entity_id("phase_mode")]["state"] == "1_phase"
+            ),
+            "number and select taking effect",
+        )
+        assert (garage.amp, garage.psm) == (10, 1)
+        await ha.call("button", "press", entity_id=entity_id("wallbox_control"))  # charging: stop
+        await eventually(
+            ha, lambda s: s[entity_id("car_status")]["state"] == "complete", "button stopping"
+        )
+        assert garage.frc == 1
+
+        # Offline charger: HA shows every entity unavailable.
+        garage.faults = Faults(http_status=403)
+        await eventually(
+            ha,
+            lambda s: all(s[k]["state"] == "unavailable" for k in expected),
+            "entities going unavailable",
+        )
+        garage.faults = Faults()
+        await eventually(
+            ha, lambda s: s[entity_id("energy_total")]["state"] != "unavailable", "coming back"
+        )
+    finally:
+        await running.stop()
+
+    # HA found nothing to complain about in what we published.
+    complaints = [
+        line
+        for line in ha.log_text().splitlines()
+        if re.search(r"\b(WARNING|ERROR)\b", line) and re.search(r"mqtt|discovery", line, re.I)
+    ]
+    assert complaints == []
