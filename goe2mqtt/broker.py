@@ -1,12 +1,14 @@
-"""A private Mosquitto for the demo and the tests.
+"""Brokers of our own for the demo and the tests, never a system-wide one.
 
-Runs in the foreground on a free loopback port with its own temporary config,
-and is stopped by PID: it never touches a system-wide broker.
+MosquittoBroker runs Mosquitto in the foreground on a free loopback port with its
+own temporary config and stops it by PID. EmbeddedBroker runs amqtt in-process
+for machines without Mosquitto.
 """
 
 from __future__ import annotations
 
 import getpass
+import importlib.util
 import os
 import shutil
 import signal
@@ -16,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 
 class BrokerUnavailable(RuntimeError):
@@ -144,3 +147,38 @@ class MosquittoBroker:
 def _sbin(name: str) -> str | None:
     candidate = Path("/usr/sbin") / name
     return str(candidate) if candidate.exists() else None
+
+
+class EmbeddedBroker:
+    """amqtt inside this process: the demo's broker on a machine without Mosquitto.
+
+    amqtt speaks MQTT 3.1.1 only; clients of it must not ask for MQTT 5.
+    Needs the optional extra: pip install 'goe2mqtt[demo]'.
+    """
+
+    def __init__(self, *, port: int | None = None) -> None:
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self._broker: Any = None
+
+    @staticmethod
+    def available() -> bool:
+        return importlib.util.find_spec("amqtt") is not None
+
+    async def start(self) -> None:
+        from amqtt.broker import Broker  # type: ignore[import-untyped, import-not-found, unused-ignore]
+
+        self._broker = Broker(
+            {
+                "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+                "plugins": {
+                    "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+                },
+            }
+        )
+        await self._broker.start()
+
+    async def stop(self) -> None:
+        if self._broker is not None:
+            await self._broker.shutdown()
+            self._broker = None

@@ -70,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--mqtt-host", default=None, help="use this broker instead of starting one")
     demo.add_argument("--mqtt-port", type=int, default=1883)
+    demo.add_argument(
+        "--broker",
+        choices=("auto", "amqtt", "mosquitto"),
+        default="auto",
+        help="the broker to start without --mqtt-host (auto: amqtt if installed, else Mosquitto)",
+    )
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     return parser
 
@@ -82,12 +88,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _simulate(args.listen, args.port, args.charger or ["012345:demo-token"])
     if command == "demo":
         configure_logging("warning", "console" if args.log_format == "auto" else args.log_format)
+        from goe2mqtt.broker import BrokerUnavailable
         from goe2mqtt.demo import run_demo
 
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(
-                run_demo(mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port, duration=args.duration)
-            )
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(
+                    run_demo(
+                        mqtt_host=args.mqtt_host,
+                        mqtt_port=args.mqtt_port,
+                        duration=args.duration,
+                        broker_kind=args.broker,
+                    )
+                )
+        except BrokerUnavailable as exc:
+            print(f"goe2mqtt demo: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
         return EXIT_OK
 
     try:

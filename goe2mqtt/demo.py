@@ -9,17 +9,29 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from typing import TextIO
+from typing import Literal, TextIO
 
 import aiomqtt
 
 from goe2mqtt.bridge import Bridge
-from goe2mqtt.broker import MosquittoBroker
+from goe2mqtt.broker import BrokerUnavailable, EmbeddedBroker, MosquittoBroker
 from goe2mqtt.config import parse_settings
 from goe2mqtt.simulator import SimulatedCharger, Simulator
 
 DEMO_CHARGERS = (("garage", "000001"), ("carport", "000002"))
 DEMO_TOKEN = "demo-token"  # the simulator's, not a real cloud key
+
+
+BrokerKind = Literal["auto", "amqtt", "mosquitto"]
+
+
+def choose_broker(kind: BrokerKind) -> Literal["amqtt", "mosquitto"]:
+    """auto: amqtt when the [demo] extra is installed, else a private Mosquitto."""
+    if kind == "auto":
+        return "amqtt" if EmbeddedBroker.available() else "mosquitto"
+    if kind == "amqtt" and not EmbeddedBroker.available():
+        raise BrokerUnavailable("amqtt is not installed: pip install 'goe2mqtt[demo]'")
+    return kind
 
 
 def _short(payload: bytes, width: int = 110) -> str:
@@ -77,21 +89,34 @@ async def run_demo(
     duration: float | None,
     out: TextIO = sys.stdout,
     pace: float = 1.0,
+    broker_kind: BrokerKind = "auto",
 ) -> None:
     """Run until ``duration`` (or forever); ``pace`` scales the script's pauses."""
+    embedded: EmbeddedBroker | None = None
+    mosquitto: MosquittoBroker | None = None
+    protocol = "5"
+    if mqtt_host is not None:
+        host, port = mqtt_host, mqtt_port
+    elif choose_broker(broker_kind) == "amqtt":
+        embedded = EmbeddedBroker()
+        await embedded.start()
+        host, port, protocol = embedded.host, embedded.port, "3.1.1"  # amqtt has no MQTT 5
+        print(f"--- started an embedded MQTT broker (amqtt) on {host}:{port}", file=out)
+    else:
+        mosquitto = MosquittoBroker()
+        mosquitto.start()
+        host, port = mosquitto.host, mosquitto.port
+        print(f"--- started a private Mosquitto on {host}:{port}", file=out)
     simulator = Simulator(SimulatedCharger(serial, DEMO_TOKEN) for _, serial in DEMO_CHARGERS)
     await simulator.start()
-    broker: MosquittoBroker | None = None
-    if mqtt_host is None:
-        broker = MosquittoBroker()
-        broker.start()
-        host, port = broker.host, broker.port
-        print(f"--- started a private Mosquitto on {host}:{port}", file=out)
-    else:
-        host, port = mqtt_host, mqtt_port
     settings = parse_settings(
         {
-            "mqtt": {"host": host, "port": port, "client_id": "goe2mqtt-demo"},
+            "mqtt": {
+                "host": host,
+                "port": port,
+                "client_id": "goe2mqtt-demo",
+                "protocol": protocol,
+            },
             "chargers": [
                 {
                     "name": name,
@@ -120,5 +145,7 @@ async def run_demo(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await simulator.stop()
-        if broker is not None:
-            broker.close()
+        if mosquitto is not None:
+            mosquitto.close()
+        if embedded is not None:
+            await embedded.stop()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import aiomqtt
 import structlog
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -86,7 +87,8 @@ def _new_client(options: MqttOptions) -> aiomqtt.Client:
         clean_session=None if v5 else not persistent,
         # Every connection is a new aiomqtt client, so the default "clean on the first
         # connect only" would mean always: ask for the existing session explicitly.
-        clean_start=not persistent,
+        # (paho refuses any other value than the default for MQTT 3.1.1.)
+        clean_start=(not persistent) if v5 else MQTT_CLEAN_START_FIRST_ONLY,
         properties=properties,
         tls_context=options.tls,
         tls_insecure=None if options.tls is None else not options.tls.check_hostname,

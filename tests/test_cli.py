@@ -9,19 +9,26 @@ import signal
 import sys
 
 import aiohttp
+import pytest
 
 from goe2mqtt.broker import free_port
-from goe2mqtt.demo import run_demo
+from goe2mqtt.demo import BrokerKind, run_demo
 
 from .conftest import WAIT
 
 
-async def test_demo_shows_discovery_states_a_command_and_its_result() -> None:
+@pytest.mark.parametrize(
+    ("kind", "banner"),
+    [("amqtt", "started an embedded MQTT broker (amqtt)"), ("mosquitto", "a private Mosquitto")],
+)
+async def test_demo_shows_discovery_states_a_command_and_its_result(
+    kind: BrokerKind, banner: str
+) -> None:
     out = io.StringIO()
-    await run_demo(mqtt_host=None, mqtt_port=0, duration=6, out=out, pace=0.15)
+    await run_demo(mqtt_host=None, mqtt_port=0, duration=6, out=out, pace=0.15, broker_kind=kind)
     text = out.getvalue()
     lines = text.splitlines()
-    assert "started a private Mosquitto" in text
+    assert banner in text
     assert any(
         line.startswith("homeassistant/sensor/goe2mqtt/garage_car_status/config") for line in lines
     )

@@ -261,3 +261,24 @@ async def test_bridge_info_tells_polls_failures_and_command_counts(
         assert garage["last_poll"].endswith("+00:00")
     finally:
         await running.stop()
+
+
+async def test_mqtt_3_1_1_brokers_get_a_persistent_session_too(
+    broker: MosquittoBroker, simulator: Simulator
+) -> None:
+    settings = _bridge_settings(broker, simulator, protocol="3.1.1")
+    topics = Topics(settings.mqtt.base_topic)
+    async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
+        first = RunningBridge(settings)
+        await first.start()
+        await probe.wait_text(topics.availability("garage"), "online")
+        await first.stop()
+        await probe.publish(topics.command("garage", "set_phase"), '{"phase": 2, "id": "v3"}')
+        second = RunningBridge(settings)
+        await second.start()
+        try:
+            result = await probe.wait_for(topics.result("garage"), lambda m: b"v3" in m.payload)
+            assert result.json()["ok"] is True
+            assert simulator.charger("012345").set_calls == [{"psm": 2}]
+        finally:
+            await second.stop()
