@@ -15,6 +15,7 @@ import time
 from collections.abc import Collection, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
@@ -36,6 +37,7 @@ from goe2mqtt.discovery import (
     render_discovery,
 )
 from goe2mqtt.goe import GoeClient, GoeError, JsonValue, TransientError
+from goe2mqtt.health import write_health_file
 from goe2mqtt.mqtt import InboundMessage, MqttOptions, MqttSession, Subscription
 
 log = structlog.get_logger()
@@ -483,9 +485,14 @@ class Bridge:
 
     async def _publish_info_forever(self) -> None:
         while not self._stop.is_set():
+            info = self.info()
             await self.mqtt.publish_retained(
-                self.topics.bridge_info, json.dumps(self.info(), sort_keys=True)
+                self.topics.bridge_info, json.dumps(info, sort_keys=True)
             )
+            if self.settings.health_file is not None:
+                write_health_file(
+                    Path(self.settings.health_file), {**info, "mqtt_connected": self.mqtt.connected}
+                )
             await wait_until_set(self._stop, self._info_interval)
 
     # --- inbound MQTT -----------------------------------------------------------------

@@ -54,6 +54,15 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("run", parents=[sub_common], help="run the bridge (the default)")
     commands.add_parser("check-config", parents=[sub_common], help="validate the config and exit")
+    health = commands.add_parser(
+        "healthcheck", parents=[sub_common], help="exit 0 if the running bridge is healthy"
+    )
+    health.add_argument(
+        "--file",
+        default=os.environ.get("GOE2MQTT_HEALTH_FILE"),
+        help="the health_file the bridge writes (default: $GOE2MQTT_HEALTH_FILE)",
+    )
+    health.add_argument("--max-age", type=float, default=90.0, help="seconds (default 90)")
     simulate = commands.add_parser(
         "simulate", parents=[sub_common], help="serve simulated chargers on loopback"
     )
@@ -86,6 +95,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "simulate":
         configure_logging(args.log_level, args.log_format)
         return _simulate(args.listen, args.port, args.charger or ["012345:demo-token"])
+    if command == "healthcheck":
+        from pathlib import Path
+
+        from goe2mqtt.health import check_health
+
+        if not args.file:
+            print("goe2mqtt healthcheck: give --file or GOE2MQTT_HEALTH_FILE", file=sys.stderr)
+            return EXIT_CONFIG
+        healthy, why = check_health(Path(args.file), max_age=args.max_age)
+        print(f"{'healthy' if healthy else 'unhealthy'}: {why}")
+        return EXIT_OK if healthy else EXIT_FAILURE
     if command == "demo":
         configure_logging("warning", "console" if args.log_format == "auto" else args.log_format)
         from goe2mqtt.broker import BrokerUnavailable

@@ -166,6 +166,9 @@ class Settings(_Section):
     chargers: tuple[ChargerSettings, ...] = Field(min_length=1)
     # Secret files others may read stop start-up unless this says it is on purpose.
     allow_insecure_secrets: bool = False
+    # The bridge writes its health (bridge/info plus MQTT state) here every 30 s, for
+    # `goe2mqtt healthcheck` (container HEALTHCHECK, monitoring).
+    health_file: str | None = None
     _warnings: tuple[str, ...] = PrivateAttr(default=())
 
     @property
@@ -307,9 +310,69 @@ def parse_settings(raw: Any) -> Settings:
     return settings
 
 
-def load_settings(path: str | Path) -> Settings:
+ENV_PREFIX = "GOE2MQTT_"
+# Variables that steer the program rather than hold configuration.
+_NOT_CONFIG = frozenset({"GOE2MQTT_CONFIG", "GOE2MQTT_CACHE"})
+
+
+def apply_environment(raw: Any, environ: Mapping[str, str]) -> Any:
+    """Overlay GOE2MQTT_SECTION__KEY variables on the parsed file (env wins).
+
+    ``__`` separates levels, a number indexes the charger list:
+    GOE2MQTT_MQTT__HOST=broker, GOE2MQTT_CHARGERS__0__TOKEN=... . Values are read as
+    YAML scalars, so 1883 is a number and true a boolean; quote to keep a string
+    ('"012345"').
+    """
+    document: Any = {} if raw is None else raw
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in _NOT_CONFIG:
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        key = ".".join(path)
+        if not all(path):
+            raise ConfigError(f"{name}: empty level in the variable name")
+        try:
+            value = yaml.safe_load(environ[name])
+        except yaml.YAMLError:
+            value = environ[name]
+        if not isinstance(document, dict):
+            raise ConfigError("the config file must be a YAML mapping with 'mqtt' and 'chargers'")
+        node: Any = document
+        for depth, part in enumerate(path):
+            last = depth == len(path) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) > len(node):
+                    raise ConfigError(f"{name}: {key} does not name a list entry (0..{len(node)})")
+                if int(part) == len(node):
+                    node.append({})
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
+                continue
+            if not isinstance(node, dict):
+                raise ConfigError(f"{name}: {key} goes below a value")
+            if last:
+                node[part] = value
+            else:
+                if part not in node or node[part] is None:
+                    node[part] = [] if part == "chargers" else {}
+                node = node[part]
+    return document
+
+
+def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """The config file, with GOE2MQTT_* variables over it; no file needed if they say it all."""
+    environ = os.environ if environ is None else environ
+    from_env = any(n.startswith(ENV_PREFIX) and n not in _NOT_CONFIG for n in environ)
     try:
         text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if not from_env:
+            raise ConfigError(
+                f"cannot read config file {path}: No such file or directory"
+            ) from None
+        text = ""
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     try:
@@ -318,4 +381,4 @@ def load_settings(path: str | Path) -> Settings:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: invalid YAML{where}") from None
-    return parse_settings(raw)
+    return parse_settings(apply_environment(raw, environ))

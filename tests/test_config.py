@@ -265,3 +265,55 @@ def test_version() -> None:
     result = _cli("--version")
     assert result.returncode == 0
     assert result.stdout.startswith("goe2mqtt ")
+
+
+def test_environment_variables_override_and_extend_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(base()))
+    settings = load_settings(
+        config,
+        {
+            "GOE2MQTT_MQTT__HOST": "broker.lan",
+            "GOE2MQTT_MQTT__PORT": "8883",
+            "GOE2MQTT_MQTT__DISCOVERY": "false",
+            "GOE2MQTT_CHARGERS__0__SCAN_INTERVAL": "30",
+            "GOE2MQTT_CHARGERS__1__NAME": "carport",
+            "GOE2MQTT_CHARGERS__1__HOST": "192.168.1.21",
+            "GOE2MQTT_CONFIG": str(config),  # steers the program, not a setting
+            "HOME": "/root",
+        },
+    )
+    assert (settings.mqtt.host, settings.mqtt.port, settings.mqtt.discovery) == (
+        "broker.lan",
+        8883,
+        False,
+    )
+    assert settings.chargers[0].scan_interval == 30
+    assert settings.chargers[1].host == "192.168.1.21"
+
+
+def test_environment_alone_is_enough(tmp_path: Path) -> None:
+    settings = load_settings(
+        tmp_path / "missing.yaml",
+        {
+            "GOE2MQTT_MQTT__HOST": "127.0.0.1",
+            "GOE2MQTT_CHARGERS__0__NAME": "garage",
+            "GOE2MQTT_CHARGERS__0__SERIAL": '"012345"',
+            "GOE2MQTT_CHARGERS__0__TOKEN": SECRET,
+        },
+    )
+    assert settings.chargers[0].serial == "012345"
+    with pytest.raises(ConfigError, match=r"^chargers\[0\]\.serial: must be the 6-digit serial"):
+        load_settings(
+            tmp_path / "missing.yaml",
+            {
+                "GOE2MQTT_MQTT__HOST": "127.0.0.1",
+                "GOE2MQTT_CHARGERS__0__NAME": "garage",
+                "GOE2MQTT_CHARGERS__0__SERIAL": "012345",  # YAML reads a number: quote it
+                "GOE2MQTT_CHARGERS__0__TOKEN": SECRET,
+            },
+        )
+    with pytest.raises(ConfigError, match=r"^GOE2MQTT_CHARGERS__5__NAME: chargers\.5\.name "):
+        load_settings(tmp_path / "missing.yaml", {"GOE2MQTT_CHARGERS__5__NAME": "x"})
+    with pytest.raises(ConfigError, match=r"^cannot read config file"):
+        load_settings(tmp_path / "missing.yaml", {})

@@ -1,0 +1,51 @@
+"""A health file for supervisors: the bridge writes it, `goe2mqtt healthcheck` judges it.
+
+Containers and service managers cannot subscribe to MQTT; a file they can read
+without a network is the simplest honest signal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger()
+
+DEFAULT_MAX_AGE = 90.0  # three missed refreshes of 30 s
+
+
+def write_health_file(path: Path, health: Mapping[str, Any]) -> None:
+    """Replace the file in one step, so a reader never sees half of it."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        partial.write_text(json.dumps(health, sort_keys=True), encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as exc:
+        log.warning("health_file_failed", path=str(path), error=exc.strerror)
+
+
+def check_health(
+    path: Path, *, max_age: float = DEFAULT_MAX_AGE, now: float | None = None
+) -> tuple[bool, str]:
+    """(healthy, one line why): fresh, connected to the broker, every charger online."""
+    now = time.time() if now is None else now
+    try:
+        age = now - path.stat().st_mtime
+        health = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return False, f"no health file at {path}: {exc}"
+    if age > max_age:
+        return False, f"health file is {age:.0f} s old: the bridge is stuck or gone"
+    if not health.get("mqtt_connected"):
+        return False, "not connected to the MQTT broker"
+    chargers = health.get("chargers", {})
+    offline = sorted(name for name, info in chargers.items() if not info.get("online"))
+    summary = f"{len(chargers) - len(offline)}/{len(chargers)} chargers online"
+    # An offline charger is the charger's problem, not the bridge's: still healthy.
+    return True, summary + (f" (offline: {', '.join(offline)})" if offline else "")
