@@ -77,3 +77,17 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
+    # Libraries (paho, aiohttp, amqtt) log through the standard library: send their
+    # warnings and errors through the same renderer and redactor, one event per line.
+    root = logging.getLogger()
+    root.handlers[:] = [_ToStructlog()]
+    root.setLevel(max(logging.WARNING, getattr(logging, level.upper())))
+
+
+class _ToStructlog(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            message = str(record.msg)
+        structlog.get_logger().log(record.levelno, message, logger=record.name)
