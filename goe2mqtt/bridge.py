@@ -52,6 +52,8 @@ CONFIRM_DELAYS = (0.0, 1.5, 3.5)
 INFO_INTERVAL = 30.0  # seconds between refreshes of {base}/bridge/info
 NOT_CONFIRMED = "not confirmed"
 SERIAL_RE = re.compile(r"[0-9]{6}")
+CAR_IDLE = 1  # go-e car state: no car connected
+POLL_START_RATE = 50.0  # first polls per second at start-up, so a fleet does not burst
 
 
 @dataclass
@@ -183,9 +185,9 @@ class ChargerBridge:
 
     # --- polling ----------------------------------------------------------------------
 
-    async def run(self) -> None:
-        # Spread the first polls of a fleet over one interval instead of a burst.
-        await self._sleep(random.uniform(0, min(self.settings.scan_interval, 1.0)))
+    async def run(self, start_within: float = 1.0) -> None:
+        # Spread the first polls of a fleet instead of a burst; the loop keeps the spread.
+        await self._sleep(random.uniform(0, min(self.settings.scan_interval, start_within)))
         while not self._stopping:
             self._wake.clear()
             try:
@@ -210,8 +212,13 @@ class ChargerBridge:
         self._wake.set()
 
     def next_delay(self) -> float:
-        factor = min(2 ** max(self.failures - 1, 0), MAX_BACKOFF_FACTOR)
-        return float(self.settings.scan_interval * factor)
+        if self.failures:
+            factor = min(2 ** (self.failures - 1), MAX_BACKOFF_FACTOR)
+            return float(self.settings.scan_interval * factor)
+        if self.status.get("car") == CAR_IDLE:
+            # No car: only plugging one in can change anything. A command wakes us anyway.
+            return self.settings.idle_interval
+        return self.settings.scan_interval
 
     def poll_soon(self, delay: float = 0.0) -> None:
         if delay <= 0:
@@ -372,7 +379,9 @@ class Bridge:
     ):
         self.settings = settings
         mqtt = settings.mqtt
-        self.topics = Topics(mqtt.base_topic)
+        self.topics = Topics(
+            mqtt.base_topic, shard=settings.shard.index if settings.shard is not None else None
+        )
         self._prefix = mqtt.discovery_prefix if mqtt.discovery else None
         # QoS 1 on a persistent session: commands sent while we are away wait for us.
         # no_local keeps our own results (same topic level) from coming back to us.
@@ -404,6 +413,7 @@ class Bridge:
             subscriptions,
         )
         self.chargers: dict[str, ChargerBridge] = {}
+        self._configured = frozenset(c.name for c in settings.chargers)
         self.unrouted = CommandStats()  # commands for chargers we do not have
         self.started = time.time()
         self._birth_delay = birth_delay
@@ -420,7 +430,7 @@ class Bridge:
         headers = {"User-Agent": f"goe2mqtt/{__version__}"}
         connector = aiohttp.TCPConnector(limit=64, ttl_dns_cache=300)
         async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
-            for charger in self.settings.chargers:
+            for charger in self.settings.owned_chargers():
                 client = GoeClient(
                     http,
                     charger.base_url,
@@ -442,8 +452,10 @@ class Bridge:
             log.info("bridge_started", version=__version__, chargers=list(self.chargers))
 
             mqtt_task = asyncio.create_task(self.mqtt.run(self._on_message), name="mqtt")
+            start_within = len(self.chargers) / POLL_START_RATE
             pollers = [
-                asyncio.create_task(b.run(), name=f"poll:{b.name}") for b in self.chargers.values()
+                asyncio.create_task(b.run(start_within), name=f"poll:{b.name}")
+                for b in self.chargers.values()
             ]
             pollers.append(asyncio.create_task(self._publish_info_forever(), name="info"))
             stop_task = asyncio.create_task(self._stop.wait(), name="stop")
@@ -523,7 +535,11 @@ class Bridge:
 
     async def _handle_command(self, charger: str, service: str, message: InboundMessage) -> None:
         bridge = self.chargers.get(charger)
+        if bridge is None and charger in self._configured:
+            return  # another shard's charger: that instance answers
         if bridge is None:
+            if self.settings.shard is not None and self.settings.shard.index != 0:
+                return  # one answer per unknown charger: shard 0 gives it
             self.unrouted.rejected += 1
             result = rejection(charger, service, message.payload, f"unknown charger {charger!r}")
         else:

@@ -10,6 +10,7 @@ import os
 import re
 import ssl
 import stat
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -125,6 +126,9 @@ class ChargerSettings(_Section):
     token_file: str | None = None
     api_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
     scan_interval: float = Field(default=10.0, gt=0, le=3600)
+    # While no car is connected nothing changes but the plug: poll less (null: 3x
+    # scan_interval; set it equal to scan_interval to switch this off).
+    idle_scan_interval: float | None = Field(default=None, gt=0, le=3600)
     timeout: float = Field(default=10.0, gt=0, le=120)
 
     @model_validator(mode="after")
@@ -147,6 +151,17 @@ class ChargerSettings(_Section):
         return self
 
     @property
+    def idle_interval(self) -> float:
+        if self.idle_scan_interval is not None:
+            return max(self.idle_scan_interval, self.scan_interval)
+        return 3 * self.scan_interval
+
+    @property
+    def shard_key(self) -> str:
+        """What places the charger in a shard: stable across instances and restarts."""
+        return self.serial or self.host or self.name
+
+    @property
     def transport(self) -> Literal["cloud", "local"]:
         return "local" if self.host is not None else "cloud"
 
@@ -161,6 +176,21 @@ class ChargerSettings(_Section):
         return url.rstrip("/")
 
 
+class ShardSettings(_Section):
+    index: int = Field(ge=0)
+    count: int = Field(ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _index_in_range(self) -> ShardSettings:
+        if self.index >= self.count:
+            raise ValueError(f"index: must be below count ({self.count})")
+        return self
+
+    def owns(self, key: str) -> bool:
+        # crc32, not hash(): the same answer in every process, on every machine.
+        return zlib.crc32(key.encode()) % self.count == self.index
+
+
 class Settings(_Section):
     mqtt: MqttSettings
     chargers: tuple[ChargerSettings, ...] = Field(min_length=1)
@@ -169,6 +199,8 @@ class Settings(_Section):
     # The bridge writes its health (bridge/info plus MQTT state) here every 30 s, for
     # `goe2mqtt healthcheck` (container HEALTHCHECK, monitoring).
     health_file: str | None = None
+    # Split a fleet over instances against one broker: this one polls only its share.
+    shard: ShardSettings | None = None
     _warnings: tuple[str, ...] = PrivateAttr(default=())
 
     @property
@@ -196,6 +228,12 @@ class Settings(_Section):
             if charger.host is not None:
                 seen_hosts.add(charger.host)
         return self
+
+    def owned_chargers(self) -> tuple[ChargerSettings, ...]:
+        if self.shard is None:
+            return self.chargers
+        shard = self.shard
+        return tuple(c for c in self.chargers if shard.owns(c.shard_key))
 
     def secrets(self) -> list[str]:
         """Every secret value, so the log redactor can mask them wherever they turn up."""

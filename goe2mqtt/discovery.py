@@ -27,14 +27,22 @@ class Topics:
     """Where everything of one installation lives under the base topic."""
 
     base: str
+    # With shards every instance has its own bridge topics: one instance's last will
+    # must not make the chargers of the others unavailable.
+    shard: int | None = None
+
+    @property
+    def bridge(self) -> str:
+        suffix = "" if self.shard is None else f"/shard-{self.shard}"
+        return f"{self.base}/bridge{suffix}"
 
     @property
     def bridge_availability(self) -> str:
-        return f"{self.base}/bridge/availability"
+        return f"{self.bridge}/availability"
 
     @property
     def bridge_info(self) -> str:
-        return f"{self.base}/bridge/info"
+        return f"{self.bridge}/info"
 
     @property
     def command_filter(self) -> str:

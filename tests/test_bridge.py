@@ -326,6 +326,7 @@ async def test_transient_failures_make_it_offline_after_three_in_a_row(
 
     mark = probe.mark()
     setup.charger("garage").faults = Faults()
+    setup.charger("garage").plug_in()  # a car: polled at scan_interval, not the idle one
     charger.poll_soon()
     await probe.wait_text(availability, "online", since=mark)
     assert charger.next_delay() == 60

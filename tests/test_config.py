@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 import yaml
 
-from goe2mqtt.config import ConfigError, TlsSettings, load_settings, parse_settings
+from goe2mqtt.config import (
+    ConfigError,
+    ShardSettings,
+    TlsSettings,
+    load_settings,
+    parse_settings,
+)
 
 from .certs import make_certificates
 
@@ -30,7 +36,8 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
     settings = load_settings(ROOT / "config.example.yaml")
     assert settings.chargers[0].serial == "012345"
     text = (ROOT / "config.example.yaml").read_text()
-    for model in (type(settings), type(settings.mqtt), TlsSettings, type(settings.chargers[0])):
+    models = (type(settings), type(settings.mqtt), TlsSettings, ShardSettings)
+    for model in (*models, type(settings.chargers[0])):
         for key in model.model_fields:
             assert f"{key}:" in text, f"config.example.yaml does not document {key}"
 
@@ -317,3 +324,23 @@ def test_environment_alone_is_enough(tmp_path: Path) -> None:
         load_settings(tmp_path / "missing.yaml", {"GOE2MQTT_CHARGERS__5__NAME": "x"})
     with pytest.raises(ConfigError, match=r"^cannot read config file"):
         load_settings(tmp_path / "missing.yaml", {})
+
+
+def test_idle_interval_and_shards() -> None:
+    raw = base()
+    assert parse_settings(raw).chargers[0].idle_interval == 30
+    raw["chargers"][0]["idle_scan_interval"] = 5  # never faster than scan_interval
+    assert parse_settings(raw).chargers[0].idle_interval == 10
+    raw["chargers"] = [
+        {"name": f"c{n}", "serial": f"{n:06d}", "token": SECRET} for n in range(200)
+    ]
+    owners = []
+    for index in range(3):
+        raw["shard"] = {"index": index, "count": 3}
+        owners.append({c.name for c in parse_settings(raw).owned_chargers()})
+    assert set().union(*owners) == {f"c{n}" for n in range(200)}
+    assert sum(len(o) for o in owners) == 200  # disjoint
+    assert all(40 < len(o) < 95 for o in owners)  # and roughly even
+    raw["shard"] = {"index": 3, "count": 3}
+    with pytest.raises(ConfigError, match=r"^shard\.index: must be below count \(3\)"):
+        parse_settings(raw)
