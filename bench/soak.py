@@ -108,7 +108,7 @@ def start_bridge(
             }
         )
     )
-    log = open(workdir / "bridge.log", "ab")  # noqa: SIM115 - the child owns it
+    log = open(workdir / "bridge.log", "ab")
     return subprocess.Popen(
         [sys.executable, "-m", "goe2mqtt", "--config", str(config), "--log-format", "json"],
         stdout=log,
@@ -219,7 +219,7 @@ async def send_commands(
     await asyncio.sleep(max(0.0, deadline - time.monotonic()))
     # Give the last commands their time, then count what never got an answer.
     limit = time.monotonic() + args.result_timeout
-    while pending and time.monotonic() < limit:  # noqa: ASYNC110 - other tasks settle them
+    while pending and time.monotonic() < limit:
         await asyncio.sleep(0.5)
     now = time.monotonic()
     tally.lost = sum(

@@ -390,9 +390,10 @@ class Bridge:
         if self._prefix is not None:
             subscriptions += [
                 Subscription(f"{self._prefix}/status", qos=1),
-                # QoS 0: this echoes every config we publish, and inbound QoS 1 traffic
-                # makes aiomqtt hold our own QoS 1 publishes for up to a second.
-                Subscription(discovery_filter(self._prefix, mqtt.base_topic), qos=0),
+                # Only to find configs retained from earlier runs that are stale now.
+                Subscription(
+                    discovery_filter(self._prefix, mqtt.base_topic), qos=0, retained_only=True
+                ),
             ]
             self._expected_discovery = expected_discovery_topics(
                 self._prefix, mqtt.base_topic, (c.name for c in settings.chargers)

@@ -255,6 +255,9 @@ class Simulator:
         self._local_runners: list[web.AppRunner] = []
         self.base_url = ""
         self.local_hosts: dict[str, str] = {}  # serial -> host:port of its local API
+        # Called with (serial, "status" | "set") as each request arrives: benchmarks
+        # time polls and commands with it.
+        self.observers: list[Callable[[str, str], None]] = []
 
     def charger(self, serial: str) -> SimulatedCharger:
         return self.chargers[serial]
@@ -312,6 +315,8 @@ class Simulator:
     ) -> web.Response:
         if call not in ("status", "set"):
             return _json(404, {"success": False, "reason": "no such call"})
+        for observer in self.observers:
+            observer(charger.serial, call)
         if not local and charger.token is not None and _token_of(request) != charger.token:
             return _json(401, {"success": False, "reason": "wrong token"})
         faults = charger.faults

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -189,7 +190,7 @@ async def test_commands_wait_for_a_restarted_bridge_and_stale_ones_are_refused(
                 await probe.wait_for(topics.result("garage"), lambda m: m.json()["id"] == 2)
             ).json()
             assert stale["ok"] is False
-            assert stale["error"].startswith("stale: sent 400 s ago, max_command_age is 300 s")
+            assert re.fullmatch(r"stale: sent 40\d s ago, max_command_age is 300 s", stale["error"])
             assert garage.set_calls == [{"psm": 1}]
             assert len(probe.since(mark, topics.result("garage"))) == 2
         finally:
