@@ -11,7 +11,7 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin goe2mqtt
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-compile /wheels/*.whl && rm -rf /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 ENV GOE2MQTT_CONFIG=/config/config.yaml \
     GOE2MQTT_HEALTH_FILE=/tmp/goe2mqtt-health.json \
     PYTHONUNBUFFERED=1

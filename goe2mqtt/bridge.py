@@ -135,6 +135,7 @@ class ChargerBridge:
         self.failures = 0
         self.last_success: float | None = None
         self._problems: dict[str, str] = {}
+        self._published: dict[str, str] = {}  # state texts last handed to the publisher
         self._facts: DeviceFacts | None = None
         self._lock = asyncio.Lock()  # one conversation with the charger at a time
         self._wake = asyncio.Event()
@@ -168,9 +169,14 @@ class ChargerBridge:
         for key in problems.keys() - self._problems.keys():
             log.warning("value_unreadable", charger=self.name, entity=key, reason=problems[key])
         self._problems = problems
-        for key, value in states.items():
+        formatted = {key: format_state(value) for key, value in states.items()}
+        changed = [key for key, text in formatted.items() if self._published.get(key) != text]
+        if not changed:
+            return  # the common case: a quiet charger costs one comparison per entity
+        self._published = formatted
+        for key in changed:
             await self._publisher.publish_retained(
-                self._topics.state(self.name, key), format_state(value)
+                self._topics.state(self.name, key), formatted[key]
             )
         await self._publisher.publish_retained(
             self._topics.json_state(self.name),
