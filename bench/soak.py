@@ -156,16 +156,19 @@ async def inject_faults(
 async def send_commands(
     broker: MosquittoBroker, charger: SimulatedCharger, args: Any, tally: Tally, deadline: float
 ) -> None:
-    # id -> (sent at, index into the charger's set calls then, (key, value) expected)
-    pending: dict[str, tuple[float, int, tuple[str, Any]]] = {}
+    # id -> (sent at, index into the charger's set calls then, (key, value) expected,
+    #        whether the charger already held that value when it was sent)
+    pending: dict[str, tuple[float, int, tuple[str, Any], bool]] = {}
 
     async def settle(result: dict[str, Any]) -> None:
-        sent_at, first_call, (key, value) = pending.pop(str(result["id"]))
+        sent_at, first_call, (key, value), held = pending.pop(str(result["id"]))
         tally.latencies.append(time.monotonic() - sent_at)
         if result["ok"]:
             tally.confirmed += 1
             # Other commands and the car may have changed it since: look for the set itself.
-            if not any(call.get(key) == value for call in charger.set_calls[first_call:]):
+            # (A set the cloud lost is still a truthful "ok" if the value was there already.)
+            received = any(call.get(key) == value for call in charger.set_calls[first_call:])
+            if not received and not held:
                 tally.wrong += 1
         else:
             tally.failed += 1
@@ -202,7 +205,9 @@ async def send_commands(
             service, payload, expect = next_command(charger)
             command_id = uuid.uuid4().hex[:12]
             body = json.dumps({**payload, "id": command_id, "ts": time.time()})
-            pending[command_id] = (time.monotonic(), len(charger.set_calls), expect)
+            key, value = expect
+            held = getattr(charger, key) == value
+            pending[command_id] = (time.monotonic(), len(charger.set_calls), expect, held)
             try:
                 await client.publish(f"{BASE}/{NAME}/cmd/{service}", body, qos=1)
             except aiomqtt.MqttError:
@@ -222,9 +227,7 @@ async def send_commands(
     while pending and time.monotonic() < limit:
         await asyncio.sleep(0.5)
     now = time.monotonic()
-    tally.lost = sum(
-        1 for sent_at, _, _ in pending.values() if now - sent_at >= args.result_timeout
-    )
+    tally.lost = sum(1 for entry in pending.values() if now - entry[0] >= args.result_timeout)
     session.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await session
