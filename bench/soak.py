@@ -10,8 +10,8 @@ Every command carries an id; a command is
   confirmed  when its result says ok and the simulated charger received the value,
   failed     when its result says why not (an injected fault, the charger offline),
   lost       when no result came within --result-timeout seconds.
-Lost must be 0. A command whose result says ok while the charger never received
-it is counted as "ok but not applied" and must be 0 too.
+Lost must be 0. A command whose result says ok while the charger neither received
+it nor already held the value is counted as "ok but not applied" and must be 0 too.
 
     python bench/soak.py --minutes 30
 """

@@ -391,7 +391,11 @@ class Bridge:
         self._prefix = mqtt.discovery_prefix if mqtt.discovery else None
         # QoS 1 on a persistent session: commands sent while we are away wait for us.
         # no_local keeps our own results (same topic level) from coming back to us.
-        subscriptions = [Subscription(self.topics.command_filter, qos=1, no_local=True)]
+        subscriptions = [
+            Subscription(self.topics.command_filter, qos=1, no_local=True),
+            # Only to find chargers retained from earlier runs that are no longer configured.
+            Subscription(self.topics.availability_filter, qos=0, retained_only=True),
+        ]
         self._expected_discovery: set[str] = set()
         if self._prefix is not None:
             subscriptions += [
@@ -525,6 +529,11 @@ class Bridge:
             if message.payload and message.topic not in self._expected_discovery:
                 self._spawn(self._remove_stale_discovery(message.topic))
             return
+        removed = self.topics.charger_of_availability(message.topic)
+        if removed is not None:
+            if message.payload and removed not in self._configured:
+                self._spawn(self._remove_stale_charger(removed))
+            return
         parsed = self.topics.parse_command(message.topic)
         if parsed is None or parsed[1] == RESULT_LEAF:
             return  # our own results come back through the wildcard
@@ -557,6 +566,12 @@ class Bridge:
         await asyncio.sleep(random.uniform(*self._birth_delay))
         log.info("home_assistant_online", action="republish")
         await self.mqtt.republish_retained()
+
+    async def _remove_stale_charger(self, charger: str) -> None:
+        # Left behind, its retained values would look current to every new subscriber.
+        log.info("charger_removed", charger=charger, reason="no longer configured")
+        for topic in self.topics.charger_retained(charger):
+            await self.mqtt.clear_retained(topic)
 
     async def _remove_stale_discovery(self, topic: str) -> None:
         log.info("discovery_removed", topic=topic, reason="charger or entity no longer configured")

@@ -63,6 +63,29 @@ class Topics:
     def result(self, charger: str) -> str:
         return f"{self.base}/{charger}/cmd/{RESULT_LEAF}"
 
+    @property
+    def availability_filter(self) -> str:
+        return f"{self.base}/+/availability"
+
+    def charger_of_availability(self, topic: str) -> str | None:
+        """The charger whose availability topic this is, or None for anything else."""
+        prefix, suffix = f"{self.base}/", "/availability"
+        if not (topic.startswith(prefix) and topic.endswith(suffix)):
+            return None
+        name = topic[len(prefix) : -len(suffix)]
+        if not name or "/" in name or topic.startswith(f"{self.base}/bridge/"):
+            return None
+        return name
+
+    def charger_retained(self, charger: str) -> list[str]:
+        """Every retained topic the bridge may have published for one charger."""
+        leaves = [entity.key for entity in ENTITIES if entity.value is not None]
+        return [
+            self.availability(charger),
+            self.json_state(charger),
+            *(self.state(charger, leaf) for leaf in leaves),
+        ]
+
     def parse_command(self, topic: str) -> tuple[str, str] | None:
         """(charger, service) of a command topic, or None for anything else."""
         prefix = f"{self.base}/"

@@ -359,6 +359,27 @@ async def test_configs_of_removed_chargers_are_cleared(setup: Setup, probe: Mqtt
     assert all(m.payload for m in probe.messages if m.topic == kept)
 
 
+async def test_retained_values_of_removed_chargers_are_cleared(
+    setup: Setup, probe: MqttProbe
+) -> None:
+    gone = [setup.topics.availability("oldcharger"), setup.state("oldcharger", "energy_total")]
+    # Left by an earlier run: a charger since removed, and what must stay.
+    kept = [setup.topics.bridge_availability, setup.topics.availability("garage")]
+    for topic in gone + kept:
+        await probe.publish(topic, "12.5" if topic.endswith("total") else "offline", retain=True)
+        await probe.wait_for(topic)
+    running = RunningBridge(setup.settings)
+    await running.start()
+    try:
+        for topic in gone:
+            await probe.wait_for(topic, lambda m: m.payload == b"")
+        await probe.wait_text(setup.topics.availability("garage"), "online")
+    finally:
+        await running.stop()
+    # The bridge's own availability and a configured charger's values are never swept.
+    assert all(m.payload for m in probe.messages if m.topic in kept)
+
+
 async def test_clean_stop_publishes_offline(
     setup: Setup, probe: MqttProbe, bridge: RunningBridge
 ) -> None:

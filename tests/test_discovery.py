@@ -172,6 +172,26 @@ def test_topics_parse_only_command_topics() -> None:
     assert TOPICS.parse_command("other/garage/cmd/stop_charging") is None
 
 
+def test_availability_topics_name_chargers_never_the_bridge() -> None:
+    assert TOPICS.charger_of_availability("goe2mqtt/garage/availability") == "garage"
+    assert TOPICS.charger_of_availability("goe2mqtt/bridge/availability") is None
+    assert TOPICS.charger_of_availability("goe2mqtt/bridge/shard-1/availability") is None
+    assert TOPICS.charger_of_availability("goe2mqtt/garage/state") is None
+    assert TOPICS.charger_of_availability("goe2mqtt//availability") is None
+    assert TOPICS.charger_of_availability("other/garage/availability") is None
+
+
+def test_a_chargers_retained_topics_are_all_it_publishes() -> None:
+    retained = TOPICS.charger_retained("garage")
+    assert TOPICS.availability("garage") in retained
+    assert TOPICS.json_state("garage") in retained
+    for entity in ENTITIES:
+        if entity.value is not None:
+            assert TOPICS.state("garage", entity.key) in retained
+    assert all(topic.startswith("goe2mqtt/garage/") for topic in retained)
+    assert not any("/cmd/" in topic for topic in retained)
+
+
 def test_controls_publish_their_commands_at_qos_1() -> None:
     # QoS 0 commands would not wait in the bridge's persistent session.
     for config in configs().values():
