@@ -422,6 +422,7 @@ class Bridge:
                 tls=mqtt.tls.context() if mqtt.tls is not None else None,
             ),
             subscriptions,
+            on_connection=self._mqtt_connection_changed,
         )
         self.chargers: dict[str, ChargerBridge] = {}
         self._configured = frozenset(c.name for c in settings.chargers)
@@ -431,10 +432,17 @@ class Bridge:
         self._confirm_delays = tuple(confirm_delays)
         self._info_interval = info_interval
         self._stop = asyncio.Event()
+        # Info and health are written every interval, and at once when MQTT connects or
+        # drops: a health check must not report the broker state of up to 30 s ago.
+        self._info_due = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
     def request_stop(self) -> None:
         self._stop.set()
+        self._info_due.set()
+
+    def _mqtt_connection_changed(self, connected: bool) -> None:
+        self._info_due.set()
 
     async def run(self) -> None:
         """Run until request_stop(); then publish offline and disconnect."""
@@ -477,7 +485,7 @@ class Bridge:
                 for task in done - {stop_task}:
                     task.result()  # a task that ends on its own is a bug: let it surface
             finally:
-                self._stop.set()  # the info loop watches this, whatever ended the run
+                self.request_stop()  # the info loop watches this, whatever ended the run
                 stop_task.cancel()
                 await stop_pollers(self.chargers.values(), [*pollers, *self._tasks])
                 final = [(self.topics.availability(n), OFFLINE.encode()) for n in self.chargers]
@@ -516,7 +524,8 @@ class Bridge:
                 write_health_file(
                     Path(self.settings.health_file), {**info, "mqtt_connected": self.mqtt.connected}
                 )
-            await wait_until_set(self._stop, self._info_interval)
+            await wait_until_set(self._info_due, self._info_interval)
+            self._info_due.clear()
 
     # --- inbound MQTT -----------------------------------------------------------------
 

@@ -123,8 +123,10 @@ class MqttSession:
         subscriptions: Sequence[Subscription],
         *,
         reconnect_delays: Sequence[float] = RECONNECT_DELAYS,
+        on_connection: Callable[[bool], None] | None = None,
     ) -> None:
         self._options = options
+        self._on_connection = on_connection
         self._subscriptions = tuple(subscriptions)
         self._reconnect_delays = tuple(reconnect_delays)
         self._retained: dict[str, bytes] = {}
@@ -136,6 +138,12 @@ class MqttSession:
     @property
     def connected(self) -> bool:
         return self._client is not None
+
+    def _set_client(self, client: aiomqtt.Client | None) -> None:
+        was_connected = self.connected
+        self._client = client
+        if self._on_connection is not None and self.connected != was_connected:
+            self._on_connection(self.connected)
 
     # --- publishing -----------------------------------------------------------------
 
@@ -194,7 +202,7 @@ class MqttSession:
                     await self._serve(client, on_message)
                     return
             except aiomqtt.MqttError as exc:
-                self._client = None
+                self._set_client(None)
                 delay = self._reconnect_delays[min(attempt, len(self._reconnect_delays) - 1)]
                 attempt += 1
                 error = str(exc)
@@ -216,7 +224,7 @@ class MqttSession:
                     )
                 await wait_until_set(self._stopping, delay)
             finally:
-                self._client = None
+                self._set_client(None)
 
     async def _serve(self, client: aiomqtt.Client, on_message: MessageHandler) -> None:
         v5 = self._options.protocol == "5"
@@ -233,14 +241,13 @@ class MqttSession:
             for topic in retained_only:
                 await client.unsubscribe(topic)
         await client.publish(self._options.availability_topic, ONLINE, qos=1, retain=True)
-        self._client = client
+        self._set_client(client)
         self.connections += 1
         log.info(
             "mqtt_connected",
             broker=f"{self._options.host}:{self._options.port}",
             connection=self.connections,
         )
-        await self.republish_retained()
 
         async def consume() -> None:
             async for message in client.messages:
@@ -253,13 +260,17 @@ class MqttSession:
                     )
                 )
 
+        # The message stream is what notices a dead connection at once (a QoS 1 publish
+        # only times out), so it runs from the start and the republish beside it.
         consumer = asyncio.create_task(consume())
+        republisher = asyncio.create_task(self.republish_retained())
         stopper = asyncio.create_task(self._stopping.wait())
         try:
             done, _ = await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (consumer, stopper):
+            for task in (consumer, republisher, stopper):
                 task.cancel()
+            await asyncio.gather(republisher, return_exceptions=True)
         if consumer in done:
             consumer.result()  # raises the MqttError that ended the connection
             raise aiomqtt.MqttError("message stream ended")

@@ -82,3 +82,31 @@ async def test_the_running_bridge_keeps_the_health_file_fresh(
     )
     assert done.returncode == 1
     assert done.stdout.startswith("unhealthy: health file is")
+
+
+async def test_the_health_file_follows_the_broker_connection_at_once(
+    own_broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    # With the default 30 s interval a check soon after start, or soon after the broker
+    # went away, must already see the connection as it is.
+    path = tmp_path / "health.json"
+    raw = make_settings(own_broker, simulator, chargers=("garage",))
+    raw["health_file"] = str(path)
+    running = RunningBridge(parse_settings(raw))
+    await running.start()
+
+    def connected() -> bool | None:
+        try:
+            return bool(json.loads(path.read_text())["mqtt_connected"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    try:
+        await until(lambda: connected() is True, "a health file saying connected")
+        own_broker.kill()
+        await until(lambda: connected() is False, "a health file saying disconnected")
+        assert check_health(path) == (False, "not connected to the MQTT broker")
+        own_broker.start()
+        await until(lambda: connected() is True, "a health file saying connected again")
+    finally:
+        await running.stop()
