@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -294,7 +295,13 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args()
     random.seed(args.seed)
+    # SIGTERM (kill, a CI timeout) unwinds like Ctrl-C, so the bridge and Mosquitto die too.
+    signal.signal(signal.SIGTERM, _interrupt)
     return asyncio.run(soak(args))
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
