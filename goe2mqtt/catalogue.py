@@ -493,6 +493,8 @@ ENTITIES: tuple[EntityDescription, ...] = (
 )
 
 ENTITIES_BY_KEY: Mapping[str, EntityDescription] = {e.key: e for e in ENTITIES}
+# The entities with a state (a button has none): each has its own state topic.
+STATE_ENTITIES: tuple[EntityDescription, ...] = tuple(e for e in ENTITIES if e.value is not None)
 
 # Keys that describe the device rather than an entity (device registry, number limits).
 DEVICE_KEYS = ("typ", "fwv", "sse", "mca", "ama")
@@ -510,9 +512,8 @@ def read_states(status: Status) -> tuple[dict[str, StateValue], dict[str, str]]:
     """Every entity's state from one status, and why the unreadable ones are unknown."""
     states: dict[str, StateValue] = {}
     problems: dict[str, str] = {}
-    for entity in ENTITIES:
-        if entity.value is None:
-            continue
+    for entity in STATE_ENTITIES:
+        assert entity.value is not None
         try:
             states[entity.key] = entity.value(status)
         except Unreadable as exc:

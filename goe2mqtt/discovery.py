@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from goe2mqtt import PROJECT_URL, __version__
-from goe2mqtt.catalogue import ENTITIES, EntityDescription, Status
+from goe2mqtt.catalogue import ENTITIES, STATE_ENTITIES, EntityDescription, Status
 from goe2mqtt.commands import PRESS, current_range
 
 ORIGIN = {"name": "goe2mqtt", "sw_version": __version__, "support_url": PROJECT_URL}
@@ -79,11 +79,10 @@ class Topics:
 
     def charger_retained(self, charger: str) -> list[str]:
         """Every retained topic the bridge may have published for one charger."""
-        leaves = [entity.key for entity in ENTITIES if entity.value is not None]
         return [
             self.availability(charger),
             self.json_state(charger),
-            *(self.state(charger, leaf) for leaf in leaves),
+            *(self.state(charger, entity.key) for entity in STATE_ENTITIES),
         ]
 
     def parse_command(self, topic: str) -> tuple[str, str] | None:
