@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import ssl
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -270,6 +271,18 @@ async def setup(
     return Setup(
         settings, Topics(settings.mqtt.base_topic), settings.mqtt.discovery_prefix, simulator
     )
+
+
+async def stop_process(process: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM, SIGKILL after ``grace`` seconds; reaped either way."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        await asyncio.to_thread(process.wait, grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        await asyncio.to_thread(process.wait)
 
 
 async def until(

@@ -20,6 +20,8 @@ import aiohttp
 
 from goe2mqtt.broker import free_port
 
+from .conftest import stop_process
+
 HA_VERSION = "2024.3.3"
 # Requirements of the integrations HA 2024.3.3 sets up here: its default ones (frontend,
 # backup, hardware, network, person, ...), what we configure (http, api, config,
@@ -185,10 +187,5 @@ class HomeAssistant:
     async def stop(self) -> None:
         if self._http is not None:
             await self._http.close()
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                await asyncio.to_thread(self._process.wait, 60)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                await asyncio.to_thread(self._process.wait)
+        if self._process is not None:
+            await stop_process(self._process, 60)

@@ -18,7 +18,7 @@ from goe2mqtt.broker import MosquittoBroker, free_port
 from goe2mqtt.config import parse_settings
 from goe2mqtt.simulator import Simulator
 
-from .conftest import RunningBridge, make_settings
+from .conftest import RunningBridge, make_settings, stop_process
 from .homeassistant import CACHE
 
 pytestmark = [
@@ -122,12 +122,8 @@ class NodeRed:
 
     async def stop(self) -> None:
         await self.http.close()
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                await asyncio.to_thread(self._process.wait, 20)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
+        if self._process is not None:
+            await stop_process(self._process, 20)
 
 
 @pytest.fixture

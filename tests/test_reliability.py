@@ -14,7 +14,7 @@ import pytest
 import structlog
 
 from goe2mqtt.broker import MosquittoBroker
-from goe2mqtt.config import parse_settings
+from goe2mqtt.config import Settings, parse_settings
 from goe2mqtt.discovery import Topics
 from goe2mqtt.simulator import Faults, Simulator
 
@@ -125,6 +125,14 @@ def _bridge_settings(broker: MosquittoBroker, simulator: Simulator, **mqtt: Any)
     return parse_settings(raw)
 
 
+async def _leave_a_session(settings: Settings, probe: MqttProbe) -> None:
+    """Run a bridge once and stop it: the broker keeps its session, as after a restart."""
+    first = RunningBridge(settings)
+    await first.start()
+    await probe.wait_text(Topics(settings.mqtt.base_topic).availability("garage"), "online")
+    await first.stop()
+
+
 async def test_a_command_sent_while_the_broker_restarts_runs_exactly_once(
     persistent_broker: MosquittoBroker, simulator: Simulator
 ) -> None:
@@ -169,10 +177,7 @@ async def test_commands_wait_for_a_restarted_bridge_and_stale_ones_are_refused(
     topics = Topics(settings.mqtt.base_topic)
     garage = simulator.charger("012345")
     async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
-        first = RunningBridge(settings)
-        await first.start()
-        await probe.wait_text(topics.availability("garage"), "online")
-        await first.stop()
+        await _leave_a_session(settings, probe)
 
         # Sent while no bridge runs: the broker keeps them in the bridge's session.
         await probe.publish(topics.command("garage", "set_phase"), '{"phase": 1, "id": 1}')
@@ -204,10 +209,7 @@ async def test_the_session_ends_after_max_command_age_so_nothing_runs_late(
     topics = Topics(settings.mqtt.base_topic)
     garage = simulator.charger("012345")
     async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
-        first = RunningBridge(settings)
-        await first.start()
-        await probe.wait_text(topics.availability("garage"), "online")
-        await first.stop()
+        await _leave_a_session(settings, probe)
         # No "ts": only the session's expiry can keep this from running late.
         await probe.publish(topics.command("garage", "set_phase"), '{"phase": 1, "id": "old"}')
         await asyncio.sleep(2.5)
@@ -270,10 +272,7 @@ async def test_mqtt_3_1_1_brokers_get_a_persistent_session_too(
     settings = _bridge_settings(broker, simulator, protocol="3.1.1")
     topics = Topics(settings.mqtt.base_topic)
     async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
-        first = RunningBridge(settings)
-        await first.start()
-        await probe.wait_text(topics.availability("garage"), "online")
-        await first.stop()
+        await _leave_a_session(settings, probe)
         await probe.publish(topics.command("garage", "set_phase"), '{"phase": 2, "id": "v3"}')
         second = RunningBridge(settings)
         await second.start()
