@@ -211,22 +211,20 @@ class Settings(_Section):
     @model_validator(mode="after")
     def _unique_chargers(self) -> Settings:
         seen_names: set[str] = set()
-        seen_serials: set[str] = set()
-        seen_hosts: set[str] = set()
+        seen: dict[str, set[str]] = {"serial": set(), "host": set()}  # each names one charger
         for index, charger in enumerate(self.chargers):
             if charger.name in RESERVED_NAMES:
                 raise ValueError(f"chargers[{index}].name: '{charger.name}' is reserved")
             if charger.name in seen_names:
                 raise ValueError(f"chargers[{index}].name: duplicate name '{charger.name}'")
-            if charger.serial is not None and charger.serial in seen_serials:
-                raise ValueError(f"chargers[{index}].serial: duplicate serial {charger.serial}")
-            if charger.host is not None and charger.host in seen_hosts:
-                raise ValueError(f"chargers[{index}].host: duplicate host {charger.host}")
             seen_names.add(charger.name)
-            if charger.serial is not None:
-                seen_serials.add(charger.serial)
-            if charger.host is not None:
-                seen_hosts.add(charger.host)
+            for key, values in seen.items():
+                value = getattr(charger, key)
+                if value is None:
+                    continue
+                if value in values:
+                    raise ValueError(f"chargers[{index}].{key}: duplicate {key} {value}")
+                values.add(value)
         return self
 
     def owned_chargers(self) -> tuple[ChargerSettings, ...]:

@@ -20,6 +20,7 @@ ORIGIN = {"name": "goe2mqtt", "sw_version": __version__, "support_url": PROJECT_
 ONLINE = "online"
 OFFLINE = "offline"
 RESULT_LEAF = "result"
+BRIDGE_LEAF = "bridge"  # {base}/bridge/...: the bridge's own topics (no charger has this name)
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Topics:
     @property
     def bridge(self) -> str:
         suffix = "" if self.shard is None else f"/shard-{self.shard}"
-        return f"{self.base}/bridge{suffix}"
+        return f"{self.base}/{BRIDGE_LEAF}{suffix}"
 
     @property
     def bridge_availability(self) -> str:
@@ -73,9 +74,7 @@ class Topics:
         if not (topic.startswith(prefix) and topic.endswith(suffix)):
             return None
         name = topic[len(prefix) : -len(suffix)]
-        if not name or "/" in name or topic.startswith(f"{self.base}/bridge/"):
-            return None
-        return name
+        return None if name in ("", BRIDGE_LEAF) or "/" in name else name
 
     def charger_retained(self, charger: str) -> list[str]:
         """Every retained topic the bridge may have published for one charger."""
