@@ -123,6 +123,15 @@ class MosquittoBroker:
         """Die the hard way (SIGKILL), as a crashed or power-cut broker does."""
         self._signal(signal.SIGKILL, 5.0)
 
+    def pause(self) -> None:
+        """Freeze the broker (SIGSTOP): connections stay open, nothing is answered."""
+        if self._process is not None:
+            os.kill(self._process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._process is not None:
+            os.kill(self._process.pid, signal.SIGCONT)
+
     def restart(self) -> None:
         self.stop()
         self.start()

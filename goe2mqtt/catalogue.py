@@ -8,6 +8,7 @@ the charger sent something that cannot be right (the bridge logs it once).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -93,10 +94,19 @@ def _field(status: Status, key: str) -> Any:
     return status[key]
 
 
+# Beyond this an integer loses precision as a float (HA, Node-RED, JavaScript): no
+# meter of a wallbox gets there, and 10**400 would not even convert.
+MAX_EXACT_INTEGER = 2**53
+
+
 def _as_number(value: Any, key: str) -> int | float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise Unreadable(f"{key}: expected a number, got {type(value).__name__}")
-    if value != value or value in (float("inf"), float("-inf")):
+    if isinstance(value, int):
+        if abs(value) > MAX_EXACT_INTEGER:
+            raise Unreadable(f"{key}: {len(str(abs(value)))}-digit number is out of range")
+        return value
+    if not math.isfinite(value):
         raise Unreadable(f"{key}: not a finite number")
     return value
 
@@ -519,6 +529,9 @@ def read_states(status: Status) -> tuple[dict[str, StateValue], dict[str, str]]:
         except Unreadable as exc:
             states[entity.key] = None
             problems[entity.key] = str(exc)
+        except Exception as exc:  # one odd value must not stop the others
+            states[entity.key] = None
+            problems[entity.key] = f"{', '.join(entity.reads)}: {type(exc).__name__}"
     return states, problems
 
 

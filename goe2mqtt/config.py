@@ -44,6 +44,24 @@ class ConfigError(Exception):
     """A configuration problem; the message names the key and is safe to print."""
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _check_printable(value: str, key: str) -> None:
+    """Secrets travel in HTTP headers and MQTT CONNECT: a newline (often a stray one
+    from an editor or `echo`) would break every request, long after start-up."""
+    if _CONTROL.search(value):
+        raise ValueError(f"{key}: contains a control character (a newline or tab?): remove it")
+
+
+def default_state_dir() -> str:
+    """systemd's StateDirectory, else the XDG state directory."""
+    if os.environ.get("STATE_DIRECTORY"):
+        return os.environ["STATE_DIRECTORY"].split(":")[0]
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local/state")
+    return os.path.join(base, "goe2mqtt")
+
+
 class _Section(BaseModel):
     # strict: YAML already gives real types, so "1883" for a port is a mistake worth reporting.
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -113,6 +131,10 @@ class MqttSettings(_Section):
                 raise ValueError("password_file: give either password or password_file, not both")
             secret = _read_secret_file(self.password_file, "password_file", info)
             object.__setattr__(self, "password", SecretStr(secret))
+        elif self.password is not None:
+            _check_printable(self.password.get_secret_value(), "password")
+        if self.username is not None:
+            _check_printable(self.username, "username")
         return self
 
 
@@ -148,6 +170,8 @@ class ChargerSettings(_Section):
             )
         if self.token is None or not self.token.get_secret_value():
             raise ValueError("token: required for the cloud API (or give token_file)")
+        if self.token_file is None:
+            _check_printable(self.token.get_secret_value(), "token")
         return self
 
     @property
@@ -201,6 +225,9 @@ class Settings(_Section):
     health_file: str | None = None
     # Split a fleet over instances against one broker: this one polls only its share.
     shard: ShardSettings | None = None
+    # The command journal lives here ({client_id}.journal): commands and results
+    # that must survive a crash. Keep it on a persistent disk (a volume in a container).
+    state_dir: str = Field(default_factory=default_state_dir, min_length=1)
     _warnings: tuple[str, ...] = PrivateAttr(default=())
 
     @property
@@ -264,6 +291,7 @@ def _read_secret_file(path: str, key: str, info: ValidationInfo) -> str:
         raise ValueError(f"{key}: cannot read {path}: {exc.strerror}") from None
     if not secret:
         raise ValueError(f"{key}: {path} is empty")
+    _check_printable(secret, key)
     return secret
 
 

@@ -8,7 +8,9 @@ or a message.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Collection, Mapping, Set
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -46,6 +48,31 @@ class Rejected(GoeError):
 
 class TransientError(GoeError):
     """Timeout, connection failure, 5xx or a garbled answer: worth trying again."""
+
+
+class RateLimited(TransientError):
+    """429, or 503 with Retry-After: ask again, but not before ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Retry-After as seconds or an HTTP date; None when absent or unreadable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    now = time.time() if now is None else now
+    return max(0.0, moment.timestamp() - now)
 
 
 def encode_set_value(value: JsonValue) -> str:
@@ -98,10 +125,14 @@ class GoeClient:
                     if len(body) > MAX_BODY_BYTES:
                         raise TransientError(f"answer larger than {MAX_BODY_BYTES} bytes")
                 http_status = response.status
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
         except TimeoutError:
             raise TransientError("timed out") from None
         except aiohttp.ClientError as exc:
             raise TransientError(f"connection failed: {type(exc).__name__}") from None
+        if http_status == 429 or (http_status == 503 and retry_after is not None):
+            wait = "" if retry_after is None else f", retry after {retry_after:.0f} s"
+            raise RateLimited(f"rate limited ({http_status}{wait})", retry_after)
         if self._local:
             return _interpret_local(
                 http_status, bytes(body), set_keys=set(params) if path == "/api/set" else set()

@@ -29,6 +29,10 @@ class SecretRedactor:
                 text = text.replace(secret, MASK)
         return text
 
+    def scrub(self, value: Any) -> Any:
+        """A copy of a JSON-like value with every secret masked."""
+        return self._scrub(value) if self.secrets else value
+
     def __call__(
         self, logger: Any, method: str, event: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:

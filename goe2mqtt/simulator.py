@@ -35,6 +35,8 @@ class Faults:
     body: str | None = None  # 200 with exactly this text (truncated JSON, huge answers)
     only: str | None = None  # "status" or "set": the faults above hit only that call
     times: int | None = None  # the faults above heal after this many hits
+    retry_after: str | None = None  # Retry-After header sent with http_status (429, 503)
+    reason: str | None = None  # the "reason" in the body of an http_status answer
     reject_sets: bool = False  # 422 on every set
     drop_sets: bool = False  # 202 on a set, but the charger never applies it
     values: dict[str, Any] = field(default_factory=dict)  # status values replaced by these
@@ -326,7 +328,13 @@ class Simulator:
             if faults.delay:
                 await asyncio.sleep(faults.delay)
             if faults.http_status is not None:
-                return _json(faults.http_status, _fault_body(faults.http_status))
+                body = _fault_body(faults.http_status)
+                if faults.reason is not None:
+                    body["reason"] = faults.reason
+                response = _json(faults.http_status, body)
+                if faults.retry_after is not None:
+                    response.headers["Retry-After"] = faults.retry_after
+                return response
             if faults.garbage:
                 return web.Response(status=200, text="<html>502 Bad Gateway</html>")
             if faults.body is not None:
@@ -393,7 +401,8 @@ class Simulator:
 
 
 async def _serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
+    # Handlers held by a "hanging" fault must not hold up a stop for a minute.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.create_server((host, port), family=family)
