@@ -1,375 +1,67 @@
-"""The bridge: joins the go-e clients and the MQTT session.
+"""The bridge: joins the go-e clients, the command journal and the MQTT session.
 
-One ChargerBridge per charger polls, maps the status through the catalogue,
-publishes what changed and runs commands. Bridge owns the MQTT session and
-routes inbound messages.
+Bridge owns the MQTT session and one ChargerBridge per charger. Every command the
+broker delivers is journaled before the broker is acknowledged, routed to its
+charger's queue, and ends with exactly one result, which stays in the journal until
+the broker has it: a crash, a kill -9 or a dead broker delays a result, never loses it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
-import re
+import resource
 import time
-from collections.abc import Collection, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from collections import deque
+from collections.abc import Collection, Coroutine, Iterable, Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 import structlog
 
 from goe2mqtt import __version__
 from goe2mqtt.aio import wait_until_set
-from goe2mqtt.catalogue import STATUS_KEYS, format_state, read_states
-from goe2mqtt.commands import CommandError, SetCall, check_fresh, parse_command, request_id_of
+from goe2mqtt.charger import (
+    CONFIRM_DELAYS,
+    ChargerBridge,
+    CommandStats,
+    QueuedCommand,
+    interrupted,
+    iso,
+    rejection,
+)
+from goe2mqtt.commands import SetCall, result_json
 from goe2mqtt.config import ChargerSettings, Settings
 from goe2mqtt.discovery import (
     OFFLINE,
-    ONLINE,
     RESULT_LEAF,
-    DeviceFacts,
     Topics,
     discovery_filter,
     expected_discovery_topics,
-    render_discovery,
 )
-from goe2mqtt.goe import GoeClient, GoeError, JsonValue, TransientError
+from goe2mqtt.goe import GoeClient
 from goe2mqtt.health import write_health_file
+from goe2mqtt.journal import DONE, QUEUED, RUNNING, Entry, Journal
+from goe2mqtt.logs import SecretRedactor
 from goe2mqtt.mqtt import InboundMessage, MqttOptions, MqttSession, Subscription
 
 log = structlog.get_logger()
 
-OFFLINE_AFTER_FAILURES = 3  # transient failures in a row before a charger counts as offline
-MAX_BACKOFF_FACTOR = 3  # polling slows to at most 3x scan_interval while failing
-FOLLOW_UP_DELAY = 1.5  # the charger's logic runs once a second: look again after a command
 BIRTH_DELAY = (0.5, 2.0)  # spread republishing after HA restarts, as HA recommends
-# The cloud answers a set with 202 "forwarded, no guarantee": read the status back
-# after these pauses (about 5 s in all) until the charger shows the new values.
-CONFIRM_DELAYS = (0.0, 1.5, 3.5)
-INFO_INTERVAL = 30.0  # seconds between refreshes of {base}/bridge/info
-NOT_CONFIRMED = "not confirmed"
-SERIAL_RE = re.compile(r"[0-9]{6}")
-CAR_IDLE = 1  # go-e car state: no car connected
+# Bridge info is refreshed this often, at most every keepalive/2: it doubles as the
+# heartbeat whose missing PUBACK reveals a frozen broker within ~1.5x keepalive.
+INFO_INTERVAL = 30.0
 POLL_START_RATE = 50.0  # first polls per second at start-up, so a fleet does not burst
+COMMAND_GRACE = 10.0  # on stop, a running command may finish for this long
+RESULT_FLUSH = 5.0  # on stop, results may take this long to reach the broker
+JOURNAL_KEEP = 86_400.0  # finished commands are remembered a day (late redeliveries)
 
 
-@dataclass
-class CommandStats:
-    ok: int = 0
-    rejected: int = 0  # invalid input: never reached the charger
-    failed: int = 0  # the charger refused, did not answer or did not confirm
-
-
-def _iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
-
-
-def serial_from_status(status: Mapping[str, Any]) -> str | None:
-    serial = status.get("sse")
-    return serial if isinstance(serial, str) and SERIAL_RE.fullmatch(serial) else None
-
-
-def unconfirmed_values(
-    expected: Mapping[str, JsonValue], status: Mapping[str, Any]
-) -> dict[str, dict[str, Any]]:
-    """The keys whose status value is not what we set yet."""
-    return {
-        key: {"expected": value, "actual": status.get(key)}
-        for key, value in expected.items()
-        if status.get(key) != value or isinstance(status.get(key), bool) != isinstance(value, bool)
-    }
-
-
-class Publisher(Protocol):
-    async def publish_retained(self, topic: str, payload: str | bytes) -> None: ...
-
-    async def publish(self, topic: str, payload: str | bytes, *, qos: int = 1) -> bool: ...
-
-
-def command_result(
-    service: str, *, ok: bool, request_id: JsonValue, error: str | None = None, **extra: Any
-) -> dict[str, Any]:
-    result: dict[str, Any] = {"service": service, "ok": ok}
-    if error is not None:
-        result["error"] = error
-    if request_id is not None:
-        result["id"] = request_id
-    result.update(extra)
-    return result
-
-
-def rejection(charger: str, service: str, raw: bytes, reason: str) -> dict[str, Any]:
-    log.warning("command_rejected", charger=charger, service=service, reason=reason)
-    return command_result(service, ok=False, request_id=request_id_of(raw), error=reason)
-
-
-class ChargerBridge:
-    """One charger: poll loop, state publishing, command execution."""
-
-    def __init__(
-        self,
-        settings: ChargerSettings,
-        client: GoeClient,
-        publisher: Publisher,
-        *,
-        topics: Topics,
-        discovery_prefix: str | None,
-        max_command_age: float = 300.0,
-        confirm_delays: Sequence[float] = CONFIRM_DELAYS,
-    ) -> None:
-        self.settings = settings
-        self.name = settings.name
-        self._client = client
-        self._publisher = publisher
-        self._topics = topics
-        self._discovery_prefix = discovery_prefix
-        self.status: dict[str, Any] = {}
-        # Unique ids need the serial: a local charger configured without one tells it.
-        self.serial = settings.serial
-        self.online = False
-        self.failures = 0
-        self.last_success: float | None = None
-        self._problems: dict[str, str] = {}
-        self._published: dict[str, str] = {}  # state texts last handed to the publisher
-        self._facts: DeviceFacts | None = None
-        self._lock = asyncio.Lock()  # one conversation with the charger at a time
-        self._wake = asyncio.Event()
-        self._stopping = False
-        self._max_command_age = max_command_age
-        self._confirm_delays = tuple(confirm_delays)
-        self.commands = CommandStats()
-
-    # --- publishing -------------------------------------------------------------------
-
-    async def publish_initial(self) -> None:
-        """Before the first poll the charger's availability is unknown: say offline."""
-        await self._publisher.publish_retained(self._topics.availability(self.name), OFFLINE)
-
-    async def _publish_discovery(self, facts: DeviceFacts) -> None:
-        if self._discovery_prefix is None or facts == self._facts or self.serial is None:
-            return
-        self._facts = facts
-        configs = render_discovery(
-            prefix=self._discovery_prefix,
-            topics=self._topics,
-            charger=self.name,
-            serial=self.serial,
-            facts=facts,
-        )
-        for topic, payload in configs.items():
-            await self._publisher.publish_retained(topic, payload)
-
-    async def _publish_states(self, status: Mapping[str, Any]) -> None:
-        states, problems = read_states(status)
-        for key in problems.keys() - self._problems.keys():
-            log.warning("value_unreadable", charger=self.name, entity=key, reason=problems[key])
-        self._problems = problems
-        formatted = {key: format_state(value) for key, value in states.items()}
-        changed = [key for key, text in formatted.items() if self._published.get(key) != text]
-        if not changed:
-            return  # the common case: a quiet charger costs one comparison per entity
-        self._published = formatted
-        for key in changed:
-            await self._publisher.publish_retained(
-                self._topics.state(self.name, key), formatted[key]
-            )
-        await self._publisher.publish_retained(
-            self._topics.json_state(self.name),
-            json.dumps(states, sort_keys=True, ensure_ascii=False),
-        )
-
-    async def go_offline(self, reason: str) -> None:
-        if self.online:
-            log.warning("charger_offline", charger=self.name, reason=reason)
-        self.online = False
-        await self._publisher.publish_retained(self._topics.availability(self.name), OFFLINE)
-
-    # --- polling ----------------------------------------------------------------------
-
-    async def run(self, start_within: float = 1.0) -> None:
-        # Spread the first polls of a fleet instead of a burst; the loop keeps the spread.
-        await self._sleep(random.uniform(0, min(self.settings.scan_interval, start_within)))
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                await self.refresh()
-            except Exception:
-                # A bug must not stop a charger from being watched; say so and go on.
-                log.exception("poll_crashed", charger=self.name)
-                self.failures += 1
-            await self._sleep(self.next_delay())
-
-    async def _sleep(self, seconds: float) -> None:
-        await wait_until_set(self._wake, seconds)
-
-    def stop(self) -> None:
-        """Make run() return after the current poll.
-
-        Cancellation alone is not enough: on Python 3.11 asyncio.wait_for, which
-        libraries use inside every publish, drops a cancel that arrives as its
-        future completes, and the loop would go on polling.
-        """
-        self._stopping = True
-        self._wake.set()
-
-    def next_delay(self) -> float:
-        if self.failures:
-            factor = min(2 ** (self.failures - 1), MAX_BACKOFF_FACTOR)
-            return float(self.settings.scan_interval * factor)
-        if self.status.get("car") == CAR_IDLE:
-            # No car: only plugging one in can change anything. A command wakes us anyway.
-            return self.settings.idle_interval
-        return self.settings.scan_interval
-
-    def poll_soon(self, delay: float = 0.0) -> None:
-        if delay <= 0:
-            self._wake.set()
-        else:
-            asyncio.get_running_loop().call_later(delay, self._wake.set)
-
-    async def refresh(self) -> bool:
-        """Read the charger once and publish what changed; False if it did not answer."""
-        async with self._lock:
-            return await self._refresh_locked()
-
-    async def _refresh_locked(self) -> bool:
-        try:
-            status = await self._client.status(STATUS_KEYS)
-        except GoeError as exc:
-            await self._poll_failed(exc)
-            return False
-        self.status = status
-        self.last_success = time.time()
-        if self.serial is None:
-            self.serial = serial_from_status(status)
-        recovered_after, self.failures = self.failures, 0
-        await self._publish_discovery(DeviceFacts.from_status(status))
-        await self._publish_states(status)
-        if not self.online:
-            self.online = True
-            log.info("charger_online", charger=self.name, failed_polls=recovered_after)
-            await self._publisher.publish_retained(self._topics.availability(self.name), ONLINE)
-        return True
-
-    async def _poll_failed(self, exc: GoeError) -> None:
-        self.failures += 1
-        if self._facts is None:
-            # Never reached yet: announce the entities anyway so HA shows them unavailable.
-            await self._publish_discovery(DeviceFacts())
-        if self.failures == 1:
-            log.warning("poll_failed", charger=self.name, reason=str(exc))
-        else:
-            log.debug("poll_failed", charger=self.name, reason=str(exc), failures=self.failures)
-        if exc.offline_now or self.failures >= OFFLINE_AFTER_FAILURES:
-            await self.go_offline(str(exc))
-
-    # --- commands ---------------------------------------------------------------------
-
-    async def execute(self, service: str, raw: bytes, *, retained: bool) -> dict[str, Any]:
-        """Validate, run and confirm one command; the result for the result topic."""
-        try:
-            if retained:
-                raise CommandError("retained command ignored: publish commands without retain")
-            command = parse_command(service, raw)
-            check_fresh(command.sent_at, now=time.time(), max_age=self._max_command_age)
-            if not self.online and self.last_success is None and self.failures == 0:
-                # Not polled yet: commands queued while we were away arrive right after
-                # connecting, before the first poll. Look now instead of refusing them.
-                await self.refresh()
-            if not self.online:
-                raise CommandError("charger offline")
-            calls = command.service.plan(command.arguments, self.status)
-        except CommandError as exc:
-            self.commands.rejected += 1
-            return rejection(self.name, service, raw, str(exc))
-
-        async with self._lock:  # commands to one charger run one after the other
-            applied, error = await self._apply(calls)
-            unconfirmed: dict[str, dict[str, Any]] = {}
-            if error is None:
-                unconfirmed = await self._confirm(applied)
-                if unconfirmed:
-                    error = NOT_CONFIRMED
-            else:
-                await self._refresh_locked()  # show whatever did change
-        # Look once more after the charger's once-a-second logic has acted (car state).
-        self.poll_soon(FOLLOW_UP_DELAY)
-        if error is not None:
-            self.commands.failed += 1
-            log.warning(
-                "command_failed",
-                charger=self.name,
-                service=service,
-                reason=error,
-                applied=applied,
-                unconfirmed=unconfirmed or None,
-            )
-            extra: dict[str, Any] = {"unconfirmed": unconfirmed} if unconfirmed else {}
-            return command_result(
-                service,
-                ok=False,
-                request_id=command.request_id,
-                error=error,
-                applied=applied,
-                **extra,
-            )
-        self.commands.ok += 1
-        log.info("command_done", charger=self.name, service=service, applied=applied)
-        return command_result(service, ok=True, request_id=command.request_id, applied=applied)
-
-    async def _apply(self, calls: Sequence[SetCall]) -> tuple[list[SetCall], str | None]:
-        """Send the set calls in order; stop at the first that fails for good."""
-        applied: list[SetCall] = []
-        for call in calls:
-            try:
-                await self._set_with_retry(call)
-            except TransientError as exc:
-                # A set whose answer was lost may still have reached the charger:
-                # look before calling it failed.
-                if await self._confirm([call]):
-                    return applied, str(exc)
-                log.info("set_answer_lost", charger=self.name, keys=sorted(call), reason=str(exc))
-            except GoeError as exc:
-                return applied, str(exc)
-            applied.append(call)
-        return applied, None
-
-    async def _set_with_retry(self, call: SetCall) -> None:
-        # Every set we send is an absolute value (amp=10, frc=2), so sending it twice
-        # is harmless; a 4xx says the charger refused and asking again will not help.
-        try:
-            await self._client.set(call)
-        except TransientError as exc:
-            log.info("set_retry", charger=self.name, keys=sorted(call), reason=str(exc))
-            await self._client.set(call)
-
-    async def _confirm(self, applied: Sequence[SetCall]) -> dict[str, dict[str, Any]]:
-        """Read back until the charger shows every value set; what it still does not show."""
-        expected: dict[str, JsonValue] = {}
-        for call in applied:
-            expected.update(call)
-        unconfirmed = unconfirmed_values(expected, self.status)
-        for delay in self._confirm_delays:
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if await self._refresh_locked():
-                unconfirmed = unconfirmed_values(expected, self.status)
-                if not unconfirmed:
-                    break
-        return unconfirmed
-
-    def info(self) -> dict[str, Any]:
-        return {
-            "online": self.online,
-            "last_poll": _iso(self.last_success),
-            "consecutive_failures": self.failures,
-            "commands": asdict(self.commands),
-        }
+def journal_path(settings: Settings) -> Path:
+    """{state_dir}/{client_id}.journal: one journal per MQTT session."""
+    return Path(settings.state_dir) / f"{settings.mqtt.client_id}.journal"
 
 
 class Bridge:
@@ -382,6 +74,7 @@ class Bridge:
         birth_delay: tuple[float, float] = BIRTH_DELAY,
         confirm_delays: Sequence[float] = CONFIRM_DELAYS,
         info_interval: float = INFO_INTERVAL,
+        command_grace: float = COMMAND_GRACE,
     ):
         self.settings = settings
         mqtt = settings.mqtt
@@ -429,13 +122,22 @@ class Bridge:
         self.unrouted = CommandStats()  # commands for chargers we do not have
         self.started = time.time()
         self._birth_delay = birth_delay
+        self._birth_pending = False
         self._confirm_delays = tuple(confirm_delays)
-        self._info_interval = info_interval
+        self._info_interval = min(info_interval, mqtt.keepalive / 2)
+        self._command_grace = command_grace
         self._stop = asyncio.Event()
         # Info and health are written every interval, and at once when MQTT connects or
         # drops: a health check must not report the broker state of up to 30 s ago.
         self._info_due = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._redactor = SecretRedactor(settings.secrets())
+        self.journal: Journal | None = None
+        # Results not yet acknowledged by the broker: (journal seq, topic, payload).
+        self._results: deque[tuple[int, str, str]] = deque()
+        self._results_added = asyncio.Event()
+        self._results_drained = asyncio.Event()
+        self._reconnected = asyncio.Event()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -443,11 +145,22 @@ class Bridge:
 
     def _mqtt_connection_changed(self, connected: bool) -> None:
         self._info_due.set()
+        if connected:
+            self._reconnected.set()
 
     async def run(self) -> None:
         """Run until request_stop(); then publish offline and disconnect."""
+        self.journal = Journal(journal_path(self.settings))
+        try:
+            await self._run()
+        finally:
+            self.journal.close()
+
+    async def _run(self) -> None:
         headers = {"User-Agent": f"goe2mqtt/{__version__}"}
-        connector = aiohttp.TCPConnector(limit=64, ttl_dns_cache=300)
+        # No pool-wide limit: each charger has at most one request open (its lock), so
+        # the chargers bound the pool; a shared cap let hanging chargers starve the rest.
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
         async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
             for charger in self.settings.owned_chargers():
                 client = GoeClient(
@@ -465,9 +178,11 @@ class Bridge:
                     discovery_prefix=self._prefix,
                     max_command_age=self.settings.mqtt.max_command_age,
                     confirm_delays=self._confirm_delays,
+                    sink=self,
                 )
             for bridge in self.chargers.values():
                 await bridge.publish_initial()
+            self._recover()
             log.info("bridge_started", version=__version__, chargers=list(self.chargers))
 
             mqtt_task = asyncio.create_task(self.mqtt.run(self._on_message), name="mqtt")
@@ -476,11 +191,19 @@ class Bridge:
                 asyncio.create_task(b.run(start_within), name=f"poll:{b.name}")
                 for b in self.chargers.values()
             ]
-            pollers.append(asyncio.create_task(self._publish_info_forever(), name="info"))
+            workers = [
+                asyncio.create_task(b.serve_commands(), name=f"commands:{b.name}")
+                for b in self.chargers.values()
+            ]
+            helpers = [
+                asyncio.create_task(self._publish_info_forever(), name="info"),
+                asyncio.create_task(self._publish_results_forever(), name="results"),
+            ]
             stop_task = asyncio.create_task(self._stop.wait(), name="stop")
             try:
                 done, _ = await asyncio.wait(
-                    {mqtt_task, stop_task, *pollers}, return_when=asyncio.FIRST_COMPLETED
+                    {mqtt_task, stop_task, *pollers, *workers, *helpers},
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
                 for task in done - {stop_task}:
                     task.result()  # a task that ends on its own is a bug: let it surface
@@ -488,12 +211,117 @@ class Bridge:
                 self.request_stop()  # the info loop watches this, whatever ended the run
                 stop_task.cancel()
                 await stop_pollers(self.chargers.values(), [*pollers, *self._tasks])
+                # The running command may finish; one cut off gets "outcome unknown".
+                _, late = await asyncio.wait(workers, timeout=self._command_grace)
+                await stop_pollers((), late)
+                await self._flush_results()
+                await stop_pollers((), helpers)
                 final = [(self.topics.availability(n), OFFLINE.encode()) for n in self.chargers]
                 self.mqtt.stop(final)
                 _, pending = await asyncio.wait({mqtt_task}, timeout=10)
                 for task in pending:
                     task.cancel()
-                log.info("bridge_stopped")
+                log.info("bridge_stopped", results_pending=len(self._results))
+
+    # --- commands: journal, queue, result ----------------------------------------------
+
+    def _recover(self) -> None:
+        """Pick up what the last run left in the journal."""
+        journal = self._journal
+        journal.prune(time.time() - JOURNAL_KEEP)
+        for entry in journal.entries(DONE):
+            assert entry.result is not None
+            self._queue_result(entry.seq, entry.charger, entry.result)
+        for entry in journal.entries(RUNNING):
+            command = _command_of(entry)
+            log.warning("command_interrupted", charger=entry.charger, service=entry.service)
+            self.command_finished(command, interrupted(command, entry.sent))
+        queued = journal.entries(QUEUED)
+        for entry in queued:
+            self._route(_command_of(entry))
+        if queued:
+            log.info("commands_resumed", count=len(queued))
+
+    @property
+    def _journal(self) -> Journal:
+        assert self.journal is not None, "the journal opens in run()"
+        return self.journal
+
+    def _accept_command(self, charger: str, service: str, message: InboundMessage) -> None:
+        """Journal a delivered command (before its PUBACK) and queue it."""
+        if charger not in self.chargers:
+            if charger in self._configured:
+                return  # another shard's charger: that instance answers
+            if self.settings.shard is not None and self.settings.shard.index != 0:
+                return  # one answer per unknown charger: shard 0 gives it
+        received = time.time()
+        seq = self._journal.record(
+            charger,
+            service,
+            message.payload,
+            retained=message.retain,
+            received=received,
+            mid=message.mid,
+            dup=message.dup,
+        )
+        if seq is None:
+            log.info("command_redelivered", charger=charger, service=service, action="ignored")
+            return
+        self._route(
+            QueuedCommand(seq, charger, service, message.payload, message.retain, received)
+        )
+
+    def _route(self, command: QueuedCommand) -> None:
+        bridge = self.chargers.get(command.charger)
+        if bridge is not None:
+            bridge.submit(command)
+            return
+        self.unrouted.rejected += 1
+        if command.charger in self._configured:
+            reason = f"charger {command.charger!r} is served by another shard now: send it again"
+        else:
+            reason = f"unknown charger {command.charger!r}"
+        self.command_finished(command, rejection(command, reason))
+
+    def command_started(self, command: QueuedCommand, calls: Sequence[SetCall]) -> None:
+        self._journal.start(command.seq, list(calls))
+
+    def command_finished(self, command: QueuedCommand, result: dict[str, Any]) -> None:
+        # The cloud may echo a token in an error text: results are redacted like logs.
+        safe = self._redactor.scrub(result)
+        self._journal.finish(command.seq, safe)
+        self._queue_result(command.seq, command.charger, safe)
+
+    def _queue_result(self, seq: int, charger: str, result: dict[str, Any]) -> None:
+        self._results.append((seq, self.topics.result(charger), result_json(result)))
+        self._results_drained.clear()
+        self._results_added.set()
+
+    async def _publish_results_forever(self) -> None:
+        """Publish results in order; each leaves the journal once the broker has it."""
+        while True:
+            if not self._results:
+                self._results_drained.set()
+                self._results_added.clear()
+                await self._results_added.wait()
+                continue
+            seq, topic, payload = self._results[0]
+            if await self.mqtt.publish(topic, payload):
+                self._journal.published(seq)
+                self._results.popleft()
+            else:
+                # Not connected, or the broker did not acknowledge: wait for a connection.
+                self._reconnected.clear()
+                if not self.mqtt.connected:
+                    await self._reconnected.wait()
+                else:
+                    await wait_until_set(self._reconnected, 1.0)
+
+    async def _flush_results(self) -> None:
+        """On stop: give the results still owed a moment to go out (the journal keeps
+        the rest for the next start)."""
+        if self._results and self.mqtt.connected:
+            await wait_until_set(self._results_drained, RESULT_FLUSH)
 
     # --- health -----------------------------------------------------------------------
 
@@ -507,19 +335,19 @@ class Bridge:
             totals.failed += bridge.commands.failed
         return {
             "version": __version__,
-            "updated": _iso(now),
-            "started": _iso(self.started),
+            "updated": iso(now),
+            "started": iso(self.started),
             "uptime": round(now - self.started),
             "chargers": chargers,
             "commands": asdict(totals),
+            "results_pending": len(self._results),
+            "mqtt_backlog": self.mqtt.backlog,
         }
 
     async def _publish_info_forever(self) -> None:
         while not self._stop.is_set():
             info = self.info()
-            await self.mqtt.publish_retained(
-                self.topics.bridge_info, json.dumps(info, sort_keys=True)
-            )
+            await self.mqtt.publish_retained(self.topics.bridge_info, result_json(info))
             if self.settings.health_file is not None:
                 write_health_file(
                     Path(self.settings.health_file), {**info, "mqtt_connected": self.mqtt.connected}
@@ -527,11 +355,12 @@ class Bridge:
             await wait_until_set(self._info_due, self._info_interval)
             self._info_due.clear()
 
-    # --- inbound MQTT -----------------------------------------------------------------
+    # --- inbound MQTT (runs in the MQTT client's callback, before the PUBACK) ------------
 
     def _on_message(self, message: InboundMessage) -> None:
         if self._prefix is not None and message.topic == f"{self._prefix}/status":
-            if message.payload.strip().lower() == b"online":
+            if message.payload.strip().lower() == b"online" and not self._birth_pending:
+                self._birth_pending = True  # HA births in a row make one republish
                 self._spawn(self._republish_after_birth())
             return
         if self._prefix is not None and message.topic.startswith(f"{self._prefix}/"):
@@ -546,7 +375,12 @@ class Bridge:
         parsed = self.topics.parse_command(message.topic)
         if parsed is None or parsed[1] == RESULT_LEAF:
             return  # our own results come back through the wildcard
-        self._spawn(self._handle_command(*parsed, message))
+        try:
+            self._accept_command(*parsed, message)
+        except Exception:
+            # No PUBACK goes out: the broker delivers the command again after the reconnect.
+            log.exception("command_not_journaled", charger=parsed[0], service=parsed[1])
+            raise
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -558,21 +392,11 @@ class Bridge:
         if not task.cancelled() and task.exception() is not None:
             log.error("task_failed", error=repr(task.exception()))
 
-    async def _handle_command(self, charger: str, service: str, message: InboundMessage) -> None:
-        bridge = self.chargers.get(charger)
-        if bridge is None and charger in self._configured:
-            return  # another shard's charger: that instance answers
-        if bridge is None:
-            if self.settings.shard is not None and self.settings.shard.index != 0:
-                return  # one answer per unknown charger: shard 0 gives it
-            self.unrouted.rejected += 1
-            result = rejection(charger, service, message.payload, f"unknown charger {charger!r}")
-        else:
-            result = await bridge.execute(service, message.payload, retained=message.retain)
-        await self.mqtt.publish(self.topics.result(charger), json.dumps(result))
-
     async def _republish_after_birth(self) -> None:
-        await asyncio.sleep(random.uniform(*self._birth_delay))
+        try:
+            await asyncio.sleep(random.uniform(*self._birth_delay))
+        finally:
+            self._birth_pending = False
         log.info("home_assistant_online", action="republish")
         await self.mqtt.republish_retained()
 
@@ -587,6 +411,12 @@ class Bridge:
         await self.mqtt.clear_retained(topic)
 
 
+def _command_of(entry: Entry) -> QueuedCommand:
+    return QueuedCommand(
+        entry.seq, entry.charger, entry.service, entry.payload, entry.retained, entry.received
+    )
+
+
 async def stop_pollers(
     chargers: Iterable[ChargerBridge], tasks: Collection[asyncio.Task[None]]
 ) -> None:
@@ -596,6 +426,16 @@ async def stop_pollers(
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def raise_open_file_limit() -> None:
+    """One socket per charger: a fleet needs more than the usual soft limit of 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("open_file_limit", soft=soft, hard=hard, error=str(exc))
 
 
 def _token(charger: ChargerSettings) -> str | None:

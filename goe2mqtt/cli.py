@@ -142,7 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(settings: Settings) -> int:
-    from goe2mqtt.bridge import Bridge
+    from goe2mqtt.bridge import Bridge, raise_open_file_limit
+    from goe2mqtt.journal import JournalLocked
+
+    raise_open_file_limit()
 
     async def serve() -> None:
         bridge = Bridge(settings)
@@ -153,6 +156,9 @@ def _run(settings: Settings) -> int:
 
     try:
         asyncio.run(serve())
+    except JournalLocked as exc:
+        print(f"goe2mqtt: {exc}: is this instance already running?", file=sys.stderr)
+        return EXIT_CONFIG
     except Exception:
         log.exception("bridge_crashed")
         return EXIT_FAILURE

@@ -72,13 +72,15 @@ def parse_timestamp(value: Any) -> float:
     raise CommandError("ts must be a unix time or an ISO 8601 time")
 
 
-def check_fresh(sent_at: float | None, *, now: float, max_age: float) -> None:
+def check_fresh(
+    sent_at: float | None, *, now: float, max_age: float, what: str = "sent"
+) -> None:
     """Refuse a command that is too old to run, or from a clock too far ahead."""
     if sent_at is None:
         return
     age = now - sent_at
     if age > max_age:
-        raise CommandError(f"stale: sent {age:.0f} s ago, max_command_age is {max_age:.0f} s")
+        raise CommandError(f"stale: {what} {age:.0f} s ago, max_command_age is {max_age:.0f} s")
     if age < -max_age:
         raise CommandError(f"ts is {-age:.0f} s in the future: check the sender's clock")
 
@@ -102,8 +104,8 @@ def parse_payload(raw: bytes) -> Payload:
         raise CommandError("payload is not valid JSON") from None
     if isinstance(value, dict):
         request_id = value.pop("id", None)
-        if isinstance(request_id, dict | list):
-            raise CommandError("id must be a string or a number")
+        if not _valid_id(request_id):
+            raise CommandError("id must be a string or a finite number")
         sent_at = parse_timestamp(value.pop("ts")) if "ts" in value else None
         return Payload(value, request_id, sent_at)
     return Payload(value)
@@ -312,4 +314,45 @@ def request_id_of(raw: bytes) -> JsonValue:
     except (ValueError, RecursionError):
         return None
     request_id = value.get("id") if isinstance(value, dict) else None
-    return None if isinstance(request_id, dict | list) else request_id
+    return request_id if _valid_id(request_id) else None
+
+
+def _valid_id(value: Any) -> bool:
+    """What can be echoed in a result: JSON has no Infinity or NaN (1e400 parses as inf)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, str | int)
+
+
+# --- results ------------------------------------------------------------------------
+
+
+def command_result(
+    service: str, *, ok: bool, request_id: JsonValue, error: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """One result for {base}/{name}/cmd/result: service, ok, id, error and details."""
+    result: dict[str, Any] = {"service": service, "ok": ok}
+    if error is not None:
+        result["error"] = error
+    if request_id is not None:
+        result["id"] = request_id
+    result.update(extra)
+    return result
+
+
+def result_json(result: Mapping[str, Any]) -> str:
+    """Always valid JSON: a value the charger sent as NaN or Infinity becomes null."""
+    try:
+        return json.dumps(result, allow_nan=False, ensure_ascii=False)
+    except ValueError:
+        return json.dumps(_finite(result), allow_nan=False, ensure_ascii=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

@@ -1,8 +1,11 @@
 """One resilient MQTT session: connect, reconnect, remember what is retained.
 
-Knows MQTT and nothing of go-e. Retained topics are kept in a store so that
-publishing is change-only and a reconnect republishes everything the broker may
-have lost.
+Knows MQTT and nothing of go-e. Retained topics are kept in a store: publishing is
+change-only, never waits for the broker (a sender drains the store, newest value per
+topic, so a stalled broker costs one entry per topic, not a backlog), and a
+reconnect republishes everything the broker may have lost. Inbound messages are
+handed over before the broker is acknowledged, so what the handler stored survives
+any crash.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import contextlib
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aiomqtt
 import structlog
@@ -30,6 +34,8 @@ RECONNECT_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 SHUTDOWN_TIMEOUT = 5.0
 RETAINED_QUIET = 0.3  # no new message for this long: the retained ones are all here
 RETAINED_LIMIT = 10.0
+SEND_WINDOW = 16  # retained publishes awaiting their PUBACK at once
+MIN_ACK_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,8 @@ class InboundMessage:
     topic: str
     payload: bytes
     retain: bool
+    mid: int | None = None  # QoS 1 packet id: a redelivery (dup) carries the same one
+    dup: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,20 +79,48 @@ class MqttOptions:
         return f"MqttOptions(host={self.host!r}, port={self.port}, client_id={self.client_id!r})"
 
 
+# Called for every inbound message before the broker gets its PUBACK: what it stores
+# is safe. If it raises, no PUBACK goes out, the connection drops and the broker
+# delivers the message again after the reconnect.
 MessageHandler = Callable[[InboundMessage], None]
 
 
-async def _until_quiet(client: aiomqtt.Client) -> None:
-    """Wait until no more messages arrive (they stay queued for the consumer).
+def _hand_over_before_ack(
+    client: aiomqtt.Client, counter: list[int], handler: MessageHandler
+) -> None:
+    """Route inbound messages to ``handler`` inside paho's callback.
 
-    Watching the queue, not reading it: a read cut short by a timeout can lose the
-    message aiomqtt was fetching, and that might be a command.
+    paho sends the PUBACK of a QoS 1 message right after its on_message callback
+    returns; aiomqtt's own callback only queues the message, so an acknowledged
+    command would still be in memory only. aiomqtt 2.x has no public hook for this.
     """
+
+    def on_message(_client: Any, _userdata: Any, message: Any) -> None:
+        counter[0] += 1
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            return  # not a topic of ours
+        handler(
+            InboundMessage(
+                topic=topic,
+                payload=bytes(message.payload),
+                retain=bool(message.retain),
+                mid=message.mid if message.qos > 0 else None,
+                dup=bool(message.dup),
+            )
+        )
+
+    client._client.on_message = on_message
+
+
+async def _until_quiet(counter: list[int]) -> None:
+    """Wait until no more messages arrive for a moment (the retained ones are in)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + RETAINED_LIMIT
     seen = -1
-    while loop.time() < deadline and len(client.messages) != seen:
-        seen = len(client.messages)
+    while loop.time() < deadline and counter[0] != seen:
+        seen = counter[0]
         await asyncio.sleep(RETAINED_QUIET)
 
 
@@ -95,7 +131,7 @@ def _new_client(options: MqttOptions) -> aiomqtt.Client:
     if v5:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = options.session_expiry
-    return aiomqtt.Client(
+    client = aiomqtt.Client(
         hostname=options.host,
         port=options.port,
         username=options.username,
@@ -113,7 +149,17 @@ def _new_client(options: MqttOptions) -> aiomqtt.Client:
         properties=properties,
         tls_context=options.tls,
         tls_insecure=None if options.tls is None else not options.tls.check_hostname,
+        # The sender's window, the results and the goodbye fit without paho queueing.
+        max_inflight_messages=2 * SEND_WINDOW,
     )
+    # Our own window bounds what is pending; aiomqtt's warning per publish above 10
+    # pending would be one log line per message while a broker is slow.
+    client.pending_calls_threshold = 4 * SEND_WINDOW
+    return client
+
+
+class BrokerStalled(aiomqtt.MqttError):
+    """The broker stopped acknowledging: the connection is dead even if TCP is not."""
 
 
 class MqttSession:
@@ -129,15 +175,28 @@ class MqttSession:
         self._on_connection = on_connection
         self._subscriptions = tuple(subscriptions)
         self._reconnect_delays = tuple(reconnect_delays)
+        # What the broker should hold, in the order it last changed (b"": clear it).
         self._retained: dict[str, bytes] = {}
+        # Topics whose newest value has not been acknowledged by the broker yet.
+        self._dirty: dict[str, None] = {}
+        self._dirty_added = asyncio.Event()
         self._client: aiomqtt.Client | None = None
+        self._lost: asyncio.Future[None] | None = None  # done when the connection ends
         self._stopping = asyncio.Event()
         self._final: list[tuple[str, bytes]] = []
         self.connections = 0
+        # A publish not acknowledged within this long means the broker is gone or
+        # frozen (TCP alone can take minutes to notice a SIGSTOPped broker).
+        self.ack_timeout = max(float(options.keepalive), MIN_ACK_TIMEOUT)
 
     @property
     def connected(self) -> bool:
         return self._client is not None
+
+    @property
+    def backlog(self) -> int:
+        """Retained topics waiting for the broker (each counts once, however often it changed)."""
+        return len(self._dirty)
 
     def _set_client(self, client: aiomqtt.Client | None) -> None:
         was_connected = self.connected
@@ -148,7 +207,10 @@ class MqttSession:
     # --- publishing -----------------------------------------------------------------
 
     async def publish_retained(self, topic: str, payload: str | bytes) -> None:
-        """Publish if the payload differs from what we last published there."""
+        """Publish if the payload differs from what we last published there.
+
+        Returns at once: the sender delivers it, newest value first per topic.
+        """
         data = payload.encode() if isinstance(payload, str) else payload
         if self._retained.get(topic) == data:
             return
@@ -156,32 +218,109 @@ class MqttSession:
         # so "online" comes after the states and configs it vouches for.
         self._retained.pop(topic, None)
         self._retained[topic] = data
-        await self._send(topic, data, qos=1, retain=True)
+        self._mark(topic)
 
     async def clear_retained(self, topic: str) -> None:
         """Remove a retained message from the broker and forget it."""
-        self._retained.pop(topic, None)
-        await self._send(topic, b"", qos=1, retain=True)
+        await self.publish_retained(topic, b"")
 
     async def publish(self, topic: str, payload: str | bytes, *, qos: int = 1) -> bool:
-        """A one-off, non-retained message; False if it could not be sent now."""
+        """A one-off, non-retained message; True once the broker acknowledged it."""
         data = payload.encode() if isinstance(payload, str) else payload
-        return await self._send(topic, data, qos=qos, retain=False)
-
-    async def republish_retained(self) -> None:
-        for topic, data in list(self._retained.items()):
-            await self._send(topic, data, qos=1, retain=True)
-
-    async def _send(self, topic: str, data: bytes, *, qos: int, retain: bool) -> bool:
-        client = self._client
-        if client is None:
-            return False  # retained data goes out again on reconnect
+        client, lost = self._client, self._lost
+        if client is None or lost is None:
+            return False
+        # aiomqtt leaves a publish waiting for its PUBACK after the connection died:
+        # it ends with the connection instead, and is sent again on the next one.
+        sending = asyncio.ensure_future(
+            client.publish(topic, data, qos=qos, retain=False, timeout=self.ack_timeout)
+        )
+        await asyncio.wait({sending, lost}, return_when=asyncio.FIRST_COMPLETED)
+        if not sending.done():
+            sending.cancel()
+            await asyncio.gather(sending, return_exceptions=True)
+            return False
         try:
-            await client.publish(topic, data, qos=qos, retain=retain)
+            sending.result()
         except aiomqtt.MqttError as exc:
             log.debug("mqtt_publish_failed", topic=topic, error=str(exc))
             return False
         return True
+
+    async def republish_retained(self) -> None:
+        """Send everything retained again (Home Assistant restarted). Calls coalesce."""
+        self._dirty = dict.fromkeys(self._retained)
+        self._dirty_added.set()
+
+    def _mark(self, topic: str) -> None:
+        self._dirty.pop(topic, None)
+        self._dirty[topic] = None
+        self._dirty_added.set()
+
+    async def _send_dirty(self, client: aiomqtt.Client) -> None:
+        """Drain the dirty topics while connected; raises BrokerStalled or MqttError."""
+        window = asyncio.Semaphore(SEND_WINDOW)
+        failure: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        sends: set[asyncio.Task[None]] = set()
+
+        async def send(topic: str, data: bytes) -> None:
+            try:
+                await client.publish(topic, data, qos=1, retain=True, timeout=self.ack_timeout)
+            except asyncio.CancelledError:
+                if topic not in self._dirty and self._retained.get(topic) == data:
+                    self._mark(topic)  # not known to have arrived: still owed
+                raise
+            except aiomqtt.MqttError as exc:
+                if topic not in self._dirty and self._retained.get(topic) == data:
+                    self._mark(topic)  # still owed; goes out after the reconnect
+                if not failure.done():
+                    timed_out = "timed out" in str(exc)
+                    failure.set_exception(
+                        BrokerStalled(f"no PUBACK within {self.ack_timeout:.0f} s")
+                        if timed_out
+                        else exc
+                    )
+            else:
+                if data == b"" and self._retained.get(topic) == b"":
+                    del self._retained[topic]  # cleared: nothing to republish
+            finally:
+                window.release()
+
+        try:
+            while True:
+                if failure.done():
+                    failure.result()
+                if not self._dirty:
+                    self._dirty_added.clear()
+                    waiter: asyncio.Future[Any] = asyncio.ensure_future(self._dirty_added.wait())
+                    await asyncio.wait({waiter, failure}, return_when=asyncio.FIRST_COMPLETED)
+                    waiter.cancel()
+                    continue
+                await window.acquire()
+                if not self._dirty:
+                    window.release()
+                    continue
+                topic = next(iter(self._dirty))
+                del self._dirty[topic]
+                task = asyncio.create_task(send(topic, self._retained.get(topic, b"")))
+                sends.add(task)
+                task.add_done_callback(sends.discard)
+        finally:
+            for task in list(sends):
+                task.cancel()
+            if not failure.done():
+                failure.cancel()
+            else:
+                failure.exception()  # retrieved: no "never retrieved" warning
+
+    async def _flush(self, client: aiomqtt.Client) -> None:
+        """Send what is still owed (on a clean stop), one by one."""
+        while self._dirty:
+            topic = next(iter(self._dirty))
+            del self._dirty[topic]
+            await client.publish(
+                topic, self._retained.get(topic, b""), qos=1, retain=True, timeout=self.ack_timeout
+            )
 
     # --- connection -----------------------------------------------------------------
 
@@ -196,10 +335,12 @@ class MqttSession:
         options = self._options
         while not self._stopping.is_set():
             client = _new_client(options)
+            received = [0]
+            _hand_over_before_ack(client, received, on_message)
             try:
                 async with client:
                     attempt = 0
-                    await self._serve(client, on_message)
+                    await self._serve(client, received)
                     return
             except aiomqtt.MqttError as exc:
                 self._set_client(None)
@@ -221,12 +362,13 @@ class MqttSession:
                         broker=f"{options.host}:{options.port}",
                         error=error,
                         retry_in=delay,
+                        backlog=self.backlog,
                     )
                 await wait_until_set(self._stopping, delay)
             finally:
                 self._set_client(None)
 
-    async def _serve(self, client: aiomqtt.Client, on_message: MessageHandler) -> None:
+    async def _serve(self, client: aiomqtt.Client, received: list[int]) -> None:
         v5 = self._options.protocol == "5"
         for sub in self._subscriptions:
             if v5:
@@ -237,10 +379,11 @@ class MqttSession:
                 await client.subscribe(sub.topic, qos=sub.qos)
         retained_only = [sub.topic for sub in self._subscriptions if sub.retained_only]
         if retained_only:
-            await _until_quiet(client)
+            await _until_quiet(received)
             for topic in retained_only:
                 await client.unsubscribe(topic)
         await client.publish(self._options.availability_topic, ONLINE, qos=1, retain=True)
+        self._lost = asyncio.get_running_loop().create_future()
         self._set_client(client)
         self.connections += 1
         log.info(
@@ -249,38 +392,39 @@ class MqttSession:
             connection=self.connections,
         )
 
-        async def consume() -> None:
-            async for message in client.messages:
-                payload = message.payload
-                on_message(
-                    InboundMessage(
-                        topic=message.topic.value,
-                        payload=payload if isinstance(payload, bytes) else str(payload).encode(),
-                        retain=bool(message.retain),
-                    )
-                )
+        async def watch() -> None:
+            # Nothing is queued for us (messages are handed over in paho's callback):
+            # the stream only tells when the connection ends.
+            async for _ in client.messages:
+                pass
 
-        # The message stream is what notices a dead connection at once (a QoS 1 publish
-        # only times out), so it runs from the start and the republish beside it.
-        consumer = asyncio.create_task(consume())
-        republisher = asyncio.create_task(self.republish_retained())
+        # The broker may have lost anything retained: everything goes out again.
+        await self.republish_retained()
+        watcher = asyncio.create_task(watch())
+        sender = asyncio.create_task(self._send_dirty(client))
         stopper = asyncio.create_task(self._stopping.wait())
         try:
-            done, _ = await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {watcher, sender, stopper}, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
-            for task in (consumer, republisher, stopper):
+            self._lost.set_result(None)
+            for task in (watcher, sender, stopper):
                 task.cancel()
-            await asyncio.gather(republisher, return_exceptions=True)
-        if consumer in done:
-            consumer.result()  # raises the MqttError that ended the connection
-            raise aiomqtt.MqttError("message stream ended")
+            await asyncio.gather(watcher, sender, stopper, return_exceptions=True)
+        for task in (watcher, sender):
+            if task in done:
+                task.result()  # raises the MqttError that ended the connection
+                raise aiomqtt.MqttError("message stream ended")
         with contextlib.suppress(TimeoutError, aiomqtt.MqttError):
             async with asyncio.timeout(SHUTDOWN_TIMEOUT):
                 await self._say_goodbye(client)
 
     async def _say_goodbye(self, client: aiomqtt.Client) -> None:
         for topic, data in self._final:
+            self._retained.pop(topic, None)
             self._retained[topic] = data
-            await client.publish(topic, data, qos=1, retain=True)
+            self._mark(topic)
+        await self._flush(client)
         await client.publish(self._options.availability_topic, OFFLINE, qos=1, retain=True)
         log.info("mqtt_disconnecting")

@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import io
 import json
+import os
 import ssl
 import subprocess
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +23,11 @@ from goe2mqtt.broker import MosquittoBroker
 from goe2mqtt.config import Settings, parse_settings
 from goe2mqtt.discovery import Topics
 from goe2mqtt.simulator import SimulatedCharger, Simulator
+
+# Every bridge a test starts (in this process or as a child) journals under here,
+# one file per client_id, never in the user's own state directory.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="goe2mqtt-tests-")
+os.environ.pop("STATE_DIRECTORY", None)
 
 TOKEN = "tok-3f9c2a7e5d1b"
 SERIALS = {"garage": "012345", "carport": "067890"}

@@ -9,7 +9,8 @@ import aiohttp
 import pytest
 
 from goe2mqtt.aio import wait_until_set
-from goe2mqtt.bridge import ChargerBridge, stop_pollers
+from goe2mqtt.bridge import stop_pollers
+from goe2mqtt.charger import ChargerBridge
 from goe2mqtt.config import parse_settings
 from goe2mqtt.discovery import Topics
 from goe2mqtt.goe import GoeClient

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from goe2mqtt.bridge import ChargerBridge
 from goe2mqtt.broker import MosquittoBroker
 from goe2mqtt.catalogue import ENTITIES, STATUS_KEYS, format_state, read_states
+from goe2mqtt.charger import ChargerBridge, QueuedCommand
 from goe2mqtt.commands import SERVICES
 from goe2mqtt.config import parse_settings
 from goe2mqtt.discovery import DeviceFacts, Topics, render_discovery
@@ -125,7 +126,8 @@ async def test_any_command_payload_gets_one_answer_and_only_valid_calls(
 ) -> None:
     bridge, simulated = charger_bridge
     calls_before = len(simulated.set_calls)
-    result = await bridge.execute(service, raw, retained=retained)
+    command = QueuedCommand(1, "garage", service, raw, retained, time.time())
+    result = await bridge.execute(command)
 
     json.dumps(result)  # it can always go on the result topic
     assert result["service"] == service

@@ -1,0 +1,175 @@
+"""The command journal: every command the broker delivered, until its result is out.
+
+A command is written here before the broker gets its acknowledgement, so a crash,
+kill -9 or SIGTERM never loses it: after a restart, queued commands run (if still
+fresh), a command cut off after its first set call gets an "outcome unknown" result
+instead of a blind resend, and results that could not be published go out.
+
+sqlite3 (stdlib) in WAL mode with synchronous=FULL: each commit is on disk when it
+returns (0.25 ms measured here), and a killed process leaves a consistent file.
+Pure storage: no asyncio, no MQTT.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+QUEUED = "queued"  # received, not started: safe to run after a restart
+RUNNING = "running"  # a set call may have reached the charger: never run again
+DONE = "done"  # has its result, not yet published
+PUBLISHED = "published"  # over; kept a while to recognise a late redelivery
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS commands (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    charger TEXT NOT NULL,
+    service TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    retained INTEGER NOT NULL,
+    received REAL NOT NULL,
+    mid INTEGER,            -- MQTT packet id while a redelivery may still come
+    state TEXT NOT NULL,
+    sent TEXT,              -- JSON: the set calls planned when it started
+    result TEXT             -- JSON: the result, once there is one
+);
+CREATE INDEX IF NOT EXISTS commands_state ON commands(state);
+CREATE INDEX IF NOT EXISTS commands_mid ON commands(mid);
+"""
+
+
+class JournalLocked(Exception):
+    """Another running instance uses this journal (same state_dir and client_id)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    seq: int
+    charger: str
+    service: str
+    payload: bytes
+    retained: bool
+    received: float
+    state: str
+    sent: list[dict[str, Any]] | None = None
+    result: dict[str, Any] | None = None
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        # One process per journal: a second bridge with the same client id would run
+        # the same commands and fight over the same MQTT session.
+        self._lock_file = open(path.with_name(path.name + ".lock"), "a+")  # noqa: SIM115
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise JournalLocked(f"{path} is in use by another goe2mqtt process") from None
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        os.chmod(path, 0o600)  # payloads are the user's commands: not for other users
+
+    def close(self) -> None:
+        self._db.close()
+        self._lock_file.close()
+
+    # --- writes: each is one committed transaction ------------------------------------
+
+    def record(
+        self,
+        charger: str,
+        service: str,
+        payload: bytes,
+        *,
+        retained: bool,
+        received: float,
+        mid: int | None = None,
+        dup: bool = False,
+    ) -> int | None:
+        """Write a delivered command; its seq, or None for a redelivery we already hold.
+
+        QoS 1 is "at least once": a command journaled just before a crash, whose
+        acknowledgement never left, comes again with the DUP flag and the same packet
+        id. A packet id the broker reuses was acknowledged, so it is forgotten then.
+        """
+        with self._db:
+            if mid is not None:
+                if dup:
+                    row = self._db.execute(
+                        "SELECT seq FROM commands WHERE mid = ? AND charger = ? AND service = ?"
+                        " AND payload = ?",
+                        (mid, charger, service, payload),
+                    ).fetchone()
+                    if row is not None:
+                        return None
+                self._db.execute("UPDATE commands SET mid = NULL WHERE mid = ?", (mid,))
+            cursor = self._db.execute(
+                "INSERT INTO commands (charger, service, payload, retained, received, mid, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (charger, service, payload, int(retained), received, mid, QUEUED),
+            )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def start(self, seq: int, sent: list[dict[str, Any]]) -> None:
+        """Mark the command as running: from here on a crash leaves its outcome unknown."""
+        self._db.execute(
+            "UPDATE commands SET state = ?, sent = ? WHERE seq = ?",
+            (RUNNING, json.dumps(sent), seq),
+        )
+
+    def finish(self, seq: int, result: dict[str, Any]) -> None:
+        self._db.execute(
+            "UPDATE commands SET state = ?, result = ? WHERE seq = ?",
+            (DONE, json.dumps(result), seq),
+        )
+
+    def published(self, seq: int) -> None:
+        """The broker has the result: the command is over."""
+        self._db.execute(
+            "UPDATE commands SET state = ? WHERE seq = ? AND state = ?",
+            (PUBLISHED, seq, DONE),
+        )
+
+    def prune(self, before: float) -> int:
+        """Forget finished commands received before ``before`` (unix time)."""
+        cursor = self._db.execute(
+            "DELETE FROM commands WHERE state = ? AND received < ?", (PUBLISHED, before)
+        )
+        return cursor.rowcount
+
+    # --- reads ------------------------------------------------------------------------
+
+    def entries(self, state: str) -> list[Entry]:
+        rows = self._db.execute(
+            "SELECT seq, charger, service, payload, retained, received, state, sent, result"
+            " FROM commands WHERE state = ? ORDER BY seq",
+            (state,),
+        ).fetchall()
+        return [
+            Entry(
+                seq=seq,
+                charger=charger,
+                service=service,
+                payload=bytes(payload),
+                retained=bool(retained),
+                received=received,
+                state=row_state,
+                sent=json.loads(sent) if sent else None,
+                result=json.loads(result) if result else None,
+            )
+            for seq, charger, service, payload, retained, received, row_state, sent, result in rows
+        ]
+
+    def count(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT state, COUNT(*) FROM commands GROUP BY state")
+        return {state: n for state, n in rows}

@@ -1,0 +1,284 @@
+"""Commands that never vanish: SIGTERM, kill -9 and a dead broker, through a real Mosquitto.
+
+Every command the broker delivered ends with exactly one result, none reaches the
+charger twice, and a command cut off after its set went out says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from goe2mqtt.bridge import journal_path
+from goe2mqtt.broker import MosquittoBroker
+from goe2mqtt.config import parse_settings
+from goe2mqtt.discovery import Topics
+from goe2mqtt.journal import PUBLISHED, Journal
+from goe2mqtt.simulator import Faults, Simulator
+
+from .conftest import WAIT, MqttProbe, RunningBridge, make_settings, until
+
+SLOW_SET = Faults(delay=0.6, only="set")  # each set takes a while: commands queue up
+
+
+class Daemon:
+    """goe2mqtt as its own process, as users run it."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.process: asyncio.subprocess.Process | None = None
+        self.stderr = b""
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "goe2mqtt", "--config", str(self.config),
+            "--log-format", "json", "--log-level", "debug",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+
+    async def end(self, sig: signal.Signals) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        _, stderr = await asyncio.wait_for(self.process.communicate(), 3 * WAIT)
+        self.stderr += stderr
+        assert self.process.returncode is not None
+        return self.process.returncode
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stderr.decode().splitlines()]
+
+
+def _write_config(tmp_path: Path, raw: dict[str, Any]) -> Path:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    return config
+
+
+def _results(probe: MqttProbe, topic: str) -> list[dict[str, Any]]:
+    return [m.json() for m in probe.messages if m.topic == topic]
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+async def test_queued_commands_survive_the_end_of_the_process(
+    how: signal.Signals, broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    raw = make_settings(broker, simulator, scan_interval=60)
+    raw["chargers"][0]["timeout"] = 5.0
+    topics = Topics(raw["mqtt"]["base_topic"])
+    garage = simulator.charger("012345")
+    daemon = Daemon(_write_config(tmp_path, raw))
+    await daemon.start()
+    amps = [6, 7, 8, 9, 10]
+    async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
+        await probe.wait_text(topics.availability("garage"), "online")
+        garage.faults = SLOW_SET
+        for amp in amps:
+            await probe.publish(
+                topics.command("garage", "change_charging_power"),
+                json.dumps({"charging_power": amp, "id": amp}),
+            )
+        await until(lambda: garage.set_requests >= 1, "the first set under way")
+        code = await daemon.end(how)
+        assert code == (0 if how == signal.SIGTERM else -signal.SIGKILL)
+        garage.faults = Faults()
+
+        restarted = Daemon(daemon.config)
+        await restarted.start()
+        try:
+            await until(
+                lambda: len(_results(probe, topics.result("garage"))) >= len(amps),
+                "a result for every command",
+                within=3 * WAIT,
+            )
+            await asyncio.sleep(1.0)  # a second result would show by now
+        finally:
+            await restarted.end(signal.SIGTERM)
+    results = _results(probe, topics.result("garage"))
+    assert sorted(r["id"] for r in results) == amps, results  # exactly one each
+    sent = Counter(call["amp"] for call in garage.set_calls)
+    assert all(n == 1 for n in sent.values()), sent  # none reached the charger twice
+    for result in results:
+        if result["ok"]:
+            assert sent[result["id"]] == 1
+        else:
+            # Only a command cut off mid-way may end like this, and it says so.
+            assert how == signal.SIGKILL, result
+            assert result["error"].startswith("outcome unknown"), result
+            assert result["sent"] == [{"amp": result["id"]}]
+    if how == signal.SIGTERM:
+        # The running command finished before the exit; the rest waited in the journal.
+        assert "commands_resumed" in {e["event"] for e in restarted.events()}
+        assert garage.amp == 10
+    # After kill -9 the set that was on its way may land after the later ones (it did
+    # here): the reason its result says "outcome unknown" instead of resending it.
+
+
+async def test_results_finished_while_the_broker_is_down_arrive_after_it_is_back(
+    own_broker: MosquittoBroker, simulator: Simulator
+) -> None:
+    settings = parse_settings(make_settings(own_broker, simulator, scan_interval=60))
+    topics = Topics(settings.mqtt.base_topic)
+    garage = simulator.charger("012345")
+    running = RunningBridge(settings)
+    await running.start()
+    results: list[dict[str, Any]] = []
+    count = 60
+    try:
+        async with MqttProbe(own_broker.host, own_broker.port, [f"{topics.base}/#"]) as probe:
+            await probe.wait_text(topics.availability("garage"), "online")
+            garage.faults = Faults(delay=0.05, only="set")
+            for n in range(count):
+                await probe.publish(
+                    topics.command("garage", "set_phase"), json.dumps({"phase": n % 3, "id": n})
+                )
+            await until(lambda: running.bridge.chargers["garage"].queued > 10, "a queue")
+            results += _results(probe, topics.result("garage"))
+        own_broker.kill()  # results keep coming while nobody can take them
+        await until(lambda: running.bridge.chargers["garage"].queued == 0, "the queue done")
+        assert running.bridge.info()["results_pending"] > 0
+        own_broker.start()
+        async with MqttProbe(own_broker.host, own_broker.port, [f"{topics.base}/#"]) as probe:
+            await until(
+                lambda: len(results) + len(_results(probe, topics.result("garage"))) >= count,
+                "every result",
+            )
+            results += _results(probe, topics.result("garage"))
+    finally:
+        await running.stop()
+    assert sorted(r["id"] for r in results) == list(range(count))
+    journal = Journal(journal_path(settings))
+    assert journal.count() == {PUBLISHED: count}  # nothing owed, nothing lost
+    journal.close()
+
+
+# --- the queue: re-checked when a command's turn comes -------------------------------
+
+
+async def test_a_command_that_waited_too_long_in_the_queue_is_refused_as_stale(
+    broker: MosquittoBroker, simulator: Simulator
+) -> None:
+    raw = make_settings(broker, simulator, scan_interval=60)
+    raw["mqtt"]["max_command_age"] = 1
+    raw["chargers"][0]["timeout"] = 5.0
+    settings = parse_settings(raw)
+    topics = Topics(settings.mqtt.base_topic)
+    garage = simulator.charger("012345")
+    running = RunningBridge(settings)
+    await running.start()
+    try:
+        async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
+            await probe.wait_text(topics.availability("garage"), "online")
+            garage.faults = Faults(delay=0.8, only="set")
+            for n in range(3):
+                await probe.publish(
+                    topics.command("garage", "change_charging_power"),
+                    json.dumps({"charging_power": 7 + n, "id": n}),
+                )
+            await until(lambda: len(_results(probe, topics.result("garage"))) == 3, "results")
+            last = _results(probe, topics.result("garage"))[-1]
+    finally:
+        await running.stop()
+    assert last["id"] == 2
+    assert last["ok"] is False
+    assert last["error"].startswith("stale: received "), last
+    assert all(call["amp"] != 9 for call in garage.set_calls)  # it never ran
+
+
+async def test_commands_for_a_charger_that_died_are_refused_at_once(
+    broker: MosquittoBroker, simulator: Simulator
+) -> None:
+    settings = parse_settings(make_settings(broker, simulator, scan_interval=60))
+    topics = Topics(settings.mqtt.base_topic)
+    garage = simulator.charger("012345")
+    running = RunningBridge(settings)
+    await running.start()
+    try:
+        async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
+            await probe.wait_text(topics.availability("garage"), "online")
+            garage.faults = Faults(delay=30)  # accepts, never answers: timeouts
+            for n in range(6):
+                await probe.publish(
+                    topics.command("garage", "set_phase"), json.dumps({"phase": 1, "id": n})
+                )
+            await until(lambda: len(_results(probe, topics.result("garage"))) == 6, "results")
+            results = _results(probe, topics.result("garage"))
+    finally:
+        await running.stop()
+    # Only the first command talked to the charger; the others did not wait for it.
+    assert garage.set_requests <= 2  # the first set and its one retry
+    by_id = {r["id"]: r for r in results}
+    assert sorted(by_id) == list(range(6))
+    assert by_id[0]["error"] == "timed out"
+    # The waiting ones were refused when the charger went offline: before the first
+    # command had even finished waiting out its timeouts.
+    assert [r["id"] for r in results][-1] == 0
+    for n in range(1, 6):
+        assert by_id[n]["ok"] is False
+        assert by_id[n]["error"].startswith("charger offline"), by_id[n]
+
+
+async def test_a_full_queue_refuses_with_a_reason(
+    broker: MosquittoBroker, simulator: Simulator
+) -> None:
+    raw = make_settings(broker, simulator, scan_interval=60)
+    raw["chargers"][0]["timeout"] = 5.0
+    settings = parse_settings(raw)
+    topics = Topics(settings.mqtt.base_topic)
+    garage = simulator.charger("012345")
+    running = RunningBridge(settings)
+    await running.start()
+    try:
+        async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
+            await probe.wait_text(topics.availability("garage"), "online")
+            garage.faults = Faults(delay=0.3, only="set")
+            for n in range(30):
+                await probe.publish(
+                    topics.command("garage", "set_phase"), json.dumps({"phase": 1, "id": n})
+                )
+            await until(
+                lambda: len(_results(probe, topics.result("garage"))) == 30,
+                "results",
+                within=6 * WAIT,
+            )
+            results = _results(probe, topics.result("garage"))
+    finally:
+        await running.stop()
+    full = [r for r in results if r.get("error", "").startswith("queue full")]
+    assert full, results
+    assert full[0]["error"] == "queue full: 20 commands wait for garage"
+    assert sorted(r["id"] for r in results) == list(range(30))
+
+
+# --- one bridge per journal ---------------------------------------------------------
+
+
+async def test_a_second_instance_with_the_same_client_id_refuses_to_start(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    raw = make_settings(broker, simulator, scan_interval=60)
+    topics = Topics(raw["mqtt"]["base_topic"])
+    first = Daemon(_write_config(tmp_path, raw))
+    await first.start()
+    try:
+        async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
+            await probe.wait_text(topics.availability("garage"), "online")
+        second = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "goe2mqtt", "--config", str(first.config),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ},
+        )  # fmt: skip
+        _, stderr = await asyncio.wait_for(second.communicate(), WAIT)
+        assert second.returncode == 2
+        assert b"in use by another goe2mqtt process" in stderr
+    finally:
+        assert await first.end(signal.SIGTERM) == 0
+
