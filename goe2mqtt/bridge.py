@@ -45,7 +45,13 @@ from goe2mqtt.goe import GoeClient
 from goe2mqtt.health import write_health_file
 from goe2mqtt.journal import DONE, QUEUED, RUNNING, Entry, Journal
 from goe2mqtt.logs import SecretRedactor
-from goe2mqtt.mqtt import InboundMessage, MqttOptions, MqttSession, Subscription
+from goe2mqtt.mqtt import (
+    InboundMessage,
+    MqttOptions,
+    MqttSession,
+    Subscription,
+    another_live_instance,
+)
 
 log = structlog.get_logger()
 
@@ -57,6 +63,10 @@ POLL_START_RATE = 50.0  # first polls per second at start-up, so a fleet does no
 COMMAND_GRACE = 10.0  # on stop, a running command may finish for this long
 RESULT_FLUSH = 5.0  # on stop, results may take this long to reach the broker
 JOURNAL_KEEP = 86_400.0  # finished commands are remembered a day (late redeliveries)
+
+
+class AnotherInstance(Exception):
+    """A live bridge already serves these topics."""
 
 
 def journal_path(settings: Settings) -> Path:
@@ -152,6 +162,16 @@ class Bridge:
         """Run until request_stop(); then publish offline and disconnect."""
         self.journal = Journal(journal_path(self.settings))
         try:
+            # Two bridges on the same topics would run every command twice; with one
+            # client id they would also knock each other off the broker every second.
+            if await another_live_instance(
+                self.mqtt.options, self.topics.bridge_info, wait=INFO_INTERVAL + 5
+            ):
+                raise AnotherInstance(
+                    f"another goe2mqtt is live on {self.topics.bridge}/ (online, and its"
+                    " info refreshes): stop it, or give this one its own base_topic"
+                    " (or shard) and client_id"
+                )
             await self._run()
         finally:
             self.journal.close()
@@ -212,8 +232,9 @@ class Bridge:
                 stop_task.cancel()
                 await stop_pollers(self.chargers.values(), [*pollers, *self._tasks])
                 # The running command may finish; one cut off gets "outcome unknown".
-                _, late = await asyncio.wait(workers, timeout=self._command_grace)
-                await stop_pollers((), late)
+                if workers:  # a shard may own no charger
+                    _, late = await asyncio.wait(workers, timeout=self._command_grace)
+                    await stop_pollers((), late)
                 await self._flush_results()
                 await stop_pollers((), helpers)
                 final = [(self.topics.availability(n), OFFLINE.encode()) for n in self.chargers]

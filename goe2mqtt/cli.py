@@ -78,7 +78,13 @@ def _parser() -> argparse.ArgumentParser:
         "demo", parents=[sub_common], help="simulator + broker + bridge, topic stream printed"
     )
     demo.add_argument("--mqtt-host", default=None, help="use this broker instead of starting one")
-    demo.add_argument("--mqtt-port", type=int, default=1883)
+    demo.add_argument(
+        "--mqtt-port",
+        type=int,
+        default=None,
+        help="the broker's port (with --mqtt-host: default 1883; else the port for the"
+        " broker the demo starts: default a free one)",
+    )
     demo.add_argument(
         "--broker",
         choices=("auto", "amqtt", "mosquitto"),
@@ -119,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         mqtt_port=args.mqtt_port,
                         duration=args.duration,
                         broker_kind=args.broker,
+                        handle_signals=True,
                     )
                 )
         except BrokerUnavailable as exc:
@@ -142,8 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(settings: Settings) -> int:
-    from goe2mqtt.bridge import Bridge, raise_open_file_limit
+    from goe2mqtt.bridge import AnotherInstance, Bridge, raise_open_file_limit
     from goe2mqtt.journal import JournalLocked
+    from goe2mqtt.mqtt import SessionTakenOver
 
     raise_open_file_limit()
 
@@ -158,6 +166,10 @@ def _run(settings: Settings) -> int:
         asyncio.run(serve())
     except JournalLocked as exc:
         print(f"goe2mqtt: {exc}: is this instance already running?", file=sys.stderr)
+        return EXIT_CONFIG
+    except (AnotherInstance, SessionTakenOver) as exc:
+        # Exit 2 like a config error: restarting would only start the fight again.
+        print(f"goe2mqtt: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except Exception:
         log.exception("bridge_crashed")

@@ -7,8 +7,12 @@ without a charger, a cloud account or a broker of their own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import shutil
+import signal
 import sys
+import tempfile
 from typing import Literal, TextIO
 
 import aiomqtt
@@ -20,6 +24,10 @@ from goe2mqtt.simulator import SimulatedCharger, Simulator
 
 DEMO_CHARGERS = (("garage", "000001"), ("carport", "000002"))
 DEMO_TOKEN = "demo-token"  # the simulator's, not a real cloud key
+# Its own namespace: on a broker shared with a real bridge the demo must neither
+# command nor announce nor clear anything of the real installation.
+DEMO_BASE = "goe2mqtt-demo"
+DEMO_DISCOVERY_PREFIX = "goe2mqtt-demo-ha"
 
 
 BrokerKind = Literal["auto", "amqtt", "mosquitto"]
@@ -39,40 +47,45 @@ def _short(payload: bytes, width: int = 110) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-async def _print_stream(host: str, port: int, base: str, out: TextIO) -> None:
+async def _print_stream(host: str, port: int, out: TextIO) -> None:
     async with aiomqtt.Client(host, port, identifier="goe2mqtt-demo-viewer") as client:
-        await client.subscribe(f"{base}/#")
-        await client.subscribe("homeassistant/+/goe2mqtt/+/config")
+        await client.subscribe(f"{DEMO_BASE}/#")
+        await client.subscribe(f"{DEMO_DISCOVERY_PREFIX}/+/{DEMO_BASE}/+/config")
         async for message in client.messages:
             print(f"{message.topic.value:<60} {_short(message.payload)}", file=out, flush=True)
 
 
-async def _script(host: str, port: int, simulator: Simulator, out: TextIO, pace: float) -> None:
+def try_it_yourself(host: str, port: int) -> str:
+    """The exact command lines for this demo's broker, printed after the script."""
+    broker = f"-h {host} -p {port}"
+    return "\n".join(
+        [
+            "--- try it yourself (while the demo runs):",
+            f"    mosquitto_sub {broker} -t '{DEMO_BASE}/#' -v",
+            f"    mosquitto_pub {broker} -q 1 -t '{DEMO_BASE}/garage/cmd/change_charging_power'"
+            " -m '{\"charging_power\": 12, \"id\": \"mine\"}'",
+            f"    mosquitto_pub {broker} -q 1 -t '{DEMO_BASE}/garage/cmd/start_charging' -m ''",
+            f"    mosquitto_sub {broker} -t '{DEMO_BASE}/garage/cmd/result' -v",
+        ]
+    )
+
+
+async def _script(
+    host: str, port: int, simulator: Simulator, out: TextIO, pace: float
+) -> None:
     """What a user would do: plug in a car, press the button, change the current."""
     garage = simulator.charger(DEMO_CHARGERS[0][1])
+    cmd = f"{DEMO_BASE}/garage/cmd"
     async with aiomqtt.Client(host, port, identifier="goe2mqtt-demo-user") as client:
         steps: list[tuple[float, str, str | None, str]] = [
             (4, "a car is plugged in at the garage (authentication required)", None, ""),
-            (
-                4,
-                "pressing 'Wallbox control' (authenticates, charging starts)",
-                "goe2mqtt/garage/cmd/wallbox_control",
-                "PRESS",
-            ),
-            (
-                6,
-                "changing the charging current to 10 A",
-                "goe2mqtt/garage/cmd/change_charging_power",
-                json.dumps({"charging_power": 10, "id": "demo-1"}),
-            ),
-            (
-                6,
-                "a bad command: 99 A is out of range",
-                "goe2mqtt/garage/cmd/change_charging_power",
-                "99",
-            ),
-            (6, "stopping the charge", "goe2mqtt/garage/cmd/stop_charging", ""),
-        ]
+            (4, "pressing 'Wallbox control' (authenticates, charging starts)",
+             f"{cmd}/wallbox_control", "PRESS"),
+            (6, "changing the charging current to 10 A", f"{cmd}/change_charging_power",
+             json.dumps({"charging_power": 10, "id": "demo-1"})),
+            (6, "a bad command: 99 A is out of range", f"{cmd}/change_charging_power", "99"),
+            (6, "stopping the charge", f"{cmd}/stop_charging", ""),
+        ]  # fmt: skip
         for delay, title, topic, payload in steps:
             await asyncio.sleep(delay * pace)
             print(f"\n--- {title}", file=out, flush=True)
@@ -80,41 +93,67 @@ async def _script(host: str, port: int, simulator: Simulator, out: TextIO, pace:
                 garage.plug_in(auth_required=True)
             else:
                 await client.publish(topic, payload, qos=1)
+        await asyncio.sleep(2 * pace)
+        print(f"\n{try_it_yourself(host, port)}\n", file=out, flush=True)
+
+
+async def clean_up(host: str, port: int, protocol: str) -> int:
+    """Clear every retained message the demo left on a broker (the devices leave HA)."""
+    version = aiomqtt.ProtocolVersion.V5 if protocol == "5" else aiomqtt.ProtocolVersion.V311
+    topics: set[str] = set()
+    async with aiomqtt.Client(
+        host, port, identifier="goe2mqtt-demo-cleanup", protocol=version
+    ) as client:
+        await client.subscribe(f"{DEMO_BASE}/#")
+        await client.subscribe(f"{DEMO_DISCOVERY_PREFIX}/#")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                async for message in client.messages:
+                    if message.retain and message.payload:
+                        topics.add(message.topic.value)
+        for topic in sorted(topics):
+            await client.publish(topic, b"", qos=1, retain=True)
+    return len(topics)
 
 
 async def run_demo(
     *,
     mqtt_host: str | None,
-    mqtt_port: int,
+    mqtt_port: int | None,
     duration: float | None,
     out: TextIO = sys.stdout,
     pace: float = 1.0,
     broker_kind: BrokerKind = "auto",
+    handle_signals: bool = False,
 ) -> None:
-    """Run until ``duration`` (or forever); ``pace`` scales the script's pauses."""
+    """Run until ``duration``, Ctrl-C or SIGTERM; ``pace`` scales the script's pauses."""
     embedded: EmbeddedBroker | None = None
     mosquitto: MosquittoBroker | None = None
     protocol = "5"
     if mqtt_host is not None:
-        host, port = mqtt_host, mqtt_port
+        host, port = mqtt_host, mqtt_port or 1883
     elif choose_broker(broker_kind) == "amqtt":
-        embedded = EmbeddedBroker()
+        embedded = EmbeddedBroker(port=mqtt_port or None)
         await embedded.start()
         host, port, protocol = embedded.host, embedded.port, "3.1.1"  # amqtt has no MQTT 5
         print(f"--- started an embedded MQTT broker (amqtt) on {host}:{port}", file=out)
     else:
-        mosquitto = MosquittoBroker()
+        mosquitto = MosquittoBroker(port=mqtt_port or None)
         mosquitto.start()
         host, port = mosquitto.host, mosquitto.port
         print(f"--- started a private Mosquitto on {host}:{port}", file=out)
     simulator = Simulator(SimulatedCharger(serial, DEMO_TOKEN) for _, serial in DEMO_CHARGERS)
     await simulator.start()
+    state_dir = tempfile.mkdtemp(prefix="goe2mqtt-demo-")  # the demo leaves no journal behind
     settings = parse_settings(
         {
+            "state_dir": state_dir,
             "mqtt": {
                 "host": host,
                 "port": port,
                 "client_id": "goe2mqtt-demo",
+                "base_topic": DEMO_BASE,
+                "discovery_prefix": DEMO_DISCOVERY_PREFIX,
                 "protocol": protocol,
             },
             "chargers": [
@@ -129,22 +168,41 @@ async def run_demo(
             ],
         }
     )
-    print(f"--- simulated go-e cloud at {simulator.base_url}; Ctrl-C to stop\n", file=out)
+    print(
+        f"--- simulated go-e cloud at {simulator.base_url}; topics under {DEMO_BASE}/;"
+        " Ctrl-C to stop\n",
+        file=out,
+    )
     bridge = Bridge(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
     tasks = [
         asyncio.create_task(bridge.run()),
-        asyncio.create_task(_print_stream(host, port, settings.mqtt.base_topic, out)),
+        asyncio.create_task(_print_stream(host, port, out)),
         asyncio.create_task(_script(host, port, simulator, out, pace)),
+        asyncio.create_task(stop.wait()),
     ]
     try:
-        await asyncio.wait({tasks[0]}, timeout=duration)
+        await asyncio.wait(
+            {tasks[0], tasks[3]}, timeout=duration, return_when=asyncio.FIRST_COMPLETED
+        )
     finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
         bridge.request_stop()
-        await asyncio.wait({tasks[0]}, timeout=10)
+        await asyncio.wait({tasks[0]}, timeout=15)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if mqtt_host is not None:
+            with contextlib.suppress(aiomqtt.MqttError, OSError):
+                cleared = await clean_up(host, port, protocol)
+                print(f"--- removed the demo's {cleared} retained messages", file=out)
         await simulator.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)
         if mosquitto is not None:
             mosquitto.close()
         if embedded is not None:

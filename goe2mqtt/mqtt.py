@@ -35,6 +35,10 @@ SHUTDOWN_TIMEOUT = 5.0
 RETAINED_QUIET = 0.3  # no new message for this long: the retained ones are all here
 RETAINED_LIMIT = 10.0
 SEND_WINDOW = 16  # retained publishes awaiting their PUBACK at once
+# Connections lost this soon after they were made, this many times in a row: someone
+# else keeps taking them (the same client_id elsewhere) or the broker refuses us.
+FLAP_SECONDS = 10.0
+FLAP_COUNT = 3
 MIN_ACK_TIMEOUT = 5.0
 
 
@@ -86,7 +90,10 @@ MessageHandler = Callable[[InboundMessage], None]
 
 
 def _hand_over_before_ack(
-    client: aiomqtt.Client, counter: list[int], handler: MessageHandler
+    client: aiomqtt.Client,
+    counter: list[int],
+    handler: MessageHandler,
+    session: MqttSession | None = None,
 ) -> None:
     """Route inbound messages to ``handler`` inside paho's callback.
 
@@ -101,6 +108,9 @@ def _hand_over_before_ack(
             topic = message.topic
         except UnicodeDecodeError:
             return  # not a topic of ours
+        if session is not None and topic == session.availability_topic:
+            session.availability_seen(bytes(message.payload))
+            return
         handler(
             InboundMessage(
                 topic=topic,
@@ -162,6 +172,70 @@ class BrokerStalled(aiomqtt.MqttError):
     """The broker stopped acknowledging: the connection is dead even if TCP is not."""
 
 
+class SessionTakenOver(Exception):
+    """Another client connected with our client id. Reconnecting would knock it off in
+    turn, every second, for ever: the session ends instead."""
+
+
+SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason code
+
+
+def _disconnect_cause(client: aiomqtt.Client) -> BaseException | None:
+    """What aiomqtt knows about why the connection ended ("[code:142] Session taken
+    over") but its message iterator reports as "Disconnected during message iteration"."""
+    ended = client._disconnected
+    if ended.done() and not ended.cancelled():
+        return ended.exception()
+    return None
+
+
+def _is_takeover(error: BaseException) -> bool:
+    code = getattr(error, "rc", None)
+    return getattr(code, "value", code) == SESSION_TAKEN_OVER
+
+
+async def another_live_instance(
+    options: MqttOptions, heartbeat_topic: str, wait: float
+) -> bool:
+    """Whether a live bridge already serves our topics.
+
+    Its availability says online (retained) and its heartbeat (bridge info, refreshed
+    every keepalive/2) still comes. A bridge that died without its will reaching the
+    broker (killed while the broker was down) leaves "online" but no heartbeat.
+    Unreachable broker: False, and the session's own retries will say why.
+    """
+    client = aiomqtt.Client(
+        hostname=options.host,
+        port=options.port,
+        username=options.username,
+        password=options.password,
+        identifier=f"{options.client_id}-preflight",
+        protocol=aiomqtt.ProtocolVersion.V5
+        if options.protocol == "5"
+        else aiomqtt.ProtocolVersion.V311,
+        tls_context=options.tls,
+        tls_insecure=None if options.tls is None else not options.tls.check_hostname,
+        timeout=5,
+    )
+    try:
+        async with client:
+            await client.subscribe(options.availability_topic, qos=1)
+            async with asyncio.timeout(RETAINED_QUIET * 2):
+                async for message in client.messages:
+                    if message.payload != ONLINE:
+                        return False
+                    break
+            log.info("checking_for_another_instance", topic=heartbeat_topic, wait=wait)
+            await client.subscribe(heartbeat_topic, qos=0)
+            async with asyncio.timeout(wait):
+                async for message in client.messages:
+                    if message.topic.matches(heartbeat_topic) and not message.retain:
+                        return True
+    except (TimeoutError, aiomqtt.MqttError):
+        return False
+    return False
+
+
 class MqttSession:
     def __init__(
         self,
@@ -192,6 +266,29 @@ class MqttSession:
     @property
     def connected(self) -> bool:
         return self._client is not None
+
+    @property
+    def options(self) -> MqttOptions:
+        return self._options
+
+    @property
+    def availability_topic(self) -> str:
+        return self._options.availability_topic
+
+    def availability_seen(self, payload: bytes) -> None:
+        """Someone else wrote our availability (a demo, a stray test, a copied config):
+        while we are connected we are online, so say it again."""
+        if payload == ONLINE or self._client is None or self._stopping.is_set():
+            return
+        log.warning(
+            "availability_overwritten",
+            topic=self._options.availability_topic,
+            payload=payload[:40].decode("utf-8", "replace"),
+            action="published online again",
+        )
+        self._retained.pop(self._options.availability_topic, None)
+        self._retained[self._options.availability_topic] = ONLINE
+        self._mark(self._options.availability_topic)
 
     @property
     def backlog(self) -> int:
@@ -332,21 +429,42 @@ class MqttSession:
     async def run(self, on_message: MessageHandler) -> None:
         """Stay connected until stop(); every (re)connect resubscribes and republishes."""
         attempt = 0
+        flaps = 0
         options = self._options
         while not self._stopping.is_set():
             client = _new_client(options)
             received = [0]
-            _hand_over_before_ack(client, received, on_message)
+            _hand_over_before_ack(client, received, on_message, self)
+            connected_at: float | None = None
             try:
                 async with client:
                     attempt = 0
+                    connected_at = asyncio.get_running_loop().time()
                     await self._serve(client, received)
                     return
+            except SessionTakenOver as exc:
+                log.error("mqtt_session_taken_over", error=str(exc))
+                raise
             except aiomqtt.MqttError as exc:
                 self._set_client(None)
                 delay = self._reconnect_delays[min(attempt, len(self._reconnect_delays) - 1)]
                 attempt += 1
                 error = str(exc)
+                lasted = None
+                if connected_at is not None:
+                    lasted = asyncio.get_running_loop().time() - connected_at
+                flaps = flaps + 1 if lasted is not None and lasted < FLAP_SECONDS else 0
+                if flaps >= FLAP_COUNT:
+                    delay = self._reconnect_delays[-1]
+                    log.error(
+                        "mqtt_flapping",
+                        broker=f"{options.host}:{options.port}",
+                        connections_lost=flaps,
+                        hint=f"each connection was taken away within {FLAP_SECONDS:.0f} s: is"
+                        f" another client using client_id {options.client_id!r}? Give every"
+                        " instance its own mqtt.client_id",
+                        retry_in=delay,
+                    )
                 if "CERTIFICATE_VERIFY_FAILED" in error or "SSL" in error:
                     # Retrying will not fix a certificate: say what to look at.
                     log.error(
@@ -377,6 +495,11 @@ class MqttSession:
                 )
             else:
                 await client.subscribe(sub.topic, qos=sub.qos)
+        own = self._options.availability_topic
+        if v5:
+            await client.subscribe(own, options=SubscribeOptions(qos=1, noLocal=True))
+        else:
+            await client.subscribe(own, qos=1)
         retained_only = [sub.topic for sub in self._subscriptions if sub.retained_only]
         if retained_only:
             await _until_quiet(received)
@@ -394,9 +517,21 @@ class MqttSession:
 
         async def watch() -> None:
             # Nothing is queued for us (messages are handed over in paho's callback):
-            # the stream only tells when the connection ends.
-            async for _ in client.messages:
-                pass
+            # the stream only tells when the connection ends, and why.
+            try:
+                async for _ in client.messages:
+                    pass
+            except aiomqtt.MqttError:
+                cause = _disconnect_cause(client)
+                if cause is not None and _is_takeover(cause):
+                    raise SessionTakenOver(
+                        f"another client connected with client_id {self._options.client_id!r}"
+                        " and took over the session: give every instance its own"
+                        " mqtt.client_id"
+                    ) from None
+                if cause is not None:
+                    raise cause from None
+                raise
 
         # The broker may have lost anything retained: everything goes out again.
         await self.republish_retained()

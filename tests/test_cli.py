@@ -25,24 +25,29 @@ async def test_demo_shows_discovery_states_a_command_and_its_result(
     kind: BrokerKind, banner: str
 ) -> None:
     out = io.StringIO()
-    await run_demo(mqtt_host=None, mqtt_port=0, duration=6, out=out, pace=0.15, broker_kind=kind)
+    await run_demo(mqtt_host=None, mqtt_port=0, duration=7, out=out, pace=0.15, broker_kind=kind)
     text = out.getvalue()
     lines = text.splitlines()
+    base = "goe2mqtt-demo"
     assert banner in text
     assert any(
-        line.startswith("homeassistant/sensor/goe2mqtt/garage_car_status/config") for line in lines
+        line.startswith(f"goe2mqtt-demo-ha/sensor/{base}/garage_car_status/config")
+        for line in lines
     )
-    assert any(line.split() == ["goe2mqtt/garage/availability", "online"] for line in lines)
-    assert any(line.split() == ["goe2mqtt/garage/car_status", "charging"] for line in lines)
+    assert any(line.split() == [f"{base}/garage/availability", "online"] for line in lines)
+    assert any(line.split() == [f"{base}/garage/car_status", "charging"] for line in lines)
     results = [
         json.loads(line.split(maxsplit=1)[1])
         for line in lines
-        if line.startswith("goe2mqtt/garage/cmd/result") and line.endswith("}")  # not cut short
+        if line.startswith(f"{base}/garage/cmd/result") and line.endswith("}")  # not cut short
     ]
     assert {"service": "wallbox_control", "ok": True, "applied": [{"trx": 0}]} in results
     assert any(r.get("id") == "demo-1" and r["ok"] for r in results)
-    assert "goe2mqtt/bridge/availability" in text
-    assert lines[-1].split() == ["goe2mqtt/bridge/availability", "offline"]
+    assert "--- try it yourself" in text
+    port = text.split(" on 127.0.0.1:", 1)[1].split()[0]
+    assert f"mosquitto_sub -h 127.0.0.1 -p {port} -t '{base}/#' -v" in text
+    assert lines[-1].split() == [f"{base}/bridge/availability", "offline"]
+    assert not any(line.startswith(("goe2mqtt/", "homeassistant/")) for line in lines)
 
 
 async def test_simulate_serves_the_api_until_sigterm() -> None:
