@@ -190,7 +190,7 @@ class ChargerBridge:
         for topic, payload in configs.items():
             await self._publisher.publish_retained(topic, payload)
 
-    async def _publish_states(self, status: Mapping[str, Any]) -> None:
+    async def _publish_states(self, status: Mapping[str, Any]) -> list[str]:
         states, problems = read_states(status)
         for key in problems.keys() - self._problems.keys():
             log.warning("value_unreadable", charger=self.name, entity=key, reason=problems[key])
@@ -198,7 +198,7 @@ class ChargerBridge:
         formatted = {key: format_state(value) for key, value in states.items()}
         changed = [key for key, text in formatted.items() if self._published.get(key) != text]
         if not changed:
-            return  # the common case: a quiet charger costs one comparison per entity
+            return changed  # the common case: a quiet charger costs one comparison each
         self._published = formatted
         for key in changed:
             await self._publisher.publish_retained(
@@ -208,6 +208,7 @@ class ChargerBridge:
             self._topics.json_state(self.name),
             json.dumps(states, sort_keys=True, ensure_ascii=False, allow_nan=False),
         )
+        return changed
 
     async def go_offline(self, reason: str) -> None:
         if self.online:
@@ -270,18 +271,21 @@ class ChargerBridge:
             return await self._refresh_locked()
 
     async def _refresh_locked(self) -> bool:
+        started = time.monotonic()
         try:
             status = await self._client.status(STATUS_KEYS)
         except GoeError as exc:
             await self._poll_failed(exc)
             return False
+        took_ms = round((time.monotonic() - started) * 1000, 1)
         self.status = status
         self.last_success = time.time()
         if self.serial is None:
             self.serial = serial_from_status(status)
         recovered_after, self.failures = self.failures, 0
         await self._publish_discovery(DeviceFacts.from_status(status))
-        await self._publish_states(status)
+        changed = await self._publish_states(status)
+        log.debug("poll", charger=self.name, ms=took_ms, changed=changed)
         if not self.online:
             self.online = True
             log.info("charger_online", charger=self.name, failed_polls=recovered_after)
@@ -318,6 +322,13 @@ class ChargerBridge:
         else:
             self._queue.append(command)
             self._queued.set()
+            log.debug(
+                "command_queued",
+                charger=self.name,
+                service=command.service,
+                seq=command.seq,
+                waiting=len(self._queue),
+            )
 
     @property
     def _polled(self) -> bool:
@@ -399,6 +410,7 @@ class ChargerBridge:
             self._sent = list(calls)
             if self._sink is not None:
                 self._sink.command_started(queued, calls)
+            log.debug("command_started", charger=self.name, service=service, calls=calls)
             applied, error = await self._apply(calls)
             unconfirmed: dict[str, dict[str, Any]] = {}
             if error is None:
@@ -436,6 +448,7 @@ class ChargerBridge:
         """Send the set calls in order; stop at the first that fails for good."""
         applied: list[SetCall] = []
         for call in calls:
+            log.debug("command_set", charger=self.name, call=call)
             try:
                 await self._set_with_retry(call)
             except TransientError as exc:
@@ -472,6 +485,9 @@ class ChargerBridge:
                 await asyncio.sleep(delay)
             if await self._refresh_locked():
                 unconfirmed = unconfirmed_values(expected, self.status)
+                log.debug(
+                    "command_read_back", charger=self.name, unconfirmed=sorted(unconfirmed)
+                )
                 if not unconfirmed:
                     break
             elif not self.online:

@@ -23,61 +23,95 @@ EXIT_CONFIG = 2
 log = structlog.get_logger()
 
 
-def _common_options(suppress_defaults: bool) -> argparse.ArgumentParser:
-    # Sub-commands take the same options; SUPPRESS keeps a value given before the
-    # sub-command from being overwritten by the sub-command's default.
-    def default(value: str) -> str:
-        return argparse.SUPPRESS if suppress_defaults else value
-
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
+def _add_config(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    parser.add_argument(
         "--config",
         "-c",
-        default=default(os.environ.get("GOE2MQTT_CONFIG", "config.yaml")),
-        help="config file (default: $GOE2MQTT_CONFIG or ./config.yaml)",
+        # SUPPRESS on sub-commands: a --config given before the sub-command stays.
+        default=argparse.SUPPRESS
+        if suppress
+        else os.environ.get("GOE2MQTT_CONFIG", "config.yaml"),
+        help="the config file (default: $GOE2MQTT_CONFIG, else ./config.yaml)",
     )
-    common.add_argument("--log-level", choices=LEVELS, default=default("info"))
-    common.add_argument(
-        "--log-format", choices=("auto", "console", "json"), default=default("auto")
+
+
+def _add_logging(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    parser.add_argument(
+        "--log-level",
+        choices=LEVELS,
+        default=argparse.SUPPRESS if suppress else "info",
+        help="the least important events logged (default: info; debug adds each poll,"
+        " publish batch and command step)",
     )
-    return common
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "console", "json"),
+        default=argparse.SUPPRESS if suppress else "auto",
+        help="console lines or JSON lines (default: auto, console on a terminal)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
-    common, sub_common = _common_options(False), _common_options(True)
     parser = argparse.ArgumentParser(
         prog="goe2mqtt",
-        description="Bridge go-e chargers to MQTT with Home Assistant discovery.",
-        parents=[common],
+        description="Bridge go-e chargers to MQTT with Home Assistant discovery."
+        " Without a command: run the bridge.",
     )
+    _add_config(parser, suppress=False)
+    _add_logging(parser, suppress=False)
     parser.add_argument("--version", action="version", version=f"goe2mqtt {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("run", parents=[sub_common], help="run the bridge (the default)")
-    commands.add_parser("check-config", parents=[sub_common], help="validate the config and exit")
-    health = commands.add_parser(
-        "healthcheck", parents=[sub_common], help="exit 0 if the running bridge is healthy"
+
+    run = commands.add_parser("run", help="run the bridge (the default)")
+    _add_config(run, suppress=True)
+    _add_logging(run, suppress=True)
+
+    check = commands.add_parser(
+        "check-config", help="validate the config and exit (--connect: try it too)"
     )
+    _add_config(check, suppress=True)
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also connect to the broker and ask every charger for its status, and say"
+        " plainly what fails (exit 1 if anything does)",
+    )
+
+    health = commands.add_parser("healthcheck", help="exit 0 if the running bridge is healthy")
     health.add_argument(
         "--file",
         default=os.environ.get("GOE2MQTT_HEALTH_FILE"),
-        help="the health_file the bridge writes (default: $GOE2MQTT_HEALTH_FILE)",
+        help="the health file the bridge writes (default: $GOE2MQTT_HEALTH_FILE, else the"
+        " config's health_file)",
     )
-    health.add_argument("--max-age", type=float, default=90.0, help="seconds (default 90)")
-    simulate = commands.add_parser(
-        "simulate", parents=[sub_common], help="serve simulated chargers on loopback"
+    _add_config(health, suppress=True)
+    health.add_argument(
+        "--max-age",
+        type=float,
+        default=90.0,
+        help="seconds after which the file counts as stale (default 90)",
     )
-    simulate.add_argument("--listen", default="127.0.0.1")
-    simulate.add_argument("--port", type=int, default=8080)
+
+    simulate = commands.add_parser("simulate", help="serve simulated chargers on loopback")
+    simulate.add_argument("--listen", default="127.0.0.1", help="address (default 127.0.0.1)")
+    simulate.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     simulate.add_argument(
         "--charger",
         action="append",
         metavar="SERIAL[:TOKEN]",
         help="a simulated charger (repeatable; default 012345:demo-token)",
     )
+    _add_logging(simulate, suppress=True)
+
     demo = commands.add_parser(
-        "demo", parents=[sub_common], help="simulator + broker + bridge, topic stream printed"
+        "demo", help="simulator + broker + bridge, topic stream printed"
     )
-    demo.add_argument("--mqtt-host", default=None, help="use this broker instead of starting one")
+    demo.add_argument(
+        "--mqtt-host",
+        default=None,
+        help="use this broker instead of starting one (the demo keeps to goe2mqtt-demo/"
+        " topics and removes them when it ends)",
+    )
     demo.add_argument(
         "--mqtt-port",
         type=int,
@@ -102,18 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(args.log_level, args.log_format)
         return _simulate(args.listen, args.port, args.charger or ["012345:demo-token"])
     if command == "healthcheck":
-        from pathlib import Path
-
-        from goe2mqtt.health import check_health
-
-        if not args.file:
-            print("goe2mqtt healthcheck: give --file or GOE2MQTT_HEALTH_FILE", file=sys.stderr)
-            return EXIT_CONFIG
-        healthy, why = check_health(Path(args.file), max_age=args.max_age)
-        print(f"{'healthy' if healthy else 'unhealthy'}: {why}")
-        return EXIT_OK if healthy else EXIT_FAILURE
+        return _healthcheck(args.file, args.config, args.max_age)
     if command == "demo":
-        configure_logging("warning", "console" if args.log_format == "auto" else args.log_format)
+        configure_logging("warning", "console")
         from goe2mqtt.broker import BrokerUnavailable
         from goe2mqtt.demo import run_demo
 
@@ -133,19 +158,59 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_FAILURE
         return EXIT_OK
 
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(f"goe2mqtt: config error: {exc}", file=sys.stderr)
+    settings = _load(args.config)
+    if settings is None:
         return EXIT_CONFIG
     if command == "check-config":
         names = ", ".join(c.name for c in settings.chargers)
         print(f"{args.config}: OK ({len(settings.chargers)} charger(s): {names})")
-        return EXIT_OK
+        return _check_connections(settings) if args.connect else EXIT_OK
     configure_logging(args.log_level, args.log_format, secrets=settings.secrets())
     for warning in settings.warnings:
         log.warning("config_warning", problem=warning)
     return _run(settings)
+
+
+def _load(path: str) -> Settings | None:
+    """The settings, or None after printing every problem."""
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        if len(exc.problems) == 1:
+            print(f"goe2mqtt: config error: {exc}", file=sys.stderr)
+        else:
+            listed = "".join(f"\n  {problem}" for problem in exc.problems)
+            print(f"goe2mqtt: {len(exc.problems)} config errors:{listed}", file=sys.stderr)
+        return None
+
+
+def _check_connections(settings: Settings) -> int:
+    from goe2mqtt.checks import check_connections
+
+    checks = asyncio.run(check_connections(settings))
+    for check in checks:
+        print(check.line())
+    return EXIT_OK if all(check.ok for check in checks) else EXIT_FAILURE
+
+
+def _healthcheck(file: str | None, config: str, max_age: float) -> int:
+    from pathlib import Path
+
+    from goe2mqtt.health import check_health
+
+    if not file:
+        settings = _load(config) if os.path.exists(config) else None
+        file = settings.health_file if settings is not None else None
+    if not file:
+        print(
+            "goe2mqtt healthcheck: give --file, GOE2MQTT_HEALTH_FILE, or a config"
+            " (--config) with health_file",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    healthy, why = check_health(Path(file), max_age=max_age)
+    print(f"{'healthy' if healthy else 'unhealthy'}: {why}")
+    return EXIT_OK if healthy else EXIT_FAILURE
 
 
 def _run(settings: Settings) -> int:

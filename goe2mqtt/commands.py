@@ -128,18 +128,31 @@ def _charging_power(value: Any) -> JsonValue:
     return _integer("charging_power", value)
 
 
+# What people type for a phase mode besides the names HA shows (auto, 1_phase, 3_phases).
+# go-e's own codes are 0 auto, 1 one phase, 2 three phases; "3" can only mean three.
+_PHASE_WORDS = {
+    **{name: code for code, name in PHASE_MODES.items()},
+    **dict.fromkeys(("0", "automatic"), 0),
+    **dict.fromkeys(("1", "1p", "1_phases", "one", "one_phase", "single", "single_phase"), 1),
+    **dict.fromkeys(("3", "3p", "3_phase", "three", "three_phase", "three_phases"), 2),
+}
+_PHASE_NUMBERS = {0: 0, 1: 1, 2: 2, 3: 2}
+_PHASE_CHOICES = "auto (0), 1_phase (1) or 3_phases (2, or 3)"
+
+
 def _phase(value: Any) -> JsonValue:
-    by_name = {name: code for code, name in PHASE_MODES.items()}
-    if isinstance(value, str) and value in by_name:
-        return by_name[value]
-    choices = ", ".join(f"{code} ({name})" for code, name in PHASE_MODES.items())
+    if isinstance(value, str):
+        word = re.sub(r"[\s-]+", "_", value.strip().lower())
+        if word in _PHASE_WORDS:
+            return _PHASE_WORDS[word]
+        raise CommandError(f"phase must be {_PHASE_CHOICES}, got {value[:20]!r}")
     try:
         code = _integer("phase", value)
     except CommandError:
-        raise CommandError(f"phase must be one of {choices}") from None
-    if code not in PHASE_MODES:
-        raise CommandError(f"phase must be one of {choices}")
-    return code
+        raise CommandError(f"phase must be {_PHASE_CHOICES}") from None
+    if code not in _PHASE_NUMBERS:
+        raise CommandError(f"phase must be {_PHASE_CHOICES}, got {code}")
+    return _PHASE_NUMBERS[code]
 
 
 def _transaction(value: Any) -> JsonValue:
@@ -167,6 +180,16 @@ class ServiceDescription:
     plan: Planner
     summary: str
 
+    def usage(self) -> str:
+        """What the payload may be, for the reasons of refused commands."""
+        if not self.params:
+            return "no parameters: an empty payload, {} or PRESS"
+        if len(self.params) == 1:
+            name = self.params[0].name
+            forms = f'{{"{name}": ...}} or the bare value'
+            return forms if self.params[0].required else f"an empty payload, {{}}, {forms}"
+        return "a JSON object with " + ", ".join(p.name for p in self.params)
+
     def arguments(self, value: Any) -> dict[str, JsonValue]:
         """Validate a parsed payload against the parameters."""
         if value is NOTHING:
@@ -178,10 +201,17 @@ class ServiceDescription:
             given = dict(value)
         elif not self.params:
             if value != PRESS:
-                raise CommandError(f"{self.name} takes no parameters")
+                raise CommandError(f"{self.name} takes {self.usage()}")
             given = {}
         elif len(self.params) == 1:
-            given = {self.params[0].name: value}  # a bare value for a one-parameter service
+            param = self.params[0]
+            if isinstance(value, list) or (value is None and not param.required):
+                if value is None:
+                    given = {}  # null: "no value", so the optional parameter is left out
+                else:
+                    raise CommandError(f"{self.name} takes {self.usage()}, not a JSON array")
+            else:
+                given = {param.name: value}  # a bare value for a one-parameter service
         else:
             raise CommandError(f"{self.name} needs a JSON object")
         args: dict[str, JsonValue] = {}

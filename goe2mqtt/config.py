@@ -10,6 +10,7 @@ import os
 import re
 import ssl
 import stat
+import typing
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,12 +37,44 @@ HOST_PATTERN = r"^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:
 TOPIC_PATTERN = r"^[^#+/\x00]+(/[^#+/\x00]+)*$"
 RESERVED_NAMES = frozenset({"bridge"})
 DEFAULT_CLOUD_URL = "https://{serial}.api.v3.go-e.io"
+MIN_SCAN_INTERVAL = 1.0  # the charger's values change at most once a second
+EXAMPLE_TOKENS = frozenset({"replace-me"})  # config.example.yaml's placeholder
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class ConfigError(Exception):
-    """A configuration problem; the message names the key and is safe to print."""
+    """Configuration problems; each names its key and is safe to print."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class EnvText(str):
+    """Text from the environment (${VAR} or GOE2MQTT_*): it becomes what the key it is
+    given to takes. "1883" for a port is a number, "012345" for a serial stays text."""
+
+
+def _from_environment(text: EnvText, annotation: Any) -> Any:
+    value = text.strip()
+    kinds = typing.get_args(annotation) or (annotation,)
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return str(yaml.safe_load(value))  # quoted, as the README once asked for serials
+    if type(None) in kinds and value in ("", "null", "~"):
+        return None
+    if bool in kinds and value.lower() in _BOOLEANS:
+        return _BOOLEANS[value.lower()]
+    for number in (int, float):
+        if number in kinds:
+            try:
+                return number(value)
+            except ValueError:
+                pass
+    return str(text)  # as given: the key's own validation says what is wrong
+
+
+_BOOLEANS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -63,8 +96,22 @@ def default_state_dir() -> str:
 
 
 class _Section(BaseModel):
-    # strict: YAML already gives real types, so "1883" for a port is a mistake worth reporting.
+    # strict: YAML already gives real types, so "1883" for a port is a mistake worth
+    # reporting; text from the environment is converted by the key's type first.
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _environment_text(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        fields = cls.model_fields
+        return {
+            key: _from_environment(value, fields[key].annotation)
+            if isinstance(value, EnvText) and key in fields
+            else value
+            for key, value in data.items()
+        }
 
 
 class TlsSettings(_Section):
@@ -155,6 +202,14 @@ class ChargerSettings(_Section):
 
     @model_validator(mode="after")
     def _load_token(self, info: ValidationInfo) -> ChargerSettings:
+        for key in ("scan_interval", "idle_scan_interval"):
+            seconds = getattr(self, key)
+            if seconds is not None and seconds < MIN_SCAN_INTERVAL and not self._simulated:
+                raise ValueError(
+                    f"{key}: at least {MIN_SCAN_INTERVAL:.0f} s: the charger refreshes its"
+                    " values once a second (shorter only for a simulator: api_url or a"
+                    " loopback host)"
+                )
         if self.host is not None:
             if self.token is not None or self.token_file is not None:
                 key = "token" if self.token is not None else "token_file"
@@ -170,9 +225,23 @@ class ChargerSettings(_Section):
             )
         if self.token is None or not self.token.get_secret_value():
             raise ValueError("token: required for the cloud API (or give token_file)")
+        if self.token.get_secret_value() in EXAMPLE_TOKENS:
+            raise ValueError(
+                "token: still the example's placeholder: put the charger's API key from"
+                " the go-e app here (or use token_file)"
+            )
         if self.token_file is None:
             _check_printable(self.token.get_secret_value(), "token")
         return self
+
+    @property
+    def _simulated(self) -> bool:
+        """A test or demo endpoint, where polling faster than the charger is harmless."""
+        if self.api_url is not None:
+            return True
+        host = self.host or ""
+        name = host[1:].split("]")[0] if host.startswith("[") else host.split(":")[0]
+        return name in ("localhost", "::1") or name.startswith("127.")
 
     @property
     def idle_interval(self) -> float:
@@ -295,21 +364,29 @@ def _read_secret_file(path: str, key: str, info: ValidationInfo) -> str:
     return secret
 
 
-def _expand_env(node: Any, path: str) -> Any:
-    """Replace ${VAR} in every string with the environment variable's value."""
+def _expand_env(node: Any, path: str, missing: list[str]) -> Any:
+    """Replace ${VAR} in every string with the environment variable's value.
+
+    A string that is one reference and nothing else takes the type of its key.
+    """
     if isinstance(node, str):
 
         def substitute(match: re.Match[str]) -> str:
             value = os.environ.get(match.group(1))
             if value is None:
-                raise ConfigError(f"{path}: environment variable {match.group(1)} is not set")
+                missing.append(f"{path}: environment variable {match.group(1)} is not set")
+                return ""
             return value
 
-        return _ENV_REF.sub(substitute, node)
+        expanded = _ENV_REF.sub(substitute, node)
+        from_env = isinstance(node, EnvText) or _ENV_REF.fullmatch(node) is not None
+        return EnvText(expanded) if from_env else expanded
     if isinstance(node, Mapping):
-        return {k: _expand_env(v, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+        return {
+            k: _expand_env(v, f"{path}.{k}" if path else str(k), missing) for k, v in node.items()
+        }
     if isinstance(node, list):
-        return [_expand_env(v, f"{path}[{i}]") for i, v in enumerate(node)]
+        return [_expand_env(v, f"{path}[{i}]", missing) for i, v in enumerate(node)]
     return node
 
 
@@ -354,11 +431,18 @@ def _describe(error: Mapping[str, Any]) -> str:
     return f"{key}: {message}" if key else message
 
 
+def _has_inner(loc: tuple[Any, ...], locations: list[tuple[Any, ...]]) -> bool:
+    return any(len(other) > len(loc) and other[: len(loc)] == loc for other in locations)
+
+
 def parse_settings(raw: Any) -> Settings:
     """Validate an already-parsed YAML document."""
     if not isinstance(raw, Mapping):
         raise ConfigError("the config file must be a YAML mapping with 'mqtt' and 'chargers'")
-    expanded = _expand_env(raw, "")
+    missing: list[str] = []
+    expanded = _expand_env(raw, "", missing)
+    if missing:
+        raise ConfigError(*missing)
     if isinstance(expanded.get("chargers"), list):
         expanded["chargers"] = tuple(expanded["chargers"])
     # Secret files are checked while the sections validate, before this flag itself is.
@@ -369,7 +453,15 @@ def parse_settings(raw: Any) -> Settings:
     try:
         settings = Settings.model_validate(expanded, context=context)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc.errors(include_input=False)[0])) from None
+        errors = exc.errors(include_input=False)
+        inner = [tuple(e["loc"]) for e in errors]
+        problems = dict.fromkeys(
+            _describe(error)
+            for error in errors
+            # "at least one charger" only because its one charger was invalid: noise
+            if not (error["type"] == "too_short" and _has_inner(tuple(error["loc"]), inner))
+        )
+        raise ConfigError(*problems) from None
     settings._warnings = tuple(context["warnings"])
     return settings
 
@@ -383,9 +475,8 @@ def apply_environment(raw: Any, environ: Mapping[str, str]) -> Any:
     """Overlay GOE2MQTT_SECTION__KEY variables on the parsed file (env wins).
 
     ``__`` separates levels, a number indexes the charger list:
-    GOE2MQTT_MQTT__HOST=broker, GOE2MQTT_CHARGERS__0__TOKEN=... . Values are read as
-    YAML scalars, so 1883 is a number and true a boolean; quote to keep a string
-    ('"012345"').
+    GOE2MQTT_MQTT__HOST=broker, GOE2MQTT_CHARGERS__0__TOKEN=... . Values take the
+    type of their key: 1883 for a port is a number, 012345 for a serial stays text.
     """
     document: Any = {} if raw is None else raw
     for name in sorted(environ):
@@ -395,10 +486,7 @@ def apply_environment(raw: Any, environ: Mapping[str, str]) -> Any:
         key = ".".join(path)
         if not all(path):
             raise ConfigError(f"{name}: empty level in the variable name")
-        try:
-            value = yaml.safe_load(environ[name])
-        except yaml.YAMLError:
-            value = environ[name]
+        value: Any = EnvText(environ[name])
         if not isinstance(document, dict):
             raise ConfigError("the config file must be a YAML mapping with 'mqtt' and 'chargers'")
         node: Any = document

@@ -168,6 +168,30 @@ def _new_client(options: MqttOptions) -> aiomqtt.Client:
     return client
 
 
+# (what an error's text contains, what it means): aiomqtt turns the OSError of a
+# failed connect into a plain MqttError, so its text is what is left to go by.
+_CONNECT_CAUSES = (
+    (("Errno -2", "Errno -3", "Errno -5", "Name or service not known"),
+     "DNS: the host name does not resolve"),
+    (("Connection refused", "Errno 111"), "refused: nothing listens on that host and port"),
+    (("CERTIFICATE_VERIFY_FAILED", "SSL", "certificate"),
+     "TLS: the handshake or the certificate failed"),
+    (("code:134", "code:135", "code:4]", "code:5]", "Not authori", "Bad user name"),
+     "auth: the broker refused the user name or password"),
+    (("No route to host", "unreachable"), "network: no route to the host"),
+    (("timed out",), "timeout: no answer in time"),
+)  # fmt: skip
+
+
+def connect_cause(error: BaseException | str) -> str:
+    """What kind of failure a connect error is: DNS, refused, TLS, auth, network, timeout."""
+    text = str(error)
+    for needles, cause in _CONNECT_CAUSES:
+        if any(needle in text for needle in needles):
+            return cause
+    return "other"
+
+
 class BrokerStalled(aiomqtt.MqttError):
     """The broker stopped acknowledging: the connection is dead even if TCP is not."""
 
@@ -359,6 +383,8 @@ class MqttSession:
         window = asyncio.Semaphore(SEND_WINDOW)
         failure: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         sends: set[asyncio.Task[None]] = set()
+        delivered = [0]  # acknowledged since the last batch was logged
+        inflight = [0]
 
         async def send(topic: str, data: bytes) -> None:
             try:
@@ -378,10 +404,15 @@ class MqttSession:
                         else exc
                     )
             else:
+                delivered[0] += 1
                 if data == b"" and self._retained.get(topic) == b"":
                     del self._retained[topic]  # cleared: nothing to republish
             finally:
                 window.release()
+                inflight[0] -= 1
+                if not inflight[0] and not self._dirty and delivered[0]:
+                    log.debug("mqtt_batch_sent", messages=delivered[0])
+                    delivered[0] = 0
 
         try:
             while True:
@@ -399,6 +430,7 @@ class MqttSession:
                     continue
                 topic = next(iter(self._dirty))
                 del self._dirty[topic]
+                inflight[0] += 1
                 task = asyncio.create_task(send(topic, self._retained.get(topic, b"")))
                 sends.add(task)
                 task.add_done_callback(sends.discard)
@@ -465,7 +497,8 @@ class MqttSession:
                         " instance its own mqtt.client_id",
                         retry_in=delay,
                     )
-                if "CERTIFICATE_VERIFY_FAILED" in error or "SSL" in error:
+                cause = connect_cause(error)
+                if cause.startswith("TLS"):
                     # Retrying will not fix a certificate: say what to look at.
                     log.error(
                         "mqtt_tls_failed",
@@ -476,8 +509,9 @@ class MqttSession:
                     )
                 else:
                     log.warning(
-                        "mqtt_disconnected",
+                        "mqtt_disconnected" if lasted is not None else "mqtt_connect_failed",
                         broker=f"{options.host}:{options.port}",
+                        cause=cause,
                         error=error,
                         retry_in=delay,
                         backlog=self.backlog,

@@ -197,7 +197,7 @@ BAD_COMMANDS = [
     ("change_charging_power", b'{"charging_power": 5}', "must be between 6 and 32 A, got 5"),
     ("change_charging_power", b"10.5", "charging_power must be an integer"),
     ("change_charging_power", b'"16"', "charging_power must be an integer"),
-    ("set_phase", b'{"phase": 3}', "phase must be one of 0 (auto), 1 (1_phase), 2 (3_phases)"),
+    ("set_phase", b'{"phase": 4}', "phase must be auto (0), 1_phase (1) or 3_phases (2, or 3)"),
     ("set_transaction", b'{"status": 1}', "status must be null (no transaction) or 0"),
     ("stop_charging", b'{"now": true}', "unknown parameter 'now' for stop_charging"),
     ("start_charging", b"x" * 5000, "payload larger than 4096 bytes"),

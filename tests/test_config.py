@@ -32,10 +32,16 @@ def base(**charger: Any) -> dict[str, Any]:
     }
 
 
-def test_example_config_is_valid_and_documents_every_key() -> None:
-    settings = load_settings(ROOT / "config.example.yaml")
-    assert settings.chargers[0].serial == "012345"
+def test_example_config_is_valid_once_edited_and_documents_every_key(tmp_path: Path) -> None:
+    # Unedited, it cannot work: check-config must say so rather than OK.
+    placeholder = r"^chargers\[0\]\.token: still the example's placeholder"
+    with pytest.raises(ConfigError, match=placeholder):
+        load_settings(ROOT / "config.example.yaml")
     text = (ROOT / "config.example.yaml").read_text()
+    edited = tmp_path / "config.yaml"
+    edited.write_text(text.replace('"replace-me"', '"a1b2c3d4e5"'))
+    settings = load_settings(edited)
+    assert settings.chargers[0].serial == "012345"
     models = (type(settings), type(settings.mqtt), TlsSettings, ShardSettings)
     for model in (*models, type(settings.chargers[0])):
         for key in model.model_fields:
@@ -237,10 +243,60 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_check_config_accepts_a_good_file() -> None:
+def test_check_config_accepts_a_good_file_and_refuses_the_unedited_example(
+    tmp_path: Path,
+) -> None:
     result = _cli("check-config", "--config", str(ROOT / "config.example.yaml"))
+    assert result.returncode == 2
+    assert "chargers[0].token: still the example's placeholder" in result.stderr
+    edited = tmp_path / "config.yaml"
+    text = (ROOT / "config.example.yaml").read_text()
+    edited.write_text(text.replace('"replace-me"', '"a1b2c3d4e5"'))
+    result = _cli("check-config", "--config", str(edited))
     assert result.returncode == 0, result.stderr
     assert "OK (1 charger(s): example_charger)" in result.stdout
+
+
+def test_check_config_reports_every_error_at_once(tmp_path: Path) -> None:
+    raw = base(serial="12345")
+    raw["mqtt"]["port"] = 0
+    raw["chargers"][0]["scan_interval"] = 0.01  # 100 requests a second to the cloud
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    result = _cli("check-config", "--config", str(path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "goe2mqtt: 2 config errors:"
+    assert lines[1].startswith("  mqtt.port: ")
+    assert lines[2].startswith("  chargers[0].serial: must be the 6-digit serial")
+    raw = base()
+    raw["chargers"][0]["scan_interval"] = 0.01
+    path.write_text(yaml.safe_dump(raw))
+    result = _cli("check-config", "--config", str(path))
+    assert "chargers[0].scan_interval: at least 1 s: the charger refreshes" in result.stderr
+    raw["chargers"][0]["api_url"] = "http://127.0.0.1:8080/012345"  # a simulator may
+    path.write_text(yaml.safe_dump(raw))
+    assert _cli("check-config", "--config", str(path)).returncode == 0
+
+
+def test_environment_references_take_the_type_of_their_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in {"PORT": "8883", "KEEP": "30", "DISCOVERY": "false", "SERIAL": "012345",
+                        "SCAN": "2.5"}.items():  # fmt: skip
+        monkeypatch.setenv(f"GOE_T_{name}", value)
+    raw = base()
+    raw["mqtt"].update(port="${GOE_T_PORT}", keepalive="${GOE_T_KEEP}",
+                       discovery="${GOE_T_DISCOVERY}")  # fmt: skip
+    raw["chargers"][0].update(serial="${GOE_T_SERIAL}", scan_interval="${GOE_T_SCAN}")
+    settings = parse_settings(raw)
+    assert (settings.mqtt.port, settings.mqtt.keepalive) == (8883, 30)
+    assert settings.mqtt.discovery is False
+    assert settings.chargers[0].serial == "012345"
+    assert settings.chargers[0].scan_interval == 2.5
+    monkeypatch.setenv("GOE_T_PORT", "eighty")
+    with pytest.raises(ConfigError, match=r"^mqtt\.port: "):
+        parse_settings(raw)
 
 
 @pytest.mark.parametrize("command", [["check-config"], ["run"], []])
@@ -310,16 +366,18 @@ def test_environment_alone_is_enough(tmp_path: Path) -> None:
         },
     )
     assert settings.chargers[0].serial == "012345"
-    with pytest.raises(ConfigError, match=r"^chargers\[0\]\.serial: must be the 6-digit serial"):
-        load_settings(
-            tmp_path / "missing.yaml",
-            {
-                "GOE2MQTT_MQTT__HOST": "127.0.0.1",
-                "GOE2MQTT_CHARGERS__0__NAME": "garage",
-                "GOE2MQTT_CHARGERS__0__SERIAL": "012345",  # YAML reads a number: quote it
-                "GOE2MQTT_CHARGERS__0__TOKEN": SECRET,
-            },
-        )
+    unquoted = load_settings(
+        tmp_path / "missing.yaml",
+        {
+            "GOE2MQTT_MQTT__HOST": "127.0.0.1",
+            "GOE2MQTT_MQTT__PORT": "1884",
+            "GOE2MQTT_CHARGERS__0__NAME": "garage",
+            "GOE2MQTT_CHARGERS__0__SERIAL": "012345",  # a serial stays text, zero and all
+            "GOE2MQTT_CHARGERS__0__TOKEN": SECRET,
+        },
+    )
+    assert unquoted.chargers[0].serial == "012345"
+    assert unquoted.mqtt.port == 1884
     with pytest.raises(ConfigError, match=r"^GOE2MQTT_CHARGERS__5__NAME: chargers\.5\.name "):
         load_settings(tmp_path / "missing.yaml", {"GOE2MQTT_CHARGERS__5__NAME": "x"})
     with pytest.raises(ConfigError, match=r"^cannot read config file"):

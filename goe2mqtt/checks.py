@@ -1,0 +1,90 @@
+"""`goe2mqtt check-config --connect`: try the broker and every charger, say what is wrong.
+
+A config can be valid and still not work: a broker that refuses the password, a
+token the cloud does not accept, a serial that is somebody else's typo. One line per
+thing tried, in words a newcomer can act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import aiohttp
+import aiomqtt
+
+from goe2mqtt import __version__
+from goe2mqtt.config import ChargerSettings, Settings
+from goe2mqtt.goe import AuthFailed, ChargerOffline, GoeClient, GoeError
+from goe2mqtt.mqtt import connect_cause
+
+TIMEOUT = 10.0
+_FACTS = ("sse", "typ", "fwv", "car")
+
+
+@dataclass(frozen=True)
+class Check:
+    ok: bool
+    what: str
+    detail: str
+
+    def line(self) -> str:
+        return f"{'OK  ' if self.ok else 'FAIL'} {self.what}: {self.detail}"
+
+
+async def check_broker(settings: Settings) -> Check:
+    mqtt = settings.mqtt
+    what = f"MQTT broker {mqtt.host}:{mqtt.port}"
+    v5 = mqtt.protocol == "5"
+    client = aiomqtt.Client(
+        hostname=mqtt.host,
+        port=mqtt.port,
+        username=mqtt.username,
+        password=mqtt.password.get_secret_value() if mqtt.password else None,
+        identifier=f"{mqtt.client_id}-check",
+        protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+        tls_context=mqtt.tls.context() if mqtt.tls is not None else None,
+        timeout=TIMEOUT,
+    )
+    try:
+        async with client:
+            pass
+    except aiomqtt.MqttError as exc:
+        return Check(False, what, f"{connect_cause(exc)} ({exc})")
+    tls = " over TLS" if mqtt.tls is not None else ""
+    user = f" as {mqtt.username}" if mqtt.username else ""
+    return Check(True, what, f"connected{tls}{user} (MQTT {mqtt.protocol})")
+
+
+async def check_charger(http: aiohttp.ClientSession, charger: ChargerSettings) -> Check:
+    where = f"cloud, serial {charger.serial}" if charger.transport == "cloud" else charger.host
+    what = f"charger {charger.name} ({where})"
+    token = charger.token.get_secret_value() if charger.token else None
+    client = GoeClient(
+        http, charger.base_url, token, timeout=TIMEOUT, local=charger.transport == "local"
+    )
+    try:
+        status = await client.status(_FACTS)
+    except AuthFailed:
+        return Check(False, what, "token rejected (401): copy the API key from the go-e app again")
+    except ChargerOffline as exc:
+        return Check(False, what, f"{exc}: is the charger online and its cloud API enabled?")
+    except GoeError as exc:
+        return Check(False, what, str(exc))
+    serial = status.get("sse")
+    if charger.serial is not None and isinstance(serial, str) and serial != charger.serial:
+        return Check(False, what, f"answers as serial {serial}, not {charger.serial}")
+    model, firmware = status.get("typ", "go-e charger"), status.get("fwv", "?")
+    return Check(True, what, f"answers: {model}, firmware {firmware}, serial {serial}")
+
+
+async def check_connections(settings: Settings) -> list[Check]:
+    """The broker and every charger this instance would poll, tried at once."""
+    headers = {"User-Agent": f"goe2mqtt/{__version__}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        return list(
+            await asyncio.gather(
+                check_broker(settings),
+                *(check_charger(http, c) for c in settings.owned_chargers()),
+            )
+        )
