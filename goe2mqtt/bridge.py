@@ -40,6 +40,7 @@ from goe2mqtt.discovery import (
     Topics,
     discovery_filter,
     expected_discovery_topics,
+    render_bridge_discovery,
 )
 from goe2mqtt.goe import GoeClient
 from goe2mqtt.health import write_health_file
@@ -202,6 +203,10 @@ class Bridge:
                 )
             for bridge in self.chargers.values():
                 await bridge.publish_initial()
+            if self._prefix is not None:
+                bridge_configs = render_bridge_discovery(prefix=self._prefix, topics=self.topics)
+                for topic, payload in bridge_configs.items():
+                    await self.mqtt.publish_retained(topic, payload)
             self._recover()
             log.info("bridge_started", version=__version__, chargers=list(self.chargers))
 
@@ -354,12 +359,19 @@ class Bridge:
             totals.ok += bridge.commands.ok
             totals.rejected += bridge.commands.rejected
             totals.failed += bridge.commands.failed
+        errors = [(b.last_error, name) for name, b in self.chargers.items() if b.last_error]
+        last_error = None
+        if errors:
+            (at, error), name = max(errors)
+            last_error = {"at": iso(at), "charger": name, "error": error[:200]}
         return {
             "version": __version__,
             "updated": iso(now),
             "started": iso(self.started),
             "uptime": round(now - self.started),
             "chargers": chargers,
+            "chargers_online": sum(1 for b in self.chargers.values() if b.online),
+            "last_error": last_error,
             "commands": asdict(totals),
             "results_pending": len(self._results),
             "mqtt_backlog": self.mqtt.backlog,

@@ -535,10 +535,15 @@ def read_states(status: Status) -> tuple[dict[str, StateValue], dict[str, str]]:
     return states, problems
 
 
+UNKNOWN = "null"
+
+
 def format_state(value: StateValue) -> str:
-    """The plain text on a state topic. "None" is what HA reads as unknown."""
+    """The plain text on a state topic: JSON's null for unknown, which Node-RED (and
+    any JSON reader) parses as null; discovery's value_template turns it into the
+    "None" that Home Assistant reads as unknown."""
     if value is None:
-        return "None"
+        return UNKNOWN
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):

@@ -166,6 +166,7 @@ class ChargerBridge:
         self._queue: deque[QueuedCommand] = deque()
         self._max_queued = max_queued
         self._queued = asyncio.Event()
+        self.last_error: tuple[float, str] | None = None  # (unix time, what went wrong)
         self.running: QueuedCommand | None = None
         self._sent: list[SetCall] | None = None  # set calls of the running command, once sent
         self.commands = CommandStats()
@@ -294,6 +295,7 @@ class ChargerBridge:
 
     async def _poll_failed(self, exc: GoeError) -> None:
         self.failures += 1
+        self.last_error = (time.time(), f"poll failed: {exc}")
         if isinstance(exc, RateLimited) and exc.retry_after is not None:
             wait = min(exc.retry_after, MAX_RETRY_AFTER)
             self._not_before = max(self._not_before, time.monotonic() + wait)
@@ -423,6 +425,7 @@ class ChargerBridge:
         self.poll_soon(FOLLOW_UP_DELAY)
         if error is not None:
             self.commands.failed += 1
+            self.last_error = (time.time(), f"{service} failed: {error}")
             log.warning(
                 "command_failed",
                 charger=self.name,

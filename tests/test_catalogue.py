@@ -168,7 +168,7 @@ def test_simulator_status_maps_without_problems() -> None:
 @pytest.mark.parametrize(
     ("value", "text"),
     [
-        (None, "None"),
+        (None, "null"),
         (True, "true"),
         (False, "false"),
         (16, "16"),

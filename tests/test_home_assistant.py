@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from goe2mqtt import __version__
 from goe2mqtt.broker import MosquittoBroker
 from goe2mqtt.catalogue import ENTITIES
 from goe2mqtt.config import parse_settings
@@ -133,6 +134,33 @@ async def test_home_assistant_shows_and_drives_the_charger(
         await eventually(
             ha, lambda s: s[entity_id("energy_total")]["state"] != "unavailable", "coming back"
         )
+
+        # Values the charger does not send: null on the topics, unknown in HA.
+        unknown = {"energy_total": "eto", "charging_allowed": "alw", "phase_mode": "psm",
+                   "charging_current": "amp"}  # fmt: skip
+        garage.faults = Faults(missing=list(unknown.values()))
+        await eventually(
+            ha,
+            lambda s: all(s[entity_id(k)]["state"] == "unknown" for k in unknown),
+            "sensor, binary sensor, select and number unknown",
+        )
+        garage.faults = Faults()
+
+        # The bridge is a device too: its health where users look.
+        bridge = "device_id('sensor.goe2mqtt_version')"
+        assert await ha.template(f"{{{{ device_attr({bridge}, 'manufacturer') }}}}") == (
+            "goe2mqtt"
+        )
+        health = await eventually(
+            ha,
+            lambda s: s.get("sensor.goe2mqtt_commands_done", {}).get("state") == "3",
+            "the bridge's command count",
+        )
+        assert health["sensor.goe2mqtt_version"]["state"] == __version__
+        assert health["sensor.goe2mqtt_chargers_online"]["state"] == "1"
+        assert health["sensor.goe2mqtt_commands_failed"]["state"] == "0"
+        assert health["sensor.goe2mqtt_last_error"]["state"].startswith("poll failed: ")
+        assert health["sensor.goe2mqtt_uptime"]["attributes"]["device_class"] == "duration"
     finally:
         await running.stop()
 

@@ -52,7 +52,7 @@ async def test_a_value_no_float_can_hold_makes_one_entity_unknown_not_a_frozen_c
     garage = setup.charger("garage")
     with structlog.testing.capture_logs() as logs:
         garage.faults = Faults(values={"eto": 10**400}, only="status")
-        await probe.wait_text(setup.state("garage", "energy_total"), "None")
+        await probe.wait_text(setup.state("garage", "energy_total"), "null")
         mark = probe.mark()
         garage.plug_in()  # the other values keep updating
         await probe.wait_text(setup.state("garage", "car_status"), "charging", since=mark)

@@ -16,7 +16,7 @@ import pytest
 
 from goe2mqtt.broker import MosquittoBroker, free_port
 from goe2mqtt.config import parse_settings
-from goe2mqtt.simulator import Simulator
+from goe2mqtt.simulator import Faults, Simulator
 
 from .conftest import RunningBridge, make_settings, stop_process
 from .homeassistant import CACHE
@@ -175,5 +175,10 @@ async def test_example_flow_shows_power_and_starts_and_stops_charging(
         assert started["ok"] is True
         assert started["applied"] == [{"amp": 16}, {"frc": 2}]
         assert (garage.frc, garage.amp) == (2, 16)
+
+        # A value the charger does not send reaches the flow as null, not as "None".
+        garage.faults = Faults(missing=["nrg"])
+        await node_red.until(lambda s: power(s)[-1:] == [None], "unknown power as null")
+        garage.faults = Faults()
     finally:
         await running.stop()

@@ -96,10 +96,10 @@ async def test_values_of_the_wrong_type_make_only_their_sensors_unknown(
     mark = probe.mark()
     with structlog.testing.capture_logs() as logs:
         charger.poll_soon()
-        await probe.wait_text(setup.state("garage", "energy_total"), "None", since=mark)
-        await probe.wait_text(setup.state("garage", "phase_switch_mode"), "None", since=mark)
-        await probe.wait_text(setup.state("garage", "energy_since_car_connected"), "None")
-        await probe.wait_text(setup.state("garage", "charging_power"), "None")
+        await probe.wait_text(setup.state("garage", "energy_total"), "null", since=mark)
+        await probe.wait_text(setup.state("garage", "phase_switch_mode"), "null", since=mark)
+        await probe.wait_text(setup.state("garage", "energy_since_car_connected"), "null")
+        await probe.wait_text(setup.state("garage", "charging_power"), "null")
     assert probe.last_text(setup.state("garage", "car_status")) == "idle"
     assert probe.last_text(setup.topics.availability("garage")) == "online"
     unreadable = {e["entity"]: e["reason"] for e in logs if e["event"] == "value_unreadable"}
