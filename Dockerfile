@@ -1,20 +1,27 @@
-# goe2mqtt container: configuration from /config/config.yaml and/or GOE2MQTT_* variables.
+# goe2mqtt container: configuration from /config/config.yaml and/or GOE2MQTT_* variables,
+# the command journal in the /data volume.
 #   docker build -t goe2mqtt .
-#   docker run -v "$PWD/config.yaml:/config/config.yaml:ro" goe2mqtt
-# Stage 1 builds the wheels (compilers and caches stay behind); stage 2 only installs them.
-FROM python:3.11-slim AS build
+#   docker run -v "$PWD/config.yaml:/config/config.yaml:ro" -v goe2mqtt-data:/data goe2mqtt
+# BASE is any image with Python 3.11 (python3 -m venv must work): the official slim
+# image by default; scripts/build-image.sh builds a Debian bookworm one from Debian's
+# packages where no image registry is reachable.
+# Stage 1 installs goe2mqtt into a venv (compilers and caches stay behind); stage 2
+# copies only the venv.
+ARG BASE=python:3.11-slim
+FROM ${BASE} AS build
+RUN python3 -m venv /opt/goe2mqtt
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY goe2mqtt ./goe2mqtt
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN /opt/goe2mqtt/bin/pip install --no-cache-dir --disable-pip-version-check . \
+    && /opt/goe2mqtt/bin/pip uninstall -y -q pip setuptools
 
-FROM python:3.11-slim
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin goe2mqtt
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
+FROM ${BASE}
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin goe2mqtt \
     && install -d -m 700 -o goe2mqtt -g goe2mqtt /data
-# /data holds the command journal: give it a volume so commands survive the container.
-ENV GOE2MQTT_CONFIG=/config/config.yaml \
+COPY --from=build /opt/goe2mqtt /opt/goe2mqtt
+ENV PATH=/opt/goe2mqtt/bin:$PATH \
+    GOE2MQTT_CONFIG=/config/config.yaml \
     GOE2MQTT_HEALTH_FILE=/tmp/goe2mqtt-health.json \
     GOE2MQTT_STATE_DIR=/data \
     PYTHONUNBUFFERED=1

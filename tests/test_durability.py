@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,9 +123,16 @@ async def test_queued_commands_survive_the_end_of_the_process(
     # here): the reason its result says "outcome unknown" instead of resending it.
 
 
+@pytest.fixture
+def persistent_broker() -> Iterator[MosquittoBroker]:
+    with MosquittoBroker(persistence=True) as running:
+        yield running
+
+
 async def test_results_finished_while_the_broker_is_down_arrive_after_it_is_back(
-    own_broker: MosquittoBroker, simulator: Simulator
+    persistent_broker: MosquittoBroker, simulator: Simulator
 ) -> None:
+    own_broker = persistent_broker
     settings = parse_settings(make_settings(own_broker, simulator, scan_interval=60))
     topics = Topics(settings.mqtt.base_topic)
     garage = simulator.charger("012345")
@@ -133,7 +141,11 @@ async def test_results_finished_while_the_broker_is_down_arrive_after_it_is_back
     results: list[dict[str, Any]] = []
     count = 60
     try:
-        async with MqttProbe(own_broker.host, own_broker.port, [f"{topics.base}/#"]) as probe:
+        # A persistent session: results published before the probe is back wait for it.
+        subscriber = {"session": f"results-{topics.base}"}
+        async with MqttProbe(
+            own_broker.host, own_broker.port, [f"{topics.base}/#"], **subscriber
+        ) as probe:
             await probe.wait_text(topics.availability("garage"), "online")
             garage.faults = Faults(delay=0.05, only="set")
             for n in range(count):
@@ -142,14 +154,16 @@ async def test_results_finished_while_the_broker_is_down_arrive_after_it_is_back
                 )
             await until(lambda: running.bridge.chargers["garage"].queued > 10, "a queue")
             results += _results(probe, topics.result("garage"))
-        own_broker.kill()  # results keep coming while nobody can take them
+        own_broker.stop()  # results keep coming while nobody can take them
         await until(lambda: running.bridge.chargers["garage"].queued == 0, "the queue done")
         assert running.bridge.info()["results_pending"] > 0
         own_broker.start()
-        async with MqttProbe(own_broker.host, own_broker.port, [f"{topics.base}/#"]) as probe:
+        async with MqttProbe(
+            own_broker.host, own_broker.port, [f"{topics.base}/#"], **subscriber
+        ) as probe:
             await until(
                 lambda: len(results) + len(_results(probe, topics.result("garage"))) >= count,
-                "every result",
+                f"every result (had {len(results)} before the restart)",
             )
             results += _results(probe, topics.result("garage"))
     finally:

@@ -86,7 +86,9 @@ async def test_plain_tcp_to_a_tls_listener_never_counts_as_connected(
             # The listener resets the connection; the client only gives up at its
             # 10 s connect timeout.
             await until(
-                lambda: any(e["event"] == "mqtt_disconnected" for e in logs), "failure", within=30
+                lambda: any(e["event"] == "mqtt_connect_failed" for e in logs),
+                "failure",
+                within=30,
             )
         finally:
             await running.stop()

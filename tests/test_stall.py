@@ -56,7 +56,8 @@ async def test_a_frozen_broker_holds_no_poll_loop_and_is_noticed_within_1_5_keep
         assert stalled
         assert stalled[0]["error"] == f"no PUBACK within {KEEPALIVE} s"
         assert noticed <= 1.5 * KEEPALIVE + 2  # +2: a poll of the watchdog, a busy machine
-        assert len(logs) < 40, [e["event"] for e in logs]  # a handful of lines, no flood
+        loud = [e["event"] for e in logs if e["log_level"] in ("warning", "error", "critical")]
+        assert len(loud) < 10, loud  # a handful of lines, no flood
         async with MqttProbe(own_broker.host, own_broker.port, [f"{topics.base}/#"]) as late:
             await late.wait_text(topics.availability("garage"), "online")
             await late.wait_text(topics.state("garage", "car_status"), "charging")
