@@ -39,4 +39,5 @@ if [ -n "${PIP_CERT:-}" ] && [ -r "$PIP_CERT" ]; then
 fi
 buildah bud --quiet --isolation chroot --layers=false --format docker "${trust[@]}" \
   --build-arg BASE="$base" --tag "$tag" .
+buildah rmi --prune >/dev/null 2>&1 || true  # the image this tag replaced (vfs: full copies)
 buildah images --format '{{.Name}}:{{.Tag}} {{.Size}}' "$tag"

@@ -80,3 +80,28 @@ async def test_simulate_serves_the_api_until_sigterm() -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_the_demo_takes_its_port_and_ends_on_sigterm_like_ctrl_c() -> None:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "goe2mqtt", "demo", "--broker", "amqtt", "--mqtt-port", str(port),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        first = await asyncio.wait_for(process.stdout.readline(), WAIT)
+        assert f"embedded MQTT broker (amqtt) on 127.0.0.1:{port}" in first.decode()
+        while b"goe2mqtt-demo/garage/availability" not in await process.stdout.readline():
+            pass  # running: the bridge has published
+        process.send_signal(signal.SIGTERM)
+        rest, stderr = await asyncio.wait_for(process.communicate(), 3 * WAIT)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, stderr.decode()
+    assert rest.decode().splitlines()[-1].split() == [
+        "goe2mqtt-demo/bridge/availability",
+        "offline",
+    ]
