@@ -15,13 +15,16 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import aiomqtt
 import pytest
 
 from goe2mqtt.bridge import Bridge
 from goe2mqtt.broker import MosquittoBroker
+from goe2mqtt.charger import ChargerBridge
 from goe2mqtt.config import Settings, parse_settings
 from goe2mqtt.discovery import Topics
+from goe2mqtt.goe import GoeClient
 from goe2mqtt.simulator import SimulatedCharger, Simulator
 
 # Every bridge a test starts (in this process or as a child) journals under here,
@@ -327,3 +330,40 @@ async def bridge(setup: Setup, probe: MqttProbe) -> AsyncIterator[RunningBridge]
         await probe.wait_text(setup.topics.availability(charger.name), "online")
     yield running
     await running.stop()
+
+
+class RecordingPublisher:
+    """Retained messages kept in memory: for tests of one ChargerBridge without MQTT."""
+
+    def __init__(self) -> None:
+        self.retained: dict[str, bytes] = {}
+
+    async def publish_retained(self, topic: str, payload: str | bytes) -> None:
+        self.retained[topic] = payload.encode() if isinstance(payload, str) else payload
+
+
+@pytest.fixture
+async def charger_bridge(
+    simulator: Simulator,
+) -> AsyncIterator[tuple[ChargerBridge, SimulatedCharger, RecordingPublisher]]:
+    """One ChargerBridge reading the simulator's garage over HTTP, a car plugged in."""
+    raw = {
+        "mqtt": {"host": "127.0.0.1"},
+        "chargers": [{"name": "garage", "serial": SERIALS["garage"], "token": TOKEN,
+                      "api_url": simulator.url_for(SERIALS["garage"]), "timeout": 2}],
+    }  # fmt: skip
+    charger_settings = parse_settings(raw).chargers[0]
+    publisher = RecordingPublisher()
+    async with aiohttp.ClientSession() as http:
+        bridge = ChargerBridge(
+            charger_settings,
+            GoeClient(http, charger_settings.base_url, TOKEN),
+            publisher,
+            topics=Topics("goe2mqtt"),
+            discovery_prefix="homeassistant",
+            confirm_delays=(0.0,),
+        )
+        simulated = simulator.charger(SERIALS["garage"])
+        simulated.plug_in()
+        assert await bridge.refresh()
+        yield bridge, simulated, publisher

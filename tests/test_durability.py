@@ -7,12 +7,13 @@ charger twice, and a command cut off after its set went out says so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -177,30 +178,49 @@ async def test_results_finished_while_the_broker_is_down_arrive_after_it_is_back
 # --- the queue: re-checked when a command's turn comes -------------------------------
 
 
-async def test_a_command_that_waited_too_long_in_the_queue_is_refused_as_stale(
-    broker: MosquittoBroker, simulator: Simulator
-) -> None:
+@contextlib.asynccontextmanager
+async def _garage_bridge(
+    broker: MosquittoBroker, simulator: Simulator, *, http_timeout: float | None = None, **mqtt: Any
+) -> AsyncIterator[tuple[Topics, RunningBridge, MqttProbe]]:
+    """A bridge for the garage charger (polled only when asked), online, and a probe."""
     raw = make_settings(broker, simulator, scan_interval=60)
-    raw["mqtt"]["max_command_age"] = 1
-    raw["chargers"][0]["timeout"] = 5.0
+    raw["mqtt"].update(mqtt)
+    if http_timeout is not None:
+        raw["chargers"][0]["timeout"] = http_timeout
     settings = parse_settings(raw)
     topics = Topics(settings.mqtt.base_topic)
-    garage = simulator.charger("012345")
     running = RunningBridge(settings)
     await running.start()
     try:
         async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
             await probe.wait_text(topics.availability("garage"), "online")
-            garage.faults = Faults(delay=0.8, only="set")
-            for n in range(3):
-                await probe.publish(
-                    topics.command("garage", "change_charging_power"),
-                    json.dumps({"charging_power": 7 + n, "id": n}),
-                )
-            await until(lambda: len(_results(probe, topics.result("garage"))) == 3, "results")
-            last = _results(probe, topics.result("garage"))[-1]
+            yield topics, running, probe
     finally:
         await running.stop()
+
+
+async def _send(probe: MqttProbe, topic: str, payloads: list[dict[str, Any]]) -> list[Any]:
+    """Publish the commands and wait for a result to each; the results in arrival order."""
+    result_topic = topic.rsplit("/", 1)[0] + "/result"
+    for payload in payloads:
+        await probe.publish(topic, json.dumps(payload))
+    await until(
+        lambda: len(_results(probe, result_topic)) == len(payloads), "results", within=6 * WAIT
+    )
+    return _results(probe, result_topic)
+
+
+async def test_a_command_that_waited_too_long_in_the_queue_is_refused_as_stale(
+    broker: MosquittoBroker, simulator: Simulator
+) -> None:
+    garage = simulator.charger("012345")
+    async with _garage_bridge(broker, simulator, http_timeout=5.0, max_command_age=1) as (
+        topics, _, probe,
+    ):  # fmt: skip
+        garage.faults = Faults(delay=0.8, only="set")
+        commands = [{"charging_power": 7 + n, "id": n} for n in range(3)]
+        results = await _send(probe, topics.command("garage", "change_charging_power"), commands)
+    last = results[-1]
     assert last["id"] == 2
     assert last["ok"] is False
     assert last["error"].startswith("stale: received "), last
@@ -210,23 +230,11 @@ async def test_a_command_that_waited_too_long_in_the_queue_is_refused_as_stale(
 async def test_commands_for_a_charger_that_died_are_refused_at_once(
     broker: MosquittoBroker, simulator: Simulator
 ) -> None:
-    settings = parse_settings(make_settings(broker, simulator, scan_interval=60))
-    topics = Topics(settings.mqtt.base_topic)
     garage = simulator.charger("012345")
-    running = RunningBridge(settings)
-    await running.start()
-    try:
-        async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
-            await probe.wait_text(topics.availability("garage"), "online")
-            garage.faults = Faults(delay=30)  # accepts, never answers: timeouts
-            for n in range(6):
-                await probe.publish(
-                    topics.command("garage", "set_phase"), json.dumps({"phase": 1, "id": n})
-                )
-            await until(lambda: len(_results(probe, topics.result("garage"))) == 6, "results")
-            results = _results(probe, topics.result("garage"))
-    finally:
-        await running.stop()
+    async with _garage_bridge(broker, simulator) as (topics, _, probe):
+        garage.faults = Faults(delay=30)  # accepts, never answers: timeouts
+        commands = [{"phase": 1, "id": n} for n in range(6)]
+        results = await _send(probe, topics.command("garage", "set_phase"), commands)
     # Only the first command talked to the charger; the others did not wait for it.
     assert garage.set_requests <= 2  # the first set and its one retry
     by_id = {r["id"]: r for r in results}
@@ -243,29 +251,11 @@ async def test_commands_for_a_charger_that_died_are_refused_at_once(
 async def test_a_full_queue_refuses_with_a_reason(
     broker: MosquittoBroker, simulator: Simulator
 ) -> None:
-    raw = make_settings(broker, simulator, scan_interval=60)
-    raw["chargers"][0]["timeout"] = 5.0
-    settings = parse_settings(raw)
-    topics = Topics(settings.mqtt.base_topic)
     garage = simulator.charger("012345")
-    running = RunningBridge(settings)
-    await running.start()
-    try:
-        async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
-            await probe.wait_text(topics.availability("garage"), "online")
-            garage.faults = Faults(delay=0.3, only="set")
-            for n in range(30):
-                await probe.publish(
-                    topics.command("garage", "set_phase"), json.dumps({"phase": 1, "id": n})
-                )
-            await until(
-                lambda: len(_results(probe, topics.result("garage"))) == 30,
-                "results",
-                within=6 * WAIT,
-            )
-            results = _results(probe, topics.result("garage"))
-    finally:
-        await running.stop()
+    async with _garage_bridge(broker, simulator, http_timeout=5.0) as (topics, _, probe):
+        garage.faults = Faults(delay=0.3, only="set")
+        commands = [{"phase": 1, "id": n} for n in range(30)]
+        results = await _send(probe, topics.command("garage", "set_phase"), commands)
     full = [r for r in results if r.get("error", "").startswith("queue full")]
     assert full, results
     assert full[0]["error"] == "queue full: 20 commands wait for garage"

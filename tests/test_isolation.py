@@ -10,12 +10,10 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import AsyncIterator
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import structlog
 from hypothesis import HealthCheck, given, settings
@@ -27,10 +25,18 @@ from goe2mqtt.charger import ChargerBridge
 from goe2mqtt.cli import main
 from goe2mqtt.config import parse_settings
 from goe2mqtt.discovery import Topics
-from goe2mqtt.goe import GoeClient, parse_retry_after
+from goe2mqtt.goe import parse_retry_after
 from goe2mqtt.simulator import Faults, SimulatedCharger, Simulator
 
-from .conftest import SERIALS, TOKEN, MqttProbe, RunningBridge, Setup, make_settings, until
+from .conftest import (
+    TOKEN,
+    MqttProbe,
+    RecordingPublisher,
+    RunningBridge,
+    Setup,
+    make_settings,
+    until,
+)
 
 
 def _strict_json(text: str | bytes) -> Any:
@@ -82,36 +88,6 @@ hostile_values = st.one_of(
 hostile_statuses = st.dictionaries(st.sampled_from(sorted(STATUS_KEYS)), hostile_values)
 
 
-@pytest.fixture
-async def polled(simulator: Simulator) -> AsyncIterator[tuple[ChargerBridge, SimulatedCharger]]:
-    """One ChargerBridge reading the simulator over HTTP, its states kept in memory."""
-    raw = {
-        "mqtt": {"host": "127.0.0.1"},
-        "chargers": [{"name": "garage", "serial": SERIALS["garage"], "token": TOKEN,
-                      "api_url": simulator.url_for(SERIALS["garage"]), "timeout": 2}],
-    }  # fmt: skip
-    charger_settings = parse_settings(raw).chargers[0]
-    async with aiohttp.ClientSession() as http:
-        yield (
-            ChargerBridge(
-                charger_settings,
-                GoeClient(http, charger_settings.base_url, TOKEN),
-                _Retained(),
-                topics=Topics("goe2mqtt"),
-                discovery_prefix="homeassistant",
-            ),
-            simulator.charger(SERIALS["garage"]),
-        )
-
-
-class _Retained:
-    def __init__(self) -> None:
-        self.topics: dict[str, str] = {}
-
-    async def publish_retained(self, topic: str, payload: str | bytes) -> None:
-        self.topics[topic] = payload.decode() if isinstance(payload, bytes) else payload
-
-
 @settings(
     max_examples=150,
     deadline=None,
@@ -119,15 +95,16 @@ class _Retained:
 )
 @given(hostile=hostile_statuses)
 async def test_any_value_for_any_key_never_stops_a_poll(
-    polled: tuple[ChargerBridge, SimulatedCharger], hostile: dict[str, Any]
+    charger_bridge: tuple[ChargerBridge, SimulatedCharger, RecordingPublisher],
+    hostile: dict[str, Any],
 ) -> None:
     """Random JSON for status keys, through HTTP and the whole poll path."""
-    bridge, simulated = polled
+    bridge, simulated, publisher = charger_bridge
     simulated.faults = Faults()
     clean = simulated.status(STATUS_KEYS)
     simulated.faults = Faults(values=hostile, only="status")
     assert await bridge.refresh()  # answered, mapped, published: never a crash
-    published = bridge._publisher.topics  # type: ignore[attr-defined]
+    published = {topic: payload.decode() for topic, payload in publisher.retained.items()}
     state = _strict_json(published["goe2mqtt/garage/state"])  # always valid JSON
     for entity in STATE_ENTITIES:
         if set(entity.reads) & hostile.keys():

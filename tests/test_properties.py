@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,12 +14,10 @@ from goe2mqtt.broker import MosquittoBroker
 from goe2mqtt.catalogue import ENTITIES, STATUS_KEYS, format_state, read_states
 from goe2mqtt.charger import ChargerBridge, QueuedCommand
 from goe2mqtt.commands import SERVICES
-from goe2mqtt.config import parse_settings
 from goe2mqtt.discovery import DeviceFacts, Topics, render_discovery
-from goe2mqtt.goe import GoeClient
-from goe2mqtt.simulator import SimulatedCharger, Simulator
+from goe2mqtt.simulator import SimulatedCharger
 
-from .conftest import SERIALS, TOKEN, MqttProbe, RunningBridge, Setup, until
+from .conftest import MqttProbe, RecordingPublisher, RunningBridge, Setup, until
 
 SERVICE_NAMES = [s.name for s in SERVICES]
 
@@ -72,42 +67,6 @@ def test_any_status_maps_to_states_without_raising(status: dict[str, Any]) -> No
         json.loads(payload)
 
 
-class RecordingPublisher:
-    def __init__(self) -> None:
-        self.retained: dict[str, bytes] = {}
-
-    async def publish_retained(self, topic: str, payload: str | bytes) -> None:
-        self.retained[topic] = payload.encode() if isinstance(payload, str) else payload
-
-    async def publish(self, topic: str, payload: str | bytes, *, qos: int = 1) -> bool:
-        return True
-
-
-@pytest.fixture
-async def charger_bridge(
-    simulator: Simulator,
-) -> AsyncIterator[tuple[ChargerBridge, SimulatedCharger]]:
-    raw = {
-        "mqtt": {"host": "127.0.0.1"},
-        "chargers": [{"name": "garage", "serial": SERIALS["garage"], "token": TOKEN,
-                      "api_url": simulator.url_for(SERIALS["garage"]), "timeout": 2}],
-    }  # fmt: skip
-    charger_settings = parse_settings(raw).chargers[0]
-    async with aiohttp.ClientSession() as http:
-        bridge = ChargerBridge(
-            charger_settings,
-            GoeClient(http, charger_settings.base_url, TOKEN),
-            RecordingPublisher(),
-            topics=Topics("goe2mqtt"),
-            discovery_prefix="homeassistant",
-            confirm_delays=(0.0,),
-        )
-        simulated = simulator.charger(SERIALS["garage"])
-        simulated.plug_in()
-        assert await bridge.refresh()
-        yield bridge, simulated
-
-
 @settings(
     max_examples=300,
     deadline=None,
@@ -119,12 +78,12 @@ async def charger_bridge(
     retained=st.booleans(),
 )
 async def test_any_command_payload_gets_one_answer_and_only_valid_calls(
-    charger_bridge: tuple[ChargerBridge, SimulatedCharger],
+    charger_bridge: tuple[ChargerBridge, SimulatedCharger, RecordingPublisher],
     service: str,
     raw: bytes,
     retained: bool,
 ) -> None:
-    bridge, simulated = charger_bridge
+    bridge, simulated, _ = charger_bridge
     calls_before = len(simulated.set_calls)
     command = QueuedCommand(1, "garage", service, raw, retained, time.time())
     result = await bridge.execute(command)
