@@ -12,7 +12,6 @@ import asyncio
 import random
 import resource
 import time
-from collections import deque
 from collections.abc import Collection, Coroutine, Iterable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -23,16 +22,8 @@ import structlog
 
 from goe2mqtt import __version__
 from goe2mqtt.aio import wait_until_set
-from goe2mqtt.charger import (
-    CONFIRM_DELAYS,
-    ChargerBridge,
-    CommandStats,
-    QueuedCommand,
-    interrupted,
-    iso,
-    rejection,
-)
-from goe2mqtt.commands import SetCall, result_json
+from goe2mqtt.charger import CONFIRM_DELAYS, ChargerBridge, iso
+from goe2mqtt.commands import result_json
 from goe2mqtt.config import ChargerSettings, Settings
 from goe2mqtt.discovery import (
     OFFLINE,
@@ -42,17 +33,13 @@ from goe2mqtt.discovery import (
     expected_discovery_topics,
     render_bridge_discovery,
 )
+from goe2mqtt.dispatch import CommandDesk
 from goe2mqtt.goe import GoeClient
 from goe2mqtt.health import write_health_file
-from goe2mqtt.journal import DONE, QUEUED, RUNNING, Entry, Journal
-from goe2mqtt.logs import SecretRedactor
-from goe2mqtt.mqtt import (
-    InboundMessage,
-    MqttOptions,
-    MqttSession,
-    Subscription,
-    another_live_instance,
-)
+from goe2mqtt.journal import Journal
+from goe2mqtt.mqtt import InboundMessage, MqttOptions, MqttSession, Subscription
+from goe2mqtt.mqtt_client import another_live_instance
+from goe2mqtt.outcomes import CommandStats
 
 log = structlog.get_logger()
 
@@ -62,8 +49,7 @@ BIRTH_DELAY = (0.5, 2.0)  # spread republishing after HA restarts, as HA recomme
 INFO_INTERVAL = 30.0
 POLL_START_RATE = 50.0  # first polls per second at start-up, so a fleet does not burst
 COMMAND_GRACE = 10.0  # on stop, a running command may finish for this long
-RESULT_FLUSH = 5.0  # on stop, results may take this long to reach the broker
-JOURNAL_KEEP = 86_400.0  # finished commands are remembered a day (late redeliveries)
+JOURNAL_PRUNE_EVERY = 3600.0
 
 
 class AnotherInstance(Exception):
@@ -130,7 +116,6 @@ class Bridge:
         )
         self.chargers: dict[str, ChargerBridge] = {}
         self._configured = frozenset(c.name for c in settings.chargers)
-        self.unrouted = CommandStats()  # commands for chargers we do not have
         self.started = time.time()
         self._birth_delay = birth_delay
         self._birth_pending = False
@@ -142,13 +127,7 @@ class Bridge:
         # drops: a health check must not report the broker state of up to 30 s ago.
         self._info_due = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._redactor = SecretRedactor(settings.secrets())
-        self.journal: Journal | None = None
-        # Results not yet acknowledged by the broker: (journal seq, topic, payload).
-        self._results: deque[tuple[int, str, str]] = deque()
-        self._results_added = asyncio.Event()
-        self._results_drained = asyncio.Event()
-        self._reconnected = asyncio.Event()
+        self._desk: CommandDesk | None = None  # opens with the journal, in run()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -156,12 +135,26 @@ class Bridge:
 
     def _mqtt_connection_changed(self, connected: bool) -> None:
         self._info_due.set()
-        if connected:
-            self._reconnected.set()
+        if self._desk is not None:
+            self._desk.connection_changed(connected)
+
+    @property
+    def desk(self) -> CommandDesk:
+        assert self._desk is not None, "the desk opens with the journal in run()"
+        return self._desk
 
     async def run(self) -> None:
         """Run until request_stop(); then publish offline and disconnect."""
-        self.journal = Journal(journal_path(self.settings))
+        journal = Journal(journal_path(self.settings))
+        shard = self.settings.shard
+        self._desk = CommandDesk(
+            journal,
+            self.chargers,
+            topics=self.topics,
+            configured=self._configured,
+            answers_unknown=shard is None or shard.index == 0,
+            secrets=self.settings.secrets(),
+        )
         try:
             # Two bridges on the same topics would run every command twice; with one
             # client id they would also knock each other off the broker every second.
@@ -175,7 +168,7 @@ class Bridge:
                 )
             await self._run()
         finally:
-            self.journal.close()
+            journal.close()
 
     async def _run(self) -> None:
         headers = {"User-Agent": f"goe2mqtt/{__version__}"}
@@ -199,7 +192,7 @@ class Bridge:
                     discovery_prefix=self._prefix,
                     max_command_age=self.settings.mqtt.max_command_age,
                     confirm_delays=self._confirm_delays,
-                    sink=self,
+                    sink=self.desk,
                 )
             for bridge in self.chargers.values():
                 await bridge.publish_initial()
@@ -207,7 +200,7 @@ class Bridge:
                 bridge_configs = render_bridge_discovery(prefix=self._prefix, topics=self.topics)
                 for topic, payload in bridge_configs.items():
                     await self.mqtt.publish_retained(topic, payload)
-            self._recover()
+            self.desk.recover()
             log.info("bridge_started", version=__version__, chargers=list(self.chargers))
 
             mqtt_task = asyncio.create_task(self.mqtt.run(self._on_message), name="mqtt")
@@ -222,7 +215,7 @@ class Bridge:
             ]
             helpers = [
                 asyncio.create_task(self._publish_info_forever(), name="info"),
-                asyncio.create_task(self._publish_results_forever(), name="results"),
+                asyncio.create_task(self.desk.publish_forever(self.mqtt), name="results"),
             ]
             stop_task = asyncio.create_task(self._stop.wait(), name="stop")
             try:
@@ -240,121 +233,21 @@ class Bridge:
                 if workers:  # a shard may own no charger
                     _, late = await asyncio.wait(workers, timeout=self._command_grace)
                     await stop_pollers((), late)
-                await self._flush_results()
+                await self.desk.flush(self.mqtt)
                 await stop_pollers((), helpers)
                 final = [(self.topics.availability(n), OFFLINE.encode()) for n in self.chargers]
                 self.mqtt.stop(final)
                 _, pending = await asyncio.wait({mqtt_task}, timeout=10)
                 for task in pending:
                     task.cancel()
-                log.info("bridge_stopped", results_pending=len(self._results))
-
-    # --- commands: journal, queue, result ----------------------------------------------
-
-    def _recover(self) -> None:
-        """Pick up what the last run left in the journal."""
-        journal = self._journal
-        journal.prune(time.time() - JOURNAL_KEEP)
-        for entry in journal.entries(DONE):
-            assert entry.result is not None
-            self._queue_result(entry.seq, entry.charger, entry.result)
-        for entry in journal.entries(RUNNING):
-            command = _command_of(entry)
-            log.warning("command_interrupted", charger=entry.charger, service=entry.service)
-            self.command_finished(command, interrupted(command, entry.sent))
-        queued = journal.entries(QUEUED)
-        for entry in queued:
-            self._route(_command_of(entry))
-        if queued:
-            log.info("commands_resumed", count=len(queued))
-
-    @property
-    def _journal(self) -> Journal:
-        assert self.journal is not None, "the journal opens in run()"
-        return self.journal
-
-    def _accept_command(self, charger: str, service: str, message: InboundMessage) -> None:
-        """Journal a delivered command (before its PUBACK) and queue it."""
-        if charger not in self.chargers:
-            if charger in self._configured:
-                return  # another shard's charger: that instance answers
-            if self.settings.shard is not None and self.settings.shard.index != 0:
-                return  # one answer per unknown charger: shard 0 gives it
-        received = time.time()
-        seq = self._journal.record(
-            charger,
-            service,
-            message.payload,
-            retained=message.retain,
-            received=received,
-            mid=message.mid,
-            dup=message.dup,
-        )
-        if seq is None:
-            log.info("command_redelivered", charger=charger, service=service, action="ignored")
-            return
-        self._route(
-            QueuedCommand(seq, charger, service, message.payload, message.retain, received)
-        )
-
-    def _route(self, command: QueuedCommand) -> None:
-        bridge = self.chargers.get(command.charger)
-        if bridge is not None:
-            bridge.submit(command)
-            return
-        self.unrouted.rejected += 1
-        if command.charger in self._configured:
-            reason = f"charger {command.charger!r} is served by another shard now: send it again"
-        else:
-            reason = f"unknown charger {command.charger!r}"
-        self.command_finished(command, rejection(command, reason))
-
-    def command_started(self, command: QueuedCommand, calls: Sequence[SetCall]) -> None:
-        self._journal.start(command.seq, list(calls))
-
-    def command_finished(self, command: QueuedCommand, result: dict[str, Any]) -> None:
-        # The cloud may echo a token in an error text: results are redacted like logs.
-        safe = self._redactor.scrub(result)
-        self._journal.finish(command.seq, safe)
-        self._queue_result(command.seq, command.charger, safe)
-
-    def _queue_result(self, seq: int, charger: str, result: dict[str, Any]) -> None:
-        self._results.append((seq, self.topics.result(charger), result_json(result)))
-        self._results_drained.clear()
-        self._results_added.set()
-
-    async def _publish_results_forever(self) -> None:
-        """Publish results in order; each leaves the journal once the broker has it."""
-        while True:
-            if not self._results:
-                self._results_drained.set()
-                self._results_added.clear()
-                await self._results_added.wait()
-                continue
-            seq, topic, payload = self._results[0]
-            if await self.mqtt.publish(topic, payload):
-                self._journal.published(seq)
-                self._results.popleft()
-            else:
-                # Not connected, or the broker did not acknowledge: wait for a connection.
-                self._reconnected.clear()
-                if not self.mqtt.connected:
-                    await self._reconnected.wait()
-                else:
-                    await wait_until_set(self._reconnected, 1.0)
-
-    async def _flush_results(self) -> None:
-        """On stop: give the results still owed a moment to go out (the journal keeps
-        the rest for the next start)."""
-        if self._results and self.mqtt.connected:
-            await wait_until_set(self._results_drained, RESULT_FLUSH)
+                log.info("bridge_stopped", results_pending=self.desk.results_pending)
 
     # --- health -----------------------------------------------------------------------
 
     def info(self) -> dict[str, Any]:
         now = time.time()
         chargers = {name: bridge.info() for name, bridge in self.chargers.items()}
-        totals = CommandStats(**asdict(self.unrouted))
+        totals = CommandStats(**asdict(self.desk.unrouted))
         for bridge in self.chargers.values():
             totals.ok += bridge.commands.ok
             totals.rejected += bridge.commands.rejected
@@ -373,12 +266,16 @@ class Bridge:
             "chargers_online": sum(1 for b in self.chargers.values() if b.online),
             "last_error": last_error,
             "commands": asdict(totals),
-            "results_pending": len(self._results),
+            "results_pending": self.desk.results_pending,
             "mqtt_backlog": self.mqtt.backlog,
         }
 
     async def _publish_info_forever(self) -> None:
+        pruned_at = time.monotonic()
         while not self._stop.is_set():
+            if time.monotonic() - pruned_at > JOURNAL_PRUNE_EVERY:
+                pruned_at = time.monotonic()
+                self.desk.prune()
             info = self.info()
             await self.mqtt.publish_retained(self.topics.bridge_info, result_json(info))
             if self.settings.health_file is not None:
@@ -409,7 +306,7 @@ class Bridge:
         if parsed is None or parsed[1] == RESULT_LEAF:
             return  # our own results come back through the wildcard
         try:
-            self._accept_command(*parsed, message)
+            self.desk.accept(*parsed, message)
         except Exception:
             # No PUBACK goes out: the broker delivers the command again after the reconnect.
             log.exception("command_not_journaled", charger=parsed[0], service=parsed[1])
@@ -442,12 +339,6 @@ class Bridge:
     async def _remove_stale_discovery(self, topic: str) -> None:
         log.info("discovery_removed", topic=topic, reason="charger or entity no longer configured")
         await self.mqtt.clear_retained(topic)
-
-
-def _command_of(entry: Entry) -> QueuedCommand:
-    return QueuedCommand(
-        entry.seq, entry.charger, entry.service, entry.payload, entry.retained, entry.received
-    )
 
 
 async def stop_pollers(

@@ -15,7 +15,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -34,6 +34,15 @@ from goe2mqtt.commands import (
 from goe2mqtt.config import ChargerSettings
 from goe2mqtt.discovery import OFFLINE, ONLINE, DeviceFacts, Topics, render_discovery
 from goe2mqtt.goe import GoeClient, GoeError, JsonValue, RateLimited, TransientError
+from goe2mqtt.outcomes import (
+    NOT_CONFIRMED,
+    CommandSink,
+    CommandStats,
+    QueuedCommand,
+    interrupted,
+    rejection,
+    unconfirmed_values,
+)
 
 log = structlog.get_logger()
 
@@ -45,41 +54,12 @@ FOLLOW_UP_DELAY = 1.5  # the charger's logic runs once a second: look again afte
 # after these pauses (about 5 s in all) until the charger shows the new values.
 CONFIRM_DELAYS = (0.0, 1.5, 3.5)
 MAX_QUEUED_COMMANDS = 20  # per charger; more waiting means the sender should slow down
-NOT_CONFIRMED = "not confirmed"
-OUTCOME_UNKNOWN = "outcome unknown"
 SERIAL_RE = re.compile(r"[0-9]{6}")
 CAR_IDLE = 1  # go-e car state: no car connected
 
 
-@dataclass
-class CommandStats:
-    ok: int = 0
-    rejected: int = 0  # invalid input: never reached the charger
-    failed: int = 0  # the charger refused, did not answer or did not confirm
-
-
-@dataclass(frozen=True)
-class QueuedCommand:
-    """A command as delivered, before anything is known about it."""
-
-    seq: int
-    charger: str
-    service: str
-    payload: bytes
-    retained: bool
-    received: float  # unix time the bridge got it
-
-
 class Publisher(Protocol):
     async def publish_retained(self, topic: str, payload: str | bytes) -> None: ...
-
-
-class CommandSink(Protocol):
-    """Where a charger reports its commands' progress (the journal and the result topic)."""
-
-    def command_started(self, command: QueuedCommand, calls: Sequence[SetCall]) -> None: ...
-
-    def command_finished(self, command: QueuedCommand, result: dict[str, Any]) -> None: ...
 
 
 def iso(timestamp: float | None) -> str | None:
@@ -91,38 +71,6 @@ def iso(timestamp: float | None) -> str | None:
 def serial_from_status(status: Mapping[str, Any]) -> str | None:
     serial = status.get("sse")
     return serial if isinstance(serial, str) and SERIAL_RE.fullmatch(serial) else None
-
-
-def unconfirmed_values(
-    expected: Mapping[str, JsonValue], status: Mapping[str, Any]
-) -> dict[str, dict[str, Any]]:
-    """The keys whose status value is not what we set yet."""
-    return {
-        key: {"expected": value, "actual": status.get(key)}
-        for key, value in expected.items()
-        if status.get(key) != value or isinstance(status.get(key), bool) != isinstance(value, bool)
-    }
-
-
-def rejection(command: QueuedCommand, reason: str) -> dict[str, Any]:
-    log.warning(
-        "command_rejected", charger=command.charger, service=command.service, reason=reason
-    )
-    return command_result(
-        command.service, ok=False, request_id=request_id_of(command.payload), error=reason
-    )
-
-
-def interrupted(command: QueuedCommand, sent: Sequence[SetCall] | None) -> dict[str, Any]:
-    """The result of a command cut off after it may have reached the charger."""
-    return command_result(
-        command.service,
-        ok=False,
-        request_id=request_id_of(command.payload),
-        error=f"{OUTCOME_UNKNOWN}: the bridge stopped while the command ran; "
-        "check the charger's state before sending it again",
-        sent=list(sent or []),
-    )
 
 
 class ChargerBridge:

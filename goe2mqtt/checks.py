@@ -16,7 +16,7 @@ import aiomqtt
 from goe2mqtt import __version__
 from goe2mqtt.config import ChargerSettings, Settings
 from goe2mqtt.goe import AuthFailed, ChargerOffline, GoeClient, GoeError
-from goe2mqtt.mqtt import connect_cause
+from goe2mqtt.mqtt_client import connect_cause
 
 TIMEOUT = 10.0
 _FACTS = ("sse", "typ", "fwv", "car")

@@ -216,7 +216,7 @@ def _healthcheck(file: str | None, config: str, max_age: float) -> int:
 def _run(settings: Settings) -> int:
     from goe2mqtt.bridge import AnotherInstance, Bridge, raise_open_file_limit
     from goe2mqtt.journal import JournalLocked
-    from goe2mqtt.mqtt import SessionTakenOver
+    from goe2mqtt.mqtt_client import SessionTakenOver
 
     raise_open_file_limit()
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import re
 import ssl
-import stat
-import typing
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +27,17 @@ from pydantic import (
     model_validator,
 )
 
+from goe2mqtt.environment import (
+    ENV_PREFIX,
+    NOT_CONFIG,
+    EnvironmentProblem,
+    EnvText,
+    apply_environment,
+    expand_references,
+    typed,
+)
+from goe2mqtt.secret_files import check_printable, check_secret_file, read_secret_file
+
 NAME_PATTERN = r"^[a-z0-9_-]+$"
 SERIAL_PATTERN = r"^[0-9]{6}$"
 # A host name or IPv4 address, or an IPv6 address in brackets; an optional port.
@@ -40,7 +49,6 @@ DEFAULT_CLOUD_URL = "https://{serial}.api.v3.go-e.io"
 MIN_SCAN_INTERVAL = 1.0  # the charger's values change at most once a second
 EXAMPLE_TOKENS = frozenset({"replace-me"})  # config.example.yaml's placeholder
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class ConfigError(Exception):
@@ -49,42 +57,6 @@ class ConfigError(Exception):
     def __init__(self, *problems: str) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
-
-
-class EnvText(str):
-    """Text from the environment (${VAR} or GOE2MQTT_*): it becomes what the key it is
-    given to takes. "1883" for a port is a number, "012345" for a serial stays text."""
-
-
-def _from_environment(text: EnvText, annotation: Any) -> Any:
-    value = text.strip()
-    kinds = typing.get_args(annotation) or (annotation,)
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        return str(yaml.safe_load(value))  # quoted, as the README once asked for serials
-    if type(None) in kinds and value in ("", "null", "~"):
-        return None
-    if bool in kinds and value.lower() in _BOOLEANS:
-        return _BOOLEANS[value.lower()]
-    for number in (int, float):
-        if number in kinds:
-            try:
-                return number(value)
-            except ValueError:
-                pass
-    return str(text)  # as given: the key's own validation says what is wrong
-
-
-_BOOLEANS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _check_printable(value: str, key: str) -> None:
-    """Secrets travel in HTTP headers and MQTT CONNECT: a newline (often a stray one
-    from an editor or `echo`) would break every request, long after start-up."""
-    if _CONTROL.search(value):
-        raise ValueError(f"{key}: contains a control character (a newline or tab?): remove it")
 
 
 def default_state_dir() -> str:
@@ -107,7 +79,7 @@ class _Section(BaseModel):
             return data
         fields = cls.model_fields
         return {
-            key: _from_environment(value, fields[key].annotation)
+            key: typed(value, fields[key].annotation)
             if isinstance(value, EnvText) and key in fields
             else value
             for key, value in data.items()
@@ -130,7 +102,7 @@ class TlsSettings(_Section):
             if path is not None and not os.access(path, os.R_OK):
                 raise ValueError(f"{key}: cannot read {path}")
         if self.keyfile is not None:
-            _check_secret_file(self.keyfile, "keyfile", info)
+            check_secret_file(self.keyfile, "keyfile", info)
         try:
             self.context()
         except (ssl.SSLError, OSError) as exc:
@@ -176,12 +148,12 @@ class MqttSettings(_Section):
         if self.password_file is not None:
             if self.password is not None:
                 raise ValueError("password_file: give either password or password_file, not both")
-            secret = _read_secret_file(self.password_file, "password_file", info)
+            secret = read_secret_file(self.password_file, "password_file", info)
             object.__setattr__(self, "password", SecretStr(secret))
         elif self.password is not None:
-            _check_printable(self.password.get_secret_value(), "password")
+            check_printable(self.password.get_secret_value(), "password")
         if self.username is not None:
-            _check_printable(self.username, "username")
+            check_printable(self.username, "username")
         return self
 
 
@@ -221,7 +193,7 @@ class ChargerSettings(_Section):
             if self.token is not None:
                 raise ValueError("token_file: give either token or token_file, not both")
             object.__setattr__(
-                self, "token", SecretStr(_read_secret_file(self.token_file, "token_file", info))
+                self, "token", SecretStr(read_secret_file(self.token_file, "token_file", info))
             )
         if self.token is None or not self.token.get_secret_value():
             raise ValueError("token: required for the cloud API (or give token_file)")
@@ -231,7 +203,7 @@ class ChargerSettings(_Section):
                 " the go-e app here (or use token_file)"
             )
         if self.token_file is None:
-            _check_printable(self.token.get_secret_value(), "token")
+            check_printable(self.token.get_secret_value(), "token")
         return self
 
     @property
@@ -337,59 +309,6 @@ class Settings(_Section):
         return [v for v in values if v]
 
 
-def _check_secret_file(path: str, key: str, info: ValidationInfo) -> None:
-    """Refuse a secret that other users of the machine can read or change."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as exc:
-        raise ValueError(f"{key}: cannot read {path}: {exc.strerror}") from None
-    if not mode & (stat.S_IROTH | stat.S_IWOTH | stat.S_IWGRP):
-        return
-    problem = f"{key}: {path} is readable or writable by other users (chmod 600 or 640 it)"
-    context = info.context if isinstance(info.context, dict) else {}
-    if not context.get("allow_insecure_secrets", False):
-        raise ValueError(f"{problem}, or set allow_insecure_secrets: true")
-    context.setdefault("warnings", []).append(problem)
-
-
-def _read_secret_file(path: str, key: str, info: ValidationInfo) -> str:
-    _check_secret_file(path, key, info)
-    try:
-        secret = Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ValueError(f"{key}: cannot read {path}: {exc.strerror}") from None
-    if not secret:
-        raise ValueError(f"{key}: {path} is empty")
-    _check_printable(secret, key)
-    return secret
-
-
-def _expand_env(node: Any, path: str, missing: list[str]) -> Any:
-    """Replace ${VAR} in every string with the environment variable's value.
-
-    A string that is one reference and nothing else takes the type of its key.
-    """
-    if isinstance(node, str):
-
-        def substitute(match: re.Match[str]) -> str:
-            value = os.environ.get(match.group(1))
-            if value is None:
-                missing.append(f"{path}: environment variable {match.group(1)} is not set")
-                return ""
-            return value
-
-        expanded = _ENV_REF.sub(substitute, node)
-        from_env = isinstance(node, EnvText) or _ENV_REF.fullmatch(node) is not None
-        return EnvText(expanded) if from_env else expanded
-    if isinstance(node, Mapping):
-        return {
-            k: _expand_env(v, f"{path}.{k}" if path else str(k), missing) for k, v in node.items()
-        }
-    if isinstance(node, list):
-        return [_expand_env(v, f"{path}[{i}]", missing) for i, v in enumerate(node)]
-    return node
-
-
 def _key_path(loc: tuple[int | str, ...]) -> str:
     text = ""
     for part in loc:
@@ -440,7 +359,7 @@ def parse_settings(raw: Any) -> Settings:
     if not isinstance(raw, Mapping):
         raise ConfigError("the config file must be a YAML mapping with 'mqtt' and 'chargers'")
     missing: list[str] = []
-    expanded = _expand_env(raw, "", missing)
+    expanded = expand_references(raw, "", missing)
     if missing:
         raise ConfigError(*missing)
     if isinstance(expanded.get("chargers"), list):
@@ -466,57 +385,10 @@ def parse_settings(raw: Any) -> Settings:
     return settings
 
 
-ENV_PREFIX = "GOE2MQTT_"
-# Variables that steer the program rather than hold configuration.
-_NOT_CONFIG = frozenset({"GOE2MQTT_CONFIG", "GOE2MQTT_CACHE"})
-
-
-def apply_environment(raw: Any, environ: Mapping[str, str]) -> Any:
-    """Overlay GOE2MQTT_SECTION__KEY variables on the parsed file (env wins).
-
-    ``__`` separates levels, a number indexes the charger list:
-    GOE2MQTT_MQTT__HOST=broker, GOE2MQTT_CHARGERS__0__TOKEN=... . Values take the
-    type of their key: 1883 for a port is a number, 012345 for a serial stays text.
-    """
-    document: Any = {} if raw is None else raw
-    for name in sorted(environ):
-        if not name.startswith(ENV_PREFIX) or name in _NOT_CONFIG:
-            continue
-        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
-        key = ".".join(path)
-        if not all(path):
-            raise ConfigError(f"{name}: empty level in the variable name")
-        value: Any = EnvText(environ[name])
-        if not isinstance(document, dict):
-            raise ConfigError("the config file must be a YAML mapping with 'mqtt' and 'chargers'")
-        node: Any = document
-        for depth, part in enumerate(path):
-            last = depth == len(path) - 1
-            if isinstance(node, list):
-                if not part.isdigit() or int(part) > len(node):
-                    raise ConfigError(f"{name}: {key} does not name a list entry (0..{len(node)})")
-                if int(part) == len(node):
-                    node.append({})
-                if last:
-                    node[int(part)] = value
-                else:
-                    node = node[int(part)]
-                continue
-            if not isinstance(node, dict):
-                raise ConfigError(f"{name}: {key} goes below a value")
-            if last:
-                node[part] = value
-            else:
-                if part not in node or node[part] is None:
-                    node[part] = [] if part == "chargers" else {}
-                node = node[part]
-    return document
-
-
 def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
     """The config file, with GOE2MQTT_* variables over it; no file needed if they say it all."""
     environ = os.environ if environ is None else environ
-    from_env = any(n.startswith(ENV_PREFIX) and n not in _NOT_CONFIG for n in environ)
+    from_env = any(n.startswith(ENV_PREFIX) and n not in NOT_CONFIG for n in environ)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -533,4 +405,8 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) ->
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: invalid YAML{where}") from None
-    return parse_settings(apply_environment(raw, environ))
+    try:
+        document = apply_environment(raw, environ)
+    except EnvironmentProblem as exc:
+        raise ConfigError(str(exc)) from None
+    return parse_settings(document)

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from goe2mqtt.catalogue import ENTITIES, STATUS_KEYS, format_state, read_states
-from goe2mqtt.charger import unconfirmed_values
 from goe2mqtt.discovery import discovery_topic
+from goe2mqtt.outcomes import unconfirmed_values
 from goe2mqtt.simulator import Faults
 
 from .conftest import MqttProbe, RunningBridge, Setup, until

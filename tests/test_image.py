@@ -97,7 +97,14 @@ async def test_the_image_runs_as_its_user_with_env_only_config_and_stops_on_sigt
             *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
         try:
-            await probe.wait_text(topics.availability("garage"), "online")
+            try:  # a cold start from a fresh image on a busy machine: a longer bound
+                await probe.wait_for(
+                    topics.availability("garage"), lambda m: m.text == "online", within=3 * WAIT
+                )
+            except AssertionError:
+                process.kill()
+                _, stderr = await process.communicate()
+                raise AssertionError(stderr.decode()[-3000:]) from None
             status = await asyncio.to_thread(Path(f"/proc/{process.pid}/status").read_text)
             assert f"Uid:\t{uid}\t" in status  # not root
             result = await probe.command(topics.command("garage", "set_phase"), "1")

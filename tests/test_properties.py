@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 
 from goe2mqtt.broker import MosquittoBroker
 from goe2mqtt.catalogue import ENTITIES, STATUS_KEYS, format_state, read_states
-from goe2mqtt.charger import ChargerBridge, QueuedCommand
+from goe2mqtt.charger import ChargerBridge
 from goe2mqtt.commands import SERVICES
 from goe2mqtt.discovery import DeviceFacts, Topics, render_discovery
+from goe2mqtt.outcomes import QueuedCommand
 from goe2mqtt.simulator import SimulatedCharger
 
 from .conftest import MqttProbe, RecordingPublisher, RunningBridge, Setup, until

@@ -1,0 +1,233 @@
+"""The MQTT client layer under the session: paho and aiomqtt as we need them.
+
+Making a client for our session, handing inbound messages over inside paho's
+callback (before the PUBACK), telling why a connection failed, and the pre-flight
+look for another live bridge. Knows nothing of go-e.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiomqtt
+import structlog
+from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+log = structlog.get_logger()
+
+ONLINE = b"online"
+OFFLINE = b"offline"
+RETAINED_QUIET = 0.3  # no new message for this long: the retained ones are all here
+RETAINED_LIMIT = 10.0
+SEND_WINDOW = 16  # retained publishes awaiting their PUBACK at once
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    topic: str
+    payload: bytes
+    retain: bool
+    mid: int | None = None  # QoS 1 packet id: a redelivery (dup) carries the same one
+    dup: bool = False
+
+
+@dataclass(frozen=True)
+class MqttOptions:
+    host: str
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    client_id: str = "goe2mqtt"
+    keepalive: int = 60
+    availability_topic: str = "goe2mqtt/bridge/availability"
+    protocol: str = "5"  # "5" or "3.1.1"
+    # The broker keeps our subscriptions and queues QoS 1 messages for us this long
+    # while we are away (MQTT 5; with 3.1.1 the broker's own policy applies). 0: no session.
+    session_expiry: int = 0
+    tls: ssl.SSLContext | None = None
+
+    def __repr__(self) -> str:  # the password stays out of tracebacks
+        return f"MqttOptions(host={self.host!r}, port={self.port}, client_id={self.client_id!r})"
+
+
+# Called for every inbound message before the broker gets its PUBACK: what it stores
+# is safe. If it raises, no PUBACK goes out, the connection drops and the broker
+# delivers the message again after the reconnect.
+MessageHandler = Callable[[InboundMessage], None]
+
+
+def hand_over_before_ack(
+    client: aiomqtt.Client,
+    counter: list[int],
+    handler: MessageHandler,
+    own_availability: tuple[str, Callable[[bytes], None]] | None = None,
+) -> None:
+    """Route inbound messages to ``handler`` inside paho's callback.
+
+    paho sends the PUBACK of a QoS 1 message right after its on_message callback
+    returns; aiomqtt's own callback only queues the message, so an acknowledged
+    command would still be in memory only. aiomqtt 2.x has no public hook for this.
+    """
+
+    def on_message(_client: Any, _userdata: Any, message: Any) -> None:
+        counter[0] += 1
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            return  # not a topic of ours
+        if own_availability is not None and topic == own_availability[0]:
+            own_availability[1](bytes(message.payload))  # not the handler's business
+            return
+        handler(
+            InboundMessage(
+                topic=topic,
+                payload=bytes(message.payload),
+                retain=bool(message.retain),
+                mid=message.mid if message.qos > 0 else None,
+                dup=bool(message.dup),
+            )
+        )
+
+    client._client.on_message = on_message
+
+
+async def until_quiet(counter: list[int]) -> None:
+    """Wait until no more messages arrive for a moment (the retained ones are in)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + RETAINED_LIMIT
+    seen = -1
+    while loop.time() < deadline and counter[0] != seen:
+        seen = counter[0]
+        await asyncio.sleep(RETAINED_QUIET)
+
+
+def new_client(options: MqttOptions) -> aiomqtt.Client:
+    persistent = options.session_expiry > 0
+    v5 = options.protocol == "5"
+    properties = None
+    if v5:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = options.session_expiry
+    client = aiomqtt.Client(
+        hostname=options.host,
+        port=options.port,
+        username=options.username,
+        password=options.password,
+        identifier=options.client_id,
+        keepalive=options.keepalive,
+        will=aiomqtt.Will(options.availability_topic, OFFLINE, qos=1, retain=True),
+        timeout=10,
+        protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+        clean_session=None if v5 else not persistent,
+        # Every connection is a new aiomqtt client, so the default "clean on the first
+        # connect only" would mean always: ask for the existing session explicitly.
+        # (paho refuses any other value than the default for MQTT 3.1.1.)
+        clean_start=(not persistent) if v5 else MQTT_CLEAN_START_FIRST_ONLY,
+        properties=properties,
+        tls_context=options.tls,
+        tls_insecure=None if options.tls is None else not options.tls.check_hostname,
+        # The sender's window, the results and the goodbye fit without paho queueing.
+        max_inflight_messages=2 * SEND_WINDOW,
+    )
+    # Our own window bounds what is pending; aiomqtt's warning per publish above 10
+    # pending would be one log line per message while a broker is slow.
+    client.pending_calls_threshold = 4 * SEND_WINDOW
+    return client
+
+
+# (what an error's text contains, what it means): aiomqtt turns the OSError of a
+# failed connect into a plain MqttError, so its text is what is left to go by.
+_CONNECT_CAUSES = (
+    (("Errno -2", "Errno -3", "Errno -5", "Name or service not known"),
+     "DNS: the host name does not resolve"),
+    (("Connection refused", "Errno 111"), "refused: nothing listens on that host and port"),
+    (("CERTIFICATE_VERIFY_FAILED", "SSL", "certificate"),
+     "TLS: the handshake or the certificate failed"),
+    (("code:134", "code:135", "code:4]", "code:5]", "Not authori", "Bad user name"),
+     "auth: the broker refused the user name or password"),
+    (("No route to host", "unreachable"), "network: no route to the host"),
+    (("timed out",), "timeout: no answer in time"),
+)  # fmt: skip
+
+
+def connect_cause(error: BaseException | str) -> str:
+    """What kind of failure a connect error is: DNS, refused, TLS, auth, network, timeout."""
+    text = str(error)
+    for needles, cause in _CONNECT_CAUSES:
+        if any(needle in text for needle in needles):
+            return cause
+    return "other"
+
+
+class BrokerStalled(aiomqtt.MqttError):
+    """The broker stopped acknowledging: the connection is dead even if TCP is not."""
+
+
+class SessionTakenOver(Exception):
+    """Another client connected with our client id. Reconnecting would knock it off in
+    turn, every second, for ever: the session ends instead."""
+
+
+SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason code
+
+
+def disconnect_cause(client: aiomqtt.Client) -> BaseException | None:
+    """What aiomqtt knows about why the connection ended ("[code:142] Session taken
+    over") but its message iterator reports as "Disconnected during message iteration"."""
+    ended = client._disconnected
+    if ended.done() and not ended.cancelled():
+        return ended.exception()
+    return None
+
+
+def is_takeover(error: BaseException) -> bool:
+    code = getattr(error, "rc", None)
+    return getattr(code, "value", code) == SESSION_TAKEN_OVER
+
+
+async def another_live_instance(
+    options: MqttOptions, heartbeat_topic: str, wait: float
+) -> bool:
+    """Whether a live bridge already serves our topics.
+
+    Its availability says online (retained) and its heartbeat (bridge info, refreshed
+    every keepalive/2) still comes. A bridge that died without its will reaching the
+    broker (killed while the broker was down) leaves "online" but no heartbeat.
+    Unreachable broker: False, and the session's own retries will say why.
+    """
+    client = aiomqtt.Client(
+        hostname=options.host,
+        port=options.port,
+        username=options.username,
+        password=options.password,
+        identifier=f"{options.client_id}-preflight",
+        protocol=aiomqtt.ProtocolVersion.V5
+        if options.protocol == "5"
+        else aiomqtt.ProtocolVersion.V311,
+        tls_context=options.tls,
+        tls_insecure=None if options.tls is None else not options.tls.check_hostname,
+        timeout=5,
+    )
+    try:
+        async with client:
+            await client.subscribe(options.availability_topic, qos=1)
+            async with asyncio.timeout(RETAINED_QUIET * 2):
+                async for message in client.messages:
+                    if message.payload != ONLINE:
+                        return False
+                    break
+            log.info("checking_for_another_instance", topic=heartbeat_topic, wait=wait)
+            await client.subscribe(heartbeat_topic, qos=0)
+            async with asyncio.timeout(wait):
+                async for message in client.messages:
+                    if message.topic.matches(heartbeat_topic) and not message.retain:
+                        return True
+    except (TimeoutError, aiomqtt.MqttError):
+        return False
+    return False

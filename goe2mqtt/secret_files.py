@@ -1,0 +1,52 @@
+"""Secrets in the config: printable, and in files only their owner can read.
+
+A token travels in an HTTP header and a password in MQTT's CONNECT: a control
+character (a stray newline from an editor or `echo`) would break every request long
+after start-up. A secret file that other users can read is refused unless the
+config says that is on purpose (allow_insecure_secrets).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+
+from pydantic import ValidationInfo
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_printable(value: str, key: str) -> None:
+    """Secrets travel in HTTP headers and MQTT CONNECT: a newline (often a stray one
+    from an editor or `echo`) would break every request, long after start-up."""
+    if _CONTROL.search(value):
+        raise ValueError(f"{key}: contains a control character (a newline or tab?): remove it")
+
+
+def check_secret_file(path: str, key: str, info: ValidationInfo) -> None:
+    """Refuse a secret that other users of the machine can read or change."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise ValueError(f"{key}: cannot read {path}: {exc.strerror}") from None
+    if not mode & (stat.S_IROTH | stat.S_IWOTH | stat.S_IWGRP):
+        return
+    problem = f"{key}: {path} is readable or writable by other users (chmod 600 or 640 it)"
+    context = info.context if isinstance(info.context, dict) else {}
+    if not context.get("allow_insecure_secrets", False):
+        raise ValueError(f"{problem}, or set allow_insecure_secrets: true")
+    context.setdefault("warnings", []).append(problem)
+
+
+def read_secret_file(path: str, key: str, info: ValidationInfo) -> str:
+    check_secret_file(path, key, info)
+    try:
+        secret = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"{key}: cannot read {path}: {exc.strerror}") from None
+    if not secret:
+        raise ValueError(f"{key}: {path} is empty")
+    check_printable(secret, key)
+    return secret
