@@ -166,7 +166,10 @@ async def commander(
             )  # fmt: skip
             command_id = uuid.uuid4().hex[:12]
             body = json.dumps({**payload, "id": command_id})
-            await client.publish(f"{BASE}/c{charger.serial}/cmd/{service}", body, qos=1)
+            try:
+                await client.publish(f"{BASE}/c{charger.serial}/cmd/{service}", body, qos=1)
+            except aiomqtt.MqttError:
+                continue  # not acknowledged (broker frozen or gone): not counted as sent
             sent[command_id] = time.monotonic()  # the broker has it
 
     while time.monotonic() < drain_until:
