@@ -22,7 +22,8 @@ import structlog
 
 from goe2mqtt import __version__
 from goe2mqtt.aio import wait_until_set
-from goe2mqtt.charger import CONFIRM_DELAYS, ChargerBridge, iso
+from goe2mqtt.charger import ChargerBridge, iso
+from goe2mqtt.charger_commands import CONFIRM_DELAYS
 from goe2mqtt.commands import result_json
 from goe2mqtt.config import ChargerSettings, Settings
 from goe2mqtt.discovery import (

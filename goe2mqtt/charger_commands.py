@@ -1,0 +1,269 @@
+"""One charger's commands: a bounded queue, run one at a time, each confirmed.
+
+Freshness and availability are checked again when a command's turn comes; a charger
+that goes offline refuses what waits for it; a set whose answer was lost is looked
+for before it counts as failed; every set is read back until the charger shows it.
+The charger (ChargerBridge) lends its status, lock, client and read-back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from goe2mqtt.commands import (
+    CommandError,
+    SetCall,
+    check_fresh,
+    command_result,
+    parse_command,
+    request_id_of,
+)
+from goe2mqtt.goe import GoeError, JsonValue, RateLimited, TransientError
+from goe2mqtt.outcomes import (
+    NOT_CONFIRMED,
+    CommandSink,
+    CommandStats,
+    QueuedCommand,
+    interrupted,
+    rejection,
+    unconfirmed_values,
+)
+
+if TYPE_CHECKING:
+    from goe2mqtt.charger import ChargerBridge
+
+log = structlog.get_logger()
+
+FOLLOW_UP_DELAY = 1.5  # the charger's logic runs once a second: look again after a command
+# The cloud answers a set with 202 "forwarded, no guarantee": read the status back
+# after these pauses (about 5 s in all) until the charger shows the new values.
+CONFIRM_DELAYS = (0.0, 1.5, 3.5)
+MAX_QUEUED_COMMANDS = 20  # per charger; more waiting means the sender should slow down
+
+
+class CommandRunner:
+    def __init__(
+        self,
+        charger: ChargerBridge,
+        *,
+        sink: CommandSink | None,
+        max_command_age: float,
+        confirm_delays: Sequence[float],
+        max_queued: int,
+    ) -> None:
+        self._charger = charger
+        self._sink = sink
+        self._max_command_age = max_command_age
+        self._confirm_delays = tuple(confirm_delays)
+        self._max_queued = max_queued
+        self._queue: deque[QueuedCommand] = deque()
+        self._queued = asyncio.Event()
+        self.running: QueuedCommand | None = None
+        self._sent: list[SetCall] | None = None  # set calls of the running command, once sent
+        self.stats = CommandStats()
+
+    def wake(self) -> None:
+        """Let serve() see that the charger stops."""
+        self._queued.set()
+
+    def refuse_waiting(self, reason: str) -> None:
+        """Refuse every waiting command (the charger went offline)."""
+        while self._queue:
+            self._refuse(self._queue.popleft(), reason)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def submit(self, command: QueuedCommand) -> None:
+        """Queue a command; it is refused at once if it cannot wait."""
+        if self._charger.polled and not self._charger.online:
+            self._refuse(command, "charger offline")
+        elif len(self._queue) >= self._max_queued:
+            self._refuse(
+                command, f"queue full: {len(self._queue)} commands wait for {self._charger.name}"
+            )
+        else:
+            self._queue.append(command)
+            self._queued.set()
+            log.debug(
+                "command_queued",
+                charger=self._charger.name,
+                service=command.service,
+                seq=command.seq,
+                waiting=len(self._queue),
+            )
+
+    async def serve(self) -> None:
+        """Run queued commands one after the other until stop().
+
+        A command cancelled while it runs (shutdown grace exceeded) still gets its
+        result: outcome unknown if a set may have gone out, so nobody resends blindly.
+        """
+        while not self._charger.stopping:
+            if not self._queue:
+                self._queued.clear()
+                await self._queued.wait()
+                continue
+            command = self._queue.popleft()
+            self.running, self._sent = command, None
+            try:
+                result = await self._execute(command)
+            except asyncio.CancelledError:
+                if self._sent is None:
+                    self._queue.appendleft(command)  # never started: runs after the restart
+                else:
+                    self._report(command, interrupted(command, self._sent))
+                raise
+            except Exception as exc:
+                log.exception(
+                    "command_crashed", charger=self._charger.name, service=command.service
+                )
+                self.stats.failed += 1
+                result = command_result(
+                    command.service,
+                    ok=False,
+                    request_id=request_id_of(command.payload),
+                    error=f"internal error: {type(exc).__name__}",
+                )
+            finally:
+                self.running = None
+            self._report(command, result)
+
+    def _report(self, command: QueuedCommand, result: dict[str, Any]) -> None:
+        if self._sink is not None:
+            self._sink.command_finished(command, result)
+
+    def _refuse(self, command: QueuedCommand, reason: str) -> None:
+        """Refuse a command that never reached the charger."""
+        self.stats.rejected += 1
+        self._report(command, rejection(command, reason))
+
+    async def execute(self, command: QueuedCommand) -> dict[str, Any]:
+        """Run one command now (outside the queue); its result."""
+        self._sent = None
+        return await self._execute(command)
+
+    async def _execute(self, queued: QueuedCommand) -> dict[str, Any]:
+        """Validate, run and confirm one command; the result for the result topic."""
+        service = queued.service
+        try:
+            if queued.retained:
+                raise CommandError("retained command ignored: publish commands without retain")
+            command = parse_command(service, queued.payload)
+            now, max_age = time.time(), self._max_command_age
+            check_fresh(command.sent_at, now=now, max_age=max_age)
+            check_fresh(queued.received, now=now, max_age=max_age, what="received")
+            if not self._charger.polled:
+                # Not polled yet: commands queued while we were away arrive right after
+                # connecting, before the first poll. Look now instead of refusing them.
+                await self._charger.refresh()
+            if not self._charger.online:
+                raise CommandError("charger offline")
+            hold_off = self._charger.hold_off
+            if hold_off > 0:
+                raise CommandError(f"rate limited by the cloud: retry after {hold_off:.0f} s")
+            calls = command.service.plan(command.arguments, self._charger.status)
+        except CommandError as exc:
+            self.stats.rejected += 1
+            return rejection(queued, str(exc))
+
+        async with self._charger.lock:  # one conversation with the charger at a time
+            self._sent = list(calls)
+            if self._sink is not None:
+                self._sink.command_started(queued, calls)
+            log.debug("command_started", charger=self._charger.name, service=service, calls=calls)
+            applied, error = await self._apply(calls)
+            unconfirmed: dict[str, dict[str, Any]] = {}
+            if error is None:
+                unconfirmed = await self._confirm(applied)
+                if unconfirmed:
+                    error = NOT_CONFIRMED
+            else:
+                await self._charger.read_back()  # show whatever did change
+        # Look once more after the charger's once-a-second logic has acted (car state).
+        self._charger.poll_soon(FOLLOW_UP_DELAY)
+        if error is not None:
+            self.stats.failed += 1
+            self._charger.last_error = (time.time(), f"{service} failed: {error}")
+            log.warning(
+                "command_failed",
+                charger=self._charger.name,
+                service=service,
+                reason=error,
+                applied=applied,
+                unconfirmed=unconfirmed or None,
+            )
+            extra: dict[str, Any] = {"unconfirmed": unconfirmed} if unconfirmed else {}
+            return command_result(
+                service,
+                ok=False,
+                request_id=command.request_id,
+                error=error,
+                applied=applied,
+                **extra,
+            )
+        self.stats.ok += 1
+        log.info("command_done", charger=self._charger.name, service=service, applied=applied)
+        return command_result(service, ok=True, request_id=command.request_id, applied=applied)
+
+    async def _apply(self, calls: Sequence[SetCall]) -> tuple[list[SetCall], str | None]:
+        """Send the set calls in order; stop at the first that fails for good."""
+        applied: list[SetCall] = []
+        for call in calls:
+            log.debug("command_set", charger=self._charger.name, call=call)
+            try:
+                await self._set_with_retry(call)
+            except TransientError as exc:
+                # A set whose answer was lost may still have reached the charger:
+                # look before calling it failed.
+                if await self._confirm([call]):
+                    return applied, str(exc)
+                log.info(
+                    "set_answer_lost",
+                    charger=self._charger.name,
+                    keys=sorted(call),
+                    reason=str(exc),
+                )
+            except GoeError as exc:
+                return applied, str(exc)
+            applied.append(call)
+        return applied, None
+
+    async def _set_with_retry(self, call: SetCall) -> None:
+        # Every set we send is an absolute value (amp=10, frc=2), so sending it twice
+        # is harmless; a 4xx says the charger refused and asking again will not help,
+        # and a 429 asks us to wait, not to ask again at once.
+        try:
+            await self._charger.client.set(call)
+        except RateLimited:
+            raise
+        except TransientError as exc:
+            log.info("set_retry", charger=self._charger.name, keys=sorted(call), reason=str(exc))
+            await self._charger.client.set(call)
+
+    async def _confirm(self, applied: Sequence[SetCall]) -> dict[str, dict[str, Any]]:
+        """Read back until the charger shows every value set; what it still does not show."""
+        expected: dict[str, JsonValue] = {}
+        for call in applied:
+            expected.update(call)
+        unconfirmed = unconfirmed_values(expected, self._charger.status)
+        for delay in self._confirm_delays:
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if await self._charger.read_back():
+                unconfirmed = unconfirmed_values(expected, self._charger.status)
+                log.debug(
+                    "command_read_back", charger=self._charger.name, unconfirmed=sorted(unconfirmed)
+                )
+                if not unconfirmed:
+                    break
+            elif not self._charger.online:
+                break  # the charger is gone: more read-backs would only wait for timeouts
+        return unconfirmed
