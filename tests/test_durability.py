@@ -169,9 +169,12 @@ async def test_results_finished_while_the_broker_is_down_arrive_after_it_is_back
             results += _results(probe, topics.result("garage"))
     finally:
         await running.stop()
-    assert sorted(r["id"] for r in results) == list(range(count))
+    ids = [r["id"] for r in results]
+    assert sorted(set(ids)) == list(range(count))  # every command answered
+    # A result in flight as the broker stops may arrive twice (QoS 1, same id): rare.
+    assert len(ids) - len(set(ids)) <= 1, ids
     journal = Journal(journal_path(settings))
-    assert journal.count() == {PUBLISHED: count}  # nothing owed, nothing lost
+    assert journal.count() == {PUBLISHED: count}  # one entry each: none run twice, none owed
     journal.close()
 
 
