@@ -67,6 +67,10 @@ class CommandDesk:
     def results_pending(self) -> int:
         return len(self._results)
 
+    def owed(self) -> list[str]:
+        """The results the broker has not acknowledged yet, as JSON, oldest first."""
+        return [payload for _, _, payload in self._results]
+
     def recover(self) -> None:
         """Pick up what the last run left in the journal."""
         self.prune()

@@ -86,18 +86,14 @@ class MqttProbe:
         username: str | None = None,
         password: str | None = None,
         tls_context: ssl.SSLContext | None = None,
-        session: str | None = None,
     ) -> None:
-        # session: a persistent session of that name, so messages published while this
-        # probe is away (a broker restart) wait for it in the broker.
         self._client = aiomqtt.Client(
             host,
             port,
-            identifier=session or f"probe-{uuid.uuid4().hex[:8]}",
+            identifier=f"probe-{uuid.uuid4().hex[:8]}",
             username=username,
             password=password,
             tls_context=tls_context,
-            clean_session=session is None,
         )
         self._subscriptions = subscriptions
         self.messages: list[Received] = []
