@@ -99,10 +99,6 @@ class MqttSession:
     def options(self) -> MqttOptions:
         return self._options
 
-    @property
-    def availability_topic(self) -> str:
-        return self._options.availability_topic
-
     def availability_seen(self, payload: bytes) -> None:
         """Someone else wrote our availability (a demo, a stray test, a copied config):
         while we are connected we are online, so say it again."""
@@ -114,9 +110,7 @@ class MqttSession:
             payload=payload[:40].decode("utf-8", "replace"),
             action="published online again",
         )
-        self._retained.pop(self._options.availability_topic, None)
-        self._retained[self._options.availability_topic] = ONLINE
-        self._mark(self._options.availability_topic)
+        self._store(self._options.availability_topic, ONLINE)
 
     @property
     def backlog(self) -> int:
@@ -137,10 +131,15 @@ class MqttSession:
         Returns at once: the sender delivers it, newest value first per topic.
         """
         data = payload.encode() if isinstance(payload, str) else payload
-        if self._retained.get(topic) == data:
-            return
-        # Re-inserted at the end: a republish goes out in the order things last changed,
-        # so "online" comes after the states and configs it vouches for.
+        if self._retained.get(topic) != data:
+            self._store(topic, data)
+
+    def _store(self, topic: str, data: bytes) -> None:
+        """Keep ``data`` as the topic's retained value and owe it to the broker.
+
+        Re-inserted at the end: a republish goes out in the order things last changed,
+        so "online" comes after the states and configs it vouches for.
+        """
         self._retained.pop(topic, None)
         self._retained[topic] = data
         self._mark(topic)
@@ -193,13 +192,11 @@ class MqttSession:
         async def send(topic: str, data: bytes) -> None:
             try:
                 await client.publish(topic, data, qos=1, retain=True, timeout=self.ack_timeout)
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, aiomqtt.MqttError) as exc:
                 if topic not in self._dirty and self._retained.get(topic) == data:
                     self._mark(topic)  # not known to have arrived: still owed
-                raise
-            except aiomqtt.MqttError as exc:
-                if topic not in self._dirty and self._retained.get(topic) == data:
-                    self._mark(topic)  # still owed; goes out after the reconnect
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
                 if not failure.done():
                     timed_out = "timed out" in str(exc)
                     failure.set_exception(
@@ -400,9 +397,7 @@ class MqttSession:
 
     async def _say_goodbye(self, client: aiomqtt.Client) -> None:
         for topic, data in self._final:
-            self._retained.pop(topic, None)
-            self._retained[topic] = data
-            self._mark(topic)
+            self._store(topic, data)
         await self._flush(client)
         await client.publish(self._options.availability_topic, OFFLINE, qos=1, retain=True)
         log.info("mqtt_disconnecting")
