@@ -57,6 +57,36 @@ class AnotherInstance(Exception):
     """A live bridge already serves these topics."""
 
 
+def session_options(settings: Settings, topics: Topics) -> MqttOptions:
+    """The MQTT session the settings describe (the bridge's; checks use it too)."""
+    mqtt = settings.mqtt
+    return MqttOptions(
+        host=mqtt.host,
+        port=mqtt.port,
+        username=mqtt.username,
+        password=mqtt.password.get_secret_value() if mqtt.password else None,
+        client_id=mqtt.client_id,
+        keepalive=mqtt.keepalive,
+        availability_topic=topics.bridge_availability,
+        protocol=mqtt.protocol,
+        session_expiry=mqtt.max_command_age,
+        tls=mqtt.tls.context() if mqtt.tls is not None else None,
+    )
+
+
+def goe_client(
+    http: aiohttp.ClientSession, charger: ChargerSettings, *, timeout: float | None = None
+) -> GoeClient:
+    """The go-e API of one configured charger, cloud or local."""
+    return GoeClient(
+        http,
+        charger.base_url,
+        charger.token.get_secret_value() if charger.token else None,
+        timeout=charger.timeout if timeout is None else timeout,
+        local=charger.transport == "local",
+    )
+
+
 def journal_path(settings: Settings) -> Path:
     """{state_dir}/{client_id}.journal: one journal per MQTT session."""
     return Path(settings.state_dir) / f"{settings.mqtt.client_id}.journal"
@@ -100,18 +130,7 @@ class Bridge:
                 self._prefix, mqtt.base_topic, (c.name for c in settings.chargers)
             )
         self.mqtt = MqttSession(
-            MqttOptions(
-                host=mqtt.host,
-                port=mqtt.port,
-                username=mqtt.username,
-                password=mqtt.password.get_secret_value() if mqtt.password else None,
-                client_id=mqtt.client_id,
-                keepalive=mqtt.keepalive,
-                availability_topic=self.topics.bridge_availability,
-                protocol=mqtt.protocol,
-                session_expiry=mqtt.max_command_age,
-                tls=mqtt.tls.context() if mqtt.tls is not None else None,
-            ),
+            session_options(settings, self.topics),
             subscriptions,
             on_connection=self._mqtt_connection_changed,
         )
@@ -178,16 +197,9 @@ class Bridge:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
         async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
             for charger in self.settings.owned_chargers():
-                client = GoeClient(
-                    http,
-                    charger.base_url,
-                    _token(charger),
-                    timeout=charger.timeout,
-                    local=charger.transport == "local",
-                )
                 self.chargers[charger.name] = ChargerBridge(
                     charger,
-                    client,
+                    goe_client(http, charger),
                     self.mqtt,
                     topics=self.topics,
                     discovery_prefix=self._prefix,
@@ -362,6 +374,3 @@ def raise_open_file_limit() -> None:
         except (ValueError, OSError) as exc:
             log.warning("open_file_limit", soft=soft, hard=hard, error=str(exc))
 
-
-def _token(charger: ChargerSettings) -> str | None:
-    return charger.token.get_secret_value() if charger.token else None

@@ -14,9 +14,11 @@ import aiohttp
 import aiomqtt
 
 from goe2mqtt import __version__
+from goe2mqtt.bridge import goe_client, session_options
 from goe2mqtt.config import ChargerSettings, Settings
-from goe2mqtt.goe import AuthFailed, ChargerOffline, GoeClient, GoeError
-from goe2mqtt.mqtt_client import connect_cause
+from goe2mqtt.discovery import Topics
+from goe2mqtt.goe import AuthFailed, ChargerOffline, GoeError
+from goe2mqtt.mqtt_client import connect_cause, side_client
 
 TIMEOUT = 10.0
 _FACTS = ("sse", "typ", "fwv", "car")
@@ -35,19 +37,9 @@ class Check:
 async def check_broker(settings: Settings) -> Check:
     mqtt = settings.mqtt
     what = f"MQTT broker {mqtt.host}:{mqtt.port}"
-    v5 = mqtt.protocol == "5"
-    client = aiomqtt.Client(
-        hostname=mqtt.host,
-        port=mqtt.port,
-        username=mqtt.username,
-        password=mqtt.password.get_secret_value() if mqtt.password else None,
-        identifier=f"{mqtt.client_id}-check",
-        protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
-        tls_context=mqtt.tls.context() if mqtt.tls is not None else None,
-        timeout=TIMEOUT,
-    )
+    options = session_options(settings, Topics(mqtt.base_topic))
     try:
-        async with client:
+        async with side_client(options, "check", timeout=TIMEOUT):
             pass
     except aiomqtt.MqttError as exc:
         return Check(False, what, f"{connect_cause(exc)} ({exc})")
@@ -59,12 +51,8 @@ async def check_broker(settings: Settings) -> Check:
 async def check_charger(http: aiohttp.ClientSession, charger: ChargerSettings) -> Check:
     where = f"cloud, serial {charger.serial}" if charger.transport == "cloud" else charger.host
     what = f"charger {charger.name} ({where})"
-    token = charger.token.get_secret_value() if charger.token else None
-    client = GoeClient(
-        http, charger.base_url, token, timeout=TIMEOUT, local=charger.transport == "local"
-    )
     try:
-        status = await client.status(_FACTS)
+        status = await goe_client(http, charger, timeout=TIMEOUT).status(_FACTS)
     except AuthFailed:
         return Check(False, what, "token rejected (401): copy the API key from the go-e app again")
     except ChargerOffline as exc:

@@ -107,6 +107,28 @@ async def until_quiet(counter: list[int]) -> None:
         await asyncio.sleep(RETAINED_QUIET)
 
 
+def _connection(options: MqttOptions) -> dict[str, Any]:
+    """Where and how to reach the broker: the same for the session and side clients."""
+    return {
+        "hostname": options.host,
+        "port": options.port,
+        "username": options.username,
+        "password": options.password,
+        "protocol": aiomqtt.ProtocolVersion.V5
+        if options.protocol == "5"
+        else aiomqtt.ProtocolVersion.V311,
+        "tls_context": options.tls,
+        "tls_insecure": None if options.tls is None else not options.tls.check_hostname,
+    }
+
+
+def side_client(options: MqttOptions, role: str, timeout: float) -> aiomqtt.Client:
+    """A short extra connection beside the session (a check, the preflight): own id."""
+    return aiomqtt.Client(
+        **_connection(options), identifier=f"{options.client_id}-{role}", timeout=timeout
+    )
+
+
 def new_client(options: MqttOptions) -> aiomqtt.Client:
     persistent = options.session_expiry > 0
     v5 = options.protocol == "5"
@@ -115,23 +137,17 @@ def new_client(options: MqttOptions) -> aiomqtt.Client:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = options.session_expiry
     client = aiomqtt.Client(
-        hostname=options.host,
-        port=options.port,
-        username=options.username,
-        password=options.password,
+        **_connection(options),
         identifier=options.client_id,
         keepalive=options.keepalive,
         will=aiomqtt.Will(options.availability_topic, OFFLINE, qos=1, retain=True),
         timeout=10,
-        protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
         clean_session=None if v5 else not persistent,
         # Every connection is a new aiomqtt client, so the default "clean on the first
         # connect only" would mean always: ask for the existing session explicitly.
         # (paho refuses any other value than the default for MQTT 3.1.1.)
         clean_start=(not persistent) if v5 else MQTT_CLEAN_START_FIRST_ONLY,
         properties=properties,
-        tls_context=options.tls,
-        tls_insecure=None if options.tls is None else not options.tls.check_hostname,
         # The sender's window, the results and the goodbye fit without paho queueing.
         max_inflight_messages=2 * SEND_WINDOW,
     )
@@ -201,19 +217,7 @@ async def another_live_instance(
     broker (killed while the broker was down) leaves "online" but no heartbeat.
     Unreachable broker: False, and the session's own retries will say why.
     """
-    client = aiomqtt.Client(
-        hostname=options.host,
-        port=options.port,
-        username=options.username,
-        password=options.password,
-        identifier=f"{options.client_id}-preflight",
-        protocol=aiomqtt.ProtocolVersion.V5
-        if options.protocol == "5"
-        else aiomqtt.ProtocolVersion.V311,
-        tls_context=options.tls,
-        tls_insecure=None if options.tls is None else not options.tls.check_hostname,
-        timeout=5,
-    )
+    client = side_client(options, "preflight", timeout=5)
     try:
         async with client:
             await client.subscribe(options.availability_topic, qos=1)
