@@ -73,7 +73,7 @@ class ChargerBridge:
     ) -> None:
         self.settings = settings
         self.name = settings.name
-        self._client = client
+        self.client = client
         self._publisher = publisher
         self._topics = topics
         self._discovery_prefix = discovery_prefix
@@ -87,13 +87,10 @@ class ChargerBridge:
         self._problems: dict[str, str] = {}
         self._published: dict[str, str] = {}  # state texts last handed to the publisher
         self._facts: DeviceFacts | None = None
-        self._lock = asyncio.Lock()  # one conversation with the charger at a time
+        self.lock = asyncio.Lock()  # one conversation with the charger at a time
         self._wake = asyncio.Event()
         self._stopping = False
         self.last_error: tuple[float, str] | None = None  # (unix time, what went wrong)
-        # Public, for the runner: one conversation with the charger at a time.
-        self.lock = self._lock
-        self.client = client
         self.runner = CommandRunner(
             self,
             sink=sink,
@@ -181,7 +178,7 @@ class ChargerBridge:
         self.runner.wake()
 
     def next_delay(self) -> float:
-        hold_off = self._not_before - time.monotonic()
+        hold_off = self.hold_off
         if self.failures:
             factor = min(2 ** (self.failures - 1), MAX_BACKOFF_FACTOR)
             return max(float(self.settings.scan_interval * factor), hold_off)
@@ -198,13 +195,14 @@ class ChargerBridge:
 
     async def refresh(self) -> bool:
         """Read the charger once and publish what changed; False if it did not answer."""
-        async with self._lock:
-            return await self._refresh_locked()
+        async with self.lock:
+            return await self.read_back()
 
-    async def _refresh_locked(self) -> bool:
+    async def read_back(self) -> bool:
+        """refresh() for a caller that already holds the lock."""
         started = time.monotonic()
         try:
-            status = await self._client.status(STATUS_KEYS)
+            status = await self.client.status(STATUS_KEYS)
         except GoeError as exc:
             await self._poll_failed(exc)
             return False
@@ -273,10 +271,6 @@ class ChargerBridge:
     def hold_off(self) -> float:
         """Seconds the cloud asked us to wait (Retry-After); 0 when it did not."""
         return max(0.0, self._not_before - time.monotonic())
-
-    async def read_back(self) -> bool:
-        """refresh() for a caller that already holds the lock."""
-        return await self._refresh_locked()
 
     def info(self) -> dict[str, Any]:
         return {
