@@ -20,16 +20,24 @@ from typing import Any, Protocol
 import structlog
 
 from goe2mqtt.aio import wait_until_set
-from goe2mqtt.catalogue import STATUS_KEYS, format_state, read_states
+from goe2mqtt.catalogue import STATUS_KEYS, format_state, read_states, reported_keys
 from goe2mqtt.charger_commands import CONFIRM_DELAYS, MAX_QUEUED_COMMANDS, CommandRunner
 from goe2mqtt.config import ChargerSettings
-from goe2mqtt.discovery import OFFLINE, ONLINE, DeviceFacts, Topics, render_discovery
+from goe2mqtt.discovery import (
+    OFFLINE,
+    ONLINE,
+    DeviceFacts,
+    Topics,
+    discovery_topic,
+    render_discovery,
+)
 from goe2mqtt.goe import GoeClient, GoeError, RateLimited
 from goe2mqtt.outcomes import (
     CommandSink,
     CommandStats,
     QueuedCommand,
 )
+from goe2mqtt.pv_feed import PvFeed
 
 log = structlog.get_logger()
 
@@ -87,10 +95,21 @@ class ChargerBridge:
         self._problems: dict[str, str] = {}
         self._published: dict[str, str] = {}  # state texts last handed to the publisher
         self._facts: DeviceFacts | None = None
+        self._configs: dict[str, str] = {}  # discovery topic -> payload last published
+        self._keys: frozenset[str] | None = None  # the keys the charger has (_learn_keys)
+        self._keys_firmware: Any = None
         self.lock = asyncio.Lock()  # one conversation with the charger at a time
         self._wake = asyncio.Event()
         self._stopping = False
         self.last_error: tuple[float, str] | None = None  # (unix time, what went wrong)
+        self.pv_feed = PvFeed(
+            self.name,
+            self._write_feed,
+            self._feed_changed,
+            interval=settings.pv_feed_interval,
+            timeout=settings.pv_feed_timeout,
+        )
+        self._feed_publish: asyncio.Task[list[str]] | None = None
         self.runner = CommandRunner(
             self,
             sink=sink,
@@ -108,8 +127,9 @@ class ChargerBridge:
     async def _publish_discovery(self, facts: DeviceFacts) -> None:
         if self._discovery_prefix is None or facts == self._facts or self.serial is None:
             return
+        first_contact = facts.contacted and not (self._facts and self._facts.contacted)
         self._facts = facts
-        configs = render_discovery(
+        configs, absent = render_discovery(
             prefix=self._discovery_prefix,
             topics=self._topics,
             charger=self.name,
@@ -117,10 +137,40 @@ class ChargerBridge:
             facts=facts,
         )
         for topic, payload in configs.items():
-            await self._publisher.publish_retained(topic, payload)
+            if self._configs.get(topic) != payload:
+                self._configs[topic] = payload
+                await self._publisher.publish_retained(topic, payload)
+        if not facts.contacted:
+            return  # not heard from yet: what an earlier run announced stays
+        for entity in absent:
+            topic = discovery_topic(self._discovery_prefix, self._topics.base, self.name, entity)
+            # At first contact an earlier run (or firmware) may have announced it.
+            if self._configs.pop(topic, None) is not None or first_contact:
+                if not first_contact:
+                    log.info("entity_removed", charger=self.name, entity=entity.key,
+                             reason="the charger no longer reports its keys")
+                await self._publisher.publish_retained(topic, b"")
+                if entity.value is not None:
+                    await self._publisher.publish_retained(
+                        self._topics.state(self.name, entity.key), b""
+                    )
+
+    def _learn_keys(self, status: Mapping[str, Any]) -> frozenset[str]:
+        """The keys this charger has: what it reported since its firmware last changed.
+
+        A key missing from one answer (a partial or garbled status) leaves its entity in
+        place, shown unknown; only a firmware change lets keys - and entities - go.
+        """
+        firmware = status.get("fwv")
+        reported = reported_keys(status)
+        if self._keys is None or firmware != self._keys_firmware:
+            self._keys, self._keys_firmware = reported, firmware
+        elif not reported <= self._keys:
+            self._keys |= reported
+        return self._keys
 
     async def _publish_states(self, status: Mapping[str, Any]) -> list[str]:
-        states, problems = read_states(status)
+        states, problems = read_states({**status, **self.pv_feed.states()}, self._keys)
         for key in problems.keys() - self._problems.keys():
             log.warning("value_unreadable", charger=self.name, entity=key, reason=problems[key])
         self._problems = problems
@@ -138,6 +188,23 @@ class ChargerBridge:
             json.dumps(states, sort_keys=True, ensure_ascii=False, allow_nan=False),
         )
         return changed
+
+    # --- the PV feed: readings in, ids out, its state on our topics ------------------
+
+    def offer_reading(self, service: str, payload: bytes, *, retained: bool) -> str | None:
+        """A PV reading from MQTT; the reason when it is refused."""
+        return self.pv_feed.offer(service, payload, retained=retained)
+
+    async def _write_feed(self, reading: dict[str, float]) -> None:
+        # Not under the lock: a command's read-backs take seconds, and the charger
+        # would forget the feed meanwhile. ids touches no key a command sets.
+        if not self.online:
+            raise GoeError("charger offline")
+        await self.client.set({"ids": dict(reading)})
+
+    def _feed_changed(self) -> None:
+        if self.status and (self._feed_publish is None or self._feed_publish.done()):
+            self._feed_publish = asyncio.create_task(self._publish_states(self.status))
 
     async def go_offline(self, reason: str) -> None:
         if self.online:
@@ -176,6 +243,7 @@ class ChargerBridge:
         self._stopping = True
         self._wake.set()
         self.runner.wake()
+        self.pv_feed.stop()
 
     def next_delay(self) -> float:
         hold_off = self.hold_off
@@ -209,10 +277,11 @@ class ChargerBridge:
         took_ms = round((time.monotonic() - started) * 1000, 1)
         self.status = status
         self.last_success = time.time()
+        self.pv_feed.observe(status)
         if self.serial is None:
             self.serial = serial_from_status(status)
         recovered_after, self.failures = self.failures, 0
-        await self._publish_discovery(DeviceFacts.from_status(status))
+        await self._publish_discovery(DeviceFacts.from_status(status, self._learn_keys(status)))
         changed = await self._publish_states(status)
         log.debug("poll", charger=self.name, ms=took_ms, changed=changed)
         if not self.online:
@@ -251,7 +320,8 @@ class ChargerBridge:
         self.runner.submit(command)
 
     async def serve_commands(self) -> None:
-        await self.runner.serve()
+        """Commands one at a time, and the PV feed beside them."""
+        await asyncio.gather(self.runner.serve(), self.pv_feed.run())
 
     async def execute(self, command: QueuedCommand) -> dict[str, Any]:
         """Run one command now (outside the queue); its result."""

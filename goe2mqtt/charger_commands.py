@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from goe2mqtt.catalogue import UNCONFIRMABLE
 from goe2mqtt.commands import (
     CommandError,
     SetCall,
@@ -211,7 +212,11 @@ class CommandRunner:
             )
         self.stats.ok += 1
         log.info("command_done", charger=self._charger.name, service=service, applied=applied)
-        return command_result(service, ok=True, request_id=command.request_id, applied=applied)
+        blind = sorted({key for call in applied for key in call} & UNCONFIRMABLE)
+        extra = {"unconfirmable": blind} if blind else {}
+        return command_result(
+            service, ok=True, request_id=command.request_id, applied=applied, **extra
+        )
 
     async def _apply(self, calls: Sequence[SetCall]) -> tuple[list[SetCall], str | None]:
         """Send the set calls in order; stop at the first that fails for good."""

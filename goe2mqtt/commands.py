@@ -7,108 +7,57 @@ the charger.
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
-from goe2mqtt.catalogue import CAR_STATES, PHASE_MODES, Status
+from goe2mqtt.catalogue import (
+    CAR_STATES,
+    ENTITIES,
+    ENTITIES_BY_KEY,
+    PHASE_MODES,
+    SETTABLE,
+    EntityDescription,
+    Invalid,
+    Status,
+)
+from goe2mqtt.catalogue.writes import to_goe
 from goe2mqtt.goe import JsonValue
+from goe2mqtt.payloads import (
+    MAX_PAYLOAD_BYTES,
+    NOTHING,
+    PRESS,
+    CommandError,
+    Payload,
+    SetCall,
+    check_fresh,
+    command_result,
+    parse_payload,
+    parse_timestamp,
+    request_id_of,
+    result_json,
+)
 
-MAX_PAYLOAD_BYTES = 4096
-# HA's default payload for a button; accepted by every parameterless service.
-PRESS = "PRESS"
-# A default limit when the charger has not told us its own (go-e hardware range).
-FALLBACK_CURRENT_RANGE = (6, 32)
-
-# A bare word is what HA's select and button publish (auto, PRESS): not JSON, not an error.
-_BARE_WORD = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_ .-]{0,63}$")
-
-
-class CommandError(Exception):
-    """Invalid command; the message is the reason put on the result topic."""
-
-
-class _Nothing:
-    """An empty payload: no arguments at all (distinct from a JSON null)."""
-
-    def __repr__(self) -> str:
-        return "NOTHING"
-
-
-NOTHING: Final = _Nothing()
-
-SetCall = dict[str, JsonValue]
-
-
-@dataclass(frozen=True)
-class Payload:
-    value: Any  # a JSON value, a bare word, or NOTHING
-    request_id: JsonValue = None
-    sent_at: float | None = None  # unix seconds, from a "ts" field
-
-
-# Numbers above this are milliseconds (JavaScript's Date.now()); in seconds it is the year 5138.
-_MILLISECONDS_FROM = 1e11
-
-
-def parse_timestamp(value: Any) -> float:
-    """A "ts" field: unix seconds or milliseconds, or an ISO 8601 time with a zone."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if not math.isfinite(value) or value < 0:
-            raise CommandError("ts must be a unix time or an ISO 8601 time")
-        return value / 1000 if value > _MILLISECONDS_FROM else float(value)
-    if isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            raise CommandError("ts must be a unix time or an ISO 8601 time") from None
-        if moment.tzinfo is None:
-            raise CommandError("ts needs a time zone (e.g. 2026-01-01T12:00:00Z)")
-        return moment.timestamp()
-    raise CommandError("ts must be a unix time or an ISO 8601 time")
-
-
-def check_fresh(
-    sent_at: float | None, *, now: float, max_age: float, what: str = "sent"
-) -> None:
-    """Refuse a command that is too old to run, or from a clock too far ahead."""
-    if sent_at is None:
-        return
-    age = now - sent_at
-    if age > max_age:
-        raise CommandError(f"stale: {what} {age:.0f} s ago, max_command_age is {max_age:.0f} s")
-    if age < -max_age:
-        raise CommandError(f"ts is {-age:.0f} s in the future: check the sender's clock")
-
-
-def parse_payload(raw: bytes) -> Payload:
-    if len(raw) > MAX_PAYLOAD_BYTES:
-        raise CommandError(f"payload larger than {MAX_PAYLOAD_BYTES} bytes")
-    try:
-        text = raw.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise CommandError("payload is not UTF-8 text") from None
-    if not text:
-        return Payload(NOTHING)
-    try:
-        value = json.loads(text)
-    except RecursionError:  # 4 KiB of "[" nests deeper than the parser's stack
-        raise CommandError("payload is nested too deeply") from None
-    except ValueError:
-        if _BARE_WORD.match(text):
-            return Payload(text)
-        raise CommandError("payload is not valid JSON") from None
-    if isinstance(value, dict):
-        request_id = value.pop("id", None)
-        if not _valid_id(request_id):
-            raise CommandError("id must be a string or a finite number")
-        sent_at = parse_timestamp(value.pop("ts")) if "ts" in value else None
-        return Payload(value, request_id, sent_at)
-    return Payload(value)
+__all__ = [
+    "MAX_PAYLOAD_BYTES",
+    "NOTHING",
+    "PRESS",
+    "SERVICES",
+    "SERVICES_BY_NAME",
+    "Command",
+    "CommandError",
+    "Payload",
+    "ServiceDescription",
+    "SetCall",
+    "check_fresh",
+    "command_result",
+    "parse_command",
+    "parse_payload",
+    "parse_timestamp",
+    "request_id_of",
+    "result_json",
+]
 
 
 # --- parameter converters: raw JSON -> the value go-e gets -------------------------
@@ -223,22 +172,30 @@ class ServiceDescription:
         return args
 
 
-def current_range(status: Status) -> tuple[int, int]:
-    low, high = status.get("mca"), status.get("ama")
-    if isinstance(low, int) and isinstance(high, int) and not isinstance(low, bool) and low <= high:
-        return low, high
-    return FALLBACK_CURRENT_RANGE
-
-
 def _checked_current(args: Arguments, status: Status) -> list[SetCall]:
     power = args.get("charging_power")
     if power is None:
         return []
-    assert isinstance(power, int)
-    low, high = current_range(status)
-    if not low <= power <= high:
-        raise CommandError(f"charging_power must be between {low} and {high} A, got {power}")
-    return [{"amp": power}]
+    return [{"amp": _to_goe(ENTITIES_BY_KEY["charging_current"], power, status,
+                            name="charging_power")}]
+
+
+def _to_goe(
+    entity: EntityDescription, value: Any, status: Status, *, name: str, unit: str = "entity"
+) -> JsonValue:
+    assert entity.write is not None
+    try:
+        converted: JsonValue = to_goe(
+            entity.write,
+            value,
+            status,
+            name=name,
+            unit="goe" if unit == "goe" else "entity",
+            label=entity.unit,
+        )
+    except Invalid as exc:
+        raise CommandError(str(exc)) from None
+    return converted
 
 
 def _start(args: Arguments, status: Status) -> list[SetCall]:
@@ -279,7 +236,7 @@ def _wallbox_control(args: Arguments, status: Status) -> list[SetCall]:
     return [dict(_BUTTON_ACTIONS[car])]
 
 
-SERVICES: tuple[ServiceDescription, ...] = (
+SEED_SERVICES: tuple[ServiceDescription, ...] = (
     ServiceDescription(
         name="start_charging",
         params=(Param("charging_power", _charging_power, required=False),),
@@ -313,7 +270,65 @@ SERVICES: tuple[ServiceDescription, ...] = (
     ),
 )
 
+
+
+# --- one service per writable entity, and the generic set ---------------------------
+
+
+def _as_is(value: Any) -> JsonValue:
+    return value  # type: ignore[no-any-return]
+
+
+def _entity_service(entity: EntityDescription) -> ServiceDescription:
+    """cmd/<entity key>: the value in the entity's unit, as its state topic shows it."""
+    write = entity.write
+    assert write is not None
+
+    def plan(args: Arguments, status: Status) -> list[SetCall]:
+        value = _to_goe(entity, args.get("value"), status, name=entity.key)
+        return [{write.key: value}]
+
+    null = f", or null ({write.null_means})" if write.null_means else ""
+    return ServiceDescription(
+        name=entity.key,
+        params=() if write.kind == "press" else (Param("value", _as_is),),
+        plan=plan,
+        summary=f"{write.key}={entity.key} ({write.kind}{null})",
+    )
+
+
+def _set_keys(args: Arguments, status: Status) -> list[SetCall]:
+    if not args:
+        raise CommandError("set needs at least one key, e.g. {\"frc\": 0}")
+    call: SetCall = {}
+    for key, value in args.items():
+        call[key] = _to_goe(SETTABLE[key], value, status, name=key, unit="goe")
+    return [call]
+
+
+def _settable_param(key: str) -> Param:
+    return Param(key, _as_is, required=False)
+
+
+GENERIC_SET = ServiceDescription(
+    name="set",
+    params=tuple(_settable_param(key) for key in sorted(SETTABLE)),
+    plan=_set_keys,
+    summary="any writable go-e key in go-e's unit, validated like its entity: "
+    + ", ".join(sorted(SETTABLE)),
+)
+
+SERVICES: tuple[ServiceDescription, ...] = (
+    *SEED_SERVICES,
+    *(
+        _entity_service(entity)
+        for entity in ENTITIES
+        if entity.write is not None and entity.command is None
+    ),
+    GENERIC_SET,
+)
 SERVICES_BY_NAME: Mapping[str, ServiceDescription] = {s.name: s for s in SERVICES}
+assert len(SERVICES_BY_NAME) == len(SERVICES), "service names must be unique"
 
 
 @dataclass(frozen=True)
@@ -335,54 +350,3 @@ def parse_command(service_name: str, raw: bytes) -> Command:
     )
 
 
-def request_id_of(raw: bytes) -> JsonValue:
-    """Best effort: the id of a payload that failed validation, so the result still matches."""
-    if len(raw) > MAX_PAYLOAD_BYTES:
-        return None
-    try:
-        value = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    request_id = value.get("id") if isinstance(value, dict) else None
-    return request_id if _valid_id(request_id) else None
-
-
-def _valid_id(value: Any) -> bool:
-    """What can be echoed in a result: JSON has no Infinity or NaN (1e400 parses as inf)."""
-    if isinstance(value, float):
-        return math.isfinite(value)
-    return value is None or isinstance(value, str | int)
-
-
-# --- results ------------------------------------------------------------------------
-
-
-def command_result(
-    service: str, *, ok: bool, request_id: JsonValue, error: str | None = None, **extra: Any
-) -> dict[str, Any]:
-    """One result for {base}/{name}/cmd/result: service, ok, id, error and details."""
-    result: dict[str, Any] = {"service": service, "ok": ok}
-    if error is not None:
-        result["error"] = error
-    if request_id is not None:
-        result["id"] = request_id
-    result.update(extra)
-    return result
-
-
-def result_json(result: Mapping[str, Any]) -> str:
-    """Always valid JSON: a value the charger sent as NaN or Infinity becomes null."""
-    try:
-        return json.dumps(result, allow_nan=False, ensure_ascii=False)
-    except ValueError:
-        return json.dumps(_finite(result), allow_nan=False, ensure_ascii=False)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value

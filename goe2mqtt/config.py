@@ -171,6 +171,10 @@ class ChargerSettings(_Section):
     # scan_interval; set it equal to scan_interval to switch this off).
     idle_scan_interval: float | None = Field(default=None, gt=0, le=3600)
     timeout: float = Field(default=10.0, gt=0, le=120)
+    # PV feed (cmd/pv_feed, cmd/pv_grid, ...): the latest reading is written again this
+    # often, and the feed stops when no reading came for pv_feed_timeout.
+    pv_feed_interval: float = Field(default=5.0, ge=1, le=60)
+    pv_feed_timeout: float = Field(default=30.0, ge=2, le=3600)
 
     @model_validator(mode="after")
     def _load_token(self, info: ValidationInfo) -> ChargerSettings:

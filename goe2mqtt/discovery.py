@@ -13,8 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from goe2mqtt import PROJECT_URL, __version__
-from goe2mqtt.catalogue import ENTITIES, STATE_ENTITIES, UNKNOWN, EntityDescription, Status
-from goe2mqtt.commands import PRESS, current_range
+from goe2mqtt.catalogue import (
+    BASELINE_KEYS,
+    ENTITIES,
+    STATE_ENTITIES,
+    UNKNOWN,
+    EntityDescription,
+    Status,
+    reported_keys,
+)
+from goe2mqtt.catalogue.writes import number_range
+from goe2mqtt.commands import PRESS
 
 ORIGIN = {"name": "goe2mqtt", "sw_version": __version__, "support_url": PROJECT_URL}
 # State topics say null for unknown (what JSON readers such as Node-RED understand);
@@ -122,20 +131,61 @@ def expected_discovery_topics(prefix: str, base_topic: str, chargers: Iterable[s
 
 @dataclass(frozen=True)
 class DeviceFacts:
-    """What the charger says about itself that goes into discovery."""
+    """What the charger says about itself that shapes its discovery: model, firmware,
+    which keys it has (so which entities), and the ranges and options that follow
+    its state. Cheap to build and compare on every poll: discovery is only rendered
+    again when these change."""
 
     model: str | None = None
     sw_version: str | None = None
-    current_range: tuple[int, int] = current_range({})
+    keys: frozenset[str] = BASELINE_KEYS
+    ranges: tuple[tuple[str, float, float], ...] = ()  # entity key, min, max
+    choices: tuple[tuple[str, tuple[str, ...]], ...] = ()  # entity key, options
+    contacted: bool = False  # False: the charger never answered, keys are the baseline
 
     @classmethod
-    def from_status(cls, status: Status) -> DeviceFacts:
+    def from_status(cls, status: Status, keys: frozenset[str] | None = None) -> DeviceFacts:
+        """From one status; `keys` the charger has (default: the ones this status holds)."""
         model, firmware = status.get("typ"), status.get("fwv")
+        keys = reported_keys(status) if keys is None else keys
         return cls(
             model=model if isinstance(model, str) else None,
             sw_version=firmware if isinstance(firmware, str) else None,
-            current_range=current_range(status),
+            keys=keys,
+            ranges=tuple(
+                (entity.key, *_shown_range(entity, status))
+                for entity in _FOLLOWING_RANGES
+                if entity.present(keys)
+            ),
+            choices=tuple(
+                (entity.key, tuple(entity.write.choices_for(status).values()))
+                for entity in _FOLLOWING_CHOICES
+                if entity.write is not None and entity.present(keys)
+            ),
+            contacted=True,
         )
+
+
+# Entities whose discovery follows the charger's state (current ceiling, card names).
+_FOLLOWING_RANGES = tuple(e for e in ENTITIES if e.write is not None and e.write.bounds)
+_FOLLOWING_CHOICES = tuple(
+    e for e in ENTITIES if e.write is not None and callable(e.write.choices)
+)
+
+
+def _shown_range(entity: EntityDescription, status: Status) -> tuple[float, float]:
+    """The range HA's number gets: the real one, widened to hold the current value
+    (HA drops a state outside min..max as an error; a set above the ceiling is still
+    refused, with the reason, by the command)."""
+    assert entity.write is not None
+    low, high, _ = number_range(entity.write, status)
+    try:
+        value = entity.value(status) if entity.value is not None else None
+    except Exception:  # an unreadable value shows as unknown: nothing to make room for
+        value = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        low, high = min(low, value), max(high, value)
+    return low, high
 
 
 def device_block(name: str, serial: str, facts: DeviceFacts) -> dict[str, Any]:
@@ -149,6 +199,27 @@ def device_block(name: str, serial: str, facts: DeviceFacts) -> dict[str, Any]:
     if facts.sw_version:
         device["sw_version"] = facts.sw_version
     return device
+
+
+def _options(entity: EntityDescription, facts: DeviceFacts) -> list[str]:
+    for key, options in facts.choices:
+        if key == entity.key:
+            return list(options)
+    if entity.options:
+        return list(entity.options)
+    if entity.write is not None:
+        return list(entity.write.choices_for({}).values())
+    return []
+
+
+def _number_limits(entity: EntityDescription, facts: DeviceFacts) -> dict[str, Any]:
+    write = entity.write
+    assert write is not None, f"number {entity.key} declares no write"
+    low, high, _ = number_range(write, {})
+    for key, dynamic_low, dynamic_high in facts.ranges:
+        if key == entity.key:
+            low, high = dynamic_low, dynamic_high
+    return {"min": low, "max": high, "step": write.step, "mode": "box"}
 
 
 def entity_config(
@@ -185,8 +256,9 @@ def entity_config(
     if entity.value is not None:
         config["state_topic"] = topics.state(charger, entity.key)
         config["value_template"] = UNKNOWN_TEMPLATE
-    if entity.command is not None:
-        config["command_topic"] = topics.command(charger, entity.command)
+    service = entity.command_service
+    if service is not None:
+        config["command_topic"] = topics.command(charger, service)
         # HA then publishes at QoS 1: a press while the bridge restarts waits in its session.
         config["qos"] = 1
     optional = {
@@ -198,16 +270,23 @@ def entity_config(
         "suggested_display_precision": entity.precision,
     }
     config.update({k: v for k, v in optional.items() if v is not None})
-    if entity.options:
-        config["options"] = list(entity.options)
+    if entity.component in ("select", "sensor") and (options := _options(entity, facts)):
+        config["options"] = options
     if not entity.enabled_by_default:
         config["enabled_by_default"] = False
-    if entity.component == "binary_sensor":
+    if entity.component in ("binary_sensor", "switch"):
         config["payload_on"] = "true"
         config["payload_off"] = "false"
+        if entity.component == "switch":
+            config["state_on"] = "true"
+            config["state_off"] = "false"
     elif entity.component == "number":
-        low, high = facts.current_range
-        config.update({"min": low, "max": high, "step": 1, "mode": "box"})
+        config.update(_number_limits(entity, facts))
+    elif entity.component == "text":
+        if entity.pattern:
+            config["pattern"] = entity.pattern
+        if entity.write is not None:
+            config["max"] = entity.write.max_length
     elif entity.component == "button":
         config["payload_press"] = PRESS
     return config
@@ -220,16 +299,21 @@ def render_discovery(
     charger: str,
     serial: str,
     facts: DeviceFacts,
-) -> dict[str, str]:
-    """topic -> JSON payload for every entity of one charger."""
-    return {
-        discovery_topic(prefix, topics.base, charger, entity): json.dumps(
+) -> tuple[dict[str, str], list[EntityDescription]]:
+    """topic -> JSON payload for every entity the charger has, and the entities it
+    has not (whose configs a firmware change may have left behind)."""
+    configs: dict[str, str] = {}
+    absent: list[EntityDescription] = []
+    for entity in ENTITIES:
+        if not entity.present(facts.keys):
+            absent.append(entity)
+            continue
+        configs[discovery_topic(prefix, topics.base, charger, entity)] = json.dumps(
             entity_config(entity, topics=topics, charger=charger, serial=serial, facts=facts),
             sort_keys=True,
             ensure_ascii=False,
         )
-        for entity in ENTITIES
-    }
+    return configs, absent
 
 
 # --- the bridge itself as a device: its health where users look ---------------------

@@ -24,6 +24,7 @@ from goe2mqtt.journal import DONE, QUEUED, RUNNING, Entry, Journal
 from goe2mqtt.logs import SecretRedactor
 from goe2mqtt.mqtt import InboundMessage
 from goe2mqtt.outcomes import CommandStats, QueuedCommand, interrupted, rejection
+from goe2mqtt.pv_feed import INPUT_SERVICES
 
 log = structlog.get_logger()
 
@@ -97,6 +98,15 @@ class CommandDesk:
                 return  # another shard's charger: that instance answers
             if not self._answers_unknown:
                 return
+        bridge = self._chargers.get(charger)
+        if bridge is not None and service in INPUT_SERVICES:
+            # A PV reading: a measurement, not a command - no journal, no result when good.
+            reason = bridge.offer_reading(service, message.payload, retained=message.retain)
+            if reason is None:
+                return
+            loud = bridge.pv_feed.first_refusal(service, reason)
+            self._refuse_reading(charger, service, message, reason, loud=loud)
+            return
         received = time.time()
         seq = self.journal.record(
             charger,
@@ -111,6 +121,20 @@ class CommandDesk:
             log.info("command_redelivered", charger=charger, service=service, action="ignored")
             return
         self.route(QueuedCommand(seq, charger, service, message.payload, message.retain, received))
+
+    def _refuse_reading(
+        self, charger: str, service: str, message: InboundMessage, reason: str, *, loud: bool
+    ) -> None:
+        """A bad PV reading gets its reason on the result topic like a bad command."""
+        received = time.time()
+        seq = self.journal.record(
+            charger, service, message.payload, retained=message.retain, received=received,
+            mid=message.mid, dup=message.dup,
+        )
+        if seq is not None:
+            command = QueuedCommand(seq, charger, service, message.payload, message.retain,
+                                    received)
+            self.command_finished(command, rejection(command, reason, loud=loud))
 
     def route(self, command: QueuedCommand) -> None:
         bridge = self._chargers.get(command.charger)

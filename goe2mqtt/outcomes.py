@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from goe2mqtt.catalogue import UNCONFIRMABLE
 from goe2mqtt.commands import SetCall, command_result, request_id_of
 from goe2mqtt.goe import JsonValue
 
@@ -51,16 +52,30 @@ class CommandSink(Protocol):
 def unconfirmed_values(
     expected: Mapping[str, JsonValue], status: Mapping[str, Any]
 ) -> dict[str, dict[str, Any]]:
-    """The keys whose status value is not what we set yet."""
+    """The keys whose status value is not what we set yet (keys the charger does not
+    report, such as rst, cannot be confirmed and are not looked for)."""
     return {
         key: {"expected": value, "actual": status.get(key)}
         for key, value in expected.items()
-        if status.get(key) != value or isinstance(status.get(key), bool) != isinstance(value, bool)
+        if key not in UNCONFIRMABLE and not _same(status.get(key), value)
     }
 
 
-def rejection(command: QueuedCommand, reason: str) -> dict[str, Any]:
-    log.warning(
+def _same(actual: Any, expected: JsonValue) -> bool:
+    if isinstance(actual, bool) != isinstance(expected, bool):
+        return False
+    if isinstance(actual, float) or isinstance(expected, float):
+        # The charger keeps some settings as float32: 123.4 comes back 123.40000153.
+        if not isinstance(actual, int | float) or not isinstance(expected, int | float):
+            return False
+        return abs(actual - expected) <= max(1e-3, abs(expected) * 1e-6)
+    return bool(actual == expected)
+
+
+def rejection(command: QueuedCommand, reason: str, *, loud: bool = True) -> dict[str, Any]:
+    """A refused command's result; `loud=False` logs it at debug (a repeat of the same
+    refusal, e.g. a misconfigured PV feed sending every second)."""
+    (log.warning if loud else log.debug)(
         "command_rejected", charger=command.charger, service=command.service, reason=reason
     )
     return command_result(

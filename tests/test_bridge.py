@@ -99,7 +99,7 @@ async def test_values_follow_the_charger_and_quiet_polls_publish_nothing(
         ("set_phase", 2, [{"psm": 2}], "phase_mode", "3_phases"),
         ("set_phase", 0, [{"psm": 0}], "phase_mode", "auto"),
         ("set_transaction", {"status": 0}, [{"trx": 0}], "transaction", "no_card"),
-        ("set_transaction", None, [{"trx": None}], "transaction", "none"),
+        ("set_transaction", None, [{"trx": None}], "transaction", "no_transaction"),
     ],
 )
 async def test_commands_change_the_charger_and_show_at_once(

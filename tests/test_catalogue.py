@@ -112,9 +112,9 @@ def test_unknown_enum_code_is_unknown_and_reported() -> None:
 
 
 def test_growing_code_lists_show_new_codes_instead_of_failing() -> None:
-    states, problems = read_states({**CHARGING, "err": 42, "modelStatus": 33})
+    states, problems = read_states({**CHARGING, "err": 42, "modelStatus": 99})
     assert states["error"] == "code_42"
-    assert states["charging_reason"] == "code_33"
+    assert states["charging_reason"] == "code_99"
     assert problems == {}
 
 
@@ -147,15 +147,33 @@ def test_garbage_values_make_that_entity_unknown_not_the_mapping_fail(
 
 
 def test_missing_keys_are_unknown() -> None:
-    states, problems = read_states({})
-    assert all(value is None for value in states.values())
-    assert set(problems) == {e.key for e in ENTITIES if e.value is not None}
+    # Keys the charger reports (even as null) but whose values are missing: unknown,
+    # and each says why. Keys it does not report at all: no entity (see below).
+    keys = frozenset(STATUS_KEYS)
+    states, problems = read_states({}, keys)
+    charger_entities = {
+        e.key for e in ENTITIES
+        if e.value is not None and e.present(keys) and not e.reads[0].startswith("@")
+    }  # fmt: skip
+    assert all(states[key] is None for key in charger_entities)
+    assert states["pv_feed"] == "off"  # the bridge's own: nothing fed
+    # Card slots are optional in either generation's keys: absent means no card.
+    cards = {key for key in charger_entities if key.startswith("card_")}
+    assert set(problems) == charger_entities - cards
+
+
+def test_entities_of_keys_a_charger_does_not_report_are_left_out() -> None:
+    states, problems = read_states({"car": 2, "amp": 16})
+    assert {"car_status", "car_connected", "charging_current"} <= set(states)
+    assert "unlock_on_power_outage" not in states
+    assert not problems
 
 
 def test_status_filter_covers_every_key_the_catalogue_reads() -> None:
     for entity in ENTITIES:
-        assert set(entity.reads) <= STATUS_KEYS
-    assert {"mca", "ama", "car"} <= STATUS_KEYS
+        assert {key for key in entity.reads if not key.startswith("@")} <= STATUS_KEYS
+    assert {"mca", "ama", "car", "cbl", "adi", "amt", "var"} <= STATUS_KEYS
+    assert not any(key.startswith("@") for key in STATUS_KEYS)  # the bridge's own
 
 
 def test_simulator_status_maps_without_problems() -> None:

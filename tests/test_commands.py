@@ -67,7 +67,7 @@ def test_valid_commands_plan_the_documented_calls(
     ("service", "payload", "reason"),
     [
         ("start_charging", "{", "not valid JSON"),
-        ("start_charging", '{"charging_power": 40}', "between 6 and 16 A, got 40"),
+        ("start_charging", '{"charging_power": 40}', "16 A (max current setting 16 A), got 40"),
         ("start_charging", '{"charging_power": 5}', "between 6 and 16 A, got 5"),
         ("start_charging", '{"power": 10}', "unknown parameter 'power'"),
         ("start_charging", "PRESS", "charging_power must be an integer"),
@@ -78,7 +78,7 @@ def test_valid_commands_plan_the_documented_calls(
         ("change_charging_power", "true", "must be an integer"),
         ("change_charging_power", "[10]", 'takes {"charging_power": ...} or the bare value'),
         ("start_charging", "[]", "start_charging takes an empty payload, {}, "),
-        ("change_charging_power", "99", "between 6 and 16 A, got 99"),
+        ("change_charging_power", "99", "between 6 and 16 A (max current setting 16 A), got 99"),
         ("set_phase", "4", "phase must be auto (0), 1_phase (1) or 3_phases (2, or 3), got 4"),
         ("set_phase", '{"phase": "two"}', "phase must be auto (0), 1_phase (1)"),
         ("set_phase", '{"phase": true}', "phase must be auto (0), 1_phase (1)"),
@@ -87,7 +87,7 @@ def test_valid_commands_plan_the_documented_calls(
         ("set_transaction", "", "status is required"),
         ("stop_charging", "5", "takes no parameters: an empty payload, {} or PRESS"),
         ("frobnicate", "{}", "unknown service 'frobnicate'"),
-        ("start_charging", "ÿ", "not valid JSON"),
+        ("start_charging", "ÿ", "charging_power must be an integer"),
         ("start_charging", "x" * 5000, "larger than 4096 bytes"),
     ],
 )

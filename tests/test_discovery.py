@@ -17,17 +17,22 @@ from goe2mqtt.discovery import (
     node_id,
     render_discovery,
 )
+from goe2mqtt.simulator import SimulatedCharger
 
 TOPICS = Topics("goe2mqtt")
-FACTS = DeviceFacts(model="go-eCharger_V4", sw_version="60.4", current_range=(6, 16))
+# A HOME 11 kW with a cable plugged: every key of firmware 60.4, the current up to 16 A.
+_HOME = SimulatedCharger("012345", model_name="home11")
+_HOME.plug_in()
+FACTS = DeviceFacts.from_status(_HOME.status())
+COMPONENTS = {"sensor", "binary_sensor", "number", "select", "button", "switch", "text"}
 TOPIC_RE = re.compile(
-    r"^homeassistant/(sensor|binary_sensor|number|select|button)/"
+    r"^homeassistant/(sensor|binary_sensor|number|select|button|switch|text)/"
     r"[a-zA-Z0-9_-]+/[a-zA-Z0-9_-]+/config$"
 )
 
 
 def configs(facts: DeviceFacts = FACTS) -> dict[str, dict[str, Any]]:
-    rendered = render_discovery(
+    rendered, _ = render_discovery(
         prefix="homeassistant", topics=TOPICS, charger="garage", serial="012345", facts=facts
     )
     return {topic: json.loads(payload) for topic, payload in rendered.items()}
@@ -52,7 +57,7 @@ def test_every_config_has_identity_device_origin_and_availability() -> None:
         assert config["unique_id"].startswith("goe_012345_")
         unique_ids.add(config["unique_id"])
         component, entity_id = config["default_entity_id"].split(".")
-        assert component in {"sensor", "binary_sensor", "number", "select", "button"}
+        assert component in COMPONENTS
         assert entity_id.startswith("garage_")
         assert "object_id" not in config  # deprecated, warned about by current HA
         assert config["device"] == {

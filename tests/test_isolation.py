@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from goe2mqtt.broker import MosquittoBroker
 from goe2mqtt.catalogue import STATE_ENTITIES, STATUS_KEYS, format_state
+from goe2mqtt.catalogue.pv import FEED_OFF
 from goe2mqtt.charger import ChargerBridge
 from goe2mqtt.cli import main
 from goe2mqtt.config import parse_settings
@@ -101,7 +102,7 @@ async def test_any_value_for_any_key_never_stops_a_poll(
     """Random JSON for status keys, through HTTP and the whole poll path."""
     bridge, simulated, publisher = charger_bridge
     simulated.faults = Faults()
-    clean = simulated.status(STATUS_KEYS)
+    clean = {**FEED_OFF, **simulated.status(STATUS_KEYS)}  # no PV feed: it is off
     simulated.faults = Faults(values=hostile, only="status")
     assert await bridge.refresh()  # answered, mapped, published: never a crash
     published = {topic: payload.decode() for topic, payload in publisher.retained.items()}

@@ -1,61 +1,122 @@
 """Every entity goe2mqtt exposes, described once, split by domain.
 
 Discovery, state publishing and command routing all read ENTITIES: adding an entity
-is adding one EntityDescription to its domain's module (charging, energy,
-diagnostics). Value functions are pure: they turn a raw go-e status into one state,
-return None for "unknown", and raise Unreadable when the charger sent something that
-cannot be right (the bridge logs it once).
+is adding one EntityDescription to its domain's module (charging, phases, limits,
+energy, pv, access, cable, diagnostics). Value functions are pure: they turn a raw go-e
+status into one state, return None for "unknown", and raise Unreadable when the
+charger sent something that cannot be right (the bridge logs it once). An entity
+exists for a charger only when the charger reports its keys (model and firmware).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 
+from goe2mqtt.catalogue.access import ACCESS
+from goe2mqtt.catalogue.cable import CABLE
 from goe2mqtt.catalogue.charging import CHARGING
 from goe2mqtt.catalogue.codes import CAR_STATES, PHASE_MODES
 from goe2mqtt.catalogue.diagnostics import DIAGNOSTICS
 from goe2mqtt.catalogue.energy import ENERGY
-from goe2mqtt.catalogue.model import EntityDescription, StateValue, Status, Unreadable
+from goe2mqtt.catalogue.limits import LIMITS, current_bounds
+from goe2mqtt.catalogue.model import (
+    BRIDGE_KEY_PREFIX,
+    EntityDescription,
+    Invalid,
+    StateValue,
+    Status,
+    Unreadable,
+    Write,
+)
+from goe2mqtt.catalogue.phases import PHASES
+from goe2mqtt.catalogue.pv import FEED_OFF, PV
 
 __all__ = [
+    "BASELINE_KEYS",
     "CAR_STATES",
     "ENTITIES",
     "ENTITIES_BY_KEY",
     "PHASE_MODES",
+    "SETTABLE",
     "STATE_ENTITIES",
     "STATUS_KEYS",
+    "UNCONFIRMABLE",
     "UNKNOWN",
     "EntityDescription",
+    "Invalid",
     "StateValue",
     "Status",
     "Unreadable",
+    "Write",
+    "current_bounds",
     "format_state",
     "read_states",
+    "reported_keys",
 ]
 
-ENTITIES: tuple[EntityDescription, ...] = (*CHARGING, *ENERGY, *DIAGNOSTICS)
+ENTITIES: tuple[EntityDescription, ...] = (
+    *CHARGING, *PHASES, *LIMITS, *ENERGY, *PV, *ACCESS, *CABLE, *DIAGNOSTICS,
+)  # fmt: skip
 
 ENTITIES_BY_KEY: Mapping[str, EntityDescription] = {e.key: e for e in ENTITIES}
+assert len(ENTITIES_BY_KEY) == len(ENTITIES), "entity keys must be unique"
 # The entities with a state (a button has none): each has its own state topic.
 STATE_ENTITIES: tuple[EntityDescription, ...] = tuple(e for e in ENTITIES if e.value is not None)
 
 # Keys that describe the device rather than an entity (device registry, number limits).
-DEVICE_KEYS = ("typ", "fwv", "sse", "mca", "ama")
-# Keys commands need to decide (car state for the button, limits for the current).
-COMMAND_KEYS = ("car", "mca", "ama")
+DEVICE_KEYS = ("typ", "fwv", "sse", "mca", "ama", "var", "cbl", "adi", "amt")
+# Keys commands need to decide (car state for the button).
+COMMAND_KEYS = ("car",)
 
-STATUS_KEYS: frozenset[str] = (
-    frozenset(key for entity in ENTITIES for key in entity.reads)
-    | frozenset(DEVICE_KEYS)
-    | frozenset(COMMAND_KEYS)
+STATUS_KEYS: frozenset[str] = frozenset(
+    key
+    for key in (
+        *(key for entity in ENTITIES for key in entity.reads),
+        *DEVICE_KEYS,
+        *COMMAND_KEYS,
+    )
+    if not key.startswith(BRIDGE_KEY_PREFIX)
+)
+
+# What every API v2 charger reports: before a charger has answered once, its
+# entities of these keys are announced so Home Assistant can show it unavailable.
+BASELINE_KEYS: frozenset[str] = frozenset(
+    ("car", "alw", "amp", "psm", "pnp", "acs", "frc", "trx", "wh", "eto", "nrg", "err",
+     "modelStatus", "tma", "rssi", "fwv", "fna")
+)  # fmt: skip
+
+# The go-e keys the generic set command may write, each with the entity that
+# declares how (the first one declaring a key). ids is the PV feed's alone: it
+# must be resent every few seconds, which one set call cannot do.
+_settable: dict[str, EntityDescription] = {}
+for _entity in ENTITIES:
+    if _entity.write is not None and _entity.write.key != "ids":
+        _settable.setdefault(_entity.write.key, _entity)
+SETTABLE: Mapping[str, EntityDescription] = _settable
+# Keys a set cannot be read back for (rst restarts, ids is not reported as such).
+UNCONFIRMABLE: frozenset[str] = frozenset(
+    e.write.key for e in ENTITIES if e.write is not None and not e.write.read_back
 )
 
 
-def read_states(status: Status) -> tuple[dict[str, StateValue], dict[str, str]]:
-    """Every entity's state from one status, and why the unreadable ones are unknown."""
+def reported_keys(status: Status) -> frozenset[str]:
+    """The keys of ours the charger reports (a null value counts: the key exists)."""
+    return STATUS_KEYS.intersection(status)
+
+
+def read_states(
+    status: Status, keys: Set[str] | None = None
+) -> tuple[dict[str, StateValue], dict[str, str]]:
+    """The state of every entity the charger has (per `keys`, default: what the
+    status holds), and why the unreadable ones are unknown."""
+    present = reported_keys(status) if keys is None else keys
+    if FEED_OFF.keys() - status.keys():
+        status = {**FEED_OFF, **status}  # no feed (a pure caller, a test): it is off
     states: dict[str, StateValue] = {}
     problems: dict[str, str] = {}
     for entity in STATE_ENTITIES:
+        if not entity.present(present):
+            continue
         assert entity.value is not None
         try:
             states[entity.key] = entity.value(status)
@@ -75,8 +136,8 @@ def format_state(value: StateValue) -> str:
     """The plain text on a state topic: JSON's null for unknown, which Node-RED (and
     any JSON reader) parses as null; discovery's value_template turns it into the
     "None" that Home Assistant reads as unknown."""
-    if value is None:
-        return UNKNOWN
+    if value is None or value == "":
+        return UNKNOWN  # an empty retained payload would delete the topic instead
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):

@@ -1,10 +1,22 @@
-"""Diagnostics: what the charger says about itself and its health."""
+"""Diagnostics: what the charger says about itself and its health, its LEDs, its restart."""
 
 from __future__ import annotations
 
-from goe2mqtt.catalogue.codes import CHARGING_REASONS, ERRORS
-from goe2mqtt.catalogue.model import EntityDescription
-from goe2mqtt.catalogue.readers import element, integer, label, text
+from goe2mqtt.catalogue.codes import (
+    CHARGING_REASONS,
+    ERRORS,
+    WIFI_STATES,
+)
+from goe2mqtt.catalogue.model import EntityDescription, Write
+from goe2mqtt.catalogue.readers import (
+    charging_duration,
+    element,
+    flag,
+    integer,
+    label,
+    number,
+    text,
+)
 
 DIAGNOSTICS: tuple[EntityDescription, ...] = (
     EntityDescription(
@@ -23,6 +35,7 @@ DIAGNOSTICS: tuple[EntityDescription, ...] = (
         reads=("err",),
         value=label("err", ERRORS),
         icon="mdi:alert-circle-outline",
+        doc="none, or the fault (codes of firmware 60.4; newer ones show as code_N)",
     ),
     EntityDescription(
         key="charging_reason",
@@ -32,6 +45,7 @@ DIAGNOSTICS: tuple[EntityDescription, ...] = (
         value=label("modelStatus", CHARGING_REASONS),
         entity_category="diagnostic",
         icon="mdi:information-outline",
+        doc="why it charges or not (modelStatus, 0-41)",
     ),
     EntityDescription(
         key="temperature",
@@ -45,6 +59,18 @@ DIAGNOSTICS: tuple[EntityDescription, ...] = (
         entity_category="diagnostic",
     ),
     EntityDescription(
+        key="temperature_2",
+        component="sensor",
+        name="Temperature 2",
+        reads=("tma",),
+        value=element("tma", 1, digits=1),
+        device_class="temperature",
+        state_class="measurement",
+        unit="°C",
+        entity_category="diagnostic",
+        enabled_by_default=False,
+    ),
+    EntityDescription(
         key="wifi_signal",
         component="sensor",
         name="WiFi signal",
@@ -56,6 +82,49 @@ DIAGNOSTICS: tuple[EntityDescription, ...] = (
         entity_category="diagnostic",
     ),
     EntityDescription(
+        key="wifi_state",
+        component="sensor",
+        name="WiFi state",
+        reads=("wst",),
+        value=label("wst", WIFI_STATES),
+        entity_category="diagnostic",
+        enabled_by_default=False,
+    ),
+    EntityDescription(
+        key="grid_frequency",
+        component="sensor",
+        name="Grid frequency",
+        reads=("fhz",),
+        value=number("fhz", digits=2),
+        device_class="frequency",
+        state_class="measurement",
+        unit="Hz",
+        entity_category="diagnostic",
+        enabled_by_default=False,
+    ),
+    EntityDescription(
+        key="led_brightness",
+        component="number",
+        name="LED brightness",
+        reads=("lbr",),
+        value=integer("lbr"),
+        write=Write(key="lbr", kind="number", minimum=0, maximum=255, integer=True),
+        entity_category="config",
+        enabled_by_default=False,
+        icon="mdi:brightness-6",
+    ),
+    EntityDescription(
+        key="led_save_energy",
+        component="switch",
+        name="LED save energy",
+        reads=("lse",),
+        value=flag("lse"),
+        write=Write(key="lse", kind="switch"),
+        entity_category="config",
+        enabled_by_default=False,
+        doc="the LEDs go dark after a while",
+    ),
+    EntityDescription(
         key="firmware",
         component="sensor",
         name="Firmware",
@@ -63,5 +132,38 @@ DIAGNOSTICS: tuple[EntityDescription, ...] = (
         value=text("fwv"),
         entity_category="diagnostic",
         icon="mdi:chip",
+    ),
+    EntityDescription(
+        key="reboots",
+        component="sensor",
+        name="Reboots",
+        reads=("rbc",),
+        value=integer("rbc"),
+        state_class="total_increasing",
+        entity_category="diagnostic",
+        enabled_by_default=False,
+        icon="mdi:restart",
+        doc="rises with every restart (rbt, the time since boot, is left out: it would"
+        " publish every poll)",
+    ),
+    EntityDescription(
+        key="charging_duration",
+        component="sensor",
+        name="Charging duration",
+        reads=("cdi",),
+        value=charging_duration,
+        device_class="duration",
+        unit="s",
+        icon="mdi:timer-outline",
+        doc="of the current or last charge; unknown when there is none",
+    ),
+    EntityDescription(
+        key="restart",
+        component="button",
+        name="Restart",
+        write=Write(key="rst", kind="press", press=1, read_back=False),
+        device_class="restart",
+        entity_category="config",
+        doc="restarts the charger (not confirmable: the reboot counter rises when it did)",
     ),
 )

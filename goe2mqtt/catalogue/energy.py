@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from goe2mqtt.catalogue.codes import NRG_CURRENT, NRG_POWER, NRG_POWER_TOTAL, NRG_VOLTAGE
-from goe2mqtt.catalogue.model import EntityDescription
+from goe2mqtt.catalogue.codes import (
+    NRG_CURRENT,
+    NRG_POWER,
+    NRG_POWER_FACTOR,
+    NRG_POWER_TOTAL,
+    NRG_VOLTAGE,
+)
+from goe2mqtt.catalogue.model import EntityDescription, StateValue, Status, Write
 from goe2mqtt.catalogue.readers import element, number
+
+
+def _limit_active(status: Status) -> StateValue:
+    return number("dwo")(status) is not None
 
 
 def _phase_entities(prefix: str, name: str, indices: tuple[int, ...], **kw: Any) -> list[Any]:
@@ -55,6 +65,56 @@ ENERGY: tuple[EntityDescription, ...] = (
         state_class="measurement",
         unit="W",
     ),
+    EntityDescription(
+        key="power_average_30_s",
+        component="sensor",
+        name="Power average 30 s",
+        reads=("tpa",),
+        value=number("tpa", digits=1),
+        device_class="power",
+        state_class="measurement",
+        unit="W",
+        enabled_by_default=False,
+    ),
+    EntityDescription(
+        key="energy_limit",
+        component="number",
+        name="Energy limit",
+        reads=("dwo",),
+        value=number("dwo", scale=0.001, digits=2),
+        device_class="energy",
+        unit="kWh",
+        write=Write(
+            key="dwo",
+            kind="number",
+            minimum=0.1,
+            maximum=1000,
+            step=0.1,
+            scale=1000,
+            null_means="no limit",
+            unit_hint="Wh",
+        ),
+        entity_category="config",
+        icon="mdi:battery-charging-high",
+        doc="stop after this much energy; unknown (null) while off - send null or off to clear",
+    ),
+    EntityDescription(
+        key="energy_limit_active",
+        component="switch",
+        name="Energy limit active",
+        reads=("dwo",),
+        value=_limit_active,
+        write=Write(
+            key="dwo",
+            kind="switch",
+            on=None,
+            off=None,
+            turn_on="set energy_limit to a value to turn the limit on",
+        ),
+        entity_category="config",
+        icon="mdi:battery-lock",
+        doc="off when no energy limit is set (dwo null); turning it off clears the limit",
+    ),
     *_phase_entities(
         "power",
         "Power",
@@ -73,6 +133,29 @@ ENERGY: tuple[EntityDescription, ...] = (
         device_class="current",
         state_class="measurement",
         unit="A",
+    ),
+    *_phase_entities(
+        "power_factor",
+        "Power factor",
+        NRG_POWER_FACTOR,
+        component="sensor",
+        device_class="power_factor",
+        state_class="measurement",
+        unit="%",
+        enabled_by_default=False,
+    ),
+    EntityDescription(
+        key="max_measured_power",
+        component="sensor",
+        name="Max measured power",
+        reads=("mmp",),
+        value=number("mmp", digits=1),
+        device_class="power",
+        state_class="measurement",
+        unit="W",
+        entity_category="diagnostic",
+        enabled_by_default=False,
+        doc="the highest charging power seen (next trip planning)",
     ),
     *_phase_entities(
         "voltage",

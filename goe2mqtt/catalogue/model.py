@@ -1,19 +1,64 @@
-"""What an entity is: its description, and the types its value functions speak."""
+"""What an entity is: its description, how it is written, and the types its functions speak."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 from typing import Any, Literal
 
 Status = Mapping[str, Any]
 StateValue = str | int | float | bool | None
 ValueFn = Callable[[Status], StateValue]
-Component = Literal["sensor", "binary_sensor", "number", "select", "button"]
+Component = Literal["sensor", "binary_sensor", "number", "select", "button", "switch", "text"]
+WriteKind = Literal["number", "switch", "select", "text", "time", "press"]
+# A number's allowed range now, in the entity's unit, and what sets the upper end.
+Bounds = tuple[float, float, str]
+Choices = Mapping[Any, str]  # go-e value -> the option name users see
+
+# Keys that come from the bridge itself, not from the charger (the PV feed's state):
+# they are never asked for in the status filter.
+BRIDGE_KEY_PREFIX = "@"
 
 
 class Unreadable(ValueError):
     """A raw value that cannot become a state; the message names the key."""
+
+
+class Invalid(ValueError):
+    """A value that cannot be written; the message is the reason users read."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Write:
+    """How a payload becomes one go-e set call, declared once per writable entity.
+
+    Values arrive in the entity's unit (kWh, "07:30", "on") on the entity's command
+    topic, or in go-e's own unit through the generic set command; both are validated
+    against the same declaration before anything is sent.
+    """
+
+    key: str  # the go-e key written
+    kind: WriteKind
+    minimum: float | None = None  # number: entity unit
+    maximum: float | None = None
+    step: float = 1.0
+    integer: bool = False  # number: go-e wants an integer
+    scale: float = 1.0  # go-e value = entity value * scale (kWh -> Wh: 1000)
+    bounds: Callable[[Status], Bounds] | None = None  # a range that follows the charger
+    null_means: str | None = None  # null is allowed and means this (e.g. "no limit")
+    choices: Choices | Callable[[Status], Choices] | None = None  # select
+    on: Any = True  # switch: the go-e values for on and off
+    off: Any = False
+    turn_on: str | None = None  # switch: on cannot be sent alone; this says how instead
+    press: Any = True  # press: the value a press sends
+    max_length: int = 32  # text
+    read_back: bool = True  # False: the charger does not report the key (rst, ids)
+    unit_hint: str | None = None  # what the go-e unit is, for messages (Wh, s)
+
+    def choices_for(self, status: Status) -> Choices:
+        if self.choices is None:
+            return {}
+        return self.choices(status) if callable(self.choices) else self.choices
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,6 +76,23 @@ class EntityDescription:
     options: tuple[str, ...] = ()
     precision: int | None = None
     enabled_by_default: bool = True
-    command: str | None = None  # the service its command topic runs
+    command: str | None = None  # a named service instead of the entity's own command
+    write: Write | None = None
     needs_car: bool = False  # unavailable while no car is connected
-    limits: tuple[str, str] | None = None  # number: go-e keys of min and max
+    # Which reported keys mean the charger has this entity; default: every key it reads.
+    present_if: Callable[[Set[str]], bool] | None = None
+    pattern: str | None = None  # text: what HA lets users type
+    doc: str = ""  # one line for the entity table: what it is for
+
+    @property
+    def command_service(self) -> str | None:
+        """The service its command topic runs: a named one, or its own write."""
+        if self.command is not None:
+            return self.command
+        return self.key if self.write is not None else None
+
+    def present(self, keys: Set[str]) -> bool:
+        """Whether a charger that reports these keys has this entity."""
+        if self.present_if is not None:
+            return self.present_if(keys)
+        return all(key in keys for key in self.reads if not key.startswith(BRIDGE_KEY_PREFIX))

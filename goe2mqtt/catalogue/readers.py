@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from goe2mqtt.catalogue.codes import CAR_CONNECTED_STATES
+from goe2mqtt.catalogue.codes import CAR_CONNECTED_STATES, CARD_SLOTS
 from goe2mqtt.catalogue.model import StateValue, Status, Unreadable, ValueFn
 
 
@@ -145,9 +145,123 @@ def charger_max_current(status: Status) -> StateValue:
     return integer("amp")(status) if allowed else 0
 
 
+def equals(key: str, on: Any) -> ValueFn:
+    """A switch over a code: True when the key holds `on`; None for codes it does not know."""
+
+    def read(status: Status) -> StateValue:
+        value = _field(status, key)
+        if value is None:
+            return None
+        if isinstance(value, bool):
+            return bool(value == on)
+        code = _as_int(value, key)
+        return code == on if code in (0, 1) else None
+
+    return read
+
+
+def time_of_day(key: str) -> ValueFn:
+    """Seconds since midnight as HH:MM (what people type and read)."""
+
+    def read(status: Status) -> StateValue:
+        raw = _field(status, key)
+        if raw is None:
+            return None
+        value = _as_int(raw, key)
+        if not 0 <= value < 86_400:
+            raise Unreadable(f"{key}: {value} is not a time of day")
+        return f"{value // 3600:02d}:{value % 3600 // 60:02d}"
+
+    return read
+
+
+def count_true(key: str, indices: tuple[int, ...]) -> ValueFn:
+    """How many of some booleans of an array are true (phases of pha)."""
+
+    def read(status: Status) -> StateValue:
+        values = _field(status, key)
+        if values is None:
+            return None
+        if not isinstance(values, list) or len(values) <= max(indices):
+            raise Unreadable(f"{key}: expected an array of {max(indices) + 1} booleans")
+        return sum(1 for index in indices if values[index] is True)
+
+    return read
+
+
+def charging_duration(status: Status) -> StateValue:
+    """cdi: null while not charging, else {"type": 0 counting | 1 finished, "value": ms}."""
+    value = _field(status, "cdi")
+    if value is None:
+        return None
+    if not isinstance(value, dict) or "value" not in value:
+        raise Unreadable("cdi: expected an object with a value")
+    milliseconds = value["value"]
+    return None if milliseconds is None else round(_as_number(milliseconds, "cdi") / 1000)
+
+
+# --- RFID cards: firmware 60 has c0n/c0e per slot, older ones one "cards" array ---------
+
+
+def card_field(status: Status, slot: int, field: str) -> Any:
+    """A card's name or energy in either generation's keys; None where it has none."""
+    flat = f"c{slot}{'n' if field == 'name' else 'e'}"
+    if flat in status:
+        return status[flat]
+    cards = status.get("cards")
+    if isinstance(cards, list) and slot < len(cards) and isinstance(cards[slot], dict):
+        return cards[slot].get(field)
+    return None
+
+
+def card_keys(slot: int) -> tuple[str, str]:
+    return f"c{slot}n", f"c{slot}e"
+
+
+def card_name(slot: int) -> ValueFn:
+    def read(status: Status) -> StateValue:
+        name = card_field(status, slot, "name")
+        if name is None or isinstance(name, str):
+            return name
+        raise Unreadable(f"card {slot}: name is not text")
+
+    return read
+
+
+def card_energy(slot: int) -> ValueFn:
+    def read(status: Status) -> StateValue:
+        energy = card_field(status, slot, "energy")
+        if energy is None:
+            return None
+        return round(_as_number(energy, f"card {slot} energy") / 1000, 2)
+
+    return read
+
+
+# Not "none": Home Assistant's select takes the payload "None" (any case) as unknown.
+NO_TRANSACTION = "no_transaction"
+
+
+def transaction_choices(status: Status) -> dict[Any, str]:
+    """trx value -> option: no transaction, no card, then each card slot by its name.
+
+    A name stands for its card only when it is set and unique; otherwise card_N.
+    """
+    names = [card_field(status, slot, "name") for slot in range(CARD_SLOTS)]
+    taken = {NO_TRANSACTION, "no_card", "none"}
+    choices: dict[Any, str] = {None: NO_TRANSACTION, 0: "no_card"}
+    for slot, name in enumerate(names):
+        label = name.strip() if isinstance(name, str) else ""
+        if not label or label.lower() in taken or names.count(name) > 1:
+            label = f"card_{slot}"
+        taken.add(label.lower())
+        choices[slot + 1] = label
+    return choices
+
+
 def transaction(status: Status) -> StateValue:
     value = _field(status, "trx")
     if value is None:
-        return "none"
+        return NO_TRANSACTION
     code = _as_int(value, "trx")
-    return "no_card" if code == 0 else f"card_{code - 1}"
+    return transaction_choices(status).get(code, f"card_{code - 1}")
