@@ -15,6 +15,9 @@ import structlog
 from goe2mqtt import __version__
 from goe2mqtt.config import ConfigError, Settings, load_settings
 from goe2mqtt.logs import LEVELS, configure_logging
+from goe2mqtt.simulated_charger import MODELS
+
+MODEL_NAMES = tuple(MODELS)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -92,14 +95,24 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds after which the file counts as stale (default 90)",
     )
 
+    entities = commands.add_parser(
+        "entities", help="list every entity, its go-e keys and what its command accepts"
+    )
+    entities.add_argument(
+        "--markdown",
+        action="store_true",
+        help="the README's table (the default output; the flag says it explicitly)",
+    )
+
     simulate = commands.add_parser("simulate", help="serve simulated chargers on loopback")
     simulate.add_argument("--listen", default="127.0.0.1", help="address (default 127.0.0.1)")
     simulate.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     simulate.add_argument(
         "--charger",
         action="append",
-        metavar="SERIAL[:TOKEN]",
-        help="a simulated charger (repeatable; default 012345:demo-token)",
+        metavar="SERIAL[:TOKEN[:MODEL]]",
+        help="a simulated charger (repeatable; default 012345:demo-token); MODEL is one of"
+        f" {', '.join(MODEL_NAMES)} (default {MODEL_NAMES[0]})",
     )
     _add_logging(simulate, suppress=True)
 
@@ -137,6 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _simulate(args.listen, args.port, args.charger or ["012345:demo-token"])
     if command == "healthcheck":
         return _healthcheck(args.file, args.config, args.max_age)
+    if command == "entities":
+        from goe2mqtt.entity_table import markdown
+
+        print(markdown())
+        return EXIT_OK
     if command == "demo":
         configure_logging("warning", "console")
         from goe2mqtt.broker import BrokerUnavailable
@@ -247,8 +265,13 @@ def _simulate(host: str, port: int, specs: Sequence[str]) -> int:
 
     chargers = []
     for spec in specs:
-        serial, _, token = spec.partition(":")
-        chargers.append(SimulatedCharger(serial, token or None))
+        serial, _, rest = spec.partition(":")
+        token, _, model = rest.partition(":")
+        if model and model not in MODELS:
+            print(f"--charger {spec}: unknown model {model!r} ({', '.join(MODELS)})",
+                  file=sys.stderr)
+            return 2
+        chargers.append(SimulatedCharger(serial, token or None, model_name=model or "home22"))
     simulator = Simulator(chargers)
 
     async def serve() -> None:

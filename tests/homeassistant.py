@@ -94,9 +94,11 @@ class HomeAssistant:
         self._token = ""
         self._http: aiohttp.ClientSession | None = None
 
-    async def start(self, hass: Path, within: float = 180) -> None:
+    async def start(self, hass: Path, within: float = 180, extra_config: str = "") -> None:
         self.config_dir.mkdir(parents=True, exist_ok=True)
-        (self.config_dir / "configuration.yaml").write_text(CONFIGURATION.format(port=self.port))
+        (self.config_dir / "configuration.yaml").write_text(
+            CONFIGURATION.format(port=self.port) + extra_config
+        )
         self._process = subprocess.Popen(  # noqa: ASYNC220 - started once, never waited on here
             [str(hass), "-c", str(self.config_dir), "--skip-pip", "--log-file",
              str(self.log_path)],

@@ -6,8 +6,14 @@ from pathlib import Path
 
 from goe2mqtt.catalogue import ENTITIES
 from goe2mqtt.commands import SERVICES
+from goe2mqtt.entity_table import markdown
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def test_the_readme_entity_table_is_what_the_catalogue_says() -> None:
+    stale = "README's entity table is stale: run python scripts/readme-entities.py"
+    assert markdown() in README, stale
 
 
 def test_every_state_topic_is_in_the_readme_table() -> None:

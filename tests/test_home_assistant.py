@@ -22,6 +22,29 @@ from .homeassistant import HomeAssistant, ensure_installed
 pytestmark = pytest.mark.ha
 
 HA_WAIT = 60.0  # HA may take its time on a busy machine: liveness, not speed
+README = Path(__file__).resolve().parent.parent / "README.md"
+# A stand-in for the user's meter: what the README's PV recipe reads as sensor.grid_power.
+METER = """\
+input_number:
+  meter_grid_power:
+    min: -20000
+    max: 20000
+    step: 1
+    initial: 0
+    mode: box
+template:
+  - sensor:
+      - name: grid_power
+        unit_of_measurement: W
+        state: "{{ states('input_number.meter_grid_power') }}"
+"""
+
+
+def readme_pv_recipe() -> str:
+    """The README's Home Assistant PV recipe, exactly as users copy it."""
+    text = README.read_text()
+    start = text.index("```yaml\n", text.index("<!-- recipe: home-assistant-pv -->")) + 8
+    return text[start : text.index("```", start)]
 
 
 @pytest.fixture
@@ -31,7 +54,7 @@ async def home_assistant(
     hass = await asyncio.to_thread(ensure_installed)
     ha = HomeAssistant(tmp_path / "ha")
     try:
-        await ha.start(hass)
+        await ha.start(hass, extra_config=METER + readme_pv_recipe())
         await ha.add_mqtt(own_broker.host, own_broker.port)
         yield ha
     finally:
@@ -73,7 +96,14 @@ async def test_home_assistant_shows_and_drives_the_charger(
         expected = {entity_id(e.key) for e in ENTITIES if e.enabled_by_default}
         # HA subscribes to each state topic as it takes in each config: wait for all
         # (a button has no state of its own).
-        stateful = {entity_id(e.key) for e in ENTITIES if e.enabled_by_default and e.value}
+        # Unknown until something is set or fed: no energy limit, no PV readings yet.
+        unset = {"energy_limit", "grid_power", "pv_power", "battery_power",
+                 "pv_feed_grid_power", "pv_feed_solar_power", "pv_feed_battery_power"}  # fmt: skip
+        stateful = {
+            entity_id(e.key)
+            for e in ENTITIES
+            if e.enabled_by_default and e.value and e.key not in unset
+        }
         states = await eventually(
             ha,
             lambda s: (
@@ -124,6 +154,46 @@ async def test_home_assistant_shows_and_drives_the_charger(
             "number and select taking effect",
         )
         assert (garage.amp, garage.psm) == (10, 1)
+        # Issue 13's controls: a select, a switch, a text, the energy limit and the PV feed.
+        await ha.call("select", "select_option", entity_id=entity_id("force_state"), option="on")
+        await ha.call("switch", "turn_on", entity_id=entity_id("use_pv_surplus"))
+        await ha.call("number", "set_value", entity_id=entity_id("energy_limit"), value=12.5)
+        await ha.call("text", "set_value", entity_id=entity_id("next_trip_time"), value="07:30")
+        # The PV feed through the README's automation: the meter changes, HA sets our
+        # PV feed number, the bridge writes ids, the charger shows it.
+        await ha.call(
+            "input_number", "set_value", entity_id="input_number.meter_grid_power", value=-1500
+        )
+        states = await eventually(
+            ha,
+            lambda s: (
+                s[entity_id("force_state")]["state"] == "on"
+                and s[entity_id("use_pv_surplus")]["state"] == "on"
+                and s[entity_id("energy_limit")]["state"] == "12.5"
+                and s[entity_id("energy_limit_active")]["state"] == "on"
+                and s[entity_id("next_trip_time")]["state"] == "07:30"
+                and s[entity_id("grid_power")]["state"] == "-1500"
+                and s[entity_id("pv_feed")]["state"] == "confirmed"
+            ),
+            "select, switch, energy limit, text and PV feed taking effect",
+        )
+        assert garage.frc == 2
+        assert garage.settings["fup"] is True
+        assert garage.settings["dwo"] == 12500
+        assert garage.settings["att"] == 27000
+        assert garage.ids == {"pGrid": -1500.0}
+        assert states[entity_id("energy_limit")]["attributes"]["unit_of_measurement"] == "kWh"
+        await ha.call("switch", "turn_off", entity_id=entity_id("energy_limit_active"))
+        await eventually(
+            ha,
+            lambda s: (
+                s[entity_id("energy_limit_active")]["state"] == "off"
+                and s[entity_id("energy_limit")]["state"] == "unknown"
+            ),
+            "the energy limit switched off (null, not 0)",
+        )
+        assert garage.settings["dwo"] is None
+
         await ha.call("button", "press", entity_id=entity_id("wallbox_control"))  # charging: stop
         await eventually(
             ha, lambda s: s[entity_id("car_status")]["state"] == "complete", "button stopping"
@@ -160,7 +230,7 @@ async def test_home_assistant_shows_and_drives_the_charger(
         )
         health = await eventually(
             ha,
-            lambda s: s.get("sensor.goe2mqtt_commands_done", {}).get("state") == "3",
+            lambda s: s.get("sensor.goe2mqtt_commands_done", {}).get("state") == "8",
             "the bridge's command count",
         )
         assert health["sensor.goe2mqtt_version"]["state"] == __version__

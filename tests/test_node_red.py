@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import aiomqtt
 import pytest
 
 from goe2mqtt.broker import MosquittoBroker, free_port
@@ -175,6 +176,16 @@ async def test_example_flow_shows_power_and_starts_and_stops_charging(
         assert started["ok"] is True
         assert started["applied"] == [{"amp": 16}, {"frc": 2}]
         assert (garage.frc, garage.amp) == (2, 16)
+
+        # PV surplus: the flow passes the meter's grid power on to the charger's feed.
+        async with aiomqtt.Client(own_broker.host, own_broker.port) as meter:
+            for _ in range(int(WAIT)):
+                await meter.publish("home/meter/grid_power", "-2100")
+                if garage.ids == {"pGrid": -2100.0}:
+                    break
+                await asyncio.sleep(1)
+        assert garage.ids == {"pGrid": -2100.0}
+        assert garage.status()["pgrid"] == -2100.0
 
         # A value the charger does not send reaches the flow as null, not as "None".
         garage.faults = Faults(missing=["nrg"])
