@@ -22,6 +22,7 @@ import structlog
 
 from goe2mqtt import __version__
 from goe2mqtt.aio import wait_until_set
+from goe2mqtt.bridge_discovery import render_bridge_discovery
 from goe2mqtt.charger import ChargerBridge, iso
 from goe2mqtt.charger_commands import CONFIRM_DELAYS
 from goe2mqtt.commands import result_json
@@ -32,7 +33,6 @@ from goe2mqtt.discovery import (
     Topics,
     discovery_filter,
     expected_discovery_topics,
-    render_bridge_discovery,
 )
 from goe2mqtt.dispatch import CommandDesk
 from goe2mqtt.goe import GoeClient

@@ -20,8 +20,9 @@ from typing import Any, Protocol
 import structlog
 
 from goe2mqtt.aio import wait_until_set
-from goe2mqtt.catalogue import STATUS_KEYS, format_state, read_states, reported_keys
+from goe2mqtt.catalogue import STATUS_KEYS
 from goe2mqtt.charger_commands import CONFIRM_DELAYS, MAX_QUEUED_COMMANDS, CommandRunner
+from goe2mqtt.charger_view import ChargerView
 from goe2mqtt.config import ChargerSettings
 from goe2mqtt.discovery import (
     OFFLINE,
@@ -92,12 +93,8 @@ class ChargerBridge:
         self.failures = 0
         self.last_success: float | None = None
         self._not_before = 0.0  # monotonic: the cloud asked us to wait (Retry-After)
-        self._problems: dict[str, str] = {}
-        self._published: dict[str, str] = {}  # state texts last handed to the publisher
         self._facts: DeviceFacts | None = None
-        self._configs: dict[str, str] = {}  # discovery topic -> payload last published
-        self._keys: frozenset[str] | None = None  # the keys the charger has (_learn_keys)
-        self._keys_firmware: Any = None
+        self._view = ChargerView()
         self.lock = asyncio.Lock()  # one conversation with the charger at a time
         self._wake = asyncio.Event()
         self._stopping = False
@@ -125,10 +122,9 @@ class ChargerBridge:
         await self._publisher.publish_retained(self._topics.availability(self.name), OFFLINE)
 
     async def _publish_discovery(self, facts: DeviceFacts) -> None:
-        if self._discovery_prefix is None or facts == self._facts or self.serial is None:
+        if self._discovery_prefix is None or self.serial is None:
             return
-        first_contact = facts.contacted and not (self._facts and self._facts.contacted)
-        self._facts = facts
+        before, self._facts = self._facts, facts
         configs, absent = render_discovery(
             prefix=self._discovery_prefix,
             topics=self._topics,
@@ -136,58 +132,45 @@ class ChargerBridge:
             serial=self.serial,
             facts=facts,
         )
+        # The publisher keeps what it published: an unchanged config costs a comparison.
         for topic, payload in configs.items():
-            if self._configs.get(topic) != payload:
-                self._configs[topic] = payload
-                await self._publisher.publish_retained(topic, payload)
+            await self._publisher.publish_retained(topic, payload)
         if not facts.contacted:
             return  # not heard from yet: what an earlier run announced stays
+        had = before.keys if before is not None and before.contacted else None
+        first_contact = had is None
         for entity in absent:
-            topic = discovery_topic(self._discovery_prefix, self._topics.base, self.name, entity)
             # At first contact an earlier run (or firmware) may have announced it.
-            if self._configs.pop(topic, None) is not None or first_contact:
-                if not first_contact:
-                    log.info("entity_removed", charger=self.name, entity=entity.key,
-                             reason="the charger no longer reports its keys")
-                await self._publisher.publish_retained(topic, b"")
-                if entity.value is not None:
-                    await self._publisher.publish_retained(
-                        self._topics.state(self.name, entity.key), b""
-                    )
+            if had is not None and not entity.present(had):
+                continue
+            if not first_contact:
+                log.info("entity_removed", charger=self.name, entity=entity.key,
+                         reason="the charger no longer reports its keys")
+            topic = discovery_topic(self._discovery_prefix, self._topics.base, self.name, entity)
+            await self._publisher.publish_retained(topic, b"")
+            if entity.value is not None:
+                await self._publisher.publish_retained(
+                    self._topics.state(self.name, entity.key), b""
+                )
 
-    def _learn_keys(self, status: Mapping[str, Any]) -> frozenset[str]:
-        """The keys this charger has: what it reported since its firmware last changed.
-
-        A key missing from one answer (a partial or garbled status) leaves its entity in
-        place, shown unknown; only a firmware change lets keys - and entities - go.
-        """
-        firmware = status.get("fwv")
-        reported = reported_keys(status)
-        if self._keys is None or firmware != self._keys_firmware:
-            self._keys, self._keys_firmware = reported, firmware
-        elif not reported <= self._keys:
-            self._keys |= reported
-        return self._keys
-
-    async def _publish_states(self, status: Mapping[str, Any]) -> list[str]:
-        states, problems = read_states({**status, **self.pv_feed.states()}, self._keys)
-        for key in problems.keys() - self._problems.keys():
-            log.warning("value_unreadable", charger=self.name, entity=key, reason=problems[key])
-        self._problems = problems
-        formatted = {key: format_state(value) for key, value in states.items()}
-        changed = [key for key, text in formatted.items() if self._published.get(key) != text]
-        if not changed:
-            return changed  # the common case: a quiet charger costs one comparison each
-        self._published = formatted
-        for key in changed:
+    async def _take(self, status: Mapping[str, Any]) -> list[str]:
+        """Map a status through the view; publish the discovery and states it changed."""
+        update = self._view.update(status, self.pv_feed.states())
+        if update.facts is not None:
+            await self._publish_discovery(update.facts)
+        for key, reason in update.new_problems.items():
+            log.warning("value_unreadable", charger=self.name, entity=key, reason=reason)
+        if not update.changed:
+            return update.changed  # the common case: a quiet charger costs one comparison
+        for key in update.changed:
             await self._publisher.publish_retained(
-                self._topics.state(self.name, key), formatted[key]
+                self._topics.state(self.name, key), self._view.text(key)
             )
         await self._publisher.publish_retained(
             self._topics.json_state(self.name),
-            json.dumps(states, sort_keys=True, ensure_ascii=False, allow_nan=False),
+            json.dumps(self._view.states, sort_keys=True, ensure_ascii=False, allow_nan=False),
         )
-        return changed
+        return update.changed
 
     # --- the PV feed: readings in, ids out, its state on our topics ------------------
 
@@ -204,7 +187,7 @@ class ChargerBridge:
 
     def _feed_changed(self) -> None:
         if self.status and (self._feed_publish is None or self._feed_publish.done()):
-            self._feed_publish = asyncio.create_task(self._publish_states(self.status))
+            self._feed_publish = asyncio.create_task(self._take(self.status))
 
     async def go_offline(self, reason: str) -> None:
         if self.online:
@@ -281,8 +264,7 @@ class ChargerBridge:
         if self.serial is None:
             self.serial = serial_from_status(status)
         recovered_after, self.failures = self.failures, 0
-        await self._publish_discovery(DeviceFacts.from_status(status, self._learn_keys(status)))
-        changed = await self._publish_states(status)
+        changed = await self._take(status)
         log.debug("poll", charger=self.name, ms=took_ms, changed=changed)
         if not self.online:
             self.online = True
@@ -349,4 +331,5 @@ class ChargerBridge:
             "consecutive_failures": self.failures,
             "commands": asdict(self.commands),
             "queued_commands": self.queued,
+            "pv_feed": self.pv_feed.state,
         }

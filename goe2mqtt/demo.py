@@ -65,6 +65,9 @@ def try_it_yourself(host: str, port: int) -> str:
             f"    mosquitto_pub {broker} -q 1 -t '{DEMO_BASE}/garage/cmd/change_charging_power'"
             " -m '{\"charging_power\": 12, \"id\": \"mine\"}'",
             f"    mosquitto_pub {broker} -q 1 -t '{DEMO_BASE}/garage/cmd/start_charging' -m ''",
+            f"    mosquitto_pub {broker} -q 1 -t '{DEMO_BASE}/garage/cmd/force_state' -m neutral",
+            f"    mosquitto_pub {broker} -q 1 -t '{DEMO_BASE}/garage/cmd/energy_limit' -m 5.5",
+            f"    mosquitto_pub {broker} -t '{DEMO_BASE}/garage/cmd/pv_grid' -m -2500",
             f"    mosquitto_sub {broker} -t '{DEMO_BASE}/garage/cmd/result' -v",
         ]
     )
@@ -85,6 +88,11 @@ async def _script(
              json.dumps({"charging_power": 10, "id": "demo-1"})),
             (6, "a bad command: 99 A is out of range", f"{cmd}/change_charging_power", "99"),
             (6, "stopping the charge", f"{cmd}/stop_charging", ""),
+            (6, "a 20 kWh energy limit", f"{cmd}/energy_limit", "20"),
+            (6, "feeding the meter: 2.5 kW exported (the bridge keeps it alive)",
+             f"{cmd}/pv_grid", "-2500"),
+            (6, "force state back to neutral: the charger's own logic decides",
+             f"{cmd}/force_state", "neutral"),
         ]  # fmt: skip
         for delay, title, topic, payload in steps:
             await asyncio.sleep(delay * pace)

@@ -23,7 +23,13 @@ from goe2mqtt.discovery import Topics
 from goe2mqtt.journal import DONE, QUEUED, RUNNING, Entry, Journal
 from goe2mqtt.logs import SecretRedactor
 from goe2mqtt.mqtt import InboundMessage
-from goe2mqtt.outcomes import CommandStats, QueuedCommand, interrupted, rejection
+from goe2mqtt.outcomes import (
+    CommandStats,
+    QueuedCommand,
+    RepeatFilter,
+    interrupted,
+    rejection,
+)
 from goe2mqtt.pv_feed import INPUT_SERVICES
 
 log = structlog.get_logger()
@@ -58,6 +64,7 @@ class CommandDesk:
         self._answers_unknown = answers_unknown
         self._redactor = SecretRedactor(secrets)
         self.unrouted = CommandStats()  # commands for chargers we do not have
+        self._repeats = RepeatFilter()  # PV readings refused again and again
         # Results not yet acknowledged by the broker: (journal seq, topic, payload).
         self._results: deque[tuple[int, str, str]] = deque()
         self._added = asyncio.Event()
@@ -98,14 +105,17 @@ class CommandDesk:
                 return  # another shard's charger: that instance answers
             if not self._answers_unknown:
                 return
-        bridge = self._chargers.get(charger)
-        if bridge is not None and service in INPUT_SERVICES:
+        if service in INPUT_SERVICES:
             # A PV reading: a measurement, not a command - no journal, no result when good.
-            reason = bridge.offer_reading(service, message.payload, retained=message.retain)
-            if reason is None:
-                return
-            loud = bridge.pv_feed.first_refusal(service, reason)
-            self._refuse_reading(charger, service, message, reason, loud=loud)
+            bridge = self._chargers.get(charger)
+            reason: str | None
+            if bridge is None:
+                reason = f"unknown charger {charger!r}"
+            else:
+                reason = bridge.offer_reading(service, message.payload, retained=message.retain)
+            if reason is not None:
+                loud = self._repeats.first(charger, service, reason)
+                self._refuse_reading(charger, service, message, reason, loud=loud)
             return
         received = time.time()
         seq = self.journal.record(

@@ -37,6 +37,8 @@ from goe2mqtt.mqtt_client import (
     new_client,
     until_quiet,
 )
+from goe2mqtt.retained import pack as _pack
+from goe2mqtt.retained import unpack as _unpack
 
 __all__ = ["InboundMessage", "MessageHandler", "MqttOptions", "MqttSession", "Subscription"]
 
@@ -130,7 +132,7 @@ class MqttSession:
 
         Returns at once: the sender delivers it, newest value first per topic.
         """
-        data = payload.encode() if isinstance(payload, str) else payload
+        data = _pack(payload.encode() if isinstance(payload, str) else payload)
         if self._retained.get(topic) != data:
             self._store(topic, data)
 
@@ -191,7 +193,9 @@ class MqttSession:
 
         async def send(topic: str, data: bytes) -> None:
             try:
-                await client.publish(topic, data, qos=1, retain=True, timeout=self.ack_timeout)
+                await client.publish(
+                    topic, _unpack(data), qos=1, retain=True, timeout=self.ack_timeout
+                )
             except (asyncio.CancelledError, aiomqtt.MqttError) as exc:
                 if topic not in self._dirty and self._retained.get(topic) == data:
                     self._mark(topic)  # not known to have arrived: still owed
@@ -249,7 +253,11 @@ class MqttSession:
             topic = next(iter(self._dirty))
             del self._dirty[topic]
             await client.publish(
-                topic, self._retained.get(topic, b""), qos=1, retain=True, timeout=self.ack_timeout
+                topic,
+                _unpack(self._retained.get(topic, b"")),
+                qos=1,
+                retain=True,
+                timeout=self.ack_timeout,
             )
 
     # --- connection -----------------------------------------------------------------

@@ -6,7 +6,8 @@ them; both speak these types.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -70,6 +71,29 @@ def _same(actual: Any, expected: JsonValue) -> bool:
             return False
         return abs(actual - expected) <= max(1e-3, abs(expected) * 1e-6)
     return bool(actual == expected)
+
+
+REPEAT_QUIET = 60.0  # s: the same refusal again within this is logged at debug
+
+
+class RepeatFilter:
+    """Tells news from repeats: a misconfigured sender refused every second must not
+    flood the log (its results still go out, each one)."""
+
+    def __init__(self, quiet: float = REPEAT_QUIET, clock: Callable[[], float] = time.monotonic):
+        self._quiet = quiet
+        self._clock = clock
+        self._seen: dict[tuple[str, ...], float] = {}
+
+    def first(self, *what: str) -> bool:
+        now = self._clock()
+        last = self._seen.get(what)
+        if last is not None and now - last < self._quiet:
+            return False
+        self._seen[what] = now
+        if len(self._seen) > 256:  # reasons quote values: keep the memory bounded
+            self._seen = dict(list(self._seen.items())[-128:])
+        return True
 
 
 def rejection(command: QueuedCommand, reason: str, *, loud: bool = True) -> dict[str, Any]:

@@ -32,7 +32,6 @@ log = structlog.get_logger()
 
 FEED_INTERVAL = 5.0  # s between writes of the same reading (the charger keeps ids ~10 s)
 FEED_TIMEOUT = 30.0  # s without a reading before the feed stops
-REFUSAL_QUIET = 60.0  # s: a repeated bad reading is logged once in this time
 MIN_GAP = 1.0  # s between writes: the charger's logic reads ids once a second
 # A reading counts as shown when the charger's value is this close (it keeps floats).
 TOLERANCE_W = 1.0
@@ -114,7 +113,6 @@ class PvFeed:
         self._changed = asyncio.Event()
         self._stopping = False
         self.writes = 0
-        self._refusals: dict[tuple[str, str], float] = {}
 
     # --- inputs (called from the MQTT callback: no awaiting) ---------------------------
 
@@ -135,18 +133,6 @@ class PvFeed:
             self._heard[field] = now
         self._changed.set()
         return None
-
-    def first_refusal(self, service: str, reason: str) -> bool:
-        """Whether this refusal is news (worth a warning) rather than its repeat: the
-        same reason for the same topic is logged once a minute, not at the feed's rate."""
-        now = self._clock()
-        last = self._refusals.get((service, reason))
-        if last is not None and now - last < REFUSAL_QUIET:
-            return False
-        self._refusals[(service, reason)] = now
-        if len(self._refusals) > 64:  # reasons quote values: keep the memory bounded
-            self._refusals = dict(list(self._refusals.items())[-32:])
-        return True
 
     def states(self) -> dict[str, Any]:
         """The bridge keys the catalogue's PV feed entities read."""

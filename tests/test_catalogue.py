@@ -204,3 +204,17 @@ def test_entity_keys_are_unique_and_topic_safe() -> None:
     keys = [e.key for e in ENTITIES]
     assert len(keys) == len(set(keys))
     assert all(k.replace("_", "").isalnum() and k.islower() for k in keys)
+
+
+def test_only_the_integrations_primary_entities_go_without_a_category() -> None:
+    # A device page of 100+ entities stays readable: everything added since the
+    # integration's floor is config or diagnostic. force_state (a diagnostic sensor
+    # before) is now the main "charge now / stop / let the charger decide" control.
+    primary = {
+        "car_status", "charging_allowed", "charger_max_current", "car_connected",
+        "force_state", "wallbox_control", "charging_current", "phase_switch_mode",
+        "phases_number_connected", "energy_since_car_connected", "energy_total",
+        "charging_power", "charger_access", "error",
+        *(f"{kind}_l{n}" for kind in ("power", "current", "voltage") for n in (1, 2, 3)),
+    }  # fmt: skip
+    assert {e.key for e in ENTITIES if e.entity_category is None} == primary

@@ -34,8 +34,10 @@ from goe2mqtt.catalogue.pv import FEED_OFF, PV
 __all__ = [
     "BASELINE_KEYS",
     "CAR_STATES",
+    "DEVICE_KEYS",
     "ENTITIES",
     "ENTITIES_BY_KEY",
+    "ENTITIES_READING",
     "PHASE_MODES",
     "SETTABLE",
     "STATE_ENTITIES",
@@ -104,17 +106,30 @@ def reported_keys(status: Status) -> frozenset[str]:
     return STATUS_KEYS.intersection(status)
 
 
+# go-e key (or bridge key) -> the entities whose state it feeds: what to read again
+# when that key changed.
+_reading: dict[str, list[EntityDescription]] = {}
+for _entity in STATE_ENTITIES:
+    for _key in _entity.reads:
+        _reading.setdefault(_key, []).append(_entity)
+ENTITIES_READING: Mapping[str, tuple[EntityDescription, ...]] = {
+    key: tuple(entities) for key, entities in _reading.items()
+}
+
+
 def read_states(
-    status: Status, keys: Set[str] | None = None
+    status: Status,
+    keys: Set[str] | None = None,
+    entities: tuple[EntityDescription, ...] = STATE_ENTITIES,
 ) -> tuple[dict[str, StateValue], dict[str, str]]:
-    """The state of every entity the charger has (per `keys`, default: what the
-    status holds), and why the unreadable ones are unknown."""
+    """The state of each entity the charger has (per `keys`, default: what the status
+    holds), and why the unreadable ones are unknown."""
     present = reported_keys(status) if keys is None else keys
     if FEED_OFF.keys() - status.keys():
         status = {**FEED_OFF, **status}  # no feed (a pure caller, a test): it is off
     states: dict[str, StateValue] = {}
     problems: dict[str, str] = {}
-    for entity in STATE_ENTITIES:
+    for entity in entities:
         if not entity.present(present):
             continue
         assert entity.value is not None

@@ -53,6 +53,7 @@ def _card_entities(slot: int) -> tuple[EntityDescription, EntityDescription]:
             unit="kWh",
             precision=2,
             present_if=present,
+            entity_category="diagnostic",
             enabled_by_default=slot == 0,
             doc="energy charged with this card" if slot == 0 else "",
         ),

@@ -156,6 +156,7 @@ DIAGNOSTICS: tuple[EntityDescription, ...] = (
         unit="s",
         icon="mdi:timer-outline",
         doc="of the current or last charge; unknown when there is none",
+        entity_category="diagnostic",
     ),
     EntityDescription(
         key="restart",

@@ -75,6 +75,7 @@ ENERGY: tuple[EntityDescription, ...] = (
         state_class="measurement",
         unit="W",
         enabled_by_default=False,
+        entity_category="diagnostic",
     ),
     EntityDescription(
         key="energy_limit",
@@ -139,6 +140,7 @@ ENERGY: tuple[EntityDescription, ...] = (
         "Power factor",
         NRG_POWER_FACTOR,
         component="sensor",
+        entity_category="diagnostic",
         device_class="power_factor",
         state_class="measurement",
         unit="%",

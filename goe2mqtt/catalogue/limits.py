@@ -104,6 +104,7 @@ LIMITS: tuple[EntityDescription, ...] = (
         state_class="measurement",
         unit="A",
         doc="what the car may draw now, after every limit",
+        entity_category="diagnostic",
     ),
     EntityDescription(
         key="cable_current_limit",

@@ -61,6 +61,7 @@ def _measured(key: str, name: str, doc: str) -> EntityDescription:
         device_class="power",
         state_class="measurement",
         unit="W",
+        entity_category="diagnostic",
         doc=doc,
     )
 
