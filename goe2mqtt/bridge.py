@@ -37,6 +37,7 @@ from goe2mqtt.discovery import (
 from goe2mqtt.dispatch import CommandDesk
 from goe2mqtt.goe import GoeClient
 from goe2mqtt.health import write_health_file
+from goe2mqtt.http_pool import PoolStats, http_session
 from goe2mqtt.journal import Journal
 from goe2mqtt.mqtt import InboundMessage, MqttOptions, MqttSession, Subscription
 from goe2mqtt.mqtt_client import another_live_instance
@@ -135,6 +136,7 @@ class Bridge:
             on_connection=self._mqtt_connection_changed,
         )
         self.chargers: dict[str, ChargerBridge] = {}
+        self._pool = PoolStats()
         self._configured = frozenset(c.name for c in settings.chargers)
         self.started = time.time()
         self._birth_delay = birth_delay
@@ -192,10 +194,8 @@ class Bridge:
 
     async def _run(self) -> None:
         headers = {"User-Agent": f"goe2mqtt/{__version__}"}
-        # No pool-wide limit: each charger has at most one request open (its lock), so
-        # the chargers bound the pool; a shared cap let hanging chargers starve the rest.
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
-        async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
+        http, self._pool = http_session(self.settings.owned_chargers(), headers)
+        async with http:
             for charger in self.settings.owned_chargers():
                 self.chargers[charger.name] = ChargerBridge(
                     charger,
@@ -281,6 +281,7 @@ class Bridge:
             "commands": asdict(totals),
             "results_pending": self.desk.results_pending,
             "mqtt_backlog": self.mqtt.backlog,
+            "http": self._pool.info(),
         }
 
     async def _publish_info_forever(self) -> None:

@@ -1,0 +1,44 @@
+"""The HTTP pool: connections outlive the longest poll gap, and are counted."""
+
+from __future__ import annotations
+
+import asyncio.sslproto
+
+from goe2mqtt.config import parse_settings
+from goe2mqtt.http_pool import TLS_READ_BUFFER, http_session, keepalive_for
+
+from .conftest import RunningBridge, Setup, until
+
+
+def chargers(**overrides: float) -> list[object]:
+    raw = {"mqtt": {"host": "127.0.0.1"},
+           "chargers": [{"name": "a", "serial": "012345", "token": "t-1", **overrides}]}  # fmt: skip
+    return list(parse_settings(raw).chargers)
+
+
+def test_keepalive_outlasts_the_longest_gap_a_config_allows() -> None:
+    # Defaults: scan 10 s, idle 30 s, backoff up to 3x scan: 30 s + 15 s margin.
+    assert keepalive_for(chargers()) == 45  # type: ignore[arg-type]
+    assert keepalive_for(chargers(scan_interval=60)) == 195  # type: ignore[arg-type]
+    assert keepalive_for(chargers(idle_scan_interval=3600)) == 900  # type: ignore[arg-type]
+
+
+async def test_tls_read_buffers_are_cut_to_what_a_record_needs() -> None:
+    session, _ = http_session([], {})
+    await session.close()
+    assert asyncio.sslproto.SSLProtocol.max_size == TLS_READ_BUFFER
+    assert TLS_READ_BUFFER >= 2 * 16 * 1024  # a TLS record is at most 16 KiB
+
+
+async def test_bridge_info_counts_requests_and_new_connections(
+    setup: Setup, bridge: RunningBridge
+) -> None:
+    charger = bridge.bridge.chargers["garage"]
+    for _ in range(5):
+        assert await charger.refresh()
+    await until(lambda: bridge.bridge.info()["http"]["requests"] >= 6, "requests counted")
+    http = bridge.bridge.info()["http"]
+    # One charger, one connection, reused for every poll (the local API has its own host
+    # per charger too: one each).
+    assert http["new_connections"] <= 2
+    assert http["new_connections_per_1000_requests"] < 400
