@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import random
+import ssl
 import statistics
 import subprocess
 import sys
@@ -42,7 +43,7 @@ from typing import Any
 import aiomqtt
 
 from goe2mqtt.broker import MosquittoBroker
-from goe2mqtt.simulator import SimulatedCharger, Simulator
+from goe2mqtt.simulator import Faults, SimulatedCharger, Simulator
 
 HERE = Path(__file__).resolve().parent
 TOKEN = "bench-token"
@@ -74,6 +75,7 @@ class PollClock:
     gaps: list[float] = field(default_factory=list)
     sets: dict[str, float] = field(default_factory=dict)  # serial -> arrival of last set
     recording_gaps: bool = False
+    expected: dict[str, float] = field(default_factory=dict)  # serial -> its poll interval
 
     def __call__(self, serial: str, call: str) -> None:
         now = time.monotonic()
@@ -83,7 +85,7 @@ class PollClock:
         self.polls += 1
         previous = self.last_poll.get(serial)
         if previous is not None and self.recording_gaps:
-            self.gaps.append(now - previous)
+            self.gaps.append((now - previous) / self.expected.get(serial, 1.0))
         self.last_poll[serial] = now
 
 
@@ -102,6 +104,10 @@ class Result:
     command_ms: list[float] = field(default_factory=list)
     change_rel: list[float] = field(default_factory=list)
     startup: float = 0.0
+    on_time: float = 0.0  # share of polls within 10 % of their interval
+    retained_discovery: float = 0.0  # KiB per charger the broker keeps for discovery
+    retained_states: float = 0.0  # KiB per charger of states and availability
+    new_connections_per_1000: float = float("nan")  # from the bridge's own counters
     polls: int = 0  # in the quiet window; CPU per poll needs enough of them to mean anything
 
 
@@ -109,20 +115,69 @@ def serials(n: int) -> list[str]:
     return [f"{100000 + i:06d}" for i in range(n)]
 
 
+def charger_url(simulator: Simulator, serial: str, fleet: bool) -> str:
+    """Path routing on one host, or (fleet) the charger's own TLS host, as in the cloud."""
+    if not fleet:
+        return simulator.url_for(serial)
+    port = simulator.base_url.rsplit(":", 1)[1]
+    return f"https://{serial}.api.v3.go-e.io:{port}"
+
+
 def write_config(
-    path: Path, broker: MosquittoBroker, simulator: Simulator, n: int, scan: float
+    path: Path, broker: MosquittoBroker, simulator: Simulator, n: int, scan: float, args: Any
 ) -> None:
+    # Single-host mode measures the full load (idle = scan); fleet mode the real shape.
+    idle = args.idle_interval if args.fleet else scan
     config = {
         "mqtt": {"host": broker.host, "port": broker.port, "base_topic": BASE,
-                 "client_id": f"bench-{uuid.uuid4().hex[:6]}", "discovery_prefix": "bench-ha"},
+                 "client_id": f"bench-{uuid.uuid4().hex[:6]}", "discovery_prefix": "bench-ha",
+                 "discovery": not args.no_discovery},
         "chargers": [
             {"name": f"c{serial}", "serial": serial, "token": TOKEN,
-             "api_url": simulator.url_for(serial), "scan_interval": scan,
-             "idle_scan_interval": scan}  # measure the full load, not the idle discount
+             "api_url": charger_url(simulator, serial, args.fleet), "scan_interval": scan,
+             "idle_scan_interval": idle}
             for serial in serials(n)
         ],
     }  # fmt: skip
     path.write_text(json.dumps(config))
+
+
+def pool_rate(messages: list[tuple[float, str, bytes]], start: float, end: float) -> float:
+    """New connections per 1000 requests over a window, from bridge/info's counters."""
+    infos = [(t, json.loads(p)) for t, topic, p in messages
+             if topic == f"{BASE}/bridge/info" and p]  # fmt: skip
+    inside = [info["http"] for t, info in infos if start <= t <= end and "http" in info]
+    if len(inside) < 2:
+        return float("nan")
+    first, last = inside[0], inside[-1]
+    requests = last["requests"] - first["requests"]
+    created = last["new_connections"] - first["new_connections"]
+    return 1000 * created / requests if requests else 0.0
+
+
+def tls_setup(workdir: Path) -> tuple[ssl.SSLContext, dict[str, str]]:
+    """A CA made for this run and a certificate for every charger's cloud host: the
+    server's context, and the environment that makes a process trust the CA."""
+    sys.path.insert(0, str(HERE.parent))
+    from tests.certs import make_certificates
+
+    certs = make_certificates(workdir, names="DNS:*.api.v3.go-e.io")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certs.server_cert, certs.server_key)
+    return context, {**os.environ, "SSL_CERT_FILE": str(certs.ca)}
+
+
+def launcher(args: Any) -> list[str]:
+    """How processes that talk to the chargers start: directly, or with cloud hosts on
+    loopback (fleet) and the connection policy under test."""
+    if not args.fleet:
+        return [sys.executable]
+    policy = []
+    if args.tls_buffer is not None:
+        policy += ["--tls-buffer", str(args.tls_buffer)]
+    if args.keepalive is not None:
+        policy += ["--keepalive", str(args.keepalive)]
+    return [sys.executable, str(HERE / "loopback.py"), *policy]
 
 
 async def run_size(n: int, args: Any) -> Result:
@@ -132,11 +187,21 @@ async def run_size(n: int, args: Any) -> Result:
     simulator = Simulator(chargers)
     clock = PollClock()
     simulator.observers.append(clock)
-    await simulator.start()
     workdir = Path(tempfile.mkdtemp(prefix="goe2mqtt-bench-"))
+    server_tls, env = tls_setup(workdir) if args.fleet else (None, dict(os.environ))
+    for index, charger in enumerate(chargers):
+        active = not args.fleet or index < round(n * (1 - args.idle_share))
+        if active:
+            charger.plug_in()
+        clock.expected[charger.serial] = scan if active else args.idle_interval
+        if args.latency_max:
+            latency = random.uniform(args.latency_min, args.latency_max) / 1000
+            charger.faults = Faults(delay=latency)
+    result.configured = sum(1 / interval for interval in clock.expected.values())
+    await simulator.start(ssl_context=server_tls)
     with MosquittoBroker() as broker:
         config = workdir / "config.yaml"
-        write_config(config, broker, simulator, n, scan)
+        write_config(config, broker, simulator, n, scan, args)
         messages: list[tuple[float, str, bytes]] = []
         online: set[str] = set()
         all_online = asyncio.Event()
@@ -158,9 +223,9 @@ async def run_size(n: int, args: Any) -> Result:
             consumer = asyncio.create_task(consume())
             started = time.monotonic()
             bridge = subprocess.Popen(
-                [sys.executable, "-m", "goe2mqtt", "--config", str(config),
+                [*launcher(args), "-m", "goe2mqtt", "--config", str(config),
                  "--log-level", "warning", "--log-format", "json"],
-                stdout=open(workdir / "bridge.log", "wb"), stderr=subprocess.STDOUT,
+                stdout=open(workdir / "bridge.log", "wb"), stderr=subprocess.STDOUT, env=env,
             )  # fmt: skip
             try:
                 await asyncio.wait_for(all_online.wait(), 120 + n / 10)
@@ -168,6 +233,15 @@ async def run_size(n: int, args: Any) -> Result:
                 # Let the start-up flood (discovery, first states) drain and every
                 # charger settle into its schedule before measuring.
                 await asyncio.sleep(2 * scan)
+                # What the broker retains per charger: the last payload of each topic.
+                retained: dict[str, bytes] = {m[1]: m[2] for m in messages}
+                result.retained_discovery = sum(
+                    len(t) + len(p) for t, p in retained.items() if t.startswith("bench-ha/")
+                ) / n / 1024
+                result.retained_states = sum(
+                    len(t) + len(p) for t, p in retained.items()
+                    if t.startswith(f"{BASE}/c")
+                ) / n / 1024
 
                 # Quiet window: nothing changes, so nothing should be published.
                 clock.recording_gaps = True
@@ -183,7 +257,11 @@ async def run_size(n: int, args: Any) -> Result:
                 result.cpu_per_1000 = (cpu1 - cpu0) / polls * 1000 if polls else float("nan")
                 result.messages_per_poll = len(quiet) / polls if polls else float("nan")
                 gaps = sorted(clock.gaps)
-                result.gap_p99 = gaps[int(len(gaps) * 0.99)] / scan if gaps else float("nan")
+                result.gap_p99 = gaps[int(len(gaps) * 0.99)] if gaps else float("nan")
+                # On time: within 10 % (plus the injected latency) of the charger's interval.
+                slack = 1.1 + args.latency_max / 1000 / scan
+                result.on_time = sum(1 for g in gaps if g <= slack) / len(gaps) if gaps else 0.0
+                result.new_connections_per_1000 = pool_rate(messages, t0, t0 + elapsed)
 
                 # Active window: commands and changes while the fleet keeps polling.
                 await measure_latencies(probe, simulator, messages, result, args)
@@ -192,7 +270,7 @@ async def run_size(n: int, args: Any) -> Result:
                 bridge.terminate()
                 bridge.wait(30)
                 consumer.cancel()
-    result.bare_cpu_per_1000 = await bare_loop(simulator, clock, n, scan, args.bare_window)
+    result.bare_cpu_per_1000 = await bare_loop(simulator, clock, n, scan, args, env)
     await simulator.stop()
     return result
 
@@ -234,15 +312,20 @@ async def measure_latencies(
 
 
 async def bare_loop(
-    simulator: Simulator, clock: PollClock, n: int, scan: float, window: float
+    simulator: Simulator, clock: PollClock, n: int, scan: float, args: Any, env: dict[str, str]
 ) -> float:
     """CPU seconds per 1000 polls of the bare fetch loop, in a process of its own."""
-    urls = [simulator.url_for(serial) for serial in serials(n)]
+    window = args.bare_window
+    urls = {charger_url(simulator, serial, args.fleet): clock.expected.get(serial, scan)
+            for serial in serials(n)}  # fmt: skip
     url_file = Path(tempfile.mkdtemp(prefix="goe2mqtt-bare-")) / "urls.json"
     url_file.write_text(json.dumps(urls))
-    process = subprocess.Popen(
-        [sys.executable, str(HERE / "bare_poll.py"), str(url_file), TOKEN, str(scan)]
-    )
+    bare = [str(HERE / "bare_poll.py"), str(url_file), TOKEN, str(scan)]
+    if args.fleet:  # the floor the issue set: keep-alive 45 s, asyncio's own TLS buffers
+        bare = [sys.executable, str(HERE / "loopback.py"), *bare, "45"]
+    else:
+        bare = [sys.executable, *bare]
+    process = subprocess.Popen(bare, env=env)
     try:
         await asyncio.sleep(min(scan, 10.0) + 2)  # its own start-up spread
         cpu0, polls0 = proc_cpu(process.pid), clock.polls
@@ -269,9 +352,18 @@ def print_table(results: list[Result], args: Any) -> None:
         f"scan_interval {args.scan_interval} s, windows {args.window} s "
         f"(bare {args.bare_window} s)"
     )
+    if args.fleet:
+        print(
+            f"fleet: one TLS host per charger, {100 * args.idle_share:.0f} % idle "
+            f"(idle_scan_interval {args.idle_interval} s), latency "
+            f"{args.latency_min:.0f}-{args.latency_max:.0f} ms, tls buffer "
+            f"{args.tls_buffer or 'default'}, keep-alive {args.keepalive or 'default'}, "
+            f"discovery {'off' if args.no_discovery else 'on'}"
+        )
     head = ("chargers", "polls/s cfg", "achieved", "gap p99", "CPU s/1k polls", "bare s/1k",
             "ratio", "RSS MiB", "peak MiB", "msgs/poll", "cmd p50 ms", "cmd p99 ms",
-            "change mean", "change max", "startup s")  # fmt: skip
+            "change mean", "change max", "startup s", "on time", "new conn/1k",
+            "retained KiB/charger (discovery + states)")  # fmt: skip
     rows = []
     for r in results:
         ratio = r.cpu_per_1000 / r.bare_cpu_per_1000 if r.bare_cpu_per_1000 else float("nan")
@@ -284,6 +376,8 @@ def print_table(results: list[Result], args: Any) -> None:
             f"{percentile(r.command_ms, 0.5):.1f}", f"{percentile(r.command_ms, 0.99):.1f}",
             f"{statistics.fmean(r.change_rel) if r.change_rel else float('nan'):.2f}x",
             f"{max(r.change_rel) if r.change_rel else float('nan'):.2f}x", f"{r.startup:.1f}",
+            f"{100 * r.on_time:.2f}%", f"{r.new_connections_per_1000:.1f}",
+            f"{r.retained_discovery:.1f} + {r.retained_states:.1f}",
         ))  # fmt: skip
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
     print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |")
@@ -315,6 +409,19 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=40, help="commands timed per size")
     parser.add_argument("--changes", type=int, default=10, help="value changes timed per size")
     parser.add_argument("--seed", type=int, default=1)
+    fleet = parser.add_argument_group("fleet mode: the cloud's shape")
+    fleet.add_argument("--fleet", action="store_true",
+                       help="one TLS host per charger ({serial}.api.v3.go-e.io on loopback, "
+                       "a CA made for the run), idle and car-connected chargers mixed")
+    fleet.add_argument("--idle-share", type=float, default=0.8)
+    fleet.add_argument("--idle-interval", type=float, default=30.0)
+    fleet.add_argument("--latency-min", type=float, default=0.0, help="ms per request")
+    fleet.add_argument("--latency-max", type=float, default=0.0, help="ms per request")
+    fleet.add_argument("--tls-buffer", type=int, default=None,
+                       help="bytes: override the bridge's TLS read buffer (policy table)")
+    fleet.add_argument("--keepalive", type=float, default=None,
+                       help="s: override the bridge's keep-alive (policy table)")
+    fleet.add_argument("--no-discovery", action="store_true", help="discovery: false")
     args = parser.parse_args()
     random.seed(args.seed)
     asyncio.run(main_async(args))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from typing import Any
@@ -52,9 +53,12 @@ class Simulator:
         app.router.add_post("/_sim/{serial}", self._control)
         return app
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._runner, address = await _serve(self.app(), host, port)
-        self.base_url = f"http://{address}"
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None
+    ) -> str:
+        """Serve; with ssl_context over TLS (one certificate for every charger's host)."""
+        self._runner, address = await _serve(self.app(), host, port, ssl_context)
+        self.base_url = f"{'https' if ssl_context else 'http'}://{address}"
         return self.base_url
 
     async def serve_local(self, serial: str, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -177,13 +181,15 @@ class Simulator:
         return _json(200, {"status": charger.status()})
 
 
-async def _serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
+async def _serve(
+    app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, str]:
     # Handlers held by a "hanging" fault must not hold up a stop for a minute.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.create_server((host, port), family=family)
-    await web.SockSite(runner, sock).start()
+    await web.SockSite(runner, sock, ssl_context=ssl_context).start()
     bound_port = sock.getsockname()[1]
     return runner, (f"[{host}]:{bound_port}" if ":" in host else f"{host}:{bound_port}")
 

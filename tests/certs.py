@@ -35,12 +35,15 @@ def make_authority(directory: Path, name: str) -> Authority:
     return Authority(cert, key)
 
 
-def make_certificates(directory: Path) -> Certificates:
+def make_certificates(
+    directory: Path, names: str = "IP:127.0.0.1,DNS:localhost"
+) -> Certificates:
+    """A CA and a server certificate for `names` (subjectAltName syntax)."""
     ca = make_authority(directory, "test-ca")
     other = make_authority(directory, "other-ca")
     key, request = directory / "server.key", directory / "server.csr"
     cert, extensions = directory / "server.crt", directory / "server.ext"
-    extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    extensions.write_text(f"subjectAltName={names}\n")
     _openssl(
         "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
         "-subj", "/CN=localhost", "-keyout", key, "-out", request,
