@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import ssl
 import zlib
 from collections.abc import Mapping
@@ -246,18 +247,44 @@ class ChargerSettings(_Section):
 
 
 class ShardSettings(_Section):
-    index: int = Field(ge=0)
+    # Left out: the ordinal at the end of the host name, as a Kubernetes StatefulSet
+    # names its pods (goe2mqtt-3 -> 3), so every pod can share one config.
+    index: int = Field(default=-1, ge=-1)
     count: int = Field(ge=1, le=1024)
+    _from_hostname: bool = PrivateAttr(default=False)
 
     @model_validator(mode="after")
     def _index_in_range(self) -> ShardSettings:
+        if self.index == -1:
+            # HOSTNAME is the pod's name in Kubernetes (and what tests set per process).
+            hostname = os.environ.get("HOSTNAME") or socket.gethostname()
+            object.__setattr__(self, "index", hostname_ordinal(hostname))
+            self._from_hostname = True
         if self.index >= self.count:
-            raise ValueError(f"index: must be below count ({self.count})")
+            raise ValueError(f"index: {self.index} must be below count ({self.count})")
         return self
+
+    @property
+    def from_hostname(self) -> bool:
+        return self._from_hostname
 
     def owns(self, key: str) -> bool:
         # crc32, not hash(): the same answer in every process, on every machine.
         return zlib.crc32(key.encode()) % self.count == self.index
+
+
+def hostname_ordinal(hostname: str) -> int:
+    """The N of a StatefulSet pod's name (goe2mqtt-N)."""
+    match = re.search(r"-(\d+)$", hostname.split(".", 1)[0])
+    if match is None:
+        raise ValueError(
+            f"index: not given, and the host name {hostname!r} does not end in -N (a"
+            " StatefulSet pod's ordinal): give shard.index"
+        )
+    return int(match.group(1))
+
+
+SHARD_PLACEHOLDER = "{shard}"
 
 
 class Settings(_Section):
@@ -279,6 +306,24 @@ class Settings(_Section):
     def warnings(self) -> tuple[str, ...]:
         """What was accepted but deserves a line in the log at start-up."""
         return self._warnings
+
+    @model_validator(mode="after")
+    def _client_id_per_shard(self) -> Settings:
+        # One config for every pod: "{shard}" in client_id gives each its own session.
+        client_id = self.mqtt.client_id
+        derived = self.shard is not None and self.shard.from_hostname
+        if derived and SHARD_PLACEHOLDER not in client_id:
+            raise ValueError(
+                "mqtt.client_id: with shard.index taken from the host name, put {shard} in"
+                " client_id (e.g. goe2mqtt-{shard}) so each pod has its own session"
+            )
+        if SHARD_PLACEHOLDER in client_id:
+            if self.shard is None:
+                raise ValueError("mqtt.client_id: {shard} needs a shard section")
+            object.__setattr__(
+                self.mqtt, "client_id", client_id.replace(SHARD_PLACEHOLDER, str(self.shard.index))
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_chargers(self) -> Settings:

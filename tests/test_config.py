@@ -400,5 +400,5 @@ def test_idle_interval_and_shards() -> None:
     assert sum(len(o) for o in owners) == 200  # disjoint
     assert all(40 < len(o) < 95 for o in owners)  # and roughly even
     raw["shard"] = {"index": 3, "count": 3}
-    with pytest.raises(ConfigError, match=r"^shard\.index: must be below count \(3\)"):
+    with pytest.raises(ConfigError, match=r"^shard\.index: 3 must be below count \(3\)"):
         parse_settings(raw)
