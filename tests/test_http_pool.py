@@ -11,8 +11,8 @@ from .conftest import RunningBridge, Setup, until
 
 
 def chargers(**overrides: float) -> list[object]:
-    raw = {"mqtt": {"host": "127.0.0.1"},
-           "chargers": [{"name": "a", "serial": "012345", "token": "t-1", **overrides}]}  # fmt: skip
+    charger = {"name": "a", "serial": "012345", "token": "t-1", **overrides}
+    raw = {"mqtt": {"host": "127.0.0.1"}, "chargers": [charger]}
     return list(parse_settings(raw).chargers)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from goe2mqtt.catalogue.codes import CAR_STATES, FORCE_STATES, LOGIC_MODES
 from goe2mqtt.catalogue.limits import current_bounds
 from goe2mqtt.catalogue.model import EntityDescription, Write
+from goe2mqtt.catalogue.phases import milliseconds_setting
 from goe2mqtt.catalogue.readers import (
     car_connected,
     charger_max_current,
@@ -111,34 +112,10 @@ CHARGING: tuple[EntityDescription, ...] = (
         icon="mdi:pause-circle-outline",
         doc="off for cars that do not wake up after a pause",
     ),
-    EntityDescription(
-        key="min_charge_pause",
-        component="number",
-        name="Min charge pause",
-        reads=("mcpd",),
-        value=number("mcpd", scale=0.001, digits=1),
-        device_class="duration",
-        unit="s",
-        write=Write(key="mcpd", kind="number", minimum=0, maximum=86_400, scale=1000,
-                    integer=True, unit_hint="ms"),
-        entity_category="config",
-        enabled_by_default=False,
-        doc="a pause lasts at least this long (0: off)",
-    ),
-    EntityDescription(
-        key="min_charging_interval",
-        component="number",
-        name="Min charging interval",
-        reads=("mci",),
-        value=number("mci", scale=0.001, digits=1),
-        device_class="duration",
-        unit="s",
-        write=Write(key="mci", kind="number", minimum=0, maximum=86_400, scale=1000,
-                    integer=True, unit_hint="ms"),
-        entity_category="config",
-        enabled_by_default=False,
-        doc="charging lasts at least this long once started (0: off)",
-    ),
+    milliseconds_setting("mcpd", "Min charge pause", maximum=86_400,
+                         doc="a pause lasts at least this long (0: off)"),
+    milliseconds_setting("mci", "Min charging interval", maximum=86_400,
+                         doc="charging lasts at least this long once started (0: off)"),
     EntityDescription(
         key="simulate_unplugging",
         component="switch",

@@ -7,8 +7,10 @@ from goe2mqtt.catalogue.model import EntityDescription, Write
 from goe2mqtt.catalogue.readers import count_true, enum, flag, integer, label, number
 
 
-def _milliseconds(key: str, name: str, *, maximum: float, doc: str = "") -> EntityDescription:
-    """A go-e duration in ms, shown and set in seconds."""
+def milliseconds_setting(
+    key: str, name: str, *, maximum: float, doc: str = ""
+) -> EntityDescription:
+    """A go-e duration setting in ms, shown and set in seconds (off by default)."""
     return EntityDescription(
         key=name.lower().replace(" ", "_"),
         component="number",
@@ -95,8 +97,8 @@ PHASES: tuple[EntityDescription, ...] = (
         entity_category="diagnostic",
         enabled_by_default=False,
     ),
-    _milliseconds("psmd", "Force single phase duration", maximum=86_400,
+    milliseconds_setting("psmd", "Force single phase duration", maximum=86_400,
                   doc="how long 1 phase is kept after the PV logic switched to it"),
-    _milliseconds("mptwt", "Min phase toggle wait time", maximum=86_400),
-    _milliseconds("mpwst", "Min phase wish switch time", maximum=86_400),
+    milliseconds_setting("mptwt", "Min phase toggle wait time", maximum=86_400),
+    milliseconds_setting("mpwst", "Min phase wish switch time", maximum=86_400),
 )  # fmt: skip
