@@ -131,7 +131,7 @@ def write_config(
     config = {
         "mqtt": {"host": broker.host, "port": broker.port, "base_topic": BASE,
                  "client_id": f"bench-{uuid.uuid4().hex[:6]}", "discovery_prefix": "bench-ha",
-                 "discovery": not args.no_discovery},
+                 "discovery": not args.no_discovery, "leaf_topics": not args.no_leaf_topics},
         "chargers": [
             {"name": f"c{serial}", "serial": serial, "token": TOKEN,
              "api_url": charger_url(simulator, serial, args.fleet), "scan_interval": scan,
@@ -358,7 +358,8 @@ def print_table(results: list[Result], args: Any) -> None:
             f"(idle_scan_interval {args.idle_interval} s), latency "
             f"{args.latency_min:.0f}-{args.latency_max:.0f} ms, tls buffer "
             f"{args.tls_buffer or 'default'}, keep-alive {args.keepalive or 'default'}, "
-            f"discovery {'off' if args.no_discovery else 'on'}"
+            f"discovery {'off' if args.no_discovery else 'on'}, "
+            f"leaf topics {'off' if args.no_leaf_topics else 'on'}"
         )
     head = ("chargers", "polls/s cfg", "achieved", "gap p99", "CPU s/1k polls", "bare s/1k",
             "ratio", "RSS MiB", "peak MiB", "msgs/poll", "cmd p50 ms", "cmd p99 ms",
@@ -422,6 +423,8 @@ def main() -> None:
     fleet.add_argument("--keepalive", type=float, default=None,
                        help="s: override the bridge's keep-alive (policy table)")
     fleet.add_argument("--no-discovery", action="store_true", help="discovery: false")
+    fleet.add_argument("--no-leaf-topics", action="store_true",
+                       help="leaf_topics: false (the JSON state only; needs --no-discovery)")
     args = parser.parse_args()
     random.seed(args.seed)
     asyncio.run(main_async(args))

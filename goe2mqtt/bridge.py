@@ -50,6 +50,10 @@ BIRTH_DELAY = (0.5, 2.0)  # spread republishing after HA restarts, as HA recomme
 # heartbeat whose missing PUBACK reveals a frozen broker within ~1.5x keepalive.
 INFO_INTERVAL = 30.0
 POLL_START_RATE = 50.0  # first polls per second at start-up, so a fleet does not burst
+# ... but spread over no more than a scan interval, unless that means more first polls a
+# second than this: each is a new (TLS) connection, and 1000 handshakes a second (10 000
+# chargers in 10 s) time out on a small machine.
+MAX_START_RATE = 200.0
 COMMAND_GRACE = 10.0  # on stop, a running command may finish for this long
 JOURNAL_PRUNE_EVERY = 3600.0
 
@@ -86,6 +90,11 @@ def goe_client(
         timeout=charger.timeout if timeout is None else timeout,
         local=charger.transport == "local",
     )
+
+
+def start_spread(fleet: int, scan_interval: float) -> float:
+    """Seconds over which a charger's first poll falls at start-up."""
+    return max(min(scan_interval, fleet / POLL_START_RATE), fleet / MAX_START_RATE)
 
 
 def journal_path(settings: Settings) -> Path:
@@ -206,6 +215,7 @@ class Bridge:
                     max_command_age=self.settings.mqtt.max_command_age,
                     confirm_delays=self._confirm_delays,
                     sink=self.desk,
+                    leaf_topics=self.settings.mqtt.leaf_topics,
                 )
             for bridge in self.chargers.values():
                 await bridge.publish_initial()
@@ -217,9 +227,11 @@ class Bridge:
             log.info("bridge_started", version=__version__, chargers=list(self.chargers))
 
             mqtt_task = asyncio.create_task(self.mqtt.run(self._on_message), name="mqtt")
-            start_within = len(self.chargers) / POLL_START_RATE
+            fleet = len(self.chargers)
             pollers = [
-                asyncio.create_task(b.run(start_within), name=f"poll:{b.name}")
+                asyncio.create_task(
+                    b.run(start_spread(fleet, b.settings.scan_interval)), name=f"poll:{b.name}"
+                )
                 for b in self.chargers.values()
             ]
             workers = [

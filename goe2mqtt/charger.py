@@ -79,6 +79,7 @@ class ChargerBridge:
         confirm_delays: Sequence[float] = CONFIRM_DELAYS,
         sink: CommandSink | None = None,
         max_queued: int = MAX_QUEUED_COMMANDS,
+        leaf_topics: bool = True,
     ) -> None:
         self.settings = settings
         self.name = settings.name
@@ -86,6 +87,7 @@ class ChargerBridge:
         self._publisher = publisher
         self._topics = topics
         self._discovery_prefix = discovery_prefix
+        self._leaf_topics = leaf_topics  # False: the JSON state topic only
         self.status: dict[str, Any] = {}
         # Unique ids need the serial: a local charger configured without one tells it.
         self.serial = settings.serial
@@ -162,10 +164,11 @@ class ChargerBridge:
             log.warning("value_unreadable", charger=self.name, entity=key, reason=reason)
         if not update.changed:
             return update.changed  # the common case: a quiet charger costs one comparison
-        for key in update.changed:
-            await self._publisher.publish_retained(
-                self._topics.state(self.name, key), self._view.text(key)
-            )
+        if self._leaf_topics:
+            for key in update.changed:
+                await self._publisher.publish_retained(
+                    self._topics.state(self.name, key), self._view.text(key)
+                )
         await self._publisher.publish_retained(
             self._topics.json_state(self.name),
             json.dumps(self._view.states, sort_keys=True, ensure_ascii=False, allow_nan=False),
@@ -199,9 +202,11 @@ class ChargerBridge:
 
     # --- polling ----------------------------------------------------------------------
 
-    async def run(self, start_within: float = 1.0) -> None:
+    async def run(self, start_within: float | None = None) -> None:
         # Spread the first polls of a fleet instead of a burst; the loop keeps the spread.
-        await self._sleep(random.uniform(0, min(self.settings.scan_interval, start_within)))
+        if start_within is None:
+            start_within = min(self.settings.scan_interval, 1.0)
+        await self._sleep(random.uniform(0, start_within))
         while not self._stopping:
             self._wake.clear()
             try:

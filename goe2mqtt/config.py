@@ -131,6 +131,10 @@ class MqttSettings(_Section):
     base_topic: str = Field(default="goe2mqtt", pattern=TOPIC_PATTERN)
     discovery_prefix: str = Field(default="homeassistant", pattern=TOPIC_PATTERN)
     discovery: bool = True
+    # false: only {base}/{name}/state (every value in one JSON) and availability, not one
+    # topic per entity - ~110x fewer messages for a fleet back-end. Needs discovery off:
+    # Home Assistant's entities read the per-entity topics.
+    leaf_topics: bool = True
     keepalive: int = Field(default=60, ge=5, le=3600)
     protocol: Literal["5", "3.1.1"] = "5"
     tls: TlsSettings | None = None
@@ -143,6 +147,15 @@ class MqttSettings(_Section):
     def _protocol_as_text(cls, value: Any) -> Any:
         is_number = isinstance(value, int | float) and not isinstance(value, bool)
         return str(value) if is_number else value
+
+    @model_validator(mode="after")
+    def _leaf_topics_for_discovery(self) -> MqttSettings:
+        if self.discovery and not self.leaf_topics:
+            raise ValueError(
+                "leaf_topics: false needs discovery: false (Home Assistant's entities read"
+                " the per-entity topics)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _load_password_file(self, info: ValidationInfo) -> MqttSettings:

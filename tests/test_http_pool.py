@@ -42,3 +42,11 @@ async def test_bridge_info_counts_requests_and_new_connections(
     # per charger too: one each).
     assert http["new_connections"] <= 2
     assert http["new_connections_per_1000_requests"] < 400
+
+
+def test_a_big_fleet_starts_no_faster_than_its_handshakes_allow() -> None:
+    from goe2mqtt.bridge import MAX_START_RATE, start_spread
+
+    assert start_spread(1, 10) == 1 / 50  # one charger: at once
+    assert start_spread(1000, 10) == 10  # within one scan interval, as before
+    assert start_spread(10_000, 10) == 10_000 / MAX_START_RATE  # 50 s, not 1000 handshakes/s
