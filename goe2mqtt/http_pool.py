@@ -11,6 +11,7 @@ in production: bridge/info counts new connections per 1000 requests.
 from __future__ import annotations
 
 import asyncio.sslproto
+import inspect
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -83,10 +84,16 @@ def http_session(
     tracing.on_connection_create_end.append(on_connection_created)
     # No pool-wide limit: each charger has at most one request open (its lock), so
     # the chargers bound the pool; a shared cap let hanging chargers starve the rest.
+    options: dict[str, Any] = {}
+    if "dns_cache_max_size" in inspect.signature(aiohttp.TCPConnector).parameters:
+        # aiohttp keeps 1000 names by default: a fleet has one cloud host per charger,
+        # and a reconnect to an evicted one resolves it again.
+        options["dns_cache_max_size"] = max(1000, len(chargers) + 16)
     connector = aiohttp.TCPConnector(
         limit=0,
         keepalive_timeout=keepalive_for(chargers),
         ttl_dns_cache=DNS_TTL,
+        **options,
     )
     session = aiohttp.ClientSession(
         connector=connector, headers=headers, trace_configs=[tracing]

@@ -50,3 +50,13 @@ def test_a_big_fleet_starts_no_faster_than_its_handshakes_allow() -> None:
     assert start_spread(1, 10) == 1 / 50  # one charger: at once
     assert start_spread(1000, 10) == 10  # within one scan interval, as before
     assert start_spread(10_000, 10) == 10_000 / MAX_START_RATE  # 50 s, not 1000 handshakes/s
+
+
+async def test_the_dns_cache_holds_every_chargers_host() -> None:
+    fleet = chargers() * 5000
+    session, _ = http_session(fleet, {})  # type: ignore[arg-type]
+    try:
+        cache = session.connector._cached_hosts  # type: ignore[union-attr]
+        assert cache._max_size >= 5000
+    finally:
+        await session.close()
