@@ -105,18 +105,18 @@ class CommandDesk:
                 return  # another shard's charger: that instance answers
             if not self._answers_unknown:
                 return
+        refusal, loud = None, True
         if service in INPUT_SERVICES:
             # A PV reading: a measurement, not a command - no journal, no result when good.
+            # A bad one is journaled and answered like a refused command.
             bridge = self._chargers.get(charger)
-            reason: str | None
             if bridge is None:
-                reason = f"unknown charger {charger!r}"
+                refusal = f"unknown charger {charger!r}"
             else:
-                reason = bridge.offer_reading(service, message.payload, retained=message.retain)
-            if reason is not None:
-                loud = self._repeats.first(charger, service, reason)
-                self._refuse_reading(charger, service, message, reason, loud=loud)
-            return
+                refusal = bridge.offer_reading(service, message.payload, retained=message.retain)
+            if refusal is None:
+                return
+            loud = self._repeats.first(charger, service, refusal)
         received = time.time()
         seq = self.journal.record(
             charger,
@@ -130,21 +130,11 @@ class CommandDesk:
         if seq is None:
             log.info("command_redelivered", charger=charger, service=service, action="ignored")
             return
-        self.route(QueuedCommand(seq, charger, service, message.payload, message.retain, received))
-
-    def _refuse_reading(
-        self, charger: str, service: str, message: InboundMessage, reason: str, *, loud: bool
-    ) -> None:
-        """A bad PV reading gets its reason on the result topic like a bad command."""
-        received = time.time()
-        seq = self.journal.record(
-            charger, service, message.payload, retained=message.retain, received=received,
-            mid=message.mid, dup=message.dup,
-        )
-        if seq is not None:
-            command = QueuedCommand(seq, charger, service, message.payload, message.retain,
-                                    received)
-            self.command_finished(command, rejection(command, reason, loud=loud))
+        command = QueuedCommand(seq, charger, service, message.payload, message.retain, received)
+        if refusal is not None:
+            self.command_finished(command, rejection(command, refusal, loud=loud))
+        else:
+            self.route(command)
 
     def route(self, command: QueuedCommand) -> None:
         bridge = self._chargers.get(command.charger)
