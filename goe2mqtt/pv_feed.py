@@ -60,7 +60,7 @@ def _power(field: str, value: Any) -> float | None:
     return float(value)
 
 
-def parse_reading(service: str, payload: bytes, *, now: float, max_age: float) -> dict[str, Any]:
+def parse_reading(service: str, payload: bytes, *, max_age: float) -> dict[str, Any]:
     """The fields one message gives (a None value clears that field); CommandError if bad."""
     try:
         value = json.loads(payload.decode("utf-8").strip() or "null")
@@ -121,7 +121,7 @@ class PvFeed:
         if retained:
             return "retained reading ignored: publish PV readings without retain"
         try:
-            fields = parse_reading(service, payload, now=self._clock(), max_age=self.timeout)
+            fields = parse_reading(service, payload, max_age=self.timeout)
         except CommandError as exc:
             return str(exc)
         now = self._clock()

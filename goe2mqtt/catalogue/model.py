@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -18,6 +19,14 @@ Choices = Mapping[Any, str]  # go-e value -> the option name users see
 # Keys that come from the bridge itself, not from the charger (the PV feed's state):
 # they are never asked for in the status filter.
 BRIDGE_KEY_PREFIX = "@"
+
+
+def key_of(name: str) -> str:
+    """The entity key (topic leaf) for a name: 'Zero feed-in offset' -> zero_feed_in_offset.
+
+    Old Home Assistant makes the entity id the same way from the device and entity name,
+    so keys made here match both (test_discovery checks every entity)."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
 class Unreadable(ValueError):

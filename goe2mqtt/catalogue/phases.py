@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from goe2mqtt.catalogue.codes import PHA_AFTER, PHA_BEFORE, PHASE_MODES, PHASE_WISHES
-from goe2mqtt.catalogue.model import EntityDescription, Write
+from goe2mqtt.catalogue.model import EntityDescription, Write, key_of
 from goe2mqtt.catalogue.readers import count_true, enum, flag, integer, label, number
 
 
@@ -12,7 +12,7 @@ def milliseconds_setting(
 ) -> EntityDescription:
     """A go-e duration setting in ms, shown and set in seconds (off by default)."""
     return EntityDescription(
-        key=name.lower().replace(" ", "_"),
+        key=key_of(name),
         component="number",
         name=name,
         reads=(key,),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Set
 
 from goe2mqtt.catalogue.codes import ROUNDING_MODES
-from goe2mqtt.catalogue.model import EntityDescription, Write
+from goe2mqtt.catalogue.model import EntityDescription, Write, key_of
 from goe2mqtt.catalogue.readers import enum, flag, number, text
 
 FEED_STATES = ("off", "sending", "confirmed", "not_applied", "stale", "failed")
@@ -27,7 +27,7 @@ def _takes_feed(keys: Set[str]) -> bool:
 def _power_setting(key: str, name: str, *, low: float = 0, doc: str = "",
                    enabled: bool = True) -> EntityDescription:
     return EntityDescription(
-        key=key_names[key],
+        key=key_of(name),
         component="number",
         name=name,
         reads=(key,),
@@ -41,19 +41,9 @@ def _power_setting(key: str, name: str, *, low: float = 0, doc: str = "",
     )
 
 
-key_names = {
-    "pgt": "grid_target",
-    "fst": "starting_power",
-    "spl3": "three_phase_switch_level",
-    "psh": "phase_switch_hysteresis",
-    "sh": "stop_hysteresis",
-    "zfo": "zero_feed_in_offset",
-}
-
-
 def _measured(key: str, name: str, doc: str) -> EntityDescription:
     return EntityDescription(
-        key=name.lower().replace(" ", "_"),
+        key=key_of(name),
         component="sensor",
         name=name,
         reads=(key,),
@@ -68,7 +58,7 @@ def _measured(key: str, name: str, doc: str) -> EntityDescription:
 
 def _feed_input(command: str, name: str, low: float, doc: str) -> EntityDescription:
     return EntityDescription(
-        key=name.lower().replace(" ", "_"),
+        key=key_of(name),
         component="number",
         name=name,
         reads=(f"@{command}",),
