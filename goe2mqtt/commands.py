@@ -22,7 +22,7 @@ from goe2mqtt.catalogue import (
     Invalid,
     Status,
 )
-from goe2mqtt.catalogue.writes import to_goe
+from goe2mqtt.catalogue.writes import Unit, to_goe
 from goe2mqtt.goe import JsonValue
 from goe2mqtt.payloads import (
     MAX_PAYLOAD_BYTES,
@@ -181,17 +181,12 @@ def _checked_current(args: Arguments, status: Status) -> list[SetCall]:
 
 
 def _to_goe(
-    entity: EntityDescription, value: Any, status: Status, *, name: str, unit: str = "entity"
+    entity: EntityDescription, value: Any, status: Status, *, name: str, unit: Unit = "entity"
 ) -> JsonValue:
     assert entity.write is not None
     try:
         converted: JsonValue = to_goe(
-            entity.write,
-            value,
-            status,
-            name=name,
-            unit="goe" if unit == "goe" else "entity",
-            label=entity.unit,
+            entity.write, value, status, name=name, unit=unit, label=entity.unit
         )
     except Invalid as exc:
         raise CommandError(str(exc)) from None
