@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import structlog
 
 from goe2mqtt.aio import wait_until_set
-from goe2mqtt.catalogue import STATUS_KEYS
+from goe2mqtt.catalogue import STATUS_KEYS, own_keys
 from goe2mqtt.charger_commands import CONFIRM_DELAYS, MAX_QUEUED_COMMANDS, CommandRunner
 from goe2mqtt.charger_view import ChargerView
 from goe2mqtt.config import ChargerSettings
@@ -258,7 +258,7 @@ class ChargerBridge:
         """refresh() for a caller that already holds the lock."""
         started = time.monotonic()
         try:
-            status = await self.client.status(STATUS_KEYS)
+            status = own_keys(await self.client.status(STATUS_KEYS))
         except GoeError as exc:
             await self._poll_failed(exc)
             return False

@@ -22,8 +22,12 @@ from goe2mqtt.catalogue import (
     reported_keys,
 )
 from goe2mqtt.discovery import FACT_KEYS, DeviceFacts
+from goe2mqtt.interning import Interner
 
 _MISSING = object()
+# Shared across chargers: a fleet holds a handful of distinct ones, not one per charger.
+_key_sets: Interner[frozenset[str]] = Interner()
+_facts: Interner[DeviceFacts] = Interner()
 
 
 def _differs(old: Any, new: Any) -> bool:
@@ -59,16 +63,16 @@ class ChargerView:
         firmware = status.get("fwv")
         reported = reported_keys(status)
         if self.keys is None or firmware != self.firmware:
-            self.keys, self.firmware = reported, firmware
+            self.keys, self.firmware = _key_sets(reported), firmware
         elif not reported <= self.keys:
-            self.keys = self.keys | reported
+            self.keys = _key_sets(self.keys | reported)
         return self.keys
 
     def update(self, status: Mapping[str, Any], bridge_values: Mapping[str, Any]) -> Update:
         """Take one status (and the bridge's own values, the PV feed's)."""
         known = self.keys
         keys = self.learn_keys(status)
-        if known is not keys or self._status is None:
+        if self._status is None or (known is not keys and known != keys):
             changed_keys: set[str] | None = None  # a new key set: everything anew
         else:
             changed_keys = _changes(self._status, status) | _changes(self._bridge, bridge_values)
@@ -83,7 +87,7 @@ class ChargerView:
             if facts == self.facts:
                 facts = None
             else:
-                self.facts = facts
+                self.facts = facts = _facts(facts)
 
         before = self.states
         if changed_keys is None:

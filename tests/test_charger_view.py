@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -67,3 +68,35 @@ def test_a_firmware_change_starts_over_and_drops_what_went() -> None:
     assert update.facts is not None
     assert "upo" not in update.facts.keys
     assert "unlock_on_power_outage" not in view.states
+
+
+def test_chargers_alike_share_their_key_set_and_facts() -> None:
+    """A fleet holds one copy of a firmware's key set and facts, not one per charger."""
+    views = [ChargerView() for _ in range(3)]
+    for view in views:
+        view.update(catalogue.own_keys(status()), FEED)
+    assert views[0].keys is views[1].keys is views[2].keys
+    assert views[0].facts is views[1].facts is views[2].facts
+
+
+def test_the_kept_status_holds_our_keys_with_shared_names() -> None:
+    raw = json.loads(json.dumps({**status(), "rbt": 123, "zz_unknown": [1, 2]}))
+    kept = catalogue.own_keys(raw)
+    assert set(kept) == set(raw) & catalogue.STATUS_KEYS
+    shared = {key: key for key in catalogue.STATUS_KEYS}
+    assert all(key is shared[key] for key in kept)  # the catalogue's strings, not new ones
+    assert kept == {k: v for k, v in raw.items() if k in catalogue.STATUS_KEYS}
+
+
+def test_a_firmware_change_with_the_same_keys_still_renews_facts_and_states() -> None:
+    view = ChargerView()
+    before = status()
+    view.update(before, FEED)
+    after = {**before, "fwv": "60.1"}
+    update = view.update(after, FEED)
+    assert update.facts is not None
+    assert update.facts.sw_version == "60.1"
+    full = ChargerView()
+    full.update(after, FEED)
+    assert view.states == full.states
+    assert view.facts == full.facts
