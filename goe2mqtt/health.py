@@ -18,6 +18,7 @@ import structlog
 log = structlog.get_logger()
 
 DEFAULT_MAX_AGE = 90.0  # three missed refreshes of 30 s
+OFFLINE_NAMED = 10  # offline chargers named in the verdict line; the rest counted
 
 
 def write_health_file(path: Path, health: Mapping[str, Any]) -> None:
@@ -45,7 +46,14 @@ def check_health(
     if not health.get("mqtt_connected"):
         return False, "not connected to the MQTT broker"
     chargers = health.get("chargers", {})
+    # A large fleet's info lists only the chargers that need a look: count from totals.
+    total = health.get("chargers_total", len(chargers))
+    online = health.get("chargers_online", sum(1 for i in chargers.values() if i.get("online")))
     offline = sorted(name for name, info in chargers.items() if not info.get("online"))
-    summary = f"{len(chargers) - len(offline)}/{len(chargers)} chargers online"
+    summary = f"{online}/{total} chargers online"
+    if offline:
+        more = total - online - len(offline[:OFFLINE_NAMED])
+        named = ", ".join(offline[:OFFLINE_NAMED]) + (f" and {more} more" if more > 0 else "")
+        summary += f" (offline: {named})"
     # An offline charger is the charger's problem, not the bridge's: still healthy.
-    return True, summary + (f" (offline: {', '.join(offline)})" if offline else "")
+    return True, summary

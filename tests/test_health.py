@@ -24,6 +24,21 @@ def health(connected: bool = True, **chargers: bool) -> dict[str, object]:
     }
 
 
+def test_a_large_fleet_is_judged_by_its_counts(tmp_path: Path) -> None:
+    """Beyond 100 chargers bridge/info lists only the ones needing a look."""
+    path = tmp_path / "health.json"
+    listed = {f"c{i:02d}": {"online": False} for i in range(12)}
+    listed["c99"] = {"online": True, "consecutive_failures": 1}
+    write_health_file(
+        path,
+        {"mqtt_connected": True, "chargers": listed, "chargers_shown": "needing_attention",
+         "chargers_total": 5000, "chargers_online": 4980},
+    )  # fmt: skip
+    healthy, why = check_health(path)
+    named = ", ".join(f"c{i:02d}" for i in range(10))
+    assert (healthy, why) == (True, f"4980/5000 chargers online (offline: {named} and 10 more)")
+
+
 def test_healthy_means_fresh_and_connected(tmp_path: Path) -> None:
     path = tmp_path / "health.json"
     assert check_health(path) == (False, check_health(path)[1])
