@@ -13,7 +13,6 @@ import random
 import resource
 import time
 from collections.abc import Collection, Coroutine, Iterable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import structlog
 from goe2mqtt import __version__
 from goe2mqtt.aio import wait_until_set
 from goe2mqtt.bridge_discovery import render_bridge_discovery
+from goe2mqtt.bridge_info import fleet_info
 from goe2mqtt.charger import ChargerBridge, iso
 from goe2mqtt.charger_commands import CONFIRM_DELAYS
 from goe2mqtt.commands import result_json
@@ -39,9 +39,10 @@ from goe2mqtt.goe import GoeClient
 from goe2mqtt.health import write_health_file
 from goe2mqtt.http_pool import PoolStats, http_session
 from goe2mqtt.journal import Journal
+from goe2mqtt.loop_watch import LoopWatch
+from goe2mqtt.memory import MemoryUpkeep
 from goe2mqtt.mqtt import InboundMessage, MqttOptions, MqttSession, Subscription
 from goe2mqtt.mqtt_client import another_live_instance
-from goe2mqtt.outcomes import CommandStats
 
 log = structlog.get_logger()
 
@@ -159,6 +160,8 @@ class Bridge:
         self._info_due = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._desk: CommandDesk | None = None  # opens with the journal, in run()
+        self._loop_watch = LoopWatch()
+        self._memory = MemoryUpkeep()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -240,6 +243,11 @@ class Bridge:
             ]
             helpers = [
                 asyncio.create_task(self._publish_info_forever(), name="info"),
+                asyncio.create_task(self._loop_watch.run(), name="loop-watch"),
+                asyncio.create_task(
+                    self._memory.run(self._stop, first_after=self._first_polls_done()),
+                    name="memory",
+                ),
                 asyncio.create_task(self.desk.publish_forever(self.mqtt), name="results"),
             ]
             stop_task = asyncio.create_task(self._stop.wait(), name="stop")
@@ -271,30 +279,27 @@ class Bridge:
 
     def info(self) -> dict[str, Any]:
         now = time.time()
-        chargers = {name: bridge.info() for name, bridge in self.chargers.items()}
-        totals = CommandStats(**asdict(self.desk.unrouted))
-        for bridge in self.chargers.values():
-            totals.ok += bridge.commands.ok
-            totals.rejected += bridge.commands.rejected
-            totals.failed += bridge.commands.failed
-        errors = [(b.last_error, name) for name, b in self.chargers.items() if b.last_error]
-        last_error = None
-        if errors:
-            (at, error), name = max(errors)
-            last_error = {"at": iso(at), "charger": name, "error": error[:200]}
         return {
             "version": __version__,
             "updated": iso(now),
             "started": iso(self.started),
             "uptime": round(now - self.started),
-            "chargers": chargers,
-            "chargers_online": sum(1 for b in self.chargers.values() if b.online),
-            "last_error": last_error,
-            "commands": asdict(totals),
+            **fleet_info(self.chargers, self.desk.unrouted),
             "results_pending": self.desk.results_pending,
             "mqtt_backlog": self.mqtt.backlog,
             "http": self._pool.info(),
+            "loop": self._loop_watch.report(),
+            "memory": self._memory.report(),
         }
+
+    def _first_polls_done(self) -> float:
+        """Seconds from start until every charger has had its first poll."""
+        fleet = len(self.chargers)
+        return max(
+            (start_spread(fleet, b.settings.scan_interval) + b.settings.scan_interval
+             for b in self.chargers.values()),
+            default=0.0,
+        )  # fmt: skip
 
     async def _publish_info_forever(self) -> None:
         pruned_at = time.monotonic()

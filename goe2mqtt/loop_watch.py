@@ -1,0 +1,56 @@
+"""How long the event loop was held: what every poll and command waiting then paid.
+
+One process serves every charger on one event loop, so anything that holds it (a
+garbage collection over a large heap, encoding a large payload) delays all of them
+at once. bridge/info shows the longest hold since the last report, and the longest
+garbage collection, so a fleet operator sees stalls before the chargers' users do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from typing import Any
+
+SAMPLE_EVERY = 0.1  # s: a hold shorter than this may go unseen, which is fine
+
+
+class LoopWatch:
+    def __init__(self) -> None:
+        self._lag_max = 0.0
+        self._gc_max = 0.0
+        self._gc_full = 0
+        self._gc_started: float | None = None
+
+    def _on_gc(self, phase: str, details: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif self._gc_started is not None:
+            self._gc_max = max(self._gc_max, time.perf_counter() - self._gc_started)
+            self._gc_started = None
+            if details.get("generation") == 2:
+                self._gc_full += 1
+
+    async def run(self) -> None:
+        """Sample until cancelled; the garbage collector is watched meanwhile."""
+        gc.callbacks.append(self._on_gc)
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                due = loop.time() + SAMPLE_EVERY
+                await asyncio.sleep(SAMPLE_EVERY)
+                self._lag_max = max(self._lag_max, loop.time() - due)
+        finally:
+            gc.callbacks.remove(self._on_gc)
+
+    def report(self) -> dict[str, Any]:
+        """The longest hold and collection since the last report (then starts anew)."""
+        report = {
+            "lag_max_ms": round(self._lag_max * 1000, 1),
+            "gc_pause_max_ms": round(self._gc_max * 1000, 1),
+            "gc_full_collections": self._gc_full,
+        }
+        self._lag_max = self._gc_max = 0.0
+        self._gc_full = 0
+        return report

@@ -1,0 +1,145 @@
+"""What keeps one process healthy at fleet size: shared copies, a small bridge/info,
+a watched event loop, freed memory given back (pure or in-process; no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from goe2mqtt.bridge_info import DETAIL_LIMIT, fleet_info
+from goe2mqtt.interning import Interner
+from goe2mqtt.loop_watch import LoopWatch
+from goe2mqtt.memory import MemoryUpkeep, release_free_memory, rss_mib
+from goe2mqtt.outcomes import CommandStats
+
+
+def test_the_interner_shares_equal_values_and_stays_bounded() -> None:
+    intern: Interner[frozenset[str]] = Interner(limit=2)
+    first = frozenset({"amp", "car"})
+    assert intern(frozenset({"car", "amp"})) is intern(first)
+    other, third = frozenset({"nrg"}), frozenset({"eto"})
+    assert intern(other) is other
+    # Full: a new value comes back as it is, equal and unshared; the kept ones stay shared.
+    copy = frozenset({"eto"})
+    assert intern(third) is third
+    assert intern(copy) is copy
+    assert len(intern) == 2
+    assert intern(frozenset({"amp", "car"})) is intern(first)
+
+
+@dataclass
+class FakeCharger:
+    online: bool = True
+    failures: int = 0
+    last_error: tuple[float, str] | None = None
+    queued: int = 0
+    commands: CommandStats = field(default_factory=CommandStats)
+
+    def info(self) -> dict[str, Any]:
+        return {"online": self.online, "consecutive_failures": self.failures}
+
+
+def test_bridge_info_lists_every_charger_of_a_small_fleet() -> None:
+    chargers = {"garage": FakeCharger(), "carport": FakeCharger(online=False)}
+    chargers["garage"].commands.ok = 3
+    info = fleet_info(chargers, CommandStats(rejected=1))
+    assert info["chargers"] == {
+        "garage": {"online": True, "consecutive_failures": 0},
+        "carport": {"online": False, "consecutive_failures": 0},
+    }
+    assert (info["chargers_shown"], info["chargers_total"], info["chargers_online"]) == (
+        "all", 2, 1
+    )
+    assert info["commands"] == {"ok": 3, "rejected": 1, "failed": 0}
+
+
+def test_bridge_info_of_a_large_fleet_lists_only_chargers_needing_a_look() -> None:
+    chargers = {f"c{i:05d}": FakeCharger() for i in range(10_000)}
+    chargers["c00007"].online = False
+    chargers["c00500"].failures = 2
+    chargers["c09999"].queued = 1
+    chargers["c04000"].last_error = (1_700_000_000.0, "poll failed: timed out")
+    info = fleet_info(chargers, CommandStats())
+    assert set(info["chargers"]) == {"c00007", "c00500", "c09999"}
+    assert (info["chargers_shown"], info["chargers_total"], info["chargers_online"]) == (
+        "needing_attention", 10_000, 9_999
+    )
+    assert info["last_error"]["charger"] == "c04000"
+    # A fleet where everything fails still gives a bounded payload, with true counts.
+    for charger in chargers.values():
+        charger.online = False
+    info = fleet_info(chargers, CommandStats())
+    assert len(info["chargers"]) == DETAIL_LIMIT
+    assert (info["chargers_total"], info["chargers_online"]) == (10_000, 0)
+
+
+def blocking_call(seconds: float) -> None:
+    """What any blocking call does to every task waiting on the loop."""
+    time.sleep(seconds)
+
+
+def test_the_loop_watch_sees_a_held_loop_and_collections() -> None:
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        watch = LoopWatch()
+        task = asyncio.create_task(watch.run())
+        await asyncio.sleep(0.25)
+        blocking_call(0.4)
+        gc.collect()
+        await asyncio.sleep(0.25)
+        held = watch.report()
+        after = watch.report()  # a report covers the time since the one before
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return held, after
+
+    held, after = asyncio.run(scenario())
+    assert held["lag_max_ms"] >= 250  # held 400 ms; the watch samples every 100 ms
+    assert held["gc_full_collections"] >= 1
+    assert held["gc_pause_max_ms"] >= 0
+    assert after["gc_full_collections"] == 0
+    assert after["lag_max_ms"] < held["lag_max_ms"]
+    assert LoopWatch()._on_gc not in gc.callbacks
+
+
+def test_freed_heap_memory_goes_back_to_the_system() -> None:
+    """Blocks freed between live ones stay in the process until trimmed (glibc)."""
+    before = rss_mib()
+    assert before is not None
+    blocks = [bytes(4000) + bytes([i % 256]) for i in range(40_000)]  # ~160 MiB via malloc
+    kept = blocks[::16]  # the live ones keep the heap from shrinking at its top
+    del blocks
+    gc.collect()
+    fragmented = rss_mib()
+    assert fragmented is not None
+    assert fragmented - before > 100
+    assert release_free_memory()
+    trimmed = rss_mib()
+    assert trimmed is not None
+    assert fragmented - trimmed > 100
+    assert len(kept) == 2500
+
+
+def test_upkeep_freezes_the_start_up_heap_and_trims_once_the_first_polls_are_done() -> None:
+    async def scenario() -> tuple[int, int, dict[str, object]]:
+        upkeep, stop = MemoryUpkeep(), asyncio.Event()
+        task = asyncio.create_task(upkeep.run(stop, first_after=0.2))
+        await asyncio.sleep(0.05)
+        before = gc.get_freeze_count()
+        await asyncio.sleep(0.5)
+        during = gc.get_freeze_count()
+        stop.set()
+        await task
+        return before, during, upkeep.report()
+
+    try:
+        before, during, report = asyncio.run(scenario())
+    finally:
+        gc.unfreeze()
+    assert before == 0
+    assert during > 1000  # the interpreter's and the test's objects, left alone from now
+    assert isinstance(report["frozen_objects"], int)
+    assert report["frozen_objects"] > 1000
+    assert {"freeze_ms", "trim_ms", "rss_mib"} <= set(report)
