@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -49,6 +50,7 @@ HERE = Path(__file__).resolve().parent
 TOKEN = "bench-token"
 BASE = "bench"
 MIN_POLLS_FOR_CPU = 500
+INFO_WAIT = 31.0  # s: bridge/info comes every 30 s
 
 
 def proc_cpu(pid: int) -> float:
@@ -109,6 +111,12 @@ class Result:
     retained_states: float = 0.0  # KiB per charger of states and availability
     new_connections_per_1000: float = float("nan")  # from the bridge's own counters
     polls: int = 0  # in the quiet window; CPU per poll needs enough of them to mean anything
+    # From bridge/info over both windows: the longest the bridge's event loop was held,
+    # the longest garbage collection, and how many full collections ran.
+    loop_lag_max: float = float("nan")
+    gc_pause_max: float = float("nan")
+    gc_full: int = 0
+    memory: dict[str, Any] = field(default_factory=dict)  # bridge/info's last "memory"
 
 
 def serials(n: int) -> list[str]:
@@ -155,6 +163,22 @@ def pool_rate(messages: list[tuple[float, str, bytes]], start: float, end: float
     return 1000 * created / requests if requests else 0.0
 
 
+def loop_stats(
+    messages: list[tuple[float, str, bytes]], start: float, end: float
+) -> tuple[float, float, int]:
+    """(longest loop hold ms, longest collection ms, full collections) from bridge/info."""
+    loops = [json.loads(p).get("loop") for t, topic, p in messages
+             if topic == f"{BASE}/bridge/info" and p and start <= t <= end]  # fmt: skip
+    loops = [loop for loop in loops if loop]
+    if not loops:
+        return float("nan"), float("nan"), 0
+    return (
+        max(loop["lag_max_ms"] for loop in loops),
+        max(loop["gc_pause_max_ms"] for loop in loops),
+        sum(loop["gc_full_collections"] for loop in loops),
+    )
+
+
 def tls_setup(workdir: Path) -> tuple[ssl.SSLContext, dict[str, str]]:
     """A CA made for this run and a certificate for every charger's cloud host: the
     server's context, and the environment that makes a process trust the CA."""
@@ -199,6 +223,9 @@ async def run_size(n: int, args: Any) -> Result:
             charger.faults = Faults(delay=latency)
     result.configured = sum(1 / interval for interval in clock.expected.values())
     await simulator.start(ssl_context=server_tls)
+    # The harness's own objects (10 000 simulated chargers) stay out of its collections:
+    # a long collection here would show as a slow command of the bridge's.
+    gc.freeze()
     with MosquittoBroker() as broker:
         config = workdir / "config.yaml"
         write_config(config, broker, simulator, n, scan, args)
@@ -266,6 +293,13 @@ async def run_size(n: int, args: Any) -> Result:
                 # Active window: commands and changes while the fleet keeps polling.
                 await measure_latencies(probe, simulator, messages, result, args)
                 result.rss, result.peak_rss = proc_memory(bridge.pid)
+                # bridge/info reports the loop since its last report: one more is due.
+                await asyncio.sleep(INFO_WAIT)
+                result.loop_lag_max, result.gc_pause_max, result.gc_full = loop_stats(
+                    messages, t0, time.monotonic()
+                )
+                infos = [p for _, topic, p in messages if topic == f"{BASE}/bridge/info" and p]
+                result.memory = json.loads(infos[-1]).get("memory", {}) if infos else {}
             finally:
                 bridge.terminate()
                 bridge.wait(30)
@@ -297,14 +331,19 @@ async def measure_latencies(
     for _ in range(args.changes):
         serial = random.choice(names)
         charger = simulator.charger(serial)
-        topic = f"{BASE}/c{serial}/car_connected"
-        want = b"false" if charger.plugged else b"true"
+        value = b"false" if charger.plugged else b"true"
+        if args.no_leaf_topics:  # the JSON state topic only
+            topic, seen = f"{BASE}/c{serial}/state", b'"car_connected": ' + value
+        else:  # the leaf topic's whole payload
+            topic, seen = f"{BASE}/c{serial}/car_connected", value
         mark = len(messages)
         changed = time.monotonic()
         charger.unplug() if charger.plugged else charger.plug_in()
         deadline = changed + 4 * scan
         while time.monotonic() < deadline:
-            hit = next((m for m in messages[mark:] if m[1] == topic and m[2] == want), None)
+            hit = next(
+                (m for m in messages[mark:] if m[1] == topic and seen in m[2]), None
+            )
             if hit is not None:
                 result.change_rel.append((hit[0] - changed) / scan)
                 break
@@ -364,7 +403,8 @@ def print_table(results: list[Result], args: Any) -> None:
     head = ("chargers", "polls/s cfg", "achieved", "gap p99", "CPU s/1k polls", "bare s/1k",
             "ratio", "RSS MiB", "peak MiB", "msgs/poll", "cmd p50 ms", "cmd p99 ms",
             "change mean", "change max", "startup s", "on time", "new conn/1k",
-            "retained KiB/charger (discovery + states)")  # fmt: skip
+            "retained KiB/charger (discovery + states)", "loop held max ms", "gc max ms",
+            "full gcs")  # fmt: skip
     rows = []
     for r in results:
         ratio = r.cpu_per_1000 / r.bare_cpu_per_1000 if r.bare_cpu_per_1000 else float("nan")
@@ -379,12 +419,15 @@ def print_table(results: list[Result], args: Any) -> None:
             f"{max(r.change_rel) if r.change_rel else float('nan'):.2f}x", f"{r.startup:.1f}",
             f"{100 * r.on_time:.2f}%", f"{r.new_connections_per_1000:.1f}",
             f"{r.retained_discovery:.1f} + {r.retained_states:.1f}",
+            f"{r.loop_lag_max:.1f}", f"{r.gc_pause_max:.1f}", str(r.gc_full),
         ))  # fmt: skip
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
     print("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for row in rows:
         print("| " + " | ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) + " |")
+    for r in results:
+        print(f"{r.n} chargers, bridge memory upkeep (bridge/info): {json.dumps(r.memory)}")
 
 
 async def main_async(args: Any) -> None:
