@@ -245,7 +245,11 @@ class Bridge:
                 asyncio.create_task(self._publish_info_forever(), name="info"),
                 asyncio.create_task(self._loop_watch.run(), name="loop-watch"),
                 asyncio.create_task(
-                    self._memory.run(self._stop, first_after=self._first_polls_done()),
+                    self._memory.run(
+                        self._stop,
+                        ready=lambda: all(b.polled_once for b in self.chargers.values()),
+                        at_most=3 * self._first_polls_due(),
+                    ),
                     name="memory",
                 ),
                 asyncio.create_task(self.desk.publish_forever(self.mqtt), name="results"),
@@ -292,8 +296,8 @@ class Bridge:
             "memory": self._memory.report(),
         }
 
-    def _first_polls_done(self) -> float:
-        """Seconds from start until every charger has had its first poll."""
+    def _first_polls_due(self) -> float:
+        """Seconds from start until every charger's first poll is due."""
         fleet = len(self.chargers)
         return max(
             (start_spread(fleet, b.settings.scan_interval) + b.settings.scan_interval

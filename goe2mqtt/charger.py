@@ -93,6 +93,7 @@ class ChargerBridge:
         self.serial = settings.serial
         self.online = False
         self.failures = 0
+        self.polled_once = False  # answered or not
         self.last_success: float | None = None
         self._not_before = 0.0  # monotonic: the cloud asked us to wait (Retry-After)
         self._facts: DeviceFacts | None = None
@@ -216,6 +217,7 @@ class ChargerBridge:
                 # "online" with frozen values: it counts as a failed poll.
                 log.exception("poll_crashed", charger=self.name)
                 await self._poll_failed(GoeError(f"internal error: {type(exc).__name__}"))
+            self.polled_once = True
             await self._sleep(self.next_delay())
 
     async def _sleep(self, seconds: float) -> None:

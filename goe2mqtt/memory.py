@@ -2,14 +2,16 @@
 to walk, and freed memory handed back to the system.
 
 - Python's cyclic garbage collector walks every tracked object on a full collection.
-  At 10 000 chargers that is millions of objects (connections, tasks, settings, the
+  At 10 000 chargers that is over a million objects (connections, tasks, settings, the
   catalogue) made at start-up and never freed: full collections came every few
   seconds and held the event loop up to 1.4 s each (bench/bench.py --fleet, 10 000
-  chargers), so commands waited. Once the first polls are done the start-up heap is
-  frozen (gc.freeze): collections then walk only what was made since, mostly the
-  statuses each poll replaces. Refcounting still frees frozen objects; only garbage
-  cycles among them would stay, so every REFREEZE_EVERY the heap is unfrozen,
-  collected in full once, and frozen again.
+  chargers), so commands waited. So there is no collection while the fleet starts
+  (its connections are made then); once every charger has had its first poll the heap
+  is collected once and frozen (gc.freeze), and collections walk only what was made
+  since, mostly the statuses each poll replaces. What survives is frozen again every
+  TRIM_EVERY (cheap: no collection). Refcounting still frees frozen objects; only
+  garbage cycles among them would stay, so every REFREEZE_EVERY the heap is unfrozen,
+  collected in full once (~1.3 s at 10 000 chargers) and frozen again.
 - Every TLS handshake, and the session tickets a TLS 1.3 server sends after it, leave
   freed blocks between live ones that glibc keeps in the process. Measured on 1000
   TLS connections: 58 KiB each after the handshakes, 48 KiB after malloc_trim(0) (45
@@ -36,6 +38,7 @@ log = structlog.get_logger()
 
 TRIM_EVERY = 600.0  # s
 REFREEZE_EVERY = 3600.0  # s
+READY_CHECK_EVERY = 1.0  # s
 
 
 def _find_malloc_trim() -> Callable[[int], int] | None:
@@ -80,8 +83,7 @@ def freeze_heap() -> None:
 
 
 class MemoryUpkeep:
-    """Freezes the start-up heap once the first polls are done, trims and refreezes
-    on a schedule; report() is bridge/info's "memory"."""
+    """Runs the schedule above; report() is bridge/info's "memory"."""
 
     def __init__(self) -> None:
         self._last: dict[str, Any] = {}
@@ -96,21 +98,31 @@ class MemoryUpkeep:
         log.debug("memory_upkeep", step=step, **{k: v for k, v in self._last.items()
                                                   if k.startswith(step)})  # fmt: skip
 
-    async def run(self, stop: asyncio.Event, first_after: float) -> None:
-        """Until `stop`: the first freeze and trim after `first_after` s, then on time."""
-        now = time.monotonic()
-        due_freeze, due_trim = now + first_after, now + first_after
-        while not await wait_until_set(stop, max(0.0, min(due_freeze, due_trim) - now)):
-            now = time.monotonic()
-            if now >= due_freeze:
+    async def run(self, stop: asyncio.Event, *, ready: Callable[[], bool], at_most: float) -> None:
+        """Until `stop`. The start-up phase ends when `ready()` (every charger had its
+        first poll), at the latest after `at_most` seconds."""
+        gc.disable()
+        try:
+            deadline = time.monotonic() + at_most
+            while not ready() and time.monotonic() < deadline:
+                if await wait_until_set(stop, READY_CHECK_EVERY):
+                    return
+            self._timed("freeze", freeze_heap)
+        finally:
+            gc.enable()
+        self._trim()
+        refreeze_due = time.monotonic() + REFREEZE_EVERY
+        while not await wait_until_set(stop, TRIM_EVERY):
+            if time.monotonic() >= refreeze_due:
                 self._timed("freeze", freeze_heap)
-                due_freeze = now + REFREEZE_EVERY
-            if now >= due_trim and _malloc_trim is not None:
-                self._timed("trim", release_free_memory)
-                due_trim = now + TRIM_EVERY
-            elif _malloc_trim is None:
-                due_trim = float("inf")
-            now = time.monotonic()
+                refreeze_due = time.monotonic() + REFREEZE_EVERY
+            else:
+                gc.freeze()
+            self._trim()
+
+    def _trim(self) -> None:
+        if _malloc_trim is not None:
+            self._timed("trim", release_free_memory)
 
     def report(self) -> dict[str, Any]:
         rss = rss_mib()

@@ -122,24 +122,58 @@ def test_freed_heap_memory_goes_back_to_the_system() -> None:
     assert len(kept) == 2500
 
 
-def test_upkeep_freezes_the_start_up_heap_and_trims_once_the_first_polls_are_done() -> None:
-    async def scenario() -> tuple[int, int, dict[str, object]]:
-        upkeep, stop = MemoryUpkeep(), asyncio.Event()
-        task = asyncio.create_task(upkeep.run(stop, first_after=0.2))
+def test_upkeep_collects_nothing_while_the_fleet_starts_then_freezes_and_trims() -> None:
+    async def scenario() -> list[tuple[bool, int]]:
+        upkeep, stop, polled = MemoryUpkeep(), asyncio.Event(), [False]
+        task = asyncio.create_task(upkeep.run(stop, ready=lambda: polled[0], at_most=60))
+        seen = []
         await asyncio.sleep(0.05)
-        before = gc.get_freeze_count()
-        await asyncio.sleep(0.5)
-        during = gc.get_freeze_count()
+        seen.append((gc.isenabled(), gc.get_freeze_count()))  # starting: no collections
+        polled[0] = True  # every charger had its first poll
+        await asyncio.sleep(1.5)
+        seen.append((gc.isenabled(), gc.get_freeze_count()))
         stop.set()
         await task
-        return before, during, upkeep.report()
+        report = upkeep.report()
+        assert {"freeze_ms", "trim_ms", "rss_mib"} <= set(report)
+        assert report["frozen_objects"] == gc.get_freeze_count()
+        return seen
 
     try:
-        before, during, report = asyncio.run(scenario())
+        starting, running = asyncio.run(scenario())
     finally:
         gc.unfreeze()
-    assert before == 0
-    assert during > 1000  # the interpreter's and the test's objects, left alone from now
-    assert isinstance(report["frozen_objects"], int)
-    assert report["frozen_objects"] > 1000
-    assert {"freeze_ms", "trim_ms", "rss_mib"} <= set(report)
+    assert starting == (False, 0)
+    assert running[0] is True
+    assert running[1] > 1000  # the interpreter's and the test's objects, left alone now
+
+
+def test_upkeep_does_not_wait_for_chargers_that_never_answer_beyond_its_bound() -> None:
+    async def scenario() -> int:
+        upkeep, stop = MemoryUpkeep(), asyncio.Event()
+        task = asyncio.create_task(upkeep.run(stop, ready=lambda: False, at_most=0.5))
+        await asyncio.sleep(1.5)
+        frozen = gc.get_freeze_count()
+        stop.set()
+        await task
+        return frozen
+
+    try:
+        assert asyncio.run(scenario()) > 1000
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()
+
+
+def test_a_stop_while_starting_leaves_the_collector_on() -> None:
+    async def scenario() -> None:
+        upkeep, stop = MemoryUpkeep(), asyncio.Event()
+        task = asyncio.create_task(upkeep.run(stop, ready=lambda: False, at_most=60))
+        await asyncio.sleep(0.05)
+        assert not gc.isenabled()
+        stop.set()
+        await task
+
+    asyncio.run(scenario())
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
