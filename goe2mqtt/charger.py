@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from goe2mqtt.aio import wait_until_set
+from goe2mqtt.aio import Alarm
 from goe2mqtt.catalogue import STATUS_KEYS, own_keys
 from goe2mqtt.charger_commands import CONFIRM_DELAYS, MAX_QUEUED_COMMANDS, CommandRunner
 from goe2mqtt.charger_view import ChargerView
@@ -99,7 +99,7 @@ class ChargerBridge:
         self._facts: DeviceFacts | None = None
         self._view = ChargerView()
         self.lock = asyncio.Lock()  # one conversation with the charger at a time
-        self._wake = asyncio.Event()
+        self._wake = Alarm()
         self._stopping = False
         self.last_error: tuple[float, str] | None = None  # (unix time, what went wrong)
         self.pv_feed = PvFeed(
@@ -207,7 +207,7 @@ class ChargerBridge:
         # Spread the first polls of a fleet instead of a burst; the loop keeps the spread.
         if start_within is None:
             start_within = min(self.settings.scan_interval, 1.0)
-        await self._sleep(random.uniform(0, start_within))
+        await self._wake.wait(random.uniform(0, start_within))
         while not self._stopping:
             self._wake.clear()
             try:
@@ -218,10 +218,7 @@ class ChargerBridge:
                 log.exception("poll_crashed", charger=self.name)
                 await self._poll_failed(GoeError(f"internal error: {type(exc).__name__}"))
             self.polled_once = True
-            await self._sleep(self.next_delay())
-
-    async def _sleep(self, seconds: float) -> None:
-        await wait_until_set(self._wake, seconds)
+            await self._wake.wait(self.next_delay())
 
     def stop(self) -> None:
         """Make run() and serve_commands() return after what they are doing now.

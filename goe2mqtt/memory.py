@@ -1,17 +1,20 @@
 """Memory upkeep for a long-running process: a small heap for the garbage collector
 to walk, and freed memory handed back to the system.
 
-- Python's cyclic garbage collector walks every tracked object on a full collection.
-  At 10 000 chargers that is over a million objects (connections, tasks, settings, the
-  catalogue) made at start-up and never freed: full collections came every few
-  seconds and held the event loop up to 1.4 s each (bench/bench.py --fleet, 10 000
-  chargers), so commands waited. So there is no collection while the fleet starts
-  (its connections are made then); once every charger has had its first poll the heap
-  is collected once and frozen (gc.freeze), and collections walk only what was made
-  since, mostly the statuses each poll replaces. What survives is frozen again every
-  TRIM_EVERY (cheap: no collection). Refcounting still frees frozen objects; only
-  garbage cycles among them would stay, so every REFREEZE_EVERY the heap is unfrozen,
-  collected in full once (~1.3 s at 10 000 chargers) and frozen again.
+- Python's cyclic garbage collector walks every tracked object on a full collection,
+  and it runs one whenever the objects that lived long enough to reach the oldest
+  generation since the last one are a quarter of those there. At 10 000 chargers that
+  is every few seconds, walking over a million objects: the event loop was held up to
+  1.4 s at a time (bench/bench.py --fleet), and every command waited. Freezing the
+  heap once after start-up (gc.freeze) was not enough: the state of 10 000 sleeping
+  poll loops is made anew at every poll, so it filled the oldest generation again and
+  full collections still took 150-600 ms. So the bridge runs the collector itself:
+  none while the fleet starts (its connections are made then); when every charger
+  has had its first poll one full collection, then the heap frozen; after that, every
+  COLLECT_EVERY a collection of what is not frozen (what the last second made: a few
+  ms) and a freeze of what survived. Refcounting still frees frozen objects; only a
+  cycle that became garbage after it was frozen stays, until the heap is unfrozen and
+  collected in full every REFREEZE_EVERY (~1.3 s at 10 000 chargers, once an hour).
 - Every TLS handshake, and the session tickets a TLS 1.3 server sends after it, leave
   freed blocks between live ones that glibc keeps in the process. Measured on 1000
   TLS connections: 58 KiB each after the handshakes, 48 KiB after malloc_trim(0) (45
@@ -36,6 +39,7 @@ from goe2mqtt.aio import wait_until_set
 
 log = structlog.get_logger()
 
+COLLECT_EVERY = 1.0  # s
 TRIM_EVERY = 600.0  # s
 REFREEZE_EVERY = 3600.0  # s
 READY_CHECK_EVERY = 1.0  # s
@@ -74,12 +78,13 @@ def release_free_memory() -> bool:
     return True
 
 
-def freeze_heap() -> None:
-    """Collect what is garbage now, then leave every surviving object out of future
-    collections (after an unfreeze, this is the periodic full collection)."""
+def freeze_heap() -> int:
+    """Collect the whole heap, then leave every surviving object out of future
+    collections; the number of objects collected."""
     gc.unfreeze()
-    gc.collect()
+    collected = gc.collect()
     gc.freeze()
+    return collected
 
 
 class MemoryUpkeep:
@@ -90,9 +95,11 @@ class MemoryUpkeep:
 
     def _timed(self, step: str, action: Callable[[], object]) -> None:
         before, started = rss_mib(), time.perf_counter()
-        action()
+        outcome = action()
         after = rss_mib()
         self._last[f"{step}_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        if isinstance(outcome, int) and not isinstance(outcome, bool):
+            self._last[f"{step}_collected"] = outcome
         if before is not None and after is not None:
             self._last[f"{step}_freed_mib"] = round(before - after, 1)
         log.debug("memory_upkeep", step=step, **{k: v for k, v in self._last.items()
@@ -111,14 +118,19 @@ class MemoryUpkeep:
         finally:
             gc.enable()
         self._trim()
-        refreeze_due = time.monotonic() + REFREEZE_EVERY
-        while not await wait_until_set(stop, TRIM_EVERY):
-            if time.monotonic() >= refreeze_due:
+        loop = asyncio.get_running_loop()
+        trim_due, refreeze_due = loop.time() + TRIM_EVERY, loop.time() + REFREEZE_EVERY
+        while not await wait_until_set(stop, COLLECT_EVERY):
+            now = loop.time()
+            if now >= refreeze_due:
                 self._timed("freeze", freeze_heap)
-                refreeze_due = time.monotonic() + REFREEZE_EVERY
+                refreeze_due = now + REFREEZE_EVERY
             else:
+                gc.collect()  # only what is not frozen: what the last second made
                 gc.freeze()
-            self._trim()
+            if now >= trim_due:
+                self._trim()
+                trim_due = now + TRIM_EVERY
 
     def _trim(self) -> None:
         if _malloc_trim is not None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
-from goe2mqtt.aio import wait_until_set
+from goe2mqtt.aio import Alarm, wait_until_set
 from goe2mqtt.bridge import stop_pollers
 from goe2mqtt.charger import ChargerBridge
 from goe2mqtt.config import parse_settings
@@ -92,3 +93,42 @@ async def test_wait_until_set_passes_a_cancel_through() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+def test_an_alarm_wakes_its_sleeper_when_set_and_otherwise_times_out() -> None:
+    async def scenario() -> list[object]:
+        alarm, seen = Alarm(), []
+        seen.append(await alarm.wait(0.05))  # nobody sets it: False after the timeout
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, alarm.set)
+        started = loop.time()
+        seen.append(await alarm.wait(30))  # set long before the timeout
+        seen.append(loop.time() - started < 10)
+        seen.append(await alarm.wait(30))  # still set: at once
+        alarm.clear()
+        first = alarm.wait(30)
+        second = alarm.wait(0.05)  # one sleeper: the earlier wait ends with False
+        seen.append(await first)
+        seen.append(await second)
+        return seen
+
+    assert asyncio.run(scenario()) == [False, True, True, True, False, False]
+
+
+def test_a_cancelled_alarm_sleeper_is_cancelled_not_woken() -> None:
+    async def scenario() -> bool:
+        alarm = Alarm()
+
+        async def sleep() -> bool:
+            return await alarm.wait(0.05)
+
+        sleeper = asyncio.create_task(sleep())
+        await asyncio.sleep(0)
+        sleeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sleeper
+        await asyncio.sleep(0.1)  # its timer fires on a cancelled future: no error
+        alarm.set()
+        return sleeper.cancelled()
+
+    assert asyncio.run(scenario())

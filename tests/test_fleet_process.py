@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,6 +147,35 @@ def test_upkeep_collects_nothing_while_the_fleet_starts_then_freezes_and_trims()
     assert starting == (False, 0)
     assert running[0] is True
     assert running[1] > 1000  # the interpreter's and the test's objects, left alone now
+
+
+def test_after_start_up_what_survives_a_second_is_frozen_and_garbage_is_still_collected() -> None:
+    """Full collections walk only what the last second made (see goe2mqtt.memory)."""
+
+    class Cycle:
+        def __init__(self) -> None:
+            self.me = self
+
+    async def scenario() -> tuple[bool, bool, bool]:
+        upkeep, stop = MemoryUpkeep(), asyncio.Event()
+        task = asyncio.create_task(upkeep.run(stop, ready=lambda: True, at_most=60))
+        await asyncio.sleep(0.2)  # the start-up freeze is done
+        kept = {"made": "after start-up", "items": []}
+        garbage = weakref.ref(Cycle())  # unreachable at once, freed only by a collection
+        assert any(o is kept for o in gc.get_objects())  # walked by collections, for now
+        await asyncio.sleep(1.5)
+        frozen = not any(o is kept for o in gc.get_objects())
+        stop.set()
+        await task
+        return frozen, garbage() is None, gc.isenabled()
+
+    try:
+        frozen, collected, enabled = asyncio.run(scenario())
+    finally:
+        gc.unfreeze()
+    assert frozen
+    assert collected
+    assert enabled
 
 
 def test_upkeep_does_not_wait_for_chargers_that_never_answer_beyond_its_bound() -> None:
