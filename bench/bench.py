@@ -44,6 +44,7 @@ from typing import Any
 import aiomqtt
 
 from goe2mqtt.broker import MosquittoBroker
+from goe2mqtt.loop_watch import LoopWatch
 from goe2mqtt.simulator import Faults, SimulatedCharger, Simulator
 
 HERE = Path(__file__).resolve().parent
@@ -117,6 +118,10 @@ class Result:
     gc_pause_max: float = float("nan")
     gc_full: int = 0
     memory: dict[str, Any] = field(default_factory=dict)  # bridge/info's last "memory"
+    bridge_loop: dict[str, Any] = field(default_factory=dict)  # ... and its last "loop"
+    # The harness (simulator + probe, one process) while commands are timed: a busy
+    # harness delays the set calls it timestamps, so its figures say how far to trust them.
+    harness: dict[str, float] = field(default_factory=dict)
 
 
 def serials(n: int) -> list[str]:
@@ -291,7 +296,18 @@ async def run_size(n: int, args: Any) -> Result:
                 result.new_connections_per_1000 = pool_rate(messages, t0, t0 + elapsed)
 
                 # Active window: commands and changes while the fleet keeps polling.
+                watch, cpu0, t_cmd = LoopWatch(), proc_cpu(os.getpid()), time.monotonic()
+                watching = asyncio.create_task(watch.run())
                 await measure_latencies(probe, simulator, messages, result, args)
+                held = watch.report()
+                watching.cancel()
+                result.harness = {
+                    "cpu_share": round(
+                        (proc_cpu(os.getpid()) - cpu0) / (time.monotonic() - t_cmd), 2
+                    ),
+                    "loop_held_max_ms": held["lag_max_ms"],
+                    "gc_pause_max_ms": held["gc_pause_max_ms"],
+                }
                 result.rss, result.peak_rss = proc_memory(bridge.pid)
                 # bridge/info reports the loop since its last report: one more is due.
                 await asyncio.sleep(INFO_WAIT)
@@ -299,7 +315,8 @@ async def run_size(n: int, args: Any) -> Result:
                     messages, t0, time.monotonic()
                 )
                 infos = [p for _, topic, p in messages if topic == f"{BASE}/bridge/info" and p]
-                result.memory = json.loads(infos[-1]).get("memory", {}) if infos else {}
+                last = json.loads(infos[-1]) if infos else {}
+                result.memory, result.bridge_loop = last.get("memory", {}), last.get("loop", {})
             finally:
                 bridge.terminate()
                 bridge.wait(30)
@@ -428,6 +445,8 @@ def print_table(results: list[Result], args: Any) -> None:
         print("| " + " | ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) + " |")
     for r in results:
         print(f"{r.n} chargers, bridge memory upkeep (bridge/info): {json.dumps(r.memory)}")
+        print(f"{r.n} chargers, bridge loop, last report: {json.dumps(r.bridge_loop)}")
+        print(f"{r.n} chargers, harness while commands were timed: {json.dumps(r.harness)}")
 
 
 async def main_async(args: Any) -> None:
