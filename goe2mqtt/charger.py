@@ -59,6 +59,13 @@ def iso(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
+def next_due(due: float, delay: float, now: float) -> float:
+    """When the poll after the one due at `due` is due: `delay` later, or, when that
+    has passed already (an answer slower than the interval), `delay` from now - never
+    polls in a hurry to catch up."""
+    return due + delay if due + delay > now else now + delay
+
+
 def serial_from_status(status: Mapping[str, Any]) -> str | None:
     serial = status.get("sse")
     return serial if isinstance(serial, str) and SERIAL_RE.fullmatch(serial) else None
@@ -204,12 +211,19 @@ class ChargerBridge:
     # --- polling ----------------------------------------------------------------------
 
     async def run(self, start_within: float | None = None) -> None:
-        # Spread the first polls of a fleet instead of a burst; the loop keeps the spread.
+        # Spread the first polls of a fleet instead of a burst. Each poll is then due an
+        # interval after the one before was due, not after it ended: polls that a stall
+        # (a long collection, a busy machine) made late all at once go back to their own
+        # times, instead of staying bunched and coming due together ever after.
         if start_within is None:
             start_within = min(self.settings.scan_interval, 1.0)
-        await self._wake.wait(random.uniform(0, start_within))
+        loop = asyncio.get_running_loop()
+        due = loop.time() + random.uniform(0, start_within)
+        woken = await self._wake.wait(due - loop.time())
         while not self._stopping:
             self._wake.clear()
+            if woken:  # polled early (a command, a wake-up): the schedule starts anew
+                due = loop.time()
             try:
                 await self.refresh()
             except Exception as exc:
@@ -218,7 +232,9 @@ class ChargerBridge:
                 log.exception("poll_crashed", charger=self.name)
                 await self._poll_failed(GoeError(f"internal error: {type(exc).__name__}"))
             self.polled_once = True
-            await self._wake.wait(self.next_delay())
+            now = loop.time()
+            due = next_due(due, self.next_delay(), now)
+            woken = await self._wake.wait(due - now)
 
     def stop(self) -> None:
         """Make run() and serve_commands() return after what they are doing now.

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from goe2mqtt.bridge_info import DETAIL_LIMIT, fleet_info
+from goe2mqtt.charger import next_due
 from goe2mqtt.interning import Interner
 from goe2mqtt.loop_watch import LoopWatch
 from goe2mqtt.memory import MemoryUpkeep, release_free_memory, rss_mib
@@ -207,3 +208,13 @@ def test_a_stop_while_starting_leaves_the_collector_on() -> None:
     asyncio.run(scenario())
     assert gc.isenabled()
     assert gc.get_freeze_count() == 0
+
+
+def test_a_late_poll_keeps_the_chargers_place_in_the_schedule() -> None:
+    # Due at 100 s every 10 s; a 1.2 s stall ran it at 101.2: the next is due at 110, so
+    # the chargers a stall bunched together go back to their own times.
+    assert next_due(100.0, 10.0, now=101.3) == 110.0
+    # An answer slower than the interval: a full interval from now, no hurried catch-up.
+    assert next_due(100.0, 10.0, now=112.0) == 122.0
+    # Backoff or idle: the next delay is whatever the charger's state asks for.
+    assert next_due(100.0, 30.0, now=100.2) == 130.0
