@@ -43,6 +43,7 @@ from typing import Any
 import aiomqtt
 
 from goe2mqtt.broker import MosquittoBroker
+from goe2mqtt.logs import configure_logging
 from goe2mqtt.loop_watch import LoopWatch
 from goe2mqtt.memory import MemoryUpkeep
 from goe2mqtt.simulator import Faults, SimulatedCharger, Simulator
@@ -494,6 +495,7 @@ def main() -> None:
     fleet.add_argument("--no-leaf-topics", action="store_true",
                        help="leaf_topics: false (the JSON state only; needs --no-discovery)")
     args = parser.parse_args()
+    configure_logging("warning")  # the harness's own memory upkeep logs at debug
     random.seed(args.seed)
     asyncio.run(main_async(args))
 
