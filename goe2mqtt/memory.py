@@ -117,6 +117,12 @@ class MemoryUpkeep:
             self._timed("freeze", freeze_heap)
         finally:
             gc.enable()
+        try:
+            await self._keep(stop)
+        finally:
+            gc.unfreeze()  # the process as it was, for whatever runs after the bridge
+
+    async def _keep(self, stop: asyncio.Event) -> None:
         self._trim()
         loop = asyncio.get_running_loop()
         trim_due, refreeze_due = loop.time() + TRIM_EVERY, loop.time() + REFREEZE_EVERY
