@@ -207,6 +207,8 @@ def launcher(args: Any) -> list[str]:
         policy += ["--tls-buffer", str(args.tls_buffer)]
     if args.keepalive is not None:
         policy += ["--keepalive", str(args.keepalive)]
+    if args.trace_holds is not None:
+        policy += ["--trace-holds", str(args.trace_holds)]
     return [sys.executable, str(HERE / "loopback.py"), *policy]
 
 
@@ -491,6 +493,9 @@ def main() -> None:
                        help="bytes: override the bridge's TLS read buffer (policy table)")
     fleet.add_argument("--keepalive", type=float, default=None,
                        help="s: override the bridge's keep-alive (policy table)")
+    fleet.add_argument("--trace-holds", type=float, default=None,
+                       help="ms: the bridge logs every event-loop callback longer than this "
+                       "(to bridge.log in the run's directory)")
     fleet.add_argument("--no-discovery", action="store_true", help="discovery: false")
     fleet.add_argument("--no-leaf-topics", action="store_true",
                        help="leaf_topics: false (the JSON state only; needs --no-discovery)")

@@ -28,13 +28,35 @@ def _loopback(host: Any, *args: Any, **kwargs: Any) -> Any:
     return _getaddrinfo(host, *args, **kwargs)
 
 
+def _trace_holds(threshold: float) -> None:
+    """Name every event-loop callback that ran longer than `threshold` s (to stderr):
+    what a long hold in bridge/info's loop watch was."""
+    import asyncio.events
+    import time
+
+    run = asyncio.events.Handle._run
+
+    def timed(handle: asyncio.events.Handle) -> None:
+        started = time.perf_counter()
+        run(handle)
+        took = time.perf_counter() - started
+        if took > threshold:
+            print(f"loop_hold ms={took * 1000:.1f} callback={handle!r:.300}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+
+    asyncio.events.Handle._run = timed  # type: ignore[method-assign]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--tls-buffer", type=int)
     parser.add_argument("--keepalive", type=float)
+    parser.add_argument("--trace-holds", type=float, help="ms: log every callback longer")
     parser.add_argument("-m", dest="module")
     args, rest = parser.parse_known_args()
     socket.getaddrinfo = _loopback
+    if args.trace_holds is not None:
+        _trace_holds(args.trace_holds / 1000)
     if args.tls_buffer is not None or args.keepalive is not None:
         from goe2mqtt import http_pool
 
