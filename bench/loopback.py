@@ -36,15 +36,17 @@ def _trace_holds(threshold: float) -> None:
 
     run = asyncio.events.Handle._run
 
-    def timed(handle: asyncio.events.Handle) -> None:
+    def timed(handle: Any) -> None:
         started = time.perf_counter()
         run(handle)
         took = time.perf_counter() - started
         if took > threshold:
-            print(f"loop_hold ms={took * 1000:.1f} callback={handle!r:.300}",
+            owner = getattr(handle._callback, "__self__", None)  # a task's wake-up
+            name = owner.get_name() if isinstance(owner, asyncio.Task) else ""
+            print(f"loop_hold ms={took * 1000:.1f} task={name} callback={handle!r:.300}",
                   file=sys.stderr, flush=True)  # fmt: skip
 
-    asyncio.events.Handle._run = timed  # type: ignore[method-assign]
+    setattr(asyncio.events.Handle, "_run", timed)  # noqa: B010 - a method, patched
 
 
 def main() -> None:
