@@ -156,11 +156,17 @@ def write_config(
     path.write_text(json.dumps(config))
 
 
+def bridge_infos(
+    messages: list[tuple[float, str, bytes]], start: float = 0.0, end: float = float("inf")
+) -> list[dict[str, Any]]:
+    """The bridge/info payloads the probe saw between start and end, oldest first."""
+    return [json.loads(p) for t, topic, p in messages
+            if topic == f"{BASE}/bridge/info" and p and start <= t <= end]  # fmt: skip
+
+
 def pool_rate(messages: list[tuple[float, str, bytes]], start: float, end: float) -> float:
     """New connections per 1000 requests over a window, from bridge/info's counters."""
-    infos = [(t, json.loads(p)) for t, topic, p in messages
-             if topic == f"{BASE}/bridge/info" and p]  # fmt: skip
-    inside = [info["http"] for t, info in infos if start <= t <= end and "http" in info]
+    inside = [info["http"] for info in bridge_infos(messages, start, end) if "http" in info]
     if len(inside) < 2:
         return float("nan")
     first, last = inside[0], inside[-1]
@@ -173,9 +179,7 @@ def loop_stats(
     messages: list[tuple[float, str, bytes]], start: float, end: float
 ) -> tuple[float, float, int]:
     """(longest loop hold ms, longest collection ms, full collections) from bridge/info."""
-    loops = [json.loads(p).get("loop") for t, topic, p in messages
-             if topic == f"{BASE}/bridge/info" and p and start <= t <= end]  # fmt: skip
-    loops = [loop for loop in loops if loop]
+    loops = [info["loop"] for info in bridge_infos(messages, start, end) if info.get("loop")]
     if not loops:
         return float("nan"), float("nan"), 0
     return (
@@ -321,8 +325,8 @@ async def run_size(n: int, args: Any) -> Result:
                 result.loop_lag_max, result.gc_pause_max, result.gc_full = loop_stats(
                     messages, t0, time.monotonic()
                 )
-                infos = [p for _, topic, p in messages if topic == f"{BASE}/bridge/info" and p]
-                last = json.loads(infos[-1]) if infos else {}
+                infos = bridge_infos(messages)
+                last = infos[-1] if infos else {}
                 result.memory, result.bridge_loop = last.get("memory", {}), last.get("loop", {})
             finally:
                 bridge.terminate()
