@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio.sslproto
 
+from goe2mqtt.charger import MAX_BACKOFF_FACTOR
 from goe2mqtt.config import parse_settings
-from goe2mqtt.http_pool import TLS_READ_BUFFER, http_session, keepalive_for
+from goe2mqtt.http_pool import KEEPALIVE, TLS_READ_BUFFER, http_session
 
 from .conftest import RunningBridge, Setup, until
 
@@ -16,11 +17,20 @@ def chargers(**overrides: float) -> list[object]:
     return list(parse_settings(raw).chargers)
 
 
-def test_keepalive_outlasts_the_longest_gap_a_config_allows() -> None:
-    # Defaults: scan 10 s, idle 30 s, backoff up to 3x scan: 30 s + 15 s margin.
-    assert keepalive_for(chargers()) == 45  # type: ignore[arg-type]
-    assert keepalive_for(chargers(scan_interval=60)) == 195  # type: ignore[arg-type]
-    assert keepalive_for(chargers(idle_scan_interval=3600)) == 900  # type: ignore[arg-type]
+async def test_idle_connections_outlast_every_poll_gap_under_15_minutes() -> None:
+    # The longest gaps a charger's polls leave: idle, and failing (backoff), for the
+    # defaults and for slow configurations just under 15 minutes.
+    for settings in (chargers(), chargers(scan_interval=299), chargers(idle_scan_interval=899)):
+        charger = settings[0]
+        gaps = (charger.idle_interval, charger.scan_interval * MAX_BACKOFF_FACTOR)  # type: ignore[attr-defined]
+        assert max(gaps) < KEEPALIVE
+    session, _ = http_session(chargers(), {})  # type: ignore[arg-type]
+    try:
+        # What the pool really uses (aiohttp's default is 15 s: every idle poll would
+        # pay a handshake), and its sweep of idle connections as rare as that.
+        assert session.connector._keepalive_timeout == KEEPALIVE  # type: ignore[union-attr]
+    finally:
+        await session.close()
 
 
 async def test_tls_read_buffers_are_cut_to_what_a_record_needs() -> None:
