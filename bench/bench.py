@@ -106,6 +106,10 @@ class Result:
     peak_rss: float = 0.0
     messages_per_poll: float = 0.0
     command_ms: list[float] = field(default_factory=list)
+    # The slowest commands: (ms, ms since that charger's previous request arrived). A
+    # set that comes within the injected latency of a poll waited for its answer (one
+    # conversation with a charger at a time).
+    slowest: list[tuple[float, float]] = field(default_factory=list)
     change_rel: list[float] = field(default_factory=list)
     startup: float = 0.0
     on_time: float = 0.0  # share of polls within 10 % of their interval
@@ -242,7 +246,7 @@ async def run_size(n: int, args: Any) -> Result:
     harness_upkeep = asyncio.create_task(
         MemoryUpkeep().run(harness_stop, ready=lambda: True, at_most=0)
     )
-    with MosquittoBroker() as broker:
+    with MosquittoBroker(extra_config=("set_tcp_nodelay true",)) as broker:
         config = workdir / "config.yaml"
         write_config(config, broker, simulator, n, scan, args)
         messages: list[tuple[float, str, bytes]] = []
@@ -357,6 +361,9 @@ async def measure_latencies(
             await asyncio.sleep(0.0005)
         if clock.sets.get(serial) != before:
             result.command_ms.append((clock.sets[serial] - sent) * 1000)
+            since_poll = (clock.sets[serial] - clock.last_poll.get(serial, 0.0)) * 1000
+            result.slowest.append((result.command_ms[-1], since_poll))
+            result.slowest = sorted(result.slowest, reverse=True)[:5]
         await asyncio.sleep(0.2)
     for _ in range(args.changes):
         serial = random.choice(names)
@@ -460,6 +467,8 @@ def print_table(results: list[Result], args: Any) -> None:
         print(f"{r.n} chargers, bridge memory upkeep (bridge/info): {json.dumps(r.memory)}")
         print(f"{r.n} chargers, bridge loop, last report: {json.dumps(r.bridge_loop)}")
         print(f"{r.n} chargers, harness while commands were timed: {json.dumps(r.harness)}")
+        slowest = ", ".join(f"{ms:.1f} ({since:.0f})" for ms, since in r.slowest)
+        print(f"{r.n} chargers, slowest commands ms (ms since the charger's last poll): {slowest}")
 
 
 async def main_async(args: Any) -> None:
