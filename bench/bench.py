@@ -1,15 +1,18 @@
 """Benchmark: goe2mqtt polling N simulated chargers, against a bare aiohttp loop.
 
-Not a test: it prints a table. For each N it starts a Mosquitto of its own and the
-simulated cloud serving N chargers on one port (here, in this process, so it can
-time requests), runs goe2mqtt as its own process (so its CPU and memory are its
-own) and measures over a fixed window:
+Not a test: it prints a table. For each N it starts a Mosquitto of its own (with
+set_tcp_nodelay true, as contrib/mosquitto.conf) and the simulated cloud serving N
+chargers on one port (here, in this process, so it can time requests), runs goe2mqtt
+as its own process (so its CPU and memory are its own) and measures over a fixed
+window:
 
 - polls/s achieved vs configured, and the p99 gap between two polls of a charger
   relative to scan_interval (1.0 = every poll on time);
 - CPU seconds per 1000 polls and peak RSS of the goe2mqtt process;
 - MQTT messages per poll while nothing changes (must be ~0);
-- command latency: a client publishes a command -> the simulator receives the set;
+- command latency: a client publishes a command -> the simulator receives the set,
+  and the five slowest with the time since that charger's last poll (a set within the
+  injected latency of a poll waited for its answer);
 - change latency: a value changes in the simulator -> the new value on MQTT,
   relative to scan_interval.
 

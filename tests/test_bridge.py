@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 import pytest
@@ -128,6 +129,22 @@ async def test_commands_change_the_charger_and_show_at_once(
     assert garage.set_calls == set_calls
     # The bridge read the status right after the set: no waiting for the next poll.
     await probe.wait_text(setup.state("garage", state_key), state, since=mark)
+
+
+async def test_the_broker_connection_sends_each_packet_at_once(
+    setup: Setup, probe: MqttProbe, bridge: RunningBridge
+) -> None:
+    # paho leaves Nagle's algorithm on: a PUBACK or result written while the previous
+    # packet awaits the broker's delayed ACK would wait for it (~40 ms).
+    await probe.wait_text(setup.topics.availability("garage"), "online")
+    client = bridge.bridge.mqtt._client
+    assert client is not None
+    sock = client._client.socket()
+    assert isinstance(sock, socket.socket)
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    # And a command still goes the whole way over it.
+    result = await probe.command(setup.cmd("garage", "change_charging_power"), "12")
+    assert result["ok"] is True, result
 
 
 async def test_number_select_and_button_command_through_their_discovery_topics(
