@@ -112,7 +112,7 @@ async def until_quiet(counter: list[int]) -> None:
 # it on, a small packet written while the previous one still awaits the peer's delayed
 # ACK waits for that ACK, up to ~40 ms: a command's PUBACK, a result. The broker has the
 # same choice for what it sends us (Mosquitto: set_tcp_nodelay true); with its default,
-# 1-2 % of commands arrived ~40 ms late even on a quiet loopback bench (README).
+# about 1 % of commands arrived ~40 ms late even on a quiet loopback bench (README).
 NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 
 
