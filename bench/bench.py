@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
 import json
 import os
 import platform
@@ -109,10 +110,10 @@ class Result:
     peak_rss: float = 0.0
     messages_per_poll: float = 0.0
     command_ms: list[float] = field(default_factory=list)
-    # The slowest commands: (ms, ms since that charger's previous request arrived). A
-    # set that comes within the injected latency of a poll waited for its answer (one
+    # For each command, ms since that charger's previous request arrived: a set that
+    # comes within the injected latency of a poll waited for its answer (one
     # conversation with a charger at a time).
-    slowest: list[tuple[float, float]] = field(default_factory=list)
+    since_poll_ms: list[float] = field(default_factory=list)
     change_rel: list[float] = field(default_factory=list)
     startup: float = 0.0
     on_time: float = 0.0  # share of polls within 10 % of their interval
@@ -364,9 +365,8 @@ async def measure_latencies(
             await asyncio.sleep(0.0005)
         if clock.sets.get(serial) != before:
             result.command_ms.append((clock.sets[serial] - sent) * 1000)
-            since_poll = (clock.sets[serial] - clock.last_poll.get(serial, 0.0)) * 1000
-            result.slowest.append((result.command_ms[-1], since_poll))
-            result.slowest = sorted(result.slowest, reverse=True)[:5]
+            since_poll = clock.sets[serial] - clock.last_poll.get(serial, 0.0)
+            result.since_poll_ms.append(since_poll * 1000)
         await asyncio.sleep(0.2)
     for _ in range(args.changes):
         serial = random.choice(names)
@@ -470,7 +470,10 @@ def print_table(results: list[Result], args: Any) -> None:
         print(f"{r.n} chargers, bridge memory upkeep (bridge/info): {json.dumps(r.memory)}")
         print(f"{r.n} chargers, bridge loop, last report: {json.dumps(r.bridge_loop)}")
         print(f"{r.n} chargers, harness while commands were timed: {json.dumps(r.harness)}")
-        slowest = ", ".join(f"{ms:.1f} ({since:.0f})" for ms, since in r.slowest)
+        slowest = ", ".join(
+            f"{ms:.1f} ({since:.0f})"
+            for ms, since in heapq.nlargest(5, zip(r.command_ms, r.since_poll_ms, strict=True))
+        )
         print(f"{r.n} chargers, slowest commands ms (ms since the charger's last poll): {slowest}")
 
 
