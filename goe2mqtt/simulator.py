@@ -75,6 +75,17 @@ class Simulator:
         self.local_hosts[serial] = address
         return address
 
+    def drop_connections(self) -> int:
+        """Close every open client connection at once, as a server's own idle timeout
+        does with kept-alive ones (the bridge keeps them 15 min); how many."""
+        dropped = 0
+        for runner in (self._runner, *self._local_runners):
+            server = runner.server if runner is not None else None
+            for handler in server.connections if server is not None else ():
+                handler.force_close()
+                dropped += 1
+        return dropped
+
     async def stop(self) -> None:
         for runner in self._local_runners:
             await runner.cleanup()

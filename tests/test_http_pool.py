@@ -8,7 +8,7 @@ from goe2mqtt.charger import MAX_BACKOFF_FACTOR
 from goe2mqtt.config import parse_settings
 from goe2mqtt.http_pool import KEEPALIVE, TLS_READ_BUFFER, http_session
 
-from .conftest import RunningBridge, Setup, until
+from .conftest import MqttProbe, RunningBridge, Setup, until
 
 
 def chargers(**overrides: float) -> list[object]:
@@ -52,6 +52,25 @@ async def test_bridge_info_counts_requests_and_new_connections(
     # per charger too: one each).
     assert http["new_connections"] <= 2
     assert http["new_connections_per_1000_requests"] < 400
+
+
+async def test_connections_the_far_end_closed_are_replaced_not_failed(
+    setup: Setup, probe: MqttProbe, bridge: RunningBridge
+) -> None:
+    # The bridge keeps idle connections 15 min; a cloud with a shorter idle timeout
+    # closes them first. The next poll and the next command must just connect anew.
+    charger = bridge.bridge.chargers["garage"]
+    assert await charger.refresh()
+    before = bridge.bridge.info()["http"]["new_connections"]
+    assert setup.simulator.drop_connections() >= 1
+    await asyncio.sleep(0.1)  # the FIN reaches the client
+    assert await charger.refresh()
+    assert charger.failures == 0
+    result = await probe.command(setup.cmd("garage", "change_charging_power"), "11")
+    assert result["ok"] is True, result
+    assert setup.charger("garage").amp == 11
+    assert bridge.bridge.info()["http"]["new_connections"] > before
+    await probe.wait_text(setup.topics.availability("garage"), "online")
 
 
 def test_a_big_fleet_starts_no_faster_than_its_handshakes_allow() -> None:
