@@ -24,6 +24,7 @@ from goe2mqtt.catalogue import (
 )
 from goe2mqtt.catalogue.writes import Unit, to_goe
 from goe2mqtt.goe import JsonValue
+from goe2mqtt.numbers import finite_number
 from goe2mqtt.payloads import (
     MAX_PAYLOAD_BYTES,
     NOTHING,
@@ -64,13 +65,10 @@ __all__ = [
 
 
 def _integer(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    number = finite_number(value)
+    if number is None or not float(number).is_integer():
         raise CommandError(f"{name} must be an integer")
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise CommandError(f"{name} must be an integer")
-        return int(value)
-    return value
+    return int(number)
 
 
 def _charging_power(value: Any) -> JsonValue:

@@ -63,7 +63,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # "²".isdigit() is True too
         return float(text)
     try:
         moment = parsedate_to_datetime(text)
@@ -193,7 +193,7 @@ def _interpret(http_status: int, body: bytes) -> dict[str, Any]:
 def _decode(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # 200 000 "[" nest too deep
         return None
 
 

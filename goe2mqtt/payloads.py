@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from goe2mqtt.goe import JsonValue
+from goe2mqtt.numbers import finite_number, is_number
 
 MAX_PAYLOAD_BYTES = 4096
 # HA's default payload for a button; accepted by every parameterless service.
@@ -55,10 +56,11 @@ _MILLISECONDS_FROM = 1e11
 
 def parse_timestamp(value: Any) -> float:
     """A "ts" field: unix seconds or milliseconds, or an ISO 8601 time with a zone."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if not math.isfinite(value) or value < 0:
+    if is_number(value):
+        number = finite_number(value)
+        if number is None or number < 0:
             raise CommandError("ts must be a unix time or an ISO 8601 time")
-        return value / 1000 if value > _MILLISECONDS_FROM else float(value)
+        return number / 1000 if number > _MILLISECONDS_FROM else float(number)
     if isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value)
@@ -85,7 +87,7 @@ def check_fresh(
 
 def parse_payload(raw: bytes) -> Payload:
     if len(raw) > MAX_PAYLOAD_BYTES:
-        raise CommandError(f"payload larger than {MAX_PAYLOAD_BYTES} bytes")
+        raise CommandError(f"payload of {len(raw)} bytes is larger than {MAX_PAYLOAD_BYTES} bytes")
     try:
         text = raw.decode("utf-8").strip()
     except UnicodeDecodeError:
@@ -103,7 +105,7 @@ def parse_payload(raw: bytes) -> Payload:
     if isinstance(value, dict):
         request_id = value.pop("id", None)
         if not _valid_id(request_id):
-            raise CommandError("id must be a string or a finite number")
+            raise CommandError("id must be a string or a number within ±2**53")
         sent_at = parse_timestamp(value.pop("ts")) if "ts" in value else None
         return Payload(value, request_id, sent_at)
     return Payload(value)
@@ -122,10 +124,11 @@ def request_id_of(raw: bytes) -> JsonValue:
 
 
 def _valid_id(value: Any) -> bool:
-    """What can be echoed in a result: JSON has no Infinity or NaN (1e400 parses as inf)."""
-    if isinstance(value, float):
-        return math.isfinite(value)
-    return value is None or isinstance(value, str | int)
+    """What can be echoed in a result and read back by any client: JSON has no Infinity
+    or NaN (1e400 parses as inf), and JavaScript loses a 400-digit integer."""
+    if is_number(value):
+        return finite_number(value) is not None
+    return value is None or isinstance(value, str | bool)
 
 
 # --- results ------------------------------------------------------------------------

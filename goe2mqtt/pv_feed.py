@@ -27,6 +27,7 @@ import structlog
 
 from goe2mqtt.catalogue.pv import MAX_POWER
 from goe2mqtt.commands import CommandError, check_fresh, parse_timestamp
+from goe2mqtt.numbers import finite_number, lenient_number
 
 log = structlog.get_logger()
 
@@ -49,10 +50,8 @@ Sender = Callable[[dict[str, float]], Awaitable[None]]
 def _power(field: str, value: Any) -> float | None:
     if value is None:
         return None
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            value = float(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    value = finite_number(lenient_number(value))
+    if value is None:
         raise CommandError(f"{field} must be a number of watts")
     low = 0.0 if field == "pPv" else -MAX_POWER
     if not low <= value <= MAX_POWER:
@@ -152,8 +151,8 @@ class PvFeed:
     @staticmethod
     def _shown(sent: Mapping[str, float], status: Mapping[str, Any]) -> bool:
         for field, value in sent.items():
-            shown = status.get(STATUS_KEYS[field])
-            if isinstance(shown, bool) or not isinstance(shown, int | float):
+            shown = finite_number(status.get(STATUS_KEYS[field]))
+            if shown is None:
                 return False
             if abs(shown - value) > max(TOLERANCE_W, abs(value) * 0.001):
                 return False

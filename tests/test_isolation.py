@@ -265,7 +265,10 @@ async def test_a_token_the_cloud_echoes_is_redacted_in_the_result(
 
 
 @pytest.mark.parametrize("setup", [{"scan_interval": 60}], indirect=True)
-@pytest.mark.parametrize("payload", ['{"id": 1e400, "phase": 1}', '{"id": -1e999, "phase": 1}'])
+@pytest.mark.parametrize(
+    "payload",
+    ['{"id": 1e400, "phase": 1}', '{"id": -1e999, "phase": 1}', f'{{"id": {10**20}, "phase": 1}}'],
+)
 async def test_an_id_json_cannot_hold_is_refused_with_valid_json(
     payload: str, setup: Setup, probe: MqttProbe, bridge: RunningBridge
 ) -> None:
@@ -276,7 +279,7 @@ async def test_an_id_json_cannot_hold_is_refused_with_valid_json(
     assert result == {
         "service": "set_phase",
         "ok": False,
-        "error": "id must be a string or a finite number",
+        "error": "id must be a string or a number within ±2**53",
     }
     assert setup.charger("garage").set_calls == []
 

@@ -6,12 +6,12 @@ key, when the charger sent something that cannot be right.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from goe2mqtt.catalogue.codes import CAR_CONNECTED_STATES, CARD_SLOTS
 from goe2mqtt.catalogue.model import StateValue, Status, Unreadable, ValueFn
+from goe2mqtt.numbers import describe, finite_number, is_number
 
 
 def _field(status: Status, key: str) -> Any:
@@ -20,21 +20,13 @@ def _field(status: Status, key: str) -> Any:
     return status[key]
 
 
-# Beyond this an integer loses precision as a float (HA, Node-RED, JavaScript): no
-# meter of a wallbox gets there, and 10**400 would not even convert.
-MAX_EXACT_INTEGER = 2**53
-
-
 def _as_number(value: Any, key: str) -> int | float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_number(value):
         raise Unreadable(f"{key}: expected a number, got {type(value).__name__}")
-    if isinstance(value, int):
-        if abs(value) > MAX_EXACT_INTEGER:
-            raise Unreadable(f"{key}: {len(str(abs(value)))}-digit number is out of range")
-        return value
-    if not math.isfinite(value):
-        raise Unreadable(f"{key}: not a finite number")
-    return value
+    number = finite_number(value)
+    if number is None:
+        raise Unreadable(f"{key}: {describe(value)} is out of range")
+    return number
 
 
 def _as_int(value: Any, key: str) -> int:

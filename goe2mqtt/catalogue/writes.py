@@ -8,12 +8,12 @@ the generic set command, in go-e's own unit (Wh, seconds, codes).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 from typing import Any, Literal
 
 from goe2mqtt.catalogue.model import Invalid, Status, Write
+from goe2mqtt.numbers import finite_number, is_number, lenient_number
 
 Unit = Literal["entity", "goe"]
 
@@ -62,10 +62,6 @@ def number_range(write: Write, status: Status) -> tuple[float, float, str]:
     return low, high, ""
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _plain(number: float) -> float | int:
     return int(number) if float(number).is_integer() else number
 
@@ -77,11 +73,9 @@ def _number(
         value is None or (isinstance(value, str) and word(value) in _NULL_WORDS)
     ):
         return None
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            value = float(value.strip())
     nullable = f", or null ({write.null_means})" if write.null_means else ""
-    if not _is_number(value) or not math.isfinite(value):
+    value = finite_number(lenient_number(value))
+    if value is None:
         raise Invalid(f"{name} must be a number{nullable}")
     in_entity_unit = value / write.scale if unit == "goe" else value
     low, high, why = number_range(write, status)
@@ -112,15 +106,19 @@ def _switch(write: Write, value: Any, *, name: str, unit: Unit) -> Any:
 def _is_on(value: Any) -> bool:
     if isinstance(value, str):
         return word(value) in _ON_WORDS
-    return value is True or (_is_number(value) and value == 1)
+    return value is True or (is_number(value) and value == 1)
 
 
 def _switch_value(write: Write, value: Any, *, name: str, unit: Unit) -> Any:
-    if unit == "goe" and not isinstance(value, bool) and value in (write.on, write.off):
+    # go-e's own value, as the generic set sends it (e.g. 1/2 for some switches);
+    # a switch that is a bool on the wire never gets a number (1 == True in Python).
+    if unit == "goe" and not isinstance(value, bool) and not isinstance(write.on, bool) and (
+        value in (write.on, write.off)
+    ):
         return value
     if isinstance(value, bool):
         return write.on if value else write.off
-    if _is_number(value) and value in (0, 1):
+    if is_number(value) and value in (0, 1):
         return write.on if value == 1 else write.off
     if isinstance(value, str):
         folded = word(value)
@@ -140,7 +138,7 @@ def _select(write: Write, value: Any, status: Status, *, name: str) -> Any:
         for code, option in choices.items():
             if word(option) == folded:
                 return code
-    elif not isinstance(value, bool) and (value is None or _is_number(value)):
+    elif not isinstance(value, bool) and (value is None or is_number(value)):
         for code in choices:
             if code == value and not isinstance(code, bool):
                 return code
@@ -161,7 +159,9 @@ def _time(value: Any, *, name: str, unit: Unit) -> int:
         seconds = seconds_of_day(value)
         if seconds is not None:
             return seconds
-    elif _is_number(value) and float(value).is_integer() and 0 <= value < 86_400:
+    elif (number := finite_number(value)) is not None and float(number).is_integer() and (
+        0 <= number < 86_400
+    ):
         return int(value)
     raise Invalid(f"{name} must be a time of day as HH:MM (or seconds since midnight)")
 
