@@ -9,6 +9,8 @@ the broker has it: a crash, a kill -9 or a dead broker delays a result, never lo
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import random
 import resource
 import time
@@ -38,11 +40,12 @@ from goe2mqtt.dispatch import CommandDesk
 from goe2mqtt.goe import GoeClient
 from goe2mqtt.health import write_health_file
 from goe2mqtt.http_pool import PoolStats, http_session
-from goe2mqtt.journal import Journal
+from goe2mqtt.journal import Journal, JournalCorrupt
 from goe2mqtt.loop_watch import LoopWatch
 from goe2mqtt.memory import MemoryUpkeep
 from goe2mqtt.mqtt import InboundMessage, MqttOptions, MqttSession, Subscription
 from goe2mqtt.mqtt_client import another_live_instance
+from goe2mqtt.remembered import Remembered
 
 log = structlog.get_logger()
 
@@ -104,6 +107,11 @@ def journal_path(settings: Settings) -> Path:
     return Path(settings.state_dir) / f"{settings.mqtt.client_id}.journal"
 
 
+def remembered_path(settings: Settings) -> Path:
+    """{state_dir}/{client_id}.chargers.json: what the chargers told about themselves."""
+    return Path(settings.state_dir) / f"{settings.mqtt.client_id}.chargers.json"
+
+
 class Bridge:
     """The daemon: one MQTT session, one HTTP pool, a ChargerBridge per charger."""
 
@@ -125,11 +133,14 @@ class Bridge:
         # QoS 1 on a persistent session: commands sent while we are away wait for us.
         # no_local keeps our own results (same topic level) from coming back to us.
         subscriptions = [
-            Subscription(self.topics.command_filter, qos=1, no_local=True),
+            Subscription(
+                self.topics.command_filter, qos=1, no_local=True, retain_as_published=True
+            ),
             # Only to find chargers retained from earlier runs that are no longer configured.
             Subscription(self.topics.availability_filter, qos=0, retained_only=True),
         ]
         self._expected_discovery: set[str] = set()
+        self._foreign_discovery_seen = 0
         if self._prefix is not None:
             subscriptions += [
                 Subscription(f"{self._prefix}/status", qos=1),
@@ -145,6 +156,7 @@ class Bridge:
             session_options(settings, self.topics),
             subscriptions,
             on_connection=self._mqtt_connection_changed,
+            on_new_session=self._mqtt_session_lost,
         )
         self.chargers: dict[str, ChargerBridge] = {}
         self._pool = PoolStats()
@@ -173,6 +185,10 @@ class Bridge:
         if self._desk is not None:
             self._desk.connection_changed(connected)
 
+    def _mqtt_session_lost(self) -> None:
+        if self._desk is not None:
+            self._desk.session_lost()
+
     @property
     def desk(self) -> CommandDesk:
         assert self._desk is not None, "the desk opens with the journal in run()"
@@ -180,7 +196,7 @@ class Bridge:
 
     async def run(self) -> None:
         """Run until request_stop(); then publish offline and disconnect."""
-        journal = Journal(journal_path(self.settings))
+        journal = open_journal(journal_path(self.settings))
         shard = self.settings.shard
         self._desk = CommandDesk(
             journal,
@@ -189,6 +205,7 @@ class Bridge:
             configured=self._configured,
             answers_unknown=shard is None or shard.index == 0,
             secrets=self.settings.secrets(),
+            on_health_change=self._info_due.set,
         )
         try:
             # Two bridges on the same topics would run every command twice; with one
@@ -208,6 +225,7 @@ class Bridge:
     async def _run(self) -> None:
         headers = {"User-Agent": f"goe2mqtt/{__version__}"}
         http, self._pool = http_session(self.settings.owned_chargers(), headers)
+        remembered = Remembered(remembered_path(self.settings))
         async with http:
             for charger in self.settings.owned_chargers():
                 self.chargers[charger.name] = ChargerBridge(
@@ -220,6 +238,8 @@ class Bridge:
                     confirm_delays=self._confirm_delays,
                     sink=self.desk,
                     leaf_topics=self.settings.mqtt.leaf_topics,
+                    known_serial=remembered.serial(charger.name),
+                    on_serial=functools.partial(remembered.learn_serial, charger.name),
                 )
             for bridge in self.chargers.values():
                 await bridge.publish_initial()
@@ -291,7 +311,10 @@ class Bridge:
             "uptime": round(now - self.started),
             **fleet_info(self.chargers, self.desk.unrouted),
             "results_pending": self.desk.results_pending,
+            "results_refused": self.desk.results_refused,
+            "journal": self.desk.journal_info(),
             "mqtt_backlog": self.mqtt.backlog,
+            "mqtt_refused": self.mqtt.refused_info(),
             "http": self._pool.info(),
             "loop": self._loop_watch.report(),
             "memory": self._memory.report(),
@@ -331,7 +354,19 @@ class Bridge:
             return
         if self._prefix is not None and message.topic.startswith(f"{self._prefix}/"):
             if message.payload and message.topic not in self._expected_discovery:
-                self._spawn(self._remove_stale_discovery(message.topic))
+                if points_under(message.payload, self.topics.base):
+                    self._spawn(self._remove_stale_discovery(message.topic))
+                elif self._foreign_discovery_seen < 1:
+                    # Another installation whose base topic makes the same node id
+                    # (inst/a and inst_a): its configs are not ours to remove.
+                    self._foreign_discovery_seen += 1
+                    log.warning(
+                        "discovery_of_another_installation",
+                        topic=message.topic,
+                        hint="another goe2mqtt's base_topic maps to the same discovery"
+                        f" node id as {self.topics.base!r}: give one of them another"
+                        " base_topic, or the two may overwrite each other's entities",
+                    )
             return
         removed = self.topics.charger_of_availability(message.topic)
         if removed is not None:
@@ -341,12 +376,7 @@ class Bridge:
         parsed = self.topics.parse_command(message.topic)
         if parsed is None or parsed[1] == RESULT_LEAF:
             return  # our own results come back through the wildcard
-        try:
-            self.desk.accept(*parsed, message)
-        except Exception:
-            # No PUBACK goes out: the broker delivers the command again after the reconnect.
-            log.exception("command_not_journaled", charger=parsed[0], service=parsed[1])
-            raise
+        self.desk.accept(*parsed, message)  # answers whatever it cannot run; never raises
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -375,6 +405,39 @@ class Bridge:
     async def _remove_stale_discovery(self, topic: str) -> None:
         log.info("discovery_removed", topic=topic, reason="charger or entity no longer configured")
         await self.mqtt.clear_retained(topic)
+
+
+def points_under(config: bytes, base: str) -> bool:
+    """Whether a retained discovery config is one this installation published: its
+    state or availability topics lie under our base topic."""
+    try:
+        payload = json.loads(config)
+    except (ValueError, RecursionError):
+        return False
+    if not isinstance(payload, dict):
+        return False
+    topics = [payload.get("state_topic"), payload.get("availability_topic")]
+    availability = payload.get("availability")
+    if isinstance(availability, list):
+        topics += [a.get("topic") for a in availability if isinstance(a, dict)]
+    return any(isinstance(t, str) and t.startswith(f"{base}/") for t in topics)
+
+
+def open_journal(path: Path) -> Journal:
+    """The journal; a corrupt one is moved aside (its commands cannot be read anyway)
+    and a fresh one started, so a broken file never keeps the bridge down."""
+    try:
+        return Journal(path)
+    except JournalCorrupt as exc:
+        aside = Journal.move_aside(path, time.strftime("%Y%m%dT%H%M%S"))
+        log.error(
+            "journal_corrupt",
+            file=str(path),
+            reason=str(exc),
+            moved_to=str(aside),
+            action="started with an empty journal: commands it held get no result",
+        )
+        return Journal(path)
 
 
 async def stop_pollers(

@@ -12,7 +12,7 @@ import json
 import random
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -66,6 +66,12 @@ def next_due(due: float, delay: float, now: float) -> float:
     return due + delay if due + delay > now else now + delay
 
 
+class WrongCharger(GoeError):
+    """The charger that answered is not the one configured (its serial differs)."""
+
+    offline_now = True
+
+
 def serial_from_status(status: Mapping[str, Any]) -> str | None:
     serial = status.get("sse")
     return serial if isinstance(serial, str) and SERIAL_RE.fullmatch(serial) else None
@@ -87,6 +93,8 @@ class ChargerBridge:
         sink: CommandSink | None = None,
         max_queued: int = MAX_QUEUED_COMMANDS,
         leaf_topics: bool = True,
+        known_serial: str | None = None,
+        on_serial: Callable[[str], None] = lambda serial: None,
     ) -> None:
         self.settings = settings
         self.name = settings.name
@@ -96,9 +104,12 @@ class ChargerBridge:
         self._discovery_prefix = discovery_prefix
         self._leaf_topics = leaf_topics  # False: the JSON state topic only
         self.status: dict[str, Any] = {}
-        # Unique ids need the serial: a local charger configured without one tells it.
-        self.serial = settings.serial
+        # Unique ids need the serial: a local charger configured without one tells it
+        # (and the bridge remembers it from an earlier run).
+        self.serial = settings.serial or known_serial
+        self._on_serial = on_serial
         self.online = False
+        self.offline_reason = "not reached yet"
         self.failures = 0
         self.polled_once = False  # answered or not
         self.last_success: float | None = None
@@ -204,6 +215,7 @@ class ChargerBridge:
         if self.online:
             log.warning("charger_offline", charger=self.name, reason=reason)
         self.online = False
+        self.offline_reason = reason
         await self._publisher.publish_retained(self._topics.availability(self.name), OFFLINE)
         # Waiting commands would only wait for a charger that is not there.
         self.runner.refuse_waiting(f"charger offline: {reason}")
@@ -274,6 +286,7 @@ class ChargerBridge:
         started = time.monotonic()
         try:
             status = own_keys(await self.client.status(STATUS_KEYS))
+            self._check_serial(status)
         except GoeError as exc:
             await self._poll_failed(exc)
             return False
@@ -283,6 +296,8 @@ class ChargerBridge:
         self.pv_feed.observe(status)
         if self.serial is None:
             self.serial = serial_from_status(status)
+            if self.serial is not None:
+                self._on_serial(self.serial)
         recovered_after, self.failures = self.failures, 0
         changed = await self._take(status)
         log.debug("poll", charger=self.name, ms=took_ms, changed=changed)
@@ -291,6 +306,14 @@ class ChargerBridge:
             log.info("charger_online", charger=self.name, failed_polls=recovered_after)
             await self._publisher.publish_retained(self._topics.availability(self.name), ONLINE)
         return True
+
+    def _check_serial(self, status: Mapping[str, Any]) -> None:
+        """Another charger answering at this address (a DHCP change on the LAN, a wrong
+        api_url) must not be published under this one's ids, nor take its commands."""
+        answered = serial_from_status(status)
+        if self.serial is not None and answered is not None and answered != self.serial:
+            expected = "configured" if self.settings.serial else "learnt earlier"
+            raise WrongCharger(f"answers as serial {answered}, {expected} {self.serial}")
 
     async def _poll_failed(self, exc: GoeError) -> None:
         self.failures += 1

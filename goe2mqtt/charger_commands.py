@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from goe2mqtt.catalogue import UNCONFIRMABLE
+from goe2mqtt.catalogue import ACTIONS, UNCONFIRMABLE
 from goe2mqtt.commands import (
     CommandError,
     SetCall,
@@ -28,6 +28,7 @@ from goe2mqtt.commands import (
 from goe2mqtt.goe import GoeError, JsonValue, RateLimited, TransientError
 from goe2mqtt.outcomes import (
     NOT_CONFIRMED,
+    OUTCOME_UNKNOWN,
     CommandSink,
     CommandStats,
     QueuedCommand,
@@ -85,7 +86,7 @@ class CommandRunner:
     def submit(self, command: QueuedCommand) -> None:
         """Queue a command; it is refused at once if it cannot wait."""
         if self._charger.polled and not self._charger.online:
-            self._refuse(command, "charger offline")
+            self._refuse(command, f"charger offline: {self._charger.offline_reason}")
         elif len(self._queue) >= self._max_queued:
             self._refuse(
                 command, f"queue full: {len(self._queue)} commands wait for {self._charger.name}"
@@ -160,13 +161,15 @@ class CommandRunner:
             command = parse_command(service, queued.payload)
             now, max_age = time.time(), self._max_command_age
             check_fresh(command.sent_at, now=now, max_age=max_age)
-            check_fresh(queued.received, now=now, max_age=max_age, what="received")
+            # Its age by the monotonic clock: a wall-clock jump cannot make it stale.
+            check_fresh(queued.received_at, now=time.monotonic(), max_age=max_age,
+                        what="received")  # fmt: skip
             if not self._charger.polled:
                 # Not polled yet: commands queued while we were away arrive right after
                 # connecting, before the first poll. Look now instead of refusing them.
                 await self._charger.refresh()
             if not self._charger.online:
-                raise CommandError("charger offline")
+                raise CommandError(f"charger offline: {self._charger.offline_reason}")
             hold_off = self._charger.hold_off
             if hold_off > 0:
                 raise CommandError(f"rate limited by the cloud: retry after {hold_off:.0f} s")
@@ -176,9 +179,13 @@ class CommandRunner:
             return rejection(queued, str(exc))
 
         async with self._charger.lock:  # one conversation with the charger at a time
-            self._sent = list(calls)
             if self._sink is not None:
-                self._sink.command_started(queued, calls)
+                try:
+                    self._sink.command_started(queued, calls)
+                except CommandError as exc:  # the journal cannot keep it: nothing sent
+                    self.stats.rejected += 1
+                    return rejection(queued, str(exc))
+            self._sent = list(calls)
             log.debug("command_started", charger=self._charger.name, service=service, calls=calls)
             applied, error = await self._apply(calls)
             unconfirmed: dict[str, dict[str, Any]] = {}
@@ -202,6 +209,8 @@ class CommandRunner:
                 unconfirmed=unconfirmed or None,
             )
             extra: dict[str, Any] = {"unconfirmed": unconfirmed} if unconfirmed else {}
+            if error.startswith(OUTCOME_UNKNOWN):
+                extra["sent"] = list(calls)  # as an interrupted command tells it
             return command_result(
                 service,
                 ok=False,
@@ -226,6 +235,13 @@ class CommandRunner:
             try:
                 await self._set_with_retry(call)
             except TransientError as exc:
+                if not ACTIONS.isdisjoint(call):
+                    # An action leaves nothing to look at: it may or may not have run.
+                    return applied, (
+                        f"{OUTCOME_UNKNOWN}: {exc}; the charger may have acted on"
+                        f" {', '.join(sorted(ACTIONS & call.keys()))}: check it before"
+                        " sending it again"
+                    )
                 # A set whose answer was lost may still have reached the charger:
                 # look before calling it failed.
                 if await self._confirm([call]):
@@ -242,14 +258,16 @@ class CommandRunner:
         return applied, None
 
     async def _set_with_retry(self, call: SetCall) -> None:
-        # Every set we send is an absolute value (amp=10, frc=2), so sending it twice
-        # is harmless; a 4xx says the charger refused and asking again will not help,
+        # A value (amp=10, frc=2) sent twice is harmless; an action (rst) is not, and
+        # is sent once. A 4xx says the charger refused and asking again will not help,
         # and a 429 asks us to wait, not to ask again at once.
         try:
             await self._charger.client.set(call)
         except RateLimited:
             raise
         except TransientError as exc:
+            if not ACTIONS.isdisjoint(call):
+                raise
             log.info("set_retry", charger=self._charger.name, keys=sorted(call), reason=str(exc))
             await self._charger.client.set(call)
 

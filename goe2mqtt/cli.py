@@ -191,8 +191,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _load(path: str) -> Settings | None:
     """The settings, or None after printing every problem."""
+    from goe2mqtt.discovery import name_collisions
+
     try:
-        return load_settings(path)
+        settings = load_settings(path)
+        collisions = name_collisions([c.name for c in settings.chargers])
+        if collisions:
+            raise ConfigError(*collisions)
+        return settings
     except ConfigError as exc:
         if len(exc.problems) == 1:
             print(f"goe2mqtt: config error: {exc}", file=sys.stderr)
@@ -233,7 +239,7 @@ def _healthcheck(file: str | None, config: str, max_age: float) -> int:
 
 def _run(settings: Settings) -> int:
     from goe2mqtt.bridge import AnotherInstance, Bridge, raise_open_file_limit
-    from goe2mqtt.journal import JournalLocked
+    from goe2mqtt.journal import JournalLocked, JournalUnusable
     from goe2mqtt.mqtt_client import SessionTakenOver
 
     raise_open_file_limit()
@@ -249,6 +255,11 @@ def _run(settings: Settings) -> int:
         asyncio.run(serve())
     except JournalLocked as exc:
         print(f"goe2mqtt: {exc}: is this instance already running?", file=sys.stderr)
+        return EXIT_CONFIG
+    except JournalUnusable as exc:
+        # Exit 2: a restart loop cannot fix a folder it may not write.
+        print(f"goe2mqtt: cannot open the command journal: {exc} (check state_dir)",
+              file=sys.stderr)  # fmt: skip
         return EXIT_CONFIG
     except (AnotherInstance, SessionTakenOver) as exc:
         # Exit 2 like a config error: restarting would only start the fight again.

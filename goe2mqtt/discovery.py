@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,6 +120,26 @@ def discovery_filter(prefix: str, base_topic: str) -> str:
 
 def discovery_topic(prefix: str, base_topic: str, charger: str, entity: EntityDescription) -> str:
     return f"{prefix}/{entity.component}/{node_id(base_topic)}/{charger}_{entity.key}/config"
+
+
+def name_collisions(chargers: Sequence[str]) -> list[str]:
+    """Charger names whose entities would share discovery topics and entity ids
+    (garage + card_0_energy = garage_card_0 + energy): one problem per pair, naming
+    both keys."""
+    owner: dict[str, int] = {}
+    clashes: dict[tuple[int, int], str] = {}  # (index, earlier index) -> a shared id
+    for index, name in enumerate(chargers):
+        for entity in ENTITIES:
+            object_id = f"{name}_{entity.key}"
+            other = owner.setdefault(object_id, index)
+            if other != index:
+                clashes.setdefault((index, other), object_id)
+    return [
+        f"chargers[{index}].name: '{chargers[index]}' and chargers[{other}].name"
+        f" '{chargers[other]}' would share Home Assistant entities (both make {shared}):"
+        " rename one of them"
+        for (index, other), shared in clashes.items()
+    ]
 
 
 def expected_discovery_topics(prefix: str, base_topic: str, chargers: Iterable[str]) -> set[str]:

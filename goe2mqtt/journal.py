@@ -12,10 +12,12 @@ Pure storage: no asyncio, no MQTT.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,22 @@ class JournalLocked(Exception):
     """Another running instance uses this journal (same state_dir and client_id)."""
 
 
+class JournalUnusable(Exception):
+    """The journal file cannot be opened or read (read-only folder, not a database)."""
+
+
+class JournalCorrupt(JournalUnusable):
+    """The file is there but is not a readable journal (truncated, overwritten)."""
+
+
+class JournalWriteFailed(Exception):
+    """A write did not reach the disk (full, read-only, I/O error); nothing was stored."""
+
+
+# What a refused copy of an oversized payload keeps: enough to see what it was.
+MAX_STORED_PAYLOAD = 4096
+
+
 @dataclass(frozen=True)
 class Entry:
     seq: int
@@ -62,21 +80,50 @@ class Entry:
 
 class Journal:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        # One process per journal: a second bridge with the same client id would run
-        # the same commands and fight over the same MQTT session.
-        self._lock_file = open(path.with_name(path.name + ".lock"), "a+")  # noqa: SIM115
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # One process per journal: a second bridge with the same client id would run
+            # the same commands and fight over the same MQTT session.
+            self._lock_file = open(path.with_name(path.name + ".lock"), "a+")  # noqa: SIM115
+        except OSError as exc:
+            raise JournalUnusable(f"{path}: {exc.strerror or exc}") from None
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lock_file.close()
             raise JournalLocked(f"{path} is in use by another goe2mqtt process") from None
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        os.chmod(path, 0o600)  # payloads are the user's commands: not for other users
+        # -wal and -shm hold the same payloads as the file itself: created 0600 too.
+        old_umask = os.umask(0o077)
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            # A day of commands at most: a full check is cheap, and a broken page found
+            # now is a clean fresh start instead of a crash at the first command.
+            verdict = self._db.execute("PRAGMA quick_check").fetchone()[0]
+            if verdict != "ok":
+                raise sqlite3.DatabaseError(f"database disk image is malformed ({verdict})")
+        except sqlite3.DatabaseError as exc:
+            self._lock_file.close()
+            corrupt = "not a database" in str(exc) or "malformed" in str(exc)
+            raise (JournalCorrupt if corrupt else JournalUnusable)(f"{path}: {exc}") from None
+        finally:
+            os.umask(old_umask)
+        for name in (path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm"))):
+            if name.exists():
+                os.chmod(name, 0o600)  # payloads are the user's commands: not for others
+
+    @staticmethod
+    def move_aside(path: Path, stamp: str) -> Path:
+        """Rename a corrupt journal (and its -wal/-shm) out of the way; the new name."""
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            source = path.with_name(path.name + suffix)
+            if source.exists():
+                source.rename(aside.with_name(aside.name + suffix))
+        return aside
 
     def close(self) -> None:
         self._db.close()
@@ -101,7 +148,8 @@ class Journal:
         acknowledgement never left, comes again with the DUP flag and the same packet
         id. A packet id the broker reuses was acknowledged, so it is forgotten then.
         """
-        with self._db:
+        payload = payload[:MAX_STORED_PAYLOAD]
+        with self._writing(), self._db:
             if mid is not None:
                 if dup:
                     row = self._db.execute(
@@ -122,30 +170,47 @@ class Journal:
 
     def start(self, seq: int, sent: list[dict[str, Any]]) -> None:
         """Mark the command as running: from here on a crash leaves its outcome unknown."""
-        self._db.execute(
+        with self._writing():
+            self._db.execute(
             "UPDATE commands SET state = ?, sent = ? WHERE seq = ?",
-            (RUNNING, json.dumps(sent), seq),
-        )
+                (RUNNING, json.dumps(sent), seq),
+            )
 
     def finish(self, seq: int, result: dict[str, Any]) -> None:
-        self._db.execute(
-            "UPDATE commands SET state = ?, result = ? WHERE seq = ?",
-            (DONE, json.dumps(result), seq),
-        )
+        with self._writing():
+            self._db.execute(
+                "UPDATE commands SET state = ?, result = ? WHERE seq = ?",
+                (DONE, json.dumps(result), seq),
+            )
 
     def published(self, seq: int) -> None:
         """The broker has the result: the command is over."""
-        self._db.execute(
-            "UPDATE commands SET state = ? WHERE seq = ? AND state = ?",
-            (PUBLISHED, seq, DONE),
-        )
+        with self._writing():
+            self._db.execute(
+                "UPDATE commands SET state = ? WHERE seq = ? AND state = ?",
+                (PUBLISHED, seq, DONE),
+            )
 
     def prune(self, before: float) -> int:
         """Forget finished commands received before ``before`` (unix time)."""
-        cursor = self._db.execute(
-            "DELETE FROM commands WHERE state = ? AND received < ?", (PUBLISHED, before)
-        )
+        with self._writing():
+            cursor = self._db.execute(
+                "DELETE FROM commands WHERE state = ? AND received < ?", (PUBLISHED, before)
+            )
         return cursor.rowcount
+
+    def forget_packet_ids(self) -> None:
+        """The broker holds no session for us: packet ids start afresh, and a DUP
+        delivery can no longer be one we journaled."""
+        with self._writing():
+            self._db.execute("UPDATE commands SET mid = NULL WHERE mid IS NOT NULL")
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise JournalWriteFailed(f"cannot write {self.path.name}: {exc}") from None
 
     # --- reads ------------------------------------------------------------------------
 

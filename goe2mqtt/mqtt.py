@@ -29,6 +29,7 @@ from goe2mqtt.mqtt_client import (
     InboundMessage,
     MessageHandler,
     MqttOptions,
+    PublishRefused,
     SessionTakenOver,
     connect_cause,
     disconnect_cause,
@@ -40,7 +41,14 @@ from goe2mqtt.mqtt_client import (
 from goe2mqtt.retained import pack as _pack
 from goe2mqtt.retained import unpack as _unpack
 
-__all__ = ["InboundMessage", "MessageHandler", "MqttOptions", "MqttSession", "Subscription"]
+__all__ = [
+    "InboundMessage",
+    "MessageHandler",
+    "MqttOptions",
+    "MqttSession",
+    "PublishRefused",
+    "Subscription",
+]
 
 log = structlog.get_logger()
 
@@ -64,6 +72,9 @@ class Subscription:
     # otherwise come back all the time, and aiomqtt stalls our QoS 1 publishes while
     # it reads them (measured: 1.3 s for one charger's first 60 publishes, 30 ms without).
     retained_only: bool = False
+    # MQTT 5: a message published with retain keeps the flag on its way to us, so a
+    # retained publish (or someone clearing one) is never taken for a live command.
+    retain_as_published: bool = False
 
 
 class MqttSession:
@@ -74,9 +85,11 @@ class MqttSession:
         *,
         reconnect_delays: Sequence[float] = RECONNECT_DELAYS,
         on_connection: Callable[[bool], None] | None = None,
+        on_new_session: Callable[[], None] = lambda: None,
     ) -> None:
         self._options = options
         self._on_connection = on_connection
+        self._on_new_session = on_new_session
         self._subscriptions = tuple(subscriptions)
         self._reconnect_delays = tuple(reconnect_delays)
         # What the broker should hold, in the order it last changed (b"": clear it).
@@ -89,6 +102,9 @@ class MqttSession:
         self._stopping = asyncio.Event()
         self._final: list[tuple[str, bytes]] = []
         self.connections = 0
+        # Publishes the broker refused (MQTT 5 reason code >= 0x80): topic -> reason.
+        self.refused: dict[str, str] = {}
+        self.refused_count = 0
         # A publish not acknowledged within this long means the broker is gone or
         # frozen (TCP alone can take minutes to notice a SIGSTOPped broker).
         self.ack_timeout = max(float(options.keepalive), MIN_ACK_TIMEOUT)
@@ -127,6 +143,23 @@ class MqttSession:
 
     # --- publishing -----------------------------------------------------------------
 
+    def _refused(self, exc: PublishRefused) -> None:
+        """A publish the broker will not take: an error once per topic, counted."""
+        self.refused_count += 1
+        if exc.topic not in self.refused:
+            log.error(
+                "mqtt_publish_refused",
+                topic=exc.topic,
+                reason=exc.reason,
+                hint="check the broker's ACL for this client's user",
+            )
+            if len(self.refused) >= 100:
+                self.refused.pop(next(iter(self.refused)))
+        self.refused[exc.topic] = exc.reason
+
+    def refused_info(self) -> dict[str, Any]:
+        return {"count": self.refused_count, "topics": dict(list(self.refused.items())[-10:])}
+
     async def publish_retained(self, topic: str, payload: str | bytes) -> None:
         """Publish if the payload differs from what we last published there.
 
@@ -151,7 +184,9 @@ class MqttSession:
         await self.publish_retained(topic, b"")
 
     async def publish(self, topic: str, payload: str | bytes, *, qos: int = 1) -> bool:
-        """A one-off, non-retained message; True once the broker acknowledged it."""
+        """A one-off, non-retained message; True once the broker acknowledged it.
+
+        Raises PublishRefused when the broker answered that it will not take it."""
         data = payload.encode() if isinstance(payload, str) else payload
         client, lost = self._client, self._lost
         if client is None or lost is None:
@@ -168,6 +203,9 @@ class MqttSession:
             return False
         try:
             sending.result()
+        except PublishRefused as exc:
+            self._refused(exc)
+            raise
         except aiomqtt.MqttError as exc:
             log.debug("mqtt_publish_failed", topic=topic, error=str(exc))
             return False
@@ -196,6 +234,8 @@ class MqttSession:
                 await client.publish(
                     topic, _unpack(data), qos=1, retain=True, timeout=self.ack_timeout
                 )
+            except PublishRefused as exc:
+                self._refused(exc)  # owed again at the next connect, never taken as sent
             except (asyncio.CancelledError, aiomqtt.MqttError) as exc:
                 if topic not in self._dirty and self._retained.get(topic) == data:
                     self._mark(topic)  # not known to have arrived: still owed
@@ -252,13 +292,16 @@ class MqttSession:
         while self._dirty:
             topic = next(iter(self._dirty))
             del self._dirty[topic]
-            await client.publish(
-                topic,
-                _unpack(self._retained.get(topic, b"")),
-                qos=1,
-                retain=True,
-                timeout=self.ack_timeout,
-            )
+            try:
+                await client.publish(
+                    topic,
+                    _unpack(self._retained.get(topic, b"")),
+                    qos=1,
+                    retain=True,
+                    timeout=self.ack_timeout,
+                )
+            except PublishRefused as exc:
+                self._refused(exc)
 
     # --- connection -----------------------------------------------------------------
 
@@ -273,7 +316,7 @@ class MqttSession:
         flaps = 0
         options = self._options
         while not self._stopping.is_set():
-            client = new_client(options)
+            client = new_client(options, self._on_new_session)
             received = [0]
             hand_over_before_ack(
                 client,
@@ -301,14 +344,12 @@ class MqttSession:
                     lasted = asyncio.get_running_loop().time() - connected_at
                 flaps = flaps + 1 if lasted is not None and lasted < FLAP_SECONDS else 0
                 if flaps >= FLAP_COUNT:
-                    delay = self._reconnect_delays[-1]
+                    delay = self._reconnect_delays[-1]  # do not fight for the id
                     log.error(
                         "mqtt_flapping",
                         broker=f"{options.host}:{options.port}",
                         connections_lost=flaps,
-                        hint=f"each connection was taken away within {FLAP_SECONDS:.0f} s: is"
-                        f" another client using client_id {options.client_id!r}? Give every"
-                        " instance its own mqtt.client_id",
+                        hint=self._flap_hint(),
                         retry_in=delay,
                     )
                 cause = connect_cause(error)
@@ -334,12 +375,29 @@ class MqttSession:
             finally:
                 self._set_client(None)
 
+    def _flap_hint(self) -> str:
+        # Mosquitto ends a taken-over connection and a restarting broker's alike (a
+        # reset, "unspecified error"), MQTT 5 or not. What differs: after a restart the
+        # broker is gone for a moment, so a connect fails and the count starts again;
+        # a takeover lets every reconnect succeed, and takes it away again.
+        return (
+            f"each connection ended within {FLAP_SECONDS:.0f} s and the next one succeeded"
+            f" at once: most likely another client uses client_id"
+            f" {self._options.client_id!r} (give every instance its own mqtt.client_id);"
+            " else the broker drops us (see its log)"
+        )
+
     async def _serve(self, client: aiomqtt.Client, received: list[int]) -> None:
         v5 = self._options.protocol == "5"
         for sub in self._subscriptions:
             if v5:
                 await client.subscribe(
-                    sub.topic, options=SubscribeOptions(qos=sub.qos, noLocal=sub.no_local)
+                    sub.topic,
+                    options=SubscribeOptions(
+                        qos=sub.qos,
+                        noLocal=sub.no_local,
+                        retainAsPublished=sub.retain_as_published,
+                    ),
                 )
             else:
                 await client.subscribe(sub.topic, qos=sub.qos)

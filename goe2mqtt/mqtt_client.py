@@ -8,6 +8,7 @@ look for another live bridge. Knows nothing of go-e.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import socket
 import ssl
 from collections.abc import Callable
@@ -58,8 +59,10 @@ class MqttOptions:
 
 
 # Called for every inbound message before the broker gets its PUBACK: what it stores
-# is safe. If it raises, no PUBACK goes out, the connection drops and the broker
-# delivers the message again after the reconnect.
+# is safe. It must answer what it cannot handle itself: whatever it raises is logged
+# and swallowed here, and the PUBACK goes out. (A raise escaping paho's callback ends
+# the client, and the broker then delivers the same message at every reconnect: one
+# poison message would stop the bridge for good.)
 MessageHandler = Callable[[InboundMessage], None]
 
 
@@ -82,18 +85,21 @@ def hand_over_before_ack(
             topic = message.topic
         except UnicodeDecodeError:
             return  # not a topic of ours
-        if own_availability is not None and topic == own_availability[0]:
-            own_availability[1](bytes(message.payload))  # not the handler's business
-            return
-        handler(
-            InboundMessage(
-                topic=topic,
-                payload=bytes(message.payload),
-                retain=bool(message.retain),
-                mid=message.mid if message.qos > 0 else None,
-                dup=bool(message.dup),
+        try:
+            if own_availability is not None and topic == own_availability[0]:
+                own_availability[1](bytes(message.payload))  # not the handler's business
+                return
+            handler(
+                InboundMessage(
+                    topic=topic,
+                    payload=bytes(message.payload),
+                    retain=bool(message.retain),
+                    mid=message.mid if message.qos > 0 else None,
+                    dup=bool(message.dup),
+                )
             )
-        )
+        except Exception:
+            log.exception("inbound_message_failed", topic=topic, size=len(message.payload))
 
     client._client.on_message = on_message
 
@@ -139,14 +145,85 @@ def side_client(options: MqttOptions, role: str, timeout: float) -> aiomqtt.Clie
     )
 
 
-def new_client(options: MqttOptions) -> aiomqtt.Client:
+class PublishRefused(aiomqtt.MqttError):
+    """The broker answered a publish with a failure reason code (MQTT 5), e.g. an
+    ACL's "not authorized": it did not take the message."""
+
+    def __init__(self, topic: str, reason: str) -> None:
+        super().__init__(f"broker refused the publish to {topic}: {reason}")
+        self.topic = topic
+        self.reason = reason
+
+
+# The packet id of the publish just made in this task (set inside aiomqtt's publish).
+_LAST_MID: contextvars.ContextVar[int | None] = contextvars.ContextVar("mid", default=None)
+
+
+class SessionClient(aiomqtt.Client):
+    """aiomqtt's client plus two facts it does not pass on: a PUBACK's reason code
+    (a refused publish raises PublishRefused instead of counting as delivered), and
+    whether the broker kept our session (``on_new_session`` runs in the CONNACK's
+    callback, before any message of the new session can arrive)."""
+
+    def __init__(self, *args: Any, on_new_session: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._refused: dict[int, str] = {}
+        paho = self._client
+        paho_publish = paho.publish
+        aiomqtt_on_publish: Any = paho.on_publish
+        aiomqtt_on_connect: Any = paho.on_connect
+
+        def publish(*args: Any, **kwargs: Any) -> Any:
+            info = paho_publish(*args, **kwargs)
+            _LAST_MID.set(info.mid)
+            return info
+
+        def on_publish(client: Any, userdata: Any, mid: int, code: Any, props: Any) -> None:
+            if getattr(code, "is_failure", False):
+                if len(self._refused) > 1000:  # answers nobody looked for: keep it bounded
+                    self._refused.clear()
+                self._refused[mid] = f"{code} (reason code {code.value})"
+            aiomqtt_on_publish(client, userdata, mid, code, props)
+
+        def on_connect(
+            client: Any, userdata: Any, flags: Any, code: Any, props: Any = None
+        ) -> None:
+            if not getattr(code, "is_failure", False) and not flags.session_present:
+                on_new_session()
+            aiomqtt_on_connect(client, userdata, flags, code, props)
+
+        paho.publish = publish  # type: ignore[method-assign]
+        paho.on_publish = on_publish
+        paho.on_connect = on_connect
+
+    async def publish(  # type: ignore[override]
+        self, topic: str, payload: bytes, qos: int = 0, retain: bool = False, **kwargs: Any
+    ) -> None:
+        _LAST_MID.set(None)
+        await super().publish(topic, payload, qos, retain, **kwargs)
+        mid = _LAST_MID.get()
+        reason = None if mid is None else self._refused.pop(mid, None)
+        if reason is not None:
+            raise PublishRefused(topic, reason)
+
+
+# The largest packet we take from the broker (MQTT 5 CONNECT property): the broker
+# drops anything larger instead of making us read it. A command is at most 4 KiB; our
+# own retained configs and states, read back once at connect, are far below this.
+MAX_INBOUND_PACKET = 256 * 1024
+
+
+def new_client(
+    options: MqttOptions, on_new_session: Callable[[], None] = lambda: None
+) -> SessionClient:
     persistent = options.session_expiry > 0
     v5 = options.protocol == "5"
     properties = None
     if v5:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = options.session_expiry
-    client = aiomqtt.Client(
+        properties.MaximumPacketSize = MAX_INBOUND_PACKET
+    client = SessionClient(
         **_connection(options),
         identifier=options.client_id,
         keepalive=options.keepalive,
@@ -160,6 +237,7 @@ def new_client(options: MqttOptions) -> aiomqtt.Client:
         properties=properties,
         # The sender's window, the results and the goodbye fit without paho queueing.
         max_inflight_messages=2 * SEND_WINDOW,
+        on_new_session=on_new_session,
     )
     # Our own window bounds what is pending; aiomqtt's warning per publish above 10
     # pending would be one log line per message while a broker is slow.

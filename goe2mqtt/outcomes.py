@@ -6,6 +6,8 @@ them; both speak these types.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,18 +36,23 @@ class CommandStats:
 class QueuedCommand:
     """A command as delivered, before anything is known about it."""
 
-    seq: int
+    seq: int | None  # its journal row; None when the journal could not store it
     charger: str
     service: str
     payload: bytes
     retained: bool
-    received: float  # unix time the bridge got it
+    received: float  # unix time the bridge got it (journaled, shown)
+    # When it was received on the monotonic clock: the bridge's own measure of its age,
+    # which a wall-clock jump (NTP, a VM resumed) cannot make stale or "future".
+    received_at: float = dataclasses.field(default_factory=time.monotonic)
 
 
 class CommandSink(Protocol):
     """Where a charger reports its commands' progress (the journal and the result topic)."""
 
-    def command_started(self, command: QueuedCommand, calls: Sequence[SetCall]) -> None: ...
+    def command_started(self, command: QueuedCommand, calls: Sequence[SetCall]) -> None:
+        """Record that the calls go out; CommandError when that cannot be recorded
+        (the command is then refused, nothing sent)."""
 
     def command_finished(self, command: QueuedCommand, result: dict[str, Any]) -> None: ...
 
@@ -73,35 +80,53 @@ def _same(actual: Any, expected: JsonValue) -> bool:
     return bool(actual == expected)
 
 
-REPEAT_QUIET = 60.0  # s: the same refusal again within this is logged at debug
+REPEAT_QUIET = 60.0  # s: the same charger and service refused again within this: counted
 
 
 class RepeatFilter:
-    """Tells news from repeats: a misconfigured sender refused every second must not
-    flood the log (its results still go out, each one)."""
+    """Tells news from repeats: a sender refused again and again (a misconfigured
+    automation, a hostile client at full rate) must not flood the log; its results
+    still go out, each one. The first refusal of a window is logged with how many
+    the window before it held."""
 
     def __init__(self, quiet: float = REPEAT_QUIET, clock: Callable[[], float] = time.monotonic):
         self._quiet = quiet
         self._clock = clock
-        self._seen: dict[tuple[str, ...], float] = {}
+        self._seen: dict[tuple[str, ...], tuple[float, int]] = {}  # -> (window start, repeats)
 
-    def first(self, *what: str) -> bool:
+    def first(self, *what: str) -> int | None:
+        """None for a repeat inside the window; else the repeats the last window held."""
         now = self._clock()
-        last = self._seen.get(what)
-        if last is not None and now - last < self._quiet:
-            return False
-        self._seen[what] = now
-        if len(self._seen) > 256:  # reasons quote values: keep the memory bounded
-            self._seen = dict(list(self._seen.items())[-128:])
-        return True
+        started, repeats = self._seen.get(what, (-math.inf, 0))
+        if now - started < self._quiet:
+            self._seen[what] = (started, repeats + 1)
+            return None
+        self._seen[what] = (now, 0)
+        if len(self._seen) > 1024:  # one entry per charger and service: bounded anyway
+            self._seen = dict(list(self._seen.items())[-512:])
+        return repeats
 
 
-def rejection(command: QueuedCommand, reason: str, *, loud: bool = True) -> dict[str, Any]:
-    """A refused command's result; `loud=False` logs it at debug (a repeat of the same
-    refusal, e.g. a misconfigured PV feed sending every second)."""
-    (log.warning if loud else log.debug)(
-        "command_rejected", charger=command.charger, service=command.service, reason=reason
-    )
+_REFUSALS = RepeatFilter()
+
+
+def rejection(command: QueuedCommand, reason: str) -> dict[str, Any]:
+    """A refused command's result. Refusals of one charger and service are logged once
+    a minute, with the count of those in between (the rest at debug)."""
+    repeats = _REFUSALS.first(command.charger, command.service)
+    if repeats is None:
+        log.debug(
+            "command_rejected", charger=command.charger, service=command.service, reason=reason
+        )
+    else:
+        extra = {"repeats_not_logged": repeats} if repeats else {}
+        log.warning(
+            "command_rejected",
+            charger=command.charger,
+            service=command.service,
+            reason=reason,
+            **extra,
+        )
     return command_result(
         command.service, ok=False, request_id=request_id_of(command.payload), error=reason
     )

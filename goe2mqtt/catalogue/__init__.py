@@ -33,6 +33,7 @@ from goe2mqtt.catalogue.phases import PHASES
 from goe2mqtt.catalogue.pv import FEED_OFF, PV
 
 __all__ = [
+    "ACTIONS",
     "BASELINE_KEYS",
     "CAR_STATES",
     "DEVICE_KEYS",
@@ -97,6 +98,11 @@ for _entity in ENTITIES:
     if _entity.write is not None and _entity.write.key != "ids":
         _settable.setdefault(_entity.write.key, _entity)
 SETTABLE: Mapping[str, EntityDescription] = _settable
+# Keys whose write is an action, not a value (rst restarts): sending one twice does
+# it twice, so it is never resent, and a lost answer leaves its outcome unknown.
+ACTIONS: frozenset[str] = frozenset(
+    e.write.key for e in ENTITIES if e.write is not None and e.write.kind == "press"
+)
 # Keys a set cannot be read back for (rst restarts, ids is not reported as such).
 UNCONFIRMABLE: frozenset[str] = frozenset(
     e.write.key for e in ENTITIES if e.write is not None and not e.write.read_back
