@@ -17,7 +17,17 @@ charger and collects the results.
 A lost command is looked up in the bridge's journal afterwards, so the report says
 whether the bridge never got it or got it and failed to answer.
 
-    python bench/chaos.py --minutes 30
+--hostile adds a second client that mixes what a hostile or careless user sends into
+the stream: numbers no float holds, NaN, oversized payloads (100 KiB, refused with a
+reason; 2 MiB, which the broker never hands the bridge), retained commands and clears
+of them, and the generic set with a number for a switch. Each of its commands that
+carries an id must get exactly one result; the bridge must never exit by itself.
+
+--disk-full puts state_dir on a small tmpfs (mounting needs root) and fills it now and
+then for 20-60 s: commands are refused with the cause meanwhile, and the journal heals
+by itself once space returns.
+
+    python bench/chaos.py --minutes 30 --hostile --disk-full
 """
 
 from __future__ import annotations
@@ -58,6 +68,7 @@ class BridgeProcess:
         self.config, self.log = config, log
         self.process: subprocess.Popen[bytes] | None = None
         self.kills = 0
+        self.own_exits: list[int] = []  # exit codes of ends the chaos did not cause
         self.rss: list[tuple[float, int]] = []  # (seconds since this process started, KiB)
         self.started = 0.0
 
@@ -81,6 +92,12 @@ class BridgeProcess:
         self.process.terminate()
         return self.process.wait(30)
 
+    def check_alive(self) -> None:
+        """A bridge that ended by itself is counted, then started again (as systemd would)."""
+        if self.process is not None and self.process.poll() is not None:
+            self.own_exits.append(self.process.returncode)
+            self.start()
+
     def sample_rss(self) -> None:
         if self.process is not None and self.process.poll() is None:
             with contextlib.suppress(OSError):
@@ -88,14 +105,14 @@ class BridgeProcess:
 
 
 def write_config(workdir: Path, broker: MosquittoBroker, simulator: Simulator,
-                 serials: list[str]) -> Path:  # fmt: skip
+                 serials: list[str], state_dir: Path) -> Path:  # fmt: skip
     config = workdir / "config.yaml"
     config.write_text(
         json.dumps(  # JSON is YAML
             {
                 "mqtt": {"host": broker.host, "port": broker.port, "client_id": CLIENT_ID,
                          "base_topic": BASE, "discovery_prefix": "chaos-ha", "keepalive": 10},
-                "state_dir": str(workdir / "state"),
+                "state_dir": str(state_dir),
                 "chargers": [
                     {"name": f"c{serial}", "serial": serial, "token": TOKEN,
                      "api_url": simulator.url_for(serial), "scan_interval": 5,
@@ -108,18 +125,52 @@ def write_config(workdir: Path, broker: MosquittoBroker, simulator: Simulator,
     return config
 
 
+class SmallDisk:
+    """state_dir on a tmpfs of its own, filled to the last byte now and then."""
+
+    def __init__(self, mount: Path, size: str = "8m") -> None:
+        self.mount = mount
+        mount.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+                       check=True)  # fmt: skip
+        self.filler = mount / "filler"
+
+    def fill(self) -> None:
+        with open(self.filler, "wb", buffering=0) as out, contextlib.suppress(OSError):
+            while True:
+                out.write(b"\0" * 65536)
+        with open(self.filler, "ab", buffering=0) as out, contextlib.suppress(OSError):
+            while True:
+                out.write(b"\0" * 512)  # the last blocks too
+
+    def free(self) -> None:
+        self.filler.unlink(missing_ok=True)
+
+    def unmount(self) -> None:
+        subprocess.run(["umount", "-l", str(self.mount)], check=False)
+
+
 async def chaos(
     bridge: BridgeProcess, broker: MosquittoBroker, chargers: list[SimulatedCharger],
-    deadline: float, events: list[str],
+    deadline: float, events: list[str], disk: SmallDisk | None,
 ) -> None:  # fmt: skip
     loop = asyncio.get_running_loop()
     next_kill = loop.time() + random.uniform(120, 300)
     next_broker = loop.time() + random.uniform(150, 330)
+    next_full = loop.time() + random.uniform(60, 180)
     while loop.time() < deadline:
         await asyncio.sleep(random.uniform(5, 15))
+        bridge.check_alive()
         bridge.sample_rss()
         now = loop.time()
-        if now >= next_kill:
+        if disk is not None and now >= next_full:
+            events.append("disk full")
+            disk.fill()
+            await asyncio.sleep(random.uniform(20, 60))
+            disk.free()
+            bridge.check_alive()
+            next_full = now + random.uniform(180, 360)
+        elif now >= next_kill:
             events.append("bridge kill -9")
             bridge.kill()
             await asyncio.sleep(random.uniform(1, 4))
@@ -199,6 +250,57 @@ async def commander(
             return
 
 
+HUGE = "1" + "0" * 400  # JSON reads it; no float holds it
+
+
+def hostile_message(target: str) -> tuple[str, bytes, bool, str | None]:
+    """(topic, payload, retain, id or None): one thing a hostile or careless user sends."""
+    hid = "h" + uuid.uuid4().hex[:11]
+    cmd = f"{BASE}/{target}/cmd"
+    choices: list[tuple[str, bytes, bool, str | None]] = [
+        (f"{cmd}/change_charging_power", f'{{"charging_power": {HUGE}, "id": "{hid}"}}'.encode(),
+         False, hid),
+        (f"{cmd}/pv_feed", f'{{"pGrid": 100, "ts": {HUGE}, "id": "{hid}"}}'.encode(), False, hid),
+        (f"{cmd}/set", f'{{"amp": 1e400, "id": "{hid}"}}'.encode(), False, hid),
+        (f"{cmd}/set", f'{{"acp": 1, "id": "{hid}"}}'.encode(), False, hid),
+        (f"{cmd}/pv_grid", f'{{"value": NaN, "id": "{hid}"}}'.encode(), False, hid),
+        (f"{cmd}/set_phase", f'{{"phase": 1, "id": {HUGE}}}'.encode(), False, None),
+        (f"{cmd}/pv_grid", HUGE.encode(), False, None),
+        (f"{cmd}/stop_charging", b"x" * 100_000, False, None),  # refused: too large
+        (f"{cmd}/stop_charging", b"y" * 2_000_000, False, None),  # the broker drops it
+        (f"{cmd}/stop_charging", b"", True, None),  # clearing a retained command
+        (f"{cmd}/start_charging", f'{{"id": "{hid}"}}'.encode(), True, hid),  # retained
+    ]  # fmt: skip
+    return random.choice(choices)
+
+
+async def hostile(
+    broker: MosquittoBroker, chargers: list[SimulatedCharger], every: float, deadline: float,
+    sent: dict[str, float], counts: Counter[str],
+) -> None:  # fmt: skip
+    """A second client sending hostile input all the time (QoS 1, its own session)."""
+    while time.monotonic() < deadline:
+        try:
+            async with aiomqtt.Client(
+                broker.host, broker.port, identifier="chaos-hostile",
+                protocol=aiomqtt.ProtocolVersion.V5, timeout=10,
+            ) as client:  # fmt: skip
+                while time.monotonic() < deadline:
+                    await asyncio.sleep(random.expovariate(1 / every))
+                    topic, payload, retain, hid = hostile_message(
+                        f"c{random.choice(chargers).serial}"
+                    )
+                    await client.publish(topic, payload, qos=1, retain=retain)
+                    counts["retained clear" if retain and not payload else
+                           f"{topic.rsplit('/', 1)[-1]} {len(payload)} B"] += 1  # fmt: skip
+                    if retain and payload:  # clear it again, as a careful user would
+                        await client.publish(topic, b"", qos=1, retain=True)
+                    if hid is not None:
+                        sent[hid] = time.monotonic()
+        except aiomqtt.MqttError:
+            await asyncio.sleep(1)
+
+
 async def bridge_online(broker: MosquittoBroker) -> None:
     async with aiomqtt.Client(broker.host, broker.port) as client:
         await client.subscribe(f"{BASE}/bridge/availability")
@@ -227,12 +329,16 @@ async def run(args: Any) -> int:
     simulator = Simulator(chargers)
     await simulator.start()
     workdir = Path(tempfile.mkdtemp(prefix="goe2mqtt-chaos-"))
+    disk = SmallDisk(workdir / "small-disk") if args.disk_full else None
+    state_dir = workdir / "state" if disk is None else disk.mount / "state"
+    hostile_sent: dict[str, float] = {}
+    hostile_counts: Counter[str] = Counter()
     sent: dict[str, float] = {}
     results: Counter[str] = Counter()
     outcomes: Counter[str] = Counter()
     events: list[str] = []
     with MosquittoBroker(persistence=True) as broker:
-        bridge = BridgeProcess(write_config(workdir, broker, simulator, serials),
+        bridge = BridgeProcess(write_config(workdir, broker, simulator, serials, state_dir),
                                workdir / "bridge.log")  # fmt: skip
         bridge.start()
         # Commands count from the bridge's first connection: before it the broker has no
@@ -240,16 +346,28 @@ async def run(args: Any) -> int:
         await bridge_online(broker)
         started = time.monotonic()
         deadline = started + args.minutes * 60
-        chaos_task = asyncio.create_task(chaos(bridge, broker, chargers, deadline, events))
+        tasks = [asyncio.create_task(chaos(bridge, broker, chargers, deadline, events, disk))]
+        if args.hostile:
+            tasks.append(asyncio.create_task(hostile(
+                broker, chargers, args.hostile_every, deadline, hostile_sent, hostile_counts
+            )))  # fmt: skip
         await commander(broker, chargers, args, deadline, sent, results, outcomes)
-        chaos_task.cancel()
-        await asyncio.gather(chaos_task, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if disk is not None:
+            disk.free()
+        bridge.check_alive()
         bridge.sample_rss()
         exit_code = bridge.stop()
     await simulator.stop()
     minutes = (time.monotonic() - started) / 60
 
-    journal, entries = journaled_ids(workdir / "state" / f"{CLIENT_ID}.journal")
+    journal, entries = journaled_ids(state_dir / f"{CLIENT_ID}.journal")
+    if disk is not None:
+        disk.unmount()
+    hostile_lost = [i for i in hostile_sent if results[i] == 0]
+    hostile_repeated = [i for i in hostile_sent if results[i] > 1]
     lost = [i for i in sent if results[i] == 0]
     never_reached = [i for i in lost if i not in journal]
     twice = [i for i in sent if entries[i] > 1]  # journaled, so run, more than once
@@ -279,8 +397,14 @@ async def run(args: Any) -> int:
           f"last {warm[-1] / 1024:.1f} MiB, max {max(warm) / 1024:.1f} MiB")  # fmt: skip
     print(f"  log lines per minute  mean {len(lines) / minutes:.0f}, "
           f"max {max(per_minute.values(), default=0)}")  # fmt: skip
+    if args.hostile:
+        print(f"  hostile messages      {dict(hostile_counts.most_common())}")
+        print(f"  hostile with an id    {len(hostile_sent)}: no result {len(hostile_lost)}, "
+              f"result twice {len(hostile_repeated)}")  # fmt: skip
+    print(f"  bridge exits of its own  {bridge.own_exits}  (exit codes; the goal: none)")
     print(f"  exit code on SIGTERM  {exit_code}")
-    return 0 if not lost and not twice and exit_code == 0 else 1
+    ok = not lost and not twice and not hostile_lost and not bridge.own_exits
+    return 0 if ok and exit_code == 0 else 1
 
 
 def main() -> int:
@@ -294,6 +418,13 @@ def main() -> int:
         "--drain", type=float, default=120.0, help="seconds to wait for the last results"
     )
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--hostile", action="store_true", help="mix in a hostile client")
+    parser.add_argument(
+        "--hostile-every", type=float, default=2.0, help="mean seconds between hostile messages"
+    )
+    parser.add_argument(
+        "--disk-full", action="store_true", help="state_dir on a tmpfs that fills up (root)"
+    )
     args = parser.parse_args()
     random.seed(args.seed)
     signal.signal(signal.SIGTERM, _interrupt)  # a CI timeout or kill unwinds like Ctrl-C

@@ -7,17 +7,21 @@ import contextlib
 import io
 import json
 import os
+import signal
 import ssl
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import aiomqtt
 import pytest
+import yaml
 
 from goe2mqtt.bridge import Bridge
 from goe2mqtt.broker import MosquittoBroker
@@ -281,6 +285,63 @@ async def setup(
     return Setup(
         settings, Topics(settings.mqtt.base_topic), settings.mqtt.discovery_prefix, simulator
     )
+
+
+class Daemon:
+    """goe2mqtt as its own process, as users run it; its JSON log read as it comes
+    (a pipe nobody reads would stall a chatty daemon)."""
+
+    def __init__(self, config: Path, *, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.env = env
+        self.process: asyncio.subprocess.Process | None = None
+        self.stderr = b""
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "goe2mqtt", "--config", str(self.config),
+            "--log-format", "json", "--log-level", "debug",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            env=None if self.env is None else {**os.environ, **self.env},
+        )  # fmt: skip
+        self._reader = asyncio.create_task(self._read(self.process))
+
+    async def _read(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stderr is not None
+        while chunk := await process.stderr.read(1 << 16):
+            self.stderr += chunk
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    async def wait(self, within: float = 3 * WAIT) -> int:
+        """The exit code of a daemon that ends by itself."""
+        assert self.process is not None
+        assert self._reader is not None
+        code = await asyncio.wait_for(self.process.wait(), within)
+        await self._reader
+        return code
+
+    async def end(self, sig: signal.Signals) -> int:
+        assert self.process is not None
+        if self.process.returncode is None:
+            self.process.send_signal(sig)
+        return await self.wait()
+
+    def events(self) -> list[dict[str, Any]]:
+        events = []
+        for line in self.stderr.decode(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                events.append(json.loads(line))
+        return events
+
+
+def write_config(folder: Path, raw: dict[str, Any]) -> Path:
+    config = folder / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    return config
 
 
 async def stop_process(process: subprocess.Popen[bytes], grace: float) -> None:

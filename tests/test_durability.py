@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from goe2mqtt.bridge import journal_path
 from goe2mqtt.broker import MosquittoBroker
@@ -27,42 +26,10 @@ from goe2mqtt.discovery import Topics
 from goe2mqtt.journal import PUBLISHED, Journal
 from goe2mqtt.simulator import Faults, Simulator
 
-from .conftest import WAIT, MqttProbe, RunningBridge, make_settings, until
+from .conftest import WAIT, Daemon, MqttProbe, RunningBridge, make_settings, until
+from .conftest import write_config as _write_config
 
 SLOW_SET = Faults(delay=0.6, only="set")  # each set takes a while: commands queue up
-
-
-class Daemon:
-    """goe2mqtt as its own process, as users run it."""
-
-    def __init__(self, config: Path) -> None:
-        self.config = config
-        self.process: asyncio.subprocess.Process | None = None
-        self.stderr = b""
-
-    async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "goe2mqtt", "--config", str(self.config),
-            "--log-format", "json", "--log-level", "debug",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-
-    async def end(self, sig: signal.Signals) -> int:
-        assert self.process is not None
-        self.process.send_signal(sig)
-        _, stderr = await asyncio.wait_for(self.process.communicate(), 3 * WAIT)
-        self.stderr += stderr
-        assert self.process.returncode is not None
-        return self.process.returncode
-
-    def events(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.stderr.decode().splitlines()]
-
-
-def _write_config(tmp_path: Path, raw: dict[str, Any]) -> Path:
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(raw))
-    return config
 
 
 def _results(probe: MqttProbe, topic: str) -> list[dict[str, Any]]:

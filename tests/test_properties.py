@@ -129,6 +129,6 @@ async def test_random_payloads_on_every_command_topic_get_one_result_each(
     )
     results = [m.json() for m in probe.since(mark, setup.topics.result("garage"))]
     assert len(results) == sent
-    assert any(r.get("error") == "payload larger than 4096 bytes" for r in results)
+    assert any(r.get("error") == "payload of 5000 bytes is larger than 4096 bytes" for r in results)
     assert garage.set_calls == [c for r in results for c in r.get("applied", [])]
     assert bridge.bridge.chargers["garage"].online
