@@ -47,7 +47,7 @@ BRIDGE_SENSORS: tuple[BridgeSensor, ...] = (
     BridgeSensor(key="last_error", name="Last error",
                  template="{{ value_json.last_error.error if value_json.last_error"
                  " else 'none' }}", icon="mdi:alert-outline"),
-    BridgeSensor(key="journal", name="Command journal",
+    BridgeSensor(key="command_journal", name="Command journal",
                  template="{{ 'ok' if value_json.journal.ok else 'failing: '"
                  " ~ value_json.journal.error[:200] }}", icon="mdi:database-check-outline"),
     BridgeSensor(key="uptime", name="Uptime", template="{{ value_json.uptime }}", unit="s",

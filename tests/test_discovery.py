@@ -128,11 +128,11 @@ def test_number_for_the_charging_current() -> None:
     assert config["state_topic"] == "goe2mqtt/garage/charging_current"
     assert (config["min"], config["max"], config["step"]) == (6, 16, 1)
     assert config["unit_of_measurement"] == "A"
-    assert config["availability"][2] == {
-        "topic": "goe2mqtt/garage/car_connected",
-        "payload_available": "true",
-        "payload_not_available": "false",
-    }
+    # Settable before the car is plugged in: only bridge and charger availability.
+    assert [a["topic"] for a in config["availability"]] == [
+        "goe2mqtt/bridge/availability",
+        "goe2mqtt/garage/availability",
+    ]
 
 
 def test_select_for_the_phase_mode() -> None:
@@ -148,7 +148,11 @@ def test_button_wallbox_control() -> None:
     assert config["command_topic"] == "goe2mqtt/garage/cmd/wallbox_control"
     assert config["payload_press"] == "PRESS"
     assert "state_topic" not in config
-    assert config["availability"][2]["topic"] == "goe2mqtt/garage/car_connected"
+    assert config["availability"][2] == {
+        "topic": "goe2mqtt/garage/car_connected",
+        "payload_available": "true",
+        "payload_not_available": "false",
+    }
 
 
 def test_binary_sensors_use_the_published_payloads() -> None:

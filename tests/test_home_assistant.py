@@ -200,6 +200,25 @@ async def test_home_assistant_shows_and_drives_the_charger(
         )
         assert garage.frc == 1
 
+        # No car: the settings still take a value ("10 A before I plug in"), only the
+        # button waits for a car. HA refuses service calls to unavailable entities.
+        garage.unplug()
+        states = await eventually(
+            ha,
+            lambda s: (
+                s[entity_id("wallbox_control")]["state"] == "unavailable"
+                and s[entity_id("car_connected")]["state"] == "off"
+            ),
+            "the button waiting for a car",
+        )
+        assert states[entity_id("charging_current")]["state"] != "unavailable"
+        await ha.call("number", "set_value", entity_id=entity_id("charging_current"), value=8)
+        await eventually(
+            ha, lambda s: s[entity_id("charging_current")]["state"] == "8", "8 A without a car"
+        )
+        assert garage.amp == 8
+        garage.plug_in()
+
         # Offline charger: HA shows every entity unavailable.
         garage.faults = Faults(http_status=403)
         await eventually(
@@ -230,7 +249,7 @@ async def test_home_assistant_shows_and_drives_the_charger(
         )
         health = await eventually(
             ha,
-            lambda s: s.get("sensor.goe2mqtt_commands_done", {}).get("state") == "8",
+            lambda s: s.get("sensor.goe2mqtt_commands_done", {}).get("state") == "9",
             "the bridge's command count",
         )
         assert health["sensor.goe2mqtt_version"]["state"] == __version__
@@ -238,6 +257,7 @@ async def test_home_assistant_shows_and_drives_the_charger(
         assert health["sensor.goe2mqtt_commands_failed"]["state"] == "0"
         assert health["sensor.goe2mqtt_last_error"]["state"].startswith("poll failed: ")
         assert health["sensor.goe2mqtt_uptime"]["attributes"]["device_class"] == "duration"
+        assert health["sensor.goe2mqtt_command_journal"]["state"] == "ok"
     finally:
         await running.stop()
 

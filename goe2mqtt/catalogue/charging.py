@@ -84,8 +84,8 @@ CHARGING: tuple[EntityDescription, ...] = (
         device_class="current",
         unit="A",
         command="change_charging_power",
+        # Available without a car: "set 10 A before I plug in" is the commonest use.
         write=Write(key="amp", kind="number", integer=True, bounds=current_bounds),
-        needs_car=True,
         icon="mdi:current-ac",
         doc="max follows the real ceiling: ama, cable, adapter, temperature",
     ),
