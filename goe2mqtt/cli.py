@@ -181,12 +181,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     if command == "check-config":
         names = ", ".join(c.name for c in settings.chargers)
-        print(f"{args.config}: OK ({len(settings.chargers)} charger(s): {names})")
+        print(f"{_config_source(args.config)}: OK ({len(settings.chargers)} charger(s): {names})")
         return _check_connections(settings) if args.connect else EXIT_OK
     configure_logging(args.log_level, args.log_format, secrets=settings.secrets())
     for warning in settings.warnings:
         log.warning("config_warning", problem=warning)
     return _run(settings)
+
+
+def _config_source(path: str) -> str:
+    """Where the configuration came from: the file, the environment, or both."""
+    from pathlib import Path
+
+    from goe2mqtt.environment import ENV_PREFIX, NOT_CONFIG
+
+    variables = sum(1 for n in os.environ if n.startswith(ENV_PREFIX) and n not in NOT_CONFIG)
+    if not Path(path).exists():
+        return f"the environment ({variables} {ENV_PREFIX}* variables; no file {path})"
+    return f"{path} and {variables} {ENV_PREFIX}* variables" if variables else path
 
 
 def _load(path: str) -> Settings | None:

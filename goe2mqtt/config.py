@@ -6,10 +6,13 @@ Every error is a ConfigError whose message starts with the key it is about
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import socket
 import ssl
+import typing
+import urllib.parse
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -197,8 +200,8 @@ class ChargerSettings(_Section):
             if seconds is not None and seconds < MIN_SCAN_INTERVAL and not self._simulated:
                 raise ValueError(
                     f"{key}: at least {MIN_SCAN_INTERVAL:.0f} s: the charger refreshes its"
-                    " values once a second (shorter only for a simulator: api_url or a"
-                    " loopback host)"
+                    " values once a second (shorter only for a simulator on this machine: a"
+                    " loopback api_url or host)"
                 )
         if self.host is not None:
             if self.token is not None or self.token_file is not None:
@@ -226,11 +229,13 @@ class ChargerSettings(_Section):
 
     @property
     def _simulated(self) -> bool:
-        """A test or demo endpoint, where polling faster than the charger is harmless."""
+        """A simulator on this machine (a test, the demo), where polling faster than a
+        charger refreshes is harmless; never the cloud or a charger on the LAN."""
         if self.api_url is not None:
-            return True
-        host = self.host or ""
-        name = host[1:].split("]")[0] if host.startswith("[") else host.split(":")[0]
+            name = urllib.parse.urlsplit(self.api_url).hostname or ""
+        else:
+            host = self.host or ""
+            name = host[1:].split("]")[0] if host.startswith("[") else host.split(":")[0]
         return name in ("localhost", "::1") or name.startswith("127.")
 
     @property
@@ -406,10 +411,39 @@ def _describe(error: Mapping[str, Any]) -> str:
     message = _FRIENDLY_TYPES.get(kind, str(error["msg"])).removeprefix("Value error, ")
     if kind in ("string_type", "string_pattern_mismatch", "too_short"):
         message = _PATTERN_HINTS.get(key.rsplit(".", 1)[-1], message)
+    if kind == "extra_forbidden":
+        loc = tuple(error["loc"])
+        nearest = difflib.get_close_matches(str(loc[-1]), _keys_of_section(loc[:-1]), n=1)
+        if nearest:
+            message += f"; did you mean {nearest[0]}?"
     if kind == "value_error" and re.match(r"^[a-z_]+(\[\d+\])?[.:]", message):
         # A model validator names the key relative to its section.
         return f"{key}.{message}" if key else message
     return f"{key}: {message}" if key else message
+
+
+def _keys_of_section(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the section at ``loc`` knows (for "did you mean ...?")."""
+    model: type[BaseModel] = Settings
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        inner = _section_type(field.annotation) if field is not None else None
+        if inner is None:
+            return []
+        model = inner
+    return list(model.model_fields)
+
+
+def _section_type(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        found = _section_type(argument)
+        if found is not None:
+            return found
+    return None
 
 
 def _has_inner(loc: tuple[Any, ...], locations: list[tuple[Any, ...]]) -> bool:
@@ -447,6 +481,29 @@ def parse_settings(raw: Any) -> Settings:
     return settings
 
 
+def duplicate_keys(node: yaml.Node | None, path: str = "") -> list[str]:
+    """Keys given twice in one mapping, with both lines: YAML would silently keep the
+    last (a `host:` added above the example's optional `host:` would be overwritten)."""
+    problems: list[str] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            where = f"{path}.{key}" if path else key
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                problems.append(
+                    f"{where}: given twice (lines {seen[key]} and {line}); YAML keeps only"
+                    " the last: remove one"
+                )
+            seen.setdefault(key, line)
+            problems += duplicate_keys(value_node, where)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            problems += duplicate_keys(item, f"{path}[{index}]")
+    return problems
+
+
 def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
     """The config file, with GOE2MQTT_* variables over it; no file needed if they say it all."""
     environ = os.environ if environ is None else environ
@@ -462,13 +519,26 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) ->
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     try:
+        duplicates = duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader))
+        if duplicates:
+            raise ConfigError(*(f"{path}: {problem}" for problem in duplicates))
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: invalid YAML{where}") from None
+    sources: dict[str, str] = {}
     try:
-        document = apply_environment(raw, environ)
+        document = apply_environment(raw, environ, sources)
     except EnvironmentProblem as exc:
         raise ConfigError(str(exc)) from None
-    return parse_settings(document)
+    try:
+        return parse_settings(document)
+    except ConfigError as exc:
+        raise ConfigError(*(_name_variable(p, sources) for p in exc.problems)) from None
+
+
+def _name_variable(problem: str, sources: Mapping[str, str]) -> str:
+    """A problem with a value that came from the environment says which variable."""
+    key = problem.split(":", 1)[0]
+    return f"{problem} (from {sources[key]})" if key in sources else problem

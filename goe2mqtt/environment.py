@@ -81,8 +81,13 @@ ENV_PREFIX = "GOE2MQTT_"
 NOT_CONFIG = frozenset({"GOE2MQTT_CONFIG", "GOE2MQTT_CACHE"})
 
 
-def apply_environment(raw: Any, environ: Mapping[str, str]) -> Any:
+def apply_environment(
+    raw: Any, environ: Mapping[str, str], sources: dict[str, str] | None = None
+) -> Any:
     """Overlay GOE2MQTT_SECTION__KEY variables on the parsed file (env wins).
+
+    ``sources`` receives key path -> variable name ("chargers[0].token" ->
+    "GOE2MQTT_CHARGERS__0__TOKEN"), so a problem with a value can name its variable.
 
     ``__`` separates levels, a number indexes the charger list:
     GOE2MQTT_MQTT__HOST=broker, GOE2MQTT_CHARGERS__0__TOKEN=... . Values take the
@@ -102,8 +107,12 @@ def apply_environment(raw: Any, environ: Mapping[str, str]) -> Any:
                 "the config file must be a YAML mapping with 'mqtt' and 'chargers'"
             )
         node: Any = document
+        shown = ""  # the key path as config errors spell it
         for depth, part in enumerate(path):
             last = depth == len(path) - 1
+            shown += f"[{part}]" if isinstance(node, list) else (f".{part}" if shown else part)
+            if last and sources is not None:
+                sources[shown] = name
             if isinstance(node, list):
                 if not part.isdigit() or int(part) > len(node):
                     raise EnvironmentProblem(

@@ -402,3 +402,92 @@ def test_idle_interval_and_shards() -> None:
     raw["shard"] = {"index": 3, "count": 3}
     with pytest.raises(ConfigError, match=r"^shard\.index: 3 must be below count \(3\)"):
         parse_settings(raw)
+
+
+# --- traps of the second hour ---------------------------------------------------------
+
+
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path: Path) -> None:
+    """host: added above the example's optional host would be overwritten silently."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "mqtt:\n  host: 127.0.0.1\nchargers:\n  - name: garage\n"
+        "    host: 192.168.1.20\n    serial: '012345'\n    host: null\n"
+    )
+    result = _cli("check-config", "--config", str(path))
+    assert result.returncode == 2
+    assert "chargers[0].host: given twice (lines 5 and 7)" in result.stderr, result.stderr
+
+
+def test_the_example_keeps_optional_keys_as_comments_not_live_nulls() -> None:
+    text = (ROOT / "config.example.yaml").read_text()
+    live_nulls = [
+        line for line in text.splitlines()
+        if not line.lstrip().startswith("#") and line.split("#")[0].rstrip().endswith(": null")
+    ]  # fmt: skip
+    assert live_nulls == []
+
+
+@pytest.mark.parametrize(
+    ("where", "allowed"),
+    [
+        ({"api_url": "https://012345.api.v3.go-e.io"}, False),  # the real cloud
+        ({"api_url": "http://127.0.0.1:8080/012345"}, True),  # a simulator here
+        ({"api_url": "http://localhost:8080/012345"}, True),
+        ({"host": "192.168.1.20", "token": None}, False),  # a charger on the LAN
+        ({"host": "127.0.0.1:8081", "token": None}, True),
+    ],
+)
+def test_fast_polling_only_for_a_simulator_on_this_machine(
+    where: dict[str, Any], allowed: bool
+) -> None:
+    raw = base(scan_interval=0.2, **where)
+    if where.get("token", SECRET) is None:
+        del raw["chargers"][0]["token"]
+    if allowed:
+        assert parse_settings(raw).chargers[0].scan_interval == 0.2
+    else:
+        with pytest.raises(ConfigError, match=r"scan_interval: at least 1 s"):
+            parse_settings(raw)
+
+
+def test_an_unknown_key_suggests_the_nearest_known_one() -> None:
+    raw = base(scan_intervall=5)
+    raw["mqtt"]["hots"] = "x"
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(raw)
+    assert "chargers[0].scan_intervall: unknown key; did you mean scan_interval?" in (
+        caught.value.problems
+    )
+    assert "mqtt.hots: unknown key; did you mean host?" in caught.value.problems
+
+
+def test_a_bad_value_from_the_environment_names_its_variable(tmp_path: Path) -> None:
+    environ = {
+        "GOE2MQTT_MQTT__HOST": "127.0.0.1",
+        "GOE2MQTT_CHARGERS__0__NAME": "garage",
+        "GOE2MQTT_CHARGERS__0__HOST": "192.168.1.20",
+        "GOE2MQTT_CHARGERS__0__SCAN_INTERVAL": "0.1",
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_settings(tmp_path / "missing.yaml", environ)
+    (problem,) = caught.value.problems
+    assert problem.startswith("chargers[0].scan_interval: at least 1 s")
+    assert problem.endswith("(from GOE2MQTT_CHARGERS__0__SCAN_INTERVAL)")
+
+
+def test_check_config_says_the_configuration_came_from_the_environment(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "GOE2MQTT_MQTT__HOST": "127.0.0.1",
+        "GOE2MQTT_CHARGERS__0__NAME": "garage",
+        "GOE2MQTT_CHARGERS__0__HOST": "192.168.1.20",
+    }
+    missing = tmp_path / "config.yaml"
+    result = subprocess.run(
+        [sys.executable, "-m", "goe2mqtt", "check-config", "--config", str(missing)],
+        capture_output=True, text=True, timeout=60, env=env, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"the environment (3 GOE2MQTT_* variables; no file {missing})")
+    assert f"{missing}: OK" not in result.stdout
