@@ -32,6 +32,7 @@ from goe2mqtt.config import ChargerSettings, Settings
 from goe2mqtt.discovery import (
     OFFLINE,
     RESULT_LEAF,
+    DeviceFacts,
     Topics,
     discovery_filter,
     expected_discovery_topics,
@@ -240,6 +241,8 @@ class Bridge:
                     leaf_topics=self.settings.mqtt.leaf_topics,
                     known_serial=remembered.serial(charger.name),
                     on_serial=functools.partial(remembered.learn_serial, charger.name),
+                    known_facts=_facts_of(remembered, charger.name),
+                    on_facts=functools.partial(_remember_facts, remembered, charger.name),
                 )
             for bridge in self.chargers.values():
                 await bridge.publish_initial()
@@ -405,6 +408,15 @@ class Bridge:
     async def _remove_stale_discovery(self, topic: str) -> None:
         log.info("discovery_removed", topic=topic, reason="charger or entity no longer configured")
         await self.mqtt.clear_retained(topic)
+
+
+def _facts_of(remembered: Remembered, charger: str) -> DeviceFacts | None:
+    data = remembered.facts(charger)
+    return None if data is None else DeviceFacts.from_json(data)
+
+
+def _remember_facts(remembered: Remembered, charger: str, facts: DeviceFacts) -> None:
+    remembered.learn_facts(charger, facts.to_json())
 
 
 def points_under(config: bytes, base: str) -> bool:

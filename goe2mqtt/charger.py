@@ -95,6 +95,8 @@ class ChargerBridge:
         leaf_topics: bool = True,
         known_serial: str | None = None,
         on_serial: Callable[[str], None] = lambda serial: None,
+        known_facts: DeviceFacts | None = None,
+        on_facts: Callable[[DeviceFacts], None] = lambda facts: None,
     ) -> None:
         self.settings = settings
         self.name = settings.name
@@ -108,6 +110,9 @@ class ChargerBridge:
         # (and the bridge remembers it from an earlier run).
         self.serial = settings.serial or known_serial
         self._on_serial = on_serial
+        # What the last run learnt, announced until this run reaches the charger.
+        self._known_facts = known_facts
+        self._on_facts = on_facts
         self.online = False
         self.offline_reason = "not reached yet"
         self.failures = 0
@@ -146,6 +151,8 @@ class ChargerBridge:
         if self._discovery_prefix is None or self.serial is None:
             return
         before, self._facts = self._facts, facts
+        if facts.contacted:
+            self._on_facts(facts)
         configs, absent = render_discovery(
             prefix=self._discovery_prefix,
             topics=self._topics,
@@ -322,8 +329,9 @@ class ChargerBridge:
             wait = min(exc.retry_after, MAX_RETRY_AFTER)
             self._not_before = max(self._not_before, time.monotonic() + wait)
         if self._facts is None:
-            # Never reached yet: announce the entities anyway so HA shows them unavailable.
-            await self._publish_discovery(DeviceFacts())
+            # Never reached yet: announce the entities anyway so HA shows them unavailable,
+            # with the facts an earlier run learnt (model, firmware, entities) if any.
+            await self._publish_discovery(self._known_facts or DeviceFacts())
         if self.failures == 1:
             log.warning("poll_failed", charger=self.name, reason=str(exc))
         else:

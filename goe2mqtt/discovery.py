@@ -187,6 +187,34 @@ class DeviceFacts:
         )
 
 
+    def to_json(self) -> dict[str, Any]:
+        """For state_dir: what a restart announces until the charger answers."""
+        return {
+            "model": self.model,
+            "sw_version": self.sw_version,
+            "keys": sorted(self.keys),
+            "ranges": [list(r) for r in self.ranges],
+            "choices": [[key, list(options)] for key, options in self.choices],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DeviceFacts | None:
+        """Facts remembered from an earlier run (not contacted in this one); None for
+        anything that does not read as such."""
+        try:
+            model, sw_version = data["model"], data["sw_version"]
+            keys = frozenset(str(key) for key in data["keys"])
+            ranges = tuple((str(k), float(low), float(high)) for k, low, high in data["ranges"])
+            choices = tuple((str(k), tuple(str(o) for o in opts)) for k, opts in data["choices"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        if not (model is None or isinstance(model, str)):
+            return None
+        if not (sw_version is None or isinstance(sw_version, str)):
+            return None
+        return cls(model, sw_version, keys, ranges, choices, contacted=False)
+
+
 # Entities whose discovery follows the charger's state: every number (its range follows
 # the charger's limits, and must hold the value it shows), selects of card names.
 _FOLLOWING_RANGES = tuple(e for e in ENTITIES if e.write is not None and e.component == "number")

@@ -31,3 +31,15 @@ def test_the_unit_keeps_the_journal_and_does_not_restart_a_refused_start() -> No
     assert "StateDirectory=goe2mqtt" in text  # the journal survives restarts and reboots
     assert "RestartPreventExitStatus=2" in text  # bad config, second instance: exit 2
     assert "groupadd --system goe2mqtt" in text  # the group SupplementaryGroups needs
+
+
+def test_the_compose_broker_is_not_open_to_the_lan() -> None:
+    """Its Mosquitto allows anonymous clients: published on all interfaces, anyone on
+    the LAN could stop charging or restart the wallbox."""
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    ports = compose["services"]["mosquitto"]["ports"]
+    anonymous = "allow_anonymous true" in (ROOT / "contrib" / "mosquitto.conf").read_text()
+    for port in ports:
+        assert not anonymous or str(port).startswith("127.0.0.1:"), port

@@ -299,3 +299,16 @@ def test_results_are_valid_json_whatever_the_charger_sent() -> None:
         unconfirmed={"psm": {"expected": 1, "actual": math.nan}},
     )
     assert _strict_json(result_json(result))["unconfirmed"]["psm"]["actual"] is None
+
+
+async def test_an_unnamed_card_slot_is_null_on_its_topic_and_in_the_json_state(
+    charger_bridge: tuple[ChargerBridge, SimulatedCharger, RecordingPublisher],
+) -> None:
+    bridge, simulated, publisher = charger_bridge
+    assert simulated.card_names[2] == ""  # slot 2 has no name
+    assert await bridge.refresh()
+    published = {topic: payload.decode() for topic, payload in publisher.retained.items()}
+    assert published["goe2mqtt/garage/card_2_name"] == "null"
+    state = _strict_json(published["goe2mqtt/garage/state"])
+    assert state["card_2_name"] is None
+    assert state["card_0_name"] == "Alice"

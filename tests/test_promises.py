@@ -341,3 +341,36 @@ async def test_a_local_charger_remembers_its_serial_and_refuses_an_impostor(
             assert await second.end(signal.SIGTERM) == 0
     assert "answers as serial 067890, learnt earlier 012345" in result["error"], result
     assert probe.since(mark, topics.state("garage", "charging_current")) == []
+
+
+async def test_a_restart_while_the_charger_is_unreachable_keeps_its_device_facts(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    """The second run cannot reach the charger: it announces the model and firmware the
+    first run learnt, instead of overwriting them in Home Assistant with defaults."""
+    raw = make_settings(broker, simulator, scan_interval=0.3)
+    raw["state_dir"] = str(tmp_path / "state")
+    topics = Topics(raw["mqtt"]["base_topic"])
+    prefix = raw["mqtt"]["discovery_prefix"]
+    config_topic = f"{prefix}/sensor/{topics.base}/garage_energy_total/config"
+    garage = simulator.charger("012345")
+    async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#", f"{prefix}/#"]) as probe:
+        first = Daemon(write_config(tmp_path, raw))
+        await first.start()
+        learnt = await probe.wait_for(
+            config_topic, lambda m: m.json()["device"].get("sw_version") == "60.4"
+        )
+        assert await first.end(signal.SIGTERM) == 0
+        garage.faults = Faults(http_status=500)  # unreachable from now on
+        mark = probe.mark()
+        second = Daemon(write_config(tmp_path, raw))
+        await second.start()
+        try:
+            announced = await probe.wait_for(config_topic, since=mark)
+            await probe.wait_for(
+                topics.bridge_info, lambda m: m.json()["chargers_online"] == 0, since=mark
+            )
+        finally:
+            assert await second.end(signal.SIGTERM) == 0
+    assert announced.json()["device"] == learnt.json()["device"]
+    assert announced.json()["device"]["model"] == "go-eCharger_V4"

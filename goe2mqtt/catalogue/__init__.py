@@ -156,7 +156,10 @@ def read_states(
             continue
         assert entity.value is not None
         try:
-            states[entity.key] = entity.value(status)
+            value = entity.value(status)
+            # Empty text (an unnamed card slot) is unknown, as on the leaf topics: null
+            # in the JSON state too, never "".
+            states[entity.key] = None if value == "" else value
         except Unreadable as exc:
             states[entity.key] = None
             problems[entity.key] = str(exc)
@@ -173,7 +176,7 @@ def format_state(value: StateValue) -> str:
     """The plain text on a state topic: JSON's null for unknown, which Node-RED (and
     any JSON reader) parses as null; discovery's value_template turns it into the
     "None" that Home Assistant reads as unknown."""
-    if value is None or value == "":
+    if value is None or value == "":  # read_states makes "" None; a caller's own value
         return UNKNOWN  # an empty retained payload would delete the topic instead
     if isinstance(value, bool):
         return "true" if value else "false"
