@@ -53,6 +53,10 @@ class MosquittoBroker:
         self._extra = extra_config
         self._process: subprocess.Popen[bytes] | None = None
 
+    @staticmethod
+    def available() -> bool:
+        return (shutil.which("mosquitto") or _sbin("mosquitto")) is not None
+
     @property
     def log_path(self) -> Path:
         return self._dir / "mosquitto.log"

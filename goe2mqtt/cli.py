@@ -65,14 +65,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"goe2mqtt {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run the bridge (the default)")
+    run = commands.add_parser(
+        "run", help="run the bridge (the default)",
+        description="Run the bridge: poll the configured chargers, publish to MQTT, take"
+        " commands. Stops cleanly on SIGTERM/SIGINT.",
+    )  # fmt: skip
     _add_config(run, suppress=True)
     _add_logging(run, suppress=True)
 
     check = commands.add_parser(
-        "check-config", help="validate the config and exit (--connect: try it too)"
-    )
+        "check-config", help="validate the config and exit (--connect: try it too)",
+        description="Validate the configuration (the file and GOE2MQTT_* variables) and"
+        " print every problem at once, naming its key; exit 2 if there is one.",
+    )  # fmt: skip
     _add_config(check, suppress=True)
+    _add_logging(check, suppress=True)
     check.add_argument(
         "--connect",
         action="store_true",
@@ -80,7 +87,11 @@ def _parser() -> argparse.ArgumentParser:
         " plainly what fails (exit 1 if anything does)",
     )
 
-    health = commands.add_parser("healthcheck", help="exit 0 if the running bridge is healthy")
+    health = commands.add_parser(
+        "healthcheck", help="exit 0 if the running bridge is healthy",
+        description="Read the health file the running bridge writes every 30 s: exit 0 if"
+        " it is fresh, MQTT is connected and the chargers are online; else 1, saying why.",
+    )  # fmt: skip
     health.add_argument(
         "--file",
         default=os.environ.get("GOE2MQTT_HEALTH_FILE"),
@@ -96,17 +107,28 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     entities = commands.add_parser(
-        "entities", help="list every entity, its go-e keys and what its command accepts"
-    )
+        "entities", help="list every entity, its go-e keys and its command",
+        description="Every entity the bridge can announce: one line each, or the README's"
+        " table with --markdown.",
+    )  # fmt: skip
     entities.add_argument(
         "--markdown",
         action="store_true",
-        help="the README's table (the default output; the flag says it explicitly)",
+        help="the README's table: units, values and what each command accepts",
     )
 
-    simulate = commands.add_parser("simulate", help="serve simulated chargers on loopback")
+    simulate = commands.add_parser(
+        "simulate", help="serve simulated chargers on loopback",
+        description=SIMULATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     simulate.add_argument("--listen", default="127.0.0.1", help="address (default 127.0.0.1)")
     simulate.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    simulate.add_argument(
+        "--local",
+        action="store_true",
+        help="also serve each charger's local HTTP API v2 (/api/status, no token) on the"
+        " next ports (8081, 8082, ...), for a config with host: instead of the cloud",
+    )
     simulate.add_argument(
         "--charger",
         action="append",
@@ -117,8 +139,19 @@ def _parser() -> argparse.ArgumentParser:
     _add_logging(simulate, suppress=True)
 
     demo = commands.add_parser(
-        "demo", help="simulator + broker + bridge, topic stream printed"
-    )
+        "demo", help="simulator + broker + bridge, topic stream printed",
+        description="A simulated charger, a broker and the bridge in one process: what"
+        " the bridge publishes, then what a few commands do. Its topics: goe2mqtt-demo/"
+        " (states, commands) and goe2mqtt-demo-ha/ (Home Assistant discovery).",
+    )  # fmt: skip
+    demo.add_argument(
+        "--log-level", choices=LEVELS, default="warning",
+        help="the bridge's log beside the topic stream (default: warning)",
+    )  # fmt: skip
+    demo.add_argument(
+        "--log-format", choices=("auto", "console", "json"), default="console",
+        help="console lines or JSON lines (default: console)",
+    )  # fmt: skip
     demo.add_argument(
         "--mqtt-host",
         default=None,
@@ -136,7 +169,8 @@ def _parser() -> argparse.ArgumentParser:
         "--broker",
         choices=("auto", "amqtt", "mosquitto"),
         default="auto",
-        help="the broker to start without --mqtt-host (auto: amqtt if installed, else Mosquitto)",
+        help="the broker to start without --mqtt-host (auto: Mosquitto if installed,"
+        " else amqtt, an MQTT broker in Python: pip install goe2mqtt[demo])",
     )
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     return parser
@@ -147,16 +181,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args.command or "run"
     if command == "simulate":
         configure_logging(args.log_level, args.log_format)
-        return _simulate(args.listen, args.port, args.charger or ["012345:demo-token"])
+        specs = args.charger or ["012345:demo-token"]
+        return _simulate(args.listen, args.port, specs, local=args.local)
     if command == "healthcheck":
         return _healthcheck(args.file, args.config, args.max_age)
     if command == "entities":
-        from goe2mqtt.entity_table import markdown
+        from goe2mqtt.entity_table import markdown, plain
 
-        print(markdown())
+        print(markdown() if args.markdown else plain(), end="")
         return EXIT_OK
     if command == "demo":
-        configure_logging("warning", "console")
+        # Quiet by default: the topic stream is the demo's output.
+        configure_logging(args.log_level, args.log_format)
         from goe2mqtt.broker import BrokerUnavailable
         from goe2mqtt.demo import run_demo
 
@@ -180,6 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings is None:
         return EXIT_CONFIG
     if command == "check-config":
+        configure_logging(args.log_level, args.log_format, secrets=settings.secrets())
         names = ", ".join(c.name for c in settings.chargers)
         print(f"{_config_source(args.config)}: OK ({len(settings.chargers)} charger(s): {names})")
         return _check_connections(settings) if args.connect else EXIT_OK
@@ -283,7 +320,26 @@ def _run(settings: Settings) -> int:
     return EXIT_OK
 
 
-def _simulate(host: str, port: int, specs: Sequence[str]) -> int:
+SIMULATE_HELP = """\
+Serve simulated go-e chargers (API v2) on loopback: the cloud API at
+http://HOST:PORT/SERIAL (use it as api_url with the charger's token), and with
+--local each charger's local API at HOST:PORT+1, +2, ... (use it as host:).
+They keep state: a set changes what the next status returns, the car charges.
+
+Drive them from outside (JSON over HTTP):
+  curl -X POST http://127.0.0.1:8080/_sim/012345 -d '{"plug": true}'
+      plug a car in ("plug": false unplugs; "auth_required": true waits for a card)
+  curl -X POST .../_sim/012345 -d '{"car_full": true}'      the car stops taking power
+  curl -X POST .../_sim/012345 -d '{"error": 1}'            set the charger's error code
+  curl -X POST .../_sim/012345 -d '{"faults": {"http_status": 500}}'
+      faults: http_status, delay (s), garbage, success_false, body, only ("status" or
+      "set"), times, retry_after, reason, reject_sets, drop_sets, values, missing;
+      {"faults": {}} heals
+  curl http://127.0.0.1:8080/_sim/012345      its status, faults and the sets it got
+"""
+
+
+def _simulate(host: str, port: int, specs: Sequence[str], *, local: bool = False) -> int:
     from goe2mqtt.simulator import SimulatedCharger, Simulator
 
     chargers = []
@@ -299,10 +355,12 @@ def _simulate(host: str, port: int, specs: Sequence[str]) -> int:
 
     async def serve() -> None:
         await simulator.start(host, port)
-        for charger in chargers:
-            print(
-                f"charger {charger.serial}: api_url {simulator.url_for(charger.serial)}", flush=True
-            )
+        for index, charger in enumerate(chargers, start=1):
+            where = f"api_url {simulator.url_for(charger.serial)}"
+            if local:
+                local_host = await simulator.serve_local(charger.serial, host, port + index)
+                where += f", host {local_host}"
+            print(f"charger {charger.serial}: {where}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -13,7 +13,8 @@ import shutil
 import signal
 import sys
 import tempfile
-from typing import Literal, TextIO
+from collections import Counter
+from typing import Any, Literal, TextIO
 
 import aiomqtt
 
@@ -34,25 +35,51 @@ BrokerKind = Literal["auto", "amqtt", "mosquitto"]
 
 
 def choose_broker(kind: BrokerKind) -> Literal["amqtt", "mosquitto"]:
-    """auto: amqtt when the [demo] extra is installed, else a private Mosquitto."""
+    """auto: a private Mosquitto when it is installed (the broker users run), else amqtt
+    (the [demo] extra: a broker in Python, for machines without Mosquitto)."""
     if kind == "auto":
-        return "amqtt" if EmbeddedBroker.available() else "mosquitto"
+        return "mosquitto" if MosquittoBroker.available() else "amqtt"
     if kind == "amqtt" and not EmbeddedBroker.available():
         raise BrokerUnavailable("amqtt is not installed: pip install 'goe2mqtt[demo]'")
     return kind
 
 
-def _short(payload: bytes, width: int = 110) -> str:
+def _short(payload: bytes | Any, width: int = 110) -> str:
+    if not isinstance(payload, bytes):
+        payload = str(payload).encode()
     text = payload.decode("utf-8", errors="replace")
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+DISCOVERY_QUIET = 1.0  # s without a new config: the burst is over, print its summary
+
+
 async def _print_stream(host: str, port: int, out: TextIO) -> None:
+    """Every state, command and result as it comes; Home Assistant's configs (a hundred
+    per charger) as one line per burst: how many of each component."""
+    configs: Counter[str] = Counter()
+    summary: asyncio.TimerHandle | None = None
+
+    def summarise() -> None:
+        counted = ", ".join(f"{n} {component}" for component, n in sorted(configs.items()))
+        print(f"--- Home Assistant discovery: {sum(configs.values())} configs ({counted}) under"
+              f" {DEMO_DISCOVERY_PREFIX}/", file=out, flush=True)  # fmt: skip
+        configs.clear()
+
+    loop = asyncio.get_running_loop()
     async with aiomqtt.Client(host, port, identifier="goe2mqtt-demo-viewer") as client:
         await client.subscribe(f"{DEMO_BASE}/#")
         await client.subscribe(f"{DEMO_DISCOVERY_PREFIX}/+/{DEMO_BASE}/+/config")
         async for message in client.messages:
-            print(f"{message.topic.value:<60} {_short(message.payload)}", file=out, flush=True)
+            topic = message.topic.value
+            if topic.startswith(f"{DEMO_DISCOVERY_PREFIX}/"):
+                if isinstance(message.payload, bytes) and message.payload:
+                    configs[topic.split("/")[1]] += 1
+                    if summary is not None:
+                        summary.cancel()
+                    summary = loop.call_later(DISCOVERY_QUIET, summarise)
+                continue
+            print(f"{topic:<60} {_short(message.payload)}", file=out, flush=True)
 
 
 def try_it_yourself(host: str, port: int) -> str:
@@ -178,9 +205,10 @@ async def run_demo(
     )
     print(
         f"--- simulated go-e cloud at {simulator.base_url}; topics under {DEMO_BASE}/;"
-        " Ctrl-C to stop\n",
+        " Ctrl-C to stop",
         file=out,
     )
+    print(f"{try_it_yourself(host, port)}\n", file=out, flush=True)
     bridge = Bridge(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -100,6 +100,19 @@ def settable_keys() -> str:
     return ", ".join(f"`{key}` ({entity.key})" for key, entity in sorted(SETTABLE.items()))
 
 
+def plain() -> str:
+    """One line per entity for a terminal: leaf, component, go-e keys, command."""
+    rows = [("leaf", "component", "go-e", "command")] + [
+        (e.key, _component(e), _goe_keys(e).replace("`", ""), e.command_service or "")
+        for e in ENTITIES
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join(
+        f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d}".rstrip()
+        for a, b, c, d in rows
+    ) + f"\n{len(ENTITIES)} entities; --markdown: the README's table with units and values\n"
+
+
 def markdown() -> str:
     """The block between the README's markers."""
     return (

@@ -257,6 +257,10 @@ _CONNECT_CAUSES = (
      "auth: the broker refused the user name or password"),
     (("No route to host", "unreachable"), "network: no route to the host"),
     (("timed out",), "timeout: no answer in time"),
+    # Mosquitto ends a connection this way when it stops or restarts, and when another
+    # client takes our client id: it sends no reason.
+    (("code:128", "Unspecified error"),
+     "closed by the broker: it stopped or restarted (or another client took our client_id)"),
 )  # fmt: skip
 
 

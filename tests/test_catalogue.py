@@ -210,11 +210,18 @@ def test_only_the_integrations_primary_entities_go_without_a_category() -> None:
     # A device page of 100+ entities stays readable: everything added since the
     # integration's floor is config or diagnostic. force_state (a diagnostic sensor
     # before) is now the main "charge now / stop / let the charger decide" control.
+    # phase_switch_mode, the seed's sensor, is a disabled diagnostic: the Phase mode
+    # select shows the same, and a new user should see one.
     primary = {
         "car_status", "charging_allowed", "charger_max_current", "car_connected",
-        "force_state", "wallbox_control", "charging_current", "phase_switch_mode",
+        "force_state", "wallbox_control", "charging_current",
         "phases_number_connected", "energy_since_car_connected", "energy_total",
         "charging_power", "charger_access", "error",
         *(f"{kind}_l{n}" for kind in ("power", "current", "voltage") for n in (1, 2, 3)),
     }  # fmt: skip
     assert {e.key for e in ENTITIES if e.entity_category is None} == primary
+
+
+def test_the_phase_mode_is_one_entity_for_a_new_user() -> None:
+    readers = [e for e in ENTITIES if "psm" in e.reads and e.enabled_by_default]
+    assert [e.key for e in readers] == ["phase_mode"]

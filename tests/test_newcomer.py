@@ -97,6 +97,13 @@ def _options(parser: argparse.ArgumentParser) -> dict[str, list[argparse.Action]
     return found
 
 
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
 def test_every_option_is_described_and_offered_only_where_it_counts() -> None:
     options = _options(_parser())
     for command, actions in options.items():
@@ -104,7 +111,11 @@ def test_every_option_is_described_and_offered_only_where_it_counts() -> None:
             assert action.help, f"{command} {action.option_strings[0]} has no description"
     names = {command: {a.dest for a in actions} for command, actions in options.items()}
     assert "config" not in names["demo"] | names["simulate"]
-    assert "log_level" not in names["demo"] | names["healthcheck"] | names["check-config"]
+    # Where something logs, its level can be chosen; healthcheck only prints a line.
+    assert "log_level" in names["demo"] & names["check-config"] & names["simulate"]
+    assert "log_level" not in names["healthcheck"] | names["entities"]
+    for name, sub in _subcommands(_parser()).items():
+        assert sub.description, f"{name} has no description"
     assert "connect" in names["check-config"]
     assert "config" in names["healthcheck"]
 

@@ -374,3 +374,24 @@ async def test_a_restart_while_the_charger_is_unreachable_keeps_its_device_facts
             assert await second.end(signal.SIGTERM) == 0
     assert announced.json()["device"] == learnt.json()["device"]
     assert announced.json()["device"]["model"] == "go-eCharger_V4"
+
+
+async def test_a_broker_that_stops_cleanly_is_named_as_the_cause(
+    own_broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    raw = make_settings(own_broker, simulator, scan_interval=60)
+    topics = Topics(raw["mqtt"]["base_topic"])
+    daemon = Daemon(write_config(tmp_path, raw))
+    async with MqttProbe(own_broker.host, own_broker.port, [f"{topics.base}/#"]) as probe:
+        await daemon.start()
+        await probe.wait_text(topics.availability("garage"), "online")
+    try:
+        own_broker.stop()  # SIGTERM: Mosquitto's own clean shutdown
+        await until(
+            lambda: any(e.get("event") == "mqtt_disconnected" for e in daemon.events()),
+            "the disconnect logged",
+        )
+    finally:
+        assert await daemon.end(signal.SIGTERM) == 0
+    lost = next(e for e in daemon.events() if e["event"] == "mqtt_disconnected")
+    assert lost["cause"].startswith("closed by the broker: it stopped or restarted"), lost

@@ -36,7 +36,11 @@ PHASES: tuple[EntityDescription, ...] = (
         value=enum("psm", PHASE_MODES),
         device_class="enum",
         options=tuple(PHASE_MODES.values()),
+        # The seed's sensor, kept for its users; the Phase mode select shows the same.
+        entity_category="diagnostic",
+        enabled_by_default=False,
         icon="mdi:sine-wave",
+        doc="the same as the Phase mode select (kept for the seed's users)",
     ),
     EntityDescription(
         key="phases_number_connected",
