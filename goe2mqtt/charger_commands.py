@@ -32,6 +32,7 @@ from goe2mqtt.outcomes import (
     CommandSink,
     CommandStats,
     QueuedCommand,
+    RepeatFilter,
     interrupted,
     rejection,
     unconfirmed_values,
@@ -61,6 +62,7 @@ class CommandRunner:
     ) -> None:
         self._charger = charger
         self._sink = sink
+        self._refusals = sink.refusals if sink is not None else RepeatFilter()
         self._max_command_age = max_command_age
         self._confirm_delays = tuple(confirm_delays)
         self._max_queued = max_queued
@@ -145,7 +147,7 @@ class CommandRunner:
     def _refuse(self, command: QueuedCommand, reason: str) -> None:
         """Refuse a command that never reached the charger."""
         self.stats.rejected += 1
-        self._report(command, rejection(command, reason))
+        self._report(command, rejection(command, reason, self._refusals))
 
     async def execute(self, command: QueuedCommand) -> dict[str, Any]:
         """Run one command now (outside the queue); its result."""
@@ -176,7 +178,7 @@ class CommandRunner:
             calls = command.service.plan(command.arguments, self._charger.status)
         except CommandError as exc:
             self.stats.rejected += 1
-            return rejection(queued, str(exc))
+            return rejection(queued, str(exc), self._refusals)
 
         async with self._charger.lock:  # one conversation with the charger at a time
             if self._sink is not None:
@@ -184,7 +186,7 @@ class CommandRunner:
                     self._sink.command_started(queued, calls)
                 except CommandError as exc:  # the journal cannot keep it: nothing sent
                     self.stats.rejected += 1
-                    return rejection(queued, str(exc))
+                    return rejection(queued, str(exc), self._refusals)
             self._sent = list(calls)
             log.debug("command_started", charger=self._charger.name, service=service, calls=calls)
             applied, error = await self._apply(calls)

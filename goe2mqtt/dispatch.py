@@ -34,6 +34,7 @@ from goe2mqtt.mqtt import InboundMessage, PublishRefused
 from goe2mqtt.outcomes import (
     CommandStats,
     QueuedCommand,
+    RepeatFilter,
     interrupted,
     rejection,
 )
@@ -76,6 +77,7 @@ class CommandDesk:
         self._answers_unknown = answers_unknown
         self._redactor = SecretRedactor(secrets)
         self.unrouted = CommandStats()  # commands for chargers we do not have
+        self.refusals = RepeatFilter()  # a sender refused again and again: logged once a minute
         # Results not yet acknowledged by the broker: (journal seq, topic, payload);
         # seq None for a command the journal could not store.
         self._results: deque[tuple[int | None, str, str]] = deque()
@@ -169,7 +171,7 @@ class CommandDesk:
                 f"not run: the journal cannot store it ({self.journal_error}); "
                 "commands run again once it can"
             )
-            self._answer(command, rejection(command, reason))
+            self._answer(command, rejection(command, reason, self.refusals))
             return
         self._journal_ok()
         if seq is None:
@@ -179,7 +181,7 @@ class CommandDesk:
             seq, charger, service, message.payload[:MAX_STORED_PAYLOAD], message.retain, received
         )
         if refusal is not None:
-            self.command_finished(command, rejection(command, refusal))
+            self.command_finished(command, rejection(command, refusal, self.refusals))
         else:
             self.route(command)
 
@@ -207,7 +209,7 @@ class CommandDesk:
             reason = f"charger {command.charger!r} is served by another shard now: send it again"
         else:
             reason = f"unknown charger {command.charger!r}"
-        self.command_finished(command, rejection(command, reason))
+        self.command_finished(command, rejection(command, reason, self.refusals))
 
     # --- CommandSink: what the chargers report -----------------------------------------
 

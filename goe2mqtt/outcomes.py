@@ -50,6 +50,10 @@ class QueuedCommand:
 class CommandSink(Protocol):
     """Where a charger reports its commands' progress (the journal and the result topic)."""
 
+    @property
+    def refusals(self) -> RepeatFilter:
+        """Which refusals are news for the log: one filter for the whole bridge."""
+
     def command_started(self, command: QueuedCommand, calls: Sequence[SetCall]) -> None:
         """Record that the calls go out; CommandError when that cannot be recorded
         (the command is then refused, nothing sent)."""
@@ -107,13 +111,10 @@ class RepeatFilter:
         return repeats
 
 
-_REFUSALS = RepeatFilter()
-
-
-def rejection(command: QueuedCommand, reason: str) -> dict[str, Any]:
+def rejection(command: QueuedCommand, reason: str, refusals: RepeatFilter) -> dict[str, Any]:
     """A refused command's result. Refusals of one charger and service are logged once
-    a minute, with the count of those in between (the rest at debug)."""
-    repeats = _REFUSALS.first(command.charger, command.service)
+    a minute (per ``refusals``, the bridge's), with the count of those in between."""
+    repeats = refusals.first(command.charger, command.service)
     if repeats is None:
         log.debug(
             "command_rejected", charger=command.charger, service=command.service, reason=reason

@@ -365,7 +365,13 @@ async def test_configs_of_removed_chargers_are_cleared(setup: Setup, probe: Mqtt
     node = setup.topics.base
     stale = f"{setup.prefix}/sensor/{node}/oldcharger_energy_total/config"
     kept = discovery_topic(setup.prefix, setup.topics.base, "garage", _entity("energy_total"))
-    await probe.publish(stale, json.dumps({"name": "old"}), retain=True)
+    # As an earlier run published it: its topics under this installation's base topic.
+    old_config = {
+        "name": "old",
+        "state_topic": setup.state("oldcharger", "energy_total"),
+        "availability": [{"topic": setup.topics.bridge_availability}],
+    }
+    await probe.publish(stale, json.dumps(old_config), retain=True)
     await probe.wait_for(stale)
     running = RunningBridge(setup.settings)
     await running.start()
