@@ -46,11 +46,11 @@ from typing import Any
 
 import aiomqtt
 
-from goe2mqtt.broker import MosquittoBroker
-from goe2mqtt.logs import configure_logging
-from goe2mqtt.loop_watch import LoopWatch
-from goe2mqtt.memory import MemoryUpkeep
-from goe2mqtt.simulator import Faults, SimulatedCharger, Simulator
+from goe2mqtt.bridge.loop_watch import LoopWatch
+from goe2mqtt.bridge.memory import MemoryUpkeep
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.simulator import Faults, SimulatedCharger, Simulator
+from goe2mqtt.util.logs import configure_logging
 
 HERE = Path(__file__).resolve().parent
 TOKEN = "bench-token"
@@ -243,7 +243,7 @@ async def run_size(n: int, args: Any) -> Result:
             charger.faults = Faults(delay=latency)
     result.configured = sum(1 / interval for interval in clock.expected.values())
     await simulator.start(ssl_context=server_tls)
-    # The harness keeps its collector short the bridge's way (goe2mqtt.memory): its full
+    # The harness keeps its collector short the bridge's way (goe2mqtt.bridge.memory): its full
     # collections took 570 ms at 10 000 chargers, stalling the simulator, which then
     # timestamped set calls late and answered a burst of polls at once.
     harness_stop = asyncio.Event()

@@ -53,8 +53,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from soak import FAULTS, rss_kib
 
-from goe2mqtt.broker import MosquittoBroker
-from goe2mqtt.simulator import Faults, SimulatedCharger, Simulator
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.simulator import Faults, SimulatedCharger, Simulator
 
 TOKEN = "chaos-token-77a1"
 BASE = "chaos"

@@ -37,8 +37,8 @@ from typing import Any
 
 import aiomqtt
 
-from goe2mqtt.broker import MosquittoBroker
-from goe2mqtt.simulator import Faults, SimulatedCharger, Simulator
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.simulator import Faults, SimulatedCharger, Simulator
 
 SERIAL = "424242"
 TOKEN = "soak-token-1c8e"

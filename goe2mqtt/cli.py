@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import structlog
 
 from goe2mqtt import __version__
-from goe2mqtt.config import ConfigError, Settings, load_settings
-from goe2mqtt.logs import LEVELS, configure_logging
-from goe2mqtt.simulated_charger import MODELS
+from goe2mqtt.config.settings import ConfigError, Settings, load_settings
+from goe2mqtt.sim.charger import MODELS
+from goe2mqtt.util.logs import LEVELS, configure_logging
 
 MODEL_NAMES = tuple(MODELS)
 
@@ -186,15 +186,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "healthcheck":
         return _healthcheck(args.file, args.config, args.max_age)
     if command == "entities":
-        from goe2mqtt.entity_table import markdown, plain
+        from goe2mqtt.catalogue.table import markdown, plain
 
         print(markdown() if args.markdown else plain(), end="")
         return EXIT_OK
     if command == "demo":
         # Quiet by default: the topic stream is the demo's output.
         configure_logging(args.log_level, args.log_format)
-        from goe2mqtt.broker import BrokerUnavailable
-        from goe2mqtt.demo import run_demo
+        from goe2mqtt.sim.broker import BrokerUnavailable
+        from goe2mqtt.sim.demo import run_demo
 
         try:
             with contextlib.suppress(KeyboardInterrupt):
@@ -230,7 +230,7 @@ def _config_source(path: str) -> str:
     """Where the configuration came from: the file, the environment, or both."""
     from pathlib import Path
 
-    from goe2mqtt.environment import ENV_PREFIX, NOT_CONFIG
+    from goe2mqtt.config.environment import ENV_PREFIX, NOT_CONFIG
 
     variables = sum(1 for n in os.environ if n.startswith(ENV_PREFIX) and n not in NOT_CONFIG)
     if not Path(path).exists():
@@ -240,7 +240,7 @@ def _config_source(path: str) -> str:
 
 def _load(path: str) -> Settings | None:
     """The settings, or None after printing every problem."""
-    from goe2mqtt.discovery import name_collisions
+    from goe2mqtt.mqtt.discovery import name_collisions
 
     try:
         settings = load_settings(path)
@@ -258,7 +258,7 @@ def _load(path: str) -> Settings | None:
 
 
 def _check_connections(settings: Settings) -> int:
-    from goe2mqtt.checks import check_connections
+    from goe2mqtt.bridge.checks import check_connections
 
     checks = asyncio.run(check_connections(settings))
     for check in checks:
@@ -269,7 +269,7 @@ def _check_connections(settings: Settings) -> int:
 def _healthcheck(file: str | None, config: str, max_age: float) -> int:
     from pathlib import Path
 
-    from goe2mqtt.health import check_health
+    from goe2mqtt.bridge.health import check_health
 
     if not file:
         settings = _load(config) if os.path.exists(config) else None
@@ -287,9 +287,9 @@ def _healthcheck(file: str | None, config: str, max_age: float) -> int:
 
 
 def _run(settings: Settings) -> int:
-    from goe2mqtt.bridge import AnotherInstance, Bridge, raise_open_file_limit
-    from goe2mqtt.journal import JournalLocked, JournalUnusable
-    from goe2mqtt.mqtt_client import SessionTakenOver
+    from goe2mqtt.bridge.process import AnotherInstance, Bridge, raise_open_file_limit
+    from goe2mqtt.commands.journal import JournalLocked, JournalUnusable
+    from goe2mqtt.mqtt.client import SessionTakenOver
 
     raise_open_file_limit()
 
@@ -340,7 +340,7 @@ Drive them from outside (JSON over HTTP):
 
 
 def _simulate(host: str, port: int, specs: Sequence[str], *, local: bool = False) -> int:
-    from goe2mqtt.simulator import SimulatedCharger, Simulator
+    from goe2mqtt.sim.simulator import SimulatedCharger, Simulator
 
     chargers = []
     for spec in specs:

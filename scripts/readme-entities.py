@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from goe2mqtt.entity_table import END, START, markdown
+from goe2mqtt.catalogue.table import END, START, markdown
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -23,13 +23,13 @@ import aiomqtt
 import pytest
 import yaml
 
-from goe2mqtt.bridge import Bridge
-from goe2mqtt.broker import MosquittoBroker
-from goe2mqtt.charger import ChargerBridge
-from goe2mqtt.config import Settings, parse_settings
-from goe2mqtt.discovery import Topics
-from goe2mqtt.goe import GoeClient
-from goe2mqtt.simulator import SimulatedCharger, Simulator
+from goe2mqtt.bridge.process import Bridge
+from goe2mqtt.charger.loop import ChargerBridge
+from goe2mqtt.config.settings import Settings, parse_settings
+from goe2mqtt.goe.client import GoeClient
+from goe2mqtt.mqtt.discovery import Topics
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.simulator import SimulatedCharger, Simulator
 
 # Every bridge a test starts (in this process or as a child) journals under here,
 # one file per client_id, never in the user's own state directory.

@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from goe2mqtt.broker import free_port
+from goe2mqtt.sim.broker import free_port
 
 from .conftest import stop_process
 

@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from goe2mqtt.aio import Alarm, wait_until_set
-from goe2mqtt.bridge import stop_pollers
-from goe2mqtt.charger import ChargerBridge
-from goe2mqtt.config import parse_settings
-from goe2mqtt.discovery import Topics
-from goe2mqtt.goe import GoeClient
-from goe2mqtt.simulator import Simulator
+from goe2mqtt.bridge.process import stop_pollers
+from goe2mqtt.charger.loop import ChargerBridge
+from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.goe.client import GoeClient
+from goe2mqtt.mqtt.discovery import Topics
+from goe2mqtt.sim.simulator import Simulator
+from goe2mqtt.util.aio import Alarm, wait_until_set
 
 from .conftest import SERIALS, TOKEN, until
 

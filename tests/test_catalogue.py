@@ -13,7 +13,7 @@ from goe2mqtt.catalogue import (
     format_state,
     read_states,
 )
-from goe2mqtt.simulator import SimulatedCharger
+from goe2mqtt.sim.simulator import SimulatedCharger
 
 CHARGING: dict[str, Any] = {
     "car": 2,

@@ -9,8 +9,8 @@ import pytest
 
 import goe2mqtt.catalogue as catalogue
 from goe2mqtt.catalogue import format_state, read_states
-from goe2mqtt.charger_view import ChargerView
-from goe2mqtt.simulator import SimulatedCharger
+from goe2mqtt.charger.view import ChargerView
+from goe2mqtt.sim.simulator import SimulatedCharger
 
 FEED = {"@pv_feed": "off", "@pv_grid": None, "@pv_solar": None, "@pv_battery": None}
 
@@ -30,7 +30,7 @@ def test_an_unchanged_status_reads_nothing_again(monkeypatch: pytest.MonkeyPatch
     original = catalogue.STATE_ENTITIES[0].value
     assert original is not None
     monkeypatch.setattr(
-        "goe2mqtt.charger_view.read_states",
+        "goe2mqtt.charger.view.read_states",
         lambda *a, **kw: calls.append(1) or read_states(*a, **kw),
     )
     again = view.update(dict(view._status or {}), FEED)

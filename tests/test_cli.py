@@ -12,8 +12,8 @@ import aiohttp
 import aiomqtt
 import pytest
 
-from goe2mqtt.broker import free_port
-from goe2mqtt.demo import BrokerKind, choose_broker, run_demo
+from goe2mqtt.sim.broker import free_port
+from goe2mqtt.sim.demo import BrokerKind, choose_broker, run_demo
 
 from .conftest import WAIT
 

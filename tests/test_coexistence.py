@@ -10,12 +10,12 @@ import aiomqtt
 import pytest
 import structlog
 
-from goe2mqtt.bridge import AnotherInstance
-from goe2mqtt.broker import MosquittoBroker
-from goe2mqtt.config import parse_settings
-from goe2mqtt.demo import DEMO_BASE, DEMO_DISCOVERY_PREFIX, run_demo
-from goe2mqtt.discovery import Topics
-from goe2mqtt.simulator import Simulator
+from goe2mqtt.bridge.process import AnotherInstance
+from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.mqtt.discovery import Topics
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.demo import DEMO_BASE, DEMO_DISCOVERY_PREFIX, run_demo
+from goe2mqtt.sim.simulator import Simulator
 
 from .conftest import MqttProbe, RunningBridge, Setup, make_settings, until
 

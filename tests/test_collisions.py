@@ -7,11 +7,11 @@ import sys
 import uuid
 from pathlib import Path
 
-from goe2mqtt.broker import MosquittoBroker
 from goe2mqtt.catalogue import ENTITIES
-from goe2mqtt.config import parse_settings
-from goe2mqtt.discovery import node_id
-from goe2mqtt.simulator import Simulator
+from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.mqtt.discovery import node_id
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.simulator import Simulator
 
 from .conftest import MqttProbe, RunningBridge, make_settings, until, write_config
 

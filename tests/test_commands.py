@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from goe2mqtt.commands import (
+from goe2mqtt.commands.services import (
     NOTHING,
     SERVICES_BY_NAME,
     CommandError,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from goe2mqtt.config import (
+from goe2mqtt.config.settings import (
     ConfigError,
     ShardSettings,
     TlsSettings,

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from goe2mqtt.broker import MosquittoBroker
 from goe2mqtt.catalogue import ENTITIES
-from goe2mqtt.config import parse_settings
-from goe2mqtt.discovery import Topics, discovery_topic
-from goe2mqtt.simulator import Simulator
+from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.mqtt.discovery import Topics, discovery_topic
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.simulator import Simulator
 
 from .conftest import WAIT, MqttProbe, RunningBridge, make_settings, until
 

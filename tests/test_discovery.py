@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from goe2mqtt.catalogue import ENTITIES
-from goe2mqtt.discovery import (
+from goe2mqtt.mqtt.discovery import (
     DeviceFacts,
     Topics,
     discovery_filter,
@@ -17,7 +17,7 @@ from goe2mqtt.discovery import (
     node_id,
     render_discovery,
 )
-from goe2mqtt.simulator import SimulatedCharger
+from goe2mqtt.sim.simulator import SimulatedCharger
 
 TOPICS = Topics("goe2mqtt")
 # A HOME 11 kW with a cable plugged: every key of firmware 60.4, the current up to 16 A.

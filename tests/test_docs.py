@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from goe2mqtt.catalogue import ENTITIES
-from goe2mqtt.commands import SERVICES
-from goe2mqtt.entity_table import markdown
+from goe2mqtt.catalogue.table import markdown
+from goe2mqtt.commands.services import SERVICES
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

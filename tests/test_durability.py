@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from goe2mqtt.bridge import journal_path
-from goe2mqtt.broker import MosquittoBroker
-from goe2mqtt.config import parse_settings
-from goe2mqtt.discovery import Topics
-from goe2mqtt.journal import PUBLISHED, Journal
-from goe2mqtt.simulator import Faults, Simulator
+from goe2mqtt.bridge.process import journal_path
+from goe2mqtt.commands.journal import PUBLISHED, Journal
+from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.mqtt.discovery import Topics
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.simulator import Faults, Simulator
 
 from .conftest import WAIT, Daemon, MqttProbe, RunningBridge, make_settings, until
 from .conftest import write_config as _write_config

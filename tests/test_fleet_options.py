@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from goe2mqtt.charger import ChargerBridge
-from goe2mqtt.config import ConfigError, parse_settings
-from goe2mqtt.simulator import SimulatedCharger
+from goe2mqtt.charger.loop import ChargerBridge
+from goe2mqtt.config.settings import ConfigError, parse_settings
+from goe2mqtt.sim.simulator import SimulatedCharger
 
 from .conftest import RecordingPublisher
 

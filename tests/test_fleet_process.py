@@ -10,12 +10,12 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from goe2mqtt.bridge_info import DETAIL_LIMIT, fleet_info
-from goe2mqtt.charger import next_due
-from goe2mqtt.interning import Interner
-from goe2mqtt.loop_watch import LoopWatch
-from goe2mqtt.memory import MemoryUpkeep, release_free_memory, rss_mib
-from goe2mqtt.outcomes import CommandStats
+from goe2mqtt.bridge.info import DETAIL_LIMIT, fleet_info
+from goe2mqtt.bridge.loop_watch import LoopWatch
+from goe2mqtt.bridge.memory import MemoryUpkeep, release_free_memory, rss_mib
+from goe2mqtt.charger.loop import next_due
+from goe2mqtt.commands.outcomes import CommandStats
+from goe2mqtt.util.interning import Interner
 
 
 def test_the_interner_shares_equal_values_and_stays_bounded() -> None:
@@ -151,7 +151,7 @@ def test_upkeep_collects_nothing_while_the_fleet_starts_then_freezes_and_trims()
 
 
 def test_after_start_up_what_survives_a_second_is_frozen_and_garbage_is_still_collected() -> None:
-    """Full collections walk only what the last second made (see goe2mqtt.memory)."""
+    """Full collections walk only what the last second made (see goe2mqtt.bridge.memory)."""
 
     class Cycle:
         def __init__(self) -> None:

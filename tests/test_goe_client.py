@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from goe2mqtt.goe import (
+from goe2mqtt.goe.client import (
     AuthFailed,
     ChargerOffline,
     GoeClient,
@@ -16,7 +16,7 @@ from goe2mqtt.goe import (
     TransientError,
     encode_set_value,
 )
-from goe2mqtt.simulator import Faults, SimulatedCharger, Simulator
+from goe2mqtt.sim.simulator import Faults, SimulatedCharger, Simulator
 
 from .conftest import TOKEN
 
@@ -130,7 +130,7 @@ async def test_rejected_set_is_422(client: GoeClient, simulator: Simulator) -> N
 
 
 async def test_connection_refused_is_transient(http: aiohttp.ClientSession) -> None:
-    from goe2mqtt.broker import free_port
+    from goe2mqtt.sim.broker import free_port
 
     client = GoeClient(http, f"http://127.0.0.1:{free_port()}", TOKEN, timeout=1)
     with pytest.raises(TransientError, match="connection failed"):
@@ -140,7 +140,7 @@ async def test_connection_refused_is_transient(http: aiohttp.ClientSession) -> N
 async def test_huge_answer_is_refused(http: aiohttp.ClientSession) -> None:
     from aiohttp import web
 
-    from goe2mqtt.goe import MAX_BODY_BYTES
+    from goe2mqtt.goe.client import MAX_BODY_BYTES
 
     async def huge(request: web.Request) -> web.Response:
         return web.Response(body=b"[" + b"1," * MAX_BODY_BYTES + b"1]")

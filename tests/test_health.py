@@ -9,10 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from goe2mqtt.broker import MosquittoBroker
-from goe2mqtt.config import parse_settings
-from goe2mqtt.health import check_health, write_health_file
-from goe2mqtt.simulator import Faults, Simulator
+from goe2mqtt.bridge.health import check_health, write_health_file
+from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.simulator import Faults, Simulator
 
 from .conftest import RunningBridge, make_settings, until
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from goe2mqtt import __version__
-from goe2mqtt.broker import MosquittoBroker
 from goe2mqtt.catalogue import ENTITIES
-from goe2mqtt.config import parse_settings
-from goe2mqtt.simulator import Faults, Simulator
+from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.simulator import Faults, Simulator
 
 from .conftest import RunningBridge, make_settings
 from .homeassistant import HomeAssistant, ensure_installed

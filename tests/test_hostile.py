@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from goe2mqtt.broker import MosquittoBroker
-from goe2mqtt.discovery import Topics
-from goe2mqtt.simulator import Simulator
+from goe2mqtt.mqtt.discovery import Topics
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.simulator import Simulator
 
 from .conftest import Daemon, MqttProbe, make_settings, until, write_config
 

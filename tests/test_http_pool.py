@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio.sslproto
 
-from goe2mqtt.charger import MAX_BACKOFF_FACTOR
-from goe2mqtt.config import parse_settings
-from goe2mqtt.http_pool import KEEPALIVE, TLS_READ_BUFFER, http_session
+from goe2mqtt.charger.loop import MAX_BACKOFF_FACTOR
+from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.goe.pool import KEEPALIVE, TLS_READ_BUFFER, http_session
 
 from .conftest import MqttProbe, RunningBridge, Setup, until
 
@@ -74,7 +74,7 @@ async def test_connections_the_far_end_closed_are_replaced_not_failed(
 
 
 def test_a_big_fleet_starts_no_faster_than_its_handshakes_allow() -> None:
-    from goe2mqtt.bridge import MAX_START_RATE, start_spread
+    from goe2mqtt.bridge.process import MAX_START_RATE, start_spread
 
     assert start_spread(1, 10) == 1 / 50  # one charger: at once
     assert start_spread(1000, 10) == 10  # within one scan interval, as before

@@ -19,15 +19,15 @@ import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from goe2mqtt.broker import MosquittoBroker
 from goe2mqtt.catalogue import STATE_ENTITIES, STATUS_KEYS, format_state
 from goe2mqtt.catalogue.pv import FEED_OFF
-from goe2mqtt.charger import ChargerBridge
+from goe2mqtt.charger.loop import ChargerBridge
 from goe2mqtt.cli import main
-from goe2mqtt.config import parse_settings
-from goe2mqtt.discovery import Topics
-from goe2mqtt.goe import parse_retry_after
-from goe2mqtt.simulator import Faults, SimulatedCharger, Simulator
+from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.goe.client import parse_retry_after
+from goe2mqtt.mqtt.discovery import Topics
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.simulator import Faults, SimulatedCharger, Simulator
 
 from .conftest import (
     TOKEN,
@@ -289,7 +289,7 @@ async def test_an_id_json_cannot_hold_is_refused_with_valid_json(
 
 
 def test_results_are_valid_json_whatever_the_charger_sent() -> None:
-    from goe2mqtt.commands import command_result, result_json
+    from goe2mqtt.commands.services import command_result, result_json
 
     result = command_result(
         "set_phase",

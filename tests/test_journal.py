@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from goe2mqtt.journal import DONE, PUBLISHED, QUEUED, RUNNING, Journal, JournalLocked
+from goe2mqtt.commands.journal import DONE, PUBLISHED, QUEUED, RUNNING, Journal, JournalLocked
 
 
 def test_a_command_goes_queued_running_done_published(tmp_path: Path) -> None:

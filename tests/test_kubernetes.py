@@ -19,10 +19,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from goe2mqtt.broker import MosquittoBroker
-from goe2mqtt.config import parse_settings
-from goe2mqtt.discovery import Topics
-from goe2mqtt.simulator import SimulatedCharger, Simulator
+from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.mqtt.discovery import Topics
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.simulator import SimulatedCharger, Simulator
 
 from .conftest import TOKEN, MqttProbe
 
@@ -154,7 +154,7 @@ async def test_three_pods_poll_each_charger_once_and_answer_each_command_once(
 def test_a_pod_that_cannot_know_its_shard_stops_with_the_key(
     monkeypatch: pytest.MonkeyPatch, hostname: str, client_id: str, problem: str
 ) -> None:
-    from goe2mqtt.config import ConfigError
+    from goe2mqtt.config.settings import ConfigError
 
     monkeypatch.setenv("HOSTNAME", hostname)
     config = pod_config()

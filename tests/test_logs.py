@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from goe2mqtt.logs import configure_logging
+from goe2mqtt.util.logs import configure_logging
 
 SECRET = "tok-never-in-logs-3141"
 

@@ -11,8 +11,8 @@ import json
 import pytest
 
 from goe2mqtt.catalogue import ENTITIES
-from goe2mqtt.charger import ChargerBridge
-from goe2mqtt.simulator import MODELS, Faults, SimulatedCharger
+from goe2mqtt.charger.loop import ChargerBridge
+from goe2mqtt.sim.simulator import MODELS, Faults, SimulatedCharger
 from tests.conftest import RecordingPublisher
 
 PREFIX = "homeassistant/"
@@ -130,7 +130,7 @@ async def test_a_quiet_charger_renders_no_discovery(
 ) -> None:
     bridge, _, _ = charger_bridge
     rendered = []
-    import goe2mqtt.charger as charger_module
+    import goe2mqtt.charger.loop as charger_module
 
     original = charger_module.render_discovery
     monkeypatch.setattr(

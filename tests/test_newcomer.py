@@ -14,10 +14,10 @@ import pytest
 import structlog
 import yaml
 
-from goe2mqtt.broker import MosquittoBroker, free_port
 from goe2mqtt.cli import _parser, main
-from goe2mqtt.config import parse_settings
-from goe2mqtt.simulator import Simulator
+from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.sim.broker import MosquittoBroker, free_port
+from goe2mqtt.sim.simulator import Simulator
 
 from .conftest import TOKEN, MqttProbe, RunningBridge, Setup, make_settings, until
 

@@ -15,9 +15,9 @@ import aiohttp
 import aiomqtt
 import pytest
 
-from goe2mqtt.broker import MosquittoBroker, free_port
-from goe2mqtt.config import parse_settings
-from goe2mqtt.simulator import Faults, Simulator
+from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.sim.broker import MosquittoBroker, free_port
+from goe2mqtt.sim.simulator import Faults, Simulator
 
 from .conftest import RunningBridge, make_settings, stop_process
 from .homeassistant import CACHE

@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 import structlog
 
-from goe2mqtt.broker import MosquittoBroker
-from goe2mqtt.config import parse_settings
-from goe2mqtt.discovery import Topics
-from goe2mqtt.goe import parse_retry_after
-from goe2mqtt.journal import Journal
-from goe2mqtt.mqtt import MqttOptions, MqttSession
-from goe2mqtt.simulator import Faults, Simulator
+from goe2mqtt.commands.journal import Journal
+from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.goe.client import parse_retry_after
+from goe2mqtt.mqtt.discovery import Topics
+from goe2mqtt.mqtt.session import MqttOptions, MqttSession
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.simulator import Faults, Simulator
 
 from .conftest import (
     Daemon,

@@ -10,13 +10,13 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from goe2mqtt.broker import MosquittoBroker
 from goe2mqtt.catalogue import ENTITIES, STATUS_KEYS, format_state, read_states, reported_keys
-from goe2mqtt.charger import ChargerBridge
-from goe2mqtt.commands import SERVICES
-from goe2mqtt.discovery import DeviceFacts, Topics, render_discovery
-from goe2mqtt.outcomes import QueuedCommand
-from goe2mqtt.simulator import SimulatedCharger
+from goe2mqtt.charger.loop import ChargerBridge
+from goe2mqtt.commands.outcomes import QueuedCommand
+from goe2mqtt.commands.services import SERVICES
+from goe2mqtt.mqtt.discovery import DeviceFacts, Topics, render_discovery
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.simulator import SimulatedCharger
 
 from .conftest import MqttProbe, RecordingPublisher, RunningBridge, Setup, until
 

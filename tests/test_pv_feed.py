@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 import pytest
 import structlog.testing
 
-from goe2mqtt.charger import ChargerBridge
-from goe2mqtt.simulator import Faults, SimulatedCharger
+from goe2mqtt.charger.loop import ChargerBridge
+from goe2mqtt.sim.simulator import Faults, SimulatedCharger
 from tests.conftest import RecordingPublisher, until
 
 Setup = tuple[ChargerBridge, SimulatedCharger, RecordingPublisher]

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import structlog
 
-from goe2mqtt.broker import MosquittoBroker
-from goe2mqtt.config import Settings, parse_settings
-from goe2mqtt.discovery import Topics
-from goe2mqtt.simulator import Faults, Simulator
+from goe2mqtt.config.settings import Settings, parse_settings
+from goe2mqtt.mqtt.discovery import Topics
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.simulator import Faults, Simulator
 
 from .conftest import MqttProbe, RunningBridge, Setup, make_settings, until
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import structlog
 
-from goe2mqtt.broker import MosquittoBroker
-from goe2mqtt.config import parse_settings
-from goe2mqtt.discovery import Topics
-from goe2mqtt.simulator import Simulator
+from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.mqtt.discovery import Topics
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.simulator import Simulator
 
 from .certs import Certificates, make_certificates
 from .conftest import MqttProbe, RunningBridge, Setup, make_settings, until

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from goe2mqtt.broker import MosquittoBroker
-from goe2mqtt.config import parse_settings
-from goe2mqtt.discovery import Topics
-from goe2mqtt.simulator import SimulatedCharger, Simulator
+from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.mqtt.discovery import Topics
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.simulator import SimulatedCharger, Simulator
 
 from .conftest import TOKEN, MqttProbe, RunningBridge
 

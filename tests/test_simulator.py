@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from goe2mqtt.simulator import SimulatedCharger
+from goe2mqtt.sim.simulator import SimulatedCharger
 
 
 class Clock:

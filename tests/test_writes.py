@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from goe2mqtt.catalogue import ENTITIES, ENTITIES_BY_KEY, SETTABLE, UNCONFIRMABLE, current_bounds
-from goe2mqtt.commands import SERVICES_BY_NAME, CommandError, parse_command
-from goe2mqtt.outcomes import unconfirmed_values
-from goe2mqtt.simulator import SimulatedCharger
+from goe2mqtt.commands.outcomes import unconfirmed_values
+from goe2mqtt.commands.services import SERVICES_BY_NAME, CommandError, parse_command
+from goe2mqtt.sim.simulator import SimulatedCharger
 
 HOME11 = SimulatedCharger("012345", model_name="home11")
 HOME11.plug_in()

@@ -11,7 +11,7 @@ from typing import Any
 
 from goe2mqtt.catalogue.codes import CAR_CONNECTED_STATES, CARD_SLOTS
 from goe2mqtt.catalogue.model import StateValue, Status, Unreadable, ValueFn
-from goe2mqtt.numbers import describe, finite_number, is_number
+from goe2mqtt.util.numbers import describe, finite_number, is_number
 
 
 def _field(status: Status, key: str) -> Any:

@@ -13,7 +13,7 @@ import re
 from typing import Any, Literal
 
 from goe2mqtt.catalogue.model import Invalid, Status, Write
-from goe2mqtt.numbers import finite_number, is_number, lenient_number
+from goe2mqtt.util.numbers import finite_number, is_number, lenient_number
 
 Unit = Literal["entity", "goe"]
 

@@ -23,9 +23,7 @@ from goe2mqtt.catalogue import (
     Status,
 )
 from goe2mqtt.catalogue.writes import Unit, to_goe
-from goe2mqtt.goe import JsonValue
-from goe2mqtt.numbers import finite_number
-from goe2mqtt.payloads import (
+from goe2mqtt.commands.payloads import (
     MAX_PAYLOAD_BYTES,
     NOTHING,
     PRESS,
@@ -39,6 +37,8 @@ from goe2mqtt.payloads import (
     request_id_of,
     result_json,
 )
+from goe2mqtt.goe.client import JsonValue
+from goe2mqtt.util.numbers import finite_number
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",

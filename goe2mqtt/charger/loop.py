@@ -19,12 +19,18 @@ from typing import Any, Protocol
 
 import structlog
 
-from goe2mqtt.aio import Alarm
 from goe2mqtt.catalogue import STATUS_KEYS, own_keys
-from goe2mqtt.charger_commands import CONFIRM_DELAYS, MAX_QUEUED_COMMANDS, CommandRunner
-from goe2mqtt.charger_view import ChargerView
-from goe2mqtt.config import ChargerSettings
-from goe2mqtt.discovery import (
+from goe2mqtt.charger.pv_feed import PvFeed
+from goe2mqtt.charger.view import ChargerView
+from goe2mqtt.commands.outcomes import (
+    CommandSink,
+    CommandStats,
+    QueuedCommand,
+)
+from goe2mqtt.commands.runner import CONFIRM_DELAYS, MAX_QUEUED_COMMANDS, CommandRunner
+from goe2mqtt.config.settings import ChargerSettings
+from goe2mqtt.goe.client import GoeClient, GoeError, RateLimited
+from goe2mqtt.mqtt.discovery import (
     OFFLINE,
     ONLINE,
     DeviceFacts,
@@ -32,13 +38,7 @@ from goe2mqtt.discovery import (
     discovery_topic,
     render_discovery,
 )
-from goe2mqtt.goe import GoeClient, GoeError, RateLimited
-from goe2mqtt.outcomes import (
-    CommandSink,
-    CommandStats,
-    QueuedCommand,
-)
-from goe2mqtt.pv_feed import PvFeed
+from goe2mqtt.util.aio import Alarm
 
 log = structlog.get_logger()
 

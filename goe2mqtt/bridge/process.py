@@ -22,14 +22,22 @@ import aiohttp
 import structlog
 
 from goe2mqtt import __version__
-from goe2mqtt.aio import wait_until_set
-from goe2mqtt.bridge_discovery import render_bridge_discovery
-from goe2mqtt.bridge_info import fleet_info
-from goe2mqtt.charger import ChargerBridge, iso
-from goe2mqtt.charger_commands import CONFIRM_DELAYS
-from goe2mqtt.commands import result_json
-from goe2mqtt.config import ChargerSettings, Settings
-from goe2mqtt.discovery import (
+from goe2mqtt.bridge.desk import CommandDesk
+from goe2mqtt.bridge.ha_device import render_bridge_discovery
+from goe2mqtt.bridge.health import write_health_file
+from goe2mqtt.bridge.info import fleet_info
+from goe2mqtt.bridge.loop_watch import LoopWatch
+from goe2mqtt.bridge.memory import MemoryUpkeep
+from goe2mqtt.bridge.remembered import Remembered
+from goe2mqtt.charger.loop import ChargerBridge, iso
+from goe2mqtt.commands.journal import Journal, JournalCorrupt
+from goe2mqtt.commands.runner import CONFIRM_DELAYS
+from goe2mqtt.commands.services import result_json
+from goe2mqtt.config.settings import ChargerSettings, Settings
+from goe2mqtt.goe.client import GoeClient
+from goe2mqtt.goe.pool import PoolStats, http_session
+from goe2mqtt.mqtt.client import another_live_instance
+from goe2mqtt.mqtt.discovery import (
     OFFLINE,
     RESULT_LEAF,
     DeviceFacts,
@@ -37,16 +45,8 @@ from goe2mqtt.discovery import (
     discovery_filter,
     expected_discovery_topics,
 )
-from goe2mqtt.dispatch import CommandDesk
-from goe2mqtt.goe import GoeClient
-from goe2mqtt.health import write_health_file
-from goe2mqtt.http_pool import PoolStats, http_session
-from goe2mqtt.journal import Journal, JournalCorrupt
-from goe2mqtt.loop_watch import LoopWatch
-from goe2mqtt.memory import MemoryUpkeep
-from goe2mqtt.mqtt import InboundMessage, MqttOptions, MqttSession, Subscription
-from goe2mqtt.mqtt_client import another_live_instance
-from goe2mqtt.remembered import Remembered
+from goe2mqtt.mqtt.session import InboundMessage, MqttOptions, MqttSession, Subscription
+from goe2mqtt.util.aio import wait_until_set
 
 log = structlog.get_logger()
 

@@ -17,16 +17,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from goe2mqtt.catalogue import ACTIONS, UNCONFIRMABLE
-from goe2mqtt.commands import (
-    CommandError,
-    SetCall,
-    check_fresh,
-    command_result,
-    parse_command,
-    request_id_of,
-)
-from goe2mqtt.goe import GoeError, JsonValue, RateLimited, TransientError
-from goe2mqtt.outcomes import (
+from goe2mqtt.commands.outcomes import (
     NOT_CONFIRMED,
     OUTCOME_UNKNOWN,
     CommandSink,
@@ -37,9 +28,18 @@ from goe2mqtt.outcomes import (
     rejection,
     unconfirmed_values,
 )
+from goe2mqtt.commands.services import (
+    CommandError,
+    SetCall,
+    check_fresh,
+    command_result,
+    parse_command,
+    request_id_of,
+)
+from goe2mqtt.goe.client import GoeError, JsonValue, RateLimited, TransientError
 
 if TYPE_CHECKING:
-    from goe2mqtt.charger import ChargerBridge
+    from goe2mqtt.charger.loop import ChargerBridge
 
 log = structlog.get_logger()
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from goe2mqtt.goe import JsonValue
-from goe2mqtt.numbers import finite_number, is_number
+from goe2mqtt.goe.client import JsonValue
+from goe2mqtt.util.numbers import finite_number, is_number
 
 MAX_PAYLOAD_BYTES = 4096
 # HA's default payload for a button; accepted by every parameterless service.

@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from goe2mqtt.config import ChargerSettings
+from goe2mqtt.config.settings import ChargerSettings
 
 # Idle connections are kept 15 min: longer than every poll gap under that (a scan
 # interval under 5 min, 3x while failing; an idle interval under 15 min), so a charger

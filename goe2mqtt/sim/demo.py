@@ -18,10 +18,10 @@ from typing import Any, Literal, TextIO
 
 import aiomqtt
 
-from goe2mqtt.bridge import Bridge
-from goe2mqtt.broker import BrokerUnavailable, EmbeddedBroker, MosquittoBroker
-from goe2mqtt.config import parse_settings
-from goe2mqtt.simulator import SimulatedCharger, Simulator
+from goe2mqtt.bridge.process import Bridge
+from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.sim.broker import BrokerUnavailable, EmbeddedBroker, MosquittoBroker
+from goe2mqtt.sim.simulator import SimulatedCharger, Simulator
 
 DEMO_CHARGERS = (("garage", "000001"), ("carport", "000002"))
 DEMO_TOKEN = "demo-token"  # the simulator's, not a real cloud key

@@ -37,7 +37,7 @@ from typing import Any
 
 import structlog
 
-from goe2mqtt.aio import wait_until_set
+from goe2mqtt.util.aio import wait_until_set
 
 log = structlog.get_logger()
 

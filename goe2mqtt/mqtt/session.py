@@ -20,8 +20,7 @@ import aiomqtt
 import structlog
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from goe2mqtt.aio import wait_until_set
-from goe2mqtt.mqtt_client import (
+from goe2mqtt.mqtt.client import (
     OFFLINE,
     ONLINE,
     SEND_WINDOW,
@@ -38,8 +37,9 @@ from goe2mqtt.mqtt_client import (
     new_client,
     until_quiet,
 )
-from goe2mqtt.retained import pack as _pack
-from goe2mqtt.retained import unpack as _unpack
+from goe2mqtt.mqtt.retained import pack as _pack
+from goe2mqtt.mqtt.retained import unpack as _unpack
+from goe2mqtt.util.aio import wait_until_set
 
 __all__ = [
     "InboundMessage",

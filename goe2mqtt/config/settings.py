@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from goe2mqtt.environment import (
+from goe2mqtt.config.environment import (
     ENV_PREFIX,
     NOT_CONFIG,
     EnvironmentProblem,
@@ -40,7 +40,7 @@ from goe2mqtt.environment import (
     expand_references,
     typed,
 )
-from goe2mqtt.secret_files import check_printable, check_secret_file, read_secret_file
+from goe2mqtt.config.secret_files import check_printable, check_secret_file, read_secret_file
 
 NAME_PATTERN = r"^[a-z0-9_-]+$"
 SERIAL_PATTERN = r"^[0-9]{6}$"

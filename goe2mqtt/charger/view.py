@@ -21,8 +21,8 @@ from goe2mqtt.catalogue import (
     read_states,
     reported_keys,
 )
-from goe2mqtt.discovery import FACT_KEYS, DeviceFacts
-from goe2mqtt.interning import Interner
+from goe2mqtt.mqtt.discovery import FACT_KEYS, DeviceFacts
+from goe2mqtt.util.interning import Interner
 
 _MISSING = object()
 # Shared across chargers: a fleet holds a handful of distinct ones, not one per charger.

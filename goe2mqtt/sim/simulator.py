@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from goe2mqtt.simulated_charger import MODELS, Faults, SimulatedCharger
+from goe2mqtt.sim.charger import MODELS, Faults, SimulatedCharger
 
 __all__ = ["MODELS", "Faults", "SimulatedCharger", "Simulator"]
 

@@ -14,11 +14,11 @@ import aiohttp
 import aiomqtt
 
 from goe2mqtt import __version__
-from goe2mqtt.bridge import goe_client, session_options
-from goe2mqtt.config import ChargerSettings, Settings
-from goe2mqtt.discovery import Topics
-from goe2mqtt.goe import AuthFailed, ChargerOffline, GoeError
-from goe2mqtt.mqtt_client import connect_cause, side_client
+from goe2mqtt.bridge.process import goe_client, session_options
+from goe2mqtt.config.settings import ChargerSettings, Settings
+from goe2mqtt.goe.client import AuthFailed, ChargerOffline, GoeError
+from goe2mqtt.mqtt.client import connect_cause, side_client
+from goe2mqtt.mqtt.discovery import Topics
 
 TIMEOUT = 10.0
 _FACTS = ("sse", "typ", "fwv", "car")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from goe2mqtt.simulated_models import (
+from goe2mqtt.sim.models import (
     DEFAULTS,
     MODELS,
     SETTINGS,

@@ -16,11 +16,9 @@ from typing import Any, Protocol
 
 import structlog
 
-from goe2mqtt.aio import wait_until_set
-from goe2mqtt.charger import ChargerBridge
-from goe2mqtt.commands import MAX_PAYLOAD_BYTES, CommandError, SetCall, result_json
-from goe2mqtt.discovery import Topics
-from goe2mqtt.journal import (
+from goe2mqtt.charger.loop import ChargerBridge
+from goe2mqtt.charger.pv_feed import INPUT_SERVICES
+from goe2mqtt.commands.journal import (
     DONE,
     MAX_STORED_PAYLOAD,
     QUEUED,
@@ -29,16 +27,18 @@ from goe2mqtt.journal import (
     Journal,
     JournalWriteFailed,
 )
-from goe2mqtt.logs import SecretRedactor
-from goe2mqtt.mqtt import InboundMessage, PublishRefused
-from goe2mqtt.outcomes import (
+from goe2mqtt.commands.outcomes import (
     CommandStats,
     QueuedCommand,
     RepeatFilter,
     interrupted,
     rejection,
 )
-from goe2mqtt.pv_feed import INPUT_SERVICES
+from goe2mqtt.commands.services import MAX_PAYLOAD_BYTES, CommandError, SetCall, result_json
+from goe2mqtt.mqtt.discovery import Topics
+from goe2mqtt.mqtt.session import InboundMessage, PublishRefused
+from goe2mqtt.util.aio import wait_until_set
+from goe2mqtt.util.logs import SecretRedactor
 
 log = structlog.get_logger()
 

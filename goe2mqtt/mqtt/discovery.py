@@ -24,7 +24,7 @@ from goe2mqtt.catalogue import (
     reported_keys,
 )
 from goe2mqtt.catalogue.writes import number_range
-from goe2mqtt.commands import PRESS
+from goe2mqtt.commands.services import PRESS
 
 ORIGIN = {"name": "goe2mqtt", "sw_version": __version__, "support_url": PROJECT_URL}
 # State topics say null for unknown (what JSON readers such as Node-RED understand);

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 import structlog
 
 from goe2mqtt.catalogue import UNCONFIRMABLE
-from goe2mqtt.commands import SetCall, command_result, request_id_of
-from goe2mqtt.goe import JsonValue
+from goe2mqtt.commands.services import SetCall, command_result, request_id_of
+from goe2mqtt.goe.client import JsonValue
 
 log = structlog.get_logger()
 
