@@ -24,10 +24,10 @@ import pytest
 import yaml
 
 from goe2mqtt.bridge.process import Bridge
-from goe2mqtt.charger.loop import ChargerBridge
+from goe2mqtt.charger.loop import Charger
 from goe2mqtt.config.settings import Settings, parse_settings
 from goe2mqtt.goe.client import GoeClient
-from goe2mqtt.mqtt.discovery import Topics
+from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import SimulatedCharger, Simulator
 
@@ -390,7 +390,7 @@ async def bridge(setup: Setup, probe: MqttProbe) -> AsyncIterator[RunningBridge]
 
 
 class RecordingPublisher:
-    """Retained messages kept in memory: for tests of one ChargerBridge without MQTT."""
+    """Retained messages kept in memory: for tests of one Charger without MQTT."""
 
     def __init__(self) -> None:
         self.retained: dict[str, bytes] = {}
@@ -402,8 +402,8 @@ class RecordingPublisher:
 @pytest.fixture
 async def charger_bridge(
     simulator: Simulator,
-) -> AsyncIterator[tuple[ChargerBridge, SimulatedCharger, RecordingPublisher]]:
-    """One ChargerBridge reading the simulator's garage over HTTP, a car plugged in."""
+) -> AsyncIterator[tuple[Charger, SimulatedCharger, RecordingPublisher]]:
+    """One Charger reading the simulator's garage over HTTP, a car plugged in."""
     raw = {
         "mqtt": {"host": "127.0.0.1"},
         "chargers": [{"name": "garage", "serial": SERIALS["garage"], "token": TOKEN,
@@ -412,7 +412,7 @@ async def charger_bridge(
     charger_settings = parse_settings(raw).chargers[0]
     publisher = RecordingPublisher()
     async with aiohttp.ClientSession() as http:
-        bridge = ChargerBridge(
+        bridge = Charger(
             charger_settings,
             GoeClient(http, charger_settings.base_url, TOKEN),
             publisher,

@@ -18,7 +18,7 @@ from goe2mqtt.bridge.process import goe_client, session_options
 from goe2mqtt.config.settings import ChargerSettings, Settings
 from goe2mqtt.goe.client import AuthFailed, ChargerOffline, GoeError
 from goe2mqtt.mqtt.client import connect_cause, side_client
-from goe2mqtt.mqtt.discovery import Topics
+from goe2mqtt.mqtt.topics import Topics
 
 TIMEOUT = 10.0
 _FACTS = ("sse", "typ", "fwv", "car")

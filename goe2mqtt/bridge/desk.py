@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from goe2mqtt.charger.loop import ChargerBridge
+from goe2mqtt.charger.loop import Charger
 from goe2mqtt.charger.pv_feed import INPUT_SERVICES
 from goe2mqtt.commands.journal import (
     DONE,
@@ -35,8 +35,8 @@ from goe2mqtt.commands.outcomes import (
     rejection,
 )
 from goe2mqtt.commands.services import MAX_PAYLOAD_BYTES, CommandError, SetCall, result_json
-from goe2mqtt.mqtt.discovery import Topics
 from goe2mqtt.mqtt.session import InboundMessage, PublishRefused
+from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.util.aio import wait_until_set
 from goe2mqtt.util.logs import SecretRedactor
 
@@ -61,7 +61,7 @@ class CommandDesk:
     def __init__(
         self,
         journal: Journal,
-        chargers: Mapping[str, ChargerBridge],
+        chargers: Mapping[str, Charger],
         *,
         topics: Topics,
         configured: Iterable[str],

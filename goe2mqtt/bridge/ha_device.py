@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from goe2mqtt import __version__
-from goe2mqtt.mqtt.discovery import ORIGIN, Topics, node_id
+from goe2mqtt.mqtt.discovery import ORIGIN, node_id
+from goe2mqtt.mqtt.topics import Topics
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any, Protocol
 
-from goe2mqtt.charger.loop import iso
 from goe2mqtt.commands.outcomes import CommandStats
+from goe2mqtt.util.values import iso
 
 DETAIL_LIMIT = 100
 

@@ -1,6 +1,6 @@
 """The bridge: joins the go-e clients, the command journal and the MQTT session.
 
-Bridge owns the MQTT session and one ChargerBridge per charger. Every command the
+Bridge owns the MQTT session and one Charger per charger. Every command the
 broker delivers is journaled before the broker is acknowledged, routed to its
 charger's queue, and ends with exactly one result, which stays in the journal until
 the broker has it: a crash, a kill -9 or a dead broker delays a result, never loses it.
@@ -29,7 +29,8 @@ from goe2mqtt.bridge.info import fleet_info
 from goe2mqtt.bridge.loop_watch import LoopWatch
 from goe2mqtt.bridge.memory import MemoryUpkeep
 from goe2mqtt.bridge.remembered import Remembered
-from goe2mqtt.charger.loop import ChargerBridge, iso
+from goe2mqtt.catalogue.facts import DeviceFacts
+from goe2mqtt.charger.loop import Charger
 from goe2mqtt.commands.journal import Journal, JournalCorrupt
 from goe2mqtt.commands.runner import CONFIRM_DELAYS
 from goe2mqtt.commands.services import result_json
@@ -37,16 +38,11 @@ from goe2mqtt.config.settings import ChargerSettings, Settings
 from goe2mqtt.goe.client import GoeClient
 from goe2mqtt.goe.pool import PoolStats, http_session
 from goe2mqtt.mqtt.client import another_live_instance
-from goe2mqtt.mqtt.discovery import (
-    OFFLINE,
-    RESULT_LEAF,
-    DeviceFacts,
-    Topics,
-    discovery_filter,
-    expected_discovery_topics,
-)
+from goe2mqtt.mqtt.discovery import discovery_filter, expected_discovery_topics
 from goe2mqtt.mqtt.session import InboundMessage, MqttOptions, MqttSession, Subscription
+from goe2mqtt.mqtt.topics import OFFLINE, RESULT_LEAF, Topics
 from goe2mqtt.util.aio import wait_until_set
+from goe2mqtt.util.values import iso
 
 log = structlog.get_logger()
 
@@ -114,7 +110,7 @@ def remembered_path(settings: Settings) -> Path:
 
 
 class Bridge:
-    """The daemon: one MQTT session, one HTTP pool, a ChargerBridge per charger."""
+    """The daemon: one MQTT session, one HTTP pool, a Charger per charger."""
 
     def __init__(
         self,
@@ -159,7 +155,7 @@ class Bridge:
             on_connection=self._mqtt_connection_changed,
             on_new_session=self._mqtt_session_lost,
         )
-        self.chargers: dict[str, ChargerBridge] = {}
+        self.chargers: dict[str, Charger] = {}
         self._pool = PoolStats()
         self._configured = frozenset(c.name for c in settings.chargers)
         self.started = time.time()
@@ -225,11 +221,12 @@ class Bridge:
 
     async def _run(self) -> None:
         headers = {"User-Agent": f"goe2mqtt/{__version__}"}
-        http, self._pool = http_session(self.settings.owned_chargers(), headers)
+        owned = self.settings.owned_chargers()
+        http, self._pool = http_session(len(owned), headers)  # a host name each
         remembered = Remembered(remembered_path(self.settings))
         async with http:
             for charger in self.settings.owned_chargers():
-                self.chargers[charger.name] = ChargerBridge(
+                self.chargers[charger.name] = Charger(
                     charger,
                     goe_client(http, charger),
                     self.mqtt,
@@ -453,7 +450,7 @@ def open_journal(path: Path) -> Journal:
 
 
 async def stop_pollers(
-    chargers: Iterable[ChargerBridge], tasks: Collection[asyncio.Task[None]]
+    chargers: Iterable[Charger], tasks: Collection[asyncio.Task[None]]
 ) -> None:
     """Stop the poll loops and command tasks, whatever a library did with the cancel."""
     for charger in chargers:

@@ -10,6 +10,9 @@ from typing import Any, Literal
 Status = Mapping[str, Any]
 StateValue = str | int | float | bool | None
 ValueFn = Callable[[Status], StateValue]
+# Home Assistant's default payload for a button: what a press sends, and what every
+# parameterless command accepts.
+PRESS = "PRESS"
 Component = Literal["sensor", "binary_sensor", "number", "select", "button", "switch", "text"]
 WriteKind = Literal["number", "switch", "select", "text", "time", "press"]
 # A number's allowed range now, in the entity's unit, and what sets the upper end.

@@ -1,6 +1,6 @@
 """One charger: its poll loop, its published state, and its command runner.
 
-A ChargerBridge polls, maps the status through the catalogue and publishes what
+A Charger polls, maps the status through the catalogue and publishes what
 changed; its CommandRunner (charger_commands) runs its commands one at a time.
 It knows neither the journal nor the MQTT session: it reports through a sink.
 """
@@ -14,12 +14,12 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import structlog
 
 from goe2mqtt.catalogue import STATUS_KEYS, own_keys
+from goe2mqtt.catalogue.facts import DeviceFacts
 from goe2mqtt.charger.pv_feed import PvFeed
 from goe2mqtt.charger.view import ChargerView
 from goe2mqtt.commands.outcomes import (
@@ -29,16 +29,12 @@ from goe2mqtt.commands.outcomes import (
 )
 from goe2mqtt.commands.runner import CONFIRM_DELAYS, MAX_QUEUED_COMMANDS, CommandRunner
 from goe2mqtt.config.settings import ChargerSettings
-from goe2mqtt.goe.client import GoeClient, GoeError, RateLimited
-from goe2mqtt.mqtt.discovery import (
-    OFFLINE,
-    ONLINE,
-    DeviceFacts,
-    Topics,
-    discovery_topic,
-    render_discovery,
-)
+from goe2mqtt.goe.client import GoeError, RateLimited
+from goe2mqtt.goe.transport import Transport
+from goe2mqtt.mqtt.discovery import discovery_topic, render_discovery
+from goe2mqtt.mqtt.topics import OFFLINE, ONLINE, Topics
 from goe2mqtt.util.aio import Alarm
+from goe2mqtt.util.values import iso
 
 log = structlog.get_logger()
 
@@ -51,12 +47,6 @@ CAR_IDLE = 1  # go-e car state: no car connected
 
 class Publisher(Protocol):
     async def publish_retained(self, topic: str, payload: str | bytes) -> None: ...
-
-
-def iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
 def next_due(due: float, delay: float, now: float) -> float:
@@ -77,13 +67,13 @@ def serial_from_status(status: Mapping[str, Any]) -> str | None:
     return serial if isinstance(serial, str) and SERIAL_RE.fullmatch(serial) else None
 
 
-class ChargerBridge:
+class Charger:
     """One charger: poll loop and state publishing; its commands go to its runner."""
 
     def __init__(
         self,
         settings: ChargerSettings,
-        client: GoeClient,
+        transport: Transport,
         publisher: Publisher,
         *,
         topics: Topics,
@@ -100,7 +90,7 @@ class ChargerBridge:
     ) -> None:
         self.settings = settings
         self.name = settings.name
-        self.client = client
+        self.transport = transport  # how the charger is reached (today: HTTP)
         self._publisher = publisher
         self._topics = topics
         self._discovery_prefix = discovery_prefix
@@ -212,7 +202,7 @@ class ChargerBridge:
         # would forget the feed meanwhile. ids touches no key a command sets.
         if not self.online:
             raise GoeError("charger offline")
-        await self.client.set({"ids": dict(reading)})
+        await self.transport.set({"ids": dict(reading)})
 
     def _feed_changed(self) -> None:
         if self.status and (self._feed_publish is None or self._feed_publish.done()):
@@ -292,7 +282,7 @@ class ChargerBridge:
         """refresh() for a caller that already holds the lock."""
         started = time.monotonic()
         try:
-            status = own_keys(await self.client.status(STATUS_KEYS))
+            status = own_keys(await self.transport.status(STATUS_KEYS))
             self._check_serial(status)
         except GoeError as exc:
             await self._poll_failed(exc)
@@ -355,10 +345,6 @@ class ChargerBridge:
     async def serve_commands(self) -> None:
         """Commands one at a time, and the PV feed beside them."""
         await asyncio.gather(self.runner.serve(), self.pv_feed.run())
-
-    async def execute(self, command: QueuedCommand) -> dict[str, Any]:
-        """Run one command now (outside the queue); its result."""
-        return await self.runner.execute(command)
 
     # --- what the runner uses -------------------------------------------------------
 

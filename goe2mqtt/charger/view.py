@@ -21,7 +21,7 @@ from goe2mqtt.catalogue import (
     read_states,
     reported_keys,
 )
-from goe2mqtt.mqtt.discovery import FACT_KEYS, DeviceFacts
+from goe2mqtt.catalogue.facts import FACT_KEYS, DeviceFacts
 from goe2mqtt.util.interning import Interner
 
 _MISSING = object()

@@ -17,7 +17,7 @@ import structlog
 
 from goe2mqtt.catalogue import UNCONFIRMABLE
 from goe2mqtt.commands.services import SetCall, command_result, request_id_of
-from goe2mqtt.goe.client import JsonValue
+from goe2mqtt.util.values import JsonValue
 
 log = structlog.get_logger()
 

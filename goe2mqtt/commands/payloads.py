@@ -14,12 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from goe2mqtt.goe.client import JsonValue
 from goe2mqtt.util.numbers import finite_number, is_number
+from goe2mqtt.util.values import JsonValue
 
 MAX_PAYLOAD_BYTES = 4096
-# HA's default payload for a button; accepted by every parameterless service.
-PRESS = "PRESS"
 # Text that is not JSON is taken as it is (HA's select options, "07:30", a card name),
 # unless it looks like broken JSON: then the error says so.
 _BROKEN_JSON = re.compile(r'^\s*[\[{"]')

@@ -3,7 +3,8 @@
 Freshness and availability are checked again when a command's turn comes; a charger
 that goes offline refuses what waits for it; a set whose answer was lost is looked
 for before it counts as failed; every set is read back until the charger shows it.
-The charger (ChargerBridge) lends its status, lock, client and read-back.
+The charger lends its status, lock, transport and read-back (CommandTarget): the
+runner knows nothing else of it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -36,10 +37,9 @@ from goe2mqtt.commands.services import (
     parse_command,
     request_id_of,
 )
-from goe2mqtt.goe.client import GoeError, JsonValue, RateLimited, TransientError
-
-if TYPE_CHECKING:
-    from goe2mqtt.charger.loop import ChargerBridge
+from goe2mqtt.goe.client import GoeError, RateLimited, TransientError
+from goe2mqtt.goe.transport import Transport
+from goe2mqtt.util.values import JsonValue
 
 log = structlog.get_logger()
 
@@ -50,10 +50,47 @@ CONFIRM_DELAYS = (0.0, 1.5, 3.5)
 MAX_QUEUED_COMMANDS = 20  # per charger; more waiting means the sender should slow down
 
 
+class CommandTarget(Protocol):
+    """What the runner needs of its charger (charger.loop.Charger is the one)."""
+
+    name: str
+    status: dict[str, Any]  # the latest values the charger showed
+    online: bool
+    offline_reason: str
+    lock: asyncio.Lock  # one conversation with the charger at a time
+    last_error: tuple[float, str] | None  # (unix time, what went wrong): bridge/info
+
+    @property
+    def transport(self) -> Transport: ...
+
+    @property
+    def polled(self) -> bool:
+        """Whether this run has asked the charger at least once."""
+        ...
+
+    @property
+    def stopping(self) -> bool: ...
+
+    @property
+    def hold_off(self) -> float:
+        """Seconds the charger's API asked us to wait (Retry-After); 0 when it did not."""
+        ...
+
+    async def refresh(self) -> bool:
+        """Read the charger now (taking the lock); False if it did not answer."""
+        ...
+
+    async def read_back(self) -> bool:
+        """refresh() for a caller that holds the lock."""
+        ...
+
+    def poll_soon(self, delay: float = 0.0) -> None: ...
+
+
 class CommandRunner:
     def __init__(
         self,
-        charger: ChargerBridge,
+        charger: CommandTarget,
         *,
         sink: CommandSink | None,
         max_command_age: float,
@@ -264,14 +301,14 @@ class CommandRunner:
         # is sent once. A 4xx says the charger refused and asking again will not help,
         # and a 429 asks us to wait, not to ask again at once.
         try:
-            await self._charger.client.set(call)
+            await self._charger.transport.set(call)
         except RateLimited:
             raise
         except TransientError as exc:
             if not ACTIONS.isdisjoint(call):
                 raise
             log.info("set_retry", charger=self._charger.name, keys=sorted(call), reason=str(exc))
-            await self._charger.client.set(call)
+            await self._charger.transport.set(call)
 
     async def _confirm(self, applied: Sequence[SetCall]) -> dict[str, dict[str, Any]]:
         """Read back until the charger shows every value set; what it still does not show."""

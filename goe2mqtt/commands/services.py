@@ -22,11 +22,11 @@ from goe2mqtt.catalogue import (
     Invalid,
     Status,
 )
+from goe2mqtt.catalogue.model import PRESS
 from goe2mqtt.catalogue.writes import Unit, to_goe
 from goe2mqtt.commands.payloads import (
     MAX_PAYLOAD_BYTES,
     NOTHING,
-    PRESS,
     CommandError,
     Payload,
     SetCall,
@@ -37,8 +37,8 @@ from goe2mqtt.commands.payloads import (
     request_id_of,
     result_json,
 )
-from goe2mqtt.goe.client import JsonValue
 from goe2mqtt.util.numbers import finite_number
+from goe2mqtt.util.values import JsonValue
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",

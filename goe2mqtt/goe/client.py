@@ -15,7 +15,8 @@ from typing import Any
 
 import aiohttp
 
-JsonValue = None | bool | int | float | str | list[Any] | dict[str, Any]
+from goe2mqtt.util.values import JsonValue
+
 Status = Mapping[str, Any]
 
 # A full go-e status is ~10 KiB; anything near this is not a go-e answer.

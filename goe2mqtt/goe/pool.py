@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import asyncio.sslproto
 import inspect
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-
-from goe2mqtt.config.settings import ChargerSettings
 
 # Idle connections are kept 15 min: longer than every poll gap under that (a scan
 # interval under 5 min, 3x while failing; an idle interval under 15 min), so a charger
@@ -60,11 +57,9 @@ class PoolStats:
         }
 
 
-def http_session(
-    chargers: Iterable[ChargerSettings], headers: dict[str, str]
-) -> tuple[aiohttp.ClientSession, PoolStats]:
-    """The session for every charger, and the counters bridge/info shows."""
-    chargers = tuple(chargers)
+def http_session(hosts: int, headers: dict[str, str]) -> tuple[aiohttp.ClientSession, PoolStats]:
+    """The session for every charger (``hosts``: how many host names they use), and
+    the counters bridge/info shows."""
     shrink_tls_buffers()
     stats = PoolStats()
     tracing = aiohttp.TraceConfig()
@@ -83,7 +78,7 @@ def http_session(
     if "dns_cache_max_size" in inspect.signature(aiohttp.TCPConnector).parameters:
         # aiohttp keeps 1000 names by default: a fleet has one cloud host per charger,
         # and a reconnect to an evicted one resolves it again.
-        options["dns_cache_max_size"] = max(1000, len(chargers) + 16)
+        options["dns_cache_max_size"] = max(1000, hosts + 16)
     connector = aiohttp.TCPConnector(
         limit=0,
         keepalive_timeout=KEEPALIVE,

@@ -21,10 +21,10 @@ from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from goe2mqtt.mqtt.topics import OFFLINE, ONLINE
+
 log = structlog.get_logger()
 
-ONLINE = b"online"
-OFFLINE = b"offline"
 RETAINED_QUIET = 0.3  # no new message for this long: the retained ones are all here
 RETAINED_LIMIT = 10.0
 SEND_WINDOW = 16  # retained publishes awaiting their PUBACK at once
@@ -315,7 +315,7 @@ async def another_live_instance(
             await client.subscribe(options.availability_topic, qos=1)
             async with asyncio.timeout(RETAINED_QUIET * 2):
                 async for message in client.messages:
-                    if message.payload != ONLINE:
+                    if message.payload != ONLINE.encode():
                         return False
                     break
             log.info("checking_for_another_instance", topic=heartbeat_topic, wait=wait)

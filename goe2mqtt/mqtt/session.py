@@ -21,8 +21,6 @@ import structlog
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from goe2mqtt.mqtt.client import (
-    OFFLINE,
-    ONLINE,
     SEND_WINDOW,
     BrokerStalled,
     InboundMessage,
@@ -39,6 +37,7 @@ from goe2mqtt.mqtt.client import (
 )
 from goe2mqtt.mqtt.retained import pack as _pack
 from goe2mqtt.mqtt.retained import unpack as _unpack
+from goe2mqtt.mqtt.topics import OFFLINE, ONLINE
 from goe2mqtt.util.aio import wait_until_set
 
 __all__ = [
@@ -120,7 +119,7 @@ class MqttSession:
     def availability_seen(self, payload: bytes) -> None:
         """Someone else wrote our availability (a demo, a stray test, a copied config):
         while we are connected we are online, so say it again."""
-        if payload == ONLINE or self._client is None or self._stopping.is_set():
+        if payload == ONLINE.encode() or self._client is None or self._stopping.is_set():
             return
         log.warning(
             "availability_overwritten",
@@ -128,7 +127,7 @@ class MqttSession:
             payload=payload[:40].decode("utf-8", "replace"),
             action="published online again",
         )
-        self._store(self._options.availability_topic, ONLINE)
+        self._store(self._options.availability_topic, ONLINE.encode())
 
     @property
     def backlog(self) -> int:

@@ -1,0 +1,192 @@
+"""The commands a newcomer runs first: the demo and the standalone simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import signal
+import sys
+
+import aiohttp
+import aiomqtt
+import pytest
+
+from goe2mqtt.sim.broker import free_port
+from goe2mqtt.sim.demo import BrokerKind, choose_broker, run_demo
+
+from ..conftest import WAIT
+
+
+@pytest.mark.parametrize(
+    ("kind", "banner"),
+    [("amqtt", "started an embedded MQTT broker (amqtt)"), ("mosquitto", "a private Mosquitto")],
+)
+async def test_demo_shows_discovery_states_a_command_and_its_result(
+    kind: BrokerKind, banner: str
+) -> None:
+    out = io.StringIO()
+    await run_demo(mqtt_host=None, mqtt_port=0, duration=7, out=out, pace=0.15, broker_kind=kind)
+    text = out.getvalue()
+    lines = text.splitlines()
+    base = "goe2mqtt-demo"
+    assert banner in text
+    # Discovery as a count per component, not a hundred lines per charger; the
+    # try-it block before the stream.
+    summary = next(line for line in lines if line.startswith("--- Home Assistant discovery: "))
+    assert "136 sensor" in summary, summary
+    assert not any(line.startswith("goe2mqtt-demo-ha/") for line in lines)
+    assert text.index("--- try it yourself") < text.index(f"{base}/garage/availability")
+    assert any(line.split() == [f"{base}/garage/availability", "online"] for line in lines)
+    assert any(line.split() == [f"{base}/garage/car_status", "charging"] for line in lines)
+    results = [
+        json.loads(line.split(maxsplit=1)[1])
+        for line in lines
+        if line.startswith(f"{base}/garage/cmd/result") and line.endswith("}")  # not cut short
+    ]
+    assert {"service": "wallbox_control", "ok": True, "applied": [{"trx": 0}]} in results
+    assert any(r.get("id") == "demo-1" and r["ok"] for r in results)
+    assert "--- try it yourself" in text
+    port = text.split(" on 127.0.0.1:", 1)[1].split()[0]
+    assert f"mosquitto_sub -h 127.0.0.1 -p {port} -t '{base}/#' -v" in text
+    assert lines[-1].split() == [f"{base}/bridge/availability", "offline"]
+    assert not any(line.startswith(("goe2mqtt/", "homeassistant/")) for line in lines)
+
+
+async def test_a_subscription_the_demo_prints_gets_only_its_topic_on_amqtt_too() -> None:
+    """amqtt is the fallback broker: the try-it lines must behave there as on Mosquitto."""
+    port = free_port()
+    demo = asyncio.create_task(
+        run_demo(mqtt_host=None, mqtt_port=port, duration=30, out=io.StringIO(), pace=0.15,
+                 broker_kind="amqtt")
+    )  # fmt: skip
+    topic = "goe2mqtt-demo/garage/cmd/result"
+    seen: list[str] = []
+    try:
+        async with asyncio.timeout(3 * WAIT):
+            while True:
+                try:
+                    client = aiomqtt.Client("127.0.0.1", port, identifier="try-it",
+                                            protocol=aiomqtt.ProtocolVersion.V311)  # fmt: skip
+                    async with client:
+                        await client.subscribe(topic, qos=1)
+                        async for message in client.messages:
+                            seen.append(message.topic.value)
+                            if len(seen) >= 3:
+                                break
+                    break
+                except aiomqtt.MqttError:
+                    await asyncio.sleep(0.1)  # the demo's broker is not up yet
+    finally:
+        demo.cancel()
+        await asyncio.gather(demo, return_exceptions=True)
+    assert seen == [topic] * 3
+
+
+def test_auto_prefers_mosquitto_for_the_demo() -> None:
+    assert choose_broker("auto") == "mosquitto"  # installed here, as on every CI machine
+
+
+async def test_simulate_serves_the_api_until_sigterm() -> None:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "goe2mqtt",
+        "simulate",
+        "--port",
+        str(port),
+        "--charger",
+        "000042:secret-sim",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), WAIT)).decode()
+        assert line.strip() == f"charger 000042: api_url http://127.0.0.1:{port}/000042"
+        url = f"http://127.0.0.1:{port}/000042/api/status"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url, params={"filter": "sse", "token": "secret-sim"}) as answer:
+                assert await answer.json() == {"sse": "000042"}
+            async with http.get(url, params={"token": "wrong"}) as answer:
+                assert answer.status == 401
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), WAIT) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_the_demo_takes_its_port_and_ends_on_sigterm_like_ctrl_c() -> None:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "goe2mqtt", "demo", "--broker", "amqtt", "--mqtt-port", str(port),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        first = await asyncio.wait_for(process.stdout.readline(), WAIT)
+        assert f"embedded MQTT broker (amqtt) on 127.0.0.1:{port}" in first.decode()
+        while b"goe2mqtt-demo/garage/availability" not in await process.stdout.readline():
+            pass  # running: the bridge has published
+        process.send_signal(signal.SIGTERM)
+        rest, stderr = await asyncio.wait_for(process.communicate(), 3 * WAIT)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, stderr.decode()
+    assert rest.decode().splitlines()[-1].split() == [
+        "goe2mqtt-demo/bridge/availability",
+        "offline",
+    ]
+
+
+async def test_simulate_local_serves_each_chargers_local_api_without_a_token() -> None:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "goe2mqtt", "simulate", "--port", str(port), "--local",
+        "--charger", "000042:secret-sim",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), WAIT)).decode().strip()
+        assert line == (
+            f"charger 000042: api_url http://127.0.0.1:{port}/000042, host 127.0.0.1:{port + 1}"
+        )
+        url = f"http://127.0.0.1:{port + 1}/api/status"
+        async with aiohttp.ClientSession() as http, http.get(url, params={"filter": "sse"}) as a:
+            assert await a.json() == {"sse": "000042"}
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), WAIT) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+def test_simulate_help_documents_its_controls() -> None:
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "goe2mqtt", "simulate", "--help"],
+                          capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    for control in ('{"plug": true}', '"car_full"', '"error"', '"faults"', "--local"):
+        assert control in done.stdout, control
+
+
+def test_entities_lists_plainly_and_markdown_is_the_readme_table() -> None:
+    import subprocess
+
+    def run(*args: str) -> str:
+        command = [sys.executable, "-m", "goe2mqtt", "entities", *args]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+        return done.stdout
+
+    plain, table = run(), run("--markdown")
+    assert plain != table
+    assert plain.splitlines()[0].split() == ["leaf", "component", "go-e", "command"]
+    assert any(line.split()[:2] == ["charging_current", "number"] for line in plain.splitlines())
+    assert table.startswith("<!-- entities:start")

@@ -1,0 +1,73 @@
+"""Names that would make two chargers or two installations share Home Assistant ids."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from goe2mqtt.catalogue import ENTITIES
+from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.mqtt.discovery import node_id
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.simulator import Simulator
+
+from ..conftest import MqttProbe, RunningBridge, make_settings, until, write_config
+
+
+def test_charger_names_whose_entities_collide_are_refused_naming_both(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    raw = make_settings(broker, simulator, chargers=("garage", "carport"))
+    raw["chargers"][1]["name"] = "garage_card_0"
+    done = subprocess.run(
+        [sys.executable, "-m", "goe2mqtt", "check-config", "--config",
+         str(write_config(tmp_path, raw))],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done
+    assert "chargers[1].name: 'garage_card_0' and chargers[0].name 'garage'" in done.stderr
+    assert "rename one of them" in done.stderr
+
+
+async def test_an_installation_never_removes_another_ones_discovery(
+    broker: MosquittoBroker, simulator: Simulator
+) -> None:
+    """inst/a and inst_a make one node id: starting B once removed all of A's entities."""
+    run = uuid.uuid4().hex[:8]
+    prefix = f"ha{run}"
+    first = make_settings(broker, simulator, chargers=("garage",), scan_interval=60)
+    first["mqtt"].update(base_topic=f"inst{run}/a", discovery_prefix=prefix)
+    second = make_settings(broker, simulator, chargers=("carport",), scan_interval=60)
+    second["mqtt"].update(base_topic=f"inst{run}_a", discovery_prefix=prefix)
+    assert node_id(first["mqtt"]["base_topic"]) == node_id(second["mqtt"]["base_topic"])
+    node = node_id(first["mqtt"]["base_topic"])
+
+    def configs(probe: MqttProbe, charger: str) -> set[str]:
+        return {
+            m.topic for m in probe.messages
+            if m.payload and f"/{node}/{charger}_" in m.topic
+        }  # fmt: skip
+
+    a = RunningBridge(parse_settings(first))
+    await a.start()
+    async with MqttProbe(broker.host, broker.port, [f"{prefix}/#"]) as probe:
+        await until(lambda: len(configs(probe, "garage")) >= len(ENTITIES) // 2, "A's configs")
+    await a.stop()
+    async with MqttProbe(broker.host, broker.port, [f"{prefix}/#"]) as probe:
+        await until(lambda: len(configs(probe, "garage")) >= len(ENTITIES) // 2, "retained")
+        published = configs(probe, "garage")
+    async with MqttProbe(broker.host, broker.port, [f"{prefix}/#"]) as probe:
+        b = RunningBridge(parse_settings(second))
+        await b.start()
+        try:
+            await until(lambda: len(configs(probe, "carport")) >= len(published), "B's configs")
+            # Past the moment B looks for stale configs, and all it sent has arrived.
+            await until(lambda: b.bridge.mqtt.connected and b.bridge.mqtt.backlog == 0, "sent")
+            await probe.publish(f"{prefix}/fence", b"1")
+            await probe.wait_for(f"{prefix}/fence")
+        finally:
+            await b.stop()
+        cleared = [m for m in probe.messages if not m.payload and f"/{node}/garage_" in m.topic]
+    assert cleared == []

@@ -1,0 +1,171 @@
+"""Configuration through the command line: check-config, exit codes, one line per problem."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from goe2mqtt.config.settings import (
+    ConfigError,
+    parse_settings,
+)
+
+from ..certs import make_certificates
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "tok-DO-NOT-LEAK-8842"
+
+
+
+
+def base(**charger: Any) -> dict[str, Any]:
+    return {
+        "mqtt": {"host": "127.0.0.1"},
+        "chargers": [{"name": "garage", "serial": "012345", "token": SECRET, **charger}],
+    }
+
+
+def test_tls_settings(tmp_path: Path) -> None:
+    certs = make_certificates(tmp_path)
+    raw = base()
+    raw["mqtt"]["tls"] = {"ca_file": str(certs.ca)}
+    tls = parse_settings(raw).mqtt.tls
+    assert tls is not None
+    assert (tls.ca_file, tls.insecure) == (str(certs.ca), False)
+    assert tls.context().check_hostname
+
+    client = {"certfile": str(certs.server_cert), "keyfile": str(certs.server_key)}
+    raw["mqtt"]["tls"] = {"ca_file": str(certs.ca), **client, "insecure": True}
+    tls = parse_settings(raw).mqtt.tls
+    assert tls is not None
+    assert not tls.context().check_hostname
+
+    raw["mqtt"]["tls"] = {"certfile": str(certs.server_cert)}
+    with pytest.raises(ConfigError, match=r"^mqtt\.tls\.keyfile: certfile and keyfile go together"):
+        parse_settings(raw)
+    raw["mqtt"]["tls"] = {"ca_file": str(tmp_path / "missing.crt")}
+    with pytest.raises(ConfigError, match=r"^mqtt\.tls\.ca_file: cannot read"):
+        parse_settings(raw)
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("hello")
+    raw["mqtt"]["tls"] = {"ca_file": str(not_pem)}
+    with pytest.raises(ConfigError, match=r"^mqtt\.tls\.ca_file: not usable for TLS"):
+        parse_settings(raw)
+    certs.server_key.chmod(0o644)
+    raw["mqtt"]["tls"] = client
+    with pytest.raises(ConfigError, match=r"^mqtt\.tls\.keyfile: .* readable or writable"):
+        parse_settings(raw)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "goe2mqtt", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+
+
+def test_check_config_accepts_a_good_file_and_refuses_the_unedited_example(
+    tmp_path: Path,
+) -> None:
+    result = _cli("check-config", "--config", str(ROOT / "config.example.yaml"))
+    assert result.returncode == 2
+    assert "chargers[0].token: still the example's placeholder" in result.stderr
+    edited = tmp_path / "config.yaml"
+    text = (ROOT / "config.example.yaml").read_text()
+    edited.write_text(text.replace('"replace-me"', '"a1b2c3d4e5"'))
+    result = _cli("check-config", "--config", str(edited))
+    assert result.returncode == 0, result.stderr
+    assert "OK (1 charger(s): example_charger)" in result.stdout
+
+
+def test_check_config_reports_every_error_at_once(tmp_path: Path) -> None:
+    raw = base(serial="12345")
+    raw["mqtt"]["port"] = 0
+    raw["chargers"][0]["scan_interval"] = 0.01  # 100 requests a second to the cloud
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    result = _cli("check-config", "--config", str(path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "goe2mqtt: 2 config errors:"
+    assert lines[1].startswith("  mqtt.port: ")
+    assert lines[2].startswith("  chargers[0].serial: must be the 6-digit serial")
+    raw = base()
+    raw["chargers"][0]["scan_interval"] = 0.01
+    path.write_text(yaml.safe_dump(raw))
+    result = _cli("check-config", "--config", str(path))
+    assert "chargers[0].scan_interval: at least 1 s: the charger refreshes" in result.stderr
+    raw["chargers"][0]["api_url"] = "http://127.0.0.1:8080/012345"  # a simulator may
+    path.write_text(yaml.safe_dump(raw))
+    assert _cli("check-config", "--config", str(path)).returncode == 0
+
+
+@pytest.mark.parametrize("command", [["check-config"], ["run"], []])
+def test_bad_config_exits_2_with_one_line_and_no_traceback(
+    tmp_path: Path, command: list[str]
+) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(base(serial="12345")))
+    result = _cli(*command, "--config", str(path))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "chargers[0].serial" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert SECRET not in result.stderr + result.stdout
+
+
+def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("mqtt: [unclosed\n")
+    result = _cli("check-config", "--config", str(path))
+    assert result.returncode == 2
+    assert "invalid YAML at line" in result.stderr
+    result = _cli("check-config", "--config", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2
+    assert "cannot read config file" in result.stderr
+
+
+def test_version() -> None:
+    result = _cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("goe2mqtt ")
+
+
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path: Path) -> None:
+    """host: added above the example's optional host would be overwritten silently."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "mqtt:\n  host: 127.0.0.1\nchargers:\n  - name: garage\n"
+        "    host: 192.168.1.20\n    serial: '012345'\n    host: null\n"
+    )
+    result = _cli("check-config", "--config", str(path))
+    assert result.returncode == 2
+    assert "chargers[0].host: given twice (lines 5 and 7)" in result.stderr, result.stderr
+
+
+def test_check_config_says_the_configuration_came_from_the_environment(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "GOE2MQTT_MQTT__HOST": "127.0.0.1",
+        "GOE2MQTT_CHARGERS__0__NAME": "garage",
+        "GOE2MQTT_CHARGERS__0__HOST": "192.168.1.20",
+    }
+    missing = tmp_path / "config.yaml"
+    result = subprocess.run(
+        [sys.executable, "-m", "goe2mqtt", "check-config", "--config", str(missing)],
+        capture_output=True, text=True, timeout=60, env=env, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"the environment (3 GOE2MQTT_* variables; no file {missing})")
+    assert f"{missing}: OK" not in result.stdout

@@ -1,0 +1,127 @@
+"""The health file and `goe2mqtt healthcheck`, as a container HEALTHCHECK uses them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from goe2mqtt.bridge.health import check_health, write_health_file
+from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.simulator import Faults, Simulator
+
+from ..conftest import RunningBridge, make_settings, until
+
+
+def health(connected: bool = True, **chargers: bool) -> dict[str, object]:
+    return {
+        "mqtt_connected": connected,
+        "chargers": {name: {"online": online} for name, online in chargers.items()},
+    }
+
+
+def test_a_large_fleet_is_judged_by_its_counts(tmp_path: Path) -> None:
+    """Beyond 100 chargers bridge/info lists only the ones needing a look."""
+    path = tmp_path / "health.json"
+    listed = {f"c{i:02d}": {"online": False} for i in range(12)}
+    listed["c99"] = {"online": True, "consecutive_failures": 1}
+    write_health_file(
+        path,
+        {"mqtt_connected": True, "chargers": listed, "chargers_shown": "needing_attention",
+         "chargers_total": 5000, "chargers_online": 4980},
+    )  # fmt: skip
+    healthy, why = check_health(path)
+    named = ", ".join(f"c{i:02d}" for i in range(10))
+    assert (healthy, why) == (True, f"4980/5000 chargers online (offline: {named} and 10 more)")
+
+
+def test_healthy_means_fresh_and_connected(tmp_path: Path) -> None:
+    path = tmp_path / "health.json"
+    assert check_health(path) == (False, check_health(path)[1])
+    assert "no health file" in check_health(path)[1]
+    write_health_file(path, health(garage=True, carport=False))
+    now = path.stat().st_mtime
+    assert check_health(path, now=now + 10) == (True, "1/2 chargers online (offline: carport)")
+    assert check_health(path, now=now + 91) == (
+        False,
+        "health file is 91 s old: the bridge is stuck or gone",
+    )
+    write_health_file(path, health(connected=False, garage=True))
+    assert check_health(path) == (False, "not connected to the MQTT broker")
+    path.write_text("{half")
+    assert not check_health(path)[0]
+    assert not (tmp_path / "health.json.partial").exists()
+
+
+async def test_the_running_bridge_keeps_the_health_file_fresh(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    path = tmp_path / "health.json"
+    raw = make_settings(broker, simulator, chargers=("garage", "carport"))
+    raw["health_file"] = str(path)
+    simulator.charger("067890").faults = Faults(http_status=403)
+    running = RunningBridge(parse_settings(raw), info_interval=0.2)
+    await running.start()
+    try:
+
+        def garage_online() -> bool:
+            try:
+                info = json.loads(path.read_text())
+            except (OSError, ValueError):
+                return False
+            return bool(info["mqtt_connected"] and info["chargers"]["garage"]["online"])
+
+        await until(garage_online, "a health file with garage online")
+        command = [sys.executable, "-m", "goe2mqtt", "healthcheck", "--file", str(path)]
+        done = await asyncio.to_thread(
+            subprocess.run, command, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.strip() == "healthy: 1/2 chargers online (offline: carport)"
+    finally:
+        await running.stop()
+    os.utime(path, (0, 0))  # as if the bridge had hung long ago
+    env = {**os.environ, "GOE2MQTT_HEALTH_FILE": str(path)}
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "goe2mqtt", "healthcheck"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert done.returncode == 1
+    assert done.stdout.startswith("unhealthy: health file is")
+
+
+async def test_the_health_file_follows_the_broker_connection_at_once(
+    own_broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    # With the default 30 s interval a check soon after start, or soon after the broker
+    # went away, must already see the connection as it is.
+    path = tmp_path / "health.json"
+    raw = make_settings(own_broker, simulator, chargers=("garage",))
+    raw["health_file"] = str(path)
+    running = RunningBridge(parse_settings(raw))
+    await running.start()
+
+    def connected() -> bool | None:
+        try:
+            return bool(json.loads(path.read_text())["mqtt_connected"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    try:
+        await until(lambda: connected() is True, "a health file saying connected")
+        own_broker.kill()
+        await until(lambda: connected() is False, "a health file saying disconnected")
+        assert check_health(path) == (False, "not connected to the MQTT broker")
+        own_broker.start()
+        await until(lambda: connected() is True, "a health file saying connected again")
+    finally:
+        await running.stop()

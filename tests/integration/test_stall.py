@@ -1,0 +1,90 @@
+"""A broker that freezes (SIGSTOP) or is flooded with HA births: bounded, and noticed."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+
+import pytest
+import structlog
+
+from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.mqtt.topics import Topics
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.simulator import Simulator
+
+from ..conftest import MqttProbe, RunningBridge, Setup, make_settings, until
+
+KEEPALIVE = 6  # seconds; bridge info (the heartbeat) then goes out every 3 s
+
+
+async def test_a_frozen_broker_holds_no_poll_loop_and_is_noticed_within_1_5_keepalives(
+    own_broker: MosquittoBroker, simulator: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = make_settings(
+        own_broker, simulator, chargers=("garage", "carport"), scan_interval=0.1
+    )
+    raw["mqtt"]["keepalive"] = KEEPALIVE
+    for charger in raw["chargers"]:
+        charger["idle_scan_interval"] = 0.1
+    settings = parse_settings(raw)
+    topics = Topics(settings.mqtt.base_topic)
+    for serial in ("012345", "067890"):
+        simulator.charger(serial).plug_in()  # charging: energy changes on every poll
+    running = RunningBridge(settings)
+    await running.start()
+    session = running.bridge.mqtt
+    caplog.set_level(logging.WARNING)
+    try:
+        async with MqttProbe(own_broker.host, own_broker.port, [f"{topics.base}/#"]) as probe:
+            await probe.wait_text(topics.state("garage", "car_status"), "charging")
+        polls = simulator.charger("012345").status_calls
+        with structlog.testing.capture_logs() as logs:
+            own_broker.pause()
+            frozen = asyncio.get_running_loop().time()
+            await until(lambda: not session.connected, "the frozen broker noticed", within=20)
+            noticed = asyncio.get_running_loop().time() - frozen
+            # Polling went on at its pace all along: about ten polls a second.
+            assert simulator.charger("012345").status_calls - polls >= 5 * noticed
+            # Changes wait as one entry per topic (newest wins), not one per change.
+            assert session.backlog <= len(session._retained)
+            await asyncio.sleep(2)
+            own_broker.resume()
+            await until(lambda: session.connected, "reconnected", within=20)
+        stalled = [e for e in logs if e["event"] == "mqtt_disconnected"]
+        assert stalled
+        assert stalled[0]["error"] == f"no PUBACK within {KEEPALIVE} s"
+        assert noticed <= 1.5 * KEEPALIVE + 2  # +2: a poll of the watchdog, a busy machine
+        loud = [e["event"] for e in logs if e["log_level"] in ("warning", "error", "critical")]
+        assert len(loud) < 10, loud  # a handful of lines, no flood
+        async with MqttProbe(own_broker.host, own_broker.port, [f"{topics.base}/#"]) as late:
+            await late.wait_text(topics.availability("garage"), "online")
+            await late.wait_text(topics.state("garage", "car_status"), "charging")
+    finally:
+        own_broker.resume()
+        await running.stop()
+    gc.collect()  # "never retrieved" is reported when a failed future is collected
+    noisy = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [m for m in noisy if "never retrieved" in m or "pending publish" in m], noisy
+
+
+@pytest.mark.parametrize("setup", [{"scan_interval": 60}], indirect=True)
+async def test_home_assistant_births_in_a_row_make_one_republish(
+    setup: Setup, probe: MqttProbe
+) -> None:
+    running = RunningBridge(setup.settings, birth_delay=(0.5, 0.5))  # production: 0.5-2 s
+    await running.start()
+    try:
+        config = f"{setup.prefix}/sensor/{setup.topics.base}/garage_energy_total/config"
+        await probe.wait_for(config)
+        await probe.wait_text(setup.topics.availability("garage"), "online")
+        mark = probe.mark()
+        for _ in range(30):
+            await probe.publish(f"{setup.prefix}/status", "online")
+        await probe.wait_for(config, since=mark)
+        await asyncio.sleep(1.0)  # any further republish would be here by now
+    finally:
+        await running.stop()
+    assert len(probe.since(mark, config)) == 1
+    assert len(probe.since(mark, setup.state("garage", "energy_total"))) == 1

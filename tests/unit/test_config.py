@@ -1,0 +1,347 @@
+"""Configuration: good files load, bad ones stop start-up naming the key (no process)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from goe2mqtt.config.settings import (
+    ConfigError,
+    ShardSettings,
+    TlsSettings,
+    load_settings,
+    parse_settings,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "tok-DO-NOT-LEAK-8842"
+
+
+
+
+def base(**charger: Any) -> dict[str, Any]:
+    return {
+        "mqtt": {"host": "127.0.0.1"},
+        "chargers": [{"name": "garage", "serial": "012345", "token": SECRET, **charger}],
+    }
+
+
+def test_example_config_is_valid_once_edited_and_documents_every_key(tmp_path: Path) -> None:
+    # Unedited, it cannot work: check-config must say so rather than OK.
+    placeholder = r"^chargers\[0\]\.token: still the example's placeholder"
+    with pytest.raises(ConfigError, match=placeholder):
+        load_settings(ROOT / "config.example.yaml")
+    text = (ROOT / "config.example.yaml").read_text()
+    edited = tmp_path / "config.yaml"
+    edited.write_text(text.replace('"replace-me"', '"a1b2c3d4e5"'))
+    settings = load_settings(edited)
+    assert settings.chargers[0].serial == "012345"
+    models = (type(settings), type(settings.mqtt), TlsSettings, ShardSettings)
+    for model in (*models, type(settings.chargers[0])):
+        for key in model.model_fields:
+            assert f"{key}:" in text, f"config.example.yaml does not document {key}"
+
+
+def test_defaults() -> None:
+    settings = parse_settings(base())
+    assert settings.mqtt.port == 1883
+    assert settings.mqtt.base_topic == "goe2mqtt"
+    assert settings.mqtt.discovery_prefix == "homeassistant"
+    assert settings.chargers[0].scan_interval == 10
+    assert settings.chargers[0].base_url == "https://012345.api.v3.go-e.io"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"mqtt": {}, "chargers": base()["chargers"]}, "mqtt.host: required key is missing"),
+        ({**base(), "extra": 1}, "extra: unknown key"),
+        ({"mqtt": {"host": "h", "prot": 1}, "chargers": base()["chargers"]}, "mqtt.prot: unknown"),
+        ({"mqtt": {"host": "h", "port": "1883"}, "chargers": base()["chargers"]}, "mqtt.port:"),
+        ({"mqtt": {"host": "h", "port": 70000}, "chargers": base()["chargers"]}, "mqtt.port:"),
+        (
+            {"mqtt": {"host": "h", "base_topic": "a/+"}, "chargers": base()["chargers"]},
+            "mqtt.base_topic: must be an MQTT topic without wildcards",
+        ),
+        ({"mqtt": {"host": "h"}, "chargers": []}, "chargers: list at least one charger"),
+        ({"mqtt": {"host": "h"}}, "chargers: required key is missing"),
+        (base(serial=12345), "chargers[0].serial: must be the 6-digit serial as a quoted string"),
+        (base(serial="12345"), "chargers[0].serial: must be the 6-digit serial"),
+        (base(name="My Garage"), "chargers[0].name: use only a-z, 0-9, _ and -"),
+        (base(name="bridge"), "chargers[0].name: 'bridge' is reserved"),
+        (base(scan_interval=0), "chargers[0].scan_interval:"),
+        (base(scan_interval="10"), "chargers[0].scan_interval:"),
+        (base(api_url="ftp://x"), "chargers[0].api_url:"),
+        (base(token=None), "chargers[0].token: required"),
+        (base(token=None, token_file="/nonexistent/token"), "chargers[0].token_file: cannot read"),
+        (base(token_file="/etc/hostname"), "chargers[0].token_file: give either token or"),
+        (base(colour="red"), "chargers[0].colour: unknown key"),
+        (base(host="192.168.1.20"), "chargers[0].token: the local API (host) takes no token"),
+        (base(serial=None, token=None), "chargers[0].serial: required for the cloud API"),
+        (
+            base(host="http://192.168.1.20", token=None),
+            "chargers[0].host: must be a host name or IP address",
+        ),
+        (
+            {"mqtt": {"host": "h"}, "chargers": [base()["chargers"][0], base()["chargers"][0]]},
+            "chargers[1].name: duplicate name 'garage'",
+        ),
+        (
+            {
+                "mqtt": {"host": "h"},
+                "chargers": [base()["chargers"][0], {**base()["chargers"][0], "name": "other"}],
+            },
+            "chargers[1].serial: duplicate serial 012345",
+        ),
+        (
+            {"mqtt": {"host": "${GOE2MQTT_TEST_UNSET}"}, "chargers": base()["chargers"]},
+            "mqtt.host: environment variable GOE2MQTT_TEST_UNSET is not set",
+        ),
+        ([1, 2], "must be a YAML mapping"),
+    ],
+)
+def test_bad_config_names_the_key(raw: Any, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(raw)
+    assert message in str(caught.value)
+    assert SECRET not in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_local_api_chargers() -> None:
+    raw = base(host="192.168.1.20", token=None, serial=None)
+    raw["chargers"].append({"name": "carport", "host": "[fd00::7]:8080", "serial": "067890"})
+    garage, carport = parse_settings(raw).chargers
+    assert (garage.transport, garage.base_url, garage.serial) == (
+        "local",
+        "http://192.168.1.20",
+        None,
+    )
+    assert carport.base_url == "http://[fd00::7]:8080"
+    raw["chargers"][1]["host"] = "192.168.1.20"
+    with pytest.raises(ConfigError, match=r"^chargers\[1\]\.host: duplicate host"):
+        parse_settings(raw)
+
+
+def test_secrets_from_environment_and_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOE_TOKEN", "from-env")
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+    password_file = tmp_path / "password"
+    password_file.write_text("pw-file\n")
+    token_file.chmod(0o600)
+    password_file.chmod(0o640)  # a group may share it
+    settings = parse_settings(
+        {
+            "mqtt": {"host": "h", "username": "u", "password_file": str(password_file)},
+            "chargers": [
+                {"name": "a", "serial": "000001", "token": "${GOE_TOKEN}"},
+                {"name": "b", "serial": "000002", "token_file": str(token_file)},
+            ],
+        }
+    )
+    assert settings.chargers[0].token is not None
+    assert settings.chargers[0].token.get_secret_value() == "from-env"
+    assert settings.chargers[1].token is not None
+    assert settings.chargers[1].token.get_secret_value() == "from-file"
+    assert settings.mqtt.password is not None
+    assert settings.mqtt.password.get_secret_value() == "pw-file"
+    assert sorted(settings.secrets()) == ["from-env", "from-file", "pw-file"]
+    assert "from-env" not in repr(settings)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o604, 0o620, 0o666])
+def test_secret_files_others_can_touch_stop_start_up(tmp_path: Path, mode: int) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(SECRET)
+    token_file.chmod(mode)
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(base(token=None, token_file=str(token_file)))
+    message = str(caught.value)
+    assert message.startswith("chargers[0].token_file: ")
+    assert "allow_insecure_secrets: true" in message
+    assert SECRET not in message
+
+
+def test_insecure_secret_files_only_warn_when_allowed(tmp_path: Path) -> None:
+    password_file = tmp_path / "password"
+    password_file.write_text("pw")
+    password_file.chmod(0o644)
+    raw = base()
+    raw["mqtt"]["password_file"] = str(password_file)
+    raw["allow_insecure_secrets"] = True
+    settings = parse_settings(raw)
+    assert settings.mqtt.password is not None
+    assert len(settings.warnings) == 1
+    assert settings.warnings[0].startswith("password_file: ")
+    assert "pw" not in settings.warnings[0].split(":", 1)[1].replace(str(password_file), "")
+
+
+def test_protocol_and_command_age() -> None:
+    raw = base()
+    assert parse_settings(raw).mqtt.protocol == "5"
+    assert parse_settings(raw).mqtt.max_command_age == 300
+    raw["mqtt"].update(protocol="3.1.1", max_command_age=60)
+    assert parse_settings(raw).mqtt.protocol == "3.1.1"
+    raw["mqtt"]["protocol"] = 4
+    with pytest.raises(ConfigError, match=r"^mqtt\.protocol: "):
+        parse_settings(raw)
+    raw["mqtt"].update(protocol=5, max_command_age=0)
+    with pytest.raises(ConfigError, match=r"^mqtt\.max_command_age: "):
+        parse_settings(raw)
+
+
+def test_environment_references_take_the_type_of_their_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in {"PORT": "8883", "KEEP": "30", "DISCOVERY": "false", "SERIAL": "012345",
+                        "SCAN": "2.5"}.items():  # fmt: skip
+        monkeypatch.setenv(f"GOE_T_{name}", value)
+    raw = base()
+    raw["mqtt"].update(port="${GOE_T_PORT}", keepalive="${GOE_T_KEEP}",
+                       discovery="${GOE_T_DISCOVERY}")  # fmt: skip
+    raw["chargers"][0].update(serial="${GOE_T_SERIAL}", scan_interval="${GOE_T_SCAN}")
+    settings = parse_settings(raw)
+    assert (settings.mqtt.port, settings.mqtt.keepalive) == (8883, 30)
+    assert settings.mqtt.discovery is False
+    assert settings.chargers[0].serial == "012345"
+    assert settings.chargers[0].scan_interval == 2.5
+    monkeypatch.setenv("GOE_T_PORT", "eighty")
+    with pytest.raises(ConfigError, match=r"^mqtt\.port: "):
+        parse_settings(raw)
+
+
+def test_environment_variables_override_and_extend_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(base()))
+    settings = load_settings(
+        config,
+        {
+            "GOE2MQTT_MQTT__HOST": "broker.lan",
+            "GOE2MQTT_MQTT__PORT": "8883",
+            "GOE2MQTT_MQTT__DISCOVERY": "false",
+            "GOE2MQTT_CHARGERS__0__SCAN_INTERVAL": "30",
+            "GOE2MQTT_CHARGERS__1__NAME": "carport",
+            "GOE2MQTT_CHARGERS__1__HOST": "192.168.1.21",
+            "GOE2MQTT_CONFIG": str(config),  # steers the program, not a setting
+            "HOME": "/root",
+        },
+    )
+    assert (settings.mqtt.host, settings.mqtt.port, settings.mqtt.discovery) == (
+        "broker.lan",
+        8883,
+        False,
+    )
+    assert settings.chargers[0].scan_interval == 30
+    assert settings.chargers[1].host == "192.168.1.21"
+
+
+def test_environment_alone_is_enough(tmp_path: Path) -> None:
+    settings = load_settings(
+        tmp_path / "missing.yaml",
+        {
+            "GOE2MQTT_MQTT__HOST": "127.0.0.1",
+            "GOE2MQTT_CHARGERS__0__NAME": "garage",
+            "GOE2MQTT_CHARGERS__0__SERIAL": '"012345"',
+            "GOE2MQTT_CHARGERS__0__TOKEN": SECRET,
+        },
+    )
+    assert settings.chargers[0].serial == "012345"
+    unquoted = load_settings(
+        tmp_path / "missing.yaml",
+        {
+            "GOE2MQTT_MQTT__HOST": "127.0.0.1",
+            "GOE2MQTT_MQTT__PORT": "1884",
+            "GOE2MQTT_CHARGERS__0__NAME": "garage",
+            "GOE2MQTT_CHARGERS__0__SERIAL": "012345",  # a serial stays text, zero and all
+            "GOE2MQTT_CHARGERS__0__TOKEN": SECRET,
+        },
+    )
+    assert unquoted.chargers[0].serial == "012345"
+    assert unquoted.mqtt.port == 1884
+    with pytest.raises(ConfigError, match=r"^GOE2MQTT_CHARGERS__5__NAME: chargers\.5\.name "):
+        load_settings(tmp_path / "missing.yaml", {"GOE2MQTT_CHARGERS__5__NAME": "x"})
+    with pytest.raises(ConfigError, match=r"^cannot read config file"):
+        load_settings(tmp_path / "missing.yaml", {})
+
+
+def test_idle_interval_and_shards() -> None:
+    raw = base()
+    assert parse_settings(raw).chargers[0].idle_interval == 30
+    raw["chargers"][0]["idle_scan_interval"] = 5  # never faster than scan_interval
+    assert parse_settings(raw).chargers[0].idle_interval == 10
+    raw["chargers"] = [
+        {"name": f"c{n}", "serial": f"{n:06d}", "token": SECRET} for n in range(200)
+    ]
+    owners = []
+    for index in range(3):
+        raw["shard"] = {"index": index, "count": 3}
+        owners.append({c.name for c in parse_settings(raw).owned_chargers()})
+    assert set().union(*owners) == {f"c{n}" for n in range(200)}
+    assert sum(len(o) for o in owners) == 200  # disjoint
+    assert all(40 < len(o) < 95 for o in owners)  # and roughly even
+    raw["shard"] = {"index": 3, "count": 3}
+    with pytest.raises(ConfigError, match=r"^shard\.index: 3 must be below count \(3\)"):
+        parse_settings(raw)
+
+
+def test_the_example_keeps_optional_keys_as_comments_not_live_nulls() -> None:
+    text = (ROOT / "config.example.yaml").read_text()
+    live_nulls = [
+        line for line in text.splitlines()
+        if not line.lstrip().startswith("#") and line.split("#")[0].rstrip().endswith(": null")
+    ]  # fmt: skip
+    assert live_nulls == []
+
+
+@pytest.mark.parametrize(
+    ("where", "allowed"),
+    [
+        ({"api_url": "https://012345.api.v3.go-e.io"}, False),  # the real cloud
+        ({"api_url": "http://127.0.0.1:8080/012345"}, True),  # a simulator here
+        ({"api_url": "http://localhost:8080/012345"}, True),
+        ({"host": "192.168.1.20", "token": None}, False),  # a charger on the LAN
+        ({"host": "127.0.0.1:8081", "token": None}, True),
+    ],
+)
+def test_fast_polling_only_for_a_simulator_on_this_machine(
+    where: dict[str, Any], allowed: bool
+) -> None:
+    raw = base(scan_interval=0.2, **where)
+    if where.get("token", SECRET) is None:
+        del raw["chargers"][0]["token"]
+    if allowed:
+        assert parse_settings(raw).chargers[0].scan_interval == 0.2
+    else:
+        with pytest.raises(ConfigError, match=r"scan_interval: at least 1 s"):
+            parse_settings(raw)
+
+
+def test_an_unknown_key_suggests_the_nearest_known_one() -> None:
+    raw = base(scan_intervall=5)
+    raw["mqtt"]["hots"] = "x"
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(raw)
+    assert "chargers[0].scan_intervall: unknown key; did you mean scan_interval?" in (
+        caught.value.problems
+    )
+    assert "mqtt.hots: unknown key; did you mean host?" in caught.value.problems
+
+
+def test_a_bad_value_from_the_environment_names_its_variable(tmp_path: Path) -> None:
+    environ = {
+        "GOE2MQTT_MQTT__HOST": "127.0.0.1",
+        "GOE2MQTT_CHARGERS__0__NAME": "garage",
+        "GOE2MQTT_CHARGERS__0__HOST": "192.168.1.20",
+        "GOE2MQTT_CHARGERS__0__SCAN_INTERVAL": "0.1",
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_settings(tmp_path / "missing.yaml", environ)
+    (problem,) = caught.value.problems
+    assert problem.startswith("chargers[0].scan_interval: at least 1 s")
+    assert problem.endswith("(from GOE2MQTT_CHARGERS__0__SCAN_INTERVAL)")

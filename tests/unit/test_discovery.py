@@ -1,0 +1,219 @@
+"""Home Assistant discovery payloads rendered from the catalogue (pure)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from goe2mqtt.catalogue import ENTITIES
+from goe2mqtt.catalogue.facts import DeviceFacts
+from goe2mqtt.mqtt.discovery import (
+    discovery_filter,
+    expected_discovery_topics,
+    node_id,
+    render_discovery,
+)
+from goe2mqtt.mqtt.topics import Topics
+from goe2mqtt.sim.simulator import SimulatedCharger
+
+TOPICS = Topics("goe2mqtt")
+# A HOME 11 kW with a cable plugged: every key of firmware 60.4, the current up to 16 A.
+_HOME = SimulatedCharger("012345", model_name="home11")
+_HOME.plug_in()
+FACTS = DeviceFacts.from_status(_HOME.status())
+COMPONENTS = {"sensor", "binary_sensor", "number", "select", "button", "switch", "text"}
+TOPIC_RE = re.compile(
+    r"^homeassistant/(sensor|binary_sensor|number|select|button|switch|text)/"
+    r"[a-zA-Z0-9_-]+/[a-zA-Z0-9_-]+/config$"
+)
+
+
+def configs(facts: DeviceFacts = FACTS) -> dict[str, dict[str, Any]]:
+    rendered, _ = render_discovery(
+        prefix="homeassistant", topics=TOPICS, charger="garage", serial="012345", facts=facts
+    )
+    return {topic: json.loads(payload) for topic, payload in rendered.items()}
+
+
+def config_of(key: str) -> dict[str, Any]:
+    for topic, config in configs().items():
+        if topic.endswith(f"/garage_{key}/config"):
+            return config
+    raise KeyError(key)
+
+
+def test_one_valid_topic_per_entity() -> None:
+    rendered = configs()
+    assert len(rendered) == len(ENTITIES)
+    assert all(TOPIC_RE.match(topic) for topic in rendered)
+
+
+def test_every_config_has_identity_device_origin_and_availability() -> None:
+    unique_ids = set()
+    for config in configs().values():
+        assert config["unique_id"].startswith("goe_012345_")
+        unique_ids.add(config["unique_id"])
+        component, entity_id = config["default_entity_id"].split(".")
+        assert component in COMPONENTS
+        assert entity_id.startswith("garage_")
+        assert "object_id" not in config  # deprecated, warned about by current HA
+        assert config["device"] == {
+            "identifiers": ["goe_012345"],
+            "name": "garage",
+            "manufacturer": "go-e",
+            "model": "go-eCharger_V4",
+            "sw_version": "60.4",
+            "serial_number": "012345",
+        }
+        assert config["origin"]["name"] == "goe2mqtt"
+        assert config["origin"]["sw_version"]
+        assert config["origin"]["support_url"]
+        assert config["availability_mode"] == "all"
+        topics = [a["topic"] for a in config["availability"]]
+        assert topics[:2] == ["goe2mqtt/bridge/availability", "goe2mqtt/garage/availability"]
+        assert config.get("entity_category") in (None, "diagnostic", "config")
+    assert len(unique_ids) == len(ENTITIES)
+
+
+def test_sensors_are_never_config_category() -> None:
+    for topic, config in configs().items():
+        if "/sensor/" in topic or "/binary_sensor/" in topic:
+            assert config.get("entity_category") != "config", topic
+
+
+@pytest.mark.parametrize(
+    ("key", "device_class", "state_class", "unit"),
+    [
+        ("energy_total", "energy", "total_increasing", "kWh"),
+        ("energy_since_car_connected", "energy", "total_increasing", "kWh"),
+        ("charger_max_current", "current", "measurement", "A"),
+        ("charging_power", "power", "measurement", "W"),
+        ("voltage_l1", "voltage", "measurement", "V"),
+        ("temperature", "temperature", "measurement", "°C"),
+        ("wifi_signal", "signal_strength", "measurement", "dBm"),
+    ],
+)
+def test_classes_and_units_match_what_ha_accepts(
+    key: str, device_class: str, state_class: str, unit: str
+) -> None:
+    config = config_of(key)
+    assert config["device_class"] == device_class
+    assert config["state_class"] == state_class
+    assert config["unit_of_measurement"] == unit
+
+
+def test_enum_sensors_carry_their_options_and_no_unit() -> None:
+    for config in configs().values():
+        if config.get("device_class") == "enum":
+            assert config["options"]
+            assert "unit_of_measurement" not in config
+            assert "state_class" not in config
+    assert config_of("car_status")["options"] == [
+        "unknown",
+        "idle",
+        "charging",
+        "waiting_for_car",
+        "complete",
+        "error",
+        "initializing",
+    ]
+
+
+def test_number_for_the_charging_current() -> None:
+    config = config_of("charging_current")
+    assert config["command_topic"] == "goe2mqtt/garage/cmd/change_charging_power"
+    assert config["state_topic"] == "goe2mqtt/garage/charging_current"
+    assert (config["min"], config["max"], config["step"]) == (6, 16, 1)
+    assert config["unit_of_measurement"] == "A"
+    # Settable before the car is plugged in: only bridge and charger availability.
+    assert [a["topic"] for a in config["availability"]] == [
+        "goe2mqtt/bridge/availability",
+        "goe2mqtt/garage/availability",
+    ]
+
+
+def test_select_for_the_phase_mode() -> None:
+    config = config_of("phase_mode")
+    assert config["command_topic"] == "goe2mqtt/garage/cmd/set_phase"
+    assert config["options"] == ["auto", "1_phase", "3_phases"]
+    assert config["entity_category"] == "config"
+    assert len(config["availability"]) == 2  # usable without a car
+
+
+def test_button_wallbox_control() -> None:
+    config = config_of("wallbox_control")
+    assert config["command_topic"] == "goe2mqtt/garage/cmd/wallbox_control"
+    assert config["payload_press"] == "PRESS"
+    assert "state_topic" not in config
+    assert config["availability"][2] == {
+        "topic": "goe2mqtt/garage/car_connected",
+        "payload_available": "true",
+        "payload_not_available": "false",
+    }
+
+
+def test_binary_sensors_use_the_published_payloads() -> None:
+    config = config_of("charging_allowed")
+    assert (config["payload_on"], config["payload_off"]) == ("true", "false")
+
+
+def test_unknown_device_facts_still_render() -> None:
+    config = next(iter(configs(DeviceFacts()).values()))
+    assert config["device"]["model"] == "go-e Charger"
+    assert "sw_version" not in config["device"]
+
+
+def test_node_id_and_filter_fit_the_topic_rules() -> None:
+    assert node_id("home/goe 2") == "home_goe_2"
+    assert discovery_filter("homeassistant", "goe2mqtt") == "homeassistant/+/goe2mqtt/+/config"
+    expected = expected_discovery_topics("homeassistant", "goe2mqtt", ["garage", "carport"])
+    assert len(expected) == 2 * len(ENTITIES)
+    assert set(configs()) <= expected
+
+
+def test_topics_parse_only_command_topics() -> None:
+    assert TOPICS.parse_command("goe2mqtt/garage/cmd/stop_charging") == ("garage", "stop_charging")
+    assert TOPICS.parse_command("goe2mqtt/garage/state") is None
+    assert TOPICS.parse_command("goe2mqtt/garage/cmd/x/y") is None
+    assert TOPICS.parse_command("other/garage/cmd/stop_charging") is None
+
+
+def test_availability_topics_name_chargers_never_the_bridge() -> None:
+    assert TOPICS.charger_of_availability("goe2mqtt/garage/availability") == "garage"
+    assert TOPICS.charger_of_availability("goe2mqtt/bridge/availability") is None
+    assert TOPICS.charger_of_availability("goe2mqtt/bridge/shard-1/availability") is None
+    assert TOPICS.charger_of_availability("goe2mqtt/garage/state") is None
+    assert TOPICS.charger_of_availability("goe2mqtt//availability") is None
+    assert TOPICS.charger_of_availability("other/garage/availability") is None
+
+
+def test_a_chargers_retained_topics_are_all_it_publishes() -> None:
+    retained = TOPICS.charger_retained("garage")
+    assert TOPICS.availability("garage") in retained
+    assert TOPICS.json_state("garage") in retained
+    for entity in ENTITIES:
+        if entity.value is not None:
+            assert TOPICS.state("garage", entity.key) in retained
+    assert all(topic.startswith("goe2mqtt/garage/") for topic in retained)
+    assert not any("/cmd/" in topic for topic in retained)
+
+
+def test_controls_publish_their_commands_at_qos_1() -> None:
+    # QoS 0 commands would not wait in the bridge's persistent session.
+    for config in configs().values():
+        if "command_topic" in config:
+            assert config["qos"] == 1
+        else:
+            assert "qos" not in config
+
+
+def test_old_and_new_home_assistant_give_the_same_entity_ids() -> None:
+    # HA before 2025.10 makes the id from device and entity name (slugified); newer HA
+    # takes default_entity_id. Names are chosen so that both come out the same.
+    for config in configs().values():
+        slug = re.sub(r"[^a-z0-9]+", "_", f"garage {config['name']}".lower()).strip("_")
+        _domain, object_id = config["default_entity_id"].split(".")
+        assert object_id == slug, config["name"]
