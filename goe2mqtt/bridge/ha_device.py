@@ -7,13 +7,13 @@ uptime) and are unavailable when the bridge is.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from goe2mqtt import __version__
 from goe2mqtt.mqtt.discovery import ORIGIN, node_id
 from goe2mqtt.mqtt.topics import Topics
+from goe2mqtt.util.text import slug, without_none
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,7 +67,7 @@ def render_bridge_discovery(*, prefix: str, topics: Topics) -> dict[str, str]:
     node = bridge_node_id(topics)
     name = "goe2mqtt" if topics.shard is None else f"goe2mqtt shard {topics.shard}"
     # The entity ids old HA derives (device name + entity name) and new HA is told.
-    object_prefix = re.sub(r"[^a-z0-9]+", "_", name.lower())
+    object_prefix = slug(name)
     device = {
         "identifiers": [f"goe2mqtt_{node}"],
         "name": name,
@@ -94,7 +94,7 @@ def render_bridge_discovery(*, prefix: str, topics: Topics) -> dict[str, str]:
             "entity_category": sensor.entity_category,
             "icon": sensor.icon,
         }
-        config.update({k: v for k, v in optional.items() if v is not None})
+        config.update(without_none(optional))
         topic = f"{prefix}/sensor/{node}/{sensor.key}/config"
         configs[topic] = json.dumps(config, sort_keys=True, ensure_ascii=False)
     return configs

@@ -1,9 +1,8 @@
 """What {base}/bridge/info says about the chargers: small at any fleet size.
 
-Every charger's entry at 10 000 chargers made a 1.9 MB payload, built, encoded,
-packed and written to the health file every 30 s: ~240 ms with the event loop held
-(measured), paid by every poll and command waiting then. Up to DETAIL_LIMIT chargers
-each has its entry, as before; in a larger fleet only those that need a look (offline,
+Building every charger's entry holds the event loop in proportion to the fleet
+(docs/scaling.md), and every poll and command waits meanwhile. Up to DETAIL_LIMIT
+chargers each has its entry; in a larger fleet only those that need a look (offline,
 failing or with commands waiting), at most DETAIL_LIMIT of them, and the counts.
 """
 

@@ -1,28 +1,17 @@
 """Memory upkeep for a long-running process: a small heap for the garbage collector
 to walk, and freed memory handed back to the system.
 
-- Python's cyclic garbage collector walks every tracked object on a full collection,
-  and it runs one whenever the objects that lived long enough to reach the oldest
-  generation since the last one are a quarter of those there. At 10 000 chargers that
-  is every few seconds, walking over a million objects: the event loop was held up to
-  1.4 s at a time (bench/bench.py --fleet), and every command waited. Freezing the
-  heap once after start-up (gc.freeze) was not enough: the state of 10 000 sleeping
-  poll loops is made anew at every poll, so it filled the oldest generation again and
-  full collections still took 150-600 ms. So the bridge runs the collector itself:
-  none while the fleet starts (its connections are made then); when every charger
-  has had its first poll one full collection, then the heap frozen; after that, every
-  COLLECT_EVERY a collection of what is not frozen (what the last second made and
-  still lives: 26-77 ms at most at 10 000 chargers) and a freeze of what survived.
-  Refcounting still frees frozen objects; only a cycle that became garbage after it
-  was frozen stays, until the heap is unfrozen and collected in full every
-  REFREEZE_EVERY (1.0-1.3 s at 10 000 chargers, once an hour).
-- Every TLS handshake, and the session tickets a TLS 1.3 server sends after it, leave
-  freed blocks between live ones that glibc keeps in the process. Measured on 1000
-  TLS connections: 58 KiB each after the handshakes, 48 KiB after malloc_trim(0) (45
-  KiB against a server that sends no tickets, and then trimming gains nothing). So
-  the heap is trimmed after the start-up freeze and every TRIM_EVERY (at 10 000
-  chargers that gave back only 1-9 MiB: later allocations reuse most holes). Without
-  glibc (musl, macOS) there is no malloc_trim and only the freezing is done.
+- The bridge runs the cyclic collector itself, because its automatic full
+  collections walk every tracked object and hold the event loop while they do: none
+  while the fleet starts; once every charger has had its first poll, one full
+  collection and the heap frozen (gc.freeze); then every COLLECT_EVERY a collection
+  of what is not frozen and a freeze of what survived; every REFREEZE_EVERY the heap
+  unfrozen and collected in full, to free cycles that died after they were frozen.
+- The heap is trimmed (glibc malloc_trim) after the start-up freeze and every
+  TRIM_EVERY: TLS handshakes leave freed blocks between live ones. Without glibc
+  only the freezing is done.
+
+docs/scaling.md ("Memory upkeep") has the measurements behind each choice.
 """
 
 from __future__ import annotations

@@ -52,9 +52,8 @@ BIRTH_DELAY = (0.5, 2.0)  # spread republishing after HA restarts, as HA recomme
 INFO_INTERVAL = 30.0
 POLL_START_RATE = 50.0  # first polls per second at start-up, so a fleet does not burst
 # ... but spread over no more than a scan interval, unless that means more first polls a
-# second than this: each is a new (TLS) connection, and 1000 handshakes a second (10 000
-# chargers in 10 s) time out on a small machine; 200 a second left 10 000 chargers all
-# online only after 62-68 s on a slow day of the 2-CPU bench VM.
+# second than this: each is a new (TLS) connection, and a thousand handshakes a second
+# time out on a small machine (docs/scaling.md has the figures).
 MAX_START_RATE = 250.0
 COMMAND_GRACE = 10.0  # on stop, a running command may finish for this long
 JOURNAL_PRUNE_EVERY = 3600.0

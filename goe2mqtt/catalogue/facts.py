@@ -18,6 +18,7 @@ from goe2mqtt.catalogue import (
     reported_keys,
 )
 from goe2mqtt.catalogue.writes import number_range
+from goe2mqtt.util.numbers import finite_number
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ def _shown_range(entity: EntityDescription, status: Status) -> tuple[float, floa
         value = entity.value(status) if entity.value is not None else None
     except Exception:  # an unreadable value shows as unknown: nothing to make room for
         value = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        low, high = min(low, value), max(high, value)
+    number = finite_number(value)
+    if number is not None:
+        low, high = min(low, number), max(high, number)
     return low, high

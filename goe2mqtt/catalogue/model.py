@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from goe2mqtt.util.text import slug
 
 Status = Mapping[str, Any]
 StateValue = str | int | float | bool | None
@@ -29,7 +30,7 @@ def key_of(name: str) -> str:
 
     Old Home Assistant makes the entity id the same way from the device and entity name,
     so keys made here match both (test_discovery checks every entity)."""
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    return slug(name)
 
 
 class Unreadable(ValueError):

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from goe2mqtt.catalogue.model import Invalid, Status, Write
 from goe2mqtt.util.numbers import finite_number, is_number, lenient_number
+from goe2mqtt.util.text import fold, has_control
 
 Unit = Literal["entity", "goe"]
 
@@ -21,12 +22,9 @@ _ON_WORDS = frozenset({"on", "true", "yes", "enable", "enabled", "1"})
 _OFF_WORDS = frozenset({"off", "false", "no", "disable", "disabled", "0"})
 _NULL_WORDS = frozenset({"off", "none", "null", "disabled", ""})
 _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def word(text: str) -> str:
-    """What people type, folded: '3 Phases', 'next-trip' -> '3_phases', 'next_trip'."""
-    return re.sub(r"[\s-]+", "_", text.strip().lower())
+word = fold  # what people type, folded (the catalogue's name for it)
 
 
 def to_goe(
@@ -169,7 +167,7 @@ def _time(value: Any, *, name: str, unit: Unit) -> int:
 def _text(write: Write, value: Any, *, name: str) -> str:
     if not isinstance(value, str):
         raise Invalid(f"{name} must be text")
-    if _CONTROL.search(value):
+    if has_control(value):
         raise Invalid(f"{name} must not contain control characters")
     if len(value) > write.max_length:
         raise Invalid(f"{name} must be at most {write.max_length} characters")

@@ -15,13 +15,13 @@ from datetime import datetime
 from typing import Any, Final
 
 from goe2mqtt.util.numbers import finite_number, is_number
+from goe2mqtt.util.text import has_control
 from goe2mqtt.util.values import JsonValue
 
 MAX_PAYLOAD_BYTES = 4096
 # Text that is not JSON is taken as it is (HA's select options, "07:30", a card name),
 # unless it looks like broken JSON: then the error says so.
 _BROKEN_JSON = re.compile(r'^\s*[\[{"]')
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_TEXT = 64
 
 
@@ -97,7 +97,7 @@ def parse_payload(raw: bytes) -> Payload:
     except RecursionError:  # 4 KiB of "[" nests deeper than the parser's stack
         raise CommandError("payload is nested too deeply") from None
     except ValueError:
-        if _BROKEN_JSON.match(text) or _CONTROL.search(text) or len(text) > MAX_TEXT:
+        if _BROKEN_JSON.match(text) or has_control(text) or len(text) > MAX_TEXT:
             raise CommandError("payload is not valid JSON") from None
         return Payload(text)
     if isinstance(value, dict):

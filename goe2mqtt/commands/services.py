@@ -7,7 +7,6 @@ the charger.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -38,6 +37,7 @@ from goe2mqtt.commands.payloads import (
     result_json,
 )
 from goe2mqtt.util.numbers import finite_number
+from goe2mqtt.util.text import fold
 from goe2mqtt.util.values import JsonValue
 
 __all__ = [
@@ -89,7 +89,7 @@ _PHASE_CHOICES = "auto (0), 1_phase (1) or 3_phases (2, or 3)"
 
 def _phase(value: Any) -> JsonValue:
     if isinstance(value, str):
-        word = re.sub(r"[\s-]+", "_", value.strip().lower())
+        word = fold(value)
         if word in _PHASE_WORDS:
             return _PHASE_WORDS[word]
         raise CommandError(f"phase must be {_PHASE_CHOICES}, got {value[:20]!r}")

@@ -9,19 +9,18 @@ config says that is on purpose (allow_insecure_secrets).
 from __future__ import annotations
 
 import os
-import re
 import stat
 from pathlib import Path
 
 from pydantic import ValidationInfo
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+from goe2mqtt.util.text import has_control
 
 
 def check_printable(value: str, key: str) -> None:
     """Secrets travel in HTTP headers and MQTT CONNECT: a newline (often a stray one
     from an editor or `echo`) would break every request, long after start-up."""
-    if _CONTROL.search(value):
+    if has_control(value):
         raise ValueError(f"{key}: contains a control character (a newline or tab?): remove it")
 
 

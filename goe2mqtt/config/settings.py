@@ -41,6 +41,7 @@ from goe2mqtt.config.environment import (
     typed,
 )
 from goe2mqtt.config.secret_files import check_printable, check_secret_file, read_secret_file
+from goe2mqtt.util.numbers import is_number as is_a_number
 
 NAME_PATTERN = r"^[a-z0-9_-]+$"
 SERIAL_PATTERN = r"^[0-9]{6}$"
@@ -148,7 +149,7 @@ class MqttSettings(_Section):
     @field_validator("protocol", mode="before")
     @classmethod
     def _protocol_as_text(cls, value: Any) -> Any:
-        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        is_number = is_a_number(value)
         return str(value) if is_number else value
 
     @model_validator(mode="after")

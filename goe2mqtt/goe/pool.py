@@ -1,8 +1,8 @@
 """The HTTP pool to the chargers: connections kept across poll gaps, and counted.
 
 The cloud gives every charger its own TLS host, so a connection is a charger's own:
-closing it between polls costs a full TCP + TLS handshake on the next one (4.8x the
-CPU of a reused connection, measured). aiohttp closes idle connections after 15 s,
+closing it between polls costs a full TCP + TLS handshake on the next one (several
+times the CPU of a reused connection). aiohttp closes idle connections after 15 s,
 shorter than an idle charger's 30 s gap, so the pool here keeps them far longer (see
 KEEPALIVE). Whether the cloud keeps them open too is only visible in production:
 bridge/info counts new connections per 1000 requests.
@@ -20,11 +20,10 @@ import aiohttp
 # Idle connections are kept 15 min: longer than every poll gap under that (a scan
 # interval under 5 min, 3x while failing; an idle interval under 15 min), so a charger
 # reuses its connection at every poll; longer gaps (an hourly idle poll, a long
-# Retry-After) pay one handshake each. Not the longest gap plus a margin (45 s by
-# default) as before, which kept the same connections: aiohttp's pool sweeps all its
-# idle connections once per keep-alive period, ~5 us each, and at 10 000 chargers that
-# sweep held the event loop 42-51 ms every 46 s (bench --trace-holds). A connection the
-# cloud closed meanwhile is dropped when next wanted, and a new one made.
+# Retry-After) pay one handshake each. Not just longer than the longest gap: aiohttp
+# sweeps all its idle connections once per keep-alive period, a hold of the event loop
+# that grows with the fleet, so the period is long. A connection the cloud closed
+# meanwhile is dropped when next wanted, and a new one made.
 KEEPALIVE = 900.0  # s
 DNS_TTL = 300  # s
 # Python's asyncio gives every TLS connection a 256 KiB read buffer: the size of one

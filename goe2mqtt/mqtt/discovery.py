@@ -22,6 +22,7 @@ from goe2mqtt.catalogue.facts import DeviceFacts
 from goe2mqtt.catalogue.model import PRESS
 from goe2mqtt.catalogue.writes import number_range
 from goe2mqtt.mqtt.topics import Topics
+from goe2mqtt.util.text import without_none
 
 ORIGIN = {"name": "goe2mqtt", "sw_version": __version__, "support_url": PROJECT_URL}
 # State topics say null for unknown (what JSON readers such as Node-RED understand);
@@ -152,7 +153,7 @@ def entity_config(
         "icon": entity.icon,
         "suggested_display_precision": entity.precision,
     }
-    config.update({k: v for k, v in optional.items() if v is not None})
+    config.update(without_none(optional))
     if entity.component in ("select", "sensor") and (options := _options(entity, facts)):
         config["options"] = options
     if not entity.enabled_by_default:

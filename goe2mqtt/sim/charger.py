@@ -20,8 +20,8 @@ from goe2mqtt.sim.models import (
     Model,
     check_setting,
     is_int,
-    is_number,
 )
+from goe2mqtt.util.numbers import is_number
 
 __all__ = ["MODELS", "Faults", "Model", "SimulatedCharger"]
 
