@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -17,18 +16,7 @@ from goe2mqtt.config.settings import (
 )
 
 from ..certs import make_certificates
-
-ROOT = Path(__file__).resolve().parents[2]
-SECRET = "tok-DO-NOT-LEAK-8842"
-
-
-
-
-def base(**charger: Any) -> dict[str, Any]:
-    return {
-        "mqtt": {"host": "127.0.0.1"},
-        "chargers": [{"name": "garage", "serial": "012345", "token": SECRET, **charger}],
-    }
+from ..unit.test_config import ROOT, SECRET, base  # the same files and settings
 
 
 def test_tls_settings(tmp_path: Path) -> None:
