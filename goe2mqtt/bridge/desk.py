@@ -9,6 +9,7 @@ what the journal holds: owed results, interrupted commands, queued ones.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -150,38 +151,35 @@ class CommandDesk:
             refusal = f"payload could not be handled ({type(exc).__name__}): {exc}"[:200]
         if refusal is _READING_TAKEN:
             return
-        received = time.time()
+        command = QueuedCommand(
+            None, charger, service, message.payload[:MAX_STORED_PAYLOAD], message.retain,
+            time.time(),
+        )  # fmt: skip
         try:
             seq = self.journal.record(
                 charger,
                 service,
-                message.payload,
-                retained=message.retain,
-                received=received,
+                command.payload,
+                retained=command.retained,
+                received=command.received,
                 mid=message.mid,
                 dup=message.dup,
             )
         except JournalWriteFailed as exc:
             self._journal_failed(exc)
-            command = QueuedCommand(
-                None, charger, service, message.payload[:MAX_STORED_PAYLOAD], message.retain,
-                received,
-            )  # fmt: skip
-            reason = refusal or (
+            refusal = refusal or (
                 f"not run: the journal cannot store it ({self.journal_error}); "
                 "commands run again once it can"
             )
-            self._answer(command, rejection(command, reason, self.refusals))
-            return
-        self._journal_ok()
-        if seq is None:
-            log.info("command_redelivered", charger=charger, service=service, action="ignored")
-            return
-        command = QueuedCommand(
-            seq, charger, service, message.payload[:MAX_STORED_PAYLOAD], message.retain, received
-        )
+        else:
+            self._journal_ok()
+            if seq is None:
+                log.info("command_redelivered", charger=charger, service=service,
+                         action="ignored")  # fmt: skip
+                return
+            command = dataclasses.replace(command, seq=seq)
         if refusal is not None:
-            self.command_finished(command, rejection(command, refusal, self.refusals))
+            self._answer(command, rejection(command, refusal, self.refusals))
         else:
             self.route(command)
 
