@@ -344,6 +344,28 @@ def write_config(folder: Path, raw: dict[str, Any]) -> Path:
     return config
 
 
+@contextlib.asynccontextmanager
+async def garage_bridge(
+    broker: MosquittoBroker, simulator: Simulator, *, http_timeout: float | None = None, **mqtt: Any
+) -> AsyncIterator[tuple[Topics, RunningBridge, MqttProbe]]:
+    """A bridge for the garage charger (polled only when asked), online, and a probe on
+    its topics; ``http_timeout`` is the charger's HTTP timeout, ``mqtt`` overrides mqtt keys."""
+    raw = make_settings(broker, simulator, scan_interval=60)
+    raw["mqtt"].update(mqtt)
+    if http_timeout is not None:
+        raw["chargers"][0]["timeout"] = http_timeout
+    settings = parse_settings(raw)
+    topics = Topics(settings.mqtt.base_topic)
+    running = RunningBridge(settings)
+    await running.start()
+    try:
+        async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
+            await probe.wait_text(topics.availability("garage"), "online")
+            yield topics, running, probe
+    finally:
+        await running.stop()
+
+
 async def stop_process(process: subprocess.Popen[bytes], grace: float) -> None:
     """SIGTERM, SIGKILL after ``grace`` seconds; reaped either way."""
     if process.poll() is not None:

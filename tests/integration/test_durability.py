@@ -7,13 +7,12 @@ charger twice, and a command cut off after its set went out says so.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,15 @@ from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Faults, Simulator
 
-from ..conftest import WAIT, Daemon, MqttProbe, RunningBridge, make_settings, until
+from ..conftest import (
+    WAIT,
+    Daemon,
+    MqttProbe,
+    RunningBridge,
+    garage_bridge,
+    make_settings,
+    until,
+)
 from ..conftest import write_config as _write_config
 
 SLOW_SET = Faults(delay=0.6, only="set")  # each set takes a while: commands queue up
@@ -143,27 +150,6 @@ async def test_results_finished_while_the_broker_is_down_arrive_after_it_is_back
 # --- the queue: re-checked when a command's turn comes -------------------------------
 
 
-@contextlib.asynccontextmanager
-async def _garage_bridge(
-    broker: MosquittoBroker, simulator: Simulator, *, http_timeout: float | None = None, **mqtt: Any
-) -> AsyncIterator[tuple[Topics, RunningBridge, MqttProbe]]:
-    """A bridge for the garage charger (polled only when asked), online, and a probe."""
-    raw = make_settings(broker, simulator, scan_interval=60)
-    raw["mqtt"].update(mqtt)
-    if http_timeout is not None:
-        raw["chargers"][0]["timeout"] = http_timeout
-    settings = parse_settings(raw)
-    topics = Topics(settings.mqtt.base_topic)
-    running = RunningBridge(settings)
-    await running.start()
-    try:
-        async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
-            await probe.wait_text(topics.availability("garage"), "online")
-            yield topics, running, probe
-    finally:
-        await running.stop()
-
-
 async def _send(probe: MqttProbe, topic: str, payloads: list[dict[str, Any]]) -> list[Any]:
     """Publish the commands and wait for a result to each; the results in arrival order."""
     result_topic = topic.rsplit("/", 1)[0] + "/result"
@@ -179,7 +165,7 @@ async def test_a_command_that_waited_too_long_in_the_queue_is_refused_as_stale(
     broker: MosquittoBroker, simulator: Simulator
 ) -> None:
     garage = simulator.charger("012345")
-    async with _garage_bridge(broker, simulator, http_timeout=5.0, max_command_age=1) as (
+    async with garage_bridge(broker, simulator, http_timeout=5.0, max_command_age=1) as (
         topics, _, probe,
     ):  # fmt: skip
         garage.faults = Faults(delay=0.8, only="set")
@@ -196,7 +182,7 @@ async def test_commands_for_a_charger_that_died_are_refused_at_once(
     broker: MosquittoBroker, simulator: Simulator
 ) -> None:
     garage = simulator.charger("012345")
-    async with _garage_bridge(broker, simulator) as (topics, _, probe):
+    async with garage_bridge(broker, simulator) as (topics, _, probe):
         garage.faults = Faults(delay=30)  # accepts, never answers: timeouts
         commands = [{"phase": 1, "id": n} for n in range(6)]
         results = await _send(probe, topics.command("garage", "set_phase"), commands)
@@ -217,7 +203,7 @@ async def test_a_full_queue_refuses_with_a_reason(
     broker: MosquittoBroker, simulator: Simulator
 ) -> None:
     garage = simulator.charger("012345")
-    async with _garage_bridge(broker, simulator, http_timeout=5.0) as (topics, _, probe):
+    async with garage_bridge(broker, simulator, http_timeout=5.0) as (topics, _, probe):
         garage.faults = Faults(delay=0.3, only="set")
         commands = [{"phase": 1, "id": n} for n in range(30)]
         results = await _send(probe, topics.command("garage", "set_phase"), commands)

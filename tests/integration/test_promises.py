@@ -26,22 +26,11 @@ from ..conftest import (
     Daemon,
     MqttProbe,
     RunningBridge,
+    garage_bridge,
     make_settings,
     until,
     write_config,
 )
-
-
-async def _garage(
-    broker: MosquittoBroker, simulator: Simulator, **charger: Any
-) -> tuple[RunningBridge, Topics]:
-    raw = make_settings(broker, simulator, scan_interval=charger.pop("scan_interval", 60))
-    raw["chargers"][0].update(charger)
-    settings = parse_settings(raw)
-    running = RunningBridge(settings)
-    await running.start()
-    await until(lambda: _online(running), "online")
-    return running, Topics(settings.mqtt.base_topic)
 
 
 def _online(running: RunningBridge) -> bool:
@@ -68,26 +57,22 @@ async def test_clearing_a_retained_command_does_not_run_it(
 ) -> None:
     garage = simulator.charger("012345")
     garage.plug_in()
-    running, topics = await _garage(broker, simulator)
-    try:
-        async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
-            started = await _result(probe, topics, "start_charging", {})
-            assert started["ok"] is True, started
-            mark = probe.mark()
-            stop = topics.command("garage", "stop_charging")
-            await probe.publish(stop, b"", retain=True)  # mosquitto_pub -r -n: a clear
-            await probe.publish(stop, b"{}", retain=True)  # a retained command: refused
-            await probe.publish(stop, b"", retain=True)
-            barrier = await _result(probe, topics, "set_phase", {"phase": "auto"})
-            assert barrier["ok"] is True
-            answered = [m.json() for m in probe.since(mark, topics.result("garage"))]
-            stops = [r for r in answered if r["service"] == "stop_charging"]
-            assert [r["error"] for r in stops] == [
-                "retained command ignored: publish commands without retain"
-            ]
-            assert garage.frc == 2  # still charging
-    finally:
-        await running.stop()
+    async with garage_bridge(broker, simulator) as (topics, _, probe):
+        started = await _result(probe, topics, "start_charging", {})
+        assert started["ok"] is True, started
+        mark = probe.mark()
+        stop = topics.command("garage", "stop_charging")
+        await probe.publish(stop, b"", retain=True)  # mosquitto_pub -r -n: a clear
+        await probe.publish(stop, b"{}", retain=True)  # a retained command: refused
+        await probe.publish(stop, b"", retain=True)
+        barrier = await _result(probe, topics, "set_phase", {"phase": "auto"})
+        assert barrier["ok"] is True
+        answered = [m.json() for m in probe.since(mark, topics.result("garage"))]
+        stops = [r for r in answered if r["service"] == "stop_charging"]
+        assert [r["error"] for r in stops] == [
+            "retained command ignored: publish commands without retain"
+        ]
+        assert garage.frc == 2  # still charging
 
 
 # --- 6. a publish the broker refuses is an error, never taken as delivered ----------------
@@ -140,13 +125,9 @@ async def test_a_restart_whose_answer_is_lost_is_not_sent_again(
     broker: MosquittoBroker, simulator: Simulator
 ) -> None:
     garage = simulator.charger("012345")
-    running, topics = await _garage(broker, simulator, timeout=0.5)
-    try:
-        async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
-            garage.faults = Faults(delay=3, only="set")
-            result = await _result(probe, topics, "restart", {})
-    finally:
-        await running.stop()
+    async with garage_bridge(broker, simulator, http_timeout=0.5) as (topics, _, probe):
+        garage.faults = Faults(delay=3, only="set")
+        result = await _result(probe, topics, "restart", {})
     assert garage.set_requests == 1
     assert result["ok"] is False
     assert result["error"].startswith("outcome unknown: timed out"), result
@@ -187,12 +168,8 @@ async def test_the_generic_set_sends_a_boolean_for_a_switch_given_1(
     broker: MosquittoBroker, simulator: Simulator
 ) -> None:
     garage = simulator.charger("012345")
-    running, topics = await _garage(broker, simulator)
-    try:
-        async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
-            result = await _result(probe, topics, "set", {"acp": 1})
-    finally:
-        await running.stop()
+    async with garage_bridge(broker, simulator) as (topics, _, probe):
+        result = await _result(probe, topics, "set", {"acp": 1})
     assert result["ok"] is True, result
     assert result["applied"] == [{"acp": True}]
     assert garage.set_calls[-1] == {"acp": True}
@@ -205,13 +182,9 @@ async def test_a_set_answer_nested_too_deep_is_a_transport_error(
     broker: MosquittoBroker, simulator: Simulator
 ) -> None:
     garage = simulator.charger("012345")
-    running, topics = await _garage(broker, simulator)
-    try:
-        async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
-            garage.faults = Faults(body="[" * 200_000, only="set")
-            result = await _result(probe, topics, "set_phase", {"phase": 1})
-    finally:
-        await running.stop()
+    async with garage_bridge(broker, simulator) as (topics, _, probe):
+        garage.faults = Faults(body="[" * 200_000, only="set")
+        result = await _result(probe, topics, "set_phase", {"phase": 1})
     assert result["ok"] is False
     assert result["error"] == "answer is not valid JSON", result
 
@@ -228,20 +201,16 @@ def test_a_retry_after_that_is_not_ascii_digits_falls_back_to_the_default() -> N
 async def test_repeated_refusals_are_logged_once_a_minute_with_a_count(
     broker: MosquittoBroker, simulator: Simulator
 ) -> None:
-    running, topics = await _garage(broker, simulator)
-    try:
-        async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
-            with structlog.testing.capture_logs() as logs:
-                mark = probe.mark()
-                for n in range(200):
-                    await probe.publish(
-                        topics.command("garage", "set_phase"), f'{{"phase": 9, "id": {n}}}'
-                    )
-                await until(
-                    lambda: len(probe.since(mark, topics.result("garage"))) >= 200, "all answered"
+    async with garage_bridge(broker, simulator) as (topics, _, probe):
+        with structlog.testing.capture_logs() as logs:
+            mark = probe.mark()
+            for n in range(200):
+                await probe.publish(
+                    topics.command("garage", "set_phase"), f'{{"phase": 9, "id": {n}}}'
                 )
-    finally:
-        await running.stop()
+            await until(
+                lambda: len(probe.since(mark, topics.result("garage"))) >= 200, "all answered"
+            )
     loud = [e for e in logs if e["event"] == "command_rejected" and e["log_level"] == "warning"]
     assert len(loud) == 1, loud
     assert len([e for e in logs if e["event"] == "command_rejected"]) == 200  # debug: all
