@@ -49,7 +49,7 @@ async def check_broker(settings: Settings) -> Check:
 
 
 async def check_charger(http: aiohttp.ClientSession, charger: ChargerSettings) -> Check:
-    where = f"cloud, serial {charger.serial}" if charger.transport == "cloud" else charger.host
+    where = f"cloud, serial {charger.serial}" if charger.api == "cloud" else charger.host
     what = f"charger {charger.name} ({where})"
     try:
         status = await goe_client(http, charger, timeout=TIMEOUT).status(_FACTS)

@@ -89,7 +89,7 @@ def goe_client(
         charger.base_url,
         charger.token.get_secret_value() if charger.token else None,
         timeout=charger.timeout if timeout is None else timeout,
-        local=charger.transport == "local",
+        local=charger.api == "local",
     )
 
 

@@ -12,7 +12,7 @@ import os
 import stat
 from pathlib import Path
 
-from pydantic import ValidationInfo
+from pydantic import SecretStr, ValidationInfo
 
 from goe2mqtt.util.text import has_control
 
@@ -49,3 +49,16 @@ def read_secret_file(path: str, key: str, info: ValidationInfo) -> str:
         raise ValueError(f"{key}: {path} is empty")
     check_printable(secret, key)
     return secret
+
+
+def load_secret(
+    value: SecretStr | None, path: str | None, key: str, info: ValidationInfo
+) -> SecretStr | None:
+    """A secret given as ``key`` or in the file ``{key}_file`` (never both), checked."""
+    if path is not None:
+        if value is not None:
+            raise ValueError(f"{key}_file: give either {key} or {key}_file, not both")
+        return SecretStr(read_secret_file(path, f"{key}_file", info))
+    if value is not None:
+        check_printable(value.get_secret_value(), key)
+    return value

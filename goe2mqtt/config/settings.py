@@ -12,7 +12,6 @@ import re
 import socket
 import ssl
 import typing
-import urllib.parse
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +20,6 @@ from typing import Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     SecretStr,
@@ -31,29 +29,21 @@ from pydantic import (
     model_validator,
 )
 
+from goe2mqtt.config.charger import ChargerSettings as ChargerSettings
 from goe2mqtt.config.environment import (
     ENV_PREFIX,
     NOT_CONFIG,
     EnvironmentProblem,
-    EnvText,
     apply_environment,
     expand_references,
-    typed,
 )
-from goe2mqtt.config.secret_files import check_printable, check_secret_file, read_secret_file
+from goe2mqtt.config.secret_files import check_printable, check_secret_file, load_secret
+from goe2mqtt.config.section import (
+    RESERVED_NAMES,
+    TOPIC_PATTERN,
+    Section,
+)
 from goe2mqtt.util.numbers import is_number as is_a_number
-
-NAME_PATTERN = r"^[a-z0-9_-]+$"
-SERIAL_PATTERN = r"^[0-9]{6}$"
-# A host name or IPv4 address, or an IPv6 address in brackets; an optional port.
-HOST_PATTERN = r"^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$"
-# Topic levels we build from these must not contain MQTT wildcards or empty levels.
-TOPIC_PATTERN = r"^[^#+/\x00]+(/[^#+/\x00]+)*$"
-RESERVED_NAMES = frozenset({"bridge"})
-DEFAULT_CLOUD_URL = "https://{serial}.api.v3.go-e.io"
-MIN_SCAN_INTERVAL = 1.0  # the charger's values change at most once a second
-EXAMPLE_TOKENS = frozenset({"replace-me"})  # config.example.yaml's placeholder
-
 
 
 class ConfigError(Exception):
@@ -72,26 +62,7 @@ def default_state_dir() -> str:
     return os.path.join(base, "goe2mqtt")
 
 
-class _Section(BaseModel):
-    # strict: YAML already gives real types, so "1883" for a port is a mistake worth
-    # reporting; text from the environment is converted by the key's type first.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _environment_text(cls, data: Any) -> Any:
-        if not isinstance(data, Mapping):
-            return data
-        fields = cls.model_fields
-        return {
-            key: typed(value, fields[key].annotation)
-            if isinstance(value, EnvText) and key in fields
-            else value
-            for key, value in data.items()
-        }
-
-
-class TlsSettings(_Section):
+class TlsSettings(Section):
     ca_file: str | None = None  # None: the system's CA store
     certfile: str | None = None  # client certificate, for brokers that ask for one
     keyfile: str | None = None
@@ -125,7 +96,7 @@ class TlsSettings(_Section):
         return context
 
 
-class MqttSettings(_Section):
+class MqttSettings(Section):
     host: str = Field(min_length=1)
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
@@ -163,109 +134,14 @@ class MqttSettings(_Section):
 
     @model_validator(mode="after")
     def _load_password_file(self, info: ValidationInfo) -> MqttSettings:
-        if self.password_file is not None:
-            if self.password is not None:
-                raise ValueError("password_file: give either password or password_file, not both")
-            secret = read_secret_file(self.password_file, "password_file", info)
-            object.__setattr__(self, "password", SecretStr(secret))
-        elif self.password is not None:
-            check_printable(self.password.get_secret_value(), "password")
+        password = load_secret(self.password, self.password_file, "password", info)
+        object.__setattr__(self, "password", password)
         if self.username is not None:
             check_printable(self.username, "username")
         return self
 
 
-class ChargerSettings(_Section):
-    name: str = Field(pattern=NAME_PATTERN, max_length=64)
-    # Required for the cloud; with host the charger tells it (sse) at the first poll.
-    serial: str | None = Field(default=None, pattern=SERIAL_PATTERN)
-    # The local HTTP API v2 on the charger itself, instead of the cloud: no token.
-    host: str | None = Field(default=None, pattern=HOST_PATTERN)
-    token: SecretStr | None = None
-    token_file: str | None = None
-    api_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
-    scan_interval: float = Field(default=10.0, gt=0, le=3600)
-    # While no car is connected nothing changes but the plug: poll less (null: 3x
-    # scan_interval; set it equal to scan_interval to switch this off).
-    idle_scan_interval: float | None = Field(default=None, gt=0, le=3600)
-    timeout: float = Field(default=10.0, gt=0, le=120)
-    # PV feed (cmd/pv_feed, cmd/pv_grid, ...): the latest reading is written again this
-    # often, and the feed stops when no reading came for pv_feed_timeout.
-    pv_feed_interval: float = Field(default=5.0, ge=1, le=60)
-    pv_feed_timeout: float = Field(default=30.0, ge=2, le=3600)
-
-    @model_validator(mode="after")
-    def _load_token(self, info: ValidationInfo) -> ChargerSettings:
-        for key in ("scan_interval", "idle_scan_interval"):
-            seconds = getattr(self, key)
-            if seconds is not None and seconds < MIN_SCAN_INTERVAL and not self._simulated:
-                raise ValueError(
-                    f"{key}: at least {MIN_SCAN_INTERVAL:.0f} s: the charger refreshes its"
-                    " values once a second (shorter only for a simulator on this machine: a"
-                    " loopback api_url or host)"
-                )
-        if self.host is not None:
-            if self.token is not None or self.token_file is not None:
-                key = "token" if self.token is not None else "token_file"
-                raise ValueError(f"{key}: the local API (host) takes no token")
-            return self
-        if self.serial is None:
-            raise ValueError("serial: required for the cloud API (or give host for the local API)")
-        if self.token_file is not None:
-            if self.token is not None:
-                raise ValueError("token_file: give either token or token_file, not both")
-            object.__setattr__(
-                self, "token", SecretStr(read_secret_file(self.token_file, "token_file", info))
-            )
-        if self.token is None or not self.token.get_secret_value():
-            raise ValueError("token: required for the cloud API (or give token_file)")
-        if self.token.get_secret_value() in EXAMPLE_TOKENS:
-            raise ValueError(
-                "token: still the example's placeholder: put the charger's API key from"
-                " the go-e app here (or use token_file)"
-            )
-        if self.token_file is None:
-            check_printable(self.token.get_secret_value(), "token")
-        return self
-
-    @property
-    def _simulated(self) -> bool:
-        """A simulator on this machine (a test, the demo), where polling faster than a
-        charger refreshes is harmless; never the cloud or a charger on the LAN."""
-        if self.api_url is not None:
-            name = urllib.parse.urlsplit(self.api_url).hostname or ""
-        else:
-            host = self.host or ""
-            name = host[1:].split("]")[0] if host.startswith("[") else host.split(":")[0]
-        return name in ("localhost", "::1") or name.startswith("127.")
-
-    @property
-    def idle_interval(self) -> float:
-        if self.idle_scan_interval is not None:
-            return max(self.idle_scan_interval, self.scan_interval)
-        return 3 * self.scan_interval
-
-    @property
-    def shard_key(self) -> str:
-        """What places the charger in a shard: stable across instances and restarts."""
-        return self.serial or self.host or self.name
-
-    @property
-    def transport(self) -> Literal["cloud", "local"]:
-        return "local" if self.host is not None else "cloud"
-
-    @property
-    def base_url(self) -> str:
-        if self.api_url is not None:
-            url = self.api_url
-        elif self.host is not None:
-            url = f"http://{self.host}"
-        else:
-            url = DEFAULT_CLOUD_URL.format(serial=self.serial)
-        return url.rstrip("/")
-
-
-class ShardSettings(_Section):
+class ShardSettings(Section):
     # Left out: the ordinal at the end of the host name, as a Kubernetes StatefulSet
     # names its pods (goe2mqtt-3 -> 3), so every pod can share one config.
     index: int = Field(default=-1, ge=-1)
@@ -306,7 +182,7 @@ def hostname_ordinal(hostname: str) -> int:
 SHARD_PLACEHOLDER = "{shard}"
 
 
-class Settings(_Section):
+class Settings(Section):
     mqtt: MqttSettings
     chargers: tuple[ChargerSettings, ...] = Field(min_length=1)
     # Secret files others may read stop start-up unless this says it is on purpose.
@@ -371,7 +247,12 @@ class Settings(_Section):
 
     def secrets(self) -> list[str]:
         """Every secret value, so the log redactor can mask them wherever they turn up."""
-        values = [c.token.get_secret_value() for c in self.chargers if c.token is not None]
+        values = [
+            secret.get_secret_value()
+            for charger in self.chargers
+            for secret in (charger.token, charger.password)
+            if secret is not None
+        ]
         if self.mqtt.password is not None:
             values.append(self.mqtt.password.get_secret_value())
         return [v for v in values if v]

@@ -115,7 +115,7 @@ def test_local_api_chargers() -> None:
     raw = base(host="192.168.1.20", token=None, serial=None)
     raw["chargers"].append({"name": "carport", "host": "[fd00::7]:8080", "serial": "067890"})
     garage, carport = parse_settings(raw).chargers
-    assert (garage.transport, garage.base_url, garage.serial) == (
+    assert (garage.api, garage.base_url, garage.serial) == (
         "local",
         "http://192.168.1.20",
         None,
