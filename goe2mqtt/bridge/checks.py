@@ -14,8 +14,9 @@ import aiohttp
 import aiomqtt
 
 from goe2mqtt import __version__
-from goe2mqtt.bridge.process import goe_client, session_options
+from goe2mqtt.bridge.process import session_options
 from goe2mqtt.config.settings import ChargerSettings, Settings
+from goe2mqtt.goe.channels import goe_client
 from goe2mqtt.goe.client import AuthFailed, ChargerOffline, GoeError
 from goe2mqtt.mqtt.client import connect_cause, side_client
 from goe2mqtt.mqtt.topics import Topics

@@ -18,7 +18,6 @@ from collections.abc import Collection, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import structlog
 
 from goe2mqtt import __version__
@@ -34,8 +33,8 @@ from goe2mqtt.charger.loop import Charger
 from goe2mqtt.commands.journal import Journal, JournalCorrupt
 from goe2mqtt.commands.runner import CONFIRM_DELAYS
 from goe2mqtt.commands.services import result_json
-from goe2mqtt.config.settings import ChargerSettings, Settings
-from goe2mqtt.goe.client import GoeClient
+from goe2mqtt.config.settings import Settings
+from goe2mqtt.goe.channels import open_transport
 from goe2mqtt.goe.pool import PoolStats, http_session
 from goe2mqtt.mqtt.client import another_live_instance
 from goe2mqtt.mqtt.discovery import discovery_filter, expected_discovery_topics
@@ -77,19 +76,6 @@ def session_options(settings: Settings, topics: Topics) -> MqttOptions:
         protocol=mqtt.protocol,
         session_expiry=mqtt.max_command_age,
         tls=mqtt.tls.context() if mqtt.tls is not None else None,
-    )
-
-
-def goe_client(
-    http: aiohttp.ClientSession, charger: ChargerSettings, *, timeout: float | None = None
-) -> GoeClient:
-    """The go-e API of one configured charger, cloud or local."""
-    return GoeClient(
-        http,
-        charger.base_url,
-        charger.token.get_secret_value() if charger.token else None,
-        timeout=charger.timeout if timeout is None else timeout,
-        local=charger.api == "local",
     )
 
 
@@ -227,7 +213,7 @@ class Bridge:
             for charger in self.settings.owned_chargers():
                 self.chargers[charger.name] = Charger(
                     charger,
-                    goe_client(http, charger),
+                    open_transport(http, charger),
                     self.mqtt,
                     topics=self.topics,
                     discovery_prefix=self._prefix,

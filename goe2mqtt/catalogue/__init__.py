@@ -139,6 +139,10 @@ ENTITIES_READING: Mapping[str, tuple[EntityDescription, ...]] = {
 }
 
 
+# The bridge's own values the entities read, as they are when nothing else is said.
+BRIDGE_DEFAULTS: Mapping[str, Any] = {**FEED_OFF, "@connection": "polling"}
+
+
 def read_states(
     status: Status,
     keys: Set[str] | None = None,
@@ -147,8 +151,9 @@ def read_states(
     """The state of each entity the charger has (per `keys`, default: what the status
     holds), and why the unreadable ones are unknown."""
     present = reported_keys(status) if keys is None else keys
-    if FEED_OFF.keys() - status.keys():
-        status = {**FEED_OFF, **status}  # no feed (a pure caller, a test): it is off
+    if BRIDGE_DEFAULTS.keys() - status.keys():
+        # Without the bridge's values (a pure caller, a test): no feed, polled.
+        status = {**BRIDGE_DEFAULTS, **status}
     states: dict[str, StateValue] = {}
     problems: dict[str, str] = {}
     for entity in entities:

@@ -159,6 +159,17 @@ DIAGNOSTICS: tuple[EntityDescription, ...] = (
         entity_category="diagnostic",
     ),
     EntityDescription(
+        key="connection",
+        component="sensor",
+        name="Connection",
+        reads=("@connection",),
+        value=text("@connection"),
+        entity_category="diagnostic",
+        icon="mdi:lan-connect",
+        doc="which transport serves the charger and why: websocket, mqtt, polling,"
+        " polling (websocket: wrong password), ...",
+    ),
+    EntityDescription(
         key="restart",
         component="button",
         name="Restart",

@@ -8,6 +8,7 @@ It knows neither the journal nor the MQTT session: it reports through a sink.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import re
@@ -21,7 +22,7 @@ import structlog
 from goe2mqtt.catalogue import STATUS_KEYS, own_keys
 from goe2mqtt.catalogue.facts import DeviceFacts
 from goe2mqtt.charger.pv_feed import PvFeed
-from goe2mqtt.charger.view import ChargerView
+from goe2mqtt.charger.view import ChargerView, changed_in
 from goe2mqtt.commands.outcomes import (
     CommandSink,
     CommandStats,
@@ -30,6 +31,7 @@ from goe2mqtt.commands.outcomes import (
 from goe2mqtt.commands.runner import CONFIRM_DELAYS, MAX_QUEUED_COMMANDS, CommandRunner
 from goe2mqtt.config.settings import ChargerSettings
 from goe2mqtt.goe.client import GoeError, RateLimited
+from goe2mqtt.goe.push import PushTransport
 from goe2mqtt.goe.transport import Transport
 from goe2mqtt.mqtt.discovery import discovery_topic, render_discovery
 from goe2mqtt.mqtt.topics import OFFLINE, ONLINE, Topics
@@ -43,6 +45,8 @@ MAX_BACKOFF_FACTOR = 3  # polling slows to at most 3x scan_interval while failin
 MAX_RETRY_AFTER = 900.0  # a Retry-After longer than this is capped: we look again by then
 SERIAL_RE = re.compile(r"[0-9]{6}")
 CAR_IDLE = 1  # go-e car state: no car connected
+PUSH_START_WAIT = 5.0  # at start, the first poll waits this long for the socket to stand
+PUSH_WAIT = 2.0  # a read-back while the charger pushes waits this long for its next message
 
 
 class Publisher(Protocol):
@@ -123,6 +127,8 @@ class Charger:
             timeout=settings.pv_feed_timeout,
         )
         self._feed_publish: asyncio.Task[list[str]] | None = None
+        self._push = transport if isinstance(transport, PushTransport) else None
+        self._pushed_now = asyncio.Event()  # set by every pushed message
         self.runner = CommandRunner(
             self,
             sink=sink,
@@ -171,9 +177,19 @@ class Charger:
                     self._topics.state(self.name, entity.key), b""
                 )
 
-    async def _take(self, status: Mapping[str, Any]) -> list[str]:
+    @property
+    def connection(self) -> str:
+        """Which transport serves the charger now, and why (the Connection entity)."""
+        return self._push.connection if self._push is not None else "polling"
+
+    def _bridge_values(self) -> dict[str, Any]:
+        return {**self.pv_feed.states(), "@connection": self.connection}
+
+    async def _take(
+        self, status: Mapping[str, Any], changed: set[str] | None = None
+    ) -> list[str]:
         """Map a status through the view; publish the discovery and states it changed."""
-        update = self._view.update(status, self.pv_feed.states())
+        update = self._view.update(status, self._bridge_values(), changed)
         if update.facts is not None:
             await self._publish_discovery(update.facts)
         for key, reason in update.new_problems.items():
@@ -220,6 +236,23 @@ class Charger:
     # --- polling ----------------------------------------------------------------------
 
     async def run(self, start_within: float | None = None) -> None:
+        """Poll, and keep the push channel open beside it when the transport has one."""
+        if self._push is None:
+            await self._poll(start_within)
+            return
+        pushing = asyncio.create_task(
+            self._push.push(self._pushed, self._push_state_changed), name=f"push:{self.name}"
+        )
+        try:
+            # The socket tells at once whether it stands (or why not): polling before
+            # it did would be one HTTP call too many for every charger at every start.
+            await self._wake.wait(max(self.settings.scan_interval, PUSH_START_WAIT))
+            await self._poll(start_within)
+        finally:
+            pushing.cancel()
+            await asyncio.gather(pushing, return_exceptions=True)
+
+    async def _poll(self, start_within: float | None) -> None:
         # Spread the first polls of a fleet instead of a burst. Each poll is then due an
         # interval after the one before was due, not after it ended: polls that a stall
         # (a long collection, a busy machine) made late all at once go back to their own
@@ -233,6 +266,12 @@ class Charger:
             self._wake.clear()
             if woken:  # polled early (a command, a wake-up): the schedule starts anew
                 due = loop.time()
+            if self.pushing:
+                # The charger tells us what changes: no poll, only a look whether the
+                # channel still stands, at the usual pace.
+                self.polled_once = True
+                woken = await self._wake.wait(self.settings.scan_interval)
+                continue
             try:
                 await self.refresh()
             except Exception as exc:
@@ -280,6 +319,13 @@ class Charger:
 
     async def read_back(self) -> bool:
         """refresh() for a caller that already holds the lock."""
+        if self.pushing:
+            # What the charger pushes is the read-back: wait for its next message (it
+            # sends one a second) rather than asking over HTTP.
+            self._pushed_now.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._pushed_now.wait(), PUSH_WAIT)
+            return self.pushing
         started = time.monotonic()
         try:
             status = own_keys(await self.transport.status(STATUS_KEYS))
@@ -288,6 +334,41 @@ class Charger:
             await self._poll_failed(exc)
             return False
         took_ms = round((time.monotonic() - started) * 1000, 1)
+        changed = await self._accept(status)
+        log.debug("poll", charger=self.name, ms=took_ms, changed=changed)
+        return True
+
+    # --- push: the charger tells what changed ---------------------------------------
+
+    @property
+    def pushing(self) -> bool:
+        return self._push is not None and self._push.live
+
+    async def _pushed(self, values: Mapping[str, Any], full: bool) -> None:
+        """A message from the push channel: a full status, or the keys that changed."""
+        self._pushed_now.set()
+        if full:
+            status = own_keys(values)
+            self._check_serial(status)  # WrongCharger ends the connection, with the reason
+            await self._accept(status)
+            return
+        delta = own_keys(values)
+        changed = changed_in(self.status, delta)
+        self.last_success = time.time()
+        if changed:
+            # A new dict: the view keeps the last status by reference to compare.
+            await self._accept({**self.status, **delta}, changed)
+
+    def _push_state_changed(self) -> None:
+        """The push channel came up or went down: poll (or stop polling) now."""
+        self._wake.set()
+        if self.status:
+            self._feed_changed()  # the Connection entity says which transport serves
+
+    async def _accept(
+        self, status: dict[str, Any], changed: set[str] | None = None
+    ) -> list[str]:
+        """A status that arrived (polled or pushed): keep it and publish what changed."""
         self.status = status
         self.last_success = time.time()
         self.pv_feed.observe(status)
@@ -296,13 +377,12 @@ class Charger:
             if self.serial is not None:
                 self._on_serial(self.serial)
         recovered_after, self.failures = self.failures, 0
-        changed = await self._take(status)
-        log.debug("poll", charger=self.name, ms=took_ms, changed=changed)
+        published = await self._take(status, changed)
         if not self.online:
             self.online = True
             log.info("charger_online", charger=self.name, failed_polls=recovered_after)
             await self._publisher.publish_retained(self._topics.availability(self.name), ONLINE)
-        return True
+        return published
 
     def _check_serial(self, status: Mapping[str, Any]) -> None:
         """Another charger answering at this address (a DHCP change on the LAN, a wrong

@@ -68,14 +68,27 @@ class ChargerView:
             self.keys = _key_sets(self.keys | reported)
         return self.keys
 
-    def update(self, status: Mapping[str, Any], bridge_values: Mapping[str, Any]) -> Update:
-        """Take one status (and the bridge's own values, the PV feed's)."""
+    def update(
+        self,
+        status: Mapping[str, Any],
+        bridge_values: Mapping[str, Any],
+        changed: set[str] | None = None,
+    ) -> Update:
+        """Take one status (and the bridge's own values: PV feed, connection).
+
+        ``changed``: the keys known to differ from the last status (a pushed delta);
+        the rest are then not compared, and the key set is learnt only from them.
+        """
         known = self.keys
-        keys = self.learn_keys(status)
+        if changed is not None and known is not None and changed <= known:
+            keys = known
+        else:
+            keys = self.learn_keys(status)
         if self._status is None or (known is not keys and known != keys):
             changed_keys: set[str] | None = None  # a new key set: everything anew
         else:
-            changed_keys = _changes(self._status, status) | _changes(self._bridge, bridge_values)
+            in_status = changed if changed is not None else _changes(self._status, status)
+            changed_keys = in_status | _changes(self._bridge, bridge_values)
             if not changed_keys:
                 return Update(None, [], {})
         # Kept by reference: the charger holds the same status, so no copy is made.
@@ -100,17 +113,22 @@ class ChargerView:
         for entity in entities:
             self.problems.pop(entity.key, None)
         self.problems.update(problems)
-        changed = [
+        shown = [
             key
             for key, value in states.items()
             if key not in before or format_state(before[key]) != format_state(value)
         ]
         self.states.update(states)
-        return Update(facts, changed, new_problems)
+        return Update(facts, shown, new_problems)
 
     def text(self, key: str) -> str:
         """What the entity's state topic says."""
         return format_state(self.states[key])
+
+
+def changed_in(before: Mapping[str, Any], delta: Mapping[str, Any]) -> set[str]:
+    """The keys of a delta whose values differ from before."""
+    return {k for k, v in delta.items() if _differs(before.get(k, _MISSING), v)}
 
 
 def _changes(before: Mapping[str, Any], now: Mapping[str, Any]) -> set[str]:

@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from goe2mqtt.sim.models import (
     DEFAULTS,
@@ -48,6 +48,7 @@ class Faults:
     drop_sets: bool = False  # 202 on a set, but the charger never applies it
     values: dict[str, Any] = field(default_factory=dict)  # status values replaced by these
     missing: list[str] = field(default_factory=list)  # status keys left out
+    ws: str | None = None  # the websocket misbehaves: one of sim.websocket.WS_FAULTS
 
     def hits(self, call: str) -> bool:
         """Whether a transport fault strikes this call (and count it)."""
@@ -74,6 +75,8 @@ class SimulatedCharger:
     friendly_name: str | None = None
     clock: Callable[[], float] = time.monotonic
     model_name: str = "home22"
+    password: str | None = None  # the charger's own (websocket); None: no auth asked
+    hash_kind: Literal["pbkdf2", "bcrypt"] = "pbkdf2"
 
     # the car
     plugged: bool = False

@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from goe2mqtt.sim.charger import MODELS, Faults, SimulatedCharger
+from goe2mqtt.sim.websocket import ChargerSocket
 
 __all__ = ["MODELS", "Faults", "SimulatedCharger", "Simulator"]
 
@@ -29,8 +30,14 @@ __all__ = ["MODELS", "Faults", "SimulatedCharger", "Simulator"]
 class Simulator:
     """The HTTP side: routes requests to SimulatedChargers and applies their faults."""
 
-    def __init__(self, chargers: Iterable[SimulatedCharger]) -> None:
+    def __init__(
+        self, chargers: Iterable[SimulatedCharger], *, delta_interval: float = 1.0
+    ) -> None:
         self.chargers = {c.serial: c for c in chargers}
+        # Each charger's websocket (local /ws, or {server}/{serial}/ws as its cloud one).
+        self.sockets = {
+            serial: ChargerSocket(c, delta_interval) for serial, c in self.chargers.items()
+        }
         self._runner: web.AppRunner | None = None
         self._local_runners: list[web.AppRunner] = []
         self.base_url = ""
@@ -48,6 +55,7 @@ class Simulator:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/{serial:[0-9]{6}}/api/{call}", self._api)
+        app.router.add_get("/{serial:[0-9]{6}}/ws", self._cloud_socket)
         app.router.add_get("/api/{call}", self._api)
         app.router.add_get("/_sim/{serial}", self._inspect)
         app.router.add_post("/_sim/{serial}", self._control)
@@ -70,6 +78,7 @@ class Simulator:
 
         app = web.Application()
         app.router.add_get("/api/{call}", local_api)
+        app.router.add_get("/ws", self.sockets[serial].handle)
         runner, address = await _serve(app, host, port)
         self._local_runners.append(runner)
         self.local_hosts[serial] = address
@@ -86,7 +95,12 @@ class Simulator:
                 dropped += 1
         return dropped
 
+    async def close_sockets(self) -> int:
+        """Close every charger's open websockets at once; how many."""
+        return sum([await socket.close_all() for socket in self.sockets.values()])
+
     async def stop(self) -> None:
+        await self.close_sockets()
         for runner in self._local_runners:
             await runner.cleanup()
         self._local_runners.clear()
@@ -103,6 +117,14 @@ class Simulator:
         if charger is None:
             return _json(403, {"success": False, "reason": "unknown charger"})
         return await self._answer(charger, request.match_info["call"], request, local=False)
+
+    async def _cloud_socket(self, request: web.Request) -> web.StreamResponse:
+        charger = self._find(request)
+        if charger is None:
+            return _json(403, {"success": False, "reason": "unknown charger"})
+        if charger.token is not None and _token_of(request) != charger.token:
+            return _json(401, {"success": False, "reason": "wrong token"})
+        return await self.sockets[charger.serial].handle(request)
 
     async def _answer(
         self, charger: SimulatedCharger, call: str, request: web.Request, *, local: bool

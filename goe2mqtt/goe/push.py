@@ -1,0 +1,82 @@
+"""A charger that pushes its state, with HTTP polling to fall back on while it cannot.
+
+WebSocketTransport is a Transport (status, set) with a push side: the charger loop
+runs ``push(listener, on_state)`` beside its poll loop, and polls only while
+``live`` is False. While the socket is up nothing goes over HTTP; while it is down,
+status and set go to the fallback (the local HTTP API, or the cloud's) if there is one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from goe2mqtt.goe.client import TransientError
+from goe2mqtt.goe.transport import Transport
+from goe2mqtt.goe.websocket import Listener, StateListener, WebSocketLink
+from goe2mqtt.util.values import JsonValue
+
+
+@runtime_checkable
+class PushTransport(Transport, Protocol):
+    """A Transport whose charger also pushes (the charger loop's view of it)."""
+
+    @property
+    def live(self) -> bool:
+        """Pushing now: values arrive as they change, no polling needed."""
+        ...
+
+    @property
+    def connection(self) -> str:
+        """What serves the charger and why, for the Connection entity."""
+        ...
+
+    async def push(self, listener: Listener, on_state: StateListener) -> None:
+        """Keep the push channel open until cancelled."""
+        ...
+
+
+class WebSocketTransport:
+    """The charger's websocket, and its HTTP API while the socket is down."""
+
+    def __init__(self, link: WebSocketLink, fallback: Transport | None, *, cloud: bool) -> None:
+        self.link = link
+        self._fallback = fallback
+        self._cloud = cloud
+        self._status: dict[str, Any] = {}
+
+    @property
+    def live(self) -> bool:
+        return self.link.live
+
+    @property
+    def connection(self) -> str:
+        name = "cloud websocket" if self._cloud else "websocket"
+        if self.link.live:
+            return name
+        if self._fallback is None:
+            return f"none ({name}: {self.link.reason})"
+        return f"polling ({name}: {self.link.reason})"
+
+    async def push(self, listener: Listener, on_state: StateListener) -> None:
+        async def keep(values: Mapping[str, Any], full: bool) -> None:
+            if full:
+                self._status = dict(values)
+            else:
+                self._status.update(values)
+            await listener(values, full)
+
+        await self.link.run(keep, on_state)
+
+    async def status(self, keys: Collection[str]) -> dict[str, Any]:
+        if self.link.live:
+            status = self._status
+            return dict(status) if not keys else {k: status[k] for k in keys if k in status}
+        if self._fallback is None:
+            raise TransientError(f"websocket down: {self.link.reason}")
+        return await self._fallback.status(keys)
+
+    async def set(self, values: Mapping[str, JsonValue]) -> dict[str, Any]:
+        if self.link.live or self._fallback is None:
+            return await self.link.set(values)
+        return await self._fallback.set(values)

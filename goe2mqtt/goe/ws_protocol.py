@@ -1,0 +1,132 @@
+"""The go-e websocket protocol, without I/O: password hashes, auth, secured writes, frames.
+
+go-e documents none of it; ../shared/goe-push.md gathers what the community's working
+clients (marq24/ha-goecharger-api2, joscha82/wattpilot) do, with sources. The charger
+uses the same functions (the simulator) as the bridge, so a test of one checks both.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import bcrypt
+
+from goe2mqtt.util.values import JsonValue
+
+HashKind = Literal["pbkdf2", "bcrypt"]
+PBKDF2_ROUNDS = 100_000
+PBKDF2_BYTES = 256
+_STANDARD_B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_BCRYPT_B64 = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_TO_BCRYPT = bytes.maketrans(_STANDARD_B64, _BCRYPT_B64)
+# Older firmware leaves "hash" out of authRequired: these device types use bcrypt then.
+_BCRYPT_DEVICES = ("phoenix", "core", " pro")
+
+
+class ProtocolError(Exception):
+    """A frame that breaks the protocol; the message is safe to log."""
+
+
+def hash_kind(auth_required: Mapping[str, Any], hello: Mapping[str, Any]) -> HashKind:
+    """Which hash the charger asks for; older firmware says nothing: by device type."""
+    named = auth_required.get("hash")
+    if named in ("pbkdf2", "bcrypt"):
+        return "bcrypt" if named == "bcrypt" else "pbkdf2"
+    if named is not None:
+        raise ProtocolError(f"unknown password hash {str(named)[:32]!r}")
+    device = str(hello.get("devicetype", "")).lower()
+    return "bcrypt" if any(kind in device for kind in _BCRYPT_DEVICES) else "pbkdf2"
+
+
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def bcrypt_salt(serial: str) -> bytes:
+    """$2a$08$ and 16 bytes - the serial's digit values, zero-padded on the left -
+    in bcrypt's own base64 alphabet (22 characters)."""
+    digits = [int(c) for c in serial if c.isdigit()][-16:]
+    raw = bytes(16 - len(digits)) + bytes(digits)
+    encoded = base64.b64encode(raw).rstrip(b"=").translate(_TO_BCRYPT)
+    return b"$2a$08$" + encoded
+
+
+def hashed_password(password: str, serial: str, kind: HashKind) -> bytes:
+    """The charger's form of its password. Costs ~0.1 s of CPU: once per charger, in a
+    thread, never per message."""
+    if kind == "bcrypt":
+        salt = bcrypt_salt(serial)
+        return bcrypt.hashpw(_sha256_hex(password.encode()).encode(), salt)[len(salt) :]
+    derived = hashlib.pbkdf2_hmac(
+        "sha512", password.encode(), serial.encode(), PBKDF2_ROUNDS, PBKDF2_BYTES
+    )
+    return base64.b64encode(derived)[:32]
+
+
+def auth_hash(token1: str, token2: str, token3: str, hashed: bytes) -> str:
+    return _sha256_hex((token3 + token2 + _sha256_hex(token1.encode() + hashed)).encode())
+
+
+def auth_message(auth_required: Mapping[str, Any], hashed: bytes) -> dict[str, str]:
+    """The answer to authRequired: a fresh token3 and the proof of the password."""
+    token1, token2 = auth_required.get("token1"), auth_required.get("token2")
+    if not isinstance(token1, str) or not isinstance(token2, str):
+        raise ProtocolError("authRequired without token1/token2")
+    token3 = secrets.token_hex(16)
+    return {"type": "auth", "token3": token3, "hash": auth_hash(token1, token2, token3, hashed)}
+
+
+def set_value(request_id: int, key: str, value: JsonValue) -> dict[str, Any]:
+    return {"type": "setValue", "requestId": request_id, "key": key, "value": value}
+
+
+def secured(message: Mapping[str, Any], hashed: bytes) -> dict[str, Any]:
+    """A write wrapped with its HMAC: the LAN is plain ws://, the HMAC proves the sender."""
+    data = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return {
+        "type": "securedMsg",
+        "data": data,
+        "requestId": f"{message['requestId']}sm",
+        "hmac": hmac.new(hashed, data.encode(), hashlib.sha256).hexdigest(),
+    }
+
+
+def unwrap_secured(message: Mapping[str, Any], hashed: bytes) -> dict[str, Any]:
+    """The setValue inside a securedMsg whose HMAC is right (the charger's side)."""
+    data, mac = message.get("data"), message.get("hmac")
+    if not isinstance(data, str) or not isinstance(mac, str):
+        raise ProtocolError("securedMsg without data/hmac")
+    expected = hmac.new(hashed, data.encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, mac):
+        raise ProtocolError("securedMsg: wrong hmac")
+    inner = decode(data)
+    if inner is None:
+        raise ProtocolError("securedMsg: data is not a JSON object")
+    return inner
+
+
+def decode(text: str | bytes) -> dict[str, Any] | None:
+    """A frame's message: a JSON object with a string type, else None."""
+    try:
+        message = json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        return None
+    return message
+
+
+def encode(message: Mapping[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def succeeded(response: Mapping[str, Any]) -> bool:
+    """60.3 was seen answering "success": "true" (a string): truthy counts."""
+    success = response.get("success")
+    return success is True or (isinstance(success, str) and success.lower() == "true")
