@@ -249,8 +249,12 @@ class Charger:
             await self._wake.wait(max(self.settings.scan_interval, PUSH_START_WAIT))
             await self._poll(start_within)
         finally:
-            pushing.cancel()
-            await asyncio.gather(pushing, return_exceptions=True)
+            # Again until it ends: on 3.11 a wait_for inside may swallow one cancel.
+            while not pushing.done():
+                pushing.cancel()
+                await asyncio.wait({pushing}, timeout=1.0)
+            if not pushing.cancelled() and pushing.exception() is not None:
+                log.error("push_crashed", charger=self.name, error=repr(pushing.exception()))
 
     async def _poll(self, start_within: float | None) -> None:
         # Spread the first polls of a fleet instead of a burst. Each poll is then due an

@@ -112,6 +112,9 @@ class WebSocketLink:
                 self._down(f"refused ({exc.status})")
             except (aiohttp.ClientError, OSError) as exc:
                 self._down(f"connection failed: {type(exc).__name__}")
+            except Exception as exc:  # a bug must not end the charger's socket for good
+                log.exception("websocket_crashed", charger=self._name)
+                self._down(f"internal error: {type(exc).__name__}")
             if time.monotonic() - started > 2 * MAX_BACKOFF:
                 failures = 0  # it lived a while: start the backoff anew
             failures += 1

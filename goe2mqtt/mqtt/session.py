@@ -74,6 +74,9 @@ class Subscription:
     # MQTT 5: a message published with retain keeps the flag on its way to us, so a
     # retained publish (or someone clearing one) is never taken for a live command.
     retain_as_published: bool = False
+    # Never quiet (a charger publishing its own values): subscribed only after the
+    # retained messages of the others were read, which waits for a quiet moment.
+    stream: bool = False
 
 
 class MqttSession:
@@ -388,7 +391,10 @@ class MqttSession:
 
     async def _serve(self, client: aiomqtt.Client, received: list[int]) -> None:
         v5 = self._options.protocol == "5"
+        streams = [sub for sub in self._subscriptions if sub.stream]
         for sub in self._subscriptions:
+            if sub.stream:
+                continue
             if v5:
                 await client.subscribe(
                     sub.topic,
@@ -410,6 +416,8 @@ class MqttSession:
             await until_quiet(received)
             for topic in retained_only:
                 await client.unsubscribe(topic)
+        for sub in streams:
+            await client.subscribe(sub.topic, qos=sub.qos)
         await client.publish(self._options.availability_topic, ONLINE, qos=1, retain=True)
         self._lost = asyncio.get_running_loop().create_future()
         self._set_client(client)

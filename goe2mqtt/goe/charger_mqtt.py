@@ -1,0 +1,191 @@
+"""The charger's own MQTT (firmware 055+, mce/mcu set in the app) as a Transport.
+
+The charger publishes each key on {prefix}/{serial}/{key} (older firmware: with a
+leading slash), changed keys at once and every key now and then; it takes writes
+on {key}/set and answers on {key}/result. This module knows topics and payloads,
+not the broker: the bridge hands it what arrives (take) and gives it a way to
+publish (send), so the MQTT layer and this one stay apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from typing import Any
+
+import structlog
+
+from goe2mqtt.goe.client import ChargerOffline, Rejected, TransientError
+from goe2mqtt.goe.websocket import Listener, StateListener
+from goe2mqtt.util.aio import Alarm
+from goe2mqtt.util.values import JsonValue
+
+log = structlog.get_logger()
+
+SILENCE = 120.0  # not heard for this long: offline (the charger republishes every key)
+ANSWER_TIMEOUT = 10.0  # a write's {key}/result
+FIRST_BURST = 1.0  # after the first key, gather this long before announcing the status
+MAX_PAYLOAD = 64 * 1024  # a key's value; a full status is ~10 KiB
+RESULT = "result"
+
+Send = Callable[[str, bytes], Awaitable[bool]]
+
+
+class ChargerMqttTransport:
+    """One charger reached through the topics it publishes itself."""
+
+    def __init__(
+        self,
+        serial: str,
+        prefix: str,
+        *,
+        name: str,
+        send: Send,
+        silence: float = SILENCE,
+        answer_timeout: float = ANSWER_TIMEOUT,
+        first_burst: float = FIRST_BURST,
+    ) -> None:
+        self._name = name
+        self._bases = (f"{prefix}/{serial}", f"/{prefix}/{serial}")
+        self._base = self._bases[0]  # the form the charger was last heard in
+        self._send = send
+        self._silence = silence
+        self._answer_timeout = answer_timeout
+        self._first_burst = first_burst
+        self._status: dict[str, Any] = {}
+        self._pending: dict[str, Any] = {}  # heard since the listener was last told
+        self._heard_at: float | None = None  # monotonic
+        self._arrived = Alarm()  # no wait_for: on 3.11 it can swallow a cancel
+        self._results: dict[str, asyncio.Future[str]] = {}
+        self.skipped: dict[str, int] = {}
+
+    @property
+    def bases(self) -> tuple[str, ...]:
+        return self._bases
+
+    @property
+    def filters(self) -> tuple[str, ...]:
+        """What to subscribe to: each key, and each write's result, in both forms."""
+        return tuple(f"{base}/{leaf}" for base in self._bases for leaf in ("+", f"+/{RESULT}"))
+
+    def owns(self, topic: str) -> bool:
+        return any(topic.startswith(base + "/") for base in self._bases)
+
+    # --- what arrives ---------------------------------------------------------------
+
+    def take(self, topic: str, payload: bytes) -> None:
+        """A message on one of our filters (the bridge's MQTT callback: never raises)."""
+        for base in self._bases:
+            if topic.startswith(base + "/"):
+                rest = topic[len(base) + 1 :]
+                break
+        else:
+            return
+        self._base = base
+        key, _, leaf = rest.partition("/")
+        if leaf == RESULT:
+            waiting = self._results.get(key)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(_result_text(payload))
+            return
+        if leaf or not key:
+            return
+        if len(payload) > MAX_PAYLOAD:
+            self._skip("a value over 64 KiB")
+            return
+        try:
+            value = json.loads(payload)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            self._skip("a value that is not JSON")
+            return
+        self._heard_at = time.monotonic()
+        self._status[key] = value
+        self._pending[key] = value
+        self._arrived.set()
+
+    def _skip(self, what: str) -> None:
+        count = self.skipped.get(what, 0)
+        self.skipped[what] = count + 1
+        if count == 0:
+            log.warning("charger_mqtt_value_skipped", charger=self._name, reason=what)
+
+    # --- the push side ----------------------------------------------------------------
+
+    @property
+    def live(self) -> bool:
+        return self._heard_at is not None and time.monotonic() - self._heard_at < self._silence
+
+    @property
+    def connection(self) -> str:
+        return "mqtt" if self.live else f"none (mqtt: {self._why_not()})"
+
+    def _why_not(self) -> str:
+        if self._heard_at is None:
+            return f"nothing heard on {self._bases[0]}/+ yet"
+        return f"not heard for {self._silence:.0f} s"
+
+    async def push(self, listener: Listener, on_state: StateListener) -> None:
+        told_full = False
+        was_live = False
+        while True:
+            await self._arrived.wait(self._silence / 4)
+            if not told_full and self._arrived.is_set():
+                await asyncio.sleep(self._first_burst)  # the first keys come in a burst
+            if self.live != was_live:
+                was_live = not was_live
+                if not was_live:
+                    log.warning("charger_mqtt_silent", charger=self._name,
+                                reason=self._why_not())  # fmt: skip
+                on_state()
+            if not self._arrived.is_set():
+                continue
+            self._arrived.clear()
+            pending, self._pending = self._pending, {}
+            full = not told_full
+            told_full = True
+            try:
+                await listener(dict(self._status) if full else pending, full)
+            except Exception:  # a bug (or a WrongCharger) must not end the stream
+                log.exception("charger_mqtt_update_failed", charger=self._name)
+
+    # --- the Transport side -----------------------------------------------------------
+
+    async def status(self, keys: Collection[str]) -> dict[str, Any]:
+        if not self.live:
+            raise ChargerOffline(f"charger's own MQTT: {self._why_not()}")
+        status = self._status
+        return dict(status) if not keys else {k: status[k] for k in keys if k in status}
+
+    async def set(self, values: Mapping[str, JsonValue]) -> dict[str, Any]:
+        answers: dict[str, Any] = {}
+        for key, value in values.items():
+            answers[key] = await self._set_one(key, value)
+        return answers
+
+    async def _set_one(self, key: str, value: JsonValue) -> bool:
+        if key in self._results:
+            raise TransientError(f"a write of {key} is still waiting for its result")
+        answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._results[key] = answer
+        try:
+            payload = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+            if not await self._send(f"{self._base}/{key}/set", payload.encode()):
+                raise TransientError("not sent: the broker is not connected")
+            text = await asyncio.wait_for(answer, self._answer_timeout)
+        except TimeoutError:
+            raise TransientError(f"no {key}/result from the charger") from None
+        finally:
+            self._results.pop(key, None)
+        if text.lower() != "success":
+            raise Rejected(f"charger refused {key} ({text})")
+        return True
+
+
+def _result_text(payload: bytes) -> str:
+    """The charger's answer: success, or an error text (printable, bounded)."""
+    text = payload[:200].decode("utf-8", "replace").strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1]
+    return "".join(c if c.isprintable() else "?" for c in text) or "empty answer"
