@@ -15,6 +15,7 @@ import structlog
 from goe2mqtt import __version__
 from goe2mqtt.config.settings import ConfigError, Settings, load_settings
 from goe2mqtt.sim.charger import MODELS
+from goe2mqtt.sim.serve import SIMULATE_HELP, simulate
 from goe2mqtt.util.logs import LEVELS, configure_logging
 
 MODEL_NAMES = tuple(MODELS)
@@ -130,6 +131,22 @@ def _parser() -> argparse.ArgumentParser:
         " next ports (8081, 8082, ...), for a config with host: instead of the cloud",
     )
     simulate.add_argument(
+        "--mode",
+        choices=("http", "ws", "mqtt"),
+        default="http",
+        help="http: the HTTP APIs only (default); ws: each charger's local API and its"
+        " websocket (/ws, asks for --password); mqtt: each charger publishes to --broker"
+        " itself, as with transport: mqtt",
+    )
+    simulate.add_argument("--password", default="demo-password",
+                          help="ws: the chargers' password (default demo-password)")
+    simulate.add_argument("--hash", choices=("pbkdf2", "bcrypt"), default="pbkdf2",
+                          help="ws: the password hash the chargers ask for")
+    simulate.add_argument("--broker", default="127.0.0.1:1883",
+                          help="mqtt: the broker the chargers publish to (HOST:PORT)")
+    simulate.add_argument("--prefix", default="go-eCharger",
+                          help="mqtt: the chargers' topic prefix (default go-eCharger)")
+    simulate.add_argument(
         "--charger",
         action="append",
         metavar="SERIAL[:TOKEN[:MODEL]]",
@@ -182,7 +199,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "simulate":
         configure_logging(args.log_level, args.log_format)
         specs = args.charger or ["012345:demo-token"]
-        return _simulate(args.listen, args.port, specs, local=args.local)
+        return simulate(
+            args.listen, args.port, specs, mode=args.mode, local=args.local,
+            password=args.password, hash_kind=args.hash, broker=args.broker,
+            prefix=args.prefix,
+        )  # fmt: skip
     if command == "healthcheck":
         return _healthcheck(args.file, args.config, args.max_age)
     if command == "entities":
@@ -320,53 +341,3 @@ def _run(settings: Settings) -> int:
     return EXIT_OK
 
 
-SIMULATE_HELP = """\
-Serve simulated go-e chargers (API v2) on loopback: the cloud API at
-http://HOST:PORT/SERIAL (use it as api_url with the charger's token), and with
---local each charger's local API at HOST:PORT+1, +2, ... (use it as host:).
-They keep state: a set changes what the next status returns, the car charges.
-
-Drive them from outside (JSON over HTTP):
-  curl -X POST http://127.0.0.1:8080/_sim/012345 -d '{"plug": true}'
-      plug a car in ("plug": false unplugs; "auth_required": true waits for a card)
-  curl -X POST .../_sim/012345 -d '{"car_full": true}'      the car stops taking power
-  curl -X POST .../_sim/012345 -d '{"error": 1}'            set the charger's error code
-  curl -X POST .../_sim/012345 -d '{"faults": {"http_status": 500}}'
-      faults: http_status, delay (s), garbage, success_false, body, only ("status" or
-      "set"), times, retry_after, reason, reject_sets, drop_sets, values, missing;
-      {"faults": {}} heals
-  curl http://127.0.0.1:8080/_sim/012345      its status, faults and the sets it got
-"""
-
-
-def _simulate(host: str, port: int, specs: Sequence[str], *, local: bool = False) -> int:
-    from goe2mqtt.sim.simulator import SimulatedCharger, Simulator
-
-    chargers = []
-    for spec in specs:
-        serial, _, rest = spec.partition(":")
-        token, _, model = rest.partition(":")
-        if model and model not in MODELS:
-            print(f"--charger {spec}: unknown model {model!r} ({', '.join(MODELS)})",
-                  file=sys.stderr)
-            return 2
-        chargers.append(SimulatedCharger(serial, token or None, model_name=model or "home22"))
-    simulator = Simulator(chargers)
-
-    async def serve() -> None:
-        await simulator.start(host, port)
-        for index, charger in enumerate(chargers, start=1):
-            where = f"api_url {simulator.url_for(charger.serial)}"
-            if local:
-                local_host = await simulator.serve_local(charger.serial, host, port + index)
-                where += f", host {local_host}"
-            print(f"charger {charger.serial}: {where}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        await simulator.stop()
-
-    asyncio.run(serve())
-    return EXIT_OK
