@@ -108,6 +108,24 @@ UNCONFIRMABLE: frozenset[str] = frozenset(
     e.write.key for e in ENTITIES if e.write is not None and not e.write.read_back
 )
 
+# Polite polling: settings and facts change when someone changes them (the app, a
+# command, a firmware update), not by themselves. They are read every config_interval
+# and after each write; every other key every scan_interval. A key is settled when only
+# config entities read it, or it describes the device; these change on their own all
+# the same (a card swipe sets the transaction). sse stays live: every answer is checked
+# for the serial it comes from.
+_CHANGES_ON_ITS_OWN = frozenset({"trx"})
+_READ_BEYOND_CONFIG = {
+    key for e in STATE_ENTITIES if e.entity_category != "config" for key in e.reads
+}
+SETTLED_KEYS: frozenset[str] = frozenset(
+    {key for e in STATE_ENTITIES if e.entity_category == "config" for key in e.reads}
+    - _READ_BEYOND_CONFIG
+    - _CHANGES_ON_ITS_OWN
+    | {"typ", "fwv", "var", "fna", "cards", *(f"c{i}n" for i in range(10))}
+) & STATUS_KEYS
+LIVE_KEYS: frozenset[str] = STATUS_KEYS - SETTLED_KEYS
+
 
 # Each key name once for the whole process (see own_keys).
 _KEY_NAMES: dict[str, str] = {key: key for key in STATUS_KEYS}

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from goe2mqtt.catalogue import STATUS_KEYS, own_keys
+from goe2mqtt.catalogue import LIVE_KEYS, STATUS_KEYS, own_keys
 from goe2mqtt.catalogue.facts import DeviceFacts
 from goe2mqtt.charger.pv_feed import PvFeed
 from goe2mqtt.charger.view import ChargerView, changed_in
@@ -127,6 +127,8 @@ class Charger:
             timeout=settings.pv_feed_timeout,
         )
         self._feed_publish: asyncio.Task[list[str]] | None = None
+        self._settled_read_at: float | None = None  # monotonic: the last poll of every key
+        self._settled_due = True  # a write, a restart: read settings and facts again
         self._push = transport if isinstance(transport, PushTransport) else None
         self._pushed_now = asyncio.Event()  # set by every pushed message
         self.runner = CommandRunner(
@@ -310,7 +312,19 @@ class Charger:
             return max(self.settings.idle_interval, hold_off)
         return max(self.settings.scan_interval, hold_off)
 
+    def _every_key_due(self, now: float) -> bool:
+        """Polite polling: settings and facts only every config_interval, after a
+        write (a command reads back every key) or when the charger restarted."""
+        return (
+            self._settled_due
+            or self.runner.running is not None
+            or self._settled_read_at is None
+            or now - self._settled_read_at >= self.settings.config_interval
+        )
+
     def poll_soon(self, delay: float = 0.0) -> None:
+        """Poll early (after a command: every key, settings included)."""
+        self._settled_due = True
         if delay <= 0:
             self._wake.set()
         else:
@@ -331,13 +345,20 @@ class Charger:
                 await asyncio.wait_for(self._pushed_now.wait(), PUSH_WAIT)
             return self.pushing
         started = time.monotonic()
+        every_key = self._every_key_due(started)
         try:
-            status = own_keys(await self.transport.status(STATUS_KEYS))
-            self._check_serial(status)
+            answer = own_keys(await self.transport.status(STATUS_KEYS if every_key else LIVE_KEYS))
+            self._check_serial(answer)
         except GoeError as exc:
             await self._poll_failed(exc)
             return False
         took_ms = round((time.monotonic() - started) * 1000, 1)
+        if every_key:
+            self._settled_read_at, self._settled_due, status = started, False, answer
+        else:
+            if answer.get("rbc") != self.status.get("rbc"):
+                self._settled_due = True  # it restarted: perhaps with new firmware
+            status = {**self.status, **answer}  # settings as last read
         changed = await self._accept(status)
         log.debug("poll", charger=self.name, ms=took_ms, changed=changed)
         return True

@@ -21,6 +21,9 @@ Status = Mapping[str, Any]
 
 # A full go-e status is ~10 KiB; anything near this is not a go-e answer.
 MAX_BODY_BYTES = 1 << 20
+# Local firmware has been seen resetting the connection on long filters; go-e does not
+# say how long is too long. 200 characters is ~45 keys: two requests for our ~90.
+LOCAL_FILTER_LENGTH = 200
 
 
 class GoeError(Exception):
@@ -76,6 +79,25 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, moment.timestamp() - now)
 
 
+def filter_parts(keys: Collection[str], longest: int | None) -> list[str]:
+    """The filter= values for ``keys``: one, or parts of at most ``longest`` characters."""
+    ordered = sorted(keys)
+    if longest is None:
+        return [",".join(ordered)]
+    parts: list[str] = []
+    current: list[str] = []
+    length = 0
+    for key in ordered:
+        if current and length + 1 + len(key) > longest:
+            parts.append(",".join(current))
+            current, length = [], 0
+        length += len(key) + (1 if current else 0)
+        current.append(key)
+    if current:
+        parts.append(",".join(current))
+    return parts
+
+
 def encode_set_value(value: JsonValue) -> str:
     """go-e wants every /api/set value JSON-encoded: 16, "name", null, true."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
@@ -101,8 +123,14 @@ class GoeClient:
 
     async def status(self, keys: Collection[str]) -> dict[str, Any]:
         """The charger's current values for ``keys`` (all keys when empty)."""
-        params = {"filter": ",".join(sorted(keys))} if keys else {}
-        return await self._call("/api/status", params)
+        if not keys:
+            return await self._call("/api/status", {})
+        # Some local firmware resets the connection on a long filter: ask in parts.
+        parts = filter_parts(keys, LOCAL_FILTER_LENGTH if self._local else None)
+        status = await self._call("/api/status", {"filter": parts[0]})
+        for part in parts[1:]:
+            status.update(await self._call("/api/status", {"filter": part}))
+        return status
 
     async def set(self, values: Mapping[str, JsonValue]) -> dict[str, Any]:
         """Write values; returns the charger's per-key answer."""

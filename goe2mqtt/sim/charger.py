@@ -103,6 +103,7 @@ class SimulatedCharger:
     dropped_sets: list[dict[str, Any]] = field(default_factory=list)  # 202 but lost
     set_requests: int = 0  # every /api/set request, faulty or not
     status_calls: int = 0
+    last_filter: str | None = None  # the filter= of the last status call
     ids: dict[str, float] | None = None  # PV data last written, and when
     ids_at: float = 0.0
     _advanced_at: float | None = None

@@ -158,6 +158,7 @@ class Simulator:
         if call == "status":
             charger.status_calls += 1
             keys = request.query.get("filter")
+            charger.last_filter = keys
             answer = charger.status(keys.split(",") if keys else None)
             answer.update({k: v for k, v in faults.values.items() if k in answer or not keys})
             for key in faults.missing:
