@@ -22,6 +22,7 @@ loop's is the ratio we track.
 
     python bench/bench.py                 # N = 1, 100, 1000; 60 s windows
     python bench/bench.py --sizes 1000 --window 120
+    python bench/bench.py --push          # chargers on websockets instead (bench/push.py)
 """
 
 from __future__ import annotations
@@ -486,6 +487,11 @@ async def main_async(args: Any) -> None:
 
 
 def main() -> None:
+    if "--push" in sys.argv[1:]:  # the websocket benchmark: bench/push.py
+        import push
+
+        push.main([arg for arg in sys.argv[1:] if arg != "--push"])
+        return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -34,7 +34,7 @@ async def test_demo_shows_discovery_states_a_command_and_its_result(
     # Discovery as a count per component, not a hundred lines per charger; the
     # try-it block before the stream.
     summary = next(line for line in lines if line.startswith("--- Home Assistant discovery: "))
-    assert "136 sensor" in summary, summary
+    assert "138 sensor" in summary, summary
     assert not any(line.startswith("goe2mqtt-demo-ha/") for line in lines)
     assert text.index("--- try it yourself") < text.index(f"{base}/garage/availability")
     assert any(line.split() == [f"{base}/garage/availability", "online"] for line in lines)

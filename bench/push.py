@@ -1,0 +1,290 @@
+"""Benchmark: goe2mqtt on N chargers' websockets, against a bare websocket reader.
+
+Not a test: it prints a table. For each N: a Mosquitto of its own; a lean websocket
+server in this process that speaks the charger's protocol (hello, bcrypt auth,
+fullStatus, then a deltaStatus per charger every second: utc and rbt, which no
+entity shows, and for a few chargers a new charging current, which is timed from
+the frame sent to the value on MQTT); goe2mqtt as its own process (transport
+websocket, the cloud's URL form on loopback). Then bench/bare_push.py - the same
+connections, the same auth and the same frames parsed, nothing else - is the floor,
+in the same run.
+
+    python bench/bench.py --push                   # N = 1, 1000; 30 s windows
+    python bench/bench.py --push --sizes 10000 --window 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from aiohttp import WSMsgType, web
+
+from goe2mqtt.goe.ws_protocol import encode
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.charger import SimulatedCharger
+
+HERE = Path(__file__).resolve().parent
+TOKEN = "bench-token"
+PASSWORD = "bench-password"
+BASE = "benchpush"
+CHANGES_PER_SECOND = 5
+
+
+def serials(n: int) -> list[str]:
+    return [f"{200000 + i:06d}" for i in range(n)]
+
+
+def proc_cpu(pid: int) -> float:
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class PushServer:
+    """N chargers' websockets on one port ({server}/{serial}/ws), deltas every second."""
+
+    def __init__(self, chargers: list[str]) -> None:
+        self.template = SimulatedCharger(chargers[0]).status()
+        self.open: dict[str, web.WebSocketResponse] = {}
+        self.amp = dict.fromkeys(chargers, 16)
+        self.sent_at: dict[tuple[str, int], float] = {}  # (serial, amp) -> when sent
+        self.deltas = 0
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/{serial}/ws", self.handle)
+        app.router.add_get("/{serial}/api/status", self.status)  # the fallback, until live
+        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0, backlog=4096)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def status(self, request: web.Request) -> web.Response:
+        serial = request.match_info["serial"]
+        return web.json_response({**self.template, "sse": serial, "amp": self.amp[serial]})
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        serial = request.match_info["serial"]
+        socket = web.WebSocketResponse(heartbeat=None)
+        await socket.prepare(request)
+        await socket.send_str(encode({"type": "hello", "serial": serial, "secured": True,
+                                      "devicetype": "go-eCharger_V4", "version": "60.4"}))
+        await socket.send_str(encode({"type": "authRequired", "token1": uuid.uuid4().hex,
+                                      "token2": uuid.uuid4().hex, "hash": "bcrypt"}))
+        async for frame in socket:
+            if frame.type is not WSMsgType.TEXT:
+                continue
+            message = json.loads(frame.data)
+            if message.get("type") == "auth":
+                await socket.send_str(encode({"type": "authSuccess"}))
+                status = {**self.template, "sse": serial, "amp": self.amp[serial]}
+                await socket.send_str(encode({"type": "fullStatus", "partial": False,
+                                              "status": status}))
+                self.open[serial] = socket
+        self.open.pop(serial, None)
+        return socket
+
+    async def tick_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while True:
+            due += 1.0
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            now = time.time()
+            common = encode({"type": "deltaStatus", "status": {
+                "utc": time.strftime("%Y-%m-%dT%H:%M:%S.000", time.gmtime(now)),
+                "rbt": int(now * 1000) % 10**9}})  # fmt: skip
+            changing = set(random.sample(list(self.open), min(CHANGES_PER_SECOND, len(self.open))))
+            for serial, socket in list(self.open.items()):
+                if serial in changing:
+                    amp = 6 + (self.amp[serial] - 5) % 26
+                    self.amp[serial] = amp
+                    self.sent_at[(serial, amp)] = time.monotonic()
+                    frame = encode({"type": "deltaStatus", "status": {"amp": amp}})
+                else:
+                    frame = common
+                try:
+                    await socket.send_str(frame)
+                    self.deltas += 1
+                except ConnectionError:
+                    self.open.pop(serial, None)
+
+
+@dataclass
+class Result:
+    n: int
+    cpu_per_delta_us: float = float("nan")
+    floor_per_delta_us: float = float("nan")
+    rss_mib: float = float("nan")
+    connect_s: float = float("nan")
+    latencies_ms: list[float] = field(default_factory=list)
+    mqtt_per_s: float = float("nan")
+    note: str = ""
+
+
+async def measure(process: subprocess.Popen[bytes], server: PushServer, n: int,
+                  window: float, settle: float, deadline: float) -> tuple[float, float, float]:
+    """(seconds to connect all, CPU us per delta, RSS MiB) of a process reading N sockets."""
+    started = time.monotonic()
+    while len(server.open) < n:
+        if process.poll() is not None:
+            raise RuntimeError(f"the process ended ({process.returncode})")
+        if time.monotonic() - started > deadline:
+            raise RuntimeError(f"only {len(server.open)} of {n} connected in {deadline:.0f} s")
+        await asyncio.sleep(0.2)
+    connected = time.monotonic() - started
+    await asyncio.sleep(settle)
+    cpu0, deltas0 = proc_cpu(process.pid), server.deltas
+    await asyncio.sleep(window)
+    cpu1, deltas1 = proc_cpu(process.pid), server.deltas
+    per_delta = 1e6 * (cpu1 - cpu0) / max(1, deltas1 - deltas0)
+    return connected, per_delta, proc_rss(process.pid)
+
+
+async def run_size(n: int, args: Any) -> Result:
+    result = Result(n)
+    chargers = serials(n)
+    server = PushServer(chargers)
+    await server.start()
+    ticker = asyncio.create_task(server.tick_forever())
+    workdir = Path(tempfile.mkdtemp(prefix="goe2mqtt-push-"))
+    url = f"http://127.0.0.1:{server.port}"
+    with MosquittoBroker() as broker:
+        config = {
+            "mqtt": {"host": broker.host, "port": broker.port, "base_topic": BASE,
+                     "client_id": f"push-{uuid.uuid4().hex[:6]}", "discovery_prefix": "push-ha"},
+            "state_dir": str(workdir),
+            "chargers": [{"name": f"c{s}", "serial": s, "token": TOKEN, "password": PASSWORD,
+                          "transport": "websocket", "api_url": f"{url}/{s}"}
+                         for s in chargers],
+        }  # fmt: skip
+        (workdir / "config.json").write_text(json.dumps(config))
+        latencies: list[float] = []
+        received = [0]
+
+        async def listen() -> None:
+            async with aiomqtt.Client(broker.host, broker.port) as client:
+                await client.subscribe(f"{BASE}/+/charging_current")
+                await client.subscribe(f"{BASE}/#")
+                async for message in client.messages:
+                    received[0] += 1
+                    topic = message.topic.value
+                    if not topic.endswith("/charging_current"):
+                        continue
+                    serial = topic.split("/")[1][1:]
+                    payload = message.payload if isinstance(message.payload, bytes) else b""
+                    with_value = server.sent_at.pop((serial, int(float(payload or b"0"))), None)
+                    if with_value is not None:
+                        latencies.append(1000 * (time.monotonic() - with_value))
+
+        listener = asyncio.create_task(listen())
+        bridge = subprocess.Popen(
+            [sys.executable, "-m", "goe2mqtt", "run", "-c", str(workdir / "config.json"),
+             "--log-level", "warning"],
+            stderr=open(workdir / "bridge.log", "wb"),
+        )  # fmt: skip
+        try:
+            result.connect_s, result.cpu_per_delta_us, result.rss_mib = await measure(
+                bridge, server, n, args.window, args.settle, args.connect_deadline)
+            seen0 = received[0]
+            latencies.clear()
+            server.sent_at.clear()
+            await asyncio.sleep(min(args.window, 20))
+            result.latencies_ms = list(latencies)
+            result.mqtt_per_s = (received[0] - seen0) / min(args.window, 20)
+        except RuntimeError as exc:
+            result.note = str(exc)
+        finally:
+            bridge.terminate()
+            bridge.wait(30)
+            listener.cancel()
+        for socket in list(server.open.values()):
+            await socket.close()
+        server.open.clear()
+        (workdir / "urls.json").write_text(json.dumps([f"ws://127.0.0.1:{server.port}/{s}/ws"
+                                                       for s in chargers]))  # fmt: skip
+        bare = subprocess.Popen([sys.executable, str(HERE / "bare_push.py"),
+                                 str(workdir / "urls.json"), TOKEN, PASSWORD])  # fmt: skip
+        try:
+            _, result.floor_per_delta_us, _ = await measure(
+                bare, server, n, args.window, args.settle, args.connect_deadline)
+        except RuntimeError as exc:
+            result.note += f" floor: {exc}"
+        finally:
+            bare.terminate()
+            bare.wait(30)
+    ticker.cancel()
+    assert server.runner is not None
+    await server.runner.cleanup()
+    return result
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def print_table(results: list[Result]) -> None:
+    one = next((r for r in results if r.n == 1), None)
+    print("| chargers | connect s | CPU us/delta | floor us/delta | ratio | RSS MiB |"
+          " KiB/charger over 1 | change p50 ms | p99 ms | samples | MQTT msg/s |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        ratio = r.cpu_per_delta_us / r.floor_per_delta_us
+        per = (1024 * (r.rss_mib - one.rss_mib) / (r.n - 1)) if one and r.n > 1 else float("nan")
+        print(f"| {r.n} | {r.connect_s:.1f} | {r.cpu_per_delta_us:.1f} |"
+              f" {r.floor_per_delta_us:.1f} | {ratio:.2f} | {r.rss_mib:.1f} | {per:.1f} |"
+              f" {percentile(r.latencies_ms, 0.5):.1f} | {percentile(r.latencies_ms, 0.99):.1f} |"
+              f" {len(r.latencies_ms)} | {r.mqtt_per_s:.1f} |{(' ' + r.note) if r.note else ''}")
+
+
+async def main_async(args: Any) -> None:
+    results = []
+    for n in args.sizes:
+        print(f"running {n} charger(s) on websockets...", file=sys.stderr, flush=True)
+        results.append(await run_size(n, args))
+    print_table(results)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")],
+                        default=[1, 1000])
+    parser.add_argument("--window", type=float, default=30.0, help="seconds measured")
+    parser.add_argument("--settle", type=float, default=15.0,
+                        help="seconds after every charger connected, before measuring")
+    parser.add_argument("--connect-deadline", type=float, default=600.0)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    random.seed(args.seed)
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
