@@ -13,6 +13,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from collections import Counter
 from typing import Any, Literal, TextIO
 
@@ -25,6 +26,7 @@ from goe2mqtt.sim.simulator import SimulatedCharger, Simulator
 
 DEMO_CHARGERS = (("garage", "000001"), ("carport", "000002"))
 DEMO_TOKEN = "demo-token"  # the simulator's, not a real cloud key
+DEMO_PASSWORD = "demo-password"  # the garage's websocket password (the simulator's)
 # Its own namespace: on a broker shared with a real bridge the demo must neither
 # command nor announce nor clear anything of the real installation.
 DEMO_BASE = "goe2mqtt-demo"
@@ -54,7 +56,9 @@ def _short(payload: bytes | Any, width: int = 110) -> str:
 DISCOVERY_QUIET = 1.0  # s without a new config: the burst is over, print its summary
 
 
-async def _print_stream(host: str, port: int, out: TextIO) -> None:
+async def _print_stream(
+    host: str, port: int, out: TextIO, plugged_at: dict[str, float] | None = None
+) -> None:
     """Every state, command and result as it comes; Home Assistant's configs (a hundred
     per charger) as one line per burst: how many of each component."""
     configs: Counter[str] = Counter()
@@ -80,6 +84,10 @@ async def _print_stream(host: str, port: int, out: TextIO) -> None:
                     summary = loop.call_later(DISCOVERY_QUIET, summarise)
                 continue
             print(f"{topic:<60} {_short(message.payload)}", file=out, flush=True)
+            if plugged_at and topic == f"{DEMO_BASE}/garage/car_status":
+                took = 1000 * (time.monotonic() - plugged_at.pop("garage"))
+                print(f"--- pushed over the garage's websocket: the plug reached MQTT in"
+                      f" {took:.0f} ms (polling: up to scan_interval)", file=out, flush=True)
 
 
 def try_it_yourself(host: str, port: int) -> str:
@@ -101,7 +109,8 @@ def try_it_yourself(host: str, port: int) -> str:
 
 
 async def _script(
-    host: str, port: int, simulator: Simulator, out: TextIO, pace: float
+    host: str, port: int, simulator: Simulator, out: TextIO, pace: float,
+    plugged_at: dict[str, float],
 ) -> None:
     """What a user would do: plug in a car, press the button, change the current."""
     garage = simulator.charger(DEMO_CHARGERS[0][1])
@@ -126,6 +135,7 @@ async def _script(
             print(f"\n--- {title}", file=out, flush=True)
             if topic is None:
                 garage.plug_in(auth_required=True)
+                plugged_at["garage"] = time.monotonic()
             else:
                 await client.publish(topic, payload, qos=1)
         await asyncio.sleep(2 * pace)
@@ -177,8 +187,15 @@ async def run_demo(
         mosquitto.start()
         host, port = mosquitto.host, mosquitto.port
         print(f"--- started a private Mosquitto on {host}:{port}", file=out)
-    simulator = Simulator(SimulatedCharger(serial, DEMO_TOKEN) for _, serial in DEMO_CHARGERS)
+    # The garage pushes over its local websocket; the carport is polled through the cloud.
+    garage_serial, carport_serial = (serial for _, serial in DEMO_CHARGERS)
+    simulator = Simulator(
+        [SimulatedCharger(garage_serial, DEMO_TOKEN, password=DEMO_PASSWORD, hash_kind="bcrypt"),
+         SimulatedCharger(carport_serial, DEMO_TOKEN)],
+        delta_interval=pace,
+    )  # fmt: skip
     await simulator.start()
+    garage_host = await simulator.serve_local(garage_serial)
     state_dir = tempfile.mkdtemp(prefix="goe2mqtt-demo-")  # the demo leaves no journal behind
     settings = parse_settings(
         {
@@ -192,24 +209,27 @@ async def run_demo(
                 "protocol": protocol,
             },
             "chargers": [
+                {"name": "garage", "host": garage_host, "password": DEMO_PASSWORD,
+                 "scan_interval": 2 * pace},
                 {
-                    "name": name,
-                    "serial": serial,
+                    "name": "carport",
+                    "serial": carport_serial,
                     "token": DEMO_TOKEN,
-                    "api_url": simulator.url_for(serial),
+                    "api_url": simulator.url_for(carport_serial),
                     "scan_interval": 2 * pace,  # the script waits 4 units after a change
-                }
-                for name, serial in DEMO_CHARGERS
+                },
             ],
         }
     )
     print(
-        f"--- simulated go-e cloud at {simulator.base_url}; topics under {DEMO_BASE}/;"
+        f"--- simulated go-e cloud at {simulator.base_url} (the carport, polled); the"
+        f" garage's websocket at ws://{garage_host}/ws (pushes); topics under {DEMO_BASE}/;"
         " Ctrl-C to stop",
         file=out,
     )
     print(f"{try_it_yourself(host, port)}\n", file=out, flush=True)
     bridge = Bridge(settings)
+    plugged_at: dict[str, float] = {}
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
@@ -217,8 +237,8 @@ async def run_demo(
         loop.add_signal_handler(sig, stop.set)
     tasks = [
         asyncio.create_task(bridge.run()),
-        asyncio.create_task(_print_stream(host, port, out)),
-        asyncio.create_task(_script(host, port, simulator, out, pace)),
+        asyncio.create_task(_print_stream(host, port, out, plugged_at)),
+        asyncio.create_task(_script(host, port, simulator, out, pace, plugged_at)),
         asyncio.create_task(stop.wait()),
     ]
     try:
