@@ -27,6 +27,7 @@ from goe2mqtt.bridge.health import write_health_file
 from goe2mqtt.bridge.info import fleet_info
 from goe2mqtt.bridge.loop_watch import LoopWatch
 from goe2mqtt.bridge.memory import MemoryUpkeep
+from goe2mqtt.bridge.own_mqtt import OwnMqttChargers
 from goe2mqtt.bridge.remembered import Remembered
 from goe2mqtt.catalogue.facts import DeviceFacts
 from goe2mqtt.charger.loop import Charger
@@ -35,18 +36,10 @@ from goe2mqtt.commands.runner import CONFIRM_DELAYS
 from goe2mqtt.commands.services import result_json
 from goe2mqtt.config.settings import Settings
 from goe2mqtt.goe.channels import open_transport
-from goe2mqtt.goe.charger_mqtt import ChargerMqttTransport
-from goe2mqtt.goe.client import Rejected
 from goe2mqtt.goe.pool import PoolStats, http_session
 from goe2mqtt.mqtt.client import another_live_instance
 from goe2mqtt.mqtt.discovery import discovery_filter, expected_discovery_topics
-from goe2mqtt.mqtt.session import (
-    InboundMessage,
-    MqttOptions,
-    MqttSession,
-    PublishRefused,
-    Subscription,
-)
+from goe2mqtt.mqtt.session import InboundMessage, MqttOptions, MqttSession, Subscription
 from goe2mqtt.mqtt.topics import OFFLINE, RESULT_LEAF, Topics
 from goe2mqtt.util.aio import wait_until_set
 from goe2mqtt.util.values import iso
@@ -142,22 +135,11 @@ class Bridge:
             self._expected_discovery = expected_discovery_topics(
                 self._prefix, mqtt.base_topic, (c.name for c in settings.chargers)
             )
-        # Chargers on their own MQTT: the bridge routes their topics to them.
-        self._own_mqtt = {
-            c.name: ChargerMqttTransport(
-                c.serial or "", c.mqtt_prefix, name=c.name, send=self._send_to_charger
-            )
-            for c in settings.owned_chargers()
-            if c.channel == "mqtt"
-        }
-        self._own_mqtt_bases = {
-            base.lstrip("/"): t for t in self._own_mqtt.values() for base in t.bases
-        }
-        subscriptions += [
-            Subscription(topic, qos=0, stream=True)
-            for t in self._own_mqtt.values()
-            for topic in t.filters
-        ]
+        # Chargers on their own MQTT: their topics go to their transports.
+        self._own_mqtt = OwnMqttChargers(
+            settings.owned_chargers(), lambda topic, payload: self.mqtt.publish(topic, payload)
+        )
+        subscriptions += self._own_mqtt.subscriptions()
         self.mqtt = MqttSession(
             session_options(settings, self.topics),
             subscriptions,
@@ -237,7 +219,7 @@ class Bridge:
             for charger in self.settings.owned_chargers():
                 self.chargers[charger.name] = Charger(
                     charger,
-                    self._own_mqtt.get(charger.name) or open_transport(http, charger),
+                    self._own_mqtt.transports.get(charger.name) or open_transport(http, charger),
                     self.mqtt,
                     topics=self.topics,
                     discovery_prefix=self._prefix,
@@ -355,24 +337,9 @@ class Bridge:
 
     # --- inbound MQTT (runs in the MQTT client's callback, before the PUBACK) ------------
 
-    async def _send_to_charger(self, topic: str, payload: bytes) -> bool:
-        """A write to a charger on its own MQTT."""
-        try:
-            return await self.mqtt.publish(topic, payload, qos=1)
-        except PublishRefused as exc:
-            raise Rejected(f"the broker refused the write ({exc})") from None
-
     def _on_message(self, message: InboundMessage) -> None:
-        if self._own_mqtt_bases:
-            # {prefix}/{serial}/{key} or .../{key}/result, perhaps with a leading slash
-            topic = message.topic.lstrip("/")
-            head, _, _ = topic.rpartition("/")
-            charger = self._own_mqtt_bases.get(head) or self._own_mqtt_bases.get(
-                head.rpartition("/")[0]
-            )
-            if charger is not None:
-                charger.take(message.topic, message.payload)
-                return
+        if self._own_mqtt.route(message):
+            return
         if self._prefix is not None and message.topic == f"{self._prefix}/status":
             if message.payload.strip().lower() == b"online" and not self._birth_pending:
                 self._birth_pending = True  # HA births in a row make one republish

@@ -9,7 +9,6 @@ Every key on {prefix}/{serial}/{key} (JSON, QoS 0, not retained): changed keys e
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from typing import Any
@@ -54,9 +53,10 @@ class MqttCharger:
                     try:
                         await self._publish(client)
                     finally:
-                        writer.cancel()
-                        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                            await writer
+                        writer.cancel()  # waited for without taking our own cancel
+                        await asyncio.wait({writer})
+                        if not writer.cancelled() and writer.exception() is not None:
+                            raise aiomqtt.MqttError("the write listener ended")
             except aiomqtt.MqttError:
                 await asyncio.sleep(1.0)  # firmware 60.4+ reconnects; so do we
 

@@ -272,3 +272,38 @@ async def test_home_assistant_shows_and_drives_the_charger(
         if re.search(r"\b(WARNING|ERROR)\b", line) and re.search(r"mqtt|discovery", line, re.I)
     ]
     assert complaints == []
+
+
+async def test_home_assistant_drives_a_charger_on_its_websocket(
+    home_assistant: HomeAssistant, own_broker: MosquittoBroker, simulator: Simulator
+) -> None:
+    ha = home_assistant
+    carport = simulator.charger("067890")
+    carport.password, carport.hash_kind = "carport-pw", "bcrypt"
+    raw = make_settings(own_broker, simulator, scan_interval=1.0)
+    raw["mqtt"]["discovery_prefix"] = "homeassistant"
+    raw["chargers"] = [{"name": "carport", "host": simulator.local_hosts["067890"],
+                        "password": "carport-pw", "scan_interval": 1.0}]  # fmt: skip
+    running = RunningBridge(parse_settings(raw))
+    await running.start()
+    try:
+        polls = carport.status_calls
+        states = await eventually(
+            ha,
+            lambda s: s.get("sensor.carport_connection", {}).get("state") == "websocket"
+            and s.get("number.carport_charging_current", {}).get("state") == "16",
+            "the websocket charger in Home Assistant",
+        )
+        assert states["sensor.carport_name"]["state"] == "go-e 067890"
+        carport.plug_in()
+        await eventually(
+            ha, lambda s: s["sensor.carport_car_status"]["state"] == "charging", "a pushed plug"
+        )
+        await ha.call("number", "set_value", entity_id="number.carport_charging_current", value=9)
+        await eventually(
+            ha, lambda s: s["number.carport_charging_current"]["state"] == "9", "a secured write"
+        )
+        assert carport.amp == 9
+        assert carport.status_calls == polls  # nothing went over HTTP
+    finally:
+        await running.stop()
