@@ -1,28 +1,29 @@
-"""One charger: its poll loop, its published state, and its command runner.
+"""One charger: its poll loop, its push channel, and its command runner.
 
-A Charger polls, maps the status through the catalogue and publishes what
-changed; its CommandRunner (charger_commands) runs its commands one at a time.
-It knows neither the journal nor the MQTT session: it reports through a sink.
+A Charger polls (politely: settings only now and then) or, when its transport
+pushes, takes what the charger sends; either way its ChargerOutput publishes what
+changed. Its CommandRunner runs its commands one at a time. It knows neither the
+journal nor the MQTT session: it reports through a sink.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
 from goe2mqtt.catalogue import LIVE_KEYS, STATUS_KEYS, own_keys
 from goe2mqtt.catalogue.facts import DeviceFacts
+from goe2mqtt.charger.publish import ChargerOutput, Publisher
 from goe2mqtt.charger.pv_feed import PvFeed
-from goe2mqtt.charger.view import ChargerView, changed_in
+from goe2mqtt.charger.rules import WrongCharger, next_due, serial_from_status
+from goe2mqtt.charger.view import changed_in
 from goe2mqtt.commands.outcomes import (
     CommandSink,
     CommandStats,
@@ -33,8 +34,7 @@ from goe2mqtt.config.settings import ChargerSettings
 from goe2mqtt.goe.client import GoeError, RateLimited
 from goe2mqtt.goe.push import PushTransport
 from goe2mqtt.goe.transport import Transport
-from goe2mqtt.mqtt.discovery import discovery_topic, render_discovery
-from goe2mqtt.mqtt.topics import OFFLINE, ONLINE, Topics
+from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.util.aio import Alarm
 from goe2mqtt.util.values import iso
 
@@ -43,32 +43,9 @@ log = structlog.get_logger()
 OFFLINE_AFTER_FAILURES = 3  # transient failures in a row before a charger counts as offline
 MAX_BACKOFF_FACTOR = 3  # polling slows to at most 3x scan_interval while failing
 MAX_RETRY_AFTER = 900.0  # a Retry-After longer than this is capped: we look again by then
-SERIAL_RE = re.compile(r"[0-9]{6}")
 CAR_IDLE = 1  # go-e car state: no car connected
 PUSH_START_WAIT = 5.0  # at start, the first poll waits this long for the socket to stand
 PUSH_WAIT = 2.0  # a read-back while the charger pushes waits this long for its next message
-
-
-class Publisher(Protocol):
-    async def publish_retained(self, topic: str, payload: str | bytes) -> None: ...
-
-
-def next_due(due: float, delay: float, now: float) -> float:
-    """When the poll after the one due at `due` is due: `delay` later, or, when that
-    has passed already (an answer slower than the interval), `delay` from now - never
-    polls in a hurry to catch up."""
-    return due + delay if due + delay > now else now + delay
-
-
-class WrongCharger(GoeError):
-    """The charger that answered is not the one configured (its serial differs)."""
-
-    offline_now = True
-
-
-def serial_from_status(status: Mapping[str, Any]) -> str | None:
-    serial = status.get("sse")
-    return serial if isinstance(serial, str) and SERIAL_RE.fullmatch(serial) else None
 
 
 class Charger:
@@ -95,10 +72,11 @@ class Charger:
         self.settings = settings
         self.name = settings.name
         self.transport = transport  # how the charger is reached (today: HTTP)
-        self._publisher = publisher
         self._topics = topics
-        self._discovery_prefix = discovery_prefix
-        self._leaf_topics = leaf_topics  # False: the JSON state topic only
+        self._out = ChargerOutput(
+            self.name, publisher, topics=topics, discovery_prefix=discovery_prefix,
+            leaf_topics=leaf_topics, on_facts=on_facts,
+        )  # fmt: skip
         self.status: dict[str, Any] = {}
         # Unique ids need the serial: a local charger configured without one tells it
         # (and the bridge remembers it from an earlier run).
@@ -106,15 +84,12 @@ class Charger:
         self._on_serial = on_serial
         # What the last run learnt, announced until this run reaches the charger.
         self._known_facts = known_facts
-        self._on_facts = on_facts
         self.online = False
         self.offline_reason = "not reached yet"
         self.failures = 0
         self.polled_once = False  # answered or not
         self.last_success: float | None = None
         self._not_before = 0.0  # monotonic: the cloud asked us to wait (Retry-After)
-        self._facts: DeviceFacts | None = None
-        self._view = ChargerView()
         self.lock = asyncio.Lock()  # one conversation with the charger at a time
         self._wake = Alarm()
         self._stopping = False
@@ -143,41 +118,11 @@ class Charger:
 
     async def publish_initial(self) -> None:
         """Before the first poll the charger's availability is unknown: say offline."""
-        await self._publisher.publish_retained(self._topics.availability(self.name), OFFLINE)
+        await self._out.availability(online=False)
 
     async def _publish_discovery(self, facts: DeviceFacts) -> None:
-        if self._discovery_prefix is None or self.serial is None:
-            return
-        before, self._facts = self._facts, facts
-        if facts.contacted:
-            self._on_facts(facts)
-        configs, absent = render_discovery(
-            prefix=self._discovery_prefix,
-            topics=self._topics,
-            charger=self.name,
-            serial=self.serial,
-            facts=facts,
-        )
-        # The publisher keeps what it published: an unchanged config costs a comparison.
-        for topic, payload in configs.items():
-            await self._publisher.publish_retained(topic, payload)
-        if not facts.contacted:
-            return  # not heard from yet: what an earlier run announced stays
-        had = before.keys if before is not None and before.contacted else None
-        first_contact = had is None
-        for entity in absent:
-            # At first contact an earlier run (or firmware) may have announced it.
-            if had is not None and not entity.present(had):
-                continue
-            if not first_contact:
-                log.info("entity_removed", charger=self.name, entity=entity.key,
-                         reason="the charger no longer reports its keys")
-            topic = discovery_topic(self._discovery_prefix, self._topics.base, self.name, entity)
-            await self._publisher.publish_retained(topic, b"")
-            if entity.value is not None:
-                await self._publisher.publish_retained(
-                    self._topics.state(self.name, entity.key), b""
-                )
+        if self.serial is not None:
+            await self._out.discovery(facts, self.serial)
 
     @property
     def connection(self) -> str:
@@ -191,23 +136,7 @@ class Charger:
         self, status: Mapping[str, Any], changed: set[str] | None = None
     ) -> list[str]:
         """Map a status through the view; publish the discovery and states it changed."""
-        update = self._view.update(status, self._bridge_values(), changed)
-        if update.facts is not None:
-            await self._publish_discovery(update.facts)
-        for key, reason in update.new_problems.items():
-            log.warning("value_unreadable", charger=self.name, entity=key, reason=reason)
-        if not update.changed:
-            return update.changed  # the common case: a quiet charger costs one comparison
-        if self._leaf_topics:
-            for key in update.changed:
-                await self._publisher.publish_retained(
-                    self._topics.state(self.name, key), self._view.text(key)
-                )
-        await self._publisher.publish_retained(
-            self._topics.json_state(self.name),
-            json.dumps(self._view.states, sort_keys=True, ensure_ascii=False, allow_nan=False),
-        )
-        return update.changed
+        return await self._out.take(status, self._bridge_values(), changed, self.serial)
 
     # --- the PV feed: readings in, ids out, its state on our topics ------------------
 
@@ -231,7 +160,7 @@ class Charger:
             log.warning("charger_offline", charger=self.name, reason=reason)
         self.online = False
         self.offline_reason = reason
-        await self._publisher.publish_retained(self._topics.availability(self.name), OFFLINE)
+        await self._out.availability(online=False)
         # Waiting commands would only wait for a charger that is not there.
         self.runner.refuse_waiting(f"charger offline: {reason}")
 
@@ -355,9 +284,11 @@ class Charger:
         took_ms = round((time.monotonic() - started) * 1000, 1)
         if every_key:
             self._settled_read_at, self._settled_due, status = started, False, answer
+        elif answer.get("rbc") != self.status.get("rbc"):
+            # It restarted, perhaps into new firmware: read every key now.
+            self._settled_due = True
+            return await self.read_back()
         else:
-            if answer.get("rbc") != self.status.get("rbc"):
-                self._settled_due = True  # it restarted: perhaps with new firmware
             status = {**self.status, **answer}  # settings as last read
         changed = await self._accept(status)
         log.debug("poll", charger=self.name, ms=took_ms, changed=changed)
@@ -406,7 +337,7 @@ class Charger:
         if not self.online:
             self.online = True
             log.info("charger_online", charger=self.name, failed_polls=recovered_after)
-            await self._publisher.publish_retained(self._topics.availability(self.name), ONLINE)
+            await self._out.availability(online=True)
         return published
 
     def _check_serial(self, status: Mapping[str, Any]) -> None:
@@ -423,7 +354,7 @@ class Charger:
         if isinstance(exc, RateLimited) and exc.retry_after is not None:
             wait = min(exc.retry_after, MAX_RETRY_AFTER)
             self._not_before = max(self._not_before, time.monotonic() + wait)
-        if self._facts is None:
+        if self._out.facts is None:
             # Never reached yet: announce the entities anyway so HA shows them unavailable,
             # with the facts an earlier run learnt (model, firmware, entities) if any.
             await self._publish_discovery(self._known_facts or DeviceFacts())

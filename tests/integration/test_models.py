@@ -40,6 +40,7 @@ def cleared(publisher: RecordingPublisher) -> set[str]:
 async def switch_model(setup: Setup, model: str) -> None:
     bridge, simulated, _ = setup
     simulated.model_name = model
+    simulated.reboots += 1  # new firmware or hardware comes with a restart
     assert await bridge.refresh()
 
 
@@ -109,12 +110,14 @@ async def test_discovery_follows_the_current_ceiling_and_card_names(
     assert (number["min"], number["max"]) == (6, 32)
     simulated.model_name = "home11"
     simulated.ama = 16
+    simulated.reboots += 1
     assert await bridge.refresh()
     assert announced(publisher)["charging_current"]["max"] == 16
     assert announced(publisher)["max_current"]["max"] == 16
 
     before = dict(publisher.retained)
     simulated.card_names[2] = "Carol"
+    bridge.poll_soon(60.0)  # names are settings: read every config_interval, here now
     assert await bridge.refresh()
     changed = {t for t, p in publisher.retained.items() if before.get(t) != p}
     transaction = announced(publisher)["transaction"]
@@ -130,7 +133,7 @@ async def test_a_quiet_charger_renders_no_discovery(
 ) -> None:
     bridge, _, _ = charger_bridge
     rendered = []
-    import goe2mqtt.charger.loop as charger_module
+    import goe2mqtt.charger.publish as charger_module
 
     original = charger_module.render_discovery
     monkeypatch.setattr(
@@ -146,6 +149,7 @@ async def test_a_key_missing_from_one_answer_keeps_its_entity(charger_bridge: Se
     # its entity stays (unknown), so a garbled status never makes entities flap.
     bridge, simulated, publisher = charger_bridge
     simulated.faults = Faults(missing=["upo", "dwo"])
+    bridge.poll_soon(60.0)  # settings: read every config_interval, here now
     assert await bridge.refresh()
     assert {"unlock_on_power_outage", "energy_limit"} <= set(announced(publisher))
     assert not cleared(publisher)

@@ -13,7 +13,7 @@ from typing import Any
 from goe2mqtt.bridge.info import DETAIL_LIMIT, fleet_info
 from goe2mqtt.bridge.loop_watch import LoopWatch
 from goe2mqtt.bridge.memory import MemoryUpkeep, release_free_memory, rss_mib
-from goe2mqtt.charger.loop import next_due
+from goe2mqtt.charger.rules import next_due
 from goe2mqtt.commands.outcomes import CommandStats
 from goe2mqtt.util.interning import Interner
 
