@@ -17,6 +17,7 @@ import yaml
 from goe2mqtt.cli import _parser, main
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.sim.broker import MosquittoBroker, free_port
+from goe2mqtt.sim.charger_mqtt import MqttCharger
 from goe2mqtt.sim.simulator import Simulator
 
 from ..conftest import TOKEN, MqttProbe, RunningBridge, Setup, make_settings, until
@@ -59,6 +60,42 @@ async def test_check_config_connect_says_plainly_what_works_and_what_does_not(
     assert "FAIL charger garage (cloud, serial 012345): token rejected (401)" in out
     assert "FAIL charger carport (cloud, serial 099999): charger offline" in out
     assert "wrong-token-1" not in out + err
+
+
+async def test_check_config_tries_the_websocket_and_the_chargers_own_mqtt(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    garage = simulator.charger("012345")
+    garage.password, garage.hash_kind = "garage-pw", "bcrypt"
+    raw: dict[str, Any] = make_settings(broker, simulator, chargers=("garage",), transport="local")
+    raw["chargers"][0]["password"] = "garage-pw"
+    raw["chargers"].append({"name": "carport", "serial": "067890", "transport": "mqtt"})
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    wallbox = MqttCharger(simulator.charger("067890"), broker.host, broker.port, interval=0.2)
+    publishing = asyncio.create_task(wallbox.run())
+    try:
+        code, out, err = await _check_config(config, "--connect")
+        assert code == 0, out + err
+        host = simulator.local_hosts["012345"]
+        assert (
+            f"OK   charger garage ({host}) websocket: authenticated: go-eCharger_V4,"
+            " firmware 60.4, serial 012345" in out
+        )
+        assert "OK   charger carport (its own MQTT, go-eCharger/067890/+): heard: " in out
+
+        raw["chargers"][0]["password"] = "not-the-password"
+        config.write_text(yaml.safe_dump(raw))
+        publishing.cancel()
+        await asyncio.wait({publishing})
+        code, out, err = await _check_config(config, "--connect")
+        assert code == 1
+        assert f"FAIL charger garage ({host}) websocket: wrong password" in out
+        assert "FAIL charger carport (its own MQTT, go-eCharger/067890/+): nothing heard" in out
+        assert "not-the-password" not in out + err
+    finally:
+        publishing.cancel()
+        await asyncio.wait({publishing})
 
 
 async def test_healthcheck_reads_the_health_file_from_the_config(
