@@ -289,7 +289,9 @@ class Charger:
             self._settled_due = True
             return await self.read_back()
         else:
-            status = {**self.status, **answer}  # settings as last read
+            # Settings as last read; a live key the answer lacks is gone (unknown).
+            status = {k: v for k, v in self.status.items() if k not in LIVE_KEYS}
+            status.update(answer)
         changed = await self._accept(status)
         log.debug("poll", charger=self.name, ms=took_ms, changed=changed)
         return True
