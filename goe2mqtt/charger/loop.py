@@ -316,6 +316,9 @@ class Charger:
         if changed:
             # A new dict: the view keeps the last status by reference to compare.
             await self._accept({**self.status, **delta}, changed)
+        else:
+            # Unchanged still shows what the feed wrote: a poll would have said so too.
+            self.pv_feed.observe(self.status)
 
     def _push_state_changed(self) -> None:
         """The push channel came up or went down: poll (or stop polling) now."""

@@ -223,14 +223,19 @@ class PvFeed:
         if self._streak_started is None:
             self._streak_started = now
             log.info("pv_feed_started", charger=self._charger, interval=self.interval)
+        # Known before it is sent: a pushing charger may show it before the answer
+        # to the write is read (the delta that shows it comes right behind it).
+        sent = dict(reading)
+        self._sent.append(sent)
         try:
             await self._send(reading)
         except Exception as exc:  # the charger's errors: the next round tries again
+            with contextlib.suppress(ValueError):
+                self._sent.remove(sent)
             if self.state != "failed":
                 log.warning("pv_feed_failed", charger=self._charger, reason=str(exc))
             self._set_state("failed")
             return
         self.writes += 1
-        self._sent.append(dict(reading))
         if self.state in ("off", "stale", "failed"):
             self._set_state("sending")

@@ -90,6 +90,10 @@ class WebSocketLink:
         self.skipped: dict[str, int] = {}  # what was ignored, by kind: bridge/info
         self.connects = 0
         self._on_state: StateListener = lambda: None
+        self._heard_at = 0.0  # loop time of the last frame
+        self._went_silent = False
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._closing: set[asyncio.Future[Any]] = set()
 
     # --- the connection --------------------------------------------------------------
 
@@ -101,13 +105,16 @@ class WebSocketLink:
             started = time.monotonic()
             try:
                 await self._connect_once(listener)
-                self._down("closed by the charger")
+                self._down(
+                    f"no message for {self._silence:.0f} s" if self._went_silent
+                    else "closed by the charger"
+                )  # fmt: skip
             except WrongPassword as exc:
                 self._down(str(exc))
             except (GoeError, ProtocolError) as exc:
                 self._down(str(exc))
             except TimeoutError:
-                self._down(f"no message for {self._silence:.0f} s")
+                self._down("timed out connecting")
             except aiohttp.ClientResponseError as exc:
                 self._down(f"refused ({exc.status})")
             except (aiohttp.ClientError, OSError) as exc:
@@ -152,11 +159,37 @@ class WebSocketLink:
                 self._socket = None
 
     async def _converse(self, socket: aiohttp.ClientWebSocketResponse, listener: Listener) -> None:
+        # Silence is watched by one timer per connection, re-armed from the last frame,
+        # not by a timeout on every receive: a timer per frame cost a fleet more than
+        # reading the frame (measured, bench/push.py).
+        loop = asyncio.get_running_loop()
+        self._heard_at, self._went_silent = loop.time(), False
+        self._watchdog = loop.call_later(self._silence, self._watch, socket)
+        try:
+            await self._read(socket, listener)
+        finally:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+
+    def _watch(self, socket: aiohttp.ClientWebSocketResponse) -> None:
+        loop = asyncio.get_running_loop()
+        quiet_until = self._heard_at + self._silence
+        if loop.time() < quiet_until:
+            self._watchdog = loop.call_at(quiet_until, self._watch, socket)
+            return
+        self._went_silent = True
+        closing = asyncio.ensure_future(socket.close())  # receive() then says closed
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+
+    async def _read(self, socket: aiohttp.ClientWebSocketResponse, listener: Listener) -> None:
+        loop = asyncio.get_running_loop()
         hello: dict[str, Any] = {}
         partial: dict[str, Any] = {}
         auth_rounds = 0
         while True:
-            frame = await socket.receive(timeout=self._silence)
+            frame = await socket.receive()
+            self._heard_at = loop.time()
             if frame.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
                               aiohttp.WSMsgType.CLOSED):  # fmt: skip
                 return
@@ -170,7 +203,13 @@ class WebSocketLink:
                 self._skip("not a JSON object with a type")
                 continue
             kind = message["type"]
-            if kind == "hello":
+            if kind == "deltaStatus":  # nearly every frame: tested first
+                status = message.get("status")
+                if not isinstance(status, dict):
+                    self._skip("deltaStatus without a status object")
+                elif self.live:
+                    await listener(status, False)
+            elif kind == "hello":
                 hello = message
                 self.hello = {k: v for k, v in message.items() if isinstance(v, str | int)}
                 self._secured = message.get("secured") is True
@@ -201,12 +240,6 @@ class WebSocketLink:
                     self.live, self.reason = True, "live"
                     log.info("websocket_live", charger=self._name, url=_safe_url(self.url))
                     self._on_state()
-            elif kind == "deltaStatus":
-                status = message.get("status")
-                if not isinstance(status, dict):
-                    self._skip("deltaStatus without a status object")
-                elif self.live:
-                    await listener(status, False)
             elif kind == "response":
                 self._answered(message)
             else:

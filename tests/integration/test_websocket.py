@@ -4,6 +4,7 @@ fallback to polling and the return, hostile frames, and one connection per charg
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 import structlog
 
 from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.goe.websocket import WebSocketLink
 from goe2mqtt.goe.ws_protocol import (
     auth_message,
     encode,
@@ -275,3 +277,28 @@ async def test_cloud_websocket_with_bearer_token(
             await probe.wait_text(topics.state("garage", "car_status"), "charging")
         finally:
             await running.stop()
+
+
+async def test_a_silent_socket_is_dead_and_comes_back(push_sim: Simulator) -> None:
+    serial = SERIALS["garage"]
+    charger = push_sim.charger(serial)
+    fulls: list[bool] = []
+
+    async def listener(values: Any, full: bool) -> None:
+        fulls.append(full)
+
+    async with aiohttp.ClientSession() as http:
+        url = f"ws://{push_sim.local_hosts[serial]}/ws"
+        link = WebSocketLink(http, url, PASSWORD, name="garage", silence=1.0)
+        running = asyncio.create_task(link.run(listener))
+        try:
+            await until(lambda: link.live, "live")
+            charger.faults.ws = "silent"  # the charger stops talking, the TCP stays up
+            await until(lambda: not link.live, "the silence noticed")
+            assert link.reason == "no message for 1 s"
+            charger.faults.ws = None
+            await until(lambda: link.live, "back")
+            assert fulls.count(True) == 2  # a full status at each connection
+        finally:
+            running.cancel()
+            await asyncio.wait({running})
