@@ -40,6 +40,7 @@ TOKEN = "bench-token"
 PASSWORD = "bench-password"
 BASE = "benchpush"
 CHANGES_PER_SECOND = 5
+SLICES = 10  # the second's deltas go out in this many steps
 
 
 def serials(n: int) -> list[str]:
@@ -67,6 +68,7 @@ class PushServer:
         self.template = SimulatedCharger(chargers[0]).status()
         self.open: dict[str, web.WebSocketResponse] = {}
         self.amp = dict.fromkeys(chargers, 16)
+        self.slice_of = {serial: i % SLICES for i, serial in enumerate(chargers)}
         self.sent_at: dict[tuple[str, int], float] = {}  # (serial, amp) -> when sent
         self.deltas = 0
         self.runner: web.AppRunner | None = None
@@ -108,29 +110,38 @@ class PushServer:
         return socket
 
     async def tick_forever(self) -> None:
+        """A delta a second per charger, spread over the second in tenths: real chargers'
+        seconds are not aligned, and a burst of every charger at once would measure the
+        burst (at 10 000: half a second of queue) instead of the bridge."""
         loop = asyncio.get_running_loop()
         due = loop.time()
+        changing: set[str] = set()
         while True:
-            due += 1.0
-            await asyncio.sleep(max(0.0, due - loop.time()))
-            now = time.time()
-            common = encode({"type": "deltaStatus", "status": {
-                "utc": time.strftime("%Y-%m-%dT%H:%M:%S.000", time.gmtime(now)),
-                "rbt": int(now * 1000) % 10**9}})  # fmt: skip
-            changing = set(random.sample(list(self.open), min(CHANGES_PER_SECOND, len(self.open))))
-            for serial, socket in list(self.open.items()):
-                if serial in changing:
-                    amp = 6 + (self.amp[serial] - 5) % 26
-                    self.amp[serial] = amp
-                    self.sent_at[(serial, amp)] = time.monotonic()
-                    frame = encode({"type": "deltaStatus", "status": {"amp": amp}})
-                else:
-                    frame = common
-                try:
-                    await socket.send_str(frame)
-                    self.deltas += 1
-                except ConnectionError:
-                    self.open.pop(serial, None)
+            for tenth in range(SLICES):
+                due += 1.0 / SLICES
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                if tenth == 0:
+                    changing = set(random.sample(list(self.open),
+                                                 min(CHANGES_PER_SECOND, len(self.open))))
+                now = time.time()
+                common = encode({"type": "deltaStatus", "status": {
+                    "utc": time.strftime("%Y-%m-%dT%H:%M:%S.000", time.gmtime(now)),
+                    "rbt": int(now * 1000) % 10**9}})  # fmt: skip
+                for serial, socket in list(self.open.items()):
+                    if self.slice_of[serial] != tenth:
+                        continue
+                    if serial in changing:
+                        amp = 6 + (self.amp[serial] - 5) % 26
+                        self.amp[serial] = amp
+                        self.sent_at[(serial, amp)] = time.monotonic()
+                        frame = encode({"type": "deltaStatus", "status": {"amp": amp}})
+                    else:
+                        frame = common
+                    try:
+                        await socket.send_str(frame)
+                        self.deltas += 1
+                    except ConnectionError:
+                        self.open.pop(serial, None)
 
 
 @dataclass
