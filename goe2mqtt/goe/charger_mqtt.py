@@ -20,6 +20,8 @@ import structlog
 from goe2mqtt.goe.client import ChargerOffline, Rejected, TransientError
 from goe2mqtt.goe.websocket import Listener, StateListener
 from goe2mqtt.util.aio import Alarm
+from goe2mqtt.util.logs import SkipCount
+from goe2mqtt.util.text import printable
 from goe2mqtt.util.values import JsonValue
 
 log = structlog.get_logger()
@@ -59,7 +61,7 @@ class ChargerMqttTransport:
         self._heard_at: float | None = None  # monotonic
         self._arrived = Alarm()  # no wait_for: on 3.11 it can swallow a cancel
         self._results: dict[str, asyncio.Future[str]] = {}
-        self.skipped: dict[str, int] = {}
+        self.skipped = SkipCount("charger_mqtt_value_skipped", charger=name)
 
     @property
     def bases(self) -> tuple[str, ...]:
@@ -93,23 +95,17 @@ class ChargerMqttTransport:
         if leaf or not key:
             return
         if len(payload) > MAX_PAYLOAD:
-            self._skip("a value over 64 KiB")
+            self.skipped.skip("a value over 64 KiB")
             return
         try:
             value = json.loads(payload)
         except (UnicodeDecodeError, ValueError, RecursionError):
-            self._skip("a value that is not JSON")
+            self.skipped.skip("a value that is not JSON")
             return
         self._heard_at = time.monotonic()
         self._status[key] = value
         self._pending[key] = value
         self._arrived.set()
-
-    def _skip(self, what: str) -> None:
-        count = self.skipped.get(what, 0)
-        self.skipped[what] = count + 1
-        if count == 0:
-            log.warning("charger_mqtt_value_skipped", charger=self._name, reason=what)
 
     # --- the push side ----------------------------------------------------------------
 
@@ -188,4 +184,4 @@ def _result_text(payload: bytes) -> str:
     text = payload[:200].decode("utf-8", "replace").strip()
     if len(text) >= 2 and text[0] == text[-1] == '"':
         text = text[1:-1]
-    return "".join(c if c.isprintable() else "?" for c in text) or "empty answer"
+    return printable(text) or "empty answer"

@@ -32,6 +32,8 @@ from goe2mqtt.goe.ws_protocol import (
     set_value,
     succeeded,
 )
+from goe2mqtt.util.logs import SkipCount
+from goe2mqtt.util.text import printable
 from goe2mqtt.util.values import JsonValue
 
 log = structlog.get_logger()
@@ -87,7 +89,7 @@ class WebSocketLink:
         self.live = False  # authenticated and the full status known
         self.reason = "not connected yet"  # why it is not live
         self.hello: dict[str, Any] = {}
-        self.skipped: dict[str, int] = {}  # what was ignored, by kind: bridge/info
+        self.skipped = SkipCount("websocket_frame_skipped", charger=name)
         self.connects = 0
         self._on_state: StateListener = lambda: None
         self._heard_at = 0.0  # loop time of the last frame
@@ -196,17 +198,17 @@ class WebSocketLink:
             if frame.type is aiohttp.WSMsgType.ERROR:
                 raise TransientError(f"socket error: {type(frame.data).__name__}")
             if frame.type is aiohttp.WSMsgType.BINARY:
-                self._skip("binary frame (MessagePack is not read)")
+                self.skipped.skip("binary frame (MessagePack is not read)")
                 continue
             message = decode(frame.data) if frame.type is aiohttp.WSMsgType.TEXT else None
             if message is None:
-                self._skip("not a JSON object with a type")
+                self.skipped.skip("not a JSON object with a type")
                 continue
             kind = message["type"]
             if kind == "deltaStatus":  # nearly every frame: tested first
                 status = message.get("status")
                 if not isinstance(status, dict):
-                    self._skip("deltaStatus without a status object")
+                    self.skipped.skip("deltaStatus without a status object")
                 elif self.live:
                     await listener(status, False)
             elif kind == "hello":
@@ -229,7 +231,7 @@ class WebSocketLink:
             elif kind == "fullStatus":
                 status = message.get("status")
                 if not isinstance(status, dict):
-                    self._skip("fullStatus without a status object")
+                    self.skipped.skip("fullStatus without a status object")
                     continue
                 partial.update(status)
                 if message.get("partial") is True:
@@ -243,7 +245,7 @@ class WebSocketLink:
             elif kind == "response":
                 self._answered(message)
             else:
-                self._skip(f"unknown message type {kind[:32]!r}")
+                self.skipped.skip(f"unknown message type {kind[:32]!r}")
 
     async def _hash(self, auth_required: Mapping[str, Any], hello: Mapping[str, Any]) -> bytes:
         serial = hello.get("serial")
@@ -256,12 +258,6 @@ class WebSocketLink:
             cached = await asyncio.to_thread(hashed_password, self._password, serial, kind)
             self._hashes[(serial, kind)] = cached
         return cached
-
-    def _skip(self, what: str) -> None:
-        count = self.skipped.get(what, 0)
-        self.skipped[what] = count + 1
-        if count == 0:
-            log.warning("websocket_frame_skipped", charger=self._name, reason=what)
 
     # --- writes ----------------------------------------------------------------------
 
@@ -310,7 +306,7 @@ class WebSocketLink:
         if waiting is not None and not waiting.done():
             waiting.set_result(response)
         else:
-            self._skip("a response nobody waits for")
+            self.skipped.skip("a response nobody waits for")
 
 
 def _request_number(value: Any) -> int | None:
@@ -327,8 +323,7 @@ def _request_number(value: Any) -> int | None:
 
 def _text(value: Any) -> str:
     """A charger's message, bounded and printable, for a log line."""
-    text = value if isinstance(value, str) else "no reason given"
-    return "".join(c if c.isprintable() else "?" for c in text[:120])
+    return printable(value[:120]) if isinstance(value, str) else "no reason given"
 
 
 def _safe_url(url: str) -> str:

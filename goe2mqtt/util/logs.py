@@ -95,3 +95,19 @@ class _ToStructlog(logging.Handler):
         except (TypeError, ValueError):
             message = str(record.msg)
         structlog.get_logger().log(record.levelno, message, logger=record.name)
+
+
+class SkipCount(dict[str, int]):
+    """What was skipped, by reason: the first of each reason is logged, the rest counted
+    (a hostile peer repeating itself must not flood the log)."""
+
+    def __init__(self, event: str, **context: Any) -> None:
+        super().__init__()
+        self._event = event
+        self._context = context
+
+    def skip(self, reason: str) -> None:
+        count = self.get(reason, 0)
+        self[reason] = count + 1
+        if count == 0:
+            structlog.get_logger().warning(self._event, reason=reason, **self._context)

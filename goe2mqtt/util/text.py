@@ -13,6 +13,11 @@ def has_control(text: str) -> bool:
     return _CONTROL.search(text) is not None
 
 
+def printable(text: str) -> str:
+    """Someone else's text made safe for one log line: what is not printable becomes ?."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def fold(text: str) -> str:
     """What people type, folded: '3 Phases', 'next-trip' -> '3_phases', 'next_trip'."""
     return re.sub(r"[\s-]+", "_", text.strip().lower())
