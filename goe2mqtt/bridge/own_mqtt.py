@@ -12,17 +12,20 @@ from collections.abc import Awaitable, Callable, Iterable
 from goe2mqtt.config.charger import ChargerSettings
 from goe2mqtt.goe.charger_mqtt import ChargerMqttTransport
 from goe2mqtt.goe.client import Rejected
+from goe2mqtt.goe.pushed import KeyFilter
 from goe2mqtt.mqtt.session import InboundMessage, PublishRefused, Subscription
 
 Publish = Callable[[str, bytes], Awaitable[bool]]
 
 
 class OwnMqttChargers:
-    def __init__(self, chargers: Iterable[ChargerSettings], publish: Publish) -> None:
+    def __init__(
+        self, chargers: Iterable[ChargerSettings], publish: Publish, keys: KeyFilter
+    ) -> None:
         self._publish = publish
         self.transports = {
             c.name: ChargerMqttTransport(
-                c.serial or "", c.mqtt_prefix, name=c.name, send=self._send
+                c.serial or "", c.mqtt_prefix, name=c.name, send=self._send, keys=keys
             )
             for c in chargers
             if c.channel == "mqtt"

@@ -29,6 +29,7 @@ from goe2mqtt.bridge.loop_watch import LoopWatch
 from goe2mqtt.bridge.memory import MemoryUpkeep
 from goe2mqtt.bridge.own_mqtt import OwnMqttChargers
 from goe2mqtt.bridge.remembered import Remembered
+from goe2mqtt.catalogue import STATUS_KEYS
 from goe2mqtt.catalogue.facts import DeviceFacts
 from goe2mqtt.charger.loop import Charger
 from goe2mqtt.commands.journal import Journal, JournalCorrupt
@@ -37,6 +38,7 @@ from goe2mqtt.commands.services import result_json
 from goe2mqtt.config.settings import Settings
 from goe2mqtt.goe.channels import open_transport
 from goe2mqtt.goe.pool import PoolStats, http_session
+from goe2mqtt.goe.pushed import KeyFilter
 from goe2mqtt.mqtt.client import another_live_instance
 from goe2mqtt.mqtt.discovery import discovery_filter, expected_discovery_topics
 from goe2mqtt.mqtt.session import InboundMessage, MqttOptions, MqttSession, Subscription
@@ -135,9 +137,13 @@ class Bridge:
             self._expected_discovery = expected_discovery_topics(
                 self._prefix, mqtt.base_topic, (c.name for c in settings.chargers)
             )
+        # What a pushing charger's status may hold: only what the catalogue reads.
+        self._keys = KeyFilter(STATUS_KEYS)
         # Chargers on their own MQTT: their topics go to their transports.
         self._own_mqtt = OwnMqttChargers(
-            settings.owned_chargers(), lambda topic, payload: self.mqtt.publish(topic, payload)
+            settings.owned_chargers(),
+            lambda topic, payload: self.mqtt.publish(topic, payload),
+            self._keys,
         )
         subscriptions += self._own_mqtt.subscriptions()
         self.mqtt = MqttSession(
@@ -219,7 +225,8 @@ class Bridge:
             for charger in self.settings.owned_chargers():
                 self.chargers[charger.name] = Charger(
                     charger,
-                    self._own_mqtt.transports.get(charger.name) or open_transport(http, charger),
+                    self._own_mqtt.transports.get(charger.name)
+                    or open_transport(http, charger, self._keys),
                     self.mqtt,
                     topics=self.topics,
                     discovery_prefix=self._prefix,

@@ -410,4 +410,6 @@ class Charger:
             "commands": asdict(self.commands),
             "queued_commands": self.queued,
             "pv_feed": self.pv_feed.state,
+            # What a pushing peer sent that was not kept (unknown keys, huge values...).
+            **({"skipped": dict(self._push.skipped)} if self._push and self._push.skipped else {}),
         }

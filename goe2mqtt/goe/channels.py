@@ -7,6 +7,7 @@ import aiohttp
 from goe2mqtt.config.charger import ChargerSettings
 from goe2mqtt.goe.client import GoeClient
 from goe2mqtt.goe.push import WebSocketTransport
+from goe2mqtt.goe.pushed import ANY_KEY, KeyFilter
 from goe2mqtt.goe.transport import Transport
 from goe2mqtt.goe.websocket import WebSocketLink
 
@@ -29,8 +30,11 @@ def http_transport(http: aiohttp.ClientSession, charger: ChargerSettings) -> Tra
     return goe_client(http, charger)
 
 
-def open_transport(http: aiohttp.ClientSession, charger: ChargerSettings) -> Transport:
-    """The charger's transport by its settings (mqtt is the bridge's: it needs the broker)."""
+def open_transport(
+    http: aiohttp.ClientSession, charger: ChargerSettings, keys: KeyFilter = ANY_KEY
+) -> Transport:
+    """The charger's transport by its settings (mqtt is the bridge's: it needs the broker).
+    ``keys``: what a pushing charger's status may hold (the catalogue's keys)."""
     if charger.channel != "websocket":
         return http_transport(http, charger)
     assert charger.password is not None  # the settings check it
@@ -43,4 +47,4 @@ def open_transport(http: aiohttp.ClientSession, charger: ChargerSettings) -> Tra
         name=charger.name,
         headers={"Authorization": f"Bearer {token}"} if cloud and token else None,
     )
-    return WebSocketTransport(link, http_transport(http, charger), cloud=cloud)
+    return WebSocketTransport(link, http_transport(http, charger), cloud=cloud, keys=keys)

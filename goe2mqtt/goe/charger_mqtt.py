@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from goe2mqtt.goe.client import ChargerOffline, Rejected, TransientError
+from goe2mqtt.goe.pushed import ANY_KEY, KeyFilter, PushedStatus
 from goe2mqtt.goe.websocket import Listener, StateListener
 from goe2mqtt.util.aio import Alarm
 from goe2mqtt.util.logs import SkipCount
@@ -48,6 +49,7 @@ class ChargerMqttTransport:
         silence: float = SILENCE,
         answer_timeout: float = ANSWER_TIMEOUT,
         first_burst: float = FIRST_BURST,
+        keys: KeyFilter = ANY_KEY,
     ) -> None:
         self._name = name
         self._bases = (f"{prefix}/{serial}", f"/{prefix}/{serial}")
@@ -56,12 +58,12 @@ class ChargerMqttTransport:
         self._silence = silence
         self._answer_timeout = answer_timeout
         self._first_burst = first_burst
-        self._status: dict[str, Any] = {}
         self._pending: dict[str, Any] = {}  # heard since the listener was last told
         self._heard_at: float | None = None  # monotonic
         self._arrived = Alarm()  # no wait_for: on 3.11 it can swallow a cancel
         self._results: dict[str, asyncio.Future[str]] = {}
         self.skipped = SkipCount("charger_mqtt_value_skipped", charger=name)
+        self._status = PushedStatus(keys, self.skipped)
 
     @property
     def bases(self) -> tuple[str, ...]:
@@ -103,9 +105,10 @@ class ChargerMqttTransport:
             self.skipped.skip("a value that is not JSON")
             return
         self._heard_at = time.monotonic()
-        self._status[key] = value
-        self._pending[key] = value
-        self._arrived.set()
+        kept = self._status.update({key: value})
+        if kept:
+            self._pending.update(kept)
+            self._arrived.set()
 
     # --- the push side ----------------------------------------------------------------
 
@@ -142,7 +145,7 @@ class ChargerMqttTransport:
             full = not told_full
             told_full = True
             try:
-                await listener(dict(self._status) if full else pending, full)
+                await listener(self._status.read() if full else pending, full)
             except Exception:  # a bug (or a WrongCharger) must not end the stream
                 log.exception("charger_mqtt_update_failed", charger=self._name)
 
@@ -151,8 +154,7 @@ class ChargerMqttTransport:
     async def status(self, keys: Collection[str]) -> dict[str, Any]:
         if not self.live:
             raise ChargerOffline(f"charger's own MQTT: {self._why_not()}")
-        status = self._status
-        return dict(status) if not keys else {k: status[k] for k in keys if k in status}
+        return self._status.read(keys)
 
     async def set(self, values: Mapping[str, JsonValue]) -> dict[str, Any]:
         answers: dict[str, Any] = {}

@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from goe2mqtt.goe.client import TransientError
+from goe2mqtt.goe.pushed import ANY_KEY, KeyFilter, PushedStatus
 from goe2mqtt.goe.transport import Transport
 from goe2mqtt.goe.websocket import Listener, StateListener, WebSocketLink
 from goe2mqtt.util.values import JsonValue
@@ -31,6 +32,11 @@ class PushTransport(Transport, Protocol):
         """What serves the charger and why, for the Connection entity."""
         ...
 
+    @property
+    def skipped(self) -> Mapping[str, int]:
+        """What the peer sent that was not kept, by reason (bridge/info shows it)."""
+        ...
+
     async def push(self, listener: Listener, on_state: StateListener) -> None:
         """Keep the push channel open until cancelled."""
         ...
@@ -39,11 +45,18 @@ class PushTransport(Transport, Protocol):
 class WebSocketTransport:
     """The charger's websocket, and its HTTP API while the socket is down."""
 
-    def __init__(self, link: WebSocketLink, fallback: Transport | None, *, cloud: bool) -> None:
+    def __init__(
+        self,
+        link: WebSocketLink,
+        fallback: Transport | None,
+        *,
+        cloud: bool,
+        keys: KeyFilter = ANY_KEY,
+    ) -> None:
         self.link = link
         self._fallback = fallback
         self._cloud = cloud
-        self._status: dict[str, Any] = {}
+        self._status = PushedStatus(keys, link.skipped)
 
     @property
     def live(self) -> bool:
@@ -58,20 +71,20 @@ class WebSocketTransport:
             return f"none ({name}: {self.link.reason})"
         return f"polling ({name}: {self.link.reason})"
 
+    @property
+    def skipped(self) -> Mapping[str, int]:
+        return self.link.skipped
+
     async def push(self, listener: Listener, on_state: StateListener) -> None:
         async def keep(values: Mapping[str, Any], full: bool) -> None:
-            if full:
-                self._status = dict(values)
-            else:
-                self._status.update(values)
-            await listener(values, full)
+            kept = self._status.replace(values) if full else self._status.update(values)
+            await listener(kept, full)
 
         await self.link.run(keep, on_state)
 
     async def status(self, keys: Collection[str]) -> dict[str, Any]:
         if self.link.live:
-            status = self._status
-            return dict(status) if not keys else {k: status[k] for k in keys if k in status}
+            return self._status.read(keys)
         if self._fallback is None:
             raise TransientError(f"websocket down: {self.link.reason}")
         return await self._fallback.status(keys)
