@@ -23,11 +23,18 @@ reason; 2 MiB, which the broker never hands the bridge), retained commands and c
 of them, and the generic set with a number for a switch. Each of its commands that
 carries an id must get exactly one result; the bridge must never exit by itself.
 
+--hostile-peers adds, beside the fleet, a charger on its own MQTT (hmq) whose topics a
+spoofer publishes to in the other topic form and floods now and then (unknown keys x
+60 KB, its nrg thousands of times), and a charger whose websocket is hostile (hws, the
+tricks of bench/hostile_peers.py). Commands go to them too. The report adds the
+command latency (p50, p99: from the broker's PUBACK to the result), what the bridge
+dropped for each (bridge/info), and whether a spoofed value ever reached MQTT.
+
 --disk-full puts state_dir on a small tmpfs (mounting needs root) and fills it now and
 then for 20-60 s: commands are refused with the cause meanwhile, and the journal heals
 by itself once space returns.
 
-    python bench/chaos.py --minutes 30 --hostile --disk-full
+    python bench/chaos.py --minutes 30 --hostile --disk-full --hostile-peers
 """
 
 from __future__ import annotations
@@ -49,14 +56,17 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+from hostile_peers import SPOOFED_AMP, HostileWebSocket, Spoofer
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from soak import FAULTS, rss_kib
 
 from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.charger_mqtt import MqttCharger
 from goe2mqtt.sim.simulator import Faults, SimulatedCharger, Simulator
 
 TOKEN = "chaos-token-77a1"
+HOSTILE_WS_SERIAL, OWN_MQTT_SERIAL = "700001", "700002"
 BASE = "chaos"
 CLIENT_ID = "goe2mqtt-chaos"
 
@@ -104,9 +114,18 @@ class BridgeProcess:
                 self.rss.append((time.monotonic() - self.started, rss_kib(self.process.pid)))
 
 
-def write_config(workdir: Path, broker: MosquittoBroker, simulator: Simulator,
-                 serials: list[str], state_dir: Path) -> Path:  # fmt: skip
+def write_config(
+    workdir: Path, broker: MosquittoBroker, simulator: Simulator, serials: list[str],
+    state_dir: Path, hostile_ws: str | None = None,
+) -> Path:  # fmt: skip
     config = workdir / "config.yaml"
+    peers: list[dict[str, Any]] = []
+    if hostile_ws is not None:
+        peers = [
+            {"name": "hws", "serial": HOSTILE_WS_SERIAL, "host": hostile_ws,
+             "password": "hostile-peer-pass", "transport": "websocket", "timeout": 2},
+            {"name": "hmq", "serial": OWN_MQTT_SERIAL, "transport": "mqtt"},
+        ]  # fmt: skip
     config.write_text(
         json.dumps(  # JSON is YAML
             {
@@ -118,7 +137,7 @@ def write_config(workdir: Path, broker: MosquittoBroker, simulator: Simulator,
                      "api_url": simulator.url_for(serial), "scan_interval": 5,
                      "idle_scan_interval": 15, "timeout": 2}
                     for serial in serials
-                ],
+                ] + peers,
             }
         )
     )  # fmt: skip
@@ -201,8 +220,9 @@ async def chaos(
 
 
 async def commander(
-    broker: MosquittoBroker, chargers: list[SimulatedCharger], args: Any, deadline: float,
+    broker: MosquittoBroker, targets: list[str], args: Any, deadline: float,
     sent: dict[str, float], results: Counter[str], outcomes: Counter[str],
+    latency: dict[str, float],
 ) -> None:  # fmt: skip
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 3600
@@ -211,7 +231,7 @@ async def commander(
     async def send_loop(client: aiomqtt.Client) -> None:
         while time.monotonic() < deadline:
             await asyncio.sleep(random.expovariate(1 / args.command_every))
-            charger = random.choice(chargers)
+            target = random.choice(targets)
             service, payload = random.choice(
                 [("change_charging_power", {"charging_power": random.randint(6, 16)}),
                  ("set_phase", {"phase": random.randint(0, 2)}),
@@ -220,7 +240,7 @@ async def commander(
             command_id = uuid.uuid4().hex[:12]
             body = json.dumps({**payload, "id": command_id})
             try:
-                await client.publish(f"{BASE}/c{charger.serial}/cmd/{service}", body, qos=1)
+                await client.publish(f"{BASE}/{target}/cmd/{service}", body, qos=1)
             except aiomqtt.MqttError:
                 continue  # not acknowledged (broker frozen or gone): not counted as sent
             sent[command_id] = time.monotonic()  # the broker has it
@@ -238,7 +258,10 @@ async def commander(
                         async for message in client.messages:
                             assert isinstance(message.payload, bytes)
                             result = json.loads(message.payload)
-                            results[str(result.get("id"))] += 1
+                            command_id = str(result.get("id"))
+                            results[command_id] += 1
+                            if command_id in sent and command_id not in latency:
+                                latency[command_id] = time.monotonic() - sent[command_id]
                             outcome = "ok" if result["ok"] else str(result["error"])
                             outcomes[outcome.split(":")[0][:40]] += 1
                 finally:
@@ -309,6 +332,34 @@ async def bridge_online(broker: MosquittoBroker) -> None:
                 return
 
 
+async def retained_json(broker: MosquittoBroker, topic: str) -> dict[str, Any] | None:
+    """A retained JSON message, or None when there is none within 10 s."""
+    with contextlib.suppress(TimeoutError, aiomqtt.MqttError, ValueError):
+        async with asyncio.timeout(10), aiomqtt.Client(broker.host, broker.port) as client:
+            await client.subscribe(topic)
+            async for message in client.messages:
+                assert isinstance(message.payload, bytes)
+                value = json.loads(message.payload)
+                return value if isinstance(value, dict) else None
+    return None
+
+
+async def watch_spoofed(broker: MosquittoBroker, counts: Counter[str]) -> None:
+    """Counts the own-MQTT charger's current on MQTT, and how often it was the spoofer's."""
+    while True:
+        with contextlib.suppress(aiomqtt.MqttError):
+            async with aiomqtt.Client(broker.host, broker.port) as client:
+                await client.subscribe(f"{BASE}/hmq/charging_current")
+                async for message in client.messages:
+                    counts["published"] += 1
+                    counts["spoofed"] += message.payload == str(SPOOFED_AMP).encode()
+        await asyncio.sleep(1)
+
+
+def _pct(sorted_values: list[float], pct: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * pct / 100))]
+
+
 def journaled_ids(path: Path) -> tuple[dict[str, str], Counter[str]]:
     """id -> state of every command the bridge journaled (finished ones are kept a day),
     and how often each id was journaled: a command runs only from its journal entry."""
@@ -337,9 +388,17 @@ async def run(args: Any) -> int:
     results: Counter[str] = Counter()
     outcomes: Counter[str] = Counter()
     events: list[str] = []
+    latency: dict[str, float] = {}
+    targets = [f"c{serial}" for serial in serials]
+    hostile_ws = HostileWebSocket(HOSTILE_WS_SERIAL, TOKEN) if args.hostile_peers else None
+    own_mqtt = SimulatedCharger(OWN_MQTT_SERIAL, TOKEN)
+    spoofed: Counter[str] = Counter()
     with MosquittoBroker(persistence=True) as broker:
-        bridge = BridgeProcess(write_config(workdir, broker, simulator, serials, state_dir),
-                               workdir / "bridge.log")  # fmt: skip
+        address = await hostile_ws.start() if hostile_ws is not None else None
+        bridge = BridgeProcess(
+            write_config(workdir, broker, simulator, serials, state_dir, address),
+            workdir / "bridge.log",
+        )
         bridge.start()
         # Commands count from the bridge's first connection: before it the broker has no
         # session for it and drops them (a fresh installation, not a loss of ours).
@@ -347,14 +406,25 @@ async def run(args: Any) -> int:
         started = time.monotonic()
         deadline = started + args.minutes * 60
         tasks = [asyncio.create_task(chaos(bridge, broker, chargers, deadline, events, disk))]
+        spoofer = Spoofer(broker.host, broker.port, OWN_MQTT_SERIAL)
+        if hostile_ws is not None:
+            targets += ["hws", "hmq"]
+            tasks += [
+                asyncio.create_task(MqttCharger(own_mqtt, broker.host, broker.port).run()),
+                asyncio.create_task(spoofer.run(deadline)),
+                asyncio.create_task(watch_spoofed(broker, spoofed)),
+            ]
         if args.hostile:
             tasks.append(asyncio.create_task(hostile(
                 broker, chargers, args.hostile_every, deadline, hostile_sent, hostile_counts
             )))  # fmt: skip
-        await commander(broker, chargers, args, deadline, sent, results, outcomes)
+        await commander(broker, targets, args, deadline, sent, results, outcomes, latency)
+        info = await retained_json(broker, f"{BASE}/bridge/info")
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if hostile_ws is not None:
+            await hostile_ws.stop()
         if disk is not None:
             disk.free()
         bridge.check_alive()
@@ -392,6 +462,17 @@ async def run(args: Any) -> int:
     print(f"  result repeated       {len(repeated)}  (same id and content, sent again after a"
           " connection died before the broker's PUBACK)")  # fmt: skip
     print(f"  outcomes              {dict(outcomes.most_common(12))}")
+    waits = sorted(latency.values()) or [0.0]
+    print(f"  command latency       p50 {_pct(waits, 50):.2f} s, p99 {_pct(waits, 99):.2f} s, "
+          f"max {waits[-1]:.2f} s (PUBACK to result, {len(latency)} commands)")  # fmt: skip
+    if hostile_ws is not None:
+        chargers_info = (info or {}).get("chargers", {})
+        print(f"  hostile websocket     tricks played {dict(hostile_ws.played)}")
+        print(f"    bridge dropped      {chargers_info.get('hws', {}).get('skipped')}")
+        print(f"  spoofer               {dict(spoofer.counts)}")
+        print(f"    bridge dropped      {chargers_info.get('hmq', {}).get('skipped')}")
+        print(f"    spoofed amp {SPOOFED_AMP} on MQTT  {spoofed['spoofed']} times "
+              f"(of {spoofed['published']} publishes; the goal: 0)")  # fmt: skip
     print(f"  bridge kill -9        {bridge.kills}")
     print(f"  bridge RSS            first warm sample {warm[0] / 1024:.1f} MiB, "
           f"last {warm[-1] / 1024:.1f} MiB, max {max(warm) / 1024:.1f} MiB")  # fmt: skip
@@ -404,6 +485,7 @@ async def run(args: Any) -> int:
     print(f"  bridge exits of its own  {bridge.own_exits}  (exit codes; the goal: none)")
     print(f"  exit code on SIGTERM  {exit_code}")
     ok = not lost and not twice and not hostile_lost and not bridge.own_exits
+    ok = ok and not spoofed["spoofed"]
     return 0 if ok and exit_code == 0 else 1
 
 
@@ -421,6 +503,11 @@ def main() -> int:
     parser.add_argument("--hostile", action="store_true", help="mix in a hostile client")
     parser.add_argument(
         "--hostile-every", type=float, default=2.0, help="mean seconds between hostile messages"
+    )
+    parser.add_argument(
+        "--hostile-peers",
+        action="store_true",
+        help="a hostile websocket charger and a spoofing, flooding publisher beside the fleet",
     )
     parser.add_argument(
         "--disk-full", action="store_true", help="state_dir on a tmpfs that fills up (root)"
