@@ -157,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo", help="simulator + broker + bridge, topic stream printed",
-        description="A simulated charger, a broker and the bridge in one process: what"
+        description="Two simulated chargers, a broker and the bridge in one process: what"
         " the bridge publishes, then what a few commands do. Its topics: goe2mqtt-demo/"
         " (states, commands) and goe2mqtt-demo-ha/ (Home Assistant discovery).",
     )  # fmt: skip
@@ -237,7 +237,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings is None:
         return EXIT_CONFIG
     if command == "check-config":
-        configure_logging(args.log_level, args.log_format, secrets=settings.secrets())
+        # Its output is its own lines: what the transports log while they are tried
+        # (websocket_live, websocket_down) says the same again, as events. --log-level
+        # debug shows them, for a look at what happened in between.
+        quiet = None if args.log_level == "debug" else open(os.devnull, "w")  # noqa: SIM115
+        configure_logging(args.log_level, args.log_format, secrets=settings.secrets(), stream=quiet)
         names = ", ".join(c.name for c in settings.chargers)
         print(f"{_config_source(args.config)}: OK ({len(settings.chargers)} charger(s): {names})")
         return _check_connections(settings) if args.connect else EXIT_OK

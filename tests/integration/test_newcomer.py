@@ -83,6 +83,8 @@ async def test_check_config_tries_the_websocket_and_the_chargers_own_mqtt(
             " firmware 60.4, serial 012345" in out
         )
         assert "OK   charger carport (its own MQTT, go-eCharger/067890/+): heard: " in out
+        # Its own lines only: no log events of the transports it tried in between.
+        assert "websocket_live" not in out + err, out + err
 
         raw["chargers"][0]["password"] = "not-the-password"
         config.write_text(yaml.safe_dump(raw))
@@ -93,6 +95,8 @@ async def test_check_config_tries_the_websocket_and_the_chargers_own_mqtt(
         assert f"FAIL charger garage ({host}) websocket: wrong password" in out
         assert "FAIL charger carport (its own MQTT, go-eCharger/067890/+): nothing heard" in out
         assert "not-the-password" not in out + err
+        assert "websocket_down" not in out + err, out + err
+        assert all(line.startswith(("OK ", "FAIL ")) for line in out.splitlines()[1:]), out
     finally:
         publishing.cancel()
         await asyncio.wait({publishing})
