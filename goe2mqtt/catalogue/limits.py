@@ -131,6 +131,7 @@ LIMITS: tuple[EntityDescription, ...] = (
         name="Variant",
         reads=("var",),
         value=integer("var"),
+        device_class="power",  # the rated power: HA takes kW for power
         unit="kW",
         entity_category="diagnostic",
         icon="mdi:flash-outline",
