@@ -156,8 +156,11 @@ async def clean_up(host: str, port: int, protocol: str) -> int:
                 async for message in client.messages:
                     if message.retain and message.payload:
                         topics.add(message.topic.value)
-        for topic in sorted(topics):
-            await client.publish(topic, b"", qos=1, retain=True)
+        # All at once, each still acknowledged: one at a time, a broker without
+        # TCP_NODELAY made each wait ~40 ms for a delayed ACK (466 took 22 s).
+        await asyncio.gather(
+            *(client.publish(topic, b"", qos=1, retain=True) for topic in sorted(topics))
+        )
     return len(topics)
 
 
