@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 
+from goe2mqtt.goe.failures import connection_failure
 from goe2mqtt.util.values import JsonValue
 
 Status = Mapping[str, Any]
@@ -158,7 +159,7 @@ class GoeClient:
         except TimeoutError:
             raise TransientError("timed out") from None
         except aiohttp.ClientError as exc:
-            raise TransientError(f"connection failed: {_failure(exc)}") from None
+            raise TransientError(connection_failure(exc)) from None
         if http_status == 429 or (http_status == 503 and retry_after is not None):
             wait = "" if retry_after is None else f", retry after {retry_after:.0f} s"
             raise RateLimited(f"rate limited ({http_status}{wait})", retry_after)
@@ -167,18 +168,6 @@ class GoeClient:
                 http_status, bytes(body), set_keys=set(params) if path == "/api/set" else set()
             )
         return _interpret(http_status, bytes(body))
-
-
-def _failure(exc: aiohttp.ClientError) -> str:
-    """Why a request did not get an answer, naming the host (never the token)."""
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return f"DNS: {exc.host} does not resolve"
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
-        return f"TLS: {exc.host}: {exc.__class__.__name__}"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        reason = exc.os_error.strerror or type(exc.os_error).__name__
-        return f"{exc.host}:{exc.port}: {reason}"
-    return type(exc).__name__
 
 
 def _interpret_local(http_status: int, body: bytes, *, set_keys: Set[str]) -> dict[str, Any]:

@@ -132,9 +132,12 @@ async def test_rejected_set_is_422(client: GoeClient, simulator: Simulator) -> N
 async def test_connection_refused_is_transient(http: aiohttp.ClientSession) -> None:
     from goe2mqtt.sim.broker import free_port
 
-    client = GoeClient(http, f"http://127.0.0.1:{free_port()}", TOKEN, timeout=1)
-    with pytest.raises(TransientError, match="connection failed"):
+    port = free_port()
+    client = GoeClient(http, f"http://127.0.0.1:{port}", TOKEN, timeout=1)
+    with pytest.raises(TransientError) as caught:
         await client.status({"car"})
+    # The broker check's words, with the host: not a library's "Connect call failed".
+    assert str(caught.value) == f"refused: nothing listens on 127.0.0.1:{port}"
 
 
 async def test_huge_answer_is_refused(http: aiohttp.ClientSession) -> None:
