@@ -6,7 +6,7 @@ import ipaddress
 import urllib.parse
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from goe2mqtt.config.secret_files import load_secret
 from goe2mqtt.config.section import (
@@ -21,6 +21,21 @@ from goe2mqtt.config.section import (
 )
 
 DEFAULT_CLOUD_WEBSOCKET = "wss://app.v3.go-e.io/{serial}"
+PLACEHOLDER = (
+    "still the example's placeholder: put the charger's API key from the go-e app here"
+    " (or use token_file)"
+)
+
+
+def _loopback(api_url: str | None, host: str | None) -> bool:
+    """A simulator on this machine (a test, the demo), where polling faster than a
+    charger refreshes is harmless; never the cloud or a charger on the LAN."""
+    if api_url is not None:
+        name = urllib.parse.urlsplit(api_url).hostname or ""
+    else:
+        host = host or ""
+        name = host[1:].split("]")[0] if host.startswith("[") else host.split(":")[0]
+    return is_loopback(name)
 
 
 def is_loopback(name: str) -> bool:
@@ -66,85 +81,110 @@ class ChargerSettings(Section):
     # on purpose (a trusted LAN, a TLS proxy beside it), and then with a warning.
     allow_insecure: bool = False
 
+    @field_validator("scan_interval", "idle_scan_interval")
+    @classmethod
+    def _at_least_a_second(cls, seconds: float | None, info: ValidationInfo) -> float | None:
+        api_url, host = info.data.get("api_url"), info.data.get("host")
+        if seconds is not None and seconds < MIN_SCAN_INTERVAL and not _loopback(api_url, host):
+            raise ValueError(
+                f"at least {MIN_SCAN_INTERVAL:.0f} s: the charger refreshes its values once"
+                " a second (shorter only for a simulator on this machine: a loopback api_url"
+                " or host)"
+            )
+        return seconds
+
+    @field_validator("token")
+    @classmethod
+    def _not_the_example(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None and token.get_secret_value() in EXAMPLE_TOKENS:
+            raise ValueError(PLACEHOLDER)
+        return token
+
     @model_validator(mode="after")
     def _check_access(self, info: ValidationInfo) -> ChargerSettings:
-        for key in ("scan_interval", "idle_scan_interval"):
-            seconds = getattr(self, key)
-            if seconds is not None and seconds < MIN_SCAN_INTERVAL and not self._simulated:
-                raise ValueError(
-                    f"{key}: at least {MIN_SCAN_INTERVAL:.0f} s: the charger refreshes its"
-                    " values once a second (shorter only for a simulator on this machine: a"
-                    " loopback api_url or host)"
-                )
-        token = load_secret(self.token, self.token_file, "token", info)
-        password = load_secret(self.password, self.password_file, "password", info)
+        # Every problem at once: a newcomer fixes the file in one go, not one per run.
+        # (What a single key says - an interval, the example's token - is checked with
+        # the key itself, so it is said even when other keys of the file are wrong.)
+        problems: list[str] = []
+        token = password = None
+        try:
+            token = load_secret(self.token, self.token_file, "token", info)
+        except ValueError as exc:
+            problems.append(str(exc))
+        try:
+            password = load_secret(self.password, self.password_file, "password", info)
+        except ValueError as exc:
+            problems.append(str(exc))
         object.__setattr__(self, "token", token)
         object.__setattr__(self, "password", password)
-        if self.transport == "websocket" and password is None:
-            raise ValueError(
+        problems += self._access_problems(token, password, info)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def _access_problems(
+        self, token: SecretStr | None, password: SecretStr | None, info: ValidationInfo
+    ) -> list[str]:
+        """What is missing or too much for the way this charger is reached."""
+        if self.transport == "websocket" and password is None and self.password_file is None:
+            return [
                 "password: transport websocket needs the charger's password (as set in the"
                 " go-e app), or password_file"
-            )
+            ]
         if self.transport == "mqtt":
-            return self._check_mqtt()
+            return self._mqtt_problems()
         if password is not None and self.transport == "poll":
-            raise ValueError("password: transport poll does not use it (remove it, or use auto)")
+            return ["password: transport poll does not use it (remove it, or use auto)"]
         if self.host is not None:
             if token is not None:
                 key = "token" if self.token_file is None else "token_file"
-                raise ValueError(f"{key}: the local API (host) takes no token")
-            return self
+                return [f"{key}: the local API (host) takes no token"]
+            return []
+        problems = []
         if self.serial is None:
-            raise ValueError("serial: required for the cloud API (or give host for the local API)")
-        if token is None or not token.get_secret_value():
-            raise ValueError("token: required for the cloud API (or give token_file)")
-        if token.get_secret_value() in EXAMPLE_TOKENS:
-            raise ValueError(
-                "token: still the example's placeholder: put the charger's API key from"
-                " the go-e app here (or use token_file)"
-            )
-        self._check_clear_text(info)
-        return self
+            problems.append("serial: required for the cloud API (or give host for the local API)")
+        if self.token_file is not None and token is None:
+            pass  # the file's own problem is said already
+        elif token is None or not token.get_secret_value():
+            problems.append("token: required for the cloud API (or give token_file)")
+        elif token.get_secret_value() in EXAMPLE_TOKENS:  # from token_file
+            problems.append(f"token: {PLACEHOLDER}")
+        problem = self._clear_text_problem(info)
+        return [*problems, problem] if problem else problems
 
-    def _check_clear_text(self, info: ValidationInfo) -> None:
+    def _clear_text_problem(self, info: ValidationInfo) -> str | None:
         """A token sent over plain http (and ws) can be read by anyone on the way."""
         if self.api_url is None or not self.api_url.lower().startswith("http://"):
-            return
+            return None
         if self._simulated:
-            return  # loopback: it never leaves this machine
+            return None  # loopback: it never leaves this machine
         problem = (
             f"api_url: {self.api_url} is plain http: the token would travel in clear text"
             " (use https"
         )
         if not self.allow_insecure:
-            raise ValueError(f"{problem}, or set allow_insecure: true for this charger)")
+            return f"{problem}, or set allow_insecure: true for this charger)"
         context = info.context if isinstance(info.context, dict) else {}
         context.setdefault("warnings", []).append(
             f"charger {self.name}: {problem}; allowed by allow_insecure: true)"
         )
+        return None
 
-    def _check_mqtt(self) -> ChargerSettings:
+    def _mqtt_problems(self) -> list[str]:
         """The charger's own MQTT: no HTTP, so nothing HTTP needs."""
+        problems = [
+            f"{key}: transport mqtt does not use it (the charger publishes to the broker"
+            " itself; no HTTP)"
+            for key in ("host", "api_url", "token", "token_file", "password", "password_file")
+            if getattr(self, key) is not None
+        ]
         if self.serial is None:
-            raise ValueError("serial: transport mqtt needs it (the charger's topics name it)")
-        for key in ("host", "api_url", "token", "token_file", "password", "password_file"):
-            if getattr(self, key) is not None:
-                raise ValueError(
-                    f"{key}: transport mqtt does not use it (the charger publishes to the"
-                    " broker itself; no HTTP)"
-                )
-        return self
+            problems.insert(0, "serial: transport mqtt needs it (the charger's topics name it)")
+        return problems
 
     @property
     def _simulated(self) -> bool:
-        """A simulator on this machine (a test, the demo), where polling faster than a
-        charger refreshes is harmless; never the cloud or a charger on the LAN."""
-        if self.api_url is not None:
-            name = urllib.parse.urlsplit(self.api_url).hostname or ""
-        else:
-            host = self.host or ""
-            name = host[1:].split("]")[0] if host.startswith("[") else host.split(":")[0]
-        return is_loopback(name)
+        return _loopback(self.api_url, self.host)
 
     @property
     def idle_interval(self) -> float:

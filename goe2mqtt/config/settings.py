@@ -13,7 +13,7 @@ import socket
 import ssl
 import typing
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +28,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from goe2mqtt.config.charger import ChargerSettings as ChargerSettings
 from goe2mqtt.config.environment import (
@@ -328,6 +329,17 @@ def _section_type(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def _one_problem_each(errors: Iterable[ErrorDetails]) -> Iterator[ErrorDetails]:
+    """A section's validator says all its problems in one error, a line each."""
+    for error in errors:
+        message = str(error["msg"])
+        if error["type"] == "value_error" and "\n" in message:
+            for line in message.removeprefix("Value error, ").split("\n"):
+                yield {**error, "msg": line}
+        else:
+            yield error
+
+
 def _has_inner(loc: tuple[Any, ...], locations: list[tuple[Any, ...]]) -> bool:
     return any(len(other) > len(loc) and other[: len(loc)] == loc for other in locations)
 
@@ -350,7 +362,7 @@ def parse_settings(raw: Any) -> Settings:
     try:
         settings = Settings.model_validate(expanded, context=context)
     except ValidationError as exc:
-        errors = exc.errors(include_input=False)
+        errors = list(_one_problem_each(exc.errors(include_input=False)))
         inner = [tuple(e["loc"]) for e in errors]
         problems = dict.fromkeys(
             _describe(error)

@@ -86,9 +86,11 @@ def test_check_config_reports_every_error_at_once(tmp_path: Path) -> None:
     result = _cli("check-config", "--config", str(path))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert lines[0] == "goe2mqtt: 2 config errors:"
+    assert lines[0] == "goe2mqtt: 3 config errors:"
     assert lines[1].startswith("  mqtt.port: ")
     assert lines[2].startswith("  chargers[0].serial: must be the 6-digit serial")
+    # said with the others, though the serial's error keeps the section's own checks out
+    assert lines[3].startswith("  chargers[0].scan_interval: at least 1 s")
     raw = base()
     raw["chargers"][0]["scan_interval"] = 0.01
     path.write_text(yaml.safe_dump(raw))

@@ -80,7 +80,7 @@ def test_defaults() -> None:
         (base(token_file="/etc/hostname"), "chargers[0].token_file: give either token or"),
         (base(colour="red"), "chargers[0].colour: unknown key"),
         (base(host="192.168.1.20"), "chargers[0].token: the local API (host) takes no token"),
-        (base(serial=None, token=None), "chargers[0].serial: required for the cloud API"),
+        (base(serial=None), "chargers[0].serial: required for the cloud API"),
         (
             base(host="http://192.168.1.20", token=None),
             "chargers[0].host: must be a host name or IP address",
@@ -376,3 +376,32 @@ def test_a_token_over_plain_http_needs_allow_insecure(api_url: str, refused: boo
     assert len(settings.warnings) == 1
     assert "clear text" in settings.warnings[0]
     assert SECRET not in settings.warnings[0]
+
+
+def test_every_problem_of_a_charger_at_once() -> None:
+    # A placeholder token and a too short interval: both, not the first found.
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(base(token="replace-me", scan_interval=0.5))
+    assert caught.value.problems == (
+        "chargers[0].token: still the example's placeholder: put the charger's API key from"
+        " the go-e app here (or use token_file)",
+        "chargers[0].scan_interval: at least 1 s: the charger refreshes its values once a"
+        " second (shorter only for a simulator on this machine: a loopback api_url or host)",
+    )
+    # Neither is left out when other keys of the file are wrong too.
+    raw = base(token="replace-me", scan_interval=0.5, serial=12345, colour="red")
+    raw["mqtt"].update(port="1883", keepalive=-1)
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(raw)
+    keys = [problem.split(":")[0] for problem in caught.value.problems]
+    assert keys == [
+        "mqtt.port", "mqtt.keepalive", "chargers[0].serial", "chargers[0].token",
+        "chargers[0].scan_interval", "chargers[0].colour",
+    ]  # fmt: skip
+    # And a section's own checks say all they find: no serial and no token for the cloud.
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(base(serial=None, token=None))
+    assert caught.value.problems == (
+        "chargers[0].serial: required for the cloud API (or give host for the local API)",
+        "chargers[0].token: required for the cloud API (or give token_file)",
+    )
