@@ -240,6 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(args.log_level, args.log_format, secrets=settings.secrets())
         names = ", ".join(c.name for c in settings.chargers)
         print(f"{_config_source(args.config)}: OK ({len(settings.chargers)} charger(s): {names})")
+        for warning in settings.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         return _check_connections(settings) if args.connect else EXIT_OK
     configure_logging(args.log_level, args.log_format, secrets=settings.secrets())
     for warning in settings.warnings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import urllib.parse
 from typing import Literal
 
@@ -20,6 +21,16 @@ from goe2mqtt.config.section import (
 )
 
 DEFAULT_CLOUD_WEBSOCKET = "wss://app.v3.go-e.io/{serial}"
+
+
+def is_loopback(name: str) -> bool:
+    """localhost, 127.0.0.0/8 or ::1: this machine (not a name that only starts with 127.)."""
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 class ChargerSettings(Section):
@@ -51,6 +62,9 @@ class ChargerSettings(Section):
     # Polling: settings and facts (limits, names, cards, firmware) are read this often
     # and right after a write; what changes (power, car, current) every scan_interval.
     config_interval: float = Field(default=300.0, ge=1, le=86_400)
+    # An api_url of plain http beyond this machine sends the token in clear text: only
+    # on purpose (a trusted LAN, a TLS proxy beside it), and then with a warning.
+    allow_insecure: bool = False
 
     @model_validator(mode="after")
     def _check_access(self, info: ValidationInfo) -> ChargerSettings:
@@ -89,7 +103,25 @@ class ChargerSettings(Section):
                 "token: still the example's placeholder: put the charger's API key from"
                 " the go-e app here (or use token_file)"
             )
+        self._check_clear_text(info)
         return self
+
+    def _check_clear_text(self, info: ValidationInfo) -> None:
+        """A token sent over plain http (and ws) can be read by anyone on the way."""
+        if self.api_url is None or not self.api_url.lower().startswith("http://"):
+            return
+        if self._simulated:
+            return  # loopback: it never leaves this machine
+        problem = (
+            f"api_url: {self.api_url} is plain http: the token would travel in clear text"
+            " (use https"
+        )
+        if not self.allow_insecure:
+            raise ValueError(f"{problem}, or set allow_insecure: true for this charger)")
+        context = info.context if isinstance(info.context, dict) else {}
+        context.setdefault("warnings", []).append(
+            f"charger {self.name}: {problem}; allowed by allow_insecure: true)"
+        )
 
     def _check_mqtt(self) -> ChargerSettings:
         """The charger's own MQTT: no HTTP, so nothing HTTP needs."""
@@ -112,7 +144,7 @@ class ChargerSettings(Section):
         else:
             host = self.host or ""
             name = host[1:].split("]")[0] if host.startswith("[") else host.split(":")[0]
-        return name in ("localhost", "::1") or name.startswith("127.")
+        return is_loopback(name)
 
     @property
     def idle_interval(self) -> float:

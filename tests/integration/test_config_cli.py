@@ -157,3 +157,24 @@ def test_check_config_says_the_configuration_came_from_the_environment(tmp_path:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"the environment (3 GOE2MQTT_* variables; no file {missing})")
     assert f"{missing}: OK" not in result.stdout
+
+
+def test_check_config_refuses_a_token_over_plain_http_unless_allowed(tmp_path: Path) -> None:
+    raw = base(api_url="http://192.168.1.20/api/012345")
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    result = _cli("check-config", "--config", str(config))
+    assert result.returncode == 2, result.stdout
+    assert (
+        "chargers[0].api_url: http://192.168.1.20/api/012345 is plain http: the token would"
+        " travel in clear text" in result.stderr
+    )
+    assert "allow_insecure: true" in result.stderr
+    assert SECRET not in result.stderr + result.stdout
+    raw["chargers"][0]["allow_insecure"] = True
+    config.write_text(yaml.safe_dump(raw))
+    result = _cli("check-config", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "OK (1 charger(s): garage)" in result.stdout
+    assert "warning: charger garage: api_url: http://192.168.1.20" in result.stderr
+    assert SECRET not in result.stderr + result.stdout

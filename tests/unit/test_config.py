@@ -345,3 +345,34 @@ def test_a_bad_value_from_the_environment_names_its_variable(tmp_path: Path) -> 
     (problem,) = caught.value.problems
     assert problem.startswith("chargers[0].scan_interval: at least 1 s")
     assert problem.endswith("(from GOE2MQTT_CHARGERS__0__SCAN_INTERVAL)")
+
+
+@pytest.mark.parametrize(
+    ("api_url", "refused"),
+    [
+        ("http://192.168.1.20/api", True),  # a proxy on the LAN: the token in clear text
+        ("http://127.evil.example/api", True),  # a name, not the loopback address
+        ("http://charger.lan", True),
+        ("https://192.168.1.20/api", False),
+        ("http://127.0.0.1:8080/012345", False),  # a simulator on this machine
+        ("http://127.3.4.5:8080/012345", False),
+        ("http://localhost:8080/012345", False),
+        ("http://[::1]:8080/012345", False),
+    ],
+)
+def test_a_token_over_plain_http_needs_allow_insecure(api_url: str, refused: bool) -> None:
+    raw = base(api_url=api_url)
+    if not refused:
+        assert parse_settings(raw).warnings == ()
+        return
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(raw)
+    (message,) = caught.value.problems
+    assert message.startswith(f"chargers[0].api_url: {api_url} is plain http: the token")
+    assert "allow_insecure: true" in message
+    assert SECRET not in message
+    raw["chargers"][0]["allow_insecure"] = True
+    settings = parse_settings(raw)
+    assert len(settings.warnings) == 1
+    assert "clear text" in settings.warnings[0]
+    assert SECRET not in settings.warnings[0]
