@@ -253,8 +253,15 @@ _CONNECT_CAUSES = (
     (("Connection refused", "Errno 111"), "refused: nothing listens on that host and port"),
     (("CERTIFICATE_VERIFY_FAILED", "SSL", "certificate"),
      "TLS: the handshake or the certificate failed"),
-    (("code:134", "code:135", "code:4]", "code:5]", "Not authori", "Bad user name"),
+    # paho 2 reports a refused CONNACK as its MQTT 5 reason (134, 135) for 3.1.1 too;
+    # a bare [code:4] or [code:5] is paho's own error number, not a CONNACK's.
+    (("code:134", "code:135", "Not authori", "Bad user name", "Bad username"),
      "auth: the broker refused the user name or password"),
+    (("not currently connected", "code:7]", "connection was lost"),
+     "lost: the connection ended under us (the broker or the network dropped it)"),
+    (("The connection was refused",), "refused: the broker turned the connection down"),
+    (("keepalive interval", "code:16]"),
+     "timeout: the broker went silent for longer than the keep-alive"),
     (("No route to host", "unreachable"), "network: no route to the host"),
     (("timed out",), "timeout: no answer in time"),
     # Mosquitto ends a connection this way when it stops or restarts, and when another
