@@ -177,9 +177,8 @@ def read_states(
     for entity in entities:
         if not entity.present(present):
             continue
-        assert entity.value is not None
         try:
-            value = entity.value(status)
+            value = entity.state(status)
             # Empty text (an unnamed card slot) is unknown, as on the leaf topics: null
             # in the JSON state too, never "".
             states[entity.key] = None if value == "" else value

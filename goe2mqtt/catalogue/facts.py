@@ -19,6 +19,7 @@ from goe2mqtt.catalogue import (
 )
 from goe2mqtt.catalogue.writes import number_range
 from goe2mqtt.util.numbers import finite_number
+from goe2mqtt.util.text import clean_text
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,8 @@ class DeviceFacts:
         model, firmware = status.get("typ"), status.get("fwv")
         keys = reported_keys(status) if keys is None else keys
         return cls(
-            model=model if isinstance(model, str) else None,
-            sw_version=firmware if isinstance(firmware, str) else None,
+            model=_text(model),
+            sw_version=_text(firmware),
             keys=keys,
             ranges=tuple(
                 (entity.key, *_shown_range(entity, status))
@@ -83,7 +84,12 @@ class DeviceFacts:
             return None
         if not (sw_version is None or isinstance(sw_version, str)):
             return None
-        return cls(model, sw_version, keys, ranges, choices, contacted=False)
+        return cls(_text(model), _text(sw_version), keys, ranges, choices, contacted=False)
+
+
+def _text(value: object) -> str | None:
+    """The charger's own words for discovery's device block: text, cleaned, or None."""
+    return (clean_text(value) or None) if isinstance(value, str) else None
 
 
 # Entities whose discovery follows the charger's state: every number (its range follows
@@ -107,7 +113,7 @@ def _shown_range(entity: EntityDescription, status: Status) -> tuple[float, floa
     assert entity.write is not None
     low, high, _ = number_range(entity.write, status)
     try:
-        value = entity.value(status) if entity.value is not None else None
+        value = entity.state(status) if entity.value is not None else None
     except Exception:  # an unreadable value shows as unknown: nothing to make room for
         value = None
     number = finite_number(value)

@@ -6,7 +6,8 @@ from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from goe2mqtt.util.text import slug
+from goe2mqtt.util.numbers import describe, is_number
+from goe2mqtt.util.text import clean_text, slug
 
 Status = Mapping[str, Any]
 StateValue = str | int | float | bool | None
@@ -19,6 +20,23 @@ WriteKind = Literal["number", "switch", "select", "text", "time", "press"]
 # A number's allowed range now, in the entity's unit, and what sets the upper end.
 Bounds = tuple[float, float, str]
 Choices = Mapping[Any, str]  # go-e value -> the option name users see
+
+# What a charger can measure at most, by the entity's unit (generous: orders of
+# magnitude, not a product's ratings). Beyond it the value is a fault - a broken meter,
+# a hostile peer - and shown unknown (logged once), never a 309-digit charging power.
+PLAUSIBLE: Mapping[str, tuple[float, float]] = {
+    "W": (-1e6, 1e6),
+    "kW": (-1e3, 1e3),
+    "A": (-1000.0, 1000.0),
+    "V": (-1000.0, 1000.0),
+    "kWh": (-1e9, 1e9),  # 10**12 Wh
+    "°C": (-100.0, 200.0),
+    "%": (-100.0, 100.0),  # power factor
+    "Hz": (0.0, 1000.0),
+    "dBm": (-200.0, 50.0),
+    "s": (-1e9, 1e9),  # about 30 years
+    "ct/kWh": (-1e6, 1e6),
+}
 
 # Keys that come from the bridge itself, not from the charger (the PV feed's state):
 # they are never asked for in the status filter.
@@ -96,6 +114,25 @@ class EntityDescription:
     present_if: Callable[[Set[str]], bool] | None = None
     pattern: str | None = None  # text: what HA lets users type
     doc: str = ""  # one line for the entity table: what it is for
+    # The range a charger can measure (default: PLAUSIBLE for its unit).
+    plausible: tuple[float, float] | None = None
+
+    def state(self, status: Status) -> StateValue:
+        """The entity's state: its value function, then the rules every state obeys -
+        text without control characters and within HA's length, a number within what
+        a charger measures. Raises Unreadable as the value functions do."""
+        assert self.value is not None, f"{self.key} has no state"
+        value = self.value(status)
+        if isinstance(value, str):
+            return clean_text(value)
+        if is_number(value):
+            bounds = self.plausible or PLAUSIBLE.get(self.unit or "")
+            if bounds is not None and not bounds[0] <= value <= bounds[1]:
+                raise Unreadable(
+                    f"{', '.join(self.reads)}: {describe(value)} {self.unit} is beyond what"
+                    f" a charger measures ({bounds[0]:g} to {bounds[1]:g} {self.unit})"
+                )
+        return value
 
     @property
     def command_service(self) -> str | None:

@@ -12,6 +12,7 @@ from typing import Any
 from goe2mqtt.catalogue.codes import CAR_CONNECTED_STATES, CARD_SLOTS
 from goe2mqtt.catalogue.model import StateValue, Status, Unreadable, ValueFn
 from goe2mqtt.util.numbers import describe, finite_number, is_number
+from goe2mqtt.util.text import clean_text
 
 
 def _field(status: Status, key: str) -> Any:
@@ -243,7 +244,7 @@ def transaction_choices(status: Status) -> dict[Any, str]:
     taken = {NO_TRANSACTION, "no_card", "none"}
     choices: dict[Any, str] = {None: NO_TRANSACTION, 0: "no_card"}
     for slot, name in enumerate(names):
-        label = name.strip() if isinstance(name, str) else ""
+        label = clean_text(name).strip() if isinstance(name, str) else ""
         if not label or label.lower() in taken or names.count(name) > 1:
             label = f"card_{slot}"
         taken.add(label.lower())

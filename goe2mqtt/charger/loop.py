@@ -75,7 +75,7 @@ class Charger:
         self._topics = topics
         self._out = ChargerOutput(
             self.name, publisher, topics=topics, discovery_prefix=discovery_prefix,
-            leaf_topics=leaf_topics, on_facts=on_facts,
+            leaf_topics=leaf_topics, on_facts=on_facts, bridge_values=self._bridge_values,
         )  # fmt: skip
         self.status: dict[str, Any] = {}
         # Unique ids need the serial: a local charger configured without one tells it
@@ -133,10 +133,11 @@ class Charger:
         return {**self.pv_feed.states(), "@connection": self.connection}
 
     async def _take(
-        self, status: Mapping[str, Any], changed: set[str] | None = None
+        self, status: Mapping[str, Any], changed: set[str] | None = None, *, merge: bool = False
     ) -> list[str]:
-        """Map a status through the view; publish the discovery and states it changed."""
-        return await self._out.take(status, self._bridge_values(), changed, self.serial)
+        """Map a status through the view; publish the discovery and states it changed
+        (``merge``: a pushed one, published at most every MIN_INTERVAL)."""
+        return await self._out.take(status, changed, self.serial, merge=merge)
 
     # --- the PV feed: readings in, ids out, its state on our topics ------------------
 
@@ -230,6 +231,7 @@ class Charger:
         self._wake.set()
         self.runner.wake()
         self.pv_feed.stop()
+        self._out.stop()
 
     def next_delay(self) -> float:
         hold_off = self.hold_off
@@ -272,6 +274,8 @@ class Charger:
             self._pushed_now.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._pushed_now.wait(), PUSH_WAIT)
+            # A command's result comes after its values are out, not up to MIN_INTERVAL later.
+            await self._out.flush()
             return self.pushing
         started = time.monotonic()
         every_key = self._every_key_due(started)
@@ -308,14 +312,14 @@ class Charger:
         if full:
             status = own_keys(values)
             self._check_serial(status)  # WrongCharger ends the connection, with the reason
-            await self._accept(status)
+            await self._accept(status, merge=True)
             return
         delta = own_keys(values)
         changed = changed_in(self.status, delta)
         self.last_success = time.time()
         if changed:
             # A new dict: the view keeps the last status by reference to compare.
-            await self._accept({**self.status, **delta}, changed)
+            await self._accept({**self.status, **delta}, changed, merge=True)
         else:
             # Unchanged still shows what the feed wrote: a poll would have said so too.
             self.pv_feed.observe(self.status)
@@ -327,9 +331,10 @@ class Charger:
             self._feed_changed()  # the Connection entity says which transport serves
 
     async def _accept(
-        self, status: dict[str, Any], changed: set[str] | None = None
+        self, status: dict[str, Any], changed: set[str] | None = None, *, merge: bool = False
     ) -> list[str]:
-        """A status that arrived (polled or pushed): keep it and publish what changed."""
+        """A status that arrived (polled or pushed): keep it and publish what changed
+        (``merge``: a pushed one, merged with what follows within MIN_INTERVAL)."""
         self.status = status
         self.last_success = time.time()
         self.pv_feed.observe(status)
@@ -338,7 +343,8 @@ class Charger:
             if self.serial is not None:
                 self._on_serial(self.serial)
         recovered_after, self.failures = self.failures, 0
-        published = await self._take(status, changed)
+        # Back online: its states go out before "online" vouches for them.
+        published = await self._take(status, changed, merge=merge and self.online)
         if not self.online:
             self.online = True
             log.info("charger_online", charger=self.name, failed_polls=recovered_after)

@@ -2,13 +2,18 @@
 
 The charger loop decides when a status arrives (polled or pushed); this maps it
 through the view and publishes what changed, and keeps the discovery in step with
-the keys the charger has.
+the keys the charger has. What a pushing charger sends faster than MIN_INTERVAL is
+merged: its latest status is published when the interval is over (one timer per
+charger, only while it is that fast), so a key changing 750 times a second costs a
+few publishes, and the last value is never lost.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
@@ -19,6 +24,19 @@ from goe2mqtt.mqtt.discovery import discovery_topic, render_discovery
 from goe2mqtt.mqtt.topics import OFFLINE, ONLINE, Topics
 
 log = structlog.get_logger()
+
+# A pushing charger's states go out at most this often (5 a second): enough for any
+# dashboard, and a charger's own pace is one delta a second.
+MIN_INTERVAL = 0.2
+
+
+@dataclass
+class _Held:
+    """What arrived within MIN_INTERVAL of the last publish: published when it is over."""
+
+    status: Mapping[str, Any]  # the latest (a new dict each time: see Charger._pushed)
+    changed: set[str] | None  # every key changed since the view's last status; None: all
+    serial: str | None
 
 
 class Publisher(Protocol):
@@ -35,6 +53,8 @@ class ChargerOutput:
         discovery_prefix: str | None,
         leaf_topics: bool,
         on_facts: Callable[[DeviceFacts], None],
+        bridge_values: Callable[[], Mapping[str, Any]] = dict,
+        min_interval: float = MIN_INTERVAL,
     ) -> None:
         self._name = name
         self._publisher = publisher
@@ -44,6 +64,11 @@ class ChargerOutput:
         self._on_facts = on_facts
         self.view = ChargerView()
         self.facts: DeviceFacts | None = None  # what discovery last announced
+        self._bridge_values = bridge_values  # the bridge's own values (PV feed, connection)
+        self._min_interval = min_interval
+        self._quiet_until = 0.0  # loop time: a pushed status before it is held
+        self._held: _Held | None = None
+        self._flushing: asyncio.Task[list[str]] | None = None  # the one timer, while held
 
     async def availability(self, *, online: bool) -> None:
         await self._publisher.publish_retained(
@@ -87,18 +112,32 @@ class ChargerOutput:
     async def take(
         self,
         status: Mapping[str, Any],
-        bridge_values: Mapping[str, Any],
         changed: set[str] | None,
         serial: str | None,
+        *,
+        merge: bool = False,
     ) -> list[str]:
-        """Map a status through the view; publish the discovery and states it changed."""
-        update = self.view.update(status, bridge_values, changed)
+        """Map a status through the view; publish the discovery and states it changed.
+
+        ``merge`` (a pushed status): within MIN_INTERVAL of the last publish it is held,
+        and published with whatever follows when the interval is over; [] then.
+        """
+        loop = asyncio.get_running_loop()
+        if merge and (self._held is not None or loop.time() < self._quiet_until):
+            self._hold(status, changed, serial)
+            return []
+        held, self._held = self._held, None
+        if held is not None and changed is not None:
+            # Published now, with what waited: the view compares only the keys it is told.
+            changed = None if held.changed is None else changed | held.changed
+        update = self.view.update(status, self._bridge_values(), changed)
         if update.facts is not None and serial is not None:
             await self.discovery(update.facts, serial)
         for key, reason in update.new_problems.items():
             log.warning("value_unreadable", charger=self._name, entity=key, reason=reason)
         if not update.changed:
             return update.changed  # the common case: a quiet charger costs one comparison
+        self._quiet_until = loop.time() + self._min_interval
         if self._leaf_topics:
             for key in update.changed:
                 await self._publisher.publish_retained(
@@ -109,3 +148,43 @@ class ChargerOutput:
             json.dumps(self.view.states, sort_keys=True, ensure_ascii=False, allow_nan=False),
         )
         return update.changed
+
+    def _hold(
+        self, status: Mapping[str, Any], changed: set[str] | None, serial: str | None
+    ) -> None:
+        held = self._held
+        if held is None:
+            self._held = _Held(status, None if changed is None else set(changed), serial)
+        else:
+            held.status, held.serial = status, serial
+            if held.changed is not None:
+                if changed is None:
+                    held.changed = None
+                else:
+                    held.changed |= changed
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._publish_held(), name=f"held:{self._name}")
+
+    async def _publish_held(self) -> list[str]:
+        """The trailing publish: the latest held status once the interval is over."""
+        loop = asyncio.get_running_loop()
+        # Again while the deadline moves: a publish made meanwhile moved it.
+        while (wait := self._quiet_until - loop.time()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(wait)
+        try:
+            return await self.flush()
+        except Exception:  # nobody awaits this task: say it here
+            log.exception("publish_failed", charger=self._name)
+            return []
+
+    async def flush(self) -> list[str]:
+        """Publish what is held now (a command's read-back shows its value at once)."""
+        held = self._held
+        if held is None:
+            return []
+        return await self.take(held.status, held.changed, held.serial)
+
+    def stop(self) -> None:
+        """Cancel the trailing publish (the bridge stops)."""
+        if self._flushing is not None:
+            self._flushing.cancel()

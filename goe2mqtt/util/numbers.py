@@ -8,14 +8,14 @@ Home Assistant, JavaScript) holds. Every path that takes a number asks here firs
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeGuard
 
 # Beyond this an integer loses precision as a float (HA, Node-RED, JavaScript); no
 # meter of a wallbox gets there, and 10**400 would not even convert.
 MAX_EXACT_INTEGER = 2**53
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[int | float]:
     """An int or a float, and not a bool (which Python counts as an int)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -16,6 +17,25 @@ def has_control(text: str) -> bool:
 def printable(text: str) -> str:
     """Someone else's text made safe for one log line: what is not printable becomes ?."""
     return "".join(c if c.isprintable() else "?" for c in text)
+
+
+# Home Assistant keeps at most 255 characters of a state; a longer one it refuses.
+MAX_STATE_LENGTH = 255
+# Controls (NUL, ESC), format characters (the bidi overrides U+202A-202E and isolates
+# U+2066-2069, zero-width ones), line and paragraph separators, lone surrogates (which
+# UTF-8 cannot even encode): nothing a reader should get from a peer's text.
+_UNSHOWN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+
+
+def clean_text(text: str, limit: int = MAX_STATE_LENGTH) -> str:
+    """A peer's text as it may be published: without control, format or separator
+    characters, and at most ``limit`` characters long."""
+    if not text.isprintable():  # the common case costs one pass in C
+        text = "".join(
+            c if unicodedata.category(c) not in _UNSHOWN else " " if c.isspace() else ""
+            for c in text
+        )  # a line break or tab still parts two words
+    return text[:limit]
 
 
 def fold(text: str) -> str:
