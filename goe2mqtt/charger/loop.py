@@ -156,7 +156,12 @@ class Charger:
 
     def _feed_changed(self) -> None:
         if self.status and (self._feed_publish is None or self._feed_publish.done()):
-            self._feed_publish = asyncio.create_task(self._take(self.status))
+            # The status as it is when the task runs: a delta may come first, and an
+            # older copy taken after it would publish its values again.
+            self._feed_publish = asyncio.create_task(self._take_current())
+
+    async def _take_current(self) -> list[str]:
+        return await self._take(self.status)
 
     async def go_offline(self, reason: str) -> None:
         if self.online:

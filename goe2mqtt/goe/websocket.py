@@ -15,6 +15,7 @@ secrets before it becomes a reason anyone sees.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import time
@@ -49,6 +50,7 @@ SILENCE = 50.0  # seconds without a frame: the socket is dead (deltas come every
 QUIET_STEPS = (5.0, 10.0, 20.0, 30.0, 40.0)  # the last frame's age, shown on Connection
 HANDSHAKE_WITHIN = 15.0  # TCP, TLS and the upgrade (aiohttp's own limit is 300 s)
 LIVE_WITHIN = 30.0  # from the upgrade to live: hello, auth, the full status
+CLOSE_WITHIN = 2.0  # our close frame sent, the peer's awaited
 MAX_FRAME = 1 << 20
 ANSWER_TIMEOUT = 10.0  # a setValue's response
 MAX_BACKOFF = 60.0
@@ -174,19 +176,19 @@ class WebSocketLink:
                     headers=self._headers,
                     max_msg_size=MAX_FRAME,
                     autoping=True,
-                    timeout=aiohttp.ClientWSTimeout(ws_close=1.0),  # a stop must not wait
+                    timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_WITHIN),
                 )
         except TimeoutError:
             raise TransientError(
                 f"no websocket handshake within {HANDSHAKE_WITHIN:.0f} s"
             ) from None
-        async with socket:
-            self.connects += 1
-            self._socket = socket
-            try:
-                await self._converse(socket, listener)
-            finally:
-                self._socket = None
+        self.connects += 1
+        self._socket = socket
+        try:
+            await self._converse(socket, listener)
+        finally:
+            self._socket = None
+            await _close(socket)
 
     async def _converse(self, socket: aiohttp.ClientWebSocketResponse, listener: Listener) -> None:
         # Silence, the way to live and a full status in parts are watched by one timer
@@ -246,7 +248,7 @@ class WebSocketLink:
 
     def _end(self, socket: aiohttp.ClientWebSocketResponse, reason: str) -> None:
         self._end_reason = reason
-        closing = asyncio.ensure_future(socket.close())  # receive() then says closed
+        closing = asyncio.ensure_future(_close(socket))  # receive() then says closed
         self._closing.add(closing)
         closing.add_done_callback(self._closing.discard)
 
@@ -380,6 +382,15 @@ class WebSocketLink:
         if not isinstance(value, str):
             return "no reason given"
         return printable(self._redactor.redact(value)[:limit])
+
+
+async def _close(socket: aiohttp.ClientWebSocketResponse) -> None:
+    """Close, bounded: aiohttp waits for the peer's close frame anew after every other
+    frame, and a peer that keeps sending would hold the connection for ever. Cancelled
+    there, aiohttp drops the connection."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(CLOSE_WITHIN):
+            await socket.close()
 
 
 def _safe_url(url: str) -> str:
