@@ -22,7 +22,7 @@ from goe2mqtt.catalogue import LIVE_KEYS, STATUS_KEYS, own_keys
 from goe2mqtt.catalogue.facts import DeviceFacts
 from goe2mqtt.charger.publish import ChargerOutput, Publisher
 from goe2mqtt.charger.pv_feed import PvFeed
-from goe2mqtt.charger.rules import WrongCharger, next_due, serial_from_status
+from goe2mqtt.charger.rules import check_serial, next_due, serial_from_status
 from goe2mqtt.charger.view import changed_in
 from goe2mqtt.commands.outcomes import (
     CommandSink,
@@ -32,7 +32,7 @@ from goe2mqtt.commands.outcomes import (
 from goe2mqtt.commands.runner import CONFIRM_DELAYS, MAX_QUEUED_COMMANDS, CommandRunner
 from goe2mqtt.config.settings import ChargerSettings
 from goe2mqtt.goe.client import GoeError, RateLimited
-from goe2mqtt.goe.push import PushTransport
+from goe2mqtt.goe.push import AskingTransport, PushTransport
 from goe2mqtt.goe.transport import Transport
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.util.aio import Alarm
@@ -45,7 +45,9 @@ MAX_BACKOFF_FACTOR = 3  # polling slows to at most 3x scan_interval while failin
 MAX_RETRY_AFTER = 900.0  # a Retry-After longer than this is capped: we look again by then
 CAR_IDLE = 1  # go-e car state: no car connected
 PUSH_START_WAIT = 5.0  # at start, the first poll waits this long for the socket to stand
-PUSH_WAIT = 2.0  # a read-back while the charger pushes waits this long for its next message
+# A read-back while the charger pushes waits this long for its next message; none
+# came: the socket may stand and say nothing, and the charger is asked (HTTP) instead.
+PUSH_WAIT = 2.0
 
 
 class Charger:
@@ -105,6 +107,7 @@ class Charger:
         self._settled_read_at: float | None = None  # monotonic: the last poll of every key
         self._settled_due = True  # a write, a restart: read settings and facts again
         self._push = transport if isinstance(transport, PushTransport) else None
+        self._asks = transport if isinstance(transport, AskingTransport) else None
         self._pushed_now = asyncio.Event()  # set by every pushed message
         self.runner = CommandRunner(
             self,
@@ -154,7 +157,12 @@ class Charger:
 
     def _feed_changed(self) -> None:
         if self.status and (self._feed_publish is None or self._feed_publish.done()):
-            self._feed_publish = asyncio.create_task(self._take(self.status))
+            # The status as it is when the task runs: a delta may come first, and an
+            # older copy taken after it would publish its values again.
+            self._feed_publish = asyncio.create_task(self._take_current())
+
+    async def _take_current(self) -> list[str]:
+        return await self._take(self.status)
 
     async def go_offline(self, reason: str) -> None:
         if self.online:
@@ -274,9 +282,14 @@ class Charger:
             self._pushed_now.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._pushed_now.wait(), PUSH_WAIT)
-            # A command's result comes after its values are out, not up to MIN_INTERVAL later.
-            await self._out.flush()
-            return self.pushing
+            if self._pushed_now.is_set() or self._asks is None:
+                # A command's result comes after its values are out, not up to
+                # MIN_INTERVAL later.
+                await self._out.flush()
+                return self.pushing
+            if self.pushing:
+                return await self._ask_instead(self._asks)
+            # It went down meanwhile: the transport's status is its fallback's now.
         started = time.monotonic()
         every_key = self._every_key_due(started)
         try:
@@ -300,6 +313,22 @@ class Charger:
         log.debug("poll", charger=self.name, ms=took_ms, changed=changed)
         return True
 
+    async def _ask_instead(self, asks: AskingTransport) -> bool:
+        """No frame within PUSH_WAIT though the socket stands: what it pushed last may
+        be stale, and a read-back confirmed by it would lie. Ask the charger."""
+        try:
+            answer = await asks.ask(STATUS_KEYS)
+            if answer is None:
+                return self.pushing  # nobody to ask: the last copy is all there is
+            status = own_keys(answer)
+            self._check_serial(status)
+        except GoeError as exc:
+            # The socket still counts as up: not a failed poll, only no read-back.
+            log.info("read_back_failed", charger=self.name, reason=str(exc))
+            return False
+        await self._accept({**self.status, **status})
+        return True
+
     # --- push: the charger tells what changed ---------------------------------------
 
     @property
@@ -315,6 +344,7 @@ class Charger:
             await self._accept(status, merge=True)
             return
         delta = own_keys(values)
+        self._check_serial(delta)  # in any message, not only the full status
         changed = changed_in(self.status, delta)
         self.last_success = time.time()
         if changed:
@@ -352,12 +382,7 @@ class Charger:
         return published
 
     def _check_serial(self, status: Mapping[str, Any]) -> None:
-        """Another charger answering at this address (a DHCP change on the LAN, a wrong
-        api_url) must not be published under this one's ids, nor take its commands."""
-        answered = serial_from_status(status)
-        if self.serial is not None and answered is not None and answered != self.serial:
-            expected = "configured" if self.settings.serial else "learnt earlier"
-            raise WrongCharger(f"answers as serial {answered}, {expected} {self.serial}")
+        check_serial(status, self.serial, configured=self.settings.serial is not None)
 
     async def _poll_failed(self, exc: GoeError) -> None:
         self.failures += 1

@@ -46,5 +46,7 @@ def open_transport(
         charger.password.get_secret_value(),
         name=charger.name,
         headers={"Authorization": f"Bearer {token}"} if cloud and token else None,
+        keys=keys,
+        serial=charger.serial,
     )
     return WebSocketTransport(link, http_transport(http, charger), cloud=cloud, keys=keys)

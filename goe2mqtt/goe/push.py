@@ -4,6 +4,8 @@ WebSocketTransport is a Transport (status, set) with a push side: the charger lo
 runs ``push(listener, on_state)`` beside its poll loop, and polls only while
 ``live`` is False. While the socket is up nothing goes over HTTP; while it is down,
 status and set go to the fallback (the local HTTP API, or the cloud's) if there is one.
+A socket can stand and say nothing: a read-back that saw no fresh frame asks the
+fallback (``ask``) rather than believe the last copy.
 """
 
 from __future__ import annotations
@@ -42,6 +44,15 @@ class PushTransport(Transport, Protocol):
         ...
 
 
+@runtime_checkable
+class AskingTransport(PushTransport, Protocol):
+    """A pushing Transport that can also be asked, over another channel, while it pushes."""
+
+    async def ask(self, keys: Collection[str]) -> dict[str, Any] | None:
+        """The charger's values now, not as last pushed; None when there is no one to ask."""
+        ...
+
+
 class WebSocketTransport:
     """The charger's websocket, and its HTTP API while the socket is down."""
 
@@ -66,7 +77,8 @@ class WebSocketTransport:
     def connection(self) -> str:
         name = "cloud websocket" if self._cloud else "websocket"
         if self.link.live:
-            return name
+            quiet = self.link.quiet_step  # coarse steps: not a new value every second
+            return f"{name} (no frame for {quiet:.0f} s)" if quiet else name
         if self._fallback is None:
             return f"none ({name}: {self.link.reason})"
         return f"polling ({name}: {self.link.reason})"
@@ -88,6 +100,13 @@ class WebSocketTransport:
         if self._fallback is None:
             raise TransientError(f"websocket down: {self.link.reason}")
         return await self._fallback.status(keys)
+
+    async def ask(self, keys: Collection[str]) -> dict[str, Any] | None:
+        if self._fallback is None:
+            return None
+        answer = await self._fallback.status(keys)
+        self._status.update(answer)  # fresher than the socket's copy: the next delta builds on it
+        return answer
 
     async def set(self, values: Mapping[str, JsonValue]) -> dict[str, Any]:
         if self.link.live or self._fallback is None:

@@ -1,25 +1,34 @@
 """One charger's websocket (local ws://{host}/ws, or the cloud's, experimental).
 
 The link keeps one connection open - never more: the go-e app shares the socket -
-authenticates with the hashed password (computed once, in a thread), merges the
-fullStatus parts and hands each message's values to its listener. It reconnects with
-backoff and jitter, takes 50 s of silence for a dead socket (the charger sends a
-delta every second), and reads nothing it cannot trust: non-JSON, binary frames,
-unknown types and frames over 1 MiB are counted and skipped, never raised.
+authenticates with the hashed password (computed once, in a thread of its own),
+merges the fullStatus parts and hands each message's values to its listener. It
+reconnects with backoff and jitter, and reads nothing it cannot trust: non-JSON,
+binary frames, unknown types and frames over 1 MiB are counted and skipped, never
+raised. What a peer can make it wait for is bounded: the handshake, the time from
+connecting to live, a full status in parts (keys, bytes, time), and silence (the
+charger sends a delta every second; the age of the last frame shows past a few
+seconds, 50 s end the connection). What a peer says is redacted of the link's
+secrets before it becomes a reason anyone sees.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aiohttp
 import structlog
 
-from goe2mqtt.goe.client import GoeError, Rejected, TransientError
+from goe2mqtt.goe.client import GoeError, TransientError
+from goe2mqtt.goe.pushed import ANY_KEY, KeyFilter
+from goe2mqtt.goe.ws_parts import FullStatusParts
 from goe2mqtt.goe.ws_protocol import (
     HashKind,
     ProtocolError,
@@ -28,22 +37,31 @@ from goe2mqtt.goe.ws_protocol import (
     encode,
     hash_kind,
     hashed_password,
-    secured,
-    set_value,
-    succeeded,
+    hello_serial,
 )
-from goe2mqtt.util.logs import SkipCount
+from goe2mqtt.goe.ws_writes import WebSocketWrites
+from goe2mqtt.util.logs import SecretRedactor, SkipCount
 from goe2mqtt.util.text import printable
 from goe2mqtt.util.values import JsonValue
 
 log = structlog.get_logger()
 
 SILENCE = 50.0  # seconds without a frame: the socket is dead (deltas come every second)
+QUIET_STEPS = (5.0, 10.0, 20.0, 30.0, 40.0)  # the last frame's age, shown on Connection
+HANDSHAKE_WITHIN = 15.0  # TCP, TLS and the upgrade (aiohttp's own limit is 300 s)
+LIVE_WITHIN = 30.0  # from the upgrade to live: hello, auth, the full status
+CLOSE_WITHIN = 2.0  # our close frame sent, the peer's awaited
 MAX_FRAME = 1 << 20
 ANSWER_TIMEOUT = 10.0  # a setValue's response
 MAX_BACKOFF = 60.0
 WRONG_PASSWORD_BACKOFF = 300.0  # a password is changed in the app, not in seconds
 MAX_AUTH_ROUNDS = 3  # authRequired again and again: a loop, not a charger
+
+# Hashing has threads of its own: on the default executor a fleet's hashes queued
+# aiohttp's DNS lookups and the broker's connect behind them. pbkdf2_hmac and bcrypt
+# release the GIL: two threads use two cores, and leave the event loop its share.
+HASH_THREADS = min(2, os.cpu_count() or 1)
+_hashing = ThreadPoolExecutor(max_workers=HASH_THREADS, thread_name_prefix="goe2mqtt-hash")
 
 # (message values, full) -> None: full replaces the status, else values are a delta.
 Listener = Callable[[Mapping[str, Any], bool], Awaitable[None]]
@@ -71,6 +89,8 @@ class WebSocketLink:
         headers: Mapping[str, str] | None = None,
         silence: float = SILENCE,
         answer_timeout: float = ANSWER_TIMEOUT,
+        keys: KeyFilter = ANY_KEY,
+        serial: str | None = None,
     ) -> None:
         self._session = session
         self.url = url
@@ -78,22 +98,30 @@ class WebSocketLink:
         self._name = name
         self._headers = dict(headers or {})
         self._silence = silence
-        self._answer_timeout = answer_timeout
+        self._serial = serial  # configured: a hello naming another is refused
+        # The peer's words may echo a secret (an authError quoting the password):
+        # masked before they become a reason, a log line or a topic.
+        self._secrets = [password, *(v.removeprefix("Bearer ") for v in self._headers.values())]
+        self._redactor = SecretRedactor(self._secrets)
         self._socket: aiohttp.ClientWebSocketResponse | None = None
         self._hashes: dict[tuple[str, HashKind], bytes] = {}  # (serial, kind) -> hashed
         self._hashed: bytes | None = None  # this connection's, for secured writes
         self._secured = False
-        self._request_id = 0
-        self._answers: dict[int, asyncio.Future[Mapping[str, Any]]] = {}
-        self._write_lock = asyncio.Lock()  # one write at a time: answers may lack the id
         self.live = False  # authenticated and the full status known
         self.reason = "not connected yet"  # why it is not live
         self.hello: dict[str, Any] = {}
         self.skipped = SkipCount("websocket_frame_skipped", charger=name)
+        self._parts = FullStatusParts(keys, self.skipped)
+        self._writes = WebSocketWrites(
+            self._write_channel, self.skipped, answer_timeout=answer_timeout,
+            peer_text=self._peer_text,
+        )  # fmt: skip
         self.connects = 0
         self._on_state: StateListener = lambda: None
         self._heard_at = 0.0  # loop time of the last frame
-        self._went_silent = False
+        self._live_by = 0.0  # loop time by which this connection must be live
+        self.quiet_step = 0.0  # the QUIET_STEPS age last shown; 0: frames are coming
+        self._end_reason: str | None = None  # why the link closed this connection
         self._watchdog: asyncio.TimerHandle | None = None
         self._closing: set[asyncio.Future[Any]] = set()
 
@@ -107,13 +135,8 @@ class WebSocketLink:
             started = time.monotonic()
             try:
                 await self._connect_once(listener)
-                self._down(
-                    f"no message for {self._silence:.0f} s" if self._went_silent
-                    else "closed by the charger"
-                )  # fmt: skip
-            except WrongPassword as exc:
-                self._down(str(exc))
-            except (GoeError, ProtocolError) as exc:
+                self._down(self._end_reason or "closed by the charger")
+            except (GoeError, ProtocolError) as exc:  # WrongPassword, WrongCharger too
                 self._down(str(exc))
             except TimeoutError:
                 self._down("timed out connecting")
@@ -134,64 +157,112 @@ class WebSocketLink:
             await asyncio.sleep(wait * random.uniform(0.5, 1.0))
 
     def _down(self, reason: str) -> None:
+        reason = self._redactor.redact(reason)
         was_live, self.live = self.live, False
+        self.quiet_step = 0.0
         if reason != self.reason or was_live:
             level = log.error if reason.startswith("wrong password") else log.warning
             level("websocket_down", charger=self._name, reason=reason)
         self.reason = reason
-        for answer in self._answers.values():
-            if not answer.done():
-                answer.set_exception(LinkDown(f"websocket closed: {reason}"))
-        self._answers.clear()
+        self._writes.fail(LinkDown(f"websocket closed: {reason}"))
         self._on_state()
 
     async def _connect_once(self, listener: Listener) -> None:
-        async with self._session.ws_connect(
-            self.url,
-            headers=self._headers,
-            max_msg_size=MAX_FRAME,
-            autoping=True,
-            timeout=aiohttp.ClientWSTimeout(ws_close=1.0),  # a stop must not wait on the charger
-        ) as socket:
-            self.connects += 1
-            self._socket = socket
-            try:
-                await self._converse(socket, listener)
-            finally:
-                self._socket = None
+        try:
+            # aiohttp waits 300 s for an upgrade that never comes: bounded here.
+            async with asyncio.timeout(HANDSHAKE_WITHIN):
+                socket = await self._session.ws_connect(
+                    self.url,
+                    headers=self._headers,
+                    max_msg_size=MAX_FRAME,
+                    autoping=True,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_WITHIN),
+                )
+        except TimeoutError:
+            raise TransientError(
+                f"no websocket handshake within {HANDSHAKE_WITHIN:.0f} s"
+            ) from None
+        self.connects += 1
+        self._socket = socket
+        try:
+            await self._converse(socket, listener)
+        finally:
+            self._socket = None
+            await _close(socket)
 
     async def _converse(self, socket: aiohttp.ClientWebSocketResponse, listener: Listener) -> None:
-        # Silence is watched by one timer per connection, re-armed from the last frame,
-        # not by a timeout on every receive: a timer per frame cost a fleet more than
-        # reading the frame (measured, bench/push.py).
-        loop = asyncio.get_running_loop()
-        self._heard_at, self._went_silent = loop.time(), False
-        self._watchdog = loop.call_later(self._silence, self._watch, socket)
+        # Silence, the way to live and a full status in parts are watched by one timer
+        # per connection, re-armed lazily from the last frame, not by a timeout on
+        # every receive: a timer per frame cost a fleet more than reading the frame
+        # (measured, bench/push.py).
+        now = asyncio.get_running_loop().time()
+        self._heard_at, self._live_by, self._end_reason = now, now + LIVE_WITHIN, None
+        self.quiet_step = 0.0
+        self._parts.clear()
+        self._arm(socket)
         try:
             await self._read(socket, listener)
         finally:
-            if self._watchdog is not None:
-                self._watchdog.cancel()
+            self._disarm()
+
+    def _arm(self, socket: aiohttp.ClientWebSocketResponse) -> None:
+        self._disarm()
+        loop = asyncio.get_running_loop()
+        now, heard_at = loop.time(), self._heard_at
+        looks = [heard_at + s for s in (*QUIET_STEPS, self._silence) if heard_at + s > now]
+        if not self.live:
+            looks.append(self._live_by)
+        if self._parts.due is not None:
+            looks.append(self._parts.due)
+        self._watchdog = loop.call_at(min(looks, default=now), self._watch, socket)
+
+    def _disarm(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
 
     def _watch(self, socket: aiohttp.ClientWebSocketResponse) -> None:
-        loop = asyncio.get_running_loop()
-        quiet_until = self._heard_at + self._silence
-        if loop.time() < quiet_until:
-            self._watchdog = loop.call_at(quiet_until, self._watch, socket)
-            return
-        self._went_silent = True
-        closing = asyncio.ensure_future(socket.close())  # receive() then says closed
+        self._watchdog = None
+        now = asyncio.get_running_loop().time()
+        quiet = now - self._heard_at
+        if quiet >= self._silence:
+            self._end(socket, f"no message for {self._silence:.0f} s")
+        elif not self.live and now >= self._live_by:
+            self._end(socket, f"not live {LIVE_WITHIN:.0f} s after connecting"
+                              f" ({self._why_not_live()})")  # fmt: skip
+        elif self._parts.due is not None and now >= self._parts.due:
+            self._end(socket, self._parts.overdue)
+        else:
+            step = max((s for s in QUIET_STEPS if s <= quiet), default=0.0)
+            if self.live and step != self.quiet_step:
+                self.quiet_step = step  # the Connection entity shows it
+                self._on_state()
+            self._arm(socket)
+
+    def _why_not_live(self) -> str:
+        if not self.hello:
+            return "no hello"
+        if self._secured and self._hashed is None:
+            return "no authRequired"
+        return "no full status"
+
+    def _end(self, socket: aiohttp.ClientWebSocketResponse, reason: str) -> None:
+        self._end_reason = reason
+        closing = asyncio.ensure_future(_close(socket))  # receive() then says closed
         self._closing.add(closing)
         closing.add_done_callback(self._closing.discard)
 
     async def _read(self, socket: aiohttp.ClientWebSocketResponse, listener: Listener) -> None:
         loop = asyncio.get_running_loop()
         hello: dict[str, Any] = {}
-        partial: dict[str, Any] = {}
         auth_rounds = 0
+        self.hello, self._hashed, self._secured = {}, None, False
         while True:
             frame = await socket.receive()
             self._heard_at = loop.time()
+            if self.quiet_step:
+                self.quiet_step = 0.0  # frames again: the Connection entity says so
+                self._on_state()
             if frame.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
                               aiohttp.WSMsgType.CLOSED):  # fmt: skip
                 return
@@ -211,21 +282,21 @@ class WebSocketLink:
                     self.skipped.skip("deltaStatus without a status object")
                 elif self.live:
                     await listener(status, False)
+                else:
+                    self.skipped.skip("deltaStatus before the full status")
             elif kind == "hello":
                 hello = message
-                self.hello = {k: v for k, v in message.items() if isinstance(v, str | int)}
-                self._secured = message.get("secured") is True
+                self._hello(message)
             elif kind == "authRequired":
                 auth_rounds += 1
                 if auth_rounds > MAX_AUTH_ROUNDS:
                     raise ProtocolError("the charger asks for auth again and again")
-                hashed = await self._hash(message, hello)
+                hashed = await self._hash(socket, message, hello)
                 self._hashed = hashed
                 await socket.send_str(encode(auth_message(message, hashed)))
             elif kind == "authError":
-                raise WrongPassword(
-                    f"wrong password: the charger refused it ({_text(message.get('message'))})"
-                )
+                said = self._peer_text(message.get("message"))
+                raise WrongPassword(f"wrong password: the charger refused it ({said})")
             elif kind == "authSuccess":
                 log.debug("websocket_authenticated", charger=self._name)
             elif kind == "fullStatus":
@@ -233,30 +304,57 @@ class WebSocketLink:
                 if not isinstance(status, dict):
                     self.skipped.skip("fullStatus without a status object")
                     continue
-                partial.update(status)
+                self._parts.add(status, len(frame.data), loop.time())  # bounded: or raises
                 if message.get("partial") is True:
                     continue
-                full, partial = partial, {}
-                await listener(full, True)
+                await listener(self._parts.complete(), True)
                 if not self.live:
                     self.live, self.reason = True, "live"
                     log.info("websocket_live", charger=self._name, url=_safe_url(self.url))
                     self._on_state()
             elif kind == "response":
-                self._answered(message)
+                self._writes.answered(message)
             else:
-                self.skipped.skip(f"unknown message type {kind[:32]!r}")
+                self.skipped.skip(f"unknown message type {self._peer_text(kind, 32)!r}")
 
-    async def _hash(self, auth_required: Mapping[str, Any], hello: Mapping[str, Any]) -> bytes:
-        serial = hello.get("serial")
-        if not isinstance(serial, str) or not serial:
-            raise ProtocolError("authRequired before a hello with the serial")
+    def _hello(self, message: Mapping[str, Any]) -> None:
+        serial = message.get("serial")
+        if self._serial is not None and serial is not None and serial != self._serial:
+            shown = serial if isinstance(serial, str) and serial.isascii() else "?"
+            raise ProtocolError(
+                f"says hello as serial {self._peer_text(shown, 16)}, configured {self._serial}"
+            )
+        self.hello = {k: self._peer_text(v, 64) if isinstance(v, str) else v
+                      for k, v in message.items() if isinstance(v, str | int)}  # fmt: skip
+        self._secured = message.get("secured") is True
+
+    async def _hash(
+        self,
+        socket: aiohttp.ClientWebSocketResponse,
+        auth_required: Mapping[str, Any],
+        hello: Mapping[str, Any],
+    ) -> bytes:
+        serial = hello_serial(hello)  # ProtocolError for none, or one no charger has
         kind = hash_kind(auth_required, hello)
         cached = self._hashes.get((serial, kind))
-        if cached is None:
-            # ~0.1-0.3 s of CPU: in a thread, so a fleet's event loop never waits on it.
-            cached = await asyncio.to_thread(hashed_password, self._password, serial, kind)
-            self._hashes[(serial, kind)] = cached
+        if cached is not None:
+            return cached
+        # ~0.1-0.3 s of CPU, in the hashing threads, so a fleet's event loop never
+        # waits on it. The wait is ours, not the peer's: the watchdog pauses meanwhile.
+        loop = asyncio.get_running_loop()
+        self._disarm()
+        started = loop.time()
+        try:
+            cached = await loop.run_in_executor(
+                _hashing, hashed_password, self._password, serial, kind
+            )
+        finally:
+            now = loop.time()
+            self._heard_at, self._live_by = now, self._live_by + (now - started)
+            self._arm(socket)
+        self._hashes[(serial, kind)] = cached
+        hashes = (hashed.decode() for hashed in self._hashes.values())
+        self._redactor = SecretRedactor([*self._secrets, *hashes])
         return cached
 
     # --- writes ----------------------------------------------------------------------
@@ -264,66 +362,35 @@ class WebSocketLink:
     async def set(self, values: Mapping[str, JsonValue]) -> dict[str, Any]:
         """setValue for each key, in order; the charger's answer per key. The answer is
         not the proof: the caller confirms by the status that follows."""
-        answers: dict[str, Any] = {}
-        async with self._write_lock:
-            for key, value in values.items():
-                answers[key] = await self._set_one(key, value)
-        return answers
+        return await self._writes.set(values)
 
-    async def _set_one(self, key: str, value: JsonValue) -> Any:
+    def _write_channel(self) -> tuple[aiohttp.ClientWebSocketResponse, bytes | None]:
         socket = self._socket
         if socket is None or not self.live:
             raise LinkDown(f"websocket not connected: {self.reason}")
-        self._request_id += 1
-        request_id = self._request_id
-        message = set_value(request_id, key, value)
-        if self._secured:
-            if self._hashed is None:
-                raise LinkDown("websocket: secured writes before authentication")
-            message = secured(message, self._hashed)
-        answer: asyncio.Future[Mapping[str, Any]] = asyncio.get_running_loop().create_future()
-        self._answers[request_id] = answer
-        try:
-            await socket.send_str(encode(message))
-            response = await asyncio.wait_for(answer, self._answer_timeout)
-        except TimeoutError:
-            raise TransientError("no answer over the websocket") from None
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            raise TransientError(f"websocket write failed: {type(exc).__name__}") from None
-        finally:
-            self._answers.pop(request_id, None)
-        if not succeeded(response):
-            raise Rejected(f"charger refused {key} ({_text(response.get('message'))})")
-        return True
+        if not self._secured:
+            return socket, None
+        if self._hashed is None:
+            raise LinkDown("websocket: secured writes before authentication")
+        return socket, self._hashed
 
-    def _answered(self, response: Mapping[str, Any]) -> None:
-        # Seen on 60.3: answers without requestId ("12sm" for a secured one): with one
-        # write at a time, an answer without a readable id is the waiting write's.
-        request_id = _request_number(response.get("requestId"))
-        waiting = self._answers.get(request_id) if request_id is not None else None
-        if waiting is None and len(self._answers) == 1:
-            waiting = next(iter(self._answers.values()))
-        if waiting is not None and not waiting.done():
-            waiting.set_result(response)
-        else:
-            self.skipped.skip("a response nobody waits for")
+    # --- what the peer says -----------------------------------------------------------
+
+    def _peer_text(self, value: Any, limit: int = 120) -> str:
+        """A charger's words, for a reason, a log line or a topic: its secrets masked
+        (before the cut: a cut secret would not be found), printable, bounded."""
+        if not isinstance(value, str):
+            return "no reason given"
+        return printable(self._redactor.redact(value)[:limit])
 
 
-def _request_number(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        digits = value.removesuffix("sm")
-        if digits.isascii() and digits.isdigit() and len(digits) < 12:
-            return int(digits)
-    return None
-
-
-def _text(value: Any) -> str:
-    """A charger's message, bounded and printable, for a log line."""
-    return printable(value[:120]) if isinstance(value, str) else "no reason given"
+async def _close(socket: aiohttp.ClientWebSocketResponse) -> None:
+    """Close, bounded: aiohttp waits for the peer's close frame anew after every other
+    frame, and a peer that keeps sending would hold the connection for ever. Cancelled
+    there, aiohttp drops the connection."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(CLOSE_WITHIN):
+            await socket.close()
 
 
 def _safe_url(url: str) -> str:

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -27,6 +28,9 @@ _BCRYPT_B64 = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
 _TO_BCRYPT = bytes.maketrans(_STANDARD_B64, _BCRYPT_B64)
 # Older firmware leaves "hash" out of authRequired: these device types use bcrypt then.
 _BCRYPT_DEVICES = ("phoenix", "core", " pro")
+# What a hello's serial may be: the hash salts with it. str.isdigit() takes "²" too,
+# and int("²") raises: only ASCII counts.
+_SERIAL = re.compile(r"[0-9A-Za-z_-]{1,32}")
 
 
 class ProtocolError(Exception):
@@ -44,6 +48,17 @@ def hash_kind(auth_required: Mapping[str, Any], hello: Mapping[str, Any]) -> Has
     return "bcrypt" if any(kind in device for kind in _BCRYPT_DEVICES) else "pbkdf2"
 
 
+def hello_serial(hello: Mapping[str, Any]) -> str:
+    """The serial a hello names, for the password's salt; ProtocolError when it has
+    none or one no charger has (ASCII letters, digits, - and _ only)."""
+    serial = hello.get("serial")
+    if not isinstance(serial, str) or not serial:
+        raise ProtocolError("authRequired before a hello with the serial")
+    if not _SERIAL.fullmatch(serial):
+        raise ProtocolError("the hello's serial is not ASCII digits and letters")
+    return serial
+
+
 def _sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -51,7 +66,7 @@ def _sha256_hex(data: bytes) -> str:
 def bcrypt_salt(serial: str) -> bytes:
     """$2a$08$ and 16 bytes - the serial's digit values, zero-padded on the left -
     in bcrypt's own base64 alphabet (22 characters)."""
-    digits = [int(c) for c in serial if c.isdigit()][-16:]
+    digits = [int(c) for c in serial if c in "0123456789"][-16:]
     raw = bytes(16 - len(digits)) + bytes(digits)
     encoded = base64.b64encode(raw).rstrip(b"=").translate(_TO_BCRYPT)
     return b"$2a$08$" + encoded

@@ -12,6 +12,7 @@ from goe2mqtt.goe.ws_protocol import (
     decode,
     hash_kind,
     hashed_password,
+    hello_serial,
     secured,
     set_value,
     succeeded,
@@ -96,3 +97,18 @@ def test_frames_that_are_not_messages_decode_to_none(frame: str | bytes) -> None
 )  # fmt: skip
 def test_success_is_true_or_the_text_true(answer: dict[str, object], ok: bool) -> None:
     assert succeeded(answer) is ok
+
+
+def test_bcrypt_salt_reads_ascii_digits_only() -> None:
+    # str.isdigit() takes "²", and int("²") raises: a hostile hello's serial.
+    assert bcrypt_salt("12\u00b2345") == bcrypt_salt("12345")
+
+
+@pytest.mark.parametrize("serial", ["12\u00b2345", "", "60 47 05", "x" * 33, 604705, None])
+def test_a_hello_serial_no_charger_has_is_a_protocol_error(serial: object) -> None:
+    with pytest.raises(ProtocolError, match="serial"):
+        hello_serial({"type": "hello", "serial": serial})
+
+
+def test_a_hello_serial_is_the_salt() -> None:
+    assert hello_serial({"serial": "604705"}) == "604705"
