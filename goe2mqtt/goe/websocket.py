@@ -27,6 +27,7 @@ import aiohttp
 import structlog
 
 from goe2mqtt.goe.client import GoeError, TransientError
+from goe2mqtt.goe.failures import connection_failure
 from goe2mqtt.goe.pushed import ANY_KEY, KeyFilter
 from goe2mqtt.goe.ws_parts import FullStatusParts
 from goe2mqtt.goe.ws_protocol import (
@@ -140,10 +141,8 @@ class WebSocketLink:
                 self._down(str(exc))
             except TimeoutError:
                 self._down("timed out connecting")
-            except aiohttp.ClientResponseError as exc:
-                self._down(f"refused ({exc.status})")
             except (aiohttp.ClientError, OSError) as exc:
-                self._down(f"connection failed: {type(exc).__name__}")
+                self._down(connection_failure(exc))  # the words every transport uses
             except Exception as exc:  # a bug must not end the charger's socket for good
                 log.exception("websocket_crashed", charger=self._name)
                 self._down(f"internal error: {type(exc).__name__}")

@@ -202,3 +202,30 @@ async def test_debug_shows_each_poll_publish_batch_and_command_step(
     assert json.dumps(next(e for e in logs if e["event"] == "command_set")["call"]) == (
         '{"psm": 1}'
     )
+
+
+async def test_every_transport_says_refused_in_the_same_words(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    """Nothing listens where a charger should be: the websocket, local HTTP and the broker
+    all say "refused: nothing listens on ...", not a library's class name."""
+    ws_port, http_port = free_port(), free_port()
+    raw: dict[str, Any] = make_settings(broker, simulator, chargers=("garage",), transport="local")
+    raw["chargers"][0].update(host=f"127.0.0.1:{ws_port}", password="garage-pw")
+    raw["chargers"].append(
+        {"name": "carport", "host": f"127.0.0.1:{http_port}", "transport": "poll"}
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    code, out, _err = await _check_config(config, "--connect")
+    assert code == 1
+    assert (
+        f"FAIL charger garage (127.0.0.1:{ws_port}) websocket: refused: nothing listens on"
+        f" 127.0.0.1:{ws_port}" in out
+    ), out
+    assert (
+        f"FAIL charger carport (127.0.0.1:{http_port}): refused: nothing listens on"
+        f" 127.0.0.1:{http_port}" in out
+    ), out
+    assert "ClientConnector" not in out
+    assert "Connect call failed" not in out
