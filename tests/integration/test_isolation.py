@@ -85,7 +85,10 @@ hostile_values = st.one_of(
     st.lists(st.floats(allow_nan=True) | st.integers(), max_size=20),
     st.dictionaries(st.text(max_size=4), st.integers() | st.none(), max_size=3),
 )
-hostile_statuses = st.dictionaries(st.sampled_from(sorted(STATUS_KEYS)), hostile_values)
+# Not sse: a serial other than the charger's is refused on purpose (another charger at
+# this address, or a peer pretending), the same on every transport; test_websocket_hostile
+# and test_charger_mqtt say so. Every other key's value never stops a poll.
+hostile_statuses = st.dictionaries(st.sampled_from(sorted(STATUS_KEYS - {"sse"})), hostile_values)
 
 
 @settings(
