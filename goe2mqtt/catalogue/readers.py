@@ -30,13 +30,19 @@ def _as_number(value: Any, key: str) -> int | float:
     return number
 
 
+# The charger's firmware keeps its integers (codes, counts, settings) in 32 bits,
+# signed or not: beyond that a value is not the charger's, and would reach MQTT as
+# hundreds of digits (int(1e300)).
+INT_RANGE = (-(2**31), 2**32 - 1)
+
+
 def _as_int(value: Any, key: str) -> int:
     number = _as_number(value, key)
-    if isinstance(number, float):
-        if not number.is_integer():
-            raise Unreadable(f"{key}: expected an integer, got {number}")
-        return int(number)
-    return number
+    if isinstance(number, float) and not number.is_integer():
+        raise Unreadable(f"{key}: expected an integer, got {number}")
+    if not INT_RANGE[0] <= number <= INT_RANGE[1]:
+        raise Unreadable(f"{key}: {describe(number)} is beyond a 32-bit integer")
+    return int(number)
 
 
 def integer(key: str) -> ValueFn:

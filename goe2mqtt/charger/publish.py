@@ -69,6 +69,7 @@ class ChargerOutput:
         self._quiet_until = 0.0  # loop time: a pushed status before it is held
         self._held: _Held | None = None
         self._flushing: asyncio.Task[list[str]] | None = None  # the one timer, while held
+        self._logged_problems: set[str] = set()  # entities whose unreadable value was logged
 
     async def availability(self, *, online: bool) -> None:
         await self._publisher.publish_retained(
@@ -134,7 +135,13 @@ class ChargerOutput:
         if update.facts is not None and serial is not None:
             await self.discovery(update.facts, serial)
         for key, reason in update.new_problems.items():
-            log.warning("value_unreadable", charger=self._name, entity=key, reason=reason)
+            # Once per entity: a value flipping between garbage and sense must not log
+            # each flip (at most one line per entity for the process's life).
+            if key in self._logged_problems:
+                log.debug("value_unreadable", charger=self._name, entity=key, reason=reason)
+            else:
+                self._logged_problems.add(key)
+                log.warning("value_unreadable", charger=self._name, entity=key, reason=reason)
         if not update.changed:
             return update.changed  # the common case: a quiet charger costs one comparison
         self._quiet_until = loop.time() + self._min_interval

@@ -69,3 +69,40 @@ async def test_an_impossible_power_is_unknown_and_hostile_texts_arrive_clean(
     ]  # fmt: skip
     assert [e["entity"] for e in unreadable] == ["charging_power"]  # once, not per poll
     assert "beyond what a charger measures" in unreadable[0]["reason"]
+
+
+HUGE_CODES = {"rbc": 1e300, "lbr": -1e300, "err": 1e300, "trx": 1e300, "pnp": 2**53}
+SANE_CODES = {"rbc": 7, "lbr": 255, "err": 0, "trx": None, "pnp": 3}
+
+
+async def test_a_code_or_count_beyond_32_bits_is_unknown_and_logged_once_however_it_flips(
+    setup: Setup, probe: MqttProbe
+) -> None:
+    """Integers with no unit (codes, counts, settings) are bounded too: int(1e300) would
+    reach MQTT as 301 digits, or as code_1000... in a label. And a value that flips
+    between garbage and sense is logged once per entity, not once per flip."""
+    garage = setup.charger("garage")
+    garage.faults.values.update(HUGE_CODES)
+    entities = ("reboots", "led_brightness", "error", "transaction", "phases_number_connected")
+    running = RunningBridge(setup.settings)
+    with structlog.testing.capture_logs() as logs:
+        await running.start()
+        try:
+            await probe.wait_text(setup.topics.availability("garage"), "online")
+            for entity in entities:
+                await probe.wait_text(setup.state("garage", entity), "null")
+            for flip in range(4):  # garbage, sense, garbage, sense ... each seen by a poll
+                garage.faults.values.update(SANE_CODES if flip % 2 == 0 else HUGE_CODES)
+                running.bridge.chargers["garage"].poll_soon()
+                expected = "7" if flip % 2 == 0 else "null"
+                await probe.wait_text(setup.state("garage", "reboots"), expected)
+        finally:
+            await running.stop()
+
+    for message in probe.messages:
+        assert len(message.payload) < 64 or message.payload.startswith(b"{"), message.topic
+    unreadable = [
+        e["entity"] for e in logs
+        if e["event"] == "value_unreadable" and e["log_level"] == "warning"
+    ]  # fmt: skip
+    assert sorted(unreadable) == sorted(entities)  # once each, though it came back twice
