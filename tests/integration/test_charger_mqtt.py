@@ -36,9 +36,14 @@ async def charger_on_mqtt(
     try:
         yield charger
     finally:
+        await cancel(task)
+
+
+async def cancel(task: asyncio.Task[Any]) -> None:
+    # Again until it ends: on 3.11 a wait_for inside aiomqtt may swallow one cancel.
+    while not task.done():
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await asyncio.wait({task}, timeout=1.0)
 
 
 @contextlib.asynccontextmanager
