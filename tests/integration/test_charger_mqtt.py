@@ -136,3 +136,24 @@ async def test_availability_follows_how_recently_the_charger_was_heard() -> None
     assert transport.connection == "none (mqtt: not heard for 0 s)"
     with pytest.raises(ChargerOffline, match="not heard"):
         await transport.status(())
+
+
+async def test_a_configured_leading_slash_hears_only_that_form() -> None:
+    """mqtt_prefix: /go-eCharger fixes the old firmware's form from the start: the
+    plain form is ignored (counted), whoever publishes there first."""
+    settings = parse_settings({
+        "mqtt": {"host": "127.0.0.1"},
+        "chargers": [{"name": "garage", "serial": SERIAL, "transport": "mqtt",
+                      "mqtt_prefix": "/go-eCharger"}],
+    })  # fmt: skip
+
+    async def send(topic: str, payload: bytes) -> None:
+        raise AssertionError("no write here")
+
+    transport = ChargerMqttTransport(SERIAL, settings.chargers[0].mqtt_prefix, name="garage",
+                                     send=send)  # fmt: skip
+    assert transport.base == f"/go-eCharger/{SERIAL}"
+    transport.take(f"go-eCharger/{SERIAL}/amp", b"32")
+    transport.take(f"/go-eCharger/{SERIAL}/amp", b"16")
+    assert await transport.status(()) == {"amp": 16}
+    assert transport.skipped == {"a message in the other topic form": 1}
