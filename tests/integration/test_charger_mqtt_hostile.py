@@ -168,14 +168,19 @@ async def test_a_flood_on_the_chargers_topics_crowds_out_no_command(
     ):
         await probe.wait_text(topics.state("garage", "connection"), "mqtt")
 
+        flooded = [0]
+
         async def flood() -> None:
             for n in range(20_000):
                 await flooder.publish(f"{PLAIN}/{('nrg', 'amp', 'car')[n % 3]}", payload)
+                flooded[0] += 1
 
         result_topic = topics.command("garage", "result")
         mark = probe.mark()
         flooding = asyncio.create_task(flood())
         try:
+            # The commands go out while the flood is in full swing, not before it.
+            await until(lambda: flooded[0] >= 5000, "the flood under way", within=60)
             for n in range(20):
                 payload_n = json.dumps({"charging_power": 6 + n % 10, "id": f"c{n}"})
                 await probe.publish(topics.command("garage", "change_charging_power"), payload_n)
