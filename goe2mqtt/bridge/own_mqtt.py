@@ -10,6 +10,7 @@ however much, can delay or crowd out a command.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from goe2mqtt.config.charger import ChargerSettings
 from goe2mqtt.goe.charger_mqtt import ChargerMqttTransport
@@ -40,6 +41,14 @@ class OwnMqttChargers:
         if self.transports:
             filters = [f for t in self.transports.values() for f in t.filters]
             self.connection = StreamConnection(options, filters, self.route)
+
+    def info(self) -> dict[str, Any]:
+        """bridge/info: the chargers' own connection, when there is one."""
+        if self.connection is None:
+            return {}
+        return {"charger_mqtt": {"connected": self.connection.connected,
+                                 "connections": self.connection.connections,
+                                 "received": self.connection.received[0]}}  # fmt: skip
 
     def route(self, message: InboundMessage) -> None:
         """Hand a charger's message to its transport (in paho's callback: cheap)."""

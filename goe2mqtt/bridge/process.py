@@ -313,6 +313,7 @@ class Bridge:
             "results_refused": self.desk.results_refused,
             "journal": self.desk.journal_info(),
             "mqtt_backlog": self.mqtt.backlog,
+            **self._own_mqtt.info(),
             "mqtt_refused": self.mqtt.refused_info(),
             "http": self._pool.info(),
             "loop": self._loop_watch.report(),

@@ -118,9 +118,8 @@ async def test_old_firmware_with_a_leading_slash_and_a_custom_prefix(
 async def test_availability_follows_how_recently_the_charger_was_heard() -> None:
     sent: list[tuple[str, bytes]] = []
 
-    async def send(topic: str, payload: bytes) -> bool:
+    async def send(topic: str, payload: bytes) -> None:
         sent.append((topic, payload))
-        return True
 
     transport = ChargerMqttTransport(SERIAL, "go-eCharger", name="garage", send=send,
                                      silence=0.3)  # fmt: skip
