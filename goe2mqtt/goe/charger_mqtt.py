@@ -36,6 +36,7 @@ log = structlog.get_logger()
 SILENCE = 120.0  # not heard for this long: offline (the charger republishes every key)
 ANSWER_TIMEOUT = 10.0  # a write's {key}/result
 FIRST_BURST = 1.0  # after the first key, gather this long before announcing the status
+FORM_WAIT = 5.0  # only the old topic form heard: wait this long for the plain one
 MAX_PAYLOAD = 64 * 1024  # a key's value; a full status is ~10 KiB
 RESULT = "result"
 OTHER_FORM = "a message in the other topic form"
@@ -59,12 +60,13 @@ class ChargerMqttTransport:
         silence: float = SILENCE,
         answer_timeout: float = ANSWER_TIMEOUT,
         first_burst: float = FIRST_BURST,
+        form_wait: float = FORM_WAIT,
         keys: KeyFilter = ANY_KEY,
     ) -> None:
         self._name = name
         self._serial = serial
         # A leading slash in the config fixes the old firmware's form; else both forms
-        # are heard until the first full picture decides (plain first).
+        # are heard until the first full picture decides (see _decide).
         plain = prefix.lstrip("/")
         self._bases = (f"{plain}/{serial}", f"/{plain}/{serial}")
         self._base: str | None = self._bases[1] if prefix.startswith("/") else None
@@ -72,6 +74,7 @@ class ChargerMqttTransport:
         self._silence = silence
         self._answer_timeout = answer_timeout
         self._first_burst = first_burst
+        self._form_wait = form_wait
         self._pending: dict[str, Any] = {}  # heard since the listener was last told
         self._heard_at: float | None = None  # monotonic
         self._arrived = Alarm()  # no wait_for: on 3.11 it can swallow a cancel
@@ -103,15 +106,31 @@ class ChargerMqttTransport:
         return any(topic.startswith(base + "/") for base in self._bases)
 
     def _decide(self) -> str:
-        """The topic form, decided at the first full picture and kept for good: the form
-        that said the most (the plain one when they said as much)."""
+        """The topic form, decided at the first full picture and kept for good: the
+        plain one if anything of ours came in it (today's firmware), else the old one.
+        A publisher in the old form cannot outvote the charger; old firmware whose
+        twin form someone else uses is configured with the slash (mqtt_prefix)."""
         if self._base is None:
             plain, slashed = (self._candidates[b] for b in self._bases)
-            self._base = self._bases[1] if len(slashed) > len(plain) else self._bases[0]
+            if not plain and not slashed:
+                return self._bases[0]  # nothing heard: nothing to decide on yet
+            self._base = self._bases[0] if plain else self._bases[1]
             self._status = self._candidates[self._base]
             self._candidates = {self._base: self._status}
             log.info("charger_mqtt_topic_form", charger=self._name, topics=f"{self._base}/+")
         return self._base
+
+    async def _await_form(self) -> None:
+        """Only the old form heard yet: give the plain one form_wait to speak first (a
+        charger on today's firmware publishes a changed key within seconds), so that a
+        publisher in the old form, or its retained leftovers, cannot take the form."""
+        if self._base is not None or self._candidates[self._bases[0]]:
+            return
+        deadline = time.monotonic() + self._form_wait
+        while not self._candidates[self._bases[0]] and time.monotonic() < deadline:
+            self._arrived.clear()
+            await self._arrived.wait(deadline - time.monotonic())
+        self._arrived.set()  # what came meanwhile is still to be told
 
     def _heard_in(self, base: str) -> None:
         """Both forms heard: something else publishes as this charger (said once)."""
@@ -197,6 +216,7 @@ class ChargerMqttTransport:
             await self._arrived.wait(self._silence / 4)
             if not told_full and self._arrived.is_set():
                 await asyncio.sleep(self._first_burst)  # the first keys come in a burst
+                await self._await_form()
             if self.live != was_live:
                 was_live = not was_live
                 if not was_live:
