@@ -265,3 +265,29 @@ async def test_a_retained_spoof_in_the_other_form_does_not_win_the_form_at_start
         async with aiomqtt.Client(broker.host, broker.port, identifier="retainer") as client:
             for key in spoof:
                 await client.publish(f"{SLASHED}/{key}", b"", qos=1, retain=True)
+
+
+async def test_the_chargers_connection_comes_back_after_a_broker_restart(
+    own_broker: MosquittoBroker,
+) -> None:
+    """Item 3: the second connection has its own reconnect loop: after the broker
+    restarted, the charger is heard and written to again."""
+    async with (
+        charger_on_mqtt(own_broker) as wallbox,
+        running_bridge(own_broker) as (running, topics, probe),
+    ):
+        await probe.wait_text(topics.state("garage", "connection"), "mqtt")
+        stream = running.bridge._own_mqtt.connection
+        assert stream is not None
+        assert stream.connections == 1
+        own_broker.stop()
+        await until(lambda: not stream.connected, "the connection lost")
+        own_broker.start()
+        await until(lambda: stream.connections == 2, "the connection back", within=30)
+        await until(lambda: running.bridge.mqtt.connected, "the session back", within=30)
+        heard = stream.received[0]
+        await until(lambda: stream.received[0] > heard, "the charger heard again")
+        async with MqttProbe(own_broker.host, own_broker.port, [f"{topics.base}/#"]) as again:
+            result = await again.command(topics.command("garage", "change_charging_power"), "11")
+        assert result["ok"] is True, result
+        assert wallbox.charger.amp == 11
