@@ -12,11 +12,13 @@ import uuid
 from collections.abc import AsyncIterator
 
 import aiomqtt
+import pytest
 import structlog.testing
 
 from goe2mqtt.catalogue import STATUS_KEYS
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.goe.charger_mqtt import OTHER_FORM, WRONG_SERIAL, ChargerMqttTransport
+from goe2mqtt.goe.client import TransientError
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from tests.conftest import SERIALS, MqttProbe, RunningBridge, until
@@ -291,3 +293,26 @@ async def test_the_chargers_connection_comes_back_after_a_broker_restart(
             result = await again.command(topics.command("garage", "change_charging_power"), "11")
         assert result["ok"] is True, result
         assert wallbox.charger.amp == 11
+
+
+async def test_a_frozen_broker_is_named_as_one_that_did_not_acknowledge(
+    own_broker: MosquittoBroker,
+) -> None:
+    """Item 15 (own MQTT), with a real PUBACK that never comes: the broker frozen
+    (SIGSTOP), the connection still up; the write says what happened."""
+    async with (
+        charger_on_mqtt(own_broker),
+        running_bridge(own_broker) as (running, topics, probe),
+    ):
+        await probe.wait_text(topics.state("garage", "connection"), "mqtt")
+        stream = running.bridge._own_mqtt.connection
+        assert stream is not None
+        stream.ack_timeout = 1.0
+        own_broker.pause()
+        try:
+            with pytest.raises(TransientError) as caught:
+                await transport_of(running).set({"amp": 10})
+        finally:
+            own_broker.resume()
+        assert "the broker did not acknowledge the write within 1 s" in str(caught.value)
+        assert "not connected" not in str(caught.value)
