@@ -104,7 +104,7 @@ async def check_websocket(
 
 async def check_own_mqtt(charger: ChargerSettings, settings: Settings) -> Check:
     """transport mqtt: is the charger heard on the broker?"""
-    base = f"{charger.mqtt_prefix}/{charger.serial}"
+    base = f"{charger.mqtt_prefix.lstrip('/')}/{charger.serial}"
     what = f"charger {charger.name} (its own MQTT, {base}/+)"
     options = session_options(settings, Topics(settings.mqtt.base_topic))
     try:

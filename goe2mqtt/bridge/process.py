@@ -139,15 +139,12 @@ class Bridge:
             )
         # What a pushing charger's status may hold: only what the catalogue reads.
         self._keys = KeyFilter(STATUS_KEYS)
-        # Chargers on their own MQTT: their topics go to their transports.
-        self._own_mqtt = OwnMqttChargers(
-            settings.owned_chargers(),
-            lambda topic, payload: self.mqtt.publish(topic, payload),
-            self._keys,
-        )
-        subscriptions += self._own_mqtt.subscriptions()
+        options = session_options(settings, self.topics)
+        # Chargers on their own MQTT: their topics go to their transports, over a
+        # connection of their own (commands stay alone on this session).
+        self._own_mqtt = OwnMqttChargers(settings.owned_chargers(), options, self._keys)
         self.mqtt = MqttSession(
-            session_options(settings, self.topics),
+            options,
             subscriptions,
             on_connection=self._mqtt_connection_changed,
             on_new_session=self._mqtt_session_lost,
@@ -273,6 +270,10 @@ class Bridge:
                 ),
                 asyncio.create_task(self.desk.publish_forever(self.mqtt), name="results"),
             ]
+            if self._own_mqtt.connection is not None:  # chargers on their own MQTT
+                helpers.append(
+                    asyncio.create_task(self._own_mqtt.connection.run(), name="charger-mqtt")
+                )
             stop_task = asyncio.create_task(self._stop.wait(), name="stop")
             try:
                 done, _ = await asyncio.wait(
@@ -312,6 +313,7 @@ class Bridge:
             "results_refused": self.desk.results_refused,
             "journal": self.desk.journal_info(),
             "mqtt_backlog": self.mqtt.backlog,
+            **self._own_mqtt.info(),
             "mqtt_refused": self.mqtt.refused_info(),
             "http": self._pool.info(),
             "loop": self._loop_watch.report(),
@@ -345,8 +347,6 @@ class Bridge:
     # --- inbound MQTT (runs in the MQTT client's callback, before the PUBACK) ------------
 
     def _on_message(self, message: InboundMessage) -> None:
-        if self._own_mqtt.route(message):
-            return
         if self._prefix is not None and message.topic == f"{self._prefix}/status":
             if message.payload.strip().lower() == b"online" and not self._birth_pending:
                 self._birth_pending = True  # HA births in a row make one republish

@@ -73,7 +73,8 @@ class ChargerSettings(Section):
     password: SecretStr | None = None
     password_file: str | None = None
     # transport: mqtt - the charger publishes {mqtt_prefix}/{serial}/{key} itself.
-    mqtt_prefix: str = Field(default="go-eCharger", pattern=TOPIC_PATTERN)
+    # A leading slash (/go-eCharger): firmware before ~055.7, and only that form is heard.
+    mqtt_prefix: str = Field(default="go-eCharger", pattern=r"^/?" + TOPIC_PATTERN[1:])
     # Polling: settings and facts (limits, names, cards, firmware) are read this often
     # and right after a write; what changes (power, car, current) every scan_interval.
     config_interval: float = Field(default=300.0, ge=1, le=86_400)

@@ -52,6 +52,7 @@ def test_auto_and_explicit_transports(keys: dict[str, Any], channel: str, url: s
         ({**LOCAL, "transport": "telepathy"}, r"transport: "),
         ({**LOCAL, "password": "pw\nx"}, r"password: contains a control character"),
         ({"serial": "012345", "transport": "mqtt", "mqtt_prefix": "a/+/b"}, r"mqtt_prefix"),
+        ({"serial": "012345", "transport": "mqtt", "mqtt_prefix": "//a"}, r"mqtt_prefix"),
         ({**LOCAL, "config_interval": 0}, r"config_interval"),
     ],
 )
@@ -76,3 +77,9 @@ def test_password_file_is_a_secret_file(tmp_path: Path) -> None:
         parse_settings(charger(**LOCAL, password_file=str(secret)))
     with pytest.raises(ConfigError, match=r"password_file: give either password or"):
         parse_settings(charger(**LOCAL, password=PASSWORD, password_file=str(secret)))
+
+
+def test_a_leading_slash_in_mqtt_prefix_is_the_old_firmwares_form() -> None:
+    settings = parse_settings(charger(serial="012345", transport="mqtt",
+                                      mqtt_prefix="/go-eCharger")).chargers[0]  # fmt: skip
+    assert settings.mqtt_prefix == "/go-eCharger"
