@@ -39,6 +39,7 @@ from goe2mqtt.goe.ws_protocol import (
     hash_kind,
     hashed_password,
     hello_serial,
+    not_a_message,
 )
 from goe2mqtt.goe.ws_writes import WebSocketWrites
 from goe2mqtt.util.logs import SecretRedactor, SkipCount
@@ -258,29 +259,19 @@ class WebSocketLink:
         self.hello, self._hashed, self._secured = {}, None, False
         while True:
             frame = await socket.receive()
-            self._heard_at = loop.time()
-            if self.quiet_step:
-                self.quiet_step = 0.0  # frames again: the Connection entity says so
-                self._on_state()
             if frame.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
                               aiohttp.WSMsgType.CLOSED):  # fmt: skip
                 return
             if frame.type is aiohttp.WSMsgType.ERROR:
                 raise TransientError(f"socket error: {type(frame.data).__name__}")
-            if frame.type is aiohttp.WSMsgType.BINARY:
-                self.skipped.skip("binary frame (MessagePack is not read)")
-                continue
-            message = decode(frame.data) if frame.type is aiohttp.WSMsgType.TEXT else None
+            message = self._message(frame)
             if message is None:
-                self.skipped.skip("not a JSON object with a type")
-                continue
+                continue  # counted; junk is no sign of life (silence, the age shown)
+            self._heard(loop.time())
             kind = message["type"]
             if kind == "deltaStatus":  # nearly every frame: tested first
-                status = message.get("status")
-                if not isinstance(status, dict):
-                    self.skipped.skip("deltaStatus without a status object")
-                elif self.live:
-                    await listener(status, False)
+                if self.live:
+                    await listener(message["status"], False)
                 else:
                     self.skipped.skip("deltaStatus before the full status")
             elif kind == "hello":
@@ -299,10 +290,7 @@ class WebSocketLink:
             elif kind == "authSuccess":
                 log.debug("websocket_authenticated", charger=self._name)
             elif kind == "fullStatus":
-                status = message.get("status")
-                if not isinstance(status, dict):
-                    self.skipped.skip("fullStatus without a status object")
-                    continue
+                status = message["status"]
                 self._parts.add(status, len(frame.data), loop.time())  # bounded: or raises
                 if message.get("partial") is True:
                     continue
@@ -313,8 +301,25 @@ class WebSocketLink:
                     self._on_state()
             elif kind == "response":
                 self._writes.answered(message)
-            else:
-                self.skipped.skip(f"unknown message type {self._peer_text(kind, 32)!r}")
+
+    def _message(self, frame: aiohttp.WSMessage) -> dict[str, Any] | None:
+        """A frame's message if it is one of a charger's, well formed; else None, counted."""
+        if frame.type is aiohttp.WSMsgType.BINARY:
+            self.skipped.skip("binary frame (MessagePack is not read)")
+            return None
+        message = decode(frame.data) if frame.type is aiohttp.WSMsgType.TEXT else None
+        junk = not_a_message(message)
+        if junk is None:
+            return message
+        said = {} if message is None else {"type": self._peer_text(message["type"], 32)}
+        self.skipped.skip(junk, **said)  # the first type seen is in the one log line
+        return None
+
+    def _heard(self, now: float) -> None:
+        self._heard_at = now
+        if self.quiet_step:
+            self.quiet_step = 0.0  # messages again: the Connection entity says so
+            self._on_state()
 
     def _hello(self, message: Mapping[str, Any]) -> None:
         serial = message.get("serial")

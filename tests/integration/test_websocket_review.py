@@ -1,0 +1,135 @@
+"""The websocket fixes of issue 27 against a reviewer's hostile peer (issue 27 review).
+
+The peer and its harness are test_websocket_hostile's: an aiohttp server on
+127.0.0.1 whose /ws runs a script per connection and whose /api answers as a
+simulated charger; the Bridge runs in this process through a real Mosquitto.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import structlog
+from aiohttp import web
+
+from goe2mqtt.goe import websocket as websocket_module
+from goe2mqtt.goe.push import WebSocketTransport
+from goe2mqtt.goe.websocket import WebSocketLink
+from goe2mqtt.goe.ws_protocol import encode
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.util.logs import SkipCount
+from tests.conftest import RunningBridge
+from tests.integration.test_websocket_hostile import (
+    HostilePeer,
+    bridge_on,
+    connection,
+    forever,
+    skipped,
+    wait_skipped,
+)
+
+
+def link_of(running: RunningBridge) -> WebSocketLink:
+    transport = running.bridge.chargers["garage"].transport
+    assert isinstance(transport, WebSocketTransport)
+    return transport.link
+
+
+async def answer(peer: HostilePeer, socket: web.WebSocketResponse, message: dict[str, Any]) -> None:
+    """Apply a setValue on the simulated charger and answer it as a charger does."""
+    _, answers = peer.charger.apply_set({message["key"]: json.dumps(message["value"])})
+    await socket.send_str(encode({"type": "response", "requestId": message["requestId"],
+                                  "success": answers.get(message["key"]) is True}))  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def ticking(send: Callable[[], Any], every: float = 0.1) -> AsyncIterator[None]:
+    """The peer sends ``send()`` at its own pace while the block runs."""
+
+    async def tick() -> None:
+        while True:
+            try:
+                await send()
+            except (ConnectionError, RuntimeError):
+                return  # the bridge closed the connection
+            await asyncio.sleep(every)
+
+    ticker = asyncio.ensure_future(tick())
+    try:
+        yield
+    finally:
+        ticker.cancel()
+
+
+# --- defect 1: unknown message types, one reason ------------------------------------------
+
+
+async def many_unknown_types(peer: HostilePeer, socket: web.WebSocketResponse) -> None:
+    await peer.hello(socket)
+    await peer.full_status(socket)
+    for n in range(200):
+        await socket.send_str(encode({"type": f"made-up-{n}"}))
+    await peer.delta(socket, {"amp": 13})
+    await forever(socket)
+
+
+async def test_unknown_message_types_are_counted_under_one_reason_and_logged_once(
+    broker: MosquittoBroker,
+) -> None:
+    with structlog.testing.capture_logs() as logs:
+        async with bridge_on(broker, many_unknown_types) as (_, topics, _, probe):
+            await probe.wait_text(topics.state("garage", "charging_current"), "13")
+            await wait_skipped(probe, topics, "unknown message type", 200)
+            assert len(skipped(probe, topics)) <= SkipCount.MAX_REASONS
+    lines = [e for e in logs if e["event"] == "websocket_frame_skipped"
+             and "message type" in e["reason"]]  # fmt: skip
+    assert [e["reason"] for e in lines] == ["unknown message type"], lines
+    assert lines[0]["type"] == "made-up-0"  # the first type seen, in the one line
+
+
+def test_a_skip_count_tells_apart_a_bounded_number_of_reasons() -> None:
+    skips = SkipCount("skipped")
+    with structlog.testing.capture_logs() as logs:
+        for n in range(100):
+            skips.skip(f"reason {n}")
+            skips.skip(f"reason {n}")
+    assert len(skips) == SkipCount.MAX_REASONS
+    assert skips[SkipCount.OTHER] == 2 * (100 - SkipCount.MAX_REASONS + 1)
+    assert sum(skips.values()) == 200
+    assert len(logs) == SkipCount.MAX_REASONS  # the bucket's first once too
+
+
+# --- defect 7: junk frames are no sign of life --------------------------------------------
+
+JUNK = [
+    lambda socket: socket.send_bytes(b"\x81\xa3amp\x0c"),  # MessagePack: not read
+    lambda socket: socket.send_str("{"),
+    lambda socket: socket.send_str(encode({"type": "made-up"})),
+    lambda socket: socket.send_str(encode({"type": "deltaStatus", "status": 5})),
+]
+
+
+async def live_then_junk(peer: HostilePeer, socket: web.WebSocketResponse) -> None:
+    await peer.hello(socket)
+    await peer.full_status(socket)
+    turn = iter(range(1 << 30))
+    async with ticking(lambda: JUNK[next(turn) % len(JUNK)](socket)):
+        await forever(socket)
+
+
+async def test_junk_frames_do_not_keep_a_silent_socket_looking_fresh(
+    broker: MosquittoBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(websocket_module, "QUIET_STEPS", (1.0, 2.0))
+    async with bridge_on(broker, live_then_junk) as (_, topics, _, probe):
+        # The age of the last message grows while junk keeps coming.
+        await probe.wait_text(connection(topics), "websocket (no frame for 2 s)")
+        counted = skipped(probe, topics)
+        assert counted.get("binary frame (MessagePack is not read)", 0) > 0, counted
+
+
