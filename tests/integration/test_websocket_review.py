@@ -26,6 +26,7 @@ from goe2mqtt.util.logs import SkipCount
 from tests.conftest import RunningBridge
 from tests.integration.test_websocket_hostile import (
     HostilePeer,
+    Script,
     bridge_on,
     connection,
     forever,
@@ -102,6 +103,45 @@ def test_a_skip_count_tells_apart_a_bounded_number_of_reasons() -> None:
     assert skips[SkipCount.OTHER] == 2 * (100 - SkipCount.MAX_REASONS + 1)
     assert sum(skips.values()) == 200
     assert len(logs) == SkipCount.MAX_REASONS  # the bucket's first once too
+
+
+# --- defect 3: an id that cannot be read is not "no id" -----------------------------------
+
+
+def answers_late_with(other_id: Callable[[int], Any]) -> Script:
+    """Every write first gets a refusal whose requestId is another write's, written so
+    it is not read as ours are; then its own answer, and the charger applies it."""
+
+    async def script(peer: HostilePeer, socket: web.WebSocketResponse) -> None:
+        await peer.hello(socket)
+        await peer.full_status(socket)
+        async for message in peer.messages(socket):
+            if message.get("type") != "setValue":
+                continue
+            await socket.send_str(encode({
+                "type": "response", "requestId": other_id(message["requestId"] + 1000),
+                "success": False, "message": "refused late",
+            }))  # fmt: skip
+            await answer(peer, socket, message)
+            await peer.delta(socket, {message["key"]: message["value"]})
+
+    return script
+
+
+@pytest.mark.parametrize(
+    "other_id",
+    [float, lambda n: f"{n} ", lambda n: f"{n}.0", lambda n: f"#{n}", lambda n: [n]],
+    ids=["float", "trailing-space", "decimal-text", "hash", "list"],
+)
+async def test_an_answer_whose_id_cannot_be_read_is_not_the_waiting_writes(
+    other_id: Callable[[int], Any], broker: MosquittoBroker
+) -> None:
+    async with bridge_on(broker, answers_late_with(other_id)) as (peer, topics, _, probe):
+        await probe.wait_text(connection(topics), "websocket")
+        result = await probe.command(topics.command("garage", "change_charging_power"), "11")
+        assert result["ok"] is True, result
+        assert peer.charger.amp == 11
+        await wait_skipped(probe, topics, "a response with an unreadable requestId", 1)
 
 
 # --- defect 7: junk frames are no sign of life --------------------------------------------
