@@ -144,6 +144,64 @@ async def test_an_answer_whose_id_cannot_be_read_is_not_the_waiting_writes(
         await wait_skipped(probe, topics, "a response with an unreadable requestId", 1)
 
 
+# --- defect 5: a delta before the read-back starts is the read-back -----------------------
+
+
+async def shows_the_write_at_once(peer: HostilePeer, socket: web.WebSocketResponse) -> None:
+    """A write's delta comes with its answer (before it: the charger's order is its
+    own), and then nothing more: the socket already said all there is."""
+    await peer.hello(socket)
+    await peer.full_status(socket)
+    async for message in peer.messages(socket):
+        if message.get("type") == "setValue":
+            peer.charger.apply_set({message["key"]: json.dumps(message["value"])})
+            await peer.delta(socket, {message["key"]: message["value"]})
+            await answer(peer, socket, message)
+
+
+async def test_a_delta_that_came_with_the_answer_confirms_without_asking_http(
+    broker: MosquittoBroker,
+) -> None:
+    async with bridge_on(broker, shows_the_write_at_once) as (peer, topics, _, probe):
+        await probe.wait_text(connection(topics), "websocket")
+        await probe.wait_text(topics.state("garage", "charging_current"), "16")
+        polls = peer.http_reads
+        for amp in ("11", "12"):
+            result = await probe.command(topics.command("garage", "change_charging_power"), amp)
+            assert result["ok"] is True, result
+            await probe.wait_text(topics.state("garage", "charging_current"), amp)
+        assert peer.http_reads == polls  # the socket had said it: no HTTP read
+
+
+# --- defect 6: a delta of nothing the bridge reads is no sign of the charger --------------
+
+
+async def says_only_what_is_not_read(peer: HostilePeer, socket: web.WebSocketResponse) -> None:
+    """Live, then deltas of keys the bridge does not read (a clock), a tenth of a second
+    apart; writes are applied and answered, but no delta ever shows them."""
+    await peer.hello(socket)
+    await peer.full_status(socket)
+    async with ticking(lambda: peer.delta(socket, {"utc": "2026-12-06T03:00:00", "zzz": 1})):
+        async for message in peer.messages(socket):
+            if message.get("type") == "setValue":
+                await answer(peer, socket, message)
+
+
+async def test_a_read_back_is_not_confirmed_by_deltas_of_keys_the_bridge_does_not_read(
+    broker: MosquittoBroker,
+) -> None:
+    async with bridge_on(broker, says_only_what_is_not_read) as (peer, topics, _, probe):
+        await probe.wait_text(connection(topics), "websocket")
+        await probe.wait_text(topics.state("garage", "charging_current"), "16")
+        polls = peer.http_reads
+        result = await probe.command(topics.command("garage", "change_charging_power"), "12")
+        # The charger (over HTTP) confirms it, not the socket's stale copy that refutes it.
+        assert result["ok"] is True, result
+        assert peer.charger.amp == 12
+        assert peer.http_reads > polls
+        await probe.wait_text(topics.state("garage", "charging_current"), "12")
+
+
 # --- defect 7: junk frames are no sign of life --------------------------------------------
 
 JUNK = [
@@ -171,5 +229,3 @@ async def test_junk_frames_do_not_keep_a_silent_socket_looking_fresh(
         await probe.wait_text(connection(topics), "websocket (no frame for 2 s)")
         counted = skipped(probe, topics)
         assert counted.get("binary frame (MessagePack is not read)", 0) > 0, counted
-
-
