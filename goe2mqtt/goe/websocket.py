@@ -31,7 +31,6 @@ from goe2mqtt.goe.failures import connection_failure
 from goe2mqtt.goe.pushed import ANY_KEY, KeyFilter
 from goe2mqtt.goe.ws_parts import FullStatusParts
 from goe2mqtt.goe.ws_protocol import (
-    HashKind,
     ProtocolError,
     auth_message,
     decode,
@@ -41,8 +40,9 @@ from goe2mqtt.goe.ws_protocol import (
     hello_serial,
     not_a_message,
 )
+from goe2mqtt.goe.ws_secrets import LinkSecrets
 from goe2mqtt.goe.ws_writes import WebSocketWrites
-from goe2mqtt.util.logs import SecretRedactor, SkipCount
+from goe2mqtt.util.logs import SkipCount
 from goe2mqtt.util.text import printable
 from goe2mqtt.util.values import JsonValue
 
@@ -101,12 +101,10 @@ class WebSocketLink:
         self._headers = dict(headers or {})
         self._silence = silence
         self._serial = serial  # configured: a hello naming another is refused
-        # The peer's words may echo a secret (an authError quoting the password):
-        # masked before they become a reason, a log line or a topic.
-        self._secrets = [password, *(v.removeprefix("Bearer ") for v in self._headers.values())]
-        self._redactor = SecretRedactor(self._secrets)
+        # The peer's words may echo one (an authError quoting the password): masked.
+        self.secrets = LinkSecrets([password, *(v.removeprefix("Bearer ")
+                                                for v in self._headers.values())])  # fmt: skip
         self._socket: aiohttp.ClientWebSocketResponse | None = None
-        self._hashes: dict[tuple[str, HashKind], bytes] = {}  # (serial, kind) -> hashed
         self._hashed: bytes | None = None  # this connection's, for secured writes
         self._secured = False
         self.live = False  # authenticated and the full status known
@@ -157,7 +155,7 @@ class WebSocketLink:
             await asyncio.sleep(wait * random.uniform(0.5, 1.0))
 
     def _down(self, reason: str) -> None:
-        reason = self._redactor.redact(reason)
+        reason = self.secrets.redact(reason)
         was_live, self.live = self.live, False
         self.quiet_step = 0.0
         if reason != self.reason or was_live:
@@ -340,7 +338,7 @@ class WebSocketLink:
     ) -> bytes:
         serial = hello_serial(hello)  # ProtocolError for none, or one no charger has
         kind = hash_kind(auth_required, hello)
-        cached = self._hashes.get((serial, kind))
+        cached = self.secrets.hashed(serial, kind)
         if cached is not None:
             return cached
         # ~0.1-0.3 s of CPU, in the hashing threads, so a fleet's event loop never
@@ -356,9 +354,7 @@ class WebSocketLink:
             now = loop.time()
             self._heard_at, self._live_by = now, self._live_by + (now - started)
             self._arm(socket)
-        self._hashes[(serial, kind)] = cached
-        hashes = (hashed.decode() for hashed in self._hashes.values())
-        self._redactor = SecretRedactor([*self._secrets, *hashes])
+        self.secrets.keep(serial, kind, cached)  # bounded: the oldest go
         return cached
 
     # --- writes ----------------------------------------------------------------------
@@ -385,7 +381,7 @@ class WebSocketLink:
         (before the cut: a cut secret would not be found), printable, bounded."""
         if not isinstance(value, str):
             return "no reason given"
-        return printable(self._redactor.redact(value)[:limit])
+        return printable(self.secrets.redact(value)[:limit])
 
 
 async def _close(socket: aiohttp.ClientWebSocketResponse) -> None:

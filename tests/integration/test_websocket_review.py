@@ -23,7 +23,7 @@ from goe2mqtt.goe.websocket import WebSocketLink
 from goe2mqtt.goe.ws_protocol import encode
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.util.logs import SkipCount
-from tests.conftest import RunningBridge
+from tests.conftest import RunningBridge, until
 from tests.integration.test_websocket_hostile import (
     HostilePeer,
     Script,
@@ -229,3 +229,36 @@ async def test_junk_frames_do_not_keep_a_silent_socket_looking_fresh(
         await probe.wait_text(connection(topics), "websocket (no frame for 2 s)")
         counted = skipped(probe, topics)
         assert counted.get("binary frame (MessagePack is not read)", 0) > 0, counted
+
+
+# --- defect 10: hashes the peer makes the link compute, bounded ---------------------------
+
+
+def new_serial_every_time(auths: list[str]) -> Script:
+    """A secured hello naming a serial never seen before, authRequired, and the end of
+    the connection when the auth comes: every connection costs the bridge a new hash."""
+
+    async def script(peer: HostilePeer, socket: web.WebSocketResponse) -> None:
+        await peer.hello(socket, serial=f"{900000 + peer.connections}", secured=True)
+        await socket.send_str(encode({"type": "authRequired", "token1": "a", "token2": "b",
+                                      "hash": "pbkdf2"}))  # fmt: skip
+        async for message in peer.messages(socket):
+            if message.get("type") == "auth":
+                auths.append(message["hash"])  # one more hash made
+                return
+
+    return script
+
+
+async def test_hashes_for_serials_a_peer_names_are_bounded(
+    broker: MosquittoBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(websocket_module, "MAX_BACKOFF", 0.05)  # reconnect at once
+    auths: list[str] = []
+    async with bridge_on(broker, new_serial_every_time(auths)) as (_, _, running, _):
+        await until(lambda: len(auths) >= 6, "six connections, six hashes")
+        # The password and the hashes of the last two serials: no more to mask, no more held.
+        assert len(link_of(running).secrets) <= 3
+
+
+# --- defect 11: a hello's fields, bounded -------------------------------------------------
