@@ -37,6 +37,7 @@ from goe2mqtt.goe.ws_protocol import (
     encode,
     hash_kind,
     hashed_password,
+    hello_fields,
     hello_serial,
     not_a_message,
 )
@@ -273,8 +274,11 @@ class WebSocketLink:
                 else:
                     self.skipped.skip("deltaStatus before the full status")
             elif kind == "hello":
-                hello = message
                 self._hello(message)
+                # What hashing needs, the peer's own words (a cleaned serial would salt
+                # another hash; one past 32 is refused all the same); not the frame.
+                hello = {k: v[:64] for k in ("serial", "devicetype")
+                         if isinstance(v := message.get(k), str)}  # fmt: skip
             elif kind == "authRequired":
                 auth_rounds += 1
                 if auth_rounds > MAX_AUTH_ROUNDS:
@@ -327,7 +331,7 @@ class WebSocketLink:
                 f"says hello as serial {self._peer_text(shown, 16)}, configured {self._serial}"
             )
         self.hello = {k: self._peer_text(v, 64) if isinstance(v, str) else v
-                      for k, v in message.items() if isinstance(v, str | int)}  # fmt: skip
+                      for k, v in hello_fields(message).items()}  # fmt: skip
         self._secured = message.get("secured") is True
 
     async def _hash(

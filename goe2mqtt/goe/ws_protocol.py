@@ -129,6 +129,9 @@ def unwrap_secured(message: Mapping[str, Any], hashed: bytes) -> dict[str, Any]:
 # The messages a charger sends; only these, well formed, are a sign of life.
 MESSAGE_TYPES = frozenset({"hello", "authRequired", "authSuccess", "authError",
                            "fullStatus", "deltaStatus", "response"})  # fmt: skip
+# What of a hello the bridge keeps (check-config shows it); the rest is not held.
+HELLO_FIELDS = ("serial", "devicetype", "version", "secured", "protocol", "hostname",
+                "friendly_name", "manufacturer")  # fmt: skip
 
 
 def not_a_message(message: Mapping[str, Any] | None) -> str | None:
@@ -142,6 +145,11 @@ def not_a_message(message: Mapping[str, Any] | None) -> str | None:
     if kind in ("deltaStatus", "fullStatus") and not isinstance(message.get("status"), dict):
         return f"{kind} without a status object"
     return None
+
+
+def hello_fields(hello: Mapping[str, Any]) -> dict[str, str | int]:
+    """The hello's fields the bridge keeps, as the peer wrote them (texts unbounded)."""
+    return {k: v for k in HELLO_FIELDS if isinstance(v := hello.get(k), str | int)}
 
 
 def decode(text: str | bytes) -> dict[str, Any] | None:

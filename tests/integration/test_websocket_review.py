@@ -262,3 +262,25 @@ async def test_hashes_for_serials_a_peer_names_are_bounded(
 
 
 # --- defect 11: a hello's fields, bounded -------------------------------------------------
+
+
+USED_HELLO_FIELDS = {"serial", "devicetype", "version", "secured", "protocol", "hostname",
+                     "friendly_name", "manufacturer"}  # fmt: skip
+
+
+async def hello_with_everything(peer: HostilePeer, socket: web.WebSocketResponse) -> None:
+    extra = {f"field{n}": "v" * 100 for n in range(2000)}
+    await peer.hello(socket, version="5" * 10_000, hostname="h" * 500, **extra)
+    await peer.full_status(socket)
+    await forever(socket)
+
+
+async def test_a_hello_keeps_only_the_fields_the_bridge_uses_each_cut(
+    broker: MosquittoBroker,
+) -> None:
+    async with bridge_on(broker, hello_with_everything) as (_, topics, running, probe):
+        await probe.wait_text(connection(topics), "websocket")
+        hello = link_of(running).hello
+        assert hello["serial"] == "012345"
+        assert set(hello) <= USED_HELLO_FIELDS, sorted(hello)[:5]
+        assert all(len(v) <= 64 for v in hello.values() if isinstance(v, str)), hello
