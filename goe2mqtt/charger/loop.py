@@ -108,7 +108,10 @@ class Charger:
         self._settled_due = True  # a write, a restart: read settings and facts again
         self._push = transport if isinstance(transport, PushTransport) else None
         self._asks = transport if isinstance(transport, AskingTransport) else None
-        self._pushed_now = asyncio.Event()  # set by every pushed message
+        # Pushed messages that carried a key the bridge reads: a read-back counts
+        # those after a mark (a command notes it before it writes).
+        self.pushed = 0
+        self._pushed_now = asyncio.Event()  # set as ``pushed`` moves
         self.runner = CommandRunner(
             self,
             sink=sink,
@@ -274,15 +277,16 @@ class Charger:
         async with self.lock:
             return await self.read_back()
 
-    async def read_back(self) -> bool:
-        """refresh() for a caller that already holds the lock."""
+    async def read_back(self, since: int | None = None) -> bool:
+        """refresh() for a caller that already holds the lock. A pushing charger's
+        read-back is a message it pushed after ``since`` (a count of ``pushed``, noted
+        before a write: what came since is the charger's word; None: from now)."""
         if self.pushing:
-            # What the charger pushes is the read-back: wait for its next message (it
-            # sends one a second) rather than asking over HTTP.
-            self._pushed_now.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._pushed_now.wait(), PUSH_WAIT)
-            if self._pushed_now.is_set() or self._asks is None:
+            # What the charger pushes is the read-back: one that came already, or its
+            # next (it sends one a second), rather than asking over HTTP.
+            if await self._pushed_after(self.pushed if since is None else since) or (
+                self._asks is None
+            ):
                 # A command's result comes after its values are out, not up to
                 # MIN_INTERVAL later.
                 await self._out.flush()
@@ -313,6 +317,15 @@ class Charger:
         log.debug("poll", charger=self.name, ms=took_ms, changed=changed)
         return True
 
+    async def _pushed_after(self, count: int) -> bool:
+        """Whether a message came after the ``count``-th, waiting PUSH_WAIT at most."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(PUSH_WAIT):
+                while self.pushed <= count:
+                    self._pushed_now.clear()
+                    await self._pushed_now.wait()
+        return self.pushed > count
+
     async def _ask_instead(self, asks: AskingTransport) -> bool:
         """No frame within PUSH_WAIT though the socket stands: what it pushed last may
         be stale, and a read-back confirmed by it would lie. Ask the charger."""
@@ -337,14 +350,17 @@ class Charger:
 
     async def _pushed(self, values: Mapping[str, Any], full: bool) -> None:
         """A message from the push channel: a full status, or the keys that changed."""
-        self._pushed_now.set()
         if full:
             status = own_keys(values)
             self._check_serial(status)  # WrongCharger ends the connection, with the reason
+            self._fresh()
             await self._accept(status, merge=True)
             return
         delta = own_keys(values)
+        if not delta:
+            return  # nothing the bridge reads (a clock): no news of what it shows
         self._check_serial(delta)  # in any message, not only the full status
+        self._fresh()
         changed = changed_in(self.status, delta)
         self.last_success = time.time()
         if changed:
@@ -353,6 +369,10 @@ class Charger:
         else:
             # Unchanged still shows what the feed wrote: a poll would have said so too.
             self.pv_feed.observe(self.status)
+
+    def _fresh(self) -> None:
+        self.pushed += 1
+        self._pushed_now.set()
 
     def _push_state_changed(self) -> None:
         """The push channel came up or went down: poll (or stop polling) now."""

@@ -59,6 +59,7 @@ class CommandTarget(Protocol):
     offline_reason: str
     lock: asyncio.Lock  # one conversation with the charger at a time
     last_error: tuple[float, str] | None  # (unix time, what went wrong): bridge/info
+    pushed: int  # messages the charger pushed so far (0 for one that is polled)
 
     @property
     def transport(self) -> Transport: ...
@@ -80,8 +81,9 @@ class CommandTarget(Protocol):
         """Read the charger now (taking the lock); False if it did not answer."""
         ...
 
-    async def read_back(self) -> bool:
-        """refresh() for a caller that holds the lock."""
+    async def read_back(self, since: int | None = None) -> bool:
+        """refresh() for a caller that holds the lock; a message pushed after the
+        ``since``-th counts as read back (None: only one that comes now)."""
         ...
 
     def poll_soon(self, delay: float = 0.0) -> None: ...
@@ -226,14 +228,17 @@ class CommandRunner:
                     return rejection(queued, str(exc), self._refusals)
             self._sent = list(calls)
             log.debug("command_started", charger=self._charger.name, service=service, calls=calls)
-            applied, error = await self._apply(calls)
+            # What a pushing charger sends from here on may show the writes: a delta
+            # that comes before the read-back starts is not to be missed.
+            since = self._charger.pushed
+            applied, error = await self._apply(calls, since)
             unconfirmed: dict[str, dict[str, Any]] = {}
             if error is None:
-                unconfirmed = await self._confirm(applied)
+                unconfirmed = await self._confirm(applied, since)
                 if unconfirmed:
                     error = NOT_CONFIRMED
             else:
-                await self._charger.read_back()  # show whatever did change
+                await self._charger.read_back(since)  # show whatever did change
         # Look once more after the charger's once-a-second logic has acted (car state).
         self._charger.poll_soon(FOLLOW_UP_DELAY)
         if error is not None:
@@ -266,7 +271,9 @@ class CommandRunner:
             service, ok=True, request_id=command.request_id, applied=applied, **extra
         )
 
-    async def _apply(self, calls: Sequence[SetCall]) -> tuple[list[SetCall], str | None]:
+    async def _apply(
+        self, calls: Sequence[SetCall], since: int
+    ) -> tuple[list[SetCall], str | None]:
         """Send the set calls in order; stop at the first that fails for good."""
         applied: list[SetCall] = []
         for call in calls:
@@ -283,7 +290,7 @@ class CommandRunner:
                     )
                 # A set whose answer was lost may still have reached the charger:
                 # look before calling it failed.
-                if await self._confirm([call]):
+                if await self._confirm([call], since):
                     return applied, str(exc)
                 log.info(
                     "set_answer_lost",
@@ -310,8 +317,14 @@ class CommandRunner:
             log.info("set_retry", charger=self._charger.name, keys=sorted(call), reason=str(exc))
             await self._charger.transport.set(call)
 
-    async def _confirm(self, applied: Sequence[SetCall]) -> dict[str, dict[str, Any]]:
-        """Read back until the charger shows every value set; what it still does not show."""
+    async def _confirm(
+        self, applied: Sequence[SetCall], since: int
+    ) -> dict[str, dict[str, Any]]:
+        """Read back until the charger shows every value set; what it still does not show.
+
+        Each read-back takes what the charger pushed since the last look (the first:
+        since ``since``, before the writes) at once, and waits only when nothing came;
+        a delta that already showed the values costs no wait and no HTTP."""
         expected: dict[str, JsonValue] = {}
         for call in applied:
             expected.update(call)
@@ -319,7 +332,9 @@ class CommandRunner:
         for delay in self._confirm_delays:
             if delay > 0:
                 await asyncio.sleep(delay)
-            if await self._charger.read_back():
+            read = await self._charger.read_back(since)
+            since = self._charger.pushed  # the next look wants a message newer than this
+            if read:
                 unconfirmed = unconfirmed_values(expected, self._charger.status)
                 log.debug(
                     "command_read_back", charger=self._charger.name, unconfirmed=sorted(unconfirmed)

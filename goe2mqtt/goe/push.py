@@ -90,7 +90,10 @@ class WebSocketTransport:
     async def push(self, listener: Listener, on_state: StateListener) -> None:
         async def keep(values: Mapping[str, Any], full: bool) -> None:
             kept = self._status.replace(values) if full else self._status.update(values)
-            await listener(kept, full)
+            if kept or full:
+                # A delta of nothing the bridge reads tells nothing of the charger: not
+                # a fresh message that a read-back could take for the charger's word.
+                await listener(kept, full)
 
         await self.link.run(keep, on_state)
 

@@ -31,17 +31,19 @@ from goe2mqtt.goe.failures import connection_failure
 from goe2mqtt.goe.pushed import ANY_KEY, KeyFilter
 from goe2mqtt.goe.ws_parts import FullStatusParts
 from goe2mqtt.goe.ws_protocol import (
-    HashKind,
     ProtocolError,
     auth_message,
     decode,
     encode,
     hash_kind,
     hashed_password,
+    hello_fields,
     hello_serial,
+    not_a_message,
 )
+from goe2mqtt.goe.ws_secrets import LinkSecrets
 from goe2mqtt.goe.ws_writes import WebSocketWrites
-from goe2mqtt.util.logs import SecretRedactor, SkipCount
+from goe2mqtt.util.logs import SkipCount
 from goe2mqtt.util.text import printable
 from goe2mqtt.util.values import JsonValue
 
@@ -100,12 +102,10 @@ class WebSocketLink:
         self._headers = dict(headers or {})
         self._silence = silence
         self._serial = serial  # configured: a hello naming another is refused
-        # The peer's words may echo a secret (an authError quoting the password):
-        # masked before they become a reason, a log line or a topic.
-        self._secrets = [password, *(v.removeprefix("Bearer ") for v in self._headers.values())]
-        self._redactor = SecretRedactor(self._secrets)
+        # The peer's words may echo one (an authError quoting the password): masked.
+        self.secrets = LinkSecrets([password, *(v.removeprefix("Bearer ")
+                                                for v in self._headers.values())])  # fmt: skip
         self._socket: aiohttp.ClientWebSocketResponse | None = None
-        self._hashes: dict[tuple[str, HashKind], bytes] = {}  # (serial, kind) -> hashed
         self._hashed: bytes | None = None  # this connection's, for secured writes
         self._secured = False
         self.live = False  # authenticated and the full status known
@@ -156,7 +156,7 @@ class WebSocketLink:
             await asyncio.sleep(wait * random.uniform(0.5, 1.0))
 
     def _down(self, reason: str) -> None:
-        reason = self._redactor.redact(reason)
+        reason = self.secrets.redact(reason)
         was_live, self.live = self.live, False
         self.quiet_step = 0.0
         if reason != self.reason or was_live:
@@ -258,34 +258,27 @@ class WebSocketLink:
         self.hello, self._hashed, self._secured = {}, None, False
         while True:
             frame = await socket.receive()
-            self._heard_at = loop.time()
-            if self.quiet_step:
-                self.quiet_step = 0.0  # frames again: the Connection entity says so
-                self._on_state()
             if frame.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
                               aiohttp.WSMsgType.CLOSED):  # fmt: skip
                 return
             if frame.type is aiohttp.WSMsgType.ERROR:
                 raise TransientError(f"socket error: {type(frame.data).__name__}")
-            if frame.type is aiohttp.WSMsgType.BINARY:
-                self.skipped.skip("binary frame (MessagePack is not read)")
-                continue
-            message = decode(frame.data) if frame.type is aiohttp.WSMsgType.TEXT else None
+            message = self._message(frame)
             if message is None:
-                self.skipped.skip("not a JSON object with a type")
-                continue
+                continue  # counted; junk is no sign of life (silence, the age shown)
+            self._heard(loop.time())
             kind = message["type"]
             if kind == "deltaStatus":  # nearly every frame: tested first
-                status = message.get("status")
-                if not isinstance(status, dict):
-                    self.skipped.skip("deltaStatus without a status object")
-                elif self.live:
-                    await listener(status, False)
+                if self.live:
+                    await listener(message["status"], False)
                 else:
                     self.skipped.skip("deltaStatus before the full status")
             elif kind == "hello":
-                hello = message
                 self._hello(message)
+                # What hashing needs, the peer's own words (a cleaned serial would salt
+                # another hash; one past 32 is refused all the same); not the frame.
+                hello = {k: v[:64] for k in ("serial", "devicetype")
+                         if isinstance(v := message.get(k), str)}  # fmt: skip
             elif kind == "authRequired":
                 auth_rounds += 1
                 if auth_rounds > MAX_AUTH_ROUNDS:
@@ -299,10 +292,7 @@ class WebSocketLink:
             elif kind == "authSuccess":
                 log.debug("websocket_authenticated", charger=self._name)
             elif kind == "fullStatus":
-                status = message.get("status")
-                if not isinstance(status, dict):
-                    self.skipped.skip("fullStatus without a status object")
-                    continue
+                status = message["status"]
                 self._parts.add(status, len(frame.data), loop.time())  # bounded: or raises
                 if message.get("partial") is True:
                     continue
@@ -313,8 +303,25 @@ class WebSocketLink:
                     self._on_state()
             elif kind == "response":
                 self._writes.answered(message)
-            else:
-                self.skipped.skip(f"unknown message type {self._peer_text(kind, 32)!r}")
+
+    def _message(self, frame: aiohttp.WSMessage) -> dict[str, Any] | None:
+        """A frame's message if it is one of a charger's, well formed; else None, counted."""
+        if frame.type is aiohttp.WSMsgType.BINARY:
+            self.skipped.skip("binary frame (MessagePack is not read)")
+            return None
+        message = decode(frame.data) if frame.type is aiohttp.WSMsgType.TEXT else None
+        junk = not_a_message(message)
+        if junk is None:
+            return message
+        said = {} if message is None else {"type": self._peer_text(message["type"], 32)}
+        self.skipped.skip(junk, **said)  # the first type seen is in the one log line
+        return None
+
+    def _heard(self, now: float) -> None:
+        self._heard_at = now
+        if self.quiet_step:
+            self.quiet_step = 0.0  # messages again: the Connection entity says so
+            self._on_state()
 
     def _hello(self, message: Mapping[str, Any]) -> None:
         serial = message.get("serial")
@@ -324,7 +331,7 @@ class WebSocketLink:
                 f"says hello as serial {self._peer_text(shown, 16)}, configured {self._serial}"
             )
         self.hello = {k: self._peer_text(v, 64) if isinstance(v, str) else v
-                      for k, v in message.items() if isinstance(v, str | int)}  # fmt: skip
+                      for k, v in hello_fields(message).items()}  # fmt: skip
         self._secured = message.get("secured") is True
 
     async def _hash(
@@ -335,7 +342,7 @@ class WebSocketLink:
     ) -> bytes:
         serial = hello_serial(hello)  # ProtocolError for none, or one no charger has
         kind = hash_kind(auth_required, hello)
-        cached = self._hashes.get((serial, kind))
+        cached = self.secrets.hashed(serial, kind)
         if cached is not None:
             return cached
         # ~0.1-0.3 s of CPU, in the hashing threads, so a fleet's event loop never
@@ -351,9 +358,7 @@ class WebSocketLink:
             now = loop.time()
             self._heard_at, self._live_by = now, self._live_by + (now - started)
             self._arm(socket)
-        self._hashes[(serial, kind)] = cached
-        hashes = (hashed.decode() for hashed in self._hashes.values())
-        self._redactor = SecretRedactor([*self._secrets, *hashes])
+        self.secrets.keep(serial, kind, cached)  # bounded: the oldest go
         return cached
 
     # --- writes ----------------------------------------------------------------------
@@ -380,7 +385,7 @@ class WebSocketLink:
         (before the cut: a cut secret would not be found), printable, bounded."""
         if not isinstance(value, str):
             return "no reason given"
-        return printable(self._redactor.redact(value)[:limit])
+        return printable(self.secrets.redact(value)[:limit])
 
 
 async def _close(socket: aiohttp.ClientWebSocketResponse) -> None:

@@ -126,6 +126,32 @@ def unwrap_secured(message: Mapping[str, Any], hashed: bytes) -> dict[str, Any]:
     return inner
 
 
+# The messages a charger sends; only these, well formed, are a sign of life.
+MESSAGE_TYPES = frozenset({"hello", "authRequired", "authSuccess", "authError",
+                           "fullStatus", "deltaStatus", "response"})  # fmt: skip
+# What of a hello the bridge keeps (check-config shows it); the rest is not held.
+HELLO_FIELDS = ("serial", "devicetype", "version", "secured", "protocol", "hostname",
+                "friendly_name", "manufacturer")  # fmt: skip
+
+
+def not_a_message(message: Mapping[str, Any] | None) -> str | None:
+    """Why a decoded frame is not one of a charger's messages (one reason per kind of
+    junk, whatever the peer varies); None when it is one."""
+    if message is None:
+        return "not a JSON object with a type"
+    kind = message["type"]
+    if kind not in MESSAGE_TYPES:
+        return "unknown message type"
+    if kind in ("deltaStatus", "fullStatus") and not isinstance(message.get("status"), dict):
+        return f"{kind} without a status object"
+    return None
+
+
+def hello_fields(hello: Mapping[str, Any]) -> dict[str, str | int]:
+    """The hello's fields the bridge keeps, as the peer wrote them (texts unbounded)."""
+    return {k: v for k in HELLO_FIELDS if isinstance(v := hello.get(k), str | int)}
+
+
 def decode(text: str | bytes) -> dict[str, Any] | None:
     """A frame's message: a JSON object with a string type, else None."""
     try:

@@ -1,9 +1,10 @@
 """Writes over a charger's websocket: setValue, one at a time, each answer matched.
 
 Seen on 60.3: answers without a requestId ("12sm" for a secured one). With one write
-at a time, an answer without a readable id is the waiting write's. An answer that
-carries another request's id (one that timed out, or a peer that makes one up) is
-never taken for the waiting write's: it is counted and skipped.
+at a time, an answer without an id (none, or null) is the waiting write's. An answer
+that carries another request's id (one that timed out, or a peer that makes one up),
+or an id not written as ours are, is never taken for the waiting write's: it is
+counted and skipped.
 """
 
 from __future__ import annotations
@@ -73,12 +74,18 @@ class WebSocketWrites:
         return True
 
     def answered(self, response: Mapping[str, Any]) -> None:
-        request_id = request_number(response.get("requestId"))
+        said = response.get("requestId")
+        request_id = request_number(said)
         if request_id is not None:
             waiting = self._answers.get(request_id)
             if waiting is None:
                 self._skipped.skip("a response to another request")
                 return
+        elif said is not None:
+            # An id not as ours are (1001.0, "#1001", [1001]) may be any write's: never
+            # the waiting one's, or a late refusal would fail a write that was applied.
+            self._skipped.skip("a response with an unreadable requestId")
+            return
         elif len(self._answers) == 1:
             waiting = next(iter(self._answers.values()))
         else:

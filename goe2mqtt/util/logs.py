@@ -99,15 +99,22 @@ class _ToStructlog(logging.Handler):
 
 class SkipCount(dict[str, int]):
     """What was skipped, by reason: the first of each reason is logged, the rest counted
-    (a hostile peer repeating itself must not flood the log)."""
+    (a hostile peer repeating itself must not flood the log). At most MAX_REASONS
+    reasons are told apart, whatever a caller passes: the rest are counted together."""
+
+    MAX_REASONS = 32
+    OTHER = "other reasons"
 
     def __init__(self, event: str, **context: Any) -> None:
         super().__init__()
         self._event = event
         self._context = context
 
-    def skip(self, reason: str) -> None:
+    def skip(self, reason: str, **detail: Any) -> None:
+        """Count one; ``detail`` goes only into the reason's one log line."""
+        if reason not in self and len(self) >= self.MAX_REASONS - 1:
+            reason = self.OTHER  # the bucket is the last of the MAX_REASONS
         count = self.get(reason, 0)
         self[reason] = count + 1
         if count == 0:
-            structlog.get_logger().warning(self._event, reason=reason, **self._context)
+            structlog.get_logger().warning(self._event, reason=reason, **detail, **self._context)

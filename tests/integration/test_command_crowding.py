@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from collections.abc import Iterator
 
 import paho.mqtt.client as paho
 import pytest
@@ -31,7 +32,7 @@ COMMANDS = 6
 
 
 @pytest.fixture
-def small_queue_broker() -> MosquittoBroker:
+def small_queue_broker() -> Iterator[MosquittoBroker]:
     with MosquittoBroker(extra_config=(f"max_queued_messages {QUEUE}",)) as running:
         yield running
 
@@ -84,9 +85,7 @@ async def test_a_flood_while_the_bridge_stalls_drops_no_command(
             # broker, behind the flood: what a stall of the process does.
             done.wait(120)
             assert done.is_set(), "the publisher finished"
-            await until(
-                lambda: len(probe.messages) >= COMMANDS, f"{COMMANDS} results", within=120
-            )
+            await until(lambda: len(probe.messages) >= COMMANDS, f"{COMMANDS} results", within=120)
         finally:
             await running.stop()
     ids = sorted(m.json()["id"] for m in probe.messages)

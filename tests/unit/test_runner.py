@@ -55,12 +55,13 @@ class FakeCharger:
         self.polled = True
         self.stopping = False
         self.hold_off = 0.0
+        self.pushed = 0  # polled: nothing is pushed
 
     async def refresh(self) -> bool:
         async with self.lock:
             return await self.read_back()
 
-    async def read_back(self) -> bool:
+    async def read_back(self, since: int | None = None) -> bool:
         self.status = await self.transport.status(())
         return True
 
