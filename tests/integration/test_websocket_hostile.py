@@ -312,7 +312,13 @@ async def live_then_silent(peer: HostilePeer, socket: web.WebSocketResponse) -> 
 async def test_a_read_back_that_sees_no_frame_asks_the_charger_over_http(
     broker: MosquittoBroker,
 ) -> None:
-    async with bridge_on(broker, live_then_silent) as (peer, topics, _, probe):
+    await read_back_asks_http(broker, live_then_silent)
+
+
+async def read_back_asks_http(broker: MosquittoBroker, script: Script) -> None:
+    """A command's read-back while the socket shows nothing of the write: the charger is
+    asked over HTTP and confirms it, not the socket's stale copy that would refute it."""
+    async with bridge_on(broker, script) as (peer, topics, _, probe):
         await probe.wait_text(connection(topics), "websocket")
         await probe.wait_text(topics.state("garage", "charging_current"), "16")
         polls = peer.http_reads

@@ -30,6 +30,7 @@ from tests.integration.test_websocket_hostile import (
     bridge_on,
     connection,
     forever,
+    read_back_asks_http,
     skipped,
     wait_skipped,
 )
@@ -190,16 +191,7 @@ async def says_only_what_is_not_read(peer: HostilePeer, socket: web.WebSocketRes
 async def test_a_read_back_is_not_confirmed_by_deltas_of_keys_the_bridge_does_not_read(
     broker: MosquittoBroker,
 ) -> None:
-    async with bridge_on(broker, says_only_what_is_not_read) as (peer, topics, _, probe):
-        await probe.wait_text(connection(topics), "websocket")
-        await probe.wait_text(topics.state("garage", "charging_current"), "16")
-        polls = peer.http_reads
-        result = await probe.command(topics.command("garage", "change_charging_power"), "12")
-        # The charger (over HTTP) confirms it, not the socket's stale copy that refutes it.
-        assert result["ok"] is True, result
-        assert peer.charger.amp == 12
-        assert peer.http_reads > polls
-        await probe.wait_text(topics.state("garage", "charging_current"), "12")
+    await read_back_asks_http(broker, says_only_what_is_not_read)
 
 
 # --- defect 7: junk frames are no sign of life --------------------------------------------
