@@ -222,7 +222,7 @@ async def chaos(
 async def commander(
     broker: MosquittoBroker, targets: list[str], args: Any, deadline: float,
     sent: dict[str, float], results: Counter[str], outcomes: Counter[str],
-    latency: dict[str, float],
+    latency: dict[str, float], target_of: dict[str, str],
 ) -> None:  # fmt: skip
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 3600
@@ -244,6 +244,7 @@ async def commander(
             except aiomqtt.MqttError:
                 continue  # not acknowledged (broker frozen or gone): not counted as sent
             sent[command_id] = time.monotonic()  # the broker has it
+            target_of[command_id] = target
 
     while time.monotonic() < drain_until:
         try:
@@ -389,6 +390,7 @@ async def run(args: Any) -> int:
     outcomes: Counter[str] = Counter()
     events: list[str] = []
     latency: dict[str, float] = {}
+    target_of: dict[str, str] = {}  # command id -> the charger it went to
     targets = [f"c{serial}" for serial in serials]
     hostile_ws = HostileWebSocket(HOSTILE_WS_SERIAL, TOKEN) if args.hostile_peers else None
     own_mqtt = SimulatedCharger(OWN_MQTT_SERIAL, TOKEN)
@@ -418,7 +420,9 @@ async def run(args: Any) -> int:
             tasks.append(asyncio.create_task(hostile(
                 broker, chargers, args.hostile_every, deadline, hostile_sent, hostile_counts
             )))  # fmt: skip
-        await commander(broker, targets, args, deadline, sent, results, outcomes, latency)
+        await commander(
+            broker, targets, args, deadline, sent, results, outcomes, latency, target_of
+        )
         info = await retained_json(broker, f"{BASE}/bridge/info")
         for task in tasks:
             task.cancel()
@@ -462,9 +466,16 @@ async def run(args: Any) -> int:
     print(f"  result repeated       {len(repeated)}  (same id and content, sent again after a"
           " connection died before the broker's PUBACK)")  # fmt: skip
     print(f"  outcomes              {dict(outcomes.most_common(12))}")
-    waits = sorted(latency.values()) or [0.0]
-    print(f"  command latency       p50 {_pct(waits, 50):.2f} s, p99 {_pct(waits, 99):.2f} s, "
-          f"max {waits[-1]:.2f} s (PUBACK to result, {len(latency)} commands)")  # fmt: skip
+    groups = {"all": list(latency.values())}
+    if hostile_ws is not None:
+        for name, label in (("hmq", "own MQTT, flooded"), ("hws", "hostile websocket")):
+            groups[label] = [v for i, v in latency.items() if target_of.get(i) == name]
+        groups["the fleet"] = [v for i, v in latency.items() if target_of.get(i, "c")[0] == "c"]
+    for label, values in groups.items():
+        waits = sorted(values) or [0.0]
+        print(f"  command latency       {label}: p50 {_pct(waits, 50):.2f} s, p99 "
+              f"{_pct(waits, 99):.2f} s, max {waits[-1]:.2f} s ({len(values)} commands, "
+              "PUBACK to result, kills and freezes included)")  # fmt: skip
     if hostile_ws is not None:
         chargers_info = (info or {}).get("chargers", {})
         print(f"  hostile websocket     tricks played {dict(hostile_ws.played)}")
