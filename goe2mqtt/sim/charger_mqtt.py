@@ -32,10 +32,13 @@ class MqttCharger:
         interval: float = 1.0,
         republish: float = 30.0,
         leading_slash: bool = False,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         self.charger = charger
         self._host, self._port = host, port
         self.base = f"{'/' if leading_slash else ''}{prefix}/{charger.serial}"
+        self._username, self._password = username, password  # its broker user (mcu)
         self.interval = interval
         self.republish = republish
         self.silent = False  # stops publishing (a charger off the network)
@@ -46,8 +49,9 @@ class MqttCharger:
         while True:
             try:
                 async with aiomqtt.Client(
-                    self._host, self._port, identifier=f"go-e-{self.charger.serial}"
-                ) as client:
+                    self._host, self._port, identifier=f"go-e-{self.charger.serial}",
+                    username=self._username, password=self._password,
+                ) as client:  # fmt: skip
                     await client.subscribe(f"{self.base}/+/set", qos=1)
                     writer = asyncio.create_task(self._take_writes(client))
                     try:
