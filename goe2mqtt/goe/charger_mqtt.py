@@ -7,8 +7,8 @@ not the broker: the bridge hands it what arrives (take) and gives it a way to
 publish (send), so the MQTT layer and this one stay apart.
 
 Anyone who may publish on the broker can pretend to be the charger. So the topic form
-is decided once (a configured leading slash, else the form of the first full picture)
-and kept: the other form's messages are ignored, counted and logged once; a value whose
+is configuration (a leading slash in mqtt_prefix for old firmware), never learnt from
+what is heard: the other form's messages are ignored, counted and logged once; a value whose
 serial is not the topic's is refused; a write's "success" alone proves nothing (the
 command runner confirms it by the key's value the charger publishes).
 """
@@ -36,7 +36,6 @@ log = structlog.get_logger()
 SILENCE = 120.0  # not heard for this long: offline (the charger republishes every key)
 ANSWER_TIMEOUT = 10.0  # a write's {key}/result
 FIRST_BURST = 1.0  # after the first key, gather this long before announcing the status
-FORM_WAIT = 5.0  # only the old topic form heard: wait this long for the plain one
 MAX_PAYLOAD = 64 * 1024  # a key's value; a full status is ~10 KiB
 RESULT = "result"
 OTHER_FORM = "a message in the other topic form"
@@ -60,30 +59,29 @@ class ChargerMqttTransport:
         silence: float = SILENCE,
         answer_timeout: float = ANSWER_TIMEOUT,
         first_burst: float = FIRST_BURST,
-        form_wait: float = FORM_WAIT,
         keys: KeyFilter = ANY_KEY,
     ) -> None:
         self._name = name
         self._serial = serial
-        # A leading slash in the config fixes the old firmware's form; else both forms
-        # are heard until the first full picture decides (see _decide).
+        # The topic form is configuration, never learnt: anyone may publish in either
+        # form, and a spoofer publishing all the time won the form from a quiet charger
+        # at every restart (bench/chaos.py --hostile-peers). A leading slash in
+        # mqtt_prefix is the old firmware's form; the other form is only counted.
         plain = prefix.lstrip("/")
-        self._bases = (f"{plain}/{serial}", f"/{plain}/{serial}")
-        self._base: str | None = self._bases[1] if prefix.startswith("/") else None
+        other = (f"{plain}/{serial}", f"/{plain}/{serial}")
+        self._base = other[1] if prefix.startswith("/") else other[0]
+        self._bases = (self._base, other[0] if prefix.startswith("/") else other[1])
         self._send = send
         self._silence = silence
         self._answer_timeout = answer_timeout
         self._first_burst = first_burst
-        self._form_wait = form_wait
         self._pending: dict[str, Any] = {}  # heard since the listener was last told
         self._heard_at: float | None = None  # monotonic
         self._arrived = Alarm()  # no wait_for: on 3.11 it can swallow a cancel
         self._results: dict[str, asyncio.Future[str]] = {}
         self._keys = keys
         self.skipped = SkipCount("charger_mqtt_value_skipped", charger=name)
-        # One status per form until the form is decided; then only the chosen one.
-        self._candidates = {base: PushedStatus(keys, self.skipped) for base in self._bases}
-        self._status = self._candidates[self._base or self._bases[0]]
+        self._status = PushedStatus(keys, self.skipped)
         self._forms_heard: set[str] = set()
         self._both_forms_logged = False
 
@@ -92,8 +90,8 @@ class ChargerMqttTransport:
         return self._bases
 
     @property
-    def base(self) -> str | None:
-        """The topic form in use, once decided."""
+    def base(self) -> str:
+        """The topic form in use (configured: mqtt_prefix, with or without a slash)."""
         return self._base
 
     @property
@@ -105,33 +103,6 @@ class ChargerMqttTransport:
     def owns(self, topic: str) -> bool:
         return any(topic.startswith(base + "/") for base in self._bases)
 
-    def _decide(self) -> str:
-        """The topic form, decided at the first full picture and kept for good: the
-        plain one if anything of ours came in it (today's firmware), else the old one.
-        A publisher in the old form cannot outvote the charger; old firmware whose
-        twin form someone else uses is configured with the slash (mqtt_prefix)."""
-        if self._base is None:
-            plain, slashed = (self._candidates[b] for b in self._bases)
-            if not plain and not slashed:
-                return self._bases[0]  # nothing heard: nothing to decide on yet
-            self._base = self._bases[0] if plain else self._bases[1]
-            self._status = self._candidates[self._base]
-            self._candidates = {self._base: self._status}
-            log.info("charger_mqtt_topic_form", charger=self._name, topics=f"{self._base}/+")
-        return self._base
-
-    async def _await_form(self) -> None:
-        """Only the old form heard yet: give the plain one form_wait to speak first (a
-        charger on today's firmware publishes a changed key within seconds), so that a
-        publisher in the old form, or its retained leftovers, cannot take the form."""
-        if self._base is not None or self._candidates[self._bases[0]]:
-            return
-        deadline = time.monotonic() + self._form_wait
-        while not self._candidates[self._bases[0]] and time.monotonic() < deadline:
-            self._arrived.clear()
-            await self._arrived.wait(deadline - time.monotonic())
-        self._arrived.set()  # what came meanwhile is still to be told
-
     def _heard_in(self, base: str) -> None:
         """Both forms heard: something else publishes as this charger (said once)."""
         self._forms_heard.add(base)
@@ -141,7 +112,7 @@ class ChargerMqttTransport:
                 "charger_mqtt_both_forms",
                 charger=self._name,
                 heard=[f"{b}/+" for b in self._bases],
-                using=f"{self._base}/+" if self._base else "the form of the first full status",
+                using=f"{self._base}/+",
                 hint="only the charger should publish there: the other form is ignored"
                 " (see the README for a broker ACL)",
             )
@@ -160,7 +131,7 @@ class ChargerMqttTransport:
             return
         if base not in self._forms_heard:
             self._heard_in(base)
-        if self._base is not None and base != self._base:
+        if base != self._base:
             self.skipped.skip(OTHER_FORM)
             return
         key, _, leaf = rest.partition("/")
@@ -186,12 +157,10 @@ class ChargerMqttTransport:
             # The topic names this charger; a value naming another is not its own.
             self.skipped.skip(WRONG_SERIAL)
             return
-        status = self._candidates[base]
-        kept = status.update({key: value})
+        kept = self._status.update({key: value})
         if kept:
             self._heard_at = time.monotonic()
-            if status is self._status:
-                self._pending.update(kept)
+            self._pending.update(kept)
             self._arrived.set()
 
     # --- the push side ----------------------------------------------------------------
@@ -206,7 +175,13 @@ class ChargerMqttTransport:
 
     def _why_not(self) -> str:
         if self._heard_at is None:
-            return f"nothing heard on {self._base or self._bases[0]}/+ yet"
+            if len(self._forms_heard) == 1 and self._bases[1] in self._forms_heard:
+                # Old firmware publishes with a leading slash (or someone else does).
+                return (
+                    f"nothing heard on {self._base}/+, only on {self._bases[1]}/+: for"
+                    " firmware before 055.7 give mqtt_prefix with that leading slash"
+                )
+            return f"nothing heard on {self._base}/+ yet"
         return f"not heard for {self._silence:.0f} s"
 
     async def push(self, listener: Listener, on_state: StateListener) -> None:
@@ -216,7 +191,6 @@ class ChargerMqttTransport:
             await self._arrived.wait(self._silence / 4)
             if not told_full and self._arrived.is_set():
                 await asyncio.sleep(self._first_burst)  # the first keys come in a burst
-                await self._await_form()
             if self.live != was_live:
                 was_live = not was_live
                 if not was_live:
@@ -229,8 +203,6 @@ class ChargerMqttTransport:
             pending, self._pending = self._pending, {}
             full = not told_full
             told_full = True
-            if full:
-                self._decide()
             try:
                 await listener(self._status.read() if full else pending, full)
             except GoeError as exc:  # a WrongCharger: said once per picture, no traceback
@@ -243,7 +215,6 @@ class ChargerMqttTransport:
     async def status(self, keys: Collection[str]) -> dict[str, Any]:
         if not self.live:
             raise ChargerOffline(f"charger's own MQTT: {self._why_not()}")
-        self._decide()
         return self._status.read(keys)
 
     async def set(self, values: Mapping[str, JsonValue]) -> dict[str, Any]:
@@ -259,7 +230,7 @@ class ChargerMqttTransport:
         self._results[key] = answer
         try:
             payload = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-            await self._send(f"{self._decide()}/{key}/set", payload.encode())
+            await self._send(f"{self._base}/{key}/set", payload.encode())
             text = await asyncio.wait_for(answer, self._answer_timeout)
         except TimeoutError:
             raise TransientError(f"no {key}/result from the charger") from None

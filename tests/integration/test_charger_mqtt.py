@@ -106,13 +106,46 @@ async def test_old_firmware_with_a_leading_slash_and_a_custom_prefix(
 ) -> None:
     async with (
         charger_on_mqtt(broker, leading_slash=True, prefix="wallbox") as wallbox,
-        bridge_for(broker, mqtt_prefix="wallbox") as (topics, probe),
+        bridge_for(broker, mqtt_prefix="/wallbox") as (topics, probe),  # the old form, said
     ):
         wallbox.charger.plug_in()
         await probe.wait_text(topics.state("garage", "car_status"), "charging")
         result = await probe.command(topics.command("garage", "change_charging_power"), "7")
         assert result["ok"] is True, result
         assert wallbox.charger.amp == 7
+
+
+async def test_old_firmware_not_configured_is_told_how_not_guessed(
+    broker: MosquittoBroker,
+) -> None:
+    """The form is never learnt from what is heard (a spoofer publishing all the time
+    would win it from a quiet charger): heard only in the old form, the charger is not
+    served, and the reason it is offline names the setting that serves it."""
+    settings = parse_settings({
+        "mqtt": {"host": broker.host, "port": broker.port, "client_id": "goe2mqtt-oldform",
+                 "base_topic": "oldform"},
+        "chargers": [{"name": "garage", "serial": SERIAL, "transport": "mqtt",
+                      "mqtt_prefix": "wallbox", "scan_interval": 1}],
+    })  # fmt: skip
+    running = RunningBridge(settings)
+    hint = (
+        f"nothing heard on wallbox/{SERIAL}/+, only on /wallbox/{SERIAL}/+: for firmware"
+        " before 055.7 give mqtt_prefix with that leading slash"
+    )
+    async with charger_on_mqtt(broker, leading_slash=True, prefix="wallbox") as wallbox:
+        await running.start()
+        try:
+            await until(
+                lambda: (
+                    "garage" in running.bridge.chargers
+                    and hint in str(running.bridge.chargers["garage"].last_error)
+                ),
+                "the reason names the setting",
+            )
+            assert not running.bridge.chargers["garage"].online
+        finally:
+            await running.stop()
+    assert wallbox.results == []  # nothing was written to the form it did not choose
 
 
 async def test_availability_follows_how_recently_the_charger_was_heard() -> None:
