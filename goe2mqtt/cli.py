@@ -13,7 +13,9 @@ from collections.abc import Sequence
 import structlog
 
 from goe2mqtt import __version__
-from goe2mqtt.config.settings import ConfigError, Settings, load_settings
+from goe2mqtt.config.loading import load_settings
+from goe2mqtt.config.problems import ConfigError
+from goe2mqtt.config.settings import Settings
 from goe2mqtt.sim.charger import MODELS
 from goe2mqtt.sim.serve import SIMULATE_HELP, simulate
 from goe2mqtt.util.logs import LEVELS, configure_logging

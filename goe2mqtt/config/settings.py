@@ -1,25 +1,21 @@
-"""Configuration: YAML file -> validated, immutable settings.
+"""The settings' sections (mqtt, shard, the whole file) and their validation.
 
 Every error is a ConfigError whose message starts with the key it is about
-(``chargers[0].serial: ...``) and never contains a secret's value.
+(``chargers[0].serial: ...``) and never contains a secret's value (config/problems
+words them; config/loading reads the file and the environment).
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import socket
 import ssl
-import typing
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
-    BaseModel,
     Field,
     PrivateAttr,
     SecretStr,
@@ -28,16 +24,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails
 
 from goe2mqtt.config.charger import ChargerSettings as ChargerSettings
-from goe2mqtt.config.environment import (
-    ENV_PREFIX,
-    NOT_CONFIG,
-    EnvironmentProblem,
-    apply_environment,
-    expand_references,
-)
+from goe2mqtt.config.environment import expand_references
+from goe2mqtt.config.problems import ConfigError, problems_of
 from goe2mqtt.config.secret_files import check_printable, check_secret_file, load_secret
 from goe2mqtt.config.section import (
     RESERVED_NAMES,
@@ -45,14 +35,6 @@ from goe2mqtt.config.section import (
     Section,
 )
 from goe2mqtt.util.numbers import is_number as is_a_number
-
-
-class ConfigError(Exception):
-    """Configuration problems; each names its key and is safe to print."""
-
-    def __init__(self, *problems: str) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 def default_state_dir() -> str:
@@ -259,91 +241,6 @@ class Settings(Section):
         return [v for v in values if v]
 
 
-def _key_path(loc: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif part.startswith("function-") or part.startswith("model"):
-            continue
-        else:
-            text += f".{part}" if text else part
-    return text
-
-
-_FRIENDLY_TYPES = {
-    "missing": "required key is missing",
-    "extra_forbidden": "unknown key",
-}
-
-
-_PATTERN_HINTS = {
-    "serial": 'must be the 6-digit serial as a quoted string, e.g. "012345"',
-    "name": "use only a-z, 0-9, _ and - (it becomes an MQTT topic level)",
-    "base_topic": "must be an MQTT topic without wildcards (+, #) or empty levels",
-    "discovery_prefix": "must be an MQTT topic without wildcards (+, #) or empty levels",
-    "api_url": "must be an http:// or https:// URL without query",
-    "host": "must be a host name or IP address, optionally with :port (no http://)",
-    "chargers": "list at least one charger",
-}
-
-
-def _describe(error: Mapping[str, Any]) -> str:
-    key = _key_path(tuple(error["loc"]))
-    kind = error["type"]
-    message = _FRIENDLY_TYPES.get(kind, str(error["msg"])).removeprefix("Value error, ")
-    if kind in ("string_type", "string_pattern_mismatch", "too_short"):
-        message = _PATTERN_HINTS.get(key.rsplit(".", 1)[-1], message)
-    if kind == "extra_forbidden":
-        loc = tuple(error["loc"])
-        nearest = difflib.get_close_matches(str(loc[-1]), _keys_of_section(loc[:-1]), n=1)
-        if nearest:
-            message += f"; did you mean {nearest[0]}?"
-    if kind == "value_error" and re.match(r"^[a-z_]+(\[\d+\])?[.:]", message):
-        # A model validator names the key relative to its section.
-        return f"{key}.{message}" if key else message
-    return f"{key}: {message}" if key else message
-
-
-def _keys_of_section(loc: tuple[Any, ...]) -> list[str]:
-    """The keys the section at ``loc`` knows (for "did you mean ...?")."""
-    model: type[BaseModel] = Settings
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(str(part))
-        inner = _section_type(field.annotation) if field is not None else None
-        if inner is None:
-            return []
-        model = inner
-    return list(model.model_fields)
-
-
-def _section_type(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for argument in typing.get_args(annotation):
-        found = _section_type(argument)
-        if found is not None:
-            return found
-    return None
-
-
-def _one_problem_each(errors: Iterable[ErrorDetails]) -> Iterator[ErrorDetails]:
-    """A section's validator says all its problems in one error, a line each."""
-    for error in errors:
-        message = str(error["msg"])
-        if error["type"] == "value_error" and "\n" in message:
-            for line in message.removeprefix("Value error, ").split("\n"):
-                yield {**error, "msg": line}
-        else:
-            yield error
-
-
-def _has_inner(loc: tuple[Any, ...], locations: list[tuple[Any, ...]]) -> bool:
-    return any(len(other) > len(loc) and other[: len(loc)] == loc for other in locations)
-
-
 def parse_settings(raw: Any) -> Settings:
     """Validate an already-parsed YAML document."""
     if not isinstance(raw, Mapping):
@@ -362,77 +259,6 @@ def parse_settings(raw: Any) -> Settings:
     try:
         settings = Settings.model_validate(expanded, context=context)
     except ValidationError as exc:
-        errors = list(_one_problem_each(exc.errors(include_input=False)))
-        inner = [tuple(e["loc"]) for e in errors]
-        problems = dict.fromkeys(
-            _describe(error)
-            for error in errors
-            # "at least one charger" only because its one charger was invalid: noise
-            if not (error["type"] == "too_short" and _has_inner(tuple(error["loc"]), inner))
-        )
-        raise ConfigError(*problems) from None
+        raise ConfigError(*problems_of(exc, Settings)) from None
     settings._warnings = tuple(context["warnings"])
     return settings
-
-
-def duplicate_keys(node: yaml.Node | None, path: str = "") -> list[str]:
-    """Keys given twice in one mapping, with both lines: YAML would silently keep the
-    last (a `host:` added above the example's optional `host:` would be overwritten)."""
-    problems: list[str] = []
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            where = f"{path}.{key}" if path else key
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                problems.append(
-                    f"{where}: given twice (lines {seen[key]} and {line}); YAML keeps only"
-                    " the last: remove one"
-                )
-            seen.setdefault(key, line)
-            problems += duplicate_keys(value_node, where)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            problems += duplicate_keys(item, f"{path}[{index}]")
-    return problems
-
-
-def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
-    """The config file, with GOE2MQTT_* variables over it; no file needed if they say it all."""
-    environ = os.environ if environ is None else environ
-    from_env = any(n.startswith(ENV_PREFIX) and n not in NOT_CONFIG for n in environ)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        if not from_env:
-            raise ConfigError(
-                f"cannot read config file {path}: No such file or directory"
-            ) from None
-        text = ""
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    try:
-        duplicates = duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader))
-        if duplicates:
-            raise ConfigError(*(f"{path}: {problem}" for problem in duplicates))
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: invalid YAML{where}") from None
-    sources: dict[str, str] = {}
-    try:
-        document = apply_environment(raw, environ, sources)
-    except EnvironmentProblem as exc:
-        raise ConfigError(str(exc)) from None
-    try:
-        return parse_settings(document)
-    except ConfigError as exc:
-        raise ConfigError(*(_name_variable(p, sources) for p in exc.problems)) from None
-
-
-def _name_variable(problem: str, sources: Mapping[str, str]) -> str:
-    """A problem with a value that came from the environment says which variable."""
-    key = problem.split(":", 1)[0]
-    return f"{problem} (from {sources[key]})" if key in sources else problem

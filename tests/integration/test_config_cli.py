@@ -10,10 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from goe2mqtt.config.settings import (
-    ConfigError,
-    parse_settings,
-)
+from goe2mqtt.config.problems import ConfigError
+from goe2mqtt.config.settings import parse_settings
 
 from ..certs import make_certificates
 from ..unit.test_config import ROOT, SECRET, base  # the same files and settings

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from goe2mqtt.charger.loop import Charger
-from goe2mqtt.config.settings import ConfigError, parse_settings
+from goe2mqtt.config.problems import ConfigError
+from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.sim.simulator import SimulatedCharger
 
 from ..conftest import RecordingPublisher

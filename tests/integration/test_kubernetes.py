@@ -154,7 +154,7 @@ async def test_three_pods_poll_each_charger_once_and_answer_each_command_once(
 def test_a_pod_that_cannot_know_its_shard_stops_with_the_key(
     monkeypatch: pytest.MonkeyPatch, hostname: str, client_id: str, problem: str
 ) -> None:
-    from goe2mqtt.config.settings import ConfigError
+    from goe2mqtt.config.problems import ConfigError
 
     monkeypatch.setenv("HOSTNAME", hostname)
     config = pod_config()

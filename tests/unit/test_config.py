@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 import yaml
 
+from goe2mqtt.config.loading import load_settings
+from goe2mqtt.config.problems import ConfigError
 from goe2mqtt.config.settings import (
-    ConfigError,
     ShardSettings,
     TlsSettings,
-    load_settings,
     parse_settings,
 )
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from goe2mqtt.config.settings import ConfigError, parse_settings
+from goe2mqtt.config.problems import ConfigError
+from goe2mqtt.config.settings import parse_settings
 
 PASSWORD = "wallbox-DO-NOT-LEAK-51"
 

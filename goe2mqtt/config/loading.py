@@ -1,0 +1,81 @@
+"""The config file and the environment: read, checked for duplicate keys, parsed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+
+from goe2mqtt.config.environment import (
+    ENV_PREFIX,
+    NOT_CONFIG,
+    EnvironmentProblem,
+    apply_environment,
+)
+from goe2mqtt.config.problems import ConfigError
+from goe2mqtt.config.settings import Settings, parse_settings
+
+
+def duplicate_keys(node: yaml.Node | None, path: str = "") -> list[str]:
+    """Keys given twice in one mapping, with both lines: YAML would silently keep the
+    last (a `host:` added above the example's optional `host:` would be overwritten)."""
+    problems: list[str] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            where = f"{path}.{key}" if path else key
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                problems.append(
+                    f"{where}: given twice (lines {seen[key]} and {line}); YAML keeps only"
+                    " the last: remove one"
+                )
+            seen.setdefault(key, line)
+            problems += duplicate_keys(value_node, where)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            problems += duplicate_keys(item, f"{path}[{index}]")
+    return problems
+
+
+def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """The config file, with GOE2MQTT_* variables over it; no file needed if they say it all."""
+    environ = os.environ if environ is None else environ
+    from_env = any(n.startswith(ENV_PREFIX) and n not in NOT_CONFIG for n in environ)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if not from_env:
+            raise ConfigError(
+                f"cannot read config file {path}: No such file or directory"
+            ) from None
+        text = ""
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        duplicates = duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader))
+        if duplicates:
+            raise ConfigError(*(f"{path}: {problem}" for problem in duplicates))
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: invalid YAML{where}") from None
+    sources: dict[str, str] = {}
+    try:
+        document = apply_environment(raw, environ, sources)
+    except EnvironmentProblem as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        return parse_settings(document)
+    except ConfigError as exc:
+        raise ConfigError(*(_name_variable(p, sources) for p in exc.problems)) from None
+
+
+def _name_variable(problem: str, sources: Mapping[str, str]) -> str:
+    """A problem with a value that came from the environment says which variable."""
+    key = problem.split(":", 1)[0]
+    return f"{problem} (from {sources[key]})" if key in sources else problem

@@ -1,0 +1,119 @@
+"""Pydantic's validation errors, said as a user reads them: the key first, a hint, no secret."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import typing
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+
+class ConfigError(Exception):
+    """Configuration problems; each names its key and is safe to print."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+
+def problems_of(exc: ValidationError, root: type[BaseModel]) -> list[str]:
+    """Every problem once, each naming its key (``chargers[0].serial: ...``)."""
+    errors = list(_one_problem_each(exc.errors(include_input=False)))
+    inner = [tuple(e["loc"]) for e in errors]
+    problems = dict.fromkeys(
+        _describe(error, root)
+        for error in errors
+        # "at least one charger" only because its one charger was invalid: noise
+        if not (error["type"] == "too_short" and _has_inner(tuple(error["loc"]), inner))
+    )
+    return list(problems)
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part.startswith("function-") or part.startswith("model"):
+            continue
+        else:
+            text += f".{part}" if text else part
+    return text
+
+
+_FRIENDLY_TYPES = {
+    "missing": "required key is missing",
+    "extra_forbidden": "unknown key",
+}
+
+
+_PATTERN_HINTS = {
+    "serial": 'must be the 6-digit serial as a quoted string, e.g. "012345"',
+    "name": "use only a-z, 0-9, _ and - (it becomes an MQTT topic level)",
+    "base_topic": "must be an MQTT topic without wildcards (+, #) or empty levels",
+    "discovery_prefix": "must be an MQTT topic without wildcards (+, #) or empty levels",
+    "api_url": "must be an http:// or https:// URL without query",
+    "host": "must be a host name or IP address, optionally with :port (no http://)",
+    "chargers": "list at least one charger",
+}
+
+
+def _describe(error: Mapping[str, Any], root: type[BaseModel]) -> str:
+    key = _key_path(tuple(error["loc"]))
+    kind = error["type"]
+    message = _FRIENDLY_TYPES.get(kind, str(error["msg"])).removeprefix("Value error, ")
+    if kind in ("string_type", "string_pattern_mismatch", "too_short"):
+        message = _PATTERN_HINTS.get(key.rsplit(".", 1)[-1], message)
+    if kind == "extra_forbidden":
+        loc = tuple(error["loc"])
+        nearest = difflib.get_close_matches(str(loc[-1]), _keys_of_section(loc[:-1], root), n=1)
+        if nearest:
+            message += f"; did you mean {nearest[0]}?"
+    if kind == "value_error" and re.match(r"^[a-z_]+(\[\d+\])?[.:]", message):
+        # A model validator names the key relative to its section.
+        return f"{key}.{message}" if key else message
+    return f"{key}: {message}" if key else message
+
+
+def _keys_of_section(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
+    """The keys the section at ``loc`` knows (for "did you mean ...?")."""
+    model = root
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        inner = _section_type(field.annotation) if field is not None else None
+        if inner is None:
+            return []
+        model = inner
+    return list(model.model_fields)
+
+
+def _section_type(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        found = _section_type(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _one_problem_each(errors: Iterable[ErrorDetails]) -> Iterator[ErrorDetails]:
+    """A section's validator says all its problems in one error, a line each."""
+    for error in errors:
+        message = str(error["msg"])
+        if error["type"] == "value_error" and "\n" in message:
+            for line in message.removeprefix("Value error, ").split("\n"):
+                yield {**error, "msg": line}
+        else:
+            yield error
+
+
+def _has_inner(loc: tuple[Any, ...], locations: list[tuple[Any, ...]]) -> bool:
+    return any(len(other) > len(loc) and other[: len(loc)] == loc for other in locations)
