@@ -269,7 +269,7 @@ def _config_source(path: str) -> str:
 
 def _load(path: str) -> Settings | None:
     """The settings, or None after printing every problem."""
-    from goe2mqtt.mqtt.discovery import name_collisions
+    from goe2mqtt.homeassistant.discovery import name_collisions
 
     try:
         settings = load_settings(path)

@@ -1,3 +1,3 @@
 """The process: wiring and supervision (`process`), the command desk (`desk`), the
-bridge's info and its own Home Assistant device (`info`, `ha_device`), memory upkeep,
+bridge's info (`info`), memory upkeep,
 loop watch, health file, start-up checks and what it remembers (`remembered`)."""

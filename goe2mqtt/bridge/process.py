@@ -22,7 +22,6 @@ import structlog
 
 from goe2mqtt import __version__
 from goe2mqtt.bridge.desk import CommandDesk
-from goe2mqtt.bridge.ha_device import render_bridge_discovery
 from goe2mqtt.bridge.health import write_health_file
 from goe2mqtt.bridge.info import fleet_info
 from goe2mqtt.bridge.loop_watch import LoopWatch
@@ -39,8 +38,9 @@ from goe2mqtt.config.settings import Settings
 from goe2mqtt.goe.channels import open_transport
 from goe2mqtt.goe.pool import PoolStats, http_session
 from goe2mqtt.goe.pushed import KeyFilter
+from goe2mqtt.homeassistant.bridge_device import render_bridge_discovery
+from goe2mqtt.homeassistant.discovery import discovery_filter, expected_discovery_topics
 from goe2mqtt.mqtt.client import another_live_instance
-from goe2mqtt.mqtt.discovery import discovery_filter, expected_discovery_topics
 from goe2mqtt.mqtt.session import InboundMessage, MqttOptions, MqttSession, Subscription
 from goe2mqtt.mqtt.topics import OFFLINE, RESULT_LEAF, Topics
 from goe2mqtt.util.aio import wait_until_set

@@ -20,7 +20,7 @@ import structlog
 
 from goe2mqtt.catalogue.facts import DeviceFacts
 from goe2mqtt.charger.view import ChargerView
-from goe2mqtt.mqtt.discovery import discovery_topic, render_discovery
+from goe2mqtt.homeassistant.discovery import discovery_topic, render_discovery
 from goe2mqtt.mqtt.topics import OFFLINE, ONLINE, Topics
 
 log = structlog.get_logger()

@@ -10,7 +10,7 @@ import pytest
 
 from goe2mqtt.catalogue import ENTITIES, STATUS_KEYS, format_state, read_states
 from goe2mqtt.commands.outcomes import unconfirmed_values
-from goe2mqtt.mqtt.discovery import discovery_topic
+from goe2mqtt.homeassistant.discovery import discovery_topic
 from goe2mqtt.sim.simulator import Faults
 
 from ..conftest import MqttProbe, RunningBridge, Setup, until

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from goe2mqtt.catalogue import ENTITIES
 from goe2mqtt.config.settings import parse_settings
-from goe2mqtt.mqtt.discovery import node_id
+from goe2mqtt.homeassistant.discovery import node_id
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Simulator
 

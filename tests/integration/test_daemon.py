@@ -16,7 +16,7 @@ import yaml
 
 from goe2mqtt.catalogue import ENTITIES
 from goe2mqtt.config.settings import parse_settings
-from goe2mqtt.mqtt.discovery import discovery_topic
+from goe2mqtt.homeassistant.discovery import discovery_topic
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Simulator

@@ -15,7 +15,7 @@ from goe2mqtt.catalogue.facts import DeviceFacts
 from goe2mqtt.charger.loop import Charger
 from goe2mqtt.commands.outcomes import QueuedCommand
 from goe2mqtt.commands.services import SERVICES
-from goe2mqtt.mqtt.discovery import render_discovery
+from goe2mqtt.homeassistant.discovery import render_discovery
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import SimulatedCharger

@@ -10,7 +10,7 @@ import pytest
 
 from goe2mqtt.catalogue import ENTITIES
 from goe2mqtt.catalogue.facts import DeviceFacts
-from goe2mqtt.mqtt.discovery import (
+from goe2mqtt.homeassistant.discovery import (
     discovery_filter,
     expected_discovery_topics,
     node_id,

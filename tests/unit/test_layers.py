@@ -15,6 +15,7 @@ FLOORS: tuple[frozenset[str], ...] = (
     frozenset({"sim"}),
     frozenset({"bridge"}),
     frozenset({"charger"}),
+    frozenset({"homeassistant"}),
     frozenset({"commands", "mqtt"}),
     frozenset({"goe", "catalogue"}),
     frozenset({"config"}),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from goe2mqtt import __version__
-from goe2mqtt.mqtt.discovery import ORIGIN, node_id
+from goe2mqtt.homeassistant.discovery import ORIGIN, node_id
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.util.text import slug, without_none
 
