@@ -133,10 +133,8 @@ class MemoryUpkeep:
         if _malloc_trim is not None:
             self._timed("trim", release_free_memory)
 
-    # No count of frozen objects here: gc.get_freeze_count() walks the whole frozen list
-    # (1.3 M objects spread over 850 MB at 10 000 chargers). The info step that asked for
-    # it held the loop 170-180 ms every 30 s (bench --trace-holds); the rest of that step
-    # is ~4 ms for 10 000 chargers.
+    # No count of frozen objects here: gc.get_freeze_count() walks the whole frozen list,
+    # a long hold of the loop at fleet size (docs/scaling.md).
     def report(self) -> dict[str, Any]:
         rss = rss_mib()
         return {

@@ -16,9 +16,9 @@ _KEY_NAMES: dict[str, str] = {key: key for key in STATUS_KEYS}
 def own_keys(status: Mapping[str, Any]) -> dict[str, Any]:
     """The status as kept: only the keys we read, each the catalogue's own string.
 
-    json.loads makes new key strings for every answer; held per charger until the
-    next poll that was ~7 KiB of identical names each (tracemalloc, 1000 chargers).
-    Keys we did not ask for are dropped: nothing reads them.
+    json.loads makes new key strings for every answer, held per charger until the next
+    poll (docs/scaling.md: what they cost). Keys we did not ask for are dropped:
+    nothing reads them.
     """
     return {_KEY_NAMES[key]: value for key, value in status.items() if key in _KEY_NAMES}
 

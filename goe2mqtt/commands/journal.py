@@ -6,7 +6,7 @@ fresh), a command cut off after its first set call gets an "outcome unknown" res
 instead of a blind resend, and results that could not be published go out.
 
 sqlite3 (stdlib) in WAL mode with synchronous=FULL: each commit is on disk when it
-returns (0.25 ms measured here), and a killed process leaves a consistent file.
+returns, and a killed process leaves a consistent file.
 Pure storage: no asyncio, no MQTT.
 """
 

@@ -28,8 +28,7 @@ KEEPALIVE = 900.0  # s
 DNS_TTL = 300  # s
 # Python's asyncio gives every TLS connection a 256 KiB read buffer: the size of one
 # read of decrypted data, not of a TLS record (a longer answer takes more reads). A
-# status answer is ~1.3 KiB, so 8 KiB reads it at once. Measured per TLS connection
-# (client side, 400 of them): 322 KiB with 256 KiB reads, 95 with 32, 74 with 8.
+# status answer is ~1.3 KiB, so 8 KiB reads it at once (docs/scaling.md: the cost).
 TLS_READ_BUFFER = 8 * 1024
 
 

@@ -27,12 +27,10 @@ _NO_CONTEXT = contextvars.Context()  # for timers that read no context variables
 class Alarm:
     """A flag that one sleeper waits on with a timeout: each charger's poll loop.
 
-    An asyncio.Event waited on under asyncio.timeout costs ~13 objects per sleep
-    (coroutines, a Timeout, a Context, the event's future...) that live as long as
-    the sleep. With 10 000 chargers asleep that is 130 000 objects, and every full
-    garbage collection walked them: 150-600 ms each, every few seconds (measured,
-    bench/bench.py --fleet). This sleep is a future and its timer, nothing raised
-    when it expires.
+    An asyncio.Event waited on under asyncio.timeout keeps a dozen objects alive per
+    sleep, and a fleet's sleeping loops make the collector's full walks long
+    (docs/scaling.md). This sleep is a future and its timer, nothing raised when it
+    expires.
     """
 
     __slots__ = ("_set", "_timer", "_waiter")

@@ -1,8 +1,8 @@
 """One shared copy of a value that many chargers hold alike.
 
 A fleet's chargers mostly run the same firmware, so they have the same key set and
-mostly the same discovery facts. Kept per charger, the key set alone was 6.7 KiB each
-(tracemalloc, 1000 chargers): 65 MiB for 10 000 copies of a handful of sets.
+mostly the same discovery facts: one copy each instead of one per charger
+(docs/scaling.md has what the copies cost).
 """
 
 from __future__ import annotations
