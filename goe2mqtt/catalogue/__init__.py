@@ -36,7 +36,7 @@ from goe2mqtt.catalogue.model import (
     Write,
 )
 from goe2mqtt.catalogue.states import (
-    BRIDGE_DEFAULTS,
+    ADDED_DEFAULTS,
     UNKNOWN,
     format_state,
     own_keys,
@@ -46,8 +46,8 @@ from goe2mqtt.catalogue.states import (
 
 __all__ = [
     "ACTIONS",
+    "ADDED_DEFAULTS",
     "BASELINE_KEYS",
-    "BRIDGE_DEFAULTS",
     "CAR_STATES",
     "COMMAND_KEYS",
     "DEVICE_KEYS",

@@ -14,7 +14,7 @@ from goe2mqtt.catalogue.charging import CHARGING
 from goe2mqtt.catalogue.diagnostics import DIAGNOSTICS
 from goe2mqtt.catalogue.energy import ENERGY
 from goe2mqtt.catalogue.limits import LIMITS
-from goe2mqtt.catalogue.model import BRIDGE_KEY_PREFIX, EntityDescription
+from goe2mqtt.catalogue.model import ADDED_KEY_PREFIX, EntityDescription
 from goe2mqtt.catalogue.phases import PHASES
 from goe2mqtt.catalogue.pv import PV
 
@@ -39,7 +39,7 @@ STATUS_KEYS: frozenset[str] = frozenset(
         *DEVICE_KEYS,
         *COMMAND_KEYS,
     )
-    if not key.startswith(BRIDGE_KEY_PREFIX)
+    if not key.startswith(ADDED_KEY_PREFIX)
 )
 
 # What every API v2 charger reports: before a charger has answered once, its
@@ -86,7 +86,7 @@ SETTLED_KEYS: frozenset[str] = frozenset(
 LIVE_KEYS: frozenset[str] = STATUS_KEYS - SETTLED_KEYS
 
 
-# go-e key (or bridge key) -> the entities whose state it feeds: what to read again
+# go-e key (or added key) -> the entities whose state it feeds: what to read again
 # when that key changed.
 _reading: dict[str, list[EntityDescription]] = {}
 for _entity in STATE_ENTITIES:

@@ -38,9 +38,9 @@ PLAUSIBLE: Mapping[str, tuple[float, float]] = {
     "ct/kWh": (-1e6, 1e6),
 }
 
-# Keys that come from the bridge itself, not from the charger (the PV feed's state):
-# they are never asked for in the status filter.
-BRIDGE_KEY_PREFIX = "@"
+# Added keys: values the bridge adds to a charger's status (the PV feed's state, the
+# Connection), never the charger's; they are never asked for in the status filter.
+ADDED_KEY_PREFIX = "@"
 
 
 def key_of(name: str) -> str:
@@ -145,4 +145,4 @@ class EntityDescription:
         """Whether a charger that reports these keys has this entity."""
         if self.present_if is not None:
             return self.present_if(keys)
-        return all(key in keys for key in self.reads if not key.startswith(BRIDGE_KEY_PREFIX))
+        return all(key in keys for key in self.reads if not key.startswith(ADDED_KEY_PREFIX))

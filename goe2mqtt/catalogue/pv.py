@@ -1,6 +1,6 @@
 """Eco and PV surplus: price and PV settings, the meter values they use, and our PV feed.
 
-The feed entities read bridge keys (@pv_...): what the bridge last fed the charger
+The feed entities read added keys (@pv_...): what the bridge last fed the charger
 through ids and how that went (pv_feed.py); the charger's own view of the same
 values is pgrid/ppv/pakku, which is how a feed is confirmed.
 """
@@ -14,7 +14,7 @@ from goe2mqtt.catalogue.model import EntityDescription, Write, key_of
 from goe2mqtt.catalogue.readers import enum, flag, number, text
 
 FEED_STATES = ("off", "sending", "confirmed", "not_applied", "stale", "failed")
-# The bridge keys of the feed entities while nothing is fed.
+# The added keys of the feed entities while nothing is fed.
 FEED_OFF = {"@pv_feed": "off", "@pv_grid": None, "@pv_solar": None, "@pv_battery": None}
 MAX_POWER = 1_000_000.0  # W: no house meter reads more; beyond is a unit mistake
 

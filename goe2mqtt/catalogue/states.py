@@ -28,8 +28,8 @@ def reported_keys(status: Status) -> frozenset[str]:
     return STATUS_KEYS.intersection(status)
 
 
-# The bridge's own values the entities read, as they are when nothing else is said.
-BRIDGE_DEFAULTS: Mapping[str, Any] = {**FEED_OFF, "@connection": "polling"}
+# The added keys' values as they are when nothing else is said.
+ADDED_DEFAULTS: Mapping[str, Any] = {**FEED_OFF, "@connection": "polling"}
 
 
 def read_states(
@@ -40,9 +40,9 @@ def read_states(
     """The state of each entity the charger has (per `keys`, default: what the status
     holds), and why the unreadable ones are unknown."""
     present = reported_keys(status) if keys is None else keys
-    if BRIDGE_DEFAULTS.keys() - status.keys():
+    if ADDED_DEFAULTS.keys() - status.keys():
         # Without the bridge's values (a pure caller, a test): no feed, polled.
-        status = {**BRIDGE_DEFAULTS, **status}
+        status = {**ADDED_DEFAULTS, **status}
     states: dict[str, StateValue] = {}
     problems: dict[str, str] = {}
     for entity in entities:

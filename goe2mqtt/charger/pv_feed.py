@@ -134,7 +134,7 @@ class PvFeed:
         return None
 
     def states(self) -> dict[str, Any]:
-        """The bridge keys the catalogue's PV feed entities read."""
+        """The added keys the catalogue's PV feed entities read."""
         values = self._values if self.state not in ("off", "stale") else {}
         return {"@pv_feed": self.state, **{FEED_KEYS[f]: values.get(f) for f in FEED_KEYS}}
 

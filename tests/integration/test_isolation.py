@@ -19,7 +19,7 @@ import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from goe2mqtt.catalogue import BRIDGE_DEFAULTS, STATE_ENTITIES, STATUS_KEYS, format_state
+from goe2mqtt.catalogue import ADDED_DEFAULTS, STATE_ENTITIES, STATUS_KEYS, format_state
 from goe2mqtt.charger.loop import Charger
 from goe2mqtt.cli import main
 from goe2mqtt.config.settings import parse_settings
@@ -108,7 +108,7 @@ async def test_any_value_for_any_key_never_stops_a_poll(
     stopped = simulated.clock()
     simulated.clock = lambda: stopped
     simulated.faults = Faults()
-    clean = {**BRIDGE_DEFAULTS, **simulated.status(STATUS_KEYS)}  # no PV feed, polled
+    clean = {**ADDED_DEFAULTS, **simulated.status(STATUS_KEYS)}  # no PV feed, polled
     simulated.faults = Faults(values=hostile, only="status")
     bridge.poll_soon(60.0)  # the next poll reads every key, settings included
     assert await bridge.refresh()  # answered, mapped, published: never a crash
