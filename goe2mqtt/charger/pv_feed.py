@@ -41,7 +41,9 @@ TOLERANCE_W = 1.0
 FEED_TOPIC = "pv_feed"
 FIELD_TOPICS = {"pv_grid": "pGrid", "pv_solar": "pPv", "pv_battery": "pAkku"}
 INPUT_SERVICES = frozenset({FEED_TOPIC, *FIELD_TOPICS})
-STATUS_KEYS = {"pGrid": "pgrid", "pPv": "ppv", "pAkku": "pakku"}
+# Each fed field: the status key the charger reports it back as, and the added key
+# that holds what we fed.
+REPORTED_AS = {"pGrid": "pgrid", "pPv": "ppv", "pAkku": "pakku"}
 FEED_KEYS = {"pGrid": "@pv_grid", "pPv": "@pv_solar", "pAkku": "@pv_battery"}
 
 Sender = Callable[[dict[str, float]], Awaitable[None]]
@@ -75,12 +77,12 @@ def parse_reading(service: str, payload: bytes, *, max_age: float) -> dict[str, 
     value.pop("id", None)
     if "ts" in value:
         check_fresh(parse_timestamp(value.pop("ts")), now=time.time(), max_age=max_age)
-    unknown = sorted(set(value) - set(STATUS_KEYS))
+    unknown = sorted(set(value) - set(REPORTED_AS))
     if unknown:
         raise CommandError(f"pv_feed: unknown field {unknown[0]!r} (pGrid, pPv, pAkku)")
     if value.get("pGrid") is None:
         raise CommandError("pv_feed: pGrid is required (W, negative = export)")
-    return {field: _power(field, value.get(field)) for field in STATUS_KEYS}
+    return {field: _power(field, value.get(field)) for field in REPORTED_AS}
 
 
 class PvFeed:
@@ -151,7 +153,7 @@ class PvFeed:
     @staticmethod
     def _shown(sent: Mapping[str, float], status: Mapping[str, Any]) -> bool:
         for field, value in sent.items():
-            shown = finite_number(status.get(STATUS_KEYS[field]))
+            shown = finite_number(status.get(REPORTED_AS[field]))
             if shown is None:
                 return False
             if abs(shown - value) > max(TOLERANCE_W, abs(value) * 0.001):
