@@ -12,7 +12,7 @@ from goe2mqtt.catalogue import STATE_ENTITIES
 ONLINE = "online"
 OFFLINE = "offline"
 RESULT_LEAF = "result"
-BRIDGE_LEAF = "bridge"  # {base}/bridge/...: the bridge's own topics (no charger has this name)
+BRIDGE_LEAF = "bridge"  # {base}/bridge/...: the bridge's topics (no charger has this name)
 
 
 @dataclass(frozen=True)
