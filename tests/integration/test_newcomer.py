@@ -105,6 +105,33 @@ async def test_check_config_tries_the_websocket_and_the_chargers_own_mqtt(
         await asyncio.wait({publishing})
 
 
+async def test_check_config_fails_a_charger_heard_only_in_the_other_topic_form(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    """Old firmware publishes /go-eCharger/...: the daemon does not serve that form
+    unless mqtt_prefix says so, and check-config, which asks through the daemon's own
+    transport, says so and names the setting (it used to pass: it heard either form)."""
+    raw: dict[str, Any] = make_settings(broker, simulator, chargers=())
+    raw["chargers"] = [{"name": "carport", "serial": "067890", "transport": "mqtt"}]
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    wallbox = MqttCharger(
+        simulator.charger("067890"), broker.host, broker.port, interval=0.2, leading_slash=True
+    )
+    publishing = asyncio.create_task(wallbox.run())
+    try:
+        code, out, err = await _check_config(config, "--connect")
+    finally:
+        publishing.cancel()
+        await asyncio.wait({publishing})
+    assert code == 1, out + err
+    assert (
+        "FAIL charger carport (its own MQTT, serial 067890): none (mqtt: nothing heard on"
+        " go-eCharger/067890/+, only on /go-eCharger/067890/+: for firmware before 055.7"
+        " give mqtt_prefix with that leading slash)" in out
+    ), out
+
+
 async def test_healthcheck_reads_the_health_file_from_the_config(
     broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
 ) -> None:
