@@ -52,12 +52,17 @@ class StreamBroker:
         await self.connection.run()
 
     def info(self) -> dict[str, Any]:
-        """bridge/info: the chargers' own connection, when there is one."""
-        if self.connection is None:
+        """bridge/info: the chargers' own connection, when some charger needs one."""
+        if not self.wanted:
             return {}
-        return {"charger_mqtt": {"connected": self.connection.connected,
-                                 "connections": self.connection.connections,
-                                 "received": self.connection.received[0]}}  # fmt: skip
+        stream = self.connection  # None until run() opened it
+        return {
+            "charger_mqtt": {
+                "connected": stream is not None and stream.connected,
+                "connections": 0 if stream is None else stream.connections,
+                "received": 0 if stream is None else stream.received[0],
+            }
+        }
 
     def route(self, message: InboundMessage) -> None:
         """Hand a message to the transports whose filters match (in paho's callback:

@@ -143,6 +143,7 @@ async def test_the_bridges_broker_routes_each_topic_to_the_transport_that_asked(
     """bridge/own_mqtt: two chargers (one on old firmware's leading slash) on one
     connection; each hears its own topics, results too, and nothing of the other's."""
     broker = StreamBroker(MqttOptions(host="127.0.0.1"))
+    assert (broker.wanted, broker.info()) == (False, {})  # no connection for no charger
     garage = open_transport(http, charger(serial="012345", transport="mqtt"), broker=broker)
     carport = open_transport(
         http, charger(serial="067890", transport="mqtt", mqtt_prefix="/go-eCharger"),
@@ -151,6 +152,9 @@ async def test_the_bridges_broker_routes_each_topic_to_the_transport_that_asked(
     assert isinstance(garage, ChargerMqttTransport)
     assert isinstance(carport, ChargerMqttTransport)
     assert broker.wanted
+    # bridge/info shows the connection from the start, before it is opened.
+    assert broker.info() == {"charger_mqtt": {"connected": False, "connections": 0,
+                                              "received": 0}}  # fmt: skip
 
     def arrive(topic: str, payload: bytes) -> None:
         broker.route(InboundMessage(topic=topic, payload=payload, retain=False))
