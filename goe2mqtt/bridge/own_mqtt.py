@@ -1,64 +1,82 @@
-"""Chargers on their own MQTT (transport: mqtt): their topics, routed to their transports.
+"""The broker chargers on their own MQTT (transport: mqtt) publish to, as goe/ sees it.
 
-The charger's side (goe/charger_mqtt) knows the topics and payloads, the MQTT layer
-knows the broker; this joins them: the subscriptions, the routing of what arrives,
-and a way to publish a write. The chargers' topics live on a connection of their own
-(mqtt/stream), never on the session that carries commands: nothing published there,
-however much, can delay or crowd out a command.
+goe/factory builds each such charger's transport and subscribes it to its topics on a
+ChargerBroker; this is that broker, over the MQTT layer: it routes what arrives to
+the transport whose filters match, and says a failed write in goe/'s errors. The
+chargers' topics live on a connection of their own (mqtt/stream), never on the
+session that carries commands: nothing published there, however much, can delay or
+crowd out a command.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
-from goe2mqtt.config.charger import ChargerSettings
-from goe2mqtt.goe.charger_mqtt import ChargerMqttTransport
-from goe2mqtt.goe.client import Rejected, TransientError
-from goe2mqtt.goe.pushed import KeyFilter
+from paho.mqtt.client import topic_matches_sub
+
+from goe2mqtt.goe.transport import Rejected, TopicTaker, TransientError
 from goe2mqtt.mqtt.client import InboundMessage, MqttOptions
 from goe2mqtt.mqtt.session import PublishRefused
 from goe2mqtt.mqtt.stream import NotAcknowledged, NotConnected, StreamConnection
 
 
-class OwnMqttChargers:
-    def __init__(
-        self, chargers: Iterable[ChargerSettings], options: MqttOptions, keys: KeyFilter
-    ) -> None:
-        self.transports = {
-            c.name: ChargerMqttTransport(
-                c.serial or "", c.mqtt_prefix, name=c.name, send=self._send, keys=keys
-            )
-            for c in chargers
-            if c.channel == "mqtt"
-        }
-        # {prefix}/{serial} (without a leading slash) -> its charger
-        self._bases = {
-            base.lstrip("/"): t for t in self.transports.values() for base in t.bases
-        }
-        # Opened only when some charger publishes to the broker itself.
+class StreamBroker:
+    """A ChargerBroker: one connection (opened by run) for every charger's topics."""
+
+    def __init__(self, options: MqttOptions) -> None:
+        self._options = options
+        self._filters: list[str] = []
+        # A filter's levels before its first wildcard -> (filter, taker): a message is
+        # looked up by its topic's parent levels, not matched against every filter.
+        self._routes: dict[str, list[tuple[str, TopicTaker]]] = {}
         self.connection: StreamConnection | None = None
-        if self.transports:
-            filters = [f for t in self.transports.values() for f in t.filters]
-            self.connection = StreamConnection(options, filters, self.route)
+
+    @property
+    def wanted(self) -> bool:
+        """Some charger subscribed: run() has a connection to keep."""
+        return bool(self._filters)
+
+    def subscribe(self, filters: Sequence[str], take: TopicTaker) -> None:
+        if self.connection is not None:
+            raise RuntimeError("subscribe before the connection runs")
+        for topic_filter in filters:
+            self._filters.append(topic_filter)
+            levels = topic_filter.split("/")
+            literal = "/".join(levels[: _first_wildcard(levels)])
+            self._routes.setdefault(literal, []).append((topic_filter, take))
+
+    async def run(self) -> None:
+        """Keep the connection (subscribed to every charger's filters) until cancelled."""
+        self.connection = StreamConnection(self._options, self._filters, self.route)
+        await self.connection.run()
 
     def info(self) -> dict[str, Any]:
-        """bridge/info: the chargers' own connection, when there is one."""
-        if self.connection is None:
+        """bridge/info: the chargers' own connection, when some charger needs one."""
+        if not self.wanted:
             return {}
-        return {"charger_mqtt": {"connected": self.connection.connected,
-                                 "connections": self.connection.connections,
-                                 "received": self.connection.received[0]}}  # fmt: skip
+        stream = self.connection  # None until run() opened it
+        return {
+            "charger_mqtt": {
+                "connected": stream is not None and stream.connected,
+                "connections": 0 if stream is None else stream.connections,
+                "received": 0 if stream is None else stream.received[0],
+            }
+        }
 
     def route(self, message: InboundMessage) -> None:
-        """Hand a charger's message to its transport (in paho's callback: cheap)."""
-        # {prefix}/{serial}/{key} or .../{key}/result, perhaps with a leading slash
-        head = message.topic.lstrip("/").rpartition("/")[0]
-        charger = self._bases.get(head) or self._bases.get(head.rpartition("/")[0])
-        if charger is not None:
-            charger.take(message.topic, message.payload)
+        """Hand a message to the transports whose filters match (in paho's callback:
+        cheap, a dict lookup per level of the topic)."""
+        topic, head = message.topic, message.topic
+        while True:
+            for topic_filter, take in self._routes.get(head, ()):
+                if topic_matches_sub(topic_filter, topic):
+                    take(topic, message.payload)
+            if not head:
+                break
+            head = head.rpartition("/")[0]
 
-    async def _send(self, topic: str, payload: bytes) -> None:
+    async def publish(self, topic: str, payload: bytes) -> None:
         if self.connection is None:
             raise TransientError("not sent: no connection for the chargers' own MQTT")
         try:
@@ -69,3 +87,7 @@ class OwnMqttChargers:
             raise TransientError(f"perhaps not sent: {exc}") from None
         except NotConnected as exc:
             raise TransientError(str(exc)) from None
+
+
+def _first_wildcard(levels: Sequence[str]) -> int:
+    return next((n for n, level in enumerate(levels) if level in ("+", "#")), len(levels))

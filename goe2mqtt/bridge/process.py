@@ -26,7 +26,7 @@ from goe2mqtt.bridge.health import write_health_file
 from goe2mqtt.bridge.info import fleet_info
 from goe2mqtt.bridge.loop_watch import LoopWatch
 from goe2mqtt.bridge.memory import MemoryUpkeep
-from goe2mqtt.bridge.own_mqtt import OwnMqttChargers
+from goe2mqtt.bridge.own_mqtt import StreamBroker
 from goe2mqtt.bridge.remembered import Remembered
 from goe2mqtt.catalogue import STATUS_KEYS
 from goe2mqtt.catalogue.facts import DeviceFacts
@@ -35,7 +35,7 @@ from goe2mqtt.commands.journal import Journal, JournalCorrupt
 from goe2mqtt.commands.runner import CONFIRM_DELAYS
 from goe2mqtt.commands.services import result_json
 from goe2mqtt.config.settings import Settings
-from goe2mqtt.goe.channels import open_transport
+from goe2mqtt.goe.factory import open_transport
 from goe2mqtt.goe.pool import PoolStats, http_session
 from goe2mqtt.goe.pushed import KeyFilter
 from goe2mqtt.homeassistant.bridge_device import render_bridge_discovery
@@ -142,7 +142,7 @@ class Bridge:
         options = session_options(settings, self.topics)
         # Chargers on their own MQTT: their topics go to their transports, over a
         # connection of their own (commands stay alone on this session).
-        self._own_mqtt = OwnMqttChargers(settings.owned_chargers(), options, self._keys)
+        self._own_mqtt = StreamBroker(options)
         self.mqtt = MqttSession(
             options,
             subscriptions,
@@ -222,8 +222,7 @@ class Bridge:
             for charger in self.settings.owned_chargers():
                 self.chargers[charger.name] = Charger(
                     charger,
-                    self._own_mqtt.transports.get(charger.name)
-                    or open_transport(http, charger, self._keys),
+                    open_transport(http, charger, self._keys, broker=self._own_mqtt),
                     self.mqtt,
                     topics=self.topics,
                     discovery_prefix=self._prefix,
@@ -270,10 +269,8 @@ class Bridge:
                 ),
                 asyncio.create_task(self.desk.publish_forever(self.mqtt), name="results"),
             ]
-            if self._own_mqtt.connection is not None:  # chargers on their own MQTT
-                helpers.append(
-                    asyncio.create_task(self._own_mqtt.connection.run(), name="charger-mqtt")
-                )
+            if self._own_mqtt.wanted:  # chargers on their own MQTT
+                helpers.append(asyncio.create_task(self._own_mqtt.run(), name="charger-mqtt"))
             stop_task = asyncio.create_task(self._stop.wait(), name="stop")
             try:
                 done, _ = await asyncio.wait(

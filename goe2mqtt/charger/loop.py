@@ -31,9 +31,13 @@ from goe2mqtt.commands.outcomes import (
 )
 from goe2mqtt.commands.runner import CONFIRM_DELAYS, MAX_QUEUED_COMMANDS, CommandRunner
 from goe2mqtt.config.settings import ChargerSettings
-from goe2mqtt.goe.client import GoeError, RateLimited
-from goe2mqtt.goe.push import AskingTransport, PushTransport
-from goe2mqtt.goe.transport import Transport
+from goe2mqtt.goe.transport import (
+    AskingTransport,
+    GoeError,
+    PushTransport,
+    RateLimited,
+    Transport,
+)
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.util.aio import Alarm
 from goe2mqtt.util.values import iso

@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from goe2mqtt.goe.client import GoeError
+from goe2mqtt.goe.transport import GoeError
 
 SERIAL_RE = re.compile(r"[0-9]{6}")
 

@@ -37,8 +37,7 @@ from goe2mqtt.commands.services import (
     parse_command,
     request_id_of,
 )
-from goe2mqtt.goe.client import GoeError, RateLimited, TransientError
-from goe2mqtt.goe.transport import Transport
+from goe2mqtt.goe.transport import GoeError, RateLimited, TransientError, Transport
 from goe2mqtt.util.values import JsonValue
 
 log = structlog.get_logger()

@@ -3,8 +3,9 @@
 The charger publishes each key on {prefix}/{serial}/{key} (older firmware: with a
 leading slash), changed keys at once and every key now and then; it takes writes
 on {key}/set and answers on {key}/result. This module knows topics and payloads,
-not the broker: the bridge hands it what arrives (take) and gives it a way to
-publish (send), so the MQTT layer and this one stay apart.
+not the broker: goe/factory subscribes ``take`` to the transport's ``filters`` on a
+ChargerBroker (the bridge's, over the MQTT layer) and writes through its ``publish``,
+so the MQTT layer and this one stay apart.
 
 Anyone who may publish on the broker can pretend to be the charger. So the topic form
 is configuration (a leading slash in mqtt_prefix for old firmware), never learnt from
@@ -23,9 +24,9 @@ from typing import Any
 
 import structlog
 
-from goe2mqtt.goe.client import ChargerOffline, GoeError, Rejected, TransientError
+from goe2mqtt.goe.answers import AnsweredWrites, Send
 from goe2mqtt.goe.pushed import ANY_KEY, KeyFilter, PushedStatus
-from goe2mqtt.goe.websocket import Listener, StateListener
+from goe2mqtt.goe.transport import ChargerOffline, GoeError, Listener, StateListener
 from goe2mqtt.util.aio import Alarm
 from goe2mqtt.util.logs import SkipCount
 from goe2mqtt.util.text import printable
@@ -41,9 +42,9 @@ RESULT = "result"
 OTHER_FORM = "a message in the other topic form"
 WRONG_SERIAL = "a serial that is not this charger's"
 
-# Publishes a write; raises TransientError (not known to be sent, with the reason) or
-# Rejected (the broker refused it).
-Send = Callable[[str, bytes], Awaitable[None]]
+# Publishes a write (a ChargerBroker's publish); raises TransientError (not known to
+# be sent, with the reason) or Rejected (the broker refused it).
+Publish = Callable[[str, bytes], Awaitable[None]]
 
 
 class ChargerMqttTransport:
@@ -55,7 +56,7 @@ class ChargerMqttTransport:
         prefix: str,
         *,
         name: str,
-        send: Send,
+        send: Publish,
         silence: float = SILENCE,
         answer_timeout: float = ANSWER_TIMEOUT,
         first_burst: float = FIRST_BURST,
@@ -73,12 +74,15 @@ class ChargerMqttTransport:
         self._bases = (self._base, other[0] if prefix.startswith("/") else other[1])
         self._send = send
         self._silence = silence
-        self._answer_timeout = answer_timeout
         self._first_burst = first_burst
         self._pending: dict[str, Any] = {}  # heard since the listener was last told
         self._heard_at: float | None = None  # monotonic
         self._arrived = Alarm()  # no wait_for: on 3.11 it can swallow a cancel
-        self._results: dict[str, asyncio.Future[str]] = {}
+        self._writes: AnsweredWrites[str, str] = AnsweredWrites(
+            answer_timeout=answer_timeout,
+            no_answer=lambda key: f"no {key}/result from the charger",
+            refusal=lambda text: None if text.lower() == "success" else text,
+        )
         self._keys = keys
         self.skipped = SkipCount("charger_mqtt_value_skipped", charger=name)
         self._status = PushedStatus(keys, self.skipped)
@@ -136,9 +140,8 @@ class ChargerMqttTransport:
             return
         key, _, leaf = rest.partition("/")
         if leaf == RESULT:
-            waiting = self._results.get(key)
-            if waiting is not None and not waiting.done():
-                waiting.set_result(_result_text(payload))
+            if self._writes.waiting(key):
+                self._writes.answer(key, _result_text(payload))
             return
         if leaf or not key:
             return
@@ -157,7 +160,7 @@ class ChargerMqttTransport:
             # The topic names this charger; a value naming another is not its own.
             self.skipped.skip(WRONG_SERIAL)
             return
-        kept = self._status.update({key: value})
+        kept = self._status.keep({key: value}, full=False)
         if kept:
             self._heard_at = time.monotonic()
             self._pending.update(kept)
@@ -181,7 +184,10 @@ class ChargerMqttTransport:
                     f"nothing heard on {self._base}/+, only on {self._bases[1]}/+: for"
                     " firmware before 055.7 give mqtt_prefix with that leading slash"
                 )
-            return f"nothing heard on {self._base}/+ yet"
+            return (
+                f"nothing heard on {self._base}/+ yet: is the charger's MQTT (mce) on,"
+                " with this broker (mcu) and prefix (mtp)?"
+            )
         return f"not heard for {self._silence:.0f} s"
 
     async def push(self, listener: Listener, on_state: StateListener) -> None:
@@ -218,27 +224,12 @@ class ChargerMqttTransport:
         return self._status.read(keys)
 
     async def set(self, values: Mapping[str, JsonValue]) -> dict[str, Any]:
-        answers: dict[str, Any] = {}
-        for key, value in values.items():
-            answers[key] = await self._set_one(key, value)
-        return answers
+        return await self._writes.set(values, self._message)
 
-    async def _set_one(self, key: str, value: JsonValue) -> bool:
-        if key in self._results:
-            raise TransientError(f"a write of {key} is still waiting for its result")
-        answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._results[key] = answer
-        try:
-            payload = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-            await self._send(f"{self._base}/{key}/set", payload.encode())
-            text = await asyncio.wait_for(answer, self._answer_timeout)
-        except TimeoutError:
-            raise TransientError(f"no {key}/result from the charger") from None
-        finally:
-            self._results.pop(key, None)
-        if text.lower() != "success":
-            raise Rejected(f"charger refused {key} ({text})")
-        return True
+    def _message(self, key: str, value: JsonValue) -> tuple[str, Send]:
+        payload = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        topic = f"{self._base}/{key}/set"
+        return key, lambda: self._send(topic, payload)
 
 
 def _result_text(payload: bytes) -> str:

@@ -16,6 +16,13 @@ from typing import Any
 import aiohttp
 
 from goe2mqtt.goe.failures import connection_failure
+from goe2mqtt.goe.transport import (
+    AuthFailed,
+    ChargerOffline,
+    RateLimited,
+    Rejected,
+    TransientError,
+)
 from goe2mqtt.util.values import JsonValue
 
 Status = Mapping[str, Any]
@@ -25,42 +32,6 @@ MAX_BODY_BYTES = 1 << 20
 # Local firmware has been seen resetting the connection on long filters; go-e does not
 # say how long is too long. 200 characters is ~45 keys: two requests for our ~90.
 LOCAL_FILTER_LENGTH = 200
-
-
-class GoeError(Exception):
-    """A request to the charger failed; ``str(err)`` is the reason, safe to log."""
-
-    #: True when the answer proves the charger is unreachable right now
-    #: (no need to wait for more failures before reporting it offline).
-    offline_now = False
-
-
-class ChargerOffline(GoeError):
-    """403 / 404 / success=false: the cloud says the charger is not there."""
-
-    offline_now = True
-
-
-class AuthFailed(GoeError):
-    """401: the token was refused."""
-
-    offline_now = True
-
-
-class Rejected(GoeError):
-    """422: the charger refused every key of a set call."""
-
-
-class TransientError(GoeError):
-    """Timeout, connection failure, 5xx or a garbled answer: worth trying again."""
-
-
-class RateLimited(TransientError):
-    """429, or 503 with Retry-After: ask again, but not before ``retry_after`` seconds."""
-
-    def __init__(self, message: str, retry_after: float | None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

@@ -85,6 +85,13 @@ class PushedStatus:
         self._values.update(delta)
         return delta
 
+    def keep(self, values: Mapping[str, Any], full: bool) -> dict[str, Any] | None:
+        """A pushed message kept: a full picture replaces, a delta merges. What to hand
+        on: the part kept, or None for a delta of nothing the bridge reads - it tells
+        nothing of the charger, and a read-back must not take it for the charger's word."""
+        kept = self.replace(values) if full else self.update(values)
+        return kept if kept or full else None
+
     def read(self, keys: Collection[str] = ()) -> dict[str, Any]:
         values = self._values
         return dict(values) if not keys else {k: values[k] for k in keys if k in values}

@@ -19,16 +19,16 @@ import contextlib
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aiohttp
 import structlog
 
-from goe2mqtt.goe.client import GoeError, TransientError
 from goe2mqtt.goe.failures import connection_failure
 from goe2mqtt.goe.pushed import ANY_KEY, KeyFilter
+from goe2mqtt.goe.transport import GoeError, Listener, StateListener, TransientError
 from goe2mqtt.goe.ws_parts import FullStatusParts
 from goe2mqtt.goe.ws_protocol import (
     ProtocolError,
@@ -65,11 +65,6 @@ MAX_AUTH_ROUNDS = 3  # authRequired again and again: a loop, not a charger
 # release the GIL: two threads use two cores, and leave the event loop its share.
 HASH_THREADS = min(2, os.cpu_count() or 1)
 _hashing = ThreadPoolExecutor(max_workers=HASH_THREADS, thread_name_prefix="goe2mqtt-hash")
-
-# (message values, full) -> None: full replaces the status, else values are a delta.
-Listener = Callable[[Mapping[str, Any], bool], Awaitable[None]]
-StateListener = Callable[[], None]
-
 
 class WrongPassword(GoeError):
     """The charger said authError: the configured password is not its password."""

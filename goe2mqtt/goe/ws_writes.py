@@ -9,13 +9,13 @@ counted and skipped.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
 
-from goe2mqtt.goe.client import Rejected, TransientError
+from goe2mqtt.goe.answers import AnsweredWrites, Send
+from goe2mqtt.goe.transport import TransientError
 from goe2mqtt.goe.ws_protocol import encode, secured, set_value, succeeded
 from goe2mqtt.util.logs import SkipCount
 from goe2mqtt.util.values import JsonValue
@@ -38,70 +38,52 @@ class WebSocketWrites:
     ) -> None:
         self._channel = channel
         self._skipped = skipped
-        self._answer_timeout = answer_timeout
-        self._peer_text = peer_text  # the charger's words, bounded and redacted
         self._request_id = 0
-        self._answers: dict[int, asyncio.Future[Mapping[str, Any]]] = {}
-        self._lock = asyncio.Lock()  # one write at a time: answers may lack the id
+        # One write at a time: answers may lack the id.
+        self._writes: AnsweredWrites[int, Mapping[str, Any]] = AnsweredWrites(
+            answer_timeout=answer_timeout,
+            no_answer=lambda key: "no answer over the websocket",
+            # The charger's words, bounded and redacted.
+            refusal=lambda said: None if succeeded(said) else peer_text(said.get("message")),
+            one_at_a_time=True,
+        )
 
     async def set(self, values: Mapping[str, JsonValue]) -> dict[str, Any]:
-        answers: dict[str, Any] = {}
-        async with self._lock:
-            for key, value in values.items():
-                answers[key] = await self._set_one(key, value)
-        return answers
+        return await self._writes.set(values, self._message)
 
-    async def _set_one(self, key: str, value: JsonValue) -> Any:
+    def _message(self, key: str, value: JsonValue) -> tuple[int, Send]:
         socket, hashed = self._channel()
         self._request_id += 1
-        request_id = self._request_id
-        message = set_value(request_id, key, value)
+        message = set_value(self._request_id, key, value)
         if hashed is not None:
             message = secured(message, hashed)
-        answer: asyncio.Future[Mapping[str, Any]] = asyncio.get_running_loop().create_future()
-        self._answers[request_id] = answer
-        try:
-            await socket.send_str(encode(message))
-            response = await asyncio.wait_for(answer, self._answer_timeout)
-        except TimeoutError:
-            raise TransientError("no answer over the websocket") from None
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            raise TransientError(f"websocket write failed: {type(exc).__name__}") from None
-        finally:
-            self._answers.pop(request_id, None)
-        if not succeeded(response):
-            raise Rejected(f"charger refused {key} ({self._peer_text(response.get('message'))})")
-        return True
+
+        async def send() -> None:
+            try:
+                await socket.send_str(encode(message))
+            except (aiohttp.ClientError, ConnectionError) as exc:
+                raise TransientError(f"websocket write failed: {type(exc).__name__}") from None
+
+        return self._request_id, send
 
     def answered(self, response: Mapping[str, Any]) -> None:
         said = response.get("requestId")
         request_id = request_number(said)
         if request_id is not None:
-            waiting = self._answers.get(request_id)
-            if waiting is None:
+            if not self._writes.answer(request_id, response):
                 self._skipped.skip("a response to another request")
-                return
         elif said is not None:
             # An id not as ours are (1001.0, "#1001", [1001]) may be any write's: never
             # the waiting one's, or a late refusal would fail a write that was applied.
             self._skipped.skip("a response with an unreadable requestId")
-            return
-        elif len(self._answers) == 1:
-            waiting = next(iter(self._answers.values()))
+        elif (waiting := self._writes.only_one()) is not None:
+            self._writes.answer(waiting, response)
         else:
             self._skipped.skip("a response nobody waits for")
-            return
-        if waiting.done():
-            self._skipped.skip("a response nobody waits for")
-        else:
-            waiting.set_result(response)
 
     def fail(self, error: Exception) -> None:
         """The socket closed: every waiting write fails with ``error``."""
-        for answer in self._answers.values():
-            if not answer.done():
-                answer.set_exception(error)
-        self._answers.clear()
+        self._writes.fail(error)
 
 
 def request_number(value: Any) -> int | None:

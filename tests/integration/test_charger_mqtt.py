@@ -14,7 +14,7 @@ import pytest
 
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.goe.charger_mqtt import ChargerMqttTransport
-from goe2mqtt.goe.client import ChargerOffline
+from goe2mqtt.goe.transport import ChargerOffline
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.charger_mqtt import MqttCharger

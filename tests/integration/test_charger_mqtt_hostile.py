@@ -18,7 +18,7 @@ import structlog.testing
 from goe2mqtt.catalogue import STATUS_KEYS
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.goe.charger_mqtt import OTHER_FORM, WRONG_SERIAL, ChargerMqttTransport
-from goe2mqtt.goe.client import TransientError
+from goe2mqtt.goe.transport import TransientError
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from tests.conftest import SERIALS, MqttProbe, RunningBridge, until

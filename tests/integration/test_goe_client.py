@@ -7,14 +7,13 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from goe2mqtt.goe.client import (
+from goe2mqtt.goe.client import GoeClient, encode_set_value
+from goe2mqtt.goe.transport import (
     AuthFailed,
     ChargerOffline,
-    GoeClient,
     GoeError,
     Rejected,
     TransientError,
-    encode_set_value,
 )
 from goe2mqtt.sim.simulator import Faults, SimulatedCharger, Simulator
 

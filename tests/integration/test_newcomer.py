@@ -79,10 +79,10 @@ async def test_check_config_tries_the_websocket_and_the_chargers_own_mqtt(
         assert code == 0, out + err
         host = simulator.local_hosts["012345"]
         assert (
-            f"OK   charger garage ({host}) websocket: authenticated: go-eCharger_V4,"
+            f"OK   charger garage ({host}): websocket: go-eCharger_V4,"
             " firmware 60.4, serial 012345" in out
         )
-        assert "OK   charger carport (its own MQTT, go-eCharger/067890/+): heard: " in out
+        assert "OK   charger carport (its own MQTT, serial 067890): mqtt: " in out
         # Its own lines only: no log events of the transports it tried in between.
         assert "websocket_live" not in out + err, out + err
 
@@ -92,14 +92,44 @@ async def test_check_config_tries_the_websocket_and_the_chargers_own_mqtt(
         await asyncio.wait({publishing})
         code, out, err = await _check_config(config, "--connect")
         assert code == 1
-        assert f"FAIL charger garage ({host}) websocket: wrong password" in out
-        assert "FAIL charger carport (its own MQTT, go-eCharger/067890/+): nothing heard" in out
+        assert f"FAIL charger garage ({host}): polling (websocket: wrong password" in out
+        assert (
+            "FAIL charger carport (its own MQTT, serial 067890): none (mqtt: nothing heard on"
+            " go-eCharger/067890/+ yet: is the charger's MQTT (mce) on" in out
+        )
         assert "not-the-password" not in out + err
         assert "websocket_down" not in out + err, out + err
         assert all(line.startswith(("OK ", "FAIL ")) for line in out.splitlines()[1:]), out
     finally:
         publishing.cancel()
         await asyncio.wait({publishing})
+
+
+async def test_check_config_fails_a_charger_heard_only_in_the_other_topic_form(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    """Old firmware publishes /go-eCharger/...: the daemon does not serve that form
+    unless mqtt_prefix says so, and check-config, which asks through the daemon's own
+    transport, says so and names the setting (it used to pass: it heard either form)."""
+    raw: dict[str, Any] = make_settings(broker, simulator, chargers=())
+    raw["chargers"] = [{"name": "carport", "serial": "067890", "transport": "mqtt"}]
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    wallbox = MqttCharger(
+        simulator.charger("067890"), broker.host, broker.port, interval=0.2, leading_slash=True
+    )
+    publishing = asyncio.create_task(wallbox.run())
+    try:
+        code, out, err = await _check_config(config, "--connect")
+    finally:
+        publishing.cancel()
+        await asyncio.wait({publishing})
+    assert code == 1, out + err
+    assert (
+        "FAIL charger carport (its own MQTT, serial 067890): none (mqtt: nothing heard on"
+        " go-eCharger/067890/+, only on /go-eCharger/067890/+: for firmware before 055.7"
+        " give mqtt_prefix with that leading slash)" in out
+    ), out
 
 
 async def test_healthcheck_reads_the_health_file_from_the_config(
@@ -220,8 +250,8 @@ async def test_every_transport_says_refused_in_the_same_words(
     code, out, _err = await _check_config(config, "--connect")
     assert code == 1
     assert (
-        f"FAIL charger garage (127.0.0.1:{ws_port}) websocket: refused: nothing listens on"
-        f" 127.0.0.1:{ws_port}" in out
+        f"FAIL charger garage (127.0.0.1:{ws_port}): polling (websocket: refused: nothing"
+        f" listens on 127.0.0.1:{ws_port})" in out
     ), out
     assert (
         f"FAIL charger carport (127.0.0.1:{http_port}): refused: nothing listens on"

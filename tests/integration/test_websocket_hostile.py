@@ -24,8 +24,8 @@ from aiohttp import WSMsgType, web
 from goe2mqtt.catalogue import STATUS_KEYS
 from goe2mqtt.config.settings import Settings, parse_settings
 from goe2mqtt.goe import websocket as websocket_module
-from goe2mqtt.goe.push import WebSocketTransport
 from goe2mqtt.goe.ws_protocol import decode, encode
+from goe2mqtt.goe.ws_transport import WebSocketTransport
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.charger import SimulatedCharger

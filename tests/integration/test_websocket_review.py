@@ -18,9 +18,9 @@ import structlog
 from aiohttp import web
 
 from goe2mqtt.goe import websocket as websocket_module
-from goe2mqtt.goe.push import WebSocketTransport
 from goe2mqtt.goe.websocket import WebSocketLink
 from goe2mqtt.goe.ws_protocol import encode
+from goe2mqtt.goe.ws_transport import WebSocketTransport
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.util.logs import SkipCount
 from tests.conftest import RunningBridge, until

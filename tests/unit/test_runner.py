@@ -12,7 +12,7 @@ from typing import Any
 from goe2mqtt.commands.outcomes import QueuedCommand, RepeatFilter
 from goe2mqtt.commands.payloads import CommandError, SetCall
 from goe2mqtt.commands.runner import CommandRunner
-from goe2mqtt.goe.client import TransientError
+from goe2mqtt.goe.transport import TransientError
 from goe2mqtt.sim.charger import SimulatedCharger
 from goe2mqtt.util.values import JsonValue
 

@@ -1,6 +1,6 @@
-"""A charger that pushes its state, with HTTP polling to fall back on while it cannot.
+"""The charger's websocket as a Transport, with HTTP polling to fall back on.
 
-WebSocketTransport is a Transport (status, set) with a push side: the charger loop
+WebSocketTransport is a PushTransport (status, set, and a push side): the charger loop
 runs ``push(listener, on_state)`` beside its poll loop, and polls only while
 ``live`` is False. While the socket is up nothing goes over HTTP; while it is down,
 status and set go to the fallback (the local HTTP API, or the cloud's) if there is one.
@@ -11,46 +11,12 @@ fallback (``ask``) rather than believe the last copy.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from goe2mqtt.goe.client import TransientError
 from goe2mqtt.goe.pushed import ANY_KEY, KeyFilter, PushedStatus
-from goe2mqtt.goe.transport import Transport
-from goe2mqtt.goe.websocket import Listener, StateListener, WebSocketLink
+from goe2mqtt.goe.transport import Listener, StateListener, TransientError, Transport
+from goe2mqtt.goe.websocket import WebSocketLink
 from goe2mqtt.util.values import JsonValue
-
-
-@runtime_checkable
-class PushTransport(Transport, Protocol):
-    """A Transport whose charger also pushes (the charger loop's view of it)."""
-
-    @property
-    def live(self) -> bool:
-        """Pushing now: values arrive as they change, no polling needed."""
-        ...
-
-    @property
-    def connection(self) -> str:
-        """What serves the charger and why, for the Connection entity."""
-        ...
-
-    @property
-    def skipped(self) -> Mapping[str, int]:
-        """What the peer sent that was not kept, by reason (bridge/info shows it)."""
-        ...
-
-    async def push(self, listener: Listener, on_state: StateListener) -> None:
-        """Keep the push channel open until cancelled."""
-        ...
-
-
-@runtime_checkable
-class AskingTransport(PushTransport, Protocol):
-    """A pushing Transport that can also be asked, over another channel, while it pushes."""
-
-    async def ask(self, keys: Collection[str]) -> dict[str, Any] | None:
-        """The charger's values now, not as last pushed; None when there is no one to ask."""
-        ...
 
 
 class WebSocketTransport:
@@ -89,10 +55,8 @@ class WebSocketTransport:
 
     async def push(self, listener: Listener, on_state: StateListener) -> None:
         async def keep(values: Mapping[str, Any], full: bool) -> None:
-            kept = self._status.replace(values) if full else self._status.update(values)
-            if kept or full:
-                # A delta of nothing the bridge reads tells nothing of the charger: not
-                # a fresh message that a read-back could take for the charger's word.
+            kept = self._status.keep(values, full)
+            if kept is not None:
                 await listener(kept, full)
 
         await self.link.run(keep, on_state)

@@ -287,7 +287,7 @@ def _load(path: str) -> Settings | None:
 
 
 def _check_connections(settings: Settings) -> int:
-    from goe2mqtt.bridge.checks import check_connections
+    from goe2mqtt.cli.checks import check_connections
 
     checks = asyncio.run(check_connections(settings))
     for check in checks:

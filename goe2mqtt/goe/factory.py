@@ -1,0 +1,69 @@
+"""From a charger's settings to the Transport that reaches it: the one place every
+transport is built (HTTP polling, cloud or local; the local or the cloud's websocket;
+the charger's own MQTT)."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from goe2mqtt.config.charger import ChargerSettings
+from goe2mqtt.goe.charger_mqtt import ChargerMqttTransport
+from goe2mqtt.goe.client import GoeClient
+from goe2mqtt.goe.pushed import ANY_KEY, KeyFilter
+from goe2mqtt.goe.transport import ChargerBroker, Transport
+from goe2mqtt.goe.websocket import WebSocketLink
+from goe2mqtt.goe.ws_transport import WebSocketTransport
+
+
+class NoBroker(ValueError):
+    """transport: mqtt, and no broker to reach the charger through."""
+
+
+def goe_client(
+    http: aiohttp.ClientSession, charger: ChargerSettings, *, timeout: float | None = None
+) -> GoeClient:
+    """The HTTP API v2 of one configured charger, cloud or local."""
+    return GoeClient(
+        http,
+        charger.base_url,
+        charger.token.get_secret_value() if charger.token else None,
+        timeout=charger.timeout if timeout is None else timeout,
+        local=charger.api == "local",
+    )
+
+
+def open_transport(
+    http: aiohttp.ClientSession,
+    charger: ChargerSettings,
+    keys: KeyFilter = ANY_KEY,
+    *,
+    broker: ChargerBroker | None = None,
+) -> Transport:
+    """The charger's transport by its settings. ``keys``: what a pushing charger's
+    status may hold (the catalogue's keys); ``broker``: where chargers on their own
+    MQTT publish (needed only for them; the transport subscribes to its topics there)."""
+    if charger.channel == "mqtt":
+        if broker is None:
+            raise NoBroker(f"charger {charger.name}: transport mqtt needs the broker")
+        own = ChargerMqttTransport(
+            charger.serial or "", charger.mqtt_prefix, name=charger.name,
+            send=broker.publish, keys=keys,
+        )  # fmt: skip
+        broker.subscribe(own.filters, own.take)
+        return own
+    client = goe_client(http, charger)  # polling, and the websocket's fallback
+    if charger.channel != "websocket":
+        return client
+    assert charger.password is not None  # the settings check it
+    cloud = charger.api == "cloud"
+    token = charger.token.get_secret_value() if charger.token is not None else None
+    link = WebSocketLink(
+        http,
+        charger.websocket_url,
+        charger.password.get_secret_value(),
+        name=charger.name,
+        headers={"Authorization": f"Bearer {token}"} if cloud and token else None,
+        keys=keys,
+        serial=charger.serial,
+    )
+    return WebSocketTransport(link, client, cloud=cloud, keys=keys)
