@@ -63,7 +63,7 @@ async def check_broker(settings: Settings) -> Check:
 
 
 def charger_label(charger: ChargerSettings) -> str:
-    if charger.channel == "mqtt":
+    if charger.resolved_transport == "mqtt":
         return f"charger {charger.name} (its own MQTT, serial {charger.serial})"
     where = f"cloud, serial {charger.serial}" if charger.api == "cloud" else charger.host
     return f"charger {charger.name} ({where})"

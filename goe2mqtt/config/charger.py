@@ -204,7 +204,7 @@ class ChargerSettings(Section):
         return "local" if self.host is not None else "cloud"
 
     @property
-    def channel(self) -> Literal["poll", "websocket", "mqtt"]:
+    def resolved_transport(self) -> Literal["poll", "websocket", "mqtt"]:
         """The transport ``auto`` stands for."""
         if self.transport != "auto":
             return self.transport

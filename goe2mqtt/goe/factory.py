@@ -42,7 +42,7 @@ def open_transport(
     """The charger's transport by its settings. ``keys``: what a pushing charger's
     status may hold (the catalogue's keys); ``broker``: where chargers on their own
     MQTT publish (needed only for them; the transport subscribes to its topics there)."""
-    if charger.channel == "mqtt":
+    if charger.resolved_transport == "mqtt":
         if broker is None:
             raise NoBroker(f"charger {charger.name}: transport mqtt needs the broker")
         own = ChargerMqttTransport(
@@ -52,7 +52,7 @@ def open_transport(
         broker.subscribe(own.filters, own.take)
         return own
     client = goe_client(http, charger)  # polling, and the websocket's fallback
-    if charger.channel != "websocket":
+    if charger.resolved_transport != "websocket":
         return client
     assert charger.password is not None  # the settings check it
     cloud = charger.api == "cloud"

@@ -101,13 +101,13 @@ class PushTransport(Transport, Protocol):
         ...
 
     async def push(self, listener: Listener, on_state: StateListener) -> None:
-        """Keep the push channel open until cancelled."""
+        """Keep the push connection open until cancelled."""
         ...
 
 
 @runtime_checkable
 class AskingTransport(PushTransport, Protocol):
-    """A pushing Transport that can also be asked, over another channel, while it pushes."""
+    """A pushing Transport that can also be asked, another way (HTTP), while it pushes."""
 
     async def ask(self, keys: Collection[str]) -> dict[str, Any] | None:
         """The charger's values now, not as last pushed; None when there is no one to ask."""

@@ -109,7 +109,7 @@ class WebSocketLink:
         self.skipped = SkipCount("websocket_frame_skipped", charger=name)
         self._parts = FullStatusParts(keys, self.skipped)
         self._writes = WebSocketWrites(
-            self._write_channel, self.skipped, answer_timeout=answer_timeout,
+            self._socket_now, self.skipped, answer_timeout=answer_timeout,
             peer_text=self._peer_text,
         )  # fmt: skip
         self.connects = 0
@@ -363,7 +363,7 @@ class WebSocketLink:
         not the proof: the caller confirms by the status that follows."""
         return await self._writes.set(values)
 
-    def _write_channel(self) -> tuple[aiohttp.ClientWebSocketResponse, bytes | None]:
+    def _socket_now(self) -> tuple[aiohttp.ClientWebSocketResponse, bytes | None]:
         socket = self._socket
         if socket is None or not self.live:
             raise LinkDown(f"websocket not connected: {self.reason}")

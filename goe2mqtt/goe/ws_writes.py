@@ -22,7 +22,7 @@ from goe2mqtt.util.values import JsonValue
 
 # () -> (the open socket, the hashed password when writes are to be secured); it
 # raises a TransientError when the socket is not open and live.
-WriteChannel = Callable[[], tuple[aiohttp.ClientWebSocketResponse, bytes | None]]
+SocketNow = Callable[[], tuple[aiohttp.ClientWebSocketResponse, bytes | None]]
 
 
 class WebSocketWrites:
@@ -30,13 +30,13 @@ class WebSocketWrites:
 
     def __init__(
         self,
-        channel: WriteChannel,
+        socket_now: SocketNow,
         skipped: SkipCount,
         *,
         answer_timeout: float,
         peer_text: Callable[[Any], str],
     ) -> None:
-        self._channel = channel
+        self._socket_now = socket_now
         self._skipped = skipped
         self._request_id = 0
         # One write at a time: answers may lack the id.
@@ -52,7 +52,7 @@ class WebSocketWrites:
         return await self._writes.set(values, self._message)
 
     def _message(self, key: str, value: JsonValue) -> tuple[int, Send]:
-        socket, hashed = self._channel()
+        socket, hashed = self._socket_now()
         self._request_id += 1
         message = set_value(self._request_id, key, value)
         if hashed is not None:

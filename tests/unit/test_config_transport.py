@@ -23,7 +23,7 @@ CLOUD = {"serial": "012345", "token": "tok-1234"}
 
 
 @pytest.mark.parametrize(
-    ("keys", "channel", "url"),
+    ("keys", "resolved", "url"),
     [
         ({**LOCAL}, "poll", None),
         ({**LOCAL, "password": PASSWORD}, "websocket", "ws://192.168.1.20/ws"),
@@ -33,9 +33,9 @@ CLOUD = {"serial": "012345", "token": "tok-1234"}
         ({"serial": "012345", "transport": "mqtt"}, "mqtt", None),
     ],
 )  # fmt: skip
-def test_auto_and_explicit_transports(keys: dict[str, Any], channel: str, url: str | None) -> None:
+def test_auto_and_explicit_transports(keys: dict[str, Any], resolved: str, url: str | None) -> None:
     settings = parse_settings(charger(**keys)).chargers[0]
-    assert settings.channel == channel
+    assert settings.resolved_transport == resolved
     if url is not None:
         assert settings.websocket_url == url
     assert settings.mqtt_prefix == "go-eCharger"
