@@ -35,7 +35,7 @@ from goe2mqtt.commands.outcomes import (
     interrupted,
     rejection,
 )
-from goe2mqtt.commands.services import MAX_PAYLOAD_BYTES, CommandError, SetCall, result_json
+from goe2mqtt.commands.payloads import MAX_PAYLOAD_BYTES, CommandError, SetCall, result_json
 from goe2mqtt.mqtt.session import InboundMessage, PublishRefused
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.util.aio import wait_until_set

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import structlog
 
 from goe2mqtt.catalogue import UNCONFIRMABLE
-from goe2mqtt.commands.services import SetCall, command_result, request_id_of
+from goe2mqtt.commands.payloads import SetCall, command_result, request_id_of
 from goe2mqtt.util.values import JsonValue
 
 log = structlog.get_logger()

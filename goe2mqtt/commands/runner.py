@@ -29,14 +29,14 @@ from goe2mqtt.commands.outcomes import (
     rejection,
     unconfirmed_values,
 )
-from goe2mqtt.commands.services import (
+from goe2mqtt.commands.payloads import (
     CommandError,
     SetCall,
     check_fresh,
     command_result,
-    parse_command,
     request_id_of,
 )
+from goe2mqtt.commands.services import parse_command
 from goe2mqtt.goe.client import GoeError, RateLimited, TransientError
 from goe2mqtt.goe.transport import Transport
 from goe2mqtt.util.values import JsonValue
