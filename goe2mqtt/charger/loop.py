@@ -24,11 +24,7 @@ from goe2mqtt.charger.publish import ChargerOutput, Publisher
 from goe2mqtt.charger.pv_feed import PvFeed
 from goe2mqtt.charger.rules import check_serial, next_due, serial_from_status
 from goe2mqtt.charger.view import changed_in
-from goe2mqtt.commands.outcomes import (
-    CommandSink,
-    CommandStats,
-    QueuedCommand,
-)
+from goe2mqtt.commands.outcomes import CommandSink, CommandStats
 from goe2mqtt.commands.runner import CONFIRM_DELAYS, MAX_QUEUED_COMMANDS, CommandRunner
 from goe2mqtt.config.settings import ChargerSettings
 from goe2mqtt.goe.client import GoeError, RateLimited
@@ -95,7 +91,7 @@ class Charger:
         self.lock = asyncio.Lock()  # one conversation with the charger at a time
         self._wake = Alarm()
         self._stopping = False
-        self.last_error: tuple[float, str] | None = None  # (unix time, what went wrong)
+        self._poll_error: tuple[float, str] | None = None  # (unix time, what went wrong)
         self.pv_feed = PvFeed(
             self.name,
             self._write_feed,
@@ -112,8 +108,11 @@ class Charger:
         # those after a mark (a command notes it before it writes).
         self.pushed = 0
         self._pushed_now = asyncio.Event()  # set as ``pushed`` moves
+        # It sees this charger through ChargerAccess and writes through the transport.
         self.runner = CommandRunner(
+            self.name,
             self,
+            transport.set,
             sink=sink,
             max_command_age=max_command_age,
             confirm_delays=confirm_delays,
@@ -240,7 +239,7 @@ class Charger:
         """
         self._stopping = True
         self._wake.set()
-        self.runner.wake()
+        self.runner.stop()
         self.pv_feed.stop()
         self._out.stop()
 
@@ -406,7 +405,7 @@ class Charger:
 
     async def _poll_failed(self, exc: GoeError) -> None:
         self.failures += 1
-        self.last_error = (time.time(), f"poll failed: {exc}")
+        self._poll_error = (time.time(), f"poll failed: {exc}")
         if isinstance(exc, RateLimited) and exc.retry_after is not None:
             wait = min(exc.retry_after, MAX_RETRY_AFTER)
             self._not_before = max(self._not_before, time.monotonic() + wait)
@@ -431,22 +430,24 @@ class Charger:
     def queued(self) -> int:
         return self.runner.queued
 
-    def submit(self, command: QueuedCommand) -> None:
-        self.runner.submit(command)
-
     async def serve_commands(self) -> None:
         """Commands one at a time, and the PV feed beside them."""
         await asyncio.gather(self.runner.serve(), self.pv_feed.run())
 
-    # --- what the runner uses -------------------------------------------------------
+    @property
+    def last_error(self) -> tuple[float, str] | None:
+        """What went wrong last, poll or command: (unix time, what), for bridge/info."""
+        errors = [e for e in (self._poll_error, self.runner.last_failure) if e is not None]
+        return max(errors, default=None)
+
+    # --- what the runner sees (ChargerAccess) ---------------------------------------
 
     @property
     def polled(self) -> bool:
         return self.last_success is not None or self.failures > 0
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
+    def unreachable(self) -> str | None:
+        return None if self.online else self.offline_reason
 
     @property
     def hold_off(self) -> float:

@@ -311,3 +311,12 @@ def parse_command(service_name: str, raw: bytes) -> Command:
     )
 
 
+RETAINED_REFUSAL = "retained command ignored: publish commands without retain"
+
+
+def parse_delivered(service_name: str, raw: bytes, *, retained: bool) -> Command:
+    """A command as the broker delivered it, parsed before it is stored or queued:
+    CommandError with the reason for one that could never run."""
+    if retained:
+        raise CommandError(RETAINED_REFUSAL)
+    return parse_command(service_name, raw)
