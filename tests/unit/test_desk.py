@@ -162,10 +162,12 @@ def test_a_new_broker_session_forgets_packet_ids(desk: Any) -> None:
     assert len(charger.submitted) == 2  # a new session: a new command
 
 
-def test_a_command_for_an_unknown_charger_is_answered(desk: Any) -> None:
-    commands, _, _ = desk
+def test_a_command_for_an_unknown_charger_is_answered_unstored(desk: Any) -> None:
+    commands, _, journal = desk
     commands.accept("nosuch", "stop_charging", _message(b"{}"))
     assert _owed(commands)[0]["error"] == "unknown charger 'nosuch'"
+    assert commands.unrouted.rejected == 1
+    assert journal.count() == {}
 
 
 def _rows(path: Path) -> list[tuple[str, bytes]]:
