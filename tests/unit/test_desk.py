@@ -252,3 +252,12 @@ def test_a_journaled_command_that_no_longer_parses_is_refused_on_recovery(
     (result,) = _owed(commands)
     assert result["error"] == "unknown service 'frobnicate'"
     assert [e.service for e in journal.entries(DONE)] == ["frobnicate"]
+
+
+def test_a_refusal_on_arrival_does_not_wait_for_the_commands_before_it(desk: Any) -> None:
+    commands, charger, _ = desk
+    commands.accept("garage", "stop_charging", _message(b'{"id": "first"}', mid=1))
+    commands.accept("garage", "set_phase", _message(b'{"phase": 9, "id": "second"}', mid=2))
+    # The first still waits in its runner; the second's refusal is out already.
+    assert [c.service for c in charger.submitted] == ["stop_charging"]
+    assert [r["id"] for r in _owed(commands)] == ["second"]
