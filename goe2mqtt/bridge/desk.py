@@ -32,6 +32,7 @@ from goe2mqtt.commands.journal import (
 from goe2mqtt.commands.outcomes import (
     CommandStats,
     QueuedCommand,
+    RefusedDeliveries,
     RepeatFilter,
     interrupted,
     rejection,
@@ -47,9 +48,6 @@ log = structlog.get_logger()
 
 RESULT_FLUSH = 5.0  # on stop, results may take this long to reach the broker
 JOURNAL_KEEP = 86_400.0  # finished commands are remembered a day (late redeliveries)
-# Deliveries refused unstored whose DUP redelivery is recognised (by packet id): more
-# than the broker keeps in flight to one client (Mosquitto: 20).
-REFUSED_REMEMBERED = 256
 
 
 class RunnerDoor(Protocol):
@@ -105,9 +103,7 @@ class CommandDesk:
         self._redactor = SecretRedactor(secrets)
         self.unrouted = CommandStats()  # commands for chargers we do not have
         self.refusals = RepeatFilter()  # a sender refused again and again: logged once a minute
-        # Deliveries refused unstored in this broker session: packet id -> a hash of
-        # (charger, service, payload), so a DUP redelivery is not answered twice.
-        self._refused_mids: dict[int, int] = {}
+        self._refused = RefusedDeliveries()  # in this broker session, never stored
         # Results not yet acknowledged by the broker: (journal seq, topic, payload);
         # seq None for a command the journal could not store.
         self._results: deque[tuple[int | None, str, str]] = deque()
@@ -158,7 +154,7 @@ class CommandDesk:
     def session_lost(self) -> None:
         """The broker kept no session for us: forget the packet ids of earlier sessions,
         so a new delivery that happens to reuse one is never taken for a redelivery."""
-        self._refused_mids.clear()
+        self._refused.forget()
         try:
             self.journal.forget_packet_ids()
         except JournalWriteFailed as exc:
@@ -181,13 +177,11 @@ class CommandDesk:
             # Someone cleared a retained command (mosquitto_pub -r -n): not a command.
             log.info("retained_command_cleared", charger=charger, service=service)
             return
-        if self._refused_before(charger, service, message):
+        payload = message.payload[:MAX_STORED_PAYLOAD]
+        if self._refused.again(message.mid, message.dup, charger, service, payload):
             log.info("command_redelivered", charger=charger, service=service, action="ignored")
             return
-        command = QueuedCommand(
-            None, charger, service, message.payload[:MAX_STORED_PAYLOAD], message.retain,
-            time.time(),
-        )  # fmt: skip
+        command = QueuedCommand(None, charger, service, payload, message.retain, time.time())
         try:
             parsed = self._screen(charger, service, message)
         except Exception as exc:  # a bug must cost one answer, never the bridge
@@ -247,11 +241,7 @@ class CommandDesk:
         """Refuse a command that could never run: no journal row (the result goes out
         from memory), counted with its charger's commands (or the unrouted ones; a PV
         reading is a measurement, not a command, and counts as neither)."""
-        if mid is not None:
-            self._refused_mids.pop(mid, None)  # to the end: the oldest go first
-            self._refused_mids[mid] = hash((command.charger, command.service, command.payload))
-            if len(self._refused_mids) > REFUSED_REMEMBERED:
-                del self._refused_mids[next(iter(self._refused_mids))]
+        self._refused.refused(mid, command.charger, command.service, command.payload)
         door = self._chargers.get(command.charger)
         if door is not None and command.service not in INPUT_SERVICES:
             door.runner.refuse(command, reason)  # answered through command_finished
@@ -259,18 +249,6 @@ class CommandDesk:
         if door is None:
             self.unrouted.rejected += 1
         self._answer(command, rejection(command, reason, self.refusals))
-
-    def _refused_before(self, charger: str, service: str, message: InboundMessage) -> bool:
-        """Whether this is a DUP redelivery of a delivery refused unstored (QoS 1 is
-        "at least once"): its refusal went out already."""
-        if message.mid is None:
-            return False
-        if message.dup:
-            refused = self._refused_mids.get(message.mid)
-            return refused == hash((charger, service, message.payload[:MAX_STORED_PAYLOAD]))
-        # A packet id the broker uses again was acknowledged: it is a new delivery.
-        self._refused_mids.pop(message.mid, None)
-        return False
 
     def route(self, command: QueuedCommand, parsed: Command) -> None:
         """Hand a journaled command to its charger's runner (refuse it if none is ours)."""

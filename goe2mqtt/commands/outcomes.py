@@ -111,6 +111,40 @@ class RepeatFilter:
         return repeats
 
 
+class RefusedDeliveries:
+    """Deliveries refused before anything was stored, by MQTT packet id, so that a DUP
+    redelivery (QoS 1 is "at least once") is recognised and not answered twice, as the
+    journal recognises those it holds. Within one broker session only: packet ids start
+    afresh with a new one (forget())."""
+
+    # More than a broker keeps in flight to one client (Mosquitto: 20).
+    KEPT = 256
+
+    def __init__(self) -> None:
+        self._mids: dict[int, int] = {}  # packet id -> hash of (charger, service, payload)
+
+    def refused(self, mid: int | None, charger: str, service: str, payload: bytes) -> None:
+        if mid is None:
+            return
+        self._mids.pop(mid, None)  # to the end: the oldest go first
+        self._mids[mid] = hash((charger, service, payload))
+        if len(self._mids) > self.KEPT:
+            del self._mids[next(iter(self._mids))]
+
+    def again(self, mid: int | None, dup: bool, charger: str, service: str, payload: bytes) -> bool:
+        """Whether this delivery is a redelivery of one refused already."""
+        if mid is None:
+            return False
+        if dup:
+            return self._mids.get(mid) == hash((charger, service, payload))
+        # A packet id the broker uses again was acknowledged: it is a new delivery.
+        self._mids.pop(mid, None)
+        return False
+
+    def forget(self) -> None:
+        self._mids.clear()
+
+
 def rejection(command: QueuedCommand, reason: str, refusals: RepeatFilter) -> dict[str, Any]:
     """A refused command's result. Refusals of one charger and service are logged once
     a minute (per ``refusals``, the bridge's), with the count of those in between."""

@@ -15,7 +15,13 @@ import structlog
 
 from goe2mqtt.bridge.desk import CommandDesk
 from goe2mqtt.commands.journal import DONE, QUEUED, Journal, JournalWriteFailed
-from goe2mqtt.commands.outcomes import CommandSink, QueuedCommand, RepeatFilter, rejection
+from goe2mqtt.commands.outcomes import (
+    CommandSink,
+    QueuedCommand,
+    RefusedDeliveries,
+    RepeatFilter,
+    rejection,
+)
 from goe2mqtt.commands.services import Command
 from goe2mqtt.mqtt.session import InboundMessage
 from goe2mqtt.mqtt.topics import Topics
@@ -261,3 +267,12 @@ def test_a_refusal_on_arrival_does_not_wait_for_the_commands_before_it(desk: Any
     # The first still waits in its runner; the second's refusal is out already.
     assert [c.service for c in charger.submitted] == ["stop_charging"]
     assert [r["id"] for r in _owed(commands)] == ["second"]
+
+
+def test_the_memory_of_refused_deliveries_is_bounded() -> None:
+    refused = RefusedDeliveries()
+    for mid in range(1, RefusedDeliveries.KEPT + 2):
+        refused.refused(mid, "garage", "set_phase", b"{broken")
+    assert not refused.again(1, True, "garage", "set_phase", b"{broken")  # the oldest went
+    assert refused.again(RefusedDeliveries.KEPT + 1, True, "garage", "set_phase", b"{broken")
+    assert not refused.again(2, True, "garage", "set_phase", b"{other")  # not the same message
