@@ -1,9 +1,11 @@
 """The command desk: every delivered command, from the journal to its result on the broker.
 
-A command is journaled before the broker gets its PUBACK, routed to its charger's
-queue (or answered here when no charger of ours takes it), and its result stays in
-the journal until the broker acknowledged it. After a restart the desk picks up
-what the journal holds: owed results, interrupted commands, queued ones.
+A command is parsed when it arrives: one that could never run (malformed, too large,
+retained, for no charger of ours) is refused at once, with nothing stored and nothing
+queued. One that parses is journaled before the broker gets its PUBACK and handed to
+its charger's runner, and its result stays in the journal until the broker
+acknowledged it. After a restart the desk picks up what the journal holds: owed
+results, interrupted commands, queued ones.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from typing import Any, Protocol
 
 import structlog
 
-from goe2mqtt.charger.loop import Charger
 from goe2mqtt.charger.pv_feed import INPUT_SERVICES
 from goe2mqtt.commands.journal import (
     DONE,
@@ -31,11 +32,13 @@ from goe2mqtt.commands.journal import (
 from goe2mqtt.commands.outcomes import (
     CommandStats,
     QueuedCommand,
+    RefusedDeliveries,
     RepeatFilter,
     interrupted,
     rejection,
 )
-from goe2mqtt.commands.services import MAX_PAYLOAD_BYTES, CommandError, SetCall, result_json
+from goe2mqtt.commands.payloads import MAX_PAYLOAD_BYTES, CommandError, SetCall, result_json
+from goe2mqtt.commands.services import Command, parse_delivered
 from goe2mqtt.mqtt.session import InboundMessage, PublishRefused
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.util.aio import wait_until_set
@@ -43,11 +46,32 @@ from goe2mqtt.util.logs import SecretRedactor
 
 log = structlog.get_logger()
 
-# A good PV reading was taken: a measurement, with no journal row and no result.
-_READING_TAKEN = "reading taken"
-
 RESULT_FLUSH = 5.0  # on stop, results may take this long to reach the broker
 JOURNAL_KEEP = 86_400.0  # finished commands are remembered a day (late redeliveries)
+
+
+class RunnerDoor(Protocol):
+    """What the desk asks of a charger's runner (commands.runner.CommandRunner)."""
+
+    def submit(self, queued: QueuedCommand, command: Command) -> None:
+        """Queue a journaled, parsed command (or refuse it if it cannot wait)."""
+        ...
+
+    def refuse(self, command: QueuedCommand, reason: str) -> None:
+        """Count and answer a command that could never run."""
+        ...
+
+
+class ChargerDoor(Protocol):
+    """What the desk needs of a charger (charger.loop.Charger is one): the runner its
+    commands go to, and its PV feed's door for readings."""
+
+    @property
+    def runner(self) -> RunnerDoor: ...
+
+    def offer_reading(self, service: str, payload: bytes, *, retained: bool) -> str | None:
+        """Take a PV reading; the reason when it is refused."""
+        ...
 
 
 class ResultChannel(Protocol):
@@ -62,7 +86,7 @@ class CommandDesk:
     def __init__(
         self,
         journal: Journal,
-        chargers: Mapping[str, Charger],
+        chargers: Mapping[str, ChargerDoor],
         *,
         topics: Topics,
         configured: Iterable[str],
@@ -79,6 +103,7 @@ class CommandDesk:
         self._redactor = SecretRedactor(secrets)
         self.unrouted = CommandStats()  # commands for chargers we do not have
         self.refusals = RepeatFilter()  # a sender refused again and again: logged once a minute
+        self._refused = RefusedDeliveries()  # in this broker session, never stored
         # Results not yet acknowledged by the broker: (journal seq, topic, payload);
         # seq None for a command the journal could not store.
         self._results: deque[tuple[int | None, str, str]] = deque()
@@ -110,7 +135,13 @@ class CommandDesk:
             self.command_finished(command, interrupted(command, entry.sent))
         queued = self.journal.entries(QUEUED)
         for entry in queued:
-            self.route(_command_of(entry))
+            command = _command_of(entry)
+            try:
+                parsed = parse_delivered(entry.service, entry.payload, retained=entry.retained)
+            except CommandError as exc:  # journaled by a version that parsed it otherwise
+                self.command_finished(command, rejection(command, str(exc), self.refusals))
+            else:
+                self.route(command, parsed)
         if queued:
             log.info("commands_resumed", count=len(queued))
 
@@ -123,13 +154,15 @@ class CommandDesk:
     def session_lost(self) -> None:
         """The broker kept no session for us: forget the packet ids of earlier sessions,
         so a new delivery that happens to reuse one is never taken for a redelivery."""
+        self._refused.forget()
         try:
             self.journal.forget_packet_ids()
         except JournalWriteFailed as exc:
             self._journal_failed(exc)
 
     def accept(self, charger: str, service: str, message: InboundMessage) -> None:
-        """Journal a delivered command (called before its PUBACK) and route it.
+        """Parse a delivered command, journal it (called before its PUBACK) and hand it
+        to its charger's runner; refuse it unstored if it could never run.
 
         Never raises: whatever goes wrong, the message is answered once and the broker
         gets its PUBACK. A raise here would leave the message unacknowledged, and the
@@ -144,17 +177,21 @@ class CommandDesk:
             # Someone cleared a retained command (mosquitto_pub -r -n): not a command.
             log.info("retained_command_cleared", charger=charger, service=service)
             return
+        payload = message.payload[:MAX_STORED_PAYLOAD]
+        if self._refused.again(message.mid, message.dup, charger, service, payload):
+            log.info("command_redelivered", charger=charger, service=service, action="ignored")
+            return
+        command = QueuedCommand(None, charger, service, payload, message.retain, time.time())
         try:
-            refusal = self._screen(charger, service, message)
+            parsed = self._screen(charger, service, message)
         except Exception as exc:  # a bug must cost one answer, never the bridge
             log.exception("command_not_understood", charger=charger, service=service)
-            refusal = f"payload could not be handled ({type(exc).__name__}): {exc}"[:200]
-        if refusal is _READING_TAKEN:
+            parsed = f"payload could not be handled ({type(exc).__name__}): {exc}"[:200]
+        if parsed is None:
+            return  # a good PV reading: a measurement, with no journal row and no result
+        if isinstance(parsed, str):
+            self._refuse_unstored(command, parsed, message.mid)
             return
-        command = QueuedCommand(
-            None, charger, service, message.payload[:MAX_STORED_PAYLOAD], message.retain,
-            time.time(),
-        )  # fmt: skip
         try:
             seq = self.journal.record(
                 charger,
@@ -167,46 +204,60 @@ class CommandDesk:
             )
         except JournalWriteFailed as exc:
             self._journal_failed(exc)
-            refusal = refusal or (
+            reason = (
                 f"not run: the journal cannot store it ({self.journal_error}); "
                 "commands run again once it can"
             )
-        else:
-            self._journal_ok()
-            if seq is None:
-                log.info("command_redelivered", charger=charger, service=service,
-                         action="ignored")  # fmt: skip
-                return
-            command = dataclasses.replace(command, seq=seq)
-        if refusal is not None:
-            self._answer(command, rejection(command, refusal, self.refusals))
-        else:
-            self.route(command)
+            self._answer(command, rejection(command, reason, self.refusals))
+            return
+        self._journal_ok()
+        if seq is None:
+            log.info("command_redelivered", charger=charger, service=service, action="ignored")
+            return
+        self.route(dataclasses.replace(command, seq=seq), parsed)
 
-    def _screen(self, charger: str, service: str, message: InboundMessage) -> str | None:
-        """What can be told before anything is stored: a refusal, _READING_TAKEN for a
-        good PV reading (a measurement: no journal, no result), or None to run it."""
+    def _screen(self, charger: str, service: str, message: InboundMessage) -> Command | str | None:
+        """What can be told before anything is stored: the parsed command to run, the
+        reason it could never run, or None for a good PV reading (taken)."""
         size = len(message.payload)
         if size > MAX_PAYLOAD_BYTES:
             return f"payload of {size} bytes is larger than {MAX_PAYLOAD_BYTES} bytes"
-        if service not in INPUT_SERVICES:
-            return None
-        bridge = self._chargers.get(charger)
-        if bridge is None:
-            return f"unknown charger {charger!r}"
-        refusal = bridge.offer_reading(service, message.payload, retained=message.retain)
-        return _READING_TAKEN if refusal is None else refusal
+        door = self._chargers.get(charger)
+        if door is None:
+            return self._unserved(charger)
+        if service in INPUT_SERVICES:
+            return door.offer_reading(service, message.payload, retained=message.retain)
+        try:
+            return parse_delivered(service, message.payload, retained=message.retain)
+        except CommandError as exc:
+            return str(exc)
 
-    def route(self, command: QueuedCommand) -> None:
-        bridge = self._chargers.get(command.charger)
-        if bridge is not None:
-            bridge.submit(command)
+    def _unserved(self, charger: str) -> str:
+        if charger in self._configured:
+            return f"charger {charger!r} is served by another shard now: send it again"
+        return f"unknown charger {charger!r}"
+
+    def _refuse_unstored(self, command: QueuedCommand, reason: str, mid: int | None) -> None:
+        """Refuse a command that could never run: no journal row (the result goes out
+        from memory), counted with its charger's commands (or the unrouted ones; a PV
+        reading is a measurement, not a command, and counts as neither)."""
+        self._refused.refused(mid, command.charger, command.service, command.payload)
+        door = self._chargers.get(command.charger)
+        if door is not None and command.service not in INPUT_SERVICES:
+            door.runner.refuse(command, reason)  # answered through command_finished
+            return
+        if door is None:
+            self.unrouted.rejected += 1
+        self._answer(command, rejection(command, reason, self.refusals))
+
+    def route(self, command: QueuedCommand, parsed: Command) -> None:
+        """Hand a journaled command to its charger's runner (refuse it if none is ours)."""
+        door = self._chargers.get(command.charger)
+        if door is not None:
+            door.runner.submit(command, parsed)
             return
         self.unrouted.rejected += 1
-        if command.charger in self._configured:
-            reason = f"charger {command.charger!r} is served by another shard now: send it again"
-        else:
-            reason = f"unknown charger {command.charger!r}"
+        reason = self._unserved(command.charger)
         self.command_finished(command, rejection(command, reason, self.refusals))
 
     # --- CommandSink: what the chargers report -----------------------------------------

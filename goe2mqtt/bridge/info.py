@@ -21,7 +21,10 @@ DETAIL_LIMIT = 100
 class ChargerHealth(Protocol):
     online: bool
     failures: int
-    last_error: tuple[float, str] | None
+
+    @property
+    def last_error(self) -> tuple[float, str] | None:
+        """What went wrong last, poll or command: (unix time, what)."""
 
     @property
     def queued(self) -> int: ...

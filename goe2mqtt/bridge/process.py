@@ -32,8 +32,8 @@ from goe2mqtt.catalogue import STATUS_KEYS
 from goe2mqtt.catalogue.facts import DeviceFacts
 from goe2mqtt.charger.loop import Charger
 from goe2mqtt.commands.journal import Journal, JournalCorrupt
+from goe2mqtt.commands.payloads import result_json
 from goe2mqtt.commands.runner import CONFIRM_DELAYS
-from goe2mqtt.commands.services import result_json
 from goe2mqtt.config.settings import Settings
 from goe2mqtt.goe.factory import open_transport
 from goe2mqtt.goe.pool import PoolStats, http_session

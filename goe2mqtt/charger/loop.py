@@ -1,16 +1,15 @@
-"""One charger: its poll loop, its push channel, and its command runner.
+"""One charger: what it answers or pushes, kept and published; its availability.
 
-A Charger polls (politely: settings only now and then) or, when its transport
-pushes, takes what the charger sends; either way its ChargerOutput publishes what
-changed. Its CommandRunner runs its commands one at a time. It knows neither the
-journal nor the MQTT session: it reports through a sink.
+A Charger polls when its PollSchedule says (politely: settings only now and then)
+or, when its transport pushes, takes what the charger sends (PushSide); either way
+its ChargerOutput publishes what changed. Its CommandRunner runs its commands one at
+a time and sees it only as a ChargerAccess. It knows neither the journal nor the
+MQTT session: the runner reports through a sink.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
@@ -21,37 +20,24 @@ import structlog
 from goe2mqtt.catalogue import LIVE_KEYS, STATUS_KEYS, own_keys
 from goe2mqtt.catalogue.facts import DeviceFacts
 from goe2mqtt.charger.publish import ChargerOutput, Publisher
+from goe2mqtt.charger.push_side import PushSide
 from goe2mqtt.charger.pv_feed import PvFeed
-from goe2mqtt.charger.rules import check_serial, next_due, serial_from_status
+from goe2mqtt.charger.rules import check_serial, serial_from_status
+from goe2mqtt.charger.schedule import PollSchedule
 from goe2mqtt.charger.view import changed_in
-from goe2mqtt.commands.outcomes import (
-    CommandSink,
-    CommandStats,
-    QueuedCommand,
-)
+from goe2mqtt.commands.outcomes import CommandSink, CommandStats
 from goe2mqtt.commands.runner import CONFIRM_DELAYS, MAX_QUEUED_COMMANDS, CommandRunner
 from goe2mqtt.config.settings import ChargerSettings
-from goe2mqtt.goe.transport import (
-    AskingTransport,
-    GoeError,
-    PushTransport,
-    RateLimited,
-    Transport,
-)
+from goe2mqtt.goe.transport import GoeError, PushTransport, RateLimited, Transport
 from goe2mqtt.mqtt.topics import Topics
-from goe2mqtt.util.aio import Alarm
 from goe2mqtt.util.values import iso
 
 log = structlog.get_logger()
 
 OFFLINE_AFTER_FAILURES = 3  # transient failures in a row before a charger counts as offline
-MAX_BACKOFF_FACTOR = 3  # polling slows to at most 3x scan_interval while failing
 MAX_RETRY_AFTER = 900.0  # a Retry-After longer than this is capped: we look again by then
 CAR_IDLE = 1  # go-e car state: no car connected
 PUSH_START_WAIT = 5.0  # at start, the first poll waits this long for the socket to stand
-# A read-back while the charger pushes waits this long for its next message; none
-# came: the socket may stand and say nothing, and the charger is asked (HTTP) instead.
-PUSH_WAIT = 2.0
 
 
 class Charger:
@@ -97,9 +83,8 @@ class Charger:
         self.last_success: float | None = None
         self._not_before = 0.0  # monotonic: the cloud asked us to wait (Retry-After)
         self.lock = asyncio.Lock()  # one conversation with the charger at a time
-        self._wake = Alarm()
-        self._stopping = False
-        self.last_error: tuple[float, str] | None = None  # (unix time, what went wrong)
+        self._schedule = PollSchedule(settings)  # when to look, which keys to ask
+        self._poll_error: tuple[float, str] | None = None  # (unix time, what went wrong)
         self.pv_feed = PvFeed(
             self.name,
             self._write_feed,
@@ -108,16 +93,14 @@ class Charger:
             timeout=settings.pv_feed_timeout,
         )
         self._feed_publish: asyncio.Task[list[str]] | None = None
-        self._settled_read_at: float | None = None  # monotonic: the last poll of every key
-        self._settled_due = True  # a write, a restart: read settings and facts again
-        self._push = transport if isinstance(transport, PushTransport) else None
-        self._asks = transport if isinstance(transport, AskingTransport) else None
-        # Pushed messages that carried a key the bridge reads: a read-back counts
-        # those after a mark (a command notes it before it writes).
-        self.pushed = 0
-        self._pushed_now = asyncio.Event()  # set as ``pushed`` moves
+        self._push: PushSide | None = None
+        if isinstance(transport, PushTransport):
+            self._push = PushSide(self.name, transport)
+        # It sees this charger through ChargerAccess and writes through the transport.
         self.runner = CommandRunner(
+            self.name,
             self,
+            transport.set,
             sink=sink,
             max_command_age=max_command_age,
             confirm_delays=confirm_delays,
@@ -137,7 +120,7 @@ class Charger:
     @property
     def connection(self) -> str:
         """Which transport serves the charger now, and why (the Connection entity)."""
-        return self._push.connection if self._push is not None else "polling"
+        return self._push.transport.connection if self._push is not None else "polling"
 
     def _bridge_values(self) -> dict[str, Any]:
         return {**self.pv_feed.states(), "@connection": self.connection}
@@ -185,55 +168,28 @@ class Charger:
     async def run(self, start_within: float | None = None) -> None:
         """Poll, and keep the push channel open beside it when the transport has one."""
         if self._push is None:
-            await self._poll(start_within)
+            await self._schedule.run(start_within, self._look, self.next_delay)
             return
-        pushing = asyncio.create_task(
-            self._push.push(self._pushed, self._push_state_changed), name=f"push:{self.name}"
-        )
-        try:
+        async with self._push.open(self._pushed, self._push_state_changed):
             # The socket tells at once whether it stands (or why not): polling before
             # it did would be one HTTP call too many for every charger at every start.
-            await self._wake.wait(max(self.settings.scan_interval, PUSH_START_WAIT))
-            await self._poll(start_within)
-        finally:
-            # Again until it ends: on 3.11 a wait_for inside may swallow one cancel.
-            while not pushing.done():
-                pushing.cancel()
-                await asyncio.wait({pushing}, timeout=1.0)
-            if not pushing.cancelled() and pushing.exception() is not None:
-                log.error("push_crashed", charger=self.name, error=repr(pushing.exception()))
+            await self._schedule.sleep(max(self.settings.scan_interval, PUSH_START_WAIT))
+            await self._schedule.run(start_within, self._look, self.next_delay)
 
-    async def _poll(self, start_within: float | None) -> None:
-        # Spread the first polls of a fleet instead of a burst. Each poll is then due an
-        # interval after the one before was due, not after it ended: polls that a stall
-        # (a long collection, a busy machine) made late all at once go back to their own
-        # times, instead of staying bunched and coming due together ever after.
-        if start_within is None:
-            start_within = min(self.settings.scan_interval, 1.0)
-        loop = asyncio.get_running_loop()
-        due = loop.time() + random.uniform(0, start_within)
-        woken = await self._wake.wait(due - loop.time())
-        while not self._stopping:
-            self._wake.clear()
-            if woken:  # polled early (a command, a wake-up): the schedule starts anew
-                due = loop.time()
-            if self.pushing:
-                # The charger tells us what changes: no poll, only a look whether the
-                # channel still stands, at the usual pace.
-                self.polled_once = True
-                woken = await self._wake.wait(self.settings.scan_interval)
-                continue
-            try:
-                await self.refresh()
-            except Exception as exc:
-                # A bug must not stop a charger from being watched, nor leave it
-                # "online" with frozen values: it counts as a failed poll.
-                log.exception("poll_crashed", charger=self.name)
-                await self._poll_failed(GoeError(f"internal error: {type(exc).__name__}"))
-            self.polled_once = True
-            now = loop.time()
-            due = next_due(due, self.next_delay(), now)
-            woken = await self._wake.wait(due - now)
+    async def _look(self) -> bool:
+        """One look of the poll loop: a poll; none (False) while the charger pushes."""
+        if self.pushing:
+            self.polled_once = True  # the charger tells us what changes
+            return False
+        try:
+            await self.refresh()
+        except Exception as exc:
+            # A bug must not stop a charger from being watched, nor leave it
+            # "online" with frozen values: it counts as a failed poll.
+            log.exception("poll_crashed", charger=self.name)
+            await self._poll_failed(GoeError(f"internal error: {type(exc).__name__}"))
+        self.polled_once = True
+        return True
 
     def stop(self) -> None:
         """Make run() and serve_commands() return after what they are doing now.
@@ -242,39 +198,20 @@ class Charger:
         libraries use inside every publish, drops a cancel that arrives as its
         future completes, and the loop would go on polling.
         """
-        self._stopping = True
-        self._wake.set()
-        self.runner.wake()
+        self._schedule.stop()
+        self.runner.stop()
         self.pv_feed.stop()
         self._out.stop()
 
     def next_delay(self) -> float:
-        hold_off = self.hold_off
-        if self.failures:
-            factor = min(2 ** (self.failures - 1), MAX_BACKOFF_FACTOR)
-            return max(float(self.settings.scan_interval * factor), hold_off)
-        if self.status.get("car") == CAR_IDLE:
-            # No car: only plugging one in can change anything. A command wakes us anyway.
-            return max(self.settings.idle_interval, hold_off)
-        return max(self.settings.scan_interval, hold_off)
-
-    def _every_key_due(self, now: float) -> bool:
-        """Polite polling: settings and facts only every config_interval, after a
-        write (a command reads back every key) or when the charger restarted."""
-        return (
-            self._settled_due
-            or self.runner.running is not None
-            or self._settled_read_at is None
-            or now - self._settled_read_at >= self.settings.config_interval
+        car_idle = self.status.get("car") == CAR_IDLE
+        return self._schedule.next_delay(
+            failures=self.failures, hold_off=self.hold_off, car_idle=car_idle
         )
 
     def poll_soon(self, delay: float = 0.0) -> None:
         """Poll early (after a command: every key, settings included)."""
-        self._settled_due = True
-        if delay <= 0:
-            self._wake.set()
-        else:
-            asyncio.get_running_loop().call_later(delay, self._wake.set)
+        self._schedule.poll_soon(delay)
 
     async def refresh(self) -> bool:
         """Read the charger once and publish what changed; False if it did not answer."""
@@ -285,21 +222,22 @@ class Charger:
         """refresh() for a caller that already holds the lock. A pushing charger's
         read-back is a message it pushed after ``since`` (a count of ``pushed``, noted
         before a write: what came since is the charger's word; None: from now)."""
-        if self.pushing:
+        push = self._push
+        if push is not None and push.live:
             # What the charger pushes is the read-back: one that came already, or its
             # next (it sends one a second), rather than asking over HTTP.
-            if await self._pushed_after(self.pushed if since is None else since) or (
-                self._asks is None
+            if await push.came_after(push.count if since is None else since) or (
+                not push.can_ask
             ):
                 # A command's result comes after its values are out, not up to
                 # MIN_INTERVAL later.
                 await self._out.flush()
                 return self.pushing
             if self.pushing:
-                return await self._ask_instead(self._asks)
+                return await self._ask_instead(push)
             # It went down meanwhile: the transport's status is its fallback's now.
         started = time.monotonic()
-        every_key = self._every_key_due(started)
+        every_key = self._schedule.every_key_due(started, writing=self.runner.running is not None)
         try:
             answer = own_keys(await self.transport.status(STATUS_KEYS if every_key else LIVE_KEYS))
             self._check_serial(answer)
@@ -307,37 +245,20 @@ class Charger:
             await self._poll_failed(exc)
             return False
         took_ms = round((time.monotonic() - started) * 1000, 1)
-        if every_key:
-            self._settled_read_at, self._settled_due, status = started, False, answer
-        elif answer.get("rbc") != self.status.get("rbc"):
-            # It restarted, perhaps into new firmware: read every key now.
-            self._settled_due = True
+        status = self._schedule.answered(self.status, answer, every_key=every_key, at=started)
+        if status is None:  # it restarted: every key now
             return await self.read_back()
-        else:
-            # Settings as last read; a live key the answer lacks is gone (unknown).
-            status = {k: v for k, v in self.status.items() if k not in LIVE_KEYS}
-            status.update(answer)
         changed = await self._accept(status)
         log.debug("poll", charger=self.name, ms=took_ms, changed=changed)
         return True
 
-    async def _pushed_after(self, count: int) -> bool:
-        """Whether a message came after the ``count``-th, waiting PUSH_WAIT at most."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(PUSH_WAIT):
-                while self.pushed <= count:
-                    self._pushed_now.clear()
-                    await self._pushed_now.wait()
-        return self.pushed > count
-
-    async def _ask_instead(self, asks: AskingTransport) -> bool:
+    async def _ask_instead(self, push: PushSide) -> bool:
         """No frame within PUSH_WAIT though the socket stands: what it pushed last may
         be stale, and a read-back confirmed by it would lie. Ask the charger."""
         try:
-            answer = await asks.ask(STATUS_KEYS)
-            if answer is None:
+            status = await push.ask()
+            if status is None:
                 return self.pushing  # nobody to ask: the last copy is all there is
-            status = own_keys(answer)
             self._check_serial(status)
         except GoeError as exc:
             # The socket still counts as up: not a failed poll, only no read-back.
@@ -354,17 +275,18 @@ class Charger:
 
     async def _pushed(self, values: Mapping[str, Any], full: bool) -> None:
         """A message from the push channel: a full status, or the keys that changed."""
+        assert self._push is not None  # only the push channel calls this
         if full:
             status = own_keys(values)
             self._check_serial(status)  # WrongCharger ends the connection, with the reason
-            self._fresh()
+            self._push.arrived()
             await self._accept(status, merge=True)
             return
         delta = own_keys(values)
         if not delta:
             return  # nothing the bridge reads (a clock): no news of what it shows
         self._check_serial(delta)  # in any message, not only the full status
-        self._fresh()
+        self._push.arrived()
         changed = changed_in(self.status, delta)
         self.last_success = time.time()
         if changed:
@@ -374,13 +296,15 @@ class Charger:
             # Unchanged still shows what the feed wrote: a poll would have said so too.
             self.pv_feed.observe(self.status)
 
-    def _fresh(self) -> None:
-        self.pushed += 1
-        self._pushed_now.set()
+    @property
+    def pushed(self) -> int:
+        """Messages pushed so far with a key the bridge reads (0 for a polled charger):
+        a mark for read_back's ``since``."""
+        return self._push.count if self._push is not None else 0
 
     def _push_state_changed(self) -> None:
         """The push channel came up or went down: poll (or stop polling) now."""
-        self._wake.set()
+        self._schedule.wake()
         if self.status:
             self._feed_changed()  # the Connection entity says which transport serves
 
@@ -410,7 +334,7 @@ class Charger:
 
     async def _poll_failed(self, exc: GoeError) -> None:
         self.failures += 1
-        self.last_error = (time.time(), f"poll failed: {exc}")
+        self._poll_error = (time.time(), f"poll failed: {exc}")
         if isinstance(exc, RateLimited) and exc.retry_after is not None:
             wait = min(exc.retry_after, MAX_RETRY_AFTER)
             self._not_before = max(self._not_before, time.monotonic() + wait)
@@ -435,22 +359,24 @@ class Charger:
     def queued(self) -> int:
         return self.runner.queued
 
-    def submit(self, command: QueuedCommand) -> None:
-        self.runner.submit(command)
-
     async def serve_commands(self) -> None:
         """Commands one at a time, and the PV feed beside them."""
         await asyncio.gather(self.runner.serve(), self.pv_feed.run())
 
-    # --- what the runner uses -------------------------------------------------------
+    @property
+    def last_error(self) -> tuple[float, str] | None:
+        """What went wrong last, poll or command: (unix time, what), for bridge/info."""
+        errors = [e for e in (self._poll_error, self.runner.last_failure) if e is not None]
+        return max(errors, default=None)
+
+    # --- what the runner sees (ChargerAccess) ---------------------------------------
 
     @property
     def polled(self) -> bool:
         return self.last_success is not None or self.failures > 0
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
+    def unreachable(self) -> str | None:
+        return None if self.online else self.offline_reason
 
     @property
     def hold_off(self) -> float:
@@ -465,6 +391,5 @@ class Charger:
             "commands": asdict(self.commands),
             "queued_commands": self.queued,
             "pv_feed": self.pv_feed.state,
-            # What a pushing peer sent that was not kept (unknown keys, huge values...).
-            **({"skipped": dict(self._push.skipped)} if self._push and self._push.skipped else {}),
+            **(self._push.info() if self._push is not None else {}),
         }

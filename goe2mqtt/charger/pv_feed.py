@@ -26,7 +26,7 @@ from typing import Any
 import structlog
 
 from goe2mqtt.catalogue.pv import MAX_POWER
-from goe2mqtt.commands.services import CommandError, check_fresh, parse_timestamp
+from goe2mqtt.commands.payloads import CommandError, check_fresh, parse_timestamp
 from goe2mqtt.util.numbers import finite_number, lenient_number
 
 log = structlog.get_logger()

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import structlog
 
 from goe2mqtt.catalogue import UNCONFIRMABLE
-from goe2mqtt.commands.services import SetCall, command_result, request_id_of
+from goe2mqtt.commands.payloads import SetCall, command_result, request_id_of
 from goe2mqtt.util.values import JsonValue
 
 log = structlog.get_logger()
@@ -109,6 +109,40 @@ class RepeatFilter:
         if len(self._seen) > 1024:  # one entry per charger and service: bounded anyway
             self._seen = dict(list(self._seen.items())[-512:])
         return repeats
+
+
+class RefusedDeliveries:
+    """Deliveries refused before anything was stored, by MQTT packet id, so that a DUP
+    redelivery (QoS 1 is "at least once") is recognised and not answered twice, as the
+    journal recognises those it holds. Within one broker session only: packet ids start
+    afresh with a new one (forget())."""
+
+    # More than a broker keeps in flight to one client (Mosquitto: 20).
+    KEPT = 256
+
+    def __init__(self) -> None:
+        self._mids: dict[int, int] = {}  # packet id -> hash of (charger, service, payload)
+
+    def refused(self, mid: int | None, charger: str, service: str, payload: bytes) -> None:
+        if mid is None:
+            return
+        self._mids.pop(mid, None)  # to the end: the oldest go first
+        self._mids[mid] = hash((charger, service, payload))
+        if len(self._mids) > self.KEPT:
+            del self._mids[next(iter(self._mids))]
+
+    def again(self, mid: int | None, dup: bool, charger: str, service: str, payload: bytes) -> bool:
+        """Whether this delivery is a redelivery of one refused already."""
+        if mid is None:
+            return False
+        if dup:
+            return self._mids.get(mid) == hash((charger, service, payload))
+        # A packet id the broker uses again was acknowledged: it is a new delivery.
+        self._mids.pop(mid, None)
+        return False
+
+    def forget(self) -> None:
+        self._mids.clear()
 
 
 def rejection(command: QueuedCommand, reason: str, refusals: RepeatFilter) -> dict[str, Any]:

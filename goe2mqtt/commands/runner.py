@@ -1,10 +1,12 @@
 """One charger's commands: a bounded queue, run one at a time, each confirmed.
 
-Freshness and availability are checked again when a command's turn comes; a charger
-that goes offline refuses what waits for it; a set whose answer was lost is looked
-for before it counts as failed; every set is read back until the charger shows it.
-The charger lends its status, lock, transport and read-back (CommandTarget): the
-runner knows nothing else of it.
+A command comes parsed (the desk refused what does not parse before journaling it).
+Freshness and availability are checked again when its turn comes; a charger that goes
+offline refuses what waits for it; a set whose answer was lost is looked for before
+it counts as failed; every set is read back until the charger shows it. The runner
+sees its charger through a narrow view (ChargerAccess: what it shows, whether it can
+be reached, refresh and read back) and writes through the transport's ``set``; it
+changes nothing of the charger's own: a failure is the runner's (``last_failure``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 import structlog
@@ -29,15 +32,15 @@ from goe2mqtt.commands.outcomes import (
     rejection,
     unconfirmed_values,
 )
-from goe2mqtt.commands.services import (
+from goe2mqtt.commands.payloads import (
     CommandError,
     SetCall,
     check_fresh,
     command_result,
-    parse_command,
     request_id_of,
 )
-from goe2mqtt.goe.transport import GoeError, RateLimited, TransientError, Transport
+from goe2mqtt.commands.services import Command
+from goe2mqtt.goe.transport import GoeError, RateLimited, TransientError
 from goe2mqtt.util.values import JsonValue
 
 log = structlog.get_logger()
@@ -49,31 +52,37 @@ CONFIRM_DELAYS = (0.0, 1.5, 3.5)
 MAX_QUEUED_COMMANDS = 20  # per charger; more waiting means the sender should slow down
 
 
-class CommandTarget(Protocol):
-    """What the runner needs of its charger (charger.loop.Charger is the one)."""
-
-    name: str
-    status: dict[str, Any]  # the latest values the charger showed
-    online: bool
-    offline_reason: str
-    lock: asyncio.Lock  # one conversation with the charger at a time
-    last_error: tuple[float, str] | None  # (unix time, what went wrong): bridge/info
-    pushed: int  # messages the charger pushed so far (0 for one that is polled)
+class ChargerAccess(Protocol):
+    """What the runner sees of its charger (charger.loop.Charger lends it)."""
 
     @property
-    def transport(self) -> Transport: ...
+    def status(self) -> Mapping[str, Any]:
+        """The latest values the charger showed."""
+        ...
 
     @property
     def polled(self) -> bool:
         """Whether this run has asked the charger at least once."""
         ...
 
-    @property
-    def stopping(self) -> bool: ...
+    def unreachable(self) -> str | None:
+        """Why the charger cannot be reached now (offline); None while it can."""
+        ...
 
     @property
     def hold_off(self) -> float:
         """Seconds the charger's API asked us to wait (Retry-After); 0 when it did not."""
+        ...
+
+    @property
+    def lock(self) -> AbstractAsyncContextManager[None]:
+        """One conversation with the charger at a time."""
+        ...
+
+    @property
+    def pushed(self) -> int:
+        """Messages the charger pushed so far (0 for one that is polled): a mark for
+        read_back's ``since``."""
         ...
 
     async def refresh(self) -> bool:
@@ -85,60 +94,72 @@ class CommandTarget(Protocol):
         ``since``-th counts as read back (None: only one that comes now)."""
         ...
 
-    def poll_soon(self, delay: float = 0.0) -> None: ...
+    def poll_soon(self, delay: float = 0.0) -> None:
+        """Look again (every key) after ``delay`` seconds."""
+        ...
+
+
+SetCallSender = Callable[[SetCall], Awaitable[object]]
 
 
 class CommandRunner:
     def __init__(
         self,
-        charger: CommandTarget,
+        name: str,
+        charger: ChargerAccess,
+        send: SetCallSender,
         *,
         sink: CommandSink | None,
         max_command_age: float,
         confirm_delays: Sequence[float],
         max_queued: int,
     ) -> None:
+        self.name = name  # the charger's, for the log
         self._charger = charger
+        self._send = send  # the transport's set: how a set call reaches the charger
         self._sink = sink
         self._refusals = sink.refusals if sink is not None else RepeatFilter()
         self._max_command_age = max_command_age
         self._confirm_delays = tuple(confirm_delays)
         self._max_queued = max_queued
-        self._queue: deque[QueuedCommand] = deque()
+        self._queue: deque[tuple[QueuedCommand, Command]] = deque()
         self._queued = asyncio.Event()
+        self._stopping = False
         self.running: QueuedCommand | None = None
         self._sent: list[SetCall] | None = None  # set calls of the running command, once sent
         self.stats = CommandStats()
+        # The last command that failed at the charger: (unix time, what went wrong).
+        self.last_failure: tuple[float, str] | None = None
 
-    def wake(self) -> None:
-        """Let serve() see that the charger stops."""
+    def stop(self) -> None:
+        """Make serve() return after the command it runs now."""
+        self._stopping = True
         self._queued.set()
 
     def refuse_waiting(self, reason: str) -> None:
         """Refuse every waiting command (the charger went offline)."""
         while self._queue:
-            self._refuse(self._queue.popleft(), reason)
+            self.refuse(self._queue.popleft()[0], reason)
 
     @property
     def queued(self) -> int:
         return len(self._queue)
 
-    def submit(self, command: QueuedCommand) -> None:
-        """Queue a command; it is refused at once if it cannot wait."""
-        if self._charger.polled and not self._charger.online:
-            self._refuse(command, f"charger offline: {self._charger.offline_reason}")
+    def submit(self, queued: QueuedCommand, command: Command) -> None:
+        """Queue a parsed command; it is refused at once if it cannot wait."""
+        offline = self._charger.unreachable() if self._charger.polled else None
+        if offline is not None:
+            self.refuse(queued, f"charger offline: {offline}")
         elif len(self._queue) >= self._max_queued:
-            self._refuse(
-                command, f"queue full: {len(self._queue)} commands wait for {self._charger.name}"
-            )
+            self.refuse(queued, f"queue full: {len(self._queue)} commands wait for {self.name}")
         else:
-            self._queue.append(command)
+            self._queue.append((queued, command))
             self._queued.set()
             log.debug(
                 "command_queued",
-                charger=self._charger.name,
-                service=command.service,
-                seq=command.seq,
+                charger=self.name,
+                service=queued.service,
+                seq=queued.seq,
                 waiting=len(self._queue),
             )
 
@@ -148,57 +169,53 @@ class CommandRunner:
         A command cancelled while it runs (shutdown grace exceeded) still gets its
         result: outcome unknown if a set may have gone out, so nobody resends blindly.
         """
-        while not self._charger.stopping:
+        while not self._stopping:
             if not self._queue:
                 self._queued.clear()
                 await self._queued.wait()
                 continue
-            command = self._queue.popleft()
-            self.running, self._sent = command, None
+            queued, command = self._queue.popleft()
+            self.running, self._sent = queued, None
             try:
-                result = await self._execute(command)
+                result = await self._execute(queued, command)
             except asyncio.CancelledError:
-                if self._sent is None:
-                    self._queue.appendleft(command)  # never started: runs after the restart
+                if self._sent is None:  # never started: it runs after the restart
+                    self._queue.appendleft((queued, command))
                 else:
-                    self._report(command, interrupted(command, self._sent))
+                    self._report(queued, interrupted(queued, self._sent))
                 raise
             except Exception as exc:
-                log.exception(
-                    "command_crashed", charger=self._charger.name, service=command.service
-                )
+                log.exception("command_crashed", charger=self.name, service=queued.service)
                 self.stats.failed += 1
                 result = command_result(
-                    command.service,
+                    queued.service,
                     ok=False,
-                    request_id=request_id_of(command.payload),
+                    request_id=request_id_of(queued.payload),
                     error=f"internal error: {type(exc).__name__}",
                 )
             finally:
                 self.running = None
-            self._report(command, result)
+            self._report(queued, result)
 
     def _report(self, command: QueuedCommand, result: dict[str, Any]) -> None:
         if self._sink is not None:
             self._sink.command_finished(command, result)
 
-    def _refuse(self, command: QueuedCommand, reason: str) -> None:
-        """Refuse a command that never reached the charger."""
+    def refuse(self, command: QueuedCommand, reason: str) -> None:
+        """Refuse a command that never reached the charger (counted, answered through
+        the sink): the desk's refusals of what does not parse come here too."""
         self.stats.rejected += 1
         self._report(command, rejection(command, reason, self._refusals))
 
-    async def execute(self, command: QueuedCommand) -> dict[str, Any]:
-        """Run one command now (outside the queue); its result."""
+    async def execute(self, queued: QueuedCommand, command: Command) -> dict[str, Any]:
+        """Run one parsed command now (outside the queue); its result."""
         self._sent = None
-        return await self._execute(command)
+        return await self._execute(queued, command)
 
-    async def _execute(self, queued: QueuedCommand) -> dict[str, Any]:
-        """Validate, run and confirm one command; the result for the result topic."""
+    async def _execute(self, queued: QueuedCommand, command: Command) -> dict[str, Any]:
+        """Check, run and confirm one command; the result for the result topic."""
         service = queued.service
         try:
-            if queued.retained:
-                raise CommandError("retained command ignored: publish commands without retain")
-            command = parse_command(service, queued.payload)
             now, max_age = time.time(), self._max_command_age
             check_fresh(command.sent_at, now=now, max_age=max_age)
             # Its age by the monotonic clock: a wall-clock jump cannot make it stale.
@@ -208,8 +225,9 @@ class CommandRunner:
                 # Not polled yet: commands queued while we were away arrive right after
                 # connecting, before the first poll. Look now instead of refusing them.
                 await self._charger.refresh()
-            if not self._charger.online:
-                raise CommandError(f"charger offline: {self._charger.offline_reason}")
+            offline = self._charger.unreachable()
+            if offline is not None:
+                raise CommandError(f"charger offline: {offline}")
             hold_off = self._charger.hold_off
             if hold_off > 0:
                 raise CommandError(f"rate limited by the cloud: retry after {hold_off:.0f} s")
@@ -226,7 +244,7 @@ class CommandRunner:
                     self.stats.rejected += 1
                     return rejection(queued, str(exc), self._refusals)
             self._sent = list(calls)
-            log.debug("command_started", charger=self._charger.name, service=service, calls=calls)
+            log.debug("command_started", charger=self.name, service=service, calls=calls)
             # What a pushing charger sends from here on may show the writes: a delta
             # that comes before the read-back starts is not to be missed.
             since = self._charger.pushed
@@ -242,10 +260,10 @@ class CommandRunner:
         self._charger.poll_soon(FOLLOW_UP_DELAY)
         if error is not None:
             self.stats.failed += 1
-            self._charger.last_error = (time.time(), f"{service} failed: {error}")
+            self.last_failure = (time.time(), f"{service} failed: {error}")
             log.warning(
                 "command_failed",
-                charger=self._charger.name,
+                charger=self.name,
                 service=service,
                 reason=error,
                 applied=applied,
@@ -263,7 +281,7 @@ class CommandRunner:
                 **extra,
             )
         self.stats.ok += 1
-        log.info("command_done", charger=self._charger.name, service=service, applied=applied)
+        log.info("command_done", charger=self.name, service=service, applied=applied)
         blind = sorted({key for call in applied for key in call} & UNCONFIRMABLE)
         extra = {"unconfirmable": blind} if blind else {}
         return command_result(
@@ -276,7 +294,7 @@ class CommandRunner:
         """Send the set calls in order; stop at the first that fails for good."""
         applied: list[SetCall] = []
         for call in calls:
-            log.debug("command_set", charger=self._charger.name, call=call)
+            log.debug("command_set", charger=self.name, call=call)
             try:
                 await self._set_with_retry(call)
             except TransientError as exc:
@@ -293,7 +311,7 @@ class CommandRunner:
                     return applied, str(exc)
                 log.info(
                     "set_answer_lost",
-                    charger=self._charger.name,
+                    charger=self.name,
                     keys=sorted(call),
                     reason=str(exc),
                 )
@@ -307,14 +325,14 @@ class CommandRunner:
         # is sent once. A 4xx says the charger refused and asking again will not help,
         # and a 429 asks us to wait, not to ask again at once.
         try:
-            await self._charger.transport.set(call)
+            await self._send(call)
         except RateLimited:
             raise
         except TransientError as exc:
             if not ACTIONS.isdisjoint(call):
                 raise
-            log.info("set_retry", charger=self._charger.name, keys=sorted(call), reason=str(exc))
-            await self._charger.transport.set(call)
+            log.info("set_retry", charger=self.name, keys=sorted(call), reason=str(exc))
+            await self._send(call)
 
     async def _confirm(
         self, applied: Sequence[SetCall], since: int
@@ -336,10 +354,10 @@ class CommandRunner:
             if read:
                 unconfirmed = unconfirmed_values(expected, self._charger.status)
                 log.debug(
-                    "command_read_back", charger=self._charger.name, unconfirmed=sorted(unconfirmed)
+                    "command_read_back", charger=self.name, unconfirmed=sorted(unconfirmed)
                 )
                 if not unconfirmed:
                     break
-            elif not self._charger.online:
+            elif self._charger.unreachable() is not None:
                 break  # the charger is gone: more read-backs would only wait for timeouts
         return unconfirmed

@@ -23,43 +23,10 @@ from goe2mqtt.catalogue import (
 )
 from goe2mqtt.catalogue.model import PRESS
 from goe2mqtt.catalogue.writes import Unit, to_goe
-from goe2mqtt.commands.payloads import (
-    MAX_PAYLOAD_BYTES,
-    NOTHING,
-    CommandError,
-    Payload,
-    SetCall,
-    check_fresh,
-    command_result,
-    parse_payload,
-    parse_timestamp,
-    request_id_of,
-    result_json,
-)
+from goe2mqtt.commands.payloads import NOTHING, CommandError, SetCall, parse_payload
 from goe2mqtt.util.numbers import finite_number
 from goe2mqtt.util.text import fold
 from goe2mqtt.util.values import JsonValue
-
-__all__ = [
-    "MAX_PAYLOAD_BYTES",
-    "NOTHING",
-    "PRESS",
-    "SERVICES",
-    "SERVICES_BY_NAME",
-    "Command",
-    "CommandError",
-    "Payload",
-    "ServiceDescription",
-    "SetCall",
-    "check_fresh",
-    "command_result",
-    "parse_command",
-    "parse_payload",
-    "parse_timestamp",
-    "request_id_of",
-    "result_json",
-]
-
 
 # --- parameter converters: raw JSON -> the value go-e gets -------------------------
 
@@ -344,3 +311,12 @@ def parse_command(service_name: str, raw: bytes) -> Command:
     )
 
 
+RETAINED_REFUSAL = "retained command ignored: publish commands without retain"
+
+
+def parse_delivered(service_name: str, raw: bytes, *, retained: bool) -> Command:
+    """A command as the broker delivered it, parsed before it is stored or queued:
+    CommandError with the reason for one that could never run."""
+    if retained:
+        raise CommandError(RETAINED_REFUSAL)
+    return parse_command(service_name, raw)

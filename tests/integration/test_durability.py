@@ -147,6 +147,48 @@ async def test_results_finished_while_the_broker_is_down_arrive_after_it_is_back
     journal.close()
 
 
+# --- what could never run is refused before it is stored ---------------------------
+
+
+async def test_a_malformed_command_is_refused_unjournaled_and_the_daemon_goes_on(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    raw = make_settings(broker, simulator, scan_interval=60)
+    topics = Topics(raw["mqtt"]["base_topic"])
+    garage = simulator.charger("012345")
+    calls: list[str] = []
+    simulator.observers.append(lambda serial, call: calls.append(call))
+    daemon = Daemon(_write_config(tmp_path, raw))
+    await daemon.start()
+    topic = topics.command("garage", "change_charging_power")
+    try:
+        async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
+            await probe.wait_text(topics.availability("garage"), "online")
+            calls.clear()
+            bad = await probe.command(topic, '{"charging_power": "ten", "id": "bad"}')
+            assert calls == []  # no API call at all: not even a look at the charger
+            good = await probe.command(topic, '{"charging_power": 10, "id": "good"}')
+    finally:
+        code = await daemon.end(signal.SIGTERM)
+    assert bad == {"service": "change_charging_power", "ok": False, "id": "bad",
+                   "error": "charging_power must be an integer"}  # fmt: skip
+    assert good["ok"] is True, good  # the daemon went on
+    assert garage.amp == 10
+    assert code == 0
+    (rejected,) = [e for e in daemon.events() if e["event"] == "command_rejected"]
+    assert (rejected["level"], rejected["reason"]) == (
+        "warning", "charging_power must be an integer"
+    )
+    journal = Journal(journal_path(parse_settings(raw)))
+    try:  # the valid command only: the malformed one was never stored
+        assert [e.payload for e in journal.entries(PUBLISHED)] == [
+            b'{"charging_power": 10, "id": "good"}'
+        ]
+        assert journal.count() == {PUBLISHED: 1}
+    finally:
+        journal.close()
+
+
 # --- the queue: re-checked when a command's turn comes -------------------------------
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio.sslproto
 
-from goe2mqtt.charger.loop import MAX_BACKOFF_FACTOR
+from goe2mqtt.charger.schedule import MAX_BACKOFF_FACTOR
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.goe.pool import KEEPALIVE, TLS_READ_BUFFER, http_session
 

@@ -301,7 +301,7 @@ async def test_an_id_json_cannot_hold_is_refused_with_valid_json(
 
 
 def test_results_are_valid_json_whatever_the_charger_sent() -> None:
-    from goe2mqtt.commands.services import command_result, result_json
+    from goe2mqtt.commands.payloads import command_result, result_json
 
     result = command_result(
         "set_phase",

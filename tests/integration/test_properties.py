@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from goe2mqtt.catalogue import ENTITIES, STATUS_KEYS, format_state, read_states, reported_keys
 from goe2mqtt.catalogue.facts import DeviceFacts
 from goe2mqtt.charger.loop import Charger
-from goe2mqtt.commands.outcomes import QueuedCommand
-from goe2mqtt.commands.services import SERVICES
+from goe2mqtt.commands.outcomes import QueuedCommand, RepeatFilter, rejection
+from goe2mqtt.commands.payloads import CommandError
+from goe2mqtt.commands.services import SERVICES, parse_delivered
 from goe2mqtt.homeassistant.discovery import render_discovery
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
@@ -91,7 +92,12 @@ async def test_any_command_payload_gets_one_answer_and_only_valid_calls(
     bridge, simulated, _ = charger_bridge
     calls_before = len(simulated.set_calls)
     command = QueuedCommand(1, "garage", service, raw, retained, time.time())
-    result = await bridge.runner.execute(command)
+    try:  # as the desk takes it: parsed on arrival, refused there if it could never run
+        parsed = parse_delivered(service, raw, retained=retained)
+    except CommandError as exc:
+        result = rejection(command, str(exc), RepeatFilter())
+    else:
+        result = await bridge.runner.execute(command, parsed)
 
     json.dumps(result)  # it can always go on the result topic
     assert result["service"] == service

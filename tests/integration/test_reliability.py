@@ -66,6 +66,14 @@ async def test_set_faults_give_the_documented_result(
     # A failed set is a failed command, not a dead charger: polls still work.
     assert bridge.bridge.chargers["garage"].online
     assert probe.last_text(setup.topics.availability("garage")) == "online"
+    # The runner keeps its failure; the charger's last error (bridge/info) shows it.
+    last_error = bridge.bridge.chargers["garage"].last_error
+    if ok:
+        assert last_error is None, last_error
+    else:
+        assert last_error is not None
+        assert last_error[1] == f"change_charging_power failed: {result['error']}"
+        assert bridge.bridge.info()["last_error"]["error"] == last_error[1][:200]
 
 
 async def test_a_confirmed_command_shows_every_key_it_set(

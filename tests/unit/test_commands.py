@@ -7,15 +7,14 @@ from typing import Any
 
 import pytest
 
-from goe2mqtt.commands.services import (
+from goe2mqtt.commands.payloads import (
     NOTHING,
-    SERVICES_BY_NAME,
     CommandError,
     check_fresh,
-    parse_command,
     parse_payload,
     request_id_of,
 )
+from goe2mqtt.commands.services import SERVICES_BY_NAME, parse_command
 
 STATUS: dict[str, Any] = {"car": 2, "mca": 6, "ama": 16}
 

@@ -3,31 +3,62 @@ it answers, and that nothing it is handed can make it raise."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from goe2mqtt.bridge.desk import CommandDesk
 from goe2mqtt.commands.journal import DONE, QUEUED, Journal, JournalWriteFailed
-from goe2mqtt.commands.outcomes import QueuedCommand
+from goe2mqtt.commands.outcomes import (
+    CommandSink,
+    QueuedCommand,
+    RefusedDeliveries,
+    RepeatFilter,
+    rejection,
+)
+from goe2mqtt.commands.services import Command
 from goe2mqtt.mqtt.session import InboundMessage
 from goe2mqtt.mqtt.topics import Topics
 
 TOPICS = Topics("goe2mqtt")
 
 
-class FakeCharger:
-    """Takes commands and PV readings as a Charger does; can be told to blow up."""
+class FakeRunner:
+    """Takes commands as a CommandRunner does: queues them, or refuses through the sink."""
 
     def __init__(self) -> None:
+        self.sink: CommandSink | None = None
         self.submitted: list[QueuedCommand] = []
+        self.parsed: list[Command] = []
+        self.refused = 0
+
+    def submit(self, queued: QueuedCommand, command: Command) -> None:
+        self.submitted.append(queued)
+        self.parsed.append(command)
+
+    def refuse(self, command: QueuedCommand, reason: str) -> None:
+        self.refused += 1
+        assert self.sink is not None
+        self.sink.command_finished(command, rejection(command, reason, RepeatFilter()))
+
+
+class FakeCharger:
+    """Takes commands (its runner) and PV readings as a Charger does; can be told to blow up."""
+
+    def __init__(self) -> None:
+        self.runner = FakeRunner()
         self.readings: list[bytes] = []
         self.explode = False
 
-    def submit(self, command: QueuedCommand) -> None:
-        self.submitted.append(command)
+    @property
+    def submitted(self) -> list[QueuedCommand]:
+        return self.runner.submitted
 
     def offer_reading(self, service: str, payload: bytes, *, retained: bool) -> str | None:
         if self.explode:
@@ -53,12 +84,13 @@ def desk(tmp_path: Path) -> tuple[CommandDesk, FakeCharger, FailingJournal]:
     charger = FakeCharger()
     desk = CommandDesk(
         journal,
-        {"garage": charger},  # type: ignore[dict-item]
+        {"garage": charger},
         topics=TOPICS,
         configured=["garage"],
         answers_unknown=True,
         secrets=[],
     )
+    charger.runner.sink = desk
     return desk, charger, journal
 
 
@@ -77,13 +109,12 @@ def test_a_command_is_journaled_and_routed(desk: Any) -> None:
     assert journal.count() == {QUEUED: 1}
 
 
-def test_an_oversized_payload_is_refused_and_journaled_in_part(desk: Any) -> None:
+def test_an_oversized_payload_is_refused_and_not_journaled(desk: Any) -> None:
     commands, charger, journal = desk
     commands.accept("garage", "stop_charging", _message(b"x" * 100_000))
     assert charger.submitted == []
     assert _owed(commands)[0]["error"] == "payload of 100000 bytes is larger than 4096 bytes"
-    (entry,) = journal.entries(DONE)
-    assert len(entry.payload) == 4096
+    assert journal.count() == {}
 
 
 def test_clearing_a_retained_command_is_ignored(desk: Any) -> None:
@@ -137,7 +168,111 @@ def test_a_new_broker_session_forgets_packet_ids(desk: Any) -> None:
     assert len(charger.submitted) == 2  # a new session: a new command
 
 
-def test_a_command_for_an_unknown_charger_is_answered(desk: Any) -> None:
-    commands, _, _ = desk
+def test_a_command_for_an_unknown_charger_is_answered_unstored(desk: Any) -> None:
+    commands, _, journal = desk
     commands.accept("nosuch", "stop_charging", _message(b"{}"))
     assert _owed(commands)[0]["error"] == "unknown charger 'nosuch'"
+    assert commands.unrouted.rejected == 1
+    assert journal.count() == {}
+
+
+def _rows(path: Path) -> list[tuple[str, bytes]]:
+    """The journal file's rows as another reader sees them: what is on disk."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return [(service, bytes(payload)) for service, payload in
+                db.execute("SELECT service, payload FROM commands ORDER BY seq")]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("service", "payload", "retain", "reason"),
+    [
+        ("change_charging_power", b'{"charging_power": "ten", "id": "r1"}', False,
+         "charging_power must be an integer"),
+        ("set_phase", b"{broken", False, "payload is not valid JSON"),
+        ("frobnicate", b"{}", False, "unknown service 'frobnicate'"),
+        ("stop_charging", b'{"ts": "yesterday"}', False, "ts must be a unix time"),
+        ("stop_charging", b"{}", True,
+         "retained command ignored: publish commands without retain"),
+    ],
+)  # fmt: skip
+def test_a_command_that_could_never_run_is_refused_before_it_is_journaled(
+    desk: Any,
+    tmp_path: Path,
+    service: str,
+    payload: bytes,
+    retain: bool,
+    reason: str,
+) -> None:
+    commands, charger, _ = desk
+    with structlog.testing.capture_logs() as logs:
+        commands.accept("garage", service, _message(payload, retain=retain))
+    assert charger.submitted == []  # never queued
+    (result,) = _owed(commands)
+    assert result["ok"] is False
+    assert result["error"].startswith(reason), result
+    assert charger.runner.refused == 1  # counted with the charger's commands
+    assert _rows(tmp_path / "j.journal") == []  # nothing stored
+    (logged,) = [e for e in logs if e["event"] == "command_rejected"]
+    assert logged["log_level"] == "warning"
+    assert logged["reason"].startswith(reason)
+
+
+def test_a_valid_command_is_journaled_before_accept_returns_and_handed_over_parsed(
+    desk: Any, tmp_path: Path
+) -> None:
+    commands, charger, _ = desk
+    payload = b'{"charging_power": 10, "id": "r2"}'
+    commands.accept("garage", "change_charging_power", _message(payload))
+    # accept runs in the MQTT client's callback, before the PUBACK: the row is on disk.
+    assert _rows(tmp_path / "j.journal") == [("change_charging_power", payload)]
+    (command,) = charger.runner.parsed
+    assert command.arguments == {"charging_power": 10}
+    assert command.request_id == "r2"
+    assert charger.submitted[0].seq is not None
+    assert commands.owed() == []  # its result is the runner's to give
+
+
+def test_a_redelivered_refused_command_is_answered_once(desk: Any, tmp_path: Path) -> None:
+    commands, _, _ = desk
+    commands.accept("garage", "set_phase", _message(b"{broken", mid=9))
+    redelivered = InboundMessage(topic="x", payload=b"{broken", retain=False, mid=9, dup=True)
+    commands.accept("garage", "set_phase", redelivered)
+    assert len(commands.owed()) == 1  # the same delivery: its refusal went out once
+    commands.accept("garage", "set_phase", _message(b"{broken", mid=9))  # id used again
+    assert len(commands.owed()) == 2  # a new delivery: a new answer
+    commands.session_lost()
+    commands.accept("garage", "set_phase", redelivered)
+    assert len(commands.owed()) == 3  # a new session: packet ids start afresh
+    assert _rows(tmp_path / "j.journal") == []
+
+
+def test_a_journaled_command_that_no_longer_parses_is_refused_on_recovery(
+    desk: Any,
+) -> None:
+    commands, charger, journal = desk
+    # Stored by a version that took it (or a hand-edited journal): refused, not run.
+    journal.record("garage", "frobnicate", b"{}", retained=False, received=time.time())
+    journal.record("garage", "stop_charging", b"{}", retained=False, received=time.time())
+    commands.recover()
+    assert [c.service for c in charger.submitted] == ["stop_charging"]
+    (result,) = _owed(commands)
+    assert result["error"] == "unknown service 'frobnicate'"
+    assert [e.service for e in journal.entries(DONE)] == ["frobnicate"]
+
+
+def test_a_refusal_on_arrival_does_not_wait_for_the_commands_before_it(desk: Any) -> None:
+    commands, charger, _ = desk
+    commands.accept("garage", "stop_charging", _message(b'{"id": "first"}', mid=1))
+    commands.accept("garage", "set_phase", _message(b'{"phase": 9, "id": "second"}', mid=2))
+    # The first still waits in its runner; the second's refusal is out already.
+    assert [c.service for c in charger.submitted] == ["stop_charging"]
+    assert [r["id"] for r in _owed(commands)] == ["second"]
+
+
+def test_the_memory_of_refused_deliveries_is_bounded() -> None:
+    refused = RefusedDeliveries()
+    for mid in range(1, RefusedDeliveries.KEPT + 2):
+        refused.refused(mid, "garage", "set_phase", b"{broken")
+    assert not refused.again(1, True, "garage", "set_phase", b"{broken")  # the oldest went
+    assert refused.again(RefusedDeliveries.KEPT + 1, True, "garage", "set_phase", b"{broken")
+    assert not refused.again(2, True, "garage", "set_phase", b"{other")  # not the same message

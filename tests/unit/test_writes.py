@@ -9,7 +9,8 @@ import pytest
 
 from goe2mqtt.catalogue import ENTITIES, ENTITIES_BY_KEY, SETTABLE, UNCONFIRMABLE, current_bounds
 from goe2mqtt.commands.outcomes import unconfirmed_values
-from goe2mqtt.commands.services import SERVICES_BY_NAME, CommandError, parse_command
+from goe2mqtt.commands.payloads import CommandError
+from goe2mqtt.commands.services import SERVICES_BY_NAME, parse_command
 from goe2mqtt.sim.simulator import SimulatedCharger
 
 HOME11 = SimulatedCharger("012345", model_name="home11")
