@@ -166,7 +166,7 @@ class Charger:
     # --- polling ----------------------------------------------------------------------
 
     async def run(self, start_within: float | None = None) -> None:
-        """Poll, and keep the push channel open beside it when the transport has one."""
+        """Poll, and keep the push connection open beside it when the transport has one."""
         if self._push is None:
             await self._schedule.run(start_within, self._look, self.next_delay)
             return
@@ -274,8 +274,8 @@ class Charger:
         return self._push is not None and self._push.live
 
     async def _pushed(self, values: Mapping[str, Any], full: bool) -> None:
-        """A message from the push channel: a full status, or the keys that changed."""
-        assert self._push is not None  # only the push channel calls this
+        """A message from the push connection: a full status, or the keys that changed."""
+        assert self._push is not None  # only the push connection calls this
         if full:
             status = own_keys(values)
             self._check_serial(status)  # WrongCharger ends the connection, with the reason
@@ -303,7 +303,7 @@ class Charger:
         return self._push.count if self._push is not None else 0
 
     def _push_state_changed(self) -> None:
-        """The push channel came up or went down: poll (or stop polling) now."""
+        """The push connection came up or went down: poll (or stop polling) now."""
         self._schedule.wake()
         if self.status:
             self._feed_changed()  # the Connection entity says which transport serves

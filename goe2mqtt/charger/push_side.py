@@ -1,4 +1,4 @@
-"""A pushing charger's channel beside the poll loop: kept open, its messages counted.
+"""A pushing charger's push connection beside the poll loop: kept open, its messages counted.
 
 A command's read-back takes a message the charger pushed after the command's writes
 (``came_after`` a mark noted before them), and when the socket stands but says
@@ -23,7 +23,7 @@ log = structlog.get_logger()
 # came: the socket may stand and say nothing, and the charger is asked (HTTP) instead.
 PUSH_WAIT = 2.0
 
-# A message (a full status, or the keys that changed), and the channel coming up or down.
+# A message (a full status, or the keys that changed), and the push connection coming up or down.
 MessageListener = Callable[[Mapping[str, Any], bool], Awaitable[None]]
 StateChanged = Callable[[], None]
 
@@ -76,7 +76,7 @@ class PushSide:
 
     @contextlib.asynccontextmanager
     async def open(self, listener: MessageListener, on_state: StateChanged) -> AsyncIterator[None]:
-        """Keep the channel open (messages to ``listener``) while the body runs."""
+        """Keep the push connection open (messages to ``listener``) while the body runs."""
         pushing = asyncio.create_task(
             self.transport.push(listener, on_state), name=f"push:{self.name}"
         )

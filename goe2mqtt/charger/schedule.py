@@ -2,7 +2,7 @@
 
 Spread: the first polls of a fleet are spread instead of a burst. Steady: each poll is
 then due an interval after the one before was due, not after it ended. Early: a
-command or the push channel's change wakes the loop. Polite: settings and facts are
+command or the push connection's change wakes the loop. Polite: settings and facts are
 asked for only every config_interval, after a write or after the charger restarted.
 """
 
@@ -95,7 +95,7 @@ class PollSchedule:
         next_delay: Callable[[], float],
     ) -> None:
         """Call ``look`` whenever a look is due, until stop(). ``look`` says whether it
-        polled; False (the charger pushes): only a look whether the channel still
+        polled; False (the charger pushes): only a look whether the push connection still
         stands is due, at the usual pace."""
         # Polls that a stall (a long collection, a busy machine) made late all at once
         # go back to their own times, instead of staying bunched and coming due
