@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+import goe2mqtt.charger.loop
 from goe2mqtt.goe.charger_mqtt import ChargerMqttTransport
 from goe2mqtt.sim.broker import MosquittoBroker
-from tests.conftest import Daemon, MqttProbe, write_config
+from tests.conftest import MqttProbe
 from tests.integration.contract_rig import (
     CHARGER,
     CLOUD_POLL,
@@ -32,6 +32,7 @@ from tests.integration.contract_rig import (
 )
 from tests.integration.test_values import FIRMWARE, MAX_STATE_LENGTH, NAME, clean
 
+TEST_PUSH_WAIT = 0.5
 README = Path(__file__).parents[2] / "README.md"
 POLL = "polled: at the next poll"
 PUSHED = "pushed: as it changes"
@@ -110,6 +111,8 @@ async def fresh(
     defaults = ChargerMqttTransport.__init__.__kwdefaults__
     assert defaults is not None
     monkeypatch.setitem(defaults, "silence", TEST_SILENCE)
+    # A pushing charger's read-back: no push within this long, ask (2 s in production).
+    monkeypatch.setattr(goe2mqtt.charger.loop, "PUSH_WAIT", TEST_PUSH_WAIT)
     async with rig_for(request.param, broker) as rig:
         yield rig
         # Never, in any test: a zero-length message (a deletion for Home Assistant,
@@ -282,36 +285,29 @@ async def test_hostile_values_in_the_status(fresh: Rig) -> None:
 
 
 async def test_a_restart_announces_the_remembered_charger(rig: Rig, tmp_path: Path) -> None:
-    """The daemon, stopped and started again while the charger is unreachable, announces
+    """Stopped and started again while the charger is unreachable, the bridge announces
     what it learnt (model, firmware, every entity), not the bare baseline."""
     await rig.whole_picture()
     assert rig.running is not None
     await rig.running.stop()
-    rig.running = None
-    raw = {**rig.raw, "state_dir": str(tmp_path / "state")}
-    daemon = Daemon(write_config(tmp_path, raw))
-    await daemon.start()
-    remembered = tmp_path / "state" / f"{raw['mqtt']['client_id']}.chargers.json"
-    try:
-        await until(
-            lambda: remembered.exists() and rig.charger.firmware in remembered.read_text(),
-            "the facts remembered",
-        )
-        await daemon.end(signal.SIGTERM)
-        await rig.unreachable()
-        mark = rig.probe.mark()
-        daemon = Daemon(daemon.config)
-        await daemon.start()
-        expected = rig.expected_configs()
-        await until(lambda: rig.configs_seen(mark) >= expected, "the remembered entities")
-        configs = [m.json() for m in rig.probe.since(mark) if m.topic in expected]
-        assert {c["device"]["sw_version"] for c in configs} == {rig.charger.firmware}
-        assert rig.probe.last_text(rig.availability) == "offline"
-        rig.reachable()
-        await rig.probe.wait_text(rig.availability, "online", since=mark)
-    finally:
-        if daemon.running:
-            await daemon.end(signal.SIGTERM)
+    rig.raw["state_dir"] = str(tmp_path)
+    remembered = tmp_path / f"{rig.raw['mqtt']['client_id']}.chargers.json"
+    await rig.start_bridge()
+    await until(
+        lambda: remembered.exists() and rig.charger.firmware in remembered.read_text(),
+        "the facts remembered",
+    )
+    await rig.running.stop()
+    await rig.unreachable()
+    mark = rig.probe.mark()
+    await rig.start_bridge()
+    expected = rig.expected_configs()
+    await until(lambda: rig.configs_seen(mark) >= expected, "the remembered entities")
+    configs = [m.json() for m in rig.probe.since(mark) if m.topic in expected]
+    assert {c["device"]["sw_version"] for c in configs} == {rig.charger.firmware}
+    assert rig.probe.last_text(rig.availability) == "offline"
+    rig.reachable()
+    await rig.probe.wait_text(rig.availability, "online", since=mark)
 
 
 def test_the_readme_shows_this_table() -> None:
