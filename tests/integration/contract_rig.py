@@ -122,10 +122,13 @@ class Rig:
         return sum(info.get("skipped", {}).values())
 
     async def whole_picture(self) -> None:
-        """Online, and every key heard: the firmware's own value is shown."""
+        """Online, and every key heard: the firmware's own value shown, every entity
+        announced (a full publish may come in pieces)."""
         self.publish_everything()
         await self.probe.wait_text(self.availability, "online")
         await self.probe.wait_text(self.state("firmware"), self.charger.firmware)
+        expected = self.expected_configs()
+        await until(lambda: self.configs_seen() >= expected, "every entity announced")
 
     async def close(self) -> None:
         if self.running is not None:
