@@ -19,9 +19,9 @@ from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.charger_mqtt import MqttCharger
 from goe2mqtt.sim.simulator import Faults, SimulatedCharger, Simulator
 from tests.conftest import SERIALS, TOKEN, MqttProbe, RunningBridge, cancel, make_settings, until
+from tests.integration.test_websocket import PASSWORD
 
 SERIAL = SERIALS["garage"]
-PASSWORD = "wallbox-pw-7"
 CHARGER = "garage"
 
 # The five ways a charger is reached; the pytest ids are the README table's columns.
