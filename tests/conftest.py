@@ -378,6 +378,14 @@ async def stop_process(process: subprocess.Popen[bytes], grace: float) -> None:
         await asyncio.to_thread(process.wait)
 
 
+async def cancel(task: asyncio.Task[Any]) -> None:
+    """Cancel a task and wait for its end (again until it ends: on 3.11 a wait_for
+    inside aiomqtt may swallow one cancel)."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+
+
 async def until(
     predicate: Callable[[], bool], what: str = "condition", *, within: float = WAIT
 ) -> None:

@@ -70,6 +70,7 @@ class ChargerOutput:
         self._held: _Held | None = None
         self._flushing: asyncio.Task[list[str]] | None = None  # the one timer, while held
         self._logged_problems: set[str] = set()  # entities whose unreadable value was logged
+        self._announced_in_part = False  # the last facts announced came from part of a status
 
     async def availability(self, *, online: bool) -> None:
         await self._publisher.publish_retained(
@@ -93,9 +94,17 @@ class ChargerOutput:
         for topic, payload in configs.items():
             await self._publisher.publish_retained(topic, payload)
         if not facts.contacted:
-            return  # not heard from yet: what an earlier run announced stays
-        had = before.keys if before is not None and before.contacted else None
-        first_contact = had is None
+            # Not heard from yet, or heard in part: what an earlier run announced stays.
+            self._announced_in_part = facts is self.view.facts
+            return
+        # At first contact an earlier run may have announced what the charger lacks: all
+        # else absent goes. Not after a picture heard in part (a charger on its own MQTT
+        # between two full publishes): whole is only what every API v2 firmware has, and
+        # the rest of a full publish may still be on its way - only what this run
+        # announced from the part may go then, never what the charger has not told yet.
+        told = before is not None and (before.contacted or self._announced_in_part)
+        had = before.keys if before is not None and told else None
+        first_contact = not (before is not None and before.contacted)
         for entity in absent:
             # At first contact an earlier run (or firmware) may have announced it.
             if had is not None and not entity.present(had):

@@ -9,10 +9,11 @@ idle chargers answering the same thing again.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from goe2mqtt.catalogue import (
+    BASELINE_KEYS,
     ENTITIES_READING,
     STATE_ENTITIES,
     EntityDescription,
@@ -47,6 +48,7 @@ class Update:
 @dataclass
 class ChargerView:
     keys: frozenset[str] | None = None  # the keys the charger has (see learn_keys)
+    heard: frozenset[str] = frozenset()  # the keys it reported since its firmware changed
     firmware: Any = None
     states: dict[str, StateValue] = field(default_factory=dict)  # what the topics say
     problems: dict[str, str] = field(default_factory=dict)
@@ -59,14 +61,26 @@ class ChargerView:
 
         A key missing from one answer (a partial or garbled status) leaves its entity in
         place, shown unknown; only a firmware change lets keys - and entities - go.
+        Until every key each API v2 firmware has was heard (a pushing charger heard
+        mid-stream tells only what changed: its uptime), those are taken as had too:
+        what was heard is part of a picture, not a charger of three entities.
         """
         firmware = status.get("fwv")
         reported = reported_keys(status)
         if self.keys is None or firmware != self.firmware:
-            self.keys, self.firmware = _key_sets(reported), firmware
-        elif not reported <= self.keys:
-            self.keys = _key_sets(self.keys | reported)
+            self.heard, self.firmware = reported, firmware
+        elif not reported <= self.heard:
+            self.heard = self.heard | reported
+        keys = self.heard if self.whole else self.heard | BASELINE_KEYS
+        if keys != self.keys:
+            self.keys = _key_sets(keys)
+        assert self.keys is not None
         return self.keys
+
+    @property
+    def whole(self) -> bool:
+        """Every key each API v2 firmware has was heard: the charger's picture, not a part."""
+        return self.heard >= BASELINE_KEYS
 
     def update(
         self,
@@ -79,12 +93,14 @@ class ChargerView:
         ``changed``: the keys known to differ from the last status (a pushed delta);
         the rest are then not compared, and the key set is learnt only from them.
         """
-        known = self.keys
-        if changed is not None and known is not None and changed <= known:
+        known, was_whole = self.keys, self.whole
+        if changed is not None and known is not None and changed <= self.heard:
             keys = known
         else:
             keys = self.learn_keys(status)
-        if self._status is None or (known is not keys and known != keys):
+        if self._status is None or (known is not keys and known != keys) or (
+            self.whole != was_whole
+        ):
             changed_keys: set[str] | None = None  # a new key set: everything anew
         else:
             in_status = changed if changed is not None else _changes(self._status, status)
@@ -97,6 +113,10 @@ class ChargerView:
         facts = None
         if changed_keys is None or not changed_keys.isdisjoint(FACT_KEYS):
             facts = DeviceFacts.from_status(status, keys)
+            if not self.whole:
+                # Not the charger's word on which keys it has: announced, never remembered,
+                # and nothing an earlier run announced is taken back on its strength.
+                facts = replace(facts, contacted=False)
             if facts == self.facts:
                 facts = None
             else:

@@ -46,8 +46,9 @@ class Faults:
     reason: str | None = None  # the "reason" in the body of an http_status answer
     reject_sets: bool = False  # 422 on every set
     drop_sets: bool = False  # 202 on a set, but the charger never applies it
-    values: dict[str, Any] = field(default_factory=dict)  # status values replaced by these
-    missing: list[str] = field(default_factory=list)  # status keys left out
+    # The status as every transport tells it: values replaced by these, keys left out.
+    values: dict[str, Any] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
     ws: str | None = None  # the websocket misbehaves: one of sim.websocket.WS_FAULTS
 
     def hits(self, call: str) -> bool:
@@ -278,6 +279,10 @@ class SimulatedCharger:
             **self._cards(),
         }  # fmt: skip
         for key in self.model.lacks:
+            full.pop(key, None)
+        # What the charger says, over every transport (HTTP, websocket, its own MQTT).
+        full.update(self.faults.values)
+        for key in self.faults.missing:
             full.pop(key, None)
         if keys is None:
             return full

@@ -19,7 +19,7 @@ from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.charger_mqtt import MqttCharger
 from goe2mqtt.sim.simulator import SimulatedCharger
-from tests.conftest import SERIALS, MqttProbe, RunningBridge, until
+from tests.conftest import SERIALS, MqttProbe, RunningBridge, cancel, until
 
 SERIAL = SERIALS["garage"]
 
@@ -37,13 +37,6 @@ async def charger_on_mqtt(
         yield charger
     finally:
         await cancel(task)
-
-
-async def cancel(task: asyncio.Task[Any]) -> None:
-    # Again until it ends: on 3.11 a wait_for inside aiomqtt may swallow one cancel.
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=1.0)
 
 
 @contextlib.asynccontextmanager

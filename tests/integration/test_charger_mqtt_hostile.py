@@ -21,8 +21,8 @@ from goe2mqtt.goe.charger_mqtt import OTHER_FORM, WRONG_SERIAL, ChargerMqttTrans
 from goe2mqtt.goe.transport import TransientError
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
-from tests.conftest import SERIALS, MqttProbe, RunningBridge, until
-from tests.integration.test_charger_mqtt import cancel, charger_on_mqtt
+from tests.conftest import SERIALS, MqttProbe, RunningBridge, cancel, until
+from tests.integration.test_charger_mqtt import charger_on_mqtt
 
 SERIAL = SERIALS["garage"]
 PLAIN = f"go-eCharger/{SERIAL}"

@@ -19,7 +19,7 @@ MAX_STATE_LENGTH = 255  # Home Assistant's limit for a state
 FIRMWARE = "60.1\x00\x1b\u202e-evil\u2069"
 
 
-def _clean(text: str) -> bool:
+def clean(text: str) -> bool:
     return not any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp", "Cs") for c in text)
 
 
@@ -59,7 +59,7 @@ async def test_an_impossible_power_is_unknown_and_hostile_texts_arrive_clean(
     assert {c["device"]["sw_version"] for c in configs} == {expected_firmware}
     for message in probe.messages:
         text = message.payload.decode()
-        assert _clean(text), (message.topic, text[:80])
+        assert clean(text), (message.topic, text[:80])
         if message.topic.startswith(f"{setup.topics.base}/garage/") and not text.startswith("{"):
             assert len(text) <= MAX_STATE_LENGTH, message.topic
 
