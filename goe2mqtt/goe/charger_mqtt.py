@@ -57,7 +57,7 @@ class ChargerMqttTransport:
         *,
         name: str,
         send: Publish,
-        silence: float = SILENCE,
+        silence: float | None = None,
         answer_timeout: float = ANSWER_TIMEOUT,
         first_burst: float = FIRST_BURST,
         keys: KeyFilter = ANY_KEY,
@@ -73,7 +73,7 @@ class ChargerMqttTransport:
         self._base = other[1] if prefix.startswith("/") else other[0]
         self._bases = (self._base, other[0] if prefix.startswith("/") else other[1])
         self._send = send
-        self._silence = silence
+        self._silence = SILENCE if silence is None else silence
         self._first_burst = first_burst
         self._pending: dict[str, Any] = {}  # heard since the listener was last told
         self._heard_at: float | None = None  # monotonic

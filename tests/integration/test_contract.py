@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-import goe2mqtt.charger.loop
-from goe2mqtt.goe.charger_mqtt import ChargerMqttTransport
+import goe2mqtt.charger.push_side
+import goe2mqtt.goe.charger_mqtt
 from goe2mqtt.sim.broker import MosquittoBroker
 from tests.conftest import MqttProbe
 from tests.integration.contract_rig import (
@@ -108,11 +108,9 @@ async def fresh(
     request: pytest.FixtureRequest, broker: MosquittoBroker, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Rig]:
     """The charger on one transport, the bridge not started yet."""
-    defaults = ChargerMqttTransport.__init__.__kwdefaults__
-    assert defaults is not None
-    monkeypatch.setitem(defaults, "silence", TEST_SILENCE)
+    monkeypatch.setattr(goe2mqtt.goe.charger_mqtt, "SILENCE", TEST_SILENCE)
     # A pushing charger's read-back: no push within this long, ask (2 s in production).
-    monkeypatch.setattr(goe2mqtt.charger.loop, "PUSH_WAIT", TEST_PUSH_WAIT)
+    monkeypatch.setattr(goe2mqtt.charger.push_side, "PUSH_WAIT", TEST_PUSH_WAIT)
     async with rig_for(request.param, broker) as rig:
         yield rig
         # Never, in any test: a zero-length message (a deletion for Home Assistant,
