@@ -10,11 +10,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from goe2mqtt.mqtt.discovery import render_discovery
-
 from goe2mqtt.catalogue import BASELINE_KEYS, own_keys
 from goe2mqtt.catalogue.facts import DeviceFacts
 from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.homeassistant.discovery import render_discovery
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.charger_mqtt import MqttCharger
