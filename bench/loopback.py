@@ -99,7 +99,7 @@ def main() -> None:
     if args.trace_holds is not None:
         _trace_holds(args.trace_holds / 1000)
     if args.tls_buffer is not None or args.keepalive is not None:
-        from goe2mqtt import http_pool
+        from goe2mqtt.goe import pool as http_pool
 
         if args.tls_buffer is not None:
             http_pool.TLS_READ_BUFFER = args.tls_buffer
