@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
-import random
-import resource
 import time
 from collections.abc import Collection, Coroutine, Iterable, Sequence
 from pathlib import Path
@@ -23,15 +20,22 @@ import structlog
 from goe2mqtt import __version__
 from goe2mqtt.bridge.desk import CommandDesk
 from goe2mqtt.bridge.health import write_health_file
+from goe2mqtt.bridge.housekeeping import BIRTH_DELAY, Housekeeping, housekeeping_subscriptions
 from goe2mqtt.bridge.info import fleet_info
 from goe2mqtt.bridge.loop_watch import LoopWatch
 from goe2mqtt.bridge.memory import MemoryUpkeep
 from goe2mqtt.bridge.own_mqtt import StreamBroker
 from goe2mqtt.bridge.remembered import Remembered
+from goe2mqtt.bridge.startup import (
+    journal_path,
+    open_journal,
+    remembered_path,
+    session_options,
+    start_spread,
+)
 from goe2mqtt.catalogue import STATUS_KEYS
 from goe2mqtt.catalogue.facts import DeviceFacts
 from goe2mqtt.charger.loop import Charger
-from goe2mqtt.commands.journal import Journal, JournalCorrupt
 from goe2mqtt.commands.payloads import result_json
 from goe2mqtt.commands.runner import CONFIRM_DELAYS
 from goe2mqtt.config.settings import Settings
@@ -39,62 +43,23 @@ from goe2mqtt.goe.factory import open_transport
 from goe2mqtt.goe.pool import PoolStats, http_session
 from goe2mqtt.goe.pushed import KeyFilter
 from goe2mqtt.homeassistant.bridge_device import render_bridge_discovery
-from goe2mqtt.homeassistant.discovery import discovery_filter, expected_discovery_topics
 from goe2mqtt.mqtt.client import another_live_instance
-from goe2mqtt.mqtt.session import InboundMessage, MqttOptions, MqttSession, Subscription
+from goe2mqtt.mqtt.session import InboundMessage, MqttSession, Subscription
 from goe2mqtt.mqtt.topics import OFFLINE, RESULT_LEAF, Topics
 from goe2mqtt.util.aio import wait_until_set
 from goe2mqtt.util.values import iso
 
 log = structlog.get_logger()
 
-BIRTH_DELAY = (0.5, 2.0)  # spread republishing after HA restarts, as HA recommends
 # Bridge info is refreshed this often, at most every keepalive/2: it doubles as the
 # heartbeat whose missing PUBACK reveals a frozen broker within ~1.5x keepalive.
 INFO_INTERVAL = 30.0
-POLL_START_RATE = 50.0  # first polls per second at start-up, so a fleet does not burst
-# ... but spread over no more than a scan interval, unless that means more first polls a
-# second than this: each is a new (TLS) connection, and a thousand handshakes a second
-# time out on a small machine (docs/scaling.md has the figures).
-MAX_START_RATE = 250.0
 COMMAND_GRACE = 10.0  # on stop, a running command may finish for this long
 JOURNAL_PRUNE_EVERY = 3600.0
 
 
 class AnotherInstance(Exception):
     """A live bridge already serves these topics."""
-
-
-def session_options(settings: Settings, topics: Topics) -> MqttOptions:
-    """The MQTT session the settings describe (the bridge's; checks use it too)."""
-    mqtt = settings.mqtt
-    return MqttOptions(
-        host=mqtt.host,
-        port=mqtt.port,
-        username=mqtt.username,
-        password=mqtt.password.get_secret_value() if mqtt.password else None,
-        client_id=mqtt.client_id,
-        keepalive=mqtt.keepalive,
-        availability_topic=topics.bridge_availability,
-        protocol=mqtt.protocol,
-        session_expiry=mqtt.max_command_age,
-        tls=mqtt.tls.context() if mqtt.tls is not None else None,
-    )
-
-
-def start_spread(fleet: int, scan_interval: float) -> float:
-    """Seconds over which a charger's first poll falls at start-up."""
-    return max(min(scan_interval, fleet / POLL_START_RATE), fleet / MAX_START_RATE)
-
-
-def journal_path(settings: Settings) -> Path:
-    """{state_dir}/{client_id}.journal: one journal per MQTT session."""
-    return Path(settings.state_dir) / f"{settings.mqtt.client_id}.journal"
-
-
-def remembered_path(settings: Settings) -> Path:
-    """{state_dir}/{client_id}.chargers.json: what the chargers told about themselves."""
-    return Path(settings.state_dir) / f"{settings.mqtt.client_id}.chargers.json"
 
 
 class Bridge:
@@ -115,46 +80,35 @@ class Bridge:
             mqtt.base_topic, shard=settings.shard.index if settings.shard is not None else None
         )
         self._prefix = mqtt.discovery_prefix if mqtt.discovery else None
-        # QoS 1 on a persistent session: commands sent while we are away wait for us.
-        # no_local keeps our own results (same topic level) from coming back to us.
-        subscriptions = [
-            Subscription(
-                self.topics.command_filter, qos=1, no_local=True, retain_as_published=True
-            ),
-            # Only to find chargers retained from earlier runs that are no longer configured.
-            Subscription(self.topics.availability_filter, qos=0, retained_only=True),
-        ]
-        self._expected_discovery: set[str] = set()
-        self._foreign_discovery_seen = 0
-        if self._prefix is not None:
-            subscriptions += [
-                Subscription(f"{self._prefix}/status", qos=1),
-                # Only to find configs retained from earlier runs that are stale now.
-                Subscription(
-                    discovery_filter(self._prefix, mqtt.base_topic), qos=0, retained_only=True
-                ),
-            ]
-            self._expected_discovery = expected_discovery_topics(
-                self._prefix, mqtt.base_topic, (c.name for c in settings.chargers)
-            )
         # What a pushing charger's status may hold: only what the catalogue reads.
         self._keys = KeyFilter(STATUS_KEYS)
         options = session_options(settings, self.topics)
         # Chargers on their own MQTT: their topics go to their transports, over a
         # connection of their own (commands stay alone on this session).
         self._own_mqtt = StreamBroker(options)
+        self._configured = frozenset(c.name for c in settings.chargers)
+        # QoS 1 on a persistent session: commands sent while we are away wait for us.
+        # no_local keeps our own results (same topic level) from coming back to us.
+        commands = Subscription(
+            self.topics.command_filter, qos=1, no_local=True, retain_as_published=True
+        )
         self.mqtt = MqttSession(
             options,
-            subscriptions,
+            [commands, *housekeeping_subscriptions(self.topics, self._prefix)],
             on_connection=self._mqtt_connection_changed,
             on_new_session=self._mqtt_session_lost,
         )
+        self._housekeeping = Housekeeping(
+            self.mqtt,
+            self.topics,
+            prefix=self._prefix,
+            configured=self._configured,
+            spawn=self._spawn,
+            birth_delay=birth_delay,
+        )
         self.chargers: dict[str, Charger] = {}
         self._pool = PoolStats()
-        self._configured = frozenset(c.name for c in settings.chargers)
         self.started = time.time()
-        self._birth_delay = birth_delay
-        self._birth_pending = False
         self._confirm_delays = tuple(confirm_delays)
         self._info_interval = min(info_interval, mqtt.keepalive / 2)
         self._command_grace = command_grace
@@ -219,10 +173,11 @@ class Bridge:
         http, self._pool = http_session(len(owned), headers)  # a host name each
         remembered = Remembered(remembered_path(self.settings))
         async with http:
-            for charger in self.settings.owned_chargers():
-                self.chargers[charger.name] = Charger(
-                    charger,
-                    open_transport(http, charger, self._keys, broker=self._own_mqtt),
+            for charger_settings in owned:
+                name = charger_settings.name
+                self.chargers[name] = Charger(
+                    charger_settings,
+                    open_transport(http, charger_settings, self._keys, broker=self._own_mqtt),
                     self.mqtt,
                     topics=self.topics,
                     discovery_prefix=self._prefix,
@@ -230,13 +185,13 @@ class Bridge:
                     confirm_delays=self._confirm_delays,
                     sink=self.desk,
                     leaf_topics=self.settings.mqtt.leaf_topics,
-                    known_serial=remembered.serial(charger.name),
-                    on_serial=functools.partial(remembered.learn_serial, charger.name),
-                    known_facts=_facts_of(remembered, charger.name),
-                    on_facts=functools.partial(_remember_facts, remembered, charger.name),
+                    known_serial=remembered.serial(name),
+                    on_serial=functools.partial(remembered.learn_serial, name),
+                    known_facts=_facts_of(remembered, name),
+                    on_facts=functools.partial(_remember_facts, remembered, name),
                 )
-            for bridge in self.chargers.values():
-                await bridge.publish_initial()
+            for charger in self.chargers.values():
+                await charger.publish_initial()
             if self._prefix is not None:
                 bridge_configs = render_bridge_discovery(prefix=self._prefix, topics=self.topics)
                 for topic, payload in bridge_configs.items():
@@ -344,31 +299,7 @@ class Bridge:
     # --- inbound MQTT (runs in the MQTT client's callback, before the PUBACK) ------------
 
     def _on_message(self, message: InboundMessage) -> None:
-        if self._prefix is not None and message.topic == f"{self._prefix}/status":
-            if message.payload.strip().lower() == b"online" and not self._birth_pending:
-                self._birth_pending = True  # HA births in a row make one republish
-                self._spawn(self._republish_after_birth())
-            return
-        if self._prefix is not None and message.topic.startswith(f"{self._prefix}/"):
-            if message.payload and message.topic not in self._expected_discovery:
-                if points_under(message.payload, self.topics.base):
-                    self._spawn(self._remove_stale_discovery(message.topic))
-                elif self._foreign_discovery_seen < 1:
-                    # Another installation whose base topic makes the same node id
-                    # (inst/a and inst_a): its configs are not ours to remove.
-                    self._foreign_discovery_seen += 1
-                    log.warning(
-                        "discovery_of_another_installation",
-                        topic=message.topic,
-                        hint="another goe2mqtt's base_topic maps to the same discovery"
-                        f" node id as {self.topics.base!r}: give one of them another"
-                        " base_topic, or the two may overwrite each other's entities",
-                    )
-            return
-        removed = self.topics.charger_of_availability(message.topic)
-        if removed is not None:
-            if message.payload and removed not in self._configured:
-                self._spawn(self._remove_stale_charger(removed))
+        if self._housekeeping.take(message):
             return
         parsed = self.topics.parse_command(message.topic)
         if parsed is None or parsed[1] == RESULT_LEAF:
@@ -385,24 +316,6 @@ class Bridge:
         if not task.cancelled() and task.exception() is not None:
             log.error("task_failed", error=repr(task.exception()))
 
-    async def _republish_after_birth(self) -> None:
-        try:
-            await asyncio.sleep(random.uniform(*self._birth_delay))
-        finally:
-            self._birth_pending = False
-        log.info("home_assistant_online", action="republish")
-        await self.mqtt.republish_retained()
-
-    async def _remove_stale_charger(self, charger: str) -> None:
-        # Left behind, its retained values would look current to every new subscriber.
-        log.info("charger_removed", charger=charger, reason="no longer configured")
-        for topic in self.topics.charger_retained(charger):
-            await self.mqtt.clear_retained(topic)
-
-    async def _remove_stale_discovery(self, topic: str) -> None:
-        log.info("discovery_removed", topic=topic, reason="charger or entity no longer configured")
-        await self.mqtt.clear_retained(topic)
-
 
 def _facts_of(remembered: Remembered, charger: str) -> DeviceFacts | None:
     data = remembered.facts(charger)
@@ -411,39 +324,6 @@ def _facts_of(remembered: Remembered, charger: str) -> DeviceFacts | None:
 
 def _remember_facts(remembered: Remembered, charger: str, facts: DeviceFacts) -> None:
     remembered.learn_facts(charger, facts.to_json())
-
-
-def points_under(config: bytes, base: str) -> bool:
-    """Whether a retained discovery config is one this installation published: its
-    state or availability topics lie under our base topic."""
-    try:
-        payload = json.loads(config)
-    except (ValueError, RecursionError):
-        return False
-    if not isinstance(payload, dict):
-        return False
-    topics = [payload.get("state_topic"), payload.get("availability_topic")]
-    availability = payload.get("availability")
-    if isinstance(availability, list):
-        topics += [a.get("topic") for a in availability if isinstance(a, dict)]
-    return any(isinstance(t, str) and t.startswith(f"{base}/") for t in topics)
-
-
-def open_journal(path: Path) -> Journal:
-    """The journal; a corrupt one is moved aside (its commands cannot be read anyway)
-    and a fresh one started, so a broken file never keeps the bridge down."""
-    try:
-        return Journal(path)
-    except JournalCorrupt as exc:
-        aside = Journal.move_aside(path, time.strftime("%Y%m%dT%H%M%S"))
-        log.error(
-            "journal_corrupt",
-            file=str(path),
-            reason=str(exc),
-            moved_to=str(aside),
-            action="started with an empty journal: commands it held get no result",
-        )
-        return Journal(path)
 
 
 async def stop_pollers(
@@ -455,14 +335,3 @@ async def stop_pollers(
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def raise_open_file_limit() -> None:
-    """One socket per charger: a fleet needs more than the usual soft limit of 1024."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError) as exc:
-            log.warning("open_file_limit", soft=soft, hard=hard, error=str(exc))
-

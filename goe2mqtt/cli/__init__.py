@@ -316,7 +316,8 @@ def _healthcheck(file: str | None, config: str, max_age: float) -> int:
 
 
 def _run(settings: Settings) -> int:
-    from goe2mqtt.bridge.process import AnotherInstance, Bridge, raise_open_file_limit
+    from goe2mqtt.bridge.process import AnotherInstance, Bridge
+    from goe2mqtt.bridge.startup import raise_open_file_limit
     from goe2mqtt.commands.journal import JournalLocked, JournalUnusable
     from goe2mqtt.mqtt.client import SessionTakenOver
 

@@ -21,7 +21,7 @@ import aiomqtt
 
 from goe2mqtt import __version__
 from goe2mqtt.bridge.own_mqtt import StreamBroker
-from goe2mqtt.bridge.process import session_options
+from goe2mqtt.bridge.startup import session_options
 from goe2mqtt.config.settings import ChargerSettings, Settings
 from goe2mqtt.goe.factory import open_transport
 from goe2mqtt.goe.transport import (

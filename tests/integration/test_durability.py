@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from goe2mqtt.bridge.process import journal_path
+from goe2mqtt.bridge.startup import journal_path
 from goe2mqtt.commands.journal import PUBLISHED, Journal
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.mqtt.topics import Topics

@@ -74,7 +74,7 @@ async def test_connections_the_far_end_closed_are_replaced_not_failed(
 
 
 def test_a_big_fleet_starts_no_faster_than_its_handshakes_allow() -> None:
-    from goe2mqtt.bridge.process import MAX_START_RATE, start_spread
+    from goe2mqtt.bridge.startup import MAX_START_RATE, start_spread
 
     assert start_spread(1, 10) == 1 / 50  # one charger: at once
     assert start_spread(1000, 10) == 10  # within one scan interval, as before

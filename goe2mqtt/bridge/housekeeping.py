@@ -1,0 +1,134 @@
+"""The retained topics the bridge looks after besides commands: Home Assistant's birth,
+and what earlier runs left behind.
+
+Home Assistant coming online gets every retained config and state again (once for a
+burst of births); a charger no longer configured, or a discovery config no longer
+announced, is removed so that it does not look current to every new subscriber; a
+config of another installation that maps to our node id is left alone, and said once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Callable, Coroutine, Set
+from typing import Any
+
+import structlog
+
+from goe2mqtt.homeassistant.discovery import discovery_filter, expected_discovery_topics
+from goe2mqtt.mqtt.session import InboundMessage, MqttSession, Subscription
+from goe2mqtt.mqtt.topics import Topics
+
+log = structlog.get_logger()
+
+BIRTH_DELAY = (0.5, 2.0)  # spread republishing after HA restarts, as HA recommends
+
+Spawn = Callable[[Coroutine[Any, Any, None]], None]
+
+
+def housekeeping_subscriptions(topics: Topics, prefix: str | None) -> list[Subscription]:
+    """What Housekeeping takes; retained only where it looks for what earlier runs left."""
+    wanted = [Subscription(topics.availability_filter, qos=0, retained_only=True)]
+    if prefix is not None:
+        wanted += [
+            Subscription(f"{prefix}/status", qos=1),
+            Subscription(discovery_filter(prefix, topics.base), qos=0, retained_only=True),
+        ]
+    return wanted
+
+
+class Housekeeping:
+    """Takes the messages of the topics it subscribes; spawns what they call for."""
+
+    def __init__(
+        self,
+        mqtt: MqttSession,
+        topics: Topics,
+        *,
+        prefix: str | None,
+        configured: Set[str],
+        spawn: Spawn,
+        birth_delay: tuple[float, float] = BIRTH_DELAY,
+    ) -> None:
+        self._mqtt = mqtt
+        self._topics = topics
+        self._prefix = prefix
+        self._configured = configured
+        self._spawn = spawn
+        self._birth_delay = birth_delay
+        self._birth_pending = False
+        self._foreign_discovery_seen = 0
+        self._expected_discovery: set[str] = set()
+        if prefix is not None:
+            self._expected_discovery = expected_discovery_topics(prefix, topics.base, configured)
+
+    def take(self, message: InboundMessage) -> bool:
+        """Whether the message was one of these topics' (then it is dealt with)."""
+        prefix = self._prefix
+        if prefix is not None and message.topic == f"{prefix}/status":
+            if message.payload.strip().lower() == b"online" and not self._birth_pending:
+                self._birth_pending = True  # HA births in a row make one republish
+                self._spawn(self._republish_after_birth())
+            return True
+        if prefix is not None and message.topic.startswith(f"{prefix}/"):
+            if message.payload and message.topic not in self._expected_discovery:
+                if points_under(message.payload, self._topics.base):
+                    self._spawn(self._remove_stale_discovery(message.topic))
+                elif self._foreign_discovery_seen < 1:
+                    # Another installation whose base topic makes the same node id
+                    # (inst/a and inst_a): its configs are not ours to remove.
+                    self._foreign_discovery_seen += 1
+                    log.warning(
+                        "discovery_of_another_installation",
+                        topic=message.topic,
+                        hint="another goe2mqtt's base_topic maps to the same discovery"
+                        f" node id as {self._topics.base!r}: give one of them another"
+                        " base_topic, or the two may overwrite each other's entities",
+                    )
+            return True
+        removed = self._topics.charger_of_availability(message.topic)
+        if removed is not None:
+            if message.payload and removed not in self._configured:
+                self._spawn(self._remove_stale_charger(removed))
+            return True
+        return False
+
+    async def _republish_after_birth(self) -> None:
+        try:
+            await asyncio.sleep(random.uniform(*self._birth_delay))
+        finally:
+            self._birth_pending = False
+        log.info("home_assistant_online", action="republish")
+        await self._mqtt.republish_retained()
+
+    async def _remove_stale_charger(self, charger: str) -> None:
+        # Left behind, its retained values would look current to every new subscriber.
+        log.info("charger_removed", charger=charger, reason="no longer configured")
+        for topic in self._topics.charger_retained(charger):
+            await self._mqtt.clear_retained(topic)
+
+    async def _remove_stale_discovery(self, topic: str) -> None:
+        log.info("discovery_removed", topic=topic, reason="charger or entity no longer configured")
+        await self._mqtt.clear_retained(topic)
+
+
+
+
+def points_under(config: bytes, base: str) -> bool:
+    """Whether a retained discovery config is one this installation published: its
+    state or availability topics lie under our base topic."""
+    try:
+        payload = json.loads(config)
+    except (ValueError, RecursionError):
+        return False
+    if not isinstance(payload, dict):
+        return False
+    topics = [payload.get("state_topic"), payload.get("availability_topic")]
+    availability = payload.get("availability")
+    if isinstance(availability, list):
+        topics += [a.get("topic") for a in availability if isinstance(a, dict)]
+    return any(isinstance(t, str) and t.startswith(f"{base}/") for t in topics)
+
+

@@ -1,0 +1,82 @@
+"""What the process needs before the bridge runs: its files, its MQTT session's options,
+the pace of its first polls, and the open-file limit a fleet needs."""
+
+from __future__ import annotations
+
+import resource
+import time
+from pathlib import Path
+
+import structlog
+
+from goe2mqtt.commands.journal import Journal, JournalCorrupt
+from goe2mqtt.config.settings import Settings
+from goe2mqtt.mqtt.session import MqttOptions
+from goe2mqtt.mqtt.topics import Topics
+
+log = structlog.get_logger()
+
+POLL_START_RATE = 50.0  # first polls per second at start-up, so a fleet does not burst
+# ... but spread over no more than a scan interval, unless that means more first polls a
+# second than this: each is a new (TLS) connection, and a thousand handshakes a second
+# time out on a small machine (docs/scaling.md has the figures).
+MAX_START_RATE = 250.0
+
+
+def session_options(settings: Settings, topics: Topics) -> MqttOptions:
+    """The MQTT session the settings describe (the bridge's; checks use it too)."""
+    mqtt = settings.mqtt
+    return MqttOptions(
+        host=mqtt.host,
+        port=mqtt.port,
+        username=mqtt.username,
+        password=mqtt.password.get_secret_value() if mqtt.password else None,
+        client_id=mqtt.client_id,
+        keepalive=mqtt.keepalive,
+        availability_topic=topics.bridge_availability,
+        protocol=mqtt.protocol,
+        session_expiry=mqtt.max_command_age,
+        tls=mqtt.tls.context() if mqtt.tls is not None else None,
+    )
+
+
+def start_spread(fleet: int, scan_interval: float) -> float:
+    """Seconds over which a charger's first poll falls at start-up."""
+    return max(min(scan_interval, fleet / POLL_START_RATE), fleet / MAX_START_RATE)
+
+
+def journal_path(settings: Settings) -> Path:
+    """{state_dir}/{client_id}.journal: one journal per MQTT session."""
+    return Path(settings.state_dir) / f"{settings.mqtt.client_id}.journal"
+
+
+def remembered_path(settings: Settings) -> Path:
+    """{state_dir}/{client_id}.chargers.json: what the chargers told about themselves."""
+    return Path(settings.state_dir) / f"{settings.mqtt.client_id}.chargers.json"
+
+
+def open_journal(path: Path) -> Journal:
+    """The journal; a corrupt one is moved aside (its commands cannot be read anyway)
+    and a fresh one started, so a broken file never keeps the bridge down."""
+    try:
+        return Journal(path)
+    except JournalCorrupt as exc:
+        aside = Journal.move_aside(path, time.strftime("%Y%m%dT%H%M%S"))
+        log.error(
+            "journal_corrupt",
+            file=str(path),
+            reason=str(exc),
+            moved_to=str(aside),
+            action="started with an empty journal: commands it held get no result",
+        )
+        return Journal(path)
+
+
+def raise_open_file_limit() -> None:
+    """One socket per charger: a fleet needs more than the usual soft limit of 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("open_file_limit", soft=soft, hard=hard, error=str(exc))
