@@ -430,7 +430,7 @@ class RecordingPublisher:
 
 
 @pytest.fixture
-async def charger_bridge(
+async def polled_charger(
     simulator: Simulator,
 ) -> AsyncIterator[tuple[Charger, SimulatedCharger, RecordingPublisher]]:
     """One Charger reading the simulator's garage over HTTP, a car plugged in."""
@@ -442,7 +442,7 @@ async def charger_bridge(
     charger_settings = parse_settings(raw).chargers[0]
     publisher = RecordingPublisher()
     async with aiohttp.ClientSession() as http:
-        bridge = Charger(
+        charger = Charger(
             charger_settings,
             GoeClient(http, charger_settings.base_url, TOKEN),
             publisher,
@@ -452,5 +452,5 @@ async def charger_bridge(
         )
         simulated = simulator.charger(SERIALS["garage"])
         simulated.plug_in()
-        assert await bridge.refresh()
-        yield bridge, simulated, publisher
+        assert await charger.refresh()
+        yield charger, simulated, publisher

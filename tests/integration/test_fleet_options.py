@@ -17,9 +17,9 @@ Setup = tuple[Charger, SimulatedCharger, RecordingPublisher]
 
 
 async def test_without_leaf_topics_a_charger_publishes_its_json_state_only(
-    charger_bridge: Setup,
+    polled_charger: Setup,
 ) -> None:
-    bridge, simulated, _ = charger_bridge
+    bridge, simulated, _ = polled_charger
     publisher = RecordingPublisher()
     lean = Charger(
         bridge.settings, bridge.transport, publisher, topics=bridge._topics,

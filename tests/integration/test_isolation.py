@@ -98,11 +98,11 @@ hostile_statuses = st.dictionaries(st.sampled_from(sorted(STATUS_KEYS - {"sse"})
 )
 @given(hostile=hostile_statuses)
 async def test_any_value_for_any_key_never_stops_a_poll(
-    charger_bridge: tuple[Charger, SimulatedCharger, RecordingPublisher],
+    polled_charger: tuple[Charger, SimulatedCharger, RecordingPublisher],
     hostile: dict[str, Any],
 ) -> None:
     """Random JSON for status keys, through HTTP and the whole poll path."""
-    bridge, simulated, publisher = charger_bridge
+    bridge, simulated, publisher = polled_charger
     # The simulated car charges in real time: stop its clock, or the energy and uptime
     # between the snapshot and the refresh would differ on a loaded machine.
     stopped = simulated.clock()
@@ -314,9 +314,9 @@ def test_results_are_valid_json_whatever_the_charger_sent() -> None:
 
 
 async def test_an_unnamed_card_slot_is_null_on_its_topic_and_in_the_json_state(
-    charger_bridge: tuple[Charger, SimulatedCharger, RecordingPublisher],
+    polled_charger: tuple[Charger, SimulatedCharger, RecordingPublisher],
 ) -> None:
-    bridge, simulated, publisher = charger_bridge
+    bridge, simulated, publisher = polled_charger
     assert simulated.card_names[2] == ""  # slot 2 has no name
     assert await bridge.refresh()
     published = {topic: payload.decode() for topic, payload in publisher.retained.items()}

@@ -44,17 +44,17 @@ async def switch_model(setup: Setup, model: str) -> None:
     assert await bridge.refresh()
 
 
-async def test_the_newest_firmware_gets_every_entity(charger_bridge: Setup) -> None:
-    _, _, publisher = charger_bridge
+async def test_the_newest_firmware_gets_every_entity(polled_charger: Setup) -> None:
+    _, _, publisher = polled_charger
     assert set(announced(publisher)) == {entity.key for entity in ENTITIES}
     assert not cleared(publisher)
 
 
 async def test_a_model_without_upo_gets_no_switch_for_it_and_old_firmware_no_pv_feed(
-    charger_bridge: Setup,
+    polled_charger: Setup,
 ) -> None:
-    bridge, _, publisher = charger_bridge
-    await switch_model(charger_bridge, "gemini22")
+    bridge, _, publisher = polled_charger
+    await switch_model(polled_charger, "gemini22")
     configs = announced(publisher)
     assert "unlock_on_power_outage" not in configs
     assert {"pv_feed", "pv_feed_grid_power", "use_pv_surplus"} <= set(configs)
@@ -62,7 +62,7 @@ async def test_a_model_without_upo_gets_no_switch_for_it_and_old_firmware_no_pv_
     # ... and its retained state is gone too, so nobody reads it as current.
     assert publisher.retained["goe2mqtt/garage/unlock_on_power_outage"] == b""
 
-    await switch_model(charger_bridge, "legacy")
+    await switch_model(polled_charger, "legacy")
     configs = announced(publisher)
     missing = {
         "pv_feed", "pv_feed_grid_power", "pv_feed_solar_power", "pv_feed_battery_power",
@@ -80,14 +80,14 @@ async def test_a_model_without_upo_gets_no_switch_for_it_and_old_firmware_no_pv_
     assert configs["transaction"]["options"][:4] == ["no_transaction", "no_card", "Alice", "Bob"]
     assert bridge.status["fwv"] == MODELS["legacy"].firmware
 
-    await switch_model(charger_bridge, "home22")  # a firmware update brings them back
+    await switch_model(polled_charger, "home22")  # a firmware update brings them back
     assert set(announced(publisher)) == {entity.key for entity in ENTITIES}
 
 
 async def test_first_contact_clears_what_an_earlier_run_announced_for_missing_keys(
-    charger_bridge: Setup,
+    polled_charger: Setup,
 ) -> None:
-    bridge, simulated, _ = charger_bridge
+    bridge, simulated, _ = polled_charger
     fresh = RecordingPublisher()
     simulated.model_name = "gemini22"
     later = Charger(
@@ -103,9 +103,9 @@ async def test_first_contact_clears_what_an_earlier_run_announced_for_missing_ke
 
 
 async def test_discovery_follows_the_current_ceiling_and_card_names(
-    charger_bridge: Setup,
+    polled_charger: Setup,
 ) -> None:
-    bridge, simulated, publisher = charger_bridge
+    bridge, simulated, publisher = polled_charger
     number = announced(publisher)["charging_current"]
     assert (number["min"], number["max"]) == (6, 32)
     simulated.model_name = "home11"
@@ -129,9 +129,9 @@ async def test_discovery_follows_the_current_ceiling_and_card_names(
 
 
 async def test_a_quiet_charger_renders_no_discovery(
-    charger_bridge: Setup, monkeypatch: pytest.MonkeyPatch
+    polled_charger: Setup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bridge, _, _ = charger_bridge
+    bridge, _, _ = polled_charger
     rendered = []
     import goe2mqtt.charger.publish as charger_module
 
@@ -144,10 +144,10 @@ async def test_a_quiet_charger_renders_no_discovery(
     assert rendered == []
 
 
-async def test_a_key_missing_from_one_answer_keeps_its_entity(charger_bridge: Setup) -> None:
+async def test_a_key_missing_from_one_answer_keeps_its_entity(polled_charger: Setup) -> None:
     # Without a firmware change a missing key is a partial answer, not a new model:
     # its entity stays (unknown), so a garbled status never makes entities flap.
-    bridge, simulated, publisher = charger_bridge
+    bridge, simulated, publisher = polled_charger
     simulated.faults = Faults(missing=["upo", "dwo"])
     bridge.poll_soon(60.0)  # settings: read every config_interval, here now
     assert await bridge.refresh()

@@ -28,9 +28,9 @@ def test_filter_parts_stay_under_the_length_and_keep_every_key() -> None:
 
 
 async def test_settings_are_read_at_start_after_a_write_and_after_a_restart(
-    charger_bridge: tuple[Charger, SimulatedCharger, RecordingPublisher],
+    polled_charger: tuple[Charger, SimulatedCharger, RecordingPublisher],
 ) -> None:
-    bridge, simulated, publisher = charger_bridge
+    bridge, simulated, publisher = polled_charger
     assert await bridge.refresh()
     assert set((simulated.last_filter or "").split(",")) == LIVE_KEYS
     simulated.ama = 20  # changed in the app: seen at the next full read

@@ -84,12 +84,12 @@ def test_any_status_maps_to_states_without_raising(status: dict[str, Any]) -> No
     retained=st.booleans(),
 )
 async def test_any_command_payload_gets_one_answer_and_only_valid_calls(
-    charger_bridge: tuple[Charger, SimulatedCharger, RecordingPublisher],
+    polled_charger: tuple[Charger, SimulatedCharger, RecordingPublisher],
     service: str,
     raw: bytes,
     retained: bool,
 ) -> None:
-    bridge, simulated, _ = charger_bridge
+    bridge, simulated, _ = polled_charger
     calls_before = len(simulated.set_calls)
     command = QueuedCommand(1, "garage", service, raw, retained, time.time())
     try:  # as the desk takes it: parsed on arrival, refused there if it could never run

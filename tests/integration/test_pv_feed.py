@@ -23,11 +23,11 @@ TIMEOUT = 1.5
 
 
 @pytest.fixture
-async def feeding(charger_bridge: Setup) -> AsyncIterator[Setup]:
-    bridge, _, _ = charger_bridge
+async def feeding(polled_charger: Setup) -> AsyncIterator[Setup]:
+    bridge, _, _ = polled_charger
     bridge.pv_feed.interval, bridge.pv_feed.timeout = INTERVAL, TIMEOUT
     task = asyncio.create_task(bridge.pv_feed.run())
-    yield charger_bridge
+    yield polled_charger
     bridge.pv_feed.stop()
     await task
 
@@ -36,8 +36,8 @@ def ids_writes(simulated: SimulatedCharger) -> list[dict[str, float]]:
     return [call["ids"] for call in simulated.set_calls if "ids" in call]
 
 
-def offer(bridge: Charger, service: str, payload: str, retained: bool = False) -> str | None:
-    return bridge.pv_feed.offer(service, payload.encode(), retained=retained)
+def offer(charger: Charger, service: str, payload: str, retained: bool = False) -> str | None:
+    return charger.pv_feed.offer(service, payload.encode(), retained=retained)
 
 
 async def test_a_reading_is_written_kept_alive_confirmed_and_stopped_when_quiet(
