@@ -226,6 +226,8 @@ def make_settings(
             "base_topic": f"goe{run}",
             "discovery_prefix": f"ha{run}",
         },
+        # Any free port: bridges of tests running side by side must not fight for 8099.
+        "http": {"listen": "127.0.0.1:0"},
         "chargers": [
             {
                 "name": name,

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
@@ -23,7 +24,7 @@ from goe2mqtt.catalogue.facts import DeviceFacts
 from goe2mqtt.charger.publish import ChargerOutput, Publisher
 from goe2mqtt.charger.pv_feed import PvFeed
 from goe2mqtt.charger.rules import check_serial, next_due, serial_from_status
-from goe2mqtt.charger.view import changed_in
+from goe2mqtt.charger.view import ChargerView, changed_in
 from goe2mqtt.commands.outcomes import (
     CommandSink,
     CommandStats,
@@ -90,6 +91,8 @@ class Charger:
         self.offline_reason = "not reached yet"
         self.failures = 0
         self.polled_once = False  # answered or not
+        self.polls: Counter[str] = Counter()  # outcome -> polls so ended (for /metrics)
+        self.came_online = 0  # times it went online: its reconnects are the rest
         self.last_success: float | None = None
         self._not_before = 0.0  # monotonic: the cloud asked us to wait (Retry-After)
         self.lock = asyncio.Lock()  # one conversation with the charger at a time
@@ -129,6 +132,11 @@ class Charger:
     async def _publish_discovery(self, facts: DeviceFacts) -> None:
         if self.serial is not None:
             await self._out.discovery(facts, self.serial)
+
+    @property
+    def view(self) -> ChargerView:
+        """What its status means now (the status page and /metrics read it)."""
+        return self._out.view
 
     @property
     def connection(self) -> str:
@@ -303,6 +311,7 @@ class Charger:
             await self._poll_failed(exc)
             return False
         took_ms = round((time.monotonic() - started) * 1000, 1)
+        self.polls["ok"] += 1
         if every_key:
             self._settled_read_at, self._settled_due, status = started, False, answer
         elif answer.get("rbc") != self.status.get("rbc"):
@@ -397,6 +406,7 @@ class Charger:
         published = await self._take(status, changed, merge=merge and self.online)
         if not self.online:
             self.online = True
+            self.came_online += 1
             log.info("charger_online", charger=self.name, failed_polls=recovered_after)
             await self._out.availability(online=True)
         return published
@@ -406,6 +416,7 @@ class Charger:
 
     async def _poll_failed(self, exc: GoeError) -> None:
         self.failures += 1
+        self.polls["rate_limited" if isinstance(exc, RateLimited) else "failed"] += 1
         self.last_error = (time.time(), f"poll failed: {exc}")
         if isinstance(exc, RateLimited) and exc.retry_after is not None:
             wait = min(exc.retry_after, MAX_RETRY_AFTER)
