@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import socket
@@ -32,6 +33,7 @@ async def listening(daemon: Daemon) -> str:
 @contextlib.asynccontextmanager
 async def web_daemon(folder: Path, raw: dict[str, Any]) -> AsyncIterator[tuple[Daemon, str]]:
     """goe2mqtt run with this config, as its own process; its base URL."""
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
     daemon = Daemon(write_config(folder, raw))
     await daemon.start()
     try:
