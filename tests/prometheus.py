@@ -21,13 +21,14 @@ from .web import free_port
 
 
 def _start(folder: Path, target: str, interval: str,
-           headers: dict[str, str] | None) -> tuple[subprocess.Popen[bytes], int]:  # fmt: skip
+           token: str | None) -> tuple[subprocess.Popen[bytes], int]:  # fmt: skip
     binary = shutil.which("prometheus") or "/usr/bin/prometheus"
     assert os.access(binary, os.X_OK), "prometheus is not installed (.ci/setup installs it)"
     folder.mkdir(parents=True, exist_ok=True)
     job: dict[str, Any] = {"job_name": "goe2mqtt", "static_configs": [{"targets": [target]}]}
-    if headers and "Authorization" in headers:
-        job["authorization"] = {"credentials": headers["Authorization"].removeprefix("Bearer ")}
+    if token is not None:  # as the README tells: the token in a file Prometheus reads
+        (folder / "token").write_text(token)
+        job["authorization"] = {"credentials_file": str(folder / "token")}
     config = folder / "prometheus.yml"
     config.write_text(yaml.safe_dump({
         "global": {"scrape_interval": interval, "scrape_timeout": interval,
@@ -46,9 +47,9 @@ def _start(folder: Path, target: str, interval: str,
 
 @contextlib.asynccontextmanager
 async def prometheus(folder: Path, target: str, *, interval: str = "1s",
-                     headers: dict[str, str] | None = None) -> AsyncIterator[str]:  # fmt: skip
+                     token: str | None = None) -> AsyncIterator[str]:  # fmt: skip
     """Prometheus scraping ``target`` (host:port) every ``interval``; yields its URL."""
-    process, port = await asyncio.to_thread(_start, folder, target, interval, headers)
+    process, port = await asyncio.to_thread(_start, folder, target, interval, token)
     url = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as session, asyncio.timeout(3 * WAIT):

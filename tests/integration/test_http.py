@@ -17,10 +17,20 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Simulator
 
-from ..conftest import SERIALS, TOKEN, WAIT, Daemon, make_settings, until, write_config
+from ..conftest import (
+    SERIALS,
+    TOKEN,
+    WAIT,
+    Daemon,
+    MqttProbe,
+    make_settings,
+    until,
+    write_config,
+)
 from ..web import free_port, get, web_daemon
 
 HTTP_TOKEN = "web-tok-9d2f61c0a7e4"
@@ -273,3 +283,27 @@ async def test_hostile_http_gets_limits_and_4xx_and_never_delays_polls(
     assert len(answers) == 8
     # Polls came as often as before (0.3 s; generous bound against a busy machine).
     assert max(gaps) < 1.5, gaps
+
+
+async def test_a_chargers_page_lists_its_commands_newest_first(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    raw = make_settings(broker, simulator)
+    topics = Topics(raw["mqtt"]["base_topic"])
+    async with (
+        web_daemon(tmp_path, raw) as (_, url),
+        MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe,
+    ):
+        await probe.wait_text(topics.availability("garage"), "online")
+        assert (await probe.command(topics.command("garage", "set_phase"), "1"))["ok"]
+        refused = await probe.command(topics.command("garage", "set_phase"), "7")
+        assert refused["ok"] is False
+        status, body, _ = await get(url + "/charger/garage")
+    assert status == 200
+    history = body.split('<table id=history>', 1)[1].split("</table>", 1)[0]
+    rows = [row.split("</tr>")[0] for row in history.split("<tbody>", 1)[1].split("<tr>")[1:]]
+    cells = [[cell.split("</td>")[0] for cell in row.split("<td>")[1:]] for row in rows]
+    assert [(c[1], c[3]) for c in cells] == [("set_phase", "refused"), ("set_phase", "applied")]
+    # published once the broker acknowledged the result (it may not have, yet)
+    assert {c[2] for c in cells} <= {"done", "published"}
+    assert cells[0][4].startswith("phase must be")

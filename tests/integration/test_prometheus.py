@@ -129,3 +129,21 @@ async def test_charger_metrics_bounds_the_series_per_charger(
     assert "goe2mqtt_charger_power_watts" not in seen["health"]
     assert seen["health"] < seen["all"]
     assert seen["none"] == {"goe2mqtt_commands_total"}  # no charger's name in it
+
+
+async def test_prometheus_scrapes_with_the_token_from_a_file(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    secret = "scrape-tok-2c8e51"
+    token_file = tmp_path / "http-token"
+    token_file.write_text(secret)
+    token_file.chmod(0o600)
+    raw = make_settings(broker, simulator)
+    raw["http"]["token_file"] = str(token_file)
+    async with (
+        web_daemon(tmp_path / "bridge", raw) as (_, url),
+        prometheus(tmp_path / "prometheus", url.removeprefix("http://"), token=secret) as prom,
+    ):
+        assert (await get(url + "/metrics"))[0] == 401
+        online = await wait_for_value(prom, "goe2mqtt_charger_online", lambda v: len(v) == 1)
+        assert online[0]["metric"]["charger"] == "garage"
