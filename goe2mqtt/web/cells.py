@@ -80,7 +80,7 @@ def age_text(unix: str, now: float | None = None) -> str:
 class Selection:
     """The page a browser shows: a filter and a page number."""
 
-    text: str = ""  # part of the name, model or connection
+    text: str = ""  # part of the name
     state: str = ""  # online, offline, or a car state name
     transport: str = ""
     page: int = 1
@@ -107,17 +107,22 @@ class Selection:
             self.state == "online" and row.online
         ):
             return False
-        if self.transport and row.transport != self.transport:
-            return False
-        if self.text:
-            haystack = f"{row.name} {row.model or ''} {row.connection}".lower()
-            return self.text in haystack
-        return True
+        return not self.transport or row.transport == self.transport
 
-    def pick(self, rows: Iterable[ChargerRow]) -> tuple[list[ChargerRow], int]:
-        """The rows on this page, and how many match in all."""
-        matching = [row for row in rows if self.matches(row)]
+    def pick(self, look: BridgeLook) -> tuple[list[ChargerRow], int]:
+        """The rows on this page, and how many match in all. Only a state or transport
+        filter looks at every charger's row; names alone are cheap at any fleet size
+        (an open page asks every second)."""
+        names: Iterable[str] = look.names()
+        if self.text:
+            names = [name for name in names if self.text in name.lower()]
         start = (self.page - 1) * self.size
+        if not self.state and not self.transport:
+            listed = list(names)
+            page = (look.row(name) for name in listed[start : start + self.size])
+            return [row for row in page if row is not None], len(listed)
+        rows = (look.row(name) for name in names)
+        matching = [row for row in rows if row is not None and self.matches(row)]
         return matching[start : start + self.size], len(matching)
 
     def query(self, **changes: str | int) -> str:

@@ -48,7 +48,7 @@ class FleetStream:
         if changed := _changed(header, self._header):
             event["header"] = changed
             self._header = header
-        rows, total = self._selection.pick(look.rows())
+        rows, total = self._selection.pick(look)
         names = [row.name for row in rows]
         if self._names is not None and (names != self._names or total != self._total):
             # Other chargers match now: the page asks for itself anew.

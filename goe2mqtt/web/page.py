@@ -70,12 +70,12 @@ def _options(choices: tuple[str, ...] | list[str], chosen: str, anything: str) -
 async def fleet_page(request: web.Request) -> web.Response:
     look = request.app[LOOK]
     selection = Selection.of(dict(request.query))
-    rows, total = selection.pick(look.rows())
+    rows, total = selection.pick(look)
     now = time.time()
     parts = [_header(look, "goe2mqtt")]
     parts.append(
         '<form id=filter method=get action="/">'
-        f'<input name=q placeholder="name, model, connection" value="{_e(selection.text)}"'
+        f'<input name=q placeholder="name" value="{_e(selection.text)}"'
         ' autocomplete=off aria-label=filter>'
         f"<select name=state aria-label=state>"
         f"{_options(list(STATE_CHOICES), selection.state, 'any state')}</select>"
