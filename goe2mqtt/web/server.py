@@ -128,10 +128,9 @@ class HttpServer:
                 f"http.listen: cannot listen on {settings.listen}: {why} (give another"
                 " host:port, or http.enabled: false)"
             ) from None
-        server = site._server
-        sockets: list[Any] = list(getattr(server, "sockets", None) or [])
-        host, port = sockets[0].getsockname()[:2] if sockets else (settings.host, settings.port)
-        self.address = (host, port)
+        addresses: list[Any] = list(self._runner.addresses)  # port 0: the one taken
+        host, port = addresses[0][:2] if addresses else (settings.host, settings.port)
+        self.address = (str(host), int(port))
         log.info("http_listening", listen=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
                  token=settings.token is not None)  # fmt: skip
 

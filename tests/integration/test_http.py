@@ -307,3 +307,14 @@ async def test_a_chargers_page_lists_its_commands_newest_first(
     # published once the broker acknowledged the result (it may not have, yet)
     assert {c[2] for c in cells} <= {"done", "published"}
     assert cells[0][4].startswith("phase must be")
+
+
+async def test_an_ipv6_address_in_brackets(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    raw = make_settings(broker, simulator)
+    raw["http"] = {"listen": "[::1]:0"}
+    async with web_daemon(tmp_path, raw) as (_, url):
+        assert url.startswith("http://[::1]:")
+        status, body, _ = await get(url + "/healthz")
+        assert (status, json.loads(body)["status"]) == (200, "ok")
