@@ -24,11 +24,16 @@ ENV PATH=/opt/goe2mqtt/bin:$PATH \
     GOE2MQTT_CONFIG=/config/config.yaml \
     GOE2MQTT_HEALTH_FILE=/tmp/goe2mqtt-health.json \
     GOE2MQTT_STATE_DIR=/data \
+    GOE2MQTT_HTTP__LISTEN=0.0.0.0:8099 \
     PYTHONUNBUFFERED=1
 VOLUME /config /data
 USER goe2mqtt
-# Healthy while the bridge refreshes its health file and is connected to the broker.
+# /metrics, /healthz, /readyz and the status page (README: what it shows, how to guard it).
+EXPOSE 8099
+# Healthy while the bridge answers /readyz: its tasks run, the MQTT session is up and
+# the journal can write (as the health file said before; `goe2mqtt healthcheck` without
+# --http still reads that file, for those who run without HTTP).
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
-    CMD ["goe2mqtt", "healthcheck"]
+    CMD ["goe2mqtt", "healthcheck", "--http"]
 ENTRYPOINT ["goe2mqtt"]
 CMD ["run", "--log-format", "json"]

@@ -25,6 +25,7 @@ import yaml
 
 from goe2mqtt.bridge.process import Bridge
 from goe2mqtt.charger.loop import Charger
+from goe2mqtt.config.http import HttpSettings
 from goe2mqtt.config.settings import Settings, parse_settings
 from goe2mqtt.goe.client import GoeClient
 from goe2mqtt.mqtt.topics import Topics
@@ -226,6 +227,8 @@ def make_settings(
             "base_topic": f"goe{run}",
             "discovery_prefix": f"ha{run}",
         },
+        # Any free port: bridges of tests running side by side must not fight for 8099.
+        "http": {"listen": "127.0.0.1:0"},
         "chargers": [
             {
                 "name": name,
@@ -243,9 +246,17 @@ def make_settings(
 TEST_CONFIRM_DELAYS = (0.0, 0.2, 0.5)
 
 
+# Bridges of tests that do not say where to listen take any free port: side by side
+# (two bridges in a test, tests of several worktrees at once) they would fight for 8099.
+ANY_PORT = "127.0.0.1:0"
+
+
 class RunningBridge:
     def __init__(self, settings: Settings, **options: Any) -> None:
         options = {"birth_delay": (0.0, 0.05), "confirm_delays": TEST_CONFIRM_DELAYS, **options}
+        if "http" not in settings.model_fields_set:
+            http = HttpSettings.model_validate({"listen": ANY_PORT})
+            settings = settings.model_copy(update={"http": http})
         self.bridge = Bridge(settings, **options)
         self.task: asyncio.Task[None] | None = None
 
@@ -299,11 +310,14 @@ class Daemon:
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        env = self.env
+        if not _says_where_to_listen(self.config, env):
+            env = {**(env or {}), "GOE2MQTT_HTTP__LISTEN": ANY_PORT}
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "goe2mqtt", "--config", str(self.config),
             "--log-format", "json", "--log-level", "debug",
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-            env=None if self.env is None else {**os.environ, **self.env},
+            env=None if env is None else {**os.environ, **env},
         )  # fmt: skip
         self._reader = asyncio.create_task(self._read(self.process))
 
@@ -336,6 +350,16 @@ class Daemon:
             with contextlib.suppress(ValueError):
                 events.append(json.loads(line))
         return events
+
+
+def _says_where_to_listen(config: Path, env: dict[str, str] | None) -> bool:
+    if any(name.startswith("GOE2MQTT_HTTP__") for name in {**os.environ, **(env or {})}):
+        return True
+    try:
+        raw = yaml.safe_load(config.read_text())
+    except (OSError, yaml.YAMLError):
+        return True  # no usable config: the daemon says so, and a variable would change that
+    return isinstance(raw, dict) and "http" in raw
 
 
 def write_config(folder: Path, raw: dict[str, Any]) -> Path:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -31,14 +31,16 @@ from goe2mqtt.commands.journal import (
 )
 from goe2mqtt.commands.outcomes import (
     CommandStats,
+    Durations,
     QueuedCommand,
     RefusedDeliveries,
     RepeatFilter,
     interrupted,
+    outcome_of,
     rejection,
 )
 from goe2mqtt.commands.payloads import MAX_PAYLOAD_BYTES, CommandError, SetCall, result_json
-from goe2mqtt.commands.services import Command, parse_delivered
+from goe2mqtt.commands.services import SERVICES_BY_NAME, Command, parse_delivered
 from goe2mqtt.mqtt.session import InboundMessage, PublishRefused
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.util.aio import wait_until_set
@@ -108,6 +110,10 @@ class CommandDesk:
         # seq None for a command the journal could not store.
         self._results: deque[tuple[int | None, str, str]] = deque()
         self.results_refused = 0
+        # (charger, service, outcome) -> commands so ended, and how long they took:
+        # what /metrics shows. Commands for chargers we do not have count under "".
+        self.outcomes: Counter[tuple[str, str, str]] = Counter()
+        self.durations = Durations()
         self._journal_error: str | None = None
         self._journal_failures = 0
         self._on_health_change = on_health_change
@@ -282,6 +288,12 @@ class CommandDesk:
     def _answer(self, command: QueuedCommand, result: dict[str, Any]) -> None:
         # The cloud may echo a token in an error text: results are redacted like logs.
         safe = self._redactor.scrub(result)
+        # Names a sender made up are not labels: each would be a series for good.
+        charger = command.charger if command.charger in self._chargers else ""
+        known = command.service in SERVICES_BY_NAME or command.service in INPUT_SERVICES
+        service = command.service if known else ""
+        self.outcomes[(charger, service, outcome_of(safe))] += 1
+        self.durations.observe(service, time.monotonic() - command.received_at)
         if command.seq is not None:
             try:
                 self.journal.finish(command.seq, safe)

@@ -26,6 +26,7 @@ class LoopWatch:
         self._gc_max = 0.0
         self._gc_full = 0
         self._gc_started: float | None = None
+        self._lag_reported = 0.0  # the longest hold of the window report() closed last
 
     def _on_gc(self, phase: str, details: dict[str, Any]) -> None:
         if phase == "start":
@@ -60,6 +61,13 @@ class LoopWatch:
             "gc_pause_max_ms": round(self._gc_max * 1000, 1),
             "gc_full_collections": self._gc_full,
         }
+        self._lag_reported = self._lag_max
         self._lag_max = self._lag_max_cpu = self._gc_max = 0.0
         self._gc_full = 0
         return report
+
+    @property
+    def lag_lately(self) -> float:
+        """The longest hold, in seconds, in this window and the one reported last: what
+        /metrics shows without starting a window anew (bridge/info does that)."""
+        return max(self._lag_max, self._lag_reported)

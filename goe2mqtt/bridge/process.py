@@ -24,6 +24,7 @@ from goe2mqtt.bridge.housekeeping import BIRTH_DELAY, Housekeeping, housekeeping
 from goe2mqtt.bridge.info import fleet_info
 from goe2mqtt.bridge.loop_watch import LoopWatch
 from goe2mqtt.bridge.memory import MemoryUpkeep
+from goe2mqtt.bridge.operator_view import OperatorView
 from goe2mqtt.bridge.own_mqtt import StreamBroker
 from goe2mqtt.bridge.remembered import Remembered
 from goe2mqtt.bridge.startup import (
@@ -48,6 +49,7 @@ from goe2mqtt.mqtt.session import InboundMessage, MqttSession, Subscription
 from goe2mqtt.mqtt.topics import OFFLINE, RESULT_LEAF, Topics
 from goe2mqtt.util.aio import wait_until_set
 from goe2mqtt.util.values import iso
+from goe2mqtt.web.server import HttpServer
 
 log = structlog.get_logger()
 
@@ -120,6 +122,12 @@ class Bridge:
         self._desk: CommandDesk | None = None  # opens with the journal, in run()
         self._loop_watch = LoopWatch()
         self._memory = MemoryUpkeep()
+        self._watched: list[asyncio.Task[None]] = []  # what /healthz sees run
+
+    def _failing(self) -> list[str]:
+        if self._stop.is_set():
+            return ["stopping"]
+        return [f"task {task.get_name()} ended" for task in self._watched if task.done()]
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -141,6 +149,19 @@ class Bridge:
 
     async def run(self) -> None:
         """Run until request_stop(); then publish offline and disconnect."""
+        http = None
+        if self.settings.http.enabled:  # first: a port in use stops start-up at once
+            look = OperatorView(self.chargers, self.mqtt, self._loop_watch,
+                                lambda: self._desk, self._failing, self.started)  # fmt: skip
+            http = HttpServer(look, self.settings.http)
+            await http.start()
+        try:
+            await self._run_journaled()
+        finally:
+            if http is not None:
+                await http.stop()
+
+    async def _run_journaled(self) -> None:
         journal = open_journal(journal_path(self.settings))
         shard = self.settings.shard
         self._desk = CommandDesk(
@@ -226,6 +247,7 @@ class Bridge:
             ]
             if self._own_mqtt.wanted:  # chargers on their own MQTT
                 helpers.append(asyncio.create_task(self._own_mqtt.run(), name="charger-mqtt"))
+            self._watched = [mqtt_task, *pollers, *workers, *helpers]
             stop_task = asyncio.create_task(self._stop.wait(), name="stop")
             try:
                 done, _ = await asyncio.wait(

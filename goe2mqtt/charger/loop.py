@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
@@ -24,7 +25,7 @@ from goe2mqtt.charger.push_side import PushSide
 from goe2mqtt.charger.pv_feed import PvFeed
 from goe2mqtt.charger.rules import check_serial, serial_from_status
 from goe2mqtt.charger.schedule import PollSchedule
-from goe2mqtt.charger.view import changed_in
+from goe2mqtt.charger.view import ChargerView, changed_in
 from goe2mqtt.commands.outcomes import CommandSink, CommandStats
 from goe2mqtt.commands.runner import CONFIRM_DELAYS, MAX_QUEUED_COMMANDS, CommandRunner
 from goe2mqtt.config.settings import ChargerSettings
@@ -80,6 +81,8 @@ class Charger:
         self.offline_reason = "not reached yet"
         self.failures = 0
         self.polled_once = False  # answered or not
+        self.polls: Counter[str] = Counter()  # outcome -> polls so ended (for /metrics)
+        self.came_online = 0  # times it went online: its reconnects are the rest
         self.last_success: float | None = None
         self._not_before = 0.0  # monotonic: the cloud asked us to wait (Retry-After)
         self.lock = asyncio.Lock()  # one conversation with the charger at a time
@@ -116,6 +119,11 @@ class Charger:
     async def _publish_discovery(self, facts: DeviceFacts) -> None:
         if self.serial is not None:
             await self._out.discovery(facts, self.serial)
+
+    @property
+    def view(self) -> ChargerView:
+        """What its status means now (the status page and /metrics read it)."""
+        return self._out.view
 
     @property
     def connection(self) -> str:
@@ -245,6 +253,7 @@ class Charger:
             await self._poll_failed(exc)
             return False
         took_ms = round((time.monotonic() - started) * 1000, 1)
+        self.polls["ok"] += 1
         status = self._schedule.answered(self.status, answer, every_key=every_key, at=started)
         if status is None:  # it restarted: every key now
             return await self.read_back()
@@ -325,6 +334,7 @@ class Charger:
         published = await self._take(status, changed, merge=merge and self.online)
         if not self.online:
             self.online = True
+            self.came_online += 1
             log.info("charger_online", charger=self.name, failed_polls=recovered_after)
             await self._out.availability(online=True)
         return published
@@ -334,6 +344,7 @@ class Charger:
 
     async def _poll_failed(self, exc: GoeError) -> None:
         self.failures += 1
+        self.polls["rate_limited" if isinstance(exc, RateLimited) else "failed"] += 1
         self._poll_error = (time.time(), f"poll failed: {exc}")
         if isinstance(exc, RateLimited) and exc.retry_after is not None:
             wait = min(exc.retry_after, MAX_RETRY_AFTER)

@@ -108,6 +108,14 @@ def _parser() -> argparse.ArgumentParser:
         default=90.0,
         help="seconds after which the file counts as stale (default 90)",
     )
+    health.add_argument(
+        "--http",
+        nargs="?",
+        const="readyz",
+        choices=("readyz", "healthz"),
+        help="ask the running bridge's /readyz (or /healthz) at the config's http.listen"
+        " instead of reading the file (the container image's HEALTHCHECK)",
+    )
 
     entities = commands.add_parser(
         "entities", help="list every entity, its go-e keys and its command",
@@ -207,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             prefix=args.prefix,
         )  # fmt: skip
     if command == "healthcheck":
+        if args.http:
+            return _http_healthcheck(args.config, args.http)
         return _healthcheck(args.file, args.config, args.max_age)
     if command == "entities":
         from goe2mqtt.catalogue.table import markdown, plain
@@ -315,11 +325,34 @@ def _healthcheck(file: str | None, config: str, max_age: float) -> int:
     return EXIT_OK if healthy else EXIT_FAILURE
 
 
+def _http_healthcheck(config: str, path: str) -> int:
+    """Ask the bridge's own probe over HTTP; the probes need no token."""
+    import urllib.error
+    import urllib.request
+
+    settings = _load(config)
+    if settings is None:
+        return EXIT_CONFIG
+    http = settings.http
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(http.host, http.host)
+    url = f"http://{f'[{host}]' if ':' in host else host}:{http.port}/{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            body, healthy = answer.read().decode(errors="replace").strip(), True
+    except urllib.error.HTTPError as exc:
+        body, healthy = exc.read().decode(errors="replace").strip(), False
+    except OSError as exc:
+        body, healthy = f"no answer from {url}: {exc}", False
+    print(f"{'healthy' if healthy else 'unhealthy'}: {body}")
+    return EXIT_OK if healthy else EXIT_FAILURE
+
+
 def _run(settings: Settings) -> int:
     from goe2mqtt.bridge.process import AnotherInstance, Bridge
     from goe2mqtt.bridge.startup import raise_open_file_limit
     from goe2mqtt.commands.journal import JournalLocked, JournalUnusable
     from goe2mqtt.mqtt.client import SessionTakenOver
+    from goe2mqtt.web.server import HttpUnavailable
 
     raise_open_file_limit()
 
@@ -340,7 +373,7 @@ def _run(settings: Settings) -> int:
         print(f"goe2mqtt: cannot open the command journal: {exc} (check state_dir)",
               file=sys.stderr)  # fmt: skip
         return EXIT_CONFIG
-    except (AnotherInstance, SessionTakenOver) as exc:
+    except (AnotherInstance, SessionTakenOver, HttpUnavailable) as exc:
         # Exit 2 like a config error: restarting would only start the fight again.
         print(f"goe2mqtt: {exc}", file=sys.stderr)
         return EXIT_CONFIG

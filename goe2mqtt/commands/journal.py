@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS commands (
 );
 CREATE INDEX IF NOT EXISTS commands_state ON commands(state);
 CREATE INDEX IF NOT EXISTS commands_mid ON commands(mid);
+CREATE INDEX IF NOT EXISTS commands_charger ON commands(charger, seq);
 """
 
 
@@ -220,21 +221,34 @@ class Journal:
             " FROM commands WHERE state = ? ORDER BY seq",
             (state,),
         ).fetchall()
-        return [
-            Entry(
-                seq=seq,
-                charger=charger,
-                service=service,
-                payload=bytes(payload),
-                retained=bool(retained),
-                received=received,
-                state=row_state,
-                sent=json.loads(sent) if sent else None,
-                result=json.loads(result) if result else None,
-            )
-            for seq, charger, service, payload, retained, received, row_state, sent, result in rows
-        ]
+        return _entries(rows)
+
+    def latest(self, charger: str, limit: int = 50) -> list[Entry]:
+        """A charger's last ``limit`` commands, newest first (the status page shows them)."""
+        rows = self._db.execute(
+            "SELECT seq, charger, service, payload, retained, received, state, sent, result"
+            " FROM commands WHERE charger = ? ORDER BY seq DESC LIMIT ?",
+            (charger, limit),
+        ).fetchall()
+        return _entries(rows)
 
     def count(self) -> dict[str, int]:
         rows = self._db.execute("SELECT state, COUNT(*) FROM commands GROUP BY state")
         return {state: n for state, n in rows}
+
+
+def _entries(rows: list[Any]) -> list[Entry]:
+    return [
+        Entry(
+            seq=seq,
+            charger=charger,
+            service=service,
+            payload=bytes(payload),
+            retained=bool(retained),
+            received=received,
+            state=row_state,
+            sent=json.loads(sent) if sent else None,
+            result=json.loads(result) if result else None,
+        )
+        for seq, charger, service, payload, retained, received, row_state, sent, result in rows
+    ]

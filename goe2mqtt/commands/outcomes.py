@@ -84,6 +84,50 @@ def _same(actual: Any, expected: JsonValue) -> bool:
     return bool(actual == expected)
 
 
+# What a result's error starts with -> its outcome, as metrics count them.
+_OUTCOMES = (
+    (NOT_CONFIRMED, "not_confirmed"),
+    (OUTCOME_UNKNOWN, "unknown"),
+    ("stale:", "stale"),
+    ("charger offline", "offline"),
+    ("rate limited", "rate_limited"),
+    ("not run: the journal", "journal_failed"),
+)
+
+
+def outcome_of(result: Mapping[str, Any]) -> str:
+    """One word for how a command ended: applied, refused, not_confirmed, unknown,
+    stale, offline, rate_limited, journal_failed or failed (the charger said no, or
+    did not answer)."""
+    if result.get("ok") is True:
+        return "applied"
+    error = str(result.get("error") or "")
+    for start, outcome in _OUTCOMES:
+        if error.startswith(start):
+            return outcome
+    return "failed" if "applied" in result else "refused"
+
+
+# Seconds from delivery to result: a read-back takes ~5 s, a charger that times out more.
+DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Durations:
+    """How long commands took, per service, counted into fixed buckets: what a
+    histogram on /metrics shows, kept as a handful of numbers per service."""
+
+    def __init__(self, buckets: Sequence[float] = DURATION_BUCKETS) -> None:
+        self.buckets = tuple(buckets)
+        self.counts: dict[str, list[int]] = {}  # service -> count per bucket, then +Inf
+        self.sums: dict[str, float] = {}
+
+    def observe(self, service: str, seconds: float) -> None:
+        counts = self.counts.setdefault(service, [0] * (len(self.buckets) + 1))
+        index = next((i for i, b in enumerate(self.buckets) if seconds <= b), len(self.buckets))
+        counts[index] += 1
+        self.sums[service] = self.sums.get(service, 0.0) + seconds
+
+
 REPEAT_QUIET = 60.0  # s: the same charger and service refused again within this: counted
 
 

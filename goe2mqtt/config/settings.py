@@ -27,6 +27,7 @@ from pydantic import (
 
 from goe2mqtt.config.charger import ChargerSettings as ChargerSettings
 from goe2mqtt.config.environment import expand_references
+from goe2mqtt.config.http import HttpSettings
 from goe2mqtt.config.problems import ConfigError, problems_of
 from goe2mqtt.config.secret_files import check_printable, check_secret_file, load_secret
 from goe2mqtt.config.section import (
@@ -178,6 +179,8 @@ class Settings(Section):
     # The command journal lives here ({client_id}.journal): commands and results
     # that must survive a crash. Keep it on a persistent disk (a volume in a container).
     state_dir: str = Field(default_factory=default_state_dir, min_length=1)
+    # The operator's HTTP surface: /metrics, /healthz, /readyz and the status page.
+    http: HttpSettings = Field(default_factory=HttpSettings)
     _warnings: tuple[str, ...] = PrivateAttr(default=())
 
     @property
@@ -238,6 +241,8 @@ class Settings(Section):
         ]
         if self.mqtt.password is not None:
             values.append(self.mqtt.password.get_secret_value())
+        if self.http.token is not None:
+            values.append(self.http.token.get_secret_value())
         return [v for v in values if v]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -104,6 +105,7 @@ class MqttSession:
         self._stopping = asyncio.Event()
         self._final: list[tuple[str, bytes]] = []
         self.connections = 0
+        self.disconnects: Counter[str] = Counter()  # cause -> connections lost or failed
         # Publishes the broker refused (MQTT 5 reason code >= 0x80): topic -> reason.
         self.refused: dict[str, str] = {}
         self.refused_count = 0
@@ -355,6 +357,7 @@ class MqttSession:
                         retry_in=delay,
                     )
                 cause = connect_cause(error)
+                self.disconnects[cause] += 1
                 if cause.startswith("TLS"):
                     # Retrying will not fix a certificate: say what to look at.
                     log.error(

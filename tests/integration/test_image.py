@@ -26,6 +26,7 @@ from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Simulator
 
 from ..conftest import SERIALS, TOKEN, WAIT, MqttProbe
+from ..web import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TAG = "localhost/goe2mqtt:test"
@@ -85,6 +86,9 @@ async def test_the_image_runs_as_its_user_with_env_only_config_and_stops_on_sigt
         f"GOE2MQTT_CHARGERS__0__SERIAL={SERIALS['garage']}",
         f"GOE2MQTT_CHARGERS__0__TOKEN={TOKEN}",
         f"GOE2MQTT_CHARGERS__0__API_URL={simulator.url_for(SERIALS['garage'])}",
+        # The image listens on 0.0.0.0:8099; this run shares the host's network with
+        # other tests: a free loopback port instead (the HEALTHCHECK reads the same).
+        f"GOE2MQTT_HTTP__LISTEN=127.0.0.1:{free_port()}",
     ]
 
     def in_image(*argv: str) -> list[str]:
@@ -121,7 +125,9 @@ async def test_the_image_runs_as_its_user_with_env_only_config_and_stops_on_sigt
                     break
                 await asyncio.sleep(0.5)
             assert check.returncode == 0, out
-            assert out.decode().startswith("healthy: 1/1 chargers online")
+            assert out.decode() == 'healthy: {"status": "ok", "reasons": []}\n'
+            assert "8099/tcp" in config["ExposedPorts"]
+            assert "GOE2MQTT_HTTP__LISTEN=0.0.0.0:8099" in config["Env"]
             mark = probe.mark()
             process.send_signal(signal.SIGTERM)
             _, stderr = await asyncio.wait_for(process.communicate(), WAIT)

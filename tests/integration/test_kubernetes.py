@@ -25,6 +25,7 @@ from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import SimulatedCharger, Simulator
 
 from ..conftest import TOKEN, MqttProbe
+from ..web import free_port, get
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.30.0"
@@ -74,8 +75,12 @@ def test_every_pod_reads_the_one_config_as_its_own_shard(
         seen.update(c.name for c in settings.owned_chargers())
     assert seen == {c["name"] for c in config["chargers"]}
     container = statefulset["spec"]["template"]["spec"]["containers"][0]
-    probe = container["livenessProbe"]["exec"]["command"]
-    assert probe == ["goe2mqtt", "healthcheck", "--file", config["health_file"]]
+    (port,) = container["ports"]
+    assert config["http"]["listen"] == f"0.0.0.0:{port['containerPort']}"
+    for kind, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        assert container[kind]["httpGet"] == {"path": path, "port": port["name"]}
+    (service,) = documents("service.yaml")
+    assert service["spec"]["ports"][0]["targetPort"] == port["name"]
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert config["state_dir"] in mounts  # the journal outlives the pod
 
@@ -94,11 +99,14 @@ async def test_three_pods_poll_each_charger_once_and_answer_each_command_once(
         for serial in FLEET
     ]  # fmt: skip
     pods = []
+    ports = [free_port() for _ in range(config["shard"]["count"])]
     for ordinal in range(config["shard"]["count"]):
         pod_dir = tmp_path / f"goe2mqtt-{ordinal}"  # each pod's own volume
         pod_dir.mkdir()
         pod_config_file = pod_dir / "config.yaml"
-        own = {**config, "state_dir": str(pod_dir), "health_file": str(pod_dir / "health.json")}
+        own = {**config, "state_dir": str(pod_dir), "health_file": str(pod_dir / "health.json"),
+               # each pod has its own address in a cluster; here, a port of its own
+               "http": {**config["http"], "listen": f"127.0.0.1:{ports[ordinal]}"}}  # fmt: skip
         pod_config_file.write_text(yaml.safe_dump(own))
         env = {**os.environ, "HOSTNAME": f"goe2mqtt-{ordinal}", "GOE_TOKEN": TOKEN}
         pod = await asyncio.create_subprocess_exec(
@@ -121,6 +129,19 @@ async def test_three_pods_poll_each_charger_once_and_answer_each_command_once(
             assert sum(len(shard) for shard in owned) == len(FLEET)  # disjoint ...
             assert set().union(*owned) == {f"c{serial}" for serial in FLEET}  # ... and whole
             assert all(simulator.charger(serial).status_calls > 0 for serial in FLEET)
+            # What the kubelet and Prometheus ask each pod: its probes and its chargers.
+            for ordinal, port in enumerate(ports):
+                pod_url = f"http://127.0.0.1:{port}"
+                for path in ("/healthz", "/readyz"):
+                    assert (await get(pod_url + path))[0] == 200
+                _, metrics, _ = await get(pod_url + "/metrics")
+                online = {
+                    line.split('"')[1]
+                    for line in metrics.splitlines()
+                    if line.startswith("goe2mqtt_charger_online{")
+                }
+                assert online == owned[ordinal]
+                assert "goe2mqtt_charger_power_watts" not in metrics  # charger_metrics: health
 
             mark = probe.mark()
             for serial in FLEET:

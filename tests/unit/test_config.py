@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from goe2mqtt.config.http import HttpSettings
 from goe2mqtt.config.loading import load_settings
 from goe2mqtt.config.problems import ConfigError
 from goe2mqtt.config.settings import (
@@ -39,7 +40,7 @@ def test_example_config_is_valid_once_edited_and_documents_every_key(tmp_path: P
     edited.write_text(text.replace('"replace-me"', '"a1b2c3d4e5"'))
     settings = load_settings(edited)
     assert settings.chargers[0].serial == "012345"
-    models = (type(settings), type(settings.mqtt), TlsSettings, ShardSettings)
+    models = (type(settings), type(settings.mqtt), TlsSettings, ShardSettings, HttpSettings)
     for model in (*models, type(settings.chargers[0])):
         for key in model.model_fields:
             assert f"{key}:" in text, f"config.example.yaml does not document {key}"

@@ -1,0 +1,236 @@
+"""Benchmark: /metrics and the status page at fleet size (issue 29, items 4 and 10).
+
+Not a test: it prints a table. For each N it runs the simulated cloud with N chargers
+(in this process, so it times every poll), a Mosquitto of its own and goe2mqtt as its
+own process, waits until every charger is online, then:
+
+- a scrape: its size, its wall time, and the CPU time prometheus-client takes to write
+  that text (measured apart, in this process, for the same number of chargers: the
+  bridge's own CPU moves too much with its polling to single a scrape out; its
+  baseline-subtracted estimate is in the JSON as cpu_s);
+The fleet has bench/bench.py --fleet's shape: a fifth of the chargers with a car,
+polled every 10 s, the rest idle, every 30 s (one simulator host for all of them).
+
+- a window in which a real Prometheus (Debian's) scrapes every 15 s: the share of polls
+  on time (each within 10 % of its interval, as bench/bench.py counts them);
+- the status page's first page in Chromium: navigation to DOMContentLoaded (the page
+  is interactive then: its script is deferred and ran) and to the first paint.
+
+    python bench/scrape.py                     # N = 1000, 10000; 60 s window
+    python bench/scrape.py --sizes 1000 --window 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import PollClock, proc_cpu, serials
+from goe2mqtt.sim.broker import MosquittoBroker, free_port
+from goe2mqtt.sim.simulator import SimulatedCharger, Simulator
+from tests.browser import chromium
+from tests.prometheus import prometheus, query
+
+TOKEN = "bench-token"
+
+
+def exposition_cpu(n: int, kind: str) -> float:
+    """CPU seconds prometheus-client takes to write the text for N chargers like these
+    (the part of a scrape that runs in a thread; taken here, apart from the polling)."""
+    from goe2mqtt.web.metrics import Snapshot, exposition
+    from goe2mqtt.web.view import ChargerRow, DurationCounts
+
+    rows = [
+        ChargerRow(name=f"c{serial}", online=True, offline_reason="", connection="polling",
+                   model="go-eCharger_V4", firmware="60.4", last_update=time.time(),
+                   car_state=2, power_watts=11040.0, currents=(16.0, 16.0, 16.0),
+                   energy_total_kwh=1234.5, temperature=30.0, polls={"ok": 100},
+                   reconnects=0)
+        for serial in serials(n)
+    ]  # fmt: skip
+    snap = Snapshot("bench", True, {}, True, 0, 0.0, rows, {}, DurationCounts((), {}, {}),
+                    time.time())  # fmt: skip
+    started = time.process_time()
+    exposition(snap, kind)
+    return time.process_time() - started
+SCRAPES = 5
+BASELINE = 20.0  # s
+
+
+async def scrape_figures(url: str, pid: int) -> dict[str, Any]:
+    """Size and cost of a scrape; its CPU is what the bridge spent beyond its polling
+    (its CPU rate over a quiet BASELINE seconds before, subtracted)."""
+    sizes, walls = [], []
+    cpu0, t0 = proc_cpu(pid), time.monotonic()
+    await asyncio.sleep(BASELINE)
+    polling_rate = (proc_cpu(pid) - cpu0) / (time.monotonic() - t0)
+    async with aiohttp.ClientSession() as session:
+        cpu0, t0 = proc_cpu(pid), time.monotonic()
+        for _ in range(SCRAPES):
+            started = time.monotonic()
+            async with session.get(f"{url}/metrics") as answer:
+                body = await answer.read()
+            walls.append(time.monotonic() - started)
+            sizes.append(len(body))
+        cpu = (proc_cpu(pid) - cpu0 - polling_rate * (time.monotonic() - t0)) / SCRAPES
+    return {"bytes": statistics.median(sizes), "cpu_s": cpu, "wall_s": statistics.median(walls),
+            "series": body.count(b"\n") - body.count(b"\n#")}  # fmt: skip
+
+
+async def page_figures(url: str) -> dict[str, float]:
+    async with chromium() as browser:
+        page = await browser.new_page()
+        figures = []
+        for _ in range(3):
+            await page.goto(url + "/", wait_until="domcontentloaded", timeout=120_000)
+            timing = await page.evaluate(
+                "() => { const n = performance.getEntriesByType('navigation')[0];"
+                " const p = performance.getEntriesByName('first-contentful-paint')[0];"
+                " return [n.domContentLoadedEventEnd, p ? p.startTime : -1,"
+                " document.querySelectorAll('#fleet tbody tr').length]; }"
+            )
+            figures.append(timing)
+    return {
+        "interactive_ms": statistics.median(f[0] for f in figures),
+        "first_paint_ms": statistics.median(f[1] for f in figures),
+        "rows": figures[0][2],
+    }
+
+
+async def run_size(n: int, args: Any) -> dict[str, Any]:
+    scan = args.scan_interval
+    chargers = [SimulatedCharger(serial, TOKEN) for serial in serials(n)]
+    # The fleet's shape (bench/bench.py --fleet): a fifth with a car, polled every scan
+    # interval; the rest idle, polled every idle interval.
+    active = chargers[: n // 5]
+    for charger in active:
+        charger.plug_in()
+    simulator = Simulator(chargers)
+    clock = PollClock(expected={c.serial: args.idle_interval for c in chargers})
+    clock.expected.update({c.serial: scan for c in active})
+    simulator.observers.append(clock)
+    await simulator.start()
+    workdir = Path(tempfile.mkdtemp(prefix="goe2mqtt-scrape-"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    result: dict[str, Any] = {"n": n}
+    with MosquittoBroker() as broker:
+        config = workdir / "config.yaml"
+        config.write_text(json.dumps({
+            "mqtt": {"host": broker.host, "port": broker.port, "base_topic": "scrape",
+                     "client_id": f"scrape-{uuid.uuid4().hex[:6]}", "discovery": False,
+                     "leaf_topics": False},
+            "state_dir": str(workdir),
+            "http": {"listen": f"127.0.0.1:{port}", "charger_metrics": args.charger_metrics},
+            "chargers": [{"name": f"c{c.serial}", "serial": c.serial, "token": TOKEN,
+                          "api_url": simulator.url_for(c.serial), "scan_interval": scan,
+                          "idle_scan_interval": args.idle_interval} for c in chargers],
+        }))  # fmt: skip
+        with (workdir / "bridge.log").open("wb") as log:
+            bridge = subprocess.Popen(
+                [sys.executable, "-m", "goe2mqtt", "--config", str(config), "--log-level",
+                 "warning", "--log-format", "json"], stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        try:
+            started = time.monotonic()
+            async with aiohttp.ClientSession() as session:
+                while True:
+                    await asyncio.sleep(2)
+                    assert bridge.poll() is None, (workdir / "bridge.log").read_text()[-2000:]
+                    try:  # a page of one row says how many match: cheap at any N
+                        async with session.get(f"{url}/?state=online&size=1") as answer:
+                            text = await answer.text()
+                    except aiohttp.ClientError:
+                        continue
+                    pages = text.split('data-total="', 1)
+                    if len(pages) == 2 and int(pages[1].split('"', 1)[0]) >= n:
+                        break
+            result["startup_s"] = round(time.monotonic() - started, 1)
+            await asyncio.sleep(2 * scan)  # every charger on its own schedule
+            result["scrape"] = await scrape_figures(url, bridge.pid)
+            result["scrape"]["exposition_cpu_s"] = exposition_cpu(n, args.charger_metrics)
+            async with prometheus(workdir / "prometheus", url.removeprefix("http://"),
+                                  interval="15s") as prom:  # fmt: skip
+                clock.recording_gaps = True
+                cpu0, t0 = proc_cpu(bridge.pid), time.monotonic()
+                await asyncio.sleep(args.window)
+                result["bridge_cpu_share"] = round(
+                    (proc_cpu(bridge.pid) - cpu0) / (time.monotonic() - t0), 3
+                )
+                clock.recording_gaps = False
+                scraped = await query(prom, "count(goe2mqtt_charger_online)")
+                result["prometheus_series_online"] = (
+                    int(float(scraped[0]["value"][1])) if scraped else 0
+                )
+                up = await query(prom, "scrape_duration_seconds")
+                result["prometheus_scrape_s"] = float(up[0]["value"][1]) if up else None
+            gaps = clock.gaps
+            result["polls_in_window"] = len(gaps)
+            result["on_time"] = sum(1 for g in gaps if g <= 1.1) / len(gaps) if gaps else 0.0
+            result["gap_max"] = max(gaps) if gaps else None
+            print(json.dumps(result, default=str), flush=True)  # kept if the page fails
+            async with aiohttp.ClientSession() as session:
+                t0 = time.monotonic()
+                async with session.get(f"{url}/") as answer:
+                    await answer.read()
+                result["page_get_s"] = round(time.monotonic() - t0, 3)
+            if not args.no_page:
+                try:
+                    result["page"] = await page_figures(url)
+                except Exception as exc:  # a figure missing, not the run's other figures
+                    result["page"] = {"error": repr(exc)[:300]}
+        finally:
+            bridge.terminate()
+            try:
+                bridge.wait(30)
+            except subprocess.TimeoutExpired:
+                bridge.kill()
+    await simulator.stop()
+    return result
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    print(f"{'N':>6} {'scrape KiB':>10} {'series':>7} {'text CPU ms':>11} {'wall ms':>8} "
+          f"{'on time':>8} {'gap max':>8} {'page ms':>8} {'paint ms':>9}")  # fmt: skip
+    for r in results:
+        s, page = r["scrape"], r.get("page") or {}
+        print(f"{r['n']:>6} {s['bytes'] / 1024:>10.0f} {s['series']:>7}"
+              f" {s['exposition_cpu_s'] * 1000:>11.0f}"
+              f" {s['wall_s'] * 1000:>8.0f} {100 * r['on_time']:>7.2f}% {r['gap_max']:>8.2f}"
+              f" {page.get('interactive_ms', float('nan')):>8.0f}"
+              f" {page.get('first_paint_ms', float('nan')):>9.0f}")  # fmt: skip
+    print(json.dumps(results, indent=1, default=str))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--scan-interval", type=float, default=10.0)
+    parser.add_argument("--idle-interval", type=float, default=30.0)
+    parser.add_argument("--window", type=float, default=60.0, help="s scraped every 15 s")
+    parser.add_argument("--charger-metrics", default="all", choices=["all", "health", "none"])
+    parser.add_argument("--no-page", action="store_true", help="skip the Chromium figures")
+    args = parser.parse_args()
+    os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
+    results = [asyncio.run(run_size(n, args)) for n in args.sizes]
+    print_table(results)
+
+
+if __name__ == "__main__":
+    main()

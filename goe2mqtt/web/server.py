@@ -1,0 +1,138 @@
+"""The HTTP server: aiohttp's, with its limits, a token when configured, and the routes.
+
+Nothing it serves holds a secret: it reads the bridge through BridgeLook, which
+carries none, and the token it checks is compared, never echoed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from goe2mqtt.config.http import HttpSettings
+from goe2mqtt.web.keys import LOOK, SETTINGS
+from goe2mqtt.web.live import events
+from goe2mqtt.web.metrics import metrics_handler
+from goe2mqtt.web.page import charger_page, fleet_page, static_file
+from goe2mqtt.web.probes import healthz, readyz
+from goe2mqtt.web.view import BridgeLook
+
+log = structlog.get_logger()
+
+COOKIE = "goe2mqtt_token"
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # the kubelet has no token
+# aiohttp's limits, spelt out: a request line or header past these is a 4xx, and an
+# idle keep-alive connection is closed after KEEPALIVE seconds.
+MAX_LINE = 8190
+MAX_HEADERS = 64
+KEEPALIVE = 15.0
+MAX_BODY = 1024  # nothing here takes a body
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class HttpUnavailable(Exception):
+    """The configured address cannot be listened on; the message names http.listen."""
+
+
+def _offered_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return header.removeprefix("Bearer ").strip()
+    return request.cookies.get(COOKIE) or request.query.get("token")
+
+
+@web.middleware
+async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    token = settings.token
+    if token is not None and request.path not in OPEN_PATHS:
+        offered = _offered_token(request)
+        expected = token.get_secret_value()
+        if offered is None or not hmac.compare_digest(offered.encode(), expected.encode()):
+            raise web.HTTPUnauthorized(
+                text="401: give the token (Authorization: Bearer ..., or ?token=... once in a"
+                " browser)\n",
+                headers={"WWW-Authenticate": 'Bearer realm="goe2mqtt"'},
+            )
+        if "token" in request.query:
+            # Once in the URL, then a cookie: the address bar and history keep no token.
+            query = {k: v for k, v in request.query.items() if k != "token"}
+            redirect = web.HTTPSeeOther(request.rel_url.with_query(query).human_repr())
+            redirect.set_cookie(
+                COOKIE, expected, httponly=True, samesite="Strict", path="/",
+                secure=request.secure,
+            )  # fmt: skip
+            raise redirect
+    response = await handler(request)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    # No inline script or style runs, whatever a charger's name holds.
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self';"
+        " img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    )
+    return response
+
+
+def make_app(look: BridgeLook, settings: HttpSettings) -> web.Application:
+    app = web.Application(middlewares=[_guard], client_max_size=MAX_BODY)
+    app[LOOK] = look
+    app[SETTINGS] = settings
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/", fleet_page)
+    app.router.add_get("/charger/{name}", charger_page)
+    app.router.add_get("/events", events)
+    app.router.add_get("/static/{file}", static_file)
+    return app
+
+
+class HttpServer:
+    """Started and stopped by the bridge; its address once started (port 0: any)."""
+
+    def __init__(self, look: BridgeLook, settings: HttpSettings) -> None:
+        self._settings = settings
+        self._runner = web.AppRunner(
+            make_app(look, settings),
+            access_log=None,  # a request per scrape and probe would drown the log
+            handle_signals=False,
+            keepalive_timeout=KEEPALIVE,
+            max_line_size=MAX_LINE,
+            max_field_size=MAX_LINE,
+            max_headers=MAX_HEADERS,
+            shutdown_timeout=1.0,
+        )
+        self.address: tuple[str, int] | None = None
+
+    async def start(self) -> None:
+        settings = self._settings
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, settings.host, settings.port, reuse_address=True)
+        try:
+            await site.start()
+        except (OSError, socket.gaierror) as exc:
+            await self._runner.cleanup()
+            # asyncio words it "error while attempting to bind on address ...": the
+            # system's own words are the line's point.
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise HttpUnavailable(
+                f"http.listen: cannot listen on {settings.listen}: {why} (give another"
+                " host:port, or http.enabled: false)"
+            ) from None
+        addresses: list[Any] = list(self._runner.addresses)  # port 0: the one taken
+        host, port = addresses[0][:2] if addresses else (settings.host, settings.port)
+        self.address = (str(host), int(port))
+        log.info("http_listening", listen=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+                 token=settings.token is not None)  # fmt: skip
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
