@@ -54,8 +54,9 @@ class ResultChannel(Protocol):
     @property
     def connected(self) -> bool: ...
 
-    async def publish(self, topic: str, payload: str | bytes, *, qos: int = 1) -> bool:
-        """True once the broker has it; False if not (yet); PublishRefused if never."""
+    async def publish_once(self, topic: str, payload: str | bytes) -> None:
+        """Returns once the broker has it, exactly once however long that takes;
+        PublishRefused if it never will."""
 
 
 class CommandDesk:
@@ -88,7 +89,6 @@ class CommandDesk:
         self._on_health_change = on_health_change
         self._added = asyncio.Event()
         self._drained = asyncio.Event()
-        self._reconnected = asyncio.Event()
 
     @property
     def results_pending(self) -> int:
@@ -281,10 +281,6 @@ class CommandDesk:
         self._drained.clear()
         self._added.set()
 
-    def connection_changed(self, connected: bool) -> None:
-        if connected:
-            self._reconnected.set()
-
     async def publish_forever(self, channel: ResultChannel) -> None:
         """Publish results in order; each leaves the journal once the broker has it."""
         while True:
@@ -295,28 +291,20 @@ class CommandDesk:
                 continue
             seq, topic, payload = self._results[0]
             try:
-                published = await channel.publish(topic, payload)
+                await channel.publish_once(topic, payload)
             except PublishRefused:
                 # The broker will not take it (an ACL): resending would block every
                 # result behind it. The journal keeps it owed for the next start.
                 self._results.popleft()
                 self.results_refused += 1
                 continue
-            if published:
-                self._results.popleft()
-                if seq is not None:
-                    try:
-                        self.journal.published(seq)
-                    except JournalWriteFailed as exc:
-                        # Sent again after a restart at worst: a result twice, not lost.
-                        self._journal_failed(exc)
-            else:
-                # Not connected, or the broker did not acknowledge: wait for a connection.
-                self._reconnected.clear()
-                if not channel.connected:
-                    await self._reconnected.wait()
-                else:
-                    await wait_until_set(self._reconnected, 1.0)
+            self._results.popleft()
+            if seq is not None:
+                try:
+                    self.journal.published(seq)
+                except JournalWriteFailed as exc:
+                    # Sent again after a restart at worst: a result twice, not lost.
+                    self._journal_failed(exc)
 
     async def flush(self, channel: ResultChannel) -> None:
         """On stop: give the results still owed a moment to go out (the journal keeps

@@ -39,8 +39,8 @@ from goe2mqtt.config.settings import Settings
 from goe2mqtt.goe.channels import open_transport
 from goe2mqtt.goe.pool import PoolStats, http_session
 from goe2mqtt.goe.pushed import KeyFilter
-from goe2mqtt.mqtt.client import another_live_instance
 from goe2mqtt.mqtt.discovery import discovery_filter, expected_discovery_topics
+from goe2mqtt.mqtt.preflight import another_live_instance
 from goe2mqtt.mqtt.session import InboundMessage, MqttOptions, MqttSession, Subscription
 from goe2mqtt.mqtt.topics import OFFLINE, RESULT_LEAF, Topics
 from goe2mqtt.util.aio import wait_until_set
@@ -173,8 +173,6 @@ class Bridge:
 
     def _mqtt_connection_changed(self, connected: bool) -> None:
         self._info_due.set()
-        if self._desk is not None:
-            self._desk.connection_changed(connected)
 
     def _mqtt_session_lost(self) -> None:
         if self._desk is not None:

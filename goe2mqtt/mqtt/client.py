@@ -17,11 +17,18 @@ from typing import Any
 
 import aiomqtt
 import structlog
-from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
+from paho.mqtt.client import (
+    MQTT_CLEAN_START_FIRST_ONLY,
+    MQTT_ERR_NO_CONN,
+    MQTT_ERR_SUCCESS,
+    mqtt_ms_publish,
+    mqtt_ms_resend_pubrel,
+)
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
-from goe2mqtt.mqtt.topics import OFFLINE, ONLINE
+from goe2mqtt.mqtt.topics import OFFLINE
 
 log = structlog.get_logger()
 
@@ -160,41 +167,107 @@ _LAST_MID: contextvars.ContextVar[int | None] = contextvars.ContextVar("mid", de
 
 
 class SessionClient(aiomqtt.Client):
-    """aiomqtt's client plus two facts it does not pass on: a PUBACK's reason code
-    (a refused publish raises PublishRefused instead of counting as delivered), and
-    whether the broker kept our session (``on_new_session`` runs in the CONNACK's
-    callback, before any message of the new session can arrive)."""
+    """aiomqtt's client plus what it does not pass on: a PUBACK's, PUBREC's or PUBCOMP's
+    reason code (a refused publish raises PublishRefused instead of counting as
+    delivered), whether the broker kept our session (``on_new_session`` runs in the
+    CONNACK's callback, before any message of the new session can arrive), and QoS 2
+    publishes that outlive a connection (publish_once).
+
+    One client serves every connection of a session (aiomqtt 2.5's client is reusable):
+    paho keeps a QoS 2 publish in this object until the broker's PUBCOMP, and sends it
+    again on the next connection with the same packet id (PUBLISH with DUP, or PUBREL),
+    so the broker, which keeps our session, hands it on once."""
 
     def __init__(self, *args: Any, on_new_session: Callable[[], None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._refused: dict[int, str] = {}
+        # QoS 2 publishes paho holds for us: packet id -> (topic, done when PUBCOMP came).
+        self._once: dict[int, tuple[str, asyncio.Future[None]]] = {}
         paho = self._client
         paho_publish = paho.publish
+        paho_handle_pubrec = paho._handle_pubrec
         aiomqtt_on_publish: Any = paho.on_publish
         aiomqtt_on_connect: Any = paho.on_connect
+        v5 = kwargs.get("protocol") == aiomqtt.ProtocolVersion.V5
 
         def publish(*args: Any, **kwargs: Any) -> Any:
             info = paho_publish(*args, **kwargs)
             _LAST_MID.set(info.mid)
             return info
 
+        def refused(mid: int, code: ReasonCode) -> None:
+            if len(self._refused) > 1000:  # answers nobody looked for: keep it bounded
+                self._refused.clear()
+            self._refused[mid] = f"{code} (reason code {code.value})"
+
+        def handle_pubrec() -> Any:
+            # paho reads a PUBREC's reason code and drops it; a refusal (an ACL's "not
+            # authorized") is only told there, the PUBCOMP after it says success.
+            packet = bytes(paho._in_packet["packet"])
+            if v5 and len(packet) > 2 and packet[2] >= 0x80:
+                code = ReasonCode(PacketTypes.PUBREC, identifier=packet[2])
+                refused(int.from_bytes(packet[:2], "big"), code)
+            return paho_handle_pubrec()
+
         def on_publish(client: Any, userdata: Any, mid: int, code: Any, props: Any) -> None:
             if getattr(code, "is_failure", False):
-                if len(self._refused) > 1000:  # answers nobody looked for: keep it bounded
-                    self._refused.clear()
-                self._refused[mid] = f"{code} (reason code {code.value})"
+                refused(mid, code)
+            once = self._once.pop(mid, None)
+            if once is not None:
+                topic, done = once
+                reason = self._refused.pop(mid, None)
+                if not done.done():
+                    if reason is None:
+                        done.set_result(None)
+                    else:
+                        done.set_exception(PublishRefused(topic, reason))
             aiomqtt_on_publish(client, userdata, mid, code, props)
 
         def on_connect(
             client: Any, userdata: Any, flags: Any, code: Any, props: Any = None
         ) -> None:
             if not getattr(code, "is_failure", False) and not flags.session_present:
+                self._session_lost()
                 on_new_session()
             aiomqtt_on_connect(client, userdata, flags, code, props)
 
         paho.publish = publish  # type: ignore[method-assign]
+        paho._handle_pubrec = handle_pubrec  # type: ignore[method-assign]
         paho.on_publish = on_publish
         paho.on_connect = on_connect
+
+    def _session_lost(self) -> None:
+        """The broker kept no session: a QoS 2 publish it had acknowledged with PUBREC
+        went with it, and a PUBREL would only be answered "done". Sent again as a
+        PUBLISH instead (paho sends what is owed right after this callback): the new
+        session hands it on once, and the old one may have handed it on already, before
+        it was lost. Never lost, at worst twice."""
+        for message in self._client._out_messages.values():
+            if message.qos == 2 and message.state == mqtt_ms_resend_pubrel:
+                message.state = mqtt_ms_publish
+                message.dup = True
+
+    async def __aenter__(self) -> SessionClient:
+        # aiomqtt forgets to reset its "connected" future after a connection it did not
+        # end itself: entered again, it would not wait for the CONNACK.
+        if self._connected.done():
+            self._connected = asyncio.Future()
+        await super().__aenter__()
+        return self
+
+    def publish_once(self, topic: str, payload: bytes) -> asyncio.Future[None]:
+        """Hand a message to paho at QoS 2, not retained; done when the broker's PUBCOMP
+        came, whatever connection it came on (PublishRefused if the broker refused it).
+
+        Connected or not: paho keeps it and sends it when a connection is up."""
+        info = self._client.publish(topic, payload, qos=2, retain=False)
+        if info.rc not in (MQTT_ERR_SUCCESS, MQTT_ERR_NO_CONN):
+            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Retrieved here, so a refusal nobody waits for any more is not a warning.
+        done.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._once[info.mid] = (topic, done)
+        return done
 
     async def publish(  # type: ignore[override]
         self, topic: str, payload: bytes, qos: int = 0, retain: bool = False, **kwargs: Any
@@ -301,36 +374,24 @@ def disconnect_cause(client: aiomqtt.Client) -> BaseException | None:
     return None
 
 
+async def until_disconnected(client: aiomqtt.Client) -> None:
+    """Wait for the connection to end; raises what ended it.
+
+    Nothing is queued for us (messages are handed over in paho's callback): aiomqtt's
+    message stream only tells when the connection ends. Its own error says "Disconnected
+    during message iteration"; the cause it keeps says why ("[code:142] Session taken
+    over", a keep-alive timeout)."""
+    try:
+        async for _ in client.messages:
+            pass
+    except aiomqtt.MqttError:
+        cause = disconnect_cause(client)
+        if cause is not None:
+            raise cause from None
+        raise
+    raise aiomqtt.MqttError("message stream ended")
+
+
 def is_takeover(error: BaseException) -> bool:
     code = getattr(error, "rc", None)
     return getattr(code, "value", code) == SESSION_TAKEN_OVER
-
-
-async def another_live_instance(
-    options: MqttOptions, heartbeat_topic: str, wait: float
-) -> bool:
-    """Whether a live bridge already serves our topics.
-
-    Its availability says online (retained) and its heartbeat (bridge info, refreshed
-    every keepalive/2) still comes. A bridge that died without its will reaching the
-    broker (killed while the broker was down) leaves "online" but no heartbeat.
-    Unreachable broker: False, and the session's own retries will say why.
-    """
-    client = side_client(options, "preflight", timeout=5)
-    try:
-        async with client:
-            await client.subscribe(options.availability_topic, qos=1)
-            async with asyncio.timeout(RETAINED_QUIET * 2):
-                async for message in client.messages:
-                    if message.payload != ONLINE.encode():
-                        return False
-                    break
-            log.info("checking_for_another_instance", topic=heartbeat_topic, wait=wait)
-            await client.subscribe(heartbeat_topic, qos=0)
-            async with asyncio.timeout(wait):
-                async for message in client.messages:
-                    if message.topic.matches(heartbeat_topic) and not message.retain:
-                        return True
-    except (TimeoutError, aiomqtt.MqttError):
-        return False
-    return False
