@@ -5,6 +5,8 @@ topic and packet id) and, once armed, lets the first PUBLISH to a given topic re
 broker but holds what the broker sends back from then on: its PUBACK or PUBREC
 (``phase="ack"``), or, for QoS 2, its PUBCOMP after the client's PUBREL went through
 (``phase="pubcomp"``). The broker has taken the message; the client does not know.
+``phase="pubrel"`` instead drops the client's PUBREL (and all it sends after it): the
+client knows the broker took the message, the broker waits for the word to hand it on.
 ``cut()`` then ends the connection (the held bytes are dropped), as a dying network,
 broker or machine does. Used by tests only.
 """
@@ -60,7 +62,7 @@ def packet_id(packet: bytes) -> int:
 
 class HoldingProxy:
     def __init__(self, broker_host: str, broker_port: int, topic: str, phase: str) -> None:
-        assert phase in ("ack", "pubcomp")
+        assert phase in ("ack", "pubrel", "pubcomp")
         self._broker = (broker_host, broker_port)
         self._topic = topic
         self._phase = phase
@@ -127,6 +129,12 @@ class HoldingProxy:
             buffer += data
             for packet in split_packets(buffer):
                 kind = packet[0] >> 4
+                if state["holding"] == "up":
+                    continue  # dropped: the broker never gets it
+                if kind == PUBREL and self._phase == "pubrel" and state["mid"] == packet_id(packet):
+                    state["holding"] = "up"
+                    self.held.set()
+                    continue
                 if kind == PUBLISH and self.armed and not self._done:
                     topic, mid = publish_topic_and_id(packet)
                     if topic == self._topic:
@@ -145,7 +153,7 @@ class HoldingProxy:
         while data := await reader.read(65536):
             buffer += data
             for packet in split_packets(buffer):
-                if state["holding"]:
+                if state["holding"] is True:
                     kind = packet[0] >> 4
                     if kind in (PUBACK, PUBREC, PUBCOMP) and packet_id(packet) == state["mid"]:
                         self.held.set()  # the answer to the armed publish

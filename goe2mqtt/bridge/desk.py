@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -54,9 +55,21 @@ class ResultChannel(Protocol):
     @property
     def connected(self) -> bool: ...
 
-    async def publish_once(self, topic: str, payload: str | bytes) -> None:
+    async def publish_once(
+        self,
+        topic: str,
+        payload: str | bytes,
+        *,
+        on_taken: Callable[[int], None] | None = None,
+        packet_id: int | None = None,
+    ) -> None:
         """Returns once the broker has it, exactly once however long that takes;
-        PublishRefused if it never will."""
+        PublishRefused if it never will. ``on_taken(packet_id)``: the broker took it
+        and hands it on at our next word; ``packet_id``: given to resume_once."""
+
+    def resume_once(self, topic: str, payload: str | bytes, packet_id: int) -> None:
+        """An earlier process's message the broker took under ``packet_id``: only the
+        last word is owed (before the session connects)."""
 
 
 class CommandDesk:
@@ -80,9 +93,10 @@ class CommandDesk:
         self._redactor = SecretRedactor(secrets)
         self.unrouted = CommandStats()  # commands for chargers we do not have
         self.refusals = RepeatFilter()  # a sender refused again and again: logged once a minute
-        # Results not yet acknowledged by the broker: (journal seq, topic, payload);
-        # seq None for a command the journal could not store.
-        self._results: deque[tuple[int | None, str, str]] = deque()
+        # Results not yet acknowledged by the broker: (journal seq, topic, payload, the
+        # packet id under which the broker took it in an earlier run); seq None for a
+        # command the journal could not store.
+        self._results: deque[tuple[int | None, str, str, int | None]] = deque()
         self.results_refused = 0
         self._journal_error: str | None = None
         self._journal_failures = 0
@@ -96,14 +110,17 @@ class CommandDesk:
 
     def owed(self) -> list[str]:
         """The results the broker has not acknowledged yet, as JSON, oldest first."""
-        return [payload for _, _, payload in self._results]
+        return [payload for _, _, payload, _ in self._results]
 
-    def recover(self) -> None:
-        """Pick up what the last run left in the journal."""
+    def recover(self, channel: ResultChannel) -> None:
+        """Pick up what the last run left in the journal (before the channel connects)."""
         self.prune()
         for entry in self.journal.entries(DONE):
             assert entry.result is not None
-            self._queue_result(entry.seq, entry.charger, entry.result)
+            self._queue_result(entry.seq, entry.charger, entry.result, entry.released)
+            if entry.released is not None:  # the broker has it: only the last word is owed
+                topic, payload = self._results[-1][1:3]
+                channel.resume_once(topic, payload, entry.released)
         for entry in self.journal.entries(RUNNING):
             command = _command_of(entry)
             log.warning("command_interrupted", charger=entry.charger, service=entry.service)
@@ -276,8 +293,10 @@ class CommandDesk:
 
     # --- results to the broker ------------------------------------------------------
 
-    def _queue_result(self, seq: int | None, charger: str, result: dict[str, Any]) -> None:
-        self._results.append((seq, self._topics.result(charger), result_json(result)))
+    def _queue_result(
+        self, seq: int | None, charger: str, result: dict[str, Any], released: int | None = None
+    ) -> None:
+        self._results.append((seq, self._topics.result(charger), result_json(result), released))
         self._drained.clear()
         self._added.set()
 
@@ -289,9 +308,14 @@ class CommandDesk:
                 self._added.clear()
                 await self._added.wait()
                 continue
-            seq, topic, payload = self._results[0]
+            seq, topic, payload, released = self._results[0]
             try:
-                await channel.publish_once(topic, payload)
+                await channel.publish_once(
+                    topic,
+                    payload,
+                    on_taken=None if seq is None else functools.partial(self._taken, seq),
+                    packet_id=released,
+                )
             except PublishRefused:
                 # The broker will not take it (an ACL): resending would block every
                 # result behind it. The journal keeps it owed for the next start.
@@ -305,6 +329,14 @@ class CommandDesk:
                 except JournalWriteFailed as exc:
                     # Sent again after a restart at worst: a result twice, not lost.
                     self._journal_failed(exc)
+
+    def _taken(self, seq: int, packet_id: int) -> None:
+        """The broker took the result (before our PUBREL): after a kill -9 from here on,
+        the next run owes only the PUBREL, never the result again."""
+        try:
+            self.journal.released(seq, packet_id)
+        except JournalWriteFailed as exc:
+            self._journal_failed(exc)  # a kill -9 now may repeat this result once
 
     async def flush(self, channel: ResultChannel) -> None:
         """On stop: give the results still owed a moment to go out (the journal keeps

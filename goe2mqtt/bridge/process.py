@@ -240,7 +240,7 @@ class Bridge:
                 bridge_configs = render_bridge_discovery(prefix=self._prefix, topics=self.topics)
                 for topic, payload in bridge_configs.items():
                     await self.mqtt.publish_retained(topic, payload)
-            self.desk.recover()
+            self.desk.recover(self.mqtt)
             log.info("bridge_started", version=__version__, chargers=list(self.chargers))
 
             mqtt_task = asyncio.create_task(self.mqtt.run(self._on_message), name="mqtt")

@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS commands (
     mid INTEGER,            -- MQTT packet id while a redelivery may still come
     state TEXT NOT NULL,
     sent TEXT,              -- JSON: the set calls planned when it started
-    result TEXT             -- JSON: the result, once there is one
+    result TEXT,            -- JSON: the result, once there is one
+    released INTEGER        -- MQTT packet id under which the broker holds the result
 );
 CREATE INDEX IF NOT EXISTS commands_state ON commands(state);
 CREATE INDEX IF NOT EXISTS commands_mid ON commands(mid);
@@ -76,6 +77,7 @@ class Entry:
     state: str
     sent: list[dict[str, Any]] | None = None
     result: dict[str, Any] | None = None
+    released: int | None = None
 
 
 class Journal:
@@ -100,6 +102,9 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(commands)")}
+            if "released" not in columns:  # a journal of an earlier version
+                self._db.execute("ALTER TABLE commands ADD COLUMN released INTEGER")
             # A day of commands at most: a full check is cheap, and a broken page found
             # now is a clean fresh start instead of a crash at the first command.
             verdict = self._db.execute("PRAGMA quick_check").fetchone()[0]
@@ -183,6 +188,15 @@ class Journal:
                 (DONE, json.dumps(result), seq),
             )
 
+    def released(self, seq: int, packet_id: int) -> None:
+        """The broker took the result (QoS 2 PUBREC) under ``packet_id`` and hands it on
+        at our PUBREL: after a crash only that PUBREL is owed, never the result again."""
+        with self._writing():
+            self._db.execute(
+                "UPDATE commands SET released = ? WHERE seq = ? AND state = ?",
+                (packet_id, seq, DONE),
+            )
+
     def published(self, seq: int) -> None:
         """The broker has the result: the command is over."""
         with self._writing():
@@ -216,8 +230,8 @@ class Journal:
 
     def entries(self, state: str) -> list[Entry]:
         rows = self._db.execute(
-            "SELECT seq, charger, service, payload, retained, received, state, sent, result"
-            " FROM commands WHERE state = ? ORDER BY seq",
+            "SELECT seq, charger, service, payload, retained, received, state, sent, result,"
+            " released FROM commands WHERE state = ? ORDER BY seq",
             (state,),
         ).fetchall()
         return [
@@ -231,9 +245,11 @@ class Journal:
                 state=row_state,
                 sent=json.loads(sent) if sent else None,
                 result=json.loads(result) if result else None,
+                released=released,
             )
-            for seq, charger, service, payload, retained, received, row_state, sent, result in rows
-        ]
+            for (seq, charger, service, payload, retained, received, row_state, sent, result,
+                 released) in rows
+        ]  # fmt: skip
 
     def count(self) -> dict[str, int]:
         rows = self._db.execute("SELECT state, COUNT(*) FROM commands GROUP BY state")

@@ -1,14 +1,13 @@
 """The MQTT client layer under the session: paho and aiomqtt as we need them.
 
-Making a client for our session, handing inbound messages over inside paho's
-callback (before the PUBACK), telling why a connection failed, and the pre-flight
-look for another live bridge. Knows nothing of go-e.
+The options of a connection, handing inbound messages over inside paho's callback
+(before the PUBACK), telling why a connection failed or ended. The session's own client
+is in mqtt/session_client.py. Knows nothing of go-e.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import socket
 import ssl
 from collections.abc import Callable
@@ -17,18 +16,6 @@ from typing import Any
 
 import aiomqtt
 import structlog
-from paho.mqtt.client import (
-    MQTT_CLEAN_START_FIRST_ONLY,
-    MQTT_ERR_NO_CONN,
-    MQTT_ERR_SUCCESS,
-    mqtt_ms_publish,
-    mqtt_ms_resend_pubrel,
-)
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-
-from goe2mqtt.mqtt.topics import OFFLINE
 
 log = structlog.get_logger()
 
@@ -63,6 +50,25 @@ class MqttOptions:
 
     def __repr__(self) -> str:  # the password stays out of tracebacks
         return f"MqttOptions(host={self.host!r}, port={self.port}, client_id={self.client_id!r})"
+
+
+@dataclass(frozen=True)
+class Subscription:
+    topic: str
+    qos: int = 1
+    # MQTT 5: the broker does not send us back what we publish there ourselves.
+    no_local: bool = False
+    # Only for what is retained there: unsubscribed on each connect once the retained
+    # messages stop coming, before we publish. Echoes of our own publishes would
+    # otherwise come back all the time, and aiomqtt stalls our QoS 1 publishes while
+    # it reads them (measured: 1.3 s for one charger's first 60 publishes, 30 ms without).
+    retained_only: bool = False
+    # MQTT 5: a message published with retain keeps the flag on its way to us, so a
+    # retained publish (or someone clearing one) is never taken for a live command.
+    retain_as_published: bool = False
+    # Never quiet (a charger publishing its own values): subscribed only after the
+    # retained messages of the others were read, which waits for a quiet moment.
+    stream: bool = False
 
 
 # Called for every inbound message before the broker gets its PUBACK: what it stores
@@ -160,162 +166,6 @@ class PublishRefused(aiomqtt.MqttError):
         super().__init__(f"broker refused the publish to {topic}: {reason}")
         self.topic = topic
         self.reason = reason
-
-
-# The packet id of the publish just made in this task (set inside aiomqtt's publish).
-_LAST_MID: contextvars.ContextVar[int | None] = contextvars.ContextVar("mid", default=None)
-
-
-class SessionClient(aiomqtt.Client):
-    """aiomqtt's client plus what it does not pass on: a PUBACK's, PUBREC's or PUBCOMP's
-    reason code (a refused publish raises PublishRefused instead of counting as
-    delivered), whether the broker kept our session (``on_new_session`` runs in the
-    CONNACK's callback, before any message of the new session can arrive), and QoS 2
-    publishes that outlive a connection (publish_once).
-
-    One client serves every connection of a session (aiomqtt 2.5's client is reusable):
-    paho keeps a QoS 2 publish in this object until the broker's PUBCOMP, and sends it
-    again on the next connection with the same packet id (PUBLISH with DUP, or PUBREL),
-    so the broker, which keeps our session, hands it on once."""
-
-    def __init__(self, *args: Any, on_new_session: Callable[[], None], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._refused: dict[int, str] = {}
-        # QoS 2 publishes paho holds for us: packet id -> (topic, done when PUBCOMP came).
-        self._once: dict[int, tuple[str, asyncio.Future[None]]] = {}
-        paho = self._client
-        paho_publish = paho.publish
-        paho_handle_pubrec = paho._handle_pubrec
-        aiomqtt_on_publish: Any = paho.on_publish
-        aiomqtt_on_connect: Any = paho.on_connect
-        v5 = kwargs.get("protocol") == aiomqtt.ProtocolVersion.V5
-
-        def publish(*args: Any, **kwargs: Any) -> Any:
-            info = paho_publish(*args, **kwargs)
-            _LAST_MID.set(info.mid)
-            return info
-
-        def refused(mid: int, code: ReasonCode) -> None:
-            if len(self._refused) > 1000:  # answers nobody looked for: keep it bounded
-                self._refused.clear()
-            self._refused[mid] = f"{code} (reason code {code.value})"
-
-        def handle_pubrec() -> Any:
-            # paho reads a PUBREC's reason code and drops it; a refusal (an ACL's "not
-            # authorized") is only told there, the PUBCOMP after it says success.
-            packet = bytes(paho._in_packet["packet"])
-            if v5 and len(packet) > 2 and packet[2] >= 0x80:
-                code = ReasonCode(PacketTypes.PUBREC, identifier=packet[2])
-                refused(int.from_bytes(packet[:2], "big"), code)
-            return paho_handle_pubrec()
-
-        def on_publish(client: Any, userdata: Any, mid: int, code: Any, props: Any) -> None:
-            if getattr(code, "is_failure", False):
-                refused(mid, code)
-            once = self._once.pop(mid, None)
-            if once is not None:
-                topic, done = once
-                reason = self._refused.pop(mid, None)
-                if not done.done():
-                    if reason is None:
-                        done.set_result(None)
-                    else:
-                        done.set_exception(PublishRefused(topic, reason))
-            aiomqtt_on_publish(client, userdata, mid, code, props)
-
-        def on_connect(
-            client: Any, userdata: Any, flags: Any, code: Any, props: Any = None
-        ) -> None:
-            if not getattr(code, "is_failure", False) and not flags.session_present:
-                self._session_lost()
-                on_new_session()
-            aiomqtt_on_connect(client, userdata, flags, code, props)
-
-        paho.publish = publish  # type: ignore[method-assign]
-        paho._handle_pubrec = handle_pubrec  # type: ignore[method-assign]
-        paho.on_publish = on_publish
-        paho.on_connect = on_connect
-
-    def _session_lost(self) -> None:
-        """The broker kept no session: a QoS 2 publish it had acknowledged with PUBREC
-        went with it, and a PUBREL would only be answered "done". Sent again as a
-        PUBLISH instead (paho sends what is owed right after this callback): the new
-        session hands it on once, and the old one may have handed it on already, before
-        it was lost. Never lost, at worst twice."""
-        for message in self._client._out_messages.values():
-            if message.qos == 2 and message.state == mqtt_ms_resend_pubrel:
-                message.state = mqtt_ms_publish
-                message.dup = True
-
-    async def __aenter__(self) -> SessionClient:
-        # aiomqtt forgets to reset its "connected" future after a connection it did not
-        # end itself: entered again, it would not wait for the CONNACK.
-        if self._connected.done():
-            self._connected = asyncio.Future()
-        await super().__aenter__()
-        return self
-
-    def publish_once(self, topic: str, payload: bytes) -> asyncio.Future[None]:
-        """Hand a message to paho at QoS 2, not retained; done when the broker's PUBCOMP
-        came, whatever connection it came on (PublishRefused if the broker refused it).
-
-        Connected or not: paho keeps it and sends it when a connection is up."""
-        info = self._client.publish(topic, payload, qos=2, retain=False)
-        if info.rc not in (MQTT_ERR_SUCCESS, MQTT_ERR_NO_CONN):
-            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        # Retrieved here, so a refusal nobody waits for any more is not a warning.
-        done.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self._once[info.mid] = (topic, done)
-        return done
-
-    async def publish(  # type: ignore[override]
-        self, topic: str, payload: bytes, qos: int = 0, retain: bool = False, **kwargs: Any
-    ) -> None:
-        _LAST_MID.set(None)
-        await super().publish(topic, payload, qos, retain, **kwargs)
-        mid = _LAST_MID.get()
-        reason = None if mid is None else self._refused.pop(mid, None)
-        if reason is not None:
-            raise PublishRefused(topic, reason)
-
-
-# The largest packet we take from the broker (MQTT 5 CONNECT property): the broker
-# drops anything larger instead of making us read it. A command is at most 4 KiB; our
-# own retained configs and states, read back once at connect, are far below this.
-MAX_INBOUND_PACKET = 256 * 1024
-
-
-def new_client(
-    options: MqttOptions, on_new_session: Callable[[], None] = lambda: None
-) -> SessionClient:
-    persistent = options.session_expiry > 0
-    v5 = options.protocol == "5"
-    properties = None
-    if v5:
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = options.session_expiry
-        properties.MaximumPacketSize = MAX_INBOUND_PACKET
-    client = SessionClient(
-        **_connection(options),
-        identifier=options.client_id,
-        keepalive=options.keepalive,
-        will=aiomqtt.Will(options.availability_topic, OFFLINE, qos=1, retain=True),
-        timeout=10,
-        clean_session=None if v5 else not persistent,
-        # Every connection is a new aiomqtt client, so the default "clean on the first
-        # connect only" would mean always: ask for the existing session explicitly.
-        # (paho refuses any other value than the default for MQTT 3.1.1.)
-        clean_start=(not persistent) if v5 else MQTT_CLEAN_START_FIRST_ONLY,
-        properties=properties,
-        # The sender's window, the results and the goodbye fit without paho queueing.
-        max_inflight_messages=2 * SEND_WINDOW,
-        on_new_session=on_new_session,
-    )
-    # Our own window bounds what is pending; aiomqtt's warning per publish above 10
-    # pending would be one log line per message while a broker is slow.
-    client.pending_calls_threshold = 4 * SEND_WINDOW
-    return client
 
 
 # (what an error's text contains, what it means): aiomqtt turns the OSError of a

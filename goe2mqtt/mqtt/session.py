@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
@@ -25,16 +24,16 @@ from goe2mqtt.mqtt.client import (
     MessageHandler,
     MqttOptions,
     PublishRefused,
-    SessionClient,
     SessionTakenOver,
+    Subscription,
     connect_cause,
     hand_over_before_ack,
     is_takeover,
-    new_client,
     until_disconnected,
     until_quiet,
 )
 from goe2mqtt.mqtt.retained import RetainedStore
+from goe2mqtt.mqtt.session_client import OnTaken, SessionClient, new_client
 from goe2mqtt.mqtt.topics import OFFLINE, ONLINE
 from goe2mqtt.util.aio import wait_until_set
 
@@ -58,25 +57,6 @@ FLAP_COUNT = 3
 MIN_ACK_TIMEOUT = 5.0
 
 
-@dataclass(frozen=True)
-class Subscription:
-    topic: str
-    qos: int = 1
-    # MQTT 5: the broker does not send us back what we publish there ourselves.
-    no_local: bool = False
-    # Only for what is retained there: unsubscribed on each connect once the retained
-    # messages stop coming, before we publish. Echoes of our own publishes would
-    # otherwise come back all the time, and aiomqtt stalls our QoS 1 publishes while
-    # it reads them (measured: 1.3 s for one charger's first 60 publishes, 30 ms without).
-    retained_only: bool = False
-    # MQTT 5: a message published with retain keeps the flag on its way to us, so a
-    # retained publish (or someone clearing one) is never taken for a live command.
-    retain_as_published: bool = False
-    # Never quiet (a charger publishing its own values): subscribed only after the
-    # retained messages of the others were read, which waits for a quiet moment.
-    stream: bool = False
-
-
 class MqttSession:
     def __init__(
         self,
@@ -98,6 +78,8 @@ class MqttSession:
         self._session_client: SessionClient | None = None
         self._client: aiomqtt.Client | None = None
         self._up = asyncio.Event()  # set while connected
+        # From resume_once: packet id -> done when the broker's PUBCOMP came.
+        self._resumed: dict[int, asyncio.Future[None]] = {}
         # Failed by publish_once when the broker stops acknowledging: ends the connection.
         self._stalled: asyncio.Future[None] | None = None
         self._stopping = asyncio.Event()
@@ -180,20 +162,30 @@ class MqttSession:
         """Send everything retained again (Home Assistant restarted). Calls coalesce."""
         self._store.owe_everything()
 
-    async def publish_once(self, topic: str, payload: str | bytes) -> None:
+    async def publish_once(
+        self,
+        topic: str,
+        payload: str | bytes,
+        *,
+        on_taken: OnTaken | None = None,
+        packet_id: int | None = None,
+    ) -> None:
         """A one-off, non-retained message the broker takes exactly once; returns when it
         has it (PUBCOMP), however many connections that takes.
 
         It goes out after every retained change made before the call (a result after the
         states it reports), at QoS 2 through the session's one client: a connection that
         dies mid-way is followed by the same packet again (DUP, or PUBREL), never by a
-        second message. Raises PublishRefused when the broker answered that it will not
-        take it. Cancelled, it may still reach the broker once."""
+        second message. ``on_taken(packet_id)`` is told when the broker took it (PUBREC),
+        before our PUBREL; ``packet_id``: the one an earlier process was told, for a
+        message given to resume_once. Raises PublishRefused when the broker answered that
+        it will not take it. Cancelled, it may still reach the broker once."""
         data = payload.encode() if isinstance(payload, str) else payload
-        await self._store.settled(self._store.barrier())
-        await self._up.wait()
-        assert self._session_client is not None
-        done = self._session_client.publish_once(topic, data)
+        done = None if packet_id is None else self._resumed.pop(packet_id, None)
+        if done is None:
+            await self._store.settled(self._store.barrier())
+            await self._up.wait()
+            done = self._client_of_session().publish_once(topic, data, on_taken)
         while not done.done():
             connection = self.connections
             await asyncio.wait({done}, timeout=self.ack_timeout)
@@ -216,6 +208,19 @@ class MqttSession:
             self._refused(exc)
             raise
 
+    def resume_once(self, topic: str, payload: str | bytes, packet_id: int) -> None:
+        """A message an earlier process gave publish_once and the broker took under
+        ``packet_id`` (on_taken): only our PUBREL is owed, sent first thing on the first
+        connect; publish_once(..., packet_id=) waits for it. Call before run()."""
+        assert not self.connections, "resumed messages go out on the first connect"
+        data = payload.encode() if isinstance(payload, str) else payload
+        self._resumed[packet_id] = self._client_of_session().resume_once(topic, data, packet_id)
+
+    def _client_of_session(self) -> SessionClient:
+        if self._session_client is None:
+            self._session_client = new_client(self._options, self._on_new_session)
+        return self._session_client
+
     # --- connection -----------------------------------------------------------------
 
     def stop(self, final: Sequence[tuple[str, bytes]] = ()) -> None:
@@ -229,15 +234,10 @@ class MqttSession:
         flaps = 0
         options = self._options
         received = [0]
-        if self._session_client is None:
-            self._session_client = new_client(options, self._on_new_session)
-            hand_over_before_ack(
-                self._session_client,
-                received,
-                on_message,
-                (options.availability_topic, self.availability_seen),
-            )
-        client = self._session_client
+        client = self._client_of_session()
+        hand_over_before_ack(
+            client, received, on_message, (options.availability_topic, self.availability_seen)
+        )
         while not self._stopping.is_set():
             received[0] = 0
             connected_at: float | None = None

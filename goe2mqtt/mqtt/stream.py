@@ -23,12 +23,12 @@ from goe2mqtt.mqtt.client import (
     MessageHandler,
     MqttOptions,
     PublishRefused,
-    SessionClient,
     _connection,
     connect_cause,
     hand_over_before_ack,
     until_disconnected,
 )
+from goe2mqtt.mqtt.session_client import SessionClient
 from goe2mqtt.util.aio import wait_until_set
 
 log = structlog.get_logger()

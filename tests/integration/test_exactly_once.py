@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import uuid
 from typing import Any
 
@@ -27,7 +28,15 @@ from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Simulator
 
-from ..conftest import WAIT, MqttProbe, RunningBridge, make_settings, until
+from ..conftest import (
+    WAIT,
+    Daemon,
+    MqttProbe,
+    RunningBridge,
+    make_settings,
+    until,
+    write_config,
+)
 from ..mqtt_proxy import HoldingProxy
 
 
@@ -141,6 +150,52 @@ async def test_a_result_in_flight_reaches_a_subscriber_once(
             await until(lambda: journal.count() == {"published": 2}, "both taken as published")
         finally:
             await running.stop()
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)
+            await proxy.stop()
+    assert listener.ids == ["first", "second"]
+
+
+@pytest.mark.parametrize("phase", ["ack", "pubrel", "pubcomp"])
+async def test_a_result_in_flight_when_the_bridge_is_killed_reaches_a_subscriber_once(
+    simulator: Simulator, tmp_path: Any, phase: str
+) -> None:
+    """kill -9 while the result is on its way: the broker took it and its PUBREC is lost
+    (the next process publishes it again: the broker drops the copy it never handed on);
+    the bridge noted the PUBREC but its PUBREL never left, or the PUBREL left and the
+    PUBCOMP is lost (the next process sends only the PUBREL: released once, or "done")."""
+    with MosquittoBroker(persistence=True) as broker:
+        raw = make_settings(broker, simulator)
+        topics = Topics(raw["mqtt"]["base_topic"])
+        result_topic = topics.result("garage")
+        proxy = HoldingProxy(broker.host, broker.port, result_topic, phase)
+        await proxy.start()
+        raw["mqtt"]["port"] = proxy.port
+        raw["state_dir"] = str(tmp_path / "state")
+        config = write_config(tmp_path, raw)
+        listener = ResultListener(broker, result_topic)
+        listening = asyncio.create_task(listener.run())
+        command = topics.command("garage", "change_charging_power")
+        first, second = Daemon(config), Daemon(config)
+        try:
+            async with MqttProbe(broker.host, broker.port, [topics.bridge_availability]) as probe:
+                await first.start()
+                await probe.wait_text(topics.bridge_availability, "online")
+                await until(lambda: listener.subscribed > 0, "the listener subscribed")
+                proxy.armed = True
+                await send_command(broker, command, {"charging_power": 10, "id": "first"})
+                await asyncio.wait_for(proxy.held.wait(), WAIT)
+                assert await first.end(signal.SIGKILL) == -signal.SIGKILL
+                mark = probe.mark()
+                await second.start()
+                await probe.wait_text(topics.bridge_availability, "online", since=mark)
+            await send_command(broker, command, {"charging_power": 11, "id": "second"})
+            await until(lambda: "second" in listener.ids, "the second result", within=20)
+            assert await second.end(signal.SIGTERM) == 0
+        finally:
+            for daemon in (first, second):
+                if daemon.running:
+                    await daemon.end(signal.SIGKILL)
             listening.cancel()
             await asyncio.gather(listening, return_exceptions=True)
             await proxy.stop()
