@@ -60,16 +60,20 @@ class ResultChannel(Protocol):
         topic: str,
         payload: str | bytes,
         *,
+        on_sent: Callable[[int], None] | None = None,
         on_taken: Callable[[int], None] | None = None,
         packet_id: int | None = None,
     ) -> None:
         """Returns once the broker has it, exactly once however long that takes;
-        PublishRefused if it never will. ``on_taken(packet_id)``: the broker took it
-        and hands it on at our next word; ``packet_id``: given to resume_once."""
+        PublishRefused if it never will. ``on_sent(packet_id)``: it may leave under that
+        id now; ``on_taken(packet_id)``: the broker took it and hands it on at our next
+        word; ``packet_id``: given to resume_once."""
 
-    def resume_once(self, topic: str, payload: str | bytes, packet_id: int) -> None:
-        """An earlier process's message the broker took under ``packet_id``: only the
-        last word is owed (before the session connects)."""
+    def resume_once(
+        self, topic: str, payload: str | bytes, packet_id: int, *, taken: bool
+    ) -> None:
+        """An earlier process's message, sent under ``packet_id`` (and taken by the
+        broker): owed again under that id (before the session connects)."""
 
 
 class CommandDesk:
@@ -94,8 +98,8 @@ class CommandDesk:
         self.unrouted = CommandStats()  # commands for chargers we do not have
         self.refusals = RepeatFilter()  # a sender refused again and again: logged once a minute
         # Results not yet acknowledged by the broker: (journal seq, topic, payload, the
-        # packet id under which the broker took it in an earlier run); seq None for a
-        # command the journal could not store.
+        # packet id an earlier run sent it under); seq None for a command the journal
+        # could not store.
         self._results: deque[tuple[int | None, str, str, int | None]] = deque()
         self.results_refused = 0
         self._journal_error: str | None = None
@@ -117,10 +121,10 @@ class CommandDesk:
         self.prune()
         for entry in self.journal.entries(DONE):
             assert entry.result is not None
-            self._queue_result(entry.seq, entry.charger, entry.result, entry.released)
-            if entry.released is not None:  # the broker has it: only the last word is owed
+            self._queue_result(entry.seq, entry.charger, entry.result, entry.packet_id)
+            if entry.packet_id is not None:  # it may have left: again under the same id
                 topic, payload = self._results[-1][1:3]
-                channel.resume_once(topic, payload, entry.released)
+                channel.resume_once(topic, payload, entry.packet_id, taken=entry.taken)
         for entry in self.journal.entries(RUNNING):
             command = _command_of(entry)
             log.warning("command_interrupted", charger=entry.charger, service=entry.service)
@@ -308,13 +312,15 @@ class CommandDesk:
                 self._added.clear()
                 await self._added.wait()
                 continue
-            seq, topic, payload, released = self._results[0]
+            seq, topic, payload, packet_id = self._results[0]
+            noted = seq is not None
             try:
                 await channel.publish_once(
                     topic,
                     payload,
-                    on_taken=None if seq is None else functools.partial(self._taken, seq),
-                    packet_id=released,
+                    on_sent=functools.partial(self._sending, seq) if noted else None,
+                    on_taken=functools.partial(self._taken, seq) if noted else None,
+                    packet_id=packet_id,
                 )
             except PublishRefused:
                 # The broker will not take it (an ACL): resending would block every
@@ -330,11 +336,21 @@ class CommandDesk:
                     # Sent again after a restart at worst: a result twice, not lost.
                     self._journal_failed(exc)
 
-    def _taken(self, seq: int, packet_id: int) -> None:
+    def _sending(self, seq: int | None, packet_id: int) -> None:
+        """The result leaves under ``packet_id``: after a kill -9 the next run sends it
+        again under the same id, which the broker recognises as the same message."""
+        assert seq is not None
+        try:
+            self.journal.sending(seq, packet_id)
+        except JournalWriteFailed as exc:
+            self._journal_failed(exc)  # a kill -9 now may repeat this result once
+
+    def _taken(self, seq: int | None, packet_id: int) -> None:
         """The broker took the result (before our PUBREL): after a kill -9 from here on,
         the next run owes only the PUBREL, never the result again."""
+        assert seq is not None
         try:
-            self.journal.released(seq, packet_id)
+            self.journal.taken(seq, packet_id)
         except JournalWriteFailed as exc:
             self._journal_failed(exc)  # a kill -9 now may repeat this result once
 

@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS commands (
     state TEXT NOT NULL,
     sent TEXT,              -- JSON: the set calls planned when it started
     result TEXT,            -- JSON: the result, once there is one
-    released INTEGER        -- MQTT packet id under which the broker holds the result
+    packet_id INTEGER,      -- MQTT packet id of the result's publish (QoS 2), set before it left
+    taken INTEGER           -- 1: the broker took it (PUBREC); only our PUBREL is owed
 );
 CREATE INDEX IF NOT EXISTS commands_state ON commands(state);
 CREATE INDEX IF NOT EXISTS commands_mid ON commands(mid);
@@ -77,7 +78,8 @@ class Entry:
     state: str
     sent: list[dict[str, Any]] | None = None
     result: dict[str, Any] | None = None
-    released: int | None = None
+    packet_id: int | None = None  # the result's publish, if it may have left
+    taken: bool = False  # the broker took it under packet_id (PUBREC)
 
 
 class Journal:
@@ -103,8 +105,9 @@ class Journal:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(commands)")}
-            if "released" not in columns:  # a journal of an earlier version
-                self._db.execute("ALTER TABLE commands ADD COLUMN released INTEGER")
+            for column in ("packet_id", "taken"):  # a journal of an earlier version
+                if column not in columns:
+                    self._db.execute(f"ALTER TABLE commands ADD COLUMN {column} INTEGER")
             # A day of commands at most: a full check is cheap, and a broken page found
             # now is a clean fresh start instead of a crash at the first command.
             verdict = self._db.execute("PRAGMA quick_check").fetchone()[0]
@@ -188,12 +191,21 @@ class Journal:
                 (DONE, json.dumps(result), seq),
             )
 
-    def released(self, seq: int, packet_id: int) -> None:
-        """The broker took the result (QoS 2 PUBREC) under ``packet_id`` and hands it on
-        at our PUBREL: after a crash only that PUBREL is owed, never the result again."""
+    def sending(self, seq: int, packet_id: int) -> None:
+        """The result goes out under ``packet_id`` (written before it leaves): after a
+        crash it is sent again under the same id, which the broker recognises."""
         with self._writing():
             self._db.execute(
-                "UPDATE commands SET released = ? WHERE seq = ? AND state = ?",
+                "UPDATE commands SET packet_id = ?, taken = 0 WHERE seq = ? AND state = ?",
+                (packet_id, seq, DONE),
+            )
+
+    def taken(self, seq: int, packet_id: int) -> None:
+        """The broker took the result (QoS 2 PUBREC) and hands it on at our PUBREL: after
+        a crash only that PUBREL is owed, never the result again."""
+        with self._writing():
+            self._db.execute(
+                "UPDATE commands SET packet_id = ?, taken = 1 WHERE seq = ? AND state = ?",
                 (packet_id, seq, DONE),
             )
 
@@ -231,7 +243,7 @@ class Journal:
     def entries(self, state: str) -> list[Entry]:
         rows = self._db.execute(
             "SELECT seq, charger, service, payload, retained, received, state, sent, result,"
-            " released FROM commands WHERE state = ? ORDER BY seq",
+            " packet_id, taken FROM commands WHERE state = ? ORDER BY seq",
             (state,),
         ).fetchall()
         return [
@@ -245,10 +257,11 @@ class Journal:
                 state=row_state,
                 sent=json.loads(sent) if sent else None,
                 result=json.loads(result) if result else None,
-                released=released,
+                packet_id=packet_id,
+                taken=bool(taken),
             )
             for (seq, charger, service, payload, retained, received, row_state, sent, result,
-                 released) in rows
+                 packet_id, taken) in rows
         ]  # fmt: skip
 
     def count(self) -> dict[str, int]:

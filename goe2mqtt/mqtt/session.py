@@ -33,7 +33,7 @@ from goe2mqtt.mqtt.client import (
     until_quiet,
 )
 from goe2mqtt.mqtt.retained import RetainedStore
-from goe2mqtt.mqtt.session_client import OnTaken, SessionClient, new_client
+from goe2mqtt.mqtt.session_client import PacketNote, SessionClient, new_client
 from goe2mqtt.mqtt.topics import OFFLINE, ONLINE
 from goe2mqtt.util.aio import wait_until_set
 
@@ -167,7 +167,8 @@ class MqttSession:
         topic: str,
         payload: str | bytes,
         *,
-        on_taken: OnTaken | None = None,
+        on_sent: PacketNote | None = None,
+        on_taken: PacketNote | None = None,
         packet_id: int | None = None,
     ) -> None:
         """A one-off, non-retained message the broker takes exactly once; returns when it
@@ -176,16 +177,17 @@ class MqttSession:
         It goes out after every retained change made before the call (a result after the
         states it reports), at QoS 2 through the session's one client: a connection that
         dies mid-way is followed by the same packet again (DUP, or PUBREL), never by a
-        second message. ``on_taken(packet_id)`` is told when the broker took it (PUBREC),
-        before our PUBREL; ``packet_id``: the one an earlier process was told, for a
-        message given to resume_once. Raises PublishRefused when the broker answered that
-        it will not take it. Cancelled, it may still reach the broker once."""
+        second message. ``on_sent(packet_id)`` is told before it leaves, ``on_taken``
+        when the broker took it (PUBREC), before our PUBREL; ``packet_id``: the one an
+        earlier process was told, for a message given to resume_once. Raises
+        PublishRefused when the broker answered that it will not take it. Cancelled, it
+        may still reach the broker once."""
         data = payload.encode() if isinstance(payload, str) else payload
         done = None if packet_id is None else self._resumed.pop(packet_id, None)
         if done is None:
             await self._store.settled(self._store.barrier())
             await self._up.wait()
-            done = self._client_of_session().publish_once(topic, data, on_taken)
+            done = self._client_of_session().publish_once(topic, data, on_sent, on_taken)
         while not done.done():
             connection = self.connections
             await asyncio.wait({done}, timeout=self.ack_timeout)
@@ -208,13 +210,17 @@ class MqttSession:
             self._refused(exc)
             raise
 
-    def resume_once(self, topic: str, payload: str | bytes, packet_id: int) -> None:
-        """A message an earlier process gave publish_once and the broker took under
-        ``packet_id`` (on_taken): only our PUBREL is owed, sent first thing on the first
-        connect; publish_once(..., packet_id=) waits for it. Call before run()."""
+    def resume_once(
+        self, topic: str, payload: str | bytes, packet_id: int, *, taken: bool
+    ) -> None:
+        """A message an earlier process gave publish_once, under ``packet_id`` (on_sent),
+        which the broker took if ``taken`` (on_taken): the same PUBLISH again, or only our
+        PUBREL, first thing on the first connect; publish_once(..., packet_id=) waits for
+        it. Call before run()."""
         assert not self.connections, "resumed messages go out on the first connect"
         data = payload.encode() if isinstance(payload, str) else payload
-        self._resumed[packet_id] = self._client_of_session().resume_once(topic, data, packet_id)
+        client = self._client_of_session()
+        self._resumed[packet_id] = client.resume_once(topic, data, packet_id, taken=taken)
 
     def _client_of_session(self) -> SessionClient:
         if self._session_client is None:

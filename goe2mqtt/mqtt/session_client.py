@@ -20,6 +20,7 @@ from paho.mqtt.client import (
     mqtt_ms_publish,
     mqtt_ms_resend_pubrel,
     mqtt_ms_wait_for_pubcomp,
+    mqtt_ms_wait_for_pubrec,
 )
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -30,8 +31,8 @@ from goe2mqtt.mqtt.topics import OFFLINE
 
 log = structlog.get_logger()
 
-# Told the packet id under which the broker took a QoS 2 message (its PUBREC came).
-OnTaken = Callable[[int], None]
+# Told a QoS 2 message's packet id: before it leaves, and when the broker took it (PUBREC).
+PacketNote = Callable[[int], None]
 
 # The packet id of the publish just made in this task (set inside aiomqtt's publish).
 _LAST_MID: contextvars.ContextVar[int | None] = contextvars.ContextVar("mid", default=None)
@@ -48,15 +49,16 @@ class SessionClient(aiomqtt.Client):
     paho keeps a QoS 2 publish in this object until the broker's PUBCOMP, and sends it
     again on the next connection with the same packet id (PUBLISH with DUP, or PUBREL),
     so the broker, which keeps our session, hands it on once. A process that ends in the
-    middle resumes with resume_once: what the broker has acknowledged (PUBREC) under a
-    packet id only needs our PUBREL, which the next process sends first thing."""
+    middle resumes with resume_once, from what on_sent and on_taken told: the same
+    PUBLISH again under the same packet id, or, once the broker has acknowledged it
+    (PUBREC), only our PUBREL; the next process sends either first thing."""
 
     def __init__(self, *args: Any, on_new_session: Callable[[], None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._refused: dict[int, str] = {}
         # QoS 2 publishes paho holds for us: packet id -> (topic, done when PUBCOMP came,
         # told the packet id when the broker's PUBREC came, before our PUBREL goes out).
-        self._once: dict[int, tuple[str, asyncio.Future[None], OnTaken | None]] = {}
+        self._once: dict[int, tuple[str, asyncio.Future[None], PacketNote | None]] = {}
         paho = self._client
         paho_publish = paho.publish
         paho_handle_pubrec = paho._handle_pubrec
@@ -148,29 +150,45 @@ class SessionClient(aiomqtt.Client):
         return self
 
     def publish_once(
-        self, topic: str, payload: bytes, on_taken: OnTaken | None = None
+        self,
+        topic: str,
+        payload: bytes,
+        on_sent: PacketNote | None = None,
+        on_taken: PacketNote | None = None,
     ) -> asyncio.Future[None]:
         """Hand a message to paho at QoS 2, not retained; done when the broker's PUBCOMP
         came, whatever connection it came on (PublishRefused if the broker refused it).
-        ``on_taken(packet_id)`` runs when the broker's PUBREC came, before our PUBREL.
-
-        Connected or not: paho keeps it and sends it when a connection is up."""
+        ``on_sent(packet_id)`` runs before it can leave (paho writes when the event loop
+        next runs), ``on_taken(packet_id)`` when the broker's PUBREC came, before our
+        PUBREL. Connected or not: paho keeps it and sends it when a connection is up."""
         info = self._client.publish(topic, payload, qos=2, retain=False)
         if info.rc not in (MQTT_ERR_SUCCESS, MQTT_ERR_NO_CONN):
             raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
-        return self._await_once(info.mid, topic, on_taken)
+        done = self._await_once(info.mid, topic, on_taken)
+        if on_sent is not None:
+            try:
+                on_sent(info.mid)
+            except Exception:
+                log.exception("qos2_sent_not_noted", packet_id=info.mid)
+        return done
 
-    def resume_once(self, topic: str, payload: bytes, packet_id: int) -> asyncio.Future[None]:
-        """A QoS 2 message an earlier process published and the broker acknowledged with
-        PUBREC under ``packet_id``: only our PUBREL is owed, sent on the next connect
-        (call before it). If the broker kept no session, it is published again instead."""
+    def resume_once(
+        self, topic: str, payload: bytes, packet_id: int, *, taken: bool
+    ) -> asyncio.Future[None]:
+        """A QoS 2 message an earlier process published under ``packet_id`` (and the
+        broker acknowledged with PUBREC, if ``taken``): sent on the next connect (call
+        before it) as the same PUBLISH with DUP, or only our PUBREL. If the broker kept
+        no session, it is published again as a new message."""
         message = MQTTMessage(packet_id, topic.encode())
         message.payload, message.qos, message.retain = payload, 2, False
-        message.state = mqtt_ms_wait_for_pubcomp  # paho's reconnect makes it "resend PUBREL"
+        # paho's reconnect turns these into "send PUBREL" and "send PUBLISH with DUP".
+        message.state = mqtt_ms_wait_for_pubcomp if taken else mqtt_ms_wait_for_pubrec
         self._client._out_messages[packet_id] = message
         return self._await_once(packet_id, topic, None)
 
-    def _await_once(self, mid: int, topic: str, on_taken: OnTaken | None) -> asyncio.Future[None]:
+    def _await_once(
+        self, mid: int, topic: str, on_taken: PacketNote | None
+    ) -> asyncio.Future[None]:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # Retrieved here, so a refusal nobody waits for any more is not a warning.
         done.add_done_callback(lambda f: f.cancelled() or f.exception())

@@ -1,4 +1,4 @@
-"""The journal notes the packet id under which the broker took a result (QoS 2 PUBREC)."""
+"""The journal notes the packet id a result leaves under, and when the broker took it (PUBREC)."""
 
 from __future__ import annotations
 
@@ -27,9 +27,11 @@ def test_a_journal_of_the_version_before_gains_the_column_and_keeps_its_results(
     journal = Journal(path)
     (entry,) = journal.entries(DONE)
     assert entry.result == {"ok": True}
-    assert entry.released is None
-    journal.released(entry.seq, 17)
-    assert journal.entries(DONE)[0].released == 17
+    assert entry.packet_id is None
+    journal.sending(entry.seq, 17)
+    assert (journal.entries(DONE)[0].packet_id, journal.entries(DONE)[0].taken) == (17, False)
+    journal.taken(entry.seq, 17)
+    assert (journal.entries(DONE)[0].packet_id, journal.entries(DONE)[0].taken) == (17, True)
     journal.close()
 
 
@@ -37,11 +39,11 @@ def test_only_a_result_still_owed_is_marked(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.journal")
     seq = journal.record("garage", "stop_charging", b"{}", retained=False, received=1.0)
     assert seq is not None
-    journal.released(seq, 5)  # no result yet: nothing to mark
+    journal.sending(seq, 5)  # no result yet: nothing to mark
     journal.finish(seq, {"ok": True})
-    assert journal.entries(DONE)[0].released is None
-    journal.released(seq, 6)
+    assert journal.entries(DONE)[0].packet_id is None
+    journal.taken(seq, 6)
     journal.published(seq)
-    journal.released(seq, 7)  # published: over
-    assert journal.entries(PUBLISHED)[0].released == 6
+    journal.sending(seq, 7)  # published: over
+    assert journal.entries(PUBLISHED)[0].packet_id == 6
     journal.close()
