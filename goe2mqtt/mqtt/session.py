@@ -73,7 +73,7 @@ class MqttSession:
         self._subscriptions = tuple(subscriptions)
         self._reconnect_delays = tuple(reconnect_delays)
         self._store = RetainedStore(self._refused)
-        # The one client of the session (made in run(): aiomqtt needs the running loop);
+        # The one client of the session (made when first needed: aiomqtt needs the loop);
         # _client is it while connected.
         self._session_client: SessionClient | None = None
         self._client: aiomqtt.Client | None = None
