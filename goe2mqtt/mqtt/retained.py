@@ -82,9 +82,19 @@ class RetainedStore:
         self.retained[topic] = data
         self._changes += 1
         if topic not in self._owed:
-            self._owed[topic] = self._changes
-            heapq.heappush(self._owed_heap, (self._changes, topic))
+            self._owe(topic, self._changes)
         self._mark(topic, self._changes)
+
+    def _owe(self, topic: str, change: int) -> None:
+        self._owed[topic] = change
+        heap = self._owed_heap
+        if len(heap) > 2 * len(self._owed) + 1024:
+            # Stale entries leave the heap only from its top, when a result looks: with no
+            # result for a day, every change would stay. Rebuilt from what is owed.
+            heap[:] = [(seq, name) for name, seq in self._owed.items()]
+            heapq.heapify(heap)
+        else:
+            heapq.heappush(heap, (change, topic))
 
     def owe_everything(self) -> None:
         """Send everything retained again (a reconnect, Home Assistant restarted)."""
@@ -124,8 +134,7 @@ class RetainedStore:
         if since is None:
             self._owed.pop(topic, None)
         else:  # changed again since it was taken: owed from that change on
-            self._owed[topic] = since
-            heapq.heappush(self._owed_heap, (since, topic))
+            self._owe(topic, since)
         self._progress.set()
 
     # --- sending ---------------------------------------------------------------------------
