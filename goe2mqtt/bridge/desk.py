@@ -298,9 +298,9 @@ class CommandDesk:
     # --- results to the broker ------------------------------------------------------
 
     def _queue_result(
-        self, seq: int | None, charger: str, result: dict[str, Any], released: int | None = None
+        self, seq: int | None, charger: str, result: dict[str, Any], packet_id: int | None = None
     ) -> None:
-        self._results.append((seq, self._topics.result(charger), result_json(result), released))
+        self._results.append((seq, self._topics.result(charger), result_json(result), packet_id))
         self._drained.clear()
         self._added.set()
 
@@ -333,7 +333,8 @@ class CommandDesk:
                 try:
                     self.journal.published(seq)
                 except JournalWriteFailed as exc:
-                    # Sent again after a restart at worst: a result twice, not lost.
+                    # Owed again after a restart: its packet once more (the broker
+                    # answers "done"), or, if no packet id was noted, a repeat.
                     self._journal_failed(exc)
 
     def _sending(self, seq: int | None, packet_id: int) -> None:
