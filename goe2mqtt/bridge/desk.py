@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -76,12 +77,29 @@ class ChargerDoor(Protocol):
         ...
 
 
-class ResultChannel(Protocol):
+class ResultSender(Protocol):
     @property
     def connected(self) -> bool: ...
 
-    async def publish(self, topic: str, payload: str | bytes, *, qos: int = 1) -> bool:
-        """True once the broker has it; False if not (yet); PublishRefused if never."""
+    async def publish_once(
+        self,
+        topic: str,
+        payload: str | bytes,
+        *,
+        on_sent: Callable[[int], None] | None = None,
+        on_taken: Callable[[int], None] | None = None,
+        packet_id: int | None = None,
+    ) -> None:
+        """Returns once the broker has it, exactly once however long that takes;
+        PublishRefused if it never will. ``on_sent(packet_id)``: it may leave under that
+        id now; ``on_taken(packet_id)``: the broker took it and hands it on at our next
+        word; ``packet_id``: given to resume_once."""
+
+    def resume_once(
+        self, topic: str, payload: str | bytes, packet_id: int, *, taken: bool
+    ) -> None:
+        """An earlier process's message, sent under ``packet_id`` (and taken by the
+        broker): owed again under that id (before the session connects)."""
 
 
 class CommandDesk:
@@ -106,9 +124,10 @@ class CommandDesk:
         self.unrouted = CommandStats()  # commands for chargers we do not have
         self.refusals = RepeatFilter()  # a sender refused again and again: logged once a minute
         self._refused = RefusedDeliveries()  # in this broker session, never stored
-        # Results not yet acknowledged by the broker: (journal seq, topic, payload);
-        # seq None for a command the journal could not store.
-        self._results: deque[tuple[int | None, str, str]] = deque()
+        # Results not yet acknowledged by the broker: (journal seq, topic, payload, the
+        # packet id an earlier run sent it under); seq None for a command the journal
+        # could not store.
+        self._results: deque[tuple[int | None, str, str, int | None]] = deque()
         self.results_refused = 0
         # (charger, service, outcome) -> commands so ended, and how long they took:
         # what /metrics shows. Commands for chargers we do not have count under "".
@@ -119,7 +138,6 @@ class CommandDesk:
         self._on_health_change = on_health_change
         self._added = asyncio.Event()
         self._drained = asyncio.Event()
-        self._reconnected = asyncio.Event()
 
     @property
     def results_pending(self) -> int:
@@ -127,14 +145,17 @@ class CommandDesk:
 
     def owed(self) -> list[str]:
         """The results the broker has not acknowledged yet, as JSON, oldest first."""
-        return [payload for _, _, payload in self._results]
+        return [payload for _, _, payload, _ in self._results]
 
-    def recover(self) -> None:
-        """Pick up what the last run left in the journal."""
+    def recover(self, sender: ResultSender) -> None:
+        """Pick up what the last run left in the journal (before the session connects)."""
         self.prune()
         for entry in self.journal.entries(DONE):
             assert entry.result is not None
-            self._queue_result(entry.seq, entry.charger, entry.result)
+            self._queue_result(entry.seq, entry.charger, entry.result, entry.packet_id)
+            if entry.packet_id is not None:  # it may have left: again under the same id
+                topic, payload = self._results[-1][1:3]
+                sender.resume_once(topic, payload, entry.packet_id, taken=entry.taken)
         for entry in self.journal.entries(RUNNING):
             command = _command_of(entry)
             log.warning("command_interrupted", charger=entry.charger, service=entry.service)
@@ -339,16 +360,14 @@ class CommandDesk:
 
     # --- results to the broker ------------------------------------------------------
 
-    def _queue_result(self, seq: int | None, charger: str, result: dict[str, Any]) -> None:
-        self._results.append((seq, self._topics.result(charger), result_json(result)))
+    def _queue_result(
+        self, seq: int | None, charger: str, result: dict[str, Any], packet_id: int | None = None
+    ) -> None:
+        self._results.append((seq, self._topics.result(charger), result_json(result), packet_id))
         self._drained.clear()
         self._added.set()
 
-    def connection_changed(self, connected: bool) -> None:
-        if connected:
-            self._reconnected.set()
-
-    async def publish_forever(self, channel: ResultChannel) -> None:
+    async def publish_forever(self, sender: ResultSender) -> None:
         """Publish results in order; each leaves the journal once the broker has it."""
         while True:
             if not self._results:
@@ -356,35 +375,53 @@ class CommandDesk:
                 self._added.clear()
                 await self._added.wait()
                 continue
-            seq, topic, payload = self._results[0]
+            seq, topic, payload, packet_id = self._results[0]
+            noted = seq is not None
             try:
-                published = await channel.publish(topic, payload)
+                await sender.publish_once(
+                    topic,
+                    payload,
+                    on_sent=functools.partial(self._sending, seq) if noted else None,
+                    on_taken=functools.partial(self._taken, seq) if noted else None,
+                    packet_id=packet_id,
+                )
             except PublishRefused:
                 # The broker will not take it (an ACL): resending would block every
                 # result behind it. The journal keeps it owed for the next start.
                 self._results.popleft()
                 self.results_refused += 1
                 continue
-            if published:
-                self._results.popleft()
-                if seq is not None:
-                    try:
-                        self.journal.published(seq)
-                    except JournalWriteFailed as exc:
-                        # Sent again after a restart at worst: a result twice, not lost.
-                        self._journal_failed(exc)
-            else:
-                # Not connected, or the broker did not acknowledge: wait for a connection.
-                self._reconnected.clear()
-                if not channel.connected:
-                    await self._reconnected.wait()
-                else:
-                    await wait_until_set(self._reconnected, 1.0)
+            self._results.popleft()
+            if seq is not None:
+                try:
+                    self.journal.published(seq)
+                except JournalWriteFailed as exc:
+                    # Owed again after a restart: its packet once more (the broker
+                    # answers "done"), or, if no packet id was noted, a repeat.
+                    self._journal_failed(exc)
 
-    async def flush(self, channel: ResultChannel) -> None:
+    def _sending(self, seq: int | None, packet_id: int) -> None:
+        """The result leaves under ``packet_id``: after a kill -9 the next run sends it
+        again under the same id, which the broker recognises as the same message."""
+        assert seq is not None
+        try:
+            self.journal.sending(seq, packet_id)
+        except JournalWriteFailed as exc:
+            self._journal_failed(exc)  # a kill -9 now may repeat this result once
+
+    def _taken(self, seq: int | None, packet_id: int) -> None:
+        """The broker took the result (before our PUBREL): after a kill -9 from here on,
+        the next run owes only the PUBREL, never the result again."""
+        assert seq is not None
+        try:
+            self.journal.taken(seq, packet_id)
+        except JournalWriteFailed as exc:
+            self._journal_failed(exc)  # a kill -9 now may repeat this result once
+
+    async def flush(self, sender: ResultSender) -> None:
         """On stop: give the results still owed a moment to go out (the journal keeps
         the rest for the next start)."""
-        if self._results and channel.connected:
+        if self._results and sender.connected:
             await wait_until_set(self._drained, RESULT_FLUSH)
 
 

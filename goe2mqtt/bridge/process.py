@@ -44,7 +44,7 @@ from goe2mqtt.goe.factory import open_transport
 from goe2mqtt.goe.pool import PoolStats, http_session
 from goe2mqtt.goe.pushed import KeyFilter
 from goe2mqtt.homeassistant.bridge_device import render_bridge_discovery
-from goe2mqtt.mqtt.client import another_live_instance
+from goe2mqtt.mqtt.preflight import another_live_instance
 from goe2mqtt.mqtt.session import InboundMessage, MqttSession, Subscription
 from goe2mqtt.mqtt.topics import OFFLINE, RESULT_LEAF, Topics
 from goe2mqtt.util.aio import wait_until_set
@@ -135,8 +135,6 @@ class Bridge:
 
     def _mqtt_connection_changed(self, connected: bool) -> None:
         self._info_due.set()
-        if self._desk is not None:
-            self._desk.connection_changed(connected)
 
     def _mqtt_session_lost(self) -> None:
         if self._desk is not None:
@@ -217,7 +215,7 @@ class Bridge:
                 bridge_configs = render_bridge_discovery(prefix=self._prefix, topics=self.topics)
                 for topic, payload in bridge_configs.items():
                     await self.mqtt.publish_retained(topic, payload)
-            self.desk.recover()
+            self.desk.recover(self.mqtt)
             log.info("bridge_started", version=__version__, chargers=list(self.chargers))
 
             mqtt_task = asyncio.create_task(self.mqtt.run(self._on_message), name="mqtt")

@@ -38,7 +38,9 @@ CREATE TABLE IF NOT EXISTS commands (
     mid INTEGER,            -- MQTT packet id while a redelivery may still come
     state TEXT NOT NULL,
     sent TEXT,              -- JSON: the set calls planned when it started
-    result TEXT             -- JSON: the result, once there is one
+    result TEXT,            -- JSON: the result, once there is one
+    packet_id INTEGER,      -- MQTT packet id of the result's publish (QoS 2), set before it left
+    taken INTEGER           -- 1: the broker took it (PUBREC); only our PUBREL is owed
 );
 CREATE INDEX IF NOT EXISTS commands_state ON commands(state);
 CREATE INDEX IF NOT EXISTS commands_mid ON commands(mid);
@@ -77,6 +79,8 @@ class Entry:
     state: str
     sent: list[dict[str, Any]] | None = None
     result: dict[str, Any] | None = None
+    packet_id: int | None = None  # the result's publish, if it may have left
+    taken: bool = False  # the broker took it under packet_id (PUBREC)
 
 
 class Journal:
@@ -101,6 +105,10 @@ class Journal:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(commands)")}
+            for column in ("packet_id", "taken"):  # a journal of an earlier version
+                if column not in columns:
+                    self._db.execute(f"ALTER TABLE commands ADD COLUMN {column} INTEGER")
             # A day of commands at most: a full check is cheap, and a broken page found
             # now is a clean fresh start instead of a crash at the first command.
             verdict = self._db.execute("PRAGMA quick_check").fetchone()[0]
@@ -184,6 +192,24 @@ class Journal:
                 (DONE, json.dumps(result), seq),
             )
 
+    def sending(self, seq: int, packet_id: int) -> None:
+        """The result goes out under ``packet_id`` (written before it leaves): after a
+        crash it is sent again under the same id, which the broker recognises."""
+        with self._writing():
+            self._db.execute(
+                "UPDATE commands SET packet_id = ?, taken = 0 WHERE seq = ? AND state = ?",
+                (packet_id, seq, DONE),
+            )
+
+    def taken(self, seq: int, packet_id: int) -> None:
+        """The broker took the result (QoS 2 PUBREC) and hands it on at our PUBREL: after
+        a crash only that PUBREL is owed, never the result again."""
+        with self._writing():
+            self._db.execute(
+                "UPDATE commands SET packet_id = ?, taken = 1 WHERE seq = ? AND state = ?",
+                (packet_id, seq, DONE),
+            )
+
     def published(self, seq: int) -> None:
         """The broker has the result: the command is over."""
         with self._writing():
@@ -217,8 +243,8 @@ class Journal:
 
     def entries(self, state: str) -> list[Entry]:
         rows = self._db.execute(
-            "SELECT seq, charger, service, payload, retained, received, state, sent, result"
-            " FROM commands WHERE state = ? ORDER BY seq",
+            "SELECT seq, charger, service, payload, retained, received, state, sent, result,"
+            " packet_id, taken FROM commands WHERE state = ? ORDER BY seq",
             (state,),
         ).fetchall()
         return _entries(rows)
@@ -226,8 +252,8 @@ class Journal:
     def latest(self, charger: str, limit: int = 50) -> list[Entry]:
         """A charger's last ``limit`` commands, newest first (the status page shows them)."""
         rows = self._db.execute(
-            "SELECT seq, charger, service, payload, retained, received, state, sent, result"
-            " FROM commands WHERE charger = ? ORDER BY seq DESC LIMIT ?",
+            "SELECT seq, charger, service, payload, retained, received, state, sent, result,"
+            " packet_id, taken FROM commands WHERE charger = ? ORDER BY seq DESC LIMIT ?",
             (charger, limit),
         ).fetchall()
         return _entries(rows)
@@ -249,6 +275,9 @@ def _entries(rows: list[Any]) -> list[Entry]:
             state=row_state,
             sent=json.loads(sent) if sent else None,
             result=json.loads(result) if result else None,
+            packet_id=packet_id,
+            taken=bool(taken),
         )
-        for seq, charger, service, payload, retained, received, row_state, sent, result in rows
-    ]
+        for (seq, charger, service, payload, retained, received, row_state, sent, result,
+             packet_id, taken) in rows
+    ]  # fmt: skip

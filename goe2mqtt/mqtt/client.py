@@ -1,14 +1,13 @@
 """The MQTT client layer under the session: paho and aiomqtt as we need them.
 
-Making a client for our session, handing inbound messages over inside paho's
-callback (before the PUBACK), telling why a connection failed, and the pre-flight
-look for another live bridge. Knows nothing of go-e.
+The options of a connection, handing inbound messages over inside paho's callback
+(before the PUBACK), telling why a connection failed or ended. The session's own client
+is in mqtt/session_client.py. Knows nothing of go-e.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import socket
 import ssl
 from collections.abc import Callable
@@ -17,11 +16,6 @@ from typing import Any
 
 import aiomqtt
 import structlog
-from paho.mqtt.client import MQTT_CLEAN_START_FIRST_ONLY
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
-from goe2mqtt.mqtt.topics import OFFLINE, ONLINE
 
 log = structlog.get_logger()
 
@@ -56,6 +50,25 @@ class MqttOptions:
 
     def __repr__(self) -> str:  # the password stays out of tracebacks
         return f"MqttOptions(host={self.host!r}, port={self.port}, client_id={self.client_id!r})"
+
+
+@dataclass(frozen=True)
+class Subscription:
+    topic: str
+    qos: int = 1
+    # MQTT 5: the broker does not send us back what we publish there ourselves.
+    no_local: bool = False
+    # Only for what is retained there: unsubscribed on each connect once the retained
+    # messages stop coming, before we publish. Echoes of our own publishes would
+    # otherwise come back all the time, and aiomqtt stalls our QoS 1 publishes while
+    # it reads them (measured: 1.3 s for one charger's first 60 publishes, 30 ms without).
+    retained_only: bool = False
+    # MQTT 5: a message published with retain keeps the flag on its way to us, so a
+    # retained publish (or someone clearing one) is never taken for a live command.
+    retain_as_published: bool = False
+    # Never quiet (a charger publishing its own values): subscribed only after the
+    # retained messages of the others were read, which waits for a quiet moment.
+    stream: bool = False
 
 
 # Called for every inbound message before the broker gets its PUBACK: what it stores
@@ -155,96 +168,6 @@ class PublishRefused(aiomqtt.MqttError):
         self.reason = reason
 
 
-# The packet id of the publish just made in this task (set inside aiomqtt's publish).
-_LAST_MID: contextvars.ContextVar[int | None] = contextvars.ContextVar("mid", default=None)
-
-
-class SessionClient(aiomqtt.Client):
-    """aiomqtt's client plus two facts it does not pass on: a PUBACK's reason code
-    (a refused publish raises PublishRefused instead of counting as delivered), and
-    whether the broker kept our session (``on_new_session`` runs in the CONNACK's
-    callback, before any message of the new session can arrive)."""
-
-    def __init__(self, *args: Any, on_new_session: Callable[[], None], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._refused: dict[int, str] = {}
-        paho = self._client
-        paho_publish = paho.publish
-        aiomqtt_on_publish: Any = paho.on_publish
-        aiomqtt_on_connect: Any = paho.on_connect
-
-        def publish(*args: Any, **kwargs: Any) -> Any:
-            info = paho_publish(*args, **kwargs)
-            _LAST_MID.set(info.mid)
-            return info
-
-        def on_publish(client: Any, userdata: Any, mid: int, code: Any, props: Any) -> None:
-            if getattr(code, "is_failure", False):
-                if len(self._refused) > 1000:  # answers nobody looked for: keep it bounded
-                    self._refused.clear()
-                self._refused[mid] = f"{code} (reason code {code.value})"
-            aiomqtt_on_publish(client, userdata, mid, code, props)
-
-        def on_connect(
-            client: Any, userdata: Any, flags: Any, code: Any, props: Any = None
-        ) -> None:
-            if not getattr(code, "is_failure", False) and not flags.session_present:
-                on_new_session()
-            aiomqtt_on_connect(client, userdata, flags, code, props)
-
-        paho.publish = publish  # type: ignore[method-assign]
-        paho.on_publish = on_publish
-        paho.on_connect = on_connect
-
-    async def publish(  # type: ignore[override]
-        self, topic: str, payload: bytes, qos: int = 0, retain: bool = False, **kwargs: Any
-    ) -> None:
-        _LAST_MID.set(None)
-        await super().publish(topic, payload, qos, retain, **kwargs)
-        mid = _LAST_MID.get()
-        reason = None if mid is None else self._refused.pop(mid, None)
-        if reason is not None:
-            raise PublishRefused(topic, reason)
-
-
-# The largest packet we take from the broker (MQTT 5 CONNECT property): the broker
-# drops anything larger instead of making us read it. A command is at most 4 KiB; our
-# own retained configs and states, read back once at connect, are far below this.
-MAX_INBOUND_PACKET = 256 * 1024
-
-
-def new_client(
-    options: MqttOptions, on_new_session: Callable[[], None] = lambda: None
-) -> SessionClient:
-    persistent = options.session_expiry > 0
-    v5 = options.protocol == "5"
-    properties = None
-    if v5:
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        properties.SessionExpiryInterval = options.session_expiry
-        properties.MaximumPacketSize = MAX_INBOUND_PACKET
-    client = SessionClient(
-        **_connection(options),
-        identifier=options.client_id,
-        keepalive=options.keepalive,
-        will=aiomqtt.Will(options.availability_topic, OFFLINE, qos=1, retain=True),
-        timeout=10,
-        clean_session=None if v5 else not persistent,
-        # Every connection is a new aiomqtt client, so the default "clean on the first
-        # connect only" would mean always: ask for the existing session explicitly.
-        # (paho refuses any other value than the default for MQTT 3.1.1.)
-        clean_start=(not persistent) if v5 else MQTT_CLEAN_START_FIRST_ONLY,
-        properties=properties,
-        # The sender's window, the results and the goodbye fit without paho queueing.
-        max_inflight_messages=2 * SEND_WINDOW,
-        on_new_session=on_new_session,
-    )
-    # Our own window bounds what is pending; aiomqtt's warning per publish above 10
-    # pending would be one log line per message while a broker is slow.
-    client.pending_calls_threshold = 4 * SEND_WINDOW
-    return client
-
-
 # (what an error's text contains, what it means): aiomqtt turns the OSError of a
 # failed connect into a plain MqttError, so its text is what is left to go by.
 _CONNECT_CAUSES = (
@@ -301,36 +224,24 @@ def disconnect_cause(client: aiomqtt.Client) -> BaseException | None:
     return None
 
 
+async def until_disconnected(client: aiomqtt.Client) -> None:
+    """Wait for the connection to end; raises what ended it.
+
+    Nothing is queued for us (messages are handed over in paho's callback): aiomqtt's
+    message stream only tells when the connection ends. Its own error says "Disconnected
+    during message iteration"; the cause it keeps says why ("[code:142] Session taken
+    over", a keep-alive timeout)."""
+    try:
+        async for _ in client.messages:
+            pass
+    except aiomqtt.MqttError:
+        cause = disconnect_cause(client)
+        if cause is not None:
+            raise cause from None
+        raise
+    raise aiomqtt.MqttError("message stream ended")
+
+
 def is_takeover(error: BaseException) -> bool:
     code = getattr(error, "rc", None)
     return getattr(code, "value", code) == SESSION_TAKEN_OVER
-
-
-async def another_live_instance(
-    options: MqttOptions, heartbeat_topic: str, wait: float
-) -> bool:
-    """Whether a live bridge already serves our topics.
-
-    Its availability says online (retained) and its heartbeat (bridge info, refreshed
-    every keepalive/2) still comes. A bridge that died without its will reaching the
-    broker (killed while the broker was down) leaves "online" but no heartbeat.
-    Unreachable broker: False, and the session's own retries will say why.
-    """
-    client = side_client(options, "preflight", timeout=5)
-    try:
-        async with client:
-            await client.subscribe(options.availability_topic, qos=1)
-            async with asyncio.timeout(RETAINED_QUIET * 2):
-                async for message in client.messages:
-                    if message.payload != ONLINE.encode():
-                        return False
-                    break
-            log.info("checking_for_another_instance", topic=heartbeat_topic, wait=wait)
-            await client.subscribe(heartbeat_topic, qos=0)
-            async with asyncio.timeout(wait):
-                async for message in client.messages:
-                    if message.topic.matches(heartbeat_topic) and not message.retain:
-                        return True
-    except (TimeoutError, aiomqtt.MqttError):
-        return False
-    return False

@@ -1,11 +1,10 @@
 """One resilient MQTT session: connect, reconnect, remember what is retained.
 
-Knows MQTT and nothing of go-e. Retained topics are kept in a store: publishing is
-change-only, never waits for the broker (a sender drains the store, newest value per
-topic, so a stalled broker costs one entry per topic, not a backlog), and a
-reconnect republishes everything the broker may have lost. Inbound messages are
-handed over before the broker is acknowledged, so what the handler stored survives
-any crash.
+Knows MQTT and nothing of go-e. Retained topics are kept in a store (mqtt/retained.py)
+that a reconnect republishes. One-off messages (a command's result) go at QoS 2 through
+one client object for the whole session, so the broker takes each exactly once, also
+when a connection dies in the middle (publish_once). Inbound messages are handed over
+before the broker is acknowledged, so what the handler stored survives any crash.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
@@ -22,22 +20,21 @@ import structlog
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from goe2mqtt.mqtt.client import (
-    SEND_WINDOW,
     BrokerStalled,
     InboundMessage,
     MessageHandler,
     MqttOptions,
     PublishRefused,
     SessionTakenOver,
+    Subscription,
     connect_cause,
-    disconnect_cause,
     hand_over_before_ack,
     is_takeover,
-    new_client,
+    until_disconnected,
     until_quiet,
 )
-from goe2mqtt.mqtt.retained import pack as _pack
-from goe2mqtt.mqtt.retained import unpack as _unpack
+from goe2mqtt.mqtt.retained import RetainedStore
+from goe2mqtt.mqtt.session_client import PacketNote, SessionClient, new_client
 from goe2mqtt.mqtt.topics import OFFLINE, ONLINE
 from goe2mqtt.util.aio import wait_until_set
 
@@ -61,25 +58,6 @@ FLAP_COUNT = 3
 MIN_ACK_TIMEOUT = 5.0
 
 
-@dataclass(frozen=True)
-class Subscription:
-    topic: str
-    qos: int = 1
-    # MQTT 5: the broker does not send us back what we publish there ourselves.
-    no_local: bool = False
-    # Only for what is retained there: unsubscribed on each connect once the retained
-    # messages stop coming, before we publish. Echoes of our own publishes would
-    # otherwise come back all the time, and aiomqtt stalls our QoS 1 publishes while
-    # it reads them (measured: 1.3 s for one charger's first 60 publishes, 30 ms without).
-    retained_only: bool = False
-    # MQTT 5: a message published with retain keeps the flag on its way to us, so a
-    # retained publish (or someone clearing one) is never taken for a live command.
-    retain_as_published: bool = False
-    # Never quiet (a charger publishing its own values): subscribed only after the
-    # retained messages of the others were read, which waits for a quiet moment.
-    stream: bool = False
-
-
 class MqttSession:
     def __init__(
         self,
@@ -95,13 +73,16 @@ class MqttSession:
         self._on_new_session = on_new_session
         self._subscriptions = tuple(subscriptions)
         self._reconnect_delays = tuple(reconnect_delays)
-        # What the broker should hold, in the order it last changed (b"": clear it).
-        self._retained: dict[str, bytes] = {}
-        # Topics whose newest value has not been acknowledged by the broker yet.
-        self._dirty: dict[str, None] = {}
-        self._dirty_added = asyncio.Event()
+        self._store = RetainedStore(self._refused)
+        # The one client of the session (made when first needed: aiomqtt needs the loop);
+        # _client is it while connected.
+        self._session_client: SessionClient | None = None
         self._client: aiomqtt.Client | None = None
-        self._lost: asyncio.Future[None] | None = None  # done when the connection ends
+        self._up = asyncio.Event()  # set while connected
+        # From resume_once: packet id -> done when the broker's PUBCOMP came.
+        self._resumed: dict[int, asyncio.Future[None]] = {}
+        # Failed by publish_once when the broker stops acknowledging: ends the connection.
+        self._stalled: asyncio.Future[None] | None = None
         self._stopping = asyncio.Event()
         self._final: list[tuple[str, bytes]] = []
         self.connections = 0
@@ -132,16 +113,20 @@ class MqttSession:
             payload=payload[:40].decode("utf-8", "replace"),
             action="published online again",
         )
-        self._store(self._options.availability_topic, ONLINE.encode())
+        self._store.store(self._options.availability_topic, ONLINE.encode())
 
     @property
     def backlog(self) -> int:
         """Retained topics waiting for the broker (each counts once, however often it changed)."""
-        return len(self._dirty)
+        return self._store.backlog
 
     def _set_client(self, client: aiomqtt.Client | None) -> None:
         was_connected = self.connected
         self._client = client
+        if client is None:
+            self._up.clear()
+        else:
+            self._up.set()
         if self._on_connection is not None and self.connected != was_connected:
             self._on_connection(self.connected)
 
@@ -169,143 +154,80 @@ class MqttSession:
 
         Returns at once: the sender delivers it, newest value first per topic.
         """
-        data = _pack(payload.encode() if isinstance(payload, str) else payload)
-        if self._retained.get(topic) != data:
-            self._store(topic, data)
-
-    def _store(self, topic: str, data: bytes) -> None:
-        """Keep ``data`` as the topic's retained value and owe it to the broker.
-
-        Re-inserted at the end: a republish goes out in the order things last changed,
-        so "online" comes after the states and configs it vouches for.
-        """
-        self._retained.pop(topic, None)
-        self._retained[topic] = data
-        self._mark(topic)
+        self._store.put(topic, payload.encode() if isinstance(payload, str) else payload)
 
     async def clear_retained(self, topic: str) -> None:
         """Remove a retained message from the broker and forget it."""
         await self.publish_retained(topic, b"")
 
-    async def publish(self, topic: str, payload: str | bytes, *, qos: int = 1) -> bool:
-        """A one-off, non-retained message; True once the broker acknowledged it.
+    async def republish_retained(self) -> None:
+        """Send everything retained again (Home Assistant restarted). Calls coalesce."""
+        self._store.owe_everything()
 
-        Raises PublishRefused when the broker answered that it will not take it."""
+    async def publish_once(
+        self,
+        topic: str,
+        payload: str | bytes,
+        *,
+        on_sent: PacketNote | None = None,
+        on_taken: PacketNote | None = None,
+        packet_id: int | None = None,
+    ) -> None:
+        """A one-off, non-retained message the broker takes exactly once; returns when it
+        has it (PUBCOMP), however many connections that takes.
+
+        It goes out after every retained change made before the call (a result after the
+        states it reports), at QoS 2 through the session's one client: a connection that
+        dies mid-way is followed by the same packet again (DUP, or PUBREL), never by a
+        second message. ``on_sent(packet_id)`` is told before it leaves, ``on_taken``
+        when the broker took it (PUBREC), before our PUBREL; ``packet_id``: the one an
+        earlier process was told, for a message given to resume_once. Raises
+        PublishRefused when the broker answered that it will not take it. Cancelled, it
+        may still reach the broker once."""
         data = payload.encode() if isinstance(payload, str) else payload
-        client, lost = self._client, self._lost
-        if client is None or lost is None:
-            return False
-        # aiomqtt leaves a publish waiting for its PUBACK after the connection died:
-        # it ends with the connection instead, and is sent again on the next one.
-        sending = asyncio.ensure_future(
-            client.publish(topic, data, qos=qos, retain=False, timeout=self.ack_timeout)
-        )
-        await asyncio.wait({sending, lost}, return_when=asyncio.FIRST_COMPLETED)
-        if not sending.done():
-            sending.cancel()
-            await asyncio.gather(sending, return_exceptions=True)
-            return False
+        done = None if packet_id is None else self._resumed.pop(packet_id, None)
+        if done is None:
+            await self._store.settled(self._store.barrier())
+            await self._up.wait()
+            done = self._client_of_session().publish_once(topic, data, on_sent, on_taken)
+        while not done.done():
+            connection = self.connections
+            await asyncio.wait({done}, timeout=self.ack_timeout)
+            stalled = self._stalled
+            # Not done on a connection that is still the same and up: the broker froze
+            # or is gone (TCP alone can take minutes to tell). Reconnecting sends it again.
+            if (
+                not done.done()
+                and self.connections == connection
+                and self.connected
+                and stalled is not None
+                and not stalled.done()
+            ):
+                stalled.set_exception(
+                    BrokerStalled(f"no PUBCOMP within {self.ack_timeout:.0f} s")
+                )
         try:
-            sending.result()
+            done.result()
         except PublishRefused as exc:
             self._refused(exc)
             raise
-        except aiomqtt.MqttError as exc:
-            log.debug("mqtt_publish_failed", topic=topic, error=str(exc))
-            return False
-        return True
 
-    async def republish_retained(self) -> None:
-        """Send everything retained again (Home Assistant restarted). Calls coalesce."""
-        self._dirty = dict.fromkeys(self._retained)
-        self._dirty_added.set()
+    def resume_once(
+        self, topic: str, payload: str | bytes, packet_id: int, *, taken: bool
+    ) -> None:
+        """A message an earlier process gave publish_once, under ``packet_id`` (on_sent),
+        which the broker took if ``taken`` (on_taken): the same PUBLISH again, or only our
+        PUBREL, first thing on the first connect; publish_once(..., packet_id=) waits for
+        it. Call before run()."""
+        assert not self.connections, "resumed messages go out on the first connect"
+        data = payload.encode() if isinstance(payload, str) else payload
+        client = self._client_of_session()
+        self._resumed[packet_id] = client.resume_once(topic, data, packet_id, taken=taken)
 
-    def _mark(self, topic: str) -> None:
-        self._dirty.pop(topic, None)
-        self._dirty[topic] = None
-        self._dirty_added.set()
-
-    async def _send_dirty(self, client: aiomqtt.Client) -> None:
-        """Drain the dirty topics while connected; raises BrokerStalled or MqttError."""
-        window = asyncio.Semaphore(SEND_WINDOW)
-        failure: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        sends: set[asyncio.Task[None]] = set()
-        delivered = [0]  # acknowledged since the last batch was logged
-        inflight = [0]
-
-        async def send(topic: str, data: bytes) -> None:
-            try:
-                await client.publish(
-                    topic, _unpack(data), qos=1, retain=True, timeout=self.ack_timeout
-                )
-            except PublishRefused as exc:
-                self._refused(exc)  # owed again at the next connect, never taken as sent
-            except (asyncio.CancelledError, aiomqtt.MqttError) as exc:
-                if topic not in self._dirty and self._retained.get(topic) == data:
-                    self._mark(topic)  # not known to have arrived: still owed
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                if not failure.done():
-                    timed_out = "timed out" in str(exc)
-                    failure.set_exception(
-                        BrokerStalled(f"no PUBACK within {self.ack_timeout:.0f} s")
-                        if timed_out
-                        else exc
-                    )
-            else:
-                delivered[0] += 1
-                if data == b"" and self._retained.get(topic) == b"":
-                    del self._retained[topic]  # cleared: nothing to republish
-            finally:
-                window.release()
-                inflight[0] -= 1
-                if not inflight[0] and not self._dirty and delivered[0]:
-                    log.debug("mqtt_batch_sent", messages=delivered[0])
-                    delivered[0] = 0
-
-        try:
-            while True:
-                if failure.done():
-                    failure.result()
-                if not self._dirty:
-                    self._dirty_added.clear()
-                    waiter: asyncio.Future[Any] = asyncio.ensure_future(self._dirty_added.wait())
-                    await asyncio.wait({waiter, failure}, return_when=asyncio.FIRST_COMPLETED)
-                    waiter.cancel()
-                    continue
-                await window.acquire()
-                if not self._dirty:
-                    window.release()
-                    continue
-                topic = next(iter(self._dirty))
-                del self._dirty[topic]
-                inflight[0] += 1
-                task = asyncio.create_task(send(topic, self._retained.get(topic, b"")))
-                sends.add(task)
-                task.add_done_callback(sends.discard)
-        finally:
-            for task in list(sends):
-                task.cancel()
-            if not failure.done():
-                failure.cancel()
-            else:
-                failure.exception()  # retrieved: no "never retrieved" warning
-
-    async def _flush(self, client: aiomqtt.Client) -> None:
-        """Send what is still owed (on a clean stop), one by one."""
-        while self._dirty:
-            topic = next(iter(self._dirty))
-            del self._dirty[topic]
-            try:
-                await client.publish(
-                    topic,
-                    _unpack(self._retained.get(topic, b"")),
-                    qos=1,
-                    retain=True,
-                    timeout=self.ack_timeout,
-                )
-            except PublishRefused as exc:
-                self._refused(exc)
+    def _client_of_session(self) -> SessionClient:
+        if self._session_client is None:
+            self._session_client = new_client(self._options, self._on_new_session)
+        return self._session_client
 
     # --- connection -----------------------------------------------------------------
 
@@ -319,15 +241,13 @@ class MqttSession:
         attempt = 0
         flaps = 0
         options = self._options
+        received = [0]
+        client = self._client_of_session()
+        hand_over_before_ack(
+            client, received, on_message, (options.availability_topic, self.availability_seen)
+        )
         while not self._stopping.is_set():
-            client = new_client(options, self._on_new_session)
-            received = [0]
-            hand_over_before_ack(
-                client,
-                received,
-                on_message,
-                (options.availability_topic, self.availability_seen),
-            )
+            received[0] = 0
             connected_at: float | None = None
             try:
                 async with client:
@@ -422,7 +342,7 @@ class MqttSession:
         for sub in streams:
             await client.subscribe(sub.topic, qos=sub.qos)
         await client.publish(self._options.availability_topic, ONLINE, qos=1, retain=True)
-        self._lost = asyncio.get_running_loop().create_future()
+        self._stalled = stalled = asyncio.get_running_loop().create_future()
         self._set_client(client)
         self.connections += 1
         log.info(
@@ -432,48 +352,46 @@ class MqttSession:
         )
 
         async def watch() -> None:
-            # Nothing is queued for us (messages are handed over in paho's callback):
-            # the stream only tells when the connection ends, and why.
             try:
-                async for _ in client.messages:
-                    pass
-            except aiomqtt.MqttError:
-                cause = disconnect_cause(client)
-                if cause is not None and is_takeover(cause):
+                await until_disconnected(client)
+            except Exception as exc:
+                if is_takeover(exc):
                     raise SessionTakenOver(
                         f"another client connected with client_id {self._options.client_id!r}"
                         " and took over the session: give every instance its own"
                         " mqtt.client_id"
                     ) from None
-                if cause is not None:
-                    raise cause from None
                 raise
 
         # The broker may have lost anything retained: everything goes out again.
         await self.republish_retained()
         watcher = asyncio.create_task(watch())
-        sender = asyncio.create_task(self._send_dirty(client))
+        sender = asyncio.create_task(self._store.send(client, self.ack_timeout))
         stopper = asyncio.create_task(self._stopping.wait())
         try:
             done, _ = await asyncio.wait(
-                {watcher, sender, stopper}, return_when=asyncio.FIRST_COMPLETED
+                {watcher, sender, stopper, stalled}, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
-            self._lost.set_result(None)
+            self._stalled = None
+            self._set_client(None)
             for task in (watcher, sender, stopper):
                 task.cancel()
             await asyncio.gather(watcher, sender, stopper, return_exceptions=True)
-        for task in (watcher, sender):
-            if task in done:
-                task.result()  # raises the MqttError that ended the connection
+        ended: tuple[asyncio.Future[Any], ...] = (watcher, sender, stalled)
+        for future in ended:
+            if future in done:
+                future.result()  # raises the MqttError that ended the connection
                 raise aiomqtt.MqttError("message stream ended")
+        if not stalled.done():
+            stalled.cancel()
         with contextlib.suppress(TimeoutError, aiomqtt.MqttError):
             async with asyncio.timeout(SHUTDOWN_TIMEOUT):
                 await self._say_goodbye(client)
 
     async def _say_goodbye(self, client: aiomqtt.Client) -> None:
         for topic, data in self._final:
-            self._store(topic, data)
-        await self._flush(client)
+            self._store.store(topic, data)
+        await self._store.flush(client, self.ack_timeout)
         await client.publish(self._options.availability_topic, OFFLINE, qos=1, retain=True)
         log.info("mqtt_disconnecting")

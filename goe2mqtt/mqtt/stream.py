@@ -23,12 +23,12 @@ from goe2mqtt.mqtt.client import (
     MessageHandler,
     MqttOptions,
     PublishRefused,
-    SessionClient,
     _connection,
     connect_cause,
-    disconnect_cause,
     hand_over_before_ack,
+    until_disconnected,
 )
+from goe2mqtt.mqtt.session_client import SessionClient
 from goe2mqtt.util.aio import wait_until_set
 
 log = structlog.get_logger()
@@ -126,19 +126,7 @@ class StreamConnection:
         self._lost = asyncio.get_running_loop().create_future()
         self._client = client
 
-        async def watch() -> None:
-            # Nothing is queued (messages are handed over in paho's callback): the
-            # stream only tells when the connection ends.
-            try:
-                async for _ in client.messages:
-                    pass
-            except aiomqtt.MqttError:
-                cause = disconnect_cause(client)
-                if cause is not None:
-                    raise cause from None
-                raise
-
-        watcher = asyncio.create_task(watch())
+        watcher = asyncio.create_task(until_disconnected(client))
         stopper = asyncio.create_task(self._stopping.wait())
         try:
             await asyncio.wait({watcher, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -149,8 +137,7 @@ class StreamConnection:
                 task.cancel()
             await asyncio.gather(watcher, stopper, return_exceptions=True)
         if watcher.done() and not watcher.cancelled():
-            watcher.result()
-            raise aiomqtt.MqttError("message stream ended")
+            watcher.result()  # raises what ended the connection
 
     async def publish(self, topic: str, payload: bytes) -> None:
         """QoS 1, not retained; returns once the broker acknowledged it.

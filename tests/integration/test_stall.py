@@ -48,7 +48,7 @@ async def test_a_frozen_broker_holds_no_poll_loop_and_is_noticed_within_1_5_keep
             # Polling went on at its pace all along: about ten polls a second.
             assert simulator.charger("012345").status_calls - polls >= 5 * noticed
             # Changes wait as one entry per topic (newest wins), not one per change.
-            assert session.backlog <= len(session._retained)
+            assert session.backlog <= len(session._store.retained)
             await asyncio.sleep(2)
             own_broker.resume()
             await until(lambda: session.connected, "reconnected", within=20)

@@ -246,6 +246,18 @@ def test_a_redelivered_refused_command_is_answered_once(desk: Any, tmp_path: Pat
     assert _rows(tmp_path / "j.journal") == []
 
 
+class _NothingInFlight:
+    """A result sender that no earlier run left anything with."""
+
+    connected = False
+
+    async def publish_once(self, topic: str, payload: str | bytes, **_: Any) -> None:
+        raise AssertionError("recovery publishes nothing itself")
+
+    def resume_once(self, topic: str, payload: str | bytes, packet_id: int, *, taken: bool) -> None:
+        raise AssertionError(f"nothing was in flight, yet {topic} resumed as {packet_id}")
+
+
 def test_a_journaled_command_that_no_longer_parses_is_refused_on_recovery(
     desk: Any,
 ) -> None:
@@ -253,7 +265,7 @@ def test_a_journaled_command_that_no_longer_parses_is_refused_on_recovery(
     # Stored by a version that took it (or a hand-edited journal): refused, not run.
     journal.record("garage", "frobnicate", b"{}", retained=False, received=time.time())
     journal.record("garage", "stop_charging", b"{}", retained=False, received=time.time())
-    commands.recover()
+    commands.recover(_NothingInFlight())
     assert [c.service for c in charger.submitted] == ["stop_charging"]
     (result,) = _owed(commands)
     assert result["error"] == "unknown service 'frobnicate'"
