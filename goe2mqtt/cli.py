@@ -318,6 +318,7 @@ def _healthcheck(file: str | None, config: str, max_age: float) -> int:
 def _run(settings: Settings) -> int:
     from goe2mqtt.bridge.process import AnotherInstance, Bridge, raise_open_file_limit
     from goe2mqtt.commands.journal import JournalLocked, JournalUnusable
+    from goe2mqtt.ledger.store import StoreUnusable
     from goe2mqtt.mqtt.client import SessionTakenOver
 
     raise_open_file_limit()
@@ -337,6 +338,10 @@ def _run(settings: Settings) -> int:
     except JournalUnusable as exc:
         # Exit 2: a restart loop cannot fix a folder it may not write.
         print(f"goe2mqtt: cannot open the command journal: {exc} (check state_dir)",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_CONFIG
+    except StoreUnusable as exc:
+        print(f"goe2mqtt: cannot open the session ledger: {exc} (check state_dir)",
               file=sys.stderr)  # fmt: skip
         return EXIT_CONFIG
     except (AnotherInstance, SessionTakenOver) as exc:

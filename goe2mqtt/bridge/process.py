@@ -14,7 +14,7 @@ import json
 import random
 import resource
 import time
-from collections.abc import Collection, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from goe2mqtt import __version__
 from goe2mqtt.bridge.desk import CommandDesk
 from goe2mqtt.bridge.health import write_health_file
 from goe2mqtt.bridge.info import fleet_info
+from goe2mqtt.bridge.ledger_out import LedgerOutput, open_ledger
 from goe2mqtt.bridge.loop_watch import LoopWatch
 from goe2mqtt.bridge.memory import MemoryUpkeep
 from goe2mqtt.bridge.own_mqtt import OwnMqttChargers
@@ -40,6 +41,7 @@ from goe2mqtt.goe.pool import PoolStats, http_session
 from goe2mqtt.goe.pushed import KeyFilter
 from goe2mqtt.homeassistant.bridge_device import render_bridge_discovery
 from goe2mqtt.homeassistant.discovery import discovery_filter, expected_discovery_topics
+from goe2mqtt.ledger.books import Ledger
 from goe2mqtt.mqtt.client import another_live_instance
 from goe2mqtt.mqtt.session import InboundMessage, MqttOptions, MqttSession, Subscription
 from goe2mqtt.mqtt.topics import OFFLINE, RESULT_LEAF, Topics
@@ -108,6 +110,7 @@ class Bridge:
         confirm_delays: Sequence[float] = CONFIRM_DELAYS,
         info_interval: float = INFO_INTERVAL,
         command_grace: float = COMMAND_GRACE,
+        ledger_clock: Callable[[], float] = time.time,  # tests: the wall clock of the books
     ):
         self.settings = settings
         mqtt = settings.mqtt
@@ -124,6 +127,12 @@ class Bridge:
             # Only to find chargers retained from earlier runs that are no longer configured.
             Subscription(self.topics.availability_filter, qos=0, retained_only=True),
         ]
+        # The ledger's MQTT prices (Nord Pool, Tibber... forwarded from Home Assistant).
+        self._price_topics = {
+            tariff.price_topic for c in settings.owned_chargers()
+            if (tariff := settings.tariff_for(c)).price_topic is not None
+        }  # fmt: skip
+        subscriptions += [Subscription(topic, qos=1) for topic in sorted(self._price_topics)]
         self._expected_discovery: set[str] = set()
         self._foreign_discovery_seen = 0
         if self._prefix is not None:
@@ -164,6 +173,8 @@ class Bridge:
         self._info_due = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._desk: CommandDesk | None = None  # opens with the journal, in run()
+        self._ledger_out: LedgerOutput | None = None  # opens with the ledger, in run()
+        self._ledger_clock = ledger_clock
         self._loop_watch = LoopWatch()
         self._memory = MemoryUpkeep()
 
@@ -181,6 +192,15 @@ class Bridge:
             self._desk.session_lost()
 
     @property
+    def ledger_out(self) -> LedgerOutput:
+        assert self._ledger_out is not None, "the ledger opens in run()"
+        return self._ledger_out
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.ledger_out.ledger
+
+    @property
     def desk(self) -> CommandDesk:
         assert self._desk is not None, "the desk opens with the journal in run()"
         return self._desk
@@ -188,6 +208,12 @@ class Bridge:
     async def run(self) -> None:
         """Run until request_stop(); then publish offline and disconnect."""
         journal = open_journal(journal_path(self.settings))
+        try:
+            ledger = open_ledger(self.settings, self._ledger_clock)
+        except Exception:
+            journal.close()
+            raise
+        self._ledger_out = LedgerOutput(ledger, self.topics)
         shard = self.settings.shard
         self._desk = CommandDesk(
             journal,
@@ -212,6 +238,7 @@ class Bridge:
             await self._run()
         finally:
             journal.close()
+            ledger.store.close()
 
     async def _run(self) -> None:
         headers = {"User-Agent": f"goe2mqtt/{__version__}"}
@@ -235,6 +262,7 @@ class Bridge:
                     on_serial=functools.partial(remembered.learn_serial, charger.name),
                     known_facts=_facts_of(remembered, charger.name),
                     on_facts=functools.partial(_remember_facts, remembered, charger.name),
+                    books=self.ledger.books_for(charger.name, self.settings.tariff_for(charger)),
                 )
             for bridge in self.chargers.values():
                 await bridge.publish_initial()
@@ -269,6 +297,7 @@ class Bridge:
                     name="memory",
                 ),
                 asyncio.create_task(self.desk.publish_forever(self.mqtt), name="results"),
+                asyncio.create_task(self.ledger_out.run(self.mqtt, self._stop), name="ledger"),
             ]
             if self._own_mqtt.connection is not None:  # chargers on their own MQTT
                 helpers.append(
@@ -292,6 +321,7 @@ class Bridge:
                     await stop_pollers((), late)
                 await self.desk.flush(self.mqtt)
                 await stop_pollers((), helpers)
+                self.ledger_out.finish()  # the open sessions' progress, on disk
                 final = [(self.topics.availability(n), OFFLINE.encode()) for n in self.chargers]
                 self.mqtt.stop(final)
                 _, pending = await asyncio.wait({mqtt_task}, timeout=10)
@@ -367,6 +397,9 @@ class Bridge:
                         f" node id as {self.topics.base!r}: give one of them another"
                         " base_topic, or the two may overwrite each other's entities",
                     )
+            return
+        if message.topic in self._price_topics:
+            self.ledger.offer_price(message.topic, message.payload)
             return
         removed = self.topics.charger_of_availability(message.topic)
         if removed is not None:

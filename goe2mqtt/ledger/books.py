@@ -36,7 +36,7 @@ from goe2mqtt.config.tariff import TariffSettings
 from goe2mqtt.ledger.pricing import TopicPrice, month_start, pricing_for, zone
 from goe2mqtt.ledger.readings import read
 from goe2mqtt.ledger.record import Session
-from goe2mqtt.ledger.store import SessionStore
+from goe2mqtt.ledger.store import SessionStore, StoreUnusable
 from goe2mqtt.ledger.tracker import Step, Tracker
 
 log = structlog.get_logger()
@@ -52,6 +52,7 @@ class ChargerBooks:
     def __init__(self, ledger: Ledger, name: str, tariff: TariffSettings) -> None:
         self.ledger = ledger
         self.name = name
+        self.currency = tariff.currency
         self.tz: tzinfo | None = zone(tariff.timezone)
         store = ledger.store
         resumed = next((s for s in store.open_sessions() if s.charger == name), None)
@@ -82,7 +83,13 @@ class ChargerBooks:
         now, mono = self.ledger.clock(), self.ledger.monotonic()
         step = self.tracker.observe(read(status), now=now, mono=mono, serial=serial, grid_w=grid_w)
         if step.closed or step.opened or step.flagged:
-            self.ledger.store_at_once(self, step)
+            try:
+                self.ledger.store_at_once(self, step)
+            except StoreUnusable as exc:
+                # The books go on in memory; the next write tries again (and the
+                # session is published all the same).
+                self.progress_due = True
+                log.error("ledger_write_failed", charger=self.name, reason=str(exc))
         elif step.counted:
             self.progress_due = True
             self.topic_changed = True
@@ -181,6 +188,7 @@ class Ledger:
         # Closed sessions the broker has not acknowledged yet (a crash left some).
         self.ended: deque[Session] = deque(store.unannounced())
         self.on_news: Callable[[], None] = lambda: None  # the publisher's wake-up
+        self._unsaved: list[Session] = []  # closed while the disk refused: written next
 
     def books_for(self, name: str, tariff: TariffSettings) -> ChargerBooks:
         books = self.books[name] = ChargerBooks(self, name, tariff)
@@ -202,13 +210,11 @@ class Ledger:
         return refused
 
     def store_at_once(self, books: ChargerBooks, step: Step) -> None:
-        """Opening, closing, a flag: committed now (the journal's rule)."""
+        """Opening, closing, a flag: committed now (the journal's rule). StoreUnusable
+        when the disk refuses: they are kept and written with the next progress."""
         sessions = [*step.closed, *step.opened]
         if books.open is not None and books.open not in sessions:
             sessions.append(books.open)
-        self.store.save(sessions)
-        books.progress_due = False
-        books.written_at = self.monotonic()
         books.topic_changed = books.topic_urgent = True
         self.ended.extend(step.closed)
         for session in step.closed:
@@ -220,6 +226,13 @@ class Ledger:
         for session in step.opened:
             log.info("session_opened", charger=session.charger, id=session.id)
         self.on_news()
+        try:
+            self.store.save(sessions)
+        except StoreUnusable:
+            self._unsaved.extend(s for s in sessions if not s.open)
+            raise
+        books.progress_due = False
+        books.written_at = self.monotonic()
 
     def write_progress(self, *, everything: bool = False) -> int:
         """The open sessions' progress, every charger's in one commit: those not written
@@ -230,7 +243,8 @@ class Ledger:
             if books.progress_due and books.open is not None
             and (everything or now - books.written_at >= self.progress_every)
         ]  # fmt: skip
-        self.store.save(b.open for b in due if b.open is not None)
+        self.store.save([*self._unsaved, *(b.open for b in due if b.open is not None)])
+        self._unsaved.clear()
         for books in due:
             books.progress_due = False
             books.written_at = now

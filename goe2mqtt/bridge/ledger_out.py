@@ -1,0 +1,126 @@
+"""The ledger on MQTT: each charger's session topic, session/ended, the price topics.
+
+{base}/{name}/session is retained: the open session (or the last one), at once when
+one opens or closes and at most every SESSION_TOPIC_EVERY while energy flows.
+{base}/{name}/session/ended is QoS 1, not retained, one message per session: a
+session leaves the ledger's queue when the broker acknowledged it, so after a crash
+only the unacknowledged ones go out again, with their ids. The open sessions'
+progress is written here too, in batches (the ledger's rule: at most every 60 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+
+from goe2mqtt.config.settings import Settings
+from goe2mqtt.ledger.books import SESSION_TOPIC_EVERY, Ledger
+from goe2mqtt.ledger.store import SessionStore, StoreUnusable
+from goe2mqtt.mqtt.client import PublishRefused
+from goe2mqtt.mqtt.topics import Topics
+from goe2mqtt.util.aio import wait_until_set
+
+log = structlog.get_logger()
+
+PROGRESS_CHECK = 5.0  # s between looks for progress due (each charger's every 60 s)
+PRUNE_EVERY = 86_400.0
+
+
+class Channel(Protocol):
+    @property
+    def connected(self) -> bool: ...
+
+    async def publish_retained(self, topic: str, payload: str | bytes) -> None: ...
+
+    async def publish(self, topic: str, payload: str | bytes, *, qos: int = 1) -> bool: ...
+
+
+def sessions_path(settings: Settings) -> Path:
+    """{state_dir}/{client_id}.sessions: the ledger, beside the journal."""
+    return Path(settings.state_dir) / f"{settings.mqtt.client_id}.sessions"
+
+
+def open_ledger(settings: Settings, clock: Callable[[], float] = time.time) -> Ledger:
+    store = SessionStore(sessions_path(settings))
+    return Ledger(store, keep_days=settings.sessions.keep_days, clock=clock)
+
+
+class LedgerOutput:
+    def __init__(self, ledger: Ledger, topics: Topics) -> None:
+        self.ledger = ledger
+        self.topics = topics
+        self._news = asyncio.Event()
+        ledger.on_news = self._news.set
+        self._topic_at: dict[str, float] = {}  # charger -> monotonic, last session topic
+
+    async def run(self, channel: Channel, stop: asyncio.Event) -> None:
+        progress_at = pruned_at = time.monotonic()
+        while not stop.is_set():
+            self._news.clear()
+            await self._session_topics(channel)
+            await self._ended(channel)
+            now = time.monotonic()
+            if now - progress_at >= PROGRESS_CHECK:
+                progress_at = now
+                self._write_progress()
+            if now - pruned_at >= PRUNE_EVERY:
+                pruned_at = now
+                self._prune()
+            await wait_until_set(self._news, 1.0)
+
+    def finish(self) -> None:
+        """On stop: every open session's progress to disk."""
+        self._write_progress(everything=True)
+
+    def _write_progress(self, *, everything: bool = False) -> None:
+        try:
+            self.ledger.write_progress(everything=everything)
+        except StoreUnusable as exc:
+            log.error("ledger_write_failed", reason=str(exc))
+
+    def _prune(self) -> None:
+        try:
+            self.ledger.prune()
+        except StoreUnusable as exc:
+            log.error("ledger_write_failed", reason=str(exc))
+
+    async def _session_topics(self, channel: Channel) -> None:
+        now = time.monotonic()
+        for name, books in self.ledger.books.items():
+            if not books.topic_changed:
+                continue
+            if not books.topic_urgent and now - self._topic_at.get(name, 0.0) < SESSION_TOPIC_EVERY:
+                continue
+            books.topic_changed = books.topic_urgent = False
+            self._topic_at[name] = now
+            payload = books.session_payload()
+            if payload is not None:
+                await channel.publish_retained(self.topics.session(name), payload)
+
+    async def _ended(self, channel: Channel) -> None:
+        ended = self.ledger.ended
+        while ended and channel.connected:
+            session = ended[0]
+            payload = json.dumps(session.public(), ensure_ascii=False, allow_nan=False)
+            try:
+                acknowledged = await channel.publish(self.topics.session_ended(session.charger),
+                                                     payload)  # fmt: skip
+            except PublishRefused as exc:
+                # The broker will not take it (an ACL): it stays owed for the next start.
+                log.warning("session_ended_refused", id=session.id, reason=str(exc))
+                ended.popleft()
+                continue
+            if not acknowledged:
+                return  # not connected: again on the next round
+            ended.popleft()
+            try:
+                self.ledger.announced(session)
+            except StoreUnusable as exc:
+                # Published again after a restart at worst: twice, never lost.
+                log.error("ledger_write_failed", reason=str(exc))
