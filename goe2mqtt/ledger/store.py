@@ -202,21 +202,40 @@ class SessionStore:
         ).fetchall()
         return [session_of(r) for r in rows]
 
-    def rows(
-        self, *, charger: str | None = None, since: float | None = None,
-        until: float | None = None, card: str | None = None,
-    ) -> Iterator[sqlite3.Row]:  # fmt: skip
-        """The raw rows (started, charger, card, energy, grid, pv, cost) for summaries."""
-        clauses, params = _filters(charger, since, until, card)
-        yield from self._db.execute(
-            "SELECT started, charger, card, energy_wh, energy_grid_wh, energy_pv_wh, cost"
-            f" FROM sessions {clauses}",
-            params,
-        )
+    def span(self, **filters: Any) -> tuple[float, float] | None:
+        """The first and last start among the sessions the filters select."""
+        clauses, params = _filters(**filters)
+        first, last = self._db.execute(
+            f"SELECT MIN(started), MAX(started) FROM sessions {clauses}", params
+        ).fetchone()
+        return None if first is None else (first, last)
+
+    def summary(
+        self, group: str, months: list[tuple[str, float, float]], **filters: Any
+    ) -> list[tuple[Any, ...]]:
+        """Per month and card (or charger): count, Wh, grid Wh, PV Wh, cost, unpriced count.
+        Each month is a range scan of the index on started."""
+        assert group in ("card", "charger")
+        clauses, params = _filters(**filters)
+        where = clauses.replace("WHERE", "AND") if clauses else ""
+        rows: list[tuple[Any, ...]] = []
+        for label, start, end in months:
+            rows.extend(
+                (label, *row)
+                for row in self._db.execute(
+                    f"SELECT {group}, COUNT(*), TOTAL(energy_wh), TOTAL(energy_grid_wh),"
+                    " TOTAL(energy_pv_wh), TOTAL(cost), SUM(cost IS NULL)"
+                    f" FROM sessions WHERE started >= ? AND started < ? {where}"
+                    f" GROUP BY {group} ORDER BY {group}",
+                    [start, end, *params],
+                )
+            )
+        return rows
 
 
 def _filters(
-    charger: str | None, since: float | None, until: float | None, card: str | None
+    charger: str | None = None, since: float | None = None, until: float | None = None,
+    card: str | None = None,
 ) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []

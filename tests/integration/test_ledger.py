@@ -12,6 +12,7 @@ import io
 import json
 import signal
 import sqlite3
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 
 from goe2mqtt.bridge.ledger_out import sessions_path
 from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.ledger.record import COLUMNS
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.charger import SimulatedCharger
@@ -133,8 +135,8 @@ async def test_a_car_plugs_in_draws_a_known_energy_and_unplugs(
         assert (ended["card"], ended["card_slot"], ended["ended"]) == ("Bob", 1, "unplugged")
         assert ended["energy_grid_wh"] == ended["energy_wh"]  # no PV feed: all grid
         assert not ended["flagged"]
-        message = [m for m in books.probe.messages if m.topic == books.topics.session_ended("garage")]
-        assert not message[0].retain
+        ended_topic = books.topics.session_ended("garage")
+        assert not next(m for m in books.probe.messages if m.topic == ended_topic).retain
         # The retained topic shows the last session once none is open; HA's sensors too.
         await books.probe.wait_for(session_topic, lambda m: not m.json()["open"])
         async with MqttProbe(books.broker.host, books.broker.port, [session_topic]) as fresh:
@@ -292,7 +294,8 @@ async def test_kill_9_between_every_step_leaves_one_session_with_the_right_energ
     def announced() -> bool:
         """The broker acknowledged session/ended, and the ledger wrote so."""
         with contextlib.closing(sqlite3.connect(sessions_path(settings))) as db:
-            return db.execute("SELECT COUNT(*) FROM sessions WHERE announced = 1").fetchone()[0] == 1
+            query = "SELECT COUNT(*) FROM sessions WHERE announced = 1"
+            return bool(db.execute(query).fetchone()[0] == 1)
 
     async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
         garage.plug_in()
@@ -320,13 +323,20 @@ async def test_kill_9_between_every_step_leaves_one_session_with_the_right_energ
     assert rows == [(messages[0]["id"], 900.0, rows[0][2])]
 
 
-async def test_sessions_export_is_csv_that_python_reads(
-    ledgered: Callable[..., Any], capsys: pytest.CaptureFixture[str],
-) -> None:
-    from goe2mqtt.cli import main
+async def sessions_command(config: Path, *args: str) -> str:
+    """`goe2mqtt sessions` as users run it; its standard output."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "goe2mqtt", "sessions", "--config", str(config), *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    return out.decode()
 
+
+async def test_sessions_export_is_csv_that_python_reads(ledgered: Callable[..., Any]) -> None:
     async with ledgered({"price_per_kwh": 0.30}) as books:
-        for wh in (1000, 2000):
+        for wh in (1000, 500):
             await books.plug_in()
             books.garage.deliver(wh)
             await books.counted(wh / 1000)
@@ -334,10 +344,18 @@ async def test_sessions_export_is_csv_that_python_reads(
             books.garage.unplug()
             await books.probe.wait_for(books.topics.session_ended("garage"), since=mark)
         config = write_config(Path(books.raw["state_dir"]).parent, books.raw)
-        # Read while the daemon runs.
-        assert await asyncio.to_thread(main, ["sessions", "--config", str(config),
-                                              "--format", "csv"]) == 0  # fmt: skip
-    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert [float(r["energy_wh"]) for r in rows] == [1000.0, 2000.0]
-    assert [r["cost"] for r in rows] == ["0.30", "0.60"]
+        # Read while the bridge runs.
+        text = await sessions_command(config, "--format", "csv")
+        summary = await sessions_command(config, "--summary", "month,card", "--format", "json")
+        table = await sessions_command(config, "--charger", "garage")
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    assert [float(r["energy_wh"]) for r in rows] == [1000.0, 500.0]
+    assert [r["cost"] for r in rows] == ["0.30", "0.15"]
     assert {r["charger"] for r in rows} == {"garage"}
+    assert list(rows[0]) == list(COLUMNS)
+    [totals] = json.loads(summary)
+    assert totals["sessions"] == 2
+    assert totals["energy_kwh"] == 1.5
+    assert totals["cost"] == 0.45
+    assert totals["group"] == "none"  # no card used
+    assert len(table.splitlines()) == 3  # a header and two sessions
