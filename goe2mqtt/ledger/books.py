@@ -137,7 +137,8 @@ class ChargerBooks:
             LAST_DURATION: round(last.ended - last.started) if last and last.ended else None,
             LAST_CARD: last.card if last else None,
             MONTH_ENERGY: _kwh(energy + open_wh),
-            MONTH_COST: _money(cost + open_cost),
+            # No tariff: no cost at all (unknown), rather than a month of zeros.
+            MONTH_COST: _money(cost + open_cost) if self.tracker.pricing is not None else None,
         }
         open_slot = self.open.card_slot if self.open is not None else None
         for slot in range(CARD_SLOTS):
