@@ -4,8 +4,9 @@
 one opens or closes and at most every SESSION_TOPIC_EVERY while energy flows.
 {base}/{name}/session/ended is QoS 1, not retained, one message per session: a
 session leaves the ledger's queue when the broker acknowledged it, so after a crash
-only the unacknowledged ones go out again, with their ids. The open sessions'
-progress is written here too, in batches (the ledger's rule: at most every 60 s).
+only the unacknowledged ones go out again, with their ids. The ledger's writes are
+made here: openings and closings first, at once, before anything of them is
+published; the open sessions' progress in batches (at most every 60 s each).
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ class LedgerOutput:
         progress_at = pruned_at = time.monotonic()
         while not stop.is_set():
             self._news.clear()
+            if not self._commit():
+                await wait_until_set(stop, 1.0)  # the disk refuses: try again in a second
+                continue
             await self._session_topics(channel)
             await self._ended(channel)
             now = time.monotonic()
@@ -75,8 +79,18 @@ class LedgerOutput:
             await wait_until_set(self._news, 1.0)
 
     def finish(self) -> None:
-        """On stop: every open session's progress to disk."""
+        """On stop: what is noted, and every open session's progress, to disk."""
+        self._commit()
         self._write_progress(everything=True)
+
+    def _commit(self) -> bool:
+        """Openings and closings on disk before anything about them is published."""
+        try:
+            self.ledger.commit()
+        except StoreUnusable as exc:
+            log.error("ledger_write_failed", reason=str(exc))
+            return False
+        return True
 
     def _write_progress(self, *, everything: bool = False) -> None:
         try:

@@ -1,11 +1,14 @@
 """The ledger of a bridge: each charger's tracker, the store, and what to publish.
 
 The charger loop hands each status it accepts to its ChargerBooks (no awaiting:
-the books are synchronous and cheap); opening and closing are stored at once,
-progress at most every PROGRESS_EVERY per charger, all chargers' progress in one
-commit. What to publish - the session topic, session/ended - is queued here for the
-bridge's publisher (bridge/ledger_out.py); a session leaves the ended queue when the
-broker acknowledged it, so a crash before that publishes it again (same id), once.
+the books are synchronous and cheap, they write nothing themselves). Openings and
+closings are committed at once by the publisher, before it publishes anything of
+them (those of one wake-up in one commit: a fleet starting with its cars plugged in
+costs a few fsyncs, not one each); progress at most every PROGRESS_EVERY per charger,
+every charger's in one commit. What to publish - the session topic, session/ended -
+is queued here for the bridge's publisher (bridge/ledger_out.py); a session leaves
+the ended queue when the broker acknowledged it, so a crash before that publishes it
+again (same id), once.
 """
 
 from __future__ import annotations
@@ -36,10 +39,12 @@ from goe2mqtt.config.tariff import TariffSettings
 from goe2mqtt.ledger.pricing import TopicPrice, month_start, pricing_for, zone
 from goe2mqtt.ledger.readings import read
 from goe2mqtt.ledger.record import Session
-from goe2mqtt.ledger.store import SessionStore, StoreUnusable
+from goe2mqtt.ledger.store import SessionStore
 from goe2mqtt.ledger.tracker import Step, Tracker
 
 log = structlog.get_logger()
+
+CARD_MONTH_KEYS = tuple(card_month_key(slot) for slot in range(CARD_SLOTS))
 
 PROGRESS_EVERY = 60.0  # s: an open session's progress is written at most this often
 SESSION_TOPIC_EVERY = 10.0  # s: the retained session topic, at most this often while it flows
@@ -64,15 +69,16 @@ class ChargerBooks:
             resumed=resumed,
         )
         self.last: Session | None = store.last_closed(name)
-        self._month_start = 0.0
+        self._month_start = self._month_end = 0.0
         # Closed sessions this month: Wh, cost, Wh per card slot.
         self._month: tuple[float, float, dict[int, float]] = (0.0, 0.0, {})
         self._states: dict[str, Any] = dict(SESSION_OFF)
+        self._settled: dict[str, Any] = dict(SESSION_OFF)
         self.progress_due = False  # counted since the last write
         self.written_at = -PROGRESS_EVERY  # monotonic: the last progress write
         self.topic_changed = True  # the session topic has news
         self.topic_urgent = True  # ... to go out now (opened, closed), not within 10 s
-        self._refresh_month(time.time())
+        self._refresh_states(ledger.clock(), settled=True)
 
     @property
     def open(self) -> Session | None:
@@ -83,13 +89,7 @@ class ChargerBooks:
         now, mono = self.ledger.clock(), self.ledger.monotonic()
         step = self.tracker.observe(read(status), now=now, mono=mono, serial=serial, grid_w=grid_w)
         if step.closed or step.opened or step.flagged:
-            try:
-                self.ledger.store_at_once(self, step)
-            except StoreUnusable as exc:
-                # The books go on in memory; the next write tries again (and the
-                # session is published all the same).
-                self.progress_due = True
-                log.error("ledger_write_failed", charger=self.name, reason=str(exc))
+            self.ledger.store_at_once(self, step)
         elif step.counted:
             self.progress_due = True
             self.topic_changed = True
@@ -97,18 +97,21 @@ class ChargerBooks:
             self.last = step.closed[-1]
             self._month_add(step.closed)
         if step.closed or step.opened or step.counted or step.flagged:
-            self._refresh_states(now)
+            self._refresh_states(now, settled=bool(step.closed))
 
     # --- the added keys ----------------------------------------------------------------
 
     def states(self) -> Mapping[str, Any]:
         return self._states
 
-    def _refresh_month(self, now: float) -> None:
-        start = month_start(now, self.tz)
-        if start != self._month_start:
-            self._month_start = start
-            self._month = self.ledger.store.totals_since(self.name, start)
+    def _refresh_month(self, now: float) -> bool:
+        """Whether a new month began (its totals then read from the store)."""
+        if self._month_start <= now < self._month_end:
+            return False  # the common case: no date arithmetic per status
+        self._month_start = month_start(now, self.tz)
+        self._month_end = month_start(self._month_start + 32 * 86_400, self.tz)
+        self._month = self.ledger.store.totals_since(self.name, self._month_start)
+        return True
 
     def _month_add(self, closed: list[Session]) -> None:
         energy, cost, per_card = self._month
@@ -122,29 +125,42 @@ class ChargerBooks:
                 per_card = {**per_card, session.card_slot: per_card.get(session.card_slot, 0) + wh}
         self._month = (energy, cost, per_card)
 
-    def _refresh_states(self, now: float) -> None:
-        self._refresh_month(now)
+    def _refresh_states(self, now: float, *, settled: bool) -> None:
+        """The added keys. What only a closing (or a new month) changes is built then
+        (``settled``); a counted status updates the open session's few keys."""
+        if self._refresh_month(now) or settled:
+            self._settled = self._settled_states()
+        states = dict(self._settled)
+        session = self.open
+        if session is not None:
+            energy, cost, per_card = self._month
+            wh = session.energy_wh or 0.0
+            priced = self.tracker.pricing is not None
+            states[SESSION_ENERGY] = _kwh(wh)
+            states[SESSION_COST] = _money(session.cost)
+            states[MONTH_ENERGY] = _kwh(energy + wh)
+            states[MONTH_COST] = _money(cost + (session.cost or 0.0)) if priced else None
+            if session.card_slot is not None:
+                states[CARD_MONTH_KEYS[session.card_slot]] = _kwh(
+                    per_card.get(session.card_slot, 0.0) + wh
+                )
+        self._states = states
+
+    def _settled_states(self) -> dict[str, Any]:
         energy, cost, per_card = self._month
-        shown = self.open or self.last
-        open_wh = (self.open.energy_wh or 0.0) if self.open is not None else 0.0
-        open_cost = (self.open.cost or 0.0) if self.open is not None else 0.0
         last = self.last
-        states: dict[str, Any] = {
-            SESSION_ENERGY: _kwh(shown.energy_wh) if shown else None,
-            SESSION_COST: _money(shown.cost) if shown else None,
+        return {
+            SESSION_ENERGY: _kwh(last.energy_wh) if last else None,
+            SESSION_COST: _money(last.cost) if last else None,
             LAST_ENERGY: _kwh(last.energy_wh) if last else None,
             LAST_COST: _money(last.cost) if last else None,
             LAST_DURATION: round(last.ended - last.started) if last and last.ended else None,
             LAST_CARD: last.card if last else None,
-            MONTH_ENERGY: _kwh(energy + open_wh),
+            MONTH_ENERGY: _kwh(energy),
             # No tariff: no cost at all (unknown), rather than a month of zeros.
-            MONTH_COST: _money(cost + open_cost) if self.tracker.pricing is not None else None,
+            MONTH_COST: _money(cost) if self.tracker.pricing is not None else None,
+            **{key: _kwh(per_card.get(slot, 0.0)) for slot, key in enumerate(CARD_MONTH_KEYS)},
         }
-        open_slot = self.open.card_slot if self.open is not None else None
-        for slot in range(CARD_SLOTS):
-            wh = per_card.get(slot, 0.0) + (open_wh if slot == open_slot else 0.0)
-            states[card_month_key(slot)] = _kwh(wh)
-        self._states = states
 
     # --- the session topic ---------------------------------------------------------------
 
@@ -189,7 +205,8 @@ class Ledger:
         # Closed sessions the broker has not acknowledged yet (a crash left some).
         self.ended: deque[Session] = deque(store.unannounced())
         self.on_news: Callable[[], None] = lambda: None  # the publisher's wake-up
-        self._unsaved: list[Session] = []  # closed while the disk refused: written next
+        self._urgent: dict[str, Session] = {}  # to commit before anything is published
+        self._closed: list[Session] = []  # ... of them the closed ones, for the ended queue
 
     def books_for(self, name: str, tariff: TariffSettings) -> ChargerBooks:
         books = self.books[name] = ChargerBooks(self, name, tariff)
@@ -211,13 +228,17 @@ class Ledger:
         return refused
 
     def store_at_once(self, books: ChargerBooks, step: Step) -> None:
-        """Opening, closing, a flag: committed now (the journal's rule). StoreUnusable
-        when the disk refuses: they are kept and written with the next progress."""
-        sessions = [*step.closed, *step.opened]
-        if books.open is not None and books.open not in sessions:
-            sessions.append(books.open)
+        """Opening, closing, a flag: noted for the next commit(), which the publisher
+        makes before it publishes anything (the journal's rule: on disk first). Within
+        one wake-up of it, a fleet's openings share one commit (one fsync)."""
+        for session in (*step.closed, *step.opened):
+            self._urgent[session.id] = session
+        if books.open is not None:
+            self._urgent[books.open.id] = books.open
+        self._closed.extend(step.closed)
         books.topic_changed = books.topic_urgent = True
-        self.ended.extend(step.closed)
+        books.progress_due = False
+        books.written_at = self.monotonic()
         for session in step.closed:
             log.info(
                 "session_ended", charger=session.charger, id=session.id,
@@ -227,13 +248,19 @@ class Ledger:
         for session in step.opened:
             log.info("session_opened", charger=session.charger, id=session.id)
         self.on_news()
-        try:
-            self.store.save(sessions)
-        except StoreUnusable:
-            self._unsaved.extend(s for s in sessions if not s.open)
-            raise
-        books.progress_due = False
-        books.written_at = self.monotonic()
+
+    def commit(self) -> int:
+        """The openings, closings and flags noted since the last call, in one commit;
+        the closed sessions then queue for session/ended. StoreUnusable when the disk
+        refuses: they stay noted for the next call. How many were written."""
+        if not self._urgent:
+            return 0
+        sessions = list(self._urgent.values())
+        self.store.save(sessions)
+        self._urgent.clear()
+        self.ended.extend(self._closed)
+        self._closed.clear()
+        return len(sessions)
 
     def write_progress(self, *, everything: bool = False) -> int:
         """The open sessions' progress, every charger's in one commit: those not written
@@ -244,8 +271,7 @@ class Ledger:
             if books.progress_due and books.open is not None
             and (everything or now - books.written_at >= self.progress_every)
         ]  # fmt: skip
-        self.store.save([*self._unsaved, *(b.open for b in due if b.open is not None)])
-        self._unsaved.clear()
+        self.store.save([b.open for b in due if b.open is not None])
         for books in due:
             books.progress_due = False
             books.written_at = now

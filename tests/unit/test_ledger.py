@@ -332,7 +332,8 @@ def test_books_write_progress_in_batches_and_resume_after_a_restart(tmp_path: Pa
     clock = Clock()
     ledger = Ledger(SessionStore(path), clock=lambda: clock.now, monotonic=lambda: clock.mono)
     books = ledger.books_for("garage", TariffSettings(price_per_kwh=0.5))
-    books.observe(status(eto=100_000), serial="012345")  # opened: on disk at once
+    books.observe(status(eto=100_000), serial="012345")
+    assert ledger.commit() == 1  # opened: on disk before anything is published
     for eto in range(100_100, 101_100, 100):
         clock.advance(5)
         books.observe(status(eto=eto), serial="012345")
@@ -352,6 +353,8 @@ def test_books_write_progress_in_batches_and_resume_after_a_restart(tmp_path: Pa
     books2.observe(status(eto=102_000), serial="012345")
     clock.advance(5)
     books2.observe(status(car=1, eto=102_000), serial="012345")
+    assert list(ledger2.ended) == []  # queued for session/ended once on disk
+    assert ledger2.commit() == 1
     assert books2.open is None
     assert books2.last is not None
     assert books2.last.energy_wh == 2000
@@ -377,6 +380,7 @@ def test_the_month_and_card_totals_come_from_the_books(tmp_path: Path) -> None:
         eto += 1000
         books.observe(status(eto=eto, trx=card), serial=None)
         books.observe(status(car=1, eto=eto), serial=None)
+        ledger.commit()
         clock.advance(600)
     states = books.states()
     assert states["@month_energy"] == 3.0
