@@ -390,3 +390,59 @@ def test_the_month_and_card_totals_come_from_the_books(tmp_path: Path) -> None:
     # The same month from the file, as a restart finds it.
     again = Ledger(SessionStore(tmp_path / "s"), clock=lambda: clock.now)
     assert again.store.totals_since("garage", T0 - 86_400) == (3000.0, 1.5, {0: 2000.0, 1: 1000.0})
+
+
+def test_a_wall_clock_turned_back_changes_nothing_but_the_stamps() -> None:
+    t, clock = tracker(), Clock()
+    feed(t, clock, status(eto=100_000))
+    clock.now -= 3600  # NTP, a wrong RTC: the wall clock jumps back an hour
+    clock.mono += 600  # ten minutes really passed
+    assert feed(t, clock, status(eto=101_000)).closed == []  # no jump: ages are monotonic
+    clock.mono += 60
+    closed = feed(t, clock, status(car=1, eto=101_000)).closed[0]
+    assert closed.energy_wh == 1000
+    assert not closed.flagged
+    assert closed.cost == pytest.approx(0.3)
+    assert closed.public()["duration_s"] == 0  # never negative
+
+
+def test_a_session_not_acknowledged_before_a_crash_is_published_again(tmp_path: Path) -> None:
+    path = tmp_path / "goe2mqtt.sessions"
+    clock = Clock()
+    ledger = Ledger(SessionStore(path), clock=lambda: clock.now, monotonic=lambda: clock.mono)
+    books = ledger.books_for("garage", TariffSettings())
+    books.observe(status(eto=100_000), serial=None)
+    clock.advance(60)
+    books.observe(status(car=1, eto=100_500), serial=None)
+    ledger.commit()
+    [ended] = ledger.ended
+    # The process dies before the broker's PUBACK: the next one owes it, same id.
+    again = Ledger(SessionStore(path), clock=lambda: clock.now)
+    assert [s.id for s in again.ended] == [ended.id]
+    assert again.ended[0].energy_wh == 500
+    again.announced(again.ended[0])
+    assert list(Ledger(SessionStore(path)).ended) == []  # acknowledged: never again
+
+
+def test_progress_commits_are_capped_the_longest_waiting_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import goe2mqtt.ledger.books as books_module
+
+    monkeypatch.setattr(books_module, "PROGRESS_BATCH", 2)
+    clock = Clock()
+    ledger = Ledger(SessionStore(tmp_path / "s"), clock=lambda: clock.now,
+                    monotonic=lambda: clock.mono)  # fmt: skip
+    fleet = [ledger.books_for(name, TariffSettings()) for name in ("a", "b", "c")]
+    for books in fleet:
+        books.observe(status(eto=100_000), serial=None)
+        clock.advance(1)
+    ledger.commit()
+    clock.advance(120)
+    for books in fleet:
+        books.observe(status(eto=100_100), serial=None)
+    assert ledger.write_progress() == 2
+    assert [b.progress_due for b in fleet] == [False, False, True]  # a and b waited longest
+    assert ledger.write_progress() == 1  # c with the next call
+    stored = SessionStore(tmp_path / "s", read_only=True).open_sessions()
+    assert {s.charger: s.eto_last for s in stored} == {"a": 100_100, "b": 100_100, "c": 100_100}
