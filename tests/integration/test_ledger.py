@@ -359,3 +359,41 @@ async def test_sessions_export_is_csv_that_python_reads(ledgered: Callable[..., 
     assert totals["cost"] == 0.45
     assert totals["group"] == "none"  # no card used
     assert len(table.splitlines()) == 3  # a header and two sessions
+
+
+async def test_a_session_from_a_charger_that_pushes_over_its_websocket(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    password = "ledger-ws-password"
+    garage = SimulatedCharger("012345", "tok", password=password)
+    sim = Simulator([garage], delta_interval=0.1)
+    await sim.start()
+    try:
+        host = await sim.serve_local("012345")
+        garage.freeze()
+        raw = make_settings(broker, sim, chargers=("garage",), scan_interval=60)
+        raw["chargers"][0] = {"name": "garage", "host": host, "password": password,
+                              "transport": "websocket", "scan_interval": 60}  # fmt: skip
+        raw["state_dir"] = str(tmp_path / "state")
+        raw["tariff"] = {"price_per_kwh": 0.40}
+        topics = Topics(raw["mqtt"]["base_topic"])
+        running = RunningBridge(parse_settings(raw))
+        async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
+            await running.start()
+            try:
+                await probe.wait_text(topics.availability("garage"), "online")
+                await probe.wait_for(topics.state("garage", "connection"),
+                                     lambda m: m.text == "websocket")  # fmt: skip
+                garage.plug_in()
+                await probe.wait_for(topics.session("garage"), lambda m: m.json()["open"])
+                garage.deliver(800)
+                await probe.wait_for(topics.state("garage", "session_energy"),
+                                     lambda m: shows(m.text, 0.8))  # fmt: skip
+                garage.unplug()
+                ended = await probe.wait_for(topics.session_ended("garage"))
+            finally:
+                await running.stop()
+        assert ended.json()["energy_wh"] == 800
+        assert ended.json()["cost"] == 0.32
+    finally:
+        await sim.stop()
