@@ -446,3 +446,22 @@ def test_progress_commits_are_capped_the_longest_waiting_first(
     assert ledger.write_progress() == 1  # c with the next call
     stored = SessionStore(tmp_path / "s", read_only=True).open_sessions()
     assert {s.charger: s.eto_last for s in stored} == {"a": 100_100, "b": 100_100, "c": 100_100}
+
+
+def test_sessions_older_than_keep_days_are_pruned_once_announced(tmp_path: Path) -> None:
+    clock = Clock()
+    ledger = Ledger(SessionStore(tmp_path / "s"), keep_days=30, clock=lambda: clock.now,
+                    monotonic=lambda: clock.mono)  # fmt: skip
+    books = ledger.books_for("garage", TariffSettings())
+    for _ in range(2):
+        books.observe(status(eto=100_000), serial=None)
+        clock.advance(60)
+        books.observe(status(car=1, eto=100_000), serial=None)
+        ledger.commit()
+        clock.advance(20 * 86_400)
+    first, second = ledger.ended
+    ledger.announced(first)
+    assert ledger.prune() == 1  # 40 days old and announced
+    ledger.announced(second)
+    assert ledger.prune() == 0  # 20 days old: kept
+    assert [s.id for s in ledger.store.sessions()] == [second.id]
