@@ -119,9 +119,10 @@ def growth_per_session(folder: Path, count: int) -> float:
 
 
 def sessions(chargers: int, days: int, start_id: int) -> list[Session]:
+    """One session a day for each charger, from day ``start_id`` of the year."""
     made = []
     rng = random.Random(start_id)
-    for day in range(days):
+    for day in range(start_id, start_id + days):
         for n in range(chargers):
             started = YEAR_START + day * 86_400 + rng.uniform(0, 80_000)
             energy = rng.uniform(1000, 40_000)
