@@ -277,7 +277,7 @@ class Ledger:
         ]  # fmt: skip
         if not everything and len(due) > PROGRESS_BATCH:
             due = heapq.nsmallest(PROGRESS_BATCH, due, key=lambda books: books.written_at)
-        self.store.save([b.open for b in due if b.open is not None])
+        self.store.save_progress([b.open for b in due if b.open is not None])
         for books in due:
             books.progress_due = False
             books.written_at = now

@@ -68,6 +68,13 @@ _UPSERT = (
 )
 
 
+_PROGRESS = (
+    "UPDATE sessions SET eto_last = ?, energy_wh = ?, seen_at = ?, charger_wh = ?,"
+    " energy_grid_wh = ?, energy_pv_wh = ?, cost_so_far = ?, cost = ?, unpriced_wh = ?,"
+    " peak_power_w = ?, phases = ?, card_slot = ?, card = ?, flags = ? WHERE id = ?"
+)
+
+
 class StoreUnusable(Exception):
     """The sessions file cannot be opened or written."""
 
@@ -137,6 +144,23 @@ class SessionStore:
             return
         with self._writing():
             self._db.executemany(_UPSERT, rows)
+
+    def save_progress(self, sessions: list[Session]) -> None:
+        """What counting changes of open sessions already stored, in one commit: an
+        UPDATE of those columns only (a few times cheaper than save's upsert, which
+        matters for a fleet's thousand a minute). One not stored yet is saved whole."""
+        rows = [
+            (s.eto_last, s.energy_wh, s.seen_at, s.charger_wh, s.energy_grid_wh,
+             s.energy_pv_wh, s.cost_so_far, s.cost, s.unpriced_wh, s.peak_power_w, s.phases,
+             s.card_slot, s.card, json.dumps(s.flags) if s.flags else "[]", s.id)
+            for s in sessions
+        ]  # fmt: skip
+        if not rows:
+            return
+        with self._writing():
+            cursor = self._db.executemany(_PROGRESS, rows)
+            if cursor.rowcount != len(rows):
+                self._db.executemany(_UPSERT, [_row(s) for s in sessions])
 
     def announced(self, session_id: str) -> None:
         with self._writing():
