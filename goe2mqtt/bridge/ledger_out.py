@@ -47,18 +47,39 @@ def sessions_path(settings: Settings) -> Path:
     return Path(settings.state_dir) / f"{settings.mqtt.client_id}.sessions"
 
 
-def open_ledger(settings: Settings, clock: Callable[[], float] = time.time) -> Ledger:
-    store = SessionStore(sessions_path(settings))
-    return Ledger(store, keep_days=settings.sessions.keep_days, clock=clock)
+def price_topics(settings: Settings) -> set[str]:
+    """The MQTT topics the owned chargers' tariffs take their price from."""
+    return {
+        tariff.price_topic for c in settings.owned_chargers()
+        if (tariff := settings.tariff_for(c)).price_topic is not None
+    }  # fmt: skip
 
 
 class LedgerOutput:
-    def __init__(self, ledger: Ledger, topics: Topics) -> None:
-        self.ledger = ledger
+    """The bridge's ledger (opened with open()) and what it publishes."""
+
+    def __init__(self, topics: Topics, clock: Callable[[], float] = time.time) -> None:
         self.topics = topics
+        self._clock = clock
+        self._ledger: Ledger | None = None
         self._news = asyncio.Event()
-        ledger.on_news = self._news.set
         self._topic_at: dict[str, float] = {}  # charger -> monotonic, last session topic
+
+    def open(self, settings: Settings) -> Ledger:
+        """The ledger's file in state_dir; StoreUnusable if it cannot be opened."""
+        store = SessionStore(sessions_path(settings))
+        self._ledger = Ledger(store, keep_days=settings.sessions.keep_days, clock=self._clock)
+        self._ledger.on_news = self._news.set
+        return self._ledger
+
+    @property
+    def ledger(self) -> Ledger:
+        assert self._ledger is not None, "the ledger opens in Bridge.run()"
+        return self._ledger
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.store.close()
 
     async def run(self, channel: Channel, stop: asyncio.Event) -> None:
         progress_at = pruned_at = time.monotonic()

@@ -24,7 +24,7 @@ from goe2mqtt import __version__
 from goe2mqtt.bridge.desk import CommandDesk
 from goe2mqtt.bridge.health import write_health_file
 from goe2mqtt.bridge.info import fleet_info
-from goe2mqtt.bridge.ledger_out import LedgerOutput, open_ledger
+from goe2mqtt.bridge.ledger_out import LedgerOutput, price_topics
 from goe2mqtt.bridge.loop_watch import LoopWatch
 from goe2mqtt.bridge.memory import MemoryUpkeep
 from goe2mqtt.bridge.own_mqtt import OwnMqttChargers
@@ -41,7 +41,6 @@ from goe2mqtt.goe.pool import PoolStats, http_session
 from goe2mqtt.goe.pushed import KeyFilter
 from goe2mqtt.homeassistant.bridge_device import render_bridge_discovery
 from goe2mqtt.homeassistant.discovery import discovery_filter, expected_discovery_topics
-from goe2mqtt.ledger.books import Ledger
 from goe2mqtt.mqtt.client import another_live_instance
 from goe2mqtt.mqtt.session import InboundMessage, MqttOptions, MqttSession, Subscription
 from goe2mqtt.mqtt.topics import OFFLINE, RESULT_LEAF, Topics
@@ -127,11 +126,7 @@ class Bridge:
             # Only to find chargers retained from earlier runs that are no longer configured.
             Subscription(self.topics.availability_filter, qos=0, retained_only=True),
         ]
-        # The ledger's MQTT prices (Nord Pool, Tibber... forwarded from Home Assistant).
-        self._price_topics = {
-            tariff.price_topic for c in settings.owned_chargers()
-            if (tariff := settings.tariff_for(c)).price_topic is not None
-        }  # fmt: skip
+        self._price_topics = price_topics(settings)  # the ledger's prices (Nord Pool, Tibber)
         subscriptions += [Subscription(topic, qos=1) for topic in sorted(self._price_topics)]
         self._expected_discovery: set[str] = set()
         self._foreign_discovery_seen = 0
@@ -173,8 +168,7 @@ class Bridge:
         self._info_due = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._desk: CommandDesk | None = None  # opens with the journal, in run()
-        self._ledger_out: LedgerOutput | None = None  # opens with the ledger, in run()
-        self._ledger_clock = ledger_clock
+        self.ledger_out = LedgerOutput(self.topics, ledger_clock)  # the ledger opens in run()
         self._loop_watch = LoopWatch()
         self._memory = MemoryUpkeep()
 
@@ -192,15 +186,6 @@ class Bridge:
             self._desk.session_lost()
 
     @property
-    def ledger_out(self) -> LedgerOutput:
-        assert self._ledger_out is not None, "the ledger opens in run()"
-        return self._ledger_out
-
-    @property
-    def ledger(self) -> Ledger:
-        return self.ledger_out.ledger
-
-    @property
     def desk(self) -> CommandDesk:
         assert self._desk is not None, "the desk opens with the journal in run()"
         return self._desk
@@ -209,11 +194,10 @@ class Bridge:
         """Run until request_stop(); then publish offline and disconnect."""
         journal = open_journal(journal_path(self.settings))
         try:
-            ledger = open_ledger(self.settings, self._ledger_clock)
+            self.ledger_out.open(self.settings)
         except Exception:
             journal.close()
             raise
-        self._ledger_out = LedgerOutput(ledger, self.topics)
         shard = self.settings.shard
         self._desk = CommandDesk(
             journal,
@@ -238,7 +222,7 @@ class Bridge:
             await self._run()
         finally:
             journal.close()
-            ledger.store.close()
+            self.ledger_out.close()
 
     async def _run(self) -> None:
         headers = {"User-Agent": f"goe2mqtt/{__version__}"}
@@ -262,7 +246,9 @@ class Bridge:
                     on_serial=functools.partial(remembered.learn_serial, charger.name),
                     known_facts=_facts_of(remembered, charger.name),
                     on_facts=functools.partial(_remember_facts, remembered, charger.name),
-                    books=self.ledger.books_for(charger.name, self.settings.tariff_for(charger)),
+                    books=self.ledger_out.ledger.books_for(
+                        charger.name, self.settings.tariff_for(charger)
+                    ),
                 )
             for bridge in self.chargers.values():
                 await bridge.publish_initial()
@@ -399,7 +385,7 @@ class Bridge:
                     )
             return
         if message.topic in self._price_topics:
-            self.ledger.offer_price(message.topic, message.payload)
+            self.ledger_out.ledger.offer_price(message.topic, message.payload)
             return
         removed = self.topics.charger_of_availability(message.topic)
         if removed is not None:

@@ -179,7 +179,7 @@ async def test_an_mqtt_price_across_a_change_and_bad_prices_keep_the_last(
     clock = WallClock(MONDAY_2130_VIENNA)
     price_topic = f"prices-{id(clock)}/now"
     async with ledgered({"price_topic": price_topic}, clock) as books:
-        prices = books.running.bridge.ledger.price_topics[price_topic]
+        prices = books.running.bridge.ledger_out.ledger.price_topics[price_topic]
         await books.probe.publish(price_topic, "0.30", retain=True)
         await until(lambda: prices.last is not None, "the first price taken")
         await books.plug_in()
