@@ -338,7 +338,7 @@ def _sessions(settings: Settings, args: argparse.Namespace) -> int:
         try:
             if args.summary is not None:
                 rows = report.summary(store, args.summary, tz, filters=filters)
-                text = report.summary_text(rows, args.format)
+                text = report.summary_text(rows, args.summary, args.format)
             else:
                 found = store.sessions(**filters)
                 now = time.time()

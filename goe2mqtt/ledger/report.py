@@ -19,8 +19,7 @@ from goe2mqtt.ledger.record import COLUMNS, Session
 from goe2mqtt.ledger.store import SessionStore
 
 SUMMARIES = ("month,card", "month,charger")
-SUMMARY_COLUMNS = ("month", "group", "sessions", "energy_kwh", "grid_kwh", "pv_kwh", "cost",
-                   "unpriced")  # fmt: skip
+SUMMARY_COLUMNS = ("sessions", "energy_kwh", "grid_kwh", "pv_kwh", "cost", "unpriced")
 
 
 def _cell(column: str, value: Any) -> str:
@@ -95,19 +94,21 @@ def summary(store: SessionStore, by: str, tz: tzinfo | None, *,
     ]  # fmt: skip
 
 
-def summary_text(rows: list[tuple[Any, ...]], fmt: str) -> str:
+def summary_text(rows: list[tuple[Any, ...]], by: str, fmt: str) -> str:
+    """The totals; the columns: month, card (or charger), then SUMMARY_COLUMNS."""
+    header = ("month", by.split(",")[1], *SUMMARY_COLUMNS)
     if fmt == "json":
-        return json.dumps([dict(zip(SUMMARY_COLUMNS, r, strict=True)) for r in rows],
+        return json.dumps([dict(zip(header, r, strict=True)) for r in rows],
                           indent=1, ensure_ascii=False) + "\n"  # fmt: skip
     cells = [[f"{v:.3f}" if 3 <= i <= 5 else f"{v:.2f}" if i == 6 else str(v)
               for i, v in enumerate(r)] for r in rows]  # fmt: skip
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow(SUMMARY_COLUMNS)
+        writer.writerow(header)
         writer.writerows(cells)
         return out.getvalue()
-    return as_table(cells, SUMMARY_COLUMNS)
+    return as_table(cells, header)
 
 
 def day_start(text: str, tz: tzinfo | None) -> float:

@@ -10,6 +10,7 @@ import contextlib
 import csv
 import io
 import json
+import re
 import signal
 import sqlite3
 import sys
@@ -357,7 +358,8 @@ async def test_sessions_export_is_csv_that_python_reads(ledgered: Callable[..., 
     assert totals["sessions"] == 2
     assert totals["energy_kwh"] == 1.5
     assert totals["cost"] == 0.45
-    assert totals["group"] == "none"  # no card used
+    assert re.fullmatch(r"\d{4}-\d{2}", totals["month"])
+    assert totals["card"] == "none"  # no card used
     assert len(table.splitlines()) == 3  # a header and two sessions
 
 
