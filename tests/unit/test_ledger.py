@@ -3,6 +3,7 @@ eto, flags for what cannot be right, prices per interval, the PV split, the file
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import stat
@@ -468,3 +469,58 @@ def test_sessions_older_than_keep_days_are_pruned_once_announced(tmp_path: Path)
     ledger.announced(second)
     assert ledger.prune() == 0  # 20 days old: kept
     assert [s.id for s in ledger.store.sessions()] == [second.id]
+
+
+class Channel:
+    """What the ledger's publisher publishes to (no broker in the unit tier)."""
+
+    connected = True
+
+    def __init__(self) -> None:
+        self.retained: list[tuple[str, bytes]] = []
+        self.sent: list[tuple[str, bytes]] = []
+
+    async def publish_retained(self, topic: str, payload: str | bytes) -> None:
+        self.retained.append((topic, payload.encode() if isinstance(payload, str) else payload))
+
+    async def publish(self, topic: str, payload: str | bytes, *, qos: int = 1) -> bool:
+        self.sent.append((topic, payload.encode() if isinstance(payload, str) else payload))
+        return True
+
+
+async def test_the_session_topic_at_once_on_news_and_at_most_every_10_s_while_it_flows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import goe2mqtt.bridge.ledger_out as ledger_out
+    from goe2mqtt.config.settings import parse_settings
+    from goe2mqtt.mqtt.topics import Topics
+
+    clock = Clock()
+    monkeypatch.setattr(ledger_out.time, "monotonic", lambda: clock.mono)
+    settings = parse_settings({"mqtt": {"host": "localhost"}, "state_dir": str(tmp_path),
+                               "chargers": [{"name": "garage", "host": "127.0.0.1"}]})  # fmt: skip
+    out = ledger_out.LedgerOutput(Topics("base"), clock=lambda: clock.now)
+    ledger = out.open(settings)
+    books = ledger.books_for("garage", TariffSettings())
+    channel = Channel()
+
+    async def publish_round() -> list[dict[str, Any]]:
+        channel.retained.clear()
+        assert out._commit()
+        await out._session_topics(channel)
+        await out._ended(channel)
+        return [json.loads(p) for t, p in channel.retained if t == "base/garage/session"]
+
+    books.observe(status(eto=100_000), serial=None)
+    assert [s["open"] for s in await publish_round()] == [True]  # opened: at once
+    clock.advance(4)
+    books.observe(status(eto=100_010), serial=None)
+    assert await publish_round() == []  # flowing: not within 10 s
+    clock.advance(6)
+    assert [s["energy_wh"] for s in await publish_round()] == [10.0]
+    clock.advance(1)
+    books.observe(status(car=1, eto=100_010), serial=None)
+    assert [s["open"] for s in await publish_round()] == [False]  # ended: at once
+    assert [t for t, _ in channel.sent] == ["base/garage/session/ended"]
+    assert ledger.store.unannounced() == []  # acknowledged, and written so
+    out.close()
