@@ -62,7 +62,7 @@ class ChargerBooks:
         self.currency = tariff.currency
         self.tz: tzinfo | None = zone(tariff.timezone)
         store = ledger.store
-        resumed = next((s for s in store.open_sessions() if s.charger == name), None)
+        resumed = ledger.resumed.pop(name, None)
         self.tracker = Tracker(
             name,
             currency=tariff.currency,
@@ -204,6 +204,8 @@ class Ledger:
         self.monotonic = monotonic
         self.price_topics: dict[str, TopicPrice] = {}
         self.books: dict[str, ChargerBooks] = {}
+        # The sessions open when the last run ended, read once (not once per charger).
+        self.resumed = {s.charger: s for s in store.open_sessions()}
         # Closed sessions the broker has not acknowledged yet (a crash left some).
         self.ended: deque[Session] = deque(store.unannounced())
         self.on_news: Callable[[], None] = lambda: None  # the publisher's wake-up

@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_open_session ON sessions(charger) WHERE ended IS NULL;
 CREATE INDEX IF NOT EXISTS sessions_started ON sessions(started);
+-- A charger's last session and this month's, at start-up, for each of a fleet.
+CREATE INDEX IF NOT EXISTS sessions_charger ON sessions(charger, started);
 CREATE INDEX IF NOT EXISTS sessions_unannounced ON sessions(announced) WHERE announced = 0;
 """
 
@@ -190,7 +192,7 @@ class SessionStore:
     def last_closed(self, charger: str) -> Session | None:
         row = self._db.execute(
             "SELECT * FROM sessions WHERE charger = ? AND ended IS NOT NULL"
-            " ORDER BY ended DESC LIMIT 1",
+            " ORDER BY started DESC LIMIT 1",
             (charger,),
         ).fetchone()
         return None if row is None else session_of(row)
