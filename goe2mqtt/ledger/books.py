@@ -134,12 +134,16 @@ class ChargerBooks:
             self._settled = self._settled_states()
         states = dict(self._settled)
         session = self.open
+        priced = self.tracker.pricing is not None
         if session is not None:
+            states[SESSION_ENERGY] = _kwh(session.energy_wh or 0.0)
+            states[SESSION_COST] = _money(session.cost)
+        if session is not None and session.started >= self._month_start:
+            # A session counts in the month it started (as when it is closed): one
+            # from last month adding to this one would drop out at its end, and Home
+            # Assistant would take the drop for a reset.
             energy, cost, per_card = self._month
             wh = session.energy_wh or 0.0
-            priced = self.tracker.pricing is not None
-            states[SESSION_ENERGY] = _kwh(wh)
-            states[SESSION_COST] = _money(session.cost)
             states[MONTH_ENERGY] = _kwh(energy + wh)
             states[MONTH_COST] = _money(cost + (session.cost or 0.0)) if priced else None
             if session.card_slot is not None:

@@ -524,3 +524,25 @@ async def test_the_session_topic_at_once_on_news_and_at_most_every_10_s_while_it
     assert [t for t, _ in channel.sent] == ["base/garage/session/ended"]
     assert ledger.store.unannounced() == []  # acknowledged, and written so
     out.close()
+
+
+def test_a_session_counts_in_the_month_it_started_so_the_month_never_drops(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    clock.now = 1_796_083_200.0 - 1800  # 2026-11-30T23:30:00Z
+    ledger = Ledger(SessionStore(tmp_path / "s"), clock=lambda: clock.now,
+                    monotonic=lambda: clock.mono)  # fmt: skip
+    books = ledger.books_for("garage", TariffSettings(price_per_kwh=0.5, timezone="UTC"))
+    books.observe(status(eto=100_000), serial=None)
+    clock.advance(1200)
+    books.observe(status(eto=102_000), serial=None)
+    assert books.states()["@month_energy"] == 2.0  # still November
+    clock.advance(1200)  # December now
+    books.observe(status(eto=104_000), serial=None)
+    assert books.states()["@session_energy"] == 4.0
+    assert books.states()["@month_energy"] == 0.0  # November's session: not December's
+    clock.advance(60)
+    books.observe(status(car=1, eto=104_000), serial=None)
+    assert books.states()["@month_energy"] == 0.0  # and no drop when it ends
+    assert books.states()["@last_session_energy"] == 4.0
