@@ -34,6 +34,8 @@ def card_month_key(slot: int) -> str:
     return f"@card_{slot}_month_energy"
 
 
+# What empty books say: no session yet, nothing charged this month (a cost only with
+# a tariff, which the books know).
 SESSION_OFF: dict[str, StateValue] = {
     SESSION_ENERGY: None,
     SESSION_COST: None,
@@ -41,9 +43,9 @@ SESSION_OFF: dict[str, StateValue] = {
     LAST_COST: None,
     LAST_DURATION: None,
     LAST_CARD: None,
-    MONTH_ENERGY: None,
+    MONTH_ENERGY: 0.0,
     MONTH_COST: None,
-    **{card_month_key(slot): None for slot in range(CARD_SLOTS)},
+    **{card_month_key(slot): 0.0 for slot in range(CARD_SLOTS)},
 }
 
 
