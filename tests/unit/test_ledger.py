@@ -546,3 +546,52 @@ def test_a_session_counts_in_the_month_it_started_so_the_month_never_drops(
     books.observe(status(car=1, eto=104_000), serial=None)
     assert books.states()["@month_energy"] == 0.0  # and no drop when it ends
     assert books.states()["@last_session_energy"] == 4.0
+
+
+def test_the_sessions_command_filters_by_charger_day_and_card(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    from goe2mqtt.cli import main
+
+    raw = {"mqtt": {"host": "localhost", "client_id": "books"}, "state_dir": str(tmp_path),
+           "tariff": {"price_per_kwh": 0.5, "timezone": "Europe/Vienna"},
+           "chargers": [{"name": "garage", "host": "127.0.0.1"}]}  # fmt: skip
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    assert main(["sessions", "--config", str(config)]) == 1  # no ledger yet: said so
+    assert "no ledger yet" in capsys.readouterr().err
+    clock = Clock()  # Monday 2026-11-30, 01:53 in Vienna
+    ledger = Ledger(SessionStore(tmp_path / "books.sessions"), clock=lambda: clock.now,
+                    monotonic=lambda: clock.mono)  # fmt: skip
+    books = {n: ledger.books_for(n, TariffSettings(price_per_kwh=0.5)) for n in ("a", "b")}
+    for day, (name, card) in enumerate([("a", 1), ("a", 2), ("b", 2)]):
+        clock.now = T0 + day * 86_400
+        books[name].observe(status(eto=100_000, trx=card), serial=None)
+        clock.advance(600)
+        books[name].observe(status(eto=101_000 + day, trx=card), serial=None)
+        books[name].observe(status(car=1, eto=101_000 + day), serial=None)
+        ledger.commit()
+
+    def sessions(*args: str) -> list[dict[str, Any]]:
+        capsys.readouterr()  # the ledger's own log lines above
+        assert main(["sessions", "--config", str(config), "--format", "json", *args]) == 0
+        return list(json.loads(capsys.readouterr().out))
+
+    assert [s["energy_wh"] for s in sessions()] == [1000, 1001, 1002]
+    assert [s["energy_wh"] for s in sessions("--charger", "b")] == [1002]
+    assert [s["energy_wh"] for s in sessions("--card", "Bob")] == [1001, 1002]
+    assert [s["energy_wh"] for s in sessions("--since", "2026-12-01")] == [1001, 1002]
+    assert [s["energy_wh"] for s in sessions("--until", "2026-11-30")] == [1000]
+    capsys.readouterr()
+    assert main(["sessions", "--config", str(config), "--summary", "month,charger",
+                 "--format", "csv"]) == 0  # fmt: skip
+    assert capsys.readouterr().out.splitlines() == [
+        "month,charger,sessions,energy_kwh,grid_kwh,pv_kwh,cost,unpriced",
+        "2026-11,a,1,1.000,1.000,0.000,0.50,0",
+        "2026-12,a,1,1.001,1.001,0.000,0.50,0",
+        "2026-12,b,1,1.002,1.002,0.000,0.50,0",
+    ]
+    assert main(["sessions", "--config", str(config), "--since", "30.11.2026"]) == 2
+    ledger.store.close()
