@@ -399,3 +399,23 @@ async def test_a_session_from_a_charger_that_pushes_over_its_websocket(
         assert ended.json()["cost"] == 0.32
     finally:
         await sim.stop()
+
+
+async def test_a_charger_restart_ends_the_session_and_the_car_still_there_opens_the_next(
+    ledgered: Callable[..., Any],
+) -> None:
+    async with ledgered({"price_per_kwh": 0.30}) as books:
+        first = await books.plug_in()
+        books.garage.deliver(300)
+        await books.counted(0.3)
+        mark = books.probe.mark()
+        books.garage.reboots += 1  # restarted (the car stays plugged in)
+        ended = await books.probe.wait_for(books.topics.session_ended("garage"), since=mark)
+        following = await books.probe.wait_for(
+            books.topics.session("garage"),
+            lambda m: m.json()["open"] and m.json()["id"] != first["id"], since=mark,
+        )  # fmt: skip
+        assert ended.json()["id"] == first["id"]
+        assert ended.json()["ended"] == "charger_restarted"
+        assert ended.json()["energy_wh"] == 300
+        assert following.json()["energy_wh"] == 0
