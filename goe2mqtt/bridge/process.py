@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Collection, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from goe2mqtt.bridge.desk import CommandDesk
 from goe2mqtt.bridge.health import write_health_file
 from goe2mqtt.bridge.housekeeping import BIRTH_DELAY, Housekeeping, housekeeping_subscriptions
 from goe2mqtt.bridge.info import fleet_info
+from goe2mqtt.bridge.ledger_out import LedgerOutput, price_topics
 from goe2mqtt.bridge.loop_watch import LoopWatch
 from goe2mqtt.bridge.memory import MemoryUpkeep
 from goe2mqtt.bridge.operator_view import OperatorView
@@ -75,6 +76,7 @@ class Bridge:
         confirm_delays: Sequence[float] = CONFIRM_DELAYS,
         info_interval: float = INFO_INTERVAL,
         command_grace: float = COMMAND_GRACE,
+        ledger_clock: Callable[[], float] = time.time,  # tests: the wall clock of the books
     ):
         self.settings = settings
         mqtt = settings.mqtt
@@ -82,6 +84,7 @@ class Bridge:
             mqtt.base_topic, shard=settings.shard.index if settings.shard is not None else None
         )
         self._prefix = mqtt.discovery_prefix if mqtt.discovery else None
+        self._price_topics = price_topics(settings)  # the ledger's prices (Nord Pool, Tibber)
         # What a pushing charger's status may hold: only what the catalogue reads.
         self._keys = KeyFilter(STATUS_KEYS)
         options = session_options(settings, self.topics)
@@ -96,7 +99,11 @@ class Bridge:
         )
         self.mqtt = MqttSession(
             options,
-            [commands, *housekeeping_subscriptions(self.topics, self._prefix)],
+            [
+                commands,
+                *housekeeping_subscriptions(self.topics, self._prefix),
+                *(Subscription(topic, qos=1) for topic in sorted(self._price_topics)),
+            ],
             on_connection=self._mqtt_connection_changed,
             on_new_session=self._mqtt_session_lost,
         )
@@ -120,6 +127,7 @@ class Bridge:
         self._info_due = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._desk: CommandDesk | None = None  # opens with the journal, in run()
+        self.ledger_out = LedgerOutput(self.topics, ledger_clock)  # the ledger opens in run()
         self._loop_watch = LoopWatch()
         self._memory = MemoryUpkeep()
         self._watched: list[asyncio.Task[None]] = []  # what /healthz sees run
@@ -161,6 +169,11 @@ class Bridge:
 
     async def _run_journaled(self) -> None:
         journal = open_journal(journal_path(self.settings))
+        try:
+            self.ledger_out.open(self.settings)
+        except Exception:
+            journal.close()
+            raise
         shard = self.settings.shard
         self._desk = CommandDesk(
             journal,
@@ -185,6 +198,7 @@ class Bridge:
             await self._run()
         finally:
             journal.close()
+            self.ledger_out.close()
 
     async def _run(self) -> None:
         headers = {"User-Agent": f"goe2mqtt/{__version__}"}
@@ -208,6 +222,9 @@ class Bridge:
                     on_serial=functools.partial(remembered.learn_serial, name),
                     known_facts=_facts_of(remembered, name),
                     on_facts=functools.partial(_remember_facts, remembered, name),
+                    books=self.ledger_out.ledger.books_for(
+                        name, self.settings.tariff_for(charger_settings)
+                    ),
                 )
             for charger in self.chargers.values():
                 await charger.publish_initial()
@@ -242,6 +259,7 @@ class Bridge:
                     name="memory",
                 ),
                 asyncio.create_task(self.desk.publish_forever(self.mqtt), name="results"),
+                asyncio.create_task(self.ledger_out.run(self.mqtt, self._stop), name="ledger"),
             ]
             if self._own_mqtt.wanted:  # chargers on their own MQTT
                 helpers.append(asyncio.create_task(self._own_mqtt.run(), name="charger-mqtt"))
@@ -264,6 +282,7 @@ class Bridge:
                     await stop_pollers((), late)
                 await self.desk.flush(self.mqtt)
                 await stop_pollers((), helpers)
+                self.ledger_out.finish()  # the open sessions' progress, on disk
                 final = [(self.topics.availability(n), OFFLINE.encode()) for n in self.chargers]
                 self.mqtt.stop(final)
                 _, pending = await asyncio.wait({mqtt_task}, timeout=10)
@@ -320,6 +339,9 @@ class Bridge:
 
     def _on_message(self, message: InboundMessage) -> None:
         if self._housekeeping.take(message):
+            return
+        if message.topic in self._price_topics:
+            self.ledger_out.ledger.offer_price(message.topic, message.payload)
             return
         parsed = self.topics.parse_command(message.topic)
         if parsed is None or parsed[1] == RESULT_LEAF:

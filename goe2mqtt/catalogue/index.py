@@ -17,9 +17,10 @@ from goe2mqtt.catalogue.limits import LIMITS
 from goe2mqtt.catalogue.model import ADDED_KEY_PREFIX, EntityDescription
 from goe2mqtt.catalogue.phases import PHASES
 from goe2mqtt.catalogue.pv import PV
+from goe2mqtt.catalogue.session import SESSION
 
 ENTITIES: tuple[EntityDescription, ...] = (
-    *CHARGING, *PHASES, *LIMITS, *ENERGY, *PV, *ACCESS, *CABLE, *DIAGNOSTICS,
+    *CHARGING, *PHASES, *LIMITS, *ENERGY, *PV, *ACCESS, *CABLE, *DIAGNOSTICS, *SESSION,
 )  # fmt: skip
 
 ENTITIES_BY_KEY: Mapping[str, EntityDescription] = {e.key: e for e in ENTITIES}

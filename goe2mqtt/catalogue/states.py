@@ -8,6 +8,7 @@ from typing import Any
 from goe2mqtt.catalogue.index import STATE_ENTITIES, STATUS_KEYS
 from goe2mqtt.catalogue.model import EntityDescription, StateValue, Status, Unreadable
 from goe2mqtt.catalogue.pv import FEED_OFF
+from goe2mqtt.catalogue.session import SESSION_OFF
 
 # Each key name once for the whole process (see own_keys).
 _KEY_NAMES: dict[str, str] = {key: key for key in STATUS_KEYS}
@@ -29,7 +30,7 @@ def reported_keys(status: Status) -> frozenset[str]:
 
 
 # The added keys' values as they are when nothing else is said.
-ADDED_DEFAULTS: Mapping[str, Any] = {**FEED_OFF, "@connection": "polling"}
+ADDED_DEFAULTS: Mapping[str, Any] = {**FEED_OFF, **SESSION_OFF, "@connection": "polling"}
 
 
 def read_states(

@@ -30,6 +30,7 @@ from goe2mqtt.commands.outcomes import CommandSink, CommandStats
 from goe2mqtt.commands.runner import CONFIRM_DELAYS, MAX_QUEUED_COMMANDS, CommandRunner
 from goe2mqtt.config.settings import ChargerSettings
 from goe2mqtt.goe.transport import GoeError, PushTransport, RateLimited, Transport
+from goe2mqtt.ledger.books import ChargerBooks
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.util.values import iso
 
@@ -61,14 +62,17 @@ class Charger:
         on_serial: Callable[[str], None] = lambda serial: None,
         known_facts: DeviceFacts | None = None,
         on_facts: Callable[[DeviceFacts], None] = lambda facts: None,
+        books: ChargerBooks | None = None,
     ) -> None:
         self.settings = settings
+        self.books = books  # the session ledger: fed every status this charger accepts
         self.name = settings.name
         self.transport = transport  # how the charger is reached (today: HTTP)
         self._topics = topics
         self._out = ChargerOutput(
             self.name, publisher, topics=topics, discovery_prefix=discovery_prefix,
             leaf_topics=leaf_topics, on_facts=on_facts, bridge_values=self._bridge_values,
+            currency=books.currency if books is not None else "EUR",
         )  # fmt: skip
         self.status: dict[str, Any] = {}
         # Unique ids need the serial: a local charger configured without one tells it
@@ -131,7 +135,8 @@ class Charger:
         return self._push.transport.connection if self._push is not None else "polling"
 
     def _bridge_values(self) -> dict[str, Any]:
-        return {**self.pv_feed.states(), "@connection": self.connection}
+        books = self.books.states() if self.books is not None else {}
+        return {**self.pv_feed.states(), **books, "@connection": self.connection}
 
     async def _take(
         self, status: Mapping[str, Any], changed: set[str] | None = None, *, merge: bool = False
@@ -329,6 +334,8 @@ class Charger:
             self.serial = serial_from_status(status)
             if self.serial is not None:
                 self._on_serial(self.serial)
+        if self.books is not None:  # before the states: they show what it counted
+            self.books.observe(status, serial=self.serial, grid_w=self.pv_feed.grid())
         recovered_after, self.failures = self.failures, 0
         # Back online: its states go out before "online" vouches for them.
         published = await self._take(status, changed, merge=merge and self.online)

@@ -55,8 +55,10 @@ class ChargerOutput:
         on_facts: Callable[[DeviceFacts], None],
         bridge_values: Callable[[], Mapping[str, Any]] = dict,
         min_interval: float = MIN_INTERVAL,
+        currency: str = "EUR",
     ) -> None:
         self._name = name
+        self._currency = currency  # the unit of its cost entities
         self._publisher = publisher
         self._topics = topics
         self._discovery_prefix = discovery_prefix
@@ -89,6 +91,7 @@ class ChargerOutput:
             charger=self._name,
             serial=serial,
             facts=facts,
+            currency=self._currency,
         )
         # The publisher keeps what it published: an unchanged config costs a comparison.
         for topic, payload in configs.items():

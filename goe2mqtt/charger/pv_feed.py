@@ -140,6 +140,10 @@ class PvFeed:
         values = self._values if self.state not in ("off", "stale") else {}
         return {"@pv_feed": self.state, **{FEED_KEYS[f]: values.get(f) for f in FEED_KEYS}}
 
+    def grid(self) -> float | None:
+        """The house meter's grid power now (W, import positive), while the feed runs."""
+        return self._values.get("pGrid") if self.state not in ("off", "stale") else None
+
     # --- confirmation: what the charger shows -------------------------------------------
 
     def observe(self, status: Mapping[str, Any]) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -16,6 +17,7 @@ from goe2mqtt import __version__
 from goe2mqtt.config.loading import load_settings
 from goe2mqtt.config.problems import ConfigError
 from goe2mqtt.config.settings import Settings
+from goe2mqtt.ledger.report import SUMMARIES
 from goe2mqtt.sim.charger import MODELS
 from goe2mqtt.sim.serve import SIMULATE_HELP, simulate
 from goe2mqtt.util.logs import LEVELS, configure_logging
@@ -127,6 +129,24 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the README's table: units, values and what each command accepts",
     )
+
+    sessions = commands.add_parser(
+        "sessions", help="the session ledger: every charge, its energy, card and cost",
+        description="Every charging session on the books (readable while the bridge runs):"
+        " a table, CSV (one session a line, a header row) or JSON; or totals per month and"
+        " card or charger with --summary.",
+    )  # fmt: skip
+    _add_config(sessions, suppress=True)
+    sessions.add_argument("--charger", help="only this charger's sessions (its name)")
+    sessions.add_argument("--since", metavar="YYYY-MM-DD", help="sessions started on or after")
+    sessions.add_argument("--until", metavar="YYYY-MM-DD", help="sessions started up to this day")
+    sessions.add_argument("--card", metavar="NAME", help="only this card's (its name, app, none)")
+    sessions.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                          help="table (default), csv or json")  # fmt: skip
+    sessions.add_argument(
+        "--summary", choices=SUMMARIES,
+        help="totals per month and card (or charger): sessions, kWh, grid and PV kWh, cost",
+    )  # fmt: skip
 
     simulate = commands.add_parser(
         "simulate", help="serve simulated chargers on loopback",
@@ -248,6 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = _load(args.config)
     if settings is None:
         return EXIT_CONFIG
+    if command == "sessions":
+        return _sessions(settings, args)
     if command == "check-config":
         # Its output is its own lines: what the transports log while they are tried
         # (websocket_live, websocket_down) says the same again, as events. --log-level
@@ -294,6 +316,52 @@ def _load(path: str) -> Settings | None:
             listed = "".join(f"\n  {problem}" for problem in exc.problems)
             print(f"goe2mqtt: {len(exc.problems)} config errors:{listed}", file=sys.stderr)
         return None
+
+
+def _sessions(settings: Settings, args: argparse.Namespace) -> int:
+    import time
+    from datetime import timedelta
+
+    from goe2mqtt.bridge.ledger_out import sessions_path
+    from goe2mqtt.ledger import report
+    from goe2mqtt.ledger.pricing import zone
+    from goe2mqtt.ledger.store import SessionStore, StoreUnusable
+
+    tz = zone(settings.tariff.timezone)
+    path = sessions_path(settings)
+    if not path.exists():
+        print(f"goe2mqtt sessions: no ledger yet ({path}): the bridge has not run here",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_FAILURE
+    try:
+        since = None if args.since is None else report.day_start(args.since, tz)
+        until = None
+        if args.until is not None:  # the whole day
+            day = report.day_start(args.until, tz)
+            until = day + timedelta(days=1).total_seconds()
+    except ValueError:
+        print("goe2mqtt sessions: --since and --until take YYYY-MM-DD", file=sys.stderr)
+        return EXIT_CONFIG
+    filters = {"charger": args.charger, "since": since, "until": until, "card": args.card}
+    try:
+        store = SessionStore(path, read_only=True)
+        try:
+            if args.summary is not None:
+                rows = report.summary(store, args.summary, tz, filters=filters)
+                text = report.summary_text(rows, args.summary, args.format)
+            else:
+                found = store.sessions(**filters)
+                now = time.time()
+                text = {"csv": report.as_csv, "json": report.as_json}.get(
+                    args.format, report.sessions_table
+                )(found, now)
+        finally:
+            store.close()
+    except (StoreUnusable, sqlite3.Error) as exc:
+        print(f"goe2mqtt sessions: cannot read {path}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    sys.stdout.write(text)
+    return EXIT_OK
 
 
 def _check_connections(settings: Settings) -> int:
@@ -351,6 +419,7 @@ def _run(settings: Settings) -> int:
     from goe2mqtt.bridge.process import AnotherInstance, Bridge
     from goe2mqtt.bridge.startup import raise_open_file_limit
     from goe2mqtt.commands.journal import JournalLocked, JournalUnusable
+    from goe2mqtt.ledger.store import StoreUnusable
     from goe2mqtt.mqtt.client import SessionTakenOver
     from goe2mqtt.web.server import HttpUnavailable
 
@@ -371,6 +440,10 @@ def _run(settings: Settings) -> int:
     except JournalUnusable as exc:
         # Exit 2: a restart loop cannot fix a folder it may not write.
         print(f"goe2mqtt: cannot open the command journal: {exc} (check state_dir)",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_CONFIG
+    except StoreUnusable as exc:
+        print(f"goe2mqtt: cannot open the session ledger: {exc} (check state_dir)",
               file=sys.stderr)  # fmt: skip
         return EXIT_CONFIG
     except (AnotherInstance, SessionTakenOver, HttpUnavailable) as exc:

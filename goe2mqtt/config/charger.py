@@ -19,6 +19,7 @@ from goe2mqtt.config.section import (
     TOPIC_PATTERN,
     Section,
 )
+from goe2mqtt.config.tariff import TariffSettings
 
 DEFAULT_CLOUD_WEBSOCKET = "wss://app.v3.go-e.io/{serial}"
 PLACEHOLDER = (
@@ -78,6 +79,8 @@ class ChargerSettings(Section):
     # Polling: settings and facts (limits, names, cards, firmware) are read this often
     # and right after a write; what changes (power, car, current) every scan_interval.
     config_interval: float = Field(default=300.0, ge=1, le=86_400)
+    # This charger's own tariff (its ledger's prices), instead of the global one.
+    tariff: TariffSettings | None = None
     # An api_url of plain http beyond this machine sends the token in clear text: only
     # on purpose (a trusted LAN, a TLS proxy beside it), and then with a warning.
     allow_insecure: bool = False

@@ -35,6 +35,7 @@ from goe2mqtt.config.section import (
     TOPIC_PATTERN,
     Section,
 )
+from goe2mqtt.config.tariff import SessionsSettings, TariffSettings
 from goe2mqtt.util.numbers import is_number as is_a_number
 
 
@@ -181,6 +182,9 @@ class Settings(Section):
     state_dir: str = Field(default_factory=default_state_dir, min_length=1)
     # The operator's HTTP surface: /metrics, /healthz, /readyz and the status page.
     http: HttpSettings = Field(default_factory=HttpSettings)
+    # What energy costs (the session ledger); a charger's own tariff replaces it.
+    tariff: TariffSettings = Field(default_factory=TariffSettings)
+    sessions: SessionsSettings = Field(default_factory=SessionsSettings)
     _warnings: tuple[str, ...] = PrivateAttr(default=())
 
     @property
@@ -224,6 +228,9 @@ class Settings(Section):
                     raise ValueError(f"chargers[{index}].{key}: duplicate {key} {value}")
                 values.add(value)
         return self
+
+    def tariff_for(self, charger: ChargerSettings) -> TariffSettings:
+        return charger.tariff if charger.tariff is not None else self.tariff
 
     def owned_chargers(self) -> tuple[ChargerSettings, ...]:
         if self.shard is None:

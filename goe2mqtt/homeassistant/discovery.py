@@ -113,6 +113,7 @@ def entity_config(
     charger: str,
     serial: str,
     facts: DeviceFacts,
+    currency: str = "EUR",
 ) -> dict[str, Any]:
     availability: list[dict[str, str]] = [
         {"topic": topics.bridge_availability},
@@ -148,7 +149,8 @@ def entity_config(
     optional = {
         "device_class": entity.device_class,
         "state_class": entity.state_class,
-        "unit_of_measurement": entity.unit,
+        # A cost is in the charger's tariff currency (the ledger's sessions).
+        "unit_of_measurement": currency if entity.device_class == "monetary" else entity.unit,
         "entity_category": entity.entity_category,
         "icon": entity.icon,
         "suggested_display_precision": entity.precision,
@@ -183,6 +185,7 @@ def render_discovery(
     charger: str,
     serial: str,
     facts: DeviceFacts,
+    currency: str = "EUR",
 ) -> tuple[dict[str, str], list[EntityDescription]]:
     """topic -> JSON payload for every entity the charger has, and the entities it
     has not (whose configs a firmware change may have left behind)."""
@@ -193,7 +196,10 @@ def render_discovery(
             absent.append(entity)
             continue
         configs[discovery_topic(prefix, topics.base, charger, entity)] = json.dumps(
-            entity_config(entity, topics=topics, charger=charger, serial=serial, facts=facts),
+            entity_config(
+                entity, topics=topics, charger=charger, serial=serial, facts=facts,
+                currency=currency,
+            ),
             sort_keys=True,
             ensure_ascii=False,
         )

@@ -12,6 +12,7 @@ from goe2mqtt.catalogue import STATE_ENTITIES
 ONLINE = "online"
 OFFLINE = "offline"
 RESULT_LEAF = "result"
+SESSION_LEAF = "session"  # {base}/{name}/session: the ledger's open (or last) session
 BRIDGE_LEAF = "bridge"  # {base}/bridge/...: the bridge's topics (no charger has this name)
 
 
@@ -47,6 +48,12 @@ class Topics:
     def json_state(self, charger: str) -> str:
         return f"{self.base}/{charger}/state"
 
+    def session(self, charger: str) -> str:
+        return f"{self.base}/{charger}/{SESSION_LEAF}"
+
+    def session_ended(self, charger: str) -> str:
+        return f"{self.base}/{charger}/{SESSION_LEAF}/ended"
+
     def availability(self, charger: str) -> str:
         return f"{self.base}/{charger}/availability"
 
@@ -73,6 +80,7 @@ class Topics:
         return [
             self.availability(charger),
             self.json_state(charger),
+            self.session(charger),
             *(self.state(charger, entity.key) for entity in STATE_ENTITIES),
         ]
 

@@ -142,6 +142,21 @@ class SimulatedCharger:
         if self.frc == 2:
             self.frc = 0  # a forced start ends with the session, as on the real charger
 
+    def freeze(self) -> None:
+        """Stop this charger's clock: energy then flows only by deliver() (a test's
+        known amounts), not by the seconds a test happens to take."""
+        self._advance()
+        stopped = self.clock()
+        self.clock = lambda: stopped
+
+    def deliver(self, wh: float) -> None:
+        """Energy charged now (tests and the demo: a known amount, whatever the clock)."""
+        self._advance()
+        self.wh += wh
+        self.eto += wh
+        if self.trx:
+            self.card_energy[self.trx - 1] += wh
+
     def _limit_reached(self) -> bool:
         limit = self.settings["dwo"]
         return limit is not None and self.wh >= limit

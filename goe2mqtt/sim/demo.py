@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, Literal, TextIO
 
 import aiomqtt
@@ -83,7 +84,9 @@ async def _print_stream(
                         summary.cancel()
                     summary = loop.call_later(DISCOVERY_QUIET, summarise)
                 continue
-            print(f"{topic:<60} {_short(message.payload)}", file=out, flush=True)
+            # A finished session whole: it is what the books keep.
+            width = 10_000 if topic.endswith("/session/ended") else 110
+            print(f"{topic:<60} {_short(message.payload, width)}", file=out, flush=True)
             if plugged_at and topic == f"{DEMO_BASE}/garage/car_status":
                 took = 1000 * (time.monotonic() - plugged_at.pop("garage"))
                 print(f"--- pushed over the garage's websocket: the plug reached MQTT in"
@@ -116,12 +119,21 @@ async def _script(
     garage = simulator.charger(DEMO_CHARGERS[0][1])
     cmd = f"{DEMO_BASE}/garage/cmd"
     async with aiomqtt.Client(host, port, identifier="goe2mqtt-demo-user") as client:
-        steps: list[tuple[float, str, str | None, str]] = [
-            (4, "a car is plugged in at the garage (authentication required)", None, ""),
+
+        def plug_in() -> None:
+            garage.plug_in(auth_required=True)
+            plugged_at["garage"] = time.monotonic()
+
+        # (pause, what happens, a command's topic and payload, or what the car does)
+        steps: list[tuple[float, str, str | None, str | Callable[[], None]]] = [
+            (4, "a car is plugged in at the garage (authentication required): a session"
+             " opens ({base}/garage/session)", None, plug_in),
             (4, "pressing 'Wallbox control' (authenticates, charging starts)",
              f"{cmd}/wallbox_control", "PRESS"),
             (6, "changing the charging current to 10 A", f"{cmd}/change_charging_power",
              json.dumps({"charging_power": 10, "id": "demo-1"})),
+            (4, "energy flows: the simulator adds 1 kWh at once (an hour at 1 kW)", None,
+             lambda: garage.deliver(1000)),
             (6, "a bad command: 99 A is out of range", f"{cmd}/change_charging_power", "99"),
             (6, "stopping the charge", f"{cmd}/stop_charging", ""),
             (6, "a 20 kWh energy limit", f"{cmd}/energy_limit", "20"),
@@ -129,14 +141,15 @@ async def _script(
              f"{cmd}/pv_grid", "-2500"),
             (6, "force state back to neutral: the charger's own logic decides",
              f"{cmd}/force_state", "neutral"),
+            (4, "the car is unplugged: the session is on the books, with its energy and cost"
+             " (session/ended)", None, garage.unplug),
         ]  # fmt: skip
         for delay, title, topic, payload in steps:
             await asyncio.sleep(delay * pace)
-            print(f"\n--- {title}", file=out, flush=True)
-            if topic is None:
-                garage.plug_in(auth_required=True)
-                plugged_at["garage"] = time.monotonic()
-            else:
+            print(f"\n--- {title.format(base=DEMO_BASE)}", file=out, flush=True)
+            if callable(payload):
+                payload()
+            elif topic is not None:
                 await client.publish(topic, payload, qos=1)
         await asyncio.sleep(2 * pace)
         print(f"\n{try_it_yourself(host, port)}\n", file=out, flush=True)
@@ -203,6 +216,7 @@ async def run_demo(
     settings = parse_settings(
         {
             "state_dir": state_dir,
+            "tariff": {"price_per_kwh": 0.30, "currency": "EUR"},  # the session's cost
             "mqtt": {
                 "host": host,
                 "port": port,

@@ -187,7 +187,8 @@ class Simulator:
         )
 
     async def _control(self, request: web.Request) -> web.Response:
-        """Drive a charger from outside: {"plug": true, "auth_required": false, "faults": {..}}."""
+        """Drive a charger from outside: {"plug": true, "auth_required": false,
+        "deliver_wh": 500, "faults": {..}}."""
         charger = self.chargers.get(request.match_info["serial"])
         if charger is None:
             return _json(404, {"error": "unknown charger"})
@@ -200,6 +201,8 @@ class Simulator:
                     charger.plug_in(auth_required=bool(body.get("auth_required", False)))
                 else:
                     charger.unplug()
+            if "deliver_wh" in body:
+                charger.deliver(float(body["deliver_wh"]))
             if "car_full" in body:
                 charger.car_full = bool(body["car_full"])
             if "error" in body:
@@ -207,7 +210,8 @@ class Simulator:
             if "faults" in body:
                 charger.faults = Faults(**body["faults"])
         except (ValueError, TypeError):
-            return _json(400, {"error": "expected a JSON object with plug/car_full/error/faults"})
+            problem = "expected a JSON object with plug/deliver_wh/car_full/error/faults"
+            return _json(400, {"error": problem})
         return _json(200, {"status": charger.status()})
 
 

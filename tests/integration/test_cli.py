@@ -26,7 +26,7 @@ async def test_demo_shows_discovery_states_a_command_and_its_result(
     kind: BrokerKind, banner: str
 ) -> None:
     out = io.StringIO()
-    await run_demo(mqtt_host=None, mqtt_port=0, duration=7, out=out, pace=0.15, broker_kind=kind)
+    await run_demo(mqtt_host=None, mqtt_port=0, duration=9, out=out, pace=0.15, broker_kind=kind)
     text = out.getvalue()
     lines = text.splitlines()
     base = "goe2mqtt-demo"
@@ -34,7 +34,7 @@ async def test_demo_shows_discovery_states_a_command_and_its_result(
     # Discovery as a count per component, not a hundred lines per charger; the
     # try-it block before the stream.
     summary = next(line for line in lines if line.startswith("--- Home Assistant discovery: "))
-    assert "138 sensor" in summary, summary
+    assert "174 sensor" in summary, summary  # 2 chargers, 18 of them the ledger's each
     assert not any(line.startswith("goe2mqtt-demo-ha/") for line in lines)
     assert text.index("--- try it yourself") < text.index(f"{base}/garage/availability")
     assert any(line.split() == [f"{base}/garage/availability", "online"] for line in lines)
@@ -46,6 +46,12 @@ async def test_demo_shows_discovery_states_a_command_and_its_result(
     ]
     assert {"service": "wallbox_control", "ok": True, "applied": [{"trx": 0}]} in results
     assert any(r.get("id") == "demo-1" and r["ok"] for r in results)
+    # A session: the plug, 1 kWh (and what flowed in real time), the unplug, its cost.
+    [ended] = [json.loads(line.split(maxsplit=1)[1]) for line in lines
+               if line.startswith(f"{base}/garage/session/ended")]  # fmt: skip
+    assert 1000 <= ended["energy_wh"] < 1100
+    assert ended["cost"] == round(ended["energy_wh"] / 1000 * 0.30, 2)
+    assert ended["ended"] == "unplugged"
     assert "--- try it yourself" in text
     port = text.split(" on 127.0.0.1:", 1)[1].split()[0]
     assert f"mosquitto_sub -h 127.0.0.1 -p {port} -t '{base}/#' -v" in text

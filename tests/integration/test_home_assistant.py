@@ -86,6 +86,7 @@ async def test_home_assistant_shows_and_drives_the_charger(
     ha = home_assistant
     raw = make_settings(own_broker, simulator, scan_interval=1.0)
     raw["mqtt"]["discovery_prefix"] = "homeassistant"  # what HA listens to
+    raw["tariff"] = {"price_per_kwh": 0.30, "currency": "EUR"}  # the ledger's cost sensors
     settings = parse_settings(raw)
     garage = simulator.charger("012345")
     # The simulated car charges in real time: with its clock stopped, the energy HA
@@ -101,8 +102,11 @@ async def test_home_assistant_shows_and_drives_the_charger(
         # HA subscribes to each state topic as it takes in each config: wait for all
         # (a button has no state of its own).
         # Unknown until something is set or fed: no energy limit, no PV readings yet.
+        # The ledger's last session: none has ended yet.
         unset = {"energy_limit", "grid_power", "pv_power", "battery_power",
-                 "pv_feed_grid_power", "pv_feed_solar_power", "pv_feed_battery_power"}  # fmt: skip
+                 "pv_feed_grid_power", "pv_feed_solar_power", "pv_feed_battery_power",
+                 "last_session_energy", "last_session_cost", "last_session_duration",
+                 "last_session_card"}  # fmt: skip
         stateful = {
             entity_id(e.key)
             for e in ENTITIES
@@ -123,6 +127,18 @@ async def test_home_assistant_shows_and_drives_the_charger(
         assert energy["unit_of_measurement"] == "kWh"
         assert energy["device_class"] == "energy"
         assert energy["state_class"] == "total_increasing"
+        # The ledger's sensors, with classes HA's energy dashboard and statistics take.
+        for key in ("session_energy", "energy_this_month", "card_0_energy_this_month"):
+            attributes = states[entity_id(key)]["attributes"]
+            assert attributes["device_class"] == "energy", key
+            assert attributes["state_class"] == "total_increasing", key
+            assert attributes["unit_of_measurement"] == "kWh", key
+        for key in ("session_cost", "cost_this_month"):
+            attributes = states[entity_id(key)]["attributes"]
+            assert attributes["device_class"] == "monetary", key
+            assert attributes["state_class"] == "total", key
+            assert attributes["unit_of_measurement"] == "EUR", key
+        assert float(states[entity_id("session_energy")]["state"]) == 0  # opened at the plug
         assert states[entity_id("charging_allowed")]["state"] == "on"
         assert states[entity_id("charger_max_current")]["state"] == "16"
         assert states[entity_id("charger_max_current")]["attributes"]["unit_of_measurement"] == "A"

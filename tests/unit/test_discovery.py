@@ -217,3 +217,19 @@ def test_old_and_new_home_assistant_give_the_same_entity_ids() -> None:
         slug = re.sub(r"[^a-z0-9]+", "_", f"garage {config['name']}".lower()).strip("_")
         _domain, object_id = config["default_entity_id"].split(".")
         assert object_id == slug, config["name"]
+
+
+def test_the_ledgers_cost_sensors_are_in_the_tariffs_currency() -> None:
+    rendered, _ = render_discovery(
+        prefix="homeassistant", topics=TOPICS, charger="garage", serial="012345", facts=FACTS,
+        currency="CHF",
+    )  # fmt: skip
+    by_key = {topic.split("/")[3].removeprefix("garage_"): json.loads(payload)
+              for topic, payload in rendered.items()}  # fmt: skip
+    for key in ("session_cost", "last_session_cost", "cost_this_month"):
+        assert by_key[key]["device_class"] == "monetary"
+        assert by_key[key]["unit_of_measurement"] == "CHF"
+    assert by_key["session_cost"]["state_class"] == "total"
+    assert by_key["energy_this_month"]["state_class"] == "total_increasing"
+    assert by_key["energy_this_month"]["unit_of_measurement"] == "kWh"
+    assert by_key["max_price"]["unit_of_measurement"] == "ct/kWh"  # not a cost: its own unit

@@ -1,0 +1,160 @@
+"""The ledger on MQTT: each charger's session topic, session/ended, the price topics.
+
+{base}/{name}/session is retained: the open session (or the last one), at once when
+one opens or closes and at most every SESSION_TOPIC_EVERY while energy flows.
+{base}/{name}/session/ended is QoS 1, not retained, one message per session: a
+session leaves the ledger's queue when the broker acknowledged it, so after a crash
+only the unacknowledged ones go out again, with their ids. The ledger's writes are
+made here: openings and closings first, at once, before anything of them is
+published; the open sessions' progress in batches (at most every 60 s each).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+
+from goe2mqtt.config.settings import Settings
+from goe2mqtt.ledger.books import SESSION_TOPIC_EVERY, Ledger
+from goe2mqtt.ledger.store import SessionStore, StoreUnusable
+from goe2mqtt.mqtt.client import PublishRefused
+from goe2mqtt.mqtt.topics import Topics
+from goe2mqtt.util.aio import wait_until_set
+
+log = structlog.get_logger()
+
+PROGRESS_CHECK = 5.0  # s between looks for progress due (each charger's every 60 s)
+PRUNE_EVERY = 86_400.0
+
+
+class Channel(Protocol):
+    @property
+    def connected(self) -> bool: ...
+
+    async def publish_retained(self, topic: str, payload: str | bytes) -> None: ...
+
+    async def publish_once(self, topic: str, payload: str | bytes) -> None: ...
+
+
+def sessions_path(settings: Settings) -> Path:
+    """{state_dir}/{client_id}.sessions: the ledger, beside the journal."""
+    return Path(settings.state_dir) / f"{settings.mqtt.client_id}.sessions"
+
+
+def price_topics(settings: Settings) -> set[str]:
+    """The MQTT topics the owned chargers' tariffs take their price from."""
+    return {
+        tariff.price_topic for c in settings.owned_chargers()
+        if (tariff := settings.tariff_for(c)).price_topic is not None
+    }  # fmt: skip
+
+
+class LedgerOutput:
+    """The bridge's ledger (opened with open()) and what it publishes."""
+
+    def __init__(self, topics: Topics, clock: Callable[[], float] = time.time) -> None:
+        self.topics = topics
+        self._clock = clock
+        self._ledger: Ledger | None = None
+        self._news = asyncio.Event()
+        self._topic_at: dict[str, float] = {}  # charger -> monotonic, last session topic
+
+    def open(self, settings: Settings) -> Ledger:
+        """The ledger's file in state_dir; StoreUnusable if it cannot be opened."""
+        store = SessionStore(sessions_path(settings))
+        self._ledger = Ledger(store, keep_days=settings.sessions.keep_days, clock=self._clock)
+        self._ledger.on_news = self._news.set
+        return self._ledger
+
+    @property
+    def ledger(self) -> Ledger:
+        assert self._ledger is not None, "the ledger opens in Bridge.run()"
+        return self._ledger
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.store.close()
+
+    async def run(self, channel: Channel, stop: asyncio.Event) -> None:
+        progress_at = pruned_at = time.monotonic()
+        while not stop.is_set():
+            self._news.clear()
+            if not self._commit():
+                await wait_until_set(stop, 1.0)  # the disk refuses: try again in a second
+                continue
+            await self._session_topics(channel)
+            await self._ended(channel)
+            now = time.monotonic()
+            if now - progress_at >= PROGRESS_CHECK:
+                progress_at = now
+                self._write_progress()
+            if now - pruned_at >= PRUNE_EVERY:
+                pruned_at = now
+                self._prune()
+            await wait_until_set(self._news, 1.0)
+
+    def finish(self) -> None:
+        """On stop: what is noted, and every open session's progress, to disk."""
+        self._commit()
+        self._write_progress(everything=True)
+
+    def _commit(self) -> bool:
+        """Openings and closings on disk before anything about them is published."""
+        try:
+            self.ledger.commit()
+        except StoreUnusable as exc:
+            log.error("ledger_write_failed", reason=str(exc))
+            return False
+        return True
+
+    def _write_progress(self, *, everything: bool = False) -> None:
+        try:
+            self.ledger.write_progress(everything=everything)
+        except StoreUnusable as exc:
+            log.error("ledger_write_failed", reason=str(exc))
+
+    def _prune(self) -> None:
+        try:
+            self.ledger.prune()
+        except StoreUnusable as exc:
+            log.error("ledger_write_failed", reason=str(exc))
+
+    async def _session_topics(self, channel: Channel) -> None:
+        now = time.monotonic()
+        for name, books in self.ledger.books.items():
+            if not books.topic_changed:
+                continue
+            if not books.topic_urgent and now - self._topic_at.get(name, 0.0) < SESSION_TOPIC_EVERY:
+                continue
+            books.topic_changed = books.topic_urgent = False
+            self._topic_at[name] = now
+            payload = books.session_payload()
+            if payload is not None:
+                await channel.publish_retained(self.topics.session(name), payload)
+
+    async def _ended(self, channel: Channel) -> None:
+        ended = self.ledger.ended
+        while ended and channel.connected:
+            session = ended[0]
+            payload = json.dumps(session.public(), ensure_ascii=False, allow_nan=False)
+            try:
+                # Exactly once while this process lives; a kill -9 before the note below
+                # sends it again on the next start, with the same id.
+                await channel.publish_once(self.topics.session_ended(session.charger), payload)
+            except PublishRefused as exc:
+                # The broker will not take it (an ACL): it stays owed for the next start.
+                log.warning("session_ended_refused", id=session.id, reason=str(exc))
+                ended.popleft()
+                continue
+            ended.popleft()
+            try:
+                self.ledger.announced(session)
+            except StoreUnusable as exc:
+                # Published again after a restart at worst: twice, never lost.
+                log.error("ledger_write_failed", reason=str(exc))

@@ -1,0 +1,148 @@
+"""The session ledger's figures: what the books say, not what the charger's counters say.
+
+These entities read added keys (@session_..., @month_..., @card_N_month_energy) that
+the bridge's ledger fills (goe2mqtt/ledger): energy from the total counter `eto`,
+cost from the tariff, per card from the ledger's own sessions (not c0e..c9e, which
+some firmware reports wrong). Like every entity added since the integration's floor
+they are diagnostic (the device page stays readable); Home Assistant's statistics
+take them all the same. Energy entities are `total_increasing` (a new session or a
+new month is a reset, which Home Assistant's energy dashboard understands);
+cost entities are `monetary` with state class `total`, their unit the tariff's
+currency (set per charger at discovery).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Set
+
+from goe2mqtt.catalogue.codes import CARD_SLOTS
+from goe2mqtt.catalogue.model import EntityDescription, StateValue
+from goe2mqtt.catalogue.readers import card_keys, number, text
+
+# The added keys, and their values while the books hold nothing.
+SESSION_ENERGY = "@session_energy"
+SESSION_COST = "@session_cost"
+LAST_ENERGY = "@last_session_energy"
+LAST_COST = "@last_session_cost"
+LAST_DURATION = "@last_session_duration"
+LAST_CARD = "@last_session_card"
+MONTH_ENERGY = "@month_energy"
+MONTH_COST = "@month_cost"
+
+
+def card_month_key(slot: int) -> str:
+    return f"@card_{slot}_month_energy"
+
+
+# What empty books say: no session yet, nothing charged this month (a cost only with
+# a tariff, which the books know).
+SESSION_OFF: dict[str, StateValue] = {
+    SESSION_ENERGY: None,
+    SESSION_COST: None,
+    LAST_ENERGY: None,
+    LAST_COST: None,
+    LAST_DURATION: None,
+    LAST_CARD: None,
+    MONTH_ENERGY: 0.0,
+    MONTH_COST: None,
+    **{card_month_key(slot): 0.0 for slot in range(CARD_SLOTS)},
+}
+
+
+def _energy(key: str, added: str, name: str, *, state_class: str | None,
+            doc: str = "", enabled: bool = True) -> EntityDescription:
+    return EntityDescription(
+        key=key,
+        component="sensor",
+        entity_category="diagnostic",
+        name=name,
+        reads=(added,),
+        value=number(added, digits=3),
+        device_class="energy",
+        state_class=state_class,
+        unit="kWh",
+        precision=2,
+        icon="mdi:ev-station",
+        enabled_by_default=enabled,
+        doc=doc,
+    )
+
+
+def _cost(key: str, added: str, name: str, *, state_class: str | None,
+          doc: str = "") -> EntityDescription:
+    return EntityDescription(
+        key=key,
+        component="sensor",
+        entity_category="diagnostic",
+        name=name,
+        reads=(added,),
+        value=number(added, digits=2),
+        device_class="monetary",  # unit: the charger's tariff currency (discovery)
+        state_class=state_class,
+        unit="EUR",
+        precision=2,
+        plausible=(-1e9, 1e9),  # the ledger computed it from sane energy and prices
+        icon="mdi:cash",
+        doc=doc,
+    )
+
+
+def _has_card(slot: int) -> Callable[[Set[str]], bool]:
+    def present(keys: Set[str]) -> bool:
+        return card_keys(slot)[0] in keys or "cards" in keys
+
+    return present
+
+
+def _card_month(slot: int) -> EntityDescription:
+    return EntityDescription(
+        key=f"card_{slot}_energy_this_month",
+        component="sensor",
+        entity_category="diagnostic",
+        name=f"Card {slot} energy this month",
+        reads=(card_month_key(slot),),
+        value=number(card_month_key(slot), digits=3),
+        device_class="energy",
+        state_class="total_increasing",
+        unit="kWh",
+        precision=2,
+        present_if=_has_card(slot),
+        enabled_by_default=slot == 0,
+        icon="mdi:card-account-details-outline",
+        doc="from the ledger's sessions with this card (not c0e)" if slot == 0 else "",
+    )
+
+
+SESSION: tuple[EntityDescription, ...] = (
+    _energy("session_energy", SESSION_ENERGY, "Session energy", state_class="total_increasing",
+            doc="the open session's (else the last one's), from eto"),
+    _cost("session_cost", SESSION_COST, "Session cost", state_class="total",
+          doc="the open session's so far, at each interval's price"),
+    _energy("last_session_energy", LAST_ENERGY, "Last session energy", state_class=None),
+    _cost("last_session_cost", LAST_COST, "Last session cost", state_class=None),
+    EntityDescription(
+        key="last_session_duration",
+        component="sensor",
+        entity_category="diagnostic",
+        name="Last session duration",
+        reads=(LAST_DURATION,),
+        value=number(LAST_DURATION, digits=0),
+        device_class="duration",
+        unit="s",
+        icon="mdi:timer-outline",
+    ),
+    EntityDescription(
+        key="last_session_card",
+        component="sensor",
+        entity_category="diagnostic",
+        name="Last session card",
+        reads=(LAST_CARD,),
+        value=text(LAST_CARD),
+        icon="mdi:card-account-details-outline",
+        doc="the card's name, app, or none",
+    ),
+    _energy("energy_this_month", MONTH_ENERGY, "Energy this month",
+            state_class="total_increasing", doc="the ledger's sessions this month"),
+    _cost("cost_this_month", MONTH_COST, "Cost this month", state_class="total"),
+    *(_card_month(slot) for slot in range(CARD_SLOTS)),
+)  # fmt: skip

@@ -1,0 +1,179 @@
+"""What a kWh costs over an interval: fixed, by time of use, or from an MQTT topic.
+
+Energy is priced as it flows: each interval between two readings at that interval's
+price, its time-weighted average (an interval across a tariff change is split by
+time). Pure; times are unix seconds, local time is the tariff's timezone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zoneinfo
+from collections import deque
+from datetime import datetime, timedelta, tzinfo
+from typing import Protocol
+
+from goe2mqtt.config.tariff import MAX_PRICE, TariffSettings
+from goe2mqtt.util.numbers import describe, finite_number, lenient_number
+
+MAX_SEGMENTS = 10_000  # an interval of weeks (a charger offline that long) at most
+PRICE_HISTORY = 4096  # price changes kept per topic (a day of 15-minute prices, many times)
+
+
+class Pricing(Protocol):
+    def average(self, start: float, end: float) -> float | None:
+        """The price per kWh over [start, end]; None when none is known."""
+
+
+class FixedPrice:
+    def __init__(self, price: float) -> None:
+        self.price = price
+
+    def average(self, start: float, end: float) -> float | None:
+        return self.price
+
+
+def zone(name: str | None) -> tzinfo | None:
+    """The tariff's timezone; None: the system's local time."""
+    return None if name is None else zoneinfo.ZoneInfo(name)
+
+
+def local(timestamp: float, tz: tzinfo | None) -> datetime:
+    return datetime.fromtimestamp(timestamp, tz)
+
+
+def month_start(timestamp: float, tz: tzinfo | None) -> float:
+    """The first instant of the month ``timestamp`` falls in, in that timezone."""
+    moment = local(timestamp, tz)
+    return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+class TimeOfUse:
+    """A weekly table (validated to cover every minute once, see config/tariff.py)."""
+
+    def __init__(self, tariff: TariffSettings) -> None:
+        assert tariff.time_of_use is not None
+        self.tz = zone(tariff.timezone)
+        self._days: list[list[tuple[int, int, float]]] = [[] for _ in range(7)]
+        for entry in tariff.time_of_use:
+            for day, start, end in entry.spans():
+                self._days[day].append((start, end, entry.price))
+        for spans in self._days:
+            spans.sort()
+
+    def _span(self, moment: datetime) -> tuple[int, int, float]:
+        minute = moment.hour * 60 + moment.minute
+        for span in self._days[moment.weekday()]:
+            if span[0] <= minute < span[1]:
+                return span
+        raise AssertionError("time_of_use was validated to cover the whole week")
+
+    def price_at(self, timestamp: float) -> float:
+        return self._span(local(timestamp, self.tz))[2]
+
+    def average(self, start: float, end: float) -> float | None:
+        if end <= start:
+            return self.price_at(end)
+        total, at = 0.0, start
+        for _ in range(MAX_SEGMENTS):
+            if at >= end:
+                break
+            moment = local(at, self.tz)
+            _, span_end, price = self._span(moment)
+            midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+            # Wall-clock arithmetic, then back to an instant: DST days come out right.
+            until = (midnight + timedelta(minutes=span_end)).timestamp()
+            if until <= at:  # a wall time that does not exist (DST): move a minute on
+                until = at + 60.0
+            until = min(until, end)
+            total += price * (until - at)
+            at = until
+        if at < end:
+            total += self.price_at(end) * (end - at)
+        return total / (end - start)
+
+
+def parse_price(payload: bytes) -> float:
+    """A price payload: a number, a number as text, or {"price": N}; ValueError if not."""
+    try:
+        value = json.loads(payload.decode("utf-8").strip() or "null")
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ValueError("price: payload is not a number or JSON") from None
+    if isinstance(value, dict):
+        value = value.get("price")
+    number = finite_number(lenient_number(value))
+    if number is None or isinstance(value, bool):
+        raise ValueError(f"price: {describe(value)} is not a number")
+    if not -MAX_PRICE <= number <= MAX_PRICE:
+        raise ValueError(f"price: {describe(number)} is beyond ±{MAX_PRICE:g} per kWh")
+    return float(number)
+
+
+class TopicPrice:
+    """The price an MQTT topic says; the last good one stays (with its age) when a
+    payload is refused. The first price heard counts backwards too: a retained price
+    stood before we subscribed."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self._changes: deque[tuple[float, float]] = deque(maxlen=PRICE_HISTORY)
+        self.refused = 0
+
+    def offer(self, payload: bytes, now: float) -> str | None:
+        """Take a payload; the reason when it is refused."""
+        try:
+            price = parse_price(payload)
+        except ValueError as exc:
+            self.refused += 1
+            return str(exc)
+        if self._changes and self._changes[-1][0] > now:
+            now = self._changes[-1][0]  # the clock went back: keep the history in order
+        self._changes.append((now, price))
+        return None
+
+    @property
+    def last(self) -> tuple[float, float] | None:
+        """(when it came, price) of the last good price."""
+        return self._changes[-1] if self._changes else None
+
+    def price_at(self, timestamp: float) -> float | None:
+        if not self._changes:
+            return None
+        price = self._changes[0][1]
+        for when, value in self._changes:
+            if when > timestamp:
+                break
+            price = value
+        return price
+
+    def average(self, start: float, end: float) -> float | None:
+        if not self._changes:
+            return None
+        if end <= start:
+            return self.price_at(end)
+        total, at, price = 0.0, start, self.price_at(start)
+        assert price is not None
+        for when, value in self._changes:
+            if when <= at:
+                continue
+            if when >= end:
+                break
+            total += price * (when - at)
+            at, price = when, value
+        total += price * (end - at)
+        result = total / (end - start)
+        return result if math.isfinite(result) else None
+
+
+def pricing_for(tariff: TariffSettings, topics: dict[str, TopicPrice]) -> Pricing | None:
+    """The tariff's pricing (topic prices shared by every charger on the topic);
+    None when it prices nothing."""
+    if tariff.price_per_kwh is not None:
+        return FixedPrice(tariff.price_per_kwh)
+    if tariff.time_of_use is not None:
+        return TimeOfUse(tariff)
+    if tariff.price_topic is not None:
+        return topics.setdefault(tariff.price_topic, TopicPrice(tariff.price_topic))
+    return None
+

@@ -1,0 +1,273 @@
+"""The books on disk: {client_id}.sessions in state_dir, sqlite, beside the journal.
+
+The journal's durability rules: WAL with synchronous=FULL (a commit is on disk when
+it returns, a killed process leaves a consistent file), the file and its -wal/-shm
+0600. A session's opening and closing are committed at once; its progress (energy,
+cost so far) in batches, so 10 000 charging chargers cost a commit now and then, not
+an fsync per delta. A partial unique index keeps one open session per charger.
+Readers (`goe2mqtt sessions`) open it read-only while the daemon writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from goe2mqtt.ledger.record import Session
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    charger TEXT NOT NULL,
+    serial TEXT,
+    started REAL NOT NULL,
+    ended REAL,                 -- NULL while open
+    end_reason TEXT,
+    eto_start REAL,
+    eto_last REAL,
+    energy_wh REAL,             -- eto_last - eto_start
+    seen_at REAL NOT NULL,
+    charger_wh REAL,
+    energy_grid_wh REAL NOT NULL,
+    energy_pv_wh REAL NOT NULL,
+    cost_so_far REAL NOT NULL,
+    cost REAL,                  -- NULL: not priced (no tariff, flagged, no price)
+    unpriced_wh REAL NOT NULL,
+    priced INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    peak_power_w REAL,
+    phases INTEGER,
+    card_slot INTEGER,
+    card TEXT NOT NULL,
+    reboots INTEGER,
+    flags TEXT NOT NULL,        -- JSON list; empty: not flagged
+    announced INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_open_session ON sessions(charger) WHERE ended IS NULL;
+CREATE INDEX IF NOT EXISTS sessions_started ON sessions(started);
+-- A charger's last session and this month's, at start-up, for each of a fleet.
+CREATE INDEX IF NOT EXISTS sessions_charger ON sessions(charger, started);
+CREATE INDEX IF NOT EXISTS sessions_unannounced ON sessions(announced) WHERE announced = 0;
+"""
+
+_FIELDS = (
+    "id", "charger", "serial", "started", "ended", "end_reason", "eto_start", "eto_last",
+    "energy_wh", "seen_at", "charger_wh", "energy_grid_wh", "energy_pv_wh", "cost_so_far",
+    "cost", "unpriced_wh", "priced", "currency", "peak_power_w", "phases", "card_slot", "card",
+    "reboots", "flags", "announced",
+)  # fmt: skip
+_STORED = tuple(f for f in _FIELDS if f not in ("energy_wh", "cost"))
+# Not INSERT OR REPLACE: that would delete another open session of the charger to
+# make room, where the index must refuse instead.
+_UPSERT = (
+    f"INSERT INTO sessions ({', '.join(_FIELDS)}) VALUES ({', '.join('?' for _ in _FIELDS)})"
+    f" ON CONFLICT(id) DO UPDATE SET {', '.join(f'{f} = excluded.{f}' for f in _FIELDS[1:])}"
+)
+
+
+_PROGRESS = (
+    "UPDATE sessions SET eto_last = ?, energy_wh = ?, seen_at = ?, charger_wh = ?,"
+    " energy_grid_wh = ?, energy_pv_wh = ?, cost_so_far = ?, cost = ?, unpriced_wh = ?,"
+    " peak_power_w = ?, phases = ?, card_slot = ?, card = ?, flags = ? WHERE id = ?"
+)
+
+
+class StoreUnusable(Exception):
+    """The sessions file cannot be opened or written."""
+
+
+def _row(session: Session) -> tuple[Any, ...]:
+    values = {name: getattr(session, name) for name in _STORED}
+    values.update(
+        energy_wh=session.energy_wh,
+        cost=session.cost,
+        flags=json.dumps(session.flags),
+        priced=int(session.priced),
+        announced=int(session.announced),
+    )
+    return tuple(values[name] for name in _FIELDS)
+
+
+def session_of(row: sqlite3.Row) -> Session:
+    values = {name: row[name] for name in _STORED}
+    values["flags"] = json.loads(values["flags"])
+    values["priced"] = bool(values["priced"])
+    values["announced"] = bool(values["announced"])
+    return Session(**values)
+
+
+class SessionStore:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        self.path = path
+        old_umask = os.umask(0o077)  # -wal and -shm are created 0600 too
+        try:
+            if read_only:
+                self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.executescript(_SCHEMA)
+            self._db.row_factory = sqlite3.Row
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnusable(f"{path}: {exc}") from None
+        finally:
+            os.umask(old_umask)
+        if not read_only:
+            for suffix in ("", "-wal", "-shm"):
+                name = path.with_name(path.name + suffix)
+                if name.exists():
+                    os.chmod(name, 0o600)  # who charged when, with which card: private
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            with self._db:  # one transaction, committed (and synced) on leaving
+                self._db.execute("BEGIN IMMEDIATE")
+                yield
+        except sqlite3.Error as exc:
+            raise StoreUnusable(f"cannot write {self.path.name}: {exc}") from None
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def save(self, sessions: Iterable[Session]) -> None:
+        """Write these sessions (opened, closed or progressed) in one commit."""
+        rows = [_row(s) for s in sessions]
+        if not rows:
+            return
+        with self._writing():
+            self._db.executemany(_UPSERT, rows)
+
+    def save_progress(self, sessions: list[Session]) -> None:
+        """What counting changes of open sessions already stored, in one commit: an
+        UPDATE of those columns only (a few times cheaper than save's upsert, which
+        matters for a fleet's thousand a minute). One not stored yet is saved whole."""
+        rows = [
+            (s.eto_last, s.energy_wh, s.seen_at, s.charger_wh, s.energy_grid_wh,
+             s.energy_pv_wh, s.cost_so_far, s.cost, s.unpriced_wh, s.peak_power_w, s.phases,
+             s.card_slot, s.card, json.dumps(s.flags) if s.flags else "[]", s.id)
+            for s in sessions
+        ]  # fmt: skip
+        if not rows:
+            return
+        with self._writing():
+            cursor = self._db.executemany(_PROGRESS, rows)
+            if cursor.rowcount != len(rows):
+                self._db.executemany(_UPSERT, [_row(s) for s in sessions])
+
+    def announced(self, session_id: str) -> None:
+        with self._writing():
+            self._db.execute("UPDATE sessions SET announced = 1 WHERE id = ?", (session_id,))
+
+    def prune(self, before: float) -> int:
+        """Forget closed, announced sessions that ended before ``before``."""
+        with self._writing():
+            cursor = self._db.execute(
+                "DELETE FROM sessions WHERE ended IS NOT NULL AND ended < ? AND announced = 1",
+                (before,),
+            )
+        return cursor.rowcount
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def open_sessions(self) -> list[Session]:
+        rows = self._db.execute("SELECT * FROM sessions WHERE ended IS NULL").fetchall()
+        return [session_of(r) for r in rows]
+
+    def unannounced(self) -> list[Session]:
+        rows = self._db.execute(
+            "SELECT * FROM sessions WHERE announced = 0 AND ended IS NOT NULL ORDER BY ended"
+        ).fetchall()
+        return [session_of(r) for r in rows]
+
+    def last_closed(self, charger: str) -> Session | None:
+        row = self._db.execute(
+            "SELECT * FROM sessions WHERE charger = ? AND ended IS NOT NULL"
+            " ORDER BY started DESC LIMIT 1",
+            (charger,),
+        ).fetchone()
+        return None if row is None else session_of(row)
+
+    def totals_since(self, charger: str, since: float) -> tuple[float, float, dict[int, float]]:
+        """Closed sessions that started since ``since``: (Wh, cost, Wh per card slot)."""
+        energy = cost = 0.0
+        per_card: dict[int, float] = {}
+        rows = self._db.execute(
+            "SELECT card_slot, SUM(COALESCE(energy_wh, 0)), SUM(COALESCE(cost, 0))"
+            " FROM sessions WHERE charger = ? AND ended IS NOT NULL AND started >= ?"
+            " GROUP BY card_slot",
+            (charger, since),
+        )
+        for slot, wh, money in rows:
+            energy += wh
+            cost += money
+            if slot is not None:
+                per_card[slot] = per_card.get(slot, 0.0) + wh
+        return energy, cost, per_card
+
+    def sessions(
+        self,
+        *,
+        charger: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        card: str | None = None,
+    ) -> list[Session]:
+        clauses, params = _filters(charger, since, until, card)
+        rows = self._db.execute(
+            f"SELECT * FROM sessions {clauses} ORDER BY started, charger", params
+        ).fetchall()
+        return [session_of(r) for r in rows]
+
+    def span(self, **filters: Any) -> tuple[float, float] | None:
+        """The first and last start among the sessions the filters select."""
+        clauses, params = _filters(**filters)
+        first, last = self._db.execute(
+            f"SELECT MIN(started), MAX(started) FROM sessions {clauses}", params
+        ).fetchone()
+        return None if first is None else (first, last)
+
+    def summary(
+        self, group: str, months: list[tuple[str, float, float]], **filters: Any
+    ) -> list[tuple[Any, ...]]:
+        """Per month and card (or charger): count, Wh, grid Wh, PV Wh, cost, unpriced count.
+        One pass over the sessions the filters select (a plain scan of the table when
+        they select all: sqlite reads it in order, no index lookups)."""
+        assert group in ("card", "charger")
+        clauses, params = _filters(**filters)
+        case = " ".join("WHEN started < ? THEN ?" for _ in months)
+        labels = [value for label, _, end in months for value in (end, label)]
+        return [
+            tuple(row)
+            for row in self._db.execute(
+                f"SELECT CASE {case} END AS month, {group}, COUNT(*), TOTAL(energy_wh),"
+                " TOTAL(energy_grid_wh), TOTAL(energy_pv_wh), TOTAL(cost), SUM(cost IS NULL)"
+                f" FROM sessions {clauses} GROUP BY month, {group} ORDER BY month, {group}",
+                [*labels, *params],
+            )
+        ]
+
+
+def _filters(
+    charger: str | None = None, since: float | None = None, until: float | None = None,
+    card: str | None = None,
+) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for clause, value in (
+        ("charger = ?", charger), ("started >= ?", since), ("started < ?", until),
+        ("card = ?", card),
+    ):  # fmt: skip
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params

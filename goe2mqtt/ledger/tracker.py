@@ -1,0 +1,217 @@
+"""One charger's sessions, from the statuses it sends: when one opens, what it
+counts, how it ends.
+
+Pure: the caller gives the time (unix for the books, monotonic for ages) and gets
+back what changed, to store and publish. A session opens when a car connects and
+closes when it is gone; a counter that runs backwards, or faster than a charger can
+deliver, closes it flagged (never a negative or absurd energy); a restart of the
+charger closes it too. Energy is counted reading by reading, each interval priced
+and split into grid and PV by that interval's grid reading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from goe2mqtt.ledger.pricing import Pricing
+from goe2mqtt.ledger.readings import Reading
+from goe2mqtt.ledger.record import (
+    BRIDGE_GAP,
+    CHARGER_RESTARTED,
+    COUNTER_JUMP,
+    UNPLUGGED,
+    Session,
+    new_id,
+)
+
+# No charger delivers more (go-e: 22 kW; twice that, for meters and rounding) ...
+MAX_CHARGE_POWER_W = 44_000.0
+# ... and readings may lag each other by this much (cloud data is up to 30 s old,
+# a pushed delta a few seconds): the allowance for a counter's step.
+READING_LAG_S = 120.0
+
+
+def allowance_wh(elapsed: float) -> float:
+    """The most energy a counter may add in ``elapsed`` seconds."""
+    return MAX_CHARGE_POWER_W * (max(0.0, elapsed) + READING_LAG_S) / 3600.0
+
+
+def grid_share(charger_w: float | None, grid_w: float | None) -> float:
+    """The part of the charger's energy that came from the grid.
+
+    The grid reading is the house meter and includes the charger, which is the load
+    that follows the sun: the import is the charger's first. 9 kW drawn with 3 kW
+    imported is a third grid; exporting, none of it. Without a reading, all of it."""
+    if grid_w is None:
+        return 1.0
+    if charger_w is None or charger_w <= 0:
+        return 1.0 if grid_w > 0 else 0.0
+    return min(max(grid_w, 0.0), charger_w) / charger_w
+
+
+@dataclass
+class Step:
+    """What one reading changed: sessions opened, closed, or counted."""
+
+    opened: list[Session] = field(default_factory=list)
+    closed: list[Session] = field(default_factory=list)
+    counted: bool = False  # the open session's progress changed (written in batches)
+    flagged: bool = False  # the open session got a new flag (written at once)
+
+
+class Tracker:
+    def __init__(
+        self,
+        charger: str,
+        *,
+        currency: str,
+        pricing: Pricing | None,
+        pv_price: float = 0.0,
+        resumed: Session | None = None,
+        new_id: Callable[[str, float], str] = new_id,
+    ) -> None:
+        self.charger = charger
+        self.currency = currency
+        self.pricing = pricing
+        self.pv_price = pv_price
+        self.open = resumed
+        self._new_id = new_id
+        # A session from disk: the bridge was away; until the first reading the
+        # ages come from the wall clock.
+        self._seen_mono: float | None = None
+        self._resumed = resumed is not None
+
+    def observe(
+        self,
+        reading: Reading,
+        *,
+        now: float,
+        mono: float,
+        serial: str | None,
+        grid_w: float | None = None,
+    ) -> Step:
+        step = Step()
+        session = self.open
+        last_seen = session.seen_at if session is not None else now
+        if session is not None:
+            self._count(session, reading, step, now=now, mono=mono, grid_w=grid_w)
+        resumed, self._resumed = self._resumed, False
+        session = self.open
+        if session is not None:
+            if (
+                reading.reboots is not None
+                and session.reboots is not None
+                and reading.reboots != session.reboots
+            ):
+                self._close(session, CHARGER_RESTARTED, now, step)
+            elif reading.connected is False:
+                # Gone while the bridge was away: it cannot know when.
+                reason = BRIDGE_GAP if resumed else UNPLUGGED
+                self._close(session, reason, last_seen if resumed else now, step)
+        if self.open is None and reading.connected:
+            self._start(reading, now=now, mono=mono, serial=serial, step=step)
+        return step
+
+    # --- counting -----------------------------------------------------------------------
+
+    def _count(
+        self, session: Session, reading: Reading, step: Step, *,
+        now: float, mono: float, grid_w: float | None,
+    ) -> None:  # fmt: skip
+        for problem in reading.problems:
+            step.flagged |= session.flag(problem)
+        eto = reading.eto
+        if eto is not None:
+            if session.eto_start is None:  # unreadable at the start: counted from here
+                session.eto_start = session.eto_last = eto
+                step.flagged |= session.flag("eto: unreadable at the start")
+            assert session.eto_last is not None
+            delta = eto - session.eto_last
+            elapsed = (
+                mono - self._seen_mono if self._seen_mono is not None else now - session.seen_at
+            )
+            if delta < 0:
+                session.flag(f"eto went backwards from {session.eto_last:.0f} to {eto:.0f} Wh")
+                self._close(session, COUNTER_JUMP, now, step)
+                return
+            if delta > allowance_wh(elapsed):
+                session.flag(
+                    f"eto jumped by {delta:.0f} Wh in {max(0.0, elapsed):.0f} s,"
+                    " more than a charger delivers"
+                )
+                self._close(session, COUNTER_JUMP, now, step)
+                return
+            if delta > 0:
+                self._price(session, delta, session.seen_at, now, reading.power, grid_w)
+                session.eto_last = eto
+                step.counted = True
+            session.seen_at = max(now, session.seen_at)
+            self._seen_mono = mono
+        if reading.wh is not None and reading.wh != session.charger_wh:
+            session.charger_wh = reading.wh
+            step.counted = True
+        if reading.power is not None and (
+            session.peak_power_w is None or reading.power > session.peak_power_w
+        ):
+            session.peak_power_w = reading.power
+            step.counted = True
+        if reading.phases and (session.phases is None or reading.phases > session.phases):
+            session.phases = reading.phases
+            step.counted = True
+        if reading.trx_known and reading.trx is not None:
+            slot = reading.trx - 1 if reading.trx > 0 else None
+            if (slot, reading.card) != (session.card_slot, session.card):
+                session.card_slot, session.card = slot, reading.card or "none"
+                step.counted = True
+
+    def _price(
+        self, session: Session, delta: float, start: float, end: float,
+        power: float | None, grid_w: float | None,
+    ) -> None:  # fmt: skip
+        grid = delta * grid_share(power, grid_w)
+        pv = delta - grid
+        session.energy_grid_wh += grid
+        session.energy_pv_wh += pv
+        if self.pricing is None:
+            return
+        price = self.pricing.average(min(start, end), end)
+        if price is None:
+            session.unpriced_wh += delta
+            return
+        session.cost_so_far += grid / 1000 * price + pv / 1000 * self.pv_price
+
+    # --- opening and closing ---------------------------------------------------------------
+
+    def _start(
+        self, reading: Reading, *, now: float, mono: float, serial: str | None, step: Step
+    ) -> None:
+        session = Session(
+            id=self._new_id(self.charger, now),
+            charger=self.charger,
+            serial=serial,
+            started=now,
+            eto_start=reading.eto,
+            eto_last=reading.eto,
+            seen_at=now,
+            currency=self.currency,
+            priced=self.pricing is not None,
+            reboots=reading.reboots,
+            charger_wh=reading.wh,
+            peak_power_w=reading.power,
+            phases=reading.phases or None,
+        )
+        if reading.trx_known and reading.trx is not None:
+            session.card_slot = reading.trx - 1 if reading.trx > 0 else None
+            session.card = reading.card or "none"
+        for problem in reading.problems:
+            session.flag(problem)
+        if reading.eto is None:
+            session.flag("eto: unreadable at the start")
+        self.open, self._seen_mono = session, mono
+        step.opened.append(session)
+
+    def _close(self, session: Session, reason: str, at: float, step: Step) -> None:
+        session.ended, session.end_reason = max(at, session.started), reason
+        self.open = None
+        step.closed.append(session)

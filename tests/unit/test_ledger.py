@@ -1,0 +1,316 @@
+"""The session ledger's pure logic: sessions from statuses, energy from eto, flags for
+what cannot be right, prices per interval, the PV split, the tariff's checks (the
+store and the books: test_ledger_books.py)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from goe2mqtt.config.problems import ConfigError
+from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.config.tariff import TariffSettings
+from goe2mqtt.ledger.pricing import TimeOfUse, TopicPrice, parse_price
+from goe2mqtt.ledger.readings import read
+from goe2mqtt.ledger.record import (
+    BRIDGE_GAP,
+    CHARGER_RESTARTED,
+    COUNTER_JUMP,
+    UNPLUGGED,
+)
+from goe2mqtt.ledger.tracker import Tracker, grid_share
+
+T0 = 1_796_000_000.0  # 2026-11-30T00:53:20Z, a Monday
+
+
+def status(car: int = 2, eto: Any = 100_000, *, wh: Any = 0.0, power: float = 11_000.0,
+           trx: Any = None, rbc: int = 7, **more: Any) -> dict[str, Any]:  # fmt: skip
+    nrg = [230, 230, 230, 0, 16, 16, 16, 3680, 3680, 3680, 0, power, 100, 100, 100, 0]
+    return {"car": car, "eto": eto, "wh": wh, "nrg": nrg, "pnp": 3, "trx": trx, "rbc": rbc,
+            "c0n": "Alice", "c1n": "Bob", **more}  # fmt: skip
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now, self.mono = T0, 1000.0
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.mono += seconds
+
+
+def tracker(price: float | None = 0.30) -> Tracker:
+    tariff = TariffSettings(price_per_kwh=price) if price is not None else TariffSettings()
+    from goe2mqtt.ledger.pricing import pricing_for
+
+    return Tracker("garage", currency="EUR", pricing=pricing_for(tariff, {}))
+
+
+def feed(t: Tracker, clock: Clock, values: dict[str, Any], grid_w: float | None = None) -> Any:
+    return t.observe(read(values), now=clock.now, mono=clock.mono, serial="012345", grid_w=grid_w)
+
+
+def test_a_session_opens_with_the_car_counts_eto_and_closes_when_it_is_gone() -> None:
+    t, clock = tracker(), Clock()
+    assert feed(t, clock, status(car=1)).opened == []
+    step = feed(t, clock, status(car=3, eto=100_000, trx=None))
+    assert [s.charger for s in step.opened] == ["garage"]
+    session = step.opened[0]
+    for eto in (101_000, 102_000, 103_456):
+        clock.advance(600)
+        assert feed(t, clock, status(car=2, eto=eto, wh=eto - 100_000, trx=2)).counted
+    clock.advance(60)
+    step = feed(t, clock, status(car=1, eto=103_456, wh=3456))
+    assert step.closed == [session]
+    record = session.public()
+    assert record["energy_wh"] == 3456
+    assert record["charger_wh"] == 3456  # the cross-check agrees
+    assert record["cost"] == round(3.456 * 0.30, 2)
+    assert record["ended"] == UNPLUGGED
+    assert (record["card_slot"], record["card"]) == (1, "Bob")
+    assert record["phases"] == 3
+    assert record["peak_power_w"] == 11_000
+    assert record["duration_s"] == 1860
+    assert record["start"].endswith("+00:00")
+    assert not record["flagged"]
+    assert t.open is None
+
+
+def test_energy_is_eto_end_minus_start_whatever_wh_does() -> None:
+    t, clock = tracker(), Clock()
+    feed(t, clock, status(eto=500_000, wh=900.0))
+    clock.advance(3600)
+    feed(t, clock, status(eto=507_000, wh=0.0))  # wh reset (a firmware quirk)
+    clock.advance(60)
+    closed = feed(t, clock, status(car=1, eto=507_000, wh=0.0)).closed[0]
+    assert closed.energy_wh == 7000
+
+
+@pytest.mark.parametrize(
+    ("after", "elapsed", "why"),
+    [(99_000, 600, "backwards"), (100_000 + 500_000, 600, "jumped")],
+)
+def test_a_counter_that_jumps_closes_the_session_flagged_never_absurd(
+    after: float, elapsed: float, why: str
+) -> None:
+    t, clock = tracker(), Clock()
+    feed(t, clock, status(eto=100_000))
+    clock.advance(60)
+    feed(t, clock, status(eto=100_200))
+    clock.advance(elapsed)
+    step = feed(t, clock, status(eto=after))
+    closed = step.closed[0]
+    assert closed.end_reason == COUNTER_JUMP
+    assert closed.energy_wh == 200  # up to the last good reading
+    assert closed.cost is None
+    assert why in closed.flags[0]
+    # The car is still there: a new session counts from the new reading.
+    assert step.opened
+    assert step.opened[0].eto_start == after
+
+
+def test_a_charger_offline_for_hours_keeps_its_session_and_counts_the_energy() -> None:
+    t, clock = tracker(), Clock()
+    feed(t, clock, status(eto=100_000))
+    clock.advance(5 * 3600)  # nothing heard: 5 h later, 40 kWh more
+    assert feed(t, clock, status(eto=140_000)).closed == []
+    clock.advance(10)
+    assert feed(t, clock, status(car=1, eto=140_000)).closed[0].energy_wh == 40_000
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [{"eto": 10**400}, {"eto": math.nan}, {"eto": "lots"}, {"eto": -5}, {"wh": -1},
+     {"wh": math.inf}, {"trx": "card"}, {"trx": -3}, {"trx": 10**400}],
+)  # fmt: skip
+def test_hostile_values_flag_the_session_and_it_is_never_priced(hostile: dict[str, Any]) -> None:
+    t, clock = tracker(), Clock()
+    feed(t, clock, status(eto=100_000))
+    clock.advance(60)
+    step = feed(t, clock, status(**{"eto": 100_100, **hostile}))
+    assert step.flagged
+    assert step.closed == []
+    clock.advance(60)
+    feed(t, clock, status(eto=100_300))
+    closed = feed(t, clock, status(car=1, eto=100_300)).closed[0]
+    assert closed.flagged
+    assert closed.cost is None
+    assert closed.energy_wh == 300  # no absurd energy: only good readings count
+    assert all(len(flag) < 120 for flag in closed.flags)
+
+
+def test_a_charger_restart_closes_the_session_and_a_new_one_opens() -> None:
+    t, clock = tracker(), Clock()
+    feed(t, clock, status(eto=100_000, rbc=7))
+    clock.advance(600)
+    step = feed(t, clock, status(eto=101_000, rbc=8))
+    assert [s.end_reason for s in step.closed] == [CHARGER_RESTARTED]
+    assert step.closed[0].energy_wh == 1000
+    assert step.opened[0].eto_start == 101_000
+
+
+def test_a_session_resumed_from_disk_that_ended_meanwhile_is_a_bridge_gap() -> None:
+    t, clock = tracker(), Clock()
+    session = feed(t, clock, status(eto=100_000)).opened[0]
+    resumed = Tracker("garage", currency="EUR", pricing=None, resumed=session)
+    clock.advance(3600)
+    closed = feed(resumed, clock, status(car=1, eto=104_000)).closed[0]
+    assert closed.end_reason == BRIDGE_GAP
+    assert closed.energy_wh == 4000
+    assert closed.ended == T0  # when it was last known open, not now
+
+
+def test_a_resumed_session_with_the_car_still_there_goes_on() -> None:
+    t, clock = tracker(), Clock()
+    session = feed(t, clock, status(eto=100_000)).opened[0]
+    resumed = Tracker("garage", currency="EUR", pricing=None, resumed=session)
+    clock.advance(600)
+    assert feed(resumed, clock, status(eto=101_000)).closed == []
+    assert resumed.open is session
+    assert session.energy_wh == 1000
+
+
+def test_the_grid_share_follows_the_house_meter() -> None:
+    assert grid_share(9000, 3000) == pytest.approx(1 / 3)  # the issue's example
+    assert grid_share(9000, -2000) == 0.0  # exporting: all PV
+    assert grid_share(9000, 12_000) == 1.0  # importing more than the charger draws
+    assert grid_share(9000, None) == 1.0  # no PV feed: all grid
+    assert grid_share(None, 500) == 1.0
+
+
+def test_a_session_with_a_pv_reading_splits_grid_and_pv() -> None:
+    t, clock = tracker(price=0.30), Clock()
+    feed(t, clock, status(eto=100_000, power=9000))
+    clock.advance(3600)
+    feed(t, clock, status(eto=109_000, power=9000), grid_w=3000)
+    closed = feed(t, clock, status(car=1, eto=109_000)).closed[0]
+    assert closed.energy_grid_wh == pytest.approx(3000)
+    assert closed.energy_pv_wh == pytest.approx(6000)
+    assert closed.cost == pytest.approx(0.9)  # the grid part at 0.30; PV at 0 by default
+
+
+# --- prices ------------------------------------------------------------------------------
+
+
+def tou(**extra: Any) -> TariffSettings:
+    return TariffSettings.model_validate({
+        "time_of_use": [
+            {"days": "mon-fri", "from": "07:00", "to": "22:00", "price": 0.32},
+            {"days": "mon-fri", "from": "22:00", "to": "07:00", "price": 0.22},
+            {"days": "sat-sun", "from": "00:00", "to": "24:00", "price": 0.12},
+        ],
+        "timezone": "Europe/Vienna",
+        **extra,
+    })  # fmt: skip
+
+
+def test_time_of_use_splits_an_interval_across_a_tariff_change() -> None:
+    prices = TimeOfUse(tou())
+    # Monday 2026-11-30 21:00 to 23:00 Vienna (UTC+1): an hour at 0.32, an hour at 0.22.
+    start = 1_796_068_800.0  # 2026-11-30T20:00:00Z
+    assert prices.price_at(start) == 0.32
+    assert prices.average(start, start + 7200) == pytest.approx(0.27)
+    # Sunday to Monday midnight: weekend price, then the night price.
+    sunday_23 = start - 22 * 3600
+    assert prices.average(sunday_23, sunday_23 + 7200) == pytest.approx((0.12 + 0.22) / 2)
+
+
+def test_a_tracker_prices_each_interval_at_its_own_time_of_use_price() -> None:
+    from goe2mqtt.ledger.pricing import pricing_for
+
+    t = Tracker("garage", currency="EUR", pricing=pricing_for(tou(), {}))
+    clock = Clock()
+    clock.now = 1_796_068_800.0 - 3600  # Monday 20:00 Vienna
+    feed(t, clock, status(eto=0 + 1000))
+    clock.advance(3600)
+    feed(t, clock, status(eto=11_000))  # 10 kWh at 0.32
+    clock.advance(3600)
+    feed(t, clock, status(eto=11_000))  # 21:00-22:00, nothing
+    clock.advance(3600)
+    feed(t, clock, status(eto=21_000))  # 22:00-23:00: 10 kWh at 0.22
+    closed = feed(t, clock, status(car=1, eto=21_000)).closed[0]
+    assert closed.cost == pytest.approx(3.2 + 2.2)
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ([{"days": "mon-sun", "from": "00:00", "to": "12:00", "price": 1},
+          {"days": "mon-fri", "from": "11:00", "to": "24:00", "price": 2}],
+         "entries 0 and 1 overlap on mon at 11:00"),
+        ([{"days": "daily", "from": "00:00", "to": "12:00", "price": 1},
+          {"days": "daily", "from": "13:00", "to": "24:00", "price": 2}],
+         "no price on mon from 12:00 (a gap next to entry 0 and entry 1)"),
+        ([{"days": "mon-fri", "from": "00:00", "to": "24:00", "price": 1}],
+         "no price on sat from 00:00"),
+        ([{"days": "weekdays", "from": "00:00", "to": "24:00", "price": 1}], "days: 'weekdays'"),
+        ([{"from": "7:00", "to": "24:00", "price": 1}], "from: '7:00' is not a time of day"),
+    ],
+)  # fmt: skip
+def test_time_of_use_gaps_and_overlaps_are_refused_naming_the_entries(
+    entries: list[dict[str, Any]], message: str
+) -> None:
+    raw = {"mqtt": {"host": "localhost"}, "chargers": [{"name": "a", "host": "127.0.0.1"}],
+           "tariff": {"time_of_use": entries}}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"^tariff\.time_of_use") as caught:
+        parse_settings(raw)
+    assert message in str(caught.value)
+
+
+def test_a_charger_tariff_replaces_the_global_one_and_two_ways_are_refused() -> None:
+    raw: dict[str, Any] = {
+        "mqtt": {"host": "localhost"},
+        "tariff": {"price_per_kwh": 0.3, "currency": "CHF"},
+        "chargers": [{"name": "a", "host": "127.0.0.1"},
+                     {"name": "b", "host": "127.0.0.2", "tariff": {"price_topic": "p/now"}}],
+    }  # fmt: skip
+    settings = parse_settings(raw)
+    assert settings.tariff_for(settings.chargers[0]).price_per_kwh == 0.3
+    assert settings.tariff_for(settings.chargers[1]).price_topic == "p/now"
+    raw["tariff"]["price_topic"] = "p/now"
+    with pytest.raises(ConfigError, match="price_per_kwh and price_topic: give one way"):
+        parse_settings(raw)
+
+
+@pytest.mark.parametrize(
+    ("payload", "price"), [(b"0.253", 0.253), (b'{"price": -0.05}', -0.05), (b'"0.3"', 0.3)]
+)
+def test_price_payloads_a_number_or_an_object(payload: bytes, price: float) -> None:
+    assert parse_price(payload) == price
+
+
+@pytest.mark.parametrize(
+    "payload", [b"NaN", b"Infinity", b"unavailable", b"1e400", b"1001", b'{"price": "x"}',
+                b"true", b"[1]", b"\xff"],
+)  # fmt: skip
+def test_bad_prices_are_refused_and_the_last_good_one_stays(payload: bytes) -> None:
+    price = TopicPrice("p/now")
+    assert price.offer(b"0.30", T0) is None
+    assert price.offer(payload, T0 + 10) is not None
+    assert price.last == (T0, 0.30)
+    assert price.average(T0, T0 + 100) == 0.30
+
+
+def test_a_topic_price_is_averaged_over_time() -> None:
+    price = TopicPrice("p/now")
+    assert price.average(T0, T0 + 1) is None  # nothing heard yet
+    price.offer(b"0.20", T0 + 100)  # the first price stood before we heard it
+    price.offer(b"0.40", T0 + 200)
+    assert price.average(T0, T0 + 200) == pytest.approx(0.20)
+    assert price.average(T0 + 100, T0 + 300) == pytest.approx(0.30)
+
+
+def test_a_wall_clock_turned_back_changes_nothing_but_the_stamps() -> None:
+    t, clock = tracker(), Clock()
+    feed(t, clock, status(eto=100_000))
+    clock.now -= 3600  # NTP, a wrong RTC: the wall clock jumps back an hour
+    clock.mono += 600  # ten minutes really passed
+    assert feed(t, clock, status(eto=101_000)).closed == []  # no jump: ages are monotonic
+    clock.mono += 60
+    closed = feed(t, clock, status(car=1, eto=101_000)).closed[0]
+    assert closed.energy_wh == 1000
+    assert not closed.flagged
+    assert closed.cost == pytest.approx(0.3)
+    assert closed.public()["duration_s"] == 0  # never negative

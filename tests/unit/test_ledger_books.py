@@ -1,0 +1,292 @@
+"""The session ledger's store, its books and what the bridge publishes of them: the
+file's rules, progress in batches, resuming after a crash, months and cards, the
+session topics, pruning and `goe2mqtt sessions`."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from goe2mqtt.config.tariff import TariffSettings
+from goe2mqtt.ledger.books import Ledger
+from goe2mqtt.ledger.store import SessionStore, StoreUnusable
+from tests.unit.test_ledger import T0, Clock, feed, status, tracker
+
+# --- the store ---------------------------------------------------------------------------
+
+
+def test_the_store_is_private_wal_and_keeps_one_open_session_per_charger(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "goe2mqtt.sessions"
+    store = SessionStore(path)
+    t, clock = tracker(), Clock()
+    session = feed(t, clock, status(eto=100_000)).opened[0]
+    store.save([session])
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    other = feed(tracker(), clock, status(eto=5)).opened[0]
+    with pytest.raises(StoreUnusable, match="UNIQUE"):  # a second open one: refused
+        store.save([other])
+    other.charger = "carport"
+    store.save_progress([other])  # progress of one never stored: saved whole
+    assert {s.charger for s in store.open_sessions()} == {"garage", "carport"}
+    store.close()
+    reader = SessionStore(path, read_only=True)
+    assert {s.id for s in reader.open_sessions()} == {session.id, other.id}
+    reader.close()
+
+
+def test_books_write_progress_in_batches_and_resume_after_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "goe2mqtt.sessions"
+    clock = Clock()
+    ledger = Ledger(SessionStore(path), clock=lambda: clock.now, monotonic=lambda: clock.mono)
+    books = ledger.books_for("garage", TariffSettings(price_per_kwh=0.5))
+    books.observe(status(eto=100_000), serial="012345")
+    assert ledger.commit() == 1  # opened: on disk before anything is published
+    for eto in range(100_100, 101_100, 100):
+        clock.advance(5)
+        books.observe(status(eto=eto), serial="012345")
+    assert ledger.write_progress() == 0  # written at the opening, 50 s ago
+    stored = SessionStore(path, read_only=True)
+    assert stored.open_sessions()[0].eto_last == 100_000  # progress not yet written
+    clock.advance(10)
+    books.observe(status(eto=101_500), serial="012345")
+    assert ledger.write_progress() == 1  # 60 s after the opening
+    assert stored.open_sessions()[0].eto_last == 101_500
+    # The process dies (nothing more written); the next one resumes the session.
+    ledger2 = Ledger(SessionStore(path), clock=lambda: clock.now, monotonic=lambda: clock.mono)
+    books2 = ledger2.books_for("garage", TariffSettings(price_per_kwh=0.5))
+    assert books2.open is not None
+    assert books2.open.eto_start == 100_000
+    clock.advance(60)
+    books2.observe(status(eto=102_000), serial="012345")
+    clock.advance(5)
+    books2.observe(status(car=1, eto=102_000), serial="012345")
+    assert list(ledger2.ended) == []  # queued for session/ended once on disk
+    assert ledger2.commit() == 1
+    assert books2.open is None
+    assert books2.last is not None
+    assert books2.last.energy_wh == 2000
+    assert books2.last.cost == pytest.approx(1.0)
+    assert [s.id for s in ledger2.ended] == [books2.last.id]
+    assert books2.states()["@last_session_energy"] == 2.0
+    assert books2.states()["@month_energy"] == 2.0
+    assert books2.states()["@card_0_month_energy"] == 0.0
+    ledger2.announced(books2.last)
+    assert stored.unannounced() == []
+    stored.close()
+
+
+def test_the_month_and_card_totals_come_from_the_books(tmp_path: Path) -> None:
+    clock = Clock()
+    ledger = Ledger(SessionStore(tmp_path / "s"), clock=lambda: clock.now,
+                    monotonic=lambda: clock.mono)  # fmt: skip
+    books = ledger.books_for("garage", TariffSettings(price_per_kwh=0.5, timezone="UTC"))
+    eto = 100_000
+    for card in (1, 2, 1):
+        books.observe(status(eto=eto, trx=card), serial=None)
+        clock.advance(600)
+        eto += 1000
+        books.observe(status(eto=eto, trx=card), serial=None)
+        books.observe(status(car=1, eto=eto), serial=None)
+        ledger.commit()
+        clock.advance(600)
+    states = books.states()
+    assert states["@month_energy"] == 3.0
+    assert states["@month_cost"] == 1.5
+    assert states["@card_0_month_energy"] == 2.0
+    assert states["@card_1_month_energy"] == 1.0
+    # The same month from the file, as a restart finds it.
+    again = Ledger(SessionStore(tmp_path / "s"), clock=lambda: clock.now)
+    assert again.store.totals_since("garage", T0 - 86_400) == (3000.0, 1.5, {0: 2000.0, 1: 1000.0})
+
+
+def test_a_session_not_acknowledged_before_a_crash_is_published_again(tmp_path: Path) -> None:
+    path = tmp_path / "goe2mqtt.sessions"
+    clock = Clock()
+    ledger = Ledger(SessionStore(path), clock=lambda: clock.now, monotonic=lambda: clock.mono)
+    books = ledger.books_for("garage", TariffSettings())
+    books.observe(status(eto=100_000), serial=None)
+    clock.advance(60)
+    books.observe(status(car=1, eto=100_500), serial=None)
+    ledger.commit()
+    [ended] = ledger.ended
+    # The process dies before the broker's PUBACK: the next one owes it, same id.
+    again = Ledger(SessionStore(path), clock=lambda: clock.now)
+    assert [s.id for s in again.ended] == [ended.id]
+    assert again.ended[0].energy_wh == 500
+    again.announced(again.ended[0])
+    assert list(Ledger(SessionStore(path)).ended) == []  # acknowledged: never again
+
+
+def test_progress_commits_are_capped_the_longest_waiting_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import goe2mqtt.ledger.books as books_module
+
+    monkeypatch.setattr(books_module, "PROGRESS_BATCH", 2)
+    clock = Clock()
+    ledger = Ledger(SessionStore(tmp_path / "s"), clock=lambda: clock.now,
+                    monotonic=lambda: clock.mono)  # fmt: skip
+    fleet = [ledger.books_for(name, TariffSettings()) for name in ("a", "b", "c")]
+    for books in fleet:
+        books.observe(status(eto=100_000), serial=None)
+        clock.advance(1)
+    ledger.commit()
+    clock.advance(120)
+    for books in fleet:
+        books.observe(status(eto=100_100), serial=None)
+    assert ledger.write_progress() == 2
+    assert [b.progress_due for b in fleet] == [False, False, True]  # a and b waited longest
+    assert ledger.write_progress() == 1  # c with the next call
+    stored = SessionStore(tmp_path / "s", read_only=True).open_sessions()
+    assert {s.charger: s.eto_last for s in stored} == {"a": 100_100, "b": 100_100, "c": 100_100}
+
+
+def test_sessions_older_than_keep_days_are_pruned_once_announced(tmp_path: Path) -> None:
+    clock = Clock()
+    ledger = Ledger(SessionStore(tmp_path / "s"), keep_days=30, clock=lambda: clock.now,
+                    monotonic=lambda: clock.mono)  # fmt: skip
+    books = ledger.books_for("garage", TariffSettings())
+    for _ in range(2):
+        books.observe(status(eto=100_000), serial=None)
+        clock.advance(60)
+        books.observe(status(car=1, eto=100_000), serial=None)
+        ledger.commit()
+        clock.advance(20 * 86_400)
+    first, second = ledger.ended
+    ledger.announced(first)
+    assert ledger.prune() == 1  # 40 days old and announced
+    ledger.announced(second)
+    assert ledger.prune() == 0  # 20 days old: kept
+    assert [s.id for s in ledger.store.sessions()] == [second.id]
+
+
+class Channel:
+    """What the ledger's publisher publishes to (no broker in the unit tier)."""
+
+    connected = True
+
+    def __init__(self) -> None:
+        self.retained: list[tuple[str, bytes]] = []
+        self.sent: list[tuple[str, bytes]] = []
+
+    async def publish_retained(self, topic: str, payload: str | bytes) -> None:
+        self.retained.append((topic, payload.encode() if isinstance(payload, str) else payload))
+
+    async def publish_once(self, topic: str, payload: str | bytes) -> None:
+        self.sent.append((topic, payload.encode() if isinstance(payload, str) else payload))
+
+
+async def test_the_session_topic_at_once_on_news_and_at_most_every_10_s_while_it_flows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import goe2mqtt.bridge.ledger_out as ledger_out
+    from goe2mqtt.config.settings import parse_settings
+    from goe2mqtt.mqtt.topics import Topics
+
+    clock = Clock()
+    monkeypatch.setattr(ledger_out.time, "monotonic", lambda: clock.mono)
+    settings = parse_settings({"mqtt": {"host": "localhost"}, "state_dir": str(tmp_path),
+                               "chargers": [{"name": "garage", "host": "127.0.0.1"}]})  # fmt: skip
+    out = ledger_out.LedgerOutput(Topics("base"), clock=lambda: clock.now)
+    ledger = out.open(settings)
+    books = ledger.books_for("garage", TariffSettings())
+    channel = Channel()
+
+    async def publish_round() -> list[dict[str, Any]]:
+        channel.retained.clear()
+        assert out._commit()
+        await out._session_topics(channel)
+        await out._ended(channel)
+        return [json.loads(p) for t, p in channel.retained if t == "base/garage/session"]
+
+    books.observe(status(eto=100_000), serial=None)
+    assert [s["open"] for s in await publish_round()] == [True]  # opened: at once
+    clock.advance(4)
+    books.observe(status(eto=100_010), serial=None)
+    assert await publish_round() == []  # flowing: not within 10 s
+    clock.advance(6)
+    assert [s["energy_wh"] for s in await publish_round()] == [10.0]
+    clock.advance(1)
+    books.observe(status(car=1, eto=100_010), serial=None)
+    assert [s["open"] for s in await publish_round()] == [False]  # ended: at once
+    assert [t for t, _ in channel.sent] == ["base/garage/session/ended"]
+    assert ledger.store.unannounced() == []  # acknowledged, and written so
+    out.close()
+
+
+def test_a_session_counts_in_the_month_it_started_so_the_month_never_drops(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    clock.now = 1_796_083_200.0 - 1800  # 2026-11-30T23:30:00Z
+    ledger = Ledger(SessionStore(tmp_path / "s"), clock=lambda: clock.now,
+                    monotonic=lambda: clock.mono)  # fmt: skip
+    books = ledger.books_for("garage", TariffSettings(price_per_kwh=0.5, timezone="UTC"))
+    books.observe(status(eto=100_000), serial=None)
+    clock.advance(1200)
+    books.observe(status(eto=102_000), serial=None)
+    assert books.states()["@month_energy"] == 2.0  # still November
+    clock.advance(1200)  # December now
+    books.observe(status(eto=104_000), serial=None)
+    assert books.states()["@session_energy"] == 4.0
+    assert books.states()["@month_energy"] == 0.0  # November's session: not December's
+    clock.advance(60)
+    books.observe(status(car=1, eto=104_000), serial=None)
+    assert books.states()["@month_energy"] == 0.0  # and no drop when it ends
+    assert books.states()["@last_session_energy"] == 4.0
+
+
+def test_the_sessions_command_filters_by_charger_day_and_card(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    from goe2mqtt.cli import main
+
+    raw = {"mqtt": {"host": "localhost", "client_id": "books"}, "state_dir": str(tmp_path),
+           "tariff": {"price_per_kwh": 0.5, "timezone": "Europe/Vienna"},
+           "chargers": [{"name": "garage", "host": "127.0.0.1"}]}  # fmt: skip
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    assert main(["sessions", "--config", str(config)]) == 1  # no ledger yet: said so
+    assert "no ledger yet" in capsys.readouterr().err
+    clock = Clock()  # Monday 2026-11-30, 01:53 in Vienna
+    ledger = Ledger(SessionStore(tmp_path / "books.sessions"), clock=lambda: clock.now,
+                    monotonic=lambda: clock.mono)  # fmt: skip
+    books = {n: ledger.books_for(n, TariffSettings(price_per_kwh=0.5)) for n in ("a", "b")}
+    for day, (name, card) in enumerate([("a", 1), ("a", 2), ("b", 2)]):
+        clock.now = T0 + day * 86_400
+        books[name].observe(status(eto=100_000, trx=card), serial=None)
+        clock.advance(600)
+        books[name].observe(status(eto=101_000 + day, trx=card), serial=None)
+        books[name].observe(status(car=1, eto=101_000 + day), serial=None)
+        ledger.commit()
+
+    def sessions(*args: str) -> list[dict[str, Any]]:
+        capsys.readouterr()  # the ledger's own log lines above
+        assert main(["sessions", "--config", str(config), "--format", "json", *args]) == 0
+        return list(json.loads(capsys.readouterr().out))
+
+    assert [s["energy_wh"] for s in sessions()] == [1000, 1001, 1002]
+    assert [s["energy_wh"] for s in sessions("--charger", "b")] == [1002]
+    assert [s["energy_wh"] for s in sessions("--card", "Bob")] == [1001, 1002]
+    assert [s["energy_wh"] for s in sessions("--since", "2026-12-01")] == [1001, 1002]
+    assert [s["energy_wh"] for s in sessions("--until", "2026-11-30")] == [1000]
+    capsys.readouterr()
+    assert main(["sessions", "--config", str(config), "--summary", "month,charger",
+                 "--format", "csv"]) == 0  # fmt: skip
+    assert capsys.readouterr().out.splitlines() == [
+        "month,charger,sessions,energy_kwh,grid_kwh,pv_kwh,cost,unpriced",
+        "2026-11,a,1,1.000,1.000,0.000,0.50,0",
+        "2026-12,a,1,1.001,1.001,0.000,0.50,0",
+        "2026-12,b,1,1.002,1.002,0.000,0.50,0",
+    ]
+    assert main(["sessions", "--config", str(config), "--since", "30.11.2026"]) == 2
+    ledger.store.close()
