@@ -16,7 +16,7 @@ FLOORS: tuple[frozenset[str], ...] = (
     frozenset({"bridge"}),
     frozenset({"charger"}),
     frozenset({"homeassistant"}),
-    frozenset({"commands", "mqtt"}),
+    frozenset({"commands", "mqtt", "site"}),
     frozenset({"goe", "catalogue"}),
     frozenset({"config"}),
     frozenset({"util", "__init__"}),
