@@ -28,6 +28,7 @@ from goe2mqtt.bridge.loop_watch import LoopWatch
 from goe2mqtt.bridge.memory import MemoryUpkeep
 from goe2mqtt.bridge.own_mqtt import OwnMqttChargers
 from goe2mqtt.bridge.remembered import Remembered
+from goe2mqtt.bridge.sites import Sites
 from goe2mqtt.catalogue import STATUS_KEYS
 from goe2mqtt.catalogue.facts import DeviceFacts
 from goe2mqtt.charger.loop import Charger
@@ -124,6 +125,9 @@ class Bridge:
             # Only to find chargers retained from earlier runs that are no longer configured.
             Subscription(self.topics.availability_filter, qos=0, retained_only=True),
         ]
+        # One fuse shared by several chargers: meter readings and site commands.
+        self.sites = Sites(settings.sites, base=mqtt.base_topic)
+        subscriptions += self.sites.subscriptions()
         self._expected_discovery: set[str] = set()
         self._foreign_discovery_seen = 0
         if self._prefix is not None:
@@ -197,6 +201,7 @@ class Bridge:
             answers_unknown=shard is None or shard.index == 0,
             secrets=self.settings.secrets(),
             on_health_change=self._info_due.set,
+            guard=self.sites.refusal,
         )
         try:
             # Two bridges on the same topics would run every command twice; with one
@@ -269,7 +274,10 @@ class Bridge:
                     name="memory",
                 ),
                 asyncio.create_task(self.desk.publish_forever(self.mqtt), name="results"),
-            ]
+                *(asyncio.create_task(site.run(self.chargers, self.desk, self.mqtt),
+                                      name=f"site:{site.name}")
+                  for site in self.sites.runners.values()),
+            ]  # fmt: skip
             if self._own_mqtt.connection is not None:  # chargers on their own MQTT
                 helpers.append(
                     asyncio.create_task(self._own_mqtt.connection.run(), name="charger-mqtt")
@@ -367,6 +375,12 @@ class Bridge:
                         f" node id as {self.topics.base!r}: give one of them another"
                         " base_topic, or the two may overwrite each other's entities",
                     )
+            return
+        if self.sites.is_site_topic(message.topic):
+            task = self.sites.message(message, self.mqtt)
+            if task is not None:
+                self._tasks.add(task)
+                task.add_done_callback(self._task_done)
             return
         removed = self.topics.charger_of_availability(message.topic)
         if removed is not None:
