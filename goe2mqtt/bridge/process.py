@@ -41,6 +41,7 @@ from goe2mqtt.goe.pool import PoolStats, http_session
 from goe2mqtt.goe.pushed import KeyFilter
 from goe2mqtt.homeassistant.bridge_device import render_bridge_discovery
 from goe2mqtt.homeassistant.discovery import discovery_filter, expected_discovery_topics
+from goe2mqtt.homeassistant.site_device import render_site_discovery
 from goe2mqtt.mqtt.client import another_live_instance
 from goe2mqtt.mqtt.session import InboundMessage, MqttOptions, MqttSession, Subscription
 from goe2mqtt.mqtt.topics import OFFLINE, RESULT_LEAF, Topics
@@ -247,6 +248,11 @@ class Bridge:
                 bridge_configs = render_bridge_discovery(prefix=self._prefix, topics=self.topics)
                 for topic, payload in bridge_configs.items():
                     await self.mqtt.publish_retained(topic, payload)
+                for site in self.settings.sites:
+                    configs = render_site_discovery(prefix=self._prefix, topics=self.topics,
+                                                    site=site)  # fmt: skip
+                    for topic, payload in configs.items():
+                        await self.mqtt.publish_retained(topic, payload)
             self.desk.recover()
             log.info("bridge_started", version=__version__, chargers=list(self.chargers))
 

@@ -126,7 +126,8 @@ async def site(
     settings = parse_settings(raw)
     for name in ("012345", "067890"):
         simulator.charger(name).plug_in()
-    async with MqttProbe(broker.host, broker.port, [f"{base}/#"]) as probe:
+    prefix = raw["mqtt"]["discovery_prefix"]
+    async with MqttProbe(broker.host, broker.port, [f"{base}/#", f"{prefix}/#"]) as probe:
         running = RunningBridge(settings)
         await running.start()
         current = Site(probe, simulator, House(), base, meter)
@@ -169,6 +170,11 @@ async def test_a_16_a_load_brings_both_chargers_down_within_one_decision(site: S
     )
     assert result.json()["ok"] is True
     assert site.state()["chargers"]["garage"]["writes_this_hour"] >= 2
+    # The site is a Home Assistant device of its own.
+    node = f"{site.base}_site_house"
+    select = site.probe.latest(f"ha{site.base.removeprefix('goe')}/select/{node}/mode/config")
+    assert select is not None
+    assert select.json()["command_topic"] == f"{site.base}/site/house/cmd/set_mode"
 
 
 async def test_a_silent_meter_brings_the_fallback(site: Site) -> None:
