@@ -192,6 +192,10 @@ def _parser() -> argparse.ArgumentParser:
         " else amqtt, an MQTT broker in Python: pip install goe2mqtt[demo])",
     )
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    demo.add_argument(
+        "--house", action="store_true",
+        help="a site instead: two chargers behind one 25 A fuse, a house and its meter",
+    )  # fmt: skip
     return parser
 
 
@@ -218,9 +222,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(args.log_level, args.log_format)
         from goe2mqtt.sim.broker import BrokerUnavailable
         from goe2mqtt.sim.demo import run_demo
+        from goe2mqtt.sim.house_demo import run_house_demo
 
         try:
             with contextlib.suppress(KeyboardInterrupt):
+                if args.house:
+                    asyncio.run(run_house_demo(duration=args.duration, out=sys.stdout,
+                                               broker_kind=args.broker))  # fmt: skip
+                    return EXIT_OK
                 asyncio.run(
                     run_demo(
                         mqtt_host=args.mqtt_host,

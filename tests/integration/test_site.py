@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import structlog.testing
 
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.sim.charger import VOLTAGES
+from goe2mqtt.sim.house_demo import run_house_demo
 from goe2mqtt.sim.simulator import Simulator
 from tests.conftest import (
     MqttProbe,
@@ -239,3 +241,15 @@ async def test_site_commands_and_a_user_current_command_refused(site: Site) -> N
     ok = await site.user_command("garage", "change_charging_power", {"charging_power": 10})
     assert ok["ok"] is True
     assert (await site.command("set_mode", {"mode": "eco"}))["ok"] is False
+
+
+async def test_the_house_demo_shows_the_sharing() -> None:
+    out = io.StringIO()
+    await run_house_demo(duration=24, out=out, pace=0.45)
+    text = out.getvalue()
+    assert "site house: mode fuse | room A: L1 22.5 L2 22 L3 23 | garage 16 A | carport 6 A" \
+        in text  # fmt: skip
+    assert "garage 10 A | carport paused (no room for its minimum)" in text
+    assert "FALLBACK: meter silent" in text
+    assert '{"service": "set_mode", "ok": true' in text
+    assert "site house: mode pv" in text
