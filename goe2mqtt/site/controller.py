@@ -185,7 +185,7 @@ class SiteController:
             if first[m.name] >= m.bounds()[0]:
                 m.fits_since = now if m.fits_since is None else m.fits_since
                 waited = min(now - m.fits_since, now - m.paused_at)
-                if waited >= self.settings.resume_after:
+                if waited >= self.settings.resume_after and self._may_raise(m, now):
                     resuming.append(m)
                 else:
                     m.why = f"paused: room for its minimum, resumes in" \
@@ -236,11 +236,18 @@ class SiteController:
         elif m.written is None:  # a charging charger of the site always has the site's limit
             # Never more than it has: counts with what goes down (nothing waits for it).
             down.append(self._current(m, min(current, lower), f"taken over at {current} A", now))
-        elif higher > current and now - m.written_at >= self.settings.interval:
-            # Up once an interval at most: the last write must show in the meter first.
+        elif higher > current and self._may_raise(m, now):
             up.append(self._current(m, higher, f"up towards its share {given:.1f} A", now))
         else:
             self._upkeep(m, now, down, up)
+
+    def _may_raise(self, m: Managed, now: float) -> bool:
+        """Up once an interval at most, and only on a reading taken after the last write
+        and within the interval: a stale meter minus what the chargers draw now would
+        take their own increases for room, and raise them again and again."""
+        fresh = now - self.reading_at <= self.settings.interval
+        return now - m.written_at >= self.settings.interval and self.reading_at > m.written_at \
+            and fresh  # fmt: skip
 
     def _upkeep(self, m: Managed, now: float, down: list[Write], up: list[Write]) -> None:
         """The written limit kept: refreshed before tcl expires, written again when the

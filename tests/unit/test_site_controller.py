@@ -187,3 +187,75 @@ def test_a_charger_status_is_read_as_the_site_needs_it() -> None:
     assert hostile.currents == (0.0, 0.0, 0.0)
     assert hostile.car is None
     assert not seen_from_status({"amp": 10}, online=True).has_tcl
+
+
+def test_tcl_is_refreshed_before_it_expires_and_rewritten_when_not_shown() -> None:
+    controller = site()
+    garage, idle = charging(10, limit=10), ChargerSeen(online=True, car=4)
+    house = (13.0, 13.0, 13.0)  # 25 - 0.5 - 13 = 11.5 A: the garage stays at 10
+    assert calls(step(controller, 0, house, garage=garage, carport=idle)) == {
+        "garage": [{"tcl": 10}]
+    }
+    assert step(controller, 479, house, garage=garage, carport=idle) == []
+    assert calls(step(controller, 480, house, garage=garage, carport=idle)) == {
+        "garage": [{"tcl": 10}]  # 8 minutes: before the firmware drops it at 10
+    }
+    # The charger shows 16 A (the write was lost, or the app changed it): after 10 s
+    # it is written again, as a decrease (nothing else goes up in that decision).
+    lost = charging(10, limit=16)
+    assert step(controller, 485, house, garage=lost, carport=idle) == []
+    writes = step(controller, 490, house, garage=lost, carport=idle)
+    assert calls(writes) == {"garage": [{"tcl": 10}]}
+    assert "shows 16 A, not the 10 A written" in writes[0].why
+
+
+def test_a_meter_of_power_only_counts_the_rest_on_every_phase() -> None:
+    controller = site(chargers=(SiteChargerSettings(name="garage"),))
+    controller.see("garage", charging(10, limit=10))
+    # 2300 W besides the garage's 6900 W: 10 A that may all be on any one phase.
+    controller.meter(MeterReading(power=9200.0), 0)
+    writes = list(controller.decide(0).writes)
+    assert calls(writes) == {"garage": [{"tcl": 10}]}
+    assert controller.room is not None
+    assert [round(r, 1) for r in controller.room] == [14.5, 14.5, 14.5]
+
+
+def test_an_import_limit_caps_the_watts() -> None:
+    controller = site(fuse=None, import_limit=7000,
+                      chargers=(SiteChargerSettings(name="garage"),))  # fmt: skip
+    # 1 A a phase besides the garage: 690 W; 7000 - 690 - 115 (margin) = 6195 W = 8.9 A.
+    writes = step(controller, 0, (1, 1, 1), garage=charging(16, limit=16))
+    assert calls(writes) == {"garage": [{"tcl": 8}]}
+
+
+def test_a_pv_start_keeps_its_minimum_against_a_higher_priority_for_a_while() -> None:
+    controller = site(mode="pv", meter_exports=True, resume_after=0, pv_min_charge_time=300)
+    carport = controller.managed["carport"]
+    carport.started_at, carport.written, carport.written_at = 0.0, 6, 0.0
+    controller.see("carport", charging(6, limit=6))
+    controller.see("garage", ChargerSeen(online=True, car=4, frc=1))
+    controller.managed["garage"].paused = True
+    # 4140 W of the carport's draw plus 1000 W exported: room for one minimum only.
+    controller.meter(MeterReading(power=-1000.0), 10)
+    writes = calls(list(controller.decide(10).writes))
+    assert "carport" not in writes  # inside its minimum charge time: it keeps charging
+    assert "garage" not in writes
+    # After the minimum charge time the garage (priority 1) may take the sun.
+    controller.meter(MeterReading(power=-1000.0), 400)
+    writes = calls(list(controller.decide(400).writes))
+    assert writes["carport"] == [{"frc": 1}]
+
+
+def test_a_stale_reading_raises_nothing() -> None:
+    # The meter stops (not yet past its timeout): its last reading less what the charger
+    # draws now would take the charger's own increase for room, again and again.
+    controller = site(chargers=(SiteChargerSettings(name="garage"),), meter_timeout=30)
+    step(controller, 0, (2, 2, 2), garage=charging(6, limit=6))  # taken over at 6
+    controller.meter(MeterReading(currents=(8.0, 8.0, 8.0)), 1)  # after the write
+    for now, drawn in ((5, 6), (10, 8), (15, 8), (20, 8), (25, 8)):
+        controller.see("garage", charging(drawn, limit=drawn))
+        writes = calls(list(controller.decide(now).writes))
+        if now == 5:
+            assert writes == {"garage": [{"tcl": 8}]}  # a reading newer than the write
+        else:
+            assert writes == {}, now
