@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import structlog
 
@@ -53,8 +53,8 @@ def site_topic(base: str, site: str, leaf: str) -> str:
 class SiteRunner:
     """One site: its controller, fed and carried out."""
 
-    def __init__(self, settings: SiteSettings, *, base: str, clock: Any = time.monotonic
-                 ) -> None:  # fmt: skip
+    def __init__(self, settings: SiteSettings, *, base: str,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self.settings = settings
         self.controller = SiteController(settings)
         self._base = base
@@ -72,6 +72,13 @@ class SiteRunner:
     @property
     def state_topic(self) -> str:
         return site_topic(self._base, self.name, "state")
+
+    @property
+    def write_topic(self) -> str:
+        """What the site's writes carry as their topic: never published, and one level
+        deeper than any command the broker routes to the desk ({base}/{charger}/cmd/x),
+        so no user's command can pass for the site's."""
+        return site_topic(self._base, self.name, "write/set")
 
     def manages(self, charger: str) -> bool:
         return charger in self.controller.managed and self.controller.mode != "off"
@@ -134,7 +141,7 @@ class SiteRunner:
         log.info("site_write", site=self.name, charger=write.charger, call=write.call,
                  why=write.why)  # fmt: skip
         message = InboundMessage(
-            topic=site_topic(self._base, self.name, "write"),
+            topic=self.write_topic,
             payload=json.dumps(payload).encode(),
             retain=False,
         )
@@ -185,7 +192,7 @@ class Sites:
 
     def refusal(self, charger: str, service: str, message: InboundMessage) -> str | None:
         """Why a charger command is refused for a site's sake (None: it is not)."""
-        if message.topic.startswith(f"{self._base}/site/"):
+        if any(message.topic == runner.write_topic for runner in self.runners.values()):
             return None  # the site's own write
         for runner in self.runners.values():
             if runner.manages(charger) and sets_current(service, message.payload):

@@ -14,7 +14,6 @@ chargers to ``fallback_current`` in the decision that notices it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -370,9 +369,6 @@ class SiteController:
                 for m in self.managed.values()
             },
         }
-
-    def chargers(self) -> Iterable[str]:
-        return self.managed.keys()
 
 
 _WAITING = "waiting for the first meter reading"

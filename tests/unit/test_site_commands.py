@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from goe2mqtt.bridge.sites import Sites
+from goe2mqtt.config.site import SiteChargerSettings, SiteSettings
+from goe2mqtt.mqtt.session import InboundMessage
 from goe2mqtt.site.commands import SiteCommandError, parse_site_command, sets_current
 
 
@@ -52,3 +55,19 @@ def test_bad_site_commands_say_why(service: str, payload: bytes, reason: str) ->
 def test_which_charger_commands_set_the_current(service: str, payload: bytes,
                                                 refused: bool) -> None:  # fmt: skip
     assert sets_current(service, payload) is refused
+
+
+def test_only_the_sites_own_writes_pass_the_guard() -> None:
+    house = SiteSettings(name="house", fuse=25, meter_topic="m",
+                         chargers=(SiteChargerSettings(name="site"),))  # fmt: skip
+    sites = Sites([house], base="goe")
+    own = InboundMessage("goe/site/house/write/set", b'{"tcl": 10}', retain=False)
+    assert sites.refusal("site", "set", own) is None
+    # A charger named "site": its users' commands start with goe/site/ too.
+    for topic in ("goe/site/cmd/set", "goe/site/house/write"):
+        user = InboundMessage(topic, b'{"tcl": 10}', retain=False)
+        assert "site house manages site's current" in (sites.refusal("site", "set", user) or "")
+    runner = sites.runners["house"]
+    runner.controller.set_mode("off")
+    user = InboundMessage("goe/site/cmd/set", b'{"tcl": 10}', retain=False)
+    assert sites.refusal("site", "set", user) is None
