@@ -11,12 +11,16 @@ import asyncio
 import contextlib
 import io
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog.testing
+import yaml
 
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.sim.charger import VOLTAGES
@@ -253,3 +257,22 @@ async def test_the_house_demo_shows_the_sharing() -> None:
     assert "FALLBACK: meter silent" in text
     assert '{"service": "set_mode", "ok": true' in text
     assert "site house: mode pv" in text
+
+
+def test_a_bad_site_stops_start_up_naming_the_key(tmp_path: Path) -> None:
+    raw = {
+        "mqtt": {"host": "127.0.0.1"},
+        "chargers": [{"name": "garage", "host": "192.168.1.20"}],
+        "sites": [{"name": "house", "fuse": 25, "meter_topic": "home/meter",
+                   "chargers": [{"name": "garage"}, {"name": "shed"}]}],
+    }  # fmt: skip
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    for command in (["check-config"], ["run"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "goe2mqtt", *command, "--config", str(path)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode == 2
+        assert "sites[0].chargers[1].name: unknown charger 'shed'" in result.stderr
+        assert "Traceback" not in result.stderr
