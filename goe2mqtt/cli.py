@@ -155,6 +155,11 @@ def _parser() -> argparse.ArgumentParser:
         help="a simulated charger (repeatable; default 012345:demo-token); MODEL is one of"
         f" {', '.join(MODEL_NAMES)} (default {MODEL_NAMES[0]})",
     )
+    simulate.add_argument(
+        "--house", metavar="TOPIC", default=None,
+        help="publish a grid meter for a site to --broker on TOPIC: a seeded house plus"
+        " what the chargers draw",
+    )  # fmt: skip
     _add_logging(simulate, suppress=True)
 
     demo = commands.add_parser(
@@ -209,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.listen, args.port, specs, mode=args.mode, local=args.local,
             password=args.password, hash_kind=args.hash, broker=args.broker,
             prefix=args.prefix,
+            house=args.house,
         )  # fmt: skip
     if command == "healthcheck":
         return _healthcheck(args.file, args.config, args.max_age)

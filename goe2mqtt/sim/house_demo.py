@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -28,6 +30,7 @@ from goe2mqtt.sim.demo import (
     BrokerKind,
     choose_broker,  # fmt: skip
 )
+from goe2mqtt.sim.house import DAY, House
 from goe2mqtt.sim.simulator import SimulatedCharger, Simulator
 
 HOUSE_CHARGERS = (("garage", "000011"), ("carport", "000012"))
@@ -68,6 +71,20 @@ async def _meter(client: aiomqtt.Client, simulator: Simulator, house: HouseNow,
         sun = house.sun / 3 / VOLTAGES[0]
         reading = {f"l{p + 1}": round(house.amps[p] + drawn[p] - sun, 2) for p in range(3)}
         await client.publish(METER_TOPIC, json.dumps(reading))
+
+
+async def publish_house_meter(simulator: Simulator, *, host: str, port: int, topic: str,
+                              period: float = 2.0, seed: int = 1) -> None:  # fmt: skip
+    """`goe2mqtt simulate --house TOPIC`: a seeded house's load at this time of day plus
+    what every simulated charger draws, published as a grid meter's {"l1", "l2", "l3"}."""
+    house = House(random.Random(seed))
+    async with aiomqtt.Client(host, port, identifier=f"goe2mqtt-house-{seed}") as client:
+        while True:
+            other = house.at(int(time.time()) % DAY)
+            drawn = [sum(c.currents()[p] for c in simulator.chargers.values()) for p in range(3)]
+            reading = {f"l{p + 1}": round(other[p] + drawn[p], 2) for p in range(3)}
+            await client.publish(topic, json.dumps(reading))
+            await asyncio.sleep(period)
 
 
 async def _watch(client: aiomqtt.Client, out: TextIO) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import io
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -18,11 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import structlog.testing
 import yaml
 
 from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.sim.broker import free_port
 from goe2mqtt.sim.charger import VOLTAGES
 from goe2mqtt.sim.house_demo import run_house_demo
 from goe2mqtt.sim.simulator import Simulator
@@ -276,3 +279,32 @@ def test_a_bad_site_stops_start_up_naming_the_key(tmp_path: Path) -> None:
         assert result.returncode == 2
         assert "sites[0].chargers[1].name: unknown charger 'shed'" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+async def test_simulate_house_publishes_a_meter_with_the_chargers_draw(broker: Any) -> None:
+    port = free_port()
+    topic = f"house{port}/meter"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "goe2mqtt", "simulate", "--port", str(port),
+        "--charger", "000042:secret-sim", "--broker", f"{broker.host}:{broker.port}",
+        "--house", topic, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with MqttProbe(broker.host, broker.port, [topic]) as probe:
+            first = await probe.wait_for(topic, within=20)
+            assert set(first.json()) == {"l1", "l2", "l3"}
+            async with aiohttp.ClientSession() as http:
+                sim = f"http://127.0.0.1:{port}/_sim/000042"
+                async with http.post(sim, json={"plug": True}) as answer:
+                    assert answer.status == 200
+            # The car draws 16 A on three phases: the meter shows the house plus that
+            # (10 A more at least, whatever the heat pump does meanwhile).
+            mark = probe.mark()
+            await probe.wait_for(topic, lambda m: m.json()["l1"] >= first.json()["l1"] + 10,
+                                 since=mark, within=20)  # fmt: skip
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 20) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
