@@ -113,6 +113,7 @@ class CommandDesk:
         answers_unknown: bool,
         secrets: Iterable[str],
         on_health_change: Callable[[], None] = lambda: None,
+        guard: Callable[[str, str, InboundMessage], str | None] | None = None,
     ) -> None:
         self.journal = journal
         self._chargers = chargers  # filled by the bridge; ours to route to
@@ -136,6 +137,7 @@ class CommandDesk:
         self._journal_error: str | None = None
         self._journal_failures = 0
         self._on_health_change = on_health_change
+        self._guard = guard  # a refusal owed to someone else (a site managing the current)
         self._added = asyncio.Event()
         self._drained = asyncio.Event()
 
@@ -249,6 +251,9 @@ class CommandDesk:
         size = len(message.payload)
         if size > MAX_PAYLOAD_BYTES:
             return f"payload of {size} bytes is larger than {MAX_PAYLOAD_BYTES} bytes"
+        refusal = self._guard(charger, service, message) if self._guard is not None else None
+        if refusal is not None:
+            return refusal
         door = self._chargers.get(charger)
         if door is None:
             return self._unserved(charger)

@@ -28,6 +28,7 @@ from goe2mqtt.bridge.memory import MemoryUpkeep
 from goe2mqtt.bridge.operator_view import OperatorView
 from goe2mqtt.bridge.own_mqtt import StreamBroker
 from goe2mqtt.bridge.remembered import Remembered
+from goe2mqtt.bridge.sites import Sites
 from goe2mqtt.bridge.startup import (
     journal_path,
     open_journal,
@@ -45,6 +46,7 @@ from goe2mqtt.goe.factory import open_transport
 from goe2mqtt.goe.pool import PoolStats, http_session
 from goe2mqtt.goe.pushed import KeyFilter
 from goe2mqtt.homeassistant.bridge_device import render_bridge_discovery
+from goe2mqtt.homeassistant.site_device import render_site_discovery
 from goe2mqtt.mqtt.preflight import another_live_instance
 from goe2mqtt.mqtt.session import InboundMessage, MqttSession, Subscription
 from goe2mqtt.mqtt.topics import OFFLINE, RESULT_LEAF, Topics
@@ -85,6 +87,8 @@ class Bridge:
         )
         self._prefix = mqtt.discovery_prefix if mqtt.discovery else None
         self._price_topics = price_topics(settings)  # the ledger's prices (Nord Pool, Tibber)
+        # One fuse shared by several chargers: meter readings and site commands.
+        self.sites = Sites(settings.sites, base=mqtt.base_topic)
         # What a pushing charger's status may hold: only what the catalogue reads.
         self._keys = KeyFilter(STATUS_KEYS)
         options = session_options(settings, self.topics)
@@ -103,6 +107,7 @@ class Bridge:
                 commands,
                 *housekeeping_subscriptions(self.topics, self._prefix),
                 *(Subscription(topic, qos=1) for topic in sorted(self._price_topics)),
+                *self.sites.subscriptions(),
             ],
             on_connection=self._mqtt_connection_changed,
             on_new_session=self._mqtt_session_lost,
@@ -183,6 +188,7 @@ class Bridge:
             answers_unknown=shard is None or shard.index == 0,
             secrets=self.settings.secrets(),
             on_health_change=self._info_due.set,
+            guard=self.sites.refusal,
         )
         try:
             # Two bridges on the same topics would run every command twice; with one
@@ -232,6 +238,11 @@ class Bridge:
                 bridge_configs = render_bridge_discovery(prefix=self._prefix, topics=self.topics)
                 for topic, payload in bridge_configs.items():
                     await self.mqtt.publish_retained(topic, payload)
+                for site in self.settings.sites:
+                    configs = render_site_discovery(prefix=self._prefix, topics=self.topics,
+                                                    site=site)  # fmt: skip
+                    for topic, payload in configs.items():
+                        await self.mqtt.publish_retained(topic, payload)
             self.desk.recover(self.mqtt)
             log.info("bridge_started", version=__version__, chargers=list(self.chargers))
 
@@ -260,6 +271,9 @@ class Bridge:
                 ),
                 asyncio.create_task(self.desk.publish_forever(self.mqtt), name="results"),
                 asyncio.create_task(self.ledger_out.run(self.mqtt, self._stop), name="ledger"),
+                *(asyncio.create_task(site.run(self.chargers, self.desk, self.mqtt),
+                                      name=f"site:{site.name}")
+                  for site in self.sites.runners.values()),
             ]
             if self._own_mqtt.wanted:  # chargers on their own MQTT
                 helpers.append(asyncio.create_task(self._own_mqtt.run(), name="charger-mqtt"))
@@ -342,6 +356,12 @@ class Bridge:
             return
         if message.topic in self._price_topics:
             self.ledger_out.ledger.offer_price(message.topic, message.payload)
+            return
+        if self.sites.is_site_topic(message.topic):
+            task = self.sites.message(message, self.mqtt)
+            if task is not None:
+                self._tasks.add(task)
+                task.add_done_callback(self._task_done)
             return
         parsed = self.topics.parse_command(message.topic)
         if parsed is None or parsed[1] == RESULT_LEAF:

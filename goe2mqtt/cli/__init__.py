@@ -183,6 +183,11 @@ def _parser() -> argparse.ArgumentParser:
         help="a simulated charger (repeatable; default 012345:demo-token); MODEL is one of"
         f" {', '.join(MODEL_NAMES)} (default {MODEL_NAMES[0]})",
     )
+    simulate.add_argument(
+        "--house", metavar="TOPIC", default=None,
+        help="publish a grid meter for a site to --broker on TOPIC: a seeded house plus"
+        " what the chargers draw",
+    )  # fmt: skip
     _add_logging(simulate, suppress=True)
 
     demo = commands.add_parser(
@@ -220,6 +225,10 @@ def _parser() -> argparse.ArgumentParser:
         " else amqtt, an MQTT broker in Python: pip install goe2mqtt[demo])",
     )
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    demo.add_argument(
+        "--house", action="store_true",
+        help="a site instead: two chargers behind one 25 A fuse, a house and its meter",
+    )  # fmt: skip
     return parser
 
 
@@ -233,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.listen, args.port, specs, mode=args.mode, local=args.local,
             password=args.password, hash_kind=args.hash, broker=args.broker,
             prefix=args.prefix,
+            house=args.house,
         )  # fmt: skip
     if command == "healthcheck":
         if args.http:
@@ -248,9 +258,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(args.log_level, args.log_format)
         from goe2mqtt.sim.broker import BrokerUnavailable
         from goe2mqtt.sim.demo import run_demo
+        from goe2mqtt.sim.house_demo import run_house_demo
 
         try:
             with contextlib.suppress(KeyboardInterrupt):
+                if args.house:
+                    asyncio.run(run_house_demo(duration=args.duration, out=sys.stdout,
+                                               broker_kind=args.broker))  # fmt: skip
+                    return EXIT_OK
                 asyncio.run(
                     run_demo(
                         mqtt_host=args.mqtt_host,

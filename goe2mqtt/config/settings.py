@@ -35,6 +35,7 @@ from goe2mqtt.config.section import (
     TOPIC_PATTERN,
     Section,
 )
+from goe2mqtt.config.site import SiteSettings as SiteSettings
 from goe2mqtt.config.tariff import SessionsSettings, TariffSettings
 from goe2mqtt.util.numbers import is_number as is_a_number
 
@@ -185,6 +186,8 @@ class Settings(Section):
     # What energy costs (the session ledger); a charger's own tariff replaces it.
     tariff: TariffSettings = Field(default_factory=TariffSettings)
     sessions: SessionsSettings = Field(default_factory=SessionsSettings)
+    # One fuse (or import cap) shared by several chargers: the site controller.
+    sites: tuple[SiteSettings, ...] = ()
     _warnings: tuple[str, ...] = PrivateAttr(default=())
 
     @property
@@ -232,6 +235,21 @@ class Settings(Section):
     def tariff_for(self, charger: ChargerSettings) -> TariffSettings:
         return charger.tariff if charger.tariff is not None else self.tariff
 
+    @model_validator(mode="after")
+    def _sites_name_chargers(self) -> Settings:
+        problems = site_problems(self.sites, {c.name for c in self.chargers})
+        for index, charger in enumerate(self.chargers):
+            if self.sites and charger.name == "site":
+                # {base}/site/... holds the sites' topics
+                problems.append(f"chargers[{index}].name: 'site' is reserved while sites are set")
+        if self.sites and self.shard is not None:
+            problems.append(
+                "sites: a site needs every charger of it in one instance: not with shard"
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
     def owned_chargers(self) -> tuple[ChargerSettings, ...]:
         if self.shard is None:
             return self.chargers
@@ -253,6 +271,34 @@ class Settings(Section):
         return [v for v in values if v]
 
 
+def site_problems(sites: tuple[SiteSettings, ...], chargers: set[str]) -> list[str]:
+    """What only the whole file can tell of its sites: names that must be unique and
+    chargers that must exist, each in one site at most."""
+    problems: list[str] = []
+    site_names: set[str] = set()
+    managed: dict[str, str] = {}  # charger -> its site
+    for index, site in enumerate(sites):
+        if site.name in site_names:
+            problems.append(f"sites[{index}].name: duplicate site name '{site.name}'")
+        site_names.add(site.name)
+        for number, charger in enumerate(site.chargers):
+            key = f"sites[{index}].chargers[{number}].name"
+            if charger.name not in chargers:
+                problems.append(
+                    f"{key}: unknown charger '{charger.name}' (not in chargers:)"
+                )
+            elif charger.name in managed:
+                where = managed[charger.name]
+                problems.append(
+                    f"{key}: charger '{charger.name}' is already in site '{where}'"
+                    if where != site.name
+                    else f"{key}: charger '{charger.name}' is listed twice"
+                )
+            else:
+                managed[charger.name] = site.name
+    return problems
+
+
 def parse_settings(raw: Any) -> Settings:
     """Validate an already-parsed YAML document."""
     if not isinstance(raw, Mapping):
@@ -263,6 +309,13 @@ def parse_settings(raw: Any) -> Settings:
         raise ConfigError(*missing)
     if isinstance(expanded.get("chargers"), list):
         expanded["chargers"] = tuple(expanded["chargers"])
+    if isinstance(expanded.get("sites"), list):  # strict: YAML's lists become tuples
+        expanded["sites"] = tuple(
+            {**site, "chargers": tuple(site["chargers"])}
+            if isinstance(site, Mapping) and isinstance(site.get("chargers"), list)
+            else site
+            for site in expanded["sites"]
+        )
     # Secret files are checked while the sections validate, before this flag itself is.
     context: dict[str, Any] = {
         "allow_insecure_secrets": expanded.get("allow_insecure_secrets") is True,

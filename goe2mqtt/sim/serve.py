@@ -19,7 +19,8 @@ http://HOST:PORT/SERIAL (use it as api_url with the charger's token), and with
 They keep state: a set changes what the next status returns, the car charges.
 --mode ws adds each charger's websocket at ws://HOST:PORT+N/ws (a config with host:
 and password:); --mode mqtt makes each charger publish to --broker itself (a config
-with transport: mqtt and the serial).
+with transport: mqtt and the serial). --house TOPIC publishes a grid meter to --broker
+for a site (sites: meter_topic): a seeded house's load plus what the chargers draw.
 
 Drive them from outside (JSON over HTTP):
   curl -X POST http://127.0.0.1:8080/_sim/012345 -d '{"plug": true}'
@@ -47,6 +48,7 @@ def simulate(
     hash_kind: Literal["pbkdf2", "bcrypt"] = "pbkdf2",
     broker: str = "127.0.0.1:1883",
     prefix: str = "go-eCharger",
+    house: str | None = None,
 ) -> int:
     """Serve until SIGTERM/SIGINT; 2 when a --charger spec is wrong."""
     chargers = []
@@ -79,6 +81,13 @@ def simulate(
                 publishers.append(asyncio.create_task(wallbox.run()))
                 where += f", publishes to {broker} as {wallbox.base}/+"
             print(f"charger {charger.serial}: {where}", flush=True)
+        if house is not None:  # a grid meter for a site: the house plus these chargers
+            from goe2mqtt.sim.house_demo import publish_house_meter
+
+            publishers.append(asyncio.create_task(publish_house_meter(
+                simulator, host=broker_host, port=int(broker_port), topic=house,
+            )))  # fmt: skip
+            print(f"house meter: publishes to {broker} as {house} every 2 s", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

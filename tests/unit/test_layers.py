@@ -17,7 +17,7 @@ FLOORS: tuple[frozenset[str], ...] = (
     # web: the operator's HTTP surface; it reads the bridge through a Protocol of its own.
     frozenset({"charger", "web"}),
     frozenset({"homeassistant"}),
-    frozenset({"commands", "mqtt", "ledger"}),
+    frozenset({"commands", "mqtt", "ledger", "site"}),
     frozenset({"goe", "catalogue"}),
     frozenset({"config"}),
     frozenset({"util", "__init__"}),

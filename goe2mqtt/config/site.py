@@ -1,0 +1,81 @@
+"""A site's section of the config: one fuse (or import cap) shared by several chargers.
+
+The controller (goe2mqtt/site) reads these; what is checked here is what a site can be
+checked for without a charger or a meter: the names, the limits, the timings.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from goe2mqtt.config.section import NAME_PATTERN, TOPIC_PATTERN, Section
+
+GOE_MIN_CURRENT = 6  # A: the least a charging car draws (IEC 61851); never written lower
+GOE_MAX_CURRENT = 32  # A: the 22 kW charger's ceiling
+
+
+class SiteChargerSettings(Section):
+    name: str = Field(pattern=NAME_PATTERN, max_length=64)
+    # 1 is served first; chargers of one priority share equally.
+    priority: int = Field(default=1, ge=1, le=99)
+    min_current: int = Field(default=GOE_MIN_CURRENT, ge=GOE_MIN_CURRENT, le=GOE_MAX_CURRENT)
+    max_current: int = Field(default=GOE_MAX_CURRENT, ge=GOE_MIN_CURRENT, le=GOE_MAX_CURRENT)
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> SiteChargerSettings:
+        if self.min_current > self.max_current:
+            raise ValueError(
+                f"min_current: {self.min_current} A is above max_current {self.max_current} A"
+            )
+        return self
+
+
+class SiteSettings(Section):
+    name: str = Field(pattern=NAME_PATTERN, max_length=64)
+    fuse: float | None = Field(default=None, gt=0, le=1000)  # A per phase
+    import_limit: float | None = Field(default=None, gt=0, le=1_000_000)  # W
+    meter_topic: str = Field(pattern=TOPIC_PATTERN)
+    meter_timeout: float = Field(default=30.0, ge=1, le=3600)
+    # A per charging charger while the meter is silent or wrong; 0 pauses them.
+    fallback_current: int = Field(default=GOE_MIN_CURRENT, ge=0, le=GOE_MAX_CURRENT)
+    interval: float = Field(default=5.0, ge=1, le=300)
+    mode: Literal["fuse", "pv", "off"] = "fuse"
+    # A paused charger stays paused this long, and resumes once room for its minimum
+    # has been there this long (pv: once the sun has given its minimum this long).
+    resume_after: float = Field(default=60.0, ge=0, le=3600)
+    ramp_up: int = Field(default=2, ge=1, le=GOE_MAX_CURRENT)  # A per decision, upwards
+    # A meter that measures both ways (PV, a battery): negative = export. Off, a negative
+    # reading is taken for a broken meter (fallback) - unless the site is in mode pv,
+    # which needs the export.
+    meter_exports: bool = False
+    # pv: a running charger keeps its minimum while the import it causes stays within
+    # this (W), and a start is protected from being displaced this long (s).
+    pv_stop_hysteresis: float = Field(default=300.0, ge=0, le=100_000)
+    pv_min_charge_time: float = Field(default=300.0, ge=0, le=86_400)
+    chargers: tuple[SiteChargerSettings, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _limits(self) -> SiteSettings:
+        problems: list[str] = []
+        if self.fuse is None and self.import_limit is None:
+            problems.append("fuse: required unless import_limit is set (A per phase)")
+        if self.fallback_current not in (0, *range(GOE_MIN_CURRENT, GOE_MAX_CURRENT + 1)):
+            problems.append(
+                f"fallback_current: {self.fallback_current} A: 0 (pause) or at least"
+                f" {GOE_MIN_CURRENT} A"
+            )
+        for charger in self.chargers:
+            if self.fuse is not None and self.fuse < charger.min_current:
+                problems.append(
+                    f"fuse: {self.fuse:g} A is below charger {charger.name}'s min_current"
+                    f" {charger.min_current} A: it could never charge"
+                )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @property
+    def fuse_limited(self) -> bool:
+        return self.fuse is not None

@@ -1,0 +1,265 @@
+"""One seeded day of a site: a house, a meter, chargers with cars, and the controller.
+
+Simulated time, one step a second, no sockets: a day runs in about a second. Chargers
+follow a new current after a realistic delay (the command's way, then the charger's
+once-a-second logic and the car's own ramp); cars arrive, need energy and taper when
+nearly full; a charger drops offline now and then; ``tcl`` expires after 10 minutes
+like the firmware's. What the day measures is what the issue's properties are about.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from goe2mqtt.config.site import SiteChargerSettings, SiteSettings
+from goe2mqtt.sim.house import DAY, VOLTS, Amps, House, Meter, Sun
+from goe2mqtt.site.controller import Mode, SiteController
+from goe2mqtt.site.meter import MeterInvalid, parse_meter
+from goe2mqtt.site.seen import seen_from_status
+
+TCL_EXPIRY = 600
+COMMAND_DELAY = (0.5, 2.0)  # s from a decision to the charger having the new value
+CAR_DELAY = (1.0, 4.0)  # s for the charger's logic and the car to follow it
+REACTION = COMMAND_DELAY[1] + CAR_DELAY[1]  # the longest a charger takes to follow
+
+
+@dataclass
+class Car:
+    phases: tuple[int, ...]
+    max_amps: float  # what its on-board charger takes at most
+    need: float  # Wh still wanted
+    capacity: float  # Wh from empty to full: tapering starts at 80 %
+    charged: float = 0.0
+
+
+class SimCharger:
+    """A go-e charger as the site sees it: amp, tcl (expiring), frc, nrg, car."""
+
+    def __init__(self, name: str, rng: random.Random, *, own_amp: int) -> None:
+        self.name = name
+        self.amp = own_amp  # the owner's setting: what applies without tcl
+        self.tcl: int | None = None
+        self.tcl_at = 0
+        self.frc = 0
+        self.car: Car | None = None
+        self.draw = 0.0  # A on each of the car's phases
+        self._wanted = 0.0
+        self._change_at: float | None = None
+        self._pending: list[tuple[float, dict[str, int | None]]] = []
+        self.offline: list[tuple[int, int]] = []
+        self.arrivals: list[int] = sorted(rng.randrange(0, DAY - 3600)
+                                          for _ in range(rng.randrange(1, 4)))  # fmt: skip
+        for _ in range(rng.randrange(0, 3)):
+            start = rng.randrange(0, DAY - 600)
+            self.offline.append((start, start + rng.randrange(30, 240)))
+        self._rng = rng
+        self.written: list[tuple[int, dict[str, int | None]]] = []
+        self.delivered = 0.0  # Wh
+
+    def online(self, t: int) -> bool:
+        return not any(start <= t < end for start, end in self.offline)
+
+    def limit(self) -> int:
+        return self.amp if self.tcl is None else min(self.amp, self.tcl)
+
+    def send(self, t: int, call: dict[str, int | None]) -> None:
+        """A write from the site: it reaches the charger after the command's delay."""
+        self.written.append((t, call))
+        self._pending.append((t + self._rng.uniform(*COMMAND_DELAY), call))
+
+    def step(self, t: int) -> None:
+        if self.arrivals and t >= self.arrivals[0] and self.car is None:
+            self.arrivals.pop(0)
+            three = self._rng.random() < 0.6
+            self.car = Car(
+                phases=(0, 1, 2) if three else (0,),
+                max_amps=self._rng.choice([16.0, 16.0, 32.0] if three else [16.0, 20.0, 32.0]),
+                need=self._rng.uniform(5_000, 40_000),
+                capacity=self._rng.uniform(40_000, 80_000),
+            )
+            self.car.charged = self.car.capacity - self.car.need
+        if self.online(t):
+            for due, call in [p for p in self._pending if p[0] <= t]:
+                self._pending.remove((due, call))
+                for key, value in call.items():
+                    if key == "tcl":
+                        self.tcl, self.tcl_at = value, t
+                    elif key == "amp" and value is not None:
+                        self.amp = value
+                    elif key == "frc" and value is not None:
+                        self.frc = value
+        if self.tcl is not None and t - self.tcl_at >= TCL_EXPIRY:
+            self.tcl = None  # the firmware drops a temporary limit not refreshed
+        wanted = self._allowed()
+        if wanted != self._wanted:
+            self._wanted = wanted
+            if self._change_at is None:  # a taper moves it every second: from the first
+                self._change_at = t + self._rng.uniform(*CAR_DELAY)
+        if self._change_at is not None and t >= self._change_at:
+            self.draw, self._change_at = self._wanted, None
+        car = self.car
+        if car is not None and self.draw:
+            energy = self.draw * VOLTS * len(car.phases) / 3600
+            car.charged += energy
+            self.delivered += energy
+            if car.charged >= car.capacity * 0.999:
+                self.car = None  # full: the owner unplugs it
+                self.draw, self._wanted, self._change_at = 0.0, 0.0, None
+
+    def _allowed(self) -> float:
+        car = self.car
+        if car is None or self.frc == 1:
+            return 0.0
+        soc = car.charged / car.capacity
+        taper = 1.0 if soc < 0.8 else max(0.15, (1.0 - soc) / 0.2)
+        return float(min(self.limit(), car.max_amps * taper))
+
+    def currents(self) -> Amps:
+        car = self.car
+        if car is None:
+            return (0.0, 0.0, 0.0)
+        a, b, c = (self.draw if p in car.phases else 0.0 for p in range(3))
+        return (a, b, c)
+
+    def status(self) -> dict[str, Any]:
+        currents = self.currents()
+        charging = self.car is not None and self._allowed() > 0 and self.draw > 0
+        car = 1 if self.car is None else 2 if charging or self._wanted > 0 else 4
+        return {
+            "car": car, "amp": self.amp, "tcl": self.tcl, "frc": self.frc, "psm": 0,
+            "mca": 6, "ama": 32, "nrg": [230, 231, 229, 0, *currents, 0, 0, 0, 0, 0],
+        }  # fmt: skip
+
+
+@dataclass
+class DayReport:
+    seed: int
+    mode: str
+    fuse: float
+    interval: float
+    worst_overshoot: int = 0  # s a phase was above the fuse in one stretch (meter live)
+    overshoot_seconds: int = 0
+    silent_overshoot: int = 0  # the same while the meter was silent (fallback's doing)
+    house_overshoot_seconds: int = 0  # the house alone above the fuse: nobody's doing
+    lowest_write: int | None = None
+    writes_per_hour: dict[str, int] = field(default_factory=dict)  # the worst hour
+    writes: dict[str, int] = field(default_factory=dict)
+    fallback_late: list[str] = field(default_factory=list)
+    pv_import_over: int = 0  # s of site-caused import beyond the hysteresis
+    worst_pv_import: int = 0  # the longest such stretch
+    energy: dict[str, float] = field(default_factory=dict)  # kWh each charger gave
+    decisions: int = 0
+
+
+def site_settings(mode: Mode, fuse: float, interval: float) -> SiteSettings:
+    return SiteSettings(
+        name="house", fuse=fuse, meter_topic="home/meter", interval=interval, mode=mode,
+        meter_exports=mode == "pv", chargers=(
+            SiteChargerSettings(name="garage", priority=1, max_current=16),
+            SiteChargerSettings(name="carport", priority=2),
+        ),
+    )  # fmt: skip
+
+
+def run_day(seed: int, *, mode: Mode = "fuse", fuse: float = 25.0, interval: float = 5.0
+            ) -> DayReport:  # fmt: skip
+    rng = random.Random(seed)
+    house = House(rng, heavy=rng.uniform(0.6, 1.1))
+    sun = Sun(rng, peak=rng.uniform(6000, 11000)) if mode == "pv" else None
+    meter = Meter(rng, period=rng.randrange(1, int(interval) + 1), exports=mode == "pv")
+    settings = site_settings(mode, fuse, interval)
+    controller = SiteController(settings)
+    chargers = [SimCharger(c.name, rng, own_amp=16) for c in settings.chargers]
+    report = DayReport(seed, mode, fuse, interval)
+    last_decision = -1e9
+    last_reading = 0
+    run = [0, 0, 0]
+    pv_run = 0
+    for t in range(DAY):
+        for charger in chargers:
+            charger.step(t)
+        other = house.at(t)
+        looks = [c.currents() for c in chargers]
+        drawn = [sum(look[p] for look in looks) for p in range(3)]
+        sun_amps = sun.at(t) / 3 / VOLTS if sun is not None else 0.0
+        grid = (other[0] + drawn[0] - sun_amps, other[1] + drawn[1] - sun_amps,
+                other[2] + drawn[2] - sun_amps)  # fmt: skip
+        due = t - last_decision >= interval
+        payload = meter.payload(t, grid)
+        if payload is not None:
+            try:
+                controller.meter(parse_meter(payload, exports=mode == "pv"), t)
+                last_reading = t
+            except MeterInvalid as exc:
+                controller.meter_invalid(str(exc), t)
+            due = due or t - last_decision >= 1
+        if due:
+            last_decision = t
+            report.decisions += 1
+            for charger in chargers:
+                online = charger.online(t)
+                controller.see(charger.name, seen_from_status(charger.status(), online=online))
+            for write in controller.decide(t).writes:
+                next(c for c in chargers if c.name == write.charger).send(t, write.call)
+                for key, value in write.call.items():
+                    if key in ("tcl", "amp") and value is not None:
+                        low = report.lowest_write
+                        report.lowest_write = value if low is None else min(low, value)
+            if t - last_reading > settings.meter_timeout + interval:
+                _check_fallback(controller, report, t)
+        _measure(report, t, grid, other, drawn, run, meter.is_silent(t) or t - last_reading > 2)
+        if sun is not None:
+            caused = _site_import(grid, other, sun_amps)
+            if caused > settings.pv_stop_hysteresis + PV_TOLERANCE:
+                pv_run += 1
+                report.pv_import_over += 1
+                report.worst_pv_import = max(report.worst_pv_import, pv_run)
+            else:
+                pv_run = 0
+    for charger in chargers:
+        times = [t for t, _ in charger.written]
+        report.writes[charger.name] = len(times)
+        report.energy[charger.name] = round(charger.delivered / 1000, 1)
+        report.writes_per_hour[charger.name] = max(
+            (sum(1 for x in times if h * 3600 <= x < (h + 1) * 3600) for h in range(24)),
+            default=0,
+        )
+    return report
+
+
+PV_TOLERANCE = 60.0  # W: the meter's noise and the whole-ampere steps
+
+
+def _site_import(grid: Amps, other: Amps, sun_amps: float) -> float:
+    """W of import the chargers cause: the import now, less what the house alone imports."""
+    with_chargers = max(0.0, sum(grid) * VOLTS)
+    alone = max(0.0, sum(i - sun_amps for i in other) * VOLTS)
+    return with_chargers - alone
+
+
+def _check_fallback(controller: SiteController, report: DayReport, t: int) -> None:
+    """The meter has been silent past its timeout and a decision ran: every charging
+    charger must be at the fallback current or paused by now."""
+    fallback = controller.settings.fallback_current
+    for m in controller.managed.values():
+        if m.seen.online and m.seen.drawing and not m.paused and (m.written or 99) > fallback:
+            report.fallback_late.append(f"{m.name} at {t} s: {m.written} A")
+
+
+def _measure(report: DayReport, t: int, grid: Amps, other: Amps, drawn: list[float],
+             run: list[int], silent: bool) -> None:  # fmt: skip
+    for p in range(3):
+        if grid[p] > report.fuse + 1e-6:  # at the rating exactly a fuse holds for ever
+            if other[p] > report.fuse:
+                report.house_overshoot_seconds += 1
+                continue
+            run[p] += 1
+            if silent:
+                report.silent_overshoot = max(report.silent_overshoot, run[p])
+            else:
+                report.overshoot_seconds += 1
+                report.worst_overshoot = max(report.worst_overshoot, run[p])
+        else:
+            run[p] = 0

@@ -1,0 +1,374 @@
+"""One site's decisions: the room per phase, each charger's share, pauses and fallback.
+
+Pure: the time of a decision is an argument, readings and looks are handed in, writes
+are handed out (go-e set calls) for the bridge to carry through the command path.
+
+Safety first, then calm: going down is at once (the next decision), going up at most
+``ramp_up`` A a decision, once an interval, and only with an ampere to spare (meter
+noise writes nothing), and never in a decision that lowers another charger (room is
+made before it is used). A charger that cannot have its minimum pauses; it resumes once room for its
+minimum has been there ``resume_after``. A silent or wrong meter sends the charging
+chargers to ``fallback_current`` in the decision that notices it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from goe2mqtt.config.site import SiteSettings
+from goe2mqtt.site.meter import PHASES, MeterReading
+from goe2mqtt.site.seen import FORCE_OFF, ChargerSeen, Managed
+from goe2mqtt.site.sharing import Claim, Room, share
+
+Mode = Literal["fuse", "pv", "off"]
+MODES: tuple[Mode, ...] = ("fuse", "pv", "off")
+UP_MARGIN = 1.0  # A beyond the next whole ampere before going up: meter noise writes nothing
+STARTING = 60.0  # s a resumed charger keeps its claim before its car draws (cars wake slowly)
+TCL_REFRESH = 480.0  # s: go-e drops tcl after 600 s unless it is written again
+# The meter's noise: the room is taken this much smaller, so a reading a little low
+# cannot fill the fuse past its rating (and the next reading corrects what one did).
+MARGIN = 0.5  # A per phase
+MARGIN_WATTS = MARGIN * 230.0
+MISMATCH_GRACE = 10.0  # s: a limit still not shown this long after its write is written again
+
+SetCall = dict[str, int | None]
+
+
+@dataclass(frozen=True)
+class Write:
+    charger: str
+    call: SetCall  # {"tcl": 10}, {"frc": 1}, ...
+    why: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    writes: tuple[Write, ...]
+    changed: bool  # the state shows something new
+
+
+class SiteController:
+    def __init__(self, settings: SiteSettings) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.mode: Mode = settings.mode
+        self.fuse = settings.fuse
+        self.managed = {
+            c.name: Managed(c, order, c.priority) for order, c in enumerate(settings.chargers)
+        }
+        self.reading: MeterReading | None = None
+        self.reading_at = -math.inf
+        self.invalid: str | None = None  # why the last payload was refused
+        self.fallback: str | None = None  # why the site falls back, while it does
+        self.room: tuple[float, float, float] | None = None
+        self.started: float | None = None
+        self._shown: Any = None
+
+    # --- what comes in ----------------------------------------------------------------
+
+    def meter(self, reading: MeterReading, now: float) -> None:
+        self.reading, self.reading_at, self.invalid = reading, now, None
+
+    def meter_invalid(self, reason: str, now: float) -> None:
+        """A payload that cannot be trusted: the next decision falls back."""
+        self.invalid = reason
+
+    def see(self, charger: str, seen: ChargerSeen) -> None:
+        self.managed[charger].learn(seen)
+
+    def set_mode(self, mode: str) -> str | None:
+        """None when done, else why not."""
+        if mode not in MODES:
+            return f"mode must be one of {', '.join(MODES)}, got {mode[:20]!r}"
+        self.mode = next(m for m in MODES if m == mode)
+        return None
+
+    def set_fuse(self, fuse: float) -> str | None:
+        if not 0 < fuse <= 1000:
+            return "fuse must be above 0 and at most 1000 A"
+        lowest = max(m.settings.min_current for m in self.managed.values())
+        if fuse < lowest:
+            return f"fuse {fuse:g} A is below a charger's min_current {lowest} A"
+        self.fuse = fuse
+        return None
+
+    def set_priority(self, charger: str, priority: int) -> str | None:
+        if charger not in self.managed:
+            return f"charger {charger[:64]!r} is not in site {self.name}"
+        if not 1 <= priority <= 99:
+            return "priority must be 1 to 99"
+        self.managed[charger].priority = priority
+        return None
+
+    # --- the decision -----------------------------------------------------------------
+
+    def decide(self, now: float) -> Decision:
+        if self.started is None:
+            self.started = now
+        if self.mode == "off":
+            self.fallback = None
+            writes = self._release()
+        else:
+            problem = self._meter_problem(now)
+            if problem is _WAITING:
+                writes = []
+            elif problem is not None:
+                self.fallback = problem
+                writes = self._fall_back(problem, now)
+            else:
+                self.fallback = None
+                writes = self._control(now)
+        for write in writes:
+            self.managed[write.charger].count_write(now)
+        shown = self._summary(now)
+        changed, self._shown = shown != self._shown, shown
+        return Decision(tuple(writes), changed)
+
+    def _meter_problem(self, now: float) -> str | None:
+        timeout = self.settings.meter_timeout
+        if self.invalid is not None:
+            return f"meter reading invalid: {self.invalid}"
+        if self.reading is None:
+            assert self.started is not None
+            waited = now - self.started
+            return f"no meter reading for {waited:.0f} s" if waited >= timeout else _WAITING
+        age = now - self.reading_at
+        return f"meter silent for {age:.0f} s" if age > timeout else None
+
+    def _fall_back(self, why: str, now: float) -> list[Write]:
+        """Charging chargers to fallback_current (or paused); never up without a meter."""
+        fallback = self.settings.fallback_current
+        writes: list[Write] = []
+        for m in self.managed.values():
+            if not m.seen.online or m.paused:
+                continue
+            low, _ = m.bounds()
+            m.why, m.share = f"fallback: {why}", float(fallback)
+            if fallback < low:
+                if m.seen.drawing:
+                    writes.append(self._pause(m, m.why, now))
+            elif (m.written is None and m.seen.drawing) or (m.written or 0) > fallback:
+                writes.append(self._current(m, fallback, m.why, now))
+            else:
+                self._upkeep(m, now, writes, writes)
+        return writes
+
+    def _release(self) -> list[Write]:
+        """Mode off: paused chargers back to what they were, temporary limits cleared."""
+        writes: list[Write] = []
+        for m in self.managed.values():
+            if not m.seen.online:
+                continue
+            m.why = "mode off"
+            if m.paused:
+                m.paused = False
+                writes.append(Write(m.name, {"frc": m.frc_before}, "mode off: resumed"))
+            if m.written is not None and m.seen.has_tcl:
+                m.written = None
+                writes.append(Write(m.name, {"tcl": None}, "mode off: limit cleared"))
+        return writes
+
+    def _control(self, now: float) -> list[Write]:
+        room = self._room()
+        online = [m for m in self.managed.values() if m.seen.online]
+        claimants = [
+            m for m in online if m.seen.drawing or m.paused or now - m.started_at < STARTING
+        ]
+        first = share([self._claim(m, now) for m in claimants], room)
+        resuming = []
+        for m in claimants:
+            if not m.paused:
+                continue
+            if first[m.name] >= m.bounds()[0]:
+                m.fits_since = now if m.fits_since is None else m.fits_since
+                waited = min(now - m.fits_since, now - m.paused_at)
+                if waited >= self.settings.resume_after and self._may_raise(m, now):
+                    resuming.append(m)
+                else:
+                    m.why = f"paused: room for its minimum, resumes in" \
+                        f" {self.settings.resume_after - waited:.0f} s"
+            else:
+                m.fits_since = None
+                m.why = "paused: " + self._lack()
+        running = [m for m in claimants if not m.paused]
+        if len(running) + len(resuming) == len(claimants):
+            shares = first  # nobody left out: the same claims, the same shares
+        else:
+            shares = share([self._claim(m, now) for m in (*running, *resuming)], room)
+        down: list[Write] = []
+        up: list[Write] = []
+        for m in running:
+            self._steer(m, shares[m.name], now, down, up)
+        for m in resuming:
+            low, _ = m.bounds()
+            m.share = shares[m.name]
+            if m.written != low:
+                up.append(self._current(m, low, "resumes at its minimum", now))
+            up.append(Write(m.name, {"frc": m.frc_before}, "room for its minimum: resumed"))
+        for m in online:
+            if m not in claimants:
+                m.share, m.why = 0.0, "not charging"
+        # Room is made before it is used: what goes up waits while something goes down.
+        if down:
+            for m in resuming:
+                m.why = "resumes once the others are down"
+            return down
+        for m in resuming:
+            m.paused, m.started_at, m.fits_since = False, now, None
+        return up
+
+    def _steer(self, m: Managed, given: float, now: float, down: list[Write],
+               up: list[Write]) -> None:  # fmt: skip
+        low, high = m.bounds()
+        m.share = given
+        if given < low:
+            down.append(self._pause(m, "paused: " + self._lack(), now))
+            return
+        current = m.written if m.written is not None else (m.seen.limit or high)
+        lower = min(math.floor(given + 1e-9), high)
+        higher = min(math.floor(given - UP_MARGIN), high, current + self.settings.ramp_up)
+        m.why = f"share {given:.1f} A"
+        if lower < current:
+            down.append(self._current(m, max(lower, low), f"down to its share {given:.1f} A", now))
+        elif m.written is None:  # a charging charger of the site always has the site's limit
+            # Never more than it has: counts with what goes down (nothing waits for it).
+            down.append(self._current(m, min(current, lower), f"taken over at {current} A", now))
+        elif higher > current and self._may_raise(m, now):
+            up.append(self._current(m, higher, f"up towards its share {given:.1f} A", now))
+        else:
+            self._upkeep(m, now, down, up)
+
+    def _may_raise(self, m: Managed, now: float) -> bool:
+        """Up once an interval at most, and only on a reading taken after the last write
+        and within the interval: a stale meter minus what the chargers draw now would
+        take their own increases for room, and raise them again and again."""
+        fresh = now - self.reading_at <= self.settings.interval
+        return now - m.written_at >= self.settings.interval and self.reading_at > m.written_at \
+            and fresh  # fmt: skip
+
+    def _upkeep(self, m: Managed, now: float, down: list[Write], up: list[Write]) -> None:
+        """The written limit kept: refreshed before tcl expires, written again when the
+        charger does not show it (a write that did not apply, a reboot, the app)."""
+        if m.written is None:
+            return
+        if m.seen.limit is not None and m.seen.limit != m.written:
+            if now - m.written_at >= MISMATCH_GRACE:
+                why = f"the charger shows {m.seen.limit} A, not the {m.written} A written"
+                higher = m.seen.limit > m.written  # unsafe: counts as going down
+                (down if higher else up).append(self._current(m, m.written, why, now))
+        elif m.seen.has_tcl and now - m.written_at >= TCL_REFRESH:
+            up.append(self._current(m, m.written, "refreshed before tcl expires", now))
+
+    def _lack(self) -> str:
+        return "no sun for its minimum" if self.mode == "pv" else "no room for its minimum"
+
+    def _current(self, m: Managed, amps: int, why: str, now: float) -> Write:
+        m.written, m.written_at = amps, now
+        key = "tcl" if m.seen.has_tcl else "amp"
+        return Write(m.name, {key: amps}, why)
+
+    def _pause(self, m: Managed, why: str, now: float) -> Write:
+        m.paused, m.paused_at, m.fits_since, m.why = True, now, None, why
+        frc = m.seen.frc
+        m.frc_before = frc if frc is not None and frc != FORCE_OFF else 0
+        return Write(m.name, {"frc": FORCE_OFF}, why)
+
+    def _claim(self, m: Managed, now: float) -> Claim:
+        low, high = m.bounds()
+        pv = self.mode == "pv"
+        return Claim(
+            name=m.name,
+            priority=m.priority,
+            order=m.order,
+            phases=m.draws_on(),
+            low=low,
+            high=high,
+            pv_slack=self.settings.pv_stop_hysteresis if pv and not m.paused else 0.0,
+            first=pv and not m.paused and now - m.started_at < self.settings.pv_min_charge_time,
+        )
+
+    def _room(self) -> Room:
+        """What the site's chargers may draw: the limits less everything else."""
+        assert self.reading is not None
+        volts = self._volts()
+        drawn = [0.0, 0.0, 0.0]
+        reserved = [0.0, 0.0, 0.0]
+        for m in self.managed.values():
+            # Offline: taken as still drawing what it drew, and able to draw its limit.
+            for p in range(3):
+                drawn[p] += m.last_draw[p] if not m.seen.online else m.seen.currents[p]
+            if not m.seen.online:
+                limit = max(m.written or 0, *m.last_draw)
+                for p in m.draws_on():
+                    reserved[p] += limit
+        drawn_watts = sum(v * i for v, i in zip(volts, drawn, strict=True))
+        reserved_watts = sum(v * i for v, i in zip(volts, reserved, strict=True))
+        currents = self.reading.currents
+        if self.reading.power is not None:
+            other_watts = self.reading.power - drawn_watts
+        else:
+            assert currents is not None
+            other_watts = sum(v * i for v, i in zip(volts, currents, strict=True)) - drawn_watts
+        if currents is not None:
+            other = [currents[p] - drawn[p] for p in range(3)]
+        else:  # power alone: any phase may carry all of the rest
+            other = [max(0.0, other_watts) / volts[p] for p in range(3)]
+        phases = None
+        if self.fuse is not None:
+            fuse = self.fuse - MARGIN
+            phases = (fuse - other[0] - reserved[0], fuse - other[1] - reserved[1],
+                      fuse - other[2] - reserved[2])  # fmt: skip
+        self.room = phases
+        cap = self.settings.import_limit
+        watts = None if cap is None else cap - other_watts - reserved_watts - MARGIN_WATTS
+        pv = -other_watts - reserved_watts - MARGIN_WATTS if self.mode == "pv" else None
+        return Room(phases, watts, pv, volts)
+
+    def _volts(self) -> tuple[float, float, float]:
+        looks = [m.seen.volts for m in self.managed.values() if m.seen.online]
+        if not looks:
+            return (230.0, 230.0, 230.0)
+        a, b, c = (sum(v[p] for v in looks) / len(looks) for p in range(3))
+        return (a, b, c)
+
+    # --- what goes out -----------------------------------------------------------------
+
+    def state(self, now: float) -> dict[str, Any]:
+        """The site's state topic: what it knows, decided and why."""
+        reading = self.reading
+        return {
+            "mode": self.mode,
+            "fuse": self.fuse,
+            "import_limit": self.settings.import_limit,
+            "meter": {
+                "age": None if reading is None else round(now - self.reading_at, 1),
+                "reading": None if reading is None else reading.as_json(),
+                "invalid": self.invalid,
+            },
+            "room": None if self.room is None
+            else dict(zip(PHASES, (round(r, 1) for r in self.room), strict=True)),
+            **self._summary(now),
+        }
+
+    def _summary(self, now: float) -> dict[str, Any]:
+        return {
+            "fallback": self.fallback is not None,
+            "fallback_reason": self.fallback,
+            "chargers": {
+                m.name: {
+                    "allocated": m.written if not m.paused else 0,
+                    "paused": m.paused,
+                    "why": m.why,
+                    "online": m.seen.online,
+                    "priority": m.priority,
+                    "phases": [p + 1 for p in m.draws_on()],
+                    "writes_this_hour": m.writes_in_hour(now),
+                }
+                for m in self.managed.values()
+            },
+        }
+
+
+_WAITING = "waiting for the first meter reading"

@@ -1,0 +1,147 @@
+"""What the controller knows of each charger: what it shows now, and what the site did.
+
+``ChargerSeen`` is one look at a charger (from its go-e status); ``Managed`` is the
+site's memory of it across decisions (what was written, when it paused, its phases).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from goe2mqtt.catalogue.limits import current_bounds
+from goe2mqtt.config.site import SiteChargerSettings
+from goe2mqtt.util.numbers import finite_number
+
+NOMINAL_VOLTS = 230.0
+DRAWING = 1.0  # A on a phase: below this the phase is taken as not drawn on
+CHARGING = 2  # go-e car state: charging
+NO_CAR = 1
+FORCE_OFF = 1  # frc: stop now
+HOUR = 3600.0
+
+
+@dataclass(frozen=True)
+class ChargerSeen:
+    """One look at a charger, as far as the site cares."""
+
+    online: bool
+    car: int | None = None
+    currents: tuple[float, float, float] = (0.0, 0.0, 0.0)  # A per phase, from nrg
+    volts: tuple[float, float, float] = (NOMINAL_VOLTS,) * 3
+    low: int = 6  # A: what the charger takes at least (mca)
+    high: int = 32  # A: what it allows at most (ama, cable, adapter, temperature)
+    psm: int | None = None  # 1: forced one phase
+    frc: int | None = None
+    limit: int | None = None  # the current limit it shows (tcl, or amp without tcl)
+    has_tcl: bool = True  # its firmware knows tcl (else the site writes amp)
+
+    @property
+    def drawing(self) -> bool:
+        return self.car == CHARGING
+
+
+def seen_from_status(status: Mapping[str, Any], *, online: bool) -> ChargerSeen:
+    """A go-e status (as the bridge keeps it) as the site sees it."""
+    nrg = status.get("nrg")
+    volts: tuple[float, float, float] = (NOMINAL_VOLTS,) * 3
+    currents = (0.0, 0.0, 0.0)
+    if isinstance(nrg, list) and len(nrg) >= 7:
+        numbers = [_number(v) for v in nrg[:7]]
+        volts = tuple(v if v is not None and 100 <= v <= 300 else NOMINAL_VOLTS
+                      for v in numbers[:3])  # type: ignore[assignment]  # fmt: skip
+        currents = tuple(max(0.0, i) if i is not None else 0.0
+                         for i in numbers[4:7])  # type: ignore[assignment]  # fmt: skip
+    bounds = current_bounds(status)
+    low, high = int(bounds[0]), int(bounds[1])
+    has_tcl = "tcl" in status
+    tcl = _integer(status.get("tcl"))  # null: no temporary limit, the current is amp's
+    limit = tcl if tcl is not None else _integer(status.get("amp"))
+    return ChargerSeen(
+        online=online,
+        car=_integer(status.get("car")),
+        currents=currents,
+        volts=volts,
+        low=low,
+        high=high,
+        psm=_integer(status.get("psm")),
+        frc=_integer(status.get("frc")),
+        limit=limit,
+        has_tcl=has_tcl,
+    )
+
+
+def _number(value: Any) -> float | None:
+    if type(value) is float:  # the common case first: a status is read every second
+        return value if math.isfinite(value) else None
+    number = finite_number(value)
+    return None if number is None else float(number)
+
+
+def _integer(value: Any) -> int | None:
+    number = finite_number(value)
+    return int(number) if number is not None and float(number).is_integer() else None
+
+
+@dataclass
+class Managed:
+    """The site's memory of one of its chargers."""
+
+    settings: SiteChargerSettings
+    order: int
+    priority: int
+    seen: ChargerSeen = field(default_factory=lambda: ChargerSeen(online=False))
+    written: int | None = None  # A the site last wrote
+    written_at: float = -math.inf
+    paused: bool = False  # the site forced it off
+    paused_at: float = -math.inf
+    frc_before: int = 0  # what frc was before the site paused it: restored on resume
+    fits_since: float | None = None  # room for its minimum since (while paused)
+    started_at: float = -math.inf  # pv: when it last started
+    phases: tuple[int, ...] | None = None  # learned from what it draws on
+    last_draw: tuple[float, float, float] = (0.0, 0.0, 0.0)  # kept while offline
+    share: float = 0.0  # A it was given at the last decision
+    why: str = ""
+    writes: deque[float] = field(default_factory=deque)
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    def learn(self, seen: ChargerSeen) -> None:
+        """Take a new look (an offline look keeps what was drawn last)."""
+        self.seen = seen
+        if not seen.online:
+            return
+        self.last_draw = seen.currents
+        if seen.car == NO_CAR:
+            self.phases = None  # the next car may use other phases
+        elif seen.drawing:
+            drawn = tuple(p for p in range(3) if seen.currents[p] >= DRAWING)
+            if drawn:
+                self.phases = drawn
+
+    def draws_on(self) -> tuple[int, ...]:
+        """The phases its current counts on: those seen drawn, phase 1 when forced to one
+        phase, else all three (an unknown car may use every phase)."""
+        if self.phases is not None:
+            return self.phases
+        return (0,) if self.seen.psm == 1 else (0, 1, 2)
+
+    def bounds(self) -> tuple[int, int]:
+        """(min, max) A: the site's and the charger's limits together."""
+        low = max(self.settings.min_current, self.seen.low)
+        high = min(self.settings.max_current, self.seen.high)
+        return low, max(low, high)
+
+    def count_write(self, now: float) -> None:
+        self.writes.append(now)
+        self.writes_in_hour(now)
+
+    def writes_in_hour(self, now: float) -> int:
+        while self.writes and self.writes[0] <= now - HOUR:
+            self.writes.popleft()
+        return len(self.writes)

@@ -1,0 +1,134 @@
+"""How a room is shared: who gets their minimum, then what is left, by priority.
+
+Pure arithmetic on one decision's numbers. Every charger that can have its minimum gets
+it, in priority order (a pv start still inside its minimum charge time first); what
+is left above the minimums goes to priority 1 up to its maximum, then 2, and equally
+within a priority. A share is never above what every limit allows: per phase (the
+fuse), in watts (import_limit) and in watts of sun (pv).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import groupby
+
+SLACK = 1e-6  # float arithmetic: a share that fits exactly must count as fitting
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A charger that may draw: what it needs and may take."""
+
+    name: str
+    priority: int
+    order: int  # its place in the site's list: ties of priority
+    phases: tuple[int, ...]  # 0, 1, 2: the phases it draws on
+    low: int  # A: its minimum; below it the charger pauses
+    high: int  # A: its maximum (site, charger, cable)
+    # pv: W of import it may cause to keep its minimum (the stop hysteresis, for a
+    # charger already running; 0 to start).
+    pv_slack: float = 0.0
+    first: bool = False  # a pv start inside its minimum charge time: kept before priority
+
+
+@dataclass(frozen=True)
+class Room:
+    """What may still be drawn by the chargers that claim."""
+
+    phases: tuple[float, float, float] | None  # A per phase (fuse); None: no fuse
+    watts: float | None  # W in all (import_limit); None: no cap
+    pv: float | None  # W of sun (mode pv); None: not pv
+    volts: tuple[float, float, float] = (230.0, 230.0, 230.0)
+
+    def watts_of(self, claim: Claim, amps: float) -> float:
+        return amps * sum(self.volts[p] for p in claim.phases)
+
+
+def share(claims: Sequence[Claim], room: Room) -> dict[str, float]:
+    """Each claim's current (A, a float; 0 for one that cannot have its minimum)."""
+    admitted: list[Claim] = []
+    for claim in sorted(claims, key=lambda c: (not c.first, c.priority, c.order)):
+        trial = {c.name: float(c.low) for c in (*admitted, claim)}
+        if _fits([*admitted, claim], trial, room, pv_slack=claim.pv_slack):
+            admitted.append(claim)
+    shares = {c.name: 0.0 for c in claims}
+    shares.update({c.name: float(c.low) for c in admitted})
+    # Above the minimums only real sun counts (the slack kept minimums, never more).
+    pv_floor = sum(room.watts_of(c, c.low) for c in admitted)
+    level_room = room
+    if room.pv is not None and room.pv < pv_floor:
+        level_room = Room(room.phases, room.watts, pv_floor, room.volts)
+    by_priority = sorted(admitted, key=lambda c: c.priority)
+    for _, group_iter in groupby(by_priority, key=lambda c: c.priority):
+        group = list(group_iter)
+        level = _highest_level(group, admitted, shares, level_room)
+        for claim in group:
+            shares[claim.name] = _clamp(level, claim)
+    return shares
+
+
+def _clamp(level: float, claim: Claim) -> float:
+    return min(max(level, float(claim.low)), float(claim.high))
+
+
+def _highest_level(
+    group: Sequence[Claim], admitted: Sequence[Claim], shares: Mapping[str, float], room: Room
+) -> float:
+    """The highest equal level for a priority group, the others as they stand: the
+    lowest of what each limit allows (each is a sum of clamped levels, piecewise linear)."""
+    members = {c.name for c in group}
+    others = [c for c in admitted if c.name not in members]
+    top = float(max(c.high for c in group))
+    level = top
+    if room.phases is not None:
+        for p in range(3):
+            fixed = sum(shares[c.name] for c in others if p in c.phases)
+            terms = [(c.low, c.high, 1.0) for c in group if p in c.phases]
+            level = min(level, _reach(terms, room.phases[p] - fixed, top))
+    budgets = [b for b in (room.watts, room.pv) if b is not None]
+    if budgets:
+        fixed = sum(room.watts_of(c, shares[c.name]) for c in others)
+        terms = [(c.low, c.high, room.watts_of(c, 1.0)) for c in group]
+        for budget in budgets:
+            level = min(level, _reach(terms, budget - fixed, top))
+    return level
+
+
+def _reach(terms: Sequence[tuple[int, int, float]], budget: float, top: float) -> float:
+    """The highest x <= top with sum(coef * clamp(x, low, high)) <= budget."""
+    if not terms:
+        return top
+
+    def total(x: float) -> float:
+        return sum(coef * min(max(x, low), high) for low, high, coef in terms)
+
+    if total(top) <= budget + SLACK:
+        return top
+    points = sorted({float(b) for low, high, _ in terms for b in (low, high)} | {0.0})
+    below = 0.0
+    for point in points:
+        if total(point) > budget + SLACK:
+            # Linear between the last point that fits and this one.
+            slope = (total(point) - total(below)) / (point - below) if point > below else 0.0
+            if slope <= 0:
+                return below
+            return below + (budget - total(below)) / slope
+        below = point
+    return below
+
+
+def _fits(
+    claims: Sequence[Claim], amps: Mapping[str, float], room: Room, *, pv_slack: float
+) -> bool:
+    if room.phases is not None:
+        load = [0.0, 0.0, 0.0]
+        for claim in claims:
+            for phase in claim.phases:
+                load[phase] += amps[claim.name]
+        if any(load[p] > room.phases[p] + SLACK for p in range(3)):
+            return False
+    watts = sum(room.watts_of(c, amps[c.name]) for c in claims)
+    if room.watts is not None and watts > room.watts + SLACK:
+        return False
+    return room.pv is None or watts <= room.pv + pv_slack + SLACK

@@ -1,0 +1,310 @@
+"""The site controller through the bridge and a real broker (issue 31, "How we will know").
+
+Two simulated chargers with cars, a fuse of 25 A, and a meter the test publishes: what
+the house draws plus what the simulated chargers draw at that moment (they follow tcl
+at once). Every write goes through the command desk (journaled, read back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import structlog.testing
+import yaml
+
+from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.sim.broker import free_port
+from goe2mqtt.sim.charger import VOLTAGES
+from goe2mqtt.sim.house_demo import run_house_demo
+from goe2mqtt.sim.simulator import Simulator
+from tests.conftest import (
+    MqttProbe,
+    RunningBridge,
+    make_settings,
+    until,
+)
+
+FUSE = 25.0
+
+
+@dataclass
+class House:
+    """What the house draws besides the chargers; the meter publishes it with them."""
+
+    amps: tuple[float, float, float] = (2.0, 2.0, 2.0)
+    sun: float = 0.0  # W exported by the PV, spread over three phases
+    silent: bool = False
+    broken: bytes | None = None  # published instead of a reading
+
+
+@dataclass
+class Site:
+    probe: MqttProbe
+    simulator: Simulator
+    house: House
+    base: str
+    meter: str
+
+    def charger(self, name: str) -> Any:
+        serial = {"garage": "012345", "carport": "067890"}[name]
+        return self.simulator.charger(serial)
+
+    @property
+    def state_topic(self) -> str:
+        return f"{self.base}/site/house/state"
+
+    def state(self) -> dict[str, Any]:
+        latest = self.probe.latest(self.state_topic)
+        return {} if latest is None else dict(latest.json())
+
+    async def state_where(self, test: Callable[[dict[str, Any]], bool], within: float) -> None:
+        """A state published from now on (or the latest) that passes ``test``."""
+        since = self.probe.mark()
+        if test(self.state()):
+            return
+        await self.probe.wait_for(self.state_topic, lambda m: test(m.json()), within=within,
+                                  since=since)  # fmt: skip
+
+    async def user_command(self, charger: str, service: str, payload: dict[str, Any]
+                           ) -> dict[str, Any]:  # fmt: skip
+        """A user's command to a charger, and its result (the site's writes answer on the
+        same topic: told apart by the id)."""
+        request = f"user-{service}-{self.probe.mark()}"
+        mark = self.probe.mark()
+        await self.probe.publish(f"{self.base}/{charger}/cmd/{service}",
+                                 json.dumps({**payload, "id": request}))  # fmt: skip
+        result = await self.probe.wait_for(f"{self.base}/{charger}/cmd/result",
+                                           lambda m: m.json().get("id") == request, since=mark)
+        return dict(result.json())
+
+    async def command(self, service: str, payload: dict[str, Any]) -> dict[str, Any]:
+        return await self.probe.command(f"{self.base}/site/house/cmd/{service}",
+                                        json.dumps(payload))  # fmt: skip
+
+
+async def publish_meter(site: Site) -> None:
+    while True:
+        await asyncio.sleep(0.2)
+        if site.house.silent:
+            continue
+        if site.house.broken is not None:
+            await site.probe.publish(site.meter, site.house.broken)
+            continue
+        drawn = [sum(site.charger(n).currents()[p] for n in ("garage", "carport"))
+                 for p in range(3)]  # fmt: skip
+        sun = site.house.sun / 3 / VOLTAGES[0]
+        reading = {f"l{p + 1}": round(site.house.amps[p] + drawn[p] - sun, 2) for p in range(3)}
+        await site.probe.publish(site.meter, json.dumps(reading))
+
+
+def site_config(raw: dict[str, Any], meter: str, **over: Any) -> dict[str, Any]:
+    return {
+        "name": "house", "fuse": FUSE, "meter_topic": meter, "interval": 1,
+        "meter_timeout": 3, "resume_after": 1, "fallback_current": 6,
+        "chargers": [{"name": "garage", "priority": 1, "max_current": 16},
+                     {"name": "carport", "priority": 2}],
+        **over,
+    }  # fmt: skip
+
+
+@pytest.fixture
+def site_options() -> dict[str, Any]:
+    return {}
+
+
+@pytest.fixture
+async def site(
+    broker: Any, simulator: Simulator, site_options: dict[str, Any]
+) -> AsyncIterator[Site]:
+    raw = make_settings(broker, simulator, chargers=("garage", "carport"))
+    base = raw["mqtt"]["base_topic"]
+    meter = f"{base}-meter/grid"
+    raw["sites"] = [site_config(raw, meter, **site_options)]
+    settings = parse_settings(raw)
+    for name in ("012345", "067890"):
+        simulator.charger(name).plug_in()
+    prefix = raw["mqtt"]["discovery_prefix"]
+    async with MqttProbe(broker.host, broker.port, [f"{base}/#", f"{prefix}/#"]) as probe:
+        running = RunningBridge(settings)
+        await running.start()
+        current = Site(probe, simulator, House(), base, meter)
+        meter_task = asyncio.create_task(publish_meter(current))
+        try:
+            yield current
+        finally:
+            meter_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await meter_task
+            await running.stop()
+
+
+def allocated(state: dict[str, Any], name: str) -> int:
+    """The current the site gave a charger (-1 before it gave one)."""
+    value = state.get("chargers", {}).get(name, {}).get("allocated")
+    return -1 if value is None else int(value)
+
+
+async def test_a_16_a_load_brings_both_chargers_down_within_one_decision(site: Site) -> None:
+    # 2 A of house: the garage its 16 A maximum, the carport the rest (25 - 0.5 - 2 - 16).
+    await site.state_where(lambda s: allocated(s, "garage") == 16
+                           and allocated(s, "carport") == 6, within=20)  # fmt: skip
+    await until(lambda: site.charger("garage").settings["tcl"] == 16)
+    mark = site.probe.mark()
+    site.house.amps = (18.0, 18.0, 18.0)  # an oven and a heat pump: 16 A more
+    # Within one decision (1 s) plus the way of the command: garage 6 A, carport paused.
+    message = await site.probe.wait_for(
+        site.state_topic,
+        lambda m: allocated(m.json(), "garage") == 6 and m.json()["chargers"]["carport"]["paused"],
+        since=mark, within=5,
+    )  # fmt: skip
+    assert message.json()["fallback"] is False
+    await until(lambda: site.charger("garage").settings["tcl"] == 6, within=5)
+    await until(lambda: site.charger("carport").frc == 1, within=5)
+    # Each write was a command through the desk: its result on the charger's topic.
+    result = await site.probe.wait_for(
+        f"{site.base}/garage/cmd/result",
+        lambda m: str(m.json().get("id", "")).startswith("site:house:"),
+    )
+    assert result.json()["ok"] is True
+    assert site.state()["chargers"]["garage"]["writes_this_hour"] >= 2
+    # The site is a Home Assistant device of its own.
+    node = f"{site.base}_site_house"
+    select = site.probe.latest(f"ha{site.base.removeprefix('goe')}/select/{node}/mode/config")
+    assert select is not None
+    assert select.json()["command_topic"] == f"{site.base}/site/house/cmd/set_mode"
+
+
+async def test_a_silent_meter_brings_the_fallback(site: Site) -> None:
+    await site.state_where(lambda s: allocated(s, "garage") == 16, within=20)
+    site.house.silent = True
+    await site.state_where(
+        lambda s: s["fallback"] and s["fallback_reason"].startswith("meter silent"), within=10
+    )
+    await until(lambda: site.charger("garage").settings["tcl"] == 6, within=5)
+    await until(lambda: site.charger("carport").settings["tcl"] == 6, within=5)
+    site.house.silent = False  # readings return: normal control, ramping up again
+    await site.state_where(lambda s: not s["fallback"] and allocated(s, "garage") > 6, within=10)
+
+
+async def test_nan_readings_bring_the_fallback_and_a_log_line(site: Site) -> None:
+    await site.state_where(lambda s: allocated(s, "garage") == 16, within=20)
+    with structlog.testing.capture_logs() as logs:
+        site.house.broken = b'{"l1": NaN, "l2": 3, "l3": 3}'
+        await site.state_where(lambda s: s["fallback"] and "invalid" in s["fallback_reason"],
+                               within=5)  # fmt: skip
+        await until(lambda: site.charger("garage").settings["tcl"] == 6, within=5)
+    said = [e for e in logs if e["event"] == "site_meter_invalid"]
+    assert said, [e["event"] for e in logs]
+    assert said[0]["reason"] == "l1: nan is not a finite number"
+    assert len(said) == 1  # said once, not at every reading
+    assert "l1: nan" in site.state()["fallback_reason"]
+
+
+@pytest.mark.parametrize("site_options", [{"mode": "pv", "fuse": 32}])
+async def test_pv_with_5_kw_of_export_is_shared_by_priority(site: Site) -> None:
+    for name in ("garage", "carport"):
+        site.charger(name).psm = 1  # one-phase cars: 6 A is 1380 W
+    site.house.amps = (1.0, 1.0, 1.0)
+    site.house.sun = 5000 + 3 * 230 * 1.0  # 5 kW exported while the cars draw nothing
+    # 5 kW less the 115 W margin: the carport keeps its 6 A minimum (1380 W) and the
+    # garage, priority 1, takes the rest: 3505 W is 15 A.
+    await site.state_where(lambda s: allocated(s, "garage") == 15 and allocated(s, "carport") == 6,
+                           within=30)  # fmt: skip
+    assert site.state()["mode"] == "pv"
+
+
+async def test_site_commands_and_a_user_current_command_refused(site: Site) -> None:
+    await site.state_where(lambda s: allocated(s, "garage") == 16, within=20)
+    refused = await site.user_command("garage", "change_charging_power", {"charging_power": 10})
+    assert refused["ok"] is False
+    assert "site house manages garage's current (mode fuse)" in refused["error"]
+    # Not the current: commands other than the current pass.
+    assert (await site.user_command("garage", "set", {"lbr": 100}))["ok"]
+    result = await site.command("set_fuse", {"fuse": 20, "id": 7})
+    assert result == {"service": "set_fuse", "ok": True, "id": 7, "applied": [{"fuse": 20}]}
+    await site.state_where(lambda s: s["fuse"] == 20 and allocated(s, "garage") <= 16, within=5)
+    bad = await site.command("set_fuse", {"fuse": 3})
+    assert bad["ok"] is False
+    assert "below a charger's min_current" in bad["error"]
+    result = await site.command("set_priority", {"charger": "carport", "priority": 1})
+    assert result["ok"] is True
+    assert (await site.command("set_priority", {"charger": "shed", "priority": 1}))["ok"] is False
+    result = await site.command("set_mode", {"mode": "off"})
+    assert result["ok"] is True
+    await until(lambda: site.charger("garage").settings["tcl"] is None, within=5)  # cleared
+    # Off: the site leaves the chargers alone, and the user's current goes through.
+    ok = await site.user_command("garage", "change_charging_power", {"charging_power": 10})
+    assert ok["ok"] is True
+    assert (await site.command("set_mode", {"mode": "eco"}))["ok"] is False
+
+
+async def test_the_house_demo_shows_the_sharing() -> None:
+    out = io.StringIO()
+    await run_house_demo(duration=24, out=out, pace=0.45)
+    text = out.getvalue()
+    assert "site house: mode fuse | room A: L1 22.5 L2 22 L3 23 | garage 16 A | carport 6 A" \
+        in text  # fmt: skip
+    assert "garage 10 A | carport paused (no room for its minimum)" in text
+    assert "FALLBACK: meter silent" in text
+    assert '{"service": "set_mode", "ok": true' in text
+    assert "site house: mode pv" in text
+
+
+def test_a_bad_site_stops_start_up_naming_the_key(tmp_path: Path) -> None:
+    raw = {
+        "mqtt": {"host": "127.0.0.1"},
+        "chargers": [{"name": "garage", "host": "192.168.1.20"}],
+        "sites": [{"name": "house", "fuse": 25, "meter_topic": "home/meter",
+                   "chargers": [{"name": "garage"}, {"name": "shed"}]}],
+    }  # fmt: skip
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    for command in (["check-config"], ["run"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "goe2mqtt", *command, "--config", str(path)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode == 2
+        assert "sites[0].chargers[1].name: unknown charger 'shed'" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+async def test_simulate_house_publishes_a_meter_with_the_chargers_draw(broker: Any) -> None:
+    port = free_port()
+    topic = f"house{port}/meter"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "goe2mqtt", "simulate", "--port", str(port),
+        "--charger", "000042:secret-sim", "--broker", f"{broker.host}:{broker.port}",
+        "--house", topic, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with MqttProbe(broker.host, broker.port, [topic]) as probe:
+            first = await probe.wait_for(topic, within=20)
+            assert set(first.json()) == {"l1", "l2", "l3"}
+            async with aiohttp.ClientSession() as http:
+                sim = f"http://127.0.0.1:{port}/_sim/000042"
+                async with http.post(sim, json={"plug": True}) as answer:
+                    assert answer.status == 200
+            # The car draws 16 A on three phases: the meter shows the house plus that
+            # (10 A more at least, whatever the heat pump does meanwhile).
+            mark = probe.mark()
+            await probe.wait_for(topic, lambda m: m.json()["l1"] >= first.json()["l1"] + 10,
+                                 since=mark, within=20)  # fmt: skip
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 20) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -1,0 +1,261 @@
+"""The site controller decides, on the time it is given: shares, pauses, ramps, fallback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from goe2mqtt.config.site import SiteChargerSettings, SiteSettings
+from goe2mqtt.site.controller import SiteController, Write
+from goe2mqtt.site.meter import MeterReading
+from goe2mqtt.site.seen import ChargerSeen, seen_from_status
+
+
+def site(**over: Any) -> SiteController:
+    settings: dict[str, Any] = {
+        "name": "house", "fuse": 25.0, "meter_topic": "home/meter",
+        "chargers": (SiteChargerSettings(name="garage", priority=1, max_current=16),
+                     SiteChargerSettings(name="carport", priority=2)),
+        **over,
+    }  # fmt: skip
+    return SiteController(SiteSettings(**settings))
+
+
+def charging(amps: float, *, phases: int = 3, limit: int | None = None) -> ChargerSeen:
+    drawn = tuple(amps if p < phases else 0.0 for p in range(3))
+    return ChargerSeen(online=True, car=2, currents=drawn, limit=limit)  # type: ignore[arg-type]
+
+
+def step(
+    controller: SiteController, now: float, house: tuple[float, float, float],
+    **chargers: ChargerSeen,
+) -> list[Write]:  # fmt: skip
+    """The meter reads the house plus what the chargers draw; then one decision."""
+    for name, seen in chargers.items():
+        controller.see(name, seen)
+    grid = tuple(house[p] + sum(s.currents[p] for s in chargers.values()) for p in range(3))
+    controller.meter(MeterReading(currents=grid), now)  # type: ignore[arg-type]
+    return list(controller.decide(now).writes)
+
+
+def calls(writes: list[Write]) -> dict[str, list[dict[str, int | None]]]:
+    found: dict[str, list[dict[str, int | None]]] = {}
+    for write in writes:
+        found.setdefault(write.charger, []).append(write.call)
+    return found
+
+
+def test_a_16_a_load_brings_both_chargers_down_in_one_decision() -> None:
+    controller = site()
+    step(controller, 0, (2, 2, 2), garage=charging(10, limit=10), carport=charging(10, limit=10))
+    writes = step(controller, 5, (18, 18, 18), garage=charging(10, limit=10),
+                  carport=charging(10, limit=10))  # fmt: skip
+    # 25 - 0.5 (the meter's margin) - 18 leaves 6.5 A: the garage (priority 1) keeps its
+    # minimum, the carport cannot have its own and pauses.
+    assert calls(writes) == {"garage": [{"tcl": 6}], "carport": [{"frc": 1}]}
+    assert controller.managed["carport"].paused
+
+
+def test_priority_first_then_equal_shares_and_max_current() -> None:
+    controller = site()
+    writes = step(controller, 0, (1, 1, 1), garage=charging(16), carport=charging(16))
+    # 23.5 A of room: the garage its 16 A maximum, the carport the rest.
+    assert calls(writes) == {"garage": [{"tcl": 16}], "carport": [{"tcl": 7}]}
+    equal = site(chargers=(SiteChargerSettings(name="garage"),
+                           SiteChargerSettings(name="carport")))  # fmt: skip
+    writes = step(equal, 0, (1, 1, 1), garage=charging(16), carport=charging(16))
+    assert calls(writes) == {"garage": [{"tcl": 11}], "carport": [{"tcl": 11}]}
+
+
+def test_a_one_phase_car_counts_on_its_phase_only() -> None:
+    controller = site()
+    # Both cars on phase 1: 25 - 0.5 - 1 = 23.5 A for both there; phases 2 and 3 are free.
+    writes = step(controller, 0, (1, 1, 1), garage=charging(16, phases=1),
+                  carport=charging(16, phases=1))  # fmt: skip
+    assert calls(writes) == {"garage": [{"tcl": 16}], "carport": [{"tcl": 7}]}
+    assert controller.state(0)["chargers"]["carport"]["phases"] == [1]
+
+
+def test_up_slowly_down_at_once_and_noise_writes_nothing() -> None:
+    controller = site(ramp_up=2)
+    idle = ChargerSeen(online=True, car=4)
+    writes = step(controller, 0, (15, 15, 15), garage=charging(6, limit=6), carport=idle)
+    assert calls(writes) == {"garage": [{"tcl": 6}]}  # taken over at what it has
+    writes = step(controller, 5, (2, 2, 2), garage=charging(6, limit=6), carport=idle)
+    assert calls(writes) == {"garage": [{"tcl": 8}]}  # 2 A a decision
+    # Within the interval nothing goes up again, though readings come every second.
+    assert step(controller, 6, (2, 2, 2), garage=charging(8, limit=8), carport=idle) == []
+    writes = step(controller, 10, (2, 2, 2), garage=charging(8, limit=8), carport=idle)
+    assert calls(writes) == {"garage": [{"tcl": 10}]}
+    # Noise around a steady load: no write.
+    controller = site()
+    assert calls(step(controller, 0, (11.8, 11.8, 11.8), garage=charging(12, limit=12),
+                      carport=idle)) == {"garage": [{"tcl": 12}]}  # taken over  # fmt: skip
+    for second, wobble in enumerate((0.3, -0.3, 0.4, -0.2, 0.0, 0.3)):
+        house = (11.8 + wobble, 11.8 - wobble, 11.8)  # a share of 12.3 to 13.1 A
+        assert step(controller, 5 * (second + 1), house, garage=charging(12, limit=12),
+                    carport=idle) == []  # fmt: skip
+    # Down: at once, to what fits, however far.
+    writes = step(controller, 40, (17, 10, 10), garage=charging(12, limit=12), carport=idle)
+    assert calls(writes) == {"garage": [{"tcl": 7}]}  # 25 - 0.5 - 17 = 7.5 A
+
+
+def test_a_paused_charger_resumes_after_resume_after_and_never_below_6_a() -> None:
+    controller = site(resume_after=60)
+    step(controller, 0, (1, 1, 1), garage=charging(16, limit=16), carport=charging(7, limit=7))
+    writes = step(controller, 5, (14, 14, 14), garage=charging(16, limit=16),
+                  carport=charging(7, limit=7))  # fmt: skip
+    # 10.5 A of room: the garage 10, the carport's minimum does not fit.
+    assert calls(writes) == {"garage": [{"tcl": 10}], "carport": [{"frc": 1}]}
+    paused = ChargerSeen(online=True, car=4, frc=1, limit=7)
+    garage = charging(12, limit=12)
+    # Room comes back at 10 s: it must stay 60 s before the carport resumes.
+    for now in range(10, 70, 5):
+        writes = step(controller, now, (1, 1, 1), garage=garage, carport=paused)
+        assert "carport" not in calls(writes), now
+    writes = step(controller, 70, (1, 1, 1), garage=garage, carport=paused)
+    assert calls(writes)["carport"] == [{"tcl": 6}, {"frc": 0}]
+
+
+def test_a_silent_meter_falls_back_within_one_decision_and_returns_on_valid_readings() -> None:
+    controller = site(meter_timeout=30, fallback_current=6)
+    step(controller, 0, (1, 1, 1), garage=charging(16, limit=16), carport=charging(7, limit=7))
+    controller.see("garage", charging(16, limit=16))
+    assert controller.decide(30).writes == ()  # 30 s old: not yet silent
+    writes = list(controller.decide(31).writes)
+    assert calls(writes) == {"garage": [{"tcl": 6}], "carport": [{"tcl": 6}]}
+    state = controller.state(31)
+    assert state["fallback"] is True
+    assert state["fallback_reason"] == "meter silent for 31 s"
+    assert controller.decide(36).writes == ()  # nothing goes up without a meter
+    writes = step(controller, 40, (1, 1, 1), garage=charging(6, limit=6),
+                  carport=charging(6, limit=6))  # fmt: skip
+    assert controller.fallback is None
+    assert calls(writes) == {"garage": [{"tcl": 8}]}  # back to control, ramping up
+
+
+def test_an_invalid_reading_falls_back_at_once_and_zero_pauses() -> None:
+    controller = site(fallback_current=0)
+    step(controller, 0, (1, 1, 1), garage=charging(16, limit=16), carport=charging(7, limit=7))
+    controller.meter_invalid("l1: nan is not a finite number", 1)
+    writes = list(controller.decide(1).writes)
+    assert calls(writes) == {"garage": [{"frc": 1}], "carport": [{"frc": 1}]}
+    assert controller.state(1)["fallback_reason"] == (
+        "meter reading invalid: l1: nan is not a finite number"
+    )
+
+
+def test_an_offline_charger_keeps_its_last_share_as_drawn() -> None:
+    controller = site()
+    step(controller, 0, (1, 1, 1), garage=charging(16, limit=16), carport=charging(7, limit=7))
+    gone = ChargerSeen(online=False)
+    # The garage is gone, still drawing its 16 A (the meter says so): the carport may
+    # not take them, nor what the garage may draw up to its limit.
+    writes = step(controller, 5, (17, 17, 17), garage=gone, carport=charging(7, limit=7))
+    assert writes == []
+    assert controller.room is not None
+    assert round(controller.room[0], 1) == 7.5
+
+
+def test_pv_shares_the_sun_by_priority_with_a_start_threshold() -> None:
+    controller = site(mode="pv", meter_exports=True, resume_after=0,
+                      chargers=(SiteChargerSettings(name="garage", priority=1),
+                                SiteChargerSettings(name="carport", priority=2)))  # fmt: skip
+    paused = ChargerSeen(online=True, car=4, frc=1, psm=1)  # forced to one phase
+    controller.managed["garage"].paused = controller.managed["carport"].paused = True
+    # 5 kW of export, less the 115 W margin: 6 A on one phase is 1380 W each: both start.
+    for name in ("garage", "carport"):
+        controller.see(name, paused)
+    controller.meter(MeterReading(power=-5000.0), 0)
+    writes = calls(list(controller.decide(0).writes))
+    assert writes == {"garage": [{"tcl": 6}, {"frc": 0}], "carport": [{"tcl": 6}, {"frc": 0}]}
+    # On three phases 6 A is 4140 W: one fits, the garage (priority 1) starts.
+    controller = site(mode="pv", meter_exports=True, resume_after=0)
+    controller.managed["garage"].paused = controller.managed["carport"].paused = True
+    for name in ("garage", "carport"):
+        controller.see(name, ChargerSeen(online=True, car=4, frc=1, psm=None))
+    controller.meter(MeterReading(power=-5000.0), 0)
+    assert calls(list(controller.decide(0).writes)) == {"garage": [{"tcl": 6}, {"frc": 0}]}
+
+
+def test_a_charger_status_is_read_as_the_site_needs_it() -> None:
+    status = {"car": 2, "tcl": None, "amp": 16, "psm": 0, "frc": 0, "mca": 6, "ama": 32,
+              "cbl": 20, "nrg": [231, 229, 230, 0, 15.9, 0.1, 0, 0, 0, 0, 0, 0]}  # fmt: skip
+    seen = seen_from_status(status, online=True)
+    assert (seen.low, seen.high, seen.limit, seen.has_tcl) == (6, 20, 16, True)
+    assert seen.currents == (15.9, 0.1, 0.0)
+    hostile = seen_from_status({"nrg": [float("nan")] * 16, "car": "2"}, online=True)
+    assert hostile.currents == (0.0, 0.0, 0.0)
+    assert hostile.car is None
+    assert not seen_from_status({"amp": 10}, online=True).has_tcl
+
+
+def test_tcl_is_refreshed_before_it_expires_and_rewritten_when_not_shown() -> None:
+    controller = site()
+    garage, idle = charging(10, limit=10), ChargerSeen(online=True, car=4)
+    house = (13.0, 13.0, 13.0)  # 25 - 0.5 - 13 = 11.5 A: the garage stays at 10
+    assert calls(step(controller, 0, house, garage=garage, carport=idle)) == {
+        "garage": [{"tcl": 10}]
+    }
+    assert step(controller, 479, house, garage=garage, carport=idle) == []
+    assert calls(step(controller, 480, house, garage=garage, carport=idle)) == {
+        "garage": [{"tcl": 10}]  # 8 minutes: before the firmware drops it at 10
+    }
+    # The charger shows 16 A (the write was lost, or the app changed it): after 10 s
+    # it is written again, as a decrease (nothing else goes up in that decision).
+    lost = charging(10, limit=16)
+    assert step(controller, 485, house, garage=lost, carport=idle) == []
+    writes = step(controller, 490, house, garage=lost, carport=idle)
+    assert calls(writes) == {"garage": [{"tcl": 10}]}
+    assert "shows 16 A, not the 10 A written" in writes[0].why
+
+
+def test_a_meter_of_power_only_counts_the_rest_on_every_phase() -> None:
+    controller = site(chargers=(SiteChargerSettings(name="garage"),))
+    controller.see("garage", charging(10, limit=10))
+    # 2300 W besides the garage's 6900 W: 10 A that may all be on any one phase.
+    controller.meter(MeterReading(power=9200.0), 0)
+    writes = list(controller.decide(0).writes)
+    assert calls(writes) == {"garage": [{"tcl": 10}]}
+    assert controller.room is not None
+    assert [round(r, 1) for r in controller.room] == [14.5, 14.5, 14.5]
+
+
+def test_an_import_limit_caps_the_watts() -> None:
+    controller = site(fuse=None, import_limit=7000,
+                      chargers=(SiteChargerSettings(name="garage"),))  # fmt: skip
+    # 1 A a phase besides the garage: 690 W; 7000 - 690 - 115 (margin) = 6195 W = 8.9 A.
+    writes = step(controller, 0, (1, 1, 1), garage=charging(16, limit=16))
+    assert calls(writes) == {"garage": [{"tcl": 8}]}
+
+
+def test_a_pv_start_keeps_its_minimum_against_a_higher_priority_for_a_while() -> None:
+    controller = site(mode="pv", meter_exports=True, resume_after=0, pv_min_charge_time=300)
+    carport = controller.managed["carport"]
+    carport.started_at, carport.written, carport.written_at = 0.0, 6, 0.0
+    controller.see("carport", charging(6, limit=6))
+    controller.see("garage", ChargerSeen(online=True, car=4, frc=1))
+    controller.managed["garage"].paused = True
+    # 4140 W of the carport's draw plus 1000 W exported: room for one minimum only.
+    controller.meter(MeterReading(power=-1000.0), 10)
+    writes = calls(list(controller.decide(10).writes))
+    assert "carport" not in writes  # inside its minimum charge time: it keeps charging
+    assert "garage" not in writes
+    # After the minimum charge time the garage (priority 1) may take the sun.
+    controller.meter(MeterReading(power=-1000.0), 400)
+    writes = calls(list(controller.decide(400).writes))
+    assert writes["carport"] == [{"frc": 1}]
+
+
+def test_a_stale_reading_raises_nothing() -> None:
+    # The meter stops (not yet past its timeout): its last reading less what the charger
+    # draws now would take the charger's own increase for room, again and again.
+    controller = site(chargers=(SiteChargerSettings(name="garage"),), meter_timeout=30)
+    step(controller, 0, (2, 2, 2), garage=charging(6, limit=6))  # taken over at 6
+    controller.meter(MeterReading(currents=(8.0, 8.0, 8.0)), 1)  # after the write
+    for now, drawn in ((5, 6), (10, 8), (15, 8), (20, 8), (25, 8)):
+        controller.see("garage", charging(drawn, limit=drawn))
+        writes = calls(list(controller.decide(now).writes))
+        if now == 5:
+            assert writes == {"garage": [{"tcl": 8}]}  # a reading newer than the write
+        else:
+            assert writes == {}, now
