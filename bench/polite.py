@@ -14,7 +14,7 @@ import json
 import time
 import urllib.parse
 
-from goe2mqtt.catalogue import LIVE_KEYS, STATUS_KEYS, own_keys
+from goe2mqtt.catalogue import LIVE_KEYS, STATUS_KEYS, keep_known
 from goe2mqtt.charger.view import ChargerView
 from goe2mqtt.sim.charger import SimulatedCharger
 
@@ -40,7 +40,7 @@ def measure(keys: frozenset[str], every_key_each: int | None) -> tuple[float, fl
         answer_bytes += len(body)
         query_bytes += len(query)
         started = time.process_time()
-        answer = own_keys(json.loads(body))
+        answer = keep_known(json.loads(body))
         status = answer if full else {**status, **answer}
         view.update(status, {})
         cpu += time.process_time() - started

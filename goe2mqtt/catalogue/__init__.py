@@ -39,7 +39,7 @@ from goe2mqtt.catalogue.states import (
     ADDED_DEFAULTS,
     UNKNOWN,
     format_state,
-    own_keys,
+    keep_known,
     read_states,
     reported_keys,
 )
@@ -70,7 +70,7 @@ __all__ = [
     "Write",
     "current_bounds",
     "format_state",
-    "own_keys",
+    "keep_known",
     "read_states",
     "reported_keys",
 ]

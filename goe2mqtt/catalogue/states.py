@@ -10,11 +10,11 @@ from goe2mqtt.catalogue.model import EntityDescription, StateValue, Status, Unre
 from goe2mqtt.catalogue.pv import FEED_OFF
 from goe2mqtt.catalogue.session import SESSION_OFF
 
-# Each key name once for the whole process (see own_keys).
+# Each key name once for the whole process (see keep_known).
 _KEY_NAMES: dict[str, str] = {key: key for key in STATUS_KEYS}
 
 
-def own_keys(status: Mapping[str, Any]) -> dict[str, Any]:
+def keep_known(status: Mapping[str, Any]) -> dict[str, Any]:
     """The status as kept: only the keys we read, each the catalogue's own string.
 
     json.loads makes new key strings for every answer, held per charger until the next

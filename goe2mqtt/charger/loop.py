@@ -18,7 +18,7 @@ from typing import Any
 
 import structlog
 
-from goe2mqtt.catalogue import LIVE_KEYS, STATUS_KEYS, own_keys
+from goe2mqtt.catalogue import LIVE_KEYS, STATUS_KEYS, keep_known
 from goe2mqtt.catalogue.facts import DeviceFacts
 from goe2mqtt.charger.publish import ChargerOutput, Publisher
 from goe2mqtt.charger.push_side import PushSide
@@ -71,7 +71,7 @@ class Charger:
         self._topics = topics
         self._out = ChargerOutput(
             self.name, publisher, topics=topics, discovery_prefix=discovery_prefix,
-            leaf_topics=leaf_topics, on_facts=on_facts, bridge_values=self._bridge_values,
+            leaf_topics=leaf_topics, on_facts=on_facts, added_values=self._added_values,
             currency=books.currency if books is not None else "EUR",
         )  # fmt: skip
         self.status: dict[str, Any] = {}
@@ -134,7 +134,7 @@ class Charger:
         """Which transport serves the charger now, and why (the Connection entity)."""
         return self._push.transport.connection if self._push is not None else "polling"
 
-    def _bridge_values(self) -> dict[str, Any]:
+    def _added_values(self) -> dict[str, Any]:
         books = self.books.states() if self.books is not None else {}
         return {**self.pv_feed.states(), **books, "@connection": self.connection}
 
@@ -251,8 +251,9 @@ class Charger:
             # It went down meanwhile: the transport's status is its fallback's now.
         started = time.monotonic()
         every_key = self._schedule.every_key_due(started, writing=self.runner.running is not None)
+        asked = STATUS_KEYS if every_key else LIVE_KEYS
         try:
-            answer = own_keys(await self.transport.status(STATUS_KEYS if every_key else LIVE_KEYS))
+            answer = keep_known(await self.transport.status(asked))
             self._check_serial(answer)
         except GoeError as exc:
             await self._poll_failed(exc)
@@ -291,12 +292,12 @@ class Charger:
         """A message from the push connection: a full status, or the keys that changed."""
         assert self._push is not None  # only the push connection calls this
         if full:
-            status = own_keys(values)
+            status = keep_known(values)
             self._check_serial(status)  # WrongCharger ends the connection, with the reason
             self._push.arrived()
             await self._accept(status, merge=True)
             return
-        delta = own_keys(values)
+        delta = keep_known(values)
         if not delta:
             return  # nothing the bridge reads (a clock): no news of what it shows
         self._check_serial(delta)  # in any message, not only the full status

@@ -53,7 +53,7 @@ class ChargerOutput:
         discovery_prefix: str | None,
         leaf_topics: bool,
         on_facts: Callable[[DeviceFacts], None],
-        bridge_values: Callable[[], Mapping[str, Any]] = dict,
+        added_values: Callable[[], Mapping[str, Any]] = dict,
         min_interval: float = MIN_INTERVAL,
         currency: str = "EUR",
     ) -> None:
@@ -66,7 +66,7 @@ class ChargerOutput:
         self._on_facts = on_facts
         self.view = ChargerView()
         self.facts: DeviceFacts | None = None  # what discovery last announced
-        self._bridge_values = bridge_values  # the bridge's own values (PV feed, connection)
+        self._added_values = added_values  # the added keys' values (PV feed, connection, session)
         self._min_interval = min_interval
         self._quiet_until = 0.0  # loop time: a pushed status before it is held
         self._held: _Held | None = None
@@ -143,7 +143,7 @@ class ChargerOutput:
         if held is not None and changed is not None:
             # Published now, with what waited: the view compares only the keys it is told.
             changed = None if held.changed is None else changed | held.changed
-        update = self.view.update(status, self._bridge_values(), changed)
+        update = self.view.update(status, self._added_values(), changed)
         if update.facts is not None and serial is not None:
             await self.discovery(update.facts, serial)
         for key, reason in update.new_problems.items():

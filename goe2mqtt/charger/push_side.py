@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from goe2mqtt.catalogue import STATUS_KEYS, own_keys
+from goe2mqtt.catalogue import STATUS_KEYS, keep_known
 from goe2mqtt.goe.transport import AskingTransport, PushTransport
 
 log = structlog.get_logger()
@@ -72,7 +72,7 @@ class PushSide:
         if self._asks is None:
             return None
         answer = await self._asks.ask(STATUS_KEYS)
-        return None if answer is None else own_keys(answer)
+        return None if answer is None else keep_known(answer)
 
     @contextlib.asynccontextmanager
     async def open(self, listener: MessageListener, on_state: StateChanged) -> AsyncIterator[None]:

@@ -54,7 +54,7 @@ class ChargerView:
     problems: dict[str, str] = field(default_factory=dict)
     facts: DeviceFacts | None = None
     _status: Mapping[str, Any] | None = None  # the last status taken
-    _bridge: dict[str, Any] = field(default_factory=dict)
+    _added: dict[str, Any] = field(default_factory=dict)
 
     def learn_keys(self, status: Mapping[str, Any]) -> frozenset[str]:
         """The keys this charger has: what it reported since its firmware last changed.
@@ -85,10 +85,10 @@ class ChargerView:
     def update(
         self,
         status: Mapping[str, Any],
-        bridge_values: Mapping[str, Any],
+        added_values: Mapping[str, Any],
         changed: set[str] | None = None,
     ) -> Update:
-        """Take one status (and the bridge's own values: PV feed, connection).
+        """Take one status (and the added keys' values: PV feed, connection, session).
 
         ``changed``: the keys known to differ from the last status (a pushed delta);
         the rest are then not compared, and the key set is learnt only from them.
@@ -104,11 +104,11 @@ class ChargerView:
             changed_keys: set[str] | None = None  # a new key set: everything anew
         else:
             in_status = changed if changed is not None else _changes(self._status, status)
-            changed_keys = in_status | _changes(self._bridge, bridge_values)
+            changed_keys = in_status | _changes(self._added, added_values)
             if not changed_keys:
                 return Update(None, [], {})
         # Kept by reference: the charger holds the same status, so no copy is made.
-        self._status, self._bridge = status, dict(bridge_values)
+        self._status, self._added = status, dict(added_values)
 
         facts = None
         if changed_keys is None or not changed_keys.isdisjoint(FACT_KEYS):
@@ -128,7 +128,7 @@ class ChargerView:
             self.states, self.problems = {}, {}
         else:
             entities = _reading(changed_keys)
-        states, problems = read_states({**status, **bridge_values}, keys, entities)
+        states, problems = read_states({**status, **added_values}, keys, entities)
         new_problems = {k: v for k, v in problems.items() if k not in self.problems}
         for entity in entities:
             self.problems.pop(entity.key, None)

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from goe2mqtt.catalogue import BASELINE_KEYS, own_keys
+from goe2mqtt.catalogue import BASELINE_KEYS, keep_known
 from goe2mqtt.catalogue.facts import DeviceFacts
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.homeassistant.discovery import render_discovery
@@ -143,7 +143,7 @@ class Rig:
         facts = (
             DeviceFacts(keys=BASELINE_KEYS)
             if baseline
-            else DeviceFacts.from_status(own_keys(self.charger.status()))
+            else DeviceFacts.from_status(keep_known(self.charger.status()))
         )
         configs, _ = render_discovery(
             prefix=self.prefix, topics=self.topics, charger=CHARGER, serial=SERIAL, facts=facts

@@ -74,14 +74,14 @@ def test_chargers_alike_share_their_key_set_and_facts() -> None:
     """A fleet holds one copy of a firmware's key set and facts, not one per charger."""
     views = [ChargerView() for _ in range(3)]
     for view in views:
-        view.update(catalogue.own_keys(status()), FEED)
+        view.update(catalogue.keep_known(status()), FEED)
     assert views[0].keys is views[1].keys is views[2].keys
     assert views[0].facts is views[1].facts is views[2].facts
 
 
 def test_the_kept_status_holds_our_keys_with_shared_names() -> None:
     raw = json.loads(json.dumps({**status(), "rbt": 123, "zz_unknown": [1, 2]}))
-    kept = catalogue.own_keys(raw)
+    kept = catalogue.keep_known(raw)
     assert set(kept) == set(raw) & catalogue.STATUS_KEYS
     shared = {key: key for key in catalogue.STATUS_KEYS}
     assert all(key is shared[key] for key in kept)  # the catalogue's strings, not new ones

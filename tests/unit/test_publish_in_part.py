@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from goe2mqtt.catalogue import BASELINE_KEYS, ENTITIES, own_keys
+from goe2mqtt.catalogue import BASELINE_KEYS, ENTITIES, keep_known
 from goe2mqtt.catalogue.facts import DeviceFacts
 from goe2mqtt.charger.publish import ChargerOutput
 from goe2mqtt.mqtt.topics import Topics
@@ -49,7 +49,7 @@ def announced(publisher: RecordingPublisher) -> set[str]:
 def full_status() -> dict[str, Any]:
     charger = SimulatedCharger(SERIAL)
     charger.plug_in()
-    return own_keys(charger.status())
+    return keep_known(charger.status())
 
 
 async def test_heard_in_part_then_whole_in_pieces_announces_and_never_clears() -> None:
