@@ -14,7 +14,8 @@ import pytest
 import structlog
 import yaml
 
-from goe2mqtt.cli import _parser, main
+from goe2mqtt.cli import main
+from goe2mqtt.cli.parser import command_line
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.sim.broker import MosquittoBroker, free_port
 from goe2mqtt.sim.charger_mqtt import MqttCharger
@@ -176,7 +177,7 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
 
 
 def test_every_option_is_described_and_offered_only_where_it_counts() -> None:
-    options = _options(_parser())
+    options = _options(command_line())
     for command, actions in options.items():
         for action in actions:
             assert action.help, f"{command} {action.option_strings[0]} has no description"
@@ -185,7 +186,7 @@ def test_every_option_is_described_and_offered_only_where_it_counts() -> None:
     # Where something logs, its level can be chosen; healthcheck only prints a line.
     assert "log_level" in names["demo"] & names["check-config"] & names["simulate"]
     assert "log_level" not in names["healthcheck"] | names["entities"]
-    for name, sub in _subcommands(_parser()).items():
+    for name, sub in _subcommands(command_line()).items():
         assert sub.description, f"{name} has no description"
     assert "connect" in names["check-config"]
     assert "config" in names["healthcheck"]
