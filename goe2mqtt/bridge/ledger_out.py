@@ -33,7 +33,7 @@ PROGRESS_CHECK = 5.0  # s between looks for progress due (each charger's every 6
 PRUNE_EVERY = 86_400.0
 
 
-class Channel(Protocol):
+class Publisher(Protocol):
     @property
     def connected(self) -> bool: ...
 
@@ -81,15 +81,15 @@ class LedgerOutput:
         if self._ledger is not None:
             self._ledger.store.close()
 
-    async def run(self, channel: Channel, stop: asyncio.Event) -> None:
+    async def run(self, mqtt: Publisher, stop: asyncio.Event) -> None:
         progress_at = pruned_at = time.monotonic()
         while not stop.is_set():
             self._news.clear()
             if not self._commit():
                 await wait_until_set(stop, 1.0)  # the disk refuses: try again in a second
                 continue
-            await self._session_topics(channel)
-            await self._ended(channel)
+            await self._session_topics(mqtt)
+            await self._ended(mqtt)
             now = time.monotonic()
             if now - progress_at >= PROGRESS_CHECK:
                 progress_at = now
@@ -125,7 +125,7 @@ class LedgerOutput:
         except StoreUnusable as exc:
             log.error("ledger_write_failed", reason=str(exc))
 
-    async def _session_topics(self, channel: Channel) -> None:
+    async def _session_topics(self, mqtt: Publisher) -> None:
         now = time.monotonic()
         for name, books in self.ledger.books.items():
             if not books.topic_changed:
@@ -136,17 +136,17 @@ class LedgerOutput:
             self._topic_at[name] = now
             payload = books.session_payload()
             if payload is not None:
-                await channel.publish_retained(self.topics.session(name), payload)
+                await mqtt.publish_retained(self.topics.session(name), payload)
 
-    async def _ended(self, channel: Channel) -> None:
+    async def _ended(self, mqtt: Publisher) -> None:
         ended = self.ledger.ended
-        while ended and channel.connected:
+        while ended and mqtt.connected:
             session = ended[0]
             payload = json.dumps(session.public(), ensure_ascii=False, allow_nan=False)
             try:
                 # Exactly once while this process lives; a kill -9 before the note below
                 # sends it again on the next start, with the same id.
-                await channel.publish_once(self.topics.session_ended(session.charger), payload)
+                await mqtt.publish_once(self.topics.session_ended(session.charger), payload)
             except PublishRefused as exc:
                 # The broker will not take it (an ACL): it stays owed for the next start.
                 log.warning("session_ended_refused", id=session.id, reason=str(exc))

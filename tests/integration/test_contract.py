@@ -62,7 +62,7 @@ DIFFERENCES: dict[str, dict[str, str]] = {
         CLOUD_POLL: READ_BACK, LOCAL_POLL: READ_BACK, LOCAL_WEBSOCKET: ASKED,
         CLOUD_WEBSOCKET: ASKED, OWN_MQTT: LAST_HEARD,
     },
-    "while its push channel is down": {
+    "while its push connection is down": {
         CLOUD_POLL: "-", LOCAL_POLL: "-",
         LOCAL_WEBSOCKET: "polled over the local HTTP API",
         CLOUD_WEBSOCKET: "polled over the cloud API",
@@ -228,7 +228,7 @@ async def test_a_write_acknowledged_but_not_applied_is_not_confirmed(rig: Rig) -
 async def test_offline_and_back(rig: Rig) -> None:
     await rig.whole_picture()
     connection = rig.state("connection")
-    if says("while its push channel is down", rig.transport).startswith("polled"):
+    if says("while its push connection is down", rig.transport).startswith("polled"):
         rig.charger.faults.ws = "refuse"
         mark = rig.probe.mark()
         await rig.sim.close_sockets()
