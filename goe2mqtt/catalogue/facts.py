@@ -34,6 +34,7 @@ class DeviceFacts:
     keys: frozenset[str] = BASELINE_KEYS
     ranges: tuple[tuple[str, float, float], ...] = ()  # entity key, min, max
     choices: tuple[tuple[str, tuple[str, ...]], ...] = ()  # entity key, options
+    names: tuple[tuple[str, str], ...] = ()  # entity key, the name it has now
     contacted: bool = False  # False: the charger never answered, keys are the baseline
 
     @classmethod
@@ -55,6 +56,12 @@ class DeviceFacts:
                 for entity in _FOLLOWING_CHOICES
                 if entity.write is not None and entity.present(keys)
             ),
+            names=tuple(
+                (entity.key, name)
+                for entity in _FOLLOWING_NAMES
+                if entity.name_from is not None and entity.present(keys)
+                and (name := entity.name_from(status)) is not None
+            ),
             contacted=True,
         )
 
@@ -67,6 +74,7 @@ class DeviceFacts:
             "keys": sorted(self.keys),
             "ranges": [list(r) for r in self.ranges],
             "choices": [[key, list(options)] for key, options in self.choices],
+            "names": [list(name) for name in self.names],
         }
 
     @classmethod
@@ -78,13 +86,18 @@ class DeviceFacts:
             keys = frozenset(str(key) for key in data["keys"])
             ranges = tuple((str(k), float(low), float(high)) for k, low, high in data["ranges"])
             choices = tuple((str(k), tuple(str(o) for o in opts)) for k, opts in data["choices"])
+            # Cleaned again: the file is outside the bridge's hands (and older ones have none).
+            names = tuple((str(k), clean_text(str(n), _NAME_LENGTH))
+                          for k, n in data.get("names", ()))  # fmt: skip
         except (KeyError, TypeError, ValueError):
             return None
         if not (model is None or isinstance(model, str)):
             return None
         if not (sw_version is None or isinstance(sw_version, str)):
             return None
-        return cls(_text(model), _text(sw_version), keys, ranges, choices, contacted=False)
+        return cls(
+            _text(model), _text(sw_version), keys, ranges, choices, names=names, contacted=False
+        )
 
 
 def _text(value: object) -> str | None:
@@ -98,11 +111,15 @@ _FOLLOWING_RANGES = tuple(e for e in ENTITIES if e.write is not None and e.compo
 _FOLLOWING_CHOICES = tuple(
     e for e in ENTITIES if e.write is not None and callable(e.write.choices)
 )
+# ... and entities named after what the charger reports (a card's name).
+_FOLLOWING_NAMES = tuple(e for e in ENTITIES if e.name_from is not None)
+_NAME_LENGTH = 64  # a name from the facts file: a card's, and the words around it
 # The keys discovery facts depend on: a status that changed none of them (and no key
 # appeared or went) leaves discovery as it is.
 FACT_KEYS: frozenset[str] = frozenset(
     {"typ", "fwv", *DEVICE_KEYS}
     | {key for e in (*_FOLLOWING_RANGES, *_FOLLOWING_CHOICES) for key in e.reads}
+    | {key for e in _FOLLOWING_NAMES for key in e.name_reads}
 )
 
 

@@ -12,6 +12,7 @@ from goe2mqtt.util.text import clean_text, slug
 Status = Mapping[str, Any]
 StateValue = str | int | float | bool | None
 ValueFn = Callable[[Status], StateValue]
+NameFn = Callable[[Status], str | None]  # a name that follows the charger; None: the default
 # Home Assistant's default payload for a button: what a press sends, and what every
 # parameterless command accepts.
 PRESS = "PRESS"
@@ -116,6 +117,11 @@ class EntityDescription:
     doc: str = ""  # one line for the entity table: what it is for
     # The range a charger can measure (default: PLAUSIBLE for its unit).
     plausible: tuple[float, float] | None = None
+    # The name Home Assistant shows, when it follows what the charger reports (a card's
+    # name), from the keys in name_reads; `name` while it gives None. The key, so the
+    # unique_id and entity id, stays: a renamed card renames its entity.
+    name_from: NameFn | None = None
+    name_reads: tuple[str, ...] = ()
 
     def state(self, status: Status) -> StateValue:
         """The entity's state: its value function, then the rules every state obeys -

@@ -237,6 +237,31 @@ def card_energy(slot: int) -> ValueFn:
     return read
 
 
+# A card's name in an entity name: plain text on one line, this long at most.
+CARD_TITLE_LENGTH = 32
+
+
+def card_title(status: Status, slot: int) -> str | None:
+    """The card's name as entity names show it, or None where the slot has none that
+    stands for it alone: unset, not text, no letter or digit left once cleaned (old
+    Home Assistant would make "garage_energy_this_month" of "★ energy this month",
+    the charger's own sensor's id), or shared with another slot (two "Anna energy
+    this month" would not say which is which)."""
+
+    def title(name: Any) -> str:
+        if not isinstance(name, str):
+            return ""
+        return " ".join(clean_text(name).split())[:CARD_TITLE_LENGTH].strip()
+
+    own = title(card_field(status, slot, "name"))
+    if not any(c.isalnum() for c in own):
+        return None
+    for other in range(CARD_SLOTS):
+        if other != slot and title(card_field(status, other, "name")).casefold() == own.casefold():
+            return None
+    return own
+
+
 # Not "none": Home Assistant's select takes the payload "None" (any case) as unknown.
 NO_TRANSACTION = "no_transaction"
 

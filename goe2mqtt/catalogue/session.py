@@ -8,7 +8,8 @@ they are diagnostic (the device page stays readable); Home Assistant's statistic
 take them all the same. Energy entities are `total_increasing` (a new session or a
 new month is a reset, which Home Assistant's energy dashboard understands);
 cost entities are `monetary` with state class `total`, their unit the tariff's
-currency (set per charger at discovery).
+currency (set per charger at discovery). A card's entity is named after the card
+("Anna energy this month") while its key, and so its entity id, stays the slot's.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable, Set
 
 from goe2mqtt.catalogue.codes import CARD_SLOTS
-from goe2mqtt.catalogue.model import EntityDescription, StateValue
-from goe2mqtt.catalogue.readers import card_keys, number, text
+from goe2mqtt.catalogue.model import EntityDescription, NameFn, StateValue, Status
+from goe2mqtt.catalogue.readers import card_keys, card_title, number, text
 
 # The added keys, and their values while the books hold nothing.
 SESSION_ENERGY = "@session_energy"
@@ -94,12 +95,23 @@ def _has_card(slot: int) -> Callable[[Set[str]], bool]:
     return present
 
 
+def _month_name(slot: int) -> NameFn:
+    def name(status: Status) -> str | None:
+        title = card_title(status, slot)
+        return None if title is None else f"{title} energy this month"
+
+    return name
+
+
 def _card_month(slot: int) -> EntityDescription:
     return EntityDescription(
         key=f"card_{slot}_energy_this_month",
         component="sensor",
         entity_category="diagnostic",
-        name=f"Card {slot} energy this month",
+        name=f"Card {slot} energy this month",  # until the card has a name of its own
+        name_from=_month_name(slot),
+        # Every slot's name: a name another card shares stands for neither.
+        name_reads=(*(card_keys(other)[0] for other in range(CARD_SLOTS)), "cards"),
         reads=(card_month_key(slot),),
         value=number(card_month_key(slot), digits=3),
         device_class="energy",
@@ -109,7 +121,10 @@ def _card_month(slot: int) -> EntityDescription:
         present_if=_has_card(slot),
         enabled_by_default=slot == 0,
         icon="mdi:card-account-details-outline",
-        doc="from the ledger's sessions with this card (not c0e)" if slot == 0 else "",
+        doc=(
+            "named after the card (c0n), from the ledger's sessions with it (not c0e)"
+            if slot == 0 else ""
+        ),
     )
 
 

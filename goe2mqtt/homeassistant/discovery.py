@@ -85,6 +85,14 @@ def device_block(name: str, serial: str, facts: DeviceFacts) -> dict[str, Any]:
     return device
 
 
+def _name(entity: EntityDescription, facts: DeviceFacts) -> str:
+    """The name the charger gives it now (a card's), else the catalogue's."""
+    for key, name in facts.names:
+        if key == entity.key:
+            return name
+    return entity.name
+
+
 def _options(entity: EntityDescription, facts: DeviceFacts) -> list[str]:
     for key, options in facts.choices:
         if key == entity.key:
@@ -128,10 +136,11 @@ def entity_config(
             }
         )
     config: dict[str, Any] = {
-        "name": entity.name,
+        "name": _name(entity, facts),
         "unique_id": f"goe_{serial}_{entity.key}",
         # Current HA takes the entity id from here; old HA derives the same id from
-        # device name + entity name. object_id is not sent: new HA warns about it.
+        # device name + entity name (but for names that follow a card: the README says
+        # so). object_id is not sent: new HA warns about it.
         "default_entity_id": f"{entity.component}.{charger}_{entity.key}",
         "availability": availability,
         "availability_mode": "all",

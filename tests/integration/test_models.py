@@ -122,9 +122,14 @@ async def test_discovery_follows_the_current_ceiling_and_card_names(
     changed = {t for t, p in publisher.retained.items() if before.get(t) != p}
     transaction = announced(publisher)["transaction"]
     assert "Carol" in transaction["options"]
+    # The ledger's sensor for the slot is named after the card, its id the slot's.
+    month = announced(publisher)["card_2_energy_this_month"]
+    assert month["name"] == "Carol energy this month"
+    assert month["default_entity_id"] == "sensor.garage_card_2_energy_this_month"
     # Only the configs that show card names change, not the hundred others.
     assert {t for t in changed if t.startswith(PREFIX)} == {
-        "homeassistant/select/goe2mqtt/garage_transaction/config"
+        "homeassistant/select/goe2mqtt/garage_transaction/config",
+        "homeassistant/sensor/goe2mqtt/garage_card_2_energy_this_month/config",
     }
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from goe2mqtt.catalogue import ENTITIES
+from goe2mqtt.catalogue import ENTITIES, ENTITIES_BY_KEY
 from goe2mqtt.catalogue.facts import DeviceFacts
 from goe2mqtt.homeassistant.discovery import (
     discovery_filter,
@@ -212,9 +213,12 @@ def test_controls_publish_their_commands_at_qos_1() -> None:
 
 def test_old_and_new_home_assistant_give_the_same_entity_ids() -> None:
     # HA before 2025.10 makes the id from device and entity name (slugified); newer HA
-    # takes default_entity_id. Names are chosen so that both come out the same.
-    for config in configs().values():
-        slug = re.sub(r"[^a-z0-9]+", "_", f"garage {config['name']}".lower()).strip("_")
+    # takes default_entity_id. Names are chosen so that both come out the same, but for
+    # those named after a card, whose ids come from the slot's name (README says so).
+    for config in configs(DeviceFacts.from_status(_HOME.status())).values():
+        key = config["unique_id"].removeprefix("goe_012345_")
+        name = ENTITIES_BY_KEY[key].name  # the catalogue's, whatever the card is called
+        slug = re.sub(r"[^a-z0-9]+", "_", f"garage {name}".lower()).strip("_")
         _domain, object_id = config["default_entity_id"].split(".")
         assert object_id == slug, config["name"]
 
@@ -233,3 +237,54 @@ def test_the_ledgers_cost_sensors_are_in_the_tariffs_currency() -> None:
     assert by_key["energy_this_month"]["state_class"] == "total_increasing"
     assert by_key["energy_this_month"]["unit_of_measurement"] == "kWh"
     assert by_key["max_price"]["unit_of_measurement"] == "ct/kWh"  # not a cost: its own unit
+
+
+def _card_sensors(names: list[str], *, legacy: bool = False) -> dict[int, dict[str, Any]]:
+    charger = SimulatedCharger("012345", model_name="legacy" if legacy else "home11")
+    charger.card_names = names + [""] * (10 - len(names))
+    rendered = configs(DeviceFacts.from_status(charger.status()))
+    return {slot: rendered[f"homeassistant/sensor/goe2mqtt/garage_card_{slot}_energy_this_month"
+                           "/config"] for slot in range(10)}  # fmt: skip
+
+
+def test_the_ledgers_card_sensors_are_named_after_the_cards() -> None:
+    hostile = "Eve\u202e\u200b\x00\n\t<b>\"}" + "x" * 300
+    sensors = _card_sensors(["Anna", "", hostile, "Bob", " bob ", "  Carl   Cox  ", "★ ⚡"])
+    assert sensors[0]["name"] == "Anna energy this month"
+    assert sensors[1]["name"] == "Card 1 energy this month"  # unnamed: the slot's name
+    # Plain text on one line, bounded: no controls, bidi overrides or zero-width marks.
+    title = sensors[2]["name"].removesuffix(" energy this month")
+    assert title == ('Eve <b>"}' + "x" * 300)[:32]
+    assert title.isprintable()  # false for controls, bidi overrides, zero-width marks
+    # A name two cards share stands for neither: each keeps its slot's.
+    assert (sensors[3]["name"], sensors[4]["name"]) == (
+        "Card 3 energy this month", "Card 4 energy this month")
+    assert sensors[5]["name"] == "Carl Cox energy this month"
+    assert sensors[6]["name"] == "Card 6 energy this month"  # no letter to make an id of
+    # The identity stays the slot's: renaming the card renames the entity, no new one.
+    for slot, config in sensors.items():
+        assert config["unique_id"] == f"goe_012345_card_{slot}_energy_this_month"
+        assert config["default_entity_id"] == f"sensor.garage_card_{slot}_energy_this_month"
+    renamed = _card_sensors(["Anna-Lena"])
+    assert renamed[0]["name"] == "Anna-Lena energy this month"
+    assert renamed[0]["unique_id"] == sensors[0]["unique_id"]
+
+
+def test_card_sensor_names_from_old_firmware_and_from_the_facts_file() -> None:
+    # Firmware before 60 reports one "cards" array; the name follows it the same way.
+    assert _card_sensors(["Anna"], legacy=True)[0]["name"] == "Anna energy this month"
+    charger = SimulatedCharger("012345", model_name="home11")
+    charger.card_names[1] = "Bob"
+    facts = DeviceFacts.from_status(charger.status())
+    remembered = DeviceFacts.from_json(json.loads(json.dumps(facts.to_json())))
+    assert remembered is not None
+    assert remembered.names == facts.names
+    assert ("card_1_energy_this_month", "Bob energy this month") in facts.names
+    # A facts file from before these names (or edited by hand) still reads, cleaned.
+    data = facts.to_json()
+    del data["names"]
+    assert DeviceFacts.from_json(data) == replace(facts, names=(), contacted=False)
+    data["names"] = [["card_1_energy_this_month", "Bob\u202e" + "y" * 100]]
+    loaded = DeviceFacts.from_json(data)
+    assert loaded is not None
+    assert loaded.names == (("card_1_energy_this_month", "Bob" + "y" * 61),)
