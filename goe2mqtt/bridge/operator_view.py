@@ -112,7 +112,7 @@ class OperatorView:
     @property
     def results_pending(self) -> int:
         desk = self._desk()
-        return 0 if desk is None else desk.results_pending
+        return 0 if desk is None else desk.results.pending
 
     @property
     def loop_lag(self) -> float:
