@@ -35,7 +35,7 @@ from ..conftest import (
 
 def _online(running: RunningBridge) -> bool:
     garage = running.bridge.chargers.get("garage")
-    return garage is not None and garage.online
+    return garage is not None and garage.availability.online
 
 
 async def _result(probe: MqttProbe, topics: Topics, service: str, payload: Any) -> Any:
