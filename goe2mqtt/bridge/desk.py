@@ -1,28 +1,26 @@
-"""The command desk: every delivered command, from the journal to its result on the broker.
+"""The command desk: every delivered command, from its arrival to its result.
 
 A command is parsed when it arrives: one that could never run (malformed, too large,
 retained, for no charger of ours) is refused at once, with nothing stored and nothing
 queued. One that parses is journaled before the broker gets its PUBACK and handed to
 its charger's runner, and its result stays in the journal until the broker
-acknowledged it. After a restart the desk picks up what the journal holds: owed
-results, interrupted commands, queued ones.
+acknowledged it (the results' way out: bridge.results). After a restart the desk picks
+up what the journal holds: owed results, interrupted commands, queued ones.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import functools
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import structlog
 
+from goe2mqtt.bridge.results import ResultQueue, ResultSender
 from goe2mqtt.charger.pv_feed import INPUT_SERVICES
 from goe2mqtt.commands.journal import (
-    DONE,
     MAX_STORED_PAYLOAD,
     QUEUED,
     RUNNING,
@@ -40,16 +38,14 @@ from goe2mqtt.commands.outcomes import (
     outcome_of,
     rejection,
 )
-from goe2mqtt.commands.payloads import MAX_PAYLOAD_BYTES, CommandError, SetCall, result_json
+from goe2mqtt.commands.payloads import MAX_PAYLOAD_BYTES, CommandError, SetCall
 from goe2mqtt.commands.services import SERVICES_BY_NAME, Command, parse_delivered
-from goe2mqtt.mqtt.session import InboundMessage, PublishRefused
+from goe2mqtt.mqtt.session import InboundMessage
 from goe2mqtt.mqtt.topics import Topics
-from goe2mqtt.util.aio import wait_until_set
 from goe2mqtt.util.logs import SecretRedactor
 
 log = structlog.get_logger()
 
-RESULT_FLUSH = 5.0  # on stop, results may take this long to reach the broker
 JOURNAL_KEEP = 86_400.0  # finished commands are remembered a day (late redeliveries)
 
 
@@ -77,31 +73,6 @@ class ChargerDoor(Protocol):
         ...
 
 
-class ResultSender(Protocol):
-    @property
-    def connected(self) -> bool: ...
-
-    async def publish_once(
-        self,
-        topic: str,
-        payload: str | bytes,
-        *,
-        on_sent: Callable[[int], None] | None = None,
-        on_taken: Callable[[int], None] | None = None,
-        packet_id: int | None = None,
-    ) -> None:
-        """Returns once the broker has it, exactly once however long that takes;
-        PublishRefused if it never will. ``on_sent(packet_id)``: it may leave under that
-        id now; ``on_taken(packet_id)``: the broker took it and hands it on at our next
-        word; ``packet_id``: given to resume_once."""
-
-    def resume_once(
-        self, topic: str, payload: str | bytes, packet_id: int, *, taken: bool
-    ) -> None:
-        """An earlier process's message, sent under ``packet_id`` (and taken by the
-        broker): owed again under that id (before the session connects)."""
-
-
 class CommandDesk:
     def __init__(
         self,
@@ -117,7 +88,6 @@ class CommandDesk:
     ) -> None:
         self.journal = journal
         self._chargers = chargers  # filled by the bridge; ours to route to
-        self._topics = topics
         self._configured = frozenset(configured)
         # With shards, one answer per command for an unknown charger: shard 0 gives it.
         self._answers_unknown = answers_unknown
@@ -125,11 +95,7 @@ class CommandDesk:
         self.unrouted = CommandStats()  # commands for chargers we do not have
         self.refusals = RepeatFilter()  # a sender refused again and again: logged once a minute
         self._refused = RefusedDeliveries()  # in this broker session, never stored
-        # Results not yet acknowledged by the broker: (journal seq, topic, payload, the
-        # packet id an earlier run sent it under); seq None for a command the journal
-        # could not store.
-        self._results: deque[tuple[int | None, str, str, int | None]] = deque()
-        self.results_refused = 0
+        self.results = ResultQueue(journal, topics, on_journal_failed=self._journal_failed)
         # (charger, service, outcome) -> commands so ended, and how long they took:
         # what /metrics shows. Commands for chargers we do not have count under "".
         self.outcomes: Counter[tuple[str, str, str]] = Counter()
@@ -138,26 +104,11 @@ class CommandDesk:
         self._journal_failures = 0
         self._on_health_change = on_health_change
         self._guard = guard  # a refusal owed to someone else (a site managing the current)
-        self._added = asyncio.Event()
-        self._drained = asyncio.Event()
-
-    @property
-    def results_pending(self) -> int:
-        return len(self._results)
-
-    def owed(self) -> list[str]:
-        """The results the broker has not acknowledged yet, as JSON, oldest first."""
-        return [payload for _, _, payload, _ in self._results]
 
     def recover(self, sender: ResultSender) -> None:
         """Pick up what the last run left in the journal (before the session connects)."""
         self.prune()
-        for entry in self.journal.entries(DONE):
-            assert entry.result is not None
-            self._queue_result(entry.seq, entry.charger, entry.result, entry.packet_id)
-            if entry.packet_id is not None:  # it may have left: again under the same id
-                topic, payload = self._results[-1][1:3]
-                sender.resume_once(topic, payload, entry.packet_id, taken=entry.taken)
+        self.results.resume(sender)
         for entry in self.journal.entries(RUNNING):
             command = _command_of(entry)
             log.warning("command_interrupted", charger=entry.charger, service=entry.service)
@@ -327,7 +278,7 @@ class CommandDesk:
                 self._journal_failed(exc)  # the result still goes out, from memory
             else:
                 self._journal_ok()
-        self._queue_result(command.seq, command.charger, safe)
+        self.results.add(command.seq, command.charger, safe)
 
     # --- the journal's health --------------------------------------------------------
 
@@ -362,72 +313,6 @@ class CommandDesk:
                         failed_writes=self._journal_failures)  # fmt: skip
             self._journal_error = None
             self._on_health_change()
-
-    # --- results to the broker ------------------------------------------------------
-
-    def _queue_result(
-        self, seq: int | None, charger: str, result: dict[str, Any], packet_id: int | None = None
-    ) -> None:
-        self._results.append((seq, self._topics.result(charger), result_json(result), packet_id))
-        self._drained.clear()
-        self._added.set()
-
-    async def publish_forever(self, sender: ResultSender) -> None:
-        """Publish results in order; each leaves the journal once the broker has it."""
-        while True:
-            if not self._results:
-                self._drained.set()
-                self._added.clear()
-                await self._added.wait()
-                continue
-            seq, topic, payload, packet_id = self._results[0]
-            noted = seq is not None
-            try:
-                await sender.publish_once(
-                    topic,
-                    payload,
-                    on_sent=functools.partial(self._sending, seq) if noted else None,
-                    on_taken=functools.partial(self._taken, seq) if noted else None,
-                    packet_id=packet_id,
-                )
-            except PublishRefused:
-                # The broker will not take it (an ACL): resending would block every
-                # result behind it. The journal keeps it owed for the next start.
-                self._results.popleft()
-                self.results_refused += 1
-                continue
-            self._results.popleft()
-            if seq is not None:
-                try:
-                    self.journal.published(seq)
-                except JournalWriteFailed as exc:
-                    # Owed again after a restart: its packet once more (the broker
-                    # answers "done"), or, if no packet id was noted, a repeat.
-                    self._journal_failed(exc)
-
-    def _sending(self, seq: int | None, packet_id: int) -> None:
-        """The result leaves under ``packet_id``: after a kill -9 the next run sends it
-        again under the same id, which the broker recognises as the same message."""
-        assert seq is not None
-        try:
-            self.journal.sending(seq, packet_id)
-        except JournalWriteFailed as exc:
-            self._journal_failed(exc)  # a kill -9 now may repeat this result once
-
-    def _taken(self, seq: int | None, packet_id: int) -> None:
-        """The broker took the result (before our PUBREL): after a kill -9 from here on,
-        the next run owes only the PUBREL, never the result again."""
-        assert seq is not None
-        try:
-            self.journal.taken(seq, packet_id)
-        except JournalWriteFailed as exc:
-            self._journal_failed(exc)  # a kill -9 now may repeat this result once
-
-    async def flush(self, sender: ResultSender) -> None:
-        """On stop: give the results still owed a moment to go out (the journal keeps
-        the rest for the next start)."""
-        if self._results and sender.connected:
-            await wait_until_set(self._drained, RESULT_FLUSH)
 
 
 def _command_of(entry: Entry) -> QueuedCommand:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any, Protocol
 
+from goe2mqtt.charger.availability import Availability
 from goe2mqtt.commands.outcomes import CommandStats
 from goe2mqtt.util.values import iso
 
@@ -19,8 +20,9 @@ DETAIL_LIMIT = 100
 
 
 class ChargerHealth(Protocol):
-    online: bool
-    failures: int
+    @property
+    def availability(self) -> Availability:
+        """Online or not, polls failed in a row."""
 
     @property
     def last_error(self) -> tuple[float, str] | None:
@@ -36,7 +38,8 @@ class ChargerHealth(Protocol):
 
 
 def needs_look(charger: ChargerHealth) -> bool:
-    return not charger.online or charger.failures > 0 or charger.queued > 0
+    up = charger.availability
+    return not up.online or up.failures > 0 or charger.queued > 0
 
 
 def fleet_info(chargers: Mapping[str, ChargerHealth], unrouted: CommandStats) -> dict[str, Any]:
@@ -49,7 +52,7 @@ def fleet_info(chargers: Mapping[str, ChargerHealth], unrouted: CommandStats) ->
         totals.ok += stats.ok
         totals.rejected += stats.rejected
         totals.failed += stats.failed
-        online += charger.online
+        online += charger.availability.online
         if charger.last_error:
             errors.append((charger.last_error, name))
     last_error = None

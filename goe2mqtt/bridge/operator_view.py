@@ -37,17 +37,18 @@ def charger_row(charger: Charger) -> ChargerRow:
     car = charger.status.get("car")
     error = states.get("error")
     shown_error = "" if error in (None, "none") else str(error)
-    if not shown_error and charger.failures and charger.last_error is not None:
+    up = charger.availability
+    if not shown_error and up.failures and charger.last_error is not None:
         shown_error = charger.last_error[1]
     return ChargerRow(
         name=charger.name,
-        online=charger.online,
-        offline_reason="" if charger.online else charger.offline_reason,
+        online=up.online,
+        offline_reason="" if up.online else up.offline_reason,
         connection=charger.connection,
         model=facts.model if facts is not None else None,
         firmware=facts.sw_version if facts is not None else None,
         own_name=str(states.get("name") or ""),
-        last_update=charger.last_success,
+        last_update=up.last_success,
         car_state=car if isinstance(car, int) and not isinstance(car, bool) else None,
         power_watts=_number(states.get("charging_power")),
         currents=(
@@ -60,8 +61,8 @@ def charger_row(charger: Charger) -> ChargerRow:
         temperature=_number(states.get("temperature")),
         error=shown_error,
         queued=charger.queued,
-        polls={**charger.polls, **({"pushed": charger.pushed} if charger.pushed else {})},
-        reconnects=max(0, charger.came_online - 1),
+        polls={**up.polls, **({"pushed": charger.pushed} if charger.pushed else {})},
+        reconnects=max(0, up.came_online - 1),
     )
 
 
@@ -112,7 +113,7 @@ class OperatorView:
     @property
     def results_pending(self) -> int:
         desk = self._desk()
-        return 0 if desk is None else desk.results_pending
+        return 0 if desk is None else desk.results.pending
 
     @property
     def loop_lag(self) -> float:

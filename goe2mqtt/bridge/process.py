@@ -269,7 +269,7 @@ class Bridge:
                     ),
                     name="memory",
                 ),
-                asyncio.create_task(self.desk.publish_forever(self.mqtt), name="results"),
+                asyncio.create_task(self.desk.results.publish_forever(self.mqtt), name="results"),
                 asyncio.create_task(self.ledger_out.run(self.mqtt, self._stop), name="ledger"),
                 *(asyncio.create_task(site.run(self.chargers, self.desk, self.mqtt),
                                       name=f"site:{site.name}")
@@ -294,7 +294,7 @@ class Bridge:
                 if workers:  # a shard may own no charger
                     _, late = await asyncio.wait(workers, timeout=self._command_grace)
                     await stop_pollers((), late)
-                await self.desk.flush(self.mqtt)
+                await self.desk.results.flush(self.mqtt)
                 await stop_pollers((), helpers)
                 self.ledger_out.finish()  # the open sessions' progress, on disk
                 final = [(self.topics.availability(n), OFFLINE.encode()) for n in self.chargers]
@@ -302,7 +302,7 @@ class Bridge:
                 _, pending = await asyncio.wait({mqtt_task}, timeout=10)
                 for task in pending:
                     task.cancel()
-                log.info("bridge_stopped", results_pending=self.desk.results_pending)
+                log.info("bridge_stopped", results_pending=self.desk.results.pending)
 
     # --- health -----------------------------------------------------------------------
 
@@ -314,8 +314,8 @@ class Bridge:
             "started": iso(self.started),
             "uptime": round(now - self.started),
             **fleet_info(self.chargers, self.desk.unrouted),
-            "results_pending": self.desk.results_pending,
-            "results_refused": self.desk.results_refused,
+            "results_pending": self.desk.results.pending,
+            "results_refused": self.desk.results.refused,
             "journal": self.desk.journal_info(),
             "mqtt_backlog": self.mqtt.backlog,
             **self._own_mqtt.info(),

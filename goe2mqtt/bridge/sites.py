@@ -114,7 +114,7 @@ class SiteRunner:
         for name in self.controller.managed:
             charger = chargers.get(name)
             if charger is not None:
-                seen = seen_from_status(charger.status, online=charger.online)
+                seen = seen_from_status(charger.status, online=charger.availability.online)
                 self.controller.see(name, seen)
         decision = self.controller.decide(now)
         self._say_fallback()

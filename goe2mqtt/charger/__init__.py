@@ -1,2 +1,3 @@
-"""One charger: its loop (`loop`: polls, availability, discovery, commands), the view
-that maps a status to entity states (`view`), and its PV surplus feed (`pv_feed`)."""
+"""One charger: its loop (`loop`: polls, discovery, commands), whether it is there
+(`availability`), the view that maps a status to entity states (`view`), and its PV
+surplus feed (`pv_feed`)."""

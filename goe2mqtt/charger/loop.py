@@ -1,8 +1,9 @@
-"""One charger: what it answers or pushes, kept and published; its availability.
+"""One charger: what it answers or pushes, kept and published.
 
 A Charger polls when its PollSchedule says (politely: settings only now and then)
 or, when its transport pushes, takes what the charger sends (PushSide); either way
-its ChargerOutput publishes what changed. Its CommandRunner runs its commands one at
+its ChargerOutput publishes what changed, and its Availability tells whether it is
+there (online, failures, Retry-After). Its CommandRunner runs its commands one at
 a time and sees it only as a ChargerAccess. It knows neither the journal nor the
 MQTT session: the runner reports through a sink.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
@@ -20,6 +20,7 @@ import structlog
 
 from goe2mqtt.catalogue import LIVE_KEYS, STATUS_KEYS, keep_known
 from goe2mqtt.catalogue.facts import DeviceFacts
+from goe2mqtt.charger.availability import Availability
 from goe2mqtt.charger.publish import ChargerOutput, Publisher
 from goe2mqtt.charger.push_side import PushSide
 from goe2mqtt.charger.pv_feed import PvFeed
@@ -29,15 +30,12 @@ from goe2mqtt.charger.view import ChargerView, changed_in
 from goe2mqtt.commands.outcomes import CommandSink, CommandStats
 from goe2mqtt.commands.runner import CONFIRM_DELAYS, MAX_QUEUED_COMMANDS, CommandRunner
 from goe2mqtt.config.settings import ChargerSettings
-from goe2mqtt.goe.transport import GoeError, PushTransport, RateLimited, Transport
+from goe2mqtt.goe.transport import GoeError, PushTransport, Transport
 from goe2mqtt.ledger.books import ChargerBooks
 from goe2mqtt.mqtt.topics import Topics
-from goe2mqtt.util.values import iso
 
 log = structlog.get_logger()
 
-OFFLINE_AFTER_FAILURES = 3  # transient failures in a row before a charger counts as offline
-MAX_RETRY_AFTER = 900.0  # a Retry-After longer than this is capped: we look again by then
 CAR_IDLE = 1  # go-e car state: no car connected
 PUSH_START_WAIT = 5.0  # at start, the first poll waits this long for the socket to stand
 
@@ -68,7 +66,6 @@ class Charger:
         self.books = books  # the session ledger: fed every status this charger accepts
         self.name = settings.name
         self.transport = transport  # how the charger is reached (today: HTTP)
-        self._topics = topics
         self._out = ChargerOutput(
             self.name, publisher, topics=topics, discovery_prefix=discovery_prefix,
             leaf_topics=leaf_topics, on_facts=on_facts, added_values=self._added_values,
@@ -81,17 +78,10 @@ class Charger:
         self._on_serial = on_serial
         # What the last run learnt, announced until this run reaches the charger.
         self._known_facts = known_facts
-        self.online = False
-        self.offline_reason = "not reached yet"
-        self.failures = 0
+        self.availability = Availability(self.name)
         self.polled_once = False  # answered or not
-        self.polls: Counter[str] = Counter()  # outcome -> polls so ended (for /metrics)
-        self.came_online = 0  # times it went online: its reconnects are the rest
-        self.last_success: float | None = None
-        self._not_before = 0.0  # monotonic: the cloud asked us to wait (Retry-After)
         self.lock = asyncio.Lock()  # one conversation with the charger at a time
         self._schedule = PollSchedule(settings)  # when to look, which keys to ask
-        self._poll_error: tuple[float, str] | None = None  # (unix time, what went wrong)
         self.pv_feed = PvFeed(
             self.name,
             self._write_feed,
@@ -154,7 +144,7 @@ class Charger:
     async def _write_feed(self, reading: dict[str, float]) -> None:
         # Not under the lock: a command's read-backs take seconds, and the charger
         # would forget the feed meanwhile. ids touches no key a command sets.
-        if not self.online:
+        if not self.availability.online:
             raise GoeError("charger offline")
         await self.transport.set({"ids": dict(reading)})
 
@@ -168,10 +158,7 @@ class Charger:
         return await self._take(self.status)
 
     async def go_offline(self, reason: str) -> None:
-        if self.online:
-            log.warning("charger_offline", charger=self.name, reason=reason)
-        self.online = False
-        self.offline_reason = reason
+        self.availability.went_down(reason)
         await self._out.availability(online=False)
         # Waiting commands would only wait for a charger that is not there.
         self.runner.refuse_waiting(f"charger offline: {reason}")
@@ -219,7 +206,7 @@ class Charger:
     def next_delay(self) -> float:
         car_idle = self.status.get("car") == CAR_IDLE
         return self._schedule.next_delay(
-            failures=self.failures, hold_off=self.hold_off, car_idle=car_idle
+            failures=self.availability.failures, hold_off=self.hold_off, car_idle=car_idle
         )
 
     def poll_soon(self, delay: float = 0.0) -> None:
@@ -259,7 +246,7 @@ class Charger:
             await self._poll_failed(exc)
             return False
         took_ms = round((time.monotonic() - started) * 1000, 1)
-        self.polls["ok"] += 1
+        self.availability.polls["ok"] += 1
         status = self._schedule.answered(self.status, answer, every_key=every_key, at=started)
         if status is None:  # it restarted: every key now
             return await self.read_back()
@@ -303,7 +290,7 @@ class Charger:
         self._check_serial(delta)  # in any message, not only the full status
         self._push.arrived()
         changed = changed_in(self.status, delta)
-        self.last_success = time.time()
+        self.availability.heard()
         if changed:
             # A new dict: the view keeps the last status by reference to compare.
             await self._accept({**self.status, **delta}, changed, merge=True)
@@ -329,7 +316,7 @@ class Charger:
         """A status that arrived (polled or pushed): keep it and publish what changed
         (``merge``: a pushed one, merged with what follows within MIN_INTERVAL)."""
         self.status = status
-        self.last_success = time.time()
+        self.availability.heard()
         self.pv_feed.observe(status)
         if self.serial is None:
             self.serial = serial_from_status(status)
@@ -337,13 +324,10 @@ class Charger:
                 self._on_serial(self.serial)
         if self.books is not None:  # before the states: they show what it counted
             self.books.observe(status, serial=self.serial, grid_w=self.pv_feed.grid())
-        recovered_after, self.failures = self.failures, 0
+        recovered_after = self.availability.answered()
         # Back online: its states go out before "online" vouches for them.
-        published = await self._take(status, changed, merge=merge and self.online)
-        if not self.online:
-            self.online = True
-            self.came_online += 1
-            log.info("charger_online", charger=self.name, failed_polls=recovered_after)
+        published = await self._take(status, changed, merge=merge and self.availability.online)
+        if self.availability.came_up(recovered_after):
             await self._out.availability(online=True)
         return published
 
@@ -351,21 +335,12 @@ class Charger:
         check_serial(status, self.serial, configured=self.settings.serial is not None)
 
     async def _poll_failed(self, exc: GoeError) -> None:
-        self.failures += 1
-        self.polls["rate_limited" if isinstance(exc, RateLimited) else "failed"] += 1
-        self._poll_error = (time.time(), f"poll failed: {exc}")
-        if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            wait = min(exc.retry_after, MAX_RETRY_AFTER)
-            self._not_before = max(self._not_before, time.monotonic() + wait)
+        offline = self.availability.poll_failed(exc)
         if self._out.facts is None:
             # Never reached yet: announce the entities anyway so HA shows them unavailable,
             # with the facts an earlier run learnt (model, firmware, entities) if any.
             await self._publish_discovery(self._known_facts or DeviceFacts())
-        if self.failures == 1:
-            log.warning("poll_failed", charger=self.name, reason=str(exc))
-        else:
-            log.debug("poll_failed", charger=self.name, reason=str(exc), failures=self.failures)
-        if exc.offline_now or self.failures >= OFFLINE_AFTER_FAILURES:
+        if offline:
             await self.go_offline(str(exc))
 
     # --- commands: run by the CommandRunner ------------------------------------------
@@ -385,28 +360,25 @@ class Charger:
     @property
     def last_error(self) -> tuple[float, str] | None:
         """What went wrong last, poll or command: (unix time, what), for bridge/info."""
-        errors = [e for e in (self._poll_error, self.runner.last_failure) if e is not None]
+        errors = [e for e in (self.availability.poll_error, self.runner.last_failure) if e]
         return max(errors, default=None)
 
     # --- what the runner sees (ChargerAccess) ---------------------------------------
 
     @property
     def polled(self) -> bool:
-        return self.last_success is not None or self.failures > 0
+        return self.availability.polled
 
     def unreachable(self) -> str | None:
-        return None if self.online else self.offline_reason
+        return self.availability.unreachable()
 
     @property
     def hold_off(self) -> float:
-        """Seconds the cloud asked us to wait (Retry-After); 0 when it did not."""
-        return max(0.0, self._not_before - time.monotonic())
+        return self.availability.hold_off
 
     def info(self) -> dict[str, Any]:
         return {
-            "online": self.online,
-            "last_poll": iso(self.last_success),
-            "consecutive_failures": self.failures,
+            **self.availability.info(),
             "commands": asdict(self.commands),
             "queued_commands": self.queued,
             "pv_feed": self.pv_feed.state,

@@ -300,7 +300,7 @@ async def test_cloud_saying_offline_makes_the_charger_offline_at_once(
     setup.charger("garage").faults = faults
     charger.poll_soon()
     await probe.wait_text(setup.topics.availability("garage"), "offline", since=mark)
-    assert charger.failures == 1
+    assert charger.availability.failures == 1
     assert probe.last_text(setup.topics.availability("carport")) == "online"
 
     setup.charger("garage").faults = Faults()
@@ -333,12 +333,12 @@ async def test_transient_failures_make_it_offline_after_three_in_a_row(
     setup.charger("garage").faults = faults
     for failures in (1, 2):
         charger.poll_soon()
-        await until(lambda n=failures: charger.failures == n, f"failure {failures}")  # type: ignore[misc]
+        await until(lambda n=failures: charger.availability.failures == n, f"failure {failures}")  # type: ignore[misc]
         assert probe.last_text(availability) == "online"
     mark = probe.mark()
     charger.poll_soon()
     await probe.wait_text(availability, "offline", since=mark)
-    assert charger.failures == 3
+    assert charger.availability.failures == 3
     # Backoff: polling slows down, capped at 3x the scan interval.
     assert charger.next_delay() == 3 * 60
 

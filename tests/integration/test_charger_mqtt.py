@@ -135,7 +135,7 @@ async def test_old_firmware_not_configured_is_told_how_not_guessed(
                 ),
                 "the reason names the setting",
             )
-            assert not running.bridge.chargers["garage"].online
+            assert not running.bridge.chargers["garage"].availability.online
         finally:
             await running.stop()
     assert wallbox.results == []  # nothing was written to the form it did not choose

@@ -209,7 +209,7 @@ async def test_a_wrong_serial_is_refused_without_a_traceback(broker: MosquittoBr
                 running_bridge(broker) as (running, topics, probe),
             ):
                 await probe.wait_text(topics.state("garage", "connection"), "mqtt")
-                await until(lambda: running.bridge.chargers["garage"].online, "online")
+                await until(lambda: running.bridge.chargers["garage"].availability.online, "online")
                 refusals = skipped(running).get(WRONG_SERIAL, 0)
     finally:
         async with aiomqtt.Client(broker.host, broker.port, identifier="retainer") as client:

@@ -75,7 +75,9 @@ async def test_a_flood_while_the_bridge_stalls_drops_no_command(
         await running.start()
         try:
             chargers = running.bridge.chargers
-            await until(lambda: "garage" in chargers and chargers["garage"].online, "online")
+            await until(
+                lambda: "garage" in chargers and chargers["garage"].availability.online, "online"
+            )
             done = threading.Event()
             sender = threading.Thread(
                 target=_flood_then_command, args=(broker, topics, done), daemon=True

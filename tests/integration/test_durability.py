@@ -129,7 +129,7 @@ async def test_results_finished_while_the_broker_is_down_arrive_after_it_is_back
             await until(lambda: running.bridge.chargers["garage"].queued > 10, "a queue")
         own_broker.kill()  # results keep coming while nobody can take them
         await until(lambda: running.bridge.chargers["garage"].queued == 0, "the queue done")
-        owed = {json.loads(payload)["id"] for payload in running.bridge.desk.owed()}
+        owed = {json.loads(payload)["id"] for payload in running.bridge.desk.results.owed()}
         assert owed  # finished while the broker was down
         own_broker.start()
         # Subscribed before the bridge is back (it retries after 1 s, then 2 s).

@@ -65,7 +65,7 @@ async def test_connections_the_far_end_closed_are_replaced_not_failed(
     assert setup.simulator.drop_connections() >= 1
     await asyncio.sleep(0.1)  # the FIN reaches the client
     assert await charger.refresh()
-    assert charger.failures == 0
+    assert charger.availability.failures == 0
     result = await probe.command(setup.cmd("garage", "change_charging_power"), "11")
     assert result["ok"] is True, result
     assert setup.charger("garage").amp == 11

@@ -122,7 +122,7 @@ async def test_any_value_for_any_key_never_stops_a_poll(
         expected = format_state(entity.value(clean))
         assert published[f"goe2mqtt/garage/{entity.key}"] == expected, entity.key
         assert format_state(state[entity.key]) == expected
-    assert bridge.online
+    assert bridge.availability.online
 
 
 # --- hanging chargers cost only themselves ------------------------------------------
@@ -151,7 +151,9 @@ async def test_hanging_chargers_do_not_starve_healthy_ones(
     try:
         chargers = running.bridge.chargers
         await until(
-            lambda: all(getattr(chargers.get(f"c{s}"), "online", False) for s in healthy),
+            lambda: all(
+                f"c{s}" in chargers and chargers[f"c{s}"].availability.online for s in healthy
+            ),
             "healthy online",
         )
         polls_before = {s: simulator.charger(s).status_calls for s in healthy}
@@ -175,7 +177,7 @@ async def test_hanging_chargers_do_not_starve_healthy_ones(
                 )
         assert result["ok"] is True, result
         for serial in healthy:
-            assert chargers[f"c{serial}"].online
+            assert chargers[f"c{serial}"].availability.online
         healthy_names = {f"c{s}" for s in healthy}
         failed = [e for e in logs if e["event"] == "poll_failed" and e["charger"] in healthy_names]
         assert failed == []
@@ -205,7 +207,8 @@ async def test_retry_after_is_honoured_per_charger(
 ) -> None:
     garage, carport = setup.charger("garage"), setup.charger("carport")
     garage.faults = Faults(http_status=status, retry_after="3", only="status")
-    await until(lambda: bridge.bridge.chargers["garage"].failures > 0, "the 429/503 seen")
+    seen = bridge.bridge.chargers["garage"].availability
+    await until(lambda: seen.failures > 0, "the 429/503 seen")
     garage_calls, carport_calls = garage.status_calls, carport.status_calls
     requests_before = garage.set_requests
     refused = await probe.command(setup.cmd("garage", "set_phase"), "1")

@@ -35,7 +35,7 @@ from ..conftest import (
 
 def _online(running: RunningBridge) -> bool:
     garage = running.bridge.chargers.get("garage")
-    return garage is not None and garage.online
+    return garage is not None and garage.availability.online
 
 
 async def _result(probe: MqttProbe, topics: Topics, service: str, payload: Any) -> Any:
@@ -99,9 +99,9 @@ async def test_results_and_states_the_broker_refuses_are_logged_and_counted(
                 await until(lambda: _online(running), "online")
                 async with MqttProbe(broker.host, broker.port, [f"{base}/#"]) as probe:
                     await probe.publish(topics.command("garage", "set_phase"), '{"phase": 1}')
-                    await until(lambda: running.bridge.desk.results_refused >= 1, "refused")
+                    await until(lambda: running.bridge.desk.results.refused >= 1, "refused")
                     await probe.publish(topics.command("garage", "set_phase"), '{"phase": 2}')
-                    await until(lambda: running.bridge.desk.results_refused >= 2, "again")
+                    await until(lambda: running.bridge.desk.results.refused >= 2, "again")
                 refused = running.bridge.mqtt.refused
                 await until(lambda: topics.state("garage", "charging_current") in refused, "state")
                 info = running.bridge.info()

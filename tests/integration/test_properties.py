@@ -139,4 +139,4 @@ async def test_random_payloads_on_every_command_topic_get_one_result_each(
     assert len(results) == sent
     assert any(r.get("error") == "payload of 5000 bytes is larger than 4096 bytes" for r in results)
     assert garage.set_calls == [c for r in results for c in r.get("applied", [])]
-    assert bridge.bridge.chargers["garage"].online
+    assert bridge.bridge.chargers["garage"].availability.online

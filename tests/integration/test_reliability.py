@@ -64,7 +64,7 @@ async def test_set_faults_give_the_documented_result(
     if error == "not confirmed":
         assert result["unconfirmed"] == {"amp": {"expected": 10, "actual": 16}}
     # A failed set is a failed command, not a dead charger: polls still work.
-    assert bridge.bridge.chargers["garage"].online
+    assert bridge.bridge.chargers["garage"].availability.online
     assert probe.last_text(setup.topics.availability("garage")) == "online"
     # The runner keeps its failure; the charger's last error (bridge/info) shows it.
     last_error = bridge.bridge.chargers["garage"].last_error

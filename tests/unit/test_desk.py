@@ -99,7 +99,7 @@ def _message(payload: bytes, *, retain: bool = False, mid: int | None = 1) -> In
 
 
 def _owed(desk: CommandDesk) -> list[dict[str, Any]]:
-    return [json.loads(payload) for payload in desk.owed()]
+    return [json.loads(payload) for payload in desk.results.owed()]
 
 
 def test_a_command_is_journaled_and_routed(desk: Any) -> None:
@@ -121,7 +121,7 @@ def test_clearing_a_retained_command_is_ignored(desk: Any) -> None:
     commands, charger, journal = desk
     commands.accept("garage", "stop_charging", _message(b"", retain=True))
     assert charger.submitted == []
-    assert commands.owed() == []
+    assert commands.results.owed() == []
     assert journal.count() == {}
 
 
@@ -229,7 +229,7 @@ def test_a_valid_command_is_journaled_before_accept_returns_and_handed_over_pars
     assert command.arguments == {"charging_power": 10}
     assert command.request_id == "r2"
     assert charger.submitted[0].seq is not None
-    assert commands.owed() == []  # its result is the runner's to give
+    assert commands.results.owed() == []  # its result is the runner's to give
 
 
 def test_a_redelivered_refused_command_is_answered_once(desk: Any, tmp_path: Path) -> None:
@@ -237,12 +237,12 @@ def test_a_redelivered_refused_command_is_answered_once(desk: Any, tmp_path: Pat
     commands.accept("garage", "set_phase", _message(b"{broken", mid=9))
     redelivered = InboundMessage(topic="x", payload=b"{broken", retain=False, mid=9, dup=True)
     commands.accept("garage", "set_phase", redelivered)
-    assert len(commands.owed()) == 1  # the same delivery: its refusal went out once
+    assert len(commands.results.owed()) == 1  # the same delivery: its refusal went out once
     commands.accept("garage", "set_phase", _message(b"{broken", mid=9))  # id used again
-    assert len(commands.owed()) == 2  # a new delivery: a new answer
+    assert len(commands.results.owed()) == 2  # a new delivery: a new answer
     commands.session_lost()
     commands.accept("garage", "set_phase", redelivered)
-    assert len(commands.owed()) == 3  # a new session: packet ids start afresh
+    assert len(commands.results.owed()) == 3  # a new session: packet ids start afresh
     assert _rows(tmp_path / "j.journal") == []
 
 

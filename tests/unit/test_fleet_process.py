@@ -7,12 +7,13 @@ import asyncio
 import gc
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from goe2mqtt.bridge.info import DETAIL_LIMIT, fleet_info
 from goe2mqtt.bridge.loop_watch import LoopWatch
 from goe2mqtt.bridge.memory import MemoryUpkeep, release_free_memory, rss_mib
+from goe2mqtt.charger.availability import Availability
 from goe2mqtt.charger.rules import next_due
 from goe2mqtt.commands.outcomes import CommandStats
 from goe2mqtt.util.interning import Interner
@@ -34,14 +35,18 @@ def test_the_interner_shares_equal_values_and_stays_bounded() -> None:
 
 @dataclass
 class FakeCharger:
-    online: bool = True
-    failures: int = 0
+    online: InitVar[bool] = True  # a real charger starts offline: these start online
     last_error: tuple[float, str] | None = None
     queued: int = 0
     commands: CommandStats = field(default_factory=CommandStats)
+    availability: Availability = field(default_factory=lambda: Availability("fake"))
+
+    def __post_init__(self, online: bool) -> None:
+        self.availability.online = online
 
     def info(self) -> dict[str, Any]:
-        return {"online": self.online, "consecutive_failures": self.failures}
+        up = self.availability
+        return {"online": up.online, "consecutive_failures": up.failures}
 
 
 def test_bridge_info_lists_every_charger_of_a_small_fleet() -> None:
@@ -60,8 +65,8 @@ def test_bridge_info_lists_every_charger_of_a_small_fleet() -> None:
 
 def test_bridge_info_of_a_large_fleet_lists_only_chargers_needing_a_look() -> None:
     chargers = {f"c{i:05d}": FakeCharger() for i in range(10_000)}
-    chargers["c00007"].online = False
-    chargers["c00500"].failures = 2
+    chargers["c00007"].availability.online = False
+    chargers["c00500"].availability.failures = 2
     chargers["c09999"].queued = 1
     chargers["c04000"].last_error = (1_700_000_000.0, "poll failed: timed out")
     info = fleet_info(chargers, CommandStats())
@@ -72,7 +77,7 @@ def test_bridge_info_of_a_large_fleet_lists_only_chargers_needing_a_look() -> No
     assert info["last_error"]["charger"] == "c04000"
     # A fleet where everything fails still gives a bounded payload, with true counts.
     for charger in chargers.values():
-        charger.online = False
+        charger.availability.online = False
     info = fleet_info(chargers, CommandStats())
     assert len(info["chargers"]) == DETAIL_LIMIT
     assert (info["chargers_total"], info["chargers_online"]) == (10_000, 0)

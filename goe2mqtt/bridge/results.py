@@ -1,0 +1,151 @@
+"""The results' way out: every command's result, from the desk to the broker, exactly once.
+
+A result stays owed (here and in the journal) until the broker acknowledged it. Its
+packet id is journaled as it leaves, so that after a kill -9 the next run sends it
+again under the same id and the broker recognises it; once the broker took it, only
+the PUBREL is owed. After a restart the results the journal holds go out first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from goe2mqtt.commands.journal import DONE, Journal, JournalWriteFailed
+from goe2mqtt.commands.payloads import result_json
+from goe2mqtt.mqtt.session import PublishRefused
+from goe2mqtt.mqtt.topics import Topics
+from goe2mqtt.util.aio import wait_until_set
+
+RESULT_FLUSH = 5.0  # on stop, results may take this long to reach the broker
+
+
+class ResultSender(Protocol):
+    @property
+    def connected(self) -> bool: ...
+
+    async def publish_once(
+        self,
+        topic: str,
+        payload: str | bytes,
+        *,
+        on_sent: Callable[[int], None] | None = None,
+        on_taken: Callable[[int], None] | None = None,
+        packet_id: int | None = None,
+    ) -> None:
+        """Returns once the broker has it, exactly once however long that takes;
+        PublishRefused if it never will. ``on_sent(packet_id)``: it may leave under that
+        id now; ``on_taken(packet_id)``: the broker took it and hands it on at our next
+        word; ``packet_id``: given to resume_once."""
+
+    def resume_once(
+        self, topic: str, payload: str | bytes, packet_id: int, *, taken: bool
+    ) -> None:
+        """An earlier process's message, sent under ``packet_id`` (and taken by the
+        broker): owed again under that id (before the session connects)."""
+
+
+class ResultQueue:
+    """The results the broker has not acknowledged yet, published in order."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        topics: Topics,
+        *,
+        on_journal_failed: Callable[[JournalWriteFailed], None],
+    ) -> None:
+        self._journal = journal
+        self._topics = topics
+        self._journal_failed = on_journal_failed  # the desk keeps the journal's health
+        # Results not yet acknowledged by the broker: (journal seq, topic, payload, the
+        # packet id an earlier run sent it under); seq None for a command the journal
+        # could not store.
+        self._results: deque[tuple[int | None, str, str, int | None]] = deque()
+        self.refused = 0
+        self._added = asyncio.Event()
+        self._drained = asyncio.Event()
+
+    @property
+    def pending(self) -> int:
+        return len(self._results)
+
+    def owed(self) -> list[str]:
+        """The results the broker has not acknowledged yet, as JSON, oldest first."""
+        return [payload for _, _, payload, _ in self._results]
+
+    def resume(self, sender: ResultSender) -> None:
+        """Owe again what the last run's journal holds (before the session connects)."""
+        for entry in self._journal.entries(DONE):
+            assert entry.result is not None
+            self.add(entry.seq, entry.charger, entry.result, entry.packet_id)
+            if entry.packet_id is not None:  # it may have left: again under the same id
+                topic, payload = self._results[-1][1:3]
+                sender.resume_once(topic, payload, entry.packet_id, taken=entry.taken)
+
+    def add(
+        self, seq: int | None, charger: str, result: dict[str, Any], packet_id: int | None = None
+    ) -> None:
+        self._results.append((seq, self._topics.result(charger), result_json(result), packet_id))
+        self._drained.clear()
+        self._added.set()
+
+    async def publish_forever(self, sender: ResultSender) -> None:
+        """Publish results in order; each leaves the journal once the broker has it."""
+        while True:
+            if not self._results:
+                self._drained.set()
+                self._added.clear()
+                await self._added.wait()
+                continue
+            seq, topic, payload, packet_id = self._results[0]
+            noted = seq is not None
+            try:
+                await sender.publish_once(
+                    topic,
+                    payload,
+                    on_sent=functools.partial(self._sending, seq) if noted else None,
+                    on_taken=functools.partial(self._taken, seq) if noted else None,
+                    packet_id=packet_id,
+                )
+            except PublishRefused:
+                # The broker will not take it (an ACL): resending would block every
+                # result behind it. The journal keeps it owed for the next start.
+                self._results.popleft()
+                self.refused += 1
+                continue
+            self._results.popleft()
+            if seq is not None:
+                try:
+                    self._journal.published(seq)
+                except JournalWriteFailed as exc:
+                    # Owed again after a restart: its packet once more (the broker
+                    # answers "done"), or, if no packet id was noted, a repeat.
+                    self._journal_failed(exc)
+
+    def _sending(self, seq: int | None, packet_id: int) -> None:
+        """The result leaves under ``packet_id``: after a kill -9 the next run sends it
+        again under the same id, which the broker recognises as the same message."""
+        assert seq is not None
+        try:
+            self._journal.sending(seq, packet_id)
+        except JournalWriteFailed as exc:
+            self._journal_failed(exc)  # a kill -9 now may repeat this result once
+
+    def _taken(self, seq: int | None, packet_id: int) -> None:
+        """The broker took the result (before our PUBREL): after a kill -9 from here on,
+        the next run owes only the PUBREL, never the result again."""
+        assert seq is not None
+        try:
+            self._journal.taken(seq, packet_id)
+        except JournalWriteFailed as exc:
+            self._journal_failed(exc)  # a kill -9 now may repeat this result once
+
+    async def flush(self, sender: ResultSender) -> None:
+        """On stop: give the results still owed a moment to go out (the journal keeps
+        the rest for the next start)."""
+        if self._results and sender.connected:
+            await wait_until_set(self._drained, RESULT_FLUSH)
