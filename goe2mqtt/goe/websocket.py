@@ -188,7 +188,7 @@ class WebSocketLink:
         # Silence, the way to live and a full status in parts are watched by one timer
         # per connection, re-armed lazily from the last frame, not by a timeout on
         # every receive: a timer per frame cost a fleet more than reading the frame
-        # (measured, bench/push.py).
+        # (docs/scaling.md).
         now = asyncio.get_running_loop().time()
         self._heard_at, self._live_by, self._end_reason = now, now + LIVE_WITHIN, None
         self.quiet_step = 0.0

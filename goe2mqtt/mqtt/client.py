@@ -60,8 +60,8 @@ class Subscription:
     no_local: bool = False
     # Only for what is retained there: unsubscribed on each connect once the retained
     # messages stop coming, before we publish. Echoes of our own publishes would
-    # otherwise come back all the time, and aiomqtt stalls our QoS 1 publishes while
-    # it reads them (measured: 1.3 s for one charger's first 60 publishes, 30 ms without).
+    # otherwise come back all the time, and aiomqtt stalls our publishes while it reads
+    # them (docs/scaling.md has the figure).
     retained_only: bool = False
     # MQTT 5: a message published with retain keeps the flag on its way to us, so a
     # retained publish (or someone clearing one) is never taken for a live command.
@@ -130,8 +130,8 @@ async def until_quiet(counter: list[int]) -> None:
 # Every packet goes out when written (Nagle's algorithm off; paho leaves it on). With
 # it on, a small packet written while the previous one still awaits the peer's delayed
 # ACK waits for that ACK, up to ~40 ms: a command's PUBACK, a result. The broker has the
-# same choice for what it sends us (Mosquitto: set_tcp_nodelay true); with its default,
-# about 1 % of commands arrived ~40 ms late even on a quiet loopback bench (README).
+# same choice for what it sends us (Mosquitto: set_tcp_nodelay true; the README and
+# docs/scaling.md say what its default costs).
 NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 
 
