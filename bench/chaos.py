@@ -64,7 +64,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from soak import FAULTS, rss_kib
 
-from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.broker import MosquittoBroker, free_port
 from goe2mqtt.sim.charger_mqtt import MqttCharger
 from goe2mqtt.sim.simulator import Faults, SimulatedCharger, Simulator
 
@@ -146,6 +146,7 @@ def write_config(
                 "mqtt": {"host": broker.host, "port": broker.port, "client_id": CLIENT_ID,
                          "base_topic": BASE, "discovery_prefix": "chaos-ha", "keepalive": 10},
                 "state_dir": str(state_dir),
+                "http": {"listen": f"127.0.0.1:{free_port()}"},  # never a daemon's 8099
                 "chargers": [
                     {"name": f"c{serial}", "serial": serial, "token": TOKEN,
                      "api_url": simulator.url_for(serial), "scan_interval": 5,

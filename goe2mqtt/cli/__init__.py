@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Quiet by default: the topic stream is the demo's output.
         configure_logging(args.log_level, args.log_format)
         from goe2mqtt.sim.broker import BrokerUnavailable
-        from goe2mqtt.sim.demo import run_demo
+        from goe2mqtt.sim.demo import DemoFailed, run_demo
         from goe2mqtt.sim.house_demo import run_house_demo
 
         try:
@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         handle_signals=True,
                     )
                 )
-        except BrokerUnavailable as exc:
+        except (BrokerUnavailable, DemoFailed) as exc:
             print(f"goe2mqtt demo: {exc}", file=sys.stderr)
             return EXIT_FAILURE
         return EXIT_OK

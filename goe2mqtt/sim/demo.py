@@ -15,14 +15,19 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, TextIO
 
 import aiomqtt
 
 from goe2mqtt.bridge.process import Bridge
 from goe2mqtt.config.settings import parse_settings
-from goe2mqtt.sim.broker import BrokerUnavailable, EmbeddedBroker, MosquittoBroker
+from goe2mqtt.sim.broker import (
+    BrokerUnavailable,
+    EmbeddedBroker,
+    MosquittoBroker,
+    free_port,
+)
 from goe2mqtt.sim.simulator import SimulatedCharger, Simulator
 
 DEMO_CHARGERS = (("garage", "000001"), ("carport", "000002"))
@@ -91,6 +96,34 @@ async def _print_stream(
                 took = 1000 * (time.monotonic() - plugged_at.pop("garage"))
                 print(f"--- pushed over the garage's websocket: the plug reached MQTT in"
                       f" {took:.0f} ms (polling: up to scan_interval)", file=out, flush=True)
+
+
+class DemoFailed(Exception):
+    """The demo's bridge stopped by itself (its error says why)."""
+
+
+async def cancel_all(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    """Cancel the demo's tasks; a viewer cancelled while its connection is still being
+    made can take its time to end (aiomqtt): wait a little, not forever."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.wait(tasks, timeout=5)
+    for task in tasks[1:]:  # the bridge's own error is raise_if_failed's to tell
+        # Seen, whenever it ends: a viewer cut off by the broker stopping is no news.
+        task.add_done_callback(_seen)
+
+
+def _seen(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def raise_if_failed(bridge: asyncio.Task[Any]) -> None:
+    """A bridge that could not start (http.listen in use, say) ends the demo with its
+    reason, not with silence."""
+    if bridge.done() and not bridge.cancelled() and bridge.exception() is not None:
+        failed = bridge.exception()
+        raise DemoFailed(f"the bridge stopped: {failed}") from failed
 
 
 def try_it_yourself(host: str, port: int) -> str:
@@ -213,9 +246,12 @@ async def run_demo(
     await simulator.start()
     garage_host = await simulator.serve_local(garage_serial)
     state_dir = tempfile.mkdtemp(prefix="goe2mqtt-demo-")  # the demo leaves no journal behind
+    # A free port of its own: a daemon already on 8099 must not stop the demo.
+    page = f"127.0.0.1:{free_port()}"
     settings = parse_settings(
         {
             "state_dir": state_dir,
+            "http": {"listen": page},
             "tariff": {"price_per_kwh": 0.30, "currency": "EUR"},  # the session's cost
             "mqtt": {
                 "host": host,
@@ -244,6 +280,7 @@ async def run_demo(
         " Ctrl-C to stop",
         file=out,
     )
+    print(f"--- the status page (live): http://{page}/", file=out)
     print(f"{try_it_yourself(host, port)}\n", file=out, flush=True)
     bridge = Bridge(settings)
     plugged_at: dict[str, float] = {}
@@ -267,9 +304,7 @@ async def run_demo(
             loop.remove_signal_handler(sig)
         bridge.request_stop()
         await asyncio.wait({tasks[0]}, timeout=15)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(tasks)
         if mqtt_host is not None:
             with contextlib.suppress(aiomqtt.MqttError, OSError):
                 cleared = await clean_up(host, port, protocol)
@@ -280,3 +315,4 @@ async def run_demo(
             mosquitto.close()
         if embedded is not None:
             await embedded.stop()
+    raise_if_failed(tasks[0])

@@ -21,14 +21,16 @@ import aiomqtt
 
 from goe2mqtt.bridge.process import Bridge
 from goe2mqtt.config.settings import parse_settings
-from goe2mqtt.sim.broker import EmbeddedBroker, MosquittoBroker
+from goe2mqtt.sim.broker import EmbeddedBroker, MosquittoBroker, free_port
 from goe2mqtt.sim.charger import VOLTAGES
 from goe2mqtt.sim.demo import (
     DEMO_BASE,
     DEMO_DISCOVERY_PREFIX,
     DEMO_TOKEN,
     BrokerKind,
-    choose_broker,  # fmt: skip
+    cancel_all,
+    choose_broker,
+    raise_if_failed,
 )
 from goe2mqtt.sim.house import DAY, House
 from goe2mqtt.sim.simulator import SimulatedCharger, Simulator
@@ -150,8 +152,10 @@ async def run_house_demo(*, duration: float | None, out: TextIO, pace: float = 1
     await simulator.start()
     state_dir = tempfile.mkdtemp(prefix="goe2mqtt-house-")
     interval = max(1.0, 2 * pace)
+    page = f"127.0.0.1:{free_port()}"  # its own: a daemon on 8099 must not stop the demo
     settings = parse_settings({
         "state_dir": state_dir,
+        "http": {"listen": page},
         "mqtt": {"host": host, "port": port, "client_id": "goe2mqtt-house-demo",
                  "base_topic": DEMO_BASE, "discovery_prefix": DEMO_DISCOVERY_PREFIX,
                  "protocol": protocol},
@@ -165,7 +169,8 @@ async def run_house_demo(*, duration: float | None, out: TextIO, pace: float = 1
                                 {"name": "carport", "priority": 2}]}],
     })  # fmt: skip
     print(f"--- a house on a private broker {host}:{port}: the site's state on {STATE_TOPIC},"
-          f" the meter on {METER_TOPIC}", file=out, flush=True)  # fmt: skip
+          f" the meter on {METER_TOPIC}; the status page: http://{page}/", file=out,
+          flush=True)  # fmt: skip
     bridge = Bridge(settings)
     house = HouseNow()
     version = aiomqtt.ProtocolVersion.V5 if protocol == "5" else aiomqtt.ProtocolVersion.V311
@@ -184,9 +189,7 @@ async def run_house_demo(*, duration: float | None, out: TextIO, pace: float = 1
         finally:
             bridge.request_stop()
             await asyncio.wait({tasks[0]}, timeout=15)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_all(tasks)
     with contextlib.suppress(Exception):
         await simulator.stop()
     shutil.rmtree(state_dir, ignore_errors=True)
@@ -194,3 +197,4 @@ async def run_house_demo(*, duration: float | None, out: TextIO, pace: float = 1
         mosquitto.close()
     if embedded is not None:
         await embedded.stop()
+    raise_if_failed(tasks[0])

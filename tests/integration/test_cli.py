@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import signal
+import socket
 import sys
 
 import aiohttp
@@ -26,11 +28,22 @@ async def test_demo_shows_discovery_states_a_command_and_its_result(
     kind: BrokerKind, banner: str
 ) -> None:
     out = io.StringIO()
-    await run_demo(mqtt_host=None, mqtt_port=0, duration=9, out=out, pace=0.15, broker_kind=kind)
+    with contextlib.ExitStack() as held:
+        # A daemon on this machine holds the default http.listen: the demo takes its own.
+        daemon = socket.socket()
+        held.callback(daemon.close)
+        with contextlib.suppress(OSError):  # taken already: the very case
+            daemon.bind(("127.0.0.1", 8099))
+            daemon.listen()
+        await run_demo(
+            mqtt_host=None, mqtt_port=0, duration=9, out=out, pace=0.15, broker_kind=kind
+        )
     text = out.getvalue()
     lines = text.splitlines()
     base = "goe2mqtt-demo"
     assert banner in text
+    [page] = [line for line in lines if line.startswith("--- the status page (live): http://")]
+    assert ":8099/" not in page
     # Discovery as a count per component, not a hundred lines per charger; the
     # try-it block before the stream.
     summary = next(line for line in lines if line.startswith("--- Home Assistant discovery: "))
@@ -196,3 +209,23 @@ def test_entities_lists_plainly_and_markdown_is_the_readme_table() -> None:
     assert plain.splitlines()[0].split() == ["leaf", "component", "go-e", "command"]
     assert any(line.split()[:2] == ["charging_current", "number"] for line in plain.splitlines())
     assert table.startswith("<!-- entities:start")
+
+
+async def test_a_demo_whose_bridge_cannot_start_ends_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import goe2mqtt.sim.demo as demo
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        monkeypatch.setattr(demo, "free_port", lambda host="127.0.0.1": taken)
+        # It hung here once: the viewer's cancel never ended, the reason never shown.
+        reason = f"http.listen: cannot listen on 127.0.0.1:{taken}"
+        with pytest.raises(demo.DemoFailed, match=reason):
+            await asyncio.wait_for(
+                run_demo(mqtt_host=None, mqtt_port=0, duration=30, out=io.StringIO(),
+                         pace=0.15, broker_kind="mosquitto"),
+                WAIT,
+            )  # fmt: skip
