@@ -117,6 +117,7 @@ class Bridge:
             self.topics,
             prefix=self._prefix,
             configured=self._configured,
+            sites=settings.sites,
             spawn=self._spawn,
             birth_delay=birth_delay,
         )
