@@ -1,5 +1,6 @@
 """A site across restarts, through the bridge and a real broker: a removed site leaves
-nothing retained behind."""
+nothing retained behind, and what the site's commands set survives a restart until the
+config's own value changes."""
 
 from __future__ import annotations
 
@@ -100,3 +101,42 @@ async def test_a_removed_sites_configs_and_state_go_at_start_and_another_install
     assert {barn_state, *barn} <= retained
     assert {house_state, *house} & retained == set()
 
+
+async def test_a_mode_set_by_command_survives_a_restart_until_the_config_changes(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    raw = with_site(make_settings(broker, simulator, chargers=("garage",), scan_interval=60),
+                    "house", tmp_path / "state")  # fmt: skip
+    base = raw["mqtt"]["base_topic"]
+    state = f"{base}/site/house/state"
+    async with MqttProbe(broker.host, broker.port, [f"{base}/#"]) as probe:
+
+        async def first_state_of_a_run(settings: dict[str, Any]) -> dict[str, Any]:
+            """Start the bridge, take the first state it publishes, stop it."""
+            mark = probe.mark()
+            running = RunningBridge(parse_settings(settings))
+            await running.start()
+            try:
+                first = await probe.wait_for(state, lambda m: bool(m.payload), since=mark)
+            finally:
+                await running.stop()
+            return dict(first.json())
+
+        running = RunningBridge(parse_settings(raw))
+        await running.start()
+        try:
+            await probe.wait_for(state, lambda m: bool(m.payload))
+            for service, payload in (("set_mode", {"mode": "pv"}), ("set_fuse", {"fuse": 20})):
+                result = await probe.command(f"{base}/site/house/cmd/{service}",
+                                             json.dumps(payload))  # fmt: skip
+                assert result["ok"] is True, result
+        finally:
+            await running.stop()
+
+        after_restart = await first_state_of_a_run(raw)
+        assert (after_restart["mode"], after_restart["fuse"]) == ("pv", 20)
+        raw["sites"][0]["mode"] = "off"  # the user edits the config's mode: it wins
+        edited = await first_state_of_a_run(raw)
+        assert (edited["mode"], edited["fuse"]) == ("off", 20)  # the fuse was not edited
+        raw["sites"][0]["mode"] = "fuse"  # back: pv was dropped with the edit
+        assert (await first_state_of_a_run(raw))["mode"] == "fuse"
