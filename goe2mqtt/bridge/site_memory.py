@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from goe2mqtt.config.settings import Settings
 from goe2mqtt.config.site import SiteSettings
 from goe2mqtt.site.controller import SiteController
 
@@ -31,6 +32,11 @@ Entry = dict[str, Any]  # {"value": what the command set, "config": what it over
 def site_memory_path(state_dir: str, client_id: str) -> Path:
     """{state_dir}/{client_id}.sites.json: the sites' settings set by command."""
     return Path(state_dir) / f"{client_id}.sites.json"
+
+
+def site_memory(settings: Settings) -> SiteMemory:
+    """The installation's memory of its sites' settings (read now, if there is one)."""
+    return SiteMemory(site_memory_path(settings.state_dir, settings.mqtt.client_id))
 
 
 def _number(value: object) -> float | None:
