@@ -2,9 +2,9 @@
 and what earlier runs left behind.
 
 Home Assistant coming online gets every retained config and state again (once for a
-burst of births); a charger no longer configured, or a discovery config no longer
-announced, is removed so that it does not look current to every new subscriber; a
-config of another installation that maps to our node id is left alone, and said once.
+burst of births); a charger or a site no longer configured, or a discovery config no
+longer announced, is removed so that it does not look current to every new subscriber;
+a config of another installation that maps to our node id is left alone, and said once.
 """
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Callable, Coroutine, Set
+from collections.abc import Callable, Coroutine, Sequence, Set
 from typing import Any
 
 import structlog
 
+from goe2mqtt.config.site import SiteSettings
 from goe2mqtt.homeassistant.discovery import discovery_filter, expected_discovery_topics
+from goe2mqtt.homeassistant.site_device import site_discovery_topics
 from goe2mqtt.mqtt.session import InboundMessage, MqttSession, Subscription
 from goe2mqtt.mqtt.topics import Topics
 
@@ -30,7 +32,10 @@ Spawn = Callable[[Coroutine[Any, Any, None]], None]
 
 def housekeeping_subscriptions(topics: Topics, prefix: str | None) -> list[Subscription]:
     """What Housekeeping takes; retained only where it looks for what earlier runs left."""
-    wanted = [Subscription(topics.availability_filter, qos=0, retained_only=True)]
+    wanted = [
+        Subscription(topics.availability_filter, qos=0, retained_only=True),
+        Subscription(site_state_filter(topics), qos=0, retained_only=True),
+    ]
     if prefix is not None:
         wanted += [
             Subscription(f"{prefix}/status", qos=1),
@@ -49,6 +54,7 @@ class Housekeeping:
         *,
         prefix: str | None,
         configured: Set[str],
+        sites: Sequence[SiteSettings] = (),
         spawn: Spawn,
         birth_delay: tuple[float, float] = BIRTH_DELAY,
     ) -> None:
@@ -56,6 +62,7 @@ class Housekeeping:
         self._topics = topics
         self._prefix = prefix
         self._configured = configured
+        self._sites = frozenset(site.name for site in sites)
         self._spawn = spawn
         self._birth_delay = birth_delay
         self._birth_pending = False
@@ -63,9 +70,16 @@ class Housekeeping:
         self._expected_discovery: set[str] = set()
         if prefix is not None:
             self._expected_discovery = expected_discovery_topics(prefix, topics.base, configured)
+            self._expected_discovery |= site_discovery_topics(prefix=prefix, topics=topics,
+                                                              sites=sites)  # fmt: skip
 
     def take(self, message: InboundMessage) -> bool:
         """Whether the message was one of these topics' (then it is dealt with)."""
+        site = site_of_state(self._topics, message.topic)
+        if site is not None:
+            if message.payload and site not in self._sites:
+                self._spawn(self._remove_stale_site_state(site, message.topic))
+            return True
         prefix = self._prefix
         if prefix is not None and message.topic == f"{prefix}/status":
             if message.payload.strip().lower() == b"online" and not self._birth_pending:
@@ -109,11 +123,29 @@ class Housekeeping:
         for topic in self._topics.charger_retained(charger):
             await self._mqtt.clear_retained(topic)
 
+    async def _remove_stale_site_state(self, site: str, topic: str) -> None:
+        log.info("site_removed", site=site, reason="no longer configured")
+        await self._mqtt.clear_retained(topic)
+
     async def _remove_stale_discovery(self, topic: str) -> None:
-        log.info("discovery_removed", topic=topic, reason="charger or entity no longer configured")
+        log.info("discovery_removed", topic=topic,
+                 reason="charger, site or entity no longer configured")  # fmt: skip
         await self._mqtt.clear_retained(topic)
 
 
+def site_state_filter(topics: Topics) -> str:
+    """Every site's retained state ({base}/site/{site}/state); no charger topic matches
+    (a charger's topics are {base}/{charger}/{key}, ../session/ended, ../cmd/{service})."""
+    return f"{topics.base}/site/+/state"
+
+
+def site_of_state(topics: Topics, topic: str) -> str | None:
+    """The site whose retained state this is, or None for anything else."""
+    prefix, suffix = f"{topics.base}/site/", "/state"
+    if not (topic.startswith(prefix) and topic.endswith(suffix)):
+        return None
+    site = topic[len(prefix) : -len(suffix)]
+    return None if site == "" or "/" in site else site
 
 
 def points_under(config: bytes, base: str) -> bool:

@@ -28,6 +28,7 @@ from goe2mqtt.bridge.memory import MemoryUpkeep
 from goe2mqtt.bridge.operator_view import OperatorView
 from goe2mqtt.bridge.own_mqtt import StreamBroker
 from goe2mqtt.bridge.remembered import Remembered
+from goe2mqtt.bridge.site_memory import site_memory
 from goe2mqtt.bridge.sites import Sites
 from goe2mqtt.bridge.startup import (
     journal_path,
@@ -88,7 +89,7 @@ class Bridge:
         self._prefix = mqtt.discovery_prefix if mqtt.discovery else None
         self._price_topics = price_topics(settings)  # the ledger's prices (Nord Pool, Tibber)
         # One fuse shared by several chargers: meter readings and site commands.
-        self.sites = Sites(settings.sites, base=mqtt.base_topic)
+        self.sites = Sites(settings.sites, base=mqtt.base_topic, memory=site_memory(settings))
         # What a pushing charger's status may hold: only what the catalogue reads.
         self._keys = KeyFilter(STATUS_KEYS)
         options = session_options(settings, self.topics)
@@ -117,6 +118,7 @@ class Bridge:
             self.topics,
             prefix=self._prefix,
             configured=self._configured,
+            sites=settings.sites,
             spawn=self._spawn,
             birth_delay=birth_delay,
         )

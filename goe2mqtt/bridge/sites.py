@@ -5,7 +5,8 @@ Every write of the site goes to the command desk as a command from the site (ser
 ``set``, id ``site:{site}:{n}``): validated, journaled, run in the charger's queue
 and read back like a user's, with its result on the charger's result topic. A user's
 command that sets the current of a charger the site manages is refused at the desk
-(mode not ``off``); the site's own commands answer on ``{base}/site/{site}/cmd/result``.
+(mode not ``off``); the site's own commands answer on ``{base}/site/{site}/cmd/result``,
+and what they set is remembered across restarts (site_memory.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Protocol
 
 import structlog
 
+from goe2mqtt.bridge.site_memory import SiteMemory
 from goe2mqtt.charger.loop import Charger
 from goe2mqtt.commands.payloads import command_result, result_json
 from goe2mqtt.config.site import SiteSettings
@@ -53,10 +55,13 @@ def site_topic(base: str, site: str, leaf: str) -> str:
 class SiteRunner:
     """One site: its controller, fed and carried out."""
 
-    def __init__(self, settings: SiteSettings, *, base: str,
+    def __init__(self, settings: SiteSettings, *, base: str, memory: SiteMemory | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self.settings = settings
         self.controller = SiteController(settings)
+        self._memory = memory
+        if memory is not None:
+            memory.restore(settings, self.controller)
         self._base = base
         self._clock = clock
         self._wake = asyncio.Event()
@@ -166,6 +171,8 @@ class SiteRunner:
             result = command_result(service, ok=False, request_id=request_id, error=str(exc))
         else:
             log.info("site_command", site=self.name, service=service, arguments=args)
+            if self._memory is not None:
+                self._memory.learn(self.settings, service, args)
             result = command_result(service, ok=True, request_id=request_id, applied=[args])
             self._wake.set()  # decide with the new setting now
         topic = site_topic(self._base, self.name, "cmd/result")
@@ -175,9 +182,12 @@ class SiteRunner:
 class Sites:
     """Every configured site, and what the bridge asks of them."""
 
-    def __init__(self, sites: Sequence[SiteSettings], *, base: str) -> None:
+    def __init__(self, sites: Sequence[SiteSettings], *, base: str,
+                 memory: SiteMemory | None = None) -> None:  # fmt: skip
         self._base = base
-        self.runners = {s.name: SiteRunner(s, base=base) for s in sites}
+        self.runners = {s.name: SiteRunner(s, base=base, memory=memory) for s in sites}
+        if memory is not None:
+            memory.keep_only(self.runners)
         self._by_meter: dict[str, list[SiteRunner]] = {}
         for runner in self.runners.values():
             self._by_meter.setdefault(runner.settings.meter_topic, []).append(runner)

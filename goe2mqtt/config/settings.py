@@ -239,9 +239,13 @@ class Settings(Section):
     def _sites_name_chargers(self) -> Settings:
         problems = site_problems(self.sites, {c.name for c in self.chargers})
         for index, charger in enumerate(self.chargers):
-            if self.sites and charger.name == "site":
-                # {base}/site/... holds the sites' topics
-                problems.append(f"chargers[{index}].name: 'site' is reserved while sites are set")
+            if self.sites and (charger.name == "site" or charger.name.startswith("site_")):
+                # {base}/site/... holds the sites' topics, site_{site}_{key} their
+                # Home Assistant object ids (beside the chargers' {charger}_{key})
+                problems.append(
+                    f"chargers[{index}].name: 'site' and names beginning 'site_' are"
+                    " reserved while sites are set"
+                )
         if self.sites and self.shard is not None:
             problems.append(
                 "sites: a site needs every charger of it in one instance: not with shard"

@@ -2,11 +2,16 @@
 
 Every entity reads the site's retained state ({base}/site/{site}/state) and is
 unavailable when the bridge is; the select and the number send the site's commands.
+The configs lie under the chargers' discovery node with object ids ``site_{site}_{key}``
+(no charger's can be one: charger names 'site' and 'site_*' are refused while sites are
+set), so that the stale-discovery filter of bridge/housekeeping.py removes those of a
+site no longer configured, like a removed charger's; the site stays a device of its own.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from goe2mqtt import __version__
@@ -17,8 +22,18 @@ from goe2mqtt.util.text import slug
 
 
 def site_node_id(topics: Topics, site: str) -> str:
-    """Its own node: outside the chargers' discovery filter, like the bridge's."""
+    """The site's device and unique ids (its configs' topics use the chargers' node)."""
     return f"{node_id(topics.base)}_site_{site}"
+
+
+def site_discovery_topics(*, prefix: str, topics: Topics,
+                          sites: Iterable[SiteSettings]) -> set[str]:  # fmt: skip
+    """Every config topic the configured sites announce (the rest under our node is stale)."""
+    return {
+        topic
+        for site in sites
+        for topic in render_site_discovery(prefix=prefix, topics=topics, site=site)
+    }
 
 
 def render_site_discovery(*, prefix: str, topics: Topics, site: SiteSettings) -> dict[str, str]:
@@ -87,6 +102,6 @@ def render_site_discovery(*, prefix: str, topics: Topics, site: SiteSettings) ->
             "unique_id": f"{node}_{key}",
             "default_entity_id": f"{component}.{object_prefix}_{key}",
         }
-        topic = f"{prefix}/{component}/{node}/{key}/config"
+        topic = f"{prefix}/{component}/{node_id(topics.base)}/site_{site.name}_{key}/config"
         configs[topic] = json.dumps(config, sort_keys=True, ensure_ascii=False)
     return configs

@@ -184,8 +184,8 @@ async def test_a_16_a_load_brings_both_chargers_down_within_one_decision(site: S
     assert result.json()["ok"] is True
     assert site.state()["chargers"]["garage"]["writes_this_hour"] >= 2
     # The site is a Home Assistant device of its own.
-    node = f"{site.base}_site_house"
-    select = site.probe.latest(f"ha{site.base.removeprefix('goe')}/select/{node}/mode/config")
+    topic = f"ha{site.base.removeprefix('goe')}/select/{site.base}/site_house_mode/config"
+    select = site.probe.latest(topic)
     assert select is not None
     assert select.json()["command_topic"] == f"{site.base}/site/house/cmd/set_mode"
 

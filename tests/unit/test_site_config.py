@@ -106,3 +106,18 @@ def test_the_example_documents_every_site_key() -> None:
     for model in (SiteSettings, SiteChargerSettings):
         for key in model.model_fields:
             assert f"{key}:" in text, f"config.example.yaml does not document {key}"
+
+
+@pytest.mark.parametrize("name", ["site", "site_house"])
+def test_charger_names_of_the_sites_topics_and_ids_are_reserved(name: str) -> None:
+    """site_house + its mode entity would be the site's own Home Assistant object id."""
+    raw = config(site(chargers=[{"name": "garage"}]))
+    raw["chargers"].append({"name": name, "host": "192.168.1.22"})
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(raw)
+    assert any(
+        p.startswith("chargers[2].name: 'site' and names beginning 'site_' are reserved")
+        for p in caught.value.problems
+    ), caught.value.problems
+    raw["sites"] = []
+    assert parse_settings(raw).chargers[2].name == name  # without sites, any name

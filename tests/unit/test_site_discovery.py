@@ -27,7 +27,7 @@ def configs() -> dict[str, dict[str, Any]]:
 
 def test_one_device_with_the_issues_entities() -> None:
     found = configs()
-    keys = {topic.split("/")[3] for topic in found}
+    keys = {topic.split("/")[3].removeprefix("site_house_") for topic in found}
     assert keys == {"mode", "fuse", "meter_age", "fallback", "available_l1", "available_l2",
                     "available_l3", "allocated_garage", "allocated_car-port"}  # fmt: skip
     assert {c["device"]["identifiers"][0] for c in found.values()} == {"goe2mqtt_goe_site_house"}
@@ -35,8 +35,11 @@ def test_one_device_with_the_issues_entities() -> None:
     for config in found.values():
         assert config["state_topic"] == "goe/site/house/state"
         assert config["availability_topic"] == "goe/bridge/availability"
-    assert "homeassistant/select/goe_site_house/mode/config" in found
-    assert "homeassistant/binary_sensor/goe_site_house/fallback/config" in found
+    # Under the chargers' node, so that a removed site's configs are seen as stale.
+    assert "homeassistant/select/goe/site_house_mode/config" in found
+    assert "homeassistant/binary_sensor/goe/site_house_fallback/config" in found
+    assert found["homeassistant/select/goe/site_house_mode/config"]["unique_id"] == \
+        "goe_site_house_mode"  # fmt: skip
 
 
 def test_the_templates_read_keys_the_state_has() -> None:
@@ -60,10 +63,10 @@ def test_the_templates_read_keys_the_state_has() -> None:
 
 def test_the_select_and_the_number_send_what_the_site_understands() -> None:
     found = configs()
-    mode = found["homeassistant/select/goe_site_house/mode/config"]
+    mode = found["homeassistant/select/goe/site_house_mode/config"]
     payload = mode["command_template"].replace("{{ value }}", "pv").encode()
     assert parse_site_command("set_mode", payload).arguments == {"mode": "pv"}
     assert mode["command_topic"] == "goe/site/house/cmd/set_mode"
-    fuse = found["homeassistant/number/goe_site_house/fuse/config"]
+    fuse = found["homeassistant/number/goe/site_house_fuse/config"]
     payload = fuse["command_template"].replace("{{ value }}", "20.0").encode()
     assert parse_site_command("set_fuse", payload).arguments == {"fuse": 20.0}

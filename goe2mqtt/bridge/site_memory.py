@@ -1,0 +1,171 @@
+"""A site's mode, fuse and priorities set by command, kept in state_dir across restarts.
+
+{state_dir}/{client_id}.sites.json, beside what the chargers told (remembered.py). Each
+setting is kept with the config value it overrode: at start it is applied only while
+the config still says that value; a config changed since (the user edited the file)
+wins, and the remembered setting is dropped. A command that sets the config's own
+value forgets the setting (nothing is overridden any more).
+
+One small JSON file, replaced atomically, readable by the bridge's user only; a file
+that cannot be read or written costs the memory, never the bridge.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from goe2mqtt.config.settings import Settings
+from goe2mqtt.config.site import SiteSettings
+from goe2mqtt.site.controller import SiteController
+
+log = structlog.get_logger()
+
+Entry = dict[str, Any]  # {"value": what the command set, "config": what it overrode}
+
+
+def site_memory_path(state_dir: str, client_id: str) -> Path:
+    """{state_dir}/{client_id}.sites.json: the sites' settings set by command."""
+    return Path(state_dir) / f"{client_id}.sites.json"
+
+
+def site_memory(settings: Settings) -> SiteMemory:
+    """The installation's memory of its sites' settings (read now, if there is one)."""
+    return SiteMemory(site_memory_path(settings.state_dir, settings.mqtt.client_id))
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+class SiteMemory:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._sites: dict[str, dict[str, Any]] = {}
+        self._write_failed = False
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, RecursionError) as exc:
+            log.warning("site_memory_unreadable", file=str(path), reason=str(exc))
+            return
+        sites = loaded.get("sites") if isinstance(loaded, dict) else None
+        if isinstance(sites, dict):
+            self._sites = {k: v for k, v in sites.items() if isinstance(v, dict)}
+
+    def restore(self, site: SiteSettings, controller: SiteController) -> None:
+        """Apply what was set by command over the config's values, where the config
+        still says what the setting overrode; drop the rest."""
+        known = self._sites.get(site.name, {})
+        kept: dict[str, Any] = {}
+        mode = self._still_overriding(site.name, "mode", known.get("mode"), site.mode)
+        if mode is not None:
+            value = mode["value"]
+            if isinstance(value, str) and controller.set_mode(value) is None:
+                kept["mode"] = mode
+        fuse = self._still_overriding(site.name, "fuse", known.get("fuse"), site.fuse)
+        if fuse is not None:
+            value = _number(fuse["value"])
+            if value is not None and controller.set_fuse(value) is None:
+                kept["fuse"] = fuse
+        priorities = known.get("priority")
+        configured = {c.name: c.priority for c in site.chargers}
+        kept_priorities: dict[str, Entry] = {}
+        for charger, remembered in (priorities.items() if isinstance(priorities, dict) else ()):
+            if charger not in configured:
+                continue  # no longer in the site
+            entry = self._still_overriding(site.name, f"priority of {charger}", remembered,
+                                           configured[charger])  # fmt: skip
+            if entry is not None:
+                value = entry["value"]
+                if isinstance(value, int) and controller.set_priority(charger, value) is None:
+                    kept_priorities[charger] = entry
+        if kept_priorities:
+            kept["priority"] = kept_priorities
+        for setting, entry in kept.items():
+            log.info("site_setting_restored", site=site.name, setting=setting,
+                     value=entry if setting == "priority" else entry["value"])  # fmt: skip
+        if kept != known:
+            self._put(site.name, kept)
+
+    def keep_only(self, sites: Iterable[str]) -> None:
+        """Forget the sites no longer configured."""
+        wanted = set(sites)
+        if not set(self._sites) <= wanted:
+            self._sites = {k: v for k, v in self._sites.items() if k in wanted}
+            self._save()
+
+    def learn(self, site: SiteSettings, service: str, arguments: dict[str, Any]) -> None:
+        """A site command that succeeded: remember it with the config value it overrides."""
+        known = dict(self._sites.get(site.name, {}))
+        if service == "set_mode":
+            _set(known, "mode", arguments["mode"], site.mode)
+        elif service == "set_fuse":
+            _set(known, "fuse", float(arguments["fuse"]), site.fuse)
+        elif service == "set_priority":
+            charger, priority = arguments["charger"], arguments["priority"]
+            configured = next(c.priority for c in site.chargers if c.name == charger)
+            priorities = dict(known.get("priority") or {})
+            _set(priorities, charger, priority, configured)
+            known.pop("priority", None)
+            if priorities:
+                known["priority"] = priorities
+        if known != self._sites.get(site.name, {}):
+            self._put(site.name, known)
+
+    def _still_overriding(self, site: str, setting: str, entry: object,
+                          config: object) -> Entry | None:  # fmt: skip
+        """The remembered setting while the config still says what it overrode."""
+        if entry is None:
+            return None
+        if not (isinstance(entry, dict) and "value" in entry and "config" in entry):
+            log.warning("site_setting_dropped", site=site, setting=setting,
+                        reason="unreadable in the memory file")  # fmt: skip
+            return None
+        if entry["config"] != config:
+            log.info("site_setting_dropped", site=site, setting=setting,
+                     remembered=entry["value"], config=config,
+                     reason=f"the config changed from {entry['config']!r} to {config!r}:"
+                            " the config wins")  # fmt: skip
+            return None
+        return entry
+
+    def _put(self, site: str, settings: dict[str, Any]) -> None:
+        if settings:
+            self._sites[site] = settings
+        else:
+            self._sites.pop(site, None)
+        self._save()
+
+    def _save(self) -> None:
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+                os.fchmod(file.fileno(), 0o600)  # also when an older .tmp was left behind
+                json.dump({"sites": self._sites}, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, self.path)
+        except OSError as exc:
+            if not self._write_failed:
+                log.warning("site_memory_not_saved", file=str(self.path), reason=str(exc))
+            self._write_failed = True
+            return
+        self._write_failed = False
+
+
+def _set(settings: dict[str, Any], key: str, value: object, config: object) -> None:
+    if value == config:
+        settings.pop(key, None)  # back to the config's own value: nothing to remember
+    else:
+        settings[key] = {"value": value, "config": config}

@@ -1,0 +1,142 @@
+"""A site across restarts, through the bridge and a real broker: a removed site leaves
+nothing retained behind, and what the site's commands set survives a restart until the
+config's own value changes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import structlog.testing
+
+from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.simulator import Simulator
+
+from ..conftest import MqttProbe, Received, RunningBridge, make_settings, until
+
+# A one-charger site's entities: mode, fuse, meter age, fallback, 3 phases, 1 allocation.
+ANNOUNCED = 8
+
+
+def with_site(raw: dict[str, Any], site: str, state_dir: Path, **over: Any) -> dict[str, Any]:
+    """The settings with one site over their one charger (its meter stays silent)."""
+    charger = raw["chargers"][0]["name"]
+    raw["state_dir"] = str(state_dir)
+    raw["sites"] = [{
+        "name": site, "fuse": 25, "meter_topic": f"{raw['mqtt']['base_topic']}-meter/grid",
+        "interval": 1, "chargers": [{"name": charger}], **over,
+    }]  # fmt: skip
+    return raw
+
+
+def config_of(message: Received, state_topic: str) -> bool:
+    """Whether a discovery config reads this site's state."""
+    if not message.payload:
+        return False
+    try:
+        config = json.loads(message.payload)
+    except ValueError:
+        return False
+    return isinstance(config, dict) and config.get("state_topic") == state_topic
+
+
+async def test_a_removed_sites_configs_and_state_go_at_start_and_another_installations_stay(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    prefix = f"ha{run}"
+    # inst/a and inst_a: one discovery node id, two installations.
+    mine = make_settings(broker, simulator, chargers=("garage",), scan_interval=60)
+    mine["mqtt"].update(base_topic=f"inst{run}/a", discovery_prefix=prefix)
+    other = make_settings(broker, simulator, chargers=("carport",), scan_interval=60)
+    other["mqtt"].update(base_topic=f"inst{run}_a", discovery_prefix=prefix)
+    house_state = f"inst{run}/a/site/house/state"
+    barn_state = f"inst{run}_a/site/barn/state"
+    subscriptions = [f"{prefix}/#", f"inst{run}/#", f"inst{run}_a/#"]
+    async with MqttProbe(broker.host, broker.port, subscriptions) as probe:
+
+        def configs(state_topic: str) -> set[str]:
+            return {m.topic for m in probe.messages if config_of(m, state_topic)}
+
+        for raw, site, state in ((other, "barn", barn_state), (mine, "house", house_state)):
+            running = RunningBridge(parse_settings(with_site(raw, site, tmp_path / site)))
+            await running.start()
+            try:
+                await probe.wait_for(state, lambda m: bool(m.payload))
+                await until(lambda s=state: len(configs(s)) >= ANNOUNCED, f"{site}'s configs")
+                await until(lambda r=running: r.bridge.mqtt.backlog == 0, "all sent")
+            finally:
+                await running.stop()
+        house, barn = configs(house_state), configs(barn_state)
+
+        mark = probe.mark()
+
+        def cleared() -> set[str]:
+            return {m.topic for m in probe.since(mark) if not m.payload}
+
+        mine["sites"] = []  # the house site removed from my config
+        restarted = RunningBridge(parse_settings(mine))
+        with structlog.testing.capture_logs() as logs:
+            await restarted.start()
+            try:
+                await until(lambda: {house_state, *house} <= cleared(), "house's topics cleared")
+                # Past the moment the bridge looks for stale topics, and all it sent arrived.
+                await until(lambda: restarted.bridge.mqtt.connected
+                            and restarted.bridge.mqtt.backlog == 0, "sent")  # fmt: skip
+                await probe.publish(f"{prefix}/fence", b"1")
+                await probe.wait_for(f"{prefix}/fence", since=mark)
+            finally:
+                await restarted.stop()
+        assert cleared() & {barn_state, *barn} == set()  # another installation's stay
+        assert [e["site"] for e in logs if e["event"] == "site_removed"] == ["house"]
+        removed = {e["topic"] for e in logs if e["event"] == "discovery_removed"}
+        assert removed == house
+    async with MqttProbe(broker.host, broker.port, subscriptions) as fresh:
+        await fresh.publish(f"{prefix}/fence", b"2")
+        await fresh.wait_for(f"{prefix}/fence", lambda m: m.payload == b"2")
+        retained = {m.topic for m in fresh.messages if m.payload}
+    assert {barn_state, *barn} <= retained
+    assert {house_state, *house} & retained == set()
+
+
+async def test_a_mode_set_by_command_survives_a_restart_until_the_config_changes(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    raw = with_site(make_settings(broker, simulator, chargers=("garage",), scan_interval=60),
+                    "house", tmp_path / "state")  # fmt: skip
+    base = raw["mqtt"]["base_topic"]
+    state = f"{base}/site/house/state"
+    async with MqttProbe(broker.host, broker.port, [f"{base}/#"]) as probe:
+
+        async def first_state_of_a_run(settings: dict[str, Any]) -> dict[str, Any]:
+            """Start the bridge, take the first state it publishes, stop it."""
+            mark = probe.mark()
+            running = RunningBridge(parse_settings(settings))
+            await running.start()
+            try:
+                first = await probe.wait_for(state, lambda m: bool(m.payload), since=mark)
+            finally:
+                await running.stop()
+            return dict(first.json())
+
+        running = RunningBridge(parse_settings(raw))
+        await running.start()
+        try:
+            await probe.wait_for(state, lambda m: bool(m.payload))
+            for service, payload in (("set_mode", {"mode": "pv"}), ("set_fuse", {"fuse": 20})):
+                result = await probe.command(f"{base}/site/house/cmd/{service}",
+                                             json.dumps(payload))  # fmt: skip
+                assert result["ok"] is True, result
+        finally:
+            await running.stop()
+
+        after_restart = await first_state_of_a_run(raw)
+        assert (after_restart["mode"], after_restart["fuse"]) == ("pv", 20)
+        raw["sites"][0]["mode"] = "off"  # the user edits the config's mode: it wins
+        edited = await first_state_of_a_run(raw)
+        assert (edited["mode"], edited["fuse"]) == ("off", 20)  # the fuse was not edited
+        raw["sites"][0]["mode"] = "fuse"  # back: pv was dropped with the edit
+        assert (await first_state_of_a_run(raw))["mode"] == "fuse"

@@ -1,0 +1,110 @@
+"""A site's settings set by command, remembered in state_dir: applied at start while the
+config still says what they overrode, dropped when the config changed."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+import structlog.testing
+
+from goe2mqtt.bridge.site_memory import SiteMemory, site_memory_path
+from goe2mqtt.config.site import SiteChargerSettings, SiteSettings
+from goe2mqtt.site.controller import SiteController
+
+
+def house(*, chargers: tuple[str, ...] = ("garage", "carport"), **over: Any) -> SiteSettings:
+    """Site house; the garage has priority 1, the carport 2."""
+    priorities = {"garage": 1, "carport": 2}
+    return SiteSettings(
+        **{"name": "house", "fuse": 25, "meter_topic": "home/meter", **over},
+        chargers=tuple(SiteChargerSettings(name=n, priority=priorities[n]) for n in chargers),
+    )
+
+
+def started(path: Path, site: SiteSettings) -> SiteController:
+    """A controller as the bridge starts it: the config, then what was remembered."""
+    controller = SiteController(site)
+    SiteMemory(path).restore(site, controller)
+    return controller
+
+
+def test_commands_survive_a_restart_in_a_private_file(tmp_path: Path) -> None:
+    path = site_memory_path(str(tmp_path / "state"), "goe2mqtt-1")
+    assert path == tmp_path / "state" / "goe2mqtt-1.sites.json"
+    memory = SiteMemory(path)
+    site = house()
+    memory.learn(site, "set_mode", {"mode": "pv"})
+    memory.learn(site, "set_fuse", {"fuse": 20})
+    memory.learn(site, "set_priority", {"charger": "carport", "priority": 1})
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert not path.with_name(path.name + ".tmp").exists()
+    kept = json.loads(path.read_text())["sites"]["house"]
+    assert kept["mode"] == {"value": "pv", "config": "fuse"}  # with what it overrode
+    with structlog.testing.capture_logs() as logs:
+        controller = started(path, site)
+    assert (controller.mode, controller.fuse) == ("pv", 20)
+    restored = {e["setting"]: e["value"] for e in logs if e["event"] == "site_setting_restored"}
+    assert restored == {"mode": "pv", "fuse": 20, "priority": {"carport": {"value": 1,
+                                                                            "config": 2}}}
+    assert controller.managed["carport"].priority == 1
+
+
+def test_a_changed_config_value_wins_and_the_memory_of_it_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "sites.json"
+    memory = SiteMemory(path)
+    memory.learn(house(), "set_mode", {"mode": "pv"})
+    memory.learn(house(), "set_fuse", {"fuse": 20})
+    edited = house(mode="off", chargers=("garage",))
+    with structlog.testing.capture_logs() as logs:
+        controller = started(path, edited)
+    assert (controller.mode, controller.fuse) == ("off", 20)  # the fuse's config unchanged
+    dropped = [e for e in logs if e["event"] == "site_setting_dropped"]
+    assert [e["setting"] for e in dropped] == ["mode"]
+    assert "the config changed from 'fuse' to 'off'" in dropped[0]["reason"]
+    # Dropped for good: the config going back to fuse does not bring pv back.
+    assert started(path, house()).mode == "fuse"
+
+
+def test_setting_the_configs_own_value_forgets_the_override(tmp_path: Path) -> None:
+    path = tmp_path / "sites.json"
+    memory = SiteMemory(path)
+    memory.learn(house(), "set_mode", {"mode": "pv"})
+    memory.learn(house(), "set_mode", {"mode": "fuse"})
+    memory.learn(house(), "set_priority", {"charger": "garage", "priority": 1})
+    assert json.loads(path.read_text()) == {"sites": {}}
+
+
+def test_removed_sites_and_chargers_are_forgotten(tmp_path: Path) -> None:
+    path = tmp_path / "sites.json"
+    memory = SiteMemory(path)
+    memory.learn(house(), "set_priority", {"charger": "carport", "priority": 1})
+    memory.learn(house(name="barn"), "set_mode", {"mode": "off"})
+    SiteMemory(path).keep_only(["house"])
+    assert set(json.loads(path.read_text())["sites"]) == {"house"}
+    controller = started(path, house(chargers=("garage",)))
+    assert controller.managed["garage"].priority == 1
+    assert json.loads(path.read_text()) == {"sites": {}}
+
+
+def test_an_unreadable_or_unwritable_file_costs_the_memory_not_the_bridge(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "sites.json"
+    path.write_text("{not json")
+    with structlog.testing.capture_logs() as logs:
+        assert started(path, house()).mode == "fuse"
+    assert [e["event"] for e in logs] == ["site_memory_unreadable"]
+    path.write_text(json.dumps({"sites": {"house": {"mode": "pv", "fuse": {"value": "x",
+                                                                            "config": 25}}}}))
+    controller = started(path, house())
+    assert (controller.mode, controller.fuse) == ("fuse", 25)
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    memory = SiteMemory(blocked / "sites.json")  # a folder that cannot be made
+    with structlog.testing.capture_logs() as logs:
+        memory.learn(house(), "set_mode", {"mode": "pv"})
+        memory.learn(house(), "set_mode", {"mode": "off"})
+    assert [e["event"] for e in logs] == ["site_memory_not_saved"]  # said once
