@@ -287,13 +287,16 @@ async def run_size(n: int, args: Any) -> Result:
                 await asyncio.sleep(2 * scan)
                 # What the broker retains per charger: the last payload of each topic.
                 retained: dict[str, bytes] = {m[1]: m[2] for m in messages}
-                result.retained_discovery = sum(
-                    len(t) + len(p) for t, p in retained.items() if t.startswith("bench-ha/")
-                ) / n / 1024
-                result.retained_states = sum(
-                    len(t) + len(p) for t, p in retained.items()
-                    if t.startswith(f"{BASE}/c")
-                ) / n / 1024
+                result.retained_discovery = (
+                    sum(len(t) + len(p) for t, p in retained.items() if t.startswith("bench-ha/"))
+                    / n
+                    / 1024
+                )
+                result.retained_states = (
+                    sum(len(t) + len(p) for t, p in retained.items() if t.startswith(f"{BASE}/c"))
+                    / n
+                    / 1024
+                )
 
                 # Quiet window: nothing changes, so nothing should be published.
                 clock.recording_gaps = True
@@ -382,9 +385,7 @@ async def measure_latencies(
         charger.unplug() if charger.plugged else charger.plug_in()
         deadline = changed + 4 * scan
         while time.monotonic() < deadline:
-            hit = next(
-                (m for m in messages[mark:] if m[1] == topic and seen in m[2]), None
-            )
+            hit = next((m for m in messages[mark:] if m[1] == topic and seen in m[2]), None)
             if hit is not None:
                 result.change_rel.append((hit[0] - changed) / scan)
                 break
@@ -507,23 +508,41 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=10, help="value changes timed per size")
     parser.add_argument("--seed", type=int, default=1)
     fleet = parser.add_argument_group("fleet mode: the cloud's shape")
-    fleet.add_argument("--fleet", action="store_true",
-                       help="one TLS host per charger ({serial}.api.v3.go-e.io on loopback, "
-                       "a CA made for the run), idle and car-connected chargers mixed")
+    fleet.add_argument(
+        "--fleet",
+        action="store_true",
+        help="one TLS host per charger ({serial}.api.v3.go-e.io on loopback, "
+        "a CA made for the run), idle and car-connected chargers mixed",
+    )
     fleet.add_argument("--idle-share", type=float, default=0.8)
     fleet.add_argument("--idle-interval", type=float, default=30.0)
     fleet.add_argument("--latency-min", type=float, default=0.0, help="ms per request")
     fleet.add_argument("--latency-max", type=float, default=0.0, help="ms per request")
-    fleet.add_argument("--tls-buffer", type=int, default=None,
-                       help="bytes: override the bridge's TLS read buffer (policy table)")
-    fleet.add_argument("--keepalive", type=float, default=None,
-                       help="s: override the bridge's keep-alive (policy table)")
-    fleet.add_argument("--trace-holds", type=float, default=None,
-                       help="ms: the bridge logs every event-loop callback longer than this "
-                       "(to bridge.log in the run's directory)")
+    fleet.add_argument(
+        "--tls-buffer",
+        type=int,
+        default=None,
+        help="bytes: override the bridge's TLS read buffer (policy table)",
+    )
+    fleet.add_argument(
+        "--keepalive",
+        type=float,
+        default=None,
+        help="s: override the bridge's keep-alive (policy table)",
+    )
+    fleet.add_argument(
+        "--trace-holds",
+        type=float,
+        default=None,
+        help="ms: the bridge logs every event-loop callback longer than this "
+        "(to bridge.log in the run's directory)",
+    )
     fleet.add_argument("--no-discovery", action="store_true", help="discovery: false")
-    fleet.add_argument("--no-leaf-topics", action="store_true",
-                       help="leaf_topics: false (the JSON state only; needs --no-discovery)")
+    fleet.add_argument(
+        "--no-leaf-topics",
+        action="store_true",
+        help="leaf_topics: false (the JSON state only; needs --no-discovery)",
+    )
     args = parser.parse_args()
     configure_logging("warning")  # the harness's own memory upkeep logs at debug
     random.seed(args.seed)

@@ -92,10 +92,27 @@ class PushServer:
         serial = request.match_info["serial"]
         socket = web.WebSocketResponse(heartbeat=None)
         await socket.prepare(request)
-        await socket.send_str(encode({"type": "hello", "serial": serial, "secured": True,
-                                      "devicetype": "go-eCharger_V4", "version": "60.4"}))
-        await socket.send_str(encode({"type": "authRequired", "token1": uuid.uuid4().hex,
-                                      "token2": uuid.uuid4().hex, "hash": "bcrypt"}))
+        await socket.send_str(
+            encode(
+                {
+                    "type": "hello",
+                    "serial": serial,
+                    "secured": True,
+                    "devicetype": "go-eCharger_V4",
+                    "version": "60.4",
+                }
+            )
+        )
+        await socket.send_str(
+            encode(
+                {
+                    "type": "authRequired",
+                    "token1": uuid.uuid4().hex,
+                    "token2": uuid.uuid4().hex,
+                    "hash": "bcrypt",
+                }
+            )
+        )
         async for frame in socket:
             if frame.type is not WSMsgType.TEXT:
                 continue
@@ -103,8 +120,9 @@ class PushServer:
             if message.get("type") == "auth":
                 await socket.send_str(encode({"type": "authSuccess"}))
                 status = {**self.template, "sse": serial, "amp": self.amp[serial]}
-                await socket.send_str(encode({"type": "fullStatus", "partial": False,
-                                              "status": status}))
+                await socket.send_str(
+                    encode({"type": "fullStatus", "partial": False, "status": status})
+                )
                 self.open[serial] = socket
         self.open.pop(serial, None)
         return socket
@@ -121,8 +139,9 @@ class PushServer:
                 due += 1.0 / SLICES
                 await asyncio.sleep(max(0.0, due - loop.time()))
                 if tenth == 0:
-                    changing = set(random.sample(list(self.open),
-                                                 min(CHANGES_PER_SECOND, len(self.open))))
+                    changing = set(
+                        random.sample(list(self.open), min(CHANGES_PER_SECOND, len(self.open)))
+                    )
                 now = time.time()
                 common = encode({"type": "deltaStatus", "status": {
                     "utc": time.strftime("%Y-%m-%dT%H:%M:%S.000", time.gmtime(now)),
@@ -156,9 +175,15 @@ class Result:
     note: str = ""
 
 
-async def measure(process: subprocess.Popen[bytes], server: PushServer, n: int,
-                  window: float, settle: float, deadline: float,
-                  published: list[int] | None = None) -> tuple[float, float, float]:
+async def measure(
+    process: subprocess.Popen[bytes],
+    server: PushServer,
+    n: int,
+    window: float,
+    settle: float,
+    deadline: float,
+    published: list[int] | None = None,
+) -> tuple[float, float, float]:
     """(seconds to connect all, CPU us per delta, RSS MiB) of a process reading N sockets;
     with ``published`` (the MQTT messages seen so far) only once the start-up's
     discovery burst is over: under CHANGES_PER_SECOND * 4 messages a second, 3 s long."""
@@ -235,7 +260,8 @@ async def run_size(n: int, args: Any) -> Result:
         )  # fmt: skip
         try:
             result.connect_s, result.cpu_per_delta_us, result.rss_mib = await measure(
-                bridge, server, n, args.window, args.settle, args.connect_deadline, received)
+                bridge, server, n, args.window, args.settle, args.connect_deadline, received
+            )
             seen0 = received[0]
             latencies.clear()
             server.sent_at.clear()
@@ -257,7 +283,8 @@ async def run_size(n: int, args: Any) -> Result:
                                  str(workdir / "urls.json"), TOKEN, PASSWORD])  # fmt: skip
         try:
             _, result.floor_per_delta_us, _ = await measure(
-                bare, server, n, args.window, args.settle, args.connect_deadline)
+                bare, server, n, args.window, args.settle, args.connect_deadline
+            )
         except RuntimeError as exc:
             result.note += f" floor: {exc}"
         finally:
@@ -278,17 +305,21 @@ def percentile(values: list[float], q: float) -> float:
 
 def print_table(results: list[Result]) -> None:
     one = next((r for r in results if r.n == 1), None)
-    print("| chargers | connect s | CPU us/delta | floor us/delta | ratio | RSS MiB |"
-          " KiB/charger over 1 | change p50 ms | p99 ms | samples | MQTT msg/s |")
+    print(
+        "| chargers | connect s | CPU us/delta | floor us/delta | ratio | RSS MiB |"
+        " KiB/charger over 1 | change p50 ms | p99 ms | samples | MQTT msg/s |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         # One charger's CPU over 30 s is a few clock ticks: its floor may read 0.
         ratio = r.cpu_per_delta_us / r.floor_per_delta_us if r.floor_per_delta_us else float("nan")
         per = (1024 * (r.rss_mib - one.rss_mib) / (r.n - 1)) if one and r.n > 1 else float("nan")
-        print(f"| {r.n} | {r.connect_s:.1f} | {r.cpu_per_delta_us:.1f} |"
-              f" {r.floor_per_delta_us:.1f} | {ratio:.2f} | {r.rss_mib:.1f} | {per:.1f} |"
-              f" {percentile(r.latencies_ms, 0.5):.1f} | {percentile(r.latencies_ms, 0.99):.1f} |"
-              f" {len(r.latencies_ms)} | {r.mqtt_per_s:.1f} |{(' ' + r.note) if r.note else ''}")
+        print(
+            f"| {r.n} | {r.connect_s:.1f} | {r.cpu_per_delta_us:.1f} |"
+            f" {r.floor_per_delta_us:.1f} | {ratio:.2f} | {r.rss_mib:.1f} | {per:.1f} |"
+            f" {percentile(r.latencies_ms, 0.5):.1f} | {percentile(r.latencies_ms, 0.99):.1f} |"
+            f" {len(r.latencies_ms)} | {r.mqtt_per_s:.1f} |{(' ' + r.note) if r.note else ''}"
+        )
 
 
 async def main_async(args: Any) -> None:
@@ -301,19 +332,26 @@ async def main_async(args: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")],
-                        default=[1, 1000])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 1000])
     parser.add_argument("--window", type=float, default=30.0, help="seconds measured")
-    parser.add_argument("--settle", type=float, default=5.0,
-                        help="seconds after every charger connected, before measuring")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=5.0,
+        help="seconds after every charger connected, before measuring",
+    )
     parser.add_argument("--connect-deadline", type=float, default=600.0)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--json-only", action="store_true",
-                        help="discovery and leaf topics off: one JSON state per charger (the"
-                        " fleet back-end's shape; a 10 000-charger start-up otherwise spends"
-                        " minutes publishing 2.3 million discovery and state messages)")
+    parser.add_argument(
+        "--json-only",
+        action="store_true",
+        help="discovery and leaf topics off: one JSON state per charger (the"
+        " fleet back-end's shape; a 10 000-charger start-up otherwise spends"
+        " minutes publishing 2.3 million discovery and state messages)",
+    )
     args = parser.parse_args(argv)
     random.seed(args.seed)
     asyncio.run(main_async(args))

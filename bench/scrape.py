@@ -67,6 +67,8 @@ def exposition_cpu(n: int, kind: str) -> float:
     started = time.process_time()
     exposition(snap, kind)
     return time.process_time() - started
+
+
 SCRAPES = 5
 BASELINE = 20.0  # s
 

@@ -35,9 +35,7 @@ def make_authority(directory: Path, name: str) -> Authority:
     return Authority(cert, key)
 
 
-def make_certificates(
-    directory: Path, names: str = "IP:127.0.0.1,DNS:localhost"
-) -> Certificates:
+def make_certificates(directory: Path, names: str = "IP:127.0.0.1,DNS:localhost") -> Certificates:
     """A CA and a server certificate for `names` (subjectAltName syntax)."""
     ca = make_authority(directory, "test-ca")
     other = make_authority(directory, "other-ca")

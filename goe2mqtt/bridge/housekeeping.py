@@ -162,5 +162,3 @@ def points_under(config: bytes, base: str) -> bool:
     if isinstance(availability, list):
         topics += [a.get("topic") for a in availability if isinstance(a, dict)]
     return any(isinstance(t, str) and t.startswith(f"{base}/") for t in topics)
-
-

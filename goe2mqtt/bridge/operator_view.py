@@ -25,7 +25,7 @@ def _number(value: Any) -> float | None:
 
 
 def cause_word(cause: str) -> str:
-    """"lost: the connection ended under us" -> "lost": a label value, not a sentence."""
+    """ "lost: the connection ended under us" -> "lost": a label value, not a sentence."""
     head = cause.split(":", 1)[0].strip().split(" ", 1)[0].lower()
     return head or "other"
 
@@ -165,5 +165,3 @@ class OperatorView:
             return DurationCounts((), {}, {})
         durations = desk.durations
         return DurationCounts(durations.buckets, durations.counts, durations.sums)
-
-

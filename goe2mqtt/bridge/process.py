@@ -273,9 +273,12 @@ class Bridge:
                 ),
                 asyncio.create_task(self.desk.results.publish_forever(self.mqtt), name="results"),
                 asyncio.create_task(self.ledger_out.run(self.mqtt, self._stop), name="ledger"),
-                *(asyncio.create_task(site.run(self.chargers, self.desk, self.mqtt),
-                                      name=f"site:{site.name}")
-                  for site in self.sites.runners.values()),
+                *(
+                    asyncio.create_task(
+                        site.run(self.chargers, self.desk, self.mqtt), name=f"site:{site.name}"
+                    )
+                    for site in self.sites.runners.values()
+                ),
             ]
             if self._own_mqtt.wanted:  # chargers on their own MQTT
                 helpers.append(asyncio.create_task(self._own_mqtt.run(), name="charger-mqtt"))
@@ -390,9 +393,7 @@ def _remember_facts(remembered: Remembered, charger: str, facts: DeviceFacts) ->
     remembered.learn_facts(charger, facts.to_json())
 
 
-async def stop_pollers(
-    chargers: Iterable[Charger], tasks: Collection[asyncio.Task[None]]
-) -> None:
+async def stop_pollers(chargers: Iterable[Charger], tasks: Collection[asyncio.Task[None]]) -> None:
     """Stop the poll loops and command tasks, whatever a library did with the cancel."""
     for charger in chargers:
         charger.stop()

@@ -41,9 +41,7 @@ class ResultSender(Protocol):
         id now; ``on_taken(packet_id)``: the broker took it and hands it on at our next
         word; ``packet_id``: given to resume_once."""
 
-    def resume_once(
-        self, topic: str, payload: str | bytes, packet_id: int, *, taken: bool
-    ) -> None:
+    def resume_once(self, topic: str, payload: str | bytes, packet_id: int, *, taken: bool) -> None:
         """An earlier process's message, sent under ``packet_id`` (and taken by the
         broker): owed again under that id (before the session connects)."""
 

@@ -79,7 +79,7 @@ class SiteMemory:
         priorities = known.get("priority")
         configured = {c.name: c.priority for c in site.chargers}
         kept_priorities: dict[str, Entry] = {}
-        for charger, remembered in (priorities.items() if isinstance(priorities, dict) else ()):
+        for charger, remembered in priorities.items() if isinstance(priorities, dict) else ():
             if charger not in configured:
                 continue  # no longer in the site
             entry = self._still_overriding(site.name, f"priority of {charger}", remembered,

@@ -223,7 +223,7 @@ class Sites:
         prefix = f"{self._base}/site/"
         if not message.topic.startswith(prefix):
             return None
-        parts = message.topic[len(prefix):].split("/")
+        parts = message.topic[len(prefix) :].split("/")
         if len(parts) != 3 or parts[1] != "cmd" or parts[2] == "result" or message.retain:
             return None
         site = self.runners.get(parts[0])

@@ -59,12 +59,12 @@ class DeviceFacts:
             names=tuple(
                 (entity.key, name)
                 for entity in _FOLLOWING_NAMES
-                if entity.name_from is not None and entity.present(keys)
+                if entity.name_from is not None
+                and entity.present(keys)
                 and (name := entity.name_from(status)) is not None
             ),
             contacted=True,
         )
-
 
     def to_json(self) -> dict[str, Any]:
         """For state_dir: what a restart announces until the charger answers."""
@@ -108,9 +108,7 @@ def _text(value: object) -> str | None:
 # Entities whose discovery follows the charger's state: every number (its range follows
 # the charger's limits, and must hold the value it shows), selects of card names.
 _FOLLOWING_RANGES = tuple(e for e in ENTITIES if e.write is not None and e.component == "number")
-_FOLLOWING_CHOICES = tuple(
-    e for e in ENTITIES if e.write is not None and callable(e.write.choices)
-)
+_FOLLOWING_CHOICES = tuple(e for e in ENTITIES if e.write is not None and callable(e.write.choices))
 # ... and entities named after what the charger reports (a card's name).
 _FOLLOWING_NAMES = tuple(e for e in ENTITIES if e.name_from is not None)
 _NAME_LENGTH = 64  # a name from the facts file: a card's, and the words around it

@@ -78,12 +78,15 @@ _CHANGES_ON_ITS_OWN = frozenset({"trx"})
 _READ_BEYOND_CONFIG = {
     key for e in STATE_ENTITIES if e.entity_category != "config" for key in e.reads
 }
-SETTLED_KEYS: frozenset[str] = frozenset(
-    {key for e in STATE_ENTITIES if e.entity_category == "config" for key in e.reads}
-    - _READ_BEYOND_CONFIG
-    - _CHANGES_ON_ITS_OWN
-    | {"typ", "fwv", "var", "fna", "cards", *(f"c{i}n" for i in range(10))}
-) & STATUS_KEYS
+SETTLED_KEYS: frozenset[str] = (
+    frozenset(
+        {key for e in STATE_ENTITIES if e.entity_category == "config" for key in e.reads}
+        - _READ_BEYOND_CONFIG
+        - _CHANGES_ON_ITS_OWN
+        | {"typ", "fwv", "var", "fna", "cards", *(f"c{i}n" for i in range(10))}
+    )
+    & STATUS_KEYS
+)
 LIVE_KEYS: frozenset[str] = STATUS_KEYS - SETTLED_KEYS
 
 

@@ -24,8 +24,9 @@ def _takes_feed(keys: Set[str]) -> bool:
     return "pgrid" in keys
 
 
-def _power_setting(key: str, name: str, *, low: float = 0, doc: str = "",
-                   enabled: bool = True) -> EntityDescription:
+def _power_setting(
+    key: str, name: str, *, low: float = 0, doc: str = "", enabled: bool = True
+) -> EntityDescription:
     return EntityDescription(
         key=key_of(name),
         component="number",

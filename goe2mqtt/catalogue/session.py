@@ -50,8 +50,9 @@ SESSION_OFF: dict[str, StateValue] = {
 }
 
 
-def _energy(key: str, added: str, name: str, *, state_class: str | None,
-            doc: str = "", enabled: bool = True) -> EntityDescription:
+def _energy(
+    key: str, added: str, name: str, *, state_class: str | None, doc: str = "", enabled: bool = True
+) -> EntityDescription:
     return EntityDescription(
         key=key,
         component="sensor",
@@ -69,8 +70,9 @@ def _energy(key: str, added: str, name: str, *, state_class: str | None,
     )
 
 
-def _cost(key: str, added: str, name: str, *, state_class: str | None,
-          doc: str = "") -> EntityDescription:
+def _cost(
+    key: str, added: str, name: str, *, state_class: str | None, doc: str = ""
+) -> EntityDescription:
     return EntityDescription(
         key=key,
         component="sensor",
@@ -123,7 +125,8 @@ def _card_month(slot: int) -> EntityDescription:
         icon="mdi:card-account-details-outline",
         doc=(
             "named after the card (c0n), from the ledger's sessions with it (not c0e)"
-            if slot == 0 else ""
+            if slot == 0
+            else ""
         ),
     )
 

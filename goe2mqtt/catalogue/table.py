@@ -107,10 +107,13 @@ def plain() -> str:
         for e in ENTITIES
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join(
-        f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d}".rstrip()
-        for a, b, c, d in rows
-    ) + f"\n{len(ENTITIES)} entities; --markdown: the README's table with units and values\n"
+    return (
+        "\n".join(
+            f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d}".rstrip()
+            for a, b, c, d in rows
+        )
+        + f"\n{len(ENTITIES)} entities; --markdown: the README's table with units and values\n"
+    )
 
 
 def markdown() -> str:

@@ -110,8 +110,11 @@ def _is_on(value: Any) -> bool:
 def _switch_value(write: Write, value: Any, *, name: str, unit: Unit) -> Any:
     # go-e's own value, as the generic set sends it (e.g. 1/2 for some switches);
     # a switch that is a bool on the wire never gets a number (1 == True in Python).
-    if unit == "goe" and not isinstance(value, bool) and not isinstance(write.on, bool) and (
-        value in (write.on, write.off)
+    if (
+        unit == "goe"
+        and not isinstance(value, bool)
+        and not isinstance(write.on, bool)
+        and (value in (write.on, write.off))
     ):
         return value
     if isinstance(value, bool):
@@ -157,8 +160,10 @@ def _time(value: Any, *, name: str, unit: Unit) -> int:
         seconds = seconds_of_day(value)
         if seconds is not None:
             return seconds
-    elif (number := finite_number(value)) is not None and float(number).is_integer() and (
-        0 <= number < 86_400
+    elif (
+        (number := finite_number(value)) is not None
+        and float(number).is_integer()
+        and (0 <= number < 86_400)
     ):
         return int(value)
     raise Invalid(f"{name} must be a time of day as HH:MM (or seconds since midnight)")

@@ -226,9 +226,7 @@ class Charger:
         if push is not None and push.live:
             # What the charger pushes is the read-back: one that came already, or its
             # next (it sends one a second), rather than asking over HTTP.
-            if await push.came_after(push.count if since is None else since) or (
-                not push.can_ask
-            ):
+            if await push.came_after(push.count if since is None else since) or (not push.can_ask):
                 # A command's result comes after its values are out, not up to
                 # MIN_INTERVAL later.
                 await self._out.flush()

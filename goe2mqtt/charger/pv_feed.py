@@ -174,8 +174,11 @@ class PvFeed:
         else:
             state = "not_applied"
         if state == "not_applied" and self.state != "not_applied":
-            log.warning("pv_feed_not_applied", charger=self._charger,
-                        reason="the charger does not show the values written to ids")
+            log.warning(
+                "pv_feed_not_applied",
+                charger=self._charger,
+                reason="the charger does not show the values written to ids",
+            )
         self._set_state(state)
 
     def _set_state(self, state: str) -> None:
@@ -203,8 +206,11 @@ class PvFeed:
             reading = self._fresh(now)
             if "pGrid" not in reading:
                 if self.state not in ("off", "stale"):
-                    log.warning("pv_feed_stale", charger=self._charger,
-                                reason=f"no pGrid reading for {self.timeout:.0f} s: stopped")
+                    log.warning(
+                        "pv_feed_stale",
+                        charger=self._charger,
+                        reason=f"no pGrid reading for {self.timeout:.0f} s: stopped",
+                    )
                     self._streak_started = None
                     self._sent.clear()
                     self._set_state("stale")

@@ -98,8 +98,10 @@ class ChargerView:
             keys = known
         else:
             keys = self.learn_keys(status)
-        if self._status is None or (known is not keys and known != keys) or (
-            self.whole != was_whole
+        if (
+            self._status is None
+            or (known is not keys and known != keys)
+            or (self.whole != was_whole)
         ):
             changed_keys: set[str] | None = None  # a new key set: everything anew
         else:

@@ -264,5 +264,3 @@ def _run(settings: Settings) -> int:
         log.exception("bridge_crashed")
         return EXIT_FAILURE
     return EXIT_OK
-
-

@@ -137,4 +137,3 @@ async def check_connections(settings: Settings) -> list[Check]:
             if listening is not None:
                 listening.cancel()
                 await asyncio.wait({listening})
-

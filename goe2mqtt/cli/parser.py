@@ -19,9 +19,7 @@ def _add_config(parser: argparse.ArgumentParser, suppress: bool) -> None:
         "--config",
         "-c",
         # SUPPRESS on sub-commands: a --config given before the sub-command stays.
-        default=argparse.SUPPRESS
-        if suppress
-        else os.environ.get("GOE2MQTT_CONFIG", "config.yaml"),
+        default=argparse.SUPPRESS if suppress else os.environ.get("GOE2MQTT_CONFIG", "config.yaml"),
         help="the config file (default: $GOE2MQTT_CONFIG, else ./config.yaml)",
     )
 
@@ -152,14 +150,27 @@ def command_line() -> argparse.ArgumentParser:
         " websocket (/ws, asks for --password); mqtt: each charger publishes to --broker"
         " itself, as with transport: mqtt",
     )
-    simulate.add_argument("--password", default="demo-password",
-                          help="ws: the chargers' password (default demo-password)")
-    simulate.add_argument("--hash", choices=("pbkdf2", "bcrypt"), default="pbkdf2",
-                          help="ws: the password hash the chargers ask for")
-    simulate.add_argument("--broker", default="127.0.0.1:1883",
-                          help="mqtt: the broker the chargers publish to (HOST:PORT)")
-    simulate.add_argument("--prefix", default="go-eCharger",
-                          help="mqtt: the chargers' topic prefix (default go-eCharger)")
+    simulate.add_argument(
+        "--password",
+        default="demo-password",
+        help="ws: the chargers' password (default demo-password)",
+    )
+    simulate.add_argument(
+        "--hash",
+        choices=("pbkdf2", "bcrypt"),
+        default="pbkdf2",
+        help="ws: the password hash the chargers ask for",
+    )
+    simulate.add_argument(
+        "--broker",
+        default="127.0.0.1:1883",
+        help="mqtt: the broker the chargers publish to (HOST:PORT)",
+    )
+    simulate.add_argument(
+        "--prefix",
+        default="go-eCharger",
+        help="mqtt: the chargers' topic prefix (default go-eCharger)",
+    )
     simulate.add_argument(
         "--charger",
         action="append",

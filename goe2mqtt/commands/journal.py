@@ -181,7 +181,7 @@ class Journal:
         """Mark the command as running: from here on a crash leaves its outcome unknown."""
         with self._writing():
             self._db.execute(
-            "UPDATE commands SET state = ?, sent = ? WHERE seq = ?",
+                "UPDATE commands SET state = ?, sent = ? WHERE seq = ?",
                 (RUNNING, json.dumps(sent), seq),
             )
 

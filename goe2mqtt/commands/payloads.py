@@ -70,9 +70,7 @@ def parse_timestamp(value: Any) -> float:
     raise CommandError("ts must be a unix time or an ISO 8601 time")
 
 
-def check_fresh(
-    sent_at: float | None, *, now: float, max_age: float, what: str = "sent"
-) -> None:
+def check_fresh(sent_at: float | None, *, now: float, max_age: float, what: str = "sent") -> None:
     """Refuse a command that is too old to run, or from a clock too far ahead."""
     if sent_at is None:
         return

@@ -334,9 +334,7 @@ class CommandRunner:
             log.info("set_retry", charger=self.name, keys=sorted(call), reason=str(exc))
             await self._send(call)
 
-    async def _confirm(
-        self, applied: Sequence[SetCall], since: int
-    ) -> dict[str, dict[str, Any]]:
+    async def _confirm(self, applied: Sequence[SetCall], since: int) -> dict[str, dict[str, Any]]:
         """Read back until the charger shows every value set; what it still does not show.
 
         Each read-back takes what the charger pushed since the last look (the first:
@@ -353,9 +351,7 @@ class CommandRunner:
             since = self._charger.pushed  # the next look wants a message newer than this
             if read:
                 unconfirmed = unconfirmed_values(expected, self._charger.status)
-                log.debug(
-                    "command_read_back", charger=self.name, unconfirmed=sorted(unconfirmed)
-                )
+                log.debug("command_read_back", charger=self.name, unconfirmed=sorted(unconfirmed))
                 if not unconfirmed:
                     break
             elif self._charger.unreachable() is not None:

@@ -141,8 +141,9 @@ def _checked_current(args: Arguments, status: Status) -> list[SetCall]:
     power = args.get("charging_power")
     if power is None:
         return []
-    return [{"amp": _to_goe(ENTITIES_BY_KEY["charging_current"], power, status,
-                            name="charging_power")}]
+    return [
+        {"amp": _to_goe(ENTITIES_BY_KEY["charging_current"], power, status, name="charging_power")}
+    ]
 
 
 def _to_goe(
@@ -231,7 +232,6 @@ SEED_SERVICES: tuple[ServiceDescription, ...] = (
 )
 
 
-
 # --- one service per writable entity, and the generic set ---------------------------
 
 
@@ -260,7 +260,7 @@ def _entity_service(entity: EntityDescription) -> ServiceDescription:
 
 def _set_keys(args: Arguments, status: Status) -> list[SetCall]:
     if not args:
-        raise CommandError("set needs at least one key, e.g. {\"frc\": 0}")
+        raise CommandError('set needs at least one key, e.g. {"frc": 0}')
     call: SetCall = {}
     for key, value in args.items():
         call[key] = _to_goe(SETTABLE[key], value, status, name=key, unit="goe")
@@ -306,9 +306,7 @@ def parse_command(service_name: str, raw: bytes) -> Command:
     if service is None:
         raise CommandError(f"unknown service {service_name!r}")
     payload = parse_payload(raw)
-    return Command(
-        service, service.arguments(payload.value), payload.request_id, payload.sent_at
-    )
+    return Command(service, service.arguments(payload.value), payload.request_id, payload.sent_at)
 
 
 RETAINED_REFUSAL = "retained command ignored: publish commands without retain"

@@ -65,4 +65,3 @@ class HttpSettings(Section):
     @property
     def token(self) -> SecretStr | None:
         return self._token
-

@@ -20,7 +20,6 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-
 def problems_of(exc: ValidationError, root: type[BaseModel]) -> list[str]:
     """Every problem once, each naming its key (``chargers[0].serial: ...``)."""
     errors = list(_one_problem_each(exc.errors(include_input=False)))

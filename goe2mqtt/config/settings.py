@@ -288,9 +288,7 @@ def site_problems(sites: tuple[SiteSettings, ...], chargers: set[str]) -> list[s
         for number, charger in enumerate(site.chargers):
             key = f"sites[{index}].chargers[{number}].name"
             if charger.name not in chargers:
-                problems.append(
-                    f"{key}: unknown charger '{charger.name}' (not in chargers:)"
-                )
+                problems.append(f"{key}: unknown charger '{charger.name}' (not in chargers:)")
             elif charger.name in managed:
                 where = managed[charger.name]
                 problems.append(

@@ -41,7 +41,7 @@ def parse_minute(text: str, key: str) -> int:
     match = _TIME.match(text)
     minute = int(match.group(1)) * 60 + int(match.group(2)) if match else -1
     if not 0 <= minute <= MINUTES_PER_DAY:
-        raise ValueError(f"{key}: {text!r} is not a time of day like \"07:00\" (00:00 to 24:00)")
+        raise ValueError(f'{key}: {text!r} is not a time of day like "07:00" (00:00 to 24:00)')
     return minute
 
 

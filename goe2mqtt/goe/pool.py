@@ -49,9 +49,7 @@ class PoolStats:
         return {
             "requests": self.requests,
             "new_connections": self.new_connections,
-            "new_connections_per_1000_requests": (
-                None if per_1000 is None else round(per_1000, 1)
-            ),
+            "new_connections_per_1000_requests": (None if per_1000 is None else round(per_1000, 1)),
         }
 
 
@@ -83,7 +81,5 @@ def http_session(hosts: int, headers: dict[str, str]) -> tuple[aiohttp.ClientSes
         ttl_dns_cache=DNS_TTL,
         **options,
     )
-    session = aiohttp.ClientSession(
-        connector=connector, headers=headers, trace_configs=[tracing]
-    )
+    session = aiohttp.ClientSession(connector=connector, headers=headers, trace_configs=[tracing])
     return session, stats

@@ -66,6 +66,7 @@ MAX_AUTH_ROUNDS = 3  # authRequired again and again: a loop, not a charger
 HASH_THREADS = min(2, os.cpu_count() or 1)
 _hashing = ThreadPoolExecutor(max_workers=HASH_THREADS, thread_name_prefix="goe2mqtt-hash")
 
+
 class WrongPassword(GoeError):
     """The charger said authError: the configured password is not its password."""
 

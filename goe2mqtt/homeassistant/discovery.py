@@ -206,7 +206,11 @@ def render_discovery(
             continue
         configs[discovery_topic(prefix, topics.base, charger, entity)] = json.dumps(
             entity_config(
-                entity, topics=topics, charger=charger, serial=serial, facts=facts,
+                entity,
+                topics=topics,
+                charger=charger,
+                serial=serial,
+                facts=facts,
                 currency=currency,
             ),
             sort_keys=True,

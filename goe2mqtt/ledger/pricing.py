@@ -176,4 +176,3 @@ def pricing_for(tariff: TariffSettings, topics: dict[str, TopicPrice]) -> Pricin
     if tariff.price_topic is not None:
         return topics.setdefault(tariff.price_topic, TopicPrice(tariff.price_topic))
     return None
-

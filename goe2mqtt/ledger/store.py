@@ -258,7 +258,9 @@ class SessionStore:
 
 
 def _filters(
-    charger: str | None = None, since: float | None = None, until: float | None = None,
+    charger: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
     card: str | None = None,
 ) -> tuple[str, list[Any]]:
     clauses: list[str] = []

@@ -16,9 +16,7 @@ from goe2mqtt.mqtt.topics import ONLINE
 log = structlog.get_logger()
 
 
-async def another_live_instance(
-    options: MqttOptions, heartbeat_topic: str, wait: float
-) -> bool:
+async def another_live_instance(options: MqttOptions, heartbeat_topic: str, wait: float) -> bool:
     """Whether a live bridge already serves our topics.
 
     Its availability says online (retained) and its heartbeat (bridge info, refreshed

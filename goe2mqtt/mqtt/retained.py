@@ -166,9 +166,7 @@ class RetainedStore:
                 if not failure.done():
                     timed_out = "timed out" in str(exc)
                     failure.set_exception(
-                        BrokerStalled(f"no PUBACK within {ack_timeout:.0f} s")
-                        if timed_out
-                        else exc
+                        BrokerStalled(f"no PUBACK within {ack_timeout:.0f} s") if timed_out else exc
                     )
             else:
                 delivered[0] += 1

@@ -203,18 +203,14 @@ class MqttSession:
                 and stalled is not None
                 and not stalled.done()
             ):
-                stalled.set_exception(
-                    BrokerStalled(f"no PUBCOMP within {self.ack_timeout:.0f} s")
-                )
+                stalled.set_exception(BrokerStalled(f"no PUBCOMP within {self.ack_timeout:.0f} s"))
         try:
             done.result()
         except PublishRefused as exc:
             self._refused(exc)
             raise
 
-    def resume_once(
-        self, topic: str, payload: str | bytes, packet_id: int, *, taken: bool
-    ) -> None:
+    def resume_once(self, topic: str, payload: str | bytes, packet_id: int, *, taken: bool) -> None:
         """A message an earlier process gave publish_once, under ``packet_id`` (on_sent),
         which the broker took if ``taken`` (on_taken): the same PUBLISH again, or only our
         PUBREL, first thing on the first connect; publish_once(..., packet_id=) waits for

@@ -30,7 +30,6 @@ IDS_HOLD = 10.0  # s the charger keeps PV data written to ids
 CARD_SLOTS = 10
 
 
-
 @dataclass
 class Faults:
     """What goes wrong for one charger; tests and the soak script flip these."""
@@ -337,14 +336,17 @@ class SimulatedCharger:
             setattr(self, _SEED_SETTABLE[key], value)
 
     def _check(self, key: str, value: Any) -> str | None:
-        if key in self.model.lacks or (key not in _SEED_SETTABLE and key not in SETTINGS
-                                       and key not in ("ids", "rst")):
+        if key in self.model.lacks or (
+            key not in _SEED_SETTABLE and key not in SETTINGS and key not in ("ids", "rst")
+        ):
             return "unknown or read-only key"
         if key == "rst":
             return None
         if key == "ids":
-            ok = isinstance(value, dict) and is_number(value.get("pGrid")) and all(
-                k in ("pGrid", "pPv", "pAkku") and is_number(v) for k, v in value.items()
+            ok = (
+                isinstance(value, dict)
+                and is_number(value.get("pGrid"))
+                and all(k in ("pGrid", "pPv", "pAkku") and is_number(v) for k, v in value.items())
             )
             return None if ok else "expected {pGrid, pPv, pAkku} numbers"
         if key in SETTINGS:

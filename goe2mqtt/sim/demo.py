@@ -94,8 +94,12 @@ async def _print_stream(
             print(f"{topic:<60} {_short(message.payload, width)}", file=out, flush=True)
             if plugged_at and topic == f"{DEMO_BASE}/garage/car_status":
                 took = 1000 * (time.monotonic() - plugged_at.pop("garage"))
-                print(f"--- pushed over the garage's websocket: the plug reached MQTT in"
-                      f" {took:.0f} ms (polling: up to scan_interval)", file=out, flush=True)
+                print(
+                    f"--- pushed over the garage's websocket: the plug reached MQTT in"
+                    f" {took:.0f} ms (polling: up to scan_interval)",
+                    file=out,
+                    flush=True,
+                )
 
 
 class DemoFailed(Exception):
@@ -134,7 +138,7 @@ def try_it_yourself(host: str, port: int) -> str:
             "--- try it yourself (while the demo runs):",
             f"    mosquitto_sub {broker} -t '{DEMO_BASE}/#' -v",
             f"    mosquitto_pub {broker} -q 1 -t '{DEMO_BASE}/garage/cmd/change_charging_power'"
-            " -m '{\"charging_power\": 12, \"id\": \"mine\"}'",
+            ' -m \'{"charging_power": 12, "id": "mine"}\'',
             f"    mosquitto_pub {broker} -q 1 -t '{DEMO_BASE}/garage/cmd/start_charging' -m ''",
             f"    mosquitto_pub {broker} -q 1 -t '{DEMO_BASE}/garage/cmd/force_state' -m neutral",
             f"    mosquitto_pub {broker} -q 1 -t '{DEMO_BASE}/garage/cmd/energy_limit' -m 5.5",
@@ -145,7 +149,11 @@ def try_it_yourself(host: str, port: int) -> str:
 
 
 async def _script(
-    host: str, port: int, simulator: Simulator, out: TextIO, pace: float,
+    host: str,
+    port: int,
+    simulator: Simulator,
+    out: TextIO,
+    pace: float,
     plugged_at: dict[str, float],
 ) -> None:
     """What a user would do: plug in a car, press the button, change the current."""
@@ -262,8 +270,12 @@ async def run_demo(
                 "protocol": protocol,
             },
             "chargers": [
-                {"name": "garage", "host": garage_host, "password": DEMO_PASSWORD,
-                 "scan_interval": 2 * pace},
+                {
+                    "name": "garage",
+                    "host": garage_host,
+                    "password": DEMO_PASSWORD,
+                    "scan_interval": 2 * pace,
+                },
                 {
                     "name": "carport",
                     "serial": carport_serial,

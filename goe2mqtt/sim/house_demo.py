@@ -113,12 +113,13 @@ async def _script(client: aiomqtt.Client, simulator: Simulator, house: HouseNow,
     for _, serial in HOUSE_CHARGERS:
         simulator.charger(serial).plug_in()
     await asyncio.sleep(8 * pace)
-    say("the kettle (12 A on L1) comes on: the garage (priority 1) keeps what is left,"
-        " the carport pauses")
+    say(
+        "the kettle (12 A on L1) comes on: the garage (priority 1) keeps what is left,"
+        " the carport pauses"
+    )
     house.amps = (14.0, 2.5, 1.5)
     await asyncio.sleep(8 * pace)
-    say("kettle off: the carport resumes after resume_after, the garage ramps up 2 A a"
-        " decision")
+    say("kettle off: the carport resumes after resume_after, the garage ramps up 2 A a decision")
     house.amps = (2.0, 2.5, 1.5)
     await asyncio.sleep(8 * pace)
     say("the meter falls silent: after meter_timeout the chargers go to the fallback")
@@ -127,12 +128,11 @@ async def _script(client: aiomqtt.Client, simulator: Simulator, house: HouseNow,
     say("the meter is back: normal control")
     house.silent = False
     await asyncio.sleep(6 * pace)
-    say("mode pv, the sun gives 11 kW: both get their minimum, the garage (priority 1) the"
-        " rest")
+    say("mode pv, the sun gives 11 kW: both get their minimum, the garage (priority 1) the rest")
     house.sun = 11000.0
     await client.publish(f"{DEMO_BASE}/site/house/cmd/set_mode", '{"mode": "pv"}', qos=1)
     await asyncio.sleep(10 * pace)
-    say("try it yourself: publish {\"fuse\": 16} to " + f"{DEMO_BASE}/site/house/cmd/set_fuse")
+    say('try it yourself: publish {"fuse": 16} to ' + f"{DEMO_BASE}/site/house/cmd/set_fuse")
 
 
 async def run_house_demo(*, duration: float | None, out: TextIO, pace: float = 1.0,

@@ -81,7 +81,6 @@ DEFAULTS: Mapping[str, Any] = {
 }  # fmt: skip
 
 
-
 def check_setting(key: str, value: Any) -> str | None:
     kind, low, high, nullable = SETTINGS[key]
     if value is None:
@@ -93,5 +92,3 @@ def check_setting(key: str, value: Any) -> str | None:
     if not is_number(value):
         return "expected a number"
     return None if low <= value <= high else f"out of range {low:g}..{high:g}"
-
-

@@ -36,7 +36,6 @@ Drive them from outside (JSON over HTTP):
 """
 
 
-
 def simulate(
     host: str,
     port: int,

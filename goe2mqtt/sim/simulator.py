@@ -26,7 +26,6 @@ from goe2mqtt.sim.websocket import ChargerSocket
 __all__ = ["MODELS", "Faults", "SimulatedCharger", "Simulator"]
 
 
-
 class Simulator:
     """The HTTP side: routes requests to SimulatedChargers and applies their faults."""
 

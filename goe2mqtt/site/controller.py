@@ -187,8 +187,10 @@ class SiteController:
                 if waited >= self.settings.resume_after and self._may_raise(m, now):
                     resuming.append(m)
                 else:
-                    m.why = f"paused: room for its minimum, resumes in" \
+                    m.why = (
+                        f"paused: room for its minimum, resumes in"
                         f" {self.settings.resume_after - waited:.0f} s"
+                    )
             else:
                 m.fits_since = None
                 m.why = "paused: " + self._lack()
@@ -347,7 +349,8 @@ class SiteController:
                 "reading": None if reading is None else reading.as_json(),
                 "invalid": self.invalid,
             },
-            "room": None if self.room is None
+            "room": None
+            if self.room is None
             else dict(zip(PHASES, (round(r, 1) for r in self.room), strict=True)),
             **self._summary(now),
         }

@@ -103,9 +103,7 @@ class Selection:
         )
 
     def matches(self, row: ChargerRow) -> bool:
-        if self.state and row.state != self.state and not (
-            self.state == "online" and row.online
-        ):
+        if self.state and row.state != self.state and not (self.state == "online" and row.online):
             return False
         return not self.transport or row.transport == self.transport
 
@@ -132,9 +130,7 @@ class Selection:
         }  # fmt: skip
         values.update(changes)
         defaults = {"q": "", "state": "", "transport": "", "page": 1, "size": PAGE_SIZE}
-        return "&".join(
-            f"{k}={_quote(str(v))}" for k, v in values.items() if v != defaults[k]
-        )
+        return "&".join(f"{k}={_quote(str(v))}" for k, v in values.items() if v != defaults[k])
 
 
 def _quote(text: str) -> str:

@@ -166,7 +166,8 @@ def charger_families(
     power = GaugeMetricFamily("goe2mqtt_charger_power_watts", "charging power",
                               labels=["charger"])  # fmt: skip
     energy = CounterMetricFamily(
-        "goe2mqtt_charger_energy_joules", "energy the charger delivered over its life",
+        "goe2mqtt_charger_energy_joules",
+        "energy the charger delivered over its life",
         labels=["charger"],
     )
     current = GaugeMetricFamily("goe2mqtt_charger_current_amperes", "current per phase",

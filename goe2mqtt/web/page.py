@@ -76,7 +76,7 @@ async def fleet_page(request: web.Request) -> web.Response:
     parts.append(
         '<form id=filter method=get action="/">'
         f'<input name=q placeholder="name" value="{_e(selection.text)}"'
-        ' autocomplete=off aria-label=filter>'
+        " autocomplete=off aria-label=filter>"
         f"<select name=state aria-label=state>"
         f"{_options(list(STATE_CHOICES), selection.state, 'any state')}</select>"
         f"<select name=transport aria-label=transport>"
@@ -92,7 +92,7 @@ async def fleet_page(request: web.Request) -> web.Response:
         nav.append(f' <a id=next href="/?{_e(selection.query(page=selection.page + 1))}">next</a>')
     nav.append("</nav>")
     parts.append("".join(nav))
-    heads = "".join(f'<th scope=col>{_e(label)}</th>' for _, label in COLUMNS)
+    heads = "".join(f"<th scope=col>{_e(label)}</th>" for _, label in COLUMNS)
     parts.append(f'<table id=fleet data-stream="/events?{_e(selection.query())}">'
                  f"<thead><tr>{heads}</tr></thead><tbody>")  # fmt: skip
     for row in rows:
@@ -132,7 +132,7 @@ async def charger_page(request: web.Request) -> web.Response:
     parts.append(f'<table id=charger data-name="{_e(name)}" '
                  f'data-stream="/events?charger={_e(_quoted(name))}">{facts}</table>')  # fmt: skip
     states = "".join(
-        f"<tr><th scope=row>{_e(key)}</th><td data-s=\"{_e(key)}\">{_e(_shown(value))}</td></tr>"
+        f'<tr><th scope=row>{_e(key)}</th><td data-s="{_e(key)}">{_e(_shown(value))}</td></tr>'
         for key, value in sorted(look.states(name).items())
     )
     parts.append(f"<h2>Entities</h2><table id=states>{states}</table>")

@@ -182,9 +182,7 @@ def rig_settings(transport: str, broker: MosquittoBroker, sim: Simulator) -> dic
 async def rig_for(transport: str, broker: MosquittoBroker) -> AsyncIterator[Rig]:
     """The simulated charger reachable the transport's way, the probe subscribed; the
     bridge not started yet."""
-    sim = Simulator(
-        [SimulatedCharger(SERIAL, TOKEN, password=PASSWORD)], delta_interval=0.1
-    )
+    sim = Simulator([SimulatedCharger(SERIAL, TOKEN, password=PASSWORD)], delta_interval=0.1)
     await sim.start()
     await sim.serve_local(SERIAL)
     raw = rig_settings(transport, broker, sim)

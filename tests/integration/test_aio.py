@@ -55,8 +55,13 @@ async def test_pollers_stop_even_when_a_library_swallows_the_cancel(
     raw = {
         "mqtt": {"host": "127.0.0.1"},
         "chargers": [
-            {"name": "garage", "serial": SERIALS["garage"], "token": TOKEN,
-             "api_url": simulator.url_for(SERIALS["garage"]), "scan_interval": 0.01}
+            {
+                "name": "garage",
+                "serial": SERIALS["garage"],
+                "token": TOKEN,
+                "api_url": simulator.url_for(SERIALS["garage"]),
+                "scan_interval": 0.01,
+            }
         ],
     }
     settings = parse_settings(raw).chargers[0]

@@ -415,7 +415,5 @@ async def test_clean_stop_publishes_offline(
 
 def test_unconfirmed_values_compare_types_too() -> None:
     assert unconfirmed_values({"amp": 10, "trx": None}, {"amp": 10, "trx": None}) == {}
-    assert unconfirmed_values({"frc": 1}, {"frc": True}) == {
-        "frc": {"expected": 1, "actual": True}
-    }
+    assert unconfirmed_values({"frc": 1}, {"frc": True}) == {"frc": {"expected": 1, "actual": True}}
     assert unconfirmed_values({"psm": 2}, {}) == {"psm": {"expected": 2, "actual": None}}

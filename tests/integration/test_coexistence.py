@@ -78,9 +78,7 @@ async def test_a_bridge_says_online_again_when_its_availability_is_overwritten(
         await probe.publish(setup.topics.bridge_availability, "offline", retain=True)
         await probe.wait_text(setup.topics.bridge_availability, "offline", since=mark)
         await probe.wait_text(setup.topics.bridge_availability, "online", since=mark + 1)
-    assert [e["payload"] for e in logs if e["event"] == "availability_overwritten"] == [
-        "offline"
-    ]
+    assert [e["payload"] for e in logs if e["event"] == "availability_overwritten"] == ["offline"]
 
 
 async def test_a_second_live_instance_on_the_same_topics_refuses_to_start(

@@ -177,7 +177,8 @@ async def test_a_malformed_command_is_refused_unjournaled_and_the_daemon_goes_on
     assert code == 0
     (rejected,) = [e for e in daemon.events() if e["event"] == "command_rejected"]
     assert (rejected["level"], rejected["reason"]) == (
-        "warning", "charging_power must be an integer"
+        "warning",
+        "charging_power must be an integer",
     )
     journal = Journal(journal_path(parse_settings(raw)))
     try:  # the valid command only: the malformed one was never stored
@@ -278,4 +279,3 @@ async def test_a_second_instance_with_the_same_client_id_refuses_to_start(
         assert b"in use by another goe2mqtt process" in stderr
     finally:
         assert await first.end(signal.SIGTERM) == 0
-

@@ -276,9 +276,7 @@ async def test_home_assistant_shows_and_drives_the_charger(
 
         # The bridge is a device too: its health where users look.
         bridge = "device_id('sensor.goe2mqtt_version')"
-        assert await ha.template(f"{{{{ device_attr({bridge}, 'manufacturer') }}}}") == (
-            "goe2mqtt"
-        )
+        assert await ha.template(f"{{{{ device_attr({bridge}, 'manufacturer') }}}}") == ("goe2mqtt")
         health = await eventually(
             ha,
             lambda s: s.get("sensor.goe2mqtt_commands_done", {}).get("state") == "9",
@@ -318,8 +316,10 @@ async def test_home_assistant_drives_a_charger_on_its_websocket(
         polls = carport.status_calls
         states = await eventually(
             ha,
-            lambda s: s.get("sensor.carport_connection", {}).get("state") == "websocket"
-            and s.get("number.carport_charging_current", {}).get("state") == "16",
+            lambda s: (
+                s.get("sensor.carport_connection", {}).get("state") == "websocket"
+                and s.get("number.carport_charging_current", {}).get("state") == "16"
+            ),
             "the websocket charger in Home Assistant",
         )
         assert states["sensor.carport_name"]["state"] == "go-e 067890"

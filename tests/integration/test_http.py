@@ -51,9 +51,7 @@ async def test_a_port_in_use_stops_start_up_with_one_line_naming_http_listen(
         daemon = Daemon(write_config(tmp_path, raw))
         await daemon.start()
         assert await daemon.wait() == 2
-    lines = [
-        line for line in daemon.stderr.decode().splitlines() if not line.startswith("{")
-    ]
+    lines = [line for line in daemon.stderr.decode().splitlines() if not line.startswith("{")]
     assert lines == [
         f"goe2mqtt: http.listen: cannot listen on 127.0.0.1:{port}: Address already in use"
         " (give another host:port, or http.enabled: false)"
@@ -68,9 +66,7 @@ async def test_an_address_not_on_this_machine_stops_start_up_too(
     daemon = Daemon(write_config(tmp_path, raw))
     await daemon.start()
     assert await daemon.wait() == 2
-    (line,) = [
-        line for line in daemon.stderr.decode().splitlines() if not line.startswith("{")
-    ]
+    (line,) = [line for line in daemon.stderr.decode().splitlines() if not line.startswith("{")]
     assert line.startswith("goe2mqtt: http.listen: cannot listen on 192.0.2.1:8099: ")
 
 
@@ -80,9 +76,7 @@ async def test_environment_variables_set_the_section(
     port = free_port()
     raw = make_settings(broker, simulator)
     del raw["http"]
-    daemon = Daemon(
-        write_config(tmp_path, raw), env={"GOE2MQTT_HTTP__LISTEN": f"127.0.0.1:{port}"}
-    )
+    daemon = Daemon(write_config(tmp_path, raw), env={"GOE2MQTT_HTTP__LISTEN": f"127.0.0.1:{port}"})
     await daemon.start()
     try:
         await until(lambda: any(e.get("event") == "http_listening" for e in daemon.events()))
@@ -303,7 +297,7 @@ async def test_a_chargers_page_lists_its_commands_newest_first(
         assert refused["ok"] is False
         status, body, _ = await get(url + "/charger/garage")
     assert status == 200
-    history = body.split('<table id=history>', 1)[1].split("</table>", 1)[0]
+    history = body.split("<table id=history>", 1)[1].split("</table>", 1)[0]
     rows = [row.split("</tr>")[0] for row in history.split("<tbody>", 1)[1].split("<tr>")[1:]]
     cells = [[cell.split("</td>")[0] for cell in row.split("<td>")[1:]] for row in rows]
     assert [(c[1], c[3]) for c in cells] == [("max_current", "refused"), ("set_phase", "applied")]

@@ -40,9 +40,7 @@ pytestmark = pytest.mark.skipif(
 
 def _buildah(*args: str) -> str:
     env = {**os.environ, "STORAGE_DRIVER": os.environ.get("STORAGE_DRIVER", "vfs")}
-    result = subprocess.run(
-        ["buildah", *args], capture_output=True, text=True, check=True, env=env
-    )
+    result = subprocess.run(["buildah", *args], capture_output=True, text=True, check=True, env=env)
     return result.stdout.strip()
 
 

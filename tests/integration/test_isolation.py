@@ -161,9 +161,7 @@ async def test_hanging_chargers_do_not_starve_healthy_ones(
         with structlog.testing.capture_logs() as logs:
             async with MqttProbe(broker.host, broker.port, [result_topic]) as probe:
                 mark = probe.mark()
-                await probe.publish(
-                    topics.command(f"c{healthy[0]}", "set_phase"), '{"phase": 1}'
-                )
+                await probe.publish(topics.command(f"c{healthy[0]}", "set_phase"), '{"phase": 1}')
                 # Conditions, not a clock: bounded only for liveness (a loaded machine).
                 result = (await probe.wait_for(result_topic, since=mark, within=60)).json()
                 # Every healthy charger kept being polled while the hanging ones held a

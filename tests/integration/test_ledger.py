@@ -173,7 +173,8 @@ async def test_time_of_use_prices_each_interval_across_a_tariff_change(
 
 
 async def test_an_mqtt_price_across_a_change_and_bad_prices_keep_the_last(
-    ledgered: Callable[..., Any], broker: MosquittoBroker,
+    ledgered: Callable[..., Any],
+    broker: MosquittoBroker,
 ) -> None:
     clock = WallClock(MONDAY_2130_VIENNA)
     price_topic = f"prices-{id(clock)}/now"
@@ -260,7 +261,6 @@ async def test_a_hostile_eto_flags_the_session_never_prices_it(
         assert ended["cost"] is None
         assert ended["energy_wh"] == 500
         assert ended["flags"][0].startswith("eto:")
-
 
 
 async def sessions_command(config: Path, *args: str) -> str:

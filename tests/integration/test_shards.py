@@ -34,6 +34,7 @@ async def test_two_shards_split_the_fleet_and_answer_each_command_once(
         for serial in FLEET
     ]  # fmt: skip
     base = "goeshard"
+
     def settings(index: int) -> dict[str, object]:
         mqtt = {"host": broker.host, "port": broker.port, "base_topic": base,
                 "client_id": f"goe2mqtt-shard-{index}", "discovery_prefix": "hashard"}  # fmt: skip

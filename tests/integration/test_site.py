@@ -89,8 +89,9 @@ class Site:
         mark = self.probe.mark()
         await self.probe.publish(f"{self.base}/{charger}/cmd/{service}",
                                  json.dumps({**payload, "id": request}))  # fmt: skip
-        result = await self.probe.wait_for(f"{self.base}/{charger}/cmd/result",
-                                           lambda m: m.json().get("id") == request, since=mark)
+        result = await self.probe.wait_for(
+            f"{self.base}/{charger}/cmd/result", lambda m: m.json().get("id") == request, since=mark
+        )
         return dict(result.json())
 
     async def command(self, service: str, payload: dict[str, Any]) -> dict[str, Any]:

@@ -22,9 +22,7 @@ KEEPALIVE = 6  # seconds; bridge info (the heartbeat) then goes out every 3 s
 async def test_a_frozen_broker_holds_no_poll_loop_and_is_noticed_within_1_5_keepalives(
     own_broker: MosquittoBroker, simulator: Simulator, caplog: pytest.LogCaptureFixture
 ) -> None:
-    raw = make_settings(
-        own_broker, simulator, chargers=("garage", "carport"), scan_interval=0.1
-    )
+    raw = make_settings(own_broker, simulator, chargers=("garage", "carport"), scan_interval=0.1)
     raw["mqtt"]["keepalive"] = KEEPALIVE
     for charger in raw["chargers"]:
         charger["idle_scan_interval"] = 0.1

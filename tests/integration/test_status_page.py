@@ -109,9 +109,7 @@ async def rows_shown(page: Page) -> list[str]:
     return names
 
 
-async def test_filter_and_paging_with_200_chargers(
-    broker: MosquittoBroker, tmp_path: Path
-) -> None:
+async def test_filter_and_paging_with_200_chargers(broker: MosquittoBroker, tmp_path: Path) -> None:
     serials = [f"{n:06d}" for n in range(300000, 300200)]
     simulator = Simulator(SimulatedCharger(serial, TOKEN) for serial in serials)
     await simulator.start()
@@ -129,9 +127,7 @@ async def test_filter_and_paging_with_200_chargers(
             page = await browser.new_page()
             await page.goto(url + "/")
             assert await rows_shown(page) == [f"c{s}" for s in serials[:50]]
-            assert (await page.text_content("#pages") or "").startswith(
-                "200 chargers, page 1 of 4"
-            )
+            assert (await page.text_content("#pages") or "").startswith("200 chargers, page 1 of 4")
             await page.click("#next")
             await page.wait_for_url("**/?page=2")
             assert await rows_shown(page) == [f"c{s}" for s in serials[50:100]]

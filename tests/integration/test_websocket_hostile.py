@@ -193,9 +193,7 @@ def endless_parts(size: int, pause: float = 0.0) -> Script:
         await peer.hello(socket)
         for n in range(100_000):
             status = {f"junk{n}_{i}": "x" * size for i in range(10)}
-            await socket.send_str(
-                encode({"type": "fullStatus", "partial": True, "status": status})
-            )
+            await socket.send_str(encode({"type": "fullStatus", "partial": True, "status": status}))
             await asyncio.sleep(pause)
 
     return script
@@ -296,9 +294,7 @@ async def live_then_silent(peer: HostilePeer, socket: web.WebSocketResponse) -> 
     try:
         async for message in peer.messages(socket):
             if message.get("type") == "setValue":
-                _, answers = peer.charger.apply_set(
-                    {message["key"]: json.dumps(message["value"])}
-                )
+                _, answers = peer.charger.apply_set({message["key"]: json.dumps(message["value"])})
                 await socket.send_str(encode({
                     "type": "response", "requestId": message["requestId"],
                     "success": answers.get(message["key"]) is True,
@@ -508,9 +504,7 @@ async def test_an_auth_error_that_echoes_the_password_is_published_redacted(
 ) -> None:
     with structlog.testing.capture_logs() as logs:
         async with bridge_on(broker, echoes_the_password) as (_, topics, _, probe):
-            shown = await probe.wait_for(
-                connection(topics), lambda m: "wrong password" in m.text
-            )
+            shown = await probe.wait_for(connection(topics), lambda m: "wrong password" in m.text)
             assert shown.text.startswith(
                 "polling (websocket: wrong password: the charger refused it (Wrong password ***"
             ), shown.text

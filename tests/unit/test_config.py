@@ -21,8 +21,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SECRET = "tok-DO-NOT-LEAK-8842"
 
 
-
-
 def base(**charger: Any) -> dict[str, Any]:
     return {
         "mqtt": {"host": "127.0.0.1"},
@@ -276,9 +274,7 @@ def test_idle_interval_and_shards() -> None:
     assert parse_settings(raw).chargers[0].idle_interval == 30
     raw["chargers"][0]["idle_scan_interval"] = 5  # never faster than scan_interval
     assert parse_settings(raw).chargers[0].idle_interval == 10
-    raw["chargers"] = [
-        {"name": f"c{n}", "serial": f"{n:06d}", "token": SECRET} for n in range(200)
-    ]
+    raw["chargers"] = [{"name": f"c{n}", "serial": f"{n:06d}", "token": SECRET} for n in range(200)]
     owners = []
     for index in range(3):
         raw["shard"] = {"index": index, "count": 3}

@@ -248,7 +248,7 @@ def _card_sensors(names: list[str], *, legacy: bool = False) -> dict[int, dict[s
 
 
 def test_the_ledgers_card_sensors_are_named_after_the_cards() -> None:
-    hostile = "Eve\u202e\u200b\x00\n\t<b>\"}" + "x" * 300
+    hostile = 'Eve\u202e\u200b\x00\n\t<b>"}' + "x" * 300
     sensors = _card_sensors(["Anna", "", hostile, "Bob", " bob ", "  Carl   Cox  ", "★ ⚡"])
     assert sensors[0]["name"] == "Anna energy this month"
     assert sensors[1]["name"] == "Card 1 energy this month"  # unnamed: the slot's name
@@ -258,7 +258,9 @@ def test_the_ledgers_card_sensors_are_named_after_the_cards() -> None:
     assert title.isprintable()  # false for controls, bidi overrides, zero-width marks
     # A name two cards share stands for neither: each keeps its slot's.
     assert (sensors[3]["name"], sensors[4]["name"]) == (
-        "Card 3 energy this month", "Card 4 energy this month")
+        "Card 3 energy this month",
+        "Card 4 energy this month",
+    )
     assert sensors[5]["name"] == "Carl Cox energy this month"
     assert sensors[6]["name"] == "Card 6 energy this month"  # no letter to make an id of
     # The identity stays the slot's: renaming the card renames the entity, no new one.

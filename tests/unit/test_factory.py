@@ -110,9 +110,7 @@ async def test_cloud_websocket_with_cloud_polling_to_fall_back_on(
 
 async def test_own_mqtt_through_the_broker_it_is_handed(http: aiohttp.ClientSession) -> None:
     broker = FakeBroker()
-    transport = open_transport(
-        http, charger(serial="012345", transport="mqtt"), broker=broker
-    )
+    transport = open_transport(http, charger(serial="012345", transport="mqtt"), broker=broker)
     assert isinstance(transport, ChargerMqttTransport)
     assert isinstance(transport, PushTransport)
     [(filters, _)] = broker.subscribed

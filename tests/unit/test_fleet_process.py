@@ -58,7 +58,9 @@ def test_bridge_info_lists_every_charger_of_a_small_fleet() -> None:
         "carport": {"online": False, "consecutive_failures": 0},
     }
     assert (info["chargers_shown"], info["chargers_total"], info["chargers_online"]) == (
-        "all", 2, 1
+        "all",
+        2,
+        1,
     )
     assert info["commands"] == {"ok": 3, "rejected": 1, "failed": 0}
 
@@ -72,7 +74,9 @@ def test_bridge_info_of_a_large_fleet_lists_only_chargers_needing_a_look() -> No
     info = fleet_info(chargers, CommandStats())
     assert set(info["chargers"]) == {"c00007", "c00500", "c09999"}
     assert (info["chargers_shown"], info["chargers_total"], info["chargers_online"]) == (
-        "needing_attention", 10_000, 9_999
+        "needing_attention",
+        10_000,
+        9_999,
     )
     assert info["last_error"]["charger"] == "c04000"
     # A fleet where everything fails still gives a bounded payload, with true counts.

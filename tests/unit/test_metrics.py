@@ -103,8 +103,15 @@ def test_health_and_none_leave_out_what_they_say() -> None:
     assert "goe2mqtt_charger_power_watts" not in health
     none = samples("none")
     assert not any(dict(labels).get("charger") for _, labels in none)
-    assert none[("goe2mqtt_commands_total",
-                 (("charger", ""), ("outcome", "applied"), ("service", "set_phase")))] == 4
+    assert (
+        none[
+            (
+                "goe2mqtt_commands_total",
+                (("charger", ""), ("outcome", "applied"), ("service", "set_phase")),
+            )
+        ]
+        == 4
+    )
 
 
 def test_outcomes_and_causes_are_one_word() -> None:

@@ -47,8 +47,11 @@ def test_commands_survive_a_restart_in_a_private_file(tmp_path: Path) -> None:
         controller = started(path, site)
     assert (controller.mode, controller.fuse) == ("pv", 20)
     restored = {e["setting"]: e["value"] for e in logs if e["event"] == "site_setting_restored"}
-    assert restored == {"mode": "pv", "fuse": 20, "priority": {"carport": {"value": 1,
-                                                                            "config": 2}}}
+    assert restored == {
+        "mode": "pv",
+        "fuse": 20,
+        "priority": {"carport": {"value": 1, "config": 2}},
+    }
     assert controller.managed["carport"].priority == 1
 
 
@@ -97,8 +100,9 @@ def test_an_unreadable_or_unwritable_file_costs_the_memory_not_the_bridge(
     with structlog.testing.capture_logs() as logs:
         assert started(path, house()).mode == "fuse"
     assert [e["event"] for e in logs] == ["site_memory_unreadable"]
-    path.write_text(json.dumps({"sites": {"house": {"mode": "pv", "fuse": {"value": "x",
-                                                                            "config": 25}}}}))
+    path.write_text(
+        json.dumps({"sites": {"house": {"mode": "pv", "fuse": {"value": "x", "config": 25}}}})
+    )
     controller = started(path, house())
     assert (controller.mode, controller.fuse) == ("fuse", 25)
     blocked = tmp_path / "file"

@@ -130,8 +130,12 @@ def test_every_writable_entity_has_a_command_and_every_number_a_finite_range() -
             "pv_battery",
         ), entity.key
         if entity.write.kind == "number":
-            config = json.dumps(entity.write.bounds(STATUS) if entity.write.bounds else
-                                (entity.write.minimum, entity.write.maximum), allow_nan=False)
+            config = json.dumps(
+                entity.write.bounds(STATUS)
+                if entity.write.bounds
+                else (entity.write.minimum, entity.write.maximum),
+                allow_nan=False,
+            )
             assert "null" not in config, entity.key
         assert entity.entity_category is not None or entity.key in (
             "force_state", "charging_current"
