@@ -9,6 +9,7 @@ import pytest
 from goe2mqtt.charger.loop import Charger
 from goe2mqtt.config.problems import ConfigError
 from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.simulator import SimulatedCharger
 
 from ..conftest import RecordingPublisher
@@ -22,7 +23,7 @@ async def test_without_leaf_topics_a_charger_publishes_its_json_state_only(
     bridge, simulated, _ = polled_charger
     publisher = RecordingPublisher()
     lean = Charger(
-        bridge.settings, bridge.transport, publisher, topics=bridge._topics,
+        bridge.settings, bridge.transport, publisher, topics=Topics("goe2mqtt"),
         discovery_prefix=None, leaf_topics=False,
     )  # fmt: skip
     assert await lean.refresh()

@@ -12,6 +12,7 @@ import pytest
 
 from goe2mqtt.catalogue import ENTITIES
 from goe2mqtt.charger.loop import Charger
+from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.simulator import MODELS, Faults, SimulatedCharger
 from tests.conftest import RecordingPublisher
 
@@ -94,7 +95,7 @@ async def test_first_contact_clears_what_an_earlier_run_announced_for_missing_ke
         bridge.settings,
         bridge.transport,
         fresh,
-        topics=bridge._topics,
+        topics=Topics("goe2mqtt"),  # as polled_charger
         discovery_prefix="homeassistant",
     )
     assert await later.refresh()
