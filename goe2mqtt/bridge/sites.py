@@ -196,8 +196,7 @@ class Sites:
         if not self.runners:
             return []
         return [
-            # A meter publishes every few seconds: never quiet, so a stream.
-            *(Subscription(topic, qos=0, stream=True) for topic in self._by_meter),
+            *(Subscription(topic, qos=0) for topic in self._by_meter),
             Subscription(f"{self._base}/site/+/cmd/+", qos=1, no_local=True),
         ]
 

@@ -58,17 +58,14 @@ class Subscription:
     qos: int = 1
     # MQTT 5: the broker does not send us back what we publish there ourselves.
     no_local: bool = False
-    # Only for what is retained there: unsubscribed on each connect once the retained
-    # messages stop coming, before we publish. Echoes of our own publishes would
-    # otherwise come back all the time, and aiomqtt stalls our publishes while it reads
-    # them (docs/scaling.md has the figure).
+    # Only for what is retained there, read once per process on a side connection
+    # (mqtt/look_back.py): never a subscription of the session. Echoes of our own
+    # publishes would otherwise come back all the time, and aiomqtt stalls our
+    # publishes while it reads them (docs/scaling.md has the figure).
     retained_only: bool = False
     # MQTT 5: a message published with retain keeps the flag on its way to us, so a
     # retained publish (or someone clearing one) is never taken for a live command.
     retain_as_published: bool = False
-    # Never quiet (a charger publishing its own values): subscribed only after the
-    # retained messages of the others were read, which waits for a quiet moment.
-    stream: bool = False
 
 
 # Called for every inbound message before the broker gets its PUBACK: what it stores

@@ -31,8 +31,8 @@ from goe2mqtt.mqtt.client import (
     hand_over_before_ack,
     is_takeover,
     until_disconnected,
-    until_quiet,
 )
+from goe2mqtt.mqtt.look_back import LookBack
 from goe2mqtt.mqtt.retained import RetainedStore
 from goe2mqtt.mqtt.session_client import PacketNote, SessionClient, new_client
 from goe2mqtt.mqtt.topics import OFFLINE, ONLINE
@@ -85,6 +85,8 @@ class MqttSession:
         self._stalled: asyncio.Future[None] | None = None
         self._stopping = asyncio.Event()
         self._final: list[tuple[str, bytes]] = []
+        # What earlier runs left retained: read once per process (mqtt/look_back.py).
+        self._look_back = LookBack(options, self._subscriptions)
         self.connections = 0
         self.disconnects: Counter[str] = Counter()  # cause -> connections lost or failed
         # Publishes the broker refused (MQTT 5 reason code >= 0x80): topic -> reason.
@@ -97,6 +99,11 @@ class MqttSession:
     @property
     def connected(self) -> bool:
         return self._client is not None
+
+    @property
+    def looked_back(self) -> bool:
+        """Whether what earlier runs left retained has been read (once per process)."""
+        return self._look_back.done
 
     @property
     def options(self) -> MqttOptions:
@@ -234,22 +241,27 @@ class MqttSession:
 
     async def run(self, on_message: MessageHandler) -> None:
         """Stay connected until stop(); every (re)connect resubscribes and republishes."""
+        options = self._options
+        client = self._client_of_session()
+        hand_over_before_ack(
+            client, [0], on_message, (options.availability_topic, self.availability_seen)
+        )
+        try:
+            await self._stay_connected(client, on_message)
+        finally:
+            await self._look_back.stop()
+
+    async def _stay_connected(self, client: SessionClient, on_message: MessageHandler) -> None:
         attempt = 0
         flaps = 0
         options = self._options
-        received = [0]
-        client = self._client_of_session()
-        hand_over_before_ack(
-            client, received, on_message, (options.availability_topic, self.availability_seen)
-        )
         while not self._stopping.is_set():
-            received[0] = 0
             connected_at: float | None = None
             try:
                 async with client:
                     attempt = 0
                     connected_at = asyncio.get_running_loop().time()
-                    await self._serve(client, received)
+                    await self._serve(client, on_message)
                     return
             except SessionTakenOver as exc:
                 log.error("mqtt_session_taken_over", error=str(exc))
@@ -308,11 +320,10 @@ class MqttSession:
             " else the broker drops us (see its log)"
         )
 
-    async def _serve(self, client: aiomqtt.Client, received: list[int]) -> None:
+    async def _serve(self, client: aiomqtt.Client, on_message: MessageHandler) -> None:
         v5 = self._options.protocol == "5"
-        streams = [sub for sub in self._subscriptions if sub.stream]
         for sub in self._subscriptions:
-            if sub.stream:
+            if sub.retained_only:
                 continue
             if v5:
                 await client.subscribe(
@@ -330,13 +341,6 @@ class MqttSession:
             await client.subscribe(own, options=SubscribeOptions(qos=1, noLocal=True))
         else:
             await client.subscribe(own, qos=1)
-        retained_only = [sub.topic for sub in self._subscriptions if sub.retained_only]
-        if retained_only:
-            await until_quiet(received)
-            for topic in retained_only:
-                await client.unsubscribe(topic)
-        for sub in streams:
-            await client.subscribe(sub.topic, qos=sub.qos)
         await client.publish(self._options.availability_topic, ONLINE, qos=1, retain=True)
         self._stalled = stalled = asyncio.get_running_loop().create_future()
         self._set_client(client)
@@ -346,6 +350,7 @@ class MqttSession:
             broker=f"{self._options.host}:{self._options.port}",
             connection=self.connections,
         )
+        self._look_back.start(on_message)
 
         async def watch() -> None:
             try:
