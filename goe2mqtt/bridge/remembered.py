@@ -7,39 +7,22 @@
   while the charger is unreachable announces those, not a bare "go-e Charger" that
   would overwrite what Home Assistant knew.
 
-One small JSON file, replaced atomically; a file that cannot be read or written costs
-the memory, never the bridge.
+One small JSON file (util/state_file.py): replaced atomically, readable by the bridge's
+user only; a file that cannot be read or written costs the memory, never the bridge.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
-import structlog
-
-log = structlog.get_logger()
+from goe2mqtt.util.state_file import JsonStateFile
 
 
 class Remembered:
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._chargers: dict[str, dict[str, Any]] = {}
-        self._write_failed = False
-        try:
-            loaded = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, RecursionError) as exc:
-            log.warning("remembered_unreadable", file=str(path), reason=str(exc))
-            return
-        chargers = loaded.get("chargers") if isinstance(loaded, dict) else None
-        if isinstance(chargers, dict):
-            self._chargers = {
-                k: v for k, v in chargers.items() if isinstance(k, str) and isinstance(v, dict)
-            }
+        self._file = JsonStateFile(path, "chargers", event="remembered")
+        self._chargers: dict[str, dict[str, Any]] = self._file.load()
 
     def serial(self, charger: str) -> str | None:
         serial = self._chargers.get(charger, {}).get("serial")
@@ -62,14 +45,4 @@ class Remembered:
             self._save()
 
     def _save(self) -> None:
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.write_text(json.dumps({"chargers": self._chargers}), encoding="utf-8")
-            os.replace(temporary, self.path)
-        except OSError as exc:
-            if not self._write_failed:
-                log.warning("remembered_not_saved", file=str(self.path), reason=str(exc))
-            self._write_failed = True
-            return
-        self._write_failed = False
+        self._file.save(self._chargers)

@@ -4,6 +4,7 @@ read back by the next run; a file that cannot be read or written costs the memor
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 import structlog.testing
@@ -17,6 +18,7 @@ def test_serials_and_facts_survive_a_restart(tmp_path: Path) -> None:
     assert (memory.serial("garage"), memory.facts("garage")) == (None, None)
     memory.learn_serial("garage", "123456")
     memory.learn_facts("garage", {"model": "go-eCharger", "sw_version": "60.4"})
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # the same as the sites' memory
     assert not path.with_name(path.name + ".tmp").exists()
     assert json.loads(path.read_text()) == {
         "chargers": {
