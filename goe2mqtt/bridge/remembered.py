@@ -16,7 +16,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from goe2mqtt.catalogue.facts import DeviceFacts
+from goe2mqtt.config.settings import Settings
 from goe2mqtt.util.state_file import JsonStateFile
+
+
+def remembered_path(settings: Settings) -> Path:
+    """{state_dir}/{client_id}.chargers.json: what the chargers told about themselves."""
+    return Path(settings.state_dir) / f"{settings.mqtt.client_id}.chargers.json"
+
+
+def remembered_chargers(settings: Settings) -> Remembered:
+    """The installation's memory of its chargers (read now, if there is one)."""
+    return Remembered(remembered_path(settings))
 
 
 class Remembered:
@@ -28,15 +40,15 @@ class Remembered:
         serial = self._chargers.get(charger, {}).get("serial")
         return serial if isinstance(serial, str) else None
 
-    def facts(self, charger: str) -> dict[str, Any] | None:
+    def facts(self, charger: str) -> DeviceFacts | None:
         facts = self._chargers.get(charger, {}).get("facts")
-        return facts if isinstance(facts, dict) else None
+        return DeviceFacts.from_json(facts) if isinstance(facts, dict) else None
 
     def learn_serial(self, charger: str, serial: str) -> None:
         self._learn(charger, "serial", serial)
 
-    def learn_facts(self, charger: str, facts: dict[str, Any]) -> None:
-        self._learn(charger, "facts", facts)
+    def learn_facts(self, charger: str, facts: DeviceFacts) -> None:
+        self._learn(charger, "facts", facts.to_json())
 
     def _learn(self, charger: str, what: str, value: Any) -> None:
         known = self._chargers.setdefault(charger, {})

@@ -10,6 +10,9 @@ from pathlib import Path
 import structlog.testing
 
 from goe2mqtt.bridge.remembered import Remembered
+from goe2mqtt.catalogue.facts import DeviceFacts
+
+FACTS = DeviceFacts.from_status({"typ": "go-eCharger", "fwv": "60.4", "amp": 16})
 
 
 def test_serials_and_facts_survive_a_restart(tmp_path: Path) -> None:
@@ -17,17 +20,15 @@ def test_serials_and_facts_survive_a_restart(tmp_path: Path) -> None:
     memory = Remembered(path)
     assert (memory.serial("garage"), memory.facts("garage")) == (None, None)
     memory.learn_serial("garage", "123456")
-    memory.learn_facts("garage", {"model": "go-eCharger", "sw_version": "60.4"})
+    memory.learn_facts("garage", FACTS)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600  # the same as the sites' memory
     assert not path.with_name(path.name + ".tmp").exists()
     assert json.loads(path.read_text()) == {
-        "chargers": {
-            "garage": {"serial": "123456", "facts": {"model": "go-eCharger", "sw_version": "60.4"}}
-        }
+        "chargers": {"garage": {"serial": "123456", "facts": FACTS.to_json()}}
     }
     again = Remembered(path)
     assert again.serial("garage") == "123456"
-    assert again.facts("garage") == {"model": "go-eCharger", "sw_version": "60.4"}
+    assert again.facts("garage") == DeviceFacts.from_json(FACTS.to_json())
     assert again.serial("carport") is None
 
 
@@ -44,15 +45,24 @@ def test_entries_of_the_wrong_type_are_not_taken(tmp_path: Path) -> None:
     path = tmp_path / "chargers.json"
     path.write_text(
         json.dumps(
-            {"chargers": {"garage": {"serial": 7, "facts": [1]}, "carport": "x", "shed": {}}}
+            {
+                "chargers": {
+                    "garage": {"serial": 7, "facts": [1]},
+                    "carport": "x",
+                    "shed": {},
+                    "barn": {"facts": {"model": "no keys"}},  # facts that do not read as such
+                }
+            }
         )
     )
     memory = Remembered(path)
     assert (memory.serial("garage"), memory.facts("garage")) == (None, None)
+    assert memory.facts("barn") is None
     memory.learn_serial("shed", "42")
     assert json.loads(path.read_text())["chargers"] == {
         "garage": {"serial": 7, "facts": [1]},
         "shed": {"serial": "42"},
+        "barn": {"facts": {"model": "no keys"}},
     }  # the charger that was no object is gone, the rest kept as it was
     path.write_text(json.dumps(["not", "an", "object"]))
     assert Remembered(path).serial("shed") is None
