@@ -27,18 +27,17 @@ from goe2mqtt.bridge.loop_watch import LoopWatch
 from goe2mqtt.bridge.memory import MemoryUpkeep
 from goe2mqtt.bridge.operator_view import OperatorView
 from goe2mqtt.bridge.own_mqtt import StreamBroker
-from goe2mqtt.bridge.remembered import Remembered
+from goe2mqtt.bridge.remembered import remembered_chargers
 from goe2mqtt.bridge.site_memory import site_memory
 from goe2mqtt.bridge.sites import Sites
 from goe2mqtt.bridge.startup import (
     journal_path,
     open_journal,
-    remembered_path,
+    refuse_another_instance,
     session_options,
     start_spread,
 )
 from goe2mqtt.catalogue import STATUS_KEYS
-from goe2mqtt.catalogue.facts import DeviceFacts
 from goe2mqtt.charger.loop import Charger
 from goe2mqtt.commands.payloads import result_json
 from goe2mqtt.commands.runner import CONFIRM_DELAYS
@@ -48,7 +47,6 @@ from goe2mqtt.goe.pool import PoolStats, http_session
 from goe2mqtt.goe.pushed import KeyFilter
 from goe2mqtt.homeassistant.bridge_device import render_bridge_discovery
 from goe2mqtt.homeassistant.site_device import render_site_discovery
-from goe2mqtt.mqtt.preflight import another_live_instance
 from goe2mqtt.mqtt.session import InboundMessage, MqttSession, Subscription
 from goe2mqtt.mqtt.topics import OFFLINE, RESULT_LEAF, Topics
 from goe2mqtt.util.aio import wait_until_set
@@ -62,10 +60,6 @@ log = structlog.get_logger()
 INFO_INTERVAL = 30.0
 COMMAND_GRACE = 10.0  # on stop, a running command may finish for this long
 JOURNAL_PRUNE_EVERY = 3600.0
-
-
-class AnotherInstance(Exception):
-    """A live bridge already serves these topics."""
 
 
 class Bridge:
@@ -193,16 +187,7 @@ class Bridge:
             guard=self.sites.refusal,
         )
         try:
-            # Two bridges on the same topics would run every command twice; with one
-            # client id they would also knock each other off the broker every second.
-            if await another_live_instance(
-                self.mqtt.options, self.topics.bridge_info, wait=INFO_INTERVAL + 5
-            ):
-                raise AnotherInstance(
-                    f"another goe2mqtt is live on {self.topics.bridge}/ (online, and its"
-                    " info refreshes): stop it, or give this one its own base_topic"
-                    " (or shard) and client_id"
-                )
+            await refuse_another_instance(self.mqtt.options, self.topics, wait=INFO_INTERVAL + 5)
             await self._run()
         finally:
             journal.close()
@@ -212,7 +197,7 @@ class Bridge:
         headers = {"User-Agent": f"goe2mqtt/{__version__}"}
         owned = self.settings.owned_chargers()
         http, self._pool = http_session(len(owned), headers)  # a host name each
-        remembered = Remembered(remembered_path(self.settings))
+        remembered = remembered_chargers(self.settings)
         async with http:
             for charger_settings in owned:
                 name = charger_settings.name
@@ -228,8 +213,8 @@ class Bridge:
                     leaf_topics=self.settings.mqtt.leaf_topics,
                     known_serial=remembered.serial(name),
                     on_serial=functools.partial(remembered.learn_serial, name),
-                    known_facts=_facts_of(remembered, name),
-                    on_facts=functools.partial(_remember_facts, remembered, name),
+                    known_facts=remembered.facts(name),
+                    on_facts=functools.partial(remembered.learn_facts, name),
                     books=self.ledger_out.ledger.books_for(
                         name, self.settings.tariff_for(charger_settings)
                     ),
@@ -382,15 +367,6 @@ class Bridge:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("task_failed", error=repr(task.exception()))
-
-
-def _facts_of(remembered: Remembered, charger: str) -> DeviceFacts | None:
-    data = remembered.facts(charger)
-    return None if data is None else DeviceFacts.from_json(data)
-
-
-def _remember_facts(remembered: Remembered, charger: str, facts: DeviceFacts) -> None:
-    remembered.learn_facts(charger, facts.to_json())
 
 
 async def stop_pollers(chargers: Iterable[Charger], tasks: Collection[asyncio.Task[None]]) -> None:

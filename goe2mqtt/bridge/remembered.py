@@ -7,53 +7,48 @@
   while the charger is unreachable announces those, not a bare "go-e Charger" that
   would overwrite what Home Assistant knew.
 
-One small JSON file, replaced atomically; a file that cannot be read or written costs
-the memory, never the bridge.
+One small JSON file (util/state_file.py): replaced atomically, readable by the bridge's
+user only; a file that cannot be read or written costs the memory, never the bridge.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
-import structlog
+from goe2mqtt.catalogue.facts import DeviceFacts
+from goe2mqtt.config.settings import Settings
+from goe2mqtt.util.state_file import JsonStateFile
 
-log = structlog.get_logger()
+
+def remembered_path(settings: Settings) -> Path:
+    """{state_dir}/{client_id}.chargers.json: what the chargers told about themselves."""
+    return Path(settings.state_dir) / f"{settings.mqtt.client_id}.chargers.json"
+
+
+def remembered_chargers(settings: Settings) -> Remembered:
+    """The installation's memory of its chargers (read now, if there is one)."""
+    return Remembered(remembered_path(settings))
 
 
 class Remembered:
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._chargers: dict[str, dict[str, Any]] = {}
-        self._write_failed = False
-        try:
-            loaded = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, RecursionError) as exc:
-            log.warning("remembered_unreadable", file=str(path), reason=str(exc))
-            return
-        chargers = loaded.get("chargers") if isinstance(loaded, dict) else None
-        if isinstance(chargers, dict):
-            self._chargers = {
-                k: v for k, v in chargers.items() if isinstance(k, str) and isinstance(v, dict)
-            }
+        self._file = JsonStateFile(path, "chargers", event="remembered")
+        self._chargers: dict[str, dict[str, Any]] = self._file.load()
 
     def serial(self, charger: str) -> str | None:
         serial = self._chargers.get(charger, {}).get("serial")
         return serial if isinstance(serial, str) else None
 
-    def facts(self, charger: str) -> dict[str, Any] | None:
+    def facts(self, charger: str) -> DeviceFacts | None:
         facts = self._chargers.get(charger, {}).get("facts")
-        return facts if isinstance(facts, dict) else None
+        return DeviceFacts.from_json(facts) if isinstance(facts, dict) else None
 
     def learn_serial(self, charger: str, serial: str) -> None:
         self._learn(charger, "serial", serial)
 
-    def learn_facts(self, charger: str, facts: dict[str, Any]) -> None:
-        self._learn(charger, "facts", facts)
+    def learn_facts(self, charger: str, facts: DeviceFacts) -> None:
+        self._learn(charger, "facts", facts.to_json())
 
     def _learn(self, charger: str, what: str, value: Any) -> None:
         known = self._chargers.setdefault(charger, {})
@@ -62,14 +57,4 @@ class Remembered:
             self._save()
 
     def _save(self) -> None:
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.write_text(json.dumps({"chargers": self._chargers}), encoding="utf-8")
-            os.replace(temporary, self.path)
-        except OSError as exc:
-            if not self._write_failed:
-                log.warning("remembered_not_saved", file=str(self.path), reason=str(exc))
-            self._write_failed = True
-            return
-        self._write_failed = False
+        self._file.save(self._chargers)

@@ -6,14 +6,12 @@ the config still says that value; a config changed since (the user edited the fi
 wins, and the remembered setting is dropped. A command that sets the config's own
 value forgets the setting (nothing is overridden any more).
 
-One small JSON file, replaced atomically, readable by the bridge's user only; a file
-that cannot be read or written costs the memory, never the bridge.
+One small JSON file (util/state_file.py): replaced atomically, readable by the bridge's
+user only; a file that cannot be read or written costs the memory, never the bridge.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import structlog
 from goe2mqtt.config.settings import Settings
 from goe2mqtt.config.site import SiteSettings
 from goe2mqtt.site.controller import SiteController
+from goe2mqtt.util.state_file import JsonStateFile
 
 log = structlog.get_logger()
 
@@ -47,19 +46,8 @@ def _number(value: object) -> float | None:
 
 class SiteMemory:
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._sites: dict[str, dict[str, Any]] = {}
-        self._write_failed = False
-        try:
-            loaded = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, RecursionError) as exc:
-            log.warning("site_memory_unreadable", file=str(path), reason=str(exc))
-            return
-        sites = loaded.get("sites") if isinstance(loaded, dict) else None
-        if isinstance(sites, dict):
-            self._sites = {k: v for k, v in sites.items() if isinstance(v, dict)}
+        self._file = JsonStateFile(path, "sites", event="site_memory")
+        self._sites: dict[str, dict[str, Any]] = self._file.load()
 
     def restore(self, site: SiteSettings, controller: SiteController) -> None:
         """Apply what was set by command over the config's values, where the config
@@ -146,22 +134,7 @@ class SiteMemory:
         self._save()
 
     def _save(self) -> None:
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-                os.fchmod(file.fileno(), 0o600)  # also when an older .tmp was left behind
-                json.dump({"sites": self._sites}, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, self.path)
-        except OSError as exc:
-            if not self._write_failed:
-                log.warning("site_memory_not_saved", file=str(self.path), reason=str(exc))
-            self._write_failed = True
-            return
-        self._write_failed = False
+        self._file.save(self._sites)
 
 
 def _set(settings: dict[str, Any], key: str, value: object, config: object) -> None:

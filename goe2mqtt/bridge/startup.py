@@ -1,5 +1,6 @@
 """What the process needs before the bridge runs: its files, its MQTT session's options,
-the pace of its first polls, and the open-file limit a fleet needs."""
+no other bridge live on its topics, the pace of its first polls, and the open-file
+limit a fleet needs."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import structlog
 
 from goe2mqtt.commands.journal import Journal, JournalCorrupt
 from goe2mqtt.config.settings import Settings
+from goe2mqtt.mqtt.preflight import another_live_instance
 from goe2mqtt.mqtt.session import MqttOptions
 from goe2mqtt.mqtt.topics import Topics
 
@@ -50,9 +52,20 @@ def journal_path(settings: Settings) -> Path:
     return Path(settings.state_dir) / f"{settings.mqtt.client_id}.journal"
 
 
-def remembered_path(settings: Settings) -> Path:
-    """{state_dir}/{client_id}.chargers.json: what the chargers told about themselves."""
-    return Path(settings.state_dir) / f"{settings.mqtt.client_id}.chargers.json"
+class AnotherInstance(Exception):
+    """A live bridge already serves these topics."""
+
+
+async def refuse_another_instance(options: MqttOptions, topics: Topics, *, wait: float) -> None:
+    """Raise AnotherInstance while a live bridge serves these topics. Two bridges on the
+    same topics would run every command twice; with one client id they would also
+    knock each other off the broker every second."""
+    if await another_live_instance(options, topics.bridge_info, wait=wait):
+        raise AnotherInstance(
+            f"another goe2mqtt is live on {topics.bridge}/ (online, and its"
+            " info refreshes): stop it, or give this one its own base_topic"
+            " (or shard) and client_id"
+        )
 
 
 def open_journal(path: Path) -> Journal:

@@ -6,8 +6,6 @@ Card keys differ by firmware: 60.x has c0n/c0e ... c9n/c9e, older firmware one
 
 from __future__ import annotations
 
-from collections.abc import Callable, Set
-
 from goe2mqtt.catalogue.codes import ACCESS_MODES, CARD_SLOTS
 from goe2mqtt.catalogue.model import EntityDescription, Write
 from goe2mqtt.catalogue.readers import (
@@ -16,20 +14,14 @@ from goe2mqtt.catalogue.readers import (
     card_name,
     enum,
     equals,
+    has_card,
     transaction,
     transaction_choices,
 )
 
 
-def _has_card(slot: int) -> Callable[[Set[str]], bool]:
-    def present(keys: Set[str]) -> bool:
-        return card_keys(slot)[0] in keys or "cards" in keys
-
-    return present
-
-
 def _card_entities(slot: int) -> tuple[EntityDescription, EntityDescription]:
-    present = _has_card(slot)
+    present = has_card(slot)
     return (
         EntityDescription(
             key=f"card_{slot}_name",

@@ -6,7 +6,7 @@ key, when the charger sent something that cannot be right.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Set
 from typing import Any
 
 from goe2mqtt.catalogue.codes import CAR_CONNECTED_STATES, CARD_SLOTS
@@ -215,6 +215,15 @@ def card_field(status: Status, slot: int, field: str) -> Any:
 
 def card_keys(slot: int) -> tuple[str, str]:
     return f"c{slot}n", f"c{slot}e"
+
+
+def has_card(slot: int) -> Callable[[Set[str]], bool]:
+    """Whether a charger that reports these keys has the slot (either generation's)."""
+
+    def present(keys: Set[str]) -> bool:
+        return card_keys(slot)[0] in keys or "cards" in keys
+
+    return present
 
 
 def card_name(slot: int) -> ValueFn:

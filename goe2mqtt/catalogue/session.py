@@ -14,11 +14,11 @@ currency (set per charger at discovery). A card's entity is named after the card
 
 from __future__ import annotations
 
-from collections.abc import Callable, Set
+from dataclasses import replace
 
 from goe2mqtt.catalogue.codes import CARD_SLOTS
 from goe2mqtt.catalogue.model import EntityDescription, NameFn, StateValue, Status
-from goe2mqtt.catalogue.readers import card_keys, card_title, number, text
+from goe2mqtt.catalogue.readers import card_keys, card_title, has_card, number, text
 
 # The added keys, and their values while the books hold nothing.
 SESSION_ENERGY = "@session_energy"
@@ -73,28 +73,15 @@ def _energy(
 def _cost(
     key: str, added: str, name: str, *, state_class: str | None, doc: str = ""
 ) -> EntityDescription:
-    return EntityDescription(
-        key=key,
-        component="sensor",
-        entity_category="diagnostic",
-        name=name,
-        reads=(added,),
+    """The books' figure in money: an energy figure's shape, in the tariff's currency."""
+    return replace(
+        _energy(key, added, name, state_class=state_class, doc=doc),
         value=number(added, digits=2),
         device_class="monetary",  # unit: the charger's tariff currency (discovery)
-        state_class=state_class,
         unit="EUR",
-        precision=2,
         plausible=(-1e9, 1e9),  # the ledger computed it from sane energy and prices
         icon="mdi:cash",
-        doc=doc,
     )
-
-
-def _has_card(slot: int) -> Callable[[Set[str]], bool]:
-    def present(keys: Set[str]) -> bool:
-        return card_keys(slot)[0] in keys or "cards" in keys
-
-    return present
 
 
 def _month_name(slot: int) -> NameFn:
@@ -106,28 +93,24 @@ def _month_name(slot: int) -> NameFn:
 
 
 def _card_month(slot: int) -> EntityDescription:
-    return EntityDescription(
-        key=f"card_{slot}_energy_this_month",
-        component="sensor",
-        entity_category="diagnostic",
-        name=f"Card {slot} energy this month",  # until the card has a name of its own
+    """A card's energy this month: the month's energy entity, per slot, named after the card."""
+    energy = _energy(
+        f"card_{slot}_energy_this_month",
+        card_month_key(slot),
+        f"Card {slot} energy this month",  # until the card has a name of its own
+        state_class="total_increasing",
+        doc="named after the card (c0n), from the ledger's sessions with it (not c0e)"
+        if slot == 0
+        else "",
+        enabled=slot == 0,
+    )
+    return replace(
+        energy,
         name_from=_month_name(slot),
         # Every slot's name: a name another card shares stands for neither.
         name_reads=(*(card_keys(other)[0] for other in range(CARD_SLOTS)), "cards"),
-        reads=(card_month_key(slot),),
-        value=number(card_month_key(slot), digits=3),
-        device_class="energy",
-        state_class="total_increasing",
-        unit="kWh",
-        precision=2,
-        present_if=_has_card(slot),
-        enabled_by_default=slot == 0,
+        present_if=has_card(slot),
         icon="mdi:card-account-details-outline",
-        doc=(
-            "named after the card (c0n), from the ledger's sessions with it (not c0e)"
-            if slot == 0
-            else ""
-        ),
     )
 
 

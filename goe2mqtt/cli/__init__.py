@@ -226,8 +226,8 @@ def _http_healthcheck(config: str, path: str) -> int:
 
 
 def _run(settings: Settings) -> int:
-    from goe2mqtt.bridge.process import AnotherInstance, Bridge
-    from goe2mqtt.bridge.startup import raise_open_file_limit
+    from goe2mqtt.bridge.process import Bridge
+    from goe2mqtt.bridge.startup import AnotherInstance, raise_open_file_limit
     from goe2mqtt.commands.journal import JournalLocked, JournalUnusable
     from goe2mqtt.ledger.store import StoreUnusable
     from goe2mqtt.mqtt.client import SessionTakenOver

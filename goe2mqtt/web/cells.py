@@ -11,7 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from goe2mqtt.web.view import CAR_STATES, BridgeLook, ChargerRow
+from goe2mqtt.catalogue import CAR_STATES
+from goe2mqtt.web.view import BridgeLook, ChargerRow
 
 COLUMNS = (
     ("name", "Charger"),

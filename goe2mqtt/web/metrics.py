@@ -24,8 +24,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.process_collector import ProcessCollector
 
+from goe2mqtt.catalogue import CAR_STATES
 from goe2mqtt.web.keys import LOOK, SETTINGS
-from goe2mqtt.web.view import CAR_STATES, BridgeLook, ChargerRow, DurationCounts
+from goe2mqtt.web.view import BridgeLook, ChargerRow, DurationCounts
 
 JOULES_PER_KWH = 3_600_000.0
 _PROCESS = ProcessCollector(registry=None)  # RSS, CPU, open fds: not registered globally

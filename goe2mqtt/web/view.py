@@ -10,16 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-# go-e's car state (the numeric one, key "car"): what the HELP text and the page name.
-CAR_STATES = {
-    0: "unknown",
-    1: "idle",
-    2: "charging",
-    3: "waiting_for_car",
-    4: "complete",
-    5: "error",
-    6: "initializing",
-}
+from goe2mqtt.catalogue import CAR_STATES
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import aiomqtt
 import pytest
 import structlog
 
-from goe2mqtt.bridge.process import AnotherInstance
+from goe2mqtt.bridge.startup import AnotherInstance
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker

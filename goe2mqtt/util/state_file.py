@@ -1,0 +1,61 @@
+"""A small JSON file in state_dir that the bridge keeps across restarts.
+
+One object under one top-level name ({"sites": {...}}, {"chargers": {...}}), read
+once at start and replaced atomically on every change, readable by the bridge's user
+only. A file that cannot be read or written costs what it remembers, never the
+bridge: `{event}_unreadable` is logged when it cannot be read, `{event}_not_saved`
+once when a write fails (again only after a write has succeeded since).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger()
+
+
+class JsonStateFile:
+    def __init__(self, path: Path, section: str, *, event: str) -> None:
+        self.path = path
+        self._section = section  # the top-level name the entries are kept under
+        self._event = event  # what the log events start with
+        self._write_failed = False
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        """The entries that are objects; none if there is no file or it is unreadable."""
+        try:
+            loaded = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, RecursionError) as exc:
+            log.warning(f"{self._event}_unreadable", file=str(self.path), reason=str(exc))
+            return {}
+        entries = loaded.get(self._section) if isinstance(loaded, dict) else None
+        if not isinstance(entries, dict):
+            return {}
+        return {k: v for k, v in entries.items() if isinstance(v, dict)}
+
+    def save(self, entries: Mapping[str, Any]) -> None:
+        """Replace the file with these entries: whole or not at all, mode 0600."""
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+                os.fchmod(file.fileno(), 0o600)  # also when an older .tmp was left behind
+                json.dump({self._section: entries}, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, self.path)
+        except OSError as exc:
+            if not self._write_failed:
+                log.warning(f"{self._event}_not_saved", file=str(self.path), reason=str(exc))
+            self._write_failed = True
+            return
+        self._write_failed = False
