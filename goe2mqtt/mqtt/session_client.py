@@ -146,6 +146,10 @@ class SessionClient(aiomqtt.Client):
         # end itself: entered again, it would not wait for the CONNACK.
         if self._connected.done():
             self._connected = asyncio.Future()
+        # The last connection's end was told already (the session's watcher); aiomqtt
+        # replaces the future that holds it, and asyncio would call it never retrieved.
+        if self._disconnected.done() and not self._disconnected.cancelled():
+            self._disconnected.exception()
         await super().__aenter__()
         return self
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 
 from goe2mqtt import __version__
@@ -71,7 +73,11 @@ async def eventually(
         if check(states):
             return states
         await asyncio.sleep(0.5)
-    ours = {k: v["state"] for k, v in states.items() if k.split(".", 1)[1].startswith("garage_")}
+    ours = {
+        k: v["state"]
+        for k, v in states.items()
+        if k.split(".", 1)[1].startswith(("garage_", "site_"))
+    }
     raise AssertionError(f"{what} did not happen; HA has {ours}\n{ha.log_tail()}")
 
 
@@ -334,4 +340,71 @@ async def test_home_assistant_drives_a_charger_on_its_websocket(
         assert carport.amp == 9
         assert carport.status_calls == polls  # nothing went over HTTP
     finally:
+        await running.stop()
+
+
+def number(states: dict[str, dict[str, Any]], entity: str) -> float | None:
+    try:
+        return float(states[entity]["state"])
+    except (KeyError, ValueError):
+        return None
+
+
+async def test_home_assistant_shows_and_drives_a_site(
+    home_assistant: HomeAssistant, own_broker: MosquittoBroker, simulator: Simulator
+) -> None:
+    """The site controller as a device of its own (issue 31): its readings, and its mode
+    and fuse set from Home Assistant reach the controller."""
+    ha = home_assistant
+    raw = make_settings(own_broker, simulator, chargers=("garage", "carport"), scan_interval=1.0)
+    raw["mqtt"]["discovery_prefix"] = "homeassistant"
+    meter = "home/meter"
+    raw["sites"] = [{"name": "house", "fuse": 25, "meter_topic": meter, "interval": 1,
+                     "chargers": [{"name": "garage", "priority": 1, "max_current": 16},
+                                  {"name": "carport", "priority": 2}]}]  # fmt: skip
+    for serial in ("012345", "067890"):
+        simulator.charger(serial).plug_in()
+    running = RunningBridge(parse_settings(raw))
+    await running.start()
+    stop_meter = asyncio.Event()
+
+    async def house_meter() -> None:  # 4 A of house per phase, the chargers' on top
+        async with aiomqtt.Client(own_broker.host, own_broker.port) as client:
+            while not stop_meter.is_set():
+                drawn = [sum(simulator.charger(s).currents()[p] for s in ("012345", "067890"))
+                         for p in range(3)]  # fmt: skip
+                reading = {f"l{p + 1}": round(4.0 + drawn[p], 2) for p in range(3)}
+                await client.publish(meter, json.dumps(reading))
+                await asyncio.sleep(0.5)
+
+    feeding = asyncio.create_task(house_meter())
+    try:
+        states = await eventually(
+            ha,
+            lambda s: (
+                s.get("select.site_house_mode", {}).get("state") == "fuse"
+                and number(s, "number.site_house_fuse") == 25
+                and s.get("binary_sensor.site_house_fallback", {}).get("state") == "off"
+                # The house's 4 A and the fuse's margin leave the garage more than its
+                # minimum and less than its 16 A; the carport, second, its minimum.
+                and 6 < (number(s, "sensor.site_house_allocated_garage") or 0) < 16
+                and number(s, "sensor.site_house_allocated_carport") == 6
+            ),
+            "the site in Home Assistant",
+        )
+        available = states["sensor.site_house_available_current_l1"]
+        assert available["attributes"]["unit_of_measurement"] == "A"
+        assert 0 < float(available["state"]) <= 25
+        device = await ha.template("{{ device_attr(device_id('select.site_house_mode'), 'name') }}")
+        assert device == "Site house"
+
+        await ha.call("select", "select_option", entity_id="select.site_house_mode", option="off")
+        await eventually(ha, lambda s: s["select.site_house_mode"]["state"] == "off", "mode off")
+        await ha.call("number", "set_value", entity_id="number.site_house_fuse", value=20)
+        await eventually(ha, lambda s: number(s, "number.site_house_fuse") == 20, "a fuse of 20")
+        site = running.bridge.sites.runners["house"]
+        assert site.controller.fuse == 20
+    finally:
+        stop_meter.set()
+        await feeding
         await running.stop()
