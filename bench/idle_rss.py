@@ -171,7 +171,8 @@ async def main_async(args: argparse.Namespace) -> None:
         print(
             f"| {round_} | {tree or 'installed'} | {floor:.1f} | {median:.1f} ({peak:.1f}) | "
             f"{median - floor:+.1f} | <= {goal:.1f} | {'pass' if peak <= goal else 'miss'} | "
-            f"{scraped:.1f} ({scraped - floor:+.1f}) | {modelled:.1f}: {median - modelled:+.1f} |"
+            f"{'-' if args.no_http else f'{scraped:.1f} ({scraped - floor:+.1f})'} | "
+            f"{modelled:.1f}: {median - modelled:+.1f} |"
         )
 
 
