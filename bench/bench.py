@@ -23,6 +23,7 @@ loop's is the ratio we track.
     python bench/bench.py                 # N = 1, 100, 1000; 60 s windows
     python bench/bench.py --sizes 1000 --window 120
     python bench/bench.py --push          # chargers on websockets instead (bench/push.py)
+    python bench/bench.py --idle-rss      # one idle charger's RSS vs the stack floor
 """
 
 from __future__ import annotations
@@ -492,6 +493,11 @@ def main() -> None:
         import push
 
         push.main([arg for arg in sys.argv[1:] if arg != "--push"])
+        return
+    if "--idle-rss" in sys.argv[1:]:  # one idle charger's memory: bench/idle_rss.py
+        import idle_rss
+
+        idle_rss.main([arg for arg in sys.argv[1:] if arg != "--idle-rss"])
         return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

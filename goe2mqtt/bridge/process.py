@@ -51,7 +51,6 @@ from goe2mqtt.mqtt.session import InboundMessage, MqttSession, Subscription
 from goe2mqtt.mqtt.topics import OFFLINE, RESULT_LEAF, Topics
 from goe2mqtt.util.aio import wait_until_set
 from goe2mqtt.util.values import iso
-from goe2mqtt.web.server import HttpServer
 
 log = structlog.get_logger()
 
@@ -158,6 +157,8 @@ class Bridge:
         """Run until request_stop(); then publish offline and disconnect."""
         http = None
         if self.settings.http.enabled:  # first: a port in use stops start-up at once
+            from goe2mqtt.web.server import HttpServer  # aiohttp's web and prometheus_client
+
             look = OperatorView(self.chargers, self.mqtt, self._loop_watch,
                                 lambda: self._desk, self._failing, self.started)  # fmt: skip
             http = HttpServer(look, self.settings.http)

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from goe2mqtt.config.settings import Settings
 from goe2mqtt.config.site import SiteSettings
-from goe2mqtt.site.controller import SiteController
 from goe2mqtt.util.state_file import JsonStateFile
+
+if TYPE_CHECKING:  # the site code is imported only when a site is configured
+    from goe2mqtt.site.controller import SiteController
 
 log = structlog.get_logger()
 

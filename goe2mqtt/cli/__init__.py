@@ -1,266 +1,41 @@
-"""Command line: run the daemon, check a config, run the simulator or the demo."""
+"""Command line: run the daemon, check a config, run the simulator or the demo.
+
+Nothing is imported here: each command imports what it uses when it runs
+(cli/dispatch.py), so the daemon does not load the simulator, the demo or the
+session reports, and of the go-e transports only those its chargers use.
+"""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
-import os
-import signal
-import sqlite3
 import sys
 from collections.abc import Sequence
 
-import structlog
+# What structlog imports when it happens to be installed: rich and better_exceptions to
+# draw tracebacks, greenlet for its deprecated thread-local context. goe2mqtt uses none
+# of them (exceptions are formatted as text before the renderer sees them), a plain
+# install has none of them, and rich alone is ~4 MiB of a daemon's memory when a test
+# tool brought it along.
+STRUCTLOG_EXTRAS = ("rich", "better_exceptions", "greenlet")
 
-from goe2mqtt.cli.parser import command_line
-from goe2mqtt.config.loading import load_settings
-from goe2mqtt.config.problems import ConfigError
-from goe2mqtt.config.settings import Settings
-from goe2mqtt.sim.serve import simulate
-from goe2mqtt.util.logs import configure_logging
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_CONFIG = 2
-
-log = structlog.get_logger()
+def import_structlog_plain() -> None:
+    """Import structlog as a plain install has it, whatever else is installed; the
+    extras stay importable for anyone else in the process."""
+    if "structlog" in sys.modules:
+        return
+    kept_out = [name for name in STRUCTLOG_EXTRAS if name not in sys.modules]
+    for name in kept_out:
+        sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
+    try:
+        import structlog  # noqa: F401
+    finally:
+        for name in kept_out:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = command_line().parse_args(argv)
-    command = args.command or "run"
-    if command == "simulate":
-        configure_logging(args.log_level, args.log_format)
-        specs = args.charger or ["012345:demo-token"]
-        return simulate(
-            args.listen, args.port, specs, mode=args.mode, local=args.local,
-            password=args.password, hash_kind=args.hash, broker=args.broker,
-            prefix=args.prefix,
-            house=args.house,
-        )  # fmt: skip
-    if command == "healthcheck":
-        if args.http:
-            return _http_healthcheck(args.config, args.http)
-        return _healthcheck(args.file, args.config, args.max_age)
-    if command == "entities":
-        from goe2mqtt.catalogue.table import markdown, plain
+    import_structlog_plain()
+    from goe2mqtt.cli.dispatch import dispatch
 
-        print(markdown() if args.markdown else plain(), end="")
-        return EXIT_OK
-    if command == "demo":
-        # Quiet by default: the topic stream is the demo's output.
-        configure_logging(args.log_level, args.log_format)
-        from goe2mqtt.sim.broker import BrokerUnavailable
-        from goe2mqtt.sim.demo import DemoFailed, run_demo
-        from goe2mqtt.sim.house_demo import run_house_demo
-
-        try:
-            with contextlib.suppress(KeyboardInterrupt):
-                if args.house:
-                    asyncio.run(run_house_demo(duration=args.duration, out=sys.stdout,
-                                               broker_kind=args.broker))  # fmt: skip
-                    return EXIT_OK
-                asyncio.run(
-                    run_demo(
-                        mqtt_host=args.mqtt_host,
-                        mqtt_port=args.mqtt_port,
-                        duration=args.duration,
-                        broker_kind=args.broker,
-                        handle_signals=True,
-                    )
-                )
-        except (BrokerUnavailable, DemoFailed) as exc:
-            print(f"goe2mqtt demo: {exc}", file=sys.stderr)
-            return EXIT_FAILURE
-        return EXIT_OK
-
-    settings = _load(args.config)
-    if settings is None:
-        return EXIT_CONFIG
-    if command == "sessions":
-        return _sessions(settings, args)
-    if command == "check-config":
-        # Its output is its own lines: what the transports log while they are tried
-        # (websocket_live, websocket_down) says the same again, as events. --log-level
-        # debug shows them, for a look at what happened in between.
-        quiet = None if args.log_level == "debug" else open(os.devnull, "w")  # noqa: SIM115
-        configure_logging(args.log_level, args.log_format, secrets=settings.secrets(), stream=quiet)
-        names = ", ".join(c.name for c in settings.chargers)
-        print(f"{_config_source(args.config)}: OK ({len(settings.chargers)} charger(s): {names})")
-        for warning in settings.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-        return _check_connections(settings) if args.connect else EXIT_OK
-    configure_logging(args.log_level, args.log_format, secrets=settings.secrets())
-    for warning in settings.warnings:
-        log.warning("config_warning", problem=warning)
-    return _run(settings)
-
-
-def _config_source(path: str) -> str:
-    """Where the configuration came from: the file, the environment, or both."""
-    from pathlib import Path
-
-    from goe2mqtt.config.environment import ENV_PREFIX, NOT_CONFIG
-
-    variables = sum(1 for n in os.environ if n.startswith(ENV_PREFIX) and n not in NOT_CONFIG)
-    if not Path(path).exists():
-        return f"the environment ({variables} {ENV_PREFIX}* variables; no file {path})"
-    return f"{path} and {variables} {ENV_PREFIX}* variables" if variables else path
-
-
-def _load(path: str) -> Settings | None:
-    """The settings, or None after printing every problem."""
-    from goe2mqtt.homeassistant.discovery import name_collisions
-
-    try:
-        settings = load_settings(path)
-        collisions = name_collisions([c.name for c in settings.chargers])
-        if collisions:
-            raise ConfigError(*collisions)
-        return settings
-    except ConfigError as exc:
-        if len(exc.problems) == 1:
-            print(f"goe2mqtt: config error: {exc}", file=sys.stderr)
-        else:
-            listed = "".join(f"\n  {problem}" for problem in exc.problems)
-            print(f"goe2mqtt: {len(exc.problems)} config errors:{listed}", file=sys.stderr)
-        return None
-
-
-def _sessions(settings: Settings, args: argparse.Namespace) -> int:
-    import time
-    from datetime import timedelta
-
-    from goe2mqtt.bridge.ledger_out import sessions_path
-    from goe2mqtt.ledger import report
-    from goe2mqtt.ledger.pricing import zone
-    from goe2mqtt.ledger.store import SessionStore, StoreUnusable
-
-    tz = zone(settings.tariff.timezone)
-    path = sessions_path(settings)
-    if not path.exists():
-        print(f"goe2mqtt sessions: no ledger yet ({path}): the bridge has not run here",
-              file=sys.stderr)  # fmt: skip
-        return EXIT_FAILURE
-    try:
-        since = None if args.since is None else report.day_start(args.since, tz)
-        until = None
-        if args.until is not None:  # the whole day
-            day = report.day_start(args.until, tz)
-            until = day + timedelta(days=1).total_seconds()
-    except ValueError:
-        print("goe2mqtt sessions: --since and --until take YYYY-MM-DD", file=sys.stderr)
-        return EXIT_CONFIG
-    filters = {"charger": args.charger, "since": since, "until": until, "card": args.card}
-    try:
-        store = SessionStore(path, read_only=True)
-        try:
-            if args.summary is not None:
-                rows = report.summary(store, args.summary, tz, filters=filters)
-                text = report.summary_text(rows, args.summary, args.format)
-            else:
-                found = store.sessions(**filters)
-                now = time.time()
-                text = {"csv": report.as_csv, "json": report.as_json}.get(
-                    args.format, report.sessions_table
-                )(found, now)
-        finally:
-            store.close()
-    except (StoreUnusable, sqlite3.Error) as exc:
-        print(f"goe2mqtt sessions: cannot read {path}: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    sys.stdout.write(text)
-    return EXIT_OK
-
-
-def _check_connections(settings: Settings) -> int:
-    from goe2mqtt.cli.checks import check_connections
-
-    checks = asyncio.run(check_connections(settings))
-    for check in checks:
-        print(check.line())
-    return EXIT_OK if all(check.ok for check in checks) else EXIT_FAILURE
-
-
-def _healthcheck(file: str | None, config: str, max_age: float) -> int:
-    from pathlib import Path
-
-    from goe2mqtt.bridge.health import check_health
-
-    if not file:
-        settings = _load(config) if os.path.exists(config) else None
-        file = settings.health_file if settings is not None else None
-    if not file:
-        print(
-            "goe2mqtt healthcheck: give --file, GOE2MQTT_HEALTH_FILE, or a config"
-            " (--config) with health_file",
-            file=sys.stderr,
-        )
-        return EXIT_CONFIG
-    healthy, why = check_health(Path(file), max_age=max_age)
-    print(f"{'healthy' if healthy else 'unhealthy'}: {why}")
-    return EXIT_OK if healthy else EXIT_FAILURE
-
-
-def _http_healthcheck(config: str, path: str) -> int:
-    """Ask the bridge's own probe over HTTP; the probes need no token."""
-    import urllib.error
-    import urllib.request
-
-    settings = _load(config)
-    if settings is None:
-        return EXIT_CONFIG
-    http = settings.http
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(http.host, http.host)
-    url = f"http://{f'[{host}]' if ':' in host else host}:{http.port}/{path}"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            body, healthy = answer.read().decode(errors="replace").strip(), True
-    except urllib.error.HTTPError as exc:
-        body, healthy = exc.read().decode(errors="replace").strip(), False
-    except OSError as exc:
-        body, healthy = f"no answer from {url}: {exc}", False
-    print(f"{'healthy' if healthy else 'unhealthy'}: {body}")
-    return EXIT_OK if healthy else EXIT_FAILURE
-
-
-def _run(settings: Settings) -> int:
-    from goe2mqtt.bridge.process import Bridge
-    from goe2mqtt.bridge.startup import AnotherInstance, raise_open_file_limit
-    from goe2mqtt.commands.journal import JournalLocked, JournalUnusable
-    from goe2mqtt.ledger.store import StoreUnusable
-    from goe2mqtt.mqtt.client import SessionTakenOver
-    from goe2mqtt.web.server import HttpUnavailable
-
-    raise_open_file_limit()
-
-    async def serve() -> None:
-        bridge = Bridge(settings)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, bridge.request_stop)
-        await bridge.run()
-
-    try:
-        asyncio.run(serve())
-    except JournalLocked as exc:
-        print(f"goe2mqtt: {exc}: is this instance already running?", file=sys.stderr)
-        return EXIT_CONFIG
-    except JournalUnusable as exc:
-        # Exit 2: a restart loop cannot fix a folder it may not write.
-        print(f"goe2mqtt: cannot open the command journal: {exc} (check state_dir)",
-              file=sys.stderr)  # fmt: skip
-        return EXIT_CONFIG
-    except StoreUnusable as exc:
-        print(f"goe2mqtt: cannot open the session ledger: {exc} (check state_dir)",
-              file=sys.stderr)  # fmt: skip
-        return EXIT_CONFIG
-    except (AnotherInstance, SessionTakenOver, HttpUnavailable) as exc:
-        # Exit 2 like a config error: restarting would only start the fight again.
-        print(f"goe2mqtt: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except Exception:
-        log.exception("bridge_crashed")
-        return EXIT_FAILURE
-    return EXIT_OK
+    return dispatch(argv)

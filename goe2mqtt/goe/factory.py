@@ -1,18 +1,18 @@
 """From a charger's settings to the Transport that reaches it: the one place every
 transport is built (HTTP polling, cloud or local; the local or the cloud's websocket;
-the charger's own MQTT)."""
+the charger's own MQTT).
+
+The websocket (its protocol, bcrypt) and the charger-MQTT transports are imported by
+the first charger that uses them: a bridge that only polls does not load them."""
 
 from __future__ import annotations
 
 import aiohttp
 
 from goe2mqtt.config.charger import ChargerSettings
-from goe2mqtt.goe.charger_mqtt import ChargerMqttTransport
 from goe2mqtt.goe.client import GoeClient
 from goe2mqtt.goe.pushed import ANY_KEY, KeyFilter
 from goe2mqtt.goe.transport import ChargerBroker, Transport
-from goe2mqtt.goe.websocket import WebSocketLink
-from goe2mqtt.goe.ws_transport import WebSocketTransport
 
 
 class NoBroker(ValueError):
@@ -43,6 +43,8 @@ def open_transport(
     status may hold (the catalogue's keys); ``broker``: where chargers on their own
     MQTT publish (needed only for them; the transport subscribes to its topics there)."""
     if charger.resolved_transport == "mqtt":
+        from goe2mqtt.goe.charger_mqtt import ChargerMqttTransport
+
         if broker is None:
             raise NoBroker(f"charger {charger.name}: transport mqtt needs the broker")
         own = ChargerMqttTransport(
@@ -55,6 +57,9 @@ def open_transport(
     if charger.resolved_transport != "websocket":
         return client
     assert charger.password is not None  # the settings check it
+    from goe2mqtt.goe.websocket import WebSocketLink
+    from goe2mqtt.goe.ws_transport import WebSocketTransport
+
     cloud = charger.api == "cloud"
     token = charger.token.get_secret_value() if charger.token is not None else None
     link = WebSocketLink(

@@ -27,6 +27,8 @@ COLUMNS = (
     "energy_grid_wh", "energy_pv_wh", "cost", "currency", "peak_power_w", "phases",
     "card_slot", "card", "ended", "flagged", "flags",
 )  # fmt: skip
+# What `goe2mqtt sessions --summary` totals by (ledger/report.py does the totalling).
+SUMMARIES = ("month,card", "month,charger")
 
 
 def new_id(charger: str, started: float) -> str:

@@ -18,7 +18,6 @@ from goe2mqtt.ledger.pricing import local
 from goe2mqtt.ledger.record import COLUMNS, Session
 from goe2mqtt.ledger.store import SessionStore
 
-SUMMARIES = ("month,card", "month,charger")
 SUMMARY_COLUMNS = ("sessions", "energy_kwh", "grid_kwh", "pv_kwh", "cost", "unpriced")
 
 

@@ -12,29 +12,6 @@ from goe2mqtt.sim.charger import MODELS, SimulatedCharger
 from goe2mqtt.sim.charger_mqtt import MqttCharger
 from goe2mqtt.sim.simulator import Simulator
 
-SIMULATE_HELP = """\
-Serve simulated go-e chargers (API v2) on loopback: the cloud API at
-http://HOST:PORT/SERIAL (use it as api_url with the charger's token), and with
---local each charger's local API at HOST:PORT+1, +2, ... (use it as host:).
-They keep state: a set changes what the next status returns, the car charges.
---mode ws adds each charger's websocket at ws://HOST:PORT+N/ws (a config with host:
-and password:); --mode mqtt makes each charger publish to --broker itself (a config
-with transport: mqtt and the serial). --house TOPIC publishes a grid meter to --broker
-for a site (sites: meter_topic): a seeded house's load plus what the chargers draw.
-
-Drive them from outside (JSON over HTTP):
-  curl -X POST http://127.0.0.1:8080/_sim/012345 -d '{"plug": true}'
-      plug a car in ("plug": false unplugs; "auth_required": true waits for a card)
-  curl -X POST .../_sim/012345 -d '{"car_full": true}'      the car stops taking power
-  curl -X POST .../_sim/012345 -d '{"error": 1}'            set the charger's error code
-  curl -X POST .../_sim/012345 -d '{"faults": {"http_status": 500}}'
-      faults: http_status, delay (s), garbage, success_false, body, only ("status" or
-      "set"), times, retry_after, reason, reject_sets, drop_sets, values, missing,
-      ws (garbage, bad_types, silent, big_frame, auth_loop, no_auth, refuse);
-      {"faults": {}} heals
-  curl http://127.0.0.1:8080/_sim/012345      its status, faults and the sets it got
-"""
-
 
 def simulate(
     host: str,

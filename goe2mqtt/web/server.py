@@ -16,9 +16,9 @@ import structlog
 from aiohttp import web
 
 from goe2mqtt.config.http import HttpSettings
+from goe2mqtt.web import HttpUnavailable
 from goe2mqtt.web.keys import LOOK, SETTINGS
 from goe2mqtt.web.live import events
-from goe2mqtt.web.metrics import metrics_handler
 from goe2mqtt.web.page import charger_page, fleet_page, static_file
 from goe2mqtt.web.probes import healthz, readyz
 from goe2mqtt.web.view import BridgeLook
@@ -35,10 +35,6 @@ KEEPALIVE = 15.0
 MAX_BODY = 1024  # nothing here takes a body
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class HttpUnavailable(Exception):
-    """The configured address cannot be listened on; the message names http.listen."""
 
 
 def _offered_token(request: web.Request) -> str | None:
@@ -82,13 +78,21 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     return response
 
 
+async def _metrics(request: web.Request) -> web.StreamResponse:
+    """/metrics: prometheus_client (~1 MiB) is imported by the first scrape, so a bridge
+    that no Prometheus scrapes does not carry it."""
+    from goe2mqtt.web.metrics import metrics_handler
+
+    return await metrics_handler(request)
+
+
 def make_app(look: BridgeLook, settings: HttpSettings) -> web.Application:
     app = web.Application(middlewares=[_guard], client_max_size=MAX_BODY)
     app[LOOK] = look
     app[SETTINGS] = settings
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/metrics", _metrics)
     app.router.add_get("/", fleet_page)
     app.router.add_get("/charger/{name}", charger_page)
     app.router.add_get("/events", events)

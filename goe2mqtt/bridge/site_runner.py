@@ -1,0 +1,189 @@
+"""One site on the broker: meter readings in, decisions at interval, writes through the
+command path, the state and the site commands out.
+
+Every write of the site goes to the command desk as a command from the site (service
+``set``, id ``site:{site}:{n}``): validated, journaled, run in the charger's queue
+and read back like a user's, with its result on the charger's result topic. A user's
+command that sets the current of a charger the site manages is refused at the desk
+(mode not ``off``); the site's own commands answer on ``{base}/site/{site}/cmd/result``,
+and what they set is remembered across restarts (site_memory.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+import structlog
+
+from goe2mqtt.bridge.site_memory import SiteMemory
+from goe2mqtt.charger.loop import Charger
+from goe2mqtt.commands.payloads import command_result, result_json
+from goe2mqtt.config.site import SiteSettings
+from goe2mqtt.mqtt.session import InboundMessage
+from goe2mqtt.site.commands import SiteCommandError, parse_site_command, sets_current
+from goe2mqtt.site.controller import SiteController, Write
+from goe2mqtt.site.meter import MeterInvalid, parse_meter
+from goe2mqtt.site.seen import seen_from_status
+from goe2mqtt.util.aio import wait_until_set
+
+log = structlog.get_logger()
+
+MIN_GAP = 1.0  # s between decisions: a meter that publishes ten times a second
+STATE_REFRESH = 60.0  # s: the state (meter age) is published at least this often
+
+
+class CommandEntry(Protocol):
+    """The command path's public entry (bridge.desk.CommandDesk.accept)."""
+
+    def accept(self, charger: str, service: str, message: InboundMessage) -> None: ...
+
+
+class Publisher(Protocol):
+    async def publish_retained(self, topic: str, payload: str | bytes) -> None: ...
+
+    async def publish_once(self, topic: str, payload: str | bytes) -> None: ...
+
+
+def site_topic(base: str, site: str, leaf: str) -> str:
+    return f"{base}/site/{site}/{leaf}"
+
+
+class SiteRunner:
+    """One site: its controller, fed and carried out."""
+
+    def __init__(self, settings: SiteSettings, *, base: str, memory: SiteMemory | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        self.settings = settings
+        self.controller = SiteController(settings)
+        self._memory = memory
+        if memory is not None:
+            memory.restore(settings, self.controller)
+        self._base = base
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._last = -float("inf")
+        self._published = -float("inf")
+        self._writes = 0
+        self._fallback_said: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def state_topic(self) -> str:
+        return site_topic(self._base, self.name, "state")
+
+    @property
+    def write_topic(self) -> str:
+        """What the site's writes carry as their topic: never published, and one level
+        deeper than any command the broker routes to the desk ({base}/{charger}/cmd/x),
+        so no user's command can pass for the site's."""
+        return site_topic(self._base, self.name, "write/set")
+
+    def manages(self, charger: str) -> bool:
+        return charger in self.controller.managed and self.controller.mode != "off"
+
+    def refusal(self, charger: str, service: str, payload: bytes) -> str | None:
+        """Why a user's command to a charger is refused for this site (None: it is not)."""
+        if self.manages(charger) and sets_current(service, payload):
+            return (
+                f"site {self.name} manages {charger}'s current (mode"
+                f" {self.controller.mode}): use cmd/set_mode off on the site, or its"
+                " max_current in the config"
+            )
+        return None
+
+    def meter_message(self, payload: bytes) -> None:
+        now = self._clock()
+        exports = self.settings.meter_exports or self.controller.mode == "pv"
+        try:
+            self.controller.meter(parse_meter(payload, exports=exports), now)
+        except MeterInvalid as exc:
+            if self.controller.invalid != str(exc):
+                log.warning("site_meter_invalid", site=self.name, reason=str(exc),
+                            effect="fallback until valid readings return")  # fmt: skip
+            self.controller.meter_invalid(str(exc), now)
+        self._wake.set()
+
+    async def run(self, chargers: Mapping[str, Charger], desk: CommandEntry,
+                  mqtt: Publisher) -> None:  # fmt: skip
+        """Decide every interval, and at once (at most once a second) on a reading."""
+        while True:
+            due = self._last + self.settings.interval - self._clock()
+            if due > 0:
+                await wait_until_set(self._wake, due)
+            self._wake.clear()
+            gap = self._last + MIN_GAP - self._clock()
+            if gap > 0:
+                await asyncio.sleep(gap)
+            await self.decide(chargers, desk, mqtt)
+
+    async def decide(self, chargers: Mapping[str, Charger], desk: CommandEntry,
+                     mqtt: Publisher) -> None:  # fmt: skip
+        now = self._last = self._clock()
+        for name in self.controller.managed:
+            charger = chargers.get(name)
+            if charger is not None:
+                seen = seen_from_status(charger.status, online=charger.availability.online)
+                self.controller.see(name, seen)
+        decision = self.controller.decide(now)
+        self._say_fallback()
+        for write in decision.writes:
+            self._send(write, desk)
+        if decision.changed or now - self._published >= STATE_REFRESH:
+            self._published = now
+            state = json.dumps(self.controller.state(now), separators=(",", ":"))
+            await mqtt.publish_retained(self.state_topic, state)
+
+    def _say_fallback(self) -> None:
+        reason = self.controller.fallback
+        if (reason is None) != (self._fallback_said is None):
+            if reason is not None:
+                log.warning("site_fallback", site=self.name, reason=reason,
+                            fallback_current=self.settings.fallback_current)  # fmt: skip
+            else:
+                log.info("site_fallback_ended", site=self.name)
+        self._fallback_said = reason
+
+    def _send(self, write: Write, desk: CommandEntry) -> None:
+        self._writes += 1
+        payload = {**write.call, "id": f"site:{self.name}:{self._writes}"}
+        log.info("site_write", site=self.name, charger=write.charger, call=write.call,
+                 why=write.why)  # fmt: skip
+        message = InboundMessage(
+            topic=self.write_topic,
+            payload=json.dumps(payload).encode(),
+            retain=False,
+        )
+        desk.accept(write.charger, "set", message)
+
+    async def command(self, service: str, payload: bytes, mqtt: Publisher) -> None:
+        """A site command; its result on the site's result topic."""
+        request_id = None
+        try:
+            command = parse_site_command(service, payload)
+            request_id = command.request_id
+            args = command.arguments
+            if service == "set_mode":
+                error = self.controller.set_mode(args["mode"])
+            elif service == "set_fuse":
+                error = self.controller.set_fuse(float(args["fuse"]))
+            else:
+                error = self.controller.set_priority(args["charger"], args["priority"])
+            if error is not None:
+                raise SiteCommandError(error)
+        except SiteCommandError as exc:
+            result = command_result(service, ok=False, request_id=request_id, error=str(exc))
+        else:
+            log.info("site_command", site=self.name, service=service, arguments=args)
+            if self._memory is not None:
+                self._memory.learn(self.settings, service, args)
+            result = command_result(service, ok=True, request_id=request_id, applied=[args])
+            self._wake.set()  # decide with the new setting now
+        topic = site_topic(self._base, self.name, "cmd/result")
+        await mqtt.publish_once(topic, result_json(result))
