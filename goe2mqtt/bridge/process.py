@@ -374,6 +374,10 @@ async def stop_pollers(chargers: Iterable[Charger], tasks: Collection[asyncio.Ta
     """Stop the poll loops and command tasks, whatever a library did with the cancel."""
     for charger in chargers:
         charger.stop()
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    # Again until they end: on 3.11 a wait_for inside aiomqtt may swallow one cancel
+    # (the chargers' own MQTT connection, cancelled while connecting, hung the stop).
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
