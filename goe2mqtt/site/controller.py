@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from goe2mqtt.config.site import SiteSettings
 from goe2mqtt.site.meter import PHASES, MeterReading
-from goe2mqtt.site.seen import FORCE_OFF, ChargerSeen, Managed
+from goe2mqtt.site.seen import FORCE_OFF, MISMATCH_GRACE, ChargerSeen, Managed
 from goe2mqtt.site.sharing import Claim, Room, share
 
 Mode = Literal["fuse", "pv", "off"]
@@ -31,7 +31,6 @@ TCL_REFRESH = 480.0  # s: go-e drops tcl after 600 s unless it is written again
 # cannot fill the fuse past its rating (and the next reading corrects what one did).
 MARGIN = 0.5  # A per phase
 MARGIN_WATTS = MARGIN * 230.0
-MISMATCH_GRACE = 10.0  # s: a limit still not shown this long after its write is written again
 
 SetCall = dict[str, int | None]
 
@@ -65,6 +64,7 @@ class SiteController:
         self.room: tuple[float, float, float] | None = None
         self.started: float | None = None
         self._shown: Any = None
+        self._beyond: dict[str, float] = {}  # A a charger draws beyond what the site allows
 
     # --- what comes in ----------------------------------------------------------------
 
@@ -142,7 +142,11 @@ class SiteController:
         fallback = self.settings.fallback_current
         writes: list[Write] = []
         for m in self.managed.values():
-            if not m.seen.online or m.paused:
+            if not m.seen.online:
+                continue
+            if m.paused:
+                if m.defies_pause(now):
+                    writes.append(self._pause_again(m, now))
                 continue
             low, _ = m.bounds()
             m.why, m.share = f"fallback: {why}", float(fallback)
@@ -171,15 +175,19 @@ class SiteController:
         return writes
 
     def _control(self, now: float) -> list[Write]:
-        room = self._room()
+        room = self._room(now)
         online = [m for m in self.managed.values() if m.seen.online]
         claimants = [
             m for m in online if m.seen.drawing or m.paused or now - m.started_at < STARTING
         ]
         first = share([self._claim(m, now) for m in claimants], room)
         resuming = []
+        again: list[Write] = []
         for m in claimants:
             if not m.paused:
+                continue
+            if m.defies_pause(now):
+                again.append(self._pause_again(m, now))
                 continue
             if first[m.name] >= m.bounds()[0]:
                 m.fits_since = now if m.fits_since is None else m.fits_since
@@ -199,7 +207,7 @@ class SiteController:
             shares = first  # nobody left out: the same claims, the same shares
         else:
             shares = share([self._claim(m, now) for m in (*running, *resuming)], room)
-        down: list[Write] = []
+        down: list[Write] = again
         up: list[Write] = []
         for m in running:
             self._steer(m, shares[m.name], now, down, up)
@@ -232,6 +240,8 @@ class SiteController:
         lower = min(math.floor(given + 1e-9), high)
         higher = min(math.floor(given - UP_MARGIN), high, current + self.settings.ramp_up)
         m.why = f"share {given:.1f} A"
+        if m.name in self._beyond:
+            m.why += f"; draws {self._beyond[m.name]:.1f} A beyond its limit, counted as other load"
         if lower < current:
             down.append(self._current(m, max(lower, low), f"down to its share {given:.1f} A", now))
         elif m.written is None:  # a charging charger of the site always has the site's limit
@@ -263,6 +273,13 @@ class SiteController:
         elif m.seen.has_tcl and now - m.written_at >= TCL_REFRESH:
             up.append(self._current(m, m.written, "refreshed before tcl expires", now))
 
+    def _pause_again(self, m: Managed, now: float) -> Write:
+        """The pause written again (frc as it was before the site's pause is kept); its
+        resume_after counts from now."""
+        m.paused_at, m.fits_since = now, None
+        m.why = "paused again: it was resumed while the site had it paused"
+        return Write(m.name, {"frc": FORCE_OFF}, m.why)
+
     def _lack(self) -> str:
         return "no sun for its minimum" if self.mode == "pv" else "no room for its minimum"
 
@@ -291,16 +308,23 @@ class SiteController:
             first=pv and not m.paused and now - m.started_at < self.settings.pv_min_charge_time,
         )
 
-    def _room(self) -> Room:
-        """What the site's chargers may draw: the limits less everything else."""
+    def _room(self, now: float) -> Room:
+        """What the site's chargers may draw: the limits less everything else. What a
+        charger draws beyond what the site allows it is everything else too."""
         assert self.reading is not None
         volts = self._volts()
         drawn = [0.0, 0.0, 0.0]
         reserved = [0.0, 0.0, 0.0]
+        self._beyond = {}
         for m in self.managed.values():
             # Offline: taken as still drawing what it drew, and able to draw its limit.
+            cap = m.allowed(now) if m.seen.online else None
             for p in range(3):
-                drawn[p] += m.last_draw[p] if not m.seen.online else m.seen.currents[p]
+                current = m.last_draw[p] if not m.seen.online else m.seen.currents[p]
+                if cap is not None and current > cap:
+                    self._beyond[m.name] = max(self._beyond.get(m.name, 0.0), current - cap)
+                    current = cap
+                drawn[p] += current
             if not m.seen.online:
                 limit = max(m.written or 0, *m.last_draw)
                 for p in m.draws_on():

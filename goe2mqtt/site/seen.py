@@ -22,6 +22,12 @@ CHARGING = 2  # go-e car state: charging
 NO_CAR = 1
 FORCE_OFF = 1  # frc: stop now
 HOUR = 3600.0
+MISMATCH_GRACE = 10.0  # s: a limit still not shown this long after its write is written again
+# A a car may draw above the limit written (the pilot's rounding, the charger's own
+# measurement). Beyond it, once MISMATCH_GRACE has passed since the write, the charger
+# is not following the site (a firmware that ignores tcl, the app or a button resuming
+# a paused charger): what it draws beyond is counted as load the site does not steer.
+FOLLOW_TOLERANCE = 1.0
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,27 @@ class Managed:
         low = max(self.settings.min_current, self.seen.low)
         high = min(self.settings.max_current, self.seen.high)
         return low, max(low, high)
+
+    def allowed(self, now: float) -> float | None:
+        """A per phase it may draw by the site's last write, once it has had
+        MISMATCH_GRACE to follow it; None: no bound yet (not written, still following)."""
+        if self.paused:
+            since = self.paused_at
+        elif self.written is not None:
+            since = self.written_at
+        else:
+            return None
+        if now - since < MISMATCH_GRACE:
+            return None
+        return (0.0 if self.paused else float(self.written or 0)) + FOLLOW_TOLERANCE
+
+    def defies_pause(self, now: float) -> bool:
+        """Paused by the site, yet resumed (the app, a button, a user's start_charging):
+        it shows another force state, or draws, MISMATCH_GRACE after the pause."""
+        if not self.paused or now - self.paused_at < MISMATCH_GRACE:
+            return False
+        frc = self.seen.frc
+        return (frc is not None and frc != FORCE_OFF) or max(self.seen.currents) >= FOLLOW_TOLERANCE
 
     def count_write(self, now: float) -> None:
         self.writes.append(now)

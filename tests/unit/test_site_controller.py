@@ -259,3 +259,67 @@ def test_a_stale_reading_raises_nothing() -> None:
             assert writes == {"garage": [{"tcl": 8}]}  # a reading newer than the write
         else:
             assert writes == {}, now
+
+
+def test_a_paused_charger_forced_on_by_someone_else_is_paused_again_and_counted() -> None:
+    # The app, the charger's button or a user's start_charging (frc=2) resumes a charger
+    # the site paused. Its draw is then the site's doing as much as an oven's: the others
+    # make room for it, and it is paused again, however long it goes on.
+    controller = site(resume_after=60)
+    step(controller, 0, (1, 1, 1), garage=charging(16, limit=16), carport=charging(7, limit=7))
+    writes = step(controller, 5, (14, 14, 14), garage=charging(16, limit=16),
+                  carport=charging(7, limit=7))  # fmt: skip
+    assert calls(writes) == {"garage": [{"tcl": 10}], "carport": [{"frc": 1}]}
+    forced = ChargerSeen(online=True, car=2, frc=2, currents=(7.0, 7.0, 7.0), limit=7)
+    garage = charging(10, limit=10)
+    # Within the time a pause takes to show, nothing more is written.
+    assert step(controller, 10, (14, 14, 14), garage=garage, carport=forced) == []
+    writes = step(controller, 15, (14, 14, 14), garage=garage, carport=forced)
+    # 14 A of house and the carport's 7 A leave 3.5 A: not the garage's minimum either.
+    assert calls(writes) == {"garage": [{"frc": 1}], "carport": [{"frc": 1}]}
+    assert "paused again" in controller.managed["carport"].why
+    # It still does not follow: paused again, once a grace, never given room.
+    paused_garage = ChargerSeen(online=True, car=4, frc=1, limit=10)
+    assert step(controller, 20, (14, 14, 14), garage=paused_garage, carport=forced) == []
+    writes = step(controller, 25, (14, 14, 14), garage=paused_garage, carport=forced)
+    assert calls(writes) == {"carport": [{"frc": 1}]}
+    # It follows: the garage (priority 1) has room for its minimum again and resumes
+    # after resume_after; the carport stays paused (10.5 A is not two minimums).
+    stopped = ChargerSeen(online=True, car=4, frc=1, limit=7)
+    resumed: list[int] = []
+    for now in range(30, 100, 5):
+        writes = step(controller, now, (14, 14, 14), garage=paused_garage, carport=stopped)
+        if "garage" in calls(writes):
+            resumed.append(now)
+        assert "carport" not in calls(writes), now
+    assert resumed
+    assert min(resumed) >= 15 + 60
+    assert controller.managed["carport"].paused
+
+
+def test_a_charger_that_draws_more_than_written_makes_the_others_give_way() -> None:
+    # The garage shows the 10 A written, but its car draws 16 (a firmware that ignores
+    # tcl, a car that ignores the pilot): what it draws beyond its limit is counted as
+    # load the site does not steer, so the fuse holds.
+    controller = site()
+    step(controller, 0, (1, 1, 1), garage=charging(16, limit=16), carport=charging(7, limit=7))
+    writes = step(controller, 5, (8, 8, 8), garage=charging(16, limit=16),
+                  carport=charging(7, limit=7))  # fmt: skip
+    assert calls(writes) == {"garage": [{"tcl": 10}], "carport": [{"tcl": 6}]}
+    unruly = charging(16, limit=10)
+    assert step(controller, 10, (8, 8, 8), garage=unruly, carport=charging(6, limit=6)) == []
+    writes = step(controller, 15, (8, 8, 8), garage=unruly, carport=charging(6, limit=6))
+    # 8 A of house and the garage's 5 A beyond its 10 (+1 of tolerance) leave 11.5 A:
+    # the garage's 16 A and the carport's 6 A would be 30 A on a 25 A fuse.
+    assert calls(writes) == {"carport": [{"frc": 1}]}
+    assert "draws" in controller.managed["garage"].why
+    # A charger that ignores even its own pause leaves the others nothing more.
+    controller = site(chargers=(SiteChargerSettings(name="garage"),
+                                SiteChargerSettings(name="carport")))  # fmt: skip
+    step(controller, 0, (1, 1, 1), garage=charging(11, limit=11), carport=charging(11, limit=11))
+    wild = charging(32, limit=11)
+    sent: list[Write] = []
+    for now in (5, 10, 15):
+        sent += step(controller, now, (1, 1, 1), garage=wild, carport=charging(11, limit=11))
+    # 1 A of house and the garage's 20 A beyond its limit leave 3.5 A: no minimum fits.
+    assert calls(sent) == {"garage": [{"frc": 1}], "carport": [{"frc": 1}]}
