@@ -214,7 +214,13 @@ class SiteController:
         for m in resuming:
             low, _ = m.bounds()
             m.share = shares[m.name]
-            if m.written != low:
+            # Written again unless the charger shows it: a pause longer than tcl lives
+            # has let the firmware drop it, and frc alone would resume at amp.
+            if (
+                m.written != low
+                or m.seen.limit != low
+                or (m.seen.has_tcl and now - m.written_at >= TCL_REFRESH)
+            ):
                 up.append(self._current(m, low, "resumes at its minimum", now))
             up.append(Write(m.name, {"frc": m.frc_before}, "room for its minimum: resumed"))
         for m in online:

@@ -323,3 +323,27 @@ def test_a_charger_that_draws_more_than_written_makes_the_others_give_way() -> N
         sent += step(controller, now, (1, 1, 1), garage=wild, carport=charging(11, limit=11))
     # 1 A of house and the garage's 20 A beyond its limit leave 3.5 A: no minimum fits.
     assert calls(sent) == {"garage": [{"frc": 1}], "carport": [{"frc": 1}]}
+
+
+def test_a_charger_paused_longer_than_tcl_lives_resumes_at_its_minimum() -> None:
+    # Paused for a quarter of an hour, the firmware has dropped the 6 A tcl written before the
+    # pause: the charger's own 16 A apply again. Resuming with frc alone would let it
+    # start at 16 A where there is room for 6.
+    controller = site(resume_after=60)
+    step(controller, 0, (1, 1, 1), garage=charging(16, limit=16), carport=charging(7, limit=7))
+    step(controller, 5, (12, 12, 12), garage=charging(16, limit=16), carport=charging(7, limit=7))
+    step(controller, 10, (18.5, 18.5, 18.5), garage=charging(11, limit=11),
+         carport=charging(6, limit=6))  # fmt: skip
+    assert controller.managed["carport"].paused
+    assert controller.managed["carport"].written == 6
+    paused = ChargerSeen(online=True, car=4, frc=1, limit=6)
+    garage = charging(6, limit=6)
+    for now in range(15, 900, 5):  # no room for its minimum for a quarter of an hour
+        writes = step(controller, now, (18.5, 18.5, 18.5), garage=garage, carport=paused)
+        assert "carport" not in calls(writes)
+    expired = ChargerSeen(online=True, car=4, frc=1, limit=16)  # tcl gone: amp's 16 A
+    for now in range(900, 1000, 5):
+        writes = step(controller, now, (12, 12, 12), garage=garage, carport=expired)
+        if "carport" in calls(writes):
+            break
+    assert calls(writes)["carport"] == [{"tcl": 6}, {"frc": 0}]
