@@ -91,6 +91,12 @@ class SiteController:
         lowest = max(m.settings.min_current for m in self.managed.values())
         if fuse < lowest:
             return f"fuse {fuse:g} A is below a charger's min_current {lowest} A"
+        fallback, chargers = self.settings.fallback_current, len(self.managed)
+        if fallback * chargers > fuse:
+            return (
+                f"fuse {fuse:g} A is below the fallback of {chargers} chargers at {fallback} A"
+                f" ({fallback * chargers} A): with the meter silent they alone would overload it"
+            )
         self.fuse = fuse
         return None
 

@@ -347,3 +347,14 @@ def test_a_charger_paused_longer_than_tcl_lives_resumes_at_its_minimum() -> None
         if "carport" in calls(writes):
             break
     assert calls(writes)["carport"] == [{"tcl": 6}, {"frc": 0}]
+
+
+def test_a_fuse_set_by_command_below_the_fallback_is_refused() -> None:
+    controller = site()  # two chargers, fallback_current 6
+    assert controller.set_fuse(11) == (
+        "fuse 11 A is below the fallback of 2 chargers at 6 A (12 A): with the meter"
+        " silent they alone would overload it"
+    )
+    assert controller.fuse == 25
+    assert controller.set_fuse(12) is None
+    assert site(fallback_current=0).set_fuse(6) is None  # the fallback pauses them
