@@ -243,6 +243,32 @@ def test_a_session_counts_in_the_month_it_started_so_the_month_never_drops(
     assert books.states()["@last_session_energy"] == 4.0
 
 
+def test_a_new_month_starts_the_month_totals_afresh_while_the_charger_idles(
+    tmp_path: Path,
+) -> None:
+    # November's session closed; December comes with no car: "energy this month" must
+    # not show November's figures until the next car arrives.
+    clock = Clock()
+    clock.now = 1_796_083_200.0 - 7200  # 2026-11-30T22:00:00Z
+    ledger = Ledger(SessionStore(tmp_path / "s"), clock=lambda: clock.now,
+                    monotonic=lambda: clock.mono)  # fmt: skip
+    books = ledger.books_for("garage", TariffSettings(price_per_kwh=0.5, timezone="UTC"))
+    books.observe(status(eto=100_000, trx=1), serial=None)
+    clock.advance(1200)
+    books.observe(status(eto=102_000, trx=1), serial=None)
+    books.observe(status(car=1, eto=102_000), serial=None)
+    ledger.commit()
+    november = books.states()
+    assert (november["@month_energy"], november["@month_cost"]) == (2.0, 1.0)
+    assert november["@card_0_month_energy"] == 2.0
+    clock.advance(2 * 86_400)  # December 2nd: the charger idles, the same status
+    books.observe(status(car=1, eto=102_000), serial=None)
+    december = books.states()
+    assert (december["@month_energy"], december["@month_cost"]) == (0.0, 0.0)
+    assert december["@card_0_month_energy"] == 0.0
+    assert december["@last_session_energy"] == 2.0  # the last session stays the last
+
+
 def test_the_sessions_command_filters_by_charger_day_and_card(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
