@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 from goe2mqtt.config.site import SiteSettings
 from goe2mqtt.site.meter import PHASES, MeterReading
-from goe2mqtt.site.seen import FORCE_OFF, MISMATCH_GRACE, ChargerSeen, Managed
+from goe2mqtt.site.room import room_of
+from goe2mqtt.site.seen import FORCE_OFF, ChargerSeen, Managed
 from goe2mqtt.site.sharing import Claim, Room, share
 
 Mode = Literal["fuse", "pv", "off"]
@@ -27,10 +28,6 @@ MODES: tuple[Mode, ...] = ("fuse", "pv", "off")
 UP_MARGIN = 1.0  # A beyond the next whole ampere before going up: meter noise writes nothing
 STARTING = 60.0  # s a resumed charger keeps its claim before its car draws (cars wake slowly)
 TCL_REFRESH = 480.0  # s: go-e drops tcl after 600 s unless it is written again
-# The meter's noise: the room is taken this much smaller, so a reading a little low
-# cannot fill the fuse past its rating (and the next reading corrects what one did).
-MARGIN = 0.5  # A per phase
-MARGIN_WATTS = MARGIN * 230.0
 
 SetCall = dict[str, int | None]
 
@@ -151,8 +148,7 @@ class SiteController:
             if not m.seen.online:
                 continue
             if m.paused:
-                if m.defies_pause(now):
-                    writes.append(self._pause_again(m, now))
+                self._pause_kept(m, now, writes)
                 continue
             low, _ = m.bounds()
             m.why, m.share = f"fallback: {why}", float(fallback)
@@ -192,8 +188,7 @@ class SiteController:
         for m in claimants:
             if not m.paused:
                 continue
-            if m.defies_pause(now):
-                again.append(self._pause_again(m, now))
+            if not self._pause_kept(m, now, again):
                 continue
             if first[m.name] >= m.bounds()[0]:
                 m.fits_since = now if m.fits_since is None else m.fits_since
@@ -239,6 +234,7 @@ class SiteController:
             return down
         for m in resuming:
             m.paused, m.started_at, m.fits_since = False, now, None
+            m.limit_since, m.unheeded = now, 0
         return up
 
     def _steer(self, m: Managed, given: float, now: float, down: list[Write],
@@ -278,17 +274,31 @@ class SiteController:
         if m.written is None:
             return
         if m.seen.limit is not None and m.seen.limit != m.written:
-            if now - m.written_at >= MISMATCH_GRACE:
+            if now - m.written_at >= m.resend_wait():
+                m.unheeded += 1
                 why = f"the charger shows {m.seen.limit} A, not the {m.written} A written"
                 higher = m.seen.limit > m.written  # unsafe: counts as going down
                 (down if higher else up).append(self._current(m, m.written, why, now))
-        elif m.seen.has_tcl and now - m.written_at >= TCL_REFRESH:
-            up.append(self._current(m, m.written, "refreshed before tcl expires", now))
+        else:
+            m.unheeded = 0
+            if m.seen.has_tcl and now - m.written_at >= TCL_REFRESH:
+                up.append(self._current(m, m.written, "refreshed before tcl expires", now))
+
+    def _pause_kept(self, m: Managed, now: float, writes: list[Write]) -> bool:
+        """Whether a paused charger keeps its pause; one that does not is paused again
+        into ``writes`` (``resend_wait`` after the last time)."""
+        if not m.defies_pause(now):
+            m.unheeded = 0
+            return True
+        if now - m.paused_at >= m.resend_wait():
+            writes.append(self._pause_again(m, now))
+        return False
 
     def _pause_again(self, m: Managed, now: float) -> Write:
         """The pause written again (frc as it was before the site's pause is kept); its
         resume_after counts from now."""
         m.paused_at, m.fits_since = now, None
+        m.unheeded += 1
         m.why = "paused again: it was resumed while the site had it paused"
         return Write(m.name, {"frc": FORCE_OFF}, m.why)
 
@@ -296,12 +306,15 @@ class SiteController:
         return "no sun for its minimum" if self.mode == "pv" else "no room for its minimum"
 
     def _current(self, m: Managed, amps: int, why: str, now: float) -> Write:
+        if amps != m.written:
+            m.limit_since, m.unheeded = now, 0
         m.written, m.written_at = amps, now
         key = "tcl" if m.seen.has_tcl else "amp"
         return Write(m.name, {key: amps}, why)
 
     def _pause(self, m: Managed, why: str, now: float) -> Write:
         m.paused, m.paused_at, m.fits_since, m.why = True, now, None, why
+        m.limit_since, m.unheeded = now, 0
         frc = m.seen.frc
         m.frc_before = frc if frc is not None and frc != FORCE_OFF else 0
         return Write(m.name, {"frc": FORCE_OFF}, why)
@@ -321,55 +334,12 @@ class SiteController:
         )
 
     def _room(self, now: float) -> Room:
-        """What the site's chargers may draw: the limits less everything else. What a
-        charger draws beyond what the site allows it is everything else too."""
+        """What the site's chargers may draw now (site/room.py)."""
         assert self.reading is not None
-        volts = self._volts()
-        drawn = [0.0, 0.0, 0.0]
-        reserved = [0.0, 0.0, 0.0]
-        self._beyond = {}
-        for m in self.managed.values():
-            # Offline: taken as still drawing what it drew, and able to draw its limit.
-            cap = m.allowed(now) if m.seen.online else None
-            for p in range(3):
-                current = m.last_draw[p] if not m.seen.online else m.seen.currents[p]
-                if cap is not None and current > cap:
-                    self._beyond[m.name] = max(self._beyond.get(m.name, 0.0), current - cap)
-                    current = cap
-                drawn[p] += current
-            if not m.seen.online:
-                limit = max(m.written or 0, *m.last_draw)
-                for p in m.draws_on():
-                    reserved[p] += limit
-        drawn_watts = sum(v * i for v, i in zip(volts, drawn, strict=True))
-        reserved_watts = sum(v * i for v, i in zip(volts, reserved, strict=True))
-        currents = self.reading.currents
-        if self.reading.power is not None:
-            other_watts = self.reading.power - drawn_watts
-        else:
-            assert currents is not None
-            other_watts = sum(v * i for v, i in zip(volts, currents, strict=True)) - drawn_watts
-        if currents is not None:
-            other = [currents[p] - drawn[p] for p in range(3)]
-        else:  # power alone: any phase may carry all of the rest
-            other = [max(0.0, other_watts) / volts[p] for p in range(3)]
-        phases = None
-        if self.fuse is not None:
-            fuse = self.fuse - MARGIN
-            phases = (fuse - other[0] - reserved[0], fuse - other[1] - reserved[1],
-                      fuse - other[2] - reserved[2])  # fmt: skip
-        self.room = phases
-        cap = self.settings.import_limit
-        watts = None if cap is None else cap - other_watts - reserved_watts - MARGIN_WATTS
-        pv = -other_watts - reserved_watts - MARGIN_WATTS if self.mode == "pv" else None
-        return Room(phases, watts, pv, volts)
-
-    def _volts(self) -> tuple[float, float, float]:
-        looks = [m.seen.volts for m in self.managed.values() if m.seen.online]
-        if not looks:
-            return (230.0, 230.0, 230.0)
-        a, b, c = (sum(v[p] for v in looks) / len(looks) for p in range(3))
-        return (a, b, c)
+        found = room_of(self.reading, self.managed.values(), now, fuse=self.fuse,
+                        import_limit=self.settings.import_limit, pv=self.mode == "pv")  # fmt: skip
+        self.room, self._beyond = found.room.phases, found.beyond
+        return found.room
 
     # --- what goes out -----------------------------------------------------------------
 

@@ -28,6 +28,7 @@ MISMATCH_GRACE = 10.0  # s: a limit still not shown this long after its write is
 # is not following the site (a firmware that ignores tcl, the app or a button resuming
 # a paused charger): what it draws beyond is counted as load the site does not steer.
 FOLLOW_TOLERANCE = 1.0
+RESEND_MAX = 300.0  # s: a write the charger never shows is sent again at least this often
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,8 @@ class Managed:
     started_at: float = -math.inf  # pv: when it last started
     phases: tuple[int, ...] | None = None  # learned from what it draws on
     last_draw: tuple[float, float, float] = (0.0, 0.0, 0.0)  # kept while offline
+    limit_since: float = -math.inf  # since when the site's limit (or pause) is what it is
+    unheeded: int = 0  # writes sent again in a row that the charger did not show
     share: float = 0.0  # A it was given at the last decision
     why: str = ""
     writes: deque[float] = field(default_factory=deque)
@@ -146,23 +149,22 @@ class Managed:
     def allowed(self, now: float) -> float | None:
         """A per phase it may draw by the site's last write, once it has had
         MISMATCH_GRACE to follow it; None: no bound yet (not written, still following)."""
-        if self.paused:
-            since = self.paused_at
-        elif self.written is not None:
-            since = self.written_at
-        else:
-            return None
-        if now - since < MISMATCH_GRACE:
+        if (not self.paused and self.written is None) or now - self.limit_since < MISMATCH_GRACE:
             return None
         return (0.0 if self.paused else float(self.written or 0)) + FOLLOW_TOLERANCE
 
     def defies_pause(self, now: float) -> bool:
         """Paused by the site, yet resumed (the app, a button, a user's start_charging):
         it shows another force state, or draws, MISMATCH_GRACE after the pause."""
-        if not self.paused or now - self.paused_at < MISMATCH_GRACE:
+        if not self.paused or now - self.limit_since < MISMATCH_GRACE:
             return False
         frc = self.seen.frc
         return (frc is not None and frc != FORCE_OFF) or max(self.seen.currents) >= FOLLOW_TOLERANCE
+
+    def resend_wait(self) -> float:
+        """How long after the last write one the charger does not show is sent again:
+        MISMATCH_GRACE, then twice as long each time in a row (at most RESEND_MAX)."""
+        return min(MISMATCH_GRACE * 2.0 ** min(self.unheeded, 8), RESEND_MAX)
 
     def count_write(self, now: float) -> None:
         self.writes.append(now)

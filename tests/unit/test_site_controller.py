@@ -278,22 +278,23 @@ def test_a_paused_charger_forced_on_by_someone_else_is_paused_again_and_counted(
     # 14 A of house and the carport's 7 A leave 3.5 A: not the garage's minimum either.
     assert calls(writes) == {"garage": [{"frc": 1}], "carport": [{"frc": 1}]}
     assert "paused again" in controller.managed["carport"].why
-    # It still does not follow: paused again, once a grace, never given room.
+    # It still does not follow: paused again after twice as long, never given room.
     paused_garage = ChargerSeen(online=True, car=4, frc=1, limit=10)
-    assert step(controller, 20, (14, 14, 14), garage=paused_garage, carport=forced) == []
-    writes = step(controller, 25, (14, 14, 14), garage=paused_garage, carport=forced)
+    for now in (20, 25, 30):
+        assert step(controller, now, (14, 14, 14), garage=paused_garage, carport=forced) == []
+    writes = step(controller, 35, (14, 14, 14), garage=paused_garage, carport=forced)
     assert calls(writes) == {"carport": [{"frc": 1}]}
     # It follows: the garage (priority 1) has room for its minimum again and resumes
     # after resume_after; the carport stays paused (10.5 A is not two minimums).
     stopped = ChargerSeen(online=True, car=4, frc=1, limit=7)
     resumed: list[int] = []
-    for now in range(30, 100, 5):
+    for now in range(40, 120, 5):
         writes = step(controller, now, (14, 14, 14), garage=paused_garage, carport=stopped)
         if "garage" in calls(writes):
             resumed.append(now)
         assert "carport" not in calls(writes), now
     assert resumed
-    assert min(resumed) >= 15 + 60
+    assert min(resumed) >= 40 + 60
     assert controller.managed["carport"].paused
 
 
@@ -358,3 +359,33 @@ def test_a_fuse_set_by_command_below_the_fallback_is_refused() -> None:
     assert controller.fuse == 25
     assert controller.set_fuse(12) is None
     assert site(fallback_current=0).set_fuse(6) is None  # the fallback pauses them
+
+
+def test_a_charger_that_never_shows_what_is_written_is_written_to_less_and_less() -> None:
+    # A firmware that ignores tcl, or refuses it: the site writes again after 10 s, then
+    # after twice as long each time (at most 5 minutes apart), not 360 times an hour
+    # through the journal and the charger's API. What it draws beyond counts meanwhile.
+    controller = site(chargers=(SiteChargerSettings(name="garage"),))
+    step(controller, 0, (14, 14, 14), garage=charging(16, limit=16))  # taken over: 10 A
+    deaf = charging(10, limit=16)  # shows 16 A, draws what it was written (or not)
+    sent = [now for now in range(5, 3605, 5)
+            if step(controller, now, (14, 14, 14), garage=deaf)]  # fmt: skip
+    assert sent[:5] == [10, 30, 70, 150, 310]
+    assert len(sent) <= 20, sent
+    # Once it shows the value, the count starts again: 10 s after a write, then 20.
+    step(controller, 3605, (14, 14, 14), garage=charging(10, limit=10))
+    sent = [now for now in range(3610, 3700, 5)
+            if step(controller, now, (14, 14, 14), garage=deaf)]  # fmt: skip
+    assert sent[:3] == [3610, 3630, 3670]
+    # The same for a pause it does not keep: 14 A of house and 16 A of a charger that
+    # ignores its pause leave no minimum; paused again, less and less often.
+    controller = site(chargers=(SiteChargerSettings(name="garage"),))
+    step(controller, 0, (1, 1, 1), garage=charging(16, limit=16))
+    assert calls(step(controller, 5, (20, 20, 20), garage=charging(16, limit=16))) == {
+        "garage": [{"frc": 1}]
+    }
+    wild = ChargerSeen(online=True, car=2, frc=2, currents=(16.0, 16.0, 16.0), limit=16)
+    sent = [now for now in range(10, 3610, 5)
+            if step(controller, now, (20, 20, 20), garage=wild)]  # fmt: skip
+    assert sent[:5] == [15, 35, 75, 155, 315]
+    assert len(sent) <= 20, sent
