@@ -18,6 +18,7 @@ from goe2mqtt.util.numbers import finite_number
 
 NOMINAL_VOLTS = 230.0
 DRAWING = 1.0  # A on a phase: below this the phase is taken as not drawn on
+MAX_PHASE_CURRENT = 40.0  # A: a go-e charger's 32 A and a margin; beyond it, garbage
 CHARGING = 2  # go-e car state: charging
 NO_CAR = 1
 FORCE_OFF = 1  # frc: stop now
@@ -60,7 +61,9 @@ def seen_from_status(status: Mapping[str, Any], *, online: bool) -> ChargerSeen:
         numbers = [_number(v) for v in nrg[:7]]
         volts = tuple(v if v is not None and 100 <= v <= 300 else NOMINAL_VOLTS
                       for v in numbers[:3])  # type: ignore[assignment]  # fmt: skip
-        currents = tuple(max(0.0, i) if i is not None else 0.0
+        # Beyond what a charger draws (garbage, 6553.5 "no value"): taken as 0, so the
+        # meter's reading counts it as other load, never as room.
+        currents = tuple(i if i is not None and 0.0 <= i <= MAX_PHASE_CURRENT else 0.0
                          for i in numbers[4:7])  # type: ignore[assignment]  # fmt: skip
     bounds = current_bounds(status)
     low, high = int(bounds[0]), int(bounds[1])

@@ -389,3 +389,24 @@ def test_a_charger_that_never_shows_what_is_written_is_written_to_less_and_less(
             if step(controller, now, (20, 20, 20), garage=wild)]  # fmt: skip
     assert sent[:5] == [15, 35, 75, 155, 315]
     assert len(sent) <= 20, sent
+
+
+def test_a_current_no_charger_can_draw_is_not_taken_for_room() -> None:
+    # A charger's nrg with garbage (6553.5 A, a firmware's "no value"; 10**15 from a
+    # hostile peer) would be subtracted from the meter as the site's own draw and leave
+    # thousands of amperes of room. Beyond what a go-e charger draws it is taken as 0:
+    # what the charger really draws then counts as other load (the safe side).
+    for garbage in (6553.5, 1e15, 2**53):
+        status = {"car": 2, "tcl": 6, "amp": 16, "mca": 6, "ama": 32,
+                  "nrg": [230, 230, 230, 0, garbage, garbage, garbage, 0, 0, 0, 0, 0]}  # fmt: skip
+        assert seen_from_status(status, online=True).currents == (0.0, 0.0, 0.0)
+    status = {"car": 2, "nrg": [230, 230, 230, 0, 32.4, 16, 0.2, 0, 0, 0, 0, 0]}
+    assert seen_from_status(status, online=True).currents == (32.4, 16.0, 0.2)
+    controller = site()
+    nonsense = [230, 230, 230, 0, 6553.5, 6553.5, 6553.5, 0, 0, 0, 0, 0]
+    garbled = seen_from_status(status | {"nrg": nonsense, "tcl": 6}, online=True)
+    # The house draws 14 A, the garage 6 and the carport nothing: the meter says 20.
+    writes = step(controller, 0, (14, 14, 14), garage=charging(6, limit=6), carport=garbled)
+    assert controller.room is not None
+    assert max(controller.room) <= 25 - 14  # for both chargers: not 6564 A
+    assert all(call.get("tcl", 0) <= 6 for call in calls(writes).get("garage", []))
