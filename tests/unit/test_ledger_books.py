@@ -4,6 +4,8 @@ session topics, pruning and `goe2mqtt sessions`."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import stat
@@ -342,3 +344,44 @@ def test_a_card_name_a_spreadsheet_would_run_as_a_formula_is_exported_as_text() 
     # JSON is not a spreadsheet: the name stays as the charger gave it.
     assert summary_text([("2026-11", "@SUM(1)", 1, 1.0, 1.0, 0.0, 0.5, 0)], "month,card",
                         "json").count('"@SUM(1)"') == 1  # fmt: skip
+
+
+class FrozenBroker(Channel):
+    """A broker that took the connection but answers nothing: a QoS 2 publish never
+    completes (the chaos soak's frozen broker, issue 28)."""
+
+    async def publish_once(self, topic: str, payload: str | bytes) -> None:
+        self.sent.append((topic, payload.encode() if isinstance(payload, str) else payload))
+        await asyncio.Event().wait()
+
+
+async def test_a_frozen_broker_does_not_stop_the_books_reaching_the_disk(tmp_path: Path) -> None:
+    # session/ended waits for the broker's PUBCOMP; while it waits, the next session's
+    # opening and its progress must still be written (a kill -9 then loses nothing).
+    import goe2mqtt.bridge.ledger_out as ledger_out
+    from goe2mqtt.config.settings import parse_settings
+    from goe2mqtt.mqtt.topics import Topics
+    from tests.conftest import until
+
+    settings = parse_settings({"mqtt": {"host": "localhost"}, "state_dir": str(tmp_path),
+                               "chargers": [{"name": "garage", "host": "127.0.0.1"}]})  # fmt: skip
+    out = ledger_out.LedgerOutput(Topics("base"))
+    ledger = out.open(settings)
+    books = ledger.books_for("garage", TariffSettings())
+    broker, stop = FrozenBroker(), asyncio.Event()
+    running = asyncio.create_task(out.run(broker, stop))
+    on_disk = SessionStore(tmp_path / "goe2mqtt.sessions", read_only=True)
+    try:
+        books.observe(status(eto=100_000), serial=None)
+        books.observe(status(car=1, eto=100_500), serial=None)
+        await until(lambda: broker.sent != [], "session/ended sent (never acknowledged)")
+        books.observe(status(eto=100_500), serial=None)  # the next car
+        await until(lambda: len(on_disk.open_sessions()) == 1, "the next session on disk")
+        assert [s.ended is not None for s in on_disk.sessions()] == [True, False]
+    finally:
+        stop.set()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        on_disk.close()
+        out.close()
