@@ -355,3 +355,25 @@ def test_energy_before_the_first_topic_price_is_priced_once_a_price_comes() -> N
     feed(t, clock, status(car=2, eto=101_000))
     clock.advance(60)
     assert feed(t, clock, status(car=1, eto=101_000)).closed[0].cost is None
+
+
+def test_a_time_yaml_read_as_a_number_is_refused_saying_to_quote_it(tmp_path: Any) -> None:
+    # YAML 1.1 reads an unquoted 22:00 as 1320 (minutes in base 60) but 07:00 as text:
+    # half a table written like the README's without quotes loads, half is refused.
+    from goe2mqtt.config.loading import load_settings
+
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "mqtt: {host: localhost}\n"
+        "chargers: [{name: a, host: 127.0.0.1}]\n"
+        "tariff:\n"
+        "  time_of_use:\n"
+        "    - {days: daily, from: 07:00, to: 22:00, price: 0.32}\n"
+        "    - {days: daily, from: 22:00, to: 07:00, price: 0.20}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert (
+        'tariff.time_of_use[0].to: 1320 is how YAML reads 22:00 without quotes: write "22:00"'
+        in caught.value.problems
+    ), caught.value.problems
