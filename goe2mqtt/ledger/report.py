@@ -11,7 +11,7 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from goe2mqtt.ledger.pricing import local
@@ -126,5 +126,14 @@ def summary_text(rows: list[tuple[Any, ...]], by: str, fmt: str) -> str:
 
 def day_start(text: str, tz: tzinfo | None) -> float:
     """YYYY-MM-DD as the first instant of that day in the tariff's timezone."""
-    day = datetime.strptime(text, "%Y-%m-%d")
+    return _midnight(datetime.strptime(text, "%Y-%m-%d"), tz)
+
+
+def day_end(text: str, tz: tzinfo | None) -> float:
+    """The first instant after that day: the next midnight, not 24 h on (a day the
+    clocks change has 23 or 25 hours)."""
+    return _midnight(datetime.strptime(text, "%Y-%m-%d") + timedelta(days=1), tz)
+
+
+def _midnight(day: datetime, tz: tzinfo | None) -> float:
     return day.replace(tzinfo=tz).timestamp() if tz is not None else day.timestamp()

@@ -385,3 +385,46 @@ async def test_a_frozen_broker_does_not_stop_the_books_reaching_the_disk(tmp_pat
             await running
         on_disk.close()
         out.close()
+
+
+def test_until_includes_the_whole_day_on_the_days_the_clocks_change() -> None:
+    # --until 2026-10-25 in Vienna: that day has 25 hours (the clocks go back), so its
+    # last hour is not within 24 h of its start; 2026-03-29 has 23.
+    from zoneinfo import ZoneInfo
+
+    from goe2mqtt.ledger.report import day_end, day_start
+
+    vienna = ZoneInfo("Europe/Vienna")
+    for day, following in (("2026-10-25", "2026-10-26"), ("2026-03-29", "2026-03-30"),
+                           ("2026-11-30", "2026-12-01")):  # fmt: skip
+        assert day_end(day, vienna) == day_start(following, vienna)
+    assert day_end("2026-10-25", vienna) - day_start("2026-10-25", vienna) == 25 * 3600
+    assert day_end("2026-12-31", None) == day_start("2027-01-01", None)
+
+
+def test_sessions_until_a_25_hour_day_lists_its_last_hour(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    from goe2mqtt.cli import main
+
+    raw = {"mqtt": {"host": "localhost", "client_id": "dst"}, "state_dir": str(tmp_path),
+           "tariff": {"price_per_kwh": 0.5, "timezone": "Europe/Vienna"},
+           "chargers": [{"name": "garage", "host": "127.0.0.1"}]}  # fmt: skip
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    clock = Clock()
+    clock.now = 1_792_967_400.0  # 2026-10-25T22:30:00Z: 23:30 in Vienna, the same day
+    ledger = Ledger(SessionStore(tmp_path / "dst.sessions"), clock=lambda: clock.now,
+                    monotonic=lambda: clock.mono)  # fmt: skip
+    books = ledger.books_for("garage", TariffSettings(price_per_kwh=0.5))
+    books.observe(status(eto=100_000), serial=None)
+    clock.advance(600)
+    books.observe(status(car=1, eto=101_000), serial=None)
+    ledger.commit()
+    capsys.readouterr()
+    assert main(["sessions", "--config", str(config), "--format", "json",
+                 "--since", "2026-10-25", "--until", "2026-10-25"]) == 0  # fmt: skip
+    assert [s["energy_wh"] for s in json.loads(capsys.readouterr().out)] == [1000]
+    ledger.store.close()
