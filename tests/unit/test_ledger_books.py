@@ -334,7 +334,10 @@ def test_a_card_name_a_spreadsheet_would_run_as_a_formula_is_exported_as_text() 
     session = Session(id="garage-1", charger="garage", serial="+43123", started=T0,
                       eto_start=0.0, eto_last=1000.0, seen_at=T0, currency="EUR",
                       priced=True, card=hostile, card_slot=1, cost_so_far=-0.5)  # fmt: skip
-    [row] = list(csv.DictReader(io.StringIO(as_csv([session], T0))))
+    text = as_csv([session], T0)
+    assert text.count("\r\n") == 2  # RFC 4180: a header and a row, each ended CRLF
+    assert text.endswith("\r\n")
+    [row] = list(csv.DictReader(io.StringIO(text)))
     assert row["card"] == "'" + hostile
     assert row["serial"] == "'+43123"
     assert row["cost"] == "-0.50"  # a number stays a number, negative or not
