@@ -210,6 +210,9 @@ class SiteController:
             shares = share([self._claim(m, now) for m in (*running, *resuming)], room)
         down: list[Write] = again
         up: list[Write] = []
+        # What a write records of a charger, to undo for the ups that wait (below).
+        before = {m.name: (m.written, m.written_at, m.limit_since, m.unheeded)
+                  for m in (*running, *resuming)}  # fmt: skip
         for m in running:
             self._steer(m, shares[m.name], now, down, up)
         for m in resuming:
@@ -231,6 +234,9 @@ class SiteController:
         if down:
             for m in resuming:
                 m.why = "resumes once the others are down"
+            for write in up:  # not sent: the charger keeps what it was written before
+                m = self.managed[write.charger]
+                m.written, m.written_at, m.limit_since, m.unheeded = before[m.name]
             return down
         for m in resuming:
             m.paused, m.started_at, m.fits_since = False, now, None

@@ -410,3 +410,33 @@ def test_a_current_no_charger_can_draw_is_not_taken_for_room() -> None:
     assert controller.room is not None
     assert max(controller.room) <= 25 - 14  # for both chargers: not 6564 A
     assert all(call.get("tcl", 0) <= 6 for call in calls(writes).get("garage", []))
+
+
+def test_nothing_goes_up_in_a_decision_that_lowers_another() -> None:
+    # The README: room is made before it is used. The carport takes priority over the
+    # garage: the garage goes down first; the carport goes up only at a later decision,
+    # on a reading that shows the garage down.
+    controller = site()
+    step(controller, 0, (1, 1, 1), garage=charging(16), carport=charging(16))
+    garage, carport = charging(16, limit=16), charging(7, limit=7)
+    assert step(controller, 5, (1, 1, 1), garage=garage, carport=carport) == []
+    controller.set_priority("carport", 1)
+    controller.set_priority("garage", 2)
+    writes = step(controller, 10, (1, 1, 1), garage=garage, carport=carport)
+    assert calls(writes) == {"garage": [{"tcl": 6}]}
+    # The carport's raise waits, and the site does not take it as written.
+    assert controller.state(10)["chargers"]["carport"]["allocated"] == 7
+    writes = step(controller, 15, (1, 1, 1), garage=charging(6, limit=6), carport=carport)
+    assert calls(writes) == {"carport": [{"tcl": 9}]}  # 2 A up, from the 7 it has
+    # A tcl refresh that falls due while another goes down goes out at the next decision
+    # (taken as sent, the next would come 8 minutes on: after the firmware dropped it).
+    controller = site()
+    step(controller, 0, (1, 1, 1), garage=charging(16), carport=charging(16))
+    garage, carport = charging(16, limit=16), charging(7, limit=7)
+    for now in range(5, 480, 5):
+        assert step(controller, now, (1, 1, 1), garage=garage, carport=carport) == []
+    # At 8 minutes both tcl are due; 1 A more of house takes the carport down to 6.
+    writes = step(controller, 480, (2, 2, 2), garage=garage, carport=carport)
+    assert calls(writes) == {"carport": [{"tcl": 6}]}  # the garage's refresh waits
+    writes = step(controller, 485, (2, 2, 2), garage=garage, carport=charging(6, limit=6))
+    assert calls(writes) == {"garage": [{"tcl": 16}]}  # and goes out now
