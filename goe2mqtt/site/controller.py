@@ -150,13 +150,16 @@ class SiteController:
             if m.paused:
                 self._pause_kept(m, now, writes)
                 continue
-            low, _ = m.bounds()
-            m.why, m.share = f"fallback: {why}", float(fallback)
+            low, high = m.bounds()
+            # Never above its maximum, nor above what it has: never up without a meter.
+            has = m.written if m.written is not None else m.seen.limit
+            target = max(low, min(fallback, high, high if has is None else has))
+            m.why, m.share = f"fallback: {why}", float(target)
             if fallback < low:
                 if m.seen.drawing:
                     writes.append(self._pause(m, m.why, now))
-            elif (m.written is None and m.seen.drawing) or (m.written or 0) > fallback:
-                writes.append(self._current(m, fallback, m.why, now))
+            elif (m.written is None and m.seen.drawing) or (m.written or 0) > target:
+                writes.append(self._current(m, target, m.why, now))
             else:
                 self._upkeep(m, now, writes, writes)
         return writes

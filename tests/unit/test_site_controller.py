@@ -440,3 +440,18 @@ def test_nothing_goes_up_in_a_decision_that_lowers_another() -> None:
     assert calls(writes) == {"carport": [{"tcl": 6}]}  # the garage's refresh waits
     writes = step(controller, 485, (2, 2, 2), garage=garage, carport=charging(6, limit=6))
     assert calls(writes) == {"garage": [{"tcl": 16}]}  # and goes out now
+
+
+def test_a_fallback_never_raises_a_charger_nor_passes_its_maximum() -> None:
+    # After a start the meter never speaks: the charging chargers go to the fallback,
+    # but one that draws less keeps what it has (never up without a meter), and none
+    # goes above its max_current.
+    controller = site(fallback_current=12, meter_timeout=30,
+                      chargers=(SiteChargerSettings(name="garage", max_current=10),
+                                SiteChargerSettings(name="carport")))  # fmt: skip
+    controller.see("garage", charging(10, limit=16))  # its own amp 16, the car takes 10
+    controller.see("carport", charging(8, limit=8))
+    assert controller.decide(0).writes == ()  # waiting for the first reading
+    writes = calls(list(controller.decide(30).writes))
+    assert writes == {"garage": [{"tcl": 10}], "carport": [{"tcl": 8}]}
+    assert controller.fallback is not None
