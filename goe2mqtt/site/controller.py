@@ -26,6 +26,10 @@ from goe2mqtt.site.sharing import Claim, Room, share
 Mode = Literal["fuse", "pv", "off"]
 MODES: tuple[Mode, ...] = ("fuse", "pv", "off")
 UP_MARGIN = 1.0  # A beyond the next whole ampere before going up: meter noise writes nothing
+# Writes in the last hour past which a charger goes up no more (down always goes): the
+# README's "at most 60 writes per charger in any hour" holds by construction, with room
+# for the downs, pauses and refreshes that follow.
+UP_BUDGET = 50
 STARTING = 60.0  # s a resumed charger keeps its claim before its car draws (cars wake slowly)
 TCL_REFRESH = 480.0  # s: go-e drops tcl after 600 s unless it is written again
 
@@ -272,10 +276,11 @@ class SiteController:
     def _may_raise(self, m: Managed, now: float) -> bool:
         """Up once an interval at most, and only on a reading taken after the last write
         and within the interval: a stale meter minus what the chargers draw now would
-        take their own increases for room, and raise them again and again."""
+        take their own increases for room, and raise them again and again. And not
+        past UP_BUDGET writes in the last hour."""
         fresh = now - self.reading_at <= self.settings.interval
         return now - m.written_at >= self.settings.interval and self.reading_at > m.written_at \
-            and fresh  # fmt: skip
+            and fresh and m.writes_in_hour(now) < UP_BUDGET  # fmt: skip
 
     def _upkeep(self, m: Managed, now: float, down: list[Write], up: list[Write]) -> None:
         """The written limit kept: refreshed before tcl expires, written again when the

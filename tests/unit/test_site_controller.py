@@ -455,3 +455,23 @@ def test_a_fallback_never_raises_a_charger_nor_passes_its_maximum() -> None:
     writes = calls(list(controller.decide(30).writes))
     assert writes == {"garage": [{"tcl": 10}], "carport": [{"tcl": 8}]}
     assert controller.fallback is not None
+
+
+def test_a_busy_charger_goes_up_no_more_once_its_hour_holds_50_writes() -> None:
+    # Clouds passing all afternoon: every climb from 6 A is a write per 2 A. The README
+    # promises at most 60 writes per charger in any hour: past 50, a charger goes up no
+    # more until its hour thins out, and still goes down at once (safety has no budget).
+    controller = site(chargers=(SiteChargerSettings(name="garage"),))
+    step(controller, 0, (1, 1, 1), garage=charging(6, limit=6))
+    garage = controller.managed["garage"]
+    garage.writes.extend(float(t) for t in range(1, 50))  # 49 more in this hour: 50
+    assert garage.writes_in_hour(5) == 50
+    assert step(controller, 5, (1, 1, 1), garage=charging(6, limit=6)) == []  # no raise
+    writes = step(controller, 10, (22, 22, 22), garage=charging(6, limit=6))
+    assert calls(writes) == {"garage": [{"frc": 1}]}  # down: at once, budget or not
+    # Room again, but a resume goes up too: it waits for the hour to thin out.
+    paused = ChargerSeen(online=True, car=4, frc=1, limit=6)
+    for now in range(15, 3600, 5):
+        assert step(controller, now, (1, 1, 1), garage=paused) == [], now
+    writes = step(controller, 3605, (1, 1, 1), garage=paused)  # 0..5 s have left the hour
+    assert calls(writes) == {"garage": [{"tcl": 6}, {"frc": 0}]}  # its old tcl is gone
