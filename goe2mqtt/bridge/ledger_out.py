@@ -2,16 +2,18 @@
 
 {base}/{name}/session is retained: the open session (or the last one), at once when
 one opens or closes and at most every SESSION_TOPIC_EVERY while energy flows.
-{base}/{name}/session/ended is QoS 1, not retained, one message per session: a
+{base}/{name}/session/ended is QoS 2, not retained, one message per session: a
 session leaves the ledger's queue when the broker acknowledged it, so after a crash
-only the unacknowledged ones go out again, with their ids. The ledger's writes are
-made here: openings and closings first, at once, before anything of them is
-published; the open sessions' progress in batches (at most every 60 s each).
+only the unacknowledged ones go out again, with their ids; it is sent from a task of
+its own, so a broker that never acknowledges holds up nothing else. The ledger's
+writes are made here: openings and closings first, at once, before anything of them
+is published; the open sessions' progress in batches (at most every 60 s each).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -63,6 +65,7 @@ class LedgerOutput:
         self._clock = clock
         self._ledger: Ledger | None = None
         self._news = asyncio.Event()
+        self._ended_news = asyncio.Event()  # closed sessions on disk, for session/ended
         self._topic_at: dict[str, float] = {}  # charger -> monotonic, last session topic
 
     def open(self, settings: Settings) -> Ledger:
@@ -82,14 +85,32 @@ class LedgerOutput:
             self._ledger.store.close()
 
     async def run(self, mqtt: Publisher, stop: asyncio.Event) -> None:
+        # session/ended waits for the broker's PUBCOMP, which a frozen broker never
+        # sends: in a task of its own, so the books still reach the disk meanwhile.
+        announcing = asyncio.create_task(self._announce(mqtt, stop), name="ledger-ended")
+        try:
+            await self._keep(mqtt, stop)
+        finally:
+            announcing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await announcing
+
+    async def _announce(self, mqtt: Publisher, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self._ended_news.clear()
+            await self._ended(mqtt)
+            await wait_until_set(self._ended_news, 1.0)  # or the broker may be back
+
+    async def _keep(self, mqtt: Publisher, stop: asyncio.Event) -> None:
         progress_at = pruned_at = time.monotonic()
         while not stop.is_set():
             self._news.clear()
             if not self._commit():
                 await wait_until_set(stop, 1.0)  # the disk refuses: try again in a second
                 continue
+            if self.ledger.ended:
+                self._ended_news.set()
             await self._session_topics(mqtt)
-            await self._ended(mqtt)
             now = time.monotonic()
             if now - progress_at >= PROGRESS_CHECK:
                 progress_at = now

@@ -132,7 +132,6 @@ def _load(path: str) -> Settings | None:
 
 def _sessions(settings: Settings, args: argparse.Namespace) -> int:
     import time
-    from datetime import timedelta
 
     from goe2mqtt.bridge.ledger_out import sessions_path
     from goe2mqtt.ledger import report
@@ -147,10 +146,7 @@ def _sessions(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     try:
         since = None if args.since is None else report.day_start(args.since, tz)
-        until = None
-        if args.until is not None:  # the whole day
-            day = report.day_start(args.until, tz)
-            until = day + timedelta(days=1).total_seconds()
+        until = None if args.until is None else report.day_end(args.until, tz)  # the whole day
     except ValueError:
         print("goe2mqtt sessions: --since and --until take YYYY-MM-DD", file=sys.stderr)
         return EXIT_CONFIG

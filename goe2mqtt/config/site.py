@@ -16,6 +16,22 @@ GOE_MIN_CURRENT = 6  # A: the least a charging car draws (IEC 61851); never writ
 GOE_MAX_CURRENT = 32  # A: the 22 kW charger's ceiling
 
 
+def fallback_problems(fallback: int, chargers: int, fuse: float | None) -> list[str]:
+    """A fallback the site's chargers alone would draw beyond the fuse: with the meter
+    silent the site cannot see the house, so the fallback must at least fit the fuse
+    with nothing else on (0 pauses them, which always does). An import_limit is a
+    price, not a fuse: it is not held to this."""
+    total = fallback * chargers
+    if fuse is None or total <= fuse:
+        return []
+    most = int(fuse // chargers)
+    return [
+        f"fallback_current: {chargers} chargers at {fallback} A are {total} A, above the"
+        f" fuse of {fuse:g} A: with the meter silent they alone would overload it; set"
+        " 0 (pause them)" + (f" or at most {most} A" if most >= GOE_MIN_CURRENT else "")
+    ]
+
+
 class SiteChargerSettings(Section):
     name: str = Field(pattern=NAME_PATTERN, max_length=64)
     # 1 is served first; chargers of one priority share equally.
@@ -66,6 +82,7 @@ class SiteSettings(Section):
                 f"fallback_current: {self.fallback_current} A: 0 (pause) or at least"
                 f" {GOE_MIN_CURRENT} A"
             )
+        problems.extend(fallback_problems(self.fallback_current, len(self.chargers), self.fuse))
         for charger in self.chargers:
             if self.fuse is not None and self.fuse < charger.min_current:
                 problems.append(

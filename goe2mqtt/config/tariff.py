@@ -54,6 +54,15 @@ class TimeOfUseEntry(Section):
     end: str = Field(alias="to")
     price: float = Field(ge=-MAX_PRICE, le=MAX_PRICE)
 
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _quoted(cls, value: Any) -> Any:
+        """YAML 1.1 reads an unquoted 22:00 as 1320 (base 60), though 07:00 stays text."""
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 1440:
+            shown = f"{value // 60:02d}:{value % 60:02d}"
+            raise ValueError(f'{value} is how YAML reads {shown} without quotes: write "{shown}"')
+        return value
+
     @model_validator(mode="after")
     def _readable(self) -> TimeOfUseEntry:
         parse_days(self.days)

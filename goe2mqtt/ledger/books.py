@@ -98,7 +98,8 @@ class ChargerBooks:
         if step.closed:
             self.last = step.closed[-1]
             self._month_add(step.closed)
-        if step.closed or step.opened or step.counted or step.flagged:
+        # A new month starts the month's totals afresh, though nothing else changed.
+        if step.closed or step.opened or step.counted or step.flagged or now >= self._month_end:
             self._refresh_states(now, settled=bool(step.closed))
 
     # --- the added keys ----------------------------------------------------------------

@@ -55,7 +55,7 @@ class Session:
     energy_grid_wh: float = 0.0
     energy_pv_wh: float = 0.0
     cost_so_far: float = 0.0
-    unpriced_wh: float = 0.0  # energy in intervals without a price (no price yet)
+    unpriced_wh: float = 0.0  # grid energy waiting for the first price (none heard yet)
     peak_power_w: float | None = None
     phases: int | None = None
     card_slot: int | None = None
@@ -79,7 +79,7 @@ class Session:
 
     @property
     def cost(self) -> float | None:
-        """None when not priced: no tariff, a flag, or energy that met no price."""
+        """None when not priced: no tariff, a flag, or energy that met no price (yet)."""
         if not self.priced or self.flagged or self.unpriced_wh > 0.5:
             return None
         return round(self.cost_so_far, 4)

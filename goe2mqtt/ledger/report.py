@@ -11,7 +11,7 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from goe2mqtt.ledger.pricing import local
@@ -21,15 +21,27 @@ from goe2mqtt.ledger.store import SessionStore
 SUMMARY_COLUMNS = ("sessions", "energy_kwh", "grid_kwh", "pv_kwh", "cost", "unpriced")
 
 
+# A spreadsheet runs a cell that begins with one of these as a formula (CSV injection):
+# text from a charger (a card's name, its serial) gets a leading ' there, as OWASP advises.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def as_text(value: str) -> str:
+    """Text for a CSV cell that a spreadsheet shows, never runs."""
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
 def _cell(column: str, value: Any) -> str:
     if value is None:
         return ""
     if column == "cost":
         return f"{value:.2f}"
     if column == "flags":
-        return "; ".join(value)
+        return as_text("; ".join(value))
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str):
+        return as_text(value)
     return str(value)
 
 
@@ -102,6 +114,7 @@ def summary_text(rows: list[tuple[Any, ...]], by: str, fmt: str) -> str:
     cells = [[f"{v:.3f}" if 3 <= i <= 5 else f"{v:.2f}" if i == 6 else str(v)
               for i, v in enumerate(r)] for r in rows]  # fmt: skip
     if fmt == "csv":
+        cells = [[row[0], as_text(row[1]), *row[2:]] for row in cells]
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(header)
@@ -112,5 +125,14 @@ def summary_text(rows: list[tuple[Any, ...]], by: str, fmt: str) -> str:
 
 def day_start(text: str, tz: tzinfo | None) -> float:
     """YYYY-MM-DD as the first instant of that day in the tariff's timezone."""
-    day = datetime.strptime(text, "%Y-%m-%d")
+    return _midnight(datetime.strptime(text, "%Y-%m-%d"), tz)
+
+
+def day_end(text: str, tz: tzinfo | None) -> float:
+    """The first instant after that day: the next midnight, not 24 h on (a day the
+    clocks change has 23 or 25 hours)."""
+    return _midnight(datetime.strptime(text, "%Y-%m-%d") + timedelta(days=1), tz)
+
+
+def _midnight(day: datetime, tz: tzinfo | None) -> float:
     return day.replace(tzinfo=tz).timestamp() if tz is not None else day.timestamp()

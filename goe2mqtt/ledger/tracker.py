@@ -119,6 +119,7 @@ class Tracker:
         self, session: Session, reading: Reading, step: Step, *,
         now: float, mono: float, grid_w: float | None,
     ) -> None:  # fmt: skip
+        self._settle(session, step)
         for problem in reading.problems:
             step.flagged |= session.flag(problem)
         eto = reading.eto
@@ -175,11 +176,24 @@ class Tracker:
         session.energy_pv_wh += pv
         if self.pricing is None:
             return
+        session.cost_so_far += pv / 1000 * self.pv_price
         price = self.pricing.average(min(start, end), end)
         if price is None:
-            session.unpriced_wh += delta
+            # No price heard yet (a price topic, since this start): the grid energy
+            # waits for the first one, which counts backwards (it stood before we heard).
+            session.unpriced_wh += grid
             return
-        session.cost_so_far += grid / 1000 * price + pv / 1000 * self.pv_price
+        session.cost_so_far += grid / 1000 * price
+
+    def _settle(self, session: Session, step: Step) -> None:
+        """Energy that waited for the first price, priced at it once it is heard."""
+        if not session.unpriced_wh or self.pricing is None:
+            return
+        first = self.pricing.average(session.started, session.started)
+        if first is not None:
+            session.cost_so_far += session.unpriced_wh / 1000 * first
+            session.unpriced_wh = 0.0
+            step.counted = True
 
     # --- opening and closing ---------------------------------------------------------------
 

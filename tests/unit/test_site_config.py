@@ -67,6 +67,11 @@ def test_the_issues_example_loads_with_its_defaults() -> None:
             "sites[0].fuse: 10 A is below charger garage's min_current 12 A",
         ),
         ([site(fuse=None)], "sites[0].fuse: required unless import_limit is set"),
+        (
+            # With the meter silent, two chargers at 6 A are 12 A: above a 10 A fuse alone.
+            [site(fuse=10, chargers=[{"name": "garage"}, {"name": "carport"}])],
+            "sites[0].fallback_current: 2 chargers at 6 A are 12 A, above the fuse of 10 A",
+        ),
         ([site(fallback_current=3)], "sites[0].fallback_current: 3 A: 0 (pause) or at least 6"),
         (
             [site(chargers=[{"name": "garage", "min_current": 5}])],
@@ -121,3 +126,10 @@ def test_charger_names_of_the_sites_topics_and_ids_are_reserved(name: str) -> No
     ), caught.value.problems
     raw["sites"] = []
     assert parse_settings(raw).chargers[2].name == name  # without sites, any name
+
+
+def test_a_fallback_that_fits_or_pauses_is_taken() -> None:
+    two = [{"name": "garage"}, {"name": "carport"}]
+    assert parse_settings(config(site(fuse=12, chargers=two))).sites[0].fuse == 12
+    paused = parse_settings(config(site(fuse=10, fallback_current=0, chargers=two)))
+    assert paused.sites[0].fallback_current == 0

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from goe2mqtt.sim.site_day import REACTION, DayReport, run_day
+from goe2mqtt.sim.site_day import REACTION, DayReport, busiest_hour, run_day
 
 FUSE_DAYS = range(100, 106)
 PV_DAYS = range(200, 203)
-MAX_WRITES_PER_HOUR = 60  # per charger, in the busiest hour of the day
+MAX_WRITES_PER_HOUR = 60  # per charger, in any hour of the day
 
 
 def _common(report: DayReport) -> None:
@@ -44,3 +44,13 @@ def test_a_pv_day(seed: int) -> None:
     # moments a cloud needs to reach the chargers (one interval plus their reaction).
     assert report.worst_pv_import <= report.interval + REACTION, report
     assert sum(report.energy.values()) > 0, "the sun charged the cars"
+
+
+def test_the_busiest_hour_is_any_hour_not_a_clock_hour() -> None:
+    # The README promises at most 60 writes per charger "in any hour": 40 writes in the
+    # last ten minutes before 01:00 and 40 in the first ten after are 80 in an hour.
+    before = [3000 + 15 * n for n in range(40)]
+    after = [3600 + 15 * n for n in range(40)]
+    assert busiest_hour(before + after) == 80
+    assert busiest_hour([0, 3599, 3600, 7199]) == 2
+    assert busiest_hour([]) == 0

@@ -1,0 +1,82 @@
+"""The room of one decision: what the site's chargers may draw, per phase and in watts.
+
+Pure. The other load is the meter less what the site's chargers draw now; the room is
+the limits less that. A charger offline counts as still drawing what it drew, and as
+able to draw its limit. What a charger draws beyond what the site allows it (once it
+has had time to follow a write) is other load too: the site does not steer it, so the
+others must make room for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from goe2mqtt.site.meter import MeterReading
+from goe2mqtt.site.seen import NOMINAL_VOLTS, Managed
+from goe2mqtt.site.sharing import Room
+
+# The meter's noise: the room is taken this much smaller, so a reading a little low
+# cannot fill the fuse past its rating (and the next reading corrects what one did).
+MARGIN = 0.5  # A per phase
+MARGIN_WATTS = MARGIN * NOMINAL_VOLTS
+
+
+@dataclass(frozen=True)
+class Found:
+    room: Room
+    beyond: dict[str, float]  # A a charger draws beyond what the site allows it
+
+
+def room_of(
+    reading: MeterReading, managed: Iterable[Managed], now: float, *,
+    fuse: float | None, import_limit: float | None, pv: bool,
+) -> Found:  # fmt: skip
+    chargers = list(managed)
+    volts = _volts(chargers)
+    drawn = [0.0, 0.0, 0.0]
+    reserved = [0.0, 0.0, 0.0]
+    beyond: dict[str, float] = {}
+    for m in chargers:
+        # Offline: taken as still drawing what it drew, and able to draw its limit.
+        cap = m.allowed(now) if m.seen.online else None
+        for p in range(3):
+            current = m.last_draw[p] if not m.seen.online else m.seen.currents[p]
+            if cap is not None and current > cap:
+                beyond[m.name] = max(beyond.get(m.name, 0.0), current - cap)
+                current = cap
+            drawn[p] += current
+        if not m.seen.online:
+            limit = max(m.written or 0, *m.last_draw)
+            for p in m.draws_on():
+                reserved[p] += limit
+    drawn_watts = sum(v * i for v, i in zip(volts, drawn, strict=True))
+    reserved_watts = sum(v * i for v, i in zip(volts, reserved, strict=True))
+    currents = reading.currents
+    if reading.power is not None:
+        other_watts = reading.power - drawn_watts
+    else:
+        assert currents is not None
+        other_watts = sum(v * i for v, i in zip(volts, currents, strict=True)) - drawn_watts
+    if currents is not None:
+        other = [currents[p] - drawn[p] for p in range(3)]
+    else:  # power alone: any phase may carry all of the rest
+        other = [max(0.0, other_watts) / volts[p] for p in range(3)]
+    phases = None
+    if fuse is not None:
+        rating = fuse - MARGIN
+        phases = (rating - other[0] - reserved[0], rating - other[1] - reserved[1],
+                  rating - other[2] - reserved[2])  # fmt: skip
+    watts = None if import_limit is None else import_limit - other_watts - reserved_watts
+    if watts is not None:
+        watts -= MARGIN_WATTS
+    sun = -other_watts - reserved_watts - MARGIN_WATTS if pv else None
+    return Found(Room(phases, watts, sun, volts), beyond)
+
+
+def _volts(chargers: list[Managed]) -> tuple[float, float, float]:
+    looks = [m.seen.volts for m in chargers if m.seen.online]
+    if not looks:
+        return (NOMINAL_VOLTS, NOMINAL_VOLTS, NOMINAL_VOLTS)
+    a, b, c = (sum(v[p] for v in looks) / len(looks) for p in range(3))
+    return (a, b, c)

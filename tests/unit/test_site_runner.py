@@ -1,0 +1,128 @@
+"""The site on the bridge's side, without a broker: what it hands the command desk, what
+it publishes and when, what it logs (the README's promises about them)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog.testing
+
+from goe2mqtt.bridge.sites import STATE_REFRESH, SiteRunner
+from goe2mqtt.config.site import SiteChargerSettings, SiteSettings
+from goe2mqtt.mqtt.session import InboundMessage
+
+
+@dataclass
+class Availability:
+    online: bool = True
+
+
+@dataclass
+class FakeCharger:
+    status: dict[str, Any]
+    availability: Availability = field(default_factory=Availability)
+
+
+class Desk:
+    def __init__(self) -> None:
+        self.accepted: list[tuple[str, str, InboundMessage]] = []
+
+    def accept(self, charger: str, service: str, message: InboundMessage) -> None:
+        self.accepted.append((charger, service, message))
+
+    def calls(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(c, json.loads(m.payload)) for c, _, m in self.accepted]
+
+
+class Broker:
+    def __init__(self) -> None:
+        self.retained: list[tuple[str, dict[str, Any]]] = []
+
+    async def publish_retained(self, topic: str, payload: str | bytes) -> None:
+        self.retained.append((topic, json.loads(payload)))
+
+    async def publish_once(self, topic: str, payload: str | bytes) -> None:
+        raise AssertionError("no site command in these tests")
+
+
+class Clock:
+    now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def charging(amps: float, **more: Any) -> dict[str, Any]:
+    return {"car": 2, "frc": 0, "psm": 0, "mca": 6, "ama": 32, "amp": 16, "tcl": None,
+            "nrg": [230, 230, 230, 0, amps, amps, amps, 0, 0, 0, 0, 0], **more}  # fmt: skip
+
+
+def runner(clock: Clock) -> SiteRunner:
+    settings = SiteSettings(name="house", fuse=25, meter_topic="home/meter", interval=5,
+                            chargers=(SiteChargerSettings(name="garage"),))  # fmt: skip
+    return SiteRunner(settings, base="goe", clock=clock)
+
+
+def meter(site: SiteRunner, amps: float) -> None:
+    site.meter_message(json.dumps({"l1": amps, "l2": amps, "l3": amps}).encode())
+
+
+async def test_the_state_goes_out_when_it_changes_and_at_least_once_a_minute() -> None:
+    clock, desk, broker = Clock(), Desk(), Broker()
+    site = runner(clock)
+    # 2 A of house and the garage at 16 A, its own maximum: nothing to change.
+    chargers = {"garage": FakeCharger(charging(16, tcl=16, ama=16))}
+    meter(site, 18)
+    await site.decide(chargers, desk, broker)  # type: ignore[arg-type]
+    assert [t for t, _ in broker.retained] == ["goe/site/house/state"]
+    for _ in range(5):  # nothing changes: nothing published, the meter's age aside
+        clock.now += 10
+        meter(site, 18)
+        await site.decide(chargers, desk, broker)  # type: ignore[arg-type]
+    assert len(broker.retained) == 1
+    clock.now += STATE_REFRESH - 50 + 1
+    meter(site, 18)
+    await site.decide(chargers, desk, broker)  # type: ignore[arg-type]
+    assert len(broker.retained) == 2
+    assert broker.retained[-1][1]["meter"]["age"] == 0.0
+
+
+async def test_writes_go_to_the_desk_as_the_sites_commands_and_are_logged() -> None:
+    clock, desk, broker = Clock(), Desk(), Broker()
+    site = runner(clock)
+    # No tcl in its status (older firmware): the site writes amp.
+    old = dict(charging(16))
+    del old["tcl"]
+    chargers = {"garage": FakeCharger(old)}
+    with structlog.testing.capture_logs() as logs:
+        meter(site, 30)  # 14 A besides the garage: 10.5 A of room
+        await site.decide(chargers, desk, broker)  # type: ignore[arg-type]
+    assert desk.calls() == [("garage", {"amp": 10, "id": "site:house:1"})]
+    _, service, message = desk.accepted[0]
+    assert (service, message.topic, message.retain) == ("set", "goe/site/house/write/set", False)
+    [said] = [e for e in logs if e["event"] == "site_write"]
+    assert (said["charger"], said["call"]) == ("garage", {"amp": 10})
+    chargers["garage"].status = {
+        **old,
+        "amp": 10,  # it follows
+        "nrg": [230, 230, 230, 0, 10, 10, 10, 0, 0, 0, 0, 0],
+    }
+    meter(site, 24)
+    # The meter falls silent: the fallback, said once, and its end.
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(8):
+            clock.now += 5
+            await site.decide(chargers, desk, broker)  # type: ignore[arg-type]
+        meter(site, 20)  # readings return
+        clock.now += 5
+        await site.decide(chargers, desk, broker)  # type: ignore[arg-type]
+    events = [e["event"] for e in logs if e["event"].startswith("site_fallback")]
+    assert events == ["site_fallback", "site_fallback_ended"]
+    assert ("garage", {"amp": 6, "id": "site:house:2"}) in desk.calls()
+    # Mode off on a charger without tcl: nothing to clear (no tcl write it cannot take).
+    site.controller.set_mode("off")
+    before = len(desk.accepted)
+    await site.decide(chargers, desk, broker)  # type: ignore[arg-type]
+    assert all("tcl" not in call for _, call in desk.calls()[before:])
