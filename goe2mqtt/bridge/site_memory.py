@@ -80,11 +80,33 @@ class SiteMemory:
                     kept_priorities[charger] = entry
         if kept_priorities:
             kept["priority"] = kept_priorities
+        paused = known.get("paused")
+        kept_paused = {
+            charger: frc
+            for charger, frc in (paused.items() if isinstance(paused, dict) else ())
+            if isinstance(frc, int) and controller.restore_paused(charger, frc)
+        }
+        if kept_paused:
+            kept["paused"] = kept_paused
         for setting, entry in kept.items():
+            if setting == "paused":
+                log.info("site_pause_restored", site=site.name, chargers=sorted(entry))
+                continue
             log.info("site_setting_restored", site=site.name, setting=setting,
                      value=entry if setting == "priority" else entry["value"])  # fmt: skip
         if kept != known:
             self._put(site.name, kept)
+
+    def remember_paused(self, site: str, paused: dict[str, int]) -> None:
+        """The chargers the site has paused now (their force state before): a restarted
+        bridge resumes them; otherwise they would stay paused for good."""
+        known = self._sites.get(site, {})
+        if known.get("paused", {}) == paused:
+            return
+        updated = {k: v for k, v in known.items() if k != "paused"}
+        if paused:
+            updated["paused"] = dict(paused)
+        self._put(site, updated)
 
     def keep_only(self, sites: Iterable[str]) -> None:
         """Forget the sites no longer configured."""

@@ -135,6 +135,8 @@ class SiteRunner:
         self._say_fallback()
         for write in decision.writes:
             self._send(write, desk)
+        if self._memory is not None:
+            self._memory.remember_paused(self.name, self.controller.paused())
         if decision.changed or now - self._published >= STATE_REFRESH:
             self._published = now
             state = json.dumps(self.controller.state(now), separators=(",", ":"))

@@ -109,6 +109,20 @@ class SiteController:
         self.managed[charger].priority = priority
         return None
 
+    def paused(self) -> dict[str, int]:
+        """The chargers the site has paused -> their force state before (what a resume
+        writes back): kept across a restart, a paused charger looks like any car that
+        does not charge."""
+        return {m.name: m.frc_before for m in self.managed.values() if m.paused}
+
+    def restore_paused(self, charger: str, frc_before: int) -> bool:
+        """An earlier process paused this charger: resumed as if this one had."""
+        m = self.managed.get(charger)
+        if m is None or frc_before not in (0, 2):  # neutral, or forced on
+            return False
+        m.paused, m.frc_before, m.why = True, frc_before, "paused before the restart"
+        return True
+
     # --- the decision -----------------------------------------------------------------
 
     def decide(self, now: float) -> Decision:

@@ -112,3 +112,52 @@ def test_an_unreadable_or_unwritable_file_costs_the_memory_not_the_bridge(
         memory.learn(house(), "set_mode", {"mode": "pv"})
         memory.learn(house(), "set_mode", {"mode": "off"})
     assert [e["event"] for e in logs] == ["site_memory_not_saved"]  # said once
+
+
+def test_a_charger_the_site_paused_is_resumed_by_the_next_process(tmp_path: Path) -> None:
+    """Found by the review of issue 31: a restarted bridge took a charger the site had
+    paused for a car that does not charge, and never resumed it."""
+    from goe2mqtt.site.meter import MeterReading
+    from goe2mqtt.site.seen import ChargerSeen
+
+    def charging(amps: float) -> ChargerSeen:
+        return ChargerSeen(online=True, car=2, currents=(amps,) * 3, limit=int(amps), frc=0)
+
+    paused_car = ChargerSeen(online=True, car=4, frc=1)  # plugged, forced off: "complete"
+    path = tmp_path / "sites.json"
+    site = house(resume_after=1)
+    first = started(path, site)
+    first.see("garage", charging(10))
+    first.see("carport", charging(10))
+    first.meter(MeterReading(currents=(38.0, 38.0, 38.0)), 0)  # 18 A of house per phase
+    writes = {w.charger: w.call for w in first.decide(0).writes}
+    assert writes["carport"] == {"frc": 1}
+    memory = SiteMemory(path)
+    memory.remember_paused("house", first.paused())
+    assert json.loads(path.read_text())["sites"]["house"]["paused"] == {"carport": 0}
+
+    # The next process: the house is quiet again, the carport still forced off.
+    with structlog.testing.capture_logs() as logs:
+        second = started(path, site)
+    assert {"event": "site_pause_restored", "site": "house", "chargers": ["carport"],
+            "log_level": "info"} in logs  # fmt: skip
+    resumed: dict[str, object] = {}
+    for now in range(0, 120, 5):
+        second.see("garage", charging(6))
+        second.see("carport", paused_car)
+        second.meter(MeterReading(currents=(8.0, 8.0, 8.0)), now)
+        resumed |= {w.charger: w.call for w in second.decide(now).writes if w.charger == "carport"}
+        if resumed:
+            break
+    assert resumed == {"carport": {"frc": 0}}
+    assert not second.managed["carport"].paused
+    SiteMemory(path).remember_paused("house", second.paused())
+    assert "paused" not in json.loads(path.read_text())["sites"].get("house", {})
+
+
+def test_a_remembered_pause_of_a_charger_no_longer_in_the_site_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "sites.json"
+    SiteMemory(path).remember_paused("house", {"carport": 0, "garage": 7})
+    controller = started(path, house(chargers=("garage",)))
+    assert controller.paused() == {}  # the carport left the site; 7 is no force state
+    assert "house" not in json.loads(path.read_text())["sites"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import structlog.testing
 
-from goe2mqtt.bridge.sites import STATE_REFRESH, SiteRunner
+from goe2mqtt.bridge.site_runner import STATE_REFRESH, SiteRunner
 from goe2mqtt.config.site import SiteChargerSettings, SiteSettings
 from goe2mqtt.mqtt.session import InboundMessage
 
