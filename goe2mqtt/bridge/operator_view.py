@@ -98,6 +98,14 @@ class OperatorView:
         return self._mqtt.connected
 
     @property
+    def mqtt_unanswered(self) -> float:
+        return self._mqtt.unanswered
+
+    @property
+    def mqtt_keepalive(self) -> float:
+        return float(self._mqtt.options.keepalive)
+
+    @property
     def mqtt_disconnects(self) -> Mapping[str, int]:
         words: dict[str, int] = {}
         for cause, count in self._mqtt.disconnects.items():

@@ -54,8 +54,9 @@ from goe2mqtt.util.values import iso
 
 log = structlog.get_logger()
 
-# Bridge info is refreshed this often, at most every keepalive/2: it doubles as the
-# heartbeat whose missing PUBACK reveals a frozen broker within ~1.5x keepalive.
+# Bridge info is refreshed this often, at most every keepalive/4: it doubles as the
+# heartbeat whose PUBACK, missing for keepalive/2, makes /readyz fail within 3/4 of
+# the keep-alive of a broker's freeze (the connection ends after ~1.5x keepalive).
 INFO_INTERVAL = 30.0
 COMMAND_GRACE = 10.0  # on stop, a running command may finish for this long
 JOURNAL_PRUNE_EVERY = 3600.0
@@ -119,7 +120,7 @@ class Bridge:
         self._pool = PoolStats()
         self.started = time.time()
         self._confirm_delays = tuple(confirm_delays)
-        self._info_interval = min(info_interval, mqtt.keepalive / 2)
+        self._info_interval = min(info_interval, mqtt.keepalive / 4)
         self._command_grace = command_grace
         self._stop = asyncio.Event()
         # Info and health are written every interval, and at once when MQTT connects or

@@ -20,7 +20,7 @@ async def another_live_instance(options: MqttOptions, heartbeat_topic: str, wait
     """Whether a live bridge already serves our topics.
 
     Its availability says online (retained) and its heartbeat (bridge info, refreshed
-    every keepalive/2) still comes. A bridge that died without its will reaching the
+    every keepalive/4) still comes. A bridge that died without its will reaching the
     broker (killed while the broker was down) leaves "online" but no heartbeat.
     Unreachable broker: False, and the session's own retries will say why.
     """

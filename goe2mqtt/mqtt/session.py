@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -99,6 +100,15 @@ class MqttSession:
     @property
     def connected(self) -> bool:
         return self._client is not None
+
+    @property
+    def unanswered(self) -> float:
+        """Seconds the broker has left a request of ours unanswered (0: none waits, or
+        not connected). Past half the keep-alive the broker is frozen or gone."""
+        client = self._session_client
+        if client is None or not self.connected:
+            return 0.0
+        return client.unanswered_for(time.monotonic())
 
     @property
     def looked_back(self) -> bool:

@@ -19,6 +19,7 @@ from paho.mqtt.client import (
     MQTTMessage,
     mqtt_ms_publish,
     mqtt_ms_resend_pubrel,
+    mqtt_ms_wait_for_puback,
     mqtt_ms_wait_for_pubcomp,
     mqtt_ms_wait_for_pubrec,
 )
@@ -33,6 +34,11 @@ log = structlog.get_logger()
 
 # Told a QoS 2 message's packet id: before it leaves, and when the broker took it (PUBREC).
 PacketNote = Callable[[int], None]
+
+# A QoS 1 or 2 message of ours the broker has still to answer.
+_AWAITING_ANSWER = frozenset(
+    {mqtt_ms_wait_for_puback, mqtt_ms_wait_for_pubrec, mqtt_ms_wait_for_pubcomp}
+)
 
 # The packet id of the publish just made in this task (set inside aiomqtt's publish).
 _LAST_MID: contextvars.ContextVar[int | None] = contextvars.ContextVar("mid", default=None)
@@ -152,6 +158,21 @@ class SessionClient(aiomqtt.Client):
             self._disconnected.exception()
         await super().__aenter__()
         return self
+
+    def unanswered_for(self, now: float) -> float:
+        """How long the broker has left our oldest request (PUBLISH, PUBREL, PINGREQ)
+        unanswered without sending anything since: a frozen broker, long before TCP or
+        the keep-alive tell. 0 when nothing waits. ``now``: time.monotonic(), paho's clock."""
+        paho = self._client
+        heard = paho._last_bytes_received
+        sent = [paho._ping_t] if paho._ping_t else []
+        sent += [
+            message.timestamp
+            for message in paho._out_messages.values()
+            if message.state in _AWAITING_ANSWER
+        ]
+        waiting = [at for at in sent if at > heard]
+        return now - min(waiting) if waiting else 0.0
 
     def publish_once(
         self,

@@ -33,6 +33,9 @@ def readiness(look: BridgeLook) -> list[str]:
     reasons = liveness(look)
     if not look.mqtt_connected:
         reasons.append("not connected to the MQTT broker")
+    elif look.mqtt_unanswered > look.mqtt_keepalive / 2:
+        # Frozen or gone: the connection says so only after up to twice the keep-alive.
+        reasons.append(f"the MQTT broker has not answered for {look.mqtt_unanswered:.0f} s")
     error = look.journal_error
     if error is not None:
         reasons.append(f"the command journal cannot write: {error}")

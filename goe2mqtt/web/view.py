@@ -83,6 +83,13 @@ class BridgeLook(Protocol):
     def mqtt_connected(self) -> bool: ...
 
     @property
+    def mqtt_unanswered(self) -> float:
+        """Seconds the broker has left a request unanswered (0: none waits)."""
+
+    @property
+    def mqtt_keepalive(self) -> float: ...
+
+    @property
     def mqtt_disconnects(self) -> Mapping[str, int]:
         """Cause (one word) -> connections lost or failed."""
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 import json
+import random
 import signal
 import socket
 import sys
@@ -163,8 +164,24 @@ async def test_the_demo_takes_its_port_and_ends_on_sigterm_like_ctrl_c() -> None
     ]
 
 
+def free_pair() -> int:
+    """A port whose next one is free too (simulate --local serves there), below the
+    ephemeral range: there other jobs' outgoing connections took port + 1 now and then."""
+    rng = random.Random()
+    for _ in range(500):
+        port = rng.randrange(20000, 30000)
+        with socket.socket() as first, socket.socket() as second:
+            try:
+                first.bind(("127.0.0.1", port))
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two free ports in a row")
+
+
 async def test_simulate_local_serves_each_chargers_local_api_without_a_token() -> None:
-    port = free_port()
+    port = free_pair()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "goe2mqtt", "simulate", "--port", str(port), "--local",
         "--charger", "000042:secret-sim",

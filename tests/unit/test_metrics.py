@@ -18,6 +18,8 @@ class FakeBridge:
     started = 0.0
     mqtt_connected = True
     mqtt_disconnects: Mapping[str, int] = {"lost": 2}
+    mqtt_unanswered = 0.0
+    mqtt_keepalive = 10.0
     journal_error = None
     results_pending = 3
     loop_lag = 0.25
@@ -125,3 +127,17 @@ def test_outcomes_and_causes_are_one_word() -> None:
     assert cause_word("lost: the connection ended under us") == "lost"
     assert cause_word("closed by the broker: it stopped") == "closed"
     assert cause_word("TLS: the handshake failed") == "tls"
+
+
+def test_readiness_fails_once_the_broker_leaves_a_request_unanswered_half_a_keepalive() -> None:
+    """A frozen broker keeps the TCP connection: only its silence tells, and the keep-alive
+    would take up to twice its length to end the connection."""
+    from goe2mqtt.web.probes import readiness
+
+    look = FakeBridge([])
+    look.mqtt_unanswered = 4.9
+    assert readiness(look) == []  # type: ignore[arg-type]
+    look.mqtt_unanswered = 6.2
+    assert readiness(look) == ["the MQTT broker has not answered for 6 s"]  # type: ignore[arg-type]
+    look.mqtt_connected = False
+    assert readiness(look) == ["not connected to the MQTT broker"]  # type: ignore[arg-type]
