@@ -9,6 +9,8 @@ websocket, the cloud's URL form on loopback). Then bench/bare_push.py - the same
 connections, the same auth and the same frames parsed, nothing else - is the floor,
 in the same run.
 
+With discovery on, Home Assistant's birth message follows (bench/push_birth.py).
+
     python bench/bench.py --push                   # N = 1, 1000; 30 s windows
     python bench/bench.py --push --sizes 10000 --window 60
 """
@@ -30,6 +32,8 @@ from typing import Any
 
 import aiomqtt
 from aiohttp import WSMsgType, web
+from procstat import percentile, proc_cpu, proc_rss
+from push_birth import Birth, home_assistant_restarts, print_births
 
 from goe2mqtt.goe.ws_protocol import encode
 from goe2mqtt.sim.broker import MosquittoBroker
@@ -39,26 +43,13 @@ HERE = Path(__file__).resolve().parent
 TOKEN = "bench-token"
 PASSWORD = "bench-password"
 BASE = "benchpush"
+PREFIX = "push-ha"  # the discovery prefix
 CHANGES_PER_SECOND = 5
 SLICES = 10  # the second's deltas go out in this many steps
 
 
 def serials(n: int) -> list[str]:
     return [f"{200000 + i:06d}" for i in range(n)]
-
-
-def proc_cpu(pid: int) -> float:
-    import os
-
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def proc_rss(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 class PushServer:
@@ -71,6 +62,7 @@ class PushServer:
         self.slice_of = {serial: i % SLICES for i, serial in enumerate(chargers)}
         self.sent_at: dict[tuple[str, int], float] = {}  # (serial, amp) -> when sent
         self.deltas = 0
+        self.timing = True  # False: changes are sent, not timed
         self.runner: web.AppRunner | None = None
         self.port = 0
 
@@ -152,7 +144,8 @@ class PushServer:
                     if serial in changing:
                         amp = 6 + (self.amp[serial] - 5) % 26
                         self.amp[serial] = amp
-                        self.sent_at[(serial, amp)] = time.monotonic()
+                        if self.timing:
+                            self.sent_at[(serial, amp)] = time.monotonic()
                         frame = encode({"type": "deltaStatus", "status": {"amp": amp}})
                     else:
                         frame = common
@@ -172,6 +165,7 @@ class Result:
     connect_s: float = float("nan")
     latencies_ms: list[float] = field(default_factory=list)
     mqtt_per_s: float = float("nan")
+    birth: Birth | None = None  # Home Assistant's birth message, with discovery on
     note: str = ""
 
 
@@ -183,10 +177,13 @@ async def measure(
     settle: float,
     deadline: float,
     published: list[int] | None = None,
+    infos: list[tuple[float, dict[str, Any]]] | None = None,
 ) -> tuple[float, float, float]:
     """(seconds to connect all, CPU us per delta, RSS MiB) of a process reading N sockets;
-    with ``published`` (the MQTT messages seen so far) only once the start-up's
-    discovery burst is over: under CHANGES_PER_SECOND * 4 messages a second, 3 s long."""
+    with ``published`` (the MQTT messages seen so far, discovery's too) only once the
+    start-up's burst is over: under CHANGES_PER_SECOND * 4 messages a second, 3 s long,
+    and (``infos``, the bridge/info reports) the bridge owes the broker nothing (a loaded
+    machine can hold a bridge still for 3 s)."""
     started = time.monotonic()
     while len(server.open) < n:
         if process.poll() is not None:
@@ -205,6 +202,14 @@ async def measure(
         # Nothing yet is not quiet: the bridge first looks for another live instance.
         quiet = published[0] > 0 and published[0] - before < 4 * CHANGES_PER_SECOND
         quiet_seconds = quiet_seconds + 1 if quiet else 0
+        if quiet_seconds == 3 and infos is not None:
+            quiet_at = time.monotonic()
+            while not any(at > quiet_at for at, _ in infos):  # bridge/info: every 30 s
+                if time.monotonic() - started > deadline:
+                    raise RuntimeError(f"no bridge/info in {deadline:.0f} s")
+                await asyncio.sleep(0.2)
+            if infos[-1][1].get("mqtt_backlog"):
+                quiet_seconds = 0
     cpu0, deltas0 = proc_cpu(process.pid), server.deltas
     await asyncio.sleep(window)
     cpu1, deltas1 = proc_cpu(process.pid), server.deltas
@@ -223,9 +228,10 @@ async def run_size(n: int, args: Any) -> Result:
     with MosquittoBroker() as broker:
         config = {
             "mqtt": {"host": broker.host, "port": broker.port, "base_topic": BASE,
-                     "client_id": f"push-{uuid.uuid4().hex[:6]}", "discovery_prefix": "push-ha",
+                     "client_id": f"push-{uuid.uuid4().hex[:6]}", "discovery_prefix": PREFIX,
                      "discovery": not args.json_only, "leaf_topics": not args.json_only},
             "state_dir": str(workdir),
+            "http": {"listen": "127.0.0.1:0"},  # any free port: other benches may run
             "chargers": [{"name": f"c{s}", "serial": s, "token": TOKEN, "password": PASSWORD,
                           "transport": "websocket", "api_url": f"{url}/{s}"}
                          for s in chargers],
@@ -233,24 +239,50 @@ async def run_size(n: int, args: Any) -> Result:
         (workdir / "config.json").write_text(json.dumps(config))
         latencies: list[float] = []
         received = [0]
+        configs: dict[str, bool] = {}  # discovery topic -> it holds a config
+        infos: list[tuple[float, dict[str, Any]]] = []  # bridge/info, when it came
+
+        lost = [0]  # the listener's connections lost (a busy harness, a loaded broker)
+        listening: list[aiomqtt.Client] = []
 
         async def listen() -> None:
-            async with aiomqtt.Client(broker.host, broker.port) as client:
-                await client.subscribe(f"{BASE}/#")
-                async for message in client.messages:
-                    received[0] += 1
-                    topic = message.topic.value
-                    payload = message.payload if isinstance(message.payload, bytes) else b""
-                    serial = topic.split("/")[1][1:]
-                    if topic.endswith("/charging_current"):
-                        amp = int(float(payload or b"0"))
-                    elif topic.endswith("/state") and args.json_only and payload:
-                        amp = json.loads(payload).get("charging_current")
-                    else:
-                        continue
-                    with_value = server.sent_at.pop((serial, amp), None)
-                    if with_value is not None:
-                        latencies.append(1000 * (time.monotonic() - with_value))
+            """What the measures need, not every state (half the start-up's messages):
+            configs, the changing current, bridge/info; again after a lost connection."""
+            leaf = "state" if args.json_only else "charging_current"
+            wanted = [f"{BASE}/bridge/info", f"{PREFIX}/#", f"{BASE}/+/{leaf}"]
+            while True:
+                try:
+                    async with aiomqtt.Client(broker.host, broker.port, keepalive=300) as client:
+                        for topic in wanted:
+                            await client.subscribe(topic)
+                        listening[:] = [client]
+                        async for message in client.messages:
+                            take(message)
+                except aiomqtt.MqttError:
+                    lost[0] += 1
+                    await asyncio.sleep(1.0)
+
+        def take(message: aiomqtt.Message) -> None:
+            received[0] += 1
+            topic = message.topic.value
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            if topic.startswith(f"{PREFIX}/"):
+                if topic.endswith("/config"):
+                    configs[topic] = bool(payload)
+                return
+            if topic == f"{BASE}/bridge/info" and payload:
+                infos.append((time.monotonic(), json.loads(payload)))
+                return
+            serial = topic.split("/")[1][1:]
+            if topic.endswith("/charging_current"):
+                amp = int(float(payload or b"0"))
+            elif topic.endswith("/state") and payload:
+                amp = json.loads(payload).get("charging_current")
+            else:
+                return
+            with_value = server.sent_at.pop((serial, amp), None)
+            if with_value is not None:
+                latencies.append(1000 * (time.monotonic() - with_value))
 
         listener = asyncio.create_task(listen())
         bridge = subprocess.Popen(
@@ -260,7 +292,14 @@ async def run_size(n: int, args: Any) -> Result:
         )  # fmt: skip
         try:
             result.connect_s, result.cpu_per_delta_us, result.rss_mib = await measure(
-                bridge, server, n, args.window, args.settle, args.connect_deadline, received
+                bridge,
+                server,
+                n,
+                args.window,
+                args.settle,
+                args.connect_deadline,
+                received,
+                infos,
             )
             seen0 = received[0]
             latencies.clear()
@@ -268,11 +307,24 @@ async def run_size(n: int, args: Any) -> Result:
             await asyncio.sleep(min(args.window, 20))
             result.latencies_ms = list(latencies)
             result.mqtt_per_s = (received[0] - seen0) / min(args.window, 20)
+            if not args.json_only:
+                for client in listening:  # mosquitto_sub counts them from here on
+                    await client.unsubscribe(f"{PREFIX}/#")
+                result.birth = await home_assistant_restarts(
+                    broker, PREFIX, bridge.pid, server, sum(configs.values()), infos,
+                    latencies, args.connect_deadline,
+                )  # fmt: skip
         except RuntimeError as exc:
             result.note = str(exc)
         finally:
+            if lost[0]:
+                result.note += f" (the listener lost its connection {lost[0]} times)"
             bridge.terminate()
-            bridge.wait(30)
+            try:
+                bridge.wait(30)
+            except subprocess.TimeoutExpired:  # still sending what it owes
+                bridge.kill()
+                bridge.wait()
             listener.cancel()
         for socket in list(server.open.values()):
             await socket.close()
@@ -296,13 +348,6 @@ async def run_size(n: int, args: Any) -> Result:
     return result
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def print_table(results: list[Result]) -> None:
     one = next((r for r in results if r.n == 1), None)
     print(
@@ -320,6 +365,7 @@ def print_table(results: list[Result]) -> None:
             f" {percentile(r.latencies_ms, 0.5):.1f} | {percentile(r.latencies_ms, 0.99):.1f} |"
             f" {len(r.latencies_ms)} | {r.mqtt_per_s:.1f} |{(' ' + r.note) if r.note else ''}"
         )
+    print_births([(r.n, r.birth) for r in results if r.birth is not None])
 
 
 async def main_async(args: Any) -> None:

@@ -28,6 +28,7 @@ from goe2mqtt.charger.loop import Charger
 from goe2mqtt.config.http import HttpSettings
 from goe2mqtt.config.settings import Settings, parse_settings
 from goe2mqtt.goe.client import GoeClient
+from goe2mqtt.mqtt.retained import Family
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import SimulatedCharger, Simulator
@@ -451,6 +452,11 @@ class RecordingPublisher:
 
     async def publish_retained(self, topic: str, payload: str | bytes) -> None:
         self.retained[topic] = payload.encode() if isinstance(payload, str) else payload
+
+    async def publish_family(self, family: Family) -> None:
+        """Every member, built now (the session's store sends only what changed)."""
+        for topic, payload in family.members():
+            await self.publish_retained(topic, payload)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from goe2mqtt.config.site import SiteSettings
-from goe2mqtt.homeassistant.discovery import discovery_filter, expected_discovery_topics
+from goe2mqtt.homeassistant.discovery import ExpectedDiscovery, discovery_filter
 from goe2mqtt.homeassistant.site_device import site_discovery_topics
 from goe2mqtt.mqtt.session import InboundMessage, MqttSession, Subscription
 from goe2mqtt.mqtt.topics import Topics
@@ -67,11 +67,12 @@ class Housekeeping:
         self._birth_delay = birth_delay
         self._birth_pending = False
         self._foreign_discovery_seen = 0
-        self._expected_discovery: set[str] = set()
+        # The configs the chargers and sites announce (or may): the rest under our node
+        # is stale.
+        self._expected_chargers = ExpectedDiscovery(prefix or "", topics.base, configured)
+        self._expected_sites: set[str] = set()
         if prefix is not None:
-            self._expected_discovery = expected_discovery_topics(prefix, topics.base, configured)
-            self._expected_discovery |= site_discovery_topics(prefix=prefix, topics=topics,
-                                                              sites=sites)  # fmt: skip
+            self._expected_sites = site_discovery_topics(prefix=prefix, topics=topics, sites=sites)
 
     def take(self, message: InboundMessage) -> bool:
         """Whether the message was one of these topics' (then it is dealt with)."""
@@ -87,7 +88,7 @@ class Housekeeping:
                 self._spawn(self._republish_after_birth())
             return True
         if prefix is not None and message.topic.startswith(f"{prefix}/"):
-            if message.payload and message.topic not in self._expected_discovery:
+            if message.payload and not self._expected(message.topic):
                 if points_under(message.payload, self._topics.base):
                     self._spawn(self._remove_stale_discovery(message.topic))
                 elif self._foreign_discovery_seen < 1:
@@ -108,6 +109,9 @@ class Housekeeping:
                 self._spawn(self._remove_stale_charger(removed))
             return True
         return False
+
+    def _expected(self, topic: str) -> bool:
+        return topic in self._expected_chargers or topic in self._expected_sites
 
     async def _republish_after_birth(self) -> None:
         try:

@@ -20,7 +20,9 @@ import structlog
 
 from goe2mqtt.catalogue.facts import DeviceFacts
 from goe2mqtt.charger.view import ChargerView
-from goe2mqtt.homeassistant.discovery import discovery_topic, render_discovery
+from goe2mqtt.homeassistant.configs import DiscoveryConfigs
+from goe2mqtt.homeassistant.discovery import absent_entities, discovery_topic
+from goe2mqtt.mqtt.retained import Family
 from goe2mqtt.mqtt.topics import OFFLINE, ONLINE, Topics
 
 log = structlog.get_logger()
@@ -41,6 +43,8 @@ class _Held:
 
 class Publisher(Protocol):
     async def publish_retained(self, topic: str, payload: str | bytes) -> None: ...
+
+    async def publish_family(self, family: Family) -> None: ...
 
 
 class ChargerOutput:
@@ -85,17 +89,19 @@ class ChargerOutput:
         before, self.facts = self.facts, facts
         if facts.contacted:
             self._on_facts(facts)
-        configs, absent = render_discovery(
-            prefix=self._discovery_prefix,
-            topics=self._topics,
-            charger=self._name,
-            serial=serial,
-            facts=facts,
-            currency=self._currency,
+        # The publisher sends the configs that changed, and keeps what they are built
+        # from to build them again when they must be sent again.
+        await self._publisher.publish_family(
+            DiscoveryConfigs(
+                prefix=self._discovery_prefix,
+                topics=self._topics,
+                charger=self._name,
+                serial=serial,
+                facts=facts,
+                currency=self._currency,
+            )
         )
-        # The publisher keeps what it published: an unchanged config costs a comparison.
-        for topic, payload in configs.items():
-            await self._publisher.publish_retained(topic, payload)
+        absent = absent_entities(facts)
         if not facts.contacted:
             # Not heard from yet, or heard in part: what an earlier run announced stays.
             self._announced_in_part = facts is self.view.facts

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from goe2mqtt import PROJECT_URL, __version__
 from goe2mqtt.catalogue import (
@@ -72,17 +72,74 @@ def expected_discovery_topics(prefix: str, base_topic: str, chargers: Iterable[s
     }
 
 
-def device_block(name: str, serial: str, facts: DeviceFacts) -> dict[str, Any]:
+class ExpectedDiscovery:
+    """Whether a config topic is one the configured chargers announce or may announce
+    (any entity of the catalogue): the topics expected_discovery_topics() makes, told
+    from the topic itself instead of holding ~140 of them per charger."""
+
+    def __init__(self, prefix: str, base_topic: str, chargers: Iterable[str]) -> None:
+        self._head, self._node = f"{prefix}/", node_id(base_topic)
+        self._chargers = frozenset(chargers)
+
+    def __contains__(self, topic: object) -> bool:
+        tail = "/config"
+        if not (isinstance(topic, str) and topic.startswith(self._head) and topic.endswith(tail)):
+            return False
+        parts = topic[len(self._head) : -len(tail)].split("/")
+        if len(parts) != 3 or parts[1] != self._node:
+            return False
+        component, _, object_id = parts
+        keys = _KEYS_OF.get(component, frozenset())
+        # {charger}_{key}: neither holds a "/", both may hold a "_": try each "_".
+        cut = object_id.find("_")
+        while cut != -1:
+            if object_id[:cut] in self._chargers and object_id[cut + 1 :] in keys:
+                return True
+            cut = object_id.find("_", cut + 1)
+        return False
+
+
+_KEYS_OF: dict[str, frozenset[str]] = {
+    component: frozenset(e.key for e in ENTITIES if e.component == component)
+    for component in {e.component for e in ENTITIES}
+}
+
+
+def device_block(
+    name: str, serial: str, model: str | None, sw_version: str | None
+) -> dict[str, Any]:
     device: dict[str, Any] = {
         "identifiers": [f"goe_{serial}"],
         "name": name,
         "manufacturer": "go-e",
-        "model": facts.model or "go-e Charger",
+        "model": model or "go-e Charger",
         "serial_number": serial,
     }
-    if facts.sw_version:
-        device["sw_version"] = facts.sw_version
+    if sw_version:
+        device["sw_version"] = sw_version
     return device
+
+
+class Shown(NamedTuple):
+    """What of a charger's facts one entity's config shows: entity_config sees the
+    facts only through this (homeassistant/configs.py builds on that)."""
+
+    model: str | None
+    sw_version: str | None
+    name: str  # the charger's (a card's), else the catalogue's
+    options: tuple[str, ...]  # a select's or an enum sensor's
+    limits: tuple[float, float] | None  # a number's
+
+
+def shown_for(entity: EntityDescription, facts: DeviceFacts) -> Shown:
+    selectable = entity.component in ("select", "sensor")
+    return Shown(
+        model=facts.model,
+        sw_version=facts.sw_version,
+        name=_name(entity, facts),
+        options=tuple(_options(entity, facts)) if selectable else (),
+        limits=_limits(entity, facts) if entity.component == "number" else None,
+    )
 
 
 def _name(entity: EntityDescription, facts: DeviceFacts) -> str:
@@ -104,14 +161,14 @@ def _options(entity: EntityDescription, facts: DeviceFacts) -> list[str]:
     return []
 
 
-def _number_limits(entity: EntityDescription, facts: DeviceFacts) -> dict[str, Any]:
+def _limits(entity: EntityDescription, facts: DeviceFacts) -> tuple[float, float]:
     write = entity.write
     assert write is not None, f"number {entity.key} declares no write"
     low, high, _ = number_range(write, {})
     for key, dynamic_low, dynamic_high in facts.ranges:
         if key == entity.key:
             low, high = dynamic_low, dynamic_high
-    return {"min": low, "max": high, "step": write.step, "mode": "box"}
+    return low, high
 
 
 def entity_config(
@@ -120,7 +177,7 @@ def entity_config(
     topics: Topics,
     charger: str,
     serial: str,
-    facts: DeviceFacts,
+    shown: Shown,
     currency: str = "EUR",
 ) -> dict[str, Any]:
     availability: list[dict[str, str]] = [
@@ -136,7 +193,7 @@ def entity_config(
             }
         )
     config: dict[str, Any] = {
-        "name": _name(entity, facts),
+        "name": shown.name,
         "unique_id": f"goe_{serial}_{entity.key}",
         # Current HA takes the entity id from here; old HA derives the same id from
         # device name + entity name (but for names that follow a card: the README says
@@ -144,7 +201,7 @@ def entity_config(
         "default_entity_id": f"{entity.component}.{charger}_{entity.key}",
         "availability": availability,
         "availability_mode": "all",
-        "device": device_block(charger, serial, facts),
+        "device": device_block(charger, serial, shown.model, shown.sw_version),
         "origin": ORIGIN,
     }
     if entity.value is not None:
@@ -165,8 +222,8 @@ def entity_config(
         "suggested_display_precision": entity.precision,
     }
     config.update(without_none(optional))
-    if entity.component in ("select", "sensor") and (options := _options(entity, facts)):
-        config["options"] = options
+    if shown.options:
+        config["options"] = list(shown.options)
     if not entity.enabled_by_default:
         config["enabled_by_default"] = False
     if entity.component in ("binary_sensor", "switch"):
@@ -176,7 +233,10 @@ def entity_config(
             config["state_on"] = "true"
             config["state_off"] = "false"
     elif entity.component == "number":
-        config.update(_number_limits(entity, facts))
+        assert entity.write is not None
+        assert shown.limits is not None
+        low, high = shown.limits
+        config.update({"min": low, "max": high, "step": entity.write.step, "mode": "box"})
     elif entity.component == "text":
         if entity.pattern:
             config["pattern"] = entity.pattern
@@ -185,6 +245,22 @@ def entity_config(
     elif entity.component == "button":
         config["payload_press"] = PRESS
     return config
+
+
+def render_config(
+    entity: EntityDescription,
+    *,
+    topics: Topics,
+    charger: str,
+    serial: str,
+    shown: Shown,
+    currency: str = "EUR",
+) -> str:
+    """One entity's config as the broker gets it (JSON, keys sorted)."""
+    config = entity_config(
+        entity, topics=topics, charger=charger, serial=serial, shown=shown, currency=currency
+    )
+    return json.dumps(config, sort_keys=True, ensure_ascii=False)
 
 
 def render_discovery(
@@ -197,23 +273,22 @@ def render_discovery(
     currency: str = "EUR",
 ) -> tuple[dict[str, str], list[EntityDescription]]:
     """topic -> JSON payload for every entity the charger has, and the entities it
-    has not (whose configs a firmware change may have left behind)."""
+    has not (whose configs a firmware change may have left behind). Each rendered
+    whole: homeassistant/configs.py builds the same from templates."""
     configs: dict[str, str] = {}
-    absent: list[EntityDescription] = []
     for entity in ENTITIES:
-        if not entity.present(facts.keys):
-            absent.append(entity)
-            continue
-        configs[discovery_topic(prefix, topics.base, charger, entity)] = json.dumps(
-            entity_config(
+        if entity.present(facts.keys):
+            configs[discovery_topic(prefix, topics.base, charger, entity)] = render_config(
                 entity,
                 topics=topics,
                 charger=charger,
                 serial=serial,
-                facts=facts,
+                shown=shown_for(entity, facts),
                 currency=currency,
-            ),
-            sort_keys=True,
-            ensure_ascii=False,
-        )
-    return configs, absent
+            )
+    return configs, absent_entities(facts)
+
+
+def absent_entities(facts: DeviceFacts) -> list[EntityDescription]:
+    """The entities a charger with these facts does not have."""
+    return [entity for entity in ENTITIES if not entity.present(facts.keys)]

@@ -1,3 +1,4 @@
 """Talking to the broker: the resilient session (`session`) over aiomqtt and paho
-(`client`), compressed retained payloads (`retained`), the topic layout (`topics`) and
-Home Assistant discovery as a pure plan (`discovery`). Knows nothing of HTTP."""
+(`client`), what is retained and sent again after a reconnect (`retained`: payloads,
+compressed when large, and families of topics built again when sent), the topic layout
+(`topics`). Knows nothing of HTTP."""

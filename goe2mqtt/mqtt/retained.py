@@ -9,9 +9,12 @@ change made so far, and ``settled(barrier)`` waits until the broker acknowledged
 them (or a newer value of the same topic). A command's result goes out only after the
 states it reports.
 
-Payloads of PACK_FROM bytes or more are kept zlib-compressed: a charger's discovery
-configs (~800 bytes each, 100+ of them) halve, and they are only read again to send.
-Knows MQTT and nothing of go-e.
+Payloads of PACK_FROM bytes or more are kept zlib-compressed (a JSON state). A family
+of topics whose payloads can be built again from a few facts (a charger's 130 discovery
+configs, ~50 KB) is not held at all: the store keeps the family and builds its members
+one at a time whenever they are sent, so a reconnect or Home Assistant's birth costs
+the building, not memory held meanwhile. A family moves in the order as one: its
+position is its latest change. Knows MQTT and nothing of go-e.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import heapq
 import zlib
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
 
 import aiomqtt
 import structlog
@@ -30,6 +33,27 @@ from goe2mqtt.mqtt.client import SEND_WINDOW, BrokerStalled, PublishRefused
 log = structlog.get_logger()
 
 PACK_FROM = 256
+FAMILY = "#"  # a family's key starts with it; no topic one may publish to does
+
+
+class Family(Protocol):
+    """Retained topics built from a few facts whenever they are sent, instead of held.
+
+    ``key`` (FAMILY + a name) stays the same for every version of the family; equal
+    families build equal members; ``size`` is how many members it has; ``topics()``
+    names them without building a payload; ``members()`` builds each topic's payload,
+    one at a time, always in the same order.
+    """
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+    def topics(self) -> Iterable[str]: ...
+
+    def members(self) -> Iterator[tuple[str, bytes]]: ...
 
 
 class _Packed(bytes):
@@ -44,11 +68,33 @@ def unpack(stored: bytes) -> bytes:
     return zlib.decompress(stored) if isinstance(stored, _Packed) else stored
 
 
+class _Sending:
+    """A family owed whole, taken for sending: its members built one at a time."""
+
+    __slots__ = ("ahead", "dropped", "key", "members", "pending", "size", "taken")
+
+    def __init__(self, family: Family) -> None:
+        self.key, self.size = family.key, family.size
+        self.members = members = family.members()
+        self.ahead = next(members, None)  # the next member; None: all taken
+        self.taken = 0
+        self.pending = 0  # taken, neither acknowledged nor failed
+        self.dropped = False  # a member failed: the family is owed whole again
+
+
+# Taken for sending: topic, payload, the family sent whole it belongs to (or None).
+Taken = tuple[str, bytes, _Sending | None]
+
+
 class RetainedStore:
     def __init__(self, on_refused: Callable[[PublishRefused], None]) -> None:
         self._on_refused = on_refused
-        # What the broker should hold, in the order it last changed (b"": clear it).
-        self.retained: dict[str, bytes] = {}
+        # What the broker should hold, in the order it last changed (b"": clear it):
+        # topic -> payload, and family key -> family.
+        self.retained: dict[str, bytes | Family] = {}
+        # A family's members that changed on their own, topic -> payload, until sent.
+        self._loose: dict[str, bytes] = {}
+        self._sending: _Sending | None = None
         # Topics whose newest value the broker has not acknowledged yet, in the order
         # they last changed -> the first change since the topic was last taken for
         # sending (None: owed again by a reconnect, no change of its own).
@@ -64,7 +110,12 @@ class RetainedStore:
     @property
     def backlog(self) -> int:
         """Topics waiting for the broker (each counts once, however often it changed)."""
-        return len(self._dirty)
+        count = 0
+        for name in self._dirty:
+            value = self.retained.get(name)
+            count += 1 if value is None or isinstance(value, bytes) else value.size
+        sending = self._sending
+        return count + (0 if sending is None else sending.size - sending.taken)
 
     def put(self, topic: str, payload: bytes) -> None:
         """Owe ``payload`` to the broker if it differs from what we last gave it."""
@@ -78,12 +129,63 @@ class RetainedStore:
         Re-inserted at the end: a republish goes out in the order things last changed,
         so "online" comes after the states and configs it vouches for.
         """
+        self._loose.pop(topic, None)  # a family's member until now: this is newer
         self.retained.pop(topic, None)
         self.retained[topic] = data
+        self._changed(topic)
+
+    def put_family(self, family: Family) -> None:
+        """Keep ``family`` in place of the one with its key, owing what differs: all of
+        it when new (then last in the order), else the members whose payload changed. A
+        member it no longer has keeps its last payload as a topic of its own (the caller
+        clears it)."""
+        key = family.key
+        old = self.retained.get(key)
+        if old is None or isinstance(old, bytes):
+            for topic in family.topics():  # a member now, not a topic of its own
+                self._loose.pop(topic, None)
+                if isinstance(self.retained.get(topic), bytes):
+                    del self.retained[topic]
+            self.retained[key] = family
+            self._changed(key)
+            return
+        if old == family:
+            self.retained[key] = family  # builds the same: nothing owed, order kept
+            return
+        before, after = dict(old.members()), dict(family.members())
+        whole = key in self._dirty  # owed whole, not taken yet: built anew when taken
+        for topic, payload in before.items():
+            if topic not in after:
+                loose = self._loose.pop(topic, None)
+                self.retained[topic] = pack(payload) if loose is None else loose
+                if whole:
+                    self._mark(topic, None)
+        changed = [topic for topic, payload in after.items() if before.get(topic) != payload]
+        # In place: sent again, it goes where it first went (before the "online" that
+        # vouches for it), and every member is built as it is then, the newest.
+        self.retained[key] = family
+        for topic in changed:
+            if isinstance(self.retained.get(topic), bytes):
+                del self.retained[topic]  # a member again
+            if topic in self._loose:
+                self._loose[topic] = after[topic]  # a loose member is the family's newest
+        if whole:
+            self._changed(key)
+            return
+        for topic in changed:
+            self._loose[topic] = after[topic]
+            self._changed(topic)
+
+    def _changed(self, name: str) -> None:
         self._changes += 1
-        if topic not in self._owed:
-            self._owe(topic, self._changes)
-        self._mark(topic, self._changes)
+        if name not in self._owed:
+            self._owe(name, self._changes)
+        self._mark(name, self._changes)
+
+    def _current(self, topic: str) -> bytes | None:
+        """What the topic is owed now, if it is a topic of its own or a loose member."""
+        value = self.retained.get(topic)
+        return value if isinstance(value, bytes) else self._loose.get(topic)
 
     def _owe(self, topic: str, change: int) -> None:
         self._owed[topic] = change
@@ -98,8 +200,17 @@ class RetainedStore:
 
     def owe_everything(self) -> None:
         """Send everything retained again (a reconnect, Home Assistant restarted)."""
-        self._dirty = {topic: self._dirty.get(topic) for topic in self.retained}
+        self._drop_sending()  # its family is in retained: owed whole again below
+        dirty = self._dirty
+        self._dirty = {name: dirty.get(name) for name in self.retained}
+        # Loose members go again too: a barrier may wait for their acknowledgement.
+        self._dirty.update({topic: dirty.get(topic) for topic in self._loose})
         self._dirty_added.set()
+
+    def _drop_sending(self) -> None:
+        sending, self._sending = self._sending, None
+        if sending is not None:
+            sending.dropped = True
 
     def _mark(self, topic: str, change: int | None) -> None:
         first = self._dirty.pop(topic, None)
@@ -128,21 +239,73 @@ class RetainedStore:
             self._progress.clear()
             await self._progress.wait()
 
-    def _acknowledged(self, topic: str) -> None:
+    def _acknowledged(self, name: str) -> None:
         """The value taken for sending reached the broker (or was refused for good)."""
-        since = self._dirty.get(topic)
+        since = self._dirty.get(name)
         if since is None:
-            self._owed.pop(topic, None)
+            self._owed.pop(name, None)
+            if not self._owed:  # nothing owed: the heap holds only stale entries
+                self._owed, self._owed_heap = {}, []  # and a start-up's sizes go
         else:  # changed again since it was taken: owed from that change on
-            self._owe(topic, since)
+            self._owe(name, since)
+        if name not in self._dirty:
+            self._loose.pop(name, None)  # sent: the family builds it from now on
         self._progress.set()
+
+    def _delivered(self, topic: str, sending: _Sending | None) -> None:
+        """A publish taken for sending was acknowledged (or refused for good)."""
+        if sending is None:
+            self._acknowledged(topic)
+            return
+        sending.pending -= 1
+        if not sending.dropped and not sending.pending and sending.ahead is None:
+            self._acknowledged(sending.key)  # the whole family is out
+
+    def _undelivered(self, topic: str, data: bytes, sending: _Sending | None) -> None:
+        """A publish taken for sending is not known to have arrived: still owed."""
+        if sending is None:
+            if topic not in self._dirty and self._current(topic) == data:
+                self._mark(topic, None)
+            return
+        if not sending.dropped:
+            if self._sending is sending:
+                self._drop_sending()
+            sending.dropped = True
+            if sending.key not in self._dirty and sending.key in self.retained:
+                self._mark(sending.key, None)
 
     # --- sending ---------------------------------------------------------------------------
 
-    def _take(self) -> tuple[str, bytes]:
-        topic = next(iter(self._dirty))
-        del self._dirty[topic]
-        return topic, self.retained.get(topic, b"")
+    def _owes(self) -> bool:
+        return bool(self._dirty) or self._sending is not None
+
+    def _take(self) -> Taken | None:
+        """The next topic owed and its payload (built now for a family's member)."""
+        while True:
+            sending = self._sending
+            if sending is not None:
+                item = sending.ahead
+                assert item is not None
+                sending.ahead = next(sending.members, None)
+                if sending.ahead is None:
+                    self._sending = None
+                sending.taken += 1
+                sending.pending += 1
+                return item[0], item[1], sending
+            if not self._dirty:
+                return None
+            name = next(iter(self._dirty))
+            del self._dirty[name]
+            if not self._dirty:  # a dict keeps the table it grew to: a start-up's
+                self._dirty = {}  # ~100 000 topics would stay in memory
+            value = self.retained.get(name)
+            if value is None or isinstance(value, bytes):
+                return name, self._current(name) or b"", None
+            sending = _Sending(value)  # a family owed whole
+            if sending.ahead is None:
+                self._acknowledged(name)  # no members: nothing to send
+            else:
+                self._sending = sending
 
     async def send(self, client: aiomqtt.Client, ack_timeout: float) -> None:
         """Drain the owed topics while connected; raises BrokerStalled or MqttError."""
@@ -152,15 +315,14 @@ class RetainedStore:
         delivered = [0]  # acknowledged since the last batch was logged
         inflight = [0]
 
-        async def send(topic: str, data: bytes) -> None:
+        async def send(topic: str, data: bytes, sending: _Sending | None) -> None:
             try:
                 await client.publish(topic, unpack(data), qos=1, retain=True, timeout=ack_timeout)
             except PublishRefused as exc:
                 self._on_refused(exc)  # owed again at the next connect, never taken as sent
-                self._acknowledged(topic)  # but no barrier waits for it
+                self._delivered(topic, sending)  # but no barrier waits for it
             except (asyncio.CancelledError, aiomqtt.MqttError) as exc:
-                if topic not in self._dirty and self.retained.get(topic) == data:
-                    self._mark(topic, None)  # not known to have arrived: still owed
+                self._undelivered(topic, data, sending)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 if not failure.done():
@@ -170,13 +332,13 @@ class RetainedStore:
                     )
             else:
                 delivered[0] += 1
-                self._acknowledged(topic)
+                self._delivered(topic, sending)
                 if data == b"" and self.retained.get(topic) == b"":
                     del self.retained[topic]  # cleared: nothing to republish
             finally:
                 window.release()
                 inflight[0] -= 1
-                if not inflight[0] and not self._dirty and delivered[0]:
+                if not inflight[0] and not self._owes() and delivered[0]:
                     log.debug("mqtt_batch_sent", messages=delivered[0])
                     delivered[0] = 0
 
@@ -184,18 +346,19 @@ class RetainedStore:
             while True:
                 if failure.done():
                     failure.result()
-                if not self._dirty:
+                if not self._owes():
                     self._dirty_added.clear()
                     waiter: asyncio.Future[Any] = asyncio.ensure_future(self._dirty_added.wait())
                     await asyncio.wait({waiter, failure}, return_when=asyncio.FIRST_COMPLETED)
                     waiter.cancel()
                     continue
                 await window.acquire()
-                if not self._dirty:
+                taken = self._take()
+                if taken is None:
                     window.release()
                     continue
                 inflight[0] += 1
-                task = asyncio.create_task(send(*self._take()))
+                task = asyncio.create_task(send(*taken))
                 sends.add(task)
                 task.add_done_callback(sends.discard)
         finally:
@@ -208,10 +371,10 @@ class RetainedStore:
 
     async def flush(self, client: aiomqtt.Client, ack_timeout: float) -> None:
         """Send what is still owed (on a clean stop), one by one."""
-        while self._dirty:
-            topic, data = self._take()
+        while (taken := self._take()) is not None:
+            topic, data, sending = taken
             try:
                 await client.publish(topic, unpack(data), qos=1, retain=True, timeout=ack_timeout)
             except PublishRefused as exc:
                 self._on_refused(exc)
-            self._acknowledged(topic)
+            self._delivered(topic, sending)

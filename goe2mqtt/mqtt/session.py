@@ -34,7 +34,7 @@ from goe2mqtt.mqtt.client import (
     until_disconnected,
 )
 from goe2mqtt.mqtt.look_back import LookBack
-from goe2mqtt.mqtt.retained import RetainedStore
+from goe2mqtt.mqtt.retained import Family, RetainedStore
 from goe2mqtt.mqtt.session_client import PacketNote, SessionClient, new_client
 from goe2mqtt.mqtt.topics import OFFLINE, ONLINE
 from goe2mqtt.util.aio import wait_until_set
@@ -172,6 +172,11 @@ class MqttSession:
         Returns at once: the sender delivers it, newest value first per topic.
         """
         self._store.put(topic, payload.encode() if isinstance(payload, str) else payload)
+
+    async def publish_family(self, family: Family) -> None:
+        """Publish a family's members whose payload changed (all of it when new); keep
+        the family, not their payloads, for what is sent again (mqtt/retained.py)."""
+        self._store.put_family(family)
 
     async def clear_retained(self, topic: str) -> None:
         """Remove a retained message from the broker and forget it."""

@@ -141,9 +141,9 @@ async def test_a_quiet_charger_renders_no_discovery(
     rendered = []
     import goe2mqtt.charger.publish as charger_module
 
-    original = charger_module.render_discovery
+    original = charger_module.DiscoveryConfigs
     monkeypatch.setattr(
-        charger_module, "render_discovery", lambda **kw: rendered.append(1) or original(**kw)
+        charger_module, "DiscoveryConfigs", lambda **kw: rendered.append(1) or original(**kw)
     )
     for _ in range(3):
         assert await bridge.refresh()

@@ -11,7 +11,9 @@ import pytest
 
 from goe2mqtt.catalogue import ENTITIES, ENTITIES_BY_KEY
 from goe2mqtt.catalogue.facts import DeviceFacts
+from goe2mqtt.homeassistant.configs import DiscoveryConfigs
 from goe2mqtt.homeassistant.discovery import (
+    ExpectedDiscovery,
     discovery_filter,
     expected_discovery_topics,
     node_id,
@@ -290,3 +292,112 @@ def test_card_sensor_names_from_old_firmware_and_from_the_facts_file() -> None:
     loaded = DeviceFacts.from_json(data)
     assert loaded is not None
     assert loaded.names == (("card_1_energy_this_month", "Bob" + "y" * 61),)
+
+
+AWKWARD = ['quote"d', "back\\slash", "{braces}", "ümlaut", "line\u2028sep", "emoji-\U0001f697", "x"]
+
+
+def built(configs: DiscoveryConfigs) -> dict[str, bytes]:
+    return dict(configs.members())
+
+
+def rendered_whole(**arguments: Any) -> dict[str, bytes]:
+    configs, _ = render_discovery(**arguments)
+    return {topic: payload.encode() for topic, payload in configs.items()}
+
+
+@pytest.mark.parametrize("text", AWKWARD)
+def test_configs_built_from_templates_are_the_whole_renderings_byte_for_byte(text: str) -> None:
+    """A charger's name, serial, card names and currency, however written: filling a
+    template gives the bytes rendering each config whole gives, in the same order."""
+    facts = replace(
+        FACTS,
+        names=((FACTS.names[0][0], f"{text} energy"), *FACTS.names[1:]),
+        choices=(("transaction", ("no_transaction", "no_card", text, "{0}", "{1}")),),
+    )
+    arguments: dict[str, Any] = {
+        "prefix": "homeassistant", "topics": Topics(f"base-{text}", shard=2), "charger": text,
+        "serial": f"{text}-012345", "facts": facts, "currency": text,
+    }  # fmt: skip
+    assert list(built(DiscoveryConfigs(**arguments)).items()) == list(
+        rendered_whole(**arguments).items()
+    )
+
+
+def test_a_template_is_never_taken_for_limits_equal_but_written_otherwise() -> None:
+    """16 == 16.0 and 0.0 == -0.0, but JSON writes each its own way."""
+    ranges = [
+        (("charging_current", 6, 16),),
+        (("charging_current", 6.0, 16.0),),
+        (("charging_current", -0.0, 16),),
+        (("charging_current", 0.0, 16),),
+    ]
+    for charger, limits in enumerate(ranges):
+        facts = replace(FACTS, ranges=limits)
+        arguments: dict[str, Any] = {
+            "prefix": "homeassistant",
+            "topics": TOPICS,
+            "charger": f"c{charger}",
+            "serial": f"{charger:06d}",
+            "facts": facts,
+        }
+        assert built(DiscoveryConfigs(**arguments)) == rendered_whole(**arguments)
+    assert DiscoveryConfigs(**{**arguments, "facts": replace(FACTS, ranges=ranges[0])}) != (
+        DiscoveryConfigs(**{**arguments, "facts": replace(FACTS, ranges=ranges[1])})
+    )
+
+
+def test_configs_equal_when_built_from_the_same_and_heard_from_or_not() -> None:
+    arguments: dict[str, Any] = {
+        "prefix": "homeassistant", "topics": TOPICS, "charger": "garage", "serial": "012345",
+    }  # fmt: skip
+    heard = DiscoveryConfigs(**arguments, facts=FACTS)
+    remembered = DiscoveryConfigs(**arguments, facts=replace(FACTS, contacted=False))
+    assert heard == remembered
+    assert heard.size == len(built(heard)) == len(list(heard.topics()))
+    assert heard != DiscoveryConfigs(**arguments, facts=replace(FACTS, sw_version="61.0"))
+    assert heard != DiscoveryConfigs(**{**arguments, "serial": "012346"}, facts=FACTS)
+
+
+@pytest.mark.parametrize("text", AWKWARD)
+def test_a_charger_like_another_is_built_from_its_templates_not_rendered(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import goe2mqtt.homeassistant.configs as configs_module
+
+    arguments: dict[str, Any] = {"prefix": "homeassistant", "topics": TOPICS, "facts": FACTS}
+    built(DiscoveryConfigs(**arguments, charger="garage", serial="012345"))  # the templates
+    renders: list[object] = []
+    original = configs_module.render_config
+    monkeypatch.setattr(
+        configs_module, "render_config", lambda *a, **k: renders.append(a) or original(*a, **k)
+    )
+    other = built(DiscoveryConfigs(**arguments, charger=text, serial=f"{text}9"))
+    assert renders == []
+    assert other == rendered_whole(**arguments, charger=text, serial=f"{text}9")
+
+
+@pytest.mark.parametrize(("prefix", "base"), [("homeassistant", "goe2mqtt"), ("ha/x", "inst/a")])
+def test_the_expected_configs_are_told_from_the_topic_exactly_as_listing_them(
+    prefix: str, base: str
+) -> None:
+    chargers = ["garage", "garage_card", "c-1", "x"]
+    expected = expected_discovery_topics(prefix, base, chargers)
+    told = ExpectedDiscovery(prefix, base, chargers)
+    assert all(topic in told for topic in expected)
+    components = sorted({entity.component for entity in ENTITIES})
+    others = (
+        expected_discovery_topics(prefix, base, ["carport", "garage_", "gar", "card"])
+        | expected_discovery_topics(prefix, f"{base}2", chargers)
+        | expected_discovery_topics(f"{prefix}2", base, chargers)
+        | {f"{topic}/config" for topic in expected}
+        | {topic.removesuffix("/config") for topic in expected}
+        | {
+            topic.replace(f"/{c}/", f"/{o}/", 1)
+            for topic in expected
+            for c in components
+            for o in components
+        }
+        | {"", "homeassistant/status", f"{prefix}/sensor/{node_id(base)}/garage/config"}
+    )
+    assert not [topic for topic in others - expected if topic in told]
