@@ -18,9 +18,9 @@ from aiohttp import web
 from goe2mqtt.config.http import HttpSettings
 from goe2mqtt.web.keys import LOOK, SETTINGS
 from goe2mqtt.web.live import events
-from goe2mqtt.web.metrics import metrics_handler
 from goe2mqtt.web.page import charger_page, fleet_page, static_file
 from goe2mqtt.web.probes import healthz, readyz
+from goe2mqtt.web.scrape import SCRAPER, Scraper, metrics_handler
 from goe2mqtt.web.view import BridgeLook
 
 log = structlog.get_logger()
@@ -86,6 +86,7 @@ def make_app(look: BridgeLook, settings: HttpSettings) -> web.Application:
     app = web.Application(middlewares=[_guard], client_max_size=MAX_BODY)
     app[LOOK] = look
     app[SETTINGS] = settings
+    app[SCRAPER] = Scraper(settings.charger_metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
