@@ -4,19 +4,23 @@ Not a test: it prints a table. For each N it runs the simulated cloud with N cha
 (in this process, so it times every poll), a Mosquitto of its own and goe2mqtt as its
 own process, waits until every charger is online, then:
 
-- a scrape: its size, its wall time, and the CPU time prometheus-client takes to write
-  that text (measured apart, in this process, for the same number of chargers: the
-  bridge's own CPU moves too much with its polling to single a scrape out; its
-  baseline-subtracted estimate is in the JSON as cpu_s);
+- five scrapes in a row: their size and wall time (the first one is the bridge's first,
+  which writes every line; its baseline-subtracted CPU estimate is in the JSON as cpu_s);
+- a window with no scrape: the share of polls on time (each within 10 % of its interval,
+  as bench/bench.py counts them), what this machine allows now;
+- the same window while a real Prometheus (Debian's) scrapes every 15 s: the polls on
+  time, and from Prometheus its longest scrape, the scrapes that succeeded and the
+  longest hold of the bridge's event loop (goe2mqtt_event_loop_lag_seconds);
+- the status page's first page in Chromium: navigation to DOMContentLoaded (the page
+  is interactive then: its script is deferred and ran) and to the first paint;
+- last, apart (in this process, the simulator stopped), the CPU prometheus-client and
+  web.scrape take to write the text for N chargers like these: in one go, as a first
+  scrape, and as a scrape 15 s after another.
+
 The fleet has bench/bench.py --fleet's shape: a fifth of the chargers with a car,
 polled every 10 s, the rest idle, every 30 s (one simulator host for all of them).
 
-- a window in which a real Prometheus (Debian's) scrapes every 15 s: the share of polls
-  on time (each within 10 % of its interval, as bench/bench.py counts them);
-- the status page's first page in Chromium: navigation to DOMContentLoaded (the page
-  is interactive then: its script is deferred and ran) and to the first paint.
-
-    python bench/scrape.py                     # N = 1000, 10000; 60 s window
+    python bench/scrape.py                     # N = 1000, 10000; 60 s windows
     python bench/scrape.py --sizes 1000 --window 30
 """
 
@@ -191,7 +195,14 @@ async def run_size(n: int, args: Any) -> dict[str, Any]:
             result["startup_s"] = round(time.monotonic() - started, 1)
             await asyncio.sleep(2 * scan)  # every charger on its own schedule
             result["scrape"] = await scrape_figures(url, bridge.pid)
-            result["scrape"]["exposition_cpu_s"] = await exposition_cpu(n, args.charger_metrics)
+            # The same window without a scrape: how on time the polls are on this machine
+            # now, whatever a scrape costs (once the polls those scrapes delayed caught up).
+            await asyncio.sleep(2 * scan)
+            clock.recording_gaps = True
+            await asyncio.sleep(args.window)
+            clock.recording_gaps = False
+            result["unscraped"] = on_time(clock.gaps)
+            clock.gaps.clear()
             async with prometheus(workdir / "prometheus", url.removeprefix("http://"),
                                   interval="15s") as prom:  # fmt: skip
                 clock.recording_gaps = True
@@ -217,10 +228,7 @@ async def run_size(n: int, args: Any) -> dict[str, Any]:
                 ):  # fmt: skip
                     got = await query(prom, promql)
                     result[figure] = float(got[0]["value"][1]) if got else None
-            gaps = clock.gaps
-            result["polls_in_window"] = len(gaps)
-            result["on_time"] = sum(1 for g in gaps if g <= 1.1) / len(gaps) if gaps else 0.0
-            result["gap_max"] = max(gaps) if gaps else None
+            result.update(on_time(clock.gaps))
             print(json.dumps(result, default=str), flush=True)  # kept if the page fails
             async with aiohttp.ClientSession() as session:
                 t0 = time.monotonic()
@@ -239,20 +247,31 @@ async def run_size(n: int, args: Any) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 bridge.kill()
     await simulator.stop()
+    # Last: it holds this process's loop (the simulator's) for a second or more.
+    result["scrape"]["exposition_cpu_s"] = await exposition_cpu(n, args.charger_metrics)
     return result
+
+
+def on_time(gaps: list[float]) -> dict[str, Any]:
+    """Polls in a window, the share on time (within 10 % of the interval), the longest gap."""
+    return {"polls_in_window": len(gaps),
+            "on_time": sum(1 for g in gaps if g <= 1.1) / len(gaps) if gaps else 0.0,
+            "gap_max": max(gaps) if gaps else None}  # fmt: skip
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
     print(f"{'N':>6} {'scrape KiB':>10} {'series':>7} {'CPU ms: one go':>14} {'first':>6} "
-          f"{'next':>5} {'wall ms':>8} {'on time':>8} {'gap max':>8} {'page ms':>8} "
-          f"{'paint ms':>9}")  # fmt: skip
+          f"{'next':>5} {'wall ms':>8} {'Prom. s':>7} {'unscraped':>9} {'on time':>8} "
+          f"{'gap max':>8} {'page ms':>8} {'paint ms':>9}")  # fmt: skip
     for r in results:
         s, page = r["scrape"], r.get("page") or {}
         print(f"{r['n']:>6} {s['bytes'] / 1024:>10.0f} {s['series']:>7}"
               f" {s['exposition_cpu_s']['one_go'] * 1000:>14.0f}"
               f" {s['exposition_cpu_s']['first'] * 1000:>6.0f}"
               f" {s['exposition_cpu_s']['next'] * 1000:>5.0f}"
-              f" {s['wall_s'] * 1000:>8.0f} {100 * r['on_time']:>7.2f}% {r['gap_max']:>8.2f}"
+              f" {s['wall_s'] * 1000:>8.0f} {r['prometheus_scrape_max_s'] or float('nan'):>7.2f}"
+              f" {100 * r['unscraped']['on_time']:>8.2f}%"
+              f" {100 * r['on_time']:>7.2f}% {r['gap_max']:>8.2f}"
               f" {page.get('interactive_ms', float('nan')):>8.0f}"
               f" {page.get('first_paint_ms', float('nan')):>9.0f}")  # fmt: skip
     print(json.dumps(results, indent=1, default=str))

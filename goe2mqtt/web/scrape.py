@@ -35,10 +35,7 @@ from goe2mqtt.web.metrics import (
 )
 from goe2mqtt.web.view import BridgeLook, ChargerRow
 
-HOLD = 0.02  # s: about the longest the event loop is held before it takes a turn ...
-SHARE = 3  # ... or a third of that turn's length, if longer: a busy loop (a turn of T
-# seconds) still leaves the scrape a quarter of its time, so it ends before Prometheus
-# gives up on it
+HOLD = 0.02  # s: about the longest the event loop is held before it takes a turn
 STEP = 50  # chargers rendered between two looks at the clock
 
 
@@ -111,8 +108,22 @@ class Scraper:
     def __init__(self, charger_metrics: str) -> None:
         self._kind = charger_metrics
         self._families = [_FamilyLines(spec) for spec in charger_families_for(charger_metrics)]
+        self._running: asyncio.Future[bytes] | None = None
 
     async def exposition(self, look: BridgeLook) -> bytes:
+        """The text; a request that comes while one is being made gets that one (a scrape
+        Prometheus gave up on is not made twice, and two never run side by side)."""
+        if self._running is None:
+            self._running = asyncio.ensure_future(self._make(look))
+            self._running.add_done_callback(self._done)
+        return await asyncio.shield(self._running)
+
+    def _done(self, running: asyncio.Future[bytes]) -> None:
+        self._running = None
+        if not running.cancelled():
+            running.exception()  # seen: its requests got it
+
+    async def _make(self, look: BridgeLook) -> bytes:
         kind = self._kind
         snap = take_snapshot(look, kind, with_rows=False)
         parts = [render([*bridge_families(snap), *command_families(snap, kind != "none")])]
@@ -120,14 +131,13 @@ class Scraper:
         outs: list[list[bytes]] = [[] for _ in families]
         kept: list[dict[str, tuple[Samples, bytes]]] = [{} for _ in families]
         rows = iter(look.rows()) if families else iter(())
-        held_since, hold = time.perf_counter(), HOLD
+        held_since = time.perf_counter()
         while batch := list(islice(rows, STEP)):
             for lines, out, keep in zip(families, outs, kept, strict=True):
                 lines.add(batch, snap.now, out, keep)
-            if (now := time.perf_counter()) - held_since >= hold:
+            if time.perf_counter() - held_since >= HOLD:
                 await asyncio.sleep(0)  # the polls and commands due meanwhile go first
                 held_since = time.perf_counter()
-                hold = max(HOLD, (held_since - now) / SHARE)
         for lines, out, keep in zip(families, outs, kept, strict=True):
             lines.kept = keep  # chargers no longer there are forgotten
             parts.append(lines.header)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -177,3 +178,25 @@ async def test_sliced_and_kept_text_has_the_samples_of_a_plain_render(
             helps = [line for line in body.split(b"\n") if line.startswith(b"# HELP ")]
             assert len(helps) == len(set(helps)), (kind, step)  # each family's HELP once
             assert len(parsed(body)) > {"all": 8, "health": 4, "none": 0}[kind] * len(rows)
+
+
+async def test_a_scrape_that_comes_while_one_is_made_gets_that_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(scrape, "HOLD", 0.0)  # a turn after every STEP: the second comes in
+    bridge = FakeBridge(fleet(3 * STEP, 0))
+    reads = 0
+    rows = bridge.rows
+
+    def counted() -> Iterable[ChargerRow]:
+        nonlocal reads
+        reads += 1
+        return rows()
+
+    monkeypatch.setattr(bridge, "rows", counted)
+    scraper = Scraper("all")
+    first, second = await asyncio.gather(scraper.exposition(bridge), scraper.exposition(bridge))
+    assert first is second
+    assert reads == 1
+    assert await scraper.exposition(bridge) is not first  # the next one is made anew
+    assert reads == 2
