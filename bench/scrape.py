@@ -4,19 +4,23 @@ Not a test: it prints a table. For each N it runs the simulated cloud with N cha
 (in this process, so it times every poll), a Mosquitto of its own and goe2mqtt as its
 own process, waits until every charger is online, then:
 
-- a scrape: its size, its wall time, and the CPU time prometheus-client takes to write
-  that text (measured apart, in this process, for the same number of chargers: the
-  bridge's own CPU moves too much with its polling to single a scrape out; its
-  baseline-subtracted estimate is in the JSON as cpu_s);
+- five scrapes in a row: their size and wall time (the first one is the bridge's first,
+  which writes every line; its baseline-subtracted CPU estimate is in the JSON as cpu_s);
+- a window with no scrape: the share of polls on time (each within 10 % of its interval,
+  as bench/bench.py counts them), what this machine allows now;
+- the same window while a real Prometheus (Debian's) scrapes every 15 s: the polls on
+  time, and from Prometheus its longest scrape, the scrapes that succeeded and the
+  longest hold of the bridge's event loop (goe2mqtt_event_loop_lag_seconds);
+- the status page's first page in Chromium: navigation to DOMContentLoaded (the page
+  is interactive then: its script is deferred and ran) and to the first paint;
+- last, apart (in this process, the simulator stopped), the CPU prometheus-client and
+  web.scrape take to write the text for N chargers like these: in one go, as a first
+  scrape, and as a scrape 15 s after another.
+
 The fleet has bench/bench.py --fleet's shape: a fifth of the chargers with a car,
 polled every 10 s, the rest idle, every 30 s (one simulator host for all of them).
 
-- a window in which a real Prometheus (Debian's) scrapes every 15 s: the share of polls
-  on time (each within 10 % of its interval, as bench/bench.py counts them);
-- the status page's first page in Chromium: navigation to DOMContentLoaded (the page
-  is interactive then: its script is deferred and ran) and to the first paint.
-
-    python bench/scrape.py                     # N = 1000, 10000; 60 s window
+    python bench/scrape.py                     # N = 1000, 10000; 60 s windows
     python bench/scrape.py --sizes 1000 --window 30
 """
 
@@ -33,6 +37,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -48,25 +53,51 @@ from tests.prometheus import prometheus, query
 TOKEN = "bench-token"
 
 
-def exposition_cpu(n: int, kind: str) -> float:
-    """CPU seconds prometheus-client takes to write the text for N chargers like these
-    (the part of a scrape that runs in a thread; taken here, apart from the polling)."""
-    from goe2mqtt.web.metrics import Snapshot, exposition
+async def exposition_cpu(n: int, kind: str) -> dict[str, float]:
+    """CPU seconds the bridge takes to write the text for N chargers like these, measured
+    apart (in this process, away from the polling): in one go (metrics.exposition, what
+    a scrape cost before web.scrape), and as web.scrape makes it: the first scrape, and
+    one 15 s later in this fleet's shape (every charger's age moved; the fifth with a
+    car polled and charged since, half the idle ones polled)."""
+    import dataclasses
+
+    from goe2mqtt.web.metrics import exposition, take_snapshot
+    from goe2mqtt.web.scrape import Scraper
     from goe2mqtt.web.view import ChargerRow, DurationCounts
 
+    now = time.time()
     rows = [
         ChargerRow(name=f"c{serial}", online=True, offline_reason="", connection="polling",
-                   model="go-eCharger_V4", firmware="60.4", last_update=time.time(),
-                   car_state=2, power_watts=11040.0, currents=(16.0, 16.0, 16.0),
-                   energy_total_kwh=1234.5, temperature=30.0, polls={"ok": 100},
-                   reconnects=0)
-        for serial in serials(n)
+                   model="go-eCharger_V4", firmware="60.4", last_update=now - i % 30,
+                   car_state=2 if i < n // 5 else 1, power_watts=11040.0 if i < n // 5 else 0.0,
+                   currents=(16.0, 16.0, 16.0), energy_total_kwh=1234.5, temperature=30.0,
+                   polls={"ok": 100}, reconnects=0)
+        for i, serial in enumerate(serials(n))
     ]  # fmt: skip
-    snap = Snapshot("bench", True, {}, True, 0, 0.0, rows, {}, DurationCounts((), {}, {}),
-                    time.time())  # fmt: skip
+
+    look: Any = SimpleNamespace(  # what web.scrape reads of a bridge
+        version="bench", mqtt_connected=True, mqtt_disconnects={}, journal_error=None,
+        results_pending=0, loop_lag=0.0, rows=lambda: rows, command_outcomes=dict,
+        command_durations=lambda: DurationCounts((), {}, {}),
+    )  # fmt: skip
     started = time.process_time()
-    exposition(snap, kind)
-    return time.process_time() - started
+    exposition(take_snapshot(look, kind), kind)
+    figures = {"one_go": time.process_time() - started}
+    scraper = Scraper(kind)
+    started = time.process_time()
+    await scraper.exposition(look)
+    figures["first"] = time.process_time() - started
+    later = time.time()  # polled just now
+    rows[:] = [
+        dataclasses.replace(row, last_update=later, polls={"ok": 101},
+                            energy_total_kwh=1234.5 + (0.05 if i < n // 5 else 0.0))
+        if i < n // 5 or i % 2 else row
+        for i, row in enumerate(rows)
+    ]  # fmt: skip
+    started = time.process_time()
+    await scraper.exposition(look)
+    figures["next"] = time.process_time() - started
+    return figures
 
 
 SCRAPES = 5
@@ -90,7 +121,7 @@ async def scrape_figures(url: str, pid: int) -> dict[str, Any]:
             sizes.append(len(body))
         cpu = (proc_cpu(pid) - cpu0 - polling_rate * (time.monotonic() - t0)) / SCRAPES
     return {"bytes": statistics.median(sizes), "cpu_s": cpu, "wall_s": statistics.median(walls),
-            "series": body.count(b"\n") - body.count(b"\n#")}  # fmt: skip
+            "wall_first_s": walls[0], "series": body.count(b"\n") - body.count(b"\n#")}  # fmt: skip
 
 
 async def page_figures(url: str) -> dict[str, float]:
@@ -164,7 +195,14 @@ async def run_size(n: int, args: Any) -> dict[str, Any]:
             result["startup_s"] = round(time.monotonic() - started, 1)
             await asyncio.sleep(2 * scan)  # every charger on its own schedule
             result["scrape"] = await scrape_figures(url, bridge.pid)
-            result["scrape"]["exposition_cpu_s"] = exposition_cpu(n, args.charger_metrics)
+            # The same window without a scrape: how on time the polls are on this machine
+            # now, whatever a scrape costs (once the polls those scrapes delayed caught up).
+            await asyncio.sleep(2 * scan)
+            clock.recording_gaps = True
+            await asyncio.sleep(args.window)
+            clock.recording_gaps = False
+            result["unscraped"] = on_time(clock.gaps)
+            clock.gaps.clear()
             async with prometheus(workdir / "prometheus", url.removeprefix("http://"),
                                   interval="15s") as prom:  # fmt: skip
                 clock.recording_gaps = True
@@ -180,10 +218,17 @@ async def run_size(n: int, args: Any) -> dict[str, Any]:
                 )
                 up = await query(prom, "scrape_duration_seconds")
                 result["prometheus_scrape_s"] = float(up[0]["value"][1]) if up else None
-            gaps = clock.gaps
-            result["polls_in_window"] = len(gaps)
-            result["on_time"] = sum(1 for g in gaps if g <= 1.1) / len(gaps) if gaps else 0.0
-            result["gap_max"] = max(gaps) if gaps else None
+                window = f"{int(args.window)}s"
+                for figure, promql in (
+                    ("prometheus_scrape_max_s",
+                     f"max_over_time(scrape_duration_seconds[{window}])"),
+                    ("prometheus_scrapes_ok", f"sum_over_time(up[{window}])"),
+                    ("loop_lag_max_s",
+                     f"max_over_time(goe2mqtt_event_loop_lag_seconds[{window}])"),
+                ):  # fmt: skip
+                    got = await query(prom, promql)
+                    result[figure] = float(got[0]["value"][1]) if got else None
+            result.update(on_time(clock.gaps))
             print(json.dumps(result, default=str), flush=True)  # kept if the page fails
             async with aiohttp.ClientSession() as session:
                 t0 = time.monotonic()
@@ -202,17 +247,31 @@ async def run_size(n: int, args: Any) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 bridge.kill()
     await simulator.stop()
+    # Last: it holds this process's loop (the simulator's) for a second or more.
+    result["scrape"]["exposition_cpu_s"] = await exposition_cpu(n, args.charger_metrics)
     return result
 
 
+def on_time(gaps: list[float]) -> dict[str, Any]:
+    """Polls in a window, the share on time (within 10 % of the interval), the longest gap."""
+    return {"polls_in_window": len(gaps),
+            "on_time": sum(1 for g in gaps if g <= 1.1) / len(gaps) if gaps else 0.0,
+            "gap_max": max(gaps) if gaps else None}  # fmt: skip
+
+
 def print_table(results: list[dict[str, Any]]) -> None:
-    print(f"{'N':>6} {'scrape KiB':>10} {'series':>7} {'text CPU ms':>11} {'wall ms':>8} "
-          f"{'on time':>8} {'gap max':>8} {'page ms':>8} {'paint ms':>9}")  # fmt: skip
+    print(f"{'N':>6} {'scrape KiB':>10} {'series':>7} {'CPU ms: one go':>14} {'first':>6} "
+          f"{'next':>5} {'wall ms':>8} {'Prom. s':>7} {'unscraped':>9} {'on time':>8} "
+          f"{'gap max':>8} {'page ms':>8} {'paint ms':>9}")  # fmt: skip
     for r in results:
         s, page = r["scrape"], r.get("page") or {}
         print(f"{r['n']:>6} {s['bytes'] / 1024:>10.0f} {s['series']:>7}"
-              f" {s['exposition_cpu_s'] * 1000:>11.0f}"
-              f" {s['wall_s'] * 1000:>8.0f} {100 * r['on_time']:>7.2f}% {r['gap_max']:>8.2f}"
+              f" {s['exposition_cpu_s']['one_go'] * 1000:>14.0f}"
+              f" {s['exposition_cpu_s']['first'] * 1000:>6.0f}"
+              f" {s['exposition_cpu_s']['next'] * 1000:>5.0f}"
+              f" {s['wall_s'] * 1000:>8.0f} {r['prometheus_scrape_max_s'] or float('nan'):>7.2f}"
+              f" {100 * r['unscraped']['on_time']:>8.2f}%"
+              f" {100 * r['on_time']:>7.2f}% {r['gap_max']:>8.2f}"
               f" {page.get('interactive_ms', float('nan')):>8.0f}"
               f" {page.get('first_paint_ms', float('nan')):>9.0f}")  # fmt: skip
     print(json.dumps(results, indent=1, default=str))

@@ -1,21 +1,18 @@
-"""/metrics: Prometheus text exposition, by prometheus-client, from the bridge's state.
+"""/metrics: the families, by prometheus-client, from the bridge's state.
 
 Nothing is counted per poll for it: a scrape reads what the bridge holds anyway
-(custom collectors). The snapshot is taken on the event loop (plain values, quick);
-the families and the text are made in a thread, so a scrape of a large fleet holds
-the loop only for the snapshot.
+(custom collectors). exposition() writes the whole text in one go: the reference;
+web.scrape serves the same text, made in slices and from what it kept.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -25,11 +22,10 @@ from prometheus_client.core import (
 from prometheus_client.process_collector import ProcessCollector
 
 from goe2mqtt.catalogue import CAR_STATES
-from goe2mqtt.web.keys import LOOK, SETTINGS
 from goe2mqtt.web.view import BridgeLook, ChargerRow, DurationCounts
 
 JOULES_PER_KWH = 3_600_000.0
-_PROCESS = ProcessCollector(registry=None)  # RSS, CPU, open fds: not registered globally
+PROCESS = ProcessCollector(registry=None)  # RSS, CPU, open fds: not registered globally
 
 
 @dataclass(frozen=True)
@@ -48,7 +44,7 @@ class Snapshot:
     now: float
 
 
-def take_snapshot(look: BridgeLook, charger_metrics: str) -> Snapshot:
+def take_snapshot(look: BridgeLook, charger_metrics: str, with_rows: bool = True) -> Snapshot:
     durations = look.command_durations()
     return Snapshot(
         version=look.version,
@@ -57,7 +53,7 @@ def take_snapshot(look: BridgeLook, charger_metrics: str) -> Snapshot:
         journal_ok=look.journal_error is None,
         results_pending=look.results_pending,
         loop_lag=look.loop_lag,
-        rows=[] if charger_metrics == "none" else list(look.rows()),
+        rows=list(look.rows()) if with_rows and charger_metrics != "none" else [],
         outcomes=dict(look.command_outcomes()),
         durations=DurationCounts(
             durations.buckets,
@@ -126,73 +122,101 @@ def command_families(snap: Snapshot, per_charger: bool) -> Iterable[Metric]:
     yield histogram
 
 
+Samples = tuple[tuple[tuple[str, ...], float], ...]  # (label values, value) per sample
+
+
+@dataclass(frozen=True)
+class ChargerFamily:
+    """A family with a sample or a few per charger; its samples for one charger come
+    from that charger's row alone (web.scrape keeps them until they change)."""
+
+    name: str
+    documentation: str
+    labels: tuple[str, ...]
+    samples: Callable[[ChargerRow, float], Samples]  # (row, now) -> its samples
+    health: bool = False  # shown with charger_metrics: health too (else with all only)
+    counter: bool = False
+    changes_every_scrape: bool = False  # not worth keeping between scrapes
+
+    def family(self) -> CounterMetricFamily | GaugeMetricFamily:
+        kind = CounterMetricFamily if self.counter else GaugeMetricFamily
+        return kind(self.name, self.documentation, labels=list(self.labels))
+
+
+def _one(row: ChargerRow, value: float | None) -> Samples:
+    return () if value is None else (((row.name,), value),)
+
+
+def _age(row: ChargerRow, now: float) -> Samples:
+    return () if row.last_update is None else (((row.name,), max(0.0, now - row.last_update)),)
+
+
+def _energy(row: ChargerRow, now: float) -> Samples:
+    kwh = row.energy_total_kwh
+    return () if kwh is None else (((row.name,), kwh * JOULES_PER_KWH),)
+
+
+def _currents(row: ChargerRow, now: float) -> Samples:
+    name = row.name
+    return tuple(((name, phase), amperes)
+                 for phase, amperes in zip(PHASES, row.currents, strict=True)
+                 if amperes is not None)  # fmt: skip
+
+
+PHASES = ("1", "2", "3")
+CAR_STATE_NAMES = ", ".join(f"{code} {name}" for code, name in CAR_STATES.items())
+CHARGER = ("charger",)
+CHARGER_FAMILIES = (  # (name, HELP, labels, samples); in charger_metrics: health too, or all only
+    ChargerFamily("goe2mqtt_charger_online", "1 while the charger answers", CHARGER,
+                  lambda row, now: (((row.name,), row.online),), health=True),
+    ChargerFamily(
+        "goe2mqtt_charger_info",
+        "the charger's model, firmware and transport (polling, websocket, cloud_websocket,"
+        " mqtt, none); value 1", ("charger", "model", "firmware", "transport"),
+        lambda row, now: (((row.name, row.model or "", row.firmware or "", row.transport), 1),),
+        health=True,
+    ),
+    ChargerFamily("goe2mqtt_charger_last_update_age_seconds",
+                  "seconds since the charger was last heard from (absent: never)", CHARGER,
+                  _age, health=True, changes_every_scrape=True),
+    ChargerFamily(
+        "goe2mqtt_charger_polls", "polls by outcome (ok, failed, rate_limited; pushed: messages"
+        " a pushing charger sent)", ("charger", "outcome"),
+        lambda row, now: tuple(((row.name, outcome), count)
+                               for outcome, count in sorted(row.polls.items())),
+        health=True, counter=True,
+    ),
+    ChargerFamily("goe2mqtt_charger_reconnects",
+                  "times the charger came back online after going offline", CHARGER,
+                  lambda row, now: (((row.name,), row.reconnects),), health=True, counter=True),
+    ChargerFamily("goe2mqtt_charger_power_watts", "charging power", CHARGER,
+                  lambda row, now: _one(row, row.power_watts)),
+    ChargerFamily("goe2mqtt_charger_energy_joules", "energy the charger delivered over its life",
+                  CHARGER, _energy, counter=True),
+    ChargerFamily("goe2mqtt_charger_current_amperes", "current per phase", ("charger", "phase"),
+                  _currents),
+    ChargerFamily("goe2mqtt_charger_temperature_celsius", "the charger's temperature", CHARGER,
+                  lambda row, now: _one(row, row.temperature)),
+    ChargerFamily("goe2mqtt_charger_car_state", f"go-e car state: {CAR_STATE_NAMES}", CHARGER,
+                  lambda row, now: _one(row, row.car_state)),
+)  # fmt: skip
+
+
+def charger_families_for(kind: Literal["all", "health", "none"] | str) -> list[ChargerFamily]:
+    if kind == "none":
+        return []
+    return [f for f in CHARGER_FAMILIES if f.health or kind == "all"]
+
+
 def charger_families(
     snap: Snapshot, kind: Literal["all", "health", "none"] | str
 ) -> Iterable[Metric]:
-    if kind == "none":
-        return
-    online = GaugeMetricFamily("goe2mqtt_charger_online", "1 while the charger answers",
-                               labels=["charger"])  # fmt: skip
-    info = GaugeMetricFamily(
-        "goe2mqtt_charger_info",
-        "the charger's model, firmware and transport (polling, websocket, cloud_websocket,"
-        " mqtt, none); value 1",
-        labels=["charger", "model", "firmware", "transport"],
-    )
-    age = GaugeMetricFamily(
-        "goe2mqtt_charger_last_update_age_seconds",
-        "seconds since the charger was last heard from (absent: never)",
-        labels=["charger"],
-    )
-    polls = CounterMetricFamily(
-        "goe2mqtt_charger_polls", "polls by outcome (ok, failed, rate_limited; pushed: messages"
-        " a pushing charger sent)", labels=["charger", "outcome"],
-    )  # fmt: skip
-    reconnects = CounterMetricFamily(
-        "goe2mqtt_charger_reconnects", "times the charger came back online after going offline",
-        labels=["charger"],
-    )  # fmt: skip
-    for row in snap.rows:
-        name = [row.name]
-        online.add_metric(name, row.online)
-        info.add_metric([row.name, row.model or "", row.firmware or "", row.transport], 1)
-        if row.last_update is not None:
-            age.add_metric(name, max(0.0, snap.now - row.last_update))
-        for outcome, count in sorted(row.polls.items()):
-            polls.add_metric([row.name, outcome], count)
-        reconnects.add_metric(name, row.reconnects)
-    yield from (online, info, age, polls, reconnects)
-    if kind != "all":
-        return
-    power = GaugeMetricFamily("goe2mqtt_charger_power_watts", "charging power",
-                              labels=["charger"])  # fmt: skip
-    energy = CounterMetricFamily(
-        "goe2mqtt_charger_energy_joules",
-        "energy the charger delivered over its life",
-        labels=["charger"],
-    )
-    current = GaugeMetricFamily("goe2mqtt_charger_current_amperes", "current per phase",
-                                labels=["charger", "phase"])  # fmt: skip
-    temperature = GaugeMetricFamily(
-        "goe2mqtt_charger_temperature_celsius", "the charger's temperature", labels=["charger"]
-    )
-    names = ", ".join(f"{code} {name}" for code, name in CAR_STATES.items())
-    car = GaugeMetricFamily("goe2mqtt_charger_car_state", f"go-e car state: {names}",
-                            labels=["charger"])  # fmt: skip
-    for row in snap.rows:
-        name = [row.name]
-        if row.power_watts is not None:
-            power.add_metric(name, row.power_watts)
-        if row.energy_total_kwh is not None:
-            energy.add_metric(name, row.energy_total_kwh * JOULES_PER_KWH)
-        for phase, amperes in zip(("1", "2", "3"), row.currents, strict=True):
-            if amperes is not None:
-                current.add_metric([row.name, phase], amperes)
-        if row.temperature is not None:
-            temperature.add_metric(name, row.temperature)
-        if row.car_state is not None:
-            car.add_metric(name, row.car_state)
-    yield from (power, energy, current, temperature, car)
+    for spec in charger_families_for(kind):
+        family = spec.family()
+        for row in snap.rows:
+            for labels, value in spec.samples(row, snap.now):
+                family.add_metric(labels, value)
+        yield family
 
 
 class _Families:
@@ -206,17 +230,8 @@ class _Families:
         yield from bridge_families(self._snap)
         yield from command_families(self._snap, per_charger=self._kind != "none")
         yield from charger_families(self._snap, self._kind)
-        yield from _PROCESS.collect()
+        yield from PROCESS.collect()
 
 
 def exposition(snap: Snapshot, charger_metrics: str) -> bytes:
     return generate_latest(_Families(snap, charger_metrics))
-
-
-async def metrics_handler(request: web.Request) -> web.Response:
-    kind = request.app[SETTINGS].charger_metrics
-    snap = take_snapshot(request.app[LOOK], kind)
-    body = await asyncio.to_thread(exposition, snap, kind)
-    response = web.Response(body=body, headers={"Cache-Control": "no-store"})
-    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-    return response

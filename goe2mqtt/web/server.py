@@ -17,7 +17,7 @@ from aiohttp import web
 
 from goe2mqtt.config.http import HttpSettings
 from goe2mqtt.web import HttpUnavailable
-from goe2mqtt.web.keys import LOOK, SETTINGS
+from goe2mqtt.web.keys import LOOK, SCRAPER_SLOT, SETTINGS
 from goe2mqtt.web.live import events
 from goe2mqtt.web.page import charger_page, fleet_page, static_file
 from goe2mqtt.web.probes import healthz, readyz
@@ -81,7 +81,7 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def _metrics(request: web.Request) -> web.StreamResponse:
     """/metrics: prometheus_client (~1 MiB) is imported by the first scrape, so a bridge
     that no Prometheus scrapes does not carry it."""
-    from goe2mqtt.web.metrics import metrics_handler
+    from goe2mqtt.web.scrape import metrics_handler
 
     return await metrics_handler(request)
 
@@ -90,6 +90,7 @@ def make_app(look: BridgeLook, settings: HttpSettings) -> web.Application:
     app = web.Application(middlewares=[_guard], client_max_size=MAX_BODY)
     app[LOOK] = look
     app[SETTINGS] = settings
+    app[SCRAPER_SLOT] = {}
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", _metrics)

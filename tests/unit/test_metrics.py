@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
+from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from goe2mqtt.bridge.operator_view import cause_word
 from goe2mqtt.commands.outcomes import Durations, outcome_of
+from goe2mqtt.web import metrics, scrape
 from goe2mqtt.web.metrics import exposition, take_snapshot
+from goe2mqtt.web.scrape import STEP, Scraper
 from goe2mqtt.web.view import ChargerRow, CommandLine, DurationCounts
 
 
@@ -141,3 +146,73 @@ def test_readiness_fails_once_the_broker_leaves_a_request_unanswered_half_a_keep
     assert readiness(look) == ["the MQTT broker has not answered for 6 s"]  # type: ignore[arg-type]
     look.mqtt_connected = False
     assert readiness(look) == ["not connected to the MQTT broker"]  # type: ignore[arg-type]
+
+
+def fleet(n: int, step: int) -> list[ChargerRow]:
+    """N chargers unlike each other; step moves some of their values, as polls would."""
+    hostile = ('a"b', "back\\slash", "new\nline", "carriage\rreturn", "ünï ⚡", "")
+    return [
+        ChargerRow(
+            name=f"c{i}-{hostile[i % len(hostile)]}", online=i % 5 != 0, offline_reason="",
+            connection=("polling", "cloud websocket (no frame)", "")[i % 3],
+            model=None if i % 7 == 0 else f"go-e {hostile[i % 6]}", firmware="60.4",
+            last_update=None if i % 11 == 0 else 4000.0 + i + step * (i % 2),
+            car_state=None if i % 4 == 0 else 1 + (i + step) % 5,
+            power_watts=None if i % 6 == 0 else float(i * (step % 3)),
+            currents=(16.0, None if i % 2 else 15.5, float(step)),
+            energy_total_kwh=None if i % 9 == 0 else i + 0.5 * step * (i % 3 == 0),
+            temperature=None if i % 13 == 0 else 30.0 + i % 4,
+            polls={"ok": 100 + step * (i % 2), **({"failed": i} if i % 3 == 0 else {})},
+            reconnects=i % 4,
+        )
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def parsed(body: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+        if not s.name.startswith("process_")  # its CPU moves between the two
+    }
+
+
+async def test_sliced_and_kept_text_has_the_samples_of_a_plain_render(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(metrics, "time", SimpleNamespace(time=lambda: 5000.0))  # one "now"
+    monkeypatch.setattr(scrape, "HOLD", 0.0)  # the loop takes a turn after every STEP
+    n = 2 * STEP + 37  # slices, the last one short
+    for kind in ("all", "health", "none"):
+        scraper = Scraper(kind)
+        for step, rows in enumerate((fleet(n, 0), fleet(n, 1), fleet(n, 1), fleet(n - 50, 2))):
+            bridge = FakeBridge(rows)  # step 2: nothing moved; step 3: chargers left
+            body = await scraper.exposition(bridge)
+            plain = exposition(take_snapshot(bridge, kind), kind)
+            assert parsed(body) == parsed(plain), (kind, step)
+            helps = [line for line in body.split(b"\n") if line.startswith(b"# HELP ")]
+            assert len(helps) == len(set(helps)), (kind, step)  # each family's HELP once
+            assert len(parsed(body)) > {"all": 8, "health": 4, "none": 0}[kind] * len(rows)
+
+
+async def test_a_scrape_that_comes_while_one_is_made_gets_that_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(scrape, "HOLD", 0.0)  # a turn after every STEP: the second comes in
+    bridge = FakeBridge(fleet(3 * STEP, 0))
+    reads = 0
+    rows = bridge.rows
+
+    def counted() -> Iterable[ChargerRow]:
+        nonlocal reads
+        reads += 1
+        return rows()
+
+    monkeypatch.setattr(bridge, "rows", counted)
+    scraper = Scraper("all")
+    first, second = await asyncio.gather(scraper.exposition(bridge), scraper.exposition(bridge))
+    assert first is second
+    assert reads == 1
+    assert await scraper.exposition(bridge) is not first  # the next one is made anew
+    assert reads == 2
