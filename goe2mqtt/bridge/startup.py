@@ -11,6 +11,7 @@ import structlog
 
 from goe2mqtt.commands.journal import Journal, JournalCorrupt
 from goe2mqtt.config.settings import Settings
+from goe2mqtt.goe.ws_keys import DerivedKeys
 from goe2mqtt.mqtt.session import MqttOptions
 from goe2mqtt.mqtt.topics import Topics
 
@@ -53,6 +54,13 @@ def journal_path(settings: Settings) -> Path:
 def remembered_path(settings: Settings) -> Path:
     """{state_dir}/{client_id}.chargers.json: what the chargers told about themselves."""
     return Path(settings.state_dir) / f"{settings.mqtt.client_id}.chargers.json"
+
+
+def derived_keys(settings: Settings) -> DerivedKeys:
+    """{state_dir}/{client_id}.keys.json: the websocket chargers' derived keys (goe/ws_keys)."""
+    path = Path(settings.state_dir) / f"{settings.mqtt.client_id}.keys.json"
+    owned = settings.owned_chargers()
+    return DerivedKeys(path, [c.name for c in owned if c.resolved_transport == "websocket"])
 
 
 def open_journal(path: Path) -> Journal:

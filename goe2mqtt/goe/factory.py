@@ -12,6 +12,7 @@ from goe2mqtt.goe.client import GoeClient
 from goe2mqtt.goe.pushed import ANY_KEY, KeyFilter
 from goe2mqtt.goe.transport import ChargerBroker, Transport
 from goe2mqtt.goe.websocket import WebSocketLink
+from goe2mqtt.goe.ws_keys import DerivedKeys
 from goe2mqtt.goe.ws_transport import WebSocketTransport
 
 
@@ -38,10 +39,12 @@ def open_transport(
     keys: KeyFilter = ANY_KEY,
     *,
     broker: ChargerBroker | None = None,
+    derived_keys: DerivedKeys | None = None,
 ) -> Transport:
     """The charger's transport by its settings. ``keys``: what a pushing charger's
     status may hold (the catalogue's keys); ``broker``: where chargers on their own
-    MQTT publish (needed only for them; the transport subscribes to its topics there)."""
+    MQTT publish (needed only for them; the transport subscribes to its topics there);
+    ``derived_keys``: where websocket chargers' derived keys are kept across restarts."""
     if charger.resolved_transport == "mqtt":
         if broker is None:
             raise NoBroker(f"charger {charger.name}: transport mqtt needs the broker")
@@ -65,5 +68,6 @@ def open_transport(
         headers={"Authorization": f"Bearer {token}"} if cloud and token else None,
         keys=keys,
         serial=charger.serial,
+        derived_keys=derived_keys,
     )
     return WebSocketTransport(link, client, cloud=cloud, keys=keys)
