@@ -96,8 +96,9 @@ async def run_phase(
     busy0, total0 = cpu_ticks()
     here0 = proc_cpu(os.getpid())
     started = time.monotonic()
+    profile = [args.profile, str(workdir / f"bridge-{name}.prof")] if args.profile else []
     bridge = subprocess.Popen(
-        [sys.executable, "-m", "goe2mqtt", "run", "-c", str(workdir / "config.json"),
+        [sys.executable, *profile, "-m", "goe2mqtt", "run", "-c", str(workdir / "config.json"),
          "--log-level", "warning"],
         stderr=open(log_path, "wb"), env=env,
     )  # fmt: skip
@@ -161,7 +162,8 @@ async def run_size(n: int, args: Any) -> list[Phase]:
             "state_dir": str(workdir),
             "http": {"enabled": False},  # others may run a bridge on this machine
             "chargers": [{"name": f"c{s}", "serial": s, "token": TOKEN, "password": PASSWORD,
-                          "transport": "websocket", "api_url": f"{url}/{s}"}
+                          "transport": "websocket", "api_url": f"{url}/{s}",
+                          "scan_interval": args.scan_interval}
                          for s in chargers],
         }  # fmt: skip
         (workdir / "config.json").write_text(json.dumps(config))
@@ -207,6 +209,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--settle", type=float, default=10.0,
                         help="seconds the bridge runs on after all are online")  # fmt: skip
     parser.add_argument("--connect-deadline", type=float, default=900.0)
+    parser.add_argument("--scan-interval", type=float, default=10.0,
+                        help="polls of the HTTP fallback while a socket is not live")  # fmt: skip
+    parser.add_argument("--profile", default="",
+                        help="run the bridge as: python PROFILE OUT -m goe2mqtt ...")  # fmt: skip
     asyncio.run(main_async(parser.parse_args(argv)))
 
 

@@ -44,7 +44,7 @@ class LinkAuth:
         self._using: tuple[str, HashKind] | None = None
 
     async def before_connect(self) -> None:
-        """Unlock the kept keys (once, ~0.5 ms each in the hashing threads)."""
+        """Unlock the kept keys (once, in the hashing threads: ~5 ms for PBKDF2's)."""
         if self._looked or self._keys is None:
             return
         self._looked = True
