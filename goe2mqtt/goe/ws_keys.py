@@ -66,6 +66,7 @@ SAVE_DELAY = 5.0  # s: keys accepted meanwhile go out in one write
 _MAX_KEY = 64  # characters: PBKDF2's are 32, bcrypt's 31
 
 Entry = dict[str, str]  # key, salt, check
+_Snapshot = list[tuple[str, list[tuple[tuple[str, HashKind], Entry]]]]
 
 
 def _parameters(serial: str, kind: HashKind) -> str:
@@ -215,20 +216,24 @@ class DerivedKeys:
 
     async def _save_in_thread(self) -> None:
         try:
-            text = self._text()
-            await asyncio.to_thread(self._write, text)
+            await asyncio.to_thread(self._save, self._snapshot())
         finally:
             self._saving = None
             if self._dirty:  # more came while it was written
                 self._changed()
 
-    def _text(self) -> str:
+    def _snapshot(self) -> _Snapshot:
+        """What to write, taken on the loop (entries are never changed, only replaced):
+        the JSON is made in the thread - 10 000 chargers' took ~0.1-0.3 s."""
         self._dirty = False
+        return [(name, list(kept.items())) for name, kept in self._chargers.items()]
+
+    def _save(self, snapshot: _Snapshot) -> None:
         chargers: dict[str, dict[str, dict[str, Entry]]] = {}
-        for name, kept in self._chargers.items():
-            for (serial, kind), entry in kept.items():
+        for name, kept in snapshot:
+            for (serial, kind), entry in kept:
                 chargers.setdefault(name, {}).setdefault(serial, {})[kind] = entry
-        return json.dumps({"format": FORMAT, "chargers": chargers}, separators=(",", ":"))
+        self._write(json.dumps({"format": FORMAT, "chargers": chargers}, separators=(",", ":")))
 
     def _write(self, text: str) -> None:
         temporary = self.path.with_name(self.path.name + ".tmp")
@@ -258,4 +263,4 @@ class DerivedKeys:
             self._timer.cancel()
             self._timer = None
         if self._dirty:
-            self._write(self._text())
+            await asyncio.to_thread(self._save, self._snapshot())
