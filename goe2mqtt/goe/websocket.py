@@ -29,6 +29,7 @@ from goe2mqtt.goe.pushed import ANY_KEY, KeyFilter
 from goe2mqtt.goe.transport import GoeError, Listener, StateListener, TransientError
 from goe2mqtt.goe.ws_auth import LinkAuth
 from goe2mqtt.goe.ws_keys import DerivedKeys
+from goe2mqtt.goe.ws_pace import connect_turn
 from goe2mqtt.goe.ws_parts import FullStatusParts
 from goe2mqtt.goe.ws_protocol import (
     ProtocolError,
@@ -158,6 +159,7 @@ class WebSocketLink:
 
     async def _connect_once(self, listener: Listener) -> None:
         await self._auth.before_connect()  # the kept keys: authRequired answered at once
+        await connect_turn()  # a fleet's connects paced
         try:
             # aiohttp waits 300 s for an upgrade that never comes: bounded here.
             async with asyncio.timeout(HANDSHAKE_WITHIN):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import os
 import stat
@@ -211,3 +212,19 @@ def test_a_file_that_cannot_be_written_costs_the_cache_not_the_bridge(tmp_path: 
         asyncio.run(run())
     assert [e["event"] for e in logs] == ["derived_keys_not_saved"]
     assert not blocked.exists()
+
+
+async def test_connects_take_turns_at_the_connect_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """(goe/ws_pace) A fleet's connects are spread: of five at once the first goes now,
+    each other a turn (1/CONNECT_RATE) after the one before; turns past are not waited for."""
+    from goe2mqtt.goe import ws_pace
+
+    monkeypatch.setattr(ws_pace, "CONNECT_RATE", 200.0)
+    loop = asyncio.get_running_loop()
+    waits = [ws_pace.take_turn(loop) for _ in range(5)]
+    assert waits[0] == 0
+    assert waits[1] > 0
+    assert all(a < b <= a + 1 / 200 for a, b in itertools.pairwise(waits[1:]))
+    assert waits[-1] <= 4 / 200
+    await ws_pace.connect_turn()  # waits for its turn (the sixth)
+    assert ws_pace.take_turn(loop) <= 1 / 200  # the turns before are past
