@@ -489,6 +489,11 @@ async def main_async(args: Any) -> None:
 
 
 def main() -> None:
+    if "--push" in sys.argv[1:] and "--restart" in sys.argv[1:]:  # bench/push_restart.py
+        import push_restart
+
+        push_restart.main([arg for arg in sys.argv[1:] if arg != "--push"])
+        return
     if "--push" in sys.argv[1:]:  # the websocket benchmark: bench/push.py
         import push
 

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from goe2mqtt.bridge.process import Bridge
 from goe2mqtt.config.settings import parse_settings
-from goe2mqtt.goe import websocket
+from goe2mqtt.goe import ws_auth
 from goe2mqtt.goe.ws_protocol import hashed_password
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.charger import SimulatedCharger
@@ -63,9 +63,9 @@ async def run(broker: MosquittoBroker, n: int, own_threads: bool) -> tuple[float
                "transport": "websocket", "scan_interval": 5} for i, s in enumerate(serials)),
         ],
     })  # fmt: skip
-    saved = websocket._hashing
+    saved = ws_auth.hashing
     if not own_threads:
-        websocket._hashing = None  # type: ignore[assignment]  # the default executor
+        ws_auth.hashing = None  # type: ignore[assignment]  # the default executor
     bridge = Bridge(settings)
     started = time.monotonic()
     task = asyncio.create_task(bridge.run())
@@ -76,7 +76,7 @@ async def run(broker: MosquittoBroker, n: int, own_threads: bool) -> tuple[float
             await asyncio.sleep(0.01)
         live = time.monotonic() - started
     finally:
-        websocket._hashing = saved
+        ws_auth.hashing = saved
         bridge.request_stop()
         await task
         await sim.stop()

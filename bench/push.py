@@ -55,8 +55,11 @@ def serials(n: int) -> list[str]:
 class PushServer:
     """N chargers' websockets on one port ({server}/{serial}/ws), deltas every second."""
 
-    def __init__(self, chargers: list[str]) -> None:
+    def __init__(self, chargers: list[str], hash_kind: str = "bcrypt") -> None:
         self.template = SimulatedCharger(chargers[0]).status()
+        self.hash_kind = hash_kind  # what authRequired asks for (the proof is not checked)
+        self.connects = 0  # websocket connections accepted
+        self.authenticated: set[str] = set()  # chargers that sent their auth
         self.open: dict[str, web.WebSocketResponse] = {}
         self.amp = dict.fromkeys(chargers, 16)
         self.slice_of = {serial: i % SLICES for i, serial in enumerate(chargers)}
@@ -84,6 +87,7 @@ class PushServer:
         serial = request.match_info["serial"]
         socket = web.WebSocketResponse(heartbeat=None)
         await socket.prepare(request)
+        self.connects += 1
         await socket.send_str(
             encode(
                 {
@@ -101,7 +105,7 @@ class PushServer:
                     "type": "authRequired",
                     "token1": uuid.uuid4().hex,
                     "token2": uuid.uuid4().hex,
-                    "hash": "bcrypt",
+                    "hash": self.hash_kind,
                 }
             )
         )
@@ -116,6 +120,7 @@ class PushServer:
                     encode({"type": "fullStatus", "partial": False, "status": status})
                 )
                 self.open[serial] = socket
+                self.authenticated.add(serial)
         self.open.pop(serial, None)
         return socket
 

@@ -31,6 +31,7 @@ from goe2mqtt.bridge.remembered import remembered_chargers
 from goe2mqtt.bridge.site_memory import site_memory
 from goe2mqtt.bridge.sites import Sites
 from goe2mqtt.bridge.startup import (
+    derived_keys,
     journal_path,
     open_journal,
     refuse_another_instance,
@@ -86,6 +87,7 @@ class Bridge:
         self.sites = Sites(settings.sites, base=mqtt.base_topic, memory=site_memory(settings))
         # What a pushing charger's status may hold: only what the catalogue reads.
         self._keys = KeyFilter(STATUS_KEYS)
+        self.derived_keys = derived_keys(settings)  # kept across restarts
         options = session_options(settings, self.topics)
         # Chargers on their own MQTT: their topics go to their transports, over a
         # connection of their own (commands stay alone on this session).
@@ -200,12 +202,14 @@ class Bridge:
         owned = self.settings.owned_chargers()
         http, self._pool = http_session(len(owned), headers)  # a host name each
         remembered = remembered_chargers(self.settings)
+        transport = functools.partial(open_transport, http, keys=self._keys, broker=self._own_mqtt,
+                                      derived_keys=self.derived_keys)  # fmt: skip
         async with http:
             for charger_settings in owned:
                 name = charger_settings.name
                 self.chargers[name] = Charger(
                     charger_settings,
-                    open_transport(http, charger_settings, self._keys, broker=self._own_mqtt),
+                    transport(charger_settings),
                     self.mqtt,
                     topics=self.topics,
                     discovery_prefix=self._prefix,
@@ -288,6 +292,8 @@ class Bridge:
                     await stop_pollers((), late)
                 await self.desk.results.flush(self.mqtt)
                 await stop_pollers((), helpers)
+                if self.derived_keys is not None:
+                    await self.derived_keys.close()
                 self.ledger_out.finish()  # the open sessions' progress, on disk
                 final = [(self.topics.availability(n), OFFLINE.encode()) for n in self.chargers]
                 self.mqtt.stop(final)

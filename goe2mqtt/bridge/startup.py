@@ -7,6 +7,7 @@ from __future__ import annotations
 import resource
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -15,6 +16,9 @@ from goe2mqtt.config.settings import Settings
 from goe2mqtt.mqtt.preflight import another_live_instance
 from goe2mqtt.mqtt.session import MqttOptions
 from goe2mqtt.mqtt.topics import Topics
+
+if TYPE_CHECKING:
+    from goe2mqtt.goe.ws_keys import DerivedKeys
 
 log = structlog.get_logger()
 
@@ -66,6 +70,19 @@ async def refuse_another_instance(options: MqttOptions, topics: Topics, *, wait:
             " info refreshes): stop it, or give this one its own base_topic"
             " (or shard) and client_id"
         )
+
+
+def derived_keys(settings: Settings) -> DerivedKeys | None:
+    """{state_dir}/{client_id}.keys.json: the websocket chargers' derived keys (goe/ws_keys);
+    None (and the websocket code not imported) when no charger pushes over a websocket."""
+    owned = settings.owned_chargers()
+    pushing = [c.name for c in owned if c.resolved_transport == "websocket"]
+    if not pushing:
+        return None
+    from goe2mqtt.goe.ws_keys import DerivedKeys
+
+    path = Path(settings.state_dir) / f"{settings.mqtt.client_id}.keys.json"
+    return DerivedKeys(path, pushing)
 
 
 def open_journal(path: Path) -> Journal:

@@ -7,12 +7,17 @@ the first charger that uses them: a bridge that only polls does not load them.""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import aiohttp
 
 from goe2mqtt.config.charger import ChargerSettings
 from goe2mqtt.goe.client import GoeClient
 from goe2mqtt.goe.pushed import ANY_KEY, KeyFilter
 from goe2mqtt.goe.transport import ChargerBroker, Transport
+
+if TYPE_CHECKING:
+    from goe2mqtt.goe.ws_keys import DerivedKeys
 
 
 class NoBroker(ValueError):
@@ -38,10 +43,12 @@ def open_transport(
     keys: KeyFilter = ANY_KEY,
     *,
     broker: ChargerBroker | None = None,
+    derived_keys: DerivedKeys | None = None,
 ) -> Transport:
     """The charger's transport by its settings. ``keys``: what a pushing charger's
     status may hold (the catalogue's keys); ``broker``: where chargers on their own
-    MQTT publish (needed only for them; the transport subscribes to its topics there)."""
+    MQTT publish (needed only for them; the transport subscribes to its topics there);
+    ``derived_keys``: where websocket chargers' derived keys are kept across restarts."""
     if charger.resolved_transport == "mqtt":
         from goe2mqtt.goe.charger_mqtt import ChargerMqttTransport
 
@@ -70,5 +77,6 @@ def open_transport(
         headers={"Authorization": f"Bearer {token}"} if cloud and token else None,
         keys=keys,
         serial=charger.serial,
+        derived_keys=derived_keys,
     )
     return WebSocketTransport(link, client, cloud=cloud, keys=keys)

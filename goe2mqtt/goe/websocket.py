@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aiohttp
@@ -29,6 +27,9 @@ import structlog
 from goe2mqtt.goe.failures import connection_failure
 from goe2mqtt.goe.pushed import ANY_KEY, KeyFilter
 from goe2mqtt.goe.transport import GoeError, Listener, StateListener, TransientError
+from goe2mqtt.goe.ws_auth import LinkAuth
+from goe2mqtt.goe.ws_keys import DerivedKeys
+from goe2mqtt.goe.ws_pace import connect_turn
 from goe2mqtt.goe.ws_parts import FullStatusParts
 from goe2mqtt.goe.ws_protocol import (
     ProtocolError,
@@ -36,7 +37,6 @@ from goe2mqtt.goe.ws_protocol import (
     decode,
     encode,
     hash_kind,
-    hashed_password,
     hello_fields,
     hello_serial,
     not_a_message,
@@ -59,12 +59,6 @@ ANSWER_TIMEOUT = 10.0  # a setValue's response
 MAX_BACKOFF = 60.0
 WRONG_PASSWORD_BACKOFF = 300.0  # a password is changed in the app, not in seconds
 MAX_AUTH_ROUNDS = 3  # authRequired again and again: a loop, not a charger
-
-# Hashing has threads of its own: on the default executor a fleet's hashes queued
-# aiohttp's DNS lookups and the broker's connect behind them. pbkdf2_hmac and bcrypt
-# release the GIL: two threads use two cores, and leave the event loop its share.
-HASH_THREADS = min(2, os.cpu_count() or 1)
-_hashing = ThreadPoolExecutor(max_workers=HASH_THREADS, thread_name_prefix="goe2mqtt-hash")
 
 
 class WrongPassword(GoeError):
@@ -90,10 +84,10 @@ class WebSocketLink:
         answer_timeout: float = ANSWER_TIMEOUT,
         keys: KeyFilter = ANY_KEY,
         serial: str | None = None,
+        derived_keys: DerivedKeys | None = None,
     ) -> None:
         self._session = session
         self.url = url
-        self._password = password
         self._name = name
         self._headers = dict(headers or {})
         self._silence = silence
@@ -101,6 +95,7 @@ class WebSocketLink:
         # The peer's words may echo one (an authError quoting the password): masked.
         self.secrets = LinkSecrets([password, *(v.removeprefix("Bearer ")
                                                 for v in self._headers.values())])  # fmt: skip
+        self._auth = LinkAuth(password, self.secrets, derived_keys, charger=name)
         self._socket: aiohttp.ClientWebSocketResponse | None = None
         self._hashed: bytes | None = None  # this connection's, for secured writes
         self._secured = False
@@ -163,6 +158,8 @@ class WebSocketLink:
         self._on_state()
 
     async def _connect_once(self, listener: Listener) -> None:
+        await self._auth.before_connect()  # the kept keys: authRequired answered at once
+        await connect_turn()  # a fleet's connects paced
         try:
             # aiohttp waits 300 s for an upgrade that never comes: bounded here.
             async with asyncio.timeout(HANDSHAKE_WITHIN):
@@ -284,8 +281,10 @@ class WebSocketLink:
                 await socket.send_str(encode(auth_message(message, hashed)))
             elif kind == "authError":
                 said = self._peer_text(message.get("message"))
+                self._auth.refused()
                 raise WrongPassword(f"wrong password: the charger refused it ({said})")
             elif kind == "authSuccess":
+                self._auth.accepted()
                 log.debug("websocket_authenticated", charger=self._name)
             elif kind == "fullStatus":
                 status = message["status"]
@@ -338,24 +337,17 @@ class WebSocketLink:
     ) -> bytes:
         serial = hello_serial(hello)  # ProtocolError for none, or one no charger has
         kind = hash_kind(auth_required, hello)
-        cached = self.secrets.hashed(serial, kind)
-        if cached is not None:
-            return cached
-        # ~0.1-0.3 s of CPU, in the hashing threads, so a fleet's event loop never
+        # Up to ~0.35 s of CPU, in the hashing threads, so a fleet's event loop never
         # waits on it. The wait is ours, not the peer's: the watchdog pauses meanwhile.
         loop = asyncio.get_running_loop()
         self._disarm()
         started = loop.time()
         try:
-            cached = await loop.run_in_executor(
-                _hashing, hashed_password, self._password, serial, kind
-            )
+            return await self._auth.key(serial, kind)
         finally:
             now = loop.time()
             self._heard_at, self._live_by = now, self._live_by + (now - started)
             self._arm(socket)
-        self.secrets.keep(serial, kind, cached)  # bounded: the oldest go
-        return cached
 
     # --- writes ----------------------------------------------------------------------
 

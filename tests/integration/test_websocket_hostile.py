@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,6 +23,7 @@ from aiohttp import WSMsgType, web
 from goe2mqtt.catalogue import STATUS_KEYS
 from goe2mqtt.config.settings import Settings, parse_settings
 from goe2mqtt.goe import websocket as websocket_module
+from goe2mqtt.goe import ws_auth, ws_keys
 from goe2mqtt.goe.ws_protocol import decode, encode
 from goe2mqtt.goe.ws_transport import WebSocketTransport
 from goe2mqtt.mqtt.topics import Topics
@@ -528,9 +528,8 @@ async def test_hashing_never_holds_dns_or_the_broker_connect(
     charger's api_url names ``localhost`` (DNS in aiohttp's threaded resolver) and
     which connects to the broker (aiomqtt's connect runs in a thread): it comes online
     while every hash still waits."""
-    # The threads hashing may use: its own (issue 27), or the default executor (before).
-    threads = getattr(websocket_module, "HASH_THREADS", min(32, (os.cpu_count() or 1) + 4))
-    real, gate = websocket_module.hashed_password, threading.Event()
+    threads = ws_auth.HASH_THREADS  # its own (issue 27), not the default executor
+    real, gate = ws_keys.hashed_password, threading.Event()
     started: list[str] = []
     finished: list[str] = []
 
@@ -541,7 +540,7 @@ async def test_hashing_never_holds_dns_or_the_broker_connect(
         finished.append(serial)
         return hashed
 
-    monkeypatch.setattr(websocket_module, "hashed_password", stand_in)
+    monkeypatch.setattr(ws_keys, "hashed_password", stand_in)
     serials = [f"{300000 + n:06d}" for n in range(threads + 2)]  # more than the threads
     fleet = Simulator(SimulatedCharger(s, None, password=PASSWORD) for s in serials)
     cloud = Simulator([SimulatedCharger(SERIAL, TOKEN)])

@@ -1,0 +1,220 @@
+"""Benchmark: N websocket chargers authenticating, at a first start and at a restart.
+
+Not a test: it prints a table. For each N: a Mosquitto of its own, bench/push.py's
+websocket server in this process (N chargers on one port asking for the password hash
+``--hash``; it does not check the proof: a real charger hashes on its own CPU, so here
+only the bridge's hashing costs), and goe2mqtt as its own process, JSON state only,
+with a state_dir of its own. Phase "first start": an empty state_dir; "restart": the
+same process stopped (SIGTERM) once every charger was online and started again on the
+same state_dir. Each phase is timed from the process's start to every charger
+authenticated (the server saw its auth and sent the full status) and to every
+charger's state on MQTT (published by this process, not a retained copy), with the
+websocket connections the server accepted (one per charger is the goal: none closed
+while its authentication waited), the connections the bridge closed for silence (its
+log), the bridge's CPU seconds, and how busy the machine was meanwhile (the share of
+its CPUs used by other processes than the bridge and this one: others share it).
+
+    python bench/bench.py --push --restart --hash pbkdf2 --sizes 1000
+    python bench/bench.py --push --restart --hash bcrypt --sizes 10000
+    python bench/bench.py --push --restart --bridge-path /work/main   # another checkout
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from push import BASE, PASSWORD, TOKEN, PushServer, proc_cpu, serials
+
+from goe2mqtt.sim.broker import MosquittoBroker
+
+
+@dataclass
+class Phase:
+    name: str
+    n: int
+    authenticated_s: float = float("nan")
+    on_mqtt_s: float = float("nan")
+    connects: int = 0
+    silence_closes: int = 0
+    cpu_s: float = float("nan")
+    others_busy: float = float("nan")  # share of the machine's CPUs, 0-1
+    load: str = ""
+    note: str = ""
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+async def run_phase(
+    name: str,
+    server: PushServer,
+    broker: MosquittoBroker,
+    workdir: Path,
+    n: int,
+    args: Any,
+) -> Phase:
+    phase = Phase(name, n, load=loadavg())
+    on_mqtt: set[str] = set()
+    server.connects = 0
+    server.authenticated = authenticated = set()
+    ready = asyncio.Event()
+
+    async def listen() -> None:
+        async with aiomqtt.Client(broker.host, broker.port) as client:
+            await client.subscribe(f"{BASE}/+/state")
+            ready.set()
+            async for message in client.messages:
+                if not message.retain:  # this process's, not the last run's retained copy
+                    on_mqtt.add(message.topic.value.split("/")[1])
+
+    listener = asyncio.create_task(listen())
+    await ready.wait()
+    env = {**os.environ, "PYTHONPATH": args.bridge_path or os.environ.get("PYTHONPATH", "")}
+    log_path = workdir / f"bridge-{name}.log"
+    busy0, total0 = cpu_ticks()
+    here0 = proc_cpu(os.getpid())
+    started = time.monotonic()
+    profile = [args.profile, str(workdir / f"bridge-{name}.prof")] if args.profile else []
+    bridge = subprocess.Popen(
+        [sys.executable, *profile, "-m", "goe2mqtt", "run", "-c", str(workdir / "config.json"),
+         "--log-level", "warning"],
+        stderr=open(log_path, "wb"), env=env,
+    )  # fmt: skip
+    try:
+        while len(on_mqtt) < n or len(authenticated) < n:
+            now = time.monotonic() - started
+            if len(authenticated) == n and phase.authenticated_s != phase.authenticated_s:
+                phase.authenticated_s, phase.connects = now, server.connects
+            if len(on_mqtt) == n and phase.on_mqtt_s != phase.on_mqtt_s:
+                phase.on_mqtt_s = now
+            if bridge.poll() is not None:
+                raise RuntimeError(f"the bridge ended ({bridge.returncode})")
+            if now > args.connect_deadline:
+                raise RuntimeError(f"{len(authenticated)} authenticated, {len(on_mqtt)} on MQTT"
+                                   f" of {n} in {args.connect_deadline:.0f} s")  # fmt: skip
+            await asyncio.sleep(0.1)
+        now = time.monotonic() - started
+        if phase.authenticated_s != phase.authenticated_s:
+            phase.authenticated_s, phase.connects = now, server.connects
+        if phase.on_mqtt_s != phase.on_mqtt_s:
+            phase.on_mqtt_s = now
+        phase.cpu_s = proc_cpu(bridge.pid)
+        here = proc_cpu(os.getpid()) - here0
+        busy1, total1 = cpu_ticks()
+        tick = os.sysconf("SC_CLK_TCK")
+        busy_s = (busy1 - busy0) / tick
+        phase.others_busy = max(0.0, busy_s - phase.cpu_s - here) / ((total1 - total0) / tick)
+        await asyncio.sleep(args.settle)  # the derived keys are written a few seconds later
+    except RuntimeError as exc:
+        phase.note = str(exc)
+    finally:
+        bridge.send_signal(signal.SIGTERM)
+        try:
+            bridge.wait(60)
+        except subprocess.TimeoutExpired:
+            bridge.kill()
+            bridge.wait()
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await listener
+        for socket in list(server.open.values()):
+            await socket.close()
+        server.open.clear()
+    phase.silence_closes = log_path.read_text(errors="replace").count("no message for")
+    return phase
+
+
+async def run_size(n: int, args: Any) -> list[Phase]:
+    chargers = serials(n)
+    server = PushServer(chargers, hash_kind=args.hash)
+    await server.start()
+    ticker = asyncio.create_task(server.tick_forever())
+    workdir = Path(tempfile.mkdtemp(prefix="goe2mqtt-restart-"))
+    url = f"http://127.0.0.1:{server.port}"
+    phases = []
+    with MosquittoBroker() as broker:
+        config = {
+            "mqtt": {"host": broker.host, "port": broker.port, "base_topic": BASE,
+                     "client_id": f"restart-{uuid.uuid4().hex[:6]}", "discovery": False,
+                     "leaf_topics": False},
+            "state_dir": str(workdir),
+            "http": {"enabled": False},  # others may run a bridge on this machine
+            "chargers": [{"name": f"c{s}", "serial": s, "token": TOKEN, "password": PASSWORD,
+                          "transport": "websocket", "api_url": f"{url}/{s}",
+                          "scan_interval": args.scan_interval}
+                         for s in chargers],
+        }  # fmt: skip
+        (workdir / "config.json").write_text(json.dumps(config))
+        for name in ("first start", "restart"):
+            print(f"  {n} chargers ({args.hash}): {name}...", file=sys.stderr, flush=True)
+            phases.append(await run_phase(name, server, broker, workdir, n, args))
+            print(f"  {phases[-1]}", file=sys.stderr, flush=True)
+    ticker.cancel()
+    assert server.runner is not None
+    await server.runner.cleanup()
+    print(f"  state_dir: {workdir}", file=sys.stderr)
+    return phases
+
+
+def print_table(phases: list[Phase], args: Any) -> None:
+    print(f"hash: {args.hash}; bridge from: {args.bridge_path or 'this checkout'}")
+    print("| chargers | phase | all authenticated s | all states on MQTT s | connects per charger"
+          " | closed for silence | bridge CPU s | others' CPU share | load avg |")  # fmt: skip
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---|")
+    for p in phases:
+        print(
+            f"| {p.n} | {p.name} | {p.authenticated_s:.1f} | {p.on_mqtt_s:.1f} |"
+            f" {p.connects / p.n:.2f} | {p.silence_closes} | {p.cpu_s:.1f} |"
+            f" {100 * p.others_busy:.0f} % | {p.load} |{(' ' + p.note) if p.note else ''}"
+        )
+
+
+async def main_async(args: Any) -> None:
+    phases: list[Phase] = []
+    for n in args.sizes:
+        phases += await run_size(n, args)
+    print_table(phases, args)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--restart", action="store_true", help="this benchmark (bench.py --push)")
+    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1000])
+    parser.add_argument("--hash", choices=("pbkdf2", "bcrypt"), default="pbkdf2")
+    parser.add_argument("--bridge-path", default="", help="PYTHONPATH of the bridge process")
+    parser.add_argument("--settle", type=float, default=10.0,
+                        help="seconds the bridge runs on after all are online")  # fmt: skip
+    parser.add_argument("--connect-deadline", type=float, default=900.0)
+    parser.add_argument("--scan-interval", type=float, default=10.0,
+                        help="polls of the HTTP fallback while a socket is not live")  # fmt: skip
+    parser.add_argument("--profile", default="",
+                        help="run the bridge as: python PROFILE OUT -m goe2mqtt ...")  # fmt: skip
+    asyncio.run(main_async(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()

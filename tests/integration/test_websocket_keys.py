@@ -1,0 +1,180 @@
+"""The derived keys across restarts, with simulated websocket chargers and a real
+Mosquitto: a restart hashes nothing (the kept keys), a changed password is never served
+from the file, and a fleet waiting for its hashes connects once per charger."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import structlog
+
+from goe2mqtt.config.settings import Settings, parse_settings
+from goe2mqtt.goe import ws_auth, ws_keys
+from goe2mqtt.goe.websocket import WebSocketLink
+from goe2mqtt.goe.ws_protocol import HashKind, hashed_password
+from goe2mqtt.mqtt.topics import Topics
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.simulator import SimulatedCharger, Simulator
+from tests.conftest import SERIALS, TOKEN, MqttProbe, RunningBridge, make_settings, until
+
+PASSWORD = "wallbox-pw-7"
+NAMES = ("garage", "carport")
+
+
+@pytest.fixture
+def hashes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The serials the bridge hashed a password for (the simulator's own hashing is
+    not counted: it imports the function itself)."""
+    computed: list[str] = []
+
+    def counted(password: str, serial: str, kind: HashKind) -> bytes:
+        computed.append(serial)
+        return hashed_password(password, serial, kind)
+
+    monkeypatch.setattr(ws_keys, "hashed_password", counted)
+    return computed
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    """The garage hashes with pbkdf2, the carport with bcrypt."""
+    sim = Simulator(
+        [
+            SimulatedCharger(SERIALS["garage"], TOKEN, password=PASSWORD, hash_kind="pbkdf2"),
+            SimulatedCharger(SERIALS["carport"], TOKEN, password=PASSWORD, hash_kind="bcrypt"),
+        ],
+        delta_interval=0.1,
+    )
+    await sim.start()
+    for serial in SERIALS.values():
+        await sim.serve_local(serial)
+    yield sim
+    await sim.stop()
+
+
+def settings_with(raw: dict[str, Any], password: str) -> Settings:
+    for charger in raw["chargers"]:
+        charger.update({"transport": "websocket", "password": password})
+    return parse_settings(raw)
+
+
+async def run_until(broker: MosquittoBroker, settings: Settings, connection: str) -> RunningBridge:
+    """A bridge started and stopped once every charger's Connection said ``connection``
+    (the same client_id and state_dir each time: a restart)."""
+    topics = Topics(settings.mqtt.base_topic)
+    running = RunningBridge(settings)
+    async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
+        mark = probe.mark()
+        await running.start()
+        try:
+            for name in NAMES:
+                await probe.wait_for(
+                    topics.state(name, "connection"),
+                    lambda m: m.text.startswith(connection),
+                    since=mark,
+                )
+        finally:
+            await running.stop()
+    return running
+
+
+def connections(sim: Simulator) -> list[int]:
+    return [sim.sockets[SERIALS[name]].connections for name in NAMES]
+
+
+async def test_a_restart_uses_the_kept_keys_and_hashes_nothing(
+    broker: MosquittoBroker, sim: Simulator, hashes: list[str]
+) -> None:
+    settings = settings_with(make_settings(broker, sim, chargers=NAMES, transport="local"),
+                             PASSWORD)  # fmt: skip
+    first = await run_until(broker, settings, "websocket")
+    assert sorted(hashes) == sorted(SERIALS[n] for n in NAMES)  # one hash each
+    assert (first.bridge.derived_keys.derived, first.bridge.derived_keys.recalled) == (2, 0)
+    assert connections(sim) == [1, 1]
+
+    second = await run_until(broker, settings, "websocket")
+    assert len(hashes) == 2, "the restart hashed again"
+    assert (second.bridge.derived_keys.derived, second.bridge.derived_keys.recalled) == (0, 2)
+    assert connections(sim) == [2, 2]  # one connect each per run: the kept key was right
+
+
+async def test_a_changed_password_is_never_served_from_the_file(
+    broker: MosquittoBroker, sim: Simulator, hashes: list[str]
+) -> None:
+    raw = make_settings(broker, sim, chargers=NAMES, transport="local")
+    await run_until(broker, settings_with(raw, PASSWORD), "websocket")
+    assert len(hashes) == 2
+
+    # The configured password changed, the chargers' did not: the kept keys (which the
+    # chargers would accept) are not used - the new password is hashed, and refused.
+    await run_until(broker, settings_with(raw, "typo-pw"), "polling (websocket: wrong password")
+    assert len(hashes) == 4
+
+    # Both changed (a new password set in the app and in the config): hashed anew, live.
+    for name in NAMES:
+        sim.charger(SERIALS[name]).password = "new-pw-8"
+        sim.sockets[SERIALS[name]]._hashed = None  # the charger's own copy of its hash
+    again = await run_until(broker, settings_with(raw, "new-pw-8"), "websocket")
+    assert len(hashes) == 6
+    assert again.bridge.derived_keys.derived == 2
+    # And the next restart uses those.
+    last = await run_until(broker, settings_with(raw, "new-pw-8"), "websocket")
+    assert len(hashes) == 6
+    assert last.bridge.derived_keys.recalled == 2
+
+
+async def test_a_fleet_waiting_for_its_hashes_connects_once_per_charger(
+    broker: MosquittoBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every hash held back three times the silence limit (a fleet's queue on a first
+    start; more chargers than hashing threads): the sockets wait, the silence clock
+    paused, none is closed, and each charger connects once."""
+    silence = 0.5
+    monkeypatch.setitem(WebSocketLink.__init__.__kwdefaults__, "silence", silence)
+    gate, held = threading.Event(), []
+    real = ws_auth.derive
+
+    def held_back(password: str, serial: str, kind: HashKind) -> tuple[bytes, Any]:
+        held.append(serial)
+        gate.wait(30)
+        return real(password, serial, kind)
+
+    monkeypatch.setattr(ws_auth, "derive", held_back)
+    serials = [f"{500000 + n:06d}" for n in range(4)]
+    sim = Simulator(
+        [SimulatedCharger(s, None, password=PASSWORD, hash_kind="bcrypt") for s in serials],
+        delta_interval=0.1,
+    )
+    await sim.start()
+    running: RunningBridge | None = None
+    try:
+        for serial in serials:
+            await sim.serve_local(serial)
+        raw = make_settings(broker, sim, chargers=(), transport="local")
+        raw["chargers"] = [{"name": f"ws{n}", "host": sim.local_hosts[s], "password": PASSWORD,
+                            "transport": "websocket", "scan_interval": 0.3, "timeout": 1.0}
+                           for n, s in enumerate(serials)]  # fmt: skip
+        running = RunningBridge(parse_settings(raw))
+        with structlog.testing.capture_logs() as logs:
+            await running.start()
+            await until(lambda: len(held) >= ws_auth.HASH_THREADS, "hashes held")
+            # Every charger connected, waiting for its auth (two of them in the queue).
+            await until(lambda: all(sim.sockets[s].connections for s in serials), "all connected")
+            loop = asyncio.get_running_loop()
+            held_since = loop.time()
+            await until(lambda: loop.time() > held_since + 3 * silence, "past the silence limit")
+            gate.set()
+            chargers = running.bridge.chargers
+            await until(lambda: all(c.pushing for c in chargers.values()), "every charger live")
+        assert [sim.sockets[s].connections for s in serials] == [1, 1, 1, 1]
+        downs = [e for e in logs if e["event"] == "websocket_down"]
+        assert downs == [], downs
+    finally:
+        gate.set()
+        if running is not None:
+            await running.stop()
+        await sim.stop()
