@@ -186,6 +186,9 @@ class SiteRunner:
             if self._memory is not None:
                 self._memory.learn(self.settings, service, args)
             result = command_result(service, ok=True, request_id=request_id, applied=[args])
-            self._wake.set()  # decide with the new setting now
+            # Decide with the new setting now, and say it even if no charger's share
+            # moves (mode off: the fuse set reached the state only at the next refresh).
+            self._published = -float("inf")
+            self._wake.set()
         topic = site_topic(self._base, self.name, "cmd/result")
         await mqtt.publish_once(topic, result_json(result))

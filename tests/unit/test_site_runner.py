@@ -126,3 +126,27 @@ async def test_writes_go_to_the_desk_as_the_sites_commands_and_are_logged() -> N
     before = len(desk.accepted)
     await site.decide(chargers, desk, broker)  # type: ignore[arg-type]
     assert all("tcl" not in call for _, call in desk.calls()[before:])
+
+
+async def test_a_setting_changed_by_command_is_in_the_next_state_even_in_mode_off() -> None:
+    """Found by Home Assistant: in mode off a fuse set changes no charger's share, and the
+    state said the old fuse until the minute's refresh."""
+    clock, desk, broker = Clock(), Desk(), Broker()
+    site = runner(clock)
+    chargers = {"garage": FakeCharger(charging(16, tcl=16, ama=16))}
+    meter(site, 18)
+    await site.decide(chargers, desk, broker)  # type: ignore[arg-type]
+    results: list[tuple[str, str | bytes]] = []
+
+    class Results(Broker):
+        async def publish_once(self, topic: str, payload: str | bytes) -> None:
+            results.append((topic, payload))
+
+    for service, payload in (("set_mode", {"mode": "off"}), ("set_fuse", {"fuse": 20})):
+        await site.command(service, json.dumps(payload).encode(), Results())  # type: ignore[arg-type]
+        clock.now += 1
+        meter(site, 18)
+        await site.decide(chargers, desk, broker)  # type: ignore[arg-type]
+    assert [json.loads(p)["ok"] for _, p in results] == [True, True]
+    state = broker.retained[-1][1]
+    assert (state["mode"], state["fuse"]) == ("off", 20)
