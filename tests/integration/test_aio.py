@@ -13,6 +13,7 @@ from goe2mqtt.bridge.process import stop_pollers
 from goe2mqtt.charger.loop import Charger
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.goe.client import GoeClient
+from goe2mqtt.mqtt.retained import Family
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.simulator import Simulator
 from goe2mqtt.util.aio import Alarm, wait_until_set
@@ -41,6 +42,10 @@ class CancelSwallowingPublisher:
 
     async def publish(self, topic: str, payload: str | bytes, *, qos: int = 1) -> bool:
         return True
+
+    async def publish_family(self, family: Family) -> None:
+        for topic, payload in family.members():
+            await self.publish_retained(topic, payload)
 
 
 @pytest.fixture
