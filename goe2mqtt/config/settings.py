@@ -238,6 +238,7 @@ class Settings(Section):
     @model_validator(mode="after")
     def _sites_name_chargers(self) -> Settings:
         problems = site_problems(self.sites, {c.name for c in self.chargers})
+        problems.extend(meter_loops(self.sites, self.mqtt.base_topic))
         for index, charger in enumerate(self.chargers):
             if self.sites and (charger.name == "site" or charger.name.startswith("site_")):
                 # {base}/site/... holds the sites' topics, site_{site}_{key} their
@@ -299,6 +300,18 @@ def site_problems(sites: tuple[SiteSettings, ...], chargers: set[str]) -> list[s
             else:
                 managed[charger.name] = site.name
     return problems
+
+
+def meter_loops(sites: tuple[SiteSettings, ...], base: str) -> list[str]:
+    """A meter_topic under the bridge's own base topic: the site would read what the
+    bridge publishes there (its own state, a charger's values) as the grid meter."""
+    return [
+        f"sites[{index}].meter_topic: {site.meter_topic!r} lies under the bridge's own"
+        f" base_topic {base!r}: the site would read the bridge's own publishes as the"
+        " meter; give the topic your meter publishes to, outside it"
+        for index, site in enumerate(sites)
+        if site.meter_topic == base or site.meter_topic.startswith(f"{base}/")
+    ]
 
 
 def parse_settings(raw: Any) -> Settings:

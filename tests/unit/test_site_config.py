@@ -85,12 +85,28 @@ def test_the_issues_example_loads_with_its_defaults() -> None:
         ([site(), site()], "sites[1].name: duplicate site name 'house'"),
         ([site(meter_topic="home/#")], "sites[0].meter_topic: "),
         ([site(intervall=5)], "sites[0].intervall: unknown key; did you mean interval?"),
+        # Under the bridge's own base topic: the site would read the bridge's publishes.
+        (
+            [site(meter_topic="goe2mqtt/garage/nrg")],
+            "sites[0].meter_topic: 'goe2mqtt/garage/nrg' lies under the bridge's own"
+            " base_topic 'goe2mqtt'",
+        ),
+        ([site(meter_topic="goe2mqtt")], "sites[0].meter_topic: 'goe2mqtt' lies under"),
     ],
 )  # fmt: skip
 def test_a_bad_site_names_its_key(sites: list[dict[str, Any]], message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_settings(config(*sites))
     assert any(p.startswith(message) for p in caught.value.problems), caught.value.problems
+
+
+def test_a_meter_topic_beside_the_base_topic_is_taken() -> None:
+    """Only the base topic's own tree is refused: goe2mqtt-meter is another topic."""
+    settings = parse_settings(config(site(meter_topic="goe2mqtt-meter/power")))
+    assert settings.sites[0].meter_topic == "goe2mqtt-meter/power"
+    raw = config(site(meter_topic="goe2mqtt/meter"))
+    raw["mqtt"]["base_topic"] = "bridge"
+    assert parse_settings(raw).sites[0].meter_topic == "goe2mqtt/meter"
 
 
 def test_an_import_limit_alone_is_a_limit() -> None:
