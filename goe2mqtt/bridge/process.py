@@ -225,6 +225,8 @@ class Bridge:
                         name, self.settings.tariff_for(charger_settings)
                     ),
                 )
+            # Open sessions of chargers this bridge no longer has: closed, not left open.
+            self.ledger_out.ledger.close_removed()
             for charger in self.chargers.values():
                 await charger.publish_initial()
             if self._prefix is not None:

@@ -39,7 +39,7 @@ from goe2mqtt.catalogue.session import (
 from goe2mqtt.config.tariff import TariffSettings
 from goe2mqtt.ledger.pricing import TopicPrice, month_start, pricing_for, zone
 from goe2mqtt.ledger.readings import read
-from goe2mqtt.ledger.record import Session
+from goe2mqtt.ledger.record import CHARGER_REMOVED, Session
 from goe2mqtt.ledger.store import SessionStore
 from goe2mqtt.ledger.tracker import Step, Tracker
 
@@ -220,6 +220,26 @@ class Ledger:
     def books_for(self, name: str, tariff: TariffSettings) -> ChargerBooks:
         books = self.books[name] = ChargerBooks(self, name, tariff)
         return books
+
+    def close_removed(self) -> list[Session]:
+        """After every owned charger has its books: the sessions still open of chargers
+        this bridge no longer has (removed from the config, or now another shard's),
+        closed with what is known - ended when last seen, the energy counted until then -
+        rather than open forever. Committed and announced on session/ended as any
+        closing. The closed sessions."""
+        closed = [self.resumed.pop(name) for name in sorted(self.resumed)]
+        for session in closed:
+            session.ended, session.end_reason = session.seen_at, CHARGER_REMOVED
+            self._urgent[session.id] = session
+            self._closed.append(session)
+            log.info(
+                "session_ended", charger=session.charger, id=session.id,
+                energy_wh=session.energy_wh, cost=session.cost, ended=session.end_reason,
+                flags=session.flags or None,
+            )  # fmt: skip
+        if closed:
+            self.on_news()
+        return closed
 
     def offer_price(self, topic: str, payload: bytes) -> str | None:
         """A price from MQTT; the reason when it is refused (the last good one stays)."""

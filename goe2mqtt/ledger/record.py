@@ -19,7 +19,10 @@ UNPLUGGED = "unplugged"
 CHARGER_RESTARTED = "charger_restarted"
 COUNTER_JUMP = "counter_jump"
 BRIDGE_GAP = "bridge_gap"  # the bridge was away when it ended: its end is when last seen
-END_REASONS = (UNPLUGGED, CHARGER_RESTARTED, COUNTER_JUMP, BRIDGE_GAP)
+# Open when the bridge stopped, its charger no longer this bridge's (removed from the
+# config, or moved to another shard): closed at the next start, as last seen.
+CHARGER_REMOVED = "charger_removed"
+END_REASONS = (UNPLUGGED, CHARGER_RESTARTED, COUNTER_JUMP, BRIDGE_GAP, CHARGER_REMOVED)
 
 # The exported columns, in order (README "Session ledger" documents each).
 COLUMNS = (

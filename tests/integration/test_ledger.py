@@ -26,7 +26,7 @@ from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.charger import SimulatedCharger
 from goe2mqtt.sim.simulator import Simulator
 
-from ..conftest import MqttProbe, RunningBridge, make_settings, until, write_config
+from ..conftest import SERIALS, MqttProbe, RunningBridge, make_settings, until, write_config
 
 MONDAY_2130_VIENNA = 1_796_070_600.0  # 2026-11-30T20:30:00Z
 
@@ -348,3 +348,38 @@ async def test_a_charger_restart_ends_the_session_and_the_car_still_there_opens_
         assert ended.json()["ended"] == "charger_restarted"
         assert ended.json()["energy_wh"] == 300
         assert following.json()["energy_wh"] == 0
+
+
+async def test_a_charger_removed_from_the_config_has_its_open_session_closed_at_start(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    """Carport charges, the bridge stops, carport leaves the config: the next start closes
+    its session as last seen (charger_removed) and says so on session/ended."""
+    raw = make_settings(broker, simulator, chargers=("garage", "carport"), scan_interval=0.2)
+    raw["state_dir"] = str(tmp_path / "state")
+    raw["tariff"] = {"price_per_kwh": 0.30}
+    topics = Topics(raw["mqtt"]["base_topic"])
+    carport = simulator.charger(SERIALS["carport"])
+    carport.unplug()
+    carport.freeze()
+    async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
+        running = RunningBridge(parse_settings(raw))
+        await running.start()
+        try:
+            carport.plug_in()
+            await probe.wait_for(topics.session("carport"), lambda m: m.json()["open"])
+            carport.deliver(500)
+            await probe.wait_for(
+                topics.state("carport", "session_energy"), lambda m: shows(m.text, 0.5)
+            )
+        finally:
+            await running.stop()
+        raw["chargers"] = [c for c in raw["chargers"] if c["name"] == "garage"]
+        running = RunningBridge(parse_settings(raw))
+        await running.start()
+        try:
+            ended = await probe.wait_for(topics.session_ended("carport"))
+        finally:
+            await running.stop()
+    record = ended.json()
+    assert (record["ended"], record["energy_wh"], record["cost"]) == ("charger_removed", 500, 0.15)

@@ -431,3 +431,38 @@ def test_sessions_until_a_25_hour_day_lists_its_last_hour(
                  "--since", "2026-10-25", "--until", "2026-10-25"]) == 0  # fmt: skip
     assert [s["energy_wh"] for s in json.loads(capsys.readouterr().out)] == [1000]
     ledger.store.close()
+
+
+def test_an_open_session_of_a_charger_no_longer_configured_is_closed_at_start(
+    tmp_path: Path,
+) -> None:
+    """A charger removed from the config while its car charged: its session is closed at
+    the next start as last seen (not open forever), and goes out on session/ended."""
+    path = tmp_path / "goe2mqtt.sessions"
+    clock = Clock()
+    ledger = Ledger(SessionStore(path), clock=lambda: clock.now, monotonic=lambda: clock.mono)
+    for name in ("garage", "carport"):
+        books = ledger.books_for(name, TariffSettings(price_per_kwh=0.5))
+        books.observe(status(eto=100_000), serial=None)
+        clock.advance(60)
+        books.observe(status(eto=101_000), serial=None)
+    ledger.commit()
+    ledger.write_progress(everything=True)
+    seen = clock.now
+    ledger.store.close()
+    clock.advance(3600)
+    # The next start: carport is gone from the config.
+    again = Ledger(SessionStore(path), clock=lambda: clock.now, monotonic=lambda: clock.mono)
+    garage = again.books_for("garage", TariffSettings(price_per_kwh=0.5))
+    [closed] = again.close_removed()
+    assert garage.open is not None  # the configured one goes on
+    assert closed.charger == "carport"
+    assert (closed.end_reason, closed.ended) == ("charger_removed", seen)
+    assert closed.energy_wh == 1000
+    assert closed.cost == pytest.approx(0.5)
+    assert again.commit() == 1
+    assert [s.id for s in again.ended] == [closed.id]  # announced on session/ended
+    stored = SessionStore(path, read_only=True)
+    assert [s.charger for s in stored.open_sessions()] == ["garage"]
+    stored.close()
+    assert again.close_removed() == []  # once
