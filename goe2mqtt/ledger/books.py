@@ -90,6 +90,11 @@ class ChargerBooks:
                 grid_w: float | None = None) -> None:  # fmt: skip
         now, mono = self.ledger.clock(), self.ledger.monotonic()
         step = self.tracker.observe(read(status), now=now, mono=mono, serial=serial, grid_w=grid_w)
+        if step.replugged is not None:
+            log.info(
+                "session_replugged", charger=self.name, reason=step.replugged,
+                effect="the session resumed from before the restart ended meanwhile",
+            )  # fmt: skip
         if step.closed or step.opened or step.flagged:
             self.ledger.store_at_once(self, step)
         elif step.counted:

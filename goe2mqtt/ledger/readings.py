@@ -36,6 +36,10 @@ class Reading:
     card: str | None  # the card's name (or none/app) when trx is known
     reboots: int | None  # rbc: a change means the charger restarted
     problems: tuple[str, ...]
+    # lccfi: when the car state last left idle (a car connected), ms on the charger's
+    # clock since its boot; a new value under the same rbc: a new connection.
+    connected_ms: int | None = None
+    uptime_ms: int | None = None  # rbt: ms since boot, the clock lccfi is on
 
 
 def _counter(status: Mapping[str, Any], key: str, problems: list[str]) -> float | None:
@@ -88,6 +92,8 @@ def read(status: Mapping[str, Any]) -> Reading:
             problems.append(f"trx: {describe(status['trx'])} is not a transaction")
             trx_known = False
     reboots = _small_int(status.get("rbc"), 0, 2**32 - 1)
+    connected_ms = _small_int(status.get("lccfi"), 0, 2**53)
+    uptime_ms = _small_int(status.get("rbt"), 0, 2**53)
     return Reading(
         connected=connected,
         eto=eto,
@@ -99,4 +105,6 @@ def read(status: Mapping[str, Any]) -> Reading:
         card=card_label(status, trx) if trx_known else None,
         reboots=reboots,
         problems=tuple(problems),
+        connected_ms=connected_ms,
+        uptime_ms=uptime_ms,
     )

@@ -65,6 +65,9 @@ class Session:
     card: str = "none"
     flags: list[str] = field(default_factory=list)
     announced: bool = False  # session/ended acknowledged by the broker
+    # The charger's lccfi when the car connected (ms since its boot): which connection
+    # this is, to tell after a restart of the bridge whether it is still the same car.
+    connected_ms: int | None = None
 
     @property
     def open(self) -> bool:

@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     card TEXT NOT NULL,
     reboots INTEGER,
     flags TEXT NOT NULL,        -- JSON list; empty: not flagged
-    announced INTEGER NOT NULL DEFAULT 0
+    announced INTEGER NOT NULL DEFAULT 0,
+    connected_ms INTEGER        -- the charger's lccfi at the connection (ms since its boot)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_open_session ON sessions(charger) WHERE ended IS NULL;
 CREATE INDEX IF NOT EXISTS sessions_started ON sessions(started);
@@ -59,8 +60,10 @@ _FIELDS = (
     "id", "charger", "serial", "started", "ended", "end_reason", "eto_start", "eto_last",
     "energy_wh", "seen_at", "charger_wh", "energy_grid_wh", "energy_pv_wh", "cost_so_far",
     "cost", "unpriced_wh", "priced", "currency", "peak_power_w", "phases", "card_slot", "card",
-    "reboots", "flags", "announced",
+    "reboots", "flags", "announced", "connected_ms",
 )  # fmt: skip
+# Columns added since the first release: a file from before gets them at open.
+_ADDED = {"connected_ms": "INTEGER"}
 _STORED = tuple(f for f in _FIELDS if f not in ("energy_wh", "cost"))
 # Not INSERT OR REPLACE: that would delete another open session of the charger to
 # make room, where the index must refuse instead.
@@ -73,7 +76,8 @@ _UPSERT = (
 _PROGRESS = (
     "UPDATE sessions SET eto_last = ?, energy_wh = ?, seen_at = ?, charger_wh = ?,"
     " energy_grid_wh = ?, energy_pv_wh = ?, cost_so_far = ?, cost = ?, unpriced_wh = ?,"
-    " peak_power_w = ?, phases = ?, card_slot = ?, card = ?, flags = ? WHERE id = ?"
+    " peak_power_w = ?, phases = ?, card_slot = ?, card = ?, flags = ?, connected_ms = ?"
+    " WHERE id = ?"
 )
 
 
@@ -94,7 +98,8 @@ def _row(session: Session) -> tuple[Any, ...]:
 
 
 def session_of(row: sqlite3.Row) -> Session:
-    values = {name: row[name] for name in _STORED}
+    present = row.keys()  # a file from before a column was added, opened read-only
+    values = {name: row[name] for name in _STORED if name in present}
     values["flags"] = json.loads(values["flags"])
     values["priced"] = bool(values["priced"])
     values["announced"] = bool(values["announced"])
@@ -114,6 +119,7 @@ class SessionStore:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._db.executescript(_SCHEMA)
+                self._add_columns()
             self._db.row_factory = sqlite3.Row
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnusable(f"{path}: {exc}") from None
@@ -124,6 +130,12 @@ class SessionStore:
                 name = path.with_name(path.name + suffix)
                 if name.exists():
                     os.chmod(name, 0o600)  # who charged when, with which card: private
+
+    def _add_columns(self) -> None:
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(sessions)")}
+        for name, kind in _ADDED.items():
+            if name not in have:
+                self._db.execute(f"ALTER TABLE sessions ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         self._db.close()
@@ -154,7 +166,8 @@ class SessionStore:
         rows = [
             (s.eto_last, s.energy_wh, s.seen_at, s.charger_wh, s.energy_grid_wh,
              s.energy_pv_wh, s.cost_so_far, s.cost, s.unpriced_wh, s.peak_power_w, s.phases,
-             s.card_slot, s.card, json.dumps(s.flags) if s.flags else "[]", s.id)
+             s.card_slot, s.card, json.dumps(s.flags) if s.flags else "[]", s.connected_ms,
+             s.id)
             for s in sessions
         ]  # fmt: skip
         if not rows:

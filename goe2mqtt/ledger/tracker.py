@@ -50,6 +50,38 @@ def grid_share(charger_w: float | None, grid_w: float | None) -> float:
     return min(max(grid_w, 0.0), charger_w) / charger_w
 
 
+def another_connection(session: Session, reading: Reading) -> str | None:
+    """Why the car connected now is not the one of ``session`` (None: it may be).
+    Asked of a session resumed from disk at the first reading after the bridge was
+    away: the car may have left and another (or the same, plugged in again) come."""
+    same_boot = reading.reboots is not None and reading.reboots == session.reboots
+    if (
+        same_boot
+        and session.connected_ms is not None
+        and reading.connected_ms is not None
+        and reading.connected_ms != session.connected_ms
+    ):
+        return "the charger's lccfi changed: the car state left idle again"
+    if (
+        (same_boot or reading.reboots is None)
+        and reading.wh is not None
+        and session.charger_wh is not None
+        and reading.wh < session.charger_wh - 1.0
+    ):
+        return (
+            f"the charger's session energy wh went from {session.charger_wh:.0f} to"
+            f" {reading.wh:.0f} Wh: it counts from each connection"
+        )
+    if (
+        reading.trx_known
+        and reading.trx is not None
+        and session.card_slot is not None
+        and reading.trx - 1 != session.card_slot
+    ):
+        return f"another card: {reading.card} where the session had {session.card}"
+    return None
+
+
 @dataclass
 class Step:
     """What one reading changed: sessions opened, closed, or counted."""
@@ -58,6 +90,9 @@ class Step:
     closed: list[Session] = field(default_factory=list)
     counted: bool = False  # the open session's progress changed (written in batches)
     flagged: bool = False  # the open session got a new flag (written at once)
+    # Why the car found after the bridge was away is another connection than the
+    # resumed session's (which then closed), for the log.
+    replugged: str | None = None
 
 
 class Tracker:
@@ -94,9 +129,15 @@ class Tracker:
         step = Step()
         session = self.open
         last_seen = session.seen_at if session is not None else now
+        resumed, self._resumed = self._resumed, False
+        if session is not None and resumed and reading.connected:
+            why = another_connection(session, reading)
+            if why is not None:
+                self._replugged(session, reading, why, now=now, mono=mono, serial=serial,
+                                step=step)  # fmt: skip
+                return step
         if session is not None:
             self._count(session, reading, step, now=now, mono=mono, grid_w=grid_w)
-        resumed, self._resumed = self._resumed, False
         session = self.open
         if session is not None:
             if (
@@ -160,6 +201,11 @@ class Tracker:
         if reading.phases and (session.phases is None or reading.phases > session.phases):
             session.phases = reading.phases
             step.counted = True
+        if session.connected_ms is None and reading.connected_ms is not None:
+            same_boot = reading.reboots is None or reading.reboots == session.reboots
+            if same_boot:  # unreported at the opening: this connection's, from now on
+                session.connected_ms = reading.connected_ms
+                step.counted = True
         if reading.trx_known and reading.trx is not None:
             slot = reading.trx - 1 if reading.trx > 0 else None
             if (slot, reading.card) != (session.card_slot, session.card):
@@ -197,6 +243,43 @@ class Tracker:
 
     # --- opening and closing ---------------------------------------------------------------
 
+    def _replugged(
+        self, session: Session, reading: Reading, why: str, *,
+        now: float, mono: float, serial: str | None, step: Step,
+    ) -> None:  # fmt: skip
+        """The bridge was away and the car now connected is another connection: the
+        resumed session ended meanwhile (bridge_gap, as last seen), a new one opens.
+        The charger's `wh` (energy since this car connected) splits the counter: what
+        the counter rose before the new connection is the old session's, the rest the
+        new one's; the new one starts when the charger says the car connected (lccfi),
+        never before the old one was last seen."""
+        eto, wh = reading.eto, reading.wh
+        split = None
+        if eto is not None and wh is not None and session.eto_last is not None:
+            split = eto - wh
+            if not session.eto_last <= split <= eto:
+                split = None  # the counters disagree: nothing is moved
+        if split is not None and session.eto_last is not None:
+            delta = split - session.eto_last
+            if 0 < delta <= allowance_wh(now - session.seen_at):
+                self._price(session, delta, session.seen_at, now, None, None)
+                session.eto_last = split
+        step.replugged = why  # not a flag: nothing about its energy is in doubt
+        self._close(session, BRIDGE_GAP, session.seen_at, step)
+        started = now
+        if reading.connected_ms is not None and reading.uptime_ms is not None:
+            ago = (reading.uptime_ms - reading.connected_ms) / 1000
+            if ago >= 0:
+                started = min(now, max(session.seen_at, now - ago))
+        self._start(reading, now=now, mono=mono, serial=serial, step=step)
+        new = self.open
+        assert new is not None
+        if split is not None and new.eto_last is not None and new.eto_last > split:
+            new.eto_start = split
+            self._price(new, new.eto_last - split, started, now, reading.power, None)
+        if started != now:
+            new.started, new.id = started, self._new_id(self.charger, started)
+
     def _start(
         self, reading: Reading, *, now: float, mono: float, serial: str | None, step: Step
     ) -> None:
@@ -218,6 +301,7 @@ class Tracker:
         if reading.trx_known and reading.trx is not None:
             session.card_slot = reading.trx - 1 if reading.trx > 0 else None
             session.card = reading.card or "none"
+        session.connected_ms = reading.connected_ms
         for problem in reading.problems:
             session.flag(problem)
         if reading.eto is None:

@@ -383,3 +383,47 @@ async def test_a_charger_removed_from_the_config_has_its_open_session_closed_at_
             await running.stop()
     record = ended.json()
     assert (record["ended"], record["energy_wh"], record["cost"]) == ("charger_removed", 500, 0.15)
+
+
+async def test_a_car_plugged_in_anew_while_the_bridge_was_away_opens_a_new_session(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    """The bridge stops mid-session; the car leaves and one is plugged in and charges
+    (the charger's wh starts again from 0). The next start ends the old session as last
+    seen (bridge_gap) and opens a new one with the new car's energy."""
+    raw = ledger_settings(broker, simulator, tmp_path / "state", {"price_per_kwh": 0.30})
+    topics = Topics(raw["mqtt"]["base_topic"])
+    garage = simulator.charger("012345")
+    garage.unplug()
+    garage.freeze()
+    async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
+        running = RunningBridge(parse_settings(raw))
+        await running.start()
+        try:
+            garage.plug_in()
+            first = await probe.wait_for(topics.session("garage"), lambda m: m.json()["open"])
+            garage.deliver(500)
+            await probe.wait_for(
+                topics.state("garage", "session_energy"), lambda m: shows(m.text, 0.5)
+            )
+        finally:
+            await running.stop()
+        garage.unplug()
+        garage.plug_in()
+        garage.deliver(300)
+        mark = probe.mark()
+        running = RunningBridge(parse_settings(raw))
+        await running.start()
+        try:
+            ended = await probe.wait_for(topics.session_ended("garage"), since=mark)
+            second = await probe.wait_for(
+                topics.session("garage"),
+                lambda m: m.json()["open"] and m.json()["energy_wh"] == 300,
+                since=mark,
+            )
+        finally:
+            await running.stop()
+    record = ended.json()
+    assert record["id"] == first.json()["id"]
+    assert (record["ended"], record["energy_wh"], record["cost"]) == ("bridge_gap", 500, 0.15)
+    assert second.json()["id"] != record["id"]

@@ -172,6 +172,88 @@ def test_a_resumed_session_with_the_car_still_there_goes_on() -> None:
     assert session.energy_wh == 1000
 
 
+def resumed_after_a_restart(**first: Any) -> tuple[Any, Tracker, Clock]:
+    """A session that counted 1000 Wh (wh 1000) before the bridge stopped, and a tracker
+    that resumes it from disk, as the next start does."""
+    t, clock = tracker(), Clock()
+    session = feed(t, clock, status(eto=100_000, wh=0, **first)).opened[0]
+    clock.advance(600)
+    feed(t, clock, status(eto=101_000, wh=1000, **first))
+    resumed = Tracker("garage", currency="EUR", pricing=tracker().pricing, resumed=session)
+    return session, resumed, clock
+
+
+def test_a_car_connected_anew_while_the_bridge_was_away_is_a_new_session() -> None:
+    """lccfi (when the car state last left idle) moved under the same rbc: the car left
+    and one connected again. The old session ends as last seen; the charger's wh (energy
+    since this connection) splits the counter between the two."""
+    session, resumed, clock = resumed_after_a_restart(lccfi=5_000, rbt=600_000)
+    assert session.connected_ms == 5_000
+    seen = clock.now
+    clock.advance(7200)
+    # Meanwhile: the old car took 3000 Wh more and left; another connected 30 minutes
+    # ago (lccfi = rbt - 1800 s) and has taken 2000 Wh (wh).
+    rbt = 600_000 + 7_200_000
+    step = feed(resumed, clock, status(eto=106_000, wh=2000, lccfi=rbt - 1_800_000, rbt=rbt))
+    assert step.replugged is not None
+    assert "lccfi" in step.replugged
+    [closed], [opened] = step.closed, step.opened
+    assert closed is session
+    assert (closed.end_reason, closed.ended) == (BRIDGE_GAP, seen)
+    assert closed.energy_wh == 4000
+    assert closed.cost == pytest.approx(4.0 * 0.30)
+    assert not closed.flagged
+    assert opened.started == clock.now - 1800
+    assert opened.energy_wh == 2000
+    assert opened.cost == pytest.approx(2.0 * 0.30)
+    assert opened.connected_ms == rbt - 1_800_000
+    assert resumed.open is opened
+    clock.advance(60)  # and it goes on like any session
+    assert feed(resumed, clock, status(eto=106_500, wh=2500, lccfi=rbt - 1_800_000,
+                                      rbt=rbt + 60_000)).closed == []  # fmt: skip
+    assert opened.energy_wh == 2500
+
+
+def test_a_charger_session_energy_that_went_back_is_a_new_connection() -> None:
+    """No lccfi (older firmware): wh, which counts from each connection, went back."""
+    _session, resumed, clock = resumed_after_a_restart()
+    clock.advance(3600)
+    step = feed(resumed, clock, status(eto=101_700, wh=200))
+    assert step.replugged is not None
+    assert "wh went from 1000 to 200" in step.replugged
+    assert [s.energy_wh for s in step.closed] == [1500]  # to the new connection
+    assert [s.energy_wh for s in step.opened] == [200]
+    assert step.opened[0].started == clock.now  # no lccfi: when the bridge saw it
+
+
+def test_another_card_after_the_bridge_was_away_is_a_new_session() -> None:
+    _session, resumed, clock = resumed_after_a_restart(trx=1)
+    clock.advance(3600)
+    step = feed(resumed, clock, status(eto=103_000, wh=2000, trx=2))  # wh rose: no help
+    assert step.replugged is not None
+    assert "another card: Bob" in step.replugged
+    assert [(s.card, s.end_reason) for s in step.closed] == [("Alice", BRIDGE_GAP)]
+    assert [s.card for s in step.opened] == ["Bob"]
+
+
+def test_the_same_connection_after_the_bridge_was_away_goes_on() -> None:
+    session, resumed, clock = resumed_after_a_restart(lccfi=5_000, rbt=600_000, trx=1)
+    clock.advance(3600)
+    step = feed(resumed, clock, status(eto=104_000, wh=4000, lccfi=5_000, rbt=4_200_000, trx=1))
+    assert (step.closed, step.opened, step.replugged) == ([], [], None)
+    assert resumed.open is session
+    assert session.energy_wh == 4000
+
+
+def test_a_new_lccfi_after_a_charger_restart_is_the_restart_not_another_car() -> None:
+    """lccfi is on the charger's clock since boot: another rbc closes it as a restart."""
+    _session, resumed, clock = resumed_after_a_restart(lccfi=5_000, rbt=600_000)
+    clock.advance(600)
+    step = feed(resumed, clock, status(eto=101_500, wh=0, lccfi=3_000, rbt=9_000, rbc=8))
+    assert step.replugged is None
+    assert [s.end_reason for s in step.closed] == [CHARGER_RESTARTED]
+
+
 def test_the_grid_share_follows_the_house_meter() -> None:
     assert grid_share(9000, 3000) == pytest.approx(1 / 3)  # the issue's example
     assert grid_share(9000, -2000) == 0.0  # exporting: all PV

@@ -466,3 +466,34 @@ def test_an_open_session_of_a_charger_no_longer_configured_is_closed_at_start(
     assert [s.charger for s in stored.open_sessions()] == ["garage"]
     stored.close()
     assert again.close_removed() == []  # once
+
+
+def test_a_file_from_before_connected_ms_gets_the_column_and_its_sessions_read(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    from goe2mqtt.ledger import store as store_module
+
+    path = tmp_path / "goe2mqtt.sessions"
+    column = store_module._SCHEMA.index(",\n    connected_ms")
+    old_schema = store_module._SCHEMA[:column] + "\n);" + store_module._SCHEMA.split(");", 1)[1]
+    assert "connected_ms" not in old_schema
+    db = sqlite3.connect(path)
+    db.executescript(old_schema)
+    db.execute(
+        "INSERT INTO sessions (id, charger, started, seen_at, energy_grid_wh, energy_pv_wh,"
+        " cost_so_far, unpriced_wh, priced, currency, card, flags, eto_start, eto_last)"
+        " VALUES ('a', 'garage', 1, 1, 0, 0, 0, 0, 0, 'EUR', 'none', '[]', 5, 7)"
+    )
+    db.commit()
+    db.close()
+    reader = SessionStore(path, read_only=True)  # before any daemon added the column
+    assert [(s.id, s.connected_ms) for s in reader.open_sessions()] == [("a", None)]
+    reader.close()
+    store = SessionStore(path)
+    [session] = store.open_sessions()
+    session.connected_ms = 42
+    store.save_progress([session])
+    assert store.open_sessions()[0].connected_ms == 42
+    store.close()
