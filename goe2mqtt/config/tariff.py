@@ -4,6 +4,9 @@ One of three ways to price a kWh: a fixed price, a weekly time-of-use table in a
 timezone, or an MQTT topic carrying the current price. A time-of-use table must cover
 every minute of the week exactly once: a gap or an overlap is refused at start,
 naming the entries (a minute priced twice, or not at all, would be a wrong bill).
+Rows are wall-clock times: on the days the clocks change, an instant takes the row of
+the wall time it has (ledger/pricing.py: a boundary in the hour skipped in spring takes
+effect at the jump, the hour repeated in autumn is priced by its wall time twice).
 """
 
 from __future__ import annotations

@@ -72,7 +72,30 @@ class TimeOfUse:
     def price_at(self, timestamp: float) -> float:
         return self._span(local(timestamp, self.tz))[2]
 
+    def _offset(self, timestamp: float) -> timedelta | None:
+        moment = datetime.fromtimestamp(timestamp, self.tz)
+        return (moment if self.tz is not None else moment.astimezone()).utcoffset()
+
+    def _offset_change(self, at: float, until: float) -> float | None:
+        """The first whole second in (at, until] whose UTC offset is not at's (the
+        clocks change there: DST), or None. Offsets change on whole seconds."""
+        offset = self._offset(at)
+        if self._offset(until) == offset:
+            return None
+        low, high = math.floor(at), math.ceil(until)  # low: at's offset, high: not
+        while high - low > 1:
+            middle = (low + high) // 2
+            if self._offset(middle) == offset:
+                low = middle
+            else:
+                high = middle
+        return min(float(high), until)
+
     def average(self, start: float, end: float) -> float | None:
+        """The price of each instant is the row that covers the wall-clock time then.
+        On the day the clocks go forward, a row boundary in the hour that does not exist
+        (02:30) takes effect when the clocks jump (at 03:00 new time); on the day they go
+        back, the hour that repeats is priced by its wall time both times."""
         if end <= start:
             return self.price_at(end)
         total, at = 0.0, start
@@ -81,12 +104,15 @@ class TimeOfUse:
                 break
             moment = local(at, self.tz)
             _, span_end, price = self._span(moment)
-            midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-            # Wall-clock arithmetic, then back to an instant: DST days come out right.
-            until = (midnight + timedelta(minutes=span_end)).timestamp()
-            if until <= at:  # a wall time that does not exist (DST): move a minute on
-                until = at + 60.0
+            wall = moment.replace(tzinfo=None)
+            midnight = wall.replace(hour=0, minute=0, second=0, microsecond=0)
+            # The span's end on the wall clock, at this moment's UTC offset; the clocks
+            # changing before then end the segment there (the row is read again).
+            until = at + (midnight + timedelta(minutes=span_end) - wall).total_seconds()
             until = min(until, end)
+            changed = self._offset_change(at, until)
+            if changed is not None:
+                until = changed
             total += price * (until - at)
             at = until
         if at < end:

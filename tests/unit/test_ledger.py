@@ -299,6 +299,72 @@ def test_time_of_use_splits_an_interval_across_a_tariff_change() -> None:
     assert prices.average(sunday_23, sunday_23 + 7200) == pytest.approx((0.12 + 0.22) / 2)
 
 
+def night_at_0230(zone: str = "Europe/Vienna") -> TimeOfUse:
+    """A boundary inside 02:00-03:00: the hour that does not exist in spring and
+    comes twice in autumn."""
+    return TimeOfUse(TariffSettings.model_validate({
+        "time_of_use": [
+            {"from": "00:00", "to": "02:30", "price": 0.10},
+            {"from": "02:30", "to": "24:00", "price": 0.40},
+        ],
+        "timezone": zone,
+    }))  # fmt: skip
+
+
+SPRING_0100Z = 1_806_195_600.0  # 2027-03-28T01:00:00Z: Vienna's 02:00 CET becomes 03:00 CEST
+AUTUMN_0100Z = 1_792_890_000.0  # 2026-10-25T01:00:00Z: Vienna's 03:00 CEST becomes 02:00 CET
+
+
+def test_time_of_use_on_the_day_the_clocks_go_forward_follows_the_wall_clock() -> None:
+    """02:30 does not exist on 2027-03-28 in Vienna: the night price runs until the clocks
+    jump (01:59:59 CET is followed by 03:00 CEST, past 02:30), and not an hour on."""
+    prices = night_at_0230()
+    assert prices.price_at(SPRING_0100Z - 1) == 0.10  # 01:59:59 CET
+    assert prices.price_at(SPRING_0100Z) == 0.40  # 03:00 CEST
+    assert prices.price_at(SPRING_0100Z + 1800) == 0.40  # 03:30 CEST
+    # 01:30 CET to 03:30 CEST is one hour: half at night, half at day price.
+    assert prices.average(SPRING_0100Z - 1800, SPRING_0100Z + 1800) == pytest.approx(0.25)
+    # The whole day is 23 hours: 2 h at night (00:00-02:00), 21 h at day price.
+    midnight = SPRING_0100Z - 3600  # 00:00 CET
+    day = prices.average(midnight, midnight + 23 * 3600)
+    assert day == pytest.approx((2 * 0.10 + 21 * 0.40) / 23)
+    # A boundary at 02:00 (which does not exist either) is the jump itself.
+    at_0200 = TimeOfUse(TariffSettings.model_validate({
+        "time_of_use": [
+            {"from": "00:00", "to": "02:00", "price": 0.10},
+            {"from": "02:00", "to": "24:00", "price": 0.40},
+        ],
+        "timezone": "Europe/Vienna",
+    }))  # fmt: skip
+    assert at_0200.average(SPRING_0100Z - 1800, SPRING_0100Z + 1800) == pytest.approx(0.25)
+
+
+def test_time_of_use_on_the_day_the_clocks_go_back_prices_the_repeated_hour_twice() -> None:
+    """02:00-03:00 comes twice on 2026-10-25 in Vienna: each half hour by its wall time,
+    so the night price comes back when the clocks go back to 02:00."""
+    prices = night_at_0230()
+    first_0200 = AUTUMN_0100Z - 3600  # 02:00 CEST
+    assert [prices.price_at(first_0200 + k * 1800) for k in range(5)] == [
+        0.10,  # 02:00 CEST
+        0.40,  # 02:30 CEST
+        0.10,  # 02:00 CET
+        0.40,  # 02:30 CET
+        0.40,  # 03:00 CET
+    ]
+    assert prices.average(first_0200, first_0200 + 7200) == pytest.approx(0.25)
+    assert prices.average(first_0200 + 1800, first_0200 + 3600) == pytest.approx(0.40)
+    assert prices.average(AUTUMN_0100Z, AUTUMN_0100Z + 1800) == pytest.approx(0.10)
+    # The whole day is 25 hours: 2.5 h + 0.5 h at night, 22 h at day price.
+    midnight = AUTUMN_0100Z - 3 * 3600  # 00:00 CEST
+    day = prices.average(midnight, midnight + 25 * 3600)
+    assert day == pytest.approx((3 * 0.10 + 22 * 0.40) / 25)
+    # Where the clocks change at another hour (New York, 2026-11-01 at 06:00Z), the same.
+    new_york = night_at_0230("America/New_York")
+    back = 1_793_512_800.0  # 2026-11-01T06:00:00Z: 02:00 EDT becomes 01:00 EST
+    assert new_york.average(back - 3600, back + 3600) == pytest.approx(0.10)
+    assert new_york.average(back + 3600, back + 7200) == pytest.approx(0.25)
+
+
 def test_a_tracker_prices_each_interval_at_its_own_time_of_use_price() -> None:
     from goe2mqtt.ledger.pricing import pricing_for
 
