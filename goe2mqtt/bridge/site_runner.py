@@ -69,6 +69,7 @@ class SiteRunner:
         self._published = -float("inf")
         self._writes = 0
         self._fallback_said: str | None = None
+        self._retained_said = False
 
     @property
     def name(self) -> str:
@@ -98,7 +99,18 @@ class SiteRunner:
             )
         return None
 
-    def meter_message(self, payload: bytes) -> None:
+    def meter_message(self, payload: bytes, *, retained: bool = False) -> None:
+        """A meter reading. One the broker kept (retained: sent at each subscribe, a
+        reconnect's too) is old by definition - how old, nobody knows: it is not taken
+        for a measurement, and the site waits for a live one (the meter's timeout and
+        fallback apply meanwhile). A live publish that the meter retains arrives
+        without the flag (the subscription does not keep it as published)."""
+        if retained:
+            if not self._retained_said:
+                log.info("site_meter_retained", site=self.name,
+                         effect="ignored: waiting for a live reading")  # fmt: skip
+                self._retained_said = True
+            return
         now = self._clock()
         exports = self.settings.meter_exports or self.controller.mode == "pv"
         try:

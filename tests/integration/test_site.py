@@ -226,6 +226,39 @@ async def test_a_silent_meter_brings_the_fallback(site: Site) -> None:
     await site.state_where(lambda s: not s["fallback"] and allocated(s, "garage") > 6, within=10)
 
 
+async def test_a_retained_meter_reading_is_not_taken_for_a_live_one(
+    broker: Any, simulator: Simulator
+) -> None:
+    """A reading the broker kept (retained) is old: the site waits for a live one and,
+    without one, falls back as with no reading at all (not "meter silent" after acting
+    on it); the first live reading brings normal control."""
+    raw = make_settings(broker, simulator, chargers=("garage", "carport"))
+    base = raw["mqtt"]["base_topic"]
+    meter = f"{base}-meter/grid"
+    raw["sites"] = [site_config(raw, meter)]
+    for name in ("012345", "067890"):
+        simulator.charger(name).plug_in()
+    async with MqttProbe(broker.host, broker.port, [f"{base}/#"]) as probe:
+        kept = json.dumps({"l1": 2, "l2": 2, "l3": 2})
+        await probe.publish(meter, kept, retain=True)
+        running = RunningBridge(parse_settings(raw))
+        await running.start()
+        try:
+            state_topic = f"{base}/site/house/state"
+            fell_back = await probe.wait_for(state_topic, lambda m: m.json()["fallback"],
+                                             within=10)  # fmt: skip
+            state = fell_back.json()
+            assert state["fallback_reason"].startswith("no meter reading"), state
+            assert state["meter"]["reading"] is None
+            mark = probe.mark()
+            await probe.publish(meter, kept)  # a live one
+            await probe.wait_for(state_topic, lambda m: not m.json()["fallback"], since=mark,
+                                 within=10)  # fmt: skip
+        finally:
+            await running.stop()
+            await probe.publish(meter, b"", retain=True)  # the broker forgets it
+
+
 async def test_nan_readings_bring_the_fallback_and_a_log_line(site: Site) -> None:
     await site.state_where(lambda s: allocated(s, "garage") == 16, within=20)
     with structlog.testing.capture_logs() as logs:

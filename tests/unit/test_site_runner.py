@@ -150,3 +150,34 @@ async def test_a_setting_changed_by_command_is_in_the_next_state_even_in_mode_of
     assert [json.loads(p)["ok"] for _, p in results] == [True, True]
     state = broker.retained[-1][1]
     assert (state["mode"], state["fuse"]) == ("off", 20)
+
+
+async def test_a_retained_meter_reading_is_old_and_not_taken_for_a_measurement() -> None:
+    """At a subscribe the broker hands over what it kept, of unknown age: the site waits
+    for a live reading, and without one falls back as with no reading at all."""
+    from goe2mqtt.bridge.sites import Sites
+
+    clock, desk, broker = Clock(), Desk(), Broker()
+    sites = Sites([runner(clock).settings], base="goe")
+    site = sites.runners["house"]
+    site._clock = clock
+    chargers = {"garage": FakeCharger(charging(16, tcl=16))}
+    kept = json.dumps({"l1": 2, "l2": 2, "l3": 2}).encode()
+    with structlog.testing.capture_logs() as logs:
+        sites.message(InboundMessage(topic="home/meter", payload=kept, retain=True), broker)
+        sites.message(InboundMessage(topic="home/meter", payload=kept, retain=True), broker)
+    assert [e["event"] for e in logs] == ["site_meter_retained"]  # said once
+    assert site.controller.reading is None
+    await site.decide(chargers, desk, broker)  # type: ignore[arg-type]
+    assert desk.accepted == []  # waiting for a reading, as at a start without one
+    clock.now += site.settings.meter_timeout
+    await site.decide(chargers, desk, broker)  # type: ignore[arg-type]
+    state = broker.retained[-1][1]
+    assert state["fallback"] is True
+    assert state["fallback_reason"].startswith("no meter reading")
+    # A live reading (a retained publish reaches a subscriber without the flag).
+    sites.message(InboundMessage(topic="home/meter", payload=kept, retain=False), broker)
+    clock.now += 1
+    await site.decide(chargers, desk, broker)  # type: ignore[arg-type]
+    assert broker.retained[-1][1]["fallback"] is False
+    assert broker.retained[-1][1]["meter"]["reading"] == {"l1": 2, "l2": 2, "l3": 2}
