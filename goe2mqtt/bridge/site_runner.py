@@ -5,7 +5,9 @@ Every write of the site goes to the command desk as a command from the site (ser
 ``set``, id ``site:{site}:{n}``): validated, journaled, run in the charger's queue
 and read back like a user's, with its result on the charger's result topic. A user's
 command that sets the current of a charger the site manages is refused at the desk
-(mode not ``off``); the site's own commands answer on ``{base}/site/{site}/cmd/result``,
+(mode not ``off``), and so is one that would start a charger the site has paused (one
+that stops it makes the site forget its pause: the user's wish); the site's own
+commands answer on ``{base}/site/{site}/cmd/result``,
 and what they set is remembered across restarts (site_memory.py).
 """
 
@@ -21,7 +23,8 @@ import structlog
 
 from goe2mqtt.bridge.site_memory import SiteMemory
 from goe2mqtt.charger.loop import Charger
-from goe2mqtt.commands.payloads import command_result, result_json
+from goe2mqtt.commands.payloads import CommandError, command_result, result_json
+from goe2mqtt.commands.services import parse_command
 from goe2mqtt.config.site import SiteSettings
 from goe2mqtt.mqtt.session import InboundMessage
 from goe2mqtt.site.commands import SiteCommandError, parse_site_command, sets_current
@@ -32,6 +35,8 @@ from goe2mqtt.util.aio import wait_until_set
 
 log = structlog.get_logger()
 
+FORCE_OFF = 1  # frc: stop
+CAR_CHARGING, CAR_COMPLETE = 2, 4  # what the charger's button (wallbox_control) stops, starts
 MIN_GAP = 1.0  # s between decisions: a meter that publishes ten times a second
 STATE_REFRESH = 60.0  # s: the state (meter age) is published at least this often
 
@@ -46,6 +51,32 @@ class Publisher(Protocol):
     async def publish_retained(self, topic: str, payload: str | bytes) -> None: ...
 
     async def publish_once(self, topic: str, payload: str | bytes) -> None: ...
+
+
+def force_effect(service: str, payload: bytes, car: int | None) -> str | None:
+    """What a charger command does to the force state: "start" (frc 0 or 2: the charger
+    may charge), "stop" (frc 1) or None (it does not touch it, or it cannot be read -
+    the command path refuses that for what it is). ``car``: the charger's car state,
+    which decides what the button (wallbox_control) does."""
+    if service not in ("start_charging", "stop_charging", "set", "force_state",
+                       "wallbox_control"):  # fmt: skip
+        return None
+    try:
+        arguments = parse_command(service, payload).arguments
+    except CommandError:
+        return None
+    if service == "start_charging":
+        return "start"
+    if service == "stop_charging":
+        return "stop"
+    if service == "wallbox_control":
+        return "start" if car == CAR_COMPLETE else "stop" if car == CAR_CHARGING else None
+    value = arguments.get("frc" if service == "set" else "value", ...)
+    if value is ...:
+        return None
+    off = value == FORCE_OFF and not isinstance(value, bool)
+    off = off or (isinstance(value, str) and value.strip().lower() in ("off", "1"))
+    return "stop" if off else "start"
 
 
 def site_topic(base: str, site: str, leaf: str) -> str:
@@ -90,13 +121,32 @@ class SiteRunner:
         return charger in self.controller.managed and self.controller.mode != "off"
 
     def refusal(self, charger: str, service: str, payload: bytes) -> str | None:
-        """Why a user's command to a charger is refused for this site (None: it is not)."""
-        if self.manages(charger) and sets_current(service, payload):
+        """Why a user's command to a charger is refused for this site (None: it is not).
+        One that would start a charger the site has paused is refused (the site would
+        pause it again within seconds); one that stops it is the user's wish: the site
+        forgets its pause, so its resume does not start the charger again."""
+        if not self.manages(charger):
+            return None
+        if sets_current(service, payload):
             return (
                 f"site {self.name} manages {charger}'s current (mode"
                 f" {self.controller.mode}): use cmd/set_mode off on the site, or its"
                 " max_current in the config"
             )
+        managed = self.controller.managed[charger]
+        if not managed.paused:
+            return None
+        effect = force_effect(service, payload, managed.seen.car)
+        if effect == "start":
+            return (
+                f"site {self.name} has paused {charger} ({managed.why}; mode"
+                f" {self.controller.mode}): it resumes it when there is room for its"
+                " minimum; to start it now, use cmd/set_mode off on the site"
+            )
+        if effect == "stop":
+            self.controller.forget_pause(charger)
+            log.info("site_pause_left_to_user", site=self.name, charger=charger,
+                     service=service)  # fmt: skip
         return None
 
     def meter_message(self, payload: bytes, *, retained: bool = False) -> None:

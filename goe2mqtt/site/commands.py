@@ -4,6 +4,8 @@ commands it refuses while it manages their current.
 Pure. A user's command that sets the current of a charger in a site whose mode is not
 ``off`` is refused with the reason: the site would overwrite it within a decision, and
 a command that reports success and is undone seconds later is worse than a refusal.
+For the same reason a command that would start a charger the site has paused is refused
+(bridge/site_runner.py: it reads the command as the command path does).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ SITE_SERVICES = ("set_mode", "set_fuse", "set_priority")
 # The chargers' services that set the charging current (amp) or its temporary limit.
 CURRENT_SERVICES = frozenset({"change_charging_power", "temporary_current_limit"})
 CURRENT_KEYS = frozenset({"amp", "tcl"})
+
 MAX_SITE_PAYLOAD = 1024
 
 

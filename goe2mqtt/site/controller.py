@@ -115,6 +115,13 @@ class SiteController:
         does not charge."""
         return {m.name: m.frc_before for m in self.managed.values() if m.paused}
 
+    def forget_pause(self, charger: str) -> None:
+        """A user stopped a charger the site had paused: it stays stopped by their
+        wish (frc=1 either way), and the site no longer resumes it. Should it charge
+        again (the app, its button), the site steers it like any charging charger."""
+        m = self.managed[charger]
+        m.paused, m.fits_since, m.why = False, None, "stopped by a user's command"
+
     def restore_paused(self, charger: str, frc_before: int) -> bool:
         """An earlier process paused this charger: resumed as if this one had."""
         m = self.managed.get(charger)

@@ -194,24 +194,35 @@ async def test_a_16_a_load_brings_both_chargers_down_within_one_decision(site: S
 async def test_a_paused_charger_a_user_starts_is_paused_again_and_the_fuse_holds(
     site: Site,
 ) -> None:
-    # start_charging without a current is not a current command: the desk lets it pass,
-    # and the carport the site paused charges again. The site sees it (10 s later at
-    # most) and pauses it again; meanwhile what it draws is load the others give way to.
+    # A user's start_charging to the carport the site paused is refused with the reason
+    # (the site would undo it); the app or the charger's button (frc set on the charger
+    # itself) does start it. The site sees that (10 s later at most) and pauses it again;
+    # meanwhile what it draws is load the others give way to.
     await site.state_where(lambda s: allocated(s, "garage") == 16
                            and allocated(s, "carport") == 6, within=20)  # fmt: skip
     site.house.amps = (18.0, 18.0, 18.0)
     await until(lambda: site.charger("carport").frc == 1, within=10)
     await until(lambda: site.charger("garage").settings["tcl"] == 6, within=10)
-    started = await site.user_command("carport", "start_charging", {})
-    assert started["ok"] is True
-    assert site.charger("carport").frc == 2
-    assert site.charger("carport").currents()[0] > 0  # drawing: 18 + 6 + 6 A on 25 A
+    refused = await site.user_command("carport", "start_charging", {})
+    assert refused["ok"] is False
+    assert refused["error"].startswith("site house has paused carport ("), refused
+    assert site.charger("carport").frc == 1
+    site.charger("carport").frc = 2  # the app
+    await until(lambda: site.charger("carport").currents()[0] > 0, within=5)
     await until(lambda: site.charger("carport").frc == 1, within=20)
     state = site.state()
     assert state["chargers"]["carport"]["paused"] is True
     # The fuse holds again: the house and what the chargers draw now.
     await until(lambda: 18 + sum(site.charger(n).currents()[0] for n in ("garage", "carport"))
                 <= FUSE, within=10)  # fmt: skip
+    # A user's stop is their wish: taken, and the site no longer resumes the carport.
+    stopped = await site.user_command("carport", "stop_charging", {})
+    assert stopped["ok"] is True
+    await site.state_where(lambda s: not s["chargers"]["carport"]["paused"], within=5)
+    site.house.amps = (2.0, 2.0, 2.0)  # room again: it stays stopped
+    await site.state_where(lambda s: allocated(s, "garage") >= 14, within=20)
+    assert site.charger("carport").frc == 1
+    assert site.state()["chargers"]["carport"]["paused"] is False
 
 
 async def test_a_silent_meter_brings_the_fallback(site: Site) -> None:

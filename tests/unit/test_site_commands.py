@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from goe2mqtt.bridge.site_runner import force_effect
 from goe2mqtt.bridge.sites import Sites
 from goe2mqtt.config.site import SiteChargerSettings, SiteSettings
 from goe2mqtt.mqtt.session import InboundMessage
@@ -77,3 +78,60 @@ def test_only_the_sites_own_writes_pass_the_guard() -> None:
     runner.controller.set_mode("off")
     user = InboundMessage("goe/site/cmd/set", b'{"tcl": 10}', retain=False)
     assert sites.refusal("site", "set", user) is None
+
+
+@pytest.mark.parametrize(
+    ("service", "payload", "car", "effect"),
+    [
+        ("start_charging", b"", 4, "start"),
+        ("stop_charging", b"", 4, "stop"),
+        ("set", b'{"frc": 2}', 4, "start"),
+        ("set", b'{"frc": 0}', 4, "start"),  # neutral: the charger's own logic may start
+        ("set", b'{"frc": 1}', 4, "stop"),
+        ("set", b'{"lbr": 10}', 4, None),
+        ("force_state", b"on", 4, "start"),
+        ("force_state", b"neutral", 4, "start"),
+        ("force_state", b"off", 4, "stop"),
+        ("force_state", b"1", 4, "stop"),
+        ("force_state", b'{"value": "off", "id": 3}', 4, "stop"),
+        ("wallbox_control", b"", 4, "start"),  # complete: the button starts
+        ("wallbox_control", b"", 3, None),  # waiting for a card: the button authorises
+        ("set", b"not json {", 4, None),  # the command path refuses it for what it is
+        ("max_current", b"16", 4, None),
+    ],
+)
+def test_what_a_charger_command_does_to_the_force_state(
+    service: str, payload: bytes, car: int, effect: str | None
+) -> None:
+    assert force_effect(service, payload, car) == effect
+
+
+def test_a_charger_the_site_paused_is_not_started_by_a_user_and_a_stop_is_their_wish() -> None:
+    """A start that the site would undo within seconds is refused with the reason; a
+    stop makes the site forget its pause, so that its resume does not start it."""
+    from goe2mqtt.site.seen import ChargerSeen
+
+    house = SiteSettings(name="house", fuse=25, meter_topic="m",
+                         chargers=(SiteChargerSettings(name="garage"),))  # fmt: skip
+    sites = Sites([house], base="goe")
+    controller = sites.runners["house"].controller
+    controller.see("garage", ChargerSeen(online=True, car=4, frc=1))
+
+    def user(service: str, payload: bytes = b"") -> str | None:
+        message = InboundMessage(f"goe/garage/cmd/{service}", payload, retain=False)
+        return sites.refusal("garage", service, message)
+
+    assert user("start_charging") is None  # not paused: it passes
+    assert controller.restore_paused("garage", 0)
+    for service, payload in (("start_charging", b""), ("set", b'{"frc": 2}'),
+                             ("force_state", b"neutral"), ("wallbox_control", b"")):  # fmt: skip
+        refused = user(service, payload)
+        assert refused is not None
+        assert refused.startswith("site house has paused garage (paused before the restart;")
+        assert "cmd/set_mode off" in refused
+    assert user("set", b'{"lbr": 10}') is None  # anything else passes
+    assert controller.paused() == {"garage": 0}
+    assert user("stop_charging") is None
+    assert controller.paused() == {}  # the user's stop: not resumed by the site
+    assert controller.managed["garage"].why == "stopped by a user's command"
+    assert user("start_charging") is None  # and now theirs to start

@@ -475,3 +475,26 @@ def test_a_busy_charger_goes_up_no_more_once_its_hour_holds_50_writes() -> None:
         assert step(controller, now, (1, 1, 1), garage=paused) == [], now
     writes = step(controller, 3605, (1, 1, 1), garage=paused)  # 0..5 s have left the hour
     assert calls(writes) == {"garage": [{"tcl": 6}, {"frc": 0}]}  # its old tcl is gone
+
+
+def test_a_pause_a_user_stopped_is_not_resumed_by_the_site() -> None:
+    """The site paused the carport; its user stops it (frc=1 stays): with room back, the
+    site writes nothing to it, where it would have resumed it."""
+    stopped = ChargerSeen(online=True, car=4, frc=1)
+
+    def carport_writes(controller: SiteController) -> list[dict[str, int | None]]:
+        written: list[dict[str, int | None]] = []
+        for now in range(0, 120, 5):
+            writes = step(controller, now, (1, 1, 1), garage=charging(6, limit=6),
+                          carport=stopped)  # fmt: skip
+            written += calls(writes).get("carport", [])
+        return written
+
+    resumed = site(resume_after=0)
+    resumed.restore_paused("carport", 0)
+    assert {"frc": 0} in carport_writes(resumed)  # the site's resume
+    forgotten = site(resume_after=0)
+    forgotten.restore_paused("carport", 0)
+    forgotten.forget_pause("carport")
+    assert carport_writes(forgotten) == []
+    assert forgotten.paused() == {}
