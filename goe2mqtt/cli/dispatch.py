@@ -138,27 +138,35 @@ def _sessions(settings: Settings, args: argparse.Namespace) -> int:
     from goe2mqtt.ledger.pricing import zone
     from goe2mqtt.ledger.store import SessionStore, StoreUnusable
 
-    tz = zone(settings.tariff.timezone)
+    default = zone(settings.tariff.timezone)
+    zones = report.Zones(default, {c.name: zone(settings.tariff_for(c).timezone)
+                                   for c in settings.chargers})  # fmt: skip
     path = sessions_path(settings)
     if not path.exists():
         print(f"goe2mqtt sessions: no ledger yet ({path}): the bridge has not run here",
               file=sys.stderr)  # fmt: skip
         return EXIT_FAILURE
     try:
-        since = None if args.since is None else report.day_start(args.since, tz)
-        until = None if args.until is None else report.day_end(args.until, tz)  # the whole day
+        for day in (args.since, args.until):
+            if day is not None:
+                report.day_start(day, default)
     except ValueError:
         print("goe2mqtt sessions: --since and --until take YYYY-MM-DD", file=sys.stderr)
         return EXIT_CONFIG
-    filters = {"charger": args.charger, "since": since, "until": until, "card": args.card}
+    filters = {"charger": args.charger, "card": args.card, "since": args.since,
+               "until": args.until}  # fmt: skip
     try:
         store = SessionStore(path, read_only=True)
         try:
+            shown = [args.charger] if args.charger is not None else store.chargers()
+            # On stderr: CSV and JSON on stdout stay as a program reads them.
+            print(f"goe2mqtt sessions: times in UTC; days and months in"
+                  f" {zones.describe(shown)}", file=sys.stderr)  # fmt: skip
             if args.summary is not None:
-                rows = report.summary(store, args.summary, tz, filters=filters)
+                rows = report.zoned_summary(store, args.summary, zones, **filters)
                 text = report.summary_text(rows, args.summary, args.format)
             else:
-                found = store.sessions(**filters)
+                found = report.zoned_sessions(store, zones, **filters)
                 now = time.time()
                 text = {"csv": report.as_csv, "json": report.as_json}.get(
                     args.format, report.sessions_table

@@ -2,7 +2,9 @@
 
 Pure formatting over the store (opened read-only: the daemon may be writing). CSV
 has a header row and one session a line (README "Session ledger" documents the
-columns); a spreadsheet opens it as is. Months are the tariff's timezone's.
+columns); a spreadsheet opens it as is. Days (--since, --until) and months are each
+charger's tariff's timezone's (Zones): a charger with a tariff of its own in another
+zone has its days and months there, as its Home Assistant sensors do.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
@@ -93,16 +96,96 @@ def month_bounds(first: float, last: float, tz: tzinfo | None) -> list[tuple[str
 def summary(store: SessionStore, by: str, tz: tzinfo | None, *,
             filters: dict[str, Any]) -> list[tuple[Any, ...]]:  # fmt: skip
     """(month, card or charger, sessions, kWh, grid kWh, PV kWh, cost, unpriced) rows."""
+    return _rounded(_summary(store, by, tz, filters))
+
+
+def _summary(store: SessionStore, by: str, tz: tzinfo | None,
+             filters: dict[str, Any]) -> list[tuple[Any, ...]]:  # fmt: skip
     group = "card" if by == "month,card" else "charger"
     span = store.span(**filters)
     if span is None:
         return []
-    rows = store.summary(group, month_bounds(*span, tz), **filters)
+    return store.summary(group, month_bounds(*span, tz), **filters)
+
+
+def _rounded(rows: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
     return [
         (month, name, count, round(wh / 1000, 3), round(grid / 1000, 3), round(pv / 1000, 3),
          round(cost, 2), unpriced)
         for month, name, count, wh, grid, pv, cost, unpriced in rows
     ]  # fmt: skip
+
+
+def zone_name(tz: tzinfo | None) -> str:
+    return "the system's local time" if tz is None else str(tz)
+
+
+@dataclass(frozen=True)
+class Zones:
+    """Each charger's timezone for days and months: its tariff's (a charger's own
+    tariff, else the global one's); a charger no longer configured, the global one's."""
+
+    default: tzinfo | None
+    own: Mapping[str, tzinfo | None] = field(default_factory=dict)
+
+    def of(self, charger: str) -> tzinfo | None:
+        return self.own.get(charger, self.default)
+
+    def groups(self, chargers: Iterable[str]) -> list[tuple[tzinfo | None, tuple[str, ...]]]:
+        """The chargers by timezone, each zone once (the default's first)."""
+        found: dict[str, tuple[tzinfo | None, list[str]]] = {zone_name(self.default): (
+            self.default, [])}  # fmt: skip
+        for charger in sorted(chargers):
+            tz = self.of(charger)
+            found.setdefault(zone_name(tz), (tz, []))[1].append(charger)
+        return [(tz, tuple(names)) for tz, names in found.values() if names]
+
+    def describe(self, chargers: Iterable[str]) -> str:
+        """Which zone the days and months are in, for the output."""
+        groups = self.groups(chargers)
+        if len(groups) <= 1:
+            return zone_name(groups[0][0] if groups else self.default)
+        return "; ".join(f"{zone_name(tz)} ({', '.join(names)})" for tz, names in groups)
+
+
+def _days(tz: tzinfo | None, since: str | None, until: str | None) -> dict[str, Any]:
+    return {"since": None if since is None else day_start(since, tz),
+            "until": None if until is None else day_end(until, tz)}  # fmt: skip
+
+
+def zoned_sessions(store: SessionStore, zones: Zones, *, charger: str | None, card: str | None,
+                   since: str | None, until: str | None) -> list[Session]:  # fmt: skip
+    """The sessions the filters select, --since and --until (YYYY-MM-DD, ValueError if
+    not) as days of each charger's own timezone."""
+    groups = zones.groups([charger] if charger is not None else store.chargers())
+    if len(groups) <= 1:
+        tz = groups[0][0] if groups else zones.default
+        return store.sessions(charger=charger, card=card, **_days(tz, since, until))
+    found = [
+        session
+        for tz, names in groups
+        for session in store.sessions(chargers=names, card=card, **_days(tz, since, until))
+    ]
+    return sorted(found, key=lambda s: (s.started, s.charger))
+
+
+def zoned_summary(store: SessionStore, by: str, zones: Zones, *, charger: str | None,
+                  card: str | None, since: str | None, until: str | None
+                  ) -> list[tuple[Any, ...]]:  # fmt: skip
+    """summary(), each charger's months and days in its own timezone (a card's totals
+    summed over the chargers it charged at)."""
+    groups = zones.groups([charger] if charger is not None else store.chargers())
+    if len(groups) <= 1:
+        tz = groups[0][0] if groups else zones.default
+        return summary(store, by, tz, filters={"charger": charger, "card": card,
+                                               **_days(tz, since, until)})  # fmt: skip
+    merged: dict[tuple[str, str], list[Any]] = {}
+    for tz, names in groups:
+        filters = {"chargers": names, "card": card, **_days(tz, since, until)}
+        for month, name, *figures in _summary(store, by, tz, filters):
+            totals = merged.setdefault((month, name), [0] * len(figures))
+            merged[(month, name)] = [a + (b or 0) for a, b in zip(totals, figures, strict=True)]
+    return _rounded((*key, *merged[key]) for key in sorted(merged))
 
 
 def summary_text(rows: list[tuple[Any, ...]], by: str, fmt: str) -> str:

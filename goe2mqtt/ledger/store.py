@@ -227,6 +227,10 @@ class SessionStore:
                 per_card[slot] = per_card.get(slot, 0.0) + wh
         return energy, cost, per_card
 
+    def chargers(self) -> list[str]:
+        """Every charger with a session on the books."""
+        return [row[0] for row in self._db.execute("SELECT DISTINCT charger FROM sessions")]
+
     def sessions(
         self,
         *,
@@ -234,8 +238,9 @@ class SessionStore:
         since: float | None = None,
         until: float | None = None,
         card: str | None = None,
+        chargers: tuple[str, ...] | None = None,
     ) -> list[Session]:
-        clauses, params = _filters(charger, since, until, card)
+        clauses, params = _filters(charger, since, until, card, chargers)
         rows = self._db.execute(
             f"SELECT * FROM sessions {clauses} ORDER BY started, charger", params
         ).fetchall()
@@ -275,7 +280,9 @@ def _filters(
     since: float | None = None,
     until: float | None = None,
     card: str | None = None,
+    chargers: tuple[str, ...] | None = None,
 ) -> tuple[str, list[Any]]:
+    """``chargers``: only these (a report's chargers of one timezone)."""
     clauses: list[str] = []
     params: list[Any] = []
     for clause, value in (
@@ -285,4 +292,7 @@ def _filters(
         if value is not None:
             clauses.append(clause)
             params.append(value)
+    if chargers is not None:
+        clauses.append(f"charger IN ({', '.join('?' for _ in chargers)})")
+        params.extend(chargers)
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params

@@ -497,3 +497,62 @@ def test_a_file_from_before_connected_ms_gets_the_column_and_its_sessions_read(
     store.save_progress([session])
     assert store.open_sessions()[0].connected_ms == 42
     store.close()
+
+
+def test_the_sessions_command_reads_each_chargers_days_and_months_in_its_own_zone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The barn has a tariff of its own in New York: 2026-12-01T03:00Z is still
+    November 30 there, and December 1 in Vienna, the global tariff's zone."""
+    import yaml
+
+    from goe2mqtt.cli import main
+
+    raw = {"mqtt": {"host": "localhost", "client_id": "zones"}, "state_dir": str(tmp_path),
+           "tariff": {"price_per_kwh": 0.5, "timezone": "Europe/Vienna"},
+           "chargers": [{"name": "garage", "host": "127.0.0.1"},
+                        {"name": "barn", "host": "127.0.0.2",
+                         "tariff": {"price_per_kwh": 0.2, "currency": "USD",
+                                    "timezone": "America/New_York"}}]}  # fmt: skip
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    clock = Clock()
+    ledger = Ledger(SessionStore(tmp_path / "zones.sessions"), clock=lambda: clock.now,
+                    monotonic=lambda: clock.mono)  # fmt: skip
+    books = {n: ledger.books_for(n, TariffSettings(price_per_kwh=0.5)) for n in ("garage", "barn")}
+    dec_1_0300z = 1_796_094_000.0  # 04:00 on Dec 1 in Vienna, 22:00 on Nov 30 in New York
+    for name, started in (("garage", dec_1_0300z - 2 * 86_400), ("garage", dec_1_0300z),
+                          ("barn", dec_1_0300z)):  # fmt: skip
+        clock.now = started
+        books[name].observe(status(eto=100_000, trx=2), serial=None)
+        clock.advance(600)
+        books[name].observe(status(eto=101_000, trx=2), serial=None)
+        books[name].observe(status(car=1, eto=101_000), serial=None)
+        ledger.commit()
+    capsys.readouterr()
+
+    def run(*args: str) -> tuple[str, str]:
+        assert main(["sessions", "--config", str(config), "--format", "csv", *args]) == 0
+        captured = capsys.readouterr()
+        return captured.out, captured.err
+
+    out, err = run("--summary", "month,charger")
+    assert out.splitlines()[1:] == [
+        "2026-11,barn,1,1.000,1.000,0.000,0.50,0",
+        "2026-11,garage,1,1.000,1.000,0.000,0.50,0",
+        "2026-12,garage,1,1.000,1.000,0.000,0.50,0",
+    ]
+    assert "days and months in Europe/Vienna (garage); America/New_York (barn)" in err
+    out, _ = run("--summary", "month,card")  # Bob's November: at both chargers
+    assert out.splitlines()[1:] == [
+        "2026-11,Bob,2,2.000,2.000,0.000,1.00,0",
+        "2026-12,Bob,1,1.000,1.000,0.000,0.50,0",
+    ]
+    out, _ = run("--since", "2026-12-01")
+    assert [line.split(",")[1] for line in out.splitlines()[1:]] == ["garage"]
+    out, _ = run("--until", "2026-11-30")
+    assert sorted(line.split(",")[1] for line in out.splitlines()[1:]) == ["barn", "garage"]
+    out, err = run("--charger", "barn", "--summary", "month,card")
+    assert out.splitlines()[1:] == ["2026-11,Bob,1,1.000,1.000,0.000,0.50,0"]
+    assert "days and months in America/New_York" in err
+    ledger.store.close()
