@@ -133,8 +133,8 @@ class Zones:
 
     def groups(self, chargers: Iterable[str]) -> list[tuple[tzinfo | None, tuple[str, ...]]]:
         """The chargers by timezone, each zone once (the default's first)."""
-        found: dict[str, tuple[tzinfo | None, list[str]]] = {zone_name(self.default): (
-            self.default, [])}  # fmt: skip
+        found: dict[str, tuple[tzinfo | None, list[str]]] = {}
+        found[zone_name(self.default)] = (self.default, [])
         for charger in sorted(chargers):
             tz = self.of(charger)
             found.setdefault(zone_name(tz), (tz, []))[1].append(charger)
