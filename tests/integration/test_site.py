@@ -346,3 +346,29 @@ async def test_simulate_house_publishes_a_meter_with_the_chargers_draw(broker: A
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+# --- garbage from a charger or a careless meter publisher ---------------------------
+
+HUGE = int("1" + "0" * 400)  # an integer JSON reads, and no float holds
+
+
+async def test_a_charger_minimum_no_float_holds_does_not_stop_the_site(site: Site) -> None:
+    await site.state_where(lambda s: allocated(s, "garage") == 16, within=20)
+    # The carport says its minimum current (mca) is a 401-digit number: before, the
+    # sharing's float() of it raised OverflowError, the site's task ended and took the
+    # whole bridge down with it (and again at every restart while the charger said so).
+    site.charger("carport").faults.values["mca"] = HUGE
+    mark = site.probe.mark()
+    site.house.amps = (18.0, 18.0, 18.0)  # the site must still act: the garage goes down
+    await site.probe.wait_for(
+        site.state_topic, lambda m: allocated(m.json(), "garage") == 6, since=mark, within=10
+    )
+    await until(lambda: site.charger("garage").settings["tcl"] == 6, within=5)
+    # The unreadable minimum is taken as the hardware's 6 A, as when a charger does not
+    # say it: with room again the carport resumes at it, not paused for good.
+    site.house.amps = (2.0, 2.0, 2.0)
+    await site.state_where(
+        lambda s: not s["chargers"]["carport"]["paused"] and allocated(s, "carport") == 6,
+        within=20,
+    )

@@ -475,3 +475,13 @@ def test_a_busy_charger_goes_up_no_more_once_its_hour_holds_50_writes() -> None:
         assert step(controller, now, (1, 1, 1), garage=paused) == [], now
     writes = step(controller, 3605, (1, 1, 1), garage=paused)  # 0..5 s have left the hour
     assert calls(writes) == {"garage": [{"tcl": 6}, {"frc": 0}]}  # its old tcl is gone
+
+
+def test_a_limit_no_charger_has_is_not_taken_and_stops_no_decision() -> None:
+    huge = int("1" + "0" * 400)  # JSON reads it; float() of it raises OverflowError
+    status = {"car": 2, "tcl": 10, "nrg": [230, 230, 230, 0, 10, 10, 10] + [0] * 9}
+    clean = calls(step(site(), 0, (1, 1, 1), garage=seen_from_status(status, online=True)))
+    for garbage in ({"mca": huge}, {"mca": -5}, {"ama": huge}, {"cbl": -huge}):
+        seen = seen_from_status({**status, **garbage}, online=True)
+        assert (seen.low, seen.high) == (6, 32), garbage  # as when the charger says none
+        assert calls(step(site(), 0, (1, 1, 1), garage=seen)) == clean, garbage
