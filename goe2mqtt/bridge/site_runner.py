@@ -69,6 +69,7 @@ class SiteRunner:
         self._published = -float("inf")
         self._writes = 0
         self._fallback_said: str | None = None
+        self._retained_said = False
 
     @property
     def name(self) -> str:
@@ -98,7 +99,16 @@ class SiteRunner:
             )
         return None
 
-    def meter_message(self, payload: bytes) -> None:
+    def meter_message(self, payload: bytes, *, retained: bool = False) -> None:
+        if retained:
+            # What the broker kept from before this subscription (a meter published with
+            # retain): of any age, maybe hours, its publisher maybe dead. Taken as a
+            # reading of now, it would hold off the fallback and let the chargers ramp up.
+            if not self._retained_said:
+                log.warning("site_meter_retained", site=self.name,
+                            effect="not used: publish the meter without retain")  # fmt: skip
+                self._retained_said = True
+            return
         now = self._clock()
         exports = self.settings.meter_exports or self.controller.mode == "pv"
         try:

@@ -57,7 +57,7 @@ class Sites:
         runners = self._by_meter.get(message.topic)
         if runners is not None:
             for runner in runners:
-                runner.meter_message(message.payload)
+                runner.meter_message(message.payload, retained=message.retain)
         prefix = f"{self._base}/site/"
         if not message.topic.startswith(prefix):
             return None

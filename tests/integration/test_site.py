@@ -372,3 +372,38 @@ async def test_a_charger_minimum_no_float_holds_does_not_stop_the_site(site: Sit
         lambda s: not s["chargers"]["carport"]["paused"] and allocated(s, "carport") == 6,
         within=20,
     )
+
+
+async def test_a_retained_meter_reading_is_not_taken_for_a_fresh_one(
+    broker: Any, simulator: Simulator
+) -> None:
+    # A meter published with retain (a Node-RED "mqtt out" node with retain on), whose
+    # publisher has since died: the broker hands its last reading, of any age, to every
+    # new subscription, at every start and reconnect of the bridge. Before, the site took
+    # it as a reading of now: no fallback for meter_timeout, and the chargers ramped up
+    # on a house that may since have switched on an oven.
+    raw = make_settings(broker, simulator, chargers=("garage", "carport"))
+    base = raw["mqtt"]["base_topic"]
+    meter = f"{base}-meter/grid"
+    raw["sites"] = [site_config(raw, meter)]
+    for name in ("012345", "067890"):
+        simulator.charger(name).plug_in()
+    async with MqttProbe(broker.host, broker.port, [f"{base}/#"]) as probe:
+        stale = json.dumps({"l1": 1.0, "l2": 1.0, "l3": 1.0})  # a near empty house, once
+        await probe.publish(meter, stale, retain=True)
+        running = RunningBridge(parse_settings(raw))
+        with structlog.testing.capture_logs() as logs:
+            await running.start()
+            try:
+                state = await probe.wait_for(
+                    f"{base}/site/house/state", lambda m: m.json()["fallback"], within=20
+                )
+            finally:
+                await running.stop()
+                await probe.publish(meter, b"", retain=True)  # cleared for other tests
+    assert state.json()["fallback_reason"].startswith("no meter reading for"), state.json()
+    shown = [m.json() for m in probe.since(0, f"{base}/site/house/state")]
+    assert all(s["meter"]["reading"] is None for s in shown), shown  # never taken
+    assert all(allocated(s, "garage") <= 6 for s in shown), shown  # nothing ramped up
+    said = [e for e in logs if e["event"] == "site_meter_retained"]
+    assert len(said) == 1, [e["event"] for e in logs]
