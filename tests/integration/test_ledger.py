@@ -11,13 +11,16 @@ import contextlib
 import csv
 import io
 import json
+import os
 import re
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.ledger.record import COLUMNS
@@ -348,3 +351,59 @@ async def test_a_charger_restart_ends_the_session_and_the_car_still_there_opens_
         assert ended.json()["ended"] == "charger_restarted"
         assert ended.json()["energy_wh"] == 300
         assert following.json()["energy_wh"] == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Any:
+    """A 1 MiB tmpfs for state_dir: a disk that really fills up."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as out, contextlib.suppress(OSError):
+        while True:
+            out.write(b"\0" * 4096)
+    return filler
+
+
+async def test_a_full_disk_holds_the_books_back_until_it_heals_and_says_so_once(
+    broker: MosquittoBroker, simulator: Simulator, small_disk: Path
+) -> None:
+    raw = ledger_settings(broker, simulator, small_disk / "state", {"price_per_kwh": 0.30})
+    garage = simulator.charger("012345")
+    garage.unplug()
+    garage.freeze()
+    running = RunningBridge(parse_settings(raw))
+    topics = Topics(raw["mqtt"]["base_topic"])
+    async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
+        with structlog.testing.capture_logs() as logs:
+            await running.start()
+            try:
+                await probe.wait_text(topics.availability("garage"), "online")
+                books = Ledgered(raw, probe, garage, running, broker)
+                await books.plug_in()
+                garage.deliver(400)
+                await books.counted(0.4)
+                filler = fill(small_disk)
+                garage.unplug()  # the closing cannot be written
+                await until(lambda: sum(e["event"] == "ledger_write_failed" for e in logs) > 0)
+                await books.polls(10)  # a few seconds of a full disk
+                assert books.ended() == []  # nothing published before it is on disk
+                filler.unlink()
+                await probe.wait_for(topics.session_ended("garage"), within=20)
+                [ended] = books.ended()
+                assert ended["energy_wh"] == 400 and ended["cost"] == 0.12, ended
+            finally:
+                await running.stop()
+    events = [e["event"] for e in logs]
+    assert events.count("ledger_write_failed") == 1, events.count("ledger_write_failed")
+    assert "ledger_recovered" in events
