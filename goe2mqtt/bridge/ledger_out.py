@@ -158,8 +158,10 @@ class LedgerOutput:
         """Said once: a full disk is retried every second, and a line a second would
         flood the log (the journal's rule, journal_write_failed)."""
         if self._failing is None:
-            log.error("ledger_write_failed", reason=str(exc),
-                      effect="the books wait in memory; written once the disk takes them")  # fmt: skip
+            log.error(
+                "ledger_write_failed", reason=str(exc),
+                effect="the books wait in memory; written once the disk takes them",
+            )  # fmt: skip
         self._failing = str(exc)
 
     def _written(self) -> None:

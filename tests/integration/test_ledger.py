@@ -401,7 +401,7 @@ async def test_a_full_disk_holds_the_books_back_until_it_heals_and_says_so_once(
                 filler.unlink()
                 await probe.wait_for(topics.session_ended("garage"), within=20)
                 [ended] = books.ended()
-                assert ended["energy_wh"] == 400 and ended["cost"] == 0.12, ended
+                assert (ended["energy_wh"], ended["cost"]) == (400, 0.12), ended
             finally:
                 await running.stop()
     events = [e["event"] for e in logs]
