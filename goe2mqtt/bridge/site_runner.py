@@ -147,6 +147,7 @@ class SiteRunner:
             self._send(write, desk)
         if self._memory is not None:
             self._memory.remember_paused(self.name, self.controller.paused())
+            self._memory.save_owed()  # a disk that refused: tried again every decision
         if decision.changed or now - self._published >= STATE_REFRESH:
             self._published = now
             state = json.dumps(self.controller.state(now), separators=(",", ":"))
