@@ -407,3 +407,39 @@ async def test_a_full_disk_holds_the_books_back_until_it_heals_and_says_so_once(
     events = [e["event"] for e in logs]
     assert events.count("ledger_write_failed") == 1, events.count("ledger_write_failed")
     assert "ledger_recovered" in events
+
+
+async def test_a_session_ending_while_the_broker_is_frozen_is_announced_once_it_thaws(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    raw = ledger_settings(broker, simulator, tmp_path / "state", {"price_per_kwh": 0.30})
+    raw["mqtt"]["keepalive"] = 5  # a frozen broker noticed within ~8 s
+    garage = simulator.charger("012345")
+    garage.unplug()
+    garage.freeze()
+    running = RunningBridge(parse_settings(raw))
+    topics = Topics(raw["mqtt"]["base_topic"])
+    async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
+        await running.start()
+        try:
+            await probe.wait_text(topics.availability("garage"), "online")
+            books = Ledgered(raw, probe, garage, running, broker)
+            await books.plug_in()
+            garage.deliver(700)
+            await books.counted(0.7)
+            broker.pause()  # SIGSTOP: connections open, nothing answered
+            try:
+                garage.unplug()
+                # Polls go on meanwhile (about two a second here): the closing is seen
+                # and written while the bridge notices the freeze (no PUBACK within the
+                # keep-alive) and tries to reconnect.
+                start = garage.status_calls
+                await until(lambda: garage.status_calls >= start + 20, "polls", within=30)
+            finally:
+                broker.resume()
+            await probe.wait_for(topics.session_ended("garage"), within=30)
+            await books.polls(6)  # a second one would show by now
+        finally:
+            await running.stop()
+    [ended] = books.ended()
+    assert (ended["energy_wh"], ended["cost"], ended["ended"]) == (700, 0.21, "unplugged")
