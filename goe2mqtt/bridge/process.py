@@ -189,6 +189,7 @@ class Bridge:
             secrets=self.settings.secrets(),
             on_health_change=self._info_due.set,
             guard=self.sites.refusal,
+            essential=self.sites.own_write,
         )
         try:
             await refuse_another_instance(self.mqtt.options, self.topics, wait=INFO_INTERVAL + 5)

@@ -11,12 +11,13 @@ import asyncio
 import contextlib
 import io
 import json
+import os
 import random
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from tests.conftest import (
     make_settings,
     until,
 )
+from tests.integration.test_hostile import fill
 
 FUSE = 25.0
 
@@ -130,10 +132,30 @@ def site_options() -> dict[str, Any]:
 
 
 @pytest.fixture
+def site_state_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path | None]:
+    """state_dir of the site's bridge: the default, or (param "tmpfs") a 1 MiB tmpfs, a
+    disk that really fills up."""
+    if getattr(request, "param", None) != "tmpfs":
+        yield None
+        return
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
 async def site(
-    broker: Any, simulator: Simulator, site_options: dict[str, Any]
+    broker: Any, simulator: Simulator, site_options: dict[str, Any], site_state_dir: Path | None
 ) -> AsyncIterator[Site]:
     raw = make_settings(broker, simulator, chargers=("garage", "carport"))
+    if site_state_dir is not None:
+        raw["state_dir"] = str(site_state_dir / "state")
     base = raw["mqtt"]["base_topic"]
     meter = f"{base}-meter/grid"
     raw["sites"] = [site_config(raw, meter, **site_options)]
@@ -407,3 +429,38 @@ async def test_a_retained_meter_reading_is_not_taken_for_a_fresh_one(
     assert all(allocated(s, "garage") <= 6 for s in shown), shown  # nothing ramped up
     said = [e for e in logs if e["event"] == "site_meter_retained"]
     assert len(said) == 1, [e["event"] for e in logs]
+
+
+@pytest.mark.parametrize("site_state_dir", ["tmpfs"], indirect=True)
+async def test_a_full_disk_does_not_stop_the_site_protecting_the_fuse(
+    site: Site, site_state_dir: Path
+) -> None:
+    # The site's writes are commands through the desk, journaled; a journal that cannot
+    # write refuses commands. Before, that held for the site's own writes too: with
+    # state_dir full, a house load that rose found the site unable to lower a charger,
+    # and the fuse carried what the chargers drew at their old limits.
+    await site.state_where(lambda s: allocated(s, "garage") == 16, within=20)
+    await until(lambda: site.charger("garage").settings["tcl"] == 16)
+    filler = fill(site_state_dir)
+    refused: dict[str, Any] | None = None
+    for lbr in range(1, 60):  # the journal's WAL may hold a few writes in its free pages
+        result = await site.user_command("garage", "set", {"lbr": lbr})
+        if not result["ok"]:
+            refused = result
+            break
+    assert refused is not None, "the full disk never showed"
+    assert "the journal cannot store it" in refused["error"], refused
+    site.house.amps = (18.0, 18.0, 18.0)  # an oven and a heat pump: 16 A more
+    await until(lambda: site.charger("garage").settings["tcl"] == 6, within=10)
+    await until(lambda: site.charger("carport").frc == 1, within=10)
+    # Its result says it ran (from memory, as every result while the journal fails).
+    ran = await site.probe.wait_for(
+        f"{site.base}/garage/cmd/result",
+        lambda m: (
+            str(m.json().get("id", "")).startswith("site:")
+            and m.json()["ok"]
+            and m.json()["applied"] == [{"tcl": 6}]
+        ),
+    )
+    assert ran.json()["ok"] is True
+    filler.unlink()
