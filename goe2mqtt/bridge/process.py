@@ -226,6 +226,7 @@ class Bridge:
                         name, self.settings.tariff_for(charger_settings)
                     ),
                 )
+            self.ledger_out.ledger.close_unserved()
             for charger in self.chargers.values():
                 await charger.publish_initial()
             if self._prefix is not None:

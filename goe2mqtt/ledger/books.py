@@ -39,7 +39,7 @@ from goe2mqtt.catalogue.session import (
 from goe2mqtt.config.tariff import TariffSettings
 from goe2mqtt.ledger.pricing import TopicPrice, month_start, pricing_for, zone
 from goe2mqtt.ledger.readings import read
-from goe2mqtt.ledger.record import Session
+from goe2mqtt.ledger.record import BRIDGE_GAP, Session
 from goe2mqtt.ledger.store import SessionStore
 from goe2mqtt.ledger.tracker import Step, Tracker
 
@@ -220,6 +220,26 @@ class Ledger:
     def books_for(self, name: str, tariff: TariffSettings) -> ChargerBooks:
         books = self.books[name] = ChargerBooks(self, name, tariff)
         return books
+
+    def close_unserved(self) -> int:
+        """After books_for for every charger served: the sessions still open on disk for
+        a charger this bridge no longer serves (removed from the config, renamed, another
+        shard's now) end as bridge_gap at their last reading; else each stayed open for
+        good, listed without an end and never announced. How many."""
+        unserved = [s for name, s in self.resumed.items() if name not in self.books]
+        self.resumed.clear()
+        for session in unserved:
+            session.ended, session.end_reason = max(session.seen_at, session.started), BRIDGE_GAP
+            self._urgent[session.id] = session
+            self._closed.append(session)
+            log.info(
+                "session_ended", charger=session.charger, id=session.id,
+                energy_wh=session.energy_wh, cost=session.cost, ended=BRIDGE_GAP,
+                why="the charger is no longer served by this bridge",
+            )  # fmt: skip
+        if unserved:
+            self.on_news()
+        return len(unserved)
 
     def offer_price(self, topic: str, payload: bytes) -> str | None:
         """A price from MQTT; the reason when it is refused (the last good one stays)."""

@@ -443,3 +443,41 @@ async def test_a_session_ending_while_the_broker_is_frozen_is_announced_once_it_
             await running.stop()
     [ended] = books.ended()
     assert (ended["energy_wh"], ended["cost"], ended["ended"]) == (700, 0.21, "unplugged")
+
+
+async def test_a_session_of_a_charger_removed_from_the_config_ends_at_the_next_start(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    # A fleet renames a charger, or moves it to another shard, while a car is plugged
+    # in there. Before, its session stayed open in this bridge's books for good: listed
+    # without an end by `goe2mqtt sessions`, never announced on session/ended.
+    raw = make_settings(broker, simulator, chargers=("garage", "carport"), scan_interval=0.2)
+    raw["state_dir"] = str(tmp_path / "state")
+    raw["tariff"] = {"price_per_kwh": 0.30}
+    carport = simulator.charger("067890")
+    carport.unplug()
+    carport.freeze()
+    topics = Topics(raw["mqtt"]["base_topic"])
+    async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
+        running = RunningBridge(parse_settings(raw))
+        await running.start()
+        try:
+            await probe.wait_text(topics.availability("carport"), "online")
+            carport.plug_in()
+            await probe.wait_for(topics.session("carport"), lambda m: m.json()["open"])
+            carport.deliver(500)
+            await probe.wait_for(
+                topics.state("carport", "session_energy"), lambda m: shows(m.text, 0.5)
+            )
+        finally:
+            await running.stop()  # progress written at stop
+        raw["chargers"] = [c for c in raw["chargers"] if c["name"] == "garage"]
+        running = RunningBridge(parse_settings(raw))
+        await running.start()
+        try:
+            ended = await probe.wait_for(topics.session_ended("carport"), within=20)
+        finally:
+            await running.stop()
+    record = ended.json()
+    assert (record["ended"], record["energy_wh"], record["cost"]) == ("bridge_gap", 500, 0.15)
+    assert record["end"] is not None
