@@ -34,6 +34,8 @@ log = structlog.get_logger()
 
 MIN_GAP = 1.0  # s between decisions: a meter that publishes ten times a second
 STATE_REFRESH = 60.0  # s: the state (meter age) is published at least this often
+SAY_AGAIN = 3600.0  # s: a refused reading's reason is logged again at most this often
+SAID_KEPT = 64  # reasons remembered for that (a hostile stream's are all different)
 
 
 class CommandEntry(Protocol):
@@ -70,6 +72,7 @@ class SiteRunner:
         self._writes = 0
         self._fallback_said: str | None = None
         self._retained_said = False
+        self._invalid_said: dict[str, float] = {}  # reason -> when it was logged
 
     @property
     def name(self) -> str:
@@ -114,11 +117,24 @@ class SiteRunner:
         try:
             self.controller.meter(parse_meter(payload, exports=exports), now)
         except MeterInvalid as exc:
-            if self.controller.invalid != str(exc):
-                log.warning("site_meter_invalid", site=self.name, reason=str(exc),
+            reason = str(exc)
+            if self._news(reason, now):
+                log.warning("site_meter_invalid", site=self.name, reason=reason,
                             effect="fallback until valid readings return")  # fmt: skip
-            self.controller.meter_invalid(str(exc), now)
+            self.controller.meter_invalid(reason, now)
         self._wake.set()
+
+    def _news(self, reason: str, now: float) -> bool:
+        """Whether a refused reading's reason is news for the log: once per reason an
+        hour, so a flaky meter (a bad reading between good ones) is not a line each."""
+        said = self._invalid_said
+        if now - said.get(reason, -SAY_AGAIN) < SAY_AGAIN:
+            return False
+        said.pop(reason, None)
+        said[reason] = now
+        if len(said) > SAID_KEPT:
+            del said[next(iter(said))]  # the oldest
+        return True
 
     async def run(self, chargers: Mapping[str, Charger], desk: CommandEntry,
                   mqtt: Publisher) -> None:  # fmt: skip

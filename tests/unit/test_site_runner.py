@@ -187,3 +187,23 @@ async def test_a_setting_the_disk_refused_is_saved_once_it_takes_writes_again(
     assert [e["event"] for e in logs if "memory" in e["event"]] == ["site_memory_not_saved"]
     controller = SiteRunner(settings, base="goe", memory=SiteMemory(path)).controller
     assert controller.fuse == 20  # what a restart now finds
+
+
+def test_a_flaky_meter_is_logged_once_per_reason_not_once_per_bad_reading() -> None:
+    """Found by breaking it: a meter sending a bad reading between good ones logged
+    site_meter_invalid at every bad one (the README: once per reason)."""
+    clock = Clock()
+    site = runner(clock)
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(10):
+            meter(site, 5)
+            site.meter_message(b'{"l1": NaN, "l2": 1, "l3": 1}')
+            site.meter_message(b'{"l1": 1, "l2": 1}')
+            clock.now += 2
+        assert site.controller.invalid == "l3 missing: give the current of every phase"
+        clock.now += 3600  # an hour on: said again, in case nobody looked
+        site.meter_message(b'{"l1": NaN, "l2": 1, "l3": 1}')
+    said = [e["reason"] for e in logs if e["event"] == "site_meter_invalid"]
+    assert said == ["l1: nan is not a finite number",
+                    "l3 missing: give the current of every phase",
+                    "l1: nan is not a finite number"]  # fmt: skip
