@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
@@ -73,6 +74,7 @@ class SiteRunner:
         self._fallback_said: str | None = None
         self._retained_said = False
         self._invalid_said: dict[str, float] = {}  # reason -> when it was logged
+        self._fallback_loud = True  # the fallback now was logged as a warning
 
     @property
     def name(self) -> str:
@@ -158,7 +160,7 @@ class SiteRunner:
                 seen = seen_from_status(charger.status, online=charger.availability.online)
                 self.controller.see(name, seen)
         decision = self.controller.decide(now)
-        self._say_fallback()
+        self._say_fallback(now)
         for write in decision.writes:
             self._send(write, desk)
         if self._memory is not None:
@@ -169,14 +171,21 @@ class SiteRunner:
             state = json.dumps(self.controller.state(now), separators=(",", ":"))
             await mqtt.publish_retained(self.state_topic, state)
 
-    def _say_fallback(self) -> None:
+    def _say_fallback(self, now: float) -> None:
+        """site_fallback when one begins, site_fallback_ended when it ends; a flaky meter
+        begins one at each bad reading: the same kind (its numbers aside) is a warning
+        once an hour, then debug lines, its end too."""
         reason = self.controller.fallback
         if (reason is None) != (self._fallback_said is None):
             if reason is not None:
-                log.warning("site_fallback", site=self.name, reason=reason,
-                            fallback_current=self.settings.fallback_current)  # fmt: skip
+                kind = re.sub(r"[0-9.]+", "N", reason)
+                self._fallback_loud = self._news(f"fallback: {kind}", now)
+                say = log.warning if self._fallback_loud else log.debug
+                say("site_fallback", site=self.name, reason=reason,
+                    fallback_current=self.settings.fallback_current)  # fmt: skip
             else:
-                log.info("site_fallback_ended", site=self.name)
+                say = log.info if self._fallback_loud else log.debug
+                say("site_fallback_ended", site=self.name)
         self._fallback_said = reason
 
     def _send(self, write: Write, desk: CommandEntry) -> None:

@@ -189,16 +189,20 @@ async def test_a_setting_the_disk_refused_is_saved_once_it_takes_writes_again(
     assert controller.fuse == 20  # what a restart now finds
 
 
-def test_a_flaky_meter_is_logged_once_per_reason_not_once_per_bad_reading() -> None:
+async def test_a_flaky_meter_is_logged_once_per_reason_not_once_per_bad_reading() -> None:
     """Found by breaking it: a meter sending a bad reading between good ones logged
-    site_meter_invalid at every bad one (the README: once per reason)."""
-    clock = Clock()
+    site_meter_invalid at every bad one (the README: once per reason), and a
+    site_fallback and its end with each."""
+    clock, desk, broker = Clock(), Desk(), Broker()
     site = runner(clock)
+    chargers = {"garage": FakeCharger(charging(16, tcl=16))}
     with structlog.testing.capture_logs() as logs:
         for _ in range(10):
             meter(site, 5)
+            await site.decide(chargers, desk, broker)  # type: ignore[arg-type]
             site.meter_message(b'{"l1": NaN, "l2": 1, "l3": 1}')
             site.meter_message(b'{"l1": 1, "l2": 1}')
+            await site.decide(chargers, desk, broker)  # type: ignore[arg-type]
             clock.now += 2
         assert site.controller.invalid == "l3 missing: give the current of every phase"
         clock.now += 3600  # an hour on: said again, in case nobody looked
@@ -207,3 +211,6 @@ def test_a_flaky_meter_is_logged_once_per_reason_not_once_per_bad_reading() -> N
     assert said == ["l1: nan is not a finite number",
                     "l3 missing: give the current of every phase",
                     "l1: nan is not a finite number"]  # fmt: skip
+    loud = [e["event"] for e in logs if e["event"].startswith("site_fallback")
+            and e["log_level"] != "debug"]  # fmt: skip
+    assert loud == ["site_fallback", "site_fallback_ended"]  # the first of ten only
