@@ -85,6 +85,7 @@ class CommandDesk:
         secrets: Iterable[str],
         on_health_change: Callable[[], None] = lambda: None,
         guard: Callable[[str, str, InboundMessage], str | None] | None = None,
+        essential: Callable[[InboundMessage], bool] = lambda message: False,
     ) -> None:
         self.journal = journal
         self._chargers = chargers  # filled by the bridge; ours to route to
@@ -104,6 +105,7 @@ class CommandDesk:
         self._journal_failures = 0
         self._on_health_change = on_health_change
         self._guard = guard  # a refusal owed to someone else (a site managing the current)
+        self._essential = essential  # a write that runs even when the journal cannot store it
 
     def recover(self, sender: ResultSender) -> None:
         """Pick up what the last run left in the journal (before the session connects)."""
@@ -184,6 +186,11 @@ class CommandDesk:
             )
         except JournalWriteFailed as exc:
             self._journal_failed(exc)
+            if self._essential(message):
+                # A site's write (the fuse's protection): run from memory. Running it
+                # twice after a crash is harmless, and it is not run again anyway.
+                self.route(dataclasses.replace(command, unjournaled_ok=True), parsed)
+                return
             reason = (
                 f"not run: the journal cannot store it ({self.journal_error}); "
                 "commands run again once it can"
@@ -249,6 +256,8 @@ class CommandDesk:
         """Journal that a command goes to the charger; CommandError if that cannot be
         stored: a set the journal does not know of could be sent again after a crash."""
         if command.seq is None:
+            if command.unjournaled_ok:
+                return
             raise CommandError("not run: it is not in the journal")
         try:
             self.journal.start(command.seq, list(calls))

@@ -67,6 +67,7 @@ class LedgerOutput:
         self._news = asyncio.Event()
         self._ended_news = asyncio.Event()  # closed sessions on disk, for session/ended
         self._topic_at: dict[str, float] = {}  # charger -> monotonic, last session topic
+        self._failing: str | None = None  # why the last write failed; None: it did not
 
     def open(self, settings: Settings) -> Ledger:
         """The ledger's file in state_dir; StoreUnusable if it cannot be opened."""
@@ -128,23 +129,45 @@ class LedgerOutput:
     def _commit(self) -> bool:
         """Openings and closings on disk before anything about them is published."""
         try:
-            self.ledger.commit()
+            written = self.ledger.commit()
         except StoreUnusable as exc:
-            log.error("ledger_write_failed", reason=str(exc))
+            self._failed(exc)
             return False
+        if written:
+            self._written()
         return True
 
     def _write_progress(self, *, everything: bool = False) -> None:
         try:
-            self.ledger.write_progress(everything=everything)
+            written = self.ledger.write_progress(everything=everything)
         except StoreUnusable as exc:
-            log.error("ledger_write_failed", reason=str(exc))
+            self._failed(exc)
+            return
+        if written:
+            self._written()
 
     def _prune(self) -> None:
         try:
             self.ledger.prune()
         except StoreUnusable as exc:
-            log.error("ledger_write_failed", reason=str(exc))
+            self._failed(exc)
+            return
+        self._written()
+
+    def _failed(self, exc: StoreUnusable) -> None:
+        """Said once: a full disk is retried every second, and a line a second would
+        flood the log (the journal's rule, journal_write_failed)."""
+        if self._failing is None:
+            log.error(
+                "ledger_write_failed", reason=str(exc),
+                effect="the books wait in memory; written once the disk takes them",
+            )  # fmt: skip
+        self._failing = str(exc)
+
+    def _written(self) -> None:
+        if self._failing is not None:
+            log.info("ledger_recovered", was=self._failing)
+            self._failing = None
 
     async def _session_topics(self, mqtt: Publisher) -> None:
         now = time.monotonic()
@@ -178,4 +201,6 @@ class LedgerOutput:
                 self.ledger.announced(session)
             except StoreUnusable as exc:
                 # Published again after a restart at worst: twice, never lost.
-                log.error("ledger_write_failed", reason=str(exc))
+                self._failed(exc)
+            else:
+                self._written()

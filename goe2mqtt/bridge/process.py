@@ -27,7 +27,7 @@ from goe2mqtt.bridge.loop_watch import LoopWatch
 from goe2mqtt.bridge.memory import MemoryUpkeep
 from goe2mqtt.bridge.operator_view import OperatorView
 from goe2mqtt.bridge.own_mqtt import StreamBroker
-from goe2mqtt.bridge.remembered import remembered_chargers
+from goe2mqtt.bridge.remembered import Remembered, remembered_chargers
 from goe2mqtt.bridge.site_memory import site_memory
 from goe2mqtt.bridge.sites import Sites
 from goe2mqtt.bridge.startup import (
@@ -134,6 +134,7 @@ class Bridge:
         self._loop_watch = LoopWatch()
         self._memory = MemoryUpkeep()
         self._watched: list[asyncio.Task[None]] = []  # what /healthz sees run
+        self._remembered: Remembered | None = None  # what the chargers told, in state_dir
 
     def _failing(self) -> list[str]:
         if self._stop.is_set():
@@ -189,6 +190,7 @@ class Bridge:
             secrets=self.settings.secrets(),
             on_health_change=self._info_due.set,
             guard=self.sites.refusal,
+            essential=self.sites.own_write,
         )
         try:
             await refuse_another_instance(self.mqtt.options, self.topics, wait=INFO_INTERVAL + 5)
@@ -201,7 +203,7 @@ class Bridge:
         headers = {"User-Agent": f"goe2mqtt/{__version__}"}
         owned = self.settings.owned_chargers()
         http, self._pool = http_session(len(owned), headers)  # a host name each
-        remembered = remembered_chargers(self.settings)
+        remembered = self._remembered = remembered_chargers(self.settings)
         transport = functools.partial(open_transport, http, keys=self._keys, broker=self._own_mqtt,
                                       derived_keys=self.derived_keys)  # fmt: skip
         async with http:
@@ -340,6 +342,8 @@ class Bridge:
             if time.monotonic() - pruned_at > JOURNAL_PRUNE_EVERY:
                 pruned_at = time.monotonic()
                 self.desk.prune()
+            if self._remembered is not None:
+                self._remembered.save_owed()  # a write the disk refused, tried again
             info = self.info()
             await self.mqtt.publish_retained(self.topics.bridge_info, result_json(info))
             if self.settings.health_file is not None:

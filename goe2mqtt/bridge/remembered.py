@@ -56,5 +56,12 @@ class Remembered:
             known[what] = value
             self._save()
 
+    def save_owed(self) -> None:
+        """Write again what a failed write left only in memory (a full state_dir since
+        healed): a serial is told once, at the first answer, and would otherwise never
+        reach the file, nor be checked after a restart."""
+        if self._file.owed:
+            self._save()
+
     def _save(self) -> None:
         self._file.save(self._chargers)

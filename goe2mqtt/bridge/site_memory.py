@@ -108,6 +108,13 @@ class SiteMemory:
             updated["paused"] = dict(paused)
         self._put(site, updated)
 
+    def save_owed(self) -> None:
+        """Write again what a failed write left only in memory (a full state_dir since
+        healed): otherwise a setting learnt then is lost at the next restart, unless
+        something else happens to change first."""
+        if self._file.owed:
+            self._save()
+
     def keep_only(self, sites: Iterable[str]) -> None:
         """Forget the sites no longer configured."""
         wanted = set(sites)

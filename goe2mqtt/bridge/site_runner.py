@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
@@ -39,6 +40,8 @@ FORCE_OFF = 1  # frc: stop
 CAR_CHARGING, CAR_COMPLETE = 2, 4  # what the charger's button (wallbox_control) stops, starts
 MIN_GAP = 1.0  # s between decisions: a meter that publishes ten times a second
 STATE_REFRESH = 60.0  # s: the state (meter age) is published at least this often
+SAY_AGAIN = 3600.0  # s: a refused reading's reason is logged again at most this often
+SAID_KEPT = 64  # reasons remembered for that (a hostile stream's are all different)
 
 
 class CommandEntry(Protocol):
@@ -101,6 +104,8 @@ class SiteRunner:
         self._writes = 0
         self._fallback_said: str | None = None
         self._retained_said = False
+        self._invalid_said: dict[str, float] = {}  # reason -> when it was logged
+        self._fallback_loud = True  # the fallback now was logged as a warning
 
     @property
     def name(self) -> str:
@@ -166,11 +171,24 @@ class SiteRunner:
         try:
             self.controller.meter(parse_meter(payload, exports=exports), now)
         except MeterInvalid as exc:
-            if self.controller.invalid != str(exc):
-                log.warning("site_meter_invalid", site=self.name, reason=str(exc),
+            reason = str(exc)
+            if self._news(reason, now):
+                log.warning("site_meter_invalid", site=self.name, reason=reason,
                             effect="fallback until valid readings return")  # fmt: skip
-            self.controller.meter_invalid(str(exc), now)
+            self.controller.meter_invalid(reason, now)
         self._wake.set()
+
+    def _news(self, reason: str, now: float) -> bool:
+        """Whether a refused reading's reason is news for the log: once per reason an
+        hour, so a flaky meter (a bad reading between good ones) is not a line each."""
+        said = self._invalid_said
+        if now - said.get(reason, -SAY_AGAIN) < SAY_AGAIN:
+            return False
+        said.pop(reason, None)
+        said[reason] = now
+        if len(said) > SAID_KEPT:
+            del said[next(iter(said))]  # the oldest
+        return True
 
     async def run(self, chargers: Mapping[str, Charger], desk: CommandEntry,
                   mqtt: Publisher) -> None:  # fmt: skip
@@ -194,24 +212,32 @@ class SiteRunner:
                 seen = seen_from_status(charger.status, online=charger.availability.online)
                 self.controller.see(name, seen)
         decision = self.controller.decide(now)
-        self._say_fallback()
+        self._say_fallback(now)
         for write in decision.writes:
             self._send(write, desk)
         if self._memory is not None:
             self._memory.remember_paused(self.name, self.controller.paused())
+            self._memory.save_owed()  # a disk that refused: tried again every decision
         if decision.changed or now - self._published >= STATE_REFRESH:
             self._published = now
             state = json.dumps(self.controller.state(now), separators=(",", ":"))
             await mqtt.publish_retained(self.state_topic, state)
 
-    def _say_fallback(self) -> None:
+    def _say_fallback(self, now: float) -> None:
+        """site_fallback when one begins, site_fallback_ended when it ends; a flaky meter
+        begins one at each bad reading: the same kind (its numbers aside) is a warning
+        once an hour, then debug lines, its end too."""
         reason = self.controller.fallback
         if (reason is None) != (self._fallback_said is None):
             if reason is not None:
-                log.warning("site_fallback", site=self.name, reason=reason,
-                            fallback_current=self.settings.fallback_current)  # fmt: skip
+                kind = re.sub(r"[0-9.]+", "N", reason)
+                self._fallback_loud = self._news(f"fallback: {kind}", now)
+                say = log.warning if self._fallback_loud else log.debug
+                say("site_fallback", site=self.name, reason=reason,
+                    fallback_current=self.settings.fallback_current)  # fmt: skip
             else:
-                log.info("site_fallback_ended", site=self.name)
+                say = log.info if self._fallback_loud else log.debug
+                say("site_fallback_ended", site=self.name)
         self._fallback_said = reason
 
     def _send(self, write: Write, desk: CommandEntry) -> None:

@@ -42,9 +42,13 @@ class Sites:
             Subscription(f"{self._base}/site/+/cmd/+", qos=1, no_local=True),
         ]
 
+    def own_write(self, message: InboundMessage) -> bool:
+        """A site's own write (its topic is never published: no user's command has it)."""
+        return any(message.topic == runner.write_topic for runner in self.runners.values())
+
     def refusal(self, charger: str, service: str, message: InboundMessage) -> str | None:
         """Why a charger command is refused for a site's sake (None: it is not)."""
-        if any(message.topic == runner.write_topic for runner in self.runners.values()):
+        if self.own_write(message):
             return None  # the site's own write
         for runner in self.runners.values():
             refused = runner.refusal(charger, service, message.payload)

@@ -8,18 +8,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from goe2mqtt.catalogue.model import Bounds, EntityDescription, Status, Write
+from goe2mqtt.catalogue.model import PLAUSIBLE, Bounds, EntityDescription, Status, Write
 from goe2mqtt.catalogue.readers import flag, integer
 
 # go-e hardware range, for when the charger has not told us its own limits.
 FALLBACK_CURRENT_RANGE = (6, 32)
 ADAPTER_LIMIT = 16  # A, with the 16 A adapter
 VARIANT_MAX = {11: 16, 22: 32}  # variant (kW) -> its highest current
+MAX_AMPS = int(PLAUSIBLE["A"][1])  # beyond what a charger measures: garbage, not a limit
 
 
 def _amps(status: Status, key: str) -> int | None:
+    """A current limit the charger says, or None when it says none or garbage: a
+    negative one, or one no charger has (a 400-digit integer JSON reads, which no float
+    holds, would stop every sum it entered - the site's sharing among them)."""
     value: Any = status.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_AMPS:
+        return value
+    return None
 
 
 def current_bounds(status: Status) -> Bounds:

@@ -45,6 +45,10 @@ class QueuedCommand:
     # When it was received on the monotonic clock: the bridge's own measure of its age,
     # which a wall-clock jump (NTP, a VM resumed) cannot make stale or "future".
     received_at: float = dataclasses.field(default_factory=time.monotonic)
+    # It may run without a journal row when the journal cannot store one: a site's
+    # write, a setpoint the site writes again anyway, which must not wait for a disk
+    # (a full one would leave the fuse unprotected). Never set for a user's command.
+    unjournaled_ok: bool = False
 
 
 class CommandSink(Protocol):

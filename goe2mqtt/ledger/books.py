@@ -234,7 +234,8 @@ class Ledger:
         closing. The closed sessions."""
         closed = [self.resumed.pop(name) for name in sorted(self.resumed)]
         for session in closed:
-            session.ended, session.end_reason = session.seen_at, CHARGER_REMOVED
+            session.ended = max(session.seen_at, session.started)
+            session.end_reason = CHARGER_REMOVED
             self._urgent[session.id] = session
             self._closed.append(session)
             log.info(

@@ -18,7 +18,7 @@ from goe2mqtt.config.tariff import MAX_PRICE, TariffSettings
 from goe2mqtt.util.numbers import describe, finite_number, lenient_number
 
 MAX_SEGMENTS = 10_000  # an interval of weeks (a charger offline that long) at most
-PRICE_HISTORY = 4096  # price changes kept per topic (a day of 15-minute prices, many times)
+PRICE_HISTORY = 4096  # price changes kept per topic (42 days of 15-minute prices)
 
 
 class Pricing(Protocol):
@@ -144,6 +144,7 @@ class TopicPrice:
     def __init__(self, topic: str) -> None:
         self.topic = topic
         self._changes: deque[tuple[float, float]] = deque(maxlen=PRICE_HISTORY)
+        self._heard: float | None = None  # when the last good price came
         self.refused = 0
 
     def offer(self, payload: bytes, now: float) -> str | None:
@@ -155,13 +156,22 @@ class TopicPrice:
             return str(exc)
         if self._changes and self._changes[-1][0] > now:
             now = self._changes[-1][0]  # the clock went back: keep the history in order
+        self._heard = now
+        if self._changes and self._changes[-1][1] == price:
+            # The same price said again (a topic that repeats it every second) is no
+            # change: kept, it would push real changes out of the history within the
+            # hour, and a long interval (a charger offline for hours) would be priced
+            # at the last hour's price; and every reading would read through repeats.
+            return None
         self._changes.append((now, price))
         return None
 
     @property
     def last(self) -> tuple[float, float] | None:
         """(when it came, price) of the last good price."""
-        return self._changes[-1] if self._changes else None
+        if self._heard is None or not self._changes:
+            return None
+        return self._heard, self._changes[-1][1]
 
     def price_at(self, timestamp: float) -> float | None:
         if not self._changes:

@@ -4,7 +4,8 @@ One object under one top-level name ({"sites": {...}}, {"chargers": {...}}), rea
 once at start and replaced atomically on every change, readable by the bridge's user
 only. A file that cannot be read or written costs what it remembers, never the
 bridge: `{event}_unreadable` is logged when it cannot be read, `{event}_not_saved`
-once when a write fails (again only after a write has succeeded since).
+once when a write fails (again only after a write has succeeded since); ``owed`` says
+a failed write is still to be made again, for an owner with nothing new to write.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ class JsonStateFile:
         self._section = section  # the top-level name the entries are kept under
         self._event = event  # what the log events start with
         self._write_failed = False
+
+    @property
+    def owed(self) -> bool:
+        """The last write failed: what it held is not on disk (save again to heal)."""
+        return self._write_failed
 
     def load(self) -> dict[str, dict[str, Any]]:
         """The entries that are objects; none if there is no file or it is unreadable."""

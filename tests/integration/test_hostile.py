@@ -325,3 +325,33 @@ async def test_the_journals_wal_and_shm_files_are_private(
             if name.startswith("journal"):
                 assert path.stat().st_mode & 0o077 == 0, (path, oct(path.stat().st_mode))
         assert any(name == "journal-wal" for name in files), files
+
+
+async def test_what_a_charger_told_reaches_the_file_once_the_disk_takes_it(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    # What a charger tells once (its facts at the first answer; a local one's serial) was
+    # written then or never: a state_dir that refused that one write (full) left it out
+    # of {client_id}.chargers.json for good, though the disk healed minutes later, and a
+    # restart no longer knew it (the serial check against a DHCP swap, the facts).
+    raw = make_settings(broker, simulator, scan_interval=0.3)
+    state = tmp_path / "state"
+    raw["state_dir"] = str(state)
+    raw["mqtt"]["keepalive"] = 8  # the bridge info, and the retry with it, every 2 s
+    memory = state / f"{raw['mqtt']['client_id']}.chargers.json"
+    blocker = memory.with_name(memory.name + ".tmp")
+    blocker.mkdir(parents=True)  # its replacement cannot be written: as a full disk
+    topics = Topics(raw["mqtt"]["base_topic"])
+    daemon = Daemon(write_config(tmp_path, raw))
+    await daemon.start()
+    try:
+        async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
+            await probe.wait_text(topics.availability("garage"), "online")
+            await until(lambda: any(e.get("event") == "remembered_not_saved"
+                                    for e in daemon.events()), "the write refused")  # fmt: skip
+            blocker.rmdir()  # the disk takes writes again; the charger tells nothing new
+            await until(memory.exists, "the memory written", within=20)
+    finally:
+        await daemon.end(signal.SIGTERM)
+    told = json.loads(memory.read_text())["chargers"]["garage"]
+    assert (told["facts"]["model"], told["facts"]["sw_version"]) == ("go-eCharger_V4", "60.4")

@@ -11,13 +11,16 @@ import contextlib
 import csv
 import io
 import json
+import os
 import re
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.ledger.record import COLUMNS
@@ -348,6 +351,98 @@ async def test_a_charger_restart_ends_the_session_and_the_car_still_there_opens_
         assert ended.json()["ended"] == "charger_restarted"
         assert ended.json()["energy_wh"] == 300
         assert following.json()["energy_wh"] == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Any:
+    """A 1 MiB tmpfs for state_dir: a disk that really fills up."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as out, contextlib.suppress(OSError):
+        while True:
+            out.write(b"\0" * 4096)
+    return filler
+
+
+async def test_a_full_disk_holds_the_books_back_until_it_heals_and_says_so_once(
+    broker: MosquittoBroker, simulator: Simulator, small_disk: Path
+) -> None:
+    raw = ledger_settings(broker, simulator, small_disk / "state", {"price_per_kwh": 0.30})
+    garage = simulator.charger("012345")
+    garage.unplug()
+    garage.freeze()
+    running = RunningBridge(parse_settings(raw))
+    topics = Topics(raw["mqtt"]["base_topic"])
+    async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
+        with structlog.testing.capture_logs() as logs:
+            await running.start()
+            try:
+                await probe.wait_text(topics.availability("garage"), "online")
+                books = Ledgered(raw, probe, garage, running, broker)
+                await books.plug_in()
+                garage.deliver(400)
+                await books.counted(0.4)
+                filler = fill(small_disk)
+                garage.unplug()  # the closing cannot be written
+                await until(lambda: sum(e["event"] == "ledger_write_failed" for e in logs) > 0)
+                await books.polls(10)  # a few seconds of a full disk
+                assert books.ended() == []  # nothing published before it is on disk
+                filler.unlink()
+                await probe.wait_for(topics.session_ended("garage"), within=20)
+                [ended] = books.ended()
+                assert (ended["energy_wh"], ended["cost"]) == (400, 0.12), ended
+            finally:
+                await running.stop()
+    events = [e["event"] for e in logs]
+    assert events.count("ledger_write_failed") == 1, events.count("ledger_write_failed")
+    assert "ledger_recovered" in events
+
+
+async def test_a_session_ending_while_the_broker_is_frozen_is_announced_once_it_thaws(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    raw = ledger_settings(broker, simulator, tmp_path / "state", {"price_per_kwh": 0.30})
+    raw["mqtt"]["keepalive"] = 5  # a frozen broker noticed within ~8 s
+    garage = simulator.charger("012345")
+    garage.unplug()
+    garage.freeze()
+    running = RunningBridge(parse_settings(raw))
+    topics = Topics(raw["mqtt"]["base_topic"])
+    async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
+        await running.start()
+        try:
+            await probe.wait_text(topics.availability("garage"), "online")
+            books = Ledgered(raw, probe, garage, running, broker)
+            await books.plug_in()
+            garage.deliver(700)
+            await books.counted(0.7)
+            broker.pause()  # SIGSTOP: connections open, nothing answered
+            try:
+                garage.unplug()
+                # Polls go on meanwhile (about two a second here): the closing is seen
+                # and written while the bridge notices the freeze (no PUBACK within the
+                # keep-alive) and tries to reconnect.
+                start = garage.status_calls
+                await until(lambda: garage.status_calls >= start + 20, "polls", within=30)
+            finally:
+                broker.resume()
+            await probe.wait_for(topics.session_ended("garage"), within=30)
+            await books.polls(6)  # a second one would show by now
+        finally:
+            await running.stop()
+    [ended] = books.ended()
+    assert (ended["energy_wh"], ended["cost"], ended["ended"]) == (700, 0.21, "unplugged")
 
 
 async def test_a_charger_removed_from_the_config_has_its_open_session_closed_at_start(

@@ -11,12 +11,13 @@ import asyncio
 import contextlib
 import io
 import json
+import os
 import random
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from tests.conftest import (
     make_settings,
     until,
 )
+from tests.integration.test_hostile import fill
 
 FUSE = 25.0
 
@@ -130,10 +132,30 @@ def site_options() -> dict[str, Any]:
 
 
 @pytest.fixture
+def site_state_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path | None]:
+    """state_dir of the site's bridge: the default, or (param "tmpfs") a 1 MiB tmpfs, a
+    disk that really fills up."""
+    if getattr(request, "param", None) != "tmpfs":
+        yield None
+        return
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
 async def site(
-    broker: Any, simulator: Simulator, site_options: dict[str, Any]
+    broker: Any, simulator: Simulator, site_options: dict[str, Any], site_state_dir: Path | None
 ) -> AsyncIterator[Site]:
     raw = make_settings(broker, simulator, chargers=("garage", "carport"))
+    if site_state_dir is not None:
+        raw["state_dir"] = str(site_state_dir / "state")
     base = raw["mqtt"]["base_topic"]
     meter = f"{base}-meter/grid"
     raw["sites"] = [site_config(raw, meter, **site_options)]
@@ -390,3 +412,99 @@ async def test_simulate_house_publishes_a_meter_with_the_chargers_draw(broker: A
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+# --- garbage from a charger or a careless meter publisher ---------------------------
+
+HUGE = int("1" + "0" * 400)  # an integer JSON reads, and no float holds
+
+
+async def test_a_charger_minimum_no_float_holds_does_not_stop_the_site(site: Site) -> None:
+    await site.state_where(lambda s: allocated(s, "garage") == 16, within=20)
+    # The carport says its minimum current (mca) is a 401-digit number: before, the
+    # sharing's float() of it raised OverflowError, the site's task ended and took the
+    # whole bridge down with it (and again at every restart while the charger said so).
+    site.charger("carport").faults.values["mca"] = HUGE
+    mark = site.probe.mark()
+    site.house.amps = (18.0, 18.0, 18.0)  # the site must still act: the garage goes down
+    await site.probe.wait_for(
+        site.state_topic, lambda m: allocated(m.json(), "garage") == 6, since=mark, within=10
+    )
+    await until(lambda: site.charger("garage").settings["tcl"] == 6, within=5)
+    # The unreadable minimum is taken as the hardware's 6 A, as when a charger does not
+    # say it: with room again the carport resumes at it, not paused for good.
+    site.house.amps = (2.0, 2.0, 2.0)
+    await site.state_where(
+        lambda s: not s["chargers"]["carport"]["paused"] and allocated(s, "carport") == 6,
+        within=20,
+    )
+
+
+async def test_a_retained_meter_reading_is_not_taken_for_a_fresh_one(
+    broker: Any, simulator: Simulator
+) -> None:
+    # A meter published with retain (a Node-RED "mqtt out" node with retain on), whose
+    # publisher has since died: the broker hands its last reading, of any age, to every
+    # new subscription, at every start and reconnect of the bridge. Before, the site took
+    # it as a reading of now: no fallback for meter_timeout, and the chargers ramped up
+    # on a house that may since have switched on an oven.
+    raw = make_settings(broker, simulator, chargers=("garage", "carport"))
+    base = raw["mqtt"]["base_topic"]
+    meter = f"{base}-meter/grid"
+    raw["sites"] = [site_config(raw, meter)]
+    for name in ("012345", "067890"):
+        simulator.charger(name).plug_in()
+    async with MqttProbe(broker.host, broker.port, [f"{base}/#"]) as probe:
+        stale = json.dumps({"l1": 1.0, "l2": 1.0, "l3": 1.0})  # a near empty house, once
+        await probe.publish(meter, stale, retain=True)
+        running = RunningBridge(parse_settings(raw))
+        with structlog.testing.capture_logs() as logs:
+            await running.start()
+            try:
+                state = await probe.wait_for(
+                    f"{base}/site/house/state", lambda m: m.json()["fallback"], within=20
+                )
+            finally:
+                await running.stop()
+                await probe.publish(meter, b"", retain=True)  # cleared for other tests
+    assert state.json()["fallback_reason"].startswith("no meter reading for"), state.json()
+    shown = [m.json() for m in probe.since(0, f"{base}/site/house/state")]
+    assert all(s["meter"]["reading"] is None for s in shown), shown  # never taken
+    assert all(allocated(s, "garage") <= 6 for s in shown), shown  # nothing ramped up
+    said = [e for e in logs if e["event"] == "site_meter_retained"]
+    assert len(said) == 1, [e["event"] for e in logs]
+
+
+@pytest.mark.parametrize("site_state_dir", ["tmpfs"], indirect=True)
+async def test_a_full_disk_does_not_stop_the_site_protecting_the_fuse(
+    site: Site, site_state_dir: Path
+) -> None:
+    # The site's writes are commands through the desk, journaled; a journal that cannot
+    # write refuses commands. Before, that held for the site's own writes too: with
+    # state_dir full, a house load that rose found the site unable to lower a charger,
+    # and the fuse carried what the chargers drew at their old limits.
+    await site.state_where(lambda s: allocated(s, "garage") == 16, within=20)
+    await until(lambda: site.charger("garage").settings["tcl"] == 16)
+    filler = fill(site_state_dir)
+    refused: dict[str, Any] | None = None
+    for lbr in range(1, 60):  # the journal's WAL may hold a few writes in its free pages
+        result = await site.user_command("garage", "set", {"lbr": lbr})
+        if not result["ok"]:
+            refused = result
+            break
+    assert refused is not None, "the full disk never showed"
+    assert "the journal cannot store it" in refused["error"], refused
+    site.house.amps = (18.0, 18.0, 18.0)  # an oven and a heat pump: 16 A more
+    await until(lambda: site.charger("garage").settings["tcl"] == 6, within=10)
+    await until(lambda: site.charger("carport").frc == 1, within=10)
+    # Its result says it ran (from memory, as every result while the journal fails).
+    ran = await site.probe.wait_for(
+        f"{site.base}/garage/cmd/result",
+        lambda m: (
+            str(m.json().get("id", "")).startswith("site:")
+            and m.json()["ok"]
+            and m.json()["applied"] == [{"tcl": 6}]
+        ),
+    )
+    assert ran.json()["ok"] is True
+    filler.unlink()

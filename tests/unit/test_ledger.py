@@ -525,3 +525,17 @@ def test_a_time_yaml_read_as_a_number_is_refused_saying_to_quote_it(tmp_path: An
         'tariff.time_of_use[0].to: 1320 is how YAML reads 22:00 without quotes: write "22:00"'
         in caught.value.problems
     ), caught.value.problems
+
+
+def test_a_price_said_again_every_second_keeps_hours_of_changes() -> None:
+    """Found by breaking it: a price topic that repeats its price every second (an
+    automation on every state update) filled the history (4096 entries) in 68 minutes,
+    so a charger offline for three hours had its interval priced at the last hour's
+    price: the earlier changes had been pushed out by repeats of the same price."""
+    price = TopicPrice("p/now")
+    hourly = (0.10, 0.50, 0.20)
+    for hour, value in enumerate(hourly):
+        for second in range(3600):
+            assert price.offer(str(value).encode(), T0 + hour * 3600 + second) is None
+    assert price.average(T0, T0 + 3 * 3600) == pytest.approx(sum(hourly) / 3)
+    assert price.last == (T0 + 3 * 3600 - 1, 0.20)  # heard last then, for price_refused

@@ -498,3 +498,13 @@ def test_a_pause_a_user_stopped_is_not_resumed_by_the_site() -> None:
     forgotten.forget_pause("carport")
     assert carport_writes(forgotten) == []
     assert forgotten.paused() == {}
+
+
+def test_a_limit_no_charger_has_is_not_taken_and_stops_no_decision() -> None:
+    huge = int("1" + "0" * 400)  # JSON reads it; float() of it raises OverflowError
+    status = {"car": 2, "tcl": 10, "nrg": [230, 230, 230, 0, 10, 10, 10] + [0] * 9}
+    clean = calls(step(site(), 0, (1, 1, 1), garage=seen_from_status(status, online=True)))
+    for garbage in ({"mca": huge}, {"mca": -5}, {"ama": huge}, {"cbl": -huge}):
+        seen = seen_from_status({**status, **garbage}, online=True)
+        assert (seen.low, seen.high) == (6, 32), garbage  # as when the charger says none
+        assert calls(step(site(), 0, (1, 1, 1), garage=seen)) == clean, garbage

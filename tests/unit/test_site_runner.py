@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog.testing
 
+from goe2mqtt.bridge.site_memory import SiteMemory
 from goe2mqtt.bridge.site_runner import STATE_REFRESH, SiteRunner
 from goe2mqtt.config.site import SiteChargerSettings, SiteSettings
 from goe2mqtt.mqtt.session import InboundMessage
@@ -181,3 +183,65 @@ async def test_a_retained_meter_reading_is_old_and_not_taken_for_a_measurement()
     await site.decide(chargers, desk, broker)  # type: ignore[arg-type]
     assert broker.retained[-1][1]["fallback"] is False
     assert broker.retained[-1][1]["meter"]["reading"] == {"l1": 2, "l2": 2, "l3": 2}
+
+
+async def test_a_setting_the_disk_refused_is_saved_once_it_takes_writes_again(
+    tmp_path: Path,
+) -> None:
+    """Found by breaking it: set_fuse on a full state_dir answered ok, the file could not
+    be written, and nothing wrote it later: the disk healed, but a restart (days later)
+    still lost the setting the README says survives one."""
+    blocked = tmp_path / "state"
+    blocked.write_text("")  # a file where the folder should be: every write fails
+    path = blocked / "sites.json"
+    clock, desk = Clock(), Desk()
+    settings = SiteSettings(name="house", fuse=25, meter_topic="home/meter", interval=5,
+                            chargers=(SiteChargerSettings(name="garage"),))  # fmt: skip
+    site = SiteRunner(settings, base="goe", clock=clock, memory=SiteMemory(path))
+    chargers = {"garage": FakeCharger(charging(16, tcl=16, ama=16))}
+    results: list[bytes] = []
+
+    class Results(Broker):
+        async def publish_once(self, topic: str, payload: str | bytes) -> None:
+            results.append(payload.encode() if isinstance(payload, str) else payload)
+
+    with structlog.testing.capture_logs() as logs:
+        await site.command("set_fuse", b'{"fuse": 20}', Results())  # type: ignore[arg-type]
+        assert json.loads(results[0])["ok"] is True
+        blocked.unlink()  # the disk takes writes again; nothing else changes
+        for _ in range(3):
+            clock.now += settings.interval
+            meter(site, 2)  # nothing else to remember: no pause
+            await site.decide(chargers, desk, Broker())  # type: ignore[arg-type]
+    remembered = json.loads(path.read_text())["sites"]["house"]["fuse"]
+    assert remembered == {"value": 20.0, "config": 25.0}
+    assert [e["event"] for e in logs if "memory" in e["event"]] == ["site_memory_not_saved"]
+    controller = SiteRunner(settings, base="goe", memory=SiteMemory(path)).controller
+    assert controller.fuse == 20  # what a restart now finds
+
+
+async def test_a_flaky_meter_is_logged_once_per_reason_not_once_per_bad_reading() -> None:
+    """Found by breaking it: a meter sending a bad reading between good ones logged
+    site_meter_invalid at every bad one (the README: once per reason), and a
+    site_fallback and its end with each."""
+    clock, desk, broker = Clock(), Desk(), Broker()
+    site = runner(clock)
+    chargers = {"garage": FakeCharger(charging(16, tcl=16))}
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(10):
+            meter(site, 5)
+            await site.decide(chargers, desk, broker)  # type: ignore[arg-type]
+            site.meter_message(b'{"l1": NaN, "l2": 1, "l3": 1}')
+            site.meter_message(b'{"l1": 1, "l2": 1}')
+            await site.decide(chargers, desk, broker)  # type: ignore[arg-type]
+            clock.now += 2
+        assert site.controller.invalid == "l3 missing: give the current of every phase"
+        clock.now += 3600  # an hour on: said again, in case nobody looked
+        site.meter_message(b'{"l1": NaN, "l2": 1, "l3": 1}')
+    said = [e["reason"] for e in logs if e["event"] == "site_meter_invalid"]
+    assert said == ["l1: nan is not a finite number",
+                    "l3 missing: give the current of every phase",
+                    "l1: nan is not a finite number"]  # fmt: skip
+    loud = [e["event"] for e in logs if e["event"].startswith("site_fallback")
+            and e["log_level"] != "debug"]  # fmt: skip
+    assert loud == ["site_fallback", "site_fallback_ended"]  # the first of ten only
