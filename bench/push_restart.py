@@ -102,6 +102,14 @@ async def run_phase(
          "--log-level", "warning"],
         stderr=open(log_path, "wb"), env=env,
     )  # fmt: skip
+    spy = None
+    if args.py_spy:  # a sampling profile of the bridge for the whole phase
+        out = workdir / f"bridge-{name.replace(' ', '-')}.pyspy.txt"
+        spy = subprocess.Popen(
+            [args.py_spy, "record", "--pid", str(bridge.pid), "-r", "50", "-f", "raw",
+             "--nonblocking", "-o", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
     try:
         while len(on_mqtt) < n or len(authenticated) < n:
             now = time.monotonic() - started
@@ -136,6 +144,9 @@ async def run_phase(
         except subprocess.TimeoutExpired:
             bridge.kill()
             bridge.wait()
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
             await listener
@@ -213,6 +224,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="polls of the HTTP fallback while a socket is not live")  # fmt: skip
     parser.add_argument("--profile", default="",
                         help="run the bridge as: python PROFILE OUT -m goe2mqtt ...")  # fmt: skip
+    parser.add_argument("--py-spy", default="",
+                        help="path of py-spy: a raw profile of the bridge per phase, in the run's"
+                             " directory (bridge-PHASE.pyspy.txt)")  # fmt: skip
     asyncio.run(main_async(parser.parse_args(argv)))
 
 
