@@ -51,6 +51,7 @@ class Phase:
     connects: int = 0
     silence_closes: int = 0
     cpu_s: float = float("nan")
+    bench_cpu_s: float = float("nan")  # this process: the simulated chargers' server
     others_busy: float = float("nan")  # share of the machine's CPUs, 0-1
     load: str = ""
     note: str = ""
@@ -100,7 +101,7 @@ async def run_phase(
     bridge = subprocess.Popen(
         [sys.executable, *profile, "-m", "goe2mqtt", "run", "-c", str(workdir / "config.json"),
          "--log-level", "warning"],
-        stderr=open(log_path, "wb"), env=env,
+        stderr=open(log_path, "wb"), env=env, cwd=workdir,
     )  # fmt: skip
     spy = None
     if args.py_spy:  # a sampling profile of the bridge for the whole phase
@@ -129,7 +130,7 @@ async def run_phase(
         if phase.on_mqtt_s != phase.on_mqtt_s:
             phase.on_mqtt_s = now
         phase.cpu_s = proc_cpu(bridge.pid)
-        here = proc_cpu(os.getpid()) - here0
+        here = phase.bench_cpu_s = proc_cpu(os.getpid()) - here0
         busy1, total1 = cpu_ticks()
         tick = os.sysconf("SC_CLK_TCK")
         busy_s = (busy1 - busy0) / tick
@@ -190,16 +191,28 @@ async def run_size(n: int, args: Any) -> list[Phase]:
 
 
 def print_table(phases: list[Phase], args: Any) -> None:
-    print(f"hash: {args.hash}; bridge from: {args.bridge_path or 'this checkout'}")
+    print(f"hash: {args.hash}; bridge from: {bridge_source(args)}")
     print("| chargers | phase | all authenticated s | all states on MQTT s | connects per charger"
-          " | closed for silence | bridge CPU s | others' CPU share | load avg |")  # fmt: skip
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---|")
+          " | closed for silence | bridge CPU s | bench (server) CPU s | others' CPU share"
+          " | load avg |")  # fmt: skip
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for p in phases:
         print(
             f"| {p.n} | {p.name} | {p.authenticated_s:.1f} | {p.on_mqtt_s:.1f} |"
-            f" {p.connects / p.n:.2f} | {p.silence_closes} | {p.cpu_s:.1f} |"
+            f" {p.connects / p.n:.2f} | {p.silence_closes} | {p.cpu_s:.1f} | {p.bench_cpu_s:.1f} |"
             f" {100 * p.others_busy:.0f} % | {p.load} |{(' ' + p.note) if p.note else ''}"
         )
+
+
+def bridge_source(args: Any) -> str:
+    """Where the bridge's goe2mqtt comes from, asked the way the bridge is started (from
+    the run's directory: from the bench's own, ``-m`` would take the checkout there)."""
+    env = {**os.environ, "PYTHONPATH": args.bridge_path or os.environ.get("PYTHONPATH", "")}
+    found = subprocess.run(
+        [sys.executable, "-c", "import goe2mqtt; print(goe2mqtt.__file__)"],
+        env=env, cwd=tempfile.gettempdir(), capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return str(Path(found.stdout.strip()).parents[1])
 
 
 async def main_async(args: Any) -> None:
