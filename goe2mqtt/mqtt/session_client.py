@@ -187,6 +187,8 @@ class SessionClient(aiomqtt.Client):
                 self._connected = asyncio.Future()  # would raise CancelledError on it
             if self._client._sock is not None:
                 self._client._loop_rc_handle(MQTT_ERR_CONN_LOST)  # closes, tells on_disconnect
+            if self._disconnected.done() and not self._disconnected.cancelled():
+                self._disconnected.exception()  # told here: never "never retrieved"
         finally:
             if self._lock.locked():
                 self._lock.release()
