@@ -51,6 +51,7 @@ class Phase:
     connects: int = 0
     silence_closes: int = 0
     cpu_s: float = float("nan")
+    bench_cpu_s: float = float("nan")  # this process: the simulated chargers' server
     others_busy: float = float("nan")  # share of the machine's CPUs, 0-1
     load: str = ""
     note: str = ""
@@ -100,8 +101,16 @@ async def run_phase(
     bridge = subprocess.Popen(
         [sys.executable, *profile, "-m", "goe2mqtt", "run", "-c", str(workdir / "config.json"),
          "--log-level", "warning"],
-        stderr=open(log_path, "wb"), env=env,
+        stderr=open(log_path, "wb"), env=env, cwd=workdir,
     )  # fmt: skip
+    spy = None
+    if args.py_spy:  # a sampling profile of the bridge for the whole phase
+        out = workdir / f"bridge-{name.replace(' ', '-')}.pyspy.txt"
+        spy = subprocess.Popen(
+            [args.py_spy, "record", "--pid", str(bridge.pid), "-r", "50", "-f", "raw",
+             "--nonblocking", "-o", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
     try:
         while len(on_mqtt) < n or len(authenticated) < n:
             now = time.monotonic() - started
@@ -121,7 +130,7 @@ async def run_phase(
         if phase.on_mqtt_s != phase.on_mqtt_s:
             phase.on_mqtt_s = now
         phase.cpu_s = proc_cpu(bridge.pid)
-        here = proc_cpu(os.getpid()) - here0
+        here = phase.bench_cpu_s = proc_cpu(os.getpid()) - here0
         busy1, total1 = cpu_ticks()
         tick = os.sysconf("SC_CLK_TCK")
         busy_s = (busy1 - busy0) / tick
@@ -136,6 +145,9 @@ async def run_phase(
         except subprocess.TimeoutExpired:
             bridge.kill()
             bridge.wait()
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
             await listener
@@ -179,16 +191,28 @@ async def run_size(n: int, args: Any) -> list[Phase]:
 
 
 def print_table(phases: list[Phase], args: Any) -> None:
-    print(f"hash: {args.hash}; bridge from: {args.bridge_path or 'this checkout'}")
+    print(f"hash: {args.hash}; bridge from: {bridge_source(args)}")
     print("| chargers | phase | all authenticated s | all states on MQTT s | connects per charger"
-          " | closed for silence | bridge CPU s | others' CPU share | load avg |")  # fmt: skip
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---|")
+          " | closed for silence | bridge CPU s | bench (server) CPU s | others' CPU share"
+          " | load avg |")  # fmt: skip
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for p in phases:
         print(
             f"| {p.n} | {p.name} | {p.authenticated_s:.1f} | {p.on_mqtt_s:.1f} |"
-            f" {p.connects / p.n:.2f} | {p.silence_closes} | {p.cpu_s:.1f} |"
+            f" {p.connects / p.n:.2f} | {p.silence_closes} | {p.cpu_s:.1f} | {p.bench_cpu_s:.1f} |"
             f" {100 * p.others_busy:.0f} % | {p.load} |{(' ' + p.note) if p.note else ''}"
         )
+
+
+def bridge_source(args: Any) -> str:
+    """Where the bridge's goe2mqtt comes from, asked the way the bridge is started (from
+    the run's directory: from the bench's own, ``-m`` would take the checkout there)."""
+    env = {**os.environ, "PYTHONPATH": args.bridge_path or os.environ.get("PYTHONPATH", "")}
+    found = subprocess.run(
+        [sys.executable, "-c", "import goe2mqtt; print(goe2mqtt.__file__)"],
+        env=env, cwd=tempfile.gettempdir(), capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return str(Path(found.stdout.strip()).parents[1])
 
 
 async def main_async(args: Any) -> None:
@@ -213,6 +237,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="polls of the HTTP fallback while a socket is not live")  # fmt: skip
     parser.add_argument("--profile", default="",
                         help="run the bridge as: python PROFILE OUT -m goe2mqtt ...")  # fmt: skip
+    parser.add_argument("--py-spy", default="",
+                        help="path of py-spy: a raw profile of the bridge per phase, in the run's"
+                             " directory (bridge-PHASE.pyspy.txt)")  # fmt: skip
     asyncio.run(main_async(parser.parse_args(argv)))
 
 

@@ -181,6 +181,8 @@ class Charger:
         if self.pushing:
             self.polled_once = True  # the charger tells us what changes
             return False
+        if self._push is not None and self._push.settling:
+            return False  # its socket is on its way; one that fails wakes this loop
         try:
             await self.refresh()
         except Exception as exc:

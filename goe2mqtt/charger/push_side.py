@@ -23,6 +23,11 @@ log = structlog.get_logger()
 # came: the socket may stand and say nothing, and the charger is asked (HTTP) instead.
 PUSH_WAIT = 2.0
 
+# A first connection still under way is not polled instead (a fleet's connects are paced
+# and its hashes queue: a poll meanwhile costs the CPU they wait for) - for this long at
+# most after the push connection opened; a socket that fails is polled at once, as ever.
+SETTLE_AT_MOST = 300.0
+
 # A message (a full status, or the keys that changed), and the push connection coming up or down.
 MessageListener = Callable[[Mapping[str, Any], bool], Awaitable[None]]
 StateChanged = Callable[[], None]
@@ -37,10 +42,19 @@ class PushSide:
         # those after a mark (a command notes it before it writes).
         self.count = 0
         self._came = asyncio.Event()  # set as ``count`` moves
+        self._settle_by = 0.0  # loop time: a first connection under way is polled after
 
     @property
     def live(self) -> bool:
         return self.transport.live
+
+    @property
+    def settling(self) -> bool:
+        """The first connection is under way (its turn in the paced connects, its hash
+        in the queue, its full status), and not for too long: no poll instead."""
+        if not self.transport.settling:
+            return False
+        return asyncio.get_running_loop().time() < self._settle_by
 
     @property
     def can_ask(self) -> bool:
@@ -77,6 +91,7 @@ class PushSide:
     @contextlib.asynccontextmanager
     async def open(self, listener: MessageListener, on_state: StateChanged) -> AsyncIterator[None]:
         """Keep the push connection open (messages to ``listener``) while the body runs."""
+        self._settle_by = asyncio.get_running_loop().time() + SETTLE_AT_MOST
         pushing = asyncio.create_task(
             self.transport.push(listener, on_state), name=f"push:{self.name}"
         )

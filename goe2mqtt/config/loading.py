@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -41,6 +42,24 @@ def duplicate_keys(node: yaml.Node | None, path: str = "") -> list[str]:
     return problems
 
 
+# libyaml's parser when PyYAML was built with it: a 10 000-charger config parses in a
+# fraction of the pure-Python parser's time (it was ~9 % of a restart's CPU).
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _parse(text: str, path: str | Path) -> Any:
+    """The document, parsed once: its nodes checked for duplicate keys, then built."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        duplicates = duplicate_keys(node)
+        if duplicates:
+            raise ConfigError(*(f"{path}: {problem}" for problem in duplicates))
+        return None if node is None else loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
     """The config file, with GOE2MQTT_* variables over it; no file needed if they say it all."""
     environ = os.environ if environ is None else environ
@@ -56,10 +75,7 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) ->
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     try:
-        duplicates = duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader))
-        if duplicates:
-            raise ConfigError(*(f"{path}: {problem}" for problem in duplicates))
-        raw = yaml.safe_load(text)
+        raw = _parse(text, path)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

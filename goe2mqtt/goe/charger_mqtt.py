@@ -173,6 +173,10 @@ class ChargerMqttTransport:
         return self._heard_at is not None and time.monotonic() - self._heard_at < self._silence
 
     @property
+    def settling(self) -> bool:
+        return False  # it waits for the first keys on its own (the first poll is late)
+
+    @property
     def connection(self) -> str:
         return "mqtt" if self.live else f"none (mqtt: {self._why_not()})"
 

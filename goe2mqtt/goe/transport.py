@@ -91,6 +91,12 @@ class PushTransport(Transport, Protocol):
         ...
 
     @property
+    def settling(self) -> bool:
+        """The first connection is under way (its turn, its handshake, its hash, its full
+        status), neither live nor failed yet: no need to poll instead."""
+        ...
+
+    @property
     def connection(self) -> str:
         """What serves the charger and why, for the Connection entity."""
         ...

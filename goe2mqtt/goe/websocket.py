@@ -101,6 +101,10 @@ class WebSocketLink:
         self._secured = False
         self.live = False  # authenticated and the full status known
         self.reason = "not connected yet"  # why it is not live
+        # The first connection is under way: not live, not failed. Each of its steps is
+        # bounded (the handshake, the way to live) but the wait for its turn and its
+        # hash, which the bridge's own pace and CPU set (the charger loop bounds those).
+        self.settling = True
         self.hello: dict[str, Any] = {}
         self.skipped = SkipCount("websocket_frame_skipped", charger=name)
         self._parts = FullStatusParts(keys, self.skipped)
@@ -149,6 +153,7 @@ class WebSocketLink:
     def _down(self, reason: str) -> None:
         reason = self.secrets.redact(reason)
         was_live, self.live = self.live, False
+        self.settling = False
         self.quiet_step = 0.0
         if reason != self.reason or was_live:
             level = log.error if reason.startswith("wrong password") else log.warning
@@ -293,7 +298,7 @@ class WebSocketLink:
                     continue
                 await listener(self._parts.complete(), True)
                 if not self.live:
-                    self.live, self.reason = True, "live"
+                    self.live, self.reason, self.settling = True, "live", False
                     log.info("websocket_live", charger=self._name, url=_safe_url(self.url))
                     self._on_state()
             elif kind == "response":

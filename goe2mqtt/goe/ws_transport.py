@@ -2,8 +2,9 @@
 
 WebSocketTransport is a PushTransport (status, set, and a push side): the charger loop
 runs ``push(listener, on_state)`` beside its poll loop, and polls only while
-``live`` is False. While the socket is up nothing goes over HTTP; while it is down,
-status and set go to the fallback (the local HTTP API, or the cloud's) if there is one.
+``live`` is False and ``settling`` (the first connection under way) is not. While
+the socket is up nothing goes over HTTP; while it is down, status and set go to the
+fallback (the local HTTP API, or the cloud's) if there is one.
 A socket can stand and say nothing: a read-back that saw no fresh frame asks the
 fallback (``ask``) rather than believe the last copy.
 """
@@ -38,6 +39,10 @@ class WebSocketTransport:
     @property
     def live(self) -> bool:
         return self.link.live
+
+    @property
+    def settling(self) -> bool:
+        return self.link.settling
 
     @property
     def connection(self) -> str:

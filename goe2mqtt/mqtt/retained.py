@@ -9,7 +9,9 @@ change made so far, and ``settled(barrier)`` waits until the broker acknowledged
 them (or a newer value of the same topic). A command's result goes out only after the
 states it reports.
 
-Payloads of PACK_FROM bytes or more are kept zlib-compressed (a JSON state). A family
+Payloads of PACK_FROM bytes or more (a JSON state) are kept zlib-compressed once they
+stayed unchanged for a while (mqtt/packing.py): a topic that changes often costs no
+compression. A family
 of topics whose payloads can be built again from a few facts (a charger's 130 discovery
 configs, ~50 KB) is not held at all: the store keeps the family and builds its members
 one at a time whenever they are sent, so a reconnect or Home Assistant's birth costs
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
@@ -29,10 +30,10 @@ import aiomqtt
 import structlog
 
 from goe2mqtt.mqtt.client import SEND_WINDOW, BrokerStalled, PublishRefused
+from goe2mqtt.mqtt.packing import PACK_AFTER, Packing, same, unpack
 
 log = structlog.get_logger()
 
-PACK_FROM = 256
 FAMILY = "#"  # a family's key starts with it; no topic one may publish to does
 
 
@@ -56,18 +57,6 @@ class Family(Protocol):
     def members(self) -> Iterator[tuple[str, bytes]]: ...
 
 
-class _Packed(bytes):
-    """A retained payload kept compressed."""
-
-
-def pack(data: bytes) -> bytes:
-    return _Packed(zlib.compress(data, 6)) if len(data) >= PACK_FROM else data
-
-
-def unpack(stored: bytes) -> bytes:
-    return zlib.decompress(stored) if isinstance(stored, _Packed) else stored
-
-
 class _Sending:
     """A family owed whole, taken for sending: its members built one at a time."""
 
@@ -87,8 +76,11 @@ Taken = tuple[str, bytes, _Sending | None]
 
 
 class RetainedStore:
-    def __init__(self, on_refused: Callable[[PublishRefused], None]) -> None:
+    def __init__(
+        self, on_refused: Callable[[PublishRefused], None], packing: Packing | None = None
+    ) -> None:
         self._on_refused = on_refused
+        self.packing = Packing() if packing is None else packing
         # What the broker should hold, in the order it last changed (b"": clear it):
         # topic -> payload, and family key -> family.
         self.retained: dict[str, bytes | Family] = {}
@@ -119,12 +111,12 @@ class RetainedStore:
 
     def put(self, topic: str, payload: bytes) -> None:
         """Owe ``payload`` to the broker if it differs from what we last gave it."""
-        data = pack(payload)
-        if self.retained.get(topic) != data:
-            self.store(topic, data)
+        old = self.retained.get(topic)
+        if not isinstance(old, bytes) or not same(old, payload):
+            self.store(topic, payload)
 
     def store(self, topic: str, data: bytes) -> None:
-        """Keep ``data`` (packed) as the topic's retained value and owe it to the broker.
+        """Keep ``data`` as the topic's retained value and owe it to the broker.
 
         Re-inserted at the end: a republish goes out in the order things last changed,
         so "online" comes after the states and configs it vouches for.
@@ -133,6 +125,13 @@ class RetainedStore:
         self.retained.pop(topic, None)
         self.retained[topic] = data
         self._changed(topic)
+        self._kept(topic, data)
+
+    def _kept(self, topic: str, data: bytes) -> None:
+        packing = self.packing
+        packing.stored(topic, data)
+        if packing.due():
+            packing.sweep(self.retained)
 
     def put_family(self, family: Family) -> None:
         """Keep ``family`` in place of the one with its key, owing what differs: all of
@@ -157,7 +156,8 @@ class RetainedStore:
         for topic, payload in before.items():
             if topic not in after:
                 loose = self._loose.pop(topic, None)
-                self.retained[topic] = pack(payload) if loose is None else loose
+                self.retained[topic] = kept = payload if loose is None else loose
+                self._kept(topic, kept)
                 if whole:
                     self._mark(topic, None)
         changed = [topic for topic, payload in after.items() if before.get(topic) != payload]
@@ -264,7 +264,8 @@ class RetainedStore:
     def _undelivered(self, topic: str, data: bytes, sending: _Sending | None) -> None:
         """A publish taken for sending is not known to have arrived: still owed."""
         if sending is None:
-            if topic not in self._dirty and self._current(topic) == data:
+            current = self._current(topic)  # packed meanwhile, perhaps
+            if topic not in self._dirty and current is not None and same(current, data):
                 self._mark(topic, None)
             return
         if not sending.dropped:
@@ -349,8 +350,12 @@ class RetainedStore:
                 if not self._owes():
                     self._dirty_added.clear()
                     waiter: asyncio.Future[Any] = asyncio.ensure_future(self._dirty_added.wait())
-                    await asyncio.wait({waiter, failure}, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(
+                        {waiter, failure}, timeout=PACK_AFTER, return_when=asyncio.FIRST_COMPLETED
+                    )
                     waiter.cancel()
+                    if self.packing.due():  # quiet: what stayed unchanged is packed now
+                        self.packing.sweep(self.retained)
                     continue
                 await window.acquire()
                 taken = self._take()

@@ -14,6 +14,7 @@ import aiomqtt
 import structlog
 from paho.mqtt.client import (
     MQTT_CLEAN_START_FIRST_ONLY,
+    MQTT_ERR_CONN_LOST,
     MQTT_ERR_NO_CONN,
     MQTT_ERR_SUCCESS,
     MQTTMessage,
@@ -156,8 +157,41 @@ class SessionClient(aiomqtt.Client):
         # replaces the future that holds it, and asyncio would call it never retrieved.
         if self._disconnected.done() and not self._disconnected.cancelled():
             self._disconnected.exception()
-        await super().__aenter__()
+        held = self._lock.locked()  # someone inside: aiomqtt refuses, and that is right
+        try:
+            await super().__aenter__()
+        except BaseException:
+            # aiomqtt releases its lock only for the errors it expects: cancelled in the
+            # middle (a stop at start-up), it would stay held, and every later connect
+            # would fail with "reusable, but not reentrant".
+            if not held:
+                self._let_go()
+            raise
         return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        # aiomqtt waits for its DISCONNECT to leave and the socket to close for `timeout`
+        # seconds, then raises with its lock still held: the session would never connect
+        # again ("reusable, but not reentrant"). A broker that reads nothing (frozen, a
+        # full socket buffer) or a loop busy for longer (a start-up under load) does it.
+        try:
+            await super().__aexit__(*exc_info)
+        finally:
+            self._let_go()
+
+    def _let_go(self) -> None:
+        """The connection, whatever became of it, is over: the socket closed (no old
+        socket's packet can reach the next connection), aiomqtt's lock released."""
+        try:
+            if self._connected.cancelled():  # by asyncio.wait_for: aiomqtt's callbacks
+                self._connected = asyncio.Future()  # would raise CancelledError on it
+            if self._client._sock is not None:
+                self._client._loop_rc_handle(MQTT_ERR_CONN_LOST)  # closes, tells on_disconnect
+            if self._disconnected.done() and not self._disconnected.cancelled():
+                self._disconnected.exception()  # told here: never "never retrieved"
+        finally:
+            if self._lock.locked():
+                self._lock.release()
 
     def unanswered_for(self, now: float) -> float:
         """How long the broker has left our oldest request (PUBLISH, PUBREL, PINGREQ)

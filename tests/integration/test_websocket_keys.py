@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import structlog
 
+from goe2mqtt.charger import loop as charger_loop
+from goe2mqtt.charger import push_side
 from goe2mqtt.config.settings import Settings, parse_settings
 from goe2mqtt.goe import ws_auth, ws_keys
 from goe2mqtt.goe.websocket import WebSocketLink
@@ -175,6 +177,99 @@ async def test_a_fleet_waiting_for_its_hashes_connects_once_per_charger(
         assert downs == [], downs
     finally:
         gate.set()
+        if running is not None:
+            await running.stop()
+        await sim.stop()
+
+
+@pytest.mark.parametrize("settle_at_most", [60.0, 0.0])
+async def test_a_charger_waiting_for_its_hash_is_not_polled_meanwhile_within_a_bound(
+    broker: MosquittoBroker, monkeypatch: pytest.MonkeyPatch, settle_at_most: float
+) -> None:
+    """A first start's queue of hashes: a charger whose socket waits for its hash is on
+    its way, and an HTTP poll meanwhile would only take the CPU the hashes wait for
+    (~8 % of a 10 000-charger restart's, and more at a first start). Bounded: past
+    SETTLE_AT_MOST (0 here) it is polled as any charger whose socket is not live."""
+    monkeypatch.setattr(charger_loop, "PUSH_START_WAIT", 0.2)  # the first poll's time
+    monkeypatch.setattr(push_side, "SETTLE_AT_MOST", settle_at_most)
+    gate, held = threading.Event(), []
+    real = ws_auth.derive
+
+    def held_back(password: str, serial: str, kind: HashKind) -> tuple[bytes, Any]:
+        held.append(serial)
+        gate.wait(30)
+        return real(password, serial, kind)
+
+    monkeypatch.setattr(ws_auth, "derive", held_back)
+    serials = [f"{510000 + n:06d}" for n in range(4)]
+    sim = Simulator(
+        [SimulatedCharger(s, None, password=PASSWORD, hash_kind="bcrypt") for s in serials],
+        delta_interval=0.1,
+    )
+    await sim.start()
+    running: RunningBridge | None = None
+    try:
+        for serial in serials:
+            await sim.serve_local(serial)
+        raw = make_settings(broker, sim, chargers=(), transport="local")
+        raw["chargers"] = [{"name": f"ws{n}", "host": sim.local_hosts[s], "password": PASSWORD,
+                            "transport": "websocket", "scan_interval": 0.1, "timeout": 1.0}
+                           for n, s in enumerate(serials)]  # fmt: skip
+        running = RunningBridge(parse_settings(raw))
+        await running.start()
+        chargers = running.bridge.chargers
+        await until(lambda: len(held) >= ws_auth.HASH_THREADS, "hashes held")
+        await until(lambda: all(sim.sockets[s].connections for s in serials), "all connected")
+        # Past the first poll's time, ten scan intervals (the same wait polls all four
+        # past the bound: the loops look meanwhile).
+        loop = asyncio.get_running_loop()
+        since = loop.time()
+        await until(lambda: loop.time() > since + 1.0, "ten scan intervals")
+        polls = [sim.charger(s).status_calls for s in serials]
+        if settle_at_most:
+            assert polls == [0, 0, 0, 0], polls
+            assert not any(c.polled_once for c in chargers.values())
+        else:
+            assert all(polls), polls  # past the bound: polled as ever
+        gate.set()
+        await until(lambda: all(c.pushing for c in chargers.values()), "every charger live")
+        assert [sim.sockets[s].connections for s in serials] == [1, 1, 1, 1]
+    finally:
+        gate.set()
+        if running is not None:
+            await running.stop()
+        await sim.stop()
+
+
+async def test_a_socket_that_fails_at_once_is_polled_at_once(
+    broker: MosquittoBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first connection ends (refused: a wrong password), not under way any more:
+    the charger is polled, without waiting for any bound."""
+    monkeypatch.setattr(charger_loop, "PUSH_START_WAIT", 0.2)
+    serial = "520000"
+    sim = Simulator(
+        [SimulatedCharger(serial, None, password=PASSWORD, hash_kind="bcrypt")],
+        delta_interval=0.1,
+    )
+    await sim.start()
+    running: RunningBridge | None = None
+    try:
+        await sim.serve_local(serial)
+        raw = make_settings(broker, sim, chargers=(), transport="local")
+        raw["chargers"] = [
+            {"name": "ws", "host": sim.local_hosts[serial], "password": "not-its-pw",
+             "transport": "websocket", "scan_interval": 0.1, "timeout": 1.0}
+        ]  # fmt: skip
+        running = RunningBridge(parse_settings(raw))
+        await running.start()
+        await until(lambda: sim.charger(serial).status_calls > 0, "polled", within=10)
+        charger = running.bridge.chargers["ws"]
+        assert not charger.pushing
+        assert charger.connection.startswith("polling (websocket: wrong password"), (
+            charger.connection
+        )
+    finally:
         if running is not None:
             await running.stop()
         await sim.stop()
