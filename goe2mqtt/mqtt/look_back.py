@@ -23,6 +23,7 @@ from goe2mqtt.mqtt.client import (
     MessageHandler,
     MqttOptions,
     Subscription,
+    disconnect_cause,
     hand_over_before_ack,
     side_client,
     until_quiet,
@@ -44,10 +45,13 @@ async def read_retained(
     client = side_client(options, "look-back", timeout=ANSWER_TIMEOUT)
     received = [0]
     hand_over_before_ack(client, received, handler)
-    async with client:
-        for wanted in filters:
-            await client.subscribe(wanted.topic, qos=wanted.qos)
-            await until_quiet(received)
+    try:
+        async with client:
+            for wanted in filters:
+                await client.subscribe(wanted.topic, qos=wanted.qos)
+                await until_quiet(received)
+    finally:
+        disconnect_cause(client)  # a cut connection's error told: never "never retrieved"
     return received[0]
 
 

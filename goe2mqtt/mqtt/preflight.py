@@ -10,7 +10,7 @@ import asyncio
 import aiomqtt
 import structlog
 
-from goe2mqtt.mqtt.client import RETAINED_QUIET, MqttOptions, side_client
+from goe2mqtt.mqtt.client import RETAINED_QUIET, MqttOptions, disconnect_cause, side_client
 from goe2mqtt.mqtt.topics import ONLINE
 
 log = structlog.get_logger()
@@ -41,4 +41,6 @@ async def another_live_instance(options: MqttOptions, heartbeat_topic: str, wait
                         return True
     except (TimeoutError, aiomqtt.MqttError):
         return False
+    finally:
+        disconnect_cause(client)  # a cut connection's error told: never "never retrieved"
     return False

@@ -79,16 +79,18 @@ async def test_a_retained_flood_on_reconnect_does_not_keep_the_session_down(
         await until(lambda: session.connected, "first connection")
         await until(lambda: session.looked_back, "what earlier runs left was read")
         assert retained  # some at least: the broker drops what a slow reader cannot take
+        # The user's client ends before the broker restart: one cut off by it would leave
+        # aiomqtt's "Unexpected disconnection" unretrieved, reported in a later test.
         async with aiomqtt.Client(broker.host, broker.port, identifier="user") as user:
             await user.publish("flood/garage/cmd/set", b"1", qos=1)
             await until(lambda: commands == [b"1"], "a command after the flood")
 
-            read_first = len(retained)
-            broker.restart()
-            await until(lambda: session.connections >= 2, "connected again", within=3 * WAIT)
-            async with aiomqtt.Client(broker.host, broker.port, identifier="user") as again:
-                await again.publish("flood/garage/cmd/set", b"2", qos=1)
-                await until(lambda: commands == [b"1", b"2"], "a command after the restart")
+        read_first = len(retained)
+        broker.restart()
+        await until(lambda: session.connections >= 2, "connected again", within=3 * WAIT)
+        async with aiomqtt.Client(broker.host, broker.port, identifier="user") as again:
+            await again.publish("flood/garage/cmd/set", b"2", qos=1)
+            await until(lambda: commands == [b"1", b"2"], "a command after the restart")
         # Read once per process: the reconnect did not read the flood again.
         assert len(retained) == read_first
         assert set(retained) <= {
