@@ -40,7 +40,8 @@ HISTORY = 50  # commands shown on a charger's page
 
 def _static(name: str, end_tag: str) -> str:
     text = resources.files("goe2mqtt.web").joinpath("static", name).read_text("utf-8")
-    assert end_tag not in text.lower(), f"{name} would end its own element"
+    if end_tag in text.lower():  # it goes inside the page, in an element of its kind
+        raise ValueError(f"{name} would end its own element")
     return text
 
 
