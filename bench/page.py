@@ -13,8 +13,9 @@ then:
     counting and the live stream opens. The first page's rows are in the HTML, so they
     are in the document by then (the bench checks the row count at that moment);
   - first paint: first-contentful-paint;
-  - the document's response start (the bridge's answer) and the bytes the browser took
-    over the wire (the document and whatever it loaded);
+  - the document's response start (the bridge's answer), the bytes the browser took
+    over the wire (the document and whatever it loaded; a resource from the browser's
+    cache counts 0) and the bridge's loop lag as its header says it;
 - with the page open, the live stream: its rows and bytes per second over --stream
   seconds (/events for the first page, as the page opens it; and for a page filtered by
   state, which looks at every charger's state);
@@ -60,7 +61,9 @@ TIMING = """() => {
   return {interactive_ms: n.domContentLoadedEventEnd,
           first_paint_ms: paint ? paint.startTime : -1, response_ms: n.responseStart,
           document_ms: n.responseEnd, bytes: bytes, document_bytes: n.transferSize,
-          rows: document.querySelectorAll('#fleet tbody tr').length};
+          rows: document.querySelectorAll('#fleet tbody tr').length,
+          resources: performance.getEntriesByType('resource').length,
+          loop_lag: document.querySelector('[data-h="lag"]').textContent};
 }"""
 # Counts the rows in the document when DOMContentLoaded ends (a listener added first by
 # Playwright runs before the page's own; this one is added last, on the window).
@@ -167,8 +170,8 @@ async def run(args: Any) -> dict[str, Any]:
             bridge = subprocess.Popen(
                 [sys.executable, "-m", "goe2mqtt", "--config", str(config), "--log-level",
                  "warning", "--log-format", "json"], stdout=log, stderr=subprocess.STDOUT,
-                env=env,
-            )  # fmt: skip
+                env=env, cwd=args.bridge_path or Path(__file__).resolve().parents[1],
+            )  # fmt: skip  # cwd: `python -m` puts it first on the path
         try:
             started = time.monotonic()
             async with aiohttp.ClientSession() as session:
