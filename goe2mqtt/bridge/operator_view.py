@@ -15,7 +15,7 @@ from goe2mqtt.bridge.loop_watch import LoopWatch
 from goe2mqtt.charger.loop import Charger
 from goe2mqtt.commands.outcomes import outcome_of
 from goe2mqtt.mqtt.session import MqttSession
-from goe2mqtt.web.view import ChargerRow, CommandLine, DurationCounts
+from goe2mqtt.web.view import ChargerRow, CommandLine, DurationCounts, state_of, transport_of
 
 
 def _number(value: Any) -> float | None:
@@ -140,6 +140,16 @@ class OperatorView:
     def rows(self) -> Iterator[ChargerRow]:
         for charger in list(self._chargers.values()):
             yield charger_row(charger)
+
+    def kinds(self) -> Iterator[tuple[str, str, str]]:
+        for name, charger in list(self._chargers.items()):
+            car = charger.status.get("car")
+            car_state = car if isinstance(car, int) and not isinstance(car, bool) else None
+            yield (
+                name,
+                state_of(charger.availability.online, car_state),
+                transport_of(charger.connection),
+            )
 
     def states(self, name: str) -> Mapping[str, Any]:
         charger = self._chargers.get(name)

@@ -103,26 +103,32 @@ class Selection:
             size=whole("size", PAGE_SIZE, MAX_PAGE_SIZE),
         )
 
-    def matches(self, row: ChargerRow) -> bool:
-        if self.state and row.state != self.state and not (self.state == "online" and row.online):
+    def fits(self, state: str, transport: str) -> bool:
+        """A charger in this state on this transport is on the filtered pages."""
+        if (
+            self.state
+            and state != self.state
+            and not (self.state == "online" and state != "offline")
+        ):
             return False
-        return not self.transport or row.transport == self.transport
+        return not self.transport or transport == self.transport
 
     def pick(self, look: BridgeLook) -> tuple[list[ChargerRow], int]:
-        """The rows on this page, and how many match in all. Only a state or transport
-        filter looks at every charger's row; names alone are cheap at any fleet size
-        (an open page asks every second)."""
-        names: Iterable[str] = look.names()
+        """The rows on this page, and how many match in all. Only the page's rows are
+        made (an open page asks every second): a name filter looks at the names, a
+        state or transport filter at every charger's state and transport (look.kinds),
+        not at its whole row."""
+        names: Iterable[str]
+        if self.state or self.transport:
+            names = [name for name, state, transport in look.kinds() if self.fits(state, transport)]
+        else:
+            names = look.names()
         if self.text:
             names = [name for name in names if self.text in name.lower()]
+        listed = list(names)
         start = (self.page - 1) * self.size
-        if not self.state and not self.transport:
-            listed = list(names)
-            page = (look.row(name) for name in listed[start : start + self.size])
-            return [row for row in page if row is not None], len(listed)
-        rows = (look.row(name) for name in names)
-        matching = [row for row in rows if row is not None and self.matches(row)]
-        return matching[start : start + self.size], len(matching)
+        page = (look.row(name) for name in listed[start : start + self.size])
+        return [row for row in page if row is not None], len(listed)
 
     def query(self, **changes: str | int) -> str:
         values: dict[str, str | int] = {

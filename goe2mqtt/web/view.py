@@ -13,6 +13,18 @@ from typing import Any, Protocol
 from goe2mqtt.catalogue import CAR_STATES
 
 
+def transport_of(connection: str) -> str:
+    """The connection in one word: polling, websocket, cloud_websocket, mqtt, none."""
+    return connection.split(" (", 1)[0].strip().replace(" ", "_") or "none"
+
+
+def state_of(online: bool, car_state: int | None) -> str:
+    """online, offline, or the car state's name while online."""
+    if not online:
+        return "offline"
+    return CAR_STATES.get(car_state, "unknown") if car_state is not None else "online"
+
+
 @dataclass(frozen=True)
 class ChargerRow:
     """One charger as the operator sees it at this moment."""
@@ -38,15 +50,11 @@ class ChargerRow:
 
     @property
     def transport(self) -> str:
-        """The connection in one word: polling, websocket, cloud_websocket, mqtt, none."""
-        return self.connection.split(" (", 1)[0].strip().replace(" ", "_") or "none"
+        return transport_of(self.connection)
 
     @property
     def state(self) -> str:
-        """online, offline, or the car state's name while online."""
-        if not self.online:
-            return "offline"
-        return CAR_STATES.get(self.car_state, "unknown") if self.car_state is not None else "online"
+        return state_of(self.online, self.car_state)
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,10 @@ class BridgeLook(Protocol):
     def row(self, name: str) -> ChargerRow | None: ...
 
     def rows(self) -> Iterable[ChargerRow]: ...
+
+    def kinds(self) -> Iterable[tuple[str, str, str]]:
+        """(name, state, transport) of every charger, in configuration order, without
+        making its row: what a filter by state or transport looks at."""
 
     def states(self, name: str) -> Mapping[str, Any]:
         """Every entity's current value (entity key -> value)."""

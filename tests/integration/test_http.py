@@ -180,15 +180,15 @@ async def test_the_token_guards_all_but_the_probes_and_nothing_served_holds_a_se
             status, body, _ = await get(url + path)
             assert status in (200, 503)
             served.append(body)
-        for path in ("/", "/metrics", "/charger/garage", "/static/page.js", "/events"):
+        for path in ("/", "/metrics", "/charger/garage", "/events"):
             status, body, headers = await get(url + path)
             assert status == 401, path
             assert headers["WWW-Authenticate"].startswith("Bearer")
             served.append(body + json.dumps(headers))
             status, body, _ = await get(url + path, headers={"Authorization": "Bearer wrong"})
             assert status == 401, path
-        for path in ("/", "/metrics", "/charger/garage", "/charger/carport", "/static/page.js",
-                     "/static/page.css", "/nowhere", "/charger/nobody"):  # fmt: skip
+        for path in ("/", "/metrics", "/charger/garage", "/charger/carport", "/nowhere",
+                     "/charger/nobody"):  # fmt: skip
             status, body, headers = await get(url + path, headers=bearer)
             assert status == (404 if "no" in path else 200), path
             served.append(body + json.dumps(headers))

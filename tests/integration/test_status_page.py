@@ -56,12 +56,17 @@ async def test_the_page_is_live_escapes_hostile_names_and_comes_back_after_a_res
                 await opened.dismiss()
 
             page.on("dialog", dialog)
+            asked: list[str] = []
+            page.on("request", lambda request: asked.append(request.url))
             await page.goto(url + "/")
             names = await page.locator("#fleet tbody tr").evaluate_all(
                 "rows => rows.map(r => r.getAttribute('data-name'))"
             )
             assert names == ["garage", "carport"]
             await page.wait_for_selector("#live.up")  # the stream is open
+            # One request for the page, its script and style inside (allowed by their
+            # hashes): on a busy bridge each request waits its turn. Then its stream.
+            assert asked == [url + "/", url + "/events?"]
             await expect(page.locator(cell("garage", "own_name"))).to_have_text(HOSTILE_NAME)
             assert await page.locator(f"{cell('garage', 'own_name')} img").count() == 0
 
