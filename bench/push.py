@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import subprocess
 import sys
@@ -45,6 +46,15 @@ PASSWORD = "bench-password"
 BASE = "benchpush"
 PREFIX = "push-ha"  # the discovery prefix
 CHANGES_PER_SECOND = 5
+PY_SPY = os.environ.get("PY_SPY", "py-spy")  # e.g. PY_SPY=/work/tools/bin/py-spy
+
+
+def latency_window(window: float) -> float:  # the change latency's window
+    return min(window, 20)
+
+
+PROFILERS: list[subprocess.Popen[bytes]] = []  # py-spy, still recording
+INFO_WAIT = 90.0  # s: bridge/info is published every 30 s
 SLICES = 10  # the second's deltas go out in this many steps
 
 
@@ -183,12 +193,14 @@ async def measure(
     deadline: float,
     published: list[int] | None = None,
     infos: list[tuple[float, dict[str, Any]]] | None = None,
+    profile: Path | None = None,
 ) -> tuple[float, float, float]:
     """(seconds to connect all, CPU us per delta, RSS MiB) of a process reading N sockets;
     with ``published`` (the MQTT messages seen so far, discovery's too) only once the
     start-up's burst is over: under CHANGES_PER_SECOND * 4 messages a second, 3 s long,
     and (``infos``, the bridge/info reports) the bridge owes the broker nothing (a loaded
-    machine can hold a bridge still for 3 s)."""
+    machine can hold a bridge still for 3 s). With ``profile``: py-spy's samples of the
+    window there (speedscope: in order, so a hold is a run of one stack)."""
     started = time.monotonic()
     while len(server.open) < n:
         if process.poll() is not None:
@@ -210,15 +222,29 @@ async def measure(
         if quiet_seconds == 3 and infos is not None:
             quiet_at = time.monotonic()
             while not any(at > quiet_at for at, _ in infos):  # bridge/info: every 30 s
-                if time.monotonic() - started > deadline:
-                    raise RuntimeError(f"no bridge/info in {deadline:.0f} s")
+                if time.monotonic() - quiet_at > INFO_WAIT:
+                    # Said, and measured all the same: a bridge whose bridge/info never
+                    # gets out owes the broker its backlog, which the window then shows.
+                    print(f"  no bridge/info {INFO_WAIT:.0f} s after the quiet: measuring",
+                          file=sys.stderr, flush=True)  # fmt: skip
+                    break
                 await asyncio.sleep(0.2)
-            if infos[-1][1].get("mqtt_backlog"):
+            if infos and infos[-1][0] > quiet_at and infos[-1][1].get("mqtt_backlog"):
                 quiet_seconds = 0
     cpu0, deltas0 = proc_cpu(process.pid), server.deltas
+    profiler = None
+    if profile is not None:  # py-spy over the window (it pauses the process briefly per sample)
+        profiler = subprocess.Popen(
+            [PY_SPY, "record", "--pid", str(process.pid), "-r", "50",
+             "-d", str(int(window + latency_window(window))),
+             "-f", "speedscope", "-o", str(profile), "--nonblocking", "--idle"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
     await asyncio.sleep(window)
     cpu1, deltas1 = proc_cpu(process.pid), server.deltas
     per_delta = 1e6 * (cpu1 - cpu0) / max(1, deltas1 - deltas0)
+    if profiler is not None:  # it goes on over the latency window: see run_size
+        PROFILERS.append(profiler)
     return connected, per_delta, proc_rss(process.pid)
 
 
@@ -277,6 +303,8 @@ async def run_size(n: int, args: Any) -> Result:
                 return
             if topic == f"{BASE}/bridge/info" and payload:
                 infos.append((time.monotonic(), json.loads(payload)))
+                shown = {k: infos[-1][1].get(k) for k in ("loop", "memory")}
+                print(f"  bridge/info: {json.dumps(shown)}", file=sys.stderr, flush=True)
                 return
             serial = topic.split("/")[1][1:]
             if topic.endswith("/charging_current"):
@@ -288,12 +316,18 @@ async def run_size(n: int, args: Any) -> Result:
             with_value = server.sent_at.pop((serial, amp), None)
             if with_value is not None:
                 latencies.append(1000 * (time.monotonic() - with_value))
+                if args.profile and latencies[-1] > 250:
+                    print(f"  slow change at {time.strftime('%H:%M:%S')}: {latencies[-1]:.0f} ms",
+                          file=sys.stderr, flush=True)  # fmt: skip
 
         listener = asyncio.create_task(listen())
+        env = dict(os.environ)
+        if args.bridge_path:  # another checkout's bridge (main: the "before")
+            env["PYTHONPATH"] = str(Path(args.bridge_path).resolve())
         bridge = subprocess.Popen(
             [sys.executable, "-m", "goe2mqtt", "run", "-c", str(workdir / "config.json"),
-             "--log-level", "warning"],
-            stderr=open(workdir / "bridge.log", "wb"),
+             "--log-level", "info" if args.profile else "warning"],
+            stderr=open(workdir / "bridge.log", "wb"), env=env,
         )  # fmt: skip
         try:
             result.connect_s, result.cpu_per_delta_us, result.rss_mib = await measure(
@@ -305,13 +339,17 @@ async def run_size(n: int, args: Any) -> Result:
                 args.connect_deadline,
                 received,
                 infos,
+                Path(f"{args.profile}-{n}.json") if args.profile else None,
             )
             seen0 = received[0]
             latencies.clear()
             server.sent_at.clear()
-            await asyncio.sleep(min(args.window, 20))
+            await asyncio.sleep(latency_window(args.window))
             result.latencies_ms = list(latencies)
-            result.mqtt_per_s = (received[0] - seen0) / min(args.window, 20)
+            for profiler in PROFILERS:
+                await asyncio.to_thread(profiler.wait)
+            PROFILERS.clear()
+            result.mqtt_per_s = (received[0] - seen0) / latency_window(args.window)
             if not args.json_only:
                 for client in listening:  # mosquitto_sub counts them from here on
                     await client.unsubscribe(f"{PREFIX}/#")
@@ -334,6 +372,11 @@ async def run_size(n: int, args: Any) -> Result:
         for socket in list(server.open.values()):
             await socket.close()
         server.open.clear()
+        if args.no_floor:
+            ticker.cancel()
+            assert server.runner is not None
+            await server.runner.cleanup()
+            return result
         (workdir / "urls.json").write_text(json.dumps([f"ws://127.0.0.1:{server.port}/{s}/ws"
                                                        for s in chargers]))  # fmt: skip
         bare = subprocess.Popen([sys.executable, str(HERE / "bare_push.py"),
@@ -402,6 +445,18 @@ def main(argv: list[str] | None = None) -> None:
         help="discovery and leaf topics off: one JSON state per charger (the"
         " fleet back-end's shape; a 10 000-charger start-up otherwise spends"
         " minutes publishing 2.3 million discovery and state messages)",
+    )
+    parser.add_argument(
+        "--bridge-path",
+        help="run the bridge from this checkout (PYTHONPATH), e.g. /work/main for a before",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="PREFIX",
+        help="py-spy (speedscope) of the bridge over the CPU window: PREFIX-N.json",
+    )
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the bare reader (a profiling run)"
     )
     args = parser.parse_args(argv)
     random.seed(args.seed)
