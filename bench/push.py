@@ -36,6 +36,8 @@ from aiohttp import WSMsgType, web
 from procstat import percentile, proc_cpu, proc_rss
 from push_birth import Birth, home_assistant_restarts, print_births
 
+from goe2mqtt.bridge.loop_watch import LoopWatch
+from goe2mqtt.bridge.memory import MemoryUpkeep
 from goe2mqtt.goe.ws_protocol import encode
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.charger import SimulatedCharger
@@ -181,6 +183,7 @@ class Result:
     latencies_ms: list[float] = field(default_factory=list)
     mqtt_per_s: float = float("nan")
     birth: Birth | None = None  # Home Assistant's birth message, with discovery on
+    harness: dict[str, Any] = field(default_factory=dict)  # its loop watch, latency window
     note: str = ""
 
 
@@ -250,13 +253,26 @@ async def measure(
 
 async def run_size(n: int, args: Any) -> Result:
     result = Result(n)
+    harness_watch = LoopWatch()
     chargers = serials(n)
     server = PushServer(chargers)
     await server.start()
     ticker = asyncio.create_task(server.tick_forever())
     workdir = Path(tempfile.mkdtemp(prefix="goe2mqtt-push-"))
     url = f"http://127.0.0.1:{server.port}"
-    with MosquittoBroker() as broker:
+    # The harness (10 000 server sockets, the ticker, the listener that times changes) is
+    # one process too: with Python's own collector its full collections held it, and
+    # a change was stamped sent, or seen, late. It keeps its collector short the
+    # bridge's way, as bench/bench.py --fleet does; its loop watch says how long it was
+    # held while measuring (it should be small beside the bridge's figures).
+    harness_stop = asyncio.Event()
+    harness_tasks = [asyncio.create_task(harness_watch.run())]
+    if args.harness_gc == "upkeep":
+        harness_tasks.append(asyncio.create_task(
+            MemoryUpkeep().run(harness_stop, ready=lambda: True, at_most=0)))  # fmt: skip
+    # As the fleet bench's broker: Nagle's delay on the listener's socket is no latency
+    # of the bridge's.
+    with MosquittoBroker(extra_config=("set_tcp_nodelay true",)) as broker:
         config = {
             "mqtt": {"host": broker.host, "port": broker.port, "base_topic": BASE,
                      "client_id": f"push-{uuid.uuid4().hex[:6]}", "discovery_prefix": PREFIX,
@@ -344,8 +360,10 @@ async def run_size(n: int, args: Any) -> Result:
             seen0 = received[0]
             latencies.clear()
             server.sent_at.clear()
+            harness_watch.report()  # from here: the latency window's
             await asyncio.sleep(latency_window(args.window))
             result.latencies_ms = list(latencies)
+            result.harness = harness_watch.report()
             for profiler in PROFILERS:
                 await asyncio.to_thread(profiler.wait)
             PROFILERS.clear()
@@ -374,6 +392,10 @@ async def run_size(n: int, args: Any) -> Result:
         server.open.clear()
         if args.no_floor:
             ticker.cancel()
+            harness_stop.set()
+            for task in harness_tasks:
+                task.cancel()
+            await asyncio.gather(*harness_tasks, return_exceptions=True)
             assert server.runner is not None
             await server.runner.cleanup()
             return result
@@ -391,6 +413,10 @@ async def run_size(n: int, args: Any) -> Result:
             bare.terminate()
             bare.wait(30)
     ticker.cancel()
+    harness_stop.set()
+    for task in harness_tasks:
+        task.cancel()
+    await asyncio.gather(*harness_tasks, return_exceptions=True)
     assert server.runner is not None
     await server.runner.cleanup()
     return result
@@ -414,6 +440,10 @@ def print_table(results: list[Result]) -> None:
             f" {len(r.latencies_ms)} | {r.mqtt_per_s:.1f} |{(' ' + r.note) if r.note else ''}"
         )
     print_births([(r.n, r.birth) for r in results if r.birth is not None])
+    for r in results:  # the harness's own holds while changes were timed
+        if r.harness:
+            print(f"harness at {r.n}: longest hold {r.harness['lag_max_ms']} ms, longest"
+                  f" collection {r.harness['gc_pause_max_ms']} ms")  # fmt: skip
 
 
 async def main_async(args: Any) -> None:
@@ -457,6 +487,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--no-floor", action="store_true", help="skip the bare reader (a profiling run)"
+    )
+    parser.add_argument(
+        "--harness-gc",
+        choices=("upkeep", "python"),
+        default="upkeep",
+        help="the harness's own collector: the bridge's upkeep (default), or Python's"
+        " (as before 2026-12-06: its full collections held the harness at 10 000)",
     )
     args = parser.parse_args(argv)
     random.seed(args.seed)
