@@ -364,6 +364,12 @@ async def run_size(n: int, args: Any) -> Result:
             await asyncio.sleep(latency_window(args.window))
             result.latencies_ms = list(latencies)
             result.harness = harness_watch.report()
+            print(f"  bridge measured (the floor follows): {result.cpu_per_delta_us:.1f} us/delta,"
+                  f" change p50 {percentile(result.latencies_ms, 0.5):.0f} ms,"
+                  f" p99 {percentile(result.latencies_ms, 0.99):.0f} ms"
+                  f" ({len(result.latencies_ms)}), RSS {result.rss_mib:.1f} MiB,"
+                  f" connected in {result.connect_s:.0f} s, harness {result.harness}",
+                  file=sys.stderr, flush=True)  # fmt: skip
             for profiler in PROFILERS:
                 await asyncio.to_thread(profiler.wait)
             PROFILERS.clear()

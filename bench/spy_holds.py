@@ -41,6 +41,7 @@ def holds(path: Path, min_ms: float) -> None:
     thread = main_thread(profile)
     samples, weights = thread["samples"], thread["weights"]
     busy_total: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()  # samples with the function anywhere on the stack
     run: list[list[int]] = []
     run_s = 0.0
     at = 0.0
@@ -62,11 +63,16 @@ def holds(path: Path, min_ms: float) -> None:
             run.append(stack)
             run_s += weight
             busy_total[describe(frames, stack, 3)] += 1
+            for name in {describe(frames, [i], 1) for i in stack}:
+                inclusive[name] += 1
         at += weight
     close()
     busy = sum(busy_total.values())
     print(f"{found} holds >= {min_ms:.0f} ms in {at:.1f} s; busy {busy} of {len(samples)} samples")
     for name, n in busy_total.most_common(25):
+        print(f"  {100 * n / max(1, busy):5.1f}%  {name}")
+    print("functions anywhere on a busy stack (inclusive), share of busy samples:")
+    for name, n in inclusive.most_common(40):
         print(f"  {100 * n / max(1, busy):5.1f}%  {name}")
 
 
