@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import subprocess
 import sys
@@ -35,6 +36,8 @@ from aiohttp import WSMsgType, web
 from procstat import percentile, proc_cpu, proc_rss
 from push_birth import Birth, home_assistant_restarts, print_births
 
+from goe2mqtt.bridge.loop_watch import LoopWatch
+from goe2mqtt.bridge.memory import MemoryUpkeep
 from goe2mqtt.goe.ws_protocol import encode
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.charger import SimulatedCharger
@@ -45,6 +48,15 @@ PASSWORD = "bench-password"
 BASE = "benchpush"
 PREFIX = "push-ha"  # the discovery prefix
 CHANGES_PER_SECOND = 5
+PY_SPY = os.environ.get("PY_SPY", "py-spy")  # e.g. PY_SPY=/work/tools/bin/py-spy
+
+
+def latency_window(window: float) -> float:  # the change latency's window
+    return min(window, 20)
+
+
+PROFILERS: list[subprocess.Popen[bytes]] = []  # py-spy, still recording
+INFO_WAIT = 90.0  # s: bridge/info is published every 30 s
 SLICES = 10  # the second's deltas go out in this many steps
 
 
@@ -171,6 +183,7 @@ class Result:
     latencies_ms: list[float] = field(default_factory=list)
     mqtt_per_s: float = float("nan")
     birth: Birth | None = None  # Home Assistant's birth message, with discovery on
+    harness: dict[str, Any] = field(default_factory=dict)  # its loop watch, latency window
     note: str = ""
 
 
@@ -183,12 +196,14 @@ async def measure(
     deadline: float,
     published: list[int] | None = None,
     infos: list[tuple[float, dict[str, Any]]] | None = None,
+    profile: Path | None = None,
 ) -> tuple[float, float, float]:
     """(seconds to connect all, CPU us per delta, RSS MiB) of a process reading N sockets;
     with ``published`` (the MQTT messages seen so far, discovery's too) only once the
     start-up's burst is over: under CHANGES_PER_SECOND * 4 messages a second, 3 s long,
     and (``infos``, the bridge/info reports) the bridge owes the broker nothing (a loaded
-    machine can hold a bridge still for 3 s)."""
+    machine can hold a bridge still for 3 s). With ``profile``: py-spy's samples of the
+    window there (speedscope: in order, so a hold is a run of one stack)."""
     started = time.monotonic()
     while len(server.open) < n:
         if process.poll() is not None:
@@ -210,27 +225,54 @@ async def measure(
         if quiet_seconds == 3 and infos is not None:
             quiet_at = time.monotonic()
             while not any(at > quiet_at for at, _ in infos):  # bridge/info: every 30 s
-                if time.monotonic() - started > deadline:
-                    raise RuntimeError(f"no bridge/info in {deadline:.0f} s")
+                if time.monotonic() - quiet_at > INFO_WAIT:
+                    # Said, and measured all the same: a bridge whose bridge/info never
+                    # gets out owes the broker its backlog, which the window then shows.
+                    print(f"  no bridge/info {INFO_WAIT:.0f} s after the quiet: measuring",
+                          file=sys.stderr, flush=True)  # fmt: skip
+                    break
                 await asyncio.sleep(0.2)
-            if infos[-1][1].get("mqtt_backlog"):
+            if infos and infos[-1][0] > quiet_at and infos[-1][1].get("mqtt_backlog"):
                 quiet_seconds = 0
     cpu0, deltas0 = proc_cpu(process.pid), server.deltas
+    profiler = None
+    if profile is not None:  # py-spy over the window (it pauses the process briefly per sample)
+        profiler = subprocess.Popen(
+            [PY_SPY, "record", "--pid", str(process.pid), "-r", "50",
+             "-d", str(int(window + latency_window(window))),
+             "-f", "speedscope", "-o", str(profile), "--nonblocking", "--idle"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
     await asyncio.sleep(window)
     cpu1, deltas1 = proc_cpu(process.pid), server.deltas
     per_delta = 1e6 * (cpu1 - cpu0) / max(1, deltas1 - deltas0)
+    if profiler is not None:  # it goes on over the latency window: see run_size
+        PROFILERS.append(profiler)
     return connected, per_delta, proc_rss(process.pid)
 
 
 async def run_size(n: int, args: Any) -> Result:
     result = Result(n)
+    harness_watch = LoopWatch()
     chargers = serials(n)
     server = PushServer(chargers)
     await server.start()
     ticker = asyncio.create_task(server.tick_forever())
     workdir = Path(tempfile.mkdtemp(prefix="goe2mqtt-push-"))
     url = f"http://127.0.0.1:{server.port}"
-    with MosquittoBroker() as broker:
+    # The harness (10 000 server sockets, the ticker, the listener that times changes) is
+    # one process too: with Python's own collector its full collections held it, and
+    # a change was stamped sent, or seen, late. It keeps its collector short the
+    # bridge's way, as bench/bench.py --fleet does; its loop watch says how long it was
+    # held while measuring (it should be small beside the bridge's figures).
+    harness_stop = asyncio.Event()
+    harness_tasks = [asyncio.create_task(harness_watch.run())]
+    if args.harness_gc == "upkeep":
+        harness_tasks.append(asyncio.create_task(
+            MemoryUpkeep().run(harness_stop, ready=lambda: True, at_most=0)))  # fmt: skip
+    # As the fleet bench's broker: Nagle's delay on the listener's socket is no latency
+    # of the bridge's.
+    with MosquittoBroker(extra_config=("set_tcp_nodelay true",)) as broker:
         config = {
             "mqtt": {"host": broker.host, "port": broker.port, "base_topic": BASE,
                      "client_id": f"push-{uuid.uuid4().hex[:6]}", "discovery_prefix": PREFIX,
@@ -277,6 +319,8 @@ async def run_size(n: int, args: Any) -> Result:
                 return
             if topic == f"{BASE}/bridge/info" and payload:
                 infos.append((time.monotonic(), json.loads(payload)))
+                shown = {k: infos[-1][1].get(k) for k in ("loop", "memory")}
+                print(f"  bridge/info: {json.dumps(shown)}", file=sys.stderr, flush=True)
                 return
             serial = topic.split("/")[1][1:]
             if topic.endswith("/charging_current"):
@@ -288,12 +332,18 @@ async def run_size(n: int, args: Any) -> Result:
             with_value = server.sent_at.pop((serial, amp), None)
             if with_value is not None:
                 latencies.append(1000 * (time.monotonic() - with_value))
+                if args.profile and latencies[-1] > 250:
+                    print(f"  slow change at {time.strftime('%H:%M:%S')}: {latencies[-1]:.0f} ms",
+                          file=sys.stderr, flush=True)  # fmt: skip
 
         listener = asyncio.create_task(listen())
+        env = dict(os.environ)
+        if args.bridge_path:  # another checkout's bridge (main: the "before")
+            env["PYTHONPATH"] = str(Path(args.bridge_path).resolve())
         bridge = subprocess.Popen(
             [sys.executable, "-m", "goe2mqtt", "run", "-c", str(workdir / "config.json"),
-             "--log-level", "warning"],
-            stderr=open(workdir / "bridge.log", "wb"),
+             "--log-level", "info" if args.profile else "warning"],
+            stderr=open(workdir / "bridge.log", "wb"), env=env,
         )  # fmt: skip
         try:
             result.connect_s, result.cpu_per_delta_us, result.rss_mib = await measure(
@@ -305,13 +355,25 @@ async def run_size(n: int, args: Any) -> Result:
                 args.connect_deadline,
                 received,
                 infos,
+                Path(f"{args.profile}-{n}.json") if args.profile else None,
             )
             seen0 = received[0]
             latencies.clear()
             server.sent_at.clear()
-            await asyncio.sleep(min(args.window, 20))
+            harness_watch.report()  # from here: the latency window's
+            await asyncio.sleep(latency_window(args.window))
             result.latencies_ms = list(latencies)
-            result.mqtt_per_s = (received[0] - seen0) / min(args.window, 20)
+            result.harness = harness_watch.report()
+            print(f"  bridge measured (the floor follows): {result.cpu_per_delta_us:.1f} us/delta,"
+                  f" change p50 {percentile(result.latencies_ms, 0.5):.0f} ms,"
+                  f" p99 {percentile(result.latencies_ms, 0.99):.0f} ms"
+                  f" ({len(result.latencies_ms)}), RSS {result.rss_mib:.1f} MiB,"
+                  f" connected in {result.connect_s:.0f} s, harness {result.harness}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            for profiler in PROFILERS:
+                await asyncio.to_thread(profiler.wait)
+            PROFILERS.clear()
+            result.mqtt_per_s = (received[0] - seen0) / latency_window(args.window)
             if not args.json_only:
                 for client in listening:  # mosquitto_sub counts them from here on
                     await client.unsubscribe(f"{PREFIX}/#")
@@ -334,6 +396,15 @@ async def run_size(n: int, args: Any) -> Result:
         for socket in list(server.open.values()):
             await socket.close()
         server.open.clear()
+        if args.no_floor:
+            ticker.cancel()
+            harness_stop.set()
+            for task in harness_tasks:
+                task.cancel()
+            await asyncio.gather(*harness_tasks, return_exceptions=True)
+            assert server.runner is not None
+            await server.runner.cleanup()
+            return result
         (workdir / "urls.json").write_text(json.dumps([f"ws://127.0.0.1:{server.port}/{s}/ws"
                                                        for s in chargers]))  # fmt: skip
         bare = subprocess.Popen([sys.executable, str(HERE / "bare_push.py"),
@@ -348,6 +419,10 @@ async def run_size(n: int, args: Any) -> Result:
             bare.terminate()
             bare.wait(30)
     ticker.cancel()
+    harness_stop.set()
+    for task in harness_tasks:
+        task.cancel()
+    await asyncio.gather(*harness_tasks, return_exceptions=True)
     assert server.runner is not None
     await server.runner.cleanup()
     return result
@@ -371,6 +446,10 @@ def print_table(results: list[Result]) -> None:
             f" {len(r.latencies_ms)} | {r.mqtt_per_s:.1f} |{(' ' + r.note) if r.note else ''}"
         )
     print_births([(r.n, r.birth) for r in results if r.birth is not None])
+    for r in results:  # the harness's own holds while changes were timed
+        if r.harness:
+            print(f"harness at {r.n}: longest hold {r.harness['lag_max_ms']} ms, longest"
+                  f" collection {r.harness['gc_pause_max_ms']} ms")  # fmt: skip
 
 
 async def main_async(args: Any) -> None:
@@ -402,6 +481,25 @@ def main(argv: list[str] | None = None) -> None:
         help="discovery and leaf topics off: one JSON state per charger (the"
         " fleet back-end's shape; a 10 000-charger start-up otherwise spends"
         " minutes publishing 2.3 million discovery and state messages)",
+    )
+    parser.add_argument(
+        "--bridge-path",
+        help="run the bridge from this checkout (PYTHONPATH), e.g. /work/main for a before",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="PREFIX",
+        help="py-spy (speedscope) of the bridge over the CPU window: PREFIX-N.json",
+    )
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the bare reader (a profiling run)"
+    )
+    parser.add_argument(
+        "--harness-gc",
+        choices=("upkeep", "python"),
+        default="upkeep",
+        help="the harness's own collector: the bridge's upkeep (default), or Python's"
+        " (as before 2026-12-06: its full collections held the harness at 10 000)",
     )
     args = parser.parse_args(argv)
     random.seed(args.seed)

@@ -16,7 +16,13 @@ import gc
 import time
 from typing import Any
 
+import structlog
+
+log = structlog.get_logger()
+
 SAMPLE_EVERY = 0.1  # s: a hold shorter than this may go unseen, which is fine
+HOLD_LOGGED = 0.1  # s: a hold this long is logged (loop_held), with what ran meanwhile
+HOLDS_LOGGED_PER_MINUTE = 20  # a process held again and again must not flood the log
 
 
 class LoopWatch:
@@ -27,12 +33,18 @@ class LoopWatch:
         self._gc_full = 0
         self._gc_started: float | None = None
         self._lag_reported = 0.0  # the longest hold of the window report() closed last
+        self._gc_time = 0.0  # s, all collections so far: a hold's share of it is told
+        self._gc_gen = -1  # the oldest generation collected since the last sample
+        self._logged_at: list[float] = []  # when holds were logged in the last minute
 
     def _on_gc(self, phase: str, details: dict[str, Any]) -> None:
         if phase == "start":
             self._gc_started = time.perf_counter()
         elif self._gc_started is not None:
-            self._gc_max = max(self._gc_max, time.perf_counter() - self._gc_started)
+            pause = time.perf_counter() - self._gc_started
+            self._gc_max = max(self._gc_max, pause)
+            self._gc_time += pause
+            self._gc_gen = max(self._gc_gen, details.get("generation", -1))
             self._gc_started = None
             if details.get("generation") == 2:
                 self._gc_full += 1
@@ -44,13 +56,32 @@ class LoopWatch:
         try:
             while True:
                 due, cpu = loop.time() + SAMPLE_EVERY, time.process_time()
+                gc_time, self._gc_gen = self._gc_time, -1
                 await asyncio.sleep(SAMPLE_EVERY)
                 lag = loop.time() - due
+                cpu = time.process_time() - cpu
                 if lag > self._lag_max:
-                    self._lag_max = lag
-                    self._lag_max_cpu = time.process_time() - cpu
+                    self._lag_max, self._lag_max_cpu = lag, cpu
+                if lag >= HOLD_LOGGED:
+                    self._log_hold(lag, cpu, self._gc_time - gc_time)
         finally:
             gc.callbacks.remove(self._on_gc)
+
+    def _log_hold(self, lag: float, cpu: float, gc_time: float) -> None:
+        """One line per hold (at most HOLDS_LOGGED_PER_MINUTE): how long, the CPU the
+        process got meanwhile, and how much of it the garbage collector took."""
+        now = time.monotonic()
+        self._logged_at = [at for at in self._logged_at if now - at < 60.0]
+        if len(self._logged_at) >= HOLDS_LOGGED_PER_MINUTE:
+            return
+        self._logged_at.append(now)
+        log.info(
+            "loop_held",
+            ms=round(lag * 1000, 1),
+            cpu_ms=round(cpu * 1000, 1),  # the sample's 100 ms and the hold
+            gc_ms=round(gc_time * 1000, 1),
+            gc_generation=self._gc_gen if self._gc_gen >= 0 else None,
+        )
 
     def report(self) -> dict[str, Any]:
         """The longest hold and collection since the last report (then starts anew)."""

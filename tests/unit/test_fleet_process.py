@@ -10,8 +10,10 @@ import weakref
 from dataclasses import InitVar, dataclass, field
 from typing import Any
 
+import structlog.testing
+
 from goe2mqtt.bridge.info import DETAIL_LIMIT, fleet_info
-from goe2mqtt.bridge.loop_watch import LoopWatch
+from goe2mqtt.bridge.loop_watch import HOLDS_LOGGED_PER_MINUTE, LoopWatch
 from goe2mqtt.bridge.memory import MemoryUpkeep, release_free_memory, rss_mib
 from goe2mqtt.charger.availability import Availability
 from goe2mqtt.charger.rules import next_due
@@ -113,6 +115,50 @@ def test_the_loop_watch_sees_a_held_loop_and_collections() -> None:
     assert after["gc_full_collections"] == 0
     assert after["lag_max_ms"] < held["lag_max_ms"]
     assert LoopWatch()._on_gc not in gc.callbacks
+
+
+def test_a_hold_is_logged_with_the_collections_inside_it() -> None:
+    """Each hold of the loop is a log line: how long, and how much of it was the garbage
+    collector's (at 10 000 chargers the hold's cause was not known: now each one says)."""
+
+    async def scenario() -> None:
+        watch = LoopWatch()
+        task = asyncio.create_task(watch.run())
+        await asyncio.sleep(0.15)
+        blocking_call(0.3)  # a hold without a collection
+        await asyncio.sleep(0.15)
+        garbage = [[] for _ in range(200_000)]
+        for item in garbage:
+            item.append(item)  # cycles: only the collector frees them
+        del garbage, item
+        gc.collect()
+        blocking_call(0.3)  # the same sample: a hold with a full collection inside
+        await asyncio.sleep(0.15)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    gc.disable()  # no automatic collection: only the one above is inside a hold
+    try:
+        with structlog.testing.capture_logs() as logs:
+            asyncio.run(scenario())
+    finally:
+        gc.enable()
+    holds = [entry for entry in logs if entry["event"] == "loop_held"]
+    plain = [h for h in holds if h["gc_ms"] == 0 and h["ms"] >= 200]
+    collected = [h for h in holds if h["gc_ms"] > 0]
+    assert plain
+    assert plain[0]["gc_generation"] is None
+    assert len(collected) == 1
+    assert collected[0]["ms"] >= 200
+    assert collected[0]["gc_generation"] == 2
+
+
+def test_held_again_and_again_logs_a_few_lines_a_minute() -> None:
+    watch = LoopWatch()
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(100):
+            watch._log_hold(0.5, 0.5, 0.0)
+    assert len(logs) == HOLDS_LOGGED_PER_MINUTE
 
 
 def test_freed_heap_memory_goes_back_to_the_system() -> None:
