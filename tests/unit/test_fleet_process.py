@@ -10,11 +10,20 @@ import weakref
 from dataclasses import InitVar, dataclass, field
 from typing import Any
 
+import pytest
 import structlog.testing
 
 from goe2mqtt.bridge.info import DETAIL_LIMIT, fleet_info
 from goe2mqtt.bridge.loop_watch import HOLDS_LOGGED_PER_MINUTE, LoopWatch
-from goe2mqtt.bridge.memory import MemoryUpkeep, release_free_memory, rss_mib
+from goe2mqtt.bridge.memory import (
+    COLLECT_AT_LEAST_EVERY,
+    COLLECT_EVERY,
+    COLLECTOR_SHARE,
+    MemoryUpkeep,
+    next_collection_in,
+    release_free_memory,
+    rss_mib,
+)
 from goe2mqtt.charger.availability import Availability
 from goe2mqtt.charger.rules import next_due
 from goe2mqtt.commands.outcomes import CommandStats
@@ -274,3 +283,38 @@ def test_a_late_poll_keeps_the_chargers_place_in_the_schedule() -> None:
     assert next_due(100.0, 10.0, now=112.0) == 122.0
     # Backoff or idle: the next delay is whatever the charger's state asks for.
     assert next_due(100.0, 30.0, now=100.2) == 130.0
+
+
+def test_collections_that_take_long_are_spaced_to_hold_the_loop_a_small_share() -> None:
+    assert next_collection_in(0.005) == COLLECT_EVERY  # short ones: every second
+    assert next_collection_in(0.15) == pytest.approx(0.15 / COLLECTOR_SHARE)  # 7.5 s
+    assert next_collection_in(5.0) == COLLECT_AT_LEAST_EVERY  # never much rarer
+
+
+def test_upkeep_waits_after_each_collection_as_long_as_it_took_asks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At 10 000 websocket chargers a collection of what is new took 100-200 ms: run every
+    second, it held the loop a tenth of the time. The wait after each follows its cost."""
+    import goe2mqtt.bridge.memory as memory
+
+    costs, pauses, now = [0.004, 0.15, 0.04, 0.002], list[float](), [0.0]
+    stop = asyncio.Event()
+
+    def collect(generation: int = 2) -> int:
+        now[0] += costs[len(pauses) - 1]  # the collection after the last pause
+        return 0
+
+    async def wait(event: asyncio.Event, seconds: float) -> bool:
+        pauses.append(seconds)
+        if len(pauses) > len(costs):
+            event.set()
+        return event.is_set()
+
+    monkeypatch.setattr(memory.gc, "collect", collect)
+    monkeypatch.setattr(memory.gc, "freeze", lambda: None)
+    monkeypatch.setattr(memory.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(memory, "wait_until_set", wait)
+    monkeypatch.setattr(memory, "_malloc_trim", None)
+    asyncio.run(MemoryUpkeep()._keep(stop))
+    assert pauses == pytest.approx([COLLECT_EVERY, 1.0, 7.5, 2.0, 1.0])
