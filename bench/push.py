@@ -344,6 +344,7 @@ async def run_size(n: int, args: Any) -> Result:
             [sys.executable, "-m", "goe2mqtt", "run", "-c", str(workdir / "config.json"),
              "--log-level", "info" if args.profile else "warning"],
             stderr=open(workdir / "bridge.log", "wb"), env=env,
+            cwd=args.bridge_path,  # python -m puts the working directory first on the path
         )  # fmt: skip
         try:
             result.connect_s, result.cpu_per_delta_us, result.rss_mib = await measure(
