@@ -9,7 +9,7 @@ change made so far, and ``settled(barrier)`` waits until the broker acknowledged
 them (or a newer value of the same topic). A command's result goes out only after the
 states it reports.
 
-Payloads of PACK_FROM bytes or more are kept zlib-compressed (a JSON state). A family
+Payloads of PACK_FROM bytes or more are kept zlib-compressed (a site's state). A family
 of topics whose payloads can be built again from a few facts (a charger's 130 discovery
 configs, ~50 KB) is not held at all: the store keeps the family and builds its members
 one at a time whenever they are sent, so a reconnect or Home Assistant's birth costs
