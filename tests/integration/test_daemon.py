@@ -66,7 +66,8 @@ async def test_bridge_survives_a_broker_crash_and_republishes_everything(
             assert len(view.states) > 100
             for key in view.states:
                 message = await late.wait_for(topics.state("garage", key))
-                assert message.retain and message.payload, key
+                assert message.retain, key
+                assert message.payload, key
             state = json.loads((await late.wait_for(topics.json_state("garage"))).payload)
             assert set(state) == set(view.states)
         assert running.bridge.mqtt.connections == 2
