@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from goe2mqtt.charger.loop import Charger
 from goe2mqtt.config.http import HttpSettings
 from goe2mqtt.config.settings import Settings, parse_settings
 from goe2mqtt.goe.client import GoeClient
-from goe2mqtt.mqtt.retained import Family
+from goe2mqtt.mqtt.retained import Family, LiveFamily
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import SimulatedCharger, Simulator
@@ -457,6 +457,13 @@ class RecordingPublisher:
         """Every member, built now (the session's store sends only what changed)."""
         for topic, payload in family.members():
             await self.publish_retained(topic, payload)
+
+    async def publish_members(self, family: LiveFamily, topics: Iterable[str]) -> None:
+        """Each member built now (the session's store builds it when it sends it)."""
+        for topic in topics:
+            payload = family.member(topic)
+            if payload is not None:
+                await self.publish_retained(topic, payload)
 
 
 @pytest.fixture

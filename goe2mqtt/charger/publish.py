@@ -11,18 +11,18 @@ few publishes, and the last value is never lost.
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
 
 from goe2mqtt.catalogue.facts import DeviceFacts
+from goe2mqtt.charger.state_family import StateTopics
 from goe2mqtt.charger.view import ChargerView
 from goe2mqtt.homeassistant.configs import DiscoveryConfigs
 from goe2mqtt.homeassistant.discovery import absent_entities, discovery_topic
-from goe2mqtt.mqtt.retained import Family
+from goe2mqtt.mqtt.retained import Family, LiveFamily
 from goe2mqtt.mqtt.topics import OFFLINE, ONLINE, Topics
 
 log = structlog.get_logger()
@@ -45,6 +45,8 @@ class Publisher(Protocol):
     async def publish_retained(self, topic: str, payload: str | bytes) -> None: ...
 
     async def publish_family(self, family: Family) -> None: ...
+
+    async def publish_members(self, family: LiveFamily, topics: Iterable[str]) -> None: ...
 
 
 class ChargerOutput:
@@ -69,6 +71,8 @@ class ChargerOutput:
         self._leaf_topics = leaf_topics  # False: the JSON state topic only
         self._on_facts = on_facts
         self.view = ChargerView()
+        # Its state topics: built from the view whenever they are sent, never held.
+        self._states = StateTopics(self.view, topics, name, leaf_topics=leaf_topics)
         self.facts: DeviceFacts | None = None  # what discovery last announced
         self._added_values = added_values  # the added keys' values (PV feed, connection, session)
         self._min_interval = min_interval
@@ -163,15 +167,10 @@ class ChargerOutput:
         if not update.changed:
             return update.changed  # the common case: a quiet charger costs one comparison
         self._quiet_until = loop.time() + self._min_interval
-        if self._leaf_topics:
-            for key in update.changed:
-                await self._publisher.publish_retained(
-                    self._topics.state(self._name, key), self.view.text(key)
-                )
-        await self._publisher.publish_retained(
-            self._topics.json_state(self._name),
-            json.dumps(self.view.states, sort_keys=True, ensure_ascii=False, allow_nan=False),
-        )
+        states = self._states
+        owed = [states.topic(key) for key in update.changed] if self._leaf_topics else []
+        owed.append(states.json_topic)
+        await self._publisher.publish_members(states, owed)
         return update.changed
 
     def _hold(

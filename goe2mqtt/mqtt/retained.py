@@ -9,14 +9,18 @@ change made so far, and ``settled(barrier)`` waits until the broker acknowledged
 them (or a newer value of the same topic). A command's result goes out only after the
 states it reports.
 
-Payloads of PACK_FROM bytes or more (a JSON state) are kept zlib-compressed once they
-stayed unchanged for a while (mqtt/packing.py): a topic that changes often costs no
-compression. A family
+Payloads of PACK_FROM bytes or more (a site's state) are kept zlib-compressed once
+they stayed unchanged for a while (mqtt/packing.py): a topic that changes often costs
+no compression. A family
 of topics whose payloads can be built again from a few facts (a charger's 130 discovery
 configs, ~50 KB) is not held at all: the store keeps the family and builds its members
 one at a time whenever they are sent, so a reconnect or Home Assistant's birth costs
 the building, not memory held meanwhile. A family moves in the order as one: its
-position is its latest change. Knows MQTT and nothing of go-e.
+position is its latest change. A live family (a charger's state topics, built from
+what its view says now) changes one member at a time: ``put_member`` owes the member,
+whose payload is built when it is taken for sending, the newest then; no copy of it
+is kept meanwhile, nor compressed, nor compared (the caller knows it changed). Knows
+MQTT and nothing of go-e.
 """
 
 from __future__ import annotations
@@ -57,6 +61,13 @@ class Family(Protocol):
     def members(self) -> Iterator[tuple[str, bytes]]: ...
 
 
+class LiveFamily(Family, Protocol):
+    """A family whose members change one at a time (put_member), each built from what
+    is true when it is sent; ``member(topic)`` builds one, None when it has none now."""
+
+    def member(self, topic: str) -> bytes | None: ...
+
+
 class _Sending:
     """A family owed whole, taken for sending: its members built one at a time."""
 
@@ -84,8 +95,9 @@ class RetainedStore:
         # What the broker should hold, in the order it last changed (b"": clear it):
         # topic -> payload, and family key -> family.
         self.retained: dict[str, bytes | Family] = {}
-        # A family's members that changed on their own, topic -> payload, until sent.
-        self._loose: dict[str, bytes] = {}
+        # A family's members that changed on their own, topic -> payload, until sent (a
+        # live family's: the family, which builds the payload when it is taken).
+        self._loose: dict[str, bytes | LiveFamily] = {}
         self._sending: _Sending | None = None
         # Topics whose newest value the broker has not acknowledged yet, in the order
         # they last changed -> the first change since the topic was last taken for
@@ -156,7 +168,8 @@ class RetainedStore:
         for topic, payload in before.items():
             if topic not in after:
                 loose = self._loose.pop(topic, None)
-                self.retained[topic] = kept = payload if loose is None else loose
+                kept = loose if isinstance(loose, bytes) else payload
+                self.retained[topic] = kept
                 self._kept(topic, kept)
                 if whole:
                     self._mark(topic, None)
@@ -176,6 +189,21 @@ class RetainedStore:
             self._loose[topic] = after[topic]
             self._changed(topic)
 
+    def put_member(self, family: LiveFamily, topic: str) -> None:
+        """A member of a live family changed: owe it, built when it is taken for sending
+        (the family's newest then). A family not kept yet is kept and owed whole."""
+        key = family.key
+        if self.retained.get(key) is not family:
+            self.put_family(family)
+            return
+        if key in self._dirty:  # owed whole, not taken yet: built anew when taken
+            self._changed(key)
+            return
+        if isinstance(self.retained.get(topic), bytes):
+            del self.retained[topic]  # cleared as a topic of its own: a member again
+        self._loose[topic] = family
+        self._changed(topic)
+
     def _changed(self, name: str) -> None:
         self._changes += 1
         if name not in self._owed:
@@ -185,7 +213,10 @@ class RetainedStore:
     def _current(self, topic: str) -> bytes | None:
         """What the topic is owed now, if it is a topic of its own or a loose member."""
         value = self.retained.get(topic)
-        return value if isinstance(value, bytes) else self._loose.get(topic)
+        if isinstance(value, bytes):
+            return value
+        loose = self._loose.get(topic)
+        return loose if loose is None or isinstance(loose, bytes) else loose.member(topic)
 
     def _owe(self, topic: str, change: int) -> None:
         self._owed[topic] = change
@@ -301,7 +332,11 @@ class RetainedStore:
                 self._dirty = {}  # ~100 000 topics would stay in memory
             value = self.retained.get(name)
             if value is None or isinstance(value, bytes):
-                return name, self._current(name) or b"", None
+                data = self._current(name)
+                if data is None and self._loose.get(name) is not None:
+                    self._acknowledged(name)  # the live family has it no more: nothing
+                    continue
+                return name, data or b"", None
             sending = _Sending(value)  # a family owed whole
             if sending.ahead is None:
                 self._acknowledged(name)  # no members: nothing to send

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import aiomqtt
@@ -34,7 +34,7 @@ from goe2mqtt.mqtt.client import (
     until_disconnected,
 )
 from goe2mqtt.mqtt.look_back import LookBack
-from goe2mqtt.mqtt.retained import Family, RetainedStore
+from goe2mqtt.mqtt.retained import Family, LiveFamily, RetainedStore
 from goe2mqtt.mqtt.session_client import PacketNote, SessionClient, new_client
 from goe2mqtt.mqtt.topics import OFFLINE, ONLINE
 from goe2mqtt.util.aio import wait_until_set
@@ -177,6 +177,12 @@ class MqttSession:
         """Publish a family's members whose payload changed (all of it when new); keep
         the family, not their payloads, for what is sent again (mqtt/retained.py)."""
         self._store.put_family(family)
+
+    async def publish_members(self, family: LiveFamily, topics: Iterable[str]) -> None:
+        """Publish these members of a live family, built when they are sent (the newest
+        then); keep the family, not their payloads (mqtt/retained.py)."""
+        for topic in topics:
+            self._store.put_member(family, topic)
 
     async def clear_retained(self, topic: str) -> None:
         """Remove a retained message from the broker and forget it."""

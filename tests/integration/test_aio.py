@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 import aiohttp
 import pytest
@@ -13,7 +13,7 @@ from goe2mqtt.bridge.process import stop_pollers
 from goe2mqtt.charger.loop import Charger
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.goe.client import GoeClient
-from goe2mqtt.mqtt.retained import Family
+from goe2mqtt.mqtt.retained import Family, LiveFamily
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.simulator import Simulator
 from goe2mqtt.util.aio import Alarm, wait_until_set
@@ -46,6 +46,10 @@ class CancelSwallowingPublisher:
     async def publish_family(self, family: Family) -> None:
         for topic, payload in family.members():
             await self.publish_retained(topic, payload)
+
+    async def publish_members(self, family: LiveFamily, topics: Iterable[str]) -> None:
+        for topic in topics:
+            await self.publish_retained(topic, family.member(topic) or b"")
 
 
 @pytest.fixture

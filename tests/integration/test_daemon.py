@@ -60,6 +60,16 @@ async def test_bridge_survives_a_broker_crash_and_republishes_everything(
             # What the bridge republished is retained again on the new broker.
             for topic in [*config_topics, topics.state("garage", "car_status")]:
                 assert (await late.wait_for(topic)).retain, topic
+            # Every state topic and the JSON state, built from the charger's view (the
+            # bridge holds no copy of their payloads): none missing, none empty.
+            view = running.bridge.chargers["garage"].view
+            assert len(view.states) > 100
+            for key in view.states:
+                message = await late.wait_for(topics.state("garage", key))
+                assert message.retain, key
+                assert message.payload, key
+            state = json.loads((await late.wait_for(topics.json_state("garage"))).payload)
+            assert set(state) == set(view.states)
         assert running.bridge.mqtt.connections == 2
     finally:
         await running.stop()

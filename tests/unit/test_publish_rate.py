@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 from goe2mqtt.charger.publish import ChargerOutput
+from goe2mqtt.mqtt.retained import LiveFamily
 from goe2mqtt.mqtt.topics import Topics
 
 TOPICS = Topics("goe2mqtt")
@@ -19,6 +21,12 @@ class Publisher:
 
     async def publish_retained(self, topic: str, payload: str | bytes) -> None:
         self.sent.append((topic, payload if isinstance(payload, str) else payload.decode()))
+
+    async def publish_members(self, family: LiveFamily, topics: Iterable[str]) -> None:
+        for topic in topics:
+            payload = family.member(topic)
+            assert payload is not None
+            await self.publish_retained(topic, payload)
 
     def on(self, topic: str) -> list[str]:
         return [payload for sent_to, payload in self.sent if sent_to == topic]

@@ -1,0 +1,130 @@
+"""A charger's state topics are a live family in the session's store (issue 32, item 3):
+no copy of their payloads is held; each is built from the charger's view when it is
+sent, so a reconnect or Home Assistant's birth sends every state topic with the value
+the charger has now, and a change that waits for the broker goes out as the newest."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from goe2mqtt.charger.publish import ChargerOutput
+from goe2mqtt.mqtt.retained import Family, LiveFamily, RetainedStore
+from goe2mqtt.mqtt.topics import Topics
+from tests.unit.test_retained_family import Broker, _refused, drained
+
+TOPICS = Topics("goe2mqtt")
+AMP = TOPICS.state("garage", "charging_current")
+JSON = TOPICS.json_state("garage")
+
+
+class StorePublisher:
+    """ChargerOutput's publisher over the session's store (what MqttSession does)."""
+
+    def __init__(self) -> None:
+        self.store = RetainedStore(_refused)
+
+    async def publish_retained(self, topic: str, payload: str | bytes) -> None:
+        self.store.put(topic, payload.encode() if isinstance(payload, str) else payload)
+
+    async def publish_family(self, family: Family) -> None:
+        self.store.put_family(family)
+
+    async def publish_members(self, family: LiveFamily, topics: Iterable[str]) -> None:
+        for topic in topics:
+            self.store.put_member(family, topic)
+
+
+def output(publisher: StorePublisher, *, leaf_topics: bool = True) -> ChargerOutput:
+    return ChargerOutput(
+        "garage", publisher, topics=TOPICS, discovery_prefix=None, leaf_topics=leaf_topics,
+        on_facts=lambda facts: None, min_interval=0.0,
+    )  # fmt: skip
+
+
+def status(amp: int, **more: Any) -> dict[str, Any]:
+    return {"amp": amp, "alw": True, "car": 2, "fwv": "56.1", **more}
+
+
+async def test_no_state_payload_is_held_once_sent() -> None:
+    publisher, broker = StorePublisher(), Broker()
+    out = output(publisher)
+    await out.take(status(10), None, "012345")
+    await drained(publisher.store, broker)
+    assert broker.last()[AMP] == b"10"
+    assert json.loads(broker.last()[JSON])["charging_current"] == 10
+    # One family for all the charger's states, not a payload per topic.
+    assert [k for k in publisher.store.retained if "garage" in k] == ["#states/goe2mqtt/garage"]
+    await out.take(status(11), {"amp"}, "012345")
+    await drained(publisher.store, broker)
+    assert broker.last()[AMP] == b"11"
+    assert [k for k in publisher.store.retained if "garage" in k] == ["#states/goe2mqtt/garage"]
+    out.stop()
+
+
+async def test_after_a_reconnect_every_state_topic_goes_again_with_its_current_value() -> None:
+    publisher, broker = StorePublisher(), Broker()
+    out = output(publisher)
+    await out.take(status(10), None, "012345")
+    await drained(publisher.store, broker)
+    first = broker.last()
+    await out.take(status(12), {"amp"}, "012345")
+    await drained(publisher.store, broker)
+    broker.got.clear()
+    publisher.store.owe_everything()  # a reconnect (or Home Assistant's birth)
+    await drained(publisher.store, broker)
+    again = broker.last()
+    assert set(again) == set(first)  # every state topic, the JSON state too
+    assert again[AMP] == b"12"  # as the charger says now, although no copy was kept
+    assert json.loads(again[JSON])["charging_current"] == 12
+    assert again == {topic: out.view.text(topic.rsplit("/", 1)[1]).encode()
+                     for topic in again if topic != JSON} | {JSON: again[JSON]}  # fmt: skip
+    out.stop()
+
+
+async def test_a_change_waiting_for_the_broker_goes_out_as_the_newest_once() -> None:
+    publisher, broker = StorePublisher(), Broker()
+    out = output(publisher)
+    await out.take(status(10), None, "012345")
+    await drained(publisher.store, broker)
+    broker.got.clear()
+    for amp in (11, 12, 13):  # the broker is away: nothing taken meanwhile
+        await out.take(status(amp), {"amp"}, "012345")
+    barrier = publisher.store.barrier()
+    await drained(publisher.store, broker)
+    await publisher.store.settled(barrier)
+    assert [p for t, p in broker.got if t == AMP] == [b"13"]
+    assert [json.loads(p)["charging_current"] for t, p in broker.got if t == JSON] == [13]
+    out.stop()
+
+
+async def test_the_json_state_alone_when_leaf_topics_are_off() -> None:
+    publisher, broker = StorePublisher(), Broker()
+    out = output(publisher, leaf_topics=False)
+    await out.take(status(10), None, "012345")
+    await drained(publisher.store, broker)
+    publisher.store.owe_everything()
+    broker.got.clear()
+    await drained(publisher.store, broker)
+    assert [t for t, _ in broker.got if "garage" in t] == [JSON]
+    out.stop()
+
+
+async def test_a_cleared_state_topic_is_a_member_again_when_its_entity_returns() -> None:
+    publisher, broker = StorePublisher(), Broker()
+    out = output(publisher)
+    await out.take(status(10), None, "012345")
+    await drained(publisher.store, broker)
+    await publisher.publish_retained(AMP, b"")  # cleared (the entity went absent)
+    await drained(publisher.store, broker)
+    assert broker.last()[AMP] == b""
+    await out.take(status(14), {"amp"}, "012345")
+    await drained(publisher.store, broker)
+    assert broker.last()[AMP] == b"14"
+    assert AMP not in publisher.store.retained
+    broker.got.clear()
+    publisher.store.owe_everything()
+    await drained(publisher.store, broker)
+    assert broker.last()[AMP] == b"14"
+    out.stop()
