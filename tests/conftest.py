@@ -28,7 +28,7 @@ from goe2mqtt.charger.loop import Charger
 from goe2mqtt.config.http import HttpSettings
 from goe2mqtt.config.settings import Settings, parse_settings
 from goe2mqtt.goe.client import GoeClient
-from goe2mqtt.mqtt.retained import Family, LiveFamily
+from goe2mqtt.mqtt.families import Family, LiveFamily
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import SimulatedCharger, Simulator

@@ -22,7 +22,7 @@ from goe2mqtt.charger.state_family import StateTopics
 from goe2mqtt.charger.view import ChargerView
 from goe2mqtt.homeassistant.configs import DiscoveryConfigs
 from goe2mqtt.homeassistant.discovery import absent_entities, discovery_topic
-from goe2mqtt.mqtt.retained import Family, LiveFamily
+from goe2mqtt.mqtt.families import Family, LiveFamily
 from goe2mqtt.mqtt.topics import OFFLINE, ONLINE, Topics
 
 log = structlog.get_logger()

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from goe2mqtt.catalogue import format_state
 from goe2mqtt.charger.view import ChargerView
-from goe2mqtt.mqtt.retained import FAMILY
+from goe2mqtt.mqtt.families import FAMILY
 from goe2mqtt.mqtt.topics import Topics
 
 

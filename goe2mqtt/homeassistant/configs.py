@@ -28,7 +28,7 @@ from goe2mqtt.homeassistant.discovery import (
     render_config,
     shown_for,
 )
-from goe2mqtt.mqtt.retained import FAMILY
+from goe2mqtt.mqtt.families import FAMILY
 from goe2mqtt.mqtt.topics import Topics
 
 # Templates kept (~1 KB each): a fleet whose facts are alike needs one per entity (~130);

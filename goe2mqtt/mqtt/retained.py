@@ -27,63 +27,17 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 import aiomqtt
 import structlog
 
 from goe2mqtt.mqtt.client import SEND_WINDOW, BrokerStalled, PublishRefused
+from goe2mqtt.mqtt.families import Family, LiveFamily, SendingFamily, Taken
 from goe2mqtt.mqtt.packing import PACK_AFTER, Packing, same, unpack
 
 log = structlog.get_logger()
-
-FAMILY = "#"  # a family's key starts with it; no topic one may publish to does
-
-
-class Family(Protocol):
-    """Retained topics built from a few facts whenever they are sent, instead of held.
-
-    ``key`` (FAMILY + a name) stays the same for every version of the family; equal
-    families build equal members; ``size`` is how many members it has; ``topics()``
-    names them without building a payload; ``members()`` builds each topic's payload,
-    one at a time, always in the same order.
-    """
-
-    @property
-    def key(self) -> str: ...
-
-    @property
-    def size(self) -> int: ...
-
-    def topics(self) -> Iterable[str]: ...
-
-    def members(self) -> Iterator[tuple[str, bytes]]: ...
-
-
-class LiveFamily(Family, Protocol):
-    """A family whose members change one at a time (put_member), each built from what
-    is true when it is sent; ``member(topic)`` builds one, None when it has none now."""
-
-    def member(self, topic: str) -> bytes | None: ...
-
-
-class _Sending:
-    """A family owed whole, taken for sending: its members built one at a time."""
-
-    __slots__ = ("ahead", "dropped", "key", "members", "pending", "size", "taken")
-
-    def __init__(self, family: Family) -> None:
-        self.key, self.size = family.key, family.size
-        self.members = members = family.members()
-        self.ahead = next(members, None)  # the next member; None: all taken
-        self.taken = 0
-        self.pending = 0  # taken, neither acknowledged nor failed
-        self.dropped = False  # a member failed: the family is owed whole again
-
-
-# Taken for sending: topic, payload, the family sent whole it belongs to (or None).
-Taken = tuple[str, bytes, _Sending | None]
 
 
 class RetainedStore:
@@ -98,7 +52,7 @@ class RetainedStore:
         # A family's members that changed on their own, topic -> payload, until sent (a
         # live family's: the family, which builds the payload when it is taken).
         self._loose: dict[str, bytes | LiveFamily] = {}
-        self._sending: _Sending | None = None
+        self._sending: SendingFamily | None = None
         # Topics whose newest value the broker has not acknowledged yet, in the order
         # they last changed -> the first change since the topic was last taken for
         # sending (None: owed again by a reconnect, no change of its own).
@@ -283,7 +237,7 @@ class RetainedStore:
             self._loose.pop(name, None)  # sent: the family builds it from now on
         self._progress.set()
 
-    def _delivered(self, topic: str, sending: _Sending | None) -> None:
+    def _delivered(self, topic: str, sending: SendingFamily | None) -> None:
         """A publish taken for sending was acknowledged (or refused for good)."""
         if sending is None:
             self._acknowledged(topic)
@@ -292,7 +246,7 @@ class RetainedStore:
         if not sending.dropped and not sending.pending and sending.ahead is None:
             self._acknowledged(sending.key)  # the whole family is out
 
-    def _undelivered(self, topic: str, data: bytes, sending: _Sending | None) -> None:
+    def _undelivered(self, topic: str, data: bytes, sending: SendingFamily | None) -> None:
         """A publish taken for sending is not known to have arrived: still owed."""
         if sending is None:
             current = self._current(topic)  # packed meanwhile, perhaps
@@ -337,7 +291,7 @@ class RetainedStore:
                     self._acknowledged(name)  # the live family has it no more: nothing
                     continue
                 return name, data or b"", None
-            sending = _Sending(value)  # a family owed whole
+            sending = SendingFamily(value)  # a family owed whole
             if sending.ahead is None:
                 self._acknowledged(name)  # no members: nothing to send
             else:
@@ -351,7 +305,7 @@ class RetainedStore:
         delivered = [0]  # acknowledged since the last batch was logged
         inflight = [0]
 
-        async def send(topic: str, data: bytes, sending: _Sending | None) -> None:
+        async def send(topic: str, data: bytes, sending: SendingFamily | None) -> None:
             try:
                 await client.publish(topic, unpack(data), qos=1, retain=True, timeout=ack_timeout)
             except PublishRefused as exc:

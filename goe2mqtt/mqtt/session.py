@@ -33,8 +33,9 @@ from goe2mqtt.mqtt.client import (
     is_takeover,
     until_disconnected,
 )
+from goe2mqtt.mqtt.families import Family, LiveFamily
 from goe2mqtt.mqtt.look_back import LookBack
-from goe2mqtt.mqtt.retained import Family, LiveFamily, RetainedStore
+from goe2mqtt.mqtt.retained import RetainedStore
 from goe2mqtt.mqtt.session_client import PacketNote, SessionClient, new_client
 from goe2mqtt.mqtt.topics import OFFLINE, ONLINE
 from goe2mqtt.util.aio import wait_until_set

@@ -13,7 +13,7 @@ from goe2mqtt.bridge.process import stop_pollers
 from goe2mqtt.charger.loop import Charger
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.goe.client import GoeClient
-from goe2mqtt.mqtt.retained import Family, LiveFamily
+from goe2mqtt.mqtt.families import Family, LiveFamily
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.simulator import Simulator
 from goe2mqtt.util.aio import Alarm, wait_until_set

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from goe2mqtt.charger.publish import ChargerOutput
-from goe2mqtt.mqtt.retained import LiveFamily
+from goe2mqtt.mqtt.families import LiveFamily
 from goe2mqtt.mqtt.topics import Topics
 
 TOPICS = Topics("goe2mqtt")

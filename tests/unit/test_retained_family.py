@@ -10,7 +10,8 @@ from typing import Any
 
 import aiomqtt
 
-from goe2mqtt.mqtt.retained import FAMILY, RetainedStore
+from goe2mqtt.mqtt.families import FAMILY
+from goe2mqtt.mqtt.retained import RetainedStore
 
 
 class Configs:

@@ -10,7 +10,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from goe2mqtt.charger.publish import ChargerOutput
-from goe2mqtt.mqtt.retained import Family, LiveFamily, RetainedStore
+from goe2mqtt.mqtt.families import Family, LiveFamily
+from goe2mqtt.mqtt.retained import RetainedStore
 from goe2mqtt.mqtt.topics import Topics
 from tests.unit.test_retained_family import Broker, _refused, drained
 
