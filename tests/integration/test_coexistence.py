@@ -17,7 +17,7 @@ from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.demo import DEMO_BASE, DEMO_DISCOVERY_PREFIX, run_demo
 from goe2mqtt.sim.simulator import Simulator
 
-from ..conftest import MqttProbe, RunningBridge, Setup, make_settings, until
+from ..conftest import MqttProbe, RunningBridge, Setup, cancel, make_settings, until
 
 
 async def _retained(broker: MosquittoBroker, *filters: str) -> dict[str, bytes]:
@@ -133,8 +133,7 @@ async def test_a_client_id_used_twice_is_named_as_the_cause_and_the_fight_slows(
                 lambda: any(e["event"] == "mqtt_flapping" for e in logs), "named", within=30
             )
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel(task)  # aiomqtt may swallow one cancel
             await running.stop()
     flapping = next(e for e in logs if e["event"] == "mqtt_flapping")
     assert settings.mqtt.client_id in flapping["hint"]

@@ -8,7 +8,6 @@ at once). Every write goes through the command desk (journaled, read back).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import os
@@ -37,6 +36,7 @@ from goe2mqtt.sim.simulator import Simulator
 from tests.conftest import (
     MqttProbe,
     RunningBridge,
+    cancel,
     make_settings,
     until,
 )
@@ -171,9 +171,7 @@ async def site(
         try:
             yield current
         finally:
-            meter_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await meter_task
+            await cancel(meter_task)  # aiomqtt's publish may swallow one cancel
             await running.stop()
 
 
