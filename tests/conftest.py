@@ -491,3 +491,33 @@ async def polled_charger(
         simulated.plug_in()
         assert await charger.refresh()
         yield charger, simulated, publisher
+
+
+@contextlib.contextmanager
+def mounted_small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs (a disk that really fills up), unmounted at the end."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs for state_dir: a disk that really fills up."""
+    with mounted_small_disk(tmp_path) as mount:
+        yield mount
+
+
+def fill(disk: Path) -> Path:
+    """Fill ``disk`` up to its last block; the filler file (delete it to heal the disk)."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as out, contextlib.suppress(OSError):
+        while True:
+            out.write(b"\0" * 4096)
+    return filler

@@ -22,7 +22,7 @@ from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Simulator
 
-from ..conftest import Daemon, MqttProbe, make_settings, until, write_config
+from ..conftest import Daemon, MqttProbe, fill, make_settings, until, write_config
 
 HUGE = "1" + "0" * 400  # an integer JSON reads, and no float holds
 
@@ -169,28 +169,6 @@ def _client_id(daemon: Daemon) -> str:
 
 
 # --- 3. a full disk: the journal degrades, the bridge goes on -------------------------
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Any:
-    """A 1 MiB tmpfs for state_dir: a disk that really fills up."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    mount = tmp_path / "small-disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(disk: Path) -> Path:
-    filler = disk / "filler"
-    with open(filler, "wb", buffering=0) as out, contextlib.suppress(OSError):
-        while True:
-            out.write(b"\0" * 4096)
-    return filler
 
 
 async def test_a_full_disk_refuses_commands_with_the_cause_and_heals_by_itself(

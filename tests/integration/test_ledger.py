@@ -11,9 +11,7 @@ import contextlib
 import csv
 import io
 import json
-import os
 import re
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -29,7 +27,15 @@ from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.charger import SimulatedCharger
 from goe2mqtt.sim.simulator import Simulator
 
-from ..conftest import SERIALS, MqttProbe, RunningBridge, make_settings, until, write_config
+from ..conftest import (
+    SERIALS,
+    MqttProbe,
+    RunningBridge,
+    fill,
+    make_settings,
+    until,
+    write_config,
+)
 
 MONDAY_2130_VIENNA = 1_796_070_600.0  # 2026-11-30T20:30:00Z
 
@@ -351,28 +357,6 @@ async def test_a_charger_restart_ends_the_session_and_the_car_still_there_opens_
         assert ended.json()["ended"] == "charger_restarted"
         assert ended.json()["energy_wh"] == 300
         assert following.json()["energy_wh"] == 0
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Any:
-    """A 1 MiB tmpfs for state_dir: a disk that really fills up."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    mount = tmp_path / "small-disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(disk: Path) -> Path:
-    filler = disk / "filler"
-    with open(filler, "wb", buffering=0) as out, contextlib.suppress(OSError):
-        while True:
-            out.write(b"\0" * 4096)
-    return filler
 
 
 async def test_a_full_disk_holds_the_books_back_until_it_heals_and_says_so_once(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import random
 import signal
 import subprocess
@@ -37,10 +36,11 @@ from tests.conftest import (
     MqttProbe,
     RunningBridge,
     cancel,
+    fill,
     make_settings,
+    mounted_small_disk,
     until,
 )
-from tests.integration.test_hostile import fill
 
 FUSE = 25.0
 
@@ -138,15 +138,8 @@ def site_state_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[P
     if getattr(request, "param", None) != "tmpfs":
         yield None
         return
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    mount = tmp_path / "small-disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
-    try:
+    with mounted_small_disk(tmp_path) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 @pytest.fixture
