@@ -66,7 +66,8 @@ class PushedStatus:
         for key, value in values.items():
             name = self._keys.name(key, self._values, out) if isinstance(key, str) else None
             if name is None:
-                self.skipped.skip("a key goe2mqtt does not read")
+                # A real charger sends hundreds of keys the catalogue does not read.
+                self.skipped.skip_routine("a key goe2mqtt does not read")
             elif not self._keys.fits(value):
                 self.skipped.skip(f"a value over {self._keys.max_value // 1024} KiB")
             else:

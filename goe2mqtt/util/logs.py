@@ -111,10 +111,18 @@ class SkipCount(dict[str, int]):
         self._context = context
 
     def skip(self, reason: str, **detail: Any) -> None:
-        """Count one; ``detail`` goes only into the reason's one log line."""
+        """Count one; ``detail`` goes only into the reason's one log line (a warning)."""
+        self._count(reason, logging.WARNING, detail)
+
+    def skip_routine(self, reason: str) -> None:
+        """Count one that every healthy peer causes (dropped by design): its one line is
+        info, so that a warning still means something is wrong."""
+        self._count(reason, logging.INFO, {})
+
+    def _count(self, reason: str, level: int, detail: dict[str, Any]) -> None:
         if reason not in self and len(self) >= self.MAX_REASONS - 1:
             reason = self.OTHER  # the bucket is the last of the MAX_REASONS
         count = self.get(reason, 0)
         self[reason] = count + 1
         if count == 0:
-            structlog.get_logger().warning(self._event, reason=reason, **detail, **self._context)
+            structlog.get_logger().log(level, self._event, reason=reason, **detail, **self._context)

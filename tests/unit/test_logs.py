@@ -53,3 +53,21 @@ def test_console_format_is_one_readable_line_per_event() -> None:
     assert "poll_failed" in line
     assert "charger=garage" in line
     assert "reason='timed out'" in line
+
+
+def test_a_routine_skip_is_logged_once_as_info_a_suspect_one_as_a_warning() -> None:
+    """Every real charger sends keys goe2mqtt does not read (its clock, hundreds of
+    settings): dropping them is routine and must not read as trouble at each connect;
+    what only a broken or hostile peer sends stays a warning."""
+    from goe2mqtt.goe.pushed import KeyFilter, PushedStatus
+    from goe2mqtt.util.logs import SkipCount
+
+    skipped = SkipCount("websocket_frame_skipped", charger="garage")
+    pushed = PushedStatus(KeyFilter(frozenset({"amp"})), skipped)
+    with structlog.testing.capture_logs() as logs:
+        pushed.replace({"amp": 16, "rbt": 1, "utc": "x"})
+        pushed.update({"rbt": 2})
+        skipped.skip("not JSON")
+    assert skipped == {"a key goe2mqtt does not read": 3, "not JSON": 1}
+    levels = {e["reason"]: e["log_level"] for e in logs}
+    assert levels == {"a key goe2mqtt does not read": "info", "not JSON": "warning"}
