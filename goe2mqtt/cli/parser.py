@@ -100,7 +100,8 @@ def command_line() -> argparse.ArgumentParser:
     health = commands.add_parser(
         "healthcheck", help="exit 0 if the running bridge is healthy",
         description="Read the health file the running bridge writes every 30 s: exit 0 if"
-        " it is fresh, MQTT is connected and the chargers are online; else 1, saying why.",
+        " it is fresh and MQTT is connected (an offline charger is reported, but is the"
+        " charger's problem, not the bridge's); else 1, saying why.",
     )  # fmt: skip
     health.add_argument(
         "--file",
@@ -149,7 +150,8 @@ def command_line() -> argparse.ArgumentParser:
     sessions.add_argument("--format", choices=("table", "csv", "json"), default="table",
                           help="table (default), csv or json")  # fmt: skip
     sessions.add_argument(
-        "--summary", choices=SUMMARIES,
+        # Each choice holds a comma: argparse's {a,b} would show month,card,month,charger.
+        "--summary", choices=SUMMARIES, metavar=" | ".join(SUMMARIES),
         help="totals per month and card (or charger): sessions, kWh, grid and PV kWh, cost",
     )  # fmt: skip
 
