@@ -178,7 +178,8 @@ async def _script(
             (6, "a bad command: 99 A is out of range", f"{cmd}/change_charging_power", "99"),
             (6, "stopping the charge", f"{cmd}/stop_charging", ""),
             (6, "a 20 kWh energy limit", f"{cmd}/energy_limit", "20"),
-            (6, "feeding the meter: 2.5 kW exported (the bridge keeps it alive)",
+            (6, "feeding the meter: 2.5 kW exported (the bridge writes it again every 5 s;"
+             " one reading only here, so pv_feed_stale follows 30 s later)",
              f"{cmd}/pv_grid", "-2500"),
             (6, "force state back to neutral: the charger's own logic decides",
              f"{cmd}/force_state", "neutral"),
