@@ -7,6 +7,7 @@ for machines without Mosquitto.
 
 from __future__ import annotations
 
+import atexit
 import getpass
 import importlib.util
 import os
@@ -39,6 +40,7 @@ class MosquittoBroker:
         persistence: bool = False,
         extra_config: tuple[str, ...] = (),
         binary: str | None = None,
+        own_session: bool = False,
     ) -> None:
         found = binary or shutil.which("mosquitto") or _sbin("mosquitto")
         if found is None:
@@ -51,6 +53,12 @@ class MosquittoBroker:
         self._dir = Path(tempfile.mkdtemp(prefix="goe2mqtt-mosquitto-"))
         self._persistence = persistence
         self._extra = extra_config
+        # The demo's broker: a terminal's Ctrl-C goes to the whole foreground process
+        # group, and a broker that dies with it cuts off the bridge's clean stop. In a
+        # session of its own it is stopped by us, after the bridge; at exit at the latest.
+        self._own_session = own_session
+        if own_session:
+            atexit.register(self.close)
         self._process: subprocess.Popen[bytes] | None = None
 
     @staticmethod
@@ -87,6 +95,7 @@ class MosquittoBroker:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                start_new_session=self._own_session,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

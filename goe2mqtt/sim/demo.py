@@ -241,7 +241,7 @@ async def run_demo(
         host, port, protocol = embedded.host, embedded.port, "3.1.1"  # amqtt has no MQTT 5
         print(f"--- started an embedded MQTT broker (amqtt) on {host}:{port}", file=out)
     else:
-        mosquitto = MosquittoBroker(port=mqtt_port or None)
+        mosquitto = MosquittoBroker(port=mqtt_port or None, own_session=True)
         mosquitto.start()
         host, port = mosquitto.host, mosquitto.port
         print(f"--- started a private Mosquitto on {host}:{port}", file=out)

@@ -145,7 +145,7 @@ async def run_house_demo(*, duration: float | None, out: TextIO, pace: float = 1
         await embedded.start()
         host, port, protocol = embedded.host, embedded.port, "3.1.1"
     else:
-        mosquitto = MosquittoBroker(port=None)
+        mosquitto = MosquittoBroker(port=None, own_session=True)
         mosquitto.start()
         host, port = mosquitto.host, mosquitto.port
     simulator = Simulator(SimulatedCharger(serial, DEMO_TOKEN) for _, serial in HOUSE_CHARGERS)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 import json
+import os
 import random
 import signal
 import socket
@@ -162,6 +163,44 @@ async def test_the_demo_takes_its_port_and_ends_on_sigterm_like_ctrl_c() -> None
         "goe2mqtt-demo/bridge/availability",
         "offline",
     ]
+
+
+@pytest.mark.parametrize("house", [False, True])
+async def test_ctrl_c_in_a_terminal_ends_the_demo_and_its_mosquitto_cleanly(house: bool) -> None:
+    """A terminal's Ctrl-C goes to the whole foreground process group: the demo's own
+    Mosquitto too. The broker must outlive the bridge's clean stop, or the stop ends in
+    paho's and asyncio's errors (an unexpected disconnection) instead of offline."""
+    command = [sys.executable, "-m", "goe2mqtt", "demo", "--broker", "mosquitto"]
+    process = await asyncio.create_subprocess_exec(
+        *command, *(["--house"] if house else []), start_new_session=True,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    # Running: the house's site has decided, or every charger of the demo is online.
+    waiting = {"site house: mode fuse | room A: L1"} if house else {
+        f"goe2mqtt-demo/{name}/availability online" for name in ("garage", "carport")}  # fmt: skip
+    seen: list[str] = []
+    try:
+        while waiting:
+            line = (await asyncio.wait_for(process.stdout.readline(), WAIT)).decode()
+            assert line, "".join(seen)
+            seen.append(line)
+            waiting -= {w for w in waiting if w == " ".join(line.split()) or w in line}
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does
+        rest = (await asyncio.wait_for(process.communicate(), 3 * WAIT))[0].decode()
+    finally:
+        if process.returncode is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+    assert process.returncode == 0, rest
+    assert "[error" not in rest, rest
+    assert "Traceback" not in rest, rest
+    if not house:
+        assert rest.splitlines()[-1].split() == ["goe2mqtt-demo/bridge/availability", "offline"]
+    # Its Mosquitto, in a session of its own, was stopped by the demo: nothing listens.
+    port = int(seen[0].split("127.0.0.1:", 1)[1].split(":")[0].split()[0])
+    with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
+        probe.connect(("127.0.0.1", port))
 
 
 def free_pair() -> int:
