@@ -31,8 +31,8 @@ USER goe2mqtt
 # /metrics, /healthz, /readyz and the status page (README: what it shows, how to guard it).
 EXPOSE 8099
 # Healthy while the bridge answers /readyz: its tasks run, the MQTT session is up and
-# the journal can write (as the health file said before; `goe2mqtt healthcheck` without
-# --http still reads that file, for those who run without HTTP).
+# the journal can write. With http.enabled false there is no /readyz: `healthcheck --http`
+# then reads the health file set above, as `goe2mqtt healthcheck` without --http does.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
     CMD ["goe2mqtt", "healthcheck", "--http"]
 ENTRYPOINT ["goe2mqtt"]

@@ -43,7 +43,7 @@ def dispatch(argv: Sequence[str] | None = None) -> int:
         )  # fmt: skip
     if command == "healthcheck":
         if args.http:
-            return _http_healthcheck(args.config, args.http)
+            return _http_healthcheck(args.config, args.http, args.file, args.max_age)
         return _healthcheck(args.file, args.config, args.max_age)
     if command == "entities":
         from goe2mqtt.catalogue.table import markdown, plain
@@ -209,7 +209,7 @@ def _healthcheck(file: str | None, config: str, max_age: float) -> int:
     return EXIT_OK if healthy else EXIT_FAILURE
 
 
-def _http_healthcheck(config: str, path: str) -> int:
+def _http_healthcheck(config: str, path: str, file: str | None, max_age: float) -> int:
     """Ask the bridge's own probe over HTTP; the probes need no token."""
     import urllib.error
     import urllib.request
@@ -218,6 +218,17 @@ def _http_healthcheck(config: str, path: str) -> int:
     if settings is None:
         return EXIT_CONFIG
     http = settings.http
+    if not http.enabled:
+        # The image's HEALTHCHECK asks over HTTP whatever the config says; with no probe
+        # served, the health file it sets (GOE2MQTT_HEALTH_FILE) is the bridge's word.
+        file = file or settings.health_file
+        if not file:
+            print("unhealthy: http.enabled is false: no /readyz to ask (healthcheck --file,"
+                  " or health_file in the config, reads the health file)")  # fmt: skip
+            return EXIT_FAILURE
+        print("goe2mqtt healthcheck: http.enabled is false: the health file instead",
+              file=sys.stderr)  # fmt: skip
+        return _healthcheck(file, config, max_age)
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(http.host, http.host)
     url = f"http://{f'[{host}]' if ':' in host else host}:{http.port}/{path}"
     try:

@@ -122,7 +122,8 @@ def command_line() -> argparse.ArgumentParser:
         const="readyz",
         choices=("readyz", "healthz"),
         help="ask the running bridge's /readyz (or /healthz) at the config's http.listen"
-        " instead of reading the file (the container image's HEALTHCHECK)",
+        " instead of reading the file (the container image's HEALTHCHECK); with"
+        " http.enabled false, the file after all",
     )
 
     entities = commands.add_parser(

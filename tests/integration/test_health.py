@@ -125,3 +125,26 @@ async def test_the_health_file_follows_the_broker_connection_at_once(
         await until(lambda: connected() is True, "a health file saying connected again")
     finally:
         await running.stop()
+
+
+def test_healthcheck_http_with_http_off_reads_the_health_file(tmp_path: Path) -> None:
+    """The image's HEALTHCHECK asks /readyz; a config with http.enabled false serves none.
+    Asking its port anyway said 'no answer ... Connection refused' (or asked whatever else
+    listens there): the health file the image sets is judged instead, or the reason said."""
+    path = tmp_path / "health.json"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "mqtt: {host: 127.0.0.1}\nchargers: [{name: garage, host: 127.0.0.1:80}]\n"
+        "http: {enabled: false}\n"
+    )
+    command = [sys.executable, "-m", "goe2mqtt", "healthcheck", "--http", "--config", str(config)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOE2MQTT_")}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.startswith("unhealthy: http.enabled is false"), done.stdout
+    write_health_file(path, health(garage=True))
+    env["GOE2MQTT_HEALTH_FILE"] = str(path)  # as the image sets it
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "healthy: 1/1 chargers online"
+    assert "http.enabled is false: the health file instead" in done.stderr
