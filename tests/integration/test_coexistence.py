@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from typing import Any
 
 import aiomqtt
@@ -14,7 +15,7 @@ from goe2mqtt.bridge.startup import AnotherInstance
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
-from goe2mqtt.sim.demo import DEMO_BASE, DEMO_DISCOVERY_PREFIX, run_demo
+from goe2mqtt.sim.demo import DEMO_BASE, DEMO_DISCOVERY_PREFIX, clean_up, run_demo
 from goe2mqtt.sim.simulator import Simulator
 
 from ..conftest import MqttProbe, RunningBridge, Setup, cancel, make_settings, until
@@ -68,6 +69,21 @@ async def test_the_demo_beside_a_real_bridge_leaves_it_alone(
     assert len(config_topics) > 20
     assert config_topics <= after.keys()  # no real discovery config was cleared
     assert demo_left == {}  # and the demo took its own devices and values away
+
+
+async def test_the_demos_clean_up_of_a_broker_warns_of_nothing(
+    own_broker: MosquittoBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """--mqtt-host: the demo clears its ~540 retained messages at once at the end, which
+    aiomqtt warned of one line per publish past 10 (529 'pending publish calls' lines)."""
+    async with aiomqtt.Client(own_broker.host, own_broker.port) as client:
+        for n in range(60):
+            await client.publish(f"{DEMO_BASE}/garage/value_{n}", b"1", qos=1, retain=True)
+    with caplog.at_level(logging.WARNING):
+        cleared = await clean_up(own_broker.host, own_broker.port, "5")
+    assert cleared == 60
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert await _retained(own_broker, f"{DEMO_BASE}/#") == {}
 
 
 async def test_a_bridge_says_online_again_when_its_availability_is_overwritten(
