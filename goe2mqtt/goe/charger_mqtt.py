@@ -189,6 +189,12 @@ class ChargerMqttTransport:
                     f"nothing heard on {self._base}/+, only on {self._bases[1]}/+: for"
                     " firmware before 055.7 give mqtt_prefix with that leading slash"
                 )
+            if self._base in self._forms_heard:
+                # Its clock every second, its other keys only now and then: MQTT is on.
+                return (
+                    f"heard on {self._base}/+, but no key goe2mqtt reads yet: the charger"
+                    " publishes every key now and then"
+                )
             return (
                 f"nothing heard on {self._base}/+ yet: is the charger's MQTT (mce) on,"
                 " with this broker (mcu) and prefix (mtp)?"
