@@ -68,6 +68,9 @@ def _describe(error: Mapping[str, Any], root: type[BaseModel]) -> str:
     message = _FRIENDLY_TYPES.get(kind, str(error["msg"])).removeprefix("Value error, ")
     if kind in ("string_type", "string_pattern_mismatch", "too_short"):
         message = _PATTERN_HINTS.get(key.rsplit(".", 1)[-1], message)
+    if kind == "string_type" and message == error["msg"]:
+        # YAML reads password: 987654321 as a number; the user sees no reason why.
+        message = 'must be text: quote it in YAML ("...")'
     if kind == "extra_forbidden":
         loc = tuple(error["loc"])
         nearest = difflib.get_close_matches(str(loc[-1]), _keys_of_section(loc[:-1], root), n=1)

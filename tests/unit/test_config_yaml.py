@@ -64,3 +64,21 @@ def test_an_empty_file_is_an_empty_config(tmp_path: Path) -> None:
     path.write_text("# nothing yet\n")
     with pytest.raises(ConfigError, match="mqtt"):
         load_settings(path, environ={})
+
+
+def test_a_number_where_text_belongs_says_to_quote_it(tmp_path: Path) -> None:
+    """YAML reads `password: 987654321` as a number: 'Input should be a valid string'
+    left the user to guess why their password was not one. The value is never echoed."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "mqtt: {host: 127.0.0.1, password: 987654321}\n"
+        "chargers: [{name: garage, serial: '012345', token: 4711081500}]\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, {})
+    assert caught.value.problems == (
+        'mqtt.password: must be text: quote it in YAML ("...")',
+        'chargers[0].token: must be text: quote it in YAML ("...")',
+    )
+    assert "987654321" not in str(caught.value)
+    assert "4711081500" not in str(caught.value)
