@@ -243,7 +243,7 @@ def command_line() -> argparse.ArgumentParser:
         choices=("auto", "amqtt", "mosquitto"),
         default="auto",
         help="the broker to start without --mqtt-host (auto: Mosquitto if installed,"
-        " else amqtt, an MQTT broker in Python: pip install goe2mqtt[demo])",
+        " else amqtt, an MQTT broker in Python: pip install '.[demo]' in this repository)",
     )
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     demo.add_argument(

@@ -175,7 +175,7 @@ class EmbeddedBroker:
     """amqtt inside this process: the demo's broker on a machine without Mosquitto.
 
     amqtt speaks MQTT 3.1.1 only; clients of it must not ask for MQTT 5.
-    Needs the optional extra: pip install 'goe2mqtt[demo]'.
+    Needs the optional extra: pip install '.[demo]' in this repository.
     """
 
     def __init__(self, *, port: int | None = None) -> None:

@@ -45,11 +45,15 @@ BrokerKind = Literal["auto", "amqtt", "mosquitto"]
 def choose_broker(kind: BrokerKind) -> Literal["amqtt", "mosquitto"]:
     """auto: a private Mosquitto when it is installed (the broker users run), else amqtt
     (the [demo] extra: a broker in Python, for machines without Mosquitto)."""
-    if kind == "auto":
-        return "mosquitto" if MosquittoBroker.available() else "amqtt"
-    if kind == "amqtt" and not EmbeddedBroker.available():
-        raise BrokerUnavailable("amqtt is not installed: pip install 'goe2mqtt[demo]'")
-    return kind
+    if kind == "auto" and MosquittoBroker.available():
+        return "mosquitto"
+    if kind in ("auto", "amqtt") and not EmbeddedBroker.available():
+        # goe2mqtt is not on PyPI: the extra comes from this repository.
+        raise BrokerUnavailable(
+            "amqtt is not installed: pip install '.[demo]' in this repository"
+            + (" (or install Mosquitto: apt-get install mosquitto)" if kind == "auto" else "")
+        )
+    return "amqtt" if kind == "auto" else kind
 
 
 def _short(payload: bytes | Any, width: int = 110) -> str:

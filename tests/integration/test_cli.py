@@ -16,7 +16,7 @@ import aiohttp
 import aiomqtt
 import pytest
 
-from goe2mqtt.sim.broker import free_port
+from goe2mqtt.sim.broker import BrokerUnavailable, EmbeddedBroker, MosquittoBroker, free_port
 from goe2mqtt.sim.demo import BrokerKind, choose_broker, run_demo
 
 from ..conftest import WAIT
@@ -106,6 +106,22 @@ async def test_a_subscription_the_demo_prints_gets_only_its_topic_on_amqtt_too()
 
 def test_auto_prefers_mosquitto_for_the_demo() -> None:
     assert choose_broker("auto") == "mosquitto"  # installed here, as on every CI machine
+
+
+def test_a_demo_with_no_broker_to_start_says_how_to_get_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pip install . without the demo extra, on a machine without Mosquitto: auto took
+    amqtt unasked and the demo ended in a ModuleNotFoundError. And goe2mqtt is not on
+    PyPI: 'pip install goe2mqtt[demo]' would install whatever bears that name there."""
+    monkeypatch.setattr(MosquittoBroker, "available", staticmethod(lambda: False))
+    monkeypatch.setattr(EmbeddedBroker, "available", staticmethod(lambda: False))
+    kinds: tuple[BrokerKind, ...] = ("auto", "amqtt")
+    for kind in kinds:
+        with pytest.raises(BrokerUnavailable) as caught:
+            choose_broker(kind)
+        assert "pip install '.[demo]'" in str(caught.value), kind
+        assert "goe2mqtt[demo]" not in str(caught.value)
 
 
 async def test_simulate_serves_the_api_until_sigterm() -> None:
