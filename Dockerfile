@@ -20,6 +20,8 @@ FROM ${BASE}
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin goe2mqtt \
     && install -d -m 700 -o goe2mqtt -g goe2mqtt /data
 COPY --from=build /opt/goe2mqtt /opt/goe2mqtt
+# A GOE2MQTT_* variable wins over the config file: state_dir, health_file and http.listen
+# in config.yaml are not used in this image; change them with docker run -e.
 ENV PATH=/opt/goe2mqtt/bin:$PATH \
     GOE2MQTT_CONFIG=/config/config.yaml \
     GOE2MQTT_HEALTH_FILE=/tmp/goe2mqtt-health.json \

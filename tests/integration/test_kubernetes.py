@@ -19,6 +19,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from goe2mqtt.config.loading import load_settings
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
@@ -83,6 +84,38 @@ def test_every_pod_reads_the_one_config_as_its_own_shard(
     assert service["spec"]["ports"][0]["targetPort"] == port["name"]
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert config["state_dir"] in mounts  # the journal outlives the pod
+
+
+def image_environment() -> dict[str, str]:
+    """The GOE2MQTT_* variables the image's Dockerfile sets: they win over the config."""
+    dockerfile = (MANIFESTS.parents[1] / "Dockerfile").read_text()
+    block = dockerfile.split("\nENV ", 1)[1].split("\n\n", 1)[0].split("\nVOLUME", 1)[0]
+    pairs = [part.strip() for part in block.replace("\\\n", " ").split()]
+    return dict(pair.split("=", 1) for pair in pairs if pair.startswith("GOE2MQTT_"))
+
+
+def test_what_a_pod_writes_lies_on_a_writable_volume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The root filesystem is read-only: the journal and the health file must lie on a
+    volume. The image's GOE2MQTT_HEALTH_FILE (/tmp) won over the config's health_file,
+    and the health file failed to be written every 30 s (health_file_failed)."""
+    (statefulset,) = documents("statefulset.yaml")
+    (container,) = statefulset["spec"]["template"]["spec"]["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    writable = [m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")]
+    environ = {**image_environment(), "HOSTNAME": "goe2mqtt-0"}
+    assert "GOE2MQTT_HEALTH_FILE" in environ  # the image sets one
+    environ.update({e["name"]: e["value"] for e in container.get("env", [])})
+    (secret,) = documents("secret.example.yaml")
+    for name, value in {**secret["stringData"], "HOSTNAME": "goe2mqtt-0"}.items():
+        monkeypatch.setenv(name, value)  # ${GOE_TOKEN_...} and the pod's name
+    config = tmp_path / "config.yaml"
+    config.write_text(documents("configmap.yaml")[0]["data"]["config.yaml"])
+    settings = load_settings(config, environ)
+    for path in (settings.state_dir, settings.health_file):
+        assert path is not None
+        assert any(Path(path).is_relative_to(mount) for mount in writable), (path, writable)
 
 
 async def test_three_pods_poll_each_charger_once_and_answer_each_command_once(
