@@ -82,12 +82,17 @@ NOT_CONFIG = frozenset({"GOE2MQTT_CONFIG", "GOE2MQTT_CACHE"})
 
 
 def apply_environment(
-    raw: Any, environ: Mapping[str, str], sources: dict[str, str] | None = None
+    raw: Any,
+    environ: Mapping[str, str],
+    sources: dict[str, str] | None = None,
+    overridden: list[str] | None = None,
 ) -> Any:
     """Overlay GOE2MQTT_SECTION__KEY variables on the parsed file (env wins).
 
     ``sources`` receives key path -> variable name ("chargers[0].token" ->
     "GOE2MQTT_CHARGERS__0__TOKEN"), so a problem with a value can name its variable.
+    ``overridden`` receives a line for each variable that changes a value the file
+    gives (never the values: one may be a secret).
 
     ``__`` separates levels, a number indexes the charger list:
     GOE2MQTT_MQTT__HOST=broker, GOE2MQTT_CHARGERS__0__TOKEN=... . Values take the
@@ -128,9 +133,20 @@ def apply_environment(
             if not isinstance(node, dict):
                 raise EnvironmentProblem(f"{name}: {key} goes below a value")
             if last:
+                if overridden is not None and _differs(node.get(part), value):
+                    overridden.append(f"{shown}: {name} wins over the value in the config file")
                 node[part] = value
             else:
                 if part not in node or node[part] is None:
                     node[part] = [] if part == "chargers" else {}
                 node = node[part]
     return document
+
+
+def _differs(given: Any, text: str) -> bool:
+    """Whether a variable changes what the file gave (null or absent: it gave nothing)."""
+    if given is None:
+        return False
+    if isinstance(given, bool):
+        return _BOOLEANS.get(text.strip().lower()) is not given
+    return str(given) != text.strip()

@@ -81,12 +81,13 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) ->
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}: invalid YAML{where}") from None
     sources: dict[str, str] = {}
+    overridden: list[str] = []  # a variable over a file's value: an image's, unseen
     try:
-        document = apply_environment(raw, environ, sources)
+        document = apply_environment(raw, environ, sources, overridden)
     except EnvironmentProblem as exc:
         raise ConfigError(str(exc)) from None
     try:
-        return parse_settings(document)
+        return parse_settings(document, warnings=overridden)
     except ConfigError as exc:
         raise ConfigError(*(_name_variable(p, sources) for p in exc.problems)) from None
 

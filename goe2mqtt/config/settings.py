@@ -12,7 +12,7 @@ import re
 import socket
 import ssl
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from pydantic import (
@@ -314,8 +314,8 @@ def meter_loops(sites: tuple[SiteSettings, ...], base: str) -> list[str]:
     ]
 
 
-def parse_settings(raw: Any) -> Settings:
-    """Validate an already-parsed YAML document."""
+def parse_settings(raw: Any, *, warnings: Iterable[str] = ()) -> Settings:
+    """Validate an already-parsed YAML document (``warnings``: the loader's, said first)."""
     if not isinstance(raw, Mapping):
         raise ConfigError("the config file must be a YAML mapping with 'mqtt' and 'chargers'")
     missing: list[str] = []
@@ -340,5 +340,5 @@ def parse_settings(raw: Any) -> Settings:
         settings = Settings.model_validate(expanded, context=context)
     except ValidationError as exc:
         raise ConfigError(*problems_of(exc, Settings)) from None
-    settings._warnings = tuple(context["warnings"])
+    settings._warnings = (*warnings, *context["warnings"])
     return settings
