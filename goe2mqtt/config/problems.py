@@ -56,6 +56,11 @@ _PATTERN_HINTS = {
     "name": "use only a-z, 0-9, _ and - (it becomes an MQTT topic level)",
     "base_topic": "must be an MQTT topic without wildcards (+, #) or empty levels",
     "discovery_prefix": "must be an MQTT topic without wildcards (+, #) or empty levels",
+    "meter_topic": "must be an MQTT topic without wildcards (+, #) or empty levels",
+    "price_topic": "must be an MQTT topic without wildcards (+, #) or empty levels",
+    "mqtt_prefix": "must be the charger's topic prefix (mtp), e.g. go-eCharger or"
+    " /go-eCharger, without wildcards (+, #)",
+    "currency": "must be a 3-letter ISO 4217 code in capitals, e.g. EUR",
     "api_url": "must be an http:// or https:// URL without query",
     "host": "must be a host name or IP address, optionally with :port (no http://)",
     "chargers": "list at least one charger",

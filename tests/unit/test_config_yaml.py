@@ -82,3 +82,23 @@ def test_a_number_where_text_belongs_says_to_quote_it(tmp_path: Path) -> None:
     )
     assert "987654321" not in str(caught.value)
     assert "4711081500" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("section", "problem"),
+    [
+        ("tariff: {price_per_kwh: 0.3, currency: euro}",
+         "tariff.currency: must be a 3-letter ISO 4217 code in capitals, e.g. EUR"),
+        ("tariff: {price_topic: 'prices/#'}",
+         "tariff.price_topic: must be an MQTT topic without wildcards (+, #) or empty levels"),
+    ],
+)  # fmt: skip
+def test_a_pattern_is_said_in_words_not_as_a_regular_expression(
+    tmp_path: Path, section: str, problem: str
+) -> None:
+    """'String should match pattern ^[A-Z]{3}$' is pydantic's, not the user's, language."""
+    config = tmp_path / "config.yaml"
+    config.write_text(f"{CONFIG}{section}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, {})
+    assert caught.value.problems == (problem,)
