@@ -290,6 +290,13 @@ SERVICES: tuple[ServiceDescription, ...] = (
 )
 SERVICES_BY_NAME: Mapping[str, ServiceDescription] = {s.name: s for s in SERVICES}
 assert len(SERVICES_BY_NAME) == len(SERVICES), "service names must be unique"
+# Writable entities whose command topic is not their leaf (charging_current is set with
+# change_charging_power): a command on the leaf is told where to go.
+_SET_ELSEWHERE: Mapping[str, str] = {
+    e.key: f"{e.name} is set with cmd/{e.command}"
+    for e in ENTITIES
+    if e.command is not None and e.command != e.key
+}
 
 
 @dataclass(frozen=True)
@@ -304,7 +311,10 @@ def parse_command(service_name: str, raw: bytes) -> Command:
     """Everything that can be checked without the charger's state."""
     service = SERVICES_BY_NAME.get(service_name)
     if service is None:
-        raise CommandError(f"unknown service {service_name!r}")
+        elsewhere = _SET_ELSEWHERE.get(service_name)
+        raise CommandError(
+            f"unknown service {service_name!r}" + (f": {elsewhere}" if elsewhere else "")
+        )
     payload = parse_payload(raw)
     return Command(service, service.arguments(payload.value), payload.request_id, payload.sent_at)
 

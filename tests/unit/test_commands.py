@@ -86,6 +86,14 @@ def test_valid_commands_plan_the_documented_calls(
         ("set_transaction", "", "status is required"),
         ("stop_charging", "5", "takes no parameters: an empty payload, {} or PRESS"),
         ("frobnicate", "{}", "unknown service 'frobnicate'"),
+        # A writable entity whose command topic is another name: say which.
+        (
+            "charging_current",
+            "12",
+            "unknown service 'charging_current': Charging current"
+            " is set with cmd/change_charging_power",
+        ),
+        ("phase_mode", "auto", "'phase_mode': Phase mode is set with cmd/set_phase"),
         ("start_charging", "ÿ", "charging_power must be an integer"),
         ("start_charging", "x" * 5000, "larger than 4096 bytes"),
     ],
