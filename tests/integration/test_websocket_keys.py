@@ -5,8 +5,10 @@ from the file, and a fleet waiting for its hashes connects once per charger."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -129,14 +131,38 @@ async def test_a_changed_password_is_never_served_from_the_file(
     assert last.bridge.derived_keys.recalled == 2
 
 
-async def test_a_fleet_waiting_for_its_hashes_connects_once_per_charger(
-    broker: MosquittoBroker, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Every hash held back three times the silence limit (a fleet's queue on a first
-    start; more chargers than hashing threads): the sockets wait, the silence clock
-    paused, none is closed, and each charger connects once."""
-    silence = 0.5
-    monkeypatch.setitem(WebSocketLink.__init__.__kwdefaults__, "silence", silence)
+@dataclass
+class HeldFleet:
+    """Four bcrypt websocket chargers and a bridge for them (``running``, not started):
+    every hash the bridge derives waits at ``gate`` (``held``: the serials that came)."""
+
+    sim: Simulator
+    serials: list[str]
+    running: RunningBridge
+    gate: threading.Event
+    held: list[str]
+
+    async def waiting(self) -> None:
+        """Every hashing thread holds one, and every charger connected, waiting for its
+        auth (the others in the queue)."""
+        await until(lambda: len(self.held) >= ws_auth.HASH_THREADS, "hashes held")
+        sockets = self.sim.sockets
+        await until(lambda: all(sockets[s].connections for s in self.serials), "all connected")
+
+    async def release(self) -> list[int]:
+        """The hashes let go, once every charger is live: its connections each."""
+        self.gate.set()
+        chargers = self.running.bridge.chargers
+        await until(lambda: all(c.pushing for c in chargers.values()), "every charger live")
+        return [self.sim.sockets[s].connections for s in self.serials]
+
+
+@contextlib.asynccontextmanager
+async def held_fleet(
+    broker: MosquittoBroker, monkeypatch: pytest.MonkeyPatch, *, first: int, scan_interval: float
+) -> AsyncIterator[HeldFleet]:
+    """A first start's queue of hashes (more chargers than hashing threads), held back
+    until the test lets them go; chargers from serial ``first`` on."""
     gate, held = threading.Event(), []
     real = ws_auth.derive
 
@@ -146,7 +172,7 @@ async def test_a_fleet_waiting_for_its_hashes_connects_once_per_charger(
         return real(password, serial, kind)
 
     monkeypatch.setattr(ws_auth, "derive", held_back)
-    serials = [f"{500000 + n:06d}" for n in range(4)]
+    serials = [f"{first + n:06d}" for n in range(4)]
     sim = Simulator(
         [SimulatedCharger(s, None, password=PASSWORD, hash_kind="bcrypt") for s in serials],
         delta_interval=0.1,
@@ -158,28 +184,37 @@ async def test_a_fleet_waiting_for_its_hashes_connects_once_per_charger(
             await sim.serve_local(serial)
         raw = make_settings(broker, sim, chargers=(), transport="local")
         raw["chargers"] = [{"name": f"ws{n}", "host": sim.local_hosts[s], "password": PASSWORD,
-                            "transport": "websocket", "scan_interval": 0.3, "timeout": 1.0}
+                            "transport": "websocket", "scan_interval": scan_interval,
+                            "timeout": 1.0}
                            for n, s in enumerate(serials)]  # fmt: skip
         running = RunningBridge(parse_settings(raw))
-        with structlog.testing.capture_logs() as logs:
-            await running.start()
-            await until(lambda: len(held) >= ws_auth.HASH_THREADS, "hashes held")
-            # Every charger connected, waiting for its auth (two of them in the queue).
-            await until(lambda: all(sim.sockets[s].connections for s in serials), "all connected")
-            loop = asyncio.get_running_loop()
-            held_since = loop.time()
-            await until(lambda: loop.time() > held_since + 3 * silence, "past the silence limit")
-            gate.set()
-            chargers = running.bridge.chargers
-            await until(lambda: all(c.pushing for c in chargers.values()), "every charger live")
-        assert [sim.sockets[s].connections for s in serials] == [1, 1, 1, 1]
-        downs = [e for e in logs if e["event"] == "websocket_down"]
-        assert downs == [], downs
+        yield HeldFleet(sim, serials, running, gate, held)
     finally:
         gate.set()
         if running is not None:
             await running.stop()
         await sim.stop()
+
+
+async def test_a_fleet_waiting_for_its_hashes_connects_once_per_charger(
+    broker: MosquittoBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every hash held back three times the silence limit (a fleet's queue on a first
+    start; more chargers than hashing threads): the sockets wait, the silence clock
+    paused, none is closed, and each charger connects once."""
+    silence = 0.5
+    monkeypatch.setitem(WebSocketLink.__init__.__kwdefaults__, "silence", silence)
+    async with held_fleet(broker, monkeypatch, first=500000, scan_interval=0.3) as fleet:
+        with structlog.testing.capture_logs() as logs:
+            await fleet.running.start()
+            await fleet.waiting()
+            loop = asyncio.get_running_loop()
+            held_since = loop.time()
+            await until(lambda: loop.time() > held_since + 3 * silence, "past the silence limit")
+            connections = await fleet.release()
+        assert connections == [1, 1, 1, 1]
+        downs = [e for e in logs if e["event"] == "websocket_down"]
+        assert downs == [], downs
 
 
 @pytest.mark.parametrize("settle_at_most", [60.0, 0.0])
@@ -192,53 +227,21 @@ async def test_a_charger_waiting_for_its_hash_is_not_polled_meanwhile_within_a_b
     SETTLE_AT_MOST (0 here) it is polled as any charger whose socket is not live."""
     monkeypatch.setattr(charger_loop, "PUSH_START_WAIT", 0.2)  # the first poll's time
     monkeypatch.setattr(push_side, "SETTLE_AT_MOST", settle_at_most)
-    gate, held = threading.Event(), []
-    real = ws_auth.derive
-
-    def held_back(password: str, serial: str, kind: HashKind) -> tuple[bytes, Any]:
-        held.append(serial)
-        gate.wait(30)
-        return real(password, serial, kind)
-
-    monkeypatch.setattr(ws_auth, "derive", held_back)
-    serials = [f"{510000 + n:06d}" for n in range(4)]
-    sim = Simulator(
-        [SimulatedCharger(s, None, password=PASSWORD, hash_kind="bcrypt") for s in serials],
-        delta_interval=0.1,
-    )
-    await sim.start()
-    running: RunningBridge | None = None
-    try:
-        for serial in serials:
-            await sim.serve_local(serial)
-        raw = make_settings(broker, sim, chargers=(), transport="local")
-        raw["chargers"] = [{"name": f"ws{n}", "host": sim.local_hosts[s], "password": PASSWORD,
-                            "transport": "websocket", "scan_interval": 0.1, "timeout": 1.0}
-                           for n, s in enumerate(serials)]  # fmt: skip
-        running = RunningBridge(parse_settings(raw))
-        await running.start()
-        chargers = running.bridge.chargers
-        await until(lambda: len(held) >= ws_auth.HASH_THREADS, "hashes held")
-        await until(lambda: all(sim.sockets[s].connections for s in serials), "all connected")
+    async with held_fleet(broker, monkeypatch, first=510000, scan_interval=0.1) as fleet:
+        await fleet.running.start()
+        await fleet.waiting()
         # Past the first poll's time, ten scan intervals (the same wait polls all four
         # past the bound: the loops look meanwhile).
         loop = asyncio.get_running_loop()
         since = loop.time()
         await until(lambda: loop.time() > since + 1.0, "ten scan intervals")
-        polls = [sim.charger(s).status_calls for s in serials]
+        polls = [fleet.sim.charger(s).status_calls for s in fleet.serials]
         if settle_at_most:
             assert polls == [0, 0, 0, 0], polls
-            assert not any(c.polled_once for c in chargers.values())
+            assert not any(c.polled_once for c in fleet.running.bridge.chargers.values())
         else:
             assert all(polls), polls  # past the bound: polled as ever
-        gate.set()
-        await until(lambda: all(c.pushing for c in chargers.values()), "every charger live")
-        assert [sim.sockets[s].connections for s in serials] == [1, 1, 1, 1]
-    finally:
-        gate.set()
-        if running is not None:
-            await running.stop()
-        await sim.stop()
+        assert await fleet.release() == [1, 1, 1, 1]
 
 
 async def test_a_socket_that_fails_at_once_is_polled_at_once(
