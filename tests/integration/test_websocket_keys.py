@@ -23,9 +23,15 @@ from goe2mqtt.goe.ws_protocol import HashKind, hashed_password
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import SimulatedCharger, Simulator
-from tests.conftest import SERIALS, TOKEN, MqttProbe, RunningBridge, make_settings, until
+from tests.conftest import (
+    PASSWORD,
+    SERIALS,
+    MqttProbe,
+    RunningBridge,
+    make_settings,
+    until,
+)
 
-PASSWORD = "wallbox-pw-7"
 NAMES = ("garage", "carport")
 
 
@@ -41,23 +47,6 @@ def hashes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(ws_keys, "hashed_password", counted)
     return computed
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    """The garage hashes with pbkdf2, the carport with bcrypt."""
-    sim = Simulator(
-        [
-            SimulatedCharger(SERIALS["garage"], TOKEN, password=PASSWORD, hash_kind="pbkdf2"),
-            SimulatedCharger(SERIALS["carport"], TOKEN, password=PASSWORD, hash_kind="bcrypt"),
-        ],
-        delta_interval=0.1,
-    )
-    await sim.start()
-    for serial in SERIALS.values():
-        await sim.serve_local(serial)
-    yield sim
-    await sim.stop()
 
 
 def settings_with(raw: dict[str, Any], password: str) -> Settings:
@@ -91,25 +80,25 @@ def connections(sim: Simulator) -> list[int]:
 
 
 async def test_a_restart_uses_the_kept_keys_and_hashes_nothing(
-    broker: MosquittoBroker, sim: Simulator, hashes: list[str]
+    broker: MosquittoBroker, push_sim: Simulator, hashes: list[str]
 ) -> None:
-    settings = settings_with(make_settings(broker, sim, chargers=NAMES, transport="local"),
+    settings = settings_with(make_settings(broker, push_sim, chargers=NAMES, transport="local"),
                              PASSWORD)  # fmt: skip
     first = await run_until(broker, settings, "websocket")
     assert sorted(hashes) == sorted(SERIALS[n] for n in NAMES)  # one hash each
     assert (first.bridge.derived_keys.derived, first.bridge.derived_keys.recalled) == (2, 0)
-    assert connections(sim) == [1, 1]
+    assert connections(push_sim) == [1, 1]
 
     second = await run_until(broker, settings, "websocket")
     assert len(hashes) == 2, "the restart hashed again"
     assert (second.bridge.derived_keys.derived, second.bridge.derived_keys.recalled) == (0, 2)
-    assert connections(sim) == [2, 2]  # one connect each per run: the kept key was right
+    assert connections(push_sim) == [2, 2]  # one connect each per run: the kept key was right
 
 
 async def test_a_changed_password_is_never_served_from_the_file(
-    broker: MosquittoBroker, sim: Simulator, hashes: list[str]
+    broker: MosquittoBroker, push_sim: Simulator, hashes: list[str]
 ) -> None:
-    raw = make_settings(broker, sim, chargers=NAMES, transport="local")
+    raw = make_settings(broker, push_sim, chargers=NAMES, transport="local")
     await run_until(broker, settings_with(raw, PASSWORD), "websocket")
     assert len(hashes) == 2
 
@@ -120,8 +109,8 @@ async def test_a_changed_password_is_never_served_from_the_file(
 
     # Both changed (a new password set in the app and in the config): hashed anew, live.
     for name in NAMES:
-        sim.charger(SERIALS[name]).password = "new-pw-8"
-        sim.sockets[SERIALS[name]]._hashed = None  # the charger's own copy of its hash
+        push_sim.charger(SERIALS[name]).password = "new-pw-8"
+        push_sim.sockets[SERIALS[name]]._hashed = None  # the charger's own copy of its hash
     again = await run_until(broker, settings_with(raw, "new-pw-8"), "websocket")
     assert len(hashes) == 6
     assert again.bridge.derived_keys.derived == 2
