@@ -34,7 +34,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +44,8 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import bridge_process
 
 from bench import proc_cpu, serials
 from goe2mqtt.sim.broker import MosquittoBroker, free_port
@@ -153,9 +154,9 @@ async def run(args: Any) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="goe2mqtt-page-"))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    result: dict[str, Any] = {"n": n, "bridge_path": args.bridge_path or "this checkout",
+    tree = bridge_process.tree_of(args.bridge_path)
+    result: dict[str, Any] = {"n": n, "bridge_from": str(bridge_process.source(tree)),
                               "load_before": os.getloadavg()}  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": args.bridge_path or os.environ.get("PYTHONPATH", "")}
     with MosquittoBroker() as broker:
         config = workdir / "config.yaml"
         config.write_text(json.dumps({
@@ -168,27 +169,11 @@ async def run(args: Any) -> dict[str, Any]:
                           "api_url": simulator.url_for(c.serial), "scan_interval": scan,
                           "idle_scan_interval": 30.0} for c in chargers],
         }))  # fmt: skip
-        with (workdir / "bridge.log").open("wb") as log:
-            bridge = subprocess.Popen(
-                [sys.executable, "-m", "goe2mqtt", "--config", str(config), "--log-level",
-                 "warning", "--log-format", "json"], stdout=log, stderr=subprocess.STDOUT,
-                env=env, cwd=args.bridge_path or Path(__file__).resolve().parents[1],
-            )  # fmt: skip  # cwd: `python -m` puts it first on the path
+        log = workdir / "bridge.log"
+        arguments = ["--config", str(config), "--log-level", "warning", "--log-format", "json"]
+        bridge = bridge_process.start(tree, arguments, log)
         try:
-            started = time.monotonic()
-            async with aiohttp.ClientSession() as session:
-                while True:
-                    await asyncio.sleep(2)
-                    assert bridge.poll() is None, (workdir / "bridge.log").read_text()[-2000:]
-                    try:
-                        async with session.get(f"{url}/?state=online&size=1") as answer:
-                            text = await answer.text()
-                    except aiohttp.ClientError:
-                        continue
-                    pages = text.split('data-total="', 1)
-                    if len(pages) == 2 and int(pages[1].split('"', 1)[0]) >= n:
-                        break
-            result["startup_s"] = round(time.monotonic() - started, 1)
+            result["startup_s"] = round(await bridge_process.until_online(url, n, bridge, log), 1)
             await asyncio.sleep(2 * scan)  # every charger on its own schedule
             result["cpu_share_no_page"] = await cpu_share(bridge.pid, args.stream)
             result["get_first_page_ms"] = await answer_ms(url, "/")
@@ -209,11 +194,7 @@ async def run(args: Any) -> dict[str, Any]:
             result["cpu_share_state_filtered_stream"] = await cpu_share(bridge.pid, args.stream - 2)
             result["stream_state_filtered"] = await filtered
         finally:
-            bridge.terminate()
-            try:
-                bridge.wait(30)
-            except subprocess.TimeoutExpired:
-                bridge.kill()
+            bridge_process.stop(bridge)
     await simulator.stop()
     result["load_after"] = os.getloadavg()
     return result
@@ -226,9 +207,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--opens", type=int, default=10)
     parser.add_argument("--stream", type=float, default=20.0, help="s the streams are counted")
-    parser.add_argument("--bridge-path", default="", help="PYTHONPATH of the bridge process")
+    parser.add_argument("--bridge-path", default="", help="the tree the bridge runs from")
     args = parser.parse_args()
-    os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
     result = asyncio.run(run(args))
     print(json.dumps({k: v for k, v in result.items() if k != "opens"}, default=str))
     print(json.dumps(result["opens"]))

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import bridge_process
 from aiohttp import WSMsgType, web
 from procstat import percentile, proc_cpu, proc_rss
 from push_birth import Birth, home_assistant_restarts, print_births
@@ -337,14 +338,11 @@ async def run_size(n: int, args: Any) -> Result:
                           file=sys.stderr, flush=True)  # fmt: skip
 
         listener = asyncio.create_task(listen())
-        env = dict(os.environ)
-        if args.bridge_path:  # another checkout's bridge (main: the "before")
-            env["PYTHONPATH"] = str(Path(args.bridge_path).resolve())
-        bridge = subprocess.Popen(
-            [sys.executable, "-m", "goe2mqtt", "run", "-c", str(workdir / "config.json"),
+        bridge = bridge_process.start(
+            bridge_process.tree_of(args.bridge_path),  # another tree's (main: the "before")
+            ["run", "-c", str(workdir / "config.json"),
              "--log-level", "info" if args.profile else "warning"],
-            stderr=open(workdir / "bridge.log", "wb"), env=env,
-            cwd=args.bridge_path,  # python -m puts the working directory first on the path
+            workdir / "bridge.log",
         )  # fmt: skip
         try:
             result.connect_s, result.cpu_per_delta_us, result.rss_mib = await measure(
@@ -387,38 +385,13 @@ async def run_size(n: int, args: Any) -> Result:
         finally:
             if lost[0]:
                 result.note += f" (the listener lost its connection {lost[0]} times)"
-            bridge.terminate()
-            try:
-                bridge.wait(30)
-            except subprocess.TimeoutExpired:  # still sending what it owes
-                bridge.kill()
-                bridge.wait()
+            bridge_process.stop(bridge)
             listener.cancel()
         for socket in list(server.open.values()):
             await socket.close()
         server.open.clear()
-        if args.no_floor:
-            ticker.cancel()
-            harness_stop.set()
-            for task in harness_tasks:
-                task.cancel()
-            await asyncio.gather(*harness_tasks, return_exceptions=True)
-            assert server.runner is not None
-            await server.runner.cleanup()
-            return result
-        (workdir / "urls.json").write_text(json.dumps([f"ws://127.0.0.1:{server.port}/{s}/ws"
-                                                       for s in chargers]))  # fmt: skip
-        bare = subprocess.Popen([sys.executable, str(HERE / "bare_push.py"),
-                                 str(workdir / "urls.json"), TOKEN, PASSWORD])  # fmt: skip
-        try:
-            _, result.floor_per_delta_us, _ = await measure(
-                bare, server, n, args.window, args.settle, args.connect_deadline
-            )
-        except RuntimeError as exc:
-            result.note += f" floor: {exc}"
-        finally:
-            bare.terminate()
-            bare.wait(30)
+        if not args.no_floor:
+            await measure_floor(result, server, chargers, workdir, args)
     ticker.cancel()
     harness_stop.set()
     for task in harness_tasks:
@@ -427,6 +400,25 @@ async def run_size(n: int, args: Any) -> Result:
     assert server.runner is not None
     await server.runner.cleanup()
     return result
+
+
+async def measure_floor(
+    result: Result, server: PushServer, chargers: list[str], workdir: Path, args: Any
+) -> None:
+    """bench/bare_push.py on the same sockets: the floor's CPU per delta, into ``result``."""
+    (workdir / "urls.json").write_text(json.dumps([f"ws://127.0.0.1:{server.port}/{s}/ws"
+                                                   for s in chargers]))  # fmt: skip
+    bare = subprocess.Popen([sys.executable, str(HERE / "bare_push.py"),
+                             str(workdir / "urls.json"), TOKEN, PASSWORD])  # fmt: skip
+    try:
+        _, result.floor_per_delta_us, _ = await measure(
+            bare, server, result.n, args.window, args.settle, args.connect_deadline
+        )
+    except RuntimeError as exc:
+        result.note += f" floor: {exc}"
+    finally:
+        bare.terminate()
+        bare.wait(30)
 
 
 def print_table(results: list[Result]) -> None:
@@ -485,7 +477,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--bridge-path",
-        help="run the bridge from this checkout (PYTHONPATH), e.g. /work/main for a before",
+        help="run the bridge from this tree, e.g. a worktree of main for a before",
     )
     parser.add_argument(
         "--profile",

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import bridge_process
 from push import BASE, PASSWORD, TOKEN, PushServer, proc_cpu, serials
 
 from goe2mqtt.sim.broker import MosquittoBroker
@@ -92,16 +93,15 @@ async def run_phase(
 
     listener = asyncio.create_task(listen())
     await ready.wait()
-    env = {**os.environ, "PYTHONPATH": args.bridge_path or os.environ.get("PYTHONPATH", "")}
     log_path = workdir / f"bridge-{name}.log"
     busy0, total0 = cpu_ticks()
     here0 = proc_cpu(os.getpid())
     started = time.monotonic()
     profile = [args.profile, str(workdir / f"bridge-{name}.prof")] if args.profile else []
-    bridge = subprocess.Popen(
-        [sys.executable, *profile, "-m", "goe2mqtt", "run", "-c", str(workdir / "config.json"),
-         "--log-level", "warning"],
-        stderr=open(log_path, "wb"), env=env, cwd=workdir,
+    bridge = bridge_process.start(
+        bridge_process.tree_of(args.bridge_path),
+        ["run", "-c", str(workdir / "config.json"), "--log-level", "warning"],
+        log_path, python=profile,
     )  # fmt: skip
     spy = None
     if args.py_spy:  # a sampling profile of the bridge for the whole phase
@@ -139,12 +139,7 @@ async def run_phase(
     except RuntimeError as exc:
         phase.note = str(exc)
     finally:
-        bridge.send_signal(signal.SIGTERM)
-        try:
-            bridge.wait(60)
-        except subprocess.TimeoutExpired:
-            bridge.kill()
-            bridge.wait()
+        bridge_process.stop(bridge, 60)
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(60)
@@ -191,7 +186,8 @@ async def run_size(n: int, args: Any) -> list[Phase]:
 
 
 def print_table(phases: list[Phase], args: Any) -> None:
-    print(f"hash: {args.hash}; bridge from: {bridge_source(args)}")
+    tree = bridge_process.tree_of(args.bridge_path)
+    print(f"hash: {args.hash}; bridge from: {bridge_process.source(tree)}")
     print("| chargers | phase | all authenticated s | all states on MQTT s | connects per charger"
           " | closed for silence | bridge CPU s | bench (server) CPU s | others' CPU share"
           " | load avg |")  # fmt: skip
@@ -202,17 +198,6 @@ def print_table(phases: list[Phase], args: Any) -> None:
             f" {p.connects / p.n:.2f} | {p.silence_closes} | {p.cpu_s:.1f} | {p.bench_cpu_s:.1f} |"
             f" {100 * p.others_busy:.0f} % | {p.load} |{(' ' + p.note) if p.note else ''}"
         )
-
-
-def bridge_source(args: Any) -> str:
-    """Where the bridge's goe2mqtt comes from, asked the way the bridge is started (from
-    the run's directory: from the bench's own, ``-m`` would take the checkout there)."""
-    env = {**os.environ, "PYTHONPATH": args.bridge_path or os.environ.get("PYTHONPATH", "")}
-    found = subprocess.run(
-        [sys.executable, "-c", "import goe2mqtt; print(goe2mqtt.__file__)"],
-        env=env, cwd=tempfile.gettempdir(), capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return str(Path(found.stdout.strip()).parents[1])
 
 
 async def main_async(args: Any) -> None:
@@ -229,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--restart", action="store_true", help="this benchmark (bench.py --push)")
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1000])
     parser.add_argument("--hash", choices=("pbkdf2", "bcrypt"), default="pbkdf2")
-    parser.add_argument("--bridge-path", default="", help="PYTHONPATH of the bridge process")
+    parser.add_argument("--bridge-path", default="", help="the tree the bridge runs from")
     parser.add_argument("--settle", type=float, default=10.0,
                         help="seconds the bridge runs on after all are online")  # fmt: skip
     parser.add_argument("--connect-deadline", type=float, default=900.0)

@@ -29,9 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +41,8 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import bridge_process
 
 from bench import PollClock, proc_cpu, serials
 from goe2mqtt.sim.broker import MosquittoBroker, free_port
@@ -173,26 +173,11 @@ async def run_size(n: int, args: Any) -> dict[str, Any]:
                           "api_url": simulator.url_for(c.serial), "scan_interval": scan,
                           "idle_scan_interval": args.idle_interval} for c in chargers],
         }))  # fmt: skip
-        with (workdir / "bridge.log").open("wb") as log:
-            bridge = subprocess.Popen(
-                [sys.executable, "-m", "goe2mqtt", "--config", str(config), "--log-level",
-                 "warning", "--log-format", "json"], stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+        log = workdir / "bridge.log"
+        arguments = ["--config", str(config), "--log-level", "warning", "--log-format", "json"]
+        bridge = bridge_process.start(bridge_process.ROOT, arguments, log)
         try:
-            started = time.monotonic()
-            async with aiohttp.ClientSession() as session:
-                while True:
-                    await asyncio.sleep(2)
-                    assert bridge.poll() is None, (workdir / "bridge.log").read_text()[-2000:]
-                    try:  # a page of one row says how many match: cheap at any N
-                        async with session.get(f"{url}/?state=online&size=1") as answer:
-                            text = await answer.text()
-                    except aiohttp.ClientError:
-                        continue
-                    pages = text.split('data-total="', 1)
-                    if len(pages) == 2 and int(pages[1].split('"', 1)[0]) >= n:
-                        break
-            result["startup_s"] = round(time.monotonic() - started, 1)
+            result["startup_s"] = round(await bridge_process.until_online(url, n, bridge, log), 1)
             await asyncio.sleep(2 * scan)  # every charger on its own schedule
             result["scrape"] = await scrape_figures(url, bridge.pid)
             # The same window without a scrape: how on time the polls are on this machine
@@ -241,11 +226,7 @@ async def run_size(n: int, args: Any) -> dict[str, Any]:
                 except Exception as exc:  # a figure missing, not the run's other figures
                     result["page"] = {"error": repr(exc)[:300]}
         finally:
-            bridge.terminate()
-            try:
-                bridge.wait(30)
-            except subprocess.TimeoutExpired:
-                bridge.kill()
+            bridge_process.stop(bridge)
     await simulator.stop()
     # Last: it holds this process's loop (the simulator's) for a second or more.
     result["scrape"]["exposition_cpu_s"] = await exposition_cpu(n, args.charger_metrics)
@@ -288,7 +269,6 @@ def main() -> None:
     parser.add_argument("--charger-metrics", default="all", choices=["all", "health", "none"])
     parser.add_argument("--no-page", action="store_true", help="skip the Chromium figures")
     args = parser.parse_args()
-    os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
     results = [asyncio.run(run_size(n, args)) for n in args.sizes]
     print_table(results)
 

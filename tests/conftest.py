@@ -40,6 +40,7 @@ os.environ.pop("STATE_DIRECTORY", None)
 
 TOKEN = "tok-3f9c2a7e5d1b"
 SERIALS = {"garage": "012345", "carport": "067890"}
+PASSWORD = "wallbox-pw-7"  # the chargers' own, for their websocket (push_sim)
 WAIT = 10.0  # an upper bound for liveness, never a speed assertion
 
 
@@ -59,6 +60,24 @@ def own_broker() -> Iterator[MosquittoBroker]:
 @pytest.fixture
 async def simulator() -> AsyncIterator[Simulator]:
     sim = Simulator(SimulatedCharger(serial, TOKEN) for serial in SERIALS.values())
+    await sim.start()
+    for serial in SERIALS.values():
+        await sim.serve_local(serial)
+    yield sim
+    await sim.stop()
+
+
+@pytest.fixture
+async def push_sim() -> AsyncIterator[Simulator]:
+    """The chargers with a websocket too: the garage hashes the password with pbkdf2, the
+    carport with bcrypt; a delta every 0.1 s."""
+    sim = Simulator(
+        [
+            SimulatedCharger(SERIALS["garage"], TOKEN, password=PASSWORD, hash_kind="pbkdf2"),
+            SimulatedCharger(SERIALS["carport"], TOKEN, password=PASSWORD, hash_kind="bcrypt"),
+        ],
+        delta_interval=0.1,
+    )
     await sim.start()
     for serial in SERIALS.values():
         await sim.serve_local(serial)

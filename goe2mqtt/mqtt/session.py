@@ -4,7 +4,8 @@ Knows MQTT and nothing of go-e. Retained topics are kept in a store (mqtt/retain
 that a reconnect republishes. One-off messages (a command's result) go at QoS 2 through
 one client object for the whole session, so the broker takes each exactly once, also
 when a connection dies in the middle (publish_once). Inbound messages are handed over
-before the broker is acknowledged, so what the handler stored survives any crash.
+before the broker is acknowledged, so what the handler stored survives any crash. When
+to reconnect, and what a lost connection is logged as, is mqtt/reconnect.py's.
 """
 
 from __future__ import annotations
@@ -28,13 +29,13 @@ from goe2mqtt.mqtt.client import (
     PublishRefused,
     SessionTakenOver,
     Subscription,
-    connect_cause,
     hand_over_before_ack,
     is_takeover,
     until_disconnected,
 )
 from goe2mqtt.mqtt.families import Family, LiveFamily
 from goe2mqtt.mqtt.look_back import LookBack
+from goe2mqtt.mqtt.reconnect import RECONNECT_DELAYS, Reconnects
 from goe2mqtt.mqtt.retained import RetainedStore
 from goe2mqtt.mqtt.session_client import PacketNote, SessionClient, new_client
 from goe2mqtt.mqtt.topics import OFFLINE, ONLINE
@@ -51,12 +52,7 @@ __all__ = [
 
 log = structlog.get_logger()
 
-RECONNECT_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 SHUTDOWN_TIMEOUT = 5.0
-# Connections lost this soon after they were made, this many times in a row: someone
-# else keeps taking them (the same client_id elsewhere) or the broker refuses us.
-FLAP_SECONDS = 10.0
-FLAP_COUNT = 3
 MIN_ACK_TIMEOUT = 5.0
 
 
@@ -274,14 +270,12 @@ class MqttSession:
             await self._look_back.stop()
 
     async def _stay_connected(self, client: SessionClient, on_message: MessageHandler) -> None:
-        attempt = 0
-        flaps = 0
-        options = self._options
+        reconnects = Reconnects(self._options, self._reconnect_delays)
         while not self._stopping.is_set():
             connected_at: float | None = None
             try:
                 async with client:
-                    attempt = 0
+                    reconnects.connected()
                     connected_at = asyncio.get_running_loop().time()
                     await self._serve(client, on_message)
                     return
@@ -290,57 +284,14 @@ class MqttSession:
                 raise
             except aiomqtt.MqttError as exc:
                 self._set_client(None)
-                delay = self._reconnect_delays[min(attempt, len(self._reconnect_delays) - 1)]
-                attempt += 1
-                error = str(exc)
                 lasted = None
                 if connected_at is not None:
                     lasted = asyncio.get_running_loop().time() - connected_at
-                flaps = flaps + 1 if lasted is not None and lasted < FLAP_SECONDS else 0
-                if flaps >= FLAP_COUNT:
-                    delay = self._reconnect_delays[-1]  # do not fight for the id
-                    log.error(
-                        "mqtt_flapping",
-                        broker=f"{options.host}:{options.port}",
-                        connections_lost=flaps,
-                        hint=self._flap_hint(),
-                        retry_in=delay,
-                    )
-                cause = connect_cause(error)
+                cause, delay = reconnects.lost(exc, lasted, self.backlog)
                 self.disconnects[cause] += 1
-                if cause.startswith("TLS"):
-                    # Retrying will not fix a certificate: say what to look at.
-                    log.error(
-                        "mqtt_tls_failed",
-                        broker=f"{options.host}:{options.port}",
-                        error=error,
-                        hint="check mqtt.tls (ca_file, host name, client certificate)",
-                        retry_in=delay,
-                    )
-                else:
-                    log.warning(
-                        "mqtt_disconnected" if lasted is not None else "mqtt_connect_failed",
-                        broker=f"{options.host}:{options.port}",
-                        cause=cause,
-                        error=error,
-                        retry_in=delay,
-                        backlog=self.backlog,
-                    )
                 await wait_until_set(self._stopping, delay)
             finally:
                 self._set_client(None)
-
-    def _flap_hint(self) -> str:
-        # Mosquitto ends a taken-over connection and a restarting broker's alike (a
-        # reset, "unspecified error"), MQTT 5 or not. What differs: after a restart the
-        # broker is gone for a moment, so a connect fails and the count starts again;
-        # a takeover lets every reconnect succeed, and takes it away again.
-        return (
-            f"each connection ended within {FLAP_SECONDS:.0f} s and the next one succeeded"
-            f" at once: most likely another client uses client_id"
-            f" {self._options.client_id!r} (give every instance its own mqtt.client_id);"
-            " else the broker drops us (see its log)"
-        )
 
     async def _serve(self, client: aiomqtt.Client, on_message: MessageHandler) -> None:
         v5 = self._options.protocol == "5"

@@ -1,7 +1,8 @@
 """One site's decisions: the room per phase, each charger's share, pauses and fallback.
 
 Pure: the time of a decision is an argument, readings and looks are handed in, writes
-are handed out (go-e set calls) for the bridge to carry through the command path.
+(site/writes.py) are handed out (go-e set calls) for the bridge to carry through the
+command path.
 
 Safety first, then calm: going down is at once (the next decision), going up at most
 ``ramp_up`` A a decision, once an interval, and only with an ampere to spare (meter
@@ -20,8 +21,28 @@ from typing import Any, Literal
 from goe2mqtt.config.site import SiteSettings
 from goe2mqtt.site.meter import PHASES, MeterReading
 from goe2mqtt.site.room import room_of
-from goe2mqtt.site.seen import FORCE_OFF, ChargerSeen, Managed
+from goe2mqtt.site.seen import ChargerSeen, Managed
 from goe2mqtt.site.sharing import Claim, Room, share
+from goe2mqtt.site.writes import (
+    TCL_REFRESH,
+    Write,
+    pause_kept,
+    upkeep,
+    write_current,
+    write_pause,
+)
+
+__all__ = [
+    "MODES",
+    "STARTING",
+    "TCL_REFRESH",
+    "UP_BUDGET",
+    "UP_MARGIN",
+    "Decision",
+    "Mode",
+    "SiteController",
+    "Write",
+]
 
 Mode = Literal["fuse", "pv", "off"]
 MODES: tuple[Mode, ...] = ("fuse", "pv", "off")
@@ -31,16 +52,6 @@ UP_MARGIN = 1.0  # A beyond the next whole ampere before going up: meter noise w
 # for the downs, pauses and refreshes that follow.
 UP_BUDGET = 50
 STARTING = 60.0  # s a resumed charger keeps its claim before its car draws (cars wake slowly)
-TCL_REFRESH = 480.0  # s: go-e drops tcl after 600 s unless it is written again
-
-SetCall = dict[str, int | None]
-
-
-@dataclass(frozen=True)
-class Write:
-    charger: str
-    call: SetCall  # {"tcl": 10}, {"frc": 1}, ...
-    why: str
 
 
 @dataclass(frozen=True)
@@ -173,7 +184,7 @@ class SiteController:
             if not m.seen.online:
                 continue
             if m.paused:
-                self._pause_kept(m, now, writes)
+                pause_kept(m, now, writes)
                 continue
             low, high = m.bounds()
             # Never above its maximum, nor above what it has: never up without a meter.
@@ -182,11 +193,11 @@ class SiteController:
             m.why, m.share = f"fallback: {why}", float(target)
             if fallback < low:
                 if m.seen.drawing:
-                    writes.append(self._pause(m, m.why, now))
+                    writes.append(write_pause(m, m.why, now))
             elif (m.written is None and m.seen.drawing) or (m.written or 0) > target:
-                writes.append(self._current(m, target, m.why, now))
+                writes.append(write_current(m, target, m.why, now))
             else:
-                self._upkeep(m, now, writes, writes)
+                upkeep(m, now, writes, writes)
         return writes
 
     def _release(self) -> list[Write]:
@@ -216,7 +227,7 @@ class SiteController:
         for m in claimants:
             if not m.paused:
                 continue
-            if not self._pause_kept(m, now, again):
+            if not pause_kept(m, now, again):
                 continue
             if first[m.name] >= m.bounds()[0]:
                 m.fits_since = now if m.fits_since is None else m.fits_since
@@ -253,7 +264,7 @@ class SiteController:
                 or m.seen.limit != low
                 or (m.seen.has_tcl and now - m.written_at >= TCL_REFRESH)
             ):
-                up.append(self._current(m, low, "resumes at its minimum", now))
+                up.append(write_current(m, low, "resumes at its minimum", now))
             up.append(Write(m.name, {"frc": m.frc_before}, "room for its minimum: resumed"))
         for m in online:
             if m not in claimants:
@@ -276,7 +287,7 @@ class SiteController:
         low, high = m.bounds()
         m.share = given
         if given < low:
-            down.append(self._pause(m, "paused: " + self._lack(), now))
+            down.append(write_pause(m, "paused: " + self._lack(), now))
             return
         current = m.written if m.written is not None else (m.seen.limit or high)
         lower = min(math.floor(given + 1e-9), high)
@@ -285,14 +296,14 @@ class SiteController:
         if m.name in self._beyond:
             m.why += f"; draws {self._beyond[m.name]:.1f} A beyond its limit, counted as other load"
         if lower < current:
-            down.append(self._current(m, max(lower, low), f"down to its share {given:.1f} A", now))
+            down.append(write_current(m, max(lower, low), f"down to its share {given:.1f} A", now))
         elif m.written is None:  # a charging charger of the site always has the site's limit
             # Never more than it has: counts with what goes down (nothing waits for it).
-            down.append(self._current(m, min(current, lower), f"taken over at {current} A", now))
+            down.append(write_current(m, min(current, lower), f"taken over at {current} A", now))
         elif higher > current and self._may_raise(m, now):
-            up.append(self._current(m, higher, f"up towards its share {given:.1f} A", now))
+            up.append(write_current(m, higher, f"up towards its share {given:.1f} A", now))
         else:
-            self._upkeep(m, now, down, up)
+            upkeep(m, now, down, up)
 
     def _may_raise(self, m: Managed, now: float) -> bool:
         """Up once an interval at most, and only on a reading taken after the last write
@@ -303,56 +314,8 @@ class SiteController:
         return now - m.written_at >= self.settings.interval and self.reading_at > m.written_at \
             and fresh and m.writes_in_hour(now) < UP_BUDGET  # fmt: skip
 
-    def _upkeep(self, m: Managed, now: float, down: list[Write], up: list[Write]) -> None:
-        """The written limit kept: refreshed before tcl expires, written again when the
-        charger does not show it (a write that did not apply, a reboot, the app)."""
-        if m.written is None:
-            return
-        if m.seen.limit is not None and m.seen.limit != m.written:
-            if now - m.written_at >= m.resend_wait():
-                m.unheeded += 1
-                why = f"the charger shows {m.seen.limit} A, not the {m.written} A written"
-                higher = m.seen.limit > m.written  # unsafe: counts as going down
-                (down if higher else up).append(self._current(m, m.written, why, now))
-        else:
-            m.unheeded = 0
-            if m.seen.has_tcl and now - m.written_at >= TCL_REFRESH:
-                up.append(self._current(m, m.written, "refreshed before tcl expires", now))
-
-    def _pause_kept(self, m: Managed, now: float, writes: list[Write]) -> bool:
-        """Whether a paused charger keeps its pause; one that does not is paused again
-        into ``writes`` (``resend_wait`` after the last time)."""
-        if not m.defies_pause(now):
-            m.unheeded = 0
-            return True
-        if now - m.paused_at >= m.resend_wait():
-            writes.append(self._pause_again(m, now))
-        return False
-
-    def _pause_again(self, m: Managed, now: float) -> Write:
-        """The pause written again (frc as it was before the site's pause is kept); its
-        resume_after counts from now."""
-        m.paused_at, m.fits_since = now, None
-        m.unheeded += 1
-        m.why = "paused again: it was resumed while the site had it paused"
-        return Write(m.name, {"frc": FORCE_OFF}, m.why)
-
     def _lack(self) -> str:
         return "no sun for its minimum" if self.mode == "pv" else "no room for its minimum"
-
-    def _current(self, m: Managed, amps: int, why: str, now: float) -> Write:
-        if amps != m.written:
-            m.limit_since, m.unheeded = now, 0
-        m.written, m.written_at = amps, now
-        key = "tcl" if m.seen.has_tcl else "amp"
-        return Write(m.name, {key: amps}, why)
-
-    def _pause(self, m: Managed, why: str, now: float) -> Write:
-        m.paused, m.paused_at, m.fits_since, m.why = True, now, None, why
-        m.limit_since, m.unheeded = now, 0
-        frc = m.seen.frc
-        m.frc_before = frc if frc is not None and frc != FORCE_OFF else 0
-        return Write(m.name, {"frc": FORCE_OFF}, why)
 
     def _claim(self, m: Managed, now: float) -> Claim:
         low, high = m.bounds()

@@ -24,34 +24,15 @@ from goe2mqtt.goe.ws_protocol import (
 )
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
-from goe2mqtt.sim.simulator import SimulatedCharger, Simulator
+from goe2mqtt.sim.simulator import Simulator
 from tests.conftest import (
+    PASSWORD,
     SERIALS,
-    TOKEN,
     MqttProbe,
     RunningBridge,
     make_settings,
     until,
 )
-
-PASSWORD = "wallbox-pw-7"
-
-
-@pytest.fixture
-async def push_sim() -> AsyncIterator[Simulator]:
-    """The garage hashes with pbkdf2, the carport with bcrypt; a delta every 0.1 s."""
-    sim = Simulator(
-        [
-            SimulatedCharger(SERIALS["garage"], TOKEN, password=PASSWORD, hash_kind="pbkdf2"),
-            SimulatedCharger(SERIALS["carport"], TOKEN, password=PASSWORD, hash_kind="bcrypt"),
-        ],
-        delta_interval=0.1,
-    )
-    await sim.start()
-    for serial in SERIALS.values():
-        await sim.serve_local(serial)
-    yield sim
-    await sim.stop()
 
 
 def websocket_settings(
