@@ -301,3 +301,43 @@ async def test_a_kill_between_the_pause_journaled_and_the_sites_file_leaves_the_
     assert ("garage", {"frc": 0}) in [(c, {k: v for k, v in call.items() if k == "frc"})
                                       for c, call in desk.calls() if "frc" in call]  # fmt: skip
     assert json.loads(path.read_text())["sites"] == {}  # resumed: the pause forgotten on disk
+
+
+async def test_a_kill_between_the_resume_journaled_and_the_sites_file_keeps_the_fuse_safe(
+    tmp_path: Path,
+) -> None:
+    """The reverse window: the resume's first write journaled, sites.json still lists
+    the pause. The restart knows the charger as paused; should the resume have reached
+    it (the charger charges), the site pauses it again at once - it never charges on a
+    room nobody measured since the restart."""
+    path, journal_path = tmp_path / "goe2mqtt.sites.json", tmp_path / "goe2mqtt.journal"
+    settings = SiteSettings(name="house", fuse=25, meter_topic="home/meter", interval=5,
+                            chargers=(SiteChargerSettings(name="garage"),))  # fmt: skip
+    clock, journal = Clock(), Journal(journal_path)
+    site = SiteRunner(settings, base="goe", clock=clock, memory=SiteMemory(path))
+    meter(site, 40)
+    await site.decide({"garage": FakeCharger(charging(16))}, Desk(), Broker())  # type: ignore[arg-type]
+    assert json.loads(path.read_text())["sites"]["house"]["paused"] == {"garage": 0}
+    paused = {"garage": FakeCharger(charging(0, car=3, frc=1))}
+    killed = False
+    for _ in range(40):  # room returns; the resume's first write kills the process
+        clock.now += settings.interval
+        meter(site, 8)
+        try:
+            await site.decide(paused, DyingDesk(journal), Broker())  # type: ignore[arg-type]
+        except Killed:
+            killed = True
+            break
+    assert killed
+    [entry] = journal.entries(QUEUED)
+    assert json.loads(entry.payload) == {"tcl": 6, "id": "site:house:2"}
+    journal.close()
+    assert json.loads(path.read_text())["sites"]["house"]["paused"] == {"garage": 0}
+    restarted = SiteRunner(settings, base="goe", clock=clock, memory=SiteMemory(path))
+    assert restarted.controller.paused() == {"garage": 0}
+    # The resume reached the charger before the kill: it charges, unasked for.
+    clock.now += settings.interval
+    meter(restarted, 14)
+    desk = Desk()
+    await restarted.decide({"garage": FakeCharger(charging(6))}, desk, Broker())  # type: ignore[arg-type]
+    assert desk.calls() == [("garage", {"frc": 1, "id": "site:house:1"})]
