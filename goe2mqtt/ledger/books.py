@@ -50,8 +50,9 @@ CARD_MONTH_KEYS = tuple(card_month_key(slot) for slot in range(CARD_SLOTS))
 PROGRESS_EVERY = 60.0  # s: an open session's progress is written at most this often
 PROGRESS_BATCH = 1000  # sessions per progress commit at most (~0.1 s of writing)
 SESSION_TOPIC_EVERY = 10.0  # s: the retained session topic, at most this often while it flows
-# s the wall clock may be ahead of the newest session on the books at the first prune of
-# a ledger that never pruned (a bridge off for longer only keeps more, never less).
+# s the wall clock may be ahead of the newest session's start at the first prune of a
+# ledger that never pruned (a bridge off for longer, or a session longer, only keeps
+# more, never less).
 CLOCK_SLACK = 86_400.0
 
 

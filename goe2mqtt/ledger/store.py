@@ -204,9 +204,9 @@ class SessionStore:
         return None if row is None else float(row[0])
 
     def newest(self) -> float | None:
-        """The latest time any session was seen (None: no session)."""
-        row = self._db.execute("SELECT MAX(MAX(seen_at), COALESCE(MAX(ended), 0)) FROM sessions")
-        value = row.fetchone()[0]
+        """The latest start of a session (None: no session); from the index, not a scan
+        of years of sessions at each start."""
+        value = self._db.execute("SELECT MAX(started) FROM sessions").fetchone()[0]
         return None if value is None else float(value)
 
     # --- reads ----------------------------------------------------------------------------

@@ -215,6 +215,35 @@ def test_a_clock_stepped_years_ahead_prunes_only_as_time_really_passes(tmp_path:
     assert len(ledger.store.sessions()) == 3
 
 
+def test_a_file_from_before_the_horizon_was_kept_starts_from_its_newest_session(
+    tmp_path: Path,
+) -> None:
+    """A sessions file of an earlier version has no prune horizon: the first start on a
+    clock stepped years ahead takes its newest session's start (plus a day) for now."""
+    path, clock = tmp_path / "s", Clock()
+    ledger = Ledger(SessionStore(path), keep_days=35, clock=lambda: clock.now,
+                    monotonic=lambda: clock.mono)  # fmt: skip
+    books = ledger.books_for("garage", TariffSettings())
+    for _ in range(2):
+        books.observe(status(eto=100_000), serial=None)
+        clock.advance(60)
+        books.observe(status(car=1, eto=100_000), serial=None)
+        ledger.commit()
+        clock.advance(20 * 86_400)
+    for session in list(ledger.ended):
+        ledger.announced(session)
+    assert ledger.store.prune_horizon() is None  # never pruned, as a file from before
+    ledger.store.close()
+    clock.now += 3650 * 86_400
+    ledger = Ledger(SessionStore(path), keep_days=35, clock=lambda: clock.now,
+                    monotonic=lambda: clock.mono)  # fmt: skip
+    assert ledger.prune() == 0  # by the clock both are 10 years old
+    # 16 days really pass: the first goes (56 days old; the horizon started from the
+    # newest start, 20 days before the restart: kept longer, never less).
+    clock.advance(16 * 86_400)
+    assert ledger.prune() == 1
+
+
 class Channel:
     """What the ledger's publisher publishes to (no broker in the unit tier)."""
 
