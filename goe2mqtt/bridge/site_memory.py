@@ -109,12 +109,14 @@ class SiteMemory:
             if isinstance(frc, int) and not isinstance(frc, bool) \
                     and controller.restore_paused(charger, frc):  # fmt: skip
                 kept_paused[charger] = frc
-            elif charger in configured:
-                # What the pause wrote back cannot be read: the charger is not resumed
-                # by the site (it stays as it is, paused or not), which the log says.
+            elif charger in configured and controller.restore_paused(charger, 0):
+                # What the pause wrote back cannot be read: the pause is not forgotten
+                # (the charger would stay stopped for good), it resumes to neutral, the
+                # force state a pause takes when it finds none.
+                kept_paused[charger] = 0
                 self._refused(site.name, f"paused.{charger}", frc,
                               "not a force state to resume with (0 or 2)",
-                              "not resumed by the site: start it if it is paused")  # fmt: skip
+                              "the pause, resumed with frc 0 (neutral),")  # fmt: skip
         if kept_paused:
             kept["paused"] = kept_paused
         for setting, entry in kept.items():

@@ -160,8 +160,10 @@ def test_a_remembered_pause_of_a_charger_no_longer_in_the_site_is_dropped(tmp_pa
     path = tmp_path / "sites.json"
     SiteMemory(path).remember_paused("house", {"carport": 0, "garage": 7})
     controller = started(path, house(chargers=("garage",)))
-    assert controller.paused() == {}  # the carport left the site; 7 is no force state
-    assert "house" not in json.loads(path.read_text())["sites"]
+    # The carport left the site: forgotten. 7 is no force state: the pause is kept (else
+    # the garage stays stopped for good), to resume to neutral.
+    assert controller.paused() == {"garage": 0}
+    assert json.loads(path.read_text())["sites"]["house"] == {"paused": {"garage": 0}}
 
 
 HUGE = "1" + "0" * 400  # a 400-digit integer: JSON parses it, no float holds it
@@ -210,10 +212,10 @@ def test_a_hand_edited_priority_or_pause_is_dropped_named(tmp_path: Path, text: 
     with structlog.testing.capture_logs() as logs:
         controller = started(path, house())
     assert controller.managed["carport"].priority == 2
-    assert controller.paused() == {}
+    assert controller.paused() == {"garage": 0}  # never forgotten: resumed to neutral
     keys = {e["key"] for e in logs if e["event"] == "site_setting_dropped"}
     assert keys == {"sites.house.priority.carport", "sites.house.paused.garage"}
-    assert json.loads(path.read_text())["sites"] == {}
+    assert json.loads(path.read_text())["sites"] == {"house": {"paused": {"garage": 0}}}
 
 
 def test_a_truncated_file_is_said_and_the_config_holds(tmp_path: Path) -> None:
