@@ -27,6 +27,7 @@ def summary(mode: str, reports: list[DayReport], seconds: float) -> str:
     late = sum(len(r.fallback_late) for r in reports)
     lowest = min(r.lowest_write or 99 for r in reports)
     pv = max(r.worst_pv_import for r in reports)
+    pv_silent = max(r.silent_pv_import for r in reports)
     bound = reports[0].interval + REACTION
     return (
         f"{mode}: {len(reports)} days in {seconds:.0f} s; worst overshoot {worst} s (bound"
@@ -34,6 +35,7 @@ def summary(mode: str, reports: list[DayReport], seconds: float) -> str:
         f" meter was silent {silent} s; writes per charger per hour: {per_hour:.1f} on"
         f" average, {busiest} in the busiest hour; lowest current written {lowest} A;"
         f" late fallbacks {late}" + (f"; longest pv import beyond the hysteresis {pv} s"
+                                     f" (while the meter was silent {pv_silent} s)"
                                      if mode == "pv" else "")
     )  # fmt: skip
 

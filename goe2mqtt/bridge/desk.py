@@ -123,7 +123,11 @@ class CommandDesk:
             except CommandError as exc:  # journaled by a version that parsed it otherwise
                 self.command_finished(command, rejection(command, str(exc), self.refusals))
             else:
-                self.route(command, parsed)
+                stale = _stale_site_write(entry.service, parsed)
+                if stale is None:
+                    self.route(command, parsed)
+                else:
+                    self.command_finished(command, rejection(command, stale, self.refusals))
         if queued:
             log.info("commands_resumed", count=len(queued))
 
@@ -322,6 +326,19 @@ class CommandDesk:
                         failed_writes=self._journal_failures)  # fmt: skip
             self._journal_error = None
             self._on_health_change()
+
+
+def _stale_site_write(service: str, parsed: Command) -> str | None:
+    """Why a site's write queued by the last run is not run now (None: it runs). Its
+    current or resume was decided on that run's meter reading, maybe long ago: the site
+    decides again from a fresh one (and its pauses from sites.json). A pause runs: it
+    only lowers the draw, at once rather than at the site's first decision."""
+    request_id = parsed.request_id
+    if service != "set" or not (isinstance(request_id, str) and request_id.startswith("site:")):
+        return None
+    if parsed.arguments == {"frc": 1}:
+        return None
+    return "not run: a site's write from before the restart; the site decides again"
 
 
 def _command_of(entry: Entry) -> QueuedCommand:

@@ -16,9 +16,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from goe2mqtt.catalogue.facts import DeviceFacts
 from goe2mqtt.config.settings import Settings
 from goe2mqtt.util.state_file import JsonStateFile
+
+log = structlog.get_logger()
 
 
 def remembered_path(settings: Settings) -> Path:
@@ -42,7 +46,14 @@ class Remembered:
 
     def facts(self, charger: str) -> DeviceFacts | None:
         facts = self._chargers.get(charger, {}).get("facts")
-        return DeviceFacts.from_json(facts) if isinstance(facts, dict) else None
+        if facts is None:
+            return None
+        read = DeviceFacts.from_json(facts) if isinstance(facts, dict) else None
+        if read is None:  # hand-edited or damaged: the charger's first answer tells again
+            log.warning("remembered_unreadable", file=str(self._file.path),
+                        key=f"chargers.{charger}.facts",
+                        effect="ignored: the charger's first answer tells its facts")  # fmt: skip
+        return read
 
     def learn_serial(self, charger: str, serial: str) -> None:
         self._learn(charger, "serial", serial)

@@ -20,6 +20,7 @@ import structlog
 
 from goe2mqtt.config.settings import Settings
 from goe2mqtt.config.site import SiteSettings
+from goe2mqtt.util.numbers import finite_number
 from goe2mqtt.util.state_file import JsonStateFile
 
 if TYPE_CHECKING:  # the site code is imported only when a site is configured
@@ -41,9 +42,16 @@ def site_memory(settings: Settings) -> SiteMemory:
 
 
 def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
+    """A number a float holds (the file is hand-editable: 10**400 does not convert,
+    NaN compares with nothing), else None."""
+    number = finite_number(value)
+    return None if number is None else float(number)
+
+
+def _shown(value: object) -> str:
+    """A value from the file for the log: its start (a hand-edited one may be huge)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 class SiteMemory:
@@ -59,13 +67,21 @@ class SiteMemory:
         mode = self._still_overriding(site.name, "mode", known.get("mode"), site.mode)
         if mode is not None:
             value = mode["value"]
-            if isinstance(value, str) and controller.set_mode(value) is None:
+            error = controller.set_mode(value) if isinstance(value, str) else "not text"
+            if error is None:
                 kept["mode"] = mode
+            else:
+                self._refused(site.name, "mode", value, error, f"the config's mode {site.mode}")
         fuse = self._still_overriding(site.name, "fuse", known.get("fuse"), site.fuse)
         if fuse is not None:
-            value = _number(fuse["value"])
-            if value is not None and controller.set_fuse(value) is None:
+            number = _number(fuse["value"])
+            error = "not a finite number" if number is None else controller.set_fuse(number)
+            if error is None:
                 kept["fuse"] = fuse
+            else:
+                holds = "no fuse" if site.fuse is None else f"{site.fuse:g} A"
+                self._refused(site.name, "fuse", fuse["value"], error,
+                              f"the config's fuse ({holds})")  # fmt: skip
         priorities = known.get("priority")
         configured = {c.name: c.priority for c in site.chargers}
         kept_priorities: dict[str, Entry] = {}
@@ -76,16 +92,31 @@ class SiteMemory:
                                            configured[charger])  # fmt: skip
             if entry is not None:
                 value = entry["value"]
-                if isinstance(value, int) and controller.set_priority(charger, value) is None:
+                if isinstance(value, bool) or not isinstance(value, int):
+                    error = "not an integer"
+                else:
+                    error = controller.set_priority(charger, value)
+                if error is None:
                     kept_priorities[charger] = entry
+                else:
+                    self._refused(site.name, f"priority.{charger}", value, error,
+                                  f"the config's priority {configured[charger]}")  # fmt: skip
         if kept_priorities:
             kept["priority"] = kept_priorities
         paused = known.get("paused")
-        kept_paused = {
-            charger: frc
-            for charger, frc in (paused.items() if isinstance(paused, dict) else ())
-            if isinstance(frc, int) and controller.restore_paused(charger, frc)
-        }
+        kept_paused = {}
+        for charger, frc in paused.items() if isinstance(paused, dict) else ():
+            if isinstance(frc, int) and not isinstance(frc, bool) \
+                    and controller.restore_paused(charger, frc):  # fmt: skip
+                kept_paused[charger] = frc
+            elif charger in configured and controller.restore_paused(charger, 0):
+                # What the pause wrote back cannot be read: the pause is not forgotten
+                # (the charger would stay stopped for good), it resumes to neutral, the
+                # force state a pause takes when it finds none.
+                kept_paused[charger] = 0
+                self._refused(site.name, f"paused.{charger}", frc,
+                              "not a force state to resume with (0 or 2)",
+                              "the pause, resumed with frc 0 (neutral),")  # fmt: skip
         if kept_paused:
             kept["paused"] = kept_paused
         for setting, entry in kept.items():
@@ -96,6 +127,15 @@ class SiteMemory:
                      value=entry if setting == "priority" else entry["value"])  # fmt: skip
         if kept != known:
             self._put(site.name, kept)
+
+    def _refused(self, site: str, key: str, value: object, error: str, holds: str) -> None:
+        """A remembered value the file holds that cannot be applied (hand-edited,
+        truncated): dropped, and said with the file and the key, never a crash."""
+        log.warning(
+            "site_setting_dropped", site=site, file=str(self._file.path),
+            key=f"sites.{site}.{key}", value=_shown(value), reason=error,
+            effect=f"{holds} holds",
+        )  # fmt: skip
 
     def remember_paused(self, site: str, paused: dict[str, int]) -> None:
         """The chargers the site has paused now (their force state before): a restarted
@@ -147,12 +187,13 @@ class SiteMemory:
             return None
         if not (isinstance(entry, dict) and "value" in entry and "config" in entry):
             log.warning("site_setting_dropped", site=site, setting=setting,
+                        file=str(self._file.path), value=_shown(entry),
                         reason="unreadable in the memory file")  # fmt: skip
             return None
         if entry["config"] != config:
             log.info("site_setting_dropped", site=site, setting=setting,
-                     remembered=entry["value"], config=config,
-                     reason=f"the config changed from {entry['config']!r} to {config!r}:"
+                     remembered=_shown(entry["value"]), config=config,
+                     reason=f"the config changed from {_shown(entry['config'])} to {config!r}:"
                             " the config wins")  # fmt: skip
             return None
         return entry

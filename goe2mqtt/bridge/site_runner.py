@@ -211,8 +211,15 @@ class SiteRunner:
             if charger is not None:
                 seen = seen_from_status(charger.status, online=charger.availability.online)
                 self.controller.see(name, seen)
+        was_paused = self.controller.paused()
         decision = self.controller.decide(now)
         self._say_fallback(now)
+        if self._memory is not None:
+            # Written ahead: a pause is on disk before its write is journaled, a resume
+            # leaves it only after. A kill -9 between the two then leaves a charger that
+            # the next process resumes (or pauses again, should it charge), never one
+            # paused by a site that no longer knows it: that one stayed stopped for good.
+            self._memory.remember_paused(self.name, {**was_paused, **self.controller.paused()})
         for write in decision.writes:
             self._send(write, desk)
         if self._memory is not None:

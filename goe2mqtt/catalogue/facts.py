@@ -84,7 +84,7 @@ class DeviceFacts:
         try:
             model, sw_version = data["model"], data["sw_version"]
             keys = frozenset(str(key) for key in data["keys"])
-            ranges = tuple((str(k), float(low), float(high)) for k, low, high in data["ranges"])
+            ranges = tuple((str(k), _finite(low), _finite(high)) for k, low, high in data["ranges"])
             choices = tuple((str(k), tuple(str(o) for o in opts)) for k, opts in data["choices"])
             # Cleaned again: the file is outside the bridge's hands (and older ones have none).
             names = tuple((str(k), clean_text(str(n), _NAME_LENGTH))
@@ -98,6 +98,15 @@ class DeviceFacts:
         return cls(
             _text(model), _text(sw_version), keys, ranges, choices, names=names, contacted=False
         )
+
+
+def _finite(value: object) -> float:
+    """A range's bound from the file: a number a float holds (10**400 would not convert,
+    NaN would reach Home Assistant's config), else ValueError."""
+    number = finite_number(value)
+    if number is None:
+        raise ValueError(f"not a finite number: {str(value)[:20]}")
+    return float(number)
 
 
 def _text(value: object) -> str | None:

@@ -18,7 +18,7 @@ import json
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from datetime import tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import structlog
@@ -50,6 +50,10 @@ CARD_MONTH_KEYS = tuple(card_month_key(slot) for slot in range(CARD_SLOTS))
 PROGRESS_EVERY = 60.0  # s: an open session's progress is written at most this often
 PROGRESS_BATCH = 1000  # sessions per progress commit at most (~0.1 s of writing)
 SESSION_TOPIC_EVERY = 10.0  # s: the retained session topic, at most this often while it flows
+# s the wall clock may be ahead of the newest session's start at the first prune of a
+# ledger that never pruned (a bridge off for longer, or a session longer, only keeps
+# more, never less).
+CLOCK_SLACK = 86_400.0
 
 
 class ChargerBooks:
@@ -221,6 +225,17 @@ class Ledger:
         self.on_news: Callable[[], None] = lambda: None  # the publisher's wake-up
         self._urgent: dict[str, Session] = {}  # to commit before anything is published
         self._closed: list[Session] = []  # ... of them the closed ones, for the ended queue
+        # Pruning moves with the time seen to pass (monotonic), not the wall clock alone:
+        # a clock stepped years ahead (an RTC reset, bad NTP) must not age the history.
+        # Where the last prune left off, else the newest session on the books.
+        horizon = store.prune_horizon()
+        if horizon is None:
+            newest = store.newest()
+            wanted = clock() - keep_days * 86_400
+            horizon = (
+                wanted if newest is None else min(wanted, newest + CLOCK_SLACK - keep_days * 86_400)
+            )
+        self._horizon, self._horizon_mono = horizon, monotonic()
 
     def books_for(self, name: str, tariff: TariffSettings) -> ChargerBooks:
         books = self.books[name] = ChargerBooks(self, name, tariff)
@@ -322,4 +337,24 @@ class Ledger:
         self.store.announced(session.id)
 
     def prune(self) -> int:
-        return self.store.prune(self.clock() - self.keep_days * 86_400)
+        """Forget what ended keep_days ago - by the wall clock, but never further than
+        the time seen to pass since the last prune (monotonic) allows: after a clock
+        jump ahead, history ages as time really passes (and a bridge stopped for a
+        while keeps that much longer, never less). How many sessions went."""
+        now, mono = self.clock(), self.monotonic()
+        wanted = now - self.keep_days * 86_400
+        horizon = min(wanted, self._horizon + max(0.0, mono - self._horizon_mono))
+        if wanted - horizon > CLOCK_SLACK:
+            log.warning(
+                "ledger_prune_held", clock=_iso(now), horizon=_iso(horizon),
+                ahead_days=round((wanted - horizon) / 86_400, 1),
+                reason="the wall clock is ahead of the time seen to pass: sessions are"
+                " pruned as time passes, not as the clock says",
+            )  # fmt: skip
+        pruned = self.store.prune(horizon)
+        self._horizon, self._horizon_mono = horizon, mono
+        return pruned
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")

@@ -54,6 +54,8 @@ CREATE INDEX IF NOT EXISTS sessions_started ON sessions(started);
 -- A charger's last session and this month's, at start-up, for each of a fleet.
 CREATE INDEX IF NOT EXISTS sessions_charger ON sessions(charger, started);
 CREATE INDEX IF NOT EXISTS sessions_unannounced ON sessions(announced) WHERE announced = 0;
+-- What the ledger keeps beside the sessions: the prune horizon (books.py).
+CREATE TABLE IF NOT EXISTS facts (name TEXT PRIMARY KEY, value REAL NOT NULL);
 """
 
 _FIELDS = (
@@ -182,13 +184,30 @@ class SessionStore:
             self._db.execute("UPDATE sessions SET announced = 1 WHERE id = ?", (session_id,))
 
     def prune(self, before: float) -> int:
-        """Forget closed, announced sessions that ended before ``before``."""
+        """Forget closed, announced sessions that ended before ``before``, and keep
+        ``before`` as the prune horizon (in the same commit)."""
         with self._writing():
             cursor = self._db.execute(
                 "DELETE FROM sessions WHERE ended IS NOT NULL AND ended < ? AND announced = 1",
                 (before,),
             )
+            self._db.execute(
+                "INSERT INTO facts (name, value) VALUES ('prune_horizon', ?)"
+                " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                (before,),
+            )
         return cursor.rowcount
+
+    def prune_horizon(self) -> float | None:
+        """The ``before`` of the last prune (None: never pruned)."""
+        row = self._db.execute("SELECT value FROM facts WHERE name = 'prune_horizon'").fetchone()
+        return None if row is None else float(row[0])
+
+    def newest(self) -> float | None:
+        """The latest start of a session (None: no session); from the index, not a scan
+        of years of sessions at each start."""
+        value = self._db.execute("SELECT MAX(started) FROM sessions").fetchone()[0]
+        return None if value is None else float(value)
 
     # --- reads ----------------------------------------------------------------------------
 

@@ -147,8 +147,9 @@ class DayReport:
     writes_per_hour: dict[str, int] = field(default_factory=dict)  # in the busiest hour
     writes: dict[str, int] = field(default_factory=dict)
     fallback_late: list[str] = field(default_factory=list)
-    pv_import_over: int = 0  # s of site-caused import beyond the hysteresis
-    worst_pv_import: int = 0  # the longest such stretch
+    pv_import_over: int = 0  # s of site-caused import beyond the hysteresis (meter live)
+    worst_pv_import: int = 0  # the longest such stretch, counted from the meter's return
+    silent_pv_import: int = 0  # the longest while the meter was silent (fallback's doing)
     energy: dict[str, float] = field(default_factory=dict)  # kWh each charger gave
     decisions: int = 0
 
@@ -176,7 +177,7 @@ def run_day(seed: int, *, mode: Mode = "fuse", fuse: float = 25.0, interval: flo
     last_decision = -1e9
     last_reading = 0
     run = [0, 0, 0]
-    pv_run = 0
+    pv_run = silent_pv_run = 0
     for t in range(DAY):
         for charger in chargers:
             charger.step(t)
@@ -209,15 +210,21 @@ def run_day(seed: int, *, mode: Mode = "fuse", fuse: float = 25.0, interval: flo
                         report.lowest_write = value if low is None else min(low, value)
             if t - last_reading > settings.meter_timeout + interval:
                 _check_fallback(controller, report, t)
-        _measure(report, t, grid, other, drawn, run, meter.is_silent(t) or t - last_reading > 2)
+        silent = meter.is_silent(t) or t - last_reading > 2
+        _measure(report, t, grid, other, drawn, run, silent)
         if sun is not None:
             caused = _site_import(grid, other, sun_amps)
-            if caused > settings.pv_stop_hysteresis + PV_TOLERANCE:
+            if caused <= settings.pv_stop_hysteresis + PV_TOLERANCE:
+                pv_run = silent_pv_run = 0
+            elif silent:
+                # The site cannot see the sun: the chargers keep their share, then the
+                # fallback current (a house load that rises meanwhile is paid from the grid).
+                pv_run, silent_pv_run = 0, silent_pv_run + 1
+                report.silent_pv_import = max(report.silent_pv_import, silent_pv_run)
+            else:  # counted from the meter's return: the site's to end within the bound
                 pv_run += 1
                 report.pv_import_over += 1
                 report.worst_pv_import = max(report.worst_pv_import, pv_run)
-            else:
-                pv_run = 0
     for charger in chargers:
         times = [t for t, _ in charger.written]
         report.writes[charger.name] = len(times)

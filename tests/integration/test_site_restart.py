@@ -140,3 +140,40 @@ async def test_a_mode_set_by_command_survives_a_restart_until_the_config_changes
         assert (edited["mode"], edited["fuse"]) == ("off", 20)  # the fuse was not edited
         raw["sites"][0]["mode"] = "fuse"  # back: pv was dropped with the edit
         assert (await first_state_of_a_run(raw))["mode"] == "fuse"
+
+
+async def test_a_hand_edited_sites_file_with_a_400_digit_fuse_starts_on_the_configs_fuse(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    """Found in review: a 400-digit fuse in sites.json (and a 400-digit range bound in
+    chargers.json) crashed start-up. The bridge starts on the config's fuse and says which
+    file and key it dropped."""
+    raw = with_site(make_settings(broker, simulator, chargers=("garage",), scan_interval=60),
+                    "house", tmp_path / "state")  # fmt: skip
+    base, client_id = raw["mqtt"]["base_topic"], raw["mqtt"]["client_id"]
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    huge = "1" + "0" * 400
+    sites = state_dir / f"{client_id}.sites.json"
+    sites.write_text(f'{{"sites": {{"house": {{"fuse": {{"value": {huge}, "config": 25}}}}}}}}')
+    facts = ('{"model": "go-eCharger", "sw_version": "60.4", "keys": ["amp"], "choices": [],'
+             f' "ranges": [["amp", 6, {huge}]]}}')  # fmt: skip
+    (state_dir / f"{client_id}.chargers.json").write_text(
+        f'{{"chargers": {{"garage": {{"facts": {facts}}}}}}}'
+    )
+    state = f"{base}/site/house/state"
+    async with MqttProbe(broker.host, broker.port, [f"{base}/#"]) as probe:
+        with structlog.testing.capture_logs() as logs:
+            running = RunningBridge(parse_settings(raw))
+            await running.start()
+            try:
+                first = await probe.wait_for(state, lambda m: bool(m.payload))
+            finally:
+                await running.stop()
+    assert first.json()["fuse"] == 25
+    dropped = [e for e in logs if e["event"] == "site_setting_dropped"]
+    assert [(e["file"], e["key"]) for e in dropped] == [(str(sites), "sites.house.fuse")]
+    assert [e["key"] for e in logs if e["event"] == "remembered_unreadable"] == [
+        "chargers.garage.facts"
+    ]
+    assert json.loads(sites.read_text())["sites"] == {}  # the entry is gone from the file

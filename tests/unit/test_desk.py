@@ -272,6 +272,26 @@ def test_a_journaled_command_that_no_longer_parses_is_refused_on_recovery(
     assert [e.service for e in journal.entries(DONE)] == ["frobnicate"]
 
 
+def test_a_sites_queued_writes_from_before_a_crash_are_not_run_but_its_pause(
+    desk: Any,
+) -> None:
+    """Found in review: a site's tcl raise or resume journaled just before a kill -9 ran
+    at the restart, decided on a meter reading of before (hours old after a long
+    outage), before the site had a fresh one. Only its pause runs (it only lowers the
+    draw); a user's command runs as ever."""
+    commands, charger, journal = desk
+    for payload in (b'{"tcl": 16, "id": "site:house:1"}', b'{"frc": 1, "id": "site:house:2"}',
+                    b'{"frc": 0, "id": "site:house:3"}', b'{"frc": 2, "id": "mine"}'):  # fmt: skip
+        journal.record("garage", "set", payload, retained=False, received=time.time())
+    commands.recover(_NothingInFlight())
+    assert [json.loads(c.payload)["id"] for c in charger.submitted] == ["site:house:2", "mine"]
+    results = _owed(commands)
+    assert [r["id"] for r in results] == ["site:house:1", "site:house:3"]
+    assert {r["error"] for r in results} == {
+        "not run: a site's write from before the restart; the site decides again"
+    }
+
+
 def test_a_refusal_on_arrival_does_not_wait_for_the_commands_before_it(desk: Any) -> None:
     commands, charger, _ = desk
     commands.accept("garage", "stop_charging", _message(b'{"id": "first"}', mid=1))

@@ -236,6 +236,51 @@ def test_another_card_after_the_bridge_was_away_is_a_new_session() -> None:
     assert [s.card for s in step.opened] == ["Bob"]
 
 
+def test_a_replug_with_the_same_card_and_more_wh_is_told_by_lccfis_time() -> None:
+    """Found in review: a session opened before lccfi was known (the first status had no
+    lccfi, then the bridge was killed) has no lccfi of its own to compare; the car was
+    replugged with the same card and took more (wh 3000 > 1000): it was merged. The time
+    lccfi gives (rbt less lccfi ago) is after the session was last seen: another one."""
+    session, resumed, clock = resumed_after_a_restart(trx=1, rbt=600_000)
+    assert session.connected_ms is None
+    seen = clock.now
+    clock.advance(7200)
+    rbt = 600_000 + 7_200_000  # the old car took 2000 Wh more and left; the same card
+    step = feed(resumed, clock, status(eto=106_000, wh=3000, trx=1, lccfi=rbt - 1_800_000,
+                                      rbt=rbt))  # fmt: skip
+    assert step.replugged is not None
+    assert "lccfi says the car connected 5400 s after" in step.replugged
+    [closed], [opened] = step.closed, step.opened
+    assert (closed.end_reason, closed.ended, closed.energy_wh) == (BRIDGE_GAP, seen, 3000)
+    assert (opened.started, opened.energy_wh, opened.card) == (clock.now - 1800, 3000, "Alice")
+
+
+def test_a_replug_with_the_same_card_and_more_wh_is_told_by_wh_falling_behind_eto() -> None:
+    """The same without lccfi at all (older firmware): wh rose by 2000 Wh where eto rose
+    by 5000. In one connection they rise together (this session showed it: 1000 and
+    1000); after a replug wh counts only the new one."""
+    _session, resumed, clock = resumed_after_a_restart(trx=1)
+    clock.advance(7200)
+    step = feed(resumed, clock, status(eto=106_000, wh=3000, trx=1))
+    assert step.replugged is not None
+    assert "wh rose by 2000 Wh where eto rose by 5000 Wh" in step.replugged
+    assert [s.energy_wh for s in step.closed] == [3000]
+    assert [s.energy_wh for s in step.opened] == [3000]
+
+
+def test_wh_a_little_behind_eto_in_one_connection_is_no_replug() -> None:
+    """The tolerance: 40 kWh more by eto, 38.5 by wh (keys seconds apart, rounding) -
+    within 100 Wh and 5 %: the same connection goes on, and so does one whose lccfi (first
+    seen now) says the car connected before the session opened."""
+    session, resumed, clock = resumed_after_a_restart(trx=1, rbt=600_000)
+    clock.advance(7200)
+    rbt = 600_000 + 7_200_000
+    step = feed(resumed, clock, status(eto=141_000, wh=39_500, trx=1,
+                                      lccfi=rbt - 7_860_000, rbt=rbt))  # fmt: skip
+    assert (step.closed, step.opened, step.replugged) == ([], [], None)
+    assert session.energy_wh == 41_000
+
+
 def test_the_same_connection_after_the_bridge_was_away_goes_on() -> None:
     session, resumed, clock = resumed_after_a_restart(lccfi=5_000, rbt=600_000, trx=1)
     clock.advance(3600)

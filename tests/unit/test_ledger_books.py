@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from goe2mqtt.config.tariff import TariffSettings
 from goe2mqtt.ledger.books import Ledger
@@ -167,6 +168,80 @@ def test_sessions_older_than_keep_days_are_pruned_once_announced(tmp_path: Path)
     ledger.announced(second)
     assert ledger.prune() == 0  # 20 days old: kept
     assert [s.id for s in ledger.store.sessions()] == [second.id]
+
+
+def test_a_clock_stepped_years_ahead_prunes_only_as_time_really_passes(tmp_path: Path) -> None:
+    """An RTC reset or a bad NTP server steps the wall clock 10 years ahead: by it every
+    session is past keep_days. The history must stay, across restarts too (the horizon
+    is kept in the file), and age only as the monotonic clock sees time pass."""
+    path, clock = tmp_path / "s", Clock()
+    ledger = Ledger(SessionStore(path), keep_days=35, clock=lambda: clock.now,
+                    monotonic=lambda: clock.mono)  # fmt: skip
+    books = ledger.books_for("garage", TariffSettings())
+    for _ in range(3):  # sessions 10 days apart, the last one 0 days old
+        books.observe(status(eto=100_000), serial=None)
+        clock.advance(60)
+        books.observe(status(car=1, eto=100_000), serial=None)
+        ledger.commit()
+        clock.advance(10 * 86_400)
+    for session in list(ledger.ended):
+        ledger.announced(session)
+    assert ledger.prune() == 0  # all within 35 days
+    ledger.store.close()
+    # Restarted on a clock 10 years ahead; a session is seen (and stored) on that clock.
+    clock.now += 3650 * 86_400
+    with structlog.testing.capture_logs() as logs:
+        ledger = Ledger(SessionStore(path), keep_days=35, clock=lambda: clock.now,
+                        monotonic=lambda: clock.mono)  # fmt: skip
+        books = ledger.books_for("garage", TariffSettings())
+        books.observe(status(eto=100_000), serial=None)
+        clock.advance(60)
+        books.observe(status(car=1, eto=100_000), serial=None)
+        ledger.commit()
+        ledger.announced(ledger.ended[-1])
+        assert ledger.prune() == 0
+    assert len(ledger.store.sessions()) == 4
+    held = [e for e in logs if e["event"] == "ledger_prune_held"]
+    assert held
+    assert held[0]["ahead_days"] > 3000
+    ledger.store.close()
+    # Another restart on the wrong clock: the newest session (years ahead) moves nothing.
+    ledger = Ledger(SessionStore(path), keep_days=35, clock=lambda: clock.now,
+                    monotonic=lambda: clock.mono)  # fmt: skip
+    assert ledger.prune() == 0
+    # 10 days really pass: the first session (40 days old by then) goes, the others stay.
+    clock.advance(10 * 86_400)
+    assert ledger.prune() == 1
+    assert len(ledger.store.sessions()) == 3
+
+
+def test_a_file_from_before_the_horizon_was_kept_starts_from_its_newest_session(
+    tmp_path: Path,
+) -> None:
+    """A sessions file of an earlier version has no prune horizon: the first start on a
+    clock stepped years ahead takes its newest session's start (plus a day) for now."""
+    path, clock = tmp_path / "s", Clock()
+    ledger = Ledger(SessionStore(path), keep_days=35, clock=lambda: clock.now,
+                    monotonic=lambda: clock.mono)  # fmt: skip
+    books = ledger.books_for("garage", TariffSettings())
+    for _ in range(2):
+        books.observe(status(eto=100_000), serial=None)
+        clock.advance(60)
+        books.observe(status(car=1, eto=100_000), serial=None)
+        ledger.commit()
+        clock.advance(20 * 86_400)
+    for session in list(ledger.ended):
+        ledger.announced(session)
+    assert ledger.store.prune_horizon() is None  # never pruned, as a file from before
+    ledger.store.close()
+    clock.now += 3650 * 86_400
+    ledger = Ledger(SessionStore(path), keep_days=35, clock=lambda: clock.now,
+                    monotonic=lambda: clock.mono)  # fmt: skip
+    assert ledger.prune() == 0  # by the clock both are 10 years old
+    # 16 days really pass: the first goes (56 days old; the horizon started from the
+    # newest start, 20 days before the restart: kept longer, never less).
+    clock.advance(16 * 86_400)
+    assert ledger.prune() == 1
 
 
 class Channel:

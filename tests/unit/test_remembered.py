@@ -7,6 +7,7 @@ import json
 import stat
 from pathlib import Path
 
+import pytest
 import structlog.testing
 
 from goe2mqtt.bridge.remembered import Remembered
@@ -84,3 +85,23 @@ def test_an_unreadable_or_unwritable_file_costs_the_memory_not_the_bridge(
         memory.learn_serial("carport", "654321")
     assert [e["event"] for e in logs] == ["remembered_not_saved"]  # said once
     assert memory.serial("carport") == "654321"  # still known for this run
+
+
+@pytest.mark.parametrize("bound", ["1" + "0" * 400, "NaN", "1e400", '"16"'])
+def test_hand_edited_facts_with_absurd_ranges_are_ignored_named_never_a_crash(
+    tmp_path: Path, bound: str
+) -> None:
+    """Found in review: a 400-digit bound in chargers.json crashed start-up (float() of
+    it raised OverflowError, which from_json did not expect); NaN reached the facts."""
+    path = tmp_path / "goe2mqtt.chargers.json"
+    facts = json.dumps(FACTS.to_json())
+    assert '"ranges": [[' in facts  # the facts have a range to spoil
+    spoiled = facts.replace('"ranges": [[', f'"ranges": [["amp", 6, {bound}], [', 1)
+    path.write_text(f'{{"chargers": {{"garage": {{"serial": "123456", "facts": {spoiled}}}}}}}')
+    memory = Remembered(path)
+    with structlog.testing.capture_logs() as logs:
+        assert memory.facts("garage") is None
+    assert memory.serial("garage") == "123456"  # the rest of the entry stays
+    assert [(e["event"], e["file"], e["key"]) for e in logs] == [
+        ("remembered_unreadable", str(path), "chargers.garage.facts")
+    ]

@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import pytest
 import structlog.testing
 
 from goe2mqtt.bridge.site_memory import SiteMemory, site_memory_path
@@ -159,5 +160,70 @@ def test_a_remembered_pause_of_a_charger_no_longer_in_the_site_is_dropped(tmp_pa
     path = tmp_path / "sites.json"
     SiteMemory(path).remember_paused("house", {"carport": 0, "garage": 7})
     controller = started(path, house(chargers=("garage",)))
-    assert controller.paused() == {}  # the carport left the site; 7 is no force state
-    assert "house" not in json.loads(path.read_text())["sites"]
+    # The carport left the site: forgotten. 7 is no force state: the pause is kept (else
+    # the garage stays stopped for good), to resume to neutral.
+    assert controller.paused() == {"garage": 0}
+    assert json.loads(path.read_text())["sites"]["house"] == {"paused": {"garage": 0}}
+
+
+HUGE = "1" + "0" * 400  # a 400-digit integer: JSON parses it, no float holds it
+
+
+@pytest.mark.parametrize(
+    ("key", "text"),
+    [
+        ("fuse", HUGE), ("fuse", "-5"), ("fuse", "NaN"), ("fuse", "1e400"), ("fuse", '"25"'),
+        ("fuse", "2000"), ("fuse", "true"), ("mode", HUGE), ("mode", '"warp"'),
+    ],
+)  # fmt: skip
+def test_a_hand_edited_absurd_value_is_dropped_named_never_a_crash(
+    tmp_path: Path, key: str, text: str
+) -> None:
+    """Found in review: a 400-digit fuse in sites.json crashed start-up (OverflowError
+    converting it); NaN, text and a mode of numbers were dropped without a word. The
+    config's value holds, the log names the file and the key, the file loses the entry."""
+    path = tmp_path / "goe2mqtt.sites.json"
+    config = {"fuse": "25", "mode": '"fuse"'}[key]
+    path.write_text(
+        f'{{"sites": {{"house": {{"{key}": {{"value": {text}, "config": {config}}},'
+        f' "priority": {{"carport": {{"value": 1, "config": 2}}}}}}}}}}'
+    )
+    with structlog.testing.capture_logs() as logs:
+        controller = started(path, house())
+    assert (controller.mode, controller.fuse) == ("fuse", 25)
+    assert controller.managed["carport"].priority == 1  # the sound setting beside it stays
+    dropped = [e for e in logs if e["event"] == "site_setting_dropped"]
+    assert len(dropped) == 1
+    assert dropped[0]["file"] == str(path)
+    assert dropped[0]["key"] == f"sites.house.{key}"
+    assert len(dropped[0]["value"]) <= 40
+    assert json.loads(path.read_text())["sites"]["house"] == {
+        "priority": {"carport": {"value": 1, "config": 2}}
+    }
+
+
+@pytest.mark.parametrize("text", [HUGE, '"x"', "1.5", "true", "NaN", "-1"])
+def test_a_hand_edited_priority_or_pause_is_dropped_named(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "goe2mqtt.sites.json"
+    path.write_text(
+        f'{{"sites": {{"house": {{"priority": {{"carport": {{"value": {text}, "config": 2}}}},'
+        f' "paused": {{"garage": {text}}}}}}}}}'
+    )
+    with structlog.testing.capture_logs() as logs:
+        controller = started(path, house())
+    assert controller.managed["carport"].priority == 2
+    assert controller.paused() == {"garage": 0}  # never forgotten: resumed to neutral
+    keys = {e["key"] for e in logs if e["event"] == "site_setting_dropped"}
+    assert keys == {"sites.house.priority.carport", "sites.house.paused.garage"}
+    assert json.loads(path.read_text())["sites"] == {"house": {"paused": {"garage": 0}}}
+
+
+def test_a_truncated_file_is_said_and_the_config_holds(tmp_path: Path) -> None:
+    path = tmp_path / "goe2mqtt.sites.json"
+    whole = json.dumps({"sites": {"house": {"fuse": {"value": 20, "config": 25}}}})
+    path.write_text(whole[: len(whole) // 2])
+    with structlog.testing.capture_logs() as logs:
+        controller = started(path, house())
+    assert controller.fuse == 25
+    unreadable = [e for e in logs if e["event"] == "site_memory_unreadable"]
+    assert [e["file"] for e in unreadable] == [str(path)]

@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import structlog.testing
 
 from goe2mqtt.bridge.site_memory import SiteMemory
 from goe2mqtt.bridge.site_runner import STATE_REFRESH, SiteRunner
+from goe2mqtt.commands.journal import QUEUED, Journal
 from goe2mqtt.config.site import SiteChargerSettings, SiteSettings
 from goe2mqtt.mqtt.session import InboundMessage
 
@@ -245,3 +247,97 @@ async def test_a_flaky_meter_is_logged_once_per_reason_not_once_per_bad_reading(
     loud = [e["event"] for e in logs if e["event"].startswith("site_fallback")
             and e["log_level"] != "debug"]  # fmt: skip
     assert loud == ["site_fallback", "site_fallback_ended"]  # the first of ten only
+
+
+class Killed(BaseException):
+    """kill -9: nothing after this point of the process runs."""
+
+
+class DyingDesk:
+    """The desk's first step (the write journaled, committed), then the process dies,
+    before the site could write {client_id}.sites.json."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    def accept(self, charger: str, service: str, message: InboundMessage) -> None:
+        self.journal.record(charger, service, message.payload, retained=False, received=0.0)
+        raise Killed
+
+
+async def test_a_kill_between_the_pause_journaled_and_the_sites_file_leaves_the_pause_known(
+    tmp_path: Path,
+) -> None:
+    """Found in review: the pause's frc=1 was journaled (and so run: at restart the desk
+    runs what the journal holds queued) before sites.json listed the pause. A kill -9
+    between the two left the charger paused by a site that did not know it: never
+    resumed. The pause is now on disk first, and the restarted site resumes it."""
+    path, journal_path = tmp_path / "goe2mqtt.sites.json", tmp_path / "goe2mqtt.journal"
+    settings = SiteSettings(name="house", fuse=25, meter_topic="home/meter", interval=5,
+                            chargers=(SiteChargerSettings(name="garage"),))  # fmt: skip
+    clock, journal = Clock(), Journal(journal_path)
+    site = SiteRunner(settings, base="goe", clock=clock, memory=SiteMemory(path))
+    meter(site, 40)  # 24 A of house beside the garage's 16: no room for its minimum
+    with pytest.raises(Killed):
+        await site.decide({"garage": FakeCharger(charging(16))}, DyingDesk(journal), Broker())  # type: ignore[arg-type]
+    journal.close()
+    # The restart: the journal still holds the pause, queued (the desk runs it).
+    journal = Journal(journal_path)
+    queued = [(e.charger, json.loads(e.payload)) for e in journal.entries(QUEUED)]
+    assert queued == [("garage", {"frc": 1, "id": "site:house:1"})]
+    journal.close()
+    clock.now += 60
+    restarted = SiteRunner(settings, base="goe", clock=clock, memory=SiteMemory(path))
+    assert restarted.controller.paused() == {"garage": 0}  # paused by the site, frc 0 before
+    # The pause ran; the house's load falls: the site resumes it as its own pause.
+    chargers = {"garage": FakeCharger(charging(0, car=3, frc=1))}
+    desk = Desk()
+    for _ in range(20):
+        clock.now += settings.interval
+        meter(restarted, 8)
+        await restarted.decide(chargers, desk, Broker())  # type: ignore[arg-type]
+        if desk.accepted:
+            break
+    assert ("garage", {"frc": 0}) in [(c, {k: v for k, v in call.items() if k == "frc"})
+                                      for c, call in desk.calls() if "frc" in call]  # fmt: skip
+    assert json.loads(path.read_text())["sites"] == {}  # resumed: the pause forgotten on disk
+
+
+async def test_a_kill_between_the_resume_journaled_and_the_sites_file_keeps_the_fuse_safe(
+    tmp_path: Path,
+) -> None:
+    """The reverse window: the resume's first write journaled, sites.json still lists
+    the pause. The restart knows the charger as paused; should the resume have reached
+    it (the charger charges), the site pauses it again at once - it never charges on a
+    room nobody measured since the restart."""
+    path, journal_path = tmp_path / "goe2mqtt.sites.json", tmp_path / "goe2mqtt.journal"
+    settings = SiteSettings(name="house", fuse=25, meter_topic="home/meter", interval=5,
+                            chargers=(SiteChargerSettings(name="garage"),))  # fmt: skip
+    clock, journal = Clock(), Journal(journal_path)
+    site = SiteRunner(settings, base="goe", clock=clock, memory=SiteMemory(path))
+    meter(site, 40)
+    await site.decide({"garage": FakeCharger(charging(16))}, Desk(), Broker())  # type: ignore[arg-type]
+    assert json.loads(path.read_text())["sites"]["house"]["paused"] == {"garage": 0}
+    paused = {"garage": FakeCharger(charging(0, car=3, frc=1))}
+    killed = False
+    for _ in range(40):  # room returns; the resume's first write kills the process
+        clock.now += settings.interval
+        meter(site, 8)
+        try:
+            await site.decide(paused, DyingDesk(journal), Broker())  # type: ignore[arg-type]
+        except Killed:
+            killed = True
+            break
+    assert killed
+    [entry] = journal.entries(QUEUED)
+    assert json.loads(entry.payload) == {"tcl": 6, "id": "site:house:2"}
+    journal.close()
+    assert json.loads(path.read_text())["sites"]["house"]["paused"] == {"garage": 0}
+    restarted = SiteRunner(settings, base="goe", clock=clock, memory=SiteMemory(path))
+    assert restarted.controller.paused() == {"garage": 0}
+    # The resume reached the charger before the kill: it charges, unasked for.
+    clock.now += settings.interval
+    meter(restarted, 14)
+    desk = Desk()
+    await restarted.decide({"garage": FakeCharger(charging(6))}, desk, Broker())  # type: ignore[arg-type]
+    assert desk.calls() == [("garage", {"frc": 1, "id": "site:house:1"})]
