@@ -184,12 +184,23 @@ class RetainedStore:
             heapq.heappush(heap, (change, topic))
 
     def owe_everything(self) -> None:
-        """Send everything retained again (a reconnect, Home Assistant restarted)."""
-        self._drop_sending()  # its family is in retained: owed whole again below
+        """Send everything retained again (a reconnect, Home Assistant restarted).
+
+        What is owed already keeps its place, and a family being sent goes on: only what
+        is not owed is added, after it (a family being sent is owed whole again there).
+        Begun anew in the order of the last changes, a re-send was begun anew at every
+        birth: with births coming faster than one re-send takes (a thousand chargers'
+        takes 30 s), what changed after the first stayed behind it as long as they came,
+        and so did a command's result, which waits for the states it reports.
+        """
         dirty = self._dirty
-        self._dirty = {name: dirty.get(name) for name in self.retained}
+        for name in self.retained:
+            if name not in dirty:
+                dirty[name] = None
         # Loose members go again too: a barrier may wait for their acknowledgement.
-        self._dirty.update({topic: dirty.get(topic) for topic in self._loose})
+        for topic in self._loose:
+            if topic not in dirty:
+                dirty[topic] = None
         self._dirty_added.set()
 
     def _drop_sending(self) -> None:

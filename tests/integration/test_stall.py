@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 
+import aiomqtt
 import pytest
 import structlog
 
@@ -14,7 +15,7 @@ from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Simulator
 
-from ..conftest import MqttProbe, RunningBridge, Setup, make_settings, until
+from ..conftest import MqttProbe, RunningBridge, Setup, cancel, make_settings, until
 
 KEEPALIVE = 6  # seconds; bridge info (the heartbeat) then goes out every 3 s
 
@@ -91,3 +92,31 @@ async def test_home_assistant_births_in_a_row_make_one_republish(
         await running.stop()
     assert len(probe.since(mark, config)) == 1
     assert len(probe.since(mark, setup.state("garage", "energy_total"))) == 1
+
+
+async def _births(broker: MosquittoBroker, topic: str) -> None:
+    """Someone says Home Assistant is online, again and again (a looping flow, a test
+    tool left running): a hundred births a second."""
+    async with aiomqtt.Client(broker.host, broker.port, identifier="birth-flood") as client:
+        while True:
+            await client.publish(topic, "online", qos=0)
+            await asyncio.sleep(0.01)  # the flood's pace, not a wait for anything
+
+
+async def test_a_flood_of_home_assistant_births_holds_back_no_change_and_no_result(
+    broker: MosquittoBroker, setup: Setup, probe: MqttProbe, bridge: RunningBridge
+) -> None:
+    # Each birth (after the test's 0-50 ms delay) owed everything again. It used to put
+    # every topic back in the order of its last change, the re-send begun anew: with
+    # births coming faster than one re-send takes (two chargers' ~500 topics here, a
+    # thousand chargers' 30 s in production), what changed after the first birth stayed
+    # behind the re-send for as long as the births came, and a command's result, which
+    # waits for the states it reports, never came.
+    flood = asyncio.create_task(_births(broker, f"{setup.prefix}/status"))
+    try:
+        await until(lambda: bridge.bridge.mqtt.backlog > 0, "a birth's re-send under way")
+        result = await probe.command(setup.cmd("garage", "change_charging_power"), "12")
+        assert result["ok"] is True, result
+        await probe.wait_text(setup.state("garage", "charging_current"), "12")
+    finally:
+        await cancel(flood)

@@ -129,3 +129,30 @@ async def test_a_cleared_state_topic_is_a_member_again_when_its_entity_returns()
     await drained(publisher.store, broker)
     assert broker.last()[AMP] == b"14"
     out.stop()
+
+
+async def test_births_faster_than_a_re_send_hold_back_no_change() -> None:
+    """Everything owed again before the last re-send ended (Home Assistant's births in a
+    flood, a flapping broker): the re-send goes on where it is, and a change made
+    meanwhile goes out within one re-send, however many births follow."""
+    publisher = StorePublisher()
+    store = publisher.store
+    out = output(publisher)
+    for n in range(200):
+        store.put(f"goe2mqtt/other{n}/availability", b"online")
+    await out.take(status(10), None, "012345")  # its states: after the others
+    while store._take() is not None:  # all of it sent (acknowledgements do not matter)
+        pass
+    store.owe_everything()  # a birth
+    await out.take(status(11), {"amp"}, "012345")
+    whole = store.backlog
+    sent: list[str] = []
+    for _ in range(3 * whole):  # three re-sends' worth, a birth after every 10 topics
+        taken = store._take()
+        if taken is not None:
+            sent.append(taken[0])
+        if len(sent) % 10 == 0:
+            store.owe_everything()
+        assert len(store._dirty) <= len(store.retained) + len(store._loose)  # each once
+    assert AMP in sent[:whole]
+    out.stop()
