@@ -53,6 +53,7 @@ log = structlog.get_logger()
 
 RECONNECT_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 SHUTDOWN_TIMEOUT = 5.0
+FLUSH_WITHIN = 3.0  # of the goodbye's SHUTDOWN_TIMEOUT: the rest is the offline's
 # Connections lost this soon after they were made, this many times in a row: someone
 # else keeps taking them (the same client_id elsewhere) or the broker refuses us.
 FLAP_SECONDS = 10.0
@@ -415,6 +416,6 @@ class MqttSession:
     async def _say_goodbye(self, client: aiomqtt.Client) -> None:
         for topic, data in self._final:
             self._store.store(topic, data)
-        await self._store.flush(client, self.ack_timeout)
+        await self._store.flush(client, self.ack_timeout, within=FLUSH_WITHIN)
         await client.publish(self._options.availability_topic, OFFLINE, qos=1, retain=True)
         log.info("mqtt_disconnecting")
