@@ -184,15 +184,10 @@ class RetainedStore:
             heapq.heappush(heap, (change, topic))
 
     def owe_everything(self) -> None:
-        """Send everything retained again (a reconnect, Home Assistant restarted).
-
-        What is owed already keeps its place, and a family being sent goes on: only what
-        is not owed is added, after it (a family being sent is owed whole again there).
-        Begun anew in the order of the last changes, a re-send was begun anew at every
-        birth: with births coming faster than one re-send takes (a thousand chargers'
-        takes 30 s), what changed after the first stayed behind it as long as they came,
-        and so did a command's result, which waits for the states it reports.
-        """
+        """Send everything retained again (a reconnect, Home Assistant restarted). What
+        is owed keeps its place (a re-send under way goes on); the rest is added after it.
+        Begun anew at every birth, births faster than a re-send held back every later
+        change, and every command's result, for as long as they came."""
         dirty = self._dirty
         for name in self.retained:
             if name not in dirty:
@@ -375,43 +370,15 @@ class RetainedStore:
                 failure.exception()  # retrieved: no "never retrieved" warning
 
     async def flush(self, client: aiomqtt.Client, ack_timeout: float, *, within: float) -> None:
-        """Send what is still owed (on a clean stop), SEND_WINDOW at a time, for ``within``
-        seconds at most: what comes after it (the bridge's offline) must still go out.
-        One at a time, a thousand chargers' offline took a thousand round trips, and the
-        stop's offline was cut off (a clean disconnect sends no will): "online" stayed."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        window = asyncio.Semaphore(SEND_WINDOW)
-        sends: set[asyncio.Task[None]] = set()
-
-        async def send(topic: str, data: bytes, sending: SendingFamily | None) -> None:
-            timeout = max(0.0, min(ack_timeout, deadline - loop.time()))
-            try:
-                await client.publish(topic, unpack(data), qos=1, retain=True, timeout=timeout)
-            except PublishRefused as exc:
-                self._on_refused(exc)
-            except aiomqtt.MqttError:
-                return  # not acknowledged in time, or the connection ended: the stop goes on
-            finally:
-                window.release()
-            self._delivered(topic, sending)
-
+        """Send the changes still owed (on a clean stop) as send() does, for ``within``
+        seconds at most: the bridge's offline, after them, must go out (no will follows
+        a clean disconnect). One at a time, hundreds owed far away took all the time."""
+        sender = asyncio.create_task(self.send(client, ack_timeout))
+        settled = asyncio.create_task(self.settled(self.barrier()))
         try:
-            while loop.time() < deadline:
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        await window.acquire()
-                except TimeoutError:
-                    break
-                taken = self._take()
-                if taken is None:
-                    window.release()
-                    break
-                task = asyncio.create_task(send(*taken))
-                sends.add(task)
-                task.add_done_callback(sends.discard)
-            if sends:
-                await asyncio.wait(set(sends), timeout=max(0.0, deadline - loop.time()))
+            first = asyncio.FIRST_COMPLETED
+            await asyncio.wait({sender, settled}, timeout=within, return_when=first)
         finally:
-            for task in list(sends):
+            for task in (sender, settled):
                 task.cancel()
+            await asyncio.gather(sender, settled, return_exceptions=True)
