@@ -2,8 +2,9 @@
 and what earlier runs left behind.
 
 Home Assistant coming online gets every retained config and state again (once for a
-burst of births); a charger or a site no longer configured, or a discovery config no
-longer announced, is removed so that it does not look current to every new subscriber;
+burst of births, at most every BIRTH_SPACING: it has them from the broker meanwhile); a
+charger or a site no longer configured, or a discovery config no longer announced, is
+removed so that it does not look current to every new subscriber;
 a config of another installation that maps to our node id is left alone, and said once.
 """
 
@@ -26,6 +27,9 @@ from goe2mqtt.mqtt.topics import Topics
 log = structlog.get_logger()
 
 BIRTH_DELAY = (0.5, 2.0)  # spread republishing after HA restarts, as HA recommends
+# A re-send at most this often: each costs a thousand chargers 30 s of sending, and a flood
+# of births (anyone may publish homeassistant/status) kept the bridge re-sending for ever.
+BIRTH_SPACING = 30.0
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
 
@@ -57,6 +61,7 @@ class Housekeeping:
         sites: Sequence[SiteSettings] = (),
         spawn: Spawn,
         birth_delay: tuple[float, float] = BIRTH_DELAY,
+        birth_spacing: float = BIRTH_SPACING,
     ) -> None:
         self._mqtt = mqtt
         self._topics = topics
@@ -65,7 +70,9 @@ class Housekeeping:
         self._sites = frozenset(site.name for site in sites)
         self._spawn = spawn
         self._birth_delay = birth_delay
+        self._birth_spacing = birth_spacing
         self._birth_pending = False
+        self._republished_at: float | None = None  # loop time of the last re-send
         self._foreign_discovery_seen = 0
         # The configs the chargers and sites announce (or may): the rest under our node
         # is stale.
@@ -114,10 +121,15 @@ class Housekeeping:
         return topic in self._expected_chargers or topic in self._expected_sites
 
     async def _republish_after_birth(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay = random.uniform(*self._birth_delay)
+        if self._republished_at is not None:
+            delay = max(delay, self._republished_at + self._birth_spacing - loop.time())
         try:
-            await asyncio.sleep(random.uniform(*self._birth_delay))
+            await asyncio.sleep(delay)
         finally:
             self._birth_pending = False
+        self._republished_at = loop.time()
         log.info("home_assistant_online", action="republish")
         await self._mqtt.republish_retained()
 

@@ -104,7 +104,7 @@ async def _births(broker: MosquittoBroker, topic: str) -> None:
 
 
 async def test_a_flood_of_home_assistant_births_holds_back_no_change_and_no_result(
-    broker: MosquittoBroker, setup: Setup, probe: MqttProbe, bridge: RunningBridge
+    broker: MosquittoBroker, setup: Setup, probe: MqttProbe
 ) -> None:
     # Each birth (after the test's 0-50 ms delay) owed everything again. It used to put
     # every topic back in the order of its last change, the re-send begun anew: with
@@ -112,14 +112,53 @@ async def test_a_flood_of_home_assistant_births_holds_back_no_change_and_no_resu
     # thousand chargers' 30 s in production), what changed after the first birth stayed
     # behind the re-send for as long as the births came, and a command's result, which
     # waits for the states it reports, never came.
-    flood = asyncio.create_task(_births(broker, f"{setup.prefix}/status"))
+    # Re-sends as often as births come (no spacing): what a flapping broker's reconnects
+    # do to the store too.
+    bridge = RunningBridge(setup.settings, birth_spacing=0.0)
+    await bridge.start()
+    flood: asyncio.Task[None] | None = None
     try:
+        await probe.wait_text(setup.topics.availability("garage"), "online")
+        flood = asyncio.create_task(_births(broker, f"{setup.prefix}/status"))
         await until(lambda: bridge.bridge.mqtt.backlog > 0, "a birth's re-send under way")
         result = await probe.command(setup.cmd("garage", "change_charging_power"), "12")
         assert result["ok"] is True, result
         await probe.wait_text(setup.state("garage", "charging_current"), "12")
     finally:
-        await cancel(flood)
+        if flood is not None:
+            await cancel(flood)
+        await bridge.stop()
+
+
+async def test_a_flood_of_home_assistant_births_makes_one_re_send_per_spacing(
+    broker: MosquittoBroker, setup: Setup, probe: MqttProbe
+) -> None:
+    # Each costs a thousand chargers 30 s of sending; a flood of births used to keep the
+    # bridge re-sending everything for as long as it lasted.
+    bridge = RunningBridge(setup.settings, birth_spacing=3600.0)
+    await bridge.start()
+    flood: asyncio.Task[None] | None = None
+    housekeeping = bridge.bridge._housekeeping
+    try:
+        await probe.wait_text(setup.topics.availability("garage"), "online")
+        with structlog.testing.capture_logs() as logs:
+            flood = asyncio.create_task(_births(broker, f"{setup.prefix}/status"))
+            await until(lambda: housekeeping._republished_at is not None, "the first re-send")
+            births = len(probe.since(0, f"{setup.prefix}/status"))
+            await until(
+                lambda: len(probe.since(0, f"{setup.prefix}/status")) > births + 100,
+                "a hundred births more",
+            )
+            # Those births are in the bridge before this command (one connection, in order).
+            result = await probe.command(setup.cmd("garage", "change_charging_power"), "12")
+            assert result["ok"] is True, result
+            assert housekeeping._birth_pending  # the next re-send: waiting for its turn
+        republished = [e for e in logs if e["event"] == "home_assistant_online"]
+        assert len(republished) == 1, len(republished)
+    finally:
+        if flood is not None:
+            await cancel(flood)
+        await bridge.stop()
 
 
 class FarBroker:
