@@ -64,6 +64,10 @@ class RetainedStore:
         self._owed: dict[str, int] = {}
         self._owed_heap: list[tuple[int, str]] = []
         self._progress = asyncio.Event()
+        # The last topic everything owed again added: once taken, that re-send is out.
+        self._resend_last: str | None = None
+        self.resent = asyncio.Event()
+        self.resent.set()
 
     @property
     def backlog(self) -> int:
@@ -188,14 +192,14 @@ class RetainedStore:
         is owed keeps its place (a re-send under way goes on); the rest is added after it.
         Begun anew at every birth, births faster than a re-send held back every later
         change, and every command's result, for as long as they came."""
-        dirty = self._dirty
-        for name in self.retained:
-            if name not in dirty:
-                dirty[name] = None
+        dirty, added = self._dirty, None
         # Loose members go again too: a barrier may wait for their acknowledgement.
-        for topic in self._loose:
-            if topic not in dirty:
-                dirty[topic] = None
+        for name in (*self.retained, *self._loose):
+            if name not in dirty:
+                dirty[name], added = None, name
+        if added is not None:
+            self._resend_last = added
+            self.resent.clear()
         self._dirty_added.set()
 
     def _drop_sending(self) -> None:
@@ -288,6 +292,9 @@ class RetainedStore:
                 return None
             name = next(iter(self._dirty))
             del self._dirty[name]
+            if name == self._resend_last:
+                self._resend_last = None
+                self.resent.set()
             if not self._dirty:  # a dict keeps the table it grew to: a start-up's
                 self._dirty = {}  # ~100 000 topics would stay in memory
             value = self.retained.get(name)

@@ -205,6 +205,10 @@ class MqttSession:
         """Send everything retained again (Home Assistant restarted). Calls coalesce."""
         self._store.owe_everything()
 
+    async def resent(self) -> None:
+        """Return once the last republish went out (taken for sending)."""
+        await self._store.resent.wait()
+
     async def publish_once(
         self,
         topic: str,

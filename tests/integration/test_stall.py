@@ -143,7 +143,7 @@ async def test_a_flood_of_home_assistant_births_makes_one_re_send_per_spacing(
         await probe.wait_text(setup.topics.availability("garage"), "online")
         with structlog.testing.capture_logs() as logs:
             flood = asyncio.create_task(_births(broker, f"{setup.prefix}/status"))
-            await until(lambda: housekeeping._republished_at is not None, "the first re-send")
+            await until(lambda: housekeeping._resent_at is not None, "the first re-send")
             births = len(probe.since(0, f"{setup.prefix}/status"))
             await until(
                 lambda: len(probe.since(0, f"{setup.prefix}/status")) > births + 100,

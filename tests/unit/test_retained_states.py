@@ -156,3 +156,27 @@ async def test_births_faster_than_a_re_send_hold_back_no_change() -> None:
         assert len(store._dirty) <= len(store.retained) + len(store._loose)  # each once
     assert AMP in sent[:whole]
     out.stop()
+
+
+def test_a_re_send_says_when_it_went_out() -> None:
+    """What Home Assistant's births are spaced by: the end of the last re-send."""
+    store = RetainedStore(_refused)
+    for n in range(3):
+        store.put(f"goe2mqtt/c{n}/availability", b"online")
+    while store._take() is not None:
+        pass
+    assert store.resent.is_set()  # none asked for
+    store.owe_everything()
+    assert not store.resent.is_set()
+    store.put("goe2mqtt/c0/availability", b"offline")  # a change meanwhile: goes after
+    taken = [store._take() for _ in range(2)]
+    assert [t[0] for t in taken if t] == ["goe2mqtt/c1/availability", "goe2mqtt/c2/availability"]
+    assert store.resent.is_set()
+    store.owe_everything()  # c1 and c2 again, after c0's change
+    store.owe_everything()  # asked again before they went: nothing more
+    assert [t[0] for t in iter(store._take, None)] == [
+        "goe2mqtt/c0/availability",
+        "goe2mqtt/c1/availability",
+        "goe2mqtt/c2/availability",
+    ]
+    assert store.resent.is_set()
