@@ -2,8 +2,9 @@
 and what earlier runs left behind.
 
 Home Assistant coming online gets every retained config and state again (once for a
-burst of births); a charger or a site no longer configured, or a discovery config no
-longer announced, is removed so that it does not look current to every new subscriber;
+burst of births, then BIRTH_SPACING after the last re-send ended: the broker has them); a
+charger or a site no longer configured, or a discovery config no longer announced, is
+removed so that it does not look current to every new subscriber;
 a config of another installation that maps to our node id is left alone, and said once.
 """
 
@@ -26,6 +27,10 @@ from goe2mqtt.mqtt.topics import Topics
 log = structlog.get_logger()
 
 BIRTH_DELAY = (0.5, 2.0)  # spread republishing after HA restarts, as HA recommends
+# From the end of one re-send to the next at least: each costs a thousand chargers 30 s of
+# sending, and a flood of births (anyone may publish homeassistant/status) kept the bridge
+# re-sending for as long as it lasted.
+BIRTH_SPACING = 30.0
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
 
@@ -57,6 +62,7 @@ class Housekeeping:
         sites: Sequence[SiteSettings] = (),
         spawn: Spawn,
         birth_delay: tuple[float, float] = BIRTH_DELAY,
+        birth_spacing: float = BIRTH_SPACING,
     ) -> None:
         self._mqtt = mqtt
         self._topics = topics
@@ -65,7 +71,10 @@ class Housekeeping:
         self._sites = frozenset(site.name for site in sites)
         self._spawn = spawn
         self._birth_delay = birth_delay
-        self._birth_pending = False
+        self._birth_spacing = birth_spacing
+        self._birth_pending = False  # a task re-sends for the births so far
+        self._births = 0  # births not re-sent for yet
+        self._resent_at: float | None = None  # loop time the last re-send ended
         self._foreign_discovery_seen = 0
         # The configs the chargers and sites announce (or may): the rest under our node
         # is stale.
@@ -83,9 +92,11 @@ class Housekeeping:
             return True
         prefix = self._prefix
         if prefix is not None and message.topic == f"{prefix}/status":
-            if message.payload.strip().lower() == b"online" and not self._birth_pending:
-                self._birth_pending = True  # HA births in a row make one republish
-                self._spawn(self._republish_after_birth())
+            if message.payload.strip().lower() == b"online":
+                self._births += 1
+                if not self._birth_pending:
+                    self._birth_pending = True  # HA births in a row make one republish
+                    self._spawn(self._republish_after_birth())
             return True
         if prefix is not None and message.topic.startswith(f"{prefix}/"):
             if message.payload and not self._expected(message.topic):
@@ -114,12 +125,20 @@ class Housekeeping:
         return topic in self._expected_chargers or topic in self._expected_sites
 
     async def _republish_after_birth(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            await asyncio.sleep(random.uniform(*self._birth_delay))
+            while self._births:
+                delay = random.uniform(*self._birth_delay)
+                if self._resent_at is not None:  # spaced from the end of the last
+                    delay = max(delay, self._resent_at + self._birth_spacing - loop.time())
+                await asyncio.sleep(delay)
+                self._births = 0  # the births so far: this re-send is theirs
+                log.info("home_assistant_online", action="republish")
+                await self._mqtt.republish_retained()
+                await self._mqtt.resent()
+                self._resent_at = loop.time()
         finally:
             self._birth_pending = False
-        log.info("home_assistant_online", action="republish")
-        await self._mqtt.republish_retained()
 
     async def _remove_stale_charger(self, charger: str) -> None:
         # Left behind, its retained values would look current to every new subscriber.

@@ -20,7 +20,12 @@ import structlog
 from goe2mqtt import __version__
 from goe2mqtt.bridge.desk import CommandDesk
 from goe2mqtt.bridge.health import write_health_file
-from goe2mqtt.bridge.housekeeping import BIRTH_DELAY, Housekeeping, housekeeping_subscriptions
+from goe2mqtt.bridge.housekeeping import (
+    BIRTH_DELAY,
+    BIRTH_SPACING,
+    Housekeeping,
+    housekeeping_subscriptions,
+)
 from goe2mqtt.bridge.info import fleet_info
 from goe2mqtt.bridge.ledger_out import LedgerOutput, price_topics
 from goe2mqtt.bridge.loop_watch import LoopWatch
@@ -71,6 +76,7 @@ class Bridge:
         settings: Settings,
         *,
         birth_delay: tuple[float, float] = BIRTH_DELAY,
+        birth_spacing: float = BIRTH_SPACING,
         confirm_delays: Sequence[float] = CONFIRM_DELAYS,
         info_interval: float = INFO_INTERVAL,
         command_grace: float = COMMAND_GRACE,
@@ -117,6 +123,7 @@ class Bridge:
             sites=settings.sites,
             spawn=self._spawn,
             birth_delay=birth_delay,
+            birth_spacing=birth_spacing,
         )
         self.chargers: dict[str, Charger] = {}
         self._pool = PoolStats()

@@ -64,6 +64,10 @@ class RetainedStore:
         self._owed: dict[str, int] = {}
         self._owed_heap: list[tuple[int, str]] = []
         self._progress = asyncio.Event()
+        # The last topic everything owed again added: once taken, that re-send is out.
+        self._resend_last: str | None = None
+        self.resent = asyncio.Event()
+        self.resent.set()
 
     @property
     def backlog(self) -> int:
@@ -184,12 +188,18 @@ class RetainedStore:
             heapq.heappush(heap, (change, topic))
 
     def owe_everything(self) -> None:
-        """Send everything retained again (a reconnect, Home Assistant restarted)."""
-        self._drop_sending()  # its family is in retained: owed whole again below
-        dirty = self._dirty
-        self._dirty = {name: dirty.get(name) for name in self.retained}
+        """Send everything retained again (a reconnect, Home Assistant restarted). What
+        is owed keeps its place (a re-send under way goes on); the rest is added after it.
+        Begun anew at every birth, births faster than a re-send held back every later
+        change, and every command's result, for as long as they came."""
+        dirty, added = self._dirty, None
         # Loose members go again too: a barrier may wait for their acknowledgement.
-        self._dirty.update({topic: dirty.get(topic) for topic in self._loose})
+        for name in (*self.retained, *self._loose):
+            if name not in dirty:
+                dirty[name], added = None, name
+        if added is not None:
+            self._resend_last = added
+            self.resent.clear()
         self._dirty_added.set()
 
     def _drop_sending(self) -> None:
@@ -282,6 +292,9 @@ class RetainedStore:
                 return None
             name = next(iter(self._dirty))
             del self._dirty[name]
+            if name == self._resend_last:
+                self._resend_last = None
+                self.resent.set()
             if not self._dirty:  # a dict keeps the table it grew to: a start-up's
                 self._dirty = {}  # ~100 000 topics would stay in memory
             value = self.retained.get(name)
@@ -363,12 +376,16 @@ class RetainedStore:
             else:
                 failure.exception()  # retrieved: no "never retrieved" warning
 
-    async def flush(self, client: aiomqtt.Client, ack_timeout: float) -> None:
-        """Send what is still owed (on a clean stop), one by one."""
-        while (taken := self._take()) is not None:
-            topic, data, sending = taken
-            try:
-                await client.publish(topic, unpack(data), qos=1, retain=True, timeout=ack_timeout)
-            except PublishRefused as exc:
-                self._on_refused(exc)
-            self._delivered(topic, sending)
+    async def flush(self, client: aiomqtt.Client, ack_timeout: float, *, within: float) -> None:
+        """Send the changes still owed (on a clean stop) as send() does, for ``within``
+        seconds at most: the bridge's offline, after them, must go out (no will follows
+        a clean disconnect). One at a time, hundreds owed far away took all the time."""
+        sender = asyncio.create_task(self.send(client, ack_timeout))
+        settled = asyncio.create_task(self.settled(self.barrier()))
+        try:
+            first = asyncio.FIRST_COMPLETED
+            await asyncio.wait({sender, settled}, timeout=within, return_when=first)
+        finally:
+            for task in (sender, settled):
+                task.cancel()
+            await asyncio.gather(sender, settled, return_exceptions=True)

@@ -53,7 +53,9 @@ __all__ = [
 log = structlog.get_logger()
 
 SHUTDOWN_TIMEOUT = 5.0
+FLUSH_WITHIN = 3.0  # of the goodbye's SHUTDOWN_TIMEOUT: the rest is the offline's
 MIN_ACK_TIMEOUT = 5.0
+OVERWRITES_LOGGED_EVERY = 60.0  # s: our availability overwritten again and again, one line
 
 
 class MqttSession:
@@ -90,6 +92,8 @@ class MqttSession:
         # Publishes the broker refused (MQTT 5 reason code >= 0x80): topic -> reason.
         self.refused: dict[str, str] = {}
         self.refused_count = 0
+        self._overwrites = 0  # of our availability since the last line that said so
+        self._overwrite_said_at: float | None = None
         # A publish not acknowledged within this long means the broker is gone or
         # frozen (TCP alone can take minutes to notice a SIGSTOPped broker).
         self.ack_timeout = max(float(options.keepalive), MIN_ACK_TIMEOUT)
@@ -121,12 +125,20 @@ class MqttSession:
         while we are connected we are online, so say it again."""
         if payload == ONLINE.encode() or self._client is None or self._stopping.is_set():
             return
-        log.warning(
-            "availability_overwritten",
-            topic=self._options.availability_topic,
-            payload=payload[:40].decode("utf-8", "replace"),
-            action="published online again",
-        )
+        # Said again each time; logged once a minute at most (someone doing it in a loop
+        # made a warning line per message).
+        self._overwrites += 1
+        now = time.monotonic()
+        said_at = self._overwrite_said_at
+        if said_at is None or now - said_at >= OVERWRITES_LOGGED_EVERY:
+            log.warning(
+                "availability_overwritten",
+                topic=self._options.availability_topic,
+                payload=payload[:40].decode("utf-8", "replace"),
+                times=self._overwrites,
+                action="published online again",
+            )
+            self._overwrites, self._overwrite_said_at = 0, now
         self._store.store(self._options.availability_topic, ONLINE.encode())
 
     @property
@@ -188,6 +200,10 @@ class MqttSession:
     async def republish_retained(self) -> None:
         """Send everything retained again (Home Assistant restarted). Calls coalesce."""
         self._store.owe_everything()
+
+    async def resent(self) -> None:
+        """Return once the last republish went out (taken for sending)."""
+        await self._store.resent.wait()
 
     async def publish_once(
         self,
@@ -366,6 +382,6 @@ class MqttSession:
     async def _say_goodbye(self, client: aiomqtt.Client) -> None:
         for topic, data in self._final:
             self._store.store(topic, data)
-        await self._store.flush(client, self.ack_timeout)
+        await self._store.flush(client, self.ack_timeout, within=FLUSH_WITHIN)
         await client.publish(self._options.availability_topic, OFFLINE, qos=1, retain=True)
         log.info("mqtt_disconnecting")

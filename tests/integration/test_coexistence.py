@@ -154,3 +154,23 @@ async def test_a_client_id_used_twice_is_named_as_the_cause_and_the_fight_slows(
     flapping = next(e for e in logs if e["event"] == "mqtt_flapping")
     assert settings.mqtt.client_id in flapping["hint"]
     assert flapping["retry_in"] == 30.0
+
+
+async def test_an_availability_overwritten_in_a_loop_is_said_again_and_logged_once(
+    setup: Setup, probe: MqttProbe, bridge: RunningBridge
+) -> None:
+    topic = setup.topics.bridge_availability
+
+    def said() -> list[str]:
+        return [m.text for m in probe.since(mark, topic)]
+
+    with structlog.testing.capture_logs() as logs:
+        mark = probe.mark()
+        for _ in range(50):  # someone's flow doing it in a loop
+            await probe.publish(topic, "offline", retain=True)
+        await until(
+            lambda: said().count("offline") == 50 and said()[-1] == "online",
+            "online said again after the last overwrite",
+        )
+    warnings = [e for e in logs if e["event"] == "availability_overwritten"]
+    assert len(warnings) == 1, warnings  # not a line per message

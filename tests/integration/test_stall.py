@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 
+import aiomqtt
 import pytest
 import structlog
 
@@ -14,7 +15,7 @@ from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Simulator
 
-from ..conftest import MqttProbe, RunningBridge, Setup, make_settings, until
+from ..conftest import MqttProbe, RunningBridge, Setup, cancel, make_settings, until
 
 KEEPALIVE = 6  # seconds; bridge info (the heartbeat) then goes out every 3 s
 
@@ -91,3 +92,156 @@ async def test_home_assistant_births_in_a_row_make_one_republish(
         await running.stop()
     assert len(probe.since(mark, config)) == 1
     assert len(probe.since(mark, setup.state("garage", "energy_total"))) == 1
+
+
+async def _births(broker: MosquittoBroker, topic: str) -> None:
+    """Someone says Home Assistant is online, again and again (a looping flow, a test
+    tool left running): a hundred births a second."""
+    async with aiomqtt.Client(broker.host, broker.port, identifier="birth-flood") as client:
+        while True:
+            await client.publish(topic, "online", qos=0)
+            await asyncio.sleep(0.01)  # the flood's pace, not a wait for anything
+
+
+async def test_a_flood_of_home_assistant_births_holds_back_no_change_and_no_result(
+    broker: MosquittoBroker, setup: Setup, probe: MqttProbe
+) -> None:
+    # Each birth (after the test's 0-50 ms delay) owed everything again. It used to put
+    # every topic back in the order of its last change, the re-send begun anew: with
+    # births coming faster than one re-send takes (two chargers' ~500 topics here, a
+    # thousand chargers' 30 s in production), what changed after the first birth stayed
+    # behind the re-send for as long as the births came, and a command's result, which
+    # waits for the states it reports, never came.
+    # Re-sends as often as births come (no spacing): what a flapping broker's reconnects
+    # do to the store too.
+    bridge = RunningBridge(setup.settings, birth_spacing=0.0)
+    await bridge.start()
+    flood: asyncio.Task[None] | None = None
+    try:
+        await probe.wait_text(setup.topics.availability("garage"), "online")
+        flood = asyncio.create_task(_births(broker, f"{setup.prefix}/status"))
+        await until(lambda: bridge.bridge.mqtt.backlog > 0, "a birth's re-send under way")
+        result = await probe.command(setup.cmd("garage", "change_charging_power"), "12")
+        assert result["ok"] is True, result
+        await probe.wait_text(setup.state("garage", "charging_current"), "12")
+    finally:
+        if flood is not None:
+            await cancel(flood)
+        await bridge.stop()
+
+
+async def test_a_flood_of_home_assistant_births_makes_one_re_send_per_spacing(
+    broker: MosquittoBroker, setup: Setup, probe: MqttProbe
+) -> None:
+    # Each costs a thousand chargers 30 s of sending; a flood of births used to keep the
+    # bridge re-sending everything for as long as it lasted.
+    bridge = RunningBridge(setup.settings, birth_spacing=3600.0)
+    await bridge.start()
+    flood: asyncio.Task[None] | None = None
+    housekeeping = bridge.bridge._housekeeping
+    try:
+        await probe.wait_text(setup.topics.availability("garage"), "online")
+        with structlog.testing.capture_logs() as logs:
+            flood = asyncio.create_task(_births(broker, f"{setup.prefix}/status"))
+            await until(lambda: housekeeping._resent_at is not None, "the first re-send")
+            births = len(probe.since(0, f"{setup.prefix}/status"))
+            await until(
+                lambda: len(probe.since(0, f"{setup.prefix}/status")) > births + 100,
+                "a hundred births more",
+            )
+            # Those births are in the bridge before this command (one connection, in order).
+            result = await probe.command(setup.cmd("garage", "change_charging_power"), "12")
+            assert result["ok"] is True, result
+            assert housekeeping._birth_pending  # the next re-send: waiting for its turn
+        republished = [e for e in logs if e["event"] == "home_assistant_online"]
+        assert len(republished) == 1, len(republished)
+    finally:
+        if flood is not None:
+            await cancel(flood)
+        await bridge.stop()
+
+
+class FarBroker:
+    """The broker far away (a cloud broker, a slow link): what it sends reaches the
+    bridge ``delay`` later, in order. Only for the bridge; the test's own clients go
+    to the broker directly."""
+
+    def __init__(self, broker: MosquittoBroker, delay: float) -> None:
+        self._broker, self._delay = broker, delay
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    async def __aenter__(self) -> FarBroker:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            await cancel(task)
+
+    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        broker_r, broker_w = await asyncio.open_connection(self._broker.host, self._broker.port)
+        loop = asyncio.get_running_loop()
+        later: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def up() -> None:
+            while data := await client_r.read(65536):
+                broker_w.write(data)
+                await broker_w.drain()
+
+        async def down() -> None:
+            while data := await broker_r.read(65536):
+                later.put_nowait((loop.time() + self._delay, data))
+            later.put_nowait((loop.time() + self._delay, b""))
+
+        async def deliver() -> None:
+            while True:
+                due, data = await later.get()
+                await asyncio.sleep(max(0.0, due - loop.time()))  # the link's latency
+                if not data:
+                    return
+                client_w.write(data)
+                await client_w.drain()
+
+        tasks = {asyncio.create_task(step()) for step in (up, down, deliver)}
+        self._tasks |= tasks
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for writer in (client_w, broker_w):
+                writer.close()
+            self._tasks -= tasks
+
+
+async def test_a_stop_with_much_owed_to_a_far_broker_still_says_offline(
+    broker: MosquittoBroker, simulator: Simulator
+) -> None:
+    # The goodbye (what is owed, the chargers' offline, then the bridge's offline) had 5 s
+    # as one: what was owed went first, one publish at a time, and with hundreds owed
+    # (Home Assistant's birth just before, a reconnect) at a round trip of 0.1 s the
+    # offline never went out. The disconnect is a clean one: the broker keeps the will
+    # to itself, and "online" stayed retained for a bridge that was gone.
+    async with FarBroker(broker, delay=0.1) as far:
+        raw = make_settings(broker, simulator, chargers=("garage", "carport"), scan_interval=60)
+        raw["mqtt"]["port"] = far.port
+        settings = parse_settings(raw)
+        topics = Topics(settings.mqtt.base_topic)
+        prefix = settings.mqtt.discovery_prefix
+        running = RunningBridge(settings)
+        async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
+            await running.start()
+            try:
+                for name in ("garage", "carport"):
+                    await probe.wait_text(topics.availability(name), "online")
+                await probe.publish(f"{prefix}/status", "online")  # Home Assistant's birth
+                await until(lambda: running.bridge.mqtt.backlog > 200, "everything owed again")
+                mark = probe.mark()
+            finally:
+                await running.stop()
+            await probe.wait_text(topics.bridge_availability, "offline", since=mark)

@@ -129,3 +129,54 @@ async def test_a_cleared_state_topic_is_a_member_again_when_its_entity_returns()
     await drained(publisher.store, broker)
     assert broker.last()[AMP] == b"14"
     out.stop()
+
+
+async def test_births_faster_than_a_re_send_hold_back_no_change() -> None:
+    """Everything owed again before the last re-send ended (Home Assistant's births in a
+    flood, a flapping broker): the re-send goes on where it is, and a change made
+    meanwhile goes out within one re-send, however many births follow."""
+    publisher = StorePublisher()
+    store = publisher.store
+    out = output(publisher)
+    for n in range(200):
+        store.put(f"goe2mqtt/other{n}/availability", b"online")
+    await out.take(status(10), None, "012345")  # its states: after the others
+    while store._take() is not None:  # all of it sent (acknowledgements do not matter)
+        pass
+    store.owe_everything()  # a birth
+    await out.take(status(11), {"amp"}, "012345")
+    whole = store.backlog
+    sent: list[str] = []
+    for _ in range(3 * whole):  # three re-sends' worth, a birth after every 10 topics
+        taken = store._take()
+        if taken is not None:
+            sent.append(taken[0])
+        if len(sent) % 10 == 0:
+            store.owe_everything()
+        assert len(store._dirty) <= len(store.retained) + len(store._loose)  # each once
+    assert AMP in sent[:whole]
+    out.stop()
+
+
+def test_a_re_send_says_when_it_went_out() -> None:
+    """What Home Assistant's births are spaced by: the end of the last re-send."""
+    store = RetainedStore(_refused)
+    for n in range(3):
+        store.put(f"goe2mqtt/c{n}/availability", b"online")
+    while store._take() is not None:
+        pass
+    assert store.resent.is_set()  # none asked for
+    store.owe_everything()
+    assert not store.resent.is_set()
+    store.put("goe2mqtt/c0/availability", b"offline")  # a change meanwhile: goes after
+    taken = [store._take() for _ in range(2)]
+    assert [t[0] for t in taken if t] == ["goe2mqtt/c1/availability", "goe2mqtt/c2/availability"]
+    assert store.resent.is_set()
+    store.owe_everything()  # c1 and c2 again, after c0's change
+    store.owe_everything()  # asked again before they went: nothing more
+    assert [t[0] for t in iter(store._take, None)] == [
+        "goe2mqtt/c0/availability",
+        "goe2mqtt/c1/availability",
+        "goe2mqtt/c2/availability",
+    ]
+    assert store.resent.is_set()
