@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 import typing
 from collections.abc import Iterable, Iterator, Mapping
@@ -51,11 +50,17 @@ _FRIENDLY_TYPES = {
 }
 
 
+TOPIC_HINT = "must be an MQTT topic without wildcards (+, #) or empty levels"
+# Said instead of the pattern itself, which only a regex reader would follow.
 _PATTERN_HINTS = {
     "serial": 'must be the 6-digit serial as a quoted string, e.g. "012345"',
     "name": "use only a-z, 0-9, _ and - (it becomes an MQTT topic level)",
-    "base_topic": "must be an MQTT topic without wildcards (+, #) or empty levels",
-    "discovery_prefix": "must be an MQTT topic without wildcards (+, #) or empty levels",
+    "base_topic": TOPIC_HINT,
+    "discovery_prefix": TOPIC_HINT,
+    "price_topic": TOPIC_HINT,
+    "meter_topic": TOPIC_HINT,
+    "mqtt_prefix": f"{TOPIC_HINT} (a leading / is allowed)",
+    "currency": "must be a three-letter code in capitals, e.g. EUR",
     "api_url": "must be an http:// or https:// URL without query",
     "host": "must be a host name or IP address, optionally with :port (no http://)",
     "chargers": "list at least one charger",
@@ -70,6 +75,8 @@ def _describe(error: Mapping[str, Any], root: type[BaseModel]) -> str:
         message = _PATTERN_HINTS.get(key.rsplit(".", 1)[-1], message)
     if kind == "extra_forbidden":
         loc = tuple(error["loc"])
+        import difflib  # only for a file with a problem
+
         nearest = difflib.get_close_matches(str(loc[-1]), _keys_of_section(loc[:-1], root), n=1)
         if nearest:
             message += f"; did you mean {nearest[0]}?"

@@ -18,24 +18,29 @@ from goe2mqtt.sim.simulator import Simulator
 
 from ..conftest import WAIT, make_settings
 
-# `python -m goe2mqtt ARGS`, and at its exit every module it had imported, to a file.
+# `python -m goe2mqtt ARGS`, and at its exit every module it had imported, to a file;
+# and "mimetypes._db" if the system's MIME table was read (goe2mqtt/web/__init__.py).
 MODULES_AT_EXIT = """\
 import atexit, runpy, sys
 out = sys.argv.pop(1)
-atexit.register(lambda: open(out, "w").write("\\n".join(sorted(sys.modules))))
+def table_read():
+    return getattr(sys.modules.get("mimetypes"), "_db", None) is not None
+atexit.register(lambda: open(out, "w").write(
+    "\\n".join(sorted(sys.modules) + ["mimetypes._db"] * table_read())))
 runpy.run_module("goe2mqtt", run_name="__main__", alter_sys=True)
 """
 
 # Never in a daemon whose chargers are polled: the simulator and the demo, the websocket
 # (its protocol, bcrypt), chargers on their own MQTT, the sites, the session reports, and
 # what structlog would draw tracebacks with. prometheus_client waits for a first scrape.
+# Nor the system's MIME table, which aiohttp's web would read (mimetypes._db: read).
 NOT_FOR_POLLING = {
     "goe2mqtt.sim", "goe2mqtt.sim.demo", "goe2mqtt.sim.house_demo", "goe2mqtt.sim.simulator",
     "goe2mqtt.goe.websocket", "goe2mqtt.goe.ws_protocol", "goe2mqtt.goe.ws_transport",
     "goe2mqtt.goe.charger_mqtt", "bcrypt",
     "goe2mqtt.site", "goe2mqtt.site.controller", "goe2mqtt.bridge.site_runner",
     "goe2mqtt.ledger.report", "goe2mqtt.web.metrics", "prometheus_client",
-    "rich", "greenlet", "better_exceptions",
+    "rich", "greenlet", "better_exceptions", "difflib", "mimetypes._db",
 }  # fmt: skip
 POLLING = {"goe2mqtt.goe.client", "goe2mqtt.bridge.process", "goe2mqtt.catalogue"}
 
