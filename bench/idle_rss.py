@@ -163,17 +163,25 @@ async def main_async(args: argparse.Namespace) -> None:
         f"Python {sys.version.split()[0]}, "
         f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
     )
-    print("| round | tree | floor MiB | daemon MiB (max) | over floor | goal | result | "
-          "after a /metrics scrape | floor with one pydantic model: over it |")  # fmt: skip
-    print("|---:|---|---:|---:|---:|---:|---|---:|---:|")
+    # The goal against both readings of the floor: pydantic imported (its models' machinery
+    # loads with the first model), and one pydantic model defined. Pass: the largest
+    # reading at most the floor + GOAL_OVER_FLOOR.
+    print("| round | tree | daemon MiB (max) | floor: pydantic imported | over it | result | "
+          "floor: one pydantic model | over it | result | after a /metrics scrape |")  # fmt: skip
+    print("|---:|---|---:|---:|---:|---|---:|---:|---|---:|")
     for round_, tree, floor, modelled, median, peak, scraped in rows:
-        goal = floor + GOAL_OVER_FLOOR
+        against = [
+            f"{base:.1f} | {median - base:+.1f} | "
+            f"{'pass' if peak <= base + GOAL_OVER_FLOOR else 'miss'}"
+            for base in (floor, modelled)
+        ]
         print(
-            f"| {round_} | {tree or 'installed'} | {floor:.1f} | {median:.1f} ({peak:.1f}) | "
-            f"{median - floor:+.1f} | <= {goal:.1f} | {'pass' if peak <= goal else 'miss'} | "
-            f"{'-' if args.no_http else f'{scraped:.1f} ({scraped - floor:+.1f})'} | "
-            f"{modelled:.1f}: {median - modelled:+.1f} |"
+            f"| {round_} | {tree or 'installed'} | {median:.1f} ({peak:.1f}) | "
+            f"{' | '.join(against)} | "
+            f"{'-' if args.no_http else f'{scraped:.1f} ({scraped - floor:+.1f})'} |"
         )
+    print(f"goal: the floor + {GOAL_OVER_FLOOR:.0f} MiB (issue 32); the scrape's figure is over"
+          " the floor with pydantic imported")  # fmt: skip
 
 
 def main(argv: list[str]) -> None:

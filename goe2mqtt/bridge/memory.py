@@ -13,7 +13,9 @@ to walk, and freed memory handed back to the system.
   in full, to free cycles that died after they were frozen.
 - The heap is trimmed (glibc malloc_trim) after the start-up freeze and every
   TRIM_EVERY: TLS handshakes leave freed blocks between live ones. Without glibc
-  only the freezing is done.
+  only the freezing is done; nor in a process that grew by less than TRIM_WORTH since
+  the upkeep started (one charger: a trim there gave back ~0.2 MiB, and ctypes, loaded
+  to call it, costs 0.34 MiB).
 
 docs/scaling.md ("Memory upkeep") has the measurements behind each choice.
 """
@@ -21,7 +23,7 @@ docs/scaling.md ("Memory upkeep") has the measurements behind each choice.
 from __future__ import annotations
 
 import asyncio
-import ctypes
+import functools
 import gc
 import os
 import time
@@ -39,10 +41,17 @@ COLLECTOR_SHARE = 0.02  # of the loop's time, at most, for the collections of wh
 COLLECT_AT_LEAST_EVERY = 30.0  # s
 TRIM_EVERY = 600.0  # s
 REFREEZE_EVERY = 3600.0  # s
+# A trim gave back about a sixth of what TLS handshakes had grown the process by (58 ->
+# 48 KiB a connection, docs/scaling.md): below this growth, less than ctypes costs.
+TRIM_WORTH = 4.0  # MiB
 READY_CHECK_EVERY = 1.0  # s
 
 
-def _find_malloc_trim() -> Callable[[int], int] | None:
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None; ctypes is loaded at the first call, not at import."""
+    import ctypes
+
     try:
         libc = ctypes.CDLL(None)
     except OSError:
@@ -52,9 +61,6 @@ def _find_malloc_trim() -> Callable[[int], int] | None:
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     return trim  # type: ignore[no-any-return]
-
-
-_malloc_trim = _find_malloc_trim()
 
 
 def rss_mib() -> float | None:
@@ -69,9 +75,10 @@ def rss_mib() -> float | None:
 
 def release_free_memory() -> bool:
     """Give freed heap pages back to the system; False where that is not possible."""
-    if _malloc_trim is None:
+    trim = _malloc_trim()
+    if trim is None:
         return False
-    _malloc_trim(0)
+    trim(0)
     return True
 
 
@@ -94,8 +101,10 @@ def freeze_heap() -> int:
 class MemoryUpkeep:
     """Runs the schedule above; report() is bridge/info's "memory"."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, trim_worth: float = TRIM_WORTH) -> None:
         self._last: dict[str, Any] = {}
+        self._trim_worth = trim_worth
+        self._rss_at_start: float | None = None  # when run() starts: before the first polls
 
     def _timed(self, step: str, action: Callable[[], object]) -> None:
         before, started = rss_mib(), time.perf_counter()
@@ -112,6 +121,7 @@ class MemoryUpkeep:
     async def run(self, stop: asyncio.Event, *, ready: Callable[[], bool], at_most: float) -> None:
         """Until `stop`. The start-up phase ends when `ready()` (every charger had its
         first poll), at the latest after `at_most` seconds."""
+        self._rss_at_start = rss_mib()
         gc.disable()
         try:
             deadline = time.monotonic() + at_most
@@ -149,7 +159,10 @@ class MemoryUpkeep:
                 trim_due = now + TRIM_EVERY
 
     def _trim(self) -> None:
-        if _malloc_trim is not None:
+        now = rss_mib()
+        if now is None or self._rss_at_start is None:
+            return  # no /proc: not Linux, so no glibc either
+        if now - self._rss_at_start >= self._trim_worth and _malloc_trim() is not None:
             self._timed("trim", release_free_memory)
 
     # No count of frozen objects here: gc.get_freeze_count() walks the whole frozen list,

@@ -57,7 +57,7 @@ class ChargerSettings(Section):
     host: str | None = Field(default=None, pattern=HOST_PATTERN)
     token: SecretStr | None = None
     token_file: str | None = None
-    api_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$")
+    api_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+\Z")
     scan_interval: float = Field(default=10.0, gt=0, le=3600)
     # While no car is connected nothing changes but the plug: poll less (null: 3x
     # scan_interval; set it equal to scan_interval to switch this off).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 import typing
 from collections.abc import Iterable, Iterator, Mapping
@@ -51,13 +50,15 @@ _FRIENDLY_TYPES = {
 }
 
 
+TOPIC_HINT = "must be an MQTT topic without wildcards (+, #) or empty levels"
+# Said instead of the pattern itself, which only a regex reader would follow.
 _PATTERN_HINTS = {
     "serial": 'must be the 6-digit serial as a quoted string, e.g. "012345"',
     "name": "use only a-z, 0-9, _ and - (it becomes an MQTT topic level)",
-    "base_topic": "must be an MQTT topic without wildcards (+, #) or empty levels",
-    "discovery_prefix": "must be an MQTT topic without wildcards (+, #) or empty levels",
-    "meter_topic": "must be an MQTT topic without wildcards (+, #) or empty levels",
-    "price_topic": "must be an MQTT topic without wildcards (+, #) or empty levels",
+    "base_topic": TOPIC_HINT,
+    "discovery_prefix": TOPIC_HINT,
+    "meter_topic": TOPIC_HINT,
+    "price_topic": TOPIC_HINT,
     "mqtt_prefix": "must be the charger's topic prefix (mtp), e.g. go-eCharger or"
     " /go-eCharger, without wildcards (+, #)",
     "currency": "must be a 3-letter ISO 4217 code in capitals, e.g. EUR",
@@ -78,6 +79,8 @@ def _describe(error: Mapping[str, Any], root: type[BaseModel]) -> str:
         message = 'must be text: quote it in YAML ("...")'
     if kind == "extra_forbidden":
         loc = tuple(error["loc"])
+        import difflib  # only for a file with a problem
+
         nearest = difflib.get_close_matches(str(loc[-1]), _keys_of_section(loc[:-1], root), n=1)
         if nearest:
             message += f"; did you mean {nearest[0]}?"

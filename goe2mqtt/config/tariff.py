@@ -82,7 +82,7 @@ class TimeOfUseEntry(Section):
 
 
 class TariffSettings(Section):
-    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}\Z")
     price_per_kwh: float | None = Field(default=None, ge=-MAX_PRICE, le=MAX_PRICE)
     time_of_use: tuple[TimeOfUseEntry, ...] | None = None
     # IANA name (Europe/Vienna); None: the system's. Time-of-use rows and the

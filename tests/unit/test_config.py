@@ -70,6 +70,11 @@ def test_defaults() -> None:
         (base(serial=12345), "chargers[0].serial: must be the 6-digit serial as a quoted string"),
         (base(serial="12345"), "chargers[0].serial: must be the 6-digit serial"),
         (base(name="My Garage"), "chargers[0].name: use only a-z, 0-9, _ and -"),
+        # The patterns end at the end of the text, not before a final newline.
+        (base(name="garage\n"), "chargers[0].name: use only a-z, 0-9, _ and -"),
+        (base(serial="012345\n"), "chargers[0].serial: must be the 6-digit serial"),
+        (base(host="192.168.1.20\n", token=None), "chargers[0].host: must be a host name"),
+        (base(tariff={"currency": "EUR\n"}), "chargers[0].tariff.currency: must be a three-letter"),
         (base(name="bridge"), "chargers[0].name: 'bridge' is reserved"),
         (base(scan_interval=0), "chargers[0].scan_interval:"),
         (base(scan_interval="10"), "chargers[0].scan_interval:"),

@@ -19,6 +19,7 @@ from goe2mqtt.bridge.memory import (
     COLLECT_AT_LEAST_EVERY,
     COLLECT_EVERY,
     COLLECTOR_SHARE,
+    TRIM_WORTH,
     MemoryUpkeep,
     next_collection_in,
     release_free_memory,
@@ -188,9 +189,40 @@ def test_freed_heap_memory_goes_back_to_the_system() -> None:
     assert len(kept) == 2500
 
 
+def test_a_process_trims_once_it_grew_enough_to_be_worth_it() -> None:
+    """One charger: a trim gives back less than loading ctypes to call it costs."""
+
+    async def scenario(trim_worth: float, grow: bool) -> dict[str, Any]:
+        upkeep, stop, polled = MemoryUpkeep(trim_worth=trim_worth), asyncio.Event(), [False]
+
+        def ready() -> bool:
+            if polled[0]:
+                stop.set()  # it ends after the start-up freeze and the trim (or none) with it
+            return polled[0]
+
+        task = asyncio.create_task(upkeep.run(stop, ready=ready, at_most=60))
+        await asyncio.sleep(0)  # started: the size it started at is known
+        blocks = [bytes(4000) + bytes([i % 256]) for i in range(40_000 if grow else 0)]
+        kept = blocks[::16]  # the live ones keep the heap from shrinking at its top
+        del blocks
+        polled[0] = True
+        await task
+        assert len(kept) == (2500 if grow else 0)
+        return upkeep.report()
+
+    try:
+        small = asyncio.run(scenario(TRIM_WORTH, grow=False))
+        grown = asyncio.run(scenario(100, grow=True))
+    finally:
+        gc.unfreeze()
+    assert "freeze_ms" in small
+    assert "trim_ms" not in small
+    assert grown["trim_freed_mib"] > 50
+
+
 def test_upkeep_collects_nothing_while_the_fleet_starts_then_freezes_and_trims() -> None:
     async def scenario() -> list[tuple[bool, int]]:
-        upkeep, stop, polled = MemoryUpkeep(), asyncio.Event(), [False]
+        upkeep, stop, polled = MemoryUpkeep(trim_worth=0), asyncio.Event(), [False]
         task = asyncio.create_task(upkeep.run(stop, ready=lambda: polled[0], at_most=60))
         seen = []
         await asyncio.sleep(0.05)
@@ -315,6 +347,6 @@ def test_upkeep_waits_after_each_collection_as_long_as_it_took_asks(
     monkeypatch.setattr(memory.gc, "freeze", lambda: None)
     monkeypatch.setattr(memory.time, "perf_counter", lambda: now[0])
     monkeypatch.setattr(memory, "wait_until_set", wait)
-    monkeypatch.setattr(memory, "_malloc_trim", None)
+    monkeypatch.setattr(memory, "_malloc_trim", lambda: None)
     asyncio.run(MemoryUpkeep()._keep(stop))
     assert pauses == pytest.approx([COLLECT_EVERY, 1.0, 7.5, 2.0, 1.0])

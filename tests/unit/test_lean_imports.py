@@ -3,9 +3,9 @@
 Read from the source, as test_layers.py reads it: the modules the daemon's start path
 imports (`goe2mqtt` -> cli.main -> dispatch's config loading and _run -> the bridge,
 and the HTTP server, on by default), and everything they import when loaded, must not
-reach the simulator, the demo, the websocket, bcrypt, the sites, the session reports or
-prometheus_client: those are imported inside the branch that uses them. The daemon
-itself, run with such a config, is checked in tests/integration/test_lean.py.
+reach the simulator, the demo, the websocket, bcrypt, the sites, the session reports,
+prometheus_client, difflib or ctypes: those are imported inside the branch that uses them. The
+daemon itself, run with such a config, is checked in tests/integration/test_lean.py.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ NOT_FOR_POLLING = {
     "goe2mqtt.goe.charger_mqtt", "bcrypt",
     "goe2mqtt.site", "goe2mqtt.site.controller", "goe2mqtt.bridge.site_runner",
     "goe2mqtt.ledger.report", "goe2mqtt.web.metrics", "prometheus_client", "rich",
+    "difflib",  # config/problems' "did you mean": only for a file with an unknown key
+    "ctypes",  # bridge/memory's malloc_trim: only once a process grew enough to trim
 }  # fmt: skip
 
 
