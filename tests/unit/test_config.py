@@ -74,7 +74,7 @@ def test_defaults() -> None:
         (base(name="garage\n"), "chargers[0].name: use only a-z, 0-9, _ and -"),
         (base(serial="012345\n"), "chargers[0].serial: must be the 6-digit serial"),
         (base(host="192.168.1.20\n", token=None), "chargers[0].host: must be a host name"),
-        (base(tariff={"currency": "EUR\n"}), "chargers[0].tariff.currency: must be a three-letter"),
+        (base(tariff={"currency": "EUR\n"}), "chargers[0].tariff.currency: must be a 3-letter"),
         (base(name="bridge"), "chargers[0].name: 'bridge' is reserved"),
         (base(scan_interval=0), "chargers[0].scan_interval:"),
         (base(scan_interval="10"), "chargers[0].scan_interval:"),
