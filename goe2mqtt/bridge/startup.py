@@ -79,10 +79,11 @@ def derived_keys(settings: Settings) -> DerivedKeys | None:
     pushing = [c.name for c in owned if c.resolved_transport == "websocket"]
     if not pushing:
         return None
+    from goe2mqtt.goe.ws_auth import hashes_waiting
     from goe2mqtt.goe.ws_keys import DerivedKeys
 
     path = Path(settings.state_dir) / f"{settings.mqtt.client_id}.keys.json"
-    return DerivedKeys(path, pushing)
+    return DerivedKeys(path, pushing, busy=hashes_waiting)
 
 
 def open_journal(path: Path) -> Journal:

@@ -16,12 +16,19 @@ import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from goe2mqtt.goe.ws_keys import DerivedKeys, Entry, derive, recall
+from goe2mqtt.goe.ws_keys import DerivedKeys, Unsealed, derive, recall
 from goe2mqtt.goe.ws_protocol import HashKind
 from goe2mqtt.goe.ws_secrets import LinkSecrets
 
 HASH_THREADS = min(2, os.cpu_count() or 1)
 hashing = ThreadPoolExecutor(max_workers=HASH_THREADS, thread_name_prefix="goe2mqtt-hash")
+_hashes_waiting = 0  # hashed anew, queued or running: the kept keys' writes wait for them
+
+
+def hashes_waiting() -> bool:
+    """Whether a key is being hashed anew or waits for a hashing thread (DerivedKeys's
+    ``busy``: a first start's checks come after its hashes)."""
+    return _hashes_waiting > 0
 
 
 class LinkAuth:
@@ -38,8 +45,8 @@ class LinkAuth:
         self._keys = keys
         self._charger = charger
         self._looked = keys is None  # the kept keys were unlocked (or there are none)
-        # Keys not yet accepted by the charger: the entry to keep, or None (from the file).
-        self._pending: dict[tuple[str, HashKind], Entry | None] = {}
+        # Keys not yet accepted by the charger: the key to keep, or None (from the file).
+        self._pending: dict[tuple[str, HashKind], Unsealed | None] = {}
         self._from_file: set[tuple[str, HashKind]] = set()
         self._using: tuple[str, HashKind] | None = None
 
@@ -65,9 +72,14 @@ class LinkAuth:
         known = self._secrets.hashed(serial, kind)
         if known is not None:
             return known
-        key, entry = await asyncio.get_running_loop().run_in_executor(
-            hashing, derive, self._password, serial, kind
-        )
+        global _hashes_waiting
+        _hashes_waiting += 1
+        try:
+            key, entry = await asyncio.get_running_loop().run_in_executor(
+                hashing, derive, self._password, serial, kind
+            )
+        finally:
+            _hashes_waiting -= 1
         self._secrets.keep(serial, kind, key)  # bounded: the oldest go
         if self._keys is not None:
             self._pending[(serial, kind)] = entry

@@ -25,8 +25,12 @@ at the next write. The file is created 0600 and replaced atomically (written bes
 fsynced, renamed); writes are gathered (SAVE_DELAY) so a fleet's first start writes it
 a few times, not once per charger. A file that cannot be read is ignored with a
 warning (the keys are derived again), one that cannot be written costs the cache,
-never the bridge. The CPU work runs in the caller's hashing threads: ``recall`` and
-``derive`` are plain functions for them.
+never the bridge. The CPU work runs in threads: ``recall`` and ``derive`` are plain
+functions for the caller's hashing threads; a key's check is computed when the file
+is written, in the writing thread, and a write waits while hashes wait (``busy``, at
+most SAVE_POSTPONED_AT_MOST): a first start's checks (~5 CPU-s for 10 000 bcrypt
+keys) come after its hashes, not between them. A key not yet written is hashed anew
+after a crash, as before it was accepted.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +67,30 @@ FORMAT = "goe2mqtt derived keys 1"
 CHECK_ROUNDS: dict[HashKind, int] = {"pbkdf2": 20_000, "bcrypt": 2_000}
 MAX_PER_CHARGER = 2  # as the link keeps in memory: a charger names one serial
 SAVE_DELAY = 5.0  # s: keys accepted meanwhile go out in one write
+SAVE_POSTPONED_AT_MOST = 300.0  # s: a write waits this long at most for hashes to end
 _MAX_KEY = 64  # characters: PBKDF2's are 32, bcrypt's 31
 
 Entry = dict[str, str]  # key, salt, check
-_Snapshot = list[tuple[str, list[tuple[tuple[str, HashKind], Entry]]]]
+
+
+class Unsealed:
+    """A key hashed anew, its entry not yet made: sealed when the file is written."""
+
+    __slots__ = ("_password", "key", "kind", "serial")
+
+    def __init__(self, password: str, serial: str, kind: HashKind, key: bytes) -> None:
+        self._password, self.serial, self.kind, self.key = password, serial, kind, key
+
+    def seal(self) -> Entry:
+        return seal(self._password, self.serial, self.kind, self.key)
+
+    def __repr__(self) -> str:  # never the password or the key
+        return f"Unsealed({self.serial!r}, {self.kind!r})"
+
+
+_Kept = Entry | Unsealed
+_Snapshot = list[tuple[str, list[tuple[tuple[str, HashKind], _Kept]]]]
+_Sealed = list[tuple[str, tuple[str, HashKind], Unsealed, Entry]]
 
 
 def _parameters(serial: str, kind: HashKind) -> str:
@@ -102,11 +126,11 @@ def unlock(entry: Mapping[str, str], password: str, serial: str, kind: HashKind)
     return key.encode("ascii") if hmac.compare_digest(expected, entry.get("check", "")) else None
 
 
-def derive(password: str, serial: str, kind: HashKind) -> tuple[bytes, Entry]:
-    """The key hashed anew, and the entry that keeps it once the charger accepts it.
-    For the hashing threads."""
+def derive(password: str, serial: str, kind: HashKind) -> tuple[bytes, Unsealed]:
+    """The key hashed anew, and what keeps it once the charger accepts it (sealed when
+    written). For the hashing threads."""
     key = hashed_password(password, serial, kind)
-    return key, seal(password, serial, kind, key)
+    return key, Unsealed(password, serial, kind, key)
 
 
 def recall(
@@ -133,10 +157,14 @@ def _entry(value: Any) -> Entry | None:
 class DerivedKeys:
     """The derived keys of the configured chargers, kept in ``path``."""
 
-    def __init__(self, path: Path, chargers: Iterable[str]) -> None:
+    def __init__(
+        self, path: Path, chargers: Iterable[str], *, busy: Callable[[], bool] = lambda: False
+    ) -> None:
         self.path = path
-        self._chargers: dict[str, dict[tuple[str, HashKind], Entry]] = {}
+        self._chargers: dict[str, dict[tuple[str, HashKind], _Kept]] = {}
+        self._busy = busy  # hashes wait: a write (its checks' CPU) waits for them
         self._dirty = False
+        self._dirty_since: float | None = None  # loop time of the oldest unwritten change
         self._write_failed = False
         self._timer: asyncio.TimerHandle | None = None
         self._saving: asyncio.Task[None] | None = None
@@ -168,7 +196,7 @@ class DerivedKeys:
             if name not in configured or not isinstance(serials, dict):
                 self._dirty = True  # a charger no longer configured: its keys go
                 continue
-            kept: dict[tuple[str, HashKind], Entry] = {}
+            kept: dict[tuple[str, HashKind], _Kept] = {}
             for serial, kinds in serials.items():
                 for kind in ("pbkdf2", "bcrypt"):
                     entry = _entry(kinds.get(kind)) if isinstance(kinds, dict) else None
@@ -177,17 +205,19 @@ class DerivedKeys:
             self._chargers[name] = kept
 
     def entry(self, charger: str, serial: str, kind: HashKind) -> Entry | None:
-        return self._chargers.get(charger, {}).get((serial, kind))
+        kept = self._chargers.get(charger, {}).get((serial, kind))
+        return kept.seal() if isinstance(kept, Unsealed) else kept
 
     def entries(self, charger: str) -> list[tuple[str, HashKind, Entry]]:
         """The charger's kept entries (at most MAX_PER_CHARGER), for recall()."""
         return [
-            (serial, kind, entry)
+            (serial, kind, entry.seal() if isinstance(entry, Unsealed) else entry)
             for (serial, kind), entry in self._chargers.get(charger, {}).items()
         ]
 
-    def keep(self, charger: str, serial: str, kind: HashKind, entry: Entry) -> None:
-        """A derived key the charger accepted: written within SAVE_DELAY."""
+    def keep(self, charger: str, serial: str, kind: HashKind, entry: _Kept) -> None:
+        """A derived key the charger accepted: written within SAVE_DELAY, or once no
+        hash waits (at most SAVE_POSTPONED_AT_MOST)."""
         kept = self._chargers.setdefault(charger, {})
         kept.pop((serial, kind), None)
         kept[(serial, kind)] = entry
@@ -208,15 +238,22 @@ class DerivedKeys:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
                 return  # no loop: close() writes it
+            if self._dirty_since is None:
+                self._dirty_since = loop.time()
             self._timer = loop.call_later(SAVE_DELAY, self._save_soon)
 
     def _save_soon(self) -> None:
+        loop = asyncio.get_running_loop()
+        since = loop.time() if self._dirty_since is None else self._dirty_since
+        if self._busy() and loop.time() < since + SAVE_POSTPONED_AT_MOST:
+            self._timer = loop.call_later(SAVE_DELAY, self._save_soon)
+            return
         self._timer = None
         self._saving = asyncio.ensure_future(self._save_in_thread())
 
     async def _save_in_thread(self) -> None:
         try:
-            await asyncio.to_thread(self._save, self._snapshot())
+            self._replace(await asyncio.to_thread(self._save, self._snapshot()))
         finally:
             self._saving = None
             if self._dirty:  # more came while it was written
@@ -224,16 +261,31 @@ class DerivedKeys:
 
     def _snapshot(self) -> _Snapshot:
         """What to write, taken on the loop (entries are never changed, only replaced):
-        the JSON is made in the thread - 10 000 chargers' took ~0.1-0.3 s."""
-        self._dirty = False
+        the checks and the JSON are made in the thread - 10 000 chargers' JSON took
+        ~0.1-0.3 s, their bcrypt keys' checks ~5 s."""
+        self._dirty, self._dirty_since = False, None
         return [(name, list(kept.items())) for name, kept in self._chargers.items()]
 
-    def _save(self, snapshot: _Snapshot) -> None:
+    def _save(self, snapshot: _Snapshot) -> _Sealed:
+        """Write the file (in a thread); the entries it sealed for that."""
         chargers: dict[str, dict[str, dict[str, Entry]]] = {}
+        sealed: _Sealed = []
         for name, kept in snapshot:
             for (serial, kind), entry in kept:
+                if isinstance(entry, Unsealed):
+                    sealed.append((name, (serial, kind), entry, entry.seal()))
+                    entry = sealed[-1][3]
                 chargers.setdefault(name, {}).setdefault(serial, {})[kind] = entry
         self._write(json.dumps({"format": FORMAT, "chargers": chargers}, separators=(",", ":")))
+        return sealed
+
+    def _replace(self, sealed: _Sealed) -> None:
+        """On the loop: the entries sealed for a write replace their keys, unless another
+        key took the place meanwhile."""
+        for name, place, unsealed, entry in sealed:
+            kept = self._chargers.get(name)
+            if kept is not None and kept.get(place) is unsealed:
+                kept[place] = entry
 
     def _write(self, text: str) -> None:
         temporary = self.path.with_name(self.path.name + ".tmp")
@@ -263,4 +315,4 @@ class DerivedKeys:
             self._timer.cancel()
             self._timer = None
         if self._dirty:
-            await asyncio.to_thread(self._save, self._snapshot())
+            self._replace(await asyncio.to_thread(self._save, self._snapshot()))

@@ -16,8 +16,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any, Literal
 
-import bcrypt
-
+from goe2mqtt.goe.ws_bcrypt import bcrypt_hash
 from goe2mqtt.util.values import JsonValue
 
 HashKind = Literal["pbkdf2", "bcrypt"]
@@ -77,7 +76,7 @@ def hashed_password(password: str, serial: str, kind: HashKind) -> bytes:
     thread, never per message."""
     if kind == "bcrypt":
         salt = bcrypt_salt(serial)
-        return bcrypt.hashpw(_sha256_hex(password.encode()).encode(), salt)[len(salt) :]
+        return bcrypt_hash(_sha256_hex(password.encode()).encode(), salt)[len(salt) :]
     derived = hashlib.pbkdf2_hmac(
         "sha512", password.encode(), serial.encode(), PBKDF2_ROUNDS, PBKDF2_BYTES
     )

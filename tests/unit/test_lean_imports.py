@@ -35,7 +35,7 @@ START = [
 NOT_FOR_POLLING = {
     "goe2mqtt.sim", "goe2mqtt.sim.demo", "goe2mqtt.sim.serve", "goe2mqtt.sim.simulator",
     "goe2mqtt.goe.websocket", "goe2mqtt.goe.ws_protocol", "goe2mqtt.goe.ws_transport",
-    "goe2mqtt.goe.charger_mqtt", "bcrypt",
+    "goe2mqtt.goe.charger_mqtt", "goe2mqtt.goe.ws_bcrypt", "bcrypt",
     "goe2mqtt.site", "goe2mqtt.site.controller", "goe2mqtt.bridge.site_runner",
     "goe2mqtt.ledger.report", "goe2mqtt.web.metrics", "prometheus_client", "rich",
     "difflib",  # config/problems' "did you mean": only for a file with an unknown key

@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+import random
 from collections.abc import Iterator
 
 import pytest
 import structlog
 
-from goe2mqtt.util.logs import configure_logging
+from goe2mqtt.util.logs import MASK, SecretRedactor, configure_logging
 
 SECRET = "tok-never-in-logs-3141"
 
@@ -71,3 +72,37 @@ def test_a_routine_skip_is_logged_once_as_info_a_suspect_one_as_a_warning() -> N
     assert skipped == {"a key goe2mqtt does not read": 3, "not JSON": 1}
     levels = {e["reason"]: e["log_level"] for e in logs}
     assert levels == {"a key goe2mqtt does not read": "info", "not JSON": "warning"}
+
+
+def _masked_one_by_one(secrets: list[str], text: str) -> str:
+    """The redactor's rule, plainly: every secret, longest first, masked where found."""
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def test_a_fleets_secrets_are_masked_as_one_by_one() -> None:
+    """Past LINEAR secrets they are found by their first characters: the same masks -
+    secrets inside others, overlapping ones, short ones, ones with the mask's character,
+    at the text's ends and repeated."""
+    rng = random.Random(32)
+    secrets = [f"pw-{n:05d}-{rng.choice('abc')}" for n in range(3 * SecretRedactor.LINEAR)]
+    secrets += ["pw-00001", "00001-a", "x1", "abc", "a*b**", "**c", "tok-42", "tok-42-long"]
+    redactor = SecretRedactor(secrets)
+    assert len(redactor.secrets) > SecretRedactor.LINEAR
+    alphabet = ["pw-", "0000", "1", "-a", "-b", "x", "*", "tok-42", "-long", " ", "abc", "c"]
+    texts = ["", "pw-00001-a", "pw-00001-apw-00001-a", "**c**c", "a*b***c", "tok-42-long tok-42"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40))) for _ in range(3000)]
+    texts += [f"401 for {s} and {t}" for s, t in zip(secrets, reversed(secrets), strict=True)]
+    for text in texts:
+        assert redactor.redact(text) == _masked_one_by_one(secrets, text), text
+
+
+def test_a_fleets_secrets_are_masked_in_log_lines() -> None:
+    out = io.StringIO()
+    secrets = [f"password-of-charger-{n}" for n in range(10_000)]
+    configure_logging("info", "json", secrets=secrets, stream=out)
+    structlog.get_logger().warning("auth_failed", reason=f"refused {secrets[4321]}!")
+    assert "password-of-charger" not in out.getvalue()
+    assert json.loads(out.getvalue())["reason"] == f"refused {MASK}!"

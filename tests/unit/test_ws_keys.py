@@ -228,3 +228,68 @@ async def test_connects_take_turns_at_the_connect_rate(monkeypatch: pytest.Monke
     assert waits[-1] <= 4 / 200
     await ws_pace.connect_turn()  # waits for its turn (the sixth)
     assert ws_pace.take_turn(loop) <= 1 / 200  # the turns before are past
+
+
+def test_a_key_hashed_anew_is_sealed_when_written_and_shows_no_secret(path: Path) -> None:
+    key, unsealed = derive(PASSWORD, SERIAL, "bcrypt")
+    assert isinstance(unsealed, ws_keys.Unsealed)  # the check's CPU not spent yet
+    shown = repr(unsealed)
+    assert PASSWORD not in shown
+    assert key.decode() not in shown
+    keys = DerivedKeys(path, ["garage"])
+    keys.keep("garage", SERIAL, "bcrypt", unsealed)
+    entry = keys.entry("garage", SERIAL, "bcrypt")  # sealed when asked, as when written
+    assert entry is not None
+    assert unlock(entry, PASSWORD, SERIAL, "bcrypt") == key
+
+
+def watch_writes(keys: DerivedKeys, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Set once the file was written (from the writing thread)."""
+    written, loop, real = asyncio.Event(), asyncio.get_running_loop(), keys._write
+
+    def write(text: str) -> None:
+        real(text)
+        loop.call_soon_threadsafe(written.set)
+
+    monkeypatch.setattr(keys, "_write", write)
+    return written
+
+
+async def test_a_write_waits_while_hashes_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first start: the checks (their CPU) come after the fleet's hashes."""
+    monkeypatch.setattr(ws_keys, "SAVE_DELAY", 0.01)
+    busy = True
+    asked = asyncio.Event()
+
+    def hashes_waiting() -> bool:
+        asked.set()
+        return busy
+
+    path = tmp_path / "keys.json"
+    keys = DerivedKeys(path, ["garage"], busy=hashes_waiting)
+    written = watch_writes(keys, monkeypatch)
+    keys.keep("garage", SERIAL, "bcrypt", derive(PASSWORD, SERIAL, "bcrypt")[1])
+    for _ in range(3):  # the write looked three times, and waited
+        asked.clear()
+        await asked.wait()
+    assert not path.exists()
+    busy = False
+    await written.wait()
+    await keys.close()
+    assert recalled(path) == [(SERIAL, "bcrypt", hashed_password(PASSWORD, SERIAL, "bcrypt"))]
+
+
+async def test_a_write_waits_for_hashes_within_a_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ws_keys, "SAVE_DELAY", 0.01)
+    monkeypatch.setattr(ws_keys, "SAVE_POSTPONED_AT_MOST", 0.05)
+    path = tmp_path / "keys.json"
+    keys = DerivedKeys(path, ["garage"], busy=lambda: True)  # hashes for ever
+    written = watch_writes(keys, monkeypatch)
+    keys.keep("garage", SERIAL, "bcrypt", derive(PASSWORD, SERIAL, "bcrypt")[1])
+    await written.wait()  # not at close(): within the bound
+    await keys.close()
+    assert [serial for serial, _, _ in recalled(path)] == [SERIAL]
