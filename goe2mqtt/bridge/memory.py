@@ -15,7 +15,9 @@ to walk, and freed memory handed back to the system.
   short, and what it walks was just touched. Cycles that die older than that are
   frozen with the living: a full collection (unfrozen, collected, frozen again) frees
   them every REFREEZE_EVERY, or sooner once the resident memory grew REFREEZE_GROWTH
-  since the last one, so a long run's memory stays bounded whatever dies when.
+  since the last one (but not again within GROWN_AT_MOST_EVERY: a fleet still
+  connecting grows for minutes, and a full collection then finds little and holds the
+  loop ~1 s at 10 000 chargers), so a long run's memory stays bounded whatever dies when.
 - The heap is trimmed (glibc malloc_trim) after the start-up freeze and every
   TRIM_EVERY: TLS handshakes leave freed blocks between live ones. Without glibc
   only the freezing is done.
@@ -42,8 +44,9 @@ log = structlog.get_logger()
 YOUNG_EVERY = 0.1  # s: what was made since, collected and frozen
 TRIM_EVERY = 600.0  # s
 REFREEZE_EVERY = 3600.0  # s
-REFREEZE_GROWTH = 0.1  # of the resident memory after the last full collection
+REFREEZE_GROWTH = 0.25  # of the resident memory after the last full collection
 REFREEZE_GROWTH_MIN_MIB = 32.0  # a small process's noise is no reason for a full walk
+GROWN_AT_MOST_EVERY = 600.0  # s: full collections for growth, at the most often
 GROWTH_CHECK_EVERY = 1.0  # s
 READY_CHECK_EVERY = 1.0  # s
 
@@ -149,16 +152,17 @@ class MemoryUpkeep:
         loop = asyncio.get_running_loop()
         now = loop.time()
         trim_due, refreeze_due, check_due = now + TRIM_EVERY, now + REFREEZE_EVERY, now
-        since = rss_mib()  # after the last full collection (and trim)
+        since, full_at = rss_mib(), now  # after the last full collection (and trim)
         while not await wait_until_set(stop, YOUNG_EVERY):
             now = loop.time()
             if now >= check_due:
                 check_due = now + GROWTH_CHECK_EVERY
-                if now >= refreeze_due or grown(rss_mib(), since):
+                may_grow = now - full_at >= GROWN_AT_MOST_EVERY
+                if now >= refreeze_due or (may_grow and grown(rss_mib(), since)):
                     self._timed("freeze", freeze_heap)
                     self._trim()
                     trim_due, refreeze_due = now + TRIM_EVERY, now + REFREEZE_EVERY
-                    since = rss_mib()
+                    since, full_at = rss_mib(), now
                     continue
             started = time.perf_counter()
             collected = collect_young()

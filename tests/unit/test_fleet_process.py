@@ -283,9 +283,9 @@ def test_a_late_poll_keeps_the_chargers_place_in_the_schedule() -> None:
     assert next_due(100.0, 30.0, now=100.2) == 130.0
 
 
-def test_memory_grown_by_a_tenth_since_the_last_full_collection_calls_for_one() -> None:
-    assert not grown(540.0, since=500.0)  # 8 %
-    assert grown(560.0, since=500.0)  # 12 %
+def test_memory_grown_by_a_quarter_since_the_last_full_collection_calls_for_one() -> None:
+    assert not grown(620.0, since=500.0)  # 24 %
+    assert grown(630.0, since=500.0)  # 26 %
     # A small process: a tenth is noise, a full walk is cheap but not for nothing.
     assert not grown(60.0 + REFREEZE_GROWTH_MIN_MIB - 1, since=60.0)
     assert grown(60.0 + REFREEZE_GROWTH_MIN_MIB + 1, since=60.0)
@@ -298,12 +298,14 @@ def test_upkeep_collects_what_is_new_each_tick_and_in_full_once_memory_grew(
 ) -> None:
     """Each tick walks only what the last tick made (at 10 000 websocket chargers a
     second's worth held the loop 150-900 ms). Cycles that die older are frozen with the
-    living: a full collection frees them as soon as the resident memory grew."""
+    living: a full collection frees them once the resident memory grew, but not again
+    and again while a fleet still connecting grows."""
     import goe2mqtt.bridge.memory as memory
 
     steps: list[str] = []
-    rss, ticks = [500.0], [500.0, 520.0, 560.0, 560.0, 600.0, 620.0]  # MiB at each tick
+    rss, ticks = [500.0], [500.0, 600.0, 700.0, 1000.0, 1000.0, 1000.0]  # MiB at each tick
     stop = asyncio.Event()
+    now = [0.0]
 
     def young() -> int:
         steps.append("young")
@@ -319,6 +321,7 @@ def test_upkeep_collects_what_is_new_each_tick_and_in_full_once_memory_grew(
             event.set()
         else:
             rss[0] = ticks.pop(0)
+            now[0] += memory.GROWN_AT_MOST_EVERY / 2  # two ticks apart at the most often
         return event.is_set()
 
     monkeypatch.setattr(memory, "collect_young", young)
@@ -327,6 +330,12 @@ def test_upkeep_collects_what_is_new_each_tick_and_in_full_once_memory_grew(
     monkeypatch.setattr(memory, "GROWTH_CHECK_EVERY", 0.0)
     monkeypatch.setattr(memory, "wait_until_set", wait)
     monkeypatch.setattr(memory, "_malloc_trim", None)
-    asyncio.run(MemoryUpkeep()._keep(stop))
-    # 520: 4 % over 500; 560: 12 %, then measured from 560; 600: 7 %; 620: 11 %.
-    assert steps == ["young", "young", "full", "young", "young", "full"]
+
+    async def keep() -> None:
+        monkeypatch.setattr(asyncio.get_running_loop(), "time", lambda: now[0])
+        await MemoryUpkeep()._keep(stop)
+
+    asyncio.run(keep())
+    # 600: 20 % over 500; 700: 40 %, then measured from 700; 1000: 43 %, but the last
+    # full one was a tick ago: the next tick; then measured from 1000.
+    assert steps == ["young", "young", "full", "young", "full", "young"]
