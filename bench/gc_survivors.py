@@ -9,7 +9,13 @@ frozen, the collector off for W seconds, then the tracked objects not frozen by 
 and the objects that survived it (what it would promote). The bridge's own periodic
 collections are off meanwhile (they would freeze part of what is counted).
 
+With --storm S instead: the bridge's own collections on, the server stopped (SIGSTOP) for
+S seconds - past the silence limit, every socket closes and reconnects - and resumed;
+once every charger is back, a full collection says how much garbage was frozen meanwhile
+(what only a full collection frees).
+
     python bench/gc_survivors.py --sizes 500 --windows 1,10
+    python bench/gc_survivors.py --sizes 500 --storm 70
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -74,7 +82,38 @@ async def one_window(n: int, window: float, top: int) -> None:
         print(f"| {name} | {count / n:.2f} | {survived[name] / n:.2f} |")
 
 
-async def run(n: int, windows: list[float], top: int) -> None:
+async def all_online(broker: MosquittoBroker, n: int) -> None:
+    online: set[str] = set()
+    async with aiomqtt.Client(broker.host, broker.port, keepalive=600) as client:
+        await client.subscribe("gcs/+/availability")
+        async with asyncio.timeout(600):
+            async for message in client.messages:
+                if "/bridge/" in message.topic.value:
+                    continue
+                if message.payload == b"online":
+                    online.add(message.topic.value)
+                else:
+                    online.discard(message.topic.value)
+                if len(online) >= n:
+                    return
+
+
+async def storm(n: int, server: subprocess.Popen[bytes], broker: MosquittoBroker, s: float) -> None:
+    os.kill(server.pid, signal.SIGSTOP)
+    await asyncio.sleep(s)
+    os.kill(server.pid, signal.SIGCONT)
+    await all_online(broker, n)
+    await asyncio.sleep(5)
+    started = time.perf_counter()
+    gc.unfreeze()
+    frozen_garbage = gc.collect()
+    gc.freeze()
+    print(f"\n{n} chargers, the server stopped {s:g} s and resumed: a full collection found"
+          f" {frozen_garbage} unreachable objects frozen ({frozen_garbage / n:.1f} per"
+          f" charger), {(time.perf_counter() - started) * 1000:.0f} ms")  # fmt: skip
+
+
+async def run(n: int, windows: list[float], top: int, storm_s: float | None) -> None:
     server = subprocess.Popen(
         [sys.executable, "-c", SERVER.format(here=str(HERE), n=n)], stdout=subprocess.PIPE
     )
@@ -95,22 +134,17 @@ async def run(n: int, windows: list[float], top: int) -> None:
             }  # fmt: skip
             bridge = Bridge(parse_settings(raw))
             task = asyncio.create_task(bridge.run())
-            online: set[str] = set()
-            async with aiomqtt.Client(broker.host, broker.port, keepalive=600) as client:
-                await client.subscribe("gcs/+/availability")
-                async with asyncio.timeout(600):
-                    async for message in client.messages:
-                        if message.payload == b"online" and "/bridge/" not in message.topic.value:
-                            online.add(message.topic.value)
-                            if len(online) >= n:
-                                break
+            await all_online(broker, n)
             quiet_since = time.monotonic()
             while time.monotonic() - quiet_since < 5:  # nothing owed for 5 s
                 await asyncio.sleep(0.5)
                 if bridge.mqtt.backlog:
                     quiet_since = time.monotonic()
-            for window in windows:
-                await one_window(n, window, top)
+            if storm_s is not None:
+                await storm(n, server, broker, storm_s)
+            else:
+                for window in windows:
+                    await one_window(n, window, top)
             bridge.request_stop()
             await asyncio.wait_for(task, 60)
     finally:
@@ -125,11 +159,13 @@ def main() -> None:
         "--windows", type=lambda s: [float(x) for x in s.split(",")], default=[1.0, 10.0]
     )
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--storm", type=float, metavar="S", help="then stop the server S s")
     args = parser.parse_args()
     # The bridge's own collections of what is not frozen would freeze what is counted.
-    memory.YOUNG_EVERY = 1e6
+    if args.storm is None:
+        memory.YOUNG_EVERY = 1e6
     for n in args.sizes:
-        asyncio.run(run(n, args.windows, args.top))
+        asyncio.run(run(n, args.windows, args.top, args.storm))
 
 
 if __name__ == "__main__":
