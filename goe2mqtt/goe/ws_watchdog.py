@@ -32,8 +32,7 @@ _CONTEXT = contextvars.Context()  # the looks read no context variables
 class Watchdogs:
     """The looks due, by slot, on one event loop."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    def __init__(self) -> None:  # the loop is not held: it is the key it is kept under
         self._slots: dict[int, dict[object, Callable[[], None]]] = {}
         self._due: list[int] = []  # the slots' numbers, a heap
         self._timer: asyncio.TimerHandle | None = None
@@ -61,12 +60,13 @@ class Watchdogs:
         if self._timer is not None:
             self._timer.cancel()
         self._timer_slot = slot
-        self._timer = self._loop.call_at(slot * SLOT, self._run, context=_CONTEXT)
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_at(slot * SLOT, self._run, context=_CONTEXT)
 
     def _run(self) -> None:
         # The slot the timer was for is due (the loop ran it), and any before now; a
         # look armed meanwhile for a slot already due waits for the next run.
-        last = max(self._timer_slot, math.floor(self._loop.time() / SLOT))
+        last = max(self._timer_slot, math.floor(asyncio.get_running_loop().time() / SLOT))
         # No timer set per look armed while the slots run: one, for the earliest, after.
         self._timer, self._timer_slot = None, -math.inf
         due: list[dict[object, Callable[[], None]]] = []
@@ -95,5 +95,5 @@ def watchdogs() -> Watchdogs:
     loop = asyncio.get_running_loop()
     found = _WATCHDOGS.get(loop)
     if found is None:
-        found = _WATCHDOGS[loop] = Watchdogs(loop)
+        found = _WATCHDOGS[loop] = Watchdogs()
     return found

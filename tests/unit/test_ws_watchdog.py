@@ -4,6 +4,8 @@ not run; one that raises does not stop the others."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 from structlog.testing import capture_logs
 
@@ -60,3 +62,15 @@ def test_a_look_armed_again_by_its_owner_in_a_slot_runs_once() -> None:
         return ran
 
     assert asyncio.run(scenario()) == ["later"]
+
+
+def test_an_ended_loop_leaves_its_watchdogs_behind_for_the_collector() -> None:
+    async def scenario() -> weakref.ref[asyncio.AbstractEventLoop]:
+        loop, done = asyncio.get_running_loop(), asyncio.Event()
+        watchdogs().arm(object(), loop.time(), done.set)
+        await done.wait()
+        return weakref.ref(loop)
+
+    loop = asyncio.run(scenario())
+    gc.collect()
+    assert loop() is None
