@@ -4,13 +4,20 @@ to walk, and freed memory handed back to the system.
 - The bridge runs the cyclic collector itself, because its automatic full
   collections walk every tracked object and hold the event loop while they do: none
   while the fleet starts; once every charger has had its first poll, one full
-  collection and the heap frozen (gc.freeze); then every COLLECT_EVERY a collection
-  of what is not frozen and a freeze of what survived, or less often when a collection
-  takes longer than COLLECTOR_SHARE of the time between two (what each connection
-  keeps while it waits for its next frame is made anew every second and walked by every
-  collection: 100-200 ms at 10 000 websocket chargers, which held the loop a tenth of
-  the time when run every second); every REFREEZE_EVERY the heap unfrozen and collected
-  in full, to free cycles that died after they were frozen.
+  collection and the heap frozen (gc.freeze); then every YOUNG_EVERY a collection of
+  what the last tenth of a second made (generations 0 and 1) and a freeze of what
+  survived it. A collection walks every object made since the last freeze that is still
+  alive, and a fleet's sockets remake theirs with every frame (aiohttp's receive: a
+  future, two coroutines and their callbacks per socket and frame, alive until the next
+  frame): at 10 000 websocket chargers a second of them is ~110 000 objects, and
+  walked when seconds old (their neighbours out of the CPU's caches) they held the
+  loop 150-900 ms per collection (docs/scaling.md). A tenth of a second's walk is
+  short, and what it walks was just touched. Cycles that die older than that are
+  frozen with the living: a full collection (unfrozen, collected, frozen again) frees
+  them every REFREEZE_EVERY, or sooner once the resident memory grew REFREEZE_GROWTH
+  since the last one (but not again within GROWN_AT_MOST_EVERY: a fleet still
+  connecting grows for minutes, and a full collection then finds little and holds the
+  loop ~1 s at 10 000 chargers), so a long run's memory stays bounded whatever dies when.
 - The heap is trimmed (glibc malloc_trim) after the start-up freeze and every
   TRIM_EVERY: TLS handshakes leave freed blocks between live ones. Without glibc
   only the freezing is done; nor in a process that grew by less than TRIM_WORTH since
@@ -36,14 +43,16 @@ from goe2mqtt.util.aio import wait_until_set
 
 log = structlog.get_logger()
 
-COLLECT_EVERY = 1.0  # s, at the most often
-COLLECTOR_SHARE = 0.02  # of the loop's time, at most, for the collections of what is new
-COLLECT_AT_LEAST_EVERY = 30.0  # s
+YOUNG_EVERY = 0.1  # s: what was made since, collected and frozen
 TRIM_EVERY = 600.0  # s
 REFREEZE_EVERY = 3600.0  # s
 # A trim gave back about a sixth of what TLS handshakes had grown the process by (58 ->
 # 48 KiB a connection, docs/scaling.md): below this growth, less than ctypes costs.
 TRIM_WORTH = 4.0  # MiB
+REFREEZE_GROWTH = 0.25  # of the resident memory after the last full collection
+REFREEZE_GROWTH_MIN_MIB = 32.0  # a small process's noise is no reason for a full walk
+GROWN_AT_MOST_EVERY = 600.0  # s: full collections for growth, at the most often
+GROWTH_CHECK_EVERY = 1.0  # s
 READY_CHECK_EVERY = 1.0  # s
 
 
@@ -82,11 +91,21 @@ def release_free_memory() -> bool:
     return True
 
 
-def next_collection_in(took: float) -> float:
-    """Seconds until the next collection of what is not frozen, after one that took
-    `took` seconds: every COLLECT_EVERY while they are short, further apart as they get
-    longer, so that they hold the loop at most COLLECTOR_SHARE of the time."""
-    return min(max(COLLECT_EVERY, took / COLLECTOR_SHARE), COLLECT_AT_LEAST_EVERY)
+def grown(rss: float | None, since: float | None) -> bool:
+    """Whether the resident memory `rss` (MiB) grew enough over `since`, that after the
+    last full collection, for another: frozen garbage is freed only by one."""
+    if rss is None or since is None:
+        return False
+    return rss - since > max(REFREEZE_GROWTH_MIN_MIB, REFREEZE_GROWTH * since)
+
+
+def collect_young() -> int:
+    """Collect what is not frozen - made since the last freeze - and freeze what
+    survived; the number of objects collected. Generations 0 and 1 only: a full
+    collection also empties the interpreter's free lists, for nothing here."""
+    collected = gc.collect(1)
+    gc.freeze()
+    return collected
 
 
 def freeze_heap() -> int:
@@ -105,6 +124,8 @@ class MemoryUpkeep:
         self._last: dict[str, Any] = {}
         self._trim_worth = trim_worth
         self._rss_at_start: float | None = None  # when run() starts: before the first polls
+        self._young_max = 0.0  # s: the longest collection of what was new, this report
+        self._young_collected = 0  # objects those collections freed, this report
 
     def _timed(self, step: str, action: Callable[[], object]) -> None:
         before, started = rss_mib(), time.perf_counter()
@@ -139,21 +160,25 @@ class MemoryUpkeep:
     async def _keep(self, stop: asyncio.Event) -> None:
         self._trim()
         loop = asyncio.get_running_loop()
-        trim_due, refreeze_due = loop.time() + TRIM_EVERY, loop.time() + REFREEZE_EVERY
-        pause = COLLECT_EVERY
-        while not await wait_until_set(stop, pause):
+        now = loop.time()
+        trim_due, refreeze_due, check_due = now + TRIM_EVERY, now + REFREEZE_EVERY, now
+        since, full_at = rss_mib(), now  # after the last full collection (and trim)
+        while not await wait_until_set(stop, YOUNG_EVERY):
             now = loop.time()
-            if now >= refreeze_due:
-                self._timed("freeze", freeze_heap)
-                refreeze_due = now + REFREEZE_EVERY
-            else:
-                started = time.perf_counter()
-                gc.collect()  # only what is not frozen: what was made since the last one
-                gc.freeze()
-                took = time.perf_counter() - started
-                pause = next_collection_in(took)
-                self._last["collect_ms"] = round(took * 1000, 1)
-                self._last["collect_every_s"] = round(pause, 1)
+            if now >= check_due:
+                check_due = now + GROWTH_CHECK_EVERY
+                may_grow = now - full_at >= GROWN_AT_MOST_EVERY
+                if now >= refreeze_due or (may_grow and grown(rss_mib(), since)):
+                    self._timed("freeze", freeze_heap)
+                    self._trim()
+                    trim_due, refreeze_due = now + TRIM_EVERY, now + REFREEZE_EVERY
+                    since, full_at = rss_mib(), now
+                    continue
+            started = time.perf_counter()
+            collected = collect_young()
+            took = time.perf_counter() - started
+            self._young_max = max(self._young_max, took)
+            self._young_collected += collected
             if now >= trim_due:
                 self._trim()
                 trim_due = now + TRIM_EVERY
@@ -169,7 +194,11 @@ class MemoryUpkeep:
     # a long hold of the loop at fleet size (docs/scaling.md).
     def report(self) -> dict[str, Any]:
         rss = rss_mib()
-        return {
+        report = {
             "rss_mib": None if rss is None else round(rss, 1),
             **self._last,
+            "young_max_ms": round(self._young_max * 1000, 1),
+            "young_collected": self._young_collected,
         }
+        self._young_max, self._young_collected = 0.0, 0
+        return report

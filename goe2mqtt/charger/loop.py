@@ -174,7 +174,10 @@ class Charger:
             # The socket tells at once whether it stands (or why not): polling before
             # it did would be one HTTP call too many for every charger at every start.
             await self._schedule.sleep(max(self.settings.scan_interval, PUSH_START_WAIT))
-            await self._schedule.run(start_within, self._look, self.next_delay)
+            # While it pushes, its connection wakes the loop when it goes down (on_state).
+            await self._schedule.run(
+                start_within, self._look, self.next_delay, told=lambda: self.pushing
+            )
 
     async def _look(self) -> bool:
         """One look of the poll loop: a poll; none (False) while the charger pushes."""

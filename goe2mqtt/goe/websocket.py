@@ -42,6 +42,7 @@ from goe2mqtt.goe.ws_protocol import (
     not_a_message,
 )
 from goe2mqtt.goe.ws_secrets import LinkSecrets
+from goe2mqtt.goe.ws_watchdog import watchdogs
 from goe2mqtt.goe.ws_writes import WebSocketWrites
 from goe2mqtt.util.logs import SkipCount
 from goe2mqtt.util.text import printable
@@ -118,7 +119,9 @@ class WebSocketLink:
         self._live_by = 0.0  # loop time by which this connection must be live
         self.quiet_step = 0.0  # the QUIET_STEPS age last shown; 0: frames are coming
         self._end_reason: str | None = None  # why the link closed this connection
-        self._watchdog: asyncio.TimerHandle | None = None
+        self._watched: aiohttp.ClientWebSocketResponse | None = None  # by the watchdog
+        self._watch_slot: int | None = None  # its next look's (goe/ws_watchdog)
+        self._look = self._watch  # one bound method, not one per look armed
         self._closing: set[asyncio.Future[Any]] = set()
 
     # --- the connection --------------------------------------------------------------
@@ -188,10 +191,10 @@ class WebSocketLink:
             await _close(socket)
 
     async def _converse(self, socket: aiohttp.ClientWebSocketResponse, listener: Listener) -> None:
-        # Silence, the way to live and a full status in parts are watched by one timer
+        # Silence, the way to live and a full status in parts are watched by one look
         # per connection, re-armed lazily from the last frame, not by a timeout on
         # every receive: a timer per frame cost a fleet more than reading the frame
-        # (docs/scaling.md).
+        # (docs/scaling.md); the looks of a fleet share one timer (goe/ws_watchdog).
         now = asyncio.get_running_loop().time()
         self._heard_at, self._live_by, self._end_reason = now, now + LIVE_WITHIN, None
         self.quiet_step = 0.0
@@ -204,22 +207,24 @@ class WebSocketLink:
 
     def _arm(self, socket: aiohttp.ClientWebSocketResponse) -> None:
         self._disarm()
-        loop = asyncio.get_running_loop()
-        now, heard_at = loop.time(), self._heard_at
+        now, heard_at = asyncio.get_running_loop().time(), self._heard_at
         looks = [heard_at + s for s in (*QUIET_STEPS, self._silence) if heard_at + s > now]
         if not self.live:
             looks.append(self._live_by)
         if self._parts.due is not None:
             looks.append(self._parts.due)
-        self._watchdog = loop.call_at(min(looks, default=now), self._watch, socket)
+        self._watched = socket
+        self._watch_slot = watchdogs().arm(self, min(looks, default=now), self._look)
 
     def _disarm(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
+        if self._watch_slot is not None:
+            watchdogs().disarm(self, self._watch_slot)
+            self._watch_slot, self._watched = None, None
 
-    def _watch(self, socket: aiohttp.ClientWebSocketResponse) -> None:
-        self._watchdog = None
+    def _watch(self) -> None:
+        socket, self._watch_slot, self._watched = self._watched, None, None
+        if socket is None:
+            return  # disarmed meanwhile
         now = asyncio.get_running_loop().time()
         quiet = now - self._heard_at
         if quiet >= self._silence:

@@ -56,9 +56,9 @@ class Alarm:
     def clear(self) -> None:
         self._set = False
 
-    def wait(self, seconds: float) -> asyncio.Future[bool]:
-        """Await it: True once set (at once if it is), False after ``seconds``.
-        One sleeper: a new wait ends the one before with False."""
+    def wait(self, seconds: float | None) -> asyncio.Future[bool]:
+        """Await it: True once set (at once if it is), False after ``seconds`` (None:
+        only once set). One sleeper: a new wait ends the one before with False."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[bool] = loop.create_future()
         if self._set:
@@ -69,7 +69,11 @@ class Alarm:
         if self._timer is not None:
             self._timer.cancel()
         self._waiter = waiter
-        self._timer = loop.call_later(seconds, _expire, waiter, context=_NO_CONTEXT)
+        self._timer = (
+            None
+            if seconds is None
+            else loop.call_later(seconds, _expire, waiter, context=_NO_CONTEXT)
+        )
         return waiter
 
 

@@ -16,12 +16,10 @@ import structlog.testing
 from goe2mqtt.bridge.info import DETAIL_LIMIT, fleet_info
 from goe2mqtt.bridge.loop_watch import HOLDS_LOGGED_PER_MINUTE, LoopWatch
 from goe2mqtt.bridge.memory import (
-    COLLECT_AT_LEAST_EVERY,
-    COLLECT_EVERY,
-    COLLECTOR_SHARE,
+    REFREEZE_GROWTH_MIN_MIB,
     TRIM_WORTH,
     MemoryUpkeep,
-    next_collection_in,
+    grown,
     release_free_memory,
     rss_mib,
 )
@@ -317,36 +315,59 @@ def test_a_late_poll_keeps_the_chargers_place_in_the_schedule() -> None:
     assert next_due(100.0, 30.0, now=100.2) == 130.0
 
 
-def test_collections_that_take_long_are_spaced_to_hold_the_loop_a_small_share() -> None:
-    assert next_collection_in(0.005) == COLLECT_EVERY  # short ones: every second
-    assert next_collection_in(0.15) == pytest.approx(0.15 / COLLECTOR_SHARE)  # 7.5 s
-    assert next_collection_in(5.0) == COLLECT_AT_LEAST_EVERY  # never much rarer
+def test_memory_grown_by_a_quarter_since_the_last_full_collection_calls_for_one() -> None:
+    assert not grown(620.0, since=500.0)  # 24 %
+    assert grown(630.0, since=500.0)  # 26 %
+    # A small process: a tenth is noise, a full walk is cheap but not for nothing.
+    assert not grown(60.0 + REFREEZE_GROWTH_MIN_MIB - 1, since=60.0)
+    assert grown(60.0 + REFREEZE_GROWTH_MIN_MIB + 1, since=60.0)
+    assert not grown(None, since=500.0)  # no /proc: the hourly full collection only
+    assert not grown(900.0, since=None)
 
 
-def test_upkeep_waits_after_each_collection_as_long_as_it_took_asks(
+def test_upkeep_collects_what_is_new_each_tick_and_in_full_once_memory_grew(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """At 10 000 websocket chargers a collection of what is new took 100-200 ms: run every
-    second, it held the loop a tenth of the time. The wait after each follows its cost."""
+    """Each tick walks only what the last tick made (at 10 000 websocket chargers a
+    second's worth held the loop 150-900 ms). Cycles that die older are frozen with the
+    living: a full collection frees them once the resident memory grew, but not again
+    and again while a fleet still connecting grows."""
     import goe2mqtt.bridge.memory as memory
 
-    costs, pauses, now = [0.004, 0.15, 0.04, 0.002], list[float](), [0.0]
+    steps: list[str] = []
+    rss, ticks = [500.0], [500.0, 600.0, 700.0, 1000.0, 1000.0, 1000.0]  # MiB at each tick
     stop = asyncio.Event()
+    now = [0.0]
 
-    def collect(generation: int = 2) -> int:
-        now[0] += costs[len(pauses) - 1]  # the collection after the last pause
+    def young() -> int:
+        steps.append("young")
+        return 0
+
+    def full() -> int:
+        steps.append("full")
         return 0
 
     async def wait(event: asyncio.Event, seconds: float) -> bool:
-        pauses.append(seconds)
-        if len(pauses) > len(costs):
+        assert seconds == memory.YOUNG_EVERY
+        if not ticks:
             event.set()
+        else:
+            rss[0] = ticks.pop(0)
+            now[0] += memory.GROWN_AT_MOST_EVERY / 2  # two ticks apart at the most often
         return event.is_set()
 
-    monkeypatch.setattr(memory.gc, "collect", collect)
-    monkeypatch.setattr(memory.gc, "freeze", lambda: None)
-    monkeypatch.setattr(memory.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(memory, "collect_young", young)
+    monkeypatch.setattr(memory, "freeze_heap", full)
+    monkeypatch.setattr(memory, "rss_mib", lambda: rss[0])
+    monkeypatch.setattr(memory, "GROWTH_CHECK_EVERY", 0.0)
     monkeypatch.setattr(memory, "wait_until_set", wait)
     monkeypatch.setattr(memory, "_malloc_trim", lambda: None)
-    asyncio.run(MemoryUpkeep()._keep(stop))
-    assert pauses == pytest.approx([COLLECT_EVERY, 1.0, 7.5, 2.0, 1.0])
+
+    async def keep() -> None:
+        monkeypatch.setattr(asyncio.get_running_loop(), "time", lambda: now[0])
+        await MemoryUpkeep()._keep(stop)
+
+    asyncio.run(keep())
+    # 600: 20 % over 500; 700: 40 %, then measured from 700; 1000: 43 %, but the last
+    # full one was a tick ago: the next tick; then measured from 1000.
+    assert steps == ["young", "young", "full", "young", "full", "young"]
