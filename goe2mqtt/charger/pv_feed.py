@@ -148,7 +148,10 @@ class PvFeed:
 
     def observe(self, status: Mapping[str, Any]) -> None:
         """After a poll: does the charger show one of our recent writes?"""
-        if not self._sent or self.state in ("off", "stale"):
+        # Not by the state: the first write's is still "off" (or "stale") while its answer
+        # is awaited, and a pushing charger shows it in a delta that may come first - once,
+        # as pgrid changed. Nothing is sent while the feed is off or stale.
+        if not self._sent:
             return
         if any(self._shown(sent, status) for sent in self._sent):
             self._last_match = self._clock()
