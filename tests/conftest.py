@@ -42,6 +42,9 @@ TOKEN = "tok-3f9c2a7e5d1b"
 SERIALS = {"garage": "012345", "carport": "067890"}
 PASSWORD = "wallbox-pw-7"  # the chargers' own, for their websocket (push_sim)
 WAIT = 10.0  # an upper bound for liveness, never a speed assertion
+# The same for what waits on a new interpreter's start-up (imports, a first line): on a
+# starved machine (both cores busy) that alone passed 10 s.
+PROCESS_WAIT = 60.0
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ import pytest
 from goe2mqtt.sim.broker import BrokerUnavailable, EmbeddedBroker, MosquittoBroker, free_port
 from goe2mqtt.sim.demo import BrokerKind, choose_broker, run_demo
 
-from ..conftest import WAIT
+from ..conftest import PROCESS_WAIT, WAIT
 
 
 @pytest.mark.parametrize(
@@ -140,7 +140,7 @@ async def test_simulate_serves_the_api_until_sigterm() -> None:
     )
     try:
         assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), WAIT)).decode()
+        line = (await asyncio.wait_for(process.stdout.readline(), PROCESS_WAIT)).decode()
         assert line.strip() == f"charger 000042: api_url http://127.0.0.1:{port}/000042"
         url = f"http://127.0.0.1:{port}/000042/api/status"
         async with aiohttp.ClientSession() as http:
@@ -164,7 +164,7 @@ async def test_the_demo_takes_its_port_and_ends_on_sigterm_like_ctrl_c() -> None
     )  # fmt: skip
     assert process.stdout is not None
     try:
-        first = await asyncio.wait_for(process.stdout.readline(), WAIT)
+        first = await asyncio.wait_for(process.stdout.readline(), PROCESS_WAIT)
         assert f"embedded MQTT broker (amqtt) on 127.0.0.1:{port}" in first.decode()
         while b"goe2mqtt-demo/garage/availability" not in await process.stdout.readline():
             pass  # running: the bridge has published
@@ -198,7 +198,7 @@ async def test_ctrl_c_in_a_terminal_ends_the_demo_and_its_mosquitto_cleanly(hous
     seen: list[str] = []
     try:
         while waiting:
-            line = (await asyncio.wait_for(process.stdout.readline(), WAIT)).decode()
+            line = (await asyncio.wait_for(process.stdout.readline(), PROCESS_WAIT)).decode()
             assert line, "".join(seen)
             seen.append(line)
             waiting -= {w for w in waiting if w == " ".join(line.split()) or w in line}
@@ -244,7 +244,7 @@ async def test_simulate_local_serves_each_chargers_local_api_without_a_token() -
     )  # fmt: skip
     try:
         assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), WAIT)).decode().strip()
+        line = (await asyncio.wait_for(process.stdout.readline(), PROCESS_WAIT)).decode().strip()
         assert line == (
             f"charger 000042: api_url http://127.0.0.1:{port}/000042, host 127.0.0.1:{port + 1}"
         )

@@ -21,7 +21,7 @@ from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Simulator
 
-from ..conftest import WAIT, MqttProbe, RunningBridge, make_settings, until
+from ..conftest import PROCESS_WAIT, MqttProbe, RunningBridge, make_settings, until
 
 USER = "goe"
 PASSWORD = "pw-7c1e0b9d44aa"
@@ -134,7 +134,7 @@ async def test_daemon_process_stops_cleanly_on_sigterm_and_never_leaks_secrets(
             assert (await probe.command(topics.command("garage", "set_phase"), "0"))["ok"]
             mark = probe.mark()
             process.send_signal(signal.SIGTERM)
-            stdout, stderr = await asyncio.wait_for(process.communicate(), WAIT)
+            stdout, stderr = await asyncio.wait_for(process.communicate(), PROCESS_WAIT)
             assert process.returncode == 0, stderr.decode()
             await probe.wait_text(topics.bridge_availability, "offline", since=mark)
             await probe.wait_text(topics.availability("garage"), "offline", since=mark)

@@ -26,6 +26,7 @@ from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Faults, Simulator
 
 from ..conftest import (
+    PROCESS_WAIT,
     WAIT,
     Daemon,
     MqttProbe,
@@ -274,7 +275,7 @@ async def test_a_second_instance_with_the_same_client_id_refuses_to_start(
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
             env={**os.environ},
         )  # fmt: skip
-        _, stderr = await asyncio.wait_for(second.communicate(), WAIT)
+        _, stderr = await asyncio.wait_for(second.communicate(), PROCESS_WAIT)
         assert second.returncode == 2
         assert b"in use by another goe2mqtt process" in stderr
     finally:

@@ -25,7 +25,7 @@ from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Simulator
 
-from ..conftest import SERIALS, TOKEN, WAIT, MqttProbe
+from ..conftest import PROCESS_WAIT, SERIALS, TOKEN, WAIT, MqttProbe
 from ..web import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,7 +128,7 @@ async def test_the_image_runs_as_its_user_with_env_only_config_and_stops_on_sigt
             assert "GOE2MQTT_HTTP__LISTEN=0.0.0.0:8099" in config["Env"]
             mark = probe.mark()
             process.send_signal(signal.SIGTERM)
-            _, stderr = await asyncio.wait_for(process.communicate(), WAIT)
+            _, stderr = await asyncio.wait_for(process.communicate(), PROCESS_WAIT)
             assert process.returncode == 0, stderr.decode()[-2000:]
             await probe.wait_text(topics.bridge_availability, "offline", since=mark)
         finally:

@@ -16,7 +16,7 @@ import yaml
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Simulator
 
-from ..conftest import WAIT, make_settings
+from ..conftest import PROCESS_WAIT, WAIT, make_settings
 
 # `python -m goe2mqtt ARGS`, and at its exit every module it had imported, to a file;
 # and "mimetypes._db" if the system's MIME table was read (goe2mqtt/web/__init__.py).
@@ -67,7 +67,7 @@ async def modules_of_daemon(
                 if json.loads(line).get("event") == until_event:
                     break
         process.send_signal(signal.SIGTERM)
-        _, stderr = await asyncio.wait_for(process.communicate(), WAIT)
+        _, stderr = await asyncio.wait_for(process.communicate(), PROCESS_WAIT)
         assert process.returncode == 0, stderr.decode()
     finally:
         if process.returncode is None:
