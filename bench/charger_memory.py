@@ -22,6 +22,7 @@ import time
 import tracemalloc
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 
@@ -56,43 +57,67 @@ def by_bridge_line(snapshot: tracemalloc.Snapshot) -> Counter[str]:
     return held
 
 
-async def run(n: int, top: int) -> None:
+def start_server(n: int) -> tuple[subprocess.Popen[bytes], int]:
+    """bench/push.py's server for N chargers, in a child process; it and its port."""
     server = subprocess.Popen(
         [sys.executable, "-c", SERVER.format(here=str(HERE), n=n)], stdout=subprocess.PIPE
     )
     assert server.stdout is not None
-    port = int(server.stdout.readline())
+    return server, int(server.stdout.readline())
+
+
+def websocket_fleet(port: int, n: int, workdir: Path, mqtt: dict[str, Any]) -> dict[str, Any]:
+    """The bridge's raw config: N websocket chargers of that server, ``mqtt`` its section."""
+    return {
+        "mqtt": mqtt,
+        "state_dir": str(workdir),
+        "http": {"listen": "127.0.0.1:0"},
+        "chargers": [{"name": f"c{s}", "serial": s, "token": "bench-token",
+                      "password": "bench-password", "transport": "websocket",
+                      "api_url": f"http://127.0.0.1:{port}/{s}"}
+                     for s in (f"{200000 + i:06d}" for i in range(n))],
+    }  # fmt: skip
+
+
+async def all_online(broker: MosquittoBroker, base: str, n: int) -> None:
+    """Until N chargers under ``base`` say online at once."""
+    online: set[str] = set()
+    async with aiomqtt.Client(broker.host, broker.port, keepalive=600) as client:
+        await client.subscribe(f"{base}/+/availability")
+        async with asyncio.timeout(600):
+            async for message in client.messages:
+                if "/bridge/" in message.topic.value:
+                    continue
+                if message.payload == b"online":
+                    online.add(message.topic.value)
+                else:
+                    online.discard(message.topic.value)
+                if len(online) >= n:
+                    return
+
+
+async def until_quiet(bridge: Bridge) -> None:
+    """Until nothing was owed to the broker for 5 s."""
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < 5:
+        await asyncio.sleep(0.5)
+        if bridge.mqtt.backlog:
+            quiet_since = time.monotonic()
+
+
+async def run(n: int, top: int) -> None:
+    server, port = start_server(n)
     workdir = Path(tempfile.mkdtemp(prefix="goe2mqtt-memory-"))
     try:
         with MosquittoBroker() as broker:
-            raw = {
-                "mqtt": {"host": broker.host, "port": broker.port, "base_topic": "mem",
-                         "discovery_prefix": "mem-ha"},
-                "state_dir": str(workdir),
-                "http": {"listen": "127.0.0.1:0"},
-                "chargers": [{"name": f"c{s}", "serial": s, "token": "bench-token",
-                              "password": "bench-password", "transport": "websocket",
-                              "api_url": f"http://127.0.0.1:{port}/{s}"}
-                             for s in (f"{200000 + i:06d}" for i in range(n))],
-            }  # fmt: skip
-            bridge = Bridge(parse_settings(raw))
+            mqtt = {"host": broker.host, "port": broker.port, "base_topic": "mem",
+                    "discovery_prefix": "mem-ha"}  # fmt: skip
+            bridge = Bridge(parse_settings(websocket_fleet(port, n, workdir, mqtt)))
             gc.collect()
             before = tracemalloc.take_snapshot()
             task = asyncio.create_task(bridge.run())
-            online: set[str] = set()
-            async with aiomqtt.Client(broker.host, broker.port, keepalive=600) as client:
-                await client.subscribe("mem/+/availability")
-                async with asyncio.timeout(600):
-                    async for message in client.messages:
-                        if message.payload == b"online" and "/bridge/" not in message.topic.value:
-                            online.add(message.topic.value)
-                            if len(online) >= n:
-                                break
-            quiet_since = time.monotonic()
-            while time.monotonic() - quiet_since < 5:  # nothing owed for 5 s
-                await asyncio.sleep(0.5)
-                if bridge.mqtt.backlog:
-                    quiet_since = time.monotonic()
+            await all_online(broker, "mem", n)
+            await until_quiet(bridge)
             gc.collect()
             after = tracemalloc.take_snapshot()
             held, was = by_bridge_line(after), by_bridge_line(before)

@@ -26,31 +26,22 @@ import gc
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-import aiomqtt
+from charger_memory import (  # bench/, as push.py's server is
+    all_online,
+    start_server,
+    until_quiet,
+    websocket_fleet,
+)
 
 from goe2mqtt.bridge import memory
 from goe2mqtt.bridge.process import Bridge
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.sim.broker import MosquittoBroker
-
-HERE = Path(__file__).resolve().parent
-SERVER = """
-import asyncio, sys
-sys.path.insert(0, {here!r})
-from push import PushServer, serials
-async def main():
-    server = PushServer(serials({n}))
-    await server.start()
-    print(server.port, flush=True)
-    await server.tick_forever()
-asyncio.run(main())
-"""
 
 
 def by_type() -> Counter[str]:
@@ -82,27 +73,11 @@ async def one_window(n: int, window: float, top: int) -> None:
         print(f"| {name} | {count / n:.2f} | {survived[name] / n:.2f} |")
 
 
-async def all_online(broker: MosquittoBroker, n: int) -> None:
-    online: set[str] = set()
-    async with aiomqtt.Client(broker.host, broker.port, keepalive=600) as client:
-        await client.subscribe("gcs/+/availability")
-        async with asyncio.timeout(600):
-            async for message in client.messages:
-                if "/bridge/" in message.topic.value:
-                    continue
-                if message.payload == b"online":
-                    online.add(message.topic.value)
-                else:
-                    online.discard(message.topic.value)
-                if len(online) >= n:
-                    return
-
-
 async def storm(n: int, server: subprocess.Popen[bytes], broker: MosquittoBroker, s: float) -> None:
     os.kill(server.pid, signal.SIGSTOP)
     await asyncio.sleep(s)
     os.kill(server.pid, signal.SIGCONT)
-    await all_online(broker, n)
+    await all_online(broker, "gcs", n)
     await asyncio.sleep(5)
     started = time.perf_counter()
     gc.unfreeze()
@@ -114,32 +89,16 @@ async def storm(n: int, server: subprocess.Popen[bytes], broker: MosquittoBroker
 
 
 async def run(n: int, windows: list[float], top: int, storm_s: float | None) -> None:
-    server = subprocess.Popen(
-        [sys.executable, "-c", SERVER.format(here=str(HERE), n=n)], stdout=subprocess.PIPE
-    )
-    assert server.stdout is not None
-    port = int(server.stdout.readline())
+    server, port = start_server(n)
     workdir = Path(tempfile.mkdtemp(prefix="goe2mqtt-gc-"))
     try:
         with MosquittoBroker() as broker:
-            raw = {
-                "mqtt": {"host": broker.host, "port": broker.port, "base_topic": "gcs",
-                         "discovery": False, "leaf_topics": False},
-                "state_dir": str(workdir),
-                "http": {"listen": "127.0.0.1:0"},
-                "chargers": [{"name": f"c{s}", "serial": s, "token": "bench-token",
-                              "password": "bench-password", "transport": "websocket",
-                              "api_url": f"http://127.0.0.1:{port}/{s}"}
-                             for s in (f"{200000 + i:06d}" for i in range(n))],
-            }  # fmt: skip
-            bridge = Bridge(parse_settings(raw))
+            mqtt = {"host": broker.host, "port": broker.port, "base_topic": "gcs",
+                    "discovery": False, "leaf_topics": False}  # fmt: skip
+            bridge = Bridge(parse_settings(websocket_fleet(port, n, workdir, mqtt)))
             task = asyncio.create_task(bridge.run())
-            await all_online(broker, n)
-            quiet_since = time.monotonic()
-            while time.monotonic() - quiet_since < 5:  # nothing owed for 5 s
-                await asyncio.sleep(0.5)
-                if bridge.mqtt.backlog:
-                    quiet_since = time.monotonic()
+            await all_online(broker, "gcs", n)
+            await until_quiet(bridge)
             if storm_s is not None:
                 await storm(n, server, broker, storm_s)
             else:
