@@ -151,10 +151,8 @@ def test_progress_commits_are_capped_the_longest_waiting_first(
     assert {s.charger: s.eto_last for s in stored} == {"a": 100_100, "b": 100_100, "c": 100_100}
 
 
-def test_sessions_older_than_keep_days_are_pruned_once_announced(tmp_path: Path) -> None:
-    clock = Clock()
-    ledger = Ledger(SessionStore(tmp_path / "s"), keep_days=30, clock=lambda: clock.now,
-                    monotonic=lambda: clock.mono)  # fmt: skip
+def two_sessions_20_days_apart(ledger: Ledger, clock: Clock) -> None:
+    """A minute's session, then 20 days, twice: both ended, neither announced yet."""
     books = ledger.books_for("garage", TariffSettings())
     for _ in range(2):
         books.observe(status(eto=100_000), serial=None)
@@ -162,6 +160,13 @@ def test_sessions_older_than_keep_days_are_pruned_once_announced(tmp_path: Path)
         books.observe(status(car=1, eto=100_000), serial=None)
         ledger.commit()
         clock.advance(20 * 86_400)
+
+
+def test_sessions_older_than_keep_days_are_pruned_once_announced(tmp_path: Path) -> None:
+    clock = Clock()
+    ledger = Ledger(SessionStore(tmp_path / "s"), keep_days=30, clock=lambda: clock.now,
+                    monotonic=lambda: clock.mono)  # fmt: skip
+    two_sessions_20_days_apart(ledger, clock)
     first, second = ledger.ended
     ledger.announced(first)
     assert ledger.prune() == 1  # 40 days old and announced
@@ -223,13 +228,7 @@ def test_a_file_from_before_the_horizon_was_kept_starts_from_its_newest_session(
     path, clock = tmp_path / "s", Clock()
     ledger = Ledger(SessionStore(path), keep_days=35, clock=lambda: clock.now,
                     monotonic=lambda: clock.mono)  # fmt: skip
-    books = ledger.books_for("garage", TariffSettings())
-    for _ in range(2):
-        books.observe(status(eto=100_000), serial=None)
-        clock.advance(60)
-        books.observe(status(car=1, eto=100_000), serial=None)
-        ledger.commit()
-        clock.advance(20 * 86_400)
+    two_sessions_20_days_apart(ledger, clock)
     for session in list(ledger.ended):
         ledger.announced(session)
     assert ledger.store.prune_horizon() is None  # never pruned, as a file from before
