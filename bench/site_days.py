@@ -7,7 +7,8 @@ broken readings, two chargers with cars that come, taper and leave), on simulate
 Prints per mode: days, the worst stretch a phase spent above the fuse while the meter
 spoke, the longest such stretch while it was silent (the fallback's doing), writes per
 charger in the busiest hour and on average, the longest site-caused import beyond the
-pv hysteresis, and whether every fallback came within one decision.
+pv hysteresis, the shortest pv run the site started and a lack of sun ended (and how
+many ended inside pv_min_charge_time), and whether every fallback came within one decision.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ def summary(mode: str, reports: list[DayReport], seconds: float) -> str:
     lowest = min(r.lowest_write or 99 for r in reports)
     pv = max(r.worst_pv_import for r in reports)
     pv_silent = max(r.silent_pv_import for r in reports)
+    runs = [r.shortest_pv_run for r in reports if r.shortest_pv_run is not None]
+    short = sum(r.short_pv_runs for r in reports)
+    grid = sum(r.pv_grid_wh for r in reports) / 1000
+    energy = sum(sum(r.energy.values()) for r in reports)
     bound = reports[0].interval + REACTION
     return (
         f"{mode}: {len(reports)} days in {seconds:.0f} s; worst overshoot {worst} s (bound"
@@ -35,8 +40,11 @@ def summary(mode: str, reports: list[DayReport], seconds: float) -> str:
         f" meter was silent {silent} s; writes per charger per hour: {per_hour:.1f} on"
         f" average, {busiest} in the busiest hour; lowest current written {lowest} A;"
         f" late fallbacks {late}" + (f"; longest pv import beyond the hysteresis {pv} s"
-                                     f" (while the meter was silent {pv_silent} s)"
-                                     if mode == "pv" else "")
+                                     f" (while the meter was silent {pv_silent} s); shortest run"
+                                     f" the site started and the sun ended"
+                                     f" {min(runs, default=0)} s, {short} inside the minimum"
+                                     f" charge time; {grid:.1f} of the {energy:.1f} kWh charged"
+                                     f" came from the grid" if mode == "pv" else "")
     )  # fmt: skip
 
 

@@ -150,6 +150,11 @@ class DayReport:
     pv_import_over: int = 0  # s of site-caused import beyond the hysteresis (meter live)
     worst_pv_import: int = 0  # the longest such stretch, counted from the meter's return
     silent_pv_import: int = 0  # the longest while the meter was silent (fallback's doing)
+    # pv runs the site started and then paused for want of sun: the shortest (s), and how
+    # many ended inside pv_min_charge_time (a cloud stopping a car that has just started).
+    shortest_pv_run: int | None = None
+    short_pv_runs: int = 0
+    pv_grid_wh: float = 0.0  # Wh the chargers took from the grid (their import, all day)
     energy: dict[str, float] = field(default_factory=dict)  # kWh each charger gave
     decisions: int = 0
 
@@ -202,6 +207,7 @@ def run_day(seed: int, *, mode: Mode = "fuse", fuse: float = 25.0, interval: flo
             for charger in chargers:
                 online = charger.online(t)
                 controller.see(charger.name, seen_from_status(charger.status(), online=online))
+            running = {m.name: m.started_at for m in controller.managed.values() if not m.paused}
             for write in controller.decide(t).writes:
                 next(c for c in chargers if c.name == write.charger).send(t, write.call)
                 for key, value in write.call.items():
@@ -210,11 +216,16 @@ def run_day(seed: int, *, mode: Mode = "fuse", fuse: float = 25.0, interval: flo
                         report.lowest_write = value if low is None else min(low, value)
             if t - last_reading > settings.meter_timeout + interval:
                 _check_fallback(controller, report, t)
+            _measure_runs(controller, report, running, t)
         silent = meter.is_silent(t) or t - last_reading > 2
         _measure(report, t, grid, other, drawn, run, silent)
         if sun is not None:
             caused = _site_import(grid, other, sun_amps)
-            if caused <= settings.pv_stop_hysteresis + PV_TOLERANCE:
+            # A start keeps its minimum through pv_min_charge_time whatever the sun does:
+            # that much import is the minimum charge time's, not the site's to end.
+            kept = _kept_minimums(controller, t)
+            report.pv_grid_wh += max(0.0, caused) / 3600
+            if caused <= settings.pv_stop_hysteresis + kept + PV_TOLERANCE:
                 pv_run = silent_pv_run = 0
             elif silent:
                 # The site cannot see the sun: the chargers keep their share, then the
@@ -253,6 +264,30 @@ def _site_import(grid: Amps, other: Amps, sun_amps: float) -> float:
     with_chargers = max(0.0, sum(grid) * VOLTS)
     alone = max(0.0, sum(i - sun_amps for i in other) * VOLTS)
     return with_chargers - alone
+
+
+def _kept_minimums(controller: SiteController, t: int) -> float:
+    """W the chargers inside their pv minimum charge time may take from the grid."""
+    hold = controller.settings.pv_min_charge_time
+    return sum(
+        m.bounds()[0] * VOLTS * len(m.draws_on())
+        for m in controller.managed.values()
+        if not m.paused and t - m.started_at < hold
+    )
+
+
+def _measure_runs(controller: SiteController, report: DayReport, running: dict[str, float],
+                  t: int) -> None:  # fmt: skip
+    """The pv runs this decision ended by a pause for want of sun, by their length."""
+    for name, started_at in running.items():
+        m = controller.managed[name]
+        if not m.paused or started_at == float("-inf") or "no sun" not in m.why:
+            continue
+        length = int(t - started_at)
+        shortest = report.shortest_pv_run
+        report.shortest_pv_run = length if shortest is None else min(shortest, length)
+        if length < controller.settings.pv_min_charge_time:
+            report.short_pv_runs += 1
 
 
 def _check_fallback(controller: SiteController, report: DayReport, t: int) -> None:

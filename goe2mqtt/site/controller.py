@@ -22,7 +22,7 @@ from goe2mqtt.config.site import SiteSettings
 from goe2mqtt.site.meter import PHASES, MeterReading
 from goe2mqtt.site.room import room_of
 from goe2mqtt.site.seen import ChargerSeen, Managed
-from goe2mqtt.site.sharing import Claim, Room, share
+from goe2mqtt.site.sharing import Claim, Room, share, short_of_sun
 from goe2mqtt.site.writes import (
     TCL_REFRESH,
     Write,
@@ -77,6 +77,7 @@ class SiteController:
         self.started: float | None = None
         self._shown: Any = None
         self._beyond: dict[str, float] = {}  # A a charger draws beyond what the site allows
+        self._sunless: set[str] = set()  # pv: below their minimum for want of sun alone
 
     # --- what comes in ----------------------------------------------------------------
 
@@ -221,7 +222,9 @@ class SiteController:
         claimants = [
             m for m in online if m.seen.drawing or m.paused or now - m.started_at < STARTING
         ]
-        first = share([self._claim(m, now) for m in claimants], room)
+        claims = [self._claim(m, now) for m in claimants]
+        first = share(claims, room)
+        self._sunless = short_of_sun(claims, room, first)
         resuming = []
         again: list[Write] = []
         for m in claimants:
@@ -241,12 +244,14 @@ class SiteController:
                     )
             else:
                 m.fits_since = None
-                m.why = "paused: " + self._lack()
+                m.why = "paused: " + self._lack(m)
         running = [m for m in claimants if not m.paused]
         if len(running) + len(resuming) == len(claimants):
             shares = first  # nobody left out: the same claims, the same shares
         else:
-            shares = share([self._claim(m, now) for m in (*running, *resuming)], room)
+            claims = [self._claim(m, now) for m in (*running, *resuming)]
+            shares = share(claims, room)
+            self._sunless |= short_of_sun(claims, room, shares)
         down: list[Write] = again
         up: list[Write] = []
         # What a write records of a charger, to undo for the ups that wait (below).
@@ -287,7 +292,7 @@ class SiteController:
         low, high = m.bounds()
         m.share = given
         if given < low:
-            down.append(write_pause(m, "paused: " + self._lack(), now))
+            down.append(write_pause(m, "paused: " + self._lack(m), now))
             return
         current = m.written if m.written is not None else (m.seen.limit or high)
         lower = min(math.floor(given + 1e-9), high)
@@ -314,12 +319,17 @@ class SiteController:
         return now - m.written_at >= self.settings.interval and self.reading_at > m.written_at \
             and fresh and m.writes_in_hour(now) < UP_BUDGET  # fmt: skip
 
-    def _lack(self) -> str:
-        return "no sun for its minimum" if self.mode == "pv" else "no room for its minimum"
+    def _lack(self, m: Managed) -> str:
+        return "no sun for its minimum" if m.name in self._sunless else "no room for its minimum"
 
     def _claim(self, m: Managed, now: float) -> Claim:
         low, high = m.bounds()
         pv = self.mode == "pv"
+        # A pv start keeps its minimum for pv_min_charge_time whatever the sun does (the
+        # fuse and import_limit still hold): a cloud does not stop a car that has just
+        # started, as go-e's own minimum charging time (fmt) and evcc's disable delay do.
+        first = pv and not m.paused and now - m.started_at < self.settings.pv_min_charge_time
+        slack = math.inf if first else self.settings.pv_stop_hysteresis
         return Claim(
             name=m.name,
             priority=m.priority,
@@ -327,8 +337,8 @@ class SiteController:
             phases=m.draws_on(),
             low=low,
             high=high,
-            pv_slack=self.settings.pv_stop_hysteresis if pv and not m.paused else 0.0,
-            first=pv and not m.paused and now - m.started_at < self.settings.pv_min_charge_time,
+            pv_slack=slack if pv and not m.paused else 0.0,
+            first=first,
         )
 
     def _room(self, now: float) -> Room:

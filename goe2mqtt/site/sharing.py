@@ -10,7 +10,7 @@ fuse), in watts (import_limit) and in watts of sun (pv).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import groupby
 
 SLACK = 1e-6  # float arithmetic: a share that fits exactly must count as fitting
@@ -27,7 +27,7 @@ class Claim:
     low: int  # A: its minimum; below it the charger pauses
     high: int  # A: its maximum (site, charger, cable)
     # pv: W of import it may cause to keep its minimum (the stop hysteresis, for a
-    # charger already running; 0 to start).
+    # charger already running; unbounded inside its minimum charge time; 0 to start).
     pv_slack: float = 0.0
     first: bool = False  # a pv start inside its minimum charge time: kept before priority
 
@@ -66,6 +66,17 @@ def share(claims: Sequence[Claim], room: Room) -> dict[str, float]:
         for claim in group:
             shares[claim.name] = _clamp(level, claim)
     return shares
+
+
+def short_of_sun(claims: Sequence[Claim], room: Room, shares: Mapping[str, float]) -> set[str]:
+    """pv: the claims left below their minimum that the fuse and import_limit alone
+    would have let have it - the sun is what lacks (the pause's reason, and the
+    simulation's measure of pauses for want of sun)."""
+    short = [c for c in claims if shares[c.name] < c.low]
+    if room.pv is None or not short:
+        return set()
+    unlit = share(claims, replace(room, pv=None))
+    return {c.name for c in short if unlit[c.name] >= c.low}
 
 
 def _clamp(level: float, claim: Claim) -> float:
