@@ -516,13 +516,17 @@ async def polled_charger(
 
 
 @contextlib.contextmanager
-def mounted_small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs (a disk that really fills up), unmounted at the end."""
+def mounted_small_disk(
+    tmp_path: Path, *, size: str = "1m", options: str = "", name: str = "small-disk"
+) -> Iterator[Path]:
+    """A tmpfs of ``size`` (1 MiB: a disk that really fills up) mounted with the extra
+    mount ``options`` (e.g. "ro") at ``tmp_path / name``, unmounted at the end."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    mount = tmp_path / "small-disk"
+    mount = tmp_path / name
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    flags = ",".join(filter(None, [options, f"size={size}"]))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", flags, "tmpfs", str(mount)], check=True)
     try:
         yield mount
     finally:
