@@ -300,6 +300,21 @@ class RunningBridge:
         self.task.result()
 
 
+@contextlib.asynccontextmanager
+async def running_bridge(
+    setup: Setup, probe: MqttProbe, **options: Any
+) -> AsyncIterator[RunningBridge]:
+    """The bridge (``options`` as RunningBridge takes them) running, the garage charger
+    online; stopped at the end."""
+    running = RunningBridge(setup.settings, **options)
+    await running.start()
+    try:
+        await probe.wait_text(setup.topics.availability("garage"), "online")
+        yield running
+    finally:
+        await running.stop()
+
+
 @pytest.fixture
 def transport() -> str:
     """How the bridge reaches the chargers; a module can parametrize it to run both."""
