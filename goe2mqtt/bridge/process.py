@@ -46,6 +46,7 @@ from goe2mqtt.bridge.startup import (
 )
 from goe2mqtt.catalogue import STATUS_KEYS
 from goe2mqtt.charger.loop import Charger
+from goe2mqtt.commands.journal import Journal
 from goe2mqtt.commands.payloads import result_json
 from goe2mqtt.commands.runner import CONFIRM_DELAYS
 from goe2mqtt.config.settings import Settings
@@ -165,27 +166,26 @@ class Bridge:
 
     async def run(self) -> None:
         """Run until request_stop(); then publish offline and disconnect."""
+        # First the journal: another instance on this state_dir and client_id (its lock)
+        # stops start-up before anything is bound; then a port in use stops it at once.
+        journal = open_journal(journal_path(self.settings))
         http = None
-        if self.settings.http.enabled:  # first: a port in use stops start-up at once
-            from goe2mqtt.web.server import HttpServer  # aiohttp's web and prometheus_client
-
-            look = OperatorView(self.chargers, self.mqtt, self._loop_watch,
-                                lambda: self._desk, self._failing, self.started)  # fmt: skip
-            http = HttpServer(look, self.settings.http)
-            await http.start()
         try:
-            await self._run_journaled()
+            if self.settings.http.enabled:
+                from goe2mqtt.web.server import HttpServer  # aiohttp's web, prometheus_client
+
+                look = OperatorView(self.chargers, self.mqtt, self._loop_watch,
+                                    lambda: self._desk, self._failing, self.started)  # fmt: skip
+                http = HttpServer(look, self.settings.http)
+                await http.start()
+            await self._run_journaled(journal)
         finally:
+            journal.close()
             if http is not None:
                 await http.stop()
 
-    async def _run_journaled(self) -> None:
-        journal = open_journal(journal_path(self.settings))
-        try:
-            self.ledger_out.open(self.settings)
-        except Exception:
-            journal.close()
-            raise
+    async def _run_journaled(self, journal: Journal) -> None:
+        self.ledger_out.open(self.settings)
         shard = self.settings.shard
         self._desk = CommandDesk(
             journal,
@@ -202,7 +202,6 @@ class Bridge:
             await refuse_another_instance(self.mqtt.options, self.topics, wait=INFO_INTERVAL + 5)
             await self._run()
         finally:
-            journal.close()
             self.ledger_out.close()
 
     async def _run(self) -> None:

@@ -262,7 +262,7 @@ def _run(settings: Settings) -> int:
     try:
         asyncio.run(serve())
     except JournalLocked as exc:
-        print(f"goe2mqtt: {exc}: is this instance already running?", file=sys.stderr)
+        print(f"goe2mqtt: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except JournalUnusable as exc:
         # Exit 2: a restart loop cannot fix a folder it may not write.
