@@ -218,16 +218,24 @@ def _http_healthcheck(config: str, path: str, file: str | None, max_age: float) 
     if settings is None:
         return EXIT_CONFIG
     http = settings.http
+    # The image's HEALTHCHECK asks over HTTP whatever the config says; with no probe
+    # served, or none at a port the config names, the health file it sets
+    # (GOE2MQTT_HEALTH_FILE) is the bridge's word.
     if not http.enabled:
-        # The image's HEALTHCHECK asks over HTTP whatever the config says; with no probe
-        # served, the health file it sets (GOE2MQTT_HEALTH_FILE) is the bridge's word.
+        reason, detail = "http.enabled is false", "no /readyz to ask"
+    elif http.port == 0:
+        reason = f"http.listen is {http.listen}, port 0"
+        detail = ("the HTTP check needs a fixed port (with 0 the daemon takes any free one"
+                  " at each start, said only in its log's http_listening line)")  # fmt: skip
+    else:
+        reason = detail = ""
+    if reason:
         file = file or settings.health_file
         if not file:
-            print("unhealthy: http.enabled is false: no /readyz to ask (healthcheck --file,"
-                  " or health_file in the config, reads the health file)")  # fmt: skip
+            print(f"unhealthy: {reason}: {detail} (healthcheck --file, or health_file in the"
+                  " config, reads the health file)")  # fmt: skip
             return EXIT_FAILURE
-        print("goe2mqtt healthcheck: http.enabled is false: the health file instead",
-              file=sys.stderr)  # fmt: skip
+        print(f"goe2mqtt healthcheck: {reason}: the health file instead", file=sys.stderr)
         return _healthcheck(file, config, max_age)
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(http.host, http.host)
     url = f"http://{f'[{host}]' if ':' in host else host}:{http.port}/{path}"
