@@ -158,7 +158,14 @@ def _sessions(settings: Settings, args: argparse.Namespace) -> int:
     try:
         store = SessionStore(path, read_only=True)
         try:
-            shown = [args.charger] if args.charger is not None else store.chargers()
+            on_books = store.chargers()
+            known = sorted({*on_books, *(c.name for c in settings.chargers)})
+            if args.charger is not None and args.charger not in known:
+                # An empty table would read as "no sessions": a typo must say so.
+                print(f"goe2mqtt sessions: no charger {args.charger!r} in the config or on the"
+                      f" books (known: {', '.join(known) or 'none'})", file=sys.stderr)  # fmt: skip
+                return EXIT_CONFIG
+            shown = [args.charger] if args.charger is not None else on_books
             # On stderr: CSV and JSON on stdout stay as a program reads them.
             print(f"goe2mqtt sessions: times in UTC; days and months in"
                   f" {zones.describe(shown)}", file=sys.stderr)  # fmt: skip
