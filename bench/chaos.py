@@ -49,329 +49,35 @@ import json
 import random
 import signal
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
+from chaos_breaks import (
+    BASE,
+    CLIENT_ID,
+    HOSTILE_WS_SERIAL,
+    OWN_MQTT_SERIAL,
+    TOKEN,
+    BridgeProcess,
+    SmallDisk,
+    chaos,
+    write_config,
+)
+from chaos_clients import (
+    bridge_online,
+    commander,
+    hostile,
+    retained_json,
+    watch_spoofed,
+)
 from hostile_peers import SPOOFED_AMP, HostileWebSocket, Spoofer
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from soak import FAULTS, rss_kib
 
-from goe2mqtt.sim.broker import MosquittoBroker, free_port
+from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.charger_mqtt import MqttCharger
-from goe2mqtt.sim.simulator import Faults, SimulatedCharger, Simulator
-
-TOKEN = "chaos-token-77a1"
-HOSTILE_WS_SERIAL, OWN_MQTT_SERIAL = "700001", "700002"
-BASE = "chaos"
-CLIENT_ID = "goe2mqtt-chaos"
-
-
-class ReusableClient(aiomqtt.Client):
-    """aiomqtt's client, entered again after a lost connection: it must wait for the new
-    CONNACK (aiomqtt keeps the old "connected" future)."""
-
-    async def __aenter__(self) -> ReusableClient:
-        if self._connected.done():
-            self._connected = asyncio.Future()
-        await super().__aenter__()
-        return self
-
-
-class BridgeProcess:
-    """The bridge as its own process; killed and started again by the chaos."""
-
-    def __init__(self, config: Path, log: Path) -> None:
-        self.config, self.log = config, log
-        self.process: subprocess.Popen[bytes] | None = None
-        self.kills = 0
-        self.own_exits: list[int] = []  # exit codes of ends the chaos did not cause
-        self.rss: list[tuple[float, int]] = []  # (seconds since this process started, KiB)
-        self.started = 0.0
-
-    def start(self) -> None:
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "goe2mqtt", "--config", str(self.config),
-                 "--log-format", "json"],
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        self.started = time.monotonic()
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-        self.kills += 1
-
-    def stop(self) -> int:
-        assert self.process is not None
-        self.process.terminate()
-        return self.process.wait(30)
-
-    def check_alive(self) -> None:
-        """A bridge that ended by itself is counted, then started again (as systemd would)."""
-        if self.process is not None and self.process.poll() is not None:
-            self.own_exits.append(self.process.returncode)
-            self.start()
-
-    def sample_rss(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            with contextlib.suppress(OSError):
-                self.rss.append((time.monotonic() - self.started, rss_kib(self.process.pid)))
-
-
-def write_config(
-    workdir: Path, broker: MosquittoBroker, simulator: Simulator, serials: list[str],
-    state_dir: Path, hostile_ws: str | None = None,
-) -> Path:  # fmt: skip
-    config = workdir / "config.yaml"
-    peers: list[dict[str, Any]] = []
-    if hostile_ws is not None:
-        peers = [
-            {"name": "hws", "serial": HOSTILE_WS_SERIAL, "host": hostile_ws,
-             "password": "hostile-peer-pass", "transport": "websocket", "timeout": 2},
-            {"name": "hmq", "serial": OWN_MQTT_SERIAL, "transport": "mqtt"},
-        ]  # fmt: skip
-    config.write_text(
-        json.dumps(  # JSON is YAML
-            {
-                "mqtt": {"host": broker.host, "port": broker.port, "client_id": CLIENT_ID,
-                         "base_topic": BASE, "discovery_prefix": "chaos-ha", "keepalive": 10},
-                "state_dir": str(state_dir),
-                "http": {"listen": f"127.0.0.1:{free_port()}"},  # never a daemon's 8099
-                "chargers": [
-                    {"name": f"c{serial}", "serial": serial, "token": TOKEN,
-                     "api_url": simulator.url_for(serial), "scan_interval": 5,
-                     "idle_scan_interval": 15, "timeout": 2}
-                    for serial in serials
-                ] + peers,
-            }
-        )
-    )  # fmt: skip
-    return config
-
-
-class SmallDisk:
-    """state_dir on a tmpfs of its own, filled to the last byte now and then."""
-
-    def __init__(self, mount: Path, size: str = "8m") -> None:
-        self.mount = mount
-        mount.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
-                       check=True)  # fmt: skip
-        self.filler = mount / "filler"
-
-    def fill(self) -> None:
-        with open(self.filler, "wb", buffering=0) as out, contextlib.suppress(OSError):
-            while True:
-                out.write(b"\0" * 65536)
-        with open(self.filler, "ab", buffering=0) as out, contextlib.suppress(OSError):
-            while True:
-                out.write(b"\0" * 512)  # the last blocks too
-
-    def free(self) -> None:
-        self.filler.unlink(missing_ok=True)
-
-    def unmount(self) -> None:
-        subprocess.run(["umount", "-l", str(self.mount)], check=False)
-
-
-async def chaos(
-    bridge: BridgeProcess, broker: MosquittoBroker, chargers: list[SimulatedCharger],
-    deadline: float, events: list[str], disk: SmallDisk | None,
-) -> None:  # fmt: skip
-    loop = asyncio.get_running_loop()
-    next_kill = loop.time() + random.uniform(120, 300)
-    next_broker = loop.time() + random.uniform(150, 330)
-    next_full = loop.time() + random.uniform(60, 180)
-    while loop.time() < deadline:
-        await asyncio.sleep(random.uniform(5, 15))
-        bridge.check_alive()
-        bridge.sample_rss()
-        now = loop.time()
-        if disk is not None and now >= next_full:
-            events.append("disk full")
-            disk.fill()
-            await asyncio.sleep(random.uniform(20, 60))
-            disk.free()
-            bridge.check_alive()
-            next_full = now + random.uniform(180, 360)
-        elif now >= next_kill:
-            events.append("bridge kill -9")
-            bridge.kill()
-            await asyncio.sleep(random.uniform(1, 4))
-            bridge.start()
-            next_kill = now + random.uniform(180, 360)
-        elif now >= next_broker:
-            if random.random() < 0.5:
-                events.append("broker restart")
-                await asyncio.to_thread(broker.restart)
-            else:
-                events.append("broker frozen 20 s")
-                broker.pause()
-                await asyncio.sleep(20)
-                broker.resume()
-            next_broker = now + random.uniform(180, 360)
-        else:
-            charger = random.choice(chargers)
-            label, faults, lasts = random.choice(FAULTS)
-            events.append(label)
-            charger.faults = Faults(
-                **{**faults.__dict__, "values": dict(faults.values),
-                   "missing": list(faults.missing)}
-            )  # fmt: skip
-            if lasts:
-                loop.call_later(lasts, setattr, charger, "faults", Faults())
-            plugged = random.choice(chargers)
-            plugged.unplug() if plugged.plugged else plugged.plug_in()
-
-
-async def commander(
-    broker: MosquittoBroker, targets: list[str], args: Any, deadline: float,
-    sent: dict[str, float], results: Counter[str], outcomes: Counter[str],
-    latency: dict[str, float], target_of: dict[str, str],
-) -> None:  # fmt: skip
-    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-    props.SessionExpiryInterval = 3600
-    drain_until = deadline + args.drain
-    # One client for every connection: paho keeps the QoS 2 state of results coming in.
-    client = ReusableClient(
-        broker.host, broker.port, identifier="chaos-commander",
-        protocol=aiomqtt.ProtocolVersion.V5, clean_start=False, properties=props,
-    )  # fmt: skip
-
-    async def send_loop(client: aiomqtt.Client) -> None:
-        while time.monotonic() < deadline:
-            await asyncio.sleep(random.expovariate(1 / args.command_every))
-            target = random.choice(targets)
-            service, payload = random.choice(
-                [("change_charging_power", {"charging_power": random.randint(6, 16)}),
-                 ("set_phase", {"phase": random.randint(0, 2)}),
-                 ("stop_charging", {}), ("start_charging", {}), ("wallbox_control", {})]
-            )  # fmt: skip
-            command_id = uuid.uuid4().hex[:12]
-            body = json.dumps({**payload, "id": command_id})
-            try:
-                await client.publish(f"{BASE}/{target}/cmd/{service}", body, qos=1)
-            except aiomqtt.MqttError:
-                continue  # not acknowledged (broker frozen or gone): not counted as sent
-            sent[command_id] = time.monotonic()  # the broker has it
-            target_of[command_id] = target
-
-    while time.monotonic() < drain_until:
-        try:
-            async with client:
-                await client.subscribe(f"{BASE}/+/cmd/result", qos=2)
-                sender = asyncio.create_task(send_loop(client))
-                try:
-                    async with asyncio.timeout(max(0.1, drain_until - time.monotonic())):
-                        async for message in client.messages:
-                            assert isinstance(message.payload, bytes)
-                            result = json.loads(message.payload)
-                            command_id = str(result.get("id"))
-                            results[command_id] += 1
-                            if command_id in sent and command_id not in latency:
-                                latency[command_id] = time.monotonic() - sent[command_id]
-                            outcome = "ok" if result["ok"] else str(result["error"])
-                            outcomes[outcome.split(":")[0][:40]] += 1
-                finally:
-                    sender.cancel()
-                    await asyncio.gather(sender, return_exceptions=True)
-        except aiomqtt.MqttError:
-            await asyncio.sleep(1)
-        except TimeoutError:
-            return
-
-
-HUGE = "1" + "0" * 400  # JSON reads it; no float holds it
-
-
-def hostile_message(target: str) -> tuple[str, bytes, bool, str | None]:
-    """(topic, payload, retain, id or None): one thing a hostile or careless user sends."""
-    hid = "h" + uuid.uuid4().hex[:11]
-    cmd = f"{BASE}/{target}/cmd"
-    choices: list[tuple[str, bytes, bool, str | None]] = [
-        (f"{cmd}/change_charging_power", f'{{"charging_power": {HUGE}, "id": "{hid}"}}'.encode(),
-         False, hid),
-        (f"{cmd}/pv_feed", f'{{"pGrid": 100, "ts": {HUGE}, "id": "{hid}"}}'.encode(), False, hid),
-        (f"{cmd}/set", f'{{"amp": 1e400, "id": "{hid}"}}'.encode(), False, hid),
-        (f"{cmd}/set", f'{{"acp": 1, "id": "{hid}"}}'.encode(), False, hid),
-        (f"{cmd}/pv_grid", f'{{"value": NaN, "id": "{hid}"}}'.encode(), False, hid),
-        (f"{cmd}/set_phase", f'{{"phase": 1, "id": {HUGE}}}'.encode(), False, None),
-        (f"{cmd}/pv_grid", HUGE.encode(), False, None),
-        (f"{cmd}/stop_charging", b"x" * 100_000, False, None),  # refused: too large
-        (f"{cmd}/stop_charging", b"y" * 2_000_000, False, None),  # the broker drops it
-        (f"{cmd}/stop_charging", b"", True, None),  # clearing a retained command
-        (f"{cmd}/start_charging", f'{{"id": "{hid}"}}'.encode(), True, hid),  # retained
-    ]  # fmt: skip
-    return random.choice(choices)
-
-
-async def hostile(
-    broker: MosquittoBroker, chargers: list[SimulatedCharger], every: float, deadline: float,
-    sent: dict[str, float], counts: Counter[str],
-) -> None:  # fmt: skip
-    """A second client sending hostile input all the time (QoS 1, its own session)."""
-    while time.monotonic() < deadline:
-        try:
-            async with aiomqtt.Client(
-                broker.host, broker.port, identifier="chaos-hostile",
-                protocol=aiomqtt.ProtocolVersion.V5, timeout=10,
-            ) as client:  # fmt: skip
-                while time.monotonic() < deadline:
-                    await asyncio.sleep(random.expovariate(1 / every))
-                    topic, payload, retain, hid = hostile_message(
-                        f"c{random.choice(chargers).serial}"
-                    )
-                    await client.publish(topic, payload, qos=1, retain=retain)
-                    counts["retained clear" if retain and not payload else
-                           f"{topic.rsplit('/', 1)[-1]} {len(payload)} B"] += 1  # fmt: skip
-                    if retain and payload:  # clear it again, as a careful user would
-                        await client.publish(topic, b"", qos=1, retain=True)
-                    if hid is not None:
-                        sent[hid] = time.monotonic()
-        except aiomqtt.MqttError:
-            await asyncio.sleep(1)
-
-
-async def bridge_online(broker: MosquittoBroker) -> None:
-    async with aiomqtt.Client(broker.host, broker.port) as client:
-        await client.subscribe(f"{BASE}/bridge/availability")
-        async for message in client.messages:
-            if message.payload == b"online":
-                return
-
-
-async def retained_json(broker: MosquittoBroker, topic: str) -> dict[str, Any] | None:
-    """A retained JSON message, or None when there is none within 10 s."""
-    with contextlib.suppress(TimeoutError, aiomqtt.MqttError, ValueError):
-        async with asyncio.timeout(10), aiomqtt.Client(broker.host, broker.port) as client:
-            await client.subscribe(topic)
-            async for message in client.messages:
-                assert isinstance(message.payload, bytes)
-                value = json.loads(message.payload)
-                return value if isinstance(value, dict) else None
-    return None
-
-
-async def watch_spoofed(broker: MosquittoBroker, counts: Counter[str]) -> None:
-    """Counts the own-MQTT charger's current on MQTT, and how often it was the spoofer's."""
-    while True:
-        with contextlib.suppress(aiomqtt.MqttError):
-            async with aiomqtt.Client(broker.host, broker.port) as client:
-                await client.subscribe(f"{BASE}/hmq/charging_current")
-                async for message in client.messages:
-                    counts["published"] += 1
-                    counts["spoofed"] += message.payload == str(SPOOFED_AMP).encode()
-        await asyncio.sleep(1)
+from goe2mqtt.sim.simulator import SimulatedCharger, Simulator
 
 
 def _pct(sorted_values: list[float], pct: float) -> float:

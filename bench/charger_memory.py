@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 SERVER = """
 import asyncio, sys
 sys.path.insert(0, {here!r})
-from push import PushServer, serials
+from push_server import PushServer, serials
 async def main():
     server = PushServer(serials({n}))
     await server.start()

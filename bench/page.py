@@ -46,8 +46,8 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import bridge_process
+from poll_fleet import proc_cpu, serials
 
-from bench import proc_cpu, serials
 from goe2mqtt.sim.broker import MosquittoBroker, free_port
 from goe2mqtt.sim.simulator import SimulatedCharger, Simulator
 from tests.browser import chromium

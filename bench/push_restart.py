@@ -38,7 +38,8 @@ from typing import Any
 
 import aiomqtt
 import bridge_process
-from push import BASE, PASSWORD, TOKEN, PushServer, proc_cpu, serials
+from push import BASE, PASSWORD, TOKEN, proc_cpu
+from push_server import PushServer, serials
 
 from goe2mqtt.sim.broker import MosquittoBroker
 

@@ -26,7 +26,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import serials
+from poll_fleet import serials
+
 from goe2mqtt.web.metrics import exposition, take_snapshot
 from goe2mqtt.web.scrape import Scraper
 from goe2mqtt.web.view import ChargerRow, DurationCounts

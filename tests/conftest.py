@@ -300,6 +300,21 @@ class RunningBridge:
         self.task.result()
 
 
+@contextlib.asynccontextmanager
+async def running_bridge(
+    setup: Setup, probe: MqttProbe, **options: Any
+) -> AsyncIterator[RunningBridge]:
+    """The bridge (``options`` as RunningBridge takes them) running, the garage charger
+    online; stopped at the end."""
+    running = RunningBridge(setup.settings, **options)
+    await running.start()
+    try:
+        await probe.wait_text(setup.topics.availability("garage"), "online")
+        yield running
+    finally:
+        await running.stop()
+
+
 @pytest.fixture
 def transport() -> str:
     """How the bridge reaches the chargers; a module can parametrize it to run both."""
@@ -516,13 +531,17 @@ async def polled_charger(
 
 
 @contextlib.contextmanager
-def mounted_small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs (a disk that really fills up), unmounted at the end."""
+def mounted_small_disk(
+    tmp_path: Path, *, size: str = "1m", options: str = "", name: str = "small-disk"
+) -> Iterator[Path]:
+    """A tmpfs of ``size`` (1 MiB: a disk that really fills up) mounted with the extra
+    mount ``options`` (e.g. "ro") at ``tmp_path / name``, unmounted at the end."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    mount = tmp_path / "small-disk"
+    mount = tmp_path / name
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    flags = ",".join(filter(None, [options, f"size={size}"]))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", flags, "tmpfs", str(mount)], check=True)
     try:
         yield mount
     finally:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import structlog
 
 from goe2mqtt import __version__
 from goe2mqtt.bridge.desk import CommandDesk
+from goe2mqtt.bridge.fleet import make_chargers, publish_bridge_discovery, stop_pollers
 from goe2mqtt.bridge.health import write_health_file
 from goe2mqtt.bridge.housekeeping import (
     BIRTH_DELAY,
@@ -45,14 +46,13 @@ from goe2mqtt.bridge.startup import (
 )
 from goe2mqtt.catalogue import STATUS_KEYS
 from goe2mqtt.charger.loop import Charger
+from goe2mqtt.commands.journal import Journal
 from goe2mqtt.commands.payloads import result_json
 from goe2mqtt.commands.runner import CONFIRM_DELAYS
 from goe2mqtt.config.settings import Settings
 from goe2mqtt.goe.factory import open_transport
 from goe2mqtt.goe.pool import PoolStats, http_session
 from goe2mqtt.goe.pushed import KeyFilter
-from goe2mqtt.homeassistant.bridge_device import render_bridge_discovery
-from goe2mqtt.homeassistant.site_device import render_site_discovery
 from goe2mqtt.mqtt.session import InboundMessage, MqttSession, Subscription
 from goe2mqtt.mqtt.topics import OFFLINE, RESULT_LEAF, Topics
 from goe2mqtt.util.aio import wait_until_set
@@ -166,27 +166,26 @@ class Bridge:
 
     async def run(self) -> None:
         """Run until request_stop(); then publish offline and disconnect."""
+        # First the journal: another instance on this state_dir and client_id (its lock)
+        # stops start-up before anything is bound; then a port in use stops it at once.
+        journal = open_journal(journal_path(self.settings))
         http = None
-        if self.settings.http.enabled:  # first: a port in use stops start-up at once
-            from goe2mqtt.web.server import HttpServer  # aiohttp's web and prometheus_client
-
-            look = OperatorView(self.chargers, self.mqtt, self._loop_watch,
-                                lambda: self._desk, self._failing, self.started)  # fmt: skip
-            http = HttpServer(look, self.settings.http)
-            await http.start()
         try:
-            await self._run_journaled()
+            if self.settings.http.enabled:
+                from goe2mqtt.web.server import HttpServer  # aiohttp's web, prometheus_client
+
+                look = OperatorView(self.chargers, self.mqtt, self._loop_watch,
+                                    lambda: self._desk, self._failing, self.started)  # fmt: skip
+                http = HttpServer(look, self.settings.http)
+                await http.start()
+            await self._run_journaled(journal)
         finally:
+            journal.close()
             if http is not None:
                 await http.stop()
 
-    async def _run_journaled(self) -> None:
-        journal = open_journal(journal_path(self.settings))
-        try:
-            self.ledger_out.open(self.settings)
-        except Exception:
-            journal.close()
-            raise
+    async def _run_journaled(self, journal: Journal) -> None:
+        self.ledger_out.open(self.settings)
         shard = self.settings.shard
         self._desk = CommandDesk(
             journal,
@@ -203,7 +202,6 @@ class Bridge:
             await refuse_another_instance(self.mqtt.options, self.topics, wait=INFO_INTERVAL + 5)
             await self._run()
         finally:
-            journal.close()
             self.ledger_out.close()
 
     async def _run(self) -> None:
@@ -214,39 +212,25 @@ class Bridge:
         transport = functools.partial(open_transport, http, keys=self._keys, broker=self._own_mqtt,
                                       derived_keys=self.derived_keys)  # fmt: skip
         async with http:
-            for charger_settings in owned:
-                name = charger_settings.name
-                self.chargers[name] = Charger(
-                    charger_settings,
-                    transport(charger_settings),
+            self.chargers.update(
+                make_chargers(
+                    self.settings,
+                    transport,
                     self.mqtt,
                     topics=self.topics,
-                    discovery_prefix=self._prefix,
-                    max_command_age=self.settings.mqtt.max_command_age,
+                    prefix=self._prefix,
                     confirm_delays=self._confirm_delays,
-                    sink=self.desk,
-                    leaf_topics=self.settings.mqtt.leaf_topics,
-                    known_serial=remembered.serial(name),
-                    on_serial=functools.partial(remembered.learn_serial, name),
-                    known_facts=remembered.facts(name),
-                    on_facts=functools.partial(remembered.learn_facts, name),
-                    books=self.ledger_out.ledger.books_for(
-                        name, self.settings.tariff_for(charger_settings)
-                    ),
+                    desk=self.desk,
+                    remembered=remembered,
+                    ledger=self.ledger_out.ledger,
                 )
+            )
             # Open sessions of chargers this bridge no longer has: closed, not left open.
             self.ledger_out.ledger.close_removed()
             for charger in self.chargers.values():
                 await charger.publish_initial()
             if self._prefix is not None:
-                bridge_configs = render_bridge_discovery(prefix=self._prefix, topics=self.topics)
-                for topic, payload in bridge_configs.items():
-                    await self.mqtt.publish_retained(topic, payload)
-                for site in self.settings.sites:
-                    configs = render_site_discovery(prefix=self._prefix, topics=self.topics,
-                                                    site=site)  # fmt: skip
-                    for topic, payload in configs.items():
-                        await self.mqtt.publish_retained(topic, payload)
+                await publish_bridge_discovery(self.mqtt, self.settings, self.topics, self._prefix)
             self.desk.recover(self.mqtt)
             log.info("bridge_started", version=__version__, chargers=list(self.chargers))
 
@@ -388,16 +372,3 @@ class Bridge:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("task_failed", error=repr(task.exception()))
-
-
-async def stop_pollers(chargers: Iterable[Charger], tasks: Collection[asyncio.Task[None]]) -> None:
-    """Stop the poll loops and command tasks, whatever a library did with the cancel."""
-    for charger in chargers:
-        charger.stop()
-    # Again until they end: on 3.11 a wait_for inside aiomqtt may swallow one cancel
-    # (the chargers' own MQTT connection, cancelled while connecting, hung the stop).
-    pending = set(tasks)
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=1.0)

@@ -158,7 +158,14 @@ def _sessions(settings: Settings, args: argparse.Namespace) -> int:
     try:
         store = SessionStore(path, read_only=True)
         try:
-            shown = [args.charger] if args.charger is not None else store.chargers()
+            on_books = store.chargers()
+            known = sorted({*on_books, *(c.name for c in settings.chargers)})
+            if args.charger is not None and args.charger not in known:
+                # An empty table would read as "no sessions": a typo must say so.
+                print(f"goe2mqtt sessions: no charger {args.charger!r} in the config or on the"
+                      f" books (known: {', '.join(known) or 'none'})", file=sys.stderr)  # fmt: skip
+                return EXIT_CONFIG
+            shown = [args.charger] if args.charger is not None else on_books
             # On stderr: CSV and JSON on stdout stay as a program reads them.
             print(f"goe2mqtt sessions: times in UTC; days and months in"
                   f" {zones.describe(shown)}", file=sys.stderr)  # fmt: skip
@@ -218,16 +225,24 @@ def _http_healthcheck(config: str, path: str, file: str | None, max_age: float) 
     if settings is None:
         return EXIT_CONFIG
     http = settings.http
+    # The image's HEALTHCHECK asks over HTTP whatever the config says; with no probe
+    # served, or none at a port the config names, the health file it sets
+    # (GOE2MQTT_HEALTH_FILE) is the bridge's word.
     if not http.enabled:
-        # The image's HEALTHCHECK asks over HTTP whatever the config says; with no probe
-        # served, the health file it sets (GOE2MQTT_HEALTH_FILE) is the bridge's word.
+        reason, detail = "http.enabled is false", "no /readyz to ask"
+    elif http.port == 0:
+        reason = f"http.listen is {http.listen}, port 0"
+        detail = ("the HTTP check needs a fixed port (with 0 the daemon takes any free one"
+                  " at each start, said only in its log's http_listening line)")  # fmt: skip
+    else:
+        reason = detail = ""
+    if reason:
         file = file or settings.health_file
         if not file:
-            print("unhealthy: http.enabled is false: no /readyz to ask (healthcheck --file,"
-                  " or health_file in the config, reads the health file)")  # fmt: skip
+            print(f"unhealthy: {reason}: {detail} (healthcheck --file, or health_file in the"
+                  " config, reads the health file)")  # fmt: skip
             return EXIT_FAILURE
-        print("goe2mqtt healthcheck: http.enabled is false: the health file instead",
-              file=sys.stderr)  # fmt: skip
+        print(f"goe2mqtt healthcheck: {reason}: the health file instead", file=sys.stderr)
         return _healthcheck(file, config, max_age)
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(http.host, http.host)
     url = f"http://{f'[{host}]' if ':' in host else host}:{http.port}/{path}"
@@ -262,7 +277,7 @@ def _run(settings: Settings) -> int:
     try:
         asyncio.run(serve())
     except JournalLocked as exc:
-        print(f"goe2mqtt: {exc}: is this instance already running?", file=sys.stderr)
+        print(f"goe2mqtt: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except JournalUnusable as exc:
         # Exit 2: a restart loop cannot fix a folder it may not write.

@@ -96,8 +96,18 @@ class Journal:
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            self._lock_file.seek(0)
+            holder = self._lock_file.read().strip() or "unknown"
             self._lock_file.close()
-            raise JournalLocked(f"{path} is in use by another goe2mqtt process") from None
+            raise JournalLocked(
+                f"another goe2mqtt is already running (pid {holder}, state dir {path.parent}):"
+                f" {path} is in use by another goe2mqtt process"
+            ) from None
+        # Who holds it, for the next one's message (the lock, not the file, is the truth).
+        # Unbuffered: a full disk refuses the write now, not at close.
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._lock_file.fileno(), 0)
+            os.write(self._lock_file.fileno(), f"{os.getpid()}\n".encode())
         # -wal and -shm hold the same payloads as the file itself: created 0600 too.
         old_umask = os.umask(0o077)
         try:

@@ -24,6 +24,12 @@ FLAP_SECONDS = 10.0
 FLAP_COUNT = 3
 
 
+def reconnect_delay(delays: Sequence[float], attempt: int) -> float:
+    """The wait before attempt ``attempt`` (0 after a connection was made): each of
+    ``delays`` in turn, then the last one for as long as it takes."""
+    return delays[min(attempt, len(delays) - 1)]
+
+
 class Reconnects:
     """The attempts since the last connection was made, and the short-lived ones in a row."""
 
@@ -40,7 +46,7 @@ class Reconnects:
         """A connection failed (``lasted`` None) or ended after ``lasted`` s: logged; its
         cause and the delay before the next attempt."""
         options = self._options
-        delay = self._reconnect_delays[min(self._attempt, len(self._reconnect_delays) - 1)]
+        delay = reconnect_delay(self._reconnect_delays, self._attempt)
         self._attempt += 1
         error = str(exc)
         self._flaps = self._flaps + 1 if lasted is not None and lasted < FLAP_SECONDS else 0

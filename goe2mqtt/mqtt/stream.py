@@ -28,12 +28,12 @@ from goe2mqtt.mqtt.client import (
     hand_over_before_ack,
     until_disconnected,
 )
+from goe2mqtt.mqtt.reconnect import RECONNECT_DELAYS, reconnect_delay
 from goe2mqtt.mqtt.session_client import SessionClient
 from goe2mqtt.util.aio import wait_until_set
 
 log = structlog.get_logger()
 
-RECONNECT_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 ACK_TIMEOUT = 10.0  # a write's PUBACK
 ROLE = "chargers"
 # The largest packet we take (MQTT 5): a charger's value is a few KiB; the broker drops
@@ -110,7 +110,7 @@ class StreamConnection:
                     await self._serve(client)
                     return
             except aiomqtt.MqttError as exc:
-                delay = self._reconnect_delays[min(attempt, len(self._reconnect_delays) - 1)]
+                delay = reconnect_delay(self._reconnect_delays, attempt)
                 attempt += 1
                 log.warning(
                     "mqtt_stream_disconnected" if connected else "mqtt_stream_connect_failed",

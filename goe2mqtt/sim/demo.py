@@ -126,6 +126,17 @@ def _seen(task: asyncio.Task[Any]) -> None:
         task.exception()
 
 
+async def leave_nothing(
+    state_dir: str, mosquitto: MosquittoBroker | None, embedded: EmbeddedBroker | None
+) -> None:
+    """Remove a demo's state folder and stop the broker it started, if it started one."""
+    shutil.rmtree(state_dir, ignore_errors=True)
+    if mosquitto is not None:
+        mosquitto.close()
+    if embedded is not None:
+        await embedded.stop()
+
+
 def raise_if_failed(bridge: asyncio.Task[Any]) -> None:
     """A bridge that could not start (http.listen in use, say) ends the demo with its
     reason, not with silence."""
@@ -329,9 +340,5 @@ async def run_demo(
                 cleared = await clean_up(host, port, protocol)
                 print(f"--- removed the demo's {cleared} retained messages", file=out)
         await simulator.stop()
-        shutil.rmtree(state_dir, ignore_errors=True)
-        if mosquitto is not None:
-            mosquitto.close()
-        if embedded is not None:
-            await embedded.stop()
+        await leave_nothing(state_dir, mosquitto, embedded)
     raise_if_failed(tasks[0])

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import random
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from goe2mqtt.sim.demo import (
     BrokerKind,
     cancel_all,
     choose_broker,
+    leave_nothing,
     raise_if_failed,
 )
 from goe2mqtt.sim.house import DAY, House
@@ -192,9 +192,5 @@ async def run_house_demo(*, duration: float | None, out: TextIO, pace: float = 1
             await cancel_all(tasks)
     with contextlib.suppress(Exception):
         await simulator.stop()
-    shutil.rmtree(state_dir, ignore_errors=True)
-    if mosquitto is not None:
-        mosquitto.close()
-    if embedded is not None:
-        await embedded.stop()
+    await leave_nothing(state_dir, mosquitto, embedded)
     raise_if_failed(tasks[0])

@@ -30,24 +30,36 @@ def _changed(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in new.items() if old.get(key) != value}
 
 
-class FleetStream:
+class _Stream:
+    """A page's stream: the header every page shows, sent again where it changed."""
+
+    def __init__(self, look: BridgeLook) -> None:
+        self._look = look
+        self._header: dict[str, Any] = {}
+
+    def _header_news(self) -> dict[str, Any]:
+        """A new event, with the header's cells that changed since the last look."""
+        event: dict[str, Any] = {}
+        header = header_cells(self._look)
+        if changed := _changed(header, self._header):
+            event["header"] = changed
+            self._header = header
+        return event
+
+
+class FleetStream(_Stream):
     """What one fleet page shows, and what of it changed since the last look."""
 
     def __init__(self, look: BridgeLook, selection: Selection) -> None:
-        self._look = look
+        super().__init__(look)
         self._selection = selection
-        self._header: dict[str, Any] = {}
         self._rows: dict[str, dict[str, str]] = {}
         self._names: list[str] | None = None
         self._total = -1
 
     def news(self) -> dict[str, Any]:
         look = self._look
-        event: dict[str, Any] = {}
-        header = header_cells(look)
-        if changed := _changed(header, self._header):
-            event["header"] = changed
-            self._header = header
+        event = self._header_news()
         rows, total = self._selection.pick(look)
         names = [row.name for row in rows]
         if self._names is not None and (names != self._names or total != self._total):
@@ -65,24 +77,19 @@ class FleetStream:
         return event
 
 
-class ChargerStream:
+class ChargerStream(_Stream):
     """What one charger's page shows: its row, every entity, its last commands."""
 
     def __init__(self, look: BridgeLook, name: str) -> None:
-        self._look = look
+        super().__init__(look)
         self._name = name
-        self._header: dict[str, Any] = {}
         self._cells: dict[str, str] = {}
         self._states: dict[str, Any] = {}
         self._history: list[list[str]] | None = None
 
     def news(self) -> dict[str, Any]:
         look = self._look
-        event: dict[str, Any] = {}
-        header = header_cells(look)
-        if changed := _changed(header, self._header):
-            event["header"] = changed
-            self._header = header
+        event = self._header_news()
         row = look.row(self._name)
         if row is None:
             return event

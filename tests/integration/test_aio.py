@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterable
 import aiohttp
 import pytest
 
-from goe2mqtt.bridge.process import stop_pollers
+from goe2mqtt.bridge.fleet import stop_pollers
 from goe2mqtt.charger.loop import Charger
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.goe.client import GoeClient

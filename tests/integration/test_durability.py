@@ -22,7 +22,7 @@ from goe2mqtt.bridge.startup import journal_path
 from goe2mqtt.commands.journal import PUBLISHED, Journal
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.mqtt.topics import Topics
-from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.broker import MosquittoBroker, free_port
 from goe2mqtt.sim.simulator import Faults, Simulator
 
 from ..conftest import (
@@ -263,7 +263,11 @@ async def test_a_full_queue_refuses_with_a_reason(
 async def test_a_second_instance_with_the_same_client_id_refuses_to_start(
     broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
 ) -> None:
+    # Its own HTTP port: the second start used to end on "address already in use",
+    # which says nothing of the instance already running.
     raw = make_settings(broker, simulator, scan_interval=60)
+    raw["state_dir"] = str(tmp_path / "state")
+    raw["http"] = {"listen": f"127.0.0.1:{free_port()}"}
     topics = Topics(raw["mqtt"]["base_topic"])
     first = Daemon(_write_config(tmp_path, raw))
     await first.start()
@@ -276,7 +280,14 @@ async def test_a_second_instance_with_the_same_client_id_refuses_to_start(
             env={**os.environ},
         )  # fmt: skip
         _, stderr = await asyncio.wait_for(second.communicate(), PROCESS_WAIT)
-        assert second.returncode == 2
-        assert b"in use by another goe2mqtt process" in stderr
+        text = stderr.decode()
+        assert second.returncode == 2, text
+        assert first.process is not None
+        pid, state = first.process.pid, tmp_path / "state"
+        expected = f"another goe2mqtt is already running (pid {pid}, state dir {state}"
+        assert expected in text, text
+        assert "cannot listen" not in text, text
+        assert "Traceback" not in text, text
+        assert first.running
     finally:
         assert await first.end(signal.SIGTERM) == 0

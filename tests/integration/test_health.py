@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from goe2mqtt.bridge.health import check_health, write_health_file
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.sim.broker import MosquittoBroker
@@ -127,24 +129,39 @@ async def test_the_health_file_follows_the_broker_connection_at_once(
         await running.stop()
 
 
-def test_healthcheck_http_with_http_off_reads_the_health_file(tmp_path: Path) -> None:
-    """The image's HEALTHCHECK asks /readyz; a config with http.enabled false serves none.
-    Asking its port anyway said 'no answer ... Connection refused' (or asked whatever else
-    listens there): the health file the image sets is judged instead, or the reason said."""
+@pytest.mark.parametrize(
+    ("http", "reason", "detail"),
+    [
+        ("{enabled: false}", "http.enabled is false", "no /readyz to ask"),
+        (
+            '{listen: "127.0.0.1:0"}',
+            "http.listen is 127.0.0.1:0, port 0",
+            "the HTTP check needs a fixed port",
+        ),
+    ],
+    ids=["http-off", "port-0"],
+)
+def test_healthcheck_http_with_no_fixed_probe_reads_the_health_file(
+    tmp_path: Path, http: str, reason: str, detail: str
+) -> None:
+    """The image's HEALTHCHECK asks /readyz; a config with http.enabled false serves none,
+    and one with port 0 serves it at a port nobody knows. Asking anyway said 'no answer ...
+    Connection refused' (or asked whatever else listens there): the health file the image
+    sets is judged instead, or the reason said."""
     path = tmp_path / "health.json"
     config = tmp_path / "config.yaml"
     config.write_text(
         "mqtt: {host: 127.0.0.1}\nchargers: [{name: garage, host: 127.0.0.1:80}]\n"
-        "http: {enabled: false}\n"
+        f"http: {http}\n"
     )
     command = [sys.executable, "-m", "goe2mqtt", "healthcheck", "--http", "--config", str(config)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOE2MQTT_")}
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False, env=env)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert done.stdout.startswith("unhealthy: http.enabled is false"), done.stdout
+    assert done.stdout.startswith(f"unhealthy: {reason}: {detail}"), done.stdout
     write_health_file(path, health(garage=True))
     env["GOE2MQTT_HEALTH_FILE"] = str(path)  # as the image sets it
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == "healthy: 1/1 chargers online"
-    assert "http.enabled is false: the health file instead" in done.stderr
+    assert f"{reason}: the health file instead" in done.stderr

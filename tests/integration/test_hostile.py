@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,15 @@ from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Simulator
 
-from ..conftest import Daemon, MqttProbe, fill, make_settings, until, write_config
+from ..conftest import (
+    Daemon,
+    MqttProbe,
+    fill,
+    make_settings,
+    mounted_small_disk,
+    until,
+    write_config,
+)
 
 HUGE = "1" + "0" * 400  # an integer JSON reads, and no float holds
 
@@ -267,15 +274,8 @@ def unusable_state_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
         (tmp_path / "occupied").write_text("")
         yield tmp_path / "occupied" / "state"
         return
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    mount = tmp_path / "read-only"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount)], check=True)
-    try:
+    with mounted_small_disk(tmp_path, size="64k", options="ro", name="read-only") as mount:
         yield mount / "state"
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 async def test_a_state_dir_it_cannot_write_is_one_clear_line_and_exit_2(

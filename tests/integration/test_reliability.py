@@ -18,7 +18,7 @@ from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Faults, Simulator
 
-from ..conftest import MqttProbe, RunningBridge, Setup, make_settings, until
+from ..conftest import MqttProbe, RunningBridge, Setup, make_settings, running_bridge, until
 
 SLOW_POLLS = {"scan_interval": 60}  # only commands and the test make the bridge look
 
@@ -242,10 +242,7 @@ async def test_the_session_ends_after_max_command_age_so_nothing_runs_late(
 async def test_bridge_info_tells_polls_failures_and_command_counts(
     setup: Setup, probe: MqttProbe, broker: MosquittoBroker
 ) -> None:
-    running = RunningBridge(setup.settings, info_interval=0.2)
-    await running.start()
-    try:
-        await probe.wait_text(setup.topics.availability("garage"), "online")
+    async with running_bridge(setup, probe, info_interval=0.2):
         assert (await probe.command(setup.cmd("garage", "set_phase"), "1"))["ok"]
         assert not (await probe.command(setup.cmd("garage", "set_phase"), "7"))["ok"]
         assert not (await probe.command(f"{setup.topics.base}/nosuch/cmd/set_phase", "1"))["ok"]
@@ -270,8 +267,6 @@ async def test_bridge_info_tells_polls_failures_and_command_counts(
         assert garage["consecutive_failures"] == 0
         assert garage["commands"] == {"ok": 1, "rejected": 1, "failed": 0}
         assert garage["last_poll"].endswith("+00:00")
-    finally:
-        await running.stop()
 
 
 async def test_mqtt_3_1_1_brokers_get_a_persistent_session_too(

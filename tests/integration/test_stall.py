@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+from collections.abc import AsyncIterator
 
 import aiomqtt
 import pytest
@@ -15,7 +17,15 @@ from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Simulator
 
-from ..conftest import MqttProbe, RunningBridge, Setup, cancel, make_settings, until
+from ..conftest import (
+    MqttProbe,
+    RunningBridge,
+    Setup,
+    cancel,
+    make_settings,
+    running_bridge,
+    until,
+)
 
 KEEPALIVE = 6  # seconds; bridge info (the heartbeat) then goes out every 3 s
 
@@ -103,6 +113,16 @@ async def _births(broker: MosquittoBroker, topic: str) -> None:
             await asyncio.sleep(0.01)  # the flood's pace, not a wait for anything
 
 
+@contextlib.asynccontextmanager
+async def _birth_flood(broker: MosquittoBroker, setup: Setup) -> AsyncIterator[None]:
+    """Births flooding in (``_births``) while the block runs."""
+    flood = asyncio.create_task(_births(broker, f"{setup.prefix}/status"))
+    try:
+        yield
+    finally:
+        await cancel(flood)
+
+
 async def test_a_flood_of_home_assistant_births_holds_back_no_change_and_no_result(
     broker: MosquittoBroker, setup: Setup, probe: MqttProbe
 ) -> None:
@@ -114,20 +134,14 @@ async def test_a_flood_of_home_assistant_births_holds_back_no_change_and_no_resu
     # waits for the states it reports, never came.
     # Re-sends as often as births come (no spacing): what a flapping broker's reconnects
     # do to the store too.
-    bridge = RunningBridge(setup.settings, birth_spacing=0.0)
-    await bridge.start()
-    flood: asyncio.Task[None] | None = None
-    try:
-        await probe.wait_text(setup.topics.availability("garage"), "online")
-        flood = asyncio.create_task(_births(broker, f"{setup.prefix}/status"))
+    async with (
+        running_bridge(setup, probe, birth_spacing=0.0) as bridge,
+        _birth_flood(broker, setup),
+    ):
         await until(lambda: bridge.bridge.mqtt.backlog > 0, "a birth's re-send under way")
         result = await probe.command(setup.cmd("garage", "change_charging_power"), "12")
         assert result["ok"] is True, result
         await probe.wait_text(setup.state("garage", "charging_current"), "12")
-    finally:
-        if flood is not None:
-            await cancel(flood)
-        await bridge.stop()
 
 
 async def test_a_flood_of_home_assistant_births_makes_one_re_send_per_spacing(
@@ -135,30 +149,23 @@ async def test_a_flood_of_home_assistant_births_makes_one_re_send_per_spacing(
 ) -> None:
     # Each costs a thousand chargers 30 s of sending; a flood of births used to keep the
     # bridge re-sending everything for as long as it lasted.
-    bridge = RunningBridge(setup.settings, birth_spacing=3600.0)
-    await bridge.start()
-    flood: asyncio.Task[None] | None = None
-    housekeeping = bridge.bridge._housekeeping
-    try:
-        await probe.wait_text(setup.topics.availability("garage"), "online")
+    async with running_bridge(setup, probe, birth_spacing=3600.0) as bridge:
+        housekeeping = bridge.bridge._housekeeping
         with structlog.testing.capture_logs() as logs:
-            flood = asyncio.create_task(_births(broker, f"{setup.prefix}/status"))
-            await until(lambda: housekeeping._resent_at is not None, "the first re-send")
-            births = len(probe.since(0, f"{setup.prefix}/status"))
-            await until(
-                lambda: len(probe.since(0, f"{setup.prefix}/status")) > births + 100,
-                "a hundred births more",
-            )
-            # Those births are in the bridge before this command (one connection, in order).
-            result = await probe.command(setup.cmd("garage", "change_charging_power"), "12")
-            assert result["ok"] is True, result
-            assert housekeeping._birth_pending  # the next re-send: waiting for its turn
+            async with _birth_flood(broker, setup):
+                await until(lambda: housekeeping._resent_at is not None, "the first re-send")
+                births = len(probe.since(0, f"{setup.prefix}/status"))
+                await until(
+                    lambda: len(probe.since(0, f"{setup.prefix}/status")) > births + 100,
+                    "a hundred births more",
+                )
+                # Those births are in the bridge before this command (one connection, in
+                # order).
+                result = await probe.command(setup.cmd("garage", "change_charging_power"), "12")
+                assert result["ok"] is True, result
+                assert housekeeping._birth_pending  # the next re-send: waiting for its turn
         republished = [e for e in logs if e["event"] == "home_assistant_online"]
         assert len(republished) == 1, len(republished)
-    finally:
-        if flood is not None:
-            await cancel(flood)
-        await bridge.stop()
 
 
 class FarBroker:

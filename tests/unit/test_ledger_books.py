@@ -391,6 +391,12 @@ def test_the_sessions_command_filters_by_charger_day_and_card(
         "2026-12,b,1,1.002,1.002,0.000,0.50,0",
     ]
     assert main(["sessions", "--config", str(config), "--since", "30.11.2026"]) == 2
+    capsys.readouterr()
+    # A charger neither configured nor on the books: said, not an empty table.
+    assert main(["sessions", "--config", str(config), "--charger", "garge"]) == 2
+    said = capsys.readouterr()
+    assert said.out == ""
+    assert "no charger 'garge' in the config or on the books (known: a, b, garage)" in said.err
     ledger.store.close()
 
 
