@@ -26,6 +26,7 @@ import yaml
 from goe2mqtt.bridge.process import Bridge
 from goe2mqtt.charger.loop import Charger
 from goe2mqtt.config.http import HttpSettings
+from goe2mqtt.config.schema import given, replace
 from goe2mqtt.config.settings import Settings, parse_settings
 from goe2mqtt.goe.client import GoeClient
 from goe2mqtt.mqtt.families import Family, LiveFamily
@@ -277,9 +278,8 @@ ANY_PORT = "127.0.0.1:0"
 class RunningBridge:
     def __init__(self, settings: Settings, **options: Any) -> None:
         options = {"birth_delay": (0.0, 0.05), "confirm_delays": TEST_CONFIRM_DELAYS, **options}
-        if "http" not in settings.model_fields_set:
-            http = HttpSettings.model_validate({"listen": ANY_PORT})
-            settings = settings.model_copy(update={"http": http})
+        if "http" not in given(settings):
+            settings = replace(settings, http=HttpSettings(listen=ANY_PORT))
         self.bridge = Bridge(settings, **options)
         self.task: asyncio.Task[None] | None = None
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import urllib.parse
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
-
+from goe2mqtt.config.schema import field, key_check, section_check
 from goe2mqtt.config.secret_files import load_secret
 from goe2mqtt.config.section import (
     DEFAULT_CLOUD_URL,
@@ -20,6 +20,7 @@ from goe2mqtt.config.section import (
     Section,
 )
 from goe2mqtt.config.tariff import TariffSettings
+from goe2mqtt.config.values import Context, SecretStr
 
 DEFAULT_CLOUD_WEBSOCKET = "wss://app.v3.go-e.io/{serial}"
 PLACEHOLDER = (
@@ -50,23 +51,23 @@ def is_loopback(name: str) -> bool:
 
 
 class ChargerSettings(Section):
-    name: str = Field(pattern=NAME_PATTERN, max_length=64)
+    name: str = field(pattern=NAME_PATTERN, max_length=64)
     # Required for the cloud; with host the charger tells it (sse) at the first poll.
-    serial: str | None = Field(default=None, pattern=SERIAL_PATTERN)
+    serial: str | None = field(default=None, pattern=SERIAL_PATTERN)
     # The local HTTP API v2 on the charger itself, instead of the cloud: no token.
-    host: str | None = Field(default=None, pattern=HOST_PATTERN)
+    host: str | None = field(default=None, pattern=HOST_PATTERN)
     token: SecretStr | None = None
     token_file: str | None = None
-    api_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+\Z")
-    scan_interval: float = Field(default=10.0, gt=0, le=3600)
+    api_url: str | None = field(default=None, pattern=r"^https?://[^\s?#]+\Z")
+    scan_interval: float = field(default=10.0, gt=0, le=3600)
     # While no car is connected nothing changes but the plug: poll less (null: 3x
     # scan_interval; set it equal to scan_interval to switch this off).
-    idle_scan_interval: float | None = Field(default=None, gt=0, le=3600)
-    timeout: float = Field(default=10.0, gt=0, le=120)
+    idle_scan_interval: float | None = field(default=None, gt=0, le=3600)
+    timeout: float = field(default=10.0, gt=0, le=120)
     # PV feed (cmd/pv_feed, cmd/pv_grid, ...): the latest reading is written again this
     # often, and the feed stops when no reading came for pv_feed_timeout.
-    pv_feed_interval: float = Field(default=5.0, ge=1, le=60)
-    pv_feed_timeout: float = Field(default=30.0, ge=2, le=3600)
+    pv_feed_interval: float = field(default=5.0, ge=1, le=60)
+    pv_feed_timeout: float = field(default=30.0, ge=2, le=3600)
     # How values travel: auto = the local websocket when a password and host are given,
     # else polling. websocket without host is the cloud's (experimental).
     transport: Literal["auto", "poll", "websocket", "mqtt"] = "auto"
@@ -75,20 +76,20 @@ class ChargerSettings(Section):
     password_file: str | None = None
     # transport: mqtt - the charger publishes {mqtt_prefix}/{serial}/{key} itself.
     # A leading slash (/go-eCharger): firmware before ~055.7, and only that form is heard.
-    mqtt_prefix: str = Field(default="go-eCharger", pattern=r"^/?" + TOPIC_PATTERN[1:])
+    mqtt_prefix: str = field(default="go-eCharger", pattern=r"^/?" + TOPIC_PATTERN[1:])
     # Polling: settings and facts (limits, names, cards, firmware) are read this often
     # and right after a write; what changes (power, car, current) every scan_interval.
-    config_interval: float = Field(default=300.0, ge=1, le=86_400)
+    config_interval: float = field(default=300.0, ge=1, le=86_400)
     # This charger's own tariff (its ledger's prices), instead of the global one.
     tariff: TariffSettings | None = None
     # An api_url of plain http beyond this machine sends the token in clear text: only
     # on purpose (a trusted LAN, a TLS proxy beside it), and then with a warning.
     allow_insecure: bool = False
 
-    @field_validator("scan_interval", "idle_scan_interval")
-    @classmethod
-    def _at_least_a_second(cls, seconds: float | None, info: ValidationInfo) -> float | None:
-        api_url, host = info.data.get("api_url"), info.data.get("host")
+    @key_check("scan_interval", "idle_scan_interval")
+    @staticmethod
+    def _at_least_a_second(seconds: float | None, earlier: Mapping[str, Any]) -> float | None:
+        api_url, host = earlier.get("api_url"), earlier.get("host")
         if seconds is not None and seconds < MIN_SCAN_INTERVAL and not _loopback(api_url, host):
             raise ValueError(
                 f"at least {MIN_SCAN_INTERVAL:.0f} s: the charger refreshes its values once"
@@ -97,37 +98,36 @@ class ChargerSettings(Section):
             )
         return seconds
 
-    @field_validator("token")
-    @classmethod
-    def _not_the_example(cls, token: SecretStr | None) -> SecretStr | None:
+    @key_check("token")
+    @staticmethod
+    def _not_the_example(token: SecretStr | None, earlier: Mapping[str, Any]) -> SecretStr | None:
         if token is not None and token.get_secret_value() in EXAMPLE_TOKENS:
             raise ValueError(PLACEHOLDER)
         return token
 
-    @model_validator(mode="after")
-    def _check_access(self, info: ValidationInfo) -> ChargerSettings:
+    @section_check
+    def _check_access(self, context: Context) -> None:
         # Every problem at once: a newcomer fixes the file in one go, not one per run.
         # (What a single key says - an interval, the example's token - is checked with
         # the key itself, so it is said even when other keys of the file are wrong.)
         problems: list[str] = []
         token = password = None
         try:
-            token = load_secret(self.token, self.token_file, "token", info)
+            token = load_secret(self.token, self.token_file, "token", context)
         except ValueError as exc:
             problems.append(str(exc))
         try:
-            password = load_secret(self.password, self.password_file, "password", info)
+            password = load_secret(self.password, self.password_file, "password", context)
         except ValueError as exc:
             problems.append(str(exc))
         object.__setattr__(self, "token", token)
         object.__setattr__(self, "password", password)
-        problems += self._access_problems(token, password, info)
+        problems += self._access_problems(token, password, context)
         if problems:
             raise ValueError("\n".join(problems))
-        return self
 
     def _access_problems(
-        self, token: SecretStr | None, password: SecretStr | None, info: ValidationInfo
+        self, token: SecretStr | None, password: SecretStr | None, context: Context
     ) -> list[str]:
         """What is missing or too much for the way this charger is reached."""
         if self.transport == "websocket" and password is None and self.password_file is None:
@@ -153,10 +153,10 @@ class ChargerSettings(Section):
             problems.append("token: required for the cloud API (or give token_file)")
         elif token.get_secret_value() in EXAMPLE_TOKENS:  # from token_file
             problems.append(f"token: {PLACEHOLDER}")
-        problem = self._clear_text_problem(info)
+        problem = self._clear_text_problem(context)
         return [*problems, problem] if problem else problems
 
-    def _clear_text_problem(self, info: ValidationInfo) -> str | None:
+    def _clear_text_problem(self, context: Context) -> str | None:
         """A token sent over plain http (and ws) can be read by anyone on the way."""
         if self.api_url is None or not self.api_url.lower().startswith("http://"):
             return None
@@ -168,7 +168,8 @@ class ChargerSettings(Section):
         )
         if not self.allow_insecure:
             return f"{problem}, or set allow_insecure: true for this charger)"
-        context = info.context if isinstance(info.context, dict) else {}
+        if context is None:
+            return None  # validated outside a file (no warnings kept): allowed
         context.setdefault("warnings", []).append(
             f"charger {self.name}: {problem}; allowed by allow_insecure: true)"
         )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
-from pydantic import PrivateAttr, SecretStr, ValidationInfo, field_validator, model_validator
-
+from goe2mqtt.config.schema import key_check, section_check
 from goe2mqtt.config.secret_files import read_secret_file
 from goe2mqtt.config.section import Section
+from goe2mqtt.config.values import Context, SecretStr
 
 DEFAULT_LISTEN = "127.0.0.1:8099"
 # host:port; an IPv6 address in brackets. Port 0 takes any free port (tests, several
@@ -33,11 +34,11 @@ class HttpSettings(Section):
     # Per-charger series on /metrics: all, health only (online, age, polls, commands),
     # or none (a huge fleet whose Prometheus should see only the bridge's own).
     charger_metrics: Literal["all", "health", "none"] = "all"
-    _token: SecretStr | None = PrivateAttr(default=None)
+    _token: SecretStr | None = None
 
-    @field_validator("listen")
-    @classmethod
-    def _valid_listen(cls, value: str) -> str:
+    @key_check("listen")
+    @staticmethod
+    def _valid_listen(value: str, earlier: Mapping[str, Any]) -> str:
         try:
             _, port = split_listen(value)
         except ValueError:
@@ -48,11 +49,11 @@ class HttpSettings(Section):
             raise ValueError(f"port {port} is not below 65536")
         return value
 
-    @model_validator(mode="after")
-    def _load_token(self, info: ValidationInfo) -> HttpSettings:
+    @section_check
+    def _load_token(self, context: Context) -> None:
         if self.token_file is not None:
-            self._token = SecretStr(read_secret_file(self.token_file, "token_file", info))
-        return self
+            token = SecretStr(read_secret_file(self.token_file, "token_file", context))
+            object.__setattr__(self, "_token", token)
 
     @property
     def host(self) -> str:

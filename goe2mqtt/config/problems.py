@@ -1,14 +1,15 @@
-"""Pydantic's validation errors, said as a user reads them: the key first, a hint, no secret."""
+"""Validation problems (config/schema), said as a user reads them: the key first, a hint,
+no secret."""
 
 from __future__ import annotations
 
 import re
 import typing
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-from pydantic_core import ErrorDetails
+from goe2mqtt.config.schema import Schema, key_types
+from goe2mqtt.config.values import Invalid, Problem
 
 
 class ConfigError(Exception):
@@ -19,17 +20,9 @@ class ConfigError(Exception):
         self.problems = problems
 
 
-def problems_of(exc: ValidationError, root: type[BaseModel]) -> list[str]:
+def problems_of(exc: Invalid, root: type[Schema]) -> list[str]:
     """Every problem once, each naming its key (``chargers[0].serial: ...``)."""
-    errors = list(_one_problem_each(exc.errors(include_input=False)))
-    inner = [tuple(e["loc"]) for e in errors]
-    problems = dict.fromkeys(
-        _describe(error, root)
-        for error in errors
-        # "at least one charger" only because its one charger was invalid: noise
-        if not (error["type"] == "too_short" and _has_inner(tuple(error["loc"]), inner))
-    )
-    return list(problems)
+    return list(dict.fromkeys(_describe(error, root) for error in _one_problem_each(exc.problems)))
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
@@ -37,8 +30,6 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif part.startswith("function-") or part.startswith("model"):
-            continue
         else:
             text += f".{part}" if text else part
     return text
@@ -68,17 +59,17 @@ _PATTERN_HINTS = {
 }
 
 
-def _describe(error: Mapping[str, Any], root: type[BaseModel]) -> str:
-    key = _key_path(tuple(error["loc"]))
-    kind = error["type"]
-    message = _FRIENDLY_TYPES.get(kind, str(error["msg"])).removeprefix("Value error, ")
+def _describe(error: Problem, root: type[Schema]) -> str:
+    key = _key_path(error.loc)
+    kind = error.kind
+    message = _FRIENDLY_TYPES.get(kind, error.message)
     if kind in ("string_type", "string_pattern_mismatch", "too_short"):
         message = _PATTERN_HINTS.get(key.rsplit(".", 1)[-1], message)
-    if kind == "string_type" and message == error["msg"]:
+    if kind == "string_type" and message == error.message:
         # YAML reads password: 987654321 as a number; the user sees no reason why.
         message = 'must be text: quote it in YAML ("...")'
     if kind == "extra_forbidden":
-        loc = tuple(error["loc"])
+        loc = error.loc
         import difflib  # only for a file with a problem
 
         nearest = difflib.get_close_matches(str(loc[-1]), _keys_of_section(loc[:-1], root), n=1)
@@ -90,22 +81,22 @@ def _describe(error: Mapping[str, Any], root: type[BaseModel]) -> str:
     return f"{key}: {message}" if key else message
 
 
-def _keys_of_section(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
+def _keys_of_section(loc: tuple[Any, ...], root: type[Schema]) -> list[str]:
     """The keys the section at ``loc`` knows (for "did you mean ...?")."""
-    model = root
+    section = root
     for part in loc:
         if isinstance(part, int):
             continue
-        field = model.model_fields.get(str(part))
-        inner = _section_type(field.annotation) if field is not None else None
+        annotation = key_types(section).get(str(part))
+        inner = _section_type(annotation) if annotation is not None else None
         if inner is None:
             return []
-        model = inner
-    return list(model.model_fields)
+        section = inner
+    return list(key_types(section))
 
 
-def _section_type(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+def _section_type(annotation: Any) -> type[Schema] | None:
+    if isinstance(annotation, type) and issubclass(annotation, Schema):
         return annotation
     for argument in typing.get_args(annotation):
         found = _section_type(argument)
@@ -114,16 +105,11 @@ def _section_type(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _one_problem_each(errors: Iterable[ErrorDetails]) -> Iterator[ErrorDetails]:
-    """A section's validator says all its problems in one error, a line each."""
+def _one_problem_each(errors: Iterable[Problem]) -> Iterator[Problem]:
+    """A section's check says all its problems in one error, a line each."""
     for error in errors:
-        message = str(error["msg"])
-        if error["type"] == "value_error" and "\n" in message:
-            for line in message.removeprefix("Value error, ").split("\n"):
-                yield {**error, "msg": line}
+        if error.kind == "value_error" and "\n" in error.message:
+            for line in error.message.split("\n"):
+                yield error._replace(message=line)
         else:
             yield error
-
-
-def _has_inner(loc: tuple[Any, ...], locations: list[tuple[Any, ...]]) -> bool:
-    return any(len(other) > len(loc) and other[: len(loc)] == loc for other in locations)

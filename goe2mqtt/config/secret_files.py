@@ -12,8 +12,7 @@ import os
 import stat
 from pathlib import Path
 
-from pydantic import SecretStr, ValidationInfo
-
+from goe2mqtt.config.values import Context, SecretStr
 from goe2mqtt.util.text import has_control
 
 
@@ -24,7 +23,7 @@ def check_printable(value: str, key: str) -> None:
         raise ValueError(f"{key}: contains a control character (a newline or tab?): remove it")
 
 
-def check_secret_file(path: str, key: str, info: ValidationInfo) -> None:
+def check_secret_file(path: str, key: str, context: Context) -> None:
     """Refuse a secret that other users of the machine can read or change."""
     try:
         mode = os.stat(path).st_mode
@@ -33,14 +32,15 @@ def check_secret_file(path: str, key: str, info: ValidationInfo) -> None:
     if not mode & (stat.S_IROTH | stat.S_IWOTH | stat.S_IWGRP):
         return
     problem = f"{key}: {path} is readable or writable by other users (chmod 600 or 640 it)"
-    context = info.context if isinstance(info.context, dict) else {}
+    if context is None:
+        context = {}
     if not context.get("allow_insecure_secrets", False):
         raise ValueError(f"{problem}, or set allow_insecure_secrets: true")
     context.setdefault("warnings", []).append(problem)
 
 
-def read_secret_file(path: str, key: str, info: ValidationInfo) -> str:
-    check_secret_file(path, key, info)
+def read_secret_file(path: str, key: str, context: Context) -> str:
+    check_secret_file(path, key, context)
     try:
         secret = Path(path).read_text(encoding="utf-8").strip()
     except OSError as exc:
@@ -52,13 +52,13 @@ def read_secret_file(path: str, key: str, info: ValidationInfo) -> str:
 
 
 def load_secret(
-    value: SecretStr | None, path: str | None, key: str, info: ValidationInfo
+    value: SecretStr | None, path: str | None, key: str, context: Context
 ) -> SecretStr | None:
     """A secret given as ``key`` or in the file ``{key}_file`` (never both), checked."""
     if path is not None:
         if value is not None:
             raise ValueError(f"{key}_file: give either {key} or {key}_file, not both")
-        return SecretStr(read_secret_file(path, f"{key}_file", info))
+        return SecretStr(read_secret_file(path, f"{key}_file", context))
     if value is not None:
         check_printable(value.get_secret_value(), key)
     return value

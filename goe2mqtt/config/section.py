@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
-
 from goe2mqtt.config.environment import EnvText, typed
+from goe2mqtt.config.schema import Schema, key_types
 
-# Python's re (Section's regex_engine), where "$" would also match before a final
+# Python's re, where "$" would also match before a final
 # newline: "\Z" is the end of the text, so "garage\n" is no name.
 NAME_PATTERN = r"^[a-z0-9_-]+\Z"
 SERIAL_PATTERN = r"^[0-9]{6}\Z"
@@ -23,23 +21,17 @@ MIN_SCAN_INTERVAL = 1.0  # the charger's values change at most once a second
 EXAMPLE_TOKENS = frozenset({"replace-me"})  # config.example.yaml's placeholder
 
 
-class Section(BaseModel):
-    # strict: YAML already gives real types, so "1883" for a port is a mistake worth
-    # reporting; text from the environment is converted by the key's type first.
-    # python-re: the patterns are matched by the re module the process has loaded anyway;
-    # pydantic-core's own regex engine compiled them into 0.5 MiB of the daemon's memory
-    # (bench/idle_rss.py, issue 32).
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, regex_engine="python-re")
+class Section(Schema):
+    """Strict (config/schema): YAML already gives real types, so "1883" for a port is a
+    mistake worth reporting; text from the environment is converted by the key's type
+    first. Unknown keys are refused, and a validated section is frozen."""
 
-    @model_validator(mode="before")
     @classmethod
-    def _environment_text(cls, data: Any) -> Any:
-        if not isinstance(data, Mapping):
+    def _prepare(cls, data: dict[str, Any]) -> dict[str, Any]:
+        if not any(isinstance(value, EnvText) for value in data.values()):
             return data
-        fields = cls.model_fields
+        types = key_types(cls)
         return {
-            key: typed(value, fields[key].annotation)
-            if isinstance(value, EnvText) and key in fields
-            else value
+            key: typed(value, types[key]) if isinstance(value, EnvText) and key in types else value
             for key, value in data.items()
         }

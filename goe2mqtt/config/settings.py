@@ -15,20 +15,11 @@ import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from pydantic import (
-    Field,
-    PrivateAttr,
-    SecretStr,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
-
 from goe2mqtt.config.charger import ChargerSettings as ChargerSettings
 from goe2mqtt.config.environment import expand_references
 from goe2mqtt.config.http import HttpSettings
 from goe2mqtt.config.problems import ConfigError, problems_of
+from goe2mqtt.config.schema import field, key_check, section_check, validate
 from goe2mqtt.config.secret_files import check_printable, check_secret_file, load_secret
 from goe2mqtt.config.section import (
     RESERVED_NAMES,
@@ -37,6 +28,7 @@ from goe2mqtt.config.section import (
 )
 from goe2mqtt.config.site import SiteSettings as SiteSettings
 from goe2mqtt.config.tariff import SessionsSettings, TariffSettings
+from goe2mqtt.config.values import Context, Invalid, SecretStr
 from goe2mqtt.util.numbers import is_number as is_a_number
 
 
@@ -54,8 +46,8 @@ class TlsSettings(Section):
     keyfile: str | None = None
     insecure: bool = False  # skip the host name check (self-signed test brokers only)
 
-    @model_validator(mode="after")
-    def _check_files(self, info: ValidationInfo) -> TlsSettings:
+    @section_check
+    def _check_files(self, context: Context) -> None:
         if (self.certfile is None) != (self.keyfile is None):
             missing = "keyfile" if self.keyfile is None else "certfile"
             raise ValueError(f"{missing}: certfile and keyfile go together")
@@ -64,13 +56,12 @@ class TlsSettings(Section):
             if path is not None and not os.access(path, os.R_OK):
                 raise ValueError(f"{key}: cannot read {path}")
         if self.keyfile is not None:
-            check_secret_file(self.keyfile, "keyfile", info)
+            check_secret_file(self.keyfile, "keyfile", context)
         try:
             self.context()
         except (ssl.SSLError, OSError) as exc:
             key = "ca_file" if self.certfile is None else "certfile"
             raise ValueError(f"{key}: not usable for TLS: {exc.strerror or exc}") from None
-        return self
 
     def context(self) -> ssl.SSLContext:
         """The client-side TLS context these settings describe."""
@@ -83,67 +74,64 @@ class TlsSettings(Section):
 
 
 class MqttSettings(Section):
-    host: str = Field(min_length=1)
-    port: int = Field(default=1883, ge=1, le=65535)
+    host: str = field(min_length=1)
+    port: int = field(default=1883, ge=1, le=65535)
     username: str | None = None
     password: SecretStr | None = None
     password_file: str | None = None
-    client_id: str = Field(default="goe2mqtt", min_length=1, max_length=128)
-    base_topic: str = Field(default="goe2mqtt", pattern=TOPIC_PATTERN)
-    discovery_prefix: str = Field(default="homeassistant", pattern=TOPIC_PATTERN)
+    client_id: str = field(default="goe2mqtt", min_length=1, max_length=128)
+    base_topic: str = field(default="goe2mqtt", pattern=TOPIC_PATTERN)
+    discovery_prefix: str = field(default="homeassistant", pattern=TOPIC_PATTERN)
     discovery: bool = True
     # false: only {base}/{name}/state (every value in one JSON) and availability, not one
     # topic per entity - ~110x fewer messages for a fleet back-end. Needs discovery off:
     # Home Assistant's entities read the per-entity topics.
     leaf_topics: bool = True
-    keepalive: int = Field(default=60, ge=5, le=3600)
+    keepalive: int = field(default=60, ge=5, le=3600)
     protocol: Literal["5", "3.1.1"] = "5"
     tls: TlsSettings | None = None
     # Commands older than this are refused; with MQTT 5 it is also how long the broker
     # keeps our session (and queued commands) while we are away.
-    max_command_age: int = Field(default=300, ge=1, le=86_400)
+    max_command_age: int = field(default=300, ge=1, le=86_400)
 
-    @field_validator("protocol", mode="before")
-    @classmethod
-    def _protocol_as_text(cls, value: Any) -> Any:
+    @key_check("protocol", before=True)
+    @staticmethod
+    def _protocol_as_text(value: Any) -> Any:
         is_number = is_a_number(value)
         return str(value) if is_number else value
 
-    @model_validator(mode="after")
-    def _leaf_topics_for_discovery(self) -> MqttSettings:
+    @section_check
+    def _leaf_topics_for_discovery(self, context: Context) -> None:
         if self.discovery and not self.leaf_topics:
             raise ValueError(
                 "leaf_topics: false needs discovery: false (Home Assistant's entities read"
                 " the per-entity topics)"
             )
-        return self
 
-    @model_validator(mode="after")
-    def _load_password_file(self, info: ValidationInfo) -> MqttSettings:
-        password = load_secret(self.password, self.password_file, "password", info)
+    @section_check
+    def _load_password_file(self, context: Context) -> None:
+        password = load_secret(self.password, self.password_file, "password", context)
         object.__setattr__(self, "password", password)
         if self.username is not None:
             check_printable(self.username, "username")
-        return self
 
 
 class ShardSettings(Section):
     # Left out: the ordinal at the end of the host name, as a Kubernetes StatefulSet
     # names its pods (goe2mqtt-3 -> 3), so every pod can share one config.
-    index: int = Field(default=-1, ge=-1)
-    count: int = Field(ge=1, le=1024)
-    _from_hostname: bool = PrivateAttr(default=False)
+    index: int = field(default=-1, ge=-1)
+    count: int = field(ge=1, le=1024)
+    _from_hostname: bool = False
 
-    @model_validator(mode="after")
-    def _index_in_range(self) -> ShardSettings:
+    @section_check
+    def _index_in_range(self, context: Context) -> None:
         if self.index == -1:
             # HOSTNAME is the pod's name in Kubernetes (and what tests set per process).
             hostname = os.environ.get("HOSTNAME") or socket.gethostname()
             object.__setattr__(self, "index", hostname_ordinal(hostname))
-            self._from_hostname = True
+            object.__setattr__(self, "_from_hostname", True)
         if self.index >= self.count:
             raise ValueError(f"index: {self.index} must be below count ({self.count})")
-        return self
 
     @property
     def from_hostname(self) -> bool:
@@ -170,7 +158,7 @@ SHARD_PLACEHOLDER = "{shard}"
 
 class Settings(Section):
     mqtt: MqttSettings
-    chargers: tuple[ChargerSettings, ...] = Field(min_length=1)
+    chargers: tuple[ChargerSettings, ...] = field(min_length=1)
     # Secret files others may read stop start-up unless this says it is on purpose.
     allow_insecure_secrets: bool = False
     # The bridge writes its health (bridge/info plus MQTT state) here every 30 s, for
@@ -180,23 +168,23 @@ class Settings(Section):
     shard: ShardSettings | None = None
     # The command journal lives here ({client_id}.journal): commands and results
     # that must survive a crash. Keep it on a persistent disk (a volume in a container).
-    state_dir: str = Field(default_factory=default_state_dir, min_length=1)
+    state_dir: str = field(default_factory=default_state_dir, min_length=1)
     # The operator's HTTP surface: /metrics, /healthz, /readyz and the status page.
-    http: HttpSettings = Field(default_factory=HttpSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
     # What energy costs (the session ledger); a charger's own tariff replaces it.
-    tariff: TariffSettings = Field(default_factory=TariffSettings)
-    sessions: SessionsSettings = Field(default_factory=SessionsSettings)
+    tariff: TariffSettings = field(default_factory=TariffSettings)
+    sessions: SessionsSettings = field(default_factory=SessionsSettings)
     # One fuse (or import cap) shared by several chargers: the site controller.
     sites: tuple[SiteSettings, ...] = ()
-    _warnings: tuple[str, ...] = PrivateAttr(default=())
+    _warnings: tuple[str, ...] = ()
 
     @property
     def warnings(self) -> tuple[str, ...]:
         """What was accepted but deserves a line in the log at start-up."""
         return self._warnings
 
-    @model_validator(mode="after")
-    def _client_id_per_shard(self) -> Settings:
+    @section_check
+    def _client_id_per_shard(self, context: Context) -> None:
         # One config for every pod: "{shard}" in client_id gives each its own session.
         client_id = self.mqtt.client_id
         derived = self.shard is not None and self.shard.from_hostname
@@ -211,10 +199,9 @@ class Settings(Section):
             object.__setattr__(
                 self.mqtt, "client_id", client_id.replace(SHARD_PLACEHOLDER, str(self.shard.index))
             )
-        return self
 
-    @model_validator(mode="after")
-    def _unique_chargers(self) -> Settings:
+    @section_check
+    def _unique_chargers(self, context: Context) -> None:
         seen_names: set[str] = set()
         seen: dict[str, set[str]] = {"serial": set(), "host": set()}  # each names one charger
         for index, charger in enumerate(self.chargers):
@@ -230,13 +217,12 @@ class Settings(Section):
                 if value in values:
                     raise ValueError(f"chargers[{index}].{key}: duplicate {key} {value}")
                 values.add(value)
-        return self
 
     def tariff_for(self, charger: ChargerSettings) -> TariffSettings:
         return charger.tariff if charger.tariff is not None else self.tariff
 
-    @model_validator(mode="after")
-    def _sites_name_chargers(self) -> Settings:
+    @section_check
+    def _sites_name_chargers(self, context: Context) -> None:
         problems = site_problems(self.sites, {c.name for c in self.chargers})
         problems.extend(meter_loops(self.sites, self.mqtt.base_topic))
         for index, charger in enumerate(self.chargers):
@@ -253,7 +239,6 @@ class Settings(Section):
             )
         if problems:
             raise ValueError("\n".join(problems))
-        return self
 
     def owned_chargers(self) -> tuple[ChargerSettings, ...]:
         if self.shard is None:
@@ -322,23 +307,14 @@ def parse_settings(raw: Any, *, warnings: Iterable[str] = ()) -> Settings:
     expanded = expand_references(raw, "", missing)
     if missing:
         raise ConfigError(*missing)
-    if isinstance(expanded.get("chargers"), list):
-        expanded["chargers"] = tuple(expanded["chargers"])
-    if isinstance(expanded.get("sites"), list):  # strict: YAML's lists become tuples
-        expanded["sites"] = tuple(
-            {**site, "chargers": tuple(site["chargers"])}
-            if isinstance(site, Mapping) and isinstance(site.get("chargers"), list)
-            else site
-            for site in expanded["sites"]
-        )
     # Secret files are checked while the sections validate, before this flag itself is.
     context: dict[str, Any] = {
         "allow_insecure_secrets": expanded.get("allow_insecure_secrets") is True,
         "warnings": [],
     }
     try:
-        settings = Settings.model_validate(expanded, context=context)
-    except ValidationError as exc:
+        settings = validate(Settings, expanded, context)
+    except Invalid as exc:
         raise ConfigError(*problems_of(exc, Settings)) from None
-    settings._warnings = (*warnings, *context["warnings"])
+    object.__setattr__(settings, "_warnings", (*warnings, *context["warnings"]))
     return settings

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
-
+from goe2mqtt.config.schema import field, section_check
 from goe2mqtt.config.section import NAME_PATTERN, TOPIC_PATTERN, Section
+from goe2mqtt.config.values import Context
 
 GOE_MIN_CURRENT = 6  # A: the least a charging car draws (IEC 61851); never written lower
 GOE_MAX_CURRENT = 32  # A: the 22 kW charger's ceiling
@@ -33,47 +33,46 @@ def fallback_problems(fallback: int, chargers: int, fuse: float | None) -> list[
 
 
 class SiteChargerSettings(Section):
-    name: str = Field(pattern=NAME_PATTERN, max_length=64)
+    name: str = field(pattern=NAME_PATTERN, max_length=64)
     # 1 is served first; chargers of one priority share equally.
-    priority: int = Field(default=1, ge=1, le=99)
-    min_current: int = Field(default=GOE_MIN_CURRENT, ge=GOE_MIN_CURRENT, le=GOE_MAX_CURRENT)
-    max_current: int = Field(default=GOE_MAX_CURRENT, ge=GOE_MIN_CURRENT, le=GOE_MAX_CURRENT)
+    priority: int = field(default=1, ge=1, le=99)
+    min_current: int = field(default=GOE_MIN_CURRENT, ge=GOE_MIN_CURRENT, le=GOE_MAX_CURRENT)
+    max_current: int = field(default=GOE_MAX_CURRENT, ge=GOE_MIN_CURRENT, le=GOE_MAX_CURRENT)
 
-    @model_validator(mode="after")
-    def _min_below_max(self) -> SiteChargerSettings:
+    @section_check
+    def _min_below_max(self, context: Context) -> None:
         if self.min_current > self.max_current:
             raise ValueError(
                 f"min_current: {self.min_current} A is above max_current {self.max_current} A"
             )
-        return self
 
 
 class SiteSettings(Section):
-    name: str = Field(pattern=NAME_PATTERN, max_length=64)
-    fuse: float | None = Field(default=None, gt=0, le=1000)  # A per phase
-    import_limit: float | None = Field(default=None, gt=0, le=1_000_000)  # W
-    meter_topic: str = Field(pattern=TOPIC_PATTERN)
-    meter_timeout: float = Field(default=30.0, ge=1, le=3600)
+    name: str = field(pattern=NAME_PATTERN, max_length=64)
+    fuse: float | None = field(default=None, gt=0, le=1000)  # A per phase
+    import_limit: float | None = field(default=None, gt=0, le=1_000_000)  # W
+    meter_topic: str = field(pattern=TOPIC_PATTERN)
+    meter_timeout: float = field(default=30.0, ge=1, le=3600)
     # A per charging charger while the meter is silent or wrong; 0 pauses them.
-    fallback_current: int = Field(default=GOE_MIN_CURRENT, ge=0, le=GOE_MAX_CURRENT)
-    interval: float = Field(default=5.0, ge=1, le=300)
+    fallback_current: int = field(default=GOE_MIN_CURRENT, ge=0, le=GOE_MAX_CURRENT)
+    interval: float = field(default=5.0, ge=1, le=300)
     mode: Literal["fuse", "pv", "off"] = "fuse"
     # A paused charger stays paused this long, and resumes once room for its minimum
     # has been there this long (pv: once the sun has given its minimum this long).
-    resume_after: float = Field(default=60.0, ge=0, le=3600)
-    ramp_up: int = Field(default=2, ge=1, le=GOE_MAX_CURRENT)  # A per decision, upwards
+    resume_after: float = field(default=60.0, ge=0, le=3600)
+    ramp_up: int = field(default=2, ge=1, le=GOE_MAX_CURRENT)  # A per decision, upwards
     # A meter that measures both ways (PV, a battery): negative = export. Off, a negative
     # reading is taken for a broken meter (fallback) - unless the site is in mode pv,
     # which needs the export.
     meter_exports: bool = False
     # pv: a running charger keeps its minimum while the import it causes stays within
     # this (W), and a start is protected from being displaced this long (s).
-    pv_stop_hysteresis: float = Field(default=300.0, ge=0, le=100_000)
-    pv_min_charge_time: float = Field(default=300.0, ge=0, le=86_400)
-    chargers: tuple[SiteChargerSettings, ...] = Field(min_length=1)
+    pv_stop_hysteresis: float = field(default=300.0, ge=0, le=100_000)
+    pv_min_charge_time: float = field(default=300.0, ge=0, le=86_400)
+    chargers: tuple[SiteChargerSettings, ...] = field(min_length=1)
 
-    @model_validator(mode="after")
-    def _limits(self) -> SiteSettings:
+    @section_check
+    def _limits(self, context: Context) -> None:
         problems: list[str] = []
         if self.fuse is None and self.import_limit is None:
             problems.append("fuse: required unless import_limit is set (A per phase)")
@@ -91,7 +90,6 @@ class SiteSettings(Section):
                 )
         if problems:
             raise ValueError("\n".join(problems))
-        return self
 
     @property
     def fuse_limited(self) -> bool:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import re
 import zoneinfo
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
-
+from goe2mqtt.config.schema import field, key_check, section_check
 from goe2mqtt.config.section import TOPIC_PATTERN, Section
+from goe2mqtt.config.values import Context
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MINUTES_PER_DAY = 24 * 60
@@ -53,26 +54,25 @@ class TimeOfUseEntry(Section):
     end is before its start runs through midnight (22:00 to 07:00 on each of its days)."""
 
     days: str = "daily"
-    start: str = Field(alias="from")
-    end: str = Field(alias="to")
-    price: float = Field(ge=-MAX_PRICE, le=MAX_PRICE)
+    start: str = field(alias="from")
+    end: str = field(alias="to")
+    price: float = field(ge=-MAX_PRICE, le=MAX_PRICE)
 
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _quoted(cls, value: Any) -> Any:
+    @key_check("start", "end", before=True)
+    @staticmethod
+    def _quoted(value: Any) -> Any:
         """YAML 1.1 reads an unquoted 22:00 as 1320 (base 60), though 07:00 stays text."""
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 1440:
             shown = f"{value // 60:02d}:{value % 60:02d}"
             raise ValueError(f'{value} is how YAML reads {shown} without quotes: write "{shown}"')
         return value
 
-    @model_validator(mode="after")
-    def _readable(self) -> TimeOfUseEntry:
+    @section_check
+    def _readable(self, context: Context) -> None:
         parse_days(self.days)
         start, end = parse_minute(self.start, "from"), parse_minute(self.end, "to")
         if start == end:
             raise ValueError(f"from and to are both {self.start}: an empty range")
-        return self
 
     def spans(self) -> list[tuple[int, int, int]]:
         """(weekday, first minute, minute after the last) for every day it covers."""
@@ -82,25 +82,20 @@ class TimeOfUseEntry(Section):
 
 
 class TariffSettings(Section):
-    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}\Z")
-    price_per_kwh: float | None = Field(default=None, ge=-MAX_PRICE, le=MAX_PRICE)
+    currency: str = field(default="EUR", pattern=r"^[A-Z]{3}\Z")
+    price_per_kwh: float | None = field(default=None, ge=-MAX_PRICE, le=MAX_PRICE)
     time_of_use: tuple[TimeOfUseEntry, ...] | None = None
     # IANA name (Europe/Vienna); None: the system's. Time-of-use rows and the
     # month of "this month" are read in it.
     timezone: str | None = None
     # A topic whose payload is the current price per kWh: a number or {"price": N}.
-    price_topic: str | None = Field(default=None, pattern=TOPIC_PATTERN)
+    price_topic: str | None = field(default=None, pattern=TOPIC_PATTERN)
     # What a kWh from your own PV counts (the feed-in you gave up); 0: free.
-    pv_price_per_kwh: float = Field(default=0.0, ge=-MAX_PRICE, le=MAX_PRICE)
+    pv_price_per_kwh: float = field(default=0.0, ge=-MAX_PRICE, le=MAX_PRICE)
 
-    @field_validator("time_of_use", mode="before")
-    @classmethod
-    def _as_tuple(cls, value: Any) -> Any:
-        return tuple(value) if isinstance(value, list) else value
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
+    @key_check("timezone")
+    @staticmethod
+    def _known_zone(value: str | None, earlier: Mapping[str, Any]) -> str | None:
         if value is not None:
             try:
                 zoneinfo.ZoneInfo(value)
@@ -108,8 +103,8 @@ class TariffSettings(Section):
                 raise ValueError(f"{value!r} is not a known IANA timezone") from None
         return value
 
-    @model_validator(mode="after")
-    def _one_way_to_price(self) -> TariffSettings:
+    @section_check
+    def _one_way_to_price(self, context: Context) -> None:
         given = [
             key
             for key in ("price_per_kwh", "time_of_use", "price_topic")
@@ -121,7 +116,6 @@ class TariffSettings(Section):
             problems = schedule_problems(self.time_of_use)
             if problems:
                 raise ValueError("time_of_use: " + "; ".join(problems))
-        return self
 
     @property
     def priced(self) -> bool:
@@ -164,4 +158,4 @@ def schedule_problems(entries: tuple[TimeOfUseEntry, ...]) -> list[str]:
 
 
 class SessionsSettings(Section):
-    keep_days: int = Field(default=3650, ge=1, le=36_500)
+    keep_days: int = field(default=3650, ge=1, le=36_500)

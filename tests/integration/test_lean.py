@@ -35,6 +35,7 @@ runpy.run_module("goe2mqtt", run_name="__main__", alter_sys=True)
 # what structlog would draw tracebacks with. prometheus_client waits for a first scrape.
 # Nor the system's MIME table, which aiohttp's web would read (mimetypes._db: read), nor
 # ctypes, for a malloc_trim that one charger is too small to need (bridge/memory.py).
+# Nor pydantic: config/schema validates the file (pydantic's first model alone was 5.5 MiB).
 NOT_FOR_POLLING = {
     "goe2mqtt.sim", "goe2mqtt.sim.demo", "goe2mqtt.sim.house_demo", "goe2mqtt.sim.simulator",
     "goe2mqtt.goe.websocket", "goe2mqtt.goe.ws_protocol", "goe2mqtt.goe.ws_transport",
@@ -42,6 +43,7 @@ NOT_FOR_POLLING = {
     "goe2mqtt.site", "goe2mqtt.site.controller", "goe2mqtt.bridge.site_runner",
     "goe2mqtt.ledger.report", "goe2mqtt.web.metrics", "prometheus_client",
     "rich", "greenlet", "better_exceptions", "difflib", "mimetypes._db", "ctypes",
+    "pydantic", "pydantic_core",
 }  # fmt: skip
 POLLING = {"goe2mqtt.goe.client", "goe2mqtt.bridge.process", "goe2mqtt.catalogue"}
 

@@ -21,6 +21,7 @@ import structlog
 from aiohttp import WSMsgType, web
 
 from goe2mqtt.catalogue import STATUS_KEYS
+from goe2mqtt.config.schema import dump
 from goe2mqtt.config.settings import Settings, parse_settings
 from goe2mqtt.goe import websocket as websocket_module
 from goe2mqtt.goe import ws_auth, ws_keys
@@ -553,12 +554,12 @@ async def test_hashing_never_holds_dns_or_the_broker_connect(
             await fleet.serve_local(serial)
         hashing_settings = settings_for(broker, "127.0.0.1")
         raw_fleet = [
-            {**hashing_settings.chargers[0].model_dump(mode="json", exclude_none=True),
+            {**dump(hashing_settings.chargers[0], exclude_none=True),
              "name": f"ws{n}", "host": fleet.local_hosts[serial], "password": PASSWORD}
             for n, serial in enumerate(serials)
         ]  # fmt: skip
         hashing = RunningBridge(parse_settings({
-            "mqtt": hashing_settings.mqtt.model_dump(mode="json", exclude_none=True),
+            "mqtt": dump(hashing_settings.mqtt, exclude_none=True),
             "chargers": raw_fleet,
         }))  # fmt: skip
         await hashing.start()

@@ -4,8 +4,9 @@ Read from the source, as test_layers.py reads it: the modules the daemon's start
 imports (`goe2mqtt` -> cli.main -> dispatch's config loading and _run -> the bridge,
 and the HTTP server, on by default), and everything they import when loaded, must not
 reach the simulator, the demo, the websocket, bcrypt, the sites, the session reports,
-prometheus_client, difflib or ctypes: those are imported inside the branch that uses them. The
-daemon itself, run with such a config, is checked in tests/integration/test_lean.py.
+prometheus_client, difflib or ctypes: those are imported inside the branch that uses them;
+nor pydantic, which config/schema replaced. The daemon itself, run with such a config, is
+checked in tests/integration/test_lean.py.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ NOT_FOR_POLLING = {
     "goe2mqtt.ledger.report", "goe2mqtt.web.metrics", "prometheus_client", "rich",
     "difflib",  # config/problems' "did you mean": only for a file with an unknown key
     "ctypes",  # bridge/memory's malloc_trim: only once a process grew enough to trim
+    "pydantic", "pydantic_core",  # config/schema validates: pydantic's first model was 5.5 MiB
 }  # fmt: skip
 
 

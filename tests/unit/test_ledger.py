@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from goe2mqtt.config.problems import ConfigError
+from goe2mqtt.config.schema import validate
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.config.tariff import TariffSettings
 from goe2mqtt.ledger.pricing import TimeOfUse, TopicPrice, parse_price
@@ -322,7 +323,7 @@ def test_a_session_with_a_pv_reading_splits_grid_and_pv() -> None:
 
 
 def tou(**extra: Any) -> TariffSettings:
-    return TariffSettings.model_validate({
+    return validate(TariffSettings, {
         "time_of_use": [
             {"days": "mon-fri", "from": "07:00", "to": "22:00", "price": 0.32},
             {"days": "mon-fri", "from": "22:00", "to": "07:00", "price": 0.22},
@@ -347,7 +348,7 @@ def test_time_of_use_splits_an_interval_across_a_tariff_change() -> None:
 def night_at_0230(zone: str = "Europe/Vienna") -> TimeOfUse:
     """A boundary inside 02:00-03:00: the hour that does not exist in spring and
     comes twice in autumn."""
-    return TimeOfUse(TariffSettings.model_validate({
+    return TimeOfUse(validate(TariffSettings, {
         "time_of_use": [
             {"from": "00:00", "to": "02:30", "price": 0.10},
             {"from": "02:30", "to": "24:00", "price": 0.40},
@@ -374,7 +375,7 @@ def test_time_of_use_on_the_day_the_clocks_go_forward_follows_the_wall_clock() -
     day = prices.average(midnight, midnight + 23 * 3600)
     assert day == pytest.approx((2 * 0.10 + 21 * 0.40) / 23)
     # A boundary at 02:00 (which does not exist either) is the jump itself.
-    at_0200 = TimeOfUse(TariffSettings.model_validate({
+    at_0200 = TimeOfUse(validate(TariffSettings, {
         "time_of_use": [
             {"from": "00:00", "to": "02:00", "price": 0.10},
             {"from": "02:00", "to": "24:00", "price": 0.40},
