@@ -8,7 +8,7 @@ import typing
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from goe2mqtt.config.schema import Schema, key_types
+from goe2mqtt.config.schema import Schema, key_path, key_types
 from goe2mqtt.config.values import Invalid, Problem
 
 
@@ -23,16 +23,6 @@ class ConfigError(Exception):
 def problems_of(exc: Invalid, root: type[Schema]) -> list[str]:
     """Every problem once, each naming its key (``chargers[0].serial: ...``)."""
     return list(dict.fromkeys(_describe(error, root) for error in _one_problem_each(exc.problems)))
-
-
-def _key_path(loc: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else part
-    return text
 
 
 _FRIENDLY_TYPES = {
@@ -60,7 +50,7 @@ _PATTERN_HINTS = {
 
 
 def _describe(error: Problem, root: type[Schema]) -> str:
-    key = _key_path(error.loc)
+    key = key_path(error.loc)
     kind = error.kind
     message = _FRIENDLY_TYPES.get(kind, error.message)
     if kind in ("string_type", "string_pattern_mismatch", "too_short"):

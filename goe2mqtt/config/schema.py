@@ -279,13 +279,28 @@ def _section(
         return BAD
     section = object.__new__(cls)
     section.__dict__.update(values, __given__=frozenset(k for k in values if k in data))
-    for name in cls.__schema_section_checks__:
-        try:
-            getattr(section, name)(context)
-        except ValueError as exc:
-            errors.append(Problem(loc, "value_error", str(exc)))
-            return BAD
+    outer = None if context is None else context.get("at")
+    if context is not None:
+        context["at"] = key_path(loc)  # a check's warnings name their key in full
+    try:
+        for name in cls.__schema_section_checks__:
+            try:
+                getattr(section, name)(context)
+            except ValueError as exc:
+                errors.append(Problem(loc, "value_error", str(exc)))
+                return BAD
+    finally:
+        if context is not None:
+            context["at"] = outer
     return section
+
+
+def key_path(loc: Loc) -> str:
+    """A key path as a user reads it: ``chargers[0].token_file``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
 
 
 def _checked(

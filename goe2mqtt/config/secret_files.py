@@ -36,7 +36,8 @@ def check_secret_file(path: str, key: str, context: Context) -> None:
         context = {}
     if not context.get("allow_insecure_secrets", False):
         raise ValueError(f"{problem}, or set allow_insecure_secrets: true")
-    context.setdefault("warnings", []).append(problem)
+    at = context.get("at")  # the section's key path (config/schema.py): said in full
+    context.setdefault("warnings", []).append(f"{at}.{problem}" if at else problem)
 
 
 def read_secret_file(path: str, key: str, context: Context) -> str:

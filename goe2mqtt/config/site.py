@@ -66,7 +66,7 @@ class SiteSettings(Section):
     # which needs the export.
     meter_exports: bool = False
     # pv: a running charger keeps its minimum while the import it causes stays within
-    # this (W), and a start is protected from being displaced this long (s).
+    # this (W); a start keeps its minimum this long (s), sun or not (the fuse holds).
     pv_stop_hysteresis: float = field(default=300.0, ge=0, le=100_000)
     pv_min_charge_time: float = field(default=300.0, ge=0, le=86_400)
     chargers: tuple[SiteChargerSettings, ...] = field(min_length=1)

@@ -183,8 +183,20 @@ def test_insecure_secret_files_only_warn_when_allowed(tmp_path: Path) -> None:
     settings = parse_settings(raw)
     assert settings.mqtt.password is not None
     assert len(settings.warnings) == 1
-    assert settings.warnings[0].startswith("password_file: ")
+    assert settings.warnings[0].startswith("mqtt.password_file: ")
     assert "pw" not in settings.warnings[0].split(":", 1)[1].replace(str(password_file), "")
+
+
+def test_an_insecure_charger_token_file_warning_names_its_charger(tmp_path: Path) -> None:
+    # Every other config message names the full key; this warning said "token_file:".
+    token_file = tmp_path / "token"
+    token_file.write_text(SECRET)
+    token_file.chmod(0o644)
+    raw = base(token=None, token_file=str(token_file))
+    raw["allow_insecure_secrets"] = True
+    (warning,) = parse_settings(raw).warnings
+    assert warning.startswith("chargers[0].token_file: "), warning
+    assert SECRET not in warning
 
 
 def test_protocol_and_command_age() -> None:
