@@ -28,15 +28,15 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections.abc import Callable
-from typing import Any
 
 import aiomqtt
 import structlog
 
-from goe2mqtt.mqtt.client import SEND_WINDOW, BrokerStalled, PublishRefused
+from goe2mqtt.mqtt import sender
+from goe2mqtt.mqtt.client import PublishRefused
 from goe2mqtt.mqtt.families import Family, LiveFamily, SendingFamily, Taken
 from goe2mqtt.mqtt.owed import Owed
-from goe2mqtt.mqtt.packing import PACK_AFTER, Packing, same, unpack
+from goe2mqtt.mqtt.packing import Packing, same, unpack
 
 log = structlog.get_logger()
 
@@ -203,41 +203,34 @@ class RetainedStore:
             self.resent.clear()
         self._dirty_added.set()
 
-    def owe_again(self, topic: str) -> bool:
-        """Send a topic's retained value again, after every change (someone else wrote
-        there): whether it is one the store holds as a topic of its own or a loose
-        member. A family's member is owed with ``owe_member_again``."""
-        if topic in self._dirty:
-            return True  # on its way anyway
+    def ours(self, topic: str, key: str) -> bytes | None:
+        """What we hold for ``topic`` now, None if nothing (``key``: the live family that
+        may have it as a member, or the topic itself)."""
         value = self.retained.get(topic)
-        if (isinstance(value, bytes) and value) or topic in self._loose:
-            self._again(topic)
-            return True
-        return False
-
-    def owe_member_again(self, family: Family, topic: str) -> bool:
-        """Send a member of a family the store holds again, after every change; built
-        when taken (a live family's newest), or now (the family's member as it stands).
-        Whether the store holds the family and the family has that member."""
-        key = family.key
-        if self.retained.get(key) is not family:
-            return False
-        if key in self._dirty or topic in self._dirty:
-            return True  # on its way anyway
-        if isinstance(self.retained.get(topic), bytes) or topic in self._loose:
-            return self.owe_again(topic)  # a topic of its own, or loose: as it stands
+        if isinstance(value, bytes):
+            return unpack(value) or None
+        loose = self._loose.get(topic)
+        if isinstance(loose, bytes):
+            return loose or None
+        family = loose if loose is not None else self.retained.get(key)
         member = getattr(family, "member", None)
-        if member is not None:  # a live family: built when taken
-            if member(topic) is None:
-                return False
+        return None if member is None else member(topic)
+
+    def owes(self, topic: str, key: str) -> bool:
+        """Whether the topic (or its family, whole) waits to be sent."""
+        return topic in self._dirty or key in self._dirty
+
+    def owe_again(self, topic: str, key: str) -> None:
+        """Send what we hold for ``topic`` again (someone else wrote there), after every
+        change; a live family's member is built when taken, the newest then."""
+        if self.owes(topic, key):
+            return
+        if not isinstance(self.retained.get(topic), bytes) and topic not in self._loose:
+            family = self.retained.get(key)
+            if getattr(family, "member", None) is None:
+                return  # not ours
             self._loose[topic] = family  # type: ignore[assignment]
-        else:
-            payload = next((data for name, data in family.members() if name == topic), None)
-            if payload is None:
-                return False
-            self._loose[topic] = payload
         self._again(topic)
-        return True
 
     def _again(self, name: str) -> None:
         if self._dirty.again(name):
@@ -356,80 +349,10 @@ class RetainedStore:
 
     async def send(self, client: aiomqtt.Client, ack_timeout: float) -> None:
         """Drain the owed topics while connected; raises BrokerStalled or MqttError."""
-        window = asyncio.Semaphore(SEND_WINDOW)
-        failure: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        sends: set[asyncio.Task[None]] = set()
-        delivered = [0]  # acknowledged since the last batch was logged
-        inflight = [0]
-
-        async def send(topic: str, data: bytes, sending: SendingFamily | None) -> None:
-            try:
-                await client.publish(topic, unpack(data), qos=1, retain=True, timeout=ack_timeout)
-            except PublishRefused as exc:
-                self._on_refused(exc)  # owed again at the next connect, never taken as sent
-                self._delivered(topic, sending)  # but no barrier waits for it
-            except (asyncio.CancelledError, aiomqtt.MqttError) as exc:
-                self._undelivered(topic, data, sending)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                if not failure.done():
-                    timed_out = "timed out" in str(exc)
-                    failure.set_exception(
-                        BrokerStalled(f"no PUBACK within {ack_timeout:.0f} s") if timed_out else exc
-                    )
-            else:
-                delivered[0] += 1
-                self._delivered(topic, sending)
-                if data == b"" and self.retained.get(topic) == b"":
-                    del self.retained[topic]  # cleared: nothing to republish
-            finally:
-                window.release()
-                inflight[0] -= 1
-                if not inflight[0] and not self._owes() and delivered[0]:
-                    log.debug("mqtt_batch_sent", messages=delivered[0])
-                    delivered[0] = 0
-
-        try:
-            while True:
-                if failure.done():
-                    failure.result()
-                if not self._owes():
-                    self._dirty_added.clear()
-                    waiter: asyncio.Future[Any] = asyncio.ensure_future(self._dirty_added.wait())
-                    await asyncio.wait(
-                        {waiter, failure}, timeout=PACK_AFTER, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    waiter.cancel()
-                    if self.packing.due():  # quiet: what stayed unchanged is packed now
-                        self.packing.sweep(self.retained)
-                    continue
-                await window.acquire()
-                taken = self._take()
-                if taken is None:
-                    window.release()
-                    continue
-                inflight[0] += 1
-                task = asyncio.create_task(send(*taken))
-                sends.add(task)
-                task.add_done_callback(sends.discard)
-        finally:
-            for task in list(sends):
-                task.cancel()
-            if not failure.done():
-                failure.cancel()
-            else:
-                failure.exception()  # retrieved: no "never retrieved" warning
+        await sender.send(self, client, ack_timeout)
 
     async def flush(self, client: aiomqtt.Client, ack_timeout: float, *, within: float) -> None:
         """Send the changes still owed (on a clean stop) as send() does, for ``within``
         seconds at most: the bridge's offline, after them, must go out (no will follows
         a clean disconnect). One at a time, hundreds owed far away took all the time."""
-        sender = asyncio.create_task(self.send(client, ack_timeout))
-        settled = asyncio.create_task(self.settled(self.barrier()))
-        try:
-            first = asyncio.FIRST_COMPLETED
-            await asyncio.wait({sender, settled}, timeout=within, return_when=first)
-        finally:
-            for task in (sender, settled):
-                task.cancel()
-            await asyncio.gather(sender, settled, return_exceptions=True)
+        await sender.flush(self, client, ack_timeout, within=within)
