@@ -25,6 +25,7 @@ AT_ONCE = 3  # answers in a row sent at once; the next wait 1, 2, 4 ... s
 GIVE_UP_AFTER = 12  # answers in a row, ~17 min: then the topic is left to the other
 STREAK_ENDS = 600.0  # s without a write: the next one is answered at once again
 TRACKED = 10_000  # topics in a streak at once; past it, another bridge is certain
+PRUNE_EVERY = 10.0  # s: full, ended streaks are looked for this often at most
 
 
 class Overwrites:
@@ -43,6 +44,7 @@ class Overwrites:
         self._since_said = 0
         self._said_at: float | None = None
         self._gave_up_said = False
+        self._pruned_at: float | None = None
 
     def answer_in(self, topic: str, payload: bytes) -> float | None:
         """Someone else wrote ``payload``, not our value, on ``topic``: the seconds to
@@ -57,7 +59,9 @@ class Overwrites:
         if now - last > STREAK_ENDS:
             answers = 0
         if answers == 0 and len(self._streaks) >= TRACKED:
-            self._prune(now)
+            # Not at every write: a flood on new topics would cost a walk of them all each.
+            if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY:
+                self._prune(now)
             if len(self._streaks) >= TRACKED:
                 self._unanswered(topic)
                 return None
@@ -90,6 +94,7 @@ class Overwrites:
             )
 
     def _prune(self, now: float) -> None:
+        self._pruned_at = now
         self._streaks = {
             topic: streak
             for topic, streak in self._streaks.items()
