@@ -36,6 +36,11 @@ BIRTH_DELAY = (0.5, 2.0)  # spread republishing after HA restarts, as HA recomme
 # sending, and a flood of births (anyone may publish homeassistant/status) kept the bridge
 # re-sending for as long as it lasted.
 BIRTH_SPACING = 30.0
+# Births that keep coming (anyone who may publish {prefix}/status can send them; one tiny
+# message cost a thousand chargers 25 CPU-seconds of re-sending, every 30 s): the spacing
+# doubles after each re-send, up to this; a birth after a quiet of twice the spacing
+# starts it anew (Home Assistant restarting now and then).
+BIRTH_SPACING_MAX = 900.0
 # Chargers no longer configured whose retained topics are read in one go: ~135 topics
 # each at most, a few thousand messages a read.
 STALE_BATCH = 50
@@ -83,6 +88,7 @@ class Housekeeping:
         self._birth_pending = False  # a task re-sends for the births so far
         self._births = 0  # births not re-sent for yet
         self._resent_at: float | None = None  # loop time the last re-send ended
+        self._spacing = birth_spacing  # from the end of the last re-send to the next
         self._foreign_discovery_seen = 0
         self._stale: dict[str, None] = {}  # chargers no longer configured, to clear
         self._stale_pending = False  # a task clears them
@@ -143,13 +149,17 @@ class Housekeeping:
             while self._births:
                 delay = random.uniform(*self._birth_delay)
                 if self._resent_at is not None:  # spaced from the end of the last
-                    delay = max(delay, self._resent_at + self._birth_spacing - loop.time())
+                    if loop.time() - self._resent_at > 2 * self._spacing:
+                        self._spacing = self._birth_spacing  # quiet for long: anew
+                    delay = max(delay, self._resent_at + self._spacing - loop.time())
                 await asyncio.sleep(delay)
                 self._births = 0  # the births so far: this re-send is theirs
                 log.info("home_assistant_online", action="republish")
                 await self._mqtt.republish_retained()
                 await self._mqtt.resent()
                 self._resent_at = loop.time()
+                most = max(self._birth_spacing, BIRTH_SPACING_MAX)
+                self._spacing = min(2 * self._spacing, most)
         finally:
             self._birth_pending = False
 
