@@ -60,6 +60,10 @@ class RunnerDoor(Protocol):
         """Count and answer a command that could never run."""
         ...
 
+    def full(self) -> str | None:
+        """Why a command now would be refused as "queue full" (None: it may wait)."""
+        ...
+
 
 class ChargerDoor(Protocol):
     """What the desk needs of a charger (charger.loop.Charger is one): the runner its
@@ -222,9 +226,12 @@ class CommandDesk:
         if service in INPUT_SERVICES:
             return door.offer_reading(service, message.payload, retained=message.retain)
         try:
-            return parse_delivered(service, message.payload, retained=message.retain)
+            parsed = parse_delivered(service, message.payload, retained=message.retain)
         except CommandError as exc:
             return str(exc)
+        # Refused unstored, before the journal: a flood of commands for a charger whose
+        # queue is full cost a journal write and a result held until sent, each.
+        return door.runner.full() or parsed
 
     def _unserved(self, charger: str) -> str:
         if charger in self._configured:

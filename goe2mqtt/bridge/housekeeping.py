@@ -4,23 +4,28 @@ and what earlier runs left behind.
 Home Assistant coming online gets every retained config and state again (once for a
 burst of births, then BIRTH_SPACING after the last re-send ended: the broker has them); a
 charger or a site no longer configured, or a discovery config no longer announced, is
-removed so that it does not look current to every new subscriber;
+removed so that it does not look current to every new subscriber (for a charger, what is
+really retained under it: read first, so that anyone leaving fake availability topics
+costs a clear each, not one per catalogue topic);
 a config of another installation that maps to our node id is left alone, and said once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 from collections.abc import Callable, Coroutine, Sequence, Set
 from typing import Any
 
+import aiomqtt
 import structlog
 
 from goe2mqtt.config.site import SiteSettings
 from goe2mqtt.homeassistant.discovery import ExpectedDiscovery, discovery_filter
 from goe2mqtt.homeassistant.site_device import site_discovery_topics
+from goe2mqtt.mqtt.look_back import read_retained_together
 from goe2mqtt.mqtt.session import InboundMessage, MqttSession, Subscription
 from goe2mqtt.mqtt.topics import Topics
 
@@ -31,6 +36,14 @@ BIRTH_DELAY = (0.5, 2.0)  # spread republishing after HA restarts, as HA recomme
 # sending, and a flood of births (anyone may publish homeassistant/status) kept the bridge
 # re-sending for as long as it lasted.
 BIRTH_SPACING = 30.0
+# Births that keep coming (anyone who may publish {prefix}/status can send them; one tiny
+# message cost a thousand chargers 25 CPU-seconds of re-sending, every 30 s): the spacing
+# doubles after each re-send, up to this; a birth after a quiet of twice the spacing
+# starts it anew (Home Assistant restarting now and then).
+BIRTH_SPACING_MAX = 900.0
+# Chargers no longer configured whose retained topics are read in one go: ~135 topics
+# each at most, a few thousand messages a read.
+STALE_BATCH = 50
 
 Spawn = Callable[[Coroutine[Any, Any, None]], None]
 
@@ -75,7 +88,10 @@ class Housekeeping:
         self._birth_pending = False  # a task re-sends for the births so far
         self._births = 0  # births not re-sent for yet
         self._resent_at: float | None = None  # loop time the last re-send ended
+        self._spacing = birth_spacing  # from the end of the last re-send to the next
         self._foreign_discovery_seen = 0
+        self._stale: dict[str, None] = {}  # chargers no longer configured, to clear
+        self._stale_pending = False  # a task clears them
         # The configs the chargers and sites announce (or may): the rest under our node
         # is stale.
         self._expected_chargers = ExpectedDiscovery(prefix or "", topics.base, configured)
@@ -117,7 +133,10 @@ class Housekeeping:
         removed = self._topics.charger_of_availability(message.topic)
         if removed is not None:
             if message.payload and removed not in self._configured:
-                self._spawn(self._remove_stale_charger(removed))
+                self._stale[removed] = None
+                if not self._stale_pending:
+                    self._stale_pending = True
+                    self._spawn(self._remove_stale_chargers())
             return True
         return False
 
@@ -130,21 +149,69 @@ class Housekeeping:
             while self._births:
                 delay = random.uniform(*self._birth_delay)
                 if self._resent_at is not None:  # spaced from the end of the last
-                    delay = max(delay, self._resent_at + self._birth_spacing - loop.time())
+                    if loop.time() - self._resent_at > 2 * self._spacing:
+                        self._spacing = self._birth_spacing  # quiet for long: anew
+                    delay = max(delay, self._resent_at + self._spacing - loop.time())
                 await asyncio.sleep(delay)
                 self._births = 0  # the births so far: this re-send is theirs
                 log.info("home_assistant_online", action="republish")
                 await self._mqtt.republish_retained()
                 await self._mqtt.resent()
                 self._resent_at = loop.time()
+                most = max(self._birth_spacing, BIRTH_SPACING_MAX)
+                self._spacing = min(2 * self._spacing, most)
         finally:
             self._birth_pending = False
 
-    async def _remove_stale_charger(self, charger: str) -> None:
-        # Left behind, its retained values would look current to every new subscriber.
-        log.info("charger_removed", charger=charger, reason="no longer configured")
-        for topic in self._topics.charger_retained(charger):
-            await self._mqtt.clear_retained(topic)
+    async def _remove_stale_chargers(self) -> None:
+        """Clear what is retained under chargers no longer configured, STALE_BATCH at a
+        time: left behind, their values would look current to every new subscriber."""
+        try:
+            while self._stale:
+                batch = list(itertools.islice(self._stale, STALE_BATCH))
+                for charger in batch:
+                    del self._stale[charger]
+                await self._remove_stale_batch(batch)
+        finally:
+            self._stale_pending = False
+
+    async def _remove_stale_batch(self, chargers: list[str]) -> None:
+        topics = self._topics
+        found: set[str] = set()
+
+        def retained(message: InboundMessage) -> None:
+            if message.payload:
+                found.add(message.topic)
+
+        try:
+            filters = [f"{topics.base}/{charger}/+" for charger in chargers]
+            await read_retained_together(self._mqtt.options, filters, retained, role="stale")
+        except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
+            log.warning(
+                "stale_chargers_not_read",
+                chargers=len(chargers),
+                error=str(exc),
+                action="their availability cleared; the rest at the next start",
+            )
+            found = {topics.availability(charger) for charger in chargers}
+        bare = []  # an availability and nothing else: a fake one perhaps; one line for all
+        for charger in chargers:
+            # Only what the bridge publishes for a charger: anything else there is not ours.
+            clear = [t for t in topics.charger_retained(charger) if t in found]
+            if clear == [topics.availability(charger)]:
+                bare.append(charger)
+            elif clear:
+                log.info("charger_removed", charger=charger, reason="no longer configured",
+                         retained=len(clear))  # fmt: skip
+            for topic in clear:
+                await self._mqtt.clear_retained(topic)
+        if bare:
+            log.info(
+                "stale_availability_removed",
+                chargers=len(bare),
+                first=bare[0],
+                reason="no charger of that name configured, nothing else retained",
+            )
 
     async def _remove_stale_site_state(self, site: str, topic: str) -> None:
         log.info("site_removed", site=site, reason="no longer configured")

@@ -44,6 +44,7 @@ from goe2mqtt.bridge.startup import (
     session_options,
     start_spread,
 )
+from goe2mqtt.bridge.watched import owner, watched_subscriptions
 from goe2mqtt.catalogue import STATUS_KEYS
 from goe2mqtt.charger.loop import Charger
 from goe2mqtt.commands.journal import Journal
@@ -104,6 +105,7 @@ class Bridge:
         commands = Subscription(
             self.topics.command_filter, qos=1, no_local=True, retain_as_published=True
         )
+        owned = [c.name for c in settings.owned_chargers()]
         self.mqtt = MqttSession(
             options,
             [
@@ -111,9 +113,11 @@ class Bridge:
                 *housekeeping_subscriptions(self.topics, self._prefix),
                 *(Subscription(topic, qos=1) for topic in sorted(self._price_topics)),
                 *self.sites.subscriptions(),
+                *watched_subscriptions(self.topics, owned),  # others' writes answered
             ],
             on_connection=self._mqtt_connection_changed,
             on_new_session=self._mqtt_session_lost,
+            owner=owner(self.topics, owned),
         )
         self._housekeeping = Housekeeping(
             self.mqtt,

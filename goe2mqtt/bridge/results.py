@@ -4,15 +4,24 @@ A result stays owed (here and in the journal) until the broker acknowledged it. 
 packet id is journaled as it leaves, so that after a kill -9 the next run sends it
 again under the same id and the broker recognises it; once the broker took it, only
 the PUBREL is owed. After a restart the results the journal holds go out first.
+
+A result the journal does not hold (a command refused on arrival: malformed, unknown
+charger or service) goes out from memory, and at most MAX_UNSTORED of them wait at once:
+beyond, a refusal is dropped and counted (said once a minute). A broker user publishing
+such commands faster than results go out (one QoS 2 exchange each) queued one each,
+without bound, and every real command's result waited behind them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
+
+import structlog
 
 from goe2mqtt.commands.journal import DONE, Journal, JournalWriteFailed
 from goe2mqtt.commands.payloads import result_json
@@ -20,7 +29,11 @@ from goe2mqtt.mqtt.session import PublishRefused
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.util.aio import wait_until_set
 
+log = structlog.get_logger()
+
 RESULT_FLUSH = 5.0  # on stop, results may take this long to reach the broker
+MAX_UNSTORED = 1000  # results the journal does not hold, waiting at once
+DROPS_LOGGED_EVERY = 60.0  # s
 
 
 class ResultSender(Protocol):
@@ -64,6 +77,10 @@ class ResultQueue:
         # could not store.
         self._results: deque[tuple[int | None, str, str, int | None]] = deque()
         self.refused = 0
+        self._unstored = 0  # of the results owed, those the journal does not hold
+        self.dropped = 0  # refusals not sent: MAX_UNSTORED waited already
+        self._drops_said_at: float | None = None
+        self._drops_since_said = 0
         self._added = asyncio.Event()
         self._drained = asyncio.Event()
 
@@ -87,6 +104,11 @@ class ResultQueue:
     def add(
         self, seq: int | None, charger: str, result: dict[str, Any], packet_id: int | None = None
     ) -> None:
+        if seq is None:
+            if self._unstored >= MAX_UNSTORED:
+                self._dropped(charger)
+                return
+            self._unstored += 1
         self._results.append((seq, self._topics.result(charger), result_json(result), packet_id))
         self._drained.clear()
         self._added.set()
@@ -112,10 +134,10 @@ class ResultQueue:
             except PublishRefused:
                 # The broker will not take it (an ACL): resending would block every
                 # result behind it. The journal keeps it owed for the next start.
-                self._results.popleft()
+                self._sent()
                 self.refused += 1
                 continue
-            self._results.popleft()
+            self._sent()
             if seq is not None:
                 try:
                     self._journal.published(seq)
@@ -123,6 +145,24 @@ class ResultQueue:
                     # Owed again after a restart: its packet once more (the broker
                     # answers "done"), or, if no packet id was noted, a repeat.
                     self._journal_failed(exc)
+
+    def _sent(self) -> None:
+        if self._results.popleft()[0] is None:
+            self._unstored -= 1
+
+    def _dropped(self, charger: str) -> None:
+        self.dropped += 1
+        self._drops_since_said += 1
+        now = time.monotonic()
+        if self._drops_said_at is None or now - self._drops_said_at >= DROPS_LOGGED_EVERY:
+            log.warning(
+                "results_dropped",
+                charger=charger[:40],
+                times=self._drops_since_said,
+                reason=f"{MAX_UNSTORED} refusals of commands that could never run wait"
+                " already: someone publishes such commands faster than results go out",
+            )
+            self._drops_said_at, self._drops_since_said = now, 0
 
     def _sending(self, seq: int | None, packet_id: int) -> None:
         """The result leaves under ``packet_id``: after a kill -9 the next run sends it

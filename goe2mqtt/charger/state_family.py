@@ -18,6 +18,11 @@ from goe2mqtt.mqtt.families import FAMILY
 from goe2mqtt.mqtt.topics import Topics
 
 
+def states_key(topics: Topics, charger: str) -> str:
+    """The key the MQTT session's store keeps a charger's state topics under."""
+    return f"{FAMILY}states/{topics.base}/{charger}"
+
+
 class StateTopics:
     """One charger's state topics (mqtt/retained.LiveFamily): the leaf topics of what its
     view shows (if ``leaf_topics``), then its JSON state."""
@@ -27,7 +32,7 @@ class StateTopics:
     def __init__(
         self, view: ChargerView, topics: Topics, charger: str, *, leaf_topics: bool
     ) -> None:
-        self.key = f"{FAMILY}states/{topics.base}/{charger}"
+        self.key = states_key(topics, charger)
         self._view = view
         self._leaf = leaf_topics
         self._prefix = topics.state(charger, "")  # a leaf topic is it and the entity's key

@@ -145,13 +145,19 @@ class CommandRunner:
     def queued(self) -> int:
         return len(self._queue)
 
+    def full(self) -> str | None:
+        """Why a command now would be refused as "queue full" (None: it may wait)."""
+        if len(self._queue) >= self._max_queued:
+            return f"queue full: {len(self._queue)} commands wait for {self.name}"
+        return None
+
     def submit(self, queued: QueuedCommand, command: Command) -> None:
         """Queue a parsed command; it is refused at once if it cannot wait."""
         offline = self._charger.unreachable() if self._charger.polled else None
         if offline is not None:
             self.refuse(queued, f"charger offline: {offline}")
-        elif len(self._queue) >= self._max_queued:
-            self.refuse(queued, f"queue full: {len(self._queue)} commands wait for {self.name}")
+        elif (full := self.full()) is not None:
+            self.refuse(queued, full)
         else:
             self._queue.append((queued, command))
             self._queued.set()

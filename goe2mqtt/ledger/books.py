@@ -56,6 +56,9 @@ SESSION_TOPIC_EVERY = 10.0  # s: the retained session topic, at most this often 
 CLOCK_SLACK = 86_400.0
 
 
+PRICE_REFUSALS_SAID_EVERY = 60.0  # s: one price_refused line a topic at most
+
+
 class ChargerBooks:
     """One charger's sessions: fed statuses, it keeps the tracker, the month's totals
     and the added keys the catalogue's session entities read."""
@@ -217,6 +220,9 @@ class Ledger:
         self.clock = clock
         self.monotonic = monotonic
         self.price_topics: dict[str, TopicPrice] = {}
+        # Price topic -> (when a refusal was last logged, refusals since): once a minute,
+        # so anyone publishing garbage there in a loop is not a log line each.
+        self._refusals_said: dict[str, tuple[float, int]] = {}
         self.books: dict[str, ChargerBooks] = {}
         # The sessions open when the last run ended, read once (not once per charger).
         self.resumed = {s.charger: s for s in store.open_sessions()}
@@ -269,12 +275,18 @@ class Ledger:
             return f"{topic}: not a price topic"
         refused = price.offer(payload, self.clock())
         if refused is not None:
-            last = price.last
-            log.warning(
-                "price_refused", topic=topic, reason=refused,
-                kept=None if last is None else last[1],
-                kept_age_s=None if last is None else round(self.clock() - last[0]),
-            )  # fmt: skip
+            now = self.monotonic()
+            said_at, since = self._refusals_said.get(topic, (None, 0))
+            since += 1
+            if said_at is None or now - said_at >= PRICE_REFUSALS_SAID_EVERY:
+                last = price.last
+                log.warning(
+                    "price_refused", topic=topic, reason=refused, times=since,
+                    kept=None if last is None else last[1],
+                    kept_age_s=None if last is None else round(self.clock() - last[0]),
+                )  # fmt: skip
+                said_at, since = now, 0
+            self._refusals_said[topic] = (said_at, since)
         return refused
 
     def store_at_once(self, books: ChargerBooks, step: Step) -> None:

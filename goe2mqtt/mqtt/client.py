@@ -66,6 +66,10 @@ class Subscription:
     # MQTT 5: a message published with retain keeps the flag on its way to us, so a
     # retained publish (or someone clearing one) is never taken for a live command.
     retain_as_published: bool = False
+    # MQTT 5 only: topics of ours watched for what others write there (the session
+    # answers with our value, mqtt/overwrites.py): no_local, and nothing retained sent
+    # at subscribe. With 3.1.1 not subscribed: every publish of ours would come back.
+    ours: bool = False
 
 
 # Called for every inbound message before the broker gets its PUBACK: what it stores
@@ -80,7 +84,7 @@ def hand_over_before_ack(
     client: aiomqtt.Client,
     counter: list[int],
     handler: MessageHandler,
-    own_availability: tuple[str, Callable[[bytes], None]] | None = None,
+    own: Callable[[str, bytes], bool] | None = None,
 ) -> None:
     """Route inbound messages to ``handler`` inside paho's callback.
 
@@ -96,9 +100,8 @@ def hand_over_before_ack(
         except UnicodeDecodeError:
             return  # not a topic of ours
         try:
-            if own_availability is not None and topic == own_availability[0]:
-                own_availability[1](bytes(message.payload))  # not the handler's business
-                return
+            if own is not None and own(topic, message.payload):
+                return  # a topic of the session's own: not the handler's business
             handler(
                 InboundMessage(
                     topic=topic,

@@ -55,6 +55,24 @@ async def read_retained(
     return received[0]
 
 
+async def read_retained_together(
+    options: MqttOptions, filters: Sequence[str], handler: MessageHandler, *, role: str
+) -> int:
+    """Hand every retained message under ``filters`` to ``handler``, all subscribed in
+    one SUBSCRIBE on a connection of its own (``role`` names it): for many filters that
+    each match a few topics. Returns how many came; raises as read_retained does."""
+    client = side_client(options, role, timeout=ANSWER_TIMEOUT)
+    received = [0]
+    hand_over_before_ack(client, received, handler)
+    try:
+        async with client:
+            await client.subscribe([(topic, 0) for topic in filters])
+            await until_quiet(received)
+    finally:
+        disconnect_cause(client)
+    return received[0]
+
+
 class LookBack:
     """Reads once per process what the retained_only subscriptions hold; started on
     each connection of the session until one read succeeds."""

@@ -28,14 +28,15 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections.abc import Callable
-from typing import Any
 
 import aiomqtt
 import structlog
 
-from goe2mqtt.mqtt.client import SEND_WINDOW, BrokerStalled, PublishRefused
+from goe2mqtt.mqtt import sender
+from goe2mqtt.mqtt.client import PublishRefused
 from goe2mqtt.mqtt.families import Family, LiveFamily, SendingFamily, Taken
-from goe2mqtt.mqtt.packing import PACK_AFTER, Packing, same, unpack
+from goe2mqtt.mqtt.owed import Owed
+from goe2mqtt.mqtt.packing import Packing, same, unpack
 
 log = structlog.get_logger()
 
@@ -53,10 +54,9 @@ class RetainedStore:
         # live family's: the family, which builds the payload when it is taken).
         self._loose: dict[str, bytes | LiveFamily] = {}
         self._sending: SendingFamily | None = None
-        # Topics whose newest value the broker has not acknowledged yet, in the order
-        # they last changed -> the first change since the topic was last taken for
-        # sending (None: owed again by a reconnect, no change of its own).
-        self._dirty: dict[str, int | None] = {}
+        # Topics whose newest value the broker has not acknowledged yet: changes in the
+        # order they last changed, then what is only sent again (mqtt/owed.py).
+        self._dirty = Owed()
         self._dirty_added = asyncio.Event()
         self._changes = 0  # changes made so far: the barrier
         # Topic -> its oldest change no acknowledged publish covers yet; the heap finds
@@ -64,9 +64,7 @@ class RetainedStore:
         self._owed: dict[str, int] = {}
         self._owed_heap: list[tuple[int, str]] = []
         self._progress = asyncio.Event()
-        # The last topic everything owed again added: once taken, that re-send is out.
-        self._resend_last: str | None = None
-        self.resent = asyncio.Event()
+        self.resent = asyncio.Event()  # set once every re-send owed was taken
         self.resent.set()
 
     @property
@@ -122,7 +120,8 @@ class RetainedStore:
             self.retained[key] = family  # builds the same: nothing owed, order kept
             return
         before, after = dict(old.members()), dict(family.members())
-        whole = key in self._dirty  # owed whole, not taken yet: built anew when taken
+        # Owed whole, not taken yet: built anew when taken (and, as a change, at once).
+        whole = key in self._dirty
         for topic, payload in before.items():
             if topic not in after:
                 loose = self._loose.pop(topic, None)
@@ -130,7 +129,7 @@ class RetainedStore:
                 self.retained[topic] = kept
                 self._kept(topic, kept)
                 if whole:
-                    self._mark(topic, None)
+                    self._mark(topic, None)  # the family sent whole no longer covers it
         changed = [topic for topic, payload in after.items() if before.get(topic) != payload]
         # In place: sent again, it goes where it first went (before the "online" that
         # vouches for it), and every member is built as it is then, the newest.
@@ -140,9 +139,10 @@ class RetainedStore:
                 del self.retained[topic]  # a member again
             if topic in self._loose:
                 self._loose[topic] = after[topic]  # a loose member is the family's newest
-        if whole:
+        if whole and self._dirty.is_change(key):
             self._changed(key)
             return
+        # Owed whole only again (a re-send): the changed members go now, as changes.
         for topic in changed:
             self._loose[topic] = after[topic]
             self._changed(topic)
@@ -154,9 +154,11 @@ class RetainedStore:
         if self.retained.get(key) is not family:
             self.put_family(family)
             return
-        if key in self._dirty:  # owed whole, not taken yet: built anew when taken
+        if self._dirty.is_change(key):  # owed whole, not taken yet: built anew when taken
             self._changed(key)
             return
+        # Owed whole by a re-send, or not at all: the member goes now, as a change (the
+        # re-send builds it again, the newest then).
         if isinstance(self.retained.get(topic), bytes):
             del self.retained[topic]  # cleared as a topic of its own: a member again
         self._loose[topic] = family
@@ -188,19 +190,52 @@ class RetainedStore:
             heapq.heappush(heap, (change, topic))
 
     def owe_everything(self) -> None:
-        """Send everything retained again (a reconnect, Home Assistant restarted). What
-        is owed keeps its place (a re-send under way goes on); the rest is added after it.
-        Begun anew at every birth, births faster than a re-send held back every later
-        change, and every command's result, for as long as they came."""
-        dirty, added = self._dirty, None
+        """Send everything retained again (a reconnect, Home Assistant restarted), after
+        every change, made before or meanwhile. What is owed keeps its place (a re-send
+        under way goes on); the rest is added after it. Begun anew at every birth,
+        births faster than a re-send held back every later change, and every command's
+        result, for as long as they came."""
+        dirty, added = self._dirty, False
         # Loose members go again too: a barrier may wait for their acknowledgement.
         for name in (*self.retained, *self._loose):
-            if name not in dirty:
-                dirty[name], added = None, name
-        if added is not None:
-            self._resend_last = added
+            added = dirty.again(name) or added
+        if added:
             self.resent.clear()
         self._dirty_added.set()
+
+    def ours(self, topic: str, key: str) -> bytes | None:
+        """What we hold for ``topic`` now, None if nothing (``key``: the live family that
+        may have it as a member, or the topic itself)."""
+        value = self.retained.get(topic)
+        if isinstance(value, bytes):
+            return unpack(value) or None
+        loose = self._loose.get(topic)
+        if isinstance(loose, bytes):
+            return loose or None
+        family = loose if loose is not None else self.retained.get(key)
+        member = getattr(family, "member", None)
+        return None if member is None else member(topic)
+
+    def owes(self, topic: str, key: str) -> bool:
+        """Whether the topic (or its family, whole) waits to be sent."""
+        return topic in self._dirty or key in self._dirty
+
+    def owe_again(self, topic: str, key: str) -> None:
+        """Send what we hold for ``topic`` again (someone else wrote there), after every
+        change; a live family's member is built when taken, the newest then."""
+        if self.owes(topic, key):
+            return
+        if not isinstance(self.retained.get(topic), bytes) and topic not in self._loose:
+            family = self.retained.get(key)
+            if getattr(family, "member", None) is None:
+                return  # not ours
+            self._loose[topic] = family  # type: ignore[assignment]
+        self._again(topic)
+
+    def _again(self, name: str) -> None:
+        if self._dirty.again(name):
+            self.resent.clear()
+            self._dirty_added.set()
 
     def _drop_sending(self) -> None:
         sending, self._sending = self._sending, None
@@ -208,8 +243,14 @@ class RetainedStore:
             sending.dropped = True
 
     def _mark(self, topic: str, change: int | None) -> None:
-        first = self._dirty.pop(topic, None)
-        self._dirty[topic] = first if first is not None else change
+        """Owe a topic: as a change if it is one, or a barrier waits for it (sent but not
+        acknowledged, then lost); else with the re-sends."""
+        if change is not None or topic in self._owed or self._dirty.is_change(topic):
+            self._dirty.change(topic, change)
+            if not self._dirty.resending:
+                self.resent.set()  # the re-send's last topic became a change
+        elif self._dirty.again(topic):
+            self.resent.clear()
         self._dirty_added.set()
 
     # --- the order barrier ---------------------------------------------------------------
@@ -236,7 +277,7 @@ class RetainedStore:
 
     def _acknowledged(self, name: str) -> None:
         """The value taken for sending reached the broker (or was refused for good)."""
-        since = self._dirty.get(name)
+        since = self._dirty.since(name)
         if since is None:
             self._owed.pop(name, None)
             if not self._owed:  # nothing owed: the heap holds only stale entries
@@ -288,15 +329,11 @@ class RetainedStore:
                 sending.taken += 1
                 sending.pending += 1
                 return item[0], item[1], sending
-            if not self._dirty:
+            name = self._dirty.take()
+            if name is None:
                 return None
-            name = next(iter(self._dirty))
-            del self._dirty[name]
-            if name == self._resend_last:
-                self._resend_last = None
+            if not self._dirty.resending:
                 self.resent.set()
-            if not self._dirty:  # a dict keeps the table it grew to: a start-up's
-                self._dirty = {}  # ~100 000 topics would stay in memory
             value = self.retained.get(name)
             if value is None or isinstance(value, bytes):
                 data = self._current(name)
@@ -312,80 +349,10 @@ class RetainedStore:
 
     async def send(self, client: aiomqtt.Client, ack_timeout: float) -> None:
         """Drain the owed topics while connected; raises BrokerStalled or MqttError."""
-        window = asyncio.Semaphore(SEND_WINDOW)
-        failure: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        sends: set[asyncio.Task[None]] = set()
-        delivered = [0]  # acknowledged since the last batch was logged
-        inflight = [0]
-
-        async def send(topic: str, data: bytes, sending: SendingFamily | None) -> None:
-            try:
-                await client.publish(topic, unpack(data), qos=1, retain=True, timeout=ack_timeout)
-            except PublishRefused as exc:
-                self._on_refused(exc)  # owed again at the next connect, never taken as sent
-                self._delivered(topic, sending)  # but no barrier waits for it
-            except (asyncio.CancelledError, aiomqtt.MqttError) as exc:
-                self._undelivered(topic, data, sending)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                if not failure.done():
-                    timed_out = "timed out" in str(exc)
-                    failure.set_exception(
-                        BrokerStalled(f"no PUBACK within {ack_timeout:.0f} s") if timed_out else exc
-                    )
-            else:
-                delivered[0] += 1
-                self._delivered(topic, sending)
-                if data == b"" and self.retained.get(topic) == b"":
-                    del self.retained[topic]  # cleared: nothing to republish
-            finally:
-                window.release()
-                inflight[0] -= 1
-                if not inflight[0] and not self._owes() and delivered[0]:
-                    log.debug("mqtt_batch_sent", messages=delivered[0])
-                    delivered[0] = 0
-
-        try:
-            while True:
-                if failure.done():
-                    failure.result()
-                if not self._owes():
-                    self._dirty_added.clear()
-                    waiter: asyncio.Future[Any] = asyncio.ensure_future(self._dirty_added.wait())
-                    await asyncio.wait(
-                        {waiter, failure}, timeout=PACK_AFTER, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    waiter.cancel()
-                    if self.packing.due():  # quiet: what stayed unchanged is packed now
-                        self.packing.sweep(self.retained)
-                    continue
-                await window.acquire()
-                taken = self._take()
-                if taken is None:
-                    window.release()
-                    continue
-                inflight[0] += 1
-                task = asyncio.create_task(send(*taken))
-                sends.add(task)
-                task.add_done_callback(sends.discard)
-        finally:
-            for task in list(sends):
-                task.cancel()
-            if not failure.done():
-                failure.cancel()
-            else:
-                failure.exception()  # retrieved: no "never retrieved" warning
+        await sender.send(self, client, ack_timeout)
 
     async def flush(self, client: aiomqtt.Client, ack_timeout: float, *, within: float) -> None:
         """Send the changes still owed (on a clean stop) as send() does, for ``within``
         seconds at most: the bridge's offline, after them, must go out (no will follows
         a clean disconnect). One at a time, hundreds owed far away took all the time."""
-        sender = asyncio.create_task(self.send(client, ack_timeout))
-        settled = asyncio.create_task(self.settled(self.barrier()))
-        try:
-            first = asyncio.FIRST_COMPLETED
-            await asyncio.wait({sender, settled}, timeout=within, return_when=first)
-        finally:
-            for task in (sender, settled):
-                task.cancel()
-            await asyncio.gather(sender, settled, return_exceptions=True)
+        await sender.flush(self, client, ack_timeout, within=within)

@@ -5,7 +5,9 @@ that a reconnect republishes. One-off messages (a command's result) go at QoS 2 
 one client object for the whole session, so the broker takes each exactly once, also
 when a connection dies in the middle (publish_once). Inbound messages are handed over
 before the broker is acknowledged, so what the handler stored survives any crash. When
-to reconnect, and what a lost connection is logged as, is mqtt/reconnect.py's.
+to reconnect, and what a lost connection is logged as, is mqtt/reconnect.py's. What
+others write on our availability and on the topics we watch (``ours``, MQTT 5) is
+answered with our value (mqtt/overwrites.py).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from goe2mqtt.mqtt.client import (
 )
 from goe2mqtt.mqtt.families import Family, LiveFamily
 from goe2mqtt.mqtt.look_back import LookBack
+from goe2mqtt.mqtt.overwrites import Overwrites
+from goe2mqtt.mqtt.own_topics import Owner, OwnTopics
 from goe2mqtt.mqtt.reconnect import RECONNECT_DELAYS, Reconnects
 from goe2mqtt.mqtt.retained import RetainedStore
 from goe2mqtt.mqtt.session_client import PacketNote, SessionClient, new_client
@@ -55,7 +59,6 @@ log = structlog.get_logger()
 SHUTDOWN_TIMEOUT = 5.0
 FLUSH_WITHIN = 3.0  # of the goodbye's SHUTDOWN_TIMEOUT: the rest is the offline's
 MIN_ACK_TIMEOUT = 5.0
-OVERWRITES_LOGGED_EVERY = 60.0  # s: our availability overwritten again and again, one line
 
 
 class MqttSession:
@@ -67,7 +70,10 @@ class MqttSession:
         reconnect_delays: Sequence[float] = RECONNECT_DELAYS,
         on_connection: Callable[[bool], None] | None = None,
         on_new_session: Callable[[], None] = lambda: None,
+        owner: Owner | None = None,
     ) -> None:
+        """``owner``: for a topic the ``ours`` subscriptions deliver, the key it is kept
+        under (the live family it is a member of, or itself); None: not ours."""
         self._options = options
         self._on_connection = on_connection
         self._on_new_session = on_new_session
@@ -92,8 +98,7 @@ class MqttSession:
         # Publishes the broker refused (MQTT 5 reason code >= 0x80): topic -> reason.
         self.refused: dict[str, str] = {}
         self.refused_count = 0
-        self._overwrites = 0  # of our availability since the last line that said so
-        self._overwrite_said_at: float | None = None
+        self._own = OwnTopics(self._store, options.availability_topic, subscriptions, owner)
         # A publish not acknowledged within this long means the broker is gone or
         # frozen (TCP alone can take minutes to notice a SIGSTOPped broker).
         self.ack_timeout = max(float(options.keepalive), MIN_ACK_TIMEOUT)
@@ -121,25 +126,18 @@ class MqttSession:
         return self._options
 
     def availability_seen(self, payload: bytes) -> None:
-        """Someone else wrote our availability (a demo, a stray test, a copied config):
-        while we are connected we are online, so say it again."""
-        if payload == ONLINE.encode() or self._client is None or self._stopping.is_set():
-            return
-        # Said again each time; logged once a minute at most (someone doing it in a loop
-        # made a warning line per message).
-        self._overwrites += 1
-        now = time.monotonic()
-        said_at = self._overwrite_said_at
-        if said_at is None or now - said_at >= OVERWRITES_LOGGED_EVERY:
-            log.warning(
-                "availability_overwritten",
-                topic=self._options.availability_topic,
-                payload=payload[:40].decode("utf-8", "replace"),
-                times=self._overwrites,
-                action="published online again",
-            )
-            self._overwrites, self._overwrite_said_at = 0, now
-        self._store.store(self._options.availability_topic, ONLINE.encode())
+        """Someone else wrote our availability: said again while connected."""
+        self._own.availability_seen(payload)
+
+    @property
+    def overwrites(self) -> Overwrites:
+        """What others wrote on the watched topics of ours, and how it was answered."""
+        return self._own.retained
+
+    @property
+    def answering(self) -> int:
+        """Answers to others' writes waiting for their time."""
+        return len(self._own.answering)
 
     @property
     def backlog(self) -> int:
@@ -149,6 +147,7 @@ class MqttSession:
     def _set_client(self, client: aiomqtt.Client | None) -> None:
         was_connected = self.connected
         self._client = client
+        self._own.live = client is not None and not self._stopping.is_set()
         if client is None:
             self._up.clear()
         else:
@@ -272,14 +271,12 @@ class MqttSession:
         """Ask run() to publish ``final`` and the bridge's offline, then disconnect."""
         self._final = list(final)
         self._stopping.set()
+        self._own.live = False
 
     async def run(self, on_message: MessageHandler) -> None:
         """Stay connected until stop(); every (re)connect resubscribes and republishes."""
-        options = self._options
         client = self._client_of_session()
-        hand_over_before_ack(
-            client, [0], on_message, (options.availability_topic, self.availability_seen)
-        )
+        hand_over_before_ack(client, [0], on_message, self._own.message)
         try:
             await self._stay_connected(client, on_message)
         finally:
@@ -312,7 +309,7 @@ class MqttSession:
     async def _serve(self, client: aiomqtt.Client, on_message: MessageHandler) -> None:
         v5 = self._options.protocol == "5"
         for sub in self._subscriptions:
-            if sub.retained_only:
+            if sub.retained_only or sub.ours:
                 continue
             if v5:
                 await client.subscribe(
@@ -330,6 +327,8 @@ class MqttSession:
             await client.subscribe(own, options=SubscribeOptions(qos=1, noLocal=True))
         else:
             await client.subscribe(own, qos=1)
+        if v5:
+            await self._own.watch(client)
         await client.publish(self._options.availability_topic, ONLINE, qos=1, retain=True)
         self._stalled = stalled = asyncio.get_running_loop().create_future()
         self._set_client(client)

@@ -211,6 +211,24 @@ async def test_an_mqtt_price_across_a_change_and_bad_prices_keep_the_last(
         await books.probe.publish(price_topic, "", retain=True)
 
 
+async def test_garbage_published_on_a_price_topic_in_a_loop_is_one_log_line(
+    ledgered: Callable[..., Any],
+) -> None:
+    """Anyone who may publish on the price topic (another integration's, rarely behind an
+    ACL) sending garbage in a loop made a warning line each: a log that fills a disk."""
+    clock = WallClock(MONDAY_2130_VIENNA)
+    price_topic = f"prices-{id(clock)}/garbage"
+    with structlog.testing.capture_logs() as logs:
+        async with ledgered({"price_topic": price_topic}, clock) as books:
+            prices = books.running.bridge.ledger_out.ledger.price_topics[price_topic]
+            for n in range(200):
+                await books.probe.publish(price_topic, f"garbage {n}")
+            await until(lambda: prices.refused == 200, "every bad price refused")
+    said = [event for event in logs if event["event"] == "price_refused"]
+    assert len(said) == 1, len(said)
+    assert said[0]["topic"] == price_topic
+
+
 async def test_energy_that_flowed_before_the_first_price_is_priced_when_it_comes(
     ledgered: Callable[..., Any],
 ) -> None:

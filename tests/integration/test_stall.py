@@ -168,6 +168,32 @@ async def test_a_flood_of_home_assistant_births_makes_one_re_send_per_spacing(
         assert len(republished) == 1, len(republished)
 
 
+async def test_births_that_keep_coming_are_re_sent_for_at_growing_intervals(
+    broker: MosquittoBroker, setup: Setup, probe: MqttProbe
+) -> None:
+    """One tiny message cost a thousand chargers 25 CPU-seconds of re-sending, as often
+    as every 30 s: the spacing doubles while births keep coming."""
+    spacing = 0.05
+    bridge = RunningBridge(setup.settings, birth_spacing=spacing)
+    await bridge.start()
+    flood: asyncio.Task[None] | None = None
+    housekeeping = bridge.bridge._housekeeping
+    try:
+        await probe.wait_text(setup.topics.availability("garage"), "online")
+        with structlog.testing.capture_logs() as logs:
+            flood = asyncio.create_task(_births(broker, f"{setup.prefix}/status"))
+            await until(
+                lambda: sum(e["event"] == "home_assistant_online" for e in logs) >= 4,
+                "four re-sends",
+                within=30,
+            )
+            assert housekeeping._spacing >= spacing * 2**3  # doubled after each of three
+    finally:
+        if flood is not None:
+            await cancel(flood)
+        await bridge.stop()
+
+
 class FarBroker:
     """The broker far away (a cloud broker, a slow link): what it sends reaches the
     bridge ``delay`` later, in order. Only for the bridge; the test's own clients go

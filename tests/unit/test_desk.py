@@ -47,6 +47,9 @@ class FakeRunner:
         assert self.sink is not None
         self.sink.command_finished(command, rejection(command, reason, RepeatFilter()))
 
+    def full(self) -> str | None:
+        return None
+
 
 class FakeCharger:
     """Takes commands (its runner) and PV readings as a Charger does; can be told to blow up."""

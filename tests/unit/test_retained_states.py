@@ -168,15 +168,35 @@ def test_a_re_send_says_when_it_went_out() -> None:
     assert store.resent.is_set()  # none asked for
     store.owe_everything()
     assert not store.resent.is_set()
-    store.put("goe2mqtt/c0/availability", b"offline")  # a change meanwhile: goes after
+    store.put("goe2mqtt/c1/availability", b"offline")  # a change meanwhile: goes first
     taken = [store._take() for _ in range(2)]
-    assert [t[0] for t in taken if t] == ["goe2mqtt/c1/availability", "goe2mqtt/c2/availability"]
-    assert store.resent.is_set()
-    store.owe_everything()  # c1 and c2 again, after c0's change
-    store.owe_everything()  # asked again before they went: nothing more
+    assert [t[0] for t in taken if t] == ["goe2mqtt/c1/availability", "goe2mqtt/c0/availability"]
+    assert not store.resent.is_set()  # c2 is still owed again
+    store.owe_everything()  # asked again before c2 went: c2 keeps its place
     assert [t[0] for t in iter(store._take, None)] == [
+        "goe2mqtt/c2/availability",
         "goe2mqtt/c0/availability",
         "goe2mqtt/c1/availability",
-        "goe2mqtt/c2/availability",
     ]
+    assert store.resent.is_set()
+
+
+def test_a_change_goes_before_a_re_send_under_way() -> None:
+    """A change made while everything is sent again (Home Assistant's birth) waits for
+    no more than what is already on its way; a member of a family owed again goes alone,
+    and the family after it is still sent whole."""
+    publisher = StorePublisher()
+    store = publisher.store
+    for n in range(500):
+        store.put(f"goe2mqtt/other{n}/availability", b"online")
+    while store._take() is not None:
+        pass
+    store.owe_everything()  # a birth
+    first = [store._take() for _ in range(10)]  # under way
+    store.put("goe2mqtt/other250/availability", b"offline")
+    taken = store._take()
+    assert taken is not None
+    assert taken[:2] == ("goe2mqtt/other250/availability", b"offline")
+    rest = [t[0] for t in iter(store._take, None)]
+    assert len(first) + 1 + len(rest) == 500  # the change went once, not again in the re-send
     assert store.resent.is_set()

@@ -1,0 +1,124 @@
+"""The retained store's sender (mqtt/retained.py): what is owed, drained while connected.
+
+SEND_WINDOW publishes await their PUBACK at once; each one taken is the store's newest
+for its topic. Knows MQTT and nothing of go-e.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import aiomqtt
+import structlog
+
+from goe2mqtt.mqtt.client import SEND_WINDOW, BrokerStalled, PublishRefused
+from goe2mqtt.mqtt.families import Family, SendingFamily, Taken
+from goe2mqtt.mqtt.packing import PACK_AFTER, Packing, unpack
+
+log = structlog.get_logger()
+
+
+class RetainedStore(Protocol):
+    """What the sender uses of mqtt/retained.RetainedStore (which imports this module)."""
+
+    retained: dict[str, bytes | Family]
+    packing: Packing
+    _dirty_added: asyncio.Event
+    _on_refused: Callable[[PublishRefused], None]
+
+    def _delivered(self, topic: str, sending: SendingFamily | None) -> None: ...
+
+    def _undelivered(self, topic: str, data: bytes, sending: SendingFamily | None) -> None: ...
+
+    def _owes(self) -> bool: ...
+
+    def _take(self) -> Taken | None: ...
+
+    def barrier(self) -> int: ...
+
+    async def settled(self, barrier: int) -> None: ...
+
+
+async def send(store: RetainedStore, client: aiomqtt.Client, ack_timeout: float) -> None:
+    """Drain the store's owed topics while connected; raises BrokerStalled or MqttError."""
+    window = asyncio.Semaphore(SEND_WINDOW)
+    failure: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    sends: set[asyncio.Task[None]] = set()
+    delivered = [0]  # acknowledged since the last batch was logged
+    inflight = [0]
+
+    async def publish(topic: str, data: bytes, sending: SendingFamily | None) -> None:
+        try:
+            await client.publish(topic, unpack(data), qos=1, retain=True, timeout=ack_timeout)
+        except PublishRefused as exc:
+            store._on_refused(exc)  # owed again at the next connect, never taken as sent
+            store._delivered(topic, sending)  # but no barrier waits for it
+        except (asyncio.CancelledError, aiomqtt.MqttError) as exc:
+            store._undelivered(topic, data, sending)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            if not failure.done():
+                timed_out = "timed out" in str(exc)
+                failure.set_exception(
+                    BrokerStalled(f"no PUBACK within {ack_timeout:.0f} s") if timed_out else exc
+                )
+        else:
+            delivered[0] += 1
+            store._delivered(topic, sending)
+            if data == b"" and store.retained.get(topic) == b"":
+                del store.retained[topic]  # cleared: nothing to republish
+        finally:
+            window.release()
+            inflight[0] -= 1
+            if not inflight[0] and not store._owes() and delivered[0]:
+                log.debug("mqtt_batch_sent", messages=delivered[0])
+                delivered[0] = 0
+
+    try:
+        while True:
+            if failure.done():
+                failure.result()
+            if not store._owes():
+                store._dirty_added.clear()
+                waiter: asyncio.Future[Any] = asyncio.ensure_future(store._dirty_added.wait())
+                await asyncio.wait(
+                    {waiter, failure}, timeout=PACK_AFTER, return_when=asyncio.FIRST_COMPLETED
+                )
+                waiter.cancel()
+                if store.packing.due():  # quiet: what stayed unchanged is packed now
+                    store.packing.sweep(store.retained)
+                continue
+            await window.acquire()
+            taken = store._take()
+            if taken is None:
+                window.release()
+                continue
+            inflight[0] += 1
+            task = asyncio.create_task(publish(*taken))
+            sends.add(task)
+            task.add_done_callback(sends.discard)
+    finally:
+        for task in list(sends):
+            task.cancel()
+        if not failure.done():
+            failure.cancel()
+        else:
+            failure.exception()  # retrieved: no "never retrieved" warning
+
+
+async def flush(
+    store: RetainedStore, client: aiomqtt.Client, ack_timeout: float, *, within: float
+) -> None:
+    """Send what the store still owes as send() does, for ``within`` seconds at most, or
+    until every change made before the call is acknowledged."""
+    sending = asyncio.create_task(send(store, client, ack_timeout))
+    settled = asyncio.create_task(store.settled(store.barrier()))
+    try:
+        first = asyncio.FIRST_COMPLETED
+        await asyncio.wait({sending, settled}, timeout=within, return_when=first)
+    finally:
+        for task in (sending, settled):
+            task.cancel()
+        await asyncio.gather(sending, settled, return_exceptions=True)
