@@ -15,10 +15,12 @@ secrets before it becomes a reason anyone sees.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import math
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -49,6 +51,16 @@ from goe2mqtt.util.text import printable
 from goe2mqtt.util.values import JsonValue
 
 log = structlog.get_logger()
+
+# What of a message to hand on (a status, and whether it is a full one), or None for nothing.
+Keep = Callable[[Mapping[str, Any], bool], Mapping[str, Any] | None]
+_TEXT = aiohttp.WSMsgType.TEXT
+_CLOSED = frozenset({aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED})
+
+
+def _as_is(status: Mapping[str, Any], full: bool) -> Mapping[str, Any]:
+    return status
+
 
 SILENCE = 50.0  # seconds without a frame: the socket is dead (deltas come every second)
 QUIET_STEPS = (5.0, 10.0, 20.0, 30.0, 40.0)  # the last frame's age, shown on Connection
@@ -92,6 +104,8 @@ class WebSocketLink:
         self._name = name
         self._headers = dict(headers or {})
         self._silence = silence
+        # A link looks at its socket this long after its last frame (ascending).
+        self._look_after = tuple(sorted({*QUIET_STEPS, silence}))
         self._serial = serial  # configured: a hello naming another is refused
         # The peer's words may echo one (an authError quoting the password): masked.
         self.secrets = LinkSecrets([password, *(v.removeprefix("Bearer ")
@@ -115,6 +129,7 @@ class WebSocketLink:
         )  # fmt: skip
         self.connects = 0
         self._on_state: StateListener = lambda: None
+        self._keep: Keep = _as_is
         self._heard_at = 0.0  # loop time of the last frame
         self._live_by = 0.0  # loop time by which this connection must be live
         self.quiet_step = 0.0  # the QUIET_STEPS age last shown; 0: frames are coming
@@ -126,9 +141,13 @@ class WebSocketLink:
 
     # --- the connection --------------------------------------------------------------
 
-    async def run(self, listener: Listener, on_state: StateListener = lambda: None) -> None:
-        """Keep the socket open until cancelled; hand every status to the listener."""
-        self._on_state = on_state
+    async def run(
+        self, listener: Listener, on_state: StateListener = lambda: None, keep: Keep = _as_is
+    ) -> None:
+        """Keep the socket open until cancelled; hand every status to the listener -
+        what ``keep`` makes of it, and nothing when that is None (a delta of nothing
+        the caller reads: decided here, without a coroutine per frame)."""
+        self._on_state, self._keep = on_state, keep
         failures = 0
         while True:
             started = time.monotonic()
@@ -205,16 +224,22 @@ class WebSocketLink:
         finally:
             self._disarm()
 
-    def _arm(self, socket: aiohttp.ClientWebSocketResponse) -> None:
+    def _arm(self, socket: aiohttp.ClientWebSocketResponse, now: float | None = None) -> None:
         self._disarm()
-        now, heard_at = asyncio.get_running_loop().time(), self._heard_at
-        looks = [heard_at + s for s in (*QUIET_STEPS, self._silence) if heard_at + s > now]
-        if not self.live:
-            looks.append(self._live_by)
-        if self._parts.due is not None:
-            looks.append(self._parts.due)
+        if now is None:
+            now = asyncio.get_running_loop().time()
+        heard_at = self._heard_at
+        # The first look after the last frame still ahead (ascending); each look re-arms.
+        at = next((heard_at + s for s in self._look_after if heard_at + s > now), math.inf)
+        if not self.live and self._live_by < at:
+            at = self._live_by
+        due = self._parts.due
+        if due is not None and due < at:
+            at = due
+        if at == math.inf:
+            at = now
         self._watched = socket
-        self._watch_slot = watchdogs().arm(self, min(looks, default=now), self._look)
+        self._watch_slot = watchdogs().arm(self, at, self._look)
 
     def _disarm(self) -> None:
         if self._watch_slot is not None:
@@ -235,11 +260,15 @@ class WebSocketLink:
         elif self._parts.due is not None and now >= self._parts.due:
             self._end(socket, self._parts.overdue)
         else:
-            step = max((s for s in QUIET_STEPS if s <= quiet), default=0.0)
+            step = (
+                QUIET_STEPS[bisect.bisect_right(QUIET_STEPS, quiet) - 1]
+                if quiet >= QUIET_STEPS[0]
+                else 0.0
+            )
             if self.live and step != self.quiet_step:
                 self.quiet_step = step  # the Connection entity shows it
                 self._on_state()
-            self._arm(socket)
+            self._arm(socket, now)
 
     def _why_not_live(self) -> str:
         if not self.hello:
@@ -259,21 +288,31 @@ class WebSocketLink:
         hello: dict[str, Any] = {}
         auth_rounds = 0
         self.hello, self._hashed, self._secured = {}, None, False
+        keep, closed = self._keep, _CLOSED
         while True:
             frame = await socket.receive()
-            if frame.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
-                              aiohttp.WSMsgType.CLOSED):  # fmt: skip
+            if frame.type is _TEXT:
+                message = decode(frame.data)
+            elif frame.type in closed:
                 return
-            if frame.type is aiohttp.WSMsgType.ERROR:
+            elif frame.type is aiohttp.WSMsgType.ERROR:
                 raise TransientError(f"socket error: {type(frame.data).__name__}")
-            message = self._message(frame)
-            if message is None:
-                continue  # counted; junk is no sign of life (silence, the age shown)
-            self._heard(loop.time())
+            else:
+                message = None  # a binary frame, or another that is no message
+            junk = not_a_message(message)
+            if junk is not None:
+                self._skip(frame, message, junk)
+                continue  # junk is no sign of life (silence, the age shown)
+            assert message is not None  # (not_a_message said so)
+            self._heard_at = loop.time()
+            if self.quiet_step:
+                self._heard_again()
             kind = message["type"]
             if kind == "deltaStatus":  # nearly every frame: tested first
                 if self.live:
-                    await listener(message["status"], False)
+                    kept = keep(message["status"], False)
+                    if kept is not None:
+                        await listener(kept, False)
                 else:
                     self.skipped.skip("deltaStatus before the full status")
             elif kind == "hello":
@@ -301,7 +340,9 @@ class WebSocketLink:
                 self._parts.add(status, len(frame.data), loop.time())  # bounded: or raises
                 if message.get("partial") is True:
                     continue
-                await listener(self._parts.complete(), True)
+                kept = keep(self._parts.complete(), True)
+                if kept is not None:
+                    await listener(kept, True)
                 if not self.live:
                     self.live, self.reason, self.settling = True, "live", False
                     log.info("websocket_live", charger=self._name, url=_safe_url(self.url))
@@ -309,24 +350,17 @@ class WebSocketLink:
             elif kind == "response":
                 self._writes.answered(message)
 
-    def _message(self, frame: aiohttp.WSMessage) -> dict[str, Any] | None:
-        """A frame's message if it is one of a charger's, well formed; else None, counted."""
+    def _skip(self, frame: aiohttp.WSMessage, message: Mapping[str, Any] | None, junk: str) -> None:
+        """A frame that is no charger's message, counted by what it is."""
         if frame.type is aiohttp.WSMsgType.BINARY:
             self.skipped.skip("binary frame (MessagePack is not read)")
-            return None
-        message = decode(frame.data) if frame.type is aiohttp.WSMsgType.TEXT else None
-        junk = not_a_message(message)
-        if junk is None:
-            return message
+            return
         said = {} if message is None else {"type": self._peer_text(message["type"], 32)}
         self.skipped.skip(junk, **said)  # the first type seen is in the one log line
-        return None
 
-    def _heard(self, now: float) -> None:
-        self._heard_at = now
-        if self.quiet_step:
-            self.quiet_step = 0.0  # messages again: the Connection entity says so
-            self._on_state()
+    def _heard_again(self) -> None:
+        self.quiet_step = 0.0  # messages again: the Connection entity says so
+        self._on_state()
 
     def _hello(self, message: Mapping[str, Any]) -> None:
         serial = message.get("serial")
