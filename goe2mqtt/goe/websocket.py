@@ -15,12 +15,10 @@ secrets before it becomes a reason anyone sees.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
-import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -28,7 +26,14 @@ import structlog
 
 from goe2mqtt.goe.failures import connection_failure
 from goe2mqtt.goe.pushed import ANY_KEY, KeyFilter
-from goe2mqtt.goe.transport import GoeError, Listener, StateListener, TransientError
+from goe2mqtt.goe.transport import (
+    GoeError,
+    Keep,
+    Listener,
+    StateListener,
+    TransientError,
+    as_is,
+)
 from goe2mqtt.goe.ws_auth import LinkAuth
 from goe2mqtt.goe.ws_keys import DerivedKeys
 from goe2mqtt.goe.ws_pace import connect_turn
@@ -44,7 +49,7 @@ from goe2mqtt.goe.ws_protocol import (
     not_a_message,
 )
 from goe2mqtt.goe.ws_secrets import LinkSecrets
-from goe2mqtt.goe.ws_watchdog import watchdogs
+from goe2mqtt.goe.ws_watchdog import next_look, reached, watchdogs
 from goe2mqtt.goe.ws_writes import WebSocketWrites
 from goe2mqtt.util.logs import SkipCount
 from goe2mqtt.util.text import printable
@@ -52,16 +57,8 @@ from goe2mqtt.util.values import JsonValue
 
 log = structlog.get_logger()
 
-# What of a message to hand on (a status, and whether it is a full one), or None for nothing.
-Keep = Callable[[Mapping[str, Any], bool], Mapping[str, Any] | None]
 _TEXT = aiohttp.WSMsgType.TEXT
 _CLOSED = frozenset({aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED})
-
-
-def _as_is(status: Mapping[str, Any], full: bool) -> Mapping[str, Any]:
-    return status
-
-
 SILENCE = 50.0  # seconds without a frame: the socket is dead (deltas come every second)
 QUIET_STEPS = (5.0, 10.0, 20.0, 30.0, 40.0)  # the last frame's age, shown on Connection
 HANDSHAKE_WITHIN = 15.0  # TCP, TLS and the upgrade (aiohttp's own limit is 300 s)
@@ -129,7 +126,7 @@ class WebSocketLink:
         )  # fmt: skip
         self.connects = 0
         self._on_state: StateListener = lambda: None
-        self._keep: Keep = _as_is
+        self._keep: Keep = as_is
         self._heard_at = 0.0  # loop time of the last frame
         self._live_by = 0.0  # loop time by which this connection must be live
         self.quiet_step = 0.0  # the QUIET_STEPS age last shown; 0: frames are coming
@@ -142,7 +139,7 @@ class WebSocketLink:
     # --- the connection --------------------------------------------------------------
 
     async def run(
-        self, listener: Listener, on_state: StateListener = lambda: None, keep: Keep = _as_is
+        self, listener: Listener, on_state: StateListener = lambda: None, keep: Keep = as_is
     ) -> None:
         """Keep the socket open until cancelled; hand every status to the listener -
         what ``keep`` makes of it, and nothing when that is None (a delta of nothing
@@ -228,16 +225,8 @@ class WebSocketLink:
         self._disarm()
         if now is None:
             now = asyncio.get_running_loop().time()
-        heard_at = self._heard_at
-        # The first look after the last frame still ahead (ascending); each look re-arms.
-        at = next((heard_at + s for s in self._look_after if heard_at + s > now), math.inf)
-        if not self.live and self._live_by < at:
-            at = self._live_by
-        due = self._parts.due
-        if due is not None and due < at:
-            at = due
-        if at == math.inf:
-            at = now
+        live_by = None if self.live else self._live_by
+        at = next_look(now, self._heard_at, self._look_after, live_by, self._parts.due)
         self._watched = socket
         self._watch_slot = watchdogs().arm(self, at, self._look)
 
@@ -260,11 +249,7 @@ class WebSocketLink:
         elif self._parts.due is not None and now >= self._parts.due:
             self._end(socket, self._parts.overdue)
         else:
-            step = (
-                QUIET_STEPS[bisect.bisect_right(QUIET_STEPS, quiet) - 1]
-                if quiet >= QUIET_STEPS[0]
-                else 0.0
-            )
+            step = reached(quiet, QUIET_STEPS)
             if self.live and step != self.quiet_step:
                 self.quiet_step = step  # the Connection entity shows it
                 self._on_state()
@@ -306,7 +291,8 @@ class WebSocketLink:
             assert message is not None  # (not_a_message said so)
             self._heard_at = loop.time()
             if self.quiet_step:
-                self._heard_again()
+                self.quiet_step = 0.0  # messages again: the Connection entity says so
+                self._on_state()
             kind = message["type"]
             if kind == "deltaStatus":  # nearly every frame: tested first
                 if self.live:
@@ -353,14 +339,9 @@ class WebSocketLink:
     def _skip(self, frame: aiohttp.WSMessage, message: Mapping[str, Any] | None, junk: str) -> None:
         """A frame that is no charger's message, counted by what it is."""
         if frame.type is aiohttp.WSMsgType.BINARY:
-            self.skipped.skip("binary frame (MessagePack is not read)")
-            return
+            junk = "binary frame (MessagePack is not read)"
         said = {} if message is None else {"type": self._peer_text(message["type"], 32)}
         self.skipped.skip(junk, **said)  # the first type seen is in the one log line
-
-    def _heard_again(self) -> None:
-        self.quiet_step = 0.0  # messages again: the Connection entity says so
-        self._on_state()
 
     def _hello(self, message: Mapping[str, Any]) -> None:
         serial = message.get("serial")
