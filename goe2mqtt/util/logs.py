@@ -151,7 +151,11 @@ class SkipCount(dict[str, int]):
     def skip_routine(self, reason: str, times: int = 1) -> None:
         """Count ``times`` that every healthy peer causes (dropped by design): the
         reason's one line is info, so that a warning still means something is wrong."""
-        self._count(reason, logging.INFO, {}, times)
+        count = self.get(reason)
+        if count is None:
+            self._count(reason, logging.INFO, {}, times)
+        else:  # counted before (every frame of a fleet's: no more than this)
+            self[reason] = count + times
 
     def _count(self, reason: str, level: int, detail: dict[str, Any], times: int = 1) -> None:
         if reason not in self and len(self) >= self.MAX_REASONS - 1:
