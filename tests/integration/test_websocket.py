@@ -318,3 +318,5 @@ async def test_a_link_hands_on_only_what_its_keep_makes_of_each_message(
         finally:
             running.cancel()
             await asyncio.wait({running})
+    # The reading ran in a task of its own: cancelled with the link, none left behind.
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "read:garage" and not t.done()]
