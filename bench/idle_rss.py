@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -76,19 +78,20 @@ async def floor_rss(samples: int, *options: str) -> float:
         await floor.wait()
 
 
-async def daemon_rss(
-    tree: Path | None, simulator: Simulator, broker: MosquittoBroker, args: argparse.Namespace
-) -> tuple[float, float, float]:
-    """RSS in MiB of one daemon idling on one charger: (median, max) before any scrape,
-    and the median after one of /metrics."""
-    polls = 0
+@contextlib.asynccontextmanager
+async def idle_daemon(
+    tree: Path | None, simulator: Simulator, broker: MosquittoBroker, polls: int, http: bool
+) -> AsyncIterator[tuple[subprocess.Popen[bytes], int]]:
+    """One daemon on one charger, idle (online on MQTT, ``polls`` polls done): the
+    process and its HTTP port; stopped after."""
+    done = 0
     enough = asyncio.Event()
 
     def count(serial: str, call: str) -> None:
-        nonlocal polls
+        nonlocal done
         if call == "status":
-            polls += 1
-            if polls >= args.polls:
+            done += 1
+            if done >= polls:
                 enough.set()
 
     simulator.observers.append(count)
@@ -99,7 +102,7 @@ async def daemon_rss(
         "mqtt": {"host": broker.host, "port": broker.port, "base_topic": base,
                  "client_id": base, "discovery_prefix": f"{base}-ha"},
         "state_dir": str(workdir / "state"),
-        "http": {"listen": f"127.0.0.1:{port}", "enabled": not args.no_http},
+        "http": {"listen": f"127.0.0.1:{port}", "enabled": http},
         "chargers": [{"name": "one", "serial": SERIAL, "token": TOKEN,
                       "api_url": simulator.url_for(SERIAL), "scan_interval": 1.0,
                       "idle_scan_interval": 1.0}],
@@ -120,6 +123,22 @@ async def daemon_rss(
                     if message.payload == b"online":
                         break
                 await enough.wait()
+        yield daemon, port
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
+        simulator.observers.remove(count)
+
+
+async def daemon_rss(
+    tree: Path | None, simulator: Simulator, broker: MosquittoBroker, args: argparse.Namespace
+) -> tuple[float, float, float]:
+    """RSS in MiB of one daemon idling on one charger: (median, max) before any scrape,
+    and the median after one of /metrics."""
+    async with idle_daemon(tree, simulator, broker, args.polls, not args.no_http) as (
+        daemon,
+        port,
+    ):
         readings = []
         for _ in range(args.samples):
             readings.append(rss_mib(daemon.pid))
@@ -137,10 +156,6 @@ async def daemon_rss(
             scraped.append(rss_mib(daemon.pid))
             await asyncio.sleep(1)
         return statistics.median(readings), max(readings), statistics.median(scraped)
-    finally:
-        daemon.terminate()
-        daemon.wait(30)
-        simulator.observers.remove(count)
 
 
 async def main_async(args: argparse.Namespace) -> None:

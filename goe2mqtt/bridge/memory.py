@@ -4,15 +4,24 @@ to walk, and freed memory handed back to the system.
 - The bridge runs the cyclic collector itself, because its automatic full
   collections walk every tracked object and hold the event loop while they do: none
   while the fleet starts; once every charger has had its first poll, one full
-  collection and the heap frozen (gc.freeze); then every YOUNG_EVERY a collection of
-  what the last tenth of a second made (generations 0 and 1) and a freeze of what
-  survived it. A collection walks every object made since the last freeze that is still
-  alive, and a fleet's sockets remake theirs with every frame (aiohttp's receive: a
-  future, two coroutines and their callbacks per socket and frame, alive until the next
-  frame): at 10 000 websocket chargers a second of them is ~110 000 objects, and
-  walked when seconds old (their neighbours out of the CPU's caches) they held the
-  loop 150-900 ms per collection (docs/scaling.md). A tenth of a second's walk is
-  short, and what it walks was just touched. Cycles that die older than that are
+  collection and the heap frozen (gc.freeze); then a look at what was made since the
+  last one (young_plan): what is new frozen, collected first (generations 0 and 1) when
+  it may hold garbage. A collection walks every object made since the last freeze that
+  is still alive, and a fleet's sockets remake theirs with every frame (aiohttp's
+  receive: a future, two coroutines and their callbacks per socket and frame, alive
+  until the next frame): at 10 000 websocket chargers a second of them is ~110 000
+  objects, and walked when seconds old (their neighbours out of the CPU's caches) they
+  held the loop 150-900 ms per collection (docs/scaling.md). So a busy process looks
+  every YOUNG_EVERY, and a freeze costs nothing (the lists are spliced); the walk, at
+  YOUNG_EVERY 12 % of such a bridge's CPU and finding nothing (a socket's objects die
+  by their counts, no cycles), is done when the objects made net since the last look
+  (gc.get_count: made minus freed) reach YOUNG_WORTH, as garbage does - and by Python's
+  own trigger past its threshold between looks (at 10 000 websocket chargers 48-104
+  made net per look: nothing walked but by Python's own trigger). A quiet process
+  (under BUSY_CPU of a core since the last look: one charger) looks twice as far apart
+  each time, up to YOUNG_QUIET_EVERY, and collects at each look: what it made is
+  little to walk.
+  Cycles that die older than a look, or fewer than YOUNG_WORTH net in a busy one, are
   frozen with the living: a full collection (unfrozen, collected, frozen again) frees
   them every REFREEZE_EVERY, or sooner once the resident memory grew REFREEZE_GROWTH
   since the last one (but not again within GROWN_AT_MOST_EVERY: a fleet still
@@ -43,7 +52,10 @@ from goe2mqtt.util.aio import wait_until_set
 
 log = structlog.get_logger()
 
-YOUNG_EVERY = 0.1  # s: what was made since, collected and frozen
+YOUNG_EVERY = 0.1  # s: a busy process's looks at what it made since the last one
+YOUNG_QUIET_EVERY = 1.6  # s: a quiet one's, at the least often
+BUSY_CPU = 0.02  # of a core since the last look: busy
+YOUNG_WORTH = 256  # tracked objects made net since the last look: a collection first
 TRIM_EVERY = 600.0  # s
 REFREEZE_EVERY = 3600.0  # s
 # A trim gave back about a sixth of what TLS handshakes had grown the process by (58 ->
@@ -99,6 +111,16 @@ def grown(rss: float | None, since: float | None) -> bool:
     return rss - since > max(REFREEZE_GROWTH_MIN_MIB, REFREEZE_GROWTH * since)
 
 
+def young_plan(made: int, cpu_share: float, every: float) -> tuple[bool, float]:
+    """At a look: whether to collect what is not frozen before freezing it (else only
+    freeze), and the seconds to the next look. ``made``: tracked objects made net since
+    the last look (gc.get_count()[0]); ``cpu_share``: the process's CPU time since then
+    over the time since; ``every``: the seconds since the last look."""
+    if cpu_share >= BUSY_CPU:
+        return made >= YOUNG_WORTH, YOUNG_EVERY
+    return True, min(YOUNG_QUIET_EVERY, max(YOUNG_EVERY, 2 * every))
+
+
 def collect_young() -> int:
     """Collect what is not frozen - made since the last freeze - and freeze what
     survived; the number of objects collected. Generations 0 and 1 only: a full
@@ -126,6 +148,8 @@ class MemoryUpkeep:
         self._rss_at_start: float | None = None  # when run() starts: before the first polls
         self._young_max = 0.0  # s: the longest collection of what was new, this report
         self._young_collected = 0  # objects those collections freed, this report
+        self._looks = self._young_collections = 0  # this report's
+        self._made_max = 0  # the most tracked objects made net between two looks
 
     def _timed(self, step: str, action: Callable[[], object]) -> None:
         before, started = rss_mib(), time.perf_counter()
@@ -163,8 +187,10 @@ class MemoryUpkeep:
         now = loop.time()
         trim_due, refreeze_due, check_due = now + TRIM_EVERY, now + REFREEZE_EVERY, now
         since, full_at = rss_mib(), now  # after the last full collection (and trim)
-        while not await wait_until_set(stop, YOUNG_EVERY):
-            now = loop.time()
+        every, looked, cpu = YOUNG_EVERY, now, time.process_time()
+        while not await wait_until_set(stop, every):
+            now, cpu_before, cpu = loop.time(), cpu, time.process_time()
+            cpu_share, looked = (cpu - cpu_before) / max(now - looked, 1e-3), now
             if now >= check_due:
                 check_due = now + GROWTH_CHECK_EVERY
                 may_grow = now - full_at >= GROWN_AT_MOST_EVERY
@@ -173,12 +199,19 @@ class MemoryUpkeep:
                     self._trim()
                     trim_due, refreeze_due = now + TRIM_EVERY, now + REFREEZE_EVERY
                     since, full_at = rss_mib(), now
+                    looked, cpu = loop.time(), time.process_time()
                     continue
-            started = time.perf_counter()
-            collected = collect_young()
-            took = time.perf_counter() - started
-            self._young_max = max(self._young_max, took)
-            self._young_collected += collected
+            made = gc.get_count()[0]
+            collect, every = young_plan(made, cpu_share, every)
+            self._looks += 1
+            self._made_max = max(self._made_max, made)
+            if collect:
+                started = time.perf_counter()
+                self._young_collected += collect_young()
+                self._young_max = max(self._young_max, time.perf_counter() - started)
+                self._young_collections += 1
+            else:
+                gc.freeze()  # what was made since the last look: spliced, not walked
             if now >= trim_due:
                 self._trim()
                 trim_due = now + TRIM_EVERY
@@ -199,6 +232,11 @@ class MemoryUpkeep:
             **self._last,
             "young_max_ms": round(self._young_max * 1000, 1),
             "young_collected": self._young_collected,
+            # looks at what was new, those that walked it, the most made net between two
+            "young_looks": self._looks,
+            "young_collections": self._young_collections,
+            "young_made_max": self._made_max,
         }
         self._young_max, self._young_collected = 0.0, 0
+        self._looks = self._young_collections = self._made_max = 0
         return report

@@ -18,6 +18,7 @@ from goe2mqtt.util.logs import SkipCount
 # A value's JSON: a go-e full status is ~10 KiB in all, its largest key ~2 KiB.
 MAX_VALUE = 16 * 1024
 MAX_KEYS = 512  # without a list of keys: distinct keys kept at most
+UNREAD = "a key goe2mqtt does not read"  # a skip's reason
 
 
 class KeyFilter:
@@ -28,6 +29,11 @@ class KeyFilter:
         # and a fleet would otherwise hold one copy of every name per charger.
         self._names: dict[str, str] | None = None if known is None else {k: k for k in known}
         self.max_value = max_value
+
+    @property
+    def names(self) -> dict[str, str] | None:
+        """Each key that may be kept, to its kept string; None: any key (MAX_KEYS)."""
+        return self._names
 
     def name(self, key: str, held: Collection[str], adding: Collection[str]) -> str | None:
         """The kept name of ``key``, or None when it is not to be kept (``held`` is
@@ -62,12 +68,32 @@ class PushedStatus:
 
     def kept(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """What of ``values`` may be kept (not yet kept: see replace/update)."""
+        names = self._keys.names
+        if names is None:
+            return self._kept_any(values)
+        # A named fleet's path, once per frame: a charger's deltas are mostly keys the
+        # bridge does not read (its clock), counted per frame rather than per key.
+        out: dict[str, Any] = {}
+        unread = 0
+        for key, value in values.items():
+            name = names.get(key)  # a JSON key is a string; the names are strings
+            if name is None:
+                unread += 1
+            elif self._keys.fits(value):
+                out[name] = value
+            else:
+                self.skipped.skip(f"a value over {self._keys.max_value // 1024} KiB")
+        if unread:
+            # A real charger sends hundreds of keys the catalogue does not read.
+            self.skipped.skip_routine(UNREAD, unread)
+        return out
+
+    def _kept_any(self, values: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in values.items():
             name = self._keys.name(key, self._values, out) if isinstance(key, str) else None
             if name is None:
-                # A real charger sends hundreds of keys the catalogue does not read.
-                self.skipped.skip_routine("a key goe2mqtt does not read")
+                self.skipped.skip_routine(UNREAD)
             elif not self._keys.fits(value):
                 self.skipped.skip(f"a value over {self._keys.max_value // 1024} KiB")
             else:
@@ -90,8 +116,13 @@ class PushedStatus:
         """A pushed message kept: a full picture replaces, a delta merges. What to hand
         on: the part kept, or None for a delta of nothing the bridge reads - it tells
         nothing of the charger, and a read-back must not take it for the charger's word."""
-        kept = self.replace(values) if full else self.update(values)
-        return kept if kept or full else None
+        if full:
+            return self.replace(values)
+        delta = self.kept(values)
+        if not delta:
+            return None
+        self._values.update(delta)
+        return delta
 
     def read(self, keys: Collection[str] = ()) -> dict[str, Any]:
         values = self._values

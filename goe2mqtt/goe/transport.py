@@ -79,6 +79,13 @@ class Transport(Protocol):
 Listener = Callable[[Mapping[str, Any], bool], Awaitable[None]]
 # Called when whether the charger pushes (or why not) changed.
 StateListener = Callable[[], None]
+# What of a message to hand on (values, full), or None for nothing: decided per frame.
+Keep = Callable[[Mapping[str, Any], bool], Mapping[str, Any] | None]
+
+
+def as_is(values: Mapping[str, Any], full: bool) -> Mapping[str, Any]:
+    """A Keep that hands on every message whole."""
+    return values
 
 
 @runtime_checkable

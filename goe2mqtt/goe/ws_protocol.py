@@ -151,10 +151,23 @@ def hello_fields(hello: Mapping[str, Any]) -> dict[str, str | int]:
     return {k: v for k in HELLO_FIELDS if isinstance(v := hello.get(k), str | int)}
 
 
+_DECODER = json.JSONDecoder()
+
+
 def decode(text: str | bytes) -> dict[str, Any] | None:
-    """A frame's message: a JSON object with a string type, else None."""
+    """A frame's message: a JSON object with a string type, else None. json.loads'
+    verdict on every text; a frame's usual text (a str of one JSON value, no white
+    space around it) is read by its decoder without loads' checks around it."""
     try:
-        message = json.loads(text)
+        if type(text) is str:
+            try:
+                message, end = _DECODER.raw_decode(text)
+                if end != len(text):
+                    raise ValueError("more after the value")
+            except ValueError:  # white space around it is fine, as for loads; or junk
+                message = json.loads(text)
+        else:
+            message = json.loads(text)
     except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):

@@ -59,12 +59,8 @@ class WebSocketTransport:
         return self.link.skipped
 
     async def push(self, listener: Listener, on_state: StateListener) -> None:
-        async def keep(values: Mapping[str, Any], full: bool) -> None:
-            kept = self._status.keep(values, full)
-            if kept is not None:
-                await listener(kept, full)
-
-        await self.link.run(keep, on_state)
+        # What is kept of each message goes on; a delta of nothing kept, not at all.
+        await self.link.run(listener, on_state, keep=self._status.keep)
 
     async def status(self, keys: Collection[str]) -> dict[str, Any]:
         if self.link.live:

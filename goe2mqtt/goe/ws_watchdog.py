@@ -15,11 +15,12 @@ its slot runs.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextvars
 import heapq
 import math
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import structlog
 
@@ -27,6 +28,22 @@ log = structlog.get_logger()
 
 SLOT = 0.1  # s
 _CONTEXT = contextvars.Context()  # the looks read no context variables
+
+
+def next_look(now: float, heard_at: float, after: Sequence[float], *due: float | None) -> float:
+    """When a link looks next: the first of ``after`` (seconds after its last frame at
+    ``heard_at``, ascending) still ahead, or a ``due`` (None: none) sooner; ``now`` when
+    nothing is ahead or due."""
+    at = next((heard_at + s for s in after if heard_at + s > now), math.inf)
+    for other in due:
+        if other is not None and other < at:
+            at = other
+    return now if at == math.inf else at
+
+
+def reached(age: float, steps: Sequence[float]) -> float:
+    """The largest of ``steps`` (ascending) that ``age`` reached, or 0."""
+    return steps[bisect.bisect_right(steps, age) - 1] if steps and age >= steps[0] else 0.0
 
 
 class Watchdogs:

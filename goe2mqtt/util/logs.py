@@ -148,15 +148,19 @@ class SkipCount(dict[str, int]):
         """Count one; ``detail`` goes only into the reason's one log line (a warning)."""
         self._count(reason, logging.WARNING, detail)
 
-    def skip_routine(self, reason: str) -> None:
-        """Count one that every healthy peer causes (dropped by design): its one line is
-        info, so that a warning still means something is wrong."""
-        self._count(reason, logging.INFO, {})
+    def skip_routine(self, reason: str, times: int = 1) -> None:
+        """Count ``times`` that every healthy peer causes (dropped by design): the
+        reason's one line is info, so that a warning still means something is wrong."""
+        count = self.get(reason)
+        if count is None:
+            self._count(reason, logging.INFO, {}, times)
+        else:  # counted before (every frame of a fleet's: no more than this)
+            self[reason] = count + times
 
-    def _count(self, reason: str, level: int, detail: dict[str, Any]) -> None:
+    def _count(self, reason: str, level: int, detail: dict[str, Any], times: int = 1) -> None:
         if reason not in self and len(self) >= self.MAX_REASONS - 1:
             reason = self.OTHER  # the bucket is the last of the MAX_REASONS
         count = self.get(reason, 0)
-        self[reason] = count + 1
+        self[reason] = count + times
         if count == 0:
             structlog.get_logger().log(level, self._event, reason=reason, **detail, **self._context)

@@ -283,3 +283,40 @@ async def test_a_silent_socket_is_dead_and_comes_back(push_sim: Simulator) -> No
         finally:
             running.cancel()
             await asyncio.wait({running})
+
+
+async def test_a_link_hands_on_only_what_its_keep_makes_of_each_message(
+    push_sim: Simulator,
+) -> None:
+    """The transport's keep decides, frame by frame and without a coroutine for each,
+    what goes on: a delta of nothing kept (the charger's clock) does not reach the
+    listener; a full status and a delta that changed a kept key do."""
+    serial = SERIALS["garage"]
+    charger = push_sim.charger(serial)
+    kept: list[bool] = []  # every message's full flag, as keep saw it
+    heard: list[tuple[dict[str, Any], bool]] = []
+
+    def keep(status: Any, full: bool) -> dict[str, Any] | None:
+        kept.append(full)
+        amp = {k: v for k, v in status.items() if k == "amp"}
+        return amp if amp or full else None
+
+    async def listener(values: Any, full: bool) -> None:
+        heard.append((dict(values), full))
+
+    async with aiohttp.ClientSession() as http:
+        url = f"ws://{push_sim.local_hosts[serial]}/ws"
+        link = WebSocketLink(http, url, PASSWORD, name="garage")
+        running = asyncio.create_task(link.run(listener, keep=keep))
+        try:
+            await until(lambda: link.live, "live")
+            await until(lambda: kept.count(False) >= 2, "two deltas")
+            assert heard == [({"amp": charger.amp}, True)]  # the deltas said only the time
+            charger.amp = 10 if charger.amp != 10 else 12
+            await until(lambda: len(heard) == 2, "the change handed on")
+            assert heard[1] == ({"amp": charger.amp}, False)
+        finally:
+            running.cancel()
+            await asyncio.wait({running})
+    # The reading ran in a task of its own: cancelled with the link, none left behind.
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "read:garage" and not t.done()]

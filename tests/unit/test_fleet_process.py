@@ -16,12 +16,17 @@ import structlog.testing
 from goe2mqtt.bridge.info import DETAIL_LIMIT, fleet_info
 from goe2mqtt.bridge.loop_watch import HOLDS_LOGGED_PER_MINUTE, LoopWatch
 from goe2mqtt.bridge.memory import (
+    BUSY_CPU,
     REFREEZE_GROWTH_MIN_MIB,
     TRIM_WORTH,
+    YOUNG_EVERY,
+    YOUNG_QUIET_EVERY,
+    YOUNG_WORTH,
     MemoryUpkeep,
     grown,
     release_free_memory,
     rss_mib,
+    young_plan,
 )
 from goe2mqtt.charger.availability import Availability
 from goe2mqtt.charger.rules import next_due
@@ -348,7 +353,6 @@ def test_upkeep_collects_what_is_new_each_tick_and_in_full_once_memory_grew(
         return 0
 
     async def wait(event: asyncio.Event, seconds: float) -> bool:
-        assert seconds == memory.YOUNG_EVERY
         if not ticks:
             event.set()
         else:
@@ -371,3 +375,30 @@ def test_upkeep_collects_what_is_new_each_tick_and_in_full_once_memory_grew(
     # 600: 20 % over 500; 700: 40 %, then measured from 700; 1000: 43 %, but the last
     # full one was a tick ago: the next tick; then measured from 1000.
     assert steps == ["young", "young", "full", "young", "full", "young"]
+
+
+def test_a_busy_process_walks_what_it_made_only_when_it_may_hold_garbage() -> None:
+    """A fleet's sockets make ~100 000 objects a second that die by their counts: a walk
+    of them found nothing, at 12 % of the bridge's CPU. Busy, it looks every tenth of a
+    second and only freezes, unless the objects made net (made minus freed, as garbage
+    is never freed) reach YOUNG_WORTH."""
+    busy = 2 * BUSY_CPU
+    assert young_plan(0, busy, YOUNG_EVERY) == (False, YOUNG_EVERY)
+    assert young_plan(YOUNG_WORTH - 1, busy, YOUNG_EVERY) == (False, YOUNG_EVERY)
+    assert young_plan(YOUNG_WORTH, busy, YOUNG_EVERY) == (True, YOUNG_EVERY)
+    # Busy again after a quiet spell: back to every tenth of a second at once.
+    assert young_plan(10, busy, YOUNG_QUIET_EVERY) == (False, YOUNG_EVERY)
+
+
+def test_a_quiet_process_looks_ever_less_often_and_walks_its_little_each_time() -> None:
+    """One charger: not ten wake-ups a second for nothing; what it made is little to walk."""
+    quiet = BUSY_CPU / 2
+    every, seen = YOUNG_EVERY, []
+    for _ in range(8):
+        collect, every = young_plan(3, quiet, every)
+        assert collect
+        seen.append(every)
+    assert seen == sorted(seen)  # never more often
+    assert seen[0] == 2 * YOUNG_EVERY
+    assert seen[-1] == YOUNG_QUIET_EVERY  # and no rarer than that
+    assert young_plan(10 * YOUNG_WORTH, quiet, YOUNG_EVERY)[0]  # quiet yet made much: walked

@@ -106,3 +106,22 @@ def test_a_fleets_secrets_are_masked_in_log_lines() -> None:
     structlog.get_logger().warning("auth_failed", reason=f"refused {secrets[4321]}!")
     assert "password-of-charger" not in out.getvalue()
     assert json.loads(out.getvalue())["reason"] == f"refused {MASK}!"
+
+
+def test_a_delta_of_unread_keys_is_counted_key_by_key_and_handed_on_as_nothing() -> None:
+    """A named fleet counts the keys it drops per frame, not per key: the same counts."""
+    from goe2mqtt.goe.pushed import ANY_KEY, KeyFilter, PushedStatus
+    from goe2mqtt.util.logs import SkipCount
+
+    skipped = SkipCount("websocket_frame_skipped", charger="garage")
+    pushed = PushedStatus(KeyFilter(frozenset({"amp", "frc"}), max_value=8), skipped)
+    assert pushed.keep({"amp": 16, "utc": "x"}, True) == {"amp": 16}
+    assert pushed.keep({"rbt": 1, "utc": "y", 5: 1}, False) is None  # nothing read: nothing
+    assert pushed.keep({"amp": 10, "rbt": 2}, False) == {"amp": 10}
+    assert pushed.keep({"frc": "z" * 9}, False) is None  # too large: dropped, and said
+    assert pushed.read() == {"amp": 10}
+    assert skipped == {"a key goe2mqtt does not read": 5, "a value over 0 KiB": 1}
+    # Without a list of keys: any key, up to MAX_KEYS, counted as before.
+    anything = PushedStatus(ANY_KEY, SkipCount("websocket_frame_skipped"))
+    assert anything.keep({"utc": "x", 5: 1}, False) == {"utc": "x"}
+    assert anything.skipped == {"a key goe2mqtt does not read": 1}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from goe2mqtt.goe.ws_protocol import (
@@ -112,3 +114,19 @@ def test_a_hello_serial_no_charger_has_is_a_protocol_error(serial: object) -> No
 
 def test_a_hello_serial_is_the_salt() -> None:
     assert hello_serial({"serial": "604705"}) == "604705"
+
+
+@pytest.mark.parametrize(
+    "frame",
+    ['{"type":"deltaStatus","status":{"amp":16}}', ' {"type": "hello"}\n', '\t{"type":"x"} ',
+     '{"type":"a"}{"type":"b"}', '{"type":"a"} junk', '\ufeff{"type":"a"}', '{"type":"a",}',
+     '{"type":"a","v":NaN}', b'{"type":"hello"}', "{}", '"type"'],
+)  # fmt: skip
+def test_a_frame_decodes_as_json_loads_reads_it(frame: str | bytes) -> None:
+    """decode reads the usual frame without json.loads' checks around it: the same verdict."""
+    try:
+        loaded = json.loads(frame)
+    except ValueError:
+        loaded = None
+    expected = loaded if isinstance(loaded, dict) and isinstance(loaded.get("type"), str) else None
+    assert decode(frame) == expected

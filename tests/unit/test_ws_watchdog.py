@@ -74,3 +74,17 @@ def test_an_ended_loop_leaves_its_watchdogs_behind_for_the_collector() -> None:
     loop = asyncio.run(scenario())
     gc.collect()
     assert loop() is None
+
+
+def test_a_link_looks_at_the_first_step_after_its_last_frame_still_ahead() -> None:
+    from goe2mqtt.goe.ws_watchdog import next_look, reached
+
+    after = (5.0, 10.0, 50.0)
+    assert next_look(100.0, 99.0, after) == 104.0
+    assert next_look(100.0, 94.0, after) == 104.0  # 99 is past: the 10 s step
+    assert next_look(100.0, 99.0, after, 101.0, None) == 101.0  # due sooner (not live yet)
+    assert next_look(100.0, 99.0, after, None, 120.0) == 104.0
+    assert next_look(100.0, 40.0, after) == 100.0  # nothing ahead: now
+    assert next_look(100.0, 40.0, after, 130.0) == 130.0
+    assert [reached(age, (5.0, 10.0)) for age in (0.0, 4.9, 5.0, 9.0, 10.0, 99.0)] == [
+        0.0, 0.0, 5.0, 5.0, 10.0, 10.0]  # fmt: skip
