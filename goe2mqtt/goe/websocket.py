@@ -41,18 +41,18 @@ from goe2mqtt.goe.ws_parts import FullStatusParts
 from goe2mqtt.goe.ws_protocol import (
     ProtocolError,
     auth_message,
+    checked_hello,
     decode,
     encode,
     hash_kind,
-    hello_fields,
     hello_serial,
+    loggable_url,
     not_a_message,
 )
 from goe2mqtt.goe.ws_secrets import LinkSecrets
 from goe2mqtt.goe.ws_watchdog import next_look, reached, watchdogs
 from goe2mqtt.goe.ws_writes import WebSocketWrites
 from goe2mqtt.util.logs import SkipCount
-from goe2mqtt.util.text import printable
 from goe2mqtt.util.values import JsonValue
 
 log = structlog.get_logger()
@@ -122,7 +122,7 @@ class WebSocketLink:
         self._parts = FullStatusParts(keys, self.skipped)
         self._writes = WebSocketWrites(
             self._socket_now, self.skipped, answer_timeout=answer_timeout,
-            peer_text=self._peer_text,
+            peer_text=self.secrets.peer_text,
         )  # fmt: skip
         self.connects = 0
         self._on_state: StateListener = lambda: None
@@ -319,7 +319,7 @@ class WebSocketLink:
                 self._hashed = hashed
                 await socket.send_str(encode(auth_message(message, hashed)))
             elif kind == "authError":
-                said = self._peer_text(message.get("message"))
+                said = self.secrets.peer_text(message.get("message"))
                 self._auth.refused()
                 raise WrongPassword(f"wrong password: the charger refused it ({said})")
             elif kind == "authSuccess":
@@ -335,7 +335,7 @@ class WebSocketLink:
                     await listener(kept, True)
                 if not self.live:
                     self.live, self.reason, self.settling = True, "live", False
-                    log.info("websocket_live", charger=self._name, url=_safe_url(self.url))
+                    log.info("websocket_live", charger=self._name, url=loggable_url(self.url))
                     self._on_state()
             elif kind == "response":
                 self._writes.answered(message)
@@ -344,18 +344,11 @@ class WebSocketLink:
         """A frame that is no charger's message, counted by what it is."""
         if frame.type is aiohttp.WSMsgType.BINARY:
             junk = "binary frame (MessagePack is not read)"
-        said = {} if message is None else {"type": self._peer_text(message["type"], 32)}
+        said = {} if message is None else {"type": self.secrets.peer_text(message["type"], 32)}
         self.skipped.skip(junk, **said)  # the first type seen is in the one log line
 
     def _hello(self, message: Mapping[str, Any]) -> None:
-        serial = message.get("serial")
-        if self._serial is not None and serial is not None and serial != self._serial:
-            shown = serial if isinstance(serial, str) and serial.isascii() else "?"
-            raise ProtocolError(
-                f"says hello as serial {self._peer_text(shown, 16)}, configured {self._serial}"
-            )
-        self.hello = {k: self._peer_text(v, 64) if isinstance(v, str) else v
-                      for k, v in hello_fields(message).items()}  # fmt: skip
+        self.hello = checked_hello(message, self._serial, self.secrets.peer_text)
         self._secured = message.get("secured") is True
 
     async def _hash(
@@ -395,15 +388,6 @@ class WebSocketLink:
             raise LinkDown("websocket: secured writes before authentication")
         return socket, self._hashed
 
-    # --- what the peer says -----------------------------------------------------------
-
-    def _peer_text(self, value: Any, limit: int = 120) -> str:
-        """A charger's words, for a reason, a log line or a topic: its secrets masked
-        (before the cut: a cut secret would not be found), printable, bounded."""
-        if not isinstance(value, str):
-            return "no reason given"
-        return printable(self.secrets.redact(value)[:limit])
-
 
 async def _close(socket: aiohttp.ClientWebSocketResponse) -> None:
     """Close, bounded: aiohttp waits for the peer's close frame anew after every other
@@ -412,7 +396,3 @@ async def _close(socket: aiohttp.ClientWebSocketResponse) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(CLOSE_WITHIN):
             await socket.close()
-
-
-def _safe_url(url: str) -> str:
-    return url.split("?", 1)[0]

@@ -13,7 +13,7 @@ import hmac
 import json
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from goe2mqtt.goe.ws_bcrypt import bcrypt_hash
@@ -149,6 +149,23 @@ def not_a_message(message: Mapping[str, Any] | None) -> str | None:
 def hello_fields(hello: Mapping[str, Any]) -> dict[str, str | int]:
     """The hello's fields the bridge keeps, as the peer wrote them (texts unbounded)."""
     return {k: v for k in HELLO_FIELDS if isinstance(v := hello.get(k), str | int)}
+
+
+def checked_hello(
+    hello: Mapping[str, Any], configured: str | None, said: Callable[[Any, int], str]
+) -> dict[str, Any]:
+    """The hello's fields as the bridge keeps them (texts through ``said``: masked,
+    printable, bounded); ProtocolError for a serial that is not the configured one."""
+    serial = hello.get("serial")
+    if configured is not None and serial is not None and serial != configured:
+        shown = serial if isinstance(serial, str) and serial.isascii() else "?"
+        raise ProtocolError(f"says hello as serial {said(shown, 16)}, configured {configured}")
+    return {k: said(v, 64) if isinstance(v, str) else v for k, v in hello_fields(hello).items()}
+
+
+def loggable_url(url: str) -> str:
+    """A link's URL without its query (where a cloud's token may ride)."""
+    return url.split("?", 1)[0]
 
 
 _DECODER = json.JSONDecoder()

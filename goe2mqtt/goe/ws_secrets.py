@@ -8,9 +8,11 @@ reconnects, bounded: a peer may name a new serial on every connection.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from goe2mqtt.goe.ws_protocol import HashKind
 from goe2mqtt.util.logs import SecretRedactor
+from goe2mqtt.util.text import printable
 
 MAX_HASHES = 2  # a charger names one serial: pbkdf2 or bcrypt
 
@@ -33,6 +35,13 @@ class LinkSecrets:
 
     def redact(self, text: str) -> str:
         return self._redactor.redact(text)
+
+    def peer_text(self, value: Any, limit: int = 120) -> str:
+        """A charger's words, for a reason, a log line or a topic: its secrets masked
+        (before the cut: a cut secret would not be found), printable, bounded."""
+        if not isinstance(value, str):
+            return "no reason given"
+        return printable(self.redact(value)[:limit])
 
     def __len__(self) -> int:
         """How many secrets are masked (bounded: the configured ones and MAX_HASHES)."""
