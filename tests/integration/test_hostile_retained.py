@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import aiomqtt
@@ -246,7 +247,8 @@ async def test_fake_availability_topics_cost_a_clear_each_and_stale_chargers_are
         await running.stop()
     cleared = [m.topic for m in probe.since(mark) if m.payload == b""]
     assert set(cleared) == {*fakes, *stale}  # nothing else: not 135 topics a fake
-    # Once each (a subscriber may see a QoS 1 message twice now and then; before, a fake
-    # cost ~135 clears, 40 000 here).
-    assert len(cleared) <= 2 * (len(fakes) + len(stale)), len(cleared)
+    # Once each: before, a fake cost ~135 clears (40 000 here); and a clear whose PUBACK
+    # was on its way at the stop was sent again by the goodbye's flush (the last few).
+    twice = [topic for topic, n in Counter(cleared).items() if n > 1]
+    assert twice == [], twice
     assert await retained_now(broker, not_ours) == b"online"  # not a topic of ours
