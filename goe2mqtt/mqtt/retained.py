@@ -351,8 +351,9 @@ class RetainedStore:
         """Drain the owed topics while connected; raises BrokerStalled or MqttError."""
         await sender.send(self, client, ack_timeout)
 
-    async def flush(self, client: aiomqtt.Client, ack_timeout: float, *, within: float) -> None:
-        """Send the changes still owed (on a clean stop) as send() does, for ``within``
-        seconds at most: the bridge's offline, after them, must go out (no will follows
-        a clean disconnect). One at a time, hundreds owed far away took all the time."""
-        await sender.flush(self, client, ack_timeout, within=within)
+    async def flush(self, sending: asyncio.Task[None], *, within: float) -> None:
+        """Let ``sending`` (send()'s task, its publishes in flight) drain the changes
+        still owed (on a clean stop), for ``within`` seconds at most; then end it. The
+        bridge's offline, after them, must go out (no will follows a clean disconnect).
+        One at a time, hundreds owed far away took all the time."""
+        await sender.flush(self, sending, within=within)

@@ -108,12 +108,10 @@ async def send(store: RetainedStore, client: aiomqtt.Client, ack_timeout: float)
             failure.exception()  # retrieved: no "never retrieved" warning
 
 
-async def flush(
-    store: RetainedStore, client: aiomqtt.Client, ack_timeout: float, *, within: float
-) -> None:
-    """Send what the store still owes as send() does, for ``within`` seconds at most, or
-    until every change made before the call is acknowledged."""
-    sending = asyncio.create_task(send(store, client, ack_timeout))
+async def flush(store: RetainedStore, sending: asyncio.Task[None], *, within: float) -> None:
+    """Let ``sending`` (send()'s task, on the connection that stops) go on for ``within``
+    seconds at most, or until every change made before the call is acknowledged; then
+    end it. The publishes it has in flight are awaited, not sent again."""
     settled = asyncio.create_task(store.settled(store.barrier()))
     try:
         first = asyncio.FIRST_COMPLETED

@@ -357,30 +357,40 @@ class MqttSession:
         watcher = asyncio.create_task(watch())
         sender = asyncio.create_task(self._store.send(client, self.ack_timeout))
         stopper = asyncio.create_task(self._stopping.wait())
+        clean_stop = False
         try:
             done, _ = await asyncio.wait(
                 {watcher, sender, stopper, stalled}, return_when=asyncio.FIRST_COMPLETED
             )
+            # A clean stop: the sender goes on into the goodbye's flush. Cancelled, the
+            # publishes awaiting their PUBACK would be owed again and sent a second time
+            # (a new packet each: every subscriber got them twice).
+            clean_stop = done == {stopper}
         finally:
             self._stalled = None
             self._set_client(None)
-            for task in (watcher, sender, stopper):
+            ending = (watcher, stopper) if clean_stop else (watcher, sender, stopper)
+            for task in ending:
                 task.cancel()
-            await asyncio.gather(watcher, sender, stopper, return_exceptions=True)
-        ended: tuple[asyncio.Future[Any], ...] = (watcher, sender, stalled)
-        for future in ended:
-            if future in done:
-                future.result()  # raises the MqttError that ended the connection
-                raise aiomqtt.MqttError("message stream ended")
-        if not stalled.done():
-            stalled.cancel()
-        with contextlib.suppress(TimeoutError, aiomqtt.MqttError):
-            async with asyncio.timeout(SHUTDOWN_TIMEOUT):
-                await self._say_goodbye(client)
+            await asyncio.gather(*ending, return_exceptions=True)
+        try:
+            ended: tuple[asyncio.Future[Any], ...] = (watcher, sender, stalled)
+            for future in ended:
+                if future in done:
+                    future.result()  # raises the MqttError that ended the connection
+                    raise aiomqtt.MqttError("message stream ended")
+            if not stalled.done():
+                stalled.cancel()
+            with contextlib.suppress(TimeoutError, aiomqtt.MqttError):
+                async with asyncio.timeout(SHUTDOWN_TIMEOUT):
+                    await self._say_goodbye(client, sender)
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
 
-    async def _say_goodbye(self, client: aiomqtt.Client) -> None:
+    async def _say_goodbye(self, client: aiomqtt.Client, sending: asyncio.Task[None]) -> None:
         for topic, data in self._final:
             self._store.store(topic, data)
-        await self._store.flush(client, self.ack_timeout, within=FLUSH_WITHIN)
+        await self._store.flush(sending, within=FLUSH_WITHIN)
         await client.publish(self._options.availability_topic, OFFLINE, qos=1, retain=True)
         log.info("mqtt_disconnecting")

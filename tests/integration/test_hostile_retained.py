@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import aiomqtt
@@ -139,9 +140,17 @@ async def test_commands_and_changes_are_not_crowded_out_by_a_flood_of_overwrites
         within=60,
     )
     # What the flood left, the answers put back (unless a topic was given up on: said).
-    wrong = [topic for topic in leaves if probe.latest(topic).payload == b"hostile"]  # type: ignore[union-attr]
-    assert all(session.overwrites.left(topic) for topic in wrong), wrong
-    assert len(wrong) < len(leaves)
+    # Waited for at the probe: an answer taken for sending is in no backlog, and reaches
+    # the probe a moment after (under load the test read the probe before ~100 came).
+
+    def wrong() -> list[str]:
+        return [t for t in leaves if probe.latest(t).payload == b"hostile"]  # type: ignore[union-attr]
+
+    await until(
+        lambda: all(session.overwrites.left(topic) for topic in wrong()),
+        "every topic the flood left put back, or given up on",
+    )
+    assert len(wrong()) < len(leaves)
 
 
 async def _flood(client: aiomqtt.Client, leaves: list[str], *, rounds: int) -> None:
@@ -246,7 +255,8 @@ async def test_fake_availability_topics_cost_a_clear_each_and_stale_chargers_are
         await running.stop()
     cleared = [m.topic for m in probe.since(mark) if m.payload == b""]
     assert set(cleared) == {*fakes, *stale}  # nothing else: not 135 topics a fake
-    # Once each (a subscriber may see a QoS 1 message twice now and then; before, a fake
-    # cost ~135 clears, 40 000 here).
-    assert len(cleared) <= 2 * (len(fakes) + len(stale)), len(cleared)
+    # Once each: before, a fake cost ~135 clears (40 000 here); and a clear whose PUBACK
+    # was on its way at the stop was sent again by the goodbye's flush (the last few).
+    twice = [topic for topic, n in Counter(cleared).items() if n > 1]
+    assert twice == [], twice
     assert await retained_now(broker, not_ours) == b"online"  # not a topic of ours
