@@ -14,7 +14,14 @@ import pytest
 import structlog.testing
 
 from goe2mqtt.bridge.info import DETAIL_LIMIT, fleet_info
-from goe2mqtt.bridge.loop_watch import HOLDS_LOGGED_PER_MINUTE, LoopWatch
+from goe2mqtt.bridge.loop_watch import (
+    HOLD_LOGGED,
+    HOLDS_LOGGED_PER_MINUTE,
+    QUIET_EVERY,
+    SAMPLE_EVERY,
+    LoopWatch,
+    sample_plan,
+)
 from goe2mqtt.bridge.memory import (
     BUSY_CPU,
     REFREEZE_GROWTH_MIN_MIB,
@@ -102,9 +109,61 @@ def test_bridge_info_of_a_large_fleet_lists_only_chargers_needing_a_look() -> No
     assert (info["chargers_total"], info["chargers_online"]) == (10_000, 0)
 
 
-def blocking_call(seconds: float) -> None:
-    """What any blocking call does to every task waiting on the loop."""
-    time.sleep(seconds)
+def busy_call(cpu_seconds: float) -> None:
+    """Work of our own on the loop (a collection, encoding): the loop's thread takes
+    this much CPU before it returns."""
+    start = time.thread_time()
+    while time.thread_time() - start < cpu_seconds:
+        pass
+
+
+def quiet_stretch(every: float, samples: int) -> float:
+    """Samples of an idle loop (on time, 0.2 % of its time working): the next sleep."""
+    for _ in range(samples):
+        hold, every = sample_plan(every, 0.0005, 0.002 * every)
+        assert hold < HOLD_LOGGED
+    return every
+
+
+def test_a_busy_loop_is_sampled_often_and_a_hold_seen_by_lateness() -> None:
+    assert sample_plan(SAMPLE_EVERY, 0.001, 0.05) == (0.001, SAMPLE_EVERY)  # half the time
+    assert sample_plan(SAMPLE_EVERY, 0.3, 0.3) == (0.3, SAMPLE_EVERY)  # a 0.3 s hold
+    # a hold that ends before a 100 ms sample's deadline stays unseen, as ever
+    assert sample_plan(SAMPLE_EVERY, 0.0005, 0.08).hold == 0.0005
+
+
+def test_a_quiet_loop_is_sampled_less_often_and_a_hold_after_it_still_seen() -> None:
+    """Issue 32: ten samples a second were most of an idle daemon's wake-ups."""
+    every = quiet_stretch(SAMPLE_EVERY, 3)
+    assert SAMPLE_EVERY < every < QUIET_EVERY  # twice as far apart each time
+    every = quiet_stretch(every, 10)
+    assert every == QUIET_EVERY
+    # a 0.3 s hold of our own that ended before the 1 s sample's deadline: not late,
+    # but the loop's CPU in that second tells it (and whatever little else ran)
+    hold, after = sample_plan(every, 0.0004, 0.3 + 0.002)
+    assert 0.3 <= hold <= 0.31
+    assert after == SAMPLE_EVERY  # held: sampled often again
+    # one that covers the deadline: the longer of the two
+    assert sample_plan(QUIET_EVERY, 0.2, 0.302).hold == 0.302
+    # a blocking wait (no CPU) over the deadline is seen by its lateness
+    assert sample_plan(QUIET_EVERY, 0.3, 0.001) == (0.3, SAMPLE_EVERY)
+    # the price: one that ends between two quiet samples is not (README, loop_watch)
+    assert sample_plan(QUIET_EVERY, 0.0005, 0.001).hold < HOLD_LOGGED
+
+
+def test_the_watch_records_a_hold_after_an_idle_stretch() -> None:
+    watch = LoopWatch()
+    every = SAMPLE_EVERY
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(20):  # the samples run() would take, driven directly
+            watch.sampled(every, 0.0005, 0.003 * every, 0.002 * every, 0.0)
+            every = watch._every
+        assert every == QUIET_EVERY
+        watch.sampled(every, 0.0004, 0.31, 0.302, 0.0)
+    assert watch._every == SAMPLE_EVERY
+    assert [(e["event"], e["ms"], e["sample_ms"]) for e in logs] == [("loop_held", 302.0, 1000)]
+    report = watch.report()
+    assert (report["lag_max_ms"], report["lag_max_cpu_ms"]) == (302.0, 310.0)
 
 
 def test_the_loop_watch_sees_a_held_loop_and_collections() -> None:
@@ -112,7 +171,7 @@ def test_the_loop_watch_sees_a_held_loop_and_collections() -> None:
         watch = LoopWatch()
         task = asyncio.create_task(watch.run())
         await asyncio.sleep(0.25)
-        blocking_call(0.4)
+        busy_call(0.4)  # seen busy (late) or quiet (the loop's CPU), whichever it is
         gc.collect()
         await asyncio.sleep(0.25)
         held = watch.report()
@@ -122,7 +181,7 @@ def test_the_loop_watch_sees_a_held_loop_and_collections() -> None:
         return held, after
 
     held, after = asyncio.run(scenario())
-    assert held["lag_max_ms"] >= 250  # held 400 ms; the watch samples every 100 ms
+    assert held["lag_max_ms"] >= 250  # held 400 ms; the watch samples every 100-200 ms
     assert held["gc_full_collections"] >= 1
     assert held["gc_pause_max_ms"] >= 0
     assert after["gc_full_collections"] == 0
@@ -138,14 +197,14 @@ def test_a_hold_is_logged_with_the_collections_inside_it() -> None:
         watch = LoopWatch()
         task = asyncio.create_task(watch.run())
         await asyncio.sleep(0.15)
-        blocking_call(0.3)  # a hold without a collection
+        busy_call(0.3)  # a hold without a collection
         await asyncio.sleep(0.15)
         garbage = [[] for _ in range(200_000)]
         for item in garbage:
             item.append(item)  # cycles: only the collector frees them
         del garbage, item
         gc.collect()
-        blocking_call(0.3)  # the same sample: a hold with a full collection inside
+        busy_call(0.3)  # the same sample: a hold with a full collection inside
         await asyncio.sleep(0.15)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -170,7 +229,7 @@ def test_held_again_and_again_logs_a_few_lines_a_minute() -> None:
     watch = LoopWatch()
     with structlog.testing.capture_logs() as logs:
         for _ in range(100):
-            watch._log_hold(0.5, 0.5, 0.0)
+            watch._log_hold(0.5, 0.5, 0.0, SAMPLE_EVERY)
     assert len(logs) == HOLDS_LOGGED_PER_MINUTE
 
 
