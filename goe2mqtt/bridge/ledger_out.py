@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -57,6 +58,43 @@ def price_topics(settings: Settings) -> set[str]:
     }  # fmt: skip
 
 
+class TopicPace:
+    """Which chargers' session topics go out now: of those with news, the urgent ones
+    and those last sent SESSION_TOPIC_EVERY ago; the rest wait in a queue by when they
+    were last sent, and go out once that is SESSION_TOPIC_EVERY ago. Each look touches
+    the chargers with news and those whose wait is over, not every charger's books
+    (~1 % of a core at 10 000 chargers, each second)."""
+
+    def __init__(self, every: float = SESSION_TOPIC_EVERY) -> None:
+        self._every = every
+        self._sent_at: dict[str, float] = {}  # charger -> monotonic, last sent
+        self._waiting: dict[str, float] = {}  # charger -> its _sent_at when queued
+        self._queue: list[tuple[float, str]] = []  # (sent at, charger), a heap
+
+    def due(self, news: Iterable[tuple[str, bool]], now: float) -> list[str]:
+        """The chargers to publish, of ``news`` ((charger, urgent) with news since the
+        last call) and of those waiting; call sent() for each one published."""
+        ready: dict[str, None] = {}
+        queue, waiting = self._queue, self._waiting
+        while queue and now - queue[0][0] >= self._every:
+            sent_at, name = heapq.heappop(queue)
+            if waiting.get(name) == sent_at:  # else sent meanwhile: a stale entry
+                del waiting[name]
+                ready[name] = None
+        for name, urgent in news:
+            sent_at = self._sent_at.get(name, 0.0)
+            if urgent or now - sent_at >= self._every:
+                ready[name] = None
+            elif name not in waiting:
+                waiting[name] = sent_at
+                heapq.heappush(queue, (sent_at, name))
+        return list(ready)
+
+    def sent(self, name: str, now: float) -> None:
+        self._sent_at[name] = now
+        self._waiting.pop(name, None)  # its queue entry is stale now
+
+
 class LedgerOutput:
     """The bridge's ledger (opened with open()) and what it publishes."""
 
@@ -66,7 +104,7 @@ class LedgerOutput:
         self._ledger: Ledger | None = None
         self._news = asyncio.Event()
         self._ended_news = asyncio.Event()  # closed sessions on disk, for session/ended
-        self._topic_at: dict[str, float] = {}  # charger -> monotonic, last session topic
+        self._pace = TopicPace()
         self._failing: str | None = None  # why the last write failed; None: it did not
 
     def open(self, settings: Settings) -> Ledger:
@@ -171,13 +209,16 @@ class LedgerOutput:
 
     async def _session_topics(self, mqtt: Publisher) -> None:
         now = time.monotonic()
-        for name, books in self.ledger.books.items():
+        ledger = self.ledger
+        news, ledger.topic_news = ledger.topic_news, {}
+        books_of = ledger.books
+        noted = ((name, books.topic_urgent) for name in news if (books := books_of.get(name)))
+        for name in self._pace.due(noted, now):
+            books = books_of[name]
             if not books.topic_changed:
-                continue
-            if not books.topic_urgent and now - self._topic_at.get(name, 0.0) < SESSION_TOPIC_EVERY:
-                continue
+                continue  # published since it was noted
             books.topic_changed = books.topic_urgent = False
-            self._topic_at[name] = now
+            self._pace.sent(name, now)
             payload = books.session_payload()
             if payload is not None:
                 await mqtt.publish_retained(self.topics.session(name), payload)

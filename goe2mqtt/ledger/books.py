@@ -87,6 +87,7 @@ class ChargerBooks:
         self.written_at = -PROGRESS_EVERY  # monotonic: the last progress write
         self.topic_changed = True  # the session topic has news
         self.topic_urgent = True  # ... to go out now (opened, closed), not within 10 s
+        ledger.topic_news[name] = None
         self._refresh_states(ledger.clock(), settled=True)
 
     @property
@@ -107,6 +108,7 @@ class ChargerBooks:
         elif step.counted:
             self.progress_due = True
             self.topic_changed = True
+            self.ledger.topic_news[self.name] = None
         if step.closed:
             self.last = step.closed[-1]
             self._month_add(step.closed)
@@ -224,6 +226,9 @@ class Ledger:
         # so anyone publishing garbage there in a loop is not a log line each.
         self._refusals_said: dict[str, tuple[float, int]] = {}
         self.books: dict[str, ChargerBooks] = {}
+        # Chargers whose topic_changed was set since the publisher last took this (it
+        # swaps in an empty one): it looks at those, not at every charger's books.
+        self.topic_news: dict[str, None] = {}
         # The sessions open when the last run ended, read once (not once per charger).
         self.resumed = {s.charger: s for s in store.open_sessions()}
         # Closed sessions the broker has not acknowledged yet (a crash left some).
@@ -299,6 +304,7 @@ class Ledger:
             self._urgent[books.open.id] = books.open
         self._closed.extend(step.closed)
         books.topic_changed = books.topic_urgent = True
+        self.topic_news[books.name] = None
         books.progress_due = False
         books.written_at = self.monotonic()
         for session in step.closed:

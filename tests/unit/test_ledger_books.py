@@ -297,6 +297,28 @@ async def test_the_session_topic_at_once_on_news_and_at_most_every_10_s_while_it
     out.close()
 
 
+def test_the_session_topics_pace_touches_only_chargers_with_news_or_due() -> None:
+    """Issue 32: the publisher walked every charger's books each second (~1 % of a core
+    at 10 000 chargers); now it is told which have news, and keeps the rest waiting."""
+    from goe2mqtt.bridge.ledger_out import TopicPace
+
+    pace = TopicPace(every=10.0)
+    assert pace.due([("a", True), ("b", False)], 100.0) == ["a", "b"]  # b: never sent
+    pace.sent("a", 100.0)
+    pace.sent("b", 100.0)
+    assert pace.due([("a", False), ("b", False)], 104.0) == []  # flowing: within 10 s
+    assert pace.due([("a", False)], 105.0) == []  # news again: still one wait
+    assert pace.due([("b", True)], 106.0) == ["b"]  # urgent: at once, wait or not
+    pace.sent("b", 106.0)
+    assert pace.due([], 109.9) == []
+    assert pace.due([("a", False)], 110.0) == ["a"]  # its wait over: once
+    pace.sent("a", 110.0)
+    assert pace.due([], 116.0) == []  # b's old wait ended by the urgent sending
+    assert pace.due([], 500.0) == []  # no news: nothing, however long since
+    assert pace._queue == []  # and nothing kept for it
+    assert pace._waiting == {}
+
+
 def test_a_session_counts_in_the_month_it_started_so_the_month_never_drops(
     tmp_path: Path,
 ) -> None:
