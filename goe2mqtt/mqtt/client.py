@@ -1,8 +1,8 @@
 """The MQTT client layer under the session: paho and aiomqtt as we need them.
 
-The options of a connection, handing inbound messages over inside paho's callback
-(before the PUBACK), telling why a connection failed or ended. The session's own client
-is in mqtt/session_client.py. Knows nothing of go-e.
+The options of a connection, its subscriptions, handing inbound messages over inside
+paho's callback (before the PUBACK), telling why a connection failed or ended. The
+session's own client is in mqtt/session_client.py. Knows nothing of go-e.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
 import structlog
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 log = structlog.get_logger()
 
@@ -78,6 +79,25 @@ class Subscription:
 # the client, and the broker then delivers the same message at every reconnect: one
 # poison message would stop the bridge for good.)
 MessageHandler = Callable[[InboundMessage], None]
+
+
+async def subscribe(
+    client: aiomqtt.Client, subscriptions: Iterable[Subscription], v5: bool
+) -> None:
+    """A connection's subscriptions, but the retained-only ones (mqtt/look_back.py)
+    and ``ours`` (mqtt/own_topics.py watches those)."""
+    for sub in subscriptions:
+        if sub.retained_only or sub.ours:
+            continue
+        if v5:
+            await client.subscribe(
+                sub.topic,
+                options=SubscribeOptions(
+                    qos=sub.qos, noLocal=sub.no_local, retainAsPublished=sub.retain_as_published
+                ),
+            )
+        else:
+            await client.subscribe(sub.topic, qos=sub.qos)
 
 
 def hand_over_before_ack(
@@ -245,3 +265,17 @@ async def until_disconnected(client: aiomqtt.Client) -> None:
 def is_takeover(error: BaseException) -> bool:
     code = getattr(error, "rc", None)
     return getattr(code, "value", code) == SESSION_TAKEN_OVER
+
+
+async def until_ended(client: aiomqtt.Client, client_id: str) -> None:
+    """until_disconnected, a takeover raised as SessionTakenOver (the cure said)."""
+    try:
+        await until_disconnected(client)
+    except Exception as exc:
+        if is_takeover(exc):
+            raise SessionTakenOver(
+                f"another client connected with client_id {client_id!r}"
+                " and took over the session: give every instance its own"
+                " mqtt.client_id"
+            ) from None
+        raise

@@ -3,9 +3,9 @@
 Knows MQTT and nothing of go-e. Retained topics are kept in a store (mqtt/retained.py)
 that a reconnect republishes. One-off messages (a command's result) go at QoS 2 through
 one client object for the whole session, so the broker takes each exactly once, also
-when a connection dies in the middle (publish_once). Inbound messages are handed over
-before the broker is acknowledged, so what the handler stored survives any crash. When
-to reconnect, and what a lost connection is logged as, is mqtt/reconnect.py's. What
+when a connection dies in the middle (publish_once, mqtt/one_offs.py). Inbound messages
+are handed over before the broker is acknowledged, so what the handler stored survives
+any crash. When to reconnect, and what a lost connection is logged as, is mqtt/reconnect.py's. What
 others write on our availability and on the topics we watch (``ours``, MQTT 5) is
 answered with our value (mqtt/overwrites.py).
 """
@@ -24,7 +24,6 @@ import structlog
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from goe2mqtt.mqtt.client import (
-    BrokerStalled,
     InboundMessage,
     MessageHandler,
     MqttOptions,
@@ -32,11 +31,12 @@ from goe2mqtt.mqtt.client import (
     SessionTakenOver,
     Subscription,
     hand_over_before_ack,
-    is_takeover,
-    until_disconnected,
+    subscribe,
+    until_ended,
 )
 from goe2mqtt.mqtt.families import Family, LiveFamily
 from goe2mqtt.mqtt.look_back import LookBack
+from goe2mqtt.mqtt.one_offs import OneOffs
 from goe2mqtt.mqtt.overwrites import Overwrites
 from goe2mqtt.mqtt.own_topics import Owner, OwnTopics
 from goe2mqtt.mqtt.reconnect import RECONNECT_DELAYS, Reconnects
@@ -85,10 +85,7 @@ class MqttSession:
         self._session_client: SessionClient | None = None
         self._client: aiomqtt.Client | None = None
         self._up = asyncio.Event()  # set while connected
-        # From resume_once: packet id -> done when the broker's PUBCOMP came.
-        self._resumed: dict[int, asyncio.Future[None]] = {}
-        # Failed by publish_once when the broker stops acknowledging: ends the connection.
-        self._stalled: asyncio.Future[None] | None = None
+        self._one_offs = OneOffs()  # resumed ones, and the wait for each PUBCOMP
         self._stopping = asyncio.Event()
         self._final: list[tuple[str, bytes]] = []
         # What earlier runs left retained: read once per process (mqtt/look_back.py).
@@ -225,27 +222,13 @@ class MqttSession:
         PublishRefused when the broker answered that it will not take it. Cancelled, it
         may still reach the broker once."""
         data = payload.encode() if isinstance(payload, str) else payload
-        done = None if packet_id is None else self._resumed.pop(packet_id, None)
+        done = self._one_offs.resumed(packet_id)
         if done is None:
             await self._store.settled(self._store.barrier())
             await self._up.wait()
             done = self._client_of_session().publish_once(topic, data, on_sent, on_taken)
-        while not done.done():
-            connection = self.connections
-            await asyncio.wait({done}, timeout=self.ack_timeout)
-            stalled = self._stalled
-            # Not done on a connection that is still the same and up: the broker froze
-            # or is gone (TCP alone can take minutes to tell). Reconnecting sends it again.
-            if (
-                not done.done()
-                and self.connections == connection
-                and self.connected
-                and stalled is not None
-                and not stalled.done()
-            ):
-                stalled.set_exception(BrokerStalled(f"no PUBCOMP within {self.ack_timeout:.0f} s"))
         try:
-            done.result()
+            await self._one_offs.taken(done, self)
         except PublishRefused as exc:
             self._refused(exc)
             raise
@@ -257,8 +240,7 @@ class MqttSession:
         it. Call before run()."""
         assert not self.connections, "resumed messages go out on the first connect"
         data = payload.encode() if isinstance(payload, str) else payload
-        client = self._client_of_session()
-        self._resumed[packet_id] = client.resume_once(topic, data, packet_id, taken=taken)
+        self._one_offs.resume(self._client_of_session(), topic, data, packet_id, taken=taken)
 
     def _client_of_session(self) -> SessionClient:
         if self._session_client is None:
@@ -308,29 +290,15 @@ class MqttSession:
 
     async def _serve(self, client: aiomqtt.Client, on_message: MessageHandler) -> None:
         v5 = self._options.protocol == "5"
-        for sub in self._subscriptions:
-            if sub.retained_only or sub.ours:
-                continue
-            if v5:
-                await client.subscribe(
-                    sub.topic,
-                    options=SubscribeOptions(
-                        qos=sub.qos,
-                        noLocal=sub.no_local,
-                        retainAsPublished=sub.retain_as_published,
-                    ),
-                )
-            else:
-                await client.subscribe(sub.topic, qos=sub.qos)
+        await subscribe(client, self._subscriptions, v5)
         own = self._options.availability_topic
         if v5:
             await client.subscribe(own, options=SubscribeOptions(qos=1, noLocal=True))
+            await self._own.watch(client)
         else:
             await client.subscribe(own, qos=1)
-        if v5:
-            await self._own.watch(client)
         await client.publish(self._options.availability_topic, ONLINE, qos=1, retain=True)
-        self._stalled = stalled = asyncio.get_running_loop().create_future()
+        self._one_offs.stalled = stalled = asyncio.get_running_loop().create_future()
         self._set_client(client)
         self.connections += 1
         log.info(
@@ -339,22 +307,9 @@ class MqttSession:
             connection=self.connections,
         )
         self._look_back.start(on_message)
-
-        async def watch() -> None:
-            try:
-                await until_disconnected(client)
-            except Exception as exc:
-                if is_takeover(exc):
-                    raise SessionTakenOver(
-                        f"another client connected with client_id {self._options.client_id!r}"
-                        " and took over the session: give every instance its own"
-                        " mqtt.client_id"
-                    ) from None
-                raise
-
         # The broker may have lost anything retained: everything goes out again.
         await self.republish_retained()
-        watcher = asyncio.create_task(watch())
+        watcher = asyncio.create_task(until_ended(client, self._options.client_id))
         sender = asyncio.create_task(self._store.send(client, self.ack_timeout))
         stopper = asyncio.create_task(self._stopping.wait())
         clean_stop = False
@@ -367,7 +322,7 @@ class MqttSession:
             # (a new packet each: every subscriber got them twice).
             clean_stop = done == {stopper}
         finally:
-            self._stalled = None
+            self._one_offs.stalled = None
             self._set_client(None)
             ending = (watcher, stopper) if clean_stop else (watcher, sender, stopper)
             for task in ending:
