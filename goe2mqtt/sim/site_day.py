@@ -165,6 +165,9 @@ class DayReport:
     # (whichever is last: the site cannot pause a charger it cannot reach).
     blind_grid_wh: float = 0.0
     longest_blind_run: int = 0
+    # The fewest s without a valid reading after which the fallback paused a charger
+    # (None: it never did; pv pauses only past pv_blind_limit, fallback_current 0 at once).
+    shortest_blind_pause: int | None = None
     energy: dict[str, float] = field(default_factory=dict)  # kWh each charger gave
     decisions: int = 0
 
@@ -237,6 +240,10 @@ def run_day(seed: int, *, mode: Mode = "fuse", fuse: float = 25.0, interval: flo
             running = {m.name: m.started_at for m in controller.managed.values() if not m.paused}
             for write in controller.decide(t).writes:
                 next(c for c in chargers if c.name == write.charger).send(t, write.call)
+                if write.call.get("frc") == 1 and write.why.startswith("fallback:"):
+                    fewest, blind_for = report.shortest_blind_pause, t - last_reading
+                    report.shortest_blind_pause = blind_for if fewest is None \
+                        else min(fewest, blind_for)  # fmt: skip
                 for key, value in write.call.items():
                     if key in ("tcl", "amp") and value is not None:
                         low = report.lowest_write
