@@ -8,7 +8,13 @@ Prints per mode: days, the worst stretch a phase spent above the fuse while the 
 spoke, the longest such stretch while it was silent (the fallback's doing), writes per
 charger in the busiest hour and on average, the longest site-caused import beyond the
 pv hysteresis, the shortest pv run the site started and a lack of sun ended (and how
-many ended inside pv_min_charge_time), and whether every fallback came within one decision.
+many ended inside pv_min_charge_time), and whether every fallback came within one decision;
+then the energy the chargers took from the grid while the meter was blind (no valid
+reading for more than an interval) and the longest stretch a charger charged blind.
+With --outages every day also has one long meter outage (sim/site_day.meter_outage:
+hours silent or garbled, most starting in the afternoon and lasting into the night).
+
+    PYTHONPATH=. python bench/site_days.py --fuse-days 0 --pv-days 30 --outages --first-seed 5000
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ def summary(mode: str, reports: list[DayReport], seconds: float) -> str:
     grid = sum(r.pv_grid_wh for r in reports) / 1000
     energy = sum(sum(r.energy.values()) for r in reports)
     bound = reports[0].interval + REACTION
+    blind_kwh = sum(r.blind_grid_wh for r in reports) / 1000
+    blind_run = max(reports, key=lambda r: r.longest_blind_run)
     return (
         f"{mode}: {len(reports)} days in {seconds:.0f} s; worst overshoot {worst} s (bound"
         f" {bound:g} s; {sum(r.overshoot_seconds for r in reports)} s in all); while the"
@@ -45,6 +53,10 @@ def summary(mode: str, reports: list[DayReport], seconds: float) -> str:
                                      f" {min(runs, default=0)} s, {short} inside the minimum"
                                      f" charge time; {grid:.1f} of the {energy:.1f} kWh charged"
                                      f" came from the grid" if mode == "pv" else "")
+        + f"; charged blind: {blind_kwh:.1f} kWh from the grid, the longest stretch"
+        f" {blind_run.longest_blind_run} s (day {blind_run.seed})"
+        + (f"; {sum(r.outage is not None for r in reports)} days with a long outage"
+           if reports[0].outage is not None else "")
     )  # fmt: skip
 
 
@@ -53,12 +65,15 @@ def main() -> None:
     parser.add_argument("--fuse-days", type=int, default=20)
     parser.add_argument("--pv-days", type=int, default=10)
     parser.add_argument("--first-seed", type=int, default=1000)
+    parser.add_argument("--outages", action="store_true",
+                        help="every day also has one long meter outage")  # fmt: skip
     args = parser.parse_args()
     for mode, days in (("fuse", args.fuse_days), ("pv", args.pv_days)):
         if not days:
             continue
         started = time.monotonic()
-        reports = [run_day(args.first_seed + n, mode=mode) for n in range(days)]  # type: ignore[arg-type]
+        reports = [run_day(args.first_seed + n, mode=mode, outage=args.outages)  # type: ignore[arg-type]
+                   for n in range(days)]  # fmt: skip
         print(summary(mode, reports, time.monotonic() - started), flush=True)
 
 

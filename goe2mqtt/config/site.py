@@ -32,6 +32,18 @@ def fallback_problems(fallback: int, chargers: int, fuse: float | None) -> list[
     ]
 
 
+def blind_problems(limit: float | None, meter_timeout: float) -> list[str]:
+    """A pv_blind_limit below meter_timeout means nothing: the site falls back only once
+    the meter has been silent meter_timeout, and pauses no sooner."""
+    if limit is None or limit >= meter_timeout:
+        return []
+    return [
+        f"pv_blind_limit: {limit:g} s is below meter_timeout {meter_timeout:g} s: the site"
+        " falls back only after meter_timeout; set at least that, null (never pause),"
+        " or fallback_current: 0 to pause as soon as the meter is silent"
+    ]
+
+
 class SiteChargerSettings(Section):
     name: str = field(pattern=NAME_PATTERN, max_length=64)
     # 1 is served first; chargers of one priority share equally.
@@ -69,6 +81,9 @@ class SiteSettings(Section):
     # this (W); a start keeps its minimum this long (s), sun or not (the fuse holds).
     pv_stop_hysteresis: float = field(default=300.0, ge=0, le=100_000)
     pv_min_charge_time: float = field(default=300.0, ge=0, le=86_400)
+    # pv: no valid meter reading this long (s) and the chargers pause (the fallback
+    # current would charge them from the grid all night); None: never, the fallback holds.
+    pv_blind_limit: float | None = field(default=900.0, ge=0, le=86_400)
     chargers: tuple[SiteChargerSettings, ...] = field(min_length=1)
 
     @section_check
@@ -82,6 +97,7 @@ class SiteSettings(Section):
                 f" {GOE_MIN_CURRENT} A"
             )
         problems.extend(fallback_problems(self.fallback_current, len(self.chargers), self.fuse))
+        problems.extend(blind_problems(self.pv_blind_limit, self.meter_timeout))
         for charger in self.chargers:
             if self.fuse is not None and self.fuse < charger.min_current:
                 problems.append(

@@ -4,7 +4,8 @@ Seeded and pure: one seed is one day, the same on every run. The loads are those
 make a fuse trip in real houses: a heat pump cycling all day on three phases, an oven
 for 20 minutes, a kettle on one phase a few times, a base load that wanders. The meter
 publishes what the house and the chargers draw, less the sun, every few seconds, with
-silent spells and, now and then, a reading that is not a number.
+silent spells and, now and then, a reading that is not a number (or an outage: hours
+silent, or of nothing but bad readings).
 """
 
 from __future__ import annotations
@@ -104,7 +105,12 @@ class Meter:
             self.silent.append((start, start + rng.randrange(40, 400)))
         self.broken: set[int] = {rng.randrange(0, DAY) // period * period
                                  for _ in range(rng.randrange(0, 4))}  # fmt: skip
+        self.garbled: list[tuple[int, int]] = []  # spells of nothing but bad payloads
         self._rng = rng
+
+    def outage(self, start: int, end: int, *, garbled: bool) -> None:
+        """A long spell without a valid reading: silent, or publishing garbage."""
+        (self.garbled if garbled else self.silent).append((start, end))
 
     def is_silent(self, t: int) -> bool:
         return any(start <= t < end for start, end in self.silent)
@@ -113,7 +119,7 @@ class Meter:
         """What it publishes at second t, or None."""
         if t % self.period or self.is_silent(t):
             return None
-        if t in self.broken:
+        if t in self.broken or any(start <= t < end for start, end in self.garbled):
             return self._rng.choice([b'{"l1": NaN, "l2": 1, "l3": 1}', b'"12"', b"1e400",
                                      b'{"l1": 5000, "l2": 0, "l3": 0}'])  # fmt: skip
         noisy = [round(i + self._rng.gauss(0.0, 0.15), 2) for i in grid]

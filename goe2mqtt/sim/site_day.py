@@ -5,10 +5,13 @@ follow a new current after a realistic delay (the command's way, then the charge
 once-a-second logic and the car's own ramp); cars arrive, need energy and taper when
 nearly full; a charger drops offline now and then; ``tcl`` expires after 10 minutes
 like the firmware's. What the day measures is what the issue's properties are about.
+With ``outage``, the meter also has one long outage (``meter_outage``): hours silent or
+of nothing but bad readings, most starting in the afternoon and lasting into the night.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -155,34 +158,61 @@ class DayReport:
     shortest_pv_run: int | None = None
     short_pv_runs: int = 0
     pv_grid_wh: float = 0.0  # Wh the chargers took from the grid (their import, all day)
+    outage: tuple[int, int, bool] | None = None  # the long one: start, end, garbled
+    # While the meter had given no valid reading for more than an interval (blind): the
+    # Wh the chargers took from the grid, and the longest a charger drew in one stretch,
+    # counted from the last valid reading, its car's start or its coming back online
+    # (whichever is last: the site cannot pause a charger it cannot reach).
+    blind_grid_wh: float = 0.0
+    longest_blind_run: int = 0
+    # The fewest s without a valid reading after which the fallback paused a charger
+    # (None: it never did; pv pauses only past pv_blind_limit, fallback_current 0 at once).
+    shortest_blind_pause: int | None = None
     energy: dict[str, float] = field(default_factory=dict)  # kWh each charger gave
     decisions: int = 0
 
 
-def site_settings(mode: Mode, fuse: float, interval: float) -> SiteSettings:
+def site_settings(mode: Mode, fuse: float, interval: float, **over: Any) -> SiteSettings:
     return SiteSettings(
         name="house", fuse=fuse, meter_topic="home/meter", interval=interval, mode=mode,
         meter_exports=mode == "pv", chargers=(
             SiteChargerSettings(name="garage", priority=1, max_current=16),
             SiteChargerSettings(name="carport", priority=2),
-        ),
+        ), **over,
     )  # fmt: skip
 
 
-def run_day(seed: int, *, mode: Mode = "fuse", fuse: float = 25.0, interval: float = 5.0
-            ) -> DayReport:  # fmt: skip
+def meter_outage(seed: int) -> tuple[int, int, bool]:
+    """A day's long meter outage (start, end, garbled), from a stream of its own, so the
+    rest of the day is the day without it: six in ten start in the afternoon (12-18 h),
+    the rest at any time; 5 minutes to 12 hours long (as many under an hour as over),
+    into the night; one in three publishes garbage instead of falling silent."""
+    rng = random.Random(f"meter outage {seed}")
+    afternoon = rng.random() < 0.6
+    start = rng.randrange(12 * 3600, 18 * 3600) if afternoon else rng.randrange(0, DAY - 600)
+    length = round(math.exp(rng.uniform(math.log(300), math.log(12 * 3600))))
+    return start, min(DAY, start + length), rng.random() < 1 / 3
+
+
+def run_day(seed: int, *, mode: Mode = "fuse", fuse: float = 25.0, interval: float = 5.0,
+            outage: bool = False, **site: Any) -> DayReport:  # fmt: skip
+    """One seeded day; ``site``: settings of the site beyond the simulation's own."""
     rng = random.Random(seed)
     house = House(rng, heavy=rng.uniform(0.6, 1.1))
     sun = Sun(rng, peak=rng.uniform(6000, 11000)) if mode == "pv" else None
     meter = Meter(rng, period=rng.randrange(1, int(interval) + 1), exports=mode == "pv")
-    settings = site_settings(mode, fuse, interval)
+    settings = site_settings(mode, fuse, interval, **site)
     controller = SiteController(settings)
     chargers = [SimCharger(c.name, rng, own_amp=16) for c in settings.chargers]
     report = DayReport(seed, mode, fuse, interval)
+    if outage:
+        report.outage = start, end, garbled = meter_outage(seed)
+        meter.outage(start, end, garbled=garbled)
     last_decision = -1e9
     last_reading = 0
     run = [0, 0, 0]
     pv_run = silent_pv_run = 0
+    drawing_since: dict[str, int] = {}
     for t in range(DAY):
         for charger in chargers:
             charger.step(t)
@@ -210,6 +240,10 @@ def run_day(seed: int, *, mode: Mode = "fuse", fuse: float = 25.0, interval: flo
             running = {m.name: m.started_at for m in controller.managed.values() if not m.paused}
             for write in controller.decide(t).writes:
                 next(c for c in chargers if c.name == write.charger).send(t, write.call)
+                if write.call.get("frc") == 1 and write.why.startswith("fallback:"):
+                    fewest, blind_for = report.shortest_blind_pause, t - last_reading
+                    report.shortest_blind_pause = blind_for if fewest is None \
+                        else min(fewest, blind_for)  # fmt: skip
                 for key, value in write.call.items():
                     if key in ("tcl", "amp") and value is not None:
                         low = report.lowest_write
@@ -219,6 +253,11 @@ def run_day(seed: int, *, mode: Mode = "fuse", fuse: float = 25.0, interval: flo
             _measure_runs(controller, report, running, t)
         silent = meter.is_silent(t) or t - last_reading > 2
         _measure(report, t, grid, other, drawn, run, silent)
+        blind = t - last_reading > interval
+        _measure_blind(report, chargers, drawing_since, t, last_reading, blind=blind)
+        if blind:
+            sun_now = sun_amps if sun is not None else 0.0
+            report.blind_grid_wh += max(0.0, _site_import(grid, other, sun_now)) / 3600
         if sun is not None:
             caused = _site_import(grid, other, sun_amps)
             # A start keeps its minimum through pv_min_charge_time whatever the sun does:
@@ -288,6 +327,20 @@ def _measure_runs(controller: SiteController, report: DayReport, running: dict[s
         report.shortest_pv_run = length if shortest is None else min(shortest, length)
         if length < controller.settings.pv_min_charge_time:
             report.short_pv_runs += 1
+
+
+def _measure_blind(report: DayReport, chargers: list[SimCharger], since: dict[str, int],
+                   t: int, last_reading: int, *, blind: bool) -> None:  # fmt: skip
+    """The longest stretch a charger drew blind; ``since``: from when each charger has
+    drawn, online, without a break."""
+    for charger in chargers:
+        if not any(charger.currents()) or not charger.online(t):
+            since.pop(charger.name, None)
+            continue
+        start = since.setdefault(charger.name, t)
+        if blind:
+            stretch = t - max(start, last_reading)
+            report.longest_blind_run = max(report.longest_blind_run, stretch)
 
 
 def _check_fallback(controller: SiteController, report: DayReport, t: int) -> None:

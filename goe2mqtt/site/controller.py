@@ -9,7 +9,8 @@ Safety first, then calm: going down is at once (the next decision), going up at 
 noise writes nothing), and never in a decision that lowers another charger (room is
 made before it is used). A charger that cannot have its minimum pauses; it resumes once room for its
 minimum has been there ``resume_after``. A silent or wrong meter sends the charging
-chargers to ``fallback_current`` in the decision that notices it.
+chargers to ``fallback_current`` in the decision that notices it; in mode pv they pause
+once it has been so for ``pv_blind_limit`` (site/fallback.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from goe2mqtt.config.site import SiteSettings
+from goe2mqtt.site.fallback import blind_reason, fall_back
 from goe2mqtt.site.meter import PHASES, MeterReading
 from goe2mqtt.site.room import room_of
 from goe2mqtt.site.seen import ChargerSeen, Managed
@@ -155,8 +157,10 @@ class SiteController:
             if problem is _WAITING:
                 writes = []
             elif problem is not None:
-                self.fallback = problem
-                writes = self._fall_back(problem, now)
+                blind = self._blind(problem, now)
+                self.fallback = problem if blind is None else blind
+                writes = fall_back(self.managed.values(), self.settings.fallback_current,
+                                   self.fallback, now, pause=blind is not None)  # fmt: skip
             else:
                 self.fallback = None
                 writes = self._control(now)
@@ -177,29 +181,16 @@ class SiteController:
         age = now - self.reading_at
         return f"meter silent for {age:.0f} s" if age > timeout else None
 
-    def _fall_back(self, why: str, now: float) -> list[Write]:
-        """Charging chargers to fallback_current (or paused); never up without a meter."""
-        fallback = self.settings.fallback_current
-        writes: list[Write] = []
-        for m in self.managed.values():
-            if not m.seen.online:
-                continue
-            if m.paused:
-                pause_kept(m, now, writes)
-                continue
-            low, high = m.bounds()
-            # Never above its maximum, nor above what it has: never up without a meter.
-            has = m.written if m.written is not None else m.seen.limit
-            target = max(low, min(fallback, high, high if has is None else has))
-            m.why, m.share = f"fallback: {why}", float(target)
-            if fallback < low:
-                if m.seen.drawing:
-                    writes.append(write_pause(m, m.why, now))
-            elif (m.written is None and m.seen.drawing) or (m.written or 0) > target:
-                writes.append(write_current(m, target, m.why, now))
-            else:
-                upkeep(m, now, writes, writes)
-        return writes
+    def _blind(self, problem: str, now: float) -> str | None:
+        """pv: why the chargers pause, once no valid reading has come for pv_blind_limit
+        (counted from the last valid one, or from the start without any); else None."""
+        limit = self.settings.pv_blind_limit
+        if self.mode != "pv" or limit is None:
+            return None
+        since = self.reading_at if self.reading is not None else self.started
+        assert since is not None
+        blind = now - since
+        return None if blind < limit else blind_reason(problem, self.invalid, blind, limit)
 
     def _release(self) -> list[Write]:
         """Mode off: paused chargers back to what they were, temporary limits cleared."""

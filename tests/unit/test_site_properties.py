@@ -14,6 +14,11 @@ from goe2mqtt.sim.site_day import REACTION, DayReport, busiest_hour, run_day
 
 FUSE_DAYS = range(100, 106)
 PV_DAYS = range(200, 203)
+# pv days with a long meter outage (sim/site_day.meter_outage) and a car that charged
+# through it. Before pv_blind_limit the fallback's 6 A charged on blind: day 300 for 16061
+# s in one stretch (6.0 kWh from the grid), 302 for 10664 s, 308 for 5301 s (12.7 kWh).
+OUTAGE_DAYS = (300, 302, 308)
+BLIND_LIMIT = 900.0  # s: pv_blind_limit's default
 MAX_WRITES_PER_HOUR = 60  # per charger, in any hour of the day
 
 
@@ -60,6 +65,23 @@ def test_a_pv_days_import_while_the_meter_is_silent_is_the_fallbacks_measured_ap
     _common(report)
     assert report.worst_pv_import <= report.interval + REACTION, report
     assert report.silent_pv_import > report.interval + REACTION  # the stretch is there
+
+
+@pytest.mark.parametrize("seed", OUTAGE_DAYS)
+def test_a_pv_day_with_a_long_meter_outage_charges_blind_no_longer_than_the_limit(
+    seed: int,
+) -> None:
+    report = run_day(seed, mode="pv", outage=True)
+    _common(report)
+    assert report.outage is not None
+    # No charger draws blind longer than pv_blind_limit plus one decision and its
+    # reaction (counted from the last valid reading, or its car's start).
+    assert report.longest_blind_run <= BLIND_LIMIT + report.interval + REACTION, report
+    # The limit paused a charger (the bound was put to work), and none sooner: the
+    # fallback current holds through a shorter silence.
+    assert report.shortest_blind_pause is not None, report
+    assert report.shortest_blind_pause >= BLIND_LIMIT, report
+    assert report.worst_pv_import <= report.interval + REACTION, report
 
 
 def test_the_busiest_hour_is_any_hour_not_a_clock_hour() -> None:
