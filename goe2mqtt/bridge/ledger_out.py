@@ -103,7 +103,10 @@ class LedgerOutput:
             await wait_until_set(self._ended_news, 1.0)  # or the broker may be back
 
     async def _keep(self, mqtt: Publisher, stop: asyncio.Event) -> None:
-        progress_at = pruned_at = time.monotonic()
+        # Pruned at the start too: a bridge restarted more often than PRUNE_EVERY
+        # (nightly, by an updater) would otherwise keep everything forever.
+        progress_at = time.monotonic()
+        pruned_at = progress_at - PRUNE_EVERY
         while not stop.is_set():
             self._news.clear()
             if not self._commit():
@@ -122,9 +125,14 @@ class LedgerOutput:
             await wait_until_set(self._news, 1.0)
 
     def finish(self) -> None:
-        """On stop: what is noted, and every open session's progress, to disk."""
+        """On stop: what is noted, every open session's progress, and the prune
+        horizon moved on by the time this run saw pass, to disk."""
         self._commit()
         self._write_progress(everything=True)
+        try:
+            self.ledger.keep_horizon()
+        except StoreUnusable as exc:
+            self._failed(exc)
 
     def _commit(self) -> bool:
         """Openings and closings on disk before anything about them is published."""

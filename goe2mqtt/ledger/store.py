@@ -191,12 +191,21 @@ class SessionStore:
                 "DELETE FROM sessions WHERE ended IS NOT NULL AND ended < ? AND announced = 1",
                 (before,),
             )
-            self._db.execute(
-                "INSERT INTO facts (name, value) VALUES ('prune_horizon', ?)"
-                " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-                (before,),
-            )
+            self._keep_horizon(before)
         return cursor.rowcount
+
+    def keep_horizon(self, before: float) -> None:
+        """Keep ``before`` as the prune horizon, pruning nothing (at the first start, so
+        a session later stored under a clock stepped ahead never seeds it)."""
+        with self._writing():
+            self._keep_horizon(before)
+
+    def _keep_horizon(self, before: float) -> None:
+        self._db.execute(
+            "INSERT INTO facts (name, value) VALUES ('prune_horizon', ?)"
+            " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            (before,),
+        )
 
     def prune_horizon(self) -> float | None:
         """The ``before`` of the last prune (None: never pruned)."""

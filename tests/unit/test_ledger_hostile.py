@@ -1,0 +1,118 @@
+"""The ledger's promises under hostile conditions: a wall clock that stepped before a
+restart, currency rounding over many sessions, a charger that restarts and loses the
+last Wh of its counter, a bridge that never runs a whole day."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from goe2mqtt.config.tariff import TariffSettings
+from goe2mqtt.ledger.books import Ledger
+from goe2mqtt.ledger.store import SessionStore
+from tests.unit.test_ledger import Clock, status
+
+YEARS_10 = 3650 * 86_400
+
+
+def ledger_at(path: Path, clock: Clock, keep_days: int = 35) -> Ledger:
+    return Ledger(SessionStore(path), keep_days=keep_days, clock=lambda: clock.now,
+                  monotonic=lambda: clock.mono)  # fmt: skip
+
+
+def one_session(ledger: Ledger, clock: Clock) -> None:
+    """A minute's session at the garage, ended and announced."""
+    books = ledger.books.get("garage") or ledger.books_for("garage", TariffSettings())
+    books.observe(status(eto=100_000), serial=None)
+    clock.advance(60)
+    books.observe(status(car=1, eto=100_000), serial=None)
+    ledger.commit()
+    while ledger.ended:
+        ledger.announced(ledger.ended.popleft())
+
+
+def test_a_session_stored_under_a_clock_years_ahead_does_not_prune_the_history(
+    tmp_path: Path,
+) -> None:
+    """Sessions of real days; then the clock steps 10 years ahead and the bridge records
+    a session under it and is restarted (or killed) before its first prune, a day in.
+    The next start, still on the bad clock, must not take that session's start for
+    "now": the real sessions are days old, not years."""
+    path, clock = tmp_path / "s", Clock()
+    ledger = ledger_at(path, clock)
+    for _ in range(3):
+        one_session(ledger, clock)
+        clock.advance(86_400)
+    ledger.store.close()
+    clock.now += YEARS_10  # an RTC reset, a bad NTP server
+    ledger = ledger_at(path, clock)
+    one_session(ledger, clock)  # stored under the bad clock
+    ledger.store.close()  # restarted within the day: no prune yet
+    clock.advance(3600)
+    ledger = ledger_at(path, clock)
+    clock.advance(86_400)  # a day really passes
+    ledger.prune()
+    assert len(ledger.store.sessions()) == 4  # the real ones are 1-4 days old
+
+
+async def test_a_bridge_restarted_every_few_hours_still_prunes_after_keep_days(
+    tmp_path: Path,
+) -> None:
+    """keep_days is a promise of privacy too (who charged when, with which card): a
+    bridge restarted nightly, by an updater or a watchdog, never runs the day after
+    which it used to prune first. A session 40 days old, keep_days 35: gone soon after
+    a start, not a day after it."""
+    import asyncio
+    import contextlib
+    import time
+
+    import goe2mqtt.bridge.ledger_out as ledger_out
+    from goe2mqtt.config.settings import parse_settings
+    from goe2mqtt.ledger.record import UNPLUGGED, Session
+    from goe2mqtt.mqtt.topics import Topics
+    from tests.conftest import until
+    from tests.unit.test_ledger_books import Channel
+
+    settings = parse_settings({"mqtt": {"host": "localhost"}, "state_dir": str(tmp_path),
+                               "sessions": {"keep_days": 35},
+                               "chargers": [{"name": "garage", "host": "127.0.0.1"}]})  # fmt: skip
+    old = time.time() - 40 * 86_400
+    store = SessionStore(ledger_out.sessions_path(settings))
+    store.save(
+        Session(id=f"garage-{at}", charger="garage", serial=None, started=at - 3600, ended=at,
+                end_reason=UNPLUGGED, eto_start=1000.0, eto_last=2000.0, seen_at=at,
+                currency="EUR", priced=False, announced=True)
+        for at in (old, time.time() - 3600)  # 40 days old, and one of this morning
+    )  # fmt: skip
+    store.close()
+    out = ledger_out.LedgerOutput(Topics("base"))
+    ledger = out.open(settings)
+    stop = asyncio.Event()
+    running = asyncio.create_task(out.run(Channel(), stop))
+    try:
+        await until(lambda: len(ledger.store.sessions()) == 1, "the 40-day-old session pruned")
+    finally:
+        stop.set()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        out.close()
+
+
+def test_the_horizon_moves_on_by_each_runs_time_across_restarts(tmp_path: Path) -> None:
+    """Runs of 12 hours, each stopped cleanly: the history ages by the time they ran,
+    as if the bridge had run through."""
+    from goe2mqtt.bridge.ledger_out import LedgerOutput
+    from goe2mqtt.mqtt.topics import Topics
+
+    path, clock = tmp_path / "s", Clock()
+    ledger = ledger_at(path, clock)
+    one_session(ledger, clock)
+    ledger.store.close()
+    for _ in range(80):  # 40 days of 12-hour runs
+        out = LedgerOutput(Topics("base"))
+        out._ledger = ledger_at(path, clock)
+        clock.advance(12 * 3600)
+        out.finish()
+        out.close()
+    ledger = ledger_at(path, clock)
+    assert ledger.prune() == 1
