@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from goe2mqtt.ledger.record import Session
+from goe2mqtt.ledger.record import Session, cents
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -66,6 +66,9 @@ _FIELDS = (
 )  # fmt: skip
 # Columns added since the first release: a file from before gets them at open.
 _ADDED = {"connected_ms": "INTEGER"}
+# PRAGMA user_version: 1 since the cost column is in cents (a file of 0 is brought up
+# to it at open). A file of a later version is refused rather than misread.
+SCHEMA_VERSION = 1
 _STORED = tuple(f for f in _FIELDS if f not in ("energy_wh", "cost"))
 # Not INSERT OR REPLACE: that would delete another open session of the charger to
 # make room, where the index must refuse instead.
@@ -118,10 +121,21 @@ class SessionStore:
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                self._db.close()
+                raise StoreUnusable(
+                    f"{path}: written by a newer goe2mqtt (ledger version {version}; this"
+                    f" one reads up to {SCHEMA_VERSION}): upgrade, or move the file away"
+                )
+            if not read_only:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._db.executescript(_SCHEMA)
                 self._add_columns()
+                if version < SCHEMA_VERSION:
+                    with contextlib.suppress(sqlite3.Error):  # a full disk: at the next start
+                        self._upgrade()
             self._db.row_factory = sqlite3.Row
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnusable(f"{path}: {exc}") from None
@@ -138,6 +152,20 @@ class SessionStore:
         for name, kind in _ADDED.items():
             if name not in have:
                 self._db.execute(f"ALTER TABLE sessions ADD COLUMN {name} {kind}")
+
+    def _upgrade(self) -> None:
+        """A file of version 0 kept costs to 4 decimals: in cents, as they are shown,
+        so that the totals add up (Session.cost)."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            rows = self._db.execute(
+                "SELECT id, cost_so_far FROM sessions WHERE cost IS NOT NULL"
+            ).fetchall()
+            self._db.executemany(
+                "UPDATE sessions SET cost = ? WHERE id = ?",
+                [(cents(so_far), session_id) for session_id, so_far in rows],
+            )
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._db.close()

@@ -116,3 +116,88 @@ def test_the_horizon_moves_on_by_each_runs_time_across_restarts(tmp_path: Path) 
         out.close()
     ledger = ledger_at(path, clock)
     assert ledger.prune() == 1
+
+
+def test_the_costs_of_a_months_sessions_add_up_to_the_months_cost(tmp_path: Path) -> None:
+    """A bill, a reimbursement: the sessions' costs as the export shows them (cents) must
+    add up to the month's cost in --summary and in Home Assistant. 100 sessions of 125 Wh
+    at 0.30 cost 0.0375 each: shown 0.04 each, 4.00 together - not 3.75."""
+    import csv
+    import io
+
+    from goe2mqtt.ledger import report
+    from goe2mqtt.ledger.pricing import zone
+
+    path, clock = tmp_path / "s", Clock()
+    ledger = ledger_at(path, clock, keep_days=3650)
+    books = ledger.books_for("garage", TariffSettings(price_per_kwh=0.30, timezone="UTC"))
+    eto = 100_000
+    for _ in range(100):
+        books.observe(status(eto=eto), serial=None)
+        clock.advance(60)
+        eto += 125
+        books.observe(status(eto=eto), serial=None)
+        books.observe(status(car=1, eto=eto), serial=None)
+        ledger.commit()
+        clock.advance(60)
+    store = SessionStore(path, read_only=True)
+    exported = list(csv.DictReader(io.StringIO(report.as_csv(store.sessions(), clock.now))))
+    shown = sum(int(row["cost"].replace(".", "")) for row in exported)  # in cents
+    assert shown == 400
+    [month] = report.summary(store, "month,charger", zone("UTC"), filters={})
+    assert round(month[6] * 100) == shown
+    assert round(books.states()["@month_cost"] * 100) == shown
+    store.close()
+
+
+def test_a_file_of_an_earlier_version_has_its_costs_in_cents_after_a_start(
+    tmp_path: Path,
+) -> None:
+    """Costs kept to 4 decimals by an earlier version would still not add up: brought to
+    cents at the first start of this one (and its version noted, once)."""
+    import sqlite3
+
+    from goe2mqtt.ledger import report
+    from goe2mqtt.ledger.pricing import zone
+
+    path, clock = tmp_path / "s", Clock()
+    ledger = ledger_at(path, clock)
+    books = ledger.books_for("garage", TariffSettings(price_per_kwh=0.30, timezone="UTC"))
+    eto = 100_000
+    for _ in range(4):
+        books.observe(status(eto=eto), serial=None)
+        clock.advance(60)
+        eto += 125
+        books.observe(status(car=1, eto=eto), serial=None)
+        ledger.commit()
+    ledger.store.close()
+    db = sqlite3.connect(path)  # as an earlier version left it
+    db.execute("UPDATE sessions SET cost = ROUND(cost_so_far, 4)")
+    db.execute("PRAGMA user_version = 0")
+    db.commit()
+    db.close()
+    store = SessionStore(path)
+    [month] = report.summary(store, "month,charger", zone("UTC"), filters={})
+    assert month[6] == 0.16  # 4 x 0.04, as the export shows each
+    assert store._db.execute("PRAGMA user_version").fetchone()[0] >= 1
+    store.close()
+
+
+def test_a_file_written_by_a_newer_version_is_refused_not_misread(tmp_path: Path) -> None:
+    """A downgrade after an upgrade that changed the file: what a column means may have
+    changed, so the file is neither read nor written - said, with what to do."""
+    import sqlite3
+
+    import pytest
+
+    from goe2mqtt.ledger.store import StoreUnusable
+
+    path = tmp_path / "s"
+    SessionStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 99")
+    db.commit()
+    db.close()
+    for read_only in (False, True):
+        with pytest.raises(StoreUnusable, match="newer goe2mqtt"):
+            SessionStore(path, read_only=read_only)
