@@ -208,6 +208,17 @@ class Tracker:
         now: float, mono: float, grid_w: float | None,
     ) -> None:  # fmt: skip
         self._settle(session, step)
+        if (
+            reading.reboots is not None
+            and session.reboots is not None
+            and reading.reboots != session.reboots
+        ):
+            # The charger restarted (observe closes the session): only its counter's
+            # rise is this session's, and one a little back is what it had not saved
+            # when the power went, not a counter that jumped. Its other values - wh from
+            # zero, the card - are the next session's.
+            self._count_before_restart(session, reading, step, now=now, mono=mono)
+            return
         for problem in reading.problems:
             step.flagged |= session.flag(problem)
         eto = reading.eto
@@ -258,6 +269,20 @@ class Tracker:
             if (slot, reading.card) != (session.card_slot, session.card):
                 session.card_slot, session.card = slot, reading.card or "none"
                 step.counted = True
+
+    def _count_before_restart(
+        self, session: Session, reading: Reading, step: Step, *, now: float, mono: float
+    ) -> None:
+        eto, last = reading.eto, session.eto_last
+        if eto is None or last is None or eto <= last:
+            return
+        elapsed = mono - self._seen_mono if self._seen_mono is not None else now - session.seen_at
+        if eto - last > allowance_wh(elapsed):
+            return  # what the new boot's counter says is no evidence: the last good stays
+        self._price(session, eto - last, session.seen_at, now, None, None)
+        session.eto_last = eto
+        session.seen_at = max(now, session.seen_at)
+        step.counted = True
 
     def _price(
         self, session: Session, delta: float, start: float, end: float,

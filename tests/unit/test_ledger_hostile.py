@@ -201,3 +201,27 @@ def test_a_file_written_by_a_newer_version_is_refused_not_misread(tmp_path: Path
     for read_only in (False, True):
         with pytest.raises(StoreUnusable, match="newer goe2mqtt"):
             SessionStore(path, read_only=read_only)
+
+
+def test_a_restart_losing_the_last_wh_of_the_counter_ends_the_session_priced() -> None:
+    """A power cut mid-session: the charger comes back with a new reboot count, its eto a
+    few Wh below the last reading (not yet saved when the power went) and its session
+    figure wh from zero. That is a restart - the session ends charger_restarted with the
+    energy of its last reading, priced, its wh as it was - not a counter that ran
+    backwards (flagged, never priced)."""
+    from goe2mqtt.ledger.record import CHARGER_RESTARTED
+    from tests.unit.test_ledger import feed, tracker
+
+    t, clock = tracker(), Clock()
+    feed(t, clock, status(eto=100_000, wh=0, rbc=7))
+    clock.advance(600)
+    feed(t, clock, status(eto=101_000, wh=1000, rbc=7))
+    clock.advance(120)
+    step = feed(t, clock, status(eto=100_990, wh=0, rbc=8))
+    [closed] = step.closed
+    assert closed.end_reason == CHARGER_RESTARTED
+    assert closed.flags == []
+    assert closed.energy_wh == 1000
+    assert closed.cost == 0.30
+    assert closed.charger_wh == 1000
+    assert step.opened[0].eto_start == 100_990  # the car still there: counted anew
