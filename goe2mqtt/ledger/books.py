@@ -111,8 +111,10 @@ class ChargerBooks:
         if step.closed:
             self.last = step.closed[-1]
             self._month_add(step.closed)
-        # A new month starts the month's totals afresh, though nothing else changed.
-        if step.closed or step.opened or step.counted or step.flagged or now >= self._month_end:
+        # A new month (or a clock stepped back into an old one) starts the month's totals
+        # afresh, though nothing else changed.
+        changed = step.closed or step.opened or step.counted or step.flagged
+        if changed or not self._month_start <= now < self._month_end:
             self._refresh_states(now, settled=bool(step.closed))
 
     # --- the added keys ----------------------------------------------------------------
@@ -126,13 +128,13 @@ class ChargerBooks:
             return False  # the common case: no date arithmetic per status
         self._month_start = month_start(now, self.tz)
         self._month_end = month_start(self._month_start + 32 * 86_400, self.tz)
-        self._month = self.ledger.store.totals_since(self.name, self._month_start)
+        self._month = self.ledger.store.totals_since(self.name, self._month_start, self._month_end)
         return True
 
     def _month_add(self, closed: list[Session]) -> None:
         energy, cost, per_card = self._month
         for session in closed:
-            if session.started < self._month_start:
+            if not self._month_start <= session.started < self._month_end:
                 continue
             wh = session.energy_wh or 0.0
             energy += wh
@@ -152,7 +154,7 @@ class ChargerBooks:
         if session is not None:
             states[SESSION_ENERGY] = _kwh(session.energy_wh or 0.0)
             states[SESSION_COST] = _money(session.cost)
-        if session is not None and session.started >= self._month_start:
+        if session is not None and self._month_start <= session.started < self._month_end:
             # A session counts in the month it started (as when it is closed): one
             # from last month adding to this one would drop out at its end, and Home
             # Assistant would take the drop for a reset.

@@ -266,15 +266,19 @@ class SessionStore:
         ).fetchone()
         return None if row is None else session_of(row)
 
-    def totals_since(self, charger: str, since: float) -> tuple[float, float, dict[int, float]]:
-        """Closed sessions that started since ``since``: (Wh, cost, Wh per card slot)."""
+    def totals_since(
+        self, charger: str, since: float, until: float = float("inf")
+    ) -> tuple[float, float, dict[int, float]]:
+        """Closed sessions that started in [since, until): (Wh, cost, Wh per card slot).
+        ``until``: a month's end, so that a clock stepped years back shows that month's,
+        not every session since."""
         energy = cost = 0.0
         per_card: dict[int, float] = {}
         rows = self._db.execute(
             "SELECT card_slot, SUM(COALESCE(energy_wh, 0)), SUM(COALESCE(cost, 0))"
             " FROM sessions WHERE charger = ? AND ended IS NOT NULL AND started >= ?"
-            " GROUP BY card_slot",
-            (charger, since),
+            " AND started < ? GROUP BY card_slot",
+            (charger, since, until),
         )
         for slot, wh, money in rows:
             energy += wh

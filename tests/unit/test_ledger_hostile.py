@@ -225,3 +225,26 @@ def test_a_restart_losing_the_last_wh_of_the_counter_ends_the_session_priced() -
     assert closed.cost == 0.30
     assert closed.charger_wh == 1000
     assert step.opened[0].eto_start == 100_990  # the car still there: counted anew
+
+
+def test_a_clock_stepped_years_back_shows_that_months_energy_not_all_since(
+    tmp_path: Path,
+) -> None:
+    """The wall clock steps 10 years back (an RTC reset) while the charger idles: by it,
+    this month is one of 2016, with no sessions - not every session since then. (Home
+    Assistant would take the drop, when the clock is right again, for a reset.)"""
+    path, clock = tmp_path / "s", Clock()
+    ledger = ledger_at(path, clock, keep_days=3650)
+    books = ledger.books_for("garage", TariffSettings(price_per_kwh=0.30, timezone="UTC"))
+    books.observe(status(eto=100_000), serial=None)
+    clock.advance(600)
+    books.observe(status(car=1, eto=101_000), serial=None)
+    ledger.commit()
+    assert books.states()["@month_energy"] == 1.0
+    clock.now -= YEARS_10
+    books.observe(status(car=1, eto=101_000), serial=None)
+    assert books.states()["@month_energy"] == 0.0
+    assert books.states()["@month_cost"] == 0.0
+    clock.now += YEARS_10  # put right
+    books.observe(status(car=1, eto=101_000), serial=None)
+    assert books.states()["@month_energy"] == 1.0
