@@ -155,7 +155,15 @@ class TopicPrice:
             self.refused += 1
             return str(exc)
         if self._changes and self._changes[-1][0] > now:
-            now = self._changes[-1][0]  # the clock went back: keep the history in order
+            # The clock went back: what was heard under it (years ahead, maybe) is
+            # stamped at a time that would not come for as long, and every interval
+            # till then would take the price from before. The last one heard stands
+            # from now; the history stays in order.
+            last = self._changes[-1][1]
+            while self._changes and self._changes[-1][0] > now:
+                self._changes.pop()
+            if not self._changes or self._changes[-1][1] != last:
+                self._changes.append((now, last))
         self._heard = now
         if self._changes and self._changes[-1][1] == price:
             # The same price said again (a topic that repeats it every second) is no

@@ -248,3 +248,22 @@ def test_a_clock_stepped_years_back_shows_that_months_energy_not_all_since(
     clock.now += YEARS_10  # put right
     books.observe(status(car=1, eto=101_000), serial=None)
     assert books.states()["@month_energy"] == 1.0
+
+
+def test_prices_heard_after_a_clock_put_back_from_years_ahead_are_the_prices() -> None:
+    """A bad NTP server steps the clock 10 years ahead for a while; a price comes then.
+    Put right, the prices heard after must price the energy - not the one from before
+    the jump, until the real clock reaches the bad one's time."""
+    import pytest
+
+    from goe2mqtt.ledger.pricing import TopicPrice
+
+    price = TopicPrice("p/now")
+    t0 = 1_796_000_000.0
+    price.offer(b"0.20", t0)
+    price.offer(b"0.30", t0 + YEARS_10)  # heard while the clock was years ahead
+    price.offer(b"0.40", t0 + 600)  # the clock put right
+    assert price.average(t0 + 600, t0 + 1200) == pytest.approx(0.40)
+    price.offer(b"0.50", t0 + 1200)
+    assert price.average(t0 + 1200, t0 + 1800) == pytest.approx(0.50)
+    assert price.last == (t0 + 1200, 0.50)
