@@ -122,12 +122,10 @@ class SessionStore:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
+            refused = self._not_ours(version, read_only)
+            if refused is not None:
                 self._db.close()
-                raise StoreUnusable(
-                    f"{path}: written by a newer goe2mqtt (ledger version {version}; this"
-                    f" one reads up to {SCHEMA_VERSION}): upgrade, or move the file away"
-                )
+                raise StoreUnusable(f"{path}: {refused}")
             if not read_only:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
@@ -152,6 +150,23 @@ class SessionStore:
         for name, kind in _ADDED.items():
             if name not in have:
                 self._db.execute(f"ALTER TABLE sessions ADD COLUMN {name} {kind}")
+
+    def _not_ours(self, version: int, read_only: bool) -> str | None:
+        """Why this file is not a ledger this version may read or write (None: it is,
+        or it is new). Another program's database is neither read nor written into."""
+        if version > SCHEMA_VERSION:
+            return (
+                f"written by a newer goe2mqtt (ledger version {version}; this one reads up"
+                f" to {SCHEMA_VERSION}): upgrade, or move the file away"
+            )
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master")}
+        if "sessions" in tables:
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(sessions)")}
+            if {"charger", "started", "eto_start", "cost_so_far"} <= columns:
+                return None
+        elif not tables and not read_only:
+            return None  # new: made a ledger now
+        return "not a goe2mqtt session ledger (another program's database, or empty)"
 
     def _upgrade(self) -> None:
         """A file of version 0 kept costs to 4 decimals: in cents, as they are shown,

@@ -267,3 +267,34 @@ def test_prices_heard_after_a_clock_put_back_from_years_ahead_are_the_prices() -
     price.offer(b"0.50", t0 + 1200)
     assert price.average(t0 + 1200, t0 + 1800) == pytest.approx(0.50)
     assert price.last == (t0 + 1200, 0.50)
+
+
+def test_another_programs_database_is_neither_written_into_nor_read(tmp_path: Path) -> None:
+    """A sqlite file that is not a ledger where the ledger should be (a client_id that
+    names another program's file, a restore into the wrong folder): the bridge must not
+    add its tables to it (nor make it 0600), and `goe2mqtt sessions` says what it is."""
+    import os
+    import sqlite3
+
+    import pytest
+
+    from goe2mqtt.ledger.store import StoreUnusable
+
+    path = tmp_path / "s"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE readings (at REAL, value REAL)")
+    db.commit()
+    db.close()
+    os.chmod(path, 0o644)
+    for read_only in (False, True):
+        with pytest.raises(StoreUnusable, match="not a goe2mqtt session ledger"):
+            SessionStore(path, read_only=read_only)
+    db = sqlite3.connect(path)
+    assert [r[0] for r in db.execute("SELECT name FROM sqlite_master")] == ["readings"]
+    db.close()
+    assert os.stat(path).st_mode & 0o777 == 0o644
+    empty = tmp_path / "empty"
+    empty.touch()  # the bridge's first open cut short
+    with pytest.raises(StoreUnusable, match="not a goe2mqtt session ledger"):
+        SessionStore(empty, read_only=True)
+    SessionStore(empty).close()  # the bridge makes it its ledger
