@@ -79,7 +79,7 @@ _UPSERT = (
 
 
 _PROGRESS = (
-    "UPDATE sessions SET eto_last = ?, energy_wh = ?, seen_at = ?, charger_wh = ?,"
+    "UPDATE sessions SET started = ?, eto_last = ?, energy_wh = ?, seen_at = ?, charger_wh = ?,"
     " energy_grid_wh = ?, energy_pv_wh = ?, cost_so_far = ?, cost = ?, unpriced_wh = ?,"
     " peak_power_w = ?, phases = ?, card_slot = ?, card = ?, flags = ?, connected_ms = ?"
     " WHERE id = ?"
@@ -209,7 +209,7 @@ class SessionStore:
         UPDATE of those columns only (a few times cheaper than save's upsert, which
         matters for a fleet's thousand a minute). One not stored yet is saved whole."""
         rows = [
-            (s.eto_last, s.energy_wh, s.seen_at, s.charger_wh, s.energy_grid_wh,
+            (s.started, s.eto_last, s.energy_wh, s.seen_at, s.charger_wh, s.energy_grid_wh,
              s.energy_pv_wh, s.cost_so_far, s.cost, s.unpriced_wh, s.peak_power_w, s.phases,
              s.card_slot, s.card, json.dumps(s.flags) if s.flags else "[]", s.connected_ms,
              s.id)

@@ -30,6 +30,11 @@ MAX_CHARGE_POWER_W = 44_000.0
 # ... and readings may lag each other by this much (cloud data is up to 30 s old,
 # a pushed delta a few seconds): the allowance for a counter's step.
 READING_LAG_S = 120.0
+# A wall clock that moved this much more (or less) than the time seen to pass was set
+# (a box without a battery clock booted in 1970, then NTP; a bad NTP server): the open
+# session's times move with it, so that it lasts what it lasted and counts in the month
+# it started by the set clock. Smaller steps are left as they are.
+CLOCK_STEP_S = 86_400.0
 
 
 def allowance_wh(elapsed: float) -> float:
@@ -222,6 +227,12 @@ class Tracker:
         for problem in reading.problems:
             step.flagged |= session.flag(problem)
         eto = reading.eto
+        if eto is not None and self._seen_mono is not None:
+            jump = (now - session.seen_at) - (mono - self._seen_mono)
+            if abs(jump) > CLOCK_STEP_S:
+                session.started += jump
+                session.seen_at += jump
+                step.counted = True
         if eto is not None:
             if session.eto_start is None:  # unreadable at the start: counted from here
                 session.eto_start = session.eto_last = eto

@@ -298,3 +298,35 @@ def test_another_programs_database_is_neither_written_into_nor_read(tmp_path: Pa
     with pytest.raises(StoreUnusable, match="not a goe2mqtt session ledger"):
         SessionStore(empty, read_only=True)
     SessionStore(empty).close()  # the bridge makes it its ledger
+
+
+def test_a_session_opened_before_the_clock_was_set_is_dated_by_the_set_clock(
+    tmp_path: Path,
+) -> None:
+    """A box without a battery-backed clock boots in 1970; the car is plugged in before
+    NTP sets the clock (or a bad NTP server sets it years ahead). The session lasted two
+    hours, and belongs to the month it really started in: not 56 years, not January 1970
+    (where it would be missing from this month's energy, and pruned as 56 years old)."""
+    path, clock = tmp_path / "s", Clock()
+    set_at = clock.now
+    clock.now = 600.0  # 1970-01-01T00:10:00Z
+    ledger = ledger_at(path, clock, keep_days=3650)
+    books = ledger.books_for("garage", TariffSettings(price_per_kwh=0.30, timezone="UTC"))
+    books.observe(status(eto=100_000), serial=None)
+    ledger.commit()
+    clock.advance(60)
+    books.observe(status(eto=100_100), serial=None)
+    clock.now, clock.mono = set_at, clock.mono + 60  # NTP steps the clock
+    books.observe(status(eto=100_200), serial=None)
+    clock.advance(2 * 3600 - 120)
+    books.observe(status(eto=110_000), serial=None)
+    books.observe(status(car=1, eto=110_000), serial=None)
+    ledger.commit()
+    [session] = ledger.store.sessions()
+    assert session.ended is not None
+    assert session.ended - session.started == 2 * 3600
+    assert books.states()["@month_energy"] == 10.0
+    clock.advance(86_400)
+    while ledger.ended:
+        ledger.announced(ledger.ended.popleft())
+    assert ledger.prune() == 0
