@@ -330,3 +330,41 @@ def test_a_session_opened_before_the_clock_was_set_is_dated_by_the_set_clock(
     while ledger.ended:
         ledger.announced(ledger.ended.popleft())
     assert ledger.prune() == 0
+
+
+def test_a_topic_price_over_any_interval_is_its_time_weighted_average() -> None:
+    """The prices looked up from the newest change back (bench/ledger.py, item 4) are the
+    same as a walk over the whole history: intervals before, across, between and after
+    the changes, and of no length."""
+    import itertools
+    import random
+
+    import pytest
+
+    from goe2mqtt.ledger.pricing import TopicPrice
+
+    t0 = 1_796_000_000.0
+    price = TopicPrice("p/now")
+    changes = [(t0 + i * 900, round(0.1 + (i * 37 % 11) / 100, 2)) for i in range(50)]
+    for when, value in changes:
+        price.offer(f"{value}".encode(), when)
+
+    def walked(start: float, end: float) -> float:
+        def at(t: float) -> float:
+            current = changes[0][1]
+            for when, value in changes:
+                if when <= t:
+                    current = value
+            return current
+
+        if end <= start:
+            return at(end)
+        cuts = [start, *(w for w, _ in changes if start < w < end), end]
+        return sum(at(a) * (b - a) for a, b in itertools.pairwise(cuts)) / (end - start)
+
+    pick = random.Random(7)
+    for _ in range(500):
+        start = t0 + pick.uniform(-3600, 50 * 900 + 3600)
+        end = start + pick.choice([0.0, 10.0, 899.0, 900.0, 5000.0, 50_000.0])
+        assert price.average(start, end) == pytest.approx(walked(start, end)), (start, end)
+    assert price.average(t0 + 900, t0 + 1800) == pytest.approx(changes[1][1])  # on changes
