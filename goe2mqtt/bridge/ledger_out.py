@@ -32,6 +32,9 @@ from goe2mqtt.util.aio import wait_until_set
 log = structlog.get_logger()
 
 PROGRESS_CHECK = 5.0  # s between looks for progress due (each charger's every 60 s)
+# s a stop waits for a session/ended on its way (its PUBCOMP, then the note that it went):
+# cut off, it would go out again at the next start. Under the stop's 1 s between cancels.
+ENDED_GRACE = 0.5
 PRUNE_EVERY = 86_400.0
 
 
@@ -68,6 +71,7 @@ class LedgerOutput:
         self._ended_news = asyncio.Event()  # closed sessions on disk, for session/ended
         self._topic_at: dict[str, float] = {}  # charger -> monotonic, last session topic
         self._failing: str | None = None  # why the last write failed; None: it did not
+        self._announcing: str | None = None  # the session/ended on its way (its id)
 
     def open(self, settings: Settings) -> Ledger:
         """The ledger's file in state_dir; StoreUnusable if it cannot be opened."""
@@ -92,6 +96,9 @@ class LedgerOutput:
         try:
             await self._keep(mqtt, stop)
         finally:
+            if self._announcing is not None:
+                # One on its way: let its PUBCOMP come and be noted (bounded).
+                await asyncio.wait({announcing}, timeout=ENDED_GRACE)
             announcing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await announcing
@@ -195,6 +202,7 @@ class LedgerOutput:
         while ended and mqtt.connected:
             session = ended[0]
             payload = json.dumps(session.public(), ensure_ascii=False, allow_nan=False)
+            self._announcing = session.id
             try:
                 # Exactly once while this process lives; a kill -9 before the note below
                 # sends it again on the next start, with the same id.
@@ -204,6 +212,8 @@ class LedgerOutput:
                 log.warning("session_ended_refused", id=session.id, reason=str(exc))
                 ended.popleft()
                 continue
+            finally:
+                self._announcing = None
             ended.popleft()
             try:
                 self.ledger.announced(session)

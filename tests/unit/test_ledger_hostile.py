@@ -368,3 +368,45 @@ def test_a_topic_price_over_any_interval_is_its_time_weighted_average() -> None:
         end = start + pick.choice([0.0, 10.0, 899.0, 900.0, 5000.0, 50_000.0])
         assert price.average(start, end) == pytest.approx(walked(start, end)), (start, end)
     assert price.average(t0 + 900, t0 + 1800) == pytest.approx(changes[1][1])  # on changes
+
+
+async def test_a_session_ended_on_its_way_at_a_clean_stop_is_noted_not_sent_again(
+    tmp_path: Path,
+) -> None:
+    """A car leaves just before a clean stop (SIGTERM): its session/ended is on its way,
+    the broker's PUBCOMP a moment off. The stop lets it finish and notes it, so the next
+    start does not send it a second time (twice is what a kill -9 may cost, not a stop)."""
+    import asyncio
+
+    import goe2mqtt.bridge.ledger_out as ledger_out
+    from goe2mqtt.config.settings import parse_settings
+    from goe2mqtt.mqtt.topics import Topics
+    from tests.conftest import until
+    from tests.unit.test_ledger_books import Channel
+
+    class SlowBroker(Channel):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pubcomp = asyncio.Event()
+
+        async def publish_once(self, topic: str, payload: str | bytes) -> None:
+            await super().publish_once(topic, payload)
+            await self.pubcomp.wait()
+
+    settings = parse_settings({"mqtt": {"host": "localhost"}, "state_dir": str(tmp_path),
+                               "chargers": [{"name": "garage", "host": "127.0.0.1"}]})  # fmt: skip
+    out = ledger_out.LedgerOutput(Topics("base"))
+    ledger = out.open(settings)
+    books = ledger.books_for("garage", TariffSettings())
+    broker, stop = SlowBroker(), asyncio.Event()
+    running = asyncio.create_task(out.run(broker, stop))
+    books.observe(status(eto=100_000), serial=None)
+    books.observe(status(car=1, eto=100_500), serial=None)
+    await until(lambda: broker.sent != [], "session/ended on its way")
+    stop.set()  # the bridge stops: its helpers are cancelled
+    running.cancel()
+    broker.pubcomp.set()  # the broker answers
+    await asyncio.wait({running})
+    out.finish()
+    out.close()
+    assert list(ledger_at(ledger_out.sessions_path(settings), Clock()).ended) == []
