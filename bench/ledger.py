@@ -29,6 +29,7 @@ import random
 import resource
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from goe2mqtt.ledger.pricing import PRICE_HISTORY, TopicPrice
 from goe2mqtt.ledger.record import Session
 from goe2mqtt.ledger.report import summary
 from goe2mqtt.ledger.store import SessionStore
+from goe2mqtt.mqtt.families import Family, LiveFamily
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.util.logs import configure_logging
 
@@ -53,6 +55,16 @@ class KeepLast:
 
     async def publish_retained(self, topic: str, payload: str | bytes) -> None:
         self.retained[topic] = payload.encode() if isinstance(payload, str) else payload
+
+    async def publish_family(self, family: Family) -> None:
+        for topic, payload in family.members():
+            self.retained[topic] = payload
+
+    async def publish_members(self, family: LiveFamily, topics: Iterable[str]) -> None:
+        for topic in topics:  # built as they would be sent
+            payload = family.member(topic)
+            if payload is not None:
+                self.retained[topic] = payload
 
 
 def status(n: int, eto: float) -> dict[str, Any]:
@@ -80,7 +92,7 @@ async def per_status(chargers: int, rounds: int, folder: Path, *, with_ledger: b
         values = (lambda b=books: b.states()) if books is not None else dict
         output = ChargerOutput(name, publisher, topics=topics, discovery_prefix=None,
                                leaf_topics=True, on_facts=lambda facts: None,
-                               bridge_values=values, min_interval=0.0)  # fmt: skip
+                               added_values=values, min_interval=0.0)  # fmt: skip
         outputs.append((output, books))
     eto = [1_000_000.0 + 1000 * n for n in range(chargers)]
 

@@ -332,7 +332,8 @@ class SessionStore:
     def summary(
         self, group: str, months: list[tuple[str, float, float]], **filters: Any
     ) -> list[tuple[Any, ...]]:
-        """Per month and card (or charger): count, Wh, grid Wh, PV Wh, cost, unpriced count.
+        """Per month, card (or charger) and currency: count, Wh, grid Wh, PV Wh, cost,
+        unpriced count, currency (costs in two currencies are never added).
         One pass over the sessions the filters select (a plain scan of the table when
         they select all: sqlite reads it in order, no index lookups)."""
         assert group in ("card", "charger")
@@ -343,8 +344,9 @@ class SessionStore:
             tuple(row)
             for row in self._db.execute(
                 f"SELECT CASE {case} END AS month, {group}, COUNT(*), TOTAL(energy_wh),"
-                " TOTAL(energy_grid_wh), TOTAL(energy_pv_wh), TOTAL(cost), SUM(cost IS NULL)"
-                f" FROM sessions {clauses} GROUP BY month, {group} ORDER BY month, {group}",
+                " TOTAL(energy_grid_wh), TOTAL(energy_pv_wh), TOTAL(cost), SUM(cost IS NULL),"
+                f" currency FROM sessions {clauses} GROUP BY month, {group}, currency"
+                f" ORDER BY month, {group}, currency",
                 [*labels, *params],
             )
         ]

@@ -410,3 +410,31 @@ async def test_a_session_ended_on_its_way_at_a_clean_stop_is_noted_not_sent_agai
     out.finish()
     out.close()
     assert list(ledger_at(ledger_out.sessions_path(settings), Clock()).ended) == []
+
+
+def test_a_cards_summary_never_adds_one_currency_to_another(tmp_path: Path) -> None:
+    """Bob charges at a charger billed in EUR and at one with its own tariff in CHF: his
+    month's line must not add 0.30 EUR and 0.40 CHF into 0.70 of nothing - a line per
+    currency, which it says."""
+    from goe2mqtt.ledger import report
+    from goe2mqtt.ledger.pricing import zone
+
+    path, clock = tmp_path / "s", Clock()
+    ledger = ledger_at(path, clock, keep_days=3650)
+    for name, tariff in (("home", TariffSettings(price_per_kwh=0.30, timezone="UTC")),
+                         ("basel", TariffSettings(price_per_kwh=0.40, currency="CHF",
+                                                  timezone="UTC"))):  # fmt: skip
+        books = ledger.books_for(name, tariff)
+        books.observe(status(eto=100_000, trx=2), serial=None)
+        clock.advance(600)
+        books.observe(status(eto=101_000, trx=2), serial=None)
+        books.observe(status(car=1, eto=101_000), serial=None)
+        ledger.commit()
+    store = SessionStore(path, read_only=True)
+    zones = report.Zones(zone("UTC"))
+    rows = report.zoned_summary(store, "month,card", zones, charger=None, card=None,
+                                since=None, until=None)  # fmt: skip
+    assert [(r[1], r[6], r[-1]) for r in rows] == [("Bob", 0.40, "CHF"), ("Bob", 0.30, "EUR")]
+    text = report.summary_text(rows, "month,card", "csv").splitlines()
+    assert text[0] == "month,card,sessions,energy_kwh,grid_kwh,pv_kwh,cost,unpriced,currency"
+    store.close()
