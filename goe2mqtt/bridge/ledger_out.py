@@ -36,6 +36,10 @@ PROGRESS_CHECK = 5.0  # s between looks for progress due (each charger's every 6
 # cut off, it would go out again at the next start. Under the stop's 1 s between cancels.
 ENDED_GRACE = 0.5
 PRUNE_EVERY = 86_400.0
+# s after a start to the first prune: a bridge restarted more often than PRUNE_EVERY
+# (nightly, by an updater) still prunes, and a box without a battery clock has had time
+# for NTP (a prune on a clock still in 1970 would hold the horizon back for decades).
+PRUNE_FIRST = 3600.0
 
 
 class Publisher(Protocol):
@@ -110,10 +114,8 @@ class LedgerOutput:
             await wait_until_set(self._ended_news, 1.0)  # or the broker may be back
 
     async def _keep(self, mqtt: Publisher, stop: asyncio.Event) -> None:
-        # Pruned at the start too: a bridge restarted more often than PRUNE_EVERY
-        # (nightly, by an updater) would otherwise keep everything forever.
         progress_at = time.monotonic()
-        pruned_at = progress_at - PRUNE_EVERY
+        pruned_at = progress_at - PRUNE_EVERY + PRUNE_FIRST
         while not stop.is_set():
             self._news.clear()
             if not self._commit():

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from goe2mqtt.config.tariff import TariffSettings
 from goe2mqtt.ledger.books import Ledger
 from goe2mqtt.ledger.store import SessionStore
@@ -55,12 +57,12 @@ def test_a_session_stored_under_a_clock_years_ahead_does_not_prune_the_history(
 
 
 async def test_a_bridge_restarted_every_few_hours_still_prunes_after_keep_days(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """keep_days is a promise of privacy too (who charged when, with which card): a
     bridge restarted nightly, by an updater or a watchdog, never runs the day after
-    which it used to prune first. A session 40 days old, keep_days 35: gone soon after
-    a start, not a day after it."""
+    which it used to prune first. A session 40 days old, keep_days 35: gone PRUNE_FIRST
+    after a start (an hour; moved to now here), not a day after it."""
     import asyncio
     import contextlib
     import time
@@ -72,6 +74,7 @@ async def test_a_bridge_restarted_every_few_hours_still_prunes_after_keep_days(
     from tests.conftest import until
     from tests.unit.test_ledger_books import Channel
 
+    monkeypatch.setattr(ledger_out, "PRUNE_FIRST", 0.0, raising=False)
     settings = parse_settings({"mqtt": {"host": "localhost"}, "state_dir": str(tmp_path),
                                "sessions": {"keep_days": 35},
                                "chargers": [{"name": "garage", "host": "127.0.0.1"}]})  # fmt: skip
