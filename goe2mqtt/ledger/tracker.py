@@ -242,6 +242,11 @@ class Tracker:
             elapsed = (
                 mono - self._seen_mono if self._seen_mono is not None else now - session.seen_at
             )
+            if 0 > delta >= -allowance_wh(0.0):
+                # Behind the last reading by what a charger delivers in the lag readings
+                # may have (a cloud poll after pushed data, up to 30 s old): a late
+                # reading, not the counter running backwards. The next one counts.
+                return
             if delta < 0:
                 session.flag(f"eto went backwards from {session.eto_last:.0f} to {eto:.0f} Wh")
                 self._close(session, COUNTER_JUMP, now, step)

@@ -441,3 +441,25 @@ def test_a_cards_summary_never_adds_one_currency_to_another(tmp_path: Path) -> N
     text = report.summary_text(rows, "month,card", "csv").splitlines()
     assert text[0] == "month,card,sessions,energy_kwh,grid_kwh,pv_kwh,cost,unpriced,currency"
     store.close()
+
+
+def test_a_stale_reading_a_little_behind_the_last_is_no_counter_jump() -> None:
+    """The cloud websocket drops mid-charge and the bridge falls back to cloud polling,
+    whose data is up to 30 s old: the first poll's eto is a few hundred Wh behind the
+    last pushed one. That is a late reading (the same lag a counter's rise is allowed),
+    not a counter that ran backwards: the session goes on, unflagged and priced."""
+    from goe2mqtt.ledger.record import UNPLUGGED
+    from tests.unit.test_ledger import feed, tracker
+
+    t, clock = tracker(), Clock()
+    feed(t, clock, status(eto=100_000))
+    clock.advance(60)
+    feed(t, clock, status(eto=100_500))  # pushed
+    clock.advance(5)
+    step = feed(t, clock, status(eto=100_320))  # polled: 30 s old
+    assert (step.closed, step.flagged) == ([], False)
+    clock.advance(30)
+    feed(t, clock, status(eto=100_800))
+    [closed] = feed(t, clock, status(car=1, eto=100_800)).closed
+    assert (closed.end_reason, closed.flags, closed.energy_wh) == (UNPLUGGED, [], 800)
+    assert closed.cost == 0.24
