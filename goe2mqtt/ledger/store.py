@@ -171,14 +171,12 @@ class SessionStore:
     def _upgrade(self) -> None:
         """A file of version 0 kept costs to 4 decimals: in cents, as they are shown,
         so that the totals add up (Session.cost)."""
+        self._db.create_function("cents", 1, cents, deterministic=True)  # Python's rounding
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            rows = self._db.execute(
-                "SELECT id, cost_so_far FROM sessions WHERE cost IS NOT NULL"
-            ).fetchall()
-            self._db.executemany(
-                "UPDATE sessions SET cost = ? WHERE id = ?",
-                [(cents(so_far), session_id) for session_id, so_far in rows],
+            self._db.execute(
+                "UPDATE sessions SET cost = cents(cost_so_far)"
+                " WHERE cost IS NOT NULL AND cost != cents(cost_so_far)"
             )
             self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
