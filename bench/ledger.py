@@ -12,6 +12,9 @@ Not a test: it prints figures. In this process, no network:
 2. The database's growth per session: closed sessions written, file size / count.
 3. `goe2mqtt sessions --summary month,charger` over a year of N chargers' sessions
    (one a day each), from the file, as the command line reads it.
+4. A price topic's price for one reading's interval (10 s) with its history full
+   (4096 changes, 15-minute prices): what every status of every charger on that topic
+   costs on top (`--price-only` times only this).
 
     python bench/ledger.py                       # 10 000 chargers, a year
     python bench/ledger.py --chargers 1000 --days 30
@@ -26,15 +29,18 @@ import random
 import resource
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from goe2mqtt.charger.publish import ChargerOutput
 from goe2mqtt.config.tariff import TariffSettings
 from goe2mqtt.ledger.books import Ledger
+from goe2mqtt.ledger.pricing import PRICE_HISTORY, TopicPrice
 from goe2mqtt.ledger.record import Session
 from goe2mqtt.ledger.report import summary
 from goe2mqtt.ledger.store import SessionStore
+from goe2mqtt.mqtt.families import Family, LiveFamily
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.util.logs import configure_logging
 
@@ -49,6 +55,16 @@ class KeepLast:
 
     async def publish_retained(self, topic: str, payload: str | bytes) -> None:
         self.retained[topic] = payload.encode() if isinstance(payload, str) else payload
+
+    async def publish_family(self, family: Family) -> None:
+        for topic, payload in family.members():
+            self.retained[topic] = payload
+
+    async def publish_members(self, family: LiveFamily, topics: Iterable[str]) -> None:
+        for topic in topics:  # built as they would be sent
+            payload = family.member(topic)
+            if payload is not None:
+                self.retained[topic] = payload
 
 
 def status(n: int, eto: float) -> dict[str, Any]:
@@ -76,7 +92,7 @@ async def per_status(chargers: int, rounds: int, folder: Path, *, with_ledger: b
         values = (lambda b=books: b.states()) if books is not None else dict
         output = ChargerOutput(name, publisher, topics=topics, discovery_prefix=None,
                                leaf_topics=True, on_facts=lambda facts: None,
-                               bridge_values=values, min_interval=0.0)  # fmt: skip
+                               added_values=values, min_interval=0.0)  # fmt: skip
         outputs.append((output, books))
     eto = [1_000_000.0 + 1000 * n for n in range(chargers)]
 
@@ -154,13 +170,30 @@ def summary_time(folder: Path, chargers: int, days: int) -> tuple[float, int, fl
     return took, len(rows), size_mib
 
 
+def topic_price_time(calls: int = 20_000) -> float:
+    """Seconds per average() over a reading's 10 s, the history full of 15-min prices."""
+    price = TopicPrice("bench/price")
+    t0 = 1_796_000_000.0
+    for i in range(PRICE_HISTORY + 100):
+        price.offer(f"{0.1 + i % 7 / 100:.2f}".encode(), t0 + i * 900)
+    now = t0 + (PRICE_HISTORY + 100) * 900
+    started = time.perf_counter()
+    for _ in range(calls):
+        price.average(now - 10, now)
+    return (time.perf_counter() - started) / calls
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chargers", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=5, help="statuses per charger timed")
     parser.add_argument("--days", type=int, default=365, help="days of sessions to summarise")
+    parser.add_argument("--price-only", action="store_true", help="only item 4")
     args = parser.parse_args()
     configure_logging("warning", "console")
+    print(f"price topic, one reading's price, history full: {topic_price_time() * 1e6:.1f} µs")
+    if args.price_only:
+        return
     with tempfile.TemporaryDirectory(prefix="goe2mqtt-bench-ledger-") as tmp:
         folder = Path(tmp)
         print(f"{args.chargers} charging chargers, {args.rounds} statuses each:")

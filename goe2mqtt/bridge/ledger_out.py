@@ -33,7 +33,14 @@ from goe2mqtt.util.aio import wait_until_set
 log = structlog.get_logger()
 
 PROGRESS_CHECK = 5.0  # s between looks for progress due (each charger's every 60 s)
+# s a stop waits for a session/ended on its way (its PUBCOMP, then the note that it went):
+# cut off, it would go out again at the next start. Under the stop's 1 s between cancels.
+ENDED_GRACE = 0.5
 PRUNE_EVERY = 86_400.0
+# s after a start to the first prune: a bridge restarted more often than PRUNE_EVERY
+# (nightly, by an updater) still prunes, and a box without a battery clock has had time
+# for NTP (a prune on a clock still in 1970 would hold the horizon back for decades).
+PRUNE_FIRST = 3600.0
 
 
 class Publisher(Protocol):
@@ -106,6 +113,7 @@ class LedgerOutput:
         self._ended_news = asyncio.Event()  # closed sessions on disk, for session/ended
         self._pace = TopicPace()
         self._failing: str | None = None  # why the last write failed; None: it did not
+        self._announcing: str | None = None  # the session/ended on its way (its id)
 
     def open(self, settings: Settings) -> Ledger:
         """The ledger's file in state_dir; StoreUnusable if it cannot be opened."""
@@ -130,6 +138,9 @@ class LedgerOutput:
         try:
             await self._keep(mqtt, stop)
         finally:
+            if self._announcing is not None:
+                # One on its way: let its PUBCOMP come and be noted (bounded).
+                await asyncio.wait({announcing}, timeout=ENDED_GRACE)
             announcing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await announcing
@@ -141,7 +152,8 @@ class LedgerOutput:
             await wait_until_set(self._ended_news, 1.0)  # or the broker may be back
 
     async def _keep(self, mqtt: Publisher, stop: asyncio.Event) -> None:
-        progress_at = pruned_at = time.monotonic()
+        progress_at = time.monotonic()
+        pruned_at = progress_at - PRUNE_EVERY + PRUNE_FIRST
         while not stop.is_set():
             self._news.clear()
             if not self._commit():
@@ -160,9 +172,14 @@ class LedgerOutput:
             await wait_until_set(self._news, 1.0)
 
     def finish(self) -> None:
-        """On stop: what is noted, and every open session's progress, to disk."""
+        """On stop: what is noted, every open session's progress, and the prune
+        horizon moved on by the time this run saw pass, to disk."""
         self._commit()
         self._write_progress(everything=True)
+        try:
+            self.ledger.keep_horizon()
+        except StoreUnusable as exc:
+            self._failed(exc)
 
     def _commit(self) -> bool:
         """Openings and closings on disk before anything about them is published."""
@@ -228,6 +245,7 @@ class LedgerOutput:
         while ended and mqtt.connected:
             session = ended[0]
             payload = json.dumps(session.public(), ensure_ascii=False, allow_nan=False)
+            self._announcing = session.id
             try:
                 # Exactly once while this process lives; a kill -9 before the note below
                 # sends it again on the next start, with the same id.
@@ -237,6 +255,8 @@ class LedgerOutput:
                 log.warning("session_ended_refused", id=session.id, reason=str(exc))
                 ended.popleft()
                 continue
+            finally:
+                self._announcing = None
             ended.popleft()
             try:
                 self.ledger.announced(session)

@@ -13,6 +13,7 @@ again (same id), once.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
 import time
@@ -40,7 +41,7 @@ from goe2mqtt.config.tariff import TariffSettings
 from goe2mqtt.ledger.pricing import TopicPrice, month_start, pricing_for, zone
 from goe2mqtt.ledger.readings import read
 from goe2mqtt.ledger.record import CHARGER_REMOVED, Session
-from goe2mqtt.ledger.store import SessionStore
+from goe2mqtt.ledger.store import SessionStore, StoreUnusable
 from goe2mqtt.ledger.tracker import Step, Tracker
 
 log = structlog.get_logger()
@@ -112,8 +113,10 @@ class ChargerBooks:
         if step.closed:
             self.last = step.closed[-1]
             self._month_add(step.closed)
-        # A new month starts the month's totals afresh, though nothing else changed.
-        if step.closed or step.opened or step.counted or step.flagged or now >= self._month_end:
+        # A new month (or a clock stepped back into an old one) starts the month's totals
+        # afresh, though nothing else changed.
+        changed = step.closed or step.opened or step.counted or step.flagged
+        if changed or not self._month_start <= now < self._month_end:
             self._refresh_states(now, settled=bool(step.closed))
 
     # --- the added keys ----------------------------------------------------------------
@@ -127,13 +130,13 @@ class ChargerBooks:
             return False  # the common case: no date arithmetic per status
         self._month_start = month_start(now, self.tz)
         self._month_end = month_start(self._month_start + 32 * 86_400, self.tz)
-        self._month = self.ledger.store.totals_since(self.name, self._month_start)
+        self._month = self.ledger.store.totals_since(self.name, self._month_start, self._month_end)
         return True
 
     def _month_add(self, closed: list[Session]) -> None:
         energy, cost, per_card = self._month
         for session in closed:
-            if session.started < self._month_start:
+            if not self._month_start <= session.started < self._month_end:
                 continue
             wh = session.energy_wh or 0.0
             energy += wh
@@ -153,7 +156,7 @@ class ChargerBooks:
         if session is not None:
             states[SESSION_ENERGY] = _kwh(session.energy_wh or 0.0)
             states[SESSION_COST] = _money(session.cost)
-        if session is not None and session.started >= self._month_start:
+        if session is not None and self._month_start <= session.started < self._month_end:
             # A session counts in the month it started (as when it is closed): one
             # from last month adding to this one would drop out at its end, and Home
             # Assistant would take the drop for a reset.
@@ -238,7 +241,9 @@ class Ledger:
         self._closed: list[Session] = []  # ... of them the closed ones, for the ended queue
         # Pruning moves with the time seen to pass (monotonic), not the wall clock alone:
         # a clock stepped years ahead (an RTC reset, bad NTP) must not age the history.
-        # Where the last prune left off, else the newest session on the books.
+        # Where the last prune left off, else the newest session on the books - kept in
+        # the file at once: a session stored later under a clock stepped years ahead
+        # must not seed it at the next start (it would take the history for years old).
         horizon = store.prune_horizon()
         if horizon is None:
             newest = store.newest()
@@ -246,6 +251,8 @@ class Ledger:
             horizon = (
                 wanted if newest is None else min(wanted, newest + CLOCK_SLACK - keep_days * 86_400)
             )
+            with contextlib.suppress(StoreUnusable):  # a full disk: kept at the first prune
+                store.keep_horizon(horizon)
         self._horizon, self._horizon_mono = horizon, monotonic()
 
     def books_for(self, name: str, tariff: TariffSettings) -> ChargerBooks:
@@ -360,8 +367,8 @@ class Ledger:
         jump ahead, history ages as time really passes (and a bridge stopped for a
         while keeps that much longer, never less). How many sessions went."""
         now, mono = self.clock(), self.monotonic()
+        horizon = self._advanced(now, mono)
         wanted = now - self.keep_days * 86_400
-        horizon = min(wanted, self._horizon + max(0.0, mono - self._horizon_mono))
         if wanted - horizon > CLOCK_SLACK:
             log.warning(
                 "ledger_prune_held", clock=_iso(now), horizon=_iso(horizon),
@@ -372,6 +379,19 @@ class Ledger:
         pruned = self.store.prune(horizon)
         self._horizon, self._horizon_mono = horizon, mono
         return pruned
+
+    def keep_horizon(self) -> None:
+        """The prune horizon moved on by the time seen to pass, into the file, pruning
+        nothing (at a stop: a bridge restarted more often than it prunes still ages
+        its history by the time it ran)."""
+        now, mono = self.clock(), self.monotonic()
+        horizon = self._advanced(now, mono)
+        self.store.keep_horizon(horizon)
+        self._horizon, self._horizon_mono = horizon, mono
+
+    def _advanced(self, now: float, mono: float) -> float:
+        wanted = now - self.keep_days * 86_400
+        return min(wanted, self._horizon + max(0.0, mono - self._horizon_mono))
 
 
 def _iso(at: float) -> str:

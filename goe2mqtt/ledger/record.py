@@ -34,6 +34,11 @@ COLUMNS = (
 SUMMARIES = ("month,card", "month,charger")
 
 
+def cents(amount: float) -> float:
+    """A cost as shown and totalled: 2 decimals."""
+    return round(amount, 2)
+
+
 def new_id(charger: str, started: float) -> str:
     """Unique across chargers and restarts, and readable: garage-20261206T051500Z-1a2b3c4d."""
     stamp = datetime.fromtimestamp(started, UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -85,10 +90,13 @@ class Session:
 
     @property
     def cost(self) -> float | None:
-        """None when not priced: no tariff, a flag, or energy that met no price (yet)."""
+        """None when not priced: no tariff, a flag, or energy that met no price (yet).
+        In cents, as it is shown: the sessions' costs add up to the month's (a total of
+        unrounded costs drifts from the sum of what the export shows, a cent a few
+        sessions)."""
         if not self.priced or self.flagged or self.unpriced_wh > 0.5:
             return None
-        return round(self.cost_so_far, 4)
+        return cents(self.cost_so_far)
 
     def flag(self, reason: str) -> bool:
         if reason in self.flags:
@@ -111,7 +119,7 @@ class Session:
             "charger_wh": None if self.charger_wh is None else round(self.charger_wh, 1),
             "energy_grid_wh": round(self.energy_grid_wh, 1),
             "energy_pv_wh": round(self.energy_pv_wh, 1),
-            "cost": None if self.cost is None else round(self.cost, 2),
+            "cost": self.cost,
             "currency": self.currency,
             "peak_power_w": self.peak_power_w,
             "phases": self.phases,

@@ -21,7 +21,8 @@ from goe2mqtt.ledger.pricing import local
 from goe2mqtt.ledger.record import COLUMNS, Session
 from goe2mqtt.ledger.store import SessionStore
 
-SUMMARY_COLUMNS = ("sessions", "energy_kwh", "grid_kwh", "pv_kwh", "cost", "unpriced")
+# currency: a card that charged at chargers billed in two has a line for each.
+SUMMARY_COLUMNS = ("sessions", "energy_kwh", "grid_kwh", "pv_kwh", "cost", "unpriced", "currency")
 
 
 # A spreadsheet runs a cell that begins with one of these as a formula (CSV injection):
@@ -111,8 +112,8 @@ def _summary(store: SessionStore, by: str, tz: tzinfo | None,
 def _rounded(rows: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
     return [
         (month, name, count, round(wh / 1000, 3), round(grid / 1000, 3), round(pv / 1000, 3),
-         round(cost, 2), unpriced)
-        for month, name, count, wh, grid, pv, cost, unpriced in rows
+         round(cost, 2), unpriced, currency)
+        for month, name, count, wh, grid, pv, cost, unpriced, currency in rows
     ]  # fmt: skip
 
 
@@ -179,13 +180,14 @@ def zoned_summary(store: SessionStore, by: str, zones: Zones, *, charger: str | 
         tz = groups[0][0] if groups else zones.default
         return summary(store, by, tz, filters={"charger": charger, "card": card,
                                                **_days(tz, since, until)})  # fmt: skip
-    merged: dict[tuple[str, str], list[Any]] = {}
+    merged: dict[tuple[str, str, str], list[Any]] = {}
     for tz, names in groups:
         filters = {"chargers": names, "card": card, **_days(tz, since, until)}
-        for month, name, *figures in _summary(store, by, tz, filters):
-            totals = merged.setdefault((month, name), [0] * len(figures))
-            merged[(month, name)] = [a + (b or 0) for a, b in zip(totals, figures, strict=True)]
-    return _rounded((*key, *merged[key]) for key in sorted(merged))
+        for month, name, *figures, currency in _summary(store, by, tz, filters):
+            key = (month, name, currency)
+            totals = merged.setdefault(key, [0] * len(figures))
+            merged[key] = [a + (b or 0) for a, b in zip(totals, figures, strict=True)]
+    return _rounded((*key[:2], *merged[key], key[2]) for key in sorted(merged))
 
 
 def summary_text(rows: list[tuple[Any, ...]], by: str, fmt: str) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from goe2mqtt.ledger.record import Session
+from goe2mqtt.ledger.record import Session, cents
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -66,6 +66,9 @@ _FIELDS = (
 )  # fmt: skip
 # Columns added since the first release: a file from before gets them at open.
 _ADDED = {"connected_ms": "INTEGER"}
+# PRAGMA user_version: 1 since the cost column is in cents (a file of 0 is brought up
+# to it at open). A file of a later version is refused rather than misread.
+SCHEMA_VERSION = 1
 _STORED = tuple(f for f in _FIELDS if f not in ("energy_wh", "cost"))
 # Not INSERT OR REPLACE: that would delete another open session of the charger to
 # make room, where the index must refuse instead.
@@ -76,7 +79,7 @@ _UPSERT = (
 
 
 _PROGRESS = (
-    "UPDATE sessions SET eto_last = ?, energy_wh = ?, seen_at = ?, charger_wh = ?,"
+    "UPDATE sessions SET started = ?, eto_last = ?, energy_wh = ?, seen_at = ?, charger_wh = ?,"
     " energy_grid_wh = ?, energy_pv_wh = ?, cost_so_far = ?, cost = ?, unpriced_wh = ?,"
     " peak_power_w = ?, phases = ?, card_slot = ?, card = ?, flags = ?, connected_ms = ?"
     " WHERE id = ?"
@@ -118,10 +121,19 @@ class SessionStore:
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            refused = self._not_ours(version, read_only)
+            if refused is not None:
+                self._db.close()
+                raise StoreUnusable(f"{path}: {refused}")
+            if not read_only:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._db.executescript(_SCHEMA)
                 self._add_columns()
+                if version < SCHEMA_VERSION:
+                    with contextlib.suppress(sqlite3.Error):  # a full disk: at the next start
+                        self._upgrade()
             self._db.row_factory = sqlite3.Row
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnusable(f"{path}: {exc}") from None
@@ -138,6 +150,35 @@ class SessionStore:
         for name, kind in _ADDED.items():
             if name not in have:
                 self._db.execute(f"ALTER TABLE sessions ADD COLUMN {name} {kind}")
+
+    def _not_ours(self, version: int, read_only: bool) -> str | None:
+        """Why this file is not a ledger this version may read or write (None: it is,
+        or it is new). Another program's database is neither read nor written into."""
+        if version > SCHEMA_VERSION:
+            return (
+                f"written by a newer goe2mqtt (ledger version {version}; this one reads up"
+                f" to {SCHEMA_VERSION}): upgrade, or move the file away"
+            )
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master")}
+        if "sessions" in tables:
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(sessions)")}
+            if {"charger", "started", "eto_start", "cost_so_far"} <= columns:
+                return None
+        elif not tables and not read_only:
+            return None  # new: made a ledger now
+        return "not a goe2mqtt session ledger (another program's database, or empty)"
+
+    def _upgrade(self) -> None:
+        """A file of version 0 kept costs to 4 decimals: in cents, as they are shown,
+        so that the totals add up (Session.cost)."""
+        self._db.create_function("cents", 1, cents, deterministic=True)  # Python's rounding
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "UPDATE sessions SET cost = cents(cost_so_far)"
+                " WHERE cost IS NOT NULL AND cost != cents(cost_so_far)"
+            )
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._db.close()
@@ -166,7 +207,7 @@ class SessionStore:
         UPDATE of those columns only (a few times cheaper than save's upsert, which
         matters for a fleet's thousand a minute). One not stored yet is saved whole."""
         rows = [
-            (s.eto_last, s.energy_wh, s.seen_at, s.charger_wh, s.energy_grid_wh,
+            (s.started, s.eto_last, s.energy_wh, s.seen_at, s.charger_wh, s.energy_grid_wh,
              s.energy_pv_wh, s.cost_so_far, s.cost, s.unpriced_wh, s.peak_power_w, s.phases,
              s.card_slot, s.card, json.dumps(s.flags) if s.flags else "[]", s.connected_ms,
              s.id)
@@ -191,12 +232,21 @@ class SessionStore:
                 "DELETE FROM sessions WHERE ended IS NOT NULL AND ended < ? AND announced = 1",
                 (before,),
             )
-            self._db.execute(
-                "INSERT INTO facts (name, value) VALUES ('prune_horizon', ?)"
-                " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-                (before,),
-            )
+            self._keep_horizon(before)
         return cursor.rowcount
+
+    def keep_horizon(self, before: float) -> None:
+        """Keep ``before`` as the prune horizon, pruning nothing (at the first start, so
+        a session later stored under a clock stepped ahead never seeds it)."""
+        with self._writing():
+            self._keep_horizon(before)
+
+    def _keep_horizon(self, before: float) -> None:
+        self._db.execute(
+            "INSERT INTO facts (name, value) VALUES ('prune_horizon', ?)"
+            " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            (before,),
+        )
 
     def prune_horizon(self) -> float | None:
         """The ``before`` of the last prune (None: never pruned)."""
@@ -229,15 +279,19 @@ class SessionStore:
         ).fetchone()
         return None if row is None else session_of(row)
 
-    def totals_since(self, charger: str, since: float) -> tuple[float, float, dict[int, float]]:
-        """Closed sessions that started since ``since``: (Wh, cost, Wh per card slot)."""
+    def totals_since(
+        self, charger: str, since: float, until: float = float("inf")
+    ) -> tuple[float, float, dict[int, float]]:
+        """Closed sessions that started in [since, until): (Wh, cost, Wh per card slot).
+        ``until``: a month's end, so that a clock stepped years back shows that month's,
+        not every session since."""
         energy = cost = 0.0
         per_card: dict[int, float] = {}
         rows = self._db.execute(
             "SELECT card_slot, SUM(COALESCE(energy_wh, 0)), SUM(COALESCE(cost, 0))"
             " FROM sessions WHERE charger = ? AND ended IS NOT NULL AND started >= ?"
-            " GROUP BY card_slot",
-            (charger, since),
+            " AND started < ? GROUP BY card_slot",
+            (charger, since, until),
         )
         for slot, wh, money in rows:
             energy += wh
@@ -276,7 +330,8 @@ class SessionStore:
     def summary(
         self, group: str, months: list[tuple[str, float, float]], **filters: Any
     ) -> list[tuple[Any, ...]]:
-        """Per month and card (or charger): count, Wh, grid Wh, PV Wh, cost, unpriced count.
+        """Per month, card (or charger) and currency: count, Wh, grid Wh, PV Wh, cost,
+        unpriced count, currency (costs in two currencies are never added).
         One pass over the sessions the filters select (a plain scan of the table when
         they select all: sqlite reads it in order, no index lookups)."""
         assert group in ("card", "charger")
@@ -287,8 +342,9 @@ class SessionStore:
             tuple(row)
             for row in self._db.execute(
                 f"SELECT CASE {case} END AS month, {group}, COUNT(*), TOTAL(energy_wh),"
-                " TOTAL(energy_grid_wh), TOTAL(energy_pv_wh), TOTAL(cost), SUM(cost IS NULL)"
-                f" FROM sessions {clauses} GROUP BY month, {group} ORDER BY month, {group}",
+                " TOTAL(energy_grid_wh), TOTAL(energy_pv_wh), TOTAL(cost), SUM(cost IS NULL),"
+                f" currency FROM sessions {clauses} GROUP BY month, {group}, currency"
+                f" ORDER BY month, {group}, currency",
                 [*labels, *params],
             )
         ]

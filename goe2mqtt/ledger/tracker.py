@@ -3,10 +3,11 @@ counts, how it ends.
 
 Pure: the caller gives the time (unix for the books, monotonic for ages) and gets
 back what changed, to store and publish. A session opens when a car connects and
-closes when it is gone; a counter that runs backwards, or faster than a charger can
-deliver, closes it flagged (never a negative or absurd energy); a restart of the
-charger closes it too. Energy is counted reading by reading, each interval priced
-and split into grid and PV by that interval's grid reading.
+closes when it is gone; a counter that runs backwards (beyond a late reading), or
+faster than a charger can deliver, closes it flagged (never a negative or absurd
+energy; evidence.py says how far it may move); a restart of the charger closes it
+too. Energy is counted reading by reading, each interval priced and split into grid
+and PV by that interval's grid reading.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from goe2mqtt.ledger.evidence import allowance_wh, another_connection
 from goe2mqtt.ledger.pricing import Pricing
 from goe2mqtt.ledger.readings import Reading
 from goe2mqtt.ledger.record import (
@@ -25,16 +27,11 @@ from goe2mqtt.ledger.record import (
     new_id,
 )
 
-# No charger delivers more (go-e: 22 kW; twice that, for meters and rounding) ...
-MAX_CHARGE_POWER_W = 44_000.0
-# ... and readings may lag each other by this much (cloud data is up to 30 s old,
-# a pushed delta a few seconds): the allowance for a counter's step.
-READING_LAG_S = 120.0
-
-
-def allowance_wh(elapsed: float) -> float:
-    """The most energy a counter may add in ``elapsed`` seconds."""
-    return MAX_CHARGE_POWER_W * (max(0.0, elapsed) + READING_LAG_S) / 3600.0
+# A wall clock that moved this much more (or less) than the time seen to pass was set
+# (a box without a battery clock booted in 1970, then NTP; a bad NTP server): the open
+# session's times move with it, so that it lasts what it lasted and counts in the month
+# it started by the set clock. Smaller steps are left as they are.
+CLOCK_STEP_S = 86_400.0
 
 
 def grid_share(charger_w: float | None, grid_w: float | None) -> float:
@@ -48,85 +45,6 @@ def grid_share(charger_w: float | None, grid_w: float | None) -> float:
     if charger_w is None or charger_w <= 0:
         return 1.0 if grid_w > 0 else 0.0
     return min(max(grid_w, 0.0), charger_w) / charger_w
-
-
-def energy_tolerance(wh: float) -> float:
-    """How far ``wh`` and ``eto`` may disagree over ``wh`` of charging in one connection:
-    the keys of one status may be a few seconds apart on the push transports (22 kW is
-    6 Wh a second), eto is whole Wh, and a margin for the two counters' own rounding."""
-    return 100.0 + 0.05 * max(0.0, wh)
-
-
-def another_connection(session: Session, reading: Reading, now: float) -> str | None:
-    """Why the car connected now is not the one of ``session`` (None: it may be).
-    Asked of a session resumed from disk at the first reading after the bridge was
-    away: the car may have left and another (or the same, plugged in again) come."""
-    same_boot = reading.reboots is not None and reading.reboots == session.reboots
-    if (
-        same_boot
-        and session.connected_ms is None
-        and reading.connected_ms is not None
-        and reading.uptime_ms is not None
-        and reading.uptime_ms >= reading.connected_ms
-    ):
-        # lccfi unknown when the session was last stored: its own value cannot be
-        # compared, but the time it gives can. The car was connected when the session
-        # was last seen; a car state that left idle later was another connection.
-        connected_at = now - (reading.uptime_ms - reading.connected_ms) / 1000
-        if connected_at > session.seen_at + READING_LAG_S:
-            return (
-                f"the charger's lccfi says the car connected {connected_at - session.seen_at:.0f} s"
-                " after the session was last seen"
-            )
-    if (
-        same_boot
-        and session.connected_ms is not None
-        and reading.connected_ms is not None
-        and reading.connected_ms != session.connected_ms
-    ):
-        return "the charger's lccfi changed: the car state left idle again"
-    if (
-        (same_boot or reading.reboots is None)
-        and reading.wh is not None
-        and session.charger_wh is not None
-        and reading.wh < session.charger_wh - 1.0
-    ):
-        return (
-            f"the charger's session energy wh went from {session.charger_wh:.0f} to"
-            f" {reading.wh:.0f} Wh: it counts from each connection"
-        )
-    if (
-        reading.trx_known
-        and reading.trx is not None
-        and session.card_slot is not None
-        and reading.trx - 1 != session.card_slot
-    ):
-        return f"another card: {reading.card} where the session had {session.card}"
-    if same_boot or reading.reboots is None:
-        return _wh_fell_behind(session, reading)
-    return None
-
-
-def _wh_fell_behind(session: Session, reading: Reading) -> str | None:
-    """In one connection wh and eto rise together; after a replug wh counts only the new
-    connection, and falls behind eto by what the old one had (the old wh) and took after
-    it was last seen. Trusted only where this session showed wh keeping up with eto while
-    the bridge watched, over more energy than the tolerance (a firmware whose wh stands
-    still, or a session the bridge saw take nothing, tells nothing)."""
-    wh, eto = reading.wh, reading.eto
-    start, last, last_wh = session.eto_start, session.eto_last, session.charger_wh
-    if wh is None or eto is None or start is None or last is None or last_wh is None:
-        return None
-    watched = last - start
-    if watched <= energy_tolerance(watched) or last_wh < watched - energy_tolerance(watched):
-        return None  # no energy seen, or wh did not keep up with it: no evidence
-    gained = eto - last
-    if wh - last_wh >= gained - energy_tolerance(gained):
-        return None
-    return (
-        f"the charger's session energy wh rose by {wh - last_wh:.0f} Wh where eto rose by"
-        f" {gained:.0f} Wh: it counts from each connection"
-    )
 
 
 @dataclass
@@ -208,9 +126,26 @@ class Tracker:
         now: float, mono: float, grid_w: float | None,
     ) -> None:  # fmt: skip
         self._settle(session, step)
+        if (
+            reading.reboots is not None
+            and session.reboots is not None
+            and reading.reboots != session.reboots
+        ):
+            # The charger restarted (observe closes the session): only its counter's
+            # rise is this session's, and one a little back is what it had not saved
+            # when the power went, not a counter that jumped. Its other values - wh from
+            # zero, the card - are the next session's.
+            self._count_before_restart(session, reading, step, now=now, mono=mono)
+            return
         for problem in reading.problems:
             step.flagged |= session.flag(problem)
         eto = reading.eto
+        if eto is not None and self._seen_mono is not None:
+            jump = (now - session.seen_at) - (mono - self._seen_mono)
+            if abs(jump) > CLOCK_STEP_S:
+                session.started += jump
+                session.seen_at += jump
+                step.counted = True
         if eto is not None:
             if session.eto_start is None:  # unreadable at the start: counted from here
                 session.eto_start = session.eto_last = eto
@@ -220,6 +155,11 @@ class Tracker:
             elapsed = (
                 mono - self._seen_mono if self._seen_mono is not None else now - session.seen_at
             )
+            if 0 > delta >= -allowance_wh(0.0):
+                # Behind the last reading by what a charger delivers in the lag readings
+                # may have (a cloud poll after pushed data, up to 30 s old): a late
+                # reading, not the counter running backwards. The next one counts.
+                return
             if delta < 0:
                 session.flag(f"eto went backwards from {session.eto_last:.0f} to {eto:.0f} Wh")
                 self._close(session, COUNTER_JUMP, now, step)
@@ -258,6 +198,20 @@ class Tracker:
             if (slot, reading.card) != (session.card_slot, session.card):
                 session.card_slot, session.card = slot, reading.card or "none"
                 step.counted = True
+
+    def _count_before_restart(
+        self, session: Session, reading: Reading, step: Step, *, now: float, mono: float
+    ) -> None:
+        eto, last = reading.eto, session.eto_last
+        if eto is None or last is None or eto <= last:
+            return
+        elapsed = mono - self._seen_mono if self._seen_mono is not None else now - session.seen_at
+        if eto - last > allowance_wh(elapsed):
+            return  # what the new boot's counter says is no evidence: the last good stays
+        self._price(session, eto - last, session.seen_at, now, None, None)
+        session.eto_last = eto
+        session.seen_at = max(now, session.seen_at)
+        step.counted = True
 
     def _price(
         self, session: Session, delta: float, start: float, end: float,

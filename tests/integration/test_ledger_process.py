@@ -117,3 +117,66 @@ async def test_a_session_from_a_charger_that_pushes_over_its_websocket(
         assert ended.json()["cost"] == 0.32
     finally:
         await sim.stop()
+
+
+async def test_kill_9_after_the_closing_is_on_disk_before_the_broker_took_session_ended(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    """The car leaves, the closing is committed, session/ended goes out to a broker that
+    answers nothing (SIGSTOP) - and the daemon is killed (-9). The next start publishes
+    it again with the same id (at least once, never none), notes it, and the start after
+    that publishes nothing."""
+    raw = ledger_settings(broker, simulator, tmp_path / "state", {"price_per_kwh": 0.25})
+    config = write_config(tmp_path, raw)
+    settings = parse_settings(raw)
+    topics = Topics(settings.mqtt.base_topic)
+    garage = simulator.charger("012345")
+    garage.unplug()
+    garage.freeze()
+    path = sessions_path(settings)
+
+    def on_disk(query: str) -> int:
+        if not path.exists():
+            return 0
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            return int(db.execute(query).fetchone()[0])
+
+    ended_topic = topics.session_ended("garage")
+    async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
+        daemon = Daemon(config)
+        await daemon.start()
+        try:
+            garage.plug_in()
+            await probe.wait_for(topics.session("garage"), lambda m: m.json()["open"])
+            garage.deliver(500)
+            await probe.wait_for(topics.state("garage", "session_energy"),
+                                 lambda m: shows(m.text, 0.5))  # fmt: skip
+            broker.pause()
+            try:
+                garage.unplug()
+                closed = "SELECT COUNT(*) FROM sessions WHERE ended IS NOT NULL"
+                await until(lambda: on_disk(closed) == 1, "the closing on disk")
+            finally:
+                assert await daemon.end(signal.SIGKILL) == -signal.SIGKILL
+                broker.resume()
+        finally:
+            if daemon.running:
+                await daemon.end(signal.SIGKILL)
+        assert on_disk("SELECT COUNT(*) FROM sessions WHERE announced = 1") == 0
+        for _ in range(2):  # the start that owes it, and one that does not
+            mark = probe.mark()
+            daemon = Daemon(config)
+            await daemon.start()
+            try:
+                await until(lambda: on_disk("SELECT COUNT(*) FROM sessions WHERE announced = 1")
+                            == 1, "session/ended acknowledged and noted")  # fmt: skip
+                await probe.wait_text(topics.availability("garage"), "online", since=mark)
+            finally:
+                await daemon.end(signal.SIGTERM)
+            await probe.wait_text(topics.availability("garage"), "offline", since=mark)
+    sent = [m.json() for m in probe.messages if m.topic == ended_topic]
+    assert 1 <= len(sent) <= 2, sent  # twice only if the killed one's reached the broker
+    assert {(m["id"], m["energy_wh"], m["cost"]) for m in sent} == {
+        (sent[0]["id"], 500.0, round(0.5 * 0.25, 2))
+    }
+    assert on_disk("SELECT COUNT(*) FROM sessions") == 1

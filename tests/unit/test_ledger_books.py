@@ -231,7 +231,8 @@ def test_a_file_from_before_the_horizon_was_kept_starts_from_its_newest_session(
     two_sessions_20_days_apart(ledger, clock)
     for session in list(ledger.ended):
         ledger.announced(session)
-    assert ledger.store.prune_horizon() is None  # never pruned, as a file from before
+    assert ledger.store.prune_horizon() is not None  # kept from the first start on
+    ledger.store._db.execute("DELETE FROM facts")  # a file from before it was kept
     ledger.store.close()
     clock.now += 3650 * 86_400
     ledger = Ledger(SessionStore(path), keep_days=35, clock=lambda: clock.now,
@@ -407,10 +408,10 @@ def test_the_sessions_command_filters_by_charger_day_and_card(
     assert main(["sessions", "--config", str(config), "--summary", "month,charger",
                  "--format", "csv"]) == 0  # fmt: skip
     assert capsys.readouterr().out.splitlines() == [
-        "month,charger,sessions,energy_kwh,grid_kwh,pv_kwh,cost,unpriced",
-        "2026-11,a,1,1.000,1.000,0.000,0.50,0",
-        "2026-12,a,1,1.001,1.001,0.000,0.50,0",
-        "2026-12,b,1,1.002,1.002,0.000,0.50,0",
+        "month,charger,sessions,energy_kwh,grid_kwh,pv_kwh,cost,unpriced,currency",
+        "2026-11,a,1,1.000,1.000,0.000,0.50,0,EUR",
+        "2026-12,a,1,1.001,1.001,0.000,0.50,0,EUR",
+        "2026-12,b,1,1.002,1.002,0.000,0.50,0,EUR",
     ]
     assert main(["sessions", "--config", str(config), "--since", "30.11.2026"]) == 2
     capsys.readouterr()
@@ -444,10 +445,11 @@ def test_a_card_name_a_spreadsheet_would_run_as_a_formula_is_exported_as_text() 
     assert row["serial"] == "'+43123"
     assert row["cost"] == "-0.50"  # a number stays a number, negative or not
     assert row["energy_wh"] == "1000.0"
-    text = summary_text([("2026-11", "@SUM(1)", 1, 1.0, 1.0, 0.0, -0.5, 0)], "month,card", "csv")
-    assert text.splitlines()[1] == "2026-11,'@SUM(1),1,1.000,1.000,0.000,-0.50,0"
+    text = summary_text([("2026-11", "@SUM(1)", 1, 1.0, 1.0, 0.0, -0.5, 0, "EUR")], "month,card",
+                        "csv")  # fmt: skip
+    assert text.splitlines()[1] == "2026-11,'@SUM(1),1,1.000,1.000,0.000,-0.50,0,EUR"
     # JSON is not a spreadsheet: the name stays as the charger gave it.
-    assert summary_text([("2026-11", "@SUM(1)", 1, 1.0, 1.0, 0.0, 0.5, 0)], "month,card",
+    assert summary_text([("2026-11", "@SUM(1)", 1, 1.0, 1.0, 0.0, 0.5, 0, "EUR")], "month,card",
                         "json").count('"@SUM(1)"') == 1  # fmt: skip
 
 
@@ -640,21 +642,21 @@ def test_the_sessions_command_reads_each_chargers_days_and_months_in_its_own_zon
 
     out, err = run("--summary", "month,charger")
     assert out.splitlines()[1:] == [
-        "2026-11,barn,1,1.000,1.000,0.000,0.50,0",
-        "2026-11,garage,1,1.000,1.000,0.000,0.50,0",
-        "2026-12,garage,1,1.000,1.000,0.000,0.50,0",
+        "2026-11,barn,1,1.000,1.000,0.000,0.50,0,EUR",
+        "2026-11,garage,1,1.000,1.000,0.000,0.50,0,EUR",
+        "2026-12,garage,1,1.000,1.000,0.000,0.50,0,EUR",
     ]
     assert "days and months in Europe/Vienna (garage); America/New_York (barn)" in err
     out, _ = run("--summary", "month,card")  # Bob's November: at both chargers
     assert out.splitlines()[1:] == [
-        "2026-11,Bob,2,2.000,2.000,0.000,1.00,0",
-        "2026-12,Bob,1,1.000,1.000,0.000,0.50,0",
+        "2026-11,Bob,2,2.000,2.000,0.000,1.00,0,EUR",
+        "2026-12,Bob,1,1.000,1.000,0.000,0.50,0,EUR",
     ]
     out, _ = run("--since", "2026-12-01")
     assert [line.split(",")[1] for line in out.splitlines()[1:]] == ["garage"]
     out, _ = run("--until", "2026-11-30")
     assert sorted(line.split(",")[1] for line in out.splitlines()[1:]) == ["barn", "garage"]
     out, err = run("--charger", "barn", "--summary", "month,card")
-    assert out.splitlines()[1:] == ["2026-11,Bob,1,1.000,1.000,0.000,0.50,0"]
+    assert out.splitlines()[1:] == ["2026-11,Bob,1,1.000,1.000,0.000,0.50,0,EUR"]
     assert "days and months in America/New_York" in err
     ledger.store.close()

@@ -1,0 +1,99 @@
+"""What a charger's readings prove: how far its counter may move between two readings,
+and whether the car found after the bridge was away is another connection than the
+session it resumed. Pure; the tracker (tracker.py) asks.
+"""
+
+from __future__ import annotations
+
+from goe2mqtt.ledger.readings import Reading
+from goe2mqtt.ledger.record import Session
+
+# No charger delivers more (go-e: 22 kW; twice that, for meters and rounding) ...
+MAX_CHARGE_POWER_W = 44_000.0
+# ... and readings may lag each other by this much (cloud data is up to 30 s old,
+# a pushed delta a few seconds): the allowance for a counter's step.
+READING_LAG_S = 120.0
+
+
+def allowance_wh(elapsed: float) -> float:
+    """The most energy a counter may add in ``elapsed`` seconds."""
+    return MAX_CHARGE_POWER_W * (max(0.0, elapsed) + READING_LAG_S) / 3600.0
+
+
+def energy_tolerance(wh: float) -> float:
+    """How far ``wh`` and ``eto`` may disagree over ``wh`` of charging in one connection:
+    the keys of one status may be a few seconds apart on the push transports (22 kW is
+    6 Wh a second), eto is whole Wh, and a margin for the two counters' own rounding."""
+    return 100.0 + 0.05 * max(0.0, wh)
+
+
+def another_connection(session: Session, reading: Reading, now: float) -> str | None:
+    """Why the car connected now is not the one of ``session`` (None: it may be).
+    Asked of a session resumed from disk at the first reading after the bridge was
+    away: the car may have left and another (or the same, plugged in again) come."""
+    same_boot = reading.reboots is not None and reading.reboots == session.reboots
+    if (
+        same_boot
+        and session.connected_ms is None
+        and reading.connected_ms is not None
+        and reading.uptime_ms is not None
+        and reading.uptime_ms >= reading.connected_ms
+    ):
+        # lccfi unknown when the session was last stored: its own value cannot be
+        # compared, but the time it gives can. The car was connected when the session
+        # was last seen; a car state that left idle later was another connection.
+        connected_at = now - (reading.uptime_ms - reading.connected_ms) / 1000
+        if connected_at > session.seen_at + READING_LAG_S:
+            return (
+                f"the charger's lccfi says the car connected {connected_at - session.seen_at:.0f} s"
+                " after the session was last seen"
+            )
+    if (
+        same_boot
+        and session.connected_ms is not None
+        and reading.connected_ms is not None
+        and reading.connected_ms != session.connected_ms
+    ):
+        return "the charger's lccfi changed: the car state left idle again"
+    if (
+        (same_boot or reading.reboots is None)
+        and reading.wh is not None
+        and session.charger_wh is not None
+        and reading.wh < session.charger_wh - 1.0
+    ):
+        return (
+            f"the charger's session energy wh went from {session.charger_wh:.0f} to"
+            f" {reading.wh:.0f} Wh: it counts from each connection"
+        )
+    if (
+        reading.trx_known
+        and reading.trx is not None
+        and session.card_slot is not None
+        and reading.trx - 1 != session.card_slot
+    ):
+        return f"another card: {reading.card} where the session had {session.card}"
+    if same_boot or reading.reboots is None:
+        return _wh_fell_behind(session, reading)
+    return None
+
+
+def _wh_fell_behind(session: Session, reading: Reading) -> str | None:
+    """In one connection wh and eto rise together; after a replug wh counts only the new
+    connection, and falls behind eto by what the old one had (the old wh) and took after
+    it was last seen. Trusted only where this session showed wh keeping up with eto while
+    the bridge watched, over more energy than the tolerance (a firmware whose wh stands
+    still, or a session the bridge saw take nothing, tells nothing)."""
+    wh, eto = reading.wh, reading.eto
+    start, last, last_wh = session.eto_start, session.eto_last, session.charger_wh
+    if wh is None or eto is None or start is None or last is None or last_wh is None:
+        return None
+    watched = last - start
+    if watched <= energy_tolerance(watched) or last_wh < watched - energy_tolerance(watched):
+        return None  # no energy seen, or wh did not keep up with it: no evidence
+    gained = eto - last
+    if wh - last_wh >= gained - energy_tolerance(gained):
+        return None
+    return (
+        f"the charger's session energy wh rose by {wh - last_wh:.0f} Wh where eto rose by"
+        f" {gained:.0f} Wh: it counts from each connection"
+    )
