@@ -103,8 +103,27 @@ class Received:
         return json.loads(self.payload)
 
 
+# Each probe's sentinel topic lies under this root; no probe records anything under it.
+SENTINEL_ROOT = "goe2mqtt-tests/probe"
+
+
 class MqttProbe:
-    """A plain MQTT client that records everything under its subscriptions."""
+    """A plain MQTT client that records everything under its subscriptions.
+
+    Entering it returns once the retained backlog its subscriptions brought is in
+    `messages`, so a `mark()` taken right after entering means "from now on": whatever
+    `since(mark)` holds was published after the probe was up (an earlier run's retained
+    state is before the mark, never taken for this run's). The subscriptions are fixed
+    when it is made; it never subscribes again.
+
+    How: Mosquitto handles one client's packets in order and, for a SUBSCRIBE, queues
+    every retained message it matches before it sends the SUBACK (handle__subscribe:
+    retain__queue, then send__suback). Its queue for a client is delivered in order (a
+    QoS 0 message may pass a waiting QoS 1 one, never the reverse). So the sentinel, a
+    QoS 1 publish of ours on a topic of this probe's own, sent after the last SUBACK,
+    comes back after the whole backlog. tests/integration/test_probe.py holds it to that
+    with 2000 retained topics. No probe records a sentinel (its own or another's).
+    """
 
     def __init__(
         self,
@@ -116,25 +135,50 @@ class MqttProbe:
         password: str | None = None,
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
+        identifier = f"probe-{uuid.uuid4().hex[:8]}"
         self._client = aiomqtt.Client(
             host,
             port,
-            identifier=f"probe-{uuid.uuid4().hex[:8]}",
+            identifier=identifier,
             username=username,
             password=password,
             tls_context=tls_context,
         )
         self._subscriptions = subscriptions
+        self._sentinel = f"{SENTINEL_ROOT}/{identifier}"
+        self._settled = asyncio.Event()
         self.messages: list[Received] = []
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> MqttProbe:
         await self._client.__aenter__()
-        for topic in self._subscriptions:
-            await self._client.subscribe(topic, qos=1)
-        self._task = asyncio.create_task(self._consume())
+        try:
+            for topic in [*self._subscriptions, self._sentinel]:
+                await self._client.subscribe(topic, qos=1)
+            self._task = asyncio.create_task(self._consume())
+            await self._settle()
+        except BaseException:
+            await self.__aexit__()
+            raise
         return self
+
+    async def _settle(self) -> None:
+        """Wait for a sentinel: any one back means the whole backlog is in. Another goes
+        out each second meanwhile: a backlog past Mosquitto's queue for us (1000 QoS 1 by
+        default) is cut short, and a sentinel sent while that queue was full would be too.
+        (Sent from here, never cancelled: a publish cancelled as its PUBACK comes can
+        swallow the cancel in Python 3.11's wait_for.)"""
+        deadline = asyncio.get_running_loop().time() + WAIT
+        while not self._settled.is_set():
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(
+                    f"no sentinel of the probe came back on {self._sentinel}"
+                    " (does the broker's ACL let the probe write and read it?)"
+                )
+            await self._client.publish(self._sentinel, b"settled", qos=1)
+            with contextlib.suppress(TimeoutError):  # not a wait for anything: resend
+                await asyncio.wait_for(self._settled.wait(), 1.0)
 
     async def __aexit__(self, *exc: object) -> None:
         if self._task is not None:
@@ -145,8 +189,13 @@ class MqttProbe:
     async def _consume(self) -> None:
         with contextlib.suppress(aiomqtt.MqttError):
             async for message in self._client.messages:
+                topic = message.topic.value
+                if topic.startswith(f"{SENTINEL_ROOT}/"):  # ours or another probe's (on #)
+                    if topic == self._sentinel:
+                        self._settled.set()
+                    continue
                 payload = message.payload if isinstance(message.payload, bytes) else b""
-                self.messages.append(Received(message.topic.value, payload, bool(message.retain)))
+                self.messages.append(Received(topic, payload, bool(message.retain)))
                 self._arrived.set()
 
     def mark(self) -> int:

@@ -58,9 +58,9 @@ def settings_with(raw: dict[str, Any], password: str) -> Settings:
 async def run_until(broker: MosquittoBroker, settings: Settings, connection: str) -> RunningBridge:
     """A bridge started and stopped once every charger's Connection said ``connection``
     (the same client_id and state_dir each time: a restart). Said by this run: the
-    probe's subscription also delivers the last run's retained Connection (after the
-    mark), and a restart's "websocket" taken from it stopped the bridge before its
-    chargers authenticated (recalled 0 or 1 of 2 on a slow machine)."""
+    last run's retained Connection comes with the probe's subscription, before the mark
+    (MqttProbe waits for its backlog), so a restart's "websocket" is never taken from it
+    (that stopped the bridge before its chargers authenticated, 0 or 1 of 2 recalled)."""
     topics = Topics(settings.mqtt.base_topic)
     running = RunningBridge(settings)
     async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
@@ -70,7 +70,7 @@ async def run_until(broker: MosquittoBroker, settings: Settings, connection: str
             for name in NAMES:
                 await probe.wait_for(
                     topics.state(name, "connection"),
-                    lambda m: not m.retain and m.text.startswith(connection),
+                    lambda m: m.text.startswith(connection),
                     since=mark,
                 )
         finally:
