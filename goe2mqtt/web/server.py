@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from yarl import URL
 
 from goe2mqtt.config.http import HttpSettings
 from goe2mqtt.web import HttpUnavailable
@@ -44,6 +45,18 @@ def _offered_token(request: web.Request) -> str | None:
     return request.cookies.get(COOKIE) or request.query.get("token")
 
 
+def _matches(offered: str | None, expected: str) -> bool:
+    """The token, compared in constant time. A header's bytes that are not UTF-8 come
+    as lone surrogates, which cannot be encoded: a wrong token, never a 500."""
+    if offered is None:
+        return False
+    try:
+        given = offered.encode()
+    except UnicodeEncodeError:
+        return False
+    return hmac.compare_digest(given, expected.encode())
+
+
 @web.middleware
 async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     settings = request.app[SETTINGS]
@@ -51,7 +64,7 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if token is not None and request.path not in OPEN_PATHS:
         offered = _offered_token(request)
         expected = token.get_secret_value()
-        if offered is None or not hmac.compare_digest(offered.encode(), expected.encode()):
+        if not _matches(offered, expected):
             raise web.HTTPUnauthorized(
                 text="401: give the token (Authorization: Bearer ..., or ?token=... once in a"
                 " browser)\n",
@@ -60,7 +73,9 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if "token" in request.query:
             # Once in the URL, then a cookie: the address bar and history keep no token.
             query = {k: v for k, v in request.query.items() if k != "token"}
-            redirect = web.HTTPSeeOther(request.rel_url.with_query(query).human_repr())
+            # Always to a path here: "//host/" or "/\\host/" would send the browser away.
+            here = URL("/" + request.rel_url.raw_path.lstrip("/\\"), encoded=True)
+            redirect = web.HTTPSeeOther(str(here.with_query(query)))
             redirect.set_cookie(
                 COOKIE, expected, httponly=True, samesite="Strict", path="/",
                 secure=request.secure,

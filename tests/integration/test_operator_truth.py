@@ -1,0 +1,98 @@
+"""What a newcomer found on the operator's surface: probes that tell the truth while the
+broker is frozen, a token check no odd byte turns into a 500, and no redirect away."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from paho.mqtt.client import mqtt_ms_wait_for_puback
+
+from goe2mqtt.mqtt.client import MqttOptions
+from goe2mqtt.mqtt.session_client import new_client
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.simulator import Simulator
+
+from ..conftest import TOKEN, cancel, make_settings, until
+from ..web import web_daemon
+
+HTTP_TOKEN = "web-tok-71c2e9a04b"
+
+
+async def test_a_frozen_broker_stays_unanswered_after_our_keepalive_ping(
+    own_broker: MosquittoBroker,
+) -> None:
+    """paho sets its "last bytes received" to now when it sends a PINGREQ: measured from
+    there, a frozen broker looked as if it had just answered, and /readyz went back to
+    200 for the rest of the keep-alive while the broker was still stopped."""
+    client = new_client(
+        MqttOptions(host=own_broker.host, port=own_broker.port, client_id="frozen", keepalive=2)
+    )
+    paho = client._client
+    async with client:
+        own_broker.pause()
+        publish = asyncio.create_task(client.publish("frozen/x", b"1", qos=1))
+        try:
+            messages = paho._out_messages
+            await until(
+                lambda: any(m.state == mqtt_ms_wait_for_puback for m in messages.values()),
+                "the publish waiting for its PUBACK",
+            )
+            (waiting,) = paho._out_messages.values()
+            sent_at = waiting.timestamp
+            # paho's keep-alive sends a PINGREQ once nothing came for 2 s; the broker
+            # answers neither.
+            await until(lambda: paho._ping_t > sent_at, "paho's PINGREQ")
+            now = time.monotonic()
+            assert client.unanswered_for(now) == now - sent_at
+        finally:
+            own_broker.resume()
+            await cancel(publish)
+
+
+async def _raw(url: str, request: bytes) -> tuple[int, bytes]:
+    """One request written as bytes (what aiohttp's client would not send): its status
+    and its head."""
+    address = urlsplit(url)
+    assert address.hostname is not None
+    assert address.port is not None
+    reader, writer = await asyncio.open_connection(address.hostname, address.port)
+    try:
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+    finally:
+        writer.close()
+    return int(head.split(b" ", 2)[1]), head
+
+
+async def test_odd_bytes_in_the_token_are_a_401_and_a_redirect_stays_on_the_bridge(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    """A header or cookie that is not UTF-8 was a 500 and an error in the log for every
+    such request, from anyone; and "//host/?token=..." sent the browser to that host."""
+    raw = make_settings(broker, simulator)
+    token_file = tmp_path / "http-token"
+    token_file.write_text(HTTP_TOKEN)
+    token_file.chmod(0o600)
+    raw["http"]["token_file"] = str(token_file)
+    async with web_daemon(tmp_path / "run", raw) as (daemon, url):
+        for header in (b"Authorization: Bearer \xff\xfe", b"Cookie: goe2mqtt_token=\xff"):
+            status, head = await _raw(
+                url, b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + header + b"\r\n\r\n"
+            )
+            assert status == 401, head
+        token = HTTP_TOKEN.encode()
+        for target, location in (
+            (b"//evil.example/?token=" + token, b"/evil.example/"),
+            (b"/\\evil.example/?token=" + token, b"/evil.example/"),
+            (b"/charger/garage?x=1&token=" + token, b"/charger/garage?x=1"),
+        ):
+            status, head = await _raw(url, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert status == 303, head
+            assert b"\r\nLocation: " + location + b"\r\n" in head, head
+        events = daemon.events()
+        assert not [e for e in events if e.get("level") == "error"], events
+        for secret in (HTTP_TOKEN, TOKEN):
+            assert secret not in daemon.stderr.decode()
