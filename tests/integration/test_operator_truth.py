@@ -4,19 +4,23 @@ broker is frozen, a token check no odd byte turns into a 500, and no redirect aw
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import yaml
 from paho.mqtt.client import mqtt_ms_wait_for_puback
 
+from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.mqtt.client import MqttOptions
 from goe2mqtt.mqtt.session_client import new_client
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Simulator
 
-from ..conftest import TOKEN, cancel, make_settings, until
-from ..web import web_daemon
+from ..conftest import TOKEN, RunningBridge, cancel, make_settings, until
+from ..web import free_port, web_daemon
 
 HTTP_TOKEN = "web-tok-71c2e9a04b"
 
@@ -96,3 +100,38 @@ async def test_odd_bytes_in_the_token_are_a_401_and_a_redirect_stays_on_the_brid
         assert not [e for e in events if e.get("level") == "error"], events
         for secret in (HTTP_TOKEN, TOKEN):
             assert secret not in daemon.stderr.decode()
+
+
+async def test_healthcheck_reads_only_where_to_look_not_the_chargers_secrets(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    """A monitor's shell has not the bridge's environment: `healthcheck --config` stopped
+    with "environment variable GOE_TOKEN is not set" (exit 2), though the token is
+    nothing a health check needs; so did an http.token_file it may not read."""
+    raw = make_settings(broker, simulator)
+    raw["health_file"] = str(tmp_path / "health.json")
+    raw["http"] = {"listen": f"127.0.0.1:{free_port()}"}
+    running = RunningBridge(parse_settings(raw))
+    # The file the monitor reads: what README's example does, a token from a variable.
+    raw["chargers"][0]["token"] = "${NEWCOMER_GOE_TOKEN}"
+    raw["http"]["token_file"] = str(tmp_path / "not-readable-here")
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    await running.start()
+    try:
+        health = tmp_path / "health.json"
+        await until(
+            lambda: health.exists() and json.loads(health.read_text())["mqtt_connected"],
+            "the bridge connected and said so in its health file",
+        )
+        for extra in ((), ("--http",)):
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "goe2mqtt", "healthcheck", "--config", str(config),
+                *extra, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                env={"PATH": "/usr/bin:/bin"},  # neither NEWCOMER_GOE_TOKEN nor GOE2MQTT_*
+            )  # fmt: skip
+            stdout, stderr = await process.communicate()
+            assert (process.returncode, stderr.decode()) == (0, ""), extra
+            assert stdout.decode().startswith("healthy: "), extra
+    finally:
+        await running.stop()
