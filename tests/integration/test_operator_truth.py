@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
 import yaml
+from aiohttp import web
 from paho.mqtt.client import mqtt_ms_wait_for_puback
 
 from goe2mqtt.config.settings import parse_settings
@@ -18,6 +20,7 @@ from goe2mqtt.mqtt.client import MqttOptions
 from goe2mqtt.mqtt.session_client import new_client
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Simulator
+from goe2mqtt.web import server
 
 from ..conftest import TOKEN, RunningBridge, cancel, make_settings, until
 from ..web import free_port, web_daemon
@@ -133,5 +136,56 @@ async def test_healthcheck_reads_only_where_to_look_not_the_chargers_secrets(
             stdout, stderr = await process.communicate()
             assert (process.returncode, stderr.decode()) == (0, ""), extra
             assert stdout.decode().startswith("healthy: "), extra
+    finally:
+        await running.stop()
+
+
+async def test_a_live_page_closed_ends_its_stream_without_an_error(
+    broker: MosquittoBroker, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each closed status page (a tab closed, a reader gone) ended its stream with an
+    exception aiohttp logged as an error, "Error handling request", with no reason."""
+    ended: list[BaseException | None] = []
+    make_app = server.make_app
+
+    def recording_app(*args: object) -> web.Application:
+        app = make_app(*args)  # type: ignore[arg-type]
+
+        @web.middleware
+        async def record(request: web.Request, handler: server.Handler) -> web.StreamResponse:
+            try:
+                response = await handler(request)
+            except BaseException as exc:
+                ended.append(exc)
+                raise
+            if request.path == "/events":
+                ended.append(None)
+            return response
+
+        app.middlewares.append(record)
+        return app
+
+    servers: list[server.HttpServer] = []
+    start = server.HttpServer.start
+
+    async def started(self: server.HttpServer) -> None:
+        await start(self)
+        servers.append(self)
+
+    monkeypatch.setattr(server, "make_app", recording_app)
+    monkeypatch.setattr(server.HttpServer, "start", started)
+    running = RunningBridge(parse_settings(make_settings(broker, simulator)))
+    await running.start()
+    try:
+        await until(lambda: bool(servers), "the HTTP server listening")
+        address = servers[0].address
+        assert address is not None
+        for count, path in enumerate(("/events", "/events?charger=garage"), start=1):
+            reader, writer = await asyncio.open_connection(*address)
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            await reader.readuntil(b"retry: 1000\n\n")
+            writer.transport.abort()  # gone, as a closed tab's connection is
+            await until(lambda: len(ended) == count, f"the stream of {path} ended")  # noqa: B023
+        assert ended == [None, None]
     finally:
         await running.stop()
