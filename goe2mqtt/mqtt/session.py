@@ -34,6 +34,7 @@ from goe2mqtt.mqtt.client import (
     hand_over_before_ack,
     is_takeover,
     until_disconnected,
+    wire_bytes,
 )
 from goe2mqtt.mqtt.families import Family, LiveFamily
 from goe2mqtt.mqtt.look_back import LookBack
@@ -179,7 +180,7 @@ class MqttSession:
 
         Returns at once: the sender delivers it, newest value first per topic.
         """
-        self._store.put(topic, payload.encode() if isinstance(payload, str) else payload)
+        self._store.put(topic, wire_bytes(payload))
 
     async def publish_family(self, family: Family) -> None:
         """Publish a family's members whose payload changed (all of it when new); keep
@@ -224,7 +225,7 @@ class MqttSession:
         earlier process was told, for a message given to resume_once. Raises
         PublishRefused when the broker answered that it will not take it. Cancelled, it
         may still reach the broker once."""
-        data = payload.encode() if isinstance(payload, str) else payload
+        data = wire_bytes(payload)
         done = None if packet_id is None else self._resumed.pop(packet_id, None)
         if done is None:
             await self._store.settled(self._store.barrier())
@@ -256,7 +257,7 @@ class MqttSession:
         PUBREL, first thing on the first connect; publish_once(..., packet_id=) waits for
         it. Call before run()."""
         assert not self.connections, "resumed messages go out on the first connect"
-        data = payload.encode() if isinstance(payload, str) else payload
+        data = wire_bytes(payload)
         client = self._client_of_session()
         self._resumed[packet_id] = client.resume_once(topic, data, packet_id, taken=taken)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -22,8 +23,9 @@ from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Simulator
 from goe2mqtt.web import server
 
-from ..conftest import TOKEN, RunningBridge, cancel, make_settings, until
+from ..conftest import TOKEN, Daemon, RunningBridge, cancel, make_settings, until
 from ..web import free_port, web_daemon
+from .test_hostile import barrier, failures, results, running_daemon
 
 HTTP_TOKEN = "web-tok-71c2e9a04b"
 
@@ -189,3 +191,47 @@ async def test_a_live_page_closed_ends_its_stream_without_an_error(
         assert ended == [None, None]
     finally:
         await running.stop()
+
+
+# JSON's escapes make lone UTF-16 surrogates, which no UTF-8 holds: an id echoed in the
+# result stopped the bridge ("surrogates not allowed"), and again at every restart, from
+# the result the journal owed.
+LONE_SURROGATES = [
+    ("stop_charging", '{"id": "\\ud800"}'),
+    ("set", '{"trx": "\\udc00", "id": "s2"}'),
+    ("transaction", '"\\ud800"'),
+    ("next_trip_time", '"x\\udfff"'),
+]
+
+
+async def test_a_lone_surrogate_in_a_command_is_refused_and_the_bridge_serves_on(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    garage = simulator.charger("012345")
+    async with running_daemon(broker, simulator, tmp_path) as (daemon, probe, topics):
+        mark = probe.mark()
+        for service, payload in LONE_SURROGATES:
+            await probe.publish(topics.command("garage", service), payload)
+        await probe.publish(topics.command("garage", "stop_charging"), '{"id": "\\ud800"}',
+                            retain=True)  # fmt: skip
+        await barrier(probe, topics, "after")
+        answered = results(probe, topics, mark)
+        assert len(answered) == len(LONE_SURROGATES) + 2, answered  # each once
+        for result in answered[: len(LONE_SURROGATES)]:
+            assert result["ok"] is False, result
+            assert "lone surrogate" in result["error"], result
+        assert answered[-2]["ok"] is False
+        assert "retained command ignored" in answered[-2]["error"]
+        assert garage.set_calls == [{"psm": 0}]  # only the barrier reached the charger
+        await probe.publish(topics.command("garage", "stop_charging"), b"", retain=True)
+        assert await daemon.end(signal.SIGTERM) == 0
+        again = Daemon(daemon.config)
+        await again.start()
+        try:
+            mark = probe.mark()
+            await barrier(probe, topics, "restarted")
+            assert [r["id"] for r in results(probe, topics, mark)] == ["restarted"]
+        finally:
+            assert await again.end(signal.SIGTERM) == 0
+    assert failures(daemon) == []
+    assert failures(again) == []
