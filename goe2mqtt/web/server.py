@@ -38,11 +38,19 @@ MAX_BODY = 1024  # nothing here takes a body
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _offered_token(request: web.Request) -> str | None:
+def cookie_value(token: str) -> str:
+    """What the page's cookie holds: made from the token, not the token itself, so no
+    response (the Set-Cookie after ?token=) and no browser's cookie store holds it."""
+    return hmac.new(token.encode(), b"goe2mqtt status page cookie", "sha256").hexdigest()
+
+
+def _authorized(request: web.Request, token: str) -> bool:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
-        return header.removeprefix("Bearer ").strip()
-    return request.cookies.get(COOKIE) or request.query.get("token")
+        return _matches(header.removeprefix("Bearer ").strip(), token)
+    return _matches(request.cookies.get(COOKIE), cookie_value(token)) or _matches(
+        request.query.get("token"), token
+    )
 
 
 def _matches(offered: str | None, expected: str) -> bool:
@@ -62,9 +70,8 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     token = settings.token
     if token is not None and request.path not in OPEN_PATHS:
-        offered = _offered_token(request)
         expected = token.get_secret_value()
-        if not _matches(offered, expected):
+        if not _authorized(request, expected):
             raise web.HTTPUnauthorized(
                 text="401: give the token (Authorization: Bearer ..., or ?token=... once in a"
                 " browser)\n",
@@ -77,7 +84,7 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             here = URL("/" + request.rel_url.raw_path.lstrip("/\\"), encoded=True)
             redirect = web.HTTPSeeOther(str(here.with_query(query)))
             redirect.set_cookie(
-                COOKIE, expected, httponly=True, samesite="Strict", path="/",
+                COOKIE, cookie_value(expected), httponly=True, samesite="Strict", path="/",
                 secure=request.secure,
             )  # fmt: skip
             raise redirect
