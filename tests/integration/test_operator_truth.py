@@ -16,6 +16,7 @@ import yaml
 from aiohttp import web
 from paho.mqtt.client import mqtt_ms_wait_for_puback
 
+from goe2mqtt.bridge.health import check_health
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.mqtt.client import MqttOptions
 from goe2mqtt.mqtt.session_client import new_client
@@ -235,3 +236,40 @@ async def test_a_lone_surrogate_in_a_command_is_refused_and_the_bridge_serves_on
             assert await again.end(signal.SIGTERM) == 0
     assert failures(daemon) == []
     assert failures(again) == []
+
+
+async def test_the_health_file_tells_a_frozen_broker_as_readyz_does(
+    own_broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    """A frozen broker keeps its TCP connection: the health file said "connected" and
+    `healthcheck` healthy for up to 1.25 keep-alives, while /readyz already said 503."""
+    raw = make_settings(own_broker, simulator)
+    raw["mqtt"]["keepalive"] = 10
+    health = tmp_path / "health.json"
+    raw["health_file"] = str(health)
+    running = RunningBridge(parse_settings(raw))
+    await running.start()
+    try:
+        await until(
+            lambda: health.exists() and json.loads(health.read_text())["mqtt_connected"],
+            "the bridge connected and said so in its health file",
+        )
+        assert check_health(health)[0]
+        own_broker.pause()
+        try:
+            seen = tmp_path / "seen.json"  # the very file judged: the next may say more
+
+            def frozen_told() -> bool:
+                text = health.read_text()
+                said = json.loads(text)
+                seen.write_text(text)
+                return bool(said["mqtt_connected"]) and said.get("mqtt_unanswered", 0) > 5
+
+            await until(frozen_told, "the health file telling the broker's silence")
+            healthy, why = check_health(seen)
+            assert not healthy
+            assert why.startswith("the MQTT broker has not answered for ")
+        finally:
+            own_broker.resume()
+    finally:
+        await running.stop()
