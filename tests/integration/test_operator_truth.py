@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -21,7 +22,7 @@ from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.mqtt.client import MqttOptions
 from goe2mqtt.mqtt.session_client import new_client
 from goe2mqtt.sim.broker import MosquittoBroker
-from goe2mqtt.sim.simulator import Simulator
+from goe2mqtt.sim.simulator import Faults, Simulator
 from goe2mqtt.web import server
 
 from ..conftest import TOKEN, Daemon, RunningBridge, cancel, make_settings, until
@@ -273,3 +274,37 @@ async def test_the_health_file_tells_a_frozen_broker_as_readyz_does(
             own_broker.resume()
     finally:
         await running.stop()
+
+
+async def test_a_command_cut_off_by_kill_9_counts_as_failed_in_bridge_info(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    """Its result says "outcome unknown" and /metrics counted it, but bridge/info's
+    per-charger and total "failed" stayed 0: the Home Assistant device missed it."""
+    garage = simulator.charger("012345")
+    async with running_daemon(broker, simulator, tmp_path, scan_interval=60) as (
+        daemon,
+        probe,
+        topics,
+    ):
+        garage.faults = Faults(delay=0.6, only="set")
+        await probe.publish(topics.command("garage", "change_charging_power"),
+                            '{"charging_power": 9, "id": "cut"}')  # fmt: skip
+        await until(lambda: garage.set_requests >= 1, "the set under way")
+        await daemon.end(signal.SIGKILL)
+        garage.faults = Faults()
+        await until(lambda: len(garage.set_calls) >= 1, "the set on its way landed")
+        again = Daemon(daemon.config)
+        await again.start()
+        try:
+            found = await probe.wait_for(topics.result("garage"))
+            assert found.json()["error"].startswith("outcome unknown"), found.json()
+
+            def counted(message: Any) -> bool:
+                info = message.json()
+                return bool(info["commands"]["failed"] == 1)
+
+            info = (await probe.wait_for(topics.bridge_info, counted)).json()
+            assert info["chargers"]["garage"]["commands"] == {"ok": 0, "rejected": 0, "failed": 1}
+        finally:
+            assert await again.end(signal.SIGTERM) == 0
