@@ -52,6 +52,8 @@ JOURNAL_KEEP = 86_400.0  # finished commands are remembered a day (late redelive
 class RunnerDoor(Protocol):
     """What the desk asks of a charger's runner (commands.runner.CommandRunner)."""
 
+    stats: CommandStats  # its charger's commands by how they ended (bridge/info)
+
     def submit(self, queued: QueuedCommand, command: Command) -> None:
         """Queue a journaled, parsed command (or refuse it if it cannot wait)."""
         ...
@@ -118,6 +120,9 @@ class CommandDesk:
         for entry in self.journal.entries(RUNNING):
             command = _command_of(entry)
             log.warning("command_interrupted", charger=entry.charger, service=entry.service)
+            door = self._chargers.get(entry.charger)
+            # A failure like any the charger did not confirm (bridge/info's "failed").
+            (door.runner.stats if door is not None else self.unrouted).failed += 1
             self.command_finished(command, interrupted(command, entry.sent))
         queued = self.journal.entries(QUEUED)
         for entry in queued:

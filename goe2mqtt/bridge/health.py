@@ -46,6 +46,10 @@ def check_health(
         return False, f"health file is {age:.0f} s old: the bridge is stuck or gone"
     if not health.get("mqtt_connected"):
         return False, "not connected to the MQTT broker"
+    unanswered, keepalive = health.get("mqtt_unanswered"), health.get("mqtt_keepalive")
+    if _number(unanswered) and _number(keepalive) and unanswered > keepalive / 2:
+        # /readyz's rule and words: frozen or gone, the connection not ended yet.
+        return False, f"the MQTT broker has not answered for {unanswered:.0f} s"
     chargers = health.get("chargers", {})
     # A large fleet's info lists only the chargers that need a look: count from totals.
     total = health.get("chargers_total", len(chargers))
@@ -58,3 +62,7 @@ def check_health(
         summary += f" (offline: {named})"
     # An offline charger is the charger's problem, not the bridge's: still healthy.
     return True, summary
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

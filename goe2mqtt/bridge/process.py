@@ -342,9 +342,13 @@ class Bridge:
             info = self.info()
             await self.mqtt.publish_retained(self.topics.bridge_info, result_json(info))
             if self.settings.health_file is not None:
-                write_health_file(
-                    Path(self.settings.health_file), {**info, "mqtt_connected": self.mqtt.connected}
-                )
+                # With how long the broker has left us unanswered: a frozen one keeps
+                # its TCP connection, and "connected" alone said healthy (as /readyz does not).
+                write_health_file(Path(self.settings.health_file), {
+                    **info, "mqtt_connected": self.mqtt.connected,
+                    "mqtt_unanswered": round(self.mqtt.unanswered, 1),
+                    "mqtt_keepalive": self.mqtt.options.keepalive,
+                })  # fmt: skip
             await wait_until_set(self._info_due, self._info_interval)
             self._info_due.clear()
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import structlog
 
 from goe2mqtt.cli.parser import command_line
-from goe2mqtt.config.loading import load_settings
+from goe2mqtt.config.loading import ProbeSettings, load_probe_settings, load_settings
 from goe2mqtt.config.problems import ConfigError
 from goe2mqtt.config.settings import Settings
 from goe2mqtt.util.logs import configure_logging
@@ -122,12 +122,26 @@ def _load(path: str) -> Settings | None:
             raise ConfigError(*collisions)
         return settings
     except ConfigError as exc:
-        if len(exc.problems) == 1:
-            print(f"goe2mqtt: config error: {exc}", file=sys.stderr)
-        else:
-            listed = "".join(f"\n  {problem}" for problem in exc.problems)
-            print(f"goe2mqtt: {len(exc.problems)} config errors:{listed}", file=sys.stderr)
+        _config_errors(exc)
         return None
+
+
+def _load_probe(path: str) -> ProbeSettings | None:
+    """health_file and http: only (healthcheck needs no charger, no secret), or None
+    after printing every problem."""
+    try:
+        return load_probe_settings(path)
+    except ConfigError as exc:
+        _config_errors(exc)
+        return None
+
+
+def _config_errors(exc: ConfigError) -> None:
+    if len(exc.problems) == 1:
+        print(f"goe2mqtt: config error: {exc}", file=sys.stderr)
+    else:
+        listed = "".join(f"\n  {problem}" for problem in exc.problems)
+        print(f"goe2mqtt: {len(exc.problems)} config errors:{listed}", file=sys.stderr)
 
 
 def _sessions(settings: Settings, args: argparse.Namespace) -> int:
@@ -201,9 +215,11 @@ def _healthcheck(file: str | None, config: str, max_age: float) -> int:
 
     from goe2mqtt.bridge.health import check_health
 
-    if not file:
-        settings = _load(config) if os.path.exists(config) else None
-        file = settings.health_file if settings is not None else None
+    if not file and os.path.exists(config):
+        settings = _load_probe(config)
+        if settings is None:
+            return EXIT_CONFIG
+        file = settings.health_file
     if not file:
         print(
             "goe2mqtt healthcheck: give --file, GOE2MQTT_HEALTH_FILE, or a config"
@@ -221,7 +237,7 @@ def _http_healthcheck(config: str, path: str, file: str | None, max_age: float) 
     import urllib.error
     import urllib.request
 
-    settings = _load(config)
+    settings = _load_probe(config)
     if settings is None:
         return EXIT_CONFIG
     http = settings.http

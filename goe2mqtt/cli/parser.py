@@ -99,9 +99,10 @@ def command_line() -> argparse.ArgumentParser:
 
     health = commands.add_parser(
         "healthcheck", help="exit 0 if the running bridge is healthy",
-        description="Read the health file the running bridge writes every 30 s: exit 0 if"
-        " it is fresh and MQTT is connected (an offline charger is reported, but is the"
-        " charger's problem, not the bridge's); else 1, saying why.",
+        description="Read the health file the running bridge writes (every quarter"
+        " keep-alive, at most 30 s): exit 0 if it is fresh and MQTT is connected (an"
+        " offline charger is reported, but is the charger's problem, not the bridge's);"
+        " else 1, saying why.",
     )  # fmt: skip
     health.add_argument(
         "--file",

@@ -98,6 +98,8 @@ def parse_payload(raw: bytes) -> Payload:
         if _BROKEN_JSON.match(text) or has_control(text) or len(text) > MAX_TEXT:
             raise CommandError("payload is not valid JSON") from None
         return Payload(text)
+    if "\\u" in text and _has_surrogate(value):
+        raise CommandError("payload holds a lone surrogate (\\ud800-\\udfff): that is no text")
     if isinstance(value, dict):
         request_id = value.pop("id", None)
         if not _valid_id(request_id):
@@ -119,12 +121,24 @@ def request_id_of(raw: bytes) -> JsonValue:
     return request_id if _valid_id(request_id) else None
 
 
+def _has_surrogate(value: Any) -> bool:
+    """Whether a string in it is no Unicode text: JSON's escapes can make a lone UTF-16
+    surrogate, which no UTF-8 holds; echoed in a result, it stopped the bridge."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _valid_id(value: Any) -> bool:
     """What can be echoed in a result and read back by any client: JSON has no Infinity
     or NaN (1e400 parses as inf), and JavaScript loses a 400-digit integer."""
     if is_number(value):
         return finite_number(value) is not None
-    return value is None or isinstance(value, str | bool)
+    if isinstance(value, str):
+        return not _has_surrogate(value)
+    return value is None or isinstance(value, bool)
 
 
 # --- results ------------------------------------------------------------------------

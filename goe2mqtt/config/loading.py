@@ -14,9 +14,14 @@ from goe2mqtt.config.environment import (
     NOT_CONFIG,
     EnvironmentProblem,
     apply_environment,
+    expand_references,
 )
-from goe2mqtt.config.problems import ConfigError
+from goe2mqtt.config.http import HttpSettings
+from goe2mqtt.config.problems import ConfigError, problems_of
+from goe2mqtt.config.schema import field, validate
+from goe2mqtt.config.section import Section
 from goe2mqtt.config.settings import Settings, parse_settings
+from goe2mqtt.config.values import Invalid
 
 
 def duplicate_keys(node: yaml.Node | None, path: str = "") -> list[str]:
@@ -60,8 +65,48 @@ def _parse(text: str, path: str | Path) -> Any:
         loader.dispose()
 
 
+class ProbeSettings(Section):
+    """What `healthcheck` reads of the config: where the health file and the probes are."""
+
+    health_file: str | None = None
+    http: HttpSettings = field(default_factory=HttpSettings)
+
+
+def load_probe_settings(
+    path: str | Path, environ: Mapping[str, str] | None = None
+) -> ProbeSettings:
+    """health_file and the http: section, with GOE2MQTT_* variables over them, and
+    nothing else: a monitor's shell has neither the chargers' ${VAR}s nor perhaps the
+    right to read their secret files, and the probes take no token (token_file unread)."""
+    document, sources, _ = _document(path, environ)
+    part = {key: document[key] for key in ("health_file", "http") if key in document}
+    if isinstance(part.get("http"), Mapping):
+        part["http"] = {k: v for k, v in part["http"].items() if k != "token_file"}
+    missing: list[str] = []
+    expanded = expand_references(part, "", missing)
+    if missing:
+        raise ConfigError(*missing)
+    try:
+        return validate(ProbeSettings, expanded)
+    except Invalid as exc:
+        problems = problems_of(exc, ProbeSettings)
+        raise ConfigError(*(_name_variable(p, sources) for p in problems)) from None
+
+
 def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
     """The config file, with GOE2MQTT_* variables over it; no file needed if they say it all."""
+    document, sources, overridden = _document(path, environ)
+    try:
+        return parse_settings(document, warnings=overridden)
+    except ConfigError as exc:
+        raise ConfigError(*(_name_variable(p, sources) for p in exc.problems)) from None
+
+
+def _document(
+    path: str | Path, environ: Mapping[str, str] | None
+) -> tuple[Any, dict[str, str], list[str]]:
+    """The file parsed, GOE2MQTT_* variables over it; which key came from which
+    variable, and a line for each variable that changed a value the file gives."""
     environ = os.environ if environ is None else environ
     from_env = any(n.startswith(ENV_PREFIX) and n not in NOT_CONFIG for n in environ)
     try:
@@ -86,10 +131,9 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) ->
         document = apply_environment(raw, environ, sources, overridden)
     except EnvironmentProblem as exc:
         raise ConfigError(str(exc)) from None
-    try:
-        return parse_settings(document, warnings=overridden)
-    except ConfigError as exc:
-        raise ConfigError(*(_name_variable(p, sources) for p in exc.problems)) from None
+    if not isinstance(document, Mapping):
+        raise ConfigError("the config file must be a YAML mapping with 'mqtt' and 'chargers'")
+    return document, sources, overridden
 
 
 def _name_variable(problem: str, sources: Mapping[str, str]) -> str:

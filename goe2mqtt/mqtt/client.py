@@ -279,3 +279,12 @@ async def until_ended(client: aiomqtt.Client, client_id: str) -> None:
                 " mqtt.client_id"
             ) from None
         raise
+
+
+def wire_bytes(payload: str | bytes) -> bytes:
+    """A payload as sent: UTF-8, and never an exception. A lone surrogate (JSON's
+    "\\ud800", parsed from someone's message and echoed back) cannot be UTF-8: it goes
+    as the escape it came as, six ASCII characters, which JSON reads back the same."""
+    if isinstance(payload, bytes):
+        return payload
+    return payload.encode("utf-8", "backslashreplace")

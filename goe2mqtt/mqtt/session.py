@@ -33,6 +33,7 @@ from goe2mqtt.mqtt.client import (
     hand_over_before_ack,
     subscribe,
     until_ended,
+    wire_bytes,
 )
 from goe2mqtt.mqtt.families import Family, LiveFamily
 from goe2mqtt.mqtt.look_back import LookBack
@@ -176,7 +177,7 @@ class MqttSession:
 
         Returns at once: the sender delivers it, newest value first per topic.
         """
-        self._store.put(topic, payload.encode() if isinstance(payload, str) else payload)
+        self._store.put(topic, wire_bytes(payload))
 
     async def publish_family(self, family: Family) -> None:
         """Publish a family's members whose payload changed (all of it when new); keep
@@ -221,7 +222,7 @@ class MqttSession:
         earlier process was told, for a message given to resume_once. Raises
         PublishRefused when the broker answered that it will not take it. Cancelled, it
         may still reach the broker once."""
-        data = payload.encode() if isinstance(payload, str) else payload
+        data = wire_bytes(payload)
         done = self._one_offs.resumed(packet_id)
         if done is None:
             await self._store.settled(self._store.barrier())
@@ -239,7 +240,7 @@ class MqttSession:
         PUBREL, first thing on the first connect; publish_once(..., packet_id=) waits for
         it. Call before run()."""
         assert not self.connections, "resumed messages go out on the first connect"
-        data = payload.encode() if isinstance(payload, str) else payload
+        data = wire_bytes(payload)
         self._one_offs.resume(self._client_of_session(), topic, data, packet_id, taken=taken)
 
     def _client_of_session(self) -> SessionClient:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -67,6 +68,11 @@ class SessionClient(aiomqtt.Client):
         # told the packet id when the broker's PUBREC came, before our PUBREL goes out).
         self._once: dict[int, tuple[str, asyncio.Future[None], PacketNote | None]] = {}
         paho = self._client
+        # When the broker last sent us a byte. Not paho's _last_bytes_received: paho sets
+        # that to "now" whenever it sends a PINGREQ, though nothing was heard, and a
+        # frozen broker then looked as if it had just answered (/readyz went back to 200).
+        self._heard = time.monotonic()
+        paho_sock_recv = paho._sock_recv
         paho_publish = paho.publish
         paho_handle_pubrec = paho._handle_pubrec
         paho_mid_generate = paho._mid_generate
@@ -131,6 +137,13 @@ class SessionClient(aiomqtt.Client):
                 on_new_session()
             aiomqtt_on_connect(client, userdata, flags, code, props)
 
+        def sock_recv(bufsize: int) -> bytes:
+            data = paho_sock_recv(bufsize)
+            if data:
+                self._heard = time.monotonic()
+            return data
+
+        paho._sock_recv = sock_recv  # type: ignore[method-assign]
         paho.publish = publish  # type: ignore[method-assign]
         paho._handle_pubrec = handle_pubrec  # type: ignore[method-assign]
         paho._mid_generate = mid_generate  # type: ignore[method-assign]
@@ -198,7 +211,7 @@ class SessionClient(aiomqtt.Client):
         unanswered without sending anything since: a frozen broker, long before TCP or
         the keep-alive tell. 0 when nothing waits. ``now``: time.monotonic(), paho's clock."""
         paho = self._client
-        heard = paho._last_bytes_received
+        heard = self._heard
         sent = [paho._ping_t] if paho._ping_t else []
         sent += [
             message.timestamp

@@ -128,7 +128,12 @@ class _ToStructlog(logging.Handler):
             message = record.getMessage()
         except (TypeError, ValueError):
             message = str(record.msg)
-        structlog.get_logger().log(record.levelno, message, logger=record.name)
+        extra: dict[str, str] = {}
+        if record.exc_info and record.exc_info[1] is not None:
+            # Why, in one line (the redactor masks it like any value); no traceback.
+            exc = record.exc_info[1]
+            extra["error"] = f"{type(exc).__name__}: {exc}"
+        structlog.get_logger().log(record.levelno, message, logger=record.name, **extra)
 
 
 class SkipCount(dict[str, int]):

@@ -139,15 +139,20 @@ async def events(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    await response.write(f"retry: {RETRY_MS}\n\n".encode())
-    quiet_since = time.monotonic()
-    while True:
-        event = stream.news()
-        if event:
-            data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
-            await response.write(f"data: {data}\n\n".encode())
-            quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since > HEARTBEAT:
-            await response.write(b": still here\n\n")
-            quiet_since = time.monotonic()
-        await asyncio.sleep(TICK)
+    try:
+        await response.write(f"retry: {RETRY_MS}\n\n".encode())
+        quiet_since = time.monotonic()
+        while True:
+            event = stream.news()
+            if event:
+                data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+                await response.write(f"data: {data}\n\n".encode())
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since > HEARTBEAT:
+                await response.write(b": still here\n\n")
+                quiet_since = time.monotonic()
+            await asyncio.sleep(TICK)
+    except ConnectionResetError:
+        # The page was closed (or its reader went away): how a stream ends, not an
+        # error. Left to aiohttp, each was an error line "Error handling request".
+        return response

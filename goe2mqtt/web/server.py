@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from yarl import URL
 
 from goe2mqtt.config.http import HttpSettings
 from goe2mqtt.web import HttpUnavailable
@@ -37,11 +38,31 @@ MAX_BODY = 1024  # nothing here takes a body
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _offered_token(request: web.Request) -> str | None:
+def cookie_value(token: str) -> str:
+    """What the page's cookie holds: made from the token, not the token itself, so no
+    response (the Set-Cookie after ?token=) and no browser's cookie store holds it."""
+    return hmac.new(token.encode(), b"goe2mqtt status page cookie", "sha256").hexdigest()
+
+
+def _authorized(request: web.Request, token: str) -> bool:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
-        return header.removeprefix("Bearer ").strip()
-    return request.cookies.get(COOKIE) or request.query.get("token")
+        return _matches(header.removeprefix("Bearer ").strip(), token)
+    return _matches(request.cookies.get(COOKIE), cookie_value(token)) or _matches(
+        request.query.get("token"), token
+    )
+
+
+def _matches(offered: str | None, expected: str) -> bool:
+    """The token, compared in constant time. A header's bytes that are not UTF-8 come
+    as lone surrogates, which cannot be encoded: a wrong token, never a 500."""
+    if offered is None:
+        return False
+    try:
+        given = offered.encode()
+    except UnicodeEncodeError:
+        return False
+    return hmac.compare_digest(given, expected.encode())
 
 
 @web.middleware
@@ -49,9 +70,8 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     token = settings.token
     if token is not None and request.path not in OPEN_PATHS:
-        offered = _offered_token(request)
         expected = token.get_secret_value()
-        if offered is None or not hmac.compare_digest(offered.encode(), expected.encode()):
+        if not _authorized(request, expected):
             raise web.HTTPUnauthorized(
                 text="401: give the token (Authorization: Bearer ..., or ?token=... once in a"
                 " browser)\n",
@@ -60,9 +80,11 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if "token" in request.query:
             # Once in the URL, then a cookie: the address bar and history keep no token.
             query = {k: v for k, v in request.query.items() if k != "token"}
-            redirect = web.HTTPSeeOther(request.rel_url.with_query(query).human_repr())
+            # Always to a path here: "//host/" or "/\\host/" would send the browser away.
+            here = URL("/" + request.rel_url.raw_path.lstrip("/\\"), encoded=True)
+            redirect = web.HTTPSeeOther(str(here.with_query(query)))
             redirect.set_cookie(
-                COOKIE, expected, httponly=True, samesite="Strict", path="/",
+                COOKIE, cookie_value(expected), httponly=True, samesite="Strict", path="/",
                 secure=request.secure,
             )  # fmt: skip
             raise redirect

@@ -46,6 +46,20 @@ def test_json_lines_with_secrets_masked_and_library_warnings_included() -> None:
     assert SECRET not in out.getvalue()
 
 
+def test_a_librarys_error_says_why_in_one_masked_line() -> None:
+    """aiohttp's "Error handling request" came with no reason: the exception was dropped."""
+    out = io.StringIO()
+    configure_logging("info", "json", secrets=[SECRET], stream=out)
+    try:
+        raise ConnectionResetError(f"peer {SECRET} went away")
+    except ConnectionResetError:
+        logging.getLogger("aiohttp.server").exception("Error handling request from %s", "::1")
+    (event,) = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert event["event"] == "Error handling request from ::1"
+    assert event["error"] == f"ConnectionResetError: peer {MASK} went away"
+    assert "Traceback" not in out.getvalue()
+
+
 def test_console_format_is_one_readable_line_per_event() -> None:
     out = io.StringIO()
     configure_logging("debug", "console", stream=out)
