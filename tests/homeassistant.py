@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import aiohttp
 from goe2mqtt.sim.broker import free_port
 
 from .conftest import stop_process
+from .tool_cache import CACHE, installed_once
 
 HA_VERSION = "2024.3.3"
 # Requirements of the integrations HA 2024.3.3 sets up here: its default ones (frontend,
@@ -42,25 +42,23 @@ HA_REQUIREMENTS = (
     # imports it on the first request. HA's own constraints file pinned it too.
     "josepy==1.14.0",
 )
-CACHE = Path(os.environ.get("GOE2MQTT_CACHE", Path.home() / ".cache" / "goe2mqtt"))
 USER, PASSWORD = "goe2mqtt-test", "not-a-real-password-1"
 
 
 def ensure_installed() -> Path:
     """The hass executable, installing it into the cache the first time (minutes)."""
-    venv = CACHE / f"ha-{HA_VERSION}"
-    hass, done = venv / "bin" / "hass", venv / ".installed"
-    if done.exists():
-        return hass
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-    subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
-         *HA_REQUIREMENTS],
-        check=True,
-        timeout=1800,
-    )  # fmt: skip
-    done.write_text(" ".join(HA_REQUIREMENTS) + "\n")
-    return hass
+
+    def install(venv: Path) -> None:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
+             *HA_REQUIREMENTS],
+            check=True,
+            timeout=1800,
+        )  # fmt: skip
+
+    venv = installed_once(CACHE / f"ha-{HA_VERSION}", install, " ".join(HA_REQUIREMENTS))
+    return venv / "bin" / "hass"
 
 
 CONFIGURATION = """\

@@ -20,7 +20,7 @@ from goe2mqtt.sim.broker import MosquittoBroker, free_port
 from goe2mqtt.sim.simulator import Faults, Simulator
 
 from ..conftest import RunningBridge, make_settings, stop_process
-from ..homeassistant import CACHE
+from ..tool_cache import CACHE, installed_once
 
 pytestmark = [
     pytest.mark.nodered,
@@ -33,18 +33,16 @@ WAIT = 60.0
 
 
 def ensure_node_red() -> Path:
-    prefix = CACHE / f"node-red-{NODE_RED_VERSION}"
-    binary, done = prefix / "node_modules" / ".bin" / "node-red", prefix / ".installed"
-    if not done.exists():
-        prefix.mkdir(parents=True, exist_ok=True)
+    def install(prefix: Path) -> None:
         subprocess.run(
             ["npm", "install", "--prefix", str(prefix), "--no-audit", "--no-fund",
              "--loglevel=error", f"node-red@{NODE_RED_VERSION}"],
             check=True,
             timeout=900,
         )  # fmt: skip
-        done.write_text(NODE_RED_VERSION + "\n")
-    return binary
+
+    prefix = installed_once(CACHE / f"node-red-{NODE_RED_VERSION}", install, NODE_RED_VERSION)
+    return prefix / "node_modules" / ".bin" / "node-red"
 
 
 def flow_for_test(broker: MosquittoBroker) -> list[dict[str, Any]]:
