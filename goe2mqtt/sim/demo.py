@@ -29,6 +29,7 @@ from goe2mqtt.sim.broker import (
     free_port,
 )
 from goe2mqtt.sim.simulator import SimulatedCharger, Simulator
+from goe2mqtt.util.aio import wait_until_set
 
 DEMO_CHARGERS = (("garage", "000001"), ("carport", "000002"))
 DEMO_TOKEN = "demo-token"  # the simulator's, not a real cloud key
@@ -64,13 +65,23 @@ def _short(payload: bytes | Any, width: int = 110) -> str:
 
 
 DISCOVERY_QUIET = 1.0  # s without a new config: the burst is over, print its summary
+# s a stopped bridge's last word (offline) may take to reach the viewer before it is
+# cancelled: under load the broker's delivery came after the cancel, and the demo's
+# output ended without it.
+LAST_WORD_WITHIN = 3.0
+BRIDGE_AVAILABILITY = f"{DEMO_BASE}/bridge/availability"
 
 
 async def _print_stream(
-    host: str, port: int, out: TextIO, plugged_at: dict[str, float] | None = None
+    host: str,
+    port: int,
+    out: TextIO,
+    plugged_at: dict[str, float] | None = None,
+    offline_seen: asyncio.Event | None = None,
 ) -> None:
     """Every state, command and result as it comes; Home Assistant's configs (a hundred
-    per charger) as one line per burst: how many of each component."""
+    per charger) as one line per burst: how many of each component. ``offline_seen`` is
+    set when the bridge's availability says offline (the last line of a stop)."""
     configs: Counter[str] = Counter()
     summary: asyncio.TimerHandle | None = None
 
@@ -96,6 +107,9 @@ async def _print_stream(
             # A finished session whole: it is what the books keep.
             width = 10_000 if topic.endswith("/session/ended") else 110
             print(f"{topic:<60} {_short(message.payload, width)}", file=out, flush=True)
+            said_offline = topic == BRIDGE_AVAILABILITY and message.payload == b"offline"
+            if said_offline and offline_seen is not None:
+                offline_seen.set()
             if plugged_at and topic == f"{DEMO_BASE}/garage/car_status":
                 took = 1000 * (time.monotonic() - plugged_at.pop("garage"))
                 print(
@@ -314,6 +328,7 @@ async def run_demo(
     print(f"{try_it_yourself(host, port)}\n", file=out, flush=True)
     bridge = Bridge(settings)
     plugged_at: dict[str, float] = {}
+    offline_seen = asyncio.Event()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
@@ -321,7 +336,7 @@ async def run_demo(
         loop.add_signal_handler(sig, stop.set)
     tasks = [
         asyncio.create_task(bridge.run()),
-        asyncio.create_task(_print_stream(host, port, out, plugged_at)),
+        asyncio.create_task(_print_stream(host, port, out, plugged_at, offline_seen)),
         asyncio.create_task(_script(host, port, simulator, out, pace, plugged_at)),
         asyncio.create_task(stop.wait()),
     ]
@@ -332,8 +347,11 @@ async def run_demo(
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
+        offline_seen.clear()  # an offline from before the stop is not its last word
         bridge.request_stop()
         await asyncio.wait({tasks[0]}, timeout=15)
+        if not tasks[1].done():
+            await wait_until_set(offline_seen, LAST_WORD_WITHIN)
         await cancel_all(tasks)
         if mqtt_host is not None:
             with contextlib.suppress(aiomqtt.MqttError, OSError):
