@@ -23,7 +23,7 @@ from goe2mqtt.goe.ws_protocol import encode
 from goe2mqtt.goe.ws_transport import WebSocketTransport
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.util.logs import SkipCount
-from tests.conftest import RunningBridge, until
+from tests.conftest import PROCESS_WAIT, RunningBridge, until
 from tests.integration.test_websocket_hostile import (
     HostilePeer,
     Script,
@@ -248,7 +248,8 @@ async def test_hashes_for_serials_a_peer_names_are_bounded(
     monkeypatch.setattr(websocket_module, "MAX_BACKOFF", 0.05)  # reconnect at once
     auths: list[str] = []
     async with bridge_on(broker, new_serial_every_time(auths)) as (_, _, running, _):
-        await until(lambda: len(auths) >= 6, "six connections, six hashes")
+        # Six PBKDF2 hashes (~0.2-0.7 s of CPU each): on a starved machine more than WAIT.
+        await until(lambda: len(auths) >= 6, "six connections, six hashes", within=PROCESS_WAIT)
         # The password and the hashes of the last two serials: no more to mask, no more held.
         assert len(link_of(running).secrets) <= 3
 
