@@ -27,7 +27,7 @@ from goe2mqtt.web import server
 
 from ..conftest import TOKEN, Daemon, RunningBridge, cancel, make_settings, until
 from ..web import free_port, web_daemon
-from .test_hostile import barrier, failures, results, running_daemon
+from .test_hostile import barrier, restarted_with_nothing_owed, results, running_daemon
 
 HTTP_TOKEN = "web-tok-71c2e9a04b"
 
@@ -226,17 +226,7 @@ async def test_a_lone_surrogate_in_a_command_is_refused_and_the_bridge_serves_on
         assert "retained command ignored" in answered[-2]["error"]
         assert garage.set_calls == [{"psm": 0}]  # only the barrier reached the charger
         await probe.publish(topics.command("garage", "stop_charging"), b"", retain=True)
-        assert await daemon.end(signal.SIGTERM) == 0
-        again = Daemon(daemon.config)
-        await again.start()
-        try:
-            mark = probe.mark()
-            await barrier(probe, topics, "restarted")
-            assert [r["id"] for r in results(probe, topics, mark)] == ["restarted"]
-        finally:
-            assert await again.end(signal.SIGTERM) == 0
-    assert failures(daemon) == []
-    assert failures(again) == []
+        await restarted_with_nothing_owed(daemon, probe, topics)
 
 
 async def test_the_health_file_tells_a_frozen_broker_as_readyz_does(
