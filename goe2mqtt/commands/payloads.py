@@ -133,12 +133,15 @@ def _has_surrogate(value: Any) -> bool:
 
 def _valid_id(value: Any) -> bool:
     """What can be echoed in a result and read back by any client: JSON has no Infinity
-    or NaN (1e400 parses as inf), and JavaScript loses a 400-digit integer."""
+    or NaN (1e400 parses as inf), and JavaScript loses a 400-digit integer. true and false
+    are no id: two clients that both send one cannot tell their results apart."""
+    if isinstance(value, bool):
+        return False
     if is_number(value):
         return finite_number(value) is not None
     if isinstance(value, str):
         return not _has_surrogate(value)
-    return value is None or isinstance(value, bool)
+    return value is None
 
 
 # --- results ------------------------------------------------------------------------

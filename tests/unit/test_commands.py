@@ -159,6 +159,14 @@ def test_payload_forms() -> None:
         parse_payload(b'{"id": {"a": 1}}')
 
 
+@pytest.mark.parametrize("request_id", [b"true", b"false", b"[1]", b"1e400"])
+def test_an_id_that_is_no_string_or_number_is_refused_and_not_echoed(request_id: bytes) -> None:
+    payload = b'{"charging_power": 8, "id": ' + request_id + b"}"
+    with pytest.raises(CommandError, match="id must be a string or a number"):
+        parse_payload(payload)
+    assert request_id_of(payload) is None
+
+
 def test_every_service_documents_itself() -> None:
     for service in SERVICES_BY_NAME.values():
         assert service.summary
