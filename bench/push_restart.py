@@ -50,6 +50,9 @@ class Phase:
     n: int
     authenticated_s: float = float("nan")
     on_mqtt_s: float = float("nan")
+    on_mqtt_sub_s: float = float("nan")  # the same, as mosquitto_sub saw it (no loop of ours)
+    # full status sent -> that charger's first state on MQTT (mosquitto_sub), p50 / p99 / max
+    status_to_mqtt: tuple[float, float, float] = (float("nan"),) * 3
     connects: int = 0
     silence_closes: int = 0
     cpu_s: float = float("nan")
@@ -82,6 +85,7 @@ async def run_phase(
     on_mqtt: set[str] = set()
     server.connects = 0
     server.authenticated = authenticated = set()
+    server.full_status_at = {}
     ready = asyncio.Event()
 
     async def listen() -> None:
@@ -89,15 +93,20 @@ async def run_phase(
             await client.subscribe(f"{BASE}/+/state")
             ready.set()
             async for message in client.messages:
-                if not message.retain:  # this process's, not the last run's retained copy
-                    on_mqtt.add(message.topic.value.split("/")[1])
+                charger = message.topic.value.split("/")[1]
+                # this process's, not the last run's retained copy, nor the clock's sentinel
+                if not message.retain and charger != READY_TOPIC:
+                    on_mqtt.add(charger)
 
     listener = asyncio.create_task(listen())
     await ready.wait()
+    sub_path = workdir / f"states-{name.replace(' ', '-')}.txt"
+    sub = await start_state_clock(broker, sub_path)
     log_path = workdir / f"bridge-{name}.log"
     busy0, total0 = cpu_ticks()
     here0 = proc_cpu(os.getpid())
     started = time.monotonic()
+    started_wall = time.time()
     profile = [args.profile, str(workdir / f"bridge-{name}.prof")] if args.profile else []
     bridge = bridge_process.start(
         bridge_process.tree_of(args.bridge_path),
@@ -147,11 +156,59 @@ async def run_phase(
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
             await listener
+        sub.terminate()
+        sub.wait(10)
+        seen = first_states(sub_path)
+        if len(seen) == n:
+            phase.on_mqtt_sub_s = max(seen.values()) - started_wall
+        phase.status_to_mqtt = spread(
+            [seen[c] - server.full_status_at[c[1:]] for c in seen if c[1:] in server.full_status_at]
+        )
         for socket in list(server.open.values()):
             await socket.close()
         server.open.clear()
     phase.silence_closes = log_path.read_text(errors="replace").count("no message for")
     return phase
+
+
+async def start_state_clock(broker: MosquittoBroker, path: Path) -> subprocess.Popen[bytes]:
+    """mosquitto_sub writing each live state's arrival time: a clock that this process's
+    loop, busy serving the chargers, cannot delay. Returns once it is subscribed."""
+    out = path.open("wb")
+    sub = subprocess.Popen(
+        ["mosquitto_sub", "-h", broker.host, "-p", str(broker.port), "-t", f"{BASE}/+/state",
+         "-R", "-F", "%U %t"],
+        stdout=out,
+    )  # fmt: skip
+    out.close()
+    async with aiomqtt.Client(broker.host, broker.port) as client:
+        while READY_TOPIC not in path.read_text():
+            await client.publish(f"{BASE}/{READY_TOPIC}/state", b"1")
+            await asyncio.sleep(0.05)
+    return sub
+
+
+READY_TOPIC = "_clock_ready_"
+
+
+def first_states(path: Path) -> dict[str, float]:
+    """Each charger's first live state, in unix time, as mosquitto_sub saw it."""
+    first: dict[str, float] = {}
+    for line in path.read_text().splitlines():
+        stamp, _, topic = line.partition(" ")
+        charger = topic.split("/")[1] if topic.count("/") == 2 else ""
+        if charger and charger != READY_TOPIC and charger not in first:
+            first[charger] = float(stamp)
+    return first
+
+
+def spread(values: list[float]) -> tuple[float, float, float]:
+    """p50, p99 and max; nan for none."""
+    if not values:
+        return (float("nan"),) * 3
+    ordered = sorted(values)
+    return (ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, len(ordered) * 99 // 100)],
+            ordered[-1])  # fmt: skip
 
 
 async def run_size(n: int, args: Any) -> list[Phase]:
@@ -189,13 +246,16 @@ async def run_size(n: int, args: Any) -> list[Phase]:
 def print_table(phases: list[Phase], args: Any) -> None:
     tree = bridge_process.tree_of(args.bridge_path)
     print(f"hash: {args.hash}; bridge from: {bridge_process.source(tree)}")
-    print("| chargers | phase | all authenticated s | all states on MQTT s | connects per charger"
+    print("| chargers | phase | all authenticated s | all states on MQTT s"
+          " | the same by mosquitto_sub s | a charger's full status -> its state p50/p99/max s"
+          " | connects per charger"
           " | closed for silence | bridge CPU s | bench (server) CPU s | others' CPU share"
           " | load avg |")  # fmt: skip
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|")
     for p in phases:
         print(
             f"| {p.n} | {p.name} | {p.authenticated_s:.1f} | {p.on_mqtt_s:.1f} |"
+            f" {p.on_mqtt_sub_s:.1f} | {'/'.join(f'{v:.2f}' for v in p.status_to_mqtt)} |"
             f" {p.connects / p.n:.2f} | {p.silence_closes} | {p.cpu_s:.1f} | {p.bench_cpu_s:.1f} |"
             f" {100 * p.others_busy:.0f} % | {p.load} |{(' ' + p.note) if p.note else ''}"
         )

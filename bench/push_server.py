@@ -32,6 +32,7 @@ class PushServer:
         self.hash_kind = hash_kind  # what authRequired asks for (the proof is not checked)
         self.connects = 0  # websocket connections accepted
         self.authenticated: set[str] = set()  # chargers that sent their auth
+        self.full_status_at: dict[str, float] = {}  # unix time each last sent its full status
         self.open: dict[str, web.WebSocketResponse] = {}
         self.amp = dict.fromkeys(chargers, 16)
         self.slice_of = {serial: i % SLICES for i, serial in enumerate(chargers)}
@@ -93,6 +94,7 @@ class PushServer:
                 )
                 self.open[serial] = socket
                 self.authenticated.add(serial)
+                self.full_status_at[serial] = time.time()
         self.open.pop(serial, None)
         return socket
 
