@@ -6,6 +6,7 @@ catches up with them (the running cases: test_ledger.py, test_ledger_hostile.py)
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,8 @@ import pytest
 from goe2mqtt.ledger.record import UNPLUGGED
 from goe2mqtt.ledger.tracker import Tracker
 from tests.unit.test_ledger import T0, Clock, feed, resumed_after_a_restart, status
+from tests.unit.test_ledger_books import ledger_at
+from tests.unit.test_ledger_hostile import one_session
 
 HOUR_MS = 3_600_000
 BOOT_MS = 600_000  # the charger's rbt when the session was last seen (lccfi 5 s)
@@ -148,3 +151,27 @@ def test_a_restart_on_a_clock_set_days_ahead_moves_the_session_with_it_and_back(
     [closed] = feed(resumed, clock, status(car=1, eto=112_180, wh=12_180)).closed
     assert closed.started == T0
     assert closed.ended == (seen + 3660 if days > 1 else seen + 3600 + ahead)
+
+
+def test_a_stop_on_a_clock_still_in_1970_does_not_hold_pruning_back(tmp_path: Path) -> None:
+    """A box without a battery clock starts in 1970 and is stopped before NTP sets it: the
+    stop kept the prune horizon moved to 1970 by that clock, and every later start aged
+    the history from there by the time seen to pass - nothing pruned for 56 years,
+    keep_days broken (a privacy promise). A stop moves the horizon on, never back."""
+    from goe2mqtt.bridge.ledger_out import LedgerOutput
+    from goe2mqtt.mqtt.topics import Topics
+
+    path, clock = tmp_path / "s", Clock()
+    ledger = ledger_at(path, clock, keep_days=35)
+    one_session(ledger, clock)
+    ledger.store.close()
+    clock.now, clock.mono = 600.0, clock.mono + 3600  # the next start, in 1970
+    out = LedgerOutput(Topics("base"))
+    out._ledger = ledger_at(path, clock, keep_days=35)
+    clock.advance(60)
+    out.finish()  # stopped before NTP
+    out.close()
+    clock.now = T0 + 7200  # started again, the clock set
+    ledger = ledger_at(path, clock, keep_days=35)
+    clock.advance(40 * 86_400)
+    assert ledger.prune() == 1  # 40 days old: gone
