@@ -175,3 +175,31 @@ def test_a_stop_on_a_clock_still_in_1970_does_not_hold_pruning_back(tmp_path: Pa
     ledger = ledger_at(path, clock, keep_days=35)
     clock.advance(40 * 86_400)
     assert ledger.prune() == 1  # 40 days old: gone
+
+
+def test_a_restart_through_the_store_on_a_clock_behind_keeps_the_session_priced(
+    tmp_path: Path,
+) -> None:
+    """The same as the bridge meets it: the session from the file (its rbc and lccfi kept
+    there), the books on a clock 10 minutes behind its last reading; the car leaves
+    before the clock catches up."""
+    from goe2mqtt.config.tariff import TariffSettings
+
+    path, clock, tariff = tmp_path / "s", Clock(), TariffSettings(price_per_kwh=0.30)
+    books = (ledger := ledger_at(path, clock)).books_for("garage", tariff)
+    books.observe(status(eto=100_000, wh=0, lccfi=5_000, rbt=5_000), serial=None)
+    ledger.commit()
+    clock.advance(600)
+    books.observe(status(eto=101_000, wh=1000, lccfi=5_000, rbt=605_000), serial=None)
+    ledger.write_progress(everything=True)
+    ledger.store.close()  # killed
+    seen = clock.now
+    clock.now, clock.mono = seen - 600, 50.0  # an hour later, on a clock behind
+    books = (ledger := ledger_at(path, clock)).books_for("garage", tariff)
+    books.observe(status(eto=112_000, wh=12_000, lccfi=5_000, rbt=4_205_000), serial=None)
+    clock.advance(60)
+    books.observe(status(car=1, eto=112_000, wh=12_000), serial=None)
+    ledger.commit()
+    [session] = ledger.store.sessions()
+    assert (session.end_reason, session.flags, session.energy_wh) == (UNPLUGGED, [], 12_000)
+    assert (session.cost, session.started, session.ended) == (3.6, T0, seen)
