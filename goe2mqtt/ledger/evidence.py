@@ -81,7 +81,7 @@ def another_connection(session: Session, reading: Reading, now: float) -> str | 
         # compared, but the time it gives can. The car was connected when the session
         # was last seen; a car state that left idle later was another connection.
         connected_at = now - (reading.uptime_ms - reading.connected_ms) / 1000
-        if connected_at > session.seen_at + READING_LAG_S:
+        if connected_at > session.seen_at + READING_LAG_S and not _wh_holds_all(session, reading):
             return (
                 f"the charger's lccfi says the car connected {connected_at - session.seen_at:.0f} s"
                 " after the session was last seen"
@@ -113,6 +113,18 @@ def another_connection(session: Session, reading: Reading, now: float) -> str | 
     if same_boot or reading.reboots is None:
         return _wh_fell_behind(session, reading)
     return None
+
+
+def _wh_holds_all(session: Session, reading: Reading) -> bool:
+    """The charger's session energy wh holds all the session's, what it had when last
+    seen too (more than the tolerance): the car connected before then, whatever the wall
+    clock says (one set ahead while the bridge was away). After a replug wh counts only
+    the new connection, short of the old one's energy."""
+    wh, eto, start, last = reading.wh, reading.eto, session.eto_start, session.eto_last
+    if wh is None or eto is None or start is None or last is None:
+        return False
+    tolerance = energy_tolerance(eto - start)
+    return last - start > tolerance and wh >= eto - start - tolerance
 
 
 def _wh_fell_behind(session: Session, reading: Reading) -> str | None:

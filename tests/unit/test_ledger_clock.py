@@ -203,3 +203,17 @@ def test_a_restart_through_the_store_on_a_clock_behind_keeps_the_session_priced(
     [session] = ledger.store.sessions()
     assert (session.end_reason, session.flags, session.energy_wh) == (UNPLUGGED, [], 12_000)
     assert (session.cost, session.started, session.ended) == (3.6, T0, seen)
+
+
+def test_a_clock_set_ahead_while_away_is_no_replug_where_wh_holds_the_whole_session() -> None:
+    """A session stored before lccfi was known is told from a replug by the time lccfi
+    gives, on the wall clock: one set two days ahead while the bridge was away put the
+    connection two days after the session was last seen - a replug, the session split in
+    two. The charger's wh holds all the session's energy (12 kWh, 1 of them seen before
+    the bridge went): the car connected before it was last seen."""
+    session, resumed, clock = resumed_after_a_restart(trx=1, rbt=BOOT_MS)
+    assert session.connected_ms is None
+    clock.now, clock.mono = clock.now + 3600 + 2 * 86_400, 50.0
+    step = feed(resumed, clock, an_hour_on(trx=1))
+    assert (step.closed, step.opened, step.replugged) == ([], [], None)
+    assert (session.energy_wh, session.connected_ms) == (12_000, 5_000)
