@@ -13,7 +13,7 @@ import pytest
 
 from goe2mqtt.ledger.record import UNPLUGGED
 from goe2mqtt.ledger.tracker import Tracker
-from tests.unit.test_ledger import T0, Clock, feed, resumed_after_a_restart, status
+from tests.unit.test_ledger import T0, Clock, feed, resumed_after_a_restart, status, tracker
 from tests.unit.test_ledger_books import ledger_at
 from tests.unit.test_ledger_hostile import one_session
 
@@ -217,3 +217,23 @@ def test_a_clock_set_ahead_while_away_is_no_replug_where_wh_holds_the_whole_sess
     step = feed(resumed, clock, an_hour_on(trx=1))
     assert (step.closed, step.opened, step.replugged) == ([], [], None)
     assert (session.energy_wh, session.connected_ms) == (12_000, 5_000)
+
+
+@pytest.mark.parametrize("step_s", [-3 * 86_400.0, 3 * 86_400.0, -3600.0])
+def test_a_clock_stepped_while_running_and_set_right_leaves_the_session_where_it_was(
+    step_s: float,
+) -> None:
+    """While the bridge runs (no restart): stepped by days and back, the session moves
+    with the clock and back; stepped back an hour, its stamps stand still meanwhile
+    (a guard on the running rule, which the resumed cases above reshaped)."""
+    t, clock = tracker(), Clock()
+    session = feed(t, clock, status(eto=100_000)).opened[0]
+    clock.advance(600)
+    feed(t, clock, status(eto=101_000))
+    clock.now, clock.mono = clock.now + step_s + 60, clock.mono + 60
+    feed(t, clock, status(eto=101_100))
+    clock.now, clock.mono = clock.now - step_s + 60, clock.mono + 60
+    feed(t, clock, status(eto=101_200))
+    [closed] = feed(t, clock, status(car=1, eto=101_200)).closed
+    assert (closed, closed.flags, closed.energy_wh) == (session, [], 1200)
+    assert (closed.started, closed.ended) == (T0, T0 + 720)
