@@ -392,14 +392,10 @@ class Ledger:
     def _advanced(self, now: float, mono: float) -> float:
         wanted = now - self.keep_days * 86_400
         horizon = min(wanted, self._horizon + max(0.0, mono - self._horizon_mono))
-        if horizon < self._horizon:
-            newest = self.store.newest()
-            if newest is not None and now < newest:
-                # A wall clock behind the books' newest session (a box without a battery
-                # clock, still in 1970) says nothing of their age: kept at its 1970, the
-                # horizon would hold the history for decades. It stays where it was.
-                return self._horizon
-        return horizon
+        # A clock behind the newest session (a box without a battery clock, in 1970) says
+        # nothing of the books' age: moved back by it, the horizon would hold for decades.
+        newest = self.store.newest() if horizon < self._horizon else None
+        return self._horizon if newest is not None and now < newest else horizon
 
 
 def _iso(at: float) -> str:
