@@ -39,7 +39,8 @@ ENDED_GRACE = 0.5
 PRUNE_EVERY = 86_400.0
 # s after a start to the first prune: a bridge restarted more often than PRUNE_EVERY
 # (nightly, by an updater) still prunes, and a box without a battery clock has had time
-# for NTP (a prune on a clock still in 1970 would hold the horizon back for decades).
+# for NTP (a prune on a clock still in 1970, with no session on the books to show it
+# behind, would hold the horizon back for decades; Ledger._advanced).
 PRUNE_FIRST = 3600.0
 
 

@@ -391,7 +391,11 @@ class Ledger:
 
     def _advanced(self, now: float, mono: float) -> float:
         wanted = now - self.keep_days * 86_400
-        return min(wanted, self._horizon + max(0.0, mono - self._horizon_mono))
+        horizon = min(wanted, self._horizon + max(0.0, mono - self._horizon_mono))
+        # A clock behind the newest session (a box without a battery clock, in 1970) says
+        # nothing of the books' age: moved back by it, the horizon would hold for decades.
+        newest = self.store.newest() if horizon < self._horizon else None
+        return self._horizon if newest is not None and now < newest else horizon
 
 
 def _iso(at: float) -> str:

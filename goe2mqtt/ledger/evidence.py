@@ -1,6 +1,7 @@
 """What a charger's readings prove: how far its counter may move between two readings,
-and whether the car found after the bridge was away is another connection than the
-session it resumed. Pure; the tracker (tracker.py) asks.
+how long the bridge was away by the charger's own clock, and whether the car found after
+the bridge was away is another connection than the session it resumed. Pure; the tracker
+(tracker.py) asks.
 """
 
 from __future__ import annotations
@@ -18,6 +19,43 @@ READING_LAG_S = 120.0
 def allowance_wh(elapsed: float) -> float:
     """The most energy a counter may add in ``elapsed`` seconds."""
     return MAX_CHARGE_POWER_W * (max(0.0, elapsed) + READING_LAG_S) / 3600.0
+
+
+def time_away(session: Session, reading: Reading, wall: float) -> float:
+    """The time the counter may have risen in since ``session`` was last seen, the bridge
+    away meanwhile (its monotonic clock began anew): ``wall``, what the wall clock says
+    passed, or what the charger's clock says, if more. A wall clock set back meanwhile
+    (NTP, a box without a battery clock that booted at an older time) says less than
+    passed, nothing when it is behind the last reading; the charger's clock only runs on.
+    Under the session's reboot count (rbc), the time since the car connected (rbt less
+    lccfi, when lccfi is the session's) holds the time since it was last seen; without
+    lccfi, the time since the charger booted (rbt) does."""
+    uptime = reading.uptime_ms
+    if reading.reboots is None or reading.reboots != session.reboots or uptime is None:
+        return wall
+    since = session.connected_ms
+    if since is not None and reading.connected_ms == since and uptime >= since:
+        uptime -= since
+    return max(wall, uptime / 1000)
+
+
+def set_while_away(session: Session, reading: Reading, now: float) -> float:
+    """How far the wall clock was set ahead while the bridge was away, by the charger's
+    clock (0: it cannot tell): in the same connection (the session's rbc and lccfi), the
+    time since the car connected (rbt less lccfi) less what the session had lasted when
+    last seen is no less than what passed since; the wall clock said more by this much."""
+    uptime, since = reading.uptime_ms, session.connected_ms
+    if (
+        reading.reboots is None
+        or reading.reboots != session.reboots
+        or uptime is None
+        or since is None
+        or reading.connected_ms != since
+        or uptime < since
+    ):
+        return 0.0
+    passed = (uptime - since) / 1000 - (session.seen_at - session.started)
+    return max(0.0, now - session.seen_at - passed)
 
 
 def energy_tolerance(wh: float) -> float:
@@ -43,7 +81,7 @@ def another_connection(session: Session, reading: Reading, now: float) -> str | 
         # compared, but the time it gives can. The car was connected when the session
         # was last seen; a car state that left idle later was another connection.
         connected_at = now - (reading.uptime_ms - reading.connected_ms) / 1000
-        if connected_at > session.seen_at + READING_LAG_S:
+        if connected_at > session.seen_at + READING_LAG_S and not _wh_holds_all(session, reading):
             return (
                 f"the charger's lccfi says the car connected {connected_at - session.seen_at:.0f} s"
                 " after the session was last seen"
@@ -75,6 +113,18 @@ def another_connection(session: Session, reading: Reading, now: float) -> str | 
     if same_boot or reading.reboots is None:
         return _wh_fell_behind(session, reading)
     return None
+
+
+def _wh_holds_all(session: Session, reading: Reading) -> bool:
+    """The charger's session energy wh holds all the session's, what it had when last
+    seen too (more than the tolerance): the car connected before then, whatever the wall
+    clock says (one set ahead while the bridge was away). After a replug wh counts only
+    the new connection, short of the old one's energy."""
+    wh, eto, start, last = reading.wh, reading.eto, session.eto_start, session.eto_last
+    if wh is None or eto is None or start is None or last is None:
+        return False
+    tolerance = energy_tolerance(eto - start)
+    return last - start > tolerance and wh >= eto - start - tolerance
 
 
 def _wh_fell_behind(session: Session, reading: Reading) -> str | None:

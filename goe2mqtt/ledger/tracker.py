@@ -15,7 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from goe2mqtt.ledger.evidence import allowance_wh, another_connection
+from goe2mqtt.ledger.evidence import (
+    allowance_wh,
+    another_connection,
+    set_while_away,
+    time_away,
+)
 from goe2mqtt.ledger.pricing import Pricing
 from goe2mqtt.ledger.readings import Reading
 from goe2mqtt.ledger.record import (
@@ -30,7 +35,10 @@ from goe2mqtt.ledger.record import (
 # A wall clock that moved this much more (or less) than the time seen to pass was set
 # (a box without a battery clock booted in 1970, then NTP; a bad NTP server): the open
 # session's times move with it, so that it lasts what it lasted and counts in the month
-# it started by the set clock. Smaller steps are left as they are.
+# it started by the set clock. Smaller steps are left as they are. A clock behind the
+# session's last reading (set back a little while it ran, or behind it when the session
+# is resumed after a restart of the bridge) leaves its times standing until it catches
+# up with them: that catching up is no step.
 CLOCK_STEP_S = 86_400.0
 
 
@@ -78,8 +86,10 @@ class Tracker:
         self.open = resumed
         self._new_id = new_id
         # A session from disk: the bridge was away; until the first reading the
-        # ages come from the wall clock.
+        # ages come from the wall clock and the charger's (evidence.time_away), and
+        # a clock set ahead meanwhile from the charger's (evidence.set_while_away).
         self._seen_mono: float | None = None
+        self._seen_wall = 0.0  # the wall clock at _seen_mono (the session's stamps may be ahead)
         self._resumed = resumed is not None
 
     def observe(
@@ -141,11 +151,9 @@ class Tracker:
             step.flagged |= session.flag(problem)
         eto = reading.eto
         if eto is not None and self._seen_mono is not None:
-            jump = (now - session.seen_at) - (mono - self._seen_mono)
-            if abs(jump) > CLOCK_STEP_S:
-                session.started += jump
-                session.seen_at += jump
-                step.counted = True
+            self._follow_clock(session, now, mono, step)
+        elif eto is not None:  # resumed: the charger's clock tells a step meanwhile
+            self._move(session, set_while_away(session, reading, now), step)
         if eto is not None:
             if session.eto_start is None:  # unreadable at the start: counted from here
                 session.eto_start = session.eto_last = eto
@@ -153,7 +161,9 @@ class Tracker:
             assert session.eto_last is not None
             delta = eto - session.eto_last
             elapsed = (
-                mono - self._seen_mono if self._seen_mono is not None else now - session.seen_at
+                mono - self._seen_mono
+                if self._seen_mono is not None
+                else time_away(session, reading, now - session.seen_at)
             )
             if 0 > delta >= -allowance_wh(0.0):
                 # Behind the last reading by what a charger delivers in the lag readings
@@ -176,7 +186,7 @@ class Tracker:
                 session.eto_last = eto
                 step.counted = True
             session.seen_at = max(now, session.seen_at)
-            self._seen_mono = mono
+            self._seen_mono, self._seen_wall = mono, now
         if reading.wh is not None and reading.wh != session.charger_wh:
             session.charger_wh = reading.wh
             step.counted = True
@@ -198,6 +208,26 @@ class Tracker:
             if (slot, reading.card) != (session.card_slot, session.card):
                 session.card_slot, session.card = slot, reading.card or "none"
                 step.counted = True
+
+    def _follow_clock(self, session: Session, now: float, mono: float, step: Step) -> None:
+        """Moves the session's times with a wall clock set by more than CLOCK_STEP_S
+        since the last reading. A clock that stood behind them first catches up: only
+        what it moves beyond them is a step."""
+        assert self._seen_mono is not None
+        passed = mono - self._seen_mono
+        jump = (now - self._seen_wall) - passed
+        # How far the session's stamps stand ahead of the clock as it ran on.
+        ahead = session.seen_at - (self._seen_wall + passed)
+        if jump > 0 and ahead > 0:
+            jump -= min(jump, ahead)
+        self._move(session, jump, step)
+
+    @staticmethod
+    def _move(session: Session, jump: float, step: Step) -> None:
+        if abs(jump) > CLOCK_STEP_S:
+            session.started += jump
+            session.seen_at += jump
+            step.counted = True
 
     def _count_before_restart(
         self, session: Session, reading: Reading, step: Step, *, now: float, mono: float
@@ -262,7 +292,7 @@ class Tracker:
                 split = None  # the counters disagree: nothing is moved
         if split is not None and session.eto_last is not None:
             delta = split - session.eto_last
-            if 0 < delta <= allowance_wh(now - session.seen_at):
+            if 0 < delta <= allowance_wh(time_away(session, reading, now - session.seen_at)):
                 self._price(session, delta, session.seen_at, now, None, None)
                 session.eto_last = split
         step.replugged = why  # not a flag: nothing about its energy is in doubt
@@ -272,6 +302,9 @@ class Tracker:
             ago = (reading.uptime_ms - reading.connected_ms) / 1000
             if ago >= 0:
                 started = min(now, max(session.seen_at, now - ago))
+        # A wall clock behind the old one's last reading: the new one starts then, its
+        # stamps standing until the clock catches up (CLOCK_STEP_S).
+        started = max(started, session.seen_at)
         self._start(reading, now=now, mono=mono, serial=serial, step=step)
         new = self.open
         assert new is not None
@@ -280,6 +313,7 @@ class Tracker:
             self._price(new, new.eto_last - split, started, now, reading.power, None)
         if started != now:
             new.started, new.id = started, self._new_id(self.charger, started)
+            new.seen_at = max(new.seen_at, started)
 
     def _start(
         self, reading: Reading, *, now: float, mono: float, serial: str | None, step: Step
@@ -307,10 +341,13 @@ class Tracker:
             session.flag(problem)
         if reading.eto is None:
             session.flag("eto: unreadable at the start")
-        self.open, self._seen_mono = session, mono
+        self.open, self._seen_mono, self._seen_wall = session, mono, now
         step.opened.append(session)
 
     def _close(self, session: Session, reason: str, at: float, step: Step) -> None:
-        session.ended, session.end_reason = max(at, session.started), reason
+        # A bridge_gap ends at ``at``, as last seen before the bridge was away; any other
+        # end is seen now, never before the last reading (a wall clock behind it).
+        floor = session.started if reason == BRIDGE_GAP else max(session.started, session.seen_at)
+        session.ended, session.end_reason = max(at, floor), reason
         self.open = None
         step.closed.append(session)

@@ -10,9 +10,10 @@ import signal
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from goe2mqtt.bridge.ledger_out import sessions_path
-from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.config.settings import Settings, parse_settings
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.charger import SimulatedCharger
@@ -21,19 +22,33 @@ from goe2mqtt.sim.simulator import Simulator
 from ..conftest import Daemon, MqttProbe, RunningBridge, make_settings, until, write_config
 from .test_ledger import ledger_settings, shows
 
+
+class DaemonConfig(NamedTuple):
+    config: Path
+    settings: Settings
+    topics: Topics
+    garage: SimulatedCharger
+
+
+def daemon_config(broker: MosquittoBroker, simulator: Simulator, tmp_path: Path) -> DaemonConfig:
+    """A config file for a daemon (0.25 a kWh, state in tmp_path), its settings and
+    topics, and the garage charger unplugged and frozen (it changes when told)."""
+    raw = ledger_settings(broker, simulator, tmp_path / "state", {"price_per_kwh": 0.25})
+    settings = parse_settings(raw)
+    garage = simulator.charger("012345")
+    garage.unplug()
+    garage.freeze()
+    return DaemonConfig(write_config(tmp_path, raw), settings, Topics(settings.mqtt.base_topic),
+                        garage)  # fmt: skip
+
+
 # --- kill -9 between every step ------------------------------------------------------------
 
 
 async def test_kill_9_between_every_step_leaves_one_session_with_the_right_energy(
     broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
 ) -> None:
-    raw = ledger_settings(broker, simulator, tmp_path / "state", {"price_per_kwh": 0.25})
-    config = write_config(tmp_path, raw)
-    settings = parse_settings(raw)
-    topics = Topics(settings.mqtt.base_topic)
-    garage = simulator.charger("012345")
-    garage.unplug()
-    garage.freeze()
+    config, settings, topics, garage = daemon_config(broker, simulator, tmp_path)
 
     async def daemon_until(condition: Callable[[], bool], what: str) -> None:
         """A daemon that runs until the condition, then is killed (-9)."""
@@ -126,13 +141,7 @@ async def test_kill_9_after_the_closing_is_on_disk_before_the_broker_took_sessio
     answers nothing (SIGSTOP) - and the daemon is killed (-9). The next start publishes
     it again with the same id (at least once, never none), notes it, and the start after
     that publishes nothing."""
-    raw = ledger_settings(broker, simulator, tmp_path / "state", {"price_per_kwh": 0.25})
-    config = write_config(tmp_path, raw)
-    settings = parse_settings(raw)
-    topics = Topics(settings.mqtt.base_topic)
-    garage = simulator.charger("012345")
-    garage.unplug()
-    garage.freeze()
+    config, settings, topics, garage = daemon_config(broker, simulator, tmp_path)
     path = sessions_path(settings)
 
     def on_disk(query: str) -> int:

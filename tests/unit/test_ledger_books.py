@@ -9,16 +9,56 @@ import contextlib
 import json
 import os
 import stat
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog.testing
 
+from goe2mqtt.bridge.ledger_out import LedgerOutput, Publisher
+from goe2mqtt.config.settings import Settings, parse_settings
 from goe2mqtt.config.tariff import TariffSettings
 from goe2mqtt.ledger.books import Ledger
 from goe2mqtt.ledger.store import SessionStore, StoreUnusable
+from goe2mqtt.mqtt.topics import Topics
 from tests.unit.test_ledger import T0, Clock, feed, status, tracker
+
+
+def ledger_at(path: Path, clock: Clock, keep_days: int = 3650) -> Ledger:
+    """The books over the store at ``path``, on the fake clock (wall and monotonic)."""
+    return Ledger(SessionStore(path), keep_days=keep_days, clock=lambda: clock.now,
+                  monotonic=lambda: clock.mono)  # fmt: skip
+
+
+def ledger_output(tmp_path: Path, clock: Clock | None = None,
+                  **more: Any) -> tuple[Settings, LedgerOutput]:  # fmt: skip
+    """The bridge's ledger output, not opened yet, for settings with ``tmp_path`` as the
+    state_dir and one charger, garage (``more``: other settings); on the fake wall clock
+    if one is given."""
+    garage = {"name": "garage", "host": "127.0.0.1"}
+    settings = parse_settings(
+        {"mqtt": {"host": "localhost"}, "state_dir": str(tmp_path), "chargers": [garage], **more}
+    )
+    if clock is None:
+        return settings, LedgerOutput(Topics("base"))
+    return settings, LedgerOutput(Topics("base"), clock=lambda: clock.now)
+
+
+@contextlib.asynccontextmanager
+async def output_running(out: LedgerOutput, broker: Publisher) -> AsyncIterator[None]:
+    """``out`` running against ``broker`` for the block; stopped and closed after it."""
+    stop = asyncio.Event()
+    running = asyncio.create_task(out.run(broker, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        out.close()
+
 
 # --- the store ---------------------------------------------------------------------------
 
@@ -47,7 +87,7 @@ def test_the_store_is_private_wal_and_keeps_one_open_session_per_charger(tmp_pat
 def test_books_write_progress_in_batches_and_resume_after_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "goe2mqtt.sessions"
     clock = Clock()
-    ledger = Ledger(SessionStore(path), clock=lambda: clock.now, monotonic=lambda: clock.mono)
+    ledger = ledger_at(path, clock)
     books = ledger.books_for("garage", TariffSettings(price_per_kwh=0.5))
     books.observe(status(eto=100_000), serial="012345")
     assert ledger.commit() == 1  # opened: on disk before anything is published
@@ -62,7 +102,7 @@ def test_books_write_progress_in_batches_and_resume_after_a_restart(tmp_path: Pa
     assert ledger.write_progress() == 1  # 60 s after the opening
     assert stored.open_sessions()[0].eto_last == 101_500
     # The process dies (nothing more written); the next one resumes the session.
-    ledger2 = Ledger(SessionStore(path), clock=lambda: clock.now, monotonic=lambda: clock.mono)
+    ledger2 = ledger_at(path, clock)
     books2 = ledger2.books_for("garage", TariffSettings(price_per_kwh=0.5))
     assert books2.open is not None
     assert books2.open.eto_start == 100_000
@@ -87,8 +127,7 @@ def test_books_write_progress_in_batches_and_resume_after_a_restart(tmp_path: Pa
 
 def test_the_month_and_card_totals_come_from_the_books(tmp_path: Path) -> None:
     clock = Clock()
-    ledger = Ledger(SessionStore(tmp_path / "s"), clock=lambda: clock.now,
-                    monotonic=lambda: clock.mono)  # fmt: skip
+    ledger = ledger_at(tmp_path / "s", clock)
     books = ledger.books_for("garage", TariffSettings(price_per_kwh=0.5, timezone="UTC"))
     eto = 100_000
     for card in (1, 2, 1):
@@ -112,7 +151,7 @@ def test_the_month_and_card_totals_come_from_the_books(tmp_path: Path) -> None:
 def test_a_session_not_acknowledged_before_a_crash_is_published_again(tmp_path: Path) -> None:
     path = tmp_path / "goe2mqtt.sessions"
     clock = Clock()
-    ledger = Ledger(SessionStore(path), clock=lambda: clock.now, monotonic=lambda: clock.mono)
+    ledger = ledger_at(path, clock)
     books = ledger.books_for("garage", TariffSettings())
     books.observe(status(eto=100_000), serial=None)
     clock.advance(60)
@@ -134,8 +173,7 @@ def test_progress_commits_are_capped_the_longest_waiting_first(
 
     monkeypatch.setattr(books_module, "PROGRESS_BATCH", 2)
     clock = Clock()
-    ledger = Ledger(SessionStore(tmp_path / "s"), clock=lambda: clock.now,
-                    monotonic=lambda: clock.mono)  # fmt: skip
+    ledger = ledger_at(tmp_path / "s", clock)
     fleet = [ledger.books_for(name, TariffSettings()) for name in ("a", "b", "c")]
     for books in fleet:
         books.observe(status(eto=100_000), serial=None)
@@ -164,8 +202,7 @@ def two_sessions_20_days_apart(ledger: Ledger, clock: Clock) -> None:
 
 def test_sessions_older_than_keep_days_are_pruned_once_announced(tmp_path: Path) -> None:
     clock = Clock()
-    ledger = Ledger(SessionStore(tmp_path / "s"), keep_days=30, clock=lambda: clock.now,
-                    monotonic=lambda: clock.mono)  # fmt: skip
+    ledger = ledger_at(tmp_path / "s", clock, keep_days=30)
     two_sessions_20_days_apart(ledger, clock)
     first, second = ledger.ended
     ledger.announced(first)
@@ -180,8 +217,7 @@ def test_a_clock_stepped_years_ahead_prunes_only_as_time_really_passes(tmp_path:
     session is past keep_days. The history must stay, across restarts too (the horizon
     is kept in the file), and age only as the monotonic clock sees time pass."""
     path, clock = tmp_path / "s", Clock()
-    ledger = Ledger(SessionStore(path), keep_days=35, clock=lambda: clock.now,
-                    monotonic=lambda: clock.mono)  # fmt: skip
+    ledger = ledger_at(path, clock, keep_days=35)
     books = ledger.books_for("garage", TariffSettings())
     for _ in range(3):  # sessions 10 days apart, the last one 0 days old
         books.observe(status(eto=100_000), serial=None)
@@ -196,8 +232,7 @@ def test_a_clock_stepped_years_ahead_prunes_only_as_time_really_passes(tmp_path:
     # Restarted on a clock 10 years ahead; a session is seen (and stored) on that clock.
     clock.now += 3650 * 86_400
     with structlog.testing.capture_logs() as logs:
-        ledger = Ledger(SessionStore(path), keep_days=35, clock=lambda: clock.now,
-                        monotonic=lambda: clock.mono)  # fmt: skip
+        ledger = ledger_at(path, clock, keep_days=35)
         books = ledger.books_for("garage", TariffSettings())
         books.observe(status(eto=100_000), serial=None)
         clock.advance(60)
@@ -211,8 +246,7 @@ def test_a_clock_stepped_years_ahead_prunes_only_as_time_really_passes(tmp_path:
     assert held[0]["ahead_days"] > 3000
     ledger.store.close()
     # Another restart on the wrong clock: the newest session (years ahead) moves nothing.
-    ledger = Ledger(SessionStore(path), keep_days=35, clock=lambda: clock.now,
-                    monotonic=lambda: clock.mono)  # fmt: skip
+    ledger = ledger_at(path, clock, keep_days=35)
     assert ledger.prune() == 0
     # 10 days really pass: the first session (40 days old by then) goes, the others stay.
     clock.advance(10 * 86_400)
@@ -226,8 +260,7 @@ def test_a_file_from_before_the_horizon_was_kept_starts_from_its_newest_session(
     """A sessions file of an earlier version has no prune horizon: the first start on a
     clock stepped years ahead takes its newest session's start (plus a day) for now."""
     path, clock = tmp_path / "s", Clock()
-    ledger = Ledger(SessionStore(path), keep_days=35, clock=lambda: clock.now,
-                    monotonic=lambda: clock.mono)  # fmt: skip
+    ledger = ledger_at(path, clock, keep_days=35)
     two_sessions_20_days_apart(ledger, clock)
     for session in list(ledger.ended):
         ledger.announced(session)
@@ -235,8 +268,7 @@ def test_a_file_from_before_the_horizon_was_kept_starts_from_its_newest_session(
     ledger.store._db.execute("DELETE FROM facts")  # a file from before it was kept
     ledger.store.close()
     clock.now += 3650 * 86_400
-    ledger = Ledger(SessionStore(path), keep_days=35, clock=lambda: clock.now,
-                    monotonic=lambda: clock.mono)  # fmt: skip
+    ledger = ledger_at(path, clock, keep_days=35)
     assert ledger.prune() == 0  # by the clock both are 10 years old
     # 16 days really pass: the first goes (56 days old; the horizon started from the
     # newest start, 20 days before the restart: kept longer, never less).
@@ -264,14 +296,10 @@ async def test_the_session_topic_at_once_on_news_and_at_most_every_10_s_while_it
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import goe2mqtt.bridge.ledger_out as ledger_out
-    from goe2mqtt.config.settings import parse_settings
-    from goe2mqtt.mqtt.topics import Topics
 
     clock = Clock()
     monkeypatch.setattr(ledger_out.time, "monotonic", lambda: clock.mono)
-    settings = parse_settings({"mqtt": {"host": "localhost"}, "state_dir": str(tmp_path),
-                               "chargers": [{"name": "garage", "host": "127.0.0.1"}]})  # fmt: skip
-    out = ledger_out.LedgerOutput(Topics("base"), clock=lambda: clock.now)
+    settings, out = ledger_output(tmp_path, clock)
     ledger = out.open(settings)
     books = ledger.books_for("garage", TariffSettings())
     channel = Channel()
@@ -325,8 +353,7 @@ def test_a_session_counts_in_the_month_it_started_so_the_month_never_drops(
 ) -> None:
     clock = Clock()
     clock.now = 1_796_083_200.0 - 1800  # 2026-11-30T23:30:00Z
-    ledger = Ledger(SessionStore(tmp_path / "s"), clock=lambda: clock.now,
-                    monotonic=lambda: clock.mono)  # fmt: skip
+    ledger = ledger_at(tmp_path / "s", clock)
     books = ledger.books_for("garage", TariffSettings(price_per_kwh=0.5, timezone="UTC"))
     books.observe(status(eto=100_000), serial=None)
     clock.advance(1200)
@@ -349,8 +376,7 @@ def test_a_new_month_starts_the_month_totals_afresh_while_the_charger_idles(
     # not show November's figures until the next car arrives.
     clock = Clock()
     clock.now = 1_796_083_200.0 - 7200  # 2026-11-30T22:00:00Z
-    ledger = Ledger(SessionStore(tmp_path / "s"), clock=lambda: clock.now,
-                    monotonic=lambda: clock.mono)  # fmt: skip
+    ledger = ledger_at(tmp_path / "s", clock)
     books = ledger.books_for("garage", TariffSettings(price_per_kwh=0.5, timezone="UTC"))
     books.observe(status(eto=100_000, trx=1), serial=None)
     clock.advance(1200)
@@ -383,8 +409,7 @@ def test_the_sessions_command_filters_by_charger_day_and_card(
     assert main(["sessions", "--config", str(config)]) == 1  # no ledger yet: said so
     assert "no ledger yet" in capsys.readouterr().err
     clock = Clock()  # Monday 2026-11-30, 01:53 in Vienna
-    ledger = Ledger(SessionStore(tmp_path / "books.sessions"), clock=lambda: clock.now,
-                    monotonic=lambda: clock.mono)  # fmt: skip
+    ledger = ledger_at(tmp_path / "books.sessions", clock)
     books = {n: ledger.books_for(n, TariffSettings(price_per_kwh=0.5)) for n in ("a", "b")}
     for day, (name, card) in enumerate([("a", 1), ("a", 2), ("b", 2)]):
         clock.now = T0 + day * 86_400
@@ -465,33 +490,20 @@ class FrozenBroker(Channel):
 async def test_a_frozen_broker_does_not_stop_the_books_reaching_the_disk(tmp_path: Path) -> None:
     # session/ended waits for the broker's PUBCOMP; while it waits, the next session's
     # opening and its progress must still be written (a kill -9 then loses nothing).
-    import goe2mqtt.bridge.ledger_out as ledger_out
-    from goe2mqtt.config.settings import parse_settings
-    from goe2mqtt.mqtt.topics import Topics
     from tests.conftest import until
 
-    settings = parse_settings({"mqtt": {"host": "localhost"}, "state_dir": str(tmp_path),
-                               "chargers": [{"name": "garage", "host": "127.0.0.1"}]})  # fmt: skip
-    out = ledger_out.LedgerOutput(Topics("base"))
-    ledger = out.open(settings)
-    books = ledger.books_for("garage", TariffSettings())
-    broker, stop = FrozenBroker(), asyncio.Event()
-    running = asyncio.create_task(out.run(broker, stop))
-    on_disk = SessionStore(tmp_path / "goe2mqtt.sessions", read_only=True)
-    try:
-        books.observe(status(eto=100_000), serial=None)
-        books.observe(status(car=1, eto=100_500), serial=None)
-        await until(lambda: broker.sent != [], "session/ended sent (never acknowledged)")
-        books.observe(status(eto=100_500), serial=None)  # the next car
-        await until(lambda: len(on_disk.open_sessions()) == 1, "the next session on disk")
-        assert [s.ended is not None for s in on_disk.sessions()] == [True, False]
-    finally:
-        stop.set()
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
-        on_disk.close()
-        out.close()
+    settings, out = ledger_output(tmp_path)
+    books = out.open(settings).books_for("garage", TariffSettings())
+    broker = FrozenBroker()
+    async with output_running(out, broker):
+        on_disk = SessionStore(tmp_path / "goe2mqtt.sessions", read_only=True)
+        with contextlib.closing(on_disk):
+            books.observe(status(eto=100_000), serial=None)
+            books.observe(status(car=1, eto=100_500), serial=None)
+            await until(lambda: broker.sent != [], "session/ended sent (never acknowledged)")
+            books.observe(status(eto=100_500), serial=None)  # the next car
+            await until(lambda: len(on_disk.open_sessions()) == 1, "the next session on disk")
+            assert [s.ended is not None for s in on_disk.sessions()] == [True, False]
 
 
 def test_until_includes_the_whole_day_on_the_days_the_clocks_change() -> None:
@@ -523,8 +535,7 @@ def test_sessions_until_a_25_hour_day_lists_its_last_hour(
     config.write_text(yaml.safe_dump(raw))
     clock = Clock()
     clock.now = 1_792_967_400.0  # 2026-10-25T22:30:00Z: 23:30 in Vienna, the same day
-    ledger = Ledger(SessionStore(tmp_path / "dst.sessions"), clock=lambda: clock.now,
-                    monotonic=lambda: clock.mono)  # fmt: skip
+    ledger = ledger_at(tmp_path / "dst.sessions", clock)
     books = ledger.books_for("garage", TariffSettings(price_per_kwh=0.5))
     books.observe(status(eto=100_000), serial=None)
     clock.advance(600)
@@ -544,7 +555,7 @@ def test_an_open_session_of_a_charger_no_longer_configured_is_closed_at_start(
     the next start as last seen (not open forever), and goes out on session/ended."""
     path = tmp_path / "goe2mqtt.sessions"
     clock = Clock()
-    ledger = Ledger(SessionStore(path), clock=lambda: clock.now, monotonic=lambda: clock.mono)
+    ledger = ledger_at(path, clock)
     for name in ("garage", "carport"):
         books = ledger.books_for(name, TariffSettings(price_per_kwh=0.5))
         books.observe(status(eto=100_000), serial=None)
@@ -556,7 +567,7 @@ def test_an_open_session_of_a_charger_no_longer_configured_is_closed_at_start(
     ledger.store.close()
     clock.advance(3600)
     # The next start: carport is gone from the config.
-    again = Ledger(SessionStore(path), clock=lambda: clock.now, monotonic=lambda: clock.mono)
+    again = ledger_at(path, clock)
     garage = again.books_for("garage", TariffSettings(price_per_kwh=0.5))
     [closed] = again.close_removed()
     assert garage.open is not None  # the configured one goes on
@@ -621,8 +632,7 @@ def test_the_sessions_command_reads_each_chargers_days_and_months_in_its_own_zon
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(raw))
     clock = Clock()
-    ledger = Ledger(SessionStore(tmp_path / "zones.sessions"), clock=lambda: clock.now,
-                    monotonic=lambda: clock.mono)  # fmt: skip
+    ledger = ledger_at(tmp_path / "zones.sessions", clock)
     books = {n: ledger.books_for(n, TariffSettings(price_per_kwh=0.5)) for n in ("garage", "barn")}
     dec_1_0300z = 1_796_094_000.0  # 04:00 on Dec 1 in Vienna, 22:00 on Nov 30 in New York
     for name, started in (("garage", dec_1_0300z - 2 * 86_400), ("garage", dec_1_0300z),

@@ -12,13 +12,10 @@ from goe2mqtt.config.tariff import TariffSettings
 from goe2mqtt.ledger.books import Ledger
 from goe2mqtt.ledger.store import SessionStore
 from tests.unit.test_ledger import Clock, status
+from tests.unit.test_ledger_books import ledger_at, ledger_output, output_running
 
 YEARS_10 = 3650 * 86_400
-
-
-def ledger_at(path: Path, clock: Clock, keep_days: int = 35) -> Ledger:
-    return Ledger(SessionStore(path), keep_days=keep_days, clock=lambda: clock.now,
-                  monotonic=lambda: clock.mono)  # fmt: skip
+KEEP_DAYS = 35
 
 
 def one_session(ledger: Ledger, clock: Clock) -> None:
@@ -40,17 +37,17 @@ def test_a_session_stored_under_a_clock_years_ahead_does_not_prune_the_history(
     The next start, still on the bad clock, must not take that session's start for
     "now": the real sessions are days old, not years."""
     path, clock = tmp_path / "s", Clock()
-    ledger = ledger_at(path, clock)
+    ledger = ledger_at(path, clock, KEEP_DAYS)
     for _ in range(3):
         one_session(ledger, clock)
         clock.advance(86_400)
     ledger.store.close()
     clock.now += YEARS_10  # an RTC reset, a bad NTP server
-    ledger = ledger_at(path, clock)
+    ledger = ledger_at(path, clock, KEEP_DAYS)
     one_session(ledger, clock)  # stored under the bad clock
     ledger.store.close()  # restarted within the day: no prune yet
     clock.advance(3600)
-    ledger = ledger_at(path, clock)
+    ledger = ledger_at(path, clock, KEEP_DAYS)
     clock.advance(86_400)  # a day really passes
     ledger.prune()
     assert len(ledger.store.sessions()) == 4  # the real ones are 1-4 days old
@@ -63,21 +60,15 @@ async def test_a_bridge_restarted_every_few_hours_still_prunes_after_keep_days(
     bridge restarted nightly, by an updater or a watchdog, never runs the day after
     which it used to prune first. A session 40 days old, keep_days 35: gone PRUNE_FIRST
     after a start (an hour; moved to now here), not a day after it."""
-    import asyncio
-    import contextlib
     import time
 
     import goe2mqtt.bridge.ledger_out as ledger_out
-    from goe2mqtt.config.settings import parse_settings
     from goe2mqtt.ledger.record import UNPLUGGED, Session
-    from goe2mqtt.mqtt.topics import Topics
     from tests.conftest import until
     from tests.unit.test_ledger_books import Channel
 
     monkeypatch.setattr(ledger_out, "PRUNE_FIRST", 0.0, raising=False)
-    settings = parse_settings({"mqtt": {"host": "localhost"}, "state_dir": str(tmp_path),
-                               "sessions": {"keep_days": 35},
-                               "chargers": [{"name": "garage", "host": "127.0.0.1"}]})  # fmt: skip
+    settings, out = ledger_output(tmp_path, sessions={"keep_days": KEEP_DAYS})
     old = time.time() - 40 * 86_400
     store = SessionStore(ledger_out.sessions_path(settings))
     store.save(
@@ -87,18 +78,9 @@ async def test_a_bridge_restarted_every_few_hours_still_prunes_after_keep_days(
         for at in (old, time.time() - 3600)  # 40 days old, and one of this morning
     )  # fmt: skip
     store.close()
-    out = ledger_out.LedgerOutput(Topics("base"))
     ledger = out.open(settings)
-    stop = asyncio.Event()
-    running = asyncio.create_task(out.run(Channel(), stop))
-    try:
+    async with output_running(out, Channel()):
         await until(lambda: len(ledger.store.sessions()) == 1, "the 40-day-old session pruned")
-    finally:
-        stop.set()
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
-        out.close()
 
 
 def test_the_horizon_moves_on_by_each_runs_time_across_restarts(tmp_path: Path) -> None:
@@ -108,16 +90,16 @@ def test_the_horizon_moves_on_by_each_runs_time_across_restarts(tmp_path: Path) 
     from goe2mqtt.mqtt.topics import Topics
 
     path, clock = tmp_path / "s", Clock()
-    ledger = ledger_at(path, clock)
+    ledger = ledger_at(path, clock, KEEP_DAYS)
     one_session(ledger, clock)
     ledger.store.close()
     for _ in range(80):  # 40 days of 12-hour runs
         out = LedgerOutput(Topics("base"))
-        out._ledger = ledger_at(path, clock)
+        out._ledger = ledger_at(path, clock, KEEP_DAYS)
         clock.advance(12 * 3600)
         out.finish()
         out.close()
-    ledger = ledger_at(path, clock)
+    ledger = ledger_at(path, clock, KEEP_DAYS)
     assert ledger.prune() == 1
 
 
@@ -164,7 +146,7 @@ def test_a_file_of_an_earlier_version_has_its_costs_in_cents_after_a_start(
     from goe2mqtt.ledger.pricing import zone
 
     path, clock = tmp_path / "s", Clock()
-    ledger = ledger_at(path, clock)
+    ledger = ledger_at(path, clock, KEEP_DAYS)
     books = ledger.books_for("garage", TariffSettings(price_per_kwh=0.30, timezone="UTC"))
     eto = 100_000
     for _ in range(4):
@@ -382,8 +364,6 @@ async def test_a_session_ended_on_its_way_at_a_clean_stop_is_noted_not_sent_agai
     import asyncio
 
     import goe2mqtt.bridge.ledger_out as ledger_out
-    from goe2mqtt.config.settings import parse_settings
-    from goe2mqtt.mqtt.topics import Topics
     from tests.conftest import until
     from tests.unit.test_ledger_books import Channel
 
@@ -396,11 +376,8 @@ async def test_a_session_ended_on_its_way_at_a_clean_stop_is_noted_not_sent_agai
             await super().publish_once(topic, payload)
             await self.pubcomp.wait()
 
-    settings = parse_settings({"mqtt": {"host": "localhost"}, "state_dir": str(tmp_path),
-                               "chargers": [{"name": "garage", "host": "127.0.0.1"}]})  # fmt: skip
-    out = ledger_out.LedgerOutput(Topics("base"))
-    ledger = out.open(settings)
-    books = ledger.books_for("garage", TariffSettings())
+    settings, out = ledger_output(tmp_path)
+    books = out.open(settings).books_for("garage", TariffSettings())
     broker, stop = SlowBroker(), asyncio.Event()
     running = asyncio.create_task(out.run(broker, stop))
     books.observe(status(eto=100_000), serial=None)
