@@ -13,6 +13,8 @@ import aiomqtt
 from goe2mqtt.mqtt.families import FAMILY
 from goe2mqtt.mqtt.retained import RetainedStore
 
+from .acking import AckingBroker
+
 
 class Configs:
     """A family whose members are given; counts how often they were built."""
@@ -47,7 +49,7 @@ def configs(name: str = "garage", **payloads: str) -> Configs:
     return Configs(name, members)
 
 
-class Broker:
+class Broker(AckingBroker):
     """Acknowledges every publish (or holds them until released; or fails one topic)."""
 
     def __init__(self, *, hold: bool = False, fail: str | None = None) -> None:

@@ -7,8 +7,10 @@ from typing import Any
 
 from goe2mqtt.mqtt.retained import RetainedStore
 
+from .acking import AckingBroker
 
-class Broker:
+
+class Broker(AckingBroker):
     """Acknowledges a retained publish when the test says so (or at once)."""
 
     def __init__(self, *, hold: bool) -> None:

@@ -14,6 +14,8 @@ from goe2mqtt.mqtt import packing
 from goe2mqtt.mqtt.packing import PACK_AFTER, Packed, Packing
 from goe2mqtt.mqtt.retained import RetainedStore
 
+from .acking import AckingBroker
+
 
 class Clock:
     def __init__(self) -> None:
@@ -23,7 +25,7 @@ class Clock:
         return self.now
 
 
-class Broker:
+class Broker(AckingBroker):
     """Takes every publish (or, with ``fail``, holds it until released and refuses it)."""
 
     def __init__(self, *, fail: bool = False) -> None:
