@@ -215,15 +215,18 @@ def _healthcheck(file: str | None, config: str, max_age: float) -> int:
 
     from goe2mqtt.bridge.health import check_health
 
+    # Which config was read, or not: "give a config" to someone who gave one with a
+    # typo in its path sent them looking for the wrong thing.
+    looked = f"no config file {config}"
     if not file and os.path.exists(config):
         settings = _load_probe(config)
         if settings is None:
             return EXIT_CONFIG
-        file = settings.health_file
+        file, looked = settings.health_file, f"{config} sets no health_file"
     if not file:
         print(
-            "goe2mqtt healthcheck: give --file, GOE2MQTT_HEALTH_FILE, or a config"
-            " (--config) with health_file",
+            f"goe2mqtt healthcheck: no health file to read: {looked} (give --file,"
+            " GOE2MQTT_HEALTH_FILE, or health_file in the config given with --config)",
             file=sys.stderr,
         )
         return EXIT_CONFIG

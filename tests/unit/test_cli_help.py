@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import pytest
+
 from goe2mqtt.bridge.health import check_health
 from goe2mqtt.cli.parser import command_line
 
@@ -35,3 +37,21 @@ def test_healthcheck_help_says_what_an_offline_charger_does(tmp_path: Path) -> N
     text = " ".join(_help("healthcheck").split())
     assert "the chargers are online" not in text
     assert "an offline charger is reported" in text
+
+
+def test_healthcheck_names_the_config_it_could_not_read_or_that_has_no_health_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`healthcheck -c /etc/goe2mqt/config.yaml` (a typo) answered "give ... a config
+    (--config) with health_file": the config the user gave was silently skipped."""
+    from goe2mqtt.cli import main
+
+    monkeypatch.delenv("GOE2MQTT_HEALTH_FILE", raising=False)
+    missing = tmp_path / "typo" / "config.yaml"
+    assert main(["healthcheck", "--config", str(missing)]) == 2
+    said = capsys.readouterr().err
+    assert f"no config file {missing}" in said
+    config = tmp_path / "config.yaml"
+    config.write_text("mqtt: {host: 127.0.0.1}\n")
+    assert main(["healthcheck", "--config", str(config)]) == 2
+    assert f"{config} sets no health_file" in capsys.readouterr().err
