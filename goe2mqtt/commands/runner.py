@@ -227,9 +227,12 @@ class CommandRunner:
             # Its age by the monotonic clock: a wall-clock jump cannot make it stale.
             check_fresh(queued.received_at, now=time.monotonic(), max_age=max_age,
                         what="received")  # fmt: skip
-            if not self._charger.polled:
+            if not self._charger.polled or command.service.reads_car:
                 # Not polled yet: commands queued while we were away arrive right after
                 # connecting, before the first poll. Look now instead of refusing them.
+                # And the button acts on the car as it is now: by a poll up to
+                # scan_interval old, a press after the car left stopped the charger
+                # (frc=1, kept for the next car) instead of "no car connected".
                 await self._charger.refresh()
             offline = self._charger.unreachable()
             if offline is not None:

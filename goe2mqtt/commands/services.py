@@ -93,6 +93,9 @@ class ServiceDescription:
     params: tuple[Param, ...]
     plan: Planner
     summary: str
+    # The plan picks what to write by the car's state (the button): the runner reads the
+    # charger first, as a polled state may be scan_interval old.
+    reads_car: bool = False
 
     def usage(self) -> str:
         """What the payload may be, for the reasons of refused commands."""
@@ -228,6 +231,7 @@ SEED_SERVICES: tuple[ServiceDescription, ...] = (
         params=(),
         plan=_wallbox_control,
         summary="by car state: charging -> stop, waiting -> authenticate, complete -> start",
+        reads_car=True,
     ),
 )
 

@@ -207,6 +207,27 @@ async def test_button_acts_on_the_car_state(
     assert garage.set_calls == set_calls
 
 
+@pytest.mark.parametrize("setup", [SLOW_POLLS], indirect=True)
+async def test_the_button_acts_on_the_car_as_it_is_now_not_as_last_polled(
+    setup: Setup, probe: MqttProbe, bridge: RunningBridge
+) -> None:
+    """The car left since the last poll (up to scan_interval ago, idle_scan_interval in
+    an empty garage): the press went by the polled 'charging' and stopped the charger,
+    frc=1, which the next car then found."""
+    garage = setup.charger("garage")
+    charger = bridge.bridge.chargers["garage"]
+    garage.plug_in()
+    mark = probe.mark()
+    charger.poll_soon()
+    await probe.wait_text(setup.state("garage", "car_status"), "charging", since=mark)
+    garage.unplug()  # no poll comes for a minute: the bridge still shows it charging
+    result = await probe.command(setup.cmd("garage", "wallbox_control"), "PRESS")
+    assert result["ok"] is False, result
+    assert result["error"] == "no car connected: nothing to do"
+    assert garage.set_calls == []
+    await probe.wait_text(setup.state("garage", "car_status"), "idle")
+
+
 BAD_COMMANDS = [
     ("start_charging", b'{"charging_power": 10', "payload is not valid JSON"),
     ("frobnicate", b"{}", "unknown service 'frobnicate'"),
