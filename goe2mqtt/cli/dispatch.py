@@ -89,7 +89,8 @@ def dispatch(argv: Sequence[str] | None = None) -> int:
         quiet = None if args.log_level == "debug" else open(os.devnull, "w")  # noqa: SIM115
         configure_logging(args.log_level, args.log_format, secrets=settings.secrets(), stream=quiet)
         names = ", ".join(c.name for c in settings.chargers)
-        print(f"{_config_source(args.config)}: OK ({len(settings.chargers)} charger(s): {names})")
+        print(f"{_config_source(args.config)}: OK ({len(settings.chargers)} charger(s):"
+              f" {names}{_shard_part(settings)})")  # fmt: skip
         for warning in settings.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         return _check_connections(settings) if args.connect else EXIT_OK
@@ -109,6 +110,17 @@ def _config_source(path: str) -> str:
     if not Path(path).exists():
         return f"the environment ({variables} {ENV_PREFIX}* variables; no file {path})"
     return f"{path} and {variables} {ENV_PREFIX}* variables" if variables else path
+
+
+def _shard_part(settings: Settings) -> str:
+    """Which chargers this instance takes, with a shard: every instance is given the
+    whole list, and which ones it polls was said only by bridge_started at run time."""
+    if settings.shard is None:
+        return ""
+    shard, owned = settings.shard, settings.owned_chargers()
+    whence = " (index from the host name)" if shard.from_hostname else ""
+    names = ", ".join(c.name for c in owned) or "none of them"
+    return f"; shard {shard.index} of {shard.count}{whence} serves {len(owned)}: {names}"
 
 
 def _load(path: str) -> Settings | None:

@@ -55,3 +55,27 @@ def test_healthcheck_names_the_config_it_could_not_read_or_that_has_no_health_fi
     config.write_text("mqtt: {host: 127.0.0.1}\n")
     assert main(["healthcheck", "--config", str(config)]) == 2
     assert f"{config} sets no health_file" in capsys.readouterr().err
+
+
+def test_check_config_says_which_chargers_this_shard_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every shard is given the whole list: 'OK (3 charger(s): a, b, c)' in each of two
+    instances said nothing of which of them each one polls."""
+    from goe2mqtt.cli import main
+
+    monkeypatch.setenv("HOSTNAME", "goe2mqtt-1")
+    chargers = "".join(
+        f"  - {{name: {name}, serial: '{serial}', token: t}}\n"
+        for name, serial in (("a", "012345"), ("b", "067890"), ("c", "012347"))
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "mqtt: {host: 127.0.0.1, client_id: 'g-{shard}'}\nshard: {count: 2}\n"
+        f"chargers:\n{chargers}"
+    )
+    assert main(["check-config", "--config", str(config)]) == 0
+    said = capsys.readouterr().out
+    assert said.strip().endswith(
+        "OK (3 charger(s): a, b, c; shard 1 of 2 (index from the host name) serves 2: a, c)"
+    ), said
