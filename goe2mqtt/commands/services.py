@@ -190,13 +190,17 @@ _BUTTON_ACTIONS: Mapping[int, SetCall] = {
 }
 
 
+def car_state_name(car: Any) -> str:
+    """The car state's word (charging, complete, ...), unknown for anything else."""
+    return CAR_STATES.get(car, "unknown") if isinstance(car, int) else "unknown"
+
+
 def _wallbox_control(args: Arguments, status: Status) -> list[SetCall]:
     car = status.get("car")
     if car == 1:
         raise CommandError("no car connected: nothing to do")
     if not isinstance(car, int) or car not in _BUTTON_ACTIONS:
-        state = CAR_STATES.get(car, "unknown") if isinstance(car, int) else "unknown"
-        raise CommandError(f"car state {state}: nothing to do")
+        raise CommandError(f"car state {car_state_name(car)}: nothing to do")
     return [dict(_BUTTON_ACTIONS[car])]
 
 
