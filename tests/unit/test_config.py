@@ -119,6 +119,17 @@ def test_bad_config_names_the_key(raw: Any, message: str) -> None:
     assert "\n" not in str(caught.value)
 
 
+def test_an_idle_interval_below_the_scan_interval_is_a_warning() -> None:
+    """idle_scan_interval: 5 with scan_interval: 10 polled every 10 s, in silence."""
+    settings = parse_settings(base(scan_interval=10, idle_scan_interval=5))
+    assert settings.chargers[0].idle_interval == 10
+    assert settings.warnings == (
+        "charger garage: idle_scan_interval 5 s is below scan_interval 10 s: without a car"
+        " it is polled every 10 s too",
+    )
+    assert parse_settings(base(scan_interval=10, idle_scan_interval=30)).warnings == ()
+
+
 def test_every_duplicate_charger_is_named_at_once() -> None:
     """check-config "lists every problem at once": a fleet's list copied and edited,
     with a serial and a host given twice, told only the first of them."""
