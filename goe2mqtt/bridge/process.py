@@ -273,6 +273,7 @@ class Bridge:
             if self._own_mqtt.wanted:  # chargers on their own MQTT
                 helpers.append(asyncio.create_task(self._own_mqtt.run(), name="charger-mqtt"))
             self._watched = [mqtt_task, *pollers, *workers, *helpers]
+            self._spawn(self._info_after_first_polls())
             stop_task = asyncio.create_task(self._stop.wait(), name="stop")
             try:
                 done, _ = await asyncio.wait(
@@ -330,6 +331,15 @@ class Bridge:
              for b in self.chargers.values()),
             default=0.0,
         )  # fmt: skip
+
+    async def _info_after_first_polls(self) -> None:
+        """Info and health once every charger has had its first poll: the ones written
+        at connect, before any answer, said every charger offline for a whole interval."""
+        deadline = time.monotonic() + 3 * self._first_polls_due()
+        while not all(b.polled_once for b in self.chargers.values()):
+            if time.monotonic() > deadline or await wait_until_set(self._stop, 1.0):
+                return
+        self._info_due.set()
 
     async def _publish_info_forever(self) -> None:
         pruned_at = time.monotonic()

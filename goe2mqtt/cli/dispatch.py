@@ -89,7 +89,8 @@ def dispatch(argv: Sequence[str] | None = None) -> int:
         quiet = None if args.log_level == "debug" else open(os.devnull, "w")  # noqa: SIM115
         configure_logging(args.log_level, args.log_format, secrets=settings.secrets(), stream=quiet)
         names = ", ".join(c.name for c in settings.chargers)
-        print(f"{_config_source(args.config)}: OK ({len(settings.chargers)} charger(s): {names})")
+        print(f"{_config_source(args.config)}: OK ({len(settings.chargers)} charger(s):"
+              f" {names}{_shard_part(settings)})")  # fmt: skip
         for warning in settings.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         return _check_connections(settings) if args.connect else EXIT_OK
@@ -109,6 +110,17 @@ def _config_source(path: str) -> str:
     if not Path(path).exists():
         return f"the environment ({variables} {ENV_PREFIX}* variables; no file {path})"
     return f"{path} and {variables} {ENV_PREFIX}* variables" if variables else path
+
+
+def _shard_part(settings: Settings) -> str:
+    """Which chargers this instance takes, with a shard: every instance is given the
+    whole list, and which ones it polls was said only by bridge_started at run time."""
+    if settings.shard is None:
+        return ""
+    shard, owned = settings.shard, settings.owned_chargers()
+    whence = " (index from the host name)" if shard.from_hostname else ""
+    names = ", ".join(c.name for c in owned) or "none of them"
+    return f"; shard {shard.index} of {shard.count}{whence} serves {len(owned)}: {names}"
 
 
 def _load(path: str) -> Settings | None:
@@ -215,15 +227,18 @@ def _healthcheck(file: str | None, config: str, max_age: float) -> int:
 
     from goe2mqtt.bridge.health import check_health
 
+    # Which config was read, or not: "give a config" to someone who gave one with a
+    # typo in its path sent them looking for the wrong thing.
+    looked = f"no config file {config}"
     if not file and os.path.exists(config):
         settings = _load_probe(config)
         if settings is None:
             return EXIT_CONFIG
-        file = settings.health_file
+        file, looked = settings.health_file, f"{config} sets no health_file"
     if not file:
         print(
-            "goe2mqtt healthcheck: give --file, GOE2MQTT_HEALTH_FILE, or a config"
-            " (--config) with health_file",
+            f"goe2mqtt healthcheck: no health file to read: {looked} (give --file,"
+            " GOE2MQTT_HEALTH_FILE, or health_file in the config given with --config)",
             file=sys.stderr,
         )
         return EXIT_CONFIG

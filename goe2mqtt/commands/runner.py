@@ -39,7 +39,7 @@ from goe2mqtt.commands.payloads import (
     command_result,
     request_id_of,
 )
-from goe2mqtt.commands.services import Command
+from goe2mqtt.commands.services import Command, car_state_name
 from goe2mqtt.goe.transport import GoeError, RateLimited, TransientError
 from goe2mqtt.util.values import JsonValue
 
@@ -227,9 +227,14 @@ class CommandRunner:
             # Its age by the monotonic clock: a wall-clock jump cannot make it stale.
             check_fresh(queued.received_at, now=time.monotonic(), max_age=max_age,
                         what="received")  # fmt: skip
-            if not self._charger.polled:
+            reads_car = command.service.reads_car
+            car_before = self._charger.status.get("car") if self._charger.polled else None
+            if not self._charger.polled or reads_car:
                 # Not polled yet: commands queued while we were away arrive right after
                 # connecting, before the first poll. Look now instead of refusing them.
+                # And the button acts on the car as it is now: by a poll up to
+                # scan_interval old, a press after the car left stopped the charger
+                # (frc=1, kept for the next car) instead of "no car connected".
                 await self._charger.refresh()
             offline = self._charger.unreachable()
             if offline is not None:
@@ -238,6 +243,14 @@ class CommandRunner:
             if hold_off > 0:
                 raise CommandError(f"rate limited by the cloud: retry after {hold_off:.0f} s")
             calls = command.service.plan(command.arguments, self._charger.status)
+            car_now = self._charger.status.get("car")
+            if reads_car and car_before is not None and car_now != car_before:
+                # What the press was checked against on arrival (a site's pause) was the
+                # state before: never act on another one, say so instead.
+                raise CommandError(
+                    f"the car's state changed since the last poll ({car_state_name(car_before)}"
+                    f" -> {car_state_name(car_now)}): nothing sent, press again"
+                )
         except CommandError as exc:
             self.stats.rejected += 1
             return rejection(queued, str(exc), self._refusals)

@@ -93,6 +93,9 @@ class ServiceDescription:
     params: tuple[Param, ...]
     plan: Planner
     summary: str
+    # The plan picks what to write by the car's state (the button): the runner reads the
+    # charger first, as a polled state may be scan_interval old.
+    reads_car: bool = False
 
     def usage(self) -> str:
         """What the payload may be, for the reasons of refused commands."""
@@ -187,13 +190,17 @@ _BUTTON_ACTIONS: Mapping[int, SetCall] = {
 }
 
 
+def car_state_name(car: Any) -> str:
+    """The car state's word (charging, complete, ...), unknown for anything else."""
+    return CAR_STATES.get(car, "unknown") if isinstance(car, int) else "unknown"
+
+
 def _wallbox_control(args: Arguments, status: Status) -> list[SetCall]:
     car = status.get("car")
     if car == 1:
         raise CommandError("no car connected: nothing to do")
     if not isinstance(car, int) or car not in _BUTTON_ACTIONS:
-        state = CAR_STATES.get(car, "unknown") if isinstance(car, int) else "unknown"
-        raise CommandError(f"car state {state}: nothing to do")
+        raise CommandError(f"car state {car_state_name(car)}: nothing to do")
     return [dict(_BUTTON_ACTIONS[car])]
 
 
@@ -228,6 +235,7 @@ SEED_SERVICES: tuple[ServiceDescription, ...] = (
         params=(),
         plan=_wallbox_control,
         summary="by car state: charging -> stop, waiting -> authenticate, complete -> start",
+        reads_car=True,
     ),
 )
 

@@ -126,6 +126,18 @@ class ChargerSettings(Section):
         if problems:
             raise ValueError("\n".join(problems))
 
+    @section_check
+    def _idle_not_below_scan(self, context: Context) -> None:
+        """An idle_scan_interval below scan_interval is not taken (a car is never polled
+        less often than none): said, not overridden in silence."""
+        idle = self.idle_scan_interval
+        if idle is not None and idle < self.scan_interval and context is not None:
+            context.setdefault("warnings", []).append(
+                f"charger {self.name}: idle_scan_interval {idle:g} s is below scan_interval"
+                f" {self.scan_interval:g} s: without a car it is polled every"
+                f" {self.scan_interval:g} s too"
+            )
+
     def _access_problems(
         self, token: SecretStr | None, password: SecretStr | None, context: Context
     ) -> list[str]:

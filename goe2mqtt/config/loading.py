@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,25 @@ def _parse(text: str, path: str | Path) -> Any:
         loader.dispose()
 
 
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
+    """Where the YAML broke and what YAML says of it ("at line 2, column 1: found
+    character that cannot start any token"), a tab named as such. What the pure-Python
+    parser quotes of the file (a tag handle: a token written `!ab...`) is left out
+    beyond a few characters: a secret never reaches an error."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is None:
+        return ""
+    where = f" at line {mark.line + 1}, column {mark.column + 1}"
+    problem = getattr(exc, "problem", None)
+    if not isinstance(problem, str) or not problem:
+        return where
+    problem = re.sub(r"'(?!<)[^']{5,}'", "'...'", problem)
+    lines = text.splitlines()
+    if mark.line < len(lines) and lines[mark.line][mark.column : mark.column + 1] == "\t":
+        problem += " (a tab: YAML indents with spaces)"
+    return f"{where}: {problem}"
+
+
 class ProbeSettings(Section):
     """What `healthcheck` reads of the config: where the health file and the probes are."""
 
@@ -122,9 +142,7 @@ def _document(
     try:
         raw = _parse(text, path)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: invalid YAML{where}") from None
+        raise ConfigError(f"{path}: invalid YAML{_yaml_problem(exc, text)}") from None
     sources: dict[str, str] = {}
     overridden: list[str] = []  # a variable over a file's value: an image's, unseen
     try:

@@ -202,21 +202,25 @@ class Settings(Section):
 
     @section_check
     def _unique_chargers(self, context: Context) -> None:
+        # Every duplicate at once: a fleet's list copied and edited has several.
+        problems: list[str] = []
         seen_names: set[str] = set()
         seen: dict[str, set[str]] = {"serial": set(), "host": set()}  # each names one charger
         for index, charger in enumerate(self.chargers):
             if charger.name in RESERVED_NAMES:
-                raise ValueError(f"chargers[{index}].name: '{charger.name}' is reserved")
-            if charger.name in seen_names:
-                raise ValueError(f"chargers[{index}].name: duplicate name '{charger.name}'")
+                problems.append(f"chargers[{index}].name: '{charger.name}' is reserved")
+            elif charger.name in seen_names:
+                problems.append(f"chargers[{index}].name: duplicate name '{charger.name}'")
             seen_names.add(charger.name)
             for key, values in seen.items():
                 value = getattr(charger, key)
                 if value is None:
                     continue
                 if value in values:
-                    raise ValueError(f"chargers[{index}].{key}: duplicate {key} {value}")
+                    problems.append(f"chargers[{index}].{key}: duplicate {key} {value}")
                 values.add(value)
+        if problems:
+            raise ValueError("\n".join(problems))
 
     def tariff_for(self, charger: ChargerSettings) -> TariffSettings:
         return charger.tariff if charger.tariff is not None else self.tariff

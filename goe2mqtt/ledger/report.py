@@ -110,9 +110,11 @@ def _summary(store: SessionStore, by: str, tz: tzinfo | None,
 
 
 def _rounded(rows: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    # A line none of whose sessions was priced has no cost (null, as the Cost this month
+    # sensor says), not 0.00: without a tariff, nothing was free.
     return [
         (month, name, count, round(wh / 1000, 3), round(grid / 1000, 3), round(pv / 1000, 3),
-         round(cost, 2), unpriced, currency)
+         round(cost, 2) if unpriced < count else None, unpriced, currency)
         for month, name, count, wh, grid, pv, cost, unpriced, currency in rows
     ]  # fmt: skip
 
@@ -196,7 +198,9 @@ def summary_text(rows: list[tuple[Any, ...]], by: str, fmt: str) -> str:
     if fmt == "json":
         return json.dumps([dict(zip(header, r, strict=True)) for r in rows],
                           indent=1, ensure_ascii=False) + "\n"  # fmt: skip
-    cells = [[f"{v:.3f}" if 3 <= i <= 5 else f"{v:.2f}" if i == 6 else str(v)
+    unknown = "" if fmt == "csv" else "-"  # as the sessions' own cost shows it
+    cells = [[f"{v:.3f}" if 3 <= i <= 5 else unknown if v is None
+              else f"{v:.2f}" if i == 6 else str(v)
               for i, v in enumerate(r)] for r in rows]  # fmt: skip
     if fmt == "csv":
         cells = [[row[0], as_text(row[1]), *row[2:]] for row in cells]

@@ -80,13 +80,18 @@ async def publish_house_meter(simulator: Simulator, *, host: str, port: int, top
     """`goe2mqtt simulate --house TOPIC`: a seeded house's load at this time of day plus
     what every simulated charger draws, published as a grid meter's {"l1", "l2", "l3"}."""
     house = House(random.Random(seed))
-    async with aiomqtt.Client(host, port, identifier=f"goe2mqtt-house-{seed}") as client:
-        while True:
-            other = house.at(int(time.time()) % DAY)
-            drawn = [sum(c.currents()[p] for c in simulator.chargers.values()) for p in range(3)]
-            reading = {f"l{p + 1}": round(other[p] + drawn[p], 2) for p in range(3)}
-            await client.publish(topic, json.dumps(reading))
-            await asyncio.sleep(period)
+    while True:  # a broker restart or one not up yet: back within a second, as a meter is
+        try:
+            async with aiomqtt.Client(host, port, identifier=f"goe2mqtt-house-{seed}") as client:
+                while True:
+                    other = house.at(int(time.time()) % DAY)
+                    drawn = [sum(c.currents()[p] for c in simulator.chargers.values())
+                             for p in range(3)]  # fmt: skip
+                    reading = {f"l{p + 1}": round(other[p] + drawn[p], 2) for p in range(3)}
+                    await client.publish(topic, json.dumps(reading))
+                    await asyncio.sleep(period)
+        except aiomqtt.MqttError:
+            await asyncio.sleep(1.0)
 
 
 async def _watch(client: aiomqtt.Client, out: TextIO) -> None:

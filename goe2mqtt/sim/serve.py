@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -73,5 +76,20 @@ def simulate(
             task.cancel()
         await simulator.stop()
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        # A port in use (8080 often is): one line, not a traceback.
+        print(f"goe2mqtt simulate: cannot listen on {_address(exc)}: {os.strerror(exc.errno)}:"
+              " give another --port (--local and --mode ws take the ports after it too)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     return 0
+
+
+def _address(exc: OSError) -> str:
+    """host:port of a bind that failed, from asyncio's words for it."""
+    found = re.search(r"\('([^']*)', (\d+)", str(exc))
+    return f"{found[1]}:{found[2]}" if found else "the address"

@@ -112,7 +112,8 @@ async def fleet_page(request: web.Request) -> web.Response:
         "<button>filter</button></form>"
     )
     pages = max(1, -(-total // selection.size))
-    nav = [f'<nav id=pages data-total="{total}">{total} chargers, page {selection.page} of {pages}']
+    counted = f"{total} charger{'' if total == 1 else 's'}"
+    nav = [f'<nav id=pages data-total="{total}">{counted}, page {selection.page} of {pages}']
     if selection.page > 1:
         nav.append(f' <a id=prev href="/?{_e(selection.query(page=selection.page - 1))}">prev</a>')
     if selection.page < pages:

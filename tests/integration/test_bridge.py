@@ -207,6 +207,44 @@ async def test_button_acts_on_the_car_state(
     assert garage.set_calls == set_calls
 
 
+@pytest.mark.parametrize("setup", [SLOW_POLLS], indirect=True)
+@pytest.mark.parametrize(
+    ("change", "error", "now"),
+    [
+        ("unplug", "no car connected: nothing to do", "idle"),
+        (
+            "car_full",
+            "the car's state changed since the last poll (charging -> complete): nothing"
+            " sent, press again",
+            "complete",
+        ),
+    ],
+)
+async def test_the_button_acts_on_the_car_as_it_is_now_not_as_last_polled(
+    setup: Setup, probe: MqttProbe, bridge: RunningBridge, change: str, error: str, now: str
+) -> None:
+    """The car left since the last poll (up to scan_interval ago, idle_scan_interval in
+    an empty garage): the press went by the polled 'charging' and stopped the charger,
+    frc=1, which the next car then found. A state that changed to another the button
+    acts on is not acted on either: a site checked the press against the one before (a
+    stop is let through a site's pause, a start is not)."""
+    garage = setup.charger("garage")
+    charger = bridge.bridge.chargers["garage"]
+    garage.plug_in()
+    mark = probe.mark()
+    charger.poll_soon()
+    await probe.wait_text(setup.state("garage", "car_status"), "charging", since=mark)
+    if change == "unplug":  # no poll comes for a minute: the bridge shows it charging
+        garage.unplug()
+    else:
+        garage.car_full = True
+    result = await probe.command(setup.cmd("garage", "wallbox_control"), "PRESS")
+    assert result["ok"] is False, result
+    assert result["error"] == error
+    assert garage.set_calls == []
+    await probe.wait_text(setup.state("garage", "car_status"), now)
+
+
 BAD_COMMANDS = [
     ("start_charging", b'{"charging_power": 10', "payload is not valid JSON"),
     ("frobnicate", b"{}", "unknown service 'frobnicate'"),

@@ -268,6 +268,27 @@ def test_simulate_help_documents_its_controls() -> None:
         assert control in done.stdout, control
 
 
+def test_simulate_on_a_port_in_use_says_so_in_one_line() -> None:
+    """The README's `simulate --port 8080` where 8080 is taken: a 30-line traceback
+    ending in OSError. Now one line naming the address, and exit 2."""
+    import subprocess
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "goe2mqtt", "simulate", "--port", str(port)],
+            capture_output=True, text=True, timeout=PROCESS_WAIT, check=False,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip() == (
+        f"goe2mqtt simulate: cannot listen on 127.0.0.1:{port}: Address already in use:"
+        " give another --port (--local and --mode ws take the ports after it too)"
+    )
+
+
 def test_entities_lists_plainly_and_markdown_is_the_readme_table() -> None:
     import subprocess
 

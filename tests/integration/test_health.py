@@ -129,6 +129,33 @@ async def test_the_health_file_follows_the_broker_connection_at_once(
         await running.stop()
 
 
+async def test_the_health_file_tells_the_first_polls_without_waiting_an_interval(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    """The file written at connect, before the chargers answered, said 'healthy: 0/1
+    chargers online (offline: garage)' until the next info, 15 s later by default (here
+    15 minutes: keepalive 3600), while garage/availability already said online."""
+    path = tmp_path / "health.json"
+    simulator.charger("012345").faults = Faults(delay=0.3)  # the connect comes first
+    raw = make_settings(broker, simulator, chargers=("garage",))
+    raw["health_file"] = str(path)
+    raw["mqtt"]["keepalive"] = 3600
+    running = RunningBridge(parse_settings(raw))
+    await running.start()
+
+    def online() -> int | None:
+        try:
+            return int(json.loads(path.read_text())["chargers_online"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    try:
+        await until(lambda: online() == 1, "a health file with the charger online")
+        assert check_health(path) == (True, "1/1 chargers online")
+    finally:
+        await running.stop()
+
+
 @pytest.mark.parametrize(
     ("http", "reason", "detail"),
     [

@@ -298,6 +298,9 @@ async def test_a_chargers_page_lists_its_commands_newest_first(
         refused = await probe.command(topics.command("garage", "max_current"), "99")
         assert refused["ok"] is False
         status, body, _ = await get(url + "/charger/garage")
+        front_status, front, _ = await get(url + "/")
+    assert front_status == 200
+    assert ">1 charger, page 1 of 1" in front  # "1 chargers" before
     assert status == 200
     history = body.split("<table id=history>", 1)[1].split("</table>", 1)[0]
     rows = [row.split("</tr>")[0] for row in history.split("<tbody>", 1)[1].split("<tr>")[1:]]

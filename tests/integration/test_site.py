@@ -33,6 +33,7 @@ from goe2mqtt.sim.house import House as SeededHouse
 from goe2mqtt.sim.house_demo import run_house_demo
 from goe2mqtt.sim.simulator import Simulator
 from tests.conftest import (
+    PROCESS_WAIT,
     MqttProbe,
     RunningBridge,
     cancel,
@@ -403,6 +404,30 @@ async def test_simulate_house_publishes_a_meter_with_the_chargers_draw(broker: A
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_simulate_house_meter_comes_back_after_a_broker_restart(
+    own_broker: Any, simulator: Simulator
+) -> None:
+    """The meter of `simulate --house` stopped for good, without a word, when the broker
+    restarted: the site went to its fallback (meter silent) while the simulator ran on."""
+    from goe2mqtt.sim.house_demo import publish_house_meter
+
+    topic = f"house{own_broker.port}/meter"
+    meter = asyncio.create_task(publish_house_meter(
+        simulator, host=own_broker.host, port=own_broker.port, topic=topic, period=0.2,
+    ))  # fmt: skip
+    try:
+        async with MqttProbe(own_broker.host, own_broker.port, [topic]) as probe:
+            await probe.wait_for(topic)
+        own_broker.kill()
+        own_broker.start()
+        async with MqttProbe(own_broker.host, own_broker.port, [topic]) as probe:
+            await probe.wait_for(topic, within=PROCESS_WAIT)
+        assert not meter.done()
+    finally:
+        meter.cancel()
+        await asyncio.wait({meter})
 
 
 # --- garbage from a charger or a careless meter publisher ---------------------------

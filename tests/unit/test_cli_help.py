@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import pytest
+
 from goe2mqtt.bridge.health import check_health
 from goe2mqtt.cli.parser import command_line
 
@@ -35,3 +37,45 @@ def test_healthcheck_help_says_what_an_offline_charger_does(tmp_path: Path) -> N
     text = " ".join(_help("healthcheck").split())
     assert "the chargers are online" not in text
     assert "an offline charger is reported" in text
+
+
+def test_healthcheck_names_the_config_it_could_not_read_or_that_has_no_health_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`healthcheck -c /etc/goe2mqt/config.yaml` (a typo) answered "give ... a config
+    (--config) with health_file": the config the user gave was silently skipped."""
+    from goe2mqtt.cli import main
+
+    monkeypatch.delenv("GOE2MQTT_HEALTH_FILE", raising=False)
+    missing = tmp_path / "typo" / "config.yaml"
+    assert main(["healthcheck", "--config", str(missing)]) == 2
+    said = capsys.readouterr().err
+    assert f"no config file {missing}" in said
+    config = tmp_path / "config.yaml"
+    config.write_text("mqtt: {host: 127.0.0.1}\n")
+    assert main(["healthcheck", "--config", str(config)]) == 2
+    assert f"{config} sets no health_file" in capsys.readouterr().err
+
+
+def test_check_config_says_which_chargers_this_shard_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every shard is given the whole list: 'OK (3 charger(s): a, b, c)' in each of two
+    instances said nothing of which of them each one polls."""
+    from goe2mqtt.cli import main
+
+    monkeypatch.setenv("HOSTNAME", "goe2mqtt-1")
+    chargers = "".join(
+        f"  - {{name: {name}, serial: '{serial}', token: t}}\n"
+        for name, serial in (("a", "012345"), ("b", "067890"), ("c", "012347"))
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "mqtt: {host: 127.0.0.1, client_id: 'g-{shard}'}\nshard: {count: 2}\n"
+        f"chargers:\n{chargers}"
+    )
+    assert main(["check-config", "--config", str(config)]) == 0
+    said = capsys.readouterr().out
+    assert said.strip().endswith(
+        "OK (3 charger(s): a, b, c; shard 1 of 2 (index from the host name) serves 2: a, c)"
+    ), said

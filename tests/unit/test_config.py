@@ -91,7 +91,10 @@ def test_defaults() -> None:
             "chargers[0].host: must be a host name or IP address",
         ),
         (
-            {"mqtt": {"host": "h"}, "chargers": [base()["chargers"][0], base()["chargers"][0]]},
+            {
+                "mqtt": {"host": "h"},
+                "chargers": [base()["chargers"][0], {**base()["chargers"][0], "serial": "067890"}],
+            },
             "chargers[1].name: duplicate name 'garage'",
         ),
         (
@@ -114,6 +117,35 @@ def test_bad_config_names_the_key(raw: Any, message: str) -> None:
     assert message in str(caught.value)
     assert SECRET not in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_an_idle_interval_below_the_scan_interval_is_a_warning() -> None:
+    """idle_scan_interval: 5 with scan_interval: 10 polled every 10 s, in silence."""
+    settings = parse_settings(base(scan_interval=10, idle_scan_interval=5))
+    assert settings.chargers[0].idle_interval == 10
+    assert settings.warnings == (
+        "charger garage: idle_scan_interval 5 s is below scan_interval 10 s: without a car"
+        " it is polled every 10 s too",
+    )
+    assert parse_settings(base(scan_interval=10, idle_scan_interval=30)).warnings == ()
+
+
+def test_every_duplicate_charger_is_named_at_once() -> None:
+    """check-config "lists every problem at once": a fleet's list copied and edited,
+    with a serial and a host given twice, told only the first of them."""
+    first = base()["chargers"][0]
+    raw = {"mqtt": {"host": "h"}, "chargers": [
+        first, {**first, "name": "other"},
+        {"name": "c", "host": "192.168.1.20"}, {"name": "d", "host": "192.168.1.20"},
+        {**first, "name": "c", "serial": "067890"},
+    ]}  # fmt: skip
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(raw)
+    assert caught.value.problems == (
+        "chargers[1].serial: duplicate serial 012345",
+        "chargers[3].host: duplicate host 192.168.1.20",
+        "chargers[4].name: duplicate name 'c'",
+    )
 
 
 def test_local_api_chargers() -> None:

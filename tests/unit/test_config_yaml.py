@@ -102,3 +102,34 @@ def test_a_pattern_is_said_in_words_not_as_a_regular_expression(
     with pytest.raises(ConfigError) as caught:
         load_settings(config, {})
     assert caught.value.problems == (problem,)
+
+
+def test_a_syntax_error_says_what_yaml_found_and_names_a_tab(tmp_path: Path) -> None:
+    """`invalid YAML at line 2` alone left a newcomer to guess; a tab, the usual culprit
+    of a hand-edited config, looks like spaces in an editor."""
+    path = tmp_path / "config.yaml"
+    path.write_text("mqtt:\n\thost: 127.0.0.1\nchargers: []\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"{path}: invalid YAML at line 2, column 1: ")
+    assert "cannot start any token" in problem
+    assert problem.endswith("(a tab: YAML indents with spaces)")
+
+
+@pytest.mark.parametrize("loader", ["CSafeLoader", "SafeLoader"])
+def test_a_syntax_error_never_quotes_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loader: str
+) -> None:
+    """A token written unquoted as `!...!` is a YAML tag: the pure-Python parser's
+    words for it quote the token's start. The error says what broke, not the value."""
+    if not hasattr(yaml, loader):
+        pytest.skip(f"PyYAML without {loader}")
+    monkeypatch.setattr("goe2mqtt.config.loading._Loader", getattr(yaml, loader))
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG.replace("token: a1b2c3d4e5", "token: !s3cr3tt0k3n!x", 1))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ={})
+    (problem,) = caught.value.problems
+    assert "invalid YAML at line 6, column 12: found undefined tag handle" in problem
+    assert "s3cr3t" not in problem

@@ -148,6 +148,34 @@ def test_the_month_and_card_totals_come_from_the_books(tmp_path: Path) -> None:
     assert again.store.totals_since("garage", T0 - 86_400) == (3000.0, 1.5, {0: 2000.0, 1: 1000.0})
 
 
+def test_a_month_with_no_priced_session_has_no_cost_in_the_summary(tmp_path: Path) -> None:
+    """Without a tariff the Cost this month sensor is null and each session's cost empty,
+    but `sessions --summary` said 0.00 EUR for the month: as if the energy was free."""
+    from goe2mqtt.ledger import report
+    from goe2mqtt.ledger.pricing import zone
+
+    clock = Clock()
+    ledger = Ledger(SessionStore(tmp_path / "s"), clock=lambda: clock.now,
+                    monotonic=lambda: clock.mono)  # fmt: skip
+    for name, tariff in (("carport", TariffSettings(price_per_kwh=0.5, timezone="UTC")),
+                         ("garage", TariffSettings(timezone="UTC"))):  # fmt: skip
+        books, eto = ledger.books_for(name, tariff), 100_000
+        books.observe(status(eto=eto), serial=None)
+        clock.advance(600)
+        books.observe(status(car=1, eto=eto + 1000), serial=None)
+        ledger.commit()
+        assert (books.states()["@month_cost"] is None) is (name == "garage")
+    store = SessionStore(tmp_path / "s", read_only=True)
+    rows = report.summary(store, "month,charger", zone("UTC"), filters={})
+    assert [(r[1], r[6], r[7]) for r in rows] == [("carport", 0.5, 0), ("garage", None, 1)]
+    csv_lines = report.summary_text(rows, "month,charger", "csv").splitlines()
+    assert csv_lines[2].split(",")[6] == ""
+    assert json.loads(report.summary_text(rows, "month,charger", "json"))[1]["cost"] is None
+    table = report.summary_text(rows, "month,charger", "table").splitlines()
+    assert table[2].split()[6] == "-"
+    store.close()
+
+
 def test_a_session_not_acknowledged_before_a_crash_is_published_again(tmp_path: Path) -> None:
     path = tmp_path / "goe2mqtt.sessions"
     clock = Clock()
