@@ -4,7 +4,9 @@ Each stream looks at what its page shows - one page of the fleet (at most
 MAX_PAGE_SIZE rows, whatever the fleet's size) or one charger - every TICK seconds,
 and sends the cells that differ from what it sent before. A browser that reconnects
 (the bridge restarted) gets its page's cells anew. Nothing here holds up polls: a
-tick reads a page's worth of rows.
+tick reads a page's worth of rows. At most http.max_streams are open at once
+(web/streams.py: one more gets 503 with Retry-After); a page that goes away gives its
+slot back within a tick.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any
 from aiohttp import web
 
 from goe2mqtt.web.cells import Selection, header_cells, row_cells
-from goe2mqtt.web.keys import LOOK
+from goe2mqtt.web.keys import LOOK, STREAMS
+from goe2mqtt.web.streams import RETRY_AFTER, StreamSlots
 from goe2mqtt.web.view import BridgeLook
 
 TICK = 1.0  # s: a change reaches the page within this (plus the browser's own time)
@@ -33,14 +36,15 @@ def _changed(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
 class _Stream:
     """A page's stream: the header every page shows, sent again where it changed."""
 
-    def __init__(self, look: BridgeLook) -> None:
+    def __init__(self, look: BridgeLook, streams: StreamSlots) -> None:
         self._look = look
+        self._streams = streams
         self._header: dict[str, Any] = {}
 
     def _header_news(self) -> dict[str, Any]:
         """A new event, with the header's cells that changed since the last look."""
         event: dict[str, Any] = {}
-        header = header_cells(self._look)
+        header = header_cells(self._look, self._streams)
         if changed := _changed(header, self._header):
             event["header"] = changed
             self._header = header
@@ -50,8 +54,8 @@ class _Stream:
 class FleetStream(_Stream):
     """What one fleet page shows, and what of it changed since the last look."""
 
-    def __init__(self, look: BridgeLook, selection: Selection) -> None:
-        super().__init__(look)
+    def __init__(self, look: BridgeLook, streams: StreamSlots, selection: Selection) -> None:
+        super().__init__(look, streams)
         self._selection = selection
         self._rows: dict[str, dict[str, str]] = {}
         self._names: list[str] | None = None
@@ -80,8 +84,8 @@ class FleetStream(_Stream):
 class ChargerStream(_Stream):
     """What one charger's page shows: its row, every entity, its last commands."""
 
-    def __init__(self, look: BridgeLook, name: str) -> None:
-        super().__init__(look)
+    def __init__(self, look: BridgeLook, streams: StreamSlots, name: str) -> None:
+        super().__init__(look, streams)
         self._name = name
         self._cells: dict[str, str] = {}
         self._states: dict[str, Any] = {}
@@ -121,16 +125,42 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
+def _refusal(streams: StreamSlots) -> web.HTTPServiceUnavailable:
+    return web.HTTPServiceUnavailable(
+        text=f"503: {streams.open} live pages are open, the most http.max_streams allows"
+        f" ({streams.limit}); try again in {RETRY_AFTER} s\n",
+        headers={"Retry-After": str(RETRY_AFTER), "Cache-Control": "no-store"},
+    )
+
+
 async def events(request: web.Request) -> web.StreamResponse:
     look = request.app[LOOK]
+    streams = request.app[STREAMS]
     name = request.query.get("charger")
+    if name is not None and look.row(name) is None:
+        raise web.HTTPNotFound(text="404: no such charger\n")
+    if request.method == "HEAD":
+        # The page's script asks this when its stream was refused or broke (EventSource
+        # does not say why): whether a stream would be taken now, without holding one.
+        if streams.full:
+            raise _refusal(streams)
+        return web.Response(headers={"Content-Type": "text/event-stream"})
+    if not streams.take():
+        raise _refusal(streams)
+    try:
+        return await _stream(request, look, streams, name)
+    finally:
+        streams.give_back()
+
+
+async def _stream(
+    request: web.Request, look: BridgeLook, streams: StreamSlots, name: str | None
+) -> web.StreamResponse:
     stream: FleetStream | ChargerStream
     if name is not None:
-        if look.row(name) is None:
-            raise web.HTTPNotFound(text="404: no such charger\n")
-        stream = ChargerStream(look, name)
+        stream = ChargerStream(look, streams, name)
     else:
-        stream = FleetStream(look, Selection.of(dict(request.query)))
+        stream = FleetStream(look, streams, Selection.of(dict(request.query)))
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -142,7 +172,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     try:
         await response.write(f"retry: {RETRY_MS}\n\n".encode())
         quiet_since = time.monotonic()
-        while True:
+        while not _gone(request):
             event = stream.news()
             if event:
                 data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
@@ -155,4 +185,12 @@ async def events(request: web.Request) -> web.StreamResponse:
     except ConnectionResetError:
         # The page was closed (or its reader went away): how a stream ends, not an
         # error. Left to aiohttp, each was an error line "Error handling request".
-        return response
+        pass
+    return response
+
+
+def _gone(request: web.Request) -> bool:
+    """The page went away: its slot is given back within a tick, not at the next write
+    (on a quiet page that is the heartbeat's, HEARTBEAT seconds later)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
