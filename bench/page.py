@@ -26,7 +26,8 @@ then:
 With --streams K it measures only the live streams' cost (no Chromium): the bridge's
 CPU share with no stream open, then with K streams of the first page held open, and
 what one stream more gets (with K = 64, http.max_streams' default: 503 with
-Retry-After; 200 from a bridge without the limit, --bridge-path of the code before).
+Retry-After; 200 from a bridge without the limit, --bridge-path of the code before);
+--max-streams sets http.max_streams.
 
     flock /tmp/bench.lock python bench/page.py                 # 10 000 chargers, 10 opens
     flock /tmp/bench.lock python bench/page.py --bridge-path /work/main   # the code before
@@ -218,7 +219,8 @@ async def run(args: Any) -> dict[str, Any]:
                      "client_id": f"page-{uuid.uuid4().hex[:6]}", "discovery": False,
                      "leaf_topics": False},
             "state_dir": str(workdir),
-            "http": {"listen": f"127.0.0.1:{port}", "charger_metrics": "health"},
+            "http": {"listen": f"127.0.0.1:{port}", "charger_metrics": "health",
+                     **({"max_streams": args.max_streams} if args.max_streams else {})},
             "chargers": [{"name": f"c{c.serial}", "serial": c.serial, "token": TOKEN,
                           "api_url": simulator.url_for(c.serial), "scan_interval": scan,
                           "idle_scan_interval": 30.0} for c in chargers],
@@ -249,6 +251,8 @@ def main() -> None:
     parser.add_argument("--opens", type=int, default=10)
     parser.add_argument("--stream", type=float, default=20.0, help="s the streams are counted")
     parser.add_argument("--bridge-path", default="", help="the tree the bridge runs from")
+    parser.add_argument("--max-streams", type=int, default=0,
+                        help="http.max_streams (code before it: leave out)")  # fmt: skip
     parser.add_argument("--streams", type=int, default=0,
                         help="only the cost of this many live streams held open")  # fmt: skip
     args = parser.parse_args()

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from goe2mqtt.config.http import HttpSettings
-from goe2mqtt.web.streams import StreamSlots
+from goe2mqtt.web.streams import StreamSlots, Ticks
 from goe2mqtt.web.view import BridgeLook
 
 LOOK: web.AppKey[BridgeLook] = web.AppKey("look", BridgeLook)
@@ -17,3 +17,5 @@ SETTINGS: web.AppKey[HttpSettings] = web.AppKey("settings", HttpSettings)
 SCRAPER_SLOT: web.AppKey[dict[str, Any]] = web.AppKey("scraper_slot", dict)
 # The live streams open now, and the limit (http.max_streams).
 STREAMS: web.AppKey[StreamSlots] = web.AppKey("streams", StreamSlots)
+# The streams' one clock, and what they made of the bridge since its last tick.
+TICKS: web.AppKey[Ticks] = web.AppKey("ticks", Ticks)
