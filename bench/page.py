@@ -23,8 +23,15 @@ then:
   from here, median of 10;
 - the bridge's CPU share with no page open, and with one page filtered by state open.
 
+With --streams K it measures only the live streams' cost (no Chromium): the bridge's
+CPU share with no stream open, then with K streams of the first page held open, and
+what one stream more gets (with K = 64, http.max_streams' default: 503 with
+Retry-After; 200 from a bridge without the limit, --bridge-path of the code before);
+--max-streams sets http.max_streams.
+
     flock /tmp/bench.lock python bench/page.py                 # 10 000 chargers, 10 opens
     flock /tmp/bench.lock python bench/page.py --bridge-path /work/main   # the code before
+    python bench/page.py --n 500 --streams 64                  # the limit's worth of streams
 """
 
 from __future__ import annotations
@@ -122,6 +129,34 @@ async def cpu_share(pid: int, seconds: float) -> float:
     return round((proc_cpu(pid) - cpu0) / (time.monotonic() - t0), 3)
 
 
+async def held_streams_figures(url: str, pid: int, count: int, seconds: float) -> dict[str, Any]:
+    """The bridge's CPU share with ``count`` first-page streams held open (each read, so
+    the bridge never waits on a full socket), and the answer to one stream more."""
+    result: dict[str, Any] = {"streams": count}
+    result["cpu_share_no_stream"] = await cpu_share(pid, seconds)
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        answers = [await session.get(url + "/events") for _ in range(count)]
+        readers = [asyncio.create_task(_drain(answer)) for answer in answers]
+        try:
+            result["held_statuses"] = sorted({answer.status for answer in answers})
+            await asyncio.sleep(2)  # every stream past its first, full event
+            result["cpu_share_streams_open"] = await cpu_share(pid, seconds)
+            async with session.get(url + "/events") as more:
+                result["one_more"] = [more.status, more.headers.get("Retry-After")]
+        finally:
+            for reader in readers:
+                reader.cancel()
+            for answer in answers:
+                answer.close()
+    return result
+
+
+async def _drain(answer: aiohttp.ClientResponse) -> None:
+    while await answer.content.readany():
+        pass
+
+
 async def page_figures(url: str, opens: int) -> list[dict[str, Any]]:
     figures = []
     async with chromium() as browser:
@@ -144,6 +179,26 @@ def summary(values: list[float]) -> dict[str, float]:
     return {"median": round(statistics.median(values), 1), "max": round(max(values), 1)}
 
 
+async def page_run(url: str, pid: int, args: Any, result: dict[str, Any]) -> None:
+    """The page's figures: first visits in Chromium, the live stream, the CPU."""
+    result["cpu_share_no_page"] = await cpu_share(pid, args.stream)
+    result["get_first_page_ms"] = await answer_ms(url, "/")
+    result["get_state_filtered_ms"] = await answer_ms(url, "/?state=charging")
+    opens = await page_figures(url, args.opens)
+    result["opens"] = opens
+    for key in ("interactive_ms", "first_paint_ms", "response_ms", "bytes"):
+        result[key] = summary([o[key] for o in opens])
+    result["rows_at_interactive"] = sorted({o["rows_at_interactive"] for o in opens})
+    async with chromium() as browser:  # the page open while its stream is counted
+        page = await browser.new_page()
+        await page.goto(url + "/", timeout=120_000)
+        result["stream_first_page"] = await stream_figures(url, "/events", args.stream)
+    filtered = asyncio.create_task(stream_figures(url, "/events?state=charging", args.stream))
+    await asyncio.sleep(1)
+    result["cpu_share_state_filtered_stream"] = await cpu_share(pid, args.stream - 2)
+    result["stream_state_filtered"] = await filtered
+
+
 async def run(args: Any) -> dict[str, Any]:
     n, scan = args.n, 10.0
     chargers = [SimulatedCharger(serial, TOKEN) for serial in serials(n)]
@@ -164,7 +219,8 @@ async def run(args: Any) -> dict[str, Any]:
                      "client_id": f"page-{uuid.uuid4().hex[:6]}", "discovery": False,
                      "leaf_topics": False},
             "state_dir": str(workdir),
-            "http": {"listen": f"127.0.0.1:{port}", "charger_metrics": "health"},
+            "http": {"listen": f"127.0.0.1:{port}", "charger_metrics": "health",
+                     **({"max_streams": args.max_streams} if args.max_streams else {})},
             "chargers": [{"name": f"c{c.serial}", "serial": c.serial, "token": TOKEN,
                           "api_url": simulator.url_for(c.serial), "scan_interval": scan,
                           "idle_scan_interval": 30.0} for c in chargers],
@@ -175,24 +231,11 @@ async def run(args: Any) -> dict[str, Any]:
         try:
             result["startup_s"] = round(await bridge_process.until_online(url, n, bridge, log), 1)
             await asyncio.sleep(2 * scan)  # every charger on its own schedule
-            result["cpu_share_no_page"] = await cpu_share(bridge.pid, args.stream)
-            result["get_first_page_ms"] = await answer_ms(url, "/")
-            result["get_state_filtered_ms"] = await answer_ms(url, "/?state=charging")
-            opens = await page_figures(url, args.opens)
-            result["opens"] = opens
-            for key in ("interactive_ms", "first_paint_ms", "response_ms", "bytes"):
-                result[key] = summary([o[key] for o in opens])
-            result["rows_at_interactive"] = sorted({o["rows_at_interactive"] for o in opens})
-            async with chromium() as browser:  # the page open while its stream is counted
-                page = await browser.new_page()
-                await page.goto(url + "/", timeout=120_000)
-                result["stream_first_page"] = await stream_figures(url, "/events", args.stream)
-            filtered = asyncio.create_task(
-                stream_figures(url, "/events?state=charging", args.stream)
-            )
-            await asyncio.sleep(1)
-            result["cpu_share_state_filtered_stream"] = await cpu_share(bridge.pid, args.stream - 2)
-            result["stream_state_filtered"] = await filtered
+            if args.streams:
+                result.update(await held_streams_figures(url, bridge.pid, args.streams,
+                                                         args.stream))  # fmt: skip
+            else:
+                await page_run(url, bridge.pid, args, result)
         finally:
             bridge_process.stop(bridge)
     await simulator.stop()
@@ -208,10 +251,15 @@ def main() -> None:
     parser.add_argument("--opens", type=int, default=10)
     parser.add_argument("--stream", type=float, default=20.0, help="s the streams are counted")
     parser.add_argument("--bridge-path", default="", help="the tree the bridge runs from")
+    parser.add_argument("--max-streams", type=int, default=0,
+                        help="http.max_streams (code before it: leave out)")  # fmt: skip
+    parser.add_argument("--streams", type=int, default=0,
+                        help="only the cost of this many live streams held open")  # fmt: skip
     args = parser.parse_args()
     result = asyncio.run(run(args))
     print(json.dumps({k: v for k, v in result.items() if k != "opens"}, default=str))
-    print(json.dumps(result["opens"]))
+    if "opens" in result:
+        print(json.dumps(result["opens"]))
 
 
 if __name__ == "__main__":

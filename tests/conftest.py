@@ -512,6 +512,14 @@ async def until(
         raise AssertionError(f"{what} did not happen") from None
 
 
+async def until_health_file_connected(health: Path) -> None:
+    """Until the bridge's health file (health_file:) says it is connected to the broker."""
+    await until(
+        lambda: health.exists() and json.loads(health.read_text())["mqtt_connected"],
+        "the bridge connected and said so in its health file",
+    )
+
+
 @pytest.fixture
 async def probe(broker: MosquittoBroker, setup: Setup) -> AsyncIterator[MqttProbe]:
     subscriptions = [f"{setup.topics.base}/#", f"{setup.prefix}/#"]

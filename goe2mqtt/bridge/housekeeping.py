@@ -22,12 +22,13 @@ from typing import Any
 import aiomqtt
 import structlog
 
+from goe2mqtt.bridge.stale_bridges import stale_bridge
 from goe2mqtt.config.site import SiteSettings
 from goe2mqtt.homeassistant.discovery import ExpectedDiscovery, discovery_filter
 from goe2mqtt.homeassistant.site_device import site_discovery_topics
 from goe2mqtt.mqtt.look_back import read_retained_together
 from goe2mqtt.mqtt.session import InboundMessage, MqttSession, Subscription
-from goe2mqtt.mqtt.topics import Topics
+from goe2mqtt.mqtt.topics import ONLINE, Topics
 
 log = structlog.get_logger()
 
@@ -76,9 +77,11 @@ class Housekeeping:
         spawn: Spawn,
         birth_delay: tuple[float, float] = BIRTH_DELAY,
         birth_spacing: float = BIRTH_SPACING,
+        shards: int | None = None,
     ) -> None:
         self._mqtt = mqtt
         self._topics = topics
+        self._shards = shards  # shard.count: whose bridge topics are this layout's
         self._prefix = prefix
         self._configured = configured
         self._sites = frozenset(site.name for site in sites)
@@ -101,6 +104,19 @@ class Housekeeping:
 
     def take(self, message: InboundMessage) -> bool:
         """Whether the message was one of these topics' (then it is dealt with)."""
+        earlier = stale_bridge(self._topics, self._shards, message.topic)
+        if earlier is not None:
+            if message.payload == ONLINE.encode():
+                log.warning(
+                    "another_bridge_layout_online",
+                    topic=message.topic,
+                    hint="a goe2mqtt with another shard layout says it is online on this"
+                    " base_topic: stop it (or, if it is gone, clear its retained"
+                    " availability and info: README 'Fleets: shards')",
+                )
+            elif message.payload:
+                self._spawn(self._remove_stale_bridge(earlier))
+            return True
         site = site_of_state(self._topics, message.topic)
         if site is not None:
             if message.payload and site not in self._sites:
@@ -212,6 +228,12 @@ class Housekeeping:
                 first=bare[0],
                 reason="no charger of that name configured, nothing else retained",
             )
+
+    async def _remove_stale_bridge(self, earlier: Topics) -> None:
+        log.info("bridge_topics_removed", topics=f"{earlier.bridge}/",
+                 reason="a shard layout no longer in use")  # fmt: skip
+        await self._mqtt.clear_retained(earlier.bridge_availability)
+        await self._mqtt.clear_retained(earlier.bridge_info)
 
     async def _remove_stale_site_state(self, site: str, topic: str) -> None:
         log.info("site_removed", site=site, reason="no longer configured")

@@ -36,6 +36,7 @@ from goe2mqtt.bridge.own_mqtt import StreamBroker
 from goe2mqtt.bridge.remembered import Remembered, remembered_chargers
 from goe2mqtt.bridge.site_memory import site_memory
 from goe2mqtt.bridge.sites import Sites
+from goe2mqtt.bridge.stale_bridges import stale_bridge_subscriptions
 from goe2mqtt.bridge.startup import (
     derived_keys,
     journal_path,
@@ -106,11 +107,13 @@ class Bridge:
             self.topics.command_filter, qos=1, no_local=True, retain_as_published=True
         )
         owned = [c.name for c in settings.owned_chargers()]
+        shards = settings.shard.count if settings.shard is not None else None
         self.mqtt = MqttSession(
             options,
             [
                 commands,
                 *housekeeping_subscriptions(self.topics, self._prefix),
+                *stale_bridge_subscriptions(self.topics, shards),
                 *(Subscription(topic, qos=1) for topic in sorted(self._price_topics)),
                 *self.sites.subscriptions(),
                 *watched_subscriptions(self.topics, owned),  # others' writes answered
@@ -128,6 +131,7 @@ class Bridge:
             spawn=self._spawn,
             birth_delay=birth_delay,
             birth_spacing=birth_spacing,
+            shards=shards,
         )
         self.chargers: dict[str, Charger] = {}
         self._pool = PoolStats()

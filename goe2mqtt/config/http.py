@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from goe2mqtt.config.schema import key_check, section_check
+from goe2mqtt.config.schema import field, key_check, section_check
 from goe2mqtt.config.secret_files import read_secret_file
 from goe2mqtt.config.section import Section
 from goe2mqtt.config.values import Context, SecretStr
@@ -34,6 +34,9 @@ class HttpSettings(Section):
     # Per-charger series on /metrics: all, health only (online, age, polls, commands),
     # or none (a huge fleet whose Prometheus should see only the bridge's own).
     charger_metrics: Literal["all", "health", "none"] = "all"
+    # Live streams (/events: an open status page each) at once; one more gets 503 with
+    # Retry-After. 0: the pages are not live. Each costs a look at its page a second.
+    max_streams: int = field(default=64, ge=0, le=10_000)
     _token: SecretStr | None = None
 
     @key_check("listen")

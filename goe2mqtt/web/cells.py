@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from goe2mqtt.catalogue import CAR_STATES
+from goe2mqtt.web.streams import StreamSlots
 from goe2mqtt.web.view import BridgeLook, ChargerRow
 
 COLUMNS = (
@@ -57,7 +58,7 @@ def row_cells(row: ChargerRow) -> dict[str, str]:
     }
 
 
-def header_cells(look: BridgeLook) -> dict[str, str]:
+def header_cells(look: BridgeLook, streams: StreamSlots) -> dict[str, str]:
     error = look.journal_error
     return {
         "version": look.version,
@@ -66,6 +67,7 @@ def header_cells(look: BridgeLook) -> dict[str, str]:
         "journal": "ok" if error is None else f"failing: {error}",
         "lag": f"{look.loop_lag * 1000:.0f} ms",
         "pending": str(look.results_pending),
+        "streams": streams.text(),
     }
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from goe2mqtt.config.http import HttpSettings
+from goe2mqtt.web.streams import StreamSlots, Ticks
 from goe2mqtt.web.view import BridgeLook
 
 LOOK: web.AppKey[BridgeLook] = web.AppKey("look", BridgeLook)
@@ -14,3 +15,7 @@ SETTINGS: web.AppKey[HttpSettings] = web.AppKey("settings", HttpSettings)
 # What the first scrape makes and later ones reuse (web/scrape.py's Scraper): made then,
 # so that prometheus_client is imported only by a bridge that Prometheus scrapes.
 SCRAPER_SLOT: web.AppKey[dict[str, Any]] = web.AppKey("scraper_slot", dict)
+# The live streams open now, and the limit (http.max_streams).
+STREAMS: web.AppKey[StreamSlots] = web.AppKey("streams", StreamSlots)
+# The streams' one clock, and what they made of the bridge since its last tick.
+TICKS: web.AppKey[Ticks] = web.AppKey("ticks", Ticks)

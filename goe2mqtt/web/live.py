@@ -2,22 +2,26 @@
 
 Each stream looks at what its page shows - one page of the fleet (at most
 MAX_PAGE_SIZE rows, whatever the fleet's size) or one charger - every TICK seconds,
-and sends the cells that differ from what it sent before. A browser that reconnects
-(the bridge restarted) gets its page's cells anew. Nothing here holds up polls: a
-tick reads a page's worth of rows.
+and sends the cells that differ from what it sent before. The streams share one clock
+(web/streams.py Ticks): what one makes of the bridge in a tick serves the others. A
+browser that reconnects (the bridge restarted) gets its page's cells anew. Nothing
+here holds up polls: a tick reads a page's worth of rows. At most http.max_streams
+are open at once (web/streams.py: one more gets 503 with Retry-After); a page that
+goes away gives its slot back within a tick.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
+from functools import partial
 from typing import Any
 
 from aiohttp import web
 
 from goe2mqtt.web.cells import Selection, header_cells, row_cells
-from goe2mqtt.web.keys import LOOK
+from goe2mqtt.web.keys import LOOK, STREAMS, TICKS
+from goe2mqtt.web.streams import RETRY_AFTER, StreamSlots, Ticks
 from goe2mqtt.web.view import BridgeLook
 
 TICK = 1.0  # s: a change reaches the page within this (plus the browser's own time)
@@ -33,14 +37,16 @@ def _changed(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
 class _Stream:
     """A page's stream: the header every page shows, sent again where it changed."""
 
-    def __init__(self, look: BridgeLook) -> None:
+    def __init__(self, look: BridgeLook, streams: StreamSlots, ticks: Ticks) -> None:
         self._look = look
+        self._streams = streams
+        self._ticks = ticks
         self._header: dict[str, Any] = {}
 
     def _header_news(self) -> dict[str, Any]:
         """A new event, with the header's cells that changed since the last look."""
         event: dict[str, Any] = {}
-        header = header_cells(self._look)
+        header = self._ticks.made("header", lambda: header_cells(self._look, self._streams))
         if changed := _changed(header, self._header):
             event["header"] = changed
             self._header = header
@@ -50,8 +56,10 @@ class _Stream:
 class FleetStream(_Stream):
     """What one fleet page shows, and what of it changed since the last look."""
 
-    def __init__(self, look: BridgeLook, selection: Selection) -> None:
-        super().__init__(look)
+    def __init__(
+        self, look: BridgeLook, streams: StreamSlots, ticks: Ticks, selection: Selection
+    ) -> None:
+        super().__init__(look, streams, ticks)
         self._selection = selection
         self._rows: dict[str, dict[str, str]] = {}
         self._names: list[str] | None = None
@@ -60,7 +68,8 @@ class FleetStream(_Stream):
     def news(self) -> dict[str, Any]:
         look = self._look
         event = self._header_news()
-        rows, total = self._selection.pick(look)
+        selection = self._selection
+        rows, total = self._ticks.made(selection, lambda: selection.pick(look))
         names = [row.name for row in rows]
         if self._names is not None and (names != self._names or total != self._total):
             # Other chargers match now: the page asks for itself anew.
@@ -68,7 +77,7 @@ class FleetStream(_Stream):
         self._names, self._total = names, total
         changed_rows = {}
         for row in rows:
-            cells = row_cells(row)
+            cells = self._ticks.made(("cells", row.name), partial(row_cells, row))
             if diff := _changed(cells, self._rows.get(row.name, {})):
                 changed_rows[row.name] = diff
             self._rows[row.name] = cells
@@ -80,8 +89,8 @@ class FleetStream(_Stream):
 class ChargerStream(_Stream):
     """What one charger's page shows: its row, every entity, its last commands."""
 
-    def __init__(self, look: BridgeLook, name: str) -> None:
-        super().__init__(look)
+    def __init__(self, look: BridgeLook, streams: StreamSlots, ticks: Ticks, name: str) -> None:
+        super().__init__(look, streams, ticks)
         self._name = name
         self._cells: dict[str, str] = {}
         self._states: dict[str, Any] = {}
@@ -121,16 +130,43 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
+def _refusal(streams: StreamSlots) -> web.HTTPServiceUnavailable:
+    return web.HTTPServiceUnavailable(
+        text=f"503: {streams.open} live pages are open, the most http.max_streams allows"
+        f" ({streams.limit}); try again in {RETRY_AFTER} s\n",
+        headers={"Retry-After": str(RETRY_AFTER), "Cache-Control": "no-store"},
+    )
+
+
 async def events(request: web.Request) -> web.StreamResponse:
     look = request.app[LOOK]
+    streams = request.app[STREAMS]
     name = request.query.get("charger")
+    if name is not None and look.row(name) is None:
+        raise web.HTTPNotFound(text="404: no such charger\n")
+    if request.method == "HEAD":
+        # The page's script asks this when its stream was refused or broke (EventSource
+        # does not say why): whether a stream would be taken now, without holding one.
+        if streams.full:
+            raise _refusal(streams)
+        return web.Response(headers={"Content-Type": "text/event-stream"})
+    if not streams.take():
+        raise _refusal(streams)
+    try:
+        return await _stream(request, look, streams, name)
+    finally:
+        streams.give_back()
+
+
+async def _stream(
+    request: web.Request, look: BridgeLook, streams: StreamSlots, name: str | None
+) -> web.StreamResponse:
+    ticks = request.app[TICKS]
     stream: FleetStream | ChargerStream
     if name is not None:
-        if look.row(name) is None:
-            raise web.HTTPNotFound(text="404: no such charger\n")
-        stream = ChargerStream(look, name)
+        stream = ChargerStream(look, streams, ticks, name)
     else:
-        stream = FleetStream(look, Selection.of(dict(request.query)))
+        stream = FleetStream(look, streams, ticks, Selection.of(dict(request.query)))
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -143,6 +179,9 @@ async def events(request: web.Request) -> web.StreamResponse:
         await response.write(f"retry: {RETRY_MS}\n\n".encode())
         quiet_since = time.monotonic()
         while True:
+            await ticks.next()  # the page was made just now: its first look at a tick
+            if _gone(request):
+                break
             event = stream.news()
             if event:
                 data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
@@ -151,8 +190,15 @@ async def events(request: web.Request) -> web.StreamResponse:
             elif time.monotonic() - quiet_since > HEARTBEAT:
                 await response.write(b": still here\n\n")
                 quiet_since = time.monotonic()
-            await asyncio.sleep(TICK)
     except ConnectionResetError:
         # The page was closed (or its reader went away): how a stream ends, not an
         # error. Left to aiohttp, each was an error line "Error handling request".
-        return response
+        pass
+    return response
+
+
+def _gone(request: web.Request) -> bool:
+    """The page went away: its slot is given back within a tick, not at the next write
+    (on a quiet page that is the heartbeat's, HEARTBEAT seconds later)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()

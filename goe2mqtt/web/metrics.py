@@ -22,6 +22,7 @@ from prometheus_client.core import (
 from prometheus_client.process_collector import ProcessCollector
 
 from goe2mqtt.catalogue import CAR_STATES
+from goe2mqtt.web.streams import StreamSlots
 from goe2mqtt.web.view import BridgeLook, ChargerRow, DurationCounts
 
 JOULES_PER_KWH = 3_600_000.0
@@ -90,6 +91,22 @@ def bridge_families(snap: Snapshot) -> Iterable[Metric]:
         "goe2mqtt_event_loop_lag_seconds",
         "the longest hold of the event loop in the last 30-60 s (every poll waited that long)",
         value=snap.loop_lag,
+    )
+
+
+def stream_families(streams: StreamSlots) -> Iterable[Metric]:
+    """The status page's live streams (/events): open, the limit, refused."""
+    yield GaugeMetricFamily(
+        "goe2mqtt_http_streams", "live streams (open status pages) now", value=streams.open
+    )
+    yield GaugeMetricFamily(
+        "goe2mqtt_http_streams_limit", "the most live streams at once (http.max_streams)",
+        value=streams.limit,
+    )  # fmt: skip
+    yield CounterMetricFamily(
+        "goe2mqtt_http_streams_refused",
+        "live streams refused with 503 because http.max_streams were open",
+        value=streams.refused,
     )
 
 

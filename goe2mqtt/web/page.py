@@ -32,7 +32,8 @@ from goe2mqtt.web.cells import (
     header_cells,
     row_cells,
 )
-from goe2mqtt.web.keys import LOOK
+from goe2mqtt.web.keys import LOOK, STREAMS
+from goe2mqtt.web.streams import StreamSlots
 from goe2mqtt.web.view import BridgeLook
 
 HISTORY = 50  # commands shown on a charger's page
@@ -63,8 +64,8 @@ def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _header(look: BridgeLook, title: str) -> str:
-    facts = header_cells(look)
+def _header(look: BridgeLook, streams: StreamSlots, title: str) -> str:
+    facts = header_cells(look, streams)
     uptime = age_text(facts["started"]).removesuffix(" ago")
     items = "".join(
         f'<span>{label} <b data-h="{key}"{extra}>{_e(text)}</b></span>'
@@ -75,6 +76,7 @@ def _header(look: BridgeLook, title: str) -> str:
             ("journal", "journal", facts["journal"], ""),
             ("lag", "loop lag", facts["lag"], ""),
             ("pending", "results pending", facts["pending"], ""),
+            ("streams", "live pages", facts["streams"], ""),
         )
     )
     return (
@@ -99,7 +101,7 @@ async def fleet_page(request: web.Request) -> web.Response:
     selection = Selection.of(dict(request.query))
     rows, total = selection.pick(look)
     now = time.time()
-    parts = [_header(look, "goe2mqtt")]
+    parts = [_header(look, request.app[STREAMS], "goe2mqtt")]
     parts.append(
         '<form id=filter method=get action="/">'
         f'<input name=q placeholder="name" value="{_e(selection.text)}"'
@@ -147,7 +149,7 @@ async def charger_page(request: web.Request) -> web.Response:
     if row is None:
         raise web.HTTPNotFound(text="404: no such charger\n")
     cells = row_cells(row)
-    parts = [_header(look, f"{name} - goe2mqtt")]
+    parts = [_header(look, request.app[STREAMS], f"{name} - goe2mqtt")]
     parts.append(f"<h1>{_e(name)}</h1>")
     facts = "".join(
         f"<tr><th scope=row>{_e(label)}</th><td data-f={key}"

@@ -23,7 +23,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import Metric
 
-from goe2mqtt.web.keys import LOOK, SCRAPER_SLOT, SETTINGS
+from goe2mqtt.web.keys import LOOK, SCRAPER_SLOT, SETTINGS, STREAMS
 from goe2mqtt.web.metrics import (
     PROCESS,
     ChargerFamily,
@@ -31,6 +31,7 @@ from goe2mqtt.web.metrics import (
     bridge_families,
     charger_families_for,
     command_families,
+    stream_families,
     take_snapshot,
 )
 from goe2mqtt.web.view import BridgeLook, ChargerRow
@@ -152,6 +153,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
     if scraper is None:
         scraper = slot["scraper"] = Scraper(request.app[SETTINGS].charger_metrics)
     body = await scraper.exposition(request.app[LOOK])
+    body += render(stream_families(request.app[STREAMS]))  # the HTTP server's own
     response = web.Response(body=body, headers={"Cache-Control": "no-store"})
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response

@@ -18,10 +18,11 @@ from yarl import URL
 
 from goe2mqtt.config.http import HttpSettings
 from goe2mqtt.web import HttpUnavailable
-from goe2mqtt.web.keys import LOOK, SCRAPER_SLOT, SETTINGS
-from goe2mqtt.web.live import events
+from goe2mqtt.web.keys import LOOK, SCRAPER_SLOT, SETTINGS, STREAMS, TICKS
+from goe2mqtt.web.live import TICK, events
 from goe2mqtt.web.page import charger_page, fleet_page
 from goe2mqtt.web.probes import healthz, readyz
+from goe2mqtt.web.streams import StreamSlots, Ticks
 from goe2mqtt.web.view import BridgeLook
 
 log = structlog.get_logger()
@@ -111,6 +112,9 @@ def make_app(look: BridgeLook, settings: HttpSettings) -> web.Application:
     app[LOOK] = look
     app[SETTINGS] = settings
     app[SCRAPER_SLOT] = {}
+    app[STREAMS] = StreamSlots(settings.max_streams)
+    app[TICKS] = ticks = Ticks(TICK)
+    app.on_cleanup.append(lambda _: ticks.stop())
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", _metrics)

@@ -21,7 +21,15 @@ from goe2mqtt.sim.broker import MosquittoBroker, free_port
 from goe2mqtt.sim.charger_mqtt import MqttCharger
 from goe2mqtt.sim.simulator import Simulator
 
-from ..conftest import TOKEN, MqttProbe, RunningBridge, Setup, cancel, make_settings, until
+from ..conftest import (
+    TOKEN,
+    MqttProbe,
+    RunningBridge,
+    Setup,
+    cancel,
+    make_settings,
+    until_health_file_connected,
+)
 
 
 async def _check_config(config: Path, *extra: str) -> tuple[int, str, str]:
@@ -141,10 +149,7 @@ async def test_healthcheck_reads_the_health_file_from_the_config(
     await running.start()
     try:
         health = tmp_path / "health.json"
-        await until(
-            lambda: health.exists() and json.loads(health.read_text())["mqtt_connected"],
-            "the bridge connected and said so in its health file",
-        )
+        await until_health_file_connected(health)
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "goe2mqtt", "healthcheck", "--config", str(config),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

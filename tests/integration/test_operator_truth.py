@@ -25,7 +25,15 @@ from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Faults, Simulator
 from goe2mqtt.web import server
 
-from ..conftest import TOKEN, Daemon, RunningBridge, cancel, make_settings, until
+from ..conftest import (
+    TOKEN,
+    Daemon,
+    RunningBridge,
+    cancel,
+    make_settings,
+    until,
+    until_health_file_connected,
+)
 from ..web import free_port, web_daemon
 from .test_hostile import barrier, restarted_with_nothing_owed, results, running_daemon
 
@@ -127,10 +135,7 @@ async def test_healthcheck_reads_only_where_to_look_not_the_chargers_secrets(
     await running.start()
     try:
         health = tmp_path / "health.json"
-        await until(
-            lambda: health.exists() and json.loads(health.read_text())["mqtt_connected"],
-            "the bridge connected and said so in its health file",
-        )
+        await until_health_file_connected(health)
         for extra in ((), ("--http",)):
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "goe2mqtt", "healthcheck", "--config", str(config),
@@ -241,10 +246,7 @@ async def test_the_health_file_tells_a_frozen_broker_as_readyz_does(
     running = RunningBridge(parse_settings(raw))
     await running.start()
     try:
-        await until(
-            lambda: health.exists() and json.loads(health.read_text())["mqtt_connected"],
-            "the bridge connected and said so in its health file",
-        )
+        await until_health_file_connected(health)
         assert check_health(health)[0]
         own_broker.pause()
         try:

@@ -181,3 +181,31 @@ async def test_with_a_token_the_page_works_in_a_browser_through_its_cookie(
             assert secret not in await page.content()
     finally:
         await daemon.end(signal.SIGTERM)
+
+
+async def test_a_page_past_http_max_streams_says_it_is_not_live(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    """EventSource cannot tell a refusal (503) from a restart: the script asks with HEAD
+    and then waits Retry-After (30 s), not a second as after a restart."""
+    raw = make_settings(broker, simulator, chargers=("garage",))
+    raw["http"]["max_streams"] = 1
+    daemon = await start(write_config(tmp_path, raw))
+    try:
+        url = await listening(daemon)
+        async with chromium() as browser:
+            first = await browser.new_page()
+            await first.goto(url + "/")
+            await first.wait_for_selector("#live.up")
+            await expect(first.locator('[data-h="streams"]')).to_have_text("1 of 1")
+            second = await browser.new_page()
+            asked: list[str] = []
+            second.on("request", lambda request: asked.append(request.method))
+            await second.goto(url + "/")
+            await expect(second.locator("#live")).to_have_text(
+                "not live: too many pages open, retrying", timeout=WAIT * 1000
+            )
+            assert asked == ["GET", "GET", "HEAD"]  # the page, its stream, the question
+            await first.close()
+    finally:
+        await daemon.end(signal.SIGTERM)

@@ -26,6 +26,14 @@ def test_defaults_listen_on_loopback_8099() -> None:
                                                                  "127.0.0.1", 8099)  # fmt: skip
     assert http.token is None
     assert http.charger_metrics == "all"
+    assert http.max_streams == 64
+
+
+@pytest.mark.parametrize("value", [-1, 10_001, "64", 2.5, True])
+def test_max_streams_is_a_whole_number_from_0_to_10000(value: Any) -> None:
+    with pytest.raises(ConfigError, match=r"^http\.max_streams: "):
+        parse_settings(raw(max_streams=value))
+    assert parse_settings(raw(max_streams=0)).http.max_streams == 0
 
 
 @pytest.mark.parametrize(

@@ -95,10 +95,18 @@ function connect() {
     status.textContent = "reconnecting";
     status.className = "down";
     if (source.readyState === EventSource.CLOSED) {
-      // The browser gave up (the bridge answered with an error while it restarted):
-      // try again ourselves.
+      // The browser gave up: the bridge answered with an error while it restarted, or
+      // refused the stream (http.max_streams open already: 503, Retry-After). EventSource
+      // does not say which; a HEAD of the stream's address does, without holding one.
       source.close();
-      setTimeout(connect, 1000);
+      fetch(table.getAttribute("data-stream"), { method: "HEAD" }).then((answer) => {
+        if (answer.status === 503 && answer.headers.get("Retry-After")) {
+          status.textContent = "not live: too many pages open, retrying";
+          setTimeout(connect, 1000 * Number(answer.headers.get("Retry-After")));
+        } else {
+          setTimeout(connect, 1000);
+        }
+      }, () => setTimeout(connect, 1000));
     }
   };
 }
