@@ -317,3 +317,45 @@ async def test_an_ipv6_address_in_brackets(
         assert url.startswith("http://[::1]:")
         status, body, _ = await get(url + "/healthz")
         assert (status, json.loads(body)["status"]) == (200, "ok")
+
+
+async def test_live_streams_are_bounded_and_one_more_is_told_to_come_back(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    """Nothing bounded the /events streams open at once, each a look at its page every
+    second on the bridge's loop: one client held 200 at 500 chargers and the loop was
+    held for 2 s and more (bench/streams.py). Beyond MAX_STREAMS: a 503, and a stream
+    closed makes room for the next."""
+    from goe2mqtt.web.live import MAX_STREAMS
+
+    raw = make_settings(broker, simulator)
+    async with (
+        web_daemon(tmp_path, raw) as (_, url),
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session,
+    ):
+        held = []
+        try:
+            for _ in range(MAX_STREAMS):
+                stream = await session.get(url + "/events?state=charging")
+                assert stream.status == 200
+                await stream.content.readuntil(b"\n\n")  # retry: - it is open
+                held.append(stream)
+            async with session.get(url + "/events") as refused:
+                assert refused.status == 503
+                assert refused.headers["Retry-After"].isdigit()
+            status, _, _ = await get(url + "/healthz")
+            assert status == 200
+            held.pop().close()
+
+            async def taken() -> bool:
+                async with session.get(url + "/events") as again:
+                    return again.status == 200
+
+            async with asyncio.timeout(WAIT):  # a liveness bound: the close is seen
+                while True:
+                    if await taken():
+                        break
+                    await asyncio.sleep(0.05)
+        finally:
+            for stream in held:
+                stream.close()
