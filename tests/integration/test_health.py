@@ -59,6 +59,22 @@ def test_healthy_means_fresh_and_connected(tmp_path: Path) -> None:
     assert not (tmp_path / "health.json.partial").exists()
 
 
+def test_a_health_file_from_the_future_says_unhealthy(tmp_path: Path) -> None:
+    """The clock stepped back an hour (NTP after a boot without RTC, a VM restored) and
+    the bridge stuck: its last file is an hour ahead, and "age" -3600 s passed as fresh
+    for that hour. A live bridge writes it again within its info interval, so a stamp
+    ahead of the clock is unhealthy for one look at most."""
+    path = tmp_path / "health.json"
+    write_health_file(path, health(garage=True))
+    now = path.stat().st_mtime
+    assert check_health(path, now=now - 5)[0]  # a file system's own rounding
+    assert check_health(path, now=now - 3600) == (
+        False,
+        "health file is dated 3600 s ahead of this clock: the clock stepped back, and"
+        " the bridge has not written it since",
+    )
+
+
 async def test_the_running_bridge_keeps_the_health_file_fresh(
     broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
 ) -> None:
