@@ -52,6 +52,13 @@ def check_health(
             f"health file is dated {-age:.0f} s ahead of this clock: the clock stepped"
             " back, and the bridge has not written it since"
         )
+    try:
+        return _judged(health)
+    except (AttributeError, TypeError, ValueError):  # JSON, but not what the bridge writes
+        return False, f"not the bridge's health file: {path}"
+
+
+def _judged(health: Any) -> tuple[bool, str]:
     if not health.get("mqtt_connected"):
         return False, "not connected to the MQTT broker"
     unanswered, keepalive = health.get("mqtt_unanswered"), health.get("mqtt_keepalive")

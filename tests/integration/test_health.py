@@ -75,6 +75,19 @@ def test_a_health_file_from_the_future_says_unhealthy(tmp_path: Path) -> None:
     )
 
 
+def test_a_health_file_that_is_not_the_bridges_is_a_verdict_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """JSON, but not what the bridge writes (a list, null, chargers as a list): an
+    AttributeError's traceback and exit 1, not the one line a HEALTHCHECK logs."""
+    path = tmp_path / "health.json"
+    for text in ("[]", "null", '{"mqtt_connected": true, "chargers": [1]}'):
+        path.write_text(text)
+        healthy, why = check_health(path)
+        assert not healthy
+        assert why.startswith("not the bridge's health file"), why
+
+
 async def test_the_running_bridge_keeps_the_health_file_fresh(
     broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
 ) -> None:
