@@ -213,11 +213,19 @@ class SiteController:
         claimants = [
             m for m in online if m.seen.drawing or m.paused or now - m.started_at < STARTING
         ]
+        again: list[Write] = []
+        capped = [m for m in claimants if m.over_cap() is not None]
+        for m in capped:  # never its minimum: max_current is the user's cap
+            claimants.remove(m)
+            why, m.share, m.fits_since = f"paused: {m.over_cap()}", 0.0, None
+            if not m.paused:
+                again.append(write_pause(m, why, now))
+            elif pause_kept(m, now, again):
+                m.why = why
         claims = [self._claim(m, now) for m in claimants]
         first = share(claims, room)
         self._sunless = short_of_sun(claims, room, first)
         resuming = []
-        again: list[Write] = []
         for m in claimants:
             if not m.paused:
                 continue
@@ -263,7 +271,7 @@ class SiteController:
                 up.append(write_current(m, low, "resumes at its minimum", now))
             up.append(Write(m.name, {"frc": m.frc_before}, "room for its minimum: resumed"))
         for m in online:
-            if m not in claimants:
+            if m not in claimants and m not in capped:
                 m.share, m.why = 0.0, "not charging"
         # Room is made before it is used: what goes up waits while something goes down.
         if down:

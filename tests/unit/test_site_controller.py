@@ -546,3 +546,26 @@ def test_a_limit_no_charger_has_is_not_taken_and_stops_no_decision() -> None:
         seen = seen_from_status({**status, **garbage}, online=True)
         assert (seen.low, seen.high) == (6, 32), garbage  # as when the charger says none
         assert calls(step(site(), 0, (1, 1, 1), garage=seen)) == clean, garbage
+
+
+def test_a_charger_whose_own_minimum_is_above_its_max_current_is_paused_not_raised() -> None:
+    """max_current is the user's cap (README: to cap a charger, lower its max_current).
+    A charger whose minimum in the app (mca) is 12 A under a max_current of 10 A was
+    taken over at 10 A, raised to 11 and 12, and its fallback was 12 A."""
+    capped = (SiteChargerSettings(name="garage", priority=1, max_current=10),)
+    controller = site(chargers=capped)
+    seen = ChargerSeen(online=True, car=2, currents=(10.0,) * 3, low=12, high=32, limit=10)
+    assert calls(step(controller, 0, (1, 1, 1), garage=seen)) == {"garage": [{"frc": 1}]}
+    state = controller.state(0)["chargers"]["garage"]
+    assert state["paused"]
+    assert state["why"] == "paused: its minimum 12 A (mca) is above its max_current 10 A"
+    stopped = ChargerSeen(online=True, car=4, low=12, high=32, limit=10, frc=1)
+    for now in range(5, 600, 5):  # room enough all along: it never resumes
+        writes = step(controller, now, (1, 1, 1), garage=stopped)
+        assert all(w.call == {"frc": 1} for w in writes), (now, writes)
+    # The meter silent: the fallback pauses it too, never writes its minimum.
+    fallback = site(chargers=capped, fallback_current=6)
+    seen = ChargerSeen(online=True, car=2, currents=(12.0,) * 3, low=12, high=32)
+    fallback.see("garage", seen)
+    fallback.meter_invalid("broken", 0)
+    assert calls(list(fallback.decide(0).writes)) == {"garage": [{"frc": 1}]}
