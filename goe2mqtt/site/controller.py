@@ -343,8 +343,10 @@ class SiteController:
     def _room(self, now: float) -> Room:
         """What the site's chargers may draw now (site/room.py)."""
         assert self.reading is not None
+        pv = self.mode == "pv"
         found = room_of(self.reading, self.managed.values(), now, fuse=self.fuse,
-                        import_limit=self.settings.import_limit, pv=self.mode == "pv")  # fmt: skip
+                        import_limit=self.settings.import_limit, pv=pv,
+                        exports=pv or self.settings.meter_exports)  # fmt: skip
         self.room, self._beyond = found.room.phases, found.beyond
         return found.room
 

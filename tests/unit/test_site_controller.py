@@ -569,3 +569,23 @@ def test_a_charger_whose_own_minimum_is_above_its_max_current_is_paused_not_rais
     fallback.see("garage", seen)
     fallback.meter_invalid("broken", 0)
     assert calls(list(fallback.decide(0).writes)) == {"garage": [{"frc": 1}]}
+
+
+def test_a_meter_stuck_below_what_the_chargers_draw_gives_no_room_beyond_the_fuse() -> None:
+    """A meter that measures import only cannot read less than the site's own chargers
+    draw: such a reading is stuck (a meter bridge republishing its last value) or
+    spoofed. Taken as negative other load, it was room: each raise lowered the "other
+    load" as much, and two chargers ran up to 31 A each under a meter stuck at 0 A - 77 A
+    through a 25 A fuse with 15 A of house. The other load is at least 0: the chargers
+    get the fuse at most, whatever the meter says."""
+    chargers = (SiteChargerSettings(name="garage", priority=1),
+                SiteChargerSettings(name="carport", priority=2))  # fmt: skip
+    controller = site(chargers=chargers)
+    amps = {"garage": 6, "carport": 6}
+    for now in range(0, 300, 5):
+        for name, current in amps.items():
+            controller.see(name, charging(current, limit=current))
+        controller.meter(MeterReading(currents=(0.0, 0.0, 0.0)), now)  # stuck at 0 A
+        for write in controller.decide(now).writes:
+            amps[write.charger] = int(write.call.get("tcl") or amps[write.charger])
+    assert sum(amps.values()) <= 25 - 0.5, amps
