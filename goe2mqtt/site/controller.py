@@ -284,6 +284,9 @@ class SiteController:
         for m in resuming:
             m.paused, m.started_at, m.fits_since = False, now, None
             m.limit_since, m.unheeded = now, 0
+        for m in (*running, *resuming):
+            if (m.written or 0) > (before[m.name][0] or 0):
+                m.raised_on = self.reading  # the next raise needs a reading that moved
         return up
 
     def _steer(self, m: Managed, given: float, now: float, down: list[Write],
@@ -312,9 +315,10 @@ class SiteController:
     def _may_raise(self, m: Managed, now: float) -> bool:
         """Up once an interval at most, and only on a reading taken after the last write
         and within the interval: a stale meter minus what the chargers draw now would
-        take their own increases for room, and raise them again and again. And not
-        past UP_BUDGET writes in the last hour."""
-        fresh = now - self.reading_at <= self.settings.interval
+        take their own increases for room, and raise them again and again - so would a
+        stuck one (a bridge republishing its last value): not the reading of its last
+        raise again. And not past UP_BUDGET writes in the last hour."""
+        fresh = now - self.reading_at <= self.settings.interval and self.reading != m.raised_on
         return now - m.written_at >= self.settings.interval and self.reading_at > m.written_at \
             and fresh and m.writes_in_hour(now) < UP_BUDGET  # fmt: skip
 

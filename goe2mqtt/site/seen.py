@@ -115,6 +115,7 @@ class Managed:
     last_draw: tuple[float, float, float] = (0.0, 0.0, 0.0)  # kept while offline
     limit_since: float = -math.inf  # since when the site's limit (or pause) is what it is
     unheeded: int = 0  # writes sent again in a row that the charger did not show
+    raised_on: object = None  # the meter reading its last raise was decided on
     share: float = 0.0  # A it was given at the last decision
     why: str = ""
     writes: deque[float] = field(default_factory=deque)

@@ -589,3 +589,22 @@ def test_a_meter_stuck_below_what_the_chargers_draw_gives_no_room_beyond_the_fus
         for write in controller.decide(now).writes:
             amps[write.charger] = int(write.call.get("tcl") or amps[write.charger])
     assert sum(amps.values()) <= 25 - 0.5, amps
+
+
+def test_a_meter_that_repeats_itself_raises_nothing_twice() -> None:
+    """A meter that measures export may read below what the chargers draw (the sun), so
+    that is room - but one stuck on a value (a meter bridge republishing its last one,
+    or a spoofer's constant) then took each raise for more room, the next reading being
+    "after the write": two chargers ran up to 31 A each under a stuck 0 A. A raise now
+    waits for a reading whose value moved since the charger's last write."""
+    chargers = (SiteChargerSettings(name="garage", priority=1),
+                SiteChargerSettings(name="carport", priority=2))  # fmt: skip
+    controller = site(chargers=chargers, meter_exports=True, ramp_up=2)
+    amps = {"garage": 6, "carport": 6}
+    for now in range(0, 300, 5):
+        for name, current in amps.items():
+            controller.see(name, charging(current, limit=current))
+        controller.meter(MeterReading(currents=(0.0, 0.0, 0.0)), now)  # stuck at 0 A
+        for write in controller.decide(now).writes:
+            amps[write.charger] = int(write.call.get("tcl") or amps[write.charger])
+    assert max(amps.values()) <= 6 + 2, amps
