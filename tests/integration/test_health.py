@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from goe2mqtt.bridge.health import check_health, write_health_file
@@ -16,7 +18,8 @@ from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Faults, Simulator
 
-from ..conftest import RunningBridge, make_settings, until
+from ..conftest import WAIT, RunningBridge, make_settings, until
+from ..web import free_port
 
 
 def health(connected: bool = True, **chargers: bool) -> dict[str, object]:
@@ -194,3 +197,42 @@ def test_healthcheck_http_with_no_fixed_probe_reads_the_health_file(
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == "healthy: 1/1 chargers online"
     assert f"{reason}: the health file instead" in done.stderr
+
+
+async def test_healthcheck_http_asks_the_bridge_itself_not_a_proxy(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    """urllib takes http_proxy from the environment (a corporate Docker host sets it in
+    every container): `healthcheck --http` asked the proxy for 127.0.0.1:PORT/readyz -
+    the proxy's own loopback, or none - and a healthy bridge was "unhealthy", restarted
+    by its supervisor again and again."""
+    raw = make_settings(broker, simulator)
+    port = free_port()
+    raw["http"] = {"listen": f"127.0.0.1:{port}"}
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps(raw))
+    running = RunningBridge(parse_settings(raw))
+    await running.start()
+    try:
+
+        async def readyz() -> tuple[int | None, str]:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "goe2mqtt", "healthcheck", "--config", str(config),
+                "--http", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                env={"PATH": "/usr/bin:/bin", "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+                     "http_proxy": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"},
+            )  # fmt: skip
+            stdout, _ = await process.communicate()
+            return process.returncode, stdout.decode()
+
+        async with asyncio.timeout(WAIT), aiohttp.ClientSession() as session:
+            while True:  # ready, asked without a proxy (a liveness bound)
+                with contextlib.suppress(aiohttp.ClientConnectionError):
+                    async with session.get(f"http://127.0.0.1:{port}/readyz") as answer:
+                        if answer.status == 200:
+                            break
+                await asyncio.sleep(0.1)
+        code, said = await readyz()
+        assert (code, said.split(":")[0]) == (0, "healthy"), said
+    finally:
+        await running.stop()
