@@ -14,6 +14,3 @@ SETTINGS: web.AppKey[HttpSettings] = web.AppKey("settings", HttpSettings)
 # What the first scrape makes and later ones reuse (web/scrape.py's Scraper): made then,
 # so that prometheus_client is imported only by a bridge that Prometheus scrapes.
 SCRAPER_SLOT: web.AppKey[dict[str, Any]] = web.AppKey("scraper_slot", dict)
-# The live streams (/events) open now: each looks at its page every second, so their
-# number is bounded (web/live.py's MAX_STREAMS).
-LIVE_STREAMS: web.AppKey[set[object]] = web.AppKey("live_streams", set)

@@ -17,20 +17,13 @@ from typing import Any
 from aiohttp import web
 
 from goe2mqtt.web.cells import Selection, header_cells, row_cells
-from goe2mqtt.web.keys import LIVE_STREAMS, LOOK
+from goe2mqtt.web.keys import LOOK
 from goe2mqtt.web.view import BridgeLook
 
 TICK = 1.0  # s: a change reaches the page within this (plus the browser's own time)
 RETRY_MS = 1000  # how soon a browser reconnects after the stream broke
 HEARTBEAT = 15.0  # s: a comment line, so proxies and browsers keep an idle stream
 HISTORY = 50
-# Streams open at once, at most: each costs a look at its page every TICK on the bridge's
-# event loop (a filtered one reads every charger's state), and nothing else bounded
-# them - 200 held open by one client at 500 chargers held the loop for 2 s and more
-# (bench/streams.py), the chargers' polls and the broker's keep-alive waiting behind
-# them. One more is a 503: the page says "reconnecting" and tries again by itself.
-MAX_STREAMS = 16
-RETRY_AFTER = 5  # s, in the 503's Retry-After
 
 
 def _changed(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
@@ -129,21 +122,6 @@ def _text(value: Any) -> str:
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    open_now = request.app[LIVE_STREAMS]
-    if len(open_now) >= MAX_STREAMS:
-        raise web.HTTPServiceUnavailable(
-            text=f"503: {MAX_STREAMS} live pages are open already; try again later\n",
-            headers={"Retry-After": str(RETRY_AFTER)},
-        )
-    token = object()
-    open_now.add(token)
-    try:
-        return await _events(request)
-    finally:
-        open_now.discard(token)
-
-
-async def _events(request: web.Request) -> web.StreamResponse:
     look = request.app[LOOK]
     name = request.query.get("charger")
     stream: FleetStream | ChargerStream

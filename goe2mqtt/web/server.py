@@ -18,7 +18,7 @@ from yarl import URL
 
 from goe2mqtt.config.http import HttpSettings
 from goe2mqtt.web import HttpUnavailable
-from goe2mqtt.web.keys import LIVE_STREAMS, LOOK, SCRAPER_SLOT, SETTINGS
+from goe2mqtt.web.keys import LOOK, SCRAPER_SLOT, SETTINGS
 from goe2mqtt.web.live import events
 from goe2mqtt.web.page import charger_page, fleet_page
 from goe2mqtt.web.probes import healthz, readyz
@@ -111,7 +111,6 @@ def make_app(look: BridgeLook, settings: HttpSettings) -> web.Application:
     app[LOOK] = look
     app[SETTINGS] = settings
     app[SCRAPER_SLOT] = {}
-    app[LIVE_STREAMS] = set()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", _metrics)
