@@ -19,6 +19,7 @@ log = structlog.get_logger()
 
 DEFAULT_MAX_AGE = 90.0  # three missed refreshes of 30 s
 OFFLINE_NAMED = 10  # offline chargers named in the verdict line; the rest counted
+AHEAD = 60.0  # s a file's time may be ahead of the clock (file systems round; NTP slews)
 
 
 def write_health_file(path: Path, health: Mapping[str, Any]) -> None:
@@ -44,6 +45,20 @@ def check_health(
         return False, f"no health file at {path}: {exc}"
     if age > max_age:
         return False, f"health file is {age:.0f} s old: the bridge is stuck or gone"
+    if age < -AHEAD:
+        # The clock stepped back: a stuck bridge's last file passed for fresh until the
+        # clock caught up. A live bridge writes it again within its info interval.
+        return False, (
+            f"health file is dated {-age:.0f} s ahead of this clock: the clock stepped"
+            " back, and the bridge has not written it since"
+        )
+    try:
+        return _judged(health)
+    except (AttributeError, TypeError, ValueError):  # JSON, but not what the bridge writes
+        return False, f"not the bridge's health file: {path}"
+
+
+def _judged(health: Any) -> tuple[bool, str]:
     if not health.get("mqtt_connected"):
         return False, "not connected to the MQTT broker"
     unanswered, keepalive = health.get("mqtt_unanswered"), health.get("mqtt_keepalive")

@@ -369,10 +369,14 @@ class Bridge:
     # --- inbound MQTT (runs in the MQTT client's callback, before the PUBACK) ------------
 
     def _on_message(self, message: InboundMessage) -> None:
-        if self._housekeeping.take(message):
-            return
+        # The inputs the config names (a price, a meter) first, by their exact topics:
+        # one may lie under the discovery prefix (Home Assistant's mqtt_statestream
+        # publishes states under homeassistant/...), which housekeeping takes for its
+        # own - a meter there never reached its site.
         if message.topic in self._price_topics:
             self.ledger_out.ledger.offer_price(message.topic, message.payload)
+            return
+        if not self.sites.is_meter_topic(message.topic) and self._housekeeping.take(message):
             return
         if self.sites.is_site_topic(message.topic):
             task = self.sites.message(message, self.mqtt)

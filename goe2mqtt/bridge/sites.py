@@ -73,5 +73,8 @@ class Sites:
             return None
         return asyncio.create_task(site.command(parts[2], message.payload, mqtt))
 
+    def is_meter_topic(self, topic: str) -> bool:
+        return topic in self._by_meter
+
     def is_site_topic(self, topic: str) -> bool:
         return topic in self._by_meter or topic.startswith(f"{self._base}/site/")

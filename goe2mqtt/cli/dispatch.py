@@ -277,8 +277,12 @@ def _http_healthcheck(config: str, path: str, file: str | None, max_age: float) 
         return _healthcheck(file, config, max_age)
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(http.host, http.host)
     url = f"http://{f'[{host}]' if ':' in host else host}:{http.port}/{path}"
+    # The bridge's own probe, on this machine: never through a proxy that http_proxy
+    # names (urllib takes it from the environment; a Docker host may set it in every
+    # container, and a healthy bridge was "unhealthy": the proxy was asked).
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with urllib.request.urlopen(url, timeout=5) as answer:
+        with direct.open(url, timeout=5) as answer:
             body, healthy = answer.read().decode(errors="replace").strip(), True
     except urllib.error.HTTPError as exc:
         body, healthy = exc.read().decode(errors="replace").strip(), False

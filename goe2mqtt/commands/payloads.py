@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from goe2mqtt.util.numbers import finite_number, is_number
 from goe2mqtt.util.text import has_control
-from goe2mqtt.util.values import JsonValue
+from goe2mqtt.util.values import JsonValue, echoable_id, has_surrogate
 
 MAX_PAYLOAD_BYTES = 4096
 # Text that is not JSON is taken as it is (HA's select options, "07:30", a card name),
@@ -98,11 +98,11 @@ def parse_payload(raw: bytes) -> Payload:
         if _BROKEN_JSON.match(text) or has_control(text) or len(text) > MAX_TEXT:
             raise CommandError("payload is not valid JSON") from None
         return Payload(text)
-    if "\\u" in text and _has_surrogate(value):
+    if "\\u" in text and has_surrogate(value):
         raise CommandError("payload holds a lone surrogate (\\ud800-\\udfff): that is no text")
     if isinstance(value, dict):
         request_id = value.pop("id", None)
-        if not _valid_id(request_id):
+        if not echoable_id(request_id):
             raise CommandError("id must be a string or a number within ±2**53")
         sent_at = parse_timestamp(value.pop("ts")) if "ts" in value else None
         return Payload(value, request_id, sent_at)
@@ -118,30 +118,7 @@ def request_id_of(raw: bytes) -> JsonValue:
     except (ValueError, RecursionError):
         return None
     request_id = value.get("id") if isinstance(value, dict) else None
-    return request_id if _valid_id(request_id) else None
-
-
-def _has_surrogate(value: Any) -> bool:
-    """Whether a string in it is no Unicode text: JSON's escapes can make a lone UTF-16
-    surrogate, which no UTF-8 holds; echoed in a result, it stopped the bridge."""
-    try:
-        json.dumps(value, ensure_ascii=False).encode()
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def _valid_id(value: Any) -> bool:
-    """What can be echoed in a result and read back by any client: JSON has no Infinity
-    or NaN (1e400 parses as inf), and JavaScript loses a 400-digit integer. true and false
-    are no id: two clients that both send one cannot tell their results apart."""
-    if isinstance(value, bool):
-        return False
-    if is_number(value):
-        return finite_number(value) is not None
-    if isinstance(value, str):
-        return not _has_surrogate(value)
-    return value is None
+    return request_id if echoable_id(request_id) else None
 
 
 # --- results ------------------------------------------------------------------------

@@ -119,7 +119,9 @@ def apply_environment(
             if last and sources is not None:
                 sources[shown] = name
             if isinstance(node, list):
-                if not part.isdigit() or int(part) > len(node):
+                # ASCII digits: isdigit() says yes to "²" (int() refuses it) and to
+                # other scripts' digits (Arabic-Indic zero, U+0660, is 0 to int()).
+                if not (part.isascii() and part.isdigit()) or int(part) > len(node):
                     raise EnvironmentProblem(
                         f"{name}: {key} does not name a list entry (0..{len(node)})"
                     )

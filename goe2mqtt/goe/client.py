@@ -23,6 +23,7 @@ from goe2mqtt.goe.transport import (
     Rejected,
     TransientError,
 )
+from goe2mqtt.util.text import printable
 from goe2mqtt.util.values import JsonValue
 
 Status = Mapping[str, Any]
@@ -150,7 +151,7 @@ def _interpret_local(http_status: int, body: bytes, *, set_keys: Set[str]) -> di
     answers_keys = isinstance(payload, dict) and payload and payload.keys() <= set_keys
     if http_status == 500 and answers_keys:
         refused = [f"{k}: {v}" for k, v in payload.items() if v is not True]
-        raise Rejected(f"charger refused ({'; '.join(refused)[:200]})")
+        raise Rejected(f"charger refused ({printable('; '.join(refused)[:200])})")
     return _interpret(http_status, body)
 
 
@@ -187,6 +188,10 @@ def _decode(body: bytes) -> Any:
 
 
 def _reason(payload: Any) -> str:
+    """The peer's own words, as printable text: they reach logs, results, the status
+    page and a terminal (check-config --connect). A lone surrogate that JSON's escapes
+    make took the status page down (no UTF-8 holds it); an ESC sequence is the
+    terminal's."""
     if isinstance(payload, dict) and isinstance(payload.get("reason"), str):
-        return f": {payload['reason'][:200]}"
+        return f": {printable(payload['reason'][:200])}"
     return ""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from goe2mqtt.util.numbers import finite_number
+from goe2mqtt.util.values import echoable_id
 
 SITE_SERVICES = ("set_mode", "set_fuse", "set_priority")
 # The chargers' services that set the charging current (amp) or its temporary limit.
@@ -32,7 +33,7 @@ class SiteCommandError(ValueError):
 class SiteCommand:
     service: str
     arguments: dict[str, Any]
-    request_id: str | int | float | bool | None
+    request_id: str | int | float | None
 
 
 def parse_site_command(service: str, payload: bytes) -> SiteCommand:
@@ -47,9 +48,8 @@ def parse_site_command(service: str, payload: bytes) -> SiteCommand:
     if not isinstance(value, dict):
         raise SiteCommandError("payload must be a JSON object")
     request_id = value.pop("id", None)
-    if not (request_id is None or isinstance(request_id, str | bool)
-            or finite_number(request_id) is not None):  # fmt: skip
-        raise SiteCommandError("id must be a string or a number")
+    if not echoable_id(request_id):  # as a charger command's: its result echoes it
+        raise SiteCommandError("id must be a string or a number within ±2**53")
     expected = {"set_mode": {"mode"}, "set_fuse": {"fuse"},
                 "set_priority": {"charger", "priority"}}[service]  # fmt: skip
     if set(value) != expected:

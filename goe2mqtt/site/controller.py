@@ -213,11 +213,19 @@ class SiteController:
         claimants = [
             m for m in online if m.seen.drawing or m.paused or now - m.started_at < STARTING
         ]
+        again: list[Write] = []
+        capped = [m for m in claimants if m.over_cap() is not None]
+        for m in capped:  # never its minimum: max_current is the user's cap
+            claimants.remove(m)
+            why, m.share, m.fits_since = f"paused: {m.over_cap()}", 0.0, None
+            if not m.paused:
+                again.append(write_pause(m, why, now))
+            elif pause_kept(m, now, again):
+                m.why = why
         claims = [self._claim(m, now) for m in claimants]
         first = share(claims, room)
         self._sunless = short_of_sun(claims, room, first)
         resuming = []
-        again: list[Write] = []
         for m in claimants:
             if not m.paused:
                 continue
@@ -263,7 +271,7 @@ class SiteController:
                 up.append(write_current(m, low, "resumes at its minimum", now))
             up.append(Write(m.name, {"frc": m.frc_before}, "room for its minimum: resumed"))
         for m in online:
-            if m not in claimants:
+            if m not in claimants and m not in capped:
                 m.share, m.why = 0.0, "not charging"
         # Room is made before it is used: what goes up waits while something goes down.
         if down:
@@ -276,6 +284,9 @@ class SiteController:
         for m in resuming:
             m.paused, m.started_at, m.fits_since = False, now, None
             m.limit_since, m.unheeded = now, 0
+        for m in (*running, *resuming):
+            if (m.written or 0) > (before[m.name][0] or 0):
+                m.raised_on = self.reading  # the next raise needs a reading that moved
         return up
 
     def _steer(self, m: Managed, given: float, now: float, down: list[Write],
@@ -304,9 +315,10 @@ class SiteController:
     def _may_raise(self, m: Managed, now: float) -> bool:
         """Up once an interval at most, and only on a reading taken after the last write
         and within the interval: a stale meter minus what the chargers draw now would
-        take their own increases for room, and raise them again and again. And not
-        past UP_BUDGET writes in the last hour."""
-        fresh = now - self.reading_at <= self.settings.interval
+        take their own increases for room, and raise them again and again - so would a
+        stuck one (a bridge republishing its last value): not the reading of its last
+        raise again. And not past UP_BUDGET writes in the last hour."""
+        fresh = now - self.reading_at <= self.settings.interval and self.reading != m.raised_on
         return now - m.written_at >= self.settings.interval and self.reading_at > m.written_at \
             and fresh and m.writes_in_hour(now) < UP_BUDGET  # fmt: skip
 
@@ -335,8 +347,10 @@ class SiteController:
     def _room(self, now: float) -> Room:
         """What the site's chargers may draw now (site/room.py)."""
         assert self.reading is not None
+        pv = self.mode == "pv"
         found = room_of(self.reading, self.managed.values(), now, fuse=self.fuse,
-                        import_limit=self.settings.import_limit, pv=self.mode == "pv")  # fmt: skip
+                        import_limit=self.settings.import_limit, pv=pv,
+                        exports=pv or self.settings.meter_exports)  # fmt: skip
         self.room, self._beyond = found.room.phases, found.beyond
         return found.room
 

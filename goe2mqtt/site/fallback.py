@@ -38,7 +38,7 @@ def fall_back(managed: Iterable[Managed], fallback: int, why: str, now: float, *
         has = m.written if m.written is not None else m.seen.limit
         target = max(low, min(fallback, high, high if has is None else has))
         m.why, m.share = f"fallback: {why}", float(target)
-        if pause or fallback < low:
+        if pause or fallback < low or m.over_cap() is not None:
             if m.seen.drawing:
                 writes.append(write_pause(m, m.why, now))
         elif (m.written is None and m.seen.drawing) or (m.written or 0) > target:

@@ -30,8 +30,13 @@ class Found:
 
 def room_of(
     reading: MeterReading, managed: Iterable[Managed], now: float, *,
-    fuse: float | None, import_limit: float | None, pv: bool,
+    fuse: float | None, import_limit: float | None, pv: bool, exports: bool = True,
 ) -> Found:  # fmt: skip
+    """``exports``: the meter measures both ways. One that measures import only cannot
+    read less than the site's chargers draw (it measures them too): such a reading is
+    stuck or spoofed, and its "negative other load" would be room that grows with every
+    raise (a meter stuck at 0 A ran two chargers up to their maximum). The other load
+    is then at least 0: the chargers get the fuse at most."""
     chargers = list(managed)
     volts = _volts(chargers)
     drawn = [0.0, 0.0, 0.0]
@@ -58,8 +63,12 @@ def room_of(
     else:
         assert currents is not None
         other_watts = sum(v * i for v, i in zip(volts, currents, strict=True)) - drawn_watts
+    if not exports:
+        other_watts = max(0.0, other_watts)
     if currents is not None:
         other = [currents[p] - drawn[p] for p in range(3)]
+        if not exports:
+            other = [max(0.0, o) for o in other]
     else:  # power alone: any phase may carry all of the rest
         other = [max(0.0, other_watts) / volts[p] for p in range(3)]
     phases = None

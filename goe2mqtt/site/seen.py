@@ -115,6 +115,7 @@ class Managed:
     last_draw: tuple[float, float, float] = (0.0, 0.0, 0.0)  # kept while offline
     limit_since: float = -math.inf  # since when the site's limit (or pause) is what it is
     unheeded: int = 0  # writes sent again in a row that the charger did not show
+    raised_on: object = None  # the meter reading its last raise was decided on
     share: float = 0.0  # A it was given at the last decision
     why: str = ""
     writes: deque[float] = field(default_factory=deque)
@@ -142,6 +143,15 @@ class Managed:
         if self.phases is not None:
             return self.phases
         return (0,) if self.seen.psm == 1 else (0, 1, 2)
+
+    def over_cap(self) -> str | None:
+        """Why it cannot charge within its max_current (None: it can): the charger's own
+        minimum (mca, set in the app) above it. Such a charger is paused, never written
+        its minimum: max_current is the user's cap."""
+        low = max(self.settings.min_current, self.seen.low)
+        if low <= self.settings.max_current:
+            return None
+        return f"its minimum {low} A (mca) is above its max_current {self.settings.max_current} A"
 
     def bounds(self) -> tuple[int, int]:
         """(min, max) A: the site's and the charger's limits together."""

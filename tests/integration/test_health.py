@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from goe2mqtt.bridge.health import check_health, write_health_file
@@ -16,7 +18,8 @@ from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Faults, Simulator
 
-from ..conftest import RunningBridge, make_settings, until
+from ..conftest import WAIT, RunningBridge, make_settings, until
+from ..web import free_port
 
 
 def health(connected: bool = True, **chargers: bool) -> dict[str, object]:
@@ -57,6 +60,35 @@ def test_healthy_means_fresh_and_connected(tmp_path: Path) -> None:
     path.write_text("{half")
     assert not check_health(path)[0]
     assert not (tmp_path / "health.json.partial").exists()
+
+
+def test_a_health_file_from_the_future_says_unhealthy(tmp_path: Path) -> None:
+    """The clock stepped back an hour (NTP after a boot without RTC, a VM restored) and
+    the bridge stuck: its last file is an hour ahead, and "age" -3600 s passed as fresh
+    for that hour. A live bridge writes it again within its info interval, so a stamp
+    ahead of the clock is unhealthy for one look at most."""
+    path = tmp_path / "health.json"
+    write_health_file(path, health(garage=True))
+    now = path.stat().st_mtime
+    assert check_health(path, now=now - 5)[0]  # a file system's own rounding
+    assert check_health(path, now=now - 3600) == (
+        False,
+        "health file is dated 3600 s ahead of this clock: the clock stepped back, and"
+        " the bridge has not written it since",
+    )
+
+
+def test_a_health_file_that_is_not_the_bridges_is_a_verdict_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """JSON, but not what the bridge writes (a list, null, chargers as a list): an
+    AttributeError's traceback and exit 1, not the one line a HEALTHCHECK logs."""
+    path = tmp_path / "health.json"
+    for text in ("[]", "null", '{"mqtt_connected": true, "chargers": [1]}'):
+        path.write_text(text)
+        healthy, why = check_health(path)
+        assert not healthy
+        assert why.startswith("not the bridge's health file"), why
 
 
 async def test_the_running_bridge_keeps_the_health_file_fresh(
@@ -192,3 +224,42 @@ def test_healthcheck_http_with_no_fixed_probe_reads_the_health_file(
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == "healthy: 1/1 chargers online"
     assert f"{reason}: the health file instead" in done.stderr
+
+
+async def test_healthcheck_http_asks_the_bridge_itself_not_a_proxy(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    """urllib takes http_proxy from the environment (a corporate Docker host sets it in
+    every container): `healthcheck --http` asked the proxy for 127.0.0.1:PORT/readyz -
+    the proxy's own loopback, or none - and a healthy bridge was "unhealthy", restarted
+    by its supervisor again and again."""
+    raw = make_settings(broker, simulator)
+    port = free_port()
+    raw["http"] = {"listen": f"127.0.0.1:{port}"}
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps(raw))
+    running = RunningBridge(parse_settings(raw))
+    await running.start()
+    try:
+
+        async def readyz() -> tuple[int | None, str]:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "goe2mqtt", "healthcheck", "--config", str(config),
+                "--http", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                env={"PATH": "/usr/bin:/bin", "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+                     "http_proxy": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"},
+            )  # fmt: skip
+            stdout, _ = await process.communicate()
+            return process.returncode, stdout.decode()
+
+        async with asyncio.timeout(WAIT), aiohttp.ClientSession() as session:
+            while True:  # ready, asked without a proxy (a liveness bound)
+                with contextlib.suppress(aiohttp.ClientConnectionError):
+                    async with session.get(f"http://127.0.0.1:{port}/readyz") as answer:
+                        if answer.status == 200:
+                            break
+                await asyncio.sleep(0.1)
+        code, said = await readyz()
+        assert (code, said.split(":")[0]) == (0, "healthy"), said
+    finally:
+        await running.stop()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from goe2mqtt.config.loading import load_settings
+from goe2mqtt.config.problems import ConfigError
 
 CONFIG = (
     "mqtt: {host: 127.0.0.1, port: 1883, password: file-secret-5150}\n"
@@ -34,3 +37,13 @@ def test_a_variable_that_overrides_the_files_value_is_a_warning(tmp_path: Path) 
         "mqtt.password: GOE2MQTT_MQTT__PASSWORD wins over the value in the config file",
     )
     assert "secret" not in " ".join(settings.warnings)
+
+
+@pytest.mark.parametrize("index", ["\u00b2", "\u0660", "\u0661"])
+def test_a_list_index_is_ascii_digits_only(tmp_path: Path, index: str) -> None:
+    """str.isdigit() says yes to a superscript two (then int() raised: a traceback, exit
+    1) and to Arabic-Indic digits (U+0660 silently named charger 0's token)."""
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG)
+    with pytest.raises(ConfigError, match=f"GOE2MQTT_CHARGERS__{index}__TOKEN: .*list entry"):
+        load_settings(config, {f"GOE2MQTT_CHARGERS__{index}__TOKEN": "env-token-7170"})

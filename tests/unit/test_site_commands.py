@@ -31,6 +31,9 @@ def test_the_three_site_commands() -> None:
         ("set_priority", b'{"charger": "garage", "priority": 1.5}', "whole number"),
         ("set_priority", b'{"charger": 3, "priority": 1}', "charger must be"),
         ("set_fuse", b'{"fuse": 20, "id": 1e400}', "id must be a string or a number"),
+        # The rule of a charger command's id: a lone surrogate is no UTF-8, true no id.
+        ("set_mode", b'{"mode": "pv", "id": "\\ud800"}', "id must be a string or a number"),
+        ("set_mode", b'{"mode": "pv", "id": true}', "id must be a string or a number"),
         ("set_fuse", b"[" * 5000, "too large"),
     ],
 )

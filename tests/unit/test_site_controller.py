@@ -546,3 +546,65 @@ def test_a_limit_no_charger_has_is_not_taken_and_stops_no_decision() -> None:
         seen = seen_from_status({**status, **garbage}, online=True)
         assert (seen.low, seen.high) == (6, 32), garbage  # as when the charger says none
         assert calls(step(site(), 0, (1, 1, 1), garage=seen)) == clean, garbage
+
+
+def test_a_charger_whose_own_minimum_is_above_its_max_current_is_paused_not_raised() -> None:
+    """max_current is the user's cap (README: to cap a charger, lower its max_current).
+    A charger whose minimum in the app (mca) is 12 A under a max_current of 10 A was
+    taken over at 10 A, raised to 11 and 12, and its fallback was 12 A."""
+    capped = (SiteChargerSettings(name="garage", priority=1, max_current=10),)
+    controller = site(chargers=capped)
+    seen = ChargerSeen(online=True, car=2, currents=(10.0,) * 3, low=12, high=32, limit=10)
+    assert calls(step(controller, 0, (1, 1, 1), garage=seen)) == {"garage": [{"frc": 1}]}
+    state = controller.state(0)["chargers"]["garage"]
+    assert state["paused"]
+    assert state["why"] == "paused: its minimum 12 A (mca) is above its max_current 10 A"
+    stopped = ChargerSeen(online=True, car=4, low=12, high=32, limit=10, frc=1)
+    for now in range(5, 600, 5):  # room enough all along: it never resumes
+        writes = step(controller, now, (1, 1, 1), garage=stopped)
+        assert all(w.call == {"frc": 1} for w in writes), (now, writes)
+    # The meter silent: the fallback pauses it too, never writes its minimum.
+    fallback = site(chargers=capped, fallback_current=6)
+    seen = ChargerSeen(online=True, car=2, currents=(12.0,) * 3, low=12, high=32)
+    fallback.see("garage", seen)
+    fallback.meter_invalid("broken", 0)
+    assert calls(list(fallback.decide(0).writes)) == {"garage": [{"frc": 1}]}
+
+
+def test_a_meter_stuck_below_what_the_chargers_draw_gives_no_room_beyond_the_fuse() -> None:
+    """A meter that measures import only cannot read less than the site's own chargers
+    draw: such a reading is stuck (a meter bridge republishing its last value) or
+    spoofed. Taken as negative other load, it was room: each raise lowered the "other
+    load" as much, and two chargers ran up to 31 A each under a meter stuck at 0 A - 77 A
+    through a 25 A fuse with 15 A of house. The other load is at least 0: the chargers
+    get the fuse at most, whatever the meter says."""
+    chargers = (SiteChargerSettings(name="garage", priority=1),
+                SiteChargerSettings(name="carport", priority=2))  # fmt: skip
+    controller = site(chargers=chargers)
+    amps = {"garage": 6, "carport": 6}
+    for now in range(0, 300, 5):
+        for name, current in amps.items():
+            controller.see(name, charging(current, limit=current))
+        controller.meter(MeterReading(currents=(0.0, 0.0, 0.0)), now)  # stuck at 0 A
+        for write in controller.decide(now).writes:
+            amps[write.charger] = int(write.call.get("tcl") or amps[write.charger])
+    assert sum(amps.values()) <= 25 - 0.5, amps
+
+
+def test_a_meter_that_repeats_itself_raises_nothing_twice() -> None:
+    """A meter that measures export may read below what the chargers draw (the sun), so
+    that is room - but one stuck on a value (a meter bridge republishing its last one,
+    or a spoofer's constant) then took each raise for more room, the next reading being
+    "after the write": two chargers ran up to 31 A each under a stuck 0 A. A raise now
+    waits for a reading whose value moved since the charger's last write."""
+    chargers = (SiteChargerSettings(name="garage", priority=1),
+                SiteChargerSettings(name="carport", priority=2))  # fmt: skip
+    controller = site(chargers=chargers, meter_exports=True, ramp_up=2)
+    amps = {"garage": 6, "carport": 6}
+    for now in range(0, 300, 5):
+        for name, current in amps.items():
+            controller.see(name, charging(current, limit=current))
+        controller.meter(MeterReading(currents=(0.0, 0.0, 0.0)), now)  # stuck at 0 A
+        for write in controller.decide(now).writes:
+            amps[write.charger] = int(write.call.get("tcl") or amps[write.charger])
+    assert max(amps.values()) <= 6 + 2, amps

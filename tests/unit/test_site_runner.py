@@ -156,6 +156,24 @@ async def test_a_setting_changed_by_command_is_in_the_next_state_even_in_mode_of
     assert (state["mode"], state["fuse"]) == ("off", 20)
 
 
+async def test_a_site_command_whose_id_no_utf8_holds_is_refused_and_answered() -> None:
+    """A hostile client's {"mode": "pv", "id": "\\ud800"}: a charger command with that id
+    is refused, the site's set the mode (and remembered it) and echoed the surrogate."""
+    site = runner(Clock())
+    results: list[bytes] = []
+
+    class Results(Broker):
+        async def publish_once(self, topic: str, payload: str | bytes) -> None:
+            results.append(payload.encode() if isinstance(payload, str) else payload)
+
+    await site.command("set_mode", b'{"mode": "pv", "id": "\\ud800"}', Results())  # type: ignore[arg-type]
+    assert site.controller.mode == "fuse"
+    (result,) = [json.loads(r) for r in results]
+    assert result["ok"] is False
+    assert "id" not in result
+    assert result["error"].startswith("id must be a string or a number")
+
+
 async def test_a_retained_meter_reading_is_old_and_not_taken_for_a_measurement() -> None:
     """At a subscribe the broker hands over what it kept, of unknown age: the site waits
     for a live reading, and without one falls back as with no reading at all."""
