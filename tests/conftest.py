@@ -240,8 +240,10 @@ class MqttProbe:
                 f"no matching message on {topic} (last: {last.text if last else None!r})"
             ) from None
 
-    async def wait_text(self, topic: str, text: str, *, since: int = 0) -> Received:
-        return await self.wait_for(topic, lambda m: m.text == text, since=since)
+    async def wait_text(
+        self, topic: str, text: str, *, since: int = 0, within: float = WAIT
+    ) -> Received:
+        return await self.wait_for(topic, lambda m: m.text == text, since=since, within=within)
 
     async def publish(self, topic: str, payload: str | bytes, *, retain: bool = False) -> None:
         await self._client.publish(topic, payload, qos=1, retain=retain)

@@ -29,6 +29,7 @@ from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Simulator
 
 from ..conftest import (
+    PROCESS_WAIT,
     WAIT,
     Daemon,
     MqttProbe,
@@ -198,8 +199,8 @@ async def test_a_result_in_flight_when_the_bridge_is_killed_reaches_a_subscriber
         first, second = Daemon(config), Daemon(config)
         try:
             async with MqttProbe(broker.host, broker.port, [topics.bridge_availability]) as probe:
-                await first.start()
-                await probe.wait_text(topics.bridge_availability, "online")
+                await first.start()  # a process: its start is CPU a loaded machine shares
+                await probe.wait_text(topics.bridge_availability, "online", within=PROCESS_WAIT)
                 await until(lambda: listener.subscribed > 0, "the listener subscribed")
                 proxy.armed = True
                 await send_command(broker, command, {"charging_power": 10, "id": "first"})
@@ -207,7 +208,9 @@ async def test_a_result_in_flight_when_the_bridge_is_killed_reaches_a_subscriber
                 assert await first.end(signal.SIGKILL) == -signal.SIGKILL
                 mark = probe.mark()
                 await second.start()
-                await probe.wait_text(topics.bridge_availability, "online", since=mark)
+                await probe.wait_text(
+                    topics.bridge_availability, "online", since=mark, within=PROCESS_WAIT
+                )
             await send_command(broker, command, {"charging_power": 11, "id": "second"})
             await until(lambda: "second" in listener.ids, "the second result", within=20)
             assert await second.end(signal.SIGTERM) == 0

@@ -25,7 +25,7 @@ from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import SimulatedCharger, Simulator
 
-from ..conftest import TOKEN, MqttProbe
+from ..conftest import PROCESS_WAIT, TOKEN, MqttProbe
 from ..web import free_port, get
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
@@ -150,8 +150,10 @@ async def test_three_pods_poll_each_charger_once_and_answer_each_command_once(
     topics = Topics(base)
     try:
         async with MqttProbe(broker.host, broker.port, [f"{base}/#"]) as probe:
-            for serial in FLEET:
-                await probe.wait_text(topics.availability(f"c{serial}"), "online")
+            for serial in FLEET:  # three processes starting at once on shared cores
+                await probe.wait_text(
+                    topics.availability(f"c{serial}"), "online", within=PROCESS_WAIT
+                )
             owned = []
             for ordinal in range(len(pods)):
                 info = await probe.wait_for(
