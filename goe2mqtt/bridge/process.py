@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -196,6 +197,7 @@ class Bridge:
             journal.close()
             if http is not None:
                 await http.stop()
+            gc.enable()  # off during the stop (bridge/wind_down)
             if self._stuck is not None:  # the run had begun: its stop, as it went
                 budget = self._stopping()
                 budget.done(EXIT)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -59,7 +60,13 @@ async def wind_down(
     topics: Topics,
 ) -> int:
     """Stop the run, each stage within its share of ``budget``; the number of tasks
-    cancelled that had not ended by their share (left to the event loop's end)."""
+    cancelled that had not ended by their share (left to the event loop's end).
+
+    The cyclic garbage collector stays off until the bridge has stopped (Bridge.run
+    turns it on again): a fleet's cancelled tasks are garbage in cycles, and once the
+    memory upkeep has unfrozen the heap (as it ends) one collection walks all of it;
+    a stop at 10 000 chargers held its loop for seconds at a time in gen-2 collections."""
+    gc.disable()
     # A fleet's poll loops and sockets, cancelled together.
     polling = [*tasks.pollers, *tasks.spawned]
     stuck = await stop_pollers(chargers.values(), polling, budget.share(POLLERS))
@@ -73,6 +80,7 @@ async def wind_down(
     await desk.results.flush(mqtt, budget.share(RESULTS))  # the rest: in the journal
     budget.done(RESULTS)
     stuck |= await stop_pollers((), tasks.helpers, budget.share(HELPERS))
+    gc.disable()  # the memory upkeep, stopped during its start-up phase, turned it on
     budget.done(HELPERS)
     if derived_keys is not None:  # what is not written is hashed again at the next start
         with contextlib.suppress(TimeoutError):
