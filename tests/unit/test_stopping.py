@@ -6,10 +6,13 @@ only."""
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from goe2mqtt.bridge.fleet import stop_pollers
 from goe2mqtt.bridge.stopping import (
@@ -214,3 +217,16 @@ def test_a_backstop_not_due_does_nothing() -> None:
     timer.cancel()
     timer.join(WAIT)
     assert ended == []
+
+
+def test_every_shipped_deployment_waits_longer_than_the_stop_and_its_backstop() -> None:
+    root = Path(__file__).resolve().parents[2]
+    compose = yaml.safe_load((root / "compose.yaml").read_text())
+    grace = compose["services"]["goe2mqtt"]["stop_grace_period"]
+    assert grace.endswith("s")
+    assert float(grace[:-1]) > BACKSTOP_AFTER
+    statefulset = yaml.safe_load((root / "deploy/kubernetes/statefulset.yaml").read_text())
+    assert statefulset["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > BACKSTOP_AFTER
+    unit = (root / "contrib/goe2mqtt.service").read_text()
+    [timeout] = re.findall(r"^TimeoutStopSec=(\d+)$", unit, re.MULTILINE)
+    assert float(timeout) > BACKSTOP_AFTER
