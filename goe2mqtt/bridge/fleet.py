@@ -21,6 +21,8 @@ from goe2mqtt.ledger.books import Ledger
 from goe2mqtt.mqtt.session import MqttSession
 from goe2mqtt.mqtt.topics import Topics
 
+RECANCEL_EVERY = 1.0  # s: a task still running is cancelled again this often
+
 
 def make_chargers(
     settings: Settings,
@@ -70,14 +72,27 @@ async def publish_bridge_discovery(
             await mqtt.publish_retained(topic, payload)
 
 
-async def stop_pollers(chargers: Iterable[Charger], tasks: Collection[asyncio.Task[None]]) -> None:
-    """Stop the poll loops and command tasks, whatever a library did with the cancel."""
+async def stop_pollers(
+    chargers: Iterable[Charger],
+    tasks: Collection[asyncio.Task[None]],
+    within: float | None = None,
+) -> set[asyncio.Task[None]]:
+    """Stop the poll loops and command tasks, whatever a library did with the cancel;
+    after ``within`` s (None: until they end) those still running are returned, cancelled
+    but not awaited (the stop's deadline is worth more: bridge/stopping)."""
     for charger in chargers:
         charger.stop()
+    loop = asyncio.get_running_loop()
+    deadline = None if within is None else loop.time() + within
     # Again until they end: on 3.11 a wait_for inside aiomqtt may swallow one cancel
     # (the chargers' own MQTT connection, cancelled while connecting, hung the stop).
     pending = set(tasks)
     while pending:
         for task in pending:
             task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=1.0)
+        wait = RECANCEL_EVERY if deadline is None else min(RECANCEL_EVERY, deadline - loop.time())
+        # Past the deadline still one turn of the loop: a task that ends at its cancel does.
+        _, pending = await asyncio.wait(pending, timeout=max(0.0, wait))
+        if wait <= 0:
+            break
+    return pending

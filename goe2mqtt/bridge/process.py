@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ import structlog
 
 from goe2mqtt import __version__
 from goe2mqtt.bridge.desk import CommandDesk
-from goe2mqtt.bridge.fleet import make_chargers, publish_bridge_discovery, stop_pollers
+from goe2mqtt.bridge.fleet import make_chargers, publish_bridge_discovery
 from goe2mqtt.bridge.health import write_health_file
 from goe2mqtt.bridge.housekeeping import (
     BIRTH_DELAY,
@@ -45,7 +46,9 @@ from goe2mqtt.bridge.startup import (
     session_options,
     start_spread,
 )
+from goe2mqtt.bridge.stopping import EXIT, STOP_WITHIN, StopBudget
 from goe2mqtt.bridge.watched import owner, watched_subscriptions
+from goe2mqtt.bridge.wind_down import RunTasks, wind_down
 from goe2mqtt.catalogue import STATUS_KEYS
 from goe2mqtt.charger.loop import Charger
 from goe2mqtt.commands.journal import Journal
@@ -56,7 +59,7 @@ from goe2mqtt.goe.factory import open_transport
 from goe2mqtt.goe.pool import PoolStats, http_session
 from goe2mqtt.goe.pushed import KeyFilter
 from goe2mqtt.mqtt.session import InboundMessage, MqttSession, Subscription
-from goe2mqtt.mqtt.topics import OFFLINE, RESULT_LEAF, Topics
+from goe2mqtt.mqtt.topics import RESULT_LEAF, Topics
 from goe2mqtt.util.aio import wait_until_set
 from goe2mqtt.util.values import iso
 
@@ -66,7 +69,6 @@ log = structlog.get_logger()
 # heartbeat whose PUBACK, missing for keepalive/2, makes /readyz fail within 3/4 of
 # the keep-alive of a broker's freeze (the connection ends after ~1.5x keepalive).
 INFO_INTERVAL = 30.0
-COMMAND_GRACE = 10.0  # on stop, a running command may finish for this long
 JOURNAL_PRUNE_EVERY = 3600.0
 
 
@@ -81,7 +83,7 @@ class Bridge:
         birth_spacing: float = BIRTH_SPACING,
         confirm_delays: Sequence[float] = CONFIRM_DELAYS,
         info_interval: float = INFO_INTERVAL,
-        command_grace: float = COMMAND_GRACE,
+        stop_within: float = STOP_WITHIN,
         ledger_clock: Callable[[], float] = time.time,  # tests: the wall clock of the books
     ):
         self.settings = settings
@@ -138,7 +140,9 @@ class Bridge:
         self.started = time.time()
         self._confirm_delays = tuple(confirm_delays)
         self._info_interval = min(info_interval, mqtt.keepalive / 4)
-        self._command_grace = command_grace
+        self._stop_within = stop_within
+        self._stop_budget: StopBudget | None = None  # from the first request_stop()
+        self._stuck: int | None = None  # tasks the stop left running; None: not stopped yet
         self._stop = asyncio.Event()
         # Info and health are written every interval, and at once when MQTT connects or
         # drops: a health check must not report the broker state of up to 30 s ago.
@@ -157,8 +161,14 @@ class Bridge:
         return [f"task {task.get_name()} ended" for task in self._watched if task.done()]
 
     def request_stop(self) -> None:
+        self._stopping()  # the stop's deadline runs from the first request (a SIGTERM)
         self._stop.set()
         self._info_due.set()
+
+    def _stopping(self) -> StopBudget:
+        if self._stop_budget is None:
+            self._stop_budget = StopBudget(self._stop_within)
+        return self._stop_budget
 
     def _mqtt_connection_changed(self, connected: bool) -> None:
         self._info_due.set()
@@ -191,6 +201,13 @@ class Bridge:
             journal.close()
             if http is not None:
                 await http.stop()
+            gc.enable()  # off during the stop (bridge/wind_down)
+            if self._stuck is not None:  # the run had begun: its stop, as it went
+                budget = self._stopping()
+                budget.done(EXIT)
+                log.info("bridge_stopped", results_pending=self.desk.results.pending,
+                         within=budget.within, took=round(budget.elapsed(), 2),
+                         stages=budget.taken, still_running=self._stuck)  # fmt: skip
 
     async def _run_journaled(self, journal: Journal) -> None:
         self.ledger_out.open(self.settings)
@@ -289,22 +306,11 @@ class Bridge:
             finally:
                 self.request_stop()  # the info loop watches this, whatever ended the run
                 stop_task.cancel()
-                await stop_pollers(self.chargers.values(), [*pollers, *self._tasks])
-                # The running command may finish; one cut off gets "outcome unknown".
-                if workers:  # a shard may own no charger
-                    _, late = await asyncio.wait(workers, timeout=self._command_grace)
-                    await stop_pollers((), late)
-                await self.desk.results.flush(self.mqtt)
-                await stop_pollers((), helpers)
-                if self.derived_keys is not None:
-                    await self.derived_keys.close()
-                self.ledger_out.finish()  # the open sessions' progress, on disk
-                final = [(self.topics.availability(n), OFFLINE.encode()) for n in self.chargers]
-                self.mqtt.stop(final)
-                _, pending = await asyncio.wait({mqtt_task}, timeout=10)
-                for task in pending:
-                    task.cancel()
-                log.info("bridge_stopped", results_pending=self.desk.results.pending)
+                tasks = RunTasks(mqtt_task, pollers, workers, helpers, self._tasks)
+                self._stuck = await wind_down(self._stopping(), tasks, self.chargers,
+                                              desk=self.desk, derived_keys=self.derived_keys,
+                                              ledger_out=self.ledger_out, mqtt=self.mqtt,
+                                              topics=self.topics)  # fmt: skip
 
     # --- health -----------------------------------------------------------------------
 

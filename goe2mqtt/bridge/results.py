@@ -182,8 +182,8 @@ class ResultQueue:
         except JournalWriteFailed as exc:
             self._journal_failed(exc)  # a kill -9 now may repeat this result once
 
-    async def flush(self, sender: ResultSender) -> None:
-        """On stop: give the results still owed a moment to go out (the journal keeps
-        the rest for the next start)."""
-        if self._results and sender.connected:
-            await wait_until_set(self._drained, RESULT_FLUSH)
+    async def flush(self, sender: ResultSender, within: float = RESULT_FLUSH) -> None:
+        """On stop: give the results still owed ``within`` s to go out (the journal keeps
+        the rest for the next start); not a moment when the session is not connected."""
+        if self._results and sender.connected and within > 0:
+            await wait_until_set(self._drained, within)

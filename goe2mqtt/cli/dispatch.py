@@ -295,6 +295,7 @@ def _http_healthcheck(config: str, path: str, file: str | None, max_age: float) 
 def _run(settings: Settings) -> int:
     from goe2mqtt.bridge.process import Bridge
     from goe2mqtt.bridge.startup import AnotherInstance, raise_open_file_limit
+    from goe2mqtt.bridge.stopping import arm_backstop
     from goe2mqtt.commands.journal import JournalLocked, JournalUnusable
     from goe2mqtt.ledger.store import StoreUnusable
     from goe2mqtt.mqtt.client import SessionTakenOver
@@ -305,8 +306,15 @@ def _run(settings: Settings) -> int:
     async def serve() -> None:
         bridge = Bridge(settings)
         loop = asyncio.get_running_loop()
+        backstop: list[object] = []
+
+        def stop() -> None:
+            bridge.request_stop()
+            if not backstop:  # the stop's deadline holds even if a task holds the loop
+                backstop.append(arm_backstop())
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, bridge.request_stop)
+            loop.add_signal_handler(sig, stop)
         await bridge.run()
 
     try:

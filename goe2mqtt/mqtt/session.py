@@ -89,6 +89,7 @@ class MqttSession:
         self._one_offs = OneOffs()  # resumed ones, and the wait for each PUBCOMP
         self._stopping = asyncio.Event()
         self._final: list[tuple[str, bytes]] = []
+        self._goodbye_within = SHUTDOWN_TIMEOUT  # set by stop()
         # What earlier runs left retained: read once per process (mqtt/look_back.py).
         self._look_back = LookBack(options, self._subscriptions)
         self.connections = 0
@@ -250,9 +251,13 @@ class MqttSession:
 
     # --- connection -----------------------------------------------------------------
 
-    def stop(self, final: Sequence[tuple[str, bytes]] = ()) -> None:
-        """Ask run() to publish ``final`` and the bridge's offline, then disconnect."""
+    def stop(
+        self, final: Sequence[tuple[str, bytes]] = (), within: float = SHUTDOWN_TIMEOUT
+    ) -> None:
+        """Ask run() to publish ``final`` and the bridge's offline, then disconnect; the
+        goodbye has ``within`` s (past them the broker's last will says offline)."""
         self._final = list(final)
+        self._goodbye_within = max(0.0, within)
         self._stopping.set()
         self._own.live = False
 
@@ -338,7 +343,7 @@ class MqttSession:
             if not stalled.done():
                 stalled.cancel()
             with contextlib.suppress(TimeoutError, aiomqtt.MqttError):
-                async with asyncio.timeout(SHUTDOWN_TIMEOUT):
+                async with asyncio.timeout(self._goodbye_within):
                     await self._say_goodbye(client, sender)
         finally:
             sender.cancel()
@@ -347,6 +352,8 @@ class MqttSession:
     async def _say_goodbye(self, client: aiomqtt.Client, sending: asyncio.Task[None]) -> None:
         for topic, data in self._final:
             self._store.store(topic, data)
-        await self._store.flush(sending, within=FLUSH_WITHIN)
+        # The offline's share of the goodbye as of SHUTDOWN_TIMEOUT's, kept when it is less.
+        within = self._goodbye_within * FLUSH_WITHIN / SHUTDOWN_TIMEOUT
+        await self._store.flush(sending, within=min(FLUSH_WITHIN, within))
         await client.publish(self._options.availability_topic, OFFLINE, qos=1, retain=True)
         log.info("mqtt_disconnecting")

@@ -1,0 +1,86 @@
+"""A SIGTERM ends the process within one deadline, below the 30 s of Docker's and
+Kubernetes' grace, even with a command running past its grace and a frozen broker; the
+command cut off is in the journal, and the next start answers it "outcome unknown".
+
+Before, each stage of the stop had its own timeout one after the other (10 s for the
+command, 5 s for the results, 5 s for the goodbye, 10 s for the MQTT task, and the
+fleet's sockets unbounded): a 10 000-charger bridge took 30-45 s and was killed.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+from goe2mqtt.bridge.startup import journal_path
+from goe2mqtt.bridge.stopping import STOP_WITHIN
+from goe2mqtt.commands.journal import DONE, RUNNING, Journal
+from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.mqtt.topics import Topics
+from goe2mqtt.sim.broker import MosquittoBroker
+from goe2mqtt.sim.charger import Faults
+from goe2mqtt.sim.simulator import Simulator
+
+from ..conftest import PROCESS_WAIT, WAIT, Daemon, MqttProbe, make_settings, until, write_config
+
+# The set never answers while the bridge lives: the command runs past any grace.
+HANGING_SET = Faults(delay=3 * PROCESS_WAIT, only="set")
+
+
+async def test_sigterm_with_a_running_command_and_a_frozen_broker_ends_within_the_deadline(
+    own_broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    raw = make_settings(own_broker, simulator, scan_interval=60)
+    raw["chargers"][0]["timeout"] = 120.0  # the set is not given up before the stop
+    settings = parse_settings(raw)
+    topics = Topics(settings.mqtt.base_topic)
+    garage = simulator.charger("012345")
+    daemon = Daemon(write_config(tmp_path, raw))
+    await daemon.start()
+    async with MqttProbe(own_broker.host, own_broker.port, [f"{topics.base}/#"]) as probe:
+        await probe.wait_text(topics.availability("garage"), "online")
+        garage.faults = HANGING_SET
+        await probe.publish(
+            topics.command("garage", "change_charging_power"),
+            json.dumps({"charging_power": 7, "id": "cut-off"}),
+        )
+        await until(lambda: garage.set_requests >= 1, "the set under way")
+    own_broker.pause()  # frozen: the connection stays, nothing is answered
+    try:
+        assert daemon.process is not None
+        daemon.process.send_signal(signal.SIGTERM)
+        code = await daemon.wait(PROCESS_WAIT)  # liveness only; the deadline: its log
+    finally:
+        own_broker.resume()
+    assert code == 0
+    [stopped] = [e for e in daemon.events() if e["event"] == "bridge_stopped"]
+    # The process's own account, not a clock of this test: one deadline, every stage in it.
+    assert stopped["within"] == STOP_WITHIN < 30
+    assert stopped["took"] <= stopped["within"], stopped
+    assert sum(stopped["stages"].values()) <= stopped["within"], stopped
+    assert stopped["stages"]["commands"] > 0  # the command had its grace, then was cut off
+
+    journal = Journal(journal_path(settings))  # intact: it opens, the command is in it
+    try:
+        [entry] = journal.entries(RUNNING) + journal.entries(DONE)
+        assert entry.service == "change_charging_power"
+        assert entry.sent == [{"amp": 7}]  # its set may have reached the charger
+    finally:
+        journal.close()
+
+    garage.faults = Faults()
+    restarted = Daemon(daemon.config)
+    async with MqttProbe(own_broker.host, own_broker.port, [topics.result("garage")]) as probe:
+        await restarted.start()
+        try:
+            message = await probe.wait_for(topics.result("garage"), within=3 * WAIT)
+        finally:
+            await restarted.end(signal.SIGTERM)
+        assert [m.topic for m in probe.messages] == [topics.result("garage")]  # one result
+    result = message.json()
+    assert result["id"] == "cut-off"
+    assert result["ok"] is False
+    assert result["error"].startswith("outcome unknown"), result
+    assert result["sent"] == [{"amp": 7}]
+    assert garage.set_requests == 1  # never sent again
