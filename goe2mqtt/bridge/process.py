@@ -40,6 +40,7 @@ from goe2mqtt.bridge.sites import Sites
 from goe2mqtt.bridge.stale_bridges import stale_bridge_subscriptions
 from goe2mqtt.bridge.startup import (
     derived_keys,
+    first_polls_due,
     journal_path,
     open_journal,
     refuse_another_instance,
@@ -334,13 +335,7 @@ class Bridge:
         }
 
     def _first_polls_due(self) -> float:
-        """Seconds from start until every charger's first poll is due."""
-        fleet = len(self.chargers)
-        return max(
-            (start_spread(fleet, b.settings.scan_interval) + b.settings.scan_interval
-             for b in self.chargers.values()),
-            default=0.0,
-        )  # fmt: skip
+        return first_polls_due([b.settings.scan_interval for b in self.chargers.values()])
 
     async def _info_after_first_polls(self) -> None:
         """Info and health once every charger has had its first poll: the ones written

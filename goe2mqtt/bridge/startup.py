@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import resource
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,12 @@ def session_options(settings: Settings, topics: Topics) -> MqttOptions:
 def start_spread(fleet: int, scan_interval: float) -> float:
     """Seconds over which a charger's first poll falls at start-up."""
     return max(min(scan_interval, fleet / POLL_START_RATE), fleet / MAX_START_RATE)
+
+
+def first_polls_due(scan_intervals: Sequence[float]) -> float:
+    """Seconds from start until every charger's first poll is due (one scan_interval each)."""
+    fleet = len(scan_intervals)
+    return max((start_spread(fleet, every) + every for every in scan_intervals), default=0.0)
 
 
 def journal_path(settings: Settings) -> Path:
