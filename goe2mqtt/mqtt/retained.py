@@ -29,6 +29,7 @@ import asyncio
 import heapq
 from collections.abc import Callable
 
+import aiomqtt
 import structlog
 
 from goe2mqtt.mqtt import sender
@@ -346,7 +347,7 @@ class RetainedStore:
             else:
                 self._sending = sending
 
-    async def send(self, client: sender.AckedPublisher, ack_timeout: float) -> None:
+    async def send(self, client: aiomqtt.Client, ack_timeout: float) -> None:
         """Drain the owed topics while connected; raises BrokerStalled or MqttError."""
         await sender.send(self, client, ack_timeout)
 

@@ -294,7 +294,7 @@ class MqttSession:
             finally:
                 self._set_client(None)
 
-    async def _serve(self, client: SessionClient, on_message: MessageHandler) -> None:
+    async def _serve(self, client: aiomqtt.Client, on_message: MessageHandler) -> None:
         v5 = self._options.protocol == "5"
         await subscribe(client, self._subscriptions, v5)
         own = self._options.availability_topic

@@ -30,7 +30,6 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from goe2mqtt.mqtt.client import SEND_WINDOW, MqttOptions, PublishRefused, _connection
-from goe2mqtt.mqtt.sender import Answer
 from goe2mqtt.mqtt.topics import OFFLINE
 
 log = structlog.get_logger()
@@ -65,8 +64,6 @@ class SessionClient(aiomqtt.Client):
     def __init__(self, *args: Any, on_new_session: Callable[[], None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._refused: dict[int, str] = {}
-        # Retained QoS 1 publishes of the sender (publish_acked): packet id -> its answer.
-        self._acked: dict[int, Answer] = {}
         # QoS 2 publishes paho holds for us: packet id -> (topic, done when PUBCOMP came,
         # told the packet id when the broker's PUBREC came, before our PUBREL goes out).
         self._once: dict[int, tuple[str, asyncio.Future[None], PacketNote | None]] = {}
@@ -121,10 +118,6 @@ class SessionClient(aiomqtt.Client):
         def on_publish(client: Any, userdata: Any, mid: int, code: Any, props: Any) -> None:
             if getattr(code, "is_failure", False):
                 refused(mid, code)
-            answer = self._acked.pop(mid, None)
-            if answer is not None:  # in this read: it hands the next one over at once
-                answer(mid, self._refused.pop(mid, None))
-                return
             once = self._once.pop(mid, None)
             if once is not None:
                 topic, done, _ = once
@@ -207,9 +200,6 @@ class SessionClient(aiomqtt.Client):
                 self._connected = asyncio.Future()  # would raise CancelledError on it
             if self._client._sock is not None:
                 self._client._loop_rc_handle(MQTT_ERR_CONN_LOST)  # closes, tells on_disconnect
-            acked, self._acked = self._acked, {}
-            for mid, answer in acked.items():  # their sender has ended, or ends now
-                answer(mid, aiomqtt.MqttError("the connection ended"))
             if self._disconnected.done() and not self._disconnected.cancelled():
                 self._disconnected.exception()  # told here: never "never retrieved"
         finally:
@@ -268,18 +258,6 @@ class SessionClient(aiomqtt.Client):
         self._client._out_messages[packet_id] = message
         return self._await_once(packet_id, topic, None)
 
-    def publish_acked(self, topic: str, payload: bytes, answer: Answer) -> int:
-        """Hand a retained QoS 1 message to paho; the packet id. ``answer(packet id,
-        None or the broker's refusal)`` runs in the callback that read the PUBACK, so
-        what it hands over there is written at the loop's next turns, not after a task
-        woke to take it (a saturated loop's turns are long); ``answer(packet id,
-        MqttError)`` when the connection ended first."""
-        info = self._client.publish(topic, payload, qos=1, retain=True)
-        if info.rc != MQTT_ERR_SUCCESS:
-            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
-        self._acked[info.mid] = answer
-        return info.mid
-
     def _await_once(
         self, mid: int, topic: str, on_taken: PacketNote | None
     ) -> asyncio.Future[None]:
@@ -290,7 +268,7 @@ class SessionClient(aiomqtt.Client):
         return done
 
     async def publish(  # type: ignore[override]
-        self, topic: str, payload: str | bytes, qos: int = 0, retain: bool = False, **kwargs: Any
+        self, topic: str, payload: bytes, qos: int = 0, retain: bool = False, **kwargs: Any
     ) -> None:
         _LAST_MID.set(None)
         await super().publish(topic, payload, qos, retain, **kwargs)

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
-
-import pytest
 
 from goe2mqtt.mqtt.session import InboundMessage, MqttOptions, MqttSession
 from goe2mqtt.sim.broker import MosquittoBroker
@@ -19,15 +16,6 @@ from goe2mqtt.sim.broker import MosquittoBroker
 from ..conftest import MqttProbe, cancel, until
 
 TOPICS = 3000
-
-
-@pytest.fixture
-def broker() -> Iterator[MosquittoBroker]:
-    """The probe reads in the loop that sends: the session's 3000 come faster than it
-    reads, and Mosquitto drops what a QoS 1 subscriber has queued past
-    max_queued_messages (1000 by default). This test is about order, not that limit."""
-    with MosquittoBroker(extra_config=(f"max_queued_messages {2 * TOPICS}",)) as running:
-        yield running
 
 
 async def test_a_change_made_during_a_re_send_arrives_before_the_re_send_ends(

@@ -13,8 +13,6 @@ import aiomqtt
 from goe2mqtt.mqtt.families import FAMILY
 from goe2mqtt.mqtt.retained import RetainedStore
 
-from .acking import AckingBroker
-
 
 class Configs:
     """A family whose members are given; counts how often they were built."""
@@ -49,7 +47,7 @@ def configs(name: str = "garage", **payloads: str) -> Configs:
     return Configs(name, members)
 
 
-class Broker(AckingBroker):
+class Broker:
     """Acknowledges every publish (or holds them until released; or fails one topic)."""
 
     def __init__(self, *, hold: bool = False, fail: str | None = None) -> None:

@@ -7,10 +7,8 @@ from typing import Any
 
 from goe2mqtt.mqtt.retained import RetainedStore
 
-from .acking import AckingBroker
 
-
-class Broker(AckingBroker):
+class Broker:
     """Acknowledges a retained publish when the test says so (or at once)."""
 
     def __init__(self, *, hold: bool) -> None:

@@ -14,8 +14,6 @@ from goe2mqtt.mqtt import packing
 from goe2mqtt.mqtt.packing import PACK_AFTER, Packed, Packing
 from goe2mqtt.mqtt.retained import RetainedStore
 
-from .acking import AckingBroker
-
 
 class Clock:
     def __init__(self) -> None:
@@ -25,7 +23,7 @@ class Clock:
         return self.now
 
 
-class Broker(AckingBroker):
+class Broker:
     """Takes every publish (or, with ``fail``, holds it until released and refuses it)."""
 
     def __init__(self, *, fail: bool = False) -> None:
