@@ -24,22 +24,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import bridge_process
-from push import BASE, PASSWORD, TOKEN, proc_cpu
-from push_server import PushServer, serials
+from push import BASE, proc_cpu
+from push_server import PushServer, serials, write_fleet_config
 
 from goe2mqtt.sim.broker import MosquittoBroker
 
@@ -220,18 +218,7 @@ async def run_size(n: int, args: Any) -> list[Phase]:
     url = f"http://127.0.0.1:{server.port}"
     phases = []
     with MosquittoBroker() as broker:
-        config = {
-            "mqtt": {"host": broker.host, "port": broker.port, "base_topic": BASE,
-                     "client_id": f"restart-{uuid.uuid4().hex[:6]}", "discovery": False,
-                     "leaf_topics": False},
-            "state_dir": str(workdir),
-            "http": {"enabled": False},  # others may run a bridge on this machine
-            "chargers": [{"name": f"c{s}", "serial": s, "token": TOKEN, "password": PASSWORD,
-                          "transport": "websocket", "api_url": f"{url}/{s}",
-                          "scan_interval": args.scan_interval}
-                         for s in chargers],
-        }  # fmt: skip
-        (workdir / "config.json").write_text(json.dumps(config))
+        write_fleet_config(workdir, broker, url, chargers, "restart", args.scan_interval)
         for name in ("first start", "restart"):
             print(f"  {n} chargers ({args.hash}): {name}...", file=sys.stderr, flush=True)
             phases.append(await run_phase(name, server, broker, workdir, n, args))

@@ -27,16 +27,15 @@ import json
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import bridge_process
-from push import BASE, PASSWORD, TOKEN
+from push import BASE
 from push_restart import loadavg
-from push_server import PushServer, serials
+from push_server import PushServer, serials, write_fleet_config
 
 from goe2mqtt.sim.broker import MosquittoBroker
 
@@ -154,18 +153,7 @@ async def run_size(n: int, args: Any) -> list[Stop]:
     url = f"http://127.0.0.1:{server.port}"
     results = []
     with MosquittoBroker() as broker:
-        config = {
-            "mqtt": {"host": broker.host, "port": broker.port, "base_topic": BASE,
-                     "client_id": f"stop-{uuid.uuid4().hex[:6]}", "discovery": False,
-                     "leaf_topics": False},
-            "state_dir": str(workdir),
-            "http": {"enabled": False},  # others may run a bridge on this machine
-            "chargers": [{"name": f"c{s}", "serial": s, "token": TOKEN, "password": PASSWORD,
-                          "transport": "websocket", "api_url": f"{url}/{s}",
-                          "scan_interval": args.scan_interval}
-                         for s in chargers],
-        }  # fmt: skip
-        (workdir / "config.json").write_text(json.dumps(config))
+        write_fleet_config(workdir, broker, url, chargers, "stop", args.scan_interval)
         for mode in args.modes:
             print(f"  {n} chargers, broker {mode}...", file=sys.stderr, flush=True)
             results.append(await run_mode(mode, server, broker, workdir, n, args))
