@@ -49,6 +49,25 @@ PREFIX = "push-ha"  # the discovery prefix
 PY_SPY = os.environ.get("PY_SPY", "py-spy")  # e.g. PY_SPY=/work/tools/bin/py-spy
 
 
+def write_fleet_config(
+    workdir: Path, broker: Any, url: str, chargers: list[str], name: str, scan_interval: float
+) -> None:
+    """{workdir}/config.json: these chargers' websockets at ``url``, JSON state only, no
+    HTTP, a client id of its own (``name``-...) on ``broker``."""
+    config = {
+        "mqtt": {"host": broker.host, "port": broker.port, "base_topic": BASE,
+                 "client_id": f"{name}-{uuid.uuid4().hex[:6]}", "discovery": False,
+                 "leaf_topics": False},
+        "state_dir": str(workdir),
+        "http": {"enabled": False},  # others may run a bridge on this machine
+        "chargers": [{"name": f"c{s}", "serial": s, "token": TOKEN, "password": PASSWORD,
+                      "transport": "websocket", "api_url": f"{url}/{s}",
+                      "scan_interval": scan_interval}
+                     for s in chargers],
+    }  # fmt: skip
+    (workdir / "config.json").write_text(json.dumps(config))
+
+
 def latency_window(window: float) -> float:  # the change latency's window
     return min(window, 20)
 

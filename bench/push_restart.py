@@ -36,8 +36,8 @@ from typing import Any
 
 import aiomqtt
 import bridge_process
-from push import BASE, proc_cpu
-from push_server import PushServer, serials, write_fleet_config
+from push import BASE, proc_cpu, write_fleet_config
+from push_server import PushServer, serials
 
 from goe2mqtt.sim.broker import MosquittoBroker
 

@@ -10,8 +10,6 @@ import json
 import random
 import time
 import uuid
-from pathlib import Path
-from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -20,27 +18,6 @@ from goe2mqtt.sim.charger import SimulatedCharger
 
 CHANGES_PER_SECOND = 5  # chargers whose delta a second is a change (timed)
 SLICES = 10  # the second's deltas go out in this many steps
-
-
-def write_fleet_config(
-    workdir: Path, broker: Any, url: str, chargers: list[str], name: str, scan_interval: float
-) -> None:
-    """{workdir}/config.json: these chargers' websockets at ``url``, JSON state only, no
-    HTTP, a client id of its own (``name``-...) on ``broker``."""
-    from push import BASE, PASSWORD, TOKEN
-
-    config = {
-        "mqtt": {"host": broker.host, "port": broker.port, "base_topic": BASE,
-                 "client_id": f"{name}-{uuid.uuid4().hex[:6]}", "discovery": False,
-                 "leaf_topics": False},
-        "state_dir": str(workdir),
-        "http": {"enabled": False},  # others may run a bridge on this machine
-        "chargers": [{"name": f"c{s}", "serial": s, "token": TOKEN, "password": PASSWORD,
-                      "transport": "websocket", "api_url": f"{url}/{s}",
-                      "scan_interval": scan_interval}
-                     for s in chargers],
-    }  # fmt: skip
-    (workdir / "config.json").write_text(json.dumps(config))
 
 
 def serials(n: int) -> list[str]:

@@ -33,9 +33,9 @@ from typing import Any
 
 import aiomqtt
 import bridge_process
-from push import BASE
+from push import BASE, write_fleet_config
 from push_restart import loadavg
-from push_server import PushServer, serials, write_fleet_config
+from push_server import PushServer, serials
 
 from goe2mqtt.sim.broker import MosquittoBroker
 
