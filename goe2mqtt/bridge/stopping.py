@@ -10,9 +10,9 @@ it need at least (their floor). The stages run in the order of what they are wor
 3. the results owed go out to the broker (the journal keeps what does not: the next
    start sends it);
 4. the helpers end, the derived keys and the ledger's open sessions go to disk;
-5. last, the chargers' and the bridge's ``offline`` and the MQTT goodbye: when the
-   session is not connected, not waited for at all (the broker's last will says
-   offline), else whatever time is left.
+5. last, the chargers' and the bridge's ``offline`` and the MQTT goodbye: when this
+   connection never said online, not waited for at all (the broker is away, or still
+   holds the last offline), else whatever time is left.
 
 Nothing durable is lost by a stage cut short: a command cut off is in the journal as
 started, and the next start answers it ``outcome unknown``.

@@ -3,7 +3,7 @@
 bridge/stopping says what the stages are worth and how the deadline is shared; here
 they run: the fleet's poll loops and sockets, a running command's last seconds, the
 results owed, the helpers, the derived keys and the ledger to disk, and last the
-offlines and the MQTT goodbye (none when the session is not connected).
+offlines and the MQTT goodbye (none when the connection never said online).
 """
 
 from __future__ import annotations
@@ -89,8 +89,10 @@ async def wind_down(
     budget.done(KEYS)
     ledger_out.finish()  # the open sessions' progress, on disk
     budget.done(LEDGER)
-    # Not connected: not waited for at all (the broker's last will says offline).
-    goodbye = budget.share(MQTT) if mqtt.connected else 0.0
+    # Never online on this connection: not waited for at all (the broker is away, or
+    # what it holds is already offline). Online said, even with the connection not yet
+    # up, the offline is owed: cut short, the DISCONNECT left "online" for good.
+    goodbye = budget.share(MQTT) if mqtt.owes_goodbye else 0.0
     final = [(topics.availability(name), OFFLINE.encode()) for name in chargers]
     mqtt.stop(final, within=goodbye * GOODBYE_SHARE)
     pending = {tasks.mqtt}

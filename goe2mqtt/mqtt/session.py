@@ -90,6 +90,7 @@ class MqttSession:
         self._stopping = asyncio.Event()
         self._final: list[tuple[str, bytes]] = []
         self._goodbye_within = SHUTDOWN_TIMEOUT  # set by stop()
+        self._online_said = False  # this connection has said (or is saying) online
         # What earlier runs left retained: read once per process (mqtt/look_back.py).
         self._look_back = LookBack(options, self._subscriptions)
         self.connections = 0
@@ -105,6 +106,13 @@ class MqttSession:
     @property
     def connected(self) -> bool:
         return self._client is not None
+
+    @property
+    def owes_goodbye(self) -> bool:
+        """Whether the connection has said online, connected or still on its way there
+        (subscribing, waiting for the online's PUBACK). Cancelled, it would end with a
+        DISCONNECT: the broker drops the last will and keeps the online for good."""
+        return self._online_said
 
     @property
     def unanswered(self) -> float:
@@ -292,6 +300,7 @@ class MqttSession:
                 self.disconnects[cause] += 1
                 await wait_until_set(self._stopping, delay)
             finally:
+                self._online_said = False  # said offline, or the last will will
                 self._set_client(None)
 
     async def _serve(self, client: aiomqtt.Client, on_message: MessageHandler) -> None:
@@ -303,6 +312,7 @@ class MqttSession:
             await self._own.watch(client)
         else:
             await client.subscribe(own, qos=1)
+        self._online_said = True
         await client.publish(self._options.availability_topic, ONLINE, qos=1, retain=True)
         self._one_offs.stalled = stalled = asyncio.get_running_loop().create_future()
         self._set_client(client)

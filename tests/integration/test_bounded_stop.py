@@ -9,20 +9,34 @@ fleet's sockets unbounded): a 10 000-charger bridge took 30-45 s and was killed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from goe2mqtt.bridge.startup import journal_path
 from goe2mqtt.bridge.stopping import STOP_WITHIN
 from goe2mqtt.commands.journal import DONE, RUNNING, Journal
 from goe2mqtt.config.settings import parse_settings
-from goe2mqtt.mqtt.topics import Topics
+from goe2mqtt.mqtt.session_client import SessionClient
+from goe2mqtt.mqtt.topics import OFFLINE, ONLINE, Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.charger import Faults
 from goe2mqtt.sim.simulator import Simulator
 
-from ..conftest import PROCESS_WAIT, WAIT, Daemon, MqttProbe, make_settings, until, write_config
+from ..conftest import (
+    PROCESS_WAIT,
+    WAIT,
+    Daemon,
+    MqttProbe,
+    RunningBridge,
+    make_settings,
+    until,
+    write_config,
+)
 
 # The set never answers while the bridge lives: the command runs past any grace.
 HANGING_SET = Faults(delay=3 * PROCESS_WAIT, only="set")
@@ -84,3 +98,44 @@ async def test_sigterm_with_a_running_command_and_a_frozen_broker_ends_within_th
     assert result["error"].startswith("outcome unknown"), result
     assert result["sent"] == [{"amp": 7}]
     assert garage.set_requests == 1  # never sent again
+
+
+async def test_a_stop_before_the_online_is_acknowledged_still_says_offline(
+    broker: MosquittoBroker, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped after the bridge said online but before the session counted as connected
+    (the online's PUBACK not yet in), the stop skipped the goodbye and cancelled the
+    session: its DISCONNECT dropped the last will, "online" stayed retained, and the next
+    start waited 35 s for the heartbeat of a bridge that was gone."""
+    settings = parse_settings(make_settings(broker, simulator))
+    topics = Topics(settings.mqtt.base_topic)
+    running = RunningBridge(settings)
+    session = running.bridge.mqtt
+    online_sent = asyncio.Event()
+    decided = asyncio.Event()  # the stop has chosen whether a goodbye is owed
+    plain_publish = SessionClient.publish
+    plain_stop = session.stop
+
+    async def online_held_until_the_stop(
+        client: SessionClient, topic: str, payload: Any = None, *args: Any, **kwargs: Any
+    ) -> None:
+        await plain_publish(client, topic, payload, *args, **kwargs)
+        if topic == topics.bridge_availability and payload == ONLINE:
+            online_sent.set()
+            await decided.wait()  # the PUBACK's return, held past the stop's choice
+
+    def stop(*args: Any, **kwargs: Any) -> None:
+        plain_stop(*args, **kwargs)
+        decided.set()
+
+    monkeypatch.setattr(SessionClient, "publish", online_held_until_the_stop)
+    monkeypatch.setattr(session, "stop", stop)
+    await running.start()
+    await asyncio.wait_for(online_sent.wait(), WAIT)
+    assert not session.connected
+    await running.stop()
+
+    async with MqttProbe(broker.host, broker.port, [topics.bridge_availability]) as probe:
+        message = await probe.wait_for(topics.bridge_availability)
+    assert message.retain
+    assert message.payload == OFFLINE.encode()

@@ -1,6 +1,6 @@
 """One deadline for the whole stop (bridge/stopping, bridge/wind_down), on a fake clock:
-each stage takes from what is left, the later ones keep their floor, a session that is
-not connected is not waited for, and a task that swallows every cancel costs its share
+each stage takes from what is left, the later ones keep their floor, a session that
+never said online is not waited for, and a task that swallows every cancel costs its share
 only."""
 
 from __future__ import annotations
@@ -141,9 +141,9 @@ class FakeLedgerOut:
 
 
 class FakeMqtt:
-    def __init__(self, seen: Recorder, *, connected: bool) -> None:
+    def __init__(self, seen: Recorder, *, said_online: bool) -> None:
         self.seen = seen
-        self.connected = connected
+        self.owes_goodbye = said_online
 
     def stop(self, final: Any, within: float) -> None:
         self.seen.calls.append(("mqtt_stop", within))
@@ -154,26 +154,26 @@ async def forever() -> None:
 
 
 async def _wind_down(
-    budget: StopBudget, seen: Recorder, *, connected: bool, command: asyncio.Task[None]
+    budget: StopBudget, seen: Recorder, *, said_online: bool, command: asyncio.Task[None]
 ) -> tuple[int, asyncio.Task[None]]:
     mqtt_task = asyncio.create_task(forever())  # a session reconnecting to a dead broker
     tasks = RunTasks(mqtt_task, [], [command], [], set())
     async with asyncio.timeout(WAIT):
         stuck = await wind_down(
             budget, tasks, {}, desk=FakeDesk(seen), derived_keys=None,  # type: ignore[arg-type]
-            ledger_out=FakeLedgerOut(seen), mqtt=FakeMqtt(seen, connected=connected),  # type: ignore[arg-type]
+            ledger_out=FakeLedgerOut(seen), mqtt=FakeMqtt(seen, said_online=said_online),  # type: ignore[arg-type]
             topics=Topics("goe"),
         )  # fmt: skip
     return stuck, mqtt_task
 
 
-async def test_a_session_not_connected_is_not_waited_for_and_durable_things_come_first() -> None:
+async def test_a_session_never_online_is_not_waited_for_and_durable_things_come_first() -> None:
     seen = Recorder()
     command = asyncio.create_task(forever())  # a command that would run past any grace
     clock = FakeClock()
     budget = StopBudget(20.0, clock=clock)
     clock.now += 20.0 - sum(s.floor for s in STAGES[STAGES.index(COMMANDS) :])  # all but floors
-    stuck, mqtt_task = await _wind_down(budget, seen, connected=False, command=command)
+    stuck, mqtt_task = await _wind_down(budget, seen, said_online=False, command=command)
     assert stuck == 0
     assert command.cancelled()  # cut off: its journal entry says started (outcome unknown)
     assert mqtt_task.cancelled()  # not waited for: the last will says offline
@@ -182,13 +182,13 @@ async def test_a_session_not_connected_is_not_waited_for_and_durable_things_come
     assert dict(seen.calls)["flush"] == pytest.approx(RESULTS.floor)
 
 
-async def test_a_connected_session_gets_what_is_left_for_its_goodbye() -> None:
+async def test_a_session_that_said_online_gets_what_is_left_for_its_goodbye() -> None:
     seen = Recorder()
     command = asyncio.create_task(asyncio.sleep(0))  # ends at once
     clock = FakeClock()
     budget = StopBudget(20.0, clock=clock)
     clock.now += 20.0 - 3.0  # 3 s left: the goodbye gets them less the exit's floor
-    stuck, mqtt_task = await _wind_down(budget, seen, connected=True, command=command)
+    stuck, mqtt_task = await _wind_down(budget, seen, said_online=True, command=command)
     assert stuck == 0
     # The goodbye's share of what is left, the exit's floor kept; past it, cancelled.
     assert dict(seen.calls)["mqtt_stop"] == pytest.approx((3.0 - EXIT.floor) * GOODBYE_SHARE)
