@@ -95,6 +95,8 @@ class Housekeeping:
         self._foreign_discovery_seen = 0
         self._stale: dict[str, None] = {}  # chargers no longer configured, to clear
         self._stale_pending = False  # a task clears them
+        self._stale_configs: dict[str, None] = {}  # discovery configs no longer announced
+        self._configs_pending = False  # a task clears them
         # The configs the chargers and sites announce (or may): the rest under our node
         # is stale.
         self._expected_chargers = ExpectedDiscovery(prefix or "", topics.base, configured)
@@ -133,7 +135,10 @@ class Housekeeping:
         if prefix is not None and message.topic.startswith(f"{prefix}/"):
             if message.payload and not self._expected(message.topic):
                 if points_under(message.payload, self._topics.base):
-                    self._spawn(self._remove_stale_discovery(message.topic))
+                    self._stale_configs[message.topic] = None
+                    if not self._configs_pending:
+                        self._configs_pending = True
+                        self._spawn(self._remove_stale_configs())
                 elif self._foreign_discovery_seen < 1:
                     # Another installation whose base topic makes the same node id
                     # (inst/a and inst_a): its configs are not ours to remove.
@@ -239,10 +244,20 @@ class Housekeeping:
         log.info("site_removed", site=site, reason="no longer configured")
         await self._mqtt.clear_retained(topic)
 
-    async def _remove_stale_discovery(self, topic: str) -> None:
-        log.info("discovery_removed", topic=topic,
-                 reason="charger, site or entity no longer configured")  # fmt: skip
-        await self._mqtt.clear_retained(topic)
+    async def _remove_stale_configs(self) -> None:
+        """Clear the configs no longer announced, once all that is retained has been read:
+        one line for them all (a removed charger logged one per entity, 132)."""
+        try:
+            await self._mqtt.until_looked_back()
+            while self._stale_configs:
+                configs = list(self._stale_configs)
+                self._stale_configs.clear()
+                log.info("discovery_removed", configs=len(configs), first=configs[0],
+                         reason="charger, site or entity no longer configured")  # fmt: skip
+                for topic in configs:
+                    await self._mqtt.clear_retained(topic)
+        finally:
+            self._configs_pending = False
 
 
 def site_state_filter(topics: Topics) -> str:

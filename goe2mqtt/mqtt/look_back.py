@@ -80,8 +80,14 @@ class LookBack:
     def __init__(self, options: MqttOptions, subscriptions: Sequence[Subscription]) -> None:
         self._options = options
         self._wanted = [sub for sub in subscriptions if sub.retained_only]
-        self.done = not self._wanted
+        self.read = asyncio.Event()  # set once a read succeeded
+        if not self._wanted:
+            self.read.set()
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.read.is_set()
 
     def start(self, handler: MessageHandler) -> None:
         if self.done or self._task is not None:
@@ -96,7 +102,7 @@ class LookBack:
                 "mqtt_retained_not_read", error=str(exc), action="read again on the next connection"
             )
         else:
-            self.done = True
+            self.read.set()
             log.info("mqtt_retained_read", messages=count)
         finally:
             self._task = None

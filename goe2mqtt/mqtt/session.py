@@ -128,6 +128,10 @@ class MqttSession:
         """Whether what earlier runs left retained has been read (once per process)."""
         return self._look_back.done
 
+    async def until_looked_back(self) -> None:
+        """Until what earlier runs left retained has all been handed over."""
+        await self._look_back.read.wait()
+
     @property
     def options(self) -> MqttOptions:
         return self._options

@@ -7,6 +7,7 @@ import socket
 from typing import Any
 
 import pytest
+import structlog
 
 from goe2mqtt.catalogue import ENTITIES, STATUS_KEYS, format_state, read_states
 from goe2mqtt.commands.outcomes import unconfirmed_values
@@ -419,6 +420,30 @@ async def test_configs_of_removed_chargers_are_cleared(setup: Setup, probe: Mqtt
     finally:
         await running.stop()
     assert all(m.payload for m in probe.messages if m.topic == kept)
+
+
+async def test_a_removed_chargers_configs_are_cleared_with_one_line_for_them_all(
+    setup: Setup, probe: MqttProbe
+) -> None:
+    """A charger removed from the config logged one line per entity it had (132)."""
+    node = setup.topics.base
+    keys = sorted(STATUS_KEYS)[:40]
+    stale = [f"{setup.prefix}/sensor/{node}/oldcharger_{key}/config" for key in keys]
+    for topic, key in zip(stale, keys, strict=True):
+        config = {"name": key, "state_topic": setup.state("oldcharger", key)}
+        await probe.publish(topic, json.dumps(config), retain=True)
+    await probe.wait_for(stale[-1])
+    running = RunningBridge(setup.settings)
+    with structlog.testing.capture_logs() as logs:
+        await running.start()
+        try:
+            for topic in stale:
+                await probe.wait_for(topic, lambda m: m.payload == b"")
+        finally:
+            await running.stop()
+    [removal] = [e for e in logs if e["event"] == "discovery_removed"]
+    assert removal["configs"] == len(stale)
+    assert removal["first"] in stale
 
 
 async def test_retained_values_of_removed_chargers_are_cleared(
