@@ -33,7 +33,7 @@ import aiomqtt
 import structlog
 
 from goe2mqtt.mqtt import sender
-from goe2mqtt.mqtt.client import PublishRefused
+from goe2mqtt.mqtt.client import SEND_WINDOW, PublishRefused
 from goe2mqtt.mqtt.families import Family, LiveFamily, SendingFamily, Taken
 from goe2mqtt.mqtt.owed import Owed
 from goe2mqtt.mqtt.packing import Packing, same, unpack
@@ -347,9 +347,12 @@ class RetainedStore:
             else:
                 self._sending = sending
 
-    async def send(self, client: aiomqtt.Client, ack_timeout: float) -> None:
-        """Drain the owed topics while connected; raises BrokerStalled or MqttError."""
-        await sender.send(self, client, ack_timeout)
+    async def send(
+        self, client: aiomqtt.Client, ack_timeout: float, window: int = SEND_WINDOW
+    ) -> None:
+        """Drain the owed topics while connected, ``window`` at most awaiting their
+        PUBACK; raises BrokerStalled or MqttError."""
+        await sender.send(self, client, ack_timeout, window)
 
     async def flush(self, sending: asyncio.Task[None], *, within: float) -> None:
         """Let ``sending`` (send()'s task, its publishes in flight) drain the changes

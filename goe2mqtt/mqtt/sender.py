@@ -41,9 +41,13 @@ class RetainedStore(Protocol):
     async def settled(self, barrier: int) -> None: ...
 
 
-async def send(store: RetainedStore, client: aiomqtt.Client, ack_timeout: float) -> None:
-    """Drain the store's owed topics while connected; raises BrokerStalled or MqttError."""
-    window = asyncio.Semaphore(SEND_WINDOW)
+async def send(
+    store: RetainedStore, client: aiomqtt.Client, ack_timeout: float, window: int = SEND_WINDOW
+) -> None:
+    """Drain the store's owed topics while connected, at most ``window`` (SEND_WINDOW,
+    or less: what the connection lets await an answer) at once, so none waits queued
+    inside paho, its ack_timeout running; raises BrokerStalled or MqttError."""
+    slots = asyncio.Semaphore(max(1, min(SEND_WINDOW, window)))
     failure: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     sends: set[asyncio.Task[None]] = set()
     delivered = [0]  # acknowledged since the last batch was logged
@@ -70,7 +74,7 @@ async def send(store: RetainedStore, client: aiomqtt.Client, ack_timeout: float)
             if data == b"" and store.retained.get(topic) == b"":
                 del store.retained[topic]  # cleared: nothing to republish
         finally:
-            window.release()
+            slots.release()
             inflight[0] -= 1
             if not inflight[0] and not store._owes() and delivered[0]:
                 log.debug("mqtt_batch_sent", messages=delivered[0])
@@ -90,10 +94,10 @@ async def send(store: RetainedStore, client: aiomqtt.Client, ack_timeout: float)
                 if store.packing.due():  # quiet: what stayed unchanged is packed now
                     store.packing.sweep(store.retained)
                 continue
-            await window.acquire()
+            await slots.acquire()
             taken = store._take()
             if taken is None:
-                window.release()
+                slots.release()
                 continue
             inflight[0] += 1
             task = asyncio.create_task(publish(*taken))

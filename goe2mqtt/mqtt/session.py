@@ -330,7 +330,9 @@ class MqttSession:
         # The broker may have lost anything retained: everything goes out again.
         await self.republish_retained()
         watcher = asyncio.create_task(until_ended(client, self._options.client_id))
-        sender = asyncio.create_task(self._store.send(client, self.ack_timeout))
+        # MQTT 5: the window shrinks to what the broker lets await an answer.
+        window = self._client_of_session().in_flight_cap
+        sender = asyncio.create_task(self._store.send(client, self.ack_timeout, window))
         stopper = asyncio.create_task(self._stopping.wait())
         clean_stop = False
         try:

@@ -30,6 +30,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from goe2mqtt.mqtt.client import SEND_WINDOW, MqttOptions, PublishRefused, _connection
+from goe2mqtt.mqtt.in_flight import InFlight
 from goe2mqtt.mqtt.topics import OFFLINE
 
 log = structlog.get_logger()
@@ -79,6 +80,8 @@ class SessionClient(aiomqtt.Client):
         aiomqtt_on_publish: Any = paho.on_publish
         aiomqtt_on_connect: Any = paho.on_connect
         v5 = kwargs.get("protocol") == aiomqtt.ProtocolVersion.V5
+        # MQTT 5: never more awaiting an answer than the broker's CONNACK allows.
+        self._in_flight = InFlight(paho) if v5 else None
 
         def publish(*args: Any, **kwargs: Any) -> Any:
             info = paho_publish(*args, **kwargs)
@@ -132,9 +135,12 @@ class SessionClient(aiomqtt.Client):
         def on_connect(
             client: Any, userdata: Any, flags: Any, code: Any, props: Any = None
         ) -> None:
-            if not getattr(code, "is_failure", False) and not flags.session_present:
-                self._session_lost()
-                on_new_session()
+            if not getattr(code, "is_failure", False):
+                if not flags.session_present:
+                    self._session_lost()
+                    on_new_session()
+                if self._in_flight is not None:
+                    self._in_flight.connected(props)
             aiomqtt_on_connect(client, userdata, flags, code, props)
 
         def sock_recv(bufsize: int) -> bytes:
@@ -205,6 +211,12 @@ class SessionClient(aiomqtt.Client):
         finally:
             if self._lock.locked():
                 self._lock.release()
+
+    @property
+    def in_flight_cap(self) -> int:
+        """How many QoS 1 and 2 publishes may await an answer at once on this connection
+        (MQTT 5: at most the broker's Receive Maximum); paho queues the rest."""
+        return self._client._max_inflight_messages
 
     def unanswered_for(self, now: float) -> float:
         """How long the broker has left our oldest request (PUBLISH, PUBREL, PINGREQ)
@@ -307,6 +319,7 @@ def new_client(
         clean_start=(not persistent) if v5 else MQTT_CLEAN_START_FIRST_ONLY,
         properties=properties,
         # The sender's window, the results and the goodbye fit without paho queueing.
+        # MQTT 5: lowered to the broker's Receive Maximum per connection (mqtt/in_flight.py).
         max_inflight_messages=2 * SEND_WINDOW,
         on_new_session=on_new_session,
     )
