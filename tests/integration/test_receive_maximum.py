@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties, VariableByteIntegers
 
 from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.mqtt.client import MqttOptions
+from goe2mqtt.mqtt.stream import StreamConnection
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Simulator
 
@@ -279,6 +282,34 @@ async def test_each_connection_keeps_within_its_own_receive_maximum(
     sent = {t for t in proxy.published if t.startswith(f"{prefix}/")}
     assert len(sent) >= CONFIGS
     assert retained == sent  # every config retained at the broker: none lost
+
+
+async def test_the_chargers_connection_keeps_within_its_receive_maximum(
+    broker: MosquittoBroker,
+) -> None:
+    """The connection that writes to chargers' own topics (mqtt/stream.py): a broker that
+    says 1, twelve writes at once: one at a time, each arrives once."""
+    run = uuid.uuid4().hex[:8]
+    client_id = f"goe2mqtt-{run}-chargers"
+    proxy = CountingProxy(broker, client_id, [1])
+    await proxy.start()
+    options = MqttOptions(host=broker.host, port=proxy.port, client_id=f"goe2mqtt-{run}")
+    stream = StreamConnection(options, [], lambda message: None)
+    running = asyncio.create_task(stream.run())
+    topics = [f"go-eCharger/{run}/amp{n}/set" for n in range(12)]
+    try:
+        async with MqttProbe(broker.host, broker.port, [f"go-eCharger/{run}/#"]) as probe:
+            await until(lambda: stream.connected, "the chargers' connection is up")
+            await asyncio.gather(*(stream.publish(topic, b"16") for topic in topics))
+            await until(lambda: len(probe.messages) >= len(topics), "every write arrived")
+            arrived = Counter(m.topic for m in probe.messages)
+    finally:
+        stream.stop()
+        await asyncio.gather(running, return_exceptions=True)
+        await proxy.stop()
+    assert proxy.exceeded == []
+    assert [c.limit for c in proxy.of(client_id)] == [1]
+    assert arrived == Counter(topics)
 
 
 async def _first_connection(proxy: CountingProxy, client_id: str) -> Any:
