@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from paho.mqtt.properties import Properties, VariableByteIntegers
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.mqtt.client import MqttOptions
 from goe2mqtt.mqtt.stream import StreamConnection
+from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Simulator
 
@@ -203,12 +205,16 @@ async def test_a_start_with_discovery_keeps_within_mosquittos_receive_maximum(
 ) -> None:
     """Mosquitto with max_inflight_messages 3 tells v5 clients Receive Maximum 3. A start
     with discovery on (~130 configs per charger, states besides): never more than 3
-    awaiting an answer, every config arrives once, the value is logged once."""
+    awaiting an answer, every config arrives once, a command's result (QoS 2) sent in the
+    middle too, the value is logged once."""
     # The probe must not lose any of the burst (Mosquitto keeps 1000 for a slow reader).
     config = ("max_inflight_messages 3", "max_queued_messages 0")
     with MosquittoBroker(extra_config=config) as broker:
         raw = make_settings(broker, simulator, chargers=("garage", "carport"))
         client_id, prefix = raw["mqtt"]["client_id"], raw["mqtt"]["discovery_prefix"]
+        topics = Topics(raw["mqtt"]["base_topic"])
+        command = topics.command("garage", "change_charging_power")
+        result = topics.result("garage")
         proxy = CountingProxy(broker, client_id, [])
         await proxy.start()
         raw["mqtt"]["port"] = proxy.port
@@ -216,8 +222,12 @@ async def test_a_start_with_discovery_keeps_within_mosquittos_receive_maximum(
         session = running.bridge.mqtt
         try:
             with structlog.testing.capture_logs() as logs:
-                async with MqttProbe(broker.host, broker.port, [f"{prefix}/#"]) as probe:
+                watched = [f"{prefix}/#", result]
+                async with MqttProbe(broker.host, broker.port, watched) as probe:
                     await running.start()
+                    await until(lambda: session.connected, "the session connected")
+                    # A command's result (QoS 2) in the middle of the burst: one more.
+                    await probe.publish(command, json.dumps({"charging_power": 10, "id": "r"}))
 
                     def configs_in() -> bool:
                         sent = {t for t in proxy.published if t.startswith(f"{prefix}/")}
@@ -226,6 +236,7 @@ async def test_a_start_with_discovery_keeps_within_mosquittos_receive_maximum(
                         return done and len(sent) >= CONFIGS and sent <= got
 
                     await until(configs_in, "every discovery config at the subscriber", within=60)
+                    await probe.wait_for(result)
                     arrived = Counter(m.topic for m in probe.messages)
         finally:
             await running.stop()
@@ -234,7 +245,7 @@ async def test_a_start_with_discovery_keeps_within_mosquittos_receive_maximum(
     assert proxy.exceeded == []
     assert {c.limit for c in proxy.of(client_id)} == {3}
     assert set(sent.values()) == {1}  # each config published once
-    assert arrived == sent  # and arrived once
+    assert arrived == sent + Counter({result: 1})  # and arrived once, the result too
     told = [e for e in logs if e["event"] == "mqtt_receive_maximum"]
     assert len(told) == len(proxy.of(client_id))  # once per connection of the session
     assert {(e["broker"], e["in_flight_at_most"]) for e in told} == {(3, 3)}
