@@ -1,7 +1,8 @@
 """The retained store's sender (mqtt/retained.py): what is owed, drained while connected.
 
-SEND_WINDOW publishes await their PUBACK at once; each one taken is the store's newest
-for its topic. Knows MQTT and nothing of go-e.
+SEND_WINDOW publishes await their PUBACK at once (fewer if the broker's Receive Maximum
+says so, mqtt/in_flight.py); each one taken is the store's newest for its topic. Knows
+MQTT and nothing of go-e.
 """
 
 from __future__ import annotations
