@@ -24,6 +24,7 @@ import structlog
 
 from goe2mqtt.bridge.stale_bridges import stale_bridge
 from goe2mqtt.config.site import SiteSettings
+from goe2mqtt.homeassistant.bridge_device import render_bridge_discovery
 from goe2mqtt.homeassistant.discovery import ExpectedDiscovery, discovery_filter
 from goe2mqtt.homeassistant.site_device import site_discovery_topics
 from goe2mqtt.mqtt.look_back import read_retained_together
@@ -239,6 +240,9 @@ class Housekeeping:
                  reason="a shard layout no longer in use")  # fmt: skip
         await self._mqtt.clear_retained(earlier.bridge_availability)
         await self._mqtt.clear_retained(earlier.bridge_info)
+        if self._prefix is not None:  # its device in Home Assistant, whose sensors read those
+            for topic in render_bridge_discovery(prefix=self._prefix, topics=earlier):
+                await self._mqtt.clear_retained(topic)
 
     async def _remove_stale_site_state(self, site: str, topic: str) -> None:
         log.info("site_removed", site=site, reason="no longer configured")
