@@ -121,6 +121,10 @@ async def test_the_earlier_bridge_device_leaves_home_assistant_with_its_topics(
         async with running(raw, None, probe):
             for topic in earlier:
                 await probe.wait_for(topic, lambda m: bool(m.payload))
+        # Another installation whose base topic maps to the same node id: not ours.
+        foreign = next(iter(earlier)).replace("/version/", "/other/")
+        await probe.publish(foreign, '{"availability_topic": "other/bridge/availability"}',
+                            retain=True)  # fmt: skip
         mark = probe.mark()
         async with running(raw, 2, probe):
             await cleared(probe, single, mark)
@@ -128,4 +132,4 @@ async def test_the_earlier_bridge_device_leaves_home_assistant_with_its_topics(
                 await probe.wait_for(topic, lambda m: m.payload == b"", since=mark)
     async with MqttProbe(broker.host, broker.port, [f"{prefix}/sensor/#"]) as fresh:
         bridges = {m.topic for m in fresh.messages if m.retain and "_bridge" in m.topic}
-    assert bridges == current  # the two shards' devices, and no earlier one
+    assert bridges == {*current, foreign}  # the two shards' devices, no earlier one
