@@ -176,7 +176,8 @@ class CommandDesk:
         if self._refused.again(message.mid, message.dup, charger, service, payload):
             log.info("command_redelivered", charger=charger, service=service, action="ignored")
             return
-        command = QueuedCommand(None, charger, service, payload, message.retain, time.time())
+        command = QueuedCommand(None, charger, service, payload, message.retain, time.time(),
+                                first=self._essential(message))  # fmt: skip
         try:
             parsed = self._screen(charger, service, message)
         except Exception as exc:  # a bug must cost one answer, never the bridge
@@ -235,8 +236,9 @@ class CommandDesk:
         except CommandError as exc:
             return str(exc)
         # Refused unstored, before the journal: a flood of commands for a charger whose
-        # queue is full cost a journal write and a result held until sent, each.
-        return door.runner.full() or parsed
+        # queue is full cost a journal write and a result held until sent, each. Never a
+        # site's write: a flood of users' commands must not keep the fuse's from running.
+        return (None if self._essential(message) else door.runner.full()) or parsed
 
     def _unserved(self, charger: str) -> str:
         if charger in self._configured:

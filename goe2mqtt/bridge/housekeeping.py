@@ -24,6 +24,7 @@ import structlog
 
 from goe2mqtt.bridge.stale_bridges import stale_bridge
 from goe2mqtt.config.site import SiteSettings
+from goe2mqtt.homeassistant.bridge_device import bridge_node_id
 from goe2mqtt.homeassistant.discovery import ExpectedDiscovery, discovery_filter
 from goe2mqtt.homeassistant.site_device import site_discovery_topics
 from goe2mqtt.mqtt.look_back import read_retained_together
@@ -239,6 +240,29 @@ class Housekeeping:
                  reason="a shard layout no longer in use")  # fmt: skip
         await self._mqtt.clear_retained(earlier.bridge_availability)
         await self._mqtt.clear_retained(earlier.bridge_info)
+        if self._prefix is not None:  # its device in Home Assistant, whose sensors read those
+            await self._remove_stale_bridge_device(self._prefix, earlier)
+
+    async def _remove_stale_bridge_device(self, prefix: str, earlier: Topics) -> None:
+        """The earlier bridge's discovery configs: what is retained under its node and
+        points under our base topic (another installation's node id may be the same)."""
+        found: dict[str, bytes] = {}
+
+        def retained(message: InboundMessage) -> None:
+            if message.payload:
+                found[message.topic] = message.payload
+
+        node = bridge_node_id(earlier)
+        try:
+            filters = [f"{prefix}/+/{node}/+/config"]
+            await read_retained_together(self._mqtt.options, filters, retained, role="stale")
+        except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
+            log.warning("stale_bridge_device_not_read", node=node, error=str(exc),
+                        action="its configs stay until the next start")  # fmt: skip
+            return
+        for topic, payload in found.items():
+            if points_under(payload, self._topics.base):
+                await self._mqtt.clear_retained(topic)
 
     async def _remove_stale_site_state(self, site: str, topic: str) -> None:
         log.info("site_removed", site=site, reason="no longer configured")

@@ -225,8 +225,9 @@ class Bridge:
             essential=self.sites.own_write,
         )
         try:
-            await refuse_another_instance(self.mqtt.options, self.topics, wait=INFO_INTERVAL + 5)
-            await self._run()
+            if await refuse_another_instance(self.mqtt.options, self.topics, self._stop,
+                                             wait=INFO_INTERVAL + 5):  # fmt: skip
+                await self._run()
         finally:
             self.ledger_out.close()
 

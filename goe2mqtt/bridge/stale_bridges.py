@@ -19,7 +19,7 @@ import re
 from goe2mqtt.mqtt.session import Subscription
 from goe2mqtt.mqtt.topics import BRIDGE_LEAF, Topics
 
-_SHARD = re.compile(r"shard-(0|[1-9][0-9]*)\Z")
+_SHARD = re.compile(r"shard-(0|[1-9][0-9]{0,8})\Z")  # shard.count is at most 1024
 
 
 def stale_bridge_subscriptions(topics: Topics, shards: int | None) -> list[Subscription]:

@@ -4,6 +4,7 @@ limit a fleet needs."""
 
 from __future__ import annotations
 
+import asyncio
 import resource
 import time
 from collections.abc import Sequence
@@ -67,16 +68,32 @@ class AnotherInstance(Exception):
     """A live bridge already serves these topics."""
 
 
-async def refuse_another_instance(options: MqttOptions, topics: Topics, *, wait: float) -> None:
+async def refuse_another_instance(
+    options: MqttOptions, topics: Topics, stop: asyncio.Event, *, wait: float
+) -> bool:
     """Raise AnotherInstance while a live bridge serves these topics. Two bridges on the
     same topics would run every command twice; with one client id they would also
-    knock each other off the broker every second."""
-    if await another_live_instance(options, topics.bridge_info, wait=wait):
+    knock each other off the broker every second. False when ``stop`` was set first:
+    the look waits up to ``wait`` s for a heartbeat, and a SIGTERM meanwhile went
+    unheard until the stop's backstop ended the process (exit 1)."""
+    looking = asyncio.ensure_future(another_live_instance(options, topics.bridge_info, wait=wait))
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({looking, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (looking, stopped):
+            task.cancel()
+        await asyncio.gather(looking, stopped, return_exceptions=True)
+    if stop.is_set():
+        log.info("bridge_stopped", during="the look for another live bridge", started=False)
+        return False
+    if looking.result():
         raise AnotherInstance(
             f"another goe2mqtt is live on {topics.bridge}/ (online, and its"
             " info refreshes): stop it, or give this one its own base_topic"
             " (or shard) and client_id"
         )
+    return True
 
 
 def derived_keys(settings: Settings) -> DerivedKeys | None:

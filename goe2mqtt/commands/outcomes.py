@@ -49,6 +49,9 @@ class QueuedCommand:
     # write, a setpoint the site writes again anyway, which must not wait for a disk
     # (a full one would leave the fuse unprotected). Never set for a user's command.
     unjournaled_ok: bool = False
+    # A site's write (the fuse's protection): it runs before the users' commands that
+    # wait, in its own order, and a queue they filled does not refuse it.
+    first: bool = False
 
 
 class CommandSink(Protocol):

@@ -156,10 +156,15 @@ class CommandRunner:
         offline = self._charger.unreachable() if self._charger.polled else None
         if offline is not None:
             self.refuse(queued, f"charger offline: {offline}")
-        elif (full := self.full()) is not None:
+        elif not queued.first and (full := self.full()) is not None:
             self.refuse(queued, full)
         else:
-            self._queue.append((queued, command))
+            if queued.first:  # a site's write: after the site's waiting, before the users'
+                ahead = next((i for i, (q, _) in enumerate(self._queue) if not q.first),
+                             len(self._queue))  # fmt: skip
+                self._queue.insert(ahead, (queued, command))
+            else:
+                self._queue.append((queued, command))
             self._queued.set()
             log.debug(
                 "command_queued",

@@ -10,6 +10,8 @@ import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from goe2mqtt.util.numbers import finite_number, is_number
+
 Loc = tuple[str | int, ...]
 Context = dict[str, Any] | None  # what the caller hands every check (flags, warnings)
 Convert = Callable[[Any, "Loc", list["Problem"], Context], Any]
@@ -98,8 +100,8 @@ def literal(choices: tuple[Any, ...]) -> Convert:
 SCALARS: dict[Any, tuple[Callable[[Any], bool], str, str]] = {
     bool: (lambda v: isinstance(v, bool), "bool_type", "a valid boolean"),
     int: (lambda v: isinstance(v, int) and not isinstance(v, bool), "int_type", "a valid integer"),
-    float: (
-        lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    float: (  # an int past 2**53 would not even convert (10**400: OverflowError)
+        lambda v: isinstance(v, float) or (is_number(v) and finite_number(v) is not None),
         "float_type",
         "a valid number",
     ),

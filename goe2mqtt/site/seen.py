@@ -22,6 +22,7 @@ MAX_PHASE_CURRENT = 40.0  # A: a go-e charger's 32 A and a margin; beyond it, ga
 CHARGING = 2  # go-e car state: charging
 NO_CAR = 1
 FORCE_OFF = 1  # frc: stop now
+FORCE_STATES = (0, 1, 2)  # frc: neutral, off, on
 HOUR = 3600.0
 MISMATCH_GRACE = 10.0  # s: a limit still not shown this long after its write is written again
 # A a car may draw above the limit written (the pilot's rounding, the charger's own
@@ -68,8 +69,11 @@ def seen_from_status(status: Mapping[str, Any], *, online: bool) -> ChargerSeen:
     bounds = current_bounds(status)
     low, high = int(bounds[0]), int(bounds[1])
     has_tcl = "tcl" in status
-    tcl = _integer(status.get("tcl"))  # null: no temporary limit, the current is amp's
-    limit = tcl if tcl is not None else _integer(status.get("amp"))
+    # null: no temporary limit, the current is amp's. A value no current could be (-1,
+    # 6553) is none: "taken over" at it, the site wrote what the command path refuses.
+    tcl = _amps(status.get("tcl"))
+    limit = tcl if tcl is not None else _amps(status.get("amp"))
+    frc = _integer(status.get("frc"))  # 0, 1, 2: another was restored on a resume
     return ChargerSeen(
         online=online,
         car=_integer(status.get("car")),
@@ -78,7 +82,7 @@ def seen_from_status(status: Mapping[str, Any], *, online: bool) -> ChargerSeen:
         low=low,
         high=high,
         psm=_integer(status.get("psm")),
-        frc=_integer(status.get("frc")),
+        frc=frc if frc in FORCE_STATES else None,
         limit=limit,
         has_tcl=has_tcl,
     )
@@ -89,6 +93,11 @@ def _number(value: Any) -> float | None:
         return value if math.isfinite(value) else None
     number = finite_number(value)
     return None if number is None else float(number)
+
+
+def _amps(value: Any) -> int | None:
+    amps = _integer(value)
+    return amps if amps is not None and 0 <= amps <= MAX_PHASE_CURRENT else None
 
 
 def _integer(value: Any) -> int | None:

@@ -139,3 +139,30 @@ async def test_a_stop_before_the_online_is_acknowledged_still_says_offline(
         message = await probe.wait_for(topics.bridge_availability)
     assert message.retain
     assert message.payload == OFFLINE.encode()
+
+
+async def test_a_stop_while_start_up_looks_for_another_live_bridge_ends_at_once(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    """A bridge killed while the broker was down leaves "online" retained: the next start
+    waits up to 35 s for that bridge's heartbeat. A SIGTERM then went unheard until the
+    wait ended; the backstop ended the process first (exit 1, stop_overran), a stop
+    that the deadline (STOP_WITHIN) promises to end in order."""
+    raw = make_settings(broker, simulator)
+    topics = Topics(parse_settings(raw).mqtt.base_topic)
+    async with MqttProbe(broker.host, broker.port, []) as probe:
+        await probe.publish(topics.bridge_availability, ONLINE, retain=True)
+    daemon = Daemon(write_config(tmp_path, raw))
+    await daemon.start()
+    await until(
+        lambda: any(e["event"] == "checking_for_another_instance" for e in daemon.events()),
+        "the start-up waiting for another bridge's heartbeat",
+        within=PROCESS_WAIT,
+    )
+    assert daemon.process is not None
+    daemon.process.send_signal(signal.SIGTERM)
+    code = await daemon.wait(PROCESS_WAIT)
+    events = [e["event"] for e in daemon.events()]
+    assert "stop_overran" not in events
+    assert code == 0
+    assert "bridge_started" not in events  # nothing started only to be stopped

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.homeassistant.bridge_device import render_bridge_discovery
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Simulator
@@ -99,3 +100,36 @@ async def test_moving_to_shards_fewer_shards_and_back_leaves_no_earlier_bridge_r
             alive.bridge_availability: "online",
             alive.bridge_info: '{"version": "old"}',
         }
+
+
+async def test_the_earlier_bridge_device_leaves_home_assistant_with_its_topics(
+    broker: MosquittoBroker, simulator: Simulator
+) -> None:
+    """The bridge device's discovery configs point at its availability and info: once
+    those were cleared, its sensors stayed in Home Assistant for good, a device
+    "goe2mqtt" (or "goe2mqtt shard 2") unavailable beside the layout's own."""
+    raw = make_settings(broker, simulator, chargers=("garage", "carport"))
+    base, prefix = raw["mqtt"]["base_topic"], raw["mqtt"]["discovery_prefix"]
+    single = Topics(base)
+    earlier = render_bridge_discovery(prefix=prefix, topics=single)
+    current = {
+        topic
+        for index in range(2)
+        for topic in render_bridge_discovery(prefix=prefix, topics=Topics(base, index))
+    }
+    async with MqttProbe(broker.host, broker.port, [f"{base}/#", f"{prefix}/#"]) as probe:
+        async with running(raw, None, probe):
+            for topic in earlier:
+                await probe.wait_for(topic, lambda m: bool(m.payload))
+        # Another installation whose base topic maps to the same node id: not ours.
+        foreign = next(iter(earlier)).replace("/version/", "/other/")
+        await probe.publish(foreign, '{"availability_topic": "other/bridge/availability"}',
+                            retain=True)  # fmt: skip
+        mark = probe.mark()
+        async with running(raw, 2, probe):
+            await cleared(probe, single, mark)
+            for topic in earlier:
+                await probe.wait_for(topic, lambda m: m.payload == b"", since=mark)
+    async with MqttProbe(broker.host, broker.port, [f"{prefix}/sensor/#"]) as fresh:
+        bridges = {m.topic for m in fresh.messages if m.retain and "_bridge" in m.topic}
+    assert bridges == {*current, foreign}  # the two shards' devices, no earlier one

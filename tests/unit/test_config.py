@@ -452,3 +452,11 @@ def test_every_problem_of_a_charger_at_once() -> None:
         "chargers[0].serial: required for the cloud API (or give host for the local API)",
         "chargers[0].token: required for the cloud API (or give token_file)",
     )
+
+
+def test_a_number_no_float_holds_is_a_config_error_naming_the_key() -> None:
+    """A 400-digit price (or fuse) in the YAML is an int that float() cannot take: it
+    ended check-config and start-up with an OverflowError traceback, not the key's name."""
+    raw = base(tariff={"price_per_kwh": 10**400})
+    with pytest.raises(ConfigError, match=r"^chargers\[0\]\.tariff\.price_per_kwh: "):
+        parse_settings(raw)

@@ -606,3 +606,32 @@ def amps_under_a_meter_stuck_at_zero(**overrides: Any) -> dict[str, int]:
         for write in controller.decide(now).writes:
             amps[write.charger] = int(write.call.get("tcl") or amps[write.charger])
     return amps
+
+
+def test_a_garbage_limit_or_force_state_the_charger_shows_is_never_written_back() -> None:
+    """A status whose tcl (or amp) is no current (-1, -10**300) was taken for the limit
+    the charger had: the site "took it over at -1 A", a write the command path refuses,
+    and believed it written (its raises then crept up from there). A frc that is none of
+    go-e's (41) was kept as the force state to restore: mode off wrote it back, refused,
+    and the charger stayed paused."""
+    house = (2.0, 2.0, 2.0)
+    for garbage in (-1, -(10**300), 6553):
+        controller = site()
+        shown = ChargerSeen(online=True, car=2, currents=(10.0, 10.0, 10.0), limit=None)
+        controller.see("garage", seen_from_status(
+            {"car": 2, "nrg": [230, 230, 230, 0, 10, 10, 10, 0, 0, 0, 0, 0], "tcl": garbage,
+             "amp": garbage, "frc": 41}, online=True))  # fmt: skip
+        writes = step(controller, 0, house, carport=shown)
+        [take_over] = calls(writes)["garage"]
+        assert 6 <= take_over["tcl"] <= 16, take_over  # type: ignore[operator]
+    # Paused (no room for its minimum) while it shows frc 41; then mode off resumes it.
+    controller = site()
+    odd = seen_from_status({"car": 2, "nrg": [230, 230, 230, 0, 10, 10, 10, 0, 0, 0, 0, 0],
+                            "tcl": 10, "frc": 41}, online=True)  # fmt: skip
+    step(controller, 0, house, garage=odd, carport=charging(10, limit=10))
+    writes = step(controller, 5, (24, 24, 24), garage=odd, carport=charging(10, limit=10))
+    assert {"frc": 1} in calls(writes)["garage"]
+    assert controller.set_mode("off") is None
+    resumed = [call for call in calls(list(controller.decide(10).writes))["garage"]
+               if "frc" in call]  # fmt: skip
+    assert resumed == [{"frc": 0}]  # neutral, as go-e knows it

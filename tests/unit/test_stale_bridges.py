@@ -23,6 +23,10 @@ from goe2mqtt.mqtt.topics import Topics
         (None, None, "b/garage/availability", None),
         (None, None, "bb/bridge/shard-1/availability", None),
         (None, None, "b/bridge/shard-1/x/availability", None),
+        (None, None, "b/bridge/shard-1023/availability", Topics("b", 1023)),
+        # No goe2mqtt's either (count <= 1024), and int() of 5000 digits raised: a
+        # traceback in the log per such retained message.
+        (None, None, f"b/bridge/shard-{'9' * 5000}/availability", None),
     ],
 )
 def test_a_bridge_of_another_layout(
