@@ -59,6 +59,8 @@ def check_health(
 
 
 def _judged(health: Any) -> tuple[bool, str]:
+    if health.get("stopped"):  # its last word at a clean stop
+        return False, f"the bridge stopped at {health.get('updated')}"
     if not health.get("mqtt_connected"):
         return False, "not connected to the MQTT broker"
     unanswered, keepalive = health.get("mqtt_unanswered"), health.get("mqtt_keepalive")

@@ -209,6 +209,8 @@ class Bridge:
                 log.info("bridge_stopped", results_pending=self.desk.results.pending,
                          within=budget.within, took=round(budget.elapsed(), 2),
                          stages=budget.taken, still_running=self._stuck)  # fmt: skip
+                # Its last word: a stopped bridge's file read as healthy for max_age more.
+                self._write_health(self.info(), mqtt_connected=False, stopped=True)
 
     async def _run_journaled(self, journal: Journal) -> None:
         self.ledger_out.open(self.settings)
@@ -335,6 +337,15 @@ class Bridge:
             "memory": self._memory.report(),
         }
 
+    def _write_health(self, info: dict[str, Any], **last: Any) -> None:
+        # With how long the broker has left us unanswered: a frozen one keeps its TCP
+        # connection, and "connected" alone said healthy (as /readyz does not).
+        mqtt, file = self.mqtt, self.settings.health_file
+        if file is not None:
+            write_health_file(Path(file), {**info, "mqtt_connected": mqtt.connected,
+                "mqtt_unanswered": round(mqtt.unanswered, 1),
+                "mqtt_keepalive": mqtt.options.keepalive, **last})  # fmt: skip
+
     def _first_polls_due(self) -> float:
         return first_polls_due([b.settings.scan_interval for b in self.chargers.values()])
 
@@ -357,14 +368,7 @@ class Bridge:
                 self._remembered.save_owed()  # a write the disk refused, tried again
             info = self.info()
             await self.mqtt.publish_retained(self.topics.bridge_info, result_json(info))
-            if self.settings.health_file is not None:
-                # With how long the broker has left us unanswered: a frozen one keeps
-                # its TCP connection, and "connected" alone said healthy (as /readyz does not).
-                write_health_file(Path(self.settings.health_file), {
-                    **info, "mqtt_connected": self.mqtt.connected,
-                    "mqtt_unanswered": round(self.mqtt.unanswered, 1),
-                    "mqtt_keepalive": self.mqtt.options.keepalive,
-                })  # fmt: skip
+            self._write_health(info)
             await wait_until_set(self._info_due, self._info_interval)
             self._info_due.clear()
 

@@ -191,7 +191,8 @@ def command_line() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--broker",
         default="127.0.0.1:1883",
-        help="mqtt: the broker the chargers publish to (HOST:PORT)",
+        help="--mode mqtt and --house: the broker they publish to (HOST:PORT, default"
+        " 127.0.0.1:1883)",
     )
     simulate.add_argument(
         "--prefix",

@@ -102,6 +102,10 @@ class ChargerSettings(Section):
     @staticmethod
     def _not_the_example(token: SecretStr | None, earlier: Mapping[str, Any]) -> SecretStr | None:
         if token is not None and token.get_secret_value() in EXAMPLE_TOKENS:
+            if earlier.get("host") is not None:  # no API key to look for: none is wanted
+                raise ValueError(
+                    "the local API (host) takes no token: remove the example's placeholder"
+                )
             raise ValueError(PLACEHOLDER)
         return token
 

@@ -6,9 +6,9 @@ checked for without a charger or a meter: the names, the limits, the timings.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from goe2mqtt.config.schema import field, section_check
+from goe2mqtt.config.schema import field, key_check, section_check
 from goe2mqtt.config.section import NAME_PATTERN, TOPIC_PATTERN, Section
 from goe2mqtt.config.values import Context
 
@@ -85,6 +85,13 @@ class SiteSettings(Section):
     # current would charge them from the grid all night); None: never, the fallback holds.
     pv_blind_limit: float | None = field(default=900.0, ge=0, le=86_400)
     chargers: tuple[SiteChargerSettings, ...] = field(min_length=1)
+
+    @key_check("mode", before=True)
+    @staticmethod
+    def _off_as_yaml_reads_it(value: Any) -> Any:
+        # YAML 1.1 reads an unquoted `mode: off` as false: "should be 'fuse', 'pv' or 'off'"
+        # answered the very edit the README suggests.
+        return "off" if value is False else value
 
     @section_check
     def _limits(self, context: Context) -> None:

@@ -133,8 +133,8 @@ async def _script(client: aiomqtt.Client, simulator: Simulator, house: HouseNow,
     say("the meter is back: normal control")
     house.silent = False
     await asyncio.sleep(6 * pace)
-    say("mode pv, the sun gives 11 kW: both get their minimum, the garage (priority 1) the rest")
-    house.sun = 11000.0
+    say("mode pv, the sun gives 16 kW: both get their minimum, the garage (priority 1) the rest")
+    house.sun = 16000.0
     await client.publish(f"{DEMO_BASE}/site/house/cmd/set_mode", '{"mode": "pv"}', qos=1)
     await asyncio.sleep(10 * pace)
     say('try it yourself: publish {"fuse": 16} to ' + f"{DEMO_BASE}/site/house/cmd/set_fuse")

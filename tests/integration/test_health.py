@@ -133,6 +133,30 @@ async def test_the_running_bridge_keeps_the_health_file_fresh(
     assert done.stdout.startswith("unhealthy: health file is")
 
 
+async def test_a_clean_stop_leaves_a_health_file_that_says_so(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    """The README's newcomer stopped the bridge (SIGTERM) and ran `goe2mqtt healthcheck`:
+    "healthy: 1/1 chargers online", exit 0 - the last file said MQTT connected and stayed
+    fresh for max_age (90 s) after the bridge was gone. A clean stop writes it once more."""
+    path = tmp_path / "health.json"
+    raw = make_settings(broker, simulator, chargers=("garage",))
+    raw["health_file"] = str(path)
+    running = RunningBridge(parse_settings(raw))
+    await running.start()
+    try:
+        await until(lambda: check_health(path)[0], "a healthy health file")
+    finally:
+        await running.stop()
+    command = [sys.executable, "-m", "goe2mqtt", "healthcheck", "--file", str(path)]
+    done = await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.startswith("unhealthy: the bridge stopped at "), done.stdout
+    assert json.loads(path.read_text())["mqtt_connected"] is False
+
+
 async def test_the_health_file_follows_the_broker_connection_at_once(
     own_broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
 ) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import io
 import json
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -338,7 +339,7 @@ async def test_site_commands_and_a_user_current_command_refused(site: Site) -> N
 
 async def test_the_house_demo_shows_the_sharing() -> None:
     out = io.StringIO()
-    await run_house_demo(duration=24, out=out, pace=0.45)
+    await run_house_demo(duration=40, out=out, pace=0.45)
     text = out.getvalue()
     assert "site house: mode fuse | room A: L1 22.5 L2 22 L3 23 | garage 16 A | carport 6 A" \
         in text  # fmt: skip
@@ -346,6 +347,12 @@ async def test_the_house_demo_shows_the_sharing() -> None:
     assert "FALLBACK: meter silent" in text
     assert '{"service": "set_mode", "ok": true' in text
     assert "site house: mode pv" in text
+    # "the sun gives 11 kW: both get their minimum, the garage (priority 1) the rest": at
+    # 11 kW the sun left ~2 A a phase over the minimums, less than a raise needs, and the
+    # demo ended with both at 6 A (7 A at this pace). The garage ends with a real rest.
+    sunny = re.findall(r"mode pv \| .* \| garage (\d+) A \| carport 6 A$", text, re.MULTILINE)
+    assert sunny, text
+    assert int(sunny[-1]) >= 10, text[text.index("--- mode pv") :]
 
 
 def test_a_bad_site_stops_start_up_naming_the_key(tmp_path: Path) -> None:

@@ -27,6 +27,16 @@ def test_the_summary_choices_read_as_the_two_they_are() -> None:
     assert args.summary == "month,charger"
 
 
+def test_simulate_help_says_which_broker_the_meter_and_chargers_use_by_default() -> None:
+    """`simulate --house home/meter` without --broker published the meter to the broker on
+    1883 - one the user may not have meant (the README always gives --broker) - while the
+    help named --broker for --mode mqtt only, and no default."""
+    text = " ".join(_help("simulate").split())
+    broker = text[text.rindex("--broker BROKER") :]
+    assert "--house" in broker.split("--charger")[0]
+    assert "default 127.0.0.1:1883" in broker.split("--charger")[0]
+
+
 def test_healthcheck_help_says_what_an_offline_charger_does(tmp_path: Path) -> None:
     """An offline charger is the charger's problem: the check still passes."""
     health = tmp_path / "health.json"

@@ -425,6 +425,19 @@ def test_a_token_over_plain_http_needs_allow_insecure(api_url: str, refused: boo
     assert SECRET not in settings.warnings[0]
 
 
+def test_the_examples_token_beside_a_host_says_to_remove_it() -> None:
+    """config.example.yaml with its host: line uncommented for a local charger said "put
+    the charger's API key from the go-e app here": a newcomer went looking for a cloud key
+    that the local API does not take."""
+    raw = base(token="replace-me")
+    raw["chargers"][0].update(host="192.168.1.20")
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(raw)
+    assert caught.value.problems == (
+        "chargers[0].token: the local API (host) takes no token: remove the example's placeholder",
+    )
+
+
 def test_every_problem_of_a_charger_at_once() -> None:
     # A placeholder token and a too short interval: both, not the first found.
     with pytest.raises(ConfigError) as caught:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from goe2mqtt.config.loading import load_settings
 from goe2mqtt.config.problems import ConfigError
 from goe2mqtt.config.schema import field_names
 from goe2mqtt.config.settings import parse_settings
@@ -49,6 +50,26 @@ def test_the_issues_example_loads_with_its_defaults() -> None:
     assert (garage.priority, garage.min_current, garage.max_current) == (1, 6, 16)
     assert (carport.priority, carport.min_current, carport.max_current) == (2, 6, 32)
     assert parse_settings(config()).sites == ()
+
+
+def test_mode_off_unquoted_in_the_file_is_off(tmp_path: Path) -> None:
+    """The README: "edit the file to `mode: off`: the next start runs off". YAML reads an
+    unquoted off as false, and start-up stopped: "sites[0].mode: Input should be 'fuse',
+    'pv' or 'off'" - about the very value the user had written."""
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "mqtt: {host: 127.0.0.1}\n"
+        "chargers: [{name: garage, host: 192.168.1.20}]\n"
+        "sites:\n"
+        "  - name: house\n"
+        "    fuse: 25\n"
+        "    meter_topic: home/meter\n"
+        "    mode: off\n"
+        "    chargers: [{name: garage}]\n"
+    )
+    assert load_settings(path).sites[0].mode == "off"
+    with pytest.raises(ConfigError, match=r"sites\[0\]\.mode: Input should be"):
+        parse_settings(config(site(mode=True)))  # `mode: on` is no mode
 
 
 @pytest.mark.parametrize(
