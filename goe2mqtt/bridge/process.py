@@ -22,12 +22,7 @@ from goe2mqtt import __version__
 from goe2mqtt.bridge.desk import CommandDesk
 from goe2mqtt.bridge.fleet import make_chargers, publish_bridge_discovery
 from goe2mqtt.bridge.health import write_health_file
-from goe2mqtt.bridge.housekeeping import (
-    BIRTH_DELAY,
-    BIRTH_SPACING,
-    Housekeeping,
-    housekeeping_subscriptions,
-)
+from goe2mqtt.bridge.housekeeping import BIRTH_DELAY, BIRTH_SPACING, Housekeeping
 from goe2mqtt.bridge.info import fleet_info
 from goe2mqtt.bridge.ledger_out import LedgerOutput, price_topics
 from goe2mqtt.bridge.loop_watch import LoopWatch
@@ -37,7 +32,6 @@ from goe2mqtt.bridge.own_mqtt import StreamBroker
 from goe2mqtt.bridge.remembered import Remembered, remembered_chargers
 from goe2mqtt.bridge.site_memory import site_memory
 from goe2mqtt.bridge.sites import Sites
-from goe2mqtt.bridge.stale_bridges import stale_bridge_subscriptions
 from goe2mqtt.bridge.startup import (
     derived_keys,
     first_polls_due,
@@ -48,7 +42,8 @@ from goe2mqtt.bridge.startup import (
     start_spread,
 )
 from goe2mqtt.bridge.stopping import EXIT, STOP_WITHIN, StopBudget
-from goe2mqtt.bridge.watched import owner, watched_subscriptions
+from goe2mqtt.bridge.subscriptions import session_subscriptions
+from goe2mqtt.bridge.watched import owner
 from goe2mqtt.bridge.wind_down import RunTasks, wind_down
 from goe2mqtt.catalogue import STATUS_KEYS
 from goe2mqtt.charger.loop import Charger
@@ -104,22 +99,14 @@ class Bridge:
         # connection of their own (commands stay alone on this session).
         self._own_mqtt = StreamBroker(options)
         self._configured = frozenset(c.name for c in settings.chargers)
-        # QoS 1 on a persistent session: commands sent while we are away wait for us.
-        # no_local keeps our own results (same topic level) from coming back to us.
-        commands = Subscription(
-            self.topics.command_filter, qos=1, no_local=True, retain_as_published=True
-        )
         owned = [c.name for c in settings.owned_chargers()]
         shards = settings.shard.count if settings.shard is not None else None
         self.mqtt = MqttSession(
             options,
             [
-                commands,
-                *housekeeping_subscriptions(self.topics, self._prefix),
-                *stale_bridge_subscriptions(self.topics, shards),
+                *session_subscriptions(self.topics, owned, prefix=self._prefix, shards=shards),
                 *(Subscription(topic, qos=1) for topic in sorted(self._price_topics)),
                 *self.sites.subscriptions(),
-                *watched_subscriptions(self.topics, owned),  # others' writes answered
             ],
             on_connection=self._mqtt_connection_changed,
             on_new_session=self._mqtt_session_lost,
