@@ -84,8 +84,12 @@ def room_of(
 
 
 def _volts(chargers: list[Managed]) -> tuple[float, float, float]:
-    looks = [m.seen.volts for m in chargers if m.seen.online]
-    if not looks:
-        return (NOMINAL_VOLTS, NOMINAL_VOLTS, NOMINAL_VOLTS)
-    a, b, c = (sum(v[p] for v in looks) / len(looks) for p in range(3))
+    """The voltage per phase the site's watts and amps convert at: the lowest a charger
+    online shows (within seen.PLAUSIBLE_VOLTS), never above NOMINAL_VOLTS. A voltage
+    taken too high under-counts the other load twice over when the meter gives power
+    (the chargers' watts subtracted too large, the rest divided by too much): 300 V hid
+    a fifth to a half of it. Too low only counts more, so a charger's voltage may lower
+    the figure (a weak grid), never raise it past nominal."""
+    a, b, c = (min([NOMINAL_VOLTS, *(m.seen.volts[p] for m in chargers if m.seen.online)])
+               for p in range(3))  # fmt: skip
     return (a, b, c)

@@ -1,0 +1,56 @@
+"""What the site may trust when it computes the room: the fuse is never exceeded because
+of a value a charger or the meter handed in (the mains voltage, an export)."""
+
+from __future__ import annotations
+
+import pytest
+
+from goe2mqtt.config.site import SiteChargerSettings
+from goe2mqtt.site.meter import MeterReading
+from goe2mqtt.site.room import MARGIN, room_of
+from goe2mqtt.site.seen import Managed, seen_from_status
+
+FUSE = 25.0
+
+
+def garage(volts: float, amps: float = 10.0) -> Managed:
+    managed = Managed(SiteChargerSettings(name="garage"), 0, 1)
+    status = {"car": 2, "amp": 16, "tcl": 16, "frc": 0, "mca": 6, "ama": 32,
+              "nrg": [volts, volts, volts, 0, amps, amps, amps, 0, 0, 0, 0, 0]}  # fmt: skip
+    managed.learn(seen_from_status(status, online=True))
+    return managed
+
+
+def fuse_room(reading: MeterReading, managed: Managed, *, exports: bool = False) -> float:
+    found = room_of(reading, [managed], 0.0, fuse=FUSE, import_limit=None, pv=False,
+                    exports=exports)  # fmt: skip
+    assert found.room.phases is not None
+    return max(found.room.phases)
+
+
+# A house of 3000 W and a charger drawing 10 A on three phases at a real 230 V: the meter
+# reads 9900 W. The truth: 3000 W is 13.04 A on the phase that may carry it all.
+TRUE_OTHER = 3000 / 230
+POWER = MeterReading(power=3000 + 3 * 10 * 230)
+
+
+@pytest.mark.parametrize("shown", [300.0, 280.0, 253.0, 240.0, 230.0])
+def test_a_high_voltage_never_hides_other_load_when_the_meter_gives_power(shown: float) -> None:
+    # Before: 300 V (accepted from 100 to 300) took the charger's 10 A for 9000 W and
+    # the rest for 900 / 300 = 3 A: 10 A of house load hidden, room for 21 A, not 11.
+    room = fuse_room(POWER, garage(shown))
+    assert room <= FUSE - MARGIN - TRUE_OTHER + 1e-9, shown
+
+
+def test_an_implausible_voltage_is_not_a_mains_voltage() -> None:
+    for shown in (150.0, 260.0, 300.0, 6553.5):
+        assert garage(shown).seen.volts == (230.0, 230.0, 230.0), shown
+    assert garage(215.0).seen.volts == (215.0, 215.0, 215.0)
+
+
+def test_a_low_voltage_counts_more_load_never_less() -> None:
+    # A weak grid at 210 V, as the charger shows it: the same watts are more amperes.
+    real = MeterReading(power=3000 + 3 * 10 * 210)
+    room = fuse_room(real, garage(210.0))
+    assert room <= FUSE - MARGIN - 3000 / 210 + 1e-9
+    assert room < fuse_room(POWER, garage(230.0))
