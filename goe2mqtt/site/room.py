@@ -65,10 +65,12 @@ def room_of(
         other_watts = sum(v * i for v, i in zip(volts, currents, strict=True)) - drawn_watts
     if not exports:
         other_watts = max(0.0, other_watts)
+    # The fuse's other load is never below 0, even from a meter that measures export:
+    # an export is the sun's, gone with a cloud in a second; room made of it let the
+    # written limits add up beyond the fuse (10 A over on a phase, on a seeded day with
+    # PV), which a charger offline or not taking writes then drew past the next reading.
     if currents is not None:
-        other = [currents[p] - drawn[p] for p in range(3)]
-        if not exports:
-            other = [max(0.0, o) for o in other]
+        other = [max(0.0, currents[p] - drawn[p]) for p in range(3)]
     else:  # power alone: any phase may carry all of the rest
         other = [max(0.0, other_watts) / volts[p] for p in range(3)]
     phases = None

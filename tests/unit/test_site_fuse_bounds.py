@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from goe2mqtt.config.site import SiteChargerSettings
+from goe2mqtt.config.site import SiteChargerSettings, SiteSettings
+from goe2mqtt.site.controller import SiteController
 from goe2mqtt.site.meter import MeterReading
 from goe2mqtt.site.room import MARGIN, room_of
-from goe2mqtt.site.seen import Managed, seen_from_status
+from goe2mqtt.site.seen import ChargerSeen, Managed, seen_from_status
 
 FUSE = 25.0
 
@@ -54,3 +55,40 @@ def test_a_low_voltage_counts_more_load_never_less() -> None:
     room = fuse_room(real, garage(210.0))
     assert room <= FUSE - MARGIN - 3000 / 210 + 1e-9
     assert room < fuse_room(POWER, garage(230.0))
+
+
+@pytest.mark.parametrize("pv", [False, True])
+def test_an_export_is_never_room_for_the_fuse(pv: bool) -> None:
+    # 14 A a phase exported (the sun) with the charger drawing 10 A: before, -24 A of
+    # "other load" made 48.5 A of room on a 25 A fuse; a cloud takes it in a second.
+    exported = MeterReading(currents=(-14.0, -14.0, -14.0))
+    found = room_of(exported, [garage(230.0)], 0.0, fuse=FUSE, import_limit=None, pv=pv,
+                    exports=True)  # fmt: skip
+    assert found.room.phases == (FUSE - MARGIN,) * 3
+    if pv:  # the sun is still the sun's: pv shares what is exported
+        assert found.room.pv is not None
+        assert found.room.pv > 0
+
+
+def test_the_limits_written_under_a_big_export_add_up_to_the_fuse_at_most() -> None:
+    controller = SiteController(SiteSettings(
+        name="house", fuse=FUSE, meter_topic="home/meter", meter_exports=True, ramp_up=32,
+        chargers=(SiteChargerSettings(name="garage"), SiteChargerSettings(name="carport")),
+    ))  # fmt: skip
+    for name in ("garage", "carport"):
+        controller.see(name, ChargerSeen(online=True, car=2, currents=(6.0, 6.0, 6.0), limit=6))
+    written: dict[str, int] = {}
+    for n in range(40):  # the sun exports 20 A a phase beyond the house and the chargers
+        now = 5.0 * n
+        export = -20.0 - 0.01 * n  # a meter that moves: no reading is taken for stuck
+        controller.meter(MeterReading(currents=(export, export, export)), now)
+        for write in controller.decide(now).writes:
+            amps = write.call.get("tcl")
+            if amps is not None:
+                written[write.charger] = amps
+        for name, amps in written.items():
+            controller.see(name, ChargerSeen(online=True, car=2, currents=(amps,) * 3,
+                                             limit=amps))  # fmt: skip
+        assert sum(written.values()) <= FUSE - MARGIN, (now, written)
+    # As far as the fuse lets them: 12.25 A each, less the ampere to spare before going up.
+    assert written == {"garage": 11, "carport": 11}
