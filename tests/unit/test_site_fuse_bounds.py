@@ -92,3 +92,20 @@ def test_the_limits_written_under_a_big_export_add_up_to_the_fuse_at_most() -> N
         assert sum(written.values()) <= FUSE - MARGIN, (now, written)
     # As far as the fuse lets them: 12.25 A each, less the ampere to spare before going up.
     assert written == {"garage": 11, "carport": 11}
+
+
+def test_a_charger_that_shows_less_current_than_it_draws_leaves_less_room_not_more() -> None:
+    """Review item: "a charger that reports drawing less than it does makes the site
+    think there is room". The meter measures what it really draws; the site subtracts
+    only what it shows, so the rest stays in the other load: less room, never more.
+    (Counting max(shown, written) instead would subtract a limit the car does not draw -
+    a car tapering at 8 A under 16 A - and hide that much of the house.)"""
+    house = 5.0
+    truth = room_of(MeterReading(currents=(house + 10,) * 3), [garage(230.0, 10.0)], 0.0,
+                    fuse=FUSE, import_limit=None, pv=False)  # fmt: skip
+    for shown in (0.0, 2.0, 5.0, 9.0):
+        found = room_of(MeterReading(currents=(house + 10,) * 3), [garage(230.0, shown)], 0.0,
+                        fuse=FUSE, import_limit=None, pv=False)  # fmt: skip
+        assert found.room.phases is not None
+        assert truth.room.phases is not None
+        assert max(found.room.phases) <= max(truth.room.phases), shown
