@@ -28,6 +28,7 @@ from goe2mqtt.sim.site_day import REACTION, DayReport, run_day
 
 def summary(mode: str, reports: list[DayReport], seconds: float) -> str:
     worst = max(r.worst_overshoot for r in reports)
+    written = max(r.written_over_fuse for r in reports)
     silent = max(r.silent_overshoot for r in reports)
     busiest = max(max(r.writes_per_hour.values()) for r in reports)
     per_hour = statistics.mean(w / 24 for r in reports for w in r.writes.values())
@@ -44,7 +45,8 @@ def summary(mode: str, reports: list[DayReport], seconds: float) -> str:
     blind_run = max(reports, key=lambda r: r.longest_blind_run)
     return (
         f"{mode}: {len(reports)} days in {seconds:.0f} s; worst overshoot {worst} s (bound"
-        f" {bound:g} s; {sum(r.overshoot_seconds for r in reports)} s in all); while the"
+        f" {bound:g} s; {sum(r.overshoot_seconds for r in reports)} s in all); the limits"
+        f" written {written:+g} A beyond the fuse at most; while the"
         f" meter was silent {silent} s; writes per charger per hour: {per_hour:.1f} on"
         f" average, {busiest} in the busiest hour; lowest current written {lowest} A;"
         f" late fallbacks {late}" + (f"; longest pv import beyond the hysteresis {pv} s"
@@ -67,12 +69,18 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=1000)
     parser.add_argument("--outages", action="store_true",
                         help="every day also has one long meter outage")  # fmt: skip
+    parser.add_argument(
+        "--solar",
+        action="store_true",
+        help="fuse days: the house has PV and its meter measures export",
+    )
     args = parser.parse_args()
     for mode, days in (("fuse", args.fuse_days), ("pv", args.pv_days)):
         if not days:
             continue
         started = time.monotonic()
-        reports = [run_day(args.first_seed + n, mode=mode, outage=args.outages)  # type: ignore[arg-type]
+        reports = [run_day(args.first_seed + n, mode=mode, outage=args.outages,  # type: ignore[arg-type]
+                           solar=args.solar)
                    for n in range(days)]  # fmt: skip
         print(summary(mode, reports, time.monotonic() - started), flush=True)
 

@@ -132,7 +132,7 @@ class CommandDesk:
             except CommandError as exc:  # journaled by a version that parsed it otherwise
                 self.command_finished(command, rejection(command, str(exc), self.refusals))
             else:
-                stale = _stale_site_write(entry.service, parsed)
+                stale = _stale_site_write(entry, parsed)
                 if stale is None:
                     self.route(command, parsed)
                 else:
@@ -197,6 +197,7 @@ class CommandDesk:
                 received=command.received,
                 mid=message.mid,
                 dup=message.dup,
+                site=command.first,
             )
         except JournalWriteFailed as exc:
             self._journal_failed(exc)
@@ -342,13 +343,20 @@ class CommandDesk:
             self._on_health_change()
 
 
-def _stale_site_write(service: str, parsed: Command) -> str | None:
+def _stale_site_write(entry: Entry, parsed: Command) -> str | None:
     """Why a site's write queued by the last run is not run now (None: it runs). Its
     current or resume was decided on that run's meter reading, maybe long ago: the site
     decides again from a fresh one (and its pauses from sites.json). A pause runs: it
-    only lowers the draw, at once rather than at the site's first decision."""
+    only lowers the draw, at once rather than at the site's first decision.
+
+    A site's write is what the journal marked as one (it came on the site's own topic),
+    never what its id says: a user's command whose id starts with ``site:`` is a user's,
+    run like any. Only a row of an earlier version, which did not mark them, is told by
+    its id."""
+    if entry.site is False or entry.service != "set":
+        return None
     request_id = parsed.request_id
-    if service != "set" or not (isinstance(request_id, str) and request_id.startswith("site:")):
+    if entry.site is None and not (isinstance(request_id, str) and request_id.startswith("site:")):
         return None
     if parsed.arguments == {"frc": 1}:
         return None

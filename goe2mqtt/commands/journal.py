@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS commands (
     sent TEXT,              -- JSON: the set calls planned when it started
     result TEXT,            -- JSON: the result, once there is one
     packet_id INTEGER,      -- MQTT packet id of the result's publish (QoS 2), set before it left
-    taken INTEGER           -- 1: the broker took it (PUBREC); only our PUBREL is owed
+    taken INTEGER,          -- 1: the broker took it (PUBREC); only our PUBREL is owed
+    site INTEGER            -- 1: a site's own write, 0: a user's (NULL: an earlier version's)
 );
 CREATE INDEX IF NOT EXISTS commands_state ON commands(state);
 CREATE INDEX IF NOT EXISTS commands_mid ON commands(mid);
@@ -81,6 +82,9 @@ class Entry:
     result: dict[str, Any] | None = None
     packet_id: int | None = None  # the result's publish, if it may have left
     taken: bool = False  # the broker took it under packet_id (PUBREC)
+    # A site's own write (from its topic, which no user can publish on), not a user's
+    # command; None: journaled by a version that did not record it.
+    site: bool | None = False
 
 
 class Journal:
@@ -116,7 +120,7 @@ class Journal:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(commands)")}
-            for column in ("packet_id", "taken"):  # a journal of an earlier version
+            for column in ("packet_id", "taken", "site"):  # a journal of an earlier version
                 if column not in columns:
                     self._db.execute(f"ALTER TABLE commands ADD COLUMN {column} INTEGER")
             # A day of commands at most: a full check is cheap, and a broken page found
@@ -160,6 +164,7 @@ class Journal:
         received: float,
         mid: int | None = None,
         dup: bool = False,
+        site: bool = False,
     ) -> int | None:
         """Write a delivered command; its seq, or None for a redelivery we already hold.
 
@@ -180,9 +185,9 @@ class Journal:
                         return None
                 self._db.execute("UPDATE commands SET mid = NULL WHERE mid = ?", (mid,))
             cursor = self._db.execute(
-                "INSERT INTO commands (charger, service, payload, retained, received, mid, state)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (charger, service, payload, int(retained), received, mid, QUEUED),
+                "INSERT INTO commands (charger, service, payload, retained, received, mid, state,"
+                " site) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (charger, service, payload, int(retained), received, mid, QUEUED, int(site)),
             )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
@@ -254,7 +259,7 @@ class Journal:
     def entries(self, state: str) -> list[Entry]:
         rows = self._db.execute(
             "SELECT seq, charger, service, payload, retained, received, state, sent, result,"
-            " packet_id, taken FROM commands WHERE state = ? ORDER BY seq",
+            " packet_id, taken, site FROM commands WHERE state = ? ORDER BY seq",
             (state,),
         ).fetchall()
         return _entries(rows)
@@ -263,7 +268,7 @@ class Journal:
         """A charger's last ``limit`` commands, newest first (the status page shows them)."""
         rows = self._db.execute(
             "SELECT seq, charger, service, payload, retained, received, state, sent, result,"
-            " packet_id, taken FROM commands WHERE charger = ? ORDER BY seq DESC LIMIT ?",
+            " packet_id, taken, site FROM commands WHERE charger = ? ORDER BY seq DESC LIMIT ?",
             (charger, limit),
         ).fetchall()
         return _entries(rows)
@@ -287,7 +292,8 @@ def _entries(rows: list[Any]) -> list[Entry]:
             result=json.loads(result) if result else None,
             packet_id=packet_id,
             taken=bool(taken),
+            site=None if site is None else bool(site),
         )
         for (seq, charger, service, payload, retained, received, row_state, sent, result,
-             packet_id, taken) in rows
+             packet_id, taken, site) in rows
     ]  # fmt: skip

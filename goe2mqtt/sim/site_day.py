@@ -5,6 +5,7 @@ follow a new current after a realistic delay (the command's way, then the charge
 once-a-second logic and the car's own ramp); cars arrive, need energy and taper when
 nearly full; a charger drops offline now and then; ``tcl`` expires after 10 minutes
 like the firmware's. What the day measures is what the issue's properties are about.
+With ``solar``, a fuse day's house has PV too and its meter measures export (``meter_exports``).
 With ``outage``, the meter also has one long outage (``meter_outage``): hours silent or
 of nothing but bad readings, most starting in the afternoon and lasting into the night.
 """
@@ -143,6 +144,9 @@ class DayReport:
     fuse: float
     interval: float
     worst_overshoot: int = 0  # s a phase was above the fuse in one stretch (meter live)
+    # A the limits the site has written exceed the fuse by on a phase (the largest at any
+    # decision; negative: below it): each charger's written limit on its car's phases.
+    written_over_fuse: float = -math.inf
     overshoot_seconds: int = 0
     silent_overshoot: int = 0  # the same while the meter was silent (fallback's doing)
     house_overshoot_seconds: int = 0  # the house alone above the fuse: nobody's doing
@@ -175,7 +179,7 @@ class DayReport:
 def site_settings(mode: Mode, fuse: float, interval: float, **over: Any) -> SiteSettings:
     return SiteSettings(
         name="house", fuse=fuse, meter_topic="home/meter", interval=interval, mode=mode,
-        meter_exports=mode == "pv", chargers=(
+        meter_exports=over.pop("meter_exports", mode == "pv"), chargers=(
             SiteChargerSettings(name="garage", priority=1, max_current=16),
             SiteChargerSettings(name="carport", priority=2),
         ), **over,
@@ -195,13 +199,15 @@ def meter_outage(seed: int) -> tuple[int, int, bool]:
 
 
 def run_day(seed: int, *, mode: Mode = "fuse", fuse: float = 25.0, interval: float = 5.0,
-            outage: bool = False, **site: Any) -> DayReport:  # fmt: skip
+            outage: bool = False, solar: bool = False, **site: Any) -> DayReport:  # fmt: skip
     """One seeded day; ``site``: settings of the site beyond the simulation's own."""
     rng = random.Random(seed)
     house = House(rng, heavy=rng.uniform(0.6, 1.1))
-    sun = Sun(rng, peak=rng.uniform(6000, 11000)) if mode == "pv" else None
-    meter = Meter(rng, period=rng.randrange(1, int(interval) + 1), exports=mode == "pv")
-    settings = site_settings(mode, fuse, interval, **site)
+    exports = mode == "pv" or solar
+    sun = Sun(rng, peak=rng.uniform(6000, 11000)) if exports else None
+    meter = Meter(rng, period=rng.randrange(1, int(interval) + 1), exports=exports)
+    settings = site_settings(mode, fuse, interval, **({"meter_exports": True} if solar else {}),
+                             **site)  # fmt: skip
     controller = SiteController(settings)
     chargers = [SimCharger(c.name, rng, own_amp=16) for c in settings.chargers]
     report = DayReport(seed, mode, fuse, interval)
@@ -226,7 +232,7 @@ def run_day(seed: int, *, mode: Mode = "fuse", fuse: float = 25.0, interval: flo
         payload = meter.payload(t, grid)
         if payload is not None:
             try:
-                controller.meter(parse_meter(payload, exports=mode == "pv"), t)
+                controller.meter(parse_meter(payload, exports=exports), t)
                 last_reading = t
             except MeterInvalid as exc:
                 controller.meter_invalid(str(exc), t)
@@ -248,6 +254,9 @@ def run_day(seed: int, *, mode: Mode = "fuse", fuse: float = 25.0, interval: flo
                     if key in ("tcl", "amp") and value is not None:
                         low = report.lowest_write
                         report.lowest_write = value if low is None else min(low, value)
+            report.written_over_fuse = max(
+                report.written_over_fuse, _written_over_fuse(controller, chargers, fuse)
+            )
             if t - last_reading > settings.meter_timeout + interval:
                 _check_fallback(controller, report, t)
             _measure_runs(controller, report, running, t)
@@ -258,7 +267,7 @@ def run_day(seed: int, *, mode: Mode = "fuse", fuse: float = 25.0, interval: flo
         if blind:
             sun_now = sun_amps if sun is not None else 0.0
             report.blind_grid_wh += max(0.0, _site_import(grid, other, sun_now)) / 3600
-        if sun is not None:
+        if sun is not None and mode == "pv":
             caused = _site_import(grid, other, sun_amps)
             # A start keeps its minimum through pv_min_charge_time whatever the sun does:
             # that much import is the minimum charge time's, not the site's to end.
@@ -313,6 +322,19 @@ def _kept_minimums(controller: SiteController, t: int) -> float:
         for m in controller.managed.values()
         if not m.paused and t - m.started_at < hold
     )
+
+
+def _written_over_fuse(controller: SiteController, chargers: list[SimCharger],
+                      fuse: float) -> float:  # fmt: skip
+    """A the site's written limits exceed the fuse by on the worst phase: what its
+    chargers would draw, their cars willing, were the sun gone and the house idle."""
+    load = [0.0, 0.0, 0.0]
+    for charger in chargers:
+        m = controller.managed[charger.name]
+        if charger.car is not None and not m.paused and m.written is not None:
+            for p in charger.car.phases:
+                load[p] += m.written
+    return max(load) - fuse
 
 
 def _measure_runs(controller: SiteController, report: DayReport, running: dict[str, float],

@@ -65,10 +65,12 @@ def room_of(
         other_watts = sum(v * i for v, i in zip(volts, currents, strict=True)) - drawn_watts
     if not exports:
         other_watts = max(0.0, other_watts)
+    # The fuse's other load is never below 0, even from a meter that measures export:
+    # an export is the sun's, gone with a cloud in a second; room made of it let the
+    # written limits add up beyond the fuse (10 A over on a phase, on a seeded day with
+    # PV), which a charger offline or not taking writes then drew past the next reading.
     if currents is not None:
-        other = [currents[p] - drawn[p] for p in range(3)]
-        if not exports:
-            other = [max(0.0, o) for o in other]
+        other = [max(0.0, currents[p] - drawn[p]) for p in range(3)]
     else:  # power alone: any phase may carry all of the rest
         other = [max(0.0, other_watts) / volts[p] for p in range(3)]
     phases = None
@@ -84,8 +86,12 @@ def room_of(
 
 
 def _volts(chargers: list[Managed]) -> tuple[float, float, float]:
-    looks = [m.seen.volts for m in chargers if m.seen.online]
-    if not looks:
-        return (NOMINAL_VOLTS, NOMINAL_VOLTS, NOMINAL_VOLTS)
-    a, b, c = (sum(v[p] for v in looks) / len(looks) for p in range(3))
+    """The voltage per phase the site's watts and amps convert at: the lowest a charger
+    online shows (within seen.PLAUSIBLE_VOLTS), never above NOMINAL_VOLTS. A voltage
+    taken too high under-counts the other load twice over when the meter gives power
+    (the chargers' watts subtracted too large, the rest divided by too much): 300 V hid
+    a fifth to a half of it. Too low only counts more, so a charger's voltage may lower
+    the figure (a weak grid), never raise it past nominal."""
+    a, b, c = (min([NOMINAL_VOLTS, *(m.seen.volts[p] for m in chargers if m.seen.online)])
+               for p in range(3))  # fmt: skip
     return (a, b, c)

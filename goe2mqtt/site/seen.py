@@ -17,6 +17,9 @@ from goe2mqtt.config.site import SiteChargerSettings
 from goe2mqtt.util.numbers import finite_number
 
 NOMINAL_VOLTS = 230.0
+# A mains voltage a charger's nrg may show: EN 50160's 230 V +-10 %. Anything else (a
+# wrong scaling, garbage) is taken as NOMINAL_VOLTS; room.py never takes one above it.
+PLAUSIBLE_VOLTS = (207.0, 253.0)
 DRAWING = 1.0  # A on a phase: below this the phase is taken as not drawn on
 MAX_PHASE_CURRENT = 40.0  # A: a go-e charger's 32 A and a margin; beyond it, garbage
 CHARGING = 2  # go-e car state: charging
@@ -60,7 +63,8 @@ def seen_from_status(status: Mapping[str, Any], *, online: bool) -> ChargerSeen:
     currents = (0.0, 0.0, 0.0)
     if isinstance(nrg, list) and len(nrg) >= 7:
         numbers = [_number(v) for v in nrg[:7]]
-        volts = tuple(v if v is not None and 100 <= v <= 300 else NOMINAL_VOLTS
+        lowest, highest = PLAUSIBLE_VOLTS
+        volts = tuple(v if v is not None and lowest <= v <= highest else NOMINAL_VOLTS
                       for v in numbers[:3])  # type: ignore[assignment]  # fmt: skip
         # Beyond what a charger draws (garbage, 6553.5 "no value"): taken as 0, so the
         # meter's reading counts it as other load, never as room.

@@ -11,9 +11,13 @@ from __future__ import annotations
 import pytest
 
 from goe2mqtt.sim.site_day import REACTION, DayReport, busiest_hour, run_day
+from goe2mqtt.site.room import MARGIN
 
 FUSE_DAYS = range(100, 106)
-PV_DAYS = range(200, 203)
+# Fuse days of a house with PV and a meter that measures export: before the fuse's other
+# load was kept at 0 or more, the limits written exceeded the fuse by 10, 7, 6 and 6 A.
+SOLAR_DAYS = range(100, 104)
+PV_DAYS = (102, 200, 201, 202)
 # pv days with a long meter outage (sim/site_day.meter_outage) and a car that charged
 # through it. Before pv_blind_limit the fallback's 6 A charged on blind: day 300 for 16061
 # s in one stretch (6.0 kWh from the grid), 302 for 10664 s, 308 for 5301 s (12.7 kWh).
@@ -27,6 +31,10 @@ def _common(report: DayReport) -> None:
     # (while the meter speaks: a silent meter leaves the fallback current alone).
     assert report.worst_overshoot <= report.interval + REACTION, report
     assert report.house_overshoot_seconds == 0, "the house alone must fit its fuse"
+    # The limits the site wrote add up to the fuse less the meter's margin at most, on
+    # every phase and at every decision: an export is never room for the fuse (pv day
+    # 102 wrote 6 A beyond it before).
+    assert report.written_over_fuse <= -MARGIN, report
     assert report.lowest_write is not None
     assert report.lowest_write >= 6, report
     assert max(report.writes_per_hour.values()) <= MAX_WRITES_PER_HOUR, report
@@ -39,6 +47,15 @@ def _common(report: DayReport) -> None:
 @pytest.mark.parametrize("seed", FUSE_DAYS)
 def test_a_fuse_day(seed: int) -> None:
     _common(run_day(seed, mode="fuse"))
+
+
+@pytest.mark.parametrize("seed", SOLAR_DAYS)
+def test_a_fuse_day_with_pv_and_an_exporting_meter_writes_no_more_than_the_fuse(
+    seed: int,
+) -> None:
+    report = run_day(seed, mode="fuse", solar=True)
+    _common(report)
+    assert report.written_over_fuse > -report.fuse, "the chargers charged"
 
 
 @pytest.mark.parametrize("seed", PV_DAYS)
