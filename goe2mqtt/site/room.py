@@ -2,9 +2,9 @@
 
 Pure. The other load is the meter less what the site's chargers draw now; the room is
 the limits less that. A charger offline counts as still drawing what it drew, and as
-able to draw its limit. What a charger draws beyond what the site allows it (once it
-has had time to follow a write) is other load too: the site does not steer it, so the
-others must make room for it.
+able to draw its limit on every phase it is not forced off. What a charger draws beyond
+what the site allows it (once it has had time to follow a write) is other load too: the
+site does not steer it, so the others must make room for it.
 """
 
 from __future__ import annotations
@@ -53,7 +53,10 @@ def room_of(
             drawn[p] += current
         if not m.seen.online:
             limit = max(m.written or 0, *m.last_draw)
-            for p in m.draws_on():
+            # On every phase but a forced one: unseen, it may switch phases (go-e's own
+            # automatic switching, another car); counted on the phase it was seen on, the
+            # others' room on the rest took none of its limit.
+            for p in (0,) if m.seen.psm == 1 else range(3):
                 reserved[p] += limit
     drawn_watts = sum(v * i for v, i in zip(volts, drawn, strict=True))
     reserved_watts = sum(v * i for v, i in zip(volts, reserved, strict=True))

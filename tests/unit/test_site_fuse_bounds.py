@@ -109,3 +109,19 @@ def test_a_charger_that_shows_less_current_than_it_draws_leaves_less_room_not_mo
         assert found.room.phases is not None
         assert truth.room.phases is not None
         assert max(found.room.phases) <= max(truth.room.phases), shown
+
+
+def test_an_offline_charger_seen_on_one_phase_is_reserved_on_all_three() -> None:
+    """Offline, its phases are not seen: a car charging on one phase may switch to three
+    (go-e's automatic phase switching). Reserved on the learned phase only, it drew 13 A
+    on all three beside a kettle, a phase above the fuse until it came back."""
+    managed = Managed(SiteChargerSettings(name="garage"), 0, 1)
+    status = {"car": 2, "amp": 13, "tcl": 13, "frc": 0, "mca": 6, "ama": 32, "psm": 0,
+              "nrg": [230, 230, 230, 0, 13, 0, 0, 0, 0, 0, 0, 0]}  # fmt: skip
+    for _ in range(3):
+        managed.learn(seen_from_status(status, online=True))
+    managed.learn(seen_from_status(status, online=False))
+    found = room_of(MeterReading(currents=(13.0, 0.0, 0.0)), [managed], 0.0, fuse=FUSE,
+                    import_limit=None, pv=False)  # fmt: skip
+    assert found.room.phases is not None
+    assert max(found.room.phases) <= FUSE - MARGIN - 13
