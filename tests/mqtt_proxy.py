@@ -40,7 +40,8 @@ def split_packets(buffer: bytearray) -> list[bytes]:
     return packets
 
 
-def _body(packet: bytes) -> bytes:
+def packet_body(packet: bytes) -> bytes:
+    """A packet without its fixed header (type and flags, remaining length)."""
     pos = 1
     while packet[pos] & 0x80:
         pos += 1
@@ -48,7 +49,7 @@ def _body(packet: bytes) -> bytes:
 
 
 def publish_topic_and_id(packet: bytes) -> tuple[str, int | None]:
-    body = _body(packet)
+    body = packet_body(packet)
     size = int.from_bytes(body[:2], "big")
     topic = body[2 : 2 + size].decode("utf-8", "replace")
     qos = (packet[0] >> 1) & 3
@@ -57,23 +58,21 @@ def publish_topic_and_id(packet: bytes) -> tuple[str, int | None]:
 
 
 def packet_id(packet: bytes) -> int:
-    return int.from_bytes(_body(packet)[:2], "big")
+    return int.from_bytes(packet_body(packet)[:2], "big")
 
 
-class HoldingProxy:
-    def __init__(self, broker_host: str, broker_port: int, topic: str, phase: str) -> None:
-        assert phase in ("ack", "pubrel", "pubcomp")
+class ProxyServer:
+    """A proxy's listening socket on loopback, its connections' writers and tasks."""
+
+    def __init__(self, broker_host: str, broker_port: int) -> None:
         self._broker = (broker_host, broker_port)
-        self._topic = topic
-        self._phase = phase
         self.port = 0
-        self.accepting = True  # False: connections are closed at once (the broker is "down")
-        self.held = asyncio.Event()  # the broker's answer is being held
-        self.armed = False
-        self._done = False  # armed once: afterwards the proxy is transparent
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
+
+    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -92,6 +91,18 @@ class HoldingProxy:
         for writer in list(self._writers):
             writer.transport.abort()
         self._writers.clear()
+
+
+class HoldingProxy(ProxyServer):
+    def __init__(self, broker_host: str, broker_port: int, topic: str, phase: str) -> None:
+        assert phase in ("ack", "pubrel", "pubcomp")
+        super().__init__(broker_host, broker_port)
+        self._topic = topic
+        self._phase = phase
+        self.accepting = True  # False: connections are closed at once (the broker is "down")
+        self.held = asyncio.Event()  # the broker's answer is being held
+        self.armed = False
+        self._done = False  # armed once: afterwards the proxy is transparent
 
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         if not self.accepting:

@@ -31,18 +31,21 @@ from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Simulator
 
 from ..conftest import MqttProbe, RunningBridge, make_settings, until
-from ..mqtt_proxy import PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, packet_id, split_packets
+from ..mqtt_proxy import (
+    PUBACK,
+    PUBCOMP,
+    PUBLISH,
+    PUBREC,
+    PUBREL,
+    ProxyServer,
+    packet_body,
+    packet_id,
+    split_packets,
+)
 
 CONNECT, CONNACK = 1, 2
 UNLIMITED = 65535  # a CONNACK without Receive Maximum
 CONFIGS = 250  # discovery configs of the bridge and two chargers (~130 each)
-
-
-def _body(packet: bytes) -> bytes:
-    pos = 1
-    while packet[pos] & 0x80:
-        pos += 1
-    return packet[pos + 1 :]
 
 
 def _string(data: bytes, at: int) -> tuple[str, int]:
@@ -52,7 +55,7 @@ def _string(data: bytes, at: int) -> tuple[str, int]:
 
 def connect_client_id(packet: bytes) -> tuple[str, bool]:
     """A CONNECT's client id, and whether it is MQTT 5."""
-    body = _body(packet)
+    body = packet_body(packet)
     _, at = _string(body, 0)  # "MQTT"
     v5 = body[at] == 5
     at += 4  # level, flags, keep-alive
@@ -64,12 +67,12 @@ def connect_client_id(packet: bytes) -> tuple[str, bool]:
 
 def connack_properties(packet: bytes) -> Properties:
     props = Properties(PacketTypes.CONNACK)  # type: ignore[no-untyped-call]
-    props.unpack(_body(packet)[2:])
+    props.unpack(packet_body(packet)[2:])
     return props
 
 
 def with_receive_maximum(packet: bytes, value: int) -> bytes:
-    body = _body(packet)
+    body = packet_body(packet)
     props = connack_properties(packet)
     props.ReceiveMaximum = value
     rest = body[:2] + props.pack()
@@ -86,39 +89,18 @@ class Connection:
     resent: int = 0  # PUBLISHes with DUP (owed from an earlier connection)
 
 
-class CountingProxy:
+class CountingProxy(ProxyServer):
     def __init__(self, broker: MosquittoBroker, client_id: str, limits: list[int]) -> None:
-        self._broker = (broker.host, broker.port)
+        super().__init__(broker.host, broker.port)
         self._client_id = client_id  # whose CONNACKs are rewritten
         self._limits = list(limits)  # Receive Maximum of its connections, in turn; then as is
-        self.port = 0
         self.connections: list[Connection] = []
         self.exceeded: list[str] = []
         self.published: Counter[str] = Counter()  # QoS 1/2 PUBLISHes without DUP, by topic
         self.hold = False  # the broker's bytes are dropped (the answers never come)
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._server: asyncio.Server | None = None
 
     def of(self, client_id: str) -> list[Connection]:
         return [c for c in self.connections if c.client_id == client_id]
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        self.cut()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    def cut(self) -> None:
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
 
     def _count(self, connection: Connection, mid: int) -> None:
         connection.awaiting.add(mid)
@@ -162,7 +144,7 @@ class CountingProxy:
                 if kind == CONNECT:
                     connection.client_id, connection.v5 = connect_client_id(packet)
                 elif kind == PUBLISH and (packet[0] >> 1) & 3:
-                    body = _body(packet)
+                    body = packet_body(packet)
                     topic, at = _string(body, 0)
                     if packet[0] & 0x08:
                         connection.resent += 1
@@ -193,7 +175,7 @@ class CountingProxy:
                     self._check(connection)  # what went before the CONNACK counts too
                 elif kind in (PUBACK, PUBCOMP):
                     connection.awaiting.discard(packet_id(packet))
-                elif kind == PUBREC and len(_body(packet)) > 2 and _body(packet)[2] >= 0x80:
+                elif kind == PUBREC and packet_body(packet)[2:3] >= b"\x80":
                     connection.awaiting.discard(packet_id(packet))  # refused: over
                 writer.write(packet)  # the client knows the answer from here on
             with contextlib.suppress(ConnectionError):
