@@ -30,6 +30,20 @@ async def listening(daemon: Daemon) -> str:
     return f"http://{listen}"
 
 
+async def serving(daemon: Daemon) -> str:
+    """The base URL once the bridge has its chargers (bridge_started). The server listens
+    before start-up's look for another live bridge: a page opened then lists none, true
+    of that moment, and a test that read the rows at once failed on a fast machine."""
+    url = await listening(daemon)
+    await until(
+        lambda: (
+            any(e.get("event") == "bridge_started" for e in daemon.events()) or not daemon.running
+        ),
+        "bridge_started",
+    )
+    return url
+
+
 @contextlib.asynccontextmanager
 async def web_daemon(folder: Path, raw: dict[str, Any]) -> AsyncIterator[tuple[Daemon, str]]:
     """goe2mqtt run with this config, as its own process; its base URL."""

@@ -15,7 +15,7 @@ from goe2mqtt.sim.simulator import Simulator
 
 from ..browser import chromium
 from ..conftest import SERIALS, TOKEN, WAIT, Daemon, make_settings, write_config
-from ..web import free_port, listening
+from ..web import free_port, listening, serving
 
 HOSTILE_NAME = "<img src=x onerror=alert(1)>"
 HOSTILE_CARD = "</script><script>alert(1)</script>"
@@ -30,7 +30,7 @@ def cell(name: str, field: str) -> str:
 async def start(config: Path) -> Daemon:
     daemon = Daemon(config)
     await daemon.start()
-    await listening(daemon)
+    await serving(daemon)
     return daemon
 
 
@@ -127,7 +127,7 @@ async def test_filter_and_paging_with_200_chargers(broker: MosquittoBroker, tmp_
     daemon = Daemon(write_config(tmp_path, raw))
     await daemon.start()
     try:
-        url = await listening(daemon)
+        url = await serving(daemon)
         async with chromium() as browser:
             page = await browser.new_page()
             await page.goto(url + "/")
@@ -163,7 +163,7 @@ async def test_with_a_token_the_page_works_in_a_browser_through_its_cookie(
     daemon = Daemon(write_config(tmp_path, raw))
     await daemon.start()
     try:
-        url = await listening(daemon)
+        url = await serving(daemon)
         async with chromium() as browser:
             page = await browser.new_page()
             answer = await page.goto(url + "/")
