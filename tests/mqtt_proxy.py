@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
+from typing import Any
 
 PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP = 3, 4, 5, 6, 7
 
@@ -92,6 +94,30 @@ class ProxyServer:
             writer.transport.abort()
         self._writers.clear()
 
+    async def _pump(
+        self,
+        writers: tuple[asyncio.StreamWriter, asyncio.StreamWriter],
+        pumps: tuple[Coroutine[Any, Any, None], Coroutine[Any, Any, None]],
+        *,
+        reset: bool,
+    ) -> None:
+        """One connection's two directions until either ends; then both sockets end
+        (reset, or closed so that the broker still reads what it has not yet)."""
+        self._writers |= set(writers)
+        tasks = {asyncio.create_task(pump) for pump in pumps}
+        self._tasks |= tasks
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for writer in writers:
+            if reset:
+                writer.transport.abort()
+            else:
+                writer.close()
+            self._writers.discard(writer)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks -= tasks
+
 
 class HoldingProxy(ProxyServer):
     def __init__(self, broker_host: str, broker_port: int, topic: str, phase: str) -> None:
@@ -113,24 +139,12 @@ class HoldingProxy(ProxyServer):
         except OSError:
             client_w.transport.abort()
             return
-        self._writers |= {client_w, broker_w}
         # Per connection: hold the broker's bytes from the moment this turns True.
         state: dict[str, object] = {"holding": False, "mid": None}
-        tasks = {
-            asyncio.create_task(self._upstream(client_r, broker_w, state)),
-            asyncio.create_task(self._downstream(broker_r, client_w, state)),
-        }
-        self._tasks |= tasks
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for writer in (client_w, broker_w):
-            # Closed, not reset: what the broker has not read yet it still reads (a
-            # frozen broker, thawed, handles the publishes queued for it).
-            writer.close()
-            self._writers.discard(writer)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks -= tasks
+        # Closed, not reset: what the broker has not read yet it still reads (a frozen
+        # broker, thawed, handles the publishes queued for it).
+        await self._pump((client_w, broker_w), (self._upstream(client_r, broker_w, state),
+                         self._downstream(broker_r, client_w, state)), reset=False)  # fmt: skip
 
     async def _upstream(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, state: dict[str, object]

@@ -116,22 +116,10 @@ class CountingProxy(ProxyServer):
 
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         broker_r, broker_w = await asyncio.open_connection(*self._broker)
-        self._writers |= {client_w, broker_w}
         connection = Connection()
         self.connections.append(connection)
-        tasks = {
-            asyncio.create_task(self._upstream(client_r, broker_w, connection)),
-            asyncio.create_task(self._downstream(broker_r, client_w, connection)),
-        }
-        self._tasks |= tasks
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for writer in (client_w, broker_w):
-            writer.transport.abort()
-            self._writers.discard(writer)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks -= tasks
+        await self._pump((client_w, broker_w), (self._upstream(client_r, broker_w, connection),
+                         self._downstream(broker_r, client_w, connection)), reset=True)  # fmt: skip
 
     async def _upstream(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, connection: Connection
