@@ -13,13 +13,12 @@ again (same id), once.
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import json
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, tzinfo
+from datetime import tzinfo
 from typing import Any
 
 import structlog
@@ -38,10 +37,11 @@ from goe2mqtt.catalogue.session import (
     card_month_key,
 )
 from goe2mqtt.config.tariff import TariffSettings
+from goe2mqtt.ledger.horizon import PruneHorizon
 from goe2mqtt.ledger.pricing import TopicPrice, month_start, pricing_for, zone
 from goe2mqtt.ledger.readings import read
 from goe2mqtt.ledger.record import CHARGER_REMOVED, Session
-from goe2mqtt.ledger.store import SessionStore, StoreUnusable
+from goe2mqtt.ledger.store import SessionStore
 from goe2mqtt.ledger.tracker import Step, Tracker
 
 log = structlog.get_logger()
@@ -51,12 +51,6 @@ CARD_MONTH_KEYS = tuple(card_month_key(slot) for slot in range(CARD_SLOTS))
 PROGRESS_EVERY = 60.0  # s: an open session's progress is written at most this often
 PROGRESS_BATCH = 1000  # sessions per progress commit at most (~0.1 s of writing)
 SESSION_TOPIC_EVERY = 10.0  # s: the retained session topic, at most this often while it flows
-# s the wall clock may be ahead of the newest session's start at the first prune of a
-# ledger that never pruned (a bridge off for longer, or a session longer, only keeps
-# more, never less).
-CLOCK_SLACK = 86_400.0
-
-
 PRICE_REFUSALS_SAID_EVERY = 60.0  # s: one price_refused line a topic at most
 
 
@@ -220,7 +214,6 @@ class Ledger:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
-        self.keep_days = keep_days
         self.progress_every = progress_every
         self.clock = clock
         self.monotonic = monotonic
@@ -239,21 +232,7 @@ class Ledger:
         self.on_news: Callable[[], None] = lambda: None  # the publisher's wake-up
         self._urgent: dict[str, Session] = {}  # to commit before anything is published
         self._closed: list[Session] = []  # ... of them the closed ones, for the ended queue
-        # Pruning moves with the time seen to pass (monotonic), not the wall clock alone:
-        # a clock stepped years ahead (an RTC reset, bad NTP) must not age the history.
-        # Where the last prune left off, else the newest session on the books - kept in
-        # the file at once: a session stored later under a clock stepped years ahead
-        # must not seed it at the next start (it would take the history for years old).
-        horizon = store.prune_horizon()
-        if horizon is None:
-            newest = store.newest()
-            wanted = clock() - keep_days * 86_400
-            horizon = (
-                wanted if newest is None else min(wanted, newest + CLOCK_SLACK - keep_days * 86_400)
-            )
-            with contextlib.suppress(StoreUnusable):  # a full disk: kept at the first prune
-                store.keep_horizon(horizon)
-        self._horizon, self._horizon_mono = horizon, monotonic()
+        self.horizon = PruneHorizon(store, keep_days=keep_days, clock=clock, monotonic=monotonic)
 
     def books_for(self, name: str, tariff: TariffSettings) -> ChargerBooks:
         books = self.books[name] = ChargerBooks(self, name, tariff)
@@ -362,41 +341,10 @@ class Ledger:
         self.store.announced(session.id)
 
     def prune(self) -> int:
-        """Forget what ended keep_days ago - by the wall clock, but never further than
-        the time seen to pass since the last prune (monotonic) allows: after a clock
-        jump ahead, history ages as time really passes (and a bridge stopped for a
-        while keeps that much longer, never less). How many sessions went."""
-        now, mono = self.clock(), self.monotonic()
-        horizon = self._advanced(now, mono)
-        wanted = now - self.keep_days * 86_400
-        if wanted - horizon > CLOCK_SLACK:
-            log.warning(
-                "ledger_prune_held", clock=_iso(now), horizon=_iso(horizon),
-                ahead_days=round((wanted - horizon) / 86_400, 1),
-                reason="the wall clock is ahead of the time seen to pass: sessions are"
-                " pruned as time passes, not as the clock says",
-            )  # fmt: skip
-        pruned = self.store.prune(horizon)
-        self._horizon, self._horizon_mono = horizon, mono
-        return pruned
+        """Forget what ended keep_days ago (ledger/horizon.py: as time is seen to pass,
+        not as the wall clock alone says). How many sessions went."""
+        return self.horizon.prune()
 
     def keep_horizon(self) -> None:
-        """The prune horizon moved on by the time seen to pass, into the file, pruning
-        nothing (at a stop: a bridge restarted more often than it prunes still ages
-        its history by the time it ran)."""
-        now, mono = self.clock(), self.monotonic()
-        horizon = self._advanced(now, mono)
-        self.store.keep_horizon(horizon)
-        self._horizon, self._horizon_mono = horizon, mono
-
-    def _advanced(self, now: float, mono: float) -> float:
-        wanted = now - self.keep_days * 86_400
-        horizon = min(wanted, self._horizon + max(0.0, mono - self._horizon_mono))
-        # A clock behind the newest session (a box without a battery clock, in 1970) says
-        # nothing of the books' age: moved back by it, the horizon would hold for decades.
-        newest = self.store.newest() if horizon < self._horizon else None
-        return self._horizon if newest is not None and now < newest else horizon
-
-
-def _iso(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
+        """The prune horizon moved on by the time seen to pass, into the file (at a stop)."""
+        self.horizon.keep()

@@ -54,7 +54,7 @@ CREATE INDEX IF NOT EXISTS sessions_started ON sessions(started);
 -- A charger's last session and this month's, at start-up, for each of a fleet.
 CREATE INDEX IF NOT EXISTS sessions_charger ON sessions(charger, started);
 CREATE INDEX IF NOT EXISTS sessions_unannounced ON sessions(announced) WHERE announced = 0;
--- What the ledger keeps beside the sessions: the prune horizon (books.py).
+-- What the ledger keeps beside the sessions: the prune horizon (horizon.py).
 CREATE TABLE IF NOT EXISTS facts (name TEXT PRIMARY KEY, value REAL NOT NULL);
 """
 
