@@ -6,8 +6,8 @@ imported only when a site is configured.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from goe2mqtt.bridge.site_memory import SiteMemory
 from goe2mqtt.config.site import SiteSettings
@@ -45,6 +45,13 @@ class Sites:
     def own_write(self, message: InboundMessage) -> bool:
         """A site's own write (its topic is never published: no user's command has it)."""
         return any(message.topic == runner.write_topic for runner in self.runners.values())
+
+    def write_dropped(self, charger: str, call: Mapping[str, Any]) -> None:
+        """A site's write the last run journaled, not run after the restart (the desk's
+        recovery): a resume among them leaves its charger paused by the site."""
+        for runner in self.runners.values():
+            if charger in runner.controller.managed:
+                runner.resume_dropped(charger, call)
 
     def refusal(self, charger: str, service: str, message: InboundMessage) -> str | None:
         """Why a charger command is refused for a site's sake (None: it is not)."""
