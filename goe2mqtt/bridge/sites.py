@@ -84,4 +84,8 @@ class Sites:
         return topic in self._by_meter
 
     def is_site_topic(self, topic: str) -> bool:
+        # Without sites the name "site" is a charger's like any (config/settings.py
+        # reserves it only while sites are set): its commands are the desk's.
+        if not self.runners:
+            return False
         return topic in self._by_meter or topic.startswith(f"{self._base}/site/")
