@@ -92,6 +92,7 @@ class CommandDesk:
         on_health_change: Callable[[], None] = lambda: None,
         guard: Callable[[str, str, InboundMessage], str | None] | None = None,
         essential: Callable[[InboundMessage], bool] = lambda message: False,
+        site_write_dropped: Callable[[str, Mapping[str, Any]], None] = lambda charger, call: None,
     ) -> None:
         self.journal = journal
         self._chargers = chargers  # filled by the bridge; ours to route to
@@ -112,6 +113,9 @@ class CommandDesk:
         self._on_health_change = on_health_change
         self._guard = guard  # a refusal owed to someone else (a site managing the current)
         self._essential = essential  # a write that runs even when the journal cannot store it
+        # A site's write from before a restart, not run (the site decides again): its
+        # site is told (a resume not run leaves the charger paused, and the site's own).
+        self._site_write_dropped = site_write_dropped
 
     def recover(self, sender: ResultSender) -> None:
         """Pick up what the last run left in the journal (before the session connects)."""
@@ -131,12 +135,17 @@ class CommandDesk:
                 parsed = parse_delivered(entry.service, entry.payload, retained=entry.retained)
             except CommandError as exc:  # journaled by a version that parsed it otherwise
                 self.command_finished(command, rejection(command, str(exc), self.refusals))
+                continue
+            site = _site_write(entry, parsed)
+            if not site:
+                self.route(command, parsed)
+            elif parsed.arguments == {"frc": 1}:
+                # A site's pause runs (it only lowers the draw), before the users'
+                # commands and whatever waits there, as it did before the restart.
+                self.route(dataclasses.replace(command, first=True), parsed)
             else:
-                stale = _stale_site_write(entry, parsed)
-                if stale is None:
-                    self.route(command, parsed)
-                else:
-                    self.command_finished(command, rejection(command, stale, self.refusals))
+                self._site_write_dropped(entry.charger, parsed.arguments)
+                self.command_finished(command, rejection(command, STALE_SITE_WRITE, self.refusals))
         if queued:
             log.info("commands_resumed", count=len(queued))
 
@@ -343,24 +352,24 @@ class CommandDesk:
             self._on_health_change()
 
 
-def _stale_site_write(entry: Entry, parsed: Command) -> str | None:
-    """Why a site's write queued by the last run is not run now (None: it runs). Its
-    current or resume was decided on that run's meter reading, maybe long ago: the site
-    decides again from a fresh one (and its pauses from sites.json). A pause runs: it
-    only lowers the draw, at once rather than at the site's first decision.
+STALE_SITE_WRITE = "not run: a site's write from before the restart; the site decides again"
+
+
+def _site_write(entry: Entry, parsed: Command) -> bool:
+    """Whether a queued command is a site's write (service ``set``). Queued by the last
+    run, its current or resume was decided on that run's meter reading, maybe long ago:
+    only its pause runs now; the site decides the rest again from a fresh reading (and
+    its pauses from sites.json, which a resume journaled before the restart had already
+    left: the site is told of it, bridge/sites.py).
 
     A site's write is what the journal marked as one (it came on the site's own topic),
     never what its id says: a user's command whose id starts with ``site:`` is a user's,
     run like any. Only a row of an earlier version, which did not mark them, is told by
     its id."""
     if entry.site is False or entry.service != "set":
-        return None
+        return False
     request_id = parsed.request_id
-    if entry.site is None and not (isinstance(request_id, str) and request_id.startswith("site:")):
-        return None
-    if parsed.arguments == {"frc": 1}:
-        return None
-    return "not run: a site's write from before the restart; the site decides again"
+    return entry.site is True or (isinstance(request_id, str) and request_id.startswith("site:"))
 
 
 def _command_of(entry: Entry) -> QueuedCommand:

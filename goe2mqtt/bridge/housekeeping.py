@@ -25,7 +25,7 @@ import structlog
 from goe2mqtt.bridge.stale_bridges import stale_bridge
 from goe2mqtt.config.site import SiteSettings
 from goe2mqtt.homeassistant.bridge_device import bridge_node_id
-from goe2mqtt.homeassistant.discovery import ExpectedDiscovery, discovery_filter
+from goe2mqtt.homeassistant.discovery import ORIGIN, ExpectedDiscovery, discovery_filter
 from goe2mqtt.homeassistant.site_device import site_discovery_topics
 from goe2mqtt.mqtt.look_back import read_retained_together
 from goe2mqtt.mqtt.session import InboundMessage, MqttSession, Subscription
@@ -300,13 +300,19 @@ def site_of_state(topics: Topics, topic: str) -> str | None:
 
 
 def points_under(config: bytes, base: str) -> bool:
-    """Whether a retained discovery config is one this installation published: its
-    state or availability topics lie under our base topic."""
+    """Whether a retained discovery config is one this installation published: a
+    goe2mqtt's (every version names itself in ``origin``) whose state or availability
+    topics lie under our base topic. Another tool's config that shares our node id and
+    reads topics under our base topic (a user's own sensors under home/garage/...) is
+    not ours to remove."""
     try:
         payload = json.loads(config)
     except (ValueError, RecursionError):
         return False
     if not isinstance(payload, dict):
+        return False
+    origin = payload.get("origin")
+    if not isinstance(origin, dict) or origin.get("name") != ORIGIN["name"]:
         return False
     topics = [payload.get("state_topic"), payload.get("availability_topic")]
     availability = payload.get("availability")

@@ -212,6 +212,7 @@ class Bridge:
             on_health_change=self._info_due.set,
             guard=self.sites.refusal,
             essential=self.sites.own_write,
+            site_write_dropped=self.sites.write_dropped,
         )
         try:
             if await refuse_another_instance(self.mqtt.options, self.topics, self._stop,

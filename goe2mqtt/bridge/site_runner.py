@@ -122,6 +122,23 @@ class SiteRunner:
         so no user's command can pass for the site's."""
         return site_topic(self._base, self.name, "write/set")
 
+    def resume_dropped(self, charger: str, call: Mapping[str, object]) -> None:
+        """The last run's resume of this charger, journaled but not run before it ended
+        (the desk does not run it after the restart: decided on an old reading). That run
+        forgot the pause once the resume was journaled (sites.json): the charger, still
+        stopped, is the site's paused one again, resumed when there is room (at the
+        first decision in mode off). Forgotten, it stayed stopped for good."""
+        frc = call.get("frc")
+        if set(call) != {"frc"} or not isinstance(frc, int) or isinstance(frc, bool):
+            return
+        if self.controller.managed[charger].paused:
+            return  # paused by sites.json or a pause journaled after it: that one's frc
+        if self.controller.restore_paused(charger, frc):
+            log.info("site_pause_restored", site=self.name, chargers=[charger],
+                     reason="its resume was not run before the restart")  # fmt: skip
+            if self._memory is not None:
+                self._memory.remember_paused(self.name, self.controller.paused())
+
     def manages(self, charger: str) -> bool:
         return charger in self.controller.managed and self.controller.mode != "off"
 

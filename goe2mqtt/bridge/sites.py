@@ -6,8 +6,8 @@ imported only when a site is configured.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from goe2mqtt.bridge.site_memory import SiteMemory
 from goe2mqtt.config.site import SiteSettings
@@ -46,6 +46,13 @@ class Sites:
         """A site's own write (its topic is never published: no user's command has it)."""
         return any(message.topic == runner.write_topic for runner in self.runners.values())
 
+    def write_dropped(self, charger: str, call: Mapping[str, Any]) -> None:
+        """A site's write the last run journaled, not run after the restart (the desk's
+        recovery): a resume among them leaves its charger paused by the site."""
+        for runner in self.runners.values():
+            if charger in runner.controller.managed:
+                runner.resume_dropped(charger, call)
+
     def refusal(self, charger: str, service: str, message: InboundMessage) -> str | None:
         """Why a charger command is refused for a site's sake (None: it is not)."""
         if self.own_write(message):
@@ -77,4 +84,8 @@ class Sites:
         return topic in self._by_meter
 
     def is_site_topic(self, topic: str) -> bool:
+        # Without sites the name "site" is a charger's like any (config/settings.py
+        # reserves it only while sites are set): its commands are the desk's.
+        if not self.runners:
+            return False
         return topic in self._by_meter or topic.startswith(f"{self._base}/site/")

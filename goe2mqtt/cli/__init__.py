@@ -35,7 +35,13 @@ def import_structlog_plain() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import_structlog_plain()
-    from goe2mqtt.cli.dispatch import dispatch
+    from goe2mqtt.cli.early_stop import EarlyStop
 
-    return dispatch(argv)
+    early = EarlyStop.defer()  # a stop before the daemon's loop hears it (cli/early_stop.py)
+    try:
+        import_structlog_plain()
+        from goe2mqtt.cli.dispatch import dispatch
+
+        return dispatch(argv, early=early)
+    finally:
+        early.restore()

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import structlog
 
+from goe2mqtt.cli.early_stop import EarlyStop
 from goe2mqtt.cli.parser import command_line
 from goe2mqtt.config.loading import ProbeSettings, load_probe_settings, load_settings
 from goe2mqtt.config.problems import ConfigError
@@ -27,9 +28,11 @@ EXIT_CONFIG = 2
 log = structlog.get_logger()
 
 
-def dispatch(argv: Sequence[str] | None = None) -> int:
+def dispatch(argv: Sequence[str] | None = None, *, early: EarlyStop | None = None) -> int:
     args = command_line().parse_args(argv)
     command = args.command or "run"
+    if command != "run" and early is not None:
+        early.restore()  # the daemon's alone: the others stop as they always did
     if command == "simulate":
         from goe2mqtt.sim.serve import simulate
 
@@ -97,7 +100,7 @@ def dispatch(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level, args.log_format, secrets=settings.secrets())
     for warning in settings.warnings:
         log.warning("config_warning", problem=warning)
-    return _run(settings)
+    return _run(settings, early)
 
 
 def _config_source(path: str) -> str:
@@ -292,7 +295,7 @@ def _http_healthcheck(config: str, path: str, file: str | None, max_age: float) 
     return EXIT_OK if healthy else EXIT_FAILURE
 
 
-def _run(settings: Settings) -> int:
+def _run(settings: Settings, early: EarlyStop | None = None) -> int:
     from goe2mqtt.bridge.process import Bridge
     from goe2mqtt.bridge.startup import AnotherInstance, raise_open_file_limit
     from goe2mqtt.bridge.stopping import arm_backstop
@@ -315,6 +318,8 @@ def _run(settings: Settings) -> int:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop)
+        if early is not None and early.handed_over():
+            stop()  # it came during the start-up so far
         await bridge.run()
 
     try:

@@ -51,9 +51,11 @@ class InFlight:
 
         def messages_reconnect_reset_out() -> None:
             # A PUBREL held back is owed as paho's own "awaiting PUBCOMP" is: paho then
-            # turns it into a PUBREL to send, never into a new PUBLISH.
+            # turns it into a PUBREL to send, never into a new PUBLISH. So is one still
+            # owed from a connect that never reached its CONNACK: paho's reset turned
+            # that into a PUBLISH again, without DUP, of a message the broker had taken.
             for message in paho._out_messages.values():
-                if message.state == PUBREL_HELD:
+                if message.state in (PUBREL_HELD, mqtt_ms_resend_pubrel):
                     message.state = mqtt_ms_wait_for_pubcomp
             reset_out()
 

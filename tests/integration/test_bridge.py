@@ -11,7 +11,7 @@ import structlog
 
 from goe2mqtt.catalogue import ENTITIES, STATUS_KEYS, format_state, read_states
 from goe2mqtt.commands.outcomes import unconfirmed_values
-from goe2mqtt.homeassistant.discovery import discovery_topic
+from goe2mqtt.homeassistant.discovery import ORIGIN, discovery_topic
 from goe2mqtt.sim.simulator import Faults
 
 from ..conftest import MqttProbe, RunningBridge, Setup, until
@@ -409,6 +409,7 @@ async def test_configs_of_removed_chargers_are_cleared(setup: Setup, probe: Mqtt
         "name": "old",
         "state_topic": setup.state("oldcharger", "energy_total"),
         "availability": [{"topic": setup.topics.bridge_availability}],
+        "origin": ORIGIN,
     }
     await probe.publish(stale, json.dumps(old_config), retain=True)
     await probe.wait_for(stale)
@@ -430,7 +431,7 @@ async def test_a_removed_chargers_configs_are_cleared_with_one_line_for_them_all
     keys = sorted(STATUS_KEYS)[:40]
     stale = [f"{setup.prefix}/sensor/{node}/oldcharger_{key}/config" for key in keys]
     for topic, key in zip(stale, keys, strict=True):
-        config = {"name": key, "state_topic": setup.state("oldcharger", key)}
+        config = {"name": key, "state_topic": setup.state("oldcharger", key), "origin": ORIGIN}
         await probe.publish(topic, json.dumps(config), retain=True)
     await probe.wait_for(stale[-1])
     running = RunningBridge(setup.settings)

@@ -4,18 +4,22 @@ config's own value changes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import structlog.testing
 
+from goe2mqtt.bridge.startup import journal_path
+from goe2mqtt.commands.journal import Journal
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Simulator
 
-from ..conftest import MqttProbe, Received, RunningBridge, make_settings, until
+from ..conftest import SERIALS, MqttProbe, Received, RunningBridge, cancel, make_settings, until
 
 # A one-charger site's entities: mode, fuse, meter age, fallback, 3 phases, 1 allocation.
 ANNOUNCED = 8
@@ -176,3 +180,51 @@ async def test_a_hand_edited_sites_file_with_a_400_digit_fuse_starts_on_the_conf
         "chargers.garage.facts"
     ]
     assert json.loads(sites.read_text())["sites"] == {}  # the entry is gone from the file
+
+
+async def test_a_sites_resume_journaled_before_a_stop_is_not_lost_with_it(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    """Found in review: the site had paused the carport (frc 1, run), then decided to
+    resume it: the resume was journaled and sites.json forgot the pause (it is written
+    after the journal), and the bridge stopped (SIGTERM, kill -9) before the resume ran.
+    The next start refused the resume as a stale write ("the site decides again"), but
+    the site no longer knew of its pause: the carport stayed stopped for good. Now the
+    site takes it as its paused charger again and resumes it when there is room."""
+    raw = make_settings(broker, simulator, chargers=("garage", "carport"), scan_interval=0.3)
+    base = raw["mqtt"]["base_topic"]
+    meter = f"{base}-meter/grid"
+    raw["state_dir"] = str(tmp_path / "state")
+    raw["sites"] = [{
+        "name": "house", "fuse": 25, "meter_topic": meter, "interval": 1, "meter_timeout": 3,
+        "resume_after": 1, "chargers": [{"name": "garage"}, {"name": "carport"}],
+    }]  # fmt: skip
+    settings = parse_settings(raw)
+    carport = simulator.charger(SERIALS["carport"])
+    carport.plug_in()
+    carport.frc = 1  # the site's pause, run by the last process
+    journal = Journal(journal_path(settings))  # what the last process left: its resume
+    journal.record("carport", "set", b'{"frc": 0, "id": "site:house:7"}', retained=False,
+                   received=time.time(), site=True)  # fmt: skip
+    journal.close()
+
+    async def publish_meter(probe: MqttProbe) -> None:
+        while True:  # 2 A of house, and what the chargers draw: room for the carport
+            drawn = [sum(simulator.charger(SERIALS[n]).currents()[p] for n in ("garage",
+                     "carport")) for p in range(3)]  # fmt: skip
+            reading = {f"l{p + 1}": round(2.0 + drawn[p], 2) for p in range(3)}
+            await probe.publish(meter, json.dumps(reading))
+            await asyncio.sleep(0.2)
+
+    async with MqttProbe(broker.host, broker.port, [f"{base}/#"]) as probe:
+        running = RunningBridge(settings)
+        await running.start()
+        meter_task = asyncio.create_task(publish_meter(probe))
+        try:
+            result = f"{base}/carport/cmd/result"
+            refused = await probe.wait_for(result, lambda m: m.json().get("id") == "site:house:7")
+            assert refused.json()["ok"] is False  # decided on the last run's reading
+            await until(lambda: carport.frc == 0, "the site resumed the carport", within=20)
+        finally:
+            await cancel(meter_task)
+            await running.stop()

@@ -296,6 +296,28 @@ def test_a_sites_queued_writes_from_before_a_crash_are_not_run_but_its_pause(
     }
 
 
+def test_a_sites_pause_from_before_a_restart_goes_first_and_its_resume_is_told(
+    desk: Any,
+) -> None:
+    """Found in review: the pause recovered from the journal went to the end of its
+    charger's queue as a user's command would (behind up to 19 users' commands, or
+    refused "queue full" behind 20), and the site was never told of the resume it
+    refused: the site had forgotten its pause with that resume (sites.json)."""
+    commands, charger, journal = desk
+    told: list[tuple[str, dict[str, Any]]] = []
+    commands._site_write_dropped = lambda name, call: told.append((name, dict(call)))
+    for payload, site in ((b'{"frc": 2, "id": "mine"}', False),
+                          (b'{"frc": 1, "id": "site:house:2"}', True),
+                          (b'{"frc": 0, "id": "site:house:3"}', True)):  # fmt: skip
+        journal.record("garage", "set", payload, retained=False, received=time.time(), site=site)
+    commands.recover(_NothingInFlight())
+    assert [(json.loads(c.payload)["id"], c.first) for c in charger.submitted] == [
+        ("mine", False),
+        ("site:house:2", True),
+    ]
+    assert told == [("garage", {"frc": 0})]
+
+
 def test_a_refusal_on_arrival_does_not_wait_for_the_commands_before_it(desk: Any) -> None:
     commands, charger, _ = desk
     commands.accept("garage", "stop_charging", _message(b'{"id": "first"}', mid=1))

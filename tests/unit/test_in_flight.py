@@ -74,3 +74,19 @@ async def test_mqtt_3_1_1_is_left_as_it_was() -> None:
     assert client.in_flight_cap == 32
     paho = client._client
     assert paho._protocol == aiomqtt.ProtocolVersion.V311
+
+
+def test_a_pubrel_owed_through_a_connect_that_never_came_up_stays_a_pubrel() -> None:
+    """Found in review: a QoS 2 message the broker had taken (PUBREC) is owed as our
+    PUBREL after a reconnect. Should that connect never reach its CONNACK (the broker
+    restarting, the 10 s connect timeout), paho's reset at the next attempt turned
+    "PUBREL owed" into "PUBLISH again", without DUP: a broker that keeps the packet id
+    answers a failing PUBREC (EMQX: 0x91, in use) and the result counted as refused."""
+    paho = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    paho._clean_start = False  # the broker keeps our session
+    InFlight(paho)
+    taken = _owed(paho, 9, 2, mqtt.mqtt_ms_wait_for_pubcomp)
+    paho._messages_reconnect_reset_out()  # the connect whose CONNACK never came
+    assert taken.state == mqtt.mqtt_ms_resend_pubrel
+    paho._messages_reconnect_reset_out()  # the next one
+    assert taken.state == mqtt.mqtt_ms_resend_pubrel
