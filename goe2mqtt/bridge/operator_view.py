@@ -57,7 +57,8 @@ def charger_row(charger: Charger) -> ChargerRow:
             _number(states.get("current_l3")),
         ),
         energy_total_kwh=_number(states.get("energy_total")),
-        session_kwh=_number(states.get("energy_since_car_connected")),
+        # The ledger's, as Home Assistant's Session energy: not the charger's wh.
+        session_kwh=_number(states.get("session_energy")),
         temperature=_number(states.get("temperature")),
         error=shown_error,
         queued=charger.queued,

@@ -16,7 +16,12 @@ import structlog
 
 from goe2mqtt.cli.early_stop import EarlyStop
 from goe2mqtt.cli.parser import command_line
-from goe2mqtt.config.loading import ProbeSettings, load_probe_settings, load_settings
+from goe2mqtt.config.loading import (
+    ProbeSettings,
+    load_probe_settings,
+    load_report_settings,
+    load_settings,
+)
 from goe2mqtt.config.problems import ConfigError
 from goe2mqtt.config.settings import Settings
 from goe2mqtt.util.logs import configure_logging
@@ -80,7 +85,7 @@ def dispatch(argv: Sequence[str] | None = None, *, early: EarlyStop | None = Non
             return EXIT_FAILURE
         return EXIT_OK
 
-    settings = _load(args.config)
+    settings = _load(args.config, report=command == "sessions")
     if settings is None:
         return EXIT_CONFIG
     if command == "sessions":
@@ -126,12 +131,13 @@ def _shard_part(settings: Settings) -> str:
     return f"; shard {shard.index} of {shard.count}{whence} serves {len(owned)}: {names}"
 
 
-def _load(path: str) -> Settings | None:
-    """The settings, or None after printing every problem."""
+def _load(path: str, report: bool = False) -> Settings | None:
+    """The settings, or None after printing every problem (``report``: for a command
+    that reads only the bridge's files, which needs no secret's ${VAR})."""
     from goe2mqtt.homeassistant.discovery import name_collisions
 
     try:
-        settings = load_settings(path)
+        settings = (load_report_settings if report else load_settings)(path)
         collisions = name_collisions([c.name for c in settings.chargers])
         if collisions:
             raise ConfigError(*collisions)

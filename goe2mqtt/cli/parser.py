@@ -27,6 +27,8 @@ Drive them from outside (JSON over HTTP):
   curl -X POST http://127.0.0.1:8080/_sim/012345 -d '{"plug": true}'
       plug a car in ("plug": false unplugs; "auth_required": true waits for a card)
   curl -X POST .../_sim/012345 -d '{"car_full": true}'      the car stops taking power
+  curl -X POST .../_sim/012345 -d '{"deliver_wh": 1000}'    1 kWh charged at once (over
+      ~1500 Wh in one step the session ledger sees a counter_jump and flags it)
   curl -X POST .../_sim/012345 -d '{"error": 1}'            set the charger's error code
   curl -X POST .../_sim/012345 -d '{"faults": {"http_status": 500}}'
       faults: http_status, delay (s), garbage, success_false, body, only ("status" or

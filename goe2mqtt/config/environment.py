@@ -49,6 +49,11 @@ def typed(text: EnvText, annotation: Any) -> Any:
 _BOOLEANS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
 
 
+def unset_references(text: str) -> list[str]:
+    """The ${VAR}s in the text that the environment has not got."""
+    return [name for name in _ENV_REF.findall(text) if name not in os.environ]
+
+
 def expand_references(node: Any, path: str, missing: list[str]) -> Any:
     """Replace ${VAR} in every string with the environment variable's value.
 

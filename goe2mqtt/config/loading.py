@@ -16,6 +16,7 @@ from goe2mqtt.config.environment import (
     EnvironmentProblem,
     apply_environment,
     expand_references,
+    unset_references,
 )
 from goe2mqtt.config.http import HttpSettings
 from goe2mqtt.config.problems import ConfigError, problems_of
@@ -120,6 +121,36 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) ->
         return parse_settings(document, warnings=overridden)
     except ConfigError as exc:
         raise ConfigError(*(_name_variable(p, sources) for p in exc.problems)) from None
+
+
+# The keys that hold a secret itself (mqtt.password, a charger's token and password).
+SECRET_KEYS = frozenset({"password", "token"})
+NOT_READ = "(not read: this command reaches no charger or broker)"
+
+
+def load_report_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """The whole config for a command that reads only the bridge's files (`goe2mqtt
+    sessions`): a secret whose ${VAR} this shell has not got (the bridge's environment
+    holds it) stands in as unread instead of stopping the command; every other
+    ${VAR} is needed as ever."""
+    document, sources, overridden = _document(path, environ)
+    try:
+        return parse_settings(_secrets_unread(document), warnings=overridden)
+    except ConfigError as exc:
+        raise ConfigError(*(_name_variable(p, sources) for p in exc.problems)) from None
+
+
+def _secrets_unread(node: Any) -> Any:
+    if isinstance(node, Mapping):
+        return {
+            key: NOT_READ
+            if key in SECRET_KEYS and isinstance(value, str) and unset_references(value)
+            else _secrets_unread(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_secrets_unread(item) for item in node]
+    return node
 
 
 def _document(
