@@ -34,6 +34,7 @@ class SimCharger:
 
     def __init__(self, name: str, rng: random.Random, *, own_amp: int) -> None:
         self.name = name
+        self.faulty_nrg = False  # its nrg shows phase 1's current only (a faulty meter)
         self.amp = own_amp  # the owner's setting: what applies without tcl
         self.tcl: int | None = None
         self.tcl_at = 0
@@ -120,9 +121,10 @@ class SimCharger:
 
     def status(self) -> dict[str, Any]:
         currents = self.currents()
+        shown = (currents[0], 0.0, 0.0) if self.faulty_nrg else currents
         charging = self.car is not None and self._allowed() > 0 and self.draw > 0
         car = 1 if self.car is None else 2 if charging or self._wanted > 0 else 4
         return {
             "car": car, "amp": self.amp, "tcl": self.tcl, "frc": self.frc, "psm": 0,
-            "mca": 6, "ama": 32, "nrg": [230, 231, 229, 0, *currents, 0, 0, 0, 0, 0],
+            "mca": 6, "ama": 32, "nrg": [230, 231, 229, 0, *shown, 0, 0, 0, 0, 0],
         }  # fmt: skip
