@@ -139,3 +139,15 @@ def test_a_pv_days_import_while_only_an_offline_charger_draws_is_measured_apart(
     _common(report)
     assert report.worst_pv_import <= report.interval + REACTION, report
     assert report.offline_pv_import > 100, report
+
+
+@pytest.mark.parametrize("seed", [7002, 7003])
+def test_a_fuse_day_with_a_charger_whose_nrg_hides_two_phases(seed: int) -> None:
+    """The garage's nrg shows 0 A on phases 2 and 3 whatever its car draws there (a faulty
+    charger; a real go-e does not). Before, it was counted on phase 1 alone and raised on
+    phase 1's room: on fuse days 7000-7009 its limit went up to 17.7 A beyond another
+    phase's room (what kept the stretches short was that a phase's room below 0 pauses
+    every charger). Counted on every phase, and what it draws there as the house's too,
+    it gets less, never more."""
+    report = run_day(seed, mode="fuse", faulty_nrg=True)
+    _common(report)
