@@ -173,7 +173,10 @@ def run_day(seed: int, *, mode: Mode = "fuse", fuse: float = 25.0, interval: flo
             if t - last_reading > settings.meter_timeout + interval:
                 _check_fallback(controller, report, t)
             _measure_runs(controller, report, running, t)
-        silent = meter.is_silent(t) or t - last_reading > 2
+        # Silent: in a silent spell, or no valid reading for longer than the meter's period
+        # (a broken one). Not the seconds between two readings: with "2 s without one",
+        # a meter publishing every 4-5 s cut every stretch of pv import into pieces of 3 s.
+        silent = meter.is_silent(t) or t - last_reading > meter.period + 1
         reach = [sum(c.currents()[p] for c in chargers if c.online(t)) for p in range(3)]
         _measure(report, t, grid, other, reach, (run, unreached), silent)
         blind = t - last_reading > interval
@@ -192,7 +195,7 @@ def run_day(seed: int, *, mode: Mode = "fuse", fuse: float = 25.0, interval: flo
             elif silent:
                 # The site cannot see the sun: the chargers keep their share, then the
                 # fallback current (a house load that rises meanwhile is paid from the grid).
-                pv_run, silent_pv_run = 0, silent_pv_run + 1
+                pv_run, offline_pv_run, silent_pv_run = 0, 0, silent_pv_run + 1
                 report.silent_pv_import = max(report.silent_pv_import, silent_pv_run)
             elif not any(reach):  # only chargers offline draw: none the site can pause
                 pv_run, offline_pv_run = 0, offline_pv_run + 1
