@@ -8,6 +8,10 @@ like the firmware's. What the day measures is what the issue's properties are ab
 With ``solar``, a fuse day's house has PV too and its meter measures export (``meter_exports``).
 With ``outage``, the meter also has one long outage (``meter_outage``): hours silent or
 of nothing but bad readings, most starting in the afternoon and lasting into the night.
+With ``faulty_nrg``, the garage's nrg shows 0 A on phases 2 and 3 whatever it draws.
+Overshoot and pv import are measured by whose they are: the site's (a charger it can
+write draws), the offline chargers' (only they draw: the site cannot reach them), the
+fallback's (the meter silent) or the house's alone.
 """
 
 from __future__ import annotations
@@ -19,122 +23,12 @@ from typing import Any
 
 from goe2mqtt.config.site import SiteChargerSettings, SiteSettings
 from goe2mqtt.sim.house import DAY, VOLTS, Amps, House, Meter, Sun
-from goe2mqtt.site.controller import Mode, SiteController
+from goe2mqtt.sim.site_charger import REACTION, SimCharger
+from goe2mqtt.site.controller import STARTING, Mode, SiteController
 from goe2mqtt.site.meter import MeterInvalid, parse_meter
 from goe2mqtt.site.seen import seen_from_status
 
-TCL_EXPIRY = 600
-COMMAND_DELAY = (0.5, 2.0)  # s from a decision to the charger having the new value
-CAR_DELAY = (1.0, 4.0)  # s for the charger's logic and the car to follow it
-REACTION = COMMAND_DELAY[1] + CAR_DELAY[1]  # the longest a charger takes to follow
-
-
-@dataclass
-class Car:
-    phases: tuple[int, ...]
-    max_amps: float  # what its on-board charger takes at most
-    need: float  # Wh still wanted
-    capacity: float  # Wh from empty to full: tapering starts at 80 %
-    charged: float = 0.0
-
-
-class SimCharger:
-    """A go-e charger as the site sees it: amp, tcl (expiring), frc, nrg, car."""
-
-    def __init__(self, name: str, rng: random.Random, *, own_amp: int) -> None:
-        self.name = name
-        self.amp = own_amp  # the owner's setting: what applies without tcl
-        self.tcl: int | None = None
-        self.tcl_at = 0
-        self.frc = 0
-        self.car: Car | None = None
-        self.draw = 0.0  # A on each of the car's phases
-        self._wanted = 0.0
-        self._change_at: float | None = None
-        self._pending: list[tuple[float, dict[str, int | None]]] = []
-        self.offline: list[tuple[int, int]] = []
-        self.arrivals: list[int] = sorted(rng.randrange(0, DAY - 3600)
-                                          for _ in range(rng.randrange(1, 4)))  # fmt: skip
-        for _ in range(rng.randrange(0, 3)):
-            start = rng.randrange(0, DAY - 600)
-            self.offline.append((start, start + rng.randrange(30, 240)))
-        self._rng = rng
-        self.written: list[tuple[int, dict[str, int | None]]] = []
-        self.delivered = 0.0  # Wh
-
-    def online(self, t: int) -> bool:
-        return not any(start <= t < end for start, end in self.offline)
-
-    def limit(self) -> int:
-        return self.amp if self.tcl is None else min(self.amp, self.tcl)
-
-    def send(self, t: int, call: dict[str, int | None]) -> None:
-        """A write from the site: it reaches the charger after the command's delay."""
-        self.written.append((t, call))
-        self._pending.append((t + self._rng.uniform(*COMMAND_DELAY), call))
-
-    def step(self, t: int) -> None:
-        if self.arrivals and t >= self.arrivals[0] and self.car is None:
-            self.arrivals.pop(0)
-            three = self._rng.random() < 0.6
-            self.car = Car(
-                phases=(0, 1, 2) if three else (0,),
-                max_amps=self._rng.choice([16.0, 16.0, 32.0] if three else [16.0, 20.0, 32.0]),
-                need=self._rng.uniform(5_000, 40_000),
-                capacity=self._rng.uniform(40_000, 80_000),
-            )
-            self.car.charged = self.car.capacity - self.car.need
-        if self.online(t):
-            for due, call in [p for p in self._pending if p[0] <= t]:
-                self._pending.remove((due, call))
-                for key, value in call.items():
-                    if key == "tcl":
-                        self.tcl, self.tcl_at = value, t
-                    elif key == "amp" and value is not None:
-                        self.amp = value
-                    elif key == "frc" and value is not None:
-                        self.frc = value
-        if self.tcl is not None and t - self.tcl_at >= TCL_EXPIRY:
-            self.tcl = None  # the firmware drops a temporary limit not refreshed
-        wanted = self._allowed()
-        if wanted != self._wanted:
-            self._wanted = wanted
-            if self._change_at is None:  # a taper moves it every second: from the first
-                self._change_at = t + self._rng.uniform(*CAR_DELAY)
-        if self._change_at is not None and t >= self._change_at:
-            self.draw, self._change_at = self._wanted, None
-        car = self.car
-        if car is not None and self.draw:
-            energy = self.draw * VOLTS * len(car.phases) / 3600
-            car.charged += energy
-            self.delivered += energy
-            if car.charged >= car.capacity * 0.999:
-                self.car = None  # full: the owner unplugs it
-                self.draw, self._wanted, self._change_at = 0.0, 0.0, None
-
-    def _allowed(self) -> float:
-        car = self.car
-        if car is None or self.frc == 1:
-            return 0.0
-        soc = car.charged / car.capacity
-        taper = 1.0 if soc < 0.8 else max(0.15, (1.0 - soc) / 0.2)
-        return float(min(self.limit(), car.max_amps * taper))
-
-    def currents(self) -> Amps:
-        car = self.car
-        if car is None:
-            return (0.0, 0.0, 0.0)
-        a, b, c = (self.draw if p in car.phases else 0.0 for p in range(3))
-        return (a, b, c)
-
-    def status(self) -> dict[str, Any]:
-        currents = self.currents()
-        charging = self.car is not None and self._allowed() > 0 and self.draw > 0
-        car = 1 if self.car is None else 2 if charging or self._wanted > 0 else 4
-        return {
-            "car": car, "amp": self.amp, "tcl": self.tcl, "frc": self.frc, "psm": 0,
-            "mca": 6, "ama": 32, "nrg": [230, 231, 229, 0, *currents, 0, 0, 0, 0, 0],
-        }  # fmt: skip
+__all__ = ["REACTION", "DayReport", "SimCharger", "busiest_hour", "meter_outage", "run_day"]
 
 
 @dataclass
@@ -143,13 +37,23 @@ class DayReport:
     mode: str
     fuse: float
     interval: float
-    worst_overshoot: int = 0  # s a phase was above the fuse in one stretch (meter live)
+    # s a phase was above the fuse in one stretch (meter live), while a charger the site
+    # can reach drew on it: the site's to end within one interval and the reaction.
+    worst_overshoot: int = 0
     # A the limits the site has written exceed the fuse by on a phase (the largest at any
     # decision; negative: below it): each charger's written limit on its car's phases.
     written_over_fuse: float = -math.inf
+    # A the limits written to the chargers the site steers exceed its room by on a phase
+    # (the largest at any decision, after its writes): each limit counted on every phase
+    # its charger may draw on (the simulation's never forced to one: a car may switch).
+    written_over_room: float = -math.inf
     overshoot_seconds: int = 0
     silent_overshoot: int = 0  # the same while the meter was silent (fallback's doing)
     house_overshoot_seconds: int = 0  # the house alone above the fuse: nobody's doing
+    # Above the fuse with only offline chargers drawing on the phase (meter live): the
+    # house rose while the site could not write them - the longest stretch, and in all.
+    offline_overshoot: int = 0
+    offline_overshoot_seconds: int = 0
     lowest_write: int | None = None
     writes_per_hour: dict[str, int] = field(default_factory=dict)  # in the busiest hour
     writes: dict[str, int] = field(default_factory=dict)
@@ -157,6 +61,9 @@ class DayReport:
     pv_import_over: int = 0  # s of site-caused import beyond the hysteresis (meter live)
     worst_pv_import: int = 0  # the longest such stretch, counted from the meter's return
     silent_pv_import: int = 0  # the longest while the meter was silent (fallback's doing)
+    # The longest with every charger that draws offline, the meter speaking: the site
+    # sees the cloud but cannot pause a charger it cannot reach.
+    offline_pv_import: int = 0
     # pv runs the site started and then paused for want of sun: the shortest (s), and how
     # many ended inside pv_min_charge_time (a cloud stopping a car that has just started).
     shortest_pv_run: int | None = None
@@ -199,8 +106,10 @@ def meter_outage(seed: int) -> tuple[int, int, bool]:
 
 
 def run_day(seed: int, *, mode: Mode = "fuse", fuse: float = 25.0, interval: float = 5.0,
-            outage: bool = False, solar: bool = False, **site: Any) -> DayReport:  # fmt: skip
-    """One seeded day; ``site``: settings of the site beyond the simulation's own."""
+            outage: bool = False, solar: bool = False, faulty_nrg: bool = False,
+            **site: Any) -> DayReport:  # fmt: skip
+    """One seeded day; ``site``: settings of the site beyond the simulation's own.
+    ``faulty_nrg``: the garage's nrg shows 0 A on phases 2 and 3, whatever it draws."""
     rng = random.Random(seed)
     house = House(rng, heavy=rng.uniform(0.6, 1.1))
     exports = mode == "pv" or solar
@@ -210,14 +119,15 @@ def run_day(seed: int, *, mode: Mode = "fuse", fuse: float = 25.0, interval: flo
                              **site)  # fmt: skip
     controller = SiteController(settings)
     chargers = [SimCharger(c.name, rng, own_amp=16) for c in settings.chargers]
+    chargers[0].faulty_nrg = faulty_nrg
     report = DayReport(seed, mode, fuse, interval)
     if outage:
         report.outage = start, end, garbled = meter_outage(seed)
         meter.outage(start, end, garbled=garbled)
     last_decision = -1e9
     last_reading = 0
-    run = [0, 0, 0]
-    pv_run = silent_pv_run = 0
+    run, unreached = [0, 0, 0], [0, 0, 0]
+    pv_run = silent_pv_run = offline_pv_run = 0
     drawing_since: dict[str, int] = {}
     for t in range(DAY):
         for charger in chargers:
@@ -257,11 +167,18 @@ def run_day(seed: int, *, mode: Mode = "fuse", fuse: float = 25.0, interval: flo
             report.written_over_fuse = max(
                 report.written_over_fuse, _written_over_fuse(controller, chargers, fuse)
             )
+            report.written_over_room = max(
+                report.written_over_room, _written_over_room(controller, t)
+            )
             if t - last_reading > settings.meter_timeout + interval:
                 _check_fallback(controller, report, t)
             _measure_runs(controller, report, running, t)
-        silent = meter.is_silent(t) or t - last_reading > 2
-        _measure(report, t, grid, other, drawn, run, silent)
+        # Silent: in a silent spell, or no valid reading for longer than the meter's period
+        # (a broken one). Not the seconds between two readings: with "2 s without one",
+        # a meter publishing every 4-5 s cut every stretch of pv import into pieces of 3 s.
+        silent = meter.is_silent(t) or t - last_reading > meter.period + 1
+        reach = [sum(c.currents()[p] for c in chargers if c.online(t)) for p in range(3)]
+        _measure(report, t, grid, other, reach, (run, unreached), silent)
         blind = t - last_reading > interval
         _measure_blind(report, chargers, drawing_since, t, last_reading, blind=blind)
         if blind:
@@ -274,12 +191,15 @@ def run_day(seed: int, *, mode: Mode = "fuse", fuse: float = 25.0, interval: flo
             kept = _kept_minimums(controller, t)
             report.pv_grid_wh += max(0.0, caused) / 3600
             if caused <= settings.pv_stop_hysteresis + kept + PV_TOLERANCE:
-                pv_run = silent_pv_run = 0
+                pv_run = silent_pv_run = offline_pv_run = 0
             elif silent:
                 # The site cannot see the sun: the chargers keep their share, then the
                 # fallback current (a house load that rises meanwhile is paid from the grid).
-                pv_run, silent_pv_run = 0, silent_pv_run + 1
+                pv_run, offline_pv_run, silent_pv_run = 0, 0, silent_pv_run + 1
                 report.silent_pv_import = max(report.silent_pv_import, silent_pv_run)
+            elif not any(reach):  # only chargers offline draw: none the site can pause
+                pv_run, offline_pv_run = 0, offline_pv_run + 1
+                report.offline_pv_import = max(report.offline_pv_import, offline_pv_run)
             else:  # counted from the meter's return: the site's to end within the bound
                 pv_run += 1
                 report.pv_import_over += 1
@@ -337,6 +257,22 @@ def _written_over_fuse(controller: SiteController, chargers: list[SimCharger],
     return max(load) - fuse
 
 
+def _written_over_room(controller: SiteController, t: int) -> float:
+    """A the limits in force for the chargers the site shared its room among exceed that
+    room by on the worst phase (a phase's room below 0 - the house, an offline charger's
+    reserve - is none). The simulation's chargers are never forced to one phase: a limit
+    counts on all three, for a car seen on one may be on three the next second."""
+    room = controller.room
+    if room is None or controller.fallback is not None or controller.mode == "off":
+        return -math.inf
+    load = 0.0
+    for m in controller.managed.values():
+        claims = m.seen.drawing or t - m.started_at < STARTING
+        if m.seen.online and claims and not m.paused and m.written is not None:
+            load += m.written
+    return max(load - max(r, 0.0) for r in room) if load else -math.inf
+
+
 def _measure_runs(controller: SiteController, report: DayReport, running: dict[str, float],
                   t: int) -> None:  # fmt: skip
     """The pv runs this decision ended by a pause for want of sun, by their length."""
@@ -374,13 +310,22 @@ def _check_fallback(controller: SiteController, report: DayReport, t: int) -> No
             report.fallback_late.append(f"{m.name} at {t} s: {m.written} A")
 
 
-def _measure(report: DayReport, t: int, grid: Amps, other: Amps, drawn: list[float],
-             run: list[int], silent: bool) -> None:  # fmt: skip
+def _measure(report: DayReport, t: int, grid: Amps, other: Amps, reach: list[float],
+             runs: tuple[list[int], list[int]], silent: bool) -> None:  # fmt: skip
+    """A second's overshoot, by whose it is: ``reach`` is what the chargers online draw
+    per phase; ``runs`` the stretches so far (the site's, the offline chargers')."""
+    run, unreached = runs
     for p in range(3):
         if grid[p] > report.fuse + 1e-6:  # at the rating exactly a fuse holds for ever
             if other[p] > report.fuse:
                 report.house_overshoot_seconds += 1
                 continue
+            if reach[p] < 1e-9 and not silent:  # only chargers the site cannot write
+                run[p], unreached[p] = 0, unreached[p] + 1
+                report.offline_overshoot_seconds += 1
+                report.offline_overshoot = max(report.offline_overshoot, unreached[p])
+                continue
+            unreached[p] = 0
             run[p] += 1
             if silent:
                 report.silent_overshoot = max(report.silent_overshoot, run[p])
@@ -388,4 +333,4 @@ def _measure(report: DayReport, t: int, grid: Amps, other: Amps, drawn: list[flo
                 report.overshoot_seconds += 1
                 report.worst_overshoot = max(report.worst_overshoot, run[p])
         else:
-            run[p] = 0
+            run[p] = unreached[p] = 0

@@ -24,7 +24,7 @@ from goe2mqtt.site.fallback import blind_reason, fall_back
 from goe2mqtt.site.meter import PHASES, MeterReading
 from goe2mqtt.site.room import room_of
 from goe2mqtt.site.seen import ChargerSeen, Managed
-from goe2mqtt.site.sharing import Claim, Room, share, short_of_sun
+from goe2mqtt.site.sharing import Room, share, short_of_sun
 from goe2mqtt.site.writes import (
     TCL_REFRESH,
     Write,
@@ -222,7 +222,8 @@ class SiteController:
                 again.append(write_pause(m, why, now))
             elif pause_kept(m, now, again):
                 m.why = why
-        claims = [self._claim(m, now) for m in claimants]
+        pv = self.mode == "pv"
+        claims = [m.claim(now, self.settings, pv=pv) for m in claimants]
         first = share(claims, room)
         self._sunless = short_of_sun(claims, room, first)
         resuming = []
@@ -248,7 +249,7 @@ class SiteController:
         if len(running) + len(resuming) == len(claimants):
             shares = first  # nobody left out: the same claims, the same shares
         else:
-            claims = [self._claim(m, now) for m in (*running, *resuming)]
+            claims = [m.claim(now, self.settings, pv=pv) for m in (*running, *resuming)]
             shares = share(claims, room)
             self._sunless |= short_of_sun(claims, room, shares)
         down: list[Write] = again
@@ -324,25 +325,6 @@ class SiteController:
 
     def _lack(self, m: Managed) -> str:
         return "no sun for its minimum" if m.name in self._sunless else "no room for its minimum"
-
-    def _claim(self, m: Managed, now: float) -> Claim:
-        low, high = m.bounds()
-        pv = self.mode == "pv"
-        # A pv start keeps its minimum for pv_min_charge_time whatever the sun does (the
-        # fuse and import_limit still hold): a cloud does not stop a car that has just
-        # started, as go-e's own minimum charging time (fmt) and evcc's disable delay do.
-        first = pv and not m.paused and now - m.started_at < self.settings.pv_min_charge_time
-        slack = math.inf if first else self.settings.pv_stop_hysteresis
-        return Claim(
-            name=m.name,
-            priority=m.priority,
-            order=m.order,
-            phases=m.draws_on(),
-            low=low,
-            high=high,
-            pv_slack=slack if pv and not m.paused else 0.0,
-            first=first,
-        )
 
     def _room(self, now: float) -> Room:
         """What the site's chargers may draw now (site/room.py)."""

@@ -53,10 +53,10 @@ def room_of(
             drawn[p] += current
         if not m.seen.online:
             limit = max(m.written or 0, *m.last_draw)
-            # On every phase but a forced one: unseen, it may switch phases (go-e's own
+            # On every phase it may draw on: unseen, it may switch phases (go-e's own
             # automatic switching, another car); counted on the phase it was seen on, the
             # others' room on the rest took none of its limit.
-            for p in (0,) if m.seen.psm == 1 else range(3):
+            for p in m.may_draw_on():
                 reserved[p] += limit
     drawn_watts = sum(v * i for v, i in zip(volts, drawn, strict=True))
     reserved_watts = sum(v * i for v, i in zip(volts, reserved, strict=True))

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from goe2mqtt.catalogue.limits import current_bounds
-from goe2mqtt.config.site import SiteChargerSettings
+from goe2mqtt.config.site import SiteChargerSettings, SiteSettings
+from goe2mqtt.site.sharing import Claim
 from goe2mqtt.util.numbers import finite_number
 
 NOMINAL_VOLTS = 230.0
@@ -151,11 +152,41 @@ class Managed:
                 self.phases = drawn
 
     def draws_on(self) -> tuple[int, ...]:
-        """The phases its current counts on: those seen drawn, phase 1 when forced to one
-        phase, else all three (an unknown car may use every phase)."""
+        """The phases its current counts on in watts: those seen drawn, phase 1 when
+        forced to one phase, else all three (an unknown car may use every phase)."""
         if self.phases is not None:
             return self.phases
         return (0,) if self.seen.psm == 1 else (0, 1, 2)
+
+    def may_draw_on(self) -> tuple[int, ...]:
+        """The phases its limit must have room on under the fuse: all three unless it is
+        forced to one phase (psm 1: the phase seen drawn, else phase 1). A car seen on one
+        phase may be on three the next second, unseen while the charger is offline (go-e's
+        own phase switching, another car plugged in): a limit sized for one phase then
+        overloads the others until the site can write again."""
+        if self.seen.psm == 1:
+            return self.phases if self.phases is not None else (0,)
+        return (0, 1, 2)
+
+    def claim(self, now: float, site: SiteSettings, *, pv: bool) -> Claim:
+        """What it needs and may take at this decision (site/sharing.py)."""
+        low, high = self.bounds()
+        # A pv start keeps its minimum for pv_min_charge_time whatever the sun does (the
+        # fuse and import_limit still hold): a cloud does not stop a car that has just
+        # started, as go-e's own minimum charging time (fmt) and evcc's disable delay do.
+        first = pv and not self.paused and now - self.started_at < site.pv_min_charge_time
+        slack = math.inf if first else site.pv_stop_hysteresis
+        return Claim(
+            name=self.name,
+            priority=self.priority,
+            order=self.order,
+            phases=self.draws_on(),
+            room_on=self.may_draw_on(),
+            low=low,
+            high=high,
+            pv_slack=slack if pv and not self.paused else 0.0,
+            first=first,
+        )
 
     def over_cap(self) -> str | None:
         """Why it cannot charge within its max_current (None: it can): the charger's own

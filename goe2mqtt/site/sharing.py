@@ -4,7 +4,8 @@ Pure arithmetic on one decision's numbers. Every charger that can have its minim
 it, in priority order (a pv start still inside its minimum charge time first); what
 is left above the minimums goes to priority 1 up to its maximum, then 2, and equally
 within a priority. A share is never above what every limit allows: per phase (the
-fuse), in watts (import_limit) and in watts of sun (pv).
+fuse, on every phase a charger may draw on), in watts (import_limit) and in watts of
+sun (pv, on the phases it draws on).
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ class Claim:
     name: str
     priority: int
     order: int  # its place in the site's list: ties of priority
-    phases: tuple[int, ...]  # 0, 1, 2: the phases it draws on
+    phases: tuple[int, ...]  # 0, 1, 2: the phases it draws on (its watts)
+    # The phases its current needs room on for the fuse: every phase it may switch to
+    # unseen, not only those it draws on now (Managed.may_draw_on).
+    room_on: tuple[int, ...]
     low: int  # A: its minimum; below it the charger pauses
     high: int  # A: its maximum (site, charger, cable)
     # pv: W of import it may cause to keep its minimum (the stop hysteresis, for a
@@ -94,8 +98,8 @@ def _highest_level(
     level = top
     if room.phases is not None:
         for p in range(3):
-            fixed = sum(shares[c.name] for c in others if p in c.phases)
-            terms = [(c.low, c.high, 1.0) for c in group if p in c.phases]
+            fixed = sum(shares[c.name] for c in others if p in c.room_on)
+            terms = [(c.low, c.high, 1.0) for c in group if p in c.room_on]
             level = min(level, _reach(terms, room.phases[p] - fixed, top))
     budgets = [b for b in (room.watts, room.pv) if b is not None]
     if budgets:
@@ -135,7 +139,7 @@ def _fits(
     if room.phases is not None:
         load = [0.0, 0.0, 0.0]
         for claim in claims:
-            for phase in claim.phases:
+            for phase in claim.room_on:
                 load[phase] += amps[claim.name]
         if any(load[p] > room.phases[p] + SLACK for p in range(3)):
             return False
