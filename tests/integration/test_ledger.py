@@ -87,6 +87,13 @@ class Ledgered:
         )
         return dict(opened.json())
 
+    async def unplug(self) -> dict[str, Any]:
+        """The car leaves; the one session the bridge ended, as it published it."""
+        self.garage.unplug()
+        await self.probe.wait_for(self.topics.session_ended("garage"))
+        [ended] = self.ended()
+        return ended
+
     async def polls(self, count: int = 2) -> None:
         """A few polls from now: what the clock or the price says now is seen."""
         start = self.garage.status_calls
@@ -175,9 +182,7 @@ async def test_time_of_use_prices_each_interval_across_a_tariff_change(
         await books.polls()
         books.garage.deliver(1000)
         await books.counted(2.0)
-        books.garage.unplug()
-        await books.probe.wait_for(books.topics.session_ended("garage"))
-        [ended] = books.ended()
+        ended = await books.unplug()
         assert ended["cost"] == 0.54  # 1 kWh at 0.32 + 1 kWh at 0.22
 
 
@@ -204,9 +209,7 @@ async def test_an_mqtt_price_across_a_change_and_bad_prices_keep_the_last(
         await books.polls()
         books.garage.deliver(1000)
         await books.counted(2.0)
-        books.garage.unplug()
-        await books.probe.wait_for(books.topics.session_ended("garage"))
-        [ended] = books.ended()
+        ended = await books.unplug()
         assert ended["cost"] == 0.20  # 1 kWh at 0.30, then 1 kWh at -0.10
         await books.probe.publish(price_topic, "", retain=True)
 
@@ -250,9 +253,7 @@ async def test_energy_that_flowed_before_the_first_price_is_priced_when_it_comes
         await books.polls()
         books.garage.deliver(1000)
         await books.counted(2.0)
-        books.garage.unplug()
-        await books.probe.wait_for(books.topics.session_ended("garage"))
-        [ended] = books.ended()
+        ended = await books.unplug()
         assert ended["cost"] == 0.50  # 2 kWh at 0.25
         assert not ended["flagged"]
 
@@ -271,9 +272,7 @@ async def test_a_pv_feed_importing_a_third_of_what_the_charger_draws(
         await until(lambda: feed.grid() is not None, "the feed running")
         books.garage.deliver(900)
         await books.counted(0.9)
-        books.garage.unplug()
-        await books.probe.wait_for(books.topics.session_ended("garage"))
-        [ended] = books.ended()
+        ended = await books.unplug()
         assert abs(ended["energy_grid_wh"] - 300) <= 1
         assert abs(ended["energy_pv_wh"] - 600) <= 1
         assert ended["cost"] == round(0.3 * 0.30 + 0.6 * 0.06, 2)
@@ -309,9 +308,7 @@ async def test_a_hostile_eto_flags_the_session_never_prices_it(
         books.garage.faults.values = {}
         books.garage.deliver(100)
         await books.counted(0.5)
-        books.garage.unplug()
-        await books.probe.wait_for(books.topics.session_ended("garage"))
-        [ended] = books.ended()
+        ended = await books.unplug()
         assert ended["flagged"] is True
         assert ended["cost"] is None
         assert ended["energy_wh"] == 500
