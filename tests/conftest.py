@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -566,6 +566,23 @@ async def polled_charger(
         simulated.plug_in()
         assert await charger.refresh()
         yield charger, simulated, publisher
+
+
+@contextlib.contextmanager
+def password_broker(
+    folder: Path, users: Mapping[str, str], *config: str
+) -> Iterator[MosquittoBroker]:
+    """A broker that wants a user name and password (one of ``users``: name ->
+    password), as a real installation does; ``config``: more lines of its config."""
+    passwords = folder / "mosquitto.passwd"
+    for n, (user, password) in enumerate(users.items()):
+        create = ["-c"] if n == 0 else []
+        subprocess.run(["mosquitto_passwd", "-b", *create, str(passwords), user, password],
+                       check=True, capture_output=True)  # fmt: skip
+    passwords.chmod(0o644)  # Mosquitto drops to this user to read it
+    config = ("allow_anonymous false", f"password_file {passwords}", *config)
+    with MosquittoBroker(extra_config=config) as running:
+        yield running
 
 
 @contextlib.contextmanager
