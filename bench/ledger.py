@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import resource
+import sys
 import tempfile
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/
 
 from goe2mqtt.charger.publish import ChargerOutput
 from goe2mqtt.config.tariff import TariffSettings
@@ -40,31 +41,11 @@ from goe2mqtt.ledger.pricing import PRICE_HISTORY, TopicPrice
 from goe2mqtt.ledger.record import Session
 from goe2mqtt.ledger.report import summary
 from goe2mqtt.ledger.store import SessionStore
-from goe2mqtt.mqtt.families import Family, LiveFamily
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.util.logs import configure_logging
+from tests.publisher import RecordingPublisher
 
 YEAR_START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-
-
-class KeepLast:
-    """A publisher that keeps what it is given (as the MQTT session's retained store)."""
-
-    def __init__(self) -> None:
-        self.retained: dict[str, bytes] = {}
-
-    async def publish_retained(self, topic: str, payload: str | bytes) -> None:
-        self.retained[topic] = payload.encode() if isinstance(payload, str) else payload
-
-    async def publish_family(self, family: Family) -> None:
-        for topic, payload in family.members():
-            self.retained[topic] = payload
-
-    async def publish_members(self, family: LiveFamily, topics: Iterable[str]) -> None:
-        for topic in topics:  # built as they would be sent
-            payload = family.member(topic)
-            if payload is not None:
-                self.retained[topic] = payload
 
 
 def status(n: int, eto: float) -> dict[str, Any]:
@@ -83,7 +64,7 @@ async def per_status(chargers: int, rounds: int, folder: Path, *, with_ledger: b
     """CPU seconds per status, over ``rounds`` statuses of each charger (the first
     round, which announces discovery, not counted)."""
     topics = Topics("bench")
-    publisher = KeepLast()
+    publisher = RecordingPublisher()  # keeps what it is given, as the session's store
     ledger = Ledger(SessionStore(folder / f"bench-{with_ledger}.sessions")) if with_ledger else None
     outputs = []
     for n in range(chargers):
@@ -208,7 +189,7 @@ def main() -> None:
               f" ({args.days} days of {args.chargers} chargers, {size:.0f} MiB):"
               f" {took:.2f} s, {rows} rows")  # fmt: skip
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS {peak:.0f} MiB; Python {os.sys.version.split()[0]}")
+    print(f"peak RSS {peak:.0f} MiB; Python {sys.version.split()[0]}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,10 +29,11 @@ from goe2mqtt.config.http import HttpSettings
 from goe2mqtt.config.schema import given, replace
 from goe2mqtt.config.settings import Settings, parse_settings
 from goe2mqtt.goe.client import GoeClient
-from goe2mqtt.mqtt.families import Family, LiveFamily
 from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import SimulatedCharger, Simulator
+
+from .publisher import RecordingPublisher
 
 # Every bridge a test starts (in this process or as a child) journals under here,
 # one file per client_id, never in the user's own state directory.
@@ -540,28 +541,6 @@ async def bridge(setup: Setup, probe: MqttProbe) -> AsyncIterator[RunningBridge]
     await running.stop()
 
 
-class RecordingPublisher:
-    """Retained messages kept in memory: for tests of one Charger without MQTT."""
-
-    def __init__(self) -> None:
-        self.retained: dict[str, bytes] = {}
-
-    async def publish_retained(self, topic: str, payload: str | bytes) -> None:
-        self.retained[topic] = payload.encode() if isinstance(payload, str) else payload
-
-    async def publish_family(self, family: Family) -> None:
-        """Every member, built now (the session's store sends only what changed)."""
-        for topic, payload in family.members():
-            await self.publish_retained(topic, payload)
-
-    async def publish_members(self, family: LiveFamily, topics: Iterable[str]) -> None:
-        """Each member built now (the session's store builds it when it sends it)."""
-        for topic in topics:
-            payload = family.member(topic)
-            if payload is not None:
-                await self.publish_retained(topic, payload)
-
-
 @pytest.fixture
 async def polled_charger(
     simulator: Simulator,
@@ -587,6 +566,23 @@ async def polled_charger(
         simulated.plug_in()
         assert await charger.refresh()
         yield charger, simulated, publisher
+
+
+@contextlib.contextmanager
+def password_broker(
+    folder: Path, users: Mapping[str, str], *config: str
+) -> Iterator[MosquittoBroker]:
+    """A broker that wants a user name and password (one of ``users``: name ->
+    password), as a real installation does; ``config``: more lines of its config."""
+    passwords = folder / "mosquitto.passwd"
+    for n, (user, password) in enumerate(users.items()):
+        create = ["-c"] if n == 0 else []
+        subprocess.run(["mosquitto_passwd", "-b", *create, str(passwords), user, password],
+                       check=True, capture_output=True)  # fmt: skip
+    passwords.chmod(0o644)  # Mosquitto drops to this user to read it
+    config = ("allow_anonymous false", f"password_file {passwords}", *config)
+    with MosquittoBroker(extra_config=config) as running:
+        yield running
 
 
 @contextlib.contextmanager

@@ -36,19 +36,10 @@ from goe2mqtt.goe.transport import (
 )
 from goe2mqtt.goe.ws_auth import LinkAuth
 from goe2mqtt.goe.ws_keys import DerivedKeys
+from goe2mqtt.goe.ws_login import LinkLogin
 from goe2mqtt.goe.ws_pace import connect_turn
 from goe2mqtt.goe.ws_parts import FullStatusParts
-from goe2mqtt.goe.ws_protocol import (
-    ProtocolError,
-    auth_message,
-    checked_hello,
-    decode,
-    encode,
-    hash_kind,
-    hello_serial,
-    loggable_url,
-    not_a_message,
-)
+from goe2mqtt.goe.ws_protocol import HashKind, ProtocolError, decode, loggable_url, not_a_message
 from goe2mqtt.goe.ws_secrets import LinkSecrets
 from goe2mqtt.goe.ws_watchdog import next_look, reached, watchdogs
 from goe2mqtt.goe.ws_writes import WebSocketWrites
@@ -68,11 +59,6 @@ MAX_FRAME = 1 << 20
 ANSWER_TIMEOUT = 10.0  # a setValue's response
 MAX_BACKOFF = 60.0
 WRONG_PASSWORD_BACKOFF = 300.0  # a password is changed in the app, not in seconds
-MAX_AUTH_ROUNDS = 3  # authRequired again and again: a loop, not a charger
-
-
-class WrongPassword(GoeError):
-    """The charger said authError: the configured password is not its password."""
 
 
 class LinkDown(TransientError):
@@ -103,21 +89,18 @@ class WebSocketLink:
         self._silence = silence
         # A link looks at its socket this long after its last frame (ascending).
         self._look_after = tuple(sorted({*QUIET_STEPS, silence}))
-        self._serial = serial  # configured: a hello naming another is refused
         # The peer's words may echo one (an authError quoting the password): masked.
         self.secrets = LinkSecrets([password, *(v.removeprefix("Bearer ")
                                                 for v in self._headers.values())])  # fmt: skip
         self._auth = LinkAuth(password, self.secrets, derived_keys, charger=name)
+        self._login = LinkLogin(self._auth, self.secrets, serial, charger=name)
         self._socket: aiohttp.ClientWebSocketResponse | None = None
-        self._hashed: bytes | None = None  # this connection's, for secured writes
-        self._secured = False
         self.live = False  # authenticated and the full status known
         self.reason = "not connected yet"  # why it is not live
         # The first connection is under way: not live, not failed. Each of its steps is
         # bounded (the handshake, the way to live) but the wait for its turn and its
         # hash, which the bridge's own pace and CPU set (the charger loop bounds those).
         self.settling = True
-        self.hello: dict[str, Any] = {}
         self.skipped = SkipCount("websocket_frame_skipped", charger=name)
         self._parts = FullStatusParts(keys, self.skipped)
         self._writes = WebSocketWrites(
@@ -136,6 +119,11 @@ class WebSocketLink:
         self._look = self._watch  # one bound method, not one per look armed
         self._closing: set[asyncio.Future[Any]] = set()
 
+    @property
+    def hello(self) -> dict[str, Any]:
+        """The fields of this connection's hello, as kept ({}: none yet)."""
+        return self._login.hello
+
     # --- the connection --------------------------------------------------------------
 
     async def run(
@@ -151,7 +139,7 @@ class WebSocketLink:
             try:
                 await self._connect_once(listener)
                 self._down(self._end_reason or "closed by the charger")
-            except (GoeError, ProtocolError) as exc:  # WrongPassword, WrongCharger too
+            except (GoeError, ProtocolError) as exc:  # WrongPassword (ws_login), WrongCharger too
                 self._down(str(exc))
             except TimeoutError:
                 self._down("timed out connecting")
@@ -256,7 +244,7 @@ class WebSocketLink:
             self._end(socket, f"no message for {self._silence:.0f} s")
         elif not self.live and now >= self._live_by:
             self._end(socket, f"not live {LIVE_WITHIN:.0f} s after connecting"
-                              f" ({self._why_not_live()})")  # fmt: skip
+                              f" ({self._login.why_not_live()})")  # fmt: skip
         elif self._parts.due is not None and now >= self._parts.due:
             self._end(socket, self._parts.overdue)
         else:
@@ -266,13 +254,6 @@ class WebSocketLink:
                 self._on_state()
             self._arm(socket, now)
 
-    def _why_not_live(self) -> str:
-        if not self.hello:
-            return "no hello"
-        if self._secured and self._hashed is None:
-            return "no authRequired"
-        return "no full status"
-
     def _end(self, socket: aiohttp.ClientWebSocketResponse, reason: str) -> None:
         self._end_reason = reason
         closing = asyncio.ensure_future(_close(socket))  # receive() then says closed
@@ -281,9 +262,8 @@ class WebSocketLink:
 
     async def _read(self, socket: aiohttp.ClientWebSocketResponse, listener: Listener) -> None:
         loop = asyncio.get_running_loop()
-        hello: dict[str, Any] = {}
-        auth_rounds = 0
-        self.hello, self._hashed, self._secured = {}, None, False
+        login = self._login
+        login.reset()
         keep, closed = self._keep, _CLOSED
         while True:
             frame = await socket.receive()
@@ -313,25 +293,14 @@ class WebSocketLink:
                 else:
                     self.skipped.skip("deltaStatus before the full status")
             elif kind == "hello":
-                self._hello(message)
-                # What hashing needs, the peer's own words (a cleaned serial would salt
-                # another hash; one past 32 is refused all the same); not the frame.
-                hello = {k: v[:64] for k in ("serial", "devicetype")
-                         if isinstance(v := message.get(k), str)}  # fmt: skip
+                login.said_hello(message)
             elif kind == "authRequired":
-                auth_rounds += 1
-                if auth_rounds > MAX_AUTH_ROUNDS:
-                    raise ProtocolError("the charger asks for auth again and again")
-                hashed = await self._hash(socket, message, hello)
-                self._hashed = hashed
-                await socket.send_str(encode(auth_message(message, hashed)))
+                hashed = await self._hash(socket, *login.asked(message))
+                await socket.send_str(login.answer(message, hashed))
             elif kind == "authError":
-                said = self.secrets.peer_text(message.get("message"))
-                self._auth.refused()
-                raise WrongPassword(f"wrong password: the charger refused it ({said})")
+                raise login.refused(message)
             elif kind == "authSuccess":
-                self._auth.accepted()
-                log.debug("websocket_authenticated", charger=self._name)
+                login.accepted()
             elif kind == "fullStatus":
                 status = message["status"]
                 self._parts.add(status, len(frame.data), loop.time())  # bounded: or raises
@@ -354,18 +323,9 @@ class WebSocketLink:
         said = {} if message is None else {"type": self.secrets.peer_text(message["type"], 32)}
         self.skipped.skip(junk, **said)  # the first type seen is in the one log line
 
-    def _hello(self, message: Mapping[str, Any]) -> None:
-        self.hello = checked_hello(message, self._serial, self.secrets.peer_text)
-        self._secured = message.get("secured") is True
-
     async def _hash(
-        self,
-        socket: aiohttp.ClientWebSocketResponse,
-        auth_required: Mapping[str, Any],
-        hello: Mapping[str, Any],
+        self, socket: aiohttp.ClientWebSocketResponse, serial: str, kind: HashKind
     ) -> bytes:
-        serial = hello_serial(hello)  # ProtocolError for none, or one no charger has
-        kind = hash_kind(auth_required, hello)
         # Up to ~0.35 s of CPU, in the hashing threads, so a fleet's event loop never
         # waits on it. The wait is ours, not the peer's: the watchdog pauses meanwhile.
         loop = asyncio.get_running_loop()
@@ -389,11 +349,11 @@ class WebSocketLink:
         socket = self._socket
         if socket is None or not self.live:
             raise LinkDown(f"websocket not connected: {self.reason}")
-        if not self._secured:
+        if not self._login.secured:
             return socket, None
-        if self._hashed is None:
+        if self._login.hashed is None:
             raise LinkDown("websocket: secured writes before authentication")
-        return socket, self._hashed
+        return socket, self._login.hashed
 
 
 async def _close(socket: aiohttp.ClientWebSocketResponse, within: float = CLOSE_WITHIN) -> None:

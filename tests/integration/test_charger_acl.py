@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import json
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.charger import SimulatedCharger
 from goe2mqtt.sim.charger_mqtt import MqttCharger
-from tests.conftest import SENTINEL_ROOT, MqttProbe, RunningBridge
+from tests.conftest import SENTINEL_ROOT, MqttProbe, RunningBridge, password_broker
 from tests.integration.test_charger_mqtt import cancel
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -40,20 +39,13 @@ def readme_acl() -> str:
 
 @pytest.fixture
 def acl_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    passwords = tmp_path / "passwd"
-    for n, (user, password) in enumerate(USERS.items()):
-        create = ["-c"] if n == 0 else []
-        subprocess.run(["mosquitto_passwd", "-b", *create, str(passwords), user, password],
-                       check=True, capture_output=True)  # fmt: skip
-    passwords.chmod(0o644)  # Mosquitto drops to this user to read it
     acl = tmp_path / "acl"
     # The README's ACL, and a watcher (as Home Assistant: goe2mqtt/#) that reads all
     # (and writes the probe's sentinel: MqttProbe waits for it to come back).
     acl.write_text(readme_acl() + "\nuser watcher\ntopic read #\ntopic write goe2mqtt/#\n"
                    f"topic write {SENTINEL_ROOT}/#\n")  # fmt: skip
     acl.chmod(0o644)
-    config = ("allow_anonymous false", f"password_file {passwords}", f"acl_file {acl}")
-    with MosquittoBroker(extra_config=config) as running:
+    with password_broker(tmp_path, USERS, f"acl_file {acl}") as running:
         yield running
 
 

@@ -11,6 +11,7 @@ import random
 import signal
 import socket
 import sys
+from collections.abc import AsyncIterator
 
 import aiohttp
 import aiomqtt
@@ -124,36 +125,38 @@ def test_a_demo_with_no_broker_to_start_says_how_to_get_one(
         assert "goe2mqtt[demo]" not in str(caught.value)
 
 
-async def test_simulate_serves_the_api_until_sigterm() -> None:
-    port = free_port()
+@contextlib.asynccontextmanager
+async def simulating(port: int, *options: str) -> AsyncIterator[str]:
+    """``goe2mqtt simulate`` serving charger 000042 (token secret-sim) on ``port``: the
+    line it printed first. At the end of the block a SIGTERM ends it with 0 (a block
+    that failed kills it)."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "goe2mqtt",
-        "simulate",
-        "--port",
-        str(port),
-        "--charger",
-        "000042:secret-sim",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+        sys.executable, "-m", "goe2mqtt", "simulate", "--port", str(port), *options,
+        "--charger", "000042:secret-sim",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
     try:
         assert process.stdout is not None
         line = (await asyncio.wait_for(process.stdout.readline(), PROCESS_WAIT)).decode()
-        assert line.strip() == f"charger 000042: api_url http://127.0.0.1:{port}/000042"
-        url = f"http://127.0.0.1:{port}/000042/api/status"
-        async with aiohttp.ClientSession() as http:
-            async with http.get(url, params={"filter": "sse", "token": "secret-sim"}) as answer:
-                assert await answer.json() == {"sse": "000042"}
-            async with http.get(url, params={"token": "wrong"}) as answer:
-                assert answer.status == 401
+        yield line.strip()
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), WAIT) == 0
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_simulate_serves_the_api_until_sigterm() -> None:
+    port = free_port()
+    async with simulating(port) as line:
+        assert line == f"charger 000042: api_url http://127.0.0.1:{port}/000042"
+        url = f"http://127.0.0.1:{port}/000042/api/status"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url, params={"filter": "sse", "token": "secret-sim"}) as answer:
+                assert await answer.json() == {"sse": "000042"}
+            async with http.get(url, params={"token": "wrong"}) as answer:
+                assert answer.status == 401
 
 
 async def test_the_demo_takes_its_port_and_ends_on_sigterm_like_ctrl_c() -> None:
@@ -237,26 +240,13 @@ def free_pair() -> int:
 
 async def test_simulate_local_serves_each_chargers_local_api_without_a_token() -> None:
     port = free_pair()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "goe2mqtt", "simulate", "--port", str(port), "--local",
-        "--charger", "000042:secret-sim",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), PROCESS_WAIT)).decode().strip()
+    async with simulating(port, "--local") as line:
         assert line == (
             f"charger 000042: api_url http://127.0.0.1:{port}/000042, host 127.0.0.1:{port + 1}"
         )
         url = f"http://127.0.0.1:{port + 1}/api/status"
         async with aiohttp.ClientSession() as http, http.get(url, params={"filter": "sse"}) as a:
             assert await a.json() == {"sse": "000042"}
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), WAIT) == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 def test_simulate_help_documents_its_controls() -> None:

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,14 @@ from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Simulator
 
-from ..conftest import PROCESS_WAIT, MqttProbe, RunningBridge, make_settings, until
+from ..conftest import (
+    PROCESS_WAIT,
+    MqttProbe,
+    RunningBridge,
+    make_settings,
+    password_broker,
+    until,
+)
 
 USER = "goe"
 PASSWORD = "pw-7c1e0b9d44aa"
@@ -78,16 +84,7 @@ async def test_bridge_survives_a_broker_crash_and_republishes_everything(
 @pytest.fixture
 def auth_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
     """A broker that wants a user name and password, as a real installation does."""
-    passwords = tmp_path / "mosquitto.passwd"
-    subprocess.run(
-        ["mosquitto_passwd", "-b", "-c", str(passwords), USER, PASSWORD],
-        check=True,
-        capture_output=True,
-    )
-    passwords.chmod(0o644)  # Mosquitto drops to this user to read it
-    with MosquittoBroker(
-        extra_config=("allow_anonymous false", f"password_file {passwords}")
-    ) as running:
+    with password_broker(tmp_path, {USER: PASSWORD}) as running:
         yield running
 
 

@@ -13,10 +13,12 @@ so a repeat of the first would come before it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import uuid
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, NamedTuple
 
 import aiomqtt
 import pytest
@@ -86,6 +88,37 @@ async def send_command(broker: MosquittoBroker, topic: str, payload: dict[str, A
         await probe.publish(topic, json.dumps(payload))
 
 
+class Held(NamedTuple):
+    """A broker with persistence, the proxy in front of it and the listener behind it."""
+
+    broker: MosquittoBroker
+    raw: dict[str, Any]  # the bridge's settings: its MQTT goes through the proxy
+    topics: Topics
+    proxy: HoldingProxy
+    listener: ResultListener
+
+
+@contextlib.asynccontextmanager
+async def held_results(simulator: Simulator, phase: str) -> AsyncIterator[Held]:
+    """The proxy holds the broker's ``phase`` answer to the garage's result; the
+    listener counts the results from the start to the end of the block."""
+    with MosquittoBroker(persistence=True) as broker:
+        raw = make_settings(broker, simulator)
+        topics = Topics(raw["mqtt"]["base_topic"])
+        result_topic = topics.result("garage")
+        proxy = HoldingProxy(broker.host, broker.port, result_topic, phase)
+        await proxy.start()
+        raw["mqtt"]["port"] = proxy.port
+        listener = ResultListener(broker, result_topic)
+        listening = asyncio.create_task(listener.run())
+        try:
+            yield Held(broker, raw, topics, proxy, listener)
+        finally:
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)
+            await proxy.stop()
+
+
 CASES = [
     # (protocol, what happens while the broker's answer is held, which answer)
     ("5", "cut", "ack"),  # the network dies: the broker took the result, the PUBREC is lost
@@ -123,16 +156,9 @@ async def test_a_broker_that_forgot_our_session_after_handing_a_result_on_may_re
 async def _result_in_flight(
     simulator: Simulator, tmp_path: Any, protocol: str, event: str, phase: str
 ) -> list[str]:
-    with MosquittoBroker(persistence=True) as broker:
-        raw = make_settings(broker, simulator)
-        topics = Topics(raw["mqtt"]["base_topic"])
-        result_topic = topics.result("garage")
-        proxy = HoldingProxy(broker.host, broker.port, result_topic, phase)
-        await proxy.start()
-        raw["mqtt"].update(port=proxy.port, protocol=protocol, keepalive=6)
+    async with held_results(simulator, phase) as (broker, raw, topics, proxy, listener):
+        raw["mqtt"].update(protocol=protocol, keepalive=6)
         raw["state_dir"] = str(tmp_path)
-        listener = ResultListener(broker, result_topic)
-        listening = asyncio.create_task(listener.run())
         running = RunningBridge(parse_settings(raw))
         session = running.bridge.mqtt
         session.ack_timeout = 2.0  # a frozen broker is given up on after this
@@ -170,9 +196,6 @@ async def _result_in_flight(
             await until(lambda: journal.count() == {"published": 2}, "both taken as published")
         finally:
             await running.stop()
-            listening.cancel()
-            await asyncio.gather(listening, return_exceptions=True)
-            await proxy.stop()
     return listener.ids
 
 
@@ -184,17 +207,9 @@ async def test_a_result_in_flight_when_the_bridge_is_killed_reaches_a_subscriber
     (the next process publishes it again: the broker drops the copy it never handed on);
     the bridge noted the PUBREC but its PUBREL never left, or the PUBREL left and the
     PUBCOMP is lost (the next process sends only the PUBREL: released once, or "done")."""
-    with MosquittoBroker(persistence=True) as broker:
-        raw = make_settings(broker, simulator)
-        topics = Topics(raw["mqtt"]["base_topic"])
-        result_topic = topics.result("garage")
-        proxy = HoldingProxy(broker.host, broker.port, result_topic, phase)
-        await proxy.start()
-        raw["mqtt"]["port"] = proxy.port
+    async with held_results(simulator, phase) as (broker, raw, topics, proxy, listener):
         raw["state_dir"] = str(tmp_path / "state")
         config = write_config(tmp_path, raw)
-        listener = ResultListener(broker, result_topic)
-        listening = asyncio.create_task(listener.run())
         command = topics.command("garage", "change_charging_power")
         first, second = Daemon(config), Daemon(config)
         try:
@@ -218,9 +233,6 @@ async def test_a_result_in_flight_when_the_bridge_is_killed_reaches_a_subscriber
             for daemon in (first, second):
                 if daemon.running:
                     await daemon.end(signal.SIGKILL)
-            listening.cancel()
-            await asyncio.gather(listening, return_exceptions=True)
-            await proxy.stop()
     assert listener.ids == ["first", "second"]
 
 

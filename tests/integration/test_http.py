@@ -9,7 +9,6 @@ import os
 import resource
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from ..conftest import (
     Daemon,
     MqttProbe,
     make_settings,
+    password_broker,
     until,
     write_config,
 )
@@ -70,6 +70,18 @@ async def test_an_address_not_on_this_machine_stops_start_up_too(
     assert line.startswith("goe2mqtt: http.listen: cannot listen on 192.0.2.1:8099: ")
 
 
+async def http_healthcheck(config: Path, port: int) -> tuple[int | None, bytes]:
+    """The image's HEALTHCHECK on this config, the listen address from the environment:
+    its exit code and what it printed."""
+    check = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "goe2mqtt", "healthcheck", "--http", "--config", str(config),
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "GOE2MQTT_HTTP__LISTEN": f"127.0.0.1:{port}"},
+    )  # fmt: skip
+    out, _ = await check.communicate()
+    return check.returncode, out
+
+
 async def test_environment_variables_set_the_section(
     broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
 ) -> None:
@@ -84,22 +96,12 @@ async def test_environment_variables_set_the_section(
         assert (status, json.loads(body)) == (200, {"status": "ok", "reasons": []})
         # The image's HEALTHCHECK: the same config (and variables) tell it where to ask.
         await until(lambda: any(e.get("event") == "mqtt_connected" for e in daemon.events()))
-        check = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "goe2mqtt", "healthcheck", "--http", "--config",
-            str(daemon.config), stdout=asyncio.subprocess.PIPE,
-            env={**os.environ, "GOE2MQTT_HTTP__LISTEN": f"127.0.0.1:{port}"},
-        )  # fmt: skip
-        out, _ = await check.communicate()
-        assert (check.returncode, out) == (0, b'healthy: {"status": "ok", "reasons": []}\n')
+        healthy = await http_healthcheck(daemon.config, port)
+        assert healthy == (0, b'healthy: {"status": "ok", "reasons": []}\n')
     finally:
         await daemon.end(signal.SIGTERM)
-    check = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "goe2mqtt", "healthcheck", "--http", "--config",
-        str(daemon.config), stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "GOE2MQTT_HTTP__LISTEN": f"127.0.0.1:{port}"},
-    )  # fmt: skip
-    out, _ = await check.communicate()
-    assert check.returncode == 1
+    code, out = await http_healthcheck(daemon.config, port)
+    assert code == 1
     assert out.startswith(f"unhealthy: no answer from http://127.0.0.1:{port}/readyz".encode())
     off = Daemon(write_config(tmp_path, raw), env={"GOE2MQTT_HTTP__ENABLED": "false"})
     await off.start()
@@ -152,13 +154,7 @@ async def test_readyz_follows_the_broker_and_healthz_does_not(
 
 @pytest.fixture
 def auth_broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    passwords = tmp_path / "mosquitto.passwd"
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), MQTT_USER, MQTT_PASSWORD],
-                   check=True, capture_output=True)  # fmt: skip
-    passwords.chmod(0o644)  # Mosquitto drops to this user to read it
-    with MosquittoBroker(
-        extra_config=("allow_anonymous false", f"password_file {passwords}")
-    ) as running:
+    with password_broker(tmp_path, {MQTT_USER: MQTT_PASSWORD}) as running:
         yield running
 
 

@@ -87,6 +87,13 @@ class Ledgered:
         )
         return dict(opened.json())
 
+    async def unplug(self) -> dict[str, Any]:
+        """The car leaves; the one session the bridge ended, as it published it."""
+        self.garage.unplug()
+        await self.probe.wait_for(self.topics.session_ended("garage"))
+        [ended] = self.ended()
+        return ended
+
     async def polls(self, count: int = 2) -> None:
         """A few polls from now: what the clock or the price says now is seen."""
         start = self.garage.status_calls
@@ -101,9 +108,12 @@ class Ledgered:
 def ledgered(broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
              ) -> Callable[..., Any]:  # fmt: skip
     @contextlib.asynccontextmanager
-    async def start(tariff: dict[str, Any], clock: WallClock | None = None
-                    ) -> AsyncIterator[Ledgered]:  # fmt: skip
-        raw = ledger_settings(broker, simulator, tmp_path / "state", tariff)
+    async def start(tariff: dict[str, Any], clock: WallClock | None = None, *,
+                    state: Path | None = None, **mqtt: Any) -> AsyncIterator[Ledgered]:  # fmt: skip
+        """The bridge with this tariff (state_dir: ``state``, else one in tmp_path; its
+        mqtt section updated with ``mqtt``) serving the garage, online."""
+        raw = ledger_settings(broker, simulator, state or tmp_path / "state", tariff)
+        raw["mqtt"].update(mqtt)
         garage = simulator.charger("012345")
         garage.unplug()
         garage.freeze()
@@ -133,9 +143,7 @@ async def test_a_car_plugs_in_draws_a_known_energy_and_unplugs(
         await books.counted(0.7)
         garage.deliver(534)
         await books.counted(1.234)
-        garage.unplug()
-        await books.probe.wait_for(books.topics.session_ended("garage"))
-        [ended] = books.ended()
+        ended = await books.unplug()
         assert ended["id"] == opened["id"]
         assert abs(ended["energy_wh"] - 1234) <= 1
         assert ended["cost"] == round(1.234 * 0.30, 2)
@@ -175,9 +183,7 @@ async def test_time_of_use_prices_each_interval_across_a_tariff_change(
         await books.polls()
         books.garage.deliver(1000)
         await books.counted(2.0)
-        books.garage.unplug()
-        await books.probe.wait_for(books.topics.session_ended("garage"))
-        [ended] = books.ended()
+        ended = await books.unplug()
         assert ended["cost"] == 0.54  # 1 kWh at 0.32 + 1 kWh at 0.22
 
 
@@ -204,9 +210,7 @@ async def test_an_mqtt_price_across_a_change_and_bad_prices_keep_the_last(
         await books.polls()
         books.garage.deliver(1000)
         await books.counted(2.0)
-        books.garage.unplug()
-        await books.probe.wait_for(books.topics.session_ended("garage"))
-        [ended] = books.ended()
+        ended = await books.unplug()
         assert ended["cost"] == 0.20  # 1 kWh at 0.30, then 1 kWh at -0.10
         await books.probe.publish(price_topic, "", retain=True)
 
@@ -250,9 +254,7 @@ async def test_energy_that_flowed_before_the_first_price_is_priced_when_it_comes
         await books.polls()
         books.garage.deliver(1000)
         await books.counted(2.0)
-        books.garage.unplug()
-        await books.probe.wait_for(books.topics.session_ended("garage"))
-        [ended] = books.ended()
+        ended = await books.unplug()
         assert ended["cost"] == 0.50  # 2 kWh at 0.25
         assert not ended["flagged"]
 
@@ -271,9 +273,7 @@ async def test_a_pv_feed_importing_a_third_of_what_the_charger_draws(
         await until(lambda: feed.grid() is not None, "the feed running")
         books.garage.deliver(900)
         await books.counted(0.9)
-        books.garage.unplug()
-        await books.probe.wait_for(books.topics.session_ended("garage"))
-        [ended] = books.ended()
+        ended = await books.unplug()
         assert abs(ended["energy_grid_wh"] - 300) <= 1
         assert abs(ended["energy_pv_wh"] - 600) <= 1
         assert ended["cost"] == round(0.3 * 0.30 + 0.6 * 0.06, 2)
@@ -309,9 +309,7 @@ async def test_a_hostile_eto_flags_the_session_never_prices_it(
         books.garage.faults.values = {}
         books.garage.deliver(100)
         await books.counted(0.5)
-        books.garage.unplug()
-        await books.probe.wait_for(books.topics.session_ended("garage"))
-        [ended] = books.ended()
+        ended = await books.unplug()
         assert ended["flagged"] is True
         assert ended["cost"] is None
         assert ended["energy_wh"] == 500
@@ -378,71 +376,49 @@ async def test_a_charger_restart_ends_the_session_and_the_car_still_there_opens_
 
 
 async def test_a_full_disk_holds_the_books_back_until_it_heals_and_says_so_once(
-    broker: MosquittoBroker, simulator: Simulator, small_disk: Path
+    ledgered: Callable[..., Any], small_disk: Path
 ) -> None:
-    raw = ledger_settings(broker, simulator, small_disk / "state", {"price_per_kwh": 0.30})
-    garage = simulator.charger("012345")
-    garage.unplug()
-    garage.freeze()
-    running = RunningBridge(parse_settings(raw))
-    topics = Topics(raw["mqtt"]["base_topic"])
-    async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
-        with structlog.testing.capture_logs() as logs:
-            await running.start()
-            try:
-                await probe.wait_text(topics.availability("garage"), "online")
-                books = Ledgered(raw, probe, garage, running, broker)
-                await books.plug_in()
-                garage.deliver(400)
-                await books.counted(0.4)
-                filler = fill(small_disk)
-                garage.unplug()  # the closing cannot be written
-                await until(lambda: sum(e["event"] == "ledger_write_failed" for e in logs) > 0)
-                await books.polls(10)  # a few seconds of a full disk
-                assert books.ended() == []  # nothing published before it is on disk
-                filler.unlink()
-                await probe.wait_for(topics.session_ended("garage"), within=20)
-                [ended] = books.ended()
-                assert (ended["energy_wh"], ended["cost"]) == (400, 0.12), ended
-            finally:
-                await running.stop()
+    with structlog.testing.capture_logs() as logs:
+        async with ledgered({"price_per_kwh": 0.30}, state=small_disk / "state") as books:
+            garage = books.garage
+            await books.plug_in()
+            garage.deliver(400)
+            await books.counted(0.4)
+            filler = fill(small_disk)
+            garage.unplug()  # the closing cannot be written
+            await until(lambda: sum(e["event"] == "ledger_write_failed" for e in logs) > 0)
+            await books.polls(10)  # a few seconds of a full disk
+            assert books.ended() == []  # nothing published before it is on disk
+            filler.unlink()
+            await books.probe.wait_for(books.topics.session_ended("garage"), within=20)
+            [ended] = books.ended()
+            assert (ended["energy_wh"], ended["cost"]) == (400, 0.12), ended
     events = [e["event"] for e in logs]
     assert events.count("ledger_write_failed") == 1, events.count("ledger_write_failed")
     assert "ledger_recovered" in events
 
 
 async def test_a_session_ending_while_the_broker_is_frozen_is_announced_once_it_thaws(
-    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+    ledgered: Callable[..., Any], broker: MosquittoBroker
 ) -> None:
-    raw = ledger_settings(broker, simulator, tmp_path / "state", {"price_per_kwh": 0.30})
-    raw["mqtt"]["keepalive"] = 5  # a frozen broker noticed within ~8 s
-    garage = simulator.charger("012345")
-    garage.unplug()
-    garage.freeze()
-    running = RunningBridge(parse_settings(raw))
-    topics = Topics(raw["mqtt"]["base_topic"])
-    async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
-        await running.start()
+    # keepalive 5: a frozen broker noticed within ~8 s
+    async with ledgered({"price_per_kwh": 0.30}, keepalive=5) as books:
+        garage = books.garage
+        await books.plug_in()
+        garage.deliver(700)
+        await books.counted(0.7)
+        broker.pause()  # SIGSTOP: connections open, nothing answered
         try:
-            await probe.wait_text(topics.availability("garage"), "online")
-            books = Ledgered(raw, probe, garage, running, broker)
-            await books.plug_in()
-            garage.deliver(700)
-            await books.counted(0.7)
-            broker.pause()  # SIGSTOP: connections open, nothing answered
-            try:
-                garage.unplug()
-                # Polls go on meanwhile (about two a second here): the closing is seen
-                # and written while the bridge notices the freeze (no PUBACK within the
-                # keep-alive) and tries to reconnect.
-                start = garage.status_calls
-                await until(lambda: garage.status_calls >= start + 20, "polls", within=30)
-            finally:
-                broker.resume()
-            await probe.wait_for(topics.session_ended("garage"), within=30)
-            await books.polls(6)  # a second one would show by now
+            garage.unplug()
+            # Polls go on meanwhile (about two a second here): the closing is seen
+            # and written while the bridge notices the freeze (no PUBACK within the
+            # keep-alive) and tries to reconnect.
+            start = garage.status_calls
+            await until(lambda: garage.status_calls >= start + 20, "polls", within=30)
         finally:
-            await running.stop()
+            broker.resume()
+        await books.probe.wait_for(books.topics.session_ended("garage"), within=30)
+        await books.polls(6)  # a second one would show by now
     [ended] = books.ended()
     assert (ended["energy_wh"], ended["cost"], ended["ended"]) == (700, 0.21, "unplugged")
 

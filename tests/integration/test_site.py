@@ -128,6 +128,20 @@ def site_config(raw: dict[str, Any], meter: str, **over: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def house_settings(
+    broker: Any, simulator: Simulator, **site: Any
+) -> tuple[dict[str, Any], str, str]:
+    """A bridge's settings with the house site over the garage and the carport, both
+    cars plugged in; its base topic and the meter's topic."""
+    raw = make_settings(broker, simulator, chargers=("garage", "carport"))
+    base = raw["mqtt"]["base_topic"]
+    meter = f"{base}-meter/grid"
+    raw["sites"] = [site_config(raw, meter, **site)]
+    for name in ("012345", "067890"):
+        simulator.charger(name).plug_in()
+    return raw, base, meter
+
+
 @pytest.fixture
 def site_options() -> dict[str, Any]:
     return {}
@@ -148,15 +162,10 @@ def site_state_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[P
 async def site(
     broker: Any, simulator: Simulator, site_options: dict[str, Any], site_state_dir: Path | None
 ) -> AsyncIterator[Site]:
-    raw = make_settings(broker, simulator, chargers=("garage", "carport"))
+    raw, base, meter = house_settings(broker, simulator, **site_options)
     if site_state_dir is not None:
         raw["state_dir"] = str(site_state_dir / "state")
-    base = raw["mqtt"]["base_topic"]
-    meter = f"{base}-meter/grid"
-    raw["sites"] = [site_config(raw, meter, **site_options)]
     settings = parse_settings(raw)
-    for name in ("012345", "067890"):
-        simulator.charger(name).plug_in()
     prefix = raw["mqtt"]["discovery_prefix"]
     async with MqttProbe(broker.host, broker.port, [f"{base}/#", f"{prefix}/#"]) as probe:
         running = RunningBridge(settings)
@@ -258,12 +267,7 @@ async def test_a_retained_meter_reading_is_not_taken_for_a_live_one(
     """A reading the broker kept (retained) is old: the site waits for a live one and,
     without one, falls back as with no reading at all (not "meter silent" after acting
     on it); the first live reading brings normal control."""
-    raw = make_settings(broker, simulator, chargers=("garage", "carport"))
-    base = raw["mqtt"]["base_topic"]
-    meter = f"{base}-meter/grid"
-    raw["sites"] = [site_config(raw, meter)]
-    for name in ("012345", "067890"):
-        simulator.charger(name).plug_in()
+    raw, base, meter = house_settings(broker, simulator)
     async with MqttProbe(broker.host, broker.port, [f"{base}/#"]) as probe:
         kept = json.dumps({"l1": 2, "l2": 2, "l3": 2})
         await probe.publish(meter, kept, retain=True)
@@ -471,12 +475,7 @@ async def test_a_retained_meter_reading_is_not_taken_for_a_fresh_one(
     # new subscription, at every start and reconnect of the bridge. Before, the site took
     # it as a reading of now: no fallback for meter_timeout, and the chargers ramped up
     # on a house that may since have switched on an oven.
-    raw = make_settings(broker, simulator, chargers=("garage", "carport"))
-    base = raw["mqtt"]["base_topic"]
-    meter = f"{base}-meter/grid"
-    raw["sites"] = [site_config(raw, meter)]
-    for name in ("012345", "067890"):
-        simulator.charger(name).plug_in()
+    raw, base, meter = house_settings(broker, simulator)
     async with MqttProbe(broker.host, broker.port, [f"{base}/#"]) as probe:
         stale = json.dumps({"l1": 1.0, "l2": 1.0, "l3": 1.0})  # a near empty house, once
         await probe.publish(meter, stale, retain=True)

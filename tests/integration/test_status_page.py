@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +61,7 @@ async def test_the_page_is_live_escapes_hostile_names_and_comes_back_after_a_res
             asked: list[str] = []
             page.on("request", lambda request: asked.append(request.url))
             await page.goto(url + "/")
-            names = await page.locator("#fleet tbody tr").evaluate_all(
-                "rows => rows.map(r => r.getAttribute('data-name'))"
-            )
-            assert names == ["garage", "carport"]
+            assert await rows_shown(page) == ["garage", "carport"]
             await page.wait_for_selector("#live.up")  # the stream is open
             # One request for the page, its script and style inside (allowed by their
             # hashes): on a busy bridge each request waits its turn. Then its stream.
@@ -107,6 +106,20 @@ async def test_the_page_is_live_escapes_hostile_names_and_comes_back_after_a_res
     assert dialogs == []  # nothing a charger said ran as script
 
 
+@contextlib.asynccontextmanager
+async def page_of(folder: Path, raw: dict[str, Any]) -> AsyncIterator[tuple[Page, str]]:
+    """The bridge on this config, as its own process, once it serves its chargers: a
+    browser's new page and the bridge's base URL. The bridge is stopped at the end."""
+    daemon = Daemon(write_config(folder, raw))
+    await daemon.start()
+    try:
+        url = await serving(daemon)
+        async with chromium() as browser:
+            yield await browser.new_page(), url
+    finally:
+        await daemon.end(signal.SIGTERM)
+
+
 async def rows_shown(page: Page) -> list[str]:
     names: list[str] = await page.locator("#fleet tbody tr").evaluate_all(
         "rows => rows.map(r => r.getAttribute('data-name'))"
@@ -124,12 +137,8 @@ async def test_filter_and_paging_with_200_chargers(broker: MosquittoBroker, tmp_
          "api_url": simulator.url_for(serial), "scan_interval": 5}
         for serial in serials
     ]  # fmt: skip
-    daemon = Daemon(write_config(tmp_path, raw))
-    await daemon.start()
     try:
-        url = await serving(daemon)
-        async with chromium() as browser:
-            page = await browser.new_page()
+        async with page_of(tmp_path, raw) as (page, url):
             await page.goto(url + "/")
             assert await rows_shown(page) == [f"c{s}" for s in serials[:50]]
             assert (await page.text_content("#pages") or "").startswith("200 chargers, page 1 of 4")
@@ -147,7 +156,6 @@ async def test_filter_and_paging_with_200_chargers(broker: MosquittoBroker, tmp_
             await page.goto(url + "/?size=100&page=2")
             assert await rows_shown(page) == [f"c{s}" for s in serials[100:200]]
     finally:
-        await daemon.end(signal.SIGTERM)
         await simulator.stop()
 
 
@@ -160,27 +168,20 @@ async def test_with_a_token_the_page_works_in_a_browser_through_its_cookie(
     token_file.chmod(0o600)
     raw = make_settings(broker, simulator, chargers=("garage", "carport"))
     raw["http"]["token_file"] = str(token_file)
-    daemon = Daemon(write_config(tmp_path, raw))
-    await daemon.start()
-    try:
-        url = await serving(daemon)
-        async with chromium() as browser:
-            page = await browser.new_page()
-            answer = await page.goto(url + "/")
-            assert answer is not None
-            assert answer.status == 401
-            await page.goto(f"{url}/?token={secret}")
-            assert page.url == url + "/"  # the token left the address bar
-            assert await rows_shown(page) == ["garage", "carport"]
-            await page.wait_for_selector("#live.up")  # the stream, by the cookie too
-            assert secret not in await page.evaluate("document.cookie")  # HttpOnly
-            simulator.charger(SERIALS["garage"]).plug_in()
-            await expect(page.locator(cell("garage", "car"))).to_have_text(
-                "charging", timeout=WAIT * 1000
-            )
-            assert secret not in await page.content()
-    finally:
-        await daemon.end(signal.SIGTERM)
+    async with page_of(tmp_path, raw) as (page, url):
+        answer = await page.goto(url + "/")
+        assert answer is not None
+        assert answer.status == 401
+        await page.goto(f"{url}/?token={secret}")
+        assert page.url == url + "/"  # the token left the address bar
+        assert await rows_shown(page) == ["garage", "carport"]
+        await page.wait_for_selector("#live.up")  # the stream, by the cookie too
+        assert secret not in await page.evaluate("document.cookie")  # HttpOnly
+        simulator.charger(SERIALS["garage"]).plug_in()
+        await expect(page.locator(cell("garage", "car"))).to_have_text(
+            "charging", timeout=WAIT * 1000
+        )
+        assert secret not in await page.content()
 
 
 async def test_a_page_past_http_max_streams_says_it_is_not_live(

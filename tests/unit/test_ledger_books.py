@@ -422,18 +422,25 @@ def test_a_new_month_starts_the_month_totals_afresh_while_the_charger_idles(
     assert december["@last_session_energy"] == 2.0  # the last session stays the last
 
 
+def sessions_config(folder: Path, client_id: str, *more: dict[str, Any]) -> Path:
+    """A config for ``goe2mqtt sessions``: the ledger in ``folder`` (client_id.sessions),
+    0.5 a kWh in Vienna, the garage and ``more`` chargers."""
+    import yaml
+
+    raw = {"mqtt": {"host": "localhost", "client_id": client_id}, "state_dir": str(folder),
+           "tariff": {"price_per_kwh": 0.5, "timezone": "Europe/Vienna"},
+           "chargers": [{"name": "garage", "host": "127.0.0.1"}, *more]}  # fmt: skip
+    config = folder / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    return config
+
+
 def test_the_sessions_command_filters_by_charger_day_and_card(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import yaml
-
     from goe2mqtt.cli import main
 
-    raw = {"mqtt": {"host": "localhost", "client_id": "books"}, "state_dir": str(tmp_path),
-           "tariff": {"price_per_kwh": 0.5, "timezone": "Europe/Vienna"},
-           "chargers": [{"name": "garage", "host": "127.0.0.1"}]}  # fmt: skip
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(raw))
+    config = sessions_config(tmp_path, "books")
     assert main(["sessions", "--config", str(config)]) == 1  # no ledger yet: said so
     assert "no ledger yet" in capsys.readouterr().err
     clock = Clock()  # Monday 2026-11-30, 01:53 in Vienna
@@ -552,15 +559,9 @@ def test_until_includes_the_whole_day_on_the_days_the_clocks_change() -> None:
 def test_sessions_until_a_25_hour_day_lists_its_last_hour(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import yaml
-
     from goe2mqtt.cli import main
 
-    raw = {"mqtt": {"host": "localhost", "client_id": "dst"}, "state_dir": str(tmp_path),
-           "tariff": {"price_per_kwh": 0.5, "timezone": "Europe/Vienna"},
-           "chargers": [{"name": "garage", "host": "127.0.0.1"}]}  # fmt: skip
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(raw))
+    config = sessions_config(tmp_path, "dst")
     clock = Clock()
     clock.now = 1_792_967_400.0  # 2026-10-25T22:30:00Z: 23:30 in Vienna, the same day
     ledger = ledger_at(tmp_path / "dst.sessions", clock)
@@ -647,18 +648,12 @@ def test_the_sessions_command_reads_each_chargers_days_and_months_in_its_own_zon
 ) -> None:
     """The barn has a tariff of its own in New York: 2026-12-01T03:00Z is still
     November 30 there, and December 1 in Vienna, the global tariff's zone."""
-    import yaml
-
     from goe2mqtt.cli import main
 
-    raw = {"mqtt": {"host": "localhost", "client_id": "zones"}, "state_dir": str(tmp_path),
-           "tariff": {"price_per_kwh": 0.5, "timezone": "Europe/Vienna"},
-           "chargers": [{"name": "garage", "host": "127.0.0.1"},
-                        {"name": "barn", "host": "127.0.0.2",
-                         "tariff": {"price_per_kwh": 0.2, "currency": "USD",
-                                    "timezone": "America/New_York"}}]}  # fmt: skip
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(raw))
+    barn = {"name": "barn", "host": "127.0.0.2",
+            "tariff": {"price_per_kwh": 0.2, "currency": "USD",
+                       "timezone": "America/New_York"}}  # fmt: skip
+    config = sessions_config(tmp_path, "zones", barn)
     clock = Clock()
     ledger = ledger_at(tmp_path / "zones.sessions", clock)
     books = {n: ledger.books_for(n, TariffSettings(price_per_kwh=0.5)) for n in ("garage", "barn")}

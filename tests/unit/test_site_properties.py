@@ -8,6 +8,8 @@ more days and prints the figures the README quotes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from goe2mqtt.sim.site_day import REACTION, DayReport, busiest_hour, run_day
@@ -52,24 +54,29 @@ def _common(report: DayReport) -> None:
     assert report.decisions >= 86_400 / report.interval
 
 
+def _day(seed: int, **options: Any) -> DayReport:
+    """The seeded day (``options``: run_day's), run and held to what every day keeps."""
+    report = run_day(seed, **options)
+    _common(report)
+    return report
+
+
 @pytest.mark.parametrize("seed", FUSE_DAYS)
 def test_a_fuse_day(seed: int) -> None:
-    _common(run_day(seed, mode="fuse"))
+    _day(seed, mode="fuse")
 
 
 @pytest.mark.parametrize("seed", SOLAR_DAYS)
 def test_a_fuse_day_with_pv_and_an_exporting_meter_writes_no_more_than_the_fuse(
     seed: int,
 ) -> None:
-    report = run_day(seed, mode="fuse", solar=True)
-    _common(report)
+    report = _day(seed, mode="fuse", solar=True)
     assert report.written_over_fuse > -report.fuse, "the chargers charged"
 
 
 @pytest.mark.parametrize("seed", PV_DAYS)
 def test_a_pv_day(seed: int) -> None:
-    report = run_day(seed, mode="pv")
-    _common(report)
+    report = _day(seed, mode="pv")
     # The import the chargers cause stays within the stop hysteresis, but for the
     # moments a cloud needs to reach the chargers (one interval plus their reaction).
     assert report.worst_pv_import <= report.interval + REACTION, report
@@ -86,8 +93,7 @@ def test_a_pv_days_import_while_the_meter_is_silent_is_the_fallbacks_measured_ap
     s, then stopped within seconds of the meter's return. The site cannot see the sun
     without the meter: like the fuse's, the pv bound holds from the meter's return, and
     the silent stretch (the fallback current's doing) is measured apart."""
-    report = run_day(3029, mode="pv")
-    _common(report)
+    report = _day(3029, mode="pv")
     assert report.worst_pv_import <= report.interval + REACTION, report
     assert report.silent_pv_import > report.interval + REACTION  # the stretch is there
 
@@ -96,8 +102,7 @@ def test_a_pv_days_import_while_the_meter_is_silent_is_the_fallbacks_measured_ap
 def test_a_pv_day_with_a_long_meter_outage_charges_blind_no_longer_than_the_limit(
     seed: int,
 ) -> None:
-    report = run_day(seed, mode="pv", outage=True)
-    _common(report)
+    report = _day(seed, mode="pv", outage=True)
     assert report.outage is not None
     # No charger draws blind longer than pv_blind_limit plus one decision and its
     # reaction (counted from the last valid reading, or its car's start).
