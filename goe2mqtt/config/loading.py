@@ -114,9 +114,14 @@ def load_probe_settings(
         raise ConfigError(*(_name_variable(p, sources) for p in problems)) from None
 
 
-def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
-    """The config file, with GOE2MQTT_* variables over it; no file needed if they say it all."""
+def load_settings(
+    path: str | Path, environ: Mapping[str, str] | None = None, *, secrets_unread: bool = False
+) -> Settings:
+    """The config file, with GOE2MQTT_* variables over it; no file needed if they say it all.
+    ``secrets_unread``: see load_report_settings."""
     document, sources, overridden = _document(path, environ)
+    if secrets_unread:
+        document = _secrets_unread(document)
     try:
         return parse_settings(document, warnings=overridden)
     except ConfigError as exc:
@@ -133,11 +138,7 @@ def load_report_settings(path: str | Path, environ: Mapping[str, str] | None = N
     sessions`): a secret whose ${VAR} this shell has not got (the bridge's environment
     holds it) stands in as unread instead of stopping the command; every other
     ${VAR} is needed as ever."""
-    document, sources, overridden = _document(path, environ)
-    try:
-        return parse_settings(_secrets_unread(document), warnings=overridden)
-    except ConfigError as exc:
-        raise ConfigError(*(_name_variable(p, sources) for p in exc.problems)) from None
+    return load_settings(path, environ, secrets_unread=True)
 
 
 def _secrets_unread(node: Any) -> Any:
