@@ -45,6 +45,7 @@ def session_options(settings: Settings, topics: Topics) -> MqttOptions:
         protocol=mqtt.protocol,
         session_expiry=mqtt.max_command_age,
         tls=mqtt.tls.context() if mqtt.tls is not None else None,
+        bulk_rate=mqtt.bulk_rate,
     )
 
 

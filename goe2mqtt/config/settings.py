@@ -93,6 +93,10 @@ class MqttSettings(Section):
     # Commands older than this are refused; with MQTT 5 it is also how long the broker
     # keeps our session (and queued commands) while we are away.
     max_command_age: int = field(default=300, ge=1, le=86_400)
+    # Discovery configs and re-sends (Home Assistant's birth, a reconnect) a second at
+    # most, after a first 500; a change never waits for a re-send. 0: no limit. A broker drops
+    # what a slow subscriber has not read past its queue (mqtt/pace.py's BULK_RATE).
+    bulk_rate: float = field(default=2000.0, ge=0, le=1_000_000)
 
     @key_check("protocol", before=True)
     @staticmethod

@@ -18,6 +18,8 @@ import aiomqtt
 import structlog
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from goe2mqtt.mqtt.pace import BULK_RATE
+
 log = structlog.get_logger()
 
 RETAINED_QUIET = 0.3  # no new message for this long: the retained ones are all here
@@ -48,6 +50,9 @@ class MqttOptions:
     # while we are away (MQTT 5; with 3.1.1 the broker's own policy applies). 0: no session.
     session_expiry: int = 0
     tls: ssl.SSLContext | None = None
+    # Bulk publishes (a family sent whole, everything sent again) a second at most, after
+    # a first burst; 0: as fast as the broker acknowledges (mqtt/pace.py).
+    bulk_rate: float = BULK_RATE
 
     def __repr__(self) -> str:  # the password stays out of tracebacks
         return f"MqttOptions(host={self.host!r}, port={self.port}, client_id={self.client_id!r})"

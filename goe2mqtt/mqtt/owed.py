@@ -62,6 +62,14 @@ class Owed:
         self._again[name] = None
         return True
 
+    def peek(self) -> tuple[str, bool] | None:
+        """The name take() would return, and whether it is a change; None: nothing."""
+        for name in self._changes:
+            return name, True
+        for name in self._again:
+            return name, False
+        return None
+
     def take(self) -> str | None:
         """The next name owed, changes first; None when nothing is."""
         if self._changes:

@@ -36,6 +36,7 @@ from goe2mqtt.mqtt import sender
 from goe2mqtt.mqtt.client import SEND_WINDOW, PublishRefused
 from goe2mqtt.mqtt.families import Family, LiveFamily, SendingFamily, Taken
 from goe2mqtt.mqtt.owed import Owed
+from goe2mqtt.mqtt.pace import Pace
 from goe2mqtt.mqtt.packing import Packing, same, unpack
 
 log = structlog.get_logger()
@@ -43,10 +44,14 @@ log = structlog.get_logger()
 
 class RetainedStore:
     def __init__(
-        self, on_refused: Callable[[PublishRefused], None], packing: Packing | None = None
+        self,
+        on_refused: Callable[[PublishRefused], None],
+        packing: Packing | None = None,
+        pace: Pace | None = None,
     ) -> None:
         self._on_refused = on_refused
         self.packing = Packing() if packing is None else packing
+        self.pace = Pace(0.0) if pace is None else pace  # of bulk: no limit unless told
         # What the broker should hold, in the order it last changed (b"": clear it):
         # topic -> payload, and family key -> family.
         self.retained: dict[str, bytes | Family] = {}
@@ -315,6 +320,20 @@ class RetainedStore:
 
     def _owes(self) -> bool:
         return bool(self._dirty) or self._sending is not None
+
+    def _bulk(self) -> int:
+        """How many bulk publishes (mqtt/pace.py) the next _take() begins: a family owed
+        whole, its size; a topic only sent again, 1; a change of one topic, 0."""
+        if self._sending is not None:
+            return 0  # counted when the family began
+        head = self._dirty.peek()
+        if head is None:
+            return 0
+        name, change = head
+        value = self.retained.get(name)
+        if value is None or isinstance(value, bytes):
+            return 0 if change else 1
+        return value.size
 
     def _take(self) -> Taken | None:
         """The next topic owed and its payload (built now for a family's member)."""

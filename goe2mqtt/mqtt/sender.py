@@ -16,6 +16,7 @@ import structlog
 
 from goe2mqtt.mqtt.client import SEND_WINDOW, BrokerStalled, PublishRefused
 from goe2mqtt.mqtt.families import Family, SendingFamily, Taken
+from goe2mqtt.mqtt.pace import Pace
 from goe2mqtt.mqtt.packing import PACK_AFTER, Packing, unpack
 
 log = structlog.get_logger()
@@ -26,6 +27,7 @@ class RetainedStore(Protocol):
 
     retained: dict[str, bytes | Family]
     packing: Packing
+    pace: Pace
     _dirty_added: asyncio.Event
     _on_refused: Callable[[PublishRefused], None]
 
@@ -34,6 +36,8 @@ class RetainedStore(Protocol):
     def _undelivered(self, topic: str, data: bytes, sending: SendingFamily | None) -> None: ...
 
     def _owes(self) -> bool: ...
+
+    def _bulk(self) -> int: ...
 
     def _take(self) -> Taken | None: ...
 
@@ -81,21 +85,34 @@ async def send(
                 log.debug("mqtt_batch_sent", messages=delivered[0])
                 delivered[0] = 0
 
+    async def until_owed(within: float) -> None:
+        """Until something more is owed (or the connection failed): ``within`` s at most."""
+        store._dirty_added.clear()
+        waiter: asyncio.Future[Any] = asyncio.ensure_future(store._dirty_added.wait())
+        try:
+            first = asyncio.FIRST_COMPLETED
+            await asyncio.wait({waiter, failure}, timeout=within, return_when=first)
+        finally:
+            waiter.cancel()  # the sender cancelled meanwhile too
+
     try:
         while True:
             if failure.done():
                 failure.result()
             if not store._owes():
-                store._dirty_added.clear()
-                waiter: asyncio.Future[Any] = asyncio.ensure_future(store._dirty_added.wait())
-                await asyncio.wait(
-                    {waiter, failure}, timeout=PACK_AFTER, return_when=asyncio.FIRST_COMPLETED
-                )
-                waiter.cancel()
+                await until_owed(PACK_AFTER)
                 if store.packing.due():  # quiet: what stayed unchanged is packed now
                     store.packing.sweep(store.retained)
                 continue
             await slots.acquire()
+            bulk = store._bulk()
+            if bulk:
+                wait = store.pace.delay()
+                if wait > 0.0:  # a change owed meanwhile goes at once, ahead of the bulk
+                    slots.release()
+                    await until_owed(wait)
+                    continue
+                store.pace.spend(bulk)
             taken = store._take()
             if taken is None:
                 slots.release()

@@ -40,6 +40,7 @@ from goe2mqtt.mqtt.look_back import LookBack
 from goe2mqtt.mqtt.one_offs import OneOffs
 from goe2mqtt.mqtt.overwrites import Overwrites
 from goe2mqtt.mqtt.own_topics import Owner, OwnTopics
+from goe2mqtt.mqtt.pace import Pace
 from goe2mqtt.mqtt.reconnect import RECONNECT_DELAYS, Reconnects
 from goe2mqtt.mqtt.retained import RetainedStore
 from goe2mqtt.mqtt.session_client import PacketNote, SessionClient, new_client
@@ -80,7 +81,7 @@ class MqttSession:
         self._on_new_session = on_new_session
         self._subscriptions = tuple(subscriptions)
         self._reconnect_delays = tuple(reconnect_delays)
-        self._store = RetainedStore(self._refused)
+        self._store = RetainedStore(self._refused, pace=Pace(options.bulk_rate))
         # The one client of the session (made when first needed: aiomqtt needs the loop);
         # _client is it while connected.
         self._session_client: SessionClient | None = None
@@ -210,6 +211,10 @@ class MqttSession:
     async def republish_retained(self) -> None:
         """Send everything retained again (Home Assistant restarted). Calls coalesce."""
         self._store.owe_everything()
+
+    async def settled(self) -> None:
+        """Return once the broker acknowledged every change made so far (or a newer one)."""
+        await self._store.settled(self._store.barrier())
 
     async def resent(self) -> None:
         """Return once the last republish went out (taken for sending)."""

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from goe2mqtt.bridge.startup import session_options
 from goe2mqtt.config.http import HttpSettings
 from goe2mqtt.config.loading import load_settings
 from goe2mqtt.config.problems import ConfigError
@@ -17,6 +18,8 @@ from goe2mqtt.config.settings import (
     TlsSettings,
     parse_settings,
 )
+from goe2mqtt.mqtt.pace import BULK_RATE
+from goe2mqtt.mqtt.topics import Topics
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "tok-DO-NOT-LEAK-8842"
@@ -242,6 +245,18 @@ def test_protocol_and_command_age() -> None:
         parse_settings(raw)
     raw["mqtt"].update(protocol=5, max_command_age=0)
     with pytest.raises(ConfigError, match=r"^mqtt\.max_command_age: "):
+        parse_settings(raw)
+
+
+def test_bulk_rate_reaches_the_session_and_a_negative_one_names_the_key() -> None:
+    raw = base()
+    settings = parse_settings(raw)
+    assert settings.mqtt.bulk_rate == BULK_RATE  # the session's own default
+    assert session_options(settings, Topics("goe2mqtt")).bulk_rate == BULK_RATE
+    raw["mqtt"]["bulk_rate"] = 0  # no limit
+    assert session_options(parse_settings(raw), Topics("goe2mqtt")).bulk_rate == 0.0
+    raw["mqtt"]["bulk_rate"] = -1
+    with pytest.raises(ConfigError, match=r"^mqtt\.bulk_rate: "):
         parse_settings(raw)
 
 

@@ -1,0 +1,122 @@
+"""Bulk publishes (a family sent whole, everything sent again) go at mqtt.bulk_rate after
+a first burst; a change of one topic never waits for them (mqtt/pace.py).
+
+The pace's clock is the test's: tokens come only when the test moves it, so what is
+held stays held however slow the machine is."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from goe2mqtt.mqtt.pace import Pace
+from goe2mqtt.mqtt.retained import RetainedStore
+
+from ..conftest import until
+from .test_retained_family import Broker, _refused, configs
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class CountedPace(Pace):
+    """Counts the times a bulk publish was held: the sender looked and waited."""
+
+    held = 0
+
+    def delay(self) -> float:
+        wait = super().delay()
+        self.held += wait > 0.0
+        return wait
+
+
+def test_a_burst_goes_at_once_then_the_rate_holds() -> None:
+    clock = Clock()
+    pace = Pace(100.0, burst=3, clock=clock)
+    for _ in range(3):
+        assert pace.delay() == 0.0
+        pace.spend(1)
+    assert pace.delay() == pytest.approx(0.01)
+    clock.now += 0.01
+    assert pace.delay() == 0.0
+    pace.spend(1)
+    assert pace.delay() > 0.0
+
+
+def test_a_quiet_while_refills_no_more_than_the_burst() -> None:
+    clock = Clock()
+    pace = Pace(100.0, burst=3, clock=clock)
+    pace.spend(3)
+    clock.now += 3600.0
+    for _ in range(3):
+        assert pace.delay() == 0.0
+        pace.spend(1)
+    assert pace.delay() > 0.0
+
+
+def test_a_family_goes_whole_on_one_token_and_the_next_waits_for_its_size() -> None:
+    clock = Clock()
+    pace = Pace(100.0, burst=3, clock=clock)
+    pace.spend(2)
+    assert pace.delay() == 0.0  # one token left: a family of 130 goes whole
+    pace.spend(130)
+    assert pace.delay() == pytest.approx(1.30)  # back to one token: 130 at 100 a second
+
+
+def test_rate_zero_never_holds() -> None:
+    pace = Pace(0.0, burst=1, clock=Clock())
+    pace.spend(1_000_000)
+    assert pace.delay() == 0.0
+
+
+async def test_changes_go_unpaced_a_re_send_at_the_rate_and_a_change_passes_it() -> None:
+    clock = Clock()
+    pace = CountedPace(1000.0, burst=2, clock=clock)
+    store, broker = RetainedStore(_refused, pace=pace), Broker()
+    topics = [f"t/{n}" for n in range(5)]
+    for topic in topics:
+        store.put(topic, b"1")
+    sender = asyncio.create_task(store.send(broker, 5.0))  # type: ignore[arg-type]
+    try:
+        # Five changes, a burst of two: changes of a topic never wait.
+        await until(lambda: len(broker.got) == 5, "the changes, unpaced")
+        assert pace.held == 0
+        store.owe_everything()  # Home Assistant's birth
+        await until(lambda: pace.held >= 3, "the re-send held after its burst")
+        assert broker.got[5:] == [("t/0", b"1"), ("t/1", b"1")]
+        store.put("t/4", b"2")  # a change while the re-send is held: it goes at once
+        await until(lambda: len(broker.got) == 8, "the change")
+        assert broker.got[7] == ("t/4", b"2")
+        clock.now += 0.002  # two tokens: two more of the re-send
+        await until(lambda: len(broker.got) == 10, "two more of the re-send")
+        assert broker.got[8:] == [("t/2", b"1"), ("t/3", b"1")]
+        assert store.backlog == 0  # t/4's change covered its place in the re-send
+    finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+
+
+async def test_a_new_family_is_bulk_and_goes_whole_once_a_token_is_there() -> None:
+    clock = Clock()
+    pace = CountedPace(1000.0, burst=1, clock=clock)
+    store, broker = RetainedStore(_refused, pace=pace), Broker()
+    store.put_family(configs("garage"))  # three members
+    store.put_family(configs("carport"))
+    sender = asyncio.create_task(store.send(broker, 5.0))  # type: ignore[arg-type]
+    try:
+        await until(lambda: pace.held >= 3, "the second family held")
+        assert [topic for topic, _ in broker.got] == [f"ha/garage/{k}/config" for k in "abc"]
+        clock.now += 0.002  # the level is -2: one token needs three ms
+        await until(lambda: pace.held >= 6, "still held")
+        assert len(broker.got) == 3
+        clock.now += 0.001
+        await until(lambda: len(broker.got) == 6, "the second family, whole")
+    finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
