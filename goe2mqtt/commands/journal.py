@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from goe2mqtt.util.state_file import private_dir
+
 QUEUED = "queued"  # received, not started: safe to run after a restart
 RUNNING = "running"  # a set call may have reached the charger: never run again
 DONE = "done"  # has its result, not yet published
@@ -91,10 +93,12 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
             # One process per journal: a second bridge with the same client id would run
             # the same commands and fight over the same MQTT session.
-            self._lock_file = open(path.with_name(path.name + ".lock"), "a+")  # noqa: SIM115
+            flags = os.O_RDWR | os.O_CREAT | os.O_APPEND
+            lock = os.open(path.with_name(path.name + ".lock"), flags, 0o600)
+            self._lock_file = os.fdopen(lock, "a+")
         except OSError as exc:
             raise JournalUnusable(f"{path}: {exc.strerror or exc}") from None
         try:

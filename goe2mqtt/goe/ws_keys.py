@@ -56,6 +56,7 @@ from goe2mqtt.goe.ws_protocol import (
     bcrypt_salt,
     hashed_password,
 )
+from goe2mqtt.util.state_file import private_dir
 
 log = structlog.get_logger()
 
@@ -290,7 +291,7 @@ class DerivedKeys:
     def _write(self, text: str) -> None:
         temporary = self.path.with_name(self.path.name + ".tmp")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent)
             with contextlib.suppress(FileNotFoundError):
                 temporary.unlink()  # an earlier one may have another owner or mode
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from goe2mqtt.ledger.record import Session, cents
+from goe2mqtt.util.state_file import private_dir
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -119,7 +120,7 @@ class SessionStore:
             if read_only:
                 self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
             else:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                private_dir(path.parent)
                 self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             refused = self._not_ours(version, read_only)

@@ -21,6 +21,21 @@ import structlog
 log = structlog.get_logger()
 
 
+def private_dir(path: Path) -> None:
+    """Make ``path`` and any missing parent readable by the bridge's user only (a
+    directory that exists keeps its mode: its owner chose it). The files in state_dir are
+    0600, but their names (client ids, a charger's keys) are no one else's business."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)  # the umask cannot widen it, nor narrow it for us
+
+
 class JsonStateFile:
     def __init__(self, path: Path, section: str, *, event: str) -> None:
         self.path = path
@@ -51,7 +66,7 @@ class JsonStateFile:
         """Replace the file with these entries: whole or not at all, mode 0600."""
         temporary = self.path.with_name(self.path.name + ".tmp")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent)
             descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(descriptor, "w", encoding="utf-8") as file:
                 os.fchmod(file.fileno(), 0o600)  # also when an older .tmp was left behind
