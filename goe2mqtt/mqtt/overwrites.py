@@ -5,14 +5,15 @@ watches (MQTT 5: subscribed with no_local, so only what others publish arrives t
 A write that differs from our value is answered by sending ours again. The bridge's
 availability is answered each time: every bridge says the same "online" there, so two
 of them cannot answer each other. A watched topic is answered at once a few times in a
-row, then at growing intervals, then no more until it has been left alone for a while:
-two bridges misconfigured onto one base topic, each answering the other's different
-value, would otherwise ping-pong for ever. However often it happens, one line a minute
-says so. Knows MQTT and nothing of go-e.
+row, then at growing intervals (a little random each), then no more until it has been
+left alone for a while: two bridges misconfigured onto one base topic, each answering
+the other's different value, would otherwise ping-pong for ever. However often it
+happens, one line a minute says so. Knows MQTT and nothing of go-e.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 
@@ -32,11 +33,21 @@ class Overwrites:
     """Decides when a write of someone else's on a topic of ours is answered."""
 
     def __init__(
-        self, what: str, *, spaced: bool, clock: Callable[[], float] = time.monotonic
+        self,
+        what: str,
+        *,
+        spaced: bool,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = lambda: random.uniform(0.5, 1.5),
     ) -> None:
         self._what = what
         self._spaced = spaced  # False: answered each time (the bridge's availability)
         self._clock = clock
+        # Each spaced wait times this: two bridges that began at the same moment answered
+        # each other in lockstep, counted alike, and both gave the topic up at once. Apart,
+        # one answers first, the other's owed answer covers that write, and one of them
+        # reaches GIVE_UP_AFTER first: the other keeps the topic.
+        self._jitter = jitter
         # Topic -> (answers in a row, time of the last write): a streak.
         self._streaks: dict[str, tuple[int, float]] = {}
         self.seen = 0  # writes of others that differed from ours, ever
@@ -69,7 +80,7 @@ class Overwrites:
         if answers >= GIVE_UP_AFTER:
             self._unanswered(topic)
             return None
-        return 0.0 if answers < AT_ONCE else float(2 ** (answers - AT_ONCE))
+        return 0.0 if answers < AT_ONCE else float(2 ** (answers - AT_ONCE)) * self._jitter()
 
     def left(self, topic: str) -> bool:
         """Whether writes on the topic are left unanswered for now (given up on it)."""
