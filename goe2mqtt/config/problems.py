@@ -45,6 +45,8 @@ _PATTERN_HINTS = {
     "currency": "must be a 3-letter ISO 4217 code in capitals, e.g. EUR",
     "api_url": "must be an http:// or https:// URL without query",
     "host": "must be a host name or IP address, optionally with :port (no http://)",
+    # The broker's port is a key of its own (mqtt.port): no ":port" here.
+    "mqtt.host": "must be the broker's host name or IP address",
     "chargers": "list at least one charger",
 }
 
@@ -54,7 +56,7 @@ def _describe(error: Problem, root: type[Schema]) -> str:
     kind = error.kind
     message = _FRIENDLY_TYPES.get(kind, error.message)
     if kind in ("string_type", "string_pattern_mismatch", "too_short"):
-        message = _PATTERN_HINTS.get(key.rsplit(".", 1)[-1], message)
+        message = _PATTERN_HINTS.get(key, _PATTERN_HINTS.get(key.rsplit(".", 1)[-1], message))
     if kind == "string_type" and message == error.message:
         # YAML reads password: 987654321 as a number; the user sees no reason why.
         message = 'must be text: quote it in YAML ("...")'

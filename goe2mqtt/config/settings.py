@@ -98,6 +98,22 @@ class MqttSettings(Section):
     # what a slow subscriber has not read past its queue (mqtt/pace.py's BULK_RATE).
     bulk_rate: float = field(default=2000.0, ge=0, le=1_000_000)
 
+    @key_check("host")
+    @staticmethod
+    def _host_alone(value: str, earlier: Mapping[str, Any]) -> str:
+        # Either never connects (a DNS failure at every retry): say so before the start.
+        if "/" in value:
+            raise ValueError(
+                "must be the broker's host name or IP address, not a URL"
+                " (mqtt://broker.lan:1883 is host: broker.lan and port: 1883)"
+            )
+        if value.startswith("[") or re.fullmatch(r"[^:]*:[0-9]*", value):
+            raise ValueError(
+                "must be the broker's host name or IP address alone: the port goes in"
+                " mqtt.port (an IPv6 address without brackets: ::1)"
+            )
+        return value
+
     @key_check("protocol", before=True)
     @staticmethod
     def _protocol_as_text(value: Any) -> Any:

@@ -122,6 +122,40 @@ def test_bad_config_names_the_key(raw: Any, message: str) -> None:
     assert "\n" not in str(caught.value)
 
 
+def mqtt_host(host: Any) -> dict[str, Any]:
+    return {"mqtt": {"host": host}, "chargers": base()["chargers"]}
+
+
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [
+        # The broker's port is mqtt.port: the charger's host hint (":port") misled here.
+        (None, "mqtt.host: must be the broker's host name or IP address"),
+        ("mqtt://broker.lan:1883", "mqtt.host: must be the broker's host name or IP address, not"),
+        ("http://192.168.1.10", "mqtt.host: must be the broker's host name or IP address, not"),
+        ("broker.lan:1883", "mqtt.host: must be the broker's host name or IP address alone"),
+        ("192.168.1.10:", "mqtt.host: must be the broker's host name or IP address alone"),
+        ("[::1]", "mqtt.host: must be the broker's host name or IP address alone"),
+        ("[::1]:1883", "mqtt.host: must be the broker's host name or IP address alone"),
+    ],
+)
+def test_a_broker_host_with_a_scheme_or_a_port_is_refused(host: Any, message: str) -> None:
+    """check-config said OK to these and the bridge then failed DNS at every retry
+    (`127.0.0.1:1883:1883: DNS: the host name does not resolve`)."""
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(mqtt_host(host))
+    [problem] = caught.value.problems
+    assert problem.startswith(message), problem
+    assert ":port" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "host", ["broker.lan", "127.0.0.1", "::1", "fe80::1%eth0", "my_mosquitto", "localhost"]
+)
+def test_a_broker_host_name_or_address_is_taken(host: str) -> None:
+    assert parse_settings(mqtt_host(host)).mqtt.host == host
+
+
 def test_an_idle_interval_below_the_scan_interval_is_a_warning() -> None:
     """idle_scan_interval: 5 with scan_interval: 10 polled every 10 s, in silence."""
     settings = parse_settings(base(scan_interval=10, idle_scan_interval=5))
