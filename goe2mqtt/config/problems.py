@@ -28,6 +28,13 @@ def problems_of(exc: Invalid, root: type[Schema]) -> list[str]:
 _FRIENDLY_TYPES = {
     "missing": "required key is missing",
     "extra_forbidden": "unknown key",
+    # Text where the key takes a number or true/false: quoted ("2000"), with a unit or a
+    # separator (2,000), or a number YAML 1.1 reads as text (1.5e3, 1e+3: it wants a dot
+    # and a signed exponent).
+    "int_parsing": "must be a whole number, not text (no quotes, units or separators)",
+    "float_parsing": "must be a number, not text (no quotes, units or separators;"
+    " YAML reads 1.5e3 as text: write 1500 or 1.5e+3)",
+    "bool_parsing": "must be true or false, not text (no quotes)",
 }
 
 

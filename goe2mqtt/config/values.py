@@ -110,6 +110,14 @@ SCALARS: dict[Any, tuple[Callable[[Any], bool], str, str]] = {
 }
 
 
+# Text given to a key of this type: pydantic's kind and words for a string it cannot parse.
+_PARSING: dict[Any, tuple[str, str]] = {
+    bool: ("bool_parsing", "unable to interpret input"),
+    int: ("int_parsing", "unable to parse string as an integer"),
+    float: ("float_parsing", "unable to parse string as a number"),
+}
+
+
 def count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
@@ -162,9 +170,15 @@ def scalar(
     words: str,
     broken: Callable[[Any], tuple[str, str] | None],
 ) -> Convert:
+    parsing = _PARSING.get(kind)
+
     def convert(value: Any, loc: Loc, errors: list[Problem], context: Context) -> Any:
         if not accepts(value):
-            errors.append(Problem(loc, error, f"Input should be {words}"))
+            if parsing is not None and isinstance(value, str):
+                # Text where a number was wanted: "2000" quoted, 1.5e3 (YAML's text)
+                errors.append(Problem(loc, parsing[0], f"Input should be {words}, {parsing[1]}"))
+            else:
+                errors.append(Problem(loc, error, f"Input should be {words}"))
             return BAD
         if kind is SecretStr:
             return value if isinstance(value, SecretStr) else SecretStr(str(value))

@@ -294,6 +294,42 @@ def test_bulk_rate_reaches_the_session_and_a_negative_one_names_the_key() -> Non
         parse_settings(raw)
 
 
+NOT_TEXT = "must be a number, not text (no quotes, units or separators;"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('bulk_rate: "fast"', f"mqtt.bulk_rate: {NOT_TEXT}"),
+        ('bulk_rate: "2000"', f"mqtt.bulk_rate: {NOT_TEXT}"),
+        ("bulk_rate: 2,000", f"mqtt.bulk_rate: {NOT_TEXT}"),
+        # YAML 1.1 wants a dot and a signed exponent: this is text to it, not 1500.
+        ("bulk_rate: 1.5e3", f"mqtt.bulk_rate: {NOT_TEXT} YAML reads 1.5e3 as text"),
+        ('port: "1883"', "mqtt.port: must be a whole number, not text (no quotes"),
+        ('discovery: "true"', "mqtt.discovery: must be true or false, not text (no quotes)"),
+    ],
+)
+def test_text_given_for_a_number_says_it_is_text(tmp_path: Path, line: str, message: str) -> None:
+    """'Input should be a valid number' for 1.5e3 or a quoted "2000" named no reason:
+    both look like numbers to whoever wrote them."""
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(base()).replace("mqtt:\n", f"mqtt:\n  {line}\n", 1))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    [problem] = caught.value.problems
+    assert problem.startswith(message), problem
+
+
+def test_a_number_given_as_1_5e_plus_3_is_taken_and_not_text_is_said_as_before() -> None:
+    raw = base()
+    raw["mqtt"]["bulk_rate"] = yaml.safe_load("1.5e+3")
+    assert parse_settings(raw).mqtt.bulk_rate == 1500.0
+    for value, message in ((None, "a valid number"), (True, "a valid number"), (-5, "greater")):
+        raw["mqtt"]["bulk_rate"] = value
+        with pytest.raises(ConfigError, match=f"^mqtt.bulk_rate: Input should be {message}"):
+            parse_settings(raw)
+
+
 def test_environment_references_take_the_type_of_their_key(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -169,7 +169,7 @@ def test_a_blind_pause_outlives_a_restart_and_resumes_with_the_meter() -> None:
             "sites[0].pv_blind_limit: 100 s is below meter_timeout 120 s",
         ),
         ({"pv_blind_limit": 86_401}, "sites[0].pv_blind_limit: Input should be less than"),
-        ({"pv_blind_limit": "900"}, "sites[0].pv_blind_limit: Input should be a valid number"),
+        ({"pv_blind_limit": "900"}, "sites[0].pv_blind_limit: must be a number, not text"),
     ],
 )
 def test_a_pv_blind_limit_below_meter_timeout_is_refused_naming_the_key(
