@@ -48,6 +48,27 @@ def test_example_config_is_valid_once_edited_and_documents_every_key(tmp_path: P
             assert f"{key}:" in text, f"config.example.yaml does not document {key}"
 
 
+def test_the_examples_values_are_the_defaults_as_its_header_says(tmp_path: Path) -> None:
+    """config.example.yaml: 'Besides mqtt.host and a charger's name, serial and token, a
+    key shown with a value holds its default'."""
+    edited = tmp_path / "config.yaml"
+    text = (ROOT / "config.example.yaml").read_text()
+    edited.write_text(text.replace('"replace-me"', '"a1b2c3d4e5"'))
+    example = load_settings(edited)
+    given = yaml.safe_load(text)
+    minimal = parse_settings(base())
+    shown = {k for k in given["mqtt"] if k != "host"}
+    assert shown >= {"port", "client_id", "keepalive", "bulk_rate"}
+    for key in shown:
+        assert getattr(example.mqtt, key) == getattr(minimal.mqtt, key), key
+    shown = {k for k in given["chargers"][0] if k not in ("name", "serial", "token")}
+    assert shown >= {"scan_interval", "timeout"}
+    for key in shown:
+        assert getattr(example.chargers[0], key) == getattr(minimal.chargers[0], key), key
+    for key in set(given) - {"mqtt", "chargers"}:
+        assert getattr(example, key) == getattr(minimal, key), key
+
+
 def test_defaults() -> None:
     settings = parse_settings(base())
     assert settings.mqtt.port == 1883
