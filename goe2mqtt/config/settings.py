@@ -20,7 +20,12 @@ from goe2mqtt.config.environment import expand_references
 from goe2mqtt.config.http import HttpSettings
 from goe2mqtt.config.problems import ConfigError, problems_of
 from goe2mqtt.config.schema import field, key_check, section_check, validate
-from goe2mqtt.config.secret_files import check_printable, check_secret_file, load_secret
+from goe2mqtt.config.secret_files import (
+    check_printable,
+    check_secret_file,
+    load_secret,
+    unexpanded,
+)
 from goe2mqtt.config.section import (
     RESERVED_NAMES,
     TOPIC_PATTERN,
@@ -54,7 +59,7 @@ class TlsSettings(Section):
         for key in ("ca_file", "certfile"):
             path = getattr(self, key)
             if path is not None and not os.access(path, os.R_OK):
-                raise ValueError(f"{key}: cannot read {path}")
+                raise ValueError(f"{key}: cannot read {path}{unexpanded(path)}")
         if self.keyfile is not None:
             check_secret_file(self.keyfile, "keyfile", context)
         try:
@@ -202,6 +207,18 @@ class Settings(Section):
     def warnings(self) -> tuple[str, ...]:
         """What was accepted but deserves a line in the log at start-up."""
         return self._warnings
+
+    @section_check
+    def _paths_from_home(self, context: Context) -> None:
+        # state_dir: ~/goe2mqtt made a directory named "~" where the bridge started, and
+        # the next start elsewhere (or `goe2mqtt sessions`) found no journal, no ledger.
+        for key in ("state_dir", "health_file"):
+            path = getattr(self, key)
+            if path is not None and path.startswith("~") and context is not None:
+                context.setdefault("warnings", []).append(
+                    f"{key}: {path} is used as written, in {os.path.abspath(path)}"
+                    f"{unexpanded(path)}"
+                )
 
     @section_check
     def _client_id_per_shard(self, context: Context) -> None:
