@@ -31,8 +31,9 @@ _FRIENDLY_TYPES = {
     # Text where the key takes a number or true/false: quoted ("2000"), with a unit or a
     # separator (2,000), or a number YAML 1.1 reads as text (1.5e3, 1e+3: it wants a dot
     # and a signed exponent).
-    "int_parsing": "must be a whole number, not text (no quotes, units or separators)",
-    "float_parsing": "must be a number, not text (no quotes, units or separators;"
+    "int_parsing": "must be a whole number, not text (no quotes, units or commas: 2000)",
+    # 0,30 is a price in much of Europe: not "remove the comma" (030 is octal 24 to YAML).
+    "float_parsing": "must be a number, not text (no quotes, units or commas: 0.30, 2000;"
     " YAML reads 1.5e3 as text: write 1500 or 1.5e+3)",
     "bool_parsing": "must be true or false, not text (no quotes)",
 }

@@ -315,7 +315,7 @@ def test_bulk_rate_reaches_the_session_and_a_negative_one_names_the_key() -> Non
         parse_settings(raw)
 
 
-NOT_TEXT = "must be a number, not text (no quotes, units or separators;"
+NOT_TEXT = "must be a number, not text (no quotes, units or commas: 0.30, 2000;"
 
 
 @pytest.mark.parametrize(
@@ -327,6 +327,8 @@ NOT_TEXT = "must be a number, not text (no quotes, units or separators;"
         # YAML 1.1 wants a dot and a signed exponent: this is text to it, not 1500.
         ("bulk_rate: 1.5e3", f"mqtt.bulk_rate: {NOT_TEXT} YAML reads 1.5e3 as text"),
         ('port: "1883"', "mqtt.port: must be a whole number, not text (no quotes"),
+        # A price with a decimal comma, as written in much of Europe.
+        ("tariff:\n  price_per_kwh: 0,30", f"tariff.price_per_kwh: {NOT_TEXT}"),
         ('discovery: "true"', "mqtt.discovery: must be true or false, not text (no quotes)"),
     ],
 )
@@ -334,7 +336,11 @@ def test_text_given_for_a_number_says_it_is_text(tmp_path: Path, line: str, mess
     """'Input should be a valid number' for 1.5e3 or a quoted "2000" named no reason:
     both look like numbers to whoever wrote them."""
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(base()).replace("mqtt:\n", f"mqtt:\n  {line}\n", 1))
+    text = yaml.safe_dump(base())
+    if line.startswith("tariff:"):
+        path.write_text(f"{text}{line}\n")
+    else:
+        path.write_text(text.replace("mqtt:\n", f"mqtt:\n  {line}\n", 1))
     with pytest.raises(ConfigError) as caught:
         load_settings(path)
     [problem] = caught.value.problems

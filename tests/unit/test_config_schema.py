@@ -97,7 +97,7 @@ def test_every_problem_of_every_section_is_said_at_once() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_settings(raw)
     assert caught.value.problems == (
-        "mqtt.port: must be a whole number, not text (no quotes, units or separators)",
+        "mqtt.port: must be a whole number, not text (no quotes, units or commas: 2000)",
         "mqtt.keepalive: Input should be greater than or equal to 5",
         "chargers[1].name: use only a-z, 0-9, _ and - (it becomes an MQTT topic level)",
         'chargers[1].serial: must be the 6-digit serial as a quoted string, e.g. "012345"',
