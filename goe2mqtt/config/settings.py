@@ -78,6 +78,9 @@ class TlsSettings(Section):
         return context
 
 
+MIN_BULK_RATE = 10.0  # mqtt.bulk_rate: below it (but 0) a fleet's start-up took hours
+
+
 class MqttSettings(Section):
     host: str = field(min_length=1)
     port: int = field(default=1883, ge=1, le=65535)
@@ -102,6 +105,17 @@ class MqttSettings(Section):
     # most, after a first 500; a change never waits for a re-send. 0: no limit. A broker drops
     # what a slow subscriber has not read past its queue (mqtt/pace.py's BULK_RATE).
     bulk_rate: float = field(default=2000.0, ge=0, le=1_000_000)
+
+    @key_check("bulk_rate")
+    @staticmethod
+    def _bulk_rate_off_or_real(value: float, earlier: Mapping[str, Any]) -> float:
+        # A family goes whole and the pace makes up for it after: at 0.5 a second one
+        # charger's 132 configs held every later charger back for over four minutes.
+        if 0 < value < MIN_BULK_RATE:
+            raise ValueError(
+                f"must be 0 (no limit) or at least {MIN_BULK_RATE:.0f} messages a second"
+            )
+        return value
 
     @key_check("host")
     @staticmethod

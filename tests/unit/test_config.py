@@ -313,6 +313,11 @@ def test_bulk_rate_reaches_the_session_and_a_negative_one_names_the_key() -> Non
     raw["mqtt"]["bulk_rate"] = -1
     with pytest.raises(ConfigError, match=r"^mqtt\.bulk_rate: "):
         parse_settings(raw)
+    raw["mqtt"]["bulk_rate"] = 0.5  # a fleet's configs would take days
+    with pytest.raises(ConfigError, match=r"^mqtt\.bulk_rate: must be 0 \(no limit\) or at"):
+        parse_settings(raw)
+    raw["mqtt"]["bulk_rate"] = 10
+    assert parse_settings(raw).mqtt.bulk_rate == 10.0
 
 
 NOT_TEXT = "must be a number, not text (no quotes, units or commas: 0.30, 2000;"
