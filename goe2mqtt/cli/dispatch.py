@@ -96,6 +96,9 @@ def dispatch(argv: Sequence[str] | None = None, *, early: EarlyStop | None = Non
         # debug shows them, for a look at what happened in between.
         quiet = None if args.log_level == "debug" else open(os.devnull, "w")  # noqa: SIM115
         configure_logging(args.log_level, args.log_format, secrets=settings.secrets(), stream=quiet)
+        state_dir = _state_dir_check(settings.state_dir)
+        if state_dir is EXIT_CONFIG:
+            return EXIT_CONFIG
         names = ", ".join(c.name for c in settings.chargers)
         print(f"{_config_source(args.config)}: OK ({len(settings.chargers)} charger(s):"
               f" {names}{_shard_part(settings)})")  # fmt: skip
@@ -106,6 +109,26 @@ def dispatch(argv: Sequence[str] | None = None, *, early: EarlyStop | None = Non
     for warning in settings.warnings:
         log.warning("config_warning", problem=warning)
     return _run(settings, early)
+
+
+def _state_dir_check(state_dir: str) -> int | None:
+    """state_dir as the daemon would meet it: a file on its path stopped the daemon at
+    start (exit 2) after check-config said OK. Not writable by this user is a warning:
+    the daemon may run as another."""
+    from pathlib import Path
+
+    from goe2mqtt.util.state_file import unusable_dir
+
+    problem = unusable_dir(Path(state_dir))
+    if problem is None:
+        return None
+    why, sure = problem
+    where = f"state_dir: {why} (the command journal and the session ledger live there)"
+    if sure:
+        print(f"goe2mqtt: config error: {where}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"warning: {where}; fine if the daemon runs as a user who may", file=sys.stderr)
+    return None
 
 
 def _config_source(path: str) -> str:

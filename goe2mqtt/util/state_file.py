@@ -36,6 +36,19 @@ def private_dir(path: Path) -> None:
         os.chmod(directory, 0o700)  # the umask cannot widen it, nor narrow it for us
 
 
+def unusable_dir(path: Path) -> tuple[str, bool] | None:
+    """Why the bridge could not keep its files in ``path``, and whether that is sure
+    (False: only this user may not write there, perhaps not the daemon's); None: fine."""
+    nearest = path
+    while not nearest.exists() and nearest.parent != nearest:
+        nearest = nearest.parent  # where the missing ones would be made
+    if not nearest.is_dir():
+        return f"{nearest} is not a directory", True
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        return f"{nearest} is not writable by this user", False
+    return None
+
+
 class JsonStateFile:
     def __init__(self, path: Path, section: str, *, event: str) -> None:
         self.path = path

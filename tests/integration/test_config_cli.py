@@ -178,3 +178,22 @@ def test_check_config_refuses_a_token_over_plain_http_unless_allowed(tmp_path: P
     assert "OK (1 charger(s): garage)" in result.stdout
     assert "warning: charger garage: api_url: http://192.168.1.20" in result.stderr
     assert SECRET not in result.stderr + result.stdout
+
+
+def test_check_config_refuses_a_state_dir_the_daemon_could_not_use(tmp_path: Path) -> None:
+    """A file on state_dir's path stopped the daemon at start (exit 2, "cannot open the
+    command journal ... Not a directory") after check-config had said OK."""
+    a_file = tmp_path / "afile"
+    a_file.write_text("")
+    raw = base()
+    raw["state_dir"] = str(a_file / "state")
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    result = _cli("check-config", "--config", str(path))
+    assert result.returncode == 2
+    assert f"state_dir: {a_file} is not a directory" in result.stderr
+    raw["state_dir"] = str(tmp_path / "new" / "state")  # made at the first start
+    path.write_text(yaml.safe_dump(raw))
+    result = _cli("check-config", "--config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "state_dir" not in result.stderr
