@@ -7,14 +7,16 @@ held stays held however slow the machine is."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
 
+from goe2mqtt.mqtt.families import FAMILY
 from goe2mqtt.mqtt.pace import Pace
 from goe2mqtt.mqtt.retained import RetainedStore
 
 from ..conftest import until
-from .test_retained_family import Broker, _refused, configs
+from .test_retained_family import Broker, Configs, _refused, configs
 
 
 class Clock:
@@ -117,6 +119,76 @@ async def test_a_new_family_is_bulk_and_goes_whole_once_a_token_is_there() -> No
         assert len(broker.got) == 3
         clock.now += 0.001
         await until(lambda: len(broker.got) == 6, "the second family, whole")
+    finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+
+
+class Live:
+    """A live family (a charger's states): each member built from what it says now; a
+    member it no longer has builds as None."""
+
+    def __init__(self, name: str, topics: list[str]) -> None:
+        self.key = f"{FAMILY}{name}"
+        self.values = {topic: b"1" for topic in topics}
+
+    @property
+    def size(self) -> int:
+        return len(self.values)
+
+    def topics(self) -> Iterator[str]:
+        return iter(list(self.values))
+
+    def members(self) -> Iterator[tuple[str, bytes]]:
+        return iter(list(self.values.items()))
+
+    def member(self, topic: str) -> bytes | None:
+        return self.values.get(topic)
+
+
+async def held_or_drained(store: RetainedStore, pace: CountedPace, held: int) -> None:
+    """Until the sender waited ``held`` times for tokens, or had nothing left to send."""
+    await until(lambda: pace.held >= held or not store._owes(), "the sender held or done")
+
+
+async def test_a_family_after_one_with_no_members_waits_for_its_tokens() -> None:
+    # _take() passes over a family with no members (nothing to send, and no token paid
+    # for it): the family after it is bulk too and must be paid for, not taken with it.
+    clock = Clock()
+    pace = CountedPace(1000.0, burst=1, clock=clock)
+    store, broker = RetainedStore(_refused, pace=pace), Broker()
+    store.put_family(configs("garage"))  # three members: the level goes to -2
+    store.put_family(Configs("empty", {}))
+    store.put_family(configs("carport"))
+    sender = asyncio.create_task(store.send(broker, 5.0))  # type: ignore[arg-type]
+    try:
+        await held_or_drained(store, pace, 3)
+        assert [topic for topic, _ in broker.got] == [f"ha/garage/{k}/config" for k in "abc"]
+        clock.now += 0.003  # a token: the carport's configs, whole
+        await until(lambda: len(broker.got) == 6, "the second family")
+    finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+
+
+async def test_a_family_after_a_member_that_vanished_waits_for_its_tokens() -> None:
+    # A live family's member owed as a change, gone from the family when taken: passed
+    # over (nothing to send); the family owed whole after it must still be paid for.
+    clock = Clock()
+    pace = CountedPace(1000.0, burst=1, clock=clock)
+    store, broker = RetainedStore(_refused, pace=pace), Broker()
+    states = Live("states", ["s/a", "s/b"])
+    store.put_family(states)  # two members: the level goes to -1
+    sender = asyncio.create_task(store.send(broker, 5.0))  # type: ignore[arg-type]
+    try:
+        await until(lambda: len(broker.got) == 2 and not store._owes(), "the states, whole")
+        store.put_member(states, "s/b")  # a change of one value: owed as a loose member
+        del states.values["s/b"]  # gone before it is taken (the charger no longer has it)
+        store.put_family(configs("garage"))  # new: owed whole, bulk
+        await held_or_drained(store, pace, 3)
+        assert len(broker.got) == 2  # nothing of the configs before their token
+        clock.now += 0.002
+        await until(lambda: len(broker.got) == 5, "the configs, whole")
     finally:
         sender.cancel()
         await asyncio.gather(sender, return_exceptions=True)
