@@ -15,7 +15,7 @@ from goe2mqtt.mqtt.families import FAMILY
 from goe2mqtt.mqtt.pace import Pace
 from goe2mqtt.mqtt.retained import RetainedStore
 
-from ..conftest import until
+from ..conftest import WAIT, until
 from .test_retained_family import Broker, Configs, _refused, configs
 
 
@@ -189,6 +189,30 @@ async def test_a_family_after_a_member_that_vanished_waits_for_its_tokens() -> N
         assert len(broker.got) == 2  # nothing of the configs before their token
         clock.now += 0.002
         await until(lambda: len(broker.got) == 5, "the configs, whole")
+    finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+
+
+async def test_a_clean_stop_sends_what_is_owed_unpaced() -> None:
+    # The goodbye (MqttSession._say_goodbye) stores each charger's offline, then flushes
+    # what is owed for a few seconds before the bridge's offline. At start-up that is
+    # bulk first (the families, owed as changes before the offline): held for tokens, the
+    # chargers' offline stayed unsaid, "online" retained after the bridge stopped.
+    clock = Clock()
+    pace = CountedPace(1000.0, burst=1, clock=clock)
+    store, broker = RetainedStore(_refused, pace=pace), Broker()
+    store.put_family(configs("garage"))
+    store.put_family(configs("carport"))
+    store.put("garage/availability", b"online")
+    sender = asyncio.create_task(store.send(broker, 5.0))  # type: ignore[arg-type]
+    try:
+        await held_or_drained(store, pace, 1)
+        assert len(broker.got) == 3  # the carport's configs wait for a token
+        store.store("garage/availability", b"offline")  # the goodbye's
+        await store.flush(sender, within=WAIT)  # the clock stands still
+        assert broker.last()["garage/availability"] == b"offline"
+        assert len(broker.got) == 7
     finally:
         sender.cancel()
         await asyncio.gather(sender, return_exceptions=True)
