@@ -108,7 +108,9 @@ async def send(
             bulk = store._bulk()
             if bulk:
                 wait = store.pace.delay()
-                if wait > 0.0:  # a change owed meanwhile goes at once, ahead of the bulk
+                if wait > 0.0:
+                    # Woken by what is owed meanwhile: a change goes at once, ahead of a
+                    # re-send (mqtt/owed.py); behind a start-up's family it keeps its place.
                     slots.release()
                     await until_owed(wait)
                     continue
