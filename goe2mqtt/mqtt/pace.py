@@ -20,6 +20,11 @@ BULK_RATE = 2000.0  # messages a second: mqtt.bulk_rate's default
 # nothing of the first burst, with room left for the changes meanwhile.
 BULK_BURST = 500
 TOKEN_SLACK = 1e-6  # a clock's float error: a token due now is there
+# The shortest wait for tokens: a few go together after it. Woken for each token, a re-send
+# of topics (one token each) cost the loop ~70 us a message: 1.7 CPU-s for 20 000 at 2000
+# a second, against 0.4 unpaced (0.6-0.8 with this). A rate past burst / PACE_TICK (50 000
+# a second, faster than a broker acknowledges) is that.
+PACE_TICK = 0.01
 
 
 class Pace:
@@ -52,7 +57,7 @@ class Pace:
         if self.rate <= 0:
             return 0.0
         short = 1.0 - self._refill()
-        return 0.0 if short <= TOKEN_SLACK else short / self.rate
+        return 0.0 if short <= TOKEN_SLACK else max(short / self.rate, PACE_TICK)
 
     def spend(self, messages: int) -> None:
         """``messages`` bulk publishes go now (delay() said 0.0)."""

@@ -336,7 +336,10 @@ class RetainedStore:
         return value.size
 
     def _take(self) -> Taken | None:
-        """The next topic owed and its payload (built now for a family's member)."""
+        """The next topic owed and its payload (built now for a family's member); None
+        when nothing is, or when bulk comes after a name passed over (nothing to send):
+        the sender pays for it first (_bulk()) and asks again, or it went unpaced."""
+        passed = False
         while True:
             sending = self._sending
             if sending is not None:
@@ -348,6 +351,8 @@ class RetainedStore:
                 sending.taken += 1
                 sending.pending += 1
                 return item[0], item[1], sending
+            if passed and self._bulk():
+                return None
             name = self._dirty.take()
             if name is None:
                 return None
@@ -358,11 +363,13 @@ class RetainedStore:
                 data = self._current(name)
                 if data is None and self._loose.get(name) is not None:
                     self._acknowledged(name)  # the live family has it no more: nothing
+                    passed = True
                     continue
                 return name, data or b"", None
             sending = SendingFamily(value)  # a family owed whole
             if sending.ahead is None:
                 self._acknowledged(name)  # no members: nothing to send
+                passed = True
             else:
                 self._sending = sending
 

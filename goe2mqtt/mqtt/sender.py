@@ -108,7 +108,9 @@ async def send(
             bulk = store._bulk()
             if bulk:
                 wait = store.pace.delay()
-                if wait > 0.0:  # a change owed meanwhile goes at once, ahead of the bulk
+                if wait > 0.0:
+                    # Woken by what is owed meanwhile: a change goes at once, ahead of a
+                    # re-send (mqtt/owed.py); behind a start-up's family it keeps its place.
                     slots.release()
                     await until_owed(wait)
                     continue
@@ -133,7 +135,13 @@ async def send(
 async def flush(store: RetainedStore, sending: asyncio.Task[None], *, within: float) -> None:
     """Let ``sending`` (send()'s task, on the connection that stops) go on for ``within``
     seconds at most, or until every change made before the call is acknowledged; then
-    end it. The publishes it has in flight are awaited, not sent again."""
+    end it. The publishes it has in flight are awaited, not sent again.
+
+    Unpaced: those seconds are for what is owed before the offline. At start-up that is
+    bulk (owed as changes, ahead of the chargers' offline the goodbye stores): held for
+    tokens, the offline stayed unsaid and "online" retained once the bridge stopped."""
+    paced, store.pace = store.pace, Pace(0.0)
+    store._dirty_added.set()  # a sender waiting for tokens looks again
     settled = asyncio.create_task(store.settled(store.barrier()))
     try:
         first = asyncio.FIRST_COMPLETED
@@ -141,4 +149,7 @@ async def flush(store: RetainedStore, sending: asyncio.Task[None], *, within: fl
     finally:
         for task in (sending, settled):
             task.cancel()
-        await asyncio.gather(sending, settled, return_exceptions=True)
+        try:
+            await asyncio.gather(sending, settled, return_exceptions=True)
+        finally:
+            store.pace = paced

@@ -158,3 +158,29 @@ async def test_a_slow_subscriber_gets_every_topic_of_a_re_send(
             await subscriber.stop()
             session.stop()
             await cancel(running)
+
+
+async def test_a_stop_during_a_start_up_says_each_charger_offline(
+    nodelay_broker: MosquittoBroker, bridge: tuple[MqttSession, str]
+) -> None:
+    # The goodbye stores each charger's offline and flushes for 3 s: behind a start-up's
+    # configs still held for tokens (1500 at 120 a second), it stayed unsaid and the
+    # charger "online" retained after the bridge stopped. The stop's flush is unpaced.
+    session, base = bridge
+    availability = f"{base}/garage/availability"
+    async with MqttProbe(nodelay_broker.host, nodelay_broker.port, [f"{base}/#"]) as probe:
+        mark = probe.mark()
+        for n in range(FAMILIES):
+            await session.publish_family(Configs(base, f"c{n}"))
+        await session.publish_retained(availability, "online")  # after its configs
+        running = asyncio.create_task(session.run(ignore))
+        try:
+            await probe.wait_for(f"{base}/c0/e0/config", since=mark)  # under way
+            session.stop([(availability, b"offline")])
+            await asyncio.wait({running}, timeout=60)
+            assert running.done()
+            await probe.wait_text(f"{base}/bridge/availability", "offline", since=mark)
+            assert probe.last_text(availability) == "offline"
+        finally:
+            session.stop()
+            await cancel(running)
