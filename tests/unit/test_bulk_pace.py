@@ -193,18 +193,43 @@ async def test_a_family_after_a_member_that_vanished_waits_for_its_tokens() -> N
     clock = Clock()
     pace = CountedPace(1000.0, burst=1, clock=clock)
     store, broker = RetainedStore(_refused, pace=pace), Broker()
+    store.put_family(configs("carport"))  # three members: the level goes to -2
     states = Live("states", ["s/a", "s/b"])
-    store.put_family(states)  # two members: the level goes to -1
+    store.put_family(states)  # first states: a change, no tokens
     sender = asyncio.create_task(store.send(broker, 5.0))  # type: ignore[arg-type]
     try:
-        await until(lambda: len(broker.got) == 2 and not store._owes(), "the states, whole")
+        await until(lambda: len(broker.got) == 5 and not store._owes(), "configs and states")
         store.put_member(states, "s/b")  # a change of one value: owed as a loose member
         del states.values["s/b"]  # gone before it is taken (the charger no longer has it)
         store.put_family(configs("garage"))  # new: owed whole, bulk
         await held_or_drained(store, pace, 3)
-        assert len(broker.got) == 2  # nothing of the configs before their token
-        clock.now += 0.002
-        await until(lambda: len(broker.got) == 5, "the configs, whole")
+        assert len(broker.got) == 5  # nothing of the configs before their token
+        clock.now += 0.003
+        await until(lambda: len(broker.got) == 8, "the configs, whole")
+    finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+
+
+async def test_first_states_are_a_change_and_a_re_send_of_them_is_bulk() -> None:
+    # A fleet's first states held every command's result (it waits for the states
+    # before it) for minutes; sent again (a birth, a reconnect) they are bulk like all.
+    clock = Clock()
+    pace = CountedPace(1000.0, burst=1, clock=clock)
+    store, broker = RetainedStore(_refused, pace=pace), Broker()
+    store.put_family(configs("garage"))  # three members: the level goes to -2
+    store.put_family(Live("states", ["s/a", "s/b"]))
+    sender = asyncio.create_task(store.send(broker, 5.0))  # type: ignore[arg-type]
+    try:
+        await until(lambda: len(broker.got) == 5, "the configs, then the states unpaced")
+        assert pace.held == 0
+        clock.now += 0.003  # one token again
+        store.owe_everything()
+        await until(lambda: len(broker.got) == 8, "the configs again, whole")
+        await held_or_drained(store, pace, 3)
+        assert len(broker.got) == 8  # the states again wait for their tokens
+        clock.now += 0.003
+        await until(lambda: len(broker.got) == 10, "the states again")
     finally:
         sender.cancel()
         await asyncio.gather(sender, return_exceptions=True)
