@@ -45,7 +45,9 @@ def session_options(settings: Settings, topics: Topics) -> MqttOptions:
         protocol=mqtt.protocol,
         session_expiry=mqtt.max_command_age,
         tls=mqtt.tls.context() if mqtt.tls is not None else None,
-        bulk_rate=mqtt.bulk_rate,
+        # The subscribers' pace is the fleet's, not an instance's: every shard re-sends
+        # at Home Assistant's birth, within 2 s of the others.
+        bulk_rate=mqtt.bulk_rate / (settings.shard.count if settings.shard else 1),
     )
 
 

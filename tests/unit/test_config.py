@@ -318,6 +318,10 @@ def test_bulk_rate_reaches_the_session_and_a_negative_one_names_the_key() -> Non
         parse_settings(raw)
     raw["mqtt"]["bulk_rate"] = 10
     assert parse_settings(raw).mqtt.bulk_rate == 10.0
+    # The subscribers' pace is the fleet's: every shard re-sends at a birth, together.
+    raw["mqtt"]["bulk_rate"] = 2000
+    raw["shard"] = {"index": 1, "count": 4}
+    assert session_options(parse_settings(raw), Topics("goe2mqtt")).bulk_rate == 500.0
 
 
 NOT_TEXT = "must be a number, not text (no quotes, units or commas: 0.30, 2000;"
