@@ -49,9 +49,9 @@ __all__ = [
 Mode = Literal["fuse", "pv", "off"]
 MODES: tuple[Mode, ...] = ("fuse", "pv", "off")
 UP_MARGIN = 1.0  # A beyond the next whole ampere before going up: meter noise writes nothing
-# Writes in the last hour past which a charger goes up no more (down always goes): the
-# README's "at most 60 writes per charger in any hour" holds by construction, with room
-# for the downs, pauses and refreshes that follow.
+# Writes in the last hour past which a charger goes up no more (down always goes): an
+# hour holds at most these, one down per ampere of the limit above the minimum, and the
+# pause (76 under a 32 A maximum), besides writes sent again that the charger did not show.
 UP_BUDGET = 50
 STARTING = 60.0  # s a resumed charger keeps its claim before its car draws (cars wake slowly)
 

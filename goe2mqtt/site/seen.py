@@ -54,7 +54,11 @@ class ChargerSeen:
 
     @property
     def drawing(self) -> bool:
-        return self.car == CHARGING
+        """Its car charges: the car state says so, or its nrg shows a current. A status
+        whose keys disagree (a push's deltas apart, a firmware's lag, no car state) is
+        taken by its current: the meter's reading less that current was room no charger
+        claimed (a car state of 4 beside 16 A drawn let another charger take them)."""
+        return self.car == CHARGING or max(self.currents) >= DRAWING
 
 
 def seen_from_status(status: Mapping[str, Any], *, online: bool) -> ChargerSeen:

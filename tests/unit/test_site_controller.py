@@ -496,9 +496,9 @@ def test_a_fallback_never_raises_a_charger_nor_passes_its_maximum() -> None:
 
 
 def test_a_busy_charger_goes_up_no_more_once_its_hour_holds_50_writes() -> None:
-    # Clouds passing all afternoon: every climb from 6 A is a write per 2 A. The README
-    # promises at most 60 writes per charger in any hour: past 50, a charger goes up no
-    # more until its hour thins out, and still goes down at once (safety has no budget).
+    # Clouds passing all afternoon: every climb from 6 A is a write per 2 A. Past 50
+    # writes in the last hour a charger goes up no more until its hour thins out, and
+    # still goes down at once (safety has no budget; test_site_lies.py bounds the hour).
     controller = site(chargers=(SiteChargerSettings(name="garage"),))
     step(controller, 0, (1, 1, 1), garage=charging(6, limit=6))
     garage = controller.managed["garage"]
