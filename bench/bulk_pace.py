@@ -20,32 +20,21 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 
 import aiomqtt
+from paced_session import paced_session, running
 
-from goe2mqtt.mqtt.session import InboundMessage, MqttOptions, MqttSession
 from goe2mqtt.sim.broker import MosquittoBroker
 
 QUIET = 3.0  # s without a message: a subscriber has everything it will get
 
 
 async def one_rate(broker: MosquittoBroker, topics: int, rate: float, costs: list[float]) -> None:
-    base = f"pace{uuid.uuid4().hex[:8]}"
-    options = MqttOptions(
-        host=broker.host, port=broker.port, client_id=f"{base}-bridge",
-        availability_topic=f"{base}/bridge/availability", bulk_rate=rate,
-    )  # fmt: skip
-    session = MqttSession(options, [])
+    session, base = paced_session(broker, rate)
     names = [f"{base}/c{n}/config" for n in range(topics)]
     for name in names:
         await session.publish_retained(name, b'{"n": 1, "pad": "' + b"x" * 200 + b'"}')
-
-    def ignore(message: InboundMessage) -> None:
-        pass
-
-    running = asyncio.create_task(session.run(ignore))
-    try:
+    async with running(session):
         while session.backlog or not session.connected:
             await asyncio.sleep(0.1)
         ready = f"{base}/ready"
@@ -73,10 +62,6 @@ async def one_rate(broker: MosquittoBroker, topics: int, rate: float, costs: lis
             got.append(int(lines[-1]) if lines else 0)
         row = f"{rate or 'no limit':>9} | {took:8.2f} |"
         print(row + "".join(f" {n:>7} |" for n in got), flush=True)
-    finally:
-        session.stop()
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
 
 
 async def main() -> None:

@@ -20,14 +20,14 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from paced_session import paced_session, running
+
 from goe2mqtt.mqtt.families import FAMILY
-from goe2mqtt.mqtt.session import InboundMessage, MqttOptions, MqttSession
 from goe2mqtt.sim.broker import MosquittoBroker
 from tests.homeassistant import HomeAssistant, ensure_installed
 
@@ -63,21 +63,11 @@ class Configs:
 async def one_rate(
     broker: MosquittoBroker, hass: HomeAssistant, configs: int, rate: float, quiet: float
 ) -> None:
-    node = f"pace{uuid.uuid4().hex[:6]}"
-    options = MqttOptions(
-        host=broker.host, port=broker.port, client_id=f"{node}-bridge",
-        availability_topic=f"{node}/bridge/availability", bulk_rate=rate,
-    )  # fmt: skip
-    session = MqttSession(options, [])
+    session, node = paced_session(broker, rate)
     for start in range(0, configs, MEMBERS):
         await session.publish_family(Configs(node, start))
-
-    def ignore(message: InboundMessage) -> None:
-        pass
-
     began = time.monotonic()
-    running = asyncio.create_task(session.run(ignore))
-    try:
+    async with running(session):
         await asyncio.sleep(0.1)
         await session.settled()
         sent = time.monotonic() - began
@@ -91,10 +81,6 @@ async def one_rate(
         took = (last_new if have < configs else time.monotonic()) - began
         print(f"{rate or 'no limit':>9} | {sent:8.1f} | {took:9.1f} | {have:>6} of {configs}",
               flush=True)  # fmt: skip
-    finally:
-        session.stop()
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
 
 
 async def main() -> None:
