@@ -21,17 +21,20 @@ import structlog
 log = structlog.get_logger()
 
 
+def _missing(path: Path) -> list[Path]:
+    """``path`` and its parents that do not exist, the deepest first."""
+    missing = []
+    while not path.exists() and path.parent != path:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
 def private_dir(path: Path) -> None:
     """Make ``path`` and any missing parent readable by the bridge's user only (a
     directory that exists keeps its mode: its owner chose it). The files in state_dir are
     0600, but their names (client ids, a charger's keys) are no one else's business."""
-    missing = []
-    while not path.exists():
-        missing.append(path)
-        if path.parent == path:
-            break
-        path = path.parent
-    for directory in reversed(missing):
+    for directory in reversed(_missing(path)):
         directory.mkdir(mode=0o700, exist_ok=True)
         os.chmod(directory, 0o700)  # the umask cannot widen it, nor narrow it for us
 
@@ -39,9 +42,8 @@ def private_dir(path: Path) -> None:
 def unusable_dir(path: Path) -> tuple[str, bool] | None:
     """Why the bridge could not keep its files in ``path``, and whether that is sure
     (False: only this user may not write there, perhaps not the daemon's); None: fine."""
-    nearest = path
-    while not nearest.exists() and nearest.parent != nearest:
-        nearest = nearest.parent  # where the missing ones would be made
+    missing = _missing(path)
+    nearest = missing[-1].parent if missing else path  # where the missing would be made
     if not nearest.is_dir():
         return f"{nearest} is not a directory", True
     if not os.access(nearest, os.W_OK | os.X_OK):
