@@ -25,11 +25,15 @@ journal and the ledger are written to survive a kill -9, and by then they have b
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 
@@ -41,6 +45,8 @@ log = structlog.get_logger()
 STOP_WITHIN = 20.0  # SIGTERM to exit: well below the 30 s grace of Docker and Kubernetes
 BACKSTOP_AFTER = STOP_WITHIN + 5.0  # a stop still running then ends the process (exit 1)
 COMMAND_GRACE = 10.0  # on stop, a running command may finish for this long
+STUCK_FRAMES = 12  # the loop thread's innermost frames an overrun logs
+STUCK_TASKS = 50  # and at most this many of its tasks
 GOODBYE_SHARE = 0.8  # of the MQTT stage: the offlines and the bridge's; the rest, DISCONNECT
 
 
@@ -103,16 +109,51 @@ class StopBudget:
 
 
 def arm_backstop(
-    after: float = BACKSTOP_AFTER, end: Callable[[int], object] = os._exit
+    after: float = BACKSTOP_AFTER,
+    end: Callable[[int], object] = os._exit,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> threading.Timer:
     """End the process ``after`` s from now unless it has ended by itself (a thread of
-    its own: an event loop that a task holds cannot end it)."""
+    its own: an event loop that a task holds cannot end it). Its log line says where the
+    loop's thread was and what the tasks of ``loop`` waited on: an overrun is rare, and
+    without that it cannot be traced afterwards."""
+    loop_thread = threading.get_ident()
 
     def overran() -> None:
-        log.error("stop_overran", after=after, action="exit 1 without the rest of the stop")
+        try:
+            stuck = where_stuck(loop_thread, loop)
+        except Exception as exc:  # racing a loop that still runs: never keep the process
+            stuck = [f"not read: {exc!r}"]
+        log.error("stop_overran", after=after, action="exit 1 without the rest of the stop",
+                  stuck=stuck)  # fmt: skip
         end(1)
 
     timer = threading.Timer(after, overran)
     timer.daemon = True  # never what keeps the process alive
     timer.start()
     return timer
+
+
+def where_stuck(thread: int, loop: asyncio.AbstractEventLoop | None) -> list[str]:
+    """``thread``'s innermost frames, then each unfinished task of ``loop`` with the
+    frame it waits in (read from another thread: a snapshot, good enough for a log)."""
+    lines = []
+    frame = sys._current_frames().get(thread)
+    for entry in traceback.extract_stack(frame, limit=STUCK_FRAMES) if frame else []:
+        lines.append(f"thread {entry.filename}:{entry.lineno} {entry.name}")
+    if loop is not None:
+        for task in list(asyncio.all_tasks(loop))[:STUCK_TASKS]:
+            lines.append(f"task {task.get_name()} {_awaiting(task.get_coro())}")
+    return lines
+
+
+def _awaiting(coro: object) -> str:
+    """Where a coroutine chain waits: each frame of it that still runs, outermost first."""
+    chain = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            code = frame.f_code
+            chain.append(f"{code.co_name} ({Path(code.co_filename).name}:{frame.f_lineno})")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return " > ".join(chain[-STUCK_FRAMES:]) or "?"

@@ -346,7 +346,7 @@ def _run(settings: Settings, early: EarlyStop | None = None) -> int:
         def stop() -> None:
             bridge.request_stop()
             if not backstop:  # the stop's deadline holds even if a task holds the loop
-                backstop.append(arm_backstop())
+                backstop.append(arm_backstop(loop=loop))
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop)

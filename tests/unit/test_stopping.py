@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 import yaml
 
 from goe2mqtt.bridge.fleet import stop_pollers
@@ -230,3 +231,45 @@ def test_every_shipped_deployment_waits_longer_than_the_stop_and_its_backstop() 
     unit = (root / "contrib/goe2mqtt.service").read_text()
     [timeout] = re.findall(r"^TimeoutStopSec=(\d+)$", unit, re.MULTILINE)
     assert float(timeout) > BACKSTOP_AFTER
+
+
+def test_a_backstop_says_where_the_loop_and_its_tasks_were_stuck() -> None:
+    """An overrun seen in CI once (the look for another bridge, SIGTERM, exit 1 after 25 s)
+    could not be traced: its line said only that the stop overran."""
+    loop = asyncio.new_event_loop()
+    blocked = threading.Event()
+    called = threading.Event()
+
+    async def waits_on_the_broker_forever() -> None:
+        await asyncio.Event().wait()
+
+    def holds_the_loop() -> None:
+        arm_backstop(0.01, end, loop)  # armed here: it cannot fire before the loop is held
+        blocked.wait(WAIT)  # liveness only: released once the backstop has spoken
+
+    def end(code: int) -> None:
+        called.set()
+        blocked.set()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        task = loop.create_task(waits_on_the_broker_forever(), name="preflight")
+        loop.call_soon(holds_the_loop)
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.run_until_complete(asyncio.sleep(0))
+        task.cancel()
+        loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
+
+    with structlog.testing.capture_logs() as logs:
+        worker = threading.Thread(target=run)
+        worker.start()
+        assert called.wait(WAIT)  # liveness only
+        worker.join(WAIT)
+    loop.close()
+    (overran,) = [e for e in logs if e["event"] == "stop_overran"]
+    stuck = overran["stuck"]
+    assert any(line.startswith("thread ") and "holds_the_loop" in line for line in stuck)
+    assert any(
+        line.startswith("task preflight ") and "waits_on_the_broker_forever" in line
+        for line in stuck
+    )
