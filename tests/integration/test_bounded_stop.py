@@ -163,6 +163,7 @@ async def test_a_stop_while_start_up_looks_for_another_live_bridge_ends_at_once(
     daemon.process.send_signal(signal.SIGTERM)
     code = await daemon.wait(PROCESS_WAIT)
     events = [e["event"] for e in daemon.events()]
-    assert "stop_overran" not in events
+    overran = [e for e in daemon.events() if e["event"] == "stop_overran"]
+    assert not overran, overran  # its `stuck` says what held the stop
     assert code == 0
     assert "bridge_started" not in events  # nothing started only to be stopped
