@@ -5,10 +5,15 @@ again: a reconnect's or Home Assistant's re-send of everything, a correction of 
 someone else overwrote. A change made during the re-send of a thousand chargers' 132 000
 discovery configs waited behind all of it (17 s at p50). Each queue keeps the order
 things were owed in; a name is in one queue at most. Knows MQTT topics and nothing else.
+
+Each queue is an OrderedDict: its first entry is found in one step, however many were
+taken from its front. A dict walks past every entry deleted from its front until it
+grows again: draining 100 000 names visited ~5 000 million slots (3 s of CPU).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator
 
 
@@ -20,11 +25,10 @@ class Owed:
     def __init__(self) -> None:
         # name -> the first change since it was last taken (None: owed again by a
         # reconnect, an undelivered publish, with no change of its own).
-        self._changes: dict[str, int | None] = {}
-        self._again: dict[str, None] = {}  # sent only again: after every change
+        self._changes: OrderedDict[str, int | None] = OrderedDict()
+        # Sent only again: after every change.
+        self._again: OrderedDict[str, None] = OrderedDict()
         # What peek() found, kept while nothing owed since comes before it (None: look).
-        # A dict finds its first entry past every one deleted from its front: the sender
-        # peeks before each take, and two walks each doubled a drain's cost.
         self._head: tuple[str, bool] | None = None
 
     def __contains__(self, name: object) -> bool:
@@ -74,13 +78,10 @@ class Owed:
         """The name take() would return, and whether it is a change; None: nothing."""
         head = self._head
         if head is None:
-            for name in self._changes:
-                head = name, True
-                break
-            else:
-                for name in self._again:
-                    head = name, False
-                    break
+            if self._changes:
+                head = next(iter(self._changes)), True
+            elif self._again:
+                head = next(iter(self._again)), False
             self._head = head
         return head
 
@@ -94,9 +95,9 @@ class Owed:
         if change:
             del self._changes[name]
             if not self._changes:  # a dict keeps the table it grew to: a start-up's
-                self._changes = {}  # ~100 000 topics would stay in memory
+                self._changes = OrderedDict()  # ~100 000 topics would stay in memory
         else:
             del self._again[name]
             if not self._again:
-                self._again = {}
+                self._again = OrderedDict()
         return name
