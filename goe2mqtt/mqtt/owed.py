@@ -20,7 +20,7 @@ from collections.abc import Iterator
 class Owed:
     """Names (topics, family keys) owed to the broker: changes, then re-sends."""
 
-    __slots__ = ("_again", "_changes", "_head")
+    __slots__ = ("_again", "_back", "_changes", "_head")
 
     def __init__(self) -> None:
         # name -> the first change since it was last taken (None: owed again by a
@@ -30,6 +30,9 @@ class Owed:
         self._again: OrderedDict[str, None] = OrderedDict()
         # What peek() found, kept while nothing owed since comes before it (None: look).
         self._head: tuple[str, bool] | None = None
+        # Names given back (back()) at the front of their queue, still there: the order
+        # each had been taken in (a window's worth at most).
+        self._back: dict[str, int] = {}
 
     def __contains__(self, name: object) -> bool:
         return name in self._changes or name in self._again
@@ -64,7 +67,31 @@ class Owed:
             self._head = None  # the head moves back, or a re-send's: this comes first
         first = self._changes.pop(name, None)
         self._again.pop(name, None)
+        self._back.pop(name, None)
         self._changes[name] = first if first is not None else change
+
+    def back(self, name: str, taken: int, *, change: bool) -> None:
+        """Owe a name taken for sending again where it was (it did not arrive): ahead of
+        everything owed since it was taken, behind what was given back and had been
+        taken before it (``taken``: the order it was taken in); with the changes or the
+        re-sends. Appended, a connection lost under a charger's first states sent its
+        "online" (owed after them, not taken yet) ahead of them all."""
+        if name in self._changes or name in self._again:
+            return
+        queue: OrderedDict[str, int | None] | OrderedDict[str, None]
+        queue = self._changes if change else self._again
+        back = self._back
+        ahead = []  # given back before, taken before it: they stay in front
+        for other in queue:  # walks only the names given back, at the front
+            if back.get(other, taken) >= taken:
+                break
+            ahead.append(other)
+        queue[name] = None
+        queue.move_to_end(name, last=False)
+        for other in reversed(ahead):
+            queue.move_to_end(other, last=False)
+        back[name] = taken
+        self._head = None
 
     def again(self, name: str) -> bool:
         """Owe the name with the re-sends unless it is owed already; whether it was added
@@ -92,6 +119,8 @@ class Owed:
         if head is None:
             return None
         name, change = head
+        if self._back:
+            self._back.pop(name, None)
         if change:
             del self._changes[name]
             if not self._changes:  # a dict keeps the table it grew to: a start-up's
