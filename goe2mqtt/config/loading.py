@@ -26,9 +26,10 @@ from goe2mqtt.config.settings import Settings, parse_settings
 from goe2mqtt.config.values import Invalid
 
 
-def duplicate_keys(node: yaml.Node | None, path: str = "") -> list[str]:
-    """Keys given twice in one mapping, with both lines: YAML would silently keep the
-    last (a `host:` added above the example's optional `host:` would be overwritten)."""
+def node_problems(node: yaml.Node | None, path: str = "") -> list[str]:
+    """What YAML would silently get wrong, each with its key: a key given twice in one
+    mapping, with both lines (YAML keeps the last: a `host:` added above the example's
+    optional `host:` would be overwritten), and a number written with a leading zero."""
     problems: list[str] = []
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
@@ -42,11 +43,51 @@ def duplicate_keys(node: yaml.Node | None, path: str = "") -> list[str]:
                     " the last: remove one"
                 )
             seen.setdefault(key, line)
-            problems += duplicate_keys(value_node, where)
+            problems += node_problems(value_node, where)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            problems += duplicate_keys(item, f"{path}[{index}]")
+            problems += node_problems(item, f"{path}[{index}]")
+    elif _is_leading_zero(node):
+        assert isinstance(node, yaml.ScalarNode)
+        if path.rsplit(".", 1)[-1] in SECRET_KEYS:  # never echoed, nor its octal
+            problems.append(f'{path}: must be text: quote it in YAML ("...")')
+        else:
+            problems.append(f"{path}: {_leading_zero(node.value, node.tag)}")
     return problems
+
+
+_NUMBERS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"})
+# A number with a zero before another digit: 030, -030, 0_30, 00.5 (not 0, 0.5, 0x1F).
+_LEADING_ZERO = re.compile(r"[-+]?0[0-9_]")
+
+
+def _is_leading_zero(node: yaml.Node | None) -> bool:
+    """A number YAML read from text with a leading zero (plain: not quoted)."""
+    return (
+        isinstance(node, yaml.ScalarNode)
+        and node.tag in _NUMBERS
+        and not node.style  # libyaml's plain style is "", the pure parser's None
+        and _LEADING_ZERO.match(node.value) is not None
+    )
+
+
+def _leading_zero(text: str, tag: str) -> str:
+    """Why a number with a leading zero is refused, and what to write: YAML 1.1 reads
+    030 as the octal number 24 (a price of 24 where 30 was meant, silently)."""
+    sign = text[0] if text[0] in "+-" else ""
+    digits = text[len(sign) :].lstrip("0_")
+    decimal = sign + (digits if digits[:1].isdigit() else "0" + digits)
+    if tag.endswith(":float"):
+        return (
+            f"{text} has a leading zero (YAML reads such a number without a dot as octal):"
+            f" write {decimal}"
+        )
+    octal = yaml.safe_load(text)
+    meant = "" if int(decimal) == octal else f", or {octal} if octal was meant"
+    return (
+        f"{text} has a leading zero, which YAML reads as the octal number {octal}: write"
+        f' {decimal}{meant} (or "{text}" in quotes if it is text, such as a serial)'
+    )
 
 
 # libyaml's parser when PyYAML was built with it: a 10 000-charger config parses in a
@@ -55,13 +96,13 @@ _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _parse(text: str, path: str | Path) -> Any:
-    """The document, parsed once: its nodes checked for duplicate keys, then built."""
+    """The document, parsed once: its nodes checked (node_problems), then built."""
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
-        duplicates = duplicate_keys(node)
-        if duplicates:
-            raise ConfigError(*(f"{path}: {problem}" for problem in duplicates))
+        problems = node_problems(node)
+        if problems:
+            raise ConfigError(*(f"{path}: {problem}" for problem in problems))
         return None if node is None else loader.construct_document(node)
     finally:
         loader.dispose()

@@ -303,17 +303,33 @@ class Settings(Section):
 
     def secrets(self) -> list[str]:
         """Every secret value, so the log redactor can mask them wherever they turn up."""
-        values = [
-            secret.get_secret_value()
-            for charger in self.chargers
-            for secret in (charger.token, charger.password)
-            if secret is not None
+        return [value for _, value in self._named_secrets()]
+
+    def _named_secrets(self) -> list[tuple[str, str]]:
+        """Every secret value given, with its key."""
+        named = [
+            (f"chargers[{index}].{key}", secret)
+            for index, charger in enumerate(self.chargers)
+            for key, secret in (("token", charger.token), ("password", charger.password))
         ]
-        if self.mqtt.password is not None:
-            values.append(self.mqtt.password.get_secret_value())
-        if self.http.token is not None:
-            values.append(self.http.token.get_secret_value())
-        return [v for v in values if v]
+        named += [("mqtt.password", self.mqtt.password), ("http.token", self.http.token)]
+        return [(key, s.get_secret_value()) for key, s in named if s and s.get_secret_value()]
+
+    @section_check
+    def _short_secrets(self, context: Context) -> None:
+        # The log masks a secret under util/logs.ANYWHERE characters only where it stands
+        # as a word: one as short as a word ("online") hides that word in every line.
+        short = [key for key, value in self._named_secrets() if len(value) < SHORT_SECRET]
+        if short and context is not None:
+            shown = ", ".join(short[:5]) + (f" and {len(short) - 5} more" if len(short) > 5 else "")
+            context.setdefault("warnings", []).append(
+                f"{shown}: shorter than {SHORT_SECRET} characters - easy to guess, and the"
+                " log masks every word equal to it wherever that word stands alone (a"
+                " common word vanishes from every line): a longer one keeps the logs readable"
+            )
+
+
+SHORT_SECRET = 8  # a secret shorter than this is warned of at start-up
 
 
 def site_problems(sites: tuple[SiteSettings, ...], chargers: set[str]) -> list[str]:

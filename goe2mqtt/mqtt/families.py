@@ -43,9 +43,10 @@ class LiveFamily(Family, Protocol):
 class SendingFamily:
     """A family owed whole, taken for sending: its members built one at a time."""
 
-    __slots__ = ("ahead", "dropped", "key", "members", "pending", "size", "taken")
+    __slots__ = ("ahead", "dropped", "key", "members", "order", "pending", "size", "taken")
 
-    def __init__(self, family: Family) -> None:
+    def __init__(self, family: Family, order: int = 0) -> None:
+        self.order = order  # when it was taken, among everything the store took
         self.key, self.size = family.key, family.size
         self.members = members = family.members()
         self.ahead = next(members, None)  # the next member; None: all taken

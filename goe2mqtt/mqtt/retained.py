@@ -69,6 +69,9 @@ class RetainedStore:
         self._owed: dict[str, int] = {}
         self._owed_heap: list[tuple[int, str]] = []
         self._progress = asyncio.Event()
+        # Topics on their way -> when each was taken (a family's: its SendingFamily's).
+        self._took = 0
+        self._taken_at: dict[str, int] = {}
         self.resent = asyncio.Event()  # set once every re-send owed was taken
         self.resent.set()
 
@@ -242,20 +245,22 @@ class RetainedStore:
             self.resent.clear()
             self._dirty_added.set()
 
-    def _drop_sending(self) -> None:
-        sending, self._sending = self._sending, None
-        if sending is not None:
-            sending.dropped = True
-
-    def _mark(self, topic: str, change: int | None) -> None:
+    def _mark(self, topic: str, change: int | None, taken: int | None = None) -> None:
         """Owe a topic: as a change if it is one, or a barrier waits for it (sent but not
-        acknowledged, then lost); else with the re-sends."""
-        if change is not None or topic in self._owed or self._dirty.is_change(topic):
-            self._dirty.change(topic, change)
-            if not self._dirty.resending:
-                self.resent.set()  # the re-send's last topic became a change
-        elif self._dirty.again(topic):
+        acknowledged, then lost); else with the re-sends. ``taken``: when it was taken
+        for sending; it did not arrive, and goes back where it was (mqtt/owed.py)."""
+        dirty = self._dirty
+        as_change = change is not None or topic in self._owed or dirty.is_change(topic)
+        if taken is not None:
+            dirty.back(topic, taken, change=as_change)
+        elif as_change:
+            dirty.change(topic, change)
+        else:
+            dirty.again(topic)
+        if not as_change:
             self.resent.clear()
+        elif not dirty.resending:
+            self.resent.set()  # the re-send's last topic became a change
         self._dirty_added.set()
 
     # --- the order barrier ---------------------------------------------------------------
@@ -296,6 +301,7 @@ class RetainedStore:
     def _delivered(self, topic: str, sending: SendingFamily | None) -> None:
         """A publish taken for sending was acknowledged (or refused for good)."""
         if sending is None:
+            self._taken_at.pop(topic, None)
             self._acknowledged(topic)
             return
         sending.pending -= 1
@@ -305,16 +311,17 @@ class RetainedStore:
     def _undelivered(self, topic: str, data: bytes, sending: SendingFamily | None) -> None:
         """A publish taken for sending is not known to have arrived: still owed."""
         if sending is None:
+            taken = self._taken_at.pop(topic, self._took)
             current = self._current(topic)  # packed meanwhile, perhaps
             if topic not in self._dirty and current is not None and same(current, data):
-                self._mark(topic, None)
+                self._mark(topic, None, taken)
             return
         if not sending.dropped:
             if self._sending is sending:
-                self._drop_sending()
+                self._sending = None
             sending.dropped = True
             if sending.key not in self._dirty and sending.key in self.retained:
-                self._mark(sending.key, None)
+                self._mark(sending.key, None, sending.order)
 
     # --- sending ---------------------------------------------------------------------------
 
@@ -364,6 +371,7 @@ class RetainedStore:
                 return None
             if not self._dirty.resending:
                 self.resent.set()
+            self._took += 1
             value = self.retained.get(name)
             if value is None or isinstance(value, bytes):
                 data = self._current(name)
@@ -371,8 +379,9 @@ class RetainedStore:
                     self._acknowledged(name)  # the live family has it no more: nothing
                     passed = True
                     continue
+                self._taken_at[name] = self._took
                 return name, data or b"", None
-            sending = SendingFamily(value)  # a family owed whole
+            sending = SendingFamily(value, self._took)  # a family owed whole
             if sending.ahead is None:
                 self._acknowledged(name)  # no members: nothing to send
                 passed = True

@@ -1,7 +1,10 @@
 """structlog set-up: key-value events, console on a terminal, JSON lines otherwise.
 
 Every event passes a redactor that masks the configured secrets wherever they
-turn up, including in exception text: a token must never reach a log file.
+turn up, including in exception text: a token must never reach a log file. A short
+secret (under ANYWHERE characters) is masked where it stands as a word of its own, not
+inside another word: a password "online" masked "charger_online" and "went_online" in
+every line, and a secret that short cannot be told from a word anyway.
 """
 
 from __future__ import annotations
@@ -16,10 +19,36 @@ import structlog
 LogFormat = Literal["auto", "console", "json"]
 LEVELS = ("debug", "info", "warning", "error")
 MASK = "***"
+# A secret this long is masked wherever it turns up; a shorter one only as a word of its
+# own (not glued to a letter, digit or underscore on a side where it has one itself).
+ANYWHERE = 16
+
+
+def _word(char: str) -> bool:
+    return char.isalnum() or char == "_"
+
+
+def _mask_words(text: str, secret: str) -> str:
+    """``text`` with every occurrence of ``secret`` that stands as a word masked."""
+    glued_start, glued_end, size = _word(secret[0]), _word(secret[-1]), len(secret)
+    parts: list[str] = []
+    done = 0
+    at = text.find(secret)
+    while at >= 0:
+        end = at + size
+        if (glued_start and at and _word(text[at - 1])) or (
+            glued_end and end < len(text) and _word(text[end])
+        ):
+            at = text.find(secret, at + 1)  # part of a longer word: not the secret
+            continue
+        parts += (text[done:at], MASK)
+        done = end
+        at = text.find(secret, end)
+    return "".join((*parts, text[done:])) if parts else text
 
 
 class SecretRedactor:
-    """Masks every configured secret in a text.
+    """Masks every configured secret in a text (a short one where it is a word).
 
     A fleet has a password and a token per charger: 10 000 chargers are 20 000 secrets,
     and a search for each in every text of every log event took ~3 ms per event - a
@@ -60,7 +89,10 @@ class SecretRedactor:
                 candidates = sorted({*candidates, *found}, key=self._rank.__getitem__)
         for secret in candidates:
             if secret in text:  # longest first: a longer one masked may have taken it
-                text = text.replace(secret, MASK)
+                if len(secret) >= ANYWHERE:
+                    text = text.replace(secret, MASK)
+                else:
+                    text = _mask_words(text, secret)
         return text
 
     def scrub(self, value: Any) -> Any:

@@ -197,3 +197,15 @@ def test_check_config_refuses_a_state_dir_the_daemon_could_not_use(tmp_path: Pat
     result = _cli("check-config", "--config", str(path))
     assert result.returncode == 0, result.stderr
     assert "state_dir" not in result.stderr
+
+
+def test_check_config_refuses_a_price_with_a_leading_zero(tmp_path: Path) -> None:
+    """YAML 1.1 reads 030 as the octal number 24: check-config says so, naming the key."""
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(base()) + "tariff:\n  price_per_kwh: 030\n")
+    result = _cli("check-config", "--config", str(path))
+    assert result.returncode == 2
+    assert "tariff.price_per_kwh: 030 has a leading zero" in result.stderr
+    assert "octal number 24: write 30" in result.stderr
+    path.write_text(yaml.safe_dump(base()) + "tariff:\n  price_per_kwh: 0.30\n")
+    assert _cli("check-config", "--config", str(path)).returncode == 0

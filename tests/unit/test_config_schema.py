@@ -116,7 +116,8 @@ def test_an_unknown_key_is_matched_against_the_keys_as_the_file_spells_them() ->
 
 def test_validate_hands_its_context_to_the_checks() -> None:
     context: dict[str, Any] = {"warnings": []}
-    raw = {"name": "garage", "serial": "012345", "token": "t", "api_url": "http://charger.lan"}
+    raw = {"name": "garage", "serial": "012345", "token": "tok-3f9c2a7e",
+           "api_url": "http://charger.lan"}  # fmt: skip
     raw["allow_insecure"] = True
     charger = validate(Settings, {"mqtt": {"host": "h"}, "chargers": [raw]}, context)
     assert charger.chargers[0].allow_insecure

@@ -133,3 +133,58 @@ def test_a_syntax_error_never_quotes_the_file(
     (problem,) = caught.value.problems
     assert "invalid YAML at line 6, column 12: found undefined tag handle" in problem
     assert "s3cr3t" not in problem
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("tariff: {price_per_kwh: 030}",
+         "tariff.price_per_kwh: 030 has a leading zero, which YAML reads as the octal number"
+         ' 24: write 30, or 24 if octal was meant (or "030" in quotes if it is text, such as'
+         " a serial)"),
+        ("tariff: {price_per_kwh: -0_30}",
+         "tariff.price_per_kwh: -0_30 has a leading zero, which YAML reads as the octal"
+         ' number -24: write -30, or -24 if octal was meant (or "-0_30" in quotes if it is'
+         " text, such as a serial)"),
+        ("tariff: {price_per_kwh: 00.3}",
+         "tariff.price_per_kwh: 00.3 has a leading zero (YAML reads such a number without a"
+         " dot as octal): write 0.3"),
+        ("tariff: {pv_price_per_kwh: 07}",
+         "tariff.pv_price_per_kwh: 07 has a leading zero, which YAML reads as the octal"
+         ' number 7: write 7 (or "07" in quotes if it is text, such as a serial)'),
+    ],
+)  # fmt: skip
+def test_a_number_with_a_leading_zero_is_refused_naming_its_key(
+    tmp_path: Path, line: str, problem: str
+) -> None:
+    """YAML 1.1 reads 030 as octal 24: a price of 24 where 30 was meant, silently."""
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG + line + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    assert caught.value.problems == (f"{config}: {problem}",)
+
+
+def test_zero_and_numbers_below_one_and_quoted_text_are_not_leading_zeros(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        CONFIG.replace("'012345'", '"012345"')
+        + "tariff: {price_per_kwh: 0.30, pv_price_per_kwh: 0}\n"
+    )
+    settings = load_settings(config, environ={})
+    assert settings.tariff.price_per_kwh == 0.3
+    assert settings.chargers[0].serial == "012345"
+
+
+def test_a_secret_with_a_leading_zero_is_refused_without_its_value(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG.replace("token: a1b2c3d4e5", "token: 0123", 1))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    assert caught.value.problems == (
+        f'{config}: chargers[0].token: must be text: quote it in YAML ("...")',
+    )
+    assert "0123" not in str(caught.value)
+    assert "83" not in str(caught.value)  # its octal value

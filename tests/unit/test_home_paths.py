@@ -21,7 +21,7 @@ HINT = "(~ is not expanded here: give the full path, "
 
 
 def config(**top: Any) -> dict[str, Any]:
-    charger = {"name": "garage", "serial": "012345", "token": "t0k3n"}
+    charger = {"name": "garage", "serial": "012345", "token": "t0k3n-5e1d"}
     return {"mqtt": {"host": "127.0.0.1"}, "chargers": [charger], **top}
 
 

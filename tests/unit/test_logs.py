@@ -6,12 +6,13 @@ import io
 import json
 import logging
 import random
+import re
 from collections.abc import Iterator
 
 import pytest
 import structlog
 
-from goe2mqtt.util.logs import MASK, SecretRedactor, configure_logging
+from goe2mqtt.util.logs import ANYWHERE, MASK, SecretRedactor, configure_logging
 
 SECRET = "tok-never-in-logs-3141"
 
@@ -89,11 +90,38 @@ def test_a_routine_skip_is_logged_once_as_info_a_suspect_one_as_a_warning() -> N
 
 
 def _masked_one_by_one(secrets: list[str], text: str) -> str:
-    """The redactor's rule, plainly: every secret, longest first, masked where found."""
+    """The redactor's rule, plainly: every secret, longest first, masked where found; one
+    under ANYWHERE characters only where no word character (letter, digit, _) glues it
+    to the text on a side where it ends in one itself."""
     for secret in sorted(set(secrets), key=len, reverse=True):
-        if secret in text:
+        if len(secret) >= ANYWHERE:
             text = text.replace(secret, MASK)
+            continue
+        start = r"(?<!\w)" if re.match(r"\w", secret[0]) else ""
+        end = r"(?!\w)" if re.match(r"\w", secret[-1]) else ""
+        text = re.sub(start + re.escape(secret) + end, MASK, text)
     return text
+
+
+def test_a_short_secret_is_masked_as_a_word_not_inside_other_words() -> None:
+    """A password "online" masked every "online" in every line: charger_online events,
+    went_online, onlineness. Where it stands alone it may be the secret: masked."""
+    redactor = SecretRedactor(["online", "pa$$"])
+    for text in ("charger_online", "went_online at 12:00", "onlineness", "offline2online"):
+        assert redactor.redact(text) == text
+    assert redactor.redact("online") == MASK
+    assert redactor.redact("mqtt://u:online@broker, 'online', password=online;") == (
+        f"mqtt://u:{MASK}@broker, '{MASK}', password={MASK};"
+    )
+    # Glued on a side where the secret ends in a word character only: pa$$ is in pa$$word.
+    assert redactor.redact("pa$$word xpa$$") == f"{MASK}word xpa$$"
+
+
+def test_a_long_secret_is_masked_wherever_it_turns_up() -> None:
+    token = "a1b2c3d4e5f6a7b8c9d0"  # ANYWHERE characters or more: no word is this
+    assert len(token) >= ANYWHERE
+    redactor = SecretRedactor([token])
+    assert redactor.redact(f"Bearer{token}x {token}") == f"Bearer{MASK}x {MASK}"
 
 
 def test_a_fleets_secrets_are_masked_as_one_by_one() -> None:
