@@ -72,6 +72,21 @@ def share(claims: Sequence[Claim], room: Room) -> dict[str, float]:
     return shares
 
 
+def room_beyond(
+    claims: Sequence[Claim], room: Room, shares: Mapping[str, float], extra: float
+) -> set[str]:
+    """The claims whose share is their maximum and that would still fit ``extra`` A above
+    it, the others at their shares: room to spare beyond the maximum, which a share
+    capped there cannot show (the controller's up needs an ampere to spare)."""
+    topped = [c for c in claims if c.low <= shares[c.name] and shares[c.name] >= c.high - SLACK]
+    found = set()
+    for claim in topped:
+        trial = {**shares, claim.name: shares[claim.name] + extra}
+        if _fits(claims, trial, room, pv_slack=0.0):
+            found.add(claim.name)
+    return found
+
+
 def short_of_sun(claims: Sequence[Claim], room: Room, shares: Mapping[str, float]) -> set[str]:
     """pv: the claims left below their minimum that the fuse and import_limit alone
     would have let have it - the sun is what lacks (the pause's reason, and the
