@@ -92,6 +92,7 @@ class CommandDesk:
         on_health_change: Callable[[], None] = lambda: None,
         guard: Callable[[str, str, InboundMessage], str | None] | None = None,
         essential: Callable[[InboundMessage], bool] = lambda message: False,
+        lowering: Callable[[InboundMessage], bool] = lambda message: False,
         site_write_dropped: Callable[[str, Mapping[str, Any]], None] = lambda charger, call: None,
     ) -> None:
         self.journal = journal
@@ -113,6 +114,7 @@ class CommandDesk:
         self._on_health_change = on_health_change
         self._guard = guard  # a refusal owed to someone else (a site managing the current)
         self._essential = essential  # a write that runs even when the journal cannot store it
+        self._lowering = lowering  # a site's write that only lowers: runs after a restart
         # A site's write from before a restart, not run (the site decides again): its
         # site is told (a resume not run leaves the charger paused, and the site's own).
         self._site_write_dropped = site_write_dropped
@@ -139,9 +141,11 @@ class CommandDesk:
             site = _site_write(entry, parsed)
             if not site:
                 self.route(command, parsed)
-            elif parsed.arguments == {"frc": 1}:
-                # A site's pause runs (it only lowers the draw), before the users'
-                # commands and whatever waits there, as it did before the restart.
+            elif parsed.arguments == {"frc": 1} or entry.lowers:
+                # A site's pause runs, and so does a limit that only lowers the draw
+                # (journaled so): before the users' commands and whatever waits there,
+                # as it did before the restart. Dropped, the charger drew its last
+                # limit, maybe beyond the fuse, until the site's first decision.
                 self.route(dataclasses.replace(command, first=True), parsed)
             else:
                 self._site_write_dropped(entry.charger, parsed.arguments)
@@ -207,6 +211,7 @@ class CommandDesk:
                 mid=message.mid,
                 dup=message.dup,
                 site=command.first,
+                lowers=command.first and self._lowering(message),
             )
         except JournalWriteFailed as exc:
             self._journal_failed(exc)
@@ -358,7 +363,8 @@ STALE_SITE_WRITE = "not run: a site's write from before the restart; the site de
 def _site_write(entry: Entry, parsed: Command) -> bool:
     """Whether a queued command is a site's write (service ``set``). Queued by the last
     run, its current or resume was decided on that run's meter reading, maybe long ago:
-    only its pause runs now; the site decides the rest again from a fresh reading (and
+    only its pause and a limit journaled as a lowering run now (they only lower the
+    draw); the site decides the rest again from a fresh reading (and
     its pauses from sites.json, which a resume journaled before the restart had already
     left: the site is told of it, bridge/sites.py).
 

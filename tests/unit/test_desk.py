@@ -383,3 +383,39 @@ def test_a_journal_of_an_earlier_version_tells_the_sites_writes_by_their_id(
     commands.recover(_NothingInFlight())
     assert [json.loads(c.payload)["id"] for c in charger.submitted] == ["mine"]
     assert [r["id"] for r in _owed(commands)] == ["site:house:1"]
+
+
+SITE_LOWER_TOPIC = "goe2mqtt/site/house/write/lower"  # a site's write that only lowers
+
+
+def test_a_sites_lowering_journaled_before_a_crash_runs_at_the_restart(tmp_path: Path) -> None:
+    """Found by the adversary: a site's tcl write that lowered a charger for the fuse,
+    journaled and not yet run at a kill -9, was refused at the restart as a stale write
+    ("the site decides again"): the charger drew its old limit, maybe past the fuse,
+    until the site's first decision on a fresh reading (or its meter's timeout). A
+    lowering is safe on any reading: it runs first, like the pause; a raise does not."""
+    journal = Journal(tmp_path / "j.journal")
+    site_topics = (SITE_WRITE_TOPIC, SITE_LOWER_TOPIC)
+
+    def a_desk(charger: FakeCharger) -> CommandDesk:
+        desk = CommandDesk(journal, {"garage": charger}, topics=TOPICS, configured=["garage"],
+                           answers_unknown=True, secrets=[],
+                           essential=lambda message: message.topic in site_topics,
+                           lowering=lambda message: message.topic == SITE_LOWER_TOPIC)  # fmt: skip
+        charger.runner.sink = desk
+        return desk
+
+    before = a_desk(FakeCharger())
+    before.accept("garage", "set", _message(b'{"frc": 2, "id": "mine"}', mid=1))
+    for mid, (topic, payload) in enumerate(
+        ((SITE_WRITE_TOPIC, b'{"tcl": 16, "id": "site:house:1"}'),  # a raise
+         (SITE_LOWER_TOPIC, b'{"tcl": 8, "id": "site:house:2"}')), start=2):  # fmt: skip
+        before.accept("garage", "set", InboundMessage(topic, payload, retain=False, mid=mid))
+    assert journal.count() == {QUEUED: 3}  # the crash: nothing ran
+    charger = FakeCharger()
+    after = a_desk(charger)
+    after.recover(_NothingInFlight())
+    ran = [(json.loads(c.payload)["id"], c.first) for c in charger.submitted]
+    assert ran == [("mine", False), ("site:house:2", True)]
+    (refused,) = _owed(after)
+    assert refused["id"] == "site:house:1"
