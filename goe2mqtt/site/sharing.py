@@ -152,11 +152,14 @@ def _fits(
     claims: Sequence[Claim], amps: Mapping[str, float], room: Room, *, pv_slack: float
 ) -> bool:
     if room.phases is not None:
-        load = [0.0, 0.0, 0.0]
+        # Only the phases the claims draw on: a phase without room (below 0) that none
+        # of them may draw on is not theirs to relieve (a charger forced onto phase 2
+        # was paused for phase 1's house load, which pausing it took nothing off).
+        load: dict[int, float] = {}
         for claim in claims:
             for phase in claim.room_on:
-                load[phase] += amps[claim.name]
-        if any(load[p] > room.phases[p] + SLACK for p in range(3)):
+                load[phase] = load.get(phase, 0.0) + amps[claim.name]
+        if any(amps_there > room.phases[p] + SLACK for p, amps_there in load.items()):
             return False
     watts = sum(room.watts_of(c, amps[c.name]) for c in claims)
     if room.watts is not None and watts > room.watts + SLACK:
