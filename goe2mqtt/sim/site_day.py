@@ -188,7 +188,7 @@ def run_day(seed: int, *, mode: Mode = "fuse", fuse: float = 25.0, interval: flo
             caused = _site_import(grid, other, sun_amps)
             # A start keeps its minimum through pv_min_charge_time whatever the sun does:
             # that much import is the minimum charge time's, not the site's to end.
-            kept = _kept_minimums(controller, t)
+            kept = _kept_minimums(controller, chargers, t)
             report.pv_grid_wh += max(0.0, caused) / 3600
             if caused <= settings.pv_stop_hysteresis + kept + PV_TOLERANCE:
                 pv_run = silent_pv_run = offline_pv_run = 0
@@ -234,14 +234,18 @@ def _site_import(grid: Amps, other: Amps, sun_amps: float) -> float:
     return with_chargers - alone
 
 
-def _kept_minimums(controller: SiteController, t: int) -> float:
-    """W the chargers inside their pv minimum charge time may take from the grid."""
+def _kept_minimums(controller: SiteController, chargers: list[SimCharger], t: int) -> float:
+    """W the chargers inside their pv minimum charge time may take from the grid: the
+    minimum on every phase its car draws on (the car's own, not the site's view: a
+    faulty nrg hides two of a three-phase car's, and the minimum it keeps is 3 x 6 A)."""
     hold = controller.settings.pv_min_charge_time
-    return sum(
-        m.bounds()[0] * VOLTS * len(m.draws_on())
-        for m in controller.managed.values()
-        if not m.paused and t - m.started_at < hold
-    )
+    kept = 0.0
+    for charger in chargers:
+        m = controller.managed[charger.name]
+        if not m.paused and t - m.started_at < hold:
+            phases = len(charger.car.phases) if charger.car is not None else len(m.draws_on())
+            kept += m.bounds()[0] * VOLTS * phases
+    return kept
 
 
 def _written_over_fuse(controller: SiteController, chargers: list[SimCharger],
