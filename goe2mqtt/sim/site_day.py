@@ -127,7 +127,7 @@ def run_day(seed: int, *, mode: Mode = "fuse", fuse: float = 25.0, interval: flo
     last_decision = -1e9
     last_reading = 0
     run, unreached = [0, 0, 0], [0, 0, 0]
-    pv_run = silent_pv_run = offline_pv_run = 0
+    pv_runs = [0, 0, 0]  # the stretches of pv import so far: the site's, silent, offline
     drawing_since: dict[str, int] = {}
     for t in range(DAY):
         for charger in chargers:
@@ -190,26 +190,34 @@ def run_day(seed: int, *, mode: Mode = "fuse", fuse: float = 25.0, interval: flo
             # that much import is the minimum charge time's, not the site's to end.
             kept = _kept_minimums(controller, chargers, t)
             report.pv_grid_wh += max(0.0, caused) / 3600
-            if caused <= settings.pv_stop_hysteresis + kept + PV_TOLERANCE:
-                pv_run = silent_pv_run = offline_pv_run = 0
-            elif silent:
-                # The site cannot see the sun: the chargers keep their share, then the
-                # fallback current (a house load that rises meanwhile is paid from the grid).
-                pv_run, offline_pv_run, silent_pv_run = 0, 0, silent_pv_run + 1
-                report.silent_pv_import = max(report.silent_pv_import, silent_pv_run)
-            elif not any(reach):  # only chargers offline draw: none the site can pause
-                pv_run, offline_pv_run = 0, offline_pv_run + 1
-                report.offline_pv_import = max(report.offline_pv_import, offline_pv_run)
-            else:  # counted from the meter's return: the site's to end within the bound
-                pv_run += 1
-                report.pv_import_over += 1
-                report.worst_pv_import = max(report.worst_pv_import, pv_run)
+            over = caused > settings.pv_stop_hysteresis + kept + PV_TOLERANCE
+            _measure_pv(report, pv_runs, over=over, silent=silent, reached=any(reach))
     for charger in chargers:
         times = [t for t, _ in charger.written]
         report.writes[charger.name] = len(times)
         report.energy[charger.name] = round(charger.delivered / 1000, 1)
         report.writes_per_hour[charger.name] = busiest_hour(times)
     return report
+
+
+def _measure_pv(report: DayReport, runs: list[int], *, over: bool, silent: bool,
+                reached: bool) -> None:  # fmt: skip
+    """A second of pv, by whose its import beyond the hysteresis is (``over``): ``runs``
+    the stretches so far (the site's, the silent meter's, the offline chargers')."""
+    if not over:
+        runs[:] = [0, 0, 0]
+    elif silent:
+        # The site cannot see the sun: the chargers keep their share, then the fallback
+        # current (a house load that rises meanwhile is paid from the grid).
+        runs[:] = [0, runs[1] + 1, 0]
+        report.silent_pv_import = max(report.silent_pv_import, runs[1])
+    elif not reached:  # only chargers offline draw: none the site can pause
+        runs[0], runs[2] = 0, runs[2] + 1
+        report.offline_pv_import = max(report.offline_pv_import, runs[2])
+    else:  # counted from the meter's return: the site's to end within the bound
+        runs[0] += 1
+        report.pv_import_over += 1
+        report.worst_pv_import = max(report.worst_pv_import, runs[0])
 
 
 def busiest_hour(times: list[int]) -> int:
