@@ -125,6 +125,12 @@ class CommandDesk:
         self.results.resume(sender)
         for entry in self.journal.entries(RUNNING):
             command = _command_of(entry)
+            again = _lowering(entry)
+            if again is not None:  # sent or not: a lowering is safe twice, and lost unsafe
+                log.warning("command_interrupted", charger=entry.charger,
+                            service=entry.service, action="run again: lowers the draw")  # fmt: skip
+                self.route(dataclasses.replace(command, first=True), again)
+                continue
             log.warning("command_interrupted", charger=entry.charger, service=entry.service)
             door = self._chargers.get(entry.charger)
             # A failure like any the charger did not confirm (bridge/info's "failed").
@@ -141,11 +147,7 @@ class CommandDesk:
             site = _site_write(entry, parsed)
             if not site:
                 self.route(command, parsed)
-            elif parsed.arguments == {"frc": 1} or entry.lowers:
-                # A site's pause runs, and so does a limit that only lowers the draw
-                # (journaled so): before the users' commands and whatever waits there,
-                # as it did before the restart. Dropped, the charger drew its last
-                # limit, maybe beyond the fuse, until the site's first decision.
+            elif _lowering(entry) is not None:  # a site's pause or lowering: first, as before
                 self.route(dataclasses.replace(command, first=True), parsed)
             else:
                 self._site_write_dropped(entry.charger, parsed.arguments)
@@ -376,6 +378,20 @@ def _site_write(entry: Entry, parsed: Command) -> bool:
         return False
     request_id = parsed.request_id
     return entry.site is True or (isinstance(request_id, str) and request_id.startswith("site:"))
+
+
+def _lowering(entry: Entry) -> Command | None:
+    """A site's write that only lowers the draw (its pause, or a limit journaled as a
+    lowering), parsed; None for anything else. Queued or cut short by a crash, it runs
+    at the restart before the users' commands, on no reading: dropped, its charger drew
+    its old limit, maybe beyond the fuse, until the site's first decision."""
+    try:
+        parsed = parse_delivered(entry.service, entry.payload, retained=entry.retained)
+    except CommandError:
+        return None
+    if not _site_write(entry, parsed):
+        return None
+    return parsed if parsed.arguments == {"frc": 1} or entry.lowers else None
 
 
 def _command_of(entry: Entry) -> QueuedCommand:

@@ -8,6 +8,7 @@ import json
 import sqlite3
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -419,3 +420,31 @@ def test_a_sites_lowering_journaled_before_a_crash_runs_at_the_restart(tmp_path:
     assert ran == [("mine", False), ("site:house:2", True)]
     (refused,) = _owed(after)
     assert refused["id"] == "site:house:1"
+
+
+def test_a_sites_lowering_a_crash_cut_short_runs_again_at_the_restart(tmp_path: Path) -> None:
+    """A site's lowering (or pause) running when the bridge was killed - sent to the
+    charger or not, nobody knows - was finished as interrupted: if it had not reached the
+    charger, the charger drew its old limit until the site's first decision. A setpoint
+    that only lowers the draw is safe twice: it runs again, first. A raise cut short, or a
+    user's command, is interrupted as ever (the user decides whether to send it again)."""
+    journal = Journal(tmp_path / "j.journal")
+    rows = ((b'{"tcl": 8, "id": "site:house:1"}', True, True),
+            (b'{"frc": 1, "id": "site:house:2"}', True, False),
+            (b'{"tcl": 16, "id": "site:house:3"}', True, False),
+            (b'{"amp": 10, "id": "mine"}', False, False))  # fmt: skip
+    for payload, site, lowers in rows:
+        seq = journal.record("garage", "set", payload, retained=False, received=time.time(),
+                             site=site, lowers=lowers)  # fmt: skip
+        assert seq is not None
+        journal.start(seq, [{"tcl": 8}])  # the kill: each was running
+    charger = FakeCharger()
+    charger.runner.stats = SimpleNamespace(failed=0)  # type: ignore[attr-defined]
+    desk = CommandDesk(journal, {"garage": charger}, topics=TOPICS, configured=["garage"],
+                       answers_unknown=True, secrets=[])  # fmt: skip
+    charger.runner.sink = desk
+    desk.recover(_NothingInFlight())
+    ran = [(json.loads(c.payload)["id"], c.first) for c in charger.submitted]
+    assert ran == [("site:house:1", True), ("site:house:2", True)]
+    assert sorted(r["id"] for r in _owed(desk)) == ["mine", "site:house:3"]  # interrupted
+    assert charger.runner.stats.failed == 2  # type: ignore[attr-defined]
