@@ -156,16 +156,11 @@ class Managed:
                 self.phases = drawn
 
     def draws_on(self) -> tuple[int, ...]:
-        """The phases its current counts on in watts: those seen drawn while it draws
-        (forced to one phase: the phase seen last, else phase 1), else all three. A car
-        that does not draw now (paused, not yet started) is not seen on its phases: one
-        whose nrg hides phases it draws on (pv day 7008, --faulty-nrg) was started again
-        and again on a third of the sun its three phases took, kept by the minimum
-        charge time for 300 s of import."""
-        forced = self.seen.psm == 1
-        if self.phases is not None and (forced or self.seen.drawing):
+        """The phases its current counts on in watts: those seen drawn, phase 1 when
+        forced to one phase, else all three (an unknown car may use every phase)."""
+        if self.phases is not None:
             return self.phases
-        return (0,) if forced else (0, 1, 2)
+        return (0,) if self.seen.psm == 1 else (0, 1, 2)
 
     def may_draw_on(self) -> tuple[int, ...]:
         """The phases its limit must have room on under the fuse: all three unless it is

@@ -79,24 +79,3 @@ def test_a_charger_forced_onto_phase_2_is_not_paused_for_phase_1s_lack_of_room()
     # Not forced, the same car's limit needs room on every phase: phase 1 has none.
     free = ChargerSeen(online=True, car=2, currents=(0.0, 10.0, 0.0), limit=10, psm=0)
     assert decide(garage_site(), 0, house, free, free.currents) == {"frc": 1}
-
-
-def test_a_paused_car_seen_on_one_phase_restarts_in_pv_only_on_every_phases_sun() -> None:
-    """pv day 7008 with a faulty nrg (phases 2 and 3 shown as 0 A): the garage's three-
-    phase car was learned on phase 1 at its first start, and kept so while it stayed
-    plugged in; every restart was then costed at 6 A on one phase (1380 W) for a car
-    that drew 6 A on three (4140 W), and the minimum charge time held it there: 296 s
-    of import beyond the hysteresis. A car that does not draw is not seen on its phases:
-    its start needs the sun of every phase it may draw on, as a new car's does."""
-    controller = garage_site(mode="pv")
-    one = ChargerSeen(online=True, car=2, currents=(6.0, 0.0, 0.0), limit=6, psm=0)
-    controller.see("garage", one)  # learned on phase 1
-    assert controller.restore_paused("garage", 0)  # then paused for want of sun
-    paused = ChargerSeen(online=True, car=4, frc=1, limit=6, psm=0)
-    # 2070 W of export (less the meter's margin: 1955 W) holds 6 A on one phase, not three.
-    assert decide(controller, 0, (-3.0, -3.0, -3.0), paused, (0.0, 0.0, 0.0)) == {}
-    assert controller.managed["garage"].paused
-    assert controller.state(0)["chargers"]["garage"]["phases"] == [1, 2, 3]
-    # 4830 W (4715 W) holds it on three: it resumes at its minimum.
-    resumed = decide(controller, 5, (-7.0, -7.0, -7.0), paused, (0.0, 0.0, 0.0))
-    assert resumed == {"tcl": 6, "frc": 0}
