@@ -92,6 +92,7 @@ class CommandDesk:
         on_health_change: Callable[[], None] = lambda: None,
         guard: Callable[[str, str, InboundMessage], str | None] | None = None,
         essential: Callable[[InboundMessage], bool] = lambda message: False,
+        lowering: Callable[[InboundMessage], bool] = lambda message: False,
         site_write_dropped: Callable[[str, Mapping[str, Any]], None] = lambda charger, call: None,
     ) -> None:
         self.journal = journal
@@ -113,6 +114,7 @@ class CommandDesk:
         self._on_health_change = on_health_change
         self._guard = guard  # a refusal owed to someone else (a site managing the current)
         self._essential = essential  # a write that runs even when the journal cannot store it
+        self._lowering = lowering  # a site's write that only lowers: runs after a restart
         # A site's write from before a restart, not run (the site decides again): its
         # site is told (a resume not run leaves the charger paused, and the site's own).
         self._site_write_dropped = site_write_dropped
@@ -123,6 +125,12 @@ class CommandDesk:
         self.results.resume(sender)
         for entry in self.journal.entries(RUNNING):
             command = _command_of(entry)
+            again = _lowering(entry)
+            if again is not None:  # sent or not: a lowering is safe twice, and lost unsafe
+                log.warning("command_interrupted", charger=entry.charger,
+                            service=entry.service, action="run again: lowers the draw")  # fmt: skip
+                self.route(dataclasses.replace(command, first=True), again)
+                continue
             log.warning("command_interrupted", charger=entry.charger, service=entry.service)
             door = self._chargers.get(entry.charger)
             # A failure like any the charger did not confirm (bridge/info's "failed").
@@ -139,9 +147,7 @@ class CommandDesk:
             site = _site_write(entry, parsed)
             if not site:
                 self.route(command, parsed)
-            elif parsed.arguments == {"frc": 1}:
-                # A site's pause runs (it only lowers the draw), before the users'
-                # commands and whatever waits there, as it did before the restart.
+            elif _lowering(entry) is not None:  # a site's pause or lowering: first, as before
                 self.route(dataclasses.replace(command, first=True), parsed)
             else:
                 self._site_write_dropped(entry.charger, parsed.arguments)
@@ -207,6 +213,7 @@ class CommandDesk:
                 mid=message.mid,
                 dup=message.dup,
                 site=command.first,
+                lowers=command.first and self._lowering(message),
             )
         except JournalWriteFailed as exc:
             self._journal_failed(exc)
@@ -358,7 +365,8 @@ STALE_SITE_WRITE = "not run: a site's write from before the restart; the site de
 def _site_write(entry: Entry, parsed: Command) -> bool:
     """Whether a queued command is a site's write (service ``set``). Queued by the last
     run, its current or resume was decided on that run's meter reading, maybe long ago:
-    only its pause runs now; the site decides the rest again from a fresh reading (and
+    only its pause and a limit journaled as a lowering run now (they only lower the
+    draw); the site decides the rest again from a fresh reading (and
     its pauses from sites.json, which a resume journaled before the restart had already
     left: the site is told of it, bridge/sites.py).
 
@@ -370,6 +378,20 @@ def _site_write(entry: Entry, parsed: Command) -> bool:
         return False
     request_id = parsed.request_id
     return entry.site is True or (isinstance(request_id, str) and request_id.startswith("site:"))
+
+
+def _lowering(entry: Entry) -> Command | None:
+    """A site's write that only lowers the draw (its pause, or a limit journaled as a
+    lowering), parsed; None for anything else. Queued or cut short by a crash, it runs
+    at the restart before the users' commands, on no reading: dropped, its charger drew
+    its old limit, maybe beyond the fuse, until the site's first decision."""
+    try:
+        parsed = parse_delivered(entry.service, entry.payload, retained=entry.retained)
+    except CommandError:
+        return None
+    if not _site_write(entry, parsed):
+        return None
+    return parsed if parsed.arguments == {"frc": 1} or entry.lowers else None
 
 
 def _command_of(entry: Entry) -> QueuedCommand:

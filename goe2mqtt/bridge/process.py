@@ -212,6 +212,7 @@ class Bridge:
             on_health_change=self._info_due.set,
             guard=self.sites.refusal,
             essential=self.sites.own_write,
+            lowering=self.sites.own_lowering,
             site_write_dropped=self.sites.write_dropped,
         )
         try:

@@ -122,6 +122,12 @@ class SiteRunner:
         so no user's command can pass for the site's."""
         return site_topic(self._base, self.name, "write/set")
 
+    @property
+    def lower_topic(self) -> str:
+        """The topic of a write that only lowers the draw (Write.lowers): the desk
+        journals it as such, and runs it after a restart (a raise it does not run)."""
+        return site_topic(self._base, self.name, "write/lower")
+
     def resume_dropped(self, charger: str, call: Mapping[str, object]) -> None:
         """The last run's resume of this charger, journaled but not run before it ended
         (the desk does not run it after the restart: decided on an old reading). That run
@@ -270,7 +276,7 @@ class SiteRunner:
         log.info("site_write", site=self.name, charger=write.charger, call=write.call,
                  why=write.why)  # fmt: skip
         message = InboundMessage(
-            topic=self.write_topic,
+            topic=self.lower_topic if write.lowers else self.write_topic,
             payload=json.dumps(payload).encode(),
             retain=False,
         )

@@ -44,7 +44,12 @@ class Sites:
 
     def own_write(self, message: InboundMessage) -> bool:
         """A site's own write (its topic is never published: no user's command has it)."""
-        return any(message.topic == runner.write_topic for runner in self.runners.values())
+        return any(message.topic in (runner.write_topic, runner.lower_topic)
+                   for runner in self.runners.values())  # fmt: skip
+
+    def own_lowering(self, message: InboundMessage) -> bool:
+        """A site's own write that only lowers the draw (run after a restart)."""
+        return any(message.topic == runner.lower_topic for runner in self.runners.values())
 
     def write_dropped(self, charger: str, call: Mapping[str, Any]) -> None:
         """A site's write the last run journaled, not run after the restart (the desk's

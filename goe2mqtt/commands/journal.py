@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS commands (
     result TEXT,            -- JSON: the result, once there is one
     packet_id INTEGER,      -- MQTT packet id of the result's publish (QoS 2), set before it left
     taken INTEGER,          -- 1: the broker took it (PUBREC); only our PUBREL is owed
-    site INTEGER            -- 1: a site's own write, 0: a user's (NULL: an earlier version's)
+    site INTEGER            -- 1: a site's own write (2: one that only lowers), 0: a user's
+                            -- (NULL: an earlier version's)
 );
 CREATE INDEX IF NOT EXISTS commands_state ON commands(state);
 CREATE INDEX IF NOT EXISTS commands_mid ON commands(mid);
@@ -87,6 +88,8 @@ class Entry:
     # A site's own write (from its topic, which no user can publish on), not a user's
     # command; None: journaled by a version that did not record it.
     site: bool | None = False
+    # A site's write that only lowers the draw (site 2 in the table): run after a restart.
+    lowers: bool = False
 
 
 class Journal:
@@ -169,6 +172,7 @@ class Journal:
         mid: int | None = None,
         dup: bool = False,
         site: bool = False,
+        lowers: bool = False,
     ) -> int | None:
         """Write a delivered command; its seq, or None for a redelivery we already hold.
 
@@ -188,10 +192,11 @@ class Journal:
                     if row is not None:
                         return None
                 self._db.execute("UPDATE commands SET mid = NULL WHERE mid = ?", (mid,))
+            marked = 2 if site and lowers else int(site)
             cursor = self._db.execute(
                 "INSERT INTO commands (charger, service, payload, retained, received, mid, state,"
                 " site) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (charger, service, payload, int(retained), received, mid, QUEUED, int(site)),
+                (charger, service, payload, int(retained), received, mid, QUEUED, marked),
             )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
@@ -297,6 +302,7 @@ def _entries(rows: list[Any]) -> list[Entry]:
             packet_id=packet_id,
             taken=bool(taken),
             site=None if site is None else bool(site),
+            lowers=site == 2,
         )
         for (seq, charger, service, payload, retained, received, row_state, sent, result,
              packet_id, taken, site) in rows

@@ -127,7 +127,7 @@ def run_day(seed: int, *, mode: Mode = "fuse", fuse: float = 25.0, interval: flo
     last_decision = -1e9
     last_reading = 0
     run, unreached = [0, 0, 0], [0, 0, 0]
-    pv_run = silent_pv_run = offline_pv_run = 0
+    pv_runs = [0, 0, 0]  # the stretches of pv import so far: the site's, silent, offline
     drawing_since: dict[str, int] = {}
     for t in range(DAY):
         for charger in chargers:
@@ -188,28 +188,36 @@ def run_day(seed: int, *, mode: Mode = "fuse", fuse: float = 25.0, interval: flo
             caused = _site_import(grid, other, sun_amps)
             # A start keeps its minimum through pv_min_charge_time whatever the sun does:
             # that much import is the minimum charge time's, not the site's to end.
-            kept = _kept_minimums(controller, t)
+            kept = _kept_minimums(controller, chargers, t)
             report.pv_grid_wh += max(0.0, caused) / 3600
-            if caused <= settings.pv_stop_hysteresis + kept + PV_TOLERANCE:
-                pv_run = silent_pv_run = offline_pv_run = 0
-            elif silent:
-                # The site cannot see the sun: the chargers keep their share, then the
-                # fallback current (a house load that rises meanwhile is paid from the grid).
-                pv_run, offline_pv_run, silent_pv_run = 0, 0, silent_pv_run + 1
-                report.silent_pv_import = max(report.silent_pv_import, silent_pv_run)
-            elif not any(reach):  # only chargers offline draw: none the site can pause
-                pv_run, offline_pv_run = 0, offline_pv_run + 1
-                report.offline_pv_import = max(report.offline_pv_import, offline_pv_run)
-            else:  # counted from the meter's return: the site's to end within the bound
-                pv_run += 1
-                report.pv_import_over += 1
-                report.worst_pv_import = max(report.worst_pv_import, pv_run)
+            over = caused > settings.pv_stop_hysteresis + kept + PV_TOLERANCE
+            _measure_pv(report, pv_runs, over=over, silent=silent, reached=any(reach))
     for charger in chargers:
         times = [t for t, _ in charger.written]
         report.writes[charger.name] = len(times)
         report.energy[charger.name] = round(charger.delivered / 1000, 1)
         report.writes_per_hour[charger.name] = busiest_hour(times)
     return report
+
+
+def _measure_pv(report: DayReport, runs: list[int], *, over: bool, silent: bool,
+                reached: bool) -> None:  # fmt: skip
+    """A second of pv, by whose its import beyond the hysteresis is (``over``): ``runs``
+    the stretches so far (the site's, the silent meter's, the offline chargers')."""
+    if not over:
+        runs[:] = [0, 0, 0]
+    elif silent:
+        # The site cannot see the sun: the chargers keep their share, then the fallback
+        # current (a house load that rises meanwhile is paid from the grid).
+        runs[:] = [0, runs[1] + 1, 0]
+        report.silent_pv_import = max(report.silent_pv_import, runs[1])
+    elif not reached:  # only chargers offline draw: none the site can pause
+        runs[0], runs[2] = 0, runs[2] + 1
+        report.offline_pv_import = max(report.offline_pv_import, runs[2])
+    else:  # counted from the meter's return: the site's to end within the bound
+        runs[0] += 1
+        report.pv_import_over += 1
+        report.worst_pv_import = max(report.worst_pv_import, runs[0])
 
 
 def busiest_hour(times: list[int]) -> int:
@@ -234,14 +242,18 @@ def _site_import(grid: Amps, other: Amps, sun_amps: float) -> float:
     return with_chargers - alone
 
 
-def _kept_minimums(controller: SiteController, t: int) -> float:
-    """W the chargers inside their pv minimum charge time may take from the grid."""
+def _kept_minimums(controller: SiteController, chargers: list[SimCharger], t: int) -> float:
+    """W the chargers inside their pv minimum charge time may take from the grid: the
+    minimum on every phase its car draws on (the car's own, not the site's view: a
+    faulty nrg hides two of a three-phase car's, and the minimum it keeps is 3 x 6 A)."""
     hold = controller.settings.pv_min_charge_time
-    return sum(
-        m.bounds()[0] * VOLTS * len(m.draws_on())
-        for m in controller.managed.values()
-        if not m.paused and t - m.started_at < hold
-    )
+    kept = 0.0
+    for charger in chargers:
+        m = controller.managed[charger.name]
+        if not m.paused and t - m.started_at < hold:
+            phases = len(charger.car.phases) if charger.car is not None else len(m.draws_on())
+            kept += m.bounds()[0] * VOLTS * phases
+    return kept
 
 
 def _written_over_fuse(controller: SiteController, chargers: list[SimCharger],

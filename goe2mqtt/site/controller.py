@@ -24,7 +24,7 @@ from goe2mqtt.site.fallback import blind_reason, fall_back
 from goe2mqtt.site.meter import PHASES, MeterReading
 from goe2mqtt.site.room import room_of
 from goe2mqtt.site.seen import ChargerSeen, Managed
-from goe2mqtt.site.sharing import Room, share, short_of_sun
+from goe2mqtt.site.sharing import Room, room_beyond, share, short_of_sun
 from goe2mqtt.site.writes import (
     TCL_REFRESH,
     Write,
@@ -51,7 +51,7 @@ MODES: tuple[Mode, ...] = ("fuse", "pv", "off")
 UP_MARGIN = 1.0  # A beyond the next whole ampere before going up: meter noise writes nothing
 # Writes in the last hour past which a charger goes up no more (down always goes): an
 # hour holds at most these, one down per ampere of the limit above the minimum, and the
-# pause (76 under a 32 A maximum), besides writes sent again that the charger did not show.
+# pause (77 under a 32 A maximum), besides writes sent again that the charger did not show.
 UP_BUDGET = 50
 STARTING = 60.0  # s a resumed charger keeps its claim before its car draws (cars wake slowly)
 
@@ -80,6 +80,7 @@ class SiteController:
         self._shown: Any = None
         self._beyond: dict[str, float] = {}  # A a charger draws beyond what the site allows
         self._sunless: set[str] = set()  # pv: below their minimum for want of sun alone
+        self._roomy: set[str] = set()  # at their maximum with UP_MARGIN to spare beyond it
 
     # --- what comes in ----------------------------------------------------------------
 
@@ -252,6 +253,7 @@ class SiteController:
             claims = [m.claim(now, self.settings, pv=pv) for m in (*running, *resuming)]
             shares = share(claims, room)
             self._sunless |= short_of_sun(claims, room, shares)
+        self._roomy = room_beyond(claims, room, shares, UP_MARGIN)
         down: list[Write] = again
         up: list[Write] = []
         # What a write records of a charger, to undo for the ups that wait (below).
@@ -299,7 +301,11 @@ class SiteController:
             return
         current = m.written if m.written is not None else (m.seen.limit or high)
         lower = min(math.floor(given + 1e-9), high)
-        higher = min(math.floor(given - UP_MARGIN), high, current + self.settings.ramp_up)
+        # An ampere to spare beyond the next whole one; a share capped at the maximum
+        # cannot show it, so there the room beyond the maximum is asked (else a charger
+        # lowered once came back to its maximum less 1 A, however empty the house).
+        spare = high if m.name in self._roomy else math.floor(given - UP_MARGIN)
+        higher = min(spare, high, current + self.settings.ramp_up)
         m.why = f"share {given:.1f} A"
         if m.name in self._beyond:
             m.why += f"; draws {self._beyond[m.name]:.1f} A beyond its limit, counted as other load"

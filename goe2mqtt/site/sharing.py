@@ -72,6 +72,21 @@ def share(claims: Sequence[Claim], room: Room) -> dict[str, float]:
     return shares
 
 
+def room_beyond(
+    claims: Sequence[Claim], room: Room, shares: Mapping[str, float], extra: float
+) -> set[str]:
+    """The claims whose share is their maximum and that would still fit ``extra`` A above
+    it, the others at their shares: room to spare beyond the maximum, which a share
+    capped there cannot show (the controller's up needs an ampere to spare)."""
+    topped = [c for c in claims if c.low <= shares[c.name] and shares[c.name] >= c.high - SLACK]
+    found = set()
+    for claim in topped:
+        trial = {**shares, claim.name: shares[claim.name] + extra}
+        if _fits(claims, trial, room, pv_slack=0.0):
+            found.add(claim.name)
+    return found
+
+
 def short_of_sun(claims: Sequence[Claim], room: Room, shares: Mapping[str, float]) -> set[str]:
     """pv: the claims left below their minimum that the fuse and import_limit alone
     would have let have it - the sun is what lacks (the pause's reason, and the
@@ -137,11 +152,14 @@ def _fits(
     claims: Sequence[Claim], amps: Mapping[str, float], room: Room, *, pv_slack: float
 ) -> bool:
     if room.phases is not None:
-        load = [0.0, 0.0, 0.0]
+        # Only the phases the claims draw on: a phase without room (below 0) that none
+        # of them may draw on is not theirs to relieve (a charger forced onto phase 2
+        # was paused for phase 1's house load, which pausing it took nothing off).
+        load: dict[int, float] = {}
         for claim in claims:
             for phase in claim.room_on:
-                load[phase] += amps[claim.name]
-        if any(load[p] > room.phases[p] + SLACK for p in range(3)):
+                load[phase] = load.get(phase, 0.0) + amps[claim.name]
+        if any(amps_there > room.phases[p] + SLACK for p, amps_there in load.items()):
             return False
     watts = sum(room.watts_of(c, amps[c.name]) for c in claims)
     if room.watts is not None and watts > room.watts + SLACK:

@@ -22,6 +22,10 @@ class Write:
     charger: str
     call: SetCall  # {"tcl": 10}, {"frc": 1}, ...
     why: str
+    # It only lowers the draw: a pause, or a limit below both what the site wrote last
+    # and what the charger showed (those it knows). Journaled so, it runs after a restart
+    # (bridge/desk.py), where a raise, decided on that run's reading, does not.
+    lowers: bool = False
 
 
 def upkeep(m: Managed, now: float, down: list[Write], up: list[Write]) -> None:
@@ -58,15 +62,17 @@ def pause_again(m: Managed, now: float) -> Write:
     m.paused_at, m.fits_since = now, None
     m.unheeded += 1
     m.why = "paused again: it was resumed while the site had it paused"
-    return Write(m.name, {"frc": FORCE_OFF}, m.why)
+    return Write(m.name, {"frc": FORCE_OFF}, m.why, lowers=True)
 
 
 def write_current(m: Managed, amps: int, why: str, now: float) -> Write:
+    known = [a for a in (m.written, m.seen.limit) if a is not None]
+    lowers = bool(known) and amps <= min(known) and amps < max(known)
     if amps != m.written:
         m.limit_since, m.unheeded = now, 0
     m.written, m.written_at = amps, now
     key = "tcl" if m.seen.has_tcl else "amp"
-    return Write(m.name, {key: amps}, why)
+    return Write(m.name, {key: amps}, why, lowers=lowers)
 
 
 def write_pause(m: Managed, why: str, now: float) -> Write:
@@ -74,4 +80,4 @@ def write_pause(m: Managed, why: str, now: float) -> Write:
     m.limit_since, m.unheeded = now, 0
     frc = m.seen.frc
     m.frc_before = frc if frc is not None and frc != FORCE_OFF else 0
-    return Write(m.name, {"frc": FORCE_OFF}, why)
+    return Write(m.name, {"frc": FORCE_OFF}, why, lowers=True)

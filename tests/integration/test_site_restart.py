@@ -228,3 +228,45 @@ async def test_a_sites_resume_journaled_before_a_stop_is_not_lost_with_it(
         finally:
             await cancel(meter_task)
             await running.stop()
+
+
+async def test_a_sites_lowering_journaled_before_a_kill_runs_at_the_restart(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
+) -> None:
+    """Found by the adversary: the site lowered the garage (tcl 8: an oven on the fuse),
+    the write was journaled, and the bridge was killed (-9) before it ran. The next start
+    refused it as a stale write ("the site decides again"): the garage drew its 16 A on
+    until the site's first decision on a fresh reading - with the meter silent, until its
+    timeout. A lowering only lowers the draw: it runs at the restart, before any reading,
+    as the site's pause does (a raise still does not)."""
+    raw = make_settings(broker, simulator, chargers=("garage",), scan_interval=0.3)
+    base = raw["mqtt"]["base_topic"]
+    raw["state_dir"] = str(tmp_path / "state")
+    raw["sites"] = [{  # the meter stays silent: no decision of this run lowers it
+        "name": "house", "fuse": 25, "meter_topic": f"{base}-meter/grid", "interval": 1,
+        "meter_timeout": 600, "chargers": [{"name": "garage"}],
+    }]  # fmt: skip
+    settings = parse_settings(raw)
+    garage = simulator.charger(SERIALS["garage"])
+    garage.plug_in()
+    assert garage.effective_current == 16
+    journal = Journal(journal_path(settings))  # what the killed process left
+    journal.record("garage", "set", b'{"tcl": 8, "id": "site:house:4"}', retained=False,
+                   received=time.time(), site=True, lowers=True)  # fmt: skip
+    # A raise after it: decided on the killed process's reading, it does not run.
+    journal.record("garage", "set", b'{"tcl": 12, "id": "site:house:5"}', retained=False,
+                   received=time.time(), site=True)  # fmt: skip
+    journal.close()
+    async with MqttProbe(broker.host, broker.port, [f"{base}/#"]) as probe:
+        running = RunningBridge(settings)
+        await running.start()
+        try:
+            result = f"{base}/garage/cmd/result"
+            lowered = await probe.wait_for(result, lambda m: m.json().get("id") == "site:house:4")
+            assert lowered.json()["ok"] is True, lowered.json()
+            raised = await probe.wait_for(result, lambda m: m.json().get("id") == "site:house:5")
+            assert raised.json()["ok"] is False  # decided on the last run's reading
+            await until(lambda: garage.effective_current == 8, "the garage lowered")
+        finally:
+            await running.stop()
+    assert garage.effective_current == 8

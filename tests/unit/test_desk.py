@@ -8,6 +8,7 @@ import json
 import sqlite3
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -383,3 +384,67 @@ def test_a_journal_of_an_earlier_version_tells_the_sites_writes_by_their_id(
     commands.recover(_NothingInFlight())
     assert [json.loads(c.payload)["id"] for c in charger.submitted] == ["mine"]
     assert [r["id"] for r in _owed(commands)] == ["site:house:1"]
+
+
+SITE_LOWER_TOPIC = "goe2mqtt/site/house/write/lower"  # a site's write that only lowers
+
+
+def test_a_sites_lowering_journaled_before_a_crash_runs_at_the_restart(tmp_path: Path) -> None:
+    """Found by the adversary: a site's tcl write that lowered a charger for the fuse,
+    journaled and not yet run at a kill -9, was refused at the restart as a stale write
+    ("the site decides again"): the charger drew its old limit, maybe past the fuse,
+    until the site's first decision on a fresh reading (or its meter's timeout). A
+    lowering is safe on any reading: it runs first, like the pause; a raise does not."""
+    journal = Journal(tmp_path / "j.journal")
+    site_topics = (SITE_WRITE_TOPIC, SITE_LOWER_TOPIC)
+
+    def a_desk(charger: FakeCharger) -> CommandDesk:
+        desk = CommandDesk(journal, {"garage": charger}, topics=TOPICS, configured=["garage"],
+                           answers_unknown=True, secrets=[],
+                           essential=lambda message: message.topic in site_topics,
+                           lowering=lambda message: message.topic == SITE_LOWER_TOPIC)  # fmt: skip
+        charger.runner.sink = desk
+        return desk
+
+    before = a_desk(FakeCharger())
+    before.accept("garage", "set", _message(b'{"frc": 2, "id": "mine"}', mid=1))
+    for mid, (topic, payload) in enumerate(
+        ((SITE_WRITE_TOPIC, b'{"tcl": 16, "id": "site:house:1"}'),  # a raise
+         (SITE_LOWER_TOPIC, b'{"tcl": 8, "id": "site:house:2"}')), start=2):  # fmt: skip
+        before.accept("garage", "set", InboundMessage(topic, payload, retain=False, mid=mid))
+    assert journal.count() == {QUEUED: 3}  # the crash: nothing ran
+    charger = FakeCharger()
+    after = a_desk(charger)
+    after.recover(_NothingInFlight())
+    ran = [(json.loads(c.payload)["id"], c.first) for c in charger.submitted]
+    assert ran == [("mine", False), ("site:house:2", True)]
+    (refused,) = _owed(after)
+    assert refused["id"] == "site:house:1"
+
+
+def test_a_sites_lowering_a_crash_cut_short_runs_again_at_the_restart(tmp_path: Path) -> None:
+    """A site's lowering (or pause) running when the bridge was killed - sent to the
+    charger or not, nobody knows - was finished as interrupted: if it had not reached the
+    charger, the charger drew its old limit until the site's first decision. A setpoint
+    that only lowers the draw is safe twice: it runs again, first. A raise cut short, or a
+    user's command, is interrupted as ever (the user decides whether to send it again)."""
+    journal = Journal(tmp_path / "j.journal")
+    rows = ((b'{"tcl": 8, "id": "site:house:1"}', True, True),
+            (b'{"frc": 1, "id": "site:house:2"}', True, False),
+            (b'{"tcl": 16, "id": "site:house:3"}', True, False),
+            (b'{"amp": 10, "id": "mine"}', False, False))  # fmt: skip
+    for payload, site, lowers in rows:
+        seq = journal.record("garage", "set", payload, retained=False, received=time.time(),
+                             site=site, lowers=lowers)  # fmt: skip
+        assert seq is not None
+        journal.start(seq, [{"tcl": 8}])  # the kill: each was running
+    charger = FakeCharger()
+    charger.runner.stats = SimpleNamespace(failed=0)  # type: ignore[attr-defined]
+    desk = CommandDesk(journal, {"garage": charger}, topics=TOPICS, configured=["garage"],
+                       answers_unknown=True, secrets=[])  # fmt: skip
+    charger.runner.sink = desk
+    desk.recover(_NothingInFlight())
+    ran = [(json.loads(c.payload)["id"], c.first) for c in charger.submitted]
+    assert ran == [("site:house:1", True), ("site:house:2", True)]
+    assert sorted(r["id"] for r in _owed(desk)) == ["mine", "site:house:3"]  # interrupted
+    assert charger.runner.stats.failed == 2  # type: ignore[attr-defined]

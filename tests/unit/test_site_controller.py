@@ -635,3 +635,22 @@ def test_a_garbage_limit_or_force_state_the_charger_shows_is_never_written_back(
     resumed = [call for call in calls(list(controller.decide(10).writes))["garage"]
                if "frc" in call]  # fmt: skip
     assert resumed == [{"frc": 0}]  # neutral, as go-e knows it
+
+
+def test_a_write_that_only_lowers_the_draw_is_marked_so_and_a_raise_is_not() -> None:
+    # Write.lowers: journaled as a lowering (bridge/desk.py), it runs after a restart,
+    # where a raise, decided on the last run's reading, does not.
+    controller = site(chargers=(SiteChargerSettings(name="garage", max_current=16),))
+    (taken,) = step(controller, 0, (2, 2, 2), garage=charging(16, limit=16))
+    assert (taken.call, taken.lowers) == ({"tcl": 16}, False)  # taken over at what it has
+    (down,) = step(controller, 5, (14, 14, 14), garage=charging(16, limit=16))
+    assert (down.call, down.lowers) == ({"tcl": 10}, True)
+    (up,) = step(controller, 10, (6, 6, 6), garage=charging(10, limit=10))
+    assert (up.call, up.lowers) == ({"tcl": 12}, False)
+    (pause,) = step(controller, 15, (22, 22, 22), garage=charging(12, limit=12))
+    assert (pause.call, pause.lowers) == ({"frc": 1}, True)
+    # A limit written again because the charger shows more than written: a lowering.
+    controller = site(chargers=(SiteChargerSettings(name="garage", max_current=16),))
+    step(controller, 0, (2, 2, 2), garage=charging(10, limit=10))
+    (again,) = step(controller, 20, (14, 14, 14), garage=charging(10, limit=16))
+    assert (again.call, again.lowers) == ({"tcl": 10}, True)

@@ -48,7 +48,7 @@ def writes_in_a_hostile_hour() -> int:
     limit, paused, times = 6, False, []
     for now in range(0, 7200, 5):
         # Up (2 A a decision) while the hour has room; else down 1 A, at once.
-        rising = garage.writes_in_hour(now) < UP_BUDGET and limit < 31
+        rising = garage.writes_in_hour(now) < UP_BUDGET and limit < 32
         share = 40.0 if rising else limit - 0.5
         house = 63.0 - 0.5 - share - 0.01 * (now % 3)  # a meter that moves: fresh readings
         seen = ChargerSeen(online=True, car=4, frc=1, limit=limit) if paused \
@@ -65,12 +65,12 @@ def writes_in_a_hostile_hour() -> int:
 def test_the_writes_of_one_hour_are_bounded_by_the_budget_and_the_range_below_it() -> None:
     # The README said "none gets more than about 60 in any hour", the controller's
     # comment "by construction": past UP_BUDGET writes a charger goes up no more, but
-    # down still goes at once, 1 A a write if the house takes 1 A a decision - from 31 A
-    # (the highest an up reaches under a 32 A maximum) down to 6 A and the pause, 26
-    # more. What one hour can take: the budget, one write per ampere of the range, the
-    # pause.
+    # down still goes at once, 1 A a write if the house takes 1 A a decision - from 32 A
+    # (the maximum, which an up reaches with an ampere to spare beyond it; 31 A before
+    # that was asked) down to 6 A and the pause, 27 more. What one hour can take: the
+    # budget, one write per ampere of the range, the pause.
     busiest = writes_in_a_hostile_hour()
-    assert busiest == UP_BUDGET + (31 - 6) + 1, busiest
+    assert busiest == UP_BUDGET + (32 - 6) + 1, busiest
 
 
 def test_each_switch_of_the_mode_writes_outside_the_budget() -> None:
@@ -111,16 +111,30 @@ def test_of_two_chargers_of_one_priority_the_first_listed_takes_the_room_for_one
     assert controller.managed["carport"].paused
 
 
-def test_a_charger_lowered_once_goes_back_up_to_1_a_below_its_maximum() -> None:
-    # What the README says: an up needs an ampere to spare beyond the next whole one
-    # (meter noise writes nothing), and a share capped at the maximum never shows it -
-    # the garage's 16 A share gives an up to 15 A and no further, however empty the
-    # house.
+def lowered_once(house_after: float) -> int:
+    """The garage (max_current 16) lowered by an oven for one decision, then a minute of
+    a house at ``house_after`` A a phase (a meter that moves a little: fresh readings);
+    the limit it ends at (the car follows every write at once)."""
     controller = site(chargers=(SiteChargerSettings(name="garage", max_current=16),))
     limit = 16
     for now in range(0, 60, 5):
-        house = 14.0 if now == 5 else 1.0 + 0.01 * (now % 3)  # an oven, for one decision
+        house = 14.0 if now == 5 else house_after + 0.01 * (now % 3)  # the oven, once
         for write in step(controller, now, (house,) * 3, garage=charging(limit, limit=limit)):
             limit = write.call["tcl"] or limit
-    assert limit == 15
-    assert controller.managed["garage"].share == 16.0
+    return limit
+
+
+def test_a_charger_lowered_once_goes_back_up_to_its_maximum_when_there_is_room() -> None:
+    # Before, an up needed an ampere to spare beyond the next whole one of its share, and
+    # a share capped at the maximum never shows one: the garage came back to 15 A and no
+    # further, however empty the house (the README said so). The room beyond the maximum
+    # is asked instead: with 1 A of house there are 23.5 A for a 16 A maximum.
+    assert lowered_once(1.0) == 16
+
+
+def test_a_charger_back_near_its_maximum_goes_no_further_without_an_ampere_to_spare() -> None:
+    # 25 - 0.5 - 8.2 leaves 16.3 A: the maximum fits, but not with an ampere to spare
+    # beyond it - meter noise still writes nothing, so the garage stays at 15 A.
+    assert lowered_once(8.2) == 15
+    # 25 - 0.5 - 7.4 leaves 17.1 A: the ampere to spare is there.
+    assert lowered_once(7.4) == 16

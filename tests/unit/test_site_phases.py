@@ -61,3 +61,21 @@ def test_a_charger_whose_nrg_hides_phases_it_draws_on_never_takes_them_past_the_
         limit, frc = call.get("tcl", limit), call.get("frc", frc)
         worst = max(worst, house[1] + (limit if frc != 1 else 0.0))
     assert worst <= FUSE - 0.5, worst
+
+
+def test_a_charger_forced_onto_phase_2_is_not_paused_for_phase_1s_lack_of_room() -> None:
+    """A charger forced to one phase (psm 1) whose car draws on phase 2 (wired so: the
+    house's L2 on its L1) needs room on phase 2 alone. Before, a phase with no room
+    failed every charger's minimum, drawn there or not: 26 A of house on phase 1 paused
+    it, which took nothing off phase 1 and left 17.5 A of phase 2 unused."""
+    house = (26.0, 7.0, 1.0)
+    forced = ChargerSeen(online=True, car=2, currents=(0.0, 10.0, 0.0), limit=10, psm=1)
+    controller = garage_site()
+    # Taken over at the 10 A it has; its share is its maximum (17.5 A of room).
+    assert decide(controller, 0, house, forced, forced.currents) == {"tcl": 10}
+    assert not controller.managed["garage"].paused
+    assert controller.managed["garage"].share == 16.0
+    assert decide(controller, 5, house, forced, forced.currents) == {"tcl": 12}  # and up
+    # Not forced, the same car's limit needs room on every phase: phase 1 has none.
+    free = ChargerSeen(online=True, car=2, currents=(0.0, 10.0, 0.0), limit=10, psm=0)
+    assert decide(garage_site(), 0, house, free, free.currents) == {"frc": 1}

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from goe2mqtt.sim.site_day import REACTION, DayReport, busiest_hour, run_day
+from goe2mqtt.sim.site_day import REACTION, DayReport, _measure, _measure_pv, busiest_hour, run_day
 from goe2mqtt.site.room import MARGIN
 from goe2mqtt.site.sharing import SLACK
 
@@ -96,6 +96,15 @@ def test_a_pv_days_import_while_the_meter_is_silent_is_the_fallbacks_measured_ap
     report = _day(3029, mode="pv")
     assert report.worst_pv_import <= report.interval + REACTION, report
     assert report.silent_pv_import > report.interval + REACTION  # the stretch is there
+    # The measure itself, on constructed seconds: 127 silent, then 8 from the return.
+    measured, runs = DayReport(3029, "pv", 25.0, 5.0), [0, 0, 0]
+    for _ in range(127):
+        _measure_pv(measured, runs, over=True, silent=True, reached=True)
+    for _ in range(8):
+        _measure_pv(measured, runs, over=True, silent=False, reached=True)
+    _measure_pv(measured, runs, over=False, silent=False, reached=True)
+    assert (measured.silent_pv_import, measured.worst_pv_import) == (127, 8)
+    assert measured.pv_import_over == 8
 
 
 @pytest.mark.parametrize("seed", OUTAGE_DAYS)
@@ -125,25 +134,44 @@ def test_the_busiest_hour_is_any_hour_not_a_clock_hour() -> None:
 
 
 def test_a_fuse_day_above_the_fuse_only_with_an_offline_charger_is_measured_apart() -> None:
-    """Fuse day 7018: the garage's car (one phase, 13 A) went offline at 82143 s, a
-    kettle came on phase 2 at 82196 s, and at 82296 s a three-phase car took the garage's
-    place: phase 2 carried 25.6 A for 39 s until the garage was seen again and lowered
-    (the carport, the only charger the site could write, already paused). No write
-    bounds that: the 13 A fit phase 2 at their write (4.5 A of house there), and a three-
-    phase car then would have done the same. Measured apart, like the fallback's share."""
-    report = run_day(7018, mode="fuse")
-    _common(report)
-    assert report.offline_overshoot > report.interval + REACTION, report
+    """Fuse day 7018 (before 2026-12-07): the garage's car (one phase, 13 A) went offline
+    at 82143 s, a kettle came on phase 2 at 82196 s, and at 82296 s a three-phase car took
+    the garage's place: phase 2 carried 25.6 A for 39 s until the garage was seen again
+    and lowered (the carport, the only charger the site could write, already paused). No
+    write bounds that: the 13 A fit phase 2 at their write (4.5 A of house there), and a
+    three-phase car then would have done the same. Measured apart, like the fallback's
+    share. Since a charger goes back to its maximum (2026-12-07) day 7018 shows no such
+    stretch (0 s), and no seed searched did: fuse days 7000-7159, 5000-5013 with --solar,
+    and 12 to 8806 that a screen picked (a car plugged in while its charger was offline).
+    The day still holds every bound; the measure is held to constructed seconds: those
+    39 s, then 7 with the carport (online) drawing on the phase too."""
+    _day(7018, mode="fuse")
+    report, runs = DayReport(7018, "fuse", 25.0, 5.0), ([0, 0, 0], [0, 0, 0])
+    house = (4.0, 12.6, 4.0)
+    for t in range(39):  # phase 2: 12.6 A of house and the offline garage's 13 A
+        _measure(report, t, (17.0, 25.6, 17.0), house, [0.0, 0.0, 0.0], runs, silent=False)
+    for t in range(39, 46):  # the carport, which the site can write, draws there too
+        _measure(report, t, (23.0, 25.6, 23.0), house, [6.0, 6.0, 6.0], runs, silent=False)
+    assert (report.offline_overshoot, report.offline_overshoot_seconds) == (39, 39)
+    assert (report.worst_overshoot, report.overshoot_seconds) == (7, 7)
 
 
 def test_a_pv_days_import_while_only_an_offline_charger_draws_is_measured_apart() -> None:
     """pv day 7008: a cloud came as the garage (7 A on one phase) went offline at 64930
-    s; it drew 1380 W from the grid for 123 s, and was paused in the decision that saw it
-    again (65048 s). The site saw the cloud but could reach no charger that drew."""
+    s; it drew 1380 W from the grid for 123 s (117 s since 2026-12-07), and was paused in
+    the decision that saw it again. The site saw the cloud but could reach no charger
+    that drew."""
     report = run_day(7008, mode="pv")
     _common(report)
     assert report.worst_pv_import <= report.interval + REACTION, report
     assert report.offline_pv_import > 100, report
+    # The measure itself, on constructed seconds: 123 offline, then 4 once it is seen.
+    measured, runs = DayReport(7008, "pv", 25.0, 5.0), [0, 0, 0]
+    for _ in range(123):
+        _measure_pv(measured, runs, over=True, silent=False, reached=False)
+    for _ in range(4):
+        _measure_pv(measured, runs, over=True, silent=False, reached=True)
+    assert (measured.offline_pv_import, measured.worst_pv_import) == (123, 4)
 
 
 @pytest.mark.parametrize("seed", [7002, 7003])
@@ -156,3 +184,17 @@ def test_a_fuse_day_with_a_charger_whose_nrg_hides_two_phases(seed: int) -> None
     it gets less, never more."""
     report = run_day(seed, mode="fuse", faulty_nrg=True)
     _common(report)
+
+
+def test_a_pv_day_with_a_charger_whose_nrg_hides_two_phases() -> None:
+    """pv day 7008 with the garage's nrg showing 0 A on phases 2 and 3 measured 296 s of
+    import beyond the hysteresis. Traced: its three-phase car was learned on phase 1 at
+    its first start and kept so while plugged in, so each restart was decided on the sun
+    for 6 A on one phase (1380 W) and drew 6 A on three (4140 W); the minimum charge time
+    held it (by design: a start keeps its minimum for pv_min_charge_time), and the
+    simulation allowed that hold the site's view of the phases, not the car's. Measured
+    with the car's phases, the site's own stretch is within the bound; what the wrong
+    starts cost is the grid energy the README gives (989 Wh that day)."""
+    report = _day(7008, mode="pv", faulty_nrg=True)
+    assert report.worst_pv_import <= report.interval + REACTION, report
+    assert sum(report.energy.values()) > 0, "the sun charged the car"

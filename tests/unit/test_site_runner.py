@@ -105,7 +105,8 @@ async def test_writes_go_to_the_desk_as_the_sites_commands_and_are_logged() -> N
         await site.decide(chargers, desk, broker)  # type: ignore[arg-type]
     assert desk.calls() == [("garage", {"amp": 10, "id": "site:house:1"})]
     _, service, message = desk.accepted[0]
-    assert (service, message.topic, message.retain) == ("set", "goe/site/house/write/set", False)
+    # It lowers the garage's 16 A: on the lowerings' topic, journaled so (run after a restart).
+    assert (service, message.topic, message.retain) == ("set", "goe/site/house/write/lower", False)
     [said] = [e for e in logs if e["event"] == "site_write"]
     assert (said["charger"], said["call"]) == ("garage", {"amp": 10})
     chargers["garage"].status = {
