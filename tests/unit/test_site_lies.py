@@ -8,6 +8,7 @@ import pytest
 from goe2mqtt.config.site import SiteChargerSettings
 from goe2mqtt.sim.site_day import busiest_hour
 from goe2mqtt.site.controller import UP_BUDGET
+from goe2mqtt.site.meter import MeterReading
 from goe2mqtt.site.seen import ChargerSeen
 from tests.unit.test_site_controller import calls, charging, site, step
 
@@ -138,3 +139,25 @@ def test_a_charger_back_near_its_maximum_goes_no_further_without_an_ampere_to_sp
     assert lowered_once(8.2) == 15
     # 25 - 0.5 - 7.4 leaves 17.1 A: the ampere to spare is there.
     assert lowered_once(7.4) == 16
+
+
+@pytest.mark.parametrize("meter_exports", [False, True])
+def test_a_plausible_lie_on_the_meter_topic_gives_the_chargers_the_fuse_at_most(
+    meter_exports: bool,
+) -> None:
+    # Someone else publishes near-zero readings, a new value every second (so no "stuck
+    # meter" rule holds them): the site cannot tell that lie from the meter. What it
+    # gives away is the fuse (less its margin), also where a low reading could be the
+    # sun's; the README said 31 A each (77 A) under meter_exports, a defect fixed since.
+    controller = site(chargers=(SiteChargerSettings(name="garage", priority=1),
+                                SiteChargerSettings(name="carport", priority=2)),
+                      meter_exports=meter_exports)  # fmt: skip
+    limits = {"garage": 6, "carport": 6}
+    for now in range(600):
+        for name, amps in limits.items():
+            controller.see(name, charging(amps, limit=amps))
+        lie = 0.01 * (1 + now % 3)
+        controller.meter(MeterReading(currents=(lie, lie + 0.01, lie + 0.02)), now)
+        for write in controller.decide(now).writes:
+            limits[write.charger] = int(write.call.get("tcl") or limits[write.charger])
+    assert FUSE - 3 <= sum(limits.values()) <= FUSE, limits  # the whole fuse, no more
