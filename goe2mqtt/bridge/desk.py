@@ -308,14 +308,16 @@ class CommandDesk:
         service = command.service if known else ""
         self.outcomes[(charger, service, outcome_of(safe))] += 1
         self.durations.observe(service, time.monotonic() - command.received_at)
+        stored = True
         if command.seq is not None:
             try:
                 self.journal.finish(command.seq, safe)
             except JournalWriteFailed as exc:
-                self._journal_failed(exc)  # the result still goes out, from memory
+                stored = False  # the result goes out from memory; its row: write_owed
+                self._journal_failed(exc)
             else:
                 self._journal_ok()
-        self.results.add(command.seq, command.charger, safe)
+        self.results.add(command.seq, command.charger, safe, stored=stored)
 
     # --- the journal's health --------------------------------------------------------
 
@@ -331,6 +333,20 @@ class CommandDesk:
             "failed_writes": self._journal_failures,
         }
 
+    def write_owed(self) -> None:
+        """Write the rows of commands answered while the disk refused (left queued or
+        running, the next start ran them again or answered "outcome unknown"): with the
+        bridge's info, and after each write that succeeds."""
+        if not self.results.marks_owed:
+            return
+        try:
+            written = self.results.write_owed()
+        except JournalWriteFailed as exc:
+            self._journal_failed(exc)
+            return
+        log.info("journal_owed_written", file=str(self.journal.path), rows=written)
+        self._journal_ok()
+
     def _journal_failed(self, exc: JournalWriteFailed) -> None:
         self._journal_failures += 1
         if self._journal_error is None:
@@ -345,11 +361,15 @@ class CommandDesk:
             self._on_health_change()
 
     def _journal_ok(self) -> None:
-        if self._journal_error is not None:
-            log.warning("journal_recovered", file=str(self.journal.path),
-                        failed_writes=self._journal_failures)  # fmt: skip
-            self._journal_error = None
-            self._on_health_change()
+        if self._journal_error is None:
+            return
+        if self.results.marks_owed:
+            self.write_owed()  # heals it (back here, nothing owed) or fails once more
+            return
+        log.warning("journal_recovered", file=str(self.journal.path),
+                    failed_writes=self._journal_failures)  # fmt: skip
+        self._journal_error = None
+        self._on_health_change()
 
 
 STALE_SITE_WRITE = "not run: a site's write from before the restart; the site decides again"

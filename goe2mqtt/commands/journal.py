@@ -237,6 +237,19 @@ class Journal:
                 (PUBLISHED, seq, DONE),
             )
 
+    def settle(self, seq: int, state: str, result: dict[str, Any] | None) -> None:
+        """Write what a failed write left only in memory (a full disk since healed): the
+        command's state and, if given, its result. Unwritten, its row stayed *queued* or
+        *running*, and the next start ran it again or answered it again."""
+        with self._writing():
+            if result is None:
+                self._db.execute("UPDATE commands SET state = ? WHERE seq = ?", (state, seq))
+            else:
+                self._db.execute(
+                    "UPDATE commands SET state = ?, result = ? WHERE seq = ?",
+                    (state, json.dumps(result), seq),
+                )
+
     def prune(self, before: float) -> int:
         """Forget finished commands received before ``before`` (unix time)."""
         with self._writing():
