@@ -44,9 +44,11 @@ SLOW_SET = 1.5  # s the garage takes to answer a set
 
 
 async def readyz(port: int) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
-            return response.status, await response.json()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{port}/readyz") as response,
+    ):
+        return response.status, await response.json()
 
 
 async def until(predicate: Any, within: float = 30.0) -> bool:
@@ -64,7 +66,7 @@ def events(*daemons: Daemon) -> list[str]:
     return [str(e.get("event")) for d in daemons for e in d.events()]
 
 
-async def run(size: str, commands: int, kill: bool) -> int:
+async def run(folder: Path, disk: Path, commands: int, kill: bool) -> int:
     failed: list[str] = []
 
     def check(ok: bool, what: str) -> None:
@@ -72,11 +74,6 @@ async def run(size: str, commands: int, kill: bool) -> int:
         if not ok:
             failed.append(what)
 
-    folder = Path(tempfile.mkdtemp(prefix="full-disk-"))
-    disk = folder / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)],
-                   check=True)  # fmt: skip
     sim = Simulator(SimulatedCharger(serial, TOKEN) for serial in SERIALS.values())
     await sim.start()
     garage = sim.charger(SERIALS["garage"])
@@ -157,7 +154,6 @@ async def run(size: str, commands: int, kill: bool) -> int:
                 print(f"logs: {folder}/first.log, second.log")
     finally:
         await sim.stop()
-        subprocess.run(["umount", "-l", str(disk)], check=False)
     print("all promises held" if not failed else f"{len(failed)} promise(s) broken")
     return 1 if failed else 0
 
@@ -183,7 +179,16 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=8, help="commands queued")
     parser.add_argument("--kill", action="store_true", help="SIGKILL while full, not SIGTERM")
     args = parser.parse_args()
-    sys.exit(asyncio.run(run(args.size, args.commands, args.kill)))
+    folder = Path(tempfile.mkdtemp(prefix="full-disk-"))
+    disk = folder / "disk"
+    disk.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", f"size={args.size}", "tmpfs", str(disk)]
+    subprocess.run(mount, check=True)
+    try:
+        code = asyncio.run(run(folder, disk, args.commands, args.kill))
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
