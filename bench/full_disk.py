@@ -13,7 +13,8 @@ block. What is checked, and printed as one line each:
   `journal_recovered`) with no command sent;
 - the bridge is restarted (SIGTERM, or SIGKILL with --kill while still full, the disk
   freed before the new start): nothing answered before is answered again, nothing
-  refused runs, no set reaches the charger twice.
+  refused runs, no set reaches the charger twice (--kill: the README's exception);
+- full again with no command queued, one command refused, freed: /readyz 200 by itself.
 
 Exit code 0 when every promise held, 1 otherwise (the lines say which).
 """
@@ -148,6 +149,20 @@ async def run(folder: Path, disk: Path, commands: int, kill: bool) -> int:
                       f" {[(r.get('id'), r.get('error', 'ok')[:40]) for r in again]}")  # fmt: skip
                 check(ran_after == [], f"no refused command ran after the restart: {ran_after}")
                 check(len(amps) == len(set(amps)), f"no set reached the charger twice: {amps}")
+                # Full again with nothing queued: the one command is refused before it
+                # is stored, so nothing is owed; freed, the journal must heal by itself.
+                filler = fill(disk)
+                mark = probe.mark()
+                lone = json.dumps({"phase": "auto", "id": "lone"})
+                await probe.publish(topics.command("garage", "set_phase"), lone)
+                refusal = await probe.wait_for(topics.result("garage"),
+                                               lambda m: m.json().get("id") == "lone",
+                                               since=mark, within=60)  # fmt: skip
+                print(f"full again, nothing queued: {refusal.json().get('error', 'ok')[:50]}")
+                filler.unlink()
+                healed = await until(lambda: _ready(port), 30)
+                check(healed, "freed with nothing owed, no command sent: /readyz"
+                              f" {await readyz(port)}")  # fmt: skip
                 assert await second.end(signal.SIGTERM) == 0
                 for name, daemon in (("first", first), ("second", second)):
                     (folder / f"{name}.log").write_bytes(daemon.stderr)

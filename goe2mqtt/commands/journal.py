@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,7 @@ CREATE TABLE IF NOT EXISTS commands (
 CREATE INDEX IF NOT EXISTS commands_state ON commands(state);
 CREATE INDEX IF NOT EXISTS commands_mid ON commands(mid);
 CREATE INDEX IF NOT EXISTS commands_charger ON commands(charger, seq);
+CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at REAL);  -- Journal.probe
 """
 
 
@@ -249,6 +251,12 @@ class Journal:
                     "UPDATE commands SET state = ?, result = ? WHERE seq = ?",
                     (state, json.dumps(result), seq),
                 )
+
+    def probe(self) -> None:
+        """A write that stores nothing of use: whether the journal can write again (a
+        disk freed while no command came)."""
+        with self._writing():
+            self._db.execute("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (time.time(),))
 
     def prune(self, before: float) -> int:
         """Forget finished commands received before ``before`` (unix time)."""

@@ -70,6 +70,10 @@ class FullDisk(Journal):
         self._fail()
         super().published(*args, **kwargs)
 
+    def probe(self) -> None:
+        self._fail()
+        super().probe()
+
 
 class Broker:
     """A result sender whose broker takes every result at once."""
@@ -232,3 +236,19 @@ def test_what_is_owed_waits_while_the_disk_stays_full(tmp_path: Path) -> None:
     journal.full = False
     desk.write_owed()
     assert journal.count() == {DONE: 1}
+
+
+def test_a_disk_freed_while_no_command_comes_heals_the_journal(tmp_path: Path) -> None:
+    """Found by breaking it: with nothing owed (the one command refused before it was
+    stored), only a command's write could heal the journal; a disk freed while none came
+    left bridge/info, /readyz (503) and the container's HEALTHCHECK failing for good."""
+    journal = FullDisk(tmp_path / "j.journal")
+    desk, _ = _desk(journal)
+    journal.full = True
+    desk.accept("garage", "stop_charging", InboundMessage("x", b"{}", retain=False, mid=1))
+    assert desk.journal_info()["ok"] is False
+    desk.retry_journal()  # still full: still failing
+    assert desk.journal_info()["ok"] is False
+    journal.full = False
+    desk.retry_journal()  # the bridge info's loop calls it (bridge.process)
+    assert desk.journal_info()["ok"] is True
