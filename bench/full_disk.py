@@ -10,11 +10,13 @@ block. What is checked, and printed as one line each:
   each answered once; /readyz says 503 with the journal's reason; `journal_write_failed`
   is logged once;
 - the disk is freed: the journal heals by itself (bridge/info `journal.ok`, /readyz 200,
-  `journal_recovered`) with no command sent;
+  `journal_recovered`) with no command sent; the books too (a session ended while full:
+  `ledger_write_failed` once, `ledger_recovered`);
 - the bridge is restarted (SIGTERM, or SIGKILL with --kill while still full, the disk
   freed before the new start): nothing answered before is answered again, nothing
   refused runs, no set reaches the charger twice (--kill: the README's exception);
-- full again with no command queued, one command refused, freed: /readyz 200 by itself.
+- full again with no command queued, one command refused, freed: /readyz 200 by itself;
+- a start on a full disk (the journal and the books there already): exit 2, one line.
 
 Exit code 0 when every promise held, 1 otherwise (the lines say which).
 """
@@ -90,6 +92,8 @@ async def run(folder: Path, disk: Path, commands: int, kill: bool) -> int:
             await first.start()
             async with MqttProbe(broker.host, broker.port, [f"{topics.base}/#"]) as probe:
                 await probe.wait_text(topics.availability("garage"), "online", within=60)
+                garage.plug_in()  # a session in the books: the ledger writes too
+                await probe.wait_for(topics.session("garage"), within=60)
                 garage.faults.delay, garage.faults.only = SLOW_SET, "set"
                 ids = [f"c{n}" for n in range(commands)]
                 for n, request_id in enumerate(ids):  # amps 6.. : each set tells its command
@@ -111,6 +115,9 @@ async def run(folder: Path, disk: Path, commands: int, kill: bool) -> int:
                 refused = [i for i in ids if not answered().get(i, [{}])[0].get("ok", True)]
                 reasons = {answered()[i][0].get("error", "")[:45] for i in refused}
                 print(f"  refused {len(refused)} of {commands}: {sorted(reasons)}")
+                garage.unplug()  # the session ends while the disk is full
+                failing = await until(lambda: _true("ledger_write_failed" in events(first)))
+                check(failing, "the ended session's write refused: ledger_write_failed")
                 status, body = await readyz(port)
                 check(status == 503 and any("journal" in r for r in body["reasons"]),
                       f"/readyz while full: {status} {body['reasons']}")  # fmt: skip
@@ -128,6 +135,9 @@ async def run(folder: Path, disk: Path, commands: int, kill: bool) -> int:
                     check(healed, "journal healed by itself once freed, no command sent:"
                                   f" /readyz {await readyz(port)}")  # fmt: skip
                     check("journal_recovered" in events(first), "journal_recovered logged")
+                    books = await until(lambda: _true("ledger_recovered" in events(first)))
+                    check(books and events(first).count("ledger_write_failed") == 1,
+                          "ledger_write_failed once, then ledger_recovered")  # fmt: skip
                     assert await first.end(signal.SIGTERM) == 0
                     print("bridge stopped (SIGTERM) after the disk healed")
                 sets_before = [dict(c) for c in garage.set_calls]
@@ -164,6 +174,15 @@ async def run(folder: Path, disk: Path, commands: int, kill: bool) -> int:
                 check(healed, "freed with nothing owed, no command sent: /readyz"
                               f" {await readyz(port)}")  # fmt: skip
                 assert await second.end(signal.SIGTERM) == 0
+                # A start on a full disk, with the journal and the books already there.
+                filler = fill(disk)
+                third = Daemon(first.config)
+                await third.start()
+                code = await third.wait(within=60)
+                said = [line for line in third.stderr.decode().splitlines() if "cannot" in line]
+                check(code == 2 and bool(said) and "Traceback" not in third.stderr.decode(),
+                      f"a start on a full disk: exit {code}, {said[:1]}")  # fmt: skip
+                filler.unlink()
                 for name, daemon in (("first", first), ("second", second)):
                     (folder / f"{name}.log").write_bytes(daemon.stderr)
                 print(f"logs: {folder}/first.log, second.log")
