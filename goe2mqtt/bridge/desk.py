@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from goe2mqtt.bridge.journal_health import JournalHealth
 from goe2mqtt.bridge.results import ResultQueue, ResultSender
 from goe2mqtt.charger.pv_feed import INPUT_SERVICES
 from goe2mqtt.commands.journal import (
@@ -104,14 +105,14 @@ class CommandDesk:
         self.unrouted = CommandStats()  # commands for chargers we do not have
         self.refusals = RepeatFilter()  # a sender refused again and again: logged once a minute
         self._refused = RefusedDeliveries()  # in this broker session, never stored
-        self.results = ResultQueue(journal, topics, on_journal_failed=self._journal_failed)
+        self._on_health_change = on_health_change
+        self._health = JournalHealth(journal, lambda: self._on_health_change())
+        self.results = ResultQueue(journal, topics, on_journal_failed=self._health.failed)
+        self._health.owed = self.results  # what it writes once the journal can
         # (charger, service, outcome) -> commands so ended, and how long they took:
         # what /metrics shows. Commands for chargers we do not have count under "".
         self.outcomes: Counter[tuple[str, str, str]] = Counter()
         self.durations = Durations()
-        self._journal_error: str | None = None
-        self._journal_failures = 0
-        self._on_health_change = on_health_change
         self._guard = guard  # a refusal owed to someone else (a site managing the current)
         self._essential = essential  # a write that runs even when the journal cannot store it
         self._lowering = lowering  # a site's write that only lowers: runs after a restart
@@ -159,7 +160,7 @@ class CommandDesk:
         try:
             self.journal.prune(time.time() - JOURNAL_KEEP)
         except JournalWriteFailed as exc:
-            self._journal_failed(exc)
+            self._health.failed(exc)
 
     def session_lost(self) -> None:
         """The broker kept no session for us: forget the packet ids of earlier sessions,
@@ -168,7 +169,7 @@ class CommandDesk:
         try:
             self.journal.forget_packet_ids()
         except JournalWriteFailed as exc:
-            self._journal_failed(exc)
+            self._health.failed(exc)
 
     def accept(self, charger: str, service: str, message: InboundMessage) -> None:
         """Parse a delivered command, journal it (called before its PUBACK) and hand it
@@ -216,7 +217,7 @@ class CommandDesk:
                 lowers=command.first and self._lowering(message),
             )
         except JournalWriteFailed as exc:
-            self._journal_failed(exc)
+            self._health.failed(exc)
             if self._essential(message):
                 # A site's write (the fuse's protection): run from memory. Running it
                 # twice after a crash is harmless, and it is not run again anyway.
@@ -228,7 +229,7 @@ class CommandDesk:
             )
             self._answer(command, rejection(command, reason, self.refusals))
             return
-        self._journal_ok()
+        self._health.ok()
         if seq is None:
             log.info("command_redelivered", charger=charger, service=service, action="ignored")
             return
@@ -297,11 +298,11 @@ class CommandDesk:
         try:
             self.journal.start(command.seq, list(calls))
         except JournalWriteFailed as exc:
-            self._journal_failed(exc)
+            self._health.failed(exc)
             raise CommandError(
                 f"not run: the journal cannot store it ({self.journal_error})"
             ) from None
-        self._journal_ok()
+        self._health.ok()
 
     def command_finished(self, command: QueuedCommand, result: dict[str, Any]) -> None:
         self._answer(command, result)
@@ -315,48 +316,34 @@ class CommandDesk:
         service = command.service if known else ""
         self.outcomes[(charger, service, outcome_of(safe))] += 1
         self.durations.observe(service, time.monotonic() - command.received_at)
+        stored = True
         if command.seq is not None:
             try:
                 self.journal.finish(command.seq, safe)
             except JournalWriteFailed as exc:
-                self._journal_failed(exc)  # the result still goes out, from memory
+                stored = False  # the result goes out from memory; its row: write_owed
+                self._health.failed(exc)
             else:
-                self._journal_ok()
-        self.results.add(command.seq, command.charger, safe)
+                self._health.ok()
+        self.results.add(command.seq, command.charger, safe, stored=stored)
 
-    # --- the journal's health --------------------------------------------------------
+    # --- the journal's health (bridge.journal_health) --------------------------------
 
     @property
     def journal_error(self) -> str | None:
         """Why the journal cannot write now (None while it can)."""
-        return self._journal_error
+        return self._health.error
 
     def journal_info(self) -> dict[str, Any]:
-        return {
-            "ok": self._journal_error is None,
-            "error": self._journal_error,
-            "failed_writes": self._journal_failures,
-        }
+        return self._health.info()
 
-    def _journal_failed(self, exc: JournalWriteFailed) -> None:
-        self._journal_failures += 1
-        if self._journal_error is None:
-            log.error(
-                "journal_write_failed",
-                file=str(self.journal.path),
-                reason=str(exc),
-                effect="commands are refused until the journal can write again;"
-                " polling and publishing go on",
-            )
-            self._journal_error = str(exc)
-            self._on_health_change()
+    def write_owed(self) -> None:
+        """Write the rows the disk refused (the results of commands answered meanwhile)."""
+        self._health.write_owed()
 
-    def _journal_ok(self) -> None:
-        if self._journal_error is not None:
-            log.warning("journal_recovered", file=str(self.journal.path),
-                        failed_writes=self._journal_failures)  # fmt: skip
-            self._journal_error = None
-            self._on_health_change()
+    def retry_journal(self) -> None:
+        """While the journal cannot write, try again: called with the bridge's info."""
+        self._health.retry()
 
 
 STALE_SITE_WRITE = "not run: a site's write from before the restart; the site decides again"

@@ -355,6 +355,7 @@ class Bridge:
                 self.desk.prune()
             if self._remembered is not None:
                 self._remembered.save_owed()  # a write the disk refused, tried again
+            self.desk.retry_journal()  # the journal's: what it owes, or a probe
             info = self.info()
             await self.mqtt.publish_retained(self.topics.bridge_info, result_json(info))
             self._write_health(info)

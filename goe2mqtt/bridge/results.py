@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from goe2mqtt.commands.journal import DONE, Journal, JournalWriteFailed
+from goe2mqtt.commands.journal import DONE, PUBLISHED, Journal, JournalWriteFailed
 from goe2mqtt.commands.payloads import result_json
 from goe2mqtt.mqtt.session import PublishRefused
 from goe2mqtt.mqtt.topics import Topics
@@ -83,6 +83,11 @@ class ResultQueue:
         self._drops_since_said = 0
         self._added = asyncio.Event()
         self._drained = asyncio.Event()
+        # Journal writes a full disk refused, by seq: the state (and result) its row
+        # should have. Written once the journal can (write_owed): unwritten, a command
+        # answered meanwhile stayed queued or running, and ran or was answered again at
+        # the next start.
+        self._marks_owed: dict[int, tuple[str, dict[str, Any] | None]] = {}
 
     @property
     def pending(self) -> int:
@@ -101,9 +106,34 @@ class ResultQueue:
                 topic, payload = self._results[-1][1:3]
                 sender.resume_once(topic, payload, entry.packet_id, taken=entry.taken)
 
+    @property
+    def marks_owed(self) -> int:
+        """Journal writes the disk refused, still to be written."""
+        return len(self._marks_owed)
+
+    def write_owed(self) -> int:
+        """Write the marks the disk refused, oldest first; how many were written.
+        JournalWriteFailed (the rest stay owed) if the journal still cannot write."""
+        written = 0
+        for seq, (state, result) in list(self._marks_owed.items()):
+            self._journal.settle(seq, state, result)
+            del self._marks_owed[seq]
+            written += 1
+        return written
+
     def add(
-        self, seq: int | None, charger: str, result: dict[str, Any], packet_id: int | None = None
+        self,
+        seq: int | None,
+        charger: str,
+        result: dict[str, Any],
+        packet_id: int | None = None,
+        *,
+        stored: bool = True,
     ) -> None:
+        """Owe ``result``; ``stored`` False: the journal could not write it (its row is
+        written once the journal can)."""
+        if seq is not None and not stored:
+            self._marks_owed[seq] = (DONE, result)
         if seq is None:
             if self._unstored >= MAX_UNSTORED:
                 self._dropped(charger)
@@ -139,12 +169,22 @@ class ResultQueue:
                 continue
             self._sent()
             if seq is not None:
-                try:
-                    self._journal.published(seq)
-                except JournalWriteFailed as exc:
-                    # Owed again after a restart: its packet once more (the broker
-                    # answers "done"), or, if no packet id was noted, a repeat.
-                    self._journal_failed(exc)
+                self._published(seq)
+
+    def _published(self, seq: int) -> None:
+        """The broker has the result: its row is over (now, or once the journal can)."""
+        owed = self._marks_owed.get(seq)
+        if owed is not None:  # its result is not in the journal yet either
+            self._marks_owed[seq] = (PUBLISHED, owed[1])
+            return
+        try:
+            self._journal.published(seq)
+        except JournalWriteFailed as exc:
+            # Owed until the journal can write; a kill -9 before that sends it again
+            # after the restart: its packet once more (the broker answers "done"), or,
+            # if no packet id was noted, a repeat.
+            self._marks_owed[seq] = (PUBLISHED, None)
+            self._journal_failed(exc)
 
     def _sent(self) -> None:
         if self._results.popleft()[0] is None:

@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,7 @@ CREATE TABLE IF NOT EXISTS commands (
 CREATE INDEX IF NOT EXISTS commands_state ON commands(state);
 CREATE INDEX IF NOT EXISTS commands_mid ON commands(mid);
 CREATE INDEX IF NOT EXISTS commands_charger ON commands(charger, seq);
+CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at REAL);  -- Journal.probe
 """
 
 
@@ -241,6 +243,25 @@ class Journal:
                 "UPDATE commands SET state = ? WHERE seq = ? AND state = ?",
                 (PUBLISHED, seq, DONE),
             )
+
+    def settle(self, seq: int, state: str, result: dict[str, Any] | None) -> None:
+        """Write what a failed write left only in memory (a full disk since healed): the
+        command's state and, if given, its result. Unwritten, its row stayed *queued* or
+        *running*, and the next start ran it again or answered it again."""
+        with self._writing():
+            if result is None:
+                self._db.execute("UPDATE commands SET state = ? WHERE seq = ?", (state, seq))
+            else:
+                self._db.execute(
+                    "UPDATE commands SET state = ?, result = ? WHERE seq = ?",
+                    (state, json.dumps(result), seq),
+                )
+
+    def probe(self) -> None:
+        """A write that stores nothing of use: whether the journal can write again (a
+        disk freed while no command came)."""
+        with self._writing():
+            self._db.execute("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (time.time(),))
 
     def prune(self, before: float) -> int:
         """Forget finished commands received before ``before`` (unix time)."""
