@@ -148,7 +148,7 @@ class CommandDesk:
             site = _site_write(entry, parsed)
             if not site:
                 self.route(command, parsed)
-            elif _lowering(entry) is not None:  # a site's pause or lowering: first, as before
+            elif _lowers(entry, parsed):  # a site's pause or lowering: first, as before
                 self.route(dataclasses.replace(command, first=True), parsed)
             else:
                 self._site_write_dropped(entry.charger, parsed.arguments)
@@ -376,9 +376,12 @@ def _lowering(entry: Entry) -> Command | None:
         parsed = parse_delivered(entry.service, entry.payload, retained=entry.retained)
     except CommandError:
         return None
-    if not _site_write(entry, parsed):
-        return None
-    return parsed if parsed.arguments == {"frc": 1} or entry.lowers else None
+    return parsed if _site_write(entry, parsed) and _lowers(entry, parsed) else None
+
+
+def _lowers(entry: Entry, parsed: Command) -> bool:
+    """Whether a site's write only lowers the draw: its pause, or a limit so journaled."""
+    return parsed.arguments == {"frc": 1} or entry.lowers
 
 
 def _command_of(entry: Entry) -> QueuedCommand:
