@@ -12,12 +12,15 @@ from goe2mqtt.mqtt.session import InboundMessage, MqttOptions, MqttSession
 from goe2mqtt.sim.broker import MosquittoBroker
 
 
-def paced_session(broker: MosquittoBroker, rate: float) -> tuple[MqttSession, str]:
-    """A session with bulk_rate ``rate`` (0: no limit) and a base topic of its own."""
+def paced_session(
+    broker: MosquittoBroker, rate: float, max_rate: float = 0.0
+) -> tuple[MqttSession, str]:
+    """A session with bulk_rate ``rate`` and max_rate ``max_rate`` (0: no limit) and a
+    base topic of its own."""
     base = f"pace{uuid.uuid4().hex[:8]}"
     options = MqttOptions(
         host=broker.host, port=broker.port, client_id=f"{base}-bridge",
-        availability_topic=f"{base}/bridge/availability", bulk_rate=rate,
+        availability_topic=f"{base}/bridge/availability", bulk_rate=rate, max_rate=max_rate,
     )  # fmt: skip
     return MqttSession(options, []), base
 

@@ -48,6 +48,7 @@ def session_options(settings: Settings, topics: Topics) -> MqttOptions:
         # The subscribers' pace is the fleet's, not an instance's: every shard re-sends
         # at Home Assistant's birth, within 2 s of the others.
         bulk_rate=mqtt.bulk_rate / (settings.shard.count if settings.shard else 1),
+        max_rate=mqtt.max_rate / (settings.shard.count if settings.shard else 1),
     )
 
 

@@ -78,7 +78,7 @@ class TlsSettings(Section):
         return context
 
 
-MIN_BULK_RATE = 10.0  # mqtt.bulk_rate: below it (but 0) a fleet's start-up took hours
+MIN_BULK_RATE = 10.0  # mqtt.bulk_rate, max_rate: below it (but 0) a fleet's start-up took hours
 
 
 class MqttSettings(Section):
@@ -105,10 +105,14 @@ class MqttSettings(Section):
     # most, after a first 500; a change never waits for a re-send. 0: no limit. A broker drops
     # what a slow subscriber has not read past its queue (mqtt/pace.py's BULK_RATE).
     bulk_rate: float = field(default=2000.0, ge=0, le=1_000_000)
+    # Every state, config and re-send a second at most, after a first 500: a burst of
+    # changes (a fleet's first states, chargers back after an outage) at the pace a
+    # subscriber reads, which the broker's queue does not outlast. 0: no limit.
+    max_rate: float = field(default=10_000.0, ge=0, le=1_000_000)
 
-    @key_check("bulk_rate")
+    @key_check("bulk_rate", "max_rate")
     @staticmethod
-    def _bulk_rate_off_or_real(value: float, earlier: Mapping[str, Any]) -> float:
+    def _rate_off_or_real(value: float, earlier: Mapping[str, Any]) -> float:
         # A family goes whole and the pace makes up for it after: at 0.5 a second one
         # charger's 132 configs held every later charger back for over four minutes.
         if 0 < value < MIN_BULK_RATE:

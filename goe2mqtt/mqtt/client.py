@@ -18,7 +18,7 @@ import aiomqtt
 import structlog
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from goe2mqtt.mqtt.pace import BULK_RATE
+from goe2mqtt.mqtt.pace import BULK_RATE, MAX_RATE
 
 log = structlog.get_logger()
 
@@ -53,6 +53,8 @@ class MqttOptions:
     # Bulk publishes (a family sent whole, everything sent again) a second at most, after
     # a first burst; 0: as fast as the broker acknowledges (mqtt/pace.py).
     bulk_rate: float = BULK_RATE
+    # Every retained publish (changes too) a second at most, after a first burst; 0: no limit.
+    max_rate: float = MAX_RATE
 
     def __repr__(self) -> str:  # the password stays out of tracebacks
         return f"MqttOptions(host={self.host!r}, port={self.port}, client_id={self.client_id!r})"

@@ -1,4 +1,5 @@
-"""The pace of bulk publishes: a whole family of topics, everything sent again.
+"""The pace of bulk publishes (a whole family of topics, everything sent again), and the
+ceiling of every publish, changes too.
 
 A broker acknowledges a publish at once, whatever its subscribers have still to read,
 and Mosquitto drops a QoS 1 message to a subscriber that already has
@@ -7,7 +8,8 @@ the 132 000 discovery configs a thousand chargers re-send at Home Assistant's bi
 outran every subscriber slower than the bridge, and it lost configs on the way. So bulk
 goes out at ``rate`` messages a second at most, after a first ``burst`` (a few chargers
 send everything at once); a change never waits for a re-send (mqtt/owed.py puts it
-ahead). Knows nothing of MQTT.
+ahead). Changes come in bursts too, that no bulk pace spaces: everything, changes and
+bulk, goes at MAX_RATE at most. Knows nothing of MQTT.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ import time
 from collections.abc import Callable
 
 BULK_RATE = 2000.0  # messages a second: mqtt.bulk_rate's default
+# Every publish's ceiling (mqtt.max_rate's default), changes too: a fleet's first states,
+# or a thousand chargers back after an outage at once, are a burst no bulk pace spaces,
+# and a subscriber that reads slower than the bridge writes lost what passed the broker's
+# queue. About what the bridge wrote unpaced on a 2-CPU machine (README: Topics).
+MAX_RATE = 10_000.0
 # Half Mosquitto's default queue: a subscriber that reads nothing for a while loses
 # nothing of the first burst, with room left for the changes meanwhile.
 BULK_BURST = 500

@@ -48,10 +48,12 @@ class RetainedStore:
         on_refused: Callable[[PublishRefused], None],
         packing: Packing | None = None,
         pace: Pace | None = None,
+        ceiling: Pace | None = None,
     ) -> None:
         self._on_refused = on_refused
         self.packing = Packing() if packing is None else packing
         self.pace = Pace(0.0) if pace is None else pace  # of bulk: no limit unless told
+        self.ceiling = Pace(0.0) if ceiling is None else ceiling  # of every publish here
         # What the broker should hold, in the order it last changed (b"": clear it):
         # topic -> payload, and family key -> family.
         self.retained: dict[str, bytes | Family] = {}

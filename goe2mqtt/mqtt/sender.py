@@ -28,6 +28,8 @@ class RetainedStore(Protocol):
     retained: dict[str, bytes | Family]
     packing: Packing
     pace: Pace
+    ceiling: Pace
+    _sending: SendingFamily | None
     _dirty_added: asyncio.Event
     _on_refused: Callable[[PublishRefused], None]
 
@@ -105,6 +107,13 @@ async def send(
                     store.packing.sweep(store.retained)
                 continue
             await slots.acquire()
+            if store._sending is None:  # a family's members never wait in between
+                wait = store.ceiling.delay()
+                if wait > 0.0:
+                    # What is owed meanwhile changes nothing: no publish may go yet.
+                    slots.release()
+                    await asyncio.wait({failure}, timeout=wait)
+                    continue
             bulk = store._bulk()
             if bulk:
                 wait = store.pace.delay()
@@ -119,6 +128,7 @@ async def send(
             if taken is None:
                 slots.release()
                 continue
+            store.ceiling.spend(1)
             inflight[0] += 1
             task = asyncio.create_task(publish(*taken))
             sends.add(task)
@@ -141,6 +151,7 @@ async def flush(store: RetainedStore, sending: asyncio.Task[None], *, within: fl
     bulk (owed as changes, ahead of the chargers' offline the goodbye stores): held for
     tokens, the offline stayed unsaid and "online" retained once the bridge stopped."""
     paced, store.pace = store.pace, Pace(0.0)
+    ceiling, store.ceiling = store.ceiling, Pace(0.0)
     store._dirty_added.set()  # a sender waiting for tokens looks again
     settled = asyncio.create_task(store.settled(store.barrier()))
     try:
@@ -152,4 +163,4 @@ async def flush(store: RetainedStore, sending: asyncio.Task[None], *, within: fl
         try:
             await asyncio.gather(sending, settled, return_exceptions=True)
         finally:
-            store.pace = paced
+            store.pace, store.ceiling = paced, ceiling

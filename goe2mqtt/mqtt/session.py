@@ -81,7 +81,9 @@ class MqttSession:
         self._on_new_session = on_new_session
         self._subscriptions = tuple(subscriptions)
         self._reconnect_delays = tuple(reconnect_delays)
-        self._store = RetainedStore(self._refused, pace=Pace(options.bulk_rate))
+        self._store = RetainedStore(
+            self._refused, pace=Pace(options.bulk_rate), ceiling=Pace(options.max_rate)
+        )
         # The one client of the session (made when first needed: aiomqtt needs the loop);
         # _client is it while connected.
         self._session_client: SessionClient | None = None

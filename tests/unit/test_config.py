@@ -18,7 +18,7 @@ from goe2mqtt.config.settings import (
     TlsSettings,
     parse_settings,
 )
-from goe2mqtt.mqtt.pace import BULK_RATE
+from goe2mqtt.mqtt.pace import BULK_RATE, MAX_RATE
 from goe2mqtt.mqtt.topics import Topics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -322,6 +322,21 @@ def test_bulk_rate_reaches_the_session_and_a_negative_one_names_the_key() -> Non
     raw["mqtt"]["bulk_rate"] = 2000
     raw["shard"] = {"index": 1, "count": 4}
     assert session_options(parse_settings(raw), Topics("goe2mqtt")).bulk_rate == 500.0
+
+
+def test_max_rate_reaches_the_session_divided_among_shards() -> None:
+    raw = base()
+    settings = parse_settings(raw)
+    assert settings.mqtt.max_rate == MAX_RATE  # the session's own default
+    assert session_options(settings, Topics("goe2mqtt")).max_rate == MAX_RATE
+    raw["mqtt"]["max_rate"] = 0  # no limit
+    assert session_options(parse_settings(raw), Topics("goe2mqtt")).max_rate == 0.0
+    raw["mqtt"]["max_rate"] = 5
+    with pytest.raises(ConfigError, match=r"^mqtt\.max_rate: must be 0 \(no limit\) or at"):
+        parse_settings(raw)
+    raw["mqtt"]["max_rate"] = 8000
+    raw["shard"] = {"index": 1, "count": 4}  # the subscribers read the whole fleet
+    assert session_options(parse_settings(raw), Topics("goe2mqtt")).max_rate == 2000.0
 
 
 NOT_TEXT = "must be a number, not text (no quotes, units or commas: 0.30, 2000;"

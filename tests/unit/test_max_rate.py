@@ -1,0 +1,104 @@
+"""Every retained publish goes at mqtt.max_rate at most, after a first burst: changes too
+(mqtt/pace.py's MAX_RATE). A fleet's first states, or every charger back at once after an
+outage, are changes no bulk pace spaces; sent faster than a subscriber reads, the broker
+dropped what passed its queue for that subscriber.
+
+The ceiling's clock is the test's: tokens come only when the test moves it."""
+
+from __future__ import annotations
+
+import asyncio
+
+from goe2mqtt.mqtt.retained import RetainedStore
+
+from ..conftest import WAIT, until
+from .test_bulk_pace import Clock, CountedPace, Live, held_or_drained
+from .test_retained_family import Broker, _refused, configs
+
+
+async def test_changes_go_at_the_ceiling_after_its_burst() -> None:
+    clock = Clock()
+    ceiling = CountedPace(1000.0, burst=3, clock=clock)
+    store, broker = RetainedStore(_refused, ceiling=ceiling), Broker()
+    for n in range(10):
+        store.put(f"t/{n}", b"1")
+    sender = asyncio.create_task(store.send(broker, 5.0))  # type: ignore[arg-type]
+    try:
+        await held_or_drained(store, ceiling, 1)
+        assert [topic for topic, _ in broker.got] == ["t/0", "t/1", "t/2"]
+        clock.now += 0.002  # two tokens
+        await until(lambda: len(broker.got) == 5, "two more changes")
+        await held_or_drained(store, ceiling, ceiling.held + 1)
+        assert len(broker.got) == 5
+        clock.now += 1.0  # tokens enough (no more than the burst)
+        await until(lambda: len(broker.got) == 8, "a burst's worth")
+        clock.now += 1.0
+        await until(lambda: not store._owes(), "the rest")
+        assert [topic for topic, _ in broker.got] == [f"t/{n}" for n in range(10)]
+    finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+
+
+async def test_a_charger_s_first_states_go_whole_and_the_next_pays_for_them() -> None:
+    # A family's members are built one at a time and never wait in between (every change
+    # behind them would wait too): the ceiling is paid after, by what comes next.
+    clock = Clock()
+    ceiling = CountedPace(1000.0, burst=1, clock=clock)
+    store, broker = RetainedStore(_refused, ceiling=ceiling), Broker()
+    store.put_family(Live("garage", ["g/a", "g/b", "g/c"]))
+    store.put("carport/availability", b"online")
+    sender = asyncio.create_task(store.send(broker, 5.0))  # type: ignore[arg-type]
+    try:
+        await held_or_drained(store, ceiling, 1)
+        assert [topic for topic, _ in broker.got] == ["g/a", "g/b", "g/c"]
+        clock.now += 0.002  # the level is -2: one token needs three ms
+        await held_or_drained(store, ceiling, ceiling.held + 1)
+        assert len(broker.got) == 3
+        clock.now += 0.001
+        await until(lambda: len(broker.got) == 4, "the change after the family")
+    finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+
+
+async def test_bulk_pays_the_ceiling_too() -> None:
+    # The ceiling is of everything: a re-send at an unlimited bulk rate still goes at it.
+    clock = Clock()
+    ceiling = CountedPace(1000.0, burst=4, clock=clock)
+    store, broker = RetainedStore(_refused, ceiling=ceiling), Broker()
+    for n in range(4):
+        store.put(f"t/{n}", b"1")
+    sender = asyncio.create_task(store.send(broker, 5.0))  # type: ignore[arg-type]
+    try:
+        await until(lambda: len(broker.got) == 4, "the burst")
+        clock.now += 0.001  # one token
+        store.owe_everything()
+        await until(lambda: len(broker.got) == 5, "one of the re-send")
+        await held_or_drained(store, ceiling, ceiling.held + 1)
+        assert len(broker.got) == 5
+        clock.now += 0.003
+        await until(lambda: len(broker.got) == 8, "the rest of the re-send")
+    finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+
+
+async def test_a_clean_stop_sends_what_is_owed_above_the_ceiling() -> None:
+    # The goodbye's seconds are for what is owed before the chargers' offline: held for
+    # tokens, "online" stayed retained once the bridge stopped.
+    clock = Clock()
+    ceiling = CountedPace(1000.0, burst=1, clock=clock)
+    store, broker = RetainedStore(_refused, ceiling=ceiling), Broker()
+    store.put_family(configs("garage"))
+    store.put("garage/availability", b"online")
+    sender = asyncio.create_task(store.send(broker, 5.0))  # type: ignore[arg-type]
+    try:
+        await held_or_drained(store, ceiling, 1)
+        assert len(broker.got) == 3
+        store.store("garage/availability", b"offline")
+        await store.flush(sender, within=WAIT)  # the clock stands still
+        assert broker.last()["garage/availability"] == b"offline"
+    finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
