@@ -192,7 +192,6 @@ def _sessions(settings: Settings, args: argparse.Namespace) -> int:
     import time
 
     from goe2mqtt.bridge.ledger_out import sessions_path
-    from goe2mqtt.config.secret_files import unexpanded
     from goe2mqtt.ledger import report
     from goe2mqtt.ledger.pricing import zone
     from goe2mqtt.ledger.store import SessionStore, StoreUnusable
@@ -202,10 +201,9 @@ def _sessions(settings: Settings, args: argparse.Namespace) -> int:
                                    for c in settings.chargers})  # fmt: skip
     path = sessions_path(settings)
     if not path.exists():
-        # Absolute: a relative state_dir (or one beginning ~, not expanded) is where the
-        # bridge started, which need not be here.
+        # Absolute: a relative state_dir is where the bridge started, which need not be here.
         print(f"goe2mqtt sessions: no ledger yet ({path.absolute()}): the bridge has not"
-              f" run here{unexpanded(settings.state_dir)}", file=sys.stderr)  # fmt: skip
+              " run here", file=sys.stderr)  # fmt: skip
         return EXIT_FAILURE
     try:
         for day in (args.since, args.until):

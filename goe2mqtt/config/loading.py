@@ -6,7 +6,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -130,6 +130,7 @@ def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
 class ProbeSettings(Section):
     """What `healthcheck` reads of the config: where the health file and the probes are."""
 
+    _paths: ClassVar[frozenset[str]] = frozenset({"health_file"})
     health_file: str | None = None
     http: HttpSettings = field(default_factory=HttpSettings)
 
