@@ -59,6 +59,12 @@ def dispatch(argv: Sequence[str] | None = None, *, early: EarlyStop | None = Non
         print(markdown() if args.markdown else plain(), end="")
         return EXIT_OK
     if command == "demo":
+        if args.house and (args.mqtt_host is not None or args.mqtt_port is not None):
+            # It ran on its private broker all the same, and the user's saw nothing.
+            print("goe2mqtt demo: --house runs on a private broker, without --mqtt-host and"
+                  " --mqtt-port; for a site against your broker: goe2mqtt simulate --house"
+                  " TOPIC --broker HOST:PORT", file=sys.stderr)  # fmt: skip
+            return EXIT_CONFIG
         # Quiet by default: the topic stream is the demo's output.
         configure_logging(args.log_level, args.log_format)
         from goe2mqtt.sim.broker import BrokerUnavailable

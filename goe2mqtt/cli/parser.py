@@ -234,7 +234,7 @@ def command_line() -> argparse.ArgumentParser:
         "--mqtt-host",
         default=None,
         help="use this broker instead of starting one (the demo keeps to goe2mqtt-demo/"
-        " topics and removes them when it ends)",
+        " topics and removes them when it ends; not with --house)",
     )
     demo.add_argument(
         "--mqtt-port",
