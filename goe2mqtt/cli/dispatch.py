@@ -281,7 +281,9 @@ def _healthcheck(file: str | None, config: str, max_age: float) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
-    healthy, why = check_health(Path(file), max_age=max_age)
+    # --file and $GOE2MQTT_HEALTH_FILE as the bridge reads health_file: ~ is the home
+    # (a unit's Environment= and compose's environment: do not expand it)
+    healthy, why = check_health(Path(file).expanduser(), max_age=max_age)
     print(f"{'healthy' if healthy else 'unhealthy'}: {why}")
     return EXIT_OK if healthy else EXIT_FAILURE
 

@@ -108,3 +108,19 @@ def test_sessions_looks_in_the_home(
     err = capsys.readouterr().err
     assert f"no ledger yet ({home}/books/goe2mqtt.sessions)" in err
     assert not (tmp_path / "~").exists()  # a report makes no directory
+
+
+@pytest.mark.parametrize("given", ["variable", "option"])
+def test_healthcheck_reads_a_health_file_from_home(
+    home: Path, given: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """GOE2MQTT_HEALTH_FILE=~/health.json (a unit's Environment= does not expand ~): the
+    bridge writes it in the home, and healthcheck looked for a file named "~/health.json"."""
+    (home / "health.json").write_text('{"mqtt_connected": true, "chargers": {}}')
+    if given == "variable":
+        monkeypatch.setenv("GOE2MQTT_HEALTH_FILE", "~/health.json")
+        argv = ["healthcheck"]
+    else:
+        argv = ["healthcheck", "--file", "~/health.json"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.startswith("healthy: ")
