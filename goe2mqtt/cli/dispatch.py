@@ -59,6 +59,12 @@ def dispatch(argv: Sequence[str] | None = None, *, early: EarlyStop | None = Non
         print(markdown() if args.markdown else plain(), end="")
         return EXIT_OK
     if command == "demo":
+        if args.house and (args.mqtt_host is not None or args.mqtt_port is not None):
+            # It ran on its private broker all the same, and the user's saw nothing.
+            print("goe2mqtt demo: --house runs on a private broker, without --mqtt-host and"
+                  " --mqtt-port; for a site against your broker: goe2mqtt simulate --house"
+                  " TOPIC --broker HOST:PORT", file=sys.stderr)  # fmt: skip
+            return EXIT_CONFIG
         # Quiet by default: the topic stream is the demo's output.
         configure_logging(args.log_level, args.log_format)
         from goe2mqtt.sim.broker import BrokerUnavailable
@@ -192,7 +198,6 @@ def _sessions(settings: Settings, args: argparse.Namespace) -> int:
     import time
 
     from goe2mqtt.bridge.ledger_out import sessions_path
-    from goe2mqtt.config.secret_files import unexpanded
     from goe2mqtt.ledger import report
     from goe2mqtt.ledger.pricing import zone
     from goe2mqtt.ledger.store import SessionStore, StoreUnusable
@@ -202,10 +207,9 @@ def _sessions(settings: Settings, args: argparse.Namespace) -> int:
                                    for c in settings.chargers})  # fmt: skip
     path = sessions_path(settings)
     if not path.exists():
-        # Absolute: a relative state_dir (or one beginning ~, not expanded) is where the
-        # bridge started, which need not be here.
+        # Absolute: a relative state_dir is where the bridge started, which need not be here.
         print(f"goe2mqtt sessions: no ledger yet ({path.absolute()}): the bridge has not"
-              f" run here{unexpanded(settings.state_dir)}", file=sys.stderr)  # fmt: skip
+              " run here", file=sys.stderr)  # fmt: skip
         return EXIT_FAILURE
     try:
         for day in (args.since, args.until):
@@ -277,7 +281,9 @@ def _healthcheck(file: str | None, config: str, max_age: float) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
-    healthy, why = check_health(Path(file), max_age=max_age)
+    # --file and $GOE2MQTT_HEALTH_FILE as the bridge reads health_file: ~ is the home
+    # (a unit's Environment= and compose's environment: do not expand it)
+    healthy, why = check_health(Path(file).expanduser(), max_age=max_age)
     print(f"{'healthy' if healthy else 'unhealthy'}: {why}")
     return EXIT_OK if healthy else EXIT_FAILURE
 

@@ -194,7 +194,8 @@ def command_line() -> argparse.ArgumentParser:
         "--broker",
         default="127.0.0.1:1883",
         help="--mode mqtt and --house: the broker they publish to (HOST:PORT, default"
-        " 127.0.0.1:1883)",
+        " 127.0.0.1:1883, a broker on this machine; not the demo's, whose port is free and"
+        " printed when it starts); nothing answering there stops it with one line",
     )
     simulate.add_argument(
         "--prefix",
@@ -233,7 +234,7 @@ def command_line() -> argparse.ArgumentParser:
         "--mqtt-host",
         default=None,
         help="use this broker instead of starting one (the demo keeps to goe2mqtt-demo/"
-        " topics and removes them when it ends)",
+        " topics and removes them when it ends; not with --house)",
     )
     demo.add_argument(
         "--mqtt-port",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import urllib.parse
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from goe2mqtt.config.schema import field, key_check, section_check
 from goe2mqtt.config.secret_files import load_secret
@@ -51,6 +51,7 @@ def is_loopback(name: str) -> bool:
 
 
 class ChargerSettings(Section):
+    _paths: ClassVar[frozenset[str]] = frozenset({"token_file", "password_file"})
     name: str = field(pattern=NAME_PATTERN, max_length=64)
     # Required for the cloud; with host the charger tells it (sse) at the first poll.
     serial: str | None = field(default=None, pattern=SERIAL_PATTERN)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from goe2mqtt.config.schema import field, key_check, section_check
 from goe2mqtt.config.secret_files import read_secret_file
@@ -26,6 +26,7 @@ def split_listen(listen: str) -> tuple[str, int]:
 
 
 class HttpSettings(Section):
+    _paths: ClassVar[frozenset[str]] = frozenset({"token_file"})
     enabled: bool = True
     listen: str = DEFAULT_LISTEN
     # When set, everything but /healthz and /readyz needs this token (Bearer header,

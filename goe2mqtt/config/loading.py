@@ -6,7 +6,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -23,7 +23,7 @@ from goe2mqtt.config.problems import ConfigError, problems_of
 from goe2mqtt.config.schema import field, validate
 from goe2mqtt.config.section import Section
 from goe2mqtt.config.settings import Settings, parse_settings
-from goe2mqtt.config.values import Invalid
+from goe2mqtt.config.values import Invalid, without_leading_zero
 
 
 def node_problems(node: yaml.Node | None, path: str = "") -> list[str]:
@@ -74,9 +74,7 @@ def _is_leading_zero(node: yaml.Node | None) -> bool:
 def _leading_zero(text: str, tag: str) -> str:
     """Why a number with a leading zero is refused, and what to write: YAML 1.1 reads
     030 as the octal number 24 (a price of 24 where 30 was meant, silently)."""
-    sign = text[0] if text[0] in "+-" else ""
-    digits = text[len(sign) :].lstrip("0_")
-    decimal = sign + (digits if digits[:1].isdigit() else "0" + digits)
+    decimal = without_leading_zero(text)
     if tag.endswith(":float"):
         return (
             f"{text} has a leading zero (YAML reads such a number without a dot as octal):"
@@ -130,6 +128,7 @@ def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
 class ProbeSettings(Section):
     """What `healthcheck` reads of the config: where the health file and the probes are."""
 
+    _paths: ClassVar[frozenset[str]] = frozenset({"health_file"})
     health_file: str | None = None
     http: HttpSettings = field(default_factory=HttpSettings)
 

@@ -23,19 +23,12 @@ def check_printable(value: str, key: str) -> None:
         raise ValueError(f"{key}: contains a control character (a newline or tab?): remove it")
 
 
-def unexpanded(path: str) -> str:
-    """What to add when ``path`` begins with ~: a shell's home, but not expanded here."""
-    if not path.startswith("~"):
-        return ""
-    return f" (~ is not expanded here: give the full path, {os.path.expanduser(path)})"
-
-
 def check_secret_file(path: str, key: str, context: Context) -> None:
     """Refuse a secret that other users of the machine can read or change."""
     try:
         mode = os.stat(path).st_mode
     except OSError as exc:
-        raise ValueError(f"{key}: cannot read {path}: {exc.strerror}{unexpanded(path)}") from None
+        raise ValueError(f"{key}: cannot read {path}: {exc.strerror}") from None
     if not mode & (stat.S_IROTH | stat.S_IWOTH | stat.S_IWGRP):
         return
     problem = f"{key}: {path} is readable or writable by other users (chmod 600 or 640 it)"
@@ -52,7 +45,7 @@ def read_secret_file(path: str, key: str, context: Context) -> str:
     try:
         secret = Path(path).read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ValueError(f"{key}: cannot read {path}: {exc.strerror}{unexpanded(path)}") from None
+        raise ValueError(f"{key}: cannot read {path}: {exc.strerror}") from None
     if not secret:
         raise ValueError(f"{key}: {path} is empty")
     check_printable(secret, key)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, ClassVar
 
 from goe2mqtt.config.environment import EnvText, typed
 from goe2mqtt.config.schema import Schema, key_types
@@ -26,12 +27,22 @@ class Section(Schema):
     mistake worth reporting; text from the environment is converted by the key's type
     first. Unknown keys are refused, and a validated section is frozen."""
 
+    # The keys that name a file or directory: a leading ~ is the home, as in a shell
+    # (state_dir: ~/goe2mqtt used as written made a directory named "~" wherever the
+    # bridge started). Expanded before any check, so an error shows the path looked at.
+    _paths: ClassVar[frozenset[str]] = frozenset()
+
     @classmethod
     def _prepare(cls, data: dict[str, Any]) -> dict[str, Any]:
-        if not any(isinstance(value, EnvText) for value in data.values()):
-            return data
-        types = key_types(cls)
-        return {
-            key: typed(value, types[key]) if isinstance(value, EnvText) and key in types else value
-            for key, value in data.items()
-        }
+        if any(isinstance(value, EnvText) for value in data.values()):
+            types = key_types(cls)
+            data = {
+                key: typed(value, types[key])
+                if isinstance(value, EnvText) and key in types
+                else value
+                for key, value in data.items()
+            }
+        for key in cls._paths & data.keys():
+            if isinstance(data[key], str):
+                data[key] = os.path.expanduser(data[key])
+        return data

@@ -13,7 +13,7 @@ import socket
 import ssl
 import zlib
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from goe2mqtt.config.charger import ChargerSettings as ChargerSettings
 from goe2mqtt.config.environment import expand_references
@@ -24,7 +24,6 @@ from goe2mqtt.config.secret_files import (
     check_printable,
     check_secret_file,
     load_secret,
-    unexpanded,
 )
 from goe2mqtt.config.section import (
     RESERVED_NAMES,
@@ -46,6 +45,7 @@ def default_state_dir() -> str:
 
 
 class TlsSettings(Section):
+    _paths: ClassVar[frozenset[str]] = frozenset({"ca_file", "certfile", "keyfile"})
     ca_file: str | None = None  # None: the system's CA store
     certfile: str | None = None  # client certificate, for brokers that ask for one
     keyfile: str | None = None
@@ -59,7 +59,7 @@ class TlsSettings(Section):
         for key in ("ca_file", "certfile"):
             path = getattr(self, key)
             if path is not None and not os.access(path, os.R_OK):
-                raise ValueError(f"{key}: cannot read {path}{unexpanded(path)}")
+                raise ValueError(f"{key}: cannot read {path}")
         if self.keyfile is not None:
             check_secret_file(self.keyfile, "keyfile", context)
         try:
@@ -82,6 +82,7 @@ MIN_BULK_RATE = 10.0  # mqtt.bulk_rate, max_rate: below it (but 0) a fleet's sta
 
 
 class MqttSettings(Section):
+    _paths: ClassVar[frozenset[str]] = frozenset({"password_file"})
     host: str = field(min_length=1)
     port: int = field(default=1883, ge=1, le=65535)
     username: str | None = None
@@ -200,6 +201,7 @@ SHARD_PLACEHOLDER = "{shard}"
 
 
 class Settings(Section):
+    _paths: ClassVar[frozenset[str]] = frozenset({"state_dir", "health_file"})
     mqtt: MqttSettings
     chargers: tuple[ChargerSettings, ...] = field(min_length=1)
     # Secret files others may read stop start-up unless this says it is on purpose.
@@ -225,18 +227,6 @@ class Settings(Section):
     def warnings(self) -> tuple[str, ...]:
         """What was accepted but deserves a line in the log at start-up."""
         return self._warnings
-
-    @section_check
-    def _paths_from_home(self, context: Context) -> None:
-        # state_dir: ~/goe2mqtt made a directory named "~" where the bridge started, and
-        # the next start elsewhere (or `goe2mqtt sessions`) found no journal, no ledger.
-        for key in ("state_dir", "health_file"):
-            path = getattr(self, key)
-            if path is not None and path.startswith("~") and context is not None:
-                context.setdefault("warnings", []).append(
-                    f"{key}: {path} is used as written, in {os.path.abspath(path)}"
-                    f"{unexpanded(path)}"
-                )
 
     @section_check
     def _client_id_per_shard(self, context: Context) -> None:

@@ -118,6 +118,32 @@ _PARSING: dict[Any, tuple[str, str]] = {
 }
 
 
+def without_leading_zero(text: str) -> str:
+    """030 as 30, -0_30 as -30, 00.5 as 0.5: the number a leading zero hid."""
+    sign = text[0] if text[0] in "+-" else ""
+    digits = text[len(sign) :].lstrip("0_")
+    return sign + (digits if digits[:1].isdigit() else "0" + digits)
+
+
+# Digits with a zero in front that arrive as text: YAML 1.1 reads 01883 as neither octal
+# (8 is no octal digit) nor decimal, and the type's own message did not say why.
+_ZERO_TEXT = {
+    int: re.compile(r"[-+]?0[0-9_]+\Z"),
+    float: re.compile(r"[-+]?0[0-9_]+(\.[0-9_]*)?\Z"),
+}
+
+
+def _leading_zero_text(value: str) -> str:
+    number = without_leading_zero(value)
+    if "." in value or not any(digit in value for digit in "89"):
+        # Unquoted, YAML would have read it as a number (octal, or a float)
+        return f"{value} is quoted text with a leading zero: write {number}, no quotes"
+    return (
+        f"{value} has a leading zero, which YAML reads as text here (8 and 9 are no octal"
+        f" digits): write {number}"
+    )
+
+
 def count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
@@ -174,7 +200,10 @@ def scalar(
 
     def convert(value: Any, loc: Loc, errors: list[Problem], context: Context) -> Any:
         if not accepts(value):
-            if parsing is not None and isinstance(value, str):
+            zero_text = _ZERO_TEXT.get(kind)
+            if zero_text is not None and isinstance(value, str) and zero_text.match(value):
+                errors.append(Problem(loc, "leading_zero", _leading_zero_text(value)))
+            elif parsing is not None and isinstance(value, str):
                 # Text where a number was wanted: "2000" quoted, 1.5e3 (YAML's text)
                 errors.append(Problem(loc, parsing[0], f"Input should be {words}, {parsing[1]}"))
             else:

@@ -49,9 +49,11 @@ def choose_broker(kind: BrokerKind) -> Literal["amqtt", "mosquitto"]:
     if kind == "auto" and MosquittoBroker.available():
         return "mosquitto"
     if kind in ("auto", "amqtt") and not EmbeddedBroker.available():
-        # goe2mqtt is not on PyPI: the extra comes from this repository.
+        # goe2mqtt is not on PyPI: the extra comes from this repository, into this
+        # Python's environment (a bare pip is the system's, or none: .ci/setup's venv).
         raise BrokerUnavailable(
-            "amqtt is not installed: pip install '.[demo]' in this repository"
+            f"amqtt is not installed: {sys.executable} -m pip install '.[demo]' in this"
+            " repository"
             + (" (or install Mosquitto: apt-get install mosquitto)" if kind == "auto" else "")
         )
     return "amqtt" if kind == "auto" else kind

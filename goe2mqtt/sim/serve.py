@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import re
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from typing import Literal
@@ -14,6 +16,8 @@ from typing import Literal
 from goe2mqtt.sim.charger import MODELS, SimulatedCharger
 from goe2mqtt.sim.charger_mqtt import MqttCharger
 from goe2mqtt.sim.simulator import Simulator
+
+BROKER_WAIT = 5.0  # seconds for the broker's TCP answer before the simulator starts
 
 
 def simulate(
@@ -43,9 +47,22 @@ def simulate(
             password=password if mode == "ws" else None, hash_kind=hash_kind,
         ))  # fmt: skip
     simulator = Simulator(chargers)
-    broker_host, _, broker_port = broker.rpartition(":")
+    parsed = _broker_address(broker)
+    if parsed is None:
+        print(f"goe2mqtt simulate: --broker {broker}: give HOST:PORT (e.g. 127.0.0.1:1883)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    broker_host, broker_port = parsed
+    shown = f"[{broker_host}]" if ":" in broker_host else broker_host
+    broker = f"{shown}:{broker_port}"  # as said in every line below
 
-    async def serve() -> None:
+    async def serve() -> str | None:
+        if mode == "mqtt" or house is not None:
+            # Else the chargers and the meter retry in silence, as firmware does, while
+            # the user reads "publishes to 127.0.0.1:1883" and waits for a message.
+            problem = await _unreachable(broker_host, broker_port)
+            if problem is not None:
+                return problem
         await simulator.start(host, port)
         publishers = []
         for index, charger in enumerate(chargers, start=1):
@@ -56,7 +73,7 @@ def simulate(
             if mode == "ws":
                 where += f", websocket ws://{local_host}/ws (password {password}, {hash_kind})"
             if mode == "mqtt":
-                wallbox = MqttCharger(charger, broker_host, int(broker_port), prefix=prefix)
+                wallbox = MqttCharger(charger, broker_host, broker_port, prefix=prefix)
                 publishers.append(asyncio.create_task(wallbox.run()))
                 where += f", publishes to {broker} as {wallbox.base}/+"
             print(f"charger {charger.serial}: {where}", flush=True)
@@ -64,7 +81,7 @@ def simulate(
             from goe2mqtt.sim.house_demo import publish_house_meter
 
             publishers.append(asyncio.create_task(publish_house_meter(
-                simulator, host=broker_host, port=int(broker_port), topic=house,
+                simulator, host=broker_host, port=broker_port, topic=house,
             )))  # fmt: skip
             print(f"house meter: publishes to {broker} as {house} every 2 s", flush=True)
         stop = asyncio.Event()
@@ -75,9 +92,10 @@ def simulate(
         for task in publishers:
             task.cancel()
         await simulator.stop()
+        return None
 
     try:
-        asyncio.run(serve())
+        problem = asyncio.run(serve())
     except OSError as exc:
         if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
             raise
@@ -86,7 +104,35 @@ def simulate(
               " give another --port (--local and --mode ws take the ports after it too)",
               file=sys.stderr)  # fmt: skip
         return 2
+    if problem is not None:
+        print(f"goe2mqtt simulate: cannot reach the broker at {broker}: {problem} (start one"
+              " there, or give --broker HOST:PORT)", file=sys.stderr)  # fmt: skip
+        return 1
     return 0
+
+
+def _broker_address(text: str) -> tuple[str, int] | None:
+    """(host, port) of --broker: HOST:PORT, an IPv6 host in brackets; HOST alone is 1883."""
+    found = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[^:\[\]/\s]+)(?::([0-9]{1,5}))?", text)
+    if found is None or not 0 < int(found[2] or 1883) < 65536:
+        return None
+    return found[1].strip("[]"), int(found[2] or 1883)
+
+
+async def _unreachable(host: str, port: int) -> str | None:
+    """Why nothing answers at host:port (refused, no such host, no answer), or None."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), BROKER_WAIT)
+    except TimeoutError:
+        return f"no answer within {BROKER_WAIT:.0f} s"
+    except socket.gaierror as exc:  # its errno is getaddrinfo's, not os.strerror's
+        return exc.strerror or str(exc)
+    except OSError as exc:  # asyncio's strerror is "Connect call failed (...)"
+        return os.strerror(exc.errno) if exc.errno else str(exc)
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return None
 
 
 def _address(exc: OSError) -> str:

@@ -114,14 +114,16 @@ def test_a_demo_with_no_broker_to_start_says_how_to_get_one(
 ) -> None:
     """pip install . without the demo extra, on a machine without Mosquitto: auto took
     amqtt unasked and the demo ended in a ModuleNotFoundError. And goe2mqtt is not on
-    PyPI: 'pip install goe2mqtt[demo]' would install whatever bears that name there."""
+    PyPI: 'pip install goe2mqtt[demo]' would install whatever bears that name there. And
+    a bare pip is the system's (externally-managed on Debian 12), not .ci/setup's venv:
+    the line names the Python that runs the demo."""
     monkeypatch.setattr(MosquittoBroker, "available", staticmethod(lambda: False))
     monkeypatch.setattr(EmbeddedBroker, "available", staticmethod(lambda: False))
     kinds: tuple[BrokerKind, ...] = ("auto", "amqtt")
     for kind in kinds:
         with pytest.raises(BrokerUnavailable) as caught:
             choose_broker(kind)
-        assert "pip install '.[demo]'" in str(caught.value), kind
+        assert f"{sys.executable} -m pip install '.[demo]'" in str(caught.value), kind
         assert "goe2mqtt[demo]" not in str(caught.value)
 
 
@@ -276,6 +278,38 @@ def test_simulate_on_a_port_in_use_says_so_in_one_line() -> None:
     assert done.stderr.strip() == (
         f"goe2mqtt simulate: cannot listen on 127.0.0.1:{port}: Address already in use:"
         " give another --port (--local and --mode ws take the ports after it too)"
+    )
+
+
+@pytest.mark.parametrize("options", [("--mode", "mqtt"), ("--house", "home/meter")])
+def test_simulate_without_a_broker_at_its_address_says_so_in_one_line(
+    options: tuple[str, ...],
+) -> None:
+    """`simulate --house home/meter` (or --mode mqtt) where no broker listens printed
+    "publishes to 127.0.0.1:1883" and then retried in silence, for ever; --broker with
+    no port was a ValueError's traceback. Now one line naming the address."""
+    import subprocess
+
+    def run(*broker: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "goe2mqtt", "simulate", "--port", str(free_port()),
+                   *options, *broker]  # fmt: skip
+        return subprocess.run(command, capture_output=True, text=True, timeout=PROCESS_WAIT,
+                              check=False)  # fmt: skip
+
+    with socket.socket() as bound:  # bound, never listening: a connection is refused
+        bound.bind(("127.0.0.1", 0))
+        port = bound.getsockname()[1]
+        done = run("--broker", f"127.0.0.1:{port}")
+    assert done.returncode == 1, done.stderr
+    assert done.stdout == ""
+    assert done.stderr.strip() == (
+        f"goe2mqtt simulate: cannot reach the broker at 127.0.0.1:{port}: Connection refused"
+        " (start one there, or give --broker HOST:PORT)"
+    )
+    done = run("--broker", "127.0.0.1:mqtt")
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "goe2mqtt simulate: --broker 127.0.0.1:mqtt: give HOST:PORT (e.g. 127.0.0.1:1883)"
     )
 
 

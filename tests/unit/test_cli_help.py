@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from goe2mqtt.bridge.health import check_health
+from goe2mqtt.cli import main
 from goe2mqtt.cli.parser import command_line
 
 
@@ -35,6 +36,20 @@ def test_simulate_help_says_which_broker_the_meter_and_chargers_use_by_default()
     broker = text[text.rindex("--broker BROKER") :]
     assert "--house" in broker.split("--charger")[0]
     assert "default 127.0.0.1:1883" in broker.split("--charger")[0]
+
+
+@pytest.mark.parametrize("options", [["--mqtt-host", "broker.lan"], ["--mqtt-port", "1883"]])
+def test_demo_house_refuses_a_broker_it_would_not_use(
+    options: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`demo --house --mqtt-host broker.lan` ran on its private broker all the same: the
+    user's broker saw nothing, and nothing said why."""
+    assert main(["demo", "--house", *options]) == 2
+    assert capsys.readouterr().err == (
+        "goe2mqtt demo: --house runs on a private broker, without --mqtt-host and"
+        " --mqtt-port; for a site against your broker: goe2mqtt simulate --house TOPIC"
+        " --broker HOST:PORT\n"
+    )
 
 
 def test_healthcheck_help_says_what_an_offline_charger_does(tmp_path: Path) -> None:

@@ -165,6 +165,51 @@ def test_a_number_with_a_leading_zero_is_refused_naming_its_key(
     assert caught.value.problems == (f"{config}: {problem}",)
 
 
+@pytest.mark.parametrize(
+    ("lines", "problem"),
+    [
+        ("  port: 01883\n",
+         "mqtt.port: 01883 has a leading zero, which YAML reads as text here (8 and 9 are no"
+         " octal digits): write 1883"),
+        ("  keepalive: -0_90\n",
+         "mqtt.keepalive: -0_90 has a leading zero, which YAML reads as text here (8 and 9"
+         " are no octal digits): write -90"),
+        ('  port: "01883"\n',
+         "mqtt.port: 01883 has a leading zero, which YAML reads as text here (8 and 9 are no"
+         " octal digits): write 1883"),
+        ('  port: "017"\n',
+         "mqtt.port: 017 is quoted text with a leading zero: write 17, no quotes"),
+        ("  bulk_rate: '09.5'\n",
+         "mqtt.bulk_rate: 09.5 is quoted text with a leading zero: write 9.5, no quotes"),
+    ],
+)  # fmt: skip
+def test_digits_with_a_leading_zero_that_yaml_left_text_name_the_key_and_the_number(
+    tmp_path: Path, lines: str, problem: str
+) -> None:
+    """YAML 1.1 reads port: 01883 as text (neither octal nor decimal); the generic "must
+    be a whole number, not text" did not say why."""
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG.replace("  host: 127.0.0.1\n", "  host: 127.0.0.1\n" + lines))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    assert caught.value.problems == (problem,)
+
+
+def test_a_serial_with_an_8_or_9_unquoted_stays_text_and_a_quoted_port_is_still_text(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG.replace("'067890'", "067890").replace(
+        "  host: 127.0.0.1\n", '  host: 127.0.0.1\n  port: "1883"\n'))  # fmt: skip
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    assert caught.value.problems == (
+        "mqtt.port: must be a whole number, not text (no quotes, units or commas: 2000)",
+    )
+    config.write_text(CONFIG.replace("'067890'", "067890"))
+    assert load_settings(config, environ={}).chargers[1].serial == "067890"
+
+
 def test_zero_and_numbers_below_one_and_quoted_text_are_not_leading_zeros(
     tmp_path: Path,
 ) -> None:
