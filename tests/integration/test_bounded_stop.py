@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -211,3 +212,30 @@ async def test_a_stop_as_the_heartbeat_subscription_is_acknowledged_ends_the_loo
     looked = refuse_another_instance(options, topics, stop, wait=PROCESS_WAIT)
     assert await asyncio.wait_for(looked, WAIT) is False  # liveness: the look ended
     assert subacks == 2
+
+
+STOP_HOOK = Path(__file__).parent.parent / "stop_hook"  # its sitecustomize
+
+
+@pytest.mark.parametrize("turns", range(8))
+async def test_a_sigterm_with_the_heartbeat_suback_ends_the_process_in_order(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path, turns: int
+) -> None:
+    """The CI failure, as a process: the SIGTERM comes with the SUBACK of the look's
+    heartbeat subscription (tests/stop_hook sends it, and hands the SUBACK on ``turns``
+    turns of the loop later). Turns 4 to 6 ended with stop_overran and exit 1 before the
+    fix, its ``stuck`` the look still waiting for a heartbeat (preflight.py)."""
+    raw = make_settings(broker, simulator)
+    topics = Topics(parse_settings(raw).mqtt.base_topic)
+    async with MqttProbe(broker.host, broker.port, []) as probe:
+        await probe.publish(topics.bridge_availability, ONLINE, retain=True)
+    path = os.pathsep.join(p for p in (str(STOP_HOOK), os.environ.get("PYTHONPATH")) if p)
+    env = {"PYTHONPATH": path, "TEST_STOP_HOOK_TURNS": str(turns)}
+    daemon = Daemon(write_config(tmp_path, raw), env=env)
+    await daemon.start()
+    code = await daemon.wait(PROCESS_WAIT)  # it stops itself
+    overran = [e for e in daemon.events() if e["event"] == "stop_overran"]
+    assert not overran, overran
+    assert code == 0
+    [stopped] = [e for e in daemon.events() if e["event"] == "bridge_stopped"]
+    assert stopped["during"] == "the look for another live bridge"
