@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import Any
 
 from goe2mqtt.bridge.desk import CommandDesk
 from goe2mqtt.bridge.remembered import Remembered
@@ -74,9 +75,9 @@ async def publish_bridge_discovery(
 
 async def stop_pollers(
     chargers: Iterable[Charger],
-    tasks: Collection[asyncio.Task[None]],
+    tasks: Collection[asyncio.Task[Any]],
     within: float | None = None,
-) -> set[asyncio.Task[None]]:
+) -> set[asyncio.Task[Any]]:
     """Stop the poll loops and command tasks, whatever a library did with the cancel;
     after ``within`` s (None: until they end) those still running are returned, cancelled
     but not awaited (the stop's deadline is worth more: bridge/stopping)."""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from goe2mqtt.bridge.fleet import stop_pollers
 from goe2mqtt.commands.journal import Journal, JournalCorrupt
 from goe2mqtt.config.settings import Settings
 from goe2mqtt.mqtt.preflight import another_live_instance
@@ -29,6 +30,9 @@ POLL_START_RATE = 50.0  # first polls per second at start-up, so a fleet does no
 # second than this: each is a new (TLS) connection, and a thousand handshakes a second
 # time out on a small machine (docs/scaling.md has the figures).
 MAX_START_RATE = 250.0
+# A stopped look ends within this (its side connection's DISCONNECT included), else it
+# is left to the event loop's end: well inside the stop's deadline (bridge/stopping).
+LOOK_ENDS_WITHIN = 5.0
 
 
 def session_options(settings: Settings, topics: Topics) -> MqttOptions:
@@ -85,11 +89,13 @@ async def refuse_another_instance(
     try:
         await asyncio.wait({looking, stopped}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (looking, stopped):
-            task.cancel()
-        await asyncio.gather(looking, stopped, return_exceptions=True)
+        # Cancelled again until it ends: one cancel that came with the SUBACK of its
+        # heartbeat subscription was swallowed (3.11's wait_for inside aiomqtt), and the
+        # look went on waiting for the heartbeat past the stop's backstop (exit 1).
+        left = await stop_pollers((), {looking, stopped}, within=LOOK_ENDS_WITHIN)
     if stop.is_set():
-        log.info("bridge_stopped", during="the look for another live bridge", started=False)
+        log.info("bridge_stopped", during="the look for another live bridge", started=False,
+                 still_running=len(left))  # fmt: skip
         return False
     if looking.result():
         raise AnotherInstance(

@@ -6,8 +6,8 @@ backlog; a reconnect owes everything again (the broker may have lost it).
 
 The store also orders the session's other messages after it: ``barrier()`` names every
 change made so far, and ``settled(barrier)`` waits until the broker acknowledged each of
-them (or a newer value of the same topic). A command's result goes out only after the
-states it reports.
+them (or a newer value of the same topic; mqtt/barrier.py). A command's result goes out
+only after the states it reports.
 
 Payloads of PACK_FROM bytes or more (a site's state) are kept zlib-compressed once
 they stayed unchanged for a while (mqtt/packing.py): a topic that changes often costs
@@ -26,13 +26,13 @@ MQTT and nothing of go-e.
 from __future__ import annotations
 
 import asyncio
-import heapq
 from collections.abc import Callable
 
 import aiomqtt
 import structlog
 
 from goe2mqtt.mqtt import sender
+from goe2mqtt.mqtt.barrier import OrderBarrier
 from goe2mqtt.mqtt.client import SEND_WINDOW, PublishRefused
 from goe2mqtt.mqtt.families import Family, LiveFamily, SendingFamily, Taken
 from goe2mqtt.mqtt.owed import Owed
@@ -65,17 +65,18 @@ class RetainedStore:
         # order they last changed, then what is only sent again (mqtt/owed.py).
         self._dirty = Owed()
         self._dirty_added = asyncio.Event()
-        self._changes = 0  # changes made so far: the barrier
-        # Topic -> its oldest change no acknowledged publish covers yet; the heap finds
-        # the oldest of all (entries that no longer match _owed are stale).
-        self._owed: dict[str, int] = {}
-        self._owed_heap: list[tuple[int, str]] = []
-        self._progress = asyncio.Event()
+        self._order = OrderBarrier()  # the changes the broker has not acknowledged yet
         # Topics on their way -> when each was taken (a family's: its SendingFamily's).
         self._took = 0
         self._taken_at: dict[str, int] = {}
         self.resent = asyncio.Event()  # set once every re-send owed was taken
         self.resent.set()
+        # A topic that vouches for a live family (a charger's availability for its
+        # states) -> the payload that does ("online") and the family's key.
+        self._vouches: dict[str, tuple[bytes, str]] = {}
+        # Families owed by a re-send that a change of what vouches for them made changes:
+        # paced as the re-send would have (mqtt/pace.py), their voucher after them.
+        self._vouched: set[str] = set()
 
     @property
     def backlog(self) -> int:
@@ -100,6 +101,9 @@ class RetainedStore:
         so "online" comes after the states and configs it vouches for.
         """
         self._loose.pop(topic, None)  # a family's member until now: this is newer
+        vouch = self._vouches.get(topic)
+        if vouch is not None and data == vouch[0]:
+            self._before_voucher(vouch[1])
         self.retained.pop(topic, None)
         self.retained[topic] = data
         self._changed(topic)
@@ -125,6 +129,9 @@ class RetainedStore:
                     del self.retained[topic]
             self.retained[key] = family
             self._changed(key)
+            vouch = getattr(family, "vouched_by", None)
+            if vouch is not None:
+                self._vouches[vouch[0]] = (vouch[1], key)
             return
         if old == family:
             self.retained[key] = family  # builds the same: nothing owed, order kept
@@ -175,10 +182,16 @@ class RetainedStore:
         self._changed(topic)
 
     def _changed(self, name: str) -> None:
-        self._changes += 1
-        if name not in self._owed:
-            self._owe(name, self._changes)
-        self._mark(name, self._changes)
+        self._mark(name, self._order.change(name))
+
+    def _before_voucher(self, key: str) -> None:
+        """What vouches for the family ``key`` is owed as a change: the family too, if a
+        re-send still owes it. A change goes ahead of every re-send; a charger back online
+        while everything went again sent its "online" ahead of its own states, and a
+        broker that had lost its retained messages then held the one without the other."""
+        if key in self._dirty and not self._dirty.is_change(key):
+            self._vouched.add(key)
+            self._changed(key)
 
     def _current(self, topic: str) -> bytes | None:
         """What the topic is owed now, if it is a topic of its own or a loose member."""
@@ -187,17 +200,6 @@ class RetainedStore:
             return value
         loose = self._loose.get(topic)
         return loose if loose is None or isinstance(loose, bytes) else loose.member(topic)
-
-    def _owe(self, topic: str, change: int) -> None:
-        self._owed[topic] = change
-        heap = self._owed_heap
-        if len(heap) > 2 * len(self._owed) + 1024:
-            # Stale entries leave the heap only from its top, when a result looks: with no
-            # result for a day, every change would stay. Rebuilt from what is owed.
-            heap[:] = [(seq, name) for name, seq in self._owed.items()]
-            heapq.heapify(heap)
-        else:
-            heapq.heappush(heap, (change, topic))
 
     def owe_everything(self) -> None:
         """Send everything retained again (a reconnect, Home Assistant restarted), after
@@ -252,7 +254,7 @@ class RetainedStore:
         acknowledged, then lost); else with the re-sends. ``taken``: when it was taken
         for sending; it did not arrive, and goes back where it was (mqtt/owed.py)."""
         dirty = self._dirty
-        as_change = change is not None or topic in self._owed or dirty.is_change(topic)
+        as_change = change is not None or topic in self._order or dirty.is_change(topic)
         if taken is not None:
             dirty.back(topic, taken, change=as_change)
         elif as_change:
@@ -269,36 +271,18 @@ class RetainedStore:
 
     def barrier(self) -> int:
         """Every change made so far (for settled())."""
-        return self._changes
-
-    def _oldest_owed(self) -> int | None:
-        heap = self._owed_heap
-        while heap and self._owed.get(heap[0][1]) != heap[0][0]:
-            heapq.heappop(heap)  # stale: acknowledged, or owed since a later change
-        return heap[0][0] if heap else None
+        return self._order.changes
 
     async def settled(self, barrier: int) -> None:
         """Wait until the broker acknowledged every change up to ``barrier``, or a newer
         value of its topic (or refused it): across reconnects, for as long as it takes."""
-        while True:
-            oldest = self._oldest_owed()
-            if oldest is None or oldest > barrier:
-                return
-            self._progress.clear()
-            await self._progress.wait()
+        await self._order.settled(barrier)
 
     def _acknowledged(self, name: str) -> None:
         """The value taken for sending reached the broker (or was refused for good)."""
-        since = self._dirty.since(name)
-        if since is None:
-            self._owed.pop(name, None)
-            if not self._owed:  # nothing owed: the heap holds only stale entries
-                self._owed, self._owed_heap = {}, []  # and a start-up's sizes go
-        else:  # changed again since it was taken: owed from that change on
-            self._owe(name, since)
         if name not in self._dirty:
             self._loose.pop(name, None)  # sent: the family builds it from now on
-        self._progress.set()
+        self._order.acknowledged(name, self._dirty.since(name))
 
     def _delivered(self, topic: str, sending: SendingFamily | None) -> None:
         """A publish taken for sending was acknowledged (or refused for good)."""
@@ -346,7 +330,7 @@ class RetainedStore:
         value = self.retained.get(name)
         if value is None or isinstance(value, bytes):
             return 0 if change else 1
-        if change and getattr(value, "member", None) is not None:
+        if change and getattr(value, "member", None) is not None and name not in self._vouched:
             return 0
         return value.size
 
@@ -371,6 +355,8 @@ class RetainedStore:
             name = self._dirty.take()
             if name is None:
                 return None
+            if self._vouched:
+                self._vouched.discard(name)
             if not self._dirty.resending:
                 self.resent.set()
             self._took += 1

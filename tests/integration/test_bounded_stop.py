@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 
-from goe2mqtt.bridge.startup import journal_path
+from goe2mqtt.bridge.startup import journal_path, refuse_another_instance, session_options
 from goe2mqtt.bridge.stopping import STOP_WITHIN
 from goe2mqtt.commands.journal import DONE, RUNNING, Journal
 from goe2mqtt.config.settings import parse_settings
@@ -166,4 +168,74 @@ async def test_a_stop_while_start_up_looks_for_another_live_bridge_ends_at_once(
     overran = [e for e in daemon.events() if e["event"] == "stop_overran"]
     assert not overran, overran  # its `stuck` says what held the stop
     assert code == 0
+    assert "bridge_stopped" in events
     assert "bridge_started" not in events  # nothing started only to be stopped
+
+
+@pytest.mark.parametrize("turns", range(6))
+async def test_a_stop_as_the_heartbeat_subscription_is_acknowledged_ends_the_look(
+    broker: MosquittoBroker, simulator: Simulator, monkeypatch: pytest.MonkeyPatch, turns: int
+) -> None:
+    """The stop of the test above overran once in CI (stop_overran, no bridge_stopped):
+    the SIGTERM came as the look's SUBACK for the heartbeat topic did, and on Python 3.11
+    asyncio.wait_for (under aiomqtt's subscribe) returns a result that came with a cancel
+    and drops the cancel. The look then waited 35 s for a heartbeat, past the backstop.
+    Here the stop comes ``turns`` turns of the event loop before that SUBACK is handled:
+    1 to 3 lost the cancel before the fix (Python 3.11.7, aiomqtt 2.5.1)."""
+    settings = parse_settings(make_settings(broker, simulator))
+    topics = Topics(settings.mqtt.base_topic)
+    async with MqttProbe(broker.host, broker.port, []) as probe:
+        await probe.publish(topics.bridge_availability, ONLINE, retain=True)
+    stop = asyncio.Event()
+    subacks = 0
+    plain = aiomqtt.Client._on_subscribe
+
+    def stop_with_the_second_suback(client: aiomqtt.Client, *args: Any, **kwargs: Any) -> None:
+        nonlocal subacks
+        subacks += 1
+        if subacks != 2:  # the first: the availability's
+            plain(client, *args, **kwargs)
+            return
+        stop.set()  # a SIGTERM's handler does this
+        loop = asyncio.get_running_loop()
+
+        def later(left: int) -> None:
+            if left == 0:
+                plain(client, *args, **kwargs)
+            else:
+                loop.call_soon(later, left - 1)
+
+        later(turns)
+
+    monkeypatch.setattr(aiomqtt.Client, "_on_subscribe", stop_with_the_second_suback)
+    options = session_options(settings, topics)
+    looked = refuse_another_instance(options, topics, stop, wait=PROCESS_WAIT)
+    assert await asyncio.wait_for(looked, WAIT) is False  # liveness: the look ended
+    assert subacks == 2
+
+
+STOP_HOOK = Path(__file__).parent.parent / "stop_hook"  # its sitecustomize
+
+
+@pytest.mark.parametrize("turns", range(8))
+async def test_a_sigterm_with_the_heartbeat_suback_ends_the_process_in_order(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path, turns: int
+) -> None:
+    """The CI failure, as a process: the SIGTERM comes with the SUBACK of the look's
+    heartbeat subscription (tests/stop_hook sends it, and hands the SUBACK on ``turns``
+    turns of the loop later). Turns 4 to 6 ended with stop_overran and exit 1 before the
+    fix, its ``stuck`` the look still waiting for a heartbeat (preflight.py)."""
+    raw = make_settings(broker, simulator)
+    topics = Topics(parse_settings(raw).mqtt.base_topic)
+    async with MqttProbe(broker.host, broker.port, []) as probe:
+        await probe.publish(topics.bridge_availability, ONLINE, retain=True)
+    path = os.pathsep.join(p for p in (str(STOP_HOOK), os.environ.get("PYTHONPATH")) if p)
+    env = {"PYTHONPATH": path, "TEST_STOP_HOOK_TURNS": str(turns)}
+    daemon = Daemon(write_config(tmp_path, raw), env=env)
+    await daemon.start()
+    code = await daemon.wait(PROCESS_WAIT)  # it stops itself
+    overran = [e for e in daemon.events() if e["event"] == "stop_overran"]
+    assert not overran, overran
+    assert code == 0
+    [stopped] = [e for e in daemon.events() if e["event"] == "bridge_stopped"]
+    assert stopped["during"] == "the look for another live bridge"

@@ -67,6 +67,6 @@ async def test_what_a_barrier_needs_stays_bounded_without_any_barrier() -> None:
         store.put(f"charger/{n % 50}", str(n).encode())
         if n % 100 == 0:
             await asyncio.sleep(0)  # let the sender acknowledge
-    assert len(store._owed_heap) <= 2 * 50 + 1024 + 1
+    assert len(store._order._heap) <= 2 * 50 + 1024 + 1
     sender.cancel()
     await asyncio.gather(sender, return_exceptions=True)
