@@ -73,7 +73,6 @@ class JoinedWriter:
         self._want_read = False  # TLS must read before it can write again
         # The socket TCP_QUICKACK was last judged for, and whether it takes it.
         self._quickack: tuple[Any, bool] = (None, False)
-        self.sends = 0  # send() calls made: what bench/ scripts and tests read
         paho.on_socket_register_write = self._register
         paho.on_socket_unregister_write = self._unregister
 
@@ -122,6 +121,17 @@ class JoinedWriter:
 
     def _flush(self) -> None:
         self._scheduled = False
+        try:
+            self._write()
+        except Exception:
+            # Raised into the loop, it would leave paho's "registered" flag set and
+            # nothing would be written again: the connection ends instead, as aiomqtt
+            # ends it when paho's loop_write raises.
+            log.exception("mqtt_write_failed")
+            self._drop()
+            self._paho._loop_rc_handle(MQTT_ERR_CONN_LOST)
+
+    def _write(self) -> None:
         paho = self._paho
         sock: Any = paho._sock
         if sock is None:
@@ -141,14 +151,13 @@ class JoinedWriter:
                 self._want_read = True
                 return
             except OSError as exc:  # reset, broken pipe: the connection is gone
-                log.debug("mqtt_write_failed", error=str(exc))
+                log.debug("mqtt_write_lost", error=str(exc))
                 self._drop()
                 # paho's own way: the socket closed, on_disconnect told (aiomqtt's end
                 # of the connection, the session's reconnect); what the broker did not
                 # acknowledge, paho sends again on the next connection.
                 paho._loop_rc_handle(MQTT_ERR_CONN_LOST)
                 return
-            self.sends += 1
             paho._last_msg_out = time_func()  # for paho's keep-alive
             self._sent += sent
             if not self._tell():
