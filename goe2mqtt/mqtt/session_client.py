@@ -32,6 +32,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from goe2mqtt.mqtt.client import SEND_WINDOW, MqttOptions, PublishRefused, _connection
 from goe2mqtt.mqtt.in_flight import InFlight
 from goe2mqtt.mqtt.topics import OFFLINE
+from goe2mqtt.mqtt.writes import JoinedWriter
 
 log = structlog.get_logger()
 
@@ -73,7 +74,10 @@ class SessionClient(aiomqtt.Client):
         # that to "now" whenever it sends a PINGREQ, though nothing was heard, and a
         # frozen broker then looked as if it had just answered (/readyz went back to 200).
         self._heard = time.monotonic()
+        # Everything paho writes goes out joined per loop turn (mqtt/writes.py).
+        self._writes = JoinedWriter(paho, self._loop)
         paho_sock_recv = paho._sock_recv
+        paho_loop_read = paho.loop_read
         paho_publish = paho.publish
         paho_handle_pubrec = paho._handle_pubrec
         paho_mid_generate = paho._mid_generate
@@ -149,7 +153,14 @@ class SessionClient(aiomqtt.Client):
                 self._heard = time.monotonic()
             return data
 
+        def loop_read(max_packets: int = 1) -> Any:
+            try:
+                return paho_loop_read(max_packets)
+            finally:
+                self._writes.after_read()
+
         paho._sock_recv = sock_recv  # type: ignore[method-assign]
+        paho.loop_read = loop_read  # type: ignore[method-assign]
         paho.publish = publish  # type: ignore[method-assign]
         paho._handle_pubrec = handle_pubrec  # type: ignore[method-assign]
         paho._mid_generate = mid_generate  # type: ignore[method-assign]
