@@ -147,11 +147,12 @@ async def flush(store: RetainedStore, sending: asyncio.Task[None], *, within: fl
     seconds at most, or until every change made before the call is acknowledged; then
     end it. The publishes it has in flight are awaited, not sent again.
 
-    Unpaced: those seconds are for what is owed before the offline. At start-up that is
-    bulk (owed as changes, ahead of the chargers' offline the goodbye stores): held for
-    tokens, the offline stayed unsaid and "online" retained once the bridge stopped."""
+    The bulk pace is lifted: those seconds are for what is owed before the offline. At
+    start-up that is bulk (owed as changes, ahead of the chargers' offline the goodbye
+    stores): held for tokens, the offline stayed unsaid and "online" retained once the
+    bridge stopped. The ceiling stays: unpaced, a start-up's configs outran a subscriber
+    and the broker dropped the offlines after them for it (the retained copy was right)."""
     paced, store.pace = store.pace, Pace(0.0)
-    ceiling, store.ceiling = store.ceiling, Pace(0.0)
     store._dirty_added.set()  # a sender waiting for tokens looks again
     settled = asyncio.create_task(store.settled(store.barrier()))
     try:
@@ -163,4 +164,4 @@ async def flush(store: RetainedStore, sending: asyncio.Task[None], *, within: fl
         try:
             await asyncio.gather(sending, settled, return_exceptions=True)
         finally:
-            store.pace, store.ceiling = paced, ceiling
+            store.pace = paced

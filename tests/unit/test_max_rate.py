@@ -84,21 +84,40 @@ async def test_bulk_pays_the_ceiling_too() -> None:
         await asyncio.gather(sender, return_exceptions=True)
 
 
-async def test_a_clean_stop_sends_what_is_owed_above_the_ceiling() -> None:
-    # The goodbye's seconds are for what is owed before the chargers' offline: held for
-    # tokens, "online" stayed retained once the bridge stopped.
+async def test_a_clean_stop_lifts_the_bulk_pace_but_not_the_ceiling() -> None:
+    # The goodbye's seconds are for what is owed before the chargers' offline, bulk
+    # included (held for tokens, "online" stayed retained once the bridge stopped); the
+    # ceiling stays, or the burst outran a subscriber and the broker dropped the offline.
     clock = Clock()
-    ceiling = CountedPace(1000.0, burst=1, clock=clock)
-    store, broker = RetainedStore(_refused, ceiling=ceiling), Broker()
+    pace = CountedPace(1000.0, burst=1, clock=clock)
+    ceiling = CountedPace(1000.0, burst=8, clock=clock)
+    store, broker = RetainedStore(_refused, pace=pace, ceiling=ceiling), Broker()
     store.put_family(configs("garage"))
+    store.put_family(configs("carport"))  # held by the bulk pace
     store.put("garage/availability", b"online")
     sender = asyncio.create_task(store.send(broker, 5.0))  # type: ignore[arg-type]
     try:
-        await held_or_drained(store, ceiling, 1)
+        await held_or_drained(store, pace, 1)
         assert len(broker.got) == 3
         store.store("garage/availability", b"offline")
-        await store.flush(sender, within=WAIT)  # the clock stands still
+        await store.flush(sender, within=WAIT)  # the clock stands still: the ceiling's 8
+        assert len(broker.got) == 7
         assert broker.last()["garage/availability"] == b"offline"
+    finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+
+    store, broker = (
+        RetainedStore(_refused, ceiling=CountedPace(1000.0, burst=2, clock=clock)),
+        Broker(),
+    )
+    for n in range(5):
+        store.put(f"t/{n}", b"1")
+    sender = asyncio.create_task(store.send(broker, 5.0))  # type: ignore[arg-type]
+    try:
+        await until(lambda: len(broker.got) == 2, "the ceiling's burst")
+        await store.flush(sender, within=0.05)  # ends by its bound: nothing more went
+        assert len(broker.got) == 2
     finally:
         sender.cancel()
         await asyncio.gather(sender, return_exceptions=True)
