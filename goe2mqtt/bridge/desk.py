@@ -32,6 +32,7 @@ from goe2mqtt.commands.journal import (
 from goe2mqtt.commands.outcomes import (
     CommandStats,
     Durations,
+    JournalWait,
     QueuedCommand,
     RefusedDeliveries,
     RepeatFilter,
@@ -289,8 +290,9 @@ class CommandDesk:
     # --- CommandSink: what the chargers report -----------------------------------------
 
     def command_started(self, command: QueuedCommand, calls: Sequence[SetCall]) -> None:
-        """Journal that a command goes to the charger; CommandError if that cannot be
-        stored: a set the journal does not know of could be sent again after a crash."""
+        """Journal that a command goes to the charger; CommandError if it never can be,
+        JournalWait while the journal cannot write: a set the journal does not know of
+        could be sent again after a crash (a site's write runs anyway)."""
         if command.seq is None:
             if command.unjournaled_ok:
                 return
@@ -299,9 +301,11 @@ class CommandDesk:
             self.journal.start(command.seq, list(calls))
         except JournalWriteFailed as exc:
             self._health.failed(exc)
-            raise CommandError(
-                f"not run: the journal cannot store it ({self.journal_error})"
-            ) from None
+            if command.first:  # a site's write: the fuse does not wait for a disk
+                return  # run from memory, as one the journal could not store at all
+            # Journaled: it waits for the disk, never refused while its row says queued.
+            raise JournalWait(f"journal cannot write: {self.journal_error}",
+                              self._health.writable) from None  # fmt: skip
         self._health.ok()
 
     def command_finished(self, command: QueuedCommand, result: dict[str, Any]) -> None:

@@ -8,7 +8,9 @@ result. Likewise a command answered while the disk was full (run, or refused "ch
 offline") left its row *queued* or *running*: the next start ran it again or answered
 "outcome unknown" for a command whose result had gone out. The desk now keeps each
 result the journal could not store and writes it (and its "published" mark) as soon as
-the journal can write again.
+the journal can write again. (Such a command is no longer refused when its mark fails:
+it waits for the disk, tests/unit/test_journal_wait.py; refused as too old meanwhile, its
+refusal is owed like these.)
 """
 
 from __future__ import annotations
@@ -23,8 +25,14 @@ import pytest
 from goe2mqtt.bridge.desk import CommandDesk
 from goe2mqtt.commands.journal import DONE, PUBLISHED, QUEUED, RUNNING, Journal
 from goe2mqtt.commands.journal import JournalWriteFailed as WriteFailed
-from goe2mqtt.commands.outcomes import CommandStats, QueuedCommand, RepeatFilter, rejection
-from goe2mqtt.commands.payloads import CommandError, command_result
+from goe2mqtt.commands.outcomes import (
+    CommandStats,
+    JournalWait,
+    QueuedCommand,
+    RepeatFilter,
+    rejection,
+)
+from goe2mqtt.commands.payloads import command_result
 from goe2mqtt.mqtt.session import InboundMessage
 from goe2mqtt.mqtt.topics import Topics
 from tests.unit.test_desk import FakeCharger
@@ -122,10 +130,12 @@ def _accept(desk: CommandDesk, request_id: str, mid: int) -> QueuedCommand:
 
 
 def _refused_at_start(desk: CommandDesk, queued: QueuedCommand) -> None:
-    """What the runner does when the journal cannot mark a command running."""
-    with pytest.raises(CommandError) as refused:
+    """What the runner does when the journal cannot mark a command running: it waits
+    (tests/unit/test_journal_wait.py), here until it is too old."""
+    with pytest.raises(JournalWait):
         desk.command_started(queued, [{"frc": 1}])
-    desk.command_finished(queued, rejection(queued, str(refused.value), RepeatFilter()))
+    stale = "stale: received 301 s ago, max_command_age is 300 s"
+    desk.command_finished(queued, rejection(queued, stale, RepeatFilter()))
 
 
 def _ran(desk: CommandDesk, queued: QueuedCommand) -> None:
@@ -136,7 +146,7 @@ def _ran(desk: CommandDesk, queued: QueuedCommand) -> None:
     )
 
 
-@pytest.mark.parametrize("what", ["refused at its turn", "offline", "ran"])
+@pytest.mark.parametrize("what", ["stale at its turn", "offline", "ran"])
 async def test_a_command_answered_while_the_disk_was_full_is_not_answered_again_after_a_restart(
     tmp_path: Path, what: str
 ) -> None:
@@ -147,7 +157,7 @@ async def test_a_command_answered_while_the_disk_was_full_is_not_answered_again_
     if what == "ran":
         desk.command_started(queued, [{"frc": 1}])  # marked running; then the disk fills
     journal.full = True
-    if what == "refused at its turn":
+    if what == "stale at its turn":
         _refused_at_start(desk, queued)
     elif what == "offline":
         desk.command_finished(queued, rejection(queued, "charger offline: x", RepeatFilter()))
