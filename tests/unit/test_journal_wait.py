@@ -20,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from goe2mqtt.bridge.desk import CommandDesk
 from goe2mqtt.commands.journal import PUBLISHED, QUEUED, Journal
 from goe2mqtt.commands.runner import CommandRunner
@@ -93,9 +95,12 @@ async def until(condition: Callable[[], bool]) -> None:
             await asyncio.sleep(0.01)
 
 
-async def _queued_when_the_disk_fills(tmp_path: Path, **kwargs: Any) -> tuple[Bridge, FullDisk]:
-    """ "first" ran and its result is out; "second" is journaled (queued) and reaches
-    its turn while a poll holds the charger; then the disk fills, before its mark."""
+async def _queued_when_the_disk_fills(
+    tmp_path: Path, third: bool = False, **kwargs: Any
+) -> tuple[Bridge, FullDisk]:
+    """Command "first" ran and its result is out; "second" is journaled (queued) and
+    reaches its turn while a poll holds the charger (and "third", if asked, is queued
+    behind it); then the disk fills, before the running mark of "second"."""
     view = FakeCharger()
     await view.refresh()
     journal = FullDisk(tmp_path / "j.journal")
@@ -105,6 +110,8 @@ async def _queued_when_the_disk_fills(tmp_path: Path, **kwargs: Any) -> tuple[Br
     async with view.lock:  # a poll: the runner takes "second" and waits for the charger
         bridge.send("second", 7, mid=2)
         await until(lambda: bridge.door.runner.running is not None)
+        if third:
+            bridge.send("third", 8, mid=3)
         journal.full = True
     return bridge, journal
 
@@ -113,6 +120,12 @@ def _waiting(bridge: Bridge) -> bool:
     """A command waits for the journal: not at the charger, still counted queued."""
     runner = bridge.door.runner
     return runner.running is None and runner.queued == 1 and not bridge.desk.journal_info()["ok"]
+
+
+def _idle(bridge: Bridge) -> bool:
+    """The runner has nothing left, and one result waits (held, or on its way)."""
+    runner = bridge.door.runner
+    return runner.running is None and runner.queued == 0 and bridge.desk.results.pending == 1
 
 
 def _amps(view: FakeCharger) -> list[Any]:
@@ -164,14 +177,16 @@ async def test_one_that_grows_too_old_meanwhile_is_refused_stale_and_that_is_owe
     tmp_path: Path,
 ) -> None:
     bridge, journal = await _queued_when_the_disk_fills(tmp_path, max_command_age=1)
-    await until(lambda: len(bridge.results()) == 2)  # its max age passed while it waited
+    await until(lambda: _idle(bridge))  # its max age passed while it waited
+    await bridge.desk.results.flush(bridge.broker)  # what may go out now, out
+    assert bridge.results() == [("first", True, "")]  # held: its row still says queued
+    assert _amps(bridge.door.view) == [6]
+    journal.full = False
+    bridge.desk.retry_journal()  # writes what it owes: the refusal's row, then it goes out
+    await until(lambda: journal.count() == {PUBLISHED: 2})
     ((_, ok, error),) = bridge.results()[1:]
     assert not ok
     assert error.startswith("stale: received"), error
-    assert _amps(bridge.door.view) == [6]
-    journal.full = False
-    bridge.desk.retry_journal()  # writes what it owes: the refusal's row
-    await until(lambda: journal.count() == {PUBLISHED: 2})
     await bridge.stop()
 
 
@@ -220,3 +235,40 @@ async def test_a_sites_write_passes_a_users_command_that_waits(tmp_path: Path) -
     assert bridge.results()[2] == ("second", True, "")
     assert _amps(bridge.door.view) == [6, 8, 7]
     await bridge.stop()
+
+
+@pytest.mark.parametrize("then", ["the disk heals", "kill -9"])
+async def test_a_refusal_at_its_turn_goes_out_only_once_the_journal_holds_it(
+    tmp_path: Path, then: str
+) -> None:
+    """The same defect by another way: refused at its turn for a reason of its own (its
+    charger went offline: the waiting commands are refused) while the disk was full, a
+    command's row stayed queued, its refusal went out, and after a kill -9 the next
+    process ran it."""
+    bridge, journal = await _queued_when_the_disk_fills(tmp_path, third=True)
+    runner = bridge.door.runner
+    await until(lambda: runner.running is None and runner.queued == 2)  # 2nd waits, 3rd behind
+    runner.refuse_waiting("charger offline: unplugged")  # as its Charger does when offline
+    await until(lambda: _waiting(bridge) and bridge.desk.results.pending == 1)
+    await bridge.desk.results.flush(bridge.broker)  # what may go out now, out
+    assert bridge.results() == [("first", True, "")]  # the refusal waits for the disk
+    if then == "the disk heals":
+        journal.full = False
+        bridge.desk.retry_journal()
+        await until(lambda: journal.count() == {PUBLISHED: 3})
+        offline = ("third", False, "charger offline: unplugged")
+        assert sorted(bridge.results()) == [("first", True, ""), ("second", True, ""), offline]
+        await bridge.stop()
+    else:
+        await bridge.kill()
+    again = Bridge(Journal(tmp_path / "j.journal"), bridge.door.view)
+    again.desk.recover(again.broker)
+    await until(lambda: again.door.runner.queued == 0 and again.door.runner.running is None)
+    await until(lambda: again.desk.results.pending == 0)
+    if then == "kill -9":  # never told anything: each runs now, once
+        assert again.results() == [("second", True, ""), ("third", True, "")]
+        assert _amps(bridge.door.view) == [6, 7, 8]
+    else:  # answered: nothing runs again
+        assert again.results() == []
+        assert _amps(bridge.door.view) == [6, 7]
+    await again.stop()
