@@ -19,19 +19,26 @@ from typing import Any, Protocol
 import structlog
 
 from goe2mqtt.bridge.journal_health import JournalHealth
+from goe2mqtt.bridge.journal_rows import (
+    STALE_SITE_WRITE,
+    command_of,
+    lowering_write,
+    lowers,
+    site_write,
+)
 from goe2mqtt.bridge.results import ResultQueue, ResultSender
 from goe2mqtt.charger.pv_feed import INPUT_SERVICES
 from goe2mqtt.commands.journal import (
     MAX_STORED_PAYLOAD,
     QUEUED,
     RUNNING,
-    Entry,
     Journal,
     JournalWriteFailed,
 )
 from goe2mqtt.commands.outcomes import (
     CommandStats,
     Durations,
+    JournalWait,
     QueuedCommand,
     RefusedDeliveries,
     RepeatFilter,
@@ -109,6 +116,7 @@ class CommandDesk:
         self._health = JournalHealth(journal, lambda: self._on_health_change())
         self.results = ResultQueue(journal, topics, on_journal_failed=self._health.failed)
         self._health.owed = self.results  # what it writes once the journal can
+        self._marked: set[int] = set()  # seqs whose rows say running (a set may be out)
         # (charger, service, outcome) -> commands so ended, and how long they took:
         # what /metrics shows. Commands for chargers we do not have count under "".
         self.outcomes: Counter[tuple[str, str, str]] = Counter()
@@ -125,30 +133,31 @@ class CommandDesk:
         self.prune()
         self.results.resume(sender)
         for entry in self.journal.entries(RUNNING):
-            command = _command_of(entry)
-            again = _lowering(entry)
+            command = command_of(entry)
+            again = lowering_write(entry)
             if again is not None:  # sent or not: a lowering is safe twice, and lost unsafe
                 log.warning("command_interrupted", charger=entry.charger,
                             service=entry.service, action="run again: lowers the draw")  # fmt: skip
                 self.route(dataclasses.replace(command, first=True), again)
                 continue
             log.warning("command_interrupted", charger=entry.charger, service=entry.service)
+            self._marked.add(entry.seq)
             door = self._chargers.get(entry.charger)
             # A failure like any the charger did not confirm (bridge/info's "failed").
             (door.runner.stats if door is not None else self.unrouted).failed += 1
             self.command_finished(command, interrupted(command, entry.sent))
         queued = self.journal.entries(QUEUED)
         for entry in queued:
-            command = _command_of(entry)
+            command = command_of(entry)
             try:
                 parsed = parse_delivered(entry.service, entry.payload, retained=entry.retained)
             except CommandError as exc:  # journaled by a version that parsed it otherwise
                 self.command_finished(command, rejection(command, str(exc), self.refusals))
                 continue
-            site = _site_write(entry, parsed)
+            site = site_write(entry, parsed)
             if not site:
                 self.route(command, parsed)
-            elif _lowers(entry, parsed):  # a site's pause or lowering: first, as before
+            elif lowers(entry, parsed):  # a site's pause or lowering: first, as before
                 self.route(dataclasses.replace(command, first=True), parsed)
             else:
                 self._site_write_dropped(entry.charger, parsed.arguments)
@@ -289,8 +298,9 @@ class CommandDesk:
     # --- CommandSink: what the chargers report -----------------------------------------
 
     def command_started(self, command: QueuedCommand, calls: Sequence[SetCall]) -> None:
-        """Journal that a command goes to the charger; CommandError if that cannot be
-        stored: a set the journal does not know of could be sent again after a crash."""
+        """Journal that a command goes to the charger; CommandError if it never can be,
+        JournalWait while the journal cannot write: a set the journal does not know of
+        could be sent again after a crash (a site's write runs anyway)."""
         if command.seq is None:
             if command.unjournaled_ok:
                 return
@@ -299,9 +309,12 @@ class CommandDesk:
             self.journal.start(command.seq, list(calls))
         except JournalWriteFailed as exc:
             self._health.failed(exc)
-            raise CommandError(
-                f"not run: the journal cannot store it ({self.journal_error})"
-            ) from None
+            if command.first:  # a site's write: the fuse does not wait for a disk
+                return  # run from memory, as one the journal could not store at all
+            # Journaled: it waits for the disk, never refused while its row says queued.
+            raise JournalWait(f"journal cannot write: {self.journal_error}",
+                              self._health.writable) from None  # fmt: skip
+        self._marked.add(command.seq)
         self._health.ok()
 
     def command_finished(self, command: QueuedCommand, result: dict[str, Any]) -> None:
@@ -316,16 +329,22 @@ class CommandDesk:
         service = command.service if known else ""
         self.outcomes[(charger, service, outcome_of(safe))] += 1
         self.durations.observe(service, time.monotonic() - command.received_at)
-        stored = True
+        stored, hold = True, False
         if command.seq is not None:
+            marked = command.seq in self._marked
+            self._marked.discard(command.seq)
             try:
                 self.journal.finish(command.seq, safe)
             except JournalWriteFailed as exc:
-                stored = False  # the result goes out from memory; its row: write_owed
+                stored = False  # its row is written once the journal can (write_owed)
+                # Its row says queued (a refusal at its turn): a restart would run it,
+                # so its sender hears of it only once the journal holds the refusal. One
+                # that ran goes out now (a restart answers it again, never runs it).
+                hold = not marked and not command.first
                 self._health.failed(exc)
             else:
                 self._health.ok()
-        self.results.add(command.seq, command.charger, safe, stored=stored)
+        self.results.add(command.seq, command.charger, safe, stored=stored, hold=hold)
 
     # --- the journal's health (bridge.journal_health) --------------------------------
 
@@ -344,50 +363,3 @@ class CommandDesk:
     def retry_journal(self) -> None:
         """While the journal cannot write, try again: called with the bridge's info."""
         self._health.retry()
-
-
-STALE_SITE_WRITE = "not run: a site's write from before the restart; the site decides again"
-
-
-def _site_write(entry: Entry, parsed: Command) -> bool:
-    """Whether a queued command is a site's write (service ``set``). Queued by the last
-    run, its current or resume was decided on that run's meter reading, maybe long ago:
-    only its pause and a limit journaled as a lowering run now (they only lower the
-    draw); the site decides the rest again from a fresh reading (and
-    its pauses from sites.json, which a resume journaled before the restart had already
-    left: the site is told of it, bridge/sites.py).
-
-    A site's write is what the journal marked as one (it came on the site's own topic),
-    never what its id says: a user's command whose id starts with ``site:`` is a user's,
-    run like any. Only a row of an earlier version, which did not mark them, is told by
-    its id."""
-    if entry.site is False or entry.service != "set":
-        return False
-    request_id = parsed.request_id
-    return entry.site is True or (isinstance(request_id, str) and request_id.startswith("site:"))
-
-
-def _lowering(entry: Entry) -> Command | None:
-    """A site's write that only lowers the draw (its pause, or a limit journaled as a
-    lowering), parsed; None for anything else. Queued or cut short by a crash, it runs
-    at the restart before the users' commands, on no reading: dropped, its charger drew
-    its old limit, maybe beyond the fuse, until the site's first decision."""
-    try:
-        parsed = parse_delivered(entry.service, entry.payload, retained=entry.retained)
-    except CommandError:
-        return None
-    return parsed if _site_write(entry, parsed) and _lowers(entry, parsed) else None
-
-
-def _lowers(entry: Entry, parsed: Command) -> bool:
-    """Whether a site's write only lowers the draw: its pause, or a limit so journaled."""
-    return parsed.arguments == {"frc": 1} or entry.lowers
-
-
-def _command_of(entry: Entry) -> QueuedCommand:
-    """A journaled command; its age so far is all the wall clock can tell (another run)."""
-    waited = max(0.0, time.time() - entry.received)
-    return QueuedCommand(
-        entry.seq, entry.charger, entry.service, entry.payload, entry.retained, entry.received,
-        received_at=time.monotonic() - waited,
-    )  # fmt: skip

@@ -11,6 +11,7 @@ command came left /readyz at 503 (and a container's HEALTHCHECK unhealthy) for g
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -39,6 +40,9 @@ class JournalHealth:
         self.failures = 0
         self._on_change = on_change
         self.owed: OwedRows | None = None  # set by the desk once its results exist
+        # Set while the journal writes: what a command whose running mark failed waits for.
+        self.writable = asyncio.Event()
+        self.writable.set()
 
     def info(self) -> dict[str, Any]:
         return {"ok": self.error is None, "error": self.error, "failed_writes": self.failures}
@@ -50,10 +54,11 @@ class JournalHealth:
                 "journal_write_failed",
                 file=str(self.journal.path),
                 reason=str(exc),
-                effect="commands are refused until the journal can write again;"
-                " polling and publishing go on",
+                effect="new commands are refused and queued ones wait until the journal"
+                " can write again; polling and publishing go on",
             )
             self.error = str(exc)
+            self.writable.clear()
             self._on_change()
 
     def ok(self) -> None:
@@ -66,6 +71,7 @@ class JournalHealth:
         log.warning("journal_recovered", file=str(self.journal.path),
                     failed_writes=self.failures)  # fmt: skip
         self.error = None
+        self.writable.set()
         self._on_change()
 
     def write_owed(self) -> None:

@@ -88,10 +88,14 @@ class ResultQueue:
         # answered meanwhile stayed queued or running, and ran or was answered again at
         # the next start.
         self._marks_owed: dict[int, tuple[str, dict[str, Any] | None]] = {}
+        # Refusals whose rows still say queued (their marks owed): published only once
+        # the journal holds them. Out before, a kill -9 left the row queued and the next
+        # start ran the command its sender had been told was not run.
+        self._held: dict[int, tuple[str, dict[str, Any]]] = {}
 
     @property
     def pending(self) -> int:
-        return len(self._results)
+        return len(self._results) + len(self._held)
 
     def owed(self) -> list[str]:
         """The results the broker has not acknowledged yet, as JSON, oldest first."""
@@ -119,6 +123,8 @@ class ResultQueue:
             self._journal.settle(seq, state, result)
             del self._marks_owed[seq]
             written += 1
+            if (held := self._held.pop(seq, None)) is not None:
+                self._owe(seq, *held)
         return written
 
     def add(
@@ -129,11 +135,20 @@ class ResultQueue:
         packet_id: int | None = None,
         *,
         stored: bool = True,
+        hold: bool = False,
     ) -> None:
         """Owe ``result``; ``stored`` False: the journal could not write it (its row is
-        written once the journal can)."""
+        written once the journal can); ``hold``: and it goes out only then."""
         if seq is not None and not stored:
             self._marks_owed[seq] = (DONE, result)
+            if hold:
+                self._held[seq] = (charger, result)
+                return
+        self._owe(seq, charger, result, packet_id)
+
+    def _owe(
+        self, seq: int | None, charger: str, result: dict[str, Any], packet_id: int | None = None
+    ) -> None:
         if seq is None:
             if self._unstored >= MAX_UNSTORED:
                 self._dropped(charger)

@@ -6,6 +6,7 @@ them; both speak these types.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 import time
@@ -54,6 +55,19 @@ class QueuedCommand:
     first: bool = False
 
 
+class JournalWait(Exception):
+    """The journal cannot mark a command running now (a full disk): nothing is sent,
+    and the command waits for ``writable``, still queued in the journal.
+
+    Not refused: its sender would be told "not run" while the journal still holds it
+    queued, and a kill -9 before the disk healed ran it after the restart - twice at
+    the charger for a sender who had sent it again."""
+
+    def __init__(self, reason: str, writable: asyncio.Event) -> None:
+        super().__init__(reason)
+        self.writable = writable  # set once the journal writes again
+
+
 class CommandSink(Protocol):
     """Where a charger reports its commands' progress (the journal and the result topic)."""
 
@@ -62,8 +76,9 @@ class CommandSink(Protocol):
         """Which refusals are news for the log: one filter for the whole bridge."""
 
     def command_started(self, command: QueuedCommand, calls: Sequence[SetCall]) -> None:
-        """Record that the calls go out; CommandError when that cannot be recorded
-        (the command is then refused, nothing sent)."""
+        """Record that the calls go out; CommandError when that can never be recorded
+        (the command is then refused, nothing sent), JournalWait when it cannot be now
+        (nothing sent: the command waits, still queued)."""
 
     def command_finished(self, command: QueuedCommand, result: dict[str, Any]) -> None: ...
 

@@ -14,18 +14,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any
 
 import structlog
 
 from goe2mqtt.catalogue import ACTIONS, UNCONFIRMABLE
+from goe2mqtt.commands.access import ChargerAccess, SetCallSender
 from goe2mqtt.commands.outcomes import (
     NOT_CONFIRMED,
     OUTCOME_UNKNOWN,
     CommandSink,
     CommandStats,
+    JournalWait,
     QueuedCommand,
     RepeatFilter,
     interrupted,
@@ -50,56 +51,15 @@ FOLLOW_UP_DELAY = 1.5  # the charger's logic runs once a second: look again afte
 # after these pauses (about 5 s in all) until the charger shows the new values.
 CONFIRM_DELAYS = (0.0, 1.5, 3.5)
 MAX_QUEUED_COMMANDS = 20  # per charger; more waiting means the sender should slow down
+# Past max_command_age by this much when a wait for the journal ends: its next look
+# finds it stale, not a hair short of it (and waiting again for nothing).
+_PAST_AGE = 0.1
 
 
-class ChargerAccess(Protocol):
-    """What the runner sees of its charger (charger.loop.Charger lends it)."""
-
-    @property
-    def status(self) -> Mapping[str, Any]:
-        """The latest values the charger showed."""
-        ...
-
-    @property
-    def polled(self) -> bool:
-        """Whether this run has asked the charger at least once."""
-        ...
-
-    def unreachable(self) -> str | None:
-        """Why the charger cannot be reached now (offline); None while it can."""
-        ...
-
-    @property
-    def hold_off(self) -> float:
-        """Seconds the charger's API asked us to wait (Retry-After); 0 when it did not."""
-        ...
-
-    @property
-    def lock(self) -> AbstractAsyncContextManager[None]:
-        """One conversation with the charger at a time."""
-        ...
-
-    @property
-    def pushed(self) -> int:
-        """Messages the charger pushed so far (0 for one that is polled): a mark for
-        read_back's ``since``."""
-        ...
-
-    async def refresh(self) -> bool:
-        """Read the charger now (taking the lock); False if it did not answer."""
-        ...
-
-    async def read_back(self, since: int | None = None) -> bool:
-        """refresh() for a caller that holds the lock; a message pushed after the
-        ``since``-th counts as read back (None: only one that comes now)."""
-        ...
-
-    def poll_soon(self, delay: float = 0.0) -> None:
-        """Look again (every key) after ``delay`` seconds."""
-        ...
-
-
-SetCallSender = Callable[[SetCall], Awaitable[object]]
+class _PutBack(Exception):
+    """A command that waited for the journal goes back to its queue, as the journal
+    has it: the runner stops (it runs after the restart), or a site's write came (the
+    fuse does not wait for a disk: it runs first, and this one waits again after it)."""
 
 
 class CommandRunner:
@@ -125,7 +85,9 @@ class CommandRunner:
         self._queue: deque[tuple[QueuedCommand, Command]] = deque()
         self._queued = asyncio.Event()
         self._stopping = False
+        self._wake = asyncio.Event()  # ends a wait for the journal: a stop, a site's write
         self.running: QueuedCommand | None = None
+        self._waiting: QueuedCommand | None = None  # for the journal, out of the queue
         self._sent: list[SetCall] | None = None  # set calls of the running command, once sent
         self.stats = CommandStats()
         # The last command that failed at the charger: (unix time, what went wrong).
@@ -135,6 +97,7 @@ class CommandRunner:
         """Make serve() return after the command it runs now."""
         self._stopping = True
         self._queued.set()
+        self._wake.set()
 
     def refuse_waiting(self, reason: str) -> None:
         """Refuse every waiting command (the charger went offline)."""
@@ -143,7 +106,8 @@ class CommandRunner:
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        """Commands waiting: in the queue, and one waiting for the journal at its head."""
+        return len(self._queue) + (self._waiting is not None)
 
     def full(self) -> str | None:
         """Why a command now would be refused as "queue full" (None: it may wait)."""
@@ -160,9 +124,8 @@ class CommandRunner:
             self.refuse(queued, full)
         else:
             if queued.first:  # a site's write: after the site's waiting, before the users'
-                ahead = next((i for i, (q, _) in enumerate(self._queue) if not q.first),
-                             len(self._queue))  # fmt: skip
-                self._queue.insert(ahead, (queued, command))
+                self._queue.insert(self._users_first(), (queued, command))
+                self._wake.set()  # a user's command waiting for the journal lets it pass
             else:
                 self._queue.append((queued, command))
             self._queued.set()
@@ -189,6 +152,10 @@ class CommandRunner:
             self.running, self._sent = queued, None
             try:
                 result = await self._execute(queued, command)
+            except _PutBack:
+                at = 0 if queued.first else self._users_first()
+                self._queue.insert(at, (queued, command))
+                continue
             except asyncio.CancelledError:
                 if self._sent is None:  # never started: it runs after the restart
                     self._queue.appendleft((queued, command))
@@ -224,6 +191,50 @@ class CommandRunner:
         return await self._execute(queued, command)
 
     async def _execute(self, queued: QueuedCommand, command: Command) -> dict[str, Any]:
+        """Run one command; while the journal cannot mark it running, wait (its
+        charger's queue behind it, in order) until it can, or until it is too old."""
+        while True:
+            try:
+                return await self._attempt(queued, command)
+            except JournalWait as wait:
+                await self._wait_for_journal(queued, command, wait)
+
+    async def _wait_for_journal(
+        self, queued: QueuedCommand, command: Command, wait: JournalWait
+    ) -> None:
+        left = self._max_command_age - (time.monotonic() - queued.received_at)
+        if command.sent_at is not None:
+            left = min(left, self._max_command_age - (time.time() - command.sent_at))
+        if self._put_back(queued):
+            raise _PutBack
+        log.warning("command_waits_for_journal", charger=self.name, service=queued.service,
+                    seq=queued.seq, reason=str(wait), at_most=max(0, round(left)))  # fmt: skip
+        self._wake.clear()
+        # Waiting, not writing: no read-back of every key meanwhile (Charger's polls).
+        running, self.running, self._waiting = self.running, None, queued
+        waits = [asyncio.ensure_future(e.wait()) for e in (wait.writable, self._wake)]
+        try:
+            await asyncio.wait(waits, timeout=max(0.0, left) + _PAST_AGE,
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+            self.running, self._waiting = running, None
+        if self._put_back(queued):
+            raise _PutBack
+
+    def _put_back(self, waiting: QueuedCommand) -> bool:
+        """Whether a command waiting for the journal goes back to its queue: the runner
+        stops, or a site's write waits behind a user's command."""
+        return self._stopping or (
+            not waiting.first and bool(self._queue) and self._queue[0][0].first
+        )
+
+    def _users_first(self) -> int:
+        """Where the users' commands begin in the queue (after the site's writes)."""
+        return next((i for i, (q, _) in enumerate(self._queue) if not q.first), len(self._queue))
+
+    async def _attempt(self, queued: QueuedCommand, command: Command) -> dict[str, Any]:
         """Check, run and confirm one command; the result for the result topic."""
         service = queued.service
         try:

@@ -8,7 +8,11 @@ result. Likewise a command answered while the disk was full (run, or refused "ch
 offline") left its row *queued* or *running*: the next start ran it again or answered
 "outcome unknown" for a command whose result had gone out. The desk now keeps each
 result the journal could not store and writes it (and its "published" mark) as soon as
-the journal can write again.
+the journal can write again. (Such a command is no longer refused when its mark fails:
+it waits for the disk, tests/unit/test_journal_wait.py; refused as too old meanwhile, its
+refusal is owed like these. A refusal of a command whose row still says queued goes out
+only once the journal holds it: out before, a kill -9 left the row queued and the next
+start ran a command its sender was told had not run.)
 """
 
 from __future__ import annotations
@@ -23,8 +27,14 @@ import pytest
 from goe2mqtt.bridge.desk import CommandDesk
 from goe2mqtt.commands.journal import DONE, PUBLISHED, QUEUED, RUNNING, Journal
 from goe2mqtt.commands.journal import JournalWriteFailed as WriteFailed
-from goe2mqtt.commands.outcomes import CommandStats, QueuedCommand, RepeatFilter, rejection
-from goe2mqtt.commands.payloads import CommandError, command_result
+from goe2mqtt.commands.outcomes import (
+    CommandStats,
+    JournalWait,
+    QueuedCommand,
+    RepeatFilter,
+    rejection,
+)
+from goe2mqtt.commands.payloads import command_result
 from goe2mqtt.mqtt.session import InboundMessage
 from goe2mqtt.mqtt.topics import Topics
 from tests.unit.test_desk import FakeCharger
@@ -122,10 +132,12 @@ def _accept(desk: CommandDesk, request_id: str, mid: int) -> QueuedCommand:
 
 
 def _refused_at_start(desk: CommandDesk, queued: QueuedCommand) -> None:
-    """What the runner does when the journal cannot mark a command running."""
-    with pytest.raises(CommandError) as refused:
+    """What the runner does when the journal cannot mark a command running: it waits
+    (tests/unit/test_journal_wait.py), here until it is too old."""
+    with pytest.raises(JournalWait):
         desk.command_started(queued, [{"frc": 1}])
-    desk.command_finished(queued, rejection(queued, str(refused.value), RepeatFilter()))
+    stale = "stale: received 301 s ago, max_command_age is 300 s"
+    desk.command_finished(queued, rejection(queued, stale, RepeatFilter()))
 
 
 def _ran(desk: CommandDesk, queued: QueuedCommand) -> None:
@@ -136,7 +148,7 @@ def _ran(desk: CommandDesk, queued: QueuedCommand) -> None:
     )
 
 
-@pytest.mark.parametrize("what", ["refused at its turn", "offline", "ran"])
+@pytest.mark.parametrize("what", ["stale at its turn", "offline", "ran"])
 async def test_a_command_answered_while_the_disk_was_full_is_not_answered_again_after_a_restart(
     tmp_path: Path, what: str
 ) -> None:
@@ -147,7 +159,7 @@ async def test_a_command_answered_while_the_disk_was_full_is_not_answered_again_
     if what == "ran":
         desk.command_started(queued, [{"frc": 1}])  # marked running; then the disk fills
     journal.full = True
-    if what == "refused at its turn":
+    if what == "stale at its turn":
         _refused_at_start(desk, queued)
     elif what == "offline":
         desk.command_finished(queued, rejection(queued, "charger offline: x", RepeatFilter()))
@@ -155,7 +167,11 @@ async def test_a_command_answered_while_the_disk_was_full_is_not_answered_again_
         desk.command_finished(
             queued, command_result("stop_charging", ok=True, request_id="first", applied=[])
         )
-    await _publish_all(desk, broker)
+    if what == "ran":
+        await _publish_all(desk, broker)  # out from memory: a restart never runs it again
+    else:  # its row says queued: the refusal goes out once the journal holds it
+        assert desk.results.pending == 1
+        assert broker.results == []
     journal.full = False  # the disk takes writes again: the next command runs
     _ran(desk, _accept(desk, "second", mid=2))
     await _publish_all(desk, broker)
@@ -177,10 +193,11 @@ async def test_the_heartbeat_writes_what_was_owed_when_no_command_comes(tmp_path
     queued = _accept(desk, "first", mid=1)
     journal.full = True
     _refused_at_start(desk, queued)
-    await _publish_all(desk, Broker())
     journal.full = False
     desk.write_owed()  # the bridge info's loop calls it (bridge.process)
     assert desk.journal_info()["ok"] is True
+    assert journal.count() == {DONE: 1}
+    await _publish_all(desk, Broker())  # held until now: its row said queued
     assert journal.count() == {PUBLISHED: 1}
 
 
@@ -191,16 +208,19 @@ async def test_the_next_command_heals_the_journal_and_writes_what_it_owed(
     desk, _ = _desk(journal)
     broker = Broker()
     queued = _accept(desk, "first", mid=1)
+    desk.command_started(queued, [{"frc": 1}])
     journal.full = True
-    _refused_at_start(desk, queued)
+    desk.command_finished(
+        queued, command_result("stop_charging", ok=True, request_id="first", applied=[])
+    )
     journal.full = False
     await _publish_all(desk, broker)  # went out while the mark was still owed
-    assert journal.count() == {QUEUED: 1}
+    assert journal.count() == {RUNNING: 1}
     _ran(desk, _accept(desk, "second", mid=2))  # a write that succeeds: heals it all
     await _publish_all(desk, broker)
     assert journal.count() == {PUBLISHED: 2}
     assert [r["id"] for r in broker.results] == ["first", "second"]
-    assert [r["ok"] for r in broker.results] == [False, True]
+    assert [r["ok"] for r in broker.results] == [True, True]
 
 
 async def test_a_result_not_yet_out_when_the_disk_heals_stays_owed(tmp_path: Path) -> None:

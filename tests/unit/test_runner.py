@@ -10,9 +10,10 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from goe2mqtt.commands.access import ChargerAccess
 from goe2mqtt.commands.outcomes import QueuedCommand, RepeatFilter
 from goe2mqtt.commands.payloads import CommandError, SetCall
-from goe2mqtt.commands.runner import ChargerAccess, CommandRunner
+from goe2mqtt.commands.runner import CommandRunner
 from goe2mqtt.commands.services import parse_delivered
 from goe2mqtt.goe.transport import TransientError
 from goe2mqtt.sim.charger import SimulatedCharger
