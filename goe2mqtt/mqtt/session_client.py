@@ -32,7 +32,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from goe2mqtt.mqtt.client import SEND_WINDOW, MqttOptions, PublishRefused, _connection
 from goe2mqtt.mqtt.in_flight import InFlight
 from goe2mqtt.mqtt.topics import OFFLINE
-from goe2mqtt.mqtt.writes import JoinedWriter
+from goe2mqtt.mqtt.writes import JoinedWriter, usable
 
 log = structlog.get_logger()
 
@@ -74,8 +74,13 @@ class SessionClient(aiomqtt.Client):
         # that to "now" whenever it sends a PINGREQ, though nothing was heard, and a
         # frozen broker then looked as if it had just answered (/readyz went back to 200).
         self._heard = time.monotonic()
-        # Everything paho writes goes out joined per loop turn (mqtt/writes.py).
-        self._writes = JoinedWriter(paho, self._loop)
+        # Everything paho writes goes out joined per loop turn (mqtt/writes.py), unless
+        # this paho lacks a part the joined writer relies on: then as aiomqtt writes.
+        self._writes: JoinedWriter | None = None
+        if usable(paho):
+            self._writes = JoinedWriter(paho, self._loop)
+        else:
+            log.warning("mqtt_writes_unjoined", reason="this paho-mqtt lacks a part they use")
         paho_sock_recv = paho._sock_recv
         paho_loop_read = paho.loop_read
         paho_publish = paho.publish
@@ -157,7 +162,8 @@ class SessionClient(aiomqtt.Client):
             try:
                 return paho_loop_read(max_packets)
             finally:
-                self._writes.after_read()
+                if self._writes is not None:
+                    self._writes.after_read()
 
         paho._sock_recv = sock_recv  # type: ignore[method-assign]
         paho.loop_read = loop_read  # type: ignore[method-assign]

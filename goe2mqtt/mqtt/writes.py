@@ -51,6 +51,21 @@ JOIN_AT_MOST = 64 * 1024
 QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 
+# What JoinedWriter uses of paho's client beyond its public API (paho-mqtt 2.1-2.2): a
+# release without one of them is written to as paho itself would, unjoined (usable()).
+PAHO_PARTS = (
+    "_out_packet", "_sock", "_registered_write", "_loop_rc_handle", "_do_on_disconnect",
+    "_sock_close", "_state", "_userdata", "_in_callback_mutex", "_last_msg_out",
+)  # fmt: skip
+
+
+def usable(paho: Client) -> bool:
+    """Whether this paho client has every part JoinedWriter relies on."""
+    return all(hasattr(paho, part) for part in PAHO_PARTS) and hasattr(
+        _ConnectionState, "MQTT_CS_DISCONNECTING"
+    )
+
+
 class JoinedWriter:
     """Writes everything paho queues on ``paho``'s socket, joined per loop turn.
     Made on ``loop``'s thread, after aiomqtt set its callbacks (it replaces two)."""
