@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from goe2mqtt.catalogue import format_state
 from goe2mqtt.charger.view import ChargerView
 from goe2mqtt.mqtt.families import FAMILY
-from goe2mqtt.mqtt.topics import ONLINE, Topics
+from goe2mqtt.mqtt.topics import Topics
 
 
 def states_key(topics: Topics, charger: str) -> str:
@@ -27,7 +27,7 @@ class StateTopics:
     """One charger's state topics (mqtt/retained.LiveFamily): the leaf topics of what its
     view shows (if ``leaf_topics``), then its JSON state."""
 
-    __slots__ = ("_json", "_leaf", "_prefix", "_view", "key", "vouched_by")
+    __slots__ = ("_json", "_leaf", "_prefix", "_view", "key")
 
     def __init__(
         self, view: ChargerView, topics: Topics, charger: str, *, leaf_topics: bool
@@ -37,9 +37,6 @@ class StateTopics:
         self._leaf = leaf_topics
         self._prefix = topics.state(charger, "")  # a leaf topic is it and the entity's key
         self._json = topics.json_state(charger)
-        # Its "online" says these states are there: the store sends them first, also
-        # when a re-send still owes them (mqtt/retained.py).
-        self.vouched_by = (topics.availability(charger), ONLINE.encode())
 
     def __eq__(self, other: object) -> bool:
         return self is other  # its members change: only itself builds the same

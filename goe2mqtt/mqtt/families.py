@@ -35,9 +35,7 @@ class Family(Protocol):
 
 class LiveFamily(Family, Protocol):
     """A family whose members change one at a time (put_member), each built from what
-    is true when it is sent; ``member(topic)`` builds one, None when it has none now.
-    One may have ``vouched_by``, (topic, payload): that payload retained on that topic
-    says the family is there (a charger's "online"); the store sends the family first."""
+    is true when it is sent; ``member(topic)`` builds one, None when it has none now."""
 
     def member(self, topic: str) -> bytes | None: ...
 

@@ -71,12 +71,6 @@ class RetainedStore:
         self._taken_at: dict[str, int] = {}
         self.resent = asyncio.Event()  # set once every re-send owed was taken
         self.resent.set()
-        # A topic that vouches for a live family (a charger's availability for its
-        # states) -> the payload that does ("online") and the family's key.
-        self._vouches: dict[str, tuple[bytes, str]] = {}
-        # Families owed by a re-send that a change of what vouches for them made changes:
-        # paced as the re-send would have (mqtt/pace.py), their voucher after them.
-        self._vouched: set[str] = set()
 
     @property
     def backlog(self) -> int:
@@ -101,9 +95,6 @@ class RetainedStore:
         so "online" comes after the states and configs it vouches for.
         """
         self._loose.pop(topic, None)  # a family's member until now: this is newer
-        vouch = self._vouches.get(topic)
-        if vouch is not None and data == vouch[0]:
-            self._before_voucher(vouch[1])
         self.retained.pop(topic, None)
         self.retained[topic] = data
         self._changed(topic)
@@ -129,9 +120,6 @@ class RetainedStore:
                     del self.retained[topic]
             self.retained[key] = family
             self._changed(key)
-            vouch = getattr(family, "vouched_by", None)
-            if vouch is not None:
-                self._vouches[vouch[0]] = (vouch[1], key)
             return
         if old == family:
             self.retained[key] = family  # builds the same: nothing owed, order kept
@@ -183,15 +171,6 @@ class RetainedStore:
 
     def _changed(self, name: str) -> None:
         self._mark(name, self._order.change(name))
-
-    def _before_voucher(self, key: str) -> None:
-        """What vouches for the family ``key`` is owed as a change: the family too, if a
-        re-send still owes it. A change goes ahead of every re-send; a charger back online
-        while everything went again sent its "online" ahead of its own states, and a
-        broker that had lost its retained messages then held the one without the other."""
-        if key in self._dirty and not self._dirty.is_change(key):
-            self._vouched.add(key)
-            self._changed(key)
 
     def _current(self, topic: str) -> bytes | None:
         """What the topic is owed now, if it is a topic of its own or a loose member."""
@@ -330,7 +309,7 @@ class RetainedStore:
         value = self.retained.get(name)
         if value is None or isinstance(value, bytes):
             return 0 if change else 1
-        if change and getattr(value, "member", None) is not None and name not in self._vouched:
+        if change and getattr(value, "member", None) is not None:
             return 0
         return value.size
 
@@ -355,8 +334,6 @@ class RetainedStore:
             name = self._dirty.take()
             if name is None:
                 return None
-            if self._vouched:
-                self._vouched.discard(name)
             if not self._dirty.resending:
                 self.resent.set()
             self._took += 1

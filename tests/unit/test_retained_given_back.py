@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 
-from goe2mqtt.charger.state_family import states_key
 from goe2mqtt.mqtt.retained import RetainedStore
 from tests.unit.test_retained_family import Broker, _refused, configs, drained
 from tests.unit.test_retained_states import TOPICS, StorePublisher, output, status
@@ -53,50 +52,3 @@ async def test_what_did_not_arrive_goes_again_in_the_order_it_was_taken() -> Non
     broker = Broker()
     await drained(store, broker)
     assert [topic for topic, _ in broker.got] == ["a", "b", *family.topics(), "c", "d"]
-
-
-async def test_a_charger_back_online_during_a_resend_sends_its_states_before_its_online() -> None:
-    """Everything owed again (a broker that lost its retained messages, a reconnect)
-    goes after every change. A charger back online meanwhile: its "online" (a change)
-    went ahead of its own states still waiting in the re-send, and a subscriber that saw
-    it found them missing on such a broker. Only what changed went first."""
-    publisher, broker = StorePublisher(), Broker()
-    store, out = publisher.store, output(publisher)
-    await out.take(status(10), None, "012345")
-    await out.availability(online=True)
-    await out.availability(online=False)  # its polls failed
-    for n in range(3):  # other chargers: the re-send is under way when it comes back
-        store.put(f"goe2mqtt/other{n}/availability", b"online")
-    await drained(store, broker)
-    states = {t for t, _ in broker.got if t.startswith(TOPICS.state("garage", "")) and t != ONLINE}
-    broker.got.clear()
-    store.owe_everything()  # the next connection
-    await out.take(status(11), {"amp"}, "012345")  # back, as Charger._accept does it
-    await out.availability(online=True)
-    await drained(store, broker)
-    sent = [topic for topic, _ in broker.got]
-    before = set(sent[: sent.index(ONLINE)])
-    assert states <= before, f"online before {sorted(states - before)[:3]} ..."
-    assert sent[-3:] == [f"goe2mqtt/other{n}/availability" for n in range(3)]  # still after
-    out.stop()
-
-
-async def test_the_states_sent_ahead_of_their_online_in_a_resend_are_paced_as_bulk() -> None:
-    """A charger's states owed only by the re-send are bulk (mqtt/pace.py); sent ahead of
-    its "online" they still are: a fleet back online together is no unpaced burst."""
-    publisher = StorePublisher()
-    store, out = publisher.store, output(publisher)
-    await out.take(status(10), None, "012345")
-    await out.availability(online=False)
-    await drained(store, Broker())
-    store.owe_everything()
-    await out.availability(online=True)
-    key = states_key(TOPICS, "garage")
-    assert store._dirty.peek() == (key, True)  # a change now, ahead of the re-send
-    family = store.retained[key]
-    assert not isinstance(family, bytes)
-    assert store._bulk() == family.size
-    await drained(store, Broker())
-    await out.take(status(11), {"amp"}, "012345")  # a change of its own later: unpaced
-    assert store._bulk() == 0
-    out.stop()
