@@ -38,6 +38,9 @@ LOOK_ENDS_WITHIN = 5.0
 def session_options(settings: Settings, topics: Topics) -> MqttOptions:
     """The MQTT session the settings describe (the bridge's; checks use it too)."""
     mqtt = settings.mqtt
+    # The subscribers' pace is the fleet's, not an instance's: every shard re-sends at
+    # Home Assistant's birth, within 2 s of the others.
+    shards = settings.shard.count if settings.shard else 1
     return MqttOptions(
         host=mqtt.host,
         port=mqtt.port,
@@ -49,10 +52,8 @@ def session_options(settings: Settings, topics: Topics) -> MqttOptions:
         protocol=mqtt.protocol,
         session_expiry=mqtt.max_command_age,
         tls=mqtt.tls.context() if mqtt.tls is not None else None,
-        # The subscribers' pace is the fleet's, not an instance's: every shard re-sends
-        # at Home Assistant's birth, within 2 s of the others.
-        bulk_rate=mqtt.bulk_rate / (settings.shard.count if settings.shard else 1),
-        max_rate=mqtt.max_rate / (settings.shard.count if settings.shard else 1),
+        bulk_rate=mqtt.bulk_rate / shards,
+        max_rate=mqtt.max_rate / shards,
     )
 
 
