@@ -52,3 +52,14 @@ def make_certificates(directory: Path, names: str = "IP:127.0.0.1,DNS:localhost"
     )  # fmt: skip
     key.chmod(0o600)
     return Certificates(ca=ca.cert, server_cert=cert, server_key=key, other_ca=other.cert)
+
+
+def mosquitto_tls(certificates: Certificates) -> tuple[str, ...]:
+    """A MosquittoBroker's extra_config for TLS with these certificates (the key made
+    readable: Mosquitto reads it as the test's user)."""
+    certificates.server_key.chmod(0o644)
+    return (
+        f"cafile {certificates.ca}",
+        f"certfile {certificates.server_cert}",
+        f"keyfile {certificates.server_key}",
+    )

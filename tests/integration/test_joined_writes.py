@@ -24,7 +24,7 @@ from goe2mqtt.mqtt.session_client import SessionClient, new_client
 from goe2mqtt.mqtt.writes import JOIN_AT_MOST
 from goe2mqtt.sim.broker import MosquittoBroker
 
-from ..certs import make_certificates
+from ..certs import make_certificates, mosquitto_tls
 from ..conftest import WAIT, MqttProbe, cancel, until
 from ..mqtt_proxy import PUBLISH, split_packets
 
@@ -219,14 +219,7 @@ def frozen(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Mos
             yield running, None
         return
     certificates = make_certificates(tmp_path)
-    certificates.server_key.chmod(0o644)  # Mosquitto reads it as the test's user
-    with MosquittoBroker(
-        extra_config=(
-            f"cafile {certificates.ca}",
-            f"certfile {certificates.server_cert}",
-            f"keyfile {certificates.server_key}",
-        )
-    ) as running:
+    with MosquittoBroker(extra_config=mosquitto_tls(certificates)) as running:
         yield running, ssl.create_default_context(cafile=str(certificates.ca))
 
 

@@ -15,7 +15,7 @@ from goe2mqtt.mqtt.topics import Topics
 from goe2mqtt.sim.broker import MosquittoBroker
 from goe2mqtt.sim.simulator import Simulator
 
-from ..certs import Certificates, make_certificates
+from ..certs import Certificates, make_certificates, mosquitto_tls
 from ..conftest import MqttProbe, RunningBridge, Setup, make_settings, until
 
 
@@ -26,14 +26,7 @@ def certificates(tmp_path: Path) -> Certificates:
 
 @pytest.fixture
 def tls_broker(certificates: Certificates) -> Iterator[MosquittoBroker]:
-    certificates.server_key.chmod(0o644)  # Mosquitto reads it as the test's user
-    with MosquittoBroker(
-        extra_config=(
-            f"cafile {certificates.ca}",
-            f"certfile {certificates.server_cert}",
-            f"keyfile {certificates.server_key}",
-        )
-    ) as running:
+    with MosquittoBroker(extra_config=mosquitto_tls(certificates)) as running:
         yield running
 
 
