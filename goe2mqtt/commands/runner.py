@@ -110,9 +110,11 @@ class CommandRunner:
         return len(self._queue) + (self._waiting is not None)
 
     def full(self) -> str | None:
-        """Why a command now would be refused as "queue full" (None: it may wait)."""
-        if len(self._queue) >= self._max_queued:
-            return f"queue full: {len(self._queue)} commands wait for {self.name}"
+        """Why a command now would be refused as "queue full" (None: it may wait). The one
+        waiting for the journal at the head counts (as in ``queued``): not counted, the
+        first command after the disk healed was taken beside a full queue."""
+        if self.queued >= self._max_queued:
+            return f"queue full: {self.queued} commands wait for {self.name}"
         return None
 
     def submit(self, queued: QueuedCommand, command: Command) -> None:

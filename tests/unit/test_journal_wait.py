@@ -33,11 +33,13 @@ from tests.unit.test_runner import FakeCharger
 class Door:
     """A charger as the desk sees it (ChargerDoor), with a real runner."""
 
-    def __init__(self, view: FakeCharger, desk: CommandDesk, max_command_age: float) -> None:
+    def __init__(
+        self, view: FakeCharger, desk: CommandDesk, max_command_age: float, max_queued: int
+    ) -> None:
         self.view = view
         self.runner = CommandRunner("garage", view, view.transport.set, sink=desk,
                                     max_command_age=max_command_age, confirm_delays=(0.0,),
-                                    max_queued=20)  # fmt: skip
+                                    max_queued=max_queued)  # fmt: skip
 
     def offer_reading(self, service: str, payload: bytes, *, retained: bool) -> str | None:
         return None
@@ -52,13 +54,14 @@ class Bridge:
         view: FakeCharger,
         *,
         max_command_age: float = 60,
+        max_queued: int = 20,
         essential: Callable[[InboundMessage], bool] = lambda message: False,
     ) -> None:
         self.journal = journal
         chargers: dict[str, Door] = {}  # filled once the desk exists, as the bridge does
         self.desk = CommandDesk(journal, chargers, topics=TOPICS, configured=["garage"],
                                 answers_unknown=True, secrets=[], essential=essential)  # fmt: skip
-        self.door = chargers["garage"] = Door(view, self.desk, max_command_age)
+        self.door = chargers["garage"] = Door(view, self.desk, max_command_age, max_queued)
         self.broker = Broker()
         self._tasks = [
             asyncio.create_task(self.door.runner.serve()),
@@ -272,3 +275,22 @@ async def test_a_refusal_at_its_turn_goes_out_only_once_the_journal_holds_it(
         assert again.results() == []
         assert _amps(bridge.door.view) == [6, 7]
     await again.stop()
+
+
+async def test_the_command_that_waits_counts_towards_a_full_queue(tmp_path: Path) -> None:
+    """The command waiting for the journal at the head of its charger's queue counts
+    towards max_queued, as it does in ``queued``: not counted, the first command after
+    the disk healed was taken beside a full queue (max_queued + 1 waiting a charger)."""
+    bridge, journal = await _queued_when_the_disk_fills(tmp_path, third=True, max_queued=2)
+    runner = bridge.door.runner
+    await until(lambda: runner.running is None and runner.queued == 2)  # 2nd waits, 3rd behind
+    journal.full = False  # the disk freed: the next write would heal it
+    bridge.send("fourth", 9, mid=4)
+    await until(lambda: len(bridge.results()) > 1)
+    results = {request_id: (ok, error) for request_id, ok, error in bridge.results()}
+    assert results["fourth"] == (False, "queue full: 2 commands wait for garage"), results
+    bridge.desk.retry_journal()
+    await until(lambda: len(bridge.results()) == 4)
+    assert bridge.results()[2:] == [("second", True, ""), ("third", True, "")]
+    assert _amps(bridge.door.view) == [6, 7, 8]
+    await bridge.stop()
