@@ -21,8 +21,7 @@ from goe2mqtt.homeassistant.site_device import render_site_discovery
 from goe2mqtt.ledger.books import Ledger
 from goe2mqtt.mqtt.session import MqttSession
 from goe2mqtt.mqtt.topics import Topics
-
-RECANCEL_EVERY = 1.0  # s: a task still running is cancelled again this often
+from goe2mqtt.util.aio import cancel_until_ended
 
 
 def make_chargers(
@@ -83,17 +82,6 @@ async def stop_pollers(
     but not awaited (the stop's deadline is worth more: bridge/stopping)."""
     for charger in chargers:
         charger.stop()
-    loop = asyncio.get_running_loop()
-    deadline = None if within is None else loop.time() + within
-    # Again until they end: on 3.11 a wait_for inside aiomqtt may swallow one cancel
-    # (the chargers' own MQTT connection, cancelled while connecting, hung the stop).
-    pending = set(tasks)
-    while pending:
-        for task in pending:
-            task.cancel()
-        wait = RECANCEL_EVERY if deadline is None else min(RECANCEL_EVERY, deadline - loop.time())
-        # Past the deadline still one turn of the loop: a task that ends at its cancel does.
-        _, pending = await asyncio.wait(pending, timeout=max(0.0, wait))
-        if wait <= 0:
-            break
-    return pending
+    # Again until they end: the chargers' own MQTT connection, cancelled while
+    # connecting, lost its one cancel in aiomqtt and hung the stop.
+    return await cancel_until_ended(tasks, within)

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from goe2mqtt.bridge.fleet import stop_pollers
 from goe2mqtt.commands.journal import Journal, JournalCorrupt
 from goe2mqtt.config.settings import Settings
 from goe2mqtt.mqtt.preflight import another_live_instance
 from goe2mqtt.mqtt.session import MqttOptions
 from goe2mqtt.mqtt.topics import Topics
+from goe2mqtt.util.aio import cancel_until_ended
 
 if TYPE_CHECKING:
     from goe2mqtt.goe.ws_keys import DerivedKeys
@@ -93,7 +93,7 @@ async def refuse_another_instance(
         # Cancelled again until it ends: one cancel that came with the SUBACK of its
         # heartbeat subscription was swallowed (3.11's wait_for inside aiomqtt), and the
         # look went on waiting for the heartbeat past the stop's backstop (exit 1).
-        left = await stop_pollers((), {looking, stopped}, within=LOOK_ENDS_WITHIN)
+        left = await cancel_until_ended({looking, stopped}, within=LOOK_ENDS_WITHIN)
     if stop.is_set():
         log.info("bridge_stopped", during="the look for another live bridge", started=False,
                  still_running=len(left))  # fmt: skip

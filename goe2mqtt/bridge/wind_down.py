@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from goe2mqtt.bridge.desk import CommandDesk
-from goe2mqtt.bridge.fleet import RECANCEL_EVERY, stop_pollers
+from goe2mqtt.bridge.fleet import stop_pollers
 from goe2mqtt.bridge.ledger_out import LedgerOutput
 from goe2mqtt.bridge.stopping import (
     COMMANDS,
@@ -32,6 +32,7 @@ from goe2mqtt.bridge.stopping import (
 from goe2mqtt.charger.loop import Charger
 from goe2mqtt.mqtt.session import MqttSession
 from goe2mqtt.mqtt.topics import OFFLINE, Topics
+from goe2mqtt.util.aio import RECANCEL_EVERY
 
 if TYPE_CHECKING:  # the websocket code is imported only when a charger pushes
     from goe2mqtt.goe.ws_keys import DerivedKeys

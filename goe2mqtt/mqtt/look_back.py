@@ -28,11 +28,15 @@ from goe2mqtt.mqtt.client import (
     side_client,
     until_quiet,
 )
+from goe2mqtt.util.aio import cancel_until_ended
 
 log = structlog.get_logger()
 
 # The side connection's own answers (CONNACK, SUBACK) come before any retained flood.
 ANSWER_TIMEOUT = 10.0
+# A stopped read ends within this (its side connection's DISCONNECT included), else it is
+# left cancelled to the event loop's end: the session's stop has a deadline to keep.
+LOOK_BACK_ENDS_WITHIN = 2.0
 
 
 async def read_retained(
@@ -108,7 +112,9 @@ class LookBack:
             self._task = None
 
     async def stop(self) -> None:
+        """End a read under way, within LOOK_BACK_ENDS_WITHIN. Cancelled again until it
+        ends: one cancel that came with a SUBACK was swallowed (3.11's wait_for inside
+        aiomqtt's subscribe), and the read went on after the session had stopped."""
         task = self._task
         if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel_until_ended({task}, within=LOOK_BACK_ENDS_WITHIN)

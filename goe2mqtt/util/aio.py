@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from collections.abc import Collection
+from typing import Any, TypeVar
+
+RECANCEL_EVERY = 1.0  # s: a task still running is cancelled again this often
+
+_Task = TypeVar("_Task", bound="asyncio.Future[Any]")
 
 
 async def wait_until_set(event: asyncio.Event, seconds: float) -> bool:
@@ -19,6 +25,27 @@ async def wait_until_set(event: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+async def cancel_until_ended(tasks: Collection[_Task], within: float | None = None) -> set[_Task]:
+    """Cancel ``tasks``, again every RECANCEL_EVERY s until they end; after ``within`` s
+    (None: until they end) those still running are returned, cancelled, not awaited.
+
+    Again: on 3.11 an asyncio.wait_for inside a library (aiomqtt's connect, subscribe)
+    returns a result that came with the cancel and drops the cancel; the task goes on.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = None if within is None else loop.time() + within
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        wait = RECANCEL_EVERY if deadline is None else min(RECANCEL_EVERY, deadline - loop.time())
+        # Past the deadline still one turn of the loop: a task that ends at its cancel does.
+        _, pending = await asyncio.wait(pending, timeout=max(0.0, wait))
+        if wait <= 0:
+            break
+    return pending
 
 
 _NO_CONTEXT = contextvars.Context()  # for timers that read no context variables

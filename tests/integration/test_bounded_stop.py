@@ -23,6 +23,9 @@ from goe2mqtt.bridge.startup import journal_path, refuse_another_instance, sessi
 from goe2mqtt.bridge.stopping import STOP_WITHIN
 from goe2mqtt.commands.journal import DONE, RUNNING, Journal
 from goe2mqtt.config.settings import parse_settings
+from goe2mqtt.mqtt import look_back
+from goe2mqtt.mqtt.client import MqttOptions, Subscription
+from goe2mqtt.mqtt.look_back import LookBack
 from goe2mqtt.mqtt.session_client import SessionClient
 from goe2mqtt.mqtt.topics import OFFLINE, ONLINE, Topics
 from goe2mqtt.sim.broker import MosquittoBroker
@@ -35,6 +38,7 @@ from ..conftest import (
     Daemon,
     MqttProbe,
     RunningBridge,
+    cancel,
     make_settings,
     until,
     write_config,
@@ -212,6 +216,57 @@ async def test_a_stop_as_the_heartbeat_subscription_is_acknowledged_ends_the_loo
     looked = refuse_another_instance(options, topics, stop, wait=PROCESS_WAIT)
     assert await asyncio.wait_for(looked, WAIT) is False  # liveness: the look ended
     assert subacks == 2
+
+
+@pytest.mark.parametrize("turns", range(6))
+async def test_a_stop_as_the_look_back_s_subscription_is_acknowledged_ends_the_read(
+    broker: MosquittoBroker, monkeypatch: pytest.MonkeyPatch, turns: int
+) -> None:
+    """The session's stop ends its look at what earlier runs left (mqtt/look_back.py)
+    as the start-up's look for another bridge ends: its one cancel, ``turns`` turns of the
+    loop before the SUBACK of its subscription was handled, was lost the same way (3.11's
+    wait_for inside aiomqtt's subscribe), and the read went on after the stop. Here the
+    read, once subscribed, waits for a flood that never goes quiet: only a cancel ends it."""
+    options = MqttOptions(host=broker.host, port=broker.port, client_id=f"look-{turns}")
+    look = LookBack(options, [Subscription("earlier/+/config", qos=0, retained_only=True)])
+    never = asyncio.Event()
+
+    async def never_quiet(counter: list[int]) -> None:
+        await never.wait()
+
+    monkeypatch.setattr(look_back, "until_quiet", never_quiet)
+    stopping: list[asyncio.Task[None]] = []
+    reading: list[asyncio.Task[None] | None] = []
+    plain = aiomqtt.Client._on_subscribe
+
+    def stop_with_the_suback(client: aiomqtt.Client, *args: Any, **kwargs: Any) -> None:
+        if stopping or not client.identifier.endswith("-look-back"):
+            plain(client, *args, **kwargs)
+            return
+        reading.append(look._task)
+        stopping.append(asyncio.ensure_future(look.stop()))  # the session's stop does this
+        loop = asyncio.get_running_loop()
+
+        def later(left: int) -> None:
+            if left == 0:
+                plain(client, *args, **kwargs)
+            else:
+                loop.call_soon(later, left - 1)
+
+        later(turns)
+
+    monkeypatch.setattr(aiomqtt.Client, "_on_subscribe", stop_with_the_suback)
+    look.start(lambda message: None)
+    try:
+        await until(lambda: bool(stopping), "the look-back's SUBACK")
+        await asyncio.wait_for(stopping[0], WAIT)  # liveness: the stop ended
+        [task] = reading
+        assert task is not None
+        assert task.done()  # the read ended with the stop
+        assert not look.done  # stopped, not read
+    finally:
+        if reading and reading[0] is not None:
+            await cancel(reading[0])
 
 
 STOP_HOOK = Path(__file__).parent.parent / "stop_hook"  # its sitecustomize
