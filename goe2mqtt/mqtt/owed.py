@@ -47,6 +47,10 @@ class Owed:
         yield from self._changes
         yield from self._again
 
+    def changes(self) -> Iterator[str]:
+        """The names owed as changes, in order (ahead of every re-send)."""
+        yield from self._changes
+
     def is_change(self, name: str) -> bool:
         """Whether the name waits in the changes' queue (ahead of every re-send)."""
         return name in self._changes

@@ -9,7 +9,8 @@ outran every subscriber slower than the bridge, and it lost configs on the way. 
 goes out at ``rate`` messages a second at most, after a first ``burst`` (a few chargers
 send everything at once); a change never waits for a re-send (mqtt/owed.py puts it
 ahead). Changes come in bursts too, that no bulk pace spaces: everything, changes and
-bulk, goes at MAX_RATE at most. Knows nothing of MQTT.
+bulk, goes at MAX_RATE at most (a clean stop's flush raises it as far as the offlines
+owed need: mqtt/sender.py). Knows nothing of MQTT.
 """
 
 from __future__ import annotations
@@ -65,6 +66,20 @@ class Pace:
             return 0.0
         short = 1.0 - self._refill()
         return 0.0 if short <= TOKEN_SLACK else max(short / self.rate, PACE_TICK)
+
+    def fit(self, messages: int, within: float) -> float:
+        """Raise the rate (never lower it) so that ``messages`` more may go within
+        ``within`` s from now, the tokens there now counted; the rate before, for
+        restore(). No limit (0) stays none."""
+        before = self.rate
+        if before > 0 and within > 0:
+            self.rate = max(before, (messages - self._refill()) / within)
+        return before
+
+    def restore(self, rate: float) -> None:
+        """Back to ``rate`` (fit()'s): what accrued until now, at the raised rate."""
+        self._refill()
+        self.rate = rate
 
     def spend(self, messages: int) -> None:
         """``messages`` bulk publishes go now (delay() said 0.0)."""

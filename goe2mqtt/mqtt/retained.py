@@ -26,7 +26,7 @@ MQTT and nothing of go-e.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import aiomqtt
 import structlog
@@ -65,6 +65,7 @@ class RetainedStore:
         # order they last changed, then what is only sent again (mqtt/owed.py).
         self._dirty = Owed()
         self._dirty_added = asyncio.Event()
+        self._repaced = asyncio.Event()  # the ceiling's rate changed: a held sender looks again
         self._order = OrderBarrier()  # the changes the broker has not acknowledged yet
         # Topics on their way -> when each was taken (a family's: its SendingFamily's).
         self._took = 0
@@ -75,8 +76,17 @@ class RetainedStore:
     @property
     def backlog(self) -> int:
         """Topics waiting for the broker (each counts once, however often it changed)."""
+        return self._publishes(self._dirty)
+
+    @property
+    def changes_owed(self) -> int:
+        """Publishes owed as changes, the family on its way included: what goes before
+        anything stored now (a clean stop's offlines), re-sends not counted."""
+        return self._publishes(self._dirty.changes())
+
+    def _publishes(self, names: Iterable[str]) -> int:
         count = 0
-        for name in self._dirty:
+        for name in names:
             value = self.retained.get(name)
             count += 1 if value is None or isinstance(value, bytes) else value.size
         sending = self._sending

@@ -21,6 +21,10 @@ from goe2mqtt.mqtt.packing import PACK_AFTER, Packing, unpack
 
 log = structlog.get_logger()
 
+# Of a clean stop's flush, what the changes owed may take at the ceiling raised for them:
+# the rest is for their PUBACKs and a loop late with the stop's other work.
+FLUSH_PACED_SHARE = 0.8
+
 
 class RetainedStore(Protocol):
     """What the sender uses of mqtt/retained.RetainedStore (which imports this module)."""
@@ -31,11 +35,15 @@ class RetainedStore(Protocol):
     ceiling: Pace
     _sending: SendingFamily | None
     _dirty_added: asyncio.Event
+    _repaced: asyncio.Event
     _on_refused: Callable[[PublishRefused], None]
 
     def _delivered(self, topic: str, sending: SendingFamily | None) -> None: ...
 
     def _undelivered(self, topic: str, data: bytes, sending: SendingFamily | None) -> None: ...
+
+    @property
+    def changes_owed(self) -> int: ...
 
     def _owes(self) -> bool: ...
 
@@ -97,6 +105,16 @@ async def send(
         finally:
             waiter.cancel()  # the sender cancelled meanwhile too
 
+    async def until_repaced(within: float) -> None:
+        """Until the ceiling's rate changed (or the connection failed): ``within`` s at most."""
+        store._repaced.clear()
+        waiter: asyncio.Future[Any] = asyncio.ensure_future(store._repaced.wait())
+        try:
+            first = asyncio.FIRST_COMPLETED
+            await asyncio.wait({waiter, failure}, timeout=within, return_when=first)
+        finally:
+            waiter.cancel()
+
     try:
         while True:
             if failure.done():
@@ -110,9 +128,11 @@ async def send(
             if store._sending is None:  # a family's members never wait in between
                 wait = store.ceiling.delay()
                 if wait > 0.0:
-                    # What is owed meanwhile changes nothing: no publish may go yet.
+                    # What is owed meanwhile changes nothing: no publish may go yet. A
+                    # new rate does (a stop's flush): a family's debt at 10 a second
+                    # held the sender 13 s, past the flush's window.
                     slots.release()
-                    await asyncio.wait({failure}, timeout=wait)
+                    await until_repaced(wait)
                     continue
             bulk = store._bulk()
             if bulk:
@@ -150,10 +170,18 @@ async def flush(store: RetainedStore, sending: asyncio.Task[None], *, within: fl
     The bulk pace is lifted: those seconds are for what is owed before the offline. At
     start-up that is bulk (owed as changes, ahead of the chargers' offline the goodbye
     stores): held for tokens, the offline stayed unsaid and "online" retained once the
-    bridge stopped. The ceiling stays: unpaced, a start-up's configs outran a subscriber
-    and the broker dropped the offlines after them for it (the retained copy was right)."""
+    bridge stopped. The ceiling (mqtt.max_rate) is raised only as far as the changes owed
+    now (the offlines last) need to go within FLUSH_PACED_SHARE of the window, never
+    below it, and is back after. Kept, with its burst spent, 200 chargers' offlines
+    needed 20 s at 10 a second and the flush has 3: the broker kept "online" for those
+    left. Unpaced, a start-up's configs outran a subscriber and the broker dropped the
+    offlines after them for it. The broker's retained copy outlives the stop, a slow
+    subscriber's live one does not: raised as far as the offlines need, no further."""
     paced, store.pace = store.pace, Pace(0.0)
+    ceiling = store.ceiling
+    rate = ceiling.fit(store.changes_owed, within * FLUSH_PACED_SHARE)
     store._dirty_added.set()  # a sender waiting for tokens looks again
+    store._repaced.set()  # ... at the ceiling too
     settled = asyncio.create_task(store.settled(store.barrier()))
     try:
         first = asyncio.FIRST_COMPLETED
@@ -165,3 +193,4 @@ async def flush(store: RetainedStore, sending: asyncio.Task[None], *, within: fl
             await asyncio.gather(sending, settled, return_exceptions=True)
         finally:
             store.pace = paced
+            ceiling.restore(rate)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+from goe2mqtt.mqtt.pace import BULK_BURST
 from goe2mqtt.mqtt.retained import RetainedStore
 
 from ..conftest import WAIT, until
@@ -87,7 +88,8 @@ async def test_bulk_pays_the_ceiling_too() -> None:
 async def test_a_clean_stop_lifts_the_bulk_pace_but_not_the_ceiling() -> None:
     # The goodbye's seconds are for what is owed before the chargers' offline, bulk
     # included (held for tokens, "online" stayed retained once the bridge stopped); the
-    # ceiling stays, or the burst outran a subscriber and the broker dropped the offline.
+    # ceiling stays (raised no further than the offlines need: the tests below), or the
+    # burst outran a subscriber and the broker dropped the offline.
     clock = Clock()
     pace = CountedPace(1000.0, burst=1, clock=clock)
     ceiling = CountedPace(1000.0, burst=8, clock=clock)
@@ -121,3 +123,56 @@ async def test_a_clean_stop_lifts_the_bulk_pace_but_not_the_ceiling() -> None:
     finally:
         sender.cancel()
         await asyncio.gather(sender, return_exceptions=True)
+
+
+CHARGERS = 200
+
+
+async def _offlines_flushed(
+    store: RetainedStore, broker: Broker, ceiling: CountedPace, clock: Clock
+) -> None:
+    """The goodbye stores each charger's offline and flushes for a window of WAIT s;
+    the window passes on the ceiling's clock once the sender looked at it again. Every
+    offline went within it, and the ceiling is mqtt.max_rate again after."""
+    sender = asyncio.create_task(store.send(broker, 5.0))  # type: ignore[arg-type]
+    try:
+        await until(lambda: not store._owes(), "the first states out")
+        got = len(broker.got)
+        for n in range(CHARGERS):
+            store.store(f"c{n}/availability", b"offline")
+        await held_or_drained(store, ceiling, 1)  # held: the ceiling's tokens are spent
+        flushing = asyncio.create_task(store.flush(sender, within=WAIT))
+        await held_or_drained(store, ceiling, ceiling.held + 1)  # looked again, flushing
+        clock.now += WAIT  # the flush's window, on the ceiling's clock
+        await flushing
+        assert [p for _, p in broker.got[got:]] == [b"offline"] * CHARGERS
+    finally:
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+    assert ceiling.rate == 10.0
+
+
+async def test_a_clean_stop_raises_a_low_ceiling_until_the_offlines_fit_its_window() -> None:
+    # mqtt.max_rate at its least (10 a second), its burst spent by the chargers' first
+    # states: 200 offlines needed 20 s of a 10 s window (the stop's flush has 3), and the
+    # broker kept "online" retained for those never sent. The retained copy outlives the
+    # stop: the flush raises the ceiling as far as what is owed needs, no further.
+    clock = Clock()
+    ceiling = CountedPace(10.0, clock=clock)
+    store, broker = RetainedStore(_refused, ceiling=ceiling), Broker()
+    for n in range(BULK_BURST):
+        store.put(f"c{n % CHARGERS}/state/{n}", b"1")
+    await _offlines_flushed(store, broker, ceiling, clock)
+
+
+async def test_a_clean_stop_wakes_a_sender_held_for_a_family_s_debt() -> None:
+    # A family goes whole on a last token and is paid for after: a charger's 131 first
+    # states at 10 a second held the sender 13 s, past the flush's window, whatever rate
+    # the flush set meanwhile. It looks again at the raised ceiling.
+    clock = Clock()
+    ceiling = CountedPace(10.0, clock=clock)
+    store, broker = RetainedStore(_refused, ceiling=ceiling), Broker()
+    for n in range(BULK_BURST - 1):
+        store.put(f"c{n % CHARGERS}/state/{n}", b"1")
+    store.put_family(Live("c0", [f"c0/first/{k}" for k in range(131)]))  # on the last token
+    await _offlines_flushed(store, broker, ceiling, clock)
