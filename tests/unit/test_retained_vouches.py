@@ -9,6 +9,7 @@ import asyncio
 
 from goe2mqtt.charger.publish import ChargerOutput
 from goe2mqtt.charger.state_family import states_key
+from goe2mqtt.mqtt.owed import Owed
 from goe2mqtt.mqtt.pace import Pace
 from goe2mqtt.mqtt.retained import RetainedStore
 from tests.unit.test_retained_family import Broker, _refused, drained
@@ -147,6 +148,26 @@ async def test_states_sent_ahead_of_their_online_and_lost_go_before_it_again() -
     out.stop()
 
 
+async def test_a_birth_while_the_states_are_on_their_way_does_not_put_them_behind() -> None:
+    """A re-send begun while the states went out owed them again last, behind their
+    "online" owed before: the connection lost under them, they stayed there (owed
+    already), and the "online" went first to a broker that had lost them."""
+    publisher = StorePublisher()
+    store, out = publisher.store, output(publisher)
+    await out.take(status(10), None, "012345")
+    await out.availability(online=True)
+    await drained(store, Broker())
+    store.owe_everything()  # a reconnect: the states, then the online
+    sender, held = await held_sender(store)  # the states on their way
+    store.owe_everything()  # Home Assistant's birth: the states again, last
+    await connection_lost(sender, held)
+    store.owe_everything()
+    broker = Broker()
+    await drained(store, broker)
+    online_after_its_states(broker, store)
+    out.stop()
+
+
 async def test_offline_vouches_for_nothing() -> None:
     """Ahead of stale states, "offline" only says not to trust them: it goes first."""
     publisher, broker = StorePublisher(), Broker()
@@ -173,3 +194,18 @@ async def test_a_state_cleared_then_back_while_the_first_states_wait_ends_with_i
     await drained(store, broker)
     assert broker.last()[AMP] == b"11"
     out.stop()
+
+
+def test_a_change_changed_again_keeps_its_place_and_its_first_change() -> None:
+    owed = Owed()
+    owed.change("#states", None)  # owed with no change of its own (given back)
+    owed.change("online", 2)
+    owed.changed_again("#states", 3)
+    assert list(owed) == ["#states", "online"]
+    assert owed.since("#states") == 3  # the first change not yet taken: settled() waits
+    owed.changed_again("#states", 4)
+    assert owed.since("#states") == 3
+    owed.again("#configs")
+    owed.pull("#configs")  # out of its turn: what vouches for it is next
+    assert not owed.resending
+    assert [owed.take(), owed.take(), owed.take()] == ["#states", "online", None]
