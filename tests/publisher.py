@@ -14,7 +14,9 @@ class RecordingPublisher:
     def __init__(self) -> None:
         self.retained: dict[str, bytes] = {}
 
-    async def publish_retained(self, topic: str, payload: str | bytes) -> None:
+    async def publish_retained(
+        self, topic: str, payload: str | bytes, *, vouches: Iterable[str] = ()
+    ) -> None:
         self.retained[topic] = payload.encode() if isinstance(payload, str) else payload
 
     async def publish_family(self, family: Family) -> None:

@@ -42,7 +42,9 @@ class _Held:
 
 
 class Publisher(Protocol):
-    async def publish_retained(self, topic: str, payload: str | bytes) -> None: ...
+    async def publish_retained(
+        self, topic: str, payload: str | bytes, *, vouches: Iterable[str] = ()
+    ) -> None: ...
 
     async def publish_family(self, family: Family) -> None: ...
 
@@ -83,8 +85,17 @@ class ChargerOutput:
         self._announced_in_part = False  # the last facts announced came from part of a status
 
     async def availability(self, *, online: bool) -> None:
+        # "online" says its states are there: the session sends them first if a re-send
+        # still owes them (mqtt/vouches.py), a broker that lost its retained messages
+        # held "online" without them. Only the states, not the discovery configs: those
+        # go at the re-send's bulk pace (mqtt/pace.py), and the "online" behind them
+        # would hold every later change and command result with it; Home Assistant
+        # subscribes to an entity's states and availability when its config arrives,
+        # the order of the two families matters to none of it. "offline" vouches for
+        # nothing: ahead of stale states it says not to trust them.
+        vouches = (self._states.key,) if online else ()
         await self._publisher.publish_retained(
-            self._topics.availability(self._name), ONLINE if online else OFFLINE
+            self._topics.availability(self._name), ONLINE if online else OFFLINE, vouches=vouches
         )
 
     async def discovery(self, facts: DeviceFacts, serial: str) -> None:

@@ -74,6 +74,13 @@ class Owed:
         self._back.pop(name, None)
         self._changes[name] = first if first is not None else change
 
+    def changed_again(self, name: str, change: int) -> None:
+        """A name owed as a change changed again: it keeps its place (what is sent is
+        built when taken, the newest then), and its first change not yet taken. Moved
+        last, a charger's states went behind the "online" owed meanwhile."""
+        if self._changes[name] is None:
+            self._changes[name] = change
+
     def back(self, name: str, taken: int, *, change: bool) -> None:
         """Owe a name taken for sending again where it was (it did not arrive): ahead of
         everything owed since it was taken, behind what was given back and had been
@@ -115,6 +122,16 @@ class Owed:
                 head = next(iter(self._again)), False
             self._head = head
         return head
+
+    def pull(self, name: str) -> None:
+        """Take ``name`` now, out of its turn (it must be owed): what vouches for it is
+        next (mqtt/vouches.py)."""
+        self._head = None
+        self._back.pop(name, None)
+        if name in self._changes:
+            del self._changes[name]
+        else:
+            del self._again[name]
 
     def take(self) -> str | None:
         """The next name owed, changes first; None when nothing is."""

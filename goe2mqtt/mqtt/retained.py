@@ -16,7 +16,8 @@ of topics whose payloads can be built again from a few facts (a charger's 130 di
 configs, ~50 KB) is not held at all: the store keeps the family and builds its members
 one at a time whenever they are sent, so a reconnect or Home Assistant's birth costs
 the building, not memory held meanwhile. A family moves in the order as one: its
-position is its latest change. A live family (a charger's state topics, built from
+position is its first change not yet taken (changed again, it keeps it). A live family
+(a charger's state topics, built from
 what its view says now) changes one member at a time: ``put_member`` owes the member,
 whose payload is built when it is taken for sending, the newest then; no copy of it
 is kept meanwhile, nor compressed, nor compared (the caller knows it changed). Knows
@@ -38,6 +39,7 @@ from goe2mqtt.mqtt.families import Family, LiveFamily, SendingFamily, Taken
 from goe2mqtt.mqtt.owed import Owed
 from goe2mqtt.mqtt.pace import Pace
 from goe2mqtt.mqtt.packing import Packing, same, unpack
+from goe2mqtt.mqtt.vouches import Vouches
 
 log = structlog.get_logger()
 
@@ -64,6 +66,7 @@ class RetainedStore:
         # Topics whose newest value the broker has not acknowledged yet: changes in the
         # order they last changed, then what is only sent again (mqtt/owed.py).
         self._dirty = Owed()
+        self._vouches = Vouches()  # a charger's "online" goes after its states (mqtt/vouches.py)
         self._dirty_added = asyncio.Event()
         self._repaced = asyncio.Event()  # the ceiling's rate changed: a held sender looks again
         self._order = OrderBarrier()  # the changes the broker has not acknowledged yet
@@ -92,18 +95,21 @@ class RetainedStore:
         sending = self._sending
         return count + (0 if sending is None else sending.size - sending.taken)
 
-    def put(self, topic: str, payload: bytes) -> None:
-        """Owe ``payload`` to the broker if it differs from what we last gave it."""
+    def put(self, topic: str, payload: bytes, vouches: Iterable[str] = ()) -> None:
+        """Owe ``payload`` to the broker if it differs from what we last gave it;
+        ``vouches``: the families it says are there (mqtt/vouches.py)."""
         old = self.retained.get(topic)
         if not isinstance(old, bytes) or not same(old, payload):
-            self.store(topic, payload)
+            self.store(topic, payload, vouches)
 
-    def store(self, topic: str, data: bytes) -> None:
-        """Keep ``data`` as the topic's retained value and owe it to the broker.
+    def store(self, topic: str, data: bytes, vouches: Iterable[str] = ()) -> None:
+        """Keep ``data`` as the topic's retained value and owe it to the broker; a
+        family it ``vouches`` for still owed goes first (mqtt/vouches.py).
 
         Re-inserted at the end: a republish goes out in the order things last changed,
         so "online" comes after the states and configs it vouches for.
         """
+        self._vouches.stored(topic, vouches)
         self._loose.pop(topic, None)  # a family's member until now: this is newer
         self.retained.pop(topic, None)
         self.retained[topic] = data
@@ -152,10 +158,11 @@ class RetainedStore:
         for topic in changed:
             if isinstance(self.retained.get(topic), bytes):
                 del self.retained[topic]  # a member again
-            if topic in self._loose:
-                self._loose[topic] = after[topic]  # a loose member is the family's newest
+            if topic in self._loose or topic in self._dirty:
+                # Owed loose, or cleared as a topic of its own: the family's newest now.
+                self._loose[topic] = after[topic]
         if whole and self._dirty.is_change(key):
-            self._changed(key)
+            self._changed_in_place(key)
             return
         # Owed whole only again (a re-send): the changed members go now, as changes.
         for topic in changed:
@@ -169,18 +176,26 @@ class RetainedStore:
         if self.retained.get(key) is not family:
             self.put_family(family)
             return
+        if isinstance(self.retained.get(topic), bytes):
+            del self.retained[topic]  # cleared as a topic of its own: a member again
+            if topic in self._dirty:
+                self._loose[topic] = family  # the clear not sent yet: the member instead
         if self._dirty.is_change(key):  # owed whole, not taken yet: built anew when taken
-            self._changed(key)
+            self._changed_in_place(key)
             return
         # Owed whole by a re-send, or not at all: the member goes now, as a change (the
         # re-send builds it again, the newest then).
-        if isinstance(self.retained.get(topic), bytes):
-            del self.retained[topic]  # cleared as a topic of its own: a member again
         self._loose[topic] = family
         self._changed(topic)
 
     def _changed(self, name: str) -> None:
         self._mark(name, self._order.change(name))
+
+    def _changed_in_place(self, key: str) -> None:
+        """A family owed whole as a change changed again: it keeps its place, built when
+        taken (the newest then), so it never goes behind what vouches for it; taken
+        sooner, the barrier (settled()) can only be passed sooner."""
+        self._dirty.changed_again(key, self._order.change(key))
 
     def _current(self, topic: str) -> bytes | None:
         """What the topic is owed now, if it is a topic of its own or a loose member."""
@@ -312,7 +327,7 @@ class RetainedStore:
         go between their charger's configs, which the pace spaces."""
         if self._sending is not None:
             return 0  # counted when the family began
-        head = self._dirty.peek()
+        head = self._vouches.peek(self._dirty)  # a family before what vouches for it
         if head is None:
             return 0
         name, change = head
@@ -341,7 +356,7 @@ class RetainedStore:
                 return item[0], item[1], sending
             if passed and self._bulk():
                 return None
-            name = self._dirty.take()
+            name = self._vouches.take(self._dirty)
             if name is None:
                 return None
             if not self._dirty.resending:

@@ -188,12 +188,15 @@ class MqttSession:
     def refused_info(self) -> dict[str, Any]:
         return {"count": self.refused_count, "topics": dict(list(self.refused.items())[-10:])}
 
-    async def publish_retained(self, topic: str, payload: str | bytes) -> None:
-        """Publish if the payload differs from what we last published there.
+    async def publish_retained(
+        self, topic: str, payload: str | bytes, *, vouches: Iterable[str] = ()
+    ) -> None:
+        """Publish if the payload differs from what we last published there; a family
+        it ``vouches`` for (keys), still owed, goes before it (mqtt/vouches.py).
 
         Returns at once: the sender delivers it, newest value first per topic.
         """
-        self._store.put(topic, wire_bytes(payload))
+        self._store.put(topic, wire_bytes(payload), vouches)
 
     async def publish_family(self, family: Family) -> None:
         """Publish a family's members whose payload changed (all of it when new); keep

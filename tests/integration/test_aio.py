@@ -30,7 +30,9 @@ class CancelSwallowingPublisher:
         self.swallowed = 0
         self.inside = asyncio.Event()
 
-    async def publish_retained(self, topic: str, payload: str | bytes) -> None:
+    async def publish_retained(
+        self, topic: str, payload: str | bytes, *, vouches: Iterable[str] = ()
+    ) -> None:
         self.published += 1
         self.inside.set()
         try:

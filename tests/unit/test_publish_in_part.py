@@ -5,6 +5,7 @@ the next full publish is cut into merged pieces (issue 28, item 3)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from goe2mqtt.catalogue import BASELINE_KEYS, ENTITIES, keep_known
@@ -24,8 +25,10 @@ class EveryMessage(RecordingPublisher):
         super().__init__()
         self.sent: list[tuple[str, bytes]] = []
 
-    async def publish_retained(self, topic: str, payload: str | bytes) -> None:
-        await super().publish_retained(topic, payload)
+    async def publish_retained(
+        self, topic: str, payload: str | bytes, *, vouches: Iterable[str] = ()
+    ) -> None:
+        await super().publish_retained(topic, payload, vouches=vouches)
         self.sent.append((topic, self.retained[topic]))
 
 

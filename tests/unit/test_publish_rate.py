@@ -19,7 +19,9 @@ class Publisher:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str]] = []
 
-    async def publish_retained(self, topic: str, payload: str | bytes) -> None:
+    async def publish_retained(
+        self, topic: str, payload: str | bytes, *, vouches: Iterable[str] = ()
+    ) -> None:
         self.sent.append((topic, payload if isinstance(payload, str) else payload.decode()))
 
     async def publish_members(self, family: LiveFamily, topics: Iterable[str]) -> None:

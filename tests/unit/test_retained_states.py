@@ -26,8 +26,10 @@ class StorePublisher:
     def __init__(self) -> None:
         self.store = RetainedStore(_refused)
 
-    async def publish_retained(self, topic: str, payload: str | bytes) -> None:
-        self.store.put(topic, payload.encode() if isinstance(payload, str) else payload)
+    async def publish_retained(
+        self, topic: str, payload: str | bytes, *, vouches: Iterable[str] = ()
+    ) -> None:
+        self.store.put(topic, payload.encode() if isinstance(payload, str) else payload, vouches)
 
     async def publish_family(self, family: Family) -> None:
         self.store.put_family(family)
