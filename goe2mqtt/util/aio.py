@@ -41,8 +41,15 @@ async def cancel_until_ended(tasks: Collection[_Task], within: float | None = No
         for task in pending:
             task.cancel()
         wait = RECANCEL_EVERY if deadline is None else min(RECANCEL_EVERY, deadline - loop.time())
-        # Past the deadline still one turn of the loop: a task that ends at its cancel does.
-        _, pending = await asyncio.wait(pending, timeout=max(0.0, wait))
+        try:
+            # Past the deadline still one turn of the loop: a task that ends at its cancel does.
+            _, pending = await asyncio.wait(pending, timeout=max(0.0, wait))
+        except asyncio.CancelledError:
+            # The caller cancelled (a stop's backstop re-cancels it every second): one that
+            # dropped its cancel would go on for good, asyncio.wait passes none along.
+            for task in pending:
+                task.cancel()
+            raise
         if wait <= 0:
             break
     return pending
