@@ -303,15 +303,26 @@ class RetainedStore:
         if sending is None:
             taken = self._taken_at.pop(topic, self._took)
             current = self._current(topic)  # packed meanwhile, perhaps
-            if topic not in self._dirty and current is not None and same(current, data):
-                self._mark(topic, None, taken)
+            if current is not None and same(current, data):
+                self._lost(topic, taken)
             return
         if not sending.dropped:
             if self._sending is sending:
                 self._sending = None
             sending.dropped = True
-            if sending.key not in self._dirty and sending.key in self.retained:
-                self._mark(sending.key, None, sending.order)
+            if sending.key in self.retained:
+                self._lost(sending.key, sending.order)
+
+    def _lost(self, name: str, taken: int) -> None:
+        """Owe again, where it was taken, what did not arrive. A re-send (a birth) begun
+        while it was on its way owed it last, at the bulk pace: a barrier that waits for
+        it goes back with the changes, or a command's result waited for the re-send."""
+        dirty = self._dirty
+        if name in dirty and (dirty.is_change(name) or name not in self._order):
+            return
+        if name in dirty:
+            dirty.pull(name)
+        self._mark(name, None, taken)
 
     # --- sending ---------------------------------------------------------------------------
 
