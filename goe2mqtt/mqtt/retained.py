@@ -9,19 +9,17 @@ change made so far, and ``settled(barrier)`` waits until the broker acknowledged
 them (or a newer value of the same topic; mqtt/barrier.py). A command's result goes out
 only after the states it reports.
 
-Payloads of PACK_FROM bytes or more (a site's state) are kept zlib-compressed once
-they stayed unchanged for a while (mqtt/packing.py): a topic that changes often costs
-no compression. A family
-of topics whose payloads can be built again from a few facts (a charger's 130 discovery
-configs, ~50 KB) is not held at all: the store keeps the family and builds its members
-one at a time whenever they are sent, so a reconnect or Home Assistant's birth costs
-the building, not memory held meanwhile. A family moves in the order as one: its
-position is its first change not yet taken (changed again, it keeps it). A live family
-(a charger's state topics, built from
-what its view says now) changes one member at a time: ``put_member`` owes the member,
-whose payload is built when it is taken for sending, the newest then; no copy of it
-is kept meanwhile, nor compressed, nor compared (the caller knows it changed). Knows
-MQTT and nothing of go-e.
+Payloads of PACK_FROM bytes or more (a site's state) are kept zlib-compressed once they
+stayed unchanged for a while (mqtt/packing.py): a topic that changes often costs no
+compression. A family of topics whose payloads can be built again from a few facts (a
+charger's 130 discovery configs, ~50 KB) is not held at all: the store keeps the family
+and builds its members one at a time whenever they are sent, so a reconnect or Home
+Assistant's birth costs the building, not memory held meanwhile. A family moves in the
+order as one: its position is its first change not yet taken (changed again, it keeps
+it). A live family (a charger's state topics, built from what its view says now) changes
+one member at a time: ``put_member`` owes the member, whose payload is built when it is
+taken for sending, the newest then; no copy of it is kept meanwhile, nor compressed, nor
+compared (the caller knows it changed). Knows MQTT and nothing of go-e.
 """
 
 from __future__ import annotations
@@ -88,10 +86,7 @@ class RetainedStore:
         return self._publishes(self._dirty.changes())
 
     def _publishes(self, names: Iterable[str]) -> int:
-        count = 0
-        for name in names:
-            value = self.retained.get(name)
-            count += 1 if value is None or isinstance(value, bytes) else value.size
+        count = sum(getattr(self.retained.get(name), "size", 1) for name in names)  # family
         sending = self._sending
         return count + (0 if sending is None else sending.size - sending.taken)
 
