@@ -48,6 +48,10 @@ _AWAITING_ANSWER = frozenset(
 _LAST_MID: contextvars.ContextVar[int | None] = contextvars.ContextVar("mid", default=None)
 
 
+class PacketTooLarge(OSError):
+    """The broker sent a packet larger than our CONNECT's Maximum Packet Size."""
+
+
 class SessionClient(aiomqtt.Client):
     """aiomqtt's client plus what it does not pass on: a PUBACK's, PUBREC's or PUBCOMP's
     reason code (a refused publish raises PublishRefused instead of counting as
@@ -152,7 +156,20 @@ class SessionClient(aiomqtt.Client):
                     self._in_flight.connected(props)
             aiomqtt_on_connect(client, userdata, flags, code, props)
 
+        # MQTT 5: the largest packet our CONNECT said we take. A broker that ignores it
+        # (hostile, broken) could announce 256 MiB, and paho reads and keeps it all.
+        largest: int | None = getattr(kwargs.get("properties"), "MaximumPacketSize", None)
+
         def sock_recv(bufsize: int) -> bytes:
+            packet = paho._in_packet
+            if largest is not None and packet["have_remaining"]:
+                # Reading a packet's body: its size is known, nothing of it read yet.
+                size = 1 + len(packet["remaining_count"]) + packet["remaining_length"]
+                if size > largest:
+                    log.warning("mqtt_packet_too_large", size=size, largest=largest,
+                                action="connection ended, nothing of it read")  # fmt: skip
+                    # paho ends the connection on an OSError here (the session reconnects).
+                    raise PacketTooLarge(f"broker sent a {size}-byte packet (at most {largest})")
             data = paho_sock_recv(bufsize)
             if data:
                 self._heard = time.monotonic()

@@ -1,0 +1,124 @@
+"""A hostile broker (a fake one, written here, on loopback) against the session's client.
+
+With MQTT 5 the bridge's CONNECT says the largest packet it takes (MaximumPacketSize:
+256 KiB for the session, 80 KiB for the charger-MQTT stream). A compliant broker drops
+anything larger; one that does not (hostile, broken, or a proxy in front) announces a
+PUBLISH of up to 256 MiB in its fixed header, and paho reads and keeps all of it. The
+client must end the connection at the announcement instead, keeping nothing of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import aiomqtt
+
+from goe2mqtt.mqtt.client import MqttOptions
+from goe2mqtt.mqtt.session_client import MAX_INBOUND_PACKET, new_client
+from goe2mqtt.mqtt.stream import MAX_INBOUND_PACKET as STREAM_MAX_INBOUND_PACKET
+from goe2mqtt.mqtt.stream import StreamConnection
+
+from ..conftest import until
+
+CONNACK_V5 = b"\x20\x03\x00\x00\x00"  # session not present, success, no properties
+
+
+def remaining_length(size: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, size = size % 128, size // 128
+        out.append(byte | (0x80 if size else 0))
+        if not size:
+            return bytes(out)
+
+
+class HugePacketBroker:
+    """Answers a CONNECT with CONNACK, then announces one PUBLISH of ``announced`` bytes
+    and writes its body (64 KiB at a time) until the client ends the connection or
+    ``at_most`` bytes of it were taken by the kernel."""
+
+    def __init__(self, announced: int, at_most: int) -> None:
+        self.announced = announced
+        self.at_most = at_most
+        self.port = 0
+        self.connections = 0
+        self.written = 0  # body bytes the kernel took on the last connection
+        self.ended = asyncio.Event()  # the client ended the connection
+        self.gave_up = asyncio.Event()  # at_most written and the client still reads
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> HugePacketBroker:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.written = 0
+        try:
+            await reader.read(1)  # the CONNECT's first byte: the client is there
+            writer.write(CONNACK_V5)
+            topic = b"h/x"
+            writer.write(b"\x30" + remaining_length(self.announced))
+            head = len(topic).to_bytes(2, "big") + topic + b"\0\0"  # no properties
+            writer.write(head)
+            # Never past the packet's end: bytes after it would be another packet.
+            left = min(self.at_most, self.announced - len(head))
+            while self.written < left:
+                chunk = b"\0" * min(65536, left - self.written)
+                writer.write(chunk)
+                await writer.drain()  # what the client reads, the kernel takes
+                self.written += len(chunk)
+            self.gave_up.set()
+            await reader.read()  # until the client ends it: nothing more is sent
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.ended.set()
+            writer.transport.abort()
+
+
+async def test_a_packet_larger_than_the_bridge_takes_ends_the_connection_unread() -> None:
+    """A broker that ignores our Maximum Packet Size and announces a 200 MiB PUBLISH:
+    the client ends the connection at its announcement. paho read and kept everything
+    the broker sent (the test's broker stops at 8 MiB), whatever the bound we gave."""
+    announced = 200 * 1024 * 1024
+    at_most = 32 * MAX_INBOUND_PACKET  # 8 MiB: far past the bound, plus kernel buffers
+    async with HugePacketBroker(announced, at_most) as fake:
+        options = MqttOptions(host="127.0.0.1", port=fake.port, client_id="hostile-huge",
+                              availability_topic="h/availability", bulk_rate=0)  # fmt: skip
+        client = new_client(options)
+        with contextlib.suppress(aiomqtt.MqttError):  # the end of the connection, told
+            async with client:
+                with contextlib.suppress(AssertionError):  # asserted below, outside
+                    await until(
+                        lambda: fake.ended.is_set() or fake.gave_up.is_set(),
+                        "the client ended the connection, or read all the broker sent",
+                    )
+        assert not fake.gave_up.is_set(), (
+            f"the client read {fake.written} bytes of a {announced}-byte packet, past its"
+            f" own maximum of {MAX_INBOUND_PACKET}"
+        )
+        assert fake.ended.is_set()
+        assert len(client._client._in_packet["packet"]) <= MAX_INBOUND_PACKET
+
+
+async def test_the_charger_streams_client_keeps_its_own_smaller_bound() -> None:
+    """The charger-MQTT stream says 80 KiB: a PUBLISH of 200 KiB (within the session's
+    bound) ends its connection. The broker sends it whole, so here what tells is only
+    whether the client ends the connection (it kept it, reading the packet, before)."""
+    announced = 200 * 1024
+    async with HugePacketBroker(announced, announced) as fake:
+        options = MqttOptions(host="127.0.0.1", port=fake.port, client_id="hostile-stream")
+        client = StreamConnection(options, ["h/#"], lambda *_: None)._new_client()
+        with contextlib.suppress(aiomqtt.MqttError):
+            async with client:
+                with contextlib.suppress(AssertionError):  # asserted below, outside
+                    await until(fake.ended.is_set, "the client ended the connection")
+        assert fake.ended.is_set(), "the client read a packet past its maximum and stayed"
+        assert len(client._client._in_packet["packet"]) <= STREAM_MAX_INBOUND_PACKET
