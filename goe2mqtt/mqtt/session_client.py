@@ -29,7 +29,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from goe2mqtt.mqtt.client import SEND_WINDOW, MqttOptions, PublishRefused, _connection
+from goe2mqtt.mqtt.client import (
+    MAX_INBOUND_PACKET,
+    SEND_WINDOW,
+    MqttOptions,
+    PublishRefused,
+    _connection,
+)
 from goe2mqtt.mqtt.in_flight import InFlight
 from goe2mqtt.mqtt.topics import OFFLINE
 from goe2mqtt.mqtt.writes import JoinedWriter, usable
@@ -322,12 +328,6 @@ class SessionClient(aiomqtt.Client):
         reason = None if mid is None else self._refused.pop(mid, None)
         if reason is not None:
             raise PublishRefused(topic, reason)
-
-
-# The largest packet we take from the broker (MQTT 5 CONNECT property): the broker
-# drops anything larger instead of making us read it. A command is at most 4 KiB; our
-# own retained configs and states, read back once at connect, are far below this.
-MAX_INBOUND_PACKET = 256 * 1024
 
 
 def new_client(

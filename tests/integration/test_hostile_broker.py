@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 
 import aiomqtt
 
-from goe2mqtt.mqtt.client import MqttOptions
+from goe2mqtt.mqtt.client import MqttOptions, Subscription
+from goe2mqtt.mqtt.look_back import read_retained
 from goe2mqtt.mqtt.session_client import MAX_INBOUND_PACKET, new_client
 from goe2mqtt.mqtt.stream import MAX_INBOUND_PACKET as STREAM_MAX_INBOUND_PACKET
 from goe2mqtt.mqtt.stream import StreamConnection
+from goe2mqtt.sim.broker import MosquittoBroker
 
 from ..conftest import until
 
@@ -122,3 +125,29 @@ async def test_the_charger_streams_client_keeps_its_own_smaller_bound() -> None:
                     await until(fake.ended.is_set, "the client ended the connection")
         assert fake.ended.is_set(), "the client read a packet past its maximum and stayed"
         assert len(client._client._in_packet["packet"]) <= STREAM_MAX_INBOUND_PACKET
+
+
+async def test_a_peers_huge_retained_message_is_not_read_by_the_look_back(
+    broker: MosquittoBroker,
+) -> None:
+    """What earlier runs left retained is read on a side connection (mqtt/look_back.py),
+    and the look for another live bridge on one too (mqtt/preflight.py): both read what
+    any broker user retained on our topics. A peer's 4 MiB retained availability was read
+    whole at every start (and the broker lets a publish be up to 256 MiB): the side
+    connections say the session's maximum packet size too, and the broker drops it."""
+    base = f"huge{uuid.uuid4().hex[:8]}"
+    huge, small = f"{base}/huge/availability", f"{base}/small/availability"
+    async with aiomqtt.Client(broker.host, broker.port) as peer:
+        await peer.publish(huge, b"x" * (4 * 1024 * 1024), qos=1, retain=True)
+        await peer.publish(small, b"online", qos=1, retain=True)
+    seen: dict[str, int] = {}
+    options = MqttOptions(host=broker.host, port=broker.port, client_id=f"{base}-look")
+    try:
+        wanted = [Subscription(f"{base}/+/availability", qos=0, retained_only=True)]
+        await read_retained(options, wanted, lambda m: seen.update({m.topic: len(m.payload)}))
+    finally:
+        async with aiomqtt.Client(broker.host, broker.port) as peer:
+            for topic in (huge, small):
+                await peer.publish(topic, b"", qos=1, retain=True)
+    assert seen.get(small) == len(b"online")  # the look read what was there
+    assert huge not in seen, f"a {seen.get(huge)}-byte retained message was read"
