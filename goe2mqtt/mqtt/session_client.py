@@ -87,6 +87,10 @@ class SessionClient(aiomqtt.Client):
         # Everything paho writes goes out joined per loop turn (mqtt/writes.py), unless
         # this paho lacks a part the joined writer relies on: then as aiomqtt writes.
         self._writes: JoinedWriter | None = None
+        # The largest packet the broker takes (its CONNACK's Maximum Packet Size, MQTT 5):
+        # it ends the connection of a client that sends more, and paho would send the
+        # same publish again first thing on the next one, for good.
+        self._largest_out: int | None = None
         if usable(paho):
             self._writes = JoinedWriter(paho, self._loop)
         else:
@@ -155,6 +159,7 @@ class SessionClient(aiomqtt.Client):
             client: Any, userdata: Any, flags: Any, code: Any, props: Any = None
         ) -> None:
             if not getattr(code, "is_failure", False):
+                self._largest_out = getattr(props, "MaximumPacketSize", None) if v5 else None
                 if not flags.session_present:
                     self._session_lost()
                     on_new_session()
@@ -323,11 +328,29 @@ class SessionClient(aiomqtt.Client):
         self, topic: str, payload: bytes, qos: int = 0, retain: bool = False, **kwargs: Any
     ) -> None:
         _LAST_MID.set(None)
+        largest = self._largest_out
+        if largest is not None and _publish_size(topic, payload, qos, kwargs) > largest:
+            too_large = f"larger than the broker's maximum packet size ({largest} bytes)"
+            raise PublishRefused(topic, too_large)
         await super().publish(topic, payload, qos, retain, **kwargs)
         mid = _LAST_MID.get()
         reason = None if mid is None else self._refused.pop(mid, None)
         if reason is not None:
             raise PublishRefused(topic, reason)
+
+
+def _publish_size(topic: str, payload: Any, qos: int, kwargs: dict[str, Any]) -> int:
+    """The size of the PUBLISH packet paho makes (MQTT 5): fixed header, topic, packet
+    id, properties (their length alone when none), payload (as paho encodes it)."""
+    properties = kwargs.get("properties")
+    packed = len(properties.pack()) if properties is not None else 1
+    if isinstance(payload, (bytes, bytearray)):
+        data = len(payload)
+    else:
+        data = 0 if payload is None else len(str(payload).encode())
+    remaining = 2 + len(topic.encode()) + (2 if qos else 0) + packed + data
+    length_bytes = next(n for n in (1, 2, 3, 4) if remaining < 128**n)
+    return 1 + length_bytes + remaining
 
 
 def new_client(

@@ -17,12 +17,13 @@ import aiomqtt
 
 from goe2mqtt.mqtt.client import MqttOptions, Subscription
 from goe2mqtt.mqtt.look_back import read_retained
+from goe2mqtt.mqtt.session import MqttSession
 from goe2mqtt.mqtt.session_client import MAX_INBOUND_PACKET, new_client
 from goe2mqtt.mqtt.stream import MAX_INBOUND_PACKET as STREAM_MAX_INBOUND_PACKET
 from goe2mqtt.mqtt.stream import StreamConnection
 from goe2mqtt.sim.broker import MosquittoBroker
 
-from ..conftest import until
+from ..conftest import MqttProbe, cancel, until
 
 CONNACK_V5 = b"\x20\x03\x00\x00\x00"  # session not present, success, no properties
 
@@ -151,3 +152,30 @@ async def test_a_peers_huge_retained_message_is_not_read_by_the_look_back(
                 await peer.publish(topic, b"", qos=1, retain=True)
     assert seen.get(small) == len(b"online")  # the look read what was there
     assert huge not in seen, f"a {seen.get(huge)}-byte retained message was read"
+
+
+async def test_a_topic_past_the_brokers_maximum_packet_size_is_refused_not_sent() -> None:
+    """A broker with max_packet_size (the README suggests it, to bound what a client can
+    make the bridge read) says it in its CONNACK (MQTT 5) and ends the connection of a
+    client that sends more. One topic of ours past it: the session sent it, was cut off,
+    sent it again first thing on the next connection, and so on, for good: every other
+    change waited, and the bridge said offline. It is refused instead (bridge/info's
+    refused), and everything else goes out on the same connection."""
+    with MosquittoBroker(extra_config=("max_packet_size 2000",)) as small_broker:
+        host, port = small_broker.host, small_broker.port
+        options = MqttOptions(host=host, port=port, client_id="hostile-mps",
+                              availability_topic="mps/availability", bulk_rate=0)  # fmt: skip
+        async with MqttProbe(host, port, ["mps/#"]) as probe:
+            session = MqttSession(options, [Subscription("mps/cmd/+", qos=1)],
+                                  reconnect_delays=(0.1,))  # fmt: skip
+            running = asyncio.create_task(session.run(lambda message: None))
+            try:
+                await until(lambda: session.connected, "connected")
+                await session.publish_retained("mps/big", b"x" * 3000)
+                await session.publish_retained("mps/small", b"after it")
+                await until(lambda: "mps/big" in session.refused, "the big topic refused")
+                await probe.wait_text("mps/small", "after it")
+                assert not session.disconnects, session.disconnects
+            finally:
+                await cancel(running)
+        assert all(m.topic != "mps/big" for m in probe.messages)
