@@ -290,6 +290,12 @@ class SessionClient(aiomqtt.Client):
         ``on_sent(packet_id)`` runs before it can leave (paho writes when the event loop
         next runs), ``on_taken(packet_id)`` when the broker's PUBREC came, before our
         PUBREL. Connected or not: paho keeps it and sends it when a connection is up."""
+        largest = self._largest_out
+        if largest is not None and _publish_size(topic, payload, 2, {}) > largest:
+            refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            too_large = f"larger than the broker's maximum packet size ({largest} bytes)"
+            refused.set_exception(PublishRefused(topic, too_large))
+            return refused  # never handed to paho: it would send it on every connection
         info = self._client.publish(topic, payload, qos=2, retain=False)
         if info.rc not in (MQTT_ERR_SUCCESS, MQTT_ERR_NO_CONN):
             raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")

@@ -14,16 +14,17 @@ import contextlib
 import uuid
 
 import aiomqtt
+import pytest
 
 from goe2mqtt.mqtt.client import MqttOptions, Subscription
 from goe2mqtt.mqtt.look_back import read_retained
-from goe2mqtt.mqtt.session import MqttSession
+from goe2mqtt.mqtt.session import MqttSession, PublishRefused
 from goe2mqtt.mqtt.session_client import MAX_INBOUND_PACKET, new_client
 from goe2mqtt.mqtt.stream import MAX_INBOUND_PACKET as STREAM_MAX_INBOUND_PACKET
 from goe2mqtt.mqtt.stream import StreamConnection
 from goe2mqtt.sim.broker import MosquittoBroker
 
-from ..conftest import MqttProbe, cancel, until
+from ..conftest import WAIT, MqttProbe, cancel, until
 
 CONNACK_V5 = b"\x20\x03\x00\x00\x00"  # session not present, success, no properties
 
@@ -179,3 +180,26 @@ async def test_a_topic_past_the_brokers_maximum_packet_size_is_refused_not_sent(
             finally:
                 await cancel(running)
         assert all(m.topic != "mps/big" for m in probe.messages)
+
+
+async def test_a_result_past_the_brokers_maximum_packet_size_is_refused_not_sent() -> None:
+    """The same for a one-off (a command's result, QoS 2): refused, and the next one goes."""
+    with MosquittoBroker(extra_config=("max_packet_size 2000",)) as small_broker:
+        host, port = small_broker.host, small_broker.port
+        options = MqttOptions(host=host, port=port, client_id="hostile-mps-once",
+                              availability_topic="mpo/availability", bulk_rate=0)  # fmt: skip
+        async with MqttProbe(host, port, ["mpo/#"]) as probe:
+            session = MqttSession(options, [Subscription("mpo/cmd/+", qos=1)],
+                                  reconnect_delays=(0.1,))  # fmt: skip
+            running = asyncio.create_task(session.run(lambda message: None))
+            try:
+                await until(lambda: session.connected, "connected")
+                with pytest.raises(PublishRefused):
+                    async with asyncio.timeout(WAIT):
+                        await session.publish_once("mpo/result", b"x" * 3000)
+                async with asyncio.timeout(WAIT):
+                    await session.publish_once("mpo/result", b"after it")
+                await probe.wait_text("mpo/result", "after it")
+                assert not session.disconnects, session.disconnects
+            finally:
+                await cancel(running)
