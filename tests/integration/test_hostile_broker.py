@@ -203,3 +203,19 @@ async def test_a_result_past_the_brokers_maximum_packet_size_is_refused_not_sent
                 assert not session.disconnects, session.disconnects
             finally:
                 await cancel(running)
+
+
+async def test_the_session_connects_again_after_a_packet_too_large() -> None:
+    """The session behind it: the cut connection is counted and it connects again."""
+    async with HugePacketBroker(200 * 1024 * 1024, 32 * MAX_INBOUND_PACKET) as fake:
+        options = MqttOptions(host="127.0.0.1", port=fake.port, client_id="hostile-again",
+                              availability_topic="h/availability", bulk_rate=0)  # fmt: skip
+        session = MqttSession(options, [], reconnect_delays=(0.1,))
+        running = asyncio.create_task(session.run(lambda message: None))
+        try:
+            await until(lambda: fake.connections >= 2 or fake.gave_up.is_set(),
+                        "a second connection, or all the broker sent read")  # fmt: skip
+            assert not fake.gave_up.is_set()
+            assert sum(session.disconnects.values()) >= 1
+        finally:
+            await cancel(running)
