@@ -1,10 +1,13 @@
-"""A hostile broker (a fake one, written here, on loopback) against the session's client.
+"""Packet sizes both ways, against a hostile broker (a fake one, written here, on
+loopback), a peer's retained message, and a Mosquitto with max_packet_size.
 
 With MQTT 5 the bridge's CONNECT says the largest packet it takes (MaximumPacketSize:
-256 KiB for the session, 80 KiB for the charger-MQTT stream). A compliant broker drops
-anything larger; one that does not (hostile, broken, or a proxy in front) announces a
-PUBLISH of up to 256 MiB in its fixed header, and paho reads and keeps all of it. The
-client must end the connection at the announcement instead, keeping nothing of it.
+256 KiB for the session and its side connections, 80 KiB for the charger-MQTT stream). A
+compliant broker drops anything larger; one that does not (hostile, broken, or a proxy in
+front) announces a PUBLISH of up to 256 MiB in its fixed header, and paho read and kept
+all of it: the client ends the connection at the announcement instead. The other way, the
+broker's CONNACK says the largest it takes, and a client that sends more is cut off: the
+session refuses such a publish instead of sending it on every connection for good.
 """
 
 from __future__ import annotations
