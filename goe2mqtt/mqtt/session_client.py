@@ -45,6 +45,9 @@ log = structlog.get_logger()
 # Told a QoS 2 message's packet id: before it leaves, and when the broker took it (PUBREC).
 PacketNote = Callable[[int], None]
 
+# Why a publish past the broker's Maximum Packet Size is refused (not the broker's words).
+TOO_LARGE = "larger than the broker's maximum packet size"
+
 # A QoS 1 or 2 message of ours the broker has still to answer.
 _AWAITING_ANSWER = frozenset(
     {mqtt_ms_wait_for_puback, mqtt_ms_wait_for_pubrec, mqtt_ms_wait_for_pubcomp}
@@ -293,7 +296,7 @@ class SessionClient(aiomqtt.Client):
         largest = self._largest_out
         if largest is not None and _publish_size(topic, payload, 2, {}) > largest:
             refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            too_large = f"larger than the broker's maximum packet size ({largest} bytes)"
+            too_large = f"{TOO_LARGE} ({largest} bytes)"
             refused.set_exception(PublishRefused(topic, too_large))
             return refused  # never handed to paho: it would send it on every connection
         info = self._client.publish(topic, payload, qos=2, retain=False)
@@ -336,7 +339,7 @@ class SessionClient(aiomqtt.Client):
         _LAST_MID.set(None)
         largest = self._largest_out
         if largest is not None and _publish_size(topic, payload, qos, kwargs) > largest:
-            too_large = f"larger than the broker's maximum packet size ({largest} bytes)"
+            too_large = f"{TOO_LARGE} ({largest} bytes)"
             raise PublishRefused(topic, too_large)
         await super().publish(topic, payload, qos, retain, **kwargs)
         mid = _LAST_MID.get()

@@ -18,6 +18,7 @@ import uuid
 
 import aiomqtt
 import pytest
+import structlog.testing
 
 from goe2mqtt.mqtt.client import MqttOptions, Subscription
 from goe2mqtt.mqtt.look_back import read_retained
@@ -175,9 +176,12 @@ async def test_a_topic_past_the_brokers_maximum_packet_size_is_refused_not_sent(
             running = asyncio.create_task(session.run(lambda message: None))
             try:
                 await until(lambda: session.connected, "connected")
-                await session.publish_retained("mps/big", b"x" * 3000)
-                await session.publish_retained("mps/small", b"after it")
-                await until(lambda: "mps/big" in session.refused, "the big topic refused")
+                with structlog.testing.capture_logs() as logs:
+                    await session.publish_retained("mps/big", b"x" * 3000)
+                    await session.publish_retained("mps/small", b"after it")
+                    await until(lambda: "mps/big" in session.refused, "the big topic refused")
+                said = [e for e in logs if e["event"] == "mqtt_publish_refused"]
+                assert "max_packet_size" in said[0]["hint"]  # not the ACL's
                 await probe.wait_text("mps/small", "after it")
                 assert not session.disconnects, session.disconnects
             finally:
