@@ -192,12 +192,39 @@ def side_client(options: MqttOptions, role: str, timeout: float) -> aiomqtt.Clie
     if options.protocol == "5":
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.MaximumPacketSize = MAX_INBOUND_PACKET
-    return aiomqtt.Client(
+    client = aiomqtt.Client(
         **_connection(options),
         identifier=f"{options.client_id}-{role}",
         timeout=timeout,
         properties=properties,
     )
+    if properties is not None:
+        refuse_larger(client._client, MAX_INBOUND_PACKET)
+    return client
+
+
+class PacketTooLarge(OSError):
+    """The broker sent a packet larger than our CONNECT's Maximum Packet Size."""
+
+
+def refuse_larger(paho: Any, largest: int) -> None:
+    """End ``paho``'s connection at the header of a packet larger than ``largest`` (what
+    our MQTT 5 CONNECT said we take), nothing of its body read: a broker that ignores it
+    (hostile, broken) announced up to 256 MiB, and paho read and kept all of it."""
+    paho_sock_recv = paho._sock_recv
+
+    def sock_recv(bufsize: int) -> Any:
+        packet = paho._in_packet
+        if packet["have_remaining"]:  # reading a packet's body: its size is known
+            size = 1 + len(packet["remaining_count"]) + packet["remaining_length"]
+            if size > largest:
+                log.warning("mqtt_packet_too_large", size=size, largest=largest,
+                            action="connection ended, nothing of it read")  # fmt: skip
+                # paho ends the connection on an OSError here (the session reconnects).
+                raise PacketTooLarge(f"broker sent a {size}-byte packet (at most {largest})")
+        return paho_sock_recv(bufsize)
+
+    paho._sock_recv = sock_recv
 
 
 class PublishRefused(aiomqtt.MqttError):

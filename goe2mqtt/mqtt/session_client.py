@@ -35,6 +35,7 @@ from goe2mqtt.mqtt.client import (
     MqttOptions,
     PublishRefused,
     _connection,
+    refuse_larger,
 )
 from goe2mqtt.mqtt.in_flight import InFlight
 from goe2mqtt.mqtt.topics import OFFLINE
@@ -55,10 +56,6 @@ _AWAITING_ANSWER = frozenset(
 
 # The packet id of the publish just made in this task (set inside aiomqtt's publish).
 _LAST_MID: contextvars.ContextVar[int | None] = contextvars.ContextVar("mid", default=None)
-
-
-class PacketTooLarge(OSError):
-    """The broker sent a packet larger than our CONNECT's Maximum Packet Size."""
 
 
 class SessionClient(aiomqtt.Client):
@@ -98,6 +95,9 @@ class SessionClient(aiomqtt.Client):
             self._writes = JoinedWriter(paho, self._loop)
         else:
             log.warning("mqtt_writes_unjoined", reason="this paho-mqtt lacks a part they use")
+        largest = getattr(kwargs.get("properties"), "MaximumPacketSize", None)
+        if isinstance(largest, int):  # MQTT 5: what our CONNECT said we take at most
+            refuse_larger(paho, largest)
         paho_sock_recv = paho._sock_recv
         paho_loop_read = paho.loop_read
         paho_publish = paho.publish
@@ -170,20 +170,7 @@ class SessionClient(aiomqtt.Client):
                     self._in_flight.connected(props)
             aiomqtt_on_connect(client, userdata, flags, code, props)
 
-        # MQTT 5: the largest packet our CONNECT said we take. A broker that ignores it
-        # (hostile, broken) could announce 256 MiB, and paho reads and keeps it all.
-        largest: int | None = getattr(kwargs.get("properties"), "MaximumPacketSize", None)
-
         def sock_recv(bufsize: int) -> bytes:
-            packet = paho._in_packet
-            if largest is not None and packet["have_remaining"]:
-                # Reading a packet's body: its size is known, nothing of it read yet.
-                size = 1 + len(packet["remaining_count"]) + packet["remaining_length"]
-                if size > largest:
-                    log.warning("mqtt_packet_too_large", size=size, largest=largest,
-                                action="connection ended, nothing of it read")  # fmt: skip
-                    # paho ends the connection on an OSError here (the session reconnects).
-                    raise PacketTooLarge(f"broker sent a {size}-byte packet (at most {largest})")
             data = paho_sock_recv(bufsize)
             if data:
                 self._heard = time.monotonic()

@@ -226,3 +226,15 @@ async def test_the_session_connects_again_after_a_packet_too_large() -> None:
             assert sum(session.disconnects.values()) >= 1
         finally:
             await cancel(running)
+
+
+async def test_the_look_back_ends_a_hostile_brokers_huge_packet_unread() -> None:
+    """The side connections (look-back, preflight) end a packet past their maximum at its
+    header too: against a broker that ignores it, the look-back read 8 MiB of 200 MiB."""
+    async with HugePacketBroker(200 * 1024 * 1024, 32 * MAX_INBOUND_PACKET) as fake:
+        options = MqttOptions(host="127.0.0.1", port=fake.port, client_id="hostile-look")
+        wanted = [Subscription("h/+/availability", qos=0, retained_only=True)]
+        with contextlib.suppress(aiomqtt.MqttError):  # the cut connection, told
+            await read_retained(options, wanted, lambda message: None)
+        await until(lambda: fake.ended.is_set() or fake.gave_up.is_set(), "the end told")
+        assert not fake.gave_up.is_set(), f"the look-back read {fake.written} bytes of it"
