@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import uuid
+from typing import Any
 
 import aiomqtt
 import pytest
@@ -26,6 +28,7 @@ from goe2mqtt.mqtt.session import MqttSession, PublishRefused
 from goe2mqtt.mqtt.session_client import MAX_INBOUND_PACKET, new_client
 from goe2mqtt.mqtt.stream import MAX_INBOUND_PACKET as STREAM_MAX_INBOUND_PACKET
 from goe2mqtt.mqtt.stream import StreamConnection
+from goe2mqtt.mqtt.writes import MAX_QUEUED_PACKETS
 from goe2mqtt.sim.broker import MosquittoBroker
 
 from ..conftest import WAIT, MqttProbe, cancel, until
@@ -238,3 +241,82 @@ async def test_the_look_back_ends_a_hostile_brokers_huge_packet_unread() -> None
             await read_retained(options, wanted, lambda message: None)
         await until(lambda: fake.ended.is_set() or fake.gave_up.is_set(), "the end told")
         assert not fake.gave_up.is_set(), f"the look-back read {fake.written} bytes of it"
+
+
+class FloodingBroker:
+    """Answers a CONNECT with CONNACK, then reads nothing more (its receive buffer small)
+    and, once ``go`` is set, sends QoS 1 PUBLISHes, ``at_most`` of them, whatever the
+    client's Receive Maximum: each one a PUBACK the client queues and cannot send."""
+
+    def __init__(self, at_most: int) -> None:
+        self.at_most = at_most
+        self.port = 0
+        self.sent = 0
+        self.go = asyncio.Event()
+        self.ended = asyncio.Event()
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> FloodingBroker:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # inherited by accepts
+        sock.bind(("127.0.0.1", 0))
+        self._server = await asyncio.start_server(self._serve, sock=sock)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.read(1)  # the CONNECT's first byte; then nothing more is read
+            reader._transport.pause_reading()  # type: ignore[attr-defined]
+            writer.write(CONNACK_V5)
+            await self.go.wait()
+            topic = b"h/flood"
+            while self.sent < self.at_most:
+                batch = bytearray()
+                for _ in range(1000):
+                    mid = self.sent % 65535 + 1
+                    body = len(topic).to_bytes(2, "big") + topic + mid.to_bytes(2, "big") + b"\0"
+                    batch += b"\x32" + remaining_length(len(body)) + body
+                    self.sent += 1
+                writer.write(bytes(batch))
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.ended.set()
+            writer.transport.abort()
+
+
+async def test_a_broker_that_reads_nothing_and_floods_cannot_grow_the_queue_unbounded() -> None:
+    """A broker that stops reading and goes on sending QoS 1 messages (past any Receive
+    Maximum): each is a PUBACK paho queues, and with the socket full none leaves. The
+    connection ends once paho holds MAX_QUEUED_PACKETS; it held every one before."""
+    async with FloodingBroker(100 * MAX_QUEUED_PACKETS) as fake:
+        options = MqttOptions(host="127.0.0.1", port=fake.port, client_id="hostile-flood",
+                              availability_topic="h/availability", bulk_rate=0)  # fmt: skip
+        session = MqttSession(options, [], reconnect_delays=(30.0,))
+        running = asyncio.create_task(session.run(lambda message: None))
+        try:
+
+            def socket_up() -> bool:  # connected: the session waits for its online's PUBACK
+                client = session._session_client
+                return client is not None and client._client._sock is not None
+
+            await until(socket_up, "connected")
+            assert session._session_client is not None
+            paho = session._session_client._client
+            sock: Any = paho._sock
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # the kernel holds little
+            fake.go.set()
+            bound = MAX_QUEUED_PACKETS + 1000
+            await until(lambda: fake.ended.is_set() or len(paho._out_packet) > bound,
+                        "the connection ended, or paho's queue grew past its bound",
+                        within=6 * WAIT)  # fmt: skip
+            assert len(paho._out_packet) <= bound, f"{len(paho._out_packet)} packets queued"
+            assert fake.ended.is_set()
+        finally:
+            await cancel(running)
