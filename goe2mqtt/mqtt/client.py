@@ -16,6 +16,8 @@ from typing import Any
 
 import aiomqtt
 import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from goe2mqtt.mqtt.pace import BULK_RATE, MAX_RATE
@@ -25,6 +27,10 @@ log = structlog.get_logger()
 RETAINED_QUIET = 0.3  # no new message for this long: the retained ones are all here
 RETAINED_LIMIT = 10.0
 SEND_WINDOW = 16  # retained publishes awaiting their PUBACK at once
+# The largest packet we take from the broker (MQTT 5 CONNECT property): the broker
+# drops anything larger instead of making us read it. A command is at most 4 KiB; our
+# own retained configs and states, read back once at connect, are far below this.
+MAX_INBOUND_PACKET = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -179,10 +185,46 @@ def _connection(options: MqttOptions) -> dict[str, Any]:
 
 
 def side_client(options: MqttOptions, role: str, timeout: float) -> aiomqtt.Client:
-    """A short extra connection beside the session (a check, the preflight): own id."""
-    return aiomqtt.Client(
-        **_connection(options), identifier=f"{options.client_id}-{role}", timeout=timeout
+    """A short extra connection beside the session (a check, the preflight): own id.
+    It takes what the session takes at most: the look-back and the preflight read what
+    any broker user retained on our topics (a 4 MiB availability was read whole)."""
+    properties = None
+    if options.protocol == "5":
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.MaximumPacketSize = MAX_INBOUND_PACKET
+    client = aiomqtt.Client(
+        **_connection(options),
+        identifier=f"{options.client_id}-{role}",
+        timeout=timeout,
+        properties=properties,
     )
+    if properties is not None:
+        refuse_larger(client._client, MAX_INBOUND_PACKET)
+    return client
+
+
+class PacketTooLarge(OSError):
+    """The broker sent a packet larger than our CONNECT's Maximum Packet Size."""
+
+
+def refuse_larger(paho: Any, largest: int) -> None:
+    """End ``paho``'s connection at the header of a packet larger than ``largest`` (what
+    our MQTT 5 CONNECT said we take), nothing of its body read: a broker that ignores it
+    (hostile, broken) announced up to 256 MiB, and paho read and kept all of it."""
+    paho_sock_recv = paho._sock_recv
+
+    def sock_recv(bufsize: int) -> Any:
+        packet = paho._in_packet
+        if packet["have_remaining"]:  # reading a packet's body: its size is known
+            size = 1 + len(packet["remaining_count"]) + packet["remaining_length"]
+            if size > largest:
+                log.warning("mqtt_packet_too_large", size=size, largest=largest,
+                            action="connection ended, nothing of it read")  # fmt: skip
+                # paho ends the connection on an OSError here (the session reconnects).
+                raise PacketTooLarge(f"broker sent a {size}-byte packet (at most {largest})")
+        return paho_sock_recv(bufsize)
+
+    paho._sock_recv = sock_recv
 
 
 class PublishRefused(aiomqtt.MqttError):

@@ -43,7 +43,7 @@ from goe2mqtt.mqtt.own_topics import Owner, OwnTopics
 from goe2mqtt.mqtt.pace import Pace
 from goe2mqtt.mqtt.reconnect import RECONNECT_DELAYS, Reconnects
 from goe2mqtt.mqtt.retained import RetainedStore
-from goe2mqtt.mqtt.session_client import PacketNote, SessionClient, new_client
+from goe2mqtt.mqtt.session_client import TOO_LARGE, PacketNote, SessionClient, new_client
 from goe2mqtt.mqtt.topics import OFFLINE, ONLINE
 from goe2mqtt.util.aio import wait_until_set
 
@@ -179,7 +179,9 @@ class MqttSession:
                 "mqtt_publish_refused",
                 topic=exc.topic,
                 reason=exc.reason,
-                hint="check the broker's ACL for this client's user",
+                hint="raise the broker's max_packet_size above it"
+                if exc.reason.startswith(TOO_LARGE)
+                else "check the broker's ACL for this client's user",
             )
             if len(self.refused) >= 100:
                 self.refused.pop(next(iter(self.refused)))

@@ -29,7 +29,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from goe2mqtt.mqtt.client import SEND_WINDOW, MqttOptions, PublishRefused, _connection
+from goe2mqtt.mqtt.client import (
+    MAX_INBOUND_PACKET,
+    SEND_WINDOW,
+    MqttOptions,
+    PublishRefused,
+    _connection,
+    refuse_larger,
+)
 from goe2mqtt.mqtt.in_flight import InFlight
 from goe2mqtt.mqtt.topics import OFFLINE
 from goe2mqtt.mqtt.writes import JoinedWriter, usable
@@ -38,6 +45,9 @@ log = structlog.get_logger()
 
 # Told a QoS 2 message's packet id: before it leaves, and when the broker took it (PUBREC).
 PacketNote = Callable[[int], None]
+
+# Why a publish past the broker's Maximum Packet Size is refused (not the broker's words).
+TOO_LARGE = "larger than the broker's maximum packet size"
 
 # A QoS 1 or 2 message of ours the broker has still to answer.
 _AWAITING_ANSWER = frozenset(
@@ -77,10 +87,17 @@ class SessionClient(aiomqtt.Client):
         # Everything paho writes goes out joined per loop turn (mqtt/writes.py), unless
         # this paho lacks a part the joined writer relies on: then as aiomqtt writes.
         self._writes: JoinedWriter | None = None
+        # The largest packet the broker takes (its CONNACK's Maximum Packet Size, MQTT 5):
+        # it ends the connection of a client that sends more, and paho would send the
+        # same publish again first thing on the next one, for good.
+        self._largest_out: int | None = None
         if usable(paho):
             self._writes = JoinedWriter(paho, self._loop)
         else:
             log.warning("mqtt_writes_unjoined", reason="this paho-mqtt lacks a part they use")
+        largest = getattr(kwargs.get("properties"), "MaximumPacketSize", None)
+        if isinstance(largest, int):  # MQTT 5: what our CONNECT said we take at most
+            refuse_larger(paho, largest)
         paho_sock_recv = paho._sock_recv
         paho_loop_read = paho.loop_read
         paho_publish = paho.publish
@@ -145,6 +162,7 @@ class SessionClient(aiomqtt.Client):
             client: Any, userdata: Any, flags: Any, code: Any, props: Any = None
         ) -> None:
             if not getattr(code, "is_failure", False):
+                self._largest_out = getattr(props, "MaximumPacketSize", None) if v5 else None
                 if not flags.session_present:
                     self._session_lost()
                     on_new_session()
@@ -262,6 +280,12 @@ class SessionClient(aiomqtt.Client):
         ``on_sent(packet_id)`` runs before it can leave (paho writes when the event loop
         next runs), ``on_taken(packet_id)`` when the broker's PUBREC came, before our
         PUBREL. Connected or not: paho keeps it and sends it when a connection is up."""
+        largest = self._largest_out
+        if largest is not None and _publish_size(topic, payload, 2, {}) > largest:
+            refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            too_large = f"{TOO_LARGE} ({largest} bytes)"
+            refused.set_exception(PublishRefused(topic, too_large))
+            return refused  # never handed to paho: it would send it on every connection
         info = self._client.publish(topic, payload, qos=2, retain=False)
         if info.rc not in (MQTT_ERR_SUCCESS, MQTT_ERR_NO_CONN):
             raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
@@ -300,6 +324,10 @@ class SessionClient(aiomqtt.Client):
         self, topic: str, payload: bytes, qos: int = 0, retain: bool = False, **kwargs: Any
     ) -> None:
         _LAST_MID.set(None)
+        largest = self._largest_out
+        if largest is not None and _publish_size(topic, payload, qos, kwargs) > largest:
+            too_large = f"{TOO_LARGE} ({largest} bytes)"
+            raise PublishRefused(topic, too_large)
         await super().publish(topic, payload, qos, retain, **kwargs)
         mid = _LAST_MID.get()
         reason = None if mid is None else self._refused.pop(mid, None)
@@ -307,10 +335,18 @@ class SessionClient(aiomqtt.Client):
             raise PublishRefused(topic, reason)
 
 
-# The largest packet we take from the broker (MQTT 5 CONNECT property): the broker
-# drops anything larger instead of making us read it. A command is at most 4 KiB; our
-# own retained configs and states, read back once at connect, are far below this.
-MAX_INBOUND_PACKET = 256 * 1024
+def _publish_size(topic: str, payload: Any, qos: int, kwargs: dict[str, Any]) -> int:
+    """The size of the PUBLISH packet paho makes (MQTT 5): fixed header, topic, packet
+    id, properties (their length alone when none), payload (as paho encodes it)."""
+    properties = kwargs.get("properties")
+    packed = len(properties.pack()) if properties is not None else 1
+    if isinstance(payload, (bytes, bytearray)):
+        data = len(payload)
+    else:
+        data = 0 if payload is None else len(str(payload).encode())
+    remaining = 2 + len(topic.encode()) + (2 if qos else 0) + packed + data
+    length_bytes = next(n for n in (1, 2, 3, 4) if remaining < 128**n)
+    return 1 + length_bytes + remaining
 
 
 def new_client(
