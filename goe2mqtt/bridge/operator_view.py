@@ -12,10 +12,26 @@ from typing import Any
 from goe2mqtt import __version__
 from goe2mqtt.bridge.desk import CommandDesk
 from goe2mqtt.bridge.loop_watch import LoopWatch
+from goe2mqtt.catalogue import Status, Unreadable
+from goe2mqtt.catalogue.readers import integer
 from goe2mqtt.charger.loop import Charger
 from goe2mqtt.commands.outcomes import outcome_of
 from goe2mqtt.mqtt.session import MqttSession
 from goe2mqtt.web.view import ChargerRow, CommandLine, DurationCounts, state_of, transport_of
+
+_read_car = integer("car")
+
+
+def car_code(status: Status) -> int | None:
+    """The car state as the catalogue reads it: an integer the charger's firmware can
+    hold (a code new firmware added shows as its number), else None. The raw value
+    was taken as any int: `car: 10**400` made every /metrics scrape a 500 (no float
+    holds it), and `car: 2**60` was scraped as a car state of 1.15e18."""
+    try:
+        code = _read_car(status) if "car" in status else None
+    except Unreadable:
+        return None
+    return code if isinstance(code, int) else None
 
 
 def _number(value: Any) -> float | None:
@@ -34,7 +50,6 @@ def charger_row(charger: Charger) -> ChargerRow:
     view = charger.view
     states = view.states
     facts = view.facts
-    car = charger.status.get("car")
     error = states.get("error")
     shown_error = "" if error in (None, "none") else str(error)
     up = charger.availability
@@ -49,7 +64,7 @@ def charger_row(charger: Charger) -> ChargerRow:
         firmware=facts.sw_version if facts is not None else None,
         own_name=str(states.get("name") or ""),
         last_update=up.last_success,
-        car_state=car if isinstance(car, int) and not isinstance(car, bool) else None,
+        car_state=car_code(charger.status),
         power_watts=_number(states.get("charging_power")),
         currents=(
             _number(states.get("current_l1")),
@@ -144,11 +159,9 @@ class OperatorView:
 
     def kinds(self) -> Iterator[tuple[str, str, str]]:
         for name, charger in list(self._chargers.items()):
-            car = charger.status.get("car")
-            car_state = car if isinstance(car, int) and not isinstance(car, bool) else None
             yield (
                 name,
-                state_of(charger.availability.online, car_state),
+                state_of(charger.availability.online, car_code(charger.status)),
                 transport_of(charger.connection),
             )
 
