@@ -44,15 +44,23 @@ def discovery_topic(prefix: str, base_topic: str, charger: str, entity: EntityDe
     return f"{prefix}/{entity.component}/{node_id(base_topic)}/{charger}_{entity.key}/config"
 
 
+def entity_slug(text: str) -> str:
+    """The id Home Assistant makes of a name of ours (a-z 0-9 _ -): each run of - and _
+    one _, none at the ends (homeassistant.util.slugify), so garage-1, garage_1 and
+    garage__1 are one id, and garage_ is garage."""
+    return "_".join(part for part in re.split(r"[-_]+", text) if part)
+
+
 def name_collisions(chargers: Sequence[str]) -> list[str]:
     """Charger names whose entities would share discovery topics and entity ids
-    (garage + card_0_energy = garage_card_0 + energy): one problem per pair, naming
-    both keys."""
+    (garage + card_0_energy = garage_card_0 + energy), as Home Assistant makes the ids
+    (garage-1 and garage_1 both make garage_1_energy_total): one problem per pair,
+    naming both keys."""
     owner: dict[str, int] = {}
     clashes: dict[tuple[int, int], str] = {}  # (index, earlier index) -> a shared id
     for index, name in enumerate(chargers):
         for entity in ENTITIES:
-            object_id = f"{name}_{entity.key}"
+            object_id = entity_slug(f"{name}_{entity.key}")
             other = owner.setdefault(object_id, index)
             if other != index:
                 clashes.setdefault((index, other), object_id)
