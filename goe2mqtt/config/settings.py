@@ -34,6 +34,7 @@ from goe2mqtt.config.site import SiteSettings as SiteSettings
 from goe2mqtt.config.tariff import SessionsSettings, TariffSettings
 from goe2mqtt.config.values import Context, Invalid, SecretStr
 from goe2mqtt.util.numbers import is_number as is_a_number
+from goe2mqtt.util.text import entity_slug
 
 
 def default_state_dir() -> str:
@@ -275,7 +276,8 @@ class Settings(Section):
         problems = site_problems(self.sites, {c.name for c in self.chargers})
         problems.extend(meter_loops(self.sites, self.mqtt.base_topic))
         for index, charger in enumerate(self.chargers):
-            if self.sites and (charger.name == "site" or charger.name.startswith("site_")):
+            ids = entity_slug(charger.name)  # Home Assistant's: site-house is site_house
+            if self.sites and (ids == "site" or ids.startswith("site_")):
                 # {base}/site/... holds the sites' topics, site_{site}_{key} their
                 # Home Assistant object ids (beside the chargers' {charger}_{key})
                 problems.append(

@@ -22,7 +22,7 @@ from goe2mqtt.catalogue.facts import DeviceFacts
 from goe2mqtt.catalogue.model import PRESS
 from goe2mqtt.catalogue.writes import number_range
 from goe2mqtt.mqtt.topics import Topics
-from goe2mqtt.util.text import without_none
+from goe2mqtt.util.text import entity_slug, without_none
 
 ORIGIN = {"name": "goe2mqtt", "sw_version": __version__, "support_url": PROJECT_URL}
 # State topics say null for unknown (what JSON readers such as Node-RED understand);
@@ -42,13 +42,6 @@ def discovery_filter(prefix: str, base_topic: str) -> str:
 
 def discovery_topic(prefix: str, base_topic: str, charger: str, entity: EntityDescription) -> str:
     return f"{prefix}/{entity.component}/{node_id(base_topic)}/{charger}_{entity.key}/config"
-
-
-def entity_slug(text: str) -> str:
-    """The id Home Assistant makes of a name of ours (a-z 0-9 _ -): each run of - and _
-    one _, none at the ends (homeassistant.util.slugify), so garage-1, garage_1 and
-    garage__1 are one id, and garage_ is garage."""
-    return "_".join(part for part in re.split(r"[-_]+", text) if part)
 
 
 def name_collisions(chargers: Sequence[str]) -> list[str]:
