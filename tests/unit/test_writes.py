@@ -82,6 +82,10 @@ def test_entity_commands_take_values_as_their_state_shows_them(
         ("use_pv_surplus", "2", "on or off"),
         ("max_current", "20", "between 6 and 16 A (11 kW variant), got 20"),
         ("max_current", "10.5", "max_current must be a whole number, got 10.5"),
+        # A current is an integer, as change_charging_power's: these were sent as 6 and 8 A.
+        ("max_current", "6.0000000001", "max_current must be a whole number"),
+        ("temporary_current_limit", "7.999999999", "must be a whole number"),
+        ("min_current", '"6.0000000001 "', "must be a whole number"),
         ("grid_target", "1e9", "between -100000 and 100000 W"),
         ("grid_target", "NaN", "must be a number"),
         ("transaction", "Carol", "must be one of no_transaction, no_card, Alice, Bob, card_2"),
