@@ -12,26 +12,11 @@ from typing import Any
 from goe2mqtt import __version__
 from goe2mqtt.bridge.desk import CommandDesk
 from goe2mqtt.bridge.loop_watch import LoopWatch
-from goe2mqtt.catalogue import Status, Unreadable
-from goe2mqtt.catalogue.readers import integer
+from goe2mqtt.catalogue.readers import car_code
 from goe2mqtt.charger.loop import Charger
 from goe2mqtt.commands.outcomes import outcome_of
 from goe2mqtt.mqtt.session import MqttSession
 from goe2mqtt.web.view import ChargerRow, CommandLine, DurationCounts, state_of, transport_of
-
-_read_car = integer("car")
-
-
-def car_code(status: Status) -> int | None:
-    """The car state as the catalogue reads it: an integer the charger's firmware can
-    hold (a code new firmware added shows as its number), else None. The raw value
-    was taken as any int: `car: 10**400` made every /metrics scrape a 500 (no float
-    holds it), and `car: 2**60` was scraped as a car state of 1.15e18."""
-    try:
-        code = _read_car(status) if "car" in status else None
-    except Unreadable:
-        return None
-    return code if isinstance(code, int) else None
 
 
 def _number(value: Any) -> float | None:
