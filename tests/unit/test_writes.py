@@ -112,6 +112,19 @@ def test_the_current_ceiling_follows_cable_adapter_and_temperature() -> None:
     assert current_bounds({})[:2] == (6, 32)  # nothing known: go-e's hardware range
 
 
+def test_a_limit_said_as_a_whole_float_is_the_limit_the_catalogue_shows() -> None:
+    """The catalogue reads cbl 20.0 as 20 (Home Assistant's Cable current limit shows
+    20); the command's ceiling took only an int, so the cable's limit was not one and a
+    set of 25 A went to a 20 A cable."""
+    status = {**STATUS, "ama": 32.0, "cbl": 20.0, "adi": False, "amt": 32.0}
+    assert current_bounds(status) == (6, 20, "cable limit 20 A")
+    assert "between 6 and 20 A (cable limit 20 A), got 25" in refused(
+        "change_charging_power", "25", status
+    )
+    assert current_bounds({**status, "cbl": 20.5})[:2] == (6, 32)  # no current limit is 20.5
+    assert current_bounds({**status, "cbl": True})[:2] == (6, 32)
+
+
 def test_generic_set_takes_go_e_keys_in_go_e_units_validated_like_their_entity() -> None:
     assert plan("set", '{"frc": 0, "dwo": 10000, "att": 3600}') == [
         {"frc": 0, "dwo": 10000, "att": 3600}
