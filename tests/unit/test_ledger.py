@@ -491,7 +491,8 @@ def test_price_payloads_a_number_or_an_object(payload: bytes, price: float) -> N
 
 @pytest.mark.parametrize(
     "payload", [b"NaN", b"Infinity", b"unavailable", b"1e400", b"1001", b'{"price": "x"}',
-                b"true", b"[1]", b"\xff"],
+                b"true", b"[1]", b"\xff",
+                b'"0_3"', '"\u0660.\u0663"'.encode()],  # Python's float() reads 3.0, 0.3
 )  # fmt: skip
 def test_bad_prices_are_refused_and_the_last_good_one_stays(payload: bytes) -> None:
     price = TopicPrice("p/now")

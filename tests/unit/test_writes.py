@@ -86,6 +86,10 @@ def test_entity_commands_take_values_as_their_state_shows_them(
         ("max_current", "6.0000000001", "max_current must be a whole number"),
         ("temporary_current_limit", "7.999999999", "must be a whole number"),
         ("min_current", '"6.0000000001 "', "must be a whole number"),
+        # Text is a number as people write it, not as Python's float() reads it: 1_5 was
+        # 15 kWh, and digits of other scripts were read too.
+        ("energy_limit", '"1_5"', "energy_limit must be a number"),
+        ("max_current", '"\u0661\u0666"', "max_current must be a number"),
         ("grid_target", "1e9", "between -100000 and 100000 W"),
         ("grid_target", "NaN", "must be a number"),
         ("transaction", "Carol", "must be one of no_transaction, no_card, Alice, Bob, card_2"),
