@@ -27,6 +27,7 @@ from goe2mqtt.config.secret_files import (
 )
 from goe2mqtt.config.section import (
     RESERVED_NAMES,
+    TOPIC_MAX_LENGTH,
     TOPIC_PATTERN,
     Section,
 )
@@ -90,8 +91,10 @@ class MqttSettings(Section):
     password: SecretStr | None = None
     password_file: str | None = None
     client_id: str = field(default="goe2mqtt", min_length=1, max_length=128)
-    base_topic: str = field(default="goe2mqtt", pattern=TOPIC_PATTERN)
-    discovery_prefix: str = field(default="homeassistant", pattern=TOPIC_PATTERN)
+    base_topic: str = field(default="goe2mqtt", pattern=TOPIC_PATTERN, max_length=TOPIC_MAX_LENGTH)
+    discovery_prefix: str = field(
+        default="homeassistant", pattern=TOPIC_PATTERN, max_length=TOPIC_MAX_LENGTH
+    )
     discovery: bool = True
     # false: only {base}/{name}/state (every value in one JSON) and availability, not one
     # topic per entity - ~110x fewer messages for a fleet back-end. Needs discovery off:
