@@ -200,6 +200,21 @@ def test_check_config_refuses_a_state_dir_the_daemon_could_not_use(tmp_path: Pat
     assert "state_dir" not in result.stderr
 
 
+def test_check_config_refuses_a_state_dir_no_file_system_can_name(tmp_path: Path) -> None:
+    """A directory name longer than the file system takes (255 bytes): the daemon stops
+    with exit 2 ("cannot open the command journal ... File name too long"); check-config
+    crashed with a traceback (exit 1) where it names the key."""
+    raw = base()
+    raw["state_dir"] = str(tmp_path / ("d" * 300) / "state")
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    result = _cli("check-config", "--config", str(path))
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert "config error: state_dir: " in result.stderr
+    assert "name too long" in result.stderr
+
+
 def test_check_config_refuses_a_price_with_a_leading_zero(tmp_path: Path) -> None:
     """YAML 1.1 reads 030 as the octal number 24: check-config says so, naming the key."""
     path = tmp_path / "config.yaml"
