@@ -12,6 +12,7 @@ from typing import Any
 from goe2mqtt import __version__
 from goe2mqtt.bridge.desk import CommandDesk
 from goe2mqtt.bridge.loop_watch import LoopWatch
+from goe2mqtt.catalogue.readers import car_code
 from goe2mqtt.charger.loop import Charger
 from goe2mqtt.commands.outcomes import outcome_of
 from goe2mqtt.mqtt.session import MqttSession
@@ -34,7 +35,6 @@ def charger_row(charger: Charger) -> ChargerRow:
     view = charger.view
     states = view.states
     facts = view.facts
-    car = charger.status.get("car")
     error = states.get("error")
     shown_error = "" if error in (None, "none") else str(error)
     up = charger.availability
@@ -49,7 +49,7 @@ def charger_row(charger: Charger) -> ChargerRow:
         firmware=facts.sw_version if facts is not None else None,
         own_name=str(states.get("name") or ""),
         last_update=up.last_success,
-        car_state=car if isinstance(car, int) and not isinstance(car, bool) else None,
+        car_state=car_code(charger.status),
         power_watts=_number(states.get("charging_power")),
         currents=(
             _number(states.get("current_l1")),
@@ -144,11 +144,9 @@ class OperatorView:
 
     def kinds(self) -> Iterator[tuple[str, str, str]]:
         for name, charger in list(self._chargers.items()):
-            car = charger.status.get("car")
-            car_state = car if isinstance(car, int) and not isinstance(car, bool) else None
             yield (
                 name,
-                state_of(charger.availability.online, car_state),
+                state_of(charger.availability.online, car_code(charger.status)),
                 transport_of(charger.connection),
             )
 

@@ -21,8 +21,12 @@ MAX_AMPS = int(PLAUSIBLE["A"][1])  # beyond what a charger measures: garbage, no
 def _amps(status: Status, key: str) -> int | None:
     """A current limit the charger says, or None when it says none or garbage: a
     negative one, or one no charger has (a 400-digit integer JSON reads, which no float
-    holds, would stop every sum it entered - the site's sharing among them)."""
+    holds, would stop every sum it entered - the site's sharing among them). A whole
+    float is its integer, as the catalogue reads it (cbl 20.0 shows as 20 in Home
+    Assistant, and was no limit here)."""
     value: Any = status.get(key)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_AMPS:
         return value
     return None

@@ -138,6 +138,10 @@ class EntityDescription:
                     f"{', '.join(self.reads)}: {describe(value)} {self.unit} is beyond what"
                     f" a charger measures ({bounds[0]:g} to {bounds[1]:g} {self.unit})"
                 )
+            if value == 0:
+                # JSON keeps -0.0's sign: the JSON state said -0.0 beside the leaf's 0,
+                # and the status page "-0 W".
+                return 0 if isinstance(value, int) else 0.0
         return value
 
     @property

@@ -131,6 +131,17 @@ def element(key: str, index: int, *, digits: int | None = None) -> ValueFn:
     return read
 
 
+def car_code(status: Status) -> int | None:
+    """The car state's code as car_status reads it (a 32-bit integer: 2.0 is 2), None
+    for anything else: everything that acts on or shows the car reads it so (the
+    button took true for 1, "no car"; /metrics failed on 10**400)."""
+    try:
+        code = integer("car")(status) if "car" in status else None
+    except Unreadable:
+        return None
+    return code if isinstance(code, int) else None
+
+
 def car_connected(status: Status) -> StateValue:
     car = integer("car")(status)
     return None if car is None else car in CAR_CONNECTED_STATES

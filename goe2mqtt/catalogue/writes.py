@@ -86,11 +86,16 @@ def _number(
             f"{name} must be between {_plain(low * scale)} and {_plain(high * scale)}"
             f"{' ' + shown_unit if shown_unit else ''}{limit}, got {_plain(value)}"
         )
-    goe = round(in_entity_unit * write.scale, 6)
+    exact = in_entity_unit * write.scale
+    goe = round(exact, 6)
     if write.integer:
-        if not float(goe).is_integer():
+        # Only the float's own error in the scale is taken away (0.3 kWh * 1000 is
+        # 300.00000000000006 Wh): rounded to 6 digits, 6.0000000001 A and 7.999999999 A
+        # were sent as 6 and 8 A, where change_charging_power refuses them as no integer.
+        whole = round(exact)
+        if not math.isclose(exact, whole, rel_tol=1e-12):
             raise Invalid(f"{name} must be a whole number, got {_plain(value)}")
-        return int(goe)
+        return int(whole)
     return _plain(goe)
 
 

@@ -18,6 +18,7 @@ import structlog
 
 from goe2mqtt.catalogue import UNCONFIRMABLE
 from goe2mqtt.commands.payloads import SetCall, command_result, request_id_of
+from goe2mqtt.util.numbers import finite_number, is_number
 from goe2mqtt.util.values import JsonValue
 
 log = structlog.get_logger()
@@ -87,16 +88,26 @@ def unconfirmed_values(
     expected: Mapping[str, JsonValue], status: Mapping[str, Any]
 ) -> dict[str, dict[str, Any]]:
     """The keys whose status value is not what we set yet (keys the charger does not
-    report, such as rst, cannot be confirmed and are not looked for)."""
+    report, such as rst, cannot be confirmed and are not looked for). An actual value
+    no float holds (10**400, -2**60: a charger's garbage) is null, as NaN becomes in the
+    result's JSON: a JavaScript reader would take it for another number."""
     return {
-        key: {"expected": value, "actual": status.get(key)}
+        key: {"expected": value, "actual": _shown(status.get(key))}
         for key, value in expected.items()
         if key not in UNCONFIRMABLE and not _same(status.get(key), value)
     }
 
 
+def _shown(actual: Any) -> Any:
+    return None if is_number(actual) and finite_number(actual) is None else actual
+
+
 def _same(actual: Any, expected: JsonValue) -> bool:
     if isinstance(actual, bool) != isinstance(expected, bool):
+        return False
+    if is_number(actual) and finite_number(actual) is None:
+        # No float holds it, so it is not what we set; abs(10**400 - 123.4) below
+        # raised OverflowError, and the command's result was "internal error".
         return False
     if isinstance(actual, float) or isinstance(expected, float):
         # The charger keeps some settings as float32: 123.4 comes back 123.40000153.

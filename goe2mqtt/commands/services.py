@@ -22,6 +22,7 @@ from goe2mqtt.catalogue import (
     Status,
 )
 from goe2mqtt.catalogue.model import PRESS
+from goe2mqtt.catalogue.readers import car_code
 from goe2mqtt.catalogue.writes import Unit, to_goe
 from goe2mqtt.commands.payloads import NOTHING, CommandError, SetCall, parse_payload
 from goe2mqtt.util.numbers import finite_number
@@ -196,10 +197,10 @@ def car_state_name(car: Any) -> str:
 
 
 def _wallbox_control(args: Arguments, status: Status) -> list[SetCall]:
-    car = status.get("car")
+    car = car_code(status)  # as Home Assistant's car status shows it
     if car == 1:
         raise CommandError("no car connected: nothing to do")
-    if not isinstance(car, int) or car not in _BUTTON_ACTIONS:
+    if car is None or car not in _BUTTON_ACTIONS:
         raise CommandError(f"car state {car_state_name(car)}: nothing to do")
     return [dict(_BUTTON_ACTIONS[car])]
 

@@ -16,6 +16,7 @@ from goe2mqtt.config.section import (
     MIN_SCAN_INTERVAL,
     NAME_PATTERN,
     SERIAL_PATTERN,
+    TOPIC_MAX_LENGTH,
     TOPIC_PATTERN,
     Section,
 )
@@ -77,7 +78,9 @@ class ChargerSettings(Section):
     password_file: str | None = None
     # transport: mqtt - the charger publishes {mqtt_prefix}/{serial}/{key} itself.
     # A leading slash (/go-eCharger): firmware before ~055.7, and only that form is heard.
-    mqtt_prefix: str = field(default="go-eCharger", pattern=r"^/?" + TOPIC_PATTERN[1:])
+    mqtt_prefix: str = field(
+        default="go-eCharger", pattern=r"^/?" + TOPIC_PATTERN[1:], max_length=TOPIC_MAX_LENGTH
+    )
     # Polling: settings and facts (limits, names, cards, firmware) are read this often
     # and right after a write; what changes (power, car, current) every scan_interval.
     config_interval: float = field(default=300.0, ge=1, le=86_400)

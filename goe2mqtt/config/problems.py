@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from goe2mqtt.config.schema import Schema, key_path, key_types
-from goe2mqtt.config.values import Invalid, Problem
+from goe2mqtt.config.values import TEXT_READ_AS_OTHER, Invalid, Problem
 
 
 class ConfigError(Exception):
@@ -39,6 +39,7 @@ _FRIENDLY_TYPES = {
 }
 
 
+QUOTE_IT = 'must be text: quote it in YAML ("...")'
 TOPIC_HINT = "must be an MQTT topic without wildcards (+, #) or empty levels"
 # Said instead of the pattern itself, which only a regex reader would follow.
 _PATTERN_HINTS = {
@@ -63,11 +64,14 @@ def _describe(error: Problem, root: type[Schema]) -> str:
     key = key_path(error.loc)
     kind = error.kind
     message = _FRIENDLY_TYPES.get(kind, error.message)
-    if kind in ("string_type", "string_pattern_mismatch", "too_short"):
+    if kind in ("string_type", TEXT_READ_AS_OTHER, "string_pattern_mismatch", "too_short"):
         message = _PATTERN_HINTS.get(key, _PATTERN_HINTS.get(key.rsplit(".", 1)[-1], message))
     if kind == "string_type" and message == error.message:
-        # YAML reads password: 987654321 as a number; the user sees no reason why.
-        message = 'must be text: quote it in YAML ("...")'
+        message = QUOTE_IT
+    if kind == TEXT_READ_AS_OTHER and "quote" not in message:
+        # YAML reads password: 987654321 as a number, name: on as true: the user sees
+        # no reason why (a pattern's hint alone said "use only a-z" of the name "on").
+        message = QUOTE_IT if message == error.message else f"{QUOTE_IT}; {message}"
     if kind == "extra_forbidden":
         loc = error.loc
         import difflib  # only for a file with a problem

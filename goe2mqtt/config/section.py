@@ -16,6 +16,11 @@ SERIAL_PATTERN = r"^[0-9]{6}\Z"
 HOST_PATTERN = r"^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?\Z"
 # Topic levels we build from these must not contain MQTT wildcards or empty levels.
 TOPIC_PATTERN = r"^[^#+/\x00]+(/[^#+/\x00]+)*\Z"
+# MQTT holds a topic of at most 65 535 bytes of UTF-8: a key the bridge builds topics
+# of (discovery's: prefix, component, base topic, name, key) at up to 4 bytes a
+# character, these fit. Longer, the bridge crashed at start-up (paho: Invalid
+# subscription filter) where a config error names the key.
+TOPIC_MAX_LENGTH = 4096
 RESERVED_NAMES = frozenset({"bridge"})
 DEFAULT_CLOUD_URL = "https://{serial}.api.v3.go-e.io"
 MIN_SCAN_INTERVAL = 1.0  # the charger's values change at most once a second

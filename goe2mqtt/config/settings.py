@@ -27,6 +27,7 @@ from goe2mqtt.config.secret_files import (
 )
 from goe2mqtt.config.section import (
     RESERVED_NAMES,
+    TOPIC_MAX_LENGTH,
     TOPIC_PATTERN,
     Section,
 )
@@ -34,6 +35,7 @@ from goe2mqtt.config.site import SiteSettings as SiteSettings
 from goe2mqtt.config.tariff import SessionsSettings, TariffSettings
 from goe2mqtt.config.values import Context, Invalid, SecretStr
 from goe2mqtt.util.numbers import is_number as is_a_number
+from goe2mqtt.util.text import entity_slug
 
 
 def default_state_dir() -> str:
@@ -89,8 +91,10 @@ class MqttSettings(Section):
     password: SecretStr | None = None
     password_file: str | None = None
     client_id: str = field(default="goe2mqtt", min_length=1, max_length=128)
-    base_topic: str = field(default="goe2mqtt", pattern=TOPIC_PATTERN)
-    discovery_prefix: str = field(default="homeassistant", pattern=TOPIC_PATTERN)
+    base_topic: str = field(default="goe2mqtt", pattern=TOPIC_PATTERN, max_length=TOPIC_MAX_LENGTH)
+    discovery_prefix: str = field(
+        default="homeassistant", pattern=TOPIC_PATTERN, max_length=TOPIC_MAX_LENGTH
+    )
     discovery: bool = True
     # false: only {base}/{name}/state (every value in one JSON) and availability, not one
     # topic per entity - ~110x fewer messages for a fleet back-end. Needs discovery off:
@@ -275,7 +279,8 @@ class Settings(Section):
         problems = site_problems(self.sites, {c.name for c in self.chargers})
         problems.extend(meter_loops(self.sites, self.mqtt.base_topic))
         for index, charger in enumerate(self.chargers):
-            if self.sites and (charger.name == "site" or charger.name.startswith("site_")):
+            ids = entity_slug(charger.name)  # Home Assistant's: site-house is site_house
+            if self.sites and (ids == "site" or ids.startswith("site_")):
                 # {base}/site/... holds the sites' topics, site_{site}_{key} their
                 # Home Assistant object ids (beside the chargers' {charger}_{key})
                 problems.append(

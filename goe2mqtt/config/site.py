@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from goe2mqtt.config.schema import field, key_check, section_check
-from goe2mqtt.config.section import NAME_PATTERN, TOPIC_PATTERN, Section
+from goe2mqtt.config.section import NAME_PATTERN, TOPIC_MAX_LENGTH, TOPIC_PATTERN, Section
 from goe2mqtt.config.values import Context
 
 GOE_MIN_CURRENT = 6  # A: the least a charging car draws (IEC 61851); never written lower
@@ -63,7 +63,7 @@ class SiteSettings(Section):
     name: str = field(pattern=NAME_PATTERN, max_length=64)
     fuse: float | None = field(default=None, gt=0, le=1000)  # A per phase
     import_limit: float | None = field(default=None, gt=0, le=1_000_000)  # W
-    meter_topic: str = field(pattern=TOPIC_PATTERN)
+    meter_topic: str = field(pattern=TOPIC_PATTERN, max_length=TOPIC_MAX_LENGTH)
     meter_timeout: float = field(default=30.0, ge=1, le=3600)
     # A per charging charger while the meter is silent or wrong; 0 pauses them.
     fallback_current: int = field(default=GOE_MIN_CURRENT, ge=0, le=GOE_MAX_CURRENT)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from goe2mqtt.config.schema import field, key_check, section_check
-from goe2mqtt.config.section import TOPIC_PATTERN, Section
+from goe2mqtt.config.section import TOPIC_MAX_LENGTH, TOPIC_PATTERN, Section
 from goe2mqtt.config.values import Context
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -89,7 +89,9 @@ class TariffSettings(Section):
     # month of "this month" are read in it.
     timezone: str | None = None
     # A topic whose payload is the current price per kWh: a number or {"price": N}.
-    price_topic: str | None = field(default=None, pattern=TOPIC_PATTERN)
+    price_topic: str | None = field(
+        default=None, pattern=TOPIC_PATTERN, max_length=TOPIC_MAX_LENGTH
+    )
     # What a kWh from your own PV counts (the feed-in you gave up); 0: free.
     pv_price_per_kwh: float = field(default=0.0, ge=-MAX_PRICE, le=MAX_PRICE)
 

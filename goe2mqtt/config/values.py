@@ -96,6 +96,9 @@ def literal(choices: tuple[Any, ...]) -> Convert:
     return convert
 
 
+# A key that takes text given a value YAML typed otherwise (true, a number, a date).
+TEXT_READ_AS_OTHER = "string_read_as_other"
+
 # type: (what it accepts, the error's kind, its message)
 SCALARS: dict[Any, tuple[Callable[[Any], bool], str, str]] = {
     bool: (lambda v: isinstance(v, bool), "bool_type", "a valid boolean"),
@@ -206,6 +209,9 @@ def scalar(
             elif parsing is not None and isinstance(value, str):
                 # Text where a number was wanted: "2000" quoted, 1.5e3 (YAML's text)
                 errors.append(Problem(loc, parsing[0], f"Input should be {words}, {parsing[1]}"))
+            elif error == "string_type" and value is not None:
+                # Text YAML read as something else: on, 123, 2026-06-01 (quote it).
+                errors.append(Problem(loc, TEXT_READ_AS_OTHER, f"Input should be {words}"))
             else:
                 errors.append(Problem(loc, error, f"Input should be {words}"))
             return BAD

@@ -22,7 +22,7 @@ from goe2mqtt.catalogue.facts import DeviceFacts
 from goe2mqtt.catalogue.model import PRESS
 from goe2mqtt.catalogue.writes import number_range
 from goe2mqtt.mqtt.topics import Topics
-from goe2mqtt.util.text import without_none
+from goe2mqtt.util.text import entity_slug, without_none
 
 ORIGIN = {"name": "goe2mqtt", "sw_version": __version__, "support_url": PROJECT_URL}
 # State topics say null for unknown (what JSON readers such as Node-RED understand);
@@ -46,13 +46,14 @@ def discovery_topic(prefix: str, base_topic: str, charger: str, entity: EntityDe
 
 def name_collisions(chargers: Sequence[str]) -> list[str]:
     """Charger names whose entities would share discovery topics and entity ids
-    (garage + card_0_energy = garage_card_0 + energy): one problem per pair, naming
-    both keys."""
+    (garage + card_0_energy = garage_card_0 + energy), as Home Assistant makes the ids
+    (garage-1 and garage_1 both make garage_1_energy_total): one problem per pair,
+    naming both keys."""
     owner: dict[str, int] = {}
     clashes: dict[tuple[int, int], str] = {}  # (index, earlier index) -> a shared id
     for index, name in enumerate(chargers):
         for entity in ENTITIES:
-            object_id = f"{name}_{entity.key}"
+            object_id = entity_slug(f"{name}_{entity.key}")
             other = owner.setdefault(object_id, index)
             if other != index:
                 clashes.setdefault((index, other), object_id)

@@ -35,8 +35,9 @@ SUMMARIES = ("month,card", "month,charger")
 
 
 def cents(amount: float) -> float:
-    """A cost as shown and totalled: 2 decimals."""
-    return round(amount, 2)
+    """A cost as shown and totalled: 2 decimals (+ 0.0: a cost under half a cent below
+    zero, at a negative price, rounds to -0.0, which JSON shows as -0.0)."""
+    return round(amount, 2) + 0.0
 
 
 def new_id(charger: str, started: float) -> str:

@@ -32,10 +32,15 @@ def finite_number(value: Any) -> int | float | None:
 
 def lenient_number(value: Any) -> Any:
     """A number typed as text ("16", " -250.5 ") becomes that number; anything else
-    is returned as it is, for the caller's own check (finite_number)."""
+    is returned as it is, for the caller's own check (finite_number). Only as people
+    write numbers: Python's float() reads "1_5" as 15 and the digits of every script
+    ("\u0661\u0666" as 16), and a price of "0_3" was taken as 3.0."""
     if isinstance(value, str):
+        text = value.strip()
+        if not text.isascii() or "_" in text:
+            return value
         try:
-            return float(value.strip())
+            return float(text)
         except ValueError:
             return value
     return value

@@ -42,10 +42,13 @@ def private_dir(path: Path) -> None:
 def unusable_dir(path: Path) -> tuple[str, bool] | None:
     """Why the bridge could not keep its files in ``path``, and whether that is sure
     (False: only this user may not write there, perhaps not the daemon's); None: fine."""
-    missing = _missing(path)
-    nearest = missing[-1].parent if missing else path  # where the missing would be made
-    if not nearest.is_dir():
-        return f"{nearest} is not a directory", True
+    try:
+        missing = _missing(path)
+        nearest = missing[-1].parent if missing else path  # where the missing would be made
+        if not nearest.is_dir():
+            return f"{nearest} is not a directory", True
+    except OSError as exc:  # a name longer than the file system takes: exists() raises
+        return f"{path}: {exc.strerror or exc}", True
     if not os.access(nearest, os.W_OK | os.X_OK):
         return f"{nearest} is not writable by this user", False
     return None

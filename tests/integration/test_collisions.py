@@ -7,6 +7,8 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
+
 from goe2mqtt.catalogue import ENTITIES
 from goe2mqtt.config.settings import parse_settings
 from goe2mqtt.homeassistant.discovery import node_id
@@ -29,6 +31,30 @@ def test_charger_names_whose_entities_collide_are_refused_naming_both(
     assert done.returncode == 2, done
     assert "chargers[1].name: 'garage_card_0' and chargers[0].name 'garage'" in done.stderr
     assert "rename one of them" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [("garage-1", "garage_1"), ("garage", "garage_"), ("garage_1", "garage__1"),
+     ("garage", "garage-card-0")],
+)  # fmt: skip
+def test_names_home_assistant_makes_one_entity_id_of_are_refused(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path, first: str, second: str
+) -> None:
+    """Home Assistant makes an entity id of a slug: every run of - and _ one _, none at
+    the ends (homeassistant.util.slugify of the device's and the entity's names, checked
+    with the tests' 2024.3.3). garage-1 and garage_1 both make
+    sensor.garage_1_energy_total: the second charger's entities got ids ending _2, which
+    one by the order the configs came, and the check passed them."""
+    raw = make_settings(broker, simulator, chargers=("garage", "carport"))
+    raw["chargers"][0]["name"], raw["chargers"][1]["name"] = first, second
+    done = subprocess.run(
+        [sys.executable, "-m", "goe2mqtt", "check-config", "--config",
+         str(write_config(tmp_path, raw))],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done
+    assert f"chargers[1].name: '{second}' and chargers[0].name '{first}'" in done.stderr
 
 
 async def test_an_installation_never_removes_another_ones_discovery(

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -199,6 +200,21 @@ def test_check_config_refuses_a_state_dir_the_daemon_could_not_use(tmp_path: Pat
     assert "state_dir" not in result.stderr
 
 
+def test_check_config_refuses_a_state_dir_no_file_system_can_name(tmp_path: Path) -> None:
+    """A directory name longer than the file system takes (255 bytes): the daemon stops
+    with exit 2 ("cannot open the command journal ... File name too long"); check-config
+    crashed with a traceback (exit 1) where it names the key."""
+    raw = base()
+    raw["state_dir"] = str(tmp_path / ("d" * 300) / "state")
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    result = _cli("check-config", "--config", str(path))
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert "config error: state_dir: " in result.stderr
+    assert "name too long" in result.stderr
+
+
 def test_check_config_refuses_a_price_with_a_leading_zero(tmp_path: Path) -> None:
     """YAML 1.1 reads 030 as the octal number 24: check-config says so, naming the key."""
     path = tmp_path / "config.yaml"
@@ -209,3 +225,29 @@ def test_check_config_refuses_a_price_with_a_leading_zero(tmp_path: Path) -> Non
     assert "octal number 24: write 30" in result.stderr
     path.write_text(yaml.safe_dump(base()) + "tariff:\n  price_per_kwh: 0.30\n")
     assert _cli("check-config", "--config", str(path)).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("where", "key"),
+    [(("mqtt",), "base_topic"), (("mqtt",), "discovery_prefix"), (("tariff",), "price_topic"),
+     (("chargers", 0), "mqtt_prefix")],
+)  # fmt: skip
+def test_a_topic_longer_than_mqtt_holds_is_a_config_error_naming_its_key(
+    tmp_path: Path, where: tuple[str | int, ...], key: str
+) -> None:
+    """MQTT holds a topic of at most 65 535 bytes. A base_topic of 70 000 characters
+    passed check-config, and the bridge then crashed at start-up (paho: Invalid
+    subscription filter; exit 1, a traceback, a restart loop under systemd) instead of
+    exit 2 naming the key."""
+    raw = base()
+    section: Any = raw
+    for step in where:
+        section = section.setdefault(step, {}) if isinstance(step, str) else section[step]
+    section[key] = "a" * 70_000
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    dotted = ".".join(f"[{s}]" if isinstance(s, int) else s for s in where).replace(".[", "[")
+    for command in (("check-config", "--config", str(config)), ("--config", str(config))):
+        result = _cli(*command)
+        assert result.returncode == 2, (command, result.stderr[-2000:])
+        assert f"{dotted}.{key}:" in result.stderr, result.stderr[-2000:]

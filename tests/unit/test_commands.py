@@ -121,10 +121,15 @@ def test_non_utf8_payload_is_refused() -> None:
         (0, None, "car state unknown: nothing to do"),
         (5, None, "car state error: nothing to do"),
         (None, None, "car state unknown"),
+        # As the catalogue reads car (Home Assistant's car status): 2.0 is charging,
+        # true and 10**400 are no car state (true was taken as 1, "no car connected").
+        (2.0, [{"frc": 1}], None),
+        (True, None, "car state unknown: nothing to do"),
+        (10**400, None, "car state unknown: nothing to do"),
     ],
 )
 def test_button_acts_on_the_car_state(
-    car: int | None, calls: list[dict[str, Any]] | None, reason: str | None
+    car: float | None, calls: list[dict[str, Any]] | None, reason: str | None
 ) -> None:
     status = {**STATUS, "car": car}
     if calls is not None:

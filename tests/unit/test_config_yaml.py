@@ -84,6 +84,27 @@ def test_a_number_where_text_belongs_says_to_quote_it(tmp_path: Path) -> None:
     assert "4711081500" not in str(caught.value)
 
 
+@pytest.mark.parametrize("name", ["on", "no", "123", "2026-06-01"])
+def test_a_name_yaml_reads_as_no_text_says_to_quote_it(tmp_path: Path, name: str) -> None:
+    """A charger named on (or no, 123, a date) is what the pattern allows; YAML 1.1 reads
+    it as true (false, a number, a date), and the problem said "use only a-z, 0-9, _ and
+    -": the name the user wrote is just that. The problem says to quote it."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "mqtt: {host: 127.0.0.1}\n"
+        f"chargers: [{{name: {name}, serial: '012345', token: abcdefghijklmnop}}]\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, {})
+    assert caught.value.problems == (
+        'chargers[0].name: must be text: quote it in YAML ("..."); use only a-z, 0-9, _ and'
+        " - (it becomes an MQTT topic level)",
+    )
+    # Quoted, it is the name.
+    config.write_text(config.read_text().replace(f"name: {name}", f'name: "{name}"'))
+    assert load_settings(config, {}).chargers[0].name == name
+
+
 @pytest.mark.parametrize(
     ("section", "problem"),
     [

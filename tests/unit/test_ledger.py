@@ -4,6 +4,7 @@ store and the books: test_ledger_books.py)."""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -77,6 +78,19 @@ def test_a_session_opens_with_the_car_counts_eto_and_closes_when_it_is_gone() ->
     assert record["start"].endswith("+00:00")
     assert not record["flagged"]
     assert t.open is None
+
+
+def test_a_cost_under_half_a_cent_below_zero_is_0_not_minus_0() -> None:
+    """Negative prices are real: 5 Wh at -0.05 a kWh is -0.00025, in cents -0.0, which
+    JSON keeps: the session/ended record and Home Assistant's cost said -0.0."""
+    t, clock = tracker(price=-0.05), Clock()
+    feed(t, clock, status(eto=100_000))
+    clock.advance(60)
+    feed(t, clock, status(eto=100_005, wh=5.0))
+    clock.advance(60)
+    closed = feed(t, clock, status(car=1, eto=100_005, wh=5.0)).closed[0]
+    assert closed.energy_wh == 5
+    assert json.dumps(closed.public()["cost"]) == "0.0"
 
 
 def test_energy_is_eto_end_minus_start_whatever_wh_does() -> None:
@@ -477,7 +491,8 @@ def test_price_payloads_a_number_or_an_object(payload: bytes, price: float) -> N
 
 @pytest.mark.parametrize(
     "payload", [b"NaN", b"Infinity", b"unavailable", b"1e400", b"1001", b'{"price": "x"}',
-                b"true", b"[1]", b"\xff"],
+                b"true", b"[1]", b"\xff",
+                b'"0_3"', '"\u0660.\u0663"'.encode()],  # Python's float() reads 3.0, 0.3
 )  # fmt: skip
 def test_bad_prices_are_refused_and_the_last_good_one_stays(payload: bytes) -> None:
     price = TopicPrice("p/now")

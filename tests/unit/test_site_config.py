@@ -151,9 +151,10 @@ def test_the_example_documents_every_site_key() -> None:
             assert f"{key}:" in text, f"config.example.yaml does not document {key}"
 
 
-@pytest.mark.parametrize("name", ["site", "site_house"])
+@pytest.mark.parametrize("name", ["site", "site_house", "site-house", "site-", "site__house"])
 def test_charger_names_of_the_sites_topics_and_ids_are_reserved(name: str) -> None:
-    """site_house + its mode entity would be the site's own Home Assistant object id."""
+    """site_house + its mode entity would be the site's own Home Assistant object id;
+    so would site-house's: Home Assistant makes one id of - and _ (and of runs of them)."""
     raw = config(site(chargers=[{"name": "garage"}]))
     raw["chargers"].append({"name": name, "host": "192.168.1.22"})
     with pytest.raises(ConfigError) as caught:

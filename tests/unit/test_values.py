@@ -3,6 +3,7 @@ measure, a charger's text without control characters and within HA's 255 charact
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -96,3 +97,15 @@ def test_texts_are_cleaned_for_states_facts_and_card_options() -> None:
     assert remembered.sw_version == "60"
     choices = transaction_choices({"c0n": "Al\x00ice\u202e", "c1n": "\x00"})
     assert (choices[1], choices[2]) == ("Alice", "card_1")
+
+
+def test_a_negative_zero_is_zero_in_every_rendering() -> None:
+    """JSON keeps the sign of zero: pgrid -0.0 (a meter at rest) reached the JSON state
+    as -0.0 beside the leaf topic's 0, and the status page showed "-0 W"."""
+    nrg = [*_status()["nrg"]]
+    nrg[11] = -0.0
+    states, problems = read_states(_status(nrg=nrg, pgrid=-0.0, eto=-0.0, ate=-0.0))
+    assert not problems
+    for key in ("charging_power", "grid_power", "energy_total", "next_trip_energy"):
+        assert states[key] == 0
+        assert json.dumps(states[key]) in ("0", "0.0"), key

@@ -82,6 +82,14 @@ def test_entity_commands_take_values_as_their_state_shows_them(
         ("use_pv_surplus", "2", "on or off"),
         ("max_current", "20", "between 6 and 16 A (11 kW variant), got 20"),
         ("max_current", "10.5", "max_current must be a whole number, got 10.5"),
+        # A current is an integer, as change_charging_power's: these were sent as 6 and 8 A.
+        ("max_current", "6.0000000001", "max_current must be a whole number"),
+        ("temporary_current_limit", "7.999999999", "must be a whole number"),
+        ("min_current", '"6.0000000001 "', "must be a whole number"),
+        # Text is a number as people write it, not as Python's float() reads it: 1_5 was
+        # 15 kWh, and digits of other scripts were read too.
+        ("energy_limit", '"1_5"', "energy_limit must be a number"),
+        ("max_current", '"\u0661\u0666"', "max_current must be a number"),
         ("grid_target", "1e9", "between -100000 and 100000 W"),
         ("grid_target", "NaN", "must be a number"),
         ("transaction", "Carol", "must be one of no_transaction, no_card, Alice, Bob, card_2"),
@@ -106,6 +114,19 @@ def test_the_current_ceiling_follows_cable_adapter_and_temperature() -> None:
     # A limit below the minimum leaves no room: the range collapses, nothing above passes.
     assert current_bounds({**status, "amt": 0})[:2] == (6, 6)
     assert current_bounds({})[:2] == (6, 32)  # nothing known: go-e's hardware range
+
+
+def test_a_limit_said_as_a_whole_float_is_the_limit_the_catalogue_shows() -> None:
+    """The catalogue reads cbl 20.0 as 20 (Home Assistant's Cable current limit shows
+    20); the command's ceiling took only an int, so the cable's limit was not one and a
+    set of 25 A went to a 20 A cable."""
+    status = {**STATUS, "ama": 32.0, "cbl": 20.0, "adi": False, "amt": 32.0}
+    assert current_bounds(status) == (6, 20, "cable limit 20 A")
+    assert "between 6 and 20 A (cable limit 20 A), got 25" in refused(
+        "change_charging_power", "25", status
+    )
+    assert current_bounds({**status, "cbl": 20.5})[:2] == (6, 32)  # no current limit is 20.5
+    assert current_bounds({**status, "cbl": True})[:2] == (6, 32)
 
 
 def test_generic_set_takes_go_e_keys_in_go_e_units_validated_like_their_entity() -> None:
