@@ -95,32 +95,23 @@ async def send(
                 log.debug("mqtt_batch_sent", messages=delivered[0])
                 delivered[0] = 0
 
-    async def until_owed(within: float) -> None:
-        """Until something more is owed (or the connection failed): ``within`` s at most."""
-        store._dirty_added.clear()
-        waiter: asyncio.Future[Any] = asyncio.ensure_future(store._dirty_added.wait())
+    async def until_set(event: asyncio.Event, within: float) -> None:
+        """Until ``event`` is set anew (something more owed, the ceiling's rate changed)
+        or the connection failed: ``within`` s at most."""
+        event.clear()
+        waiter: asyncio.Future[Any] = asyncio.ensure_future(event.wait())
         try:
             first = asyncio.FIRST_COMPLETED
             await asyncio.wait({waiter, failure}, timeout=within, return_when=first)
         finally:
             waiter.cancel()  # the sender cancelled meanwhile too
 
-    async def until_repaced(within: float) -> None:
-        """Until the ceiling's rate changed (or the connection failed): ``within`` s at most."""
-        store._repaced.clear()
-        waiter: asyncio.Future[Any] = asyncio.ensure_future(store._repaced.wait())
-        try:
-            first = asyncio.FIRST_COMPLETED
-            await asyncio.wait({waiter, failure}, timeout=within, return_when=first)
-        finally:
-            waiter.cancel()
-
     try:
         while True:
             if failure.done():
                 failure.result()
             if not store._owes():
-                await until_owed(PACK_AFTER)
+                await until_set(store._dirty_added, PACK_AFTER)
                 if store.packing.due():  # quiet: what stayed unchanged is packed now
                     store.packing.sweep(store.retained)
                 continue
@@ -132,7 +123,7 @@ async def send(
                     # new rate does (a stop's flush): a family's debt at 10 a second
                     # held the sender 13 s, past the flush's window.
                     slots.release()
-                    await until_repaced(wait)
+                    await until_set(store._repaced, wait)
                     continue
             bulk = store._bulk()
             if bulk:
@@ -141,7 +132,7 @@ async def send(
                     # Woken by what is owed meanwhile: a change goes at once, ahead of a
                     # re-send (mqtt/owed.py); behind a start-up's family it keeps its place.
                     slots.release()
-                    await until_owed(wait)
+                    await until_set(store._dirty_added, wait)
                     continue
                 store.pace.spend(bulk)
             taken = store._take()
