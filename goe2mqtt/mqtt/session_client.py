@@ -164,10 +164,10 @@ class SessionClient(aiomqtt.Client):
         ) -> None:
             if not getattr(code, "is_failure", False):
                 self._largest_out = getattr(props, "MaximumPacketSize", None) if v5 else None
-                self._refuse_owed_too_large()
                 if not flags.session_present:
-                    self._session_lost()
+                    self._session_lost()  # may turn a PUBREL owed into a PUBLISH
                     on_new_session()
+                self._refuse_owed_too_large()
                 if self._in_flight is not None:
                     self._in_flight.connected(props)
             aiomqtt_on_connect(client, userdata, flags, code, props)
