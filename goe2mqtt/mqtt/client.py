@@ -217,7 +217,9 @@ def refuse_larger(paho: Any, largest: int) -> None:
         packet = paho._in_packet
         if packet["have_remaining"]:  # reading a packet's body: its size is known
             size = 1 + len(packet["remaining_count"]) + packet["remaining_length"]
-            if size > largest:
+            # Mosquitto counts what it sends us without its first byte: it sends a packet
+            # of largest + 1. Refused, it came again at every connect (one unacknowledged).
+            if size > largest + 1:
                 log.warning("mqtt_packet_too_large", size=size, largest=largest,
                             action="connection ended, nothing of it read")  # fmt: skip
                 # paho ends the connection on an OSError here (the session reconnects).

@@ -20,6 +20,7 @@ from paho.mqtt.client import (
     MQTT_ERR_SUCCESS,
     MQTTMessage,
     mqtt_ms_publish,
+    mqtt_ms_queued,
     mqtt_ms_resend_pubrel,
     mqtt_ms_wait_for_puback,
     mqtt_ms_wait_for_pubcomp,
@@ -164,8 +165,9 @@ class SessionClient(aiomqtt.Client):
             if not getattr(code, "is_failure", False):
                 self._largest_out = getattr(props, "MaximumPacketSize", None) if v5 else None
                 if not flags.session_present:
-                    self._session_lost()
+                    self._session_lost()  # may turn a PUBREL owed into a PUBLISH
                     on_new_session()
+                self._refuse_owed_too_large()
                 if self._in_flight is not None:
                     self._in_flight.connected(props)
             aiomqtt_on_connect(client, userdata, flags, code, props)
@@ -190,6 +192,25 @@ class SessionClient(aiomqtt.Client):
         paho._mid_generate = mid_generate  # type: ignore[method-assign]
         paho.on_publish = on_publish
         paho.on_connect = on_connect
+
+    def _refuse_owed_too_large(self) -> None:
+        """In the CONNACK's callback, before paho resends: a publish it holds past this
+        broker's Maximum Packet Size (checked on an earlier connection, or resumed from an
+        earlier process) is dropped, refused; sent, it would end every connection."""
+        largest, paho = self._largest_out, self._client
+        for mid, message in list(paho._out_messages.items()):
+            if largest is None or message.state not in (mqtt_ms_publish, mqtt_ms_queued):
+                continue  # no limit; or a PUBREL is owed (a few bytes), or it is out
+            props = {"properties": message.properties}
+            size = _publish_size(message.topic, message.payload, message.qos, props)
+            if size <= largest:
+                continue
+            del paho._out_messages[mid]
+            log.warning("mqtt_owed_publish_too_large", topic=message.topic, size=size,
+                        largest=largest, action="dropped, refused")  # fmt: skip
+            once = self._once.pop(mid, None)
+            if once is not None and not once[1].done():
+                once[1].set_exception(PublishRefused(once[0], f"{TOO_LARGE} ({largest} bytes)"))
 
     def _session_lost(self) -> None:
         """The broker kept no session: a QoS 2 publish it had acknowledged with PUBREC
