@@ -229,6 +229,20 @@ def refuse_larger(paho: Any, largest: int) -> None:
     paho._sock_recv = sock_recv
 
 
+def publish_size(topic: str, payload: Any, qos: int, kwargs: dict[str, Any]) -> int:
+    """The size of the PUBLISH packet paho makes (MQTT 5): fixed header, topic, packet
+    id, properties (their length alone when none), payload (as paho encodes it)."""
+    properties = kwargs.get("properties")
+    packed = len(properties.pack()) if properties is not None else 1
+    if isinstance(payload, (bytes, bytearray)):
+        data = len(payload)
+    else:
+        data = 0 if payload is None else len(str(payload).encode())
+    remaining = 2 + len(topic.encode()) + (2 if qos else 0) + packed + data
+    length_bytes = next(n for n in (1, 2, 3, 4) if remaining < 128**n)
+    return 1 + length_bytes + remaining
+
+
 class PublishRefused(aiomqtt.MqttError):
     """The broker answered a publish with a failure reason code (MQTT 5), e.g. an
     ACL's "not authorized": it did not take the message."""

@@ -36,6 +36,7 @@ from goe2mqtt.mqtt.client import (
     MqttOptions,
     PublishRefused,
     _connection,
+    publish_size,
     refuse_larger,
 )
 from goe2mqtt.mqtt.in_flight import InFlight
@@ -202,7 +203,7 @@ class SessionClient(aiomqtt.Client):
             if largest is None or message.state not in (mqtt_ms_publish, mqtt_ms_queued):
                 continue  # no limit; or a PUBREL is owed (a few bytes), or it is out
             props = {"properties": message.properties}
-            size = _publish_size(message.topic, message.payload, message.qos, props)
+            size = publish_size(message.topic, message.payload, message.qos, props)
             if size <= largest:
                 continue
             del paho._out_messages[mid]
@@ -302,7 +303,7 @@ class SessionClient(aiomqtt.Client):
         next runs), ``on_taken(packet_id)`` when the broker's PUBREC came, before our
         PUBREL. Connected or not: paho keeps it and sends it when a connection is up."""
         largest = self._largest_out
-        if largest is not None and _publish_size(topic, payload, 2, {}) > largest:
+        if largest is not None and publish_size(topic, payload, 2, {}) > largest:
             refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             too_large = f"{TOO_LARGE} ({largest} bytes)"
             refused.set_exception(PublishRefused(topic, too_large))
@@ -346,7 +347,7 @@ class SessionClient(aiomqtt.Client):
     ) -> None:
         _LAST_MID.set(None)
         largest = self._largest_out
-        if largest is not None and _publish_size(topic, payload, qos, kwargs) > largest:
+        if largest is not None and publish_size(topic, payload, qos, kwargs) > largest:
             too_large = f"{TOO_LARGE} ({largest} bytes)"
             raise PublishRefused(topic, too_large)
         await super().publish(topic, payload, qos, retain, **kwargs)
@@ -354,20 +355,6 @@ class SessionClient(aiomqtt.Client):
         reason = None if mid is None else self._refused.pop(mid, None)
         if reason is not None:
             raise PublishRefused(topic, reason)
-
-
-def _publish_size(topic: str, payload: Any, qos: int, kwargs: dict[str, Any]) -> int:
-    """The size of the PUBLISH packet paho makes (MQTT 5): fixed header, topic, packet
-    id, properties (their length alone when none), payload (as paho encodes it)."""
-    properties = kwargs.get("properties")
-    packed = len(properties.pack()) if properties is not None else 1
-    if isinstance(payload, (bytes, bytearray)):
-        data = len(payload)
-    else:
-        data = 0 if payload is None else len(str(payload).encode())
-    remaining = 2 + len(topic.encode()) + (2 if qos else 0) + packed + data
-    length_bytes = next(n for n in (1, 2, 3, 4) if remaining < 128**n)
-    return 1 + length_bytes + remaining
 
 
 def new_client(

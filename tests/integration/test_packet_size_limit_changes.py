@@ -15,9 +15,8 @@ import asyncio
 import aiomqtt
 import pytest
 
-from goe2mqtt.mqtt.client import MqttOptions, Subscription
+from goe2mqtt.mqtt.client import MAX_INBOUND_PACKET, MqttOptions, Subscription, publish_size
 from goe2mqtt.mqtt.session import MqttSession, PublishRefused
-from goe2mqtt.mqtt.session_client import MAX_INBOUND_PACKET, _publish_size
 from goe2mqtt.sim.broker import MosquittoBroker
 
 from ..conftest import WAIT, MqttProbe, cancel, until
@@ -63,7 +62,7 @@ async def test_a_message_mosquitto_sends_at_our_maximum_plus_its_header_byte_is_
                               availability_topic="mpi/availability", bulk_rate=0)  # fmt: skip
         topic = "mpi/cmd/x"
         size = next(n for n in range(MAX_INBOUND_PACKET - 64, MAX_INBOUND_PACKET)
-                    if _publish_size(topic, b"x" * n, 1, {}) == MAX_INBOUND_PACKET + 1)  # fmt: skip
+                    if publish_size(topic, b"x" * n, 1, {}) == MAX_INBOUND_PACKET + 1)  # fmt: skip
         got: list[int] = []
         session = MqttSession(options, [Subscription("mpi/cmd/+", qos=1)],
                               reconnect_delays=(0.1,))  # fmt: skip
