@@ -163,11 +163,14 @@ def _shard_part(settings: Settings) -> str:
 def _load(path: str, report: bool = False) -> Settings | None:
     """The settings, or None after printing every problem (``report``: for a command
     that reads only the bridge's files, which needs no secret's ${VAR})."""
+    from goe2mqtt.homeassistant.bridge_device import bridge_id_collisions
     from goe2mqtt.homeassistant.discovery import name_collisions
 
     try:
         settings = (load_report_settings if report else load_settings)(path)
-        collisions = name_collisions([c.name for c in settings.chargers])
+        names = [c.name for c in settings.chargers]
+        shards = None if settings.shard is None else settings.shard.count
+        collisions = name_collisions(names) + bridge_id_collisions(names, shards)
         if collisions:
             raise ConfigError(*collisions)
         return settings

@@ -7,13 +7,15 @@ uptime) and are unavailable when the bridge is.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from goe2mqtt import __version__
+from goe2mqtt.catalogue import ENTITIES
 from goe2mqtt.homeassistant.discovery import ORIGIN, node_id
 from goe2mqtt.mqtt.topics import Topics
-from goe2mqtt.util.text import slug, without_none
+from goe2mqtt.util.text import entity_slug, slug, without_none
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,10 +64,34 @@ def bridge_node_id(topics: Topics) -> str:
     return f"{node_id(topics.base)}_bridge{suffix}"
 
 
+def bridge_name(shard: int | None) -> str:
+    return "goe2mqtt" if shard is None else f"goe2mqtt shard {shard}"
+
+
+def bridge_id_collisions(chargers: Sequence[str], shards: int | None) -> list[str]:
+    """Charger names one of whose sensors would take the id of the bridge device's own
+    (goe2mqtt_last + error is sensor.goe2mqtt_last_error, the bridge's Last error): Home
+    Assistant gives whichever came second an id ending _2. Every shard's bridge counts:
+    the chargers are the whole fleet's."""
+    devices = [None] if shards is None else [None, *range(shards)]
+    bridge = {f"{slug(bridge_name(s))}_{b.key}" for s in devices for b in BRIDGE_SENSORS}
+    problems = []
+    for index, name in enumerate(chargers):
+        for entity in ENTITIES:
+            object_id = entity_slug(f"{name}_{entity.key}")
+            if entity.component == "sensor" and object_id in bridge:
+                problems.append(
+                    f"chargers[{index}].name: '{name}' would share Home Assistant's"
+                    f" sensor.{object_id} with the bridge's own device: rename the charger"
+                )
+                break
+    return problems
+
+
 def render_bridge_discovery(*, prefix: str, topics: Topics) -> dict[str, str]:
     """topic -> JSON payload for the bridge device's sensors."""
     node = bridge_node_id(topics)
-    name = "goe2mqtt" if topics.shard is None else f"goe2mqtt shard {topics.shard}"
+    name = bridge_name(topics.shard)
     # The entity ids old HA derives (device name + entity name) and new HA is told.
     object_prefix = slug(name)
     device = {

@@ -57,6 +57,31 @@ def test_names_home_assistant_makes_one_entity_id_of_are_refused(
     assert f"chargers[1].name: '{second}' and chargers[0].name '{first}'" in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("name", "shard"),
+    [("goe2mqtt_last", None), ("goe2mqtt-last", None), ("goe2mqtt_shard_1_last", 2)],
+)
+def test_a_charger_name_making_the_bridge_devices_entity_ids_is_refused(
+    broker: MosquittoBroker, simulator: Simulator, tmp_path: Path, name: str, shard: int | None
+) -> None:
+    """The bridge's Last error sensor is sensor.goe2mqtt_last_error (a shard's,
+    sensor.goe2mqtt_shard_1_last_error): a charger named goe2mqtt_last made the same id of
+    its error sensor, and Home Assistant gave the second one to arrive an id ending _2."""
+    raw = make_settings(broker, simulator, chargers=("garage", "carport"))
+    raw["chargers"][1]["name"] = name
+    if shard is not None:
+        raw["shard"] = {"index": 0, "count": shard}
+        raw["mqtt"]["client_id"] = "goe2mqtt-{shard}"
+    done = subprocess.run(
+        [sys.executable, "-m", "goe2mqtt", "check-config", "--config",
+         str(write_config(tmp_path, raw))],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done
+    assert f"chargers[1].name: '{name}' would share" in done.stderr
+    assert "with the bridge's own device: rename the charger" in done.stderr
+
+
 async def test_an_installation_never_removes_another_ones_discovery(
     broker: MosquittoBroker, simulator: Simulator
 ) -> None:
