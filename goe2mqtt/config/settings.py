@@ -283,9 +283,16 @@ class Settings(Section):
             if self.sites and (ids == "site" or ids.startswith("site_")):
                 # {base}/site/... holds the sites' topics, site_{site}_{key} their
                 # Home Assistant object ids (beside the chargers' {charger}_{key})
+                # site-house: the name the user wrote begins no 'site_': say why it is
+                read = (
+                    ""
+                    if ids == charger.name
+                    else f"; Home Assistant reads '{charger.name}' as {ids}"
+                )
                 problems.append(
                     f"chargers[{index}].name: 'site' and names beginning 'site_' are"
-                    " reserved while sites are set"
+                    " reserved while sites are set (the sites' topics and Home Assistant ids"
+                    f"{read}): rename the charger"
                 )
         if self.sites and self.shard is not None:
             problems.append(

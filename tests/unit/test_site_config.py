@@ -161,8 +161,15 @@ def test_charger_names_of_the_sites_topics_and_ids_are_reserved(name: str) -> No
         parse_settings(raw)
     assert any(
         p.startswith("chargers[2].name: 'site' and names beginning 'site_' are reserved")
+        and p.endswith(": rename the charger")
         for p in caught.value.problems
     ), caught.value.problems
+    if name not in ("site", "site_house"):
+        # The name the user wrote begins no 'site_': the problem says why it counts.
+        assert any(
+            "; Home Assistant reads" in p and f"'{name}' as site" in p
+            for p in caught.value.problems
+        ), caught.value.problems
     raw["sites"] = []
     assert parse_settings(raw).chargers[2].name == name  # without sites, any name
 
