@@ -31,7 +31,8 @@ from goe2mqtt.mqtt.stream import StreamConnection
 from goe2mqtt.mqtt.writes import MAX_QUEUED_PACKETS
 from goe2mqtt.sim.broker import MosquittoBroker
 
-from ..conftest import WAIT, MqttProbe, cancel, until
+from ..conftest import WAIT, cancel, until
+from ..limited_broker import session_at_limit
 
 CONNACK_V5 = b"\x20\x03\x00\x00\x00"  # session not present, success, no properties
 
@@ -169,50 +170,28 @@ async def test_a_topic_past_the_brokers_maximum_packet_size_is_refused_not_sent(
     sent it again first thing on the next connection, and so on, for good: every other
     change waited, and the bridge said offline. It is refused instead (bridge/info's
     refused), and everything else goes out on the same connection."""
-    with MosquittoBroker(extra_config=("max_packet_size 2000",)) as small_broker:
-        host, port = small_broker.host, small_broker.port
-        options = MqttOptions(host=host, port=port, client_id="hostile-mps",
-                              availability_topic="mps/availability", bulk_rate=0)  # fmt: skip
-        async with MqttProbe(host, port, ["mps/#"]) as probe:
-            session = MqttSession(options, [Subscription("mps/cmd/+", qos=1)],
-                                  reconnect_delays=(0.1,))  # fmt: skip
-            running = asyncio.create_task(session.run(lambda message: None))
-            try:
-                await until(lambda: session.connected, "connected")
-                with structlog.testing.capture_logs() as logs:
-                    await session.publish_retained("mps/big", b"x" * 3000)
-                    await session.publish_retained("mps/small", b"after it")
-                    await until(lambda: "mps/big" in session.refused, "the big topic refused")
-                said = [e for e in logs if e["event"] == "mqtt_publish_refused"]
-                assert "max_packet_size" in said[0]["hint"]  # not the ACL's
-                await probe.wait_text("mps/small", "after it")
-                assert not session.disconnects, session.disconnects
-            finally:
-                await cancel(running)
-        assert all(m.topic != "mps/big" for m in probe.messages)
+    async with session_at_limit("mps", "hostile-mps") as (session, probe):
+        with structlog.testing.capture_logs() as logs:
+            await session.publish_retained("mps/big", b"x" * 3000)
+            await session.publish_retained("mps/small", b"after it")
+            await until(lambda: "mps/big" in session.refused, "the big topic refused")
+        said = [e for e in logs if e["event"] == "mqtt_publish_refused"]
+        assert "max_packet_size" in said[0]["hint"]  # not the ACL's
+        await probe.wait_text("mps/small", "after it")
+        assert not session.disconnects, session.disconnects
+    assert all(m.topic != "mps/big" for m in probe.messages)
 
 
 async def test_a_result_past_the_brokers_maximum_packet_size_is_refused_not_sent() -> None:
     """The same for a one-off (a command's result, QoS 2): refused, and the next one goes."""
-    with MosquittoBroker(extra_config=("max_packet_size 2000",)) as small_broker:
-        host, port = small_broker.host, small_broker.port
-        options = MqttOptions(host=host, port=port, client_id="hostile-mps-once",
-                              availability_topic="mpo/availability", bulk_rate=0)  # fmt: skip
-        async with MqttProbe(host, port, ["mpo/#"]) as probe:
-            session = MqttSession(options, [Subscription("mpo/cmd/+", qos=1)],
-                                  reconnect_delays=(0.1,))  # fmt: skip
-            running = asyncio.create_task(session.run(lambda message: None))
-            try:
-                await until(lambda: session.connected, "connected")
-                with pytest.raises(PublishRefused):
-                    async with asyncio.timeout(WAIT):
-                        await session.publish_once("mpo/result", b"x" * 3000)
-                async with asyncio.timeout(WAIT):
-                    await session.publish_once("mpo/result", b"after it")
-                await probe.wait_text("mpo/result", "after it")
-                assert not session.disconnects, session.disconnects
-            finally:
-                await cancel(running)
+    async with session_at_limit("mpo", "hostile-mps-once") as (session, probe):
+        with pytest.raises(PublishRefused):
+            async with asyncio.timeout(WAIT):
+                await session.publish_once("mpo/result", b"x" * 3000)
+        async with asyncio.timeout(WAIT):
+            await session.publish_once("mpo/result", b"after it")
+        await probe.wait_text("mpo/result", "after it")
+        assert not session.disconnects, session.disconnects
 
 
 async def test_the_session_connects_again_after_a_packet_too_large() -> None:

@@ -19,7 +19,8 @@ from goe2mqtt.mqtt.client import MAX_INBOUND_PACKET, MqttOptions, Subscription, 
 from goe2mqtt.mqtt.session import MqttSession, PublishRefused
 from goe2mqtt.sim.broker import MosquittoBroker
 
-from ..conftest import WAIT, MqttProbe, cancel, until
+from ..conftest import WAIT, cancel, until
+from ..limited_broker import session_at_limit
 
 
 async def test_a_resumed_result_past_the_brokers_maximum_is_refused_not_sent_forever() -> None:
@@ -27,27 +28,19 @@ async def test_a_resumed_result_past_the_brokers_maximum_is_refused_not_sent_for
     broker now takes 2000 bytes at most: resumed, paho sent it first thing on every
     connection and the broker ended each one. It is refused at the CONNACK instead, and
     the next result goes out on the same connection."""
-    with MosquittoBroker(extra_config=("max_packet_size 2000",)) as small_broker:
-        host, port = small_broker.host, small_broker.port
-        options = MqttOptions(host=host, port=port, client_id="mps-resumed",
-                              availability_topic="mpr/availability", bulk_rate=0)  # fmt: skip
-        async with MqttProbe(host, port, ["mpr/#"]) as probe:
-            session = MqttSession(options, [Subscription("mpr/cmd/+", qos=1)],
-                                  reconnect_delays=(0.1,))  # fmt: skip
-            session.resume_once("mpr/result", b"x" * 3000, 7, taken=False)
-            running = asyncio.create_task(session.run(lambda message: None))
-            try:
-                await until(lambda: session.connected, "connected")
-                with pytest.raises(PublishRefused):
-                    async with asyncio.timeout(WAIT):
-                        await session.publish_once("mpr/result", b"x" * 3000, packet_id=7)
-                async with asyncio.timeout(WAIT):
-                    await session.publish_once("mpr/result", b"after it")
-                await probe.wait_text("mpr/result", "after it")
-                assert not session.disconnects, session.disconnects
-                assert "mpr/result" in session.refused
-            finally:
-                await cancel(running)
+
+    def resume(session: MqttSession) -> None:
+        session.resume_once("mpr/result", b"x" * 3000, 7, taken=False)
+
+    async with session_at_limit("mpr", "mps-resumed", resume) as (session, probe):
+        with pytest.raises(PublishRefused):
+            async with asyncio.timeout(WAIT):
+                await session.publish_once("mpr/result", b"x" * 3000, packet_id=7)
+        async with asyncio.timeout(WAIT):
+            await session.publish_once("mpr/result", b"after it")
+        await probe.wait_text("mpr/result", "after it")
+        assert not session.disconnects, session.disconnects
+        assert "mpr/result" in session.refused
 
 
 async def test_a_message_mosquitto_sends_at_our_maximum_plus_its_header_byte_is_read() -> None:
