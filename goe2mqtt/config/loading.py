@@ -49,8 +49,15 @@ def node_problems(node: yaml.Node | None, path: str = "") -> list[str]:
             problems += node_problems(item, f"{path}[{index}]")
     elif _is_leading_zero(node):
         assert isinstance(node, yaml.ScalarNode)
-        if path.rsplit(".", 1)[-1] in SECRET_KEYS:  # never echoed, nor its octal
+        key = path.rsplit(".", 1)[-1]
+        if key in SECRET_KEYS:  # never echoed, nor its octal
             problems.append(f'{path}: must be text: quote it in YAML ("...")')
+        elif key == "serial":
+            # Serials often begin with 0; "write 12345" (a number's advice) is wrong here.
+            problems.append(
+                f"{path}: {node.value} unquoted is a number to YAML (octal"
+                f' {yaml.safe_load(node.value)}): quote the serial, serial: "{node.value}"'
+            )
         else:
             problems.append(f"{path}: {_leading_zero(node.value, node.tag)}")
     return problems

@@ -186,6 +186,19 @@ def test_a_number_with_a_leading_zero_is_refused_naming_its_key(
     assert caught.value.problems == (f"{config}: {problem}",)
 
 
+def test_a_serial_with_a_leading_zero_is_told_to_be_quoted(tmp_path: Path) -> None:
+    """serial: 012345 unquoted is octal 5349 to YAML: the number's advice ("write 12345")
+    would lead a newcomer astray, a serial is text of six digits."""
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG.replace("serial: '012345'", "serial: 012345"))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    assert caught.value.problems == (
+        f"{config}: chargers[0].serial: 012345 unquoted is a number to YAML (octal 5349):"
+        ' quote the serial, serial: "012345"',
+    )
+
+
 @pytest.mark.parametrize(
     ("lines", "problem"),
     [
