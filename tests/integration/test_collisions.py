@@ -6,6 +6,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,16 +19,21 @@ from goe2mqtt.sim.simulator import Simulator
 from ..conftest import MqttProbe, RunningBridge, make_settings, until, write_config
 
 
+def _check_config(tmp_path: Path, raw: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """check-config as a user runs it, on ``raw`` written to a file."""
+    return subprocess.run(
+        [sys.executable, "-m", "goe2mqtt", "check-config", "--config",
+         str(write_config(tmp_path, raw))],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
 def test_charger_names_whose_entities_collide_are_refused_naming_both(
     broker: MosquittoBroker, simulator: Simulator, tmp_path: Path
 ) -> None:
     raw = make_settings(broker, simulator, chargers=("garage", "carport"))
     raw["chargers"][1]["name"] = "garage_card_0"
-    done = subprocess.run(
-        [sys.executable, "-m", "goe2mqtt", "check-config", "--config",
-         str(write_config(tmp_path, raw))],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    done = _check_config(tmp_path, raw)
     assert done.returncode == 2, done
     assert "chargers[1].name: 'garage_card_0' and chargers[0].name 'garage'" in done.stderr
     assert "rename one of them" in done.stderr
@@ -48,11 +54,7 @@ def test_names_home_assistant_makes_one_entity_id_of_are_refused(
     one by the order the configs came, and the check passed them."""
     raw = make_settings(broker, simulator, chargers=("garage", "carport"))
     raw["chargers"][0]["name"], raw["chargers"][1]["name"] = first, second
-    done = subprocess.run(
-        [sys.executable, "-m", "goe2mqtt", "check-config", "--config",
-         str(write_config(tmp_path, raw))],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    done = _check_config(tmp_path, raw)
     assert done.returncode == 2, done
     assert f"chargers[1].name: '{second}' and chargers[0].name '{first}'" in done.stderr
 
@@ -72,11 +74,7 @@ def test_a_charger_name_making_the_bridge_devices_entity_ids_is_refused(
     if shard is not None:
         raw["shard"] = {"index": 0, "count": shard}
         raw["mqtt"]["client_id"] = "goe2mqtt-{shard}"
-    done = subprocess.run(
-        [sys.executable, "-m", "goe2mqtt", "check-config", "--config",
-         str(write_config(tmp_path, raw))],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    done = _check_config(tmp_path, raw)
     assert done.returncode == 2, done
     assert f"chargers[1].name: '{name}' would share" in done.stderr
     assert "with the bridge's own device: rename the charger" in done.stderr
