@@ -136,7 +136,7 @@ def car_code(status: Status) -> int | None:
     for anything else: everything that acts on or shows the car reads it so (the
     button took true for 1, "no car"; /metrics failed on 10**400)."""
     try:
-        code = integer("car")(status) if "car" in status else None
+        code = integer("car")(status)  # missing: Unreadable too
     except Unreadable:
         return None
     return code if isinstance(code, int) else None

@@ -99,13 +99,18 @@ def unconfirmed_values(
 
 
 def _shown(actual: Any) -> Any:
-    return None if is_number(actual) and finite_number(actual) is None else actual
+    return None if _beyond_float(actual) else actual
+
+
+def _beyond_float(actual: Any) -> bool:
+    """A number no float holds (10**400, -2**60, an infinity): a charger's garbage."""
+    return is_number(actual) and finite_number(actual) is None
 
 
 def _same(actual: Any, expected: JsonValue) -> bool:
     if isinstance(actual, bool) != isinstance(expected, bool):
         return False
-    if is_number(actual) and finite_number(actual) is None:
+    if _beyond_float(actual):
         # No float holds it, so it is not what we set; abs(10**400 - 123.4) below
         # raised OverflowError, and the command's result was "internal error".
         return False
