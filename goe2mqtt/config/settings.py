@@ -35,7 +35,7 @@ from goe2mqtt.config.site import SiteSettings as SiteSettings
 from goe2mqtt.config.tariff import SessionsSettings, TariffSettings
 from goe2mqtt.config.values import Context, Invalid, SecretStr
 from goe2mqtt.util.numbers import is_number as is_a_number
-from goe2mqtt.util.text import entity_slug
+from goe2mqtt.util.text import slug
 
 
 def default_state_dir() -> str:
@@ -279,7 +279,7 @@ class Settings(Section):
         problems = site_problems(self.sites, {c.name for c in self.chargers})
         problems.extend(meter_loops(self.sites, self.mqtt.base_topic))
         for index, charger in enumerate(self.chargers):
-            ids = entity_slug(charger.name)  # Home Assistant's: site-house is site_house
+            ids = slug(charger.name)  # Home Assistant's: site-house is site_house
             if self.sites and (ids == "site" or ids.startswith("site_")):
                 # {base}/site/... holds the sites' topics, site_{site}_{key} their
                 # Home Assistant object ids (beside the chargers' {charger}_{key})

@@ -13,9 +13,9 @@ from typing import Any
 
 from goe2mqtt import __version__
 from goe2mqtt.catalogue import ENTITIES
-from goe2mqtt.homeassistant.discovery import ORIGIN, node_id
+from goe2mqtt.homeassistant.discovery import ORIGIN, entity_object_id, node_id
 from goe2mqtt.mqtt.topics import Topics
-from goe2mqtt.util.text import entity_slug, slug, without_none
+from goe2mqtt.util.text import slug, without_none
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,10 +76,12 @@ def bridge_id_collisions(chargers: Sequence[str], shards: int | None) -> list[st
     devices = [None] if shards is None else [None, *range(shards)]
     bridge = {f"{slug(bridge_name(s))}_{b.key}" for s in devices for b in BRIDGE_SENSORS}
     problems = []
+    sensors = [entity.key for entity in ENTITIES if entity.component == "sensor"]
     for index, name in enumerate(chargers):
-        for entity in ENTITIES:
-            object_id = entity_slug(f"{name}_{entity.key}")
-            if entity.component == "sensor" and object_id in bridge:
+        ids = slug(name)
+        for key in sensors:
+            object_id = entity_object_id(ids, key)
+            if object_id in bridge:
                 problems.append(
                     f"chargers[{index}].name: '{name}' would share Home Assistant's"
                     f" sensor.{object_id} with the bridge's own device: rename the charger"

@@ -22,7 +22,7 @@ from goe2mqtt.catalogue.facts import DeviceFacts
 from goe2mqtt.catalogue.model import PRESS
 from goe2mqtt.catalogue.writes import number_range
 from goe2mqtt.mqtt.topics import Topics
-from goe2mqtt.util.text import entity_slug, without_none
+from goe2mqtt.util.text import slug, without_none
 
 ORIGIN = {"name": "goe2mqtt", "sw_version": __version__, "support_url": PROJECT_URL}
 # State topics say null for unknown (what JSON readers such as Node-RED understand);
@@ -44,6 +44,14 @@ def discovery_topic(prefix: str, base_topic: str, charger: str, entity: EntityDe
     return f"{prefix}/{entity.component}/{node_id(base_topic)}/{charger}_{entity.key}/config"
 
 
+def entity_object_id(charger_ids: str, key: str) -> str:
+    """The id Home Assistant makes of a charger's entity: ``charger_ids`` is slug() of
+    the charger's name (each run of - and _ one _, none at the ends, as its slugify;
+    garage-1 and garage_1 are one), the catalogue's keys are ids already. Slugged once
+    per charger, not per entity: a fleet of 10 000 spent 2.7 s of every start on it."""
+    return f"{charger_ids}_{key}" if charger_ids else key
+
+
 def name_collisions(chargers: Sequence[str]) -> list[str]:
     """Charger names whose entities would share discovery topics and entity ids
     (garage + card_0_energy = garage_card_0 + energy), as Home Assistant makes the ids
@@ -52,8 +60,9 @@ def name_collisions(chargers: Sequence[str]) -> list[str]:
     owner: dict[str, int] = {}
     clashes: dict[tuple[int, int], str] = {}  # (index, earlier index) -> a shared id
     for index, name in enumerate(chargers):
+        ids = slug(name)
         for entity in ENTITIES:
-            object_id = entity_slug(f"{name}_{entity.key}")
+            object_id = entity_object_id(ids, entity.key)
             other = owner.setdefault(object_id, index)
             if other != index:
                 clashes.setdefault((index, other), object_id)

@@ -44,15 +44,10 @@ def fold(text: str) -> str:
 
 
 def slug(name: str) -> str:
-    """A display name as an id: 'Charging current' -> 'charging_current'."""
+    """A display name as an id: 'Charging current' -> 'charging_current'. Of a name of
+    ours (a-z 0-9 _ -) the id Home Assistant makes (homeassistant.util.slugify): each run
+    of - and _ one _, none at the ends, so garage-1, garage_1 and garage__1 are one."""
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
-
-
-def entity_slug(name: str) -> str:
-    """The id Home Assistant makes of a name of ours (a-z 0-9 _ -): each run of - and _
-    one _, none at the ends (homeassistant.util.slugify), so garage-1, garage_1 and
-    garage__1 are one id, and garage_ is garage."""
-    return "_".join(part for part in re.split(r"[-_]+", name) if part)
 
 
 def without_none(fields: dict[str, Any]) -> dict[str, Any]:
